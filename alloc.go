@@ -1,0 +1,115 @@
+package memshuffle
+
+import (
+	"fmt"
+	"math/bits"
+
+	"github.com/memshuffle/memshuffle/internal/ctr"
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
+
+// Alloc makes a new entry of n zeroed elements of T and returns its Handle.
+// The entry is encrypted from the moment it exists. T must hold no Go
+// pointers (ErrUnsupportedType); n must be at least 1 and n elements must fit
+// in MaxEntrySize (ErrInvalidSize). The entry keeps T's alignment for its
+// whole life.
+func Alloc[T any](s *Shuffler, n int) (Handle, error) {
+	ti, err := typeOf[T]()
+	if err != nil {
+		return Handle{}, err
+	}
+	if n < 1 || uint64(n) > MaxEntrySize/uint64(ti.size) {
+		return Handle{}, fmt.Errorf("%w: %d elements of %d bytes", ErrInvalidSize, n, ti.size)
+	}
+	return s.alloc(n*ti.size, ti.align)
+}
+
+// Create makes a new entry holding one zeroed T; see Alloc.
+func Create[T any](s *Shuffler) (Handle, error) { return Alloc[T](s, 1) }
+
+func (s *Shuffler) alloc(size, align int) (Handle, error) {
+	if s == nil || s.closed.Load() || len(s.shards) == 0 {
+		return Handle{}, ErrClosed
+	}
+	sh := &s.shards[s.rr.Add(1)&uint32(len(s.shards)-1)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.closed {
+		return Handle{}, ErrClosed
+	}
+	if sh.freeHead == 0 && sh.nslots == maxSlots {
+		return Handle{}, fmt.Errorf("%w: slot table of shard %d is full", ErrOutOfMemory, sh.index)
+	}
+	base, err := sh.reserve(ctr.Blocks(size))
+	if err != nil {
+		return Handle{}, err
+	}
+	a, off, err := sh.place(size, align)
+	if err != nil {
+		return Handle{}, err
+	}
+	i, sl := sh.newSlot()
+	sl.ctr, sl.arena, sl.off, sl.size = base, a.index, uint32(off), uint32(size)
+	sl.meta = sl.meta&^0xff | stateLive<<4 | uint32(bits.TrailingZeros(uint(align)))
+	a.live++
+	sh.live++
+	sh.liveBytes += int64(size)
+	// The memory is zero, so this writes the keystream: the entry is
+	// ciphertext before anyone can see it.
+	mem := sh.bytes(sl)
+	sh.ciph.XOR(mem, mem, base, sh.scratch)
+	return makeHandle(s.id, sh.index, i, sl.gen()), nil
+}
+
+// newSlot takes a free slot, or a new one. Generations start at 1, so no
+// valid Handle has generation 0 and the zero Handle never matches.
+func (sh *shard) newSlot() (uint32, *slot) {
+	if sh.freeHead != 0 {
+		i := sh.freeHead - 1
+		sl := sh.slot(i)
+		sh.freeHead = sl.off
+		return i, sl
+	}
+	i := sh.nslots
+	if i&(chunkSlots-1) == 0 {
+		sh.chunks = append(sh.chunks, make([]slot, chunkSlots))
+	}
+	sh.nslots++
+	sl := sh.slot(i)
+	sl.meta = 1 << 8
+	return i, sl
+}
+
+// Free wipes the entry at once and invalidates h; no later entry gets a
+// Handle equal to h. The space is reclaimed by the next Shuffle, or as soon
+// as its arena holds nothing else. A rented entry cannot be freed (ErrBusy).
+func (s *Shuffler) Free(h Handle) error {
+	sh, sl, err := s.lookup(h)
+	if err != nil {
+		return err
+	}
+	defer sh.mu.Unlock()
+	if sl.state() == stateRented {
+		return ErrBusy
+	}
+	osmem.Wipe(sh.bytes(sl))
+	sh.live--
+	sh.liveBytes -= int64(sl.size)
+	sh.vacate(sl)
+	sh.freeSlot(h.slot(), sl)
+	return nil
+}
+
+// freeSlot bumps the slot's generation so old Handles go stale. A slot whose
+// generation would wrap is retired instead of reused, which keeps Handles
+// unique for the Shuffler's life.
+func (sh *shard) freeSlot(i uint32, sl *slot) {
+	g := sl.gen() + 1
+	*sl = slot{meta: g << 8}
+	if g > genMask {
+		sl.meta = 0
+		return
+	}
+	sl.off = sh.freeHead
+	sh.freeHead = i + 1
+}

@@ -1,0 +1,56 @@
+package memshuffle
+
+import (
+	"errors"
+
+	"github.com/memshuffle/memshuffle/internal/ctr"
+)
+
+var (
+	// ErrInvalidHandle is returned when a Handle is the zero Handle, was never
+	// issued, was freed, is stale because its slot has been reused, or was
+	// issued by another Shuffler.
+	ErrInvalidHandle = errors.New("memshuffle: invalid handle")
+
+	// ErrBusy is returned when renting or freeing an entry that is rented.
+	ErrBusy = errors.New("memshuffle: entry is rented")
+
+	// ErrNotRented is returned by Return for an entry that is not rented.
+	ErrNotRented = errors.New("memshuffle: entry is not rented")
+
+	// ErrClosed is returned by every call on a Shuffler after Close (except
+	// Close itself), and on a Shuffler not made by New.
+	ErrClosed = errors.New("memshuffle: shuffler is closed")
+
+	// ErrUnsupportedType is returned when a type holds Go pointers anywhere
+	// inside it (pointers, strings, slices, maps, channels, functions,
+	// interfaces, unsafe.Pointer) or has size 0. Memory outside the Go heap is
+	// invisible to the garbage collector, so a pointer kept there could dangle.
+	ErrUnsupportedType = errors.New("memshuffle: unsupported type")
+
+	// ErrTypeMismatch is returned when Rent[T] asks for a T larger than the
+	// entry or with stricter alignment than the entry was allocated with, or
+	// when RentSlice[T] is asked for an entry whose size is not a multiple of
+	// T's size.
+	ErrTypeMismatch = errors.New("memshuffle: type does not fit the entry")
+
+	// ErrInvalidSize is returned when an element count is below 1, or when
+	// the entry's size overflows or exceeds MaxEntrySize.
+	ErrInvalidSize = errors.New("memshuffle: invalid size")
+
+	// ErrOutOfMemory is returned, wrapping the system error, when the
+	// operating system refuses to map memory.
+	ErrOutOfMemory = errors.New("memshuffle: out of memory")
+
+	// ErrLockFailed is returned, wrapping the system error, when memory
+	// cannot be locked into RAM and the Shuffler was made with LockStrict.
+	ErrLockFailed = errors.New("memshuffle: cannot lock memory")
+
+	// ErrInvalidOption is returned by New for an option value out of range.
+	ErrInvalidOption = errors.New("memshuffle: invalid option")
+
+	// ErrCounterExhausted is returned when the 64-bit space of AES-CTR
+	// counter blocks of a Shuffler is used up, which takes 2^68 bytes of
+	// encryption. No counter block is ever used twice instead.
+	ErrCounterExhausted = ctr.ErrExhausted
+)

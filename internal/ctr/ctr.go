@@ -1,0 +1,143 @@
+// Package ctr is the cipher layer: AES-256 in counter mode, with the counter
+// blocks built so that none repeats under one key for the life of a Shuffler.
+//
+// # Counter blocks
+//
+// A counter block is 16 bytes: the 8-byte salt, then a 64-bit big-endian
+// counter value. Every encryption of an entry reserves a fresh, contiguous run
+// of counter values from an Allocator, one per 16-byte block of the entry, and
+// the entry's slot records where its run starts. The Allocator only moves
+// forward and is never reset, not even by a key rotation, so under one key and
+// salt:
+//
+//   - two entries never share a counter value (their runs are disjoint), and
+//   - two encryptions of the same entry never share one either (each takes a
+//     new run), so writing the same plaintext twice gives different
+//     ciphertext.
+//
+// A rotation to a different salt changes the upper half of every block; a
+// rotation back to a key and salt used before still draws counter values past
+// every one used so far. The low half never carries into the salt because a
+// run is refused (ErrExhausted) rather than allowed to wrap past 2^64, which
+// also keeps this construction identical to the standard library's 128-bit
+// big-endian CTR increment, the fast path for long entries.
+package ctr
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"math"
+	"sync/atomic"
+)
+
+// BlockSize is the AES block size.
+const BlockSize = aes.BlockSize
+
+// ScratchSize is the size of the keystream scratch a caller provides to XOR.
+const ScratchSize = smallBlocks * BlockSize
+
+// smallBlocks is the longest input handled block by block; longer inputs use
+// the standard library's pipelined CTR, whose setup cost only pays off beyond
+// a few blocks.
+const smallBlocks = 8
+
+// ErrExhausted is returned when the 64-bit counter space is used up. At one
+// counter value per 16 bytes encrypted this takes 2^68 bytes of encryption.
+var ErrExhausted = errors.New("memshuffle: counter space exhausted")
+
+// Blocks reports how many counter values an n-byte entry uses.
+func Blocks(n int) uint64 { return (uint64(n) + BlockSize - 1) / BlockSize }
+
+// Allocator hands out runs of counter values. It is safe for concurrent use.
+type Allocator struct{ next atomic.Uint64 }
+
+// NewAllocator starts the counter space at start.
+func NewAllocator(start uint64) *Allocator {
+	a := &Allocator{}
+	a.next.Store(start)
+	return a
+}
+
+// Reserve returns the first of n consecutive unused counter values.
+func (a *Allocator) Reserve(n uint64) (uint64, error) {
+	for {
+		cur := a.next.Load()
+		if n > math.MaxUint64-cur {
+			return 0, ErrExhausted
+		}
+		if a.next.CompareAndSwap(cur, cur+n) {
+			return cur, nil
+		}
+	}
+}
+
+// Next reports the first counter value not yet handed out.
+func (a *Allocator) Next() uint64 { return a.next.Load() }
+
+// Cipher is AES-256-CTR under one key and salt. It is safe for concurrent
+// use as long as each goroutine passes its own scratch.
+type Cipher struct {
+	block cipher.Block
+	salt  uint64
+}
+
+// New builds a Cipher. It does not keep key or salt; the caller wipes them.
+func New(key *[32]byte, salt *[8]byte) (*Cipher, error) {
+	b, err := aes.NewCipher(key[:])
+	if err != nil {
+		return nil, err
+	}
+	return &Cipher{block: b, salt: binary.BigEndian.Uint64(salt[:])}, nil
+}
+
+// XOR XORs src with the keystream of the run starting at counter value base
+// and writes the result to dst, which must have the length of src and either
+// be src or not overlap it. scratch receives keystream for short inputs and
+// is wiped before XOR returns.
+func (c *Cipher) XOR(dst, src []byte, base uint64, scratch *[ScratchSize]byte) {
+	n := len(src)
+	if n == 0 {
+		return
+	}
+	if n > ScratchSize {
+		var iv [BlockSize]byte
+		binary.BigEndian.PutUint64(iv[:8], c.salt)
+		binary.BigEndian.PutUint64(iv[8:], base)
+		cipher.NewCTR(c.block, iv[:]).XORKeyStream(dst, src)
+		return
+	}
+	ks := scratch[:(n+BlockSize-1)&^(BlockSize-1)]
+	for i := 0; i < len(ks); i += BlockSize {
+		blk := ks[i : i+BlockSize]
+		binary.BigEndian.PutUint64(blk[:8], c.salt)
+		binary.BigEndian.PutUint64(blk[8:], base+uint64(i/BlockSize))
+		c.block.Encrypt(blk, blk)
+	}
+	subtle.XORBytes(dst, src, ks[:n])
+	clear(ks)
+}
+
+// rekeyChunk is a multiple of BlockSize.
+const rekeyChunk = 4096
+
+// Rekey turns data, encrypted by from at run fromBase, into the encryption of
+// the same plaintext by to at run toBase, without the plaintext ever being
+// formed: the two keystreams are combined in scratch first.
+func Rekey(data []byte, from *Cipher, fromBase uint64, to *Cipher, toBase uint64, scratch *[ScratchSize]byte) {
+	// The combined keystream reveals nothing that the old and new ciphertext
+	// do not already reveal together, so it may sit on the stack.
+	var tmp [rekeyChunk]byte
+	for off := 0; off < len(data); off += rekeyChunk {
+		end := min(off+rekeyChunk, len(data))
+		chunk := tmp[:end-off]
+		clear(chunk)
+		blk := uint64(off / BlockSize)
+		from.XOR(chunk, chunk, fromBase+blk, scratch)
+		to.XOR(chunk, chunk, toBase+blk, scratch)
+		subtle.XORBytes(data[off:end], data[off:end], chunk)
+	}
+	clear(tmp[:])
+}

@@ -1,0 +1,105 @@
+// Package osmem maps memory from the operating system, outside the Go heap,
+// and hardens it where the platform allows: guard pages on both sides, locked
+// into RAM, excluded from core dumps and from forked children.
+//
+// Every system call goes through the Fault seam so tests can make any of them
+// fail and check that callers stay consistent.
+package osmem
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Op names one operating-system call made by this package.
+type Op int
+
+// The operations a fault hook can fail.
+const (
+	OpMap Op = iota
+	OpUnmap
+	OpProtect
+	OpLock
+	OpAdvise
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpMap:
+		return "mmap"
+	case OpUnmap:
+		return "munmap"
+	case OpProtect:
+		return "mprotect"
+	case OpLock:
+		return "mlock"
+	case OpAdvise:
+		return "madvise"
+	}
+	return fmt.Sprintf("op(%d)", int(o))
+}
+
+// ErrInjected is the error a fault hook returns by default.
+var ErrInjected = errors.New("osmem: injected fault")
+
+var (
+	faultMu sync.RWMutex
+	fault   func(Op) error
+)
+
+// SetFault installs hook, which is called before every operating-system call
+// and makes it fail with the returned error when that is non-nil. A nil hook
+// removes it. It exists for tests and is not safe to change while other
+// goroutines map memory.
+func SetFault(hook func(Op) error) {
+	faultMu.Lock()
+	fault = hook
+	faultMu.Unlock()
+}
+
+func injected(op Op) error {
+	faultMu.RLock()
+	f := fault
+	faultMu.RUnlock()
+	if f == nil {
+		return nil
+	}
+	return f(op)
+}
+
+// Flags selects the hardening applied to a Region.
+type Flags struct {
+	Lock       bool // mlock the pages; failure is reported in Region.Locked, not as an error
+	StrictLock bool // make a failed mlock an error
+}
+
+// Region is one mapping. Data is the usable, read-write part; guard pages
+// around it (where supported) fault on any access.
+type Region struct {
+	Data     []byte
+	Locked   bool  // Data is locked into RAM
+	DontDump bool  // Data is excluded from core dumps
+	LockErr  error // why locking failed, when it was asked for and did not happen
+	full     []byte
+}
+
+// ErrLock wraps a failed mlock when Flags.StrictLock is set.
+var ErrLock = errors.New("osmem: cannot lock memory")
+
+// Wipe zeroes b in a way the compiler cannot drop.
+func Wipe(b []byte) {
+	clear(b)
+	keepAlive(b)
+}
+
+var sink byte
+
+//go:noinline
+func keepAlive(b []byte) {
+	if len(b) > 0 {
+		sink = b[0]
+	}
+}
+
+var errNoDontDump = errors.New("osmem: dump exclusion not supported on this platform")

@@ -1,0 +1,92 @@
+package memshuffle
+
+import (
+	"fmt"
+	"runtime"
+)
+
+// Option configures a Shuffler made by New.
+type Option interface{ apply(*config) error }
+
+type optionFunc func(*config) error
+
+func (f optionFunc) apply(c *config) error { return f(c) }
+
+// LockMode says what a Shuffler does about locking its arenas into RAM.
+type LockMode int
+
+const (
+	// LockBestEffort locks every arena with mlock and, when the system
+	// refuses (RLIMIT_MEMLOCK, for one), keeps working with unlocked memory
+	// and counts it in Stats. This is the default.
+	LockBestEffort LockMode = iota
+	// LockStrict makes a refused lock an error: the allocation that needed
+	// the memory fails with ErrLockFailed and nothing changes.
+	LockStrict
+	// LockNone never locks. Memory may then be written to swap, encrypted.
+	LockNone
+)
+
+type config struct {
+	shards    int
+	arenaSize int
+	lock      LockMode
+	onReturn  bool
+}
+
+func defaultConfig() config {
+	// Four shards per processor keep two goroutines on different entries
+	// from meeting on one lock most of the time.
+	n := 1
+	for n < 4*runtime.GOMAXPROCS(0) && n < 64 {
+		n <<= 1
+	}
+	return config{shards: n, arenaSize: 64 << 10, lock: LockBestEffort}
+}
+
+// WithShards sets the number of independent shards, each with its own lock,
+// arenas and slot table: a power of two from 1 to 256. More shards let more
+// goroutines rent and return at once. The default is four per GOMAXPROCS,
+// at most 64.
+func WithShards(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 1 || n > maxShards || n&(n-1) != 0 {
+			return fmt.Errorf("%w: WithShards(%d): want a power of two in [1, %d]", ErrInvalidOption, n, maxShards)
+		}
+		c.shards = n
+		return nil
+	})
+}
+
+// WithArenaSize sets the smallest arena mapped from the operating system, in
+// bytes, rounded up to whole pages: from 4 KiB to 1 GiB. Arenas grow beyond it
+// as a shard holds more data. The default is 64 KiB.
+func WithArenaSize(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 4<<10 || n > 1<<30 {
+			return fmt.Errorf("%w: WithArenaSize(%d): want [4096, 1<<30]", ErrInvalidOption, n)
+		}
+		c.arenaSize = n
+		return nil
+	})
+}
+
+// WithLockMode sets what the Shuffler does about locking arenas into RAM.
+func WithLockMode(m LockMode) Option {
+	return optionFunc(func(c *config) error {
+		if m < LockBestEffort || m > LockNone {
+			return fmt.Errorf("%w: WithLockMode(%d)", ErrInvalidOption, int(m))
+		}
+		c.lock = m
+		return nil
+	})
+}
+
+// WithShuffleOnBorrowReturn starts the Shuffler with shuffle-on-borrow-return
+// enabled; see [Shuffler.SetShuffleOnBorrowReturn].
+func WithShuffleOnBorrowReturn(enable bool) Option {
+	return optionFunc(func(c *config) error {
+		c.onReturn = enable
+		return nil
+	})
+}

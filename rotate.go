@@ -1,0 +1,104 @@
+package memshuffle
+
+import (
+	"crypto/rand"
+
+	"github.com/memshuffle/memshuffle/internal/ctr"
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
+
+// RotateKey re-encrypts every entry under a new AES-256 key and salt, with
+// no data lost. A nil key or salt is replaced by a fresh random value. The
+// caller's key and salt arrays are wiped before RotateKey returns, whether
+// it succeeds or not, so the only copy of the key is the Shuffler's.
+//
+// Unrented entries go from the old ciphertext to the new one without their
+// plaintext ever being formed. Entries rented during the rotation are
+// plaintext already and are encrypted under the new key when returned.
+// Shards rotate one at a time; operations on other shards go on meanwhile.
+// Counter values keep counting up across rotations, so even a rotation back
+// to an earlier key and salt never reuses a counter block.
+func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
+	defer func() {
+		if key != nil {
+			osmem.Wipe(key[:])
+		}
+		if salt != nil {
+			osmem.Wipe(salt[:])
+		}
+	}()
+	if s == nil || s.closed.Load() || len(s.shards) == 0 {
+		return ErrClosed
+	}
+	s.rotateMu.Lock()
+	defer s.rotateMu.Unlock()
+	s.closeMu.Lock()
+	if s.closed.Load() {
+		s.closeMu.Unlock()
+		return ErrClosed
+	}
+	k, sa := s.keyBufs()
+	var err error
+	if key != nil {
+		*k = *key
+	} else {
+		_, err = rand.Read(k[:])
+	}
+	if salt != nil {
+		*sa = *salt
+	} else if err == nil {
+		_, err = rand.Read(sa[:])
+	}
+	var next *ctr.Cipher
+	if err == nil {
+		next, err = ctr.New(k, sa)
+	}
+	osmem.Wipe(s.keyPage.Data)
+	s.closeMu.Unlock()
+	if err != nil {
+		return err
+	}
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if sh.closed {
+			sh.mu.Unlock()
+			return ErrClosed
+		}
+		err := sh.rekey(next)
+		sh.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	s.rotations.Add(1)
+	return nil
+}
+
+// rekey moves every unrented entry of the shard to next. The counter
+// values for all of them are reserved first, in one run, so the shard either
+// moves entirely or, when the counter space is exhausted, not at all: every
+// entry of a shard is always under the shard's one cipher.
+func (sh *shard) rekey(next *ctr.Cipher) error {
+	var total uint64
+	for i := range sh.nslots {
+		if sl := sh.slot(i); sl.state() == stateLive {
+			total += ctr.Blocks(int(sl.size))
+		}
+	}
+	base, err := sh.reserve(total)
+	if err != nil {
+		return err
+	}
+	for i := range sh.nslots {
+		sl := sh.slot(i)
+		if sl.state() != stateLive {
+			continue
+		}
+		ctr.Rekey(sh.bytes(sl), sh.ciph, sl.ctr, next, base, sh.scratch)
+		sl.ctr = base
+		base += ctr.Blocks(int(sl.size))
+	}
+	sh.ciph = next
+	return nil
+}

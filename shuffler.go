@@ -1,0 +1,408 @@
+package memshuffle
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/memshuffle/memshuffle/internal/ctr"
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
+
+// MaxEntrySize is the largest entry, in bytes, a Shuffler holds.
+const MaxEntrySize = 1 << 31
+
+// maxArenaSize caps the arenas a shard grows into, so that one long-lived
+// entry cannot pin much memory; larger entries get an arena of their own.
+const maxArenaSize = 16 << 20
+
+// Shuffler holds entries encrypted at rest in arenas mapped outside the Go
+// heap, hands out Handles to them, and moves them around on Shuffle. Make one
+// with New and release it with Close. All methods are safe for concurrent use
+// by many goroutines.
+type Shuffler struct {
+	id     uint64
+	shards []shard
+	rr     atomic.Uint32 // round-robin shard choice for Alloc
+	closed atomic.Bool
+
+	onReturn atomic.Bool
+	rotateMu sync.Mutex // one RotateKey at a time
+	closeMu  sync.Mutex
+	ctrs     *ctr.Allocator
+	cfg      config
+	keyPage  *osmem.Region // off-heap scratch for generated keys
+
+	shuffles       atomic.Uint64
+	arenasReleased atomic.Uint64
+	bytesMoved     atomic.Uint64
+	shuffleNanos   atomic.Int64
+	rotations      atomic.Uint64
+	lockFailures   atomic.Uint64
+}
+
+// shard is an independent part of a Shuffler: its own lock, slot table and
+// arenas. An entry lives in one shard for its whole life, so operations on
+// entries of different shards never wait for each other.
+type shard struct {
+	mu     sync.Mutex
+	s      *Shuffler
+	index  uint32
+	closed bool
+	ciph   *ctr.Cipher
+
+	chunks   [][]slot
+	nslots   uint32
+	freeHead uint32 // index+1 of the first free slot, 0 when none
+
+	arenas     []*arena // by arena index; nil where released
+	arenaHoles []uint32
+	cur        *arena // where new entries go
+
+	ctrNext, ctrEnd uint64 // this shard's reserved run of counter values
+
+	cursor  uint32 // next slot the shuffle-on-return sweep looks at
+	scratch *[ctr.ScratchSize]byte
+	scrReg  *osmem.Region
+	rng     *mrand.Rand
+	order   []uint32 // reused by shuffle
+
+	live, rented          int
+	liveBytes, mapped     int64
+	lockedBytes, unlocked int64
+
+	_ [64]byte // keep neighbouring shards' locks off one cache line
+}
+
+// slot is the metadata of one entry. It holds no secret: where the entry is,
+// how big, and which run of counter values encrypted it.
+type slot struct {
+	ctr   uint64 // first counter value of the current encryption
+	off   uint32 // offset in the arena; for a free slot, index+1 of the next free slot
+	arena uint32
+	size  uint32
+	meta  uint32 // generation<<8 | state<<4 | log2(alignment)
+}
+
+const (
+	stateFree   = 0
+	stateLive   = 1
+	stateRented = 2
+)
+
+func (sl *slot) gen() uint32        { return sl.meta >> 8 }
+func (sl *slot) state() uint32      { return sl.meta >> 4 & 0xf }
+func (sl *slot) align() int         { return 1 << (sl.meta & 0xf) }
+func (sl *slot) setState(st uint32) { sl.meta = sl.meta&^0xf0 | st<<4 }
+
+const (
+	chunkShift = 12
+	chunkSlots = 1 << chunkShift
+	maxSlots   = 1<<slotBits - 1
+)
+
+func (sh *shard) slot(i uint32) *slot { return &sh.chunks[i>>chunkShift][i&(chunkSlots-1)] }
+
+type arena struct {
+	reg   *osmem.Region
+	mem   []byte
+	used  int // bump offset: bytes past it have never held an entry
+	live  int // entries (live or rented) placed here
+	index uint32
+}
+
+// New returns a Shuffler with a fresh random key and salt.
+func New(opts ...Option) (*Shuffler, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: nil Option", ErrInvalidOption)
+		}
+		if err := o.apply(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	var seed [16]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, err
+	}
+	s := &Shuffler{cfg: cfg, shards: make([]shard, cfg.shards)}
+	s.id = binary.LittleEndian.Uint64(seed[:8]) | 1
+	// Starting the counter space at a random point below 2^62 keeps two
+	// Shufflers that a caller gave the same key and salt from sharing counter
+	// blocks, and still leaves at least 3*2^62 blocks to use.
+	s.ctrs = ctr.NewAllocator(binary.LittleEndian.Uint64(seed[8:]) >> 2)
+	s.onReturn.Store(cfg.onReturn)
+
+	kp, err := s.mapRegion(osmem.PageSize())
+	if err != nil {
+		return nil, err
+	}
+	s.keyPage = kp
+	key, salt := s.keyBufs()
+	if _, err := rand.Read(key[:]); err != nil {
+		s.releaseAll()
+		return nil, err
+	}
+	if _, err := rand.Read(salt[:]); err != nil {
+		s.releaseAll()
+		return nil, err
+	}
+	c, err := ctr.New(key, salt)
+	osmem.Wipe(kp.Data)
+	if err != nil {
+		s.releaseAll()
+		return nil, err
+	}
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.s, sh.index, sh.ciph = s, uint32(i), c
+		reg, err := s.mapRegion(ctr.ScratchSize)
+		if err != nil {
+			s.releaseAll()
+			return nil, err
+		}
+		sh.scrReg = reg
+		sh.scratch = (*[ctr.ScratchSize]byte)(unsafe.Pointer(&reg.Data[0]))
+		var rs [32]byte
+		if _, err := rand.Read(rs[:]); err != nil {
+			s.releaseAll()
+			return nil, err
+		}
+		sh.rng = mrand.New(mrand.NewChaCha8(rs))
+	}
+	return s, nil
+}
+
+func (s *Shuffler) keyBufs() (*[32]byte, *[8]byte) {
+	d := s.keyPage.Data
+	return (*[32]byte)(d[0:32]), (*[8]byte)(d[32:40])
+}
+
+// mapRegion maps n bytes for the Shuffler's own use with its lock mode.
+func (s *Shuffler) mapRegion(n int) (*osmem.Region, error) {
+	f := osmem.Flags{Lock: s.cfg.lock != LockNone, StrictLock: s.cfg.lock == LockStrict}
+	r, err := osmem.Map(n, f)
+	if err != nil {
+		if errors.Is(err, osmem.ErrLock) {
+			s.lockFailures.Add(1)
+			return nil, fmt.Errorf("%w: %w", ErrLockFailed, err)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrOutOfMemory, err)
+	}
+	if r.LockErr != nil {
+		s.lockFailures.Add(1)
+	}
+	return r, nil
+}
+
+// releaseAll wipes and unmaps what New mapped before it failed.
+func (s *Shuffler) releaseAll() {
+	for i := range s.shards {
+		if r := s.shards[i].scrReg; r != nil {
+			osmem.Wipe(r.Data)
+			_ = osmem.Unmap(r)
+		}
+	}
+	if s.keyPage != nil {
+		osmem.Wipe(s.keyPage.Data)
+		_ = osmem.Unmap(s.keyPage)
+	}
+}
+
+// Close wipes every entry, rented or not, and returns all memory to the
+// operating system. Pointers and slices from Rent become invalid: using one
+// faults. Close is idempotent; every other call afterwards returns ErrClosed.
+func (s *Shuffler) Close() error {
+	if s == nil || len(s.shards) == 0 {
+		return nil
+	}
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed.Load() {
+		return nil
+	}
+	s.closed.Store(true)
+	var errs []error
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		sh.closed = true
+		for _, a := range sh.arenas {
+			if a == nil {
+				continue
+			}
+			osmem.Wipe(a.mem[:a.used])
+			if err := osmem.Unmap(a.reg); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		sh.arenas, sh.arenaHoles, sh.cur, sh.chunks = nil, nil, nil, nil
+		sh.nslots, sh.freeHead = 0, 0
+		sh.live, sh.rented, sh.liveBytes, sh.mapped, sh.lockedBytes, sh.unlocked = 0, 0, 0, 0, 0, 0
+		sh.mu.Unlock()
+	}
+	s.releaseAll()
+	return errors.Join(errs...)
+}
+
+// lookup validates h and returns its shard, locked, and slot. The caller
+// unlocks the shard.
+func (s *Shuffler) lookup(h Handle) (*shard, *slot, error) {
+	if s == nil || s.closed.Load() || len(s.shards) == 0 {
+		return nil, nil, ErrClosed
+	}
+	if h.owner != s.id || h.shard() >= uint32(len(s.shards)) {
+		return nil, nil, ErrInvalidHandle
+	}
+	sh := &s.shards[h.shard()]
+	sh.mu.Lock()
+	if sh.closed {
+		sh.mu.Unlock()
+		return nil, nil, ErrClosed
+	}
+	i := h.slot()
+	if i >= sh.nslots {
+		sh.mu.Unlock()
+		return nil, nil, ErrInvalidHandle
+	}
+	sl := sh.slot(i)
+	if sl.state() == stateFree || sl.gen() != h.gen() {
+		sh.mu.Unlock()
+		return nil, nil, ErrInvalidHandle
+	}
+	return sh, sl, nil
+}
+
+// bytes returns the entry's memory.
+func (sh *shard) bytes(sl *slot) []byte {
+	a := sh.arenas[sl.arena]
+	return a.mem[sl.off : sl.off+sl.size : sl.off+sl.size]
+}
+
+// reserve takes n counter values from the shard's run, refilling it from the
+// Shuffler's allocator in large steps so shards rarely touch the shared one.
+func (sh *shard) reserve(n uint64) (uint64, error) {
+	if sh.ctrEnd-sh.ctrNext < n {
+		const step = 1 << 16
+		base, err := sh.s.ctrs.Reserve(max(n, step))
+		if err != nil {
+			return 0, err
+		}
+		sh.ctrNext, sh.ctrEnd = base, base+max(n, step)
+	}
+	b := sh.ctrNext
+	sh.ctrNext += n
+	return b, nil
+}
+
+// newArena maps an arena of at least n bytes for the shard.
+func (sh *shard) newArena(n int) (*arena, error) {
+	sz := sh.s.cfg.arenaSize
+	for sz < maxArenaSize && int64(sz) < sh.liveBytes/4 {
+		sz <<= 1
+	}
+	sz = max(sz, n)
+	reg, err := sh.s.mapRegion(sz)
+	if err != nil {
+		return nil, err
+	}
+	a := &arena{reg: reg, mem: reg.Data}
+	if k := len(sh.arenaHoles); k > 0 {
+		a.index = sh.arenaHoles[k-1]
+		sh.arenaHoles = sh.arenaHoles[:k-1]
+		sh.arenas[a.index] = a
+	} else {
+		a.index = uint32(len(sh.arenas))
+		sh.arenas = append(sh.arenas, a)
+	}
+	sh.mapped += int64(len(a.mem))
+	if reg.Locked {
+		sh.lockedBytes += int64(len(a.mem))
+	} else {
+		sh.unlocked += int64(len(a.mem))
+	}
+	return a, nil
+}
+
+// release unmaps an arena that holds no entry. Every byte an entry left has
+// been wiped when it left, so there is nothing to clear here. When the
+// operating system refuses, the arena stays and the next Shuffle retries.
+func (sh *shard) release(a *arena) error {
+	if err := osmem.Unmap(a.reg); err != nil {
+		return err
+	}
+	sh.arenas[a.index] = nil
+	sh.arenaHoles = append(sh.arenaHoles, a.index)
+	sh.mapped -= int64(len(a.mem))
+	if a.reg.Locked {
+		sh.lockedBytes -= int64(len(a.mem))
+	} else {
+		sh.unlocked -= int64(len(a.mem))
+	}
+	if sh.cur == a {
+		sh.cur = nil
+	}
+	sh.s.arenasReleased.Add(1)
+	return nil
+}
+
+// fit bump-allocates size bytes aligned to align in a, if they fit.
+func fit(a *arena, size, align int) (int, bool) {
+	if a == nil {
+		return 0, false
+	}
+	off := (a.used + align - 1) &^ (align - 1)
+	if off > len(a.mem) || size > len(a.mem)-off {
+		return 0, false
+	}
+	a.used = off + size
+	return off, true
+}
+
+// place finds size bytes for an entry in the shard's current arena, mapping
+// a new one when it is full.
+func (sh *shard) place(size, align int) (*arena, int, error) {
+	if off, ok := fit(sh.cur, size, align); ok {
+		return sh.cur, off, nil
+	}
+	a, err := sh.newArena(size)
+	if err != nil {
+		return nil, 0, err
+	}
+	old := sh.cur
+	sh.cur = a
+	if old != nil && old.live == 0 {
+		_ = sh.release(old)
+	}
+	off, _ := fit(a, size, align)
+	return a, off, nil
+}
+
+// move copies the ciphertext of an unrented entry to dst and wipes where it
+// was. The counter run is bound to the entry, not to its address, so the
+// ciphertext moves as it is.
+func (sh *shard) move(sl *slot, dst *arena, off int) {
+	src := sh.bytes(sl)
+	copy(dst.mem[off:off+len(src)], src)
+	osmem.Wipe(src)
+	sh.vacate(sl)
+	sl.arena, sl.off = dst.index, uint32(off)
+	dst.live++
+	sh.s.bytesMoved.Add(uint64(len(src)))
+}
+
+// vacate drops an entry from its arena's count and releases the arena once
+// it is empty and no longer where new entries go.
+func (sh *shard) vacate(sl *slot) {
+	a := sh.arenas[sl.arena]
+	a.live--
+	if a.live == 0 && a != sh.cur {
+		_ = sh.release(a)
+	}
+}

@@ -1,0 +1,92 @@
+package memshuffle
+
+import "time"
+
+// Stats is a snapshot of a Shuffler's state and counters. The counters (the
+// uint64 fields and ShuffleTime) only grow; use Sub for the change over an
+// interval.
+type Stats struct {
+	Entries int // live entries, rented or not
+	Rented  int // entries rented now
+
+	LiveBytes   int64 // bytes of live entries
+	MappedBytes int64 // bytes of arenas mapped from the OS, guard pages not counted
+	Arenas      int   // arenas mapped now
+
+	LockedBytes   int64 // bytes of MappedBytes locked into RAM
+	UnlockedBytes int64 // bytes of MappedBytes the OS would not lock (or LockNone)
+
+	Shuffles       uint64        // completed calls to Shuffle
+	ArenasReleased uint64        // arenas returned to the OS
+	BytesMoved     uint64        // bytes of entries moved by Shuffle and shuffle-on-return
+	ShuffleTime    time.Duration // total time spent in Shuffle
+	KeyRotations   uint64        // completed calls to RotateKey
+	LockFailures   uint64        // mappings the OS refused to lock
+}
+
+// Sub returns the change in counters from old to st; gauges (entries,
+// bytes, arenas) are st's own.
+func (st Stats) Sub(old Stats) Stats {
+	d := st
+	d.Shuffles -= old.Shuffles
+	d.ArenasReleased -= old.ArenasReleased
+	d.BytesMoved -= old.BytesMoved
+	d.ShuffleTime -= old.ShuffleTime
+	d.KeyRotations -= old.KeyRotations
+	d.LockFailures -= old.LockFailures
+	return d
+}
+
+// Stats returns a snapshot. Each shard is read under its lock, so the
+// figures of one shard agree with each other; shards are read one after
+// another. After Close the gauges are zero and the counters remain.
+func (s *Shuffler) Stats() Stats {
+	if s == nil {
+		return Stats{}
+	}
+	var st Stats
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		st.Entries += sh.live
+		st.Rented += sh.rented
+		st.LiveBytes += sh.liveBytes
+		st.MappedBytes += sh.mapped
+		st.LockedBytes += sh.lockedBytes
+		st.UnlockedBytes += sh.unlocked
+		for _, a := range sh.arenas {
+			if a != nil {
+				st.Arenas++
+			}
+		}
+		sh.mu.Unlock()
+	}
+	st.Shuffles = s.shuffles.Load()
+	st.ArenasReleased = s.arenasReleased.Load()
+	st.BytesMoved = s.bytesMoved.Load()
+	st.ShuffleTime = time.Duration(s.shuffleNanos.Load())
+	st.KeyRotations = s.rotations.Load()
+	st.LockFailures = s.lockFailures.Load()
+	return st
+}
+
+// Size reports the entry's size in bytes.
+func (s *Shuffler) Size(h Handle) (int, error) {
+	sh, sl, err := s.lookup(h)
+	if err != nil {
+		return 0, err
+	}
+	n := int(sl.size)
+	sh.mu.Unlock()
+	return n, nil
+}
+
+// Valid reports whether h refers to a live entry of s.
+func (s *Shuffler) Valid(h Handle) bool {
+	sh, _, err := s.lookup(h)
+	if err != nil {
+		return false
+	}
+	sh.mu.Unlock()
+	return true
+}

@@ -1,0 +1,60 @@
+package memshuffle
+
+import (
+	"fmt"
+	"reflect"
+	"sync"
+	"unsafe"
+)
+
+type typeInfo struct{ size, align int }
+
+// typeErrs caches, per type, nil or the reason the type is unsupported, so
+// the reflection walk runs once per type rather than on every Rent.
+var typeErrs sync.Map // reflect.Type -> error
+
+func typeOf[T any]() (typeInfo, error) {
+	var z T
+	ti := typeInfo{size: int(unsafe.Sizeof(z)), align: int(unsafe.Alignof(z))}
+	t := reflect.TypeFor[T]()
+	if v, ok := typeErrs.Load(t); ok {
+		if v == nil {
+			return ti, nil
+		}
+		return ti, v.(error)
+	}
+	var err error
+	if ti.size == 0 {
+		err = fmt.Errorf("%w: %v has size 0", ErrUnsupportedType, t)
+	} else if where := pointerIn(t, t.String()); where != "" {
+		err = fmt.Errorf("%w: %v holds a Go pointer at %s", ErrUnsupportedType, t, where)
+	}
+	if err == nil {
+		typeErrs.Store(t, nil)
+	} else {
+		typeErrs.Store(t, err)
+	}
+	return ti, err
+}
+
+// pointerIn returns the path to the first part of t the garbage collector
+// would have to trace, or "" when t is plain data.
+func pointerIn(t reflect.Type, path string) string {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return ""
+	case reflect.Array:
+		return pointerIn(t.Elem(), path+"[]")
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if w := pointerIn(f.Type, path+"."+f.Name); w != "" {
+				return w
+			}
+		}
+		return ""
+	}
+	return path + " (" + t.Kind().String() + ")"
+}

@@ -87,19 +87,14 @@ type Region struct {
 // ErrLock wraps a failed mlock when Flags.StrictLock is set.
 var ErrLock = errors.New("osmem: cannot lock memory")
 
-// Wipe zeroes b in a way the compiler cannot drop.
+// Wipe zeroes b. It is kept out of line so the stores stay in a call the
+// compiler cannot see past: the Go compiler does not remove stores through a
+// slice today, and this keeps it that way if it ever learns to for memory it
+// can prove is never read again.
+//
+//go:noinline
 func Wipe(b []byte) {
 	clear(b)
-	keepAlive(b)
-}
-
-var sink byte
-
-//go:noinline
-func keepAlive(b []byte) {
-	if len(b) > 0 {
-		sink = b[0]
-	}
 }
 
 var errNoDontDump = errors.New("osmem: dump exclusion not supported on this platform")

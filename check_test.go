@@ -105,7 +105,7 @@ func (s *Shuffler) checkInvariants() error {
 				if a.live != perArena[uint32(ai)] {
 					return fmt.Errorf("shard %d: arena %d counts %d entries, holds %d", si, ai, a.live, perArena[uint32(ai)])
 				}
-				if a.live == 0 && a != sh.cur {
+				if a.live == 0 && a != sh.cur && !a.unmapFailed {
 					return fmt.Errorf("shard %d: arena %d is empty but still mapped", si, ai)
 				}
 				// Entries must not overlap, and every byte outside them must be

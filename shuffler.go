@@ -114,6 +114,8 @@ type arena struct {
 	used  int // bump offset: bytes past it have never held an entry
 	live  int // entries (live or rented) placed here
 	index uint32
+
+	unmapFailed bool // the OS refused to take it back; Shuffle retries
 }
 
 // New returns a Shuffler with a fresh random key and salt.
@@ -335,6 +337,7 @@ func (sh *shard) newArena(n int) (*arena, error) {
 // operating system refuses, the arena stays and the next Shuffle retries.
 func (sh *shard) release(a *arena) error {
 	if err := osmem.Unmap(a.reg); err != nil {
+		a.unmapFailed = true
 		return err
 	}
 	sh.arenas[a.index] = nil

@@ -1,0 +1,115 @@
+package memshuffle
+
+import (
+	"bytes"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
+
+// failNth makes the n-th call (from 0) of op fail, and reports through the
+// returned counter how many calls of op there were.
+func failNth(t *testing.T, op osmem.Op, n int64) *atomic.Int64 {
+	var calls atomic.Int64
+	osmem.SetFault(func(o osmem.Op) error {
+		if o != op {
+			return nil
+		}
+		if calls.Add(1)-1 == n {
+			return osmem.ErrInjected
+		}
+		return nil
+	})
+	t.Cleanup(func() { osmem.SetFault(nil) })
+	return &calls
+}
+
+// TestFaults makes each operating-system call of a workload fail in turn
+// and checks that the failure surfaces as a typed error while the Shuffler
+// stays consistent and every entry keeps its value.
+func TestFaults(t *testing.T) {
+	cases := []struct {
+		op   osmem.Op
+		mode LockMode
+		want error
+	}{
+		{osmem.OpMap, LockBestEffort, ErrOutOfMemory},
+		{osmem.OpProtect, LockBestEffort, ErrOutOfMemory},
+		{osmem.OpLock, LockStrict, ErrLockFailed},
+		{osmem.OpLock, LockBestEffort, nil}, // counted in Stats, not an error
+		{osmem.OpAdvise, LockBestEffort, nil},
+		{osmem.OpUnmap, LockBestEffort, nil}, // retried later
+	}
+	for _, c := range cases {
+		t.Run(c.op.String()+"/"+[]string{"besteffort", "strict", "none"}[c.mode], func(t *testing.T) {
+			for n := int64(0); ; n++ {
+				s, err := New(WithShards(2), WithArenaSize(4096), WithLockMode(c.mode))
+				if err != nil {
+					t.Fatal(err)
+				}
+				m := model{}
+				for i := range 40 {
+					h, err := Alloc[byte](s, 100+i)
+					if err != nil {
+						t.Fatal(err)
+					}
+					b, _ := RentSlice[byte](s, h)
+					for j := range b {
+						b[j] = byte(i + j)
+					}
+					m[h] = bytes.Clone(b)
+					s.Return(h)
+				}
+				calls := failNth(t, c.op, n)
+				var errs []error
+				keep := func(err error) {
+					if err != nil {
+						errs = append(errs, err)
+					}
+				}
+				for i := range 60 {
+					h, err := Alloc[byte](s, 1000+i)
+					keep(err)
+					if err == nil {
+						m[h] = make([]byte, 1000+i)
+					}
+				}
+				keep(s.Shuffle())
+				s.SetShuffleOnBorrowReturn(true)
+				for h := range m {
+					if _, err := RentSlice[byte](s, h); err != nil {
+						t.Fatal(err)
+					}
+					keep(s.Return(h))
+				}
+				keep(s.Shuffle())
+				total := calls.Load()
+				osmem.SetFault(nil)
+				for _, err := range errs {
+					if c.want == nil || !errors.Is(err, c.want) {
+						t.Fatalf("call %d of %v failed: got %v, want %v", n, c.op, err, c.want)
+					}
+				}
+				if err := s.checkInvariants(); err != nil {
+					t.Fatalf("call %d of %v failed: %v", n, c.op, err)
+				}
+				verifyModel(t, s, m)
+				if c.op == osmem.OpLock && c.mode == LockBestEffort && n < total && s.Stats().LockFailures == 0 {
+					t.Fatal("lock failure not counted")
+				}
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if n >= total {
+					t.Logf("%v: failed each of %d calls in turn", c.op, total)
+					if n == 0 {
+						t.Fatalf("workload made no %v call", c.op)
+					}
+					break
+				}
+			}
+		})
+	}
+}

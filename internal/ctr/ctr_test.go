@@ -1,0 +1,198 @@
+package ctr
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"math"
+	"sync"
+	"testing"
+)
+
+func unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestNISTVector is CTR-AES256.Encrypt from NIST SP 800-38A, F.5.5. Its
+// initial counter block f0f1...ff is salt f0f1f2f3f4f5f6f7 followed by the
+// counter value f8f9fafbfcfdfeff, exactly our construction.
+func TestNISTVector(t *testing.T) {
+	var key [32]byte
+	copy(key[:], unhex(t, "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4"))
+	var salt [8]byte
+	copy(salt[:], unhex(t, "f0f1f2f3f4f5f6f7"))
+	base := binary.BigEndian.Uint64(unhex(t, "f8f9fafbfcfdfeff"))
+	plain := unhex(t, "6bc1bee22e409f96e93d7e117393172a"+"ae2d8a571e03ac9c9eb76fac45af8e51"+
+		"30c81c46a35ce411e5fbc1191a0a52ef"+"f69f2445df4f9b17ad2b417be66c3710")
+	want := unhex(t, "601ec313775789a5b7a7f504bbf3d228"+"f443e3ca4d62b59aca84e990cacaf5c5"+
+		"2b0930daa23de94ce87017ba2d84988d"+"dfc9c58db67aada613c2dd08457941a6")
+	c, err := New(&key, &salt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scratch [ScratchSize]byte
+	for n := 1; n <= len(plain); n++ {
+		got := make([]byte, n)
+		c.XOR(got, plain[:n], base, &scratch)
+		if !bytes.Equal(got, want[:n]) {
+			t.Fatalf("n=%d: got %x, want %x", n, got, want[:n])
+		}
+	}
+	// Each block alone, at its own counter value.
+	for i := 0; i < 4; i++ {
+		got := make([]byte, 16)
+		c.XOR(got, plain[16*i:16*i+16], base+uint64(i), &scratch)
+		if !bytes.Equal(got, want[16*i:16*i+16]) {
+			t.Fatalf("block %d: got %x", i, got)
+		}
+	}
+	if scratch != ([ScratchSize]byte{}) {
+		t.Fatal("keystream left in scratch")
+	}
+}
+
+// TestPathsAgree checks the block-by-block path against the standard
+// library's CTR at every length across the switch-over, at counter values
+// up to the top of the 64-bit space, and in place as well as out of place.
+func TestPathsAgree(t *testing.T) {
+	var key [32]byte
+	var salt [8]byte
+	for i := range key {
+		key[i] = byte(i * 7)
+	}
+	copy(salt[:], "saltsalt")
+	c, _ := New(&key, &salt)
+	blk, _ := aes.NewCipher(key[:])
+	src := make([]byte, 3*ScratchSize+5)
+	for i := range src {
+		src[i] = byte(i)
+	}
+	var scratch [ScratchSize]byte
+	for _, base := range []uint64{0, 1, 1 << 32, math.MaxUint64 - 1<<10} {
+		for n := 0; n <= len(src); n++ {
+			var iv [16]byte
+			copy(iv[:8], salt[:])
+			binary.BigEndian.PutUint64(iv[8:], base)
+			want := make([]byte, n)
+			cipher.NewCTR(blk, iv[:]).XORKeyStream(want, src[:n])
+			got := make([]byte, n)
+			c.XOR(got, src[:n], base, &scratch)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("base=%d n=%d: out-of-place mismatch", base, n)
+			}
+			inPlace := bytes.Clone(src[:n])
+			c.XOR(inPlace, inPlace, base, &scratch)
+			if !bytes.Equal(inPlace, want) {
+				t.Fatalf("base=%d n=%d: in-place mismatch", base, n)
+			}
+		}
+	}
+}
+
+func TestRekey(t *testing.T) {
+	var k1, k2 [32]byte
+	var s1, s2 [8]byte
+	k1[0], k2[0], s2[0] = 1, 2, 3
+	c1, _ := New(&k1, &s1)
+	c2, _ := New(&k2, &s2)
+	var scratch [ScratchSize]byte
+	for _, n := range []int{1, 15, 16, 17, 127, 128, 129, 4095, 4096, 4097, 10000} {
+		plain := bytes.Repeat([]byte{0x5a}, n)
+		data := make([]byte, n)
+		c1.XOR(data, plain, 100, &scratch)
+		Rekey(data, c1, 100, c2, 5000, &scratch)
+		want := make([]byte, n)
+		c2.XOR(want, plain, 5000, &scratch)
+		if !bytes.Equal(data, want) {
+			t.Fatalf("n=%d: rekeyed ciphertext differs from a fresh encryption", n)
+		}
+	}
+}
+
+func TestAllocator(t *testing.T) {
+	a := NewAllocator(10)
+	b1, _ := a.Reserve(5)
+	b2, _ := a.Reserve(1)
+	if b1 != 10 || b2 != 15 || a.Next() != 16 {
+		t.Fatalf("got %d %d %d", b1, b2, a.Next())
+	}
+	top := NewAllocator(math.MaxUint64 - 3)
+	if _, err := top.Reserve(3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := top.Reserve(1); !errors.Is(err, ErrExhausted) {
+		t.Fatalf("reserve past 2^64: %v", err)
+	}
+	if top.Next() != math.MaxUint64 {
+		t.Fatal("failed reserve moved the counter")
+	}
+	// Concurrent reservations never overlap.
+	c := NewAllocator(0)
+	var mu sync.Mutex
+	seen := map[uint64]bool{}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 1000 {
+				b, _ := c.Reserve(3)
+				mu.Lock()
+				for i := b; i < b+3; i++ {
+					if seen[i] {
+						t.Errorf("counter value %d handed out twice", i)
+					}
+					seen[i] = true
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestBlocks(t *testing.T) {
+	for n, want := range map[int]uint64{0: 0, 1: 1, 16: 1, 17: 2, 32: 2, 1019: 64} {
+		if got := Blocks(n); got != want {
+			t.Errorf("Blocks(%d) = %d, want %d", n, got, want)
+		}
+	}
+}
+
+func BenchmarkXOR(b *testing.B) {
+	var key [32]byte
+	var salt [8]byte
+	c, _ := New(&key, &salt)
+	var scratch [ScratchSize]byte
+	for _, n := range []int{16, 32, 64, 128, 256, 1019, 4096} {
+		b.Run("size="+itoa(n), func(b *testing.B) {
+			buf := make([]byte, n)
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			for b.Loop() {
+				c.XOR(buf, buf, 1, &scratch)
+			}
+		})
+	}
+}
+
+func itoa(n int) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			return string(b[i:])
+		}
+	}
+}

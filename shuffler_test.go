@@ -645,8 +645,8 @@ func TestErrors(t *testing.T) {
 	hClosed, _ := Create[uint64](closed)
 	closed.Close()
 
-	h8, _ := Create[uint64](s)    // 8 bytes, align 8
-	hb, _ := Alloc[byte](s, 12)   // 12 bytes, align 1
+	h8, _ := Create[uint64](s)  // 8 bytes, align 8
+	hb, _ := Alloc[byte](s, 12) // 12 bytes, align 1
 	hOther, _ := Create[uint64](other)
 	freed, _ := Create[uint64](s)
 	s.Free(freed)

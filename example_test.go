@@ -1,0 +1,161 @@
+package memshuffle_test
+
+import (
+	"errors"
+	"fmt"
+	"log"
+
+	"github.com/memshuffle/memshuffle"
+)
+
+// The quick start: keep a value, use it, let the Shuffler move it.
+func Example() {
+	s, err := memshuffle.New()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	h, err := memshuffle.Create[uint64](s)
+	if err != nil {
+		log.Fatal(err)
+	}
+	p, err := memshuffle.Rent[uint64](s, h)
+	if err != nil {
+		log.Fatal(err)
+	}
+	*p = 0xDEADBEEF
+	if err := s.Return(h); err != nil { // encrypted again
+		log.Fatal(err)
+	}
+
+	if err := s.Shuffle(); err != nil { // moves it, wipes where it was
+		log.Fatal(err)
+	}
+
+	p, err = memshuffle.Rent[uint64](s, h)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%#x\n", *p)
+	s.Return(h)
+	// Output: 0xdeadbeef
+}
+
+// A secret of any length lives in a byte entry and is written in place.
+func ExampleRentSlice() {
+	s, err := memshuffle.New()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	h, err := memshuffle.Alloc[byte](s, 5)
+	if err != nil {
+		log.Fatal(err)
+	}
+	b, err := memshuffle.RentSlice[byte](s, h)
+	if err != nil {
+		log.Fatal(err)
+	}
+	copy(b, "hello")
+	s.Return(h)
+
+	b, _ = memshuffle.RentSlice[byte](s, h)
+	fmt.Println(string(b), len(b))
+	s.Return(h)
+	// Output: hello 5
+}
+
+// Structs of plain data work; types with Go pointers are refused.
+func ExampleAlloc() {
+	type point struct{ X, Y float64 }
+	s, err := memshuffle.New()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	h, err := memshuffle.Alloc[point](s, 3)
+	if err != nil {
+		log.Fatal(err)
+	}
+	pts, _ := memshuffle.RentSlice[point](s, h)
+	pts[2] = point{1.5, -2}
+	s.Return(h)
+	n, _ := s.Size(h)
+	fmt.Println("bytes:", n)
+
+	_, err = memshuffle.Create[string](s)
+	fmt.Println(errors.Is(err, memshuffle.ErrUnsupportedType))
+	// Output:
+	// bytes: 48
+	// true
+}
+
+// Misuse gives errors, never panics.
+func ExampleShuffler_Free() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+
+	h, _ := memshuffle.Create[[32]byte](s)
+	memshuffle.Rent[[32]byte](s, h)
+	fmt.Println(errors.Is(s.Free(h), memshuffle.ErrBusy)) // rented
+	s.Return(h)
+	fmt.Println(s.Free(h))
+	_, err := memshuffle.Rent[[32]byte](s, h)
+	fmt.Println(errors.Is(err, memshuffle.ErrInvalidHandle), s.Valid(h))
+	// Output:
+	// true
+	// <nil>
+	// true false
+}
+
+// Rotating the key keeps every value.
+func ExampleShuffler_RotateKey() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+
+	h, _ := memshuffle.Create[int64](s)
+	p, _ := memshuffle.Rent[int64](s, h)
+	*p = -42
+	s.Return(h)
+
+	if err := s.RotateKey(nil, nil); err != nil { // fresh random key and salt
+		log.Fatal(err)
+	}
+	p, _ = memshuffle.Rent[int64](s, h)
+	fmt.Println(*p, s.Stats().KeyRotations)
+	s.Return(h)
+	// Output: -42 1
+}
+
+// Stats tells what the Shuffler holds and has done.
+func ExampleShuffler_Stats() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+
+	for range 10 {
+		memshuffle.Alloc[byte](s, 32)
+	}
+	s.Shuffle()
+	st := s.Stats()
+	fmt.Println(st.Entries, st.LiveBytes, st.Shuffles, st.BytesMoved)
+	// Output: 10 320 1 320
+}
+
+// With shuffle-on-borrow-return, every Return moves the entry.
+func ExampleShuffler_SetShuffleOnBorrowReturn() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+	s.SetShuffleOnBorrowReturn(true)
+
+	h, _ := memshuffle.Create[uint32](s)
+	p1, _ := memshuffle.Rent[uint32](s, h)
+	*p1 = 7
+	s.Return(h)
+	p2, _ := memshuffle.Rent[uint32](s, h)
+	fmt.Println(*p2, p1 != p2)
+	s.Return(h)
+	// Output: 7 true
+}

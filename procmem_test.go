@@ -1,0 +1,124 @@
+package memshuffle
+
+import (
+	"crypto/rand"
+	"errors"
+	"os"
+	"testing"
+	"unsafe"
+
+	"github.com/memshuffle/memshuffle/internal/memscan"
+)
+
+// scanSelf searches every readable mapping of this process for p.
+func scanSelf(t *testing.T, p *memscan.Pattern) []memscan.Hit {
+	t.Helper()
+	hits, err := memscan.ScanProcess(os.Getpid(), p)
+	if errors.Is(err, memscan.ErrUnsupported) {
+		t.Skip("no /proc on this platform")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hits
+}
+
+// TestProcessMemory writes a secret into a rented entry and reads all of
+// the process's memory through /proc/self/mem: the plaintext is there while
+// rented, inside the entry only, and gone after Return, Shuffle and Free;
+// the ciphertext of a moved or freed entry is not left behind either.
+func TestProcessMemory(t *testing.T) {
+	for _, size := range []int{48, 64 << 10} { // the block path and the pipelined path
+		t.Run(map[int]string{48: "small", 64 << 10: "large"}[size], func(t *testing.T) {
+			s := newTest(t, WithShards(1))
+			var others []Handle
+			for range 50 {
+				h, _ := Alloc[byte](s, 100)
+				others = append(others, h)
+			}
+			h, err := Alloc[byte](s, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := RentSlice[byte](s, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Generated in place, so the entry holds the only copy.
+			if _, err := rand.Read(b); err != nil {
+				t.Fatal(err)
+			}
+			plain, err := memscan.NewPattern(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hits := scanSelf(t, plain)
+			if len(hits) != 1 || hits[0].Addr != uint64(uintptr(unsafe.Pointer(&b[0]))) {
+				t.Fatalf("while rented: %d hits %+v, want exactly the entry at %p", len(hits), hits, &b[0])
+			}
+			if m := hits[0].Mapping; m.Path != "" || !m.DontDump {
+				t.Fatalf("entry's mapping is %+v, want anonymous and excluded from dumps", m)
+			}
+			if err := s.Return(h); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(scanSelf(t, plain)); n != 0 {
+				t.Fatalf("after Return: plaintext found %d times", n)
+			}
+
+			cipher, err := memscan.NewPattern(memOf(s, h))
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := uint64(addrOf(s, h))
+			for _, o := range others[:25] {
+				s.Free(o)
+			}
+			if err := s.Shuffle(); err != nil {
+				t.Fatal(err)
+			}
+			hits = scanSelf(t, cipher)
+			if len(hits) != 1 || hits[0].Addr == at || hits[0].Addr != uint64(addrOf(s, h)) {
+				t.Fatalf("after Shuffle: ciphertext hits %+v; want one, at the new place %#x (was %#x)", hits, addrOf(s, h), at)
+			}
+			if n := len(scanSelf(t, plain)); n != 0 {
+				t.Fatalf("after Shuffle: plaintext found %d times", n)
+			}
+
+			s.SetShuffleOnBorrowReturn(true)
+			if _, err := RentSlice[byte](s, h); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(scanSelf(t, plain)); n != 1 {
+				t.Fatalf("rented again: plaintext found %d times, want 1", n)
+			}
+			if err := s.Return(h); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(scanSelf(t, plain)); n != 0 {
+				t.Fatalf("after a moving Return: plaintext found %d times", n)
+			}
+			// Control: a copy on the Go heap is found too, so the scan does
+			// see the heap and the zero counts above mean something.
+			b, _ = RentSlice[byte](s, h)
+			leak := append([]byte(nil), b...)
+			if n := len(scanSelf(t, plain)); n != 2 {
+				t.Fatalf("control: plaintext in the entry and on the heap found %d times, want 2", n)
+			}
+			clear(leak)
+			if err := s.Return(h); err != nil {
+				t.Fatal(err)
+			}
+			cipher, _ = memscan.NewPattern(memOf(s, h))
+			if err := s.Free(h); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(scanSelf(t, cipher)); n != 0 {
+				t.Fatalf("after Free: ciphertext found %d times", n)
+			}
+			if n := len(scanSelf(t, plain)); n != 0 {
+				t.Fatalf("after Free: plaintext found %d times", n)
+			}
+		})
+	}
+}

@@ -31,7 +31,7 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	if s == nil || s.closed.Load() || len(s.shards) == 0 {
 		return Handle{}, ErrClosed
 	}
-	sh := &s.shards[s.rr.Add(1)&uint32(len(s.shards)-1)]
+	sh := s.pickShard()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.closed {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -28,7 +29,9 @@ const maxArenaSize = 16 << 20
 type Shuffler struct {
 	id     uint64
 	shards []shard
-	rr     atomic.Uint32 // round-robin shard choice for Alloc
+	rr     atomic.Uint32 // hands out shard-choice streams, see pickShard
+	hints  sync.Pool     // of *shardHint, one per P in the common case
+	stride uint32        // GOMAXPROCS when New ran, at most the shard count
 	closed atomic.Bool
 
 	onReturn atomic.Bool
@@ -140,6 +143,8 @@ func New(opts ...Option) (*Shuffler, error) {
 	// blocks, and still leaves at least 3*2^62 blocks to use.
 	s.ctrs = ctr.NewAllocator(binary.LittleEndian.Uint64(seed[8:]) >> 2)
 	s.onReturn.Store(cfg.onReturn)
+	s.stride = uint32(min(runtime.GOMAXPROCS(0), cfg.shards))
+	s.hints.New = func() any { return &shardHint{base: s.rr.Add(1) - 1} }
 
 	kp, err := s.mapRegion(osmem.PageSize())
 	if err != nil {
@@ -251,6 +256,26 @@ func (s *Shuffler) Close() error {
 	}
 	s.releaseAll()
 	return errors.Join(errs...)
+}
+
+// shardHint is a stream of shard choices. Kept in a sync.Pool, which keeps
+// one per P in the common case, it gives goroutines running on different
+// processors disjoint sets of shards: entries allocated on different
+// processors then rarely share a lock or a cache line when they are rented.
+type shardHint struct{ base, n uint32 }
+
+// hintRun is how many allocations in a row go to one shard before a stream
+// moves on, spreading even a single goroutine's entries over its shards.
+const hintRun = 16
+
+// pickShard chooses the shard for a new entry: stream k visits the shards
+// k, k+stride, k+2*stride, ... (mod the shard count) in runs of hintRun.
+func (s *Shuffler) pickShard() *shard {
+	h := s.hints.Get().(*shardHint)
+	i := (h.base + s.stride*(h.n/hintRun)) & uint32(len(s.shards)-1)
+	h.n++
+	s.hints.Put(h)
+	return &s.shards[i]
 }
 
 // lookup validates h and returns its shard, locked, and slot. The caller

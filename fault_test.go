@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
@@ -111,5 +112,61 @@ func TestFaults(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestShuffleUniform covers the shuffle layout for shards whose entries all
+// have one size, with rented entries staying put and mapping failing at
+// every call in turn.
+func TestShuffleUniform(t *testing.T) {
+	for n := int64(-1); n < 6; n++ {
+		s := newTest(t, WithShards(2), WithArenaSize(4096))
+		m := model{}
+		var rented []Handle
+		for i := range 3000 {
+			h, err := Alloc[uint64](s, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, _ := RentSlice[uint64](s, h)
+			v[0], v[3] = uint64(i), ^uint64(i)
+			b := unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 32)
+			m[h] = bytes.Clone(b)
+			if i%500 == 0 {
+				rented = append(rented, h)
+				continue
+			}
+			s.Return(h)
+		}
+		addrs := map[Handle]uintptr{}
+		for _, h := range rented {
+			addrs[h] = uintptr(unsafe.Pointer(unsafe.SliceData(memOf(s, h))))
+		}
+		if n >= 0 {
+			failNth(t, osmem.OpMap, n)
+		}
+		for range 3 {
+			err := s.Shuffle()
+			if n < 0 && err != nil {
+				t.Fatal(err)
+			}
+			if err != nil && !errors.Is(err, ErrOutOfMemory) {
+				t.Fatalf("Shuffle: %v", err)
+			}
+			mustCheck(t, s)
+		}
+		osmem.SetFault(nil)
+		for _, h := range rented {
+			if uintptr(unsafe.Pointer(unsafe.SliceData(memOf(s, h)))) != addrs[h] {
+				t.Fatal("rented entry moved")
+			}
+			if err := s.Return(h); err != nil {
+				t.Fatal(err)
+			}
+		}
+		verifyModel(t, s, m)
+		if n < 0 && s.Stats().BytesMoved < 3*2900*32 {
+			t.Fatalf("moved only %d bytes", s.Stats().BytesMoved)
+		}
 	}
 }

@@ -95,7 +95,11 @@ func (s *Shuffler) Return(h Handle) error {
 			sl.setState(stateLive)
 			sh.rented--
 			s.bytesMoved.Add(uint64(len(src)))
-			sh.sweep(sweepSlots)
+			// Compact only while arenas hold more dead space than live data,
+			// so entries are not moved for nothing.
+			if sh.mapped > 2*sh.liveBytes+int64(2*s.cfg.arenaSize) {
+				sh.sweep(sweepSlots)
+			}
 			return nil
 		}
 		// No memory for a move: encrypting in place keeps the entry safe;

@@ -2,7 +2,10 @@ package memshuffle
 
 import (
 	"errors"
+	"slices"
 	"time"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
 // sweepSlots is how many slots each Return looks at, with
@@ -54,49 +57,153 @@ func (s *Shuffler) Shuffle() error {
 }
 
 func (sh *shard) shuffle() error {
-	order := sh.order[:0]
+	w := &sh.work
+	w.reset()
+	// Gather the entries to move in slot order: slots are mostly filled in
+	// allocation order, so this and the moves below read memory forwards.
 	need := 0
+	w.slots = slices.Grow(w.slots, sh.live)
+	w.sizes = slices.Grow(w.sizes, sh.live)
+	w.aligns = slices.Grow(w.aligns, sh.live)
+	uniform := true
 	for i := range sh.nslots {
 		if sl := sh.slot(i); sl.state() == stateLive {
-			order = append(order, i)
+			w.slots = append(w.slots, i)
+			w.sizes = append(w.sizes, sl.size)
+			w.aligns = append(w.aligns, uint8(sl.meta&0xf))
 			need += int(sl.size) + sl.align() - 1
+			uniform = uniform && sl.size == w.sizes[0] && sl.meta&0xf == uint32(w.aligns[0])
 		}
 	}
-	// Fisher-Yates with a ChaCha8 stream seeded from crypto/rand: where
-	// each entry lands cannot be predicted from where it was.
-	for i := len(order) - 1; i > 0; i-- {
-		j := sh.rng.IntN(i + 1)
-		order[i], order[j] = order[j], order[i]
+	n := len(w.slots)
+	if n == 0 {
+		return sh.releaseEmpty(nil)
 	}
-	sh.order = order
-
+	// rank[k] is where entry k lands in the new layout: a uniformly random
+	// permutation (Fisher-Yates over a ChaCha8 stream seeded from
+	// crypto/rand), so the new place of an entry says nothing about its old
+	// one or about when it was made.
+	w.rank = growU32(w.rank, n)
+	for k := range w.rank {
+		w.rank[k] = uint32(k)
+	}
+	for k := n - 1; k > 0; k-- {
+		j := sh.rng.IntN(k + 1)
+		w.rank[k], w.rank[j] = w.rank[j], w.rank[k]
+	}
 	var err error
+	var placed int
+	if size := int(w.sizes[0]); uniform && size%(1<<w.aligns[0]) == 0 {
+		err, placed = sh.layoutUniform(n, size)
+	} else {
+		err, placed = sh.layout(n, need)
+	}
+	// Move in slot order. Sources and destinations are at random places, so
+	// each batch first touches all of its lines, letting the processor
+	// fetch them in parallel instead of waiting for one miss at a time.
+	var moved uint64
+	const batch = 16
+	for lo := 0; lo < n; lo += batch {
+		hi := min(lo+batch, n)
+		var touch byte
+		for k := lo; k < hi; k++ {
+			if r := w.rank[k]; int(r) < placed {
+				sl := sh.slot(w.slots[k])
+				a, off := w.dest(r)
+				touch += sh.arenas[sl.arena].mem[sl.off] + a.mem[off]
+			}
+		}
+		sh.touched += touch
+		for k := lo; k < hi; k++ {
+			r := w.rank[k]
+			if int(r) >= placed {
+				continue
+			}
+			sl := sh.slot(w.slots[k])
+			a, off := w.dest(r)
+			src := sh.bytes(sl)
+			copy(a.mem[off:off+sl.size], src)
+			osmem.Wipe(src)
+			sh.vacate(sl)
+			sl.arena, sl.off = a.index, off
+			a.live++
+			moved += uint64(sl.size)
+		}
+	}
+	sh.s.bytesMoved.Add(moved)
+	return sh.releaseEmpty(err)
+}
+
+// layout places the entries, in rank order, in fresh arenas, and records
+// each rank's destination. It returns how many ranks it placed.
+func (sh *shard) layout(n, need int) (error, int) {
+	w := &sh.work
+	w.inv = growU32(w.inv, n)
+	for k, r := range w.rank {
+		w.inv[r] = uint32(k)
+	}
+	w.off = growU32(w.off, n)
+	w.arena = growU32(w.arena, n)
+	w.fresh, w.per = w.fresh[:0], 0
 	var dst *arena
-	for _, i := range order {
-		sl := sh.slot(i)
-		size, align := int(sl.size), sl.align()
+	for r := range n {
+		k := w.inv[r]
+		size, align := int(w.sizes[k]), 1<<w.aligns[k]
 		off, ok := fit(dst, size, align)
 		if !ok {
 			// Fresh arenas are sized for what is left to move, so a shuffle
 			// maps few of them.
-			a, e := sh.newArena(max(min(need, maxArenaSize), size))
-			if e != nil {
-				err = e
-				break
+			a, err := sh.newArena(max(min(need, maxArenaSize), size))
+			if err != nil {
+				return err, r
 			}
-			prev := dst
 			dst = a
 			sh.cur = a
-			if prev != nil && prev.live == 0 {
-				_ = sh.release(prev)
-			}
 			off, _ = fit(dst, size, align)
 		}
 		need -= size + align - 1
-		sh.move(sl, dst, off)
+		w.off[r], w.arena[r] = uint32(off), dst.index
 	}
-	// Arenas emptied above were released as they emptied; retry any the
-	// operating system would not take back then.
+	w.arenas = sh.arenas
+	return nil, n
+}
+
+// layoutUniform is layout for entries that all have one size, a multiple
+// of their alignment: equal fresh arenas, and rank r's place is arithmetic.
+func (sh *shard) layoutUniform(n, size int) (error, int) {
+	w := &sh.work
+	total := n * size
+	w.fresh = w.fresh[:0]
+	w.per = 0
+	for placed := 0; placed < n; {
+		a, err := sh.mapArena(min(total, maxArenaSize))
+		if err != nil {
+			return err, placed
+		}
+		if w.per == 0 {
+			w.per = len(a.mem) / size
+			w.size = size
+		}
+		a.used = min(n-placed, w.per) * size
+		placed += w.per
+		w.fresh = append(w.fresh, a)
+		sh.cur = a
+	}
+	return nil, n
+}
+
+// dest returns where rank r goes.
+func (w *shuffleWork) dest(r uint32) (*arena, uint32) {
+	if w.per > 0 {
+		i := int(r) / w.per
+		return w.fresh[i], uint32((int(r) - i*w.per) * w.size)
+	}
+	return w.arenas[w.arena[r]], w.off[r]
+}
+
+// releaseEmpty releases every empty arena but the current one: those the
+// operating system would not take back when they emptied get another try.
+func (sh *shard) releaseEmpty(err error) error {
 	for _, a := range sh.arenas {
 		if a != nil && a.live == 0 && a != sh.cur {
 			if e := sh.release(a); e != nil && err == nil {
@@ -104,7 +211,41 @@ func (sh *shard) shuffle() error {
 			}
 		}
 	}
+	sh.work.trim()
 	return err
+}
+
+// shuffleWork holds a shuffle's scratch arrays, indexed by k (entries in
+// slot order) or r (entries in their new order).
+type shuffleWork struct {
+	slots, sizes []uint32 // by k
+	aligns       []uint8  // by k, log2
+	rank         []uint32 // k -> r
+	inv          []uint32 // r -> k
+	off, arena   []uint32 // by r: the destination (layout)
+	arenas       []*arena // the shard's arenas, for dest (layout)
+	fresh        []*arena // equal fresh arenas (layoutUniform)
+	per, size    int      // entries per fresh arena, entry size (layoutUniform)
+}
+
+func (w *shuffleWork) reset() {
+	w.slots, w.sizes, w.aligns = w.slots[:0], w.sizes[:0], w.aligns[:0]
+}
+
+// trim drops large scratch arrays so a Shuffler that is not shuffling does
+// not hold memory for it; small ones are kept for the next shuffle.
+func (w *shuffleWork) trim() {
+	w.arenas, w.fresh = nil, w.fresh[:0]
+	if cap(w.slots) > 1<<16 {
+		*w = shuffleWork{}
+	}
+}
+
+func growU32(b []uint32, n int) []uint32 {
+	if cap(b) < n {
+		return make([]uint32, n)
+	}
+	return b[:n]
 }
 
 // sweep moves up to n unrented entries that are not in the current arena

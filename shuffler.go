@@ -73,7 +73,8 @@ type shard struct {
 	scratch *[ctr.ScratchSize]byte
 	scrReg  *osmem.Region
 	rng     *mrand.Rand
-	order   []uint32 // reused by shuffle
+	work    shuffleWork
+	touched byte // keeps shuffle's prefetching loads from being dropped
 
 	live, rented          int
 	liveBytes, mapped     int64
@@ -334,8 +335,12 @@ func (sh *shard) newArena(n int) (*arena, error) {
 	for sz < maxArenaSize && int64(sz) < sh.liveBytes/4 {
 		sz <<= 1
 	}
-	sz = max(sz, n)
-	reg, err := sh.s.mapRegion(sz)
+	return sh.mapArena(max(sz, n))
+}
+
+// mapArena maps an arena of exactly n bytes, rounded as osmem.Map rounds.
+func (sh *shard) mapArena(n int) (*arena, error) {
+	reg, err := sh.s.mapRegion(n)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"unsafe"
 )
 
 // Op names one operating-system call made by this package.
@@ -81,7 +82,10 @@ type Region struct {
 	Locked   bool  // Data is locked into RAM
 	DontDump bool  // Data is excluded from core dumps
 	LockErr  error // why locking failed, when it was asked for and did not happen
-	full     []byte
+
+	start unsafe.Pointer // the whole mapping, guard pages included
+	size  uintptr
+	heap  []byte // the fallback's allocation
 }
 
 // ErrLock wraps a failed mlock when Flags.StrictLock is set.

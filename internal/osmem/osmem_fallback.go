@@ -20,7 +20,7 @@ func Map(n int, f Flags) (*Region, error) {
 	}
 	n = (n + 4095) &^ 4095
 	b := make([]byte, n)
-	r := &Region{full: b, Data: b}
+	r := &Region{heap: b, Data: b}
 	if f.StrictLock {
 		return nil, ErrLock
 	}
@@ -30,7 +30,7 @@ func Map(n int, f Flags) (*Region, error) {
 // Unmap drops the reference; the caller has wiped the contents.
 func Unmap(r *Region) error {
 	if r != nil {
-		r.full, r.Data = nil, nil
+		r.heap, r.Data = nil, nil
 	}
 	return nil
 }

@@ -22,3 +22,11 @@ func harden(b []byte) error {
 	_ = unix.Madvise(b, unix.MADV_WIPEONFORK)
 	return nil
 }
+
+// hugePageSize is the transparent huge page size Map aligns large regions
+// to.
+const hugePageSize = 2 << 20
+
+// adviseHuge asks for transparent huge pages; where they are disabled the
+// region simply keeps small pages.
+func adviseHuge(b []byte) { _ = unix.Madvise(b, unix.MADV_HUGEPAGE) }

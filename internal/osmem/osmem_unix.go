@@ -4,6 +4,7 @@ package osmem
 
 import (
 	"fmt"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,28 +18,51 @@ func PageSize() int { return pageSize }
 // whole pages), with a PROT_NONE guard page on each side. The memory is
 // private and anonymous and never part of the Go heap, so the garbage
 // collector neither scans nor moves it. Release it with Unmap.
+//
+// Large regions are aligned to the huge-page size where the platform has
+// transparent huge pages, so that random access across them (a shuffle
+// writes every entry to a random place) costs few TLB misses.
 func Map(n int, f Flags) (*Region, error) {
-	if n <= 0 {
-		return nil, fmt.Errorf("osmem: map %d bytes: invalid size", n)
-	}
-	n = (n + pageSize - 1) &^ (pageSize - 1)
-	total := n + 2*pageSize
-	if total < n {
+	if n <= 0 || n > maxMap {
 		return nil, fmt.Errorf("osmem: map %d bytes: %w", n, unix.ENOMEM)
 	}
+	n = (n + pageSize - 1) &^ (pageSize - 1)
+	align := pageSize
+	if hugePageSize > 0 && n >= 2*hugePageSize {
+		n = (n + hugePageSize - 1) &^ (hugePageSize - 1)
+		align = hugePageSize
+	}
+	total := n + 2*pageSize + (align - pageSize)
 	if err := injected(OpMap); err != nil {
 		return nil, fmt.Errorf("osmem: mmap: %w", err)
 	}
 	// Map everything inaccessible first and open up the middle, so the guard
 	// pages never exist in an accessible state.
-	full, err := unix.Mmap(-1, 0, total, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANON)
+	p, err := unix.MmapPtr(-1, 0, nil, uintptr(total), unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANON)
 	if err != nil {
 		return nil, fmt.Errorf("osmem: mmap: %w", err)
 	}
-	r := &Region{full: full, Data: full[pageSize : pageSize+n : pageSize+n]}
+	base := uintptr(p)
+	data := (base + uintptr(pageSize) + uintptr(align) - 1) &^ (uintptr(align) - 1)
+	start, end := data-uintptr(pageSize), data+uintptr(n)+uintptr(pageSize)
+	// Give back what alignment left over on either side.
+	if head := start - base; head > 0 {
+		_ = unix.MunmapPtr(p, head)
+	}
+	if tail := base + uintptr(total) - end; tail > 0 {
+		_ = unix.MunmapPtr(unsafe.Add(p, end-base), tail)
+	}
+	r := &Region{
+		start: unsafe.Add(p, start-base),
+		size:  end - start,
+		Data:  unsafe.Slice((*byte)(unsafe.Add(p, data-base)), n),
+	}
 	if err := protect(r.Data, unix.PROT_READ|unix.PROT_WRITE); err != nil {
-		unmapAll(full)
+		_ = unix.MunmapPtr(r.start, r.size)
 		return nil, err
+	}
+	if align > pageSize {
+		adviseHuge(r.Data)
 	}
 	// Dump and fork exclusion are set before any secret is written.
 	r.DontDump = harden(r.Data) == nil
@@ -46,7 +70,7 @@ func Map(n int, f Flags) (*Region, error) {
 		if err := lock(r.Data); err != nil {
 			r.LockErr = err
 			if f.StrictLock {
-				unmapAll(full)
+				_ = unix.MunmapPtr(r.start, r.size)
 				return nil, fmt.Errorf("%w: %w", ErrLock, err)
 			}
 		} else {
@@ -56,23 +80,25 @@ func Map(n int, f Flags) (*Region, error) {
 	return r, nil
 }
 
+// maxMap bounds a single mapping well below where size arithmetic could
+// overflow.
+const maxMap = 1 << 46
+
 // Unmap releases r. The caller wipes whatever it wrote first: unmapped pages
 // go back to the kernel with their contents until they are reused.
 func Unmap(r *Region) error {
-	if r == nil || r.full == nil {
+	if r == nil || r.start == nil {
 		return nil
 	}
 	if err := injected(OpUnmap); err != nil {
 		return fmt.Errorf("osmem: munmap: %w", err)
 	}
-	if err := unix.Munmap(r.full); err != nil {
+	if err := unix.MunmapPtr(r.start, r.size); err != nil {
 		return fmt.Errorf("osmem: munmap: %w", err)
 	}
-	r.full, r.Data = nil, nil
+	r.start, r.size, r.Data = nil, 0, nil
 	return nil
 }
-
-func unmapAll(b []byte) { _ = unix.Munmap(b) }
 
 func protect(b []byte, prot int) error {
 	if err := injected(OpProtect); err != nil {

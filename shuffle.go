@@ -176,7 +176,7 @@ func (sh *shard) layoutUniform(n, size int) (error, int) {
 	w.fresh = w.fresh[:0]
 	w.per = 0
 	for placed := 0; placed < n; {
-		a, err := sh.mapArena(min(total, maxArenaSize))
+		a, err := sh.mapArena(max(min(total, maxArenaSize), sh.s.cfg.arenaSize))
 		if err != nil {
 			return err, placed
 		}

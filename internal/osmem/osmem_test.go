@@ -1,0 +1,108 @@
+package osmem
+
+import (
+	"errors"
+	"os"
+	"runtime"
+	"testing"
+	"unsafe"
+
+	"github.com/memshuffle/memshuffle/internal/memscan"
+)
+
+func TestMapZeroedAndHardened(t *testing.T) {
+	for _, n := range []int{1, 4096, 5000, 8 << 20} {
+		r, err := Map(n, Flags{Lock: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Data) < n || len(r.Data)%PageSize() != 0 {
+			t.Fatalf("Map(%d): %d bytes", n, len(r.Data))
+		}
+		for i, b := range r.Data {
+			if b != 0 {
+				t.Fatalf("Map(%d): byte %d is %d", n, i, b)
+			}
+		}
+		r.Data[0], r.Data[len(r.Data)-1] = 1, 1
+		if runtime.GOOS == "linux" {
+			checkMaps(t, r)
+		}
+		Wipe(r.Data)
+		if err := Unmap(r); err != nil {
+			t.Fatal(err)
+		}
+		if err := Unmap(r); err != nil {
+			t.Fatal("second Unmap:", err)
+		}
+	}
+}
+
+// checkMaps looks the region up in /proc/self/maps: read-write, excluded
+// from dumps, and flanked by inaccessible guard pages.
+func checkMaps(t *testing.T, r *Region) {
+	t.Helper()
+	ms, err := memscan.Maps(os.Getpid())
+	if err != nil {
+		t.Skip(err)
+	}
+	start := uint64(uintptr(unsafe.Pointer(&r.Data[0])))
+	end := start + uint64(len(r.Data))
+	var before, data, after *memscan.Mapping
+	for i := range ms {
+		m := &ms[i]
+		switch {
+		case m.Start <= start && start < m.End:
+			data = m
+		case m.End == start:
+			before = m
+		case m.Start == end:
+			after = m
+		}
+	}
+	if data == nil || data.End < end || data.Perms[:2] != "rw" || !data.DontDump {
+		t.Fatalf("data mapping %+v", data)
+	}
+	if r.Locked != data.Locked {
+		t.Fatalf("Region.Locked %v, smaps says %v", r.Locked, data.Locked)
+	}
+	for _, g := range []*memscan.Mapping{before, after} {
+		if g == nil || g.Perms[:3] != "---" {
+			t.Fatalf("guard page missing: %+v", g)
+		}
+	}
+}
+
+func TestMapErrors(t *testing.T) {
+	for _, n := range []int{0, -1, 1 << 62} {
+		if _, err := Map(n, Flags{}); err == nil {
+			t.Fatalf("Map(%d) succeeded", n)
+		}
+	}
+	for _, op := range []Op{OpMap, OpProtect, OpLock} {
+		SetFault(func(o Op) error {
+			if o == op {
+				return ErrInjected
+			}
+			return nil
+		})
+		_, err := Map(4096, Flags{StrictLock: true})
+		SetFault(nil)
+		if !errors.Is(err, ErrInjected) {
+			t.Fatalf("%v fault: %v", op, err)
+		}
+	}
+	// A refused lock without StrictLock is reported, not fatal.
+	SetFault(func(o Op) error {
+		if o == OpLock {
+			return ErrInjected
+		}
+		return nil
+	})
+	r, err := Map(4096, Flags{Lock: true})
+	SetFault(nil)
+	if err != nil || r.Locked || !errors.Is(r.LockErr, ErrInjected) {
+		t.Fatalf("best-effort lock: %v %+v", err, r)
+	}
+	Unmap(r)
+}

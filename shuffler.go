@@ -15,8 +15,9 @@ import (
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
-// MaxEntrySize is the largest entry, in bytes, a Shuffler holds.
-const MaxEntrySize = 1 << 31
+// MaxEntrySize is the largest entry, in bytes, a Shuffler holds: 2 GiB - 1,
+// which fits an int on every platform.
+const MaxEntrySize = 1<<31 - 1
 
 // maxArenaSize caps the arenas a shard grows into, so that one long-lived
 // entry cannot pin much memory; larger entries get an arena of their own.

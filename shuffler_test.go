@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"math"
 	mrand "math/rand/v2"
 	"sync"
 	"testing"
@@ -672,8 +673,8 @@ func TestErrors(t *testing.T) {
 	}{
 		{"Alloc n=0", ErrInvalidSize, func() error { _, err := Alloc[byte](s, 0); return err }},
 		{"Alloc n<0", ErrInvalidSize, func() error { _, err := Alloc[byte](s, -1); return err }},
-		{"Alloc overflow", ErrInvalidSize, func() error { _, err := Alloc[uint64](s, 1<<62); return err }},
-		{"Alloc too large", ErrInvalidSize, func() error { _, err := Alloc[byte](s, MaxEntrySize+1); return err }},
+		{"Alloc overflow", ErrInvalidSize, func() error { _, err := Alloc[uint64](s, math.MaxInt); return err }},
+		{"Alloc too large", ErrInvalidSize, func() error { _, err := Alloc[[1024]byte](s, MaxEntrySize/1024+1); return err }},
 		{"Alloc pointer", ErrUnsupportedType, func() error { _, err := Alloc[*int](s, 1); return err }},
 		{"Alloc string", ErrUnsupportedType, func() error { _, err := Create[string](s); return err }},
 		{"Alloc slice", ErrUnsupportedType, func() error { _, err := Create[[]byte](s); return err }},

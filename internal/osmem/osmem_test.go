@@ -2,6 +2,7 @@ package osmem
 
 import (
 	"errors"
+	"math"
 	"os"
 	"runtime"
 	"testing"
@@ -74,7 +75,7 @@ func checkMaps(t *testing.T, r *Region) {
 }
 
 func TestMapErrors(t *testing.T) {
-	for _, n := range []int{0, -1, 1 << 62} {
+	for _, n := range []int{0, -1, math.MaxInt} {
 		if _, err := Map(n, Flags{}); err == nil {
 			t.Fatalf("Map(%d) succeeded", n)
 		}

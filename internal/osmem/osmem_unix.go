@@ -4,6 +4,7 @@ package osmem
 
 import (
 	"fmt"
+	"math"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -23,7 +24,7 @@ func PageSize() int { return pageSize }
 // transparent huge pages, so that random access across them (a shuffle
 // writes every entry to a random place) costs few TLB misses.
 func Map(n int, f Flags) (*Region, error) {
-	if n <= 0 || n > maxMap {
+	if n <= 0 || uint64(n) > maxMap || n > math.MaxInt-8<<20 {
 		return nil, fmt.Errorf("osmem: map %d bytes: %w", n, unix.ENOMEM)
 	}
 	n = (n + pageSize - 1) &^ (pageSize - 1)
@@ -80,8 +81,8 @@ func Map(n int, f Flags) (*Region, error) {
 	return r, nil
 }
 
-// maxMap bounds a single mapping well below where size arithmetic could
-// overflow.
+// maxMap and the math.MaxInt check in Map keep the rounding and guard-page
+// arithmetic from overflowing.
 const maxMap = 1 << 46
 
 // Unmap releases r. The caller wipes whatever it wrote first: unmapped pages

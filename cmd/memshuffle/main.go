@@ -1,0 +1,69 @@
+// Command memshuffle shows the memshuffle library at work and searches
+// process memory for secrets.
+//
+// Usage:
+//
+//	memshuffle demo                 run the quick-start story on a real secret
+//	memshuffle scan [flags]         search a process or core file for a byte pattern
+//	memshuffle version              print the version
+//	memshuffle help [command]       show help
+//
+// Exit codes: 0 success (for scan: the pattern was not found), 1 the pattern
+// was found (scan) or the demo saw something it should not have, 2 a usage
+// or runtime error.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usage = `memshuffle: keep secrets encrypted off the Go heap, and check that they are.
+
+Usage:
+  memshuffle demo                 run the quick-start story on a real secret
+  memshuffle scan [flags]         search a process or core file for a byte pattern
+  memshuffle version              print the version
+  memshuffle help [command]       show help for a command
+
+Exit codes: 0 success (scan: not found), 1 found (scan) or demo check failed,
+2 usage or runtime error.
+`
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "demo":
+		return runDemo(args[1:], stdout, stderr)
+	case "scan":
+		return runScan(args[1:], stdin, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "memshuffle", version())
+		return 0
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 {
+			return run([]string{args[1], "-h"}, stdin, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "memshuffle: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok || bi.Main.Version == "" {
+		return "(devel)"
+	}
+	return bi.Main.Version
+}

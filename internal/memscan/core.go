@@ -1,0 +1,319 @@
+package memscan
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+)
+
+// ScanCore returns every occurrence of p in the memory image of an ELF core
+// file, in address order. Each PT_LOAD segment becomes a Mapping with
+// Start = Vaddr, End = Vaddr+Memsz and Perms from its flags ("rw-p"; a core
+// does not say whether memory was shared); Path and Offset come from the
+// NT_FILE note when the core has one, Locked and DontDump are always false.
+//
+// Only the bytes stored in the file are searched: the tail of a segment
+// beyond its Filesz (memory the dumper left out, such as VM_DONTDUMP
+// mappings) is not. Segments that follow each other without a gap are
+// searched as one stream, so a match may straddle them; its Hit carries the
+// segment holding its first byte. A truncated core is searched as far as it
+// goes.
+//
+// The segments are read through a buffer mapped outside the Go heap, wiped
+// after every chunk; only the NT_FILE note (file names) is read onto the
+// heap. It returns ErrEmptyPattern for a nil or zero p, ErrNotCore when the
+// file is not an ELF core, ErrUnsupported where memory cannot be mapped, and
+// wrapped I/O errors.
+func ScanCore(path string, p *Pattern) (_ []Hit, err error) {
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	f, segs, err := openCore(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+
+	buf, err := mapBuffer(readBufSize)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if uerr := unmapBuffer(buf); uerr != nil && err == nil {
+			err = uerr
+		}
+	}()
+
+	ms := make([]Mapping, len(segs))
+	for i := range segs {
+		ms[i] = segs[i].Mapping
+	}
+	var hits []Hit
+	sc := &chunkScanner{
+		p:        p,
+		buf:      buf,
+		pageSize: uint64(os.Getpagesize()),
+		hit: func(addr uint64) {
+			m, _ := mappingAt(ms, addr)
+			hits = append(hits, Hit{Addr: addr, Mapping: m})
+		},
+	}
+	for i := 0; i < len(segs); {
+		j := i + 1
+		for j < len(segs) && segs[j-1].full() && segs[j].Start == segs[j-1].End {
+			j++
+		}
+		block := segs[i:j]
+		sc.read = coreReader(f, block)
+		last := block[len(block)-1]
+		if err := sc.scanRange(block[0].Start, last.Start+last.filesz); err != nil {
+			return hits, fmt.Errorf("memscan: %s: %w", path, err)
+		}
+		i = j
+	}
+	return hits, nil
+}
+
+// CoreMaps returns the mappings of the ELF core file at path in address
+// order: one per PT_LOAD segment with a non-zero size, described as ScanCore
+// describes them in its hits. It returns ErrNotCore when the file is not an
+// ELF core file, and wrapped I/O errors.
+func CoreMaps(path string) ([]Mapping, error) {
+	f, segs, err := openCore(path)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	ms := make([]Mapping, len(segs))
+	for i := range segs {
+		ms[i] = segs[i].Mapping
+	}
+	return ms, nil
+}
+
+// openCore opens the core file at path and lists its segments. The caller
+// closes the file.
+func openCore(path string) (*os.File, []coreSegment, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("memscan: %w", err)
+	}
+	ef, err := elf.NewFile(f)
+	if err == nil && ef.Type != elf.ET_CORE {
+		err = fmt.Errorf("type is %v", ef.Type)
+	}
+	var segs []coreSegment
+	if err == nil {
+		segs, err = coreSegments(ef)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("%w: %s: %w", ErrNotCore, path, err)
+	}
+	return f, segs, nil
+}
+
+// coreSegment is a PT_LOAD segment of a core file.
+type coreSegment struct {
+	Mapping
+	off    uint64 // file offset of Start
+	filesz uint64 // bytes stored in the file, at most End-Start
+}
+
+// full reports whether the file holds the whole segment.
+func (s coreSegment) full() bool { return s.filesz == s.End-s.Start }
+
+// coreSegments returns the non-empty PT_LOAD segments of ef sorted by
+// address, named after the NT_FILE note where it has an entry for them.
+func coreSegments(ef *elf.File) ([]coreSegment, error) {
+	files := coreFiles(ef)
+	var segs []coreSegment
+	for _, pr := range ef.Progs {
+		if pr.Type != elf.PT_LOAD || pr.Memsz == 0 {
+			continue
+		}
+		end := pr.Vaddr + pr.Memsz
+		if end < pr.Vaddr || pr.Off > math.MaxInt64 {
+			return nil, fmt.Errorf("PT_LOAD at %#x overflows", pr.Vaddr)
+		}
+		s := coreSegment{
+			Mapping: Mapping{Start: pr.Vaddr, End: end, Perms: permsOf(pr.Flags)},
+			off:     pr.Off,
+			filesz:  min(pr.Filesz, pr.Memsz, math.MaxInt64-pr.Off),
+		}
+		for _, fm := range files {
+			if fm.start <= s.Start && s.Start < fm.end {
+				s.Path = fm.path
+				s.Offset = fm.offset + (s.Start - fm.start)
+				break
+			}
+		}
+		segs = append(segs, s)
+	}
+	sort.SliceStable(segs, func(i, j int) bool { return segs[i].Start < segs[j].Start })
+	return segs, nil
+}
+
+// coreReader reads the address range of a block of contiguous segments
+// from the core file f.
+func coreReader(f io.ReaderAt, block []coreSegment) readFunc {
+	return func(dst []byte, addr uint64) (int, error) {
+		i := sort.Search(len(block), func(i int) bool { return block[i].End > addr })
+		if i == len(block) || addr < block[i].Start {
+			return 0, errEnd
+		}
+		s := block[i]
+		rel := addr - s.Start
+		if rel >= s.filesz {
+			return 0, errEnd
+		}
+		dst = dst[:min(uint64(len(dst)), s.filesz-rel)]
+		n, err := f.ReadAt(dst, int64(s.off+rel))
+		switch {
+		case err == nil, n > 0 && errors.Is(err, io.EOF):
+			return n, nil
+		case errors.Is(err, io.EOF):
+			return 0, errEnd // a truncated core
+		}
+		return n, err
+	}
+}
+
+// permsOf renders segment flags the way /proc/PID/maps shows permissions.
+func permsOf(fl elf.ProgFlag) string {
+	p := []byte("---p")
+	if fl&elf.PF_R != 0 {
+		p[0] = 'r'
+	}
+	if fl&elf.PF_W != 0 {
+		p[1] = 'w'
+	}
+	if fl&elf.PF_X != 0 {
+		p[2] = 'x'
+	}
+	return string(p)
+}
+
+// fileMapping is one entry of an NT_FILE note.
+type fileMapping struct {
+	start, end uint64
+	offset     uint64 // in bytes
+	path       string
+}
+
+// ntFile is the note type of the file-mapping table Linux writes into cores
+// ("FILE").
+const ntFile = 0x46494c45
+
+// maxNoteDesc bounds the NT_FILE note read onto the heap; the kernel's own
+// limit is 4 MiB of file names.
+const maxNoteDesc = 16 << 20
+
+// coreFiles returns the file mappings listed in the first well-formed
+// NT_FILE note of ef, or nil. Names are optional decoration, so a malformed
+// note is ignored rather than failing the scan.
+func coreFiles(ef *elf.File) []fileMapping {
+	for _, pr := range ef.Progs {
+		if pr.Type != elf.PT_NOTE {
+			continue
+		}
+		align := uint64(4)
+		if pr.Align == 8 {
+			align = 8
+		}
+		desc := findNote(io.NewSectionReader(pr, 0, int64(min(pr.Filesz, math.MaxInt64))), ef.ByteOrder, align)
+		if desc == nil {
+			continue
+		}
+		word := 8
+		if ef.Class == elf.ELFCLASS32 {
+			word = 4
+		}
+		if fms := parseNTFile(desc, ef.ByteOrder, word); fms != nil {
+			return fms
+		}
+	}
+	return nil
+}
+
+// findNote walks the notes in r and returns the descriptor of the first
+// "CORE" note of type NT_FILE, or nil. Other notes are skipped without
+// being read: they hold registers and the command line, which have no
+// business on the heap.
+func findNote(r *io.SectionReader, bo binary.ByteOrder, align uint64) []byte {
+	pad := func(n uint64) uint64 { return (n + align - 1) &^ (align - 1) }
+	var off uint64
+	size := uint64(r.Size())
+	var hdr [12]byte
+	for off+12 <= size {
+		if _, err := r.ReadAt(hdr[:], int64(off)); err != nil {
+			return nil
+		}
+		namesz := uint64(bo.Uint32(hdr[0:]))
+		descsz := uint64(bo.Uint32(hdr[4:]))
+		typ := bo.Uint32(hdr[8:])
+		nameOff := off + 12
+		descOff := nameOff + pad(namesz)
+		next := descOff + pad(descsz)
+		if next > size {
+			return nil
+		}
+		if typ == ntFile && namesz == 5 && descsz <= maxNoteDesc {
+			var name [5]byte
+			if _, err := r.ReadAt(name[:], int64(nameOff)); err != nil {
+				return nil
+			}
+			if string(name[:]) == "CORE\x00" {
+				desc := make([]byte, descsz)
+				if _, err := r.ReadAt(desc, int64(descOff)); err != nil {
+					return nil
+				}
+				return desc
+			}
+		}
+		off = next
+	}
+	return nil
+}
+
+// parseNTFile decodes an NT_FILE descriptor: count and page size, count
+// (start, end, offset in pages) triples, then count NUL-terminated names, all
+// words of the core's class. It returns nil when the descriptor does not add
+// up.
+func parseNTFile(desc []byte, bo binary.ByteOrder, word int) []fileMapping {
+	w := uint64(word)
+	get := func(i uint64) uint64 {
+		if word == 4 {
+			return uint64(bo.Uint32(desc[i*w:]))
+		}
+		return bo.Uint64(desc[i*w:])
+	}
+	n := uint64(len(desc))
+	if n < 2*w {
+		return nil
+	}
+	count, pageSize := get(0), get(1)
+	if count == 0 || count > (n-2*w)/(3*w) {
+		return nil
+	}
+	names := bytes.Split(desc[(2+3*count)*w:], []byte{0})
+	if uint64(len(names)) < count {
+		return nil
+	}
+	fms := make([]fileMapping, count)
+	for i := range count {
+		fms[i] = fileMapping{
+			start:  get(2 + 3*i),
+			end:    get(3 + 3*i),
+			offset: get(4+3*i) * pageSize,
+			path:   string(names[i]),
+		}
+	}
+	return fms
+}

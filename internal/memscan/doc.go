@@ -1,0 +1,40 @@
+// Package memscan is a forensic scanner: it finds every occurrence of a byte
+// pattern in the memory of a live process ([ScanProcess], through
+// /proc/PID/mem) or in an ELF core file ([ScanCore]), and says which mapping
+// each occurrence lies in ([Mapping], with the locked and don't-dump flags
+// that tell whether a secret could have reached swap or a core dump).
+//
+// # Threat model
+//
+// The scanner is used to prove that a secret is gone, so it must not leave
+// copies of the secret behind itself, nor find its own copies:
+//
+//   - A [Pattern] never holds its plaintext: each byte is stored XORed with
+//     a random mask byte that differs from it and from zero, and matching
+//     compares memory XOR mask with the masked pattern. The plaintext is not
+//     rebuilt, not even a byte at a time in a buffer. [NewPattern] does not
+//     keep its argument; the caller wipes it. [ReadPattern] reads a pattern
+//     into off-heap scratch memory so it never lands on the Go heap at all.
+//   - The prefilter is a rolling hash under a random per-pattern table, so
+//     the hash is no fingerprint of the secret that outlives the Pattern.
+//   - Scanned memory is read into a buffer mapped outside the Go heap,
+//     locked and excluded from core dumps where the system allows, wiped
+//     after every chunk and unmapped when the scan ends; when a process scans
+//     itself, that buffer's addresses are excluded.
+//
+// It does not defend against an observer of the scanner's own memory while
+// it runs: the mask sits next to the masked pattern.
+//
+// # Concurrency
+//
+// A Pattern is immutable and may be shared by concurrent scans. Each scan
+// has its own buffer and descriptors. The target process keeps running: a
+// scan is not a snapshot, and a secret moved while being scanned may be
+// seen twice or not at all.
+//
+// # Platform support
+//
+// [Maps] and [ScanProcess] need Linux; elsewhere they return
+// [ErrUnsupported]. [ScanCore] and [ReadPattern] work on any Unix, since
+// all they need is mmap; on other systems they return [ErrUnsupported] too.
+package memscan

@@ -1,0 +1,289 @@
+//go:build linux
+
+package memscan
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Maps returns the memory mappings of process pid in address order, from
+// /proc/PID/maps, with Locked and DontDump taken from the VmFlags of
+// /proc/PID/smaps (both false on kernels without smaps). Reading another
+// process's maps needs the same permission as ptrace-attaching to it. The
+// result is a snapshot: the process may change its mappings at any time.
+func Maps(pid int) ([]Mapping, error) {
+	vs, err := readVMAs(pid)
+	if err != nil {
+		return nil, err
+	}
+	ms := make([]Mapping, len(vs))
+	for i := range vs {
+		ms[i] = vs[i].Mapping
+	}
+	return ms, nil
+}
+
+func readVMAs(pid int) ([]vma, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("%w: %d", ErrInvalidPID, pid)
+	}
+	maps, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return nil, fmt.Errorf("memscan: %w", err)
+	}
+	defer maps.Close()
+	var smaps io.Reader
+	switch f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid)); {
+	case err == nil:
+		defer f.Close()
+		smaps = f
+	case errors.Is(err, fs.ErrNotExist):
+		// CONFIG_PROC_PAGE_MONITOR=n: no flags, and every page counts
+		// as populated.
+	default:
+		return nil, fmt.Errorf("memscan: %w", err)
+	}
+	return parseProcMaps(maps, smaps)
+}
+
+// ScanProcess returns every occurrence of p in the memory of process pid,
+// in address order, reading it through /proc/PID/mem, which needs the same
+// permission as ptrace-attaching to pid. The process is not stopped: on a
+// running target, a hit is what the memory held at the moment that chunk
+// was read.
+//
+// What is read, and why:
+//   - Every mapping, whatever its permissions: /proc/PID/mem reads with
+//     ptrace's force flag, so a page the owner made PROT_NONE after writing
+//     a secret into it is still searched. Pages that cannot be read at all
+//     ([vvar], I/O mappings, anything answering EIO) are skipped, not errors.
+//   - Only populated pages (resident or swapped out, per smaps and
+//     /proc/PID/pagemap) and the Len()-1 bytes either side of them. A page
+//     the process never touched holds zeros or unmodified file contents, and
+//     reading it would fault it in, perturbing the target and walking the
+//     gigabytes of PROT_NONE reservations a Go or JVM process keeps. So a
+//     match lying entirely in untouched pages is not reported.
+//   - Contiguous mappings as one stream: a match may straddle two of them,
+//     and its Hit carries the mapping holding its first byte.
+//
+// Reads go through a 1 MiB buffer mapped outside the Go heap (locked and
+// excluded from core dumps where allowed), wiped after every chunk and
+// unmapped before returning. When pid is the calling process, the buffer's
+// own addresses are left out of the scan, so the copy it holds is never
+// reported; p itself is held masked and cannot match.
+//
+// It returns ErrEmptyPattern for a nil or zero p, ErrInvalidPID for
+// pid <= 0, a wrapped fs.ErrNotExist or fs.ErrPermission when /proc/PID
+// cannot be opened, and ErrProcessExited when the process goes away midway.
+func ScanProcess(pid int, p *Pattern) (_ []Hit, err error) {
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	vs, err := readVMAs(pid)
+	if err != nil {
+		return nil, err
+	}
+	memPath := fmt.Sprintf("/proc/%d/mem", pid)
+	mem, err := openRead(memPath)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(mem)
+	pm := openPagemap(pid)
+	defer pm.close()
+
+	buf, err := mapBuffer(readBufSize)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if uerr := unmapBuffer(buf); uerr != nil && err == nil {
+			err = uerr
+		}
+	}()
+	var skip span
+	if pid == os.Getpid() {
+		at := uint64(uintptr(unsafe.Pointer(unsafe.SliceData(buf))))
+		skip = span{at, at + uint64(len(buf))}
+	}
+
+	ms := make([]Mapping, len(vs))
+	for i := range vs {
+		ms[i] = vs[i].Mapping
+	}
+	var hits []Hit
+	sc := &chunkScanner{
+		p:        p,
+		buf:      buf,
+		pageSize: uint64(os.Getpagesize()),
+		read:     memReader(mem, memPath),
+		hit: func(addr uint64) {
+			m, _ := mappingAt(ms, addr)
+			hits = append(hits, Hit{Addr: addr, Mapping: m})
+		},
+	}
+	co := &coalescer{
+		pad:  uint64(p.Len() - 1),
+		skip: skip,
+		emit: func(r span) error { return sc.scanRange(r.start, r.end) },
+	}
+	for i := 0; i < len(vs); {
+		j := i + 1
+		for j < len(vs) && vs[j].Start == vs[j-1].End {
+			j++
+		}
+		if err := co.block(vs[i].Start, vs[j-1].End); err != nil {
+			return hits, err
+		}
+		for _, v := range vs[i:j] {
+			// pread takes a signed offset; only [vsyscall] lives up
+			// there, and it reads as EINVAL anyway.
+			if v.End > math.MaxInt64 || (v.residentKnown && v.resident == 0) {
+				continue
+			}
+			if err := pm.populated(v.Start, v.End, co.add); err != nil {
+				return hits, err
+			}
+		}
+		if err := co.flush(); err != nil {
+			return hits, err
+		}
+		i = j
+	}
+	return hits, nil
+}
+
+// openRead opens path read-only as a raw descriptor: the reads go straight
+// into the off-heap buffer with pread, and os.File would refuse offsets
+// above 2^63 with an error indistinguishable from a real one.
+func openRead(path string) (int, error) {
+	for {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, fmt.Errorf("memscan: %w", &fs.PathError{Op: "open", Path: path, Err: err})
+		}
+		return fd, nil
+	}
+}
+
+// memReader reads /proc/PID/mem, sorting the kernel's answers into the
+// readFunc contract.
+func memReader(fd int, path string) readFunc {
+	return func(dst []byte, addr uint64) (int, error) {
+		if addr > math.MaxInt64 {
+			return 0, errUnreadable
+		}
+		for {
+			n, err := unix.Pread(fd, dst, int64(addr))
+			switch err {
+			case nil:
+				if n == 0 {
+					// mem_rw returns 0 only once the mm is gone.
+					return 0, ErrProcessExited
+				}
+				return n, nil
+			case unix.EINTR:
+				continue
+			case unix.EIO, unix.EFAULT, unix.EINVAL:
+				// EIO: no page could be had (a [vvar] page, a PFN
+				// mapping, a file mapping past EOF); EINVAL: offset
+				// out of range.
+				return 0, errUnreadable
+			}
+			return 0, fmt.Errorf("memscan: %w", &fs.PathError{Op: fmt.Sprintf("pread at %#x", addr), Path: path, Err: err})
+		}
+	}
+}
+
+// pagemap reads /proc/PID/pagemap: one 64-bit entry per virtual page.
+type pagemap struct {
+	fd       int
+	pageSize uint64
+	entries  []byte // page flags only, never memory contents
+}
+
+// Bits of a pagemap entry, see Documentation/admin-guide/mm/pagemap.rst.
+const (
+	pmPresent = 1 << 63
+	pmSwapped = 1 << 62
+)
+
+// openPagemap returns nil when pagemap cannot be opened; a nil pagemap
+// reports every page as populated.
+func openPagemap(pid int) *pagemap {
+	fd, err := openRead(fmt.Sprintf("/proc/%d/pagemap", pid))
+	if err != nil {
+		return nil
+	}
+	return &pagemap{fd: fd, pageSize: uint64(os.Getpagesize()), entries: make([]byte, 64<<10)}
+}
+
+func (pm *pagemap) close() {
+	if pm != nil {
+		unix.Close(pm.fd)
+	}
+}
+
+// populated calls yield for each maximal run of resident or swapped pages in
+// the page-aligned range [start, end), in order. Where pagemap cannot answer
+// it yields the rest of the range: reading too much is slow, reading too
+// little misses secrets.
+func (pm *pagemap) populated(start, end uint64, yield func(a, b uint64) error) error {
+	if pm == nil {
+		return yield(start, end)
+	}
+	ps := pm.pageSize
+	var run uint64
+	inRun := false
+	addr := start
+	for addr < end {
+		pages := min((end-addr)/ps, uint64(len(pm.entries)/8))
+		if pages == 0 { // an unaligned end; cannot happen with real maps
+			break
+		}
+		n, err := unix.Pread(pm.fd, pm.entries[:pages*8], int64(addr/ps*8))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n < 8 {
+			break
+		}
+		for e := 0; e+8 <= n; e += 8 {
+			if binary.NativeEndian.Uint64(pm.entries[e:])&(pmPresent|pmSwapped) != 0 {
+				if !inRun {
+					run, inRun = addr, true
+				}
+			} else if inRun {
+				if err := yield(run, addr); err != nil {
+					return err
+				}
+				inRun = false
+			}
+			addr += ps
+		}
+	}
+	if addr < end && !inRun {
+		run, inRun = addr, true
+	}
+	if inRun {
+		return yield(run, end)
+	}
+	return nil
+}
+
+// noDump keeps b out of core dumps of the scanner.
+func noDump(b []byte) {
+	_ = unix.Madvise(b, unix.MADV_DONTDUMP)
+}

@@ -46,6 +46,10 @@ var (
 	// cannot be locked into RAM and the Shuffler was made with LockStrict.
 	ErrLockFailed = errors.New("memshuffle: cannot lock memory")
 
+	// ErrNoSecretMemory is returned, wrapping the system error, by New with
+	// WithSecretMemory where the system has no memfd_secret(2) or refuses it.
+	ErrNoSecretMemory = errors.New("memshuffle: secret memory unavailable")
+
 	// ErrInvalidOption is returned by New for an option value out of range.
 	ErrInvalidOption = errors.New("memshuffle: invalid option")
 

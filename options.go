@@ -32,6 +32,7 @@ type config struct {
 	arenaSize int
 	lock      LockMode
 	onReturn  bool
+	secret    bool
 }
 
 func defaultConfig() config {
@@ -87,6 +88,19 @@ func WithLockMode(m LockMode) Option {
 func WithShuffleOnBorrowReturn(enable bool) Option {
 	return optionFunc(func(c *config) error {
 		c.onReturn = enable
+		return nil
+	})
+}
+
+// WithSecretMemory backs every arena, and the Shuffler's key and scratch
+// pages, with memfd_secret(2) (Linux 5.14 and later, when enabled by the
+// kernel): the pages leave the kernel's direct map, so the kernel itself
+// cannot read them through it, reading them through /proc/PID/mem fails,
+// and they are never swapped. New fails with ErrNoSecretMemory where the
+// system refuses. Secret memory counts against RLIMIT_MEMLOCK.
+func WithSecretMemory() Option {
+	return optionFunc(func(c *config) error {
+		c.secret = true
 		return nil
 	})
 }

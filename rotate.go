@@ -49,15 +49,19 @@ func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
 	} else if err == nil {
 		_, err = rand.Read(sa[:])
 	}
+	if err == nil && s.rotateBroken {
+		err = ErrCounterExhausted
+	}
 	var next *ctr.Cipher
 	if err == nil {
-		next, err = ctr.New(k, sa)
+		next, err = ctr.New(k, sa, s.cipherState(1-s.cipherSlot))
 	}
-	osmem.Wipe(s.keyPage.Data)
+	osmem.Wipe(s.own.Data[:ownState])
 	s.closeMu.Unlock()
 	if err != nil {
 		return err
 	}
+	prev := s.shards[0].ciph
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -68,9 +72,19 @@ func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
 		err := sh.rekey(next)
 		sh.mu.Unlock()
 		if err != nil {
+			// Shards before this one use next, the rest prev: both round-key
+			// slots are taken, and no later rotation can be done safely.
+			s.rotateBroken = true
 			return err
 		}
 	}
+	// No shard uses the old round keys any more.
+	s.closeMu.Lock()
+	if !s.closed.Load() {
+		prev.Wipe()
+	}
+	s.cipherSlot = 1 - s.cipherSlot
+	s.closeMu.Unlock()
 	s.rotations.Add(1)
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
@@ -35,12 +34,15 @@ type Shuffler struct {
 	stride uint32        // GOMAXPROCS when New ran, at most the shard count
 	closed atomic.Bool
 
-	onReturn atomic.Bool
-	rotateMu sync.Mutex // one RotateKey at a time
-	closeMu  sync.Mutex
-	ctrs     *ctr.Allocator
-	cfg      config
-	keyPage  *osmem.Region // off-heap scratch for generated keys
+	onReturn               atomic.Bool
+	rotateMu               sync.Mutex // one RotateKey at a time
+	closeMu                sync.Mutex
+	ctrs                   *ctr.Allocator
+	cfg                    config
+	own                    *osmem.Region // keys, round keys and scratch; see ownState
+	ownLocked, ownUnlocked int64
+	cipherSlot             int  // which cipherState the shards' cipher uses
+	rotateBroken           bool // a RotateKey failed part-way; see RotateKey
 
 	shuffles       atomic.Uint64
 	arenasReleased atomic.Uint64
@@ -72,7 +74,6 @@ type shard struct {
 
 	cursor  uint32 // next slot the shuffle-on-return sweep looks at
 	scratch *[ctr.ScratchSize]byte
-	scrReg  *osmem.Region
 	rng     *mrand.Rand
 	work    shuffleWork
 	touched byte // keeps shuffle's prefetching loads from being dropped
@@ -80,6 +81,7 @@ type shard struct {
 	live, rented          int
 	liveBytes, mapped     int64
 	lockedBytes, unlocked int64
+	dumpable              int64
 
 	_ [64]byte // keep neighbouring shards' locks off one cache line
 }
@@ -148,11 +150,18 @@ func New(opts ...Option) (*Shuffler, error) {
 	s.stride = uint32(min(runtime.GOMAXPROCS(0), cfg.shards))
 	s.hints.New = func() any { return &shardHint{base: s.rr.Add(1) - 1} }
 
-	kp, err := s.mapRegion(osmem.PageSize())
+	// One small region holds everything key-related and the shards'
+	// keystream scratch, locked and excluded from dumps like the arenas.
+	own, err := s.mapRegion(ownScratch + len(s.shards)*scratchStride)
 	if err != nil {
 		return nil, err
 	}
-	s.keyPage = kp
+	s.own = own
+	if own.Locked {
+		s.ownLocked = int64(len(own.Data))
+	} else {
+		s.ownUnlocked = int64(len(own.Data))
+	}
 	key, salt := s.keyBufs()
 	if _, err := rand.Read(key[:]); err != nil {
 		s.releaseAll()
@@ -162,22 +171,18 @@ func New(opts ...Option) (*Shuffler, error) {
 		s.releaseAll()
 		return nil, err
 	}
-	c, err := ctr.New(key, salt)
-	osmem.Wipe(kp.Data)
+	c, err := ctr.New(key, salt, s.cipherState(0))
+	osmem.Wipe(own.Data[:ownState])
 	if err != nil {
 		s.releaseAll()
 		return nil, err
 	}
+	s.cipherSlot = 0
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.s, sh.index, sh.ciph = s, uint32(i), c
-		reg, err := s.mapRegion(ctr.ScratchSize)
-		if err != nil {
-			s.releaseAll()
-			return nil, err
-		}
-		sh.scrReg = reg
-		sh.scratch = (*[ctr.ScratchSize]byte)(unsafe.Pointer(&reg.Data[0]))
+		off := ownScratch + i*scratchStride
+		sh.scratch = (*[ctr.ScratchSize]byte)(own.Data[off : off+ctr.ScratchSize])
 		var rs [32]byte
 		if _, err := rand.Read(rs[:]); err != nil {
 			s.releaseAll()
@@ -188,16 +193,37 @@ func New(opts ...Option) (*Shuffler, error) {
 	return s, nil
 }
 
+// The layout of the Shuffler's own region: a key and salt buffer, two
+// cipher states (the current one, and the next during RotateKey), then each
+// shard's keystream scratch on cache lines of its own.
+const (
+	ownState      = 64
+	stateStride   = 256
+	ownScratch    = ownState + 2*stateStride
+	scratchStride = 192
+)
+
+// keyBufs returns the buffer a key and salt are assembled in before they
+// are expanded; it is wiped right after.
 func (s *Shuffler) keyBufs() (*[32]byte, *[8]byte) {
-	d := s.keyPage.Data
+	d := s.own.Data
 	return (*[32]byte)(d[0:32]), (*[8]byte)(d[32:40])
+}
+
+// cipherState returns one of the two places round keys live.
+func (s *Shuffler) cipherState(i int) *[ctr.StateSize]byte {
+	off := ownState + i*stateStride
+	return (*[ctr.StateSize]byte)(s.own.Data[off : off+ctr.StateSize])
 }
 
 // mapRegion maps n bytes for the Shuffler's own use with its lock mode.
 func (s *Shuffler) mapRegion(n int) (*osmem.Region, error) {
-	f := osmem.Flags{Lock: s.cfg.lock != LockNone, StrictLock: s.cfg.lock == LockStrict}
+	f := osmem.Flags{Lock: s.cfg.lock != LockNone, StrictLock: s.cfg.lock == LockStrict, Secret: s.cfg.secret}
 	r, err := osmem.Map(n, f)
 	if err != nil {
+		if errors.Is(err, osmem.ErrNoSecret) {
+			return nil, fmt.Errorf("%w: %w", ErrNoSecretMemory, err)
+		}
 		if errors.Is(err, osmem.ErrLock) {
 			s.lockFailures.Add(1)
 			return nil, fmt.Errorf("%w: %w", ErrLockFailed, err)
@@ -210,17 +236,12 @@ func (s *Shuffler) mapRegion(n int) (*osmem.Region, error) {
 	return r, nil
 }
 
-// releaseAll wipes and unmaps what New mapped before it failed.
+// releaseAll wipes and unmaps the Shuffler's own region.
 func (s *Shuffler) releaseAll() {
-	for i := range s.shards {
-		if r := s.shards[i].scrReg; r != nil {
-			osmem.Wipe(r.Data)
-			_ = osmem.Unmap(r)
-		}
-	}
-	if s.keyPage != nil {
-		osmem.Wipe(s.keyPage.Data)
-		_ = osmem.Unmap(s.keyPage)
+	if s.own != nil {
+		osmem.Wipe(s.own.Data)
+		_ = osmem.Unmap(s.own)
+		s.own = nil
 	}
 }
 
@@ -253,7 +274,7 @@ func (s *Shuffler) Close() error {
 		}
 		sh.arenas, sh.arenaHoles, sh.cur, sh.chunks = nil, nil, nil, nil
 		sh.nslots, sh.freeHead = 0, 0
-		sh.live, sh.rented, sh.liveBytes, sh.mapped, sh.lockedBytes, sh.unlocked = 0, 0, 0, 0, 0, 0
+		sh.live, sh.rented, sh.liveBytes, sh.mapped, sh.lockedBytes, sh.unlocked, sh.dumpable = 0, 0, 0, 0, 0, 0, 0
 		sh.mu.Unlock()
 	}
 	s.releaseAll()
@@ -355,6 +376,9 @@ func (sh *shard) mapArena(n int) (*arena, error) {
 		sh.arenas = append(sh.arenas, a)
 	}
 	sh.mapped += int64(len(a.mem))
+	if !reg.DontDump {
+		sh.dumpable += int64(len(a.mem))
+	}
 	if reg.Locked {
 		sh.lockedBytes += int64(len(a.mem))
 	} else {
@@ -374,6 +398,9 @@ func (sh *shard) release(a *arena) error {
 	sh.arenas[a.index] = nil
 	sh.arenaHoles = append(sh.arenaHoles, a.index)
 	sh.mapped -= int64(len(a.mem))
+	if !a.reg.DontDump {
+		sh.dumpable -= int64(len(a.mem))
+	}
 	if a.reg.Locked {
 		sh.lockedBytes -= int64(len(a.mem))
 	} else {

@@ -13,8 +13,19 @@ type Stats struct {
 	MappedBytes int64 // bytes of arenas mapped from the OS, guard pages not counted
 	Arenas      int   // arenas mapped now
 
-	LockedBytes   int64 // bytes of MappedBytes locked into RAM
-	UnlockedBytes int64 // bytes of MappedBytes the OS would not lock (or LockNone)
+	// LockedBytes counts the bytes the Shuffler holds locked into RAM: its
+	// arenas and its own region of keys and scratch. UnlockedBytes counts
+	// those the system would not lock (or all, with LockNone).
+	LockedBytes   int64
+	UnlockedBytes int64
+	// DumpableBytes counts bytes of arenas that are not excluded from core
+	// dumps: zero on Linux, all of MappedBytes where the platform has no
+	// way to exclude them.
+	DumpableBytes int64
+	// KeyOffHeap reports that the AES round keys live in the Shuffler's own
+	// locked, dump-excluded region. When false (no AES-NI, or not amd64)
+	// crypto/aes keeps them on the Go heap.
+	KeyOffHeap bool
 
 	Shuffles       uint64        // completed calls to Shuffle
 	ArenasReleased uint64        // arenas returned to the OS
@@ -54,12 +65,20 @@ func (s *Shuffler) Stats() Stats {
 		st.MappedBytes += sh.mapped
 		st.LockedBytes += sh.lockedBytes
 		st.UnlockedBytes += sh.unlocked
+		st.DumpableBytes += sh.dumpable
+		if sh.ciph != nil {
+			st.KeyOffHeap = sh.ciph.OffHeap()
+		}
 		for _, a := range sh.arenas {
 			if a != nil {
 				st.Arenas++
 			}
 		}
 		sh.mu.Unlock()
+	}
+	if !s.closed.Load() {
+		st.LockedBytes += s.ownLocked
+		st.UnlockedBytes += s.ownUnlocked
 	}
 	st.Shuffles = s.shuffles.Load()
 	st.ArenasReleased = s.arenasReleased.Load()

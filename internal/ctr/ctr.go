@@ -31,6 +31,8 @@ import (
 	"errors"
 	"math"
 	"sync/atomic"
+
+	"github.com/memshuffle/memshuffle/internal/aesctr"
 )
 
 // BlockSize is the AES block size.
@@ -77,21 +79,62 @@ func (a *Allocator) Reserve(n uint64) (uint64, error) {
 // Next reports the first counter value not yet handed out.
 func (a *Allocator) Next() uint64 { return a.next.Load() }
 
+// StateSize is the size of the off-heap state a Cipher keeps its round keys
+// and salt in.
+const StateSize = aesctr.RoundKeysSize + 8
+
 // Cipher is AES-256-CTR under one key and salt. It is safe for concurrent
 // use as long as each goroutine passes its own scratch.
+//
+// Where internal/aesctr runs (amd64 with AES-NI), the round keys live in the
+// caller's state buffer, which the caller keeps in locked memory excluded
+// from core dumps, and never touch the Go heap. Elsewhere the Cipher falls
+// back to crypto/aes, whose expanded key is on the Go heap.
 type Cipher struct {
-	block cipher.Block
-	salt  uint64
+	rk     *[aesctr.RoundKeysSize]byte // nil on the crypto/aes fallback
+	salt   *[8]byte
+	block  cipher.Block
+	salt64 uint64
 }
 
-// New builds a Cipher. It does not keep key or salt; the caller wipes them.
-func New(key *[32]byte, salt *[8]byte) (*Cipher, error) {
+// New builds a Cipher with its round keys in state. It does not keep key or
+// salt; the caller wipes them.
+func New(key *[32]byte, salt *[8]byte, state *[StateSize]byte) (*Cipher, error) {
+	if aesctr.Supported() && !forceFallback {
+		rk := (*[aesctr.RoundKeysSize]byte)(state[:aesctr.RoundKeysSize])
+		if err := aesctr.Expand(rk, key); err != nil {
+			return nil, err
+		}
+		sa := (*[8]byte)(state[aesctr.RoundKeysSize:])
+		*sa = *salt
+		return &Cipher{rk: rk, salt: sa}, nil
+	}
 	b, err := aes.NewCipher(key[:])
 	if err != nil {
 		return nil, err
 	}
-	return &Cipher{block: b, salt: binary.BigEndian.Uint64(salt[:])}, nil
+	return &Cipher{block: b, salt64: binary.BigEndian.Uint64(salt[:])}, nil
 }
+
+// forceFallback lets tests run the crypto/aes path on machines with AES-NI.
+var forceFallback bool
+
+// OffHeap reports whether the round keys are in the caller's state rather
+// than on the Go heap.
+func (c *Cipher) OffHeap() bool { return c.rk != nil }
+
+// Wipe clears the round keys. The Cipher must not be used afterwards.
+func (c *Cipher) Wipe() {
+	if c.rk != nil {
+		clear(c.rk[:])
+		clear(c.salt[:])
+	}
+}
+
+// asmChunk bounds one assembly call: assembly cannot be preempted, so a long
+// entry is encrypted in pieces to let the runtime stop the goroutine between
+// them.
+const asmChunk = 64 << 10
 
 // XOR XORs src with the keystream of the run starting at counter value base
 // and writes the result to dst, which must have the length of src and either
@@ -102,9 +145,17 @@ func (c *Cipher) XOR(dst, src []byte, base uint64, scratch *[ScratchSize]byte) {
 	if n == 0 {
 		return
 	}
+	if c.rk != nil {
+		tail := (*[16]byte)(scratch[:16])
+		for off := 0; off < n; off += asmChunk {
+			end := min(off+asmChunk, n)
+			aesctr.XOR(c.rk, c.salt, base+uint64(off/BlockSize), dst[off:end], src[off:end], tail)
+		}
+		return
+	}
 	if n > ScratchSize {
 		var iv [BlockSize]byte
-		binary.BigEndian.PutUint64(iv[:8], c.salt)
+		binary.BigEndian.PutUint64(iv[:8], c.salt64)
 		binary.BigEndian.PutUint64(iv[8:], base)
 		cipher.NewCTR(c.block, iv[:]).XORKeyStream(dst, src)
 		return
@@ -112,7 +163,7 @@ func (c *Cipher) XOR(dst, src []byte, base uint64, scratch *[ScratchSize]byte) {
 	ks := scratch[:(n+BlockSize-1)&^(BlockSize-1)]
 	for i := 0; i < len(ks); i += BlockSize {
 		blk := ks[i : i+BlockSize]
-		binary.BigEndian.PutUint64(blk[:8], c.salt)
+		binary.BigEndian.PutUint64(blk[:8], c.salt64)
 		binary.BigEndian.PutUint64(blk[8:], base+uint64(i/BlockSize))
 		c.block.Encrypt(blk, blk)
 	}

@@ -10,6 +10,8 @@ import (
 	"math"
 	"sync"
 	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/aesctr"
 )
 
 func unhex(t testing.TB, s string) []byte {
@@ -24,7 +26,9 @@ func unhex(t testing.TB, s string) []byte {
 // TestNISTVector is CTR-AES256.Encrypt from NIST SP 800-38A, F.5.5. Its
 // initial counter block f0f1...ff is salt f0f1f2f3f4f5f6f7 followed by the
 // counter value f8f9fafbfcfdfeff, exactly our construction.
-func TestNISTVector(t *testing.T) {
+func TestNISTVector(t *testing.T) { bothPaths(t, testNISTVector) }
+
+func testNISTVector(t *testing.T) {
 	var key [32]byte
 	copy(key[:], unhex(t, "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4"))
 	var salt [8]byte
@@ -34,7 +38,7 @@ func TestNISTVector(t *testing.T) {
 		"30c81c46a35ce411e5fbc1191a0a52ef"+"f69f2445df4f9b17ad2b417be66c3710")
 	want := unhex(t, "601ec313775789a5b7a7f504bbf3d228"+"f443e3ca4d62b59aca84e990cacaf5c5"+
 		"2b0930daa23de94ce87017ba2d84988d"+"dfc9c58db67aada613c2dd08457941a6")
-	c, err := New(&key, &salt)
+	c, err := New(&key, &salt, new([StateSize]byte))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,14 +66,16 @@ func TestNISTVector(t *testing.T) {
 // TestPathsAgree checks the block-by-block path against the standard
 // library's CTR at every length across the switch-over, at counter values
 // up to the top of the 64-bit space, and in place as well as out of place.
-func TestPathsAgree(t *testing.T) {
+func TestPathsAgree(t *testing.T) { bothPaths(t, testPathsAgree) }
+
+func testPathsAgree(t *testing.T) {
 	var key [32]byte
 	var salt [8]byte
 	for i := range key {
 		key[i] = byte(i * 7)
 	}
 	copy(salt[:], "saltsalt")
-	c, _ := New(&key, &salt)
+	c, _ := New(&key, &salt, new([StateSize]byte))
 	blk, _ := aes.NewCipher(key[:])
 	src := make([]byte, 3*ScratchSize+5)
 	for i := range src {
@@ -97,12 +103,14 @@ func TestPathsAgree(t *testing.T) {
 	}
 }
 
-func TestRekey(t *testing.T) {
+func TestRekey(t *testing.T) { bothPaths(t, testRekey) }
+
+func testRekey(t *testing.T) {
 	var k1, k2 [32]byte
 	var s1, s2 [8]byte
 	k1[0], k2[0], s2[0] = 1, 2, 3
-	c1, _ := New(&k1, &s1)
-	c2, _ := New(&k2, &s2)
+	c1, _ := New(&k1, &s1, new([StateSize]byte))
+	c2, _ := New(&k2, &s2, new([StateSize]byte))
 	var scratch [ScratchSize]byte
 	for _, n := range []int{1, 15, 16, 17, 127, 128, 129, 4095, 4096, 4097, 10000} {
 		plain := bytes.Repeat([]byte{0x5a}, n)
@@ -170,7 +178,7 @@ func TestBlocks(t *testing.T) {
 func BenchmarkXOR(b *testing.B) {
 	var key [32]byte
 	var salt [8]byte
-	c, _ := New(&key, &salt)
+	c, _ := New(&key, &salt, new([StateSize]byte))
 	var scratch [ScratchSize]byte
 	for _, n := range []int{16, 32, 64, 128, 256, 1019, 4096} {
 		b.Run("size="+itoa(n), func(b *testing.B) {
@@ -193,6 +201,39 @@ func itoa(n int) string {
 		n /= 10
 		if n == 0 {
 			return string(b[i:])
+		}
+	}
+}
+
+// bothPaths runs f on the assembly path (where the CPU has it) and on the
+// crypto/aes fallback.
+func bothPaths(t *testing.T, f func(*testing.T)) {
+	t.Run("default", f)
+	t.Run("fallback", func(t *testing.T) {
+		forceFallback = true
+		defer func() { forceFallback = false }()
+		f(t)
+	})
+}
+
+func TestOffHeap(t *testing.T) {
+	var key [32]byte
+	var salt [8]byte
+	st := new([StateSize]byte)
+	c, err := New(&key, &salt, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OffHeap() != aesctr.Supported() {
+		t.Fatalf("OffHeap %v, aesctr.Supported %v", c.OffHeap(), aesctr.Supported())
+	}
+	if c.OffHeap() {
+		if *st == ([StateSize]byte{}) {
+			t.Fatal("round keys not in the state buffer")
+		}
+		c.Wipe()
+		if *st != ([StateSize]byte{}) {
+			t.Fatal("Wipe left round keys")
 		}
 	}
 }

@@ -73,6 +73,7 @@ func injected(op Op) error {
 type Flags struct {
 	Lock       bool // mlock the pages; failure is reported in Region.Locked, not as an error
 	StrictLock bool // make a failed mlock an error
+	Secret     bool // back the memory with memfd_secret(2), outside the kernel's direct map
 }
 
 // Region is one mapping. Data is the usable, read-write part; guard pages
@@ -87,6 +88,10 @@ type Region struct {
 	size  uintptr
 	heap  []byte // the fallback's allocation
 }
+
+// ErrNoSecret is returned by Map when Flags.Secret is set and the system
+// has no memfd_secret(2) or refuses it.
+var ErrNoSecret = errors.New("osmem: secret memory (memfd_secret) unavailable")
 
 // ErrLock wraps a failed mlock when Flags.StrictLock is set.
 var ErrLock = errors.New("osmem: cannot lock memory")

@@ -18,6 +18,9 @@ func Map(n int, f Flags) (*Region, error) {
 	if err := injected(OpMap); err != nil {
 		return nil, err
 	}
+	if f.Secret {
+		return nil, ErrNoSecret
+	}
 	n = (n + 4095) &^ 4095
 	b := make([]byte, n)
 	r := &Region{heap: b, Data: b}

@@ -107,3 +107,33 @@ func TestMapErrors(t *testing.T) {
 	}
 	Unmap(r)
 }
+
+func TestSecretMemory(t *testing.T) {
+	r, err := Map(3*PageSize(), Flags{Secret: true, Lock: true})
+	if errors.Is(err, ErrNoSecret) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Data[0], r.Data[len(r.Data)-1] = 7, 9
+	if r.Data[0] != 7 || r.Data[1] != 0 {
+		t.Fatal("secret memory does not hold data")
+	}
+	if runtime.GOOS == "linux" {
+		ms, _ := memscan.Maps(os.Getpid())
+		a := uint64(uintptr(unsafe.Pointer(&r.Data[0])))
+		for _, m := range ms {
+			if m.Start <= a && a < m.End {
+				t.Logf("secret mapping: %+v", m)
+				if m.Path == "" || m.Perms[:2] != "rw" {
+					t.Fatalf("unexpected mapping %+v", m)
+				}
+			}
+		}
+	}
+	Wipe(r.Data)
+	if err := Unmap(r); err != nil {
+		t.Fatal(err)
+	}
+}

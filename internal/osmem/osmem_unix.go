@@ -29,7 +29,7 @@ func Map(n int, f Flags) (*Region, error) {
 	}
 	n = (n + pageSize - 1) &^ (pageSize - 1)
 	align := pageSize
-	if hugePageSize > 0 && n >= 2*hugePageSize {
+	if hugePageSize > 0 && n >= 2*hugePageSize && !f.Secret {
 		n = (n + hugePageSize - 1) &^ (hugePageSize - 1)
 		align = hugePageSize
 	}
@@ -58,7 +58,12 @@ func Map(n int, f Flags) (*Region, error) {
 		size:  end - start,
 		Data:  unsafe.Slice((*byte)(unsafe.Add(p, data-base)), n),
 	}
-	if err := protect(r.Data, unix.PROT_READ|unix.PROT_WRITE); err != nil {
+	if f.Secret {
+		err = mapSecret(r.Data)
+	} else {
+		err = protect(r.Data, unix.PROT_READ|unix.PROT_WRITE)
+	}
+	if err != nil {
 		_ = unix.MunmapPtr(r.start, r.size)
 		return nil, err
 	}

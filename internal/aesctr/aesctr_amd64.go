@@ -1,0 +1,19 @@
+package aesctr
+
+import "golang.org/x/sys/cpu"
+
+// supported is fixed at start-up: AESENC and AESKEYGENASSIST need AES-NI,
+// PINSRQ (building counter blocks) needs SSE4.1, and PSHUFB needs SSSE3,
+// which every SSE4.1 CPU has but is checked anyway.
+var supported = cpu.X86.HasAES && cpu.X86.HasSSE41 && cpu.X86.HasSSSE3
+
+// expandKeyAsm writes the 15 AES-256 round keys for key into rk.
+//
+//go:noescape
+func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte)
+
+// xorKeyStreamAsm implements XOR once its preconditions are checked: len(dst)
+// == len(src), no inexact overlap, and the CPU features present.
+//
+//go:noescape
+func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, scratch *[16]byte)

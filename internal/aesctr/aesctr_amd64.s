@@ -1,0 +1,379 @@
+#include "textflag.h"
+
+// Both routines keep every secret (key words, round keys, keystream) in XMM
+// registers and clear the registers they used before returning. Neither has
+// a stack frame, so nothing is ever spilled to the goroutine stack, and the
+// runtime does not preempt assembly asynchronously, so the register file is
+// never saved there by asyncPreempt either. X15 (the ABIInternal zero
+// register) and R14/R15 are not touched.
+
+// Key expansion.
+//
+// X0 and X2 hold the two most recent round keys (even and odd index). Each
+// step derives the next round key from the one two positions back (prefix-XOR
+// of its four words) and a word taken from AESKEYGENASSIST of the previous
+// round key: word 3 (SubWord(RotWord(w)) ^ rcon) for even round keys, word 2
+// (SubWord(w), no rotation) for odd ones, as FIPS-197 section 5.2 requires for
+// 256-bit keys. X1 and X3 are temporaries.
+
+// PREFIXXOR sets each word i of x to the XOR of its words 0..i.
+#define PREFIXXOR(x) \
+	MOVO   x, X3    \
+	PSLLDQ $4, X3   \
+	PXOR   X3, x    \
+	PSLLDQ $4, X3   \
+	PXOR   X3, x    \
+	PSLLDQ $4, X3   \
+	PXOR   X3, x
+
+#define EXPAND_EVEN(rcon, off)         \
+	AESKEYGENASSIST $rcon, X2, X1  \
+	PSHUFD          $0xff, X1, X1  \
+	PREFIXXOR(X0)                  \
+	PXOR            X1, X0         \
+	MOVOU           X0, off(AX)
+
+#define EXPAND_ODD(off)                \
+	AESKEYGENASSIST $0x00, X0, X1  \
+	PSHUFD          $0xaa, X1, X1  \
+	PREFIXXOR(X2)                  \
+	PXOR            X1, X2         \
+	MOVOU           X2, off(AX)
+
+// func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte)
+TEXT ·expandKeyAsm(SB), NOSPLIT, $0-16
+	MOVQ  rk+0(FP), AX
+	MOVQ  key+8(FP), BX
+	MOVOU (BX), X0
+	MOVOU 16(BX), X2
+	MOVOU X0, 0(AX)
+	MOVOU X2, 16(AX)
+	EXPAND_EVEN(0x01, 32)
+	EXPAND_ODD(48)
+	EXPAND_EVEN(0x02, 64)
+	EXPAND_ODD(80)
+	EXPAND_EVEN(0x04, 96)
+	EXPAND_ODD(112)
+	EXPAND_EVEN(0x08, 128)
+	EXPAND_ODD(144)
+	EXPAND_EVEN(0x10, 160)
+	EXPAND_ODD(176)
+	EXPAND_EVEN(0x20, 192)
+	EXPAND_ODD(208)
+	EXPAND_EVEN(0x40, 224)
+	PXOR  X0, X0
+	PXOR  X1, X1
+	PXOR  X2, X2
+	PXOR  X3, X3
+	RET
+
+// Counter mode.
+//
+// Registers in xorKeyStreamAsm:
+//	AX	round keys
+//	DX	counter value of the next block to encrypt
+//	SI, DI	next source and destination byte
+//	CX	bytes left
+//	R8	scratch register for building counter blocks
+//	R9	caller's scratch block
+//	X0-X7	AES states, then keystream
+//	X8	current round key, then source blocks
+//	X9	salt in the low quadword, zero in the high one
+//	X10	in loop8: salt, then the next counter value in native (little-
+//		endian) order; PSHUFB with X12 turns it into the counter block
+//	X11	1 in the high quadword: the increment for X10
+//	X12	byte shuffle that keeps bytes 0-7 and reverses bytes 8-15
+
+// CTRBLK puts counter block DX+j into x: the salt as given in bytes 0-7 and
+// the counter value big-endian in bytes 8-15. The caller guarantees that the
+// counter values of the blocks it uses do not wrap; the discarded blocks past
+// the end of a short tail may wrap, which is harmless.
+#define CTRBLK(j, x)         \
+	LEAQ   j(DX), R8     \
+	BSWAPQ R8            \
+	MOVO   X9, x         \
+	PINSRQ $1, R8, x
+
+// Each ROUNDn loads one round key and applies it to n states, so the n
+// AESENCs are independent and overlap in the pipeline.
+#define ROUND1(op, off) \
+	MOVOU off(AX), X8 \
+	op    X8, X0
+
+#define ROUND2(op, off) \
+	ROUND1(op, off)   \
+	op    X8, X1
+
+#define ROUND4(op, off) \
+	ROUND2(op, off)   \
+	op    X8, X2      \
+	op    X8, X3
+
+#define ROUND8(op, off) \
+	ROUND4(op, off)   \
+	op    X8, X4      \
+	op    X8, X5      \
+	op    X8, X6      \
+	op    X8, X7
+
+// AES256 runs the 14 rounds of AES-256 with ROUNDn.
+#define AES256(round)      \
+	round(PXOR, 0)         \
+	round(AESENC, 16)      \
+	round(AESENC, 32)      \
+	round(AESENC, 48)      \
+	round(AESENC, 64)      \
+	round(AESENC, 80)      \
+	round(AESENC, 96)      \
+	round(AESENC, 112)     \
+	round(AESENC, 128)     \
+	round(AESENC, 144)     \
+	round(AESENC, 160)     \
+	round(AESENC, 176)     \
+	round(AESENC, 192)     \
+	round(AESENC, 208)     \
+	round(AESENCLAST, 224)
+
+// XORBLK writes source block off XOR keystream x to the destination. The
+// source block is read before the destination block is written, so dst == src
+// works.
+#define XORBLK(off, x)     \
+	MOVOU off(SI), X8  \
+	PXOR  x, X8        \
+	MOVOU X8, off(DI)
+
+// func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst []byte, src []byte, scratch *[16]byte)
+TEXT ·xorKeyStreamAsm(SB), NOSPLIT, $0-80
+	MOVQ rk+0(FP), AX
+	MOVQ salt+8(FP), BX
+	MOVQ base+16(FP), DX
+	MOVQ dst_base+24(FP), DI
+	MOVQ src_base+48(FP), SI
+	MOVQ src_len+56(FP), CX
+	MOVQ scratch+72(FP), R9
+	MOVQ (BX), X9
+	CMPQ CX, $128
+	JB   tail
+
+	// The 8-block loop builds its counter blocks in XMM registers rather
+	// than with CTRBLK: moving each counter from a general register costs
+	// more vector-port uops than the AESENCs can hide, about 30% of the
+	// throughput. X10 is the salt and a little-endian counter; PADDQ only
+	// adds to the high quadword, which wraps there rather than carrying
+	// into the salt, exactly like the LEAQ of CTRBLK.
+	MOVQ   DX, R8
+	MOVO   X9, X10
+	PINSRQ $1, R8, X10
+	MOVOU  ctrIncrement<>(SB), X11
+	MOVOU  ctrByteSwap<>(SB), X12
+
+loop8:
+	MOVO   X10, X0
+	MOVO   X10, X1
+	PADDQ  X11, X1
+	MOVO   X1, X2
+	PADDQ  X11, X2
+	MOVO   X2, X3
+	PADDQ  X11, X3
+	MOVO   X3, X4
+	PADDQ  X11, X4
+	MOVO   X4, X5
+	PADDQ  X11, X5
+	MOVO   X5, X6
+	PADDQ  X11, X6
+	MOVO   X6, X7
+	PADDQ  X11, X7
+	MOVO   X7, X10
+	PADDQ  X11, X10
+	PSHUFB X12, X0
+	PSHUFB X12, X1
+	PSHUFB X12, X2
+	PSHUFB X12, X3
+	PSHUFB X12, X4
+	PSHUFB X12, X5
+	PSHUFB X12, X6
+	PSHUFB X12, X7
+	AES256(ROUND8)
+	XORBLK(0, X0)
+	XORBLK(16, X1)
+	XORBLK(32, X2)
+	XORBLK(48, X3)
+	XORBLK(64, X4)
+	XORBLK(80, X5)
+	XORBLK(96, X6)
+	XORBLK(112, X7)
+	ADDQ $128, SI
+	ADDQ $128, DI
+	ADDQ $8, DX // for the tail, which uses CTRBLK
+	SUBQ $128, CX
+	CMPQ CX, $128
+	JAE  loop8
+
+	// Fewer than 8 blocks are left, the last possibly partial. They are
+	// encrypted together in one batch of 1, 2, 4 or 8 states, the smallest
+	// that covers them: a short input then costs the latency of one AES
+	// rather than one per block, which is what small entries pay for.
+tail:
+	TESTQ CX, CX
+	JZ    done
+	CMPQ  CX, $64
+	JA    tail8
+	CMPQ  CX, $32
+	JA    tail4
+	CMPQ  CX, $16
+	JA    tail2
+	CTRBLK(0, X0)
+	AES256(ROUND1)
+	JMP   drain
+
+tail2:
+	CTRBLK(0, X0)
+	CTRBLK(1, X1)
+	AES256(ROUND2)
+	JMP drain
+
+tail4:
+	CTRBLK(0, X0)
+	CTRBLK(1, X1)
+	CTRBLK(2, X2)
+	CTRBLK(3, X3)
+	AES256(ROUND4)
+	JMP drain
+
+tail8:
+	CTRBLK(0, X0)
+	CTRBLK(1, X1)
+	CTRBLK(2, X2)
+	CTRBLK(3, X3)
+	CTRBLK(4, X4)
+	CTRBLK(5, X5)
+	CTRBLK(6, X6)
+	CTRBLK(7, X7)
+	AES256(ROUND8)
+
+	// Keystream block k is in Xk. Write whole blocks while CX covers them;
+	// stop when it ends exactly on a block, or hand the partial block's
+	// keystream to partial in X0. MOVOU and PXOR leave the flags of the
+	// CMPQ intact.
+drain:
+	CMPQ CX, $16
+	JB   partial
+	XORBLK(0, X0)
+	JE   done
+	CMPQ CX, $32
+	JB   partial1
+	XORBLK(16, X1)
+	JE   done
+	CMPQ CX, $48
+	JB   partial2
+	XORBLK(32, X2)
+	JE   done
+	CMPQ CX, $64
+	JB   partial3
+	XORBLK(48, X3)
+	JE   done
+	CMPQ CX, $80
+	JB   partial4
+	XORBLK(64, X4)
+	JE   done
+	CMPQ CX, $96
+	JB   partial5
+	XORBLK(80, X5)
+	JE   done
+	CMPQ CX, $112
+	JB   partial6
+	XORBLK(96, X6)
+	JE   done
+	JMP  partial7
+
+partial1:
+	MOVO X1, X0
+	MOVQ $16, R8
+	JMP  advance
+
+partial2:
+	MOVO X2, X0
+	MOVQ $32, R8
+	JMP  advance
+
+partial3:
+	MOVO X3, X0
+	MOVQ $48, R8
+	JMP  advance
+
+partial4:
+	MOVO X4, X0
+	MOVQ $64, R8
+	JMP  advance
+
+partial5:
+	MOVO X5, X0
+	MOVQ $80, R8
+	JMP  advance
+
+partial6:
+	MOVO X6, X0
+	MOVQ $96, R8
+	JMP  advance
+
+partial7:
+	MOVO X7, X0
+	MOVQ $112, R8
+
+advance:
+	ADDQ R8, SI
+	ADDQ R8, DI
+	SUBQ R8, CX
+
+	// 1 to 15 bytes are left and X0 is their keystream block. Go through
+	// the caller's scratch: copy the source bytes into the zeroed block,
+	// XOR it in place with the keystream, copy the result out. The rest
+	// of the block then holds keystream until done wipes it.
+partial:
+	PXOR  X8, X8
+	MOVOU X8, (R9)
+	XORQ  R10, R10
+
+copyin:
+	MOVBLZX (SI)(R10*1), R11
+	MOVB    R11, (R9)(R10*1)
+	INCQ    R10
+	CMPQ    R10, CX
+	JB      copyin
+	MOVOU   (R9), X8
+	PXOR    X0, X8
+	MOVOU   X8, (R9)
+	XORQ    R10, R10
+
+copyout:
+	MOVBLZX (R9)(R10*1), R11
+	MOVB    R11, (DI)(R10*1)
+	INCQ    R10
+	CMPQ    R10, CX
+	JB      copyout
+
+done:
+	PXOR  X0, X0
+	PXOR  X1, X1
+	PXOR  X2, X2
+	PXOR  X3, X3
+	PXOR  X4, X4
+	PXOR  X5, X5
+	PXOR  X6, X6
+	PXOR  X7, X7
+	PXOR  X8, X8
+	PXOR  X9, X9
+	PXOR  X10, X10
+	PXOR  X11, X11
+	PXOR  X12, X12
+	MOVOU X0, (R9)
+	XORL  R11, R11
+	RET
+
+DATA ctrIncrement<>+0(SB)/8, $0
+DATA ctrIncrement<>+8(SB)/8, $1
+GLOBL ctrIncrement<>(SB), RODATA|NOPTR, $16
+
+DATA ctrByteSwap<>+0(SB)/8, $0x0706050403020100
+DATA ctrByteSwap<>+8(SB)/8, $0x08090a0b0c0d0e0f
+GLOBL ctrByteSwap<>(SB), RODATA|NOPTR, $16

@@ -1,0 +1,24 @@
+//go:build !amd64
+
+package aesctr
+
+// supported is false: there is no assembly for this architecture, and a
+// pure-Go AES would keep round keys and keystream in Go variables, which is
+// what this package exists to avoid. It is a variable, as on amd64, so that
+// code guarded by Supported type-checks and lints the same everywhere.
+var supported = false
+
+// expandKeyAsm and xorKeyStreamAsm are never reached: Expand and XOR check
+// supported first. They panic rather than return without doing the work.
+
+func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte) {
+	if !supported {
+		panic("aesctr: no assembly on this architecture")
+	}
+}
+
+func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, scratch *[16]byte) {
+	if !supported {
+		panic("aesctr: no assembly on this architecture")
+	}
+}

@@ -1,0 +1,475 @@
+package aesctr
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func requireSupported(t testing.TB) {
+	t.Helper()
+	if !Supported() {
+		t.Skip("aesctr: no AES-NI/SSE4.1 assembly on this machine")
+	}
+}
+
+func unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func randomKey(t testing.TB) (key [32]byte, salt [8]byte) {
+	t.Helper()
+	rand.Read(key[:])
+	rand.Read(salt[:])
+	return key, salt
+}
+
+func expand(t testing.TB, key *[32]byte) *[RoundKeysSize]byte {
+	t.Helper()
+	rk := new([RoundKeysSize]byte)
+	if err := Expand(rk, key); err != nil {
+		t.Fatal(err)
+	}
+	return rk
+}
+
+// blocks is the number of counter values an n-byte input uses.
+func blocks(n int) uint64 { return (uint64(n) + 15) / 16 }
+
+// fits reports whether an n-byte input starting at counter value base keeps
+// every block's counter value below 2^64, XOR's precondition.
+func fits(base uint64, n int) bool {
+	nb := blocks(n)
+	return nb == 0 || base <= math.MaxUint64-(nb-1)
+}
+
+// stdlibXOR is the plain path: crypto/cipher's CTR with the 128-bit initial
+// counter block salt || base, which matches XOR as long as the low half does
+// not carry.
+func stdlibXOR(t testing.TB, key *[32]byte, salt *[8]byte, base uint64, src []byte) []byte {
+	t.Helper()
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var iv [16]byte
+	copy(iv[:8], salt[:])
+	binary.BigEndian.PutUint64(iv[8:], base)
+	out := make([]byte, len(src))
+	cipher.NewCTR(block, iv[:]).XORKeyStream(out, src)
+	return out
+}
+
+// TestNISTVector is CTR-AES256.Encrypt from NIST SP 800-38A, F.5.5. Its
+// initial counter block f0f1...ff is salt f0f1f2f3f4f5f6f7 followed by the
+// counter value f8f9fafbfcfdfeff.
+func TestNISTVector(t *testing.T) {
+	requireSupported(t)
+	var key [32]byte
+	copy(key[:], unhex(t, "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4"))
+	var salt [8]byte
+	copy(salt[:], unhex(t, "f0f1f2f3f4f5f6f7"))
+	const base = 0xf8f9fafbfcfdfeff
+	plain := unhex(t, "6bc1bee22e409f96e93d7e117393172a"+"ae2d8a571e03ac9c9eb76fac45af8e51"+
+		"30c81c46a35ce411e5fbc1191a0a52ef"+"f69f2445df4f9b17ad2b417be66c3710")
+	want := unhex(t, "601ec313775789a5b7a7f504bbf3d228"+"f443e3ca4d62b59aca84e990cacaf5c5"+
+		"2b0930daa23de94ce87017ba2d84988d"+"dfc9c58db67aada613c2dd08457941a6")
+	rk := expand(t, &key)
+	var scratch [16]byte
+
+	// Every prefix, so each batch width and partial length is exercised.
+	for n := 0; n <= len(plain); n++ {
+		got := make([]byte, n)
+		XOR(rk, &salt, base, got, plain[:n], &scratch)
+		if !bytes.Equal(got, want[:n]) {
+			t.Fatalf("n=%d: got %x, want %x", n, got, want[:n])
+		}
+		// Decryption is the same operation.
+		XOR(rk, &salt, base, got, got, &scratch)
+		if !bytes.Equal(got, plain[:n]) {
+			t.Fatalf("n=%d: decrypted to %x, want %x", n, got, plain[:n])
+		}
+	}
+	// Each block alone, at its own counter value.
+	for i := range 4 {
+		got := make([]byte, 16)
+		XOR(rk, &salt, base+uint64(i), got, plain[16*i:16*i+16], &scratch)
+		if !bytes.Equal(got, want[16*i:16*i+16]) {
+			t.Errorf("block %d: got %x, want %x", i, got, want[16*i:16*i+16])
+		}
+	}
+}
+
+// The test-only reference key schedule of FIPS-197 section 5.2, written for
+// clarity rather than speed. The S-box is derived from its definition
+// (inversion in GF(2^8) followed by the affine map) rather than tabulated.
+
+// gfMul multiplies in GF(2^8) modulo x^8 + x^4 + x^3 + x + 1.
+func gfMul(a, b byte) byte {
+	var p byte
+	for b != 0 {
+		if b&1 != 0 {
+			p ^= a
+		}
+		hi := a & 0x80
+		a <<= 1
+		if hi != 0 {
+			a ^= 0x1b
+		}
+		b >>= 1
+	}
+	return p
+}
+
+func sbox(x byte) byte {
+	// x^254 is the multiplicative inverse of x, and maps 0 to 0.
+	inv := byte(1)
+	for range 254 {
+		inv = gfMul(inv, x)
+	}
+	rotl := func(b byte, n uint) byte { return b<<n | b>>(8-n) }
+	return inv ^ rotl(inv, 1) ^ rotl(inv, 2) ^ rotl(inv, 3) ^ rotl(inv, 4) ^ 0x63
+}
+
+func referenceExpand(key *[32]byte) [RoundKeysSize]byte {
+	const nk, words = 8, RoundKeysSize / 4
+	var w [words][4]byte
+	for i := range nk {
+		copy(w[i][:], key[4*i:])
+	}
+	rcon := byte(1)
+	for i := nk; i < words; i++ {
+		t := w[i-1]
+		switch i % nk {
+		case 0:
+			t = [4]byte{sbox(t[1]) ^ rcon, sbox(t[2]), sbox(t[3]), sbox(t[0])}
+			rcon = gfMul(rcon, 2)
+		case 4:
+			t = [4]byte{sbox(t[0]), sbox(t[1]), sbox(t[2]), sbox(t[3])}
+		}
+		for j := range 4 {
+			w[i][j] = w[i-nk][j] ^ t[j]
+		}
+	}
+	var rk [RoundKeysSize]byte
+	for i := range words {
+		copy(rk[4*i:], w[i][:])
+	}
+	return rk
+}
+
+func TestReferenceSbox(t *testing.T) {
+	// Spot values from FIPS-197 Figure 7.
+	for _, c := range []struct{ in, out byte }{{0x00, 0x63}, {0x01, 0x7c}, {0x53, 0xed}, {0xff, 0x16}} {
+		if got := sbox(c.in); got != c.out {
+			t.Errorf("sbox(%#02x) = %#02x, want %#02x", c.in, got, c.out)
+		}
+	}
+}
+
+func TestExpand(t *testing.T) {
+	requireSupported(t)
+	var nist [32]byte
+	copy(nist[:], unhex(t, "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4"))
+	keys := [][32]byte{nist, {}}
+	for range 64 {
+		k, _ := randomKey(t)
+		keys = append(keys, k)
+	}
+	for _, key := range keys {
+		rk := expand(t, &key)
+		// AES-256 uses the key itself as its first two round keys.
+		if !bytes.Equal(rk[:16], key[:16]) || !bytes.Equal(rk[16:32], key[16:]) {
+			t.Fatalf("key %x: first round keys %x, want the key", key, rk[:32])
+		}
+		want := referenceExpand(&key)
+		for r := range RoundKeysSize / 16 {
+			if got := rk[16*r : 16*r+16]; !bytes.Equal(got, want[16*r:16*r+16]) {
+				t.Errorf("key %x: round key %d = %x, want %x", key, r, got, want[16*r:16*r+16])
+			}
+		}
+	}
+	// The last word of FIPS-197 Appendix A.3, which expands the same key.
+	rk := expand(t, &nist)
+	if got := hex.EncodeToString(rk[RoundKeysSize-4:]); got != "706c631e" {
+		t.Errorf("w[59] of the FIPS-197 A.3 key = %s, want 706c631e", got)
+	}
+}
+
+func TestUnsupported(t *testing.T) {
+	if Supported() {
+		t.Skip("the assembly is supported here")
+	}
+	var rk [RoundKeysSize]byte
+	key := [32]byte{1}
+	if err := Expand(&rk, &key); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("Expand: got %v, want an error wrapping errors.ErrUnsupported", err)
+	}
+	if rk != ([RoundKeysSize]byte{}) {
+		t.Error("Expand wrote round keys where it is unsupported")
+	}
+}
+
+// checkXOR compares XOR with the plain path for one input, out of place and
+// in place, and checks that XOR writes nothing outside dst, leaves src alone
+// when out of place, and wipes scratch.
+func checkXOR(t *testing.T, key *[32]byte, rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, src []byte) {
+	t.Helper()
+	want := stdlibXOR(t, key, salt, base, src)
+	n := len(src)
+	srcCopy := bytes.Clone(src)
+
+	// Out of place, with guard bytes on both sides of dst.
+	const guard = 32
+	buf := bytes.Repeat([]byte{0xa5}, n+2*guard)
+	dst := buf[guard : guard+n : guard+n]
+	scratch := [16]byte{0: 1, 15: 0xff}
+	XOR(rk, salt, base, dst, src, &scratch)
+	if !bytes.Equal(dst, want) {
+		t.Fatalf("base=%#x n=%d out of place: got %x, want %x", base, n, dst, want)
+	}
+	for i, b := range append(bytes.Clone(buf[:guard]), buf[guard+n:]...) {
+		if b != 0xa5 {
+			t.Fatalf("base=%#x n=%d: guard byte %d overwritten", base, n, i)
+		}
+	}
+	if !bytes.Equal(src, srcCopy) {
+		t.Fatalf("base=%#x n=%d: src modified", base, n)
+	}
+	if scratch != ([16]byte{}) {
+		t.Fatalf("base=%#x n=%d: scratch not wiped: %x", base, n, scratch)
+	}
+
+	// In place.
+	inPlace := bytes.Clone(src)
+	scratch = [16]byte{7: 0x5a}
+	XOR(rk, salt, base, inPlace, inPlace, &scratch)
+	if !bytes.Equal(inPlace, want) {
+		t.Fatalf("base=%#x n=%d in place: got %x, want %x", base, n, inPlace, want)
+	}
+	if scratch != ([16]byte{}) {
+		t.Fatalf("base=%#x n=%d in place: scratch not wiped: %x", base, n, scratch)
+	}
+}
+
+func TestXORMatchesStdlib(t *testing.T) {
+	requireSupported(t)
+	lengths := make([]int, 0, 310)
+	for n := 0; n <= 300; n++ {
+		lengths = append(lengths, n)
+	}
+	lengths = append(lengths, 4096, 65536+7)
+	for _, base := range []uint64{0, 1, math.MaxUint32, math.MaxUint64 - 1000} {
+		t.Run(fmt.Sprintf("base=%#x", base), func(t *testing.T) {
+			t.Parallel()
+			key, salt := randomKey(t)
+			rk := expand(t, &key)
+			for _, n := range lengths {
+				if !fits(base, n) {
+					continue // covered at the exact edge by TestXORCounterEdge
+				}
+				src := make([]byte, n)
+				rand.Read(src)
+				checkXOR(t, &key, rk, &salt, base, src)
+			}
+		})
+	}
+}
+
+// TestXORCounterEdge puts the last block of each input exactly on counter
+// value 2^64-1, the largest run XOR accepts.
+func TestXORCounterEdge(t *testing.T) {
+	requireSupported(t)
+	key, salt := randomKey(t)
+	rk := expand(t, &key)
+	for _, n := range []int{1, 15, 16, 17, 31, 32, 33, 64, 65, 127, 128, 129, 255, 1019, 4096, 65536 + 7} {
+		base := math.MaxUint64 - (blocks(n) - 1)
+		src := make([]byte, n)
+		rand.Read(src)
+		checkXOR(t, &key, rk, &salt, base, src)
+	}
+}
+
+// TestXORSplit checks that encrypting an input in two calls, split at any
+// block boundary with the second call continuing the counter, matches one
+// call: the batch paths and the 8-block loop produce the same keystream.
+func TestXORSplit(t *testing.T) {
+	requireSupported(t)
+	key, salt := randomKey(t)
+	rk := expand(t, &key)
+	var scratch [16]byte
+	const base = math.MaxUint32 - 5 // crosses a 32-bit boundary midway
+	for _, n := range []int{100, 128, 257, 300} {
+		src := make([]byte, n)
+		rand.Read(src)
+		whole := make([]byte, n)
+		XOR(rk, &salt, base, whole, src, &scratch)
+		for cut := 0; cut <= n; cut += 16 {
+			parts := make([]byte, n)
+			XOR(rk, &salt, base, parts[:cut], src[:cut], &scratch)
+			XOR(rk, &salt, base+uint64(cut/16), parts[cut:], src[cut:], &scratch)
+			if !bytes.Equal(parts, whole) {
+				t.Fatalf("n=%d cut=%d: split result differs", n, cut)
+			}
+		}
+	}
+}
+
+func TestXORPanics(t *testing.T) {
+	requireSupported(t)
+	key, salt := randomKey(t)
+	rk := expand(t, &key)
+	var scratch [16]byte
+	buf := make([]byte, 64)
+	for _, c := range []struct {
+		name     string
+		dst, src []byte
+	}{
+		{"shorter dst", buf[:15], buf[16:32]},
+		{"longer dst", buf[:33], buf[32:64]},
+		{"dst after src", buf[1:33], buf[:32]},
+		{"dst before src", buf[:32], buf[8:40]},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Error("XOR did not panic")
+				}
+			}()
+			XOR(rk, &salt, 0, c.dst, c.src, &scratch)
+		})
+	}
+}
+
+func TestAllocs(t *testing.T) {
+	requireSupported(t)
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under the race detector")
+	}
+	key, salt := randomKey(t)
+	var rk [RoundKeysSize]byte
+	var scratch [16]byte
+	if n := testing.AllocsPerRun(100, func() {
+		if err := Expand(&rk, &key); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("Expand: %v allocations, want 0", n)
+	}
+	buf := make([]byte, 1019)
+	for _, n := range []int{0, 5, 32, 1019} {
+		if a := testing.AllocsPerRun(100, func() {
+			XOR(&rk, &salt, 42, buf[:n], buf[:n], &scratch)
+		}); a != 0 {
+			t.Errorf("XOR of %d bytes: %v allocations, want 0", n, a)
+		}
+	}
+}
+
+// fuzzCorpus is the committed seed corpus of FuzzXOR.
+const fuzzCorpus = "testdata/fuzz/FuzzXOR"
+
+// TestFuzzCorpus fails if the committed corpus is missing or empty, so that
+// `go test` keeps replaying real seeds rather than silently running none.
+func TestFuzzCorpus(t *testing.T) {
+	entries, err := os.ReadDir(fuzzCorpus)
+	if err != nil {
+		t.Fatalf("seed corpus: %v", err)
+	}
+	seeds := 0
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(fuzzCorpus, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(b), "go test fuzz v1\n") {
+			t.Errorf("%s is not a go test fuzz v1 file", e.Name())
+		}
+		seeds++
+	}
+	if seeds == 0 {
+		t.Fatalf("seed corpus %s is empty", fuzzCorpus)
+	}
+}
+
+// FuzzXOR compares XOR with crypto/cipher's CTR. key and salt are padded or
+// truncated to size, and base is pulled back if the input would run past
+// counter value 2^64-1, which XOR's contract excludes.
+func FuzzXOR(f *testing.F) {
+	f.Add(bytes.Repeat([]byte{0x11}, 32), []byte("saltsalt"), uint64(0), []byte("hello, world"))
+	f.Add(make([]byte, 32), make([]byte, 8), uint64(math.MaxUint64), make([]byte, 16))
+	f.Add([]byte("0123456789abcdef0123456789abcdef"), []byte{0xff, 0xfe}, uint64(math.MaxUint32), bytes.Repeat([]byte{0xaa}, 129))
+	f.Add([]byte{}, []byte{}, uint64(1<<63), bytes.Repeat([]byte("x"), 1019))
+	f.Fuzz(func(t *testing.T, keyIn, saltIn []byte, base uint64, data []byte) {
+		requireSupported(t)
+		var key [32]byte
+		var salt [8]byte
+		copy(key[:], keyIn)
+		copy(salt[:], saltIn)
+		if !fits(base, len(data)) {
+			base = math.MaxUint64 - (blocks(len(data)) - 1)
+		}
+		checkXOR(t, &key, expand(t, &key), &salt, base, data)
+	})
+}
+
+var benchSizes = []int{16, 32, 64, 128, 1019, 4096, 65536, 1048576}
+
+func BenchmarkXOR(b *testing.B) {
+	requireSupported(b)
+	key, salt := randomKey(b)
+	rk := expand(b, &key)
+	var scratch [16]byte
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+			buf := make([]byte, size)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				XOR(rk, &salt, 1, buf, buf, &scratch)
+			}
+		})
+	}
+}
+
+// BenchmarkStdlibCTR is the baseline: what the hot path pays per entry with
+// crypto/aes, a fresh cipher.NewCTR (the counter differs per entry) and one
+// XORKeyStream, with the block cipher set up once.
+func BenchmarkStdlibCTR(b *testing.B) {
+	key, salt := randomKey(b)
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		b.Fatal(err)
+	}
+	var iv [16]byte
+	copy(iv[:8], salt[:])
+	binary.BigEndian.PutUint64(iv[8:], 1)
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+			buf := make([]byte, size)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				cipher.NewCTR(block, iv[:]).XORKeyStream(buf, buf)
+			}
+		})
+	}
+}

@@ -19,6 +19,14 @@ func (s *Shuffler) checkInvariants() error {
 		sh := &s.shards[si]
 		sh.mu.Lock()
 		err := func() error {
+			if sh.purged && sh.closed && len(sh.arenas) != 0 {
+				for ai, a := range sh.arenas {
+					if a != nil && !allZero(a.mem) {
+						return fmt.Errorf("shard %d: arena %d not wiped by Purge", si, ai)
+					}
+				}
+				return nil
+			}
 			if sh.closed {
 				if len(sh.arenas) != 0 || sh.nslots != 0 || sh.live != 0 {
 					return fmt.Errorf("shard %d: closed but holds state", si)

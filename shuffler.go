@@ -43,6 +43,7 @@ type Shuffler struct {
 	ownLocked, ownUnlocked int64
 	cipherSlot             int  // which cipherState the shards' cipher uses
 	rotateBroken           bool // a RotateKey failed part-way; see RotateKey
+	released               bool // Close has unmapped everything
 
 	shuffles       atomic.Uint64
 	arenasReleased atomic.Uint64
@@ -60,6 +61,7 @@ type shard struct {
 	s      *Shuffler
 	index  uint32
 	closed bool
+	purged bool // wiped by Purge; arenas still mapped until Close
 	ciph   *ctr.Cipher
 
 	chunks   [][]slot
@@ -254,7 +256,7 @@ func (s *Shuffler) Close() error {
 	}
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
-	if s.closed.Load() {
+	if s.released {
 		return nil
 	}
 	s.closed.Store(true)
@@ -278,6 +280,7 @@ func (s *Shuffler) Close() error {
 		sh.mu.Unlock()
 	}
 	s.releaseAll()
+	s.released = true
 	return errors.Join(errs...)
 }
 

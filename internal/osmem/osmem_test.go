@@ -126,7 +126,7 @@ func TestSecretMemory(t *testing.T) {
 		for _, m := range ms {
 			if m.Start <= a && a < m.End {
 				t.Logf("secret mapping: %+v", m)
-				if m.Path == "" || m.Perms[:2] != "rw" {
+				if m.Path == "" || m.Perms[:2] != "rw" || !m.Locked || !r.Locked {
 					t.Fatalf("unexpected mapping %+v", m)
 				}
 			}

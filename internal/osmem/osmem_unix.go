@@ -72,7 +72,11 @@ func Map(n int, f Flags) (*Region, error) {
 	}
 	// Dump and fork exclusion are set before any secret is written.
 	r.DontDump = harden(r.Data) == nil
-	if f.Lock || f.StrictLock {
+	if f.Secret {
+		// The kernel keeps secret memory resident itself (its mappings
+		// carry the locked flag) and refuses mlock on it.
+		r.Locked = true
+	} else if f.Lock || f.StrictLock {
 		if err := lock(r.Data); err != nil {
 			r.LockErr = err
 			if f.StrictLock {

@@ -1,0 +1,13 @@
+//go:build !unix
+
+package memshuffle
+
+import (
+	"errors"
+	"fmt"
+)
+
+// DisableCoreDumps is not supported on this platform.
+func DisableCoreDumps() error {
+	return fmt.Errorf("memshuffle: disabling core dumps: %w", errors.ErrUnsupported)
+}

@@ -1,0 +1,5 @@
+//go:build unix && !linux
+
+package memshuffle
+
+func notDumpable() error { return nil }

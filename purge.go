@@ -1,0 +1,85 @@
+package memshuffle
+
+import (
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
+
+// Purge wipes every entry of s at once, rented ones included, and the
+// Shuffler's keys, then closes it: every later call returns ErrClosed. It is
+// meant for a signal or panic handler that must destroy secrets before the
+// process goes away. Unlike Close it leaves the memory mapped, so another
+// goroutine still holding a rented pointer reads zeros instead of faulting;
+// a later Close unmaps it. Purge waits for calls already in progress on each
+// shard to finish, which is brief, since no call holds a shard for long.
+func (s *Shuffler) Purge() error {
+	if s == nil || len(s.shards) == 0 {
+		return nil
+	}
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed.Load() {
+		return nil
+	}
+	s.closed.Store(true)
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for _, a := range sh.arenas {
+			if a != nil {
+				osmem.Wipe(a.mem[:a.used])
+			}
+		}
+		sh.purged = true
+		sh.closed = true
+		sh.mu.Unlock()
+	}
+	if s.own != nil {
+		osmem.Wipe(s.own.Data)
+	}
+	return nil
+}
+
+// PurgeOnSignal purges the given Shufflers when the process receives SIGINT
+// or SIGTERM, then exits with status 128 plus the signal number, as a shell
+// reports a process killed by that signal. Nothing happens on import: the
+// handler exists only from this call until stop is called. stop ends the
+// watching goroutine and restores the default handling of both signals; it
+// may be called more than once.
+func PurgeOnSignal(shufflers ...*Shuffler) (stop func()) {
+	return purgeOnSignal(shufflers, os.Exit)
+}
+
+func purgeOnSignal(shufflers []*Shuffler, exit func(int)) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		defer close(finished)
+		select {
+		case sig := <-ch:
+			for _, s := range shufflers {
+				s.Purge()
+			}
+			code := 1
+			if n, ok := sig.(syscall.Signal); ok {
+				code = 128 + int(n)
+			}
+			exit(code)
+		case <-done:
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			signal.Stop(ch)
+			close(done)
+			<-finished
+		})
+	}
+}

@@ -1,0 +1,329 @@
+package memshuffle
+
+import (
+	"bufio"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/memshuffle/memshuffle/internal/aesctr"
+	"github.com/memshuffle/memshuffle/internal/memscan"
+)
+
+// The tests here start a copy of the test binary as a helper process; the
+// MEMSHUFFLE_CHILD environment variable tells it which part to play.
+func init() {
+	switch os.Getenv("MEMSHUFFLE_CHILD") {
+	case "holder":
+		os.Exit(holder())
+	case "nobody":
+		os.Exit(lockedAsNobody())
+	}
+}
+
+const forensicSecrets = 8
+
+// holder is the helper process of TestForensics. Its key, salt and secrets
+// come from stdin, so none of them is a literal in this binary, and each is
+// read straight into the memory that keeps it. Then it obeys one command per
+// line: "rent N", "return N", "exit".
+func holder() int {
+	s, err := New(WithShards(2))
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	key, salt := new([32]byte), new([8]byte)
+	if _, err := io.ReadFull(os.Stdin, key[:]); err != nil {
+		return 1
+	}
+	if _, err := io.ReadFull(os.Stdin, salt[:]); err != nil {
+		return 1
+	}
+	if err := s.RotateKey(key, salt); err != nil { // wipes key and salt
+		fmt.Println("error:", err)
+		return 1
+	}
+	var hs []Handle
+	for range forensicSecrets {
+		h, err := ReadFrom(s, os.Stdin, 32)
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		hs = append(hs, h)
+	}
+	// Churn: move everything a few times so freed and moved space exists.
+	for range 3 {
+		s.Shuffle()
+	}
+	fmt.Println("ready")
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		var i int
+		switch {
+		case strings.HasPrefix(in.Text(), "rent "):
+			fmt.Sscan(in.Text()[5:], &i)
+			_, err = RentSlice[byte](s, hs[i])
+		case strings.HasPrefix(in.Text(), "return "):
+			fmt.Sscan(in.Text()[7:], &i)
+			err = s.Return(hs[i])
+		default:
+			s.Close()
+			return 0
+		}
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		fmt.Println("ok")
+	}
+	return 0
+}
+
+// TestForensics holds secrets in a helper process and searches it with
+// gcore and with the memscan scanner: at rest no secret appears in the core
+// dump or anywhere in the live process, the key and its round keys appear
+// in neither the core dump nor anywhere in the live process outside the
+// library's own locked, dump-excluded region, and a rented secret appears
+// once in the live process, in a locked, dump-excluded mapping, and never
+// in the core dump.
+func TestForensics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts gdb; skipped in -short mode")
+	}
+	gcore, err := exec.LookPath("gcore")
+	if err != nil {
+		t.Skip("gcore (gdb) not installed")
+	}
+	if _, err := os.Stat("/proc/self/mem"); err != nil {
+		t.Skip("no /proc")
+	}
+	var key [32]byte
+	var salt [8]byte
+	secrets := make([][]byte, forensicSecrets)
+	rand.Read(key[:])
+	rand.Read(salt[:])
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "MEMSHUFFLE_CHILD=holder")
+	stdin, _ := cmd.StdinPipe()
+	stdoutPipe, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	stdout := bufio.NewScanner(stdoutPipe)
+	expect := func(want string) {
+		t.Helper()
+		if !stdout.Scan() || stdout.Text() != want {
+			t.Fatalf("helper said %q, want %q", stdout.Text(), want)
+		}
+	}
+	stdin.Write(key[:])
+	stdin.Write(salt[:])
+	for i := range secrets {
+		secrets[i] = make([]byte, 32)
+		rand.Read(secrets[i])
+		stdin.Write(secrets[i])
+	}
+	expect("ready")
+	pid := cmd.Process.Pid
+
+	patterns := func(bs ...[]byte) []*memscan.Pattern {
+		var ps []*memscan.Pattern
+		for _, b := range bs {
+			p, err := memscan.NewPattern(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps = append(ps, p)
+		}
+		return ps
+	}
+	secretPats := patterns(secrets...)
+	keyPats := patterns(key[:], key[:16], key[16:])
+	if aesctr.Supported() {
+		var rk [aesctr.RoundKeysSize]byte
+		aesctr.Expand(&rk, &key)
+		for i := 0; i < len(rk); i += 16 {
+			keyPats = append(keyPats, patterns(rk[i:i+16])...)
+		}
+	}
+	dump := func() string {
+		t.Helper()
+		prefix := filepath.Join(t.TempDir(), "core")
+		out, err := exec.Command(gcore, "-o", prefix, strconv.Itoa(pid)).CombinedOutput()
+		if err != nil {
+			t.Skipf("gcore failed (ptrace not permitted here?): %v\n%s", err, out)
+		}
+		return prefix + "." + strconv.Itoa(pid)
+	}
+	inCore := func(core string, ps []*memscan.Pattern) int {
+		n := 0
+		for _, p := range ps {
+			hits, err := memscan.ScanCore(core, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += len(hits)
+		}
+		return n
+	}
+	live := func(ps []*memscan.Pattern) []memscan.Hit {
+		var all []memscan.Hit
+		for _, p := range ps {
+			hits, err := memscan.ScanProcess(pid, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, hits...)
+		}
+		return all
+	}
+	guarded := func(h memscan.Hit) bool {
+		m := h.Mapping
+		return m.Path == "" && m.Locked && m.DontDump
+	}
+
+	// At rest.
+	core := dump()
+	if n := inCore(core, secretPats); n != 0 {
+		t.Errorf("at rest: %d secret hits in the core dump", n)
+	}
+	if n := inCore(core, keyPats); n != 0 {
+		t.Errorf("at rest: %d key or round-key hits in the core dump", n)
+	}
+	if hits := live(secretPats); len(hits) != 0 {
+		t.Errorf("at rest: secrets found in the live process: %+v", hits)
+	}
+	keyHits := live(keyPats)
+	for _, h := range keyHits {
+		if !guarded(h) {
+			t.Errorf("key material outside the locked, dump-excluded region: %+v", h)
+		}
+	}
+	if aesctr.Supported() && len(keyHits) == 0 {
+		t.Error("round keys not found at all: the scan is not seeing the process")
+	}
+
+	// Rented.
+	fmt.Fprintln(stdin, "rent 3")
+	expect("ok")
+	hits := live(secretPats[3:4])
+	if len(hits) != 1 || !guarded(hits[0]) {
+		t.Errorf("rented: want one hit in a locked, dump-excluded mapping, got %+v", hits)
+	}
+	if others := live(append(secretPats[:3:3], secretPats[4:]...)); len(others) != 0 {
+		t.Errorf("rented: other secrets found: %+v", others)
+	}
+	core = dump()
+	if n := inCore(core, secretPats); n != 0 {
+		t.Errorf("rented: %d secret hits in the core dump", n)
+	}
+	fmt.Fprintln(stdin, "return 3")
+	expect("ok")
+	if hits := live(secretPats); len(hits) != 0 {
+		t.Errorf("returned: secrets found: %+v", hits)
+	}
+	fmt.Fprintln(stdin, "exit")
+	cmd.Wait()
+}
+
+// lockedAsNobody is the helper process of TestLockedAsNobody.
+func lockedAsNobody() int {
+	const limit = 8 << 20 // ulimit -l 8192
+	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: limit, Max: limit}); err != nil {
+		fmt.Println("setrlimit:", err)
+		return 1
+	}
+	s, err := New(WithLockMode(LockStrict))
+	if err != nil {
+		fmt.Println("New:", err)
+		return 1
+	}
+	for i := range 100000 {
+		if _, err := Alloc[byte](s, 32); err != nil {
+			fmt.Println("Alloc", i, ":", err)
+			return 1
+		}
+	}
+	st := s.Stats()
+	status, _ := os.ReadFile("/proc/self/status")
+	var vmlck int64 = -1
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmLck:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			vmlck = kb << 10
+		}
+	}
+	fmt.Printf("uid=%d entries=%d live=%d locked=%d unlocked=%d vmlck=%d\n",
+		os.Getuid(), st.Entries, st.LiveBytes, st.LockedBytes, st.UnlockedBytes, vmlck)
+	if st.Entries != 100000 || st.UnlockedBytes != 0 || st.LockedBytes != vmlck || st.LockFailures != 0 {
+		return 1
+	}
+	return 0
+}
+
+// TestLockedAsNobody holds 100,000 live 32-byte secrets as an unprivileged
+// user with the usual 8 MiB RLIMIT_MEMLOCK, every byte locked, and checks
+// that the kernel's count (VmLck) and Stats agree.
+func TestLockedAsNobody(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to start a process as nobody")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	uid, _ := strconv.Atoi(nobody.Uid)
+	gid, _ := strconv.Atoi(nobody.Gid)
+	// The test binary lives in a directory only root can enter; give the
+	// child a copy it can run.
+	dir, err := os.MkdirTemp("", "memshuffle-nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	self, _ := os.Executable()
+	bin := filepath.Join(dir, "memshuffle.test")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Dir = dir
+	cmd.Env = []string{"MEMSHUFFLE_CHILD=nobody", "PATH=/usr/bin:/bin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	done := make(chan struct{})
+	var out []byte
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatal("helper timed out")
+	}
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatalf("as nobody: %v", err)
+	}
+	if !strings.Contains(string(out), fmt.Sprintf("uid=%d ", uid)) {
+		t.Fatal("helper did not run as nobody")
+	}
+}

@@ -5,6 +5,9 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -66,6 +69,9 @@ func checkMaps(t *testing.T, r *Region) {
 	}
 	if r.Locked != data.Locked {
 		t.Fatalf("Region.Locked %v, smaps says %v", r.Locked, data.Locked)
+	}
+	if !vmFlag(t, data.Start, "wf") {
+		t.Fatal("mapping lacks MADV_WIPEONFORK (wf)")
 	}
 	for _, g := range []*memscan.Mapping{before, after} {
 		if g == nil || g.Perms[:3] != "---" {
@@ -136,4 +142,26 @@ func TestSecretMemory(t *testing.T) {
 	if err := Unmap(r); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// vmFlag reports whether the smaps entry of the mapping at start has flag.
+func vmFlag(t *testing.T, start uint64, flag string) bool {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Skip(err)
+	}
+	in := false
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			lo, _, _ := strings.Cut(f[0], "-")
+			v, err := strconv.ParseUint(lo, 16, 64)
+			in = err == nil && v == start
+			continue
+		}
+		if in && strings.HasPrefix(line, "VmFlags:") {
+			return slices.Contains(strings.Fields(line)[1:], flag)
+		}
+	}
+	return false
 }

@@ -89,7 +89,7 @@ func (s *Shuffler) Free(h Handle) error {
 		return err
 	}
 	defer sh.mu.Unlock()
-	if sl.state() == stateRented {
+	if sl.state() != stateLive {
 		return ErrBusy
 	}
 	osmem.Wipe(sh.bytes(sl))

@@ -63,7 +63,7 @@ func (s *Shuffler) checkInvariants() error {
 						return fmt.Errorf("shard %d: free slot %d (gen %d) is not on the free list", si, i, sl.gen())
 					}
 					continue
-				case stateLive, stateRented:
+				case stateLive, stateRented, stateViewed:
 				default:
 					return fmt.Errorf("shard %d: slot %d has state %d", si, i, sl.state())
 				}
@@ -85,7 +85,10 @@ func (s *Shuffler) checkInvariants() error {
 				}
 				spans[sl.arena] = append(spans[sl.arena], span{int(sl.off), end})
 				perArena[sl.arena]++
-				if sl.state() == stateRented {
+				if sl.state() == stateViewed && sl.ctr == 0 {
+					return fmt.Errorf("shard %d: slot %d viewed by nobody", si, i)
+				}
+				if sl.state() != stateLive {
 					rented++
 				} else {
 					runs = append(runs, run{sl.ctr, sl.ctr + ctr.Blocks(int(sl.size))})

@@ -2,7 +2,9 @@ package memshuffle
 
 import (
 	"fmt"
+	"log/slog"
 	"runtime"
+	"time"
 )
 
 // Option configures a Shuffler made by New.
@@ -33,6 +35,9 @@ type config struct {
 	lock      LockMode
 	onReturn  bool
 	secret    bool
+
+	trackAfter time.Duration // WithRentTracking
+	logger     *slog.Logger
 }
 
 func defaultConfig() config {

@@ -36,6 +36,10 @@ func (s *Shuffler) Purge() error {
 		}
 		sh.purged = true
 		sh.closed = true
+		if sh.wake != nil {
+			close(sh.wake) // waiters retry and see ErrClosed
+			sh.wake = nil
+		}
 		sh.mu.Unlock()
 	}
 	if s.own != nil {

@@ -1,6 +1,7 @@
 package memshuffle
 
 import (
+	"context"
 	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
@@ -9,21 +10,12 @@ import (
 
 // Rent decrypts the entry in place and returns a pointer to its first
 // element as a T. The entry stays decrypted, and never moves, until Return;
-// while rented, no other Rent or Free of it succeeds (ErrBusy). The pointer
-// must not be used after Return, Free fails on rented entries, and after
-// Close the memory is gone. T must hold no Go pointers, be no larger than the
-// entry, and need no stricter alignment than the entry was allocated with
-// (ErrTypeMismatch).
+// while rented, no other Rent, View or Free of it succeeds (ErrBusy). The
+// pointer must not be used after Return, and after Close the memory is gone.
+// T must hold no Go pointers, be no larger than the entry, and need no
+// stricter alignment than the entry was allocated with (ErrTypeMismatch).
 func Rent[T any](s *Shuffler, h Handle) (*T, error) {
-	ti, err := typeOf[T]()
-	if err != nil {
-		return nil, err
-	}
-	mem, err := s.rent(h, ti, false)
-	if err != nil {
-		return nil, err
-	}
-	return (*T)(unsafe.Pointer(unsafe.SliceData(mem))), nil
+	return borrow[T](nil, s, h, false)
 }
 
 // RentSlice is Rent for the whole entry as a slice of T. The entry's size
@@ -31,42 +23,140 @@ func Rent[T any](s *Shuffler, h Handle) (*T, error) {
 // the slice as for Rent's pointer; in particular it must not be appended to
 // beyond its capacity, which is the entry's size.
 func RentSlice[T any](s *Shuffler, h Handle) ([]T, error) {
+	return borrowSlice[T](nil, s, h, false)
+}
+
+// RentContext is Rent that, instead of failing with ErrBusy, waits until the
+// entry is free or ctx is done; then it returns ctx's error.
+func RentContext[T any](ctx context.Context, s *Shuffler, h Handle) (*T, error) {
+	return borrow[T](ctx, s, h, false)
+}
+
+// RentSliceContext is RentSlice that waits like RentContext.
+func RentSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, error) {
+	return borrowSlice[T](ctx, s, h, false)
+}
+
+// View is a shared, read-only rent: any number of goroutines may view an
+// entry at once. The first View decrypts it, later ones get the same
+// plaintext at no cost, and ReturnView by the last viewer encrypts it again.
+// Writers are exclusive: Rent and Free of a viewed entry fail with ErrBusy,
+// and View of a rented entry does too. The pointer must not be written
+// through, and must not be used after the caller's ReturnView.
+func View[T any](s *Shuffler, h Handle) (*T, error) {
+	return borrow[T](nil, s, h, true)
+}
+
+// ViewSlice is View for the whole entry as a slice of T; see RentSlice for
+// the size rule.
+func ViewSlice[T any](s *Shuffler, h Handle) ([]T, error) {
+	return borrowSlice[T](nil, s, h, true)
+}
+
+// ViewContext is View that waits, instead of failing with ErrBusy, while
+// the entry is rented, until it is returned or ctx is done.
+func ViewContext[T any](ctx context.Context, s *Shuffler, h Handle) (*T, error) {
+	return borrow[T](ctx, s, h, true)
+}
+
+// ViewSliceContext is ViewSlice that waits like ViewContext.
+func ViewSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, error) {
+	return borrowSlice[T](ctx, s, h, true)
+}
+
+func borrow[T any](ctx context.Context, s *Shuffler, h Handle, shared bool) (*T, error) {
 	ti, err := typeOf[T]()
 	if err != nil {
 		return nil, err
 	}
-	mem, err := s.rent(h, ti, true)
+	mem, err := s.borrow(ctx, h, ti, false, shared)
+	if err != nil {
+		return nil, err
+	}
+	return (*T)(unsafe.Pointer(unsafe.SliceData(mem))), nil
+}
+
+func borrowSlice[T any](ctx context.Context, s *Shuffler, h Handle, shared bool) ([]T, error) {
+	ti, err := typeOf[T]()
+	if err != nil {
+		return nil, err
+	}
+	mem, err := s.borrow(ctx, h, ti, true, shared)
 	if err != nil {
 		return nil, err
 	}
 	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(mem))), len(mem)/ti.size), nil
 }
 
-func (s *Shuffler) rent(h Handle, ti typeInfo, whole bool) ([]byte, error) {
-	sh, sl, err := s.lookup(h)
-	if err != nil {
-		return nil, err
+// borrow rents (or, shared, views) an entry. With a nil ctx a busy entry is
+// an error; otherwise it waits for the entry's shard to see a return.
+func (s *Shuffler) borrow(ctx context.Context, h Handle, ti typeInfo, whole, shared bool) ([]byte, error) {
+	for {
+		sh, sl, err := s.lookup(h)
+		if err != nil {
+			return nil, err
+		}
+		st := sl.state()
+		if st == stateRented || (st == stateViewed && !shared) {
+			if ctx == nil {
+				sh.mu.Unlock()
+				return nil, ErrBusy
+			}
+			wake := sh.waitChan()
+			sh.mu.Unlock()
+			select {
+			case <-wake:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		mem, err := sh.take(sl, h, ti, whole, shared)
+		sh.mu.Unlock()
+		return mem, err
 	}
-	defer sh.mu.Unlock()
-	if sl.state() == stateRented {
-		return nil, ErrBusy
-	}
+}
+
+// take does the rent or view of an entry that is free to borrow, under the
+// shard lock.
+func (sh *shard) take(sl *slot, h Handle, ti typeInfo, whole, shared bool) ([]byte, error) {
 	size := int(sl.size)
 	if ti.size > size || ti.align > sl.align() || (whole && size%ti.size != 0) {
 		return nil, ErrTypeMismatch
 	}
 	mem := sh.bytes(sl)
+	if sl.state() == stateViewed {
+		// While an entry is plaintext its counter run is dead (Return takes
+		// a new one), so the field holds the number of viewers instead.
+		sl.ctr++
+		return mem, nil
+	}
 	sh.ciph.XOR(mem, mem, sl.ctr, sh.scratch)
-	sl.setState(stateRented)
+	if shared {
+		sl.setState(stateViewed)
+		sl.ctr = 1
+	} else {
+		sl.setState(stateRented)
+	}
 	sh.rented++
+	sh.track(h)
 	return mem, nil
+}
+
+// waitChan returns a channel closed at the shard's next Return.
+func (sh *shard) waitChan() chan struct{} {
+	if sh.wake == nil {
+		sh.wake = make(chan struct{})
+	}
+	return sh.wake
 }
 
 // Return re-encrypts a rented entry under a fresh run of counter values, so
 // the same plaintext never gives the same ciphertext twice, and ends the
 // rent. With shuffle-on-borrow-return enabled the entry also moves to new
 // space and the space it left is wiped. Pointers and slices from the rent
-// must not be used afterwards.
+// must not be used afterwards. An entry that is viewed, not rented, is
+// returned with ReturnView (ErrNotRented).
 func (s *Shuffler) Return(h Handle) error {
 	sh, sl, err := s.lookup(h)
 	if err != nil {
@@ -76,11 +166,38 @@ func (s *Shuffler) Return(h Handle) error {
 	if sl.state() != stateRented {
 		return ErrNotRented
 	}
+	return sh.seal(sl, h)
+}
+
+// ReturnView ends one View. When the last viewer returns, the entry is
+// encrypted again as by Return. ReturnView of an entry nobody views returns
+// ErrNotRented.
+func (s *Shuffler) ReturnView(h Handle) error {
+	sh, sl, err := s.lookup(h)
+	if err != nil {
+		return err
+	}
+	defer sh.mu.Unlock()
+	if sl.state() != stateViewed {
+		return ErrNotRented
+	}
+	if sl.ctr > 1 {
+		sl.ctr--
+		return nil
+	}
+	return sh.seal(sl, h)
+}
+
+// seal encrypts a borrowed entry again and makes it live, under the shard
+// lock.
+func (sh *shard) seal(sl *slot, h Handle) error {
+	s := sh.s
 	base, err := sh.reserve(ctr.Blocks(int(sl.size)))
 	if err != nil {
 		return err
 	}
 	src := sh.bytes(sl)
+	moved := false
 	if s.onReturn.Load() {
 		if a, off, err := sh.place(len(src), sl.align()); err == nil {
 			// Encrypt straight into the new space: the plaintext is never
@@ -91,23 +208,27 @@ func (s *Shuffler) Return(h Handle) error {
 			sh.vacate(sl)
 			sl.arena, sl.off = a.index, uint32(off)
 			a.live++
-			sl.ctr = base
-			sl.setState(stateLive)
-			sh.rented--
 			s.bytesMoved.Add(uint64(len(src)))
-			// Compact only while arenas hold more dead space than live data,
-			// so entries are not moved for nothing.
-			if sh.mapped > 2*sh.liveBytes+int64(2*s.cfg.arenaSize) {
-				sh.sweep(sweepSlots)
-			}
-			return nil
+			moved = true
 		}
-		// No memory for a move: encrypting in place keeps the entry safe;
-		// moving it is only a bonus.
+		// Without memory for a move, encrypting in place keeps the entry
+		// safe; moving it is only a bonus.
 	}
-	sh.ciph.XOR(src, src, base, sh.scratch)
+	if !moved {
+		sh.ciph.XOR(src, src, base, sh.scratch)
+	}
 	sl.ctr = base
 	sl.setState(stateLive)
 	sh.rented--
+	sh.untrack(h)
+	if sh.wake != nil {
+		close(sh.wake)
+		sh.wake = nil
+	}
+	// Compact only while arenas hold more dead space than live data, so
+	// entries are not moved for nothing.
+	if moved && sh.mapped > 2*sh.liveBytes+int64(2*s.cfg.arenaSize) {
+		sh.sweep(sweepSlots)
+	}
 	return nil
 }

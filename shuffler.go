@@ -51,6 +51,9 @@ type Shuffler struct {
 	shuffleNanos   atomic.Int64
 	rotations      atomic.Uint64
 	lockFailures   atomic.Uint64
+	longRentsSeen  atomic.Uint64
+
+	stopWatch, watchDone chan struct{} // the rent-tracking goroutine
 }
 
 // shard is an independent part of a Shuffler: its own lock, slot table and
@@ -74,7 +77,9 @@ type shard struct {
 
 	ctrNext, ctrEnd uint64 // this shard's reserved run of counter values
 
-	cursor  uint32 // next slot the shuffle-on-return sweep looks at
+	wake    chan struct{}         // closed at the next return, when someone waits
+	rents   map[Handle]rentRecord // with rent tracking: where each rent began
+	cursor  uint32                // next slot the shuffle-on-return sweep looks at
 	scratch *[ctr.ScratchSize]byte
 	rng     *mrand.Rand
 	work    shuffleWork
@@ -101,7 +106,8 @@ type slot struct {
 const (
 	stateFree   = 0
 	stateLive   = 1
-	stateRented = 2
+	stateRented = 2 // rented by one borrower, exclusively
+	stateViewed = 3 // viewed by sl.ctr readers
 )
 
 func (sl *slot) gen() uint32        { return sl.meta >> 8 }
@@ -192,6 +198,10 @@ func New(opts ...Option) (*Shuffler, error) {
 		}
 		sh.rng = mrand.New(mrand.NewChaCha8(rs))
 	}
+	if cfg.trackAfter > 0 {
+		s.stopWatch, s.watchDone = make(chan struct{}), make(chan struct{})
+		go s.watchRents(s.stopWatch, s.watchDone)
+	}
 	return s, nil
 }
 
@@ -260,6 +270,11 @@ func (s *Shuffler) Close() error {
 		return nil
 	}
 	s.closed.Store(true)
+	if s.stopWatch != nil {
+		close(s.stopWatch)
+		<-s.watchDone
+		s.stopWatch = nil
+	}
 	var errs []error
 	for i := range s.shards {
 		sh := &s.shards[i]
@@ -275,7 +290,11 @@ func (s *Shuffler) Close() error {
 			}
 		}
 		sh.arenas, sh.arenaHoles, sh.cur, sh.chunks = nil, nil, nil, nil
-		sh.nslots, sh.freeHead = 0, 0
+		sh.nslots, sh.freeHead, sh.rents = 0, 0, nil
+		if sh.wake != nil {
+			close(sh.wake) // waiters retry and see ErrClosed
+			sh.wake = nil
+		}
 		sh.live, sh.rented, sh.liveBytes, sh.mapped, sh.lockedBytes, sh.unlocked, sh.dumpable = 0, 0, 0, 0, 0, 0, 0
 		sh.mu.Unlock()
 	}

@@ -33,6 +33,12 @@ type Stats struct {
 	ShuffleTime    time.Duration // total time spent in Shuffle
 	KeyRotations   uint64        // completed calls to RotateKey
 	LockFailures   uint64        // mappings the OS refused to lock
+
+	// LongRents counts rents and views held longer than the
+	// WithRentTracking threshold now; LongRentsSeen counts every one
+	// reported so far. Both stay zero without rent tracking.
+	LongRents     int
+	LongRentsSeen uint64
 }
 
 // Sub returns the change in counters from old to st; gauges (entries,
@@ -45,6 +51,7 @@ func (st Stats) Sub(old Stats) Stats {
 	d.ShuffleTime -= old.ShuffleTime
 	d.KeyRotations -= old.KeyRotations
 	d.LockFailures -= old.LockFailures
+	d.LongRentsSeen -= old.LongRentsSeen
 	return d
 }
 
@@ -86,6 +93,10 @@ func (s *Shuffler) Stats() Stats {
 	st.ShuffleTime = time.Duration(s.shuffleNanos.Load())
 	st.KeyRotations = s.rotations.Load()
 	st.LockFailures = s.lockFailures.Load()
+	st.LongRentsSeen = s.longRentsSeen.Load()
+	if s.cfg.trackAfter > 0 && !s.closed.Load() {
+		st.LongRents = s.eachLongRent(func(Handle, *rentRecord) {})
+	}
 	return st
 }
 

@@ -1,0 +1,288 @@
+package memshuffle
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestWith(t *testing.T) {
+	s := newTest(t)
+	h, _ := Create[[4]uint32](s)
+	if err := With(s, h, func(p *[4]uint32) error { p[2] = 42; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	errFn := errors.New("fn failed")
+	if err := WithSlice(s, h, func(v []uint32) error { return errFn }); err != errFn {
+		t.Fatalf("fn error: %v", err)
+	}
+	var got uint32
+	WithView(s, h, func(p *[4]uint32) error { got = p[2]; return nil })
+	if got != 42 {
+		t.Fatalf("got %d", got)
+	}
+	// A panic in fn still returns the entry, encrypted, before going on.
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("panic swallowed")
+			}
+		}()
+		WithSlice(s, h, func(v []byte) error {
+			copy(v, "plaintext inside")
+			panic("boom")
+		})
+	}()
+	if raw, _ := rawBytes(s, h); bytes.Equal(raw, []byte("plaintext inside")) {
+		t.Fatal("entry left decrypted after a panic")
+	}
+	if err := WithViewSlice(s, h, func(v []byte) error {
+		if string(v) != "plaintext inside" {
+			t.Fatalf("got %q", v)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, s)
+}
+
+func TestWithViewPanics(t *testing.T) {
+	s := newTest(t)
+	h, _ := Create[uint64](s)
+	func() {
+		defer func() { recover() }()
+		WithView(s, h, func(*uint64) error { panic("x") })
+	}()
+	if _, err := Rent[uint64](s, h); err != nil {
+		t.Fatalf("view not ended by the panic: %v", err)
+	}
+	s.Return(h)
+	if err := With(s, Handle{}, func(*uint64) error { return nil }); !errors.Is(err, ErrInvalidHandle) {
+		t.Fatal(err)
+	}
+	mustCheck(t, s)
+}
+
+func TestViews(t *testing.T) {
+	s := newTest(t, WithShards(1))
+	h, _ := CopyFrom(s, []byte("shared api key: 0123456789"))
+	want := "shared api key: 0123456789"
+	v1, err := ViewSlice[byte](s, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := ViewSlice[byte](s, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &v1[0] != &v2[0] || string(v2) != want {
+		t.Fatal("second view differs")
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		call func() error
+	}{
+		{"Rent of viewed", ErrBusy, func() error { _, err := Rent[byte](s, h); return err }},
+		{"Free of viewed", ErrBusy, func() error { return s.Free(h) }},
+		{"Return of viewed", ErrNotRented, func() error { return s.Return(h) }},
+	} {
+		if err := tc.call(); !errors.Is(err, tc.err) {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+	}
+	mustCheck(t, s)
+	if err := s.ReturnView(h); err != nil {
+		t.Fatal(err)
+	}
+	if raw, _ := rawBytes(s, h); string(raw) != want {
+		t.Fatal("entry encrypted while a viewer remains")
+	}
+	if err := s.ReturnView(h); err != nil {
+		t.Fatal(err)
+	}
+	if raw, _ := rawBytes(s, h); string(raw) == want {
+		t.Fatal("entry not encrypted after the last viewer")
+	}
+	if err := s.ReturnView(h); !errors.Is(err, ErrNotRented) {
+		t.Fatalf("extra ReturnView: %v", err)
+	}
+	Rent[byte](s, h)
+	if _, err := View[byte](s, h); !errors.Is(err, ErrBusy) {
+		t.Fatalf("View of rented: %v", err)
+	}
+	if err := s.ReturnView(h); !errors.Is(err, ErrNotRented) {
+		t.Fatalf("ReturnView of rented: %v", err)
+	}
+	s.Return(h)
+	mustCheck(t, s)
+}
+
+// TestViewsConcurrent has readers share an entry while a writer takes it
+// exclusively now and then, waiting for the readers with a context.
+func TestViewsConcurrent(t *testing.T) {
+	s := newTest(t, WithShuffleOnBorrowReturn(true))
+	h, _ := Create[[8]uint64](s)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	errc := make(chan error, 16)
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				err := WithViewSlice(s, h, func(v []uint64) error {
+					for i := range v {
+						if v[i] != v[0]+uint64(i) {
+							return errors.New("torn read")
+						}
+					}
+					return nil
+				})
+				if err != nil && !errors.Is(err, ErrBusy) {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	for i := range 300 {
+		p, err := RentContext[[8]uint64](context.Background(), s, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range p {
+			p[j] = uint64(i*100 + j)
+		}
+		if err := s.Return(h); err != nil {
+			t.Fatal(err)
+		}
+		s.Shuffle()
+	}
+	close(stop)
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatal(err)
+	}
+	mustCheck(t, s)
+}
+
+func TestContextWait(t *testing.T) {
+	s := newTest(t)
+	h, _ := Create[uint64](s)
+	p, _ := Rent[uint64](s, h)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if _, err := RentContext[uint64](ctx, s, h); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wait on a rented entry: %v", err)
+	}
+	if _, err := ViewSliceContext[byte](ctx, s, h); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("view wait: %v", err)
+	}
+	done := make(chan error)
+	go func() {
+		q, err := RentSliceContext[uint64](context.Background(), s, h)
+		if err == nil && q[0] != 7 {
+			err = errors.New("waiter saw the old value")
+		}
+		if err == nil {
+			err = s.Return(h)
+		}
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	*p = 7
+	s.Return(h)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Close wakes a waiter, which then sees ErrClosed.
+	s2, _ := New()
+	h2, _ := Create[uint64](s2)
+	Rent[uint64](s2, h2)
+	go func() { _, err := ViewContext[uint64](context.Background(), s2, h2); done <- err }()
+	time.Sleep(20 * time.Millisecond)
+	s2.Close()
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("waiter after Close: %v", err)
+	}
+}
+
+// goroutineGone waits for no goroutine to be running fn.
+func goroutineGone(t *testing.T, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for range 100 {
+		n := runtime.Stack(buf, true)
+		if !strings.Contains(string(buf[:n]), fn) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("a goroutine running %s outlived Close", fn)
+}
+
+func TestRentTracking(t *testing.T) {
+	var logBuf bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logBuf.Write(p)
+	}), nil))
+	s, err := New(WithRentTracking(20*time.Millisecond), WithLogger(logger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := CopyFrom(s, []byte("tracked-secret-value"))
+	quick, _ := Create[uint64](s)
+	Rent[uint64](s, quick)
+	s.Return(quick)
+	if _, err := RentSlice[byte](s, h); err != nil { // forgotten Return
+		t.Fatal(err)
+	}
+	time.Sleep(120 * time.Millisecond)
+	long := s.LongRents()
+	if len(long) != 1 || long[0].Handle != h || !strings.Contains(long[0].Stack, "TestRentTracking") {
+		t.Fatalf("LongRents = %+v", long)
+	}
+	st := s.Stats()
+	if st.LongRents != 1 || st.LongRentsSeen != 1 {
+		t.Fatalf("Stats: %+v", st)
+	}
+	mu.Lock()
+	logged := logBuf.String()
+	mu.Unlock()
+	if strings.Count(logged, "rent held longer") != 1 || !strings.Contains(logged, "TestRentTracking") {
+		t.Fatalf("log: %s", logged)
+	}
+	if strings.Contains(logged, "tracked-secret") {
+		t.Fatal("the log holds the secret")
+	}
+	s.Return(h)
+	if len(s.LongRents()) != 0 || s.Stats().LongRents != 0 {
+		t.Fatal("returned rent still reported")
+	}
+	if _, err := New(WithRentTracking(0)); !errors.Is(err, ErrInvalidOption) {
+		t.Fatal(err)
+	}
+	s.Close()
+	goroutineGone(t, "memshuffle.(*Shuffler).watchRents")
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

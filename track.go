@@ -1,0 +1,148 @@
+package memshuffle
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// RentInfo describes a rent or view held longer than the threshold given
+// to WithRentTracking.
+type RentInfo struct {
+	Handle Handle
+	Since  time.Time // when the rent (or the first of the views) began
+	Stack  string    // where it began: function, file and line per frame
+}
+
+type rentRecord struct {
+	since    time.Time
+	pcs      []uintptr
+	reported bool
+}
+
+// WithRentTracking records where every Rent and View was taken and reports
+// those held longer than threshold: in Stats.LongRents, by LongRents, and,
+// with WithLogger, as a warning with the stack, once per rent. It costs a
+// stack capture per rent, so it is meant for finding a forgotten Return in
+// development or in a canary, not for every production process. A goroutine
+// checks the rents every threshold/2 (at least every 10 ms) until Close.
+func WithRentTracking(threshold time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if threshold <= 0 {
+			return fmt.Errorf("%w: WithRentTracking(%v): want a positive duration", ErrInvalidOption, threshold)
+		}
+		c.trackAfter = threshold
+		return nil
+	})
+}
+
+// WithLogger sends the Shuffler's events to l: long-held rents (with
+// WithRentTracking), key rotations and refused memory locks. Events never
+// carry a secret, a key or an address.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) error {
+		c.logger = l
+		return nil
+	})
+}
+
+func (sh *shard) track(h Handle) {
+	if sh.s.cfg.trackAfter <= 0 {
+		return
+	}
+	pcs := make([]uintptr, 32)
+	pcs = pcs[:runtime.Callers(4, pcs)]
+	if sh.rents == nil {
+		sh.rents = make(map[Handle]rentRecord)
+	}
+	sh.rents[h] = rentRecord{since: time.Now(), pcs: pcs}
+}
+
+func (sh *shard) untrack(h Handle) {
+	if sh.rents != nil {
+		delete(sh.rents, h)
+	}
+}
+
+// LongRents lists the rents and views held longer than the WithRentTracking
+// threshold now. Without rent tracking it returns nil.
+func (s *Shuffler) LongRents() []RentInfo {
+	if s == nil || s.cfg.trackAfter <= 0 {
+		return nil
+	}
+	var out []RentInfo
+	s.eachLongRent(func(h Handle, r *rentRecord) {
+		out = append(out, RentInfo{Handle: h, Since: r.since, Stack: formatStack(r.pcs)})
+	})
+	return out
+}
+
+// eachLongRent calls fn, under the shard lock, for every rent older than
+// the threshold.
+func (s *Shuffler) eachLongRent(fn func(Handle, *rentRecord)) int {
+	n := 0
+	cutoff := time.Now().Add(-s.cfg.trackAfter)
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for h, r := range sh.rents {
+			if r.since.Before(cutoff) {
+				n++
+				fn(h, &r)
+				sh.rents[h] = r
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// watchRents reports long rents until stop is closed.
+func (s *Shuffler) watchRents(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	every := max(s.cfg.trackAfter/2, 10*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		type report struct {
+			h     Handle
+			since time.Time
+			pcs   []uintptr
+		}
+		var fresh []report
+		s.eachLongRent(func(h Handle, r *rentRecord) {
+			if !r.reported {
+				r.reported = true
+				fresh = append(fresh, report{h, r.since, r.pcs})
+			}
+		})
+		for _, r := range fresh {
+			s.longRentsSeen.Add(1)
+			if l := s.cfg.logger; l != nil {
+				l.Warn("memshuffle: rent held longer than threshold",
+					slog.String("handle", r.h.String()),
+					slog.Duration("held", time.Since(r.since)),
+					slog.String("rented_at", formatStack(r.pcs)))
+			}
+		}
+	}
+}
+
+func formatStack(pcs []uintptr) string {
+	var b strings.Builder
+	frames := runtime.CallersFrames(pcs)
+	for {
+		f, more := frames.Next()
+		fmt.Fprintf(&b, "%s\n\t%s:%d\n", f.Function, f.File, f.Line)
+		if !more {
+			return b.String()
+		}
+	}
+}

@@ -15,7 +15,7 @@ import (
 // T must hold no Go pointers, be no larger than the entry, and need no
 // stricter alignment than the entry was allocated with (ErrTypeMismatch).
 func Rent[T any](s *Shuffler, h Handle) (*T, error) {
-	return borrow[T](nil, s, h, false)
+	return borrow[T](context.Background(), false, s, h, false)
 }
 
 // RentSlice is Rent for the whole entry as a slice of T. The entry's size
@@ -23,18 +23,18 @@ func Rent[T any](s *Shuffler, h Handle) (*T, error) {
 // the slice as for Rent's pointer; in particular it must not be appended to
 // beyond its capacity, which is the entry's size.
 func RentSlice[T any](s *Shuffler, h Handle) ([]T, error) {
-	return borrowSlice[T](nil, s, h, false)
+	return borrowSlice[T](context.Background(), false, s, h, false)
 }
 
 // RentContext is Rent that, instead of failing with ErrBusy, waits until the
 // entry is free or ctx is done; then it returns ctx's error.
 func RentContext[T any](ctx context.Context, s *Shuffler, h Handle) (*T, error) {
-	return borrow[T](ctx, s, h, false)
+	return borrow[T](ctx, true, s, h, false)
 }
 
 // RentSliceContext is RentSlice that waits like RentContext.
 func RentSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, error) {
-	return borrowSlice[T](ctx, s, h, false)
+	return borrowSlice[T](ctx, true, s, h, false)
 }
 
 // View is a shared, read-only rent: any number of goroutines may view an
@@ -44,53 +44,54 @@ func RentSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, e
 // and View of a rented entry does too. The pointer must not be written
 // through, and must not be used after the caller's ReturnView.
 func View[T any](s *Shuffler, h Handle) (*T, error) {
-	return borrow[T](nil, s, h, true)
+	return borrow[T](context.Background(), false, s, h, true)
 }
 
 // ViewSlice is View for the whole entry as a slice of T; see RentSlice for
 // the size rule.
 func ViewSlice[T any](s *Shuffler, h Handle) ([]T, error) {
-	return borrowSlice[T](nil, s, h, true)
+	return borrowSlice[T](context.Background(), false, s, h, true)
 }
 
 // ViewContext is View that waits, instead of failing with ErrBusy, while
 // the entry is rented, until it is returned or ctx is done.
 func ViewContext[T any](ctx context.Context, s *Shuffler, h Handle) (*T, error) {
-	return borrow[T](ctx, s, h, true)
+	return borrow[T](ctx, true, s, h, true)
 }
 
 // ViewSliceContext is ViewSlice that waits like ViewContext.
 func ViewSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, error) {
-	return borrowSlice[T](ctx, s, h, true)
+	return borrowSlice[T](ctx, true, s, h, true)
 }
 
-func borrow[T any](ctx context.Context, s *Shuffler, h Handle, shared bool) (*T, error) {
+func borrow[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, shared bool) (*T, error) {
 	ti, err := typeOf[T]()
 	if err != nil {
 		return nil, err
 	}
-	mem, err := s.borrow(ctx, h, ti, false, shared)
+	mem, err := s.borrow(ctx, wait, h, ti, false, shared)
 	if err != nil {
 		return nil, err
 	}
 	return (*T)(unsafe.Pointer(unsafe.SliceData(mem))), nil
 }
 
-func borrowSlice[T any](ctx context.Context, s *Shuffler, h Handle, shared bool) ([]T, error) {
+func borrowSlice[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, shared bool) ([]T, error) {
 	ti, err := typeOf[T]()
 	if err != nil {
 		return nil, err
 	}
-	mem, err := s.borrow(ctx, h, ti, true, shared)
+	mem, err := s.borrow(ctx, wait, h, ti, true, shared)
 	if err != nil {
 		return nil, err
 	}
 	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(mem))), len(mem)/ti.size), nil
 }
 
-// borrow rents (or, shared, views) an entry. With a nil ctx a busy entry is
-// an error; otherwise it waits for the entry's shard to see a return.
-func (s *Shuffler) borrow(ctx context.Context, h Handle, ti typeInfo, whole, shared bool) ([]byte, error) {
+// borrow rents (or, shared, views) an entry. Without wait a busy entry is
+// an error; with it, borrow waits for the entry's shard to see a return,
+// until ctx is done.
+func (s *Shuffler) borrow(ctx context.Context, wait bool, h Handle, ti typeInfo, whole, shared bool) ([]byte, error) {
 	for {
 		sh, sl, err := s.lookup(h)
 		if err != nil {
@@ -98,7 +99,7 @@ func (s *Shuffler) borrow(ctx context.Context, h Handle, ti typeInfo, whole, sha
 		}
 		st := sl.state()
 		if st == stateRented || (st == stateViewed && !shared) {
-			if ctx == nil {
+			if !wait {
 				sh.mu.Unlock()
 				return nil, ErrBusy
 			}

@@ -94,9 +94,9 @@ func (sh *shard) shuffle() error {
 	var err error
 	var placed int
 	if size := int(w.sizes[0]); uniform && size%(1<<w.aligns[0]) == 0 {
-		err, placed = sh.layoutUniform(n, size)
+		placed, err = sh.layoutUniform(n, size)
 	} else {
-		err, placed = sh.layout(n, need)
+		placed, err = sh.layout(n, need)
 	}
 	// Move in slot order. Sources and destinations are at random places, so
 	// each batch first touches all of its lines, letting the processor
@@ -136,7 +136,7 @@ func (sh *shard) shuffle() error {
 
 // layout places the entries, in rank order, in fresh arenas, and records
 // each rank's destination. It returns how many ranks it placed.
-func (sh *shard) layout(n, need int) (error, int) {
+func (sh *shard) layout(n, need int) (int, error) {
 	w := &sh.work
 	w.inv = growU32(w.inv, n)
 	for k, r := range w.rank {
@@ -155,7 +155,7 @@ func (sh *shard) layout(n, need int) (error, int) {
 			// maps few of them.
 			a, err := sh.newArena(max(min(need, maxArenaSize), size))
 			if err != nil {
-				return err, r
+				return r, err
 			}
 			dst = a
 			sh.cur = a
@@ -165,12 +165,12 @@ func (sh *shard) layout(n, need int) (error, int) {
 		w.off[r], w.arena[r] = uint32(off), dst.index
 	}
 	w.arenas = sh.arenas
-	return nil, n
+	return n, nil
 }
 
 // layoutUniform is layout for entries that all have one size, a multiple
 // of their alignment: equal fresh arenas, and rank r's place is arithmetic.
-func (sh *shard) layoutUniform(n, size int) (error, int) {
+func (sh *shard) layoutUniform(n, size int) (int, error) {
 	w := &sh.work
 	total := n * size
 	w.fresh = w.fresh[:0]
@@ -178,7 +178,7 @@ func (sh *shard) layoutUniform(n, size int) (error, int) {
 	for placed := 0; placed < n; {
 		a, err := sh.mapArena(max(min(total, maxArenaSize), sh.s.cfg.arenaSize))
 		if err != nil {
-			return err, placed
+			return placed, err
 		}
 		if w.per == 0 {
 			w.per = len(a.mem) / size
@@ -189,7 +189,7 @@ func (sh *shard) layoutUniform(n, size int) (error, int) {
 		w.fresh = append(w.fresh, a)
 		sh.cur = a
 	}
-	return nil, n
+	return n, nil
 }
 
 // dest returns where rank r goes.

@@ -86,7 +86,6 @@ type Region struct {
 
 	start unsafe.Pointer // the whole mapping, guard pages included
 	size  uintptr
-	heap  []byte // the fallback's allocation
 }
 
 // ErrNoSecret is returned by Map when Flags.Secret is set and the system
@@ -105,5 +104,3 @@ var ErrLock = errors.New("osmem: cannot lock memory")
 func Wipe(b []byte) {
 	clear(b)
 }
-
-var errNoDontDump = errors.New("osmem: dump exclusion not supported on this platform")

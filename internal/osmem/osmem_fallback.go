@@ -23,7 +23,7 @@ func Map(n int, f Flags) (*Region, error) {
 	}
 	n = (n + 4095) &^ 4095
 	b := make([]byte, n)
-	r := &Region{heap: b, Data: b}
+	r := &Region{Data: b}
 	if f.StrictLock {
 		return nil, ErrLock
 	}
@@ -33,7 +33,7 @@ func Map(n int, f Flags) (*Region, error) {
 // Unmap drops the reference; the caller has wiped the contents.
 func Unmap(r *Region) error {
 	if r != nil {
-		r.heap, r.Data = nil, nil
+		r.Data = nil
 	}
 	return nil
 }

@@ -2,7 +2,12 @@
 
 package osmem
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
+
+var errNoDontDump = errors.New("osmem: dump exclusion not supported on this platform")
 
 // harden has no portable way to exclude memory from dumps outside Linux.
 func harden(b []byte) error { return errNoDontDump }

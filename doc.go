@@ -61,20 +61,67 @@
 // crypto/aes on the Go heap; anyone who can read the live heap can find it.
 // SECURITY.md has the full model and how each claim is tested.
 //
+// # Borrowing
+//
+// [With], [WithSlice], [WithView] and [WithViewSlice] rent, call a function
+// and return, also when the function panics, so a Return cannot be
+// forgotten. A rent is exclusive: a second [Rent] of a rented entry returns
+// [ErrBusy] rather than sharing the plaintext. For a value many goroutines
+// read at once (an API key every request checks), [View] and [ViewSlice]
+// share one decryption among any number of readers; the last
+// [Shuffler.ReturnView] encrypts it again, and writers wait their turn.
+// [RentContext] and [ViewContext] wait for a busy entry until a context is
+// done instead of failing. [WithRentTracking] records where each rent was
+// taken and reports those held too long, through [Shuffler.Stats],
+// [Shuffler.LongRents] and [WithLogger], so a forgotten Return shows up in
+// minutes.
+//
+// # Passing a secret to crypto APIs
+//
+// Go's crypto packages take keys as []byte or as their own key types, and
+// many copy what they are given. Hand them rented memory, for as short a
+// time as possible, and know what they keep:
+//
+//   - crypto/ed25519: an ed25519.PrivateKey is a []byte. Keep the 32-byte
+//     seed in an entry; in a crypto.Signer, view it, derive the key with
+//     ed25519.NewKeyFromSeed into a buffer you [Wipe] after signing, and
+//     return. Sign itself computes the expanded key in its own variables,
+//     which memshuffle cannot wipe.
+//   - crypto/tls: tls.Certificate.PrivateKey accepts any crypto.Signer, so a
+//     Signer like the one above keeps the TLS key in the Shuffler between
+//     handshakes. examples/tlsserver does exactly this.
+//   - crypto/hmac: hmac.New copies the key into padded blocks on the heap
+//     for the life of the hash. Build the hash inside a [WithViewSlice] call,
+//     use it, and drop it; don't keep one around.
+//   - Comparisons: compare a presented token with crypto/subtle's
+//     ConstantTimeCompare against a view; never convert the secret to a
+//     string.
+//
 // # Concurrency
 //
 // Every method and function is safe for concurrent use. A Shuffler is split
 // into shards, each with its own lock, arenas and slots; an entry stays in
-// one shard for life, so Rent and Return of entries in different shards do
-// not wait for each other. Shuffle and RotateKey work one shard at a time.
-// A rent is exclusive: a second Rent of a rented entry returns [ErrBusy]
-// rather than sharing the plaintext, and Return may come from any goroutine.
+// one shard for life, and new entries go to shards chosen per processor, so
+// goroutines working on their own entries rarely wait for each other.
+// Shuffle and RotateKey work one shard at a time. Return and ReturnView may
+// come from any goroutine.
 //
 // # Platform support
 //
-// Arenas are mapped with mmap on every Unix system (Linux, macOS, the BSDs)
-// with guard pages and mlock; exclusion from core dumps and forked children
-// uses madvise on Linux. Other systems fall back to memory from the Go heap,
-// which the collector does not move, with entries still encrypted at rest;
-// [Stats] then reports the memory as unlocked.
+// The API is the same everywhere; what the operating system adds differs,
+// and [Stats] says what is missing (UnlockedBytes, DumpableBytes,
+// KeyOffHeap):
+//
+//   - Linux: mmap arenas with guard pages, mlock, MADV_DONTDUMP,
+//     MADV_WIPEONFORK, transparent huge pages for large arenas, and
+//     memfd_secret with [WithSecretMemory].
+//   - macOS and the BSDs: mmap arenas with guard pages and mlock; FreeBSD
+//     also excludes them from core dumps.
+//   - Windows: VirtualAlloc arenas with guard pages and VirtualLock; no
+//     exclusion from dumps.
+//   - Anything else: arenas from the Go heap (which the collector does not
+//     move), unlocked; entries still encrypted at rest.
+//
+// The round keys stay off the Go heap on amd64 with AES-NI; elsewhere
+// crypto/aes holds them.
 package memshuffle

@@ -1,9 +1,17 @@
 package memshuffle_test
 
 import (
+	"bytes"
+	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/memshuffle/memshuffle"
 )
@@ -158,4 +166,109 @@ func ExampleShuffler_SetShuffleOnBorrowReturn() {
 	fmt.Println(*p2, p1 != p2)
 	s.Return(h)
 	// Output: 7 true
+}
+
+// With rents, calls and returns, even if the function panics.
+func ExampleWith() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+
+	h, _ := memshuffle.Create[[2]uint64](s)
+	err := memshuffle.With(s, h, func(p *[2]uint64) error {
+		p[0], p[1] = 1, 2
+		return nil
+	})
+	fmt.Println(err)
+	memshuffle.WithView(s, h, func(p *[2]uint64) error {
+		fmt.Println(p[0] + p[1])
+		return nil
+	})
+	// Output:
+	// <nil>
+	// 3
+}
+
+// Many goroutines may view one entry at once: it is decrypted by the first
+// and encrypted again when the last one is done.
+func ExampleViewSlice() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+	token, _ := memshuffle.CopyFrom(s, []byte("api-token-123"))
+
+	var wg sync.WaitGroup
+	var ok atomic.Int32
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			memshuffle.WithViewSlice(s, token, func(t []byte) error {
+				if subtle.ConstantTimeCompare(t, []byte("api-token-123")) == 1 {
+					ok.Add(1)
+				}
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	fmt.Println(ok.Load(), s.Stats().Rented)
+	// Output: 8 0
+}
+
+// A secret read from a file goes straight into the entry: os.File reads
+// into the rented memory, with no copy on the Go heap.
+func ExampleReadFrom() {
+	dir, _ := os.MkdirTemp("", "example")
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "token")
+	os.WriteFile(path, []byte("s3cr3t-from-a-file"), 0o600)
+
+	s, _ := memshuffle.New()
+	defer s.Close()
+	f, err := os.Open(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	h, err := memshuffle.ReadFrom(s, f, int(st.Size()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	n, _ := s.Size(h)
+	fmt.Println(n)
+	// Output: 18
+}
+
+// A secret that is already in a []byte (from an environment variable, a
+// decoder, a network read) moves in with CopyFrom, which wipes the source.
+func ExampleCopyFrom() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+
+	buf := []byte("handed to you") // stands in for a secret from a decoder or a read
+	h, _ := memshuffle.CopyFrom(s, buf)
+	fmt.Println(s.Valid(h), bytes.Count(buf, []byte{0}) == len(buf))
+	// Output: true true
+}
+
+// RentContext waits for a busy entry instead of failing with ErrBusy.
+func ExampleRentContext() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+	h, _ := memshuffle.Create[int](s)
+
+	p, _ := memshuffle.Rent[int](s, h)
+	go func() {
+		*p = 99
+		s.Return(h)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	q, err := memshuffle.RentContext[int](ctx, s, h)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(*q)
+	s.Return(h)
+	// Output: 99
 }

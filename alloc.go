@@ -3,6 +3,7 @@ package memshuffle
 import (
 	"fmt"
 	"math/bits"
+	"time"
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
@@ -51,6 +52,9 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	i, sl := sh.newSlot()
 	sl.ctr, sl.arena, sl.off, sl.size = base, a.index, uint32(off), uint32(size)
 	sl.meta = sl.meta&^0xff | stateLive<<4 | uint32(bits.TrailingZeros(uint(align)))
+	if ttl := s.cfg.ttl; ttl > 0 {
+		sh.setExpiry(i, sl, time.Now().Add(ttl).UnixNano())
+	}
 	a.live++
 	sh.live++
 	sh.liveBytes += int64(size)
@@ -89,13 +93,16 @@ func (s *Shuffler) Free(h Handle) error {
 		return err
 	}
 	defer sh.mu.Unlock()
-	if sl.state() != stateLive {
+	switch sl.state() {
+	case stateExpired: // already wiped and vacated
+	case stateLive:
+		osmem.Wipe(sh.bytes(sl))
+		sh.live--
+		sh.liveBytes -= int64(sl.size)
+		sh.vacate(sl)
+	default:
 		return ErrBusy
 	}
-	osmem.Wipe(sh.bytes(sl))
-	sh.live--
-	sh.liveBytes -= int64(sl.size)
-	sh.vacate(sl)
 	sh.freeSlot(h.slot(), sl)
 	return nil
 }
@@ -104,6 +111,9 @@ func (s *Shuffler) Free(h Handle) error {
 // generation would wrap is retired instead of reused, which keeps Handles
 // unique for the Shuffler's life.
 func (sh *shard) freeSlot(i uint32, sl *slot) {
+	if sl.meta&flagExpiry != 0 {
+		delete(sh.expiry, i)
+	}
 	g := sl.gen() + 1
 	*sl = slot{meta: g << 8}
 	if g > genMask {

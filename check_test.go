@@ -64,11 +64,19 @@ func (s *Shuffler) checkInvariants() error {
 					}
 					continue
 				case stateLive, stateRented, stateViewed:
+				case stateExpired:
+					if onFree[i] || sl.gen() == 0 || sl.meta&flagExpiry != 0 || sl.size != 0 {
+						return fmt.Errorf("shard %d: bad tombstone %d: %+v", si, i, *sl)
+					}
+					continue
 				default:
 					return fmt.Errorf("shard %d: slot %d has state %d", si, i, sl.state())
 				}
 				if onFree[i] {
 					return fmt.Errorf("shard %d: live slot %d on the free list", si, i)
+				}
+				if _, ok := sh.expiry[i]; ok != (sl.meta&flagExpiry != 0) {
+					return fmt.Errorf("shard %d: slot %d expiry flag and map disagree", si, i)
 				}
 				live++
 				liveBytes += int64(sl.size)
@@ -95,6 +103,11 @@ func (s *Shuffler) checkInvariants() error {
 					if sl.ctr+ctr.Blocks(int(sl.size)) > s.ctrs.Next() {
 						return fmt.Errorf("shard %d: slot %d uses counter values not yet handed out", si, i)
 					}
+				}
+			}
+			for i := range sh.expiry {
+				if sl := sh.slot(i); sl.meta&flagExpiry == 0 {
+					return fmt.Errorf("shard %d: slot %d in the expiry map without the flag", si, i)
 				}
 			}
 			if live != sh.live || rented != sh.rented || liveBytes != sh.liveBytes {

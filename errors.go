@@ -15,6 +15,11 @@ var (
 	// ErrBusy is returned when renting or freeing an entry that is rented.
 	ErrBusy = errors.New("memshuffle: entry is rented")
 
+	// ErrExpired is returned for an entry whose expiry has passed (see
+	// Shuffler.SetExpiry): it has been wiped, or is wiped when the rent that
+	// held it ends. Free recycles its slot.
+	ErrExpired = errors.New("memshuffle: entry expired")
+
 	// ErrNotRented is returned by Return for an entry that is not rented.
 	ErrNotRented = errors.New("memshuffle: entry is not rented")
 

@@ -37,6 +37,7 @@ type config struct {
 	secret    bool
 
 	trackAfter time.Duration // WithRentTracking
+	ttl        time.Duration // WithDefaultTTL
 	logger     *slog.Logger
 }
 

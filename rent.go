@@ -93,7 +93,7 @@ func borrowSlice[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, s
 // until ctx is done.
 func (s *Shuffler) borrow(ctx context.Context, wait bool, h Handle, ti typeInfo, whole, shared bool) ([]byte, error) {
 	for {
-		sh, sl, err := s.lookup(h)
+		sh, sl, err := s.lookupLive(h)
 		if err != nil {
 			return nil, err
 		}
@@ -164,6 +164,9 @@ func (s *Shuffler) Return(h Handle) error {
 		return err
 	}
 	defer sh.mu.Unlock()
+	if sl.state() == stateExpired {
+		return ErrExpired
+	}
 	if sl.state() != stateRented {
 		return ErrNotRented
 	}
@@ -179,11 +182,17 @@ func (s *Shuffler) ReturnView(h Handle) error {
 		return err
 	}
 	defer sh.mu.Unlock()
+	if sl.state() == stateExpired {
+		return ErrExpired
+	}
 	if sl.state() != stateViewed {
 		return ErrNotRented
 	}
 	if sl.ctr > 1 {
 		sl.ctr--
+		if sl.meta&flagExpiry != 0 && sh.due(h.slot()) {
+			return ErrExpired
+		}
 		return nil
 	}
 	return sh.seal(sl, h)
@@ -193,6 +202,16 @@ func (s *Shuffler) ReturnView(h Handle) error {
 // lock.
 func (sh *shard) seal(sl *slot, h Handle) error {
 	s := sh.s
+	if sl.meta&flagExpiry != 0 && sh.due(h.slot()) {
+		// Expired while borrowed: the plaintext is wiped, not encrypted.
+		osmem.Wipe(sh.bytes(sl))
+		sh.live--
+		sh.liveBytes -= int64(sl.size)
+		sh.vacate(sl)
+		sh.tombstone(h.slot(), sl)
+		sh.endBorrow(h)
+		return ErrExpired
+	}
 	base, err := sh.reserve(ctr.Blocks(int(sl.size)))
 	if err != nil {
 		return err
@@ -220,16 +239,21 @@ func (sh *shard) seal(sl *slot, h Handle) error {
 	}
 	sl.ctr = base
 	sl.setState(stateLive)
-	sh.rented--
-	sh.untrack(h)
-	if sh.wake != nil {
-		close(sh.wake)
-		sh.wake = nil
-	}
+	sh.endBorrow(h)
 	// Compact only while arenas hold more dead space than live data, so
 	// entries are not moved for nothing.
 	if moved && sh.mapped > 2*sh.liveBytes+int64(2*s.cfg.arenaSize) {
 		sh.sweep(sweepSlots)
 	}
 	return nil
+}
+
+// endBorrow does the bookkeeping of a borrow that ended, and wakes waiters.
+func (sh *shard) endBorrow(h Handle) {
+	sh.rented--
+	sh.untrack(h)
+	if sh.wake != nil {
+		close(sh.wake)
+		sh.wake = nil
+	}
 }

@@ -57,6 +57,7 @@ func (s *Shuffler) Shuffle() error {
 }
 
 func (sh *shard) shuffle() error {
+	sh.sweepExpired()
 	w := &sh.work
 	w.reset()
 	// Gather the entries to move in slot order: slots are mostly filled in

@@ -52,6 +52,7 @@ type Shuffler struct {
 	rotations      atomic.Uint64
 	lockFailures   atomic.Uint64
 	longRentsSeen  atomic.Uint64
+	expired        atomic.Uint64
 
 	stopWatch, watchDone chan struct{} // the rent-tracking goroutine
 }
@@ -78,6 +79,7 @@ type shard struct {
 	ctrNext, ctrEnd uint64 // this shard's reserved run of counter values
 
 	wake    chan struct{}         // closed at the next return, when someone waits
+	expiry  map[uint32]int64      // slot -> deadline (Unix ns), for entries with one
 	rents   map[Handle]rentRecord // with rent tracking: where each rent began
 	cursor  uint32                // next slot the shuffle-on-return sweep looks at
 	scratch *[ctr.ScratchSize]byte
@@ -104,15 +106,20 @@ type slot struct {
 }
 
 const (
-	stateFree   = 0
-	stateLive   = 1
-	stateRented = 2 // rented by one borrower, exclusively
-	stateViewed = 3 // viewed by sl.ctr readers
+	stateFree    = 0
+	stateLive    = 1
+	stateRented  = 2 // rented by one borrower, exclusively
+	stateViewed  = 3 // viewed by sl.ctr readers
+	stateExpired = 4 // wiped at its expiry; the handle answers ErrExpired until freed
 )
+
+// flagExpiry marks a slot with an entry in its shard's expiry map, so
+// lookups of all other entries never look there.
+const flagExpiry = 0x8
 
 func (sl *slot) gen() uint32        { return sl.meta >> 8 }
 func (sl *slot) state() uint32      { return sl.meta >> 4 & 0xf }
-func (sl *slot) align() int         { return 1 << (sl.meta & 0xf) }
+func (sl *slot) align() int         { return 1 << (sl.meta & 0x7) }
 func (sl *slot) setState(st uint32) { sl.meta = sl.meta&^0xf0 | st<<4 }
 
 const (
@@ -347,6 +354,24 @@ func (s *Shuffler) lookup(h Handle) (*shard, *slot, error) {
 	if sl.state() == stateFree || sl.gen() != h.gen() {
 		sh.mu.Unlock()
 		return nil, nil, ErrInvalidHandle
+	}
+	if sl.meta&flagExpiry != 0 && sh.due(i) {
+		sh.expire(i, sl)
+	}
+	return sh, sl, nil
+}
+
+// lookupLive is lookup for calls that need a live entry: an expired one
+// answers ErrExpired. Return, ReturnView and Free handle expired entries
+// themselves.
+func (s *Shuffler) lookupLive(h Handle) (*shard, *slot, error) {
+	sh, sl, err := s.lookup(h)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sl.state() == stateExpired || (sl.meta&flagExpiry != 0 && sh.due(h.slot())) {
+		sh.mu.Unlock()
+		return nil, nil, ErrExpired
 	}
 	return sh, sl, nil
 }

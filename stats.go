@@ -39,6 +39,8 @@ type Stats struct {
 	// reported so far. Both stay zero without rent tracking.
 	LongRents     int
 	LongRentsSeen uint64
+
+	Expired uint64 // entries wiped because their expiry passed
 }
 
 // Sub returns the change in counters from old to st; gauges (entries,
@@ -52,6 +54,7 @@ func (st Stats) Sub(old Stats) Stats {
 	d.KeyRotations -= old.KeyRotations
 	d.LockFailures -= old.LockFailures
 	d.LongRentsSeen -= old.LongRentsSeen
+	d.Expired -= old.Expired
 	return d
 }
 
@@ -94,6 +97,7 @@ func (s *Shuffler) Stats() Stats {
 	st.KeyRotations = s.rotations.Load()
 	st.LockFailures = s.lockFailures.Load()
 	st.LongRentsSeen = s.longRentsSeen.Load()
+	st.Expired = s.expired.Load()
 	if s.cfg.trackAfter > 0 && !s.closed.Load() {
 		st.LongRents = s.eachLongRent(func(Handle, *rentRecord) {})
 	}
@@ -102,7 +106,7 @@ func (s *Shuffler) Stats() Stats {
 
 // Size reports the entry's size in bytes.
 func (s *Shuffler) Size(h Handle) (int, error) {
-	sh, sl, err := s.lookup(h)
+	sh, sl, err := s.lookupLive(h)
 	if err != nil {
 		return 0, err
 	}
@@ -111,9 +115,10 @@ func (s *Shuffler) Size(h Handle) (int, error) {
 	return n, nil
 }
 
-// Valid reports whether h refers to a live entry of s.
+// Valid reports whether h refers to a live entry of s: not freed, not
+// expired.
 func (s *Shuffler) Valid(h Handle) bool {
-	sh, _, err := s.lookup(h)
+	sh, _, err := s.lookupLive(h)
 	if err != nil {
 		return false
 	}

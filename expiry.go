@@ -1,0 +1,109 @@
+package memshuffle
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
+
+// WithDefaultTTL gives every new entry an expiry ttl after its allocation;
+// see [Shuffler.SetExpiry].
+func WithDefaultTTL(ttl time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if ttl <= 0 {
+			return fmt.Errorf("%w: WithDefaultTTL(%v): want a positive duration", ErrInvalidOption, ttl)
+		}
+		c.ttl = ttl
+		return nil
+	})
+}
+
+// SetExpiry makes the entry expire at t; the zero Time removes an expiry.
+// Once t has passed, the entry is wiped and its handle answers ErrExpired:
+// every access checks, and Shuffle and the background shuffler sweep
+// expired entries. An entry rented or viewed when it expires is wiped when
+// the last borrower returns it, and that Return reports ErrExpired. Free of
+// an expired handle recycles its slot.
+func (s *Shuffler) SetExpiry(h Handle, t time.Time) error {
+	sh, sl, err := s.lookupLive(h)
+	if err != nil {
+		return err
+	}
+	defer sh.mu.Unlock()
+	if t.IsZero() {
+		if sl.meta&flagExpiry != 0 {
+			delete(sh.expiry, h.slot())
+			sl.meta &^= flagExpiry
+		}
+		return nil
+	}
+	sh.setExpiry(h.slot(), sl, t.UnixNano())
+	if sh.due(h.slot()) {
+		sh.expire(h.slot(), sl)
+	}
+	return nil
+}
+
+// Expiry reports the entry's expiry, or the zero Time if it has none.
+func (s *Shuffler) Expiry(h Handle) (time.Time, error) {
+	sh, sl, err := s.lookupLive(h)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer sh.mu.Unlock()
+	if sl.meta&flagExpiry == 0 {
+		return time.Time{}, nil
+	}
+	return time.Unix(0, sh.expiry[h.slot()]), nil
+}
+
+func (sh *shard) setExpiry(i uint32, sl *slot, deadline int64) {
+	if sh.expiry == nil {
+		sh.expiry = make(map[uint32]int64)
+	}
+	sh.expiry[i] = deadline
+	sl.meta |= flagExpiry
+}
+
+// due reports whether slot i's expiry has passed.
+func (sh *shard) due(i uint32) bool {
+	d, ok := sh.expiry[i]
+	return ok && time.Now().UnixNano() >= d
+}
+
+// expire wipes a live entry whose time has come and leaves its slot as a
+// tombstone that answers ErrExpired. A borrowed entry is left to the
+// return that ends its borrow.
+func (sh *shard) expire(i uint32, sl *slot) {
+	if sl.state() != stateLive {
+		return
+	}
+	osmem.Wipe(sh.bytes(sl))
+	sh.live--
+	sh.liveBytes -= int64(sl.size)
+	sh.vacate(sl)
+	sh.tombstone(i, sl)
+}
+
+// tombstone marks a vacated slot expired.
+func (sh *shard) tombstone(i uint32, sl *slot) {
+	delete(sh.expiry, i)
+	sl.meta &^= flagExpiry
+	sl.setState(stateExpired)
+	sl.ctr, sl.size, sl.off, sl.arena = 0, 0, 0, 0
+	sh.s.expired.Add(1)
+}
+
+// sweepExpired expires every due entry of the shard.
+func (sh *shard) sweepExpired() {
+	if len(sh.expiry) == 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	for i, d := range sh.expiry {
+		if now >= d {
+			sh.expire(i, sh.slot(i))
+		}
+	}
+}

@@ -1,0 +1,115 @@
+package memshuffle
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestExpiry(t *testing.T) {
+	s := newTest(t, WithShards(1))
+	h, _ := CopyFrom(s, []byte("short-lived secret"))
+	keep, _ := CopyFrom(s, []byte("long-lived secret!"))
+	if err := s.SetExpiry(h, time.Now().Add(30*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if at, _ := s.Expiry(h); at.IsZero() {
+		t.Fatal("no expiry recorded")
+	}
+	if at, _ := s.Expiry(keep); !at.IsZero() {
+		t.Fatal("expiry on the wrong entry")
+	}
+	readAll(t, s, h) // still fine
+	mustCheck(t, s)
+	time.Sleep(50 * time.Millisecond)
+	for name, call := range map[string]func() error{
+		"Rent":      func() error { _, err := Rent[byte](s, h); return err },
+		"View":      func() error { _, err := ViewSlice[byte](s, h); return err },
+		"Size":      func() error { _, err := s.Size(h); return err },
+		"SetExpiry": func() error { return s.SetExpiry(h, time.Time{}) },
+		"Return":    func() error { return s.Return(h) },
+	} {
+		if err := call(); !errors.Is(err, ErrExpired) {
+			t.Fatalf("%s of an expired entry: %v", name, err)
+		}
+	}
+	if s.Valid(h) {
+		t.Fatal("expired handle valid")
+	}
+	mustCheck(t, s) // the invariant checker sees the wiped, vacated tombstone
+	st := s.Stats()
+	if st.Expired != 1 || st.Entries != 1 {
+		t.Fatalf("Stats after expiry: %+v", st)
+	}
+	if err := s.Free(h); err != nil {
+		t.Fatalf("Free of expired: %v", err)
+	}
+	if err := s.Free(h); !errors.Is(err, ErrInvalidHandle) {
+		t.Fatalf("second Free: %v", err)
+	}
+	if string(readAll(t, s, keep)) != "long-lived secret!" {
+		t.Fatal("other entry damaged")
+	}
+	mustCheck(t, s)
+}
+
+func TestExpiryWhileRented(t *testing.T) {
+	s := newTest(t)
+	h, _ := CopyFrom(s, []byte("rented when it expires"))
+	b, _ := RentSlice[byte](s, h)
+	s.SetExpiry(h, time.Now().Add(10*time.Millisecond))
+	time.Sleep(20 * time.Millisecond)
+	if err := s.Shuffle(); err != nil { // sweeps, but leaves the rent alone
+		t.Fatal(err)
+	}
+	if string(b) != "rented when it expires" {
+		t.Fatal("rented entry wiped before its return")
+	}
+	if err := s.Return(h); !errors.Is(err, ErrExpired) {
+		t.Fatalf("Return: %v", err)
+	}
+	if !allZero(b) {
+		t.Fatal("expired entry not wiped at Return")
+	}
+	mustCheck(t, s)
+
+	// Views: the last viewer's return wipes it.
+	v, _ := CopyFrom(s, []byte("viewed"))
+	v1, _ := ViewSlice[byte](s, v)
+	ViewSlice[byte](s, v)
+	s.SetExpiry(v, time.Now().Add(5*time.Millisecond))
+	time.Sleep(10 * time.Millisecond)
+	if err := s.ReturnView(v); !errors.Is(err, ErrExpired) || allZero(v1) {
+		t.Fatalf("first ReturnView: %v", err)
+	}
+	if err := s.ReturnView(v); !errors.Is(err, ErrExpired) || !allZero(v1) {
+		t.Fatalf("last ReturnView: %v", err)
+	}
+	mustCheck(t, s)
+}
+
+func TestDefaultTTL(t *testing.T) {
+	s := newTest(t, WithDefaultTTL(20*time.Millisecond))
+	var hs []Handle
+	for range 50 {
+		h, _ := Alloc[byte](s, 16)
+		hs = append(hs, h)
+	}
+	time.Sleep(30 * time.Millisecond)
+	if err := s.Shuffle(); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	if st.Expired != 50 || st.Entries != 0 || st.LiveBytes != 0 {
+		t.Fatalf("after TTL and a Shuffle: %+v", st)
+	}
+	for _, h := range hs {
+		if _, err := Rent[byte](s, h); !errors.Is(err, ErrExpired) {
+			t.Fatal(err)
+		}
+	}
+	mustCheck(t, s)
+	if _, err := New(WithDefaultTTL(-1)); !errors.Is(err, ErrInvalidOption) {
+		t.Fatal(err)
+	}
+}

@@ -38,6 +38,8 @@ type config struct {
 
 	trackAfter time.Duration // WithRentTracking
 	ttl        time.Duration // WithDefaultTTL
+	background bool          // WithBackgroundShuffle
+	bgInterval time.Duration
 	logger     *slog.Logger
 }
 

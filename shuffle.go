@@ -52,7 +52,14 @@ func (s *Shuffler) Shuffle() error {
 		sh.mu.Unlock()
 	}
 	s.shuffles.Add(1)
-	s.shuffleNanos.Add(int64(time.Since(start)))
+	d := int64(time.Since(start))
+	s.shuffleNanos.Add(d)
+	for {
+		cur := s.shuffleMax.Load()
+		if d <= cur || s.shuffleMax.CompareAndSwap(cur, d) {
+			break
+		}
+	}
 	return errors.Join(errs...)
 }
 

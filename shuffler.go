@@ -1,6 +1,7 @@
 package memshuffle
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -53,8 +54,14 @@ type Shuffler struct {
 	lockFailures   atomic.Uint64
 	longRentsSeen  atomic.Uint64
 	expired        atomic.Uint64
+	bgCycles       atomic.Uint64
+	bgSteps        atomic.Uint64
+	bgStepMax      atomic.Int64
+	shuffleMax     atomic.Int64
 
-	stopWatch, watchDone chan struct{} // the rent-tracking goroutine
+	stopWatch, watchDone chan struct{}      // the rent-tracking goroutine
+	bgCancel             context.CancelFunc // the background shuffler, under closeMu
+	bgDone               chan struct{}
 }
 
 // shard is an independent part of a Shuffler: its own lock, slot table and
@@ -84,6 +91,8 @@ type shard struct {
 	cursor  uint32                // next slot the shuffle-on-return sweep looks at
 	scratch *[ctr.ScratchSize]byte
 	rng     *mrand.Rand
+	bgOrder []uint32 // this background cycle's order of slots
+	bgPos   int
 	work    shuffleWork
 	touched byte // keeps shuffle's prefetching loads from being dropped
 
@@ -209,6 +218,12 @@ func New(opts ...Option) (*Shuffler, error) {
 		s.stopWatch, s.watchDone = make(chan struct{}), make(chan struct{})
 		go s.watchRents(s.stopWatch, s.watchDone)
 	}
+	if cfg.background {
+		if _, err := s.StartBackgroundShuffle(context.Background(), cfg.bgInterval); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -277,6 +292,7 @@ func (s *Shuffler) Close() error {
 		return nil
 	}
 	s.closed.Store(true)
+	s.stopBackground()
 	if s.stopWatch != nil {
 		close(s.stopWatch)
 		<-s.watchDone

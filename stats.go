@@ -41,6 +41,11 @@ type Stats struct {
 	LongRentsSeen uint64
 
 	Expired uint64 // entries wiped because their expiry passed
+
+	ShuffleMax       time.Duration // the longest single Shuffle
+	BackgroundCycles uint64        // completed background shuffle cycles
+	BackgroundSteps  uint64        // background steps, each holding one shard briefly
+	BackgroundMax    time.Duration // the longest a background step held a shard
 }
 
 // Sub returns the change in counters from old to st; gauges (entries,
@@ -55,6 +60,8 @@ func (st Stats) Sub(old Stats) Stats {
 	d.LockFailures -= old.LockFailures
 	d.LongRentsSeen -= old.LongRentsSeen
 	d.Expired -= old.Expired
+	d.BackgroundCycles -= old.BackgroundCycles
+	d.BackgroundSteps -= old.BackgroundSteps
 	return d
 }
 
@@ -98,6 +105,10 @@ func (s *Shuffler) Stats() Stats {
 	st.LockFailures = s.lockFailures.Load()
 	st.LongRentsSeen = s.longRentsSeen.Load()
 	st.Expired = s.expired.Load()
+	st.ShuffleMax = time.Duration(s.shuffleMax.Load())
+	st.BackgroundCycles = s.bgCycles.Load()
+	st.BackgroundSteps = s.bgSteps.Load()
+	st.BackgroundMax = time.Duration(s.bgStepMax.Load())
 	if s.cfg.trackAfter > 0 && !s.closed.Load() {
 		st.LongRents = s.eachLongRent(func(Handle, *rentRecord) {})
 	}

@@ -1,0 +1,207 @@
+package memshuffle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+)
+
+// Background shuffling moves entries a little at a time. A cycle visits
+// every slot of every shard once, in a random order per shard, and moves
+// each unrented entry it finds into fresh arena space; a step moves at most
+// stepBytes or stepEntries under one shard lock and then lets go, so a Rent
+// or Return never waits for more than one step, whatever the amount of data.
+const (
+	stepBytes   = 128 << 10
+	stepEntries = 512
+)
+
+// ErrBackgroundRunning is returned by StartBackgroundShuffle when a
+// background shuffler already runs on the Shuffler.
+var ErrBackgroundRunning = errors.New("memshuffle: background shuffle already running")
+
+// WithBackgroundShuffle starts a background shuffler in New, as
+// StartBackgroundShuffle does, running until Close.
+func WithBackgroundShuffle(interval time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if interval < 0 {
+			return fmt.Errorf("%w: WithBackgroundShuffle(%v): negative interval", ErrInvalidOption, interval)
+		}
+		c.background, c.bgInterval = true, interval
+		return nil
+	})
+}
+
+// StartBackgroundShuffle starts a goroutine that relocates every unrented
+// entry once per cycle, in small steps, and starts a cycle every interval
+// (an interval of 0 runs cycles back to back). Each step also wipes entries
+// whose expiry has passed. It stops when ctx is done, when stop is called,
+// or at Close, whichever comes first; stop waits for the goroutine to end
+// and may be called more than once. Only one background shuffler runs at a
+// time (ErrBackgroundRunning).
+func (s *Shuffler) StartBackgroundShuffle(ctx context.Context, interval time.Duration) (stop func(), err error) {
+	if s == nil || s.closed.Load() || len(s.shards) == 0 {
+		return nil, ErrClosed
+	}
+	if interval < 0 {
+		return nil, fmt.Errorf("%w: negative interval %v", ErrInvalidOption, interval)
+	}
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	if s.bgCancel != nil {
+		return nil, ErrBackgroundRunning
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	s.bgCancel, s.bgDone = cancel, done
+	go s.background(ctx, interval, done)
+	return func() {
+		cancel()
+		<-done
+		s.closeMu.Lock()
+		if s.bgDone == done {
+			s.bgCancel, s.bgDone = nil, nil
+		}
+		s.closeMu.Unlock()
+	}, nil
+}
+
+// stopBackground ends the background shuffler, if any; the caller holds
+// closeMu.
+func (s *Shuffler) stopBackground() {
+	if s.bgCancel != nil {
+		s.bgCancel()
+		<-s.bgDone
+		s.bgCancel, s.bgDone = nil, nil
+	}
+}
+
+func (s *Shuffler) background(ctx context.Context, interval time.Duration, done chan<- struct{}) {
+	defer close(done)
+	for {
+		if !s.cycle(ctx) {
+			return
+		}
+		s.bgCycles.Add(1)
+		if interval > 0 {
+			t := time.NewTimer(interval)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		} else if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// cycle runs one background cycle; it reports false when it was stopped.
+func (s *Shuffler) cycle(ctx context.Context) bool {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if sh.closed {
+			sh.mu.Unlock()
+			return false
+		}
+		sh.startCycle()
+		sh.mu.Unlock()
+	}
+	for busy := true; busy; {
+		busy = false
+		for i := range s.shards {
+			if ctx.Err() != nil {
+				return false
+			}
+			sh := &s.shards[i]
+			sh.mu.Lock()
+			if sh.closed {
+				sh.mu.Unlock()
+				return false
+			}
+			start := time.Now()
+			more := sh.step()
+			held := time.Since(start)
+			sh.mu.Unlock()
+			s.noteStep(held)
+			busy = busy || more
+			// Let goroutines waiting for this shard in before the next step.
+			runtime.Gosched()
+		}
+	}
+	return true
+}
+
+// startCycle draws the order in which this cycle visits the shard's slots
+// and sends what it moves to a fresh arena.
+func (sh *shard) startCycle() {
+	n := int(sh.nslots)
+	sh.bgOrder = growU32(sh.bgOrder, n)
+	for i := range sh.bgOrder {
+		sh.bgOrder[i] = uint32(i)
+	}
+	for k := n - 1; k > 0; k-- {
+		j := sh.rng.IntN(k + 1)
+		sh.bgOrder[k], sh.bgOrder[j] = sh.bgOrder[j], sh.bgOrder[k]
+	}
+	sh.bgPos = 0
+	if old := sh.cur; old != nil {
+		sh.cur = nil
+		if old.live == 0 {
+			_ = sh.release(old)
+		}
+	}
+}
+
+// step moves the next few entries of the cycle; it reports whether any
+// remain.
+func (sh *shard) step() bool {
+	sh.sweepExpired()
+	budget, count := stepBytes, 0
+	for sh.bgPos < len(sh.bgOrder) && budget > 0 && count < stepEntries {
+		i := sh.bgOrder[sh.bgPos]
+		sh.bgPos++
+		if i >= sh.nslots {
+			continue
+		}
+		sl := sh.slot(i)
+		if sl.state() != stateLive || sh.arenas[sl.arena] == sh.cur {
+			continue
+		}
+		a, off, err := sh.place(int(sl.size), sl.align())
+		if err != nil {
+			// No memory now: the entry stays where it is, safe; the next
+			// cycle tries again.
+			continue
+		}
+		sh.move(sl, a, off)
+		budget -= int(sl.size)
+		count++
+	}
+	if sh.bgPos >= len(sh.bgOrder) {
+		sh.bgOrder = sh.bgOrder[:0]
+		if cap(sh.bgOrder) > 1<<16 {
+			sh.bgOrder = nil
+		}
+		return false
+	}
+	return true
+}
+
+// noteStep records how long one step held a shard.
+func (s *Shuffler) noteStep(d time.Duration) {
+	s.bgSteps.Add(1)
+	for {
+		cur := s.bgStepMax.Load()
+		if int64(d) <= cur || s.bgStepMax.CompareAndSwap(cur, int64(d)) {
+			return
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"runtime"
 	"time"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
 // Background shuffling moves entries a little at a time. A cycle visits
@@ -114,6 +116,14 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 		sh.startCycle()
 		sh.mu.Unlock()
 	}
+	spares := make([]*osmem.Region, len(s.shards))
+	defer func() {
+		for _, r := range spares {
+			if r != nil {
+				_ = osmem.Unmap(r)
+			}
+		}
+	}()
 	for busy := true; busy; {
 		busy = false
 		for i := range s.shards {
@@ -126,12 +136,31 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 				sh.mu.Unlock()
 				return false
 			}
+			if sh.spare == nil {
+				sh.spare, spares[i] = spares[i], nil
+			}
 			start := time.Now()
+			sh.deferUnmap = true
 			more := sh.step()
+			sh.deferUnmap = false
 			held := time.Since(start)
+			want := 0
+			if sh.spare == nil && more {
+				want = sh.arenaSize(stepBytes)
+			}
+			unmap := sh.toUnmap
+			sh.toUnmap = nil
 			sh.mu.Unlock()
 			s.noteStep(held)
 			busy = busy || more
+			for _, r := range unmap {
+				_ = osmem.Unmap(r)
+			}
+			// Mapping memory can stall (page zeroing, huge-page compaction):
+			// do it here, with no lock held, for the shard's next step.
+			if want > 0 && spares[i] == nil {
+				spares[i], _ = s.mapRegion(want)
+			}
 			// Let goroutines waiting for this shard in before the next step.
 			runtime.Gosched()
 		}

@@ -1,16 +1,19 @@
 package memshuffle
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"fmt"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 var benchSizes = []int{16, 32, 1019, 4096, 65536, 1 << 20}
@@ -324,4 +327,61 @@ func rss(b *testing.B) int64 {
 	f := strings.Fields(string(raw))
 	pages, _ := strconv.ParseInt(f[1], 10, 64)
 	return pages * int64(os.Getpagesize())
+}
+
+// BenchmarkRentReturnDuringBackgroundShuffle measures Rent+Return of 32-byte
+// entries while the background shuffler relocates 1 GiB of 64 KiB entries
+// continuously, and reports the latency percentiles next to the time one
+// full Shuffle of that 1 GiB takes: the pause a Rent would see behind it.
+func BenchmarkRentReturnDuringBackgroundShuffle(b *testing.B) {
+	b.Run("total=1GiB/size=32", func(b *testing.B) {
+		s := newBench(b)
+		const bigSize, big = 65536, 1 << 30 / 65536
+		for range big {
+			if _, err := Alloc[byte](s, bigSize); err != nil {
+				b.Fatal(err)
+			}
+		}
+		small := make([]Handle, 1024)
+		for i := range small {
+			small[i], _ = Alloc[byte](s, 32)
+		}
+		start := time.Now()
+		if err := s.Shuffle(); err != nil {
+			b.Fatal(err)
+		}
+		full := time.Since(start)
+		stop, err := s.StartBackgroundShuffle(context.Background(), 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer stop()
+		lat := make([]time.Duration, 0, 1<<20)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			h := small[i&1023]
+			i++
+			t0 := time.Now()
+			if _, err := RentSlice[byte](s, h); err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Return(h); err != nil {
+				b.Fatal(err)
+			}
+			if len(lat) < cap(lat) {
+				lat = append(lat, time.Since(t0))
+			}
+		}
+		stop()
+		slices.Sort(lat)
+		pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Nanoseconds()) }
+		b.ReportMetric(pct(0.50), "p50-ns")
+		b.ReportMetric(pct(0.99), "p99-ns")
+		b.ReportMetric(float64(lat[len(lat)-1].Nanoseconds()), "max-ns")
+		b.ReportMetric(float64(full.Nanoseconds()), "full-shuffle-ns")
+		st := s.Stats()
+		b.ReportMetric(float64(st.BackgroundMax.Nanoseconds()), "longest-step-ns")
+		b.ReportMetric(float64(st.BackgroundCycles), "cycles")
+	})
 }

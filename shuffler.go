@@ -91,10 +91,15 @@ type shard struct {
 	cursor  uint32                // next slot the shuffle-on-return sweep looks at
 	scratch *[ctr.ScratchSize]byte
 	rng     *mrand.Rand
-	bgOrder []uint32 // this background cycle's order of slots
-	bgPos   int
-	work    shuffleWork
-	touched byte // keeps shuffle's prefetching loads from being dropped
+	bgOrder []uint32      // this background cycle's order of slots
+	spare   *osmem.Region // mapped by the background shuffler outside the lock
+	// While deferUnmap is set, released arenas wait in toUnmap (wiped, no
+	// longer counted) for the background shuffler to unmap them unlocked.
+	deferUnmap bool
+	toUnmap    []*osmem.Region
+	bgPos      int
+	work       shuffleWork
+	touched    byte // keeps shuffle's prefetching loads from being dropped
 
 	live, rented          int
 	liveBytes, mapped     int64
@@ -312,6 +317,12 @@ func (s *Shuffler) Close() error {
 				errs = append(errs, err)
 			}
 		}
+		if sh.spare != nil {
+			if err := osmem.Unmap(sh.spare); err != nil {
+				errs = append(errs, err)
+			}
+			sh.spare = nil
+		}
 		sh.arenas, sh.arenaHoles, sh.cur, sh.chunks = nil, nil, nil, nil
 		sh.nslots, sh.freeHead, sh.rents = 0, 0, nil
 		if sh.wake != nil {
@@ -416,18 +427,31 @@ func (sh *shard) reserve(n uint64) (uint64, error) {
 
 // newArena maps an arena of at least n bytes for the shard.
 func (sh *shard) newArena(n int) (*arena, error) {
+	return sh.mapArena(sh.arenaSize(n))
+}
+
+// arenaSize is the size of the next arena for an entry of n bytes: arenas
+// grow with the data a shard holds, up to maxArenaSize.
+func (sh *shard) arenaSize(n int) int {
 	sz := sh.s.cfg.arenaSize
 	for sz < maxArenaSize && int64(sz) < sh.liveBytes/4 {
 		sz <<= 1
 	}
-	return sh.mapArena(max(sz, n))
+	return max(sz, n)
 }
 
-// mapArena maps an arena of exactly n bytes, rounded as osmem.Map rounds.
+// mapArena maps an arena of exactly n bytes, rounded as osmem.Map rounds,
+// or adopts the spare region the background shuffler mapped ahead of time,
+// when it is large enough.
 func (sh *shard) mapArena(n int) (*arena, error) {
-	reg, err := sh.s.mapRegion(n)
-	if err != nil {
-		return nil, err
+	var reg *osmem.Region
+	if sh.spare != nil && len(sh.spare.Data) >= n {
+		reg, sh.spare = sh.spare, nil
+	} else {
+		var err error
+		if reg, err = sh.s.mapRegion(n); err != nil {
+			return nil, err
+		}
 	}
 	a := &arena{reg: reg, mem: reg.Data}
 	if k := len(sh.arenaHoles); k > 0 {
@@ -454,7 +478,10 @@ func (sh *shard) mapArena(n int) (*arena, error) {
 // been wiped when it left, so there is nothing to clear here. When the
 // operating system refuses, the arena stays and the next Shuffle retries.
 func (sh *shard) release(a *arena) error {
-	if err := osmem.Unmap(a.reg); err != nil {
+	if sh.deferUnmap {
+		// The background shuffler unmaps it once it has let go of the lock.
+		sh.toUnmap = append(sh.toUnmap, a.reg)
+	} else if err := osmem.Unmap(a.reg); err != nil {
 		a.unmapFailed = true
 		return err
 	}

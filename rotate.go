@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	"crypto/rand"
+	"log/slog"
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
@@ -85,7 +86,8 @@ func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
 	}
 	s.cipherSlot = 1 - s.cipherSlot
 	s.closeMu.Unlock()
-	s.rotations.Add(1)
+	n := s.rotations.Add(1)
+	s.log(slog.LevelInfo, "memshuffle: key rotated", slog.Uint64("rotations", n))
 	return nil
 }
 

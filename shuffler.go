@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	mrand "math/rand/v2"
 	"runtime"
 	"sync"
@@ -264,15 +265,22 @@ func (s *Shuffler) mapRegion(n int) (*osmem.Region, error) {
 			return nil, fmt.Errorf("%w: %w", ErrNoSecretMemory, err)
 		}
 		if errors.Is(err, osmem.ErrLock) {
-			s.lockFailures.Add(1)
+			s.lockFailed(n, err)
 			return nil, fmt.Errorf("%w: %w", ErrLockFailed, err)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrOutOfMemory, err)
 	}
 	if r.LockErr != nil {
-		s.lockFailures.Add(1)
+		s.lockFailed(n, r.LockErr)
 	}
 	return r, nil
+}
+
+// lockFailed counts a refused mlock and tells the logger.
+func (s *Shuffler) lockFailed(n int, err error) {
+	s.lockFailures.Add(1)
+	s.log(slog.LevelWarn, "memshuffle: memory not locked into RAM",
+		slog.Int("bytes", n), slog.String("error", err.Error()))
 }
 
 // releaseAll wipes and unmaps the Shuffler's own region.

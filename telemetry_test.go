@@ -1,0 +1,59 @@
+package memshuffle
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"expvar"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
+
+func TestPublishExpvar(t *testing.T) {
+	s := newTest(t)
+	CopyFrom(s, []byte("expvar-secret-value"))
+	if err := s.PublishExpvar("memshuffle_test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PublishExpvar("memshuffle_test"); !errors.Is(err, ErrNameTaken) {
+		t.Fatalf("second publish: %v", err)
+	}
+	raw := expvar.Get("memshuffle_test").String()
+	var st Stats
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Entries != 1 || st.LiveBytes != 19 {
+		t.Fatalf("published %s", raw)
+	}
+	if strings.Contains(raw, "expvar-secret") {
+		t.Fatal("secret in expvar")
+	}
+}
+
+func TestLoggerEvents(t *testing.T) {
+	var buf bytes.Buffer
+	s := newTest(t, WithLogger(slog.New(slog.NewJSONHandler(&buf, nil))))
+	key := [32]byte{0xAB, 0xCD}
+	if err := s.RotateKey(&key, nil); err != nil {
+		t.Fatal(err)
+	}
+	osmem.SetFault(func(op osmem.Op) error {
+		if op == osmem.OpLock {
+			return osmem.ErrInjected
+		}
+		return nil
+	})
+	Alloc[byte](s, 1<<20) // needs a new arena, which is not locked
+	osmem.SetFault(nil)
+	out := buf.String()
+	if !strings.Contains(out, "key rotated") || !strings.Contains(out, "not locked") {
+		t.Fatalf("events: %s", out)
+	}
+	if strings.Contains(strings.ToLower(out), "abcd") {
+		t.Fatal("key material in the log")
+	}
+}

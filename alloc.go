@@ -5,7 +5,6 @@ import (
 	"math/bits"
 	"time"
 
-	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
@@ -41,11 +40,11 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	if sh.freeHead == 0 && sh.nslots == maxSlots {
 		return Handle{}, fmt.Errorf("%w: slot table of shard %d is full", ErrOutOfMemory, sh.index)
 	}
-	base, err := sh.reserve(ctr.Blocks(size))
+	base, err := sh.reserve(sh.ciph.Counters(size))
 	if err != nil {
 		return Handle{}, err
 	}
-	a, off, err := sh.place(size, align)
+	a, off, err := sh.place(size+sh.ov, align)
 	if err != nil {
 		return Handle{}, err
 	}
@@ -58,10 +57,10 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	a.live++
 	sh.live++
 	sh.liveBytes += int64(size)
-	// The memory is zero, so this writes the keystream: the entry is
-	// ciphertext before anyone can see it.
-	mem := sh.bytes(sl)
-	sh.ciph.XOR(mem, mem, base, sh.scratch)
+	// The entry is ciphertext before anyone can see it.
+	ext := sh.extent(sl)
+	sh.setAD(i, sl)
+	sh.ciph.Seal(ext, ext[:size], base, sh.scratch)
 	return makeHandle(s.id, sh.index, i, sl.gen()), nil
 }
 
@@ -96,7 +95,7 @@ func (s *Shuffler) Free(h Handle) error {
 	switch sl.state() {
 	case stateExpired: // already wiped and vacated
 	case stateLive:
-		osmem.Wipe(sh.bytes(sl))
+		osmem.Wipe(sh.extent(sl))
 		sh.live--
 		sh.liveBytes -= int64(sl.size)
 		sh.vacate(sl)

@@ -204,7 +204,7 @@ func (sh *shard) step() bool {
 		if sl.state() != stateLive || sh.arenas[sl.arena] == sh.cur {
 			continue
 		}
-		a, off, err := sh.place(int(sl.size), sl.align())
+		a, off, err := sh.place(int(sl.size)+sh.ov, sl.align())
 		if err != nil {
 			// No memory now: the entry stays where it is, safe; the next
 			// cycle tries again.

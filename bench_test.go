@@ -385,3 +385,23 @@ func BenchmarkRentReturnDuringBackgroundShuffle(b *testing.B) {
 		b.ReportMetric(float64(st.BackgroundCycles), "cycles")
 	})
 }
+
+// BenchmarkRentReturnCipher compares the cipher modes on Rent+Return.
+func BenchmarkRentReturnCipher(b *testing.B) {
+	for _, c := range []Cipher{AES256CTR, AES256GCM, ChaCha20Poly1305} {
+		for _, size := range []int{32, 4096, 65536} {
+			b.Run(fmt.Sprintf("cipher=%s/size=%d", c, size), func(b *testing.B) {
+				s := newBench(b, WithCipher(c))
+				h, err := Alloc[byte](s, size)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				for b.Loop() {
+					rentReturn(b, s, h)
+				}
+			})
+		}
+	}
+}

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"testing"
 	"unsafe"
-
-	"github.com/memshuffle/memshuffle/internal/ctr"
 )
 
 // checkInvariants verifies every internal invariant of s. It locks all
@@ -84,7 +82,7 @@ func (s *Shuffler) checkInvariants() error {
 					return fmt.Errorf("shard %d: slot %d in missing arena %d", si, i, sl.arena)
 				}
 				a := sh.arenas[sl.arena]
-				end := int(sl.off) + int(sl.size)
+				end := int(sl.off) + int(sl.size) + sh.ov
 				if sl.size == 0 || end > a.used || a.used > len(a.mem) {
 					return fmt.Errorf("shard %d: slot %d [%d,%d) outside arena used %d/%d", si, i, sl.off, end, a.used, len(a.mem))
 				}
@@ -99,8 +97,8 @@ func (s *Shuffler) checkInvariants() error {
 				if sl.state() != stateLive {
 					rented++
 				} else {
-					runs = append(runs, run{sl.ctr, sl.ctr + ctr.Blocks(int(sl.size))})
-					if sl.ctr+ctr.Blocks(int(sl.size)) > s.ctrs.Next() {
+					runs = append(runs, run{sl.ctr, sl.ctr + sh.ciph.Counters(int(sl.size))})
+					if sl.ctr+sh.ciph.Counters(int(sl.size)) > s.ctrs.Next() {
 						return fmt.Errorf("shard %d: slot %d uses counter values not yet handed out", si, i)
 					}
 				}

@@ -20,6 +20,12 @@ var (
 	// held it ends. Free recycles its slot.
 	ErrExpired = errors.New("memshuffle: entry expired")
 
+	// ErrTampered is returned by Rent and View, in the authenticated cipher
+	// modes, when an entry's bytes or tag were changed at rest, or replaced
+	// by another entry's. No plaintext is handed out and the entry is left
+	// exactly as found, for inspection; Free still works.
+	ErrTampered = errors.New("memshuffle: entry failed authentication")
+
 	// ErrNotRented is returned by Return for an entry that is not rented.
 	ErrNotRented = errors.New("memshuffle: entry is not rented")
 

@@ -79,7 +79,7 @@ func (sh *shard) expire(i uint32, sl *slot) {
 	if sl.state() != stateLive {
 		return
 	}
-	osmem.Wipe(sh.bytes(sl))
+	osmem.Wipe(sh.extent(sl))
 	sh.live--
 	sh.liveBytes -= int64(sl.size)
 	sh.vacate(sl)

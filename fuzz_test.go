@@ -19,7 +19,13 @@ func FuzzOps(f *testing.F) {
 		if len(ops) > 512 {
 			ops = ops[:512]
 		}
-		s, err := New(WithShards(2), WithArenaSize(4096))
+		// The first byte picks the cipher, so every mode gets fuzzed.
+		mode := AES256CTR
+		if len(ops) > 0 {
+			mode = Cipher(ops[0] % 3)
+			ops = ops[1:]
+		}
+		s, err := New(WithShards(2), WithArenaSize(4096), WithCipher(mode))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"unsafe"
 
-	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
@@ -132,7 +131,9 @@ func (sh *shard) take(sl *slot, h Handle, ti typeInfo, whole, shared bool) ([]by
 		sl.ctr++
 		return mem, nil
 	}
-	sh.ciph.XOR(mem, mem, sl.ctr, sh.scratch)
+	if err := sh.open(h.slot(), sl); err != nil {
+		return nil, err
+	}
 	if shared {
 		sl.setState(stateViewed)
 		sl.ctr = 1
@@ -204,7 +205,7 @@ func (sh *shard) seal(sl *slot, h Handle) error {
 	s := sh.s
 	if sl.meta&flagExpiry != 0 && sh.due(h.slot()) {
 		// Expired while borrowed: the plaintext is wiped, not encrypted.
-		osmem.Wipe(sh.bytes(sl))
+		osmem.Wipe(sh.extent(sl))
 		sh.live--
 		sh.liveBytes -= int64(sl.size)
 		sh.vacate(sl)
@@ -212,19 +213,20 @@ func (sh *shard) seal(sl *slot, h Handle) error {
 		sh.endBorrow(h)
 		return ErrExpired
 	}
-	base, err := sh.reserve(ctr.Blocks(int(sl.size)))
+	base, err := sh.reserve(sh.ciph.Counters(int(sl.size)))
 	if err != nil {
 		return err
 	}
 	src := sh.bytes(sl)
 	moved := false
 	if s.onReturn.Load() {
-		if a, off, err := sh.place(len(src), sl.align()); err == nil {
+		if a, off, err := sh.place(len(src)+sh.ov, sl.align()); err == nil {
 			// Encrypt straight into the new space: the plaintext is never
 			// copied, and its old bytes are wiped.
-			dst := a.mem[off : off+len(src)]
-			sh.ciph.XOR(dst, src, base, sh.scratch)
-			osmem.Wipe(src)
+			dst := a.mem[off : off+len(src)+sh.ov]
+			sh.setAD(h.slot(), sl)
+			sh.ciph.Seal(dst, src, base, sh.scratch)
+			osmem.Wipe(sh.extent(sl))
 			sh.vacate(sl)
 			sl.arena, sl.off = a.index, uint32(off)
 			a.live++
@@ -235,7 +237,8 @@ func (sh *shard) seal(sl *slot, h Handle) error {
 		// safe; moving it is only a bonus.
 	}
 	if !moved {
-		sh.ciph.XOR(src, src, base, sh.scratch)
+		sh.setAD(h.slot(), sl)
+		sh.ciph.Seal(sh.extent(sl), src, base, sh.scratch)
 	}
 	sl.ctr = base
 	sl.setState(stateLive)
@@ -256,4 +259,49 @@ func (sh *shard) endBorrow(h Handle) {
 		close(sh.wake)
 		sh.wake = nil
 	}
+}
+
+// open decrypts slot i's entry in place. In the AEAD modes a failed
+// authentication leaves the entry's bytes exactly as they were, for
+// inspection, and reports ErrTampered.
+func (sh *shard) open(i uint32, sl *slot) error {
+	ext := sh.extent(sl)
+	data := ext[:sl.size]
+	sh.setAD(i, sl)
+	if sh.ov == 0 {
+		return sh.ciph.Open(data, ext, sl.ctr, sh.scratch)
+	}
+	// The AEADs clear their output when authentication fails; keep the
+	// ciphertext to put back.
+	backup, err := sh.backupFor(len(ext))
+	if err != nil {
+		return err
+	}
+	copy(backup, ext)
+	err = sh.ciph.Open(data, ext, sl.ctr, sh.scratch)
+	if err != nil {
+		copy(ext, backup)
+	}
+	osmem.Wipe(backup)
+	if err != nil {
+		sh.s.tamperDetected(makeHandle(sh.s.id, sh.index, i, sl.gen()))
+		return ErrTampered
+	}
+	return nil
+}
+
+// backupFor returns n bytes of the shard's off-heap backup buffer, mapping
+// a larger one when needed.
+func (sh *shard) backupFor(n int) ([]byte, error) {
+	if sh.backup == nil || len(sh.backup.Data) < n {
+		reg, err := sh.s.mapRegion(n)
+		if err != nil {
+			return nil, err
+		}
+		if sh.backup != nil {
+			_ = osmem.Unmap(sh.backup)
+		}
+		sh.backup = reg
+	}
+	return sh.backup.Data[:n], nil
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
+	"github.com/memshuffle/memshuffle/internal/seal"
 )
 
 // RotateKey re-encrypts every entry under a new AES-256 key and salt, with
@@ -53,9 +54,9 @@ func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
 	if err == nil && s.rotateBroken {
 		err = ErrCounterExhausted
 	}
-	var next *ctr.Cipher
+	var next seal.Cipher
 	if err == nil {
-		next, err = ctr.New(k, sa, s.cipherState(1-s.cipherSlot))
+		next, err = seal.New(s.cfg.cipher, k, sa, s.cipherState(1-s.cipherSlot))
 	}
 	osmem.Wipe(s.own.Data[:ownState])
 	s.closeMu.Unlock()
@@ -95,25 +96,37 @@ func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
 // values for all of them are reserved first, in one run, so the shard either
 // moves entirely or, when the counter space is exhausted, not at all: every
 // entry of a shard is always under the shard's one cipher.
-func (sh *shard) rekey(next *ctr.Cipher) error {
+func (sh *shard) rekey(next seal.Cipher) error {
 	var total uint64
 	for i := range sh.nslots {
 		if sl := sh.slot(i); sl.state() == stateLive {
-			total += ctr.Blocks(int(sl.size))
+			total += next.Counters(int(sl.size))
 		}
 	}
 	base, err := sh.reserve(total)
 	if err != nil {
 		return err
 	}
+	prevCTR, isCTR := seal.CTR(sh.ciph)
+	nextCTR, _ := seal.CTR(next)
 	for i := range sh.nslots {
 		sl := sh.slot(i)
 		if sl.state() != stateLive {
 			continue
 		}
-		ctr.Rekey(sh.bytes(sl), sh.ciph, sl.ctr, next, base, sh.scratch)
+		if isCTR {
+			// From ciphertext to ciphertext: the plaintext is never formed.
+			ctr.Rekey(sh.bytes(sl), prevCTR, sl.ctr, nextCTR, base, &sh.scratch.KS)
+		} else if err := sh.open(i, sl); err == nil {
+			// An AEAD has no such shortcut: the entry is plaintext, in place
+			// and under the shard lock, between these two calls.
+			ext := sh.extent(sl)
+			next.Seal(ext, ext[:sl.size], base, sh.scratch)
+		}
+		// An entry that fails authentication stays as found: under the new
+		// key it keeps failing, and keeps reporting ErrTampered.
 		sl.ctr = base
-		base += ctr.Blocks(int(sl.size))
+		base += next.Counters(int(sl.size))
 	}
 	sh.ciph = next
 	return nil

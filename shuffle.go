@@ -77,10 +77,10 @@ func (sh *shard) shuffle() error {
 	for i := range sh.nslots {
 		if sl := sh.slot(i); sl.state() == stateLive {
 			w.slots = append(w.slots, i)
-			w.sizes = append(w.sizes, sl.size)
-			w.aligns = append(w.aligns, uint8(sl.meta&0xf))
-			need += int(sl.size) + sl.align() - 1
-			uniform = uniform && sl.size == w.sizes[0] && sl.meta&0xf == uint32(w.aligns[0])
+			w.sizes = append(w.sizes, sl.size+uint32(sh.ov))
+			w.aligns = append(w.aligns, uint8(sl.meta&0x7))
+			need += int(sl.size) + sh.ov + sl.align() - 1
+			uniform = uniform && sl.size+uint32(sh.ov) == w.sizes[0] && sl.meta&0x7 == uint32(w.aligns[0])
 		}
 	}
 	n := len(w.slots)
@@ -129,8 +129,8 @@ func (sh *shard) shuffle() error {
 			}
 			sl := sh.slot(w.slots[k])
 			a, off := w.dest(r)
-			src := sh.bytes(sl)
-			copy(a.mem[off:off+sl.size], src)
+			src := sh.extent(sl)
+			copy(a.mem[off:int(off)+len(src)], src)
 			osmem.Wipe(src)
 			sh.vacate(sl)
 			sl.arena, sl.off = a.index, off
@@ -271,7 +271,7 @@ func (sh *shard) sweep(n int) {
 		if sl.state() != stateLive || sh.arenas[sl.arena] == sh.cur {
 			continue
 		}
-		a, off, err := sh.place(int(sl.size), sl.align())
+		a, off, err := sh.place(int(sl.size)+sh.ov, sl.align())
 		if err != nil {
 			return
 		}

@@ -11,9 +11,11 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
+	"github.com/memshuffle/memshuffle/internal/seal"
 )
 
 // MaxEntrySize is the largest entry, in bytes, a Shuffler holds: 2 GiB - 1,
@@ -55,6 +57,7 @@ type Shuffler struct {
 	lockFailures   atomic.Uint64
 	longRentsSeen  atomic.Uint64
 	expired        atomic.Uint64
+	tampered       atomic.Uint64
 	bgCycles       atomic.Uint64
 	bgSteps        atomic.Uint64
 	bgStepMax      atomic.Int64
@@ -74,7 +77,8 @@ type shard struct {
 	index  uint32
 	closed bool
 	purged bool // wiped by Purge; arenas still mapped until Close
-	ciph   *ctr.Cipher
+	ciph   seal.Cipher
+	ov     int // bytes of tag after each entry's data (0 for CTR)
 
 	chunks   [][]slot
 	nslots   uint32
@@ -90,7 +94,8 @@ type shard struct {
 	expiry  map[uint32]int64      // slot -> deadline (Unix ns), for entries with one
 	rents   map[Handle]rentRecord // with rent tracking: where each rent began
 	cursor  uint32                // next slot the shuffle-on-return sweep looks at
-	scratch *[ctr.ScratchSize]byte
+	scratch *seal.Scratch
+	backup  *osmem.Region // AEAD modes: the ciphertext Rent restores on ErrTampered
 	rng     *mrand.Rand
 	bgOrder []uint32      // this background cycle's order of slots
 	spare   *osmem.Region // mapped by the background shuffler outside the lock
@@ -201,7 +206,7 @@ func New(opts ...Option) (*Shuffler, error) {
 		s.releaseAll()
 		return nil, err
 	}
-	c, err := ctr.New(key, salt, s.cipherState(0))
+	c, err := seal.New(cfg.cipher, key, salt, s.cipherState(0))
 	osmem.Wipe(own.Data[:ownState])
 	if err != nil {
 		s.releaseAll()
@@ -210,9 +215,9 @@ func New(opts ...Option) (*Shuffler, error) {
 	s.cipherSlot = 0
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.s, sh.index, sh.ciph = s, uint32(i), c
+		sh.s, sh.index, sh.ciph, sh.ov = s, uint32(i), c, c.Overhead()
 		off := ownScratch + i*scratchStride
-		sh.scratch = (*[ctr.ScratchSize]byte)(own.Data[off : off+ctr.ScratchSize])
+		sh.scratch = (*seal.Scratch)(unsafe.Pointer(&own.Data[off]))
 		var rs [32]byte
 		if _, err := rand.Read(rs[:]); err != nil {
 			s.releaseAll()
@@ -325,6 +330,11 @@ func (s *Shuffler) Close() error {
 				errs = append(errs, err)
 			}
 		}
+		if sh.backup != nil {
+			osmem.Wipe(sh.backup.Data)
+			_ = osmem.Unmap(sh.backup)
+			sh.backup = nil
+		}
 		if sh.spare != nil {
 			if err := osmem.Unmap(sh.spare); err != nil {
 				errs = append(errs, err)
@@ -411,10 +421,26 @@ func (s *Shuffler) lookupLive(h Handle) (*shard, *slot, error) {
 	return sh, sl, nil
 }
 
-// bytes returns the entry's memory.
+// bytes returns the entry's data.
 func (sh *shard) bytes(sl *slot) []byte {
 	a := sh.arenas[sl.arena]
 	return a.mem[sl.off : sl.off+sl.size : sl.off+sl.size]
+}
+
+// extent returns all the memory the entry takes: its data, then its tag in
+// the AEAD modes.
+func (sh *shard) extent(sl *slot) []byte {
+	a := sh.arenas[sl.arena]
+	end := sl.off + sl.size + uint32(sh.ov)
+	return a.mem[sl.off:end:end]
+}
+
+// setAD puts the Handle of slot i, the associated data of the AEAD modes,
+// into the shard's scratch.
+func (sh *shard) setAD(i uint32, sl *slot) {
+	h := makeHandle(sh.s.id, sh.index, i, sl.gen())
+	binary.BigEndian.PutUint64(sh.scratch.AD[:8], h.owner)
+	binary.BigEndian.PutUint64(sh.scratch.AD[8:], h.id)
 }
 
 // reserve takes n counter values from the shard's run, refilling it from the
@@ -547,7 +573,7 @@ func (sh *shard) place(size, align int) (*arena, int, error) {
 // was. The counter run is bound to the entry, not to its address, so the
 // ciphertext moves as it is.
 func (sh *shard) move(sl *slot, dst *arena, off int) {
-	src := sh.bytes(sl)
+	src := sh.extent(sl)
 	copy(dst.mem[off:off+len(src)], src)
 	osmem.Wipe(src)
 	sh.vacate(sl)

@@ -55,8 +55,12 @@ func verifyModel(t testing.TB, s *Shuffler, m model) {
 // TestRandomOps runs a random mix of every operation, checking the
 // invariants after every step and all contents against a model as it goes.
 func TestRandomOps(t *testing.T) {
-	for _, shards := range []int{1, 4} {
-		s := newTest(t, WithShards(shards), WithArenaSize(4096))
+	for _, c := range []struct {
+		shards int
+		cipher Cipher
+	}{{1, AES256CTR}, {4, AES256CTR}, {2, AES256GCM}, {2, ChaCha20Poly1305}} {
+		shards := c.shards
+		s := newTest(t, WithShards(shards), WithArenaSize(4096), WithCipher(c.cipher))
 		r := mrand.New(mrand.NewPCG(uint64(shards), 7))
 		m := model{}
 		var hs []Handle

@@ -40,7 +40,8 @@ type Stats struct {
 	LongRents     int
 	LongRentsSeen uint64
 
-	Expired uint64 // entries wiped because their expiry passed
+	Expired  uint64 // entries wiped because their expiry passed
+	Tampered uint64 // failed authentications (AEAD modes)
 
 	ShuffleMax       time.Duration // the longest single Shuffle
 	BackgroundCycles uint64        // completed background shuffle cycles
@@ -60,6 +61,7 @@ func (st Stats) Sub(old Stats) Stats {
 	d.LockFailures -= old.LockFailures
 	d.LongRentsSeen -= old.LongRentsSeen
 	d.Expired -= old.Expired
+	d.Tampered -= old.Tampered
 	d.BackgroundCycles -= old.BackgroundCycles
 	d.BackgroundSteps -= old.BackgroundSteps
 	return d
@@ -105,6 +107,7 @@ func (s *Shuffler) Stats() Stats {
 	st.LockFailures = s.lockFailures.Load()
 	st.LongRentsSeen = s.longRentsSeen.Load()
 	st.Expired = s.expired.Load()
+	st.Tampered = s.tampered.Load()
 	st.ShuffleMax = time.Duration(s.shuffleMax.Load())
 	st.BackgroundCycles = s.bgCycles.Load()
 	st.BackgroundSteps = s.bgSteps.Load()

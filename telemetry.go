@@ -33,6 +33,12 @@ func (s *Shuffler) PublishExpvar(name string) error {
 	return nil
 }
 
+// tamperDetected counts and reports an entry that failed authentication.
+func (s *Shuffler) tamperDetected(h Handle) {
+	s.tampered.Add(1)
+	s.log(slog.LevelError, "memshuffle: entry failed authentication", slog.String("handle", h.String()))
+}
+
 // log sends an event to the WithLogger logger, if any. Callers never pass a
 // secret, a key or an address.
 func (s *Shuffler) log(level slog.Level, msg string, attrs ...slog.Attr) {

@@ -1,0 +1,176 @@
+// Package seal is the interface between a Shuffler and the cipher that
+// keeps its entries at rest, with the three implementations: AES-256-CTR
+// (unauthenticated, the default), AES-256-GCM and ChaCha20-Poly1305.
+//
+// # Nonces and counter blocks
+//
+// Each encryption of an entry takes fresh values from the Shuffler's
+// counter allocator, which only moves forward for the Shuffler's life. CTR
+// takes one value per 16-byte block (see internal/ctr). The AEAD modes take
+// one value per encryption and build their 96-bit nonce as the first four
+// bytes of the salt followed by that value in big-endian order; since no
+// value is handed out twice, no nonce repeats under one key, across entries,
+// re-encryptions and rotations alike.
+//
+// # Associated data
+//
+// The AEAD modes authenticate the entry's Handle (16 bytes) as associated
+// data: ciphertext copied from one entry over another fails to open even
+// though both were sealed under the same key.
+package seal
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/memshuffle/memshuffle/internal/ctr"
+)
+
+// ErrAuth is returned by Open when the ciphertext, its tag or its
+// associated data do not authenticate.
+var ErrAuth = errors.New("seal: message authentication failed")
+
+// Mode names a cipher.
+type Mode int
+
+// The modes.
+const (
+	AES256CTR Mode = iota
+	AES256GCM
+	ChaCha20Poly1305
+)
+
+func (m Mode) String() string {
+	switch m {
+	case AES256CTR:
+		return "AES-256-CTR"
+	case AES256GCM:
+		return "AES-256-GCM"
+	case ChaCha20Poly1305:
+		return "ChaCha20-Poly1305"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// Scratch is per-goroutine working memory a caller keeps off the Go heap:
+// keystream, nonce and associated data pass through it rather than through
+// the stack or heap.
+type Scratch struct {
+	KS    [ctr.ScratchSize]byte
+	Nonce [12]byte
+	AD    [16]byte
+}
+
+// Cipher encrypts and decrypts entries. Implementations are safe for
+// concurrent use with a Scratch per goroutine.
+type Cipher interface {
+	// Overhead is the number of bytes stored after an entry's data.
+	Overhead() int
+	// Counters is how many counter values one encryption of n bytes uses.
+	Counters(n int) uint64
+	// Seal encrypts plain into dst, which holds len(plain)+Overhead bytes
+	// and whose data part either is plain or does not overlap it, under
+	// counter value c and associated data scr.AD.
+	Seal(dst, plain []byte, c uint64, scr *Scratch)
+	// Open decrypts sealed (data, then Overhead bytes of tag) into dst,
+	// which is len(sealed)-Overhead bytes and either is sealed's data part
+	// or does not overlap it. On ErrAuth dst's contents are unspecified.
+	Open(dst, sealed []byte, c uint64, scr *Scratch) error
+	// OffHeap reports whether the key schedule is outside the Go heap.
+	OffHeap() bool
+	// Wipe clears what the Cipher can reach of its key.
+	Wipe()
+}
+
+// New returns the cipher of mode m for key and salt. state is off-heap
+// memory for modes that can keep their key schedule there (CTR with
+// AES-NI). New keeps neither key nor salt; the caller wipes them.
+func New(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (Cipher, error) {
+	switch m {
+	case AES256CTR:
+		c, err := ctr.New(key, salt, state)
+		if err != nil {
+			return nil, err
+		}
+		return ctrCipher{c}, nil
+	case AES256GCM:
+		b, err := aes.NewCipher(key[:])
+		if err != nil {
+			return nil, err
+		}
+		g, err := cipher.NewGCM(b)
+		if err != nil {
+			return nil, err
+		}
+		return newAEAD(g, salt), nil
+	case ChaCha20Poly1305:
+		a, err := chacha20poly1305.New(key[:])
+		if err != nil {
+			return nil, err
+		}
+		return newAEAD(a, salt), nil
+	}
+	return nil, fmt.Errorf("seal: unknown mode %d", int(m))
+}
+
+type ctrCipher struct{ c *ctr.Cipher }
+
+func (x ctrCipher) Overhead() int         { return 0 }
+func (x ctrCipher) Counters(n int) uint64 { return ctr.Blocks(n) }
+func (x ctrCipher) OffHeap() bool         { return x.c.OffHeap() }
+func (x ctrCipher) Wipe()                 { x.c.Wipe() }
+
+func (x ctrCipher) Seal(dst, plain []byte, c uint64, scr *Scratch) {
+	x.c.XOR(dst[:len(plain)], plain, c, &scr.KS)
+}
+
+func (x ctrCipher) Open(dst, sealed []byte, c uint64, scr *Scratch) error {
+	x.c.XOR(dst, sealed, c, &scr.KS)
+	return nil
+}
+
+// CTR returns the counter-mode cipher inside c, if c is one; RotateKey uses
+// it to re-encrypt without forming the plaintext.
+func CTR(c Cipher) (*ctr.Cipher, bool) {
+	x, ok := c.(ctrCipher)
+	return x.c, ok
+}
+
+type aeadCipher struct {
+	a      cipher.AEAD
+	prefix uint32
+}
+
+func newAEAD(a cipher.AEAD, salt *[8]byte) aeadCipher {
+	return aeadCipher{a: a, prefix: binary.BigEndian.Uint32(salt[:4])}
+}
+
+func (x aeadCipher) Overhead() int       { return x.a.Overhead() }
+func (x aeadCipher) Counters(int) uint64 { return 1 }
+func (x aeadCipher) OffHeap() bool       { return false }
+
+// Wipe cannot reach the key schedules of crypto/aes or x/crypto: they are
+// unexported and on the Go heap.
+func (x aeadCipher) Wipe() {}
+
+func (x aeadCipher) nonce(c uint64, scr *Scratch) []byte {
+	binary.BigEndian.PutUint32(scr.Nonce[:4], x.prefix)
+	binary.BigEndian.PutUint64(scr.Nonce[4:], c)
+	return scr.Nonce[:]
+}
+
+func (x aeadCipher) Seal(dst, plain []byte, c uint64, scr *Scratch) {
+	x.a.Seal(dst[:0], x.nonce(c, scr), plain, scr.AD[:])
+}
+
+func (x aeadCipher) Open(dst, sealed []byte, c uint64, scr *Scratch) error {
+	if _, err := x.a.Open(dst[:0], x.nonce(c, scr), sealed, scr.AD[:]); err != nil {
+		return ErrAuth
+	}
+	return nil
+}

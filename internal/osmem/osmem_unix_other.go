@@ -2,16 +2,10 @@
 
 package osmem
 
-import (
-	"errors"
-	"fmt"
-)
+import "fmt"
 
-var errNoDontDump = errors.New("osmem: dump exclusion not supported on this platform")
-
-// harden has no portable way to exclude memory from dumps outside Linux.
-func harden(b []byte) error { return errNoDontDump }
-
+// hugePageSize is zero: outside Linux there is no transparent-huge-page
+// hint to align for.
 const hugePageSize = 0
 
 func adviseHuge([]byte) {}

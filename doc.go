@@ -39,8 +39,9 @@
 //
 // Every error is a sentinel that works with [errors.Is]: [ErrInvalidHandle],
 // [ErrBusy], [ErrNotRented], [ErrClosed], [ErrUnsupportedType],
-// [ErrTypeMismatch], [ErrInvalidSize], [ErrOutOfMemory], [ErrLockFailed].
-// No input makes a call panic.
+// [ErrTypeMismatch], [ErrInvalidSize], [ErrOutOfMemory], [ErrLockFailed],
+// [ErrNoSecretMemory], [ErrExpired], [ErrTampered], [ErrInvalidOption],
+// [ErrCounterExhausted]. No input makes a call panic.
 //
 // # Threat model
 //
@@ -57,9 +58,41 @@
 // the arena, and an attacker who can ptrace the process or read
 // /proc/PID/mem sees it. It does not protect copies the caller makes of a
 // rented value (into a Go string, a []byte on the heap, a log line), and it
-// does not defend against side channels. The AES key schedule is held by
-// crypto/aes on the Go heap; anyone who can read the live heap can find it.
-// SECURITY.md has the full model and how each claim is tested.
+// does not defend against side channels. The key's round keys sit in the
+// Shuffler's own locked, dump-excluded region (with the default cipher on
+// amd64 with AES-NI; see [Stats].KeyOffHeap), so a live attacker who can
+// read the process can decrypt everything. SECURITY.md has the full model
+// and how each claim is tested.
+//
+// # Ciphers
+//
+// [WithCipher] picks the cipher: [AES256CTR] (the default: fastest, key
+// schedule off the heap with AES-NI, but unauthenticated), or [AES256GCM] and
+// [ChaCha20Poly1305], which authenticate every entry bound to its Handle, so
+// that a changed byte or tag, or another entry's ciphertext copied over it,
+// makes Rent and View fail with [ErrTampered] and hand out nothing. No nonce
+// or counter block repeats under a key in any mode; Shuffle and RotateKey
+// work the same in all of them.
+//
+// # Getting secrets in and out
+//
+// Generate secrets straight into rented memory, read them with [ReadFrom]
+// (an *os.File reads into the entry directly), or hand over a []byte with
+// [CopyFrom], which wipes it. [Wipe] clears buffers of your own.
+// [Shuffler.Purge] and [PurgeOnSignal] destroy everything at once;
+// [DisableCoreDumps] turns off core dumps for the whole process, and is
+// never called for you.
+//
+// # Lifetimes, background shuffling and telemetry
+//
+// [Shuffler.SetExpiry] and [WithDefaultTTL] give entries an expiry, after
+// which they are wiped and answer [ErrExpired].
+// [Shuffler.StartBackgroundShuffle] and [WithBackgroundShuffle] keep
+// relocating entries in small steps, so no Rent waits behind a whole-heap
+// move. [Shuffler.Stats] counts what operators need;
+// [Shuffler.PublishExpvar] serves it through expvar, the exporters/prometheus
+// module as Prometheus metrics, and [WithLogger] reports rotations, refused
+// locks, tampering and long rents.
 //
 // # Borrowing
 //

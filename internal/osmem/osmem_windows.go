@@ -1,0 +1,195 @@
+//go:build windows
+
+package osmem
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/windows"
+)
+
+// pageSize is GetSystemInfo's dwPageSize, the granule VirtualProtect and
+// VirtualLock work in. The Go runtime reads it at start-up and
+// os.Getpagesize reports it; x/sys/windows has no GetSystemInfo and its
+// Getpagesize is a constant. VirtualAlloc places allocations on 64 KiB
+// boundaries (the allocation granularity), but that only wastes address
+// space after a region: guards and rounding need the page size.
+var pageSize = os.Getpagesize()
+
+// PageSize reports the size of a memory page.
+func PageSize() int { return pageSize }
+
+// maxMap and the math.MaxInt check in Map keep the rounding and guard-page
+// arithmetic from overflowing.
+const maxMap = 1 << 46
+
+// Map returns a Region whose Data holds n zeroed bytes (n is rounded up to
+// whole pages), with a PAGE_NOACCESS guard page on each side. The memory is
+// private, committed with VirtualAlloc and never part of the Go heap, so the
+// garbage collector neither scans nor moves it. Release it with Unmap.
+//
+// What Windows provides, against the Unix implementation:
+//
+//   - Locking (Flags.Lock, Flags.StrictLock) uses VirtualLock, which can
+//     lock no more than the process's minimum working set (by default a few
+//     hundred KiB). When it fails with ERROR_WORKING_SET_QUOTA, Map raises
+//     the minimum and maximum working set by the region's size with
+//     SetProcessWorkingSetSizeEx, once, and retries. The raised limits stay:
+//     Unmap unlocks, which frees room under them for later regions, so they
+//     grow with the peak of locked memory, not with every Map. A failure is
+//     reported as on Unix.
+//   - Dump exclusion is not available: Region.DontDump is always false.
+//     Whoever writes a minidump (MiniDumpWriteDump, Task Manager, procdump,
+//     a debugger) chooses what goes in; WerRegisterExcludedMemoryBlock only
+//     reaches Windows Error Reporting's own reports and is not attempted.
+//   - Fork exclusion is not needed: Windows has no fork, and a child made
+//     by CreateProcess never shares or copies its parent's address space.
+//   - Secret memory (Flags.Secret) has no counterpart to memfd_secret(2):
+//     Map returns an error wrapping ErrNoSecret.
+//   - Large pages need SeLockMemoryPrivilege and are not used.
+func Map(n int, f Flags) (*Region, error) {
+	if n <= 0 {
+		return nil, fmt.Errorf("osmem: map %d bytes: %w", n, windows.ERROR_INVALID_PARAMETER)
+	}
+	if uint64(n) > maxMap || n > math.MaxInt-8<<20 {
+		return nil, fmt.Errorf("osmem: map %d bytes: %w", n, windows.ERROR_NOT_ENOUGH_MEMORY)
+	}
+	if f.Secret {
+		return nil, fmt.Errorf("%w: Windows has no memfd_secret counterpart", ErrNoSecret)
+	}
+	n = (n + pageSize - 1) &^ (pageSize - 1)
+	total := uintptr(n) + 2*uintptr(pageSize)
+	if err := injected(OpMap); err != nil {
+		return nil, fmt.Errorf("osmem: VirtualAlloc: %w", err)
+	}
+	// Commit everything inaccessible and open up the middle, so the guard
+	// pages never exist in an accessible state. Committed PAGE_NOACCESS
+	// guards cost two pages of commit charge and no RAM: nothing touches
+	// them.
+	base, err := windows.VirtualAlloc(0, total, windows.MEM_RESERVE|windows.MEM_COMMIT, windows.PAGE_NOACCESS)
+	if err != nil {
+		return nil, fmt.Errorf("osmem: VirtualAlloc: %w", err)
+	}
+	start := ptr(base)
+	r := &Region{
+		start: start,
+		size:  total,
+		Data:  unsafe.Slice((*byte)(unsafe.Add(start, pageSize)), n),
+	}
+	if err := protect(r.Data, windows.PAGE_READWRITE); err != nil {
+		_ = windows.VirtualFree(base, 0, windows.MEM_RELEASE)
+		return nil, err
+	}
+	// Locked before any secret is written, so none reaches the pagefile.
+	if f.Lock || f.StrictLock {
+		if err := lock(r.Data); err != nil {
+			r.LockErr = err
+			if f.StrictLock {
+				_ = windows.VirtualFree(base, 0, windows.MEM_RELEASE)
+				return nil, fmt.Errorf("%w: %w", ErrLock, err)
+			}
+		} else {
+			r.Locked = true
+		}
+	}
+	return r, nil
+}
+
+// Unmap releases r. The caller wipes whatever it wrote first: released
+// pages go back to the system with their contents until they are reused.
+// Unmapping a released Region again does nothing.
+func Unmap(r *Region) error {
+	if r == nil || r.start == nil {
+		return nil
+	}
+	if err := injected(OpUnmap); err != nil {
+		return fmt.Errorf("osmem: VirtualFree: %w", err)
+	}
+	if r.Locked {
+		// Unlocking returns the pages' share of the working-set minimum
+		// for later regions to lock. A failure (a retry after VirtualFree
+		// failed finds the pages already unlocked) is no reason to keep
+		// the region: releasing frees locked pages too.
+		_ = windows.VirtualUnlock(uintptr(unsafe.Pointer(unsafe.SliceData(r.Data))), uintptr(len(r.Data)))
+	}
+	if err := windows.VirtualFree(uintptr(r.start), 0, windows.MEM_RELEASE); err != nil {
+		return fmt.Errorf("osmem: VirtualFree: %w", err)
+	}
+	r.start, r.size, r.Data = nil, 0, nil
+	return nil
+}
+
+// ptr turns an address from VirtualAlloc into a pointer. The memory is
+// outside the Go heap, so the collector never needs to track it; loading the
+// pointer through memory instead of converting the integer keeps vet's
+// unsafeptr check, which cannot tell, from flagging a conversion that is
+// sound here.
+func ptr(addr uintptr) unsafe.Pointer {
+	return *(*unsafe.Pointer)(unsafe.Pointer(&addr))
+}
+
+func protect(b []byte, prot uint32) error {
+	if err := injected(OpProtect); err != nil {
+		return fmt.Errorf("osmem: VirtualProtect: %w", err)
+	}
+	var old uint32
+	if err := windows.VirtualProtect(uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), prot, &old); err != nil {
+		return fmt.Errorf("osmem: VirtualProtect: %w", err)
+	}
+	return nil
+}
+
+// lock locks b into RAM, raising the working set once if that is what
+// stands in the way. The raise and the retry count as the same operation
+// for the fault hook.
+func lock(b []byte) error {
+	if err := injected(OpLock); err != nil {
+		return fmt.Errorf("osmem: VirtualLock: %w", err)
+	}
+	addr, size := uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b))
+	err := windows.VirtualLock(addr, size)
+	if errors.Is(err, windows.ERROR_WORKING_SET_QUOTA) {
+		if gerr := growWorkingSet(size); gerr != nil {
+			return fmt.Errorf("osmem: VirtualLock: %w (raising the working set: %w)", err, gerr)
+		}
+		err = windows.VirtualLock(addr, size)
+	}
+	if err != nil {
+		return fmt.Errorf("osmem: VirtualLock: %w", err)
+	}
+	return nil
+}
+
+// wsMu serializes working-set changes, so that two Maps growing it at once
+// both get their share instead of one overwriting the other's.
+var wsMu sync.Mutex
+
+// growWorkingSet raises the process's minimum and maximum working set by
+// size. VirtualLock can lock no more than the minimum (less a few pages the
+// system keeps for itself), and the maximum must stay above the minimum.
+// The hard/soft limit flags are written back as they were read.
+func growWorkingSet(size uintptr) error {
+	wsMu.Lock()
+	defer wsMu.Unlock()
+	h := windows.CurrentProcess()
+	var lo, hi uintptr
+	var flags uint32
+	// x/sys declares GetProcessWorkingSetSizeEx without an error result;
+	// a failed call leaves the sizes at zero.
+	windows.GetProcessWorkingSetSizeEx(h, &lo, &hi, &flags)
+	if hi == 0 {
+		return errors.New("osmem: GetProcessWorkingSetSizeEx failed")
+	}
+	if lo > math.MaxUint-size || hi > math.MaxUint-size {
+		return fmt.Errorf("osmem: working set of %d bytes cannot grow by %d", hi, size)
+	}
+	if err := windows.SetProcessWorkingSetSizeEx(h, lo+size, hi+size, flags); err != nil {
+		return fmt.Errorf("osmem: SetProcessWorkingSetSizeEx: %w", err)
+	}
+	return nil
+}

@@ -115,14 +115,16 @@
 // many copy what they are given. Hand them rented memory, for as short a
 // time as possible, and know what they keep:
 //
-//   - crypto/ed25519: an ed25519.PrivateKey is a []byte. Keep the 32-byte
-//     seed in an entry; in a crypto.Signer, view it, derive the key with
-//     ed25519.NewKeyFromSeed into a buffer you [Wipe] after signing, and
-//     return. Sign itself computes the expanded key in its own variables,
-//     which memshuffle cannot wipe.
-//   - crypto/tls: tls.Certificate.PrivateKey accepts any crypto.Signer, so a
-//     Signer like the one above keeps the TLS key in the Shuffler between
-//     handshakes. examples/tlsserver does exactly this.
+//   - crypto/ed25519: since Go 1.26 Sign caches each private key's
+//     precomputed form under a weak pointer to the key's first byte, which
+//     must therefore be Go heap memory: signing straight from an entry makes
+//     the runtime abort. Keep the 32-byte seed in an entry and, in a
+//     crypto.Signer, derive the key into one long-lived heap buffer under a
+//     mutex, sign, and wipe the buffer; the cache then holds one copy, which
+//     memshuffle cannot wipe.
+//   - crypto/tls: tls.Certificate.PrivateKey accepts any crypto.Signer, so
+//     a Signer like the one above keeps the TLS key's seed in the Shuffler;
+//     examples/tlsserver does this, and says what stays on the heap.
 //   - crypto/hmac: hmac.New copies the key into padded blocks on the heap
 //     for the life of the hash. Build the hash inside a [WithViewSlice] call,
 //     use it, and drop it; don't keep one around.

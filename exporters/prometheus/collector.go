@@ -1,0 +1,148 @@
+package memshuffleprom
+
+import (
+	"github.com/memshuffle/memshuffle"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metric describes one exported metric: its name without the namespace,
+// its help text, its type, the Stats field it reports and how to read it.
+// The field name is not used at run time; the tests check against it that
+// every Stats field is exported exactly once.
+type metric struct {
+	name  string
+	help  string
+	typ   prometheus.ValueType
+	field string
+	value func(*memshuffle.Stats) float64
+}
+
+// metrics is the single list the descriptors, Collect, the package
+// documentation and README.md follow; keep them in this order.
+var metrics = []metric{
+	// Gauges: the state now.
+	{"entries", "Live entries, rented or not.", prometheus.GaugeValue, "Entries",
+		func(st *memshuffle.Stats) float64 { return float64(st.Entries) }},
+	{"rented_entries", "Entries rented or viewed now, held as plaintext.", prometheus.GaugeValue, "Rented",
+		func(st *memshuffle.Stats) float64 { return float64(st.Rented) }},
+	{"live_bytes", "Bytes of live entries.", prometheus.GaugeValue, "LiveBytes",
+		func(st *memshuffle.Stats) float64 { return float64(st.LiveBytes) }},
+	{"mapped_bytes", "Bytes of arenas mapped from the operating system, guard pages not counted.", prometheus.GaugeValue, "MappedBytes",
+		func(st *memshuffle.Stats) float64 { return float64(st.MappedBytes) }},
+	{"arenas", "Arenas mapped now.", prometheus.GaugeValue, "Arenas",
+		func(st *memshuffle.Stats) float64 { return float64(st.Arenas) }},
+	{"locked_bytes", "Bytes locked into RAM: arenas and the Shuffler's own region of keys and scratch.", prometheus.GaugeValue, "LockedBytes",
+		func(st *memshuffle.Stats) float64 { return float64(st.LockedBytes) }},
+	{"unlocked_bytes", "Bytes the system would not lock into RAM (all of them with LockNone).", prometheus.GaugeValue, "UnlockedBytes",
+		func(st *memshuffle.Stats) float64 { return float64(st.UnlockedBytes) }},
+	{"dumpable_bytes", "Bytes of arenas not excluded from core dumps.", prometheus.GaugeValue, "DumpableBytes",
+		func(st *memshuffle.Stats) float64 { return float64(st.DumpableBytes) }},
+	{"key_off_heap", "1 if the AES round keys live in the Shuffler's locked, dump-excluded region, 0 if on the Go heap.", prometheus.GaugeValue, "KeyOffHeap",
+		func(st *memshuffle.Stats) float64 { return bool01(st.KeyOffHeap) }},
+	{"long_rents", "Rents and views held longer than the WithRentTracking threshold now.", prometheus.GaugeValue, "LongRents",
+		func(st *memshuffle.Stats) float64 { return float64(st.LongRents) }},
+	{"shuffle_max_seconds", "The longest single Shuffle, in seconds.", prometheus.GaugeValue, "ShuffleMax",
+		func(st *memshuffle.Stats) float64 { return st.ShuffleMax.Seconds() }},
+	{"background_step_max_seconds", "The longest a background shuffle step held a shard, in seconds.", prometheus.GaugeValue, "BackgroundMax",
+		func(st *memshuffle.Stats) float64 { return st.BackgroundMax.Seconds() }},
+
+	// Counters: they only grow, also across Close.
+	{"shuffles_total", "Completed calls to Shuffle.", prometheus.CounterValue, "Shuffles",
+		func(st *memshuffle.Stats) float64 { return float64(st.Shuffles) }},
+	{"shuffle_seconds_total", "Total time spent in Shuffle, in seconds.", prometheus.CounterValue, "ShuffleTime",
+		func(st *memshuffle.Stats) float64 { return st.ShuffleTime.Seconds() }},
+	{"arenas_released_total", "Arenas returned to the operating system.", prometheus.CounterValue, "ArenasReleased",
+		func(st *memshuffle.Stats) float64 { return float64(st.ArenasReleased) }},
+	{"moved_bytes_total", "Bytes of entries moved by Shuffle, background shuffling and shuffle-on-return.", prometheus.CounterValue, "BytesMoved",
+		func(st *memshuffle.Stats) float64 { return float64(st.BytesMoved) }},
+	{"key_rotations_total", "Completed calls to RotateKey.", prometheus.CounterValue, "KeyRotations",
+		func(st *memshuffle.Stats) float64 { return float64(st.KeyRotations) }},
+	{"lock_failures_total", "Mappings the operating system refused to lock into RAM.", prometheus.CounterValue, "LockFailures",
+		func(st *memshuffle.Stats) float64 { return float64(st.LockFailures) }},
+	{"long_rents_seen_total", "Rents and views reported as held longer than the WithRentTracking threshold.", prometheus.CounterValue, "LongRentsSeen",
+		func(st *memshuffle.Stats) float64 { return float64(st.LongRentsSeen) }},
+	{"expired_entries_total", "Entries wiped because their expiry passed.", prometheus.CounterValue, "Expired",
+		func(st *memshuffle.Stats) float64 { return float64(st.Expired) }},
+	{"authentication_failures_total", "Entries that failed authentication on Rent or View (authenticated ciphers only).", prometheus.CounterValue, "Tampered",
+		func(st *memshuffle.Stats) float64 { return float64(st.Tampered) }},
+	{"background_cycles_total", "Completed background shuffle cycles.", prometheus.CounterValue, "BackgroundCycles",
+		func(st *memshuffle.Stats) float64 { return float64(st.BackgroundCycles) }},
+	{"background_steps_total", "Background shuffle steps, each holding one shard briefly.", prometheus.CounterValue, "BackgroundSteps",
+		func(st *memshuffle.Stats) float64 { return float64(st.BackgroundSteps) }},
+}
+
+func bool01(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+type collector struct {
+	s     *memshuffle.Shuffler
+	descs []*prometheus.Desc
+	// err is the first error in building the descriptors, from an invalid
+	// namespace or label. Registering the collector then fails with it, and
+	// Collect reports it instead of panicking in MustNewConstMetric.
+	err error
+}
+
+// NewCollector returns a prometheus.Collector that reports s.Stats() on
+// every scrape: each Collect takes one snapshot, so the figures of one
+// scrape come from the same call. The collector holds s but never closes
+// it; after s.Close the gauges read zero and the counters keep their
+// values. It starts no goroutine and is safe for concurrent use, as
+// Prometheus requires.
+//
+// An invalid namespace or label (see WithNamespace, WithConstLabels) does
+// not panic: registering the collector returns the error, and Collect
+// reports it as invalid metrics.
+//
+// The package documentation lists the metrics. None carries a secret, a key
+// or an address.
+func NewCollector(s *memshuffle.Shuffler, opts ...Option) prometheus.Collector {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&cfg)
+		}
+	}
+	c := &collector{s: s, descs: make([]*prometheus.Desc, len(metrics))}
+	for i, m := range metrics {
+		d := prometheus.NewDesc(prometheus.BuildFQName(cfg.namespace, "", m.name), m.help, nil, cfg.constLabels)
+		if err := d.Err(); err != nil && c.err == nil {
+			c.err = err
+		}
+		c.descs[i] = d
+	}
+	return c
+}
+
+// Describe sends the descriptor of every metric, so registering checks
+// them and rejects a second collector with the same names and labels.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+// Collect sends one value per metric from a single Stats snapshot.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	if c.err != nil {
+		for _, d := range c.descs {
+			ch <- prometheus.NewInvalidMetric(d, c.err)
+		}
+		return
+	}
+	st := c.s.Stats()
+	c.collect(&st, ch)
+}
+
+// collect is Collect on a given snapshot, so tests can feed every field.
+// The descriptors are valid and have no variable labels, so
+// MustNewConstMetric cannot panic here.
+func (c *collector) collect(st *memshuffle.Stats, ch chan<- prometheus.Metric) {
+	for i, m := range metrics {
+		ch <- prometheus.MustNewConstMetric(c.descs[i], m.typ, m.value(st))
+	}
+}

@@ -272,3 +272,53 @@ func ExampleRentContext() {
 	s.Return(h)
 	// Output: 99
 }
+
+// An authenticated cipher reports an entry changed at rest instead of
+// handing out altered plaintext.
+func ExampleWithCipher() {
+	s, _ := memshuffle.New(memshuffle.WithCipher(memshuffle.AES256GCM))
+	defer s.Close()
+
+	h, _ := memshuffle.CopyFrom(s, []byte("integrity matters"))
+	err := memshuffle.WithViewSlice(s, h, func(b []byte) error {
+		fmt.Println(string(b))
+		return nil
+	})
+	fmt.Println(err, s.Stats().Tampered)
+	// Output:
+	// integrity matters
+	// <nil> 0
+}
+
+// An entry with an expiry is wiped when it passes, and its handle says so.
+func ExampleShuffler_SetExpiry() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+
+	h, _ := memshuffle.CopyFrom(s, []byte("one-time code 123456"))
+	s.SetExpiry(h, time.Now().Add(10*time.Millisecond))
+	time.Sleep(20 * time.Millisecond)
+	_, err := memshuffle.RentSlice[byte](s, h)
+	fmt.Println(errors.Is(err, memshuffle.ErrExpired), s.Stats().Expired)
+	// Output: true 1
+}
+
+// The background shuffler keeps moving entries in small steps until it is
+// stopped, its context is done, or the Shuffler is closed.
+func ExampleShuffler_StartBackgroundShuffle() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+	for range 100 {
+		memshuffle.Alloc[byte](s, 64)
+	}
+	stop, err := s.StartBackgroundShuffle(context.Background(), 10*time.Millisecond)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for s.Stats().BackgroundCycles < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	stop()
+	fmt.Println(s.Stats().BytesMoved >= 2*100*64)
+	// Output: true
+}

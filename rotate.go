@@ -98,16 +98,25 @@ func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
 // entry of a shard is always under the shard's one cipher.
 func (sh *shard) rekey(next seal.Cipher) error {
 	var total uint64
+	largest := 0
 	for i := range sh.nslots {
 		if sl := sh.slot(i); sl.state() == stateLive {
 			total += next.Counters(int(sl.size))
+			largest = max(largest, int(sl.size)+sh.ov)
+		}
+	}
+	prevCTR, isCTR := seal.CTR(sh.ciph)
+	if !isCTR && largest > 0 {
+		// Opening an AEAD entry needs the backup buffer; get it now, so that
+		// no entry can be left behind under the old key for want of memory.
+		if _, err := sh.backupFor(largest); err != nil {
+			return err
 		}
 	}
 	base, err := sh.reserve(total)
 	if err != nil {
 		return err
 	}
-	prevCTR, isCTR := seal.CTR(sh.ciph)
 	nextCTR, _ := seal.CTR(next)
 	for i := range sh.nslots {
 		sl := sh.slot(i)

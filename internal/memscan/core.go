@@ -30,15 +30,46 @@ import (
 // heap. It returns ErrEmptyPattern for a nil or zero p, ErrNotCore when the
 // file is not an ELF core, ErrUnsupported where memory cannot be mapped, and
 // wrapped I/O errors.
-func ScanCore(path string, p *Pattern) (_ []Hit, err error) {
-	if err := p.check(); err != nil {
+//
+// ScanCore is ScanCoreAll with one pattern; to look for several, use
+// ScanCoreAll, which reads the file once for all of them.
+func ScanCore(path string, p *Pattern) ([]Hit, error) {
+	hits, err := ScanCoreAll(path, []*Pattern{p})
+	if len(hits) == 0 {
 		return nil, err
+	}
+	return hits[0], err
+}
+
+// ScanCoreAll searches the ELF core file at path for every pattern of ps in
+// one pass over the file and returns the hits of ps[i] in result[i], in
+// address order: exactly what ScanCore(path, ps[i]) would return. The
+// result has len(ps) entries, nil where a pattern was not found; after an
+// error during the scan it holds the hits found until then.
+//
+// Zero-filled memory, which makes up most of a core (a Go process's
+// reservations are dumped as zero pages), costs little: runs of zeros are
+// found a page or a 64-byte line at a time and every window lying wholly in
+// one is skipped, since only an all-zero pattern can match there. Holes of
+// a sparse core file are not even read, where the system can report them.
+//
+// It returns ErrEmptyPattern when any pattern is nil or zero, and otherwise
+// the errors of ScanCore.
+func ScanCoreAll(path string, ps []*Pattern) (_ [][]Hit, err error) {
+	for _, p := range ps {
+		if err := p.check(); err != nil {
+			return nil, err
+		}
 	}
 	f, segs, err := openCore(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	hits := make([][]Hit, len(ps))
+	if len(ps) == 0 {
+		return hits, nil
+	}
 
 	buf, err := mapBuffer(readBufSize)
 	if err != nil {
@@ -54,14 +85,14 @@ func ScanCore(path string, p *Pattern) (_ []Hit, err error) {
 	for i := range segs {
 		ms[i] = segs[i].Mapping
 	}
-	var hits []Hit
+	holes := newHoleMap(f)
 	sc := &chunkScanner{
-		p:        p,
+		ps:       ps,
 		buf:      buf,
 		pageSize: uint64(os.Getpagesize()),
-		hit: func(addr uint64) {
+		hit: func(i int, addr uint64) {
 			m, _ := mappingAt(ms, addr)
-			hits = append(hits, Hit{Addr: addr, Mapping: m})
+			hits[i] = append(hits[i], Hit{Addr: addr, Mapping: m})
 		},
 	}
 	for i := 0; i < len(segs); {
@@ -71,6 +102,9 @@ func ScanCore(path string, p *Pattern) (_ []Hit, err error) {
 		}
 		block := segs[i:j]
 		sc.read = coreReader(f, block)
+		if holes != nil {
+			sc.zeros = coreZeros(holes, block)
+		}
 		last := block[len(block)-1]
 		if err := sc.scanRange(block[0].Start, last.Start+last.filesz); err != nil {
 			return hits, fmt.Errorf("memscan: %s: %w", path, err)
@@ -183,6 +217,68 @@ func coreReader(f io.ReaderAt, block []coreSegment) readFunc {
 		}
 		return n, err
 	}
+}
+
+// coreZeros reports the holes of the core file under the address range of
+// a block of contiguous segments.
+func coreZeros(h *holeMap, block []coreSegment) zeroFunc {
+	return func(addr uint64) uint64 {
+		i := sort.Search(len(block), func(i int) bool { return block[i].End > addr })
+		if i == len(block) || addr < block[i].Start {
+			return 0
+		}
+		s := block[i]
+		rel := addr - s.Start
+		if rel >= s.filesz {
+			return 0
+		}
+		return h.zerosAt(s.off+rel, s.filesz-rel)
+	}
+}
+
+// holeMap answers which parts of a file are holes, remembering the last
+// data extent and the last hole it was told about so that a file without
+// holes costs two lseek calls in all.
+type holeMap struct {
+	f          *os.File
+	size       uint64
+	data, hole span // known extents of file offsets
+}
+
+// newHoleMap returns nil when f cannot be examined for holes.
+func newHoleMap(f *os.File) *holeMap {
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || st.Size() <= 0 {
+		return nil
+	}
+	if _, _, ok := seekData(f, 0, st.Size()); !ok {
+		return nil
+	}
+	return &holeMap{f: f, size: uint64(st.Size())}
+}
+
+// zerosAt returns how many bytes from file offset off on, at most limit, lie
+// in a hole: 0 when off holds data, lies past the end of the file or the
+// system cannot tell.
+func (h *holeMap) zerosAt(off, limit uint64) uint64 {
+	if off >= h.size || off > math.MaxInt64 {
+		return 0
+	}
+	in := func(s span) bool { return s.start <= off && off < s.end }
+	if !in(h.data) && !in(h.hole) {
+		data, hole, ok := seekData(h.f, int64(off), int64(h.size))
+		if !ok {
+			h.data = span{off, h.size} // read it all from here on
+		} else if uint64(data) > off {
+			h.hole = span{off, min(uint64(data), h.size)}
+		} else {
+			h.data = span{off, max(uint64(hole), off+1)}
+		}
+	}
+	if in(h.hole) {
+		return min(h.hole.end-off, limit)
+	}
+	return 0
 }
 
 // permsOf renders segment flags the way /proc/PID/maps shows permissions.

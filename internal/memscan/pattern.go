@@ -36,6 +36,12 @@ type Pattern struct {
 	hash uint64
 	in   [256]uint64 // contribution of a byte entering the window
 	out  [256]uint64 // in, rotated by Len: what a leaving byte takes back
+
+	// zero is the one bit of the plaintext kept as such: whether every
+	// byte is zero. Any other pattern cannot match a window of zeros, so
+	// the scanner skips the zero-filled stretches of memory for it; an
+	// all-zero pattern matches exactly there and gets the plain scan.
+	zero bool
 }
 
 // NewPattern returns a Pattern matching the bytes of p. It does not keep p
@@ -81,11 +87,14 @@ func NewPattern(p []byte) (*Pattern, error) {
 	clear(pool)
 
 	var h uint64
+	var or byte
 	for i, c := range p {
 		h = bits.RotateLeft64(h, 1) ^ pt.in[c]
 		pt.masked[i] = c ^ pt.mask[i]
+		or |= c
 	}
 	pt.hash = h
+	pt.zero = or == 0
 	return pt, nil
 }
 
@@ -153,17 +162,26 @@ func (p *Pattern) check() error {
 // matches calls yield with the offset of every occurrence of p in data,
 // overlapping ones included, in increasing order.
 func (p *Pattern) matches(data []byte, yield func(off int)) {
+	p.matchesAt(data, 0, len(data)-p.Len()+1, yield)
+}
+
+// matchesAt calls yield, in increasing order, with every offset off in
+// [lo, hi) at which data holds an occurrence of p. It reads data[lo :
+// hi+Len()-1], so hi must be at most len(data)-Len()+1; an empty range
+// reads nothing.
+func (p *Pattern) matchesAt(data []byte, lo, hi int, yield func(off int)) {
 	n := len(p.masked)
-	if n == 0 || len(data) < n {
+	if n == 0 || lo < 0 || lo >= hi {
 		return
 	}
+	data = data[lo : hi+n-1]
 	in, out, want := &p.in, &p.out, p.hash
 	var h uint64
 	for _, c := range data[:n] {
 		h = bits.RotateLeft64(h, 1) ^ in[c]
 	}
 	if h == want && p.equalAt(data) {
-		yield(0)
+		yield(lo)
 	}
 	// Window i+1 is data[i+1 : i+1+n]: leaving[i] drops out as entering[i]
 	// comes in. Slicing both to the same length lets the compiler drop the
@@ -174,7 +192,7 @@ func (p *Pattern) matches(data []byte, yield func(off int)) {
 	for i, c := range entering {
 		h = bits.RotateLeft64(h, 1) ^ out[leaving[i]] ^ in[c]
 		if h == want && p.equalAt(data[i+1:]) {
-			yield(i + 1)
+			yield(lo + i + 1)
 		}
 	}
 }

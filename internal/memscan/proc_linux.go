@@ -84,9 +84,37 @@ func readVMAs(pid int) ([]vma, error) {
 // It returns ErrEmptyPattern for a nil or zero p, ErrInvalidPID for
 // pid <= 0, a wrapped fs.ErrNotExist or fs.ErrPermission when /proc/PID
 // cannot be opened, and ErrProcessExited when the process goes away midway.
-func ScanProcess(pid int, p *Pattern) (_ []Hit, err error) {
-	if err := p.check(); err != nil {
+//
+// ScanProcess is ScanProcessAll with one pattern; to look for several, use
+// ScanProcessAll, which reads the memory once for all of them.
+func ScanProcess(pid int, p *Pattern) ([]Hit, error) {
+	hits, err := ScanProcessAll(pid, []*Pattern{p})
+	if len(hits) == 0 {
 		return nil, err
+	}
+	return hits[0], err
+}
+
+// ScanProcessAll searches the memory of process pid for every pattern of ps
+// in one pass and returns the hits of ps[i] in result[i], in address order.
+// The result has len(ps) entries, nil where a pattern was not found; after
+// an error during the scan it holds the hits found until then.
+//
+// Each result is what ScanProcess(pid, ps[i]) would report of the same
+// memory: the populated pages are widened by one byte less than the longest
+// pattern for reading, and a hit of a shorter pattern is kept only when it
+// lies inside the ranges ScanProcess would have read for it. As with
+// ScanProcess the target keeps running, so a secret that moves during the
+// scan may be seen by one pattern and missed by another.
+//
+// Runs of zeros in the memory read are skipped as in ScanCoreAll. It returns
+// ErrEmptyPattern when any pattern is nil or zero, and otherwise the errors
+// of ScanProcess.
+func ScanProcessAll(pid int, ps []*Pattern) (_ [][]Hit, err error) {
+	for _, p := range ps {
+		if err := p.check(); err != nil {
+			return nil, err
+		}
 	}
 	vs, err := readVMAs(pid)
 	if err != nil {
@@ -98,6 +126,10 @@ func ScanProcess(pid int, p *Pattern) (_ []Hit, err error) {
 		return nil, err
 	}
 	defer unix.Close(mem)
+	hits := make([][]Hit, len(ps))
+	if len(ps) == 0 {
+		return hits, nil
+	}
 	pm := openPagemap(pid)
 	defer pm.close()
 
@@ -116,46 +148,49 @@ func ScanProcess(pid int, p *Pattern) (_ []Hit, err error) {
 		skip = span{at, at + uint64(len(buf))}
 	}
 
+	rs := newPadRanges(ps, skip)
 	ms := make([]Mapping, len(vs))
 	for i := range vs {
 		ms[i] = vs[i].Mapping
 	}
-	var hits []Hit
 	sc := &chunkScanner{
-		p:        p,
+		ps:       ps,
 		buf:      buf,
 		pageSize: uint64(os.Getpagesize()),
 		read:     memReader(mem, memPath),
-		hit: func(addr uint64) {
+		hit: func(i int, addr uint64) {
+			if !rs.keep(ps[i].Len(), addr) {
+				return
+			}
 			m, _ := mappingAt(ms, addr)
-			hits = append(hits, Hit{Addr: addr, Mapping: m})
+			hits[i] = append(hits[i], Hit{Addr: addr, Mapping: m})
 		},
 	}
-	co := &coalescer{
-		pad:  uint64(p.Len() - 1),
-		skip: skip,
-		emit: func(r span) error { return sc.scanRange(r.start, r.end) },
-	}
+	var runs []span
 	for i := 0; i < len(vs); {
 		j := i + 1
 		for j < len(vs) && vs[j].Start == vs[j-1].End {
 			j++
 		}
-		if err := co.block(vs[i].Start, vs[j-1].End); err != nil {
-			return hits, err
-		}
+		runs = runs[:0]
 		for _, v := range vs[i:j] {
 			// pread takes a signed offset; only [vsyscall] lives up
 			// there, and it reads as EINVAL anyway.
 			if v.End > math.MaxInt64 || (v.residentKnown && v.resident == 0) {
 				continue
 			}
-			if err := pm.populated(v.Start, v.End, co.add); err != nil {
+			err := pm.populated(v.Start, v.End, func(a, b uint64) error {
+				runs = append(runs, span{a, b})
+				return nil
+			})
+			if err != nil {
 				return hits, err
 			}
 		}
-		if err := co.flush(); err != nil {
-			return hits, err
+		for _, r := range rs.block(vs[i].Start, vs[j-1].End, runs) {
+			if err := sc.scanRange(r.start, r.end); err != nil {
+				return hits, err
+			}
 		}
 		i = j
 	}

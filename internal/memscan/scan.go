@@ -1,9 +1,12 @@
 package memscan
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 )
 
@@ -12,7 +15,8 @@ import (
 // the copy of foreign memory it holds is modest.
 const readBufSize = 1 << 20
 
-// Reads overlap by Len()-1 bytes, so a pattern must leave room for new data.
+// Reads overlap by the longest pattern's Len()-1 bytes, so a pattern must
+// leave room for new data.
 var _ = [readBufSize - MaxPatternLen - 1]struct{}{}
 
 // A readFunc fills dst with the bytes at addr. It may return fewer bytes
@@ -28,43 +32,97 @@ var (
 	errEnd        = errors.New("memscan: end of data")
 )
 
-// chunkScanner streams address ranges through one read buffer.
+// A zeroFunc returns how many bytes from addr on are known to read as zeros
+// without being read, such as a hole in a sparse core file; 0 when it does
+// not know. It may report less than the whole run, never more.
+type zeroFunc func(addr uint64) uint64
+
+// chunkScanner streams address ranges through one read buffer and searches
+// them for several patterns in the same pass.
 type chunkScanner struct {
-	p        *Pattern
+	ps       []*Pattern
 	buf      []byte // off the Go heap in production, see mapBuffer
 	pageSize uint64
 	read     readFunc
-	hit      func(addr uint64)
+	zeros    zeroFunc // optional
+	hit      func(i int, addr uint64)
+
+	runs []zeroRun // scratch for scanWindow: offsets, never contents
+}
+
+// overlap returns the number of bytes kept from one read to the next: one
+// less than the longest pattern.
+func (s *chunkScanner) overlap() int {
+	n := 0
+	for _, p := range s.ps {
+		n = max(n, p.Len())
+	}
+	return max(n-1, 0)
+}
+
+// allNonZero reports whether no pattern is all zeros, so that no pattern
+// can match inside a run of zeros.
+func (s *chunkScanner) allNonZero() bool {
+	for _, p := range s.ps {
+		if p.zero {
+			return false
+		}
+	}
+	return true
 }
 
 // scanRange reports every match lying wholly inside [start, end), a range the
 // caller knows to be contiguous memory.
 //
-// The buffer holds the last Len()-1 bytes of one read at its front and the
-// next read behind them, so a match straddling two reads is seen whole in
-// the second; fewer bytes than that cannot hold a match, so nothing is
-// reported twice. Whatever a read brought in is wiped as soon as it has been
-// scanned and is not needed for the overlap, and the overlap on the way out:
-// a copy of the scanned memory never outlives its chunk.
+// The buffer holds the last overlap() bytes of one read at its front and
+// the next read behind them, so a match straddling two reads is seen whole
+// in the second. A pattern is only searched where its match would end in
+// the new bytes, so nothing is reported twice, not even for a pattern
+// shorter than the overlap. Whatever a read brought in is wiped as soon as
+// it has been scanned and is not needed for the overlap, and the overlap on
+// the way out: a copy of the scanned memory never outlives its chunk.
+//
+// Bytes the zero function vouches for are not read: the buffer past the
+// overlap is kept zeroed, so they are already there. When no pattern is
+// all zeros, only the first and last overlap() bytes of such a run are
+// searched, since every other window lies wholly in zeros.
 func (s *chunkScanner) scanRange(start, end uint64) error {
-	keep := s.p.Len() - 1
+	keep := s.overlap()
+	skipZeros := s.allNonZero()
 	held := 0 // bytes at the front of buf, belonging to [addr-held, addr)
 	defer func() { clear(s.buf[:held]) }()
 
 	for addr := start; addr < end; {
 		want := min(uint64(len(s.buf)-held), end-addr)
-		got, err := s.read(s.buf[held:held+int(want)], addr)
-		if got < 0 || uint64(got) > want {
-			return fmt.Errorf("memscan: read %d bytes into a %d-byte buffer", got, want)
+		var hole uint64
+		if s.zeros != nil {
+			hole = min(s.zeros(addr), end-addr)
+		}
+		var got int
+		var err error
+		if hole > 0 {
+			got = int(min(hole, want))
+			clear(s.buf[held : held+got]) // zero already; cheap insurance
+		} else {
+			got, err = s.read(s.buf[held:held+int(want)], addr)
+			if got < 0 || uint64(got) > want {
+				return fmt.Errorf("memscan: read %d bytes into a %d-byte buffer", got, want)
+			}
 		}
 		if got > 0 {
 			win := s.buf[:held+got]
 			base := addr - uint64(held)
-			s.p.matches(win, func(off int) { s.hit(base + uint64(off)) })
+			s.scanWindow(win, held, base)
 			addr += uint64(got)
 			held = min(keep, len(win))
 			copy(s.buf, win[len(win)-held:])
 			clear(s.buf[held:len(win)])
+			if skipZeros && hole > uint64(got) && got >= keep {
+				// The overlap is now keep zeros from the hole, which
+				// stand as well for its last keep bytes as for these:
+				// every window between lies wholly in zeros.
+				addr += hole - uint64(got)
+			}
 		}
 		switch {
 		case err == nil:
@@ -87,6 +145,105 @@ func (s *chunkScanner) scanRange(start, end uint64) error {
 		}
 	}
 	return nil
+}
+
+// scanWindow searches win, whose first held bytes were searched with the
+// previous read and whose byte 0 is at address base, for every pattern.
+//
+// Pattern i is searched from offset held-(Len-1) on, where its matches end
+// in the new bytes. A pattern with a non-zero byte cannot match a window of
+// zeros, so the start offsets whose window lies in a run of zero lines are
+// skipped: rehashing after a run costs Len bytes, so only runs of at least
+// 2*Len bytes are worth it. Matches beginning or ending in a run are still
+// seen, because only starts whose whole window is zero are left out.
+func (s *chunkScanner) scanWindow(win []byte, held int, base uint64) {
+	var runs []zeroRun
+	if !s.allZero() {
+		runs = zeroRuns(win, base, s.runs[:0])
+		s.runs = runs
+	}
+	for i, p := range s.ps {
+		n := p.Len()
+		last := len(win) - n + 1 // one past the last possible start
+		pos := max(0, held-(n-1))
+		if pos >= last {
+			continue
+		}
+		yield := func(off int) { s.hit(i, base+uint64(off)) }
+		if !p.zero {
+			for _, r := range runs {
+				skipTo := r.end - n + 1
+				if r.end-r.start < 2*n || skipTo <= pos {
+					continue
+				}
+				p.matchesAt(win, pos, r.start, yield)
+				pos = skipTo
+			}
+		}
+		p.matchesAt(win, pos, last, yield)
+	}
+}
+
+// allZero reports whether every pattern is all zeros, so that looking for
+// runs of zeros is no use.
+func (s *chunkScanner) allZero() bool {
+	for _, p := range s.ps {
+		if !p.zero {
+			return false
+		}
+	}
+	return true
+}
+
+// zeroRun is a run [start, end) of zero bytes in a window, by offset.
+type zeroRun struct{ start, end int }
+
+// Zero detection works on lines and pages aligned on addresses, the way
+// memory and core files are laid out: a zero page is compared in one go, the
+// other pages line by line.
+const (
+	zeroLineSize = 64
+	zeroPageSize = 4096
+)
+
+var zeroPage [zeroPageSize]byte
+
+// zeroRuns appends to runs the maximal runs of whole zero lines of win, whose
+// byte 0 is at address base, in increasing order. Zero bytes in partial
+// lines at either end, or around a non-zero byte, are not counted: a run is
+// a promise that its bytes are zero, not that its neighbours are not.
+func zeroRuns(win []byte, base uint64, runs []zeroRun) []zeroRun {
+	o := int(-base & (zeroLineSize - 1))
+	start := -1 // of the current run, -1 when there is none
+	for o+zeroLineSize <= len(win) {
+		step := zeroLineSize
+		var zero bool
+		if (base+uint64(o))&(zeroPageSize-1) == 0 && o+zeroPageSize <= len(win) && bytes.Equal(win[o:o+zeroPageSize], zeroPage[:]) {
+			step, zero = zeroPageSize, true
+		} else {
+			zero = isZeroLine(win[o : o+zeroLineSize])
+		}
+		switch {
+		case zero && start < 0:
+			start = o
+		case !zero && start >= 0:
+			runs = append(runs, zeroRun{start, o})
+			start = -1
+		}
+		o += step
+	}
+	if start >= 0 {
+		runs = append(runs, zeroRun{start, o})
+	}
+	return runs
+}
+
+// isZeroLine reports whether the 64 bytes of b are all zero.
+func isZeroLine(b []byte) bool {
+	b = b[:zeroLineSize]
+	le := binary.LittleEndian
+	return le.Uint64(b[0:])|le.Uint64(b[8:])|le.Uint64(b[16:])|le.Uint64(b[24:])|
+		le.Uint64(b[32:])|le.Uint64(b[40:])|le.Uint64(b[48:])|le.Uint64(b[56:]) == 0
 }
 
 // coalescer turns the populated runs of a block of contiguous mappings,
@@ -156,6 +313,67 @@ func (c *coalescer) flush() error {
 		return c.emit(span{k.end, r.end})
 	}
 	return nil
+}
+
+// padRanges gives a multi-pattern process scan the ranges single-pattern
+// scans would read. The coalescer widens populated runs by Len()-1 bytes, so
+// patterns of different lengths would read different ranges: the scan reads
+// those of the longest pattern, which contain all the others, and keep
+// drops a hit of a shorter pattern that lies outside the ranges of its own
+// length, such as one wholly in untouched pages just beyond the widening
+// its own scan would have done.
+type padRanges struct {
+	skip   span
+	pads   []uint64 // distinct Len()-1 of the patterns, increasing
+	ranges [][]span // for each pad, the ranges of the current block
+}
+
+func newPadRanges(ps []*Pattern, skip span) *padRanges {
+	var pads []uint64
+	for _, p := range ps {
+		pads = append(pads, uint64(p.Len()-1))
+	}
+	slices.Sort(pads)
+	pads = slices.Compact(pads)
+	return &padRanges{skip: skip, pads: pads, ranges: make([][]span, len(pads))}
+}
+
+// block sets the populated runs of the next block of contiguous mappings,
+// [lo, hi), and returns the ranges to read.
+func (r *padRanges) block(lo, hi uint64, runs []span) []span {
+	if len(r.pads) == 0 {
+		return nil
+	}
+	for k, pad := range r.pads {
+		out := r.ranges[k][:0]
+		c := &coalescer{pad: pad, skip: r.skip, emit: func(s span) error {
+			out = append(out, s)
+			return nil
+		}}
+		_ = c.block(lo, hi) // emit never fails
+		for _, s := range runs {
+			_ = c.add(s.start, s.end)
+		}
+		_ = c.flush()
+		r.ranges[k] = out
+	}
+	return r.ranges[len(r.pads)-1]
+}
+
+// keep reports whether a match of n bytes at addr lies inside one range of
+// its own length in the current block.
+func (r *padRanges) keep(n int, addr uint64) bool {
+	k, ok := slices.BinarySearch(r.pads, uint64(n-1))
+	if !ok {
+		return false
+	}
+	if k == len(r.pads)-1 {
+		return true // these are the ranges read
+	}
+	rs := r.ranges[k]
+	end := addr + uint64(n)
+	i := sort.Search(len(rs), func(i int) bool { return rs[i].end > addr })
+	return i < len(rs) && rs[i].start <= addr && end <= rs[i].end
 }
 
 // mappingAt returns the mapping of ms, sorted by Start and not overlapping,

@@ -51,11 +51,11 @@ func scanFake(t testing.TB, p *Pattern, mem *fakeMemory, buf []byte) []int {
 	t.Helper()
 	var offs []int
 	sc := &chunkScanner{
-		p:        p,
+		ps:       []*Pattern{p},
 		buf:      buf,
 		pageSize: 4096,
 		read:     mem.read,
-		hit:      func(addr uint64) { offs = append(offs, int(addr-mem.base)) },
+		hit:      func(_ int, addr uint64) { offs = append(offs, int(addr-mem.base)) },
 	}
 	if err := sc.scanRange(mem.base, mem.base+uint64(len(mem.data))); err != nil {
 		t.Fatalf("scanRange: %v", err)
@@ -166,7 +166,7 @@ func TestScanRangeReaderErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			hits := 0
-			sc := &chunkScanner{p: mustPattern(t, []byte("aa")), buf: make([]byte, 8), pageSize: 4096, read: tt.read, hit: func(uint64) { hits++ }}
+			sc := &chunkScanner{ps: []*Pattern{mustPattern(t, []byte("aa"))}, buf: make([]byte, 8), pageSize: 4096, read: tt.read, hit: func(int, uint64) { hits++ }}
 			err := sc.scanRange(0, 100)
 			switch {
 			case tt.wantErr == errAny:

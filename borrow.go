@@ -4,59 +4,41 @@ package memshuffle
 // also when fn panics: the entry is encrypted again before the panic goes
 // on. It returns fn's error, or Rent's or Return's. fn must not keep the
 // pointer.
-func With[T any](s *Shuffler, h Handle, fn func(*T) error) (err error) {
+func With[T any](s *Shuffler, h Handle, fn func(*T) error) error {
 	p, err := Rent[T](s, h)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if rerr := s.Return(h); err == nil {
-			err = rerr
-		}
-	}()
-	return fn(p)
+	return call(h, p, err, s.Return, fn)
 }
 
 // WithSlice is With for the whole entry as a []T.
-func WithSlice[T any](s *Shuffler, h Handle, fn func([]T) error) (err error) {
+func WithSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
 	b, err := RentSlice[T](s, h)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if rerr := s.Return(h); err == nil {
-			err = rerr
-		}
-	}()
-	return fn(b)
+	return call(h, b, err, s.Return, fn)
 }
 
 // WithView views the entry as a *T, calls fn with it, and ends the view,
 // also when fn panics. Any number of WithView calls on one entry may run at
 // once. fn must not write through the pointer or keep it.
-func WithView[T any](s *Shuffler, h Handle, fn func(*T) error) (err error) {
+func WithView[T any](s *Shuffler, h Handle, fn func(*T) error) error {
 	p, err := View[T](s, h)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if rerr := s.ReturnView(h); err == nil {
-			err = rerr
-		}
-	}()
-	return fn(p)
+	return call(h, p, err, s.ReturnView, fn)
 }
 
 // WithViewSlice is WithView for the whole entry as a []T.
-func WithViewSlice[T any](s *Shuffler, h Handle, fn func([]T) error) (err error) {
+func WithViewSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
 	b, err := ViewSlice[T](s, h)
+	return call(h, b, err, s.ReturnView, fn)
+}
+
+// call runs fn on what a borrow gave, unless the borrow failed, and ends
+// the borrow with end even if fn panics.
+func call[P any](h Handle, p P, err error, end func(Handle) error, fn func(P) error) (ferr error) {
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if rerr := s.ReturnView(h); err == nil {
-			err = rerr
+		if rerr := end(h); ferr == nil {
+			ferr = rerr
 		}
 	}()
-	return fn(b)
+	return fn(p)
 }

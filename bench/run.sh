@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# run.sh measures memshuffle against memguard, the Go heap and the floors
+# (bench/compare_test.go), runs the core module's own benchmarks
+# (bench_test.go at the root) and the memory footprint tool
+# (bench/cmd/footprint), summarizes with benchstat, and writes
+# BENCHMARKS.md at the repository root and bench/rentreturn.svg with
+# bench/cmd/report. Every figure in them is parsed from this run's output.
+#
+# Run it from the repository root or from bench/:
+#
+#   bench/run.sh              # COUNT=10 samples of every benchmark
+#   COUNT=3 bench/run.sh      # quicker
+#
+# Settings (environment variables):
+#
+#   COUNT              samples of each benchmark (10)
+#   BENCHTIME          -benchtime of the ordinary benchmarks (1s)
+#   HEAVY              top-level core benchmarks that take seconds per iteration and
+#                      gigabytes of memory (^Benchmark(Shuffle|RotateKey|Memory)$)
+#   HEAVY_BENCHTIME    their -benchtime (3x)
+#   FOOTPRINT_COUNTS   numbers of live secrets the footprint tool holds (10000,1000000)
+#   FOOTPRINT_TIMEOUT  limit for each footprint child process (5m)
+#
+# The test binaries are built once, first: the code measured is the code of
+# that moment, whatever changes in the tree while the run goes on. The COUNT
+# samples are taken in COUNT interleaved rounds (each binary with -count 1),
+# so that drift in the machine's load spreads over all benchmarks alike.
+# Raw output stays in bench/results/ (not committed).
+set -euo pipefail
+
+bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$bench_dir/.." && pwd)
+cd "$root"
+
+COUNT=${COUNT:-10}
+BENCHTIME=${BENCHTIME:-1s}
+HEAVY=${HEAVY:-'^Benchmark(Shuffle|RotateKey|Memory)$'}
+HEAVY_BENCHTIME=${HEAVY_BENCHTIME:-3x}
+FOOTPRINT_COUNTS=${FOOTPRINT_COUNTS:-10000,1000000}
+FOOTPRINT_TIMEOUT=${FOOTPRINT_TIMEOUT:-5m}
+
+results=bench/results
+rm -rf "$results"
+mkdir -p "$results"
+commands=$results/commands.txt
+failures=$results/failures.txt
+env_file=$results/env.txt
+: >"$commands"
+start=$(date +%s)
+
+# quote prints its arguments as a shell command line: plain words as they
+# are, anything else in single quotes.
+quote() {
+	local out="" a
+	for a in "$@"; do
+		if [[ $a =~ ^[A-Za-z0-9_./=:,+@%-]+$ ]]; then
+			out+=" $a"
+		else
+			out+=" '${a//\'/\'\\\'\'}'"
+		fi
+	done
+	printf '%s' "${out# }"
+}
+
+# log appends a command to commands.txt: $1 is an indent, $2 a redirection
+# to show after it (or ""), the rest the command.
+log() {
+	local indent=$1 redirect=$2
+	shift 2
+	printf '%s%s%s\n' "$indent" "$(quote "$@")" "${redirect:+ $redirect}" >>"$commands"
+}
+
+# run logs a command and runs it.
+run() {
+	log "" "" "$@"
+	"$@"
+}
+
+# bench runs one benchmark binary, appending its results to a file, and
+# records a failure instead of stopping the run: a benchmark that breaks
+# (others change the core library while this runs) leaves its figures
+# missing from the report, which says so.
+bench() {
+	local round=$1 out=$2
+	shift 2
+	if [[ $round == 1 ]]; then
+		log "  " ">>$out" "$@"
+	fi
+	echo "run.sh: round $round/$COUNT: $(quote "$@")" >&2
+	local rc=0
+	"$@" >>"$out" 2>>"$results/stderr.log" || rc=$?
+	if ((rc != 0)); then
+		echo "round $round: $(quote "$@") exited with status $rc (output in $out, $results/stderr.log)" >>"$failures"
+		echo "run.sh: FAILED (status $rc), continuing" >&2
+	fi
+}
+
+# --- the machine and the code measured -------------------------------------
+{
+	echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+	echo "cpu: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+	echo "cores: $(nproc) logical CPUs ($(grep -c '^processor' /proc/cpuinfo) in /proc/cpuinfo, $(grep -m1 '^cpu cores' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') cores per socket)"
+	echo "memory: $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+	echo "go: $(go version)"
+	echo "kernel: $(uname -sr)"
+	echo "RLIMIT_MEMLOCK: $(ulimit -l) KiB; vm.max_map_count: $(cat /proc/sys/vm/max_map_count); uid: $(id -u)"
+	commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+	changed=$(git --no-optional-locks status --porcelain 2>/dev/null | grep -v ' bench/\| BENCHMARKS.md$' | awk '{ print $2 }' | tr '\n' ' ' | sed 's/ $//')
+	if [[ -n $changed ]]; then
+		echo "code measured: commit $commit with uncommitted changes in: $changed"
+	else
+		echo "code measured: commit $commit"
+	fi
+	echo "samples: $COUNT of each benchmark (COUNT=$COUNT), taken in interleaved rounds; -benchtime $BENCHTIME, and $HEAVY_BENCHTIME for $HEAVY"
+} >"$env_file"
+cat "$env_file" >&2
+
+# --- build everything once ---------------------------------------------------
+# bench/go.mod replaces the core module with ../, so it must list whatever
+# the core module requires; when the core adds a requirement, tidy it here
+# rather than fail to build.
+if ! go -C bench mod tidy -diff >/dev/null 2>&1; then
+	echo "run.sh: bench/go.mod is behind the root module's requirements; running go mod tidy in bench/ (commit the change)" >&2
+	run go -C bench mod tidy
+fi
+run go test -c -o "$results/core.test" .
+run go -C bench test -c -o results/compare.test .
+run go -C bench build -o results/footprint ./cmd/footprint
+run go -C bench build -o results/report ./cmd/report
+run go -C bench build -o results/benchstat golang.org/x/perf/cmd/benchstat
+
+# The core benchmarks that take seconds per iteration get their own
+# -benchtime; everything else the default.
+mapfile -t all < <("$results/core.test" -test.list '^Benchmark' | grep '^Benchmark')
+light=() heavy=()
+for b in "${all[@]}"; do
+	if [[ $b =~ $HEAVY ]]; then heavy+=("$b"); else light+=("$b"); fi
+done
+join() { local IFS='|'; echo "^($*)\$"; }
+
+# --- benchmarks, in interleaved rounds ---------------------------------------
+loads=()
+echo "for round in \$(seq $COUNT); do" >>"$commands"
+for round in $(seq "$COUNT"); do
+	# The machine may be shared: record how busy it is as each round starts.
+	loads+=("$(cut -d' ' -f1 /proc/loadavg)")
+	bench "$round" "$results/compare.txt" "$results/compare.test" -test.run '^$' -test.bench . \
+		-test.benchtime "$BENCHTIME" -test.count 1 -test.timeout 60m
+	if ((${#light[@]})); then
+		bench "$round" "$results/core.txt" "$results/core.test" -test.run '^$' -test.bench "$(join "${light[@]}")" \
+			-test.benchtime "$BENCHTIME" -test.count 1 -test.timeout 60m
+	fi
+	if ((${#heavy[@]})); then
+		bench "$round" "$results/core.txt" "$results/core.test" -test.run '^$' -test.bench "$(join "${heavy[@]}")" \
+			-test.benchtime "$HEAVY_BENCHTIME" -test.count 1 -test.timeout 60m
+	fi
+done
+echo "done" >>"$commands"
+
+# --- memory footprint ---------------------------------------------------------
+log "" ">$results/footprint.txt" "$results/footprint" -counts "$FOOTPRINT_COUNTS" -timeout "$FOOTPRINT_TIMEOUT" -json "$results/footprint.json"
+if ! "$results/footprint" -counts "$FOOTPRINT_COUNTS" -timeout "$FOOTPRINT_TIMEOUT" \
+	-json "$results/footprint.json" >"$results/footprint.txt"; then
+	echo "footprint tool failed (see its output above)" >>"$failures"
+fi
+cat "$results/footprint.txt" >&2
+
+# --- summaries and the report --------------------------------------------------
+# B/s only restates sec/op, and seven libraries make wide tables already.
+log "" ">$results/compare.benchstat.txt" "$results/benchstat" -filter -.unit:B/s -col /lib "$results/compare.txt"
+"$results/benchstat" -filter -.unit:B/s -col /lib "$results/compare.txt" >"$results/compare.benchstat.txt"
+log "" ">$results/core.benchstat.txt" "$results/benchstat" "$results/core.txt"
+"$results/benchstat" "$results/core.txt" >"$results/core.benchstat.txt"
+
+elapsed=$(($(date +%s) - start))
+echo "load average (1 min) as each round started: ${loads[*]}; at the end: $(cut -d' ' -f1 /proc/loadavg) ($(nproc) CPUs)" >>"$env_file"
+echo "duration: $((elapsed / 60)) min $((elapsed % 60)) s for the whole run (builds, benchmark rounds, footprint)" >>"$env_file"
+run "$results/report" -results "$results" -out BENCHMARKS.md -svg bench/rentreturn.svg -notes bench/NOTES.md
+
+echo "run.sh: wrote BENCHMARKS.md and bench/rentreturn.svg in $((elapsed / 60)) min $((elapsed % 60)) s" >&2
+sed -n '/^## Targets/,/^## Notes/p' BENCHMARKS.md | sed '$d' >&2
+if [[ -s $failures ]]; then
+	echo "run.sh: some steps failed:" >&2
+	cat "$failures" >&2
+	exit 1
+fi

@@ -170,24 +170,27 @@ func TestForensics(t *testing.T) {
 		}
 		return prefix + "." + strconv.Itoa(pid)
 	}
-	inCore := func(core string, ps []*memscan.Pattern) int {
-		n := 0
-		for _, p := range ps {
-			hits, err := memscan.ScanCore(core, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n += len(hits)
+	// Each dump and each look at the live process is one pass of the
+	// scanner for all the patterns involved; res[i] holds the hits of ps[i].
+	inCore := func(core string, ps []*memscan.Pattern) [][]memscan.Hit {
+		t.Helper()
+		res, err := memscan.ScanCoreAll(core, ps)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return n
+		return res
 	}
-	live := func(ps []*memscan.Pattern) []memscan.Hit {
+	live := func(ps []*memscan.Pattern) [][]memscan.Hit {
+		t.Helper()
+		res, err := memscan.ScanProcessAll(pid, ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	flat := func(res [][]memscan.Hit) []memscan.Hit {
 		var all []memscan.Hit
-		for _, p := range ps {
-			hits, err := memscan.ScanProcess(pid, p)
-			if err != nil {
-				t.Fatal(err)
-			}
+		for _, hits := range res {
 			all = append(all, hits...)
 		}
 		return all
@@ -196,19 +199,23 @@ func TestForensics(t *testing.T) {
 		m := h.Mapping
 		return m.Path == "" && m.Locked && m.DontDump
 	}
+	ns := len(secretPats)
+	allPats := append(secretPats[:ns:ns], keyPats...)
 
 	// At rest.
 	core := dump()
-	if n := inCore(core, secretPats); n != 0 {
+	res := inCore(core, allPats)
+	if n := len(flat(res[:ns])); n != 0 {
 		t.Errorf("at rest: %d secret hits in the core dump", n)
 	}
-	if n := inCore(core, keyPats); n != 0 {
+	if n := len(flat(res[ns:])); n != 0 {
 		t.Errorf("at rest: %d key or round-key hits in the core dump", n)
 	}
-	if hits := live(secretPats); len(hits) != 0 {
+	res = live(allPats)
+	if hits := flat(res[:ns]); len(hits) != 0 {
 		t.Errorf("at rest: secrets found in the live process: %+v", hits)
 	}
-	keyHits := live(keyPats)
+	keyHits := flat(res[ns:])
 	for _, h := range keyHits {
 		if !guarded(h) {
 			t.Errorf("key material outside the locked, dump-excluded region: %+v", h)
@@ -221,20 +228,20 @@ func TestForensics(t *testing.T) {
 	// Rented.
 	fmt.Fprintln(stdin, "rent 3")
 	expect("ok")
-	hits := live(secretPats[3:4])
-	if len(hits) != 1 || !guarded(hits[0]) {
+	res = live(secretPats)
+	if hits := res[3]; len(hits) != 1 || !guarded(hits[0]) {
 		t.Errorf("rented: want one hit in a locked, dump-excluded mapping, got %+v", hits)
 	}
-	if others := live(append(secretPats[:3:3], secretPats[4:]...)); len(others) != 0 {
+	if others := flat(append(res[:3:3], res[4:]...)); len(others) != 0 {
 		t.Errorf("rented: other secrets found: %+v", others)
 	}
 	core = dump()
-	if n := inCore(core, secretPats); n != 0 {
+	if n := len(flat(inCore(core, secretPats))); n != 0 {
 		t.Errorf("rented: %d secret hits in the core dump", n)
 	}
 	fmt.Fprintln(stdin, "return 3")
 	expect("ok")
-	if hits := live(secretPats); len(hits) != 0 {
+	if hits := flat(live(secretPats)); len(hits) != 0 {
 		t.Errorf("returned: secrets found: %+v", hits)
 	}
 	fmt.Fprintln(stdin, "exit")

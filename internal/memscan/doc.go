@@ -3,6 +3,15 @@
 // /proc/PID/mem) or in an ELF core file ([ScanCore]), and says which mapping
 // each occurrence lies in ([Mapping], with the locked and don't-dump flags
 // that tell whether a secret could have reached swap or a core dump).
+// [ScanProcessAll] and [ScanCoreAll] look for many patterns in one pass over
+// the memory, each with the result its single-pattern scan would give.
+//
+// Memory that is mostly zeros, such as a core dump of a Go process with its
+// address-space reservations written out as zero pages, is scanned at the
+// speed of reading it: runs of zero pages and 64-byte lines are found first
+// and no pattern with a non-zero byte is looked for inside them, while
+// matches that begin or end next to them are still found. Holes in a sparse
+// core file are not read at all.
 //
 // # Threat model
 //
@@ -17,6 +26,8 @@
 //     into off-heap scratch memory so it never lands on the Go heap at all.
 //   - The prefilter is a rolling hash under a random per-pattern table, so
 //     the hash is no fingerprint of the secret that outlives the Pattern.
+//     The one fact kept about the plaintext is whether it is all zeros,
+//     which decides whether zero-filled memory can be skipped.
 //   - Scanned memory is read into a buffer mapped outside the Go heap,
 //     locked and excluded from core dumps where the system allows, wiped
 //     after every chunk and unmapped when the scan ends; when a process scans
@@ -34,7 +45,8 @@
 //
 // # Platform support
 //
-// [Maps] and [ScanProcess] need Linux; elsewhere they return
-// [ErrUnsupported]. [ScanCore] and [ReadPattern] work on any Unix, since
-// all they need is mmap; on other systems they return [ErrUnsupported] too.
+// [Maps], [ScanProcess] and [ScanProcessAll] need Linux; elsewhere they
+// return [ErrUnsupported]. [ScanCore], [ScanCoreAll] and [ReadPattern] work
+// on any Unix, since all they need is mmap (only Linux reports the holes of
+// sparse files); on other systems they return [ErrUnsupported] too.
 package memscan

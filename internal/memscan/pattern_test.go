@@ -224,24 +224,28 @@ func FuzzMatch(f *testing.F) {
 	})
 }
 
-// TestFuzzCorpusPresent fails when the committed seed corpus goes missing,
-// so FuzzMatch never silently runs on nothing but its f.Add seeds.
+// TestFuzzCorpusPresent fails when a committed seed corpus goes missing, so
+// FuzzMatch and FuzzMatchAll never silently run on nothing but their f.Add
+// seeds.
 func TestFuzzCorpusPresent(t *testing.T) {
 	t.Parallel()
-	ents, err := os.ReadDir(filepath.Join("testdata", "fuzz", "FuzzMatch"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ents) < 3 {
-		t.Fatalf("FuzzMatch corpus has %d files, want at least 3", len(ents))
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("testdata", "fuzz", "FuzzMatch", e.Name()))
+	for _, target := range []string{"FuzzMatch", "FuzzMatchAll"} {
+		dir := filepath.Join("testdata", "fuzz", target)
+		ents, err := os.ReadDir(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.HasPrefix(b, []byte("go test fuzz v1\n")) {
-			t.Errorf("%s: not a go test fuzz v1 file", e.Name())
+		if len(ents) < 3 {
+			t.Fatalf("%s corpus has %d files, want at least 3", target, len(ents))
+		}
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasPrefix(b, []byte("go test fuzz v1\n")) {
+				t.Errorf("%s/%s: not a go test fuzz v1 file", target, e.Name())
+			}
 		}
 	}
 }

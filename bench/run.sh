@@ -105,7 +105,8 @@ bench() {
 	echo "kernel: $(uname -sr)"
 	echo "RLIMIT_MEMLOCK: $(ulimit -l) KiB; vm.max_map_count: $(cat /proc/sys/vm/max_map_count); uid: $(id -u)"
 	commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-	changed=$(git --no-optional-locks status --porcelain 2>/dev/null | grep -v ' bench/\| BENCHMARKS.md$' | awk '{ print $2 }' | tr '\n' ' ' | sed 's/ $//')
+	# grep finds nothing in a clean tree; that is not an error here.
+	changed=$(git --no-optional-locks status --porcelain 2>/dev/null | { grep -v ' bench/\| BENCHMARKS.md$' || true; } | awk '{ print $2 }' | tr '\n' ' ' | sed 's/ $//')
 	if [[ -n $changed ]]; then
 		echo "code measured: commit $commit with uncommitted changes in: $changed"
 	else

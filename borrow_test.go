@@ -130,6 +130,13 @@ func TestViews(t *testing.T) {
 func TestViewsConcurrent(t *testing.T) {
 	s := newTest(t, WithShuffleOnBorrowReturn(true))
 	h, _ := Create[[8]uint64](s)
+	// Start from a value that already has the shape readers check for.
+	With(s, h, func(p *[8]uint64) error {
+		for j := range p {
+			p[j] = uint64(j)
+		}
+		return nil
+	})
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	errc := make(chan error, 16)

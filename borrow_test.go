@@ -261,7 +261,7 @@ func TestRentTracking(t *testing.T) {
 	if _, err := RentSlice[byte](s, h); err != nil { // forgotten Return
 		t.Fatal(err)
 	}
-	time.Sleep(120 * time.Millisecond)
+	waitFor(t, "the long rent to be reported", func() bool { return s.Stats().LongRentsSeen == 1 })
 	long := s.LongRents()
 	if len(long) != 1 || long[0].Handle != h || !strings.Contains(long[0].Stack, "TestRentTracking") {
 		t.Fatalf("LongRents = %+v", long)

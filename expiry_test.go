@@ -10,7 +10,7 @@ func TestExpiry(t *testing.T) {
 	s := newTest(t, WithShards(1))
 	h, _ := CopyFrom(s, []byte("short-lived secret"))
 	keep, _ := CopyFrom(s, []byte("long-lived secret!"))
-	if err := s.SetExpiry(h, time.Now().Add(30*time.Millisecond)); err != nil {
+	if err := s.SetExpiry(h, time.Now().Add(300*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
 	if at, _ := s.Expiry(h); at.IsZero() {
@@ -21,7 +21,7 @@ func TestExpiry(t *testing.T) {
 	}
 	readAll(t, s, h) // still fine
 	mustCheck(t, s)
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(350 * time.Millisecond)
 	for name, call := range map[string]func() error{
 		"Rent":      func() error { _, err := Rent[byte](s, h); return err },
 		"View":      func() error { _, err := ViewSlice[byte](s, h); return err },

@@ -124,13 +124,15 @@ func (s *Shuffler) watchRents(stop <-chan struct{}, done chan<- struct{}) {
 			}
 		})
 		for _, r := range fresh {
-			s.longRentsSeen.Add(1)
 			if l := s.cfg.logger; l != nil {
 				l.Warn("memshuffle: rent held longer than threshold",
 					slog.String("handle", r.h.String()),
 					slog.Duration("held", time.Since(r.since)),
 					slog.String("rented_at", formatStack(r.pcs)))
 			}
+			// Counted once logged, so that a reader of Stats who sees the
+			// count finds the event in the log too.
+			s.longRentsSeen.Add(1)
 		}
 	}
 }

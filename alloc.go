@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math/bits"
 	"time"
-
-	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
 // Alloc makes a new entry of n zeroed elements of T and returns its Handle.
@@ -95,10 +93,7 @@ func (s *Shuffler) Free(h Handle) error {
 	switch sl.state() {
 	case stateExpired: // already wiped and vacated
 	case stateLive:
-		osmem.Wipe(sh.extent(sl))
-		sh.live--
-		sh.liveBytes -= int64(sl.size)
-		sh.vacate(sl)
+		sh.drop(sl)
 	default:
 		return ErrBusy
 	}

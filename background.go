@@ -194,26 +194,22 @@ func (sh *shard) startCycle() {
 func (sh *shard) step() bool {
 	sh.sweepExpired()
 	budget, count := stepBytes, 0
+	var moved uint64
 	for sh.bgPos < len(sh.bgOrder) && budget > 0 && count < stepEntries {
 		i := sh.bgOrder[sh.bgPos]
 		sh.bgPos++
 		if i >= sh.nslots {
 			continue
 		}
-		sl := sh.slot(i)
-		if sl.state() != stateLive || sh.arenas[sl.arena] == sh.cur {
-			continue
+		// Without memory the entry stays where it is, safe; the next cycle
+		// tries again.
+		if m, _ := sh.relocate(sh.slot(i)); m > 0 {
+			moved += m
+			budget -= int(m)
+			count++
 		}
-		a, off, err := sh.place(int(sl.size)+sh.ov, sl.align())
-		if err != nil {
-			// No memory now: the entry stays where it is, safe; the next
-			// cycle tries again.
-			continue
-		}
-		sh.move(sl, a, off)
-		budget -= int(sl.size)
-		count++
 	}
+	sh.s.bytesMoved.Add(moved)
 	if sh.bgPos >= len(sh.bgOrder) {
 		sh.bgOrder = sh.bgOrder[:0]
 		if cap(sh.bgOrder) > 1<<16 {
@@ -227,10 +223,5 @@ func (sh *shard) step() bool {
 // noteStep records how long one step held a shard.
 func (s *Shuffler) noteStep(d time.Duration) {
 	s.bgSteps.Add(1)
-	for {
-		cur := s.bgStepMax.Load()
-		if int64(d) <= cur || s.bgStepMax.CompareAndSwap(cur, int64(d)) {
-			return
-		}
-	}
+	storeMax(&s.bgStepMax, int64(d))
 }

@@ -3,8 +3,6 @@ package memshuffle
 import (
 	"fmt"
 	"time"
-
-	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
 // WithDefaultTTL gives every new entry an expiry ttl after its allocation;
@@ -79,10 +77,7 @@ func (sh *shard) expire(i uint32, sl *slot) {
 	if sl.state() != stateLive {
 		return
 	}
-	osmem.Wipe(sh.extent(sl))
-	sh.live--
-	sh.liveBytes -= int64(sl.size)
-	sh.vacate(sl)
+	sh.drop(sl)
 	sh.tombstone(i, sl)
 }
 

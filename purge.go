@@ -36,10 +36,7 @@ func (s *Shuffler) Purge() error {
 		}
 		sh.purged = true
 		sh.closed = true
-		if sh.wake != nil {
-			close(sh.wake) // waiters retry and see ErrClosed
-			sh.wake = nil
-		}
+		sh.wakeWaiters() // they retry and see ErrClosed
 		sh.mu.Unlock()
 	}
 	if s.own != nil {

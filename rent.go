@@ -205,10 +205,7 @@ func (sh *shard) seal(sl *slot, h Handle) error {
 	s := sh.s
 	if sl.meta&flagExpiry != 0 && sh.due(h.slot()) {
 		// Expired while borrowed: the plaintext is wiped, not encrypted.
-		osmem.Wipe(sh.extent(sl))
-		sh.live--
-		sh.liveBytes -= int64(sl.size)
-		sh.vacate(sl)
+		sh.drop(sl)
 		sh.tombstone(h.slot(), sl)
 		sh.endBorrow(h)
 		return ErrExpired
@@ -226,10 +223,7 @@ func (sh *shard) seal(sl *slot, h Handle) error {
 			dst := a.mem[off : off+len(src)+sh.ov]
 			sh.setAD(h.slot(), sl)
 			sh.ciph.Seal(dst, src, base, sh.scratch)
-			osmem.Wipe(sh.extent(sl))
-			sh.vacate(sl)
-			sl.arena, sl.off = a.index, uint32(off)
-			a.live++
+			sh.rehome(sl, a, off)
 			s.bytesMoved.Add(uint64(len(src)))
 			moved = true
 		}
@@ -255,10 +249,7 @@ func (sh *shard) seal(sl *slot, h Handle) error {
 func (sh *shard) endBorrow(h Handle) {
 	sh.rented--
 	sh.untrack(h)
-	if sh.wake != nil {
-		close(sh.wake)
-		sh.wake = nil
-	}
+	sh.wakeWaiters()
 }
 
 // open decrypts slot i's entry in place. In the AEAD modes a failed

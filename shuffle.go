@@ -4,8 +4,6 @@ import (
 	"errors"
 	"slices"
 	"time"
-
-	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
 // sweepSlots is how many slots each Return looks at, with
@@ -54,12 +52,7 @@ func (s *Shuffler) Shuffle() error {
 	s.shuffles.Add(1)
 	d := int64(time.Since(start))
 	s.shuffleNanos.Add(d)
-	for {
-		cur := s.shuffleMax.Load()
-		if d <= cur || s.shuffleMax.CompareAndSwap(cur, d) {
-			break
-		}
-	}
+	storeMax(&s.shuffleMax, d)
 	return errors.Join(errs...)
 }
 
@@ -106,36 +99,13 @@ func (sh *shard) shuffle() error {
 	} else {
 		placed, err = sh.layout(n, need)
 	}
-	// Move in slot order. Sources and destinations are at random places, so
-	// each batch first touches all of its lines, letting the processor
-	// fetch them in parallel instead of waiting for one miss at a time.
+	// Move in slot order: reads of the slots go forwards, writes land at
+	// random.
 	var moved uint64
-	const batch = 16
-	for lo := 0; lo < n; lo += batch {
-		hi := min(lo+batch, n)
-		var touch byte
-		for k := lo; k < hi; k++ {
-			if r := w.rank[k]; int(r) < placed {
-				sl := sh.slot(w.slots[k])
-				a, off := w.dest(r)
-				touch += sh.arenas[sl.arena].mem[sl.off] + a.mem[off]
-			}
-		}
-		sh.touched += touch
-		for k := lo; k < hi; k++ {
-			r := w.rank[k]
-			if int(r) >= placed {
-				continue
-			}
-			sl := sh.slot(w.slots[k])
-			a, off := w.dest(r)
-			src := sh.extent(sl)
-			copy(a.mem[off:int(off)+len(src)], src)
-			osmem.Wipe(src)
-			sh.vacate(sl)
-			sl.arena, sl.off = a.index, off
-			a.live++
-			moved += uint64(sl.size)
+	for k, r := range w.rank {
+		if int(r) < placed {
+			a, off := sh.dest(r)
+			moved += sh.move(sh.slot(w.slots[k]), a, int(off))
 		}
 	}
 	sh.s.bytesMoved.Add(moved)
@@ -172,7 +142,6 @@ func (sh *shard) layout(n, need int) (int, error) {
 		need -= size + align - 1
 		w.off[r], w.arena[r] = uint32(off), dst.index
 	}
-	w.arenas = sh.arenas
 	return n, nil
 }
 
@@ -201,12 +170,13 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 }
 
 // dest returns where rank r goes.
-func (w *shuffleWork) dest(r uint32) (*arena, uint32) {
+func (sh *shard) dest(r uint32) (*arena, uint32) {
+	w := &sh.work
 	if w.per > 0 {
 		i := int(r) / w.per
 		return w.fresh[i], uint32((int(r) - i*w.per) * w.size)
 	}
-	return w.arenas[w.arena[r]], w.off[r]
+	return sh.arenas[w.arena[r]], w.off[r]
 }
 
 // releaseEmpty releases every empty arena but the current one: those the
@@ -231,7 +201,6 @@ type shuffleWork struct {
 	rank         []uint32 // k -> r
 	inv          []uint32 // r -> k
 	off, arena   []uint32 // by r: the destination (layout)
-	arenas       []*arena // the shard's arenas, for dest (layout)
 	fresh        []*arena // equal fresh arenas (layoutUniform)
 	per, size    int      // entries per fresh arena, entry size (layoutUniform)
 }
@@ -243,7 +212,7 @@ func (w *shuffleWork) reset() {
 // trim drops large scratch arrays so a Shuffler that is not shuffling does
 // not hold memory for it; small ones are kept for the next shuffle.
 func (w *shuffleWork) trim() {
-	w.arenas, w.fresh = nil, w.fresh[:0]
+	w.fresh = w.fresh[:0]
 	if cap(w.slots) > 1<<16 {
 		*w = shuffleWork{}
 	}
@@ -259,22 +228,17 @@ func growU32(b []uint32, n int) []uint32 {
 // sweep moves up to n unrented entries that are not in the current arena
 // into it, continuing where the last sweep stopped.
 func (sh *shard) sweep(n int) {
-	for range n {
-		if sh.nslots == 0 {
-			return
-		}
+	var moved uint64
+	for range min(n, int(sh.nslots)) {
 		if sh.cursor >= sh.nslots {
 			sh.cursor = 0
 		}
-		sl := sh.slot(sh.cursor)
+		m, ok := sh.relocate(sh.slot(sh.cursor))
 		sh.cursor++
-		if sl.state() != stateLive || sh.arenas[sl.arena] == sh.cur {
-			continue
+		moved += m
+		if !ok {
+			break
 		}
-		a, off, err := sh.place(int(sl.size)+sh.ov, sl.align())
-		if err != nil {
-			return
-		}
-		sh.move(sl, a, off)
 	}
+	sh.s.bytesMoved.Add(moved)
 }

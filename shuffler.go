@@ -105,7 +105,6 @@ type shard struct {
 	toUnmap    []*osmem.Region
 	bgPos      int
 	work       shuffleWork
-	touched    byte // keeps shuffle's prefetching loads from being dropped
 
 	live, rented          int
 	liveBytes, mapped     int64
@@ -343,10 +342,7 @@ func (s *Shuffler) Close() error {
 		}
 		sh.arenas, sh.arenaHoles, sh.cur, sh.chunks = nil, nil, nil, nil
 		sh.nslots, sh.freeHead, sh.rents = 0, 0, nil
-		if sh.wake != nil {
-			close(sh.wake) // waiters retry and see ErrClosed
-			sh.wake = nil
-		}
+		sh.wakeWaiters() // they retry and see ErrClosed
 		sh.live, sh.rented, sh.liveBytes, sh.mapped, sh.lockedBytes, sh.unlocked, sh.dumpable = 0, 0, 0, 0, 0, 0, 0
 		sh.mu.Unlock()
 	}
@@ -572,14 +568,61 @@ func (sh *shard) place(size, align int) (*arena, int, error) {
 // move copies the ciphertext of an unrented entry to dst and wipes where it
 // was. The counter run is bound to the entry, not to its address, so the
 // ciphertext moves as it is.
-func (sh *shard) move(sl *slot, dst *arena, off int) {
+func (sh *shard) move(sl *slot, dst *arena, off int) uint64 {
 	src := sh.extent(sl)
 	copy(dst.mem[off:off+len(src)], src)
-	osmem.Wipe(src)
+	sh.rehome(sl, dst, off)
+	return uint64(sl.size)
+}
+
+// rehome points the slot at off in a, where its bytes have just been
+// written, after wiping the place they were.
+func (sh *shard) rehome(sl *slot, a *arena, off int) {
+	osmem.Wipe(sh.extent(sl))
 	sh.vacate(sl)
-	sl.arena, sl.off = dst.index, uint32(off)
-	dst.live++
-	sh.s.bytesMoved.Add(uint64(len(src)))
+	sl.arena, sl.off = a.index, uint32(off)
+	a.live++
+}
+
+// relocate moves an unrented entry that is not in the current arena into
+// it. It reports the bytes moved, and false when there was no memory to
+// move into; the entry then stays, safe, where it was.
+func (sh *shard) relocate(sl *slot) (uint64, bool) {
+	if sl.state() != stateLive || sh.arenas[sl.arena] == sh.cur {
+		return 0, true
+	}
+	a, off, err := sh.place(int(sl.size)+sh.ov, sl.align())
+	if err != nil {
+		return 0, false
+	}
+	return sh.move(sl, a, off), true
+}
+
+// drop wipes a live entry and takes it out of its arena and the shard's
+// counts; the caller decides what becomes of the slot.
+func (sh *shard) drop(sl *slot) {
+	osmem.Wipe(sh.extent(sl))
+	sh.live--
+	sh.liveBytes -= int64(sl.size)
+	sh.vacate(sl)
+}
+
+// wakeWaiters releases every goroutine waiting for an entry of the shard.
+func (sh *shard) wakeWaiters() {
+	if sh.wake != nil {
+		close(sh.wake)
+		sh.wake = nil
+	}
+}
+
+// storeMax raises m to v if v is larger.
+func storeMax(m *atomic.Int64, v int64) {
+	for {
+		cur := m.Load()
+		if v <= cur || m.CompareAndSwap(cur, v) {
+			return
+		}
+	}
 }
 
 // vacate drops an entry from its arena's count and releases the arena once

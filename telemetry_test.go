@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"expvar"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -12,16 +13,21 @@ import (
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
+var expvarRuns int
+
 func TestPublishExpvar(t *testing.T) {
 	s := newTest(t)
 	CopyFrom(s, []byte("expvar-secret-value"))
-	if err := s.PublishExpvar("memshuffle_test"); err != nil {
+	// expvar names last for the process: a fresh one per run of the test.
+	expvarRuns++
+	name := fmt.Sprintf("memshuffle_test_%d", expvarRuns)
+	if err := s.PublishExpvar(name); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PublishExpvar("memshuffle_test"); !errors.Is(err, ErrNameTaken) {
+	if err := s.PublishExpvar(name); !errors.Is(err, ErrNameTaken) {
 		t.Fatalf("second publish: %v", err)
 	}
-	raw := expvar.Get("memshuffle_test").String()
+	raw := expvar.Get(name).String()
 	var st Stats
 	if err := json.Unmarshal([]byte(raw), &st); err != nil {
 		t.Fatal(err)

@@ -34,11 +34,7 @@ import (
 // ScanCore is ScanCoreAll with one pattern; to look for several, use
 // ScanCoreAll, which reads the file once for all of them.
 func ScanCore(path string, p *Pattern) ([]Hit, error) {
-	hits, err := ScanCoreAll(path, []*Pattern{p})
-	if len(hits) == 0 {
-		return nil, err
-	}
-	return hits[0], err
+	return first(ScanCoreAll(path, []*Pattern{p}))
 }
 
 // ScanCoreAll searches the ELF core file at path for every pattern of ps in
@@ -56,10 +52,8 @@ func ScanCore(path string, p *Pattern) ([]Hit, error) {
 // It returns ErrEmptyPattern when any pattern is nil or zero, and otherwise
 // the errors of ScanCore.
 func ScanCoreAll(path string, ps []*Pattern) (_ [][]Hit, err error) {
-	for _, p := range ps {
-		if err := p.check(); err != nil {
-			return nil, err
-		}
+	if err := checkAll(ps); err != nil {
+		return nil, err
 	}
 	f, segs, err := openCore(path)
 	if err != nil {

@@ -211,3 +211,21 @@ func (p *Pattern) equalAt(w []byte) bool {
 	}
 	return true
 }
+
+// checkAll checks every pattern of ps.
+func checkAll(ps []*Pattern) error {
+	for _, p := range ps {
+		if err := p.check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// first returns the hits of the only pattern of a one-pattern scan.
+func first(hits [][]Hit, err error) ([]Hit, error) {
+	if len(hits) == 0 {
+		return nil, err
+	}
+	return hits[0], err
+}

@@ -88,11 +88,7 @@ func readVMAs(pid int) ([]vma, error) {
 // ScanProcess is ScanProcessAll with one pattern; to look for several, use
 // ScanProcessAll, which reads the memory once for all of them.
 func ScanProcess(pid int, p *Pattern) ([]Hit, error) {
-	hits, err := ScanProcessAll(pid, []*Pattern{p})
-	if len(hits) == 0 {
-		return nil, err
-	}
-	return hits[0], err
+	return first(ScanProcessAll(pid, []*Pattern{p}))
 }
 
 // ScanProcessAll searches the memory of process pid for every pattern of ps
@@ -111,10 +107,8 @@ func ScanProcess(pid int, p *Pattern) ([]Hit, error) {
 // ErrEmptyPattern when any pattern is nil or zero, and otherwise the errors
 // of ScanProcess.
 func ScanProcessAll(pid int, ps []*Pattern) (_ [][]Hit, err error) {
-	for _, p := range ps {
-		if err := p.check(); err != nil {
-			return nil, err
-		}
+	if err := checkAll(ps); err != nil {
+		return nil, err
 	}
 	vs, err := readVMAs(pid)
 	if err != nil {

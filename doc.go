@@ -152,8 +152,10 @@
 //     memfd_secret with [WithSecretMemory].
 //   - macOS and the BSDs: mmap arenas with guard pages and mlock; FreeBSD
 //     also excludes them from core dumps.
-//   - Windows: VirtualAlloc arenas with guard pages and VirtualLock; no
-//     exclusion from dumps.
+//   - Windows: VirtualAlloc arenas with guard pages and VirtualLock, left
+//     out of Windows Error Reporting's crash dumps (Windows 10 version 1703
+//     and later); a dump another tool takes on request still includes
+//     them.
 //   - Anything else: arenas from the Go heap (which the collector does not
 //     move), unlocked; entries still encrypted at rest.
 //

@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"net"
 	"net/http"
@@ -399,12 +400,13 @@ func TestKeyFileErrors(t *testing.T) {
 		name    string
 		content []byte // nil: no such file
 		want    string
+		is      error // the error must also match this, if set
 	}{
-		{"missing", nil, "no such file"},
-		{"empty", []byte{}, "0 bytes"},
-		{"short", make([]byte, 31), "31 bytes"},
-		{"seed and newline", append(make([]byte, 32), '\n'), "33 bytes"},
-		{"PEM", pemKey, "not PEM"},
+		{"missing", nil, "key:", fs.ErrNotExist},
+		{"empty", []byte{}, "0 bytes", nil},
+		{"short", make([]byte, 31), "31 bytes", nil},
+		{"seed and newline", append(make([]byte, 32), '\n'), "33 bytes", nil},
+		{"PEM", pemKey, "not PEM", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -422,6 +424,9 @@ func TestKeyFileErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q, want it to mention %q", err, tt.want)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("error %q is not %v", err, tt.is)
 			}
 		})
 	}

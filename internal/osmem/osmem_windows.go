@@ -43,10 +43,14 @@ const maxMap = 1 << 46
 //     Unmap unlocks, which frees room under them for later regions, so they
 //     grow with the peak of locked memory, not with every Map. A failure is
 //     reported as on Unix.
-//   - Dump exclusion is not available: Region.DontDump is always false.
-//     Whoever writes a minidump (MiniDumpWriteDump, Task Manager, procdump,
-//     a debugger) chooses what goes in; WerRegisterExcludedMemoryBlock only
-//     reaches Windows Error Reporting's own reports and is not attempted.
+//   - Dump exclusion covers the crash dumps Windows writes itself: the
+//     region is registered with WerRegisterExcludedMemoryBlock (Windows 10
+//     version 1703 and later), which Windows Error Reporting honours, and
+//     Region.DontDump says whether that worked. WER takes a limited number
+//     of registrations per process (WER_MAX_REGISTERED_ENTRIES), so past
+//     that regions stay dumpable and say so. A dump written on request by
+//     another tool (MiniDumpWriteDump, Task Manager, procdump, a debugger)
+//     includes whatever that tool chooses, these pages too.
 //   - Fork exclusion is not needed: Windows has no fork, and a child made
 //     by CreateProcess never shares or copies its parent's address space.
 //   - Secret memory (Flags.Secret) has no counterpart to memfd_secret(2):
@@ -97,6 +101,9 @@ func Map(n int, f Flags) (*Region, error) {
 			r.Locked = true
 		}
 	}
+	// Last, so that no failure above has a registration to undo; nothing
+	// is written to the region before Map returns.
+	r.DontDump = excludeFromDumps(r.Data)
 	return r, nil
 }
 
@@ -109,6 +116,14 @@ func Unmap(r *Region) error {
 	}
 	if err := injected(OpUnmap); err != nil {
 		return fmt.Errorf("osmem: VirtualFree: %w", err)
+	}
+	if r.DontDump {
+		// Unregistered first: once the pages are released, another Map may
+		// get the same address and register it for itself. Should the
+		// release then fail, the region is reported as dumpable, which it
+		// now is.
+		includeInDumps(r.Data)
+		r.DontDump = false
 	}
 	if r.Locked {
 		// Unlocking returns the pages' share of the working-set minimum
@@ -192,4 +207,37 @@ func growWorkingSet(size uintptr) error {
 		return fmt.Errorf("osmem: SetProcessWorkingSetSizeEx: %w", err)
 	}
 	return nil
+}
+
+var (
+	kernel32                        = windows.NewLazySystemDLL("kernel32.dll")
+	procWerRegisterExcludedMemory   = kernel32.NewProc("WerRegisterExcludedMemoryBlock")
+	procWerUnregisterExcludedMemory = kernel32.NewProc("WerUnregisterExcludedMemoryBlock")
+)
+
+// excludeFromDumps asks Windows Error Reporting to leave b out of the crash
+// dumps it writes, and reports whether it agreed. Windows before 10 version
+// 1703 (and Wine) lack the call. The fault hook sees it as OpAdvise, the
+// counterpart of madvise(MADV_DONTDUMP).
+func excludeFromDumps(b []byte) bool {
+	if injected(OpAdvise) != nil {
+		return false
+	}
+	// The size is a DWORD; an arena never comes near 4 GiB, but a larger
+	// region is left dumpable rather than registered in part.
+	if uint64(len(b)) > math.MaxUint32 || procWerRegisterExcludedMemory.Find() != nil {
+		return false
+	}
+	hr, _, _ := procWerRegisterExcludedMemory.Call(uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	return int32(hr) >= 0 // an HRESULT: negative on failure
+}
+
+// includeInDumps removes the registration made by excludeFromDumps. Its
+// result is ignored: the registration goes away with the process anyway,
+// and failing to drop it only costs one of WER's entries.
+func includeInDumps(b []byte) {
+	if procWerUnregisterExcludedMemory.Find() != nil {
+		return
+	}
+	_, _, _ = procWerUnregisterExcludedMemory.Call(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
 }

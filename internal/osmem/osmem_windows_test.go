@@ -24,6 +24,16 @@ func query(t *testing.T, addr uintptr) windows.MemoryBasicInformation {
 	return mbi
 }
 
+// underWine reports whether the process runs under Wine, which exports
+// wine_get_version from its ntdll.
+func underWine() bool {
+	return windows.NewLazySystemDLL("ntdll.dll").NewProc("wine_get_version").Find() == nil
+}
+
+// werExclusion reports whether this Windows has
+// WerRegisterExcludedMemoryBlock (10 version 1703 and later; not Wine).
+func werExclusion() bool { return procWerRegisterExcludedMemory.Find() == nil }
+
 func dataAddr(r *Region) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(r.Data))) }
 
 // TestWindowsGuardPages checks the layout VirtualQuery sees: one
@@ -46,8 +56,8 @@ func TestWindowsGuardPages(t *testing.T) {
 				}
 			}
 			r.Data[0], r.Data[len(r.Data)-1] = 1, 1
-			if r.DontDump {
-				t.Fatal("Region.DontDump is true; Windows cannot exclude memory from dumps")
+			if want := werExclusion(); r.DontDump != want {
+				t.Fatalf("Region.DontDump is %v; WerRegisterExcludedMemoryBlock available: %v", r.DontDump, want)
 			}
 
 			data := dataAddr(r)
@@ -106,8 +116,13 @@ func TestWindowsLock(t *testing.T) {
 	if err := windows.QueryWorkingSetEx(windows.CurrentProcess(), uintptr(unsafe.Pointer(&pages[0])), size); err != nil {
 		t.Fatal("QueryWorkingSetEx:", err)
 	}
+	// Wine reports residency but never the Locked bit; on Windows both count.
+	wine := underWine()
+	if wine {
+		t.Log("under Wine: checking residency only")
+	}
 	for i, p := range pages {
-		if a := p.VirtualAttributes; !a.Valid() || !a.Locked() {
+		if a := p.VirtualAttributes; !a.Valid() || !a.Locked() && !wine {
 			t.Fatalf("page %d of %d: valid %v, locked %v", i, len(pages), a.Valid(), a.Locked())
 		}
 	}
@@ -183,6 +198,18 @@ func TestWindowsFaults(t *testing.T) {
 		})
 	}
 
+	t.Run("advise", func(t *testing.T) {
+		failOn(OpAdvise)
+		r, err := Map(4096, Flags{})
+		SetFault(nil)
+		if err != nil || r.DontDump {
+			t.Fatalf("failed dump exclusion: %v %+v, want a dumpable region", err, r)
+		}
+		if err := Unmap(r); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("unmap", func(t *testing.T) {
 		r, err := Map(4096, Flags{Lock: true})
 		if err != nil {
@@ -202,4 +229,51 @@ func TestWindowsFaults(t *testing.T) {
 			t.Fatalf("after Unmap: %+v", m)
 		}
 	})
+}
+
+// TestWindowsDumpExclusionLimit maps more regions than Windows Error
+// Reporting takes registrations for: the ones past its limit must say they
+// are dumpable, and unmapping must give the registrations back.
+func TestWindowsDumpExclusionLimit(t *testing.T) {
+	if !werExclusion() {
+		t.Skip("no WerRegisterExcludedMemoryBlock here")
+	}
+	const n = 2048 // WER_MAX_REGISTERED_ENTRIES is 512 today
+	regions := make([]*Region, 0, n)
+	t.Cleanup(func() {
+		for _, r := range regions {
+			Unmap(r)
+		}
+	})
+	excluded := 0
+	for range n {
+		r, err := Map(4096, Flags{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		regions = append(regions, r)
+		if r.DontDump {
+			excluded++
+		}
+	}
+	t.Logf("%d of %d regions excluded from WER dumps", excluded, n)
+	if excluded == 0 {
+		t.Fatal("no region was excluded")
+	}
+	for _, r := range regions {
+		if err := Unmap(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	regions = regions[:0]
+	for i := range excluded {
+		r, err := Map(4096, Flags{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		regions = append(regions, r)
+		if !r.DontDump {
+			t.Fatalf("after unmapping everything, region %d of %d is dumpable: registrations were not given back", i, excluded)
+		}
+	}
 }

@@ -1,0 +1,355 @@
+// Command wintest runs the module's tests as windows/amd64 binaries under
+// Wine, so the Windows memory layer (VirtualAlloc, VirtualProtect,
+// VirtualLock, the working-set retry, PAGE_NOACCESS guard pages) and the
+// library above it run, not only compile.
+//
+// Wine is not Windows. Two of its gaps are handled here, and both are named
+// in the report:
+//
+//   - Wine 8 has no bcryptprimitives.dll, without which the Go runtime does
+//     not start; a one-function stand-in is built from dll/ with MinGW and
+//     placed in a private Wine prefix.
+//   - Wine 8 does not implement FileDispositionInformationEx, so os.RemoveAll
+//     fails and every test that used t.TempDir fails in its cleanup. A
+//     failure whose only message is that cleanup error is reported as such
+//     and does not fail the run; any other message does.
+//
+// Usage, from the module root: go run ./.ci/wintest [-short] [packages]
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// wineCleanupGap matches the t.TempDir cleanup error that Wine 8 causes.
+var wineCleanupGap = regexp.MustCompile(`TempDir RemoveAll cleanup: .*: Invalid function\.$`)
+
+func main() {
+	short := flag.Bool("short", false, "pass -test.short to the test binaries")
+	flag.Parse()
+	if err := run(*short, flag.Args()); err != nil {
+		fmt.Fprintln(os.Stderr, "wintest:", err)
+		os.Exit(1)
+	}
+}
+
+func run(short bool, patterns []string) error {
+	wine, err := findWine()
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "memshuffle-wintest-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	prefix := filepath.Join(work, "prefix")
+	env := append(os.Environ(), "WINEPREFIX="+prefix, "WINEDEBUG=-all")
+	if err := setupPrefix(wine, prefix, env); err != nil {
+		return err
+	}
+
+	if len(patterns) == 0 {
+		patterns = []string{"./..."}
+	}
+	pkgs, err := listPackages(patterns)
+	if err != nil {
+		return err
+	}
+	var failed []string
+	for _, p := range pkgs {
+		ok, err := testPackage(wine, env, work, p, short)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.ImportPath, err)
+		}
+		if !ok {
+			failed = append(failed, p.ImportPath)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("failed under Wine: %s", strings.Join(failed, ", "))
+	}
+	fmt.Println("wintest: all packages passed under Wine")
+	return nil
+}
+
+func findWine() (string, error) {
+	for _, name := range []string{"wine64", "wine"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+	}
+	// Debian's wine64 package installs its loader outside PATH unless the
+	// wine package is installed too.
+	const debian = "/usr/lib/wine/wine64"
+	if _, err := os.Stat(debian); err == nil {
+		return debian, nil
+	}
+	return "", errors.New("wine64 not found (Debian: apt-get install wine64)")
+}
+
+// setupPrefix creates a fresh Wine prefix and, where Wine lacks it, puts the
+// ProcessPrng stand-in into its system32, where the Go runtime looks.
+func setupPrefix(wine, prefix string, env []string) error {
+	cmd := exec.Command(wine, "wineboot", "--init")
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("wineboot: %v\n%s", err, out)
+	}
+	sys32 := filepath.Join(prefix, "drive_c", "windows", "system32")
+	dll := filepath.Join(sys32, "bcryptprimitives.dll")
+	if _, err := os.Stat(dll); err == nil {
+		fmt.Println("wintest: Wine provides bcryptprimitives.dll")
+		return nil
+	}
+	cc, err := exec.LookPath("x86_64-w64-mingw32-gcc")
+	if err != nil {
+		return errors.New("this Wine lacks bcryptprimitives.dll and x86_64-w64-mingw32-gcc is missing to build a stand-in (Debian: apt-get install gcc-mingw-w64-x86-64)")
+	}
+	src := filepath.Join(".ci", "wintest", "dll")
+	build := exec.Command(cc, "-shared", "-O2", "-o", dll,
+		filepath.Join(src, "bcryptprimitives.c"), filepath.Join(src, "bcryptprimitives.def"), "-ladvapi32")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("building bcryptprimitives.dll: %v\n%s", err, out)
+	}
+	fmt.Println("wintest: this Wine lacks bcryptprimitives.dll; using the ProcessPrng stand-in from .ci/wintest/dll")
+	return nil
+}
+
+type pkg struct {
+	ImportPath string
+	Dir        string
+	Name       string
+}
+
+func listPackages(patterns []string) ([]pkg, error) {
+	args := append([]string{"list", "-json=ImportPath,Dir,Name"}, patterns...)
+	cmd := exec.Command("go", args...)
+	cmd.Env = crossEnv()
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go list: %w", err)
+	}
+	var pkgs []pkg
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var p pkg
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			return nil, err
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs, nil
+}
+
+func crossEnv() []string {
+	return append(os.Environ(), "GOOS=windows", "GOARCH=amd64", "CGO_ENABLED=0")
+}
+
+// event is one line of go tool test2json output.
+type event struct {
+	Action string
+	Test   string
+	Output string
+}
+
+// testResult gathers what one test (or subtest) printed and how it ended.
+type testResult struct {
+	action string
+	lines  []string
+}
+
+func testPackage(wine string, env []string, work string, p pkg, short bool) (bool, error) {
+	exe := filepath.Join(work, strings.ReplaceAll(p.ImportPath, "/", "_")+".test.exe")
+	build := exec.Command("go", "test", "-c", "-o", exe, p.ImportPath)
+	build.Env = crossEnv()
+	if out, err := build.CombinedOutput(); err != nil {
+		return false, fmt.Errorf("go test -c: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(exe); errors.Is(err, os.ErrNotExist) {
+		fmt.Printf("?   \t%s\t[no test files]\n", p.ImportPath)
+		return true, nil
+	}
+
+	args := []string{"tool", "test2json", "-p", p.ImportPath, wine, exe, "-test.v=test2json", "-test.count=1"}
+	if short {
+		args = append(args, "-test.short")
+	}
+	cmd := exec.Command("go", args...)
+	// Tests find their testdata relative to the package directory.
+	cmd.Dir = p.Dir
+	cmd.Env = env
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return false, err
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return false, err
+	}
+	results := map[string]*testResult{}
+	get := func(name string) *testResult {
+		r := results[name]
+		if r == nil {
+			r = &testResult{}
+			results[name] = r
+		}
+		return r
+	}
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var ev event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return false, fmt.Errorf("test2json: %v: %s", err, sc.Bytes())
+		}
+		r := get(ev.Test)
+		switch ev.Action {
+		case "output":
+			r.lines = append(r.lines, strings.TrimRight(ev.Output, "\n"))
+		case "pass", "fail", "skip":
+			r.action = ev.Action
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return false, err
+	}
+	// test2json exits non-zero when the tests fail; the events say why.
+	_ = cmd.Wait()
+	elapsed := time.Since(start).Round(10 * time.Millisecond)
+	return report(p.ImportPath, results, elapsed), nil
+}
+
+// report prints one package's outcome and says whether it passed, counting a
+// failure caused only by Wine's missing FileDispositionInformationEx as a
+// pass.
+func report(path string, results map[string]*testResult, elapsed time.Duration) bool {
+	var names []string
+	for name := range results {
+		if name != "" {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+
+	// A failed test is excused when its own messages are all the cleanup gap
+	// and every failed subtest is excused too. Subtests sort after their
+	// parent, so walk in reverse.
+	excused := map[string]bool{}
+	for i := len(names) - 1; i >= 0; i-- {
+		name := names[i]
+		r := results[name]
+		if r.action != "fail" {
+			continue
+		}
+		gap, other := 0, 0
+		for _, l := range r.lines {
+			switch {
+			case isFramework(l):
+			case wineCleanupGap.MatchString(l):
+				gap++
+			default:
+				other++
+			}
+		}
+		children, childrenOK := 0, true
+		for _, sub := range names[i+1:] {
+			if !strings.HasPrefix(sub, name+"/") {
+				break
+			}
+			if results[sub].action == "fail" && strings.Count(sub, "/") == strings.Count(name, "/")+1 {
+				children++
+				childrenOK = childrenOK && excused[sub]
+			}
+		}
+		excused[name] = other == 0 && childrenOK && (gap > 0 || children > 0)
+	}
+
+	var passed, skipped, gapOnly int
+	var real []string
+	for _, name := range names {
+		switch r := results[name]; r.action {
+		case "pass":
+			passed++
+		case "skip":
+			skipped++
+			fmt.Printf("    skip %s: %s\n", name, lastMessage(r.lines))
+		case "fail":
+			if excused[name] {
+				if !strings.Contains(name, "/") {
+					gapOnly++
+				}
+				continue
+			}
+			real = append(real, name)
+		}
+	}
+	pkgResult := results[""]
+	// A package that failed with no failed test (an exit from TestMain, a
+	// crash between tests) is a real failure too.
+	ok := len(real) == 0 && pkgResult != nil &&
+		(pkgResult.action == "pass" || pkgResult.action == "fail" && gapOnly > 0)
+	status := "ok  "
+	if !ok {
+		status = "FAIL"
+	}
+	fmt.Printf("%s\t%s\t%v\t%d passed, %d skipped", status, path, elapsed, passed, skipped)
+	if gapOnly > 0 {
+		fmt.Printf(", %d failed only in t.TempDir cleanup (Wine)", gapOnly)
+	}
+	fmt.Println()
+	for _, name := range real {
+		fmt.Printf("--- FAIL: %s\n", name)
+		for _, l := range results[name].lines {
+			if !isFramework(l) {
+				fmt.Println(l)
+			}
+		}
+	}
+	if pkgResult == nil || pkgResult.action == "" {
+		// The binary died before reporting: a crash, or Wine refused it.
+		fmt.Printf("%s: no package result; its output:\n", path)
+		if pkgResult != nil {
+			for _, l := range pkgResult.lines {
+				fmt.Println(l)
+			}
+		}
+	}
+	return ok
+}
+
+func isFramework(line string) bool {
+	t := strings.TrimSpace(line)
+	for _, p := range []string{"=== ", "--- PASS", "--- FAIL", "--- SKIP"} {
+		if strings.HasPrefix(t, p) {
+			return true
+		}
+	}
+	return t == ""
+}
+
+func lastMessage(lines []string) string {
+	for i := len(lines) - 1; i >= 0; i-- {
+		if !isFramework(lines[i]) {
+			return strings.TrimSpace(lines[i])
+		}
+	}
+	return "(no reason given)"
+}

@@ -16,7 +16,8 @@ const demoUsage = `Usage: memshuffle demo
 
 Stores a freshly generated API token in a Shuffler and walks through its
 life: rent, return, shuffle, key rotation, free. After each step it scans its
-own memory (/proc/self/mem) for the token and prints where it was found.
+own memory (/proc/self/mem on Linux, ReadProcessMemory on Windows) for the
+token and prints where it was found.
 The token itself is never printed, so the output holds no copy of it.
 `
 
@@ -155,7 +156,7 @@ func addr(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))
 func (d *demo) scan(label string, want int) {
 	hits, err := memscan.ScanProcess(os.Getpid(), d.pat)
 	if err != nil {
-		d.printf("%s: scan of /proc/self/mem not possible here: %v\n", label, err)
+		d.printf("%s: scan of own memory not possible here: %v\n", label, err)
 		return
 	}
 	d.printf("%s: scan of all process memory finds the token %d time(s)\n", label, len(hits))

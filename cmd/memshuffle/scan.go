@@ -14,14 +14,17 @@ import (
 
 const scanUsage = `Usage: memshuffle scan (-pid N | -core FILE) (-hex HEX | -file PATH | -stdin)
 
-Searches the memory of a running process (Linux only, through /proc/PID/mem,
-which needs permission to ptrace it) or an ELF core file for a byte pattern
-and prints one line per occurrence:
+Searches the memory of a running process or an ELF core file for a byte
+pattern and prints one line per occurrence. A process is read through
+/proc/PID/mem on Linux, which needs permission to ptrace it, and with
+ReadProcessMemory on Windows, which needs PROCESS_VM_READ access and skips
+PAGE_NOACCESS pages; other systems cannot scan a process.
 
   ADDRESS +OFFSET START-END PERMS NAME [locked] [dontdump]
 
 OFFSET is the distance from the start of the mapping; "locked" marks mlocked
-memory (it cannot be swapped out), "dontdump" memory left out of core dumps.
+memory (it cannot be swapped out), "dontdump" memory left out of core dumps
+(both reported on Linux only).
 A summary line "N hits in M mappings scanned" ends the output.
 
 The pattern is taken as raw bytes from a file or from standard input, so a

@@ -45,8 +45,11 @@
 //
 // # Platform support
 //
-// [Maps], [ScanProcess] and [ScanProcessAll] need Linux; elsewhere they
-// return [ErrUnsupported]. [ScanCore], [ScanCoreAll] and [ReadPattern] work
-// on any Unix, since all they need is mmap (only Linux reports the holes of
-// sparse files); on other systems they return [ErrUnsupported] too.
+// [Maps], [ScanProcess] and [ScanProcessAll] work on Linux, through
+// /proc/PID, and on Windows, through VirtualQueryEx and ReadProcessMemory,
+// which skips pages the target made PAGE_NOACCESS; elsewhere they return
+// [ErrUnsupported]. [ScanCore], [ScanCoreAll] and [ReadPattern] work on any
+// Unix and on Windows, since all they need is memory outside the Go heap
+// (only Linux reports the holes of sparse files); on other systems they
+// return [ErrUnsupported] too.
 package memscan

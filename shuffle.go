@@ -72,7 +72,9 @@ func (sh *shard) shuffle() error {
 			w.slots = append(w.slots, i)
 			w.sizes = append(w.sizes, sl.size+uint32(sh.ov))
 			w.aligns = append(w.aligns, uint8(sl.meta&0x7))
-			need += int(sl.size) + sh.ov + sl.align() - 1
+			if !oversize(int(sl.size)+sh.ov, sl.align()) {
+				need += int(sl.size) + sh.ov + sl.align() - 1
+			}
 			uniform = uniform && sl.size+uint32(sh.ov) == w.sizes[0] && sl.meta&0x7 == uint32(w.aligns[0])
 		}
 	}
@@ -127,6 +129,16 @@ func (sh *shard) layout(n, need int) (int, error) {
 	for r := range n {
 		k := w.inv[r]
 		size, align := int(w.sizes[k]), 1<<w.aligns[k]
+		if oversize(size, align) {
+			// It gets an arena of its own, and dst goes on filling up.
+			a, err := sh.newArena(size + align - 1)
+			if err != nil {
+				return r, err
+			}
+			off, _ := fit(a, size, align)
+			w.off[r], w.arena[r] = uint32(off), a.index
+			continue
+		}
 		off, ok := fit(dst, size, align)
 		if !ok {
 			// Fresh arenas are sized for what is left to move, so a shuffle
@@ -153,7 +165,8 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 	w.fresh = w.fresh[:0]
 	w.per = 0
 	for placed := 0; placed < n; {
-		a, err := sh.mapArena(max(min(total, maxArenaSize), sh.s.cfg.arenaSize))
+		// An entry larger than the arena cap gets an arena of its own.
+		a, err := sh.mapArena(max(min(total, maxArenaSize), sh.s.cfg.arenaSize, size))
 		if err != nil {
 			return placed, err
 		}

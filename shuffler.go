@@ -470,6 +470,10 @@ func (sh *shard) arenaSize(n int) int {
 	return max(sz, n)
 }
 
+// oversize reports whether an entry cannot share an arena: it would not fit
+// in one of the largest size.
+func oversize(size, align int) bool { return size+align-1 > maxArenaSize }
+
 // mapArena maps an arena of exactly n bytes, rounded as osmem.Map rounds,
 // or adopts the spare region the background shuffler mapped ahead of time,
 // when it is large enough.
@@ -551,6 +555,16 @@ func fit(a *arena, size, align int) (int, bool) {
 func (sh *shard) place(size, align int) (*arena, int, error) {
 	if off, ok := fit(sh.cur, size, align); ok {
 		return sh.cur, off, nil
+	}
+	if oversize(size, align) {
+		// An arena of its own, which leaves the current arena's free space
+		// for the entries after it.
+		a, err := sh.newArena(size + align - 1)
+		if err != nil {
+			return nil, 0, err
+		}
+		off, _ := fit(a, size, align)
+		return a, off, nil
 	}
 	a, err := sh.newArena(size)
 	if err != nil {

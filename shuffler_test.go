@@ -2,12 +2,14 @@ package memshuffle
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"math"
 	mrand "math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -321,6 +323,85 @@ func TestRentedDoesNotMove(t *testing.T) {
 		t.Fatal("value lost")
 	}
 	s.Return(h)
+}
+
+// TestShuffleLargeEntries moves entries larger than the arena cap, alone
+// (the uniform layout), beside small ones (the general layout), by Shuffle,
+// by shuffle-on-return and by the background shuffler: every one moves, its
+// value intact, and no more memory is mapped than the entries need.
+func TestShuffleLargeEntries(t *testing.T) {
+	big := maxArenaSize + 1
+	for _, tc := range []struct {
+		name  string
+		sizes []int
+	}{
+		{"uniform", []int{big, big}},
+		{"mixed", []int{big, 100, 2*maxArenaSize + 4096, 7}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTest(t, WithShards(1), WithLockMode(LockNone))
+			r := mrand.New(mrand.NewPCG(1, 2))
+			m := model{}
+			live := 0
+			for _, n := range tc.sizes {
+				h, err := Alloc[byte](s, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := RentSlice[byte](s, h)
+				fill(r, b)
+				m[h] = bytes.Clone(b)
+				s.Return(h)
+				live += n
+			}
+			for i := range 3 {
+				before := map[Handle]uintptr{}
+				for h := range m {
+					before[h] = addrOf(s, h)
+				}
+				if err := s.Shuffle(); err != nil {
+					t.Fatalf("Shuffle %d: %v", i, err)
+				}
+				mustCheck(t, s)
+				for h := range m {
+					if addrOf(s, h) == before[h] {
+						t.Fatalf("Shuffle %d left entry %v in place", i, h)
+					}
+				}
+				// The entries, each rounded up to a 2 MiB huge page at
+				// most, plus one shared arena.
+				if st := s.Stats(); st.MappedBytes > int64(live)+int64(len(m))<<21+int64(maxArenaSize) {
+					t.Fatalf("Shuffle %d: %d bytes mapped for %d live", i, st.MappedBytes, live)
+				}
+			}
+			verifyModel(t, s, m)
+
+			s.SetShuffleOnBorrowReturn(true)
+			for h := range m {
+				at := addrOf(s, h)
+				if _, err := RentSlice[byte](s, h); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Return(h); err != nil {
+					t.Fatal(err)
+				}
+				if addrOf(s, h) == at {
+					t.Fatalf("shuffle-on-return left entry %v in place", h)
+				}
+			}
+			mustCheck(t, s)
+			verifyModel(t, s, m)
+
+			stop, err := s.StartBackgroundShuffle(context.Background(), time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "two cycles", func() bool { return s.Stats().BackgroundCycles >= 2 })
+			stop()
+			mustCheck(t, s)
+			verifyModel(t, s, m)
+		})
+	}
 }
 
 // TestShuffleOnReturn checks that the option moves the returned entry, and

@@ -50,6 +50,9 @@ func (s *Shuffler) StartBackgroundShuffle(ctx context.Context, interval time.Dur
 	if interval < 0 {
 		return nil, fmt.Errorf("%w: negative interval %v", ErrInvalidOption, interval)
 	}
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: nil context", ErrNilArgument)
+	}
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.closed.Load() {

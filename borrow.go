@@ -1,16 +1,28 @@
 package memshuffle
 
+import "fmt"
+
+// errNilFunc is what the With functions return for a nil fn, before
+// borrowing anything.
+var errNilFunc = fmt.Errorf("%w: nil function", ErrNilArgument)
+
 // With rents the entry as a *T, calls fn with it, and returns the entry,
 // also when fn panics: the entry is encrypted again before the panic goes
-// on. It returns fn's error, or Rent's or Return's. fn must not keep the
-// pointer.
+// on. It returns fn's error, or Rent's or Return's, and ErrNilArgument for
+// a nil fn. fn must not keep the pointer.
 func With[T any](s *Shuffler, h Handle, fn func(*T) error) error {
+	if fn == nil {
+		return errNilFunc
+	}
 	p, err := Rent[T](s, h)
 	return call(h, p, err, s.Return, fn)
 }
 
 // WithSlice is With for the whole entry as a []T.
 func WithSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
+	if fn == nil {
+		return errNilFunc
+	}
 	b, err := RentSlice[T](s, h)
 	return call(h, b, err, s.Return, fn)
 }
@@ -19,12 +31,18 @@ func WithSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
 // also when fn panics. Any number of WithView calls on one entry may run at
 // once. fn must not write through the pointer or keep it.
 func WithView[T any](s *Shuffler, h Handle, fn func(*T) error) error {
+	if fn == nil {
+		return errNilFunc
+	}
 	p, err := View[T](s, h)
 	return call(h, p, err, s.ReturnView, fn)
 }
 
 // WithViewSlice is WithView for the whole entry as a []T.
 func WithViewSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
+	if fn == nil {
+		return errNilFunc
+	}
 	b, err := ViewSlice[T](s, h)
 	return call(h, b, err, s.ReturnView, fn)
 }
@@ -35,6 +53,7 @@ func call[P any](h Handle, p P, err error, end func(Handle) error, fn func(P) er
 	if err != nil {
 		return err
 	}
+
 	defer func() {
 		if rerr := end(h); ferr == nil {
 			ferr = rerr

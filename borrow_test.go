@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -225,6 +226,102 @@ func TestContextWait(t *testing.T) {
 	s2.Close()
 	if err := <-done; !errors.Is(err, ErrClosed) {
 		t.Fatalf("waiter after Close: %v", err)
+	}
+}
+
+// TestWriterPreference checks that readers whose views overlap without a
+// pause cannot keep a waiting writer out, that new views wait (or fail with
+// ErrBusy) while a writer does, and that a writer who gives up lets the
+// readers it held back in.
+func TestWriterPreference(t *testing.T) {
+	s := newTest(t)
+	h, _ := CopyFrom(s, []byte("api-key-v1"))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var views atomic.Int64
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				b, err := ViewSliceContext[byte](context.Background(), s, h)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				views.Add(1)
+				time.Sleep(100 * time.Microsecond)
+				ok := string(b[:8]) == "api-key-"
+				s.ReturnView(h)
+				if !ok {
+					t.Error("a reader saw a value that is not a key")
+					return
+				}
+			}
+		}()
+	}
+	waitFor(t, "overlapping views", func() bool { return views.Load() > 100 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := RentSliceContext[byte](ctx, s, h)
+	if err != nil {
+		t.Fatalf("writer behind overlapping views: %v", err)
+	}
+	copy(b, "api-key-v2")
+	s.Return(h)
+	close(stop)
+	wg.Wait()
+	if got := readAll(t, s, h); string(got) != "api-key-v2" {
+		t.Fatalf("after the write: %q", got)
+	}
+
+	// While a writer waits behind a view, View fails with ErrBusy and
+	// ViewContext waits; when the writer gives up, the waiting reader gets
+	// in at once.
+	if _, err := ViewSlice[byte](s, h); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithCancel(context.Background())
+	writer := make(chan error, 1)
+	go func() { _, err := RentSliceContext[byte](wctx, s, h); writer <- err }()
+	waitFor(t, "the writer to queue", func() bool {
+		_, err := ViewSlice[byte](s, h)
+		if err == nil {
+			s.ReturnView(h)
+		}
+		return errors.Is(err, ErrBusy)
+	})
+	reader := make(chan error, 1)
+	go func() {
+		_, err := ViewSliceContext[byte](context.Background(), s, h)
+		if err == nil {
+			err = s.ReturnView(h)
+		}
+		reader <- err
+	}()
+	select {
+	case err := <-reader:
+		t.Fatalf("a new view got in ahead of a waiting writer: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	wcancel()
+	if err := <-writer; !errors.Is(err, context.Canceled) {
+		t.Fatalf("writer: %v", err)
+	}
+	if err := <-reader; err != nil {
+		t.Fatalf("reader after the writer gave up: %v", err)
+	}
+	if err := s.ReturnView(h); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, s)
+	if st := s.Stats(); st.Rented != 0 {
+		t.Fatalf("%d entries still borrowed", st.Rented)
 	}
 }
 

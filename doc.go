@@ -41,7 +41,13 @@
 // [ErrBusy], [ErrNotRented], [ErrClosed], [ErrUnsupportedType],
 // [ErrTypeMismatch], [ErrInvalidSize], [ErrOutOfMemory], [ErrLockFailed],
 // [ErrNoSecretMemory], [ErrExpired], [ErrTampered], [ErrInvalidOption],
-// [ErrCounterExhausted]. No input makes a call panic.
+// [ErrCounterExhausted], [ErrNilArgument], [ErrBackgroundRunning],
+// [ErrNameTaken]. No input makes a call panic.
+//
+// A rent belongs to its handle, not to a goroutine (Return may come from any
+// goroutine), so Return exactly once per Rent: a second Return gets
+// [ErrNotRented] only while nobody else has rented the entry since, and
+// otherwise ends that other rent. The With functions return exactly once.
 //
 // # Threat model
 //
@@ -102,9 +108,12 @@
 // [ErrBusy] rather than sharing the plaintext. For a value many goroutines
 // read at once (an API key every request checks), [View] and [ViewSlice]
 // share one decryption among any number of readers; the last
-// [Shuffler.ReturnView] encrypts it again, and writers wait their turn.
-// [RentContext] and [ViewContext] wait for a busy entry until a context is
-// done instead of failing. [WithRentTracking] records where each rent was
+// [Shuffler.ReturnView] encrypts it again. [RentContext] and [ViewContext]
+// wait for a busy entry until a context is done instead of failing. A
+// writer waiting in RentContext goes ahead of readers that come after it,
+// so a steady stream of views cannot keep it out; as with
+// [sync.RWMutex.RLock], a goroutine that holds a view must therefore not
+// wait for a second view of the same entry. [WithRentTracking] records where each rent was
 // taken and reports those held too long, through [Shuffler.Stats],
 // [Shuffler.LongRents] and [WithLogger], so a forgotten Return shows up in
 // minutes.

@@ -64,6 +64,10 @@ var (
 	// ErrInvalidOption is returned by New for an option value out of range.
 	ErrInvalidOption = errors.New("memshuffle: invalid option")
 
+	// ErrNilArgument is returned when a function, context or reader passed
+	// in is nil.
+	ErrNilArgument = errors.New("memshuffle: nil argument")
+
 	// ErrCounterExhausted is returned when the 64-bit space of AES-CTR
 	// counter blocks of a Shuffler is used up, which takes 2^68 bytes of
 	// encryption. No counter block is ever used twice instead.

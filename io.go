@@ -21,7 +21,7 @@ func Wipe(b []byte) { osmem.Wipe(b) }
 // freed and the error wraps io.ErrUnexpectedEOF (or r's error).
 func ReadFrom(s *Shuffler, r io.Reader, n int) (Handle, error) {
 	if r == nil {
-		return Handle{}, fmt.Errorf("%w: nil io.Reader", ErrInvalidSize)
+		return Handle{}, fmt.Errorf("%w: nil io.Reader", ErrNilArgument)
 	}
 	h, err := Alloc[byte](s, n)
 	if err != nil {

@@ -31,7 +31,7 @@ func TestReadFrom(t *testing.T) {
 		n    int
 		want error
 	}{
-		{nil, 4, ErrInvalidSize},
+		{nil, 4, ErrNilArgument},
 		{strings.NewReader("x"), 0, ErrInvalidSize},
 		{strings.NewReader("x"), -3, ErrInvalidSize},
 	} {

@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	"context"
+	"fmt"
 	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
@@ -40,8 +41,11 @@ func RentSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, e
 // entry at once. The first View decrypts it, later ones get the same
 // plaintext at no cost, and ReturnView by the last viewer encrypts it again.
 // Writers are exclusive: Rent and Free of a viewed entry fail with ErrBusy,
-// and View of a rented entry does too. The pointer must not be written
-// through, and must not be used after the caller's ReturnView.
+// and View of a rented entry does too. While a writer waits for the entry
+// in RentContext, a new View fails with ErrBusy as well, and ViewContext
+// waits behind the writer: readers whose views overlap cannot keep a writer
+// out. The pointer must not be written through, and must not be used after
+// the caller's ReturnView.
 func View[T any](s *Shuffler, h Handle) (*T, error) {
 	return borrow[T](context.Background(), false, s, h, true)
 }
@@ -90,17 +94,34 @@ func borrowSlice[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, s
 // borrow rents (or, shared, views) an entry. Without wait a busy entry is
 // an error; with it, borrow waits for the entry's shard to see a return,
 // until ctx is done.
+//
+// A writer that waits is counted in sh.writers, and while one is, new
+// views of the entry count it as busy too: otherwise readers whose views
+// overlap would keep a writer out for as long as they keep coming.
 func (s *Shuffler) borrow(ctx context.Context, wait bool, h Handle, ti typeInfo, whole, shared bool) ([]byte, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: nil context", ErrNilArgument)
+	}
+	queued := false // this writer is counted in sh.writers
 	for {
 		sh, sl, err := s.lookupLive(h)
 		if err != nil {
+			if queued {
+				s.dequeueWriter(h)
+			}
 			return nil, err
 		}
 		st := sl.state()
-		if st == stateRented || (st == stateViewed && !shared) {
+		busy := st == stateRented || (st == stateViewed && !shared) ||
+			(shared && sh.writers[h.id] > 0)
+		if busy {
 			if !wait {
 				sh.mu.Unlock()
 				return nil, ErrBusy
+			}
+			if !shared && !queued {
+				sh.queueWriter(h, 1)
+				queued = true
 			}
 			wake := sh.waitChan()
 			sh.mu.Unlock()
@@ -108,13 +129,47 @@ func (s *Shuffler) borrow(ctx context.Context, wait bool, h Handle, ti typeInfo,
 			case <-wake:
 				continue
 			case <-ctx.Done():
+				if queued {
+					s.dequeueWriter(h)
+				}
 				return nil, ctx.Err()
 			}
 		}
+		if queued {
+			sh.queueWriter(h, -1)
+		}
 		mem, err := sh.take(sl, h, ti, whole, shared)
+		if err != nil && queued {
+			// Readers held back for this writer would otherwise sleep on
+			// until the next return.
+			sh.wakeWaiters()
+		}
 		sh.mu.Unlock()
 		return mem, err
 	}
+}
+
+// queueWriter counts a writer waiting for h in (d = 1) or out (d = -1),
+// under the shard lock.
+func (sh *shard) queueWriter(h Handle, d int32) {
+	if sh.writers == nil {
+		sh.writers = make(map[uint64]int32)
+	}
+	if n := sh.writers[h.id] + d; n > 0 {
+		sh.writers[h.id] = n
+	} else {
+		delete(sh.writers, h.id)
+	}
+}
+
+// dequeueWriter counts out a writer that gave up waiting for h, and wakes
+// the readers it held back.
+func (s *Shuffler) dequeueWriter(h Handle) {
+	sh := &s.shards[h.shard()]
+	sh.mu.Lock()
+	sh.queueWriter(h, -1)
+	sh.wakeWaiters()
+	sh.mu.Unlock()
 }
 
 // take does the rent or view of an entry that is free to borrow, under the
@@ -157,7 +212,10 @@ func (sh *shard) waitChan() chan struct{} {
 // the same plaintext never gives the same ciphertext twice, and ends the
 // rent. With shuffle-on-borrow-return enabled the entry also moves to new
 // space and the space it left is wiped. Pointers and slices from the rent
-// must not be used afterwards. An entry that is viewed, not rented, is
+// must not be used afterwards. A rent is known by its handle alone: a
+// Return for a rent that already ended fails with ErrNotRented only while
+// nobody else has rented the entry since; otherwise it ends the newer rent,
+// so call Return exactly once per Rent (the With functions do). An entry that is viewed, not rented, is
 // returned with ReturnView (ErrNotRented).
 func (s *Shuffler) Return(h Handle) error {
 	sh, sl, err := s.lookup(h)

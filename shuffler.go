@@ -91,6 +91,7 @@ type shard struct {
 	ctrNext, ctrEnd uint64 // this shard's reserved run of counter values
 
 	wake    chan struct{}         // closed at the next return, when someone waits
+	writers map[uint64]int32      // by Handle id: writers waiting for a viewed or rented entry
 	expiry  map[uint32]int64      // slot -> deadline (Unix ns), for entries with one
 	rents   map[Handle]rentRecord // with rent tracking: where each rent began
 	cursor  uint32                // next slot the shuffle-on-return sweep looks at

@@ -742,6 +742,7 @@ func TestErrors(t *testing.T) {
 	forged := Handle{owner: s.id, id: uint64(7) << 56}
 	var nilS *Shuffler
 	var zeroS Shuffler
+	var nilCtx context.Context
 
 	type ptrs struct {
 		A int
@@ -782,6 +783,15 @@ func TestErrors(t *testing.T) {
 		{"RentSlice not multiple", ErrTypeMismatch, func() error { _, err := RentSlice[[5]byte](s, hb); return err }},
 		{"RentSlice pointer type", ErrUnsupportedType, func() error { _, err := RentSlice[*byte](s, hb); return err }},
 		{"Return not rented", ErrNotRented, func() error { return s.Return(h8) }},
+		{"With nil func", ErrNilArgument, func() error { return With[uint64](s, h8, nil) }},
+		{"WithSlice nil func", ErrNilArgument, func() error { return WithSlice[byte](s, hb, nil) }},
+		{"WithView nil func", ErrNilArgument, func() error { return WithView[uint64](s, h8, nil) }},
+		{"WithViewSlice nil func", ErrNilArgument, func() error { return WithViewSlice[byte](s, hb, nil) }},
+		{"RentContext nil context", ErrNilArgument, func() error { _, err := RentContext[uint64](nilCtx, s, rented); return err }},
+		{"RentSliceContext nil context", ErrNilArgument, func() error { _, err := RentSliceContext[byte](nilCtx, s, hb); return err }},
+		{"ViewContext nil context", ErrNilArgument, func() error { _, err := ViewContext[uint64](nilCtx, s, rented); return err }},
+		{"ViewSliceContext nil context", ErrNilArgument, func() error { _, err := ViewSliceContext[byte](nilCtx, s, hb); return err }},
+		{"StartBackgroundShuffle nil context", ErrNilArgument, func() error { _, err := s.StartBackgroundShuffle(nilCtx, 0); return err }},
 		{"Return zero", ErrInvalidHandle, func() error { return s.Return(Handle{}) }},
 		{"Return freed", ErrInvalidHandle, func() error { return s.Return(freed) }},
 		{"Free rented", ErrBusy, func() error { return s.Free(rented) }},
@@ -828,6 +838,9 @@ func TestErrors(t *testing.T) {
 	}
 	if n, err := s.Size(hb); n != 12 || err != nil {
 		t.Fatalf("Size = %d, %v", n, err)
+	}
+	if st := s.Stats(); st.Rented != 1 {
+		t.Fatalf("%d entries rented after the table, want only the one it set up", st.Rented)
 	}
 	s.Return(rented)
 	mustCheck(t, s)

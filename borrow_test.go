@@ -360,8 +360,8 @@ func TestRentTracking(t *testing.T) {
 	}
 	waitFor(t, "the long rent to be reported", func() bool { return s.Stats().LongRentsSeen == 1 })
 	long := s.LongRents()
-	if len(long) != 1 || long[0].Handle != h || !strings.Contains(long[0].Stack, "TestRentTracking") {
-		t.Fatalf("LongRents = %+v", long)
+	if len(long) != 1 || long[0].Handle != h || !strings.HasPrefix(long[0].Stack, "github.com/memshuffle/memshuffle.TestRentTracking\n") {
+		t.Fatalf("LongRents = %+v, want the stack to start at the caller of RentSlice", long)
 	}
 	st := s.Stats()
 	if st.LongRents != 1 || st.LongRentsSeen != 1 {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestReadFrom(t *testing.T) {
@@ -88,7 +89,7 @@ func TestCopyFrom(t *testing.T) {
 }
 
 func TestPurge(t *testing.T) {
-	s, err := New(WithShards(2))
+	s, err := New(WithShards(2), WithRentTracking(time.Nanosecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +112,10 @@ func TestPurge(t *testing.T) {
 		t.Fatal("keys not wiped by Purge")
 	}
 	mustCheck(t, s)
+	if st := s.Stats(); st.Entries != 0 || st.Rented != 0 || st.LiveBytes != 0 || len(s.LongRents()) != 0 {
+		t.Fatalf("after Purge: %+v, long rents %v", st, s.LongRents())
+	}
+	goroutineGone(t, "watchRents")
 	if _, err := Rent[byte](s, hs[1]); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Rent after Purge: %v", err)
 	}

@@ -36,11 +36,20 @@ func (s *Shuffler) Purge() error {
 		}
 		sh.purged = true
 		sh.closed = true
+		// Nothing is held any more: Stats and LongRents say so.
+		sh.live, sh.rented, sh.liveBytes, sh.rents = 0, 0, 0, nil
 		sh.wakeWaiters() // they retry and see ErrClosed
 		sh.mu.Unlock()
 	}
 	if s.own != nil {
 		osmem.Wipe(s.own.Data)
+	}
+	// The secrets are gone; the goroutines that served them can go too.
+	s.stopBackground()
+	if s.stopWatch != nil {
+		close(s.stopWatch)
+		<-s.watchDone
+		s.stopWatch = nil
 	}
 	return nil
 }

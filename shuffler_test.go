@@ -810,6 +810,8 @@ func TestErrors(t *testing.T) {
 		{"nil Shuffler Return", ErrClosed, func() error { return nilS.Return(h8) }},
 		{"zero Shuffler", ErrClosed, func() error { _, err := Create[byte](&zeroS); return err }},
 		{"zero Shuffler Shuffle", ErrClosed, func() error { return zeroS.Shuffle() }},
+		{"zero Shuffler PublishExpvar", ErrClosed, func() error { return zeroS.PublishExpvar("memshuffle-test-zero") }},
+		{"closed PublishExpvar", ErrClosed, func() error { return closed.PublishExpvar("memshuffle-test-closed") }},
 		{"New bad shards", ErrInvalidOption, func() error { _, err := New(WithShards(3)); return err }},
 		{"New zero shards", ErrInvalidOption, func() error { _, err := New(WithShards(0)); return err }},
 		{"New bad arena", ErrInvalidOption, func() error { _, err := New(WithArenaSize(1)); return err }},

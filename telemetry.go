@@ -21,7 +21,7 @@ var expvarMu sync.Mutex
 // expvar has no way to unpublish a name: publish once per process, for a
 // Shuffler that lives as long as the process.
 func (s *Shuffler) PublishExpvar(name string) error {
-	if s == nil {
+	if s == nil || s.closed.Load() || len(s.shards) == 0 {
 		return ErrClosed
 	}
 	expvarMu.Lock()

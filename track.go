@@ -3,6 +3,7 @@ package memshuffle
 import (
 	"fmt"
 	"log/slog"
+	"path"
 	"runtime"
 	"strings"
 	"time"
@@ -52,8 +53,10 @@ func (sh *shard) track(h Handle) {
 	if sh.s.cfg.trackAfter <= 0 {
 		return
 	}
-	pcs := make([]uintptr, 32)
-	pcs = pcs[:runtime.Callers(4, pcs)]
+	// Enough frames for the library's own (trimmed by formatStack) and a
+	// useful part of the caller's.
+	pcs := make([]uintptr, 48)
+	pcs = pcs[:runtime.Callers(3, pcs)]
 	if sh.rents == nil {
 		sh.rents = make(map[Handle]rentRecord)
 	}
@@ -137,12 +140,25 @@ func (s *Shuffler) watchRents(stop <-chan struct{}, done chan<- struct{}) {
 	}
 }
 
+// libDir is the directory of this package's source files, as the runtime
+// reports file names (with -trimpath too).
+var libDir = func() string {
+	_, file, _, _ := runtime.Caller(0)
+	return path.Dir(file)
+}()
+
+// formatStack prints the frames of a rent, starting at the caller's: the
+// library's own frames on top (Rent, With and what they call) are left out.
 func formatStack(pcs []uintptr) string {
 	var b strings.Builder
 	frames := runtime.CallersFrames(pcs)
+	caller := false
 	for {
 		f, more := frames.Next()
-		fmt.Fprintf(&b, "%s\n\t%s:%d\n", f.Function, f.File, f.Line)
+		caller = caller || path.Dir(f.File) != libDir || strings.HasSuffix(f.File, "_test.go")
+		if caller {
+			fmt.Fprintf(&b, "%s\n\t%s:%d\n", f.Function, f.File, f.Line)
+		}
 		if !more {
 			return b.String()
 		}

@@ -37,9 +37,14 @@ func TestCommands(t *testing.T) {
 		{[]string{"help"}, 0, "Usage:"},
 		{[]string{"-h"}, 0, "Usage:"},
 		{[]string{"version"}, 0, "memshuffle "},
-		{[]string{"demo", "-h"}, 0, ""},
+		{[]string{"demo", "-h"}, 0, "Usage: memshuffle demo"},
 		{[]string{"demo", "extra"}, 2, ""},
-		{[]string{"help", "demo"}, 0, ""},
+		{[]string{"demo", "-bogus"}, 2, ""},
+		{[]string{"help", "demo"}, 0, "Usage: memshuffle demo"},
+		{[]string{"help", "scan"}, 0, "Usage: memshuffle scan"},
+		{[]string{"version", "-h"}, 0, "Usage: memshuffle version"},
+		{[]string{"help", "version"}, 0, "Usage: memshuffle version"},
+		{[]string{"version", "extra"}, 2, ""},
 	}
 	for _, tt := range tests {
 		var out, errb bytes.Buffer

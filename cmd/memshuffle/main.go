@@ -14,6 +14,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -47,8 +49,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "scan":
 		return runScan(args[1:], stdin, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "memshuffle", version())
-		return 0
+		return runVersion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
 			return run([]string{args[1], "-h"}, stdin, stdout, stderr)
@@ -58,6 +59,51 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "memshuffle: unknown command %q\n\n%s", args[0], usage)
 	return 2
+}
+
+const versionUsage = `Usage: memshuffle version
+
+Prints the module version memshuffle was built from, or (devel) for a build
+from a work tree.
+
+Exit status: 0, or 2 for a usage error.
+`
+
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), versionUsage) }
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "memshuffle version: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	fmt.Fprintln(stdout, "memshuffle", version())
+	return 0
+}
+
+// parseFlags parses args into fs. Asked for help (-h), it prints the usage
+// on stdout and returns done with code 0; for a bad flag it prints the
+// error and the usage on stderr and returns done with code 2. Otherwise it
+// leaves fs writing to stderr, for the caller's own usage errors.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, done bool) {
+	fs.SetOutput(io.Discard) // the error is printed below, once
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return 0, true
+	case err != nil:
+		fs.SetOutput(stderr)
+		fmt.Fprintf(stderr, "memshuffle %s: %v\n", fs.Name(), err)
+		fs.Usage()
+		return 2, true
+	}
+	fs.SetOutput(stderr)
+	return 0, false
 }
 
 func version() string {

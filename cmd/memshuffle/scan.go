@@ -43,7 +43,6 @@ Flags:
 // printed.
 func runScan(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("scan", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), scanUsage)
 		fs.PrintDefaults()
@@ -53,11 +52,8 @@ func runScan(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	hexPat := fs.String("hex", "", "the pattern in `HEX`")
 	filePat := fs.String("file", "", "the pattern is the raw bytes of the file at `PATH`")
 	stdinPat := fs.Bool("stdin", false, "the pattern is the raw bytes of standard input")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2 // flag has printed the error and the usage
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })

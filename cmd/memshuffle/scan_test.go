@@ -164,8 +164,8 @@ func TestRunScanUsage(t *testing.T) {
 	}
 
 	r := runScanT(t, nil, "-h")
-	if r.code != 0 || !strings.Contains(r.stderr, "Usage: memshuffle scan") || !strings.Contains(r.stderr, "-stdin") {
-		t.Fatalf("-h: exit %d, stderr:\n%s", r.code, r.stderr)
+	if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "Usage: memshuffle scan") || !strings.Contains(r.stdout, "-stdin") {
+		t.Fatalf("-h: exit %d, stdout:\n%s\nstderr:\n%s\nwant the usage on stdout", r.code, r.stdout, r.stderr)
 	}
 }
 

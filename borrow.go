@@ -1,6 +1,9 @@
 package memshuffle
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+)
 
 // errNilFunc is what the With functions return for a nil fn, before
 // borrowing anything.
@@ -60,4 +63,45 @@ func call[P any](h Handle, p P, err error, end func(Handle) error, fn func(P) er
 		}
 	}()
 	return fn(p)
+}
+
+// WithContext is With that, instead of failing with ErrBusy, waits for the
+// entry as RentContext does, until ctx is done; then it returns ctx's error
+// without calling fn.
+func WithContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(*T) error) error {
+	if fn == nil {
+		return errNilFunc
+	}
+	p, err := RentContext[T](ctx, s, h)
+	return call(h, p, err, s.Return, fn)
+}
+
+// WithSliceContext is WithSlice that waits like RentContext.
+func WithSliceContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func([]T) error) error {
+	if fn == nil {
+		return errNilFunc
+	}
+	b, err := RentSliceContext[T](ctx, s, h)
+	return call(h, b, err, s.Return, fn)
+}
+
+// WithViewContext is WithView that waits like ViewContext: behind a rent,
+// and behind a writer waiting in RentContext.
+func WithViewContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(*T) error) error {
+	if fn == nil {
+		return errNilFunc
+	}
+	p, err := ViewContext[T](ctx, s, h)
+	return call(h, p, err, s.ReturnView, fn)
+}
+
+// WithViewSliceContext is WithViewSlice that waits like ViewContext. It is
+// the form for a value read on every request and now and then replaced:
+// readers wait out the brief write instead of failing with ErrBusy.
+func WithViewSliceContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func([]T) error) error {
+	if fn == nil {
+		return errNilFunc
+	}
+	b, err := ViewSliceContext[T](ctx, s, h)
+	return call(h, b, err, s.ReturnView, fn)
 }

@@ -229,6 +229,86 @@ func TestContextWait(t *testing.T) {
 	}
 }
 
+// TestWithContext checks the waiting With forms: they wait out a rent, run
+// fn and end the borrow; when ctx ends first they return its error without
+// calling fn; and they end the borrow when fn panics.
+func TestWithContext(t *testing.T) {
+	s := newTest(t)
+	h, _ := CopyFrom(s, []byte("v1-secret"))
+	forms := []struct {
+		name string
+		call func(ctx context.Context, fn func([]byte) error) error
+	}{
+		{"WithSliceContext", func(ctx context.Context, fn func([]byte) error) error {
+			return WithSliceContext(ctx, s, h, fn)
+		}},
+		{"WithViewSliceContext", func(ctx context.Context, fn func([]byte) error) error {
+			return WithViewSliceContext(ctx, s, h, fn)
+		}},
+		{"WithContext", func(ctx context.Context, fn func([]byte) error) error {
+			return WithContext(ctx, s, h, func(p *[9]byte) error { return fn(p[:]) })
+		}},
+		{"WithViewContext", func(ctx context.Context, fn func([]byte) error) error {
+			return WithViewContext(ctx, s, h, func(p *[9]byte) error { return fn(p[:]) })
+		}},
+	}
+	for _, f := range forms {
+		t.Run(f.name, func(t *testing.T) {
+			// Busy until a writer returns: the call waits, then sees the
+			// writer's value.
+			b, err := RentSlice[byte](s, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				time.Sleep(20 * time.Millisecond)
+				copy(b, "v2-secret")
+				s.Return(h)
+			}()
+			var got string
+			err = f.call(context.Background(), func(v []byte) error {
+				got = string(v)
+				return nil
+			})
+			if err != nil || got != "v2-secret" {
+				t.Fatalf("after waiting: %q, %v", got, err)
+			}
+			// ctx ends first: fn is not called.
+			if _, err := RentSlice[byte](s, h); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			called := false
+			err = f.call(ctx, func([]byte) error { called = true; return nil })
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) || called {
+				t.Fatalf("ctx done while busy: err %v, fn called %v", err, called)
+			}
+			s.Return(h)
+			// A panic in fn ends the borrow before it goes on.
+			func() {
+				defer func() {
+					if recover() == nil {
+						t.Fatal("panic swallowed")
+					}
+				}()
+				f.call(context.Background(), func([]byte) error { panic("boom") })
+			}()
+			if st := s.Stats(); st.Rented != 0 {
+				t.Fatalf("%d entries still borrowed after a panic", st.Rented)
+			}
+			var nilCtx context.Context
+			if err := f.call(nilCtx, func([]byte) error { return nil }); !errors.Is(err, ErrNilArgument) {
+				t.Fatalf("nil context: %v", err)
+			}
+		})
+	}
+	if err := WithSliceContext[byte](context.Background(), s, h, nil); !errors.Is(err, ErrNilArgument) {
+		t.Fatalf("nil fn: %v", err)
+	}
+	mustCheck(t, s)
+}
+
 // TestWriterPreference checks that readers whose views overlap without a
 // pause cannot keep a waiting writer out, that new views wait (or fail with
 // ErrBusy) while a writer does, and that a writer who gives up lets the

@@ -108,8 +108,10 @@
 // [ErrBusy] rather than sharing the plaintext. For a value many goroutines
 // read at once (an API key every request checks), [View] and [ViewSlice]
 // share one decryption among any number of readers; the last
-// [Shuffler.ReturnView] encrypts it again. [RentContext] and [ViewContext]
-// wait for a busy entry until a context is done instead of failing. A
+// [Shuffler.ReturnView] encrypts it again. [RentContext] and [ViewContext],
+// and [WithContext], [WithSliceContext], [WithViewContext] and
+// [WithViewSliceContext], wait for a busy entry until a context is done
+// instead of failing. A
 // writer waiting in RentContext goes ahead of readers that come after it,
 // so a steady stream of views cannot keep it out; as with
 // [sync.RWMutex.RLock], a goroutine that holds a view must therefore not

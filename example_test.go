@@ -273,6 +273,39 @@ func ExampleRentContext() {
 	// Output: 99
 }
 
+// A value read on every request and replaced now and then: readers wait
+// out the brief write instead of failing with ErrBusy, and a writer waiting
+// for its turn goes ahead of readers that come after it.
+func ExampleWithViewSliceContext() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+	h, _ := memshuffle.CopyFrom(s, []byte("api-key-1"))
+	ctx := context.Background()
+
+	check := func(presented string) bool {
+		ok := false
+		err := memshuffle.WithViewSliceContext(ctx, s, h, func(key []byte) error {
+			ok = subtle.ConstantTimeCompare(key, []byte(presented)) == 1
+			return nil
+		})
+		return err == nil && ok
+	}
+	fmt.Println(check("api-key-1"))
+
+	// Replace the key in place: the same size, so the same entry.
+	err := memshuffle.WithSliceContext(ctx, s, h, func(key []byte) error {
+		copy(key, "api-key-2")
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(check("api-key-1"), check("api-key-2"))
+	// Output:
+	// true
+	// false true
+}
+
 // An authenticated cipher reports an entry changed at rest instead of
 // handing out altered plaintext.
 func ExampleWithCipher() {

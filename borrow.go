@@ -32,7 +32,9 @@ func WithSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
 
 // WithView views the entry as a *T, calls fn with it, and ends the view,
 // also when fn panics. Any number of WithView calls on one entry may run at
-// once. fn must not write through the pointer or keep it.
+// once, from different goroutines; fn must not ask for another view of the
+// same entry, which fails with ErrBusy while a writer waits (see View). fn
+// must not write through the pointer or keep it.
 func WithView[T any](s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc

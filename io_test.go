@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -129,6 +131,47 @@ func TestPurge(t *testing.T) {
 		t.Fatalf("Close after Purge left %+v", st)
 	}
 	mustCheck(t, s)
+}
+
+// TestPurgeFromLogger purges from the logger, as a handler that treats a
+// long rent as an incident might: the logger runs on the rent-tracking
+// goroutine, which Purge must not wait for.
+func TestPurgeFromLogger(t *testing.T) {
+	var s *Shuffler
+	purged := make(chan error, 1)
+	var once sync.Once
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		if strings.Contains(string(p), "longer than threshold") {
+			once.Do(func() { purged <- s.Purge() })
+		}
+		return len(p), nil
+	}), nil))
+	s, err := New(WithRentTracking(10*time.Millisecond), WithLogger(logger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := Create[uint64](s)
+	if _, err := Rent[uint64](s, h); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-purged:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Purge from the logger did not return")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close after a Purge from the logger did not return")
+	}
 }
 
 // TestSecretMemory runs a workload on memfd_secret arenas where the kernel

@@ -45,10 +45,13 @@ func (s *Shuffler) Purge() error {
 		osmem.Wipe(s.own.Data)
 	}
 	// The secrets are gone; the goroutines that served them can go too.
-	s.stopBackground()
+	// They are told to stop, not waited for: Purge may be running on one of
+	// them, from a logger. Close waits for them.
+	if s.bgCancel != nil {
+		s.bgCancel()
+	}
 	if s.stopWatch != nil {
 		close(s.stopWatch)
-		<-s.watchDone
 		s.stopWatch = nil
 	}
 	return nil

@@ -72,7 +72,7 @@ func (sh *shard) shuffle() error {
 			w.slots = append(w.slots, i)
 			w.sizes = append(w.sizes, sl.size+uint32(sh.ov))
 			w.aligns = append(w.aligns, uint8(sl.meta&0x7))
-			if !oversize(int(sl.size)+sh.ov, sl.align()) {
+			if !sh.oversize(int(sl.size)+sh.ov, sl.align()) {
 				need += int(sl.size) + sh.ov + sl.align() - 1
 			}
 			uniform = uniform && sl.size+uint32(sh.ov) == w.sizes[0] && sl.meta&0x7 == uint32(w.aligns[0])
@@ -129,13 +129,12 @@ func (sh *shard) layout(n, need int) (int, error) {
 	for r := range n {
 		k := w.inv[r]
 		size, align := int(w.sizes[k]), 1<<w.aligns[k]
-		if oversize(size, align) {
+		if sh.oversize(size, align) {
 			// It gets an arena of its own, and dst goes on filling up.
-			a, err := sh.newArena(size + align - 1)
+			a, off, err := sh.dedicated(size, align)
 			if err != nil {
 				return r, err
 			}
-			off, _ := fit(a, size, align)
 			w.off[r], w.arena[r] = uint32(off), a.index
 			continue
 		}
@@ -164,9 +163,19 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 	total := n * size
 	w.fresh = w.fresh[:0]
 	w.per = 0
+	// Entries too large to share get an arena each, of just their size.
+	big := sh.oversize(size, 1)
+	want := max(min(total, maxArenaSize), sh.s.cfg.arenaSize)
+	if big {
+		want = size
+	}
 	for placed := 0; placed < n; {
-		// An entry larger than the arena cap gets an arena of its own.
-		a, err := sh.mapArena(max(min(total, maxArenaSize), sh.s.cfg.arenaSize, size))
+		if len(w.fresh) > 0 {
+			// Every arena must hold w.per entries, as the first does; that
+			// one may be a larger spare the background shuffler mapped.
+			want = len(w.fresh[0].mem)
+		}
+		a, err := sh.mapArena(want)
 		if err != nil {
 			return placed, err
 		}
@@ -177,7 +186,11 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 		a.used = min(n-placed, w.per) * size
 		placed += w.per
 		w.fresh = append(w.fresh, a)
-		sh.cur = a
+		if !big {
+			// A dedicated arena never becomes the current one: small
+			// entries in its slack would keep it mapped after it empties.
+			sh.cur = a
+		}
 	}
 	return n, nil
 }
@@ -246,8 +259,13 @@ func (sh *shard) sweep(n int) {
 		if sh.cursor >= sh.nslots {
 			sh.cursor = 0
 		}
-		m, ok := sh.relocate(sh.slot(sh.cursor))
+		sl := sh.slot(sh.cursor)
 		sh.cursor++
+		if sh.oversize(int(sl.size)+sh.ov, sl.align()) {
+			// Alone in its arena already: moving it compacts nothing.
+			continue
+		}
+		m, ok := sh.relocate(sl)
 		moved += m
 		if !ok {
 			break

@@ -313,8 +313,11 @@ func (s *Shuffler) Close() error {
 	s.stopBackground()
 	if s.stopWatch != nil {
 		close(s.stopWatch)
-		<-s.watchDone
 		s.stopWatch = nil
+	}
+	if s.watchDone != nil { // closed by Purge, perhaps, but not waited for
+		<-s.watchDone
+		s.watchDone = nil
 	}
 	var errs []error
 	for i := range s.shards {
@@ -472,8 +475,21 @@ func (sh *shard) arenaSize(n int) int {
 }
 
 // oversize reports whether an entry cannot share an arena: it would not fit
-// in one of the largest size.
-func oversize(size, align int) bool { return size+align-1 > maxArenaSize }
+// in one of the largest size a shard maps for shared use.
+func (sh *shard) oversize(size, align int) bool {
+	return size+align-1 > max(maxArenaSize, sh.s.cfg.arenaSize)
+}
+
+// dedicated maps an arena for one oversize entry alone, of just its size:
+// not the shard's usual arena size, and never the current arena.
+func (sh *shard) dedicated(size, align int) (*arena, int, error) {
+	a, err := sh.mapArena(size + align - 1)
+	if err != nil {
+		return nil, 0, err
+	}
+	off, _ := fit(a, size, align)
+	return a, off, nil
+}
 
 // mapArena maps an arena of exactly n bytes, rounded as osmem.Map rounds,
 // or adopts the spare region the background shuffler mapped ahead of time,
@@ -557,15 +573,10 @@ func (sh *shard) place(size, align int) (*arena, int, error) {
 	if off, ok := fit(sh.cur, size, align); ok {
 		return sh.cur, off, nil
 	}
-	if oversize(size, align) {
+	if sh.oversize(size, align) {
 		// An arena of its own, which leaves the current arena's free space
 		// for the entries after it.
-		a, err := sh.newArena(size + align - 1)
-		if err != nil {
-			return nil, 0, err
-		}
-		off, _ := fit(a, size, align)
-		return a, off, nil
+		return sh.dedicated(size, align)
 	}
 	a, err := sh.newArena(size)
 	if err != nil {

@@ -404,6 +404,83 @@ func TestShuffleLargeEntries(t *testing.T) {
 	}
 }
 
+// TestLargeEntriesLargeArenas: with arenas larger than the default cap,
+// entries that fit one share it, and an entry larger still gets an arena of
+// its own size, not of the configured one.
+func TestLargeEntriesLargeArenas(t *testing.T) {
+	const arena = 64 << 20
+	s := newTest(t, WithShards(1), WithLockMode(LockNone), WithArenaSize(arena))
+	sizes := []int{17 << 20, 17 << 20, 17 << 20, arena + 1}
+	live := 0
+	for _, n := range sizes {
+		if _, err := Alloc[byte](s, n); err != nil {
+			t.Fatal(err)
+		}
+		live += n
+	}
+	// One shared arena per 64 MiB of the small ones, plus the large one
+	// rounded to a huge page.
+	limit := int64(live) + arena + 2<<20
+	if st := s.Stats(); st.MappedBytes > limit {
+		t.Fatalf("after Alloc: %d bytes mapped for %d live (limit %d)", st.MappedBytes, live, limit)
+	}
+	for i := range 2 {
+		if err := s.Shuffle(); err != nil {
+			t.Fatal(err)
+		}
+		mustCheck(t, s)
+		if st := s.Stats(); st.MappedBytes > limit {
+			t.Fatalf("after Shuffle %d: %d bytes mapped for %d live (limit %d)", i, st.MappedBytes, live, limit)
+		}
+	}
+}
+
+// TestShuffleAdoptsLargerSpare has Shuffle start its uniform layout in a
+// spare arena larger than the ones it maps after it, as the background
+// shuffler leaves behind when the arena size is not a power of two: every
+// later arena must still hold as many entries as the first.
+func TestShuffleAdoptsLargerSpare(t *testing.T) {
+	s := newTest(t, WithShards(1), WithLockMode(LockNone), WithArenaSize(96<<10))
+	const size, n = 4096, 16 << 10 // 64 MiB
+	m := model{}
+	r := mrand.New(mrand.NewPCG(3, 4))
+	for i := range n {
+		h, err := Alloc[byte](s, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%1024 == 0 {
+			b, _ := RentSlice[byte](s, h)
+			fill(r, b)
+			m[h] = bytes.Clone(b)
+			s.Return(h)
+		}
+	}
+	sh := &s.shards[0]
+	sh.mu.Lock()
+	want := sh.arenaSize(stepBytes)
+	if want <= maxArenaSize {
+		sh.mu.Unlock()
+		t.Fatalf("arena size %d: the test needs a spare above %d", want, maxArenaSize)
+	}
+	spare, err := s.mapRegion(want)
+	if err != nil {
+		sh.mu.Unlock()
+		t.Fatal(err)
+	}
+	sh.spare = spare
+	sh.mu.Unlock()
+	if err := s.Shuffle(); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, s)
+	for h, v := range m {
+		if got := readAll(t, s, h); !bytes.Equal(got, v) {
+			t.Fatalf("entry %v changed", h)
+		}
+	}
+}
+
 // TestShuffleOnReturn checks that the option moves the returned entry, and
 // only when it is on.
 func TestShuffleOnReturn(t *testing.T) {

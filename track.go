@@ -41,7 +41,10 @@ func WithRentTracking(threshold time.Duration) Option {
 
 // WithLogger sends the Shuffler's events to l: long-held rents (with
 // WithRentTracking), key rotations and refused memory locks. Events never
-// carry a secret, a key or an address.
+// carry a secret, a key or an address. The handler runs on the Shuffler's
+// goroutines and, for some events, while a shard is locked, so it must not
+// call the Shuffler's methods; the one exception is Purge from a long-rent
+// event, for a handler that treats a forgotten Return as an incident.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) error {
 		c.logger = l

@@ -147,7 +147,14 @@ func TestScanProcessErrorsWindows(t *testing.T) {
 		{"negative pid", -1, p, ErrInvalidPID},
 		// Windows process ids are multiples of 4.
 		{"no such process", 0x7ffffffd, p, fs.ErrNotExist},
-		{"beyond a DWORD", math.MaxUint32 + 4, p, fs.ErrNotExist},
+	}
+	if big := uint64(math.MaxUint32) + 4; big <= math.MaxInt { // 64-bit int
+		tests = append(tests, struct {
+			name string
+			pid  int
+			p    *Pattern
+			want error
+		}{"beyond a DWORD", int(big), p, fs.ErrNotExist})
 	}
 	for _, tt := range tests {
 		if _, err := ScanProcess(tt.pid, tt.p); !errors.Is(err, tt.want) {

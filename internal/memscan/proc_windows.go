@@ -153,7 +153,7 @@ func openProcess(pid int) (windows.Handle, error) {
 	if pid <= 0 {
 		return 0, fmt.Errorf("%w: %d", ErrInvalidPID, pid)
 	}
-	if pid > math.MaxUint32 {
+	if uint64(pid) > math.MaxUint32 {
 		return 0, fmt.Errorf("memscan: open process %d: %w", pid, fs.ErrNotExist)
 	}
 	h, err := windows.OpenProcess(processAccess, false, uint32(pid))

@@ -405,3 +405,42 @@ func BenchmarkRentReturnCipher(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkView is View+ReturnView of one 32-byte entry: alone, where every
+// pair decrypts and encrypts again as Rent+Return does, and from every P at
+// once, where views overlap and share one decryption.
+func BenchmarkView(b *testing.B) {
+	const size = 32
+	b.Run("size=32/serial", func(b *testing.B) {
+		s := newBench(b)
+		h, _ := Alloc[byte](s, size)
+		b.SetBytes(size)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := ViewSlice[byte](s, h); err != nil {
+				b.Fatal(err)
+			}
+			if err := s.ReturnView(h); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("size=32/parallel", func(b *testing.B) {
+		s := newBench(b)
+		h, _ := Alloc[byte](s, size)
+		b.SetBytes(size)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := ViewSliceContext[byte](context.Background(), s, h); err != nil {
+					b.Error(err)
+					return
+				}
+				if err := s.ReturnView(h); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}

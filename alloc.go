@@ -55,6 +55,9 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	a.live++
 	sh.live++
 	sh.liveBytes += int64(size)
+	if sh.oversize(size+sh.ov, align) {
+		sh.bigBytes += int64(size)
+	}
 	// The entry is ciphertext before anyone can see it.
 	ext := sh.extent(sl)
 	sh.setAD(i, sl)

@@ -52,7 +52,7 @@ func (s *Shuffler) checkInvariants() error {
 			spans := make(map[uint32][]span)
 			perArena := make(map[uint32]int)
 			live, rented := 0, 0
-			var liveBytes int64
+			var liveBytes, bigBytes int64
 			for i := range sh.nslots {
 				sl := sh.slot(i)
 				switch sl.state() {
@@ -78,6 +78,9 @@ func (s *Shuffler) checkInvariants() error {
 				}
 				live++
 				liveBytes += int64(sl.size)
+				if sh.oversize(int(sl.size)+sh.ov, sl.align()) {
+					bigBytes += int64(sl.size)
+				}
 				if int(sl.arena) >= len(sh.arenas) || sh.arenas[sl.arena] == nil {
 					return fmt.Errorf("shard %d: slot %d in missing arena %d", si, i, sl.arena)
 				}
@@ -107,6 +110,9 @@ func (s *Shuffler) checkInvariants() error {
 				if sl := sh.slot(i); sl.meta&flagExpiry == 0 {
 					return fmt.Errorf("shard %d: slot %d in the expiry map without the flag", si, i)
 				}
+			}
+			if bigBytes != sh.bigBytes {
+				return fmt.Errorf("shard %d: %d bytes in oversize entries, counted %d", si, bigBytes, sh.bigBytes)
 			}
 			if live != sh.live || rented != sh.rented || liveBytes != sh.liveBytes {
 				return fmt.Errorf("shard %d: counted live=%d rented=%d bytes=%d, recorded %d %d %d",

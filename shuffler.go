@@ -109,6 +109,7 @@ type shard struct {
 
 	live, rented          int
 	liveBytes, mapped     int64
+	bigBytes              int64 // of liveBytes, in oversize entries, which have arenas of their own
 	lockedBytes, unlocked int64
 	dumpable              int64
 
@@ -347,7 +348,7 @@ func (s *Shuffler) Close() error {
 		sh.arenas, sh.arenaHoles, sh.cur, sh.chunks = nil, nil, nil, nil
 		sh.nslots, sh.freeHead, sh.rents = 0, 0, nil
 		sh.wakeWaiters() // they retry and see ErrClosed
-		sh.live, sh.rented, sh.liveBytes, sh.mapped, sh.lockedBytes, sh.unlocked, sh.dumpable = 0, 0, 0, 0, 0, 0, 0
+		sh.live, sh.rented, sh.liveBytes, sh.bigBytes, sh.mapped, sh.lockedBytes, sh.unlocked, sh.dumpable = 0, 0, 0, 0, 0, 0, 0, 0
 		sh.mu.Unlock()
 	}
 	s.releaseAll()
@@ -468,7 +469,8 @@ func (sh *shard) newArena(n int) (*arena, error) {
 // grow with the data a shard holds, up to maxArenaSize.
 func (sh *shard) arenaSize(n int) int {
 	sz := sh.s.cfg.arenaSize
-	for sz < maxArenaSize && int64(sz) < sh.liveBytes/4 {
+	// Oversize entries do not count: they never share these arenas.
+	for sz < maxArenaSize && int64(sz) < (sh.liveBytes-sh.bigBytes)/4 {
 		sz <<= 1
 	}
 	return max(sz, n)
@@ -630,6 +632,9 @@ func (sh *shard) drop(sl *slot) {
 	osmem.Wipe(sh.extent(sl))
 	sh.live--
 	sh.liveBytes -= int64(sl.size)
+	if sh.oversize(int(sl.size)+sh.ov, sl.align()) {
+		sh.bigBytes -= int64(sl.size)
+	}
 	sh.vacate(sl)
 }
 

@@ -400,6 +400,17 @@ func TestShuffleLargeEntries(t *testing.T) {
 			stop()
 			mustCheck(t, s)
 			verifyModel(t, s, m)
+
+			// Freed, every dedicated arena goes back at once.
+			for h := range m {
+				if err := s.Free(h); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mustCheck(t, s)
+			if st := s.Stats(); st.MappedBytes > maxArenaSize {
+				t.Fatalf("after freeing everything: %d bytes mapped", st.MappedBytes)
+			}
 		})
 	}
 }

@@ -15,6 +15,8 @@ import (
 // each unrented entry it finds into fresh arena space; a step moves at most
 // stepBytes or stepEntries under one shard lock and then lets go, so a Rent
 // or Return never waits for more than one step, whatever the amount of data.
+// An entry larger than stepBytes moves alone, in one step as long as its
+// copy takes.
 const (
 	stepBytes   = 128 << 10
 	stepEntries = 512
@@ -38,8 +40,9 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 
 // StartBackgroundShuffle starts a goroutine that relocates every unrented
 // entry once per cycle, in small steps, and starts a cycle every interval
-// (an interval of 0 runs cycles back to back). Each step also wipes entries
-// whose expiry has passed. It stops when ctx is done, when stop is called,
+// (an interval of 0 runs cycles back to back). A step holds one shard's
+// lock while it moves up to 128 KiB, or a single larger entry. Each step
+// also wipes entries whose expiry has passed. It stops when ctx is done, when stop is called,
 // or at Close, whichever comes first; stop waits for the goroutine to end
 // and may be called more than once. Only one background shuffler runs at a
 // time (ErrBackgroundRunning).

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"os/exec"
 	"testing"
 	"unsafe"
 
@@ -166,4 +167,26 @@ func TestScanProcessErrorsWindows(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestScanProcessExited scans a process that has ended but whose process
+// object is still held open, as happens between its exit and its reaping.
+func TestScanProcessExited(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// cmd holds a handle until Wait, so the pid stays valid after exit.
+	h, err := windows.OpenProcess(windows.SYNCHRONIZE, false, uint32(cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer windows.CloseHandle(h)
+	if ev, err := windows.WaitForSingleObject(h, 30_000); err != nil || ev != windows.WAIT_OBJECT_0 {
+		t.Fatalf("waiting for the child: %v %v", ev, err)
+	}
+	if _, err := ScanProcess(cmd.Process.Pid, mustPattern(t, []byte("x"))); !errors.Is(err, ErrProcessExited) {
+		t.Errorf("ScanProcess of an exited process: %v, want ErrProcessExited", err)
+	}
+	cmd.Wait()
 }

@@ -185,6 +185,9 @@ func queryRegions(h windows.Handle) ([]region, error) {
 			if errors.Is(err, windows.ERROR_INVALID_PARAMETER) {
 				break // past the highest user-mode address
 			}
+			if exited(h) {
+				return nil, ErrProcessExited
+			}
 			return nil, fmt.Errorf("memscan: VirtualQueryEx at %#x: %w", addr, err)
 		}
 		end := mbi.BaseAddress + mbi.RegionSize
@@ -207,7 +210,17 @@ func queryRegions(h windows.Handle) ([]region, error) {
 		}
 		addr = end
 	}
+	if len(rs) == 0 && exited(h) {
+		// A running process always has committed memory.
+		return nil, ErrProcessExited
+	}
 	return rs, nil
+}
+
+// exited reports whether the process behind h has ended.
+func exited(h windows.Handle) bool {
+	ev, err := windows.WaitForSingleObject(h, 0)
+	return err == nil && ev == windows.WAIT_OBJECT_0
 }
 
 // perms spells a page protection as /proc/PID/maps does.
@@ -269,7 +282,7 @@ func processReader(h windows.Handle, pageSize uint64) readFunc {
 				return int(n), nil
 			}
 		}
-		if ev, werr := windows.WaitForSingleObject(h, 0); werr == nil && ev == windows.WAIT_OBJECT_0 {
+		if exited(h) {
 			return 0, ErrProcessExited
 		}
 		if errors.Is(err, windows.ERROR_PARTIAL_COPY) || errors.Is(err, windows.ERROR_NOACCESS) {

@@ -14,9 +14,9 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// allocRegion commits size bytes with VirtualAlloc, off the Go heap, and
+// mapRegion commits size bytes with VirtualAlloc, off the Go heap, and
 // releases it when the test ends.
-func allocRegion(t testing.TB, size int) []byte {
+func mapRegion(t testing.TB, size int) []byte {
 	t.Helper()
 	addr, err := windows.VirtualAlloc(0, uintptr(size), windows.MEM_RESERVE|windows.MEM_COMMIT, windows.PAGE_READWRITE)
 	if err != nil {
@@ -41,29 +41,12 @@ func protectRegion(t testing.TB, b []byte, prot uint32) {
 	}
 }
 
-// TestScanProcessSelfWindows plants a secret across a page boundary: it is
-// found exactly once (not in the Pattern, not in the read buffer), in an
-// anonymous private read-write region, and after a wipe not at all.
-func TestScanProcessSelfWindows(t *testing.T) {
-	region := allocRegion(t, 3*4096)
-	secret := region[4096-5 : 4096+27]
-	p := plantSecret(t, secret)
-	h := wantOneHit(t, scanSelf(t, p), addrOf(secret))
-	if h.Mapping.Perms != "rw-p" || h.Mapping.Name() != "anon" {
-		t.Errorf("mapping %+v, want an anonymous rw-p one", h.Mapping)
-	}
-	clear(region)
-	if hits := scanSelf(t, p); len(hits) != 0 {
-		t.Fatalf("after wiping: %d hits %+v, want 0", len(hits), hits)
-	}
-}
-
 // TestScanProcessProtections splits a region with VirtualProtect: a secret
 // across a read-write and a read-only page is found, with the hit in the
 // read-write region; one in a PAGE_NOACCESS page is not searched (and does
 // not stop the scan), as documented.
 func TestScanProcessProtections(t *testing.T) {
-	region := allocRegion(t, 3*4096)
+	region := mapRegion(t, 3*4096)
 	across := region[4096-8 : 4096+8]
 	hidden := region[2*4096+100 : 2*4096+132]
 	pAcross := plantSecret(t, across)
@@ -102,16 +85,6 @@ func TestScanProcessProtections(t *testing.T) {
 	if len(want) != 0 {
 		t.Errorf("regions not listed by Maps: %v", want)
 	}
-}
-
-// TestScanProcessSelfLargeWindows plants a secret in a region larger than
-// the read buffer, so some reads start and end inside it.
-func TestScanProcessSelfLargeWindows(t *testing.T) {
-	const size = 3 * readBufSize
-	region := allocRegion(t, size)
-	secret := region[size/2-20 : size/2+20]
-	p := plantSecret(t, secret)
-	wantOneHit(t, scanSelf(t, p), addrOf(secret))
 }
 
 // TestMapsSelfWindows checks that Maps lists the executable's image with its

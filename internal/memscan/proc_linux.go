@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -106,7 +105,7 @@ func ScanProcess(pid int, p *Pattern) ([]Hit, error) {
 // Runs of zeros in the memory read are skipped as in ScanCoreAll. It returns
 // ErrEmptyPattern when any pattern is nil or zero, and otherwise the errors
 // of ScanProcess.
-func ScanProcessAll(pid int, ps []*Pattern) (_ [][]Hit, err error) {
+func ScanProcessAll(pid int, ps []*Pattern) ([][]Hit, error) {
 	if err := checkAll(ps); err != nil {
 		return nil, err
 	}
@@ -120,75 +119,25 @@ func ScanProcessAll(pid int, ps []*Pattern) (_ [][]Hit, err error) {
 		return nil, err
 	}
 	defer unix.Close(mem)
-	hits := make([][]Hit, len(ps))
 	if len(ps) == 0 {
-		return hits, nil
+		return make([][]Hit, 0), nil
 	}
 	pm := openPagemap(pid)
 	defer pm.close()
-
-	buf, err := mapBuffer(readBufSize)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if uerr := unmapBuffer(buf); uerr != nil && err == nil {
-			err = uerr
-		}
-	}()
-	var skip span
-	if pid == os.Getpid() {
-		at := uint64(uintptr(unsafe.Pointer(unsafe.SliceData(buf))))
-		skip = span{at, at + uint64(len(buf))}
-	}
-
-	rs := newPadRanges(ps, skip)
 	ms := make([]Mapping, len(vs))
 	for i := range vs {
 		ms[i] = vs[i].Mapping
 	}
-	sc := &chunkScanner{
-		ps:       ps,
-		buf:      buf,
-		pageSize: uint64(os.Getpagesize()),
-		read:     memReader(mem, memPath),
-		hit: func(i int, addr uint64) {
-			if !rs.keep(ps[i].Len(), addr) {
-				return
-			}
-			m, _ := mappingAt(ms, addr)
-			hits[i] = append(hits[i], Hit{Addr: addr, Mapping: m})
-		},
+	populated := func(i int, yield func(a, b uint64) error) error {
+		v := &vs[i]
+		// pread takes a signed offset; only [vsyscall] lives up there, and
+		// it reads as EINVAL anyway.
+		if v.End > math.MaxInt64 || (v.residentKnown && v.resident == 0) {
+			return nil
+		}
+		return pm.populated(v.Start, v.End, yield)
 	}
-	var runs []span
-	for i := 0; i < len(vs); {
-		j := i + 1
-		for j < len(vs) && vs[j].Start == vs[j-1].End {
-			j++
-		}
-		runs = runs[:0]
-		for _, v := range vs[i:j] {
-			// pread takes a signed offset; only [vsyscall] lives up
-			// there, and it reads as EINVAL anyway.
-			if v.End > math.MaxInt64 || (v.residentKnown && v.resident == 0) {
-				continue
-			}
-			err := pm.populated(v.Start, v.End, func(a, b uint64) error {
-				runs = append(runs, span{a, b})
-				return nil
-			})
-			if err != nil {
-				return hits, err
-			}
-		}
-		for _, r := range rs.block(vs[i].Start, vs[j-1].End, runs) {
-			if err := sc.scanRange(r.start, r.end); err != nil {
-				return hits, err
-			}
-		}
-		i = j
-	}
-	return hits, nil
+	return scanLive(pid, ps, ms, populated, memReader(mem, memPath))
 }
 
 // openRead opens path read-only as a raw descriptor: the reads go straight

@@ -76,7 +76,7 @@ func ScanProcess(pid int, p *Pattern) ([]Hit, error) {
 // ScanProcessAll searches the memory of process pid for every pattern of ps
 // in one pass and returns the hits of ps[i] in result[i], in address order,
 // as the Linux version does; see ScanProcess for what is read.
-func ScanProcessAll(pid int, ps []*Pattern) (_ [][]Hit, err error) {
+func ScanProcessAll(pid int, ps []*Pattern) ([][]Hit, error) {
 	if err := checkAll(ps); err != nil {
 		return nil, err
 	}
@@ -89,64 +89,17 @@ func ScanProcessAll(pid int, ps []*Pattern) (_ [][]Hit, err error) {
 	if err != nil {
 		return nil, err
 	}
-	hits := make([][]Hit, len(ps))
-	if len(ps) == 0 {
-		return hits, nil
-	}
-	buf, err := mapBuffer(readBufSize)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if uerr := unmapBuffer(buf); uerr != nil && err == nil {
-			err = uerr
-		}
-	}()
-	var skip span
-	if pid == os.Getpid() {
-		at := uint64(uintptr(unsafe.Pointer(unsafe.SliceData(buf))))
-		skip = span{at, at + uint64(len(buf))}
-	}
-
-	rs := newPadRanges(ps, skip)
 	ms := make([]Mapping, len(regions))
 	for i := range regions {
 		ms[i] = regions[i].Mapping
 	}
-	pageSize := uint64(os.Getpagesize())
-	sc := &chunkScanner{
-		ps:       ps,
-		buf:      buf,
-		pageSize: pageSize,
-		read:     processReader(h, pageSize),
-		hit: func(i int, addr uint64) {
-			if !rs.keep(ps[i].Len(), addr) {
-				return
-			}
-			m, _ := mappingAt(ms, addr)
-			hits[i] = append(hits[i], Hit{Addr: addr, Mapping: m})
-		},
+	populated := func(i int, yield func(a, b uint64) error) error {
+		if !regions[i].readable {
+			return nil
+		}
+		return yield(regions[i].Start, regions[i].End)
 	}
-	var runs []span
-	for i := 0; i < len(regions); {
-		j := i + 1
-		for j < len(regions) && regions[j].Start == regions[j-1].End {
-			j++
-		}
-		runs = runs[:0]
-		for _, r := range regions[i:j] {
-			if r.readable {
-				runs = append(runs, span{r.Start, r.End})
-			}
-		}
-		for _, r := range rs.block(regions[i].Start, regions[j-1].End, runs) {
-			if err := sc.scanRange(r.start, r.end); err != nil {
-				return hits, err
-			}
-		}
-		i = j
-	}
-	return hits, nil
+	return scanLive(pid, ps, ms, populated, processReader(h, uint64(os.Getpagesize())))
 }
 
 func openProcess(pid int) (windows.Handle, error) {

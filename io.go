@@ -23,28 +23,16 @@ func ReadFrom(s *Shuffler, r io.Reader, n int) (Handle, error) {
 	if r == nil {
 		return Handle{}, fmt.Errorf("%w: nil io.Reader", ErrNilArgument)
 	}
-	h, err := Alloc[byte](s, n)
-	if err != nil {
-		return Handle{}, err
-	}
-	b, err := RentSlice[byte](s, h)
-	if err != nil {
-		s.Free(h)
-		return Handle{}, err
-	}
-	if _, err := io.ReadFull(r, b); err != nil {
-		Wipe(b)
-		s.Return(h)
-		s.Free(h)
+	return newFilled(s, n, func(b []byte) error {
+		_, err := io.ReadFull(r, b)
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return Handle{}, fmt.Errorf("memshuffle: reading %d bytes: %w", n, err)
-	}
-	if err := s.Return(h); err != nil {
-		return Handle{}, err
-	}
-	return h, nil
+		if err != nil {
+			return fmt.Errorf("memshuffle: reading %d bytes: %w", n, err)
+		}
+		return nil
+	})
 }
 
 // CopyFrom makes an entry holding a copy of src and then wipes src, so the
@@ -53,17 +41,31 @@ func ReadFrom(s *Shuffler, r io.Reader, n int) (Handle, error) {
 // On error src is wiped all the same.
 func CopyFrom(s *Shuffler, src []byte) (Handle, error) {
 	defer Wipe(src)
-	h, err := Alloc[byte](s, len(src))
+	return newFilled(s, len(src), func(b []byte) error {
+		copy(b, src)
+		return nil
+	})
+}
+
+// newFilled makes an entry of n bytes and has fill write it while rented.
+// If fill fails, or the entry cannot be sealed, the entry is wiped and
+// freed and the error returned as it is.
+func newFilled(s *Shuffler, n int, fill func([]byte) error) (Handle, error) {
+	h, err := Alloc[byte](s, n)
 	if err != nil {
 		return Handle{}, err
 	}
 	b, err := RentSlice[byte](s, h)
+	if err == nil {
+		if err = fill(b); err != nil {
+			Wipe(b)
+			s.Return(h)
+		} else {
+			err = s.Return(h)
+		}
+	}
 	if err != nil {
 		s.Free(h)
-		return Handle{}, err
-	}
-	copy(b, src)
-	if err := s.Return(h); err != nil {
 		return Handle{}, err
 	}
 	return h, nil

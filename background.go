@@ -177,15 +177,7 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 // startCycle draws the order in which this cycle visits the shard's slots
 // and sends what it moves to a fresh arena.
 func (sh *shard) startCycle() {
-	n := int(sh.nslots)
-	sh.bgOrder = growU32(sh.bgOrder, n)
-	for i := range sh.bgOrder {
-		sh.bgOrder[i] = uint32(i)
-	}
-	for k := n - 1; k > 0; k-- {
-		j := sh.rng.IntN(k + 1)
-		sh.bgOrder[k], sh.bgOrder[j] = sh.bgOrder[j], sh.bgOrder[k]
-	}
+	sh.bgOrder = sh.permutation(sh.bgOrder, int(sh.nslots))
 	sh.bgPos = 0
 	if old := sh.cur; old != nil {
 		sh.cur = nil

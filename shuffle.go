@@ -86,14 +86,7 @@ func (sh *shard) shuffle() error {
 	// permutation (Fisher-Yates over a ChaCha8 stream seeded from
 	// crypto/rand), so the new place of an entry says nothing about its old
 	// one or about when it was made.
-	w.rank = growU32(w.rank, n)
-	for k := range w.rank {
-		w.rank[k] = uint32(k)
-	}
-	for k := n - 1; k > 0; k-- {
-		j := sh.rng.IntN(k + 1)
-		w.rank[k], w.rank[j] = w.rank[j], w.rank[k]
-	}
+	w.rank = sh.permutation(w.rank, n)
 	var err error
 	var placed int
 	if size := int(w.sizes[0]); uniform && size%(1<<w.aligns[0]) == 0 {
@@ -242,6 +235,21 @@ func (w *shuffleWork) trim() {
 	if cap(w.slots) > 1<<16 {
 		*w = shuffleWork{}
 	}
+}
+
+// permutation returns a uniformly random permutation of 0..n-1, drawn by
+// Fisher-Yates from the shard's ChaCha8 stream, in b's memory when it is
+// large enough.
+func (sh *shard) permutation(b []uint32, n int) []uint32 {
+	b = growU32(b, n)
+	for k := range b {
+		b[k] = uint32(k)
+	}
+	for k := n - 1; k > 0; k-- {
+		j := sh.rng.IntN(k + 1)
+		b[k], b[j] = b[j], b[k]
+	}
+	return b
 }
 
 func growU32(b []uint32, n int) []uint32 {

@@ -38,19 +38,25 @@ func rentReturn(b *testing.B, s *Shuffler, h Handle) {
 }
 
 // BenchmarkRentReturn is one decrypt and one re-encrypt of an entry.
+// benchRentReturn measures Rent+Return of one entry of size bytes in a
+// Shuffler made with opts.
+func benchRentReturn(b *testing.B, size int, opts ...Option) {
+	s := newBench(b, opts...)
+	h, err := Alloc[byte](s, size)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	for b.Loop() {
+		rentReturn(b, s, h)
+	}
+}
+
 func BenchmarkRentReturn(b *testing.B) {
 	for _, size := range benchSizes {
 		b.Run("size="+strconv.Itoa(size), func(b *testing.B) {
-			s := newBench(b)
-			h, err := Alloc[byte](s, size)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.SetBytes(int64(size))
-			b.ReportAllocs()
-			for b.Loop() {
-				rentReturn(b, s, h)
-			}
+			benchRentReturn(b, size)
 		})
 	}
 }
@@ -391,16 +397,7 @@ func BenchmarkRentReturnCipher(b *testing.B) {
 	for _, c := range []Cipher{AES256CTR, AES256GCM, ChaCha20Poly1305} {
 		for _, size := range []int{32, 4096, 65536} {
 			b.Run(fmt.Sprintf("cipher=%s/size=%d", c, size), func(b *testing.B) {
-				s := newBench(b, WithCipher(c))
-				h, err := Alloc[byte](s, size)
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				for b.Loop() {
-					rentReturn(b, s, h)
-				}
+				benchRentReturn(b, size, WithCipher(c))
 			})
 		}
 	}

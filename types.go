@@ -16,6 +16,12 @@ var typeErrs sync.Map // reflect.Type -> error
 func typeOf[T any]() (typeInfo, error) {
 	var z T
 	ti := typeInfo{size: int(unsafe.Sizeof(z)), align: int(unsafe.Alignof(z))}
+	// The element types nearly every Rent uses need no lookup: this is on
+	// the path of every borrow.
+	switch any(z).(type) {
+	case byte, int8, uint16, int16, uint32, int32, uint64, int64, uint, int, uintptr, float32, float64, bool:
+		return ti, nil
+	}
 	t := reflect.TypeFor[T]()
 	if v, ok := typeErrs.Load(t); ok {
 		if v == nil {

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"debug/elf"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/memscan"
+	"github.com/memshuffle/memshuffle/internal/memscan/coretest"
 	"golang.org/x/sys/unix"
 )
 
@@ -210,48 +210,15 @@ func TestRunScanRuntimeErrors(t *testing.T) {
 // of a page between them.
 func scanTestCore(t *testing.T, segs ...[]byte) string {
 	t.Helper()
-	le := binary.LittleEndian
-	var desc []byte
-	for _, v := range []uint64{1, 4096, 0x400000, 0x400000 + uint64(len(segs[0])), 3} {
-		desc = le.AppendUint64(desc, v)
-	}
-	desc = append(desc, "/usr/bin/victim\x00"...)
-	note := le.AppendUint32(nil, 5)
-	note = le.AppendUint32(note, uint32(len(desc)))
-	note = le.AppendUint32(note, 0x46494c45) // NT_FILE
-	note = append(note, "CORE\x00\x00\x00\x00"...)
-	note = append(note, desc...)
-
-	phnum := 1 + len(segs)
-	off := uint64(64 + 56*phnum)
-	progs := []elf.Prog64{{Type: uint32(elf.PT_NOTE), Off: off, Filesz: uint64(len(note)), Align: 4}}
-	off += uint64(len(note))
+	var cs []coretest.Segment
 	vaddr := uint64(0x400000)
 	for _, s := range segs {
-		progs = append(progs, elf.Prog64{Type: uint32(elf.PT_LOAD), Flags: uint32(elf.PF_R | elf.PF_W), Off: off,
-			Vaddr: vaddr, Filesz: uint64(len(s)), Memsz: uint64(len(s)), Align: 4096})
-		off += uint64(len(s))
+		cs = append(cs, coretest.Segment{Vaddr: vaddr, Flags: elf.PF_R | elf.PF_W, Data: s})
 		vaddr += uint64(len(s)) + 4096
 	}
-	hdr := elf.Header64{Type: uint16(elf.ET_CORE), Machine: uint16(elf.EM_X86_64), Version: uint32(elf.EV_CURRENT),
-		Phoff: 64, Ehsize: 64, Phentsize: 56, Phnum: uint16(phnum)}
-	copy(hdr.Ident[:], elf.ELFMAG)
-	hdr.Ident[elf.EI_CLASS] = byte(elf.ELFCLASS64)
-	hdr.Ident[elf.EI_DATA] = byte(elf.ELFDATA2LSB)
-	hdr.Ident[elf.EI_VERSION] = byte(elf.EV_CURRENT)
-
-	var b bytes.Buffer
-	for _, v := range []any{hdr, progs} {
-		if err := binary.Write(&b, le, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b.Write(note)
-	for _, s := range segs {
-		b.Write(s)
-	}
+	files := []coretest.File{{Start: 0x400000, End: 0x400000 + uint64(len(segs[0])), Pgoff: 3, Name: "/usr/bin/victim"}}
 	path := filepath.Join(t.TempDir(), "core")
-	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(path, coretest.Build(elf.ET_CORE, cs, files), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/memscan/coretest"
 )
 
 // testSegment is a PT_LOAD segment for writeCore.
@@ -27,10 +29,6 @@ type testFile struct {
 	name              string
 }
 
-// writeCore writes a minimal little-endian ELF64 core file into a temporary
-// directory: the header, a PT_NOTE holding a dummy NT_PRSTATUS and, when
-// files is not empty, an NT_FILE note, then one PT_LOAD per segment followed
-// by the segments' bytes.
 // skipWithoutCoreScan skips where ScanCore cannot run, before a test
 // leaves files behind.
 func skipWithoutCoreScan(t testing.TB) {
@@ -44,75 +42,21 @@ func skipWithoutCoreScan(t testing.TB) {
 	}
 }
 
+// writeCore writes a core file built by coretest.Build into a temporary
+// directory.
 func writeCore(t testing.TB, typ elf.Type, segs []testSegment, files []testFile) string {
 	t.Helper()
 	skipWithoutCoreScan(t)
-	le := binary.LittleEndian
-	note := func(b []byte, typ uint32, desc []byte) []byte {
-		b = le.AppendUint32(b, 5)
-		b = le.AppendUint32(b, uint32(len(desc)))
-		b = le.AppendUint32(b, typ)
-		b = append(b, "CORE\x00\x00\x00\x00"...)
-		b = append(b, desc...)
-		for len(b)%4 != 0 {
-			b = append(b, 0)
-		}
-		return b
+	cs := make([]coretest.Segment, len(segs))
+	for i, s := range segs {
+		cs[i] = coretest.Segment{Vaddr: s.vaddr, Flags: s.flags, Data: s.data, Memsz: s.memsz}
 	}
-	notes := note(nil, uint32(elf.NT_PRSTATUS), bytes.Repeat([]byte{0xee}, 37))
-	if len(files) > 0 {
-		var desc []byte
-		desc = le.AppendUint64(desc, uint64(len(files)))
-		desc = le.AppendUint64(desc, 4096)
-		for _, f := range files {
-			desc = le.AppendUint64(desc, f.start)
-			desc = le.AppendUint64(desc, f.end)
-			desc = le.AppendUint64(desc, f.pgoff)
-		}
-		for _, f := range files {
-			desc = append(desc, f.name...)
-			desc = append(desc, 0)
-		}
-		notes = note(notes, ntFile, desc)
-	}
-
-	const ehsize, phentsize = 64, 56
-	phnum := 1 + len(segs)
-	off := uint64(ehsize + phentsize*phnum)
-	progs := []elf.Prog64{{Type: uint32(elf.PT_NOTE), Off: off, Filesz: uint64(len(notes)), Align: 4}}
-	off += uint64(len(notes))
-	for _, s := range segs {
-		memsz := s.memsz
-		if memsz == 0 {
-			memsz = uint64(len(s.data))
-		}
-		progs = append(progs, elf.Prog64{
-			Type: uint32(elf.PT_LOAD), Flags: uint32(s.flags), Off: off,
-			Vaddr: s.vaddr, Filesz: uint64(len(s.data)), Memsz: memsz, Align: 4096,
-		})
-		off += uint64(len(s.data))
-	}
-	hdr := elf.Header64{
-		Type: uint16(typ), Machine: uint16(elf.EM_X86_64), Version: uint32(elf.EV_CURRENT),
-		Phoff: ehsize, Ehsize: ehsize, Phentsize: phentsize, Phnum: uint16(phnum),
-	}
-	copy(hdr.Ident[:], elf.ELFMAG)
-	hdr.Ident[elf.EI_CLASS] = byte(elf.ELFCLASS64)
-	hdr.Ident[elf.EI_DATA] = byte(elf.ELFDATA2LSB)
-	hdr.Ident[elf.EI_VERSION] = byte(elf.EV_CURRENT)
-
-	var b bytes.Buffer
-	for _, v := range []any{hdr, progs} {
-		if err := binary.Write(&b, le, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b.Write(notes)
-	for _, s := range segs {
-		b.Write(s.data)
+	cf := make([]coretest.File, len(files))
+	for i, f := range files {
+		cf[i] = coretest.File{Start: f.start, End: f.end, Pgoff: f.pgoff, Name: f.name}
 	}
 	path := filepath.Join(t.TempDir(), "core")
-	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(path, coretest.Build(typ, cs, cf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -262,18 +262,7 @@ func TestScanAllNextToZeroBlocks(t *testing.T) {
 // reported once, and a long one straddling the boundary must be found.
 func TestScanAllChunkBoundaries(t *testing.T) {
 	t.Parallel()
-	buf, err := mapBuffer(readBufSize)
-	if errors.Is(err, ErrUnsupported) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := unmapBuffer(buf); err != nil {
-			t.Error(err)
-		}
-	})
+	buf := testBuffer(t)
 	short := []byte("short-secret")
 	long := bytes.Repeat([]byte("LONG"), 300) // overlap 1199 bytes
 	ps := []*Pattern{mustPattern(t, short), mustPattern(t, long)}

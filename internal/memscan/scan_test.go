@@ -88,10 +88,10 @@ func TestChunkStraddleEverySplit(t *testing.T) {
 	}
 }
 
-// TestChunkStraddleRealBuffer plants a pattern across the boundaries of
-// full-size chunks read into the off-heap buffer.
-func TestChunkStraddleRealBuffer(t *testing.T) {
-	t.Parallel()
+// testBuffer maps a read buffer of the size the scanners use, released when
+// the test ends; it skips where there is none.
+func testBuffer(t *testing.T) []byte {
+	t.Helper()
 	buf, err := mapBuffer(readBufSize)
 	if errors.Is(err, ErrUnsupported) {
 		t.Skip(err)
@@ -104,6 +104,14 @@ func TestChunkStraddleRealBuffer(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	return buf
+}
+
+// TestChunkStraddleRealBuffer plants a pattern across the boundaries of
+// full-size chunks read into the off-heap buffer.
+func TestChunkStraddleRealBuffer(t *testing.T) {
+	t.Parallel()
+	buf := testBuffer(t)
 	pat := []byte("straddling-secret")
 	n := len(pat)
 	// The first chunk covers [0, readBufSize); every later one adds

@@ -61,14 +61,20 @@ func setupMemshuffle(tb testing.TB, size int) func() error {
 	}
 }
 
-// setupMemguardEnclave times Enclave.Open + Destroy of the LockedBuffer it
-// returns: memguard's way to use a sealed secret. Open maps, locks and
-// guards a fresh buffer and decrypts into it; Destroy wipes and unmaps it.
-func setupMemguardEnclave(tb testing.TB, size int) func() error {
+// newEnclave seals size zero bytes into a memguard Enclave.
+func newEnclave(tb testing.TB, size int) *memguard.Enclave {
 	e := memguard.NewEnclave(make([]byte, size))
 	if e == nil {
 		tb.Fatalf("memguard.NewEnclave(%d) returned nil", size)
 	}
+	return e
+}
+
+// setupMemguardEnclave times Enclave.Open + Destroy of the LockedBuffer it
+// returns: memguard's way to use a sealed secret. Open maps, locks and
+// guards a fresh buffer and decrypts into it; Destroy wipes and unmaps it.
+func setupMemguardEnclave(tb testing.TB, size int) func() error {
+	e := newEnclave(tb, size)
 	return func() error {
 		lb, err := e.Open()
 		if err != nil {
@@ -96,10 +102,7 @@ func setupMemguardBuffer(tb testing.TB, size int) func() error {
 // Melt (Open returns the buffer read-only), change one byte, and Seal it
 // into a new Enclave, which also destroys the buffer.
 func setupMemguardOpenModifySeal(tb testing.TB, size int) func() error {
-	e := memguard.NewEnclave(make([]byte, size))
-	if e == nil {
-		tb.Fatalf("memguard.NewEnclave(%d) returned nil", size)
-	}
+	e := newEnclave(tb, size)
 	return func() error {
 		lb, err := e.Open()
 		if err != nil {

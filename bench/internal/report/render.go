@@ -148,23 +148,27 @@ func writeComparison(p printer, in Input) {
 	slices.SortFunc(sizes, func(a, b string) int { x, _ := strconv.Atoi(a); y, _ := strconv.Atoi(b); return x - y })
 	name := func(lib, size string) string { return CompareName + "lib=" + lib + "/size=" + size }
 
-	p("Time per operation (median):\n\n| size |")
-	for _, lib := range libs {
-		p(" %s |", lib)
-	}
-	p("\n| ---: |%s\n", strings.Repeat(" ---: |", len(libs)))
-	for _, size := range sizes {
-		p("| %s |", sizeLabel(size))
+	// perLib prints a table of one unit's medians, a column per library.
+	perLib := func(title, unit string, format func(float64) string) {
+		p("%s:\n\n| size |", title)
 		for _, lib := range libs {
-			if v, err := in.Cmp.Median(name(lib, size), "ns/op"); err == nil {
-				p(" %s |", FormatTime(v*1e-9))
-			} else {
-				p(" – |")
+			p(" %s |", lib)
+		}
+		p("\n| ---: |%s\n", strings.Repeat(" ---: |", len(libs)))
+		for _, size := range sizes {
+			p("| %s |", sizeLabel(size))
+			for _, lib := range libs {
+				if v, err := in.Cmp.Median(name(lib, size), unit); err == nil {
+					p(" %s |", format(v))
+				} else {
+					p(" – |")
+				}
 			}
+			p("\n")
 		}
 		p("\n")
 	}
-	p("\n")
+	perLib("Time per operation (median)", "ns/op", func(v float64) string { return FormatTime(v * 1e-9) })
 
 	// The ratios: each memguard variant against memshuffle, and memshuffle
 	// against the floors.
@@ -201,23 +205,7 @@ func writeComparison(p printer, in Input) {
 	}
 	p("\n")
 
-	p("Heap allocations per operation (median):\n\n| size |")
-	for _, lib := range libs {
-		p(" %s |", lib)
-	}
-	p("\n| ---: |%s\n", strings.Repeat(" ---: |", len(libs)))
-	for _, size := range sizes {
-		p("| %s |", sizeLabel(size))
-		for _, lib := range libs {
-			if v, err := in.Cmp.Median(name(lib, size), "allocs/op"); err == nil {
-				p(" %g |", v)
-			} else {
-				p(" – |")
-			}
-		}
-		p("\n")
-	}
-	p("\n")
+	perLib("Heap allocations per operation (median)", "allocs/op", func(v float64) string { return fmt.Sprintf("%g", v) })
 }
 
 func writeCore(p printer, in Input) {

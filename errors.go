@@ -72,4 +72,9 @@ var (
 	// counter blocks of a Shuffler is used up, which takes 2^68 bytes of
 	// encryption. No counter block is ever used twice instead.
 	ErrCounterExhausted = ctr.ErrExhausted
+
+	// ErrPanicked is returned, wrapping the panic value, when code of the
+	// caller's that memshuffle runs to fill an entry (the io.Reader of
+	// ReadFrom) panics; the entry is wiped and freed.
+	ErrPanicked = errors.New("memshuffle: caller's code panicked")
 )

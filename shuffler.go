@@ -77,6 +77,10 @@ type shard struct {
 	index  uint32
 	closed bool
 	purged bool // wiped by Purge; arenas still mapped until Close
+	// Pinned borrows in progress (With functions, fills), and the regions
+	// Close left mapped for them: the last to end unmaps these.
+	pins    int
+	orphans []*osmem.Region
 	ciph   seal.Cipher
 	ov     int // bytes of tag after each entry's data (0 for CTR)
 
@@ -301,6 +305,12 @@ func (s *Shuffler) releaseAll() {
 // Close wipes every entry, rented or not, and returns all memory to the
 // operating system. Pointers and slices from Rent become invalid: using one
 // faults. Close is idempotent; every other call afterwards returns ErrClosed.
+//
+// Close never waits for, and never faults, a With function, ReadFrom or
+// CopyFrom running at the same time, even when called from inside the
+// function: the memory of a shard such a function is using is wiped at once
+// but stays mapped until the function returns; then what it wrote since is
+// wiped, the memory unmapped, and the function's caller gets ErrClosed.
 func (s *Shuffler) Close() error {
 	if s == nil || len(s.shards) == 0 {
 		return nil
@@ -330,7 +340,11 @@ func (s *Shuffler) Close() error {
 				continue
 			}
 			osmem.Wipe(a.mem[:a.used])
-			if err := osmem.Unmap(a.reg); err != nil {
+			if sh.pins > 0 {
+				// A With function or fill may still write here: unmapping
+				// now would fault it. endPinned unmaps after the last one.
+				sh.orphans = append(sh.orphans, a.reg)
+			} else if err := osmem.Unmap(a.reg); err != nil {
 				errs = append(errs, err)
 			}
 		}

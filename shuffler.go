@@ -77,12 +77,13 @@ type shard struct {
 	index  uint32
 	closed bool
 	purged bool // wiped by Purge; arenas still mapped until Close
+	ciph   seal.Cipher
+	ov     int // bytes of tag after each entry's data (0 for CTR)
+
 	// Pinned borrows in progress (With functions, fills), and the regions
 	// Close left mapped for them: the last to end unmaps these.
 	pins    int
 	orphans []*osmem.Region
-	ciph   seal.Cipher
-	ov     int // bytes of tag after each entry's data (0 for CTR)
 
 	chunks   [][]slot
 	nslots   uint32

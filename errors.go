@@ -73,6 +73,12 @@ var (
 	// encryption. No counter block is ever used twice instead.
 	ErrCounterExhausted = ctr.ErrExhausted
 
+	// ErrRotationIncomplete is returned, wrapping the cause, by a RotateKey
+	// that switched some shards to the new key and could not switch the
+	// rest. Every entry stays readable; the next RotateKey finishes the
+	// interrupted rotation before starting its own.
+	ErrRotationIncomplete = errors.New("memshuffle: key rotation incomplete")
+
 	// ErrPanicked is returned, wrapping the panic value, when code of the
 	// caller's that memshuffle runs to fill an entry (the io.Reader of
 	// ReadFrom) panics; the entry is wiped and freed.

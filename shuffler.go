@@ -46,7 +46,6 @@ type Shuffler struct {
 	own                    *osmem.Region // keys, round keys and scratch; see ownState
 	ownLocked, ownUnlocked int64
 	cipherSlot             int  // which cipherState the shards' cipher uses
-	rotateBroken           bool // a RotateKey failed part-way; see RotateKey
 	released               bool // Close has unmapped everything
 
 	shuffles       atomic.Uint64
@@ -66,6 +65,8 @@ type Shuffler struct {
 	stopWatch, watchDone chan struct{}      // the rent-tracking goroutine
 	bgCancel             context.CancelFunc // the background shuffler, under closeMu
 	bgDone               chan struct{}
+
+	rot rotation // a RotateKey left part-way, under rotateMu
 }
 
 // shard is an independent part of a Shuffler: its own lock, slot table and

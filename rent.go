@@ -14,6 +14,17 @@ import (
 // pointer must not be used after Return, and after Close the memory is gone.
 // T must hold no Go pointers, be no larger than the entry, and need no
 // stricter alignment than the entry was allocated with (ErrTypeMismatch).
+//
+// Nothing stops a write through a pointer or slice kept after Return, and
+// what it does depends on what happened since. While the entry rests where
+// it was, the write lands in its ciphertext: with the default AES256CTR
+// cipher the entry then silently decrypts to changed bytes; AES256GCM and
+// ChaCha20Poly1305 detect it, and the next Rent or View fails with
+// ErrTampered. Once a Shuffle, a background step or a moving Return has
+// taken the entry elsewhere, the write lands in wiped memory or, when its
+// arena was unmapped, faults: the process dies, with no panic to recover.
+// The With functions cannot be misused this way; an authenticated cipher
+// at least reports it.
 func Rent[T any](s *Shuffler, h Handle) (*T, error) {
 	p, _, err := borrow[T](context.Background(), false, s, h, false, unpinned)
 	return p, err

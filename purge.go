@@ -56,6 +56,9 @@ func (s *Shuffler) Purge() error {
 	if s.bgCancel != nil {
 		s.bgCancel()
 	}
+	if s.rotStop != nil {
+		s.rotStop()
+	}
 	if s.stopWatch != nil {
 		close(s.stopWatch)
 		s.stopWatch = nil

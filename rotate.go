@@ -1,9 +1,12 @@
 package memshuffle
 
 import (
+	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
@@ -33,6 +36,11 @@ import (
 // shard is under one of the two keys), and the next RotateKey finishes the
 // interrupted rotation before it starts its own.
 func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
+	return s.rotateKey(context.Background(), key, salt)
+}
+
+// rotateKey is RotateKey that stops between shards once ctx is done.
+func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte) error {
 	defer func() {
 		if key != nil {
 			osmem.Wipe(key[:])
@@ -48,7 +56,7 @@ func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
 	defer s.rotateMu.Unlock()
 	if s.rot.next != nil {
 		// Both round-key slots are in use until the last rotation is done.
-		if err := s.finishRotation(); err != nil {
+		if err := s.finishRotation(ctx); err != nil {
 			return err
 		}
 	}
@@ -79,7 +87,7 @@ func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
 		return err
 	}
 	s.rot = rotation{next: next, prev: s.shards[0].ciph}
-	return s.finishRotation()
+	return s.finishRotation(ctx)
 }
 
 // rotation is a RotateKey in progress: shards before done use next, the
@@ -96,7 +104,7 @@ var beforeRotationSwitch func()
 // finishRotation moves the shards still under s.rot.prev to s.rot.next, in
 // two phases: first it acquires what every remaining shard needs, then it
 // switches them one by one.
-func (s *Shuffler) finishRotation() error {
+func (s *Shuffler) finishRotation(ctx context.Context) error {
 	r := &s.rot
 	fresh := r.done == 0
 	fail := func(err error) error {
@@ -115,6 +123,9 @@ func (s *Shuffler) finishRotation() error {
 	}
 	plans := make([]rekeyPlan, len(s.shards))
 	for i := r.done; i < len(s.shards); i++ {
+		if err := ctx.Err(); err != nil {
+			return fail(err)
+		}
 		sh := &s.shards[i]
 		sh.mu.Lock()
 		if sh.closed {
@@ -132,6 +143,9 @@ func (s *Shuffler) finishRotation() error {
 		beforeRotationSwitch()
 	}
 	for i := r.done; i < len(s.shards); i++ {
+		if err := ctx.Err(); err != nil {
+			return fail(err)
+		}
 		sh := &s.shards[i]
 		sh.mu.Lock()
 		if sh.closed {
@@ -234,4 +248,43 @@ func (sh *shard) rekey(next seal.Cipher, p rekeyPlan) error {
 	}
 	sh.ciph = next
 	return nil
+}
+
+// startKeyRotation starts the goroutine of WithKeyRotation; New calls it,
+// before the Shuffler is shared.
+func (s *Shuffler) startKeyRotation(every time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.rotStop, s.rotDone = cancel, make(chan struct{})
+	go s.rotateLoop(ctx, every, s.rotDone)
+}
+
+// stopKeyRotation ends the goroutine of WithKeyRotation, if any, and waits
+// for it. A rotation in progress stops at the next shard; the next
+// RotateKey would finish it.
+func (s *Shuffler) stopKeyRotation() {
+	if s.rotStop != nil {
+		s.rotStop()
+		<-s.rotDone
+	}
+}
+
+func (s *Shuffler) rotateLoop(ctx context.Context, every time.Duration, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTimer(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := s.rotateKey(ctx, nil, nil)
+		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+			return
+		}
+		if err != nil {
+			s.log(slog.LevelWarn, "memshuffle: scheduled key rotation failed", slog.String("error", err.Error()))
+		}
+		t.Reset(every)
+	}
 }

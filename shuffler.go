@@ -66,7 +66,9 @@ type Shuffler struct {
 	bgCancel             context.CancelFunc // the background shuffler, under closeMu
 	bgDone               chan struct{}
 
-	rot rotation // a RotateKey left part-way, under rotateMu
+	rot     rotation           // a RotateKey left part-way, under rotateMu
+	rotStop context.CancelFunc // WithKeyRotation's goroutine, set by New
+	rotDone chan struct{}
 }
 
 // shard is an independent part of a Shuffler: its own lock, slot table and
@@ -236,6 +238,9 @@ func New(opts ...Option) (*Shuffler, error) {
 		s.stopWatch, s.watchDone = make(chan struct{}), make(chan struct{})
 		go s.watchRents(s.stopWatch, s.watchDone)
 	}
+	if cfg.rotateEvery > 0 {
+		s.startKeyRotation(cfg.rotateEvery)
+	}
 	if cfg.background {
 		if _, err := s.StartBackgroundShuffle(context.Background(), cfg.bgInterval); err != nil {
 			s.Close()
@@ -317,6 +322,7 @@ func (s *Shuffler) Close() error {
 	if s == nil || len(s.shards) == 0 {
 		return nil
 	}
+	s.stopKeyRotation() // before closeMu, which a rotation takes
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.released {

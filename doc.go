@@ -18,7 +18,8 @@
 // order, wipes what they left behind and gives empty arenas back to the
 // operating system. With [Shuffler.SetShuffleOnBorrowReturn] each Return
 // moves the returned entry too. [Shuffler.RotateKey] re-encrypts everything
-// under a new key without losing data. [Shuffler.Free] wipes an entry at
+// under a new key without losing data, and [WithKeyRotation] does so on a
+// schedule. [Shuffler.Free] wipes an entry at
 // once; its Handle, and every copy of it, stops working, and no later entry
 // is given an equal one.
 //

@@ -64,7 +64,8 @@ func call[P any](h Handle, p P, err error, end func(Handle) error, fn func(P) er
 			ferr = rerr
 		}
 	}()
-	return fn(p)
+	runSecret(func() { ferr = fn(p) })
+	return ferr
 }
 
 // WithContext is With that, instead of failing with ErrBusy, waits for the

@@ -57,7 +57,7 @@ func newFilled(s *Shuffler, n int, fill func([]byte) error) (Handle, error) {
 	}
 	b, err := RentSlice[byte](s, h)
 	if err == nil {
-		if err = fill(b); err != nil {
+		if runSecret(func() { err = fill(b) }); err != nil {
 			Wipe(b)
 			s.Return(h)
 		} else {

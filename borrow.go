@@ -92,7 +92,8 @@ func call[P any](p P, l loan, err error, fn func(P) error) (ferr error) {
 			ferr = rerr
 		}
 	}()
-	return fn(p)
+	runSecret(func() { ferr = fn(p) })
+	return ferr
 }
 
 // endPinned ends a pinned borrow of h, whose bytes are mem. When Close or

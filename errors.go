@@ -84,3 +84,9 @@ var (
 	// ReadFrom) panics; the entry is wiped and freed.
 	ErrPanicked = errors.New("memshuffle: caller's code panicked")
 )
+
+// ErrInvalidKey is returned by NewSigner and ReadPrivateKey when the bytes
+// are not a private key of a supported kind and size (Ed25519; ECDSA on
+// P-256, P-384 or P-521; RSA of 2048 to 4096 bits), and by a Signer's Sign
+// when its entry no longer holds such a key.
+var ErrInvalidKey = errors.New("memshuffle: invalid or unsupported private key")

@@ -236,6 +236,7 @@ func New(opts ...Option) (*Shuffler, error) {
 			return nil, err
 		}
 	}
+	register(s)
 	return s, nil
 }
 
@@ -305,6 +306,7 @@ func (s *Shuffler) Close() error {
 	if s == nil || len(s.shards) == 0 {
 		return nil
 	}
+	unregister(s)
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.released {

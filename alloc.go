@@ -8,8 +8,8 @@ import (
 // Alloc makes a new entry of n zeroed elements of T and returns its Handle.
 // The entry is encrypted from the moment it exists. T must hold no Go
 // pointers (ErrUnsupportedType); n must be at least 1 and n elements must fit
-// in MaxEntrySize (ErrInvalidSize). The entry keeps T's alignment for its
-// whole life.
+// in MaxEntrySize (ErrInvalidSize). The entry starts on a boundary of
+// MinEntryAlign bytes, or of T's alignment if stricter, for its whole life.
 func Alloc[T any](s *Shuffler, n int) (Handle, error) {
 	ti, err := typeOf[T]()
 	if err != nil {
@@ -18,8 +18,15 @@ func Alloc[T any](s *Shuffler, n int) (Handle, error) {
 	if n < 1 || uint64(n) > MaxEntrySize/uint64(ti.size) {
 		return Handle{}, fmt.Errorf("%w: %d elements of %d bytes", ErrInvalidSize, n, ti.size)
 	}
-	return s.alloc(n*ti.size, ti.align)
+	return s.alloc(n*ti.size, max(ti.align, MinEntryAlign))
 }
+
+// MinEntryAlign is the alignment, in bytes, every entry starts on, whatever
+// it was made as: a byte entry from ReadFrom, CopyFrom, ReadAll, Random or
+// Alloc[byte] can be rented as a []uint64 or as a struct of 16 bytes (a
+// [16]byte, two uint64s) without ErrTypeMismatch. It costs at most 15
+// bytes of padding per entry.
+const MinEntryAlign = 16
 
 // Create makes a new entry holding one zeroed T; see Alloc.
 func Create[T any](s *Shuffler) (Handle, error) { return Alloc[T](s, 1) }

@@ -90,6 +90,15 @@
 // [DisableCoreDumps] turns off core dumps for the whole process, and is
 // never called for you.
 //
+// [ReadAll] and [ReadUntil] take input of unknown length, [Random] makes a
+// secret in place, [WriteTo] sends one to an io.Writer, [Clone] copies one,
+// and [Equal] and [EqualEntries] compare in constant time, all without a
+// copy on the Go heap. Every entry starts on a [MinEntryAlign] boundary, so
+// a byte entry can be rented as a []uint64 or a small struct. [PurgeAll],
+// [PurgeAllOnSignal], [SafeExit] and [SafePanic] purge every open
+// Shuffler of the process. docs/MIGRATING.md maps memguard's calls to
+// these.
+//
 // # Lifetimes, background shuffling and telemetry
 //
 // [Shuffler.SetExpiry] and [WithDefaultTTL] give entries an expiry, after

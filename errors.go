@@ -68,6 +68,10 @@ var (
 	// in is nil.
 	ErrNilArgument = errors.New("memshuffle: nil argument")
 
+	// ErrTooLarge is returned by ReadAll and ReadUntil when the input is
+	// longer than the limit they were given. Nothing read is kept.
+	ErrTooLarge = errors.New("memshuffle: input larger than the limit")
+
 	// ErrCounterExhausted is returned when the 64-bit space of AES-CTR
 	// counter blocks of a Shuffler is used up, which takes 2^68 bytes of
 	// encryption. No counter block is ever used twice instead.

@@ -247,6 +247,7 @@ func New(opts ...Option) (*Shuffler, error) {
 			return nil, err
 		}
 	}
+	register(s)
 	return s, nil
 }
 
@@ -323,6 +324,7 @@ func (s *Shuffler) Close() error {
 		return nil
 	}
 	s.stopKeyRotation() // before closeMu, which a rotation takes
+	unregister(s)
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.released {

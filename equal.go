@@ -1,0 +1,51 @@
+package memshuffle
+
+import "crypto/subtle"
+
+// Equal reports whether the entry holds exactly the bytes of b, comparing
+// in constant time with crypto/subtle: the time taken depends on the
+// lengths, never on where the bytes differ. Sizes are public (see
+// Shuffler.Size), so an entry of another size than b is unequal without
+// being decrypted. Otherwise the entry is viewed, as by ViewSlice, only for
+// the comparison; it fails with ErrBusy while someone rents it. On error
+// the result is false.
+func Equal(s *Shuffler, h Handle, b []byte) (bool, error) {
+	n, err := s.Size(h)
+	if err != nil || n != len(b) {
+		return false, err
+	}
+	var eq bool
+	err = WithViewSlice(s, h, func(p []byte) error {
+		eq = subtle.ConstantTimeCompare(p, b) == 1
+		return nil
+	})
+	return eq && err == nil, err
+}
+
+// EqualEntries is Equal for two entries of s: whether they hold the same
+// bytes, compared in constant time, with both viewed only for the
+// comparison. Entries of different sizes are unequal and neither is
+// decrypted. Passing the same Handle twice is allowed and views it once.
+func EqualEntries(s *Shuffler, a, b Handle) (bool, error) {
+	na, err := s.Size(a)
+	if err != nil {
+		return false, err
+	}
+	if a == b {
+		// A second View of one entry can fail with ErrBusy behind a
+		// waiting writer (see View), so a handle equals itself unviewed.
+		return true, nil
+	}
+	nb, err := s.Size(b)
+	if err != nil || na != nb {
+		return false, err
+	}
+	var eq bool
+	err = WithViewSlice(s, a, func(pa []byte) error {
+		return WithViewSlice(s, b, func(pb []byte) error {
+			eq = subtle.ConstantTimeCompare(pa, pb) == 1
+			return nil
+		})
+	})
+	return eq && err == nil, err
+}

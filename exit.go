@@ -1,0 +1,175 @@
+package memshuffle
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"weak"
+)
+
+// openShufflers is every Shuffler New has made and Close has not yet
+// released, for PurgeAll. It holds weak pointers: a Shuffler dropped without
+// Close can still be collected, and Close takes its own out at once.
+var openShufflers struct {
+	mu    sync.Mutex
+	set   map[weak.Pointer[Shuffler]]struct{}
+	prune int // size of set at which collected Shufflers are swept out
+}
+
+func register(s *Shuffler) {
+	o := &openShufflers
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.set == nil {
+		o.set = make(map[weak.Pointer[Shuffler]]struct{})
+	}
+	// Sweeping only when the set has doubled keeps New's cost constant on
+	// average, however many Shufflers come and go uncollected.
+	if len(o.set) >= o.prune {
+		for w := range o.set {
+			if w.Value() == nil {
+				delete(o.set, w)
+			}
+		}
+		o.prune = max(64, 2*len(o.set))
+	}
+	o.set[weak.Make(s)] = struct{}{}
+}
+
+func unregister(s *Shuffler) {
+	o := &openShufflers
+	o.mu.Lock()
+	delete(o.set, weak.Make(s))
+	o.mu.Unlock()
+}
+
+// registered returns the open Shufflers. Purging happens outside the
+// registry's lock: Close takes that lock, and Purge waits for a Close in
+// progress.
+func registered() []*Shuffler {
+	o := &openShufflers
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	all := make([]*Shuffler, 0, len(o.set))
+	for w := range o.set {
+		if s := w.Value(); s != nil {
+			all = append(all, s)
+		}
+	}
+	return all
+}
+
+// PurgeAll purges every Shuffler of the process that has not been closed,
+// as Shuffler.Purge does: every entry, rented ones included, and every key
+// is wiped, and each Shuffler answers ErrClosed from then on. It is the
+// process-wide form for signal handlers and fatal paths, where the
+// Shufflers may not be at hand. A Shuffler that has become unreachable
+// without Close is purged if the garbage collector has not yet taken it;
+// once taken, its memory is still mapped but nothing can reach it (call
+// Close). PurgeAll is safe to call concurrently with anything, and more
+// than once. The error joins whatever the Purges returned.
+func PurgeAll() error {
+	var errs []error
+	for _, s := range registered() {
+		if err := s.Purge(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// PurgeAllOnSignal is PurgeOnSignal for the given signals (SIGINT and
+// SIGTERM when none are given) and every open Shuffler: when one of the
+// signals arrives it runs PurgeAll, then fn, if not nil, with the signal,
+// then exits with status 128 plus the signal number. fn runs after the
+// secrets are gone, so it may log, remove files or flush output, but cannot
+// use any entry; a panic in fn is recovered and the process still exits.
+// To exit differently, fn may call os.Exit itself. As with PurgeOnSignal,
+// nothing is installed on import, and stop ends the watching goroutine and
+// restores the default handling of the signals; it may be called more than
+// once. A later call replaces nothing: each watcher acts on its own, and
+// the first signal ends the process.
+func PurgeAllOnSignal(fn func(os.Signal), sigs ...os.Signal) (stop func()) {
+	return purgeAllOnSignal(fn, sigs, os.Exit)
+}
+
+func purgeAllOnSignal(fn func(os.Signal), sigs []os.Signal, exit func(int)) (stop func()) {
+	if len(sigs) == 0 {
+		// Never "every signal", as signal.Notify with none would mean: the
+		// Go runtime preempts goroutines with SIGURG, and a child's exit
+		// raises SIGCHLD.
+		sigs = []os.Signal{syscall.SIGINT, syscall.SIGTERM}
+	}
+	ch := make(chan os.Signal, 1)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	signal.Notify(ch, sigs...)
+	go func() {
+		defer close(finished)
+		select {
+		case sig := <-ch:
+			_ = PurgeAll()
+			runAfterPurge(fn, sig)
+			exit(signalStatus(sig))
+		case <-done:
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			signal.Stop(ch)
+			close(done)
+			<-finished
+		})
+	}
+}
+
+// runAfterPurge calls fn, swallowing its panic: the process is about to
+// exit, and a panic would end it with a trace instead of the status
+// promised.
+func runAfterPurge(fn func(os.Signal), sig os.Signal) {
+	if fn == nil {
+		return
+	}
+	defer func() { _ = recover() }()
+	fn(sig)
+}
+
+// signalStatus is the exit status a shell reports for a process killed by
+// sig: 128 plus its number.
+func signalStatus(sig os.Signal) int {
+	if n, ok := sig.(syscall.Signal); ok {
+		return 128 + int(n)
+	}
+	return 1
+}
+
+// SafeExit purges every open Shuffler (PurgeAll) and then exits with the
+// given status, as os.Exit does: deferred functions do not run. Use it
+// instead of os.Exit wherever secrets are held.
+func SafeExit(code int) { safeExit(code, os.Exit) }
+
+func safeExit(code int, exit func(int)) {
+	_ = PurgeAll()
+	exit(code)
+}
+
+// SafePanic purges every open Shuffler (PurgeAll) and then panics with v.
+// A recovered SafePanic leaves every Shuffler closed: entries cannot be
+// used again, only Close can be called.
+func SafePanic(v any) {
+	_ = PurgeAll()
+	panic(v)
+}
+
+// panicError turns a recovered panic into an error, keeping an error value
+// reachable with errors.Is and errors.As.
+func panicError(what string, p any) error {
+	if err, ok := p.(error); ok {
+		return fmt.Errorf("memshuffle: %s panicked: %w", what, err)
+	}
+	return fmt.Errorf("memshuffle: %s panicked: %v", what, p)
+}

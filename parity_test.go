@@ -1,0 +1,435 @@
+package memshuffle
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+)
+
+// pair is a 16-byte struct, the kind of typed view MinEntryAlign promises
+// on byte entries.
+type pair struct{ A, B uint64 }
+
+// Entries from every constructor can be rented as []uint64 and as a
+// 16-byte struct, and start on a 16-byte boundary, before and after moves,
+// in every cipher mode (whose tags follow the data).
+func TestByteEntriesAligned(t *testing.T) {
+	t.Parallel()
+	constructors := []struct {
+		name string
+		make func(s *Shuffler, src []byte) (Handle, error)
+	}{
+		{"Alloc[byte]", func(s *Shuffler, src []byte) (Handle, error) {
+			h, err := Alloc[byte](s, len(src))
+			if err == nil {
+				err = WithSlice(s, h, func(b []byte) error { copy(b, src); return nil })
+			}
+			return h, err
+		}},
+		{"ReadFrom", func(s *Shuffler, src []byte) (Handle, error) { return ReadFrom(s, bytes.NewReader(src), len(src)) }},
+		{"CopyFrom", func(s *Shuffler, src []byte) (Handle, error) { return CopyFrom(s, bytes.Clone(src)) }},
+		{"ReadAll", func(s *Shuffler, src []byte) (Handle, error) { return ReadAll(s, bytes.NewReader(src), 1<<20) }},
+		{"ReadUntil", func(s *Shuffler, src []byte) (Handle, error) {
+			return ReadUntil(s, bytes.NewReader(append(bytes.Clone(src), 0xff)), 0xff, 1<<20)
+		}},
+		{"Random", func(s *Shuffler, src []byte) (Handle, error) {
+			h, err := Random(s, len(src))
+			if err == nil {
+				err = WithSlice(s, h, func(b []byte) error { copy(b, src); return nil })
+			}
+			return h, err
+		}},
+		{"Clone", func(s *Shuffler, src []byte) (Handle, error) {
+			h, err := CopyFrom(s, bytes.Clone(src))
+			if err != nil {
+				return h, err
+			}
+			return Clone(s, h)
+		}},
+	}
+	for _, cipher := range []Cipher{AES256CTR, AES256GCM, ChaCha20Poly1305} {
+		for _, c := range constructors {
+			t.Run(cipher.String()+"/"+c.name, func(t *testing.T) {
+				s := newTest(t, WithShards(1), WithCipher(cipher))
+				var hs []Handle
+				// Odd sizes first, so a bump allocator without the rule would
+				// leave the next entries misaligned.
+				for _, n := range []int{1, 3, 17, 16, 48, 1000} {
+					src := make([]byte, n)
+					for i := range src {
+						src[i] = byte(i*7 + 1) // no 0xff: ReadUntil's delimiter
+					}
+					h, err := c.make(s, src)
+					if err != nil {
+						t.Fatalf("size %d: %v", n, err)
+					}
+					hs = append(hs, h)
+				}
+				check := func(when string) {
+					t.Helper()
+					for _, h := range hs {
+						n, _ := s.Size(h)
+						if a := addrOf(s, h); a%MinEntryAlign != 0 {
+							t.Fatalf("%s: entry of %d bytes at %#x", when, n, a)
+						}
+						if n%8 == 0 {
+							u, err := RentSlice[uint64](s, h)
+							if err != nil {
+								t.Fatalf("%s: RentSlice[uint64] of %d bytes: %v", when, n, err)
+							}
+							if len(u) != n/8 || uintptr(unsafe.Pointer(&u[0]))%8 != 0 {
+								t.Fatalf("%s: %d uint64s at %p", when, len(u), &u[0])
+							}
+							s.Return(h)
+						}
+						if n >= 16 {
+							p, err := Rent[pair](s, h)
+							if err != nil {
+								t.Fatalf("%s: Rent[pair] of %d bytes: %v", when, n, err)
+							}
+							// The view reads the bytes written as bytes.
+							if p.A&0xff != 1 || (p.A>>8)&0xff != 8 {
+								t.Fatalf("%s: pair view reads %#x", when, p.A)
+							}
+							s.Return(h)
+						}
+					}
+					mustCheck(t, s)
+				}
+				check("made")
+				if err := s.Shuffle(); err != nil {
+					t.Fatal(err)
+				}
+				check("shuffled")
+				s.SetShuffleOnBorrowReturn(true)
+				check("moved on return")
+				check("moved twice")
+			})
+		}
+	}
+}
+
+func TestRandom(t *testing.T) {
+	t.Parallel()
+	s := newTest(t)
+	for _, n := range []int{1, 16, 32, 1019, 64 << 10} {
+		a, err := Random(s, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := Random(s, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n >= 16 {
+			if eq, _ := EqualEntries(s, a, b); eq {
+				t.Fatalf("two Random(%d) are equal", n)
+			}
+			if eq, _ := Equal(s, a, make([]byte, n)); eq {
+				t.Fatalf("Random(%d) is all zeros", n)
+			}
+		}
+		if sz, _ := s.Size(a); sz != n {
+			t.Fatalf("Size = %d, want %d", sz, n)
+		}
+	}
+	for _, n := range []int{0, -1, MaxEntrySize + 1} {
+		if _, err := Random(s, n); !errors.Is(err, ErrInvalidSize) {
+			t.Fatalf("Random(%d): %v", n, err)
+		}
+	}
+	var zero Shuffler
+	if _, err := Random(&zero, 8); !errors.Is(err, ErrClosed) {
+		t.Fatalf("zero Shuffler: %v", err)
+	}
+}
+
+// failWriter takes ok bytes, then fails.
+type failWriter struct {
+	ok  int
+	err error
+	got []byte
+}
+
+func (w *failWriter) Write(b []byte) (int, error) {
+	n := min(len(b), w.ok)
+	w.got = append(w.got, b[:n]...)
+	return n, w.err
+}
+
+type panicWriter struct{}
+
+func (panicWriter) Write([]byte) (int, error) { panic("writer broke") }
+
+func TestWriteTo(t *testing.T) {
+	t.Parallel()
+	secret := []byte("correct horse battery staple")
+	errBroken := errors.New("broken pipe")
+	tests := []struct {
+		name string
+		w    *failWriter
+		n    int64
+		err  error
+	}{
+		{"all", &failWriter{ok: 1 << 20}, int64(len(secret)), nil},
+		{"fails part way", &failWriter{ok: 5, err: errBroken}, 5, errBroken},
+		{"fails at once", &failWriter{ok: 0, err: errBroken}, 0, errBroken},
+		{"short without error", &failWriter{ok: 7}, 7, io.ErrShortWrite},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTest(t)
+			h, err := CopyFrom(s, bytes.Clone(secret))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := WriteTo(s, h, tt.w)
+			if n != tt.n || !errors.Is(err, tt.err) || (tt.err == nil) != (err == nil) {
+				t.Fatalf("WriteTo = %d, %v; want %d, %v", n, err, tt.n, tt.err)
+			}
+			if !bytes.Equal(tt.w.got, secret[:n]) {
+				t.Fatalf("wrote %q", tt.w.got)
+			}
+			mustBeSealed(t, s, h, secret)
+		})
+	}
+
+	s := newTest(t)
+	h, _ := CopyFrom(s, bytes.Clone(secret))
+	t.Run("panics", func(t *testing.T) {
+		defer func() {
+			if p := recover(); p != "writer broke" {
+				t.Fatalf("recovered %v, want the writer's panic to go on", p)
+			}
+			mustBeSealed(t, s, h, secret)
+		}()
+		WriteTo(s, h, panicWriter{})
+	})
+	t.Run("bad count", func(t *testing.T) {
+		if _, err := WriteTo(s, h, writeFunc(func(b []byte) (int, error) { return len(b) + 1, nil })); err == nil {
+			t.Fatal("no error for a count past the slice")
+		}
+		mustBeSealed(t, s, h, secret)
+	})
+	t.Run("errors", func(t *testing.T) {
+		var buf bytes.Buffer
+		if _, err := WriteTo(s, h, nil); !errors.Is(err, ErrNilArgument) {
+			t.Fatalf("nil writer: %v", err)
+		}
+		if _, err := WriteTo(s, Handle{}, &buf); !errors.Is(err, ErrInvalidHandle) {
+			t.Fatalf("zero handle: %v", err)
+		}
+		if _, err := Rent[byte](s, h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := WriteTo(s, h, &buf); !errors.Is(err, ErrBusy) {
+			t.Fatalf("rented: %v", err)
+		}
+		s.Return(h)
+		// Viewed elsewhere is fine: WriteTo is a reader.
+		if _, err := View[byte](s, h); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := WriteTo(s, h, &buf); err != nil || n != int64(len(secret)) {
+			t.Fatalf("viewed: %d, %v", n, err)
+		}
+		s.ReturnView(h)
+		mustBeSealed(t, s, h, secret)
+	})
+}
+
+// mustBeSealed fails unless h is encrypted at rest (not rented, not viewed,
+// not plaintext in its arena) and still holds want.
+func mustBeSealed(t testing.TB, s *Shuffler, h Handle, want []byte) {
+	t.Helper()
+	if st := s.Stats(); st.Rented != 0 {
+		t.Fatalf("%d entries still borrowed", st.Rented)
+	}
+	if bytes.Contains(memOf(s, h), want) {
+		t.Fatal("plaintext at rest")
+	}
+	mustHold(t, s, h, want)
+	mustCheck(t, s)
+}
+
+func TestEqual(t *testing.T) {
+	t.Parallel()
+	s := newTest(t)
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	h, _ := CopyFrom(s, bytes.Clone(secret))
+	flip := func(i int) []byte { b := bytes.Clone(secret); b[i] ^= 1; return b }
+	tests := []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"same", secret, true},
+		{"first byte differs", flip(0), false},
+		{"last byte differs", flip(len(secret) - 1), false},
+		{"prefix", secret[:len(secret)-1], false},
+		{"longer", append(bytes.Clone(secret), 0), false},
+		{"empty", nil, false},
+	}
+	for _, tt := range tests {
+		got, err := Equal(s, h, tt.b)
+		if err != nil || got != tt.want {
+			t.Fatalf("%s: Equal = %v, %v; want %v", tt.name, got, err, tt.want)
+		}
+		mustBeSealed(t, s, h, secret)
+	}
+	if _, err := Equal(s, Handle{}, secret); !errors.Is(err, ErrInvalidHandle) {
+		t.Fatalf("zero handle: %v", err)
+	}
+	Rent[byte](s, h)
+	if eq, err := Equal(s, h, secret); eq || !errors.Is(err, ErrBusy) {
+		t.Fatalf("rented: %v, %v", eq, err)
+	}
+	s.Return(h)
+}
+
+func TestEqualEntries(t *testing.T) {
+	t.Parallel()
+	s := newTest(t)
+	mk := func(v string) Handle {
+		h, err := CopyFrom(s, []byte(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	a, a2, b, short := mk("secret-one"), mk("secret-one"), mk("secret-two"), mk("secret")
+	tests := []struct {
+		name string
+		x, y Handle
+		want bool
+		err  error
+	}{
+		{"equal", a, a2, true, nil},
+		{"differ", a, b, false, nil},
+		{"sizes differ", a, short, false, nil},
+		{"sizes differ, other way", short, a, false, nil},
+		{"same handle", a, a, true, nil},
+		{"zero first", Handle{}, a, false, ErrInvalidHandle},
+		{"zero second", a, Handle{}, false, ErrInvalidHandle},
+	}
+	for _, tt := range tests {
+		got, err := EqualEntries(s, tt.x, tt.y)
+		if got != tt.want || !errors.Is(err, tt.err) || (tt.err == nil) != (err == nil) {
+			t.Fatalf("%s: EqualEntries = %v, %v; want %v, %v", tt.name, got, err, tt.want, tt.err)
+		}
+		if st := s.Stats(); st.Rented != 0 {
+			t.Fatalf("%s: %d entries left borrowed", tt.name, st.Rented)
+		}
+	}
+	Rent[byte](s, b)
+	if _, err := EqualEntries(s, a, b); !errors.Is(err, ErrBusy) {
+		t.Fatalf("rented: %v", err)
+	}
+	s.Return(b)
+
+	// The same handle twice, while another reader views it and a writer
+	// waits for it: no second view is taken, so nothing waits.
+	if _, err := View[byte](s, a); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	writer := make(chan error, 1)
+	go func() {
+		_, err := RentContext[byte](ctx, s, a)
+		if err == nil {
+			err = s.Return(a)
+		}
+		writer <- err
+	}()
+	waitForWriter(t, s, a)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if eq, err := EqualEntries(s, a, a); !eq || err != nil {
+			t.Errorf("same handle with a writer waiting: %v, %v", eq, err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("EqualEntries(a, a) did not return")
+	}
+	s.ReturnView(a)
+	if err := <-writer; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitForWriter waits until a writer is queued for h.
+func waitForWriter(t *testing.T, s *Shuffler, h Handle) {
+	t.Helper()
+	for range 5000 {
+		sh := &s.shards[h.shard()]
+		sh.mu.Lock()
+		n := sh.writers[h.id]
+		sh.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("writer never queued")
+}
+
+func TestClone(t *testing.T) {
+	t.Parallel()
+	for _, cipher := range []Cipher{AES256CTR, AES256GCM} {
+		t.Run(cipher.String(), func(t *testing.T) {
+			s := newTest(t, WithCipher(cipher))
+			secret := []byte(strings.Repeat("clone me ", 20))
+			h, _ := CopyFrom(s, bytes.Clone(secret))
+			c, err := Clone(s, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c == h {
+				t.Fatal("Clone returned the same handle")
+			}
+			mustBeSealed(t, s, c, secret)
+			mustBeSealed(t, s, h, secret)
+			// Fresh counters: equal plaintexts, unrelated ciphertexts.
+			if bytes.Equal(memOf(s, h), memOf(s, c)) {
+				t.Fatal("clone has the original's ciphertext")
+			}
+			// Independent: a change to one, or freeing it, leaves the other.
+			WithSlice(s, c, func(b []byte) error { b[0] = 'C'; return nil })
+			mustHold(t, s, h, secret)
+			if err := s.Free(h); err != nil {
+				t.Fatal(err)
+			}
+			want := bytes.Clone(secret)
+			want[0] = 'C'
+			mustHold(t, s, c, want)
+
+			// Failures leave no entry behind.
+			before := s.Stats().Entries
+			Rent[byte](s, c)
+			if _, err := Clone(s, c); !errors.Is(err, ErrBusy) {
+				t.Fatalf("rented: %v", err)
+			}
+			s.Return(c)
+			if _, err := Clone(s, h); !errors.Is(err, ErrInvalidHandle) {
+				t.Fatalf("freed: %v", err)
+			}
+			if after := s.Stats().Entries; after != before {
+				t.Fatalf("%d entries after failed Clones, want %d", after, before)
+			}
+			mustCheck(t, s)
+		})
+	}
+}
+
+type writeFunc func([]byte) (int, error)
+
+func (f writeFunc) Write(b []byte) (int, error) { return f(b) }

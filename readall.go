@@ -1,0 +1,289 @@
+package memshuffle
+
+import (
+	"fmt"
+	"io"
+)
+
+// readStart is the first entry ReadAll and ReadUntil read into: a key, a
+// password or a token fits, so most reads never grow.
+const readStart = 512
+
+// maxEmptyReads is how many reads in a row may return nothing and no error
+// before the reader is taken to be stuck, as bufio does.
+const maxEmptyReads = 100
+
+// ReadAll makes an entry holding everything r yields until io.EOF, for
+// input of unknown length: a key file, standard input, a pipe. The bytes go
+// straight from r into rented entries; when one fills, a larger one is
+// made, the bytes are copied across outside the Go heap, and the old one is
+// wiped and freed, so no copy of the input is left behind but the result,
+// whose size is exactly the input's length. Whether r keeps a copy of its
+// own (a bufio.Reader's buffer) is up to r.
+//
+// limit, from 1 to MaxEntrySize, caps the input: one more byte gives
+// ErrTooLarge (r has then been read limit+1 bytes far). Input that ends at
+// once gives an error matching both ErrInvalidSize and io.EOF, since an
+// entry holds at least one byte. On any error from r, other than io.EOF,
+// and if r panics, the error is returned (a panic as an error) and
+// everything read is wiped and freed: a short read is never a secret of the
+// wrong length.
+func ReadAll(s *Shuffler, r io.Reader, limit int) (Handle, error) {
+	return readInto(s, r, limit, func(g *growing) (int, error) {
+		n := 0
+		for {
+			if n == len(g.b) {
+				if n == limit {
+					// Full at the limit: only the end of the input may
+					// follow. The probe byte lives in an entry too.
+					more, err := g.probe(func(p []byte) (int, error) { return readSome(r, p) })
+					if err != nil {
+						return 0, readError(err)
+					}
+					if more {
+						return 0, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
+					}
+					return n, nil
+				}
+				if err := g.grow(n, min(2*n, limit)); err != nil {
+					return 0, err
+				}
+			}
+			m, err := readSome(r, g.b[n:])
+			n += m
+			if err == io.EOF {
+				return n, nil
+			}
+			if err != nil {
+				return 0, readError(err)
+			}
+		}
+	})
+}
+
+// ReadUntil makes an entry holding what r yields up to the first delim, or
+// up to io.EOF if no delim comes; delim itself is consumed but not kept.
+// Nothing after delim is read: when r is an io.ByteReader it is read with
+// ReadByte, otherwise with one-byte Reads straight into the entry, one call
+// to r per byte. That is slow on an *os.File (a system call per byte) but
+// leaves the rest of, say, standard input for the next reader; a
+// bufio.Reader is faster, at the cost of a copy in its heap buffer.
+// Entries grow, and limit and errors work, as for ReadAll: more than limit
+// bytes before delim gives ErrTooLarge; delim first gives ErrInvalidSize
+// (an entry holds at least one byte), and end of input first gives an error
+// matching ErrInvalidSize and io.EOF.
+func ReadUntil(s *Shuffler, r io.Reader, delim byte, limit int) (Handle, error) {
+	br, _ := r.(io.ByteReader)
+	return readInto(s, r, limit, func(g *growing) (int, error) {
+		n := 0
+		for {
+			if n == len(g.b) {
+				if n == limit {
+					more, err := g.probe(func(p []byte) (int, error) {
+						m, err := readByte(r, br, p)
+						if m == 1 && p[0] == delim {
+							return 0, io.EOF
+						}
+						return m, err
+					})
+					if err != nil {
+						return 0, readError(err)
+					}
+					if more {
+						return 0, fmt.Errorf("%w: no delimiter in the first %d bytes", ErrTooLarge, limit)
+					}
+					return n, nil
+				}
+				if err := g.grow(n, min(2*n, limit)); err != nil {
+					return 0, err
+				}
+			}
+			m, err := readByte(r, br, g.b[n:n+1])
+			if m == 1 {
+				if g.b[n] == delim {
+					g.b[n] = 0
+					if n == 0 {
+						return 0, fmt.Errorf("%w: nothing before the delimiter", ErrInvalidSize)
+					}
+					return n, nil
+				}
+				n++
+			}
+			if err == io.EOF {
+				return n, nil
+			}
+			if err != nil {
+				return 0, readError(err)
+			}
+		}
+	})
+}
+
+// readInto runs fill, which reads into g and returns how many bytes it
+// read, and turns what it read into an entry of exactly that size. Whatever
+// goes wrong, a panic in r included, every entry fill used is wiped and
+// freed.
+func readInto(s *Shuffler, r io.Reader, limit int, fill func(*growing) (int, error)) (h Handle, err error) {
+	if r == nil {
+		return Handle{}, fmt.Errorf("%w: nil io.Reader", ErrNilArgument)
+	}
+	if limit < 1 || limit > MaxEntrySize {
+		return Handle{}, fmt.Errorf("%w: limit %d", ErrInvalidSize, limit)
+	}
+	g := &growing{s: s}
+	if err := g.grow(0, min(readStart, limit)); err != nil {
+		return Handle{}, err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicError("reader", p)
+		}
+		if err != nil {
+			g.discard()
+			h = Handle{}
+		}
+	}()
+	n, err := fill(g)
+	if err != nil {
+		return Handle{}, err
+	}
+	if n == 0 {
+		return Handle{}, fmt.Errorf("%w: empty input: %w", ErrInvalidSize, io.EOF)
+	}
+	return g.finish(n)
+}
+
+// growing is the rented entry ReadAll and ReadUntil read into, and the one
+// byte entry they probe for more input with.
+type growing struct {
+	s  *Shuffler
+	h  Handle
+	b  []byte // h, rented
+	ph Handle // the probe entry, while one exists
+	pb []byte
+}
+
+// grow moves the first n bytes read into a new rented entry of size bytes
+// and wipes and frees the old one.
+func (g *growing) grow(n, size int) error {
+	h, b, err := rentNew(g.s, size)
+	if err != nil {
+		return err
+	}
+	copy(b, g.b[:n])
+	g.release()
+	g.h, g.b = h, b
+	return nil
+}
+
+// rentNew makes a byte entry and rents it.
+func rentNew(s *Shuffler, size int) (Handle, []byte, error) {
+	h, err := Alloc[byte](s, size)
+	if err != nil {
+		return Handle{}, nil, err
+	}
+	b, err := RentSlice[byte](s, h)
+	if err != nil {
+		s.Free(h)
+		return Handle{}, nil, err
+	}
+	return h, b, nil
+}
+
+// release wipes and frees the entry read into, if any.
+func (g *growing) release() {
+	if g.b == nil {
+		return
+	}
+	Wipe(g.b)
+	// Return's error matters not: the entry is wiped, and Free takes an
+	// entry that expired while rented as well as a live one.
+	_ = g.s.Return(g.h)
+	_ = g.s.Free(g.h)
+	g.h, g.b = Handle{}, nil
+}
+
+// probe reads one more byte, into an entry of its own, with read, and
+// reports whether there was one. io.EOF from read means there was not.
+func (g *growing) probe(read func([]byte) (int, error)) (bool, error) {
+	h, b, err := rentNew(g.s, 1)
+	if err != nil {
+		return false, err
+	}
+	g.ph, g.pb = h, b
+	defer g.releaseProbe()
+	m, err := read(b)
+	if m == 1 {
+		return true, nil
+	}
+	if err == io.EOF {
+		return false, nil
+	}
+	return false, err
+}
+
+func (g *growing) releaseProbe() {
+	if g.pb == nil {
+		return
+	}
+	Wipe(g.pb)
+	_ = g.s.Return(g.ph)
+	_ = g.s.Free(g.ph)
+	g.ph, g.pb = Handle{}, nil
+}
+
+// discard wipes and frees everything read.
+func (g *growing) discard() {
+	g.releaseProbe()
+	g.release()
+}
+
+// finish returns an entry of exactly n bytes holding what was read,
+// encrypted, copying it into a smaller entry if the last one is not full.
+func (g *growing) finish(n int) (Handle, error) {
+	if n < len(g.b) {
+		if err := g.grow(n, n); err != nil {
+			return Handle{}, err
+		}
+	}
+	h := g.h
+	g.h, g.b = Handle{}, nil
+	if err := g.s.Return(h); err != nil {
+		g.s.Free(h)
+		return Handle{}, err
+	}
+	return h, nil
+}
+
+// readError says where an error from the reader came from.
+func readError(err error) error { return fmt.Errorf("memshuffle: reading: %w", err) }
+
+// readSome is one r.Read into p that makes progress: it retries reads that
+// return nothing, up to maxEmptyReads, and refuses counts a correct reader
+// cannot return, which would otherwise index past the entry.
+func readSome(r io.Reader, p []byte) (int, error) {
+	for range maxEmptyReads {
+		m, err := r.Read(p)
+		if m < 0 || m > len(p) {
+			return 0, fmt.Errorf("memshuffle: reader returned %d for a %d-byte read", m, len(p))
+		}
+		if m > 0 || err != nil {
+			return m, err
+		}
+	}
+	return 0, io.ErrNoProgress
+}
+
+// readByte reads one byte into p[0], with ReadByte when br is not nil.
+// The byte passes through a register, not a buffer of its own.
+func readByte(r io.Reader, br io.ByteReader, p []byte) (int, error) {
+	if br == nil {
+		return readSome(r, p[:1])
+	}
+	c, err := br.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	p[0] = c
+	return 1, nil
+}

@@ -1,0 +1,250 @@
+package memshuffle
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+// plainReader hides every method of r but Read, so ReadUntil cannot use
+// ReadByte.
+type plainReader struct{ r io.Reader }
+
+func (p plainReader) Read(b []byte) (int, error) { return p.r.Read(b) }
+
+// dataThenPanicReader yields n bytes of data, then panics.
+type dataThenPanicReader struct {
+	data []byte
+}
+
+func (p *dataThenPanicReader) Read(b []byte) (int, error) {
+	if len(p.data) == 0 {
+		panic("reader broke")
+	}
+	n := copy(b, p.data)
+	p.data = p.data[n:]
+	return n, nil
+}
+
+// countReader returns a count no correct reader returns.
+type countReader struct{ n int }
+
+func (c countReader) Read(b []byte) (int, error) { return c.n, nil }
+
+// emptyReader never makes progress.
+type emptyReader struct{}
+
+func (emptyReader) Read([]byte) (int, error) { return 0, nil }
+
+func randomBytes(t testing.TB, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// mustHold fails unless h holds exactly want.
+func mustHold(t testing.TB, s *Shuffler, h Handle, want []byte) {
+	t.Helper()
+	if n, err := s.Size(h); err != nil || n != len(want) {
+		t.Fatalf("Size = %d, %v; want %d", n, err, len(want))
+	}
+	err := WithViewSlice(s, h, func(b []byte) error {
+		if !bytes.Equal(b, want) {
+			t.Fatalf("entry holds %q..., want %q...", b[:min(len(b), 16)], want[:min(len(want), 16)])
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mustBeEmpty fails unless s holds no entry: a failed read left nothing
+// behind, intermediate entries included.
+func mustBeEmpty(t testing.TB, s *Shuffler) {
+	t.Helper()
+	mustCheck(t, s)
+	if st := s.Stats(); st.Entries != 0 || st.Rented != 0 {
+		t.Fatalf("%d entries, %d rented left behind", st.Entries, st.Rented)
+	}
+}
+
+func TestReadAll(t *testing.T) {
+	t.Parallel()
+	big := randomBytes(t, 5000) // grows 512, 1024, 2048, 4096, 8192, then shrinks
+	tests := []struct {
+		name  string
+		r     func() io.Reader
+		limit int
+		want  []byte
+		err   []error // every one must match; nil for success
+	}{
+		{"one byte", func() io.Reader { return strings.NewReader("k") }, 10, []byte("k"), nil},
+		{"grows and shrinks", func() io.Reader { return bytes.NewReader(big) }, 1 << 20, big, nil},
+		{"one byte per read", func() io.Reader { return iotest.OneByteReader(bytes.NewReader(big)) }, 1 << 20, big, nil},
+		{"half reads", func() io.Reader { return iotest.HalfReader(bytes.NewReader(big)) }, 1 << 20, big, nil},
+		{"data with EOF", func() io.Reader { return iotest.DataErrReader(bytes.NewReader(big)) }, 1 << 20, big, nil},
+		{"exactly the first entry", func() io.Reader { return bytes.NewReader(big[:readStart]) }, 1 << 20, big[:readStart], nil},
+		{"exactly the limit", func() io.Reader { return bytes.NewReader(big[:700]) }, 700, big[:700], nil},
+		{"exactly a small limit", func() io.Reader { return bytes.NewReader(big[:7]) }, 7, big[:7], nil},
+		{"one over the limit", func() io.Reader { return bytes.NewReader(big[:701]) }, 700, nil, []error{ErrTooLarge}},
+		{"far over a small limit", func() io.Reader { return bytes.NewReader(big) }, 3, nil, []error{ErrTooLarge}},
+		{"empty", func() io.Reader { return strings.NewReader("") }, 10, nil, []error{ErrInvalidSize, io.EOF}},
+		{"reader error", func() io.Reader {
+			return io.MultiReader(bytes.NewReader(big[:100]), iotest.ErrReader(io.ErrClosedPipe))
+		}, 1 << 20, nil, []error{io.ErrClosedPipe}},
+		{"timeout", func() io.Reader { return iotest.TimeoutReader(bytes.NewReader(big)) }, 1 << 20, nil, []error{iotest.ErrTimeout}},
+		{"panics after data", func() io.Reader { return &dataThenPanicReader{data: bytes.Clone(big[:3000])} }, 1 << 20, nil, nil},
+		{"panics in the probe", func() io.Reader { return &dataThenPanicReader{data: bytes.Clone(big[:8])} }, 8, nil, nil},
+		{"count too large", func() io.Reader { return countReader{n: 1 << 30} }, 10, nil, nil},
+		{"negative count", func() io.Reader { return countReader{n: -1} }, 10, nil, nil},
+		{"no progress", func() io.Reader { return emptyReader{} }, 10, nil, []error{io.ErrNoProgress}},
+		{"nil reader", func() io.Reader { return nil }, 10, nil, []error{ErrNilArgument}},
+		{"limit 0", func() io.Reader { return strings.NewReader("k") }, 0, nil, []error{ErrInvalidSize}},
+		{"limit -1", func() io.Reader { return strings.NewReader("k") }, -1, nil, []error{ErrInvalidSize}},
+		{"limit over MaxEntrySize", func() io.Reader { return strings.NewReader("k") }, MaxEntrySize + 1, nil, []error{ErrInvalidSize}},
+	}
+	for _, cipher := range []Cipher{AES256CTR, AES256GCM} {
+		for _, tt := range tests {
+			t.Run(cipher.String()+"/"+tt.name, func(t *testing.T) {
+				s := newTest(t, WithShards(1), WithCipher(cipher))
+				h, err := ReadAll(s, tt.r(), tt.limit)
+				if tt.want == nil {
+					if err == nil {
+						t.Fatalf("ReadAll succeeded, want an error")
+					}
+					for _, e := range tt.err {
+						if !errors.Is(err, e) {
+							t.Fatalf("err = %v, want %v", err, e)
+						}
+					}
+					if !h.IsZero() {
+						t.Fatalf("failed ReadAll returned %v", h)
+					}
+					mustBeEmpty(t, s)
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				mustHold(t, s, h, tt.want)
+				if st := s.Stats(); st.Entries != 1 || st.Rented != 0 {
+					t.Fatalf("%d entries, %d rented; want only the result", st.Entries, st.Rented)
+				}
+				mustCheck(t, s)
+			})
+		}
+	}
+}
+
+func TestReadAllPanicIsError(t *testing.T) {
+	t.Parallel()
+	s := newTest(t)
+	_, err := ReadAll(s, &dataThenPanicReader{data: []byte("abc")}, 100)
+	if err == nil || !strings.Contains(err.Error(), "reader broke") {
+		t.Fatalf("err = %v, want the panic's value", err)
+	}
+	errPanic := errors.New("typed")
+	_, err = ReadAll(s, iotest.ErrReader(nil), 100) // nil error, no data: no progress
+	if !errors.Is(err, io.ErrNoProgress) {
+		t.Fatalf("err = %v", err)
+	}
+	_, err = ReadUntil(s, readerFunc(func([]byte) (int, error) { panic(errPanic) }), '\n', 100)
+	if !errors.Is(err, errPanic) {
+		t.Fatalf("err = %v, want the panicked error wrapped", err)
+	}
+	mustBeEmpty(t, s)
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(b []byte) (int, error) { return f(b) }
+
+func TestReadUntil(t *testing.T) {
+	t.Parallel()
+	long := bytes.Repeat([]byte("0123456789abcdef"), 200) // 3200 bytes
+	tests := []struct {
+		name  string
+		in    string
+		limit int
+		want  string
+		rest  string // left unread in r
+		err   []error
+	}{
+		{"line", "hunter2\nnext line", 100, "hunter2", "next line", nil},
+		{"delimiter last", "hunter2\n", 100, "hunter2", "", nil},
+		{"no delimiter", "hunter2", 100, "hunter2", "", nil},
+		{"grows", string(long) + "\nrest", 1 << 20, string(long), "rest", nil},
+		{"exactly the limit then delimiter", "abcd\nrest", 4, "abcd", "rest", nil},
+		{"exactly the limit then EOF", "abcd", 4, "abcd", "", nil},
+		{"over the limit", "abcde\n", 4, "", "\n", []error{ErrTooLarge}},
+		{"far over the limit", string(long) + "\n", 1000, "", string(long[1001:]) + "\n", []error{ErrTooLarge}},
+		{"delimiter first", "\nrest", 10, "", "rest", []error{ErrInvalidSize}},
+		{"empty", "", 10, "", "", []error{ErrInvalidSize, io.EOF}},
+		{"limit 0", "abc\n", 0, "", "abc\n", []error{ErrInvalidSize}},
+	}
+	readers := map[string]func(io.Reader) io.Reader{
+		"ByteReader": func(r io.Reader) io.Reader { return r },
+		"Read only":  func(r io.Reader) io.Reader { return plainReader{r} },
+	}
+	for rname, wrap := range readers {
+		for _, tt := range tests {
+			t.Run(rname+"/"+tt.name, func(t *testing.T) {
+				s := newTest(t, WithShards(1))
+				src := strings.NewReader(tt.in)
+				h, err := ReadUntil(s, wrap(src), '\n', tt.limit)
+				rest, _ := io.ReadAll(src)
+				if string(rest) != tt.rest {
+					t.Errorf("left %q unread, want %q", rest, tt.rest)
+				}
+				if tt.err != nil {
+					for _, e := range tt.err {
+						if !errors.Is(err, e) {
+							t.Fatalf("err = %v, want %v", err, e)
+						}
+					}
+					if tt.name == "delimiter first" && errors.Is(err, io.EOF) {
+						t.Fatalf("err = %v matches io.EOF, but input did not end", err)
+					}
+					mustBeEmpty(t, s)
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				mustHold(t, s, h, []byte(tt.want))
+				mustCheck(t, s)
+			})
+		}
+	}
+}
+
+// A reader error after some bytes, and a panic, leave nothing, with both
+// kinds of reader.
+func TestReadUntilFailures(t *testing.T) {
+	t.Parallel()
+	s := newTest(t)
+	r := io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(io.ErrClosedPipe))
+	if _, err := ReadUntil(s, r, '\n', 100); !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := ReadUntil(s, &dataThenPanicReader{data: []byte("abc")}, '\n', 100); err == nil {
+		t.Fatal("a panicking reader gave no error")
+	}
+	if _, err := ReadUntil(s, nil, '\n', 100); !errors.Is(err, ErrNilArgument) {
+		t.Fatalf("err = %v", err)
+	}
+	mustBeEmpty(t, s)
+	s.Close()
+	if _, err := ReadUntil(s, strings.NewReader("a"), '\n', 100); !errors.Is(err, ErrClosed) {
+		t.Fatalf("closed: err = %v", err)
+	}
+	if _, err := ReadAll(s, strings.NewReader("a"), 100); !errors.Is(err, ErrClosed) {
+		t.Fatalf("closed: err = %v", err)
+	}
+}

@@ -1,0 +1,38 @@
+package memshuffle
+
+import (
+	"fmt"
+	"io"
+)
+
+// WriteTo writes the entry's bytes to w straight from the entry, viewed as
+// by ViewSlice, in one call to w.Write, and reports how many bytes w took.
+// No copy is made on the way: what w does with them (a socket, a pipe to a
+// child process, a file; a bufio.Writer keeps a copy in its buffer) is up
+// to w, which per the io.Writer contract must not keep the slice. The entry
+// is encrypted again before WriteTo returns, also when w fails, and also
+// when w panics: the panic then goes on, as in With. A short write without
+// an error from w gives io.ErrShortWrite. An entry that is rented (not
+// viewed) elsewhere gives ErrBusy.
+func WriteTo(s *Shuffler, h Handle, w io.Writer) (n int64, err error) {
+	if w == nil {
+		return 0, fmt.Errorf("%w: nil io.Writer", ErrNilArgument)
+	}
+	b, err := ViewSlice[byte](s, h)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if rerr := s.ReturnView(h); err == nil {
+			err = rerr
+		}
+	}()
+	m, err := w.Write(b)
+	if m < 0 || m > len(b) {
+		return 0, fmt.Errorf("memshuffle: writer returned %d for a %d-byte write", m, len(b))
+	}
+	if err == nil && m < len(b) {
+		err = io.ErrShortWrite
+	}
+	return int64(m), err
+}

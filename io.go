@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/memshuffle/memshuffle/internal/aesctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
@@ -42,7 +43,7 @@ func ReadFrom(s *Shuffler, r io.Reader, n int) (Handle, error) {
 func CopyFrom(s *Shuffler, src []byte) (Handle, error) {
 	defer Wipe(src)
 	return newFilled(s, len(src), func(b []byte) error {
-		copy(b, src)
+		aesctr.Copy(b, src) // leaves no plaintext in a register for a signal to save
 		return nil
 	})
 }

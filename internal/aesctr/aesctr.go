@@ -23,14 +23,31 @@
 // spilled to a goroutine stack or allocated on the heap, and the XMM registers
 // that held them are cleared before each function returns. The assembly is
 // never asynchronously preempted (the runtime refuses to stop assembly at an
-// arbitrary instruction), so it is never saved by the scheduler either. Two
-// copies remain outside this package's control: a signal delivered while the
-// assembly runs makes the kernel save the register file, XMM registers
-// included, on the thread's signal stack; and a long [XOR] is not preemptible
-// at all, so it delays a stop-the-world pause by its run time (about 0.12 ms
-// per MiB on a current x86 core).
+// arbitrary instruction), so it is never saved by the scheduler either.
 //
-// # Concurrency
+// The kernel is the other place registers go: a signal delivered while the
+// assembly runs (the garbage collector's preemption signal, the profiler's
+// SIGPROF) makes it save the register file, XMM registers included, on the
+// thread's signal stack, which for a Go thread is ordinary Go memory that is
+// dumped with the process and never wiped. So [Expand], [XOR] and [Copy]
+// block every asynchronous signal of their thread while the assembly holds
+// a secret (two rt_sigprocmask calls per call, made from the assembly so the
+// goroutine cannot change threads in between): a signal that arrives stays
+// pending until the registers are cleared, and its frame holds nothing
+// secret. What is left:
+//
+//   - A synchronous signal (a fault in the assembly, which the runtime turns
+//     into a fatal error) is not blocked, and its frame holds the registers
+//     of the moment; so does a core dump the kernel writes then.
+//   - A debugger or dumper that stops the thread (ptrace, as gcore does)
+//     reads its registers directly, in the middle of the assembly if that is
+//     where the thread is. A core file keeps them in its notes, not in the
+//     process's memory.
+//   - A long [XOR] is not preemptible and holds its signals for its run
+//     time (about 0.12 ms per MiB on a current x86 core), so callers split
+//     long inputs; memshuffle does so at 64 KiB.
+//
+// # Concurrency// # Concurrency
 //
 // The functions keep no state. Round keys may be shared by any number of
 // concurrent [XOR] calls; each call needs its own scratch block and dst.
@@ -71,7 +88,7 @@ func Expand(rk *[RoundKeysSize]byte, key *[32]byte) error {
 	if !supported {
 		return errUnsupported
 	}
-	expandKeyAsm(rk, key)
+	expandKeyAsm(rk, key, signalGuard)
 	return nil
 }
 
@@ -101,8 +118,44 @@ func XOR(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, s
 	if overlapsInexactly(dst, src) {
 		panic("aesctr: dst and src overlap but are not the same slice")
 	}
-	xorKeyStreamAsm(rk, salt, base, dst, src, scratch)
+	xorKeyStreamAsm(rk, salt, base, dst, src, scratch, signalGuard)
 }
+
+// copyChunk bounds one assembly call of Copy, which is not preemptible and
+// holds its thread's signals while it runs.
+const copyChunk = 64 << 10
+
+// Copy copies min(len(dst), len(src)) bytes from src to dst, which must not
+// overlap, and returns the number copied. Unlike the built-in copy it leaves
+// none of the bytes in a register and lets no signal save them while it
+// runs (see the package documentation), which is what copying a secret into
+// locked memory needs.
+//
+// Where [Supported] is false it is the built-in copy.
+func Copy(dst, src []byte) int {
+	n := min(len(dst), len(src))
+	if !supported {
+		return copy(dst, src)
+	}
+	if overlapsInexactly(dst[:n], src[:n]) || (n > 0 && &dst[0] == &src[0]) {
+		panic("aesctr: Copy of overlapping slices")
+	}
+	for off := 0; off < n; off += copyChunk {
+		end := min(off+copyChunk, n)
+		copyAsm(dst[off:end], src[off:end], signalGuard)
+	}
+	return n
+}
+
+// signalGuard is whether the assembly blocks signals while it runs. Only
+// SetSignalGuardForTest changes it.
+var signalGuard = true
+
+// SetSignalGuardForTest turns the blocking of signals around the assembly
+// on or off for the whole process, so that a test can show that its search
+// finds the signal frames the guard prevents. It must be called before any
+// other function of the package runs, and only by tests.
+func SetSignalGuardForTest(on bool) { signalGuard = on }
 
 // overlapsInexactly reports whether x and y share memory without starting at
 // the same address. Same-start aliasing is fine for XOR, which reads each

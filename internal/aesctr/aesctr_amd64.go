@@ -7,13 +7,21 @@ import "golang.org/x/sys/cpu"
 // which every SSE4.1 CPU has but is checked anyway.
 var supported = cpu.X86.HasAES && cpu.X86.HasSSE41 && cpu.X86.HasSSSE3
 
-// expandKeyAsm writes the 15 AES-256 round keys for key into rk.
+// expandKeyAsm writes the 15 AES-256 round keys for key into rk, with the
+// asynchronous signals of its thread blocked while it runs if guard is set.
 //
 //go:noescape
-func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte)
+func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte, guard bool)
 
 // xorKeyStreamAsm implements XOR once its preconditions are checked: len(dst)
-// == len(src), no inexact overlap, and the CPU features present.
+// == len(src), no inexact overlap, and the CPU features present. guard is
+// as for expandKeyAsm.
 //
 //go:noescape
-func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, scratch *[16]byte)
+func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, scratch *[16]byte, guard bool)
+
+// copyAsm copies src to the start of dst, which is at least as long and
+// does not overlap it. guard is as for expandKeyAsm.
+//
+//go:noescape
+func copyAsm(dst, src []byte, guard bool)

@@ -1,11 +1,65 @@
 #include "textflag.h"
 
-// Both routines keep every secret (key words, round keys, keystream) in XMM
-// registers and clear the registers they used before returning. Neither has
-// a stack frame, so nothing is ever spilled to the goroutine stack, and the
-// runtime does not preempt assembly asynchronously, so the register file is
-// never saved there by asyncPreempt either. X15 (the ABIInternal zero
-// register) and R14/R15 are not touched.
+// Both routines keep every secret (key words, round keys, keystream, the
+// plaintext of the blocks they process) in XMM registers and clear the
+// registers they used before returning. Their only stack frame is the old
+// signal mask below, so nothing secret is ever spilled to the goroutine
+// stack, and the runtime does not preempt assembly asynchronously, so the
+// register file is never saved there by asyncPreempt either. X15 (the
+// ABIInternal zero register) and R14/R15 are not touched.
+//
+// What remains is the kernel: a signal delivered while a routine runs (the
+// garbage collector's preemption signal SIGURG, the profiler's SIGPROF)
+// makes it save the whole register file, XMM included, in a frame on the
+// thread's signal stack, which for a Go thread is ordinary Go memory that
+// nothing wipes. So when guard is set, each routine first blocks every
+// asynchronous signal on its thread with rt_sigprocmask and only restores
+// the old mask after clearing the registers: a signal sent meanwhile stays
+// pending and is delivered then, with nothing secret left to save. The
+// synchronous signals (SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV) stay
+// unblocked, as the kernel would otherwise kill the process without letting
+// the runtime report the fault. Both syscalls are made here rather than from
+// Go so that the goroutine cannot move to another thread in between: the
+// routine is NOSPLIT assembly with no call, so it runs start to end on one
+// thread.
+
+#define SYS_rt_sigprocmask 14
+#define SIG_BLOCK 0
+#define SIG_SETMASK 2
+
+// BLOCKSIGNALS blocks the asynchronous signals, saving the old mask at
+// 0(SP), if the guard byte is set. It clobbers AX, CX, DX, SI, DI, R10 and
+// R11, so it comes before the arguments are loaded.
+#define BLOCKSIGNALS(guard, skip)           \
+	CMPB    guard, $0                   \
+	JEQ     skip                        \
+	MOVQ    $SYS_rt_sigprocmask, AX     \
+	MOVQ    $SIG_BLOCK, DI              \
+	LEAQ    asyncSignals<>(SB), SI      \
+	LEAQ    0(SP), DX                   \
+	MOVQ    $8, R10                     \
+	SYSCALL                             \
+skip:
+
+// RESTORESIGNALS puts back the mask BLOCKSIGNALS saved, after every
+// register holding a secret is cleared. Signals that arrived in between are
+// delivered as the syscall returns.
+#define RESTORESIGNALS(guard, skip)         \
+	CMPB    guard, $0                   \
+	JEQ     skip                        \
+	MOVQ    $SYS_rt_sigprocmask, AX     \
+	MOVQ    $SIG_SETMASK, DI            \
+	LEAQ    0(SP), SI                   \
+	XORL    DX, DX                      \
+	MOVQ    $8, R10                     \
+	SYSCALL                             \
+skip:
+
+// asyncSignals is every signal but SIGILL (4), SIGTRAP (5), SIGBUS (7),
+// SIGFPE (8) and SIGSEGV (11), as a kernel sigset_t: bit n-1 is signal n.
+// The kernel ignores the bits of SIGKILL and SIGSTOP.
+DATA asyncSignals<>+0(SB)/8, $0xfffffffffffffb27
+GLOBL asyncSignals<>(SB), RODATA|NOPTR, $8
 
 // Key expansion.
 //
@@ -40,8 +94,9 @@
 	PXOR            X1, X2         \
 	MOVOU           X2, off(AX)
 
-// func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte)
-TEXT ·expandKeyAsm(SB), NOSPLIT, $0-16
+// func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte, guard bool)
+TEXT ·expandKeyAsm(SB), NOSPLIT, $8-17
+	BLOCKSIGNALS(guard+16(FP), expandBlocked)
 	MOVQ  rk+0(FP), AX
 	MOVQ  key+8(FP), BX
 	MOVOU (BX), X0
@@ -65,6 +120,7 @@ TEXT ·expandKeyAsm(SB), NOSPLIT, $0-16
 	PXOR  X1, X1
 	PXOR  X2, X2
 	PXOR  X3, X3
+	RESTORESIGNALS(guard+16(FP), expandRestored)
 	RET
 
 // Counter mode.
@@ -142,8 +198,9 @@ TEXT ·expandKeyAsm(SB), NOSPLIT, $0-16
 	PXOR  x, X8        \
 	MOVOU X8, off(DI)
 
-// func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst []byte, src []byte, scratch *[16]byte)
-TEXT ·xorKeyStreamAsm(SB), NOSPLIT, $0-80
+// func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst []byte, src []byte, scratch *[16]byte, guard bool)
+TEXT ·xorKeyStreamAsm(SB), NOSPLIT, $8-81
+	BLOCKSIGNALS(guard+80(FP), xorBlocked)
 	MOVQ rk+0(FP), AX
 	MOVQ salt+8(FP), BX
 	MOVQ base+16(FP), DX
@@ -368,6 +425,7 @@ done:
 	PXOR  X12, X12
 	MOVOU X0, (R9)
 	XORL  R11, R11
+	RESTORESIGNALS(guard+80(FP), xorRestored)
 	RET
 
 DATA ctrIncrement<>+0(SB)/8, $0
@@ -377,3 +435,60 @@ GLOBL ctrIncrement<>(SB), RODATA|NOPTR, $16
 DATA ctrByteSwap<>+0(SB)/8, $0x0706050403020100
 DATA ctrByteSwap<>+8(SB)/8, $0x08090a0b0c0d0e0f
 GLOBL ctrByteSwap<>(SB), RODATA|NOPTR, $16
+
+// func copyAsm(dst, src []byte, guard bool)
+//
+// Copies len(src) bytes, which dst has room for, through X0-X3 and R8, and
+// clears them: unlike runtime.memmove, which leaves the first and last
+// bytes it moved in vector registers, nothing of src stays in a register
+// for a later signal to save. dst and src do not overlap.
+TEXT ·copyAsm(SB), NOSPLIT, $8-49
+	BLOCKSIGNALS(guard+48(FP), copyBlocked)
+	MOVQ dst_base+0(FP), DI
+	MOVQ src_base+24(FP), SI
+	MOVQ src_len+32(FP), CX
+
+copy64:
+	CMPQ  CX, $64
+	JB    copy16
+	MOVOU 0(SI), X0
+	MOVOU 16(SI), X1
+	MOVOU 32(SI), X2
+	MOVOU 48(SI), X3
+	MOVOU X0, 0(DI)
+	MOVOU X1, 16(DI)
+	MOVOU X2, 32(DI)
+	MOVOU X3, 48(DI)
+	ADDQ  $64, SI
+	ADDQ  $64, DI
+	SUBQ  $64, CX
+	JMP   copy64
+
+copy16:
+	CMPQ  CX, $16
+	JB    copy1
+	MOVOU (SI), X0
+	MOVOU X0, (DI)
+	ADDQ  $16, SI
+	ADDQ  $16, DI
+	SUBQ  $16, CX
+	JMP   copy16
+
+copy1:
+	TESTQ   CX, CX
+	JZ      copied
+	MOVBLZX (SI), R8
+	MOVB    R8, (DI)
+	INCQ    SI
+	INCQ    DI
+	DECQ    CX
+	JMP     copy1
+
+copied:
+	PXOR X0, X0
+	PXOR X1, X1
+	PXOR X2, X2
+	PXOR X3, X3
+	XORL R8, R8
+	RESTORESIGNALS(guard+48(FP), copyRestored)
+	RET

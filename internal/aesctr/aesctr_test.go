@@ -473,3 +473,154 @@ func BenchmarkStdlibCTR(b *testing.B) {
 		})
 	}
 }
+
+// unguarded runs f with the signal guard off, as the forensic test's
+// control run does, and puts it back. No test of this package that reads
+// the guard runs in parallel with a top-level test, so the switch is safe.
+func unguarded(t *testing.T, f func()) {
+	t.Helper()
+	SetSignalGuardForTest(false)
+	defer SetSignalGuardForTest(true)
+	f()
+}
+
+// TestGuardModesAgree checks Expand and XOR with the signal guard off
+// against the reference, as the tests above do with it on: the guard only
+// adds the code before and after the rounds, and both forms must produce
+// the same round keys and keystream for every length and split point.
+func TestGuardModesAgree(t *testing.T) {
+	requireSupported(t)
+	key, salt := randomKey(t)
+	rk := expand(t, &key)
+	unguarded(t, func() {
+		rk2 := expand(t, &key)
+		if *rk2 != referenceExpand(&key) || *rk2 != *rk {
+			t.Fatal("unguarded Expand differs from the reference")
+		}
+		for _, base := range []uint64{0, math.MaxUint32 - 3} {
+			for n := 0; n <= 300; n++ {
+				src := make([]byte, n)
+				rand.Read(src)
+				checkXOR(t, &key, rk, &salt, base, src)
+			}
+		}
+		checkXOR(t, &key, rk, &salt, math.MaxUint64-(blocks(1019)-1), make([]byte, 1019))
+		var scratch [16]byte
+		src := make([]byte, 300)
+		rand.Read(src)
+		whole := make([]byte, len(src))
+		XOR(rk, &salt, 9, whole, src, &scratch)
+		for cut := 0; cut <= len(src); cut += 16 {
+			parts := make([]byte, len(src))
+			XOR(rk, &salt, 9, parts[:cut], src[:cut], &scratch)
+			XOR(rk, &salt, 9+uint64(cut/16), parts[cut:], src[cut:], &scratch)
+			if !bytes.Equal(parts, whole) {
+				t.Fatalf("unguarded: cut=%d: split result differs", cut)
+			}
+		}
+	})
+}
+
+// copyLengths covers every path of copyAsm (64-byte, 16-byte and byte
+// steps, each alone and together) and of Copy's 64 KiB chunking.
+func copyLengths() []int {
+	var ns []int
+	for n := 0; n <= 200; n++ {
+		ns = append(ns, n)
+	}
+	return append(ns, 4095, copyChunk-1, copyChunk, copyChunk+1, 3*copyChunk+77)
+}
+
+func checkCopy(t *testing.T, n, dstLen int) {
+	t.Helper()
+	src := make([]byte, n)
+	rand.Read(src)
+	const guard = 16
+	buf := bytes.Repeat([]byte{0xa5}, dstLen+2*guard)
+	dst := buf[guard : guard+dstLen : guard+dstLen]
+	want := min(n, dstLen)
+	if got := Copy(dst, src); got != want {
+		t.Fatalf("n=%d dst=%d: Copy returned %d, want %d", n, dstLen, got, want)
+	}
+	if !bytes.Equal(dst[:want], src[:want]) {
+		t.Fatalf("n=%d dst=%d: bytes differ", n, dstLen)
+	}
+	for i, b := range buf {
+		if (i < guard || i >= guard+want) && b != 0xa5 {
+			t.Fatalf("n=%d dst=%d: byte %d outside the copy overwritten", n, dstLen, i-guard)
+		}
+	}
+}
+
+func TestCopy(t *testing.T) {
+	requireSupported(t)
+	for _, guardOn := range []bool{true, false} {
+		run := func(f func()) { f() }
+		if !guardOn {
+			run = func(f func()) { unguarded(t, f) }
+		}
+		run(func() {
+			for _, n := range copyLengths() {
+				checkCopy(t, n, n)
+				checkCopy(t, n, n+5)
+				if n > 0 {
+					checkCopy(t, n, n/2)
+				}
+			}
+		})
+	}
+}
+
+func TestCopyOverlapPanics(t *testing.T) {
+	requireSupported(t)
+	buf := make([]byte, 64)
+	for _, c := range []struct{ dst, src []byte }{
+		{buf[:32], buf[:32]},
+		{buf[8:40], buf[:32]},
+		{buf[:32], buf[8:40]},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Copy(buf[%d:], buf[%d:]) did not panic", cap(buf)-cap(c.dst), cap(buf)-cap(c.src))
+				}
+			}()
+			Copy(c.dst, c.src)
+		}()
+	}
+	if n := Copy(buf[:32], buf[32:]); n != 32 {
+		t.Errorf("Copy of adjacent halves returned %d", n)
+	}
+}
+
+// BenchmarkGuard measures what the signal guard costs XOR and Copy, guard
+// on and off in one run, for the sizes a Rent and a Return of 32 B and of a
+// 64 KiB chunk pass to the assembly.
+func BenchmarkGuard(b *testing.B) {
+	requireSupported(b)
+	key, salt := randomKey(b)
+	rk := expand(b, &key)
+	var scratch [16]byte
+	for _, guard := range []bool{false, true} {
+		for _, size := range []int{32, 65536} {
+			buf := make([]byte, size)
+			src := make([]byte, size)
+			b.Run(fmt.Sprintf("op=xor/guard=%v/size=%d", guard, size), func(b *testing.B) {
+				SetSignalGuardForTest(guard)
+				defer SetSignalGuardForTest(true)
+				b.SetBytes(int64(size))
+				for b.Loop() {
+					XOR(rk, &salt, 1, buf, buf, &scratch)
+				}
+			})
+			b.Run(fmt.Sprintf("op=copy/guard=%v/size=%d", guard, size), func(b *testing.B) {
+				SetSignalGuardForTest(guard)
+				defer SetSignalGuardForTest(true)
+				b.SetBytes(int64(size))
+				for b.Loop() {
+					Copy(buf, src)
+				}
+			})
+		}
+	}
+}

@@ -62,6 +62,7 @@ package aesctr
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"unsafe"
 )
 
@@ -88,7 +89,12 @@ func Expand(rk *[RoundKeysSize]byte, key *[32]byte) error {
 	if !supported {
 		return errUnsupported
 	}
-	expandKeyAsm(rk, key, signalGuard)
+	// The whole key is in the registers: always block, never detect.
+	g, ticks := guardBlock, uint64(0)
+	if forced != nil {
+		g, ticks = forced.guard, forced.ticks
+	}
+	expandKeyAsm(rk, key, g, ticks)
 	return nil
 }
 
@@ -118,7 +124,8 @@ func XOR(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, s
 	if overlapsInexactly(dst, src) {
 		panic("aesctr: dst and src overlap but are not the same slice")
 	}
-	xorKeyStreamAsm(rk, salt, base, dst, src, scratch, signalGuard)
+	g, ticks := guardFor(len(src))
+	xorKeyStreamAsm(rk, salt, base, dst, src, scratch, g, ticks)
 }
 
 // copyChunk bounds one assembly call of Copy, which is not preemptible and
@@ -142,20 +149,98 @@ func Copy(dst, src []byte) int {
 	}
 	for off := 0; off < n; off += copyChunk {
 		end := min(off+copyChunk, n)
-		copyAsm(dst[off:end], src[off:end], signalGuard)
+		g, ticks := guardFor(end - off)
+		copyAsm(dst[off:end], src[off:end], g, ticks)
 	}
 	return n
 }
 
-// signalGuard is whether the assembly blocks signals while it runs. Only
-// SetSignalGuardForTest changes it.
-var signalGuard = true
+// The signal guards of the assembly (see the package documentation and
+// aesctr_amd64.s).
+const (
+	guardOff    uint8 = 0 // nothing: only for tests
+	guardBlock  uint8 = 1 // asynchronous signals blocked: two syscalls
+	guardDetect uint8 = 2 // a late return detected, then the signal stack wiped
+)
 
-// SetSignalGuardForTest turns the blocking of signals around the assembly
-// on or off for the whole process, so that a test can show that its search
-// finds the signal frames the guard prevents. It must be called before any
-// other function of the package runs, and only by tests.
-func SetSignalGuardForTest(on bool) { signalGuard = on }
+// detectMax is the longest input guarded by detection rather than by
+// blocking signals. Detection costs two reads of the time stamp counter, and
+// a syscall and a wipe of the signal stack each time it fires, which is
+// every call that runs longer than the threshold: a few hundred bytes of
+// AES here. Blocking costs two syscalls whatever the length. At 128 bytes
+// and below (one batch of the assembly) detection almost never fires; above
+// it the two syscalls are the smaller cost, and a signal frame never exists
+// at all, not even for the microseconds of a long call until the wipe.
+const detectMax = 128
+
+// guardFor returns the guard, and its threshold, of an assembly call on n
+// bytes.
+func guardFor(n int) (uint8, uint64) {
+	if forced != nil {
+		return forced.guard, forced.ticks
+	}
+	if n <= detectMax {
+		if ticks := detectTicks(); ticks != 0 {
+			return guardDetect, ticks
+		}
+	}
+	return guardBlock, 0
+}
+
+// detectTicks is the threshold of guardDetect, or 0 where detection cannot
+// be trusted and every call blocks signals instead.
+var detectTicks = sync.OnceValue(calibrateDetect)
+
+// calibrateDetect returns half the fewest ticks of a getppid round trip.
+// A signal taken during the assembly costs the interrupted code more than
+// that: at least its delivery and the rt_sigreturn syscall that ends its
+// handler, which enters and leaves the kernel as getppid does and restores
+// the whole register file on the way. Half leaves room for the core to run
+// twice as fast as during the calibration (the counter itself ticks at a
+// constant rate, which is checked: without an invariant counter detection
+// is not used).
+func calibrateDetect() uint64 {
+	if !supported || !invariantTSCAsm() {
+		return 0
+	}
+	return syscallTicksAsm(64) / 2
+}
+
+// guardChoice is a guard and its threshold.
+type guardChoice struct {
+	guard uint8
+	ticks uint64
+}
+
+// forced, when not nil, replaces guardFor's choice. Only tests set it.
+var forced *guardChoice
+
+// SetSignalGuardForTest replaces the automatic choice of signal guard for
+// the whole process, so that a test can show that its search finds the
+// signal frames the guard prevents, and a benchmark can weigh the guards:
+// "off" (no guard), "block" (signals blocked for every call), "detect"
+// (detection for every call, whatever its length, where the time stamp
+// counter can be trusted) or "auto" (the default). It returns false, and
+// changes nothing, for any other name. It must be called while no other
+// function of the package runs, and only by tests.
+func SetSignalGuardForTest(name string) bool {
+	switch name {
+	case "auto":
+		forced = nil
+	case "off":
+		forced = &guardChoice{guard: guardOff}
+	case "block":
+		forced = &guardChoice{guard: guardBlock}
+	case "detect":
+		forced = &guardChoice{guard: guardBlock}
+		if ticks := detectTicks(); ticks != 0 {
+			forced = &guardChoice{guard: guardDetect, ticks: ticks}
+		}
+	default:
+		return false
+	}
+	return true
+}
 
 // overlapsInexactly reports whether x and y share memory without starting at
 // the same address. Same-start aliasing is fine for XOR, which reads each

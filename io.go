@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/memshuffle/memshuffle/internal/aesctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
@@ -64,7 +65,7 @@ func readFull(r io.Reader, b []byte) (err error) {
 // you give up on it.
 func CopyFrom(s *Shuffler, src []byte) (Handle, error) {
 	h, err := newFilled(s, len(src), func(b []byte) error {
-		copy(b, src)
+		aesctr.Copy(b, src) // leaves no plaintext in a register for a signal to save
 		return nil
 	})
 	if err == nil {

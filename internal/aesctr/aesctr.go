@@ -23,14 +23,31 @@
 // spilled to a goroutine stack or allocated on the heap, and the XMM registers
 // that held them are cleared before each function returns. The assembly is
 // never asynchronously preempted (the runtime refuses to stop assembly at an
-// arbitrary instruction), so it is never saved by the scheduler either. Two
-// copies remain outside this package's control: a signal delivered while the
-// assembly runs makes the kernel save the register file, XMM registers
-// included, on the thread's signal stack; and a long [XOR] is not preemptible
-// at all, so it delays a stop-the-world pause by its run time (about 0.12 ms
-// per MiB on a current x86 core).
+// arbitrary instruction), so it is never saved by the scheduler either.
 //
-// # Concurrency
+// The kernel is the other place registers go: a signal delivered while the
+// assembly runs (the garbage collector's preemption signal, the profiler's
+// SIGPROF) makes it save the register file, XMM registers included, on the
+// thread's signal stack, which for a Go thread is ordinary Go memory that is
+// dumped with the process and never wiped. So [Expand], [XOR] and [Copy]
+// block every asynchronous signal of their thread while the assembly holds
+// a secret (two rt_sigprocmask calls per call, made from the assembly so the
+// goroutine cannot change threads in between): a signal that arrives stays
+// pending until the registers are cleared, and its frame holds nothing
+// secret. What is left:
+//
+//   - A synchronous signal (a fault in the assembly, which the runtime turns
+//     into a fatal error) is not blocked, and its frame holds the registers
+//     of the moment; so does a core dump the kernel writes then.
+//   - A debugger or dumper that stops the thread (ptrace, as gcore does)
+//     reads its registers directly, in the middle of the assembly if that is
+//     where the thread is. A core file keeps them in its notes, not in the
+//     process's memory.
+//   - A long [XOR] is not preemptible and holds its signals for its run
+//     time (about 0.12 ms per MiB on a current x86 core), so callers split
+//     long inputs; memshuffle does so at 64 KiB.
+//
+// # Concurrency// # Concurrency
 //
 // The functions keep no state. Round keys may be shared by any number of
 // concurrent [XOR] calls; each call needs its own scratch block and dst.
@@ -45,6 +62,7 @@ package aesctr
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"unsafe"
 )
 
@@ -71,7 +89,12 @@ func Expand(rk *[RoundKeysSize]byte, key *[32]byte) error {
 	if !supported {
 		return errUnsupported
 	}
-	expandKeyAsm(rk, key)
+	// The whole key is in the registers: always block, never detect.
+	g, ticks := guardBlock, uint64(0)
+	if forced != nil {
+		g, ticks = forced.guard, forced.ticks
+	}
+	expandKeyAsm(rk, key, g, ticks)
 	return nil
 }
 
@@ -101,7 +124,122 @@ func XOR(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, s
 	if overlapsInexactly(dst, src) {
 		panic("aesctr: dst and src overlap but are not the same slice")
 	}
-	xorKeyStreamAsm(rk, salt, base, dst, src, scratch)
+	g, ticks := guardFor(len(src))
+	xorKeyStreamAsm(rk, salt, base, dst, src, scratch, g, ticks)
+}
+
+// copyChunk bounds one assembly call of Copy, which is not preemptible and
+// holds its thread's signals while it runs.
+const copyChunk = 64 << 10
+
+// Copy copies min(len(dst), len(src)) bytes from src to dst, which must not
+// overlap, and returns the number copied. Unlike the built-in copy it leaves
+// none of the bytes in a register and lets no signal save them while it
+// runs (see the package documentation), which is what copying a secret into
+// locked memory needs.
+//
+// Where [Supported] is false it is the built-in copy.
+func Copy(dst, src []byte) int {
+	n := min(len(dst), len(src))
+	if !supported {
+		return copy(dst, src)
+	}
+	if overlapsInexactly(dst[:n], src[:n]) || (n > 0 && &dst[0] == &src[0]) {
+		panic("aesctr: Copy of overlapping slices")
+	}
+	for off := 0; off < n; off += copyChunk {
+		end := min(off+copyChunk, n)
+		g, ticks := guardFor(end - off)
+		copyAsm(dst[off:end], src[off:end], g, ticks)
+	}
+	return n
+}
+
+// The signal guards of the assembly (see the package documentation and
+// aesctr_amd64.s).
+const (
+	guardOff    uint8 = 0 // nothing: only for tests
+	guardBlock  uint8 = 1 // asynchronous signals blocked: two syscalls
+	guardDetect uint8 = 2 // a late return detected, then the signal stack wiped
+)
+
+// detectMax is the longest input guarded by detection rather than by
+// blocking signals. Detection costs two reads of the time stamp counter, and
+// a syscall and a wipe of the signal stack each time it fires, which is
+// every call that runs longer than the threshold: a few hundred bytes of
+// AES here. Blocking costs two syscalls whatever the length. At 128 bytes
+// and below (one batch of the assembly) detection almost never fires; above
+// it the two syscalls are the smaller cost, and a signal frame never exists
+// at all, not even for the microseconds of a long call until the wipe.
+const detectMax = 128
+
+// guardFor returns the guard, and its threshold, of an assembly call on n
+// bytes.
+func guardFor(n int) (uint8, uint64) {
+	if forced != nil {
+		return forced.guard, forced.ticks
+	}
+	if n <= detectMax {
+		if ticks := detectTicks(); ticks != 0 {
+			return guardDetect, ticks
+		}
+	}
+	return guardBlock, 0
+}
+
+// detectTicks is the threshold of guardDetect, or 0 where detection cannot
+// be trusted and every call blocks signals instead.
+var detectTicks = sync.OnceValue(calibrateDetect)
+
+// calibrateDetect returns half the fewest ticks of a getppid round trip.
+// A signal taken during the assembly costs the interrupted code more than
+// that: at least its delivery and the rt_sigreturn syscall that ends its
+// handler, which enters and leaves the kernel as getppid does and restores
+// the whole register file on the way. Half leaves room for the core to run
+// twice as fast as during the calibration (the counter itself ticks at a
+// constant rate, which is checked: without an invariant counter detection
+// is not used).
+func calibrateDetect() uint64 {
+	if !supported || !invariantTSCAsm() {
+		return 0
+	}
+	return syscallTicksAsm(64) / 2
+}
+
+// guardChoice is a guard and its threshold.
+type guardChoice struct {
+	guard uint8
+	ticks uint64
+}
+
+// forced, when not nil, replaces guardFor's choice. Only tests set it.
+var forced *guardChoice
+
+// SetSignalGuardForTest replaces the automatic choice of signal guard for
+// the whole process, so that a test can show that its search finds the
+// signal frames the guard prevents, and a benchmark can weigh the guards:
+// "off" (no guard), "block" (signals blocked for every call), "detect"
+// (detection for every call, whatever its length, where the time stamp
+// counter can be trusted) or "auto" (the default). It returns false, and
+// changes nothing, for any other name. It must be called while no other
+// function of the package runs, and only by tests.
+func SetSignalGuardForTest(name string) bool {
+	switch name {
+	case "auto":
+		forced = nil
+	case "off":
+		forced = &guardChoice{guard: guardOff}
+	case "block":
+		forced = &guardChoice{guard: guardBlock}
+	case "detect":
+		forced = &guardChoice{guard: guardBlock}
+		if ticks := detectTicks(); ticks != 0 {
+			forced = &guardChoice{guard: guardDetect, ticks: ticks}
+		}
+	default:
+		return false
+	}
+	return true
 }
 
 // overlapsInexactly reports whether x and y share memory without starting at

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -75,7 +76,18 @@ func TestCopyFromKeepsSourceOnFailure(t *testing.T) {
 		{"expires before stored", short, ErrExpired},
 	} {
 		src := []byte(secret)
-		if _, err := CopyFrom(c.s, src); !errors.Is(err, c.want) {
+		_, err := CopyFrom(c.s, src)
+		if err == nil && c.want == ErrExpired && runtime.GOOS != "linux" {
+			// A coarse clock (Windows ticks in milliseconds) may not move
+			// between the allocation and the store: then the entry holds
+			// the secret, and src must be wiped.
+			if !allZero(src) {
+				t.Fatalf("%s: CopyFrom stored the secret and left its source", c.name)
+			}
+			t.Logf("%s: the clock did not move; case not exercised", c.name)
+			continue
+		}
+		if !errors.Is(err, c.want) {
 			t.Fatalf("%s: got %v, want %v", c.name, err, c.want)
 		}
 		if string(src) != secret {

@@ -138,7 +138,7 @@ func TestRandom(t *testing.T) {
 			t.Fatalf("Size = %d, want %d", sz, n)
 		}
 	}
-	for _, n := range []int{0, -1, MaxEntrySize + 1} {
+	for _, n := range []int{0, -1, overMax} {
 		if _, err := Random(s, n); !errors.Is(err, ErrInvalidSize) {
 			t.Fatalf("Random(%d): %v", n, err)
 		}

@@ -27,7 +27,9 @@ const maxEmptyReads = 100
 // entry holds at least one byte. On any error from r, other than io.EOF,
 // and if r panics, the error is returned (a panic as an error) and
 // everything read is wiped and freed: a short read is never a secret of the
-// wrong length.
+// wrong length. The entry being read into is rented for as long as r takes,
+// so the rules of Rent apply: Close (unlike Purge) while ReadAll waits on r
+// unmaps the memory r is about to write to.
 func ReadAll(s *Shuffler, r io.Reader, limit int) (Handle, error) {
 	return readInto(s, r, limit, func(g *growing) (int, error) {
 		n := 0

@@ -107,7 +107,7 @@ func TestReadAll(t *testing.T) {
 		{"nil reader", func() io.Reader { return nil }, 10, nil, []error{ErrNilArgument}},
 		{"limit 0", func() io.Reader { return strings.NewReader("k") }, 0, nil, []error{ErrInvalidSize}},
 		{"limit -1", func() io.Reader { return strings.NewReader("k") }, -1, nil, []error{ErrInvalidSize}},
-		{"limit over MaxEntrySize", func() io.Reader { return strings.NewReader("k") }, MaxEntrySize + 1, nil, []error{ErrInvalidSize}},
+		{"limit over MaxEntrySize", func() io.Reader { return strings.NewReader("k") }, overMax, nil, []error{ErrInvalidSize}},
 	}
 	for _, cipher := range []Cipher{AES256CTR, AES256GCM} {
 		for _, tt := range tests {
@@ -248,3 +248,7 @@ func TestReadUntilFailures(t *testing.T) {
 		t.Fatalf("closed: err = %v", err)
 	}
 }
+
+// overMax is one more than MaxEntrySize where an int holds that, and
+// negative (as invalid) where it does not.
+var overMax = func() int { n := MaxEntrySize; return n + 1 }()

@@ -9,7 +9,8 @@ import (
 // by ViewSlice, in one call to w.Write, and reports how many bytes w took.
 // No copy is made on the way: what w does with them (a socket, a pipe to a
 // child process, a file; a bufio.Writer keeps a copy in its buffer) is up
-// to w, which per the io.Writer contract must not keep the slice. The entry
+// to w, which per the io.Writer contract must not keep the slice. The
+// plaintext is there for as long as w.Write takes. The entry
 // is encrypted again before WriteTo returns, also when w fails, and also
 // when w panics: the panic then goes on, as in With. A short write without
 // an error from w gives io.ErrShortWrite. An entry that is rented (not

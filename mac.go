@@ -3,6 +3,7 @@ package memshuffle
 import (
 	"fmt"
 	"hash"
+	"slices"
 )
 
 // MAC appends to dst the HMAC (RFC 2104) of msg under the key held in the
@@ -22,35 +23,40 @@ func MAC(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, 
 	if h == nil {
 		return dst, fmt.Errorf("%w: nil hash function", ErrNilArgument)
 	}
-	err := WithViewSlice(s, key, func(k []byte) error {
-		var err error
-		dst, err = hmacAppend(h, k, msg, dst)
-		return err
-	})
-	return dst, err
-}
-
-// hmacAppend computes HMAC-h(key, msg) and appends it to dst.
-func hmacAppend(h func() hash.Hash, key, msg, dst []byte) ([]byte, error) {
+	// Everything MAC allocates is allocated here, before the key is read:
+	// in secret mode an allocation inside secret.Do costs a record the
+	// collector keeps until it erases it, and these need none, since MAC
+	// wipes the pad and resets the hashes itself.
 	inner, outer := h(), h()
 	if inner == nil || outer == nil {
 		return dst, fmt.Errorf("%w: hash function returned nil", ErrNilArgument)
 	}
 	bs := inner.BlockSize()
-	if bs <= 0 || outer.BlockSize() != bs {
-		return dst, fmt.Errorf("%w: hash block size %d", ErrInvalidSize, bs)
+	if bs <= 0 || outer.BlockSize() != bs || inner.Size() > bs {
+		return dst, fmt.Errorf("%w: hash block size %d, size %d", ErrInvalidSize, bs, inner.Size())
 	}
-	// pad holds, in turn, the key (or its hash), key XOR ipad, key XOR
-	// opad, zeros, and the inner hash. The hashes read full blocks
-	// straight from it without buffering them.
-	pad := make([]byte, bs, max(bs, inner.Size()))
-	defer Wipe(pad[:cap(pad)])
+	pad := make([]byte, bs)
+	out := slices.Grow(dst, outer.Size())
+	err := WithViewSlice(s, key, func(k []byte) error {
+		out = hmacAppend(inner, outer, pad, k, msg, out)
+		return nil
+	})
+	if err != nil {
+		return dst, err
+	}
+	return out, nil
+}
+
+// hmacAppend computes HMAC(key, msg) with two fresh hashes of block size
+// len(pad) and appends it to dst. pad holds, in turn, the key (or its
+// hash), key XOR ipad, key XOR opad, and the inner hash; the hashes read
+// full blocks straight from it without buffering them. pad is zeros again
+// when hmacAppend returns, and both hashes are reset.
+func hmacAppend(inner, outer hash.Hash, pad, key, msg, dst []byte) []byte {
+	bs := len(pad)
 	if len(key) > bs {
 		inner.Write(key)
-		if sum := inner.Sum(pad[:0]); len(sum) > bs {
-			Wipe(sum)
-			return dst, fmt.Errorf("%w: hash size %d above block size %d", ErrInvalidSize, len(sum), bs)
-		}
+		inner.Sum(pad[:0]) // Size <= bs, checked by MAC
 		inner.Reset()
 	} else {
 		copy(pad, key)
@@ -78,5 +84,5 @@ func hmacAppend(h func() hash.Hash, key, msg, dst []byte) ([]byte, error) {
 	inner.Write(pad[:bs-1])
 	inner.Reset()
 	outer.Reset()
-	return dst, nil
+	return dst
 }

@@ -25,6 +25,10 @@ func init() {
 	}
 }
 
+// sigLoadWorkers is the number of goroutines of sigLoad that rent and
+// return, each its own entry.
+const sigLoadWorkers = 8
+
 // plantedRoundKeys and plantedKey hold the deliberate copies of the
 // "planted" run of sigLoad, kept reachable so they stay in the heap.
 var (
@@ -33,12 +37,12 @@ var (
 )
 
 // sigLoad is the helper process of TestForensicsSignalLoad. It reads a key
-// and a salt from stdin straight into the buffers RotateKey wipes, so the
-// only copies it keeps are the Shuffler's, then keeps eight goroutines
-// renting and returning their own entries of MEMSHUFFLE_SIGLOAD_SIZE bytes
-// while another goroutine loops on runtime.GC and CPU profiling is on: the
-// preemption signals of the collector and the profiler's SIGPROF keep
-// arriving while the cipher runs.
+// and a salt from stdin straight into the buffers RotateKey wipes, and the
+// contents of eight entries of MEMSHUFFLE_SIGLOAD_SIZE bytes straight into
+// the entries, so the only copies it keeps are the Shuffler's. Then eight
+// goroutines rent and return their own entries while another goroutine loops
+// on runtime.GC and CPU profiling is on: the preemption signals of the
+// collector and the profiler's SIGPROF keep arriving while the cipher runs.
 //
 // MEMSHUFFLE_SIGLOAD_MODE "planted" first copies the key and its round keys
 // into the Go heap, to show that the search finds them there; "unguarded"
@@ -78,12 +82,11 @@ func sigLoad() int {
 		fmt.Println("error:", err)
 		return 1
 	}
-	const workers = 8
-	hs := make([]Handle, workers)
+	hs := make([]Handle, sigLoadWorkers)
 	for i := range hs {
-		src := make([]byte, size)
-		rand.Read(src)
-		if hs[i], err = CopyFrom(s, src); err != nil {
+		// Read straight into the entry: the kernel copies it there, and no
+		// register or heap buffer of this process holds it on the way.
+		if hs[i], err = ReadFrom(s, os.Stdin, size); err != nil {
 			fmt.Println("error:", err)
 			return 1
 		}
@@ -118,18 +121,20 @@ func sigLoad() int {
 	return 0
 }
 
-// TestForensicsSignalLoad dumps, five times each in .ci/run, a process whose goroutines
-// rent and return entries of 32 B and of 1 MiB under garbage-collector and
-// profiler signals, and searches every dump for the key, each of the 15
-// round keys and the first-round form of the AES state (the salt XOR the
-// first half of round key 0, which every whitened counter block carries):
-// none may be there. gcore leaves out the mappings the kernel marks
-// dump-excluded, and the test checks that the only such mappings are the
-// Shuffler's locked, anonymous ones, so the search covers everything else.
-// Two runs come first so that finding nothing means something: one plants
-// the key and its round keys in the heap and must find them, and one turns
-// internal/aesctr's signal guard off and must find round keys in the signal
-// frames of at least one of its dumps.
+// TestForensicsSignalLoad dumps, five times each in .ci/run, a process
+// whose goroutines rent and return entries of 32 B and of 1 MiB under
+// garbage-collector and profiler signals, and searches every dump for the
+// key, each of the 15 round keys, the first-round form of the AES state (the
+// salt XOR the first half of round key 0, which every whitened counter block
+// carries) and the plaintext of the entries (each is one random 16-byte
+// block repeated, so one pattern finds any of its blocks): none may be there.
+// gcore leaves out the mappings the kernel marks dump-excluded, and the test
+// checks that the only such mappings are the Shuffler's locked, anonymous
+// ones and the kernel's own, so the search covers everything else. Two runs
+// come first so that finding nothing means something: one plants the key and
+// its round keys in the heap and must find them all, and one turns
+// internal/aesctr's signal guard off and must find the entries' plaintext in
+// the signal frames of at least one of its dumps.
 func TestForensicsSignalLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts gdb; skipped in -short mode")
@@ -171,12 +176,12 @@ func TestForensicsSignalLoad(t *testing.T) {
 					}
 				case "guarded":
 					if f.any() {
-						t.Errorf("dump %d: key material outside the Shuffler's dump-excluded memory: %s", i+1, f)
+						t.Errorf("dump %d: key material or plaintext outside the Shuffler's dump-excluded memory: %s", i+1, f)
 					}
 				}
 			}
 			if tc.mode == "unguarded" && !seen {
-				t.Errorf("without the signal guard no dump held key material: the load does not reach the cipher's signal frames")
+				t.Errorf("without the signal guard no dump held plaintext or key material: the load does not reach the cipher's signal frames")
 			}
 		})
 	}
@@ -184,14 +189,15 @@ func TestForensicsSignalLoad(t *testing.T) {
 
 // sigLoadFound counts, for one dump, the patterns that had at least one hit.
 type sigLoadFound struct {
-	key, roundKeys, firstRound int
-	where                      []string
+	key, roundKeys, firstRound, plaintext int
+	where                                 []string
 }
 
-func (f sigLoadFound) any() bool { return f.key+f.roundKeys+f.firstRound > 0 }
+func (f sigLoadFound) any() bool { return f.key+f.roundKeys+f.firstRound+f.plaintext > 0 }
 
 func (f sigLoadFound) String() string {
-	return fmt.Sprintf("key %d, round keys %d of 15, first-round state %d %v", f.key, f.roundKeys, f.firstRound, f.where)
+	return fmt.Sprintf("key %d, round keys %d of 15, first-round state %d, plaintext of %d of %d entries %v",
+		f.key, f.roundKeys, f.firstRound, f.plaintext, sigLoadWorkers, f.where)
 }
 
 // sigLoadDumps starts sigLoad in mode with entries of size bytes, takes n
@@ -206,6 +212,9 @@ func sigLoadDumps(t *testing.T, gcore, mode string, size, n int) []sigLoadFound 
 	if err := aesctr.Expand(&rk, &key); err != nil {
 		t.Fatal(err)
 	}
+	// Patterns, in the order sigLoadFound counts them: the key, the 15
+	// round keys, the first-round state, each entry's plaintext block.
+	const firstRound = 1 + aesctr.RoundKeysSize/16
 	var raw [][]byte
 	raw = append(raw, key[:])
 	for i := 0; i < len(rk); i += 16 {
@@ -216,6 +225,11 @@ func sigLoadDumps(t *testing.T, gcore, mode string, size, n int) []sigLoadFound 
 		first[i] = salt[i] ^ rk[i]
 	}
 	raw = append(raw, first[:])
+	blocks := make([][16]byte, sigLoadWorkers)
+	for i := range blocks {
+		rand.Read(blocks[i][:])
+		raw = append(raw, blocks[i][:])
+	}
 	var ps []*memscan.Pattern
 	for _, b := range raw {
 		p, err := memscan.NewPattern(b)
@@ -243,6 +257,18 @@ func sigLoadDumps(t *testing.T, gcore, mode string, size, n int) []sigLoadFound 
 	clear(key[:])
 	clear(rk[:])
 	clear(first[:])
+	go func() {
+		// The entries' contents, 8 MiB at the larger size: written from
+		// another goroutine, as the helper reads them while this one waits
+		// for "ready".
+		w := bufio.NewWriterSize(stdin, 64<<10)
+		for i := range blocks {
+			for range size / 16 {
+				w.Write(blocks[i][:])
+			}
+		}
+		w.Flush()
+	}()
 	stdout := bufio.NewScanner(stdoutPipe)
 	if !stdout.Scan() || stdout.Text() != "ready" {
 		t.Fatalf("helper said %q, want ready", stdout.Text())
@@ -273,10 +299,12 @@ func sigLoadDumps(t *testing.T, gcore, mode string, size, n int) []sigLoadFound 
 			switch {
 			case j == 0:
 				f.key++
-			case j <= aesctr.RoundKeysSize/16:
+			case j < firstRound:
 				f.roundKeys++
-			default:
+			case j == firstRound:
 				f.firstRound++
+			default:
+				f.plaintext++
 			}
 			for _, h := range hits {
 				f.where = append(f.where, fmt.Sprintf("%d@%s", j, h.Mapping.Name()))

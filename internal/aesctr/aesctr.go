@@ -1,7 +1,9 @@
 // Package aesctr is AES-256 in counter mode for memory the Go runtime does not
 // manage: the round keys live in a buffer the caller provides (in memshuffle,
 // locked mmap memory excluded from core dumps), and the work is done in
-// assembly that keeps the key, the round keys and the keystream in registers.
+// assembly that keeps the keystream and the data it processes in registers,
+// takes each round key from that buffer as a memory operand, and keeps
+// signals from saving any of it where a core dump would find it.
 //
 // crypto/aes keeps its expanded key on the Go heap, where the garbage
 // collector may copy it and nothing wipes it; this package exists so that no
@@ -18,23 +20,38 @@
 //
 // # Threat model
 //
-// Expand reads the key and writes the round keys with the assembly routine
+// [Expand] reads the key and writes the round keys with the assembly routine
 // alone: no key word, round key or keystream byte is held in a Go variable,
-// spilled to a goroutine stack or allocated on the heap, and the XMM registers
-// that held them are cleared before each function returns. The assembly is
-// never asynchronously preempted (the runtime refuses to stop assembly at an
-// arbitrary instruction), so it is never saved by the scheduler either.
+// spilled to a goroutine stack or allocated on the heap, and the XMM
+// registers that held them are cleared before each function returns. [XOR]
+// never loads a round key into a register at all: each AESENC takes it from
+// memory, so a snapshot of the registers in the middle of a call holds AES
+// states and data, not round keys. The assembly is never asynchronously
+// preempted (the runtime refuses to stop assembly at an arbitrary
+// instruction), so the scheduler never saves its registers either.
 //
-// The kernel is the other place registers go: a signal delivered while the
-// assembly runs (the garbage collector's preemption signal, the profiler's
-// SIGPROF) makes it save the register file, XMM registers included, on the
-// thread's signal stack, which for a Go thread is ordinary Go memory that is
-// dumped with the process and never wiped. So [Expand], [XOR] and [Copy]
-// block every asynchronous signal of their thread while the assembly holds
-// a secret (two rt_sigprocmask calls per call, made from the assembly so the
-// goroutine cannot change threads in between): a signal that arrives stays
-// pending until the registers are cleared, and its frame holds nothing
-// secret. What is left:
+// The kernel does: a signal delivered while the assembly runs (the garbage
+// collector's preemption signal, the profiler's SIGPROF) makes it save the
+// register file, XMM registers included, in a frame on the thread's signal
+// stack, which for a Go thread is ordinary Go memory that is dumped with the
+// process and never wiped. So every call is guarded, from assembly, where
+// the goroutine cannot change threads in the middle:
+//
+//   - [Expand], and [XOR] and [Copy] of more than 128 bytes, block every
+//     asynchronous signal of the thread before the first secret is loaded
+//     and restore the mask after the registers are cleared: a signal that
+//     arrives meanwhile stays pending, and its frame holds nothing secret.
+//     Two rt_sigprocmask syscalls per call.
+//   - Shorter [XOR] and [Copy] calls, the common case in memshuffle, read the
+//     time stamp counter before and after instead. A signal taken in between
+//     costs at least its delivery and the rt_sigreturn syscall that ends its
+//     handler, so when the call took longer than half the fastest getppid
+//     round trip (measured at first use) the routine zeroes the thread's
+//     signal stack before returning. Two counter reads per call, and a
+//     syscall and a wipe only when the check fires. On a CPU without an
+//     invariant time stamp counter these calls block signals too.
+//
+// What is left:
 //
 //   - A synchronous signal (a fault in the assembly, which the runtime turns
 //     into a fatal error) is not blocked, and its frame holds the registers
@@ -43,11 +60,16 @@
 //     reads its registers directly, in the middle of the assembly if that is
 //     where the thread is. A core file keeps them in its notes, not in the
 //     process's memory.
+//   - In a short call, the frame of a signal stays in memory from the
+//     signal's return until the wipe at the end of the same call.
+//   - The detection threshold is a measured bound, not a proof: it assumes a
+//     signal never costs less than half a syscall round trip measured at
+//     first use, which leaves room for the core to run twice as fast then.
 //   - A long [XOR] is not preemptible and holds its signals for its run
 //     time (about 0.12 ms per MiB on a current x86 core), so callers split
-//     long inputs; memshuffle does so at 64 KiB.
+//     long inputs; memshuffle does so at 64 KiB, and [Copy] does too.
 //
-// # Concurrency// # Concurrency
+// # Concurrency
 //
 // The functions keep no state. Round keys may be shared by any number of
 // concurrent [XOR] calls; each call needs its own scratch block and dst.
@@ -107,8 +129,11 @@ func Expand(rk *[RoundKeysSize]byte, key *[32]byte) error {
 // block never carry into the salt, and past 2^64 the keystream would repeat.
 // The caller enforces this; XOR does not check it.
 //
-// dst and src must have the same length and either be the same slice or not
-// overlap at all; XOR panics otherwise. scratch is used for a final partial
+// rk must be 16-byte aligned, as the assembly uses each round key as a
+// memory operand (see the package documentation): memory from mmap, and a
+// heap allocation of RoundKeysSize bytes or more, are. dst and src must have
+// the same length and either be the same slice or not overlap at all. XOR
+// panics otherwise. scratch is used for a final partial
 // block and is all zero when XOR returns. rk, salt and scratch are used only
 // during the call and no reference to them is kept.
 //
@@ -123,6 +148,9 @@ func XOR(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, s
 	}
 	if overlapsInexactly(dst, src) {
 		panic("aesctr: dst and src overlap but are not the same slice")
+	}
+	if uintptr(unsafe.Pointer(rk))%16 != 0 {
+		panic("aesctr: round keys not 16-byte aligned")
 	}
 	g, ticks := guardFor(len(src))
 	xorKeyStreamAsm(rk, salt, base, dst, src, scratch, g, ticks)

@@ -1,8 +1,9 @@
 #include "textflag.h"
 
-// The routines keep every secret (key words, round keys, keystream, the
-// plaintext of the blocks they process) in XMM registers and clear the
-// registers they used before returning. Their stack frame holds only what
+// The routines keep every secret they compute or move (key words and round
+// keys in the expansion, AES states and keystream, the plaintext of the
+// blocks they process) in XMM registers, never in memory of their own, and
+// clear the registers they used before returning. Their stack frame holds only what
 // the signal guard below needs, so nothing secret is ever spilled to the
 // goroutine stack, and the runtime does not preempt assembly asynchronously,
 // so the register file is never saved there by asyncPreempt either. X15
@@ -234,7 +235,7 @@ TEXT ·expandKeyAsm(SB), NOSPLIT, $40-32
 //	R8	scratch register for building counter blocks
 //	R9	caller's scratch block
 //	X0-X7	AES states, then keystream
-//	X8	current round key, then source blocks
+//	X8	source blocks
 //	X9	salt in the low quadword, zero in the high one
 //	X10	in loop8: salt, then the next counter value in native (little-
 //		endian) order; PSHUFB with X12 turns it into the counter block
@@ -251,27 +252,32 @@ TEXT ·expandKeyAsm(SB), NOSPLIT, $40-32
 	MOVO   X9, x         \
 	PINSRQ $1, R8, x
 
-// Each ROUNDn loads one round key and applies it to n states, so the n
-// AESENCs are independent and overlap in the pipeline.
+// Each ROUNDn applies one round key to n states, so the n AESENCs are
+// independent and overlap in the pipeline. The round key is a memory
+// operand of each instruction rather than loaded into a register once: a
+// register snapshot taken in the middle (a synchronous signal's frame, a
+// debugger stopping the thread) then holds AES states, never a round key.
+// The loads cost nothing measurable, as the AESENCs bound the throughput,
+// but legacy SSE memory operands must be 16-byte aligned, so XOR requires rk
+// to be.
 #define ROUND1(op, off) \
-	MOVOU off(AX), X8 \
-	op    X8, X0
+	op    off(AX), X0
 
 #define ROUND2(op, off) \
 	ROUND1(op, off)   \
-	op    X8, X1
+	op    off(AX), X1
 
 #define ROUND4(op, off) \
 	ROUND2(op, off)   \
-	op    X8, X2      \
-	op    X8, X3
+	op    off(AX), X2 \
+	op    off(AX), X3
 
 #define ROUND8(op, off) \
 	ROUND4(op, off)   \
-	op    X8, X4      \
-	op    X8, X5      \
-	op    X8, X6      \
-	op    X8, X7
+	op    off(AX), X4 \
+	op    off(AX), X5 \
+	op    off(AX), X6 \
+	op    off(AX), X7
 
 // AES256 runs the 14 rounds of AES-256 with ROUNDn.
 #define AES256(round)      \

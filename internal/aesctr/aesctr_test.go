@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func requireSupported(t testing.TB) {
@@ -354,6 +355,21 @@ func TestXORPanics(t *testing.T) {
 			XOR(rk, &salt, 0, c.dst, c.src, &scratch)
 		})
 	}
+	t.Run("misaligned round keys", func(t *testing.T) {
+		mem := make([]byte, RoundKeysSize+16)
+		off := 1
+		if uintptr(unsafe.Pointer(&mem[0]))%16 == 15 {
+			off = 2
+		}
+		bad := (*[RoundKeysSize]byte)(mem[off:])
+		*bad = *rk
+		defer func() {
+			if recover() == nil {
+				t.Error("XOR did not panic")
+			}
+		}()
+		XOR(bad, &salt, 0, buf[:32], buf[32:], &scratch)
+	})
 }
 
 func TestAllocs(t *testing.T) {
@@ -362,10 +378,10 @@ func TestAllocs(t *testing.T) {
 		t.Skip("allocation counts are not meaningful under the race detector")
 	}
 	key, salt := randomKey(t)
-	var rk [RoundKeysSize]byte
+	rk := expand(t, &key)
 	var scratch [16]byte
 	if n := testing.AllocsPerRun(100, func() {
-		if err := Expand(&rk, &key); err != nil {
+		if err := Expand(rk, &key); err != nil {
 			t.Fatal(err)
 		}
 	}); n != 0 {
@@ -374,7 +390,7 @@ func TestAllocs(t *testing.T) {
 	buf := make([]byte, 1019)
 	for _, n := range []int{0, 5, 32, 1019} {
 		if a := testing.AllocsPerRun(100, func() {
-			XOR(&rk, &salt, 42, buf[:n], buf[:n], &scratch)
+			XOR(rk, &salt, 42, buf[:n], buf[:n], &scratch)
 		}); a != 0 {
 			t.Errorf("XOR of %d bytes: %v allocations, want 0", n, a)
 		}

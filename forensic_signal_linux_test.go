@@ -29,11 +29,11 @@ func init() {
 // return, each its own entry.
 const sigLoadWorkers = 8
 
-// plantedRoundKeys and plantedKey hold the deliberate copies of the
+// plantedRoundKeys and plantedAESKey hold the deliberate copies of the
 // "planted" run of sigLoad, kept reachable so they stay in the heap.
 var (
 	plantedRoundKeys *[aesctr.RoundKeysSize]byte
-	plantedKey       *[32]byte
+	plantedAESKey       *[32]byte
 )
 
 // sigLoad is the helper process of TestForensicsSignalLoad. It reads a key
@@ -68,8 +68,8 @@ func sigLoad() int {
 	}
 	switch mode {
 	case "planted":
-		plantedKey = new([32]byte)
-		*plantedKey = *key
+		plantedAESKey = new([32]byte)
+		*plantedAESKey = *key
 		plantedRoundKeys = new([aesctr.RoundKeysSize]byte)
 		if err := aesctr.Expand(plantedRoundKeys, key); err != nil {
 			fmt.Println("error:", err)

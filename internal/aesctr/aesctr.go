@@ -61,7 +61,9 @@
 //     where the thread is. A core file keeps them in its notes, not in the
 //     process's memory.
 //   - In a short call, the frame of a signal stays in memory from the
-//     signal's return until the wipe at the end of the same call.
+//     signal's return until the wipe at the end of the same call, and for
+//     good if the signal ends the process (SIGQUIT with GOTRACEBACK=crash
+//     writes a core dump from its handler, which never returns to the wipe).
 //   - The detection threshold is a measured bound, not a proof: it assumes a
 //     signal never costs less than half a syscall round trip measured at
 //     first use, which leaves room for the core to run twice as fast then.

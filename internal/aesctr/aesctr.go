@@ -34,8 +34,8 @@
 // collector's preemption signal, the profiler's SIGPROF) makes it save the
 // register file, XMM registers included, in a frame on the thread's signal
 // stack, which for a Go thread is ordinary Go memory that is dumped with the
-// process and never wiped. So every call is guarded, from assembly, where
-// the goroutine cannot change threads in the middle:
+// process and never wiped. So on Linux every call is guarded, from assembly,
+// where the goroutine cannot change threads in the middle:
 //
 //   - [Expand], and [XOR] and [Copy] of more than 128 bytes, block every
 //     asynchronous signal of the thread before the first secret is loaded
@@ -53,6 +53,9 @@
 //
 // What is left:
 //
+//   - On the other systems nothing is guarded: the guards' syscalls are
+//     Linux's. (Windows has no signals, but the runtime suspends a thread
+//     to preempt it and copies its registers into Go memory.)
 //   - A synchronous signal (a fault in the assembly, which the runtime turns
 //     into a fatal error) is not blocked, and its frame holds the registers
 //     of the moment; so does a core dump the kernel writes then.
@@ -86,6 +89,7 @@ package aesctr
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"unsafe"
 )
@@ -115,6 +119,9 @@ func Expand(rk *[RoundKeysSize]byte, key *[32]byte) error {
 	}
 	// The whole key is in the registers: always block, never detect.
 	g, ticks := guardBlock, uint64(0)
+	if !guardOS {
+		g = guardOff
+	}
 	if forced != nil {
 		g, ticks = forced.guard, forced.ticks
 	}
@@ -203,11 +210,19 @@ const (
 // at all, not even for the microseconds of a long call until the wipe.
 const detectMax = 128
 
+// guardOS is whether the guards can run: their syscalls are Linux's. On
+// the other systems the assembly runs unguarded (see the package
+// documentation).
+const guardOS = runtime.GOOS == "linux"
+
 // guardFor returns the guard, and its threshold, of an assembly call on n
 // bytes.
 func guardFor(n int) (uint8, uint64) {
 	if forced != nil {
 		return forced.guard, forced.ticks
+	}
+	if !guardOS {
+		return guardOff, 0
 	}
 	if n <= detectMax {
 		if ticks := detectTicks(); ticks != 0 {
@@ -230,7 +245,7 @@ var detectTicks = sync.OnceValue(calibrateDetect)
 // constant rate, which is checked: without an invariant counter detection
 // is not used).
 func calibrateDetect() uint64 {
-	if !supported || !invariantTSCAsm() {
+	if !supported || !guardOS || !invariantTSCAsm() {
 		return 0
 	}
 	return syscallTicksAsm(64) / 2
@@ -251,9 +266,13 @@ var forced *guardChoice
 // "off" (no guard), "block" (signals blocked for every call), "detect"
 // (detection for every call, whatever its length, where the time stamp
 // counter can be trusted) or "auto" (the default). It returns false, and
-// changes nothing, for any other name. It must be called while no other
+// changes nothing, for any other name, and for "block" and "detect" where
+// there are no guards (off Linux). It must be called while no other
 // function of the package runs, and only by tests.
 func SetSignalGuardForTest(name string) bool {
+	if !guardOS && (name == "block" || name == "detect") {
+		return false
+	}
 	switch name {
 	case "auto":
 		forced = nil

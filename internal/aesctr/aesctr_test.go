@@ -495,12 +495,13 @@ func BenchmarkStdlibCTR(b *testing.B) {
 // threshold of 0 makes every call take.
 func guardModes(t testing.TB) map[string]guardChoice {
 	t.Helper()
-	modes := map[string]guardChoice{
-		"off":          {guard: guardOff},
-		"block":        {guard: guardBlock},
-		"detect/wipe":  {guard: guardDetect, ticks: 0},
-		"detect/never": {guard: guardDetect, ticks: ^uint64(0)},
+	modes := map[string]guardChoice{"off": {guard: guardOff}}
+	if !guardOS {
+		return modes
 	}
+	modes["block"] = guardChoice{guard: guardBlock}
+	modes["detect/wipe"] = guardChoice{guard: guardDetect, ticks: 0}
+	modes["detect/never"] = guardChoice{guard: guardDetect, ticks: ^uint64(0)}
 	if ticks := detectTicks(); ticks != 0 {
 		modes["detect"] = guardChoice{guard: guardDetect, ticks: ticks}
 	}
@@ -560,6 +561,19 @@ func TestGuardModesAgree(t *testing.T) {
 // for Expand, nothing once a test turns the guard off.
 func TestGuardChoice(t *testing.T) {
 	requireSupported(t)
+	if !guardOS {
+		for _, n := range []int{0, 32, 1 << 20} {
+			if g, _ := guardFor(n); g != guardOff {
+				t.Errorf("guardFor(%d) = %d off Linux, want guardOff", n, g)
+			}
+		}
+		for _, name := range []string{"block", "detect"} {
+			if SetSignalGuardForTest(name) {
+				t.Errorf("SetSignalGuardForTest(%q) accepted off Linux", name)
+			}
+		}
+		return
+	}
 	ticks := detectTicks()
 	t.Logf("detection threshold: %d ticks (half the fastest getppid round trip)", ticks)
 	want := guardDetect

@@ -169,20 +169,18 @@ func XOR(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, s
 // holds its thread's signals while it runs.
 const copyChunk = 64 << 10
 
-// Copy copies min(len(dst), len(src)) bytes from src to dst, which must not
-// overlap, and returns the number copied. Unlike the built-in copy it leaves
-// none of the bytes in a register and lets no signal save them while it
-// runs (see the package documentation), which is what copying a secret into
-// locked memory needs.
+// Copy copies min(len(dst), len(src)) bytes from src to dst and returns the
+// number copied, as the built-in copy does. Unlike the built-in copy it
+// leaves none of the bytes in a register and lets no signal save them while
+// it runs (see the package documentation), which is what copying a secret
+// into locked memory needs.
 //
-// Where [Supported] is false it is the built-in copy.
+// Where [Supported] is false, and where dst and src overlap (which a copy of
+// a secret into fresh memory never does), it is the built-in copy.
 func Copy(dst, src []byte) int {
 	n := min(len(dst), len(src))
-	if !supported {
+	if !supported || n == 0 || overlapsInexactly(dst[:n], src[:n]) || &dst[0] == &src[0] {
 		return copy(dst, src)
-	}
-	if overlapsInexactly(dst[:n], src[:n]) || (n > 0 && &dst[0] == &src[0]) {
-		panic("aesctr: Copy of overlapping slices")
 	}
 	for off := 0; off < n; off += copyChunk {
 		end := min(off+copyChunk, n)

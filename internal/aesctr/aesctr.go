@@ -140,11 +140,11 @@ func Expand(rk *[RoundKeysSize]byte, key *[32]byte) error {
 //
 // rk must be 16-byte aligned, as the assembly uses each round key as a
 // memory operand (see the package documentation): memory from mmap, and a
-// heap allocation of RoundKeysSize bytes or more, are. dst and src must have
-// the same length and either be the same slice or not overlap at all. XOR
-// panics otherwise. scratch is used for a final partial
-// block and is all zero when XOR returns. rk, salt and scratch are used only
-// during the call and no reference to them is kept.
+// heap allocation of its own of RoundKeysSize bytes, are. dst and src must
+// have the same length and either be the same slice or not overlap at all.
+// XOR panics otherwise. scratch is used for a final partial block and is
+// all zero when XOR returns. rk, salt and scratch are used only during the
+// call and no reference to them is kept.
 //
 // XOR must only be called where [Supported] is true; it panics elsewhere.
 // It does not allocate.

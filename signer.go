@@ -114,13 +114,22 @@ func (k *signer) setPublic(key any) error {
 		default:
 			return fmt.Errorf("%w: ECDSA curve %s", ErrInvalidKey, key.Curve.Params().Name)
 		}
+		q, err := key.PublicKey.Bytes()
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidKey, err)
+		}
+		if k.ecPub, err = ecdsa.ParseUncompressedPublicKey(key.Curve, q); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidKey, err)
+		}
 		k.kind = keyECDSA
-		k.ecPub = &ecdsa.PublicKey{Curve: key.Curve, X: new(big.Int).Set(key.X), Y: new(big.Int).Set(key.Y)}
 		k.ecBytes = (key.Curve.Params().N.BitLen() + 7) / 8
 		k.pub = k.ecPub
 	case *rsa.PrivateKey:
 		if n := key.N.BitLen(); n < 2048 || n > 4096 {
 			return fmt.Errorf("%w: RSA key of %d bits; want 2048 to 4096", ErrInvalidKey, n)
+		}
+		if len(key.Primes) != 2 {
+			return fmt.Errorf("%w: multi-prime RSA key", ErrInvalidKey)
 		}
 		k.kind = keyRSA
 		k.pub = &rsa.PublicKey{N: new(big.Int).Set(key.N), E: key.E}
@@ -182,9 +191,12 @@ func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypt
 		return nil, err
 	}
 	// The public key is the one NewSigner derived: parsing with
-	// crypto/x509 would derive it again, a scalar multiplication as costly
-	// as the signature.
+	// crypto/x509 or ecdsa.ParseRawPrivateKey would derive it again, a
+	// scalar multiplication as costly as the signature. Setting D is the
+	// one way to avoid that.
+	//lint:ignore SA1019 see above; D is wiped after use
 	key := &ecdsa.PrivateKey{PublicKey: *k.ecPub, D: new(big.Int).SetBytes(d)}
+	//lint:ignore SA1019 wiping the scalar set above
 	defer wipeBig(key.D)
 	return key.Sign(rand, digest, opts)
 }
@@ -266,13 +278,15 @@ func wipeBig(x *big.Int) {
 }
 
 // wipeKey wipes the private parts of a key crypto/x509 parsed, those that
-// are reachable from it. crypto/rsa's precomputed form for the FIPS module
+// are reachable from it (NewSigner takes no multi-prime RSA keys, whose
+// CRTValues it would miss). crypto/rsa's precomputed form for the FIPS module
 // is not, and is left to the garbage collector (erased in secret mode).
 func wipeKey(key any) {
 	switch key := key.(type) {
 	case ed25519.PrivateKey:
 		Wipe(key)
 	case *ecdsa.PrivateKey:
+		//lint:ignore SA1019 wiping, the one use of D left
 		wipeBig(key.D)
 	case *rsa.PrivateKey:
 		wipeBig(key.D)
@@ -283,10 +297,5 @@ func wipeKey(key any) {
 		wipeBig(pc.Dp)
 		wipeBig(pc.Dq)
 		wipeBig(pc.Qinv)
-		for _, v := range pc.CRTValues {
-			wipeBig(v.Exp)
-			wipeBig(v.Coeff)
-			wipeBig(v.R)
-		}
 	}
 }

@@ -3,7 +3,6 @@ package memshuffle
 import (
 	"fmt"
 	"math/bits"
-	"time"
 )
 
 // Alloc makes a new entry of n zeroed elements of T and returns its Handle.
@@ -68,7 +67,7 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	sl.ctr, sl.arena, sl.off, sl.size = base, a.index, uint32(off), uint32(size)
 	sl.meta = sl.meta&^0xff | stateLive<<4 | uint32(bits.TrailingZeros(uint(align)))
 	if ttl := s.cfg.ttl; ttl > 0 {
-		sh.setExpiry(i, sl, time.Now().Add(ttl).UnixNano())
+		sh.setExpiry(i, sl, deadlineAfter(ttl))
 	}
 	a.live++
 	sh.live++

@@ -45,7 +45,8 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 // also wipes entries whose expiry has passed. It stops when ctx is done, when stop is called,
 // or at Close, whichever comes first; stop waits for the goroutine to end
 // and may be called more than once. Only one background shuffler runs at a
-// time (ErrBackgroundRunning).
+// time (ErrBackgroundRunning); once one has stopped, by any of these means,
+// another can be started.
 func (s *Shuffler) StartBackgroundShuffle(ctx context.Context, interval time.Duration) (stop func(), err error) {
 	if s == nil || s.closed.Load() || len(s.shards) == 0 {
 		return nil, ErrClosed
@@ -62,7 +63,15 @@ func (s *Shuffler) StartBackgroundShuffle(ctx context.Context, interval time.Dur
 		return nil, ErrClosed
 	}
 	if s.bgCancel != nil {
-		return nil, ErrBackgroundRunning
+		select {
+		case <-s.bgDone:
+			// Its context ended and it stopped on its own; its stop
+			// function, if still called, leaves the new one alone.
+			s.bgCancel()
+			s.bgCancel, s.bgDone = nil, nil
+		default:
+			return nil, ErrBackgroundRunning
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

@@ -256,3 +256,36 @@ func TestSoak(t *testing.T) {
 	}
 	goroutineGone(t, "memshuffle.(*Shuffler).background")
 }
+
+// TestBackgroundRestartAfterContext: a background shuffler whose context
+// ended has stopped, and a new one starts without the old stop function
+// being called; that old stop function then leaves the new one running.
+func TestBackgroundRestartAfterContext(t *testing.T) {
+	s := newTest(t, WithShards(2))
+	ctx, cancel := context.WithCancel(context.Background())
+	oldStop, err := s.StartBackgroundShuffle(ctx, time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.closeMu.Lock()
+	done := s.bgDone
+	s.closeMu.Unlock()
+	cancel()
+	<-done
+	stop, err := s.StartBackgroundShuffle(context.Background(), time.Millisecond)
+	if err != nil {
+		t.Fatalf("restart after the context ended: %v", err)
+	}
+	oldStop()
+	cycles := s.Stats().BackgroundCycles
+	waitFor(t, "a cycle of the new background shuffler", func() bool { return s.Stats().BackgroundCycles > cycles })
+	if _, err := s.StartBackgroundShuffle(context.Background(), 0); !errors.Is(err, ErrBackgroundRunning) {
+		t.Fatalf("second start while one runs: %v, want ErrBackgroundRunning", err)
+	}
+	stop()
+	stop, err = s.StartBackgroundShuffle(context.Background(), 0)
+	if err != nil {
+		t.Fatalf("start after stop: %v", err)
+	}
+	stop()
+}

@@ -3,6 +3,8 @@ package memshuffle
 import (
 	"context"
 	"fmt"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
 // errNilFunc is what the With functions return for a nil fn, before
@@ -13,12 +15,18 @@ var errNilFunc = fmt.Errorf("%w: nil function", ErrNilArgument)
 // also when fn panics: the entry is encrypted again before the panic goes
 // on. It returns fn's error, or Rent's or Return's, and ErrNilArgument for
 // a nil fn. fn must not keep the pointer.
+//
+// Close and Purge may run while fn does, from another goroutine or from fn
+// itself: the entry is wiped, but its memory stays mapped until fn returns,
+// so fn never faults; whatever fn wrote is wiped when it returns, and With
+// returns ErrClosed (or fn's error, if it has one). The same holds for
+// every With function.
 func With[T any](s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
-	p, err := Rent[T](s, h)
-	return call(h, p, err, s.Return, fn)
+	p, l, err := lend[T](context.Background(), false, s, h, false)
+	return call(p, l, err, fn)
 }
 
 // WithSlice is With for the whole entry as a []T.
@@ -26,21 +34,22 @@ func WithSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
-	b, err := RentSlice[T](s, h)
-	return call(h, b, err, s.Return, fn)
+	b, l, err := lendSlice[T](context.Background(), false, s, h, false)
+	return call(b, l, err, fn)
 }
 
 // WithView views the entry as a *T, calls fn with it, and ends the view,
 // also when fn panics. Any number of WithView calls on one entry may run at
 // once, from different goroutines; fn must not ask for another view of the
 // same entry, which fails with ErrBusy while a writer waits (see View). fn
-// must not write through the pointer or keep it.
+// must not write through the pointer or keep it. Close and Purge during fn
+// are handled as for With.
 func WithView[T any](s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
-	p, err := View[T](s, h)
-	return call(h, p, err, s.ReturnView, fn)
+	p, l, err := lend[T](context.Background(), false, s, h, true)
+	return call(p, l, err, fn)
 }
 
 // WithViewSlice is WithView for the whole entry as a []T.
@@ -48,23 +57,74 @@ func WithViewSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
-	b, err := ViewSlice[T](s, h)
-	return call(h, b, err, s.ReturnView, fn)
+	b, l, err := lendSlice[T](context.Background(), false, s, h, true)
+	return call(b, l, err, fn)
 }
 
-// call runs fn on what a borrow gave, unless the borrow failed, and ends
-// the borrow with end even if fn panics.
-func call[P any](h Handle, p P, err error, end func(Handle) error, fn func(P) error) (ferr error) {
+// A loan is a pinned borrow: one the library itself ends, with endPinned.
+type loan struct {
+	s      *Shuffler
+	h      Handle
+	mem    []byte
+	shared bool
+}
+
+func lend[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, shared bool) (*T, loan, error) {
+	p, mem, err := borrow[T](ctx, wait, s, h, shared, pinned)
+	return p, loan{s, h, mem, shared}, err
+}
+
+func lendSlice[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, shared bool) ([]T, loan, error) {
+	b, mem, err := borrowSlice[T](ctx, wait, s, h, shared, pinned)
+	return b, loan{s, h, mem, shared}, err
+}
+
+// call runs fn on what a loan gave, unless the borrow failed, and ends the
+// loan even if fn panics. It is the one place the With functions and the
+// fills of ReadFrom and CopyFrom run the caller's code on an entry.
+func call[P any](p P, l loan, err error, fn func(P) error) (ferr error) {
 	if err != nil {
 		return err
 	}
 
 	defer func() {
-		if rerr := end(h); ferr == nil {
+		if rerr := l.s.endPinned(l.h, l.mem, l.shared); ferr == nil {
 			ferr = rerr
 		}
 	}()
-	return fn(p)
+	runSecret(func() { ferr = fn(p) })
+	return ferr
+}
+
+// endPinned ends a pinned borrow of h, whose bytes are mem. When Close or
+// Purge ran meanwhile, the shard is closed and its entries are gone, and
+// mem is only wiped again, for what the borrower wrote after them; the last
+// pinned borrow of a shard Close left mapped unmaps it.
+func (s *Shuffler) endPinned(h Handle, mem []byte, shared bool) error {
+	sh := &s.shards[h.shard()]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.pins--
+	if sh.closed {
+		osmem.Wipe(mem)
+		if sh.pins == 0 {
+			for _, r := range sh.orphans {
+				osmem.Wipe(r.Data)
+				_ = osmem.Unmap(r)
+			}
+			sh.orphans = nil
+		}
+		return ErrClosed
+	}
+	sl := sh.slot(h.slot())
+	if sl.gen() != h.gen() || sl.state() == stateFree {
+		// fn returned the entry itself and someone freed it since.
+		return ErrInvalidHandle
+	}
+	if shared {
+		return sh.endView(sl, h)
+	}
+	return sh.endRent(sl, h)
 }
 
 // WithContext is With that, instead of failing with ErrBusy, waits for the
@@ -74,8 +134,8 @@ func WithContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(*T) 
 	if fn == nil {
 		return errNilFunc
 	}
-	p, err := RentContext[T](ctx, s, h)
-	return call(h, p, err, s.Return, fn)
+	p, l, err := lend[T](ctx, true, s, h, false)
+	return call(p, l, err, fn)
 }
 
 // WithSliceContext is WithSlice that waits like RentContext.
@@ -83,8 +143,8 @@ func WithSliceContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func
 	if fn == nil {
 		return errNilFunc
 	}
-	b, err := RentSliceContext[T](ctx, s, h)
-	return call(h, b, err, s.Return, fn)
+	b, l, err := lendSlice[T](ctx, true, s, h, false)
+	return call(b, l, err, fn)
 }
 
 // WithViewContext is WithView that waits like ViewContext: behind a rent,
@@ -93,8 +153,8 @@ func WithViewContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(
 	if fn == nil {
 		return errNilFunc
 	}
-	p, err := ViewContext[T](ctx, s, h)
-	return call(h, p, err, s.ReturnView, fn)
+	p, l, err := lend[T](ctx, true, s, h, true)
+	return call(p, l, err, fn)
 }
 
 // WithViewSliceContext is WithViewSlice that waits like ViewContext. It is
@@ -104,6 +164,6 @@ func WithViewSliceContext[T any](ctx context.Context, s *Shuffler, h Handle, fn 
 	if fn == nil {
 		return errNilFunc
 	}
-	b, err := ViewSliceContext[T](ctx, s, h)
-	return call(h, b, err, s.ReturnView, fn)
+	b, l, err := lendSlice[T](ctx, true, s, h, true)
+	return call(b, l, err, fn)
 }

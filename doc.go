@@ -18,7 +18,8 @@
 // order, wipes what they left behind and gives empty arenas back to the
 // operating system. With [Shuffler.SetShuffleOnBorrowReturn] each Return
 // moves the returned entry too. [Shuffler.RotateKey] re-encrypts everything
-// under a new key without losing data. [Shuffler.Free] wipes an entry at
+// under a new key without losing data, and [WithKeyRotation] does so on a
+// schedule. [Shuffler.Free] wipes an entry at
 // once; its Handle, and every copy of it, stops working, and no later entry
 // is given an equal one.
 //
@@ -42,7 +43,7 @@
 // [ErrTypeMismatch], [ErrInvalidSize], [ErrOutOfMemory], [ErrLockFailed],
 // [ErrNoSecretMemory], [ErrExpired], [ErrTampered], [ErrInvalidOption],
 // [ErrCounterExhausted], [ErrNilArgument], [ErrBackgroundRunning],
-// [ErrNameTaken]. No input makes a call panic.
+// [ErrNameTaken], [ErrInvalidKey]. No input makes a call panic.
 //
 // A rent belongs to its handle, not to a goroutine (Return may come from any
 // goroutine), so Return exactly once per Rent: a second Return gets
@@ -132,26 +133,81 @@
 //
 // # Passing a secret to crypto APIs
 //
-// Go's crypto packages take keys as []byte or as their own key types, and
-// many copy what they are given. Hand them rented memory, for as short a
-// time as possible, and know what they keep:
+// Go's crypto packages take keys as []byte or as their own key types, copy
+// them, and leave the copies on the heap, unwiped, when they are done. Use
+// the adapters instead of handing them rented memory:
 //
-//   - crypto/ed25519: since Go 1.26 Sign caches each private key's
-//     precomputed form under a weak pointer to the key's first byte, which
-//     must therefore be Go heap memory: signing straight from an entry makes
-//     the runtime abort. Keep the 32-byte seed in an entry and, in a
-//     crypto.Signer, derive the key into one long-lived heap buffer under a
-//     mutex, sign, and wipe the buffer; the cache then holds one copy, which
-//     memshuffle cannot wipe.
-//   - crypto/tls: tls.Certificate.PrivateKey accepts any crypto.Signer, so
-//     a Signer like the one above keeps the TLS key's seed in the Shuffler;
-//     examples/tlsserver does this, and says what stays on the heap.
-//   - crypto/hmac: hmac.New copies the key into padded blocks on the heap
-//     for the life of the hash. Build the hash inside a [WithViewSlice] call,
-//     use it, and drop it; don't keep one around.
-//   - Comparisons: compare a presented token with crypto/subtle's
-//     ConstantTimeCompare against a view; never convert the secret to a
-//     string.
+//   - [ReadPrivateKey] reads a PEM or DER private key (PKCS#8, PKCS#1,
+//     SEC 1) into a new entry as PKCS#8 DER, and [NewSigner] makes a
+//     crypto.Signer of it (Ed25519; ECDSA P-256, P-384, P-521; RSA 2048 to
+//     4096 bits), which works as tls.Certificate's PrivateKey and with
+//     x509.CreateCertificate. Sign parses the key out of a view for each
+//     signature.
+//   - [MAC] computes an HMAC with a key held in an entry, without the two
+//     padded copies of the key hmac.New keeps.
+//
+// What they leave behind depends on the build. TestAdapterCopies counts
+// every form of a key that gives it away, after 1,000 operations of each
+// adapter and a garbage collection, in every readable mapping of the
+// process outside the Shuffler's locked, dump-excluded arenas (the same
+// counts in a gcore dump). One run on linux/amd64 with Go 1.26.8, in a
+// default build (go test -run TestAdapterCopies -v):
+//
+//   - MAC (HMAC-SHA256): 0 copies of the key, of key XOR ipad and of key
+//     XOR opad. For comparison, hmac.New inside [WithViewSlice] left 476
+//     and 472 padded blocks after 50,000 MACs (examples/jwt).
+//   - Ed25519 Sign: 1 copy of the seed and 1 of the nonce prefix, none of
+//     the secret scalar in its byte form. crypto/ed25519 caches every key
+//     it signs with, expanded, under a weak pointer to the key's first
+//     byte, and never wipes the cache. The Signer signs from one heap
+//     buffer for its whole life, so the cache holds one copy; a buffer per
+//     signature would leave one per signature until the memory is reused.
+//     (The key cannot be the entry itself: a weak pointer into memory the
+//     runtime does not manage aborts the process, in any build.)
+//   - ECDSA P-256 Sign: 17 copies of d. crypto/ecdsa copies the scalar
+//     into its FIPS module's key form for each signature, and those copies
+//     are not reachable to wipe; the Signer wipes its own big.Int.
+//   - RSA-2048 Sign: 54 copies of d, 48 of p and 70 of q big-endian, and
+//     16 to 18 of each as little-endian words. Parsing a key makes
+//     crypto/rsa's precomputed values; those math/big and bigmod numbers
+//     the Signer can reach are wiped, the FIPS module's are not.
+//
+// # Secret mode
+//
+// Go 1.26 has runtime/secret behind GOEXPERIMENT=runtimesecret, for
+// linux/amd64 and linux/arm64: secret.Do(f) erases the registers and the
+// stack f used, the signal frames of signals that arrive while it runs, and
+// the heap allocations f made once they are unreachable. Build with it and
+// [SecretMode] reports true (as does [Stats].SecretMode), and every callback
+// the library runs with plaintext runs inside secret.Do: the With
+// functions, the fill of [ReadFrom] and [CopyFrom], and the adapters'
+// parsing, signing and hashing. No code changes:
+//
+//	GOEXPERIMENT=runtimesecret go build ./...
+//
+// In secret mode TestAdapterCopies finds 0 copies of every form above, in
+// the live process and in a core dump, and fails if it finds any; even
+// hmac.New inside WithViewSlice leaves none once collected. The Ed25519
+// Signer then uses a key buffer per signature, so the cache entry made
+// inside secret.Do dies with it and is erased. Erasure of heap memory waits
+// for the garbage collector: a copy stays readable until the collection
+// (for a cache entry, the second collection) after it became unreachable.
+// BENCHMARKS.md has what secret mode costs.
+//
+// What neither build can protect:
+//
+//   - a secret turned into a string, or passed to a function that keeps it
+//     in a global, a cache that outlives the call, or a buffer of its own
+//     (a bufio.Reader's, say): secret.Do does not reach globals, and a
+//     value still reachable is not erased;
+//   - goroutines a callback starts, which run outside secret.Do;
+//   - what a callback returns or stores where the program can reach it (a
+//     signature is fine; the key is not);
+//   - the plaintext in the arena while it is rented, and the library's own
+//     cipher work, which runs outside secret.Do;
+//   - comparisons: compare a presented token with crypto/subtle's
+//     ConstantTimeCompare, or hmac.Equal, against a view, never by
+//     converting the secret to a string.
 //
 // # Concurrency
 //

@@ -76,4 +76,21 @@ var (
 	// counter blocks of a Shuffler is used up, which takes 2^68 bytes of
 	// encryption. No counter block is ever used twice instead.
 	ErrCounterExhausted = ctr.ErrExhausted
+
+	// ErrRotationIncomplete is returned, wrapping the cause, by a RotateKey
+	// that switched some shards to the new key and could not switch the
+	// rest. Every entry stays readable; the next RotateKey finishes the
+	// interrupted rotation before starting its own.
+	ErrRotationIncomplete = errors.New("memshuffle: key rotation incomplete")
+
+	// ErrPanicked is returned, wrapping the panic value, when code of the
+	// caller's that memshuffle runs to fill an entry (the io.Reader of
+	// ReadFrom) panics; the entry is wiped and freed.
+	ErrPanicked = errors.New("memshuffle: caller's code panicked")
 )
+
+// ErrInvalidKey is returned by NewSigner and ReadPrivateKey when the bytes
+// are not a private key of a supported kind and size (Ed25519; ECDSA on
+// P-256, P-384 or P-521; RSA of 2048 to 4096 bits), and by a Signer's Sign
+// when its entry no longer holds such a key.
+var ErrInvalidKey = errors.New("memshuffle: invalid or unsupported private key")

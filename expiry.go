@@ -2,15 +2,21 @@ package memshuffle
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
 // WithDefaultTTL gives every new entry an expiry ttl after its allocation;
-// see [Shuffler.SetExpiry].
+// see [Shuffler.SetExpiry]. Expiries are kept as int64 Unix nanoseconds, so
+// New rejects, with ErrInvalidOption, a ttl that takes an entry allocated
+// now past April 2262 (about 236 years from 2026).
 func WithDefaultTTL(ttl time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if ttl <= 0 {
 			return fmt.Errorf("%w: WithDefaultTTL(%v): want a positive duration", ErrInvalidOption, ttl)
+		}
+		if deadlineAfter(ttl) == math.MaxInt64 {
+			return fmt.Errorf("%w: WithDefaultTTL(%v): expiries after %v cannot be kept", ErrInvalidOption, ttl, lastDeadline.UTC())
 		}
 		c.ttl = ttl
 		return nil
@@ -23,6 +29,10 @@ func WithDefaultTTL(ttl time.Duration) Option {
 // expired entries. An entry rented or viewed when it expires is wiped when
 // the last borrower returns it, and that Return reports ErrExpired. Free of
 // an expired handle recycles its slot.
+//
+// Expiries are kept as int64 Unix nanoseconds: a t after April 2262 is kept
+// as the last instant they can say, which Expiry then reports, and a t
+// before September 1677 as the first, which has passed.
 func (s *Shuffler) SetExpiry(h Handle, t time.Time) error {
 	sh, sl, err := s.lookupLive(h)
 	if err != nil {
@@ -36,7 +46,7 @@ func (s *Shuffler) SetExpiry(h Handle, t time.Time) error {
 		}
 		return nil
 	}
-	sh.setExpiry(h.slot(), sl, t.UnixNano())
+	sh.setExpiry(h.slot(), sl, unixNanos(t))
 	if sh.due(h.slot()) {
 		sh.expire(h.slot(), sl)
 	}
@@ -54,6 +64,34 @@ func (s *Shuffler) Expiry(h Handle) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	return time.Unix(0, sh.expiry[h.slot()]), nil
+}
+
+// The first and last instants int64 Unix nanoseconds can say.
+var (
+	firstDeadline = time.Unix(0, math.MinInt64)
+	lastDeadline  = time.Unix(0, math.MaxInt64)
+)
+
+// unixNanos is t in Unix nanoseconds, saturated: time.Time.UnixNano wraps
+// outside the int64 range, which would make a far-future expiry expire at
+// once and a far-past one never.
+func unixNanos(t time.Time) int64 {
+	switch {
+	case t.After(lastDeadline):
+		return math.MaxInt64
+	case t.Before(firstDeadline):
+		return math.MinInt64
+	}
+	return t.UnixNano()
+}
+
+// deadlineAfter is now plus ttl (positive) in Unix nanoseconds, saturated.
+func deadlineAfter(ttl time.Duration) int64 {
+	now := time.Now().UnixNano()
+	if int64(ttl) > math.MaxInt64-now {
+		return math.MaxInt64
+	}
+	return now + int64(ttl)
 }
 
 func (sh *shard) setExpiry(i uint32, sl *slot, deadline int64) {

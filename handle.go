@@ -32,10 +32,12 @@ func (h Handle) gen() uint32   { return uint32(h.id & genMask) }
 func (h Handle) IsZero() bool { return h == Handle{} }
 
 // String describes h without revealing anything about the entry's contents
-// or address.
+// or address: the issuing Shuffler's identity (a random number, no secret),
+// then the shard, slot and generation, so that Handles of different
+// Shufflers print differently, as they compare unequal.
 func (h Handle) String() string {
 	if h.IsZero() {
 		return "memshuffle.Handle(zero)"
 	}
-	return fmt.Sprintf("memshuffle.Handle(%d:%d:%d)", h.shard(), h.slot(), h.gen())
+	return fmt.Sprintf("memshuffle.Handle(%016x/%d:%d:%d)", h.owner, h.shard(), h.slot(), h.gen())
 }

@@ -1,10 +1,12 @@
 package memshuffle
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/memshuffle/memshuffle/internal/aesctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
@@ -18,52 +20,77 @@ func Wipe(b []byte) { osmem.Wipe(b) }
 // through a buffer of memshuffle's on the Go heap. Whether r itself keeps a
 // copy (a bufio.Reader's buffer, say) is up to r; an *os.File reads into the
 // entry directly. If r yields fewer than n bytes, the entry is wiped and
-// freed and the error wraps io.ErrUnexpectedEOF (or r's error).
+// freed and the error wraps io.ErrUnexpectedEOF (or r's error). If r panics
+// (a typed nil r often does), the entry is wiped and freed as well and the
+// error wraps ErrPanicked and the panic value.
+//
+// Close or Purge while r is reading never faults: ReadFrom wipes what r
+// wrote once r returns, and returns ErrClosed.
 func ReadFrom(s *Shuffler, r io.Reader, n int) (Handle, error) {
 	if r == nil {
 		return Handle{}, fmt.Errorf("%w: nil io.Reader", ErrNilArgument)
 	}
-	return newFilled(s, n, func(b []byte) error {
-		_, err := io.ReadFull(r, b)
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
+	return newFilled(s, n, func(b []byte) error { return readFull(r, b) })
+}
+
+// readFull fills b from r, turning a panic of r into an error: the entry
+// that b is is then wiped and freed like after any other failed read.
+func readFull(r io.Reader, b []byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if perr, ok := p.(error); ok {
+				err = fmt.Errorf("%w: io.Reader %T: %w", ErrPanicked, r, perr)
+			} else {
+				err = fmt.Errorf("%w: io.Reader %T: %v", ErrPanicked, r, p)
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("memshuffle: reading %d bytes: %w", n, err)
-		}
-		return nil
-	})
+	}()
+	_, err = io.ReadFull(r, b)
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return fmt.Errorf("memshuffle: reading %d bytes: %w", len(b), err)
+	}
+	return nil
 }
 
 // CopyFrom makes an entry holding a copy of src and then wipes src, so the
 // entry is the only copy left of what src held. It is the way in for a
 // secret that already sits in a []byte; src must not be needed afterwards.
-// On error src is wiped all the same.
+// src is wiped exactly when CopyFrom returns a nil error, once the entry
+// holds the copy, encrypted. On any error (ErrClosed, ErrOutOfMemory,
+// ErrExpired with a very short WithDefaultTTL, ...) no entry holds it and
+// src is left as it was, so the secret is not lost; wipe it yourself if
+// you give up on it.
 func CopyFrom(s *Shuffler, src []byte) (Handle, error) {
-	defer Wipe(src)
-	return newFilled(s, len(src), func(b []byte) error {
-		copy(b, src)
+	h, err := newFilled(s, len(src), func(b []byte) error {
+		aesctr.Copy(b, src) // leaves no plaintext in a register for a signal to save
 		return nil
 	})
+	if err == nil {
+		Wipe(src)
+	}
+	return h, err
 }
 
 // newFilled makes an entry of n bytes and has fill write it while rented.
 // If fill fails, or the entry cannot be sealed, the entry is wiped and
-// freed and the error returned as it is.
+// freed and the error returned as it is. The rent is pinned, so a Close
+// meanwhile leaves fill's memory mapped until it ends (see call).
 func newFilled(s *Shuffler, n int, fill func([]byte) error) (Handle, error) {
 	h, err := Alloc[byte](s, n)
 	if err != nil {
 		return Handle{}, err
 	}
-	b, err := RentSlice[byte](s, h)
-	if err == nil {
-		if err = fill(b); err != nil {
+	b, l, err := lendSlice[byte](context.Background(), false, s, h, false)
+	err = call(b, l, err, func(b []byte) error {
+		if err := fill(b); err != nil {
 			Wipe(b)
-			s.Return(h)
-		} else {
-			err = s.Return(h)
+			return err
 		}
-	}
+		return nil
+	})
 	if err != nil {
 		s.Free(h)
 		return Handle{}, err

@@ -44,6 +44,8 @@ type config struct {
 	background bool          // WithBackgroundShuffle
 	bgInterval time.Duration
 	logger     *slog.Logger
+
+	rotateEvery time.Duration // WithKeyRotation
 }
 
 func defaultConfig() config {
@@ -146,6 +148,25 @@ func WithCipher(c Cipher) Option {
 			return fmt.Errorf("%w: WithCipher(%d)", ErrInvalidOption, int(c))
 		}
 		cfg.cipher = seal.Mode(c)
+		return nil
+	})
+}
+
+// WithKeyRotation rotates the key in the background, as RotateKey(nil, nil)
+// does, every interval from the end of one rotation to the start of the
+// next, until Close or Purge. Shards switch keys one at a time, each under
+// its own lock: a Rent or Return waits at most for one shard's entries to
+// be re-encrypted, never for the whole rotation. A rotation that fails (see
+// RotateKey) is logged at warning level and retried at the next tick. The
+// interval must be positive (ErrInvalidOption). Close stops the goroutine
+// and waits for it, so a logger that it calls may Purge the Shuffler but
+// must not Close it.
+func WithKeyRotation(every time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if every <= 0 {
+			return fmt.Errorf("%w: WithKeyRotation(%v): want a positive interval", ErrInvalidOption, every)
+		}
+		c.rotateEvery = every
 		return nil
 	})
 }

@@ -16,6 +16,12 @@ import (
 // goroutine still holding a rented pointer reads zeros instead of faulting;
 // a later Close unmaps it. Purge waits for calls already in progress on each
 // shard to finish, which is brief, since no call holds a shard for long.
+//
+// A With function, ReadFrom or CopyFrom running during Purge, or calling it,
+// goes on to its end: what it writes after Purge is wiped when it returns,
+// and its caller gets ErrClosed, so nothing written survives. A slice from
+// Rent has no such end: what is written through it after Purge stays until
+// Close.
 func (s *Shuffler) Purge() error {
 	if s == nil || len(s.shards) == 0 {
 		return nil
@@ -49,6 +55,9 @@ func (s *Shuffler) Purge() error {
 	// them, from a logger. Close waits for them.
 	if s.bgCancel != nil {
 		s.bgCancel()
+	}
+	if s.rotStop != nil {
+		s.rotStop()
 	}
 	if s.stopWatch != nil {
 		close(s.stopWatch)

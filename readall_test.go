@@ -16,12 +16,12 @@ type plainReader struct{ r io.Reader }
 
 func (p plainReader) Read(b []byte) (int, error) { return p.r.Read(b) }
 
-// panicReader yields n bytes of data, then panics.
-type panicReader struct {
+// dataThenPanicReader yields n bytes of data, then panics.
+type dataThenPanicReader struct {
 	data []byte
 }
 
-func (p *panicReader) Read(b []byte) (int, error) {
+func (p *dataThenPanicReader) Read(b []byte) (int, error) {
 	if len(p.data) == 0 {
 		panic("reader broke")
 	}
@@ -99,8 +99,8 @@ func TestReadAll(t *testing.T) {
 			return io.MultiReader(bytes.NewReader(big[:100]), iotest.ErrReader(io.ErrClosedPipe))
 		}, 1 << 20, nil, []error{io.ErrClosedPipe}},
 		{"timeout", func() io.Reader { return iotest.TimeoutReader(bytes.NewReader(big)) }, 1 << 20, nil, []error{iotest.ErrTimeout}},
-		{"panics after data", func() io.Reader { return &panicReader{data: bytes.Clone(big[:3000])} }, 1 << 20, nil, nil},
-		{"panics in the probe", func() io.Reader { return &panicReader{data: bytes.Clone(big[:8])} }, 8, nil, nil},
+		{"panics after data", func() io.Reader { return &dataThenPanicReader{data: bytes.Clone(big[:3000])} }, 1 << 20, nil, nil},
+		{"panics in the probe", func() io.Reader { return &dataThenPanicReader{data: bytes.Clone(big[:8])} }, 8, nil, nil},
 		{"count too large", func() io.Reader { return countReader{n: 1 << 30} }, 10, nil, nil},
 		{"negative count", func() io.Reader { return countReader{n: -1} }, 10, nil, nil},
 		{"no progress", func() io.Reader { return emptyReader{} }, 10, nil, []error{io.ErrNoProgress}},
@@ -145,7 +145,7 @@ func TestReadAll(t *testing.T) {
 func TestReadAllPanicIsError(t *testing.T) {
 	t.Parallel()
 	s := newTest(t)
-	_, err := ReadAll(s, &panicReader{data: []byte("abc")}, 100)
+	_, err := ReadAll(s, &dataThenPanicReader{data: []byte("abc")}, 100)
 	if err == nil || !strings.Contains(err.Error(), "reader broke") {
 		t.Fatalf("err = %v, want the panic's value", err)
 	}
@@ -233,7 +233,7 @@ func TestReadUntilFailures(t *testing.T) {
 	if _, err := ReadUntil(s, r, '\n', 100); !errors.Is(err, io.ErrClosedPipe) {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := ReadUntil(s, &panicReader{data: []byte("abc")}, '\n', 100); err == nil {
+	if _, err := ReadUntil(s, &dataThenPanicReader{data: []byte("abc")}, '\n', 100); err == nil {
 		t.Fatal("a panicking reader gave no error")
 	}
 	if _, err := ReadUntil(s, nil, '\n', 100); !errors.Is(err, ErrNilArgument) {

@@ -14,8 +14,20 @@ import (
 // pointer must not be used after Return, and after Close the memory is gone.
 // T must hold no Go pointers, be no larger than the entry, and need no
 // stricter alignment than the entry was allocated with (ErrTypeMismatch).
+//
+// Nothing stops a write through a pointer or slice kept after Return, and
+// what it does depends on what happened since. While the entry rests where
+// it was, the write lands in its ciphertext: with the default AES256CTR
+// cipher the entry then silently decrypts to changed bytes; AES256GCM and
+// ChaCha20Poly1305 detect it, and the next Rent or View fails with
+// ErrTampered. Once a Shuffle, a background step or a moving Return has
+// taken the entry elsewhere, the write lands in wiped memory or, when its
+// arena was unmapped, faults: the process dies, with no panic to recover.
+// The With functions cannot be misused this way; an authenticated cipher
+// at least reports it.
 func Rent[T any](s *Shuffler, h Handle) (*T, error) {
-	return borrow[T](context.Background(), false, s, h, false)
+	p, _, err := borrow[T](context.Background(), false, s, h, false, unpinned)
+	return p, err
 }
 
 // RentSlice is Rent for the whole entry as a slice of T. The entry's size
@@ -23,18 +35,21 @@ func Rent[T any](s *Shuffler, h Handle) (*T, error) {
 // the slice as for Rent's pointer; in particular it must not be appended to
 // beyond its capacity, which is the entry's size.
 func RentSlice[T any](s *Shuffler, h Handle) ([]T, error) {
-	return borrowSlice[T](context.Background(), false, s, h, false)
+	b, _, err := borrowSlice[T](context.Background(), false, s, h, false, unpinned)
+	return b, err
 }
 
 // RentContext is Rent that, instead of failing with ErrBusy, waits until the
 // entry is free or ctx is done; then it returns ctx's error.
 func RentContext[T any](ctx context.Context, s *Shuffler, h Handle) (*T, error) {
-	return borrow[T](ctx, true, s, h, false)
+	p, _, err := borrow[T](ctx, true, s, h, false, unpinned)
+	return p, err
 }
 
 // RentSliceContext is RentSlice that waits like RentContext.
 func RentSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, error) {
-	return borrowSlice[T](ctx, true, s, h, false)
+	b, _, err := borrowSlice[T](ctx, true, s, h, false, unpinned)
+	return b, err
 }
 
 // View is a shared, read-only rent: any number of goroutines may view an
@@ -47,49 +62,67 @@ func RentSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, e
 // out. The pointer must not be written through, and must not be used after
 // the caller's ReturnView.
 func View[T any](s *Shuffler, h Handle) (*T, error) {
-	return borrow[T](context.Background(), false, s, h, true)
+	p, _, err := borrow[T](context.Background(), false, s, h, true, unpinned)
+	return p, err
 }
 
 // ViewSlice is View for the whole entry as a slice of T; see RentSlice for
 // the size rule.
 func ViewSlice[T any](s *Shuffler, h Handle) ([]T, error) {
-	return borrowSlice[T](context.Background(), false, s, h, true)
+	b, _, err := borrowSlice[T](context.Background(), false, s, h, true, unpinned)
+	return b, err
 }
 
 // ViewContext is View that waits, instead of failing with ErrBusy, while
 // the entry is rented, until it is returned or ctx is done.
 func ViewContext[T any](ctx context.Context, s *Shuffler, h Handle) (*T, error) {
-	return borrow[T](ctx, true, s, h, true)
+	p, _, err := borrow[T](ctx, true, s, h, true, unpinned)
+	return p, err
 }
 
 // ViewSliceContext is ViewSlice that waits like ViewContext.
 func ViewSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, error) {
-	return borrowSlice[T](ctx, true, s, h, true)
+	b, _, err := borrowSlice[T](ctx, true, s, h, true, unpinned)
+	return b, err
 }
 
-func borrow[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, shared bool) (*T, error) {
+// borrow and borrowSlice return the borrowed entry both as the caller's
+// type and as bytes, which is what ending a pinned borrow wipes.
+func borrow[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, shared bool, pin pinning) (*T, []byte, error) {
 	ti, err := typeOf[T]()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	mem, err := s.borrow(ctx, wait, h, ti, false, shared)
+	mem, err := s.borrow(ctx, wait, h, ti, false, shared, pin)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return (*T)(unsafe.Pointer(unsafe.SliceData(mem))), nil
+	return (*T)(unsafe.Pointer(unsafe.SliceData(mem))), mem, nil
 }
 
-func borrowSlice[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, shared bool) ([]T, error) {
+func borrowSlice[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, shared bool, pin pinning) ([]T, []byte, error) {
 	ti, err := typeOf[T]()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	mem, err := s.borrow(ctx, wait, h, ti, true, shared)
+	mem, err := s.borrow(ctx, wait, h, ti, true, shared, pin)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(mem))), len(mem)/ti.size), nil
+	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(mem))), len(mem)/ti.size), mem, nil
 }
+
+// pinning says whether a borrow holds its shard's memory mapped until it
+// ends. The With functions and the fills of ReadFrom and CopyFrom pin: they
+// run the caller's code on the entry and end the borrow themselves, so Close
+// can leave the unmapping to them (see Shuffler.endPinned). Rent and View
+// do not: their callers may never return, and Close unmaps under them.
+type pinning bool
+
+const (
+	unpinned pinning = false
+	pinned   pinning = true
+)
 
 // borrow rents (or, shared, views) an entry. Without wait a busy entry is
 // an error; with it, borrow waits for the entry's shard to see a return,
@@ -98,7 +131,7 @@ func borrowSlice[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, s
 // A writer that waits is counted in sh.writers, and while one is, new
 // views of the entry count it as busy too: otherwise readers whose views
 // overlap would keep a writer out for as long as they keep coming.
-func (s *Shuffler) borrow(ctx context.Context, wait bool, h Handle, ti typeInfo, whole, shared bool) ([]byte, error) {
+func (s *Shuffler) borrow(ctx context.Context, wait bool, h Handle, ti typeInfo, whole, shared bool, pin pinning) ([]byte, error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: nil context", ErrNilArgument)
 	}
@@ -139,6 +172,9 @@ func (s *Shuffler) borrow(ctx context.Context, wait bool, h Handle, ti typeInfo,
 			sh.queueWriter(h, -1)
 		}
 		mem, err := sh.take(sl, h, ti, whole, shared)
+		if err == nil && pin == pinned {
+			sh.pins++
+		}
 		if err != nil && queued {
 			// Readers held back for this writer would otherwise sleep on
 			// until the next return.
@@ -223,6 +259,11 @@ func (s *Shuffler) Return(h Handle) error {
 		return err
 	}
 	defer sh.mu.Unlock()
+	return sh.endRent(sl, h)
+}
+
+// endRent is Return under the shard lock.
+func (sh *shard) endRent(sl *slot, h Handle) error {
 	if sl.state() == stateExpired {
 		return ErrExpired
 	}
@@ -241,6 +282,11 @@ func (s *Shuffler) ReturnView(h Handle) error {
 		return err
 	}
 	defer sh.mu.Unlock()
+	return sh.endView(sl, h)
+}
+
+// endView is ReturnView under the shard lock.
+func (sh *shard) endView(sl *slot, h Handle) error {
 	if sl.state() == stateExpired {
 		return ErrExpired
 	}

@@ -46,7 +46,6 @@ type Shuffler struct {
 	own                    *osmem.Region // keys, round keys and scratch; see ownState
 	ownLocked, ownUnlocked int64
 	cipherSlot             int  // which cipherState the shards' cipher uses
-	rotateBroken           bool // a RotateKey failed part-way; see RotateKey
 	released               bool // Close has unmapped everything
 
 	shuffles       atomic.Uint64
@@ -66,6 +65,10 @@ type Shuffler struct {
 	stopWatch, watchDone chan struct{}      // the rent-tracking goroutine
 	bgCancel             context.CancelFunc // the background shuffler, under closeMu
 	bgDone               chan struct{}
+
+	rot     rotation           // a RotateKey left part-way, under rotateMu
+	rotStop context.CancelFunc // WithKeyRotation's goroutine, set by New
+	rotDone chan struct{}
 }
 
 // shard is an independent part of a Shuffler: its own lock, slot table and
@@ -79,6 +82,11 @@ type shard struct {
 	purged bool // wiped by Purge; arenas still mapped until Close
 	ciph   seal.Cipher
 	ov     int // bytes of tag after each entry's data (0 for CTR)
+
+	// Pinned borrows in progress (With functions, fills), and the regions
+	// Close left mapped for them: the last to end unmaps these.
+	pins    int
+	orphans []*osmem.Region
 
 	chunks   [][]slot
 	nslots   uint32
@@ -230,6 +238,9 @@ func New(opts ...Option) (*Shuffler, error) {
 		s.stopWatch, s.watchDone = make(chan struct{}), make(chan struct{})
 		go s.watchRents(s.stopWatch, s.watchDone)
 	}
+	if cfg.rotateEvery > 0 {
+		s.startKeyRotation(cfg.rotateEvery)
+	}
 	if cfg.background {
 		if _, err := s.StartBackgroundShuffle(context.Background(), cfg.bgInterval); err != nil {
 			s.Close()
@@ -302,10 +313,17 @@ func (s *Shuffler) releaseAll() {
 // Close wipes every entry, rented or not, and returns all memory to the
 // operating system. Pointers and slices from Rent become invalid: using one
 // faults. Close is idempotent; every other call afterwards returns ErrClosed.
+//
+// Close never waits for, and never faults, a With function, ReadFrom or
+// CopyFrom running at the same time, even when called from inside the
+// function: the memory of a shard such a function is using is wiped at once
+// but stays mapped until the function returns; then what it wrote since is
+// wiped, the memory unmapped, and the function's caller gets ErrClosed.
 func (s *Shuffler) Close() error {
 	if s == nil || len(s.shards) == 0 {
 		return nil
 	}
+	s.stopKeyRotation() // before closeMu, which a rotation takes
 	unregister(s)
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
@@ -332,7 +350,11 @@ func (s *Shuffler) Close() error {
 				continue
 			}
 			osmem.Wipe(a.mem[:a.used])
-			if err := osmem.Unmap(a.reg); err != nil {
+			if sh.pins > 0 {
+				// A With function or fill may still write here: unmapping
+				// now would fault it. endPinned unmaps after the last one.
+				sh.orphans = append(sh.orphans, a.reg)
+			} else if err := osmem.Unmap(a.reg); err != nil {
 				errs = append(errs, err)
 			}
 		}

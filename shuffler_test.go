@@ -964,7 +964,7 @@ func TestHandleString(t *testing.T) {
 		t.Fatal(got)
 	}
 	h := makeHandle(1, 3, 17, 2)
-	if h.String() != "memshuffle.Handle(3:17:2)" || h.shard() != 3 || h.slot() != 17 || h.gen() != 2 || h.IsZero() {
+	if h.String() != "memshuffle.Handle(0000000000000001/3:17:2)" || h.shard() != 3 || h.slot() != 17 || h.gen() != 2 || h.IsZero() {
 		t.Fatal(h.String())
 	}
 }

@@ -26,6 +26,9 @@ type Stats struct {
 	// locked, dump-excluded region. When false (no AES-NI, or not amd64)
 	// crypto/aes keeps them on the Go heap.
 	KeyOffHeap bool
+	// SecretMode reports that callbacks given plaintext run inside
+	// runtime/secret's secret.Do (see SecretMode).
+	SecretMode bool
 
 	Shuffles       uint64        // completed calls to Shuffle
 	ArenasReleased uint64        // arenas returned to the OS
@@ -74,7 +77,7 @@ func (s *Shuffler) Stats() Stats {
 	if s == nil {
 		return Stats{}
 	}
-	var st Stats
+	st := Stats{SecretMode: secretMode}
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()

@@ -108,3 +108,31 @@ func TestWaitersReleasedByClose(t *testing.T) {
 		}
 	}
 }
+
+// The scheduled key rotation of WithKeyRotation ends with Close: while it
+// waits for its next turn (an hour away, so only Close can end it), after a
+// Purge, and while rotations run back to back.
+func TestKeyRotationStoppedByClose(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	for _, c := range []struct {
+		every time.Duration
+		purge bool
+	}{{time.Hour, false}, {time.Hour, true}, {time.Microsecond, false}, {time.Microsecond, true}} {
+		s, err := memshuffle.New(memshuffle.WithKeyRotation(c.every))
+		if err != nil {
+			t.Fatal(err)
+		}
+		busy(t, s)
+		for c.every < time.Second && s.Stats().KeyRotations < 3 {
+			time.Sleep(time.Millisecond)
+		}
+		if c.purge {
+			if err := s.Purge(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

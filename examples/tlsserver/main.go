@@ -12,8 +12,8 @@
 // Flags:
 //
 //	-addr ADDR         listen address (default 127.0.0.1:8443)
-//	-key FILE          the Ed25519 key: a raw 32-byte seed (see signer.go);
-//	                   without it a new key is generated at start-up
+//	-key FILE          the TLS private key, PEM or DER (see signer.go);
+//	                   without it a new Ed25519 key is generated at start-up
 //	-token-file FILE   the API token (see token.go); without it $API_TOKEN,
 //	                   and without that a random token printed once
 //	-cert-out FILE     write the self-signed certificate here (PEM), so that
@@ -82,7 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("tlsserver", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8443", "listen `address`")
-	fs.StringVar(&cfg.keyFile, "key", "", "read the Ed25519 key from `file`: a raw 32-byte seed (default: generate one)")
+	fs.StringVar(&cfg.keyFile, "key", "", "read the TLS private key (PEM or DER: PKCS#8, PKCS#1, SEC 1) from `file` (default: generate an Ed25519 key)")
 	fs.StringVar(&cfg.tokenFile, "token-file", "", "read the API token from `file` (default: $API_TOKEN, else generate one)")
 	fs.StringVar(&cfg.certOut, "cert-out", "", "write the self-signed certificate (PEM) to `file`")
 	fs.DurationVar(&cfg.shuffleEvery, "shuffle", 30*time.Second, "move every entry this often")

@@ -46,7 +46,8 @@ func (v *vault) close() error {
 // server is the HTTPS service and the secrets it keeps.
 type server struct {
 	vault          *vault
-	signer         *seedSigner
+	signer         *vaultSigner
+	signerKey      memshuffle.Handle // the entry holding signer's key, PKCS#8 DER
 	cert           *x509.Certificate // self-signed, for signer's key; public
 	token          memshuffle.Handle
 	generatedToken bool // the token was made here, and must be shown once
@@ -78,11 +79,12 @@ func newServer(cfg config, logger *log.Logger) (*server, error) {
 		}
 	}()
 
-	seed, err := loadSeed(s, cfg.keyFile)
+	key, err := loadKey(s, cfg.keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("key: %w", err)
 	}
-	if srv.signer, err = newSeedSigner(srv.vault, seed); err != nil {
+	srv.signerKey = key
+	if srv.signer, err = newVaultSigner(srv.vault, key); err != nil {
 		return nil, fmt.Errorf("key: %w", err)
 	}
 	if srv.cert, err = selfSigned(srv.signer, cfg.addr, time.Now()); err != nil {
@@ -100,7 +102,7 @@ func newServer(cfg config, logger *log.Logger) (*server, error) {
 func (srv *server) Close() error { return srv.vault.close() }
 
 // tlsConfig serves the certificate with srv.signer as its private key:
-// crypto/tls calls Sign for each full handshake and never sees the seed.
+// crypto/tls calls Sign for each full handshake and never sees the key.
 func (srv *server) tlsConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,

@@ -11,50 +11,68 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/memshuffle/memshuffle"
 )
 
-// The TLS private key is an Ed25519 seed: 32 bytes from which the signing
-// key and the public key are both derived (RFC 8032, section 5.1.5). Only
-// the seed is kept, in a Shuffler entry, encrypted at rest. It is generated
-// or read straight into the entry, with no Go buffer on the way; signing
-// needs a copy on the heap, and crypto/ed25519 keeps one of its own, as
-// seedSigner explains.
+// The TLS private key lives in a Shuffler entry as PKCS#8 DER, the form
+// memshuffle.NewSigner signs with. It is either generated in place in the
+// entry or read from a key file by memshuffle.ReadPrivateKey; the Signer
+// parses it out of a view of the entry for each signature.
 
-// loadSeed returns an entry holding the seed: read from file if one is
-// named, else freshly generated.
-//
-// The file holds exactly 32 raw bytes, the seed itself: no PEM, no base64,
-// no trailing newline. Make one with
-//
-//	head -c 32 /dev/urandom > seed.key && chmod 600 seed.key
-//
-// or take the seed out of an OpenSSL key (its PKCS#8 DER form ends with it):
-//
-//	openssl genpkey -algorithm ed25519 -outform DER | tail -c 32 > seed.key
-//
-// Either way other processes (head, openssl, tail) handle the secret on its
-// way to the file; generating the key inside the server (no -key) avoids
-// that, at the price of a new key and certificate on every start.
-func loadSeed(s *memshuffle.Shuffler, file string) (memshuffle.Handle, error) {
-	if file == "" {
-		return generateSeed(s)
-	}
-	return readSeed(s, file)
+// ed25519PKCS8Prefix is the DER of an Ed25519 PKCS#8 PrivateKeyInfo (RFC
+// 8410, section 7) up to the 32-byte seed that ends it: version 0, the
+// algorithm identifier 1.3.101.112, and the OCTET STRING headers.
+var ed25519PKCS8Prefix = []byte{
+	0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70,
+	0x04, 0x22, 0x04, 0x20,
 }
 
-func generateSeed(s *memshuffle.Shuffler) (memshuffle.Handle, error) {
-	h, err := memshuffle.Alloc[byte](s, ed25519.SeedSize)
+// loadKey returns an entry holding the private key as PKCS#8 DER: read from
+// file if one is named, else a new Ed25519 key.
+//
+// The file holds a private key in PEM or DER: PKCS#8, PKCS#1 (RSA) or SEC 1
+// (EC); Ed25519, ECDSA on P-256, P-384 or P-521, or RSA of 2048 to 4096
+// bits. Make one with
+//
+//	openssl genpkey -algorithm ed25519 -out tls.key && chmod 600 tls.key
+//
+// openssl handles the key on its way to the file; generating the key inside
+// the server (no -key) avoids that, at the price of a new key and
+// certificate on every start.
+func loadKey(s *memshuffle.Shuffler, file string) (memshuffle.Handle, error) {
+	if file == "" {
+		return generateKey(s)
+	}
+	f, err := os.Open(file)
 	if err != nil {
 		return memshuffle.Handle{}, err
 	}
-	// crypto/rand writes straight into the rented entry: the seed exists
-	// nowhere else, and is ciphertext again as soon as WithSlice returns.
-	err = memshuffle.WithSlice(s, h, func(seed []byte) error {
-		_, err := rand.Read(seed)
+	defer f.Close()
+	// ReadPrivateKey reads the file into a buffer of its own, parses it and
+	// stores the key as PKCS#8 DER in a new entry; it wipes its buffers,
+	// and in secret mode what encoding/pem and crypto/x509 copied is erased
+	// too. (The page cache keeps the file's pages for a while; that copy
+	// belongs to the file, not to this process.)
+	h, err := memshuffle.ReadPrivateKey(s, f)
+	if err != nil {
+		return memshuffle.Handle{}, fmt.Errorf("%s: %w", file, err)
+	}
+	return h, nil
+}
+
+// generateKey writes a new Ed25519 key, as PKCS#8 DER, straight into a
+// rented entry: the seed comes from crypto/rand into the entry and exists
+// nowhere else.
+func generateKey(s *memshuffle.Shuffler) (memshuffle.Handle, error) {
+	h, err := memshuffle.Alloc[byte](s, len(ed25519PKCS8Prefix)+ed25519.SeedSize)
+	if err != nil {
+		return memshuffle.Handle{}, err
+	}
+	err = memshuffle.WithSlice(s, h, func(der []byte) error {
+		n := copy(der, ed25519PKCS8Prefix)
+		_, err := rand.Read(der[n:])
 		return err
 	})
 	if err != nil {
@@ -64,126 +82,36 @@ func generateSeed(s *memshuffle.Shuffler) (memshuffle.Handle, error) {
 	return h, nil
 }
 
-func readSeed(s *memshuffle.Shuffler, file string) (memshuffle.Handle, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return memshuffle.Handle{}, err
-	}
-	defer f.Close()
-	// A regular file tells its size before anything is read: catch a PEM
-	// file or a stray newline without reading a byte of it.
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() != ed25519.SeedSize {
-		return memshuffle.Handle{}, fmt.Errorf("%s: %d bytes; want the raw %d-byte Ed25519 seed (not PEM, no newline)",
-			file, fi.Size(), ed25519.SeedSize)
-	}
-	// ReadFrom reads from the *os.File straight into a rented entry: the
-	// kernel copies the bytes from the page cache into the arena, and no Go
-	// buffer holds them on the way. (The page cache keeps the file's pages
-	// for a while; that copy belongs to the file, not to this process.)
-	h, err := memshuffle.ReadFrom(s, f, ed25519.SeedSize)
-	if err != nil {
-		return memshuffle.Handle{}, fmt.Errorf("%s: %w", file, err)
-	}
-	// From a pipe or a device the size is not known beforehand: make sure
-	// nothing follows the seed, which would mean some other format.
-	var extra [1]byte
-	if n, _ := f.Read(extra[:]); n > 0 {
-		memshuffle.Wipe(extra[:])
-		s.Free(h)
-		return memshuffle.Handle{}, fmt.Errorf("%s: longer than %d bytes; want the raw Ed25519 seed", file, ed25519.SeedSize)
-	}
-	return h, nil
-}
-
-// seedSigner is a crypto.Signer whose private key is a seed kept in a
-// Shuffler. tls.Certificate and x509.CreateCertificate accept any
-// crypto.Signer as the private key, so neither ever sees the seed.
+// vaultSigner is memshuffle.NewSigner's Signer with one addition: each
+// signature holds the vault's read lock, as every other view here does, so
+// that Close waits for a signature in progress.
 //
-// What memshuffle protects while a signature is made, and what it cannot:
-//
-//   - The seed is decrypted only while it is copied out, under a view, and
-//     is encrypted again at once.
-//
-//   - It is copied into key, the 64-byte ed25519.PrivateKey (seed ‖ public
-//     key) that crypto/ed25519 signs with, and key is wiped as soon as the
-//     signature is made. key has to be Go heap memory: crypto/ed25519 keeps
-//     a cache under a weak pointer to a key's first byte, and the Go runtime
-//     aborts the whole process ("fatal error: getWeakHandle on invalid
-//     pointer") when that byte lies outside the Go heap, as a Shuffler entry
-//     does. A key kept in an entry can never be passed to ed25519.Sign.
-//
-//   - That cache is the copy memshuffle cannot reach (crypto/ed25519 as of
-//     Go 1.26). On the first signature crypto/ed25519 expands key into a precomputed private key (seed,
-//     secret scalar, nonce prefix) on the heap, and keeps it for as long as
-//     key is reachable: here, for the life of the process. It is never
-//     wiped. Signing also leaves per-signature temporaries (the nonce among
-//     them) on the goroutine's stack.
-//
-// Why one long-lived key rather than a fresh ed25519.NewKeyFromSeed per
-// signature, wiped after use: each fresh key gets a cache entry of its own,
-// and those entries are dropped, unwiped, only after the garbage collector
-// finds the key unreachable, and stay readable until the memory is reused.
-// Counted with "memshuffle scan" (Go 1.26, linux/amd64), a fresh key per
-// signature left 1, 10 and 59 copies of the seed on the heap after 1, 10
-// and 100 signatures and two garbage collections; one reused key leaves one
-// copy, however many signatures.
-//
-// So for the TLS key, the Shuffler keeps the seed out of every Go buffer
-// until the first signature, and that is the certificate's, at start-up.
-// From then on one unwiped copy lives on the heap, where a core dump or a
-// heap over-read can find it; main calls memshuffle.DisableCoreDumps for
-// that reason. The API token (token.go) does not have this problem. To keep
-// a signing key out of the process altogether, sign in a separate process
-// or a hardware module; crypto.Signer is the seam for either.
-type seedSigner struct {
+// What stays behind after a signature: in a default build, crypto/ed25519
+// keeps the key it expands (seed, secret scalar, nonce prefix) in a cache
+// on the Go heap, which the Signer holds to one copy for the life of the
+// process by signing with one key buffer; ECDSA and RSA keys leave their
+// parsed copies on the heap until the memory is reused. Built with
+// GOEXPERIMENT=runtimesecret, each signature runs inside secret.Do and all
+// of that is erased once unreachable. README.md has the counts.
+type vaultSigner struct {
 	vault *vault
-	seed  memshuffle.Handle
-
-	// pub is the seed's own public key, derived once from the seed. It
-	// must never be anything else: two signatures of one message under one
-	// seed with two different public keys reveal the private key, which is
-	// why ed25519.PrivateKey carries both halves together.
-	pub ed25519.PublicKey
-
-	mu  sync.Mutex         // guards key
-	key ed25519.PrivateKey // seed ‖ pub while signing, zeros otherwise
+	crypto.Signer
 }
 
-// newSeedSigner derives the public key; Public returns it without touching
-// the seed.
-func newSeedSigner(v *vault, seed memshuffle.Handle) (*seedSigner, error) {
-	k := &seedSigner{vault: v, seed: seed, key: make(ed25519.PrivateKey, ed25519.PrivateKeySize)}
-	err := v.view(seed, func(seed []byte) error {
-		priv := ed25519.NewKeyFromSeed(seed)
-		k.pub = priv.Public().(ed25519.PublicKey) // a copy of priv's second half
-		memshuffle.Wipe(priv)
-		return nil
-	})
+func newVaultSigner(v *vault, key memshuffle.Handle) (*vaultSigner, error) {
+	sg, err := memshuffle.NewSigner(v.s, key)
 	if err != nil {
 		return nil, err
 	}
-	return k, nil
+	return &vaultSigner{vault: v, Signer: sg}, nil
 }
 
-// Public returns the ed25519.PublicKey.
-func (k *seedSigner) Public() crypto.PublicKey { return k.pub }
-
-// Sign signs message as ed25519.PrivateKey.Sign does: opts is crypto.Hash(0)
-// for plain Ed25519, which TLS and X.509 use, or an *ed25519.Options. It is
-// safe to call from many goroutines; signatures are made one at a time.
-func (k *seedSigner) Sign(rand io.Reader, message []byte, opts crypto.SignerOpts) ([]byte, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	err := k.vault.view(k.seed, func(seed []byte) error {
-		copy(k.key, seed)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer memshuffle.Wipe(k.key)
-	copy(k.key[ed25519.SeedSize:], k.pub)
-	return k.key.Sign(rand, message, opts)
+// Sign is the Signer's Sign under the vault's read lock. It is safe to call
+// from many goroutines.
+func (k *vaultSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	k.vault.mu.RLock()
+	defer k.vault.mu.RUnlock()
+	return k.Signer.Sign(rand, digest, opts)
 }
 
 // selfSigned makes a certificate for signer's public key, signed by signer

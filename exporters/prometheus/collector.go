@@ -39,6 +39,8 @@ var metrics = []metric{
 		func(st *memshuffle.Stats) float64 { return float64(st.DumpableBytes) }},
 	{"key_off_heap", "1 if the AES round keys live in the Shuffler's locked, dump-excluded region, 0 if on the Go heap.", prometheus.GaugeValue, "KeyOffHeap",
 		func(st *memshuffle.Stats) float64 { return bool01(st.KeyOffHeap) }},
+	{"secret_mode", "1 if callbacks given plaintext run inside runtime/secret's secret.Do, 0 otherwise.", prometheus.GaugeValue, "SecretMode",
+		func(st *memshuffle.Stats) float64 { return bool01(st.SecretMode) }},
 	{"long_rents", "Rents and views held longer than the WithRentTracking threshold now.", prometheus.GaugeValue, "LongRents",
 		func(st *memshuffle.Stats) float64 { return float64(st.LongRents) }},
 	{"shuffle_max_seconds", "The longest single Shuffle, in seconds.", prometheus.GaugeValue, "ShuffleMax",

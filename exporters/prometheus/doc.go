@@ -17,7 +17,7 @@
 // # Secrets
 //
 // No metric carries a secret, a key, a handle or an address: only counts,
-// sizes in bytes, durations in seconds and the 0/1 flag key_off_heap, the
+// sizes in bytes, durations in seconds and the 0/1 flags key_off_heap and secret_mode, the
 // same figures Stats and Shuffler.PublishExpvar give. The only strings in
 // the output are the metric names, their help texts and the constant labels
 // the caller chooses with [WithConstLabels].
@@ -46,6 +46,9 @@
 //   - memshuffle_key_off_heap: 1 if the AES round keys live in the
 //     Shuffler's locked, dump-excluded region, 0 if crypto/aes keeps them on
 //     the Go heap (KeyOffHeap).
+//   - memshuffle_secret_mode: 1 if callbacks given plaintext run inside
+//     runtime/secret's secret.Do (a GOEXPERIMENT=runtimesecret build), 0
+//     otherwise (SecretMode).
 //   - memshuffle_long_rents: rents and views held longer than the
 //     WithRentTracking threshold now; 0 without rent tracking (LongRents).
 //   - memshuffle_shuffle_max_seconds: the longest single Shuffle, in seconds

@@ -1,7 +1,9 @@
 // Package aesctr is AES-256 in counter mode for memory the Go runtime does not
 // manage: the round keys live in a buffer the caller provides (in memshuffle,
 // locked mmap memory excluded from core dumps), and the work is done in
-// assembly that keeps the key, the round keys and the keystream in registers.
+// assembly that keeps the keystream and the data it processes in registers,
+// takes each round key from that buffer as a memory operand, and keeps
+// signals from saving any of it where a core dump would find it.
 //
 // crypto/aes keeps its expanded key on the Go heap, where the garbage
 // collector may copy it and nothing wipes it; this package exists so that no
@@ -18,17 +20,54 @@
 //
 // # Threat model
 //
-// Expand reads the key and writes the round keys with the assembly routine
+// [Expand] reads the key and writes the round keys with the assembly routine
 // alone: no key word, round key or keystream byte is held in a Go variable,
-// spilled to a goroutine stack or allocated on the heap, and the XMM registers
-// that held them are cleared before each function returns. The assembly is
-// never asynchronously preempted (the runtime refuses to stop assembly at an
-// arbitrary instruction), so it is never saved by the scheduler either. Two
-// copies remain outside this package's control: a signal delivered while the
-// assembly runs makes the kernel save the register file, XMM registers
-// included, on the thread's signal stack; and a long [XOR] is not preemptible
-// at all, so it delays a stop-the-world pause by its run time (about 0.12 ms
-// per MiB on a current x86 core).
+// spilled to a goroutine stack or allocated on the heap, and the XMM
+// registers that held them are cleared before each function returns. [XOR]
+// never loads a round key into a register at all: each AESENC takes it from
+// memory, so a snapshot of the registers in the middle of a call holds AES
+// states and data, not round keys. The assembly is never asynchronously
+// preempted (the runtime refuses to stop assembly at an arbitrary
+// instruction), so the scheduler never saves its registers either.
+//
+// The kernel does: a signal delivered while the assembly runs (the garbage
+// collector's preemption signal, the profiler's SIGPROF) makes it save the
+// register file, XMM registers included, in a frame on the thread's signal
+// stack, which for a Go thread is ordinary Go memory that is dumped with the
+// process and never wiped. So every call is guarded, from assembly, where
+// the goroutine cannot change threads in the middle:
+//
+//   - [Expand], and [XOR] and [Copy] of more than 128 bytes, block every
+//     asynchronous signal of the thread before the first secret is loaded
+//     and restore the mask after the registers are cleared: a signal that
+//     arrives meanwhile stays pending, and its frame holds nothing secret.
+//     Two rt_sigprocmask syscalls per call.
+//   - Shorter [XOR] and [Copy] calls, the common case in memshuffle, read the
+//     time stamp counter before and after instead. A signal taken in between
+//     costs at least its delivery and the rt_sigreturn syscall that ends its
+//     handler, so when the call took longer than half the fastest getppid
+//     round trip (measured at first use) the routine zeroes the thread's
+//     signal stack before returning. Two counter reads per call, and a
+//     syscall and a wipe only when the check fires. On a CPU without an
+//     invariant time stamp counter these calls block signals too.
+//
+// What is left:
+//
+//   - A synchronous signal (a fault in the assembly, which the runtime turns
+//     into a fatal error) is not blocked, and its frame holds the registers
+//     of the moment; so does a core dump the kernel writes then.
+//   - A debugger or dumper that stops the thread (ptrace, as gcore does)
+//     reads its registers directly, in the middle of the assembly if that is
+//     where the thread is. A core file keeps them in its notes, not in the
+//     process's memory.
+//   - In a short call, the frame of a signal stays in memory from the
+//     signal's return until the wipe at the end of the same call.
+//   - The detection threshold is a measured bound, not a proof: it assumes a
+//     signal never costs less than half a syscall round trip measured at
+//     first use, which leaves room for the core to run twice as fast then.
+//   - A long [XOR] is not preemptible and holds its signals for its run
+//     time (about 0.12 ms per MiB on a current x86 core), so callers split
+//     long inputs; memshuffle does so at 64 KiB, and [Copy] does too.
 //
 // # Concurrency
 //
@@ -45,6 +84,7 @@ package aesctr
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"unsafe"
 )
 
@@ -71,7 +111,12 @@ func Expand(rk *[RoundKeysSize]byte, key *[32]byte) error {
 	if !supported {
 		return errUnsupported
 	}
-	expandKeyAsm(rk, key)
+	// The whole key is in the registers: always block, never detect.
+	g, ticks := guardBlock, uint64(0)
+	if forced != nil {
+		g, ticks = forced.guard, forced.ticks
+	}
+	expandKeyAsm(rk, key, g, ticks)
 	return nil
 }
 
@@ -84,8 +129,11 @@ func Expand(rk *[RoundKeysSize]byte, key *[32]byte) error {
 // block never carry into the salt, and past 2^64 the keystream would repeat.
 // The caller enforces this; XOR does not check it.
 //
-// dst and src must have the same length and either be the same slice or not
-// overlap at all; XOR panics otherwise. scratch is used for a final partial
+// rk must be 16-byte aligned, as the assembly uses each round key as a
+// memory operand (see the package documentation): memory from mmap, and a
+// heap allocation of RoundKeysSize bytes or more, are. dst and src must have
+// the same length and either be the same slice or not overlap at all. XOR
+// panics otherwise. scratch is used for a final partial
 // block and is all zero when XOR returns. rk, salt and scratch are used only
 // during the call and no reference to them is kept.
 //
@@ -101,7 +149,125 @@ func XOR(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, s
 	if overlapsInexactly(dst, src) {
 		panic("aesctr: dst and src overlap but are not the same slice")
 	}
-	xorKeyStreamAsm(rk, salt, base, dst, src, scratch)
+	if uintptr(unsafe.Pointer(rk))%16 != 0 {
+		panic("aesctr: round keys not 16-byte aligned")
+	}
+	g, ticks := guardFor(len(src))
+	xorKeyStreamAsm(rk, salt, base, dst, src, scratch, g, ticks)
+}
+
+// copyChunk bounds one assembly call of Copy, which is not preemptible and
+// holds its thread's signals while it runs.
+const copyChunk = 64 << 10
+
+// Copy copies min(len(dst), len(src)) bytes from src to dst, which must not
+// overlap, and returns the number copied. Unlike the built-in copy it leaves
+// none of the bytes in a register and lets no signal save them while it
+// runs (see the package documentation), which is what copying a secret into
+// locked memory needs.
+//
+// Where [Supported] is false it is the built-in copy.
+func Copy(dst, src []byte) int {
+	n := min(len(dst), len(src))
+	if !supported {
+		return copy(dst, src)
+	}
+	if overlapsInexactly(dst[:n], src[:n]) || (n > 0 && &dst[0] == &src[0]) {
+		panic("aesctr: Copy of overlapping slices")
+	}
+	for off := 0; off < n; off += copyChunk {
+		end := min(off+copyChunk, n)
+		g, ticks := guardFor(end - off)
+		copyAsm(dst[off:end], src[off:end], g, ticks)
+	}
+	return n
+}
+
+// The signal guards of the assembly (see the package documentation and
+// aesctr_amd64.s).
+const (
+	guardOff    uint8 = 0 // nothing: only for tests
+	guardBlock  uint8 = 1 // asynchronous signals blocked: two syscalls
+	guardDetect uint8 = 2 // a late return detected, then the signal stack wiped
+)
+
+// detectMax is the longest input guarded by detection rather than by
+// blocking signals. Detection costs two reads of the time stamp counter, and
+// a syscall and a wipe of the signal stack each time it fires, which is
+// every call that runs longer than the threshold: a few hundred bytes of
+// AES here. Blocking costs two syscalls whatever the length. At 128 bytes
+// and below (one batch of the assembly) detection almost never fires; above
+// it the two syscalls are the smaller cost, and a signal frame never exists
+// at all, not even for the microseconds of a long call until the wipe.
+const detectMax = 128
+
+// guardFor returns the guard, and its threshold, of an assembly call on n
+// bytes.
+func guardFor(n int) (uint8, uint64) {
+	if forced != nil {
+		return forced.guard, forced.ticks
+	}
+	if n <= detectMax {
+		if ticks := detectTicks(); ticks != 0 {
+			return guardDetect, ticks
+		}
+	}
+	return guardBlock, 0
+}
+
+// detectTicks is the threshold of guardDetect, or 0 where detection cannot
+// be trusted and every call blocks signals instead.
+var detectTicks = sync.OnceValue(calibrateDetect)
+
+// calibrateDetect returns half the fewest ticks of a getppid round trip.
+// A signal taken during the assembly costs the interrupted code more than
+// that: at least its delivery and the rt_sigreturn syscall that ends its
+// handler, which enters and leaves the kernel as getppid does and restores
+// the whole register file on the way. Half leaves room for the core to run
+// twice as fast as during the calibration (the counter itself ticks at a
+// constant rate, which is checked: without an invariant counter detection
+// is not used).
+func calibrateDetect() uint64 {
+	if !supported || !invariantTSCAsm() {
+		return 0
+	}
+	return syscallTicksAsm(64) / 2
+}
+
+// guardChoice is a guard and its threshold.
+type guardChoice struct {
+	guard uint8
+	ticks uint64
+}
+
+// forced, when not nil, replaces guardFor's choice. Only tests set it.
+var forced *guardChoice
+
+// SetSignalGuardForTest replaces the automatic choice of signal guard for
+// the whole process, so that a test can show that its search finds the
+// signal frames the guard prevents, and a benchmark can weigh the guards:
+// "off" (no guard), "block" (signals blocked for every call), "detect"
+// (detection for every call, whatever its length, where the time stamp
+// counter can be trusted) or "auto" (the default). It returns false, and
+// changes nothing, for any other name. It must be called while no other
+// function of the package runs, and only by tests.
+func SetSignalGuardForTest(name string) bool {
+	switch name {
+	case "auto":
+		forced = nil
+	case "off":
+		forced = &guardChoice{guard: guardOff}
+	case "block":
+		forced = &guardChoice{guard: guardBlock}
+	case "detect":
+		forced = &guardChoice{guard: guardBlock}
+		if ticks := detectTicks(); ticks != 0 {
+			forced = &guardChoice{guard: guardDetect, ticks: ticks}
+		}
+	default:
+		return false
+	}
+	return true
 }
 
 // overlapsInexactly reports whether x and y share memory without starting at

@@ -7,13 +7,30 @@ import "golang.org/x/sys/cpu"
 // which every SSE4.1 CPU has but is checked anyway.
 var supported = cpu.X86.HasAES && cpu.X86.HasSSE41 && cpu.X86.HasSSSE3
 
-// expandKeyAsm writes the 15 AES-256 round keys for key into rk.
+// expandKeyAsm writes the 15 AES-256 round keys for key into rk, under the
+// signal guard guard (guardOff, guardBlock, or guardDetect with threshold
+// ticks; see aesctr_amd64.s).
 //
 //go:noescape
-func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte)
+func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte, guard uint8, ticks uint64)
 
 // xorKeyStreamAsm implements XOR once its preconditions are checked: len(dst)
-// == len(src), no inexact overlap, and the CPU features present.
+// == len(src), no inexact overlap, and the CPU features present. guard and
+// ticks are as for expandKeyAsm.
 //
 //go:noescape
-func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, scratch *[16]byte)
+func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, scratch *[16]byte, guard uint8, ticks uint64)
+
+// copyAsm copies src to the start of dst, which is at least as long and
+// does not overlap it. guard and ticks are as for expandKeyAsm.
+//
+//go:noescape
+func copyAsm(dst, src []byte, guard uint8, ticks uint64)
+
+// syscallTicksAsm returns the fewest time stamp counter ticks any of n > 0
+// getppid round trips took.
+func syscallTicksAsm(n int) uint64
+
+// invariantTSCAsm reports whether the time stamp counter runs at a constant
+// rate whatever the power state of the core.
+func invariantTSCAsm() bool

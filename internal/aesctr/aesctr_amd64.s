@@ -1,11 +1,167 @@
 #include "textflag.h"
 
-// Both routines keep every secret (key words, round keys, keystream) in XMM
-// registers and clear the registers they used before returning. Neither has
-// a stack frame, so nothing is ever spilled to the goroutine stack, and the
-// runtime does not preempt assembly asynchronously, so the register file is
-// never saved there by asyncPreempt either. X15 (the ABIInternal zero
-// register) and R14/R15 are not touched.
+// The routines keep every secret they compute or move (key words and round
+// keys in the expansion, AES states and keystream, the plaintext of the
+// blocks they process) in XMM registers, never in memory of their own, and
+// clear the registers they used before returning. Their stack frame holds only what
+// the signal guard below needs, so nothing secret is ever spilled to the
+// goroutine stack, and the runtime does not preempt assembly asynchronously,
+// so the register file is never saved there by asyncPreempt either. X15
+// (the ABIInternal zero register) and R14/R15 are not touched.
+//
+// What remains is the kernel: a signal delivered while a routine runs (the
+// garbage collector's preemption signal SIGURG, the profiler's SIGPROF)
+// makes it save the whole register file, XMM included, in a frame at the
+// top of the thread's signal stack, which for a Go thread is ordinary Go
+// memory that nothing wipes. The guard argument chooses what to do about it:
+//
+// guardBlock blocks every asynchronous signal of the thread with
+// rt_sigprocmask before the first secret is loaded, and restores the old
+// mask only after the registers are cleared: a signal sent meanwhile stays
+// pending and is delivered then, with nothing secret left to save. The
+// synchronous signals (SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV) stay
+// unblocked, as the kernel would otherwise kill the process without letting
+// the runtime report the fault. Two syscalls per call.
+//
+// guardDetect reads the time stamp counter before the first secret is
+// loaded and after the registers are cleared. A signal taken in between
+// adds its delivery and its return through the rt_sigreturn syscall to the
+// difference, so a difference of more than ticks (calibrated by Go code
+// below one syscall round trip) means a frame may hold secrets: then the
+// routine asks the kernel for the thread's signal stack and zeroes all of
+// it. The stack is not in use (the routine does not run on it, and a signal
+// arriving during the wipe runs its handler to completion before the wipe
+// goes on, with nothing secret in the registers it saves). No syscall
+// unless the check fires.
+//
+// The syscalls are made here rather than from Go so that the goroutine
+// cannot move to another thread in between: each routine is NOSPLIT
+// assembly with no call, so it runs start to end on one thread.
+//
+// Frame: 0(SP) the saved signal mask, 8(SP) the starting time stamp,
+// 16(SP) a stack_t (ss_sp, ss_flags, ss_size) for sigaltstack.
+
+#define guardBlock 1
+#define guardDetect 2
+
+#define SYS_rt_sigprocmask 14
+#define SYS_sigaltstack 131
+#define SIG_BLOCK 0
+#define SIG_SETMASK 2
+#define SS_ONSTACK 1
+#define SS_DISABLE 2
+
+// GUARDENTER starts the guard. It clobbers AX, CX, DX, SI, DI, R10 and R11,
+// so it comes before the arguments are loaded.
+#define GUARDENTER(guard, block, out)       \
+	MOVBLZX guard, AX                   \
+	CMPQ    AX, $guardBlock             \
+	JEQ     block                       \
+	CMPQ    AX, $guardDetect            \
+	JNE     out                         \
+	RDTSC                               \
+	SHLQ    $32, DX                     \
+	ORQ     DX, AX                      \
+	MOVQ    AX, 8(SP)                   \
+	JMP     out                         \
+block:                                      \
+	MOVQ    $SYS_rt_sigprocmask, AX     \
+	MOVQ    $SIG_BLOCK, DI              \
+	LEAQ    asyncSignals<>(SB), SI      \
+	LEAQ    0(SP), DX                   \
+	MOVQ    $8, R10                     \
+	SYSCALL                             \
+out:
+
+// GUARDEXIT ends the guard, after every register holding a secret is
+// cleared. It clobbers AX, CX, DX, SI, DI, R10 and R11.
+#define GUARDEXIT(guard, ticks, restore, out) \
+	MOVBLZX guard, AX                   \
+	CMPQ    AX, $guardBlock             \
+	JEQ     restore                     \
+	CMPQ    AX, $guardDetect            \
+	JNE     out                         \
+	RDTSC                               \
+	SHLQ    $32, DX                     \
+	ORQ     DX, AX                      \
+	SUBQ    8(SP), AX                   \
+	CMPQ    AX, ticks                   \
+	JBE     out                         \
+	MOVQ    $SYS_sigaltstack, AX        \
+	XORL    DI, DI                      \
+	LEAQ    16(SP), SI                  \
+	SYSCALL                             \
+	TESTQ   AX, AX                      \
+	JNZ     out                         \
+	MOVL    24(SP), AX                  \
+	TESTL   $(SS_ONSTACK|SS_DISABLE), AX \
+	JNZ     out                         \
+	MOVQ    16(SP), DI                  \
+	MOVQ    32(SP), CX                  \
+	XORL    AX, AX                      \
+	REP;    STOSB                       \
+	JMP     out                         \
+restore:                                    \
+	MOVQ    $SYS_rt_sigprocmask, AX     \
+	MOVQ    $SIG_SETMASK, DI            \
+	LEAQ    0(SP), SI                   \
+	XORL    DX, DX                      \
+	MOVQ    $8, R10                     \
+	SYSCALL                             \
+out:
+
+// asyncSignals is every signal but SIGILL (4), SIGTRAP (5), SIGBUS (7),
+// SIGFPE (8) and SIGSEGV (11), as a kernel sigset_t: bit n-1 is signal n.
+// The kernel ignores the bits of SIGKILL and SIGSTOP.
+DATA asyncSignals<>+0(SB)/8, $0xfffffffffffffb27
+GLOBL asyncSignals<>(SB), RODATA|NOPTR, $8
+
+// func syscallTicksAsm(n int) uint64
+//
+// The fewest time stamp counter ticks any of n getppid round trips took:
+// what the calibration of guardDetect starts from.
+TEXT ·syscallTicksAsm(SB), NOSPLIT, $0-16
+	MOVQ n+0(FP), R8
+	MOVQ $-1, R9
+
+calibrate:
+	RDTSC
+	SHLQ    $32, DX
+	ORQ     DX, AX
+	MOVQ    AX, R12
+	MOVQ    $110, AX // getppid
+	SYSCALL
+	RDTSC
+	SHLQ    $32, DX
+	ORQ     DX, AX
+	SUBQ    R12, AX
+	CMPQ    AX, R9
+	CMOVQCS AX, R9
+	DECQ    R8
+	JNZ     calibrate
+	MOVQ    R9, ret+8(FP)
+	RET
+
+// func invariantTSCAsm() bool
+//
+// Whether the time stamp counter ticks at a constant rate in every power
+// state (CPUID 80000007H, EDX bit 8), which guardDetect's calibration
+// assumes.
+TEXT ·invariantTSCAsm(SB), NOSPLIT, $0-1
+	MOVL  $0x80000000, AX
+	CPUID
+	CMPL  AX, $0x80000007
+	JB    noInvariant
+	MOVL  $0x80000007, AX
+	CPUID
+	SHRL  $8, DX
+	ANDL  $1, DX
+	MOVB  DX, ret+0(FP)
+	RET
+
+noInvariant:
+	MOVB $0, ret+0(FP)
+	RET
 
 // Key expansion.
 //
@@ -40,8 +196,9 @@
 	PXOR            X1, X2         \
 	MOVOU           X2, off(AX)
 
-// func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte)
-TEXT ·expandKeyAsm(SB), NOSPLIT, $0-16
+// func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte, guard uint8, ticks uint64)
+TEXT ·expandKeyAsm(SB), NOSPLIT, $40-32
+	GUARDENTER(guard+16(FP), expandBlock, expandEntered)
 	MOVQ  rk+0(FP), AX
 	MOVQ  key+8(FP), BX
 	MOVOU (BX), X0
@@ -65,6 +222,7 @@ TEXT ·expandKeyAsm(SB), NOSPLIT, $0-16
 	PXOR  X1, X1
 	PXOR  X2, X2
 	PXOR  X3, X3
+	GUARDEXIT(guard+16(FP), ticks+24(FP), expandRestore, expandLeft)
 	RET
 
 // Counter mode.
@@ -77,7 +235,7 @@ TEXT ·expandKeyAsm(SB), NOSPLIT, $0-16
 //	R8	scratch register for building counter blocks
 //	R9	caller's scratch block
 //	X0-X7	AES states, then keystream
-//	X8	current round key, then source blocks
+//	X8	source blocks
 //	X9	salt in the low quadword, zero in the high one
 //	X10	in loop8: salt, then the next counter value in native (little-
 //		endian) order; PSHUFB with X12 turns it into the counter block
@@ -94,27 +252,32 @@ TEXT ·expandKeyAsm(SB), NOSPLIT, $0-16
 	MOVO   X9, x         \
 	PINSRQ $1, R8, x
 
-// Each ROUNDn loads one round key and applies it to n states, so the n
-// AESENCs are independent and overlap in the pipeline.
+// Each ROUNDn applies one round key to n states, so the n AESENCs are
+// independent and overlap in the pipeline. The round key is a memory
+// operand of each instruction rather than loaded into a register once: a
+// register snapshot taken in the middle (a synchronous signal's frame, a
+// debugger stopping the thread) then holds AES states, never a round key.
+// The loads cost nothing measurable, as the AESENCs bound the throughput,
+// but legacy SSE memory operands must be 16-byte aligned, so XOR requires rk
+// to be.
 #define ROUND1(op, off) \
-	MOVOU off(AX), X8 \
-	op    X8, X0
+	op    off(AX), X0
 
 #define ROUND2(op, off) \
 	ROUND1(op, off)   \
-	op    X8, X1
+	op    off(AX), X1
 
 #define ROUND4(op, off) \
 	ROUND2(op, off)   \
-	op    X8, X2      \
-	op    X8, X3
+	op    off(AX), X2 \
+	op    off(AX), X3
 
 #define ROUND8(op, off) \
 	ROUND4(op, off)   \
-	op    X8, X4      \
-	op    X8, X5      \
-	op    X8, X6      \
-	op    X8, X7
+	op    off(AX), X4 \
+	op    off(AX), X5 \
+	op    off(AX), X6 \
+	op    off(AX), X7
 
 // AES256 runs the 14 rounds of AES-256 with ROUNDn.
 #define AES256(round)      \
@@ -142,8 +305,9 @@ TEXT ·expandKeyAsm(SB), NOSPLIT, $0-16
 	PXOR  x, X8        \
 	MOVOU X8, off(DI)
 
-// func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst []byte, src []byte, scratch *[16]byte)
-TEXT ·xorKeyStreamAsm(SB), NOSPLIT, $0-80
+// func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst []byte, src []byte, scratch *[16]byte, guard uint8, ticks uint64)
+TEXT ·xorKeyStreamAsm(SB), NOSPLIT, $40-96
+	GUARDENTER(guard+80(FP), xorBlock, xorEntered)
 	MOVQ rk+0(FP), AX
 	MOVQ salt+8(FP), BX
 	MOVQ base+16(FP), DX
@@ -368,6 +532,7 @@ done:
 	PXOR  X12, X12
 	MOVOU X0, (R9)
 	XORL  R11, R11
+	GUARDEXIT(guard+80(FP), ticks+88(FP), xorRestore, xorLeft)
 	RET
 
 DATA ctrIncrement<>+0(SB)/8, $0
@@ -377,3 +542,60 @@ GLOBL ctrIncrement<>(SB), RODATA|NOPTR, $16
 DATA ctrByteSwap<>+0(SB)/8, $0x0706050403020100
 DATA ctrByteSwap<>+8(SB)/8, $0x08090a0b0c0d0e0f
 GLOBL ctrByteSwap<>(SB), RODATA|NOPTR, $16
+
+// func copyAsm(dst, src []byte, guard uint8, ticks uint64)
+//
+// Copies len(src) bytes, which dst has room for, through X0-X3 and R8, and
+// clears them: unlike runtime.memmove, which leaves the first and last
+// bytes it moved in vector registers, nothing of src stays in a register
+// for a later signal to save. dst and src do not overlap.
+TEXT ·copyAsm(SB), NOSPLIT, $40-64
+	GUARDENTER(guard+48(FP), copyBlock, copyEntered)
+	MOVQ dst_base+0(FP), DI
+	MOVQ src_base+24(FP), SI
+	MOVQ src_len+32(FP), CX
+
+copy64:
+	CMPQ  CX, $64
+	JB    copy16
+	MOVOU 0(SI), X0
+	MOVOU 16(SI), X1
+	MOVOU 32(SI), X2
+	MOVOU 48(SI), X3
+	MOVOU X0, 0(DI)
+	MOVOU X1, 16(DI)
+	MOVOU X2, 32(DI)
+	MOVOU X3, 48(DI)
+	ADDQ  $64, SI
+	ADDQ  $64, DI
+	SUBQ  $64, CX
+	JMP   copy64
+
+copy16:
+	CMPQ  CX, $16
+	JB    copy1
+	MOVOU (SI), X0
+	MOVOU X0, (DI)
+	ADDQ  $16, SI
+	ADDQ  $16, DI
+	SUBQ  $16, CX
+	JMP   copy16
+
+copy1:
+	TESTQ   CX, CX
+	JZ      copied
+	MOVBLZX (SI), R8
+	MOVB    R8, (DI)
+	INCQ    SI
+	INCQ    DI
+	DECQ    CX
+	JMP     copy1
+
+copied:
+	PXOR X0, X0
+	PXOR X1, X1
+	PXOR X2, X2
+	PXOR X3, X3
+	XORL R8, R8
+	GUARDEXIT(guard+48(FP), ticks+56(FP), copyRestore, copyLeft)
+	RET

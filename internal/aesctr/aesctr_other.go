@@ -8,17 +8,27 @@ package aesctr
 // code guarded by Supported type-checks and lints the same everywhere.
 var supported = false
 
-// expandKeyAsm and xorKeyStreamAsm are never reached: Expand and XOR check
+// expandKeyAsm, xorKeyStreamAsm and copyAsm are never reached: Expand and XOR check
 // supported first. They panic rather than return without doing the work.
 
-func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte) {
+func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte, guard uint8, ticks uint64) {
 	if !supported {
 		panic("aesctr: no assembly on this architecture")
 	}
 }
 
-func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, scratch *[16]byte) {
+func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, scratch *[16]byte, guard uint8, ticks uint64) {
 	if !supported {
 		panic("aesctr: no assembly on this architecture")
 	}
 }
+
+func copyAsm(dst, src []byte, guard uint8, ticks uint64) {
+	if !supported {
+		panic("aesctr: no assembly on this architecture")
+	}
+}
+
+func syscallTicksAsm(n int) uint64 { return 0 }
+
+func invariantTSCAsm() bool { return false }

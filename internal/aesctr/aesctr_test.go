@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func requireSupported(t testing.TB) {
@@ -354,6 +355,21 @@ func TestXORPanics(t *testing.T) {
 			XOR(rk, &salt, 0, c.dst, c.src, &scratch)
 		})
 	}
+	t.Run("misaligned round keys", func(t *testing.T) {
+		mem := make([]byte, RoundKeysSize+16)
+		off := 1
+		if uintptr(unsafe.Pointer(&mem[0]))%16 == 15 {
+			off = 2
+		}
+		bad := (*[RoundKeysSize]byte)(mem[off:])
+		*bad = *rk
+		defer func() {
+			if recover() == nil {
+				t.Error("XOR did not panic")
+			}
+		}()
+		XOR(bad, &salt, 0, buf[:32], buf[32:], &scratch)
+	})
 }
 
 func TestAllocs(t *testing.T) {
@@ -362,10 +378,10 @@ func TestAllocs(t *testing.T) {
 		t.Skip("allocation counts are not meaningful under the race detector")
 	}
 	key, salt := randomKey(t)
-	var rk [RoundKeysSize]byte
+	rk := expand(t, &key)
 	var scratch [16]byte
 	if n := testing.AllocsPerRun(100, func() {
-		if err := Expand(&rk, &key); err != nil {
+		if err := Expand(rk, &key); err != nil {
 			t.Fatal(err)
 		}
 	}); n != 0 {
@@ -374,7 +390,7 @@ func TestAllocs(t *testing.T) {
 	buf := make([]byte, 1019)
 	for _, n := range []int{0, 5, 32, 1019} {
 		if a := testing.AllocsPerRun(100, func() {
-			XOR(&rk, &salt, 42, buf[:n], buf[:n], &scratch)
+			XOR(rk, &salt, 42, buf[:n], buf[:n], &scratch)
 		}); a != 0 {
 			t.Errorf("XOR of %d bytes: %v allocations, want 0", n, a)
 		}
@@ -471,5 +487,215 @@ func BenchmarkStdlibCTR(b *testing.B) {
 				cipher.NewCTR(block, iv[:]).XORKeyStream(buf, buf)
 			}
 		})
+	}
+}
+
+// guardModes are the guards the differential tests run under: each path of
+// GUARDENTER and GUARDEXIT, including the wipe of the signal stack, which a
+// threshold of 0 makes every call take.
+func guardModes(t testing.TB) map[string]guardChoice {
+	t.Helper()
+	modes := map[string]guardChoice{
+		"off":          {guard: guardOff},
+		"block":        {guard: guardBlock},
+		"detect/wipe":  {guard: guardDetect, ticks: 0},
+		"detect/never": {guard: guardDetect, ticks: ^uint64(0)},
+	}
+	if ticks := detectTicks(); ticks != 0 {
+		modes["detect"] = guardChoice{guard: guardDetect, ticks: ticks}
+	}
+	return modes
+}
+
+// withGuard runs f with the guard forced to g and puts the automatic choice
+// back. No test of this package that reads the guard runs in parallel with
+// a top-level test, so the switch is safe.
+func withGuard(g guardChoice, f func()) {
+	forced = &g
+	defer func() { forced = nil }()
+	f()
+}
+
+// TestGuardModesAgree checks Expand and XOR under every guard against the
+// references: the guard only adds code before and after the rounds, and
+// every form must produce the same round keys and keystream for every
+// length and split point.
+func TestGuardModesAgree(t *testing.T) {
+	requireSupported(t)
+	key, salt := randomKey(t)
+	rk := expand(t, &key)
+	for name, g := range guardModes(t) {
+		withGuard(g, func() {
+			rk2 := expand(t, &key)
+			if *rk2 != referenceExpand(&key) || *rk2 != *rk {
+				t.Fatalf("guard %s: Expand differs from the reference", name)
+			}
+			for _, base := range []uint64{0, math.MaxUint32 - 3} {
+				for n := 0; n <= 300; n++ {
+					src := make([]byte, n)
+					rand.Read(src)
+					checkXOR(t, &key, rk, &salt, base, src)
+				}
+			}
+			checkXOR(t, &key, rk, &salt, math.MaxUint64-(blocks(1019)-1), make([]byte, 1019))
+			var scratch [16]byte
+			src := make([]byte, 300)
+			rand.Read(src)
+			whole := make([]byte, len(src))
+			XOR(rk, &salt, 9, whole, src, &scratch)
+			for cut := 0; cut <= len(src); cut += 16 {
+				parts := make([]byte, len(src))
+				XOR(rk, &salt, 9, parts[:cut], src[:cut], &scratch)
+				XOR(rk, &salt, 9+uint64(cut/16), parts[cut:], src[cut:], &scratch)
+				if !bytes.Equal(parts, whole) {
+					t.Fatalf("guard %s: cut=%d: split result differs", name, cut)
+				}
+			}
+		})
+	}
+}
+
+// TestGuardChoice checks which guard each call gets: detection up to
+// detectMax bytes where the counter can be trusted, blocking above it and
+// for Expand, nothing once a test turns the guard off.
+func TestGuardChoice(t *testing.T) {
+	requireSupported(t)
+	ticks := detectTicks()
+	t.Logf("detection threshold: %d ticks (half the fastest getppid round trip)", ticks)
+	want := guardDetect
+	if ticks == 0 {
+		want = guardBlock
+	}
+	for _, n := range []int{0, 1, 32, detectMax} {
+		if g, _ := guardFor(n); g != want {
+			t.Errorf("guardFor(%d) = %d, want %d", n, g, want)
+		}
+	}
+	for _, n := range []int{detectMax + 1, 4096, 1 << 20} {
+		if g, _ := guardFor(n); g != guardBlock {
+			t.Errorf("guardFor(%d) = %d, want guardBlock", n, g)
+		}
+	}
+	for name, want := range map[string]uint8{"off": guardOff, "block": guardBlock, "detect": want} {
+		if !SetSignalGuardForTest(name) {
+			t.Fatalf("SetSignalGuardForTest(%q) refused", name)
+		}
+		g, _ := guardFor(1 << 20)
+		SetSignalGuardForTest("auto")
+		if g != want {
+			t.Errorf("with the guard %s, guardFor(1 MiB) = %d, want %d", name, g, want)
+		}
+	}
+	if SetSignalGuardForTest("sometimes") {
+		t.Error("SetSignalGuardForTest accepted an unknown name")
+	}
+	if g, _ := guardFor(32); g != want {
+		t.Errorf("with the guard back on, guardFor(32) = %d, want %d", g, want)
+	}
+}
+
+// copyLengths covers every path of copyAsm (64-byte, 16-byte and byte
+// steps, each alone and together) and of Copy's 64 KiB chunking.
+func copyLengths() []int {
+	var ns []int
+	for n := 0; n <= 200; n++ {
+		ns = append(ns, n)
+	}
+	return append(ns, 4095, copyChunk-1, copyChunk, copyChunk+1, 3*copyChunk+77)
+}
+
+func checkCopy(t *testing.T, n, dstLen int) {
+	t.Helper()
+	src := make([]byte, n)
+	rand.Read(src)
+	const guard = 16
+	buf := bytes.Repeat([]byte{0xa5}, dstLen+2*guard)
+	dst := buf[guard : guard+dstLen : guard+dstLen]
+	want := min(n, dstLen)
+	if got := Copy(dst, src); got != want {
+		t.Fatalf("n=%d dst=%d: Copy returned %d, want %d", n, dstLen, got, want)
+	}
+	if !bytes.Equal(dst[:want], src[:want]) {
+		t.Fatalf("n=%d dst=%d: bytes differ", n, dstLen)
+	}
+	for i, b := range buf {
+		if (i < guard || i >= guard+want) && b != 0xa5 {
+			t.Fatalf("n=%d dst=%d: byte %d outside the copy overwritten", n, dstLen, i-guard)
+		}
+	}
+}
+
+func TestCopy(t *testing.T) {
+	requireSupported(t)
+	for _, g := range guardModes(t) {
+		withGuard(g, func() {
+			for _, n := range copyLengths() {
+				checkCopy(t, n, n)
+				checkCopy(t, n, n+5)
+				if n > 0 {
+					checkCopy(t, n, n/2)
+				}
+			}
+		})
+	}
+}
+
+func TestCopyOverlapPanics(t *testing.T) {
+	requireSupported(t)
+	buf := make([]byte, 64)
+	for _, c := range []struct{ dst, src []byte }{
+		{buf[:32], buf[:32]},
+		{buf[8:40], buf[:32]},
+		{buf[:32], buf[8:40]},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Copy(buf[%d:], buf[%d:]) did not panic", cap(buf)-cap(c.dst), cap(buf)-cap(c.src))
+				}
+			}()
+			Copy(c.dst, c.src)
+		}()
+	}
+	if n := Copy(buf[:32], buf[32:]); n != 32 {
+		t.Errorf("Copy of adjacent halves returned %d", n)
+	}
+}
+
+// BenchmarkGuard measures what each signal guard costs XOR and Copy, in one
+// run, for the sizes a Rent and a Return of 32 B and of a 64 KiB chunk pass
+// to the assembly. guard=detect is the calibrated threshold, which a 64 KiB
+// call always exceeds, so there it includes the wipe of the signal stack.
+func BenchmarkGuard(b *testing.B) {
+	requireSupported(b)
+	key, salt := randomKey(b)
+	rk := expand(b, &key)
+	var scratch [16]byte
+	modes := guardModes(b)
+	for _, name := range []string{"off", "detect", "block"} {
+		g, ok := modes[name]
+		if !ok {
+			continue
+		}
+		for _, size := range []int{32, 65536} {
+			buf := make([]byte, size)
+			src := make([]byte, size)
+			b.Run(fmt.Sprintf("op=xor/guard=%s/size=%d", name, size), func(b *testing.B) {
+				b.SetBytes(int64(size))
+				withGuard(g, func() {
+					for b.Loop() {
+						XOR(rk, &salt, 1, buf, buf, &scratch)
+					}
+				})
+			})
+			b.Run(fmt.Sprintf("op=copy/guard=%s/size=%d", name, size), func(b *testing.B) {
+				b.SetBytes(int64(size))
+				withGuard(g, func() {
+					for b.Loop() {
+						Copy(buf, src)
+					}
+				})
+			})
+		}
 	}
 }

@@ -1,0 +1,85 @@
+package memshuffle
+
+import (
+	"crypto"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"testing"
+)
+
+// BenchmarkWithSlice is the cost of secret mode for a callback: a rent, an
+// empty callback (inside secret.Do in secret mode) and a Return, next to
+// the same rent and Return without a callback.
+func BenchmarkWithSlice(b *testing.B) {
+	s := newTest(b)
+	h, _ := Alloc[byte](s, 32)
+	b.Run("size=32/op=with", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			WithSlice(s, h, func([]byte) error { return nil })
+		}
+	})
+	b.Run("size=32/op=rent-return", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			RentSlice[byte](s, h)
+			s.Return(h)
+		}
+	})
+}
+
+// BenchmarkMAC compares MAC with a key in a Shuffler against crypto/hmac
+// with the same key on the heap, each making a new HMAC per message as a
+// server verifying a token does.
+func BenchmarkMAC(b *testing.B) {
+	s := newTest(b)
+	key := make([]byte, 32)
+	rand.Read(key)
+	h, _ := CopyFrom(s, append([]byte(nil), key...))
+	msg := make([]byte, 64)
+	dst := make([]byte, 0, sha256.Size)
+	b.Run("size=64/key=heap", func(b *testing.B) {
+		b.SetBytes(int64(len(msg)))
+		b.ReportAllocs()
+		for b.Loop() {
+			m := hmac.New(sha256.New, key)
+			m.Write(msg)
+			dst = m.Sum(dst[:0])
+		}
+	})
+	b.Run("size=64/key=shuffler", func(b *testing.B) {
+		b.SetBytes(int64(len(msg)))
+		b.ReportAllocs()
+		for b.Loop() {
+			dst, _ = MAC(s, h, sha256.New, msg, dst[:0])
+		}
+	})
+}
+
+// BenchmarkSign compares a Signer whose key is in a Shuffler against the
+// same key's own Sign on the heap.
+func BenchmarkSign(b *testing.B) {
+	s := newTest(b)
+	digest := sha256.Sum256([]byte("message"))
+	for _, k := range []testKey{testKeys()[0], testKeys()[1], testKeys()[4]} {
+		in, opts := digest[:], crypto.SignerOpts(crypto.SHA256)
+		if k.name == "Ed25519" {
+			in, opts = []byte("a message of some 32 bytes......"), crypto.Hash(0)
+		}
+		sg := newTestSigner(b, s, k.priv)
+		for _, c := range []struct {
+			name string
+			sg   crypto.Signer
+		}{{"heap", k.priv}, {"shuffler", sg}} {
+			b.Run("alg="+k.name+"/key="+c.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := c.sg.Sign(rand.Reader, in, opts); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

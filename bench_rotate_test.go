@@ -1,0 +1,65 @@
+package memshuffle
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+// BenchmarkRentReturnDuringKeyRotation measures Rent+Return of 32-byte
+// entries while WithKeyRotation re-encrypts 256 MiB of 64 KiB entries over
+// and over (every millisecond from the end of one rotation to the start of
+// the next), and reports the latency percentiles, how many rotations ran
+// and how long one took. A Rent waits at most for one shard's rotation, so
+// more shards, each holding less, shorten the worst case.
+func BenchmarkRentReturnDuringKeyRotation(b *testing.B) {
+	for _, shards := range []int{8, 64} {
+		b.Run(fmt.Sprintf("total=256MiB/size=32/shards=%d", shards), func(b *testing.B) {
+			s := newBench(b, WithShards(shards), WithKeyRotation(time.Millisecond))
+			const bigSize, big = 65536, 256 << 20 / 65536
+			for range big {
+				if _, err := Alloc[byte](s, bigSize); err != nil {
+					b.Fatal(err)
+				}
+			}
+			small := make([]Handle, 1024)
+			for i := range small {
+				small[i], _ = Alloc[byte](s, 32)
+			}
+			// Rotations under way before the clock starts.
+			for r := s.Stats().KeyRotations; s.Stats().KeyRotations < r+2; {
+				time.Sleep(time.Millisecond)
+			}
+			lat := make([]time.Duration, 0, 1<<20)
+			r0, t0 := s.Stats().KeyRotations, time.Now()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				h := small[i&1023]
+				i++
+				start := time.Now()
+				if _, err := RentSlice[byte](s, h); err != nil {
+					b.Fatal(err)
+				}
+				if err := s.Return(h); err != nil {
+					b.Fatal(err)
+				}
+				if len(lat) < cap(lat) {
+					lat = append(lat, time.Since(start))
+				}
+			}
+			rotations := s.Stats().KeyRotations - r0
+			elapsed := time.Since(t0)
+			slices.Sort(lat)
+			pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Nanoseconds()) }
+			b.ReportMetric(pct(0.50), "p50-ns")
+			b.ReportMetric(pct(0.99), "p99-ns")
+			b.ReportMetric(float64(lat[len(lat)-1].Nanoseconds()), "max-ns")
+			b.ReportMetric(float64(rotations), "rotations")
+			if rotations > 0 {
+				b.ReportMetric(float64(elapsed.Nanoseconds())/float64(rotations), "ns/rotation")
+			}
+		})
+	}
+}

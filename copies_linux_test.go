@@ -1,0 +1,312 @@
+package memshuffle
+
+import (
+	"bufio"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/memshuffle/memshuffle/internal/memscan"
+)
+
+// copiesOps is how many times the helper process of TestAdapterCopies runs
+// each adapter.
+const copiesOps = 1000
+
+func init() {
+	if os.Getenv("MEMSHUFFLE_CHILD") == "copies" {
+		os.Exit(copiesHolder())
+	}
+}
+
+// plantedKey is where the helper copies a key on request, to show that the
+// scan finds a copy the program keeps.
+var plantedKey []byte
+
+// copiesHolder is the helper process of TestAdapterCopies. It reads from
+// stdin, each preceded by its length as 4 bytes: an HMAC key, which it
+// reads with ReadFrom, and three PKCS#8 keys (Ed25519, ECDSA P-256,
+// RSA-2048), which it reads with ReadPrivateKey. Then it runs each adapter
+// copiesOps times, collects garbage, says "ready" and obeys "plant" (copy
+// the HMAC key and the Ed25519 key's PKCS#8 DER to the heap) and "exit".
+func copiesHolder() int {
+	fail := func(err error) int { fmt.Println("error:", err); return 1 }
+	s, err := New()
+	if err != nil {
+		return fail(err)
+	}
+	next := func() (io.Reader, int) {
+		var n uint32
+		binary.Read(os.Stdin, binary.BigEndian, &n)
+		return io.LimitReader(os.Stdin, int64(n)), int(n)
+	}
+	r, n := next()
+	macKey, err := ReadFrom(s, r, n)
+	if err != nil {
+		return fail(err)
+	}
+	var signers []crypto.Signer
+	var keys []Handle
+	for range 3 {
+		r, _ := next()
+		h, err := ReadPrivateKey(s, r)
+		if err != nil {
+			return fail(err)
+		}
+		sg, err := NewSigner(s, h)
+		if err != nil {
+			return fail(err)
+		}
+		keys = append(keys, h)
+		signers = append(signers, sg)
+	}
+
+	msg := make([]byte, 64)
+	var mac []byte
+	for i := range copiesOps {
+		binary.BigEndian.PutUint64(msg, uint64(i))
+		if mac, err = MAC(s, macKey, sha256.New, msg, mac[:0]); err != nil {
+			return fail(err)
+		}
+	}
+	for _, sg := range signers {
+		for i := range copiesOps {
+			binary.BigEndian.PutUint64(msg, uint64(i))
+			in, opts := msg, crypto.SignerOpts(crypto.Hash(0))
+			if _, ok := sg.Public().(ed25519.PublicKey); !ok {
+				d := sha256.Sum256(msg)
+				in, opts = d[:], crypto.SHA256
+			}
+			if _, err := sg.Sign(rand.Reader, in, opts); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	// Several cycles: crypto/ed25519 and crypto/ecdsa drop a cached key in
+	// a cleanup that runs after the collection that finds its owner dead,
+	// and the cached key itself goes in the next one.
+	for range 4 {
+		runtime.GC()
+		time.Sleep(20 * time.Millisecond)
+	}
+	fmt.Println("ready")
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch in.Text() {
+		case "plant":
+			WithViewSlice(s, macKey, func(b []byte) error { plantedKey = append(plantedKey, b...); return nil })
+			WithViewSlice(s, keys[0], func(b []byte) error { plantedKey = append(plantedKey, b...); return nil })
+			fmt.Println("planted")
+		default:
+			runtime.KeepAlive(signers)
+			s.Close()
+			return 0
+		}
+	}
+	return 0
+}
+
+// keyForm is one byte string equivalent to a key: found anywhere in memory
+// it gives the key away.
+type keyForm struct {
+	name string
+	p    *memscan.Pattern
+}
+
+// keyForms returns the forms of each key TestAdapterCopies counts: the
+// HMAC key and its two padded blocks; the Ed25519 seed, its secret scalar
+// and its nonce prefix; the ECDSA scalar d; and the RSA d, p and q. Big
+// numbers are counted both big-endian, as in DER, and in the byte order of
+// math/big's and crypto/internal/fips140/bigmod's little-endian words.
+func keyForms(t *testing.T, macKey []byte, ed ed25519.PrivateKey, ec *ecdsa.PrivateKey, rk *rsa.PrivateKey) []keyForm {
+	var forms []keyForm
+	add := func(name string, b []byte) {
+		p, err := memscan.NewPattern(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		forms = append(forms, keyForm{name, p})
+		Wipe(b)
+	}
+	pad := func(x byte) []byte {
+		b := make([]byte, sha256.BlockSize)
+		copy(b, macKey)
+		for i := range b {
+			b[i] ^= x
+		}
+		return b
+	}
+	add("HMAC key", slices.Clone(macKey))
+	add("HMAC key^ipad", pad(0x36))
+	add("HMAC key^opad", pad(0x5c))
+	h := sha512.Sum512(ed.Seed())
+	h[0] &= 248
+	h[31] &= 63
+	h[31] |= 64
+	add("Ed25519 seed", ed.Seed())
+	add("Ed25519 scalar", slices.Clone(h[:32]))
+	add("Ed25519 prefix", slices.Clone(h[32:]))
+	num := func(name string, b []byte) {
+		add(name+" (big-endian)", slices.Clone(b))
+		slices.Reverse(b)
+		add(name+" (little-endian words)", b)
+	}
+	num("ECDSA d", ec.D.FillBytes(make([]byte, 32)))
+	num("RSA d", rk.D.Bytes())
+	num("RSA p", rk.Primes[0].Bytes())
+	num("RSA q", rk.Primes[1].Bytes())
+	return forms
+}
+
+// TestAdapterCopies counts the copies of every key form that MAC,
+// NewSigner's Sign and ReadPrivateKey leave in a process after copiesOps
+// operations of each and a garbage collection: in every readable mapping
+// of the live process outside the Shuffler's own locked, dump-excluded
+// ones, and in a gcore dump. A default build reports the counts; a
+// runtimesecret build must leave none. First the scan is shown to find a
+// copy the program keeps.
+func TestAdapterCopies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs thousands of signatures in a helper process; skipped in -short mode")
+	}
+	if copiesUnderRace {
+		t.Skip("too slow under -race; the counts are the same without it")
+	}
+	if _, err := os.Stat("/proc/self/mem"); err != nil {
+		t.Skip("no /proc")
+	}
+	macKey := make([]byte, 32)
+	rand.Read(macKey)
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "MEMSHUFFLE_CHILD=copies")
+	stdin, _ := cmd.StdinPipe()
+	stdoutPipe, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	stdout := bufio.NewScanner(stdoutPipe)
+	expect := func(want string) {
+		t.Helper()
+		if !stdout.Scan() || stdout.Text() != want {
+			t.Fatalf("helper said %q, want %q", stdout.Text(), want)
+		}
+	}
+	send := func(b []byte) {
+		binary.Write(stdin, binary.BigEndian, uint32(len(b)))
+		stdin.Write(b)
+	}
+	send(macKey)
+	for _, k := range []any{ed, ec, rk} {
+		send(pkcs8(t, k))
+	}
+	forms := keyForms(t, macKey, ed, ec, rk)
+	ps := make([]*memscan.Pattern, len(forms))
+	for i, f := range forms {
+		ps[i] = f.p
+	}
+	start := time.Now()
+	expect("ready")
+	t.Logf("%d MACs and %d signatures with each of 3 keys in %v (secret mode %v)",
+		copiesOps, copiesOps, time.Since(start).Round(time.Millisecond), SecretMode())
+	pid := cmd.Process.Pid
+
+	live := func() []int {
+		t.Helper()
+		res, err := memscan.ScanProcessAll(pid, ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts := make([]int, len(res))
+		for i, hits := range res {
+			for _, h := range hits {
+				if m := h.Mapping; !(m.Path == "" && m.Locked && m.DontDump) {
+					counts[i]++
+				}
+			}
+		}
+		return counts
+	}
+	gcore, _ := exec.LookPath("gcore")
+	core := func() []int {
+		t.Helper()
+		if gcore == "" {
+			return nil
+		}
+		prefix := filepath.Join(t.TempDir(), "core")
+		if out, err := exec.Command(gcore, "-o", prefix, strconv.Itoa(pid)).CombinedOutput(); err != nil {
+			t.Logf("gcore failed (ptrace not permitted here?), core dump not scanned: %v\n%s", err, out)
+			gcore = ""
+			return nil
+		}
+		path := prefix + "." + strconv.Itoa(pid)
+		defer os.Remove(path)
+		res, err := memscan.ScanCoreAll(path, ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts := make([]int, len(res))
+		for i, hits := range res {
+			counts[i] = len(hits)
+		}
+		return counts
+	}
+
+	liveCounts, coreCounts := live(), core()
+	for i, f := range forms {
+		c := "not scanned"
+		if coreCounts != nil {
+			c = strconv.Itoa(coreCounts[i])
+		}
+		t.Logf("%-34s live %4d   core dump %s", f.name, liveCounts[i], c)
+		if SecretMode() && (liveCounts[i] != 0 || coreCounts != nil && coreCounts[i] != 0) {
+			t.Errorf("secret mode: %s left behind (live %d, core %s)", f.name, liveCounts[i], c)
+		}
+	}
+
+	// Control: copies the program keeps are found, by both scans.
+	fmt.Fprintln(stdin, "plant")
+	expect("planted")
+	planted := map[string]bool{"HMAC key": true, "Ed25519 seed": true}
+	liveAfter, coreAfter := live(), core()
+	for i, f := range forms {
+		if !planted[f.name] {
+			continue
+		}
+		if liveAfter[i] <= liveCounts[i] {
+			t.Errorf("control: a planted copy of the %s not found in the live process (%d before, %d after)", f.name, liveCounts[i], liveAfter[i])
+		}
+		if coreAfter != nil && coreAfter[i] <= coreCounts[i] {
+			t.Errorf("control: a planted copy of the %s not found in the core dump (%d before, %d after)", f.name, coreCounts[i], coreAfter[i])
+		}
+	}
+	fmt.Fprintln(stdin, "exit")
+	cmd.Wait()
+}

@@ -1,0 +1,388 @@
+package memshuffle
+
+import (
+	"bufio"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/memshuffle/memshuffle/internal/aesctr"
+	"github.com/memshuffle/memshuffle/internal/memscan"
+)
+
+func init() {
+	if os.Getenv("MEMSHUFFLE_CHILD") == "sigload" {
+		os.Exit(sigLoad())
+	}
+}
+
+// sigLoadWorkers is the number of goroutines of sigLoad that rent and
+// return, each its own entry.
+const sigLoadWorkers = 8
+
+// plantedRoundKeys and plantedAESKey hold the deliberate copies of the
+// "planted" run of sigLoad, kept reachable so they stay in the heap.
+var (
+	plantedRoundKeys *[aesctr.RoundKeysSize]byte
+	plantedAESKey       *[32]byte
+)
+
+// sigLoad is the helper process of TestForensicsSignalLoad. It reads a key
+// and a salt from stdin straight into the buffers RotateKey wipes, and the
+// contents of eight entries of MEMSHUFFLE_SIGLOAD_SIZE bytes straight into
+// the entries, so the only copies it keeps are the Shuffler's. Then eight
+// goroutines rent and return their own entries while another goroutine loops
+// on runtime.GC and CPU profiling is on: the preemption signals of the
+// collector and the profiler's SIGPROF keep arriving while the cipher runs.
+//
+// MEMSHUFFLE_SIGLOAD_MODE "planted" first copies the key and its round keys
+// into the Go heap, to show that the search finds them there; "unguarded"
+// turns off internal/aesctr's signal guard, to show what the guard prevents.
+func sigLoad() int {
+	size, err := strconv.Atoi(os.Getenv("MEMSHUFFLE_SIGLOAD_SIZE"))
+	if err != nil {
+		fmt.Println("error: size:", err)
+		return 1
+	}
+	mode := os.Getenv("MEMSHUFFLE_SIGLOAD_MODE")
+	s, err := New()
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	key, salt := new([32]byte), new([8]byte)
+	if _, err := io.ReadFull(os.Stdin, key[:]); err != nil {
+		return 1
+	}
+	if _, err := io.ReadFull(os.Stdin, salt[:]); err != nil {
+		return 1
+	}
+	switch mode {
+	case "planted":
+		plantedAESKey = new([32]byte)
+		*plantedAESKey = *key
+		plantedRoundKeys = new([aesctr.RoundKeysSize]byte)
+		if err := aesctr.Expand(plantedRoundKeys, key); err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+	case "unguarded":
+		aesctr.SetSignalGuardForTest("off")
+	}
+	if err := s.RotateKey(key, salt); err != nil { // wipes key and salt
+		fmt.Println("error:", err)
+		return 1
+	}
+	hs := make([]Handle, sigLoadWorkers)
+	for i := range hs {
+		// Read straight into the entry: the kernel copies it there, and no
+		// register or heap buffer of this process holds it on the way.
+		if hs[i], err = ReadFrom(s, os.Stdin, size); err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+	}
+	if err := pprof.StartCPUProfile(io.Discard); err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	go func() {
+		for {
+			runtime.GC()
+		}
+	}()
+	for _, h := range hs {
+		go func() {
+			for {
+				if _, err := RentSlice[byte](s, h); err != nil {
+					panic(err)
+				}
+				if err := s.Return(h); err != nil {
+					panic(err)
+				}
+			}
+		}()
+	}
+	// Let every thread take signals in the cipher before the first dump.
+	time.Sleep(300 * time.Millisecond)
+	fmt.Println("ready")
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+	}
+	return 0
+}
+
+// TestForensicsSignalLoad dumps, five times each in .ci/run, a process
+// whose goroutines rent and return entries of 32 B and of 1 MiB under
+// garbage-collector and profiler signals, and searches every dump for the
+// key, each of the 15 round keys, the first-round form of the AES state (the
+// salt XOR the first half of round key 0, which every whitened counter block
+// carries) and the plaintext of the entries (each is one random 16-byte
+// block repeated, so one pattern finds any of its blocks): none may be there.
+// gcore leaves out the mappings the kernel marks dump-excluded, and the test
+// checks that the only such mappings are the Shuffler's locked, anonymous
+// ones and the kernel's own, so the search covers everything else. Two runs
+// come first so that finding nothing means something: one plants the key and
+// its round keys in the heap and must find them all, and one turns
+// internal/aesctr's signal guard off and must find the entries' plaintext in
+// the signal frames of at least one of its dumps.
+func TestForensicsSignalLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts gdb; skipped in -short mode")
+	}
+	if runtime.GOARCH != "amd64" || !aesctr.Supported() {
+		t.Skip("the signal guard is internal/aesctr's, which runs on amd64 with AES-NI only")
+	}
+	gcore, err := exec.LookPath("gcore")
+	if err != nil {
+		t.Skip("gcore (gdb) not installed")
+	}
+	// A dump of the loaded process takes gcore about three seconds here;
+	// .ci/run asks for the five dumps per size, go test ./... takes one.
+	guardedDumps := 1
+	if v := os.Getenv("MEMSHUFFLE_FORENSIC_DUMPS"); v != "" {
+		if guardedDumps, err = strconv.Atoi(v); err != nil || guardedDumps < 1 {
+			t.Fatalf("MEMSHUFFLE_FORENSIC_DUMPS=%q: want a positive number", v)
+		}
+	}
+	for _, tc := range []struct {
+		mode        string
+		size, dumps int
+	}{
+		{"planted", 32, 1},
+		{"unguarded", 1 << 20, min(guardedDumps, 2)},
+		{"guarded", 32, guardedDumps},
+		{"guarded", 1 << 20, guardedDumps},
+	} {
+		t.Run(fmt.Sprintf("mode=%s/size=%d", tc.mode, tc.size), func(t *testing.T) {
+			found := sigLoadDumps(t, gcore, tc.mode, tc.size, tc.dumps)
+			seen := false
+			for i, f := range found {
+				t.Logf("dump %d: %s", i+1, f)
+				seen = seen || f.any()
+				switch tc.mode {
+				case "planted":
+					if f.key == 0 || f.roundKeys != aesctr.RoundKeysSize/16 {
+						t.Errorf("dump %d: the planted key and round keys were not all found: %s", i+1, f)
+					}
+				case "guarded":
+					if f.any() {
+						t.Errorf("dump %d: key material or plaintext outside the Shuffler's dump-excluded memory: %s", i+1, f)
+					}
+				}
+			}
+			if tc.mode == "unguarded" && !seen {
+				t.Errorf("without the signal guard no dump held plaintext or key material: the load does not reach the cipher's signal frames")
+			}
+		})
+	}
+}
+
+// sigLoadFound counts, for one dump, the patterns that had at least one hit.
+type sigLoadFound struct {
+	key, roundKeys, firstRound, plaintext int
+	where                                 []string
+}
+
+func (f sigLoadFound) any() bool { return f.key+f.roundKeys+f.firstRound+f.plaintext > 0 }
+
+func (f sigLoadFound) String() string {
+	return fmt.Sprintf("key %d, round keys %d of 15, first-round state %d, plaintext of %d of %d entries %v",
+		f.key, f.roundKeys, f.firstRound, f.plaintext, sigLoadWorkers, f.where)
+}
+
+// sigLoadDumps starts sigLoad in mode with entries of size bytes, takes n
+// core dumps of it with gcore and reports what each contains.
+func sigLoadDumps(t *testing.T, gcore, mode string, size, n int) []sigLoadFound {
+	t.Helper()
+	var key [32]byte
+	var salt [8]byte
+	rand.Read(key[:])
+	rand.Read(salt[:])
+	var rk [aesctr.RoundKeysSize]byte
+	if err := aesctr.Expand(&rk, &key); err != nil {
+		t.Fatal(err)
+	}
+	// Patterns, in the order sigLoadFound counts them: the key, the 15
+	// round keys, the first-round state, each entry's plaintext block.
+	const firstRound = 1 + aesctr.RoundKeysSize/16
+	var raw [][]byte
+	raw = append(raw, key[:])
+	for i := 0; i < len(rk); i += 16 {
+		raw = append(raw, rk[i:i+16])
+	}
+	var first [8]byte
+	for i := range first {
+		first[i] = salt[i] ^ rk[i]
+	}
+	raw = append(raw, first[:])
+	blocks := make([][16]byte, sigLoadWorkers)
+	for i := range blocks {
+		rand.Read(blocks[i][:])
+		raw = append(raw, blocks[i][:])
+	}
+	var ps []*memscan.Pattern
+	for _, b := range raw {
+		p, err := memscan.NewPattern(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "MEMSHUFFLE_CHILD=sigload",
+		"MEMSHUFFLE_SIGLOAD_SIZE="+strconv.Itoa(size), "MEMSHUFFLE_SIGLOAD_MODE="+mode)
+	stdin, _ := cmd.StdinPipe()
+	stdoutPipe, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	stdin.Write(key[:])
+	stdin.Write(salt[:])
+	clear(key[:])
+	clear(rk[:])
+	clear(first[:])
+	go func() {
+		// The entries' contents, 8 MiB at the larger size: written from
+		// another goroutine, as the helper reads them while this one waits
+		// for "ready".
+		w := bufio.NewWriterSize(stdin, 64<<10)
+		for i := range blocks {
+			for range size / 16 {
+				w.Write(blocks[i][:])
+			}
+		}
+		w.Flush()
+	}()
+	stdout := bufio.NewScanner(stdoutPipe)
+	if !stdout.Scan() || stdout.Text() != "ready" {
+		t.Fatalf("helper said %q, want ready", stdout.Text())
+	}
+	pid := cmd.Process.Pid
+
+	checkDumpExcluded(t, pid)
+
+	dir := t.TempDir()
+	var found []sigLoadFound
+	for i := range n {
+		prefix := filepath.Join(dir, "core"+strconv.Itoa(i))
+		out, err := exec.Command(gcore, "-o", prefix, strconv.Itoa(pid)).CombinedOutput()
+		if err != nil {
+			t.Skipf("gcore failed (ptrace not permitted here?): %v\n%s", err, out)
+		}
+		core := prefix + "." + strconv.Itoa(pid)
+		res, err := memscan.ScanCoreAll(core, ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(core)
+		var f sigLoadFound
+		for j, hits := range res {
+			if len(hits) == 0 {
+				continue
+			}
+			switch {
+			case j == 0:
+				f.key++
+			case j < firstRound:
+				f.roundKeys++
+			case j == firstRound:
+				f.firstRound++
+			default:
+				f.plaintext++
+			}
+			for _, h := range hits {
+				f.where = append(f.where, fmt.Sprintf("%d@%s", j, h.Mapping.Name()))
+			}
+		}
+		found = append(found, f)
+		time.Sleep(100 * time.Millisecond)
+	}
+	return found
+}
+
+// checkDumpExcluded fails t unless every mapping of process pid that the
+// kernel keeps out of core dumps (VmFlags "dd" in smaps, which gcore
+// honours) is one of: the Shuffler's locked, anonymous memory; a kernel
+// special mapping such as [vvar] or [vdso]; or a droppable mapping ("dp",
+// MAP_DROPPABLE), which the kernel uses for the state of the vDSO getrandom
+// the Go runtime calls and which this library never writes to. A dump then
+// leaves out the Shuffler's memory and nothing the library could have
+// written a secret to.
+func checkDumpExcluded(t *testing.T, pid int) {
+	t.Helper()
+	smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var header string
+	shuffler := 0
+	for _, line := range strings.Split(string(smaps), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if f[0] != "VmFlags:" {
+			if strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+				header = line
+			}
+			continue
+		}
+		flags := map[string]bool{}
+		for _, fl := range f[1:] {
+			flags[fl] = true
+		}
+		if !flags["dd"] {
+			continue
+		}
+		h := strings.Fields(header)
+		path := ""
+		if len(h) >= 6 {
+			path = h[5]
+		}
+		switch {
+		case path == "" && flags["lo"]:
+			shuffler++
+		case strings.HasPrefix(path, "["), path == "" && flags["dp"]:
+		default:
+			t.Fatalf("dump-excluded mapping that is not the Shuffler's: %s (%s)", header, line)
+		}
+	}
+	if shuffler == 0 {
+		t.Fatal("no locked, dump-excluded mapping: the Shuffler's memory would be in the dump")
+	}
+}
+
+// BenchmarkRentReturnSignalGuard is BenchmarkRentReturn under each signal
+// guard of internal/aesctr, in one run: what the guard against signal
+// frames costs a Rent+Return (two assembly calls) of 32 B and of 1 MiB.
+// guard=auto is the default: detection up to 128 bytes, blocking above.
+func BenchmarkRentReturnSignalGuard(b *testing.B) {
+	if !aesctr.Supported() {
+		b.Skip("no AES-NI assembly here")
+	}
+	for _, guard := range []string{"off", "auto", "detect", "block"} {
+		for _, size := range []int{32, 1 << 20} {
+			b.Run(fmt.Sprintf("guard=%s/size=%d", guard, size), func(b *testing.B) {
+				aesctr.SetSignalGuardForTest(guard)
+				defer aesctr.SetSignalGuardForTest("auto")
+				benchRentReturn(b, size)
+			})
+		}
+	}
+}

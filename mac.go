@@ -1,0 +1,88 @@
+package memshuffle
+
+import (
+	"fmt"
+	"hash"
+	"slices"
+)
+
+// MAC appends to dst the HMAC (RFC 2104) of msg under the key held in the
+// entry key, with the hash h makes (sha256.New, say), and returns the
+// extended slice. The result equals crypto/hmac's for every key length,
+// keys longer than the hash's block size included; compare MACs with
+// hmac.Equal.
+//
+// The key is read from a view of the entry, so any number of MACs under
+// one key may run at once. Unlike hmac.New, MAC keeps no padded copies of
+// the key: the key-derived blocks exist in one buffer of its own, wiped as
+// soon as both hashes have absorbed them, and both hashes are reset before
+// MAC returns, which overwrites the states derived from the key. In secret
+// mode (see SecretMode) all of it runs inside secret.Do. Each call makes
+// two hashes; h must return a new one each time, as sha256.New does.
+func MAC(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, error) {
+	if h == nil {
+		return dst, fmt.Errorf("%w: nil hash function", ErrNilArgument)
+	}
+	// Everything MAC allocates is allocated here, before the key is read:
+	// in secret mode an allocation inside secret.Do costs a record the
+	// collector keeps until it erases it, and these need none, since MAC
+	// wipes the pad and resets the hashes itself.
+	inner, outer := h(), h()
+	if inner == nil || outer == nil {
+		return dst, fmt.Errorf("%w: hash function returned nil", ErrNilArgument)
+	}
+	bs := inner.BlockSize()
+	if bs <= 0 || outer.BlockSize() != bs || inner.Size() > bs {
+		return dst, fmt.Errorf("%w: hash block size %d, size %d", ErrInvalidSize, bs, inner.Size())
+	}
+	pad := make([]byte, bs)
+	out := slices.Grow(dst, outer.Size())
+	err := WithViewSlice(s, key, func(k []byte) error {
+		out = hmacAppend(inner, outer, pad, k, msg, out)
+		return nil
+	})
+	if err != nil {
+		return dst, err
+	}
+	return out, nil
+}
+
+// hmacAppend computes HMAC(key, msg) with two fresh hashes of block size
+// len(pad) and appends it to dst. pad holds, in turn, the key (or its
+// hash), key XOR ipad, key XOR opad, and the inner hash; the hashes read
+// full blocks straight from it without buffering them. pad is zeros again
+// when hmacAppend returns, and both hashes are reset.
+func hmacAppend(inner, outer hash.Hash, pad, key, msg, dst []byte) []byte {
+	bs := len(pad)
+	if len(key) > bs {
+		inner.Write(key)
+		inner.Sum(pad[:0]) // Size <= bs, checked by MAC
+		inner.Reset()
+	} else {
+		copy(pad, key)
+	}
+	for i := range pad {
+		pad[i] ^= 0x36
+	}
+	inner.Write(pad)
+	for i := range pad {
+		pad[i] ^= 0x36 ^ 0x5c
+	}
+	outer.Write(pad)
+	Wipe(pad)
+
+	inner.Write(msg)
+	outer.Write(inner.Sum(pad[:0]))
+	dst = outer.Sum(dst)
+
+	// Reset puts the chaining values back to the initial ones, but leaves
+	// a hash's buffer of a partial block as it was: after a long key that
+	// is the key's last bytes. Writing a block less one of zeros covers
+	// the whole buffer.
+	Wipe(pad)
+	inner.Reset()
+	inner.Write(pad[:bs-1])
+	inner.Reset()
+	outer.Reset()
+	return dst
+}

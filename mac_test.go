@@ -1,0 +1,106 @@
+package memshuffle
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha3"
+	"crypto/sha512"
+	"errors"
+	"hash"
+	"testing"
+)
+
+// TestMACMatchesHMAC compares MAC with crypto/hmac for several hashes and
+// for keys and messages of many lengths, keys longer than the block size
+// among them.
+func TestMACMatchesHMAC(t *testing.T) {
+	s := newTest(t)
+	hashes := map[string]func() hash.Hash{
+		"SHA1": sha1.New, "SHA256": sha256.New, "SHA384": sha512.New384, "SHA512": sha512.New,
+		"SHA3-256": func() hash.Hash { return sha3.New256() }, "SHA3-224": func() hash.Hash { return sha3.New224() },
+	}
+	keyLens := []int{1, 16, 31, 32, 63, 64, 65, 100, 127, 128, 129, 136, 144, 145, 200, 1000}
+	msgLens := []int{0, 1, 55, 56, 63, 64, 65, 127, 128, 129, 1000}
+	for name, h := range hashes {
+		for _, kl := range keyLens {
+			key := make([]byte, kl)
+			rand.Read(key)
+			kh, err := CopyFrom(s, bytes.Clone(key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ml := range msgLens {
+				msg := make([]byte, ml)
+				rand.Read(msg)
+				m := hmac.New(h, key)
+				m.Write(msg)
+				want := m.Sum([]byte("prefix"))
+				got, err := MAC(s, kh, h, msg, []byte("prefix"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("%s, key %d bytes, message %d bytes: MAC %x, hmac %x", name, kl, ml, got, want)
+				}
+			}
+			s.Free(kh)
+		}
+	}
+}
+
+// TestMACRFC4231 checks test cases 1 and 6 of RFC 4231 (HMAC-SHA256; case
+// 6 has a key longer than the block).
+func TestMACRFC4231(t *testing.T) {
+	s := newTest(t)
+	for _, tc := range []struct{ key, msg, want string }{
+		{"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b", "4869205468657265",
+			"b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"},
+		{string(bytes.Repeat([]byte("aa"), 131)),
+			"54657374205573696e67204c6172676572205468616e20426c6f636b2d53697a65204b6579202d2048617368204b6579204669727374",
+			"60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"},
+	} {
+		kh, _ := CopyFrom(s, unhex(t, tc.key))
+		got, err := MAC(s, kh, sha256.New, unhex(t, tc.msg), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, unhex(t, tc.want)) {
+			t.Fatalf("got %x, want %s", got, tc.want)
+		}
+	}
+}
+
+func TestMACErrors(t *testing.T) {
+	s := newTest(t)
+	kh, _ := CopyFrom(s, []byte("key"))
+	if _, err := MAC(s, kh, nil, nil, nil); !errors.Is(err, ErrNilArgument) {
+		t.Errorf("nil hash: %v", err)
+	}
+	if _, err := MAC(s, kh, func() hash.Hash { return nil }, nil, nil); !errors.Is(err, ErrNilArgument) {
+		t.Errorf("hash function returning nil: %v", err)
+	}
+	if _, err := MAC(s, Handle{}, sha256.New, nil, nil); !errors.Is(err, ErrInvalidHandle) {
+		t.Errorf("zero handle: %v", err)
+	}
+	dst := []byte("kept")
+	if got, err := MAC(s, Handle{}, sha256.New, nil, dst); err == nil || !bytes.Equal(got, dst) {
+		t.Errorf("on error MAC returned %q, %v; want dst unchanged", got, err)
+	}
+}
+
+// TestMACAllocs bounds what a MAC allocates: the two hashes and the pad.
+func TestMACAllocs(t *testing.T) {
+	if SecretMode() {
+		t.Skip("secret mode adds allocations of its own")
+	}
+	s := newTest(t)
+	kh, _ := CopyFrom(s, make([]byte, 32))
+	msg, dst := make([]byte, 64), make([]byte, 0, 32)
+	n := testing.AllocsPerRun(100, func() { MAC(s, kh, sha256.New, msg, dst[:0]) })
+	if n > 3 {
+		t.Errorf("%v allocations per MAC, want at most 3", n)
+	}
+}

@@ -1,0 +1,128 @@
+package memshuffle
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestKeyRotationScheduled: with WithKeyRotation the key changes on its own
+// while goroutines rent and return entries, every entry keeps its value, the
+// ciphertext at rest changes, and Close stops the goroutine.
+func TestKeyRotationScheduled(t *testing.T) {
+	for _, c := range allCiphers {
+		t.Run(c.String(), func(t *testing.T) {
+			s, err := New(WithShards(4), WithCipher(c), WithKeyRotation(time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := model{}
+			var hs []Handle
+			for i := range 200 {
+				v := bytes.Repeat([]byte{byte(i) | 1}, 40+i)
+				h, err := CopyFrom(s, bytes.Clone(v))
+				if err != nil {
+					t.Fatal(err)
+				}
+				m[h] = v
+				hs = append(hs, h)
+			}
+			// Never rented, so only a rotation changes its ciphertext.
+			quiet, err := CopyFrom(s, []byte("an entry nobody rents"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m[quiet] = []byte("an entry nobody rents")
+			at := rawOf(t, s, quiet)
+			var wg sync.WaitGroup
+			stop := make(chan struct{})
+			for g := range 2 {
+				wg.Go(func() {
+					for i := g; ; i += 2 {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						h := hs[i%len(hs)]
+						err := WithSlice(s, h, func(b []byte) error {
+							if !bytes.Equal(b, m[h]) {
+								return errors.New("entry changed")
+							}
+							return nil
+						})
+						if err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			waitFor(t, "5 scheduled rotations", func() bool { return s.Stats().KeyRotations >= 5 })
+			close(stop)
+			wg.Wait()
+			if bytes.Equal(rawOf(t, s, quiet), at) {
+				t.Fatal("ciphertext at rest unchanged after rotations")
+			}
+			verifyModel(t, s, m)
+			mustCheck(t, s)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			goroutineGone(t, "rotateLoop")
+		})
+	}
+	for _, d := range []time.Duration{0, -time.Second} {
+		if _, err := New(WithKeyRotation(d)); !errors.Is(err, ErrInvalidOption) {
+			t.Fatalf("WithKeyRotation(%v): %v", d, err)
+		}
+	}
+}
+
+// TestKeyRotationPurge: Purge, here from the logger the scheduled rotation
+// calls on its own goroutine, stops the rotations without waiting for that
+// goroutine; Close then waits for it.
+func TestKeyRotationPurge(t *testing.T) {
+	var s *Shuffler
+	purged := make(chan error, 1)
+	var once sync.Once
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		if strings.Contains(string(p), "key rotated") {
+			once.Do(func() { purged <- s.Purge() })
+		}
+		return len(p), nil
+	}), nil))
+	s, err := New(WithKeyRotation(time.Millisecond), WithLogger(logger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CopyFrom(s, []byte("secret")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-purged:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Purge from the rotation's logger did not return")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	goroutineGone(t, "rotateLoop")
+}
+
+// rawOf returns a copy of an entry's bytes at rest.
+func rawOf(t *testing.T, s *Shuffler, h Handle) []byte {
+	t.Helper()
+	b, err := rawBytes(s, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,76 @@
+package memshuffle
+
+import (
+	"bytes"
+	"runtime"
+	"testing"
+)
+
+// TestSecretModeReported checks that Stats and SecretMode agree, and that
+// secret mode is on exactly in a runtimesecret build on a platform that
+// has it.
+func TestSecretModeReported(t *testing.T) {
+	s := newTest(t)
+	if got := s.Stats().SecretMode; got != SecretMode() {
+		t.Fatalf("Stats().SecretMode = %v, SecretMode() = %v", got, SecretMode())
+	}
+	supported := runtime.GOOS == "linux" && (runtime.GOARCH == "amd64" || runtime.GOARCH == "arm64")
+	if SecretMode() && !(experimentOn && supported) {
+		t.Fatalf("SecretMode() = true in a build without runtime/secret (experiment %v, %s/%s)", experimentOn, runtime.GOOS, runtime.GOARCH)
+	}
+	if experimentOn && supported && !SecretMode() {
+		t.Fatal("SecretMode() = false in a runtimesecret build on linux")
+	}
+}
+
+// TestCallbacksRunInSecretMode checks every way a callback gets plaintext:
+// in secret mode each runs inside secret.Do, and otherwise none does.
+func TestCallbacksRunInSecretMode(t *testing.T) {
+	s := newTest(t)
+	h, err := CopyFrom(s, bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string) {
+		t.Helper()
+		if got := secretEnabled(); got != SecretMode() {
+			t.Errorf("%s: inside secret.Do = %v, want %v", name, got, SecretMode())
+		}
+	}
+	With(s, h, func(*[32]byte) error { check("With"); return nil })
+	WithSlice(s, h, func([]byte) error { check("WithSlice"); return nil })
+	WithView(s, h, func(*[32]byte) error { check("WithView"); return nil })
+	WithViewSlice(s, h, func([]byte) error { check("WithViewSlice"); return nil })
+	WithContext(t.Context(), s, h, func(*[32]byte) error { check("WithContext"); return nil })
+	WithSliceContext(t.Context(), s, h, func([]byte) error { check("WithSliceContext"); return nil })
+	WithViewContext(t.Context(), s, h, func(*[32]byte) error { check("WithViewContext"); return nil })
+	WithViewSliceContext(t.Context(), s, h, func([]byte) error { check("WithViewSliceContext"); return nil })
+	if _, err := ReadFrom(s, readerFunc(func(p []byte) (int, error) {
+		check("ReadFrom's Read")
+		return copy(p, make([]byte, len(p))), nil
+	}), 16); err != nil {
+		t.Fatal(err)
+	}
+	if secretEnabled() {
+		t.Error("still in secret mode after the callbacks returned")
+	}
+}
+
+// TestSecretModePanic checks that a panic in a callback still ends the
+// rent and comes out with its own value in both builds.
+func TestSecretModePanic(t *testing.T) {
+	s := newTest(t)
+	h, _ := Alloc[byte](s, 16)
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Fatalf("recovered %v, want boom", r)
+			}
+		}()
+		WithSlice(s, h, func([]byte) error { panic("boom") })
+	}()
+	if st := s.Stats(); st.Rented != 0 {
+		t.Fatalf("%d entries still rented after the panic", st.Rented)
+	}
+}
+

@@ -1,0 +1,292 @@
+package memshuffle
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"math/big"
+	"sync"
+
+	"golang.org/x/crypto/cryptobyte"
+	"golang.org/x/crypto/cryptobyte/asn1"
+)
+
+// NewSigner returns a crypto.Signer whose private key is the entry h: a
+// PKCS#8 DER private key, as ReadPrivateKey stores one. Ed25519 keys,
+// ECDSA keys on P-256, P-384 and P-521, and RSA keys of 2048 to 4096 bits
+// are supported; anything else fails with ErrInvalidKey.
+//
+// Public returns the public key, which NewSigner derives once and keeps on
+// the Go heap. Sign parses the key out of a view of the entry for each
+// signature and signs: with an *ecdsa.PrivateKey, ed25519.PrivateKey or
+// *rsa.PrivateKey's Sign, so opts and rand mean what they mean there (nil
+// rand gives deterministic ECDSA signatures, RFC 6979). The key it parses
+// lives only for that call and what the Signer owns of it is wiped before
+// Sign returns; in secret mode (see SecretMode) the parse and the signature
+// run inside secret.Do, so the copies the standard library makes are
+// erased too once unreachable. The package documentation lists what stays
+// behind in a default build.
+//
+// The Signer works as tls.Certificate's PrivateKey and with
+// x509.CreateCertificate, and is safe for concurrent use. The entry must
+// hold the same key for as long as the Signer is used: a Signer checks
+// that it still parses, not that it is the key Public describes. Freeing
+// the entry makes Sign fail with ErrInvalidHandle.
+func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
+	k := &signer{s: s, h: h}
+	err := WithViewSlice(s, h, func(der []byte) error {
+		key, err := x509.ParsePKCS8PrivateKey(der)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidKey, err)
+		}
+		defer wipeKey(key)
+		if err := k.setPublic(key); err != nil {
+			return err
+		}
+		// Sign reads Ed25519 and EC keys with a stricter parser of its
+		// own (no trailing bytes): fail now rather than at every Sign.
+		switch k.kind {
+		case keyEd25519:
+			_, err = pkcs8Ed25519Seed(der)
+		case keyECDSA:
+			_, err = pkcs8ECScalar(der, k.ecBytes)
+		default:
+			_, err = pkcs8Private(der)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if k.kind == keyEd25519 && !secretMode {
+		k.edKey = make(ed25519.PrivateKey, ed25519.PrivateKeySize)
+	}
+	return k, nil
+}
+
+type keyKind int
+
+const (
+	keyEd25519 keyKind = iota + 1
+	keyECDSA
+	keyRSA
+)
+
+// signer is the crypto.Signer of NewSigner.
+type signer struct {
+	s    *Shuffler
+	h    Handle
+	kind keyKind
+	pub  crypto.PublicKey
+
+	edPub   ed25519.PublicKey
+	ecPub   *ecdsa.PublicKey
+	ecBytes int // the length of the curve's scalars
+
+	// Without secret mode, Ed25519 signatures are made with this one key
+	// buffer, under mu, and it is wiped after each. crypto/ed25519 keeps
+	// the key it expands (seed, scalar, prefix) in a cache keyed by a weak
+	// pointer to the key's first byte, for as long as that byte is
+	// reachable, and never wipes it: one buffer for the Signer's life
+	// means one such copy, where a buffer per signature leaves one
+	// unwiped copy per signature until the memory is reused. In secret
+	// mode each Sign uses a buffer of its own, so that the cache entry,
+	// made inside secret.Do, dies with it and is erased.
+	mu    sync.Mutex
+	edKey ed25519.PrivateKey
+}
+
+// setPublic checks that key is supported and keeps its public half.
+func (k *signer) setPublic(key any) error {
+	switch key := key.(type) {
+	case ed25519.PrivateKey:
+		k.kind = keyEd25519
+		k.edPub = key.Public().(ed25519.PublicKey) // a copy
+		k.pub = k.edPub
+	case *ecdsa.PrivateKey:
+		switch key.Curve {
+		case elliptic.P256(), elliptic.P384(), elliptic.P521():
+		default:
+			return fmt.Errorf("%w: ECDSA curve %s", ErrInvalidKey, key.Curve.Params().Name)
+		}
+		k.kind = keyECDSA
+		k.ecPub = &ecdsa.PublicKey{Curve: key.Curve, X: new(big.Int).Set(key.X), Y: new(big.Int).Set(key.Y)}
+		k.ecBytes = (key.Curve.Params().N.BitLen() + 7) / 8
+		k.pub = k.ecPub
+	case *rsa.PrivateKey:
+		if n := key.N.BitLen(); n < 2048 || n > 4096 {
+			return fmt.Errorf("%w: RSA key of %d bits; want 2048 to 4096", ErrInvalidKey, n)
+		}
+		k.kind = keyRSA
+		k.pub = &rsa.PublicKey{N: new(big.Int).Set(key.N), E: key.E}
+	default:
+		return fmt.Errorf("%w: key type %T", ErrInvalidKey, key)
+	}
+	return nil
+}
+
+// Public returns the public key: an ed25519.PublicKey, *ecdsa.PublicKey or
+// *rsa.PublicKey.
+func (k *signer) Public() crypto.PublicKey { return k.pub }
+
+// Sign signs digest (the message itself, for Ed25519) with the key in the
+// entry; see NewSigner.
+func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (sig []byte, err error) {
+	if opts == nil {
+		return nil, fmt.Errorf("%w: nil crypto.SignerOpts", ErrNilArgument)
+	}
+	err = WithViewSlice(k.s, k.h, func(der []byte) error {
+		switch k.kind {
+		case keyEd25519:
+			sig, err = k.signEd25519(der, digest, opts)
+		case keyECDSA:
+			sig, err = k.signECDSA(der, rand, digest, opts)
+		default:
+			sig, err = k.signRSA(der, rand, digest, opts)
+		}
+		return err
+	})
+	return sig, err
+}
+
+func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+	seed, err := pkcs8Ed25519Seed(der)
+	if err != nil {
+		return nil, err
+	}
+	// The key handed to crypto/ed25519 must be Go heap memory: its cache
+	// takes a weak pointer to the first byte, and the runtime aborts the
+	// process for a weak pointer into memory it does not manage, such as
+	// the entry.
+	key := k.edKey
+	if secretMode {
+		key = make(ed25519.PrivateKey, ed25519.PrivateKeySize)
+	} else {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+	}
+	defer Wipe(key)
+	copy(key, seed)
+	copy(key[ed25519.SeedSize:], k.edPub)
+	return key.Sign(nil, msg, opts)
+}
+
+func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	d, err := pkcs8ECScalar(der, k.ecBytes)
+	if err != nil {
+		return nil, err
+	}
+	// The public key is the one NewSigner derived: parsing with
+	// crypto/x509 would derive it again, a scalar multiplication as costly
+	// as the signature.
+	key := &ecdsa.PrivateKey{PublicKey: *k.ecPub, D: new(big.Int).SetBytes(d)}
+	defer wipeBig(key.D)
+	return key.Sign(rand, digest, opts)
+}
+
+func (k *signer) signRSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	key, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidKey, err)
+	}
+	defer wipeKey(key)
+	rk, ok := key.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%w: the entry no longer holds an RSA key", ErrInvalidKey)
+	}
+	return rk.Sign(rand, digest, opts)
+}
+
+// pkcs8Private returns the privateKey OCTET STRING of a PKCS#8
+// PrivateKeyInfo (RFC 5208) or OneAsymmetricKey (RFC 5958), a slice of der.
+func pkcs8Private(der []byte) (cryptobyte.String, error) {
+	in := cryptobyte.String(der)
+	var info, priv cryptobyte.String
+	var version int
+	if !in.ReadASN1(&info, asn1.SEQUENCE) || !in.Empty() ||
+		!info.ReadASN1Integer(&version) || (version != 0 && version != 1) ||
+		!info.SkipASN1(asn1.SEQUENCE) ||
+		!info.ReadASN1(&priv, asn1.OCTET_STRING) {
+		return nil, fmt.Errorf("%w: not PKCS#8", ErrInvalidKey)
+	}
+	return priv, nil
+}
+
+// pkcs8Ed25519Seed returns the seed in an Ed25519 PKCS#8 key (RFC 8410), a
+// slice of der.
+func pkcs8Ed25519Seed(der []byte) ([]byte, error) {
+	priv, err := pkcs8Private(der)
+	if err != nil {
+		return nil, err
+	}
+	var seed cryptobyte.String
+	if !priv.ReadASN1(&seed, asn1.OCTET_STRING) || !priv.Empty() || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("%w: not an Ed25519 key", ErrInvalidKey)
+	}
+	return seed, nil
+}
+
+// pkcs8ECScalar returns the private scalar in an EC PKCS#8 key (SEC 1,
+// section C.4), a slice of der without leading zeros beyond size bytes.
+func pkcs8ECScalar(der []byte, size int) ([]byte, error) {
+	priv, err := pkcs8Private(der)
+	if err != nil {
+		return nil, err
+	}
+	var ec, d cryptobyte.String
+	var version int
+	if !priv.ReadASN1(&ec, asn1.SEQUENCE) ||
+		!ec.ReadASN1Integer(&version) || version != 1 ||
+		!ec.ReadASN1(&d, asn1.OCTET_STRING) {
+		return nil, fmt.Errorf("%w: not an EC key", ErrInvalidKey)
+	}
+	for len(d) > size && d[0] == 0 {
+		d = d[1:]
+	}
+	if len(d) == 0 || len(d) > size {
+		return nil, fmt.Errorf("%w: EC scalar of %d bytes", ErrInvalidKey, len(d))
+	}
+	return d, nil
+}
+
+// wipeBig zeroes x's words, also those past its length that arithmetic
+// may have left, and sets it to 0.
+func wipeBig(x *big.Int) {
+	if x == nil {
+		return
+	}
+	w := x.Bits()
+	clear(w[:cap(w)])
+	x.SetInt64(0)
+}
+
+// wipeKey wipes the private parts of a key crypto/x509 parsed, those that
+// are reachable from it. crypto/rsa's precomputed form for the FIPS module
+// is not, and is left to the garbage collector (erased in secret mode).
+func wipeKey(key any) {
+	switch key := key.(type) {
+	case ed25519.PrivateKey:
+		Wipe(key)
+	case *ecdsa.PrivateKey:
+		wipeBig(key.D)
+	case *rsa.PrivateKey:
+		wipeBig(key.D)
+		for _, p := range key.Primes {
+			wipeBig(p)
+		}
+		pc := &key.Precomputed
+		wipeBig(pc.Dp)
+		wipeBig(pc.Dq)
+		wipeBig(pc.Qinv)
+		for _, v := range pc.CRTValues {
+			wipeBig(v.Exp)
+			wipeBig(v.Coeff)
+			wipeBig(v.R)
+		}
+	}
+}

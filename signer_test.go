@@ -1,0 +1,427 @@
+package memshuffle
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testKey is a key of one kind NewSigner supports, made once per test
+// binary: RSA key generation is slow.
+type testKey struct {
+	name string
+	priv crypto.Signer
+}
+
+var testKeys = sync.OnceValue(func() []testKey {
+	must := func(k crypto.Signer, err error) crypto.Signer {
+		if err != nil {
+			panic(err)
+		}
+		return k
+	}
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	return []testKey{
+		{"Ed25519", ed},
+		{"P256", must(ecdsa.GenerateKey(elliptic.P256(), rand.Reader))},
+		{"P384", must(ecdsa.GenerateKey(elliptic.P384(), rand.Reader))},
+		{"P521", must(ecdsa.GenerateKey(elliptic.P521(), rand.Reader))},
+		{"RSA2048", must(rsa.GenerateKey(rand.Reader, 2048))},
+	}
+})
+
+// pkcs8 returns key's PKCS#8 DER.
+func pkcs8(t testing.TB, key any) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// newTestSigner stores key in s and returns a Signer for it.
+func newTestSigner(t testing.TB, s *Shuffler, key any) crypto.Signer {
+	t.Helper()
+	h, err := CopyFrom(s, pkcs8(t, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := NewSigner(s, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sg
+}
+
+// verify checks sig over msg with pub, hashing msg with hash first except
+// for Ed25519.
+func verify(t testing.TB, pub crypto.PublicKey, msg, sig []byte, opts crypto.SignerOpts) {
+	t.Helper()
+	var ok bool
+	switch pub := pub.(type) {
+	case ed25519.PublicKey:
+		ok = ed25519.VerifyWithOptions(pub, msg, sig, &ed25519.Options{Hash: opts.HashFunc()}) == nil
+	case *ecdsa.PublicKey:
+		ok = ecdsa.VerifyASN1(pub, msg, sig)
+	case *rsa.PublicKey:
+		if pss, isPSS := opts.(*rsa.PSSOptions); isPSS {
+			ok = rsa.VerifyPSS(pub, opts.HashFunc(), msg, sig, pss) == nil
+		} else {
+			ok = rsa.VerifyPKCS1v15(pub, opts.HashFunc(), msg, sig) == nil
+		}
+	}
+	if !ok {
+		t.Fatalf("signature does not verify with %T", pub)
+	}
+}
+
+func TestSigner(t *testing.T) {
+	s := newTest(t)
+	for _, k := range testKeys() {
+		t.Run(k.name, func(t *testing.T) {
+			sg := newTestSigner(t, s, k.priv)
+			pub := k.priv.Public().(interface{ Equal(crypto.PublicKey) bool })
+			if !pub.Equal(sg.Public()) {
+				t.Fatal("Public differs from the key's")
+			}
+			msg := []byte("a message to sign")
+			digest := sha256.Sum256(msg)
+			opts := []crypto.SignerOpts{crypto.SHA256}
+			in := digest[:]
+			if k.name == "Ed25519" {
+				opts, in = []crypto.SignerOpts{crypto.Hash(0)}, msg
+			}
+			if k.name == "RSA2048" {
+				opts = append(opts, &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash})
+			}
+			for _, o := range opts {
+				sig, err := sg.Sign(rand.Reader, in, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				verify(t, sg.Public(), in, sig, o)
+				// Without rand, Ed25519, ECDSA (RFC 6979) and RSA PKCS #1
+				// v1.5 are deterministic: the same bytes as the key's own.
+				if _, isPSS := o.(*rsa.PSSOptions); !isPSS {
+					want, err := k.priv.Sign(nil, in, o)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got, err := sg.Sign(nil, in, o); err != nil || !bytes.Equal(got, want) {
+						t.Fatalf("deterministic signature differs from the key's own (%v)", err)
+					}
+				}
+			}
+			if k.name == "Ed25519" {
+				ph := sha512.Sum512(msg)
+				o := &ed25519.Options{Hash: crypto.SHA512, Context: "ctx"}
+				sig, err := sg.Sign(nil, ph[:], o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := ed25519.VerifyWithOptions(sg.Public().(ed25519.PublicKey), ph[:], sig, o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := sg.Sign(nil, in, nil); !errors.Is(err, ErrNilArgument) {
+				t.Fatalf("nil opts: %v, want ErrNilArgument", err)
+			}
+		})
+	}
+}
+
+// TestSignerRFC8032 checks the Ed25519 path against test 1 of RFC 8032,
+// section 7.1.
+func TestSignerRFC8032(t *testing.T) {
+	seed := unhex(t, "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+	wantPub := unhex(t, "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+	wantSig := unhex(t, "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"+
+		"5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+	s := newTest(t)
+	sg := newTestSigner(t, s, ed25519.NewKeyFromSeed(seed))
+	if !bytes.Equal(sg.Public().(ed25519.PublicKey), wantPub) {
+		t.Fatal("public key differs from RFC 8032's")
+	}
+	for range 3 { // the default build reuses one key buffer: sign more than once
+		sig, err := sg.Sign(nil, nil, crypto.Hash(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(sig, wantSig) {
+			t.Fatalf("signature %x, want RFC 8032's", sig)
+		}
+	}
+}
+
+func unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b := make([]byte, len(s)/2)
+	for i := range b {
+		var v byte
+		for _, c := range s[2*i : 2*i+2] {
+			v <<= 4
+			switch {
+			case c >= '0' && c <= '9':
+				v |= byte(c - '0')
+			case c >= 'a' && c <= 'f':
+				v |= byte(c - 'a' + 10)
+			default:
+				t.Fatalf("bad hex %q", s)
+			}
+		}
+		b[i] = v
+	}
+	return b
+}
+
+func TestSignerErrors(t *testing.T) {
+	s := newTest(t)
+	p224, _ := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	rsa1024, _ := rsa.GenerateKey(rand.Reader, 1024)
+	for name, der := range map[string][]byte{
+		"garbage":  []byte("not a key at all, not even DER"),
+		"P224":     pkcs8(t, p224),
+		"RSA1024":  pkcs8(t, rsa1024),
+		"PKCS1":    x509.MarshalPKCS1PrivateKey(rsa1024),
+		"trailing": append(pkcs8(t, testKeys()[0].priv), 0),
+	} {
+		h, err := CopyFrom(s, der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := NewSigner(s, h); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("%s: %v, want ErrInvalidKey", name, err)
+		}
+	}
+	if _, err := NewSigner(s, Handle{}); !errors.Is(err, ErrInvalidHandle) {
+		t.Errorf("zero handle: %v", err)
+	}
+	// An entry changed under the Signer, or freed, fails cleanly.
+	for _, k := range testKeys() {
+		h, _ := CopyFrom(s, pkcs8(t, k.priv))
+		sg, err := NewSigner(s, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		WithSlice(s, h, func(b []byte) error { clear(b); return nil })
+		if _, err := sg.Sign(rand.Reader, make([]byte, 32), crypto.SHA256); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("%s, zeroed entry: %v, want ErrInvalidKey", k.name, err)
+		}
+		s.Free(h)
+		if _, err := sg.Sign(rand.Reader, make([]byte, 32), crypto.SHA256); !errors.Is(err, ErrInvalidHandle) {
+			t.Errorf("%s, freed entry: %v, want ErrInvalidHandle", k.name, err)
+		}
+	}
+}
+
+// TestSignerConcurrent signs from several goroutines at once with each
+// kind of key; run with -race.
+func TestSignerConcurrent(t *testing.T) {
+	s := newTest(t)
+	for _, k := range testKeys()[:2] {
+		sg := newTestSigner(t, s, k.priv)
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				msg := []byte{byte(g)}
+				digest := sha256.Sum256(msg)
+				in, o := digest[:], crypto.SignerOpts(crypto.SHA256)
+				if k.name == "Ed25519" {
+					in, o = msg, crypto.Hash(0)
+				}
+				for range 20 {
+					sig, err := sg.Sign(rand.Reader, in, o)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					verify(t, sg.Public(), in, sig, o)
+				}
+			})
+		}
+		wg.Wait()
+	}
+}
+
+// TestSignerTLS13 completes TLS 1.3 handshakes on 127.0.0.1 with a Signer
+// as the certificate's key, for each kind the issue names, the certificate
+// itself made by x509.CreateCertificate with the Signer.
+func TestSignerTLS13(t *testing.T) {
+	s := newTest(t)
+	for _, k := range []testKey{testKeys()[0], testKeys()[1], testKeys()[4]} {
+		t.Run(k.name, func(t *testing.T) {
+			sg := newTestSigner(t, s, k.priv)
+			tmpl := &x509.Certificate{
+				SerialNumber: big.NewInt(1),
+				Subject:      pkix.Name{CommonName: "memshuffle test"},
+				NotBefore:    time.Now().Add(-time.Hour),
+				NotAfter:     time.Now().Add(time.Hour),
+				KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+				ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+				IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+				IsCA:         true, BasicConstraintsValid: true,
+			}
+			der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, sg.Public(), sg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cert, err := x509.ParseCertificate(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cert.CheckSignatureFrom(cert); err != nil {
+				t.Fatal(err)
+			}
+			ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+				Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: sg}},
+				MinVersion:   tls.VersionTLS13,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						c.SetDeadline(time.Now().Add(10 * time.Second))
+						io.Copy(c, c)
+					}()
+				}
+			}()
+			pool := x509.NewCertPool()
+			pool.AddCert(cert)
+			for range 3 {
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				d := tls.Dialer{Config: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13, ServerName: "127.0.0.1"}}
+				c, err := d.DialContext(ctx, "tcp", ln.Addr().String())
+				cancel()
+				if err != nil {
+					t.Fatal(err)
+				}
+				st := c.(*tls.Conn).ConnectionState()
+				if st.Version != tls.VersionTLS13 || !st.HandshakeComplete {
+					t.Fatalf("version %x, complete %v", st.Version, st.HandshakeComplete)
+				}
+				c.Write([]byte("ping"))
+				buf := make([]byte, 4)
+				if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+					t.Fatalf("echo: %q, %v", buf, err)
+				}
+				c.Close()
+			}
+		})
+	}
+}
+
+func TestReadPrivateKey(t *testing.T) {
+	s := newTest(t)
+	ecKey := testKeys()[1].priv.(*ecdsa.PrivateKey)
+	rsaKey := testKeys()[4].priv.(*rsa.PrivateKey)
+	sec1, _ := x509.MarshalECPrivateKey(ecKey)
+	pemOf := func(typ string, der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}) }
+	params := pemOf("EC PARAMETERS", []byte{6, 8, 42, 134, 72, 206, 61, 3, 1, 7})
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		key  crypto.Signer
+	}{
+		{"PKCS8 DER Ed25519", pkcs8(t, testKeys()[0].priv), testKeys()[0].priv},
+		{"PKCS8 PEM P384", pemOf("PRIVATE KEY", pkcs8(t, testKeys()[2].priv)), testKeys()[2].priv},
+		{"PKCS1 DER", x509.MarshalPKCS1PrivateKey(rsaKey), rsaKey},
+		{"PKCS1 PEM", pemOf("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rsaKey)), rsaKey},
+		{"SEC1 DER", sec1, ecKey},
+		{"SEC1 PEM after EC PARAMETERS", append(params, pemOf("EC PRIVATE KEY", sec1)...), ecKey},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := bytes.Clone(tc.in)
+			h, err := ReadPrivateKey(s, oneByteReader{bytes.NewReader(in)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stored []byte
+			WithViewSlice(s, h, func(b []byte) error { stored = bytes.Clone(b); return nil })
+			if want := pkcs8(t, tc.key); !bytes.Equal(stored, want) {
+				t.Fatal("entry is not the key's PKCS#8 DER")
+			}
+			sg, err := NewSigner(s, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(sg.Public()) {
+				t.Fatal("wrong public key")
+			}
+		})
+	}
+	for name, in := range map[string][]byte{
+		"empty":        nil,
+		"garbage":      []byte("garbage"),
+		"PEM no key":   params,
+		"bad PEM":      []byte("-----BEGIN PRIVATE KEY-----\n!!!\n-----END PRIVATE KEY-----\n"),
+		"encrypted":    pemOf("ENCRYPTED PRIVATE KEY", []byte{1, 2, 3}),
+		"DEK-Info":     pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-128-CBC,00"}, Bytes: []byte{1}}),
+		"too large":    bytes.Repeat([]byte{'a'}, maxKeyFile+1),
+		"unsupported":  pkcs8(t, mustP224(t)),
+		"public key":   pemOf("PUBLIC KEY", []byte{1}),
+		"cert as text": []byte(strings.Repeat("x", 100)),
+	} {
+		if _, err := ReadPrivateKey(s, bytes.NewReader(in)); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("%s: %v, want ErrInvalidKey", name, err)
+		}
+	}
+	if _, err := ReadPrivateKey(s, nil); !errors.Is(err, ErrNilArgument) {
+		t.Errorf("nil reader: %v", err)
+	}
+	boom := errors.New("boom")
+	if _, err := ReadPrivateKey(s, io.MultiReader(bytes.NewReader([]byte("abc")), errReader{boom})); !errors.Is(err, boom) {
+		t.Errorf("reader error: %v", err)
+	}
+	if st := s.Stats(); st.Rented != 0 {
+		t.Errorf("%d entries left rented", st.Rented)
+	}
+}
+
+func mustP224(t testing.TB) *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+type oneByteReader struct{ r io.Reader }
+
+func (o oneByteReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	return o.r.Read(p[:1])
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }

@@ -40,7 +40,7 @@ func ReadAll(s *Shuffler, r io.Reader, limit int) (Handle, error) {
 					// follow. The probe byte lives in an entry too.
 					more, err := g.probe(func(p []byte) (int, error) { return readSome(r, p) })
 					if err != nil {
-						return 0, readError(err)
+						return 0, err
 					}
 					if more {
 						return 0, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
@@ -89,7 +89,7 @@ func ReadUntil(s *Shuffler, r io.Reader, delim byte, limit int) (Handle, error) 
 						return m, err
 					})
 					if err != nil {
-						return 0, readError(err)
+						return 0, err
 					}
 					if more {
 						return 0, fmt.Errorf("%w: no delimiter in the first %d bytes", ErrTooLarge, limit)
@@ -206,7 +206,8 @@ func (g *growing) release() {
 }
 
 // probe reads one more byte, into an entry of its own, with read, and
-// reports whether there was one. io.EOF from read means there was not.
+// reports whether there was one. io.EOF from read means there was not; its
+// other errors come back as reading errors.
 func (g *growing) probe(read func([]byte) (int, error)) (bool, error) {
 	h, b, err := rentNew(g.s, 1)
 	if err != nil {
@@ -221,7 +222,7 @@ func (g *growing) probe(read func([]byte) (int, error)) (bool, error) {
 	if err == io.EOF {
 		return false, nil
 	}
-	return false, err
+	return false, readError(err)
 }
 
 func (g *growing) releaseProbe() {

@@ -100,6 +100,7 @@ func TestReadAll(t *testing.T) {
 		}, 1 << 20, nil, []error{io.ErrClosedPipe}},
 		{"timeout", func() io.Reader { return iotest.TimeoutReader(bytes.NewReader(big)) }, 1 << 20, nil, []error{iotest.ErrTimeout}},
 		{"panics after data", func() io.Reader { return &dataThenPanicReader{data: bytes.Clone(big[:3000])} }, 1 << 20, nil, nil},
+		{"error in the probe", func() io.Reader { return io.MultiReader(bytes.NewReader(big[:8]), iotest.ErrReader(io.ErrClosedPipe)) }, 8, nil, []error{io.ErrClosedPipe}},
 		{"panics in the probe", func() io.Reader { return &dataThenPanicReader{data: bytes.Clone(big[:8])} }, 8, nil, nil},
 		{"count too large", func() io.Reader { return countReader{n: 1 << 30} }, 10, nil, nil},
 		{"negative count", func() io.Reader { return countReader{n: -1} }, 10, nil, nil},

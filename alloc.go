@@ -8,8 +8,8 @@ import (
 // Alloc makes a new entry of n zeroed elements of T and returns its Handle.
 // The entry is encrypted from the moment it exists. T must hold no Go
 // pointers (ErrUnsupportedType); n must be at least 1 and n elements must fit
-// in MaxEntrySize (ErrInvalidSize). The entry starts on a boundary of
-// MinEntryAlign bytes, or of T's alignment if stricter, for its whole life.
+// in MaxEntrySize (ErrInvalidSize). The entry keeps its alignment (see
+// EntryAlign) for its whole life.
 func Alloc[T any](s *Shuffler, n int) (Handle, error) {
 	ti, err := typeOf[T]()
 	if err != nil {
@@ -18,15 +18,26 @@ func Alloc[T any](s *Shuffler, n int) (Handle, error) {
 	if n < 1 || uint64(n) > MaxEntrySize/uint64(ti.size) {
 		return Handle{}, fmt.Errorf("%w: %d elements of %d bytes", ErrInvalidSize, n, ti.size)
 	}
-	return s.alloc(n*ti.size, max(ti.align, MinEntryAlign))
+	return s.alloc(n*ti.size, entryAlign(n*ti.size, ti.align))
 }
 
-// MinEntryAlign is the alignment, in bytes, every entry starts on, whatever
-// it was made as: a byte entry from ReadFrom, CopyFrom, ReadAll, Random or
-// Alloc[byte] can be rented as a []uint64 or as a struct of 16 bytes (a
-// [16]byte, two uint64s) without ErrTypeMismatch. It costs at most 15
-// bytes of padding per entry.
-const MinEntryAlign = 16
+// EntryAlign is the alignment, in bytes, of every entry of EntryAlign bytes
+// or more, whatever it was made as; a smaller entry of n bytes is aligned
+// to the largest power of two not above n. A Go type's alignment is a power
+// of two no larger than its size, so any type that fits in an entry meets
+// the entry's alignment: a byte entry from ReadFrom, CopyFrom, ReadAll,
+// ReadUntil, Random, Clone or Alloc[byte] can be rented as a []uint64 (if
+// its size is a multiple of 8), or as a struct of 16 bytes, without
+// ErrTypeMismatch. Entries of 16 bytes and more pay up to 15 bytes of
+// padding for it; an entry of 8 bytes pays none.
+const EntryAlign = 16
+
+// entryAlign is the alignment of an entry of size bytes made of elements
+// aligned to align: see EntryAlign.
+func entryAlign(size, align int) int {
+	natural := 1 << (bits.Len(uint(size)) - 1) // the largest power of two <= size
+	return max(align, min(natural, EntryAlign))
+}
 
 // Create makes a new entry holding one zeroed T; see Alloc.
 func Create[T any](s *Shuffler) (Handle, error) { return Alloc[T](s, 1) }

@@ -78,8 +78,9 @@ func ExampleWriteTo() {
 	// 20 <nil>
 }
 
-// Random generates a key inside its entry. Byte entries start on a 16-byte
-// boundary (MinEntryAlign), so the key can also be used as four uint64s.
+// Random generates a key inside its entry. Byte entries are aligned for any
+// type that fits in them (see EntryAlign), so the key can also be used as
+// four uint64s.
 func ExampleRandom() {
 	s, _ := memshuffle.New()
 	defer s.Close()

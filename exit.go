@@ -90,8 +90,8 @@ func PurgeAll() error {
 // To exit differently, fn may call os.Exit itself. As with PurgeOnSignal,
 // nothing is installed on import, and stop ends the watching goroutine and
 // restores the default handling of the signals; it may be called more than
-// once. A later call replaces nothing: each watcher acts on its own, and
-// the first signal ends the process.
+// once. Each call installs a watcher of its own, which a later call does not
+// replace: stop the old one first.
 func PurgeAllOnSignal(fn func(os.Signal), sigs ...os.Signal) (stop func()) {
 	return purgeAllOnSignal(fn, sigs, os.Exit)
 }

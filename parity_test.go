@@ -5,19 +5,35 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/bits"
 	"strings"
 	"testing"
 	"time"
 	"unsafe"
 )
 
-// pair is a 16-byte struct, the kind of typed view MinEntryAlign promises
-// on byte entries.
+// pair is a 16-byte struct, the kind of typed view EntryAlign promises on
+// byte entries.
 type pair struct{ A, B uint64 }
 
-// Entries from every constructor can be rented as []uint64 and as a
-// 16-byte struct, and start on a 16-byte boundary, before and after moves,
-// in every cipher mode (whose tags follow the data).
+// tryRent rents h as a T, checks the pointer's alignment, and returns it.
+func tryRent[T any](t *testing.T, s *Shuffler, h Handle, when string) {
+	t.Helper()
+	p, err := Rent[T](s, h)
+	if err != nil {
+		var z T
+		t.Fatalf("%s: Rent[%T] of %v: %v", when, z, h, err)
+	}
+	if a := uintptr(unsafe.Pointer(p)); a%unsafe.Alignof(*p) != 0 {
+		t.Fatalf("%s: %T at %#x", when, *p, a)
+	}
+	s.Return(h)
+}
+
+// Entries from every constructor are aligned to their size, up to
+// EntryAlign: any plain type that fits can be rented from them, and a size
+// that is a multiple of 8 as a []uint64; before and after moves, in every
+// cipher mode (whose tags follow the data).
 func TestByteEntriesAligned(t *testing.T) {
 	t.Parallel()
 	constructors := []struct {
@@ -59,7 +75,7 @@ func TestByteEntriesAligned(t *testing.T) {
 				var hs []Handle
 				// Odd sizes first, so a bump allocator without the rule would
 				// leave the next entries misaligned.
-				for _, n := range []int{1, 3, 17, 16, 48, 1000} {
+				for _, n := range []int{1, 3, 17, 2, 4, 8, 12, 16, 48, 1000} {
 					src := make([]byte, n)
 					for i := range src {
 						src[i] = byte(i*7 + 1) // no 0xff: ReadUntil's delimiter
@@ -74,20 +90,23 @@ func TestByteEntriesAligned(t *testing.T) {
 					t.Helper()
 					for _, h := range hs {
 						n, _ := s.Size(h)
-						if a := addrOf(s, h); a%MinEntryAlign != 0 {
-							t.Fatalf("%s: entry of %d bytes at %#x", when, n, a)
+						want := min(EntryAlign, 1<<(bits.Len(uint(n))-1))
+						if a := addrOf(s, h); a%uintptr(want) != 0 {
+							t.Fatalf("%s: entry of %d bytes at %#x, want a multiple of %d", when, n, a, want)
 						}
-						if n%8 == 0 {
-							u, err := RentSlice[uint64](s, h)
-							if err != nil {
-								t.Fatalf("%s: RentSlice[uint64] of %d bytes: %v", when, n, err)
-							}
-							if len(u) != n/8 || uintptr(unsafe.Pointer(&u[0]))%8 != 0 {
-								t.Fatalf("%s: %d uint64s at %p", when, len(u), &u[0])
-							}
-							s.Return(h)
+						if n >= 2 {
+							tryRent[uint16](t, s, h, when)
+						}
+						if n >= 4 {
+							tryRent[uint32](t, s, h, when)
+							tryRent[float32](t, s, h, when)
+						}
+						if n >= 8 {
+							tryRent[uint64](t, s, h, when)
+							tryRent[complex64](t, s, h, when)
 						}
 						if n >= 16 {
+							tryRent[complex128](t, s, h, when)
 							p, err := Rent[pair](s, h)
 							if err != nil {
 								t.Fatalf("%s: Rent[pair] of %d bytes: %v", when, n, err)
@@ -95,6 +114,16 @@ func TestByteEntriesAligned(t *testing.T) {
 							// The view reads the bytes written as bytes.
 							if p.A&0xff != 1 || (p.A>>8)&0xff != 8 {
 								t.Fatalf("%s: pair view reads %#x", when, p.A)
+							}
+							s.Return(h)
+						}
+						if n%8 == 0 {
+							u, err := RentSlice[uint64](s, h)
+							if err != nil {
+								t.Fatalf("%s: RentSlice[uint64] of %d bytes: %v", when, n, err)
+							}
+							if len(u) != n/8 {
+								t.Fatalf("%s: %d uint64s from %d bytes", when, len(u), n)
 							}
 							s.Return(h)
 						}
@@ -111,6 +140,25 @@ func TestByteEntriesAligned(t *testing.T) {
 				check("moved twice")
 			})
 		}
+	}
+}
+
+// Small entries pay no padding for the rule: 8-byte entries sit 8 bytes
+// apart, as they did when only their type's alignment counted.
+func TestEntryAlignPadding(t *testing.T) {
+	t.Parallel()
+	s := newTest(t, WithShards(1))
+	var prev uintptr
+	for i := range 100 {
+		h, err := Alloc[byte](s, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := addrOf(s, h)
+		if i > 0 && a-prev != 8 {
+			t.Fatalf("8-byte entries %d bytes apart", a-prev)
+		}
+		prev = a
 	}
 }
 

@@ -3,11 +3,15 @@ package memshuffle
 import (
 	"fmt"
 	"io"
+	"os"
 )
 
-// readStart is the first entry ReadAll and ReadUntil read into: a key, a
-// password or a token fits, so most reads never grow.
-const readStart = 512
+// readStart is the size of the first entry ReadAll and ReadUntil read
+// into: a key, a password or a token fits. Larger input grows through
+// doubling entries, whose cost is dominated by the last ones, so a small
+// start costs large input little and saves small input the encryption of
+// bytes it never fills.
+const readStart = 64
 
 // maxEmptyReads is how many reads in a row may return nothing and no error
 // before the reader is taken to be stuck, as bufio does.
@@ -18,8 +22,10 @@ const maxEmptyReads = 100
 // straight from r into rented entries; when one fills, a larger one is
 // made, the bytes are copied across outside the Go heap, and the old one is
 // wiped and freed, so no copy of the input is left behind but the result,
-// whose size is exactly the input's length. Whether r keeps a copy of its
-// own (a bufio.Reader's buffer) is up to r.
+// whose size is exactly the input's length. A reader that tells its length
+// (a Len method, as bytes.Reader has) and a regular *os.File get an entry of
+// about the right size at once. Whether r keeps a copy of its own (a
+// bufio.Reader's buffer) is up to r.
 //
 // limit, from 1 to MaxEntrySize, caps the input: one more byte gives
 // ErrTooLarge (r has then been read limit+1 bytes far). Input that ends at
@@ -31,7 +37,7 @@ const maxEmptyReads = 100
 // so the rules of Rent apply: Close (unlike Purge) while ReadAll waits on r
 // unmaps the memory r is about to write to.
 func ReadAll(s *Shuffler, r io.Reader, limit int) (Handle, error) {
-	return readInto(s, r, limit, func(g *growing) (int, error) {
+	return readInto(s, r, limit, sizeHint(r), func(g *growing) (int, error) {
 		n := 0
 		for {
 			if n == len(g.b) {
@@ -40,7 +46,7 @@ func ReadAll(s *Shuffler, r io.Reader, limit int) (Handle, error) {
 					// follow. The probe byte lives in an entry too.
 					more, err := g.probe(func(p []byte) (int, error) { return readSome(r, p) })
 					if err != nil {
-						return 0, readError(err)
+						return 0, err
 					}
 					if more {
 						return 0, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
@@ -76,7 +82,7 @@ func ReadAll(s *Shuffler, r io.Reader, limit int) (Handle, error) {
 // matching ErrInvalidSize and io.EOF.
 func ReadUntil(s *Shuffler, r io.Reader, delim byte, limit int) (Handle, error) {
 	br, _ := r.(io.ByteReader)
-	return readInto(s, r, limit, func(g *growing) (int, error) {
+	return readInto(s, r, limit, -1, func(g *growing) (int, error) {
 		n := 0
 		for {
 			if n == len(g.b) {
@@ -89,7 +95,7 @@ func ReadUntil(s *Shuffler, r io.Reader, delim byte, limit int) (Handle, error) 
 						return m, err
 					})
 					if err != nil {
-						return 0, readError(err)
+						return 0, err
 					}
 					if more {
 						return 0, fmt.Errorf("%w: no delimiter in the first %d bytes", ErrTooLarge, limit)
@@ -121,11 +127,33 @@ func ReadUntil(s *Shuffler, r io.Reader, delim byte, limit int) (Handle, error) 
 	})
 }
 
+// sizeHint guesses how many bytes r has left, or returns -1. Readers over
+// memory (bytes.Reader, strings.Reader, bytes.Buffer) tell with Len, and a
+// regular file by its size less its offset. A wrong guess costs time only:
+// the entries grow or shrink to what r really yields.
+func sizeHint(r io.Reader) int {
+	switch r := r.(type) {
+	case interface{ Len() int }:
+		return r.Len()
+	case *os.File:
+		fi, err := r.Stat()
+		if err != nil || !fi.Mode().IsRegular() {
+			return -1
+		}
+		off, err := r.Seek(0, io.SeekCurrent)
+		if err != nil || off > fi.Size() {
+			return -1
+		}
+		return int(min(fi.Size()-off, MaxEntrySize))
+	}
+	return -1
+}
+
 // readInto runs fill, which reads into g and returns how many bytes it
 // read, and turns what it read into an entry of exactly that size. Whatever
 // goes wrong, a panic in r included, every entry fill used is wiped and
 // freed.
-func readInto(s *Shuffler, r io.Reader, limit int, fill func(*growing) (int, error)) (h Handle, err error) {
+func readInto(s *Shuffler, r io.Reader, limit, hint int, fill func(*growing) (int, error)) (h Handle, err error) {
 	if r == nil {
 		return Handle{}, fmt.Errorf("%w: nil io.Reader", ErrNilArgument)
 	}
@@ -133,7 +161,15 @@ func readInto(s *Shuffler, r io.Reader, limit int, fill func(*growing) (int, err
 		return Handle{}, fmt.Errorf("%w: limit %d", ErrInvalidSize, limit)
 	}
 	g := &growing{s: s}
-	if err := g.grow(0, min(readStart, limit)); err != nil {
+	// One byte more than the hint, so that input of the size foretold
+	// ends with io.EOF in the first entry, which only needs shrinking.
+	start := readStart
+	if hint >= limit {
+		start = limit
+	} else if hint >= readStart {
+		start = hint + 1
+	}
+	if err := g.grow(0, min(start, limit)); err != nil {
 		return Handle{}, err
 	}
 	defer func() {
@@ -206,7 +242,8 @@ func (g *growing) release() {
 }
 
 // probe reads one more byte, into an entry of its own, with read, and
-// reports whether there was one. io.EOF from read means there was not.
+// reports whether there was one. io.EOF from read means there was not; its
+// other errors come back as reading errors.
 func (g *growing) probe(read func([]byte) (int, error)) (bool, error) {
 	h, b, err := rentNew(g.s, 1)
 	if err != nil {
@@ -221,7 +258,7 @@ func (g *growing) probe(read func([]byte) (int, error)) (bool, error) {
 	if err == io.EOF {
 		return false, nil
 	}
-	return false, err
+	return false, readError(err)
 }
 
 func (g *growing) releaseProbe() {

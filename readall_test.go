@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -29,6 +31,15 @@ func (p *dataThenPanicReader) Read(b []byte) (int, error) {
 	p.data = p.data[n:]
 	return n, nil
 }
+
+// lenReader reports n as its length, whatever is left in r.
+type lenReader struct {
+	r io.Reader
+	n int
+}
+
+func (l lenReader) Read(b []byte) (int, error) { return l.r.Read(b) }
+func (l lenReader) Len() int                   { return l.n }
 
 // countReader returns a count no correct reader returns.
 type countReader struct{ n int }
@@ -85,7 +96,12 @@ func TestReadAll(t *testing.T) {
 		err   []error // every one must match; nil for success
 	}{
 		{"one byte", func() io.Reader { return strings.NewReader("k") }, 10, []byte("k"), nil},
-		{"grows and shrinks", func() io.Reader { return bytes.NewReader(big) }, 1 << 20, big, nil},
+		{"grows and shrinks", func() io.Reader { return plainReader{bytes.NewReader(big)} }, 1 << 20, big, nil},
+		{"Len foretells the size", func() io.Reader { return bytes.NewReader(big) }, 1 << 20, big, nil},
+		{"Len says too little", func() io.Reader { return lenReader{bytes.NewReader(big), 100} }, 1 << 20, big, nil},
+		{"Len says too much", func() io.Reader { return lenReader{bytes.NewReader(big), 100000} }, 1 << 20, big, nil},
+		{"Len says over the limit", func() io.Reader { return lenReader{bytes.NewReader(big[:600]), 1 << 30} }, 700, big[:600], nil},
+		{"Len says 0", func() io.Reader { return lenReader{bytes.NewReader(big), 0} }, 1 << 20, big, nil},
 		{"one byte per read", func() io.Reader { return iotest.OneByteReader(bytes.NewReader(big)) }, 1 << 20, big, nil},
 		{"half reads", func() io.Reader { return iotest.HalfReader(bytes.NewReader(big)) }, 1 << 20, big, nil},
 		{"data with EOF", func() io.Reader { return iotest.DataErrReader(bytes.NewReader(big)) }, 1 << 20, big, nil},
@@ -100,6 +116,7 @@ func TestReadAll(t *testing.T) {
 		}, 1 << 20, nil, []error{io.ErrClosedPipe}},
 		{"timeout", func() io.Reader { return iotest.TimeoutReader(bytes.NewReader(big)) }, 1 << 20, nil, []error{iotest.ErrTimeout}},
 		{"panics after data", func() io.Reader { return &dataThenPanicReader{data: bytes.Clone(big[:3000])} }, 1 << 20, nil, nil},
+		{"error in the probe", func() io.Reader { return io.MultiReader(bytes.NewReader(big[:8]), iotest.ErrReader(io.ErrClosedPipe)) }, 8, nil, []error{io.ErrClosedPipe}},
 		{"panics in the probe", func() io.Reader { return &dataThenPanicReader{data: bytes.Clone(big[:8])} }, 8, nil, nil},
 		{"count too large", func() io.Reader { return countReader{n: 1 << 30} }, 10, nil, nil},
 		{"negative count", func() io.Reader { return countReader{n: -1} }, 10, nil, nil},
@@ -139,6 +156,58 @@ func TestReadAll(t *testing.T) {
 				mustCheck(t, s)
 			})
 		}
+	}
+}
+
+// A regular file tells ReadAll its size; what is left after the offset is
+// what counts, and a file over the limit fails.
+func TestReadAllFile(t *testing.T) {
+	t.Parallel()
+	big := randomBytes(t, 5000)
+	path := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(path, big, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		offset int64
+		limit  int
+		want   []byte
+		err    error
+	}{
+		{"whole", 0, 1 << 20, big, nil},
+		{"from an offset", 1000, 1 << 20, big[1000:], nil},
+		{"at the end", 5000, 1 << 20, nil, io.EOF},
+		{"exactly the limit", 1000, 4000, big[1000:], nil},
+		{"over the limit", 0, 4999, nil, ErrTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTest(t, WithShards(1))
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.Seek(tt.offset, io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
+			h, err := ReadAll(s, f, tt.limit)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("err = %v, want %v", err, tt.err)
+				}
+				mustBeEmpty(t, s)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustHold(t, s, h, tt.want)
+			if st := s.Stats(); st.Entries != 1 {
+				t.Fatalf("%d entries, want only the result", st.Entries)
+			}
+		})
 	}
 }
 

@@ -179,12 +179,7 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 func (sh *shard) startCycle() {
 	sh.bgOrder = sh.permutation(sh.bgOrder, int(sh.nslots))
 	sh.bgPos = 0
-	if old := sh.cur; old != nil {
-		sh.cur = nil
-		if old.live == 0 {
-			_ = sh.release(old)
-		}
-	}
+	sh.replaceCur(nil)
 }
 
 // step moves the next few entries of the cycle; it reports whether any

@@ -131,7 +131,7 @@ func (sh *shard) layout(n, need int) (int, error) {
 			w.off[r], w.arena[r] = uint32(off), a.index
 			continue
 		}
-		off, ok := fit(dst, size, align)
+		off, ok := sh.fit(dst, size, align)
 		if !ok {
 			// Fresh arenas are sized for what is left to move, so a shuffle
 			// maps few of them.
@@ -140,8 +140,8 @@ func (sh *shard) layout(n, need int) (int, error) {
 				return r, err
 			}
 			dst = a
-			sh.cur = a
-			off, _ = fit(dst, size, align)
+			sh.setCur(a)
+			off, _ = sh.fit(dst, size, align)
 		}
 		need -= size + align - 1
 		w.off[r], w.arena[r] = uint32(off), dst.index
@@ -176,13 +176,16 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 			w.per = len(a.mem) / size
 			w.size = size
 		}
-		a.used = min(n-placed, w.per) * size
+		a.top = min(n-placed, w.per) * size
+		a.used = a.top
 		placed += w.per
 		w.fresh = append(w.fresh, a)
-		if !big {
+		if big {
 			// A dedicated arena never becomes the current one: small
 			// entries in its slack would keep it mapped after it empties.
-			sh.cur = a
+			a.dedicated = true
+		} else {
+			sh.setCur(a)
 		}
 	}
 	return n, nil

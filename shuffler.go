@@ -16,6 +16,7 @@ import (
 	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/seal"
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // MaxEntrySize is the largest entry, in bytes, a Shuffler holds: 2 GiB - 1,
@@ -86,7 +87,11 @@ type shard struct {
 
 	arenas     []*arena // by arena index; nil where released
 	arenaHoles []uint32
-	cur        *arena // where new entries go
+	// cur is where moved entries go, and new ones when free holds no room:
+	// its space from cur.top on is not in free. Every other byte of every
+	// arena but dedicated ones is in an entry or in free.
+	cur  *arena
+	free store.FreeSpace
 
 	ctrNext, ctrEnd uint64 // this shard's reserved run of counter values
 
@@ -154,9 +159,15 @@ func (sh *shard) slot(i uint32) *slot { return &sh.chunks[i>>chunkShift][i&(chun
 type arena struct {
 	reg   *osmem.Region
 	mem   []byte
-	used  int // bump offset: bytes past it have never held an entry
+	used  int // high-water mark: bytes past it have never held an entry
+	top   int // bump offset while the arena is the current one
 	live  int // entries (live or rented) placed here
+	bytes int // bytes those entries take, tags included
 	index uint32
+
+	// dedicated marks an arena mapped for one oversize entry: its space is
+	// never indexed, so no small entry keeps it mapped after that one goes.
+	dedicated bool
 
 	unmapFailed bool // the OS refused to take it back; Shuffle retries
 }
@@ -346,6 +357,7 @@ func (s *Shuffler) Close() error {
 			sh.spare = nil
 		}
 		sh.arenas, sh.arenaHoles, sh.cur, sh.chunks = nil, nil, nil, nil
+		sh.free = store.FreeSpace{}
 		sh.nslots, sh.freeHead, sh.rents = 0, 0, nil
 		sh.wakeWaiters() // they retry and see ErrClosed
 		sh.live, sh.rented, sh.liveBytes, sh.bigBytes, sh.mapped, sh.lockedBytes, sh.unlocked, sh.dumpable = 0, 0, 0, 0, 0, 0, 0, 0
@@ -470,7 +482,7 @@ func (sh *shard) newArena(n int) (*arena, error) {
 func (sh *shard) arenaSize(n int) int {
 	sz := sh.s.cfg.arenaSize
 	// Oversize entries do not count: they never share these arenas.
-	for sz < maxArenaSize && int64(sz) < (sh.liveBytes-sh.bigBytes)/4 {
+	for sz < maxArenaSize && int64(sz) < (sh.liveBytes-sh.bigBytes)/16 {
 		sz <<= 1
 	}
 	return max(sz, n)
@@ -489,8 +501,10 @@ func (sh *shard) dedicated(size, align int) (*arena, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	off, _ := fit(a, size, align)
-	return a, off, nil
+	// Arenas start on a page boundary, which satisfies every alignment.
+	a.dedicated = true
+	a.top, a.used = size, size
+	return a, 0, nil
 }
 
 // mapArena maps an arena of exactly n bytes, rounded as osmem.Map rounds,
@@ -538,6 +552,8 @@ func (sh *shard) release(a *arena) error {
 		a.unmapFailed = true
 		return err
 	}
+	// Empty, its free space is one extent from offset 0, if any.
+	sh.free.Remove(a.index, 0)
 	sh.arenas[a.index] = nil
 	sh.arenaHoles = append(sh.arenaHoles, a.index)
 	sh.mapped -= int64(len(a.mem))
@@ -556,23 +572,67 @@ func (sh *shard) release(a *arena) error {
 	return nil
 }
 
-// fit bump-allocates size bytes aligned to align in a, if they fit.
-func fit(a *arena, size, align int) (int, bool) {
+// fit bump-allocates size bytes aligned to align in a, the current arena
+// or a fresh one becoming it, if they fit. Bytes skipped for the alignment
+// become free space.
+func (sh *shard) fit(a *arena, size, align int) (int, bool) {
 	if a == nil {
 		return 0, false
 	}
-	off := (a.used + align - 1) &^ (align - 1)
+	off := (a.top + align - 1) &^ (align - 1)
 	if off > len(a.mem) || size > len(a.mem)-off {
 		return 0, false
 	}
-	a.used = off + size
+	if off > a.top {
+		sh.free.Insert(a.index, uint32(a.top), uint32(off-a.top))
+	}
+	a.top = off + size
+	a.used = max(a.used, a.top)
 	return off, true
+}
+
+// setCur makes a (nil for none) the current arena, and returns the old
+// one, whose unused space becomes free space. Releasing the old one if it
+// is empty is the caller's choice: a shuffle fills its fresh arenas only
+// after laying them all out.
+func (sh *shard) setCur(a *arena) *arena {
+	old := sh.cur
+	if old == a {
+		return nil
+	}
+	sh.cur = a
+	if old != nil && old.top < len(old.mem) {
+		sh.free.Insert(old.index, uint32(old.top), uint32(len(old.mem)-old.top))
+		old.top = len(old.mem)
+	}
+	return old
+}
+
+// replaceCur is setCur for a change of current arena outside a shuffle: an
+// old current arena left empty is released.
+func (sh *shard) replaceCur(a *arena) {
+	if old := sh.setCur(a); old != nil && old.live == 0 {
+		_ = sh.release(old)
+	}
+}
+
+// placeNew finds size bytes for a new entry: in space an earlier entry
+// released if some is large enough, else as place does.
+func (sh *shard) placeNew(size, align int) (*arena, int, error) {
+	if sh.free.Len() > 0 && !sh.oversize(size, align) {
+		if ai, off, ok := sh.free.Take(uint32(size), uint32(align)); ok {
+			a := sh.arenas[ai]
+			a.used = max(a.used, int(off)+size)
+			return a, int(off), nil
+		}
+	}
+	return sh.place(size, align)
 }
 
 // place finds size bytes for an entry in the shard's current arena, mapping
 // a new one when it is full.
 func (sh *shard) place(size, align int) (*arena, int, error) {
-	if off, ok := fit(sh.cur, size, align); ok {
+	if off, ok := sh.fit(sh.cur, size, align); ok {
 		return sh.cur, off, nil
 	}
 	if sh.oversize(size, align) {
@@ -584,12 +644,8 @@ func (sh *shard) place(size, align int) (*arena, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	old := sh.cur
-	sh.cur = a
-	if old != nil && old.live == 0 {
-		_ = sh.release(old)
-	}
-	off, _ := fit(a, size, align)
+	sh.replaceCur(a)
+	off, _ := sh.fit(a, size, align)
 	return a, off, nil
 }
 
@@ -610,6 +666,7 @@ func (sh *shard) rehome(sl *slot, a *arena, off int) {
 	sh.vacate(sl)
 	sl.arena, sl.off = a.index, uint32(off)
 	a.live++
+	a.bytes += int(sl.size) + sh.ov
 }
 
 // relocate moves an unrented entry that is not in the current arena into
@@ -656,11 +713,21 @@ func storeMax(m *atomic.Int64, v int64) {
 	}
 }
 
-// vacate drops an entry from its arena's count and releases the arena once
-// it is empty and no longer where new entries go.
+// vacate drops an entry, already wiped, from its arena: its space becomes
+// free space, and the arena is released once it is empty and no longer the
+// current one.
 func (sh *shard) vacate(sl *slot) {
 	a := sh.arenas[sl.arena]
 	a.live--
+	a.bytes -= int(sl.size) + sh.ov
+	if !a.dedicated {
+		off, n := sh.free.Insert(a.index, sl.off, sl.size+uint32(sh.ov))
+		if a == sh.cur && int(off+n) == a.top {
+			// Give it back to the bump space instead.
+			sh.free.Remove(a.index, off)
+			a.top = int(off)
+		}
+	}
 	if a.live == 0 && a != sh.cur {
 		_ = sh.release(a)
 	}

@@ -29,7 +29,7 @@ type Stats struct {
 
 	Shuffles       uint64        // completed calls to Shuffle
 	ArenasReleased uint64        // arenas returned to the OS
-	BytesMoved     uint64        // bytes of entries moved by Shuffle and shuffle-on-return
+	BytesMoved     uint64        // bytes of entries moved by Shuffle, shuffle-on-return and compaction
 	ShuffleTime    time.Duration // total time spent in Shuffle
 	KeyRotations   uint64        // completed calls to RotateKey
 	LockFailures   uint64        // mappings the OS refused to lock

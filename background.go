@@ -171,6 +171,29 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			runtime.Gosched()
 		}
 	}
+	// A cycle ends with no empty arena and no spare left mapped: a
+	// Shuffler whose entries are gone maps nothing.
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if sh.closed {
+			sh.mu.Unlock()
+			return false
+		}
+		sh.deferUnmap = true
+		_ = sh.releaseEmpty(nil)
+		sh.deferUnmap = false
+		unmap := sh.toUnmap
+		sh.toUnmap = nil
+		if sh.spare != nil {
+			unmap = append(unmap, sh.spare)
+			sh.spare = nil
+		}
+		sh.mu.Unlock()
+		for _, r := range unmap {
+			_ = osmem.Unmap(r)
+		}
+	}
 	return true
 }
 

@@ -1,8 +1,10 @@
 package memshuffle
 
 import (
+	"context"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // churnBound is the most a Shuffler may map for its live entries: a quarter
@@ -82,4 +84,98 @@ func TestChurnMixed(t *testing.T) {
 	}
 	s := newTest(t)
 	churn(t, s, 2000, 20, func(r *rand.Rand) int { return 32 + r.IntN(64<<10-31) })
+}
+
+// TestEmptyMapsNothing: once every entry is freed, the next Shuffle leaves
+// no arena mapped, the current one included, and nothing locked but the
+// Shuffler's own region; and arenas shrink back with the live data.
+func TestEmptyMapsNothing(t *testing.T) {
+	for _, c := range []Cipher{AES256CTR, AES256GCM} {
+		t.Run(c.String(), func(t *testing.T) {
+			s := newTest(t, WithCipher(c))
+			own := s.Stats().LockedBytes + s.Stats().UnlockedBytes
+			hs := make([]Handle, 20000)
+			for i := range hs {
+				h, err := Alloc[byte](s, 1024)
+				if err != nil {
+					t.Fatal(err)
+				}
+				hs[i] = h
+			}
+			if _, err := RentSlice[byte](s, hs[0]); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Return(hs[0]); err != nil {
+				t.Fatal(err)
+			}
+			// Shrink to a tenth: a Shuffle brings arenas down with it.
+			for i, h := range hs {
+				if i%10 != 0 {
+					if err := s.Free(h); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := s.Shuffle(); err != nil {
+				t.Fatal(err)
+			}
+			mustCheck(t, s)
+			mapped, bound := churnBound(s)
+			if mapped > bound {
+				t.Fatalf("after shrinking: %d bytes mapped, bound %d", mapped, bound)
+			}
+			for i, h := range hs {
+				if i%10 == 0 {
+					if err := s.Free(h); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := s.Shuffle(); err != nil {
+				t.Fatal(err)
+			}
+			mustCheck(t, s)
+			st := s.Stats()
+			if st.Arenas != 0 || st.MappedBytes != 0 || st.LockedBytes+st.UnlockedBytes != own {
+				t.Fatalf("no entries, after Shuffle: %d arenas, %d bytes mapped, %d locked + %d unlocked (own region %d)",
+					st.Arenas, st.MappedBytes, st.LockedBytes, st.UnlockedBytes, own)
+			}
+		})
+	}
+}
+
+// TestEmptyMapsNothingBackground is TestEmptyMapsNothing with the
+// background shuffler instead of Shuffle.
+func TestEmptyMapsNothingBackground(t *testing.T) {
+	s := newTest(t)
+	hs := make([]Handle, 20000)
+	for i := range hs {
+		h, err := Alloc[byte](s, 1024)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs[i] = h
+	}
+	stop, err := s.StartBackgroundShuffle(context.Background(), time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	for _, h := range hs {
+		if err := s.Free(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Two cycles from now: the second starts after every Free above.
+	start := s.Stats().BackgroundCycles
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().BackgroundCycles < start+2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no background cycle in 10 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if st := s.Stats(); st.Arenas != 0 || st.MappedBytes != 0 {
+		t.Fatalf("no entries, after a background cycle: %d arenas, %d bytes mapped", st.Arenas, st.MappedBytes)
+	}
 }

@@ -201,15 +201,20 @@ func (sh *shard) dest(r uint32) (*arena, uint32) {
 	return sh.arenas[w.arena[r]], w.off[r]
 }
 
-// releaseEmpty releases every empty arena but the current one: those the
-// operating system would not take back when they emptied get another try.
+// releaseEmpty releases every empty arena, the current one included, so a
+// shard without entries maps nothing; those the operating system would not
+// take back when they emptied get another try. An AEAD shard without
+// entries lets go of its backup buffer too.
 func (sh *shard) releaseEmpty(err error) error {
 	for _, a := range sh.arenas {
-		if a != nil && a.live == 0 && a != sh.cur {
+		if a != nil && a.live == 0 {
 			if e := sh.release(a); e != nil && err == nil {
 				err = e
 			}
 		}
+	}
+	if sh.live == 0 && sh.backup != nil {
+		sh.dropBackup()
 	}
 	sh.work.trim()
 	return err

@@ -346,9 +346,7 @@ func (s *Shuffler) Close() error {
 			}
 		}
 		if sh.backup != nil {
-			osmem.Wipe(sh.backup.Data)
-			_ = osmem.Unmap(sh.backup)
-			sh.backup = nil
+			sh.dropBackup()
 		}
 		if sh.spare != nil {
 			if err := osmem.Unmap(sh.spare); err != nil {
@@ -693,6 +691,14 @@ func (sh *shard) drop(sl *slot) {
 		sh.bigBytes -= int64(sl.size)
 	}
 	sh.vacate(sl)
+}
+
+// dropBackup wipes and unmaps the AEAD backup buffer; the next open that
+// needs one maps it again.
+func (sh *shard) dropBackup() {
+	osmem.Wipe(sh.backup.Data)
+	_ = osmem.Unmap(sh.backup)
+	sh.backup = nil
 }
 
 // wakeWaiters releases every goroutine waiting for an entry of the shard.

@@ -83,6 +83,10 @@ type Region struct {
 	Locked   bool  // Data is locked into RAM
 	DontDump bool  // Data is excluded from core dumps
 	LockErr  error // why locking failed, when it was asked for and did not happen
+	// LockedLen is how many bytes of the process's locked memory (VmLck on
+	// Linux) the region takes: len(Data) when locked with mlock, the whole
+	// mapping, guard pages included, for secret memory.
+	LockedLen int
 
 	start unsafe.Pointer // the whole mapping, guard pages included
 	size  uintptr

@@ -99,6 +99,7 @@ func Map(n int, f Flags) (*Region, error) {
 			}
 		} else {
 			r.Locked = true
+			r.LockedLen = len(r.Data)
 		}
 	}
 	// Last, so that no failure above has a registration to undo; nothing

@@ -126,7 +126,7 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 	defer func() {
 		for _, r := range spares {
 			if r != nil {
-				_ = osmem.Unmap(r)
+				_ = s.unmapAux(r)
 			}
 		}
 	}()
@@ -160,12 +160,12 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			s.noteStep(held)
 			busy = busy || more
 			for _, r := range unmap {
-				_ = osmem.Unmap(r)
+				_ = s.unmapAux(r)
 			}
 			// Mapping memory can stall (page zeroing, huge-page compaction):
 			// do it here, with no lock held, for the shard's next step.
 			if want > 0 && spares[i] == nil {
-				spares[i], _ = s.mapRegion(want)
+				spares[i], _ = s.mapAux(want)
 			}
 			// Let goroutines waiting for this shard in before the next step.
 			runtime.Gosched()
@@ -191,7 +191,7 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 		}
 		sh.mu.Unlock()
 		for _, r := range unmap {
-			_ = osmem.Unmap(r)
+			_ = s.unmapAux(r)
 		}
 	}
 	return true

@@ -134,7 +134,7 @@ func (s *Shuffler) checkInvariants() error {
 			if badHole != nil {
 				return badHole
 			}
-			var mapped, locked int64
+			var mapped, locked, unlocked int64
 			for ai, a := range sh.arenas {
 				if a == nil {
 					continue
@@ -143,9 +143,8 @@ func (s *Shuffler) checkInvariants() error {
 					return fmt.Errorf("shard %d: arena %d records index %d", si, ai, a.index)
 				}
 				mapped += int64(len(a.mem))
-				if a.reg.Locked {
-					locked += int64(len(a.mem))
-				}
+				locked += lockedLen(a.reg)
+				unlocked += unlockedLen(a.reg)
 				if a.live != perArena[uint32(ai)] {
 					return fmt.Errorf("shard %d: arena %d counts %d entries, holds %d", si, ai, a.live, perArena[uint32(ai)])
 				}
@@ -193,7 +192,7 @@ func (s *Shuffler) checkInvariants() error {
 					return fmt.Errorf("shard %d: arena %d: entries and free space end at %d, top %d", si, ai, pos, a.top)
 				}
 			}
-			if mapped != sh.mapped || locked != sh.lockedBytes || mapped-locked != sh.unlocked {
+			if mapped != sh.mapped || locked != sh.lockedBytes || unlocked != sh.unlocked {
 				return fmt.Errorf("shard %d: mapped %d locked %d, recorded %d %d %d", si, mapped, locked, sh.mapped, sh.lockedBytes, sh.unlocked)
 			}
 			return nil

@@ -46,6 +46,10 @@ type Shuffler struct {
 	cfg                    config
 	own                    *osmem.Region // keys, round keys and scratch; see ownState
 	ownLocked, ownUnlocked int64
+	// Regions that are not arenas (AEAD backups, the background shuffler's
+	// spares, released arenas waiting to be unmapped) are counted here, so
+	// that Stats.LockedBytes matches what the system has locked.
+	auxLocked, auxUnlocked atomic.Int64
 	cipherSlot             int  // which cipherState the shards' cipher uses
 	rotateBroken           bool // a RotateKey failed part-way; see RotateKey
 	released               bool // Close has unmapped everything
@@ -204,11 +208,7 @@ func New(opts ...Option) (*Shuffler, error) {
 		return nil, err
 	}
 	s.own = own
-	if own.Locked {
-		s.ownLocked = int64(len(own.Data))
-	} else {
-		s.ownUnlocked = int64(len(own.Data))
-	}
+	s.ownLocked, s.ownUnlocked = lockedLen(own), unlockedLen(own)
 	key, salt := s.keyBufs()
 	if _, err := rand.Read(key[:]); err != nil {
 		s.releaseAll()
@@ -293,6 +293,46 @@ func (s *Shuffler) mapRegion(n int) (*osmem.Region, error) {
 	return r, nil
 }
 
+// lockedLen is how much of the process's locked memory r takes, and
+// unlockedLen how much of it stayed unlocked; both before r is unmapped.
+func lockedLen(r *osmem.Region) int64 { return int64(r.LockedLen) }
+func unlockedLen(r *osmem.Region) int64 {
+	if r.Locked {
+		return 0
+	}
+	return int64(len(r.Data))
+}
+
+// mapAux maps a region that is not an arena, counted in the Shuffler's
+// locked or unlocked bytes until unmapAux.
+func (s *Shuffler) mapAux(n int) (*osmem.Region, error) {
+	r, err := s.mapRegion(n)
+	if err != nil {
+		return nil, err
+	}
+	s.countAux(r, 1)
+	return r, nil
+}
+
+// unmapAux unmaps a region counted by mapAux (or handed over by
+// countAux); the count drops once it is gone.
+func (s *Shuffler) unmapAux(r *osmem.Region) error {
+	l, u := lockedLen(r), unlockedLen(r)
+	if err := osmem.Unmap(r); err != nil {
+		return err
+	}
+	s.auxLocked.Add(-l)
+	s.auxUnlocked.Add(-u)
+	return nil
+}
+
+// countAux adds (sign 1) or removes (sign -1) r to the Shuffler's count of
+// regions that are not arenas.
+func (s *Shuffler) countAux(r *osmem.Region, sign int64) {
+	s.auxLocked.Add(sign * lockedLen(r))
+	s.auxUnlocked.Add(sign * unlockedLen(r))
+}
+
 // lockFailed counts a refused mlock and tells the logger.
 func (s *Shuffler) lockFailed(n int, err error) {
 	s.lockFailures.Add(1)
@@ -349,7 +389,7 @@ func (s *Shuffler) Close() error {
 			sh.dropBackup()
 		}
 		if sh.spare != nil {
-			if err := osmem.Unmap(sh.spare); err != nil {
+			if err := s.unmapAux(sh.spare); err != nil {
 				errs = append(errs, err)
 			}
 			sh.spare = nil
@@ -512,6 +552,7 @@ func (sh *shard) mapArena(n int) (*arena, error) {
 	var reg *osmem.Region
 	if sh.spare != nil && len(sh.spare.Data) >= n {
 		reg, sh.spare = sh.spare, nil
+		sh.s.countAux(reg, -1) // an arena from now on
 	} else {
 		var err error
 		if reg, err = sh.s.mapRegion(n); err != nil {
@@ -531,11 +572,8 @@ func (sh *shard) mapArena(n int) (*arena, error) {
 	if !reg.DontDump {
 		sh.dumpable += int64(len(a.mem))
 	}
-	if reg.Locked {
-		sh.lockedBytes += int64(len(a.mem))
-	} else {
-		sh.unlocked += int64(len(a.mem))
-	}
+	sh.lockedBytes += lockedLen(reg)
+	sh.unlocked += unlockedLen(reg)
 	return a, nil
 }
 
@@ -543,9 +581,13 @@ func (sh *shard) mapArena(n int) (*arena, error) {
 // been wiped when it left, so there is nothing to clear here. When the
 // operating system refuses, the arena stays and the next Shuffle retries.
 func (sh *shard) release(a *arena) error {
+	// Unmap empties the region's Data: count first.
+	locked, unlocked := lockedLen(a.reg), unlockedLen(a.reg)
 	if sh.deferUnmap {
-		// The background shuffler unmaps it once it has let go of the lock.
+		// The background shuffler unmaps it once it has let go of the lock;
+		// until then it is counted with the regions that are not arenas.
 		sh.toUnmap = append(sh.toUnmap, a.reg)
+		sh.s.countAux(a.reg, 1)
 	} else if err := osmem.Unmap(a.reg); err != nil {
 		a.unmapFailed = true
 		return err
@@ -558,11 +600,8 @@ func (sh *shard) release(a *arena) error {
 	if !a.reg.DontDump {
 		sh.dumpable -= int64(len(a.mem))
 	}
-	if a.reg.Locked {
-		sh.lockedBytes -= int64(len(a.mem))
-	} else {
-		sh.unlocked -= int64(len(a.mem))
-	}
+	sh.lockedBytes -= locked
+	sh.unlocked -= unlocked
 	if sh.cur == a {
 		sh.cur = nil
 	}
@@ -697,7 +736,7 @@ func (sh *shard) drop(sl *slot) {
 // needs one maps it again.
 func (sh *shard) dropBackup() {
 	osmem.Wipe(sh.backup.Data)
-	_ = osmem.Unmap(sh.backup)
+	_ = sh.s.unmapAux(sh.backup)
 	sh.backup = nil
 }
 

@@ -470,7 +470,7 @@ func TestShuffleAdoptsLargerSpare(t *testing.T) {
 	sh := &s.shards[0]
 	sh.mu.Lock()
 	// Larger than the arenas Shuffle maps for 64 MiB, which are capped.
-	spare, err := s.mapRegion(maxArenaSize + maxArenaSize/2)
+	spare, err := s.mapAux(maxArenaSize + maxArenaSize/2)
 	if err != nil {
 		sh.mu.Unlock()
 		t.Fatal(err)

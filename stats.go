@@ -14,8 +14,12 @@ type Stats struct {
 	Arenas      int   // arenas mapped now
 
 	// LockedBytes counts the bytes the Shuffler holds locked into RAM: its
-	// arenas and its own region of keys and scratch. UnlockedBytes counts
-	// those the system would not lock (or all, with LockNone).
+	// arenas, its own region of keys and scratch, the AEAD modes' backup
+	// buffers and the background shuffler's spare regions; with
+	// WithSecretMemory, guard pages too, which the kernel counts as locked.
+	// On Linux it equals the process's VmLck when nothing else locks
+	// memory. UnlockedBytes counts those the system would not lock (or
+	// all, with LockNone).
 	LockedBytes   int64
 	UnlockedBytes int64
 	// DumpableBytes counts bytes of arenas that are not excluded from core
@@ -67,38 +71,18 @@ func (st Stats) Sub(old Stats) Stats {
 	return d
 }
 
-// Stats returns a snapshot. Each shard is read under its lock, so the
-// figures of one shard agree with each other; shards are read one after
-// another. After Close the gauges are zero and the counters remain.
+// Stats returns a snapshot. The gauges are read with every shard locked at
+// once, so they agree with each other: a region moving from the background
+// shuffler's spares into a shard's arenas is counted once, not twice or
+// not at all. After Close the gauges are zero and the counters remain.
 func (s *Shuffler) Stats() Stats {
 	if s == nil {
 		return Stats{}
 	}
 	var st Stats
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		st.Entries += sh.live
-		st.Rented += sh.rented
-		st.LiveBytes += sh.liveBytes
-		st.MappedBytes += sh.mapped
-		st.LockedBytes += sh.lockedBytes
-		st.UnlockedBytes += sh.unlocked
-		st.DumpableBytes += sh.dumpable
-		if sh.ciph != nil {
-			st.KeyOffHeap = sh.ciph.OffHeap()
-		}
-		for _, a := range sh.arenas {
-			if a != nil {
-				st.Arenas++
-			}
-		}
-		sh.mu.Unlock()
-	}
-	if !s.closed.Load() {
-		st.LockedBytes += s.ownLocked
-		st.UnlockedBytes += s.ownUnlocked
-	}
+	s.lockAll()
+	s.gauges(&st)
+	s.unlockAll()
 	st.Shuffles = s.shuffles.Load()
 	st.ArenasReleased = s.arenasReleased.Load()
 	st.BytesMoved = s.bytesMoved.Load()
@@ -116,6 +100,48 @@ func (s *Shuffler) Stats() Stats {
 		st.LongRents = s.eachLongRent(func(Handle, *rentRecord) {})
 	}
 	return st
+}
+
+// gauges adds up the gauges into st; the caller holds every shard's lock.
+func (s *Shuffler) gauges(st *Stats) {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		st.Entries += sh.live
+		st.Rented += sh.rented
+		st.LiveBytes += sh.liveBytes
+		st.MappedBytes += sh.mapped
+		st.LockedBytes += sh.lockedBytes
+		st.UnlockedBytes += sh.unlocked
+		st.DumpableBytes += sh.dumpable
+		if sh.ciph != nil {
+			st.KeyOffHeap = sh.ciph.OffHeap()
+		}
+		for _, a := range sh.arenas {
+			if a != nil {
+				st.Arenas++
+			}
+		}
+	}
+	st.LockedBytes += s.auxLocked.Load()
+	st.UnlockedBytes += s.auxUnlocked.Load()
+	if !s.closed.Load() {
+		st.LockedBytes += s.ownLocked
+		st.UnlockedBytes += s.ownUnlocked
+	}
+}
+
+// lockAll locks every shard. Shards are only ever held together by lockAll,
+// in index order.
+func (s *Shuffler) lockAll() {
+	for i := range s.shards {
+		s.shards[i].mu.Lock()
+	}
+}
+
+func (s *Shuffler) unlockAll() {
+	for i := range s.shards {
+		s.shards[i].mu.Unlock()
+	}
 }
 
 // Size reports the entry's size in bytes.

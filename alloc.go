@@ -1,6 +1,7 @@
 package memshuffle
 
 import (
+	"errors"
 	"fmt"
 	"math/bits"
 	"time"
@@ -43,6 +44,11 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 		return Handle{}, err
 	}
 	a, off, err := sh.placeNew(size+sh.ov, align)
+	if err != nil && (errors.Is(err, ErrLockFailed) || errors.Is(err, ErrOutOfMemory)) {
+		// Give back what can be given back, and try once more.
+		sh.reclaim()
+		a, off, err = sh.placeNew(size+sh.ov, align)
+	}
 	if err != nil {
 		return Handle{}, err
 	}

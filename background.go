@@ -202,6 +202,7 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 func (sh *shard) startCycle() {
 	sh.bgOrder = sh.permutation(sh.bgOrder, int(sh.nslots))
 	sh.bgPos = 0
+	sh.relock()
 	sh.replaceCur(nil)
 }
 
@@ -217,9 +218,16 @@ func (sh *shard) step() bool {
 		if i >= sh.nslots {
 			continue
 		}
-		// Without memory the entry stays where it is, safe; the next cycle
+		// Without memory the entry stays where it is, safe, and a
+		// compaction step into existing holes stands in; the next cycle
 		// tries again.
-		if m, _ := sh.relocate(sh.slot(i)); m > 0 {
+		m, ok := sh.relocate(sh.slot(i))
+		if !ok {
+			budget -= int(sh.compact()) // counted in bytesMoved by compact
+			count++
+			continue
+		}
+		if m > 0 {
 			moved += m
 			budget -= int(m)
 			count++

@@ -28,9 +28,13 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 // move as ciphertext: nothing is decrypted. Shuffle locks one shard at a
 // time, so operations on entries of other shards go on meanwhile.
 //
-// If the operating system refuses memory part-way, the entries moved so far
-// stay moved, the others stay where they were, and the error wraps
-// ErrOutOfMemory. Every entry stays valid either way.
+// If the operating system refuses memory (or, with LockStrict, a lock)
+// part-way, the entries moved so far stay moved, and the others are packed
+// into the holes of the arenas that hold most, which releases the arenas
+// they leave: Shuffle still gives memory back when it can map none. The
+// error then wraps ErrOutOfMemory or ErrLockFailed. Every entry stays valid
+// either way. Arenas the system would not lock when they were mapped are
+// locked again if it now allows.
 func (s *Shuffler) Shuffle() error {
 	if s == nil || s.closed.Load() || len(s.shards) == 0 {
 		return ErrClosed
@@ -58,6 +62,7 @@ func (s *Shuffler) Shuffle() error {
 
 func (sh *shard) shuffle() error {
 	sh.sweepExpired()
+	sh.relock()
 	w := &sh.work
 	w.reset()
 	// Gather the entries to move in slot order: slots are mostly filled in
@@ -104,6 +109,11 @@ func (sh *shard) shuffle() error {
 		}
 	}
 	sh.s.bytesMoved.Add(moved)
+	if err != nil {
+		// Without fresh arenas, compact into the holes of those that stay,
+		// which releases the ones it empties.
+		sh.squeeze()
+	}
 	return sh.releaseEmpty(err)
 }
 

@@ -54,6 +54,7 @@ type Shuffler struct {
 	rotateBroken           bool // a RotateKey failed part-way; see RotateKey
 	released               bool // Close has unmapped everything
 
+	lockLogged     atomic.Bool // the first refused lock has been logged
 	shuffles       atomic.Uint64
 	arenasReleased atomic.Uint64
 	bytesMoved     atomic.Uint64
@@ -283,7 +284,7 @@ func (s *Shuffler) mapRegion(n int) (*osmem.Region, error) {
 		}
 		if errors.Is(err, osmem.ErrLock) {
 			s.lockFailed(n, err)
-			return nil, fmt.Errorf("%w: %w", ErrLockFailed, err)
+			return nil, fmt.Errorf("%w: %s: %w", ErrLockFailed, lockLimitText(), err)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrOutOfMemory, err)
 	}
@@ -333,11 +334,25 @@ func (s *Shuffler) countAux(r *osmem.Region, sign int64) {
 	s.auxUnlocked.Add(sign * unlockedLen(r))
 }
 
-// lockFailed counts a refused mlock and tells the logger.
+// lockFailed counts a refused lock and tells the logger, the first time:
+// a Shuffler at its limit would otherwise log at every allocation.
 func (s *Shuffler) lockFailed(n int, err error) {
 	s.lockFailures.Add(1)
-	s.log(slog.LevelWarn, "memshuffle: memory not locked into RAM",
-		slog.Int("bytes", n), slog.String("error", err.Error()))
+	if s.lockLogged.CompareAndSwap(false, true) {
+		s.log(slog.LevelWarn, "memshuffle: memory not locked into RAM; Stats.LockFailures counts further refusals",
+			slog.Int("bytes", n), slog.Int64("rlimit_memlock", osmem.LockLimit()),
+			slog.String("error", err.Error()))
+	}
+}
+
+// lockLimitText says which limit a refused lock ran into and how to raise
+// it.
+func lockLimitText() string {
+	lim := osmem.LockLimit()
+	if lim < 0 {
+		return "the system would not lock more memory"
+	}
+	return fmt.Sprintf("RLIMIT_MEMLOCK is %d bytes (%d KiB; raise it with `ulimit -l`, LimitMEMLOCK= in a systemd unit, or use LockBestEffort)", lim, lim>>10)
 }
 
 // releaseAll wipes and unmaps the Shuffler's own region.

@@ -1,6 +1,10 @@
 package memshuffle
 
-import "time"
+import (
+	"time"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
 
 // Stats is a snapshot of a Shuffler's state and counters. The counters (the
 // uint64 fields and ShuffleTime) only grow; use Sub for the change over an
@@ -37,6 +41,10 @@ type Stats struct {
 	ShuffleTime    time.Duration // total time spent in Shuffle
 	KeyRotations   uint64        // completed calls to RotateKey
 	LockFailures   uint64        // mappings the OS refused to lock
+	// LockLimit is the most memory the process may lock (RLIMIT_MEMLOCK
+	// on Unix), or -1 where it is unlimited or there is no such limit.
+	// Root, with CAP_IPC_LOCK, is not held to it.
+	LockLimit int64
 
 	// LongRents counts rents and views held longer than the
 	// WithRentTracking threshold now; LongRentsSeen counts every one
@@ -89,6 +97,7 @@ func (s *Shuffler) Stats() Stats {
 	st.ShuffleTime = time.Duration(s.shuffleNanos.Load())
 	st.KeyRotations = s.rotations.Load()
 	st.LockFailures = s.lockFailures.Load()
+	st.LockLimit = osmem.LockLimit()
 	st.LongRentsSeen = s.longRentsSeen.Load()
 	st.Expired = s.expired.Load()
 	st.Tampered = s.tampered.Load()

@@ -108,3 +108,17 @@ var ErrLock = errors.New("osmem: cannot lock memory")
 func Wipe(b []byte) {
 	clear(b)
 }
+
+// Relock locks an unlocked region into RAM, as Map does with Flags.Lock,
+// for a region whose lock the system refused at first. On success Locked
+// and LockedLen say so and LockErr is cleared.
+func Relock(r *Region) error {
+	if r == nil || r.Locked || len(r.Data) == 0 {
+		return nil
+	}
+	if err := lock(r.Data); err != nil {
+		return err
+	}
+	r.Locked, r.LockedLen, r.LockErr = true, len(r.Data), nil
+	return nil
+}

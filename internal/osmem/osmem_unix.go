@@ -124,3 +124,13 @@ func lock(b []byte) error {
 	}
 	return nil
 }
+
+// LockLimit reports RLIMIT_MEMLOCK, the bytes a process without
+// CAP_IPC_LOCK may lock, or -1 when it is unlimited or unknown.
+func LockLimit() int64 {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY || lim.Cur > math.MaxInt64 {
+		return -1
+	}
+	return int64(lim.Cur)
+}

@@ -242,3 +242,7 @@ func includeInDumps(b []byte) {
 	}
 	_, _, _ = procWerUnregisterExcludedMemory.Call(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
 }
+
+// LockLimit is -1 on Windows: what may be locked follows the working set,
+// which Map grows as needed, not a fixed limit.
+func LockLimit() int64 { return -1 }

@@ -144,15 +144,13 @@ func (f *FreeSpace) drop(r int32) {
 // came from, before and after, stays free. It reports false when no free
 // extent is large enough.
 func (f *FreeSpace) Take(n, align uint32) (arena, off uint32, ok bool) {
-	return f.TakeOutside(n, align, NoArena)
+	return f.TakeWhere(n, align, nil)
 }
 
-// NoArena is an arena number no extent has, for TakeOutside.
-const NoArena = ^uint32(0)
-
-// TakeOutside is Take from any arena but skip: compaction, emptying an
-// arena, must not move an entry into a hole of the same arena.
-func (f *FreeSpace) TakeOutside(n, align, skip uint32) (arena, off uint32, ok bool) {
+// TakeWhere is Take from the arenas where accept reports true (all, for a
+// nil accept): compaction, emptying an arena, must not move an entry into
+// a hole of the same arena, nor of one it will empty next.
+func (f *FreeSpace) TakeWhere(n, align uint32, accept func(arena uint32) bool) (arena, off uint32, ok bool) {
 	if f.count == 0 || n == 0 {
 		return 0, 0, false
 	}
@@ -160,7 +158,7 @@ func (f *FreeSpace) TakeOutside(n, align, skip uint32) (arena, off uint32, ok bo
 	// The extents of n's own bin may be smaller than n: look at a few.
 	k := 0
 	for r := f.heads[b]; r >= 0 && k < scanLimit; r, k = f.ext[r].next, k+1 {
-		if f.ext[r].arena == skip {
+		if accept != nil && !accept(f.ext[r].arena) {
 			continue
 		}
 		if a, o, ok := f.takeFrom(r, n, align); ok {
@@ -168,7 +166,7 @@ func (f *FreeSpace) TakeOutside(n, align, skip uint32) (arena, off uint32, ok bo
 		}
 	}
 	// Every extent of a higher bin is larger than n; only the alignment, or
-	// the arena to skip, can rule one of them out.
+	// accept, can rule one of them out.
 	for b++; b < numBins; b++ {
 		w := f.busy[b/64] >> (b % 64)
 		if w == 0 {
@@ -181,7 +179,7 @@ func (f *FreeSpace) TakeOutside(n, align, skip uint32) (arena, off uint32, ok bo
 		}
 		k = 0
 		for r := f.heads[b]; r >= 0 && k < scanLimit; r, k = f.ext[r].next, k+1 {
-			if f.ext[r].arena == skip {
+			if accept != nil && !accept(f.ext[r].arena) {
 				continue
 			}
 			if a, o, ok := f.takeFrom(r, n, align); ok {

@@ -671,14 +671,37 @@ func (sh *shard) replaceCur(a *arena) {
 // placeNew finds size bytes for a new entry: in space an earlier entry
 // released if some is large enough, else as place does.
 func (sh *shard) placeNew(size, align int) (*arena, int, error) {
-	if sh.free.Len() > 0 && !sh.oversize(size, align) {
-		if ai, off, ok := sh.free.Take(uint32(size), uint32(align)); ok {
-			a := sh.arenas[ai]
-			a.used = max(a.used, int(off)+size)
-			return a, int(off), nil
+	if sh.free.Len() == 0 || sh.oversize(size, align) {
+		return sh.place(size, align)
+	}
+	if a, off, ok := sh.takeFree(size, align); ok {
+		return a, off, nil
+	}
+	if off, ok := sh.fit(sh.cur, size, align); ok {
+		return sh.cur, off, nil
+	}
+	// Before mapping another arena while holes add up to half of one,
+	// compact: the entry may fit in the holes that makes.
+	if sh.free.Bytes() >= int64(sh.s.cfg.arenaSize)/2 {
+		for range reclaimSteps / 4 {
+			sh.compact()
+		}
+		if a, off, ok := sh.takeFree(size, align); ok {
+			return a, off, nil
 		}
 	}
 	return sh.place(size, align)
+}
+
+// takeFree takes size bytes from the free-space index.
+func (sh *shard) takeFree(size, align int) (*arena, int, bool) {
+	ai, off, ok := sh.free.Take(uint32(size), uint32(align))
+	if !ok {
+		return nil, 0, false
+	}
+	a := sh.arenas[ai]
+	a.used = max(a.used, int(off)+size)
+	return a, int(off), true
 }
 
 // place finds size bytes for an entry in the shard's current arena, mapping

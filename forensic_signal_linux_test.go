@@ -33,7 +33,7 @@ const sigLoadWorkers = 8
 // "planted" run of sigLoad, kept reachable so they stay in the heap.
 var (
 	plantedRoundKeys *[aesctr.RoundKeysSize]byte
-	plantedAESKey       *[32]byte
+	plantedAESKey    *[32]byte
 )
 
 // sigLoad is the helper process of TestForensicsSignalLoad. It reads a key

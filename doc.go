@@ -42,7 +42,8 @@
 // [ErrTypeMismatch], [ErrInvalidSize], [ErrOutOfMemory], [ErrLockFailed],
 // [ErrNoSecretMemory], [ErrExpired], [ErrTampered], [ErrInvalidOption],
 // [ErrCounterExhausted], [ErrNilArgument], [ErrBackgroundRunning],
-// [ErrNameTaken], [ErrInvalidKey]. No input makes a call panic.
+// [ErrNameTaken], [ErrInvalidKey], [ErrAuthFailed], [ErrBufferOverlap]. No
+// input makes a call panic.
 //
 // A rent belongs to its handle, not to a goroutine (Return may come from any
 // goroutine), so Return exactly once per Rent: a second Return gets

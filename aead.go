@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"fmt"
 	"reflect"
+	"sync"
 	"unsafe"
 )
 
@@ -125,11 +126,20 @@ func wipePointee(v any) {
 		return
 	}
 	t := rv.Type().Elem()
-	if pointerIn(t, "") != "" {
+	plain, ok := plainTypes.Load(t)
+	if !ok {
+		plain, _ = plainTypes.LoadOrStore(t, pointerIn(t, "") == "")
+	}
+	if !plain.(bool) {
 		return
 	}
 	Wipe(unsafe.Slice((*byte)(rv.UnsafePointer()), t.Size()))
 }
+
+// plainTypes caches, per reflect.Type, whether wipePointee may zero it:
+// walking a type's fields on every call would cost more than the AES key
+// setup.
+var plainTypes sync.Map
 
 // overlapsInexactly reports whether x and y share memory without starting
 // at the same address: the overlap crypto/cipher panics on.

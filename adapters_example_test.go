@@ -5,10 +5,12 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"log"
 
@@ -74,4 +76,37 @@ func ExampleNewSigner() {
 	// public key d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a
 	// signature  e5564300c360ac729086e2cc806e828a...
 	// verifies: true
+}
+
+func ExampleNewAEAD() {
+	s, err := memshuffle.New()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	key, err := memshuffle.Alloc[byte](s, 32) // AES-256
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Generate the key in place.
+	if err := memshuffle.WithSlice(s, key, func(k []byte) error { _, err := rand.Read(k); return err }); err != nil {
+		log.Fatal(err)
+	}
+	aead, err := memshuffle.NewAEAD(s, key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	nonce := make([]byte, aead.NonceSize()) // never twice under one key
+	sealed, err := aead.Seal(nil, nonce, []byte("attack at dawn"), []byte("header"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	opened, err := aead.Open(nil, nonce, sealed, []byte("header"))
+	fmt.Printf("%d bytes sealed; opened %q, %v\n", len(sealed), opened, err)
+	sealed[0] ^= 1
+	_, err = aead.Open(nil, nonce, sealed, []byte("header"))
+	fmt.Println(errors.Is(err, memshuffle.ErrAuthFailed))
+	// Output:
+	// 30 bytes sealed; opened "attack at dawn", <nil>
+	// true
 }

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memshuffle/memshuffle/internal/aesctr"
 	"github.com/memshuffle/memshuffle/internal/memscan"
 )
 
@@ -40,8 +41,8 @@ func init() {
 var plantedKey []byte
 
 // copiesHolder is the helper process of TestAdapterCopies. It reads from
-// stdin, each preceded by its length as 4 bytes: an HMAC key, which it
-// reads with ReadFrom, and three PKCS#8 keys (Ed25519, ECDSA P-256,
+// stdin, each preceded by its length as 4 bytes: an HMAC key and an AES-256
+// key, which it reads with ReadFrom, and three PKCS#8 keys (Ed25519, ECDSA P-256,
 // RSA-2048), which it reads with ReadPrivateKey. Then it runs each adapter
 // copiesOps times, collects garbage, says "ready" and obeys "plant" (copy
 // the HMAC key and the Ed25519 key's PKCS#8 DER to the heap) and "exit".
@@ -58,6 +59,15 @@ func copiesHolder() int {
 	}
 	r, n := next()
 	macKey, err := ReadFrom(s, r, n)
+	if err != nil {
+		return fail(err)
+	}
+	r, n = next()
+	aesKey, err := ReadFrom(s, r, n)
+	if err != nil {
+		return fail(err)
+	}
+	aead, err := NewAEAD(s, aesKey)
 	if err != nil {
 		return fail(err)
 	}
@@ -98,6 +108,16 @@ func copiesHolder() int {
 			}
 		}
 	}
+	nonce, sealed := make([]byte, aead.NonceSize()), make([]byte, 0, len(msg)+aead.Overhead())
+	for i := range copiesOps {
+		binary.BigEndian.PutUint64(nonce, uint64(i))
+		if sealed, err = aead.Seal(sealed[:0], nonce, msg, nil); err != nil {
+			return fail(err)
+		}
+		if _, err = aead.Open(msg[:0], nonce, sealed, nil); err != nil {
+			return fail(err)
+		}
+	}
 	// Several cycles: crypto/ed25519 and crypto/ecdsa drop a cached key in
 	// a cleanup that runs after the collection that finds its owner dead,
 	// and the cached key itself goes in the next one.
@@ -130,11 +150,12 @@ type keyForm struct {
 }
 
 // keyForms returns the forms of each key TestAdapterCopies counts: the
-// HMAC key and its two padded blocks; the Ed25519 seed, its secret scalar
+// HMAC key and its two padded blocks; the AES key of NewAEAD and its last
+// round key; the Ed25519 seed, its secret scalar
 // and its nonce prefix; the ECDSA scalar d; and the RSA d, p and q. Big
 // numbers are counted both big-endian, as in DER, and in the byte order of
 // math/big's and crypto/internal/fips140/bigmod's little-endian words.
-func keyForms(t *testing.T, macKey []byte, ed ed25519.PrivateKey, ec *ecdsa.PrivateKey, rk *rsa.PrivateKey) []keyForm {
+func keyForms(t *testing.T, macKey, aesKey []byte, ed ed25519.PrivateKey, ec *ecdsa.PrivateKey, rk *rsa.PrivateKey) []keyForm {
 	var forms []keyForm
 	add := func(name string, b []byte) {
 		p, err := memscan.NewPattern(b)
@@ -155,6 +176,14 @@ func keyForms(t *testing.T, macKey []byte, ed ed25519.PrivateKey, ec *ecdsa.Priv
 	add("HMAC key", slices.Clone(macKey))
 	add("HMAC key^ipad", pad(0x36))
 	add("HMAC key^opad", pad(0x5c))
+	add("AES-256 key", slices.Clone(aesKey))
+	// The last round key, in the layout crypto/aes keeps with AES-NI (the
+	// first two round keys are the key itself).
+	var rks [aesctr.RoundKeysSize]byte
+	if err := aesctr.Expand(&rks, (*[32]byte)(aesKey)); err == nil {
+		add("AES-256 last round key", slices.Clone(rks[len(rks)-16:]))
+	}
+	Wipe(rks[:])
 	h := sha512.Sum512(ed.Seed())
 	h[0] &= 248
 	h[31] &= 63
@@ -195,8 +224,9 @@ func TestAdapterCopies(t *testing.T) {
 	if _, err := os.Stat("/proc/self/mem"); err != nil {
 		t.Skip("no /proc")
 	}
-	macKey := make([]byte, 32)
+	macKey, aesKey := make([]byte, 32), make([]byte, 32)
 	rand.Read(macKey)
+	rand.Read(aesKey)
 	_, ed, _ := ed25519.GenerateKey(rand.Reader)
 	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -228,18 +258,19 @@ func TestAdapterCopies(t *testing.T) {
 		stdin.Write(b)
 	}
 	send(macKey)
+	send(aesKey)
 	for _, k := range []any{ed, ec, rk} {
 		send(pkcs8(t, k))
 	}
-	forms := keyForms(t, macKey, ed, ec, rk)
+	forms := keyForms(t, macKey, aesKey, ed, ec, rk)
 	ps := make([]*memscan.Pattern, len(forms))
 	for i, f := range forms {
 		ps[i] = f.p
 	}
 	start := time.Now()
 	expect("ready")
-	t.Logf("%d MACs and %d signatures with each of 3 keys in %v (secret mode %v)",
-		copiesOps, copiesOps, time.Since(start).Round(time.Millisecond), SecretMode())
+	t.Logf("%d MACs, AEAD seals and opens, and signatures with each of 3 keys in %v (secret mode %v)",
+		copiesOps, time.Since(start).Round(time.Millisecond), SecretMode())
 	pid := cmd.Process.Pid
 
 	live := func() []int {

@@ -43,7 +43,8 @@
 // [ErrTypeMismatch], [ErrInvalidSize], [ErrOutOfMemory], [ErrLockFailed],
 // [ErrNoSecretMemory], [ErrExpired], [ErrTampered], [ErrInvalidOption],
 // [ErrCounterExhausted], [ErrNilArgument], [ErrBackgroundRunning],
-// [ErrNameTaken], [ErrInvalidKey]. No input makes a call panic.
+// [ErrNameTaken], [ErrInvalidKey], [ErrAuthFailed], [ErrBufferOverlap]. No
+// input makes a call panic.
 //
 // A rent belongs to its handle, not to a goroutine (Return may come from any
 // goroutine), so Return exactly once per Rent: a second Return gets
@@ -145,6 +146,8 @@
 //     signature.
 //   - [MAC] computes an HMAC with a key held in an entry, without the two
 //     padded copies of the key hmac.New keeps.
+//   - [NewAEAD] seals and opens with AES-GCM under a key held in an entry,
+//     building the key schedule for each call and zeroing it after.
 //
 // What they leave behind depends on the build. TestAdapterCopies counts
 // every form of a key that gives it away, after 1,000 operations of each
@@ -158,6 +161,9 @@
 //     XOR opad, in every run. For comparison, hmac.New inside
 //     [WithViewSlice] left 476 and 472 padded blocks after 50,000 MACs
 //     (examples/jwt).
+//   - AEAD Seal and Open (AES-256-GCM): 0 copies of the key and of its
+//     last round key, in every run. Without the zeroing, 1,000 calls left
+//     13 and 26.
 //   - Ed25519 Sign: 1 copy of the seed and 1 of the nonce prefix, none of
 //     the secret scalar in its byte form, in every run. crypto/ed25519
 //     caches every key it signs with, expanded, under a weak pointer to

@@ -91,6 +91,15 @@ var (
 
 // ErrInvalidKey is returned by NewSigner and ReadPrivateKey when the bytes
 // are not a private key of a supported kind and size (Ed25519; ECDSA on
-// P-256, P-384 or P-521; RSA of 2048 to 4096 bits), and by a Signer's Sign
-// when its entry no longer holds such a key.
-var ErrInvalidKey = errors.New("memshuffle: invalid or unsupported private key")
+// P-256, P-384 or P-521; RSA of 2048 to 4096 bits), by a Signer's Sign
+// when its entry no longer holds such a key, and by NewAEAD for an entry
+// that is not an AES key.
+var ErrInvalidKey = errors.New("memshuffle: invalid or unsupported key")
+
+// ErrAuthFailed is returned by AEAD's Open when a message or its
+// additional data was forged or damaged.
+var ErrAuthFailed = errors.New("memshuffle: message authentication failed")
+
+// ErrBufferOverlap is returned by AEAD's Seal and Open when dst's spare
+// capacity overlaps the input other than exactly.
+var ErrBufferOverlap = errors.New("memshuffle: output overlaps input")

@@ -5,10 +5,10 @@ package memshuffle
 // what a function leaves behind (linux/amd64 and linux/arm64, as of Go
 // 1.26). In secret mode every callback the library runs with plaintext
 // (With and its siblings, the fill of ReadFrom and CopyFrom, the crypto
-// adapters NewSigner, MAC and ReadPrivateKey) runs inside secret.Do: the
-// registers and stack it used are erased when it returns, and the heap
-// memory it allocated is erased once the garbage collector finds it
-// unreachable. Without it those callbacks run as plain calls, and whatever
+// adapters NewSigner, MAC, NewAEAD and ReadPrivateKey) runs inside
+// secret.Do: the registers and stack it used are erased when it returns,
+// and the heap memory it allocated is erased once the garbage collector
+// finds it unreachable. Without it those callbacks run as plain calls, and whatever
 // they leave on the stack or the heap stays readable until reused.
 //
 // Secret mode does not reach global variables a callback writes, goroutines

@@ -405,9 +405,9 @@ func TestKeyFileErrors(t *testing.T) {
 		is      error // the error must also match this, if set
 	}{
 		{"missing", nil, "key:", fs.ErrNotExist},
-		{"empty", []byte{}, "invalid or unsupported private key", memshuffle.ErrInvalidKey},
-		{"raw seed", make([]byte, 32), "invalid or unsupported private key", memshuffle.ErrInvalidKey},
-		{"PEM of zeros", pemZeros, "invalid or unsupported private key", memshuffle.ErrInvalidKey},
+		{"empty", []byte{}, "invalid or unsupported key", memshuffle.ErrInvalidKey},
+		{"raw seed", make([]byte, 32), "invalid or unsupported key", memshuffle.ErrInvalidKey},
+		{"PEM of zeros", pemZeros, "invalid or unsupported key", memshuffle.ErrInvalidKey},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,153 @@
+package memshuffle
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"fmt"
+	"reflect"
+	"sync"
+	"unsafe"
+)
+
+// AEAD is AES-GCM (NIST SP 800-38D) with 12-byte nonces and 16-byte tags,
+// whose key is an entry of a Shuffler. It seals and opens as crypto/cipher's
+// GCM does and produces the same bytes, but reports every failure as an
+// error instead of a panic. It is safe for concurrent use.
+//
+// Each call builds the AES key schedule and the GCM tables from a view of
+// the key, uses them and zeroes them before returning, so no copy of the
+// key or of its schedule outlives the call; in secret mode (see SecretMode)
+// the call runs inside secret.Do. The price is the key setup on every call.
+type AEAD struct {
+	s   *Shuffler
+	key Handle
+}
+
+const (
+	aeadNonceSize = 12
+	aeadTagSize   = 16
+)
+
+// NewAEAD returns an AEAD whose key is the entry key: 16, 24 or 32 bytes,
+// for AES-128, AES-192 or AES-256. Any other size fails with ErrInvalidKey.
+// The entry must stay allocated while the AEAD is used.
+func NewAEAD(s *Shuffler, key Handle) (*AEAD, error) {
+	n, err := s.Size(key)
+	if err != nil {
+		return nil, err
+	}
+	if n != 16 && n != 24 && n != 32 {
+		return nil, fmt.Errorf("%w: AES key of %d bytes", ErrInvalidKey, n)
+	}
+	return &AEAD{s: s, key: key}, nil
+}
+
+// NonceSize returns 12: the nonce must be 12 bytes, and must never repeat
+// under one key.
+func (a *AEAD) NonceSize() int { return aeadNonceSize }
+
+// Overhead returns 16, the size of the tag.
+func (a *AEAD) Overhead() int { return aeadTagSize }
+
+// Seal encrypts and authenticates plaintext, authenticates additionalData,
+// and appends the result to dst. To reuse plaintext's storage for the
+// output, use plaintext[:0] as dst; otherwise dst's spare capacity must not
+// overlap plaintext, or Seal fails with ErrBufferOverlap. A nonce of the
+// wrong size fails with ErrInvalidSize. On error dst is returned as it was.
+func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) ([]byte, error) {
+	return a.do(dst, nonce, plaintext, len(plaintext)+aeadTagSize,
+		func(g cipher.AEAD, out []byte) ([]byte, error) {
+			return g.Seal(out, nonce, plaintext, additionalData), nil
+		})
+}
+
+// Open authenticates ciphertext and additionalData and, if they are
+// authentic, decrypts ciphertext and appends the plaintext to dst. A
+// forged or damaged message fails with ErrAuthFailed and leaves dst's
+// spare capacity zeroed. The buffer rules are Seal's.
+func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error) {
+	if len(ciphertext) < aeadTagSize {
+		return dst, ErrAuthFailed
+	}
+	return a.do(dst, nonce, ciphertext, len(ciphertext)-aeadTagSize,
+		func(g cipher.AEAD, out []byte) ([]byte, error) {
+			out, err := g.Open(out, nonce, ciphertext, additionalData)
+			if err != nil {
+				return nil, ErrAuthFailed
+			}
+			return out, nil
+		})
+}
+
+// do checks the arguments, grows dst by n bytes before the key is read
+// (so that nothing is allocated inside secret.Do), and runs op with a
+// GCM built from a view of the key, zeroing the GCM afterwards.
+func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]byte, error)) ([]byte, error) {
+	if len(nonce) != aeadNonceSize {
+		return dst, fmt.Errorf("%w: nonce of %d bytes, want %d", ErrInvalidSize, len(nonce), aeadNonceSize)
+	}
+	out := dst
+	if cap(dst)-len(dst) < n {
+		out = make([]byte, len(dst), len(dst)+n)
+		copy(out, dst)
+	}
+	if spare := out[len(out) : len(out)+n]; overlapsInexactly(spare, in) {
+		return dst, ErrBufferOverlap
+	}
+	var res []byte
+	err := WithViewSlice(a.s, a.key, func(k []byte) error {
+		block, err := aes.NewCipher(k)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidKey, err)
+		}
+		defer wipePointee(block)
+		g, err := cipher.NewGCM(block)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidKey, err)
+		}
+		defer wipePointee(g)
+		res, err = op(g, out)
+		return err
+	})
+	if err != nil {
+		return dst, err
+	}
+	return res, nil
+}
+
+// wipePointee zeroes the object v points to, the AES schedule or the GCM
+// state crypto/cipher made, when its type holds no pointers, so that
+// writing zeros over it cannot hide anything from the garbage collector.
+// Both are plain data in Go 1.26; a future layout with pointers is left
+// alone (and then erased in secret mode only).
+func wipePointee(v any) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return
+	}
+	t := rv.Type().Elem()
+	plain, ok := plainTypes.Load(t)
+	if !ok {
+		plain, _ = plainTypes.LoadOrStore(t, pointerIn(t, "") == "")
+	}
+	if !plain.(bool) {
+		return
+	}
+	Wipe(unsafe.Slice((*byte)(rv.UnsafePointer()), t.Size()))
+}
+
+// plainTypes caches, per reflect.Type, whether wipePointee may zero it:
+// walking a type's fields on every call would cost more than the AES key
+// setup.
+var plainTypes sync.Map
+
+// overlapsInexactly reports whether x and y share memory without starting
+// at the same address: the overlap crypto/cipher panics on.
+func overlapsInexactly(x, y []byte) bool {
+	if len(x) == 0 || len(y) == 0 {
+		return false
+	}
+	xp := uintptr(unsafe.Pointer(unsafe.SliceData(x)))
+	yp := uintptr(unsafe.Pointer(unsafe.SliceData(y)))
+	return xp != yp && xp < yp+uintptr(len(y)) && yp < xp+uintptr(len(x))
+}

@@ -150,7 +150,7 @@ func FuzzOps(f *testing.F) {
 					t.Fatal(err)
 				}
 			}
-			if err := s.checkInvariants(); err != nil {
+			if err := s.check(); err != nil {
 				t.Fatalf("step %d: %v", step, err)
 			}
 			// Compare the unrented entries with the model after every step.

@@ -21,12 +21,13 @@ const (
 	reclaimSteps = 16
 )
 
-// wasteful reports whether the shard maps enough more than its entries
-// hold for compaction to be worth a step: a sixteenth of the live data, plus
-// one arena of the minimum size.
+// wasteful reports whether the holes in the shard's arenas add up to
+// enough for compaction to be worth a step: a sixteenth of the live data,
+// plus one arena of the minimum size. The current arena's unused space does
+// not count: moving entries cannot make it smaller.
 func (sh *shard) wasteful() bool {
 	held := sh.liveBytes + int64(sh.live*sh.ov)
-	return sh.free.Bytes() > 0 && sh.mapped-held > held/16+int64(sh.s.cfg.arenaSize)
+	return sh.free.Bytes() > held/16+int64(sh.s.cfg.arenaSize)
 }
 
 // compact runs one bounded compaction step, continuing where the last one

@@ -54,87 +54,25 @@ func verifyModel(t testing.TB, s *Shuffler, m model) {
 	}
 }
 
-// TestRandomOps runs a random mix of every operation, checking the
-// invariants after every step and all contents against a model as it goes.
+// TestRandomOps runs the operation model (model_test.go) on random
+// streams: every operation, the invariant check after every step, entries
+// compared with the model as it goes and all of them at the end.
 func TestRandomOps(t *testing.T) {
 	for _, c := range []struct {
-		shards int
-		cipher Cipher
-	}{{1, AES256CTR}, {4, AES256CTR}, {2, AES256GCM}, {2, ChaCha20Poly1305}} {
-		shards := c.shards
-		s := newTest(t, WithShards(shards), WithArenaSize(4096), WithCipher(c.cipher))
-		r := mrand.New(mrand.NewPCG(uint64(shards), 7))
-		m := model{}
-		var hs []Handle
-		rented := map[Handle][]byte{}
-		for step := range 3000 {
-			switch op := r.IntN(100); {
-			case op < 30:
-				n := 1 + r.IntN(300)
-				h, err := Alloc[byte](s, n)
-				if err != nil {
-					t.Fatal(err)
-				}
-				m[h] = make([]byte, n)
-				hs = append(hs, h)
-			case op < 55 && len(hs) > 0:
-				h := hs[r.IntN(len(hs))]
-				if b, ok := rented[h]; ok {
-					fill(r, b)
-					m[h] = bytes.Clone(b)
-					if err := s.Return(h); err != nil {
-						t.Fatal(err)
-					}
-					delete(rented, h)
-					break
-				}
-				b, err := RentSlice[byte](s, h)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !bytes.Equal(b, m[h]) {
-					t.Fatalf("step %d: rented %x, want %x", step, b, m[h])
-				}
-				rented[h] = b
-			case op < 70 && len(hs) > 0:
-				k := r.IntN(len(hs))
-				h := hs[k]
-				err := s.Free(h)
-				if _, ok := rented[h]; ok {
-					if !errors.Is(err, ErrBusy) {
-						t.Fatalf("Free of rented: %v", err)
-					}
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				delete(m, h)
-				hs = append(hs[:k], hs[k+1:]...)
-				if s.Valid(h) {
-					t.Fatal("freed handle still valid")
-				}
-			case op < 80:
-				if err := s.Shuffle(); err != nil {
-					t.Fatal(err)
-				}
-			case op < 83:
-				if err := s.RotateKey(nil, nil); err != nil {
-					t.Fatal(err)
-				}
-			case op < 88:
-				s.SetShuffleOnBorrowReturn(r.IntN(2) == 0)
-			}
-			mustCheck(t, s)
-		}
-		for h, b := range rented {
-			m[h] = bytes.Clone(b)
-			if err := s.Return(h); err != nil {
-				t.Fatal(err)
-			}
-		}
-		verifyModel(t, s, m)
-		mustCheck(t, s)
+		name string
+		opts []Option
+	}{
+		{"ctr/1", []Option{WithShards(1)}},
+		{"ctr/4", []Option{WithShards(4)}},
+		{"gcm/2", []Option{WithShards(2), WithCipher(AES256GCM)}},
+		{"chacha/2", []Option{WithShards(2), WithCipher(ChaCha20Poly1305)}},
+		{"tracked/2", []Option{WithShards(2), WithRentTracking(time.Hour)}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newTest(t, append(c.opts, WithArenaSize(4096))...)
+			src := &randSource{r: mrand.New(mrand.NewPCG(uint64(len(c.name)), 7)), left: 3000}
+			newOpModel(t, s, src).run()
+		})
 	}
 }
 

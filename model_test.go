@@ -1,0 +1,388 @@
+package memshuffle
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	mrand "math/rand/v2"
+	"testing"
+	"time"
+)
+
+// opSource supplies the bytes that choose the model's operations and their
+// arguments: a random stream for TestRandomOps, the fuzzer's input for
+// FuzzOps.
+type opSource interface {
+	// next returns the next byte, or false when there are none left.
+	next() (byte, bool)
+}
+
+type randSource struct {
+	r    *mrand.Rand
+	left int
+}
+
+func (s *randSource) next() (byte, bool) {
+	if s.left <= 0 {
+		return 0, false
+	}
+	s.left--
+	return byte(s.r.Uint32()), true
+}
+
+type byteSource struct{ b []byte }
+
+func (s *byteSource) next() (byte, bool) {
+	if len(s.b) == 0 {
+		return 0, false
+	}
+	c := s.b[0]
+	s.b = s.b[1:]
+	return c, true
+}
+
+// opModel drives a Shuffler with every operation, keeps what each entry
+// must hold, and checks after every step both the Shuffler's invariants and
+// a few entries against the model.
+type opModel struct {
+	t       testing.TB
+	s       *Shuffler
+	src     opSource
+	values  model             // every live entry, borrowed or not
+	hs      []Handle          // live and expired handles
+	rented  map[Handle][]byte // rented entries and their memory
+	viewed  map[Handle]int    // viewed entries and their viewer count
+	expired map[Handle]bool   // handles that answer ErrExpired
+	views   map[Handle][]byte // the memory of viewed entries
+	purged  bool
+	step    int
+	ended   bool
+	last    byte
+}
+
+func newOpModel(t testing.TB, s *Shuffler, src opSource) *opModel {
+	return &opModel{t: t, s: s, src: src, values: model{}, rented: map[Handle][]byte{},
+		viewed: map[Handle]int{}, expired: map[Handle]bool{}, views: map[Handle][]byte{}}
+}
+
+func (m *opModel) byte() byte {
+	b, ok := m.src.next()
+	if !ok {
+		m.ended = true
+	}
+	m.last = b
+	return b
+}
+
+func (m *opModel) fatalf(format string, args ...any) {
+	m.t.Helper()
+	m.t.Fatalf("step %d: "+format, append([]any{m.step}, args...)...)
+}
+
+// pick returns one of the handles, live or expired.
+func (m *opModel) pick() (Handle, bool) {
+	if len(m.hs) == 0 {
+		return Handle{}, false
+	}
+	return m.hs[int(m.byte())%len(m.hs)], true
+}
+
+func (m *opModel) forget(h Handle) {
+	delete(m.values, h)
+	delete(m.expired, h)
+	for i := range m.hs {
+		if m.hs[i] == h {
+			m.hs = append(m.hs[:i], m.hs[i+1:]...)
+			return
+		}
+	}
+}
+
+func (m *opModel) borrowed(h Handle) bool {
+	_, r := m.rented[h]
+	return r || m.viewed[h] > 0
+}
+
+// run performs operations until the source runs out (or Purge ends the
+// Shuffler), then returns every borrow and compares every entry.
+func (m *opModel) run() {
+	m.t.Helper()
+	for m.step = 0; !m.ended && !m.purged; m.step++ {
+		m.op(m.byte() % 16)
+		if err := m.s.check(); err != nil {
+			m.fatalf("after op %d: %v", m.last, err)
+		}
+		if !m.purged {
+			m.spotCheck()
+		}
+	}
+	if m.purged {
+		return
+	}
+	for h, b := range m.rented {
+		m.values[h] = bytes.Clone(b)
+		if err := m.s.Return(h); err != nil {
+			m.fatalf("final Return: %v", err)
+		}
+	}
+	for h, n := range m.viewed {
+		for range n {
+			if err := m.s.ReturnView(h); err != nil {
+				m.fatalf("final ReturnView: %v", err)
+			}
+		}
+	}
+	m.rented, m.viewed = map[Handle][]byte{}, map[Handle]int{}
+	for h, want := range m.values {
+		if got := readAll(m.t, m.s, h); !bytes.Equal(got, want) {
+			m.fatalf("entry %v: got %x, want %x", h, got, want)
+		}
+	}
+	if st := m.s.Stats(); st.Entries != len(m.values) {
+		m.fatalf("Stats.Entries = %d, model has %d", st.Entries, len(m.values))
+	}
+	if err := m.s.check(); err != nil {
+		m.fatalf("at the end: %v", err)
+	}
+}
+
+// spotCheck compares up to four unborrowed entries with the model, and
+// the memory of every view.
+func (m *opModel) spotCheck() {
+	m.t.Helper()
+	for k := 0; k < 4 && len(m.hs) > 0; k++ {
+		h := m.hs[(m.step*7+k*13)%len(m.hs)]
+		if m.borrowed(h) || m.expired[h] {
+			continue
+		}
+		if got := readAll(m.t, m.s, h); !bytes.Equal(got, m.values[h]) {
+			m.fatalf("entry %v differs from the model", h)
+		}
+	}
+	for h, b := range m.views {
+		if !bytes.Equal(b, m.values[h]) {
+			m.fatalf("view of %v differs from the model", h)
+		}
+	}
+}
+
+func (m *opModel) op(op byte) {
+	m.t.Helper()
+	s := m.s
+	switch op {
+	case 0, 1: // alloc, of bytes or of 8-byte words
+		n := 1 + int(m.byte())
+		var h Handle
+		var err error
+		if op == 1 && n%8 == 0 {
+			h, err = Alloc[uint64](s, n/8)
+		} else {
+			h, err = Alloc[byte](s, n)
+		}
+		if err != nil {
+			m.fatalf("Alloc(%d): %v", n, err)
+		}
+		m.values[h] = make([]byte, n)
+		m.hs = append(m.hs, h)
+	case 2: // rent, or write and return what is rented
+		h, ok := m.pick()
+		if !ok {
+			return
+		}
+		if b, ok := m.rented[h]; ok {
+			v := m.byte()
+			for i := range b {
+				b[i] = v + byte(i)
+			}
+			m.values[h] = bytes.Clone(b)
+			if err := s.Return(h); err != nil {
+				m.fatalf("Return: %v", err)
+			}
+			delete(m.rented, h)
+			return
+		}
+		b, err := RentSlice[byte](s, h)
+		switch {
+		case m.expired[h]:
+			if !errors.Is(err, ErrExpired) {
+				m.fatalf("Rent of expired: %v", err)
+			}
+		case m.viewed[h] > 0:
+			if !errors.Is(err, ErrBusy) {
+				m.fatalf("Rent of viewed: %v", err)
+			}
+		case err != nil:
+			m.fatalf("Rent: %v", err)
+		default:
+			if !bytes.Equal(b, m.values[h]) {
+				m.fatalf("rented %x, want %x", b, m.values[h])
+			}
+			m.rented[h] = b
+		}
+	case 3: // view
+		h, ok := m.pick()
+		if !ok {
+			return
+		}
+		b, err := ViewSlice[byte](s, h)
+		switch {
+		case m.expired[h]:
+			if !errors.Is(err, ErrExpired) {
+				m.fatalf("View of expired: %v", err)
+			}
+		case m.rented[h] != nil:
+			if !errors.Is(err, ErrBusy) {
+				m.fatalf("View of rented: %v", err)
+			}
+		case err != nil:
+			m.fatalf("View: %v", err)
+		default:
+			m.viewed[h]++
+			m.views[h] = b
+		}
+	case 4: // return a view, or misuse ReturnView
+		h, ok := m.pick()
+		if !ok {
+			return
+		}
+		err := s.ReturnView(h)
+		switch {
+		case m.viewed[h] > 0:
+			if err != nil {
+				m.fatalf("ReturnView: %v", err)
+			}
+			if m.viewed[h]--; m.viewed[h] == 0 {
+				delete(m.viewed, h)
+				delete(m.views, h)
+			}
+		case m.expired[h]:
+			if !errors.Is(err, ErrExpired) {
+				m.fatalf("ReturnView of expired: %v", err)
+			}
+		default:
+			if !errors.Is(err, ErrNotRented) {
+				m.fatalf("ReturnView of an entry not viewed: %v", err)
+			}
+		}
+	case 5: // free
+		h, ok := m.pick()
+		if !ok {
+			return
+		}
+		err := s.Free(h)
+		if m.borrowed(h) {
+			if !errors.Is(err, ErrBusy) {
+				m.fatalf("Free of borrowed: %v", err)
+			}
+			return
+		}
+		if err != nil {
+			m.fatalf("Free: %v", err)
+		}
+		m.forget(h)
+		if s.Valid(h) {
+			m.fatalf("freed handle still valid")
+		}
+		if err := s.Free(h); !errors.Is(err, ErrInvalidHandle) {
+			m.fatalf("double free: %v", err)
+		}
+	case 6:
+		if err := s.Shuffle(); err != nil {
+			m.fatalf("Shuffle: %v", err)
+		}
+	case 7: // one background cycle, step by step, as the background shuffler runs it
+		if !s.cycle(context.Background()) {
+			m.fatalf("background cycle stopped")
+		}
+	case 8:
+		if err := s.RotateKey(nil, nil); err != nil {
+			m.fatalf("RotateKey: %v", err)
+		}
+	case 9:
+		s.SetShuffleOnBorrowReturn(m.byte()%2 == 1)
+	case 10: // expire an entry now
+		h, ok := m.pick()
+		if !ok || m.borrowed(h) || m.expired[h] {
+			return
+		}
+		if err := s.SetExpiry(h, time.Unix(0, 1)); err != nil {
+			m.fatalf("SetExpiry in the past: %v", err)
+		}
+		delete(m.values, h)
+		m.expired[h] = true
+		if s.Valid(h) {
+			m.fatalf("expired handle still valid")
+		}
+	case 11: // an expiry far ahead, read back, or cleared
+		h, ok := m.pick()
+		if !ok || m.expired[h] {
+			return
+		}
+		at := time.Time{}
+		if m.byte()%2 == 0 {
+			at = time.Now().Add(time.Hour)
+		}
+		if err := s.SetExpiry(h, at); err != nil {
+			m.fatalf("SetExpiry: %v", err)
+		}
+		got, err := s.Expiry(h)
+		if err != nil || !got.Equal(at) {
+			m.fatalf("Expiry: %v, %v; want %v", got, err, at)
+		}
+	case 12: // misuse: Return of what is not rented
+		h, ok := m.pick()
+		if !ok || m.rented[h] != nil {
+			return
+		}
+		err := s.Return(h)
+		want := ErrNotRented
+		if m.expired[h] {
+			want = ErrExpired
+		}
+		if !errors.Is(err, want) {
+			m.fatalf("Return of an entry not rented: %v, want %v", err, want)
+		}
+	case 13: // a typed rent wider than the entry
+		h, ok := m.pick()
+		if !ok || m.borrowed(h) || m.expired[h] {
+			return
+		}
+		_, err := Rent[[64]byte](s, h)
+		if len(m.values[h]) < 64 {
+			if !errors.Is(err, ErrTypeMismatch) {
+				m.fatalf("Rent of a wider type: %v", err)
+			}
+			return
+		}
+		if err != nil {
+			m.fatalf("Rent[[64]byte]: %v", err)
+		}
+		if err := s.Return(h); err != nil {
+			m.fatalf("Return: %v", err)
+		}
+	case 14: // a larger entry, so arenas of several sizes come and go
+		n := 1 + int(m.byte())*64
+		h, err := Alloc[byte](s, n)
+		if err != nil {
+			m.fatalf("Alloc(%d): %v", n, err)
+		}
+		m.values[h] = make([]byte, n)
+		m.hs = append(m.hs, h)
+	case 15: // Purge, rarely: it ends the Shuffler
+		if m.byte() != 0xff {
+			return
+		}
+		if err := s.Purge(); err != nil {
+			m.fatalf("Purge: %v", err)
+		}
+		m.purged = true
+		if _, err := Alloc[byte](s, 8); !errors.Is(err, ErrClosed) {
+			m.fatalf("Alloc after Purge: %v", err)
+		}
+		for _, b := range m.rented {
+			if !allZero(b) {
+				m.fatalf("a rented entry was not wiped by Purge")
+			}
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/memshuffle/memshuffle/internal/aesctr"
 	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/seal"
@@ -68,12 +69,14 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte) 
 	k, sa := s.keyBufs()
 	var err error
 	if key != nil {
-		*k = *key
+		// Not *k = *key: that copy goes through a vector register, which a
+		// signal arriving meanwhile would save on the signal stack.
+		aesctr.Copy(k[:], key[:])
 	} else {
 		_, err = rand.Read(k[:])
 	}
 	if salt != nil {
-		*sa = *salt
+		aesctr.Copy(sa[:], salt[:])
 	} else if err == nil {
 		_, err = rand.Read(sa[:])
 	}

@@ -153,7 +153,7 @@
 // every form of a key that gives it away, after 1,000 operations of each
 // adapter and a garbage collection, in every readable mapping of the
 // process outside the Shuffler's locked, dump-excluded arenas (the same
-// counts in a gcore dump). Three runs on linux/amd64 with Go 1.26.8 (one of
+// counts in a gcore dump). Four runs on linux/amd64 with Go 1.26.8 (one of
 // them as an unprivileged user), in a default build (go test -run
 // TestAdapterCopies -v):
 //
@@ -161,9 +161,9 @@
 //     XOR opad, in every run. For comparison, hmac.New inside
 //     [WithViewSlice] left 476 and 472 padded blocks after 50,000 MACs
 //     (examples/jwt).
-//   - AEAD Seal and Open (AES-256-GCM): 0 copies of the key and of its
-//     last round key, in every run. Without the zeroing, 1,000 calls left
-//     13 and 26.
+//   - AEAD Seal and Open (AES-256-GCM; the last run, and one before): 0
+//     copies of the key and of its last round key. Without the zeroing of
+//     the schedule, 1,000 calls left 13 and 26.
 //   - Ed25519 Sign: 1 copy of the seed and 1 of the nonce prefix, none of
 //     the secret scalar in its byte form, in every run. crypto/ed25519
 //     caches every key it signs with, expanded, under a weak pointer to
@@ -173,11 +173,11 @@
 //     memory is reused. (The key cannot be the entry itself: a weak
 //     pointer into memory the runtime does not manage aborts the process,
 //     in any build.)
-//   - ECDSA P-256 Sign: 17, 35 and 51 copies of d. crypto/ecdsa copies the
+//   - ECDSA P-256 Sign: 17, 35, 51 and 37 copies of d. crypto/ecdsa copies the
 //     scalar into its FIPS module's key form for each signature, and those
 //     copies are out of reach; the Signer wipes its own big.Int.
-//   - RSA-2048 Sign: 48 to 234 copies of each of d, p and q big-endian,
-//     and 16 to 36 of each as little-endian words. Parsing a key computes
+//   - RSA-2048 Sign: 48 to 328 copies of each of d, p and q big-endian,
+//     and 16 to 57 of each as little-endian words. Parsing a key computes
 //     crypto/rsa's precomputed values; the math/big numbers the Signer can
 //     reach are wiped, the FIPS module's are not.
 //

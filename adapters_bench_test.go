@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"testing"
+	"time"
 )
 
 // BenchmarkWithSlice is the cost of secret mode for a callback: a rent, an
@@ -82,4 +83,79 @@ func BenchmarkSign(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkAdapterCost runs each adapter and the same operation with a
+// plain heap key alternately, one of each per iteration, and reports the
+// time of each and their ratio (x-heap). On a shared machine, whose load
+// changes from one second to the next, alternating keeps the two under the
+// same load, so the ratio holds up where two separate benchmarks' times do
+// not.
+func BenchmarkAdapterCost(b *testing.B) {
+	s := newTest(b)
+	key := make([]byte, 32)
+	rand.Read(key)
+	kh, _ := CopyFrom(s, append([]byte(nil), key...))
+	msg := make([]byte, 64)
+	dst := make([]byte, 0, sha256.Size)
+	pair := func(b *testing.B, heap, shuffler func()) {
+		var th, ts time.Duration
+		timed := func(f func()) time.Duration {
+			t0 := time.Now()
+			f()
+			return time.Since(t0)
+		}
+		// Which goes first alternates too, so that neither always pays
+		// for what the other leaves behind (cache misses, GC assists).
+		for i := 0; b.Loop(); i++ {
+			if i%2 == 0 {
+				th += timed(heap)
+				ts += timed(shuffler)
+			} else {
+				ts += timed(shuffler)
+				th += timed(heap)
+			}
+		}
+		n := float64(b.N)
+		b.ReportMetric(float64(th.Nanoseconds())/n, "heap-ns/op")
+		b.ReportMetric(float64(ts.Nanoseconds())/n, "memshuffle-ns/op")
+		b.ReportMetric(float64(ts)/float64(th), "x-heap")
+	}
+	b.Run("op=MAC/size=64", func(b *testing.B) {
+		pair(b, func() {
+			m := hmac.New(sha256.New, key)
+			m.Write(msg)
+			dst = m.Sum(dst[:0])
+		}, func() {
+			dst, _ = MAC(s, kh, sha256.New, msg, dst[:0])
+		})
+	})
+	digest := sha256.Sum256([]byte("message"))
+	for _, k := range []testKey{testKeys()[0], testKeys()[1], testKeys()[4]} {
+		in, opts := digest[:], crypto.SignerOpts(crypto.SHA256)
+		if k.name == "Ed25519" {
+			in, opts = []byte("a message of some 32 bytes......"), crypto.Hash(0)
+		}
+		sg := newTestSigner(b, s, k.priv)
+		b.Run("op=Sign/alg="+k.name, func(b *testing.B) {
+			pair(b, func() {
+				if _, err := k.priv.Sign(rand.Reader, in, opts); err != nil {
+					b.Fatal(err)
+				}
+			}, func() {
+				if _, err := sg.Sign(rand.Reader, in, opts); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+	h, _ := Alloc[byte](s, 32)
+	b.Run("op=WithSlice/size=32", func(b *testing.B) {
+		pair(b, func() {
+			RentSlice[byte](s, h)
+			s.Return(h)
+		}, func() {
+			WithSlice(s, h, func([]byte) error { return nil })
+		})
+	})
 }

@@ -1,6 +1,7 @@
 package memshuffle
 
 import (
+	"errors"
 	"fmt"
 	"math/bits"
 )
@@ -59,7 +60,12 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	if err != nil {
 		return Handle{}, err
 	}
-	a, off, err := sh.place(size+sh.ov, align)
+	a, off, err := sh.placeNew(size+sh.ov, align)
+	if err != nil && (errors.Is(err, ErrLockFailed) || errors.Is(err, ErrOutOfMemory)) {
+		// Give back what can be given back, and try once more.
+		sh.reclaim()
+		a, off, err = sh.placeNew(size+sh.ov, align)
+	}
 	if err != nil {
 		return Handle{}, err
 	}
@@ -70,15 +76,20 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 		sh.setExpiry(i, sl, deadlineAfter(ttl))
 	}
 	a.live++
+	a.bytes += size + sh.ov
 	sh.live++
 	sh.liveBytes += int64(size)
 	if sh.oversize(size+sh.ov, align) {
 		sh.bigBytes += int64(size)
 	}
+
 	// The entry is ciphertext before anyone can see it.
 	ext := sh.extent(sl)
 	sh.setAD(i, sl)
 	sh.ciph.Seal(ext, ext[:size], base, sh.scratch)
+	if sh.wasteful() {
+		sh.compact()
+	}
 	return makeHandle(s.id, sh.index, i, sl.gen()), nil
 }
 
@@ -118,6 +129,9 @@ func (s *Shuffler) Free(h Handle) error {
 		return ErrBusy
 	}
 	sh.freeSlot(h.slot(), sl)
+	if sh.wasteful() {
+		sh.compact()
+	}
 	return nil
 }
 

@@ -135,7 +135,7 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 	defer func() {
 		for _, r := range spares {
 			if r != nil {
-				_ = osmem.Unmap(r)
+				_ = s.unmapAux(r)
 			}
 		}
 	}()
@@ -169,15 +169,38 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			s.noteStep(held)
 			busy = busy || more
 			for _, r := range unmap {
-				_ = osmem.Unmap(r)
+				_ = s.unmapAux(r)
 			}
 			// Mapping memory can stall (page zeroing, huge-page compaction):
 			// do it here, with no lock held, for the shard's next step.
 			if want > 0 && spares[i] == nil {
-				spares[i], _ = s.mapRegion(want)
+				spares[i], _ = s.mapAux(want)
 			}
 			// Let goroutines waiting for this shard in before the next step.
 			runtime.Gosched()
+		}
+	}
+	// A cycle ends with no empty arena and no spare left mapped: a
+	// Shuffler whose entries are gone maps nothing.
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if sh.closed {
+			sh.mu.Unlock()
+			return false
+		}
+		sh.deferUnmap = true
+		_ = sh.releaseEmpty(nil)
+		sh.deferUnmap = false
+		unmap := sh.toUnmap
+		sh.toUnmap = nil
+		if sh.spare != nil {
+			unmap = append(unmap, sh.spare)
+			sh.spare = nil
+		}
+		sh.mu.Unlock()
+		for _, r := range unmap {
+			_ = s.unmapAux(r)
 		}
 	}
 	return true
@@ -188,12 +211,8 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 func (sh *shard) startCycle() {
 	sh.bgOrder = sh.permutation(sh.bgOrder, int(sh.nslots))
 	sh.bgPos = 0
-	if old := sh.cur; old != nil {
-		sh.cur = nil
-		if old.live == 0 {
-			_ = sh.release(old)
-		}
-	}
+	sh.relock()
+	sh.replaceCur(nil)
 }
 
 // step moves the next few entries of the cycle; it reports whether any
@@ -208,9 +227,16 @@ func (sh *shard) step() bool {
 		if i >= sh.nslots {
 			continue
 		}
-		// Without memory the entry stays where it is, safe; the next cycle
+		// Without memory the entry stays where it is, safe, and a
+		// compaction step into existing holes stands in; the next cycle
 		// tries again.
-		if m, _ := sh.relocate(sh.slot(i)); m > 0 {
+		m, ok := sh.relocate(sh.slot(i))
+		if !ok {
+			budget -= int(sh.compact()) // counted in bytesMoved by compact
+			count++
+			continue
+		}
+		if m > 0 {
 			moved += m
 			budget -= int(m)
 			count++

@@ -118,7 +118,23 @@ func (s *Shuffler) checkInvariants() error {
 				return fmt.Errorf("shard %d: counted live=%d rented=%d bytes=%d, recorded %d %d %d",
 					si, live, rented, liveBytes, sh.live, sh.rented, sh.liveBytes)
 			}
-			var mapped, locked int64
+			if err := sh.free.Check(); err != nil {
+				return fmt.Errorf("shard %d: %w", si, err)
+			}
+			type hole struct{ off, end int }
+			holes := make(map[uint32][]hole)
+			var badHole error
+			sh.free.Each(func(ai, off, n uint32) {
+				if int(ai) >= len(sh.arenas) || sh.arenas[ai] == nil || sh.arenas[ai].dedicated {
+					badHole = fmt.Errorf("shard %d: free space in missing or dedicated arena %d", si, ai)
+					return
+				}
+				holes[ai] = append(holes[ai], hole{int(off), int(off + n)})
+			})
+			if badHole != nil {
+				return badHole
+			}
+			var mapped, locked, unlocked int64
 			for ai, a := range sh.arenas {
 				if a == nil {
 					continue
@@ -127,9 +143,8 @@ func (s *Shuffler) checkInvariants() error {
 					return fmt.Errorf("shard %d: arena %d records index %d", si, ai, a.index)
 				}
 				mapped += int64(len(a.mem))
-				if a.reg.Locked {
-					locked += int64(len(a.mem))
-				}
+				locked += lockedLen(a.reg)
+				unlocked += unlockedLen(a.reg)
 				if a.live != perArena[uint32(ai)] {
 					return fmt.Errorf("shard %d: arena %d counts %d entries, holds %d", si, ai, a.live, perArena[uint32(ai)])
 				}
@@ -153,8 +168,31 @@ func (s *Shuffler) checkInvariants() error {
 				if !allZero(a.mem[pos:]) {
 					return fmt.Errorf("shard %d: arena %d has stale bytes after %d", si, ai, pos)
 				}
+				if a.top > len(a.mem) || a.used > len(a.mem) || (a != sh.cur && !a.dedicated && a.top != len(a.mem)) {
+					return fmt.Errorf("shard %d: arena %d top %d used %d of %d", si, ai, a.top, a.used, len(a.mem))
+				}
+				// Every byte below top is in exactly one entry or one free
+				// extent: freed space is never lost to the index.
+				if a.dedicated {
+					continue
+				}
+				hs := holes[uint32(ai)]
+				for _, h := range hs {
+					sp = append(sp, span(h))
+				}
+				slices.SortFunc(sp, func(x, y span) int { return x.off - y.off })
+				pos = 0
+				for _, e := range sp {
+					if e.off != pos {
+						return fmt.Errorf("shard %d: arena %d: [%d,%d) is neither an entry nor free space", si, ai, pos, e.off)
+					}
+					pos = e.end
+				}
+				if pos != a.top {
+					return fmt.Errorf("shard %d: arena %d: entries and free space end at %d, top %d", si, ai, pos, a.top)
+				}
 			}
-			if mapped != sh.mapped || locked != sh.lockedBytes || mapped-locked != sh.unlocked {
+			if mapped != sh.mapped || locked != sh.lockedBytes || unlocked != sh.unlocked {
 				return fmt.Errorf("shard %d: mapped %d locked %d, recorded %d %d %d", si, mapped, locked, sh.mapped, sh.lockedBytes, sh.unlocked)
 			}
 			return nil

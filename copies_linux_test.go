@@ -167,7 +167,11 @@ func keyForms(t *testing.T, macKey []byte, ed ed25519.PrivateKey, ec *ecdsa.Priv
 		slices.Reverse(b)
 		add(name+" (little-endian words)", b)
 	}
-	num("ECDSA d", ec.D.FillBytes(make([]byte, 32)))
+	d, err := ec.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	num("ECDSA d", d)
 	num("RSA d", rk.D.Bytes())
 	num("RSA p", rk.Primes[0].Bytes())
 	num("RSA q", rk.Primes[1].Bytes())

@@ -150,27 +150,33 @@
 // every form of a key that gives it away, after 1,000 operations of each
 // adapter and a garbage collection, in every readable mapping of the
 // process outside the Shuffler's locked, dump-excluded arenas (the same
-// counts in a gcore dump). One run on linux/amd64 with Go 1.26.8, in a
-// default build (go test -run TestAdapterCopies -v):
+// counts in a gcore dump). Three runs on linux/amd64 with Go 1.26.8 (one of
+// them as an unprivileged user), in a default build (go test -run
+// TestAdapterCopies -v):
 //
 //   - MAC (HMAC-SHA256): 0 copies of the key, of key XOR ipad and of key
-//     XOR opad. For comparison, hmac.New inside [WithViewSlice] left 476
-//     and 472 padded blocks after 50,000 MACs (examples/jwt).
+//     XOR opad, in every run. For comparison, hmac.New inside
+//     [WithViewSlice] left 476 and 472 padded blocks after 50,000 MACs
+//     (examples/jwt).
 //   - Ed25519 Sign: 1 copy of the seed and 1 of the nonce prefix, none of
-//     the secret scalar in its byte form. crypto/ed25519 caches every key
-//     it signs with, expanded, under a weak pointer to the key's first
-//     byte, and never wipes the cache. The Signer signs from one heap
-//     buffer for its whole life, so the cache holds one copy; a buffer per
-//     signature would leave one per signature until the memory is reused.
-//     (The key cannot be the entry itself: a weak pointer into memory the
-//     runtime does not manage aborts the process, in any build.)
-//   - ECDSA P-256 Sign: 17 copies of d. crypto/ecdsa copies the scalar
-//     into its FIPS module's key form for each signature, and those copies
-//     are not reachable to wipe; the Signer wipes its own big.Int.
-//   - RSA-2048 Sign: 54 copies of d, 48 of p and 70 of q big-endian, and
-//     16 to 18 of each as little-endian words. Parsing a key makes
-//     crypto/rsa's precomputed values; those math/big and bigmod numbers
-//     the Signer can reach are wiped, the FIPS module's are not.
+//     the secret scalar in its byte form, in every run. crypto/ed25519
+//     caches every key it signs with, expanded, under a weak pointer to
+//     the key's first byte, and never wipes the cache. The Signer signs
+//     from one heap buffer for its whole life, so the cache holds one
+//     copy; a buffer per signature would leave one per signature until the
+//     memory is reused. (The key cannot be the entry itself: a weak
+//     pointer into memory the runtime does not manage aborts the process,
+//     in any build.)
+//   - ECDSA P-256 Sign: 17, 35 and 51 copies of d. crypto/ecdsa copies the
+//     scalar into its FIPS module's key form for each signature, and those
+//     copies are out of reach; the Signer wipes its own big.Int.
+//   - RSA-2048 Sign: 48 to 234 copies of each of d, p and q big-endian,
+//     and 16 to 36 of each as little-endian words. Parsing a key computes
+//     crypto/rsa's precomputed values; the math/big numbers the Signer can
+//     reach are wiped, the FIPS module's are not.
+//
+// How many copies of ECDSA and RSA keys are found depends on when the
+// collector last ran and what has reused the memory since.
 //
 // # Secret mode
 //

@@ -389,12 +389,12 @@ func (sh *shard) open(i uint32, sl *slot) error {
 // a larger one when needed.
 func (sh *shard) backupFor(n int) ([]byte, error) {
 	if sh.backup == nil || len(sh.backup.Data) < n {
-		reg, err := sh.s.mapRegion(n)
+		reg, err := sh.s.mapAux(n)
 		if err != nil {
 			return nil, err
 		}
 		if sh.backup != nil {
-			_ = osmem.Unmap(sh.backup)
+			_ = sh.s.unmapAux(sh.backup)
 		}
 		sh.backup = reg
 	}

@@ -73,4 +73,3 @@ func TestSecretModePanic(t *testing.T) {
 		t.Fatalf("%d entries still rented after the panic", st.Rented)
 	}
 }
-

@@ -28,9 +28,13 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 // move as ciphertext: nothing is decrypted. Shuffle locks one shard at a
 // time, so operations on entries of other shards go on meanwhile.
 //
-// If the operating system refuses memory part-way, the entries moved so far
-// stay moved, the others stay where they were, and the error wraps
-// ErrOutOfMemory. Every entry stays valid either way.
+// If the operating system refuses memory (or, with LockStrict, a lock)
+// part-way, the entries moved so far stay moved, and the others are packed
+// into the holes of the arenas that hold most, which releases the arenas
+// they leave: Shuffle still gives memory back when it can map none. The
+// error then wraps ErrOutOfMemory or ErrLockFailed. Every entry stays valid
+// either way. Arenas the system would not lock when they were mapped are
+// locked again if it now allows.
 func (s *Shuffler) Shuffle() error {
 	if s == nil || s.closed.Load() || len(s.shards) == 0 {
 		return ErrClosed
@@ -58,6 +62,7 @@ func (s *Shuffler) Shuffle() error {
 
 func (sh *shard) shuffle() error {
 	sh.sweepExpired()
+	sh.relock()
 	w := &sh.work
 	w.reset()
 	// Gather the entries to move in slot order: slots are mostly filled in
@@ -104,6 +109,11 @@ func (sh *shard) shuffle() error {
 		}
 	}
 	sh.s.bytesMoved.Add(moved)
+	if err != nil {
+		// Without fresh arenas, compact into the holes of those that stay,
+		// which releases the ones it empties.
+		sh.squeeze()
+	}
 	return sh.releaseEmpty(err)
 }
 
@@ -131,7 +141,7 @@ func (sh *shard) layout(n, need int) (int, error) {
 			w.off[r], w.arena[r] = uint32(off), a.index
 			continue
 		}
-		off, ok := fit(dst, size, align)
+		off, ok := sh.fit(dst, size, align)
 		if !ok {
 			// Fresh arenas are sized for what is left to move, so a shuffle
 			// maps few of them.
@@ -140,8 +150,8 @@ func (sh *shard) layout(n, need int) (int, error) {
 				return r, err
 			}
 			dst = a
-			sh.cur = a
-			off, _ = fit(dst, size, align)
+			sh.setCur(a)
+			off, _ = sh.fit(dst, size, align)
 		}
 		need -= size + align - 1
 		w.off[r], w.arena[r] = uint32(off), dst.index
@@ -176,13 +186,16 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 			w.per = len(a.mem) / size
 			w.size = size
 		}
-		a.used = min(n-placed, w.per) * size
+		a.top = min(n-placed, w.per) * size
+		a.used = a.top
 		placed += w.per
 		w.fresh = append(w.fresh, a)
-		if !big {
+		if big {
 			// A dedicated arena never becomes the current one: small
 			// entries in its slack would keep it mapped after it empties.
-			sh.cur = a
+			a.dedicated = true
+		} else {
+			sh.setCur(a)
 		}
 	}
 	return n, nil
@@ -198,15 +211,20 @@ func (sh *shard) dest(r uint32) (*arena, uint32) {
 	return sh.arenas[w.arena[r]], w.off[r]
 }
 
-// releaseEmpty releases every empty arena but the current one: those the
-// operating system would not take back when they emptied get another try.
+// releaseEmpty releases every empty arena, the current one included, so a
+// shard without entries maps nothing; those the operating system would not
+// take back when they emptied get another try. An AEAD shard without
+// entries lets go of its backup buffer too.
 func (sh *shard) releaseEmpty(err error) error {
 	for _, a := range sh.arenas {
-		if a != nil && a.live == 0 && a != sh.cur {
+		if a != nil && a.live == 0 {
 			if e := sh.release(a); e != nil && err == nil {
 				err = e
 			}
 		}
+	}
+	if sh.live == 0 && sh.backup != nil {
+		sh.dropBackup()
 	}
 	sh.work.trim()
 	return err

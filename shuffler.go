@@ -16,6 +16,7 @@ import (
 	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/seal"
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // MaxEntrySize is the largest entry, in bytes, a Shuffler holds: 2 GiB - 1,
@@ -45,9 +46,14 @@ type Shuffler struct {
 	cfg                    config
 	own                    *osmem.Region // keys, round keys and scratch; see ownState
 	ownLocked, ownUnlocked int64
+	// Regions that are not arenas (AEAD backups, the background shuffler's
+	// spares, released arenas waiting to be unmapped) are counted here, so
+	// that Stats.LockedBytes matches what the system has locked.
+	auxLocked, auxUnlocked atomic.Int64
 	cipherSlot             int  // which cipherState the shards' cipher uses
 	released               bool // Close has unmapped everything
 
+	lockLogged     atomic.Bool // the first refused lock has been logged
 	shuffles       atomic.Uint64
 	arenasReleased atomic.Uint64
 	bytesMoved     atomic.Uint64
@@ -94,7 +100,11 @@ type shard struct {
 
 	arenas     []*arena // by arena index; nil where released
 	arenaHoles []uint32
-	cur        *arena // where new entries go
+	// cur is where moved entries go, and new ones when free holds no room:
+	// its space from cur.top on is not in free. Every other byte of every
+	// arena but dedicated ones is in an entry or in free.
+	cur  *arena
+	free store.FreeSpace
 
 	ctrNext, ctrEnd uint64 // this shard's reserved run of counter values
 
@@ -162,9 +172,15 @@ func (sh *shard) slot(i uint32) *slot { return &sh.chunks[i>>chunkShift][i&(chun
 type arena struct {
 	reg   *osmem.Region
 	mem   []byte
-	used  int // bump offset: bytes past it have never held an entry
+	used  int // high-water mark: bytes past it have never held an entry
+	top   int // bump offset while the arena is the current one
 	live  int // entries (live or rented) placed here
+	bytes int // bytes those entries take, tags included
 	index uint32
+
+	// dedicated marks an arena mapped for one oversize entry: its space is
+	// never indexed, so no small entry keeps it mapped after that one goes.
+	dedicated bool
 
 	unmapFailed bool // the OS refused to take it back; Shuffle retries
 }
@@ -201,11 +217,7 @@ func New(opts ...Option) (*Shuffler, error) {
 		return nil, err
 	}
 	s.own = own
-	if own.Locked {
-		s.ownLocked = int64(len(own.Data))
-	} else {
-		s.ownUnlocked = int64(len(own.Data))
-	}
+	s.ownLocked, s.ownUnlocked = lockedLen(own), unlockedLen(own)
 	key, salt := s.keyBufs()
 	if _, err := rand.Read(key[:]); err != nil {
 		s.releaseAll()
@@ -284,7 +296,7 @@ func (s *Shuffler) mapRegion(n int) (*osmem.Region, error) {
 		}
 		if errors.Is(err, osmem.ErrLock) {
 			s.lockFailed(n, err)
-			return nil, fmt.Errorf("%w: %w", ErrLockFailed, err)
+			return nil, fmt.Errorf("%w: %s: %w", ErrLockFailed, lockLimitText(), err)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrOutOfMemory, err)
 	}
@@ -294,11 +306,65 @@ func (s *Shuffler) mapRegion(n int) (*osmem.Region, error) {
 	return r, nil
 }
 
-// lockFailed counts a refused mlock and tells the logger.
+// lockedLen is how much of the process's locked memory r takes, and
+// unlockedLen how much of it stayed unlocked; both before r is unmapped.
+func lockedLen(r *osmem.Region) int64 { return int64(r.LockedLen) }
+func unlockedLen(r *osmem.Region) int64 {
+	if r.Locked {
+		return 0
+	}
+	return int64(len(r.Data))
+}
+
+// mapAux maps a region that is not an arena, counted in the Shuffler's
+// locked or unlocked bytes until unmapAux.
+func (s *Shuffler) mapAux(n int) (*osmem.Region, error) {
+	r, err := s.mapRegion(n)
+	if err != nil {
+		return nil, err
+	}
+	s.countAux(r, 1)
+	return r, nil
+}
+
+// unmapAux unmaps a region counted by mapAux (or handed over by
+// countAux); the count drops once it is gone.
+func (s *Shuffler) unmapAux(r *osmem.Region) error {
+	l, u := lockedLen(r), unlockedLen(r)
+	if err := osmem.Unmap(r); err != nil {
+		return err
+	}
+	s.auxLocked.Add(-l)
+	s.auxUnlocked.Add(-u)
+	return nil
+}
+
+// countAux adds (sign 1) or removes (sign -1) r to the Shuffler's count of
+// regions that are not arenas.
+func (s *Shuffler) countAux(r *osmem.Region, sign int64) {
+	s.auxLocked.Add(sign * lockedLen(r))
+	s.auxUnlocked.Add(sign * unlockedLen(r))
+}
+
+// lockFailed counts a refused lock and tells the logger, the first time:
+// a Shuffler at its limit would otherwise log at every allocation.
 func (s *Shuffler) lockFailed(n int, err error) {
 	s.lockFailures.Add(1)
-	s.log(slog.LevelWarn, "memshuffle: memory not locked into RAM",
-		slog.Int("bytes", n), slog.String("error", err.Error()))
+	if s.lockLogged.CompareAndSwap(false, true) {
+		s.log(slog.LevelWarn, "memshuffle: memory not locked into RAM; Stats.LockFailures counts further refusals",
+			slog.Int("bytes", n), slog.Int64("rlimit_memlock", osmem.LockLimit()),
+			slog.String("error", err.Error()))
+	}
+}
+
+// lockLimitText says which limit a refused lock ran into and how to raise
+// it.
+func lockLimitText() string {
+	lim := osmem.LockLimit()
+	if lim < 0 {
+		return "the system would not lock more memory"
+	}
+	return fmt.Sprintf("RLIMIT_MEMLOCK is %d bytes (%d KiB; raise it with `ulimit -l`, LimitMEMLOCK= in a systemd unit, or use LockBestEffort)", lim, lim>>10)
 }
 
 // releaseAll wipes and unmaps the Shuffler's own region.
@@ -359,17 +425,16 @@ func (s *Shuffler) Close() error {
 			}
 		}
 		if sh.backup != nil {
-			osmem.Wipe(sh.backup.Data)
-			_ = osmem.Unmap(sh.backup)
-			sh.backup = nil
+			sh.dropBackup()
 		}
 		if sh.spare != nil {
-			if err := osmem.Unmap(sh.spare); err != nil {
+			if err := s.unmapAux(sh.spare); err != nil {
 				errs = append(errs, err)
 			}
 			sh.spare = nil
 		}
 		sh.arenas, sh.arenaHoles, sh.cur, sh.chunks = nil, nil, nil, nil
+		sh.free = store.FreeSpace{}
 		sh.nslots, sh.freeHead, sh.rents = 0, 0, nil
 		sh.wakeWaiters() // they retry and see ErrClosed
 		sh.live, sh.rented, sh.liveBytes, sh.bigBytes, sh.mapped, sh.lockedBytes, sh.unlocked, sh.dumpable = 0, 0, 0, 0, 0, 0, 0, 0
@@ -494,7 +559,7 @@ func (sh *shard) newArena(n int) (*arena, error) {
 func (sh *shard) arenaSize(n int) int {
 	sz := sh.s.cfg.arenaSize
 	// Oversize entries do not count: they never share these arenas.
-	for sz < maxArenaSize && int64(sz) < (sh.liveBytes-sh.bigBytes)/4 {
+	for sz < maxArenaSize && int64(sz) < (sh.liveBytes-sh.bigBytes)/16 {
 		sz <<= 1
 	}
 	return max(sz, n)
@@ -513,8 +578,10 @@ func (sh *shard) dedicated(size, align int) (*arena, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	off, _ := fit(a, size, align)
-	return a, off, nil
+	// Arenas start on a page boundary, which satisfies every alignment.
+	a.dedicated = true
+	a.top, a.used = size, size
+	return a, 0, nil
 }
 
 // mapArena maps an arena of exactly n bytes, rounded as osmem.Map rounds,
@@ -524,6 +591,7 @@ func (sh *shard) mapArena(n int) (*arena, error) {
 	var reg *osmem.Region
 	if sh.spare != nil && len(sh.spare.Data) >= n {
 		reg, sh.spare = sh.spare, nil
+		sh.s.countAux(reg, -1) // an arena from now on
 	} else {
 		var err error
 		if reg, err = sh.s.mapRegion(n); err != nil {
@@ -543,11 +611,8 @@ func (sh *shard) mapArena(n int) (*arena, error) {
 	if !reg.DontDump {
 		sh.dumpable += int64(len(a.mem))
 	}
-	if reg.Locked {
-		sh.lockedBytes += int64(len(a.mem))
-	} else {
-		sh.unlocked += int64(len(a.mem))
-	}
+	sh.lockedBytes += lockedLen(reg)
+	sh.unlocked += unlockedLen(reg)
 	return a, nil
 }
 
@@ -555,24 +620,27 @@ func (sh *shard) mapArena(n int) (*arena, error) {
 // been wiped when it left, so there is nothing to clear here. When the
 // operating system refuses, the arena stays and the next Shuffle retries.
 func (sh *shard) release(a *arena) error {
+	// Unmap empties the region's Data: count first.
+	locked, unlocked := lockedLen(a.reg), unlockedLen(a.reg)
 	if sh.deferUnmap {
-		// The background shuffler unmaps it once it has let go of the lock.
+		// The background shuffler unmaps it once it has let go of the lock;
+		// until then it is counted with the regions that are not arenas.
 		sh.toUnmap = append(sh.toUnmap, a.reg)
+		sh.s.countAux(a.reg, 1)
 	} else if err := osmem.Unmap(a.reg); err != nil {
 		a.unmapFailed = true
 		return err
 	}
+	// Empty, its free space is one extent from offset 0, if any.
+	sh.free.Remove(a.index, 0)
 	sh.arenas[a.index] = nil
 	sh.arenaHoles = append(sh.arenaHoles, a.index)
 	sh.mapped -= int64(len(a.mem))
 	if !a.reg.DontDump {
 		sh.dumpable -= int64(len(a.mem))
 	}
-	if a.reg.Locked {
-		sh.lockedBytes -= int64(len(a.mem))
-	} else {
-		sh.unlocked -= int64(len(a.mem))
-	}
+	sh.lockedBytes -= locked
+	sh.unlocked -= unlocked
 	if sh.cur == a {
 		sh.cur = nil
 	}
@@ -580,23 +648,90 @@ func (sh *shard) release(a *arena) error {
 	return nil
 }
 
-// fit bump-allocates size bytes aligned to align in a, if they fit.
-func fit(a *arena, size, align int) (int, bool) {
+// fit bump-allocates size bytes aligned to align in a, the current arena
+// or a fresh one becoming it, if they fit. Bytes skipped for the alignment
+// become free space.
+func (sh *shard) fit(a *arena, size, align int) (int, bool) {
 	if a == nil {
 		return 0, false
 	}
-	off := (a.used + align - 1) &^ (align - 1)
+	off := (a.top + align - 1) &^ (align - 1)
 	if off > len(a.mem) || size > len(a.mem)-off {
 		return 0, false
 	}
-	a.used = off + size
+	if off > a.top {
+		sh.free.Insert(a.index, uint32(a.top), uint32(off-a.top))
+	}
+	a.top = off + size
+	a.used = max(a.used, a.top)
 	return off, true
+}
+
+// setCur makes a (nil for none) the current arena, and returns the old
+// one, whose unused space becomes free space. Releasing the old one if it
+// is empty is the caller's choice: a shuffle fills its fresh arenas only
+// after laying them all out.
+func (sh *shard) setCur(a *arena) *arena {
+	old := sh.cur
+	if old == a {
+		return nil
+	}
+	sh.cur = a
+	if old != nil && old.top < len(old.mem) {
+		sh.free.Insert(old.index, uint32(old.top), uint32(len(old.mem)-old.top))
+		old.top = len(old.mem)
+	}
+	return old
+}
+
+// replaceCur is setCur for a change of current arena outside a shuffle: an
+// old current arena left empty is released.
+func (sh *shard) replaceCur(a *arena) {
+	if old := sh.setCur(a); old != nil && old.live == 0 {
+		_ = sh.release(old)
+	}
+}
+
+// placeNew finds size bytes for a new entry: in space an earlier entry
+// released if some is large enough, else as place does.
+func (sh *shard) placeNew(size, align int) (*arena, int, error) {
+	if sh.free.Len() == 0 || sh.oversize(size, align) {
+		return sh.place(size, align)
+	}
+	if a, off, ok := sh.takeFree(size, align); ok {
+		return a, off, nil
+	}
+	if off, ok := sh.fit(sh.cur, size, align); ok {
+		return sh.cur, off, nil
+	}
+	// Before mapping another arena while holes add up to half of one,
+	// compact: the entry may fit in the holes that makes.
+	if sh.free.Bytes() >= int64(sh.s.cfg.arenaSize)/2 {
+		for range reclaimSteps / 4 {
+			sh.compact()
+		}
+		if a, off, ok := sh.takeFree(size, align); ok {
+			return a, off, nil
+		}
+	}
+	return sh.place(size, align)
+}
+
+// takeFree takes size bytes from the free-space index.
+func (sh *shard) takeFree(size, align int) (*arena, int, bool) {
+	ai, off, ok := sh.free.Take(uint32(size), uint32(align))
+	if !ok {
+		return nil, 0, false
+	}
+	a := sh.arenas[ai]
+	a.used = max(a.used, int(off)+size)
+	return a, int(off), true
 }
 
 // place finds size bytes for an entry in the shard's current arena, mapping
 // a new one when it is full.
 func (sh *shard) place(size, align int) (*arena, int, error) {
-	if off, ok := fit(sh.cur, size, align); ok {
+	if off, ok := sh.fit(sh.cur, size, align); ok {
 		return sh.cur, off, nil
 	}
 	if sh.oversize(size, align) {
@@ -608,12 +743,8 @@ func (sh *shard) place(size, align int) (*arena, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	old := sh.cur
-	sh.cur = a
-	if old != nil && old.live == 0 {
-		_ = sh.release(old)
-	}
-	off, _ := fit(a, size, align)
+	sh.replaceCur(a)
+	off, _ := sh.fit(a, size, align)
 	return a, off, nil
 }
 
@@ -634,6 +765,7 @@ func (sh *shard) rehome(sl *slot, a *arena, off int) {
 	sh.vacate(sl)
 	sl.arena, sl.off = a.index, uint32(off)
 	a.live++
+	a.bytes += int(sl.size) + sh.ov
 }
 
 // relocate moves an unrented entry that is not in the current arena into
@@ -662,6 +794,14 @@ func (sh *shard) drop(sl *slot) {
 	sh.vacate(sl)
 }
 
+// dropBackup wipes and unmaps the AEAD backup buffer; the next open that
+// needs one maps it again.
+func (sh *shard) dropBackup() {
+	osmem.Wipe(sh.backup.Data)
+	_ = sh.s.unmapAux(sh.backup)
+	sh.backup = nil
+}
+
 // wakeWaiters releases every goroutine waiting for an entry of the shard.
 func (sh *shard) wakeWaiters() {
 	if sh.wake != nil {
@@ -680,11 +820,21 @@ func storeMax(m *atomic.Int64, v int64) {
 	}
 }
 
-// vacate drops an entry from its arena's count and releases the arena once
-// it is empty and no longer where new entries go.
+// vacate drops an entry, already wiped, from its arena: its space becomes
+// free space, and the arena is released once it is empty and no longer the
+// current one.
 func (sh *shard) vacate(sl *slot) {
 	a := sh.arenas[sl.arena]
 	a.live--
+	a.bytes -= int(sl.size) + sh.ov
+	if !a.dedicated {
+		off, n := sh.free.Insert(a.index, sl.off, sl.size+uint32(sh.ov))
+		if a == sh.cur && int(off+n) == a.top {
+			// Give it back to the bump space instead.
+			sh.free.Remove(a.index, off)
+			a.top = int(off)
+		}
+	}
 	if a.live == 0 && a != sh.cur {
 		_ = sh.release(a)
 	}

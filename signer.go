@@ -6,6 +6,8 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -34,9 +36,11 @@ import (
 //
 // The Signer works as tls.Certificate's PrivateKey and with
 // x509.CreateCertificate, and is safe for concurrent use. The entry must
-// hold the same key for as long as the Signer is used: a Signer checks
-// that it still parses, not that it is the key Public describes. Freeing
-// the entry makes Sign fail with ErrInvalidHandle.
+// hold the same key for as long as the Signer is used; to change keys, make
+// a new Signer. Sign fails with ErrInvalidKey when the entry no longer
+// parses, and, for Ed25519, when it holds another key: an Ed25519 signature
+// made with one key and another key's public half gives the private key
+// away. Freeing the entry makes Sign fail with ErrInvalidHandle.
 func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 	k := &signer{s: s, h: h}
 	err := WithViewSlice(s, h, func(der []byte) error {
@@ -52,7 +56,10 @@ func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 		// own (no trailing bytes): fail now rather than at every Sign.
 		switch k.kind {
 		case keyEd25519:
-			_, err = pkcs8Ed25519Seed(der)
+			var seed []byte
+			if seed, err = pkcs8Ed25519Seed(der); err == nil {
+				k.edCheck = edSeedCheck(seed)
+			}
 		case keyECDSA:
 			_, err = pkcs8ECScalar(der, k.ecBytes)
 		default:
@@ -85,6 +92,7 @@ type signer struct {
 	pub  crypto.PublicKey
 
 	edPub   ed25519.PublicKey
+	edCheck []byte // edSeedCheck of the seed Public belongs to
 	ecPub   *ecdsa.PublicKey
 	ecBytes int // the length of the curve's scalars
 
@@ -114,13 +122,22 @@ func (k *signer) setPublic(key any) error {
 		default:
 			return fmt.Errorf("%w: ECDSA curve %s", ErrInvalidKey, key.Curve.Params().Name)
 		}
+		q, err := key.PublicKey.Bytes()
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidKey, err)
+		}
+		if k.ecPub, err = ecdsa.ParseUncompressedPublicKey(key.Curve, q); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidKey, err)
+		}
 		k.kind = keyECDSA
-		k.ecPub = &ecdsa.PublicKey{Curve: key.Curve, X: new(big.Int).Set(key.X), Y: new(big.Int).Set(key.Y)}
 		k.ecBytes = (key.Curve.Params().N.BitLen() + 7) / 8
 		k.pub = k.ecPub
 	case *rsa.PrivateKey:
 		if n := key.N.BitLen(); n < 2048 || n > 4096 {
 			return fmt.Errorf("%w: RSA key of %d bits; want 2048 to 4096", ErrInvalidKey, n)
+		}
+		if len(key.Primes) != 2 {
+			return fmt.Errorf("%w: multi-prime RSA key", ErrInvalidKey)
 		}
 		k.kind = keyRSA
 		k.pub = &rsa.PublicKey{N: new(big.Int).Set(key.N), E: key.E}
@@ -159,6 +176,9 @@ func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
+	if subtle.ConstantTimeCompare(edSeedCheck(seed), k.edCheck) != 1 {
+		return nil, fmt.Errorf("%w: the entry holds another Ed25519 key than the Signer was made for", ErrInvalidKey)
+	}
 	// The key handed to crypto/ed25519 must be Go heap memory: its cache
 	// takes a weak pointer to the first byte, and the runtime aborts the
 	// process for a weak pointer into memory it does not manage, such as
@@ -182,9 +202,12 @@ func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypt
 		return nil, err
 	}
 	// The public key is the one NewSigner derived: parsing with
-	// crypto/x509 would derive it again, a scalar multiplication as costly
-	// as the signature.
+	// crypto/x509 or ecdsa.ParseRawPrivateKey would derive it again, a
+	// scalar multiplication as costly as the signature. Setting D is the
+	// one way to avoid that.
+	//lint:ignore SA1019 see above; D is wiped after use
 	key := &ecdsa.PrivateKey{PublicKey: *k.ecPub, D: new(big.Int).SetBytes(d)}
+	//lint:ignore SA1019 wiping the scalar set above
 	defer wipeBig(key.D)
 	return key.Sign(rand, digest, opts)
 }
@@ -200,6 +223,16 @@ func (k *signer) signRSA(der []byte, rand io.Reader, digest []byte, opts crypto.
 		return nil, fmt.Errorf("%w: the entry no longer holds an RSA key", ErrInvalidKey)
 	}
 	return rk.Sign(rand, digest, opts)
+}
+
+// edSeedCheck returns a value that tells Ed25519 seeds apart without
+// giving them away: HMAC-SHA256 keyed by the seed, over a fixed label.
+// Keying by the seed puts it only in MAC's padded block, which is wiped,
+// never in a hash's buffer of a partial block. Deriving the public key
+// instead would cost as much as the signature.
+func edSeedCheck(seed []byte) []byte {
+	return hmacAppend(sha256.New(), sha256.New(), make([]byte, sha256.BlockSize), seed,
+		[]byte("memshuffle Ed25519 key check"), make([]byte, 0, sha256.Size))
 }
 
 // pkcs8Private returns the privateKey OCTET STRING of a PKCS#8
@@ -266,13 +299,15 @@ func wipeBig(x *big.Int) {
 }
 
 // wipeKey wipes the private parts of a key crypto/x509 parsed, those that
-// are reachable from it. crypto/rsa's precomputed form for the FIPS module
+// are reachable from it (NewSigner takes no multi-prime RSA keys, whose
+// CRTValues it would miss). crypto/rsa's precomputed form for the FIPS module
 // is not, and is left to the garbage collector (erased in secret mode).
 func wipeKey(key any) {
 	switch key := key.(type) {
 	case ed25519.PrivateKey:
 		Wipe(key)
 	case *ecdsa.PrivateKey:
+		//lint:ignore SA1019 wiping, the one use of D left
 		wipeBig(key.D)
 	case *rsa.PrivateKey:
 		wipeBig(key.D)
@@ -283,10 +318,5 @@ func wipeKey(key any) {
 		wipeBig(pc.Dp)
 		wipeBig(pc.Dq)
 		wipeBig(pc.Qinv)
-		for _, v := range pc.CRTValues {
-			wipeBig(v.Exp)
-			wipeBig(v.Coeff)
-			wipeBig(v.R)
-		}
 	}
 }

@@ -216,6 +216,19 @@ func TestSignerErrors(t *testing.T) {
 	if _, err := NewSigner(s, Handle{}); !errors.Is(err, ErrInvalidHandle) {
 		t.Errorf("zero handle: %v", err)
 	}
+	// Another Ed25519 key in the entry: signing with it under the first
+	// key's public half would give it away.
+	_, ed2, _ := ed25519.GenerateKey(rand.Reader)
+	h, _ := CopyFrom(s, pkcs8(t, testKeys()[0].priv))
+	sg, err := NewSigner(s, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := pkcs8(t, ed2)
+	WithSlice(s, h, func(b []byte) error { copy(b, other); return nil })
+	if _, err := sg.Sign(nil, []byte("m"), crypto.Hash(0)); !errors.Is(err, ErrInvalidKey) {
+		t.Errorf("Ed25519 key replaced: %v, want ErrInvalidKey", err)
+	}
 	// An entry changed under the Signer, or freed, fails cleanly.
 	for _, k := range testKeys() {
 		h, _ := CopyFrom(s, pkcs8(t, k.priv))

@@ -1,6 +1,10 @@
 package memshuffle
 
-import "time"
+import (
+	"time"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
 
 // Stats is a snapshot of a Shuffler's state and counters. The counters (the
 // uint64 fields and ShuffleTime) only grow; use Sub for the change over an
@@ -14,8 +18,12 @@ type Stats struct {
 	Arenas      int   // arenas mapped now
 
 	// LockedBytes counts the bytes the Shuffler holds locked into RAM: its
-	// arenas and its own region of keys and scratch. UnlockedBytes counts
-	// those the system would not lock (or all, with LockNone).
+	// arenas, its own region of keys and scratch, the AEAD modes' backup
+	// buffers and the background shuffler's spare regions; with
+	// WithSecretMemory, guard pages too, which the kernel counts as locked.
+	// On Linux it equals the process's VmLck when nothing else locks
+	// memory. UnlockedBytes counts those the system would not lock (or
+	// all, with LockNone).
 	LockedBytes   int64
 	UnlockedBytes int64
 	// DumpableBytes counts bytes of arenas that are not excluded from core
@@ -32,10 +40,14 @@ type Stats struct {
 
 	Shuffles       uint64        // completed calls to Shuffle
 	ArenasReleased uint64        // arenas returned to the OS
-	BytesMoved     uint64        // bytes of entries moved by Shuffle and shuffle-on-return
+	BytesMoved     uint64        // bytes of entries moved by Shuffle, shuffle-on-return and compaction
 	ShuffleTime    time.Duration // total time spent in Shuffle
 	KeyRotations   uint64        // completed calls to RotateKey
 	LockFailures   uint64        // mappings the OS refused to lock
+	// LockLimit is the most memory the process may lock (RLIMIT_MEMLOCK
+	// on Unix), or -1 where it is unlimited or there is no such limit.
+	// Root, with CAP_IPC_LOCK, is not held to it.
+	LockLimit int64
 
 	// LongRents counts rents and views held longer than the
 	// WithRentTracking threshold now; LongRentsSeen counts every one
@@ -70,17 +82,42 @@ func (st Stats) Sub(old Stats) Stats {
 	return d
 }
 
-// Stats returns a snapshot. Each shard is read under its lock, so the
-// figures of one shard agree with each other; shards are read one after
-// another. After Close the gauges are zero and the counters remain.
+// Stats returns a snapshot. The gauges are read with every shard locked at
+// once, so they agree with each other: a region moving from the background
+// shuffler's spares into a shard's arenas is counted once, not twice or
+// not at all. After Close the gauges are zero and the counters remain.
 func (s *Shuffler) Stats() Stats {
 	if s == nil {
 		return Stats{}
 	}
 	st := Stats{SecretMode: secretMode}
+	s.lockAll()
+	s.gauges(&st)
+	s.unlockAll()
+	st.Shuffles = s.shuffles.Load()
+	st.ArenasReleased = s.arenasReleased.Load()
+	st.BytesMoved = s.bytesMoved.Load()
+	st.ShuffleTime = time.Duration(s.shuffleNanos.Load())
+	st.KeyRotations = s.rotations.Load()
+	st.LockFailures = s.lockFailures.Load()
+	st.LockLimit = osmem.LockLimit()
+	st.LongRentsSeen = s.longRentsSeen.Load()
+	st.Expired = s.expired.Load()
+	st.Tampered = s.tampered.Load()
+	st.ShuffleMax = time.Duration(s.shuffleMax.Load())
+	st.BackgroundCycles = s.bgCycles.Load()
+	st.BackgroundSteps = s.bgSteps.Load()
+	st.BackgroundMax = time.Duration(s.bgStepMax.Load())
+	if s.cfg.trackAfter > 0 && !s.closed.Load() {
+		st.LongRents = s.eachLongRent(func(Handle, *rentRecord) {})
+	}
+	return st
+}
+
+// gauges adds up the gauges into st; the caller holds every shard's lock.
+func (s *Shuffler) gauges(st *Stats) {
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.mu.Lock()
 		st.Entries += sh.live
 		st.Rented += sh.rented
 		st.LiveBytes += sh.liveBytes
@@ -96,29 +133,27 @@ func (s *Shuffler) Stats() Stats {
 				st.Arenas++
 			}
 		}
-		sh.mu.Unlock()
 	}
+	st.LockedBytes += s.auxLocked.Load()
+	st.UnlockedBytes += s.auxUnlocked.Load()
 	if !s.closed.Load() {
 		st.LockedBytes += s.ownLocked
 		st.UnlockedBytes += s.ownUnlocked
 	}
-	st.Shuffles = s.shuffles.Load()
-	st.ArenasReleased = s.arenasReleased.Load()
-	st.BytesMoved = s.bytesMoved.Load()
-	st.ShuffleTime = time.Duration(s.shuffleNanos.Load())
-	st.KeyRotations = s.rotations.Load()
-	st.LockFailures = s.lockFailures.Load()
-	st.LongRentsSeen = s.longRentsSeen.Load()
-	st.Expired = s.expired.Load()
-	st.Tampered = s.tampered.Load()
-	st.ShuffleMax = time.Duration(s.shuffleMax.Load())
-	st.BackgroundCycles = s.bgCycles.Load()
-	st.BackgroundSteps = s.bgSteps.Load()
-	st.BackgroundMax = time.Duration(s.bgStepMax.Load())
-	if s.cfg.trackAfter > 0 && !s.closed.Load() {
-		st.LongRents = s.eachLongRent(func(Handle, *rentRecord) {})
+}
+
+// lockAll locks every shard. Shards are only ever held together by lockAll,
+// in index order.
+func (s *Shuffler) lockAll() {
+	for i := range s.shards {
+		s.shards[i].mu.Lock()
 	}
-	return st
+}
+
+func (s *Shuffler) unlockAll() {
+	for i := range s.shards {
+		s.shards[i].mu.Unlock()
+	}
 }
 
 // Size reports the entry's size in bytes.

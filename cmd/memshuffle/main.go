@@ -5,6 +5,7 @@
 //
 //	memshuffle demo                 run the quick-start story on a real secret
 //	memshuffle scan [flags]         search a process or core file for a byte pattern
+//	memshuffle cache [flags]        run a token-cache workload and report memory and throughput
 //	memshuffle version              print the version
 //	memshuffle help [command]       show help
 //
@@ -31,6 +32,7 @@ const usage = `memshuffle: keep secrets encrypted off the Go heap, and check tha
 Usage:
   memshuffle demo                 run the quick-start story on a real secret
   memshuffle scan [flags]         search a process or core file for a byte pattern
+  memshuffle cache [flags]        run a token-cache workload and report memory and throughput
   memshuffle version              print the version
   memshuffle help [command]       show help for a command
 
@@ -48,6 +50,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runDemo(args[1:], stdout, stderr)
 	case "scan":
 		return runScan(args[1:], stdin, stdout, stderr)
+	case "cache":
+		return runCache(args[1:], stdout, stderr)
 	case "version":
 		return runVersion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -41,6 +41,8 @@
 //   - memshuffle_unlocked_bytes: bytes the system would not lock, or all of
 //     them with LockNone (UnlockedBytes). Above zero, entries may be written
 //     to swap, encrypted.
+//   - memshuffle_lock_limit_bytes: the most memory the process may lock,
+//     RLIMIT_MEMLOCK, or -1 if unlimited (LockLimit).
 //   - memshuffle_dumpable_bytes: bytes of arenas not excluded from core
 //     dumps (DumpableBytes); zero on Linux.
 //   - memshuffle_key_off_heap: 1 if the AES round keys live in the

@@ -34,8 +34,8 @@
 // collector's preemption signal, the profiler's SIGPROF) makes it save the
 // register file, XMM registers included, in a frame on the thread's signal
 // stack, which for a Go thread is ordinary Go memory that is dumped with the
-// process and never wiped. So every call is guarded, from assembly, where
-// the goroutine cannot change threads in the middle:
+// process and never wiped. So on Linux every call is guarded, from assembly,
+// where the goroutine cannot change threads in the middle:
 //
 //   - [Expand], and [XOR] and [Copy] of more than 128 bytes, block every
 //     asynchronous signal of the thread before the first secret is loaded
@@ -53,6 +53,9 @@
 //
 // What is left:
 //
+//   - On the other systems nothing is guarded: the guards' syscalls are
+//     Linux's. (Windows has no signals, but the runtime suspends a thread
+//     to preempt it and copies its registers into Go memory.)
 //   - A synchronous signal (a fault in the assembly, which the runtime turns
 //     into a fatal error) is not blocked, and its frame holds the registers
 //     of the moment; so does a core dump the kernel writes then.
@@ -61,7 +64,9 @@
 //     where the thread is. A core file keeps them in its notes, not in the
 //     process's memory.
 //   - In a short call, the frame of a signal stays in memory from the
-//     signal's return until the wipe at the end of the same call.
+//     signal's return until the wipe at the end of the same call, and for
+//     good if the signal ends the process (SIGQUIT with GOTRACEBACK=crash
+//     writes a core dump from its handler, which never returns to the wipe).
 //   - The detection threshold is a measured bound, not a proof: it assumes a
 //     signal never costs less than half a syscall round trip measured at
 //     first use, which leaves room for the core to run twice as fast then.
@@ -84,6 +89,7 @@ package aesctr
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"unsafe"
 )
@@ -113,6 +119,9 @@ func Expand(rk *[RoundKeysSize]byte, key *[32]byte) error {
 	}
 	// The whole key is in the registers: always block, never detect.
 	g, ticks := guardBlock, uint64(0)
+	if !guardOS {
+		g = guardOff
+	}
 	if forced != nil {
 		g, ticks = forced.guard, forced.ticks
 	}
@@ -131,11 +140,11 @@ func Expand(rk *[RoundKeysSize]byte, key *[32]byte) error {
 //
 // rk must be 16-byte aligned, as the assembly uses each round key as a
 // memory operand (see the package documentation): memory from mmap, and a
-// heap allocation of RoundKeysSize bytes or more, are. dst and src must have
-// the same length and either be the same slice or not overlap at all. XOR
-// panics otherwise. scratch is used for a final partial
-// block and is all zero when XOR returns. rk, salt and scratch are used only
-// during the call and no reference to them is kept.
+// heap allocation of its own of RoundKeysSize bytes, are. dst and src must
+// have the same length and either be the same slice or not overlap at all.
+// XOR panics otherwise. scratch is used for a final partial block and is
+// all zero when XOR returns. rk, salt and scratch are used only during the
+// call and no reference to them is kept.
 //
 // XOR must only be called where [Supported] is true; it panics elsewhere.
 // It does not allocate.
@@ -160,20 +169,18 @@ func XOR(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, s
 // holds its thread's signals while it runs.
 const copyChunk = 64 << 10
 
-// Copy copies min(len(dst), len(src)) bytes from src to dst, which must not
-// overlap, and returns the number copied. Unlike the built-in copy it leaves
-// none of the bytes in a register and lets no signal save them while it
-// runs (see the package documentation), which is what copying a secret into
-// locked memory needs.
+// Copy copies min(len(dst), len(src)) bytes from src to dst and returns the
+// number copied, as the built-in copy does. Unlike the built-in copy it
+// leaves none of the bytes in a register and lets no signal save them while
+// it runs (see the package documentation), which is what copying a secret
+// into locked memory needs.
 //
-// Where [Supported] is false it is the built-in copy.
+// Where [Supported] is false, and where dst and src overlap (which a copy of
+// a secret into fresh memory never does), it is the built-in copy.
 func Copy(dst, src []byte) int {
 	n := min(len(dst), len(src))
-	if !supported {
+	if !supported || n == 0 || overlapsInexactly(dst[:n], src[:n]) || &dst[0] == &src[0] {
 		return copy(dst, src)
-	}
-	if overlapsInexactly(dst[:n], src[:n]) || (n > 0 && &dst[0] == &src[0]) {
-		panic("aesctr: Copy of overlapping slices")
 	}
 	for off := 0; off < n; off += copyChunk {
 		end := min(off+copyChunk, n)
@@ -201,11 +208,19 @@ const (
 // at all, not even for the microseconds of a long call until the wipe.
 const detectMax = 128
 
+// guardOS is whether the guards can run: their syscalls are Linux's. On
+// the other systems the assembly runs unguarded (see the package
+// documentation).
+const guardOS = runtime.GOOS == "linux"
+
 // guardFor returns the guard, and its threshold, of an assembly call on n
 // bytes.
 func guardFor(n int) (uint8, uint64) {
 	if forced != nil {
 		return forced.guard, forced.ticks
+	}
+	if !guardOS {
+		return guardOff, 0
 	}
 	if n <= detectMax {
 		if ticks := detectTicks(); ticks != 0 {
@@ -228,7 +243,7 @@ var detectTicks = sync.OnceValue(calibrateDetect)
 // constant rate, which is checked: without an invariant counter detection
 // is not used).
 func calibrateDetect() uint64 {
-	if !supported || !invariantTSCAsm() {
+	if !supported || !guardOS || !invariantTSCAsm() {
 		return 0
 	}
 	return syscallTicksAsm(64) / 2
@@ -249,9 +264,13 @@ var forced *guardChoice
 // "off" (no guard), "block" (signals blocked for every call), "detect"
 // (detection for every call, whatever its length, where the time stamp
 // counter can be trusted) or "auto" (the default). It returns false, and
-// changes nothing, for any other name. It must be called while no other
+// changes nothing, for any other name, and for "block" and "detect" where
+// there are no guards (off Linux). It must be called while no other
 // function of the package runs, and only by tests.
 func SetSignalGuardForTest(name string) bool {
+	if !guardOS && (name == "block" || name == "detect") {
+		return false
+	}
 	switch name {
 	case "auto":
 		forced = nil

@@ -83,6 +83,10 @@ type Region struct {
 	Locked   bool  // Data is locked into RAM
 	DontDump bool  // Data is excluded from core dumps
 	LockErr  error // why locking failed, when it was asked for and did not happen
+	// LockedLen is how many bytes of the process's locked memory (VmLck on
+	// Linux) the region takes: len(Data) when locked with mlock, the whole
+	// mapping, guard pages included, for secret memory.
+	LockedLen int
 
 	start unsafe.Pointer // the whole mapping, guard pages included
 	size  uintptr
@@ -103,4 +107,18 @@ var ErrLock = errors.New("osmem: cannot lock memory")
 //go:noinline
 func Wipe(b []byte) {
 	clear(b)
+}
+
+// Relock locks an unlocked region into RAM, as Map does with Flags.Lock,
+// for a region whose lock the system refused at first. On success Locked
+// and LockedLen say so and LockErr is cleared.
+func Relock(r *Region) error {
+	if r == nil || r.Locked || len(r.Data) == 0 {
+		return nil
+	}
+	if err := lock(r.Data); err != nil {
+		return err
+	}
+	r.Locked, r.LockedLen, r.LockErr = true, len(r.Data), nil
+	return nil
 }

@@ -32,25 +32,60 @@ const hugePageSize = 2 << 20
 // region simply keeps small pages.
 func adviseHuge(b []byte) { _ = unix.Madvise(b, unix.MADV_HUGEPAGE) }
 
-// mapSecret replaces b, part of an inaccessible reservation, with memory
-// from memfd_secret(2): pages that are removed from the kernel's direct map,
-// so not even the kernel reads them through it, and that are never swapped.
-func mapSecret(b []byte) error {
+// mapSecret maps n bytes (whole pages) of memfd_secret(2) memory: pages
+// that are removed from the kernel's direct map, so not even the kernel
+// reads them through it, and that are never swapped.
+//
+// The kernel picks the address and the guard pages are the mapping's own
+// first and last pages, made inaccessible. Mapping it over a reservation of
+// ours with MAP_FIXED instead is unsafe: when that mmap fails (EAGAIN once
+// the memlock limit is reached), the kernel may already have dropped the
+// reservation, another thread may map something into the gap, and undoing
+// the reservation would unmap memory that is no longer ours. Here a failed
+// mmap leaves nothing to undo, and every unmap covers exactly what this
+// mmap returned. The price is that the guard pages count towards the
+// memlock limit (the kernel locks the whole mapping); they are never
+// touched, so they take no RAM.
+func mapSecret(n int) (*Region, error) {
 	if err := injected(OpMap); err != nil {
-		return fmt.Errorf("%w: %w", ErrNoSecret, err)
+		return nil, fmt.Errorf("%w: %w", ErrNoSecret, err)
 	}
 	fd, _, errno := unix.Syscall(unix.SYS_MEMFD_SECRET, unix.O_CLOEXEC, 0, 0)
 	if errno != 0 {
-		return fmt.Errorf("%w: memfd_secret: %w", ErrNoSecret, errno)
+		return nil, fmt.Errorf("%w: memfd_secret: %w", ErrNoSecret, errno)
 	}
 	defer unix.Close(int(fd))
-	if err := unix.Ftruncate(int(fd), int64(len(b))); err != nil {
-		return fmt.Errorf("%w: ftruncate: %w", ErrNoSecret, err)
+	total := n + 2*pageSize
+	if err := unix.Ftruncate(int(fd), int64(total)); err != nil {
+		return nil, fmt.Errorf("%w: ftruncate: %w", ErrNoSecret, err)
 	}
-	_, err := unix.MmapPtr(int(fd), 0, unsafe.Pointer(&b[0]), uintptr(len(b)),
-		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED)
+	p, err := unix.MmapPtr(int(fd), 0, nil, uintptr(total), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
-		return fmt.Errorf("%w: mmap: %w", ErrNoSecret, err)
+		if err == unix.EAGAIN {
+			// The kernel charges secret memory to RLIMIT_MEMLOCK.
+			return nil, fmt.Errorf("%w: mmap of %d bytes of secret memory: %w", ErrLock, total, err)
+		}
+		return nil, fmt.Errorf("%w: mmap: %w", ErrNoSecret, err)
 	}
-	return nil
+	r := &Region{
+		start: p,
+		size:  uintptr(total),
+		Data:  unsafe.Slice((*byte)(unsafe.Add(p, pageSize)), n),
+	}
+	head := unsafe.Slice((*byte)(p), pageSize)
+	tail := unsafe.Slice((*byte)(unsafe.Add(p, pageSize+n)), pageSize)
+	if err := protect(head, unix.PROT_NONE); err != nil {
+		_ = unix.MunmapPtr(r.start, r.size)
+		return nil, err
+	}
+	if err := protect(tail, unix.PROT_NONE); err != nil {
+		_ = unix.MunmapPtr(r.start, r.size)
+		return nil, err
+	}
+	r.DontDump = harden(r.Data) == nil
+	// The kernel keeps secret memory resident itself (its mappings carry
+	// the locked flag) and refuses mlock on it.
+	r.Locked = true
+	r.LockedLen = total
+	return r, nil
 }

@@ -28,8 +28,11 @@ func Map(n int, f Flags) (*Region, error) {
 		return nil, fmt.Errorf("osmem: map %d bytes: %w", n, unix.ENOMEM)
 	}
 	n = (n + pageSize - 1) &^ (pageSize - 1)
+	if f.Secret {
+		return mapSecret(n)
+	}
 	align := pageSize
-	if hugePageSize > 0 && n >= 2*hugePageSize && !f.Secret {
+	if hugePageSize > 0 && n >= 2*hugePageSize {
 		n = (n + hugePageSize - 1) &^ (hugePageSize - 1)
 		align = hugePageSize
 	}
@@ -58,12 +61,7 @@ func Map(n int, f Flags) (*Region, error) {
 		size:  end - start,
 		Data:  unsafe.Slice((*byte)(unsafe.Add(p, data-base)), n),
 	}
-	if f.Secret {
-		err = mapSecret(r.Data)
-	} else {
-		err = protect(r.Data, unix.PROT_READ|unix.PROT_WRITE)
-	}
-	if err != nil {
+	if err := protect(r.Data, unix.PROT_READ|unix.PROT_WRITE); err != nil {
 		_ = unix.MunmapPtr(r.start, r.size)
 		return nil, err
 	}
@@ -72,11 +70,7 @@ func Map(n int, f Flags) (*Region, error) {
 	}
 	// Dump and fork exclusion are set before any secret is written.
 	r.DontDump = harden(r.Data) == nil
-	if f.Secret {
-		// The kernel keeps secret memory resident itself (its mappings
-		// carry the locked flag) and refuses mlock on it.
-		r.Locked = true
-	} else if f.Lock || f.StrictLock {
+	if f.Lock || f.StrictLock {
 		if err := lock(r.Data); err != nil {
 			r.LockErr = err
 			if f.StrictLock {
@@ -85,6 +79,7 @@ func Map(n int, f Flags) (*Region, error) {
 			}
 		} else {
 			r.Locked = true
+			r.LockedLen = len(r.Data)
 		}
 	}
 	return r, nil
@@ -128,4 +123,14 @@ func lock(b []byte) error {
 		return fmt.Errorf("osmem: mlock: %w", err)
 	}
 	return nil
+}
+
+// LockLimit reports RLIMIT_MEMLOCK, the bytes a process without
+// CAP_IPC_LOCK may lock, or -1 when it is unlimited or unknown.
+func LockLimit() int64 {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY || lim.Cur > math.MaxInt64 {
+		return -1
+	}
+	return int64(lim.Cur)
 }

@@ -10,6 +10,6 @@ const hugePageSize = 0
 
 func adviseHuge([]byte) {}
 
-func mapSecret([]byte) error {
-	return fmt.Errorf("%w: only Linux has memfd_secret", ErrNoSecret)
+func mapSecret(int) (*Region, error) {
+	return nil, fmt.Errorf("%w: only Linux has memfd_secret", ErrNoSecret)
 }

@@ -99,6 +99,7 @@ func Map(n int, f Flags) (*Region, error) {
 			}
 		} else {
 			r.Locked = true
+			r.LockedLen = len(r.Data)
 		}
 	}
 	// Last, so that no failure above has a registration to undo; nothing
@@ -241,3 +242,7 @@ func includeInDumps(b []byte) {
 	}
 	_, _, _ = procWerUnregisterExcludedMemory.Call(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
 }
+
+// LockLimit is -1 on Windows: what may be locked follows the working set,
+// which Map grows as needed, not a fixed limit.
+func LockLimit() int64 { return -1 }

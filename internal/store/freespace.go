@@ -1,0 +1,285 @@
+// Package store holds the parts of the storage engine that know nothing of
+// ciphers or handles: where free space is in a shard's arenas.
+package store
+
+import (
+	"fmt"
+	"math/bits"
+)
+
+// FreeSpace indexes the free extents of a set of arenas, so that space an
+// entry released is found again by the next entry that fits in it. Extents
+// are kept coalesced: two free extents never touch, so an arena whose
+// entries are all gone is one extent, and a run of freed neighbours is one
+// extent a larger entry can use.
+//
+// Lookups are segregated fits (two-level size bins, as in TLSF): an extent
+// of the right size is found in constant time, whatever the number of
+// extents, and neighbours are found through two maps keyed by where extents
+// start and end. FreeSpace holds only offsets; it never touches the memory.
+// It is not safe for concurrent use.
+type FreeSpace struct {
+	ext   []extent // records; unused ones are chained through next
+	spare int32    // first unused record, or -1
+	heads [numBins]int32
+	busy  [numBins / 64]uint64 // bins with at least one extent
+	start map[uint64]int32     // arena<<32|off -> record
+	end   map[uint64]int32     // arena<<32|end -> record
+	bytes int64
+	count int
+}
+
+type extent struct {
+	arena, off, n uint32
+	prev, next    int32
+	bin           uint16
+}
+
+// Bins: one per size below 16 bytes, then eight per power of two.
+const (
+	smallBins = 16
+	subBits   = 3
+	numBins   = 256
+	scanLimit = 8 // extents looked at in an extent's own bin before moving up
+)
+
+func binOf(n uint32) int {
+	if n < smallBins {
+		return int(n)
+	}
+	fl := bits.Len32(n) - 1 // >= 4
+	sl := int(n>>(fl-subBits)) & (1<<subBits - 1)
+	return smallBins + (fl-4)<<subBits + sl
+}
+
+func key(arena, off uint32) uint64 { return uint64(arena)<<32 | uint64(off) }
+
+// Bytes reports the free bytes indexed.
+func (f *FreeSpace) Bytes() int64 { return f.bytes }
+
+// Len reports the number of free extents.
+func (f *FreeSpace) Len() int { return f.count }
+
+// Insert adds [off, off+n) of arena as free, merging it with the free
+// extents it touches, and returns the extent it is now part of.
+func (f *FreeSpace) Insert(arena, off, n uint32) (uint32, uint32) {
+	if n == 0 {
+		return off, 0
+	}
+	if f.start == nil {
+		f.start = make(map[uint64]int32)
+		f.end = make(map[uint64]int32)
+		f.spare = -1
+		for i := range f.heads {
+			f.heads[i] = -1
+		}
+	}
+	f.bytes += int64(n)
+	if r, ok := f.end[key(arena, off)]; ok {
+		e := &f.ext[r]
+		off, n = e.off, n+e.n
+		f.drop(r)
+	}
+	if r, ok := f.start[key(arena, off+n)]; ok {
+		n += f.ext[r].n
+		f.drop(r)
+	}
+	r := f.spare
+	if r >= 0 {
+		f.spare = f.ext[r].next
+	} else {
+		r = int32(len(f.ext))
+		f.ext = append(f.ext, extent{})
+	}
+	f.ext[r] = extent{arena: arena, off: off, n: n}
+	f.link(r)
+	f.start[key(arena, off)] = r
+	f.end[key(arena, off+n)] = r
+	f.count++
+	return off, n
+}
+
+// link puts record r into the bin of its size.
+func (f *FreeSpace) link(r int32) {
+	e := &f.ext[r]
+	b := binOf(e.n)
+	e.bin = uint16(b)
+	e.prev, e.next = -1, f.heads[b]
+	if e.next >= 0 {
+		f.ext[e.next].prev = r
+	}
+	f.heads[b] = r
+	f.busy[b/64] |= 1 << (b % 64)
+}
+
+// unlink takes record r out of its bin.
+func (f *FreeSpace) unlink(r int32) {
+	e := &f.ext[r]
+	if e.prev >= 0 {
+		f.ext[e.prev].next = e.next
+	} else {
+		f.heads[e.bin] = e.next
+		if e.next < 0 {
+			f.busy[e.bin/64] &^= 1 << (e.bin % 64)
+		}
+	}
+	if e.next >= 0 {
+		f.ext[e.next].prev = e.prev
+	}
+}
+
+// drop removes record r entirely; the bytes count is the caller's.
+func (f *FreeSpace) drop(r int32) {
+	f.unlink(r)
+	e := &f.ext[r]
+	delete(f.start, key(e.arena, e.off))
+	delete(f.end, key(e.arena, e.off+e.n))
+	e.next = f.spare
+	f.spare = r
+	f.count--
+}
+
+// Take finds n bytes at an offset that is a multiple of align (a power of
+// two) and removes them from the index; what is left of the extent they
+// came from, before and after, stays free. It reports false when no free
+// extent is large enough.
+func (f *FreeSpace) Take(n, align uint32) (arena, off uint32, ok bool) {
+	return f.TakeWhere(n, align, nil)
+}
+
+// TakeWhere is Take from the arenas where accept reports true (all, for a
+// nil accept): compaction, emptying an arena, must not move an entry into
+// a hole of the same arena, nor of one it will empty next.
+func (f *FreeSpace) TakeWhere(n, align uint32, accept func(arena uint32) bool) (arena, off uint32, ok bool) {
+	if f.count == 0 || n == 0 {
+		return 0, 0, false
+	}
+	b := binOf(n)
+	// The extents of n's own bin may be smaller than n: look at a few.
+	k := 0
+	for r := f.heads[b]; r >= 0 && k < scanLimit; r, k = f.ext[r].next, k+1 {
+		if accept != nil && !accept(f.ext[r].arena) {
+			continue
+		}
+		if a, o, ok := f.takeFrom(r, n, align); ok {
+			return a, o, true
+		}
+	}
+	// Every extent of a higher bin is larger than n; only the alignment, or
+	// accept, can rule one of them out.
+	for b++; b < numBins; b++ {
+		w := f.busy[b/64] >> (b % 64)
+		if w == 0 {
+			b |= 63
+			continue
+		}
+		b += bits.TrailingZeros64(w)
+		if b >= numBins {
+			break
+		}
+		k = 0
+		for r := f.heads[b]; r >= 0 && k < scanLimit; r, k = f.ext[r].next, k+1 {
+			if accept != nil && !accept(f.ext[r].arena) {
+				continue
+			}
+			if a, o, ok := f.takeFrom(r, n, align); ok {
+				return a, o, true
+			}
+		}
+	}
+	return 0, 0, false
+}
+
+// takeFrom carves n bytes aligned to align out of record r, if they fit.
+func (f *FreeSpace) takeFrom(r int32, n, align uint32) (uint32, uint32, bool) {
+	e := f.ext[r]
+	at := (e.off + align - 1) &^ (align - 1)
+	if at < e.off || uint64(at)+uint64(n) > uint64(e.off)+uint64(e.n) {
+		return 0, 0, false
+	}
+	f.drop(r)
+	f.bytes -= int64(e.n)
+	if at > e.off {
+		f.Insert(e.arena, e.off, at-e.off)
+	}
+	if tail := e.off + e.n - (at + n); tail > 0 {
+		f.Insert(e.arena, at+n, tail)
+	}
+	return e.arena, at, true
+}
+
+// Remove takes the free extent that starts at off in arena out of the
+// index and reports its length, or false when no free extent starts there.
+func (f *FreeSpace) Remove(arena, off uint32) (uint32, bool) {
+	r, ok := f.start[key(arena, off)]
+	if !ok {
+		return 0, false
+	}
+	n := f.ext[r].n
+	f.drop(r)
+	f.bytes -= int64(n)
+	return n, true
+}
+
+// EndingAt reports the start of the free extent that ends at end in arena.
+func (f *FreeSpace) EndingAt(arena, end uint32) (uint32, bool) {
+	r, ok := f.end[key(arena, end)]
+	if !ok {
+		return 0, false
+	}
+	return f.ext[r].off, true
+}
+
+// Each calls fn for every free extent, in no particular order.
+func (f *FreeSpace) Each(fn func(arena, off, n uint32)) {
+	if f.start == nil {
+		return
+	}
+	for b := range f.heads {
+		for r := f.heads[b]; r >= 0; r = f.ext[r].next {
+			e := &f.ext[r]
+			fn(e.arena, e.off, e.n)
+		}
+	}
+}
+
+// Check verifies the index against itself: every extent in the bin of its
+// size and in both maps, no two extents touching, and the totals right.
+func (f *FreeSpace) Check() error {
+	if f.start == nil {
+		if f.count != 0 || f.bytes != 0 {
+			return fmt.Errorf("store: empty index counts %d extents, %d bytes", f.count, f.bytes)
+		}
+		return nil
+	}
+	count, bytes := 0, int64(0)
+	for b := range f.heads {
+		prev := int32(-1)
+		for r := f.heads[b]; r >= 0; r = f.ext[r].next {
+			e := &f.ext[r]
+			if e.prev != prev || int(e.bin) != b || binOf(e.n) != b || e.n == 0 {
+				return fmt.Errorf("store: extent %d (arena %d, [%d,+%d)) misfiled in bin %d", r, e.arena, e.off, e.n, b)
+			}
+			if f.start[key(e.arena, e.off)] != r || f.end[key(e.arena, e.off+e.n)] != r {
+				return fmt.Errorf("store: extent %d (arena %d, [%d,+%d)) missing from the maps", r, e.arena, e.off, e.n)
+			}
+			if _, ok := f.end[key(e.arena, e.off)]; ok {
+				return fmt.Errorf("store: extent at arena %d offset %d touches the one before it", e.arena, e.off)
+			}
+			count++
+			bytes += int64(e.n)
+			prev = r
+			if count > len(f.ext) {
+				return fmt.Errorf("store: bin %d has a cycle", b)
+			}
+		}
+		if (f.heads[b] >= 0) != (f.busy[b/64]&(1<<(b%64)) != 0) {
+			return fmt.Errorf("store: bin %d occupancy bit wrong", b)
+		}
+	}
+	if count != f.count || bytes != f.bytes || len(f.start) != count || len(f.end) != count {
+		return fmt.Errorf("store: %d extents of %d bytes, counted %d of %d, maps %d/%d",
+			count, bytes, f.count, f.bytes, len(f.start), len(f.end))
+	}
+	return nil
+}

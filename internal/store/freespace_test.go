@@ -1,0 +1,101 @@
+package store
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// TestFreeSpaceModel drives the index with random inserts and takes and
+// compares it with a byte map of the same arenas after every step.
+func TestFreeSpaceModel(t *testing.T) {
+	const arenas, size = 3, 4096
+	rng := rand.New(rand.NewPCG(1, 2))
+	var f FreeSpace
+	free := make([][]bool, arenas) // the model: which bytes are free
+	for a := range free {
+		free[a] = make([]bool, size)
+	}
+	type span struct{ a, off, n uint32 }
+	var taken []span
+	for a := range uint32(arenas) {
+		f.Insert(a, 0, size)
+		for i := range free[a] {
+			free[a][i] = true
+		}
+	}
+	for step := range 20000 {
+		if len(taken) > 0 && rng.IntN(2) == 0 {
+			k := rng.IntN(len(taken))
+			s := taken[k]
+			taken[k] = taken[len(taken)-1]
+			taken = taken[:len(taken)-1]
+			f.Insert(s.a, s.off, s.n)
+			for i := s.off; i < s.off+s.n; i++ {
+				free[s.a][i] = true
+			}
+		} else {
+			n := uint32(1 + rng.IntN(300))
+			align := uint32(1) << rng.IntN(5)
+			a, off, ok := f.Take(n, align)
+			if ok {
+				if off%align != 0 {
+					t.Fatalf("step %d: offset %d not aligned to %d", step, off, align)
+				}
+				for i := off; i < off+n; i++ {
+					if !free[a][i] {
+						t.Fatalf("step %d: took byte %d of arena %d, which is not free", step, i, a)
+					}
+					free[a][i] = false
+				}
+				taken = append(taken, span{a, off, n})
+			} else if n+align <= longestRun(free) {
+				t.Fatalf("step %d: no room for %d bytes aligned to %d with a free run of %d", step, n, align, longestRun(free))
+			}
+		}
+		if err := f.Check(); err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		var want int64
+		for a := range free {
+			for _, b := range free[a] {
+				if b {
+					want++
+				}
+			}
+		}
+		if f.Bytes() != want {
+			t.Fatalf("step %d: index has %d free bytes, model %d", step, f.Bytes(), want)
+		}
+	}
+	// Everything back: each arena is one extent again.
+	for _, s := range taken {
+		f.Insert(s.a, s.off, s.n)
+	}
+	if f.Len() != arenas {
+		t.Fatalf("%d extents after everything was freed, want %d", f.Len(), arenas)
+	}
+	for a := range uint32(arenas) {
+		if n, ok := f.Remove(a, 0); !ok || n != size {
+			t.Fatalf("arena %d: extent at 0 is %d bytes (%v), want %d", a, n, ok, size)
+		}
+	}
+	if f.Len() != 0 || f.Bytes() != 0 {
+		t.Fatalf("index not empty: %d extents, %d bytes", f.Len(), f.Bytes())
+	}
+}
+
+func longestRun(free [][]bool) uint32 {
+	best := uint32(0)
+	for _, ar := range free {
+		run := uint32(0)
+		for _, b := range ar {
+			if b {
+				run++
+				best = max(best, run)
+			} else {
+				run = 0
+			}
+		}
+	}
+	return best
+}

@@ -1,0 +1,167 @@
+package memshuffle
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// vmLck reads the process's locked memory, VmLck, in bytes.
+func vmLck(t *testing.T) int64 {
+	t.Helper()
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip(err)
+	}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmLck:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Skip("no VmLck in /proc/self/status")
+	return 0
+}
+
+// TestLockedBytesIsVmLck compares Stats.LockedBytes with the growth of the
+// process's VmLck while entries of every size come and go, are rented and
+// viewed, and the background shuffler maps spares and releases arenas; in
+// every cipher mode, and with secret memory.
+//
+// A sample holds every shard's lock, so no entry or arena changes, and
+// reads VmLck after a pause that lets a mapping the background shuffler
+// makes without a lock (a spare, or the unmap of a released arena) finish;
+// one that takes longer can still make a sample differ, so only a
+// difference in three samples in a row fails. Once the workload and the
+// background shuffler stop, the two must agree exactly, and after Close
+// VmLck must be back where it started.
+func TestLockedBytesIsVmLck(t *testing.T) {
+	cases := []struct {
+		name string
+		opts []Option
+	}{
+		{"ctr", []Option{WithCipher(AES256CTR)}},
+		{"gcm", []Option{WithCipher(AES256GCM)}},
+		{"chacha", []Option{WithCipher(ChaCha20Poly1305)}},
+		{"secret-gcm", []Option{WithCipher(AES256GCM), WithSecretMemory()}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			base := vmLck(t)
+			s, err := New(append(c.opts, WithShards(4))...)
+			if errors.Is(err, ErrNoSecretMemory) {
+				t.Skip(err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			closed := false
+			defer func() {
+				if !closed {
+					s.Close()
+				}
+			}()
+			// The example: one 4 MiB entry, rented once.
+			big, err := Alloc[byte](s, 4<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := RentSlice[byte](s, big); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Return(big); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := s.Stats().LockedBytes, vmLck(t)-base; got != want {
+				t.Fatalf("one 4 MiB entry rented once: Stats.LockedBytes %d, VmLck grew by %d", got, want)
+			}
+			stopBG, err := s.StartBackgroundShuffle(context.Background(), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stop atomic.Bool
+			var wg sync.WaitGroup
+			for g := range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rng := rand.New(rand.NewPCG(uint64(g), 7))
+					var hs []Handle
+					for !stop.Load() {
+						switch {
+						case len(hs) < 200 || rng.IntN(3) == 0:
+							n := 32 + rng.IntN(64<<10)
+							if rng.IntN(100) == 0 {
+								n = 1 << 20
+							}
+							if h, err := Alloc[byte](s, n); err == nil {
+								hs = append(hs, h)
+							}
+						case rng.IntN(2) == 0:
+							h := hs[rng.IntN(len(hs))]
+							if _, err := ViewSlice[byte](s, h); err == nil {
+								s.ReturnView(h)
+							}
+						default:
+							k := rng.IntN(len(hs))
+							s.Free(hs[k])
+							hs[k] = hs[len(hs)-1]
+							hs = hs[:len(hs)-1]
+						}
+					}
+				}()
+			}
+			run, differ := 0, 0
+			for range 100 {
+				got, want := lockedAgainstVmLck(t, s, base)
+				if got == want {
+					run = 0
+					continue
+				}
+				differ++
+				if run++; run == 3 {
+					stop.Store(true)
+					wg.Wait()
+					stopBG()
+					t.Fatalf("Stats.LockedBytes %d, VmLck grew by %d, in three samples in a row", got, want)
+				}
+			}
+			t.Logf("%d of 100 samples differed for a moment", differ)
+			stop.Store(true)
+			wg.Wait()
+			stopBG()
+			if got, want := s.Stats().LockedBytes, vmLck(t)-base; got != want {
+				t.Fatalf("at rest: Stats.LockedBytes %d, VmLck grew by %d", got, want)
+			}
+			mustCheck(t, s)
+			closed = true
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := vmLck(t) - base; got != 0 {
+				t.Fatalf("after Close VmLck is %d bytes above where it started", got)
+			}
+		})
+	}
+}
+
+// lockedAgainstVmLck returns Stats' locked bytes and the growth of VmLck
+// since base, read together with every shard locked.
+func lockedAgainstVmLck(t *testing.T, s *Shuffler, base int64) (got, want int64) {
+	s.lockAll()
+	defer s.unlockAll()
+	time.Sleep(2 * time.Millisecond)
+	var st Stats
+	s.gauges(&st)
+	return st.LockedBytes, vmLck(t) - base
+}

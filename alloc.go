@@ -22,21 +22,22 @@ func Alloc[T any](s *Shuffler, n int) (Handle, error) {
 	return s.alloc(n*ti.size, entryAlign(n*ti.size, ti.align))
 }
 
-// EntryAlign is the alignment, in bytes, of every entry of EntryAlign bytes
-// or more, whatever it was made as; a smaller entry of n bytes is aligned
-// to the largest power of two not above n. A Go type's alignment is a power
-// of two no larger than its size, so any type that fits in an entry meets
-// the entry's alignment: a byte entry from ReadFrom, CopyFrom, ReadAll,
-// ReadUntil, Random, Clone or Alloc[byte] can be rented as a []uint64 (if
-// its size is a multiple of 8), or as a struct of 16 bytes, without
-// ErrTypeMismatch. Entries of 16 bytes and more pay up to 15 bytes of
-// padding for it; an entry of 8 bytes pays none.
+// EntryAlign caps the alignment of entries. An entry of n bytes starts on
+// a boundary of the largest power of two that divides n, up to EntryAlign
+// bytes, or of its type's alignment if that is stricter: an entry of 48
+// bytes is aligned to 16, one of 24 to 8, one of 37 to 1. A Go type's size
+// is a multiple of its alignment, so any plain type can view a whole entry
+// it divides: a byte entry from ReadFrom, CopyFrom, ReadAll, ReadUntil,
+// Random, Clone or Alloc[byte] can be rented as a []uint64 when its size is
+// a multiple of 8, or as a []T or a T of 16 bytes when it is a multiple of
+// 16. Entries of one size never need padding between them; an entry after
+// one of another size may need up to 15 bytes.
 const EntryAlign = 16
 
 // entryAlign is the alignment of an entry of size bytes made of elements
 // aligned to align: see EntryAlign.
 func entryAlign(size, align int) int {
-	natural := 1 << (bits.Len(uint(size)) - 1) // the largest power of two <= size
+	natural := size & -size // the largest power of two dividing size
 	return max(align, min(natural, EntryAlign))
 }
 

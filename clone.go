@@ -5,9 +5,10 @@ package memshuffle
 // one, both outside the Go heap, and the new entry is encrypted under
 // counter values of its own, so the two ciphertexts share nothing. The new
 // entry is a byte entry of h's size, so it has h's alignment (see
-// EntryAlign) and any type h was rented as fits it too, gets the Shuffler's default TTL, if any, rather than h's
-// expiry, and is independent of h from then on. h must not be rented
-// elsewhere (ErrBusy); on error no new entry is left.
+// EntryAlign) and any type h was rented as fits it too. It gets the
+// Shuffler's default TTL, if any, rather than h's expiry, and is
+// independent of h from then on. h must not be rented elsewhere (ErrBusy);
+// on error no new entry is left.
 func Clone(s *Shuffler, h Handle) (Handle, error) {
 	n, err := s.Size(h)
 	if err != nil {

@@ -94,9 +94,9 @@
 // [ReadAll] and [ReadUntil] take input of unknown length, [Random] makes a
 // secret in place, [WriteTo] sends one to an io.Writer, [Clone] copies one,
 // and [Equal] and [EqualEntries] compare in constant time, all without a
-// copy on the Go heap. Entries are aligned to their size, up to
-// [EntryAlign] bytes, so a byte entry can be rented as a []uint64 or as any
-// plain struct that fits in it. [PurgeAll],
+// copy on the Go heap. An entry is aligned to the largest power of two
+// dividing its size, up to [EntryAlign] bytes, so a byte entry can be
+// rented whole as a []uint64, or as a struct of its size. [PurgeAll],
 // [PurgeAllOnSignal], [SafeExit] and [SafePanic] purge every open
 // Shuffler of the process. docs/MIGRATING.md maps memguard's calls to
 // these.

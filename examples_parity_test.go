@@ -78,9 +78,8 @@ func ExampleWriteTo() {
 	// 20 <nil>
 }
 
-// Random generates a key inside its entry. Byte entries are aligned for any
-// type that fits in them (see EntryAlign), so the key can also be used as
-// four uint64s.
+// Random generates a key inside its entry. An entry of 32 bytes is aligned
+// to 16 (see EntryAlign), so the key can also be used as four uint64s.
 func ExampleRandom() {
 	s, _ := memshuffle.New()
 	defer s.Close()

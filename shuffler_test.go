@@ -754,7 +754,7 @@ func TestErrors(t *testing.T) {
 	closed.Close()
 
 	h8, _ := Create[uint64](s)  // 8 bytes, align 8
-	hb, _ := Alloc[byte](s, 12) // 12 bytes, align 1
+	hb, _ := Alloc[byte](s, 12) // 12 bytes, align 4
 	hOther, _ := Create[uint64](other)
 	freed, _ := Create[uint64](s)
 	s.Free(freed)
@@ -801,6 +801,7 @@ func TestErrors(t *testing.T) {
 		{"Rent other shuffler", ErrInvalidHandle, func() error { _, err := Rent[uint64](s, hOther); return err }},
 		{"Rent rented", ErrBusy, func() error { _, err := Rent[uint64](s, rented); return err }},
 		{"Rent too large", ErrTypeMismatch, func() error { _, err := Rent[[2]uint64](s, h8); return err }},
+		{"Rent stricter alignment", ErrTypeMismatch, func() error { _, err := Rent[uint64](s, hb); return err }},
 		{"RentSlice not multiple", ErrTypeMismatch, func() error { _, err := RentSlice[[5]byte](s, hb); return err }},
 		{"RentSlice pointer type", ErrUnsupportedType, func() error { _, err := RentSlice[*byte](s, hb); return err }},
 		{"Return not rented", ErrNotRented, func() error { return s.Return(h8) }},

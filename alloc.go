@@ -10,7 +10,11 @@ import (
 // The entry is encrypted from the moment it exists. T must hold no Go
 // pointers (ErrUnsupportedType); n must be at least 1 and n elements must fit
 // in MaxEntrySize (ErrInvalidSize). The entry keeps its alignment (see
-// EntryAlign) for its whole life.
+// EntryAlign) for its whole life. It goes into space an earlier entry
+// released when some fits, else into new arena space. When the system
+// refuses memory, or a lock under LockStrict, Alloc first gives back what it
+// can in bounded work (empty arenas, a few compaction steps) and tries again;
+// then it fails with ErrOutOfMemory or ErrLockFailed.
 func Alloc[T any](s *Shuffler, n int) (Handle, error) {
 	ti, err := typeOf[T]()
 	if err != nil {
@@ -114,8 +118,10 @@ func (sh *shard) newSlot() (uint32, *slot) {
 }
 
 // Free wipes the entry at once and invalidates h; no later entry gets a
-// Handle equal to h. The space is reclaimed by the next Shuffle, or as soon
-// as its arena holds nothing else. A rented entry cannot be freed (ErrBusy).
+// Handle equal to h. Later allocations reuse the space, and an arena that
+// holds nothing else goes back to the operating system; when freed space
+// adds up, Free also moves a few entries out of the emptiest arenas so that
+// they drain. A rented entry cannot be freed (ErrBusy).
 func (s *Shuffler) Free(h Handle) error {
 	sh, sl, err := s.lookup(h)
 	if err != nil {

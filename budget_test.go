@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	mrand "math/rand/v2"
@@ -181,4 +182,26 @@ func TestUnlockedLoggedOnceThenLocked(t *testing.T) {
 	if st := s.Stats(); st.UnlockedBytes != 0 {
 		t.Fatalf("after Shuffle with locks allowed again: %d bytes unlocked", st.UnlockedBytes)
 	}
+}
+
+// TestBackgroundWithoutMemory: a background cycle that cannot map fresh
+// arenas compacts into the holes of those that stay, and releases what it
+// empties.
+func TestBackgroundWithoutMemory(t *testing.T) {
+	s := newTest(t, WithShards(1), WithArenaSize(4096))
+	m := halfFull(t, s)
+	before := s.Stats()
+	refuse(t, osmem.OpMap)
+	for range 4 {
+		if !s.cycle(context.Background()) {
+			t.Fatal("background cycle stopped")
+		}
+	}
+	mustCheck(t, s)
+	after := s.Stats()
+	t.Logf("live %d: mapped %d before, %d after four cycles", after.LiveBytes, before.MappedBytes, after.MappedBytes)
+	if limit := after.LiveBytes + after.LiveBytes/4 + 4096; after.MappedBytes > limit {
+		t.Fatalf("after background cycles without memory: %d bytes mapped for %d live (limit %d)", after.MappedBytes, after.LiveBytes, limit)
+	}
+	checkModel(t, s, m)
 }

@@ -129,8 +129,13 @@ func lock(b []byte) error {
 // CAP_IPC_LOCK may lock, or -1 when it is unlimited or unknown.
 func LockLimit() int64 {
 	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY || lim.Cur > math.MaxInt64 {
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil {
 		return -1
 	}
-	return int64(lim.Cur)
+	// Cur is a uint64 on Linux and an int64 on the BSDs.
+	cur := uint64(lim.Cur)
+	if cur == uint64(unix.RLIM_INFINITY) || cur > math.MaxInt64 {
+		return -1
+	}
+	return int64(cur)
 }

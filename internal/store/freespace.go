@@ -40,7 +40,8 @@ const (
 	smallBins = 16
 	subBits   = 3
 	numBins   = 256
-	scanLimit = 8 // extents looked at in an extent's own bin before moving up
+	scanLimit = 8   // extents looked at in a bin before moving up
+	skipLimit = 256 // the same, with an accept function
 )
 
 func binOf(n uint32) int {
@@ -155,9 +156,16 @@ func (f *FreeSpace) TakeWhere(n, align uint32, accept func(arena uint32) bool) (
 		return 0, 0, false
 	}
 	b := binOf(n)
+	// Extents accept rules out are passed over, up to a bound, for the
+	// compaction that uses it: the extents it skips (of the arena it
+	// empties) are often the ones first in their bins.
+	limit := scanLimit
+	if accept != nil {
+		limit = skipLimit
+	}
 	// The extents of n's own bin may be smaller than n: look at a few.
 	k := 0
-	for r := f.heads[b]; r >= 0 && k < scanLimit; r, k = f.ext[r].next, k+1 {
+	for r := f.heads[b]; r >= 0 && k < limit; r, k = f.ext[r].next, k+1 {
 		if accept != nil && !accept(f.ext[r].arena) {
 			continue
 		}
@@ -178,7 +186,7 @@ func (f *FreeSpace) TakeWhere(n, align uint32, accept func(arena uint32) bool) (
 			break
 		}
 		k = 0
-		for r := f.heads[b]; r >= 0 && k < scanLimit; r, k = f.ext[r].next, k+1 {
+		for r := f.heads[b]; r >= 0 && k < limit; r, k = f.ext[r].next, k+1 {
 			if accept != nil && !accept(f.ext[r].arena) {
 				continue
 			}

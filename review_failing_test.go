@@ -294,3 +294,39 @@ func TestReviewReadAllPanicIsErrPanicked(t *testing.T) {
 		t.Errorf("ReadFrom: %v, want ErrPanicked", err)
 	}
 }
+
+// TestReviewCloseRacesUnpinnedCalls: ReadAll, ReadUntil and WriteTo in
+// loops, from two goroutines each, with Close at a random moment,
+// GOMAXPROCS=8 and runtime.GC in a loop: the child process dies with
+// "unexpected fault address" where the pinned calls (the control,
+// TestReviewControlCloseRacesPinnedCalls) finish.
+func TestReviewCloseRacesUnpinnedCalls(t *testing.T) {
+	inChild(t, func(t *testing.T) {
+		stressEnd(t, reviewUnpinnedOps, 50, func(s *Shuffler) { s.Close() }, func(*Shuffler) {})
+	})
+}
+
+// TestReviewPurgeRacesUnpinnedCalls: the same with Purge; what ReadAll's
+// reader wrote after the Purge survives in the purged arenas whenever the
+// last read filled the entry (see TestReviewReadAllPurgeLeavesPlaintext).
+func TestReviewPurgeRacesUnpinnedCalls(t *testing.T) {
+	stressEnd(t, reviewUnpinnedOps, 50, func(s *Shuffler) { s.Purge() }, func(s *Shuffler) {
+		if arenasHold(s, reviewPattern[:32]) {
+			t.Error("plaintext left after Purge")
+		}
+	})
+}
+
+// TestReviewAdaptersRacePurge: the crypto adapters racing Purge see the
+// key entry wiped under them, and call() returns fn's error ahead of
+// endPinned's ErrClosed. So Sign fails with ErrInvalidKey ("the entry
+// holds another Ed25519 key than the Signer was made for") or with
+// crypto/ecdsa's bare "private key scalar is zero or negative", which
+// matches no sentinel of the package, and AEAD.Open of an authentic
+// message fails with ErrAuthFailed (opened under the wiped, all-zero
+// key), instead of ErrClosed. A caller that alerts on forged messages or
+// replaced keys gets a false alarm; one that checks ErrClosed misses the
+// shutdown.
+func TestReviewAdaptersRacePurge(t *testing.T) {
+	stressEnd(t, reviewAdapterOps, 20, func(s *Shuffler) { s.Purge() }, func(*Shuffler) {})
+}

@@ -330,3 +330,71 @@ func TestReviewPurgeRacesUnpinnedCalls(t *testing.T) {
 func TestReviewAdaptersRacePurge(t *testing.T) {
 	stressEnd(t, reviewAdapterOps, 20, func(s *Shuffler) { s.Purge() }, func(*Shuffler) {})
 }
+
+// TestReviewEqualEntriesSameHandle: EqualEntries' doc says that passing
+// the same Handle twice "views it once", but the code views it not at all
+// and answers (true, nil). So a tampered entry (AES256GCM) compares equal
+// to itself instead of failing with ErrTampered, and an entry rented
+// elsewhere does instead of failing with ErrBusy as Equal and
+// EqualEntries of two handles do.
+func TestReviewEqualEntriesSameHandle(t *testing.T) {
+	s := reviewNew(t, WithCipher(AES256GCM))
+	a, err := CopyFrom(s, []byte("a 32-byte secret for the review."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := extentOf(s, a)
+	ext[0] ^= 1
+	if eq, err := EqualEntries(s, a, a); !errors.Is(err, ErrTampered) {
+		t.Errorf("EqualEntries of a tampered entry with itself = %v, %v; want ErrTampered", eq, err)
+	}
+	ext[0] ^= 1
+
+	if _, err := RentSlice[byte](s, a); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Return(a)
+	if _, err := Equal(s, a, []byte("a 32-byte secret for the review.")); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Equal of a rented entry: %v", err)
+	}
+	if eq, err := EqualEntries(s, a, a); !errors.Is(err, ErrBusy) {
+		t.Errorf("EqualEntries of a rented entry with itself = %v, %v; want ErrBusy", eq, err)
+	}
+}
+
+// TestReviewBadCountSentinel: a reader or writer returning an impossible
+// count (negative, or more than len(p)) gets "memshuffle: reader returned
+// %d for a %d-byte read" / "writer returned ...", made with fmt.Errorf and
+// no %w: it matches no sentinel, against the rule that every error is
+// usable with errors.Is. io.ErrShortWrite (writer) or a new sentinel would
+// let callers tell a broken peer from a closed Shuffler.
+func TestReviewBadCountSentinel(t *testing.T) {
+	s := reviewNew(t)
+	h, err := CopyFrom(s, []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sentinels := []error{ErrInvalidHandle, ErrBusy, ErrExpired, ErrTampered, ErrNotRented, ErrClosed,
+		ErrUnsupportedType, ErrTypeMismatch, ErrInvalidSize, ErrOutOfMemory, ErrLockFailed, ErrNoSecretMemory,
+		ErrInvalidOption, ErrNilArgument, ErrTooLarge, ErrCounterExhausted, ErrRotationIncomplete, ErrPanicked,
+		ErrInvalidKey, ErrAuthFailed, ErrBufferOverlap, io.ErrShortWrite, io.ErrNoProgress, io.ErrUnexpectedEOF}
+	typed := func(err error) bool {
+		for _, e := range sentinels {
+			if errors.Is(err, e) {
+				return true
+			}
+		}
+		return false
+	}
+	_, werr := WriteTo(s, h, reviewWriter(func(p []byte) (int, error) { return len(p) + 1, nil }))
+	_, rerr := ReadAll(s, keyReader(func(p []byte) (int, error) { return -1, nil }), 10)
+	for name, err := range map[string]error{"WriteTo": werr, "ReadAll": rerr} {
+		if err == nil || !typed(err) {
+			t.Errorf("%s: %v matches no sentinel", name, err)
+		}
+	}
+}
+
+type reviewWriter func(p []byte) (int, error)
+
+func (f reviewWriter) Write(p []byte) (int, error) { return f(p) }

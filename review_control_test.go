@@ -6,10 +6,10 @@ import (
 	"bytes"
 	"errors"
 	"os"
-	"syscall"
-	"time"
 	"runtime"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestReviewControlReadFromClose is the control of the Close tests: ReadFrom

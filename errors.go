@@ -85,7 +85,8 @@ var (
 
 	// ErrPanicked is returned, wrapping the panic value, when code of the
 	// caller's that memshuffle runs to fill an entry (the io.Reader of
-	// ReadFrom) panics; the entry is wiped and freed.
+	// ReadFrom, ReadAll, ReadUntil or ReadPrivateKey) panics; what it read
+	// is wiped and freed.
 	ErrPanicked = errors.New("memshuffle: caller's code panicked")
 )
 

@@ -165,11 +165,11 @@ func SafePanic(v any) {
 	panic(v)
 }
 
-// panicError turns a recovered panic into an error, keeping an error value
-// reachable with errors.Is and errors.As.
+// panicError turns a recovered panic into an error wrapping ErrPanicked,
+// keeping an error value reachable with errors.Is and errors.As.
 func panicError(what string, p any) error {
 	if err, ok := p.(error); ok {
-		return fmt.Errorf("memshuffle: %s panicked: %w", what, err)
+		return fmt.Errorf("%w: %s: %w", ErrPanicked, what, err)
 	}
-	return fmt.Errorf("memshuffle: %s panicked: %v", what, p)
+	return fmt.Errorf("%w: %s: %v", ErrPanicked, what, p)
 }

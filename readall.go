@@ -309,7 +309,7 @@ func readSome(r io.Reader, p []byte) (int, error) {
 	for range maxEmptyReads {
 		m, err := r.Read(p)
 		if m < 0 || m > len(p) {
-			return 0, fmt.Errorf("memshuffle: reader returned %d for a %d-byte read", m, len(p))
+			return 0, fmt.Errorf("%w: reader returned %d for a %d-byte read", ErrInvalidCount, m, len(p))
 		}
 		if m > 0 || err != nil {
 			return m, err

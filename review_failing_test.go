@@ -380,7 +380,7 @@ func TestReviewBadCountSentinel(t *testing.T) {
 	sentinels := []error{ErrInvalidHandle, ErrBusy, ErrExpired, ErrTampered, ErrNotRented, ErrClosed,
 		ErrUnsupportedType, ErrTypeMismatch, ErrInvalidSize, ErrOutOfMemory, ErrLockFailed, ErrNoSecretMemory,
 		ErrInvalidOption, ErrNilArgument, ErrTooLarge, ErrCounterExhausted, ErrRotationIncomplete, ErrPanicked,
-		ErrInvalidKey, ErrAuthFailed, ErrBufferOverlap, io.ErrShortWrite, io.ErrNoProgress, io.ErrUnexpectedEOF}
+		ErrInvalidKey, ErrAuthFailed, ErrBufferOverlap, ErrInvalidCount, io.ErrShortWrite, io.ErrNoProgress, io.ErrUnexpectedEOF}
 	typed := func(err error) bool {
 		for _, e := range sentinels {
 			if errors.Is(err, e) {

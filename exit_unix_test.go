@@ -25,6 +25,7 @@ var exitChildren = map[string]func(t *testing.T){
 	"purgeall":      childPurgeAll,
 	"signal":        childSignal,
 	"signal-panics": childSignalPanics,
+	"signal-goexit": childSignalGoexit,
 	"safeexit-fake": childSafeExitFake,
 	"safepanic-rec": childSafePanicRecovered,
 	"safeexit": func(t *testing.T) {
@@ -62,7 +63,7 @@ func runExitChild(t *testing.T, name string) (int, string) {
 
 func TestPurgeAll(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"purgeall", "signal", "signal-panics", "safeexit-fake", "safepanic-rec"} {
+	for _, name := range []string{"purgeall", "signal", "signal-panics", "signal-goexit", "safeexit-fake", "safepanic-rec"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			code, out := runExitChild(t, name)
@@ -274,4 +275,24 @@ func TestRegistryWeak(t *testing.T) {
 	if registeredHas(s) {
 		t.Fatal("a closed Shuffler is still registered")
 	}
+}
+
+// A callback that ends its goroutine with runtime.Goexit, which no recover
+// stops, does not stop the exit either.
+func childSignalGoexit(t *testing.T) {
+	s, b := heldSecret(t)
+	exited := make(chan int, 1)
+	stop := purgeAllOnSignal(func(os.Signal) { runtime.Goexit() },
+		[]os.Signal{syscall.SIGUSR2}, func(c int) { exited <- c })
+	defer stop()
+	syscall.Kill(os.Getpid(), syscall.SIGUSR2)
+	select {
+	case c := <-exited:
+		if c != 128+int(syscall.SIGUSR2) {
+			t.Fatalf("exit %d", c)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit after a callback that called runtime.Goexit")
+	}
+	mustBePurged(t, s, b)
 }

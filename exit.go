@@ -7,16 +7,18 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
-	"weak"
 )
 
 // openShufflers is every Shuffler New has made and Close has not yet
-// released, for PurgeAll. It holds weak pointers: a Shuffler dropped without
-// Close can still be collected, and Close takes its own out at once.
+// released, for PurgeAll. It holds them strongly, so a Shuffler dropped
+// without Close is never collected: its arenas and keys live outside the
+// Go heap, where nothing but Purge or Close would ever wipe them, and
+// collecting the small Go value that knows where they are would leave
+// them, mapped and out of PurgeAll's reach, for the life of the process.
+// Close takes its own out at once.
 var openShufflers struct {
-	mu    sync.Mutex
-	set   map[weak.Pointer[Shuffler]]struct{}
-	prune int // size of set at which collected Shufflers are swept out
+	mu  sync.Mutex
+	set map[*Shuffler]struct{}
 }
 
 func register(s *Shuffler) {
@@ -24,25 +26,15 @@ func register(s *Shuffler) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.set == nil {
-		o.set = make(map[weak.Pointer[Shuffler]]struct{})
+		o.set = make(map[*Shuffler]struct{})
 	}
-	// Sweeping only when the set has doubled keeps New's cost constant on
-	// average, however many Shufflers come and go uncollected.
-	if len(o.set) >= o.prune {
-		for w := range o.set {
-			if w.Value() == nil {
-				delete(o.set, w)
-			}
-		}
-		o.prune = max(64, 2*len(o.set))
-	}
-	o.set[weak.Make(s)] = struct{}{}
+	o.set[s] = struct{}{}
 }
 
 func unregister(s *Shuffler) {
 	o := &openShufflers
 	o.mu.Lock()
-	delete(o.set, weak.Make(s))
+	delete(o.set, s)
 	o.mu.Unlock()
 }
 
@@ -54,10 +46,8 @@ func registered() []*Shuffler {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	all := make([]*Shuffler, 0, len(o.set))
-	for w := range o.set {
-		if s := w.Value(); s != nil {
-			all = append(all, s)
-		}
+	for s := range o.set {
+		all = append(all, s)
 	}
 	return all
 }
@@ -66,11 +56,11 @@ func registered() []*Shuffler {
 // as Shuffler.Purge does: every entry, rented ones included, and every key
 // is wiped, and each Shuffler answers ErrClosed from then on. It is the
 // process-wide form for signal handlers and fatal paths, where the
-// Shufflers may not be at hand. A Shuffler that has become unreachable
-// without Close is purged if the garbage collector has not yet taken it;
-// once taken, its memory is still mapped but nothing can reach it (call
-// Close). PurgeAll is safe to call concurrently with anything, and more
-// than once. The error joins whatever the Purges returned.
+// Shufflers may not be at hand. A Shuffler the program dropped without
+// Close is purged too: until Close, the registry PurgeAll reads keeps
+// every Shuffler, and the memory it maps, alive (see New). PurgeAll is
+// safe to call concurrently with anything, and more than once. The error
+// joins whatever the Purges returned.
 func PurgeAll() error {
 	var errs []error
 	for _, s := range registered() {

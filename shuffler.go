@@ -185,7 +185,11 @@ type arena struct {
 	unmapFailed bool // the OS refused to take it back; Shuffle retries
 }
 
-// New returns a Shuffler with a fresh random key and salt.
+// New returns a Shuffler with a fresh random key and salt. Call Close when
+// done with it: until then it stays registered for PurgeAll, which keeps it
+// from being garbage collected, so a Shuffler dropped without Close lives,
+// with its memory mapped, until the process exits, and PurgeAll, SafeExit,
+// SafePanic and PurgeAllOnSignal still wipe it.
 func New(opts ...Option) (*Shuffler, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {

@@ -1,5 +1,3 @@
-//go:build review
-
 package memshuffle
 
 import (
@@ -20,23 +18,23 @@ import (
 	"time"
 )
 
-// reviewPattern is what the stress tests' entries hold, so a scan can
+// racePattern is what the stress tests' entries hold, so a scan can
 // find what survived a Purge.
-var reviewPattern = bytes.Repeat([]byte("REVIEW-PLAINTEXT"), 4) // 64 bytes
+var racePattern = bytes.Repeat([]byte("PLAINTEXT-RACES!"), 4) // 64 bytes
 
-// patternReader yields reviewPattern, a few bytes per Read, yielding the
+// patternReader yields racePattern, a few bytes per Read, yielding the
 // processor between reads so Close or Purge lands in the middle, and
 // returns io.EOF with the last bytes, as many readers do.
 type patternReader struct{ off int }
 
 func (r *patternReader) Read(p []byte) (int, error) {
-	if r.off == len(reviewPattern) {
+	if r.off == len(racePattern) {
 		return 0, io.EOF
 	}
 	runtime.Gosched()
-	n := copy(p[:min(len(p), 7)], reviewPattern[r.off:])
+	n := copy(p[:min(len(p), 7)], racePattern[r.off:])
 	r.off += n
-	if r.off == len(reviewPattern) {
+	if r.off == len(racePattern) {
 		return n, io.EOF
 	}
 	return n, nil
@@ -58,13 +56,13 @@ func (slowWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// reviewOps are the new calls, each run in a loop by the stress tests.
-type reviewOp struct {
+// A raceOp is one call the stress tests run in a loop.
+type raceOp struct {
 	name string
 	run  func(s *Shuffler, h, key Handle, sig crypto.Signer, ecsig crypto.Signer, aead *AEAD) error
 }
 
-var reviewPinnedOps = []reviewOp{
+var pinnedOps = []raceOp{
 	{"Random", func(s *Shuffler, _, _ Handle, _, _ crypto.Signer, _ *AEAD) error { _, err := Random(s, 64); return err }},
 	{"Clone", func(s *Shuffler, h, _ Handle, _, _ crypto.Signer, _ *AEAD) error {
 		c, err := Clone(s, h)
@@ -74,7 +72,7 @@ var reviewPinnedOps = []reviewOp{
 		return err
 	}},
 	{"Equal", func(s *Shuffler, h, _ Handle, _, _ crypto.Signer, _ *AEAD) error {
-		_, err := Equal(s, h, reviewPattern)
+		_, err := Equal(s, h, racePattern)
 		return err
 	}},
 	{"EqualEntries", func(s *Shuffler, h, key Handle, _, _ crypto.Signer, _ *AEAD) error {
@@ -86,15 +84,14 @@ var reviewPinnedOps = []reviewOp{
 		return err
 	}},
 	{"CopyFrom", func(s *Shuffler, _, _ Handle, _, _ crypto.Signer, _ *AEAD) error {
-		_, err := CopyFrom(s, bytes.Clone(reviewPattern))
+		_, err := CopyFrom(s, bytes.Clone(racePattern))
 		return err
 	}},
 }
 
-// reviewAdapterOps sign, seal and open; they are apart from
-// reviewPinnedOps because their errors under Close and Purge are wrong
-// (TestReviewAdaptersRacePurge).
-var reviewAdapterOps = []reviewOp{
+// adapterOps sign, seal and open; they are apart from pinnedOps because
+// TestAdaptersRacePurge checks what they report under Purge.
+var adapterOps = []raceOp{
 	{"AEAD", func(s *Shuffler, _, _ Handle, _, _ crypto.Signer, a *AEAD) error {
 		ct, err := a.Seal(nil, make([]byte, 12), []byte("hello"), nil)
 		if err != nil {
@@ -114,7 +111,7 @@ var reviewAdapterOps = []reviewOp{
 	}},
 }
 
-var reviewUnpinnedOps = []reviewOp{
+var readWriteOps = []raceOp{
 	{"ReadAll", func(s *Shuffler, _, _ Handle, _, _ crypto.Signer, _ *AEAD) error {
 		_, err := ReadAll(s, &patternReader{}, 1<<10)
 		return err
@@ -133,7 +130,7 @@ var reviewUnpinnedOps = []reviewOp{
 // runtime.GC, and ends each Shuffler with end after a short while. Every
 // op must end with nil, ErrClosed, ErrBusy or ErrInvalidHandle. check runs
 // after all ops of a round have returned.
-func stressEnd(t *testing.T, ops []reviewOp, rounds int, end func(*Shuffler), check func(*Shuffler)) {
+func stressEnd(t *testing.T, ops []raceOp, rounds int, end func(*Shuffler), check func(*Shuffler)) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8))
 	stopGC := make(chan struct{})
 	var gcDone sync.WaitGroup
@@ -157,8 +154,8 @@ func stressEnd(t *testing.T, ops []reviewOp, rounds int, end func(*Shuffler), ch
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, _ := CopyFrom(s, bytes.Clone(reviewPattern))
-		key, _ := CopyFrom(s, bytes.Clone(reviewPattern[:32]))
+		h, _ := CopyFrom(s, bytes.Clone(racePattern))
+		key, _ := CopyFrom(s, bytes.Clone(racePattern[:32]))
 		edh, _ := CopyFrom(s, bytes.Clone(edDER))
 		ech, _ := CopyFrom(s, bytes.Clone(ecDER))
 		sig, err := NewSigner(s, edh)
@@ -200,20 +197,20 @@ func stressEnd(t *testing.T, ops []reviewOp, rounds int, end func(*Shuffler), ch
 	}
 }
 
-// TestReviewControlCloseRacesPinnedCalls is the control of
-// TestReviewCloseRacesUnpinnedCalls: the new calls that borrow through the
-// pinned path survive Close racing them.
-func TestReviewControlCloseRacesPinnedCalls(t *testing.T) {
+// TestCloseRacesPinnedCalls: Random, Clone, Equal, EqualEntries, MAC and
+// CopyFrom, which borrow through the pinned path, survive Close racing
+// them.
+func TestCloseRacesPinnedCalls(t *testing.T) {
 	inChild(t, func(t *testing.T) {
-		stressEnd(t, reviewPinnedOps, 20, func(s *Shuffler) { s.Close() }, func(*Shuffler) {})
+		stressEnd(t, pinnedOps, 20, func(s *Shuffler) { s.Close() }, func(*Shuffler) {})
 	})
 }
 
-// TestReviewControlPurgeRacesPinnedCalls: after a Purge racing the pinned
+// TestPurgeRacesPinnedCalls: after a Purge racing the pinned
 // calls, no arena holds the entries' plaintext.
-func TestReviewControlPurgeRacesPinnedCalls(t *testing.T) {
-	stressEnd(t, reviewPinnedOps, 20, func(s *Shuffler) { s.Purge() }, func(s *Shuffler) {
-		if arenasHold(s, reviewPattern[:32]) {
+func TestPurgeRacesPinnedCalls(t *testing.T) {
+	stressEnd(t, pinnedOps, 20, func(s *Shuffler) { s.Purge() }, func(s *Shuffler) {
+		if arenasHold(s, racePattern[:32]) {
 			t.Error("plaintext left after Purge")
 		}
 	})

@@ -1,5 +1,3 @@
-//go:build review
-
 package memshuffle
 
 import (
@@ -12,20 +10,20 @@ import (
 	"testing"
 )
 
-// reviewChildEnv names the test a child process of the review tests runs.
-const reviewChildEnv = "MEMSHUFFLE_REVIEW_CHILD"
+// childTestEnv names the test a child process started by inChild runs.
+const childTestEnv = "MEMSHUFFLE_CHILD_TEST"
 
 // inChild runs body in a child process (a fresh run of this test binary
 // limited to t's test) and fails t if the child dies of a fault instead of
 // finishing.
 func inChild(t *testing.T, body func(t *testing.T)) {
 	t.Helper()
-	if os.Getenv(reviewChildEnv) == t.Name() {
+	if os.Getenv(childTestEnv) == t.Name() {
 		body(t)
 		return
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), reviewChildEnv+"="+t.Name())
+	cmd.Env = append(os.Environ(), childTestEnv+"="+t.Name())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		s := string(out)
@@ -38,8 +36,9 @@ func inChild(t *testing.T, body func(t *testing.T)) {
 	}
 }
 
-// reviewNew makes a plain Shuffler closed at the end of the test.
-func reviewNew(t *testing.T, opts ...Option) *Shuffler {
+// newUnchecked makes a Shuffler closed at the end of the test, without the
+// invariant check of newTest, for tests that purge it.
+func newUnchecked(t *testing.T, opts ...Option) *Shuffler {
 	t.Helper()
 	s, err := New(opts...)
 	if err != nil {
@@ -69,12 +68,11 @@ func (r *blockingReader) Read(p []byte) (int, error) {
 	return copy(p, r.secret), nil
 }
 
-// TestReviewReadAllCloseFaults: ReadAll rents its buffer entry unpinned
-// (rentNew uses RentSlice), so a Close while the reader is blocked unmaps
-// the memory the reader then writes into: the process dies with
-// "unexpected fault address" (SIGSEGV), unrecoverable. ReadFrom, the With
-// functions and the other fills pin and survive the same sequence.
-func TestReviewReadAllCloseFaults(t *testing.T) {
+// TestReadAllCloseNoFault: a Close while ReadAll's reader is blocked leaves
+// the entry it writes into mapped (the rent is pinned), so the write after
+// Close does not fault the process and ReadAll returns ErrClosed. Run in a
+// child process, since a fault cannot be recovered.
+func TestReadAllCloseNoFault(t *testing.T) {
 	inChild(t, func(t *testing.T) {
 		s, err := New()
 		if err != nil {
@@ -95,9 +93,9 @@ func TestReviewReadAllCloseFaults(t *testing.T) {
 	})
 }
 
-// TestReviewReadUntilCloseFaults: as ReadAll, ReadUntil reads into an
-// unpinned rent; Close during the read makes the one-byte write fault.
-func TestReviewReadUntilCloseFaults(t *testing.T) {
+// TestReadUntilCloseNoFault is TestReadAllCloseNoFault for ReadUntil's
+// one-byte reads.
+func TestReadUntilCloseNoFault(t *testing.T) {
 	inChild(t, func(t *testing.T) {
 		s, err := New()
 		if err != nil {
@@ -133,10 +131,9 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestReviewWriteToCloseFaults: WriteTo views the entry unpinned
-// (ViewSlice), so a Close during w.Write unmaps the bytes w is reading:
-// the process dies with "unexpected fault address".
-func TestReviewWriteToCloseFaults(t *testing.T) {
+// TestWriteToCloseNoFault: a Close during w.Write leaves the bytes w reads
+// mapped (the view is pinned), and WriteTo returns ErrClosed.
+func TestWriteToCloseNoFault(t *testing.T) {
 	inChild(t, func(t *testing.T) {
 		s, err := New()
 		if err != nil {
@@ -195,13 +192,11 @@ func arenasHold(s *Shuffler, b []byte) bool {
 	return false
 }
 
-// TestReviewReadAllPurgeLeavesPlaintext: when the reader's last Read fills
-// the entry exactly and returns io.EOF after a Purge, growing.finish clears
-// g.b before Return fails with ErrClosed, so the deferred discard finds
-// nothing to wipe: the plaintext stays in the purged (still mapped) arena
-// until Close. Purge promises "nothing written survives" for the fills.
-func TestReviewReadAllPurgeLeavesPlaintext(t *testing.T) {
-	s := reviewNew(t)
+// TestReadAllPurgeWipes: a reader whose last Read fills the entry exactly
+// and returns io.EOF after a Purge leaves nothing in the purged (still
+// mapped) arenas: the end of the pinned rent wipes what it wrote.
+func TestReadAllPurgeWipes(t *testing.T) {
+	s := newUnchecked(t)
 	secret := []byte("purge-must-wipe-this-0123456789-purge-must-wipe-this-0123456789!") // 64 bytes: readStart
 	if len(secret) != readStart {
 		t.Fatalf("secret is %d bytes, want %d", len(secret), readStart)
@@ -215,19 +210,11 @@ func TestReviewReadAllPurgeLeavesPlaintext(t *testing.T) {
 	}
 }
 
-// keyReader is an io.Reader for ReadPrivateKey that misbehaves as read
-// says.
-type keyReader func(p []byte) (int, error)
-
-func (f keyReader) Read(p []byte) (int, error) { return f(p) }
-
-// TestReviewReadAllPanicIsErrPanicked: a reader that panics in ReadAll or
-// ReadUntil gives "memshuffle: reader panicked: ..." from panicError, which
-// does not wrap ErrPanicked; ReadFrom's does. Callers cannot tell a
-// reader's panic from its error with errors.Is.
-func TestReviewReadAllPanicIsErrPanicked(t *testing.T) {
-	s := reviewNew(t)
-	boom := keyReader(func(p []byte) (int, error) { panic("reader bug") })
+// TestReadPanicIsErrPanicked: a reader that panics gives an error wrapping
+// ErrPanicked in ReadAll and ReadUntil, as in ReadFrom.
+func TestReadPanicIsErrPanicked(t *testing.T) {
+	s := newUnchecked(t)
+	boom := readerFunc(func(p []byte) (int, error) { panic("reader bug") })
 	if _, err := ReadAll(s, boom, 10); !errors.Is(err, ErrPanicked) {
 		t.Errorf("ReadAll: %v, want ErrPanicked", err)
 	}
@@ -239,50 +226,41 @@ func TestReviewReadAllPanicIsErrPanicked(t *testing.T) {
 	}
 }
 
-// TestReviewCloseRacesUnpinnedCalls: ReadAll, ReadUntil and WriteTo in
-// loops, from two goroutines each, with Close at a random moment,
-// GOMAXPROCS=8 and runtime.GC in a loop: the child process dies with
-// "unexpected fault address" where the pinned calls (the control,
-// TestReviewControlCloseRacesPinnedCalls) finish.
-func TestReviewCloseRacesUnpinnedCalls(t *testing.T) {
+// TestCloseRacesReadWriteCalls: ReadAll, ReadUntil and WriteTo in loops,
+// from two goroutines each, with Close at a random moment, GOMAXPROCS=8
+// and runtime.GC in a loop: every call ends with an error stressEnd allows
+// and the child process does not fault.
+func TestCloseRacesReadWriteCalls(t *testing.T) {
 	inChild(t, func(t *testing.T) {
-		stressEnd(t, reviewUnpinnedOps, 50, func(s *Shuffler) { s.Close() }, func(*Shuffler) {})
+		stressEnd(t, readWriteOps, 50, func(s *Shuffler) { s.Close() }, func(*Shuffler) {})
 	})
 }
 
-// TestReviewPurgeRacesUnpinnedCalls: the same with Purge; what ReadAll's
-// reader wrote after the Purge survives in the purged arenas whenever the
-// last read filled the entry (see TestReviewReadAllPurgeLeavesPlaintext).
-func TestReviewPurgeRacesUnpinnedCalls(t *testing.T) {
-	stressEnd(t, reviewUnpinnedOps, 50, func(s *Shuffler) { s.Purge() }, func(s *Shuffler) {
-		if arenasHold(s, reviewPattern[:32]) {
+// TestPurgeRacesReadWriteCalls: the same with Purge, after which no purged
+// arena holds what the readers wrote.
+func TestPurgeRacesReadWriteCalls(t *testing.T) {
+	stressEnd(t, readWriteOps, 50, func(s *Shuffler) { s.Purge() }, func(s *Shuffler) {
+		if arenasHold(s, racePattern[:32]) {
 			t.Error("plaintext left after Purge")
 		}
 	})
 }
 
-// TestReviewAdaptersRacePurge: the crypto adapters racing Purge see the
-// key entry wiped under them, and call() returns fn's error ahead of
-// endPinned's ErrClosed. So Sign fails with ErrInvalidKey ("the entry
-// holds another Ed25519 key than the Signer was made for") or with
-// crypto/ecdsa's bare "private key scalar is zero or negative", which
-// matches no sentinel of the package, and AEAD.Open of an authentic
-// message fails with ErrAuthFailed (opened under the wiped, all-zero
-// key), instead of ErrClosed. A caller that alerts on forged messages or
-// replaced keys gets a false alarm; one that checks ErrClosed misses the
-// shutdown.
-func TestReviewAdaptersRacePurge(t *testing.T) {
-	stressEnd(t, reviewAdapterOps, 20, func(s *Shuffler) { s.Purge() }, func(*Shuffler) {})
+// TestAdaptersRacePurge: the crypto adapters racing Purge see their key
+// entry wiped under them; they must report ErrClosed, not what their
+// callback computed from the zeros (ErrInvalidKey from Sign, ErrAuthFailed
+// from AEAD.Open of an authentic message, a bare crypto/ecdsa error): a
+// caller would take those for a replaced key or a forgery.
+func TestAdaptersRacePurge(t *testing.T) {
+	stressEnd(t, adapterOps, 20, func(s *Shuffler) { s.Purge() }, func(*Shuffler) {})
 }
 
-// TestReviewBadCountSentinel: a reader or writer returning an impossible
-// count (negative, or more than len(p)) gets "memshuffle: reader returned
-// %d for a %d-byte read" / "writer returned ...", made with fmt.Errorf and
-// no %w: it matches no sentinel, against the rule that every error is
-// usable with errors.Is. io.ErrShortWrite (writer) or a new sentinel would
-// let callers tell a broken peer from a closed Shuffler.
-func TestReviewBadCountSentinel(t *testing.T) {
-	s := reviewNew(t)
+// TestInvalidCountSentinel: a reader or writer returning an impossible
+// count (negative, or more than len(p)) gets an error that matches a
+// sentinel, ErrInvalidCount, so callers can tell a broken peer from a
+// closed Shuffler.
+func TestInvalidCountSentinel(t *testing.T) {
+	s := newUnchecked(t)
 	h, err := CopyFrom(s, []byte("secret"))
 	if err != nil {
 		t.Fatal(err)
@@ -299,15 +277,57 @@ func TestReviewBadCountSentinel(t *testing.T) {
 		}
 		return false
 	}
-	_, werr := WriteTo(s, h, reviewWriter(func(p []byte) (int, error) { return len(p) + 1, nil }))
-	_, rerr := ReadAll(s, keyReader(func(p []byte) (int, error) { return -1, nil }), 10)
+	_, werr := WriteTo(s, h, writeFunc(func(p []byte) (int, error) { return len(p) + 1, nil }))
+	_, rerr := ReadAll(s, readerFunc(func(p []byte) (int, error) { return -1, nil }), 10)
 	for name, err := range map[string]error{"WriteTo": werr, "ReadAll": rerr} {
 		if err == nil || !typed(err) {
 			t.Errorf("%s: %v matches no sentinel", name, err)
 		}
+		if !errors.Is(err, ErrInvalidCount) {
+			t.Errorf("%s: %v, want ErrInvalidCount", name, err)
+		}
 	}
 }
 
-type reviewWriter func(p []byte) (int, error)
+// TestReadFromCloseNoFault is TestReadAllCloseNoFault for ReadFrom, whose
+// rent was pinned first: the other Close tests' control.
+func TestReadFromCloseNoFault(t *testing.T) {
+	inChild(t, func(t *testing.T) {
+		s, err := New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &blockingReader{make(chan struct{}), make(chan struct{}), []byte("secret"), false}
+		errc := make(chan error, 1)
+		go func() { _, err := ReadFrom(s, r, 6); errc <- err }()
+		<-r.started
+		s.Close()
+		close(r.release)
+		if err := <-errc; !errors.Is(err, ErrClosed) {
+			t.Fatal(err)
+		}
+	})
+}
 
-func (f reviewWriter) Write(p []byte) (int, error) { return f(p) }
+// TestReadFromPurgeWipes is TestReadAllPurgeWipes for ReadFrom, and shows
+// that arenasHold finds a copy planted in a purged arena.
+func TestReadFromPurgeWipes(t *testing.T) {
+	s := newUnchecked(t)
+	secret := bytes.Repeat([]byte("x1y2"), 16)
+	_, err := ReadFrom(s, &purgingReader{s: s, secret: bytes.Clone(secret)}, 64)
+	if !errors.Is(err, ErrClosed) {
+		t.Fatalf("ReadFrom: %v, want ErrClosed", err)
+	}
+	if arenasHold(s, secret) {
+		t.Fatal("the purged Shuffler's memory still holds what the reader wrote")
+	}
+	// Planted: the scan finds a secret written into a purged arena.
+	s2 := newUnchecked(t)
+	h, _ := Alloc[byte](s2, 64)
+	b, _ := RentSlice[byte](s2, h)
+	s2.Purge()
+	copy(b, secret)
+	if !arenasHold(s2, secret) {
+		t.Fatal("scan misses a planted copy")
+	}
+}

@@ -494,3 +494,38 @@ func TestReadPrivateKeyStuckReader(t *testing.T) {
 		t.Fatalf("ReadPrivateKey: %v, want io.ErrNoProgress", err)
 	}
 }
+
+// TestSignECDSAScalarOutOfRange: an entry whose EC scalar was zeroed or
+// set past the curve order gives ErrInvalidKey and no signature, not
+// crypto/ecdsa's error, which matches no sentinel.
+func TestSignECDSAScalarOutOfRange(t *testing.T) {
+	s := newTest(t)
+	key := testKeys()[1].priv.(*ecdsa.PrivateKey)
+	der := pkcs8(t, key)
+	d := key.D.FillBytes(make([]byte, (key.Curve.Params().BitSize+7)/8))
+	at := bytes.Index(der, d)
+	if at < 0 {
+		t.Fatal("scalar not found in the PKCS#8 DER")
+	}
+	h, err := CopyFrom(s, bytes.Clone(der))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := NewSigner(s, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("msg"))
+	for name, fill := range map[string]byte{"zero": 0, "past the order": 0xff} {
+		WithSlice(s, h, func(b []byte) error {
+			for i := range d {
+				b[at+i] = fill
+			}
+			return nil
+		})
+		sig, err := sg.Sign(rand.Reader, digest[:], crypto.SHA256)
+		if !errors.Is(err, ErrInvalidKey) || sig != nil {
+			t.Errorf("%s: Sign = %x, %v; want nil, ErrInvalidKey", name, sig, err)
+		}
+	}
+}

@@ -384,11 +384,12 @@ func (s *Shuffler) releaseAll() {
 // operating system. Pointers and slices from Rent become invalid: using one
 // faults. Close is idempotent; every other call afterwards returns ErrClosed.
 //
-// Close never waits for, and never faults, a With function, ReadFrom or
-// CopyFrom running at the same time, even when called from inside the
-// function: the memory of a shard such a function is using is wiped at once
-// but stays mapped until the function returns; then what it wrote since is
-// wiped, the memory unmapped, and the function's caller gets ErrClosed.
+// Close never waits for, and never faults, a With function, ReadFrom,
+// CopyFrom, ReadAll, ReadUntil or WriteTo running at the same time, even
+// when called from inside the function: the memory of a shard such a
+// function is using is wiped at once but stays mapped until the function
+// returns; then what it wrote since is wiped, the memory unmapped, and the
+// function's caller gets ErrClosed.
 func (s *Shuffler) Close() error {
 	if s == nil || len(s.shards) == 0 {
 		return nil

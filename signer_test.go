@@ -502,7 +502,10 @@ func TestSignECDSAScalarOutOfRange(t *testing.T) {
 	s := newTest(t)
 	key := testKeys()[1].priv.(*ecdsa.PrivateKey)
 	der := pkcs8(t, key)
-	d := key.D.FillBytes(make([]byte, (key.Curve.Params().BitSize+7)/8))
+	d, err := key.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
 	at := bytes.Index(der, d)
 	if at < 0 {
 		t.Fatal("scalar not found in the PKCS#8 DER")

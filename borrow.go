@@ -7,21 +7,21 @@ import (
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
-// errNilFunc is what the With functions return for a nil fn, before
+// errNilFunc is what the Borrow functions return for a nil fn, before
 // borrowing anything.
 var errNilFunc = fmt.Errorf("%w: nil function", ErrNilArgument)
 
-// With rents the entry as a *T, calls fn with it, and returns the entry,
+// Borrow rents the entry as a *T, calls fn with it, and returns the entry,
 // also when fn panics: the entry is encrypted again before the panic goes
 // on. It returns fn's error, or Rent's or Return's, and ErrNilArgument for
 // a nil fn. fn must not keep the pointer.
 //
 // Close and Purge may run while fn does, from another goroutine or from fn
 // itself: the entry is wiped, but its memory stays mapped until fn returns,
-// so fn never faults; whatever fn wrote is wiped when it returns, and With
+// so fn never faults; whatever fn wrote is wiped when it returns, and Borrow
 // returns ErrClosed (or fn's error, if it has one). The same holds for
-// every With function.
-func With[T any](s *Shuffler, h Handle, fn func(*T) error) error {
+// every Borrow function.
+func Borrow[T any](s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
@@ -29,8 +29,8 @@ func With[T any](s *Shuffler, h Handle, fn func(*T) error) error {
 	return call(p, l, err, fn)
 }
 
-// WithSlice is With for the whole entry as a []T.
-func WithSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
+// BorrowSlice is Borrow for the whole entry as a []T.
+func BorrowSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
@@ -38,13 +38,13 @@ func WithSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
 	return call(b, l, err, fn)
 }
 
-// WithView views the entry as a *T, calls fn with it, and ends the view,
-// also when fn panics. Any number of WithView calls on one entry may run at
+// BorrowView views the entry as a *T, calls fn with it, and ends the view,
+// also when fn panics. Any number of BorrowView calls on one entry may run at
 // once, from different goroutines; fn must not ask for another view of the
 // same entry, which fails with ErrBusy while a writer waits (see View). fn
 // must not write through the pointer or keep it. Close and Purge during fn
-// are handled as for With.
-func WithView[T any](s *Shuffler, h Handle, fn func(*T) error) error {
+// are handled as for Borrow.
+func BorrowView[T any](s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
@@ -52,8 +52,8 @@ func WithView[T any](s *Shuffler, h Handle, fn func(*T) error) error {
 	return call(p, l, err, fn)
 }
 
-// WithViewSlice is WithView for the whole entry as a []T.
-func WithViewSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
+// BorrowViewSlice is BorrowView for the whole entry as a []T.
+func BorrowViewSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
@@ -80,7 +80,7 @@ func lendSlice[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, sha
 }
 
 // call runs fn on what a loan gave, unless the borrow failed, and ends the
-// loan even if fn panics. It is the one place the With functions and the
+// loan even if fn panics. It is the one place the Borrow functions and the
 // fills of ReadFrom and CopyFrom run the caller's code on an entry.
 func call[P any](p P, l loan, err error, fn func(P) error) (ferr error) {
 	if err != nil {
@@ -127,10 +127,10 @@ func (s *Shuffler) endPinned(h Handle, mem []byte, shared bool) error {
 	return sh.endRent(sl, h)
 }
 
-// WithContext is With that, instead of failing with ErrBusy, waits for the
+// BorrowContext is Borrow that, instead of failing with ErrBusy, waits for the
 // entry as RentContext does, until ctx is done; then it returns ctx's error
 // without calling fn.
-func WithContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(*T) error) error {
+func BorrowContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
@@ -138,8 +138,8 @@ func WithContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(*T) 
 	return call(p, l, err, fn)
 }
 
-// WithSliceContext is WithSlice that waits like RentContext.
-func WithSliceContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func([]T) error) error {
+// BorrowSliceContext is BorrowSlice that waits like RentContext.
+func BorrowSliceContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func([]T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
@@ -147,9 +147,9 @@ func WithSliceContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func
 	return call(b, l, err, fn)
 }
 
-// WithViewContext is WithView that waits like ViewContext: behind a rent,
+// BorrowViewContext is BorrowView that waits like ViewContext: behind a rent,
 // and behind a writer waiting in RentContext.
-func WithViewContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(*T) error) error {
+func BorrowViewContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
@@ -157,10 +157,10 @@ func WithViewContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(
 	return call(p, l, err, fn)
 }
 
-// WithViewSliceContext is WithViewSlice that waits like ViewContext. It is
+// BorrowViewSliceContext is BorrowViewSlice that waits like ViewContext. It is
 // the form for a value read on every request and now and then replaced:
 // readers wait out the brief write instead of failing with ErrBusy.
-func WithViewSliceContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func([]T) error) error {
+func BorrowViewSliceContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func([]T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}

@@ -13,18 +13,18 @@ import (
 	"time"
 )
 
-func TestWith(t *testing.T) {
+func TestBorrow(t *testing.T) {
 	s := newTest(t)
 	h, _ := Create[[4]uint32](s)
-	if err := With(s, h, func(p *[4]uint32) error { p[2] = 42; return nil }); err != nil {
+	if err := Borrow(s, h, func(p *[4]uint32) error { p[2] = 42; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	errFn := errors.New("fn failed")
-	if err := WithSlice(s, h, func(v []uint32) error { return errFn }); err != errFn {
+	if err := BorrowSlice(s, h, func(v []uint32) error { return errFn }); err != errFn {
 		t.Fatalf("fn error: %v", err)
 	}
 	var got uint32
-	WithView(s, h, func(p *[4]uint32) error { got = p[2]; return nil })
+	BorrowView(s, h, func(p *[4]uint32) error { got = p[2]; return nil })
 	if got != 42 {
 		t.Fatalf("got %d", got)
 	}
@@ -35,7 +35,7 @@ func TestWith(t *testing.T) {
 				t.Fatal("panic swallowed")
 			}
 		}()
-		WithSlice(s, h, func(v []byte) error {
+		BorrowSlice(s, h, func(v []byte) error {
 			copy(v, "plaintext inside")
 			panic("boom")
 		})
@@ -43,7 +43,7 @@ func TestWith(t *testing.T) {
 	if raw, _ := rawBytes(s, h); bytes.Equal(raw, []byte("plaintext inside")) {
 		t.Fatal("entry left decrypted after a panic")
 	}
-	if err := WithViewSlice(s, h, func(v []byte) error {
+	if err := BorrowViewSlice(s, h, func(v []byte) error {
 		if string(v) != "plaintext inside" {
 			t.Fatalf("got %q", v)
 		}
@@ -54,18 +54,18 @@ func TestWith(t *testing.T) {
 	mustCheck(t, s)
 }
 
-func TestWithViewPanics(t *testing.T) {
+func TestBorrowViewPanics(t *testing.T) {
 	s := newTest(t)
 	h, _ := Create[uint64](s)
 	func() {
 		defer func() { recover() }()
-		WithView(s, h, func(*uint64) error { panic("x") })
+		BorrowView(s, h, func(*uint64) error { panic("x") })
 	}()
 	if _, err := Rent[uint64](s, h); err != nil {
 		t.Fatalf("view not ended by the panic: %v", err)
 	}
 	s.Return(h)
-	if err := With(s, Handle{}, func(*uint64) error { return nil }); !errors.Is(err, ErrInvalidHandle) {
+	if err := Borrow(s, Handle{}, func(*uint64) error { return nil }); !errors.Is(err, ErrInvalidHandle) {
 		t.Fatal(err)
 	}
 	mustCheck(t, s)
@@ -132,7 +132,7 @@ func TestViewsConcurrent(t *testing.T) {
 	s := newTest(t, WithShuffleOnBorrowReturn(true))
 	h, _ := Create[[8]uint64](s)
 	// Start from a value that already has the shape readers check for.
-	With(s, h, func(p *[8]uint64) error {
+	Borrow(s, h, func(p *[8]uint64) error {
 		for j := range p {
 			p[j] = uint64(j)
 		}
@@ -151,7 +151,7 @@ func TestViewsConcurrent(t *testing.T) {
 					return
 				default:
 				}
-				err := WithViewSlice(s, h, func(v []uint64) error {
+				err := BorrowViewSlice(s, h, func(v []uint64) error {
 					for i := range v {
 						if v[i] != v[0]+uint64(i) {
 							return errors.New("torn read")
@@ -229,27 +229,27 @@ func TestContextWait(t *testing.T) {
 	}
 }
 
-// TestWithContext checks the waiting With forms: they wait out a rent, run
+// TestBorrowContext checks the waiting Borrow forms: they wait out a rent, run
 // fn and end the borrow; when ctx ends first they return its error without
 // calling fn; and they end the borrow when fn panics.
-func TestWithContext(t *testing.T) {
+func TestBorrowContext(t *testing.T) {
 	s := newTest(t)
 	h, _ := CopyFrom(s, []byte("v1-secret"))
 	forms := []struct {
 		name string
 		call func(ctx context.Context, fn func([]byte) error) error
 	}{
-		{"WithSliceContext", func(ctx context.Context, fn func([]byte) error) error {
-			return WithSliceContext(ctx, s, h, fn)
+		{"BorrowSliceContext", func(ctx context.Context, fn func([]byte) error) error {
+			return BorrowSliceContext(ctx, s, h, fn)
 		}},
-		{"WithViewSliceContext", func(ctx context.Context, fn func([]byte) error) error {
-			return WithViewSliceContext(ctx, s, h, fn)
+		{"BorrowViewSliceContext", func(ctx context.Context, fn func([]byte) error) error {
+			return BorrowViewSliceContext(ctx, s, h, fn)
 		}},
-		{"WithContext", func(ctx context.Context, fn func([]byte) error) error {
-			return WithContext(ctx, s, h, func(p *[9]byte) error { return fn(p[:]) })
+		{"BorrowContext", func(ctx context.Context, fn func([]byte) error) error {
+			return BorrowContext(ctx, s, h, func(p *[9]byte) error { return fn(p[:]) })
 		}},
-		{"WithViewContext", func(ctx context.Context, fn func([]byte) error) error {
-			return WithViewContext(ctx, s, h, func(p *[9]byte) error { return fn(p[:]) })
+		{"BorrowViewContext", func(ctx context.Context, fn func([]byte) error) error {
+			return BorrowViewContext(ctx, s, h, func(p *[9]byte) error { return fn(p[:]) })
 		}},
 	}
 	for _, f := range forms {
@@ -303,7 +303,7 @@ func TestWithContext(t *testing.T) {
 			}
 		})
 	}
-	if err := WithSliceContext[byte](context.Background(), s, h, nil); !errors.Is(err, ErrNilArgument) {
+	if err := BorrowSliceContext[byte](context.Background(), s, h, nil); !errors.Is(err, ErrNilArgument) {
 		t.Fatalf("nil fn: %v", err)
 	}
 	mustCheck(t, s)

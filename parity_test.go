@@ -49,7 +49,7 @@ func TestByteEntriesAligned(t *testing.T) {
 		{"Alloc[byte]", func(s *Shuffler, src []byte) (Handle, error) {
 			h, err := Alloc[byte](s, len(src))
 			if err == nil {
-				err = WithSlice(s, h, func(b []byte) error { copy(b, src); return nil })
+				err = BorrowSlice(s, h, func(b []byte) error { copy(b, src); return nil })
 			}
 			return h, err
 		}},
@@ -62,7 +62,7 @@ func TestByteEntriesAligned(t *testing.T) {
 		{"Random", func(s *Shuffler, src []byte) (Handle, error) {
 			h, err := Random(s, len(src))
 			if err == nil {
-				err = WithSlice(s, h, func(b []byte) error { copy(b, src); return nil })
+				err = BorrowSlice(s, h, func(b []byte) error { copy(b, src); return nil })
 			}
 			return h, err
 		}},
@@ -467,7 +467,7 @@ func TestClone(t *testing.T) {
 				t.Fatal("clone has the original's ciphertext")
 			}
 			// Independent: a change to one, or freeing it, leaves the other.
-			WithSlice(s, c, func(b []byte) error { b[0] = 'C'; return nil })
+			BorrowSlice(s, c, func(b []byte) error { b[0] = 'C'; return nil })
 			mustHold(t, s, h, secret)
 			if err := s.Free(h); err != nil {
 				t.Fatal(err)

@@ -64,7 +64,7 @@ func mustHold(t testing.TB, s *Shuffler, h Handle, want []byte) {
 	if n, err := s.Size(h); err != nil || n != len(want) {
 		t.Fatalf("Size = %d, %v; want %d", n, err, len(want))
 	}
-	err := WithViewSlice(s, h, func(b []byte) error {
+	err := BorrowViewSlice(s, h, func(b []byte) error {
 		if !bytes.Equal(b, want) {
 			t.Fatalf("entry holds %q..., want %q...", b[:min(len(b), 16)], want[:min(len(want), 16)])
 		}

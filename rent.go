@@ -23,7 +23,7 @@ import (
 // ErrTampered. Once a Shuffle, a background step or a moving Return has
 // taken the entry elsewhere, the write lands in wiped memory or, when its
 // arena was unmapped, faults: the process dies, with no panic to recover.
-// The With functions cannot be misused this way; an authenticated cipher
+// The Borrow functions cannot be misused this way; an authenticated cipher
 // at least reports it.
 func Rent[T any](s *Shuffler, h Handle) (*T, error) {
 	p, _, err := borrow[T](context.Background(), false, s, h, false, unpinned)
@@ -113,7 +113,7 @@ func borrowSlice[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, s
 }
 
 // pinning says whether a borrow holds its shard's memory mapped until it
-// ends. The With functions and the fills of ReadFrom and CopyFrom pin: they
+// ends. The Borrow functions and the fills of ReadFrom and CopyFrom pin: they
 // run the caller's code on the entry and end the borrow themselves, so Close
 // can leave the unmapping to them (see Shuffler.endPinned). Rent and View
 // do not: their callers may never return, and Close unmaps under them.
@@ -251,7 +251,7 @@ func (sh *shard) waitChan() chan struct{} {
 // must not be used afterwards. A rent is known by its handle alone: a
 // Return for a rent that already ended fails with ErrNotRented only while
 // nobody else has rented the entry since; otherwise it ends the newer rent,
-// so call Return exactly once per Rent (the With functions do). An entry that is viewed, not rented, is
+// so call Return exactly once per Rent (the Borrow functions do). An entry that is viewed, not rented, is
 // returned with ReturnView (ErrNotRented).
 func (s *Shuffler) Return(h Handle) error {
 	sh, sl, err := s.lookup(h)

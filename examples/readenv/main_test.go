@@ -42,7 +42,7 @@ func TestMoveEnv(t *testing.T) {
 			t.Errorf("os.Environ still lists %q", kv)
 		}
 	}
-	err = memshuffle.WithViewSlice(s, h, func(b []byte) error {
+	err = memshuffle.BorrowViewSlice(s, h, func(b []byte) error {
 		if !bytes.Equal(b, []byte(secret)) {
 			return fmt.Errorf("the entry holds %q, want %q", b, secret)
 		}

@@ -126,6 +126,46 @@ func TestViews(t *testing.T) {
 	mustCheck(t, s)
 }
 
+// TestStatsRentedViewed checks that Stats tells rents from views: an entry
+// counts as viewed once however many views it has open, and each count
+// falls back when its borrows end, also through a Borrow function.
+func TestStatsRentedViewed(t *testing.T) {
+	s := newTest(t, WithShards(2))
+	var hs [3]Handle
+	for i := range hs {
+		hs[i], _ = CopyFrom(s, []byte("entry"))
+	}
+	want := func(rented, viewed int) {
+		t.Helper()
+		if st := s.Stats(); st.Rented != rented || st.Viewed != viewed {
+			t.Fatalf("Rented %d, Viewed %d; want %d and %d", st.Rented, st.Viewed, rented, viewed)
+		}
+		mustCheck(t, s)
+	}
+	want(0, 0)
+	if _, err := RentSlice[byte](s, hs[0]); err != nil {
+		t.Fatal(err)
+	}
+	want(1, 0)
+	for range 3 {
+		if _, err := ViewSlice[byte](s, hs[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want(1, 1)
+	BorrowViewSlice(s, hs[2], func([]byte) error { want(1, 2); return nil })
+	BorrowSlice(s, hs[2], func([]byte) error { want(2, 1); return nil })
+	want(1, 1)
+	for range 2 {
+		s.ReturnView(hs[1])
+		want(1, 1)
+	}
+	s.ReturnView(hs[1])
+	want(1, 0)
+	s.Return(hs[0])
+	want(0, 0)
+}
+
 // TestViewsConcurrent has readers share an entry while a writer takes it
 // exclusively now and then, waiting for the readers with a context.
 func TestViewsConcurrent(t *testing.T) {
@@ -294,8 +334,8 @@ func TestBorrowContext(t *testing.T) {
 				}()
 				f.call(context.Background(), func([]byte) error { panic("boom") })
 			}()
-			if st := s.Stats(); st.Rented != 0 {
-				t.Fatalf("%d entries still borrowed after a panic", st.Rented)
+			if st := s.Stats(); st.Rented+st.Viewed != 0 {
+				t.Fatalf("%d entries still borrowed after a panic", st.Rented+st.Viewed)
 			}
 			var nilCtx context.Context
 			if err := f.call(nilCtx, func([]byte) error { return nil }); !errors.Is(err, ErrNilArgument) {
@@ -400,8 +440,8 @@ func TestWriterPreference(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustCheck(t, s)
-	if st := s.Stats(); st.Rented != 0 {
-		t.Fatalf("%d entries still borrowed", st.Rented)
+	if st := s.Stats(); st.Rented+st.Viewed != 0 {
+		t.Fatalf("%d entries still borrowed", st.Rented+st.Viewed)
 	}
 }
 

@@ -210,8 +210,9 @@ func ExampleViewSlice() {
 		}()
 	}
 	wg.Wait()
-	fmt.Println(ok.Load(), s.Stats().Rented)
-	// Output: 8 0
+	st := s.Stats()
+	fmt.Println(ok.Load(), st.Rented, st.Viewed)
+	// Output: 8 0 0
 }
 
 // A secret read from a file goes straight into the entry: os.File reads

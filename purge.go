@@ -43,7 +43,7 @@ func (s *Shuffler) Purge() error {
 		sh.purged = true
 		sh.closed = true
 		// Nothing is held any more: Stats and LongRents say so.
-		sh.live, sh.rented, sh.liveBytes, sh.bigBytes, sh.rents = 0, 0, 0, 0, nil
+		sh.live, sh.rented, sh.viewed, sh.liveBytes, sh.bigBytes, sh.rents = 0, 0, 0, 0, 0, nil
 		sh.wakeWaiters() // they retry and see ErrClosed
 		sh.mu.Unlock()
 	}

@@ -228,10 +228,11 @@ func (sh *shard) take(sl *slot, h Handle, ti typeInfo, whole, shared bool) ([]by
 	if shared {
 		sl.setState(stateViewed)
 		sl.ctr = 1
+		sh.viewed++
 	} else {
 		sl.setState(stateRented)
+		sh.rented++
 	}
-	sh.rented++
 	sh.track(h)
 	return mem, nil
 }
@@ -307,11 +308,12 @@ func (sh *shard) endView(sl *slot, h Handle) error {
 // lock.
 func (sh *shard) seal(sl *slot, h Handle) error {
 	s := sh.s
+	was := sl.state()
 	if sl.meta&flagExpiry != 0 && sh.due(h.slot()) {
 		// Expired while borrowed: the plaintext is wiped, not encrypted.
 		sh.drop(sl)
 		sh.tombstone(h.slot(), sl)
-		sh.endBorrow(h)
+		sh.endBorrow(h, was)
 		return ErrExpired
 	}
 	base, err := sh.reserve(sh.ciph.Counters(int(sl.size)))
@@ -340,7 +342,7 @@ func (sh *shard) seal(sl *slot, h Handle) error {
 	}
 	sl.ctr = base
 	sl.setState(stateLive)
-	sh.endBorrow(h)
+	sh.endBorrow(h, was)
 	// Compact only while arenas hold more dead space than live data, so
 	// entries are not moved for nothing.
 	if moved && sh.mapped > 2*sh.liveBytes+int64(2*s.cfg.arenaSize) {
@@ -349,9 +351,14 @@ func (sh *shard) seal(sl *slot, h Handle) error {
 	return nil
 }
 
-// endBorrow does the bookkeeping of a borrow that ended, and wakes waiters.
-func (sh *shard) endBorrow(h Handle) {
-	sh.rented--
+// endBorrow does the bookkeeping of a borrow that ended, and wakes waiters;
+// state is the slot's state while it was borrowed, rented or viewed.
+func (sh *shard) endBorrow(h Handle, state uint32) {
+	if state == stateViewed {
+		sh.viewed--
+	} else {
+		sh.rented--
+	}
 	sh.untrack(h)
 	sh.wakeWaiters()
 }

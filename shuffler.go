@@ -125,7 +125,8 @@ type shard struct {
 	bgPos      int
 	work       shuffleWork
 
-	live, rented          int
+	live                  int
+	rented, viewed        int // entries rented exclusively; entries with a view open
 	liveBytes, mapped     int64
 	bigBytes              int64 // of liveBytes, in oversize entries, which have arenas of their own
 	lockedBytes, unlocked int64
@@ -437,7 +438,7 @@ func (s *Shuffler) Close() error {
 		sh.free = store.FreeSpace{}
 		sh.nslots, sh.freeHead, sh.rents = 0, 0, nil
 		sh.wakeWaiters() // they retry and see ErrClosed
-		sh.live, sh.rented, sh.liveBytes, sh.bigBytes, sh.mapped, sh.lockedBytes, sh.unlocked, sh.dumpable = 0, 0, 0, 0, 0, 0, 0, 0
+		sh.live, sh.rented, sh.viewed, sh.liveBytes, sh.bigBytes, sh.mapped, sh.lockedBytes, sh.unlocked, sh.dumpable = 0, 0, 0, 0, 0, 0, 0, 0, 0
 		sh.mu.Unlock()
 	}
 	s.releaseAll()

@@ -863,8 +863,8 @@ func TestErrors(t *testing.T) {
 	if n, err := s.Size(hb); n != 12 || err != nil {
 		t.Fatalf("Size = %d, %v", n, err)
 	}
-	if st := s.Stats(); st.Rented != 1 {
-		t.Fatalf("%d entries rented after the table, want only the one it set up", st.Rented)
+	if st := s.Stats(); st.Rented != 1 || st.Viewed != 0 {
+		t.Fatalf("%d entries rented, %d viewed after the table, want only the one rent it set up", st.Rented, st.Viewed)
 	}
 	s.Return(rented)
 	mustCheck(t, s)

@@ -25,7 +25,7 @@ func Borrow[T any](s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
-	p, l, err := lend[T](context.Background(), false, s, h, false)
+	p, l, err := lend[T](context.Background(), failIfBusy, s, h, exclusive)
 	return call(p, l, err, fn)
 }
 
@@ -34,7 +34,7 @@ func BorrowSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
-	b, l, err := lendSlice[T](context.Background(), false, s, h, false)
+	b, l, err := lendSlice[T](context.Background(), failIfBusy, s, h, exclusive)
 	return call(b, l, err, fn)
 }
 
@@ -48,7 +48,7 @@ func BorrowView[T any](s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
-	p, l, err := lend[T](context.Background(), false, s, h, true)
+	p, l, err := lend[T](context.Background(), failIfBusy, s, h, shared)
 	return call(p, l, err, fn)
 }
 
@@ -57,26 +57,26 @@ func BorrowViewSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
-	b, l, err := lendSlice[T](context.Background(), false, s, h, true)
+	b, l, err := lendSlice[T](context.Background(), failIfBusy, s, h, shared)
 	return call(b, l, err, fn)
 }
 
 // A loan is a pinned borrow: one the library itself ends, with endPinned.
 type loan struct {
-	s      *Shuffler
-	h      Handle
-	mem    []byte
-	shared bool
+	s    *Shuffler
+	h    Handle
+	mem  []byte
+	kind borrowKind
 }
 
-func lend[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, shared bool) (*T, loan, error) {
-	p, mem, err := borrow[T](ctx, wait, s, h, shared, pinned)
-	return p, loan{s, h, mem, shared}, err
+func lend[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind) (*T, loan, error) {
+	p, mem, err := borrow[T](ctx, wait, s, h, kind, pinned)
+	return p, loan{s, h, mem, kind}, err
 }
 
-func lendSlice[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, shared bool) ([]T, loan, error) {
-	b, mem, err := borrowSlice[T](ctx, wait, s, h, shared, pinned)
-	return b, loan{s, h, mem, shared}, err
+func lendSlice[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind) ([]T, loan, error) {
+	b, mem, err := borrowSlice[T](ctx, wait, s, h, kind, pinned)
+	return b, loan{s, h, mem, kind}, err
 }
 
 // call runs fn on what a loan gave, unless the borrow failed, and ends the
@@ -88,7 +88,7 @@ func call[P any](p P, l loan, err error, fn func(P) error) (ferr error) {
 	}
 
 	defer func() {
-		if rerr := l.s.endPinned(l.h, l.mem, l.shared); ferr == nil {
+		if rerr := l.s.endPinned(l.h, l.mem, l.kind); ferr == nil {
 			ferr = rerr
 		}
 	}()
@@ -100,7 +100,7 @@ func call[P any](p P, l loan, err error, fn func(P) error) (ferr error) {
 // Purge ran meanwhile, the shard is closed and its entries are gone, and
 // mem is only wiped again, for what the borrower wrote after them; the last
 // pinned borrow of a shard Close left mapped unmaps it.
-func (s *Shuffler) endPinned(h Handle, mem []byte, shared bool) error {
+func (s *Shuffler) endPinned(h Handle, mem []byte, kind borrowKind) error {
 	sh := &s.shards[h.shard()]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -121,7 +121,7 @@ func (s *Shuffler) endPinned(h Handle, mem []byte, shared bool) error {
 		// fn returned the entry itself and someone freed it since.
 		return ErrInvalidHandle
 	}
-	if shared {
+	if kind == shared {
 		return sh.endView(sl, h)
 	}
 	return sh.endRent(sl, h)
@@ -134,7 +134,7 @@ func BorrowContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(*T
 	if fn == nil {
 		return errNilFunc
 	}
-	p, l, err := lend[T](ctx, true, s, h, false)
+	p, l, err := lend[T](ctx, waitIfBusy, s, h, exclusive)
 	return call(p, l, err, fn)
 }
 
@@ -143,7 +143,7 @@ func BorrowSliceContext[T any](ctx context.Context, s *Shuffler, h Handle, fn fu
 	if fn == nil {
 		return errNilFunc
 	}
-	b, l, err := lendSlice[T](ctx, true, s, h, false)
+	b, l, err := lendSlice[T](ctx, waitIfBusy, s, h, exclusive)
 	return call(b, l, err, fn)
 }
 
@@ -153,7 +153,7 @@ func BorrowViewContext[T any](ctx context.Context, s *Shuffler, h Handle, fn fun
 	if fn == nil {
 		return errNilFunc
 	}
-	p, l, err := lend[T](ctx, true, s, h, true)
+	p, l, err := lend[T](ctx, waitIfBusy, s, h, shared)
 	return call(p, l, err, fn)
 }
 
@@ -164,6 +164,6 @@ func BorrowViewSliceContext[T any](ctx context.Context, s *Shuffler, h Handle, f
 	if fn == nil {
 		return errNilFunc
 	}
-	b, l, err := lendSlice[T](ctx, true, s, h, true)
+	b, l, err := lendSlice[T](ctx, waitIfBusy, s, h, shared)
 	return call(b, l, err, fn)
 }

@@ -114,8 +114,8 @@
 //
 // # Borrowing
 //
-// [Borrow], [BorrowSlice], [BorrowView] and [BorrowViewSlice] rent, call a function
-// and return, also when the function panics, so a Return cannot be
+// [Borrow], [BorrowSlice], [BorrowView] and [BorrowViewSlice] rent, call a
+// function and return, also when the function panics, so a Return cannot be
 // forgotten. A rent is exclusive: a second [Rent] of a rented entry returns
 // [ErrBusy] rather than sharing the plaintext. For a value many goroutines
 // read at once (an API key every request checks), [View] and [ViewSlice]

@@ -12,7 +12,7 @@ import (
 // to w, which per the io.Writer contract must not keep the slice. The
 // plaintext is there for as long as w.Write takes. The entry
 // is encrypted again before WriteTo returns, also when w fails, and also
-// when w panics: the panic then goes on, as in With. A short write without
+// when w panics: the panic then goes on, as in Borrow. A short write without
 // an error from w gives io.ErrShortWrite. An entry that is rented (not
 // viewed) elsewhere gives ErrBusy.
 func WriteTo(s *Shuffler, h Handle, w io.Writer) (n int64, err error) {

@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
@@ -19,8 +20,9 @@ var errNilFunc = fmt.Errorf("%w: nil function", ErrNilArgument)
 // Close and Purge may run while fn does, from another goroutine or from fn
 // itself: the entry is wiped, but its memory stays mapped until fn returns,
 // so fn never faults; whatever fn wrote is wiped when it returns, and Borrow
-// returns ErrClosed (or fn's error, if it has one). The same holds for
-// every Borrow function.
+// returns ErrClosed, also when fn returned an error of its own: what fn
+// computed may come from the wiped memory. The same holds for every Borrow
+// function.
 func Borrow[T any](s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc
@@ -88,7 +90,10 @@ func call[P any](p P, l loan, err error, fn func(P) error) (ferr error) {
 	}
 
 	defer func() {
-		if rerr := l.s.endPinned(l.h, l.mem, l.kind); ferr == nil {
+		// After Close or Purge, fn may have read zeros where the entry was:
+		// its own error (a key that no longer parses, a message that no
+		// longer authenticates) would mislead, so ErrClosed wins.
+		if rerr := l.s.endPinned(l.h, l.mem, l.kind); ferr == nil || errors.Is(rerr, ErrClosed) {
 			ferr = rerr
 		}
 	}()

@@ -43,7 +43,7 @@
 // [ErrTypeMismatch], [ErrInvalidSize], [ErrOutOfMemory], [ErrLockFailed],
 // [ErrNoSecretMemory], [ErrExpired], [ErrTampered], [ErrInvalidOption],
 // [ErrCounterExhausted], [ErrNilArgument], [ErrBackgroundRunning],
-// [ErrNameTaken], [ErrInvalidKey], [ErrAuthFailed], [ErrBufferOverlap]. No
+// [ErrNameTaken], [ErrInvalidKey], [ErrAuthFailed], [ErrBufferOverlap], [ErrInvalidCount]. No
 // input makes a call panic.
 //
 // A rent belongs to its handle, not to a goroutine (Return may come from any

@@ -25,16 +25,20 @@ func Equal(s *Shuffler, h Handle, b []byte) (bool, error) {
 // EqualEntries is Equal for two entries of s: whether they hold the same
 // bytes, compared in constant time, with both viewed only for the
 // comparison. Entries of different sizes are unequal and neither is
-// decrypted. Passing the same Handle twice is allowed and views it once.
+// decrypted. Passing the same Handle twice is allowed and views it once,
+// so it fails as a view does (ErrBusy while rented, ErrTampered).
 func EqualEntries(s *Shuffler, a, b Handle) (bool, error) {
 	na, err := s.Size(a)
 	if err != nil {
 		return false, err
 	}
 	if a == b {
-		// A second View of one entry can fail with ErrBusy behind a
-		// waiting writer (see View), so a handle equals itself unviewed.
-		return true, nil
+		// Viewed once, not twice: a second View of one entry can fail
+		// with ErrBusy behind a waiting writer (see View). Viewed at all,
+		// so that a tampered or rented entry fails as it would against
+		// another.
+		err := BorrowViewSlice(s, a, func([]byte) error { return nil })
+		return err == nil, err
 	}
 	nb, err := s.Size(b)
 	if err != nil || na != nb {

@@ -85,7 +85,8 @@ var (
 
 	// ErrPanicked is returned, wrapping the panic value, when code of the
 	// caller's that memshuffle runs to fill an entry (the io.Reader of
-	// ReadFrom) panics; the entry is wiped and freed.
+	// ReadFrom, ReadAll, ReadUntil or ReadPrivateKey) panics; what it read
+	// is wiped and freed.
 	ErrPanicked = errors.New("memshuffle: caller's code panicked")
 )
 
@@ -103,3 +104,8 @@ var ErrAuthFailed = errors.New("memshuffle: message authentication failed")
 // ErrBufferOverlap is returned by AEAD's Seal and Open when dst's spare
 // capacity overlaps the input other than exactly.
 var ErrBufferOverlap = errors.New("memshuffle: output overlaps input")
+
+// ErrInvalidCount is returned when an io.Reader or io.Writer the caller
+// passed in reports a count it cannot have moved: negative, or more bytes
+// than it was given. Nothing read is kept.
+var ErrInvalidCount = errors.New("memshuffle: reader or writer returned an impossible count")

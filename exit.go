@@ -7,16 +7,18 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
-	"weak"
 )
 
 // openShufflers is every Shuffler New has made and Close has not yet
-// released, for PurgeAll. It holds weak pointers: a Shuffler dropped without
-// Close can still be collected, and Close takes its own out at once.
+// released, for PurgeAll. It holds them strongly, so a Shuffler dropped
+// without Close is never collected: its arenas and keys live outside the
+// Go heap, where nothing but Purge or Close would ever wipe them, and
+// collecting the small Go value that knows where they are would leave
+// them, mapped and out of PurgeAll's reach, for the life of the process.
+// Close takes its own out at once.
 var openShufflers struct {
-	mu    sync.Mutex
-	set   map[weak.Pointer[Shuffler]]struct{}
-	prune int // size of set at which collected Shufflers are swept out
+	mu  sync.Mutex
+	set map[*Shuffler]struct{}
 }
 
 func register(s *Shuffler) {
@@ -24,25 +26,15 @@ func register(s *Shuffler) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.set == nil {
-		o.set = make(map[weak.Pointer[Shuffler]]struct{})
+		o.set = make(map[*Shuffler]struct{})
 	}
-	// Sweeping only when the set has doubled keeps New's cost constant on
-	// average, however many Shufflers come and go uncollected.
-	if len(o.set) >= o.prune {
-		for w := range o.set {
-			if w.Value() == nil {
-				delete(o.set, w)
-			}
-		}
-		o.prune = max(64, 2*len(o.set))
-	}
-	o.set[weak.Make(s)] = struct{}{}
+	o.set[s] = struct{}{}
 }
 
 func unregister(s *Shuffler) {
 	o := &openShufflers
 	o.mu.Lock()
-	delete(o.set, weak.Make(s))
+	delete(o.set, s)
 	o.mu.Unlock()
 }
 
@@ -54,10 +46,8 @@ func registered() []*Shuffler {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	all := make([]*Shuffler, 0, len(o.set))
-	for w := range o.set {
-		if s := w.Value(); s != nil {
-			all = append(all, s)
-		}
+	for s := range o.set {
+		all = append(all, s)
 	}
 	return all
 }
@@ -66,11 +56,11 @@ func registered() []*Shuffler {
 // as Shuffler.Purge does: every entry, rented ones included, and every key
 // is wiped, and each Shuffler answers ErrClosed from then on. It is the
 // process-wide form for signal handlers and fatal paths, where the
-// Shufflers may not be at hand. A Shuffler that has become unreachable
-// without Close is purged if the garbage collector has not yet taken it;
-// once taken, its memory is still mapped but nothing can reach it (call
-// Close). PurgeAll is safe to call concurrently with anything, and more
-// than once. The error joins whatever the Purges returned.
+// Shufflers may not be at hand. A Shuffler the program dropped without
+// Close is purged too: until Close, the registry PurgeAll reads keeps
+// every Shuffler, and the memory it maps, alive (see New). PurgeAll is
+// safe to call concurrently with anything, and more than once. The error
+// joins whatever the Purges returned.
 func PurgeAll() error {
 	var errs []error
 	for _, s := range registered() {
@@ -86,7 +76,8 @@ func PurgeAll() error {
 // signals arrives it runs PurgeAll, then fn, if not nil, with the signal,
 // then exits with status 128 plus the signal number. fn runs after the
 // secrets are gone, so it may log, remove files or flush output, but cannot
-// use any entry; a panic in fn is recovered and the process still exits.
+// use any entry; a panic in fn is recovered, and after a panic or a
+// runtime.Goexit in fn the process still exits.
 // To exit differently, fn may call os.Exit itself. As with PurgeOnSignal,
 // nothing is installed on import, and stop ends the watching goroutine and
 // restores the default handling of the signals; it may be called more than
@@ -111,9 +102,12 @@ func purgeAllOnSignal(fn func(os.Signal), sigs []os.Signal, exit func(int)) (sto
 		defer close(finished)
 		select {
 		case sig := <-ch:
+			// Deferred, so that the process exits even when fn ends this
+			// goroutine with runtime.Goexit (t.FailNow, say), which no
+			// recover stops.
+			defer exit(signalStatus(sig))
 			_ = PurgeAll()
 			runAfterPurge(fn, sig)
-			exit(signalStatus(sig))
 		case <-done:
 		}
 	}()
@@ -165,11 +159,11 @@ func SafePanic(v any) {
 	panic(v)
 }
 
-// panicError turns a recovered panic into an error, keeping an error value
-// reachable with errors.Is and errors.As.
+// panicError turns a recovered panic into an error wrapping ErrPanicked,
+// keeping an error value reachable with errors.Is and errors.As.
 func panicError(what string, p any) error {
 	if err, ok := p.(error); ok {
-		return fmt.Errorf("memshuffle: %s panicked: %w", what, err)
+		return fmt.Errorf("%w: %s: %w", ErrPanicked, what, err)
 	}
-	return fmt.Errorf("memshuffle: %s panicked: %v", what, p)
+	return fmt.Errorf("%w: %s: %v", ErrPanicked, what, p)
 }

@@ -25,6 +25,8 @@ var exitChildren = map[string]func(t *testing.T){
 	"purgeall":      childPurgeAll,
 	"signal":        childSignal,
 	"signal-panics": childSignalPanics,
+	"signal-goexit": childSignalGoexit,
+	"purge-dropped": childPurgeAllDropped,
 	"safeexit-fake": childSafeExitFake,
 	"safepanic-rec": childSafePanicRecovered,
 	"safeexit": func(t *testing.T) {
@@ -62,7 +64,7 @@ func runExitChild(t *testing.T, name string) (int, string) {
 
 func TestPurgeAll(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"purgeall", "signal", "signal-panics", "safeexit-fake", "safepanic-rec"} {
+	for _, name := range []string{"purgeall", "signal", "signal-panics", "signal-goexit", "purge-dropped", "safeexit-fake", "safepanic-rec"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			code, out := runExitChild(t, name)
@@ -247,10 +249,10 @@ func registeredHas(s *Shuffler) bool {
 	return false
 }
 
-// The registry holds Shufflers weakly: an open one is in it, a closed one is
-// not, and one dropped without Close is still collected. It only reads the
-// registry, so it runs beside the other tests.
-func TestRegistryWeak(t *testing.T) {
+// An open Shuffler is in the registry, a closed one is not, and one dropped
+// without Close stays, uncollected, for PurgeAll to reach. It only reads
+// the registry, so it runs beside the other tests.
+func TestRegistry(t *testing.T) {
 	t.Parallel()
 	s := newTest(t)
 	if !registeredHas(s) {
@@ -263,15 +265,64 @@ func TestRegistryWeak(t *testing.T) {
 		}
 		return weak.Make(d)
 	}()
-	for i := 0; w.Value() != nil; i++ {
-		if i == 100 {
-			t.Fatal("a dropped Shuffler is kept alive")
-		}
+	for range 3 {
 		runtime.GC()
-		time.Sleep(time.Millisecond)
 	}
+	d := w.Value()
+	if d == nil || !registeredHas(d) {
+		t.Fatal("a Shuffler dropped without Close was collected, out of PurgeAll's reach")
+	}
+	d.Close()
 	s.Close()
 	if registeredHas(s) {
 		t.Fatal("a closed Shuffler is still registered")
+	}
+}
+
+// A callback that ends its goroutine with runtime.Goexit, which no recover
+// stops, does not stop the exit either.
+func childSignalGoexit(t *testing.T) {
+	s, b := heldSecret(t)
+	exited := make(chan int, 1)
+	stop := purgeAllOnSignal(func(os.Signal) { runtime.Goexit() },
+		[]os.Signal{syscall.SIGUSR2}, func(c int) { exited <- c })
+	defer stop()
+	syscall.Kill(os.Getpid(), syscall.SIGUSR2)
+	select {
+	case c := <-exited:
+		if c != 128+int(syscall.SIGUSR2) {
+			t.Fatalf("exit %d", c)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit after a callback that called runtime.Goexit")
+	}
+	mustBePurged(t, s, b)
+}
+
+// PurgeAll reaches a Shuffler the program dropped without Close, after
+// collections: its keys are wiped.
+func childPurgeAllDropped(t *testing.T) {
+	var keys []byte // the own region's bytes; not a reference to the Shuffler
+	func() {
+		s, err := New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := CopyFrom(s, []byte("dropped without Close")); err != nil {
+			t.Fatal(err)
+		}
+		keys = s.own.Data
+	}()
+	if bytes.Equal(keys, make([]byte, len(keys))) {
+		t.Fatal("the key region is zeros before PurgeAll")
+	}
+	for range 3 {
+		runtime.GC()
+	}
+	if err := PurgeAll(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(keys, make([]byte, len(keys))) {
+		t.Fatal("PurgeAll left the keys of a Shuffler dropped without Close in memory")
 	}
 }

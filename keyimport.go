@@ -19,7 +19,11 @@ const maxKeyFile = 64 << 10
 // KEY") keys of the kinds NewSigner supports; other PEM blocks before the
 // key (an "EC PARAMETERS" block, say) are skipped, and encrypted PEM is
 // refused. Anything else, or input of 64 KiB or more, fails with
-// ErrInvalidKey.
+// ErrInvalidKey, and so do a PEM block whose bytes are not in the form its
+// type names (an Ed25519 key labelled "RSA PRIVATE KEY") and input with
+// more than one private key. Errors of r are returned as ReadAll returns
+// them: a panic wraps ErrPanicked, an impossible count ErrInvalidCount,
+// and 100 empty reads in a row give io.ErrNoProgress.
 //
 // The buffers ReadPrivateKey owns (what it read, the decoded PEM block, the
 // DER it stores, the parsed key's numbers) are wiped before it returns,
@@ -41,28 +45,38 @@ func readPrivateKey(s *Shuffler, r io.Reader) (Handle, error) {
 	if err != nil {
 		return Handle{}, err
 	}
-	der := in
+	der, form := in, ""
 	if bytes.Contains(in, []byte("-----BEGIN")) {
 		der = nil
-		for rest := in; der == nil; {
+		// Every block is looked at: a second key would otherwise be
+		// dropped unseen, and which one the caller meant is not ours to
+		// guess.
+		for rest := in; ; {
 			var block *pem.Block
 			block, rest = pem.Decode(rest)
 			if block == nil {
-				return Handle{}, fmt.Errorf("%w: no private key in the PEM input", ErrInvalidKey)
+				break
 			}
 			defer Wipe(block.Bytes)
 			switch block.Type {
-			case "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY":
+			case "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY":
+				if der != nil {
+					return Handle{}, fmt.Errorf("%w: more than one private key in the PEM input", ErrInvalidKey)
+				}
 				if _, ok := block.Headers["DEK-Info"]; ok {
 					return Handle{}, fmt.Errorf("%w: encrypted PEM", ErrInvalidKey)
 				}
-				der = block.Bytes
-			case "ENCRYPTED PRIVATE KEY":
-				return Handle{}, fmt.Errorf("%w: encrypted PKCS#8", ErrInvalidKey)
+				if block.Type == "ENCRYPTED PRIVATE KEY" {
+					return Handle{}, fmt.Errorf("%w: encrypted PKCS#8", ErrInvalidKey)
+				}
+				der, form = block.Bytes, block.Type
 			}
 		}
+		if der == nil {
+			return Handle{}, fmt.Errorf("%w: no private key in the PEM input", ErrInvalidKey)
+		}
 	}
-	key, err := parsePrivateKey(der)
+	key, err := parsePrivateKey(der, form)
 	if err != nil {
 		return Handle{}, err
 	}
@@ -77,25 +91,47 @@ func readPrivateKey(s *Shuffler, r io.Reader) (Handle, error) {
 	return CopyFrom(s, p8) // wipes p8
 }
 
-// parsePrivateKey parses der as PKCS#8, then PKCS#1, then SEC 1.
-func parsePrivateKey(der []byte) (any, error) {
-	if key, err := x509.ParsePKCS8PrivateKey(der); err == nil {
-		return key, nil
+// parsePrivateKey parses der in the form its PEM block type names, or, for
+// DER without PEM (form ""), as PKCS#8, then PKCS#1, then SEC 1. A block
+// whose type says another form than its bytes is refused: what the label
+// promises (an RSA key, say) is what the caller was told they hold.
+func parsePrivateKey(der []byte, form string) (any, error) {
+	if form == "" || form == "PRIVATE KEY" {
+		if key, err := x509.ParsePKCS8PrivateKey(der); err == nil {
+			return key, nil
+		}
 	}
-	if key, err := x509.ParsePKCS1PrivateKey(der); err == nil {
-		return key, nil
+	if form == "" || form == "RSA PRIVATE KEY" {
+		if key, err := x509.ParsePKCS1PrivateKey(der); err == nil {
+			return key, nil
+		}
 	}
-	key, err := x509.ParseECPrivateKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("%w: neither PKCS#8, PKCS#1 nor SEC 1", ErrInvalidKey)
+	if form == "" || form == "EC PRIVATE KEY" {
+		if key, err := x509.ParseECPrivateKey(der); err == nil {
+			return key, nil
+		}
 	}
-	return key, nil
+	if form != "" {
+		return nil, fmt.Errorf("%w: not a key in the form a %q PEM block holds", ErrInvalidKey, form)
+	}
+	return nil, fmt.Errorf("%w: neither PKCS#8, PKCS#1 nor SEC 1", ErrInvalidKey)
 }
 
 // readAllWiping reads r to the end, up to limit bytes, wiping every buffer
-// it outgrows. On error the bytes read so far are returned for wiping.
-func readAllWiping(r io.Reader, limit int) ([]byte, error) {
-	b := make([]byte, 0, 4<<10)
+// it outgrows. On error, a panic of r's included, everything read is wiped
+// and nil returned. Reads go through readSome, which refuses impossible
+// counts and gives up on a reader that makes no progress.
+func readAllWiping(r io.Reader, limit int) (b []byte, err error) {
+	b = make([]byte, 0, 4<<10)
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicError("reader", p)
+		}
+		if err != nil {
+			Wipe(b[:cap(b)])
+			b = nil
+		}
+	}()
 	for {
 		if len(b) == cap(b) {
 			if len(b) >= limit {
@@ -106,7 +142,7 @@ func readAllWiping(r io.Reader, limit int) ([]byte, error) {
 			Wipe(b)
 			b = nb
 		}
-		n, err := r.Read(b[len(b):cap(b)])
+		n, err := readSome(r, b[len(b):cap(b)])
 		b = b[:len(b)+n]
 		if errors.Is(err, io.EOF) {
 			return b, nil

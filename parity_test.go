@@ -397,7 +397,8 @@ func TestEqualEntries(t *testing.T) {
 	s.Return(b)
 
 	// The same handle twice, while another reader views it and a writer
-	// waits for it: no second view is taken, so nothing waits.
+	// waits for it: one view is taken, which fails with ErrBusy behind the
+	// writer as Equal's would, and no second one, so nothing waits.
 	if _, err := View[byte](s, a); err != nil {
 		t.Fatal(err)
 	}
@@ -415,8 +416,8 @@ func TestEqualEntries(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if eq, err := EqualEntries(s, a, a); !eq || err != nil {
-			t.Errorf("same handle with a writer waiting: %v, %v", eq, err)
+		if eq, err := EqualEntries(s, a, a); eq || !errors.Is(err, ErrBusy) {
+			t.Errorf("same handle with a writer waiting: %v, %v; want ErrBusy", eq, err)
 		}
 	}()
 	select {
@@ -497,3 +498,31 @@ func TestClone(t *testing.T) {
 type writeFunc func([]byte) (int, error)
 
 func (f writeFunc) Write(b []byte) (int, error) { return f(b) }
+
+// TestEqualEntriesSameHandleViews: EqualEntries(a, a) views the entry
+// once, so a tampered entry (AES256GCM) fails with ErrTampered and a
+// rented one with ErrBusy, as they do against another entry.
+func TestEqualEntriesSameHandleViews(t *testing.T) {
+	s := newTest(t, WithCipher(AES256GCM))
+	a, err := CopyFrom(s, []byte("a 32-byte secret to compare. ...."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := extentOf(s, a)
+	ext[0] ^= 1
+	if eq, err := EqualEntries(s, a, a); !errors.Is(err, ErrTampered) {
+		t.Errorf("EqualEntries of a tampered entry with itself = %v, %v; want ErrTampered", eq, err)
+	}
+	ext[0] ^= 1
+
+	if _, err := RentSlice[byte](s, a); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Return(a)
+	if _, err := Equal(s, a, []byte("a 32-byte secret to compare. ....")); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Equal of a rented entry: %v", err)
+	}
+	if eq, err := EqualEntries(s, a, a); !errors.Is(err, ErrBusy) {
+		t.Errorf("EqualEntries of a rented entry with itself = %v, %v; want ErrBusy", eq, err)
+	}
+}

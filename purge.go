@@ -17,9 +17,10 @@ import (
 // a later Close unmaps it. Purge waits for calls already in progress on each
 // shard to finish, which is brief, since no call holds a shard for long.
 //
-// A Borrow function, ReadFrom or CopyFrom running during Purge, or calling it,
-// goes on to its end: what it writes after Purge is wiped when it returns,
-// and its caller gets ErrClosed, so nothing written survives. A slice from
+// A Borrow function, ReadFrom, CopyFrom, ReadAll, ReadUntil or WriteTo
+// running during Purge, or calling it, goes on to its end: what it writes
+// after Purge is wiped when it returns, and its caller gets ErrClosed, so
+// nothing written survives. A slice from
 // Rent has no such end: what is written through it after Purge stays until
 // Close.
 func (s *Shuffler) Purge() error {

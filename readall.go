@@ -1,6 +1,7 @@
 package memshuffle
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -33,9 +34,10 @@ const maxEmptyReads = 100
 // entry holds at least one byte. On any error from r, other than io.EOF,
 // and if r panics, the error is returned (a panic as an error) and
 // everything read is wiped and freed: a short read is never a secret of the
-// wrong length. The entry being read into is rented for as long as r takes,
-// so the rules of Rent apply: Close (unlike Purge) while ReadAll waits on r
-// unmaps the memory r is about to write to.
+// wrong length. The entry being read into is rented, pinned as in Borrow, for
+// as long as r takes: Close or Purge while ReadAll waits on r never faults
+// r's write; what r wrote is wiped once it returns, and ReadAll returns
+// ErrClosed.
 func ReadAll(s *Shuffler, r io.Reader, limit int) (Handle, error) {
 	return readInto(s, r, limit, sizeHint(r), func(g *growing) (int, error) {
 		n := 0
@@ -214,13 +216,14 @@ func (g *growing) grow(n, size int) error {
 	return nil
 }
 
-// rentNew makes a byte entry and rents it.
+// rentNew makes a byte entry and rents it, pinned: the reader writes into
+// it, so Close must leave it mapped until it is given back with endPinned.
 func rentNew(s *Shuffler, size int) (Handle, []byte, error) {
 	h, err := Alloc[byte](s, size)
 	if err != nil {
 		return Handle{}, nil, err
 	}
-	b, err := RentSlice[byte](s, h)
+	b, _, err := lendSlice[byte](context.Background(), failIfBusy, s, h, exclusive)
 	if err != nil {
 		s.Free(h)
 		return Handle{}, nil, err
@@ -234,9 +237,9 @@ func (g *growing) release() {
 		return
 	}
 	Wipe(g.b)
-	// Return's error matters not: the entry is wiped, and Free takes an
+	// endPinned's error matters not: the entry is wiped, and Free takes an
 	// entry that expired while rented as well as a live one.
-	_ = g.s.Return(g.h)
+	_ = g.s.endPinned(g.h, g.b, exclusive)
 	_ = g.s.Free(g.h)
 	g.h, g.b = Handle{}, nil
 }
@@ -266,7 +269,7 @@ func (g *growing) releaseProbe() {
 		return
 	}
 	Wipe(g.pb)
-	_ = g.s.Return(g.ph)
+	_ = g.s.endPinned(g.ph, g.pb, exclusive)
 	_ = g.s.Free(g.ph)
 	g.ph, g.pb = Handle{}, nil
 }
@@ -285,9 +288,11 @@ func (g *growing) finish(n int) (Handle, error) {
 			return Handle{}, err
 		}
 	}
-	h := g.h
+	h, b := g.h, g.b
 	g.h, g.b = Handle{}, nil
-	if err := g.s.Return(h); err != nil {
+	// After Close or Purge, endPinned wipes b, which holds what the reader
+	// wrote since, and reports ErrClosed.
+	if err := g.s.endPinned(h, b, exclusive); err != nil {
 		g.s.Free(h)
 		return Handle{}, err
 	}
@@ -304,7 +309,7 @@ func readSome(r io.Reader, p []byte) (int, error) {
 	for range maxEmptyReads {
 		m, err := r.Read(p)
 		if m < 0 || m > len(p) {
-			return 0, fmt.Errorf("memshuffle: reader returned %d for a %d-byte read", m, len(p))
+			return 0, fmt.Errorf("%w: reader returned %d for a %d-byte read", ErrInvalidCount, m, len(p))
 		}
 		if m > 0 || err != nil {
 			return m, err

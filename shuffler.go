@@ -186,7 +186,11 @@ type arena struct {
 	unmapFailed bool // the OS refused to take it back; Shuffle retries
 }
 
-// New returns a Shuffler with a fresh random key and salt.
+// New returns a Shuffler with a fresh random key and salt. Call Close when
+// done with it: until then it stays registered for PurgeAll, which keeps it
+// from being garbage collected, so a Shuffler dropped without Close lives,
+// with its memory mapped, until the process exits, and PurgeAll, SafeExit,
+// SafePanic and PurgeAllOnSignal still wipe it.
 func New(opts ...Option) (*Shuffler, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -381,11 +385,12 @@ func (s *Shuffler) releaseAll() {
 // operating system. Pointers and slices from Rent become invalid: using one
 // faults. Close is idempotent; every other call afterwards returns ErrClosed.
 //
-// Close never waits for, and never faults, a Borrow function, ReadFrom or
-// CopyFrom running at the same time, even when called from inside the
-// function: the memory of a shard such a function is using is wiped at once
-// but stays mapped until the function returns; then what it wrote since is
-// wiped, the memory unmapped, and the function's caller gets ErrClosed.
+// Close never waits for, and never faults, a Borrow function, ReadFrom,
+// CopyFrom, ReadAll, ReadUntil or WriteTo running at the same time, even
+// when called from inside the function: the memory of a shard such a
+// function is using is wiped at once but stays mapped until the function
+// returns; then what it wrote since is wiped, the memory unmapped, and the
+// function's caller gets ErrClosed.
 func (s *Shuffler) Close() error {
 	if s == nil || len(s.shards) == 0 {
 		return nil

@@ -168,7 +168,12 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 		}
 		return err
 	})
-	return sig, err
+	if err != nil {
+		// A signature made from a wiped entry (Purge during the call) is
+		// no signature of the key.
+		return nil, err
+	}
+	return sig, nil
 }
 
 func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
@@ -209,6 +214,12 @@ func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypt
 	key := &ecdsa.PrivateKey{PublicKey: *k.ecPub, D: new(big.Int).SetBytes(d)}
 	//lint:ignore SA1019 wiping the scalar set above
 	defer wipeBig(key.D)
+	// crypto/ecdsa reports a scalar out of range with an error matching no
+	// sentinel; it is the entry's fault, so say so.
+	//lint:ignore SA1019 checking the scalar set above
+	if key.D.Sign() == 0 || key.D.Cmp(k.ecPub.Curve.Params().N) >= 0 {
+		return nil, fmt.Errorf("%w: the entry holds an EC scalar out of range", ErrInvalidKey)
+	}
 	return key.Sign(rand, digest, opts)
 }
 

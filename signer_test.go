@@ -401,6 +401,11 @@ func TestReadPrivateKey(t *testing.T) {
 		"unsupported":  pkcs8(t, mustP224(t)),
 		"public key":   pemOf("PUBLIC KEY", []byte{1}),
 		"cert as text": []byte(strings.Repeat("x", 100)),
+		"Ed25519 RSA":  pemOf("RSA PRIVATE KEY", pkcs8(t, testKeys()[0].priv)),
+		"PKCS1 as P8":  pemOf("PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rsaKey)),
+		"SEC1 as P8":   pemOf("PRIVATE KEY", sec1),
+		"two keys":     append(pemOf("PRIVATE KEY", pkcs8(t, testKeys()[0].priv)), pemOf("EC PRIVATE KEY", sec1)...),
+		"then sealed":  append(pemOf("EC PRIVATE KEY", sec1), pemOf("ENCRYPTED PRIVATE KEY", []byte{1})...),
 	} {
 		if _, err := ReadPrivateKey(s, bytes.NewReader(in)); !errors.Is(err, ErrInvalidKey) {
 			t.Errorf("%s: %v, want ErrInvalidKey", name, err)
@@ -438,3 +443,89 @@ func (o oneByteReader) Read(p []byte) (int, error) {
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// TestReadPrivateKeyBadReader: a reader that reports an impossible count
+// or panics gives an error, never a panic, and leaves no entry behind.
+func TestReadPrivateKeyBadReader(t *testing.T) {
+	tests := []struct {
+		name string
+		r    readerFunc
+		want error
+	}{
+		{"count past len(p)", func(p []byte) (int, error) { return len(p) + 1, nil }, ErrInvalidCount},
+		{"negative count", func(p []byte) (int, error) { return -1, nil }, ErrInvalidCount},
+		{"panics", func(p []byte) (int, error) { panic("reader bug") }, ErrPanicked},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTest(t)
+			var err error
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						t.Fatalf("ReadPrivateKey panicked: %v", p)
+					}
+				}()
+				_, err = ReadPrivateKey(s, tt.r)
+			}()
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("ReadPrivateKey: %v, want an error matching %v", err, tt.want)
+			}
+			if st := s.Stats(); st.Entries != 0 {
+				t.Fatalf("%d entries left behind", st.Entries)
+			}
+		})
+	}
+}
+
+// TestReadPrivateKeyStuckReader: a reader that returns (0, nil) forever
+// gets io.ErrNoProgress, as in ReadAll. The reader fails by itself after
+// 100000 empty reads, so the test ends either way.
+func TestReadPrivateKeyStuckReader(t *testing.T) {
+	s := newTest(t)
+	calls := 0
+	_, err := ReadPrivateKey(s, readerFunc(func(p []byte) (int, error) {
+		if calls++; calls > 100000 {
+			return 0, errors.New("still called after 100000 empty reads")
+		}
+		return 0, nil
+	}))
+	if !errors.Is(err, io.ErrNoProgress) {
+		t.Fatalf("ReadPrivateKey: %v, want io.ErrNoProgress", err)
+	}
+}
+
+// TestSignECDSAScalarOutOfRange: an entry whose EC scalar was zeroed or
+// set past the curve order gives ErrInvalidKey and no signature, not
+// crypto/ecdsa's error, which matches no sentinel.
+func TestSignECDSAScalarOutOfRange(t *testing.T) {
+	s := newTest(t)
+	key := testKeys()[1].priv.(*ecdsa.PrivateKey)
+	der := pkcs8(t, key)
+	d := key.D.FillBytes(make([]byte, (key.Curve.Params().BitSize+7)/8))
+	at := bytes.Index(der, d)
+	if at < 0 {
+		t.Fatal("scalar not found in the PKCS#8 DER")
+	}
+	h, err := CopyFrom(s, bytes.Clone(der))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := NewSigner(s, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("msg"))
+	for name, fill := range map[string]byte{"zero": 0, "past the order": 0xff} {
+		BorrowSlice(s, h, func(b []byte) error {
+			for i := range d {
+				b[at+i] = fill
+			}
+			return nil
+		})
+		sig, err := sg.Sign(rand.Reader, digest[:], crypto.SHA256)
+		if !errors.Is(err, ErrInvalidKey) || sig != nil {
+			t.Errorf("%s: Sign = %x, %v; want nil, ErrInvalidKey", name, sig, err)
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package memshuffle
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 )
@@ -14,23 +16,26 @@ import (
 // is encrypted again before WriteTo returns, also when w fails, and also
 // when w panics: the panic then goes on, as in Borrow. A short write without
 // an error from w gives io.ErrShortWrite. An entry that is rented (not
-// viewed) elsewhere gives ErrBusy.
+// viewed) elsewhere gives ErrBusy. The view is pinned, as in BorrowView:
+// Close or Purge while w.Write runs never faults w's read of the bytes,
+// and WriteTo then returns ErrClosed.
 func WriteTo(s *Shuffler, h Handle, w io.Writer) (n int64, err error) {
 	if w == nil {
 		return 0, fmt.Errorf("%w: nil io.Writer", ErrNilArgument)
 	}
-	b, err := ViewSlice[byte](s, h)
+	b, l, err := lendSlice[byte](context.Background(), failIfBusy, s, h, shared)
 	if err != nil {
 		return 0, err
 	}
 	defer func() {
-		if rerr := s.ReturnView(h); err == nil {
+		// What w took from an entry wiped under it is not the entry's.
+		if rerr := s.endPinned(l.h, l.mem, l.kind); err == nil || errors.Is(rerr, ErrClosed) {
 			err = rerr
 		}
 	}()
 	m, err := w.Write(b)
 	if m < 0 || m > len(b) {
-		return 0, fmt.Errorf("memshuffle: writer returned %d for a %d-byte write", m, len(b))
+		return 0, fmt.Errorf("%w: writer returned %d for a %d-byte write", ErrInvalidCount, m, len(b))
 	}
 	if err == nil && m < len(b) {
 		err = io.ErrShortWrite

@@ -1,0 +1,217 @@
+package memshuffle
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// racePattern is what the stress tests' entries hold, so a scan can
+// find what survived a Purge.
+var racePattern = bytes.Repeat([]byte("PLAINTEXT-RACES!"), 4) // 64 bytes
+
+// patternReader yields racePattern, a few bytes per Read, yielding the
+// processor between reads so Close or Purge lands in the middle, and
+// returns io.EOF with the last bytes, as many readers do.
+type patternReader struct{ off int }
+
+func (r *patternReader) Read(p []byte) (int, error) {
+	if r.off == len(racePattern) {
+		return 0, io.EOF
+	}
+	runtime.Gosched()
+	n := copy(p[:min(len(p), 7)], racePattern[r.off:])
+	r.off += n
+	if r.off == len(racePattern) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// slowWriter reads what it is given twice, yielding in between.
+type slowWriter struct{}
+
+func (slowWriter) Write(p []byte) (int, error) {
+	var x byte
+	for _, c := range p {
+		x |= c
+	}
+	runtime.Gosched()
+	for _, c := range p {
+		x |= c
+	}
+	runtime.KeepAlive(x)
+	return len(p), nil
+}
+
+// A raceOp is one call the stress tests run in a loop.
+type raceOp struct {
+	name string
+	run  func(s *Shuffler, h, key Handle, sig crypto.Signer, ecsig crypto.Signer, aead *AEAD) error
+}
+
+var pinnedOps = []raceOp{
+	{"Random", func(s *Shuffler, _, _ Handle, _, _ crypto.Signer, _ *AEAD) error { _, err := Random(s, 64); return err }},
+	{"Clone", func(s *Shuffler, h, _ Handle, _, _ crypto.Signer, _ *AEAD) error {
+		c, err := Clone(s, h)
+		if err == nil {
+			s.Free(c)
+		}
+		return err
+	}},
+	{"Equal", func(s *Shuffler, h, _ Handle, _, _ crypto.Signer, _ *AEAD) error {
+		_, err := Equal(s, h, racePattern)
+		return err
+	}},
+	{"EqualEntries", func(s *Shuffler, h, key Handle, _, _ crypto.Signer, _ *AEAD) error {
+		_, err := EqualEntries(s, h, key)
+		return err
+	}},
+	{"MAC", func(s *Shuffler, _, key Handle, _, _ crypto.Signer, _ *AEAD) error {
+		_, err := MAC(s, key, sha256.New, []byte("msg"), nil)
+		return err
+	}},
+	{"CopyFrom", func(s *Shuffler, _, _ Handle, _, _ crypto.Signer, _ *AEAD) error {
+		_, err := CopyFrom(s, bytes.Clone(racePattern))
+		return err
+	}},
+}
+
+// adapterOps sign, seal and open; they are apart from pinnedOps because
+// TestAdaptersRacePurge checks what they report under Purge.
+var adapterOps = []raceOp{
+	{"AEAD", func(s *Shuffler, _, _ Handle, _, _ crypto.Signer, a *AEAD) error {
+		ct, err := a.Seal(nil, make([]byte, 12), []byte("hello"), nil)
+		if err != nil {
+			return err
+		}
+		_, err = a.Open(nil, make([]byte, 12), ct, nil)
+		return err
+	}},
+	{"SignEd25519", func(s *Shuffler, _, _ Handle, sig, _ crypto.Signer, _ *AEAD) error {
+		_, err := sig.Sign(nil, []byte("msg"), crypto.Hash(0))
+		return err
+	}},
+	{"SignECDSA", func(s *Shuffler, _, _ Handle, _, sig crypto.Signer, _ *AEAD) error {
+		d := sha256.Sum256([]byte("msg"))
+		_, err := sig.Sign(rand.Reader, d[:], crypto.SHA256)
+		return err
+	}},
+}
+
+var readWriteOps = []raceOp{
+	{"ReadAll", func(s *Shuffler, _, _ Handle, _, _ crypto.Signer, _ *AEAD) error {
+		_, err := ReadAll(s, &patternReader{}, 1<<10)
+		return err
+	}},
+	{"ReadUntil", func(s *Shuffler, _, _ Handle, _, _ crypto.Signer, _ *AEAD) error {
+		_, err := ReadUntil(s, &patternReader{}, '\n', 1<<10)
+		return err
+	}},
+	{"WriteTo", func(s *Shuffler, h, _ Handle, _, _ crypto.Signer, _ *AEAD) error {
+		_, err := WriteTo(s, h, slowWriter{})
+		return err
+	}},
+}
+
+// stressEnd runs ops in loops on fresh Shufflers, with a goroutine calling
+// runtime.GC, and ends each Shuffler with end after a short while. Every
+// op must end with nil, ErrClosed, ErrBusy or ErrInvalidHandle. check runs
+// after all ops of a round have returned.
+func stressEnd(t *testing.T, ops []raceOp, rounds int, end func(*Shuffler), check func(*Shuffler)) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8))
+	stopGC := make(chan struct{})
+	var gcDone sync.WaitGroup
+	gcDone.Go(func() {
+		for {
+			select {
+			case <-stopGC:
+				return
+			default:
+				runtime.GC()
+			}
+		}
+	})
+	defer func() { close(stopGC); gcDone.Wait() }()
+	_, edk, _ := ed25519.GenerateKey(rand.Reader)
+	edDER, _ := x509.MarshalPKCS8PrivateKey(edk)
+	eck, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ecDER, _ := x509.MarshalPKCS8PrivateKey(eck)
+	for range rounds {
+		s, err := New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, _ := CopyFrom(s, bytes.Clone(racePattern))
+		key, _ := CopyFrom(s, bytes.Clone(racePattern[:32]))
+		edh, _ := CopyFrom(s, bytes.Clone(edDER))
+		ech, _ := CopyFrom(s, bytes.Clone(ecDER))
+		sig, err := NewSigner(s, edh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ecsig, err := NewSigner(s, ech)
+		if err != nil {
+			t.Fatal(err)
+		}
+		aead, err := NewAEAD(s, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var calls atomic.Int64
+		for _, op := range ops {
+			for range 2 {
+				wg.Go(func() {
+					for {
+						err := op.run(s, h, key, sig, ecsig, aead)
+						calls.Add(1)
+						if errors.Is(err, ErrClosed) {
+							return
+						}
+						if err != nil && !errors.Is(err, ErrBusy) && !errors.Is(err, ErrInvalidHandle) {
+							t.Errorf("%s: %v", op.name, err)
+							return
+						}
+					}
+				})
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+		end(s)
+		wg.Wait()
+		check(s)
+		s.Close()
+	}
+}
+
+// TestCloseRacesPinnedCalls: Random, Clone, Equal, EqualEntries, MAC and
+// CopyFrom, which borrow through the pinned path, survive Close racing
+// them.
+func TestCloseRacesPinnedCalls(t *testing.T) {
+	inChild(t, func(t *testing.T) {
+		stressEnd(t, pinnedOps, 20, func(s *Shuffler) { s.Close() }, func(*Shuffler) {})
+	})
+}
+
+// TestPurgeRacesPinnedCalls: after a Purge racing the pinned
+// calls, no arena holds the entries' plaintext.
+func TestPurgeRacesPinnedCalls(t *testing.T) {
+	stressEnd(t, pinnedOps, 20, func(s *Shuffler) { s.Purge() }, func(s *Shuffler) {
+		if arenasHold(s, racePattern[:32]) {
+			t.Error("plaintext left after Purge")
+		}
+	})
+}

@@ -11,16 +11,16 @@ import (
 	"time"
 )
 
-// BenchmarkWithSlice is the cost of secret mode for a callback: a rent, an
+// BenchmarkBorrowSlice is the cost of secret mode for a callback: a rent, an
 // empty callback (inside secret.Do in secret mode) and a Return, next to
 // the same rent and Return without a callback.
-func BenchmarkWithSlice(b *testing.B) {
+func BenchmarkBorrowSlice(b *testing.B) {
 	s := newTest(b)
 	h, _ := Alloc[byte](s, 32)
 	b.Run("size=32/op=with", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			WithSlice(s, h, func([]byte) error { return nil })
+			BorrowSlice(s, h, func([]byte) error { return nil })
 		}
 	})
 	b.Run("size=32/op=rent-return", func(b *testing.B) {
@@ -165,12 +165,12 @@ func BenchmarkAdapterCost(b *testing.B) {
 		})
 	})
 	h, _ := Alloc[byte](s, 32)
-	b.Run("op=WithSlice/size=32", func(b *testing.B) {
+	b.Run("op=BorrowSlice/size=32", func(b *testing.B) {
 		pair(b, func() {
 			RentSlice[byte](s, h)
 			s.Return(h)
 		}, func() {
-			WithSlice(s, h, func([]byte) error { return nil })
+			BorrowSlice(s, h, func([]byte) error { return nil })
 		})
 	})
 }

@@ -89,7 +89,7 @@ func ExampleNewAEAD() {
 		log.Fatal(err)
 	}
 	// Generate the key in place.
-	if err := memshuffle.WithSlice(s, key, func(k []byte) error { _, err := rand.Read(k); return err }); err != nil {
+	if err := memshuffle.BorrowSlice(s, key, func(k []byte) error { _, err := rand.Read(k); return err }); err != nil {
 		log.Fatal(err)
 	}
 	aead, err := memshuffle.NewAEAD(s, key)

@@ -95,7 +95,7 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 		return dst, ErrBufferOverlap
 	}
 	var res []byte
-	err := WithViewSlice(a.s, a.key, func(k []byte) error {
+	err := BorrowViewSlice(a.s, a.key, func(k []byte) error {
 		block, err := aes.NewCipher(k)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidKey, err)

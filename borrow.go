@@ -8,81 +8,81 @@ import (
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
-// errNilFunc is what the With functions return for a nil fn, before
+// errNilFunc is what the Borrow functions return for a nil fn, before
 // borrowing anything.
 var errNilFunc = fmt.Errorf("%w: nil function", ErrNilArgument)
 
-// With rents the entry as a *T, calls fn with it, and returns the entry,
+// Borrow rents the entry as a *T, calls fn with it, and returns the entry,
 // also when fn panics: the entry is encrypted again before the panic goes
 // on. It returns fn's error, or Rent's or Return's, and ErrNilArgument for
 // a nil fn. fn must not keep the pointer.
 //
 // Close and Purge may run while fn does, from another goroutine or from fn
 // itself: the entry is wiped, but its memory stays mapped until fn returns,
-// so fn never faults; whatever fn wrote is wiped when it returns, and With
+// so fn never faults; whatever fn wrote is wiped when it returns, and Borrow
 // returns ErrClosed, also when fn returned an error of its own: what fn
-// computed may come from the wiped memory. The same holds for every With
+// computed may come from the wiped memory. The same holds for every Borrow
 // function.
-func With[T any](s *Shuffler, h Handle, fn func(*T) error) error {
+func Borrow[T any](s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
-	p, l, err := lend[T](context.Background(), false, s, h, false)
+	p, l, err := lend[T](context.Background(), failIfBusy, s, h, exclusive)
 	return call(p, l, err, fn)
 }
 
-// WithSlice is With for the whole entry as a []T.
-func WithSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
+// BorrowSlice is Borrow for the whole entry as a []T.
+func BorrowSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
-	b, l, err := lendSlice[T](context.Background(), false, s, h, false)
+	b, l, err := lendSlice[T](context.Background(), failIfBusy, s, h, exclusive)
 	return call(b, l, err, fn)
 }
 
-// WithView views the entry as a *T, calls fn with it, and ends the view,
-// also when fn panics. Any number of WithView calls on one entry may run at
+// BorrowView views the entry as a *T, calls fn with it, and ends the view,
+// also when fn panics. Any number of BorrowView calls on one entry may run at
 // once, from different goroutines; fn must not ask for another view of the
 // same entry, which fails with ErrBusy while a writer waits (see View). fn
 // must not write through the pointer or keep it. Close and Purge during fn
-// are handled as for With.
-func WithView[T any](s *Shuffler, h Handle, fn func(*T) error) error {
+// are handled as for Borrow.
+func BorrowView[T any](s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
-	p, l, err := lend[T](context.Background(), false, s, h, true)
+	p, l, err := lend[T](context.Background(), failIfBusy, s, h, shared)
 	return call(p, l, err, fn)
 }
 
-// WithViewSlice is WithView for the whole entry as a []T.
-func WithViewSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
+// BorrowViewSlice is BorrowView for the whole entry as a []T.
+func BorrowViewSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
-	b, l, err := lendSlice[T](context.Background(), false, s, h, true)
+	b, l, err := lendSlice[T](context.Background(), failIfBusy, s, h, shared)
 	return call(b, l, err, fn)
 }
 
 // A loan is a pinned borrow: one the library itself ends, with endPinned.
 type loan struct {
-	s      *Shuffler
-	h      Handle
-	mem    []byte
-	shared bool
+	s    *Shuffler
+	h    Handle
+	mem  []byte
+	kind borrowKind
 }
 
-func lend[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, shared bool) (*T, loan, error) {
-	p, mem, err := borrow[T](ctx, wait, s, h, shared, pinned)
-	return p, loan{s, h, mem, shared}, err
+func lend[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind) (*T, loan, error) {
+	p, mem, err := borrow[T](ctx, wait, s, h, kind, pinned)
+	return p, loan{s, h, mem, kind}, err
 }
 
-func lendSlice[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, shared bool) ([]T, loan, error) {
-	b, mem, err := borrowSlice[T](ctx, wait, s, h, shared, pinned)
-	return b, loan{s, h, mem, shared}, err
+func lendSlice[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind) ([]T, loan, error) {
+	b, mem, err := borrowSlice[T](ctx, wait, s, h, kind, pinned)
+	return b, loan{s, h, mem, kind}, err
 }
 
 // call runs fn on what a loan gave, unless the borrow failed, and ends the
-// loan even if fn panics. It is the one place the With functions and the
+// loan even if fn panics. It is the one place the Borrow functions and the
 // fills of ReadFrom and CopyFrom run the caller's code on an entry.
 func call[P any](p P, l loan, err error, fn func(P) error) (ferr error) {
 	if err != nil {
@@ -93,7 +93,7 @@ func call[P any](p P, l loan, err error, fn func(P) error) (ferr error) {
 		// After Close or Purge, fn may have read zeros where the entry was:
 		// its own error (a key that no longer parses, a message that no
 		// longer authenticates) would mislead, so ErrClosed wins.
-		if rerr := l.s.endPinned(l.h, l.mem, l.shared); ferr == nil || errors.Is(rerr, ErrClosed) {
+		if rerr := l.s.endPinned(l.h, l.mem, l.kind); ferr == nil || errors.Is(rerr, ErrClosed) {
 			ferr = rerr
 		}
 	}()
@@ -105,7 +105,7 @@ func call[P any](p P, l loan, err error, fn func(P) error) (ferr error) {
 // Purge ran meanwhile, the shard is closed and its entries are gone, and
 // mem is only wiped again, for what the borrower wrote after them; the last
 // pinned borrow of a shard Close left mapped unmaps it.
-func (s *Shuffler) endPinned(h Handle, mem []byte, shared bool) error {
+func (s *Shuffler) endPinned(h Handle, mem []byte, kind borrowKind) error {
 	sh := &s.shards[h.shard()]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -126,49 +126,49 @@ func (s *Shuffler) endPinned(h Handle, mem []byte, shared bool) error {
 		// fn returned the entry itself and someone freed it since.
 		return ErrInvalidHandle
 	}
-	if shared {
+	if kind == shared {
 		return sh.endView(sl, h)
 	}
 	return sh.endRent(sl, h)
 }
 
-// WithContext is With that, instead of failing with ErrBusy, waits for the
+// BorrowContext is Borrow that, instead of failing with ErrBusy, waits for the
 // entry as RentContext does, until ctx is done; then it returns ctx's error
 // without calling fn.
-func WithContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(*T) error) error {
+func BorrowContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
-	p, l, err := lend[T](ctx, true, s, h, false)
+	p, l, err := lend[T](ctx, waitIfBusy, s, h, exclusive)
 	return call(p, l, err, fn)
 }
 
-// WithSliceContext is WithSlice that waits like RentContext.
-func WithSliceContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func([]T) error) error {
+// BorrowSliceContext is BorrowSlice that waits like RentContext.
+func BorrowSliceContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func([]T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
-	b, l, err := lendSlice[T](ctx, true, s, h, false)
+	b, l, err := lendSlice[T](ctx, waitIfBusy, s, h, exclusive)
 	return call(b, l, err, fn)
 }
 
-// WithViewContext is WithView that waits like ViewContext: behind a rent,
+// BorrowViewContext is BorrowView that waits like ViewContext: behind a rent,
 // and behind a writer waiting in RentContext.
-func WithViewContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(*T) error) error {
+func BorrowViewContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
-	p, l, err := lend[T](ctx, true, s, h, true)
+	p, l, err := lend[T](ctx, waitIfBusy, s, h, shared)
 	return call(p, l, err, fn)
 }
 
-// WithViewSliceContext is WithViewSlice that waits like ViewContext. It is
+// BorrowViewSliceContext is BorrowViewSlice that waits like ViewContext. It is
 // the form for a value read on every request and now and then replaced:
 // readers wait out the brief write instead of failing with ErrBusy.
-func WithViewSliceContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func([]T) error) error {
+func BorrowViewSliceContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func([]T) error) error {
 	if fn == nil {
 		return errNilFunc
 	}
-	b, l, err := lendSlice[T](ctx, true, s, h, true)
+	b, l, err := lendSlice[T](ctx, waitIfBusy, s, h, shared)
 	return call(b, l, err, fn)
 }

@@ -13,18 +13,18 @@ import (
 	"time"
 )
 
-func TestWith(t *testing.T) {
+func TestBorrow(t *testing.T) {
 	s := newTest(t)
 	h, _ := Create[[4]uint32](s)
-	if err := With(s, h, func(p *[4]uint32) error { p[2] = 42; return nil }); err != nil {
+	if err := Borrow(s, h, func(p *[4]uint32) error { p[2] = 42; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	errFn := errors.New("fn failed")
-	if err := WithSlice(s, h, func(v []uint32) error { return errFn }); err != errFn {
+	if err := BorrowSlice(s, h, func(v []uint32) error { return errFn }); err != errFn {
 		t.Fatalf("fn error: %v", err)
 	}
 	var got uint32
-	WithView(s, h, func(p *[4]uint32) error { got = p[2]; return nil })
+	BorrowView(s, h, func(p *[4]uint32) error { got = p[2]; return nil })
 	if got != 42 {
 		t.Fatalf("got %d", got)
 	}
@@ -35,7 +35,7 @@ func TestWith(t *testing.T) {
 				t.Fatal("panic swallowed")
 			}
 		}()
-		WithSlice(s, h, func(v []byte) error {
+		BorrowSlice(s, h, func(v []byte) error {
 			copy(v, "plaintext inside")
 			panic("boom")
 		})
@@ -43,7 +43,7 @@ func TestWith(t *testing.T) {
 	if raw, _ := rawBytes(s, h); bytes.Equal(raw, []byte("plaintext inside")) {
 		t.Fatal("entry left decrypted after a panic")
 	}
-	if err := WithViewSlice(s, h, func(v []byte) error {
+	if err := BorrowViewSlice(s, h, func(v []byte) error {
 		if string(v) != "plaintext inside" {
 			t.Fatalf("got %q", v)
 		}
@@ -54,18 +54,18 @@ func TestWith(t *testing.T) {
 	mustCheck(t, s)
 }
 
-func TestWithViewPanics(t *testing.T) {
+func TestBorrowViewPanics(t *testing.T) {
 	s := newTest(t)
 	h, _ := Create[uint64](s)
 	func() {
 		defer func() { recover() }()
-		WithView(s, h, func(*uint64) error { panic("x") })
+		BorrowView(s, h, func(*uint64) error { panic("x") })
 	}()
 	if _, err := Rent[uint64](s, h); err != nil {
 		t.Fatalf("view not ended by the panic: %v", err)
 	}
 	s.Return(h)
-	if err := With(s, Handle{}, func(*uint64) error { return nil }); !errors.Is(err, ErrInvalidHandle) {
+	if err := Borrow(s, Handle{}, func(*uint64) error { return nil }); !errors.Is(err, ErrInvalidHandle) {
 		t.Fatal(err)
 	}
 	mustCheck(t, s)
@@ -126,13 +126,53 @@ func TestViews(t *testing.T) {
 	mustCheck(t, s)
 }
 
+// TestStatsRentedViewed checks that Stats tells rents from views: an entry
+// counts as viewed once however many views it has open, and each count
+// falls back when its borrows end, also through a Borrow function.
+func TestStatsRentedViewed(t *testing.T) {
+	s := newTest(t, WithShards(2))
+	var hs [3]Handle
+	for i := range hs {
+		hs[i], _ = CopyFrom(s, []byte("entry"))
+	}
+	want := func(rented, viewed int) {
+		t.Helper()
+		if st := s.Stats(); st.Rented != rented || st.Viewed != viewed {
+			t.Fatalf("Rented %d, Viewed %d; want %d and %d", st.Rented, st.Viewed, rented, viewed)
+		}
+		mustCheck(t, s)
+	}
+	want(0, 0)
+	if _, err := RentSlice[byte](s, hs[0]); err != nil {
+		t.Fatal(err)
+	}
+	want(1, 0)
+	for range 3 {
+		if _, err := ViewSlice[byte](s, hs[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want(1, 1)
+	BorrowViewSlice(s, hs[2], func([]byte) error { want(1, 2); return nil })
+	BorrowSlice(s, hs[2], func([]byte) error { want(2, 1); return nil })
+	want(1, 1)
+	for range 2 {
+		s.ReturnView(hs[1])
+		want(1, 1)
+	}
+	s.ReturnView(hs[1])
+	want(1, 0)
+	s.Return(hs[0])
+	want(0, 0)
+}
+
 // TestViewsConcurrent has readers share an entry while a writer takes it
 // exclusively now and then, waiting for the readers with a context.
 func TestViewsConcurrent(t *testing.T) {
 	s := newTest(t, WithShuffleOnBorrowReturn(true))
 	h, _ := Create[[8]uint64](s)
 	// Start from a value that already has the shape readers check for.
-	With(s, h, func(p *[8]uint64) error {
+	Borrow(s, h, func(p *[8]uint64) error {
 		for j := range p {
 			p[j] = uint64(j)
 		}
@@ -151,7 +191,7 @@ func TestViewsConcurrent(t *testing.T) {
 					return
 				default:
 				}
-				err := WithViewSlice(s, h, func(v []uint64) error {
+				err := BorrowViewSlice(s, h, func(v []uint64) error {
 					for i := range v {
 						if v[i] != v[0]+uint64(i) {
 							return errors.New("torn read")
@@ -229,27 +269,27 @@ func TestContextWait(t *testing.T) {
 	}
 }
 
-// TestWithContext checks the waiting With forms: they wait out a rent, run
+// TestBorrowContext checks the waiting Borrow forms: they wait out a rent, run
 // fn and end the borrow; when ctx ends first they return its error without
 // calling fn; and they end the borrow when fn panics.
-func TestWithContext(t *testing.T) {
+func TestBorrowContext(t *testing.T) {
 	s := newTest(t)
 	h, _ := CopyFrom(s, []byte("v1-secret"))
 	forms := []struct {
 		name string
 		call func(ctx context.Context, fn func([]byte) error) error
 	}{
-		{"WithSliceContext", func(ctx context.Context, fn func([]byte) error) error {
-			return WithSliceContext(ctx, s, h, fn)
+		{"BorrowSliceContext", func(ctx context.Context, fn func([]byte) error) error {
+			return BorrowSliceContext(ctx, s, h, fn)
 		}},
-		{"WithViewSliceContext", func(ctx context.Context, fn func([]byte) error) error {
-			return WithViewSliceContext(ctx, s, h, fn)
+		{"BorrowViewSliceContext", func(ctx context.Context, fn func([]byte) error) error {
+			return BorrowViewSliceContext(ctx, s, h, fn)
 		}},
-		{"WithContext", func(ctx context.Context, fn func([]byte) error) error {
-			return WithContext(ctx, s, h, func(p *[9]byte) error { return fn(p[:]) })
+		{"BorrowContext", func(ctx context.Context, fn func([]byte) error) error {
+			return BorrowContext(ctx, s, h, func(p *[9]byte) error { return fn(p[:]) })
 		}},
-		{"WithViewContext", func(ctx context.Context, fn func([]byte) error) error {
-			return WithViewContext(ctx, s, h, func(p *[9]byte) error { return fn(p[:]) })
+		{"BorrowViewContext", func(ctx context.Context, fn func([]byte) error) error {
+			return BorrowViewContext(ctx, s, h, func(p *[9]byte) error { return fn(p[:]) })
 		}},
 	}
 	for _, f := range forms {
@@ -294,8 +334,8 @@ func TestWithContext(t *testing.T) {
 				}()
 				f.call(context.Background(), func([]byte) error { panic("boom") })
 			}()
-			if st := s.Stats(); st.Rented != 0 {
-				t.Fatalf("%d entries still borrowed after a panic", st.Rented)
+			if st := s.Stats(); st.Rented+st.Viewed != 0 {
+				t.Fatalf("%d entries still borrowed after a panic", st.Rented+st.Viewed)
 			}
 			var nilCtx context.Context
 			if err := f.call(nilCtx, func([]byte) error { return nil }); !errors.Is(err, ErrNilArgument) {
@@ -303,7 +343,7 @@ func TestWithContext(t *testing.T) {
 			}
 		})
 	}
-	if err := WithSliceContext[byte](context.Background(), s, h, nil); !errors.Is(err, ErrNilArgument) {
+	if err := BorrowSliceContext[byte](context.Background(), s, h, nil); !errors.Is(err, ErrNilArgument) {
 		t.Fatalf("nil fn: %v", err)
 	}
 	mustCheck(t, s)
@@ -400,8 +440,8 @@ func TestWriterPreference(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustCheck(t, s)
-	if st := s.Stats(); st.Rented != 0 {
-		t.Fatalf("%d entries still borrowed", st.Rented)
+	if st := s.Stats(); st.Rented+st.Viewed != 0 {
+		t.Fatalf("%d entries still borrowed", st.Rented+st.Viewed)
 	}
 }
 

@@ -45,11 +45,11 @@ type span struct{ off, end int }
 // shardView is what one pass over a shard's slots found, for the checks
 // that compare it with the shard's records.
 type shardView struct {
-	live, rented        int
-	liveBytes, bigBytes int64
-	spans               map[uint32][]span // entries, by arena
-	borrowed            map[uint32]bool   // rented or viewed slots
-	runs                []ctrRun
+	live, rented, viewed int
+	liveBytes, bigBytes  int64
+	spans                map[uint32][]span // entries, by arena
+	borrowed             map[uint32]bool   // rented or viewed slots
+	runs                 []ctrRun
 }
 
 func (sh *shard) check() ([]ctrRun, error) {
@@ -64,9 +64,9 @@ func (sh *shard) check() ([]ctrRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	if v.live != sh.live || v.rented != sh.rented || v.liveBytes != sh.liveBytes || v.bigBytes != sh.bigBytes {
-		return nil, fmt.Errorf("counted live=%d rented=%d bytes=%d big=%d, recorded %d %d %d %d",
-			v.live, v.rented, v.liveBytes, v.bigBytes, sh.live, sh.rented, sh.liveBytes, sh.bigBytes)
+	if v.live != sh.live || v.rented != sh.rented || v.viewed != sh.viewed || v.liveBytes != sh.liveBytes || v.bigBytes != sh.bigBytes {
+		return nil, fmt.Errorf("counted live=%d rented=%d viewed=%d bytes=%d big=%d, recorded %d %d %d %d %d",
+			v.live, v.rented, v.viewed, v.liveBytes, v.bigBytes, sh.live, sh.rented, sh.viewed, sh.liveBytes, sh.bigBytes)
 	}
 	if err := sh.checkArenas(v); err != nil {
 		return nil, err
@@ -164,8 +164,13 @@ func (sh *shard) checkSlots(onFree map[uint32]bool) (*shardView, error) {
 		if sl.state() == stateViewed && sl.ctr == 0 {
 			return nil, fmt.Errorf("slot %d viewed by nobody", i)
 		}
-		if sl.state() != stateLive {
+		switch sl.state() {
+		case stateRented:
 			v.rented++
+		case stateViewed:
+			v.viewed++
+		}
+		if sl.state() != stateLive {
 			v.borrowed[i] = true
 			continue
 		}

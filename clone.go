@@ -18,8 +18,8 @@ func Clone(s *Shuffler, h Handle) (Handle, error) {
 	if err != nil {
 		return Handle{}, err
 	}
-	err = WithViewSlice(s, h, func(src []byte) error {
-		return WithSlice(s, c, func(dst []byte) error {
+	err = BorrowViewSlice(s, h, func(src []byte) error {
+		return BorrowSlice(s, c, func(dst []byte) error {
 			copy(dst, src)
 			return nil
 		})

@@ -191,7 +191,7 @@ func (sh *shard) reclaim() {
 	if c := sh.cur; c != nil && c.live == 0 {
 		sh.replaceCur(nil)
 	}
-	if sh.backup != nil && sh.rented == 0 {
+	if sh.backup != nil && sh.rented+sh.viewed == 0 {
 		sh.dropBackup()
 	}
 	for i := range sh.s.shards {

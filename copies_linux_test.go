@@ -130,8 +130,8 @@ func copiesHolder() int {
 	for in.Scan() {
 		switch in.Text() {
 		case "plant":
-			WithViewSlice(s, macKey, func(b []byte) error { plantedKey = append(plantedKey, b...); return nil })
-			WithViewSlice(s, keys[0], func(b []byte) error { plantedKey = append(plantedKey, b...); return nil })
+			BorrowViewSlice(s, macKey, func(b []byte) error { plantedKey = append(plantedKey, b...); return nil })
+			BorrowViewSlice(s, keys[0], func(b []byte) error { plantedKey = append(plantedKey, b...); return nil })
 			fmt.Println("planted")
 		default:
 			runtime.KeepAlive(signers)

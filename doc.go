@@ -49,7 +49,7 @@
 // A rent belongs to its handle, not to a goroutine (Return may come from any
 // goroutine), so Return exactly once per Rent: a second Return gets
 // [ErrNotRented] only while nobody else has rented the entry since, and
-// otherwise ends that other rent. The With functions return exactly once.
+// otherwise ends that other rent. The Borrow functions return exactly once.
 //
 // # Threat model
 //
@@ -114,15 +114,15 @@
 //
 // # Borrowing
 //
-// [With], [WithSlice], [WithView] and [WithViewSlice] rent, call a function
-// and return, also when the function panics, so a Return cannot be
+// [Borrow], [BorrowSlice], [BorrowView] and [BorrowViewSlice] rent, call a
+// function and return, also when the function panics, so a Return cannot be
 // forgotten. A rent is exclusive: a second [Rent] of a rented entry returns
 // [ErrBusy] rather than sharing the plaintext. For a value many goroutines
 // read at once (an API key every request checks), [View] and [ViewSlice]
 // share one decryption among any number of readers; the last
 // [Shuffler.ReturnView] encrypts it again. [RentContext] and [ViewContext],
-// and [WithContext], [WithSliceContext], [WithViewContext] and
-// [WithViewSliceContext], wait for a busy entry until a context is done
+// and [BorrowContext], [BorrowSliceContext], [BorrowViewContext] and
+// [BorrowViewSliceContext], wait for a busy entry until a context is done
 // instead of failing. A
 // writer waiting in RentContext goes ahead of readers that come after it,
 // so a steady stream of views cannot keep it out; as with
@@ -159,7 +159,7 @@
 //
 //   - MAC (HMAC-SHA256): 0 copies of the key, of key XOR ipad and of key
 //     XOR opad, in every run. For comparison, hmac.New inside
-//     [WithViewSlice] left 476 and 472 padded blocks after 50,000 MACs
+//     [BorrowViewSlice] left 476 and 472 padded blocks after 50,000 MACs
 //     (examples/jwt).
 //   - AEAD Seal and Open (AES-256-GCM; the last run, and one before): 0
 //     copies of the key and of its last round key. Without the zeroing of
@@ -191,7 +191,7 @@
 // stack f used, the signal frames of signals that arrive while it runs, and
 // the heap allocations f made once they are unreachable. Build with it and
 // [SecretMode] reports true (as does [Stats].SecretMode), and every callback
-// the library runs with plaintext runs inside secret.Do: the With
+// the library runs with plaintext runs inside secret.Do: the Borrow
 // functions, the fill of [ReadFrom] and [CopyFrom], and the adapters'
 // parsing, signing and hashing. No code changes:
 //
@@ -199,7 +199,7 @@
 //
 // In secret mode TestAdapterCopies finds 0 copies of every form above, in
 // the live process and in a core dump, and fails if it finds any; even
-// hmac.New inside WithViewSlice leaves none once collected. The Ed25519
+// hmac.New inside BorrowViewSlice leaves none once collected. The Ed25519
 // Signer then uses a key buffer per signature, so the cache entry made
 // inside secret.Do dies with it and is erased. Erasure of heap memory waits
 // for the garbage collector: a copy stays readable until the collection

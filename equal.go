@@ -15,7 +15,7 @@ func Equal(s *Shuffler, h Handle, b []byte) (bool, error) {
 		return false, err
 	}
 	var eq bool
-	err = WithViewSlice(s, h, func(p []byte) error {
+	err = BorrowViewSlice(s, h, func(p []byte) error {
 		eq = subtle.ConstantTimeCompare(p, b) == 1
 		return nil
 	})
@@ -37,7 +37,7 @@ func EqualEntries(s *Shuffler, a, b Handle) (bool, error) {
 		// with ErrBusy behind a waiting writer (see View). Viewed at all,
 		// so that a tampered or rented entry fails as it would against
 		// another.
-		err := WithViewSlice(s, a, func([]byte) error { return nil })
+		err := BorrowViewSlice(s, a, func([]byte) error { return nil })
 		return err == nil, err
 	}
 	nb, err := s.Size(b)
@@ -45,8 +45,8 @@ func EqualEntries(s *Shuffler, a, b Handle) (bool, error) {
 		return false, err
 	}
 	var eq bool
-	err = WithViewSlice(s, a, func(pa []byte) error {
-		return WithViewSlice(s, b, func(pb []byte) error {
+	err = BorrowViewSlice(s, a, func(pa []byte) error {
+		return BorrowViewSlice(s, b, func(pb []byte) error {
 			eq = subtle.ConstantTimeCompare(pa, pb) == 1
 			return nil
 		})

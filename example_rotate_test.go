@@ -24,7 +24,7 @@ func ExampleWithKeyRotation() {
 	for s.Stats().KeyRotations < 3 {
 		time.Sleep(time.Millisecond)
 	}
-	err = memshuffle.WithSlice(s, h, func(b []byte) error {
+	err = memshuffle.BorrowSlice(s, h, func(b []byte) error {
 		fmt.Printf("%s after at least 3 rotations\n", b)
 		return nil
 	})

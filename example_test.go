@@ -168,18 +168,18 @@ func ExampleShuffler_SetShuffleOnBorrowReturn() {
 	// Output: 7 true
 }
 
-// With rents, calls and returns, even if the function panics.
-func ExampleWith() {
+// Borrow rents, calls and returns, even if the function panics.
+func ExampleBorrow() {
 	s, _ := memshuffle.New()
 	defer s.Close()
 
 	h, _ := memshuffle.Create[[2]uint64](s)
-	err := memshuffle.With(s, h, func(p *[2]uint64) error {
+	err := memshuffle.Borrow(s, h, func(p *[2]uint64) error {
 		p[0], p[1] = 1, 2
 		return nil
 	})
 	fmt.Println(err)
-	memshuffle.WithView(s, h, func(p *[2]uint64) error {
+	memshuffle.BorrowView(s, h, func(p *[2]uint64) error {
 		fmt.Println(p[0] + p[1])
 		return nil
 	})
@@ -201,7 +201,7 @@ func ExampleViewSlice() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			memshuffle.WithViewSlice(s, token, func(t []byte) error {
+			memshuffle.BorrowViewSlice(s, token, func(t []byte) error {
 				if subtle.ConstantTimeCompare(t, []byte("api-token-123")) == 1 {
 					ok.Add(1)
 				}
@@ -210,8 +210,9 @@ func ExampleViewSlice() {
 		}()
 	}
 	wg.Wait()
-	fmt.Println(ok.Load(), s.Stats().Rented)
-	// Output: 8 0
+	st := s.Stats()
+	fmt.Println(ok.Load(), st.Rented, st.Viewed)
+	// Output: 8 0 0
 }
 
 // A secret read from a file goes straight into the entry: os.File reads
@@ -276,7 +277,7 @@ func ExampleRentContext() {
 // A value read on every request and replaced now and then: readers wait
 // out the brief write instead of failing with ErrBusy, and a writer waiting
 // for its turn goes ahead of readers that come after it.
-func ExampleWithViewSliceContext() {
+func ExampleBorrowViewSliceContext() {
 	s, _ := memshuffle.New()
 	defer s.Close()
 	h, _ := memshuffle.CopyFrom(s, []byte("api-key-1"))
@@ -284,7 +285,7 @@ func ExampleWithViewSliceContext() {
 
 	check := func(presented string) bool {
 		ok := false
-		err := memshuffle.WithViewSliceContext(ctx, s, h, func(key []byte) error {
+		err := memshuffle.BorrowViewSliceContext(ctx, s, h, func(key []byte) error {
 			ok = subtle.ConstantTimeCompare(key, []byte(presented)) == 1
 			return nil
 		})
@@ -293,7 +294,7 @@ func ExampleWithViewSliceContext() {
 	fmt.Println(check("api-key-1"))
 
 	// Replace the key in place: the same size, so the same entry.
-	err := memshuffle.WithSliceContext(ctx, s, h, func(key []byte) error {
+	err := memshuffle.BorrowSliceContext(ctx, s, h, func(key []byte) error {
 		copy(key, "api-key-2")
 		return nil
 	})
@@ -313,7 +314,7 @@ func ExampleWithCipher() {
 	defer s.Close()
 
 	h, _ := memshuffle.CopyFrom(s, []byte("integrity matters"))
-	err := memshuffle.WithViewSlice(s, h, func(b []byte) error {
+	err := memshuffle.BorrowViewSlice(s, h, func(b []byte) error {
 		fmt.Println(string(b))
 		return nil
 	})

@@ -142,7 +142,7 @@ func ExampleClone() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	memshuffle.WithSlice(s, c, func(b []byte) error { b[0] = 'T'; return nil })
+	memshuffle.BorrowSlice(s, c, func(b []byte) error { b[0] = 'T'; return nil })
 	memshuffle.WriteTo(s, h, os.Stdout)
 	fmt.Println()
 	memshuffle.WriteTo(s, c, os.Stdout)

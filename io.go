@@ -83,7 +83,7 @@ func newFilled(s *Shuffler, n int, fill func([]byte) error) (Handle, error) {
 	if err != nil {
 		return Handle{}, err
 	}
-	b, l, err := lendSlice[byte](context.Background(), false, s, h, false)
+	b, l, err := lendSlice[byte](context.Background(), failIfBusy, s, h, exclusive)
 	err = call(b, l, err, func(b []byte) error {
 		if err := fill(b); err != nil {
 			Wipe(b)

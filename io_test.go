@@ -114,7 +114,7 @@ func TestPurge(t *testing.T) {
 		t.Fatal("keys not wiped by Purge")
 	}
 	mustCheck(t, s)
-	if st := s.Stats(); st.Entries != 0 || st.Rented != 0 || st.LiveBytes != 0 || len(s.LongRents()) != 0 {
+	if st := s.Stats(); st.Entries != 0 || st.Rented+st.Viewed != 0 || st.LiveBytes != 0 || len(s.LongRents()) != 0 {
 		t.Fatalf("after Purge: %+v, long rents %v", st, s.LongRents())
 	}
 	goroutineGone(t, "watchRents")

@@ -37,7 +37,7 @@ func MAC(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, 
 	}
 	pad := make([]byte, bs)
 	out := slices.Grow(dst, outer.Size())
-	err := WithViewSlice(s, key, func(k []byte) error {
+	err := BorrowViewSlice(s, key, func(k []byte) error {
 		out = hmacAppend(inner, outer, pad, k, msg, out)
 		return nil
 	})

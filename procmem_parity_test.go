@@ -28,7 +28,7 @@ func TestProcessMemoryParity(t *testing.T) {
 			// Patterns of 64 bytes from along the secret, and the whole of it.
 			offsets := []int{0, 500, 1000, 2100, 4500, size - 64}
 			var pats []*memscan.Pattern
-			err = WithViewSlice(s, src, func(b []byte) error {
+			err = BorrowViewSlice(s, src, func(b []byte) error {
 				for _, off := range offsets {
 					p, err := memscan.NewPattern(b[off : off+64])
 					if err != nil {

@@ -17,7 +17,7 @@ import (
 // a later Close unmaps it. Purge waits for calls already in progress on each
 // shard to finish, which is brief, since no call holds a shard for long.
 //
-// A With function, ReadFrom, CopyFrom, ReadAll, ReadUntil or WriteTo
+// A Borrow function, ReadFrom, CopyFrom, ReadAll, ReadUntil or WriteTo
 // running during Purge, or calling it, goes on to its end: what it writes
 // after Purge is wiped when it returns, and its caller gets ErrClosed, so
 // nothing written survives. A slice from
@@ -44,7 +44,7 @@ func (s *Shuffler) Purge() error {
 		sh.purged = true
 		sh.closed = true
 		// Nothing is held any more: Stats and LongRents say so.
-		sh.live, sh.rented, sh.liveBytes, sh.bigBytes, sh.rents = 0, 0, 0, 0, nil
+		sh.live, sh.rented, sh.viewed, sh.liveBytes, sh.bigBytes, sh.rents = 0, 0, 0, 0, 0, nil
 		sh.wakeWaiters() // they retry and see ErrClosed
 		sh.mu.Unlock()
 	}

@@ -18,7 +18,7 @@ import (
 const lendSize = 4096
 
 // lender is one way the library runs the caller's code on an entry's
-// memory: a With function or the io.Reader of ReadFrom. run calls fn on the
+// memory: a Borrow function or the io.Reader of ReadFrom. run calls fn on the
 // bytes of the entry h (ReadFrom makes its own entry and ignores h).
 type lender struct {
 	name   string
@@ -35,29 +35,29 @@ func (r fnReader) Read(p []byte) (int, error) {
 }
 
 var lenders = []lender{
-	{"With", false, func(s *Shuffler, h Handle, fn func([]byte)) error {
-		return With(s, h, func(p *[lendSize]byte) error { fn(p[:]); return nil })
+	{"Borrow", false, func(s *Shuffler, h Handle, fn func([]byte)) error {
+		return Borrow(s, h, func(p *[lendSize]byte) error { fn(p[:]); return nil })
 	}},
-	{"WithSlice", false, func(s *Shuffler, h Handle, fn func([]byte)) error {
-		return WithSlice(s, h, func(b []byte) error { fn(b); return nil })
+	{"BorrowSlice", false, func(s *Shuffler, h Handle, fn func([]byte)) error {
+		return BorrowSlice(s, h, func(b []byte) error { fn(b); return nil })
 	}},
-	{"WithContext", false, func(s *Shuffler, h Handle, fn func([]byte)) error {
-		return WithContext(context.Background(), s, h, func(p *[lendSize]byte) error { fn(p[:]); return nil })
+	{"BorrowContext", false, func(s *Shuffler, h Handle, fn func([]byte)) error {
+		return BorrowContext(context.Background(), s, h, func(p *[lendSize]byte) error { fn(p[:]); return nil })
 	}},
-	{"WithSliceContext", false, func(s *Shuffler, h Handle, fn func([]byte)) error {
-		return WithSliceContext(context.Background(), s, h, func(b []byte) error { fn(b); return nil })
+	{"BorrowSliceContext", false, func(s *Shuffler, h Handle, fn func([]byte)) error {
+		return BorrowSliceContext(context.Background(), s, h, func(b []byte) error { fn(b); return nil })
 	}},
-	{"WithView", true, func(s *Shuffler, h Handle, fn func([]byte)) error {
-		return WithView(s, h, func(p *[lendSize]byte) error { fn(p[:]); return nil })
+	{"BorrowView", true, func(s *Shuffler, h Handle, fn func([]byte)) error {
+		return BorrowView(s, h, func(p *[lendSize]byte) error { fn(p[:]); return nil })
 	}},
-	{"WithViewSlice", true, func(s *Shuffler, h Handle, fn func([]byte)) error {
-		return WithViewSlice(s, h, func(b []byte) error { fn(b); return nil })
+	{"BorrowViewSlice", true, func(s *Shuffler, h Handle, fn func([]byte)) error {
+		return BorrowViewSlice(s, h, func(b []byte) error { fn(b); return nil })
 	}},
-	{"WithViewContext", true, func(s *Shuffler, h Handle, fn func([]byte)) error {
-		return WithViewContext(context.Background(), s, h, func(p *[lendSize]byte) error { fn(p[:]); return nil })
+	{"BorrowViewContext", true, func(s *Shuffler, h Handle, fn func([]byte)) error {
+		return BorrowViewContext(context.Background(), s, h, func(p *[lendSize]byte) error { fn(p[:]); return nil })
 	}},
-	{"WithViewSliceContext", true, func(s *Shuffler, h Handle, fn func([]byte)) error {
-		return WithViewSliceContext(context.Background(), s, h, func(b []byte) error { fn(b); return nil })
+	{"BorrowViewSliceContext", true, func(s *Shuffler, h Handle, fn func([]byte)) error {
+		return BorrowViewSliceContext(context.Background(), s, h, func(b []byte) error { fn(b); return nil })
 	}},
 	{"ReadFrom", false, func(s *Shuffler, _ Handle, fn func([]byte)) error {
 		_, err := ReadFrom(s, fnReader(fn), lendSize)
@@ -80,7 +80,7 @@ func touch(b []byte, write bool) {
 	runtime.KeepAlive(x)
 }
 
-// TestCloseDuringLend closes the Shuffler while a With function or a fill
+// TestCloseDuringLend closes the Shuffler while a Borrow function or a fill
 // is running, from another goroutine and from inside the callback, which
 // then goes on using the entry's memory after Close returned. Unmapping that
 // memory under it would be a fatal fault; instead the callback runs to its
@@ -135,7 +135,7 @@ func TestCloseDuringLend(t *testing.T) {
 	}
 }
 
-// TestPurgeDuringLend purges while a With function or a fill writes a
+// TestPurgeDuringLend purges while a Borrow function or a fill writes a
 // secret, from another goroutine and from inside the callback, which writes
 // the secret after Purge returned. While the first callback runs the scan
 // finds its secret in the entry (so the scan sees that memory); once each

@@ -34,7 +34,7 @@ const maxEmptyReads = 100
 // entry holds at least one byte. On any error from r, other than io.EOF,
 // and if r panics, the error is returned (a panic as an error) and
 // everything read is wiped and freed: a short read is never a secret of the
-// wrong length. The entry being read into is rented, pinned as in With, for
+// wrong length. The entry being read into is rented, pinned as in Borrow, for
 // as long as r takes: Close or Purge while ReadAll waits on r never faults
 // r's write; what r wrote is wiped once it returns, and ReadAll returns
 // ErrClosed.
@@ -223,7 +223,7 @@ func rentNew(s *Shuffler, size int) (Handle, []byte, error) {
 	if err != nil {
 		return Handle{}, nil, err
 	}
-	b, _, err := lendSlice[byte](context.Background(), false, s, h, false)
+	b, _, err := lendSlice[byte](context.Background(), failIfBusy, s, h, exclusive)
 	if err != nil {
 		s.Free(h)
 		return Handle{}, nil, err
@@ -239,7 +239,7 @@ func (g *growing) release() {
 	Wipe(g.b)
 	// endPinned's error matters not: the entry is wiped, and Free takes an
 	// entry that expired while rented as well as a live one.
-	_ = g.s.endPinned(g.h, g.b, false)
+	_ = g.s.endPinned(g.h, g.b, exclusive)
 	_ = g.s.Free(g.h)
 	g.h, g.b = Handle{}, nil
 }
@@ -269,7 +269,7 @@ func (g *growing) releaseProbe() {
 		return
 	}
 	Wipe(g.pb)
-	_ = g.s.endPinned(g.ph, g.pb, false)
+	_ = g.s.endPinned(g.ph, g.pb, exclusive)
 	_ = g.s.Free(g.ph)
 	g.ph, g.pb = Handle{}, nil
 }
@@ -292,7 +292,7 @@ func (g *growing) finish(n int) (Handle, error) {
 	g.h, g.b = Handle{}, nil
 	// After Close or Purge, endPinned wipes b, which holds what the reader
 	// wrote since, and reports ErrClosed.
-	if err := g.s.endPinned(h, b, false); err != nil {
+	if err := g.s.endPinned(h, b, exclusive); err != nil {
 		g.s.Free(h)
 		return Handle{}, err
 	}

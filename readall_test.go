@@ -64,7 +64,7 @@ func mustHold(t testing.TB, s *Shuffler, h Handle, want []byte) {
 	if n, err := s.Size(h); err != nil || n != len(want) {
 		t.Fatalf("Size = %d, %v; want %d", n, err, len(want))
 	}
-	err := WithViewSlice(s, h, func(b []byte) error {
+	err := BorrowViewSlice(s, h, func(b []byte) error {
 		if !bytes.Equal(b, want) {
 			t.Fatalf("entry holds %q..., want %q...", b[:min(len(b), 16)], want[:min(len(want), 16)])
 		}
@@ -80,8 +80,8 @@ func mustHold(t testing.TB, s *Shuffler, h Handle, want []byte) {
 func mustBeEmpty(t testing.TB, s *Shuffler) {
 	t.Helper()
 	mustCheck(t, s)
-	if st := s.Stats(); st.Entries != 0 || st.Rented != 0 {
-		t.Fatalf("%d entries, %d rented left behind", st.Entries, st.Rented)
+	if st := s.Stats(); st.Entries != 0 || st.Rented+st.Viewed != 0 {
+		t.Fatalf("%d entries, %d borrowed left behind", st.Entries, st.Rented+st.Viewed)
 	}
 }
 
@@ -150,8 +150,8 @@ func TestReadAll(t *testing.T) {
 					t.Fatal(err)
 				}
 				mustHold(t, s, h, tt.want)
-				if st := s.Stats(); st.Entries != 1 || st.Rented != 0 {
-					t.Fatalf("%d entries, %d rented; want only the result", st.Entries, st.Rented)
+				if st := s.Stats(); st.Entries != 1 || st.Rented+st.Viewed != 0 {
+					t.Fatalf("%d entries, %d borrowed; want only the result", st.Entries, st.Rented+st.Viewed)
 				}
 				mustCheck(t, s)
 			})

@@ -23,10 +23,10 @@ import (
 // ErrTampered. Once a Shuffle, a background step or a moving Return has
 // taken the entry elsewhere, the write lands in wiped memory or, when its
 // arena was unmapped, faults: the process dies, with no panic to recover.
-// The With functions cannot be misused this way; an authenticated cipher
+// The Borrow functions cannot be misused this way; an authenticated cipher
 // at least reports it.
 func Rent[T any](s *Shuffler, h Handle) (*T, error) {
-	p, _, err := borrow[T](context.Background(), false, s, h, false, unpinned)
+	p, _, err := borrow[T](context.Background(), failIfBusy, s, h, exclusive, unpinned)
 	return p, err
 }
 
@@ -35,20 +35,20 @@ func Rent[T any](s *Shuffler, h Handle) (*T, error) {
 // the slice as for Rent's pointer; in particular it must not be appended to
 // beyond its capacity, which is the entry's size.
 func RentSlice[T any](s *Shuffler, h Handle) ([]T, error) {
-	b, _, err := borrowSlice[T](context.Background(), false, s, h, false, unpinned)
+	b, _, err := borrowSlice[T](context.Background(), failIfBusy, s, h, exclusive, unpinned)
 	return b, err
 }
 
 // RentContext is Rent that, instead of failing with ErrBusy, waits until the
 // entry is free or ctx is done; then it returns ctx's error.
 func RentContext[T any](ctx context.Context, s *Shuffler, h Handle) (*T, error) {
-	p, _, err := borrow[T](ctx, true, s, h, false, unpinned)
+	p, _, err := borrow[T](ctx, waitIfBusy, s, h, exclusive, unpinned)
 	return p, err
 }
 
 // RentSliceContext is RentSlice that waits like RentContext.
 func RentSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, error) {
-	b, _, err := borrowSlice[T](ctx, true, s, h, false, unpinned)
+	b, _, err := borrowSlice[T](ctx, waitIfBusy, s, h, exclusive, unpinned)
 	return b, err
 }
 
@@ -62,50 +62,50 @@ func RentSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, e
 // out. The pointer must not be written through, and must not be used after
 // the caller's ReturnView.
 func View[T any](s *Shuffler, h Handle) (*T, error) {
-	p, _, err := borrow[T](context.Background(), false, s, h, true, unpinned)
+	p, _, err := borrow[T](context.Background(), failIfBusy, s, h, shared, unpinned)
 	return p, err
 }
 
 // ViewSlice is View for the whole entry as a slice of T; see RentSlice for
 // the size rule.
 func ViewSlice[T any](s *Shuffler, h Handle) ([]T, error) {
-	b, _, err := borrowSlice[T](context.Background(), false, s, h, true, unpinned)
+	b, _, err := borrowSlice[T](context.Background(), failIfBusy, s, h, shared, unpinned)
 	return b, err
 }
 
 // ViewContext is View that waits, instead of failing with ErrBusy, while
 // the entry is rented, until it is returned or ctx is done.
 func ViewContext[T any](ctx context.Context, s *Shuffler, h Handle) (*T, error) {
-	p, _, err := borrow[T](ctx, true, s, h, true, unpinned)
+	p, _, err := borrow[T](ctx, waitIfBusy, s, h, shared, unpinned)
 	return p, err
 }
 
 // ViewSliceContext is ViewSlice that waits like ViewContext.
 func ViewSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, error) {
-	b, _, err := borrowSlice[T](ctx, true, s, h, true, unpinned)
+	b, _, err := borrowSlice[T](ctx, waitIfBusy, s, h, shared, unpinned)
 	return b, err
 }
 
 // borrow and borrowSlice return the borrowed entry both as the caller's
 // type and as bytes, which is what ending a pinned borrow wipes.
-func borrow[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, shared bool, pin pinning) (*T, []byte, error) {
+func borrow[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind, pin pinning) (*T, []byte, error) {
 	ti, err := typeOf[T]()
 	if err != nil {
 		return nil, nil, err
 	}
-	mem, err := s.borrow(ctx, wait, h, ti, false, shared, pin)
+	mem, err := s.borrow(ctx, wait, h, ti, onePointer, kind, pin)
 	if err != nil {
 		return nil, nil, err
 	}
 	return (*T)(unsafe.Pointer(unsafe.SliceData(mem))), mem, nil
 }
 
-func borrowSlice[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, shared bool, pin pinning) ([]T, []byte, error) {
+func borrowSlice[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind, pin pinning) ([]T, []byte, error) {
 	ti, err := typeOf[T]()
 	if err != nil {
 		return nil, nil, err
 	}
-	mem, err := s.borrow(ctx, wait, h, ti, true, shared, pin)
+	mem, err := s.borrow(ctx, wait, h, ti, wholeSlice, kind, pin)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -113,7 +113,7 @@ func borrowSlice[T any](ctx context.Context, wait bool, s *Shuffler, h Handle, s
 }
 
 // pinning says whether a borrow holds its shard's memory mapped until it
-// ends. The With functions and the fills of ReadFrom and CopyFrom pin: they
+// ends. The Borrow functions and the fills of ReadFrom and CopyFrom pin: they
 // run the caller's code on the entry and end the borrow themselves, so Close
 // can leave the unmapping to them (see Shuffler.endPinned). Rent and View
 // do not: their callers may never return, and Close unmaps under them.
@@ -124,14 +124,40 @@ const (
 	pinned   pinning = true
 )
 
-// borrow rents (or, shared, views) an entry. Without wait a busy entry is
-// an error; with it, borrow waits for the entry's shard to see a return,
-// until ctx is done.
+// borrowKind says whether a borrow is a rent or a view.
+type borrowKind uint8
+
+const (
+	exclusive borrowKind = iota // a rent: one borrower, who may write
+	shared                      // a view: any number of readers at once
+)
+
+// waitMode says what a borrow of a busy entry does.
+type waitMode uint8
+
+const (
+	failIfBusy waitMode = iota // return ErrBusy at once
+	waitIfBusy                 // wait for a return, until ctx is done
+)
+
+// shape says how a borrow hands out the entry: as a pointer to one T,
+// which may be smaller than the entry, or as a slice of T covering all of
+// it, whose size must then be a multiple of T's.
+type shape uint8
+
+const (
+	onePointer shape = iota
+	wholeSlice
+)
+
+// borrow rents (or, shared, views) an entry. With failIfBusy a busy entry
+// is an error; with waitIfBusy, borrow waits for the entry's shard to see a
+// return, until ctx is done.
 //
 // A writer that waits is counted in sh.writers, and while one is, new
 // views of the entry count it as busy too: otherwise readers whose views
 // overlap would keep a writer out for as long as they keep coming.
-func (s *Shuffler) borrow(ctx context.Context, wait bool, h Handle, ti typeInfo, whole, shared bool, pin pinning) ([]byte, error) {
+func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeInfo, form shape, kind borrowKind, pin pinning) ([]byte, error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: nil context", ErrNilArgument)
 	}
@@ -145,14 +171,14 @@ func (s *Shuffler) borrow(ctx context.Context, wait bool, h Handle, ti typeInfo,
 			return nil, err
 		}
 		st := sl.state()
-		busy := st == stateRented || (st == stateViewed && !shared) ||
-			(shared && sh.writers[h.id] > 0)
+		busy := st == stateRented || (st == stateViewed && kind == exclusive) ||
+			(kind == shared && sh.writers[h.id] > 0)
 		if busy {
-			if !wait {
+			if wait == failIfBusy {
 				sh.mu.Unlock()
 				return nil, ErrBusy
 			}
-			if !shared && !queued {
+			if kind == exclusive && !queued {
 				sh.queueWriter(h, 1)
 				queued = true
 			}
@@ -171,7 +197,7 @@ func (s *Shuffler) borrow(ctx context.Context, wait bool, h Handle, ti typeInfo,
 		if queued {
 			sh.queueWriter(h, -1)
 		}
-		mem, err := sh.take(sl, h, ti, whole, shared)
+		mem, err := sh.take(sl, h, ti, form, kind)
 		if err == nil && pin == pinned {
 			sh.pins++
 		}
@@ -210,9 +236,9 @@ func (s *Shuffler) dequeueWriter(h Handle) {
 
 // take does the rent or view of an entry that is free to borrow, under the
 // shard lock.
-func (sh *shard) take(sl *slot, h Handle, ti typeInfo, whole, shared bool) ([]byte, error) {
+func (sh *shard) take(sl *slot, h Handle, ti typeInfo, form shape, kind borrowKind) ([]byte, error) {
 	size := int(sl.size)
-	if ti.size > size || ti.align > sl.align() || (whole && size%ti.size != 0) {
+	if ti.size > size || ti.align > sl.align() || (form == wholeSlice && size%ti.size != 0) {
 		return nil, ErrTypeMismatch
 	}
 	mem := sh.bytes(sl)
@@ -225,13 +251,14 @@ func (sh *shard) take(sl *slot, h Handle, ti typeInfo, whole, shared bool) ([]by
 	if err := sh.open(h.slot(), sl); err != nil {
 		return nil, err
 	}
-	if shared {
+	if kind == shared {
 		sl.setState(stateViewed)
 		sl.ctr = 1
+		sh.viewed++
 	} else {
 		sl.setState(stateRented)
+		sh.rented++
 	}
-	sh.rented++
 	sh.track(h)
 	return mem, nil
 }
@@ -251,7 +278,7 @@ func (sh *shard) waitChan() chan struct{} {
 // must not be used afterwards. A rent is known by its handle alone: a
 // Return for a rent that already ended fails with ErrNotRented only while
 // nobody else has rented the entry since; otherwise it ends the newer rent,
-// so call Return exactly once per Rent (the With functions do). An entry that is viewed, not rented, is
+// so call Return exactly once per Rent (the Borrow functions do). An entry that is viewed, not rented, is
 // returned with ReturnView (ErrNotRented).
 func (s *Shuffler) Return(h Handle) error {
 	sh, sl, err := s.lookup(h)
@@ -307,11 +334,12 @@ func (sh *shard) endView(sl *slot, h Handle) error {
 // lock.
 func (sh *shard) seal(sl *slot, h Handle) error {
 	s := sh.s
+	was := sl.state()
 	if sl.meta&flagExpiry != 0 && sh.due(h.slot()) {
 		// Expired while borrowed: the plaintext is wiped, not encrypted.
 		sh.drop(sl)
 		sh.tombstone(h.slot(), sl)
-		sh.endBorrow(h)
+		sh.endBorrow(h, was)
 		return ErrExpired
 	}
 	base, err := sh.reserve(sh.ciph.Counters(int(sl.size)))
@@ -340,7 +368,7 @@ func (sh *shard) seal(sl *slot, h Handle) error {
 	}
 	sl.ctr = base
 	sl.setState(stateLive)
-	sh.endBorrow(h)
+	sh.endBorrow(h, was)
 	// Compact only while arenas hold more dead space than live data, so
 	// entries are not moved for nothing.
 	if moved && sh.mapped > 2*sh.liveBytes+int64(2*s.cfg.arenaSize) {
@@ -349,9 +377,14 @@ func (sh *shard) seal(sl *slot, h Handle) error {
 	return nil
 }
 
-// endBorrow does the bookkeeping of a borrow that ended, and wakes waiters.
-func (sh *shard) endBorrow(h Handle) {
-	sh.rented--
+// endBorrow does the bookkeeping of a borrow that ended, and wakes waiters;
+// state is the slot's state while it was borrowed, rented or viewed.
+func (sh *shard) endBorrow(h Handle, state uint32) {
+	if state == stateViewed {
+		sh.viewed--
+	} else {
+		sh.rented--
+	}
 	sh.untrack(h)
 	sh.wakeWaiters()
 }

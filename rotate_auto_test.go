@@ -49,7 +49,7 @@ func TestKeyRotationScheduled(t *testing.T) {
 						default:
 						}
 						h := hs[i%len(hs)]
-						err := WithSlice(s, h, func(b []byte) error {
+						err := BorrowSlice(s, h, func(b []byte) error {
 							if !bytes.Equal(b, m[h]) {
 								return errors.New("entry changed")
 							}

@@ -4,7 +4,7 @@ package memshuffle
 // GOEXPERIMENT=runtimesecret on a platform where runtime/secret erases
 // what a function leaves behind (linux/amd64 and linux/arm64, as of Go
 // 1.26). In secret mode every callback the library runs with plaintext
-// (With and its siblings, the fill of ReadFrom and CopyFrom, the crypto
+// (Borrow and its siblings, the fill of ReadFrom and CopyFrom, the crypto
 // adapters NewSigner, MAC, NewAEAD and ReadPrivateKey) runs inside
 // secret.Do: the registers and stack it used are erased when it returns,
 // and the heap memory it allocated is erased once the garbage collector

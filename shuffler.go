@@ -89,7 +89,7 @@ type shard struct {
 	ciph   seal.Cipher
 	ov     int // bytes of tag after each entry's data (0 for CTR)
 
-	// Pinned borrows in progress (With functions, fills), and the regions
+	// Pinned borrows in progress (Borrow functions, fills), and the regions
 	// Close left mapped for them: the last to end unmaps these.
 	pins    int
 	orphans []*osmem.Region
@@ -125,7 +125,8 @@ type shard struct {
 	bgPos      int
 	work       shuffleWork
 
-	live, rented          int
+	live                  int
+	rented, viewed        int // entries rented exclusively; entries with a view open
 	liveBytes, mapped     int64
 	bigBytes              int64 // of liveBytes, in oversize entries, which have arenas of their own
 	lockedBytes, unlocked int64
@@ -384,7 +385,7 @@ func (s *Shuffler) releaseAll() {
 // operating system. Pointers and slices from Rent become invalid: using one
 // faults. Close is idempotent; every other call afterwards returns ErrClosed.
 //
-// Close never waits for, and never faults, a With function, ReadFrom,
+// Close never waits for, and never faults, a Borrow function, ReadFrom,
 // CopyFrom, ReadAll, ReadUntil or WriteTo running at the same time, even
 // when called from inside the function: the memory of a shard such a
 // function is using is wiped at once but stays mapped until the function
@@ -422,7 +423,7 @@ func (s *Shuffler) Close() error {
 			}
 			osmem.Wipe(a.mem[:a.used])
 			if sh.pins > 0 {
-				// A With function or fill may still write here: unmapping
+				// A Borrow function or fill may still write here: unmapping
 				// now would fault it. endPinned unmaps after the last one.
 				sh.orphans = append(sh.orphans, a.reg)
 			} else if err := osmem.Unmap(a.reg); err != nil {
@@ -442,7 +443,7 @@ func (s *Shuffler) Close() error {
 		sh.free = store.FreeSpace{}
 		sh.nslots, sh.freeHead, sh.rents = 0, 0, nil
 		sh.wakeWaiters() // they retry and see ErrClosed
-		sh.live, sh.rented, sh.liveBytes, sh.bigBytes, sh.mapped, sh.lockedBytes, sh.unlocked, sh.dumpable = 0, 0, 0, 0, 0, 0, 0, 0
+		sh.live, sh.rented, sh.viewed, sh.liveBytes, sh.bigBytes, sh.mapped, sh.lockedBytes, sh.unlocked, sh.dumpable = 0, 0, 0, 0, 0, 0, 0, 0, 0
 		sh.mu.Unlock()
 	}
 	s.releaseAll()

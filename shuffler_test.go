@@ -805,10 +805,10 @@ func TestErrors(t *testing.T) {
 		{"RentSlice not multiple", ErrTypeMismatch, func() error { _, err := RentSlice[[5]byte](s, hb); return err }},
 		{"RentSlice pointer type", ErrUnsupportedType, func() error { _, err := RentSlice[*byte](s, hb); return err }},
 		{"Return not rented", ErrNotRented, func() error { return s.Return(h8) }},
-		{"With nil func", ErrNilArgument, func() error { return With[uint64](s, h8, nil) }},
-		{"WithSlice nil func", ErrNilArgument, func() error { return WithSlice[byte](s, hb, nil) }},
-		{"WithView nil func", ErrNilArgument, func() error { return WithView[uint64](s, h8, nil) }},
-		{"WithViewSlice nil func", ErrNilArgument, func() error { return WithViewSlice[byte](s, hb, nil) }},
+		{"Borrow nil func", ErrNilArgument, func() error { return Borrow[uint64](s, h8, nil) }},
+		{"BorrowSlice nil func", ErrNilArgument, func() error { return BorrowSlice[byte](s, hb, nil) }},
+		{"BorrowView nil func", ErrNilArgument, func() error { return BorrowView[uint64](s, h8, nil) }},
+		{"BorrowViewSlice nil func", ErrNilArgument, func() error { return BorrowViewSlice[byte](s, hb, nil) }},
 		{"RentContext nil context", ErrNilArgument, func() error { _, err := RentContext[uint64](nilCtx, s, rented); return err }},
 		{"RentSliceContext nil context", ErrNilArgument, func() error { _, err := RentSliceContext[byte](nilCtx, s, hb); return err }},
 		{"ViewContext nil context", ErrNilArgument, func() error { _, err := ViewContext[uint64](nilCtx, s, rented); return err }},
@@ -863,8 +863,8 @@ func TestErrors(t *testing.T) {
 	if n, err := s.Size(hb); n != 12 || err != nil {
 		t.Fatalf("Size = %d, %v", n, err)
 	}
-	if st := s.Stats(); st.Rented != 1 {
-		t.Fatalf("%d entries rented after the table, want only the one it set up", st.Rented)
+	if st := s.Stats(); st.Rented != 1 || st.Viewed != 0 {
+		t.Fatalf("%d entries rented, %d viewed after the table, want only the one rent it set up", st.Rented, st.Viewed)
 	}
 	s.Return(rented)
 	mustCheck(t, s)

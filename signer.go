@@ -43,7 +43,7 @@ import (
 // away. Freeing the entry makes Sign fail with ErrInvalidHandle.
 func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 	k := &signer{s: s, h: h}
-	err := WithViewSlice(s, h, func(der []byte) error {
+	err := BorrowViewSlice(s, h, func(der []byte) error {
 		key, err := x509.ParsePKCS8PrivateKey(der)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidKey, err)
@@ -157,7 +157,7 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 	if opts == nil {
 		return nil, fmt.Errorf("%w: nil crypto.SignerOpts", ErrNilArgument)
 	}
-	err = WithViewSlice(k.s, k.h, func(der []byte) error {
+	err = BorrowViewSlice(k.s, k.h, func(der []byte) error {
 		switch k.kind {
 		case keyEd25519:
 			sig, err = k.signEd25519(der, digest, opts)

@@ -10,8 +10,9 @@ import (
 // uint64 fields and ShuffleTime) only grow; use Sub for the change over an
 // interval.
 type Stats struct {
-	Entries int // live entries, rented or not
-	Rented  int // entries rented now
+	Entries int // live entries, rented, viewed or neither
+	Rented  int // entries rented now (Rent, Borrow and their forms), exclusively
+	Viewed  int // entries with at least one view open (View, BorrowView and their forms)
 
 	LiveBytes   int64 // bytes of live entries
 	MappedBytes int64 // bytes of arenas mapped from the OS, guard pages not counted
@@ -120,6 +121,7 @@ func (s *Shuffler) gauges(st *Stats) {
 		sh := &s.shards[i]
 		st.Entries += sh.live
 		st.Rented += sh.rented
+		st.Viewed += sh.viewed
 		st.LiveBytes += sh.liveBytes
 		st.MappedBytes += sh.mapped
 		st.LockedBytes += sh.lockedBytes

@@ -151,7 +151,7 @@ var libDir = func() string {
 }()
 
 // formatStack prints the frames of a rent, starting at the caller's: the
-// library's own frames on top (Rent, With and what they call) are left out.
+// library's own frames on top (Rent, Borrow and what they call) are left out.
 func formatStack(pcs []uintptr) string {
 	var b strings.Builder
 	frames := runtime.CallersFrames(pcs)

@@ -46,6 +46,12 @@ func vmLck(t *testing.T) int64 {
 // background shuffler stop, the two must agree exactly, and after Close
 // VmLck must be back where it started.
 func TestLockedBytesIsVmLck(t *testing.T) {
+	if raceBuild {
+		// Under the race detector a spare mapped or an arena unmapped
+		// outside a shard lock can take longer than the samples allow;
+		// the run without -race asserts the equality.
+		t.Skip("timing-dependent; run without -race")
+	}
 	cases := []struct {
 		name string
 		opts []Option

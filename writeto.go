@@ -14,22 +14,22 @@ import (
 // to w, which per the io.Writer contract must not keep the slice. The
 // plaintext is there for as long as w.Write takes. The entry
 // is encrypted again before WriteTo returns, also when w fails, and also
-// when w panics: the panic then goes on, as in With. A short write without
+// when w panics: the panic then goes on, as in Borrow. A short write without
 // an error from w gives io.ErrShortWrite. An entry that is rented (not
-// viewed) elsewhere gives ErrBusy. The view is pinned, as in WithView:
+// viewed) elsewhere gives ErrBusy. The view is pinned, as in BorrowView:
 // Close or Purge while w.Write runs never faults w's read of the bytes,
 // and WriteTo then returns ErrClosed.
 func WriteTo(s *Shuffler, h Handle, w io.Writer) (n int64, err error) {
 	if w == nil {
 		return 0, fmt.Errorf("%w: nil io.Writer", ErrNilArgument)
 	}
-	b, l, err := lendSlice[byte](context.Background(), false, s, h, true)
+	b, l, err := lendSlice[byte](context.Background(), failIfBusy, s, h, shared)
 	if err != nil {
 		return 0, err
 	}
 	defer func() {
 		// What w took from an entry wiped under it is not the entry's.
-		if rerr := s.endPinned(l.h, l.mem, l.shared); err == nil || errors.Is(rerr, ErrClosed) {
+		if rerr := s.endPinned(l.h, l.mem, l.kind); err == nil || errors.Is(rerr, ErrClosed) {
 			err = rerr
 		}
 	}()

@@ -20,7 +20,7 @@ func busy(t *testing.T, s *memshuffle.Shuffler) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		memshuffle.With(s, h, func(b *[64]byte) error { b[0] = 1; return nil })
+		memshuffle.Borrow(s, h, func(b *[64]byte) error { b[0] = 1; return nil })
 	}
 }
 

@@ -112,7 +112,7 @@ func TestKeyCopies(t *testing.T) {
 
 	// Control: a copy the program keeps is found.
 	var kept []byte
-	memshuffle.WithViewSlice(s, h, func(b []byte) error { kept = append(kept, b...); return nil })
+	memshuffle.BorrowViewSlice(s, h, func(b []byte) error { kept = append(kept, b...); return nil })
 	if after := count(); after[0] != got[0]+1 {
 		t.Errorf("control: a kept copy of the key was not found (%d, then %d)", got[0], after[0])
 	}
@@ -122,7 +122,7 @@ func TestKeyCopies(t *testing.T) {
 	// way to use a held key before MAC existed.
 	msg := make([]byte, 64)
 	for range copiesTokens {
-		memshuffle.WithViewSlice(s, h, func(k []byte) error {
+		memshuffle.BorrowViewSlice(s, h, func(k []byte) error {
 			m := hmac.New(sha256.New, k)
 			m.Write(msg)
 			m.Sum(nil)
@@ -132,7 +132,7 @@ func TestKeyCopies(t *testing.T) {
 	runtime.GC()
 	runtime.GC()
 	base := count()
-	t.Logf("for comparison, %d HMACs with hmac.New under WithViewSlice leave: key %d, key^ipad %d, key^opad %d",
+	t.Logf("for comparison, %d HMACs with hmac.New under BorrowViewSlice leave: key %d, key^ipad %d, key^opad %d",
 		copiesTokens, base[0], base[1], base[2])
 }
 

@@ -104,7 +104,7 @@ func newKey(s *memshuffle.Shuffler, file string) error {
 		return err
 	}
 	defer s.Free(h)
-	err = memshuffle.WithSlice(s, h, func(key []byte) error {
+	err = memshuffle.BorrowSlice(s, h, func(key []byte) error {
 		if _, err := rand.Read(key); err != nil {
 			return err
 		}

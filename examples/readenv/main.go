@@ -68,7 +68,7 @@ func run(args []string, stdout io.Writer) error {
 	// From here on, use the secret only while borrowing it, and hand the
 	// borrowed slice to what needs it without making copies of your own:
 	//
-	//	err = memshuffle.WithViewSlice(s, h, func(secret []byte) error {
+	//	err = memshuffle.BorrowViewSlice(s, h, func(secret []byte) error {
 	//		return useSecret(secret)
 	//	})
 	return nil

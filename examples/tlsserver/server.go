@@ -34,7 +34,7 @@ type vault struct {
 func (v *vault) view(h memshuffle.Handle, fn func([]byte) error) error {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	return memshuffle.WithViewSlice(v.s, h, fn)
+	return memshuffle.BorrowViewSlice(v.s, h, fn)
 }
 
 func (v *vault) close() error {

@@ -70,7 +70,7 @@ func generateKey(s *memshuffle.Shuffler) (memshuffle.Handle, error) {
 	if err != nil {
 		return memshuffle.Handle{}, err
 	}
-	err = memshuffle.WithSlice(s, h, func(der []byte) error {
+	err = memshuffle.BorrowSlice(s, h, func(der []byte) error {
 		n := copy(der, ed25519PKCS8Prefix)
 		_, err := rand.Read(der[n:])
 		return err

@@ -84,7 +84,7 @@ func trimNewline(s *memshuffle.Shuffler, h memshuffle.Handle) (memshuffle.Handle
 		return memshuffle.Handle{}, err
 	}
 	var n int
-	err = memshuffle.WithViewSlice(s, h, func(b []byte) error {
+	err = memshuffle.BorrowViewSlice(s, h, func(b []byte) error {
 		n = len(bytes.TrimRight(b, "\r\n")) // a sub-slice, not a copy
 		return nil
 	})
@@ -102,8 +102,8 @@ func trimNewline(s *memshuffle.Shuffler, h memshuffle.Handle) (memshuffle.Handle
 	if err != nil {
 		return memshuffle.Handle{}, err
 	}
-	err = memshuffle.WithViewSlice(s, h, func(src []byte) error {
-		return memshuffle.WithSlice(s, t, func(dst []byte) error {
+	err = memshuffle.BorrowViewSlice(s, h, func(src []byte) error {
+		return memshuffle.BorrowSlice(s, t, func(dst []byte) error {
 			copy(dst, src)
 			return nil
 		})
@@ -148,7 +148,7 @@ func generateToken(s *memshuffle.Shuffler) (memshuffle.Handle, error) {
 	if err != nil {
 		return memshuffle.Handle{}, err
 	}
-	err = memshuffle.WithSlice(s, h, func(tok []byte) error {
+	err = memshuffle.BorrowSlice(s, h, func(tok []byte) error {
 		if _, err := rand.Read(tok); err != nil {
 			return err
 		}

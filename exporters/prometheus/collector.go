@@ -23,8 +23,10 @@ var metrics = []metric{
 	// Gauges: the state now.
 	{"entries", "Live entries, rented or not.", prometheus.GaugeValue, "Entries",
 		func(st *memshuffle.Stats) float64 { return float64(st.Entries) }},
-	{"rented_entries", "Entries rented or viewed now, held as plaintext.", prometheus.GaugeValue, "Rented",
+	{"rented_entries", "Entries rented exclusively now, held as plaintext.", prometheus.GaugeValue, "Rented",
 		func(st *memshuffle.Stats) float64 { return float64(st.Rented) }},
+	{"viewed_entries", "Entries with at least one view open now, held as plaintext.", prometheus.GaugeValue, "Viewed",
+		func(st *memshuffle.Stats) float64 { return float64(st.Viewed) }},
 	{"live_bytes", "Bytes of live entries.", prometheus.GaugeValue, "LiveBytes",
 		func(st *memshuffle.Stats) float64 { return float64(st.LiveBytes) }},
 	{"mapped_bytes", "Bytes of arenas mapped from the operating system, guard pages not counted.", prometheus.GaugeValue, "MappedBytes",

@@ -20,7 +20,7 @@ import (
 
 // numMetrics is the number of metrics one collector reports; the in-package
 // tests tie it to the Stats fields.
-const numMetrics = 24
+const numMetrics = 26
 
 // newShuffler returns a Shuffler closed at the end of the test.
 func newShuffler(t *testing.T) *memshuffle.Shuffler {
@@ -69,17 +69,26 @@ func TestCollectorValues(t *testing.T) {
 		t.Errorf("CollectAndCount = %d, want %d", n, numMetrics)
 	}
 
-	// One entry rented, so rented_entries reads 1 during the scrape.
+	// One entry rented and one viewed twice, so rented_entries and
+	// viewed_entries each read 1 during the scrape.
 	if _, err := memshuffle.RentSlice[byte](s, hs[0]); err != nil {
 		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := memshuffle.ViewSlice[byte](s, hs[1]); err != nil {
+			t.Fatal(err)
+		}
 	}
 	const want = `
 # HELP memshuffle_entries Live entries, rented or not.
 # TYPE memshuffle_entries gauge
 memshuffle_entries 4
-# HELP memshuffle_rented_entries Entries rented or viewed now, held as plaintext.
+# HELP memshuffle_rented_entries Entries rented exclusively now, held as plaintext.
 # TYPE memshuffle_rented_entries gauge
 memshuffle_rented_entries 1
+# HELP memshuffle_viewed_entries Entries with at least one view open now, held as plaintext.
+# TYPE memshuffle_viewed_entries gauge
+memshuffle_viewed_entries 1
 # HELP memshuffle_live_bytes Bytes of live entries.
 # TYPE memshuffle_live_bytes gauge
 memshuffle_live_bytes 104
@@ -94,13 +103,18 @@ memshuffle_key_rotations_total 1
 memshuffle_expired_entries_total 0
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
-		"memshuffle_entries", "memshuffle_rented_entries", "memshuffle_live_bytes",
+		"memshuffle_entries", "memshuffle_rented_entries", "memshuffle_viewed_entries", "memshuffle_live_bytes",
 		"memshuffle_shuffles_total", "memshuffle_key_rotations_total",
 		"memshuffle_expired_entries_total"); err != nil {
 		t.Error(err)
 	}
 	if err := s.Return(hs[0]); err != nil {
 		t.Fatal(err)
+	}
+	for range 2 {
+		if err := s.ReturnView(hs[1]); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// Values that depend on the machine: check how they relate to Stats.
@@ -110,6 +124,7 @@ memshuffle_expired_entries_total 0
 	got := gather(t, reg)
 	for name, want := range map[string]float64{
 		"memshuffle_rented_entries": 0,
+		"memshuffle_viewed_entries": 0,
 		"memshuffle_mapped_bytes":   float64(st.MappedBytes),
 		"memshuffle_arenas":         float64(st.Arenas),
 		"memshuffle_locked_bytes":   float64(st.LockedBytes),
@@ -232,7 +247,9 @@ func TestCollectorInvalidLabel(t *testing.T) {
 		if err := prometheus.NewRegistry().Register(c); err == nil {
 			t.Errorf("%s: Register succeeded", name)
 		}
-		ch := make(chan prometheus.Metric, numMetrics)
+		// Room for more than expected, so a wrong count fails instead of
+		// blocking Collect.
+		ch := make(chan prometheus.Metric, 2*numMetrics)
 		c.Collect(ch)
 		close(ch)
 		n := 0

@@ -30,8 +30,10 @@
 // Gauges, the state at the scrape:
 //
 //   - memshuffle_entries: live entries, rented or not (Entries).
-//   - memshuffle_rented_entries: entries rented or viewed now, so held as
-//     plaintext (Rented).
+//   - memshuffle_rented_entries: entries rented exclusively now, so held
+//     as plaintext (Rented).
+//   - memshuffle_viewed_entries: entries with at least one view open now,
+//     so held as plaintext (Viewed).
 //   - memshuffle_live_bytes: bytes of live entries (LiveBytes).
 //   - memshuffle_mapped_bytes: bytes of arenas mapped from the operating
 //     system, guard pages not counted (MappedBytes).

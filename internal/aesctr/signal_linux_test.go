@@ -41,10 +41,14 @@ func TestSignalFrames(t *testing.T) {
 			}
 			defer SetSignalGuardForTest("auto")
 			// A storm can miss: the last signal a thread takes may land
-			// between two calls. Each guard gets three storms, the control
-			// stops at the first that shows the plaintext.
+			// between two calls. Each guard gets three storms; the control
+			// gets up to six and stops at the first that shows the plaintext.
 			found := false
-			for i := range storms {
+			n := storms
+			if name == "off" {
+				n = 2 * storms // a control that misses by chance must not fail CI
+			}
+			for i := range n {
 				hits := signalStorm(t)
 				t.Logf("storm %d: plaintext found outside its mapping %d times", i+1, hits)
 				found = found || hits > 0
@@ -56,7 +60,7 @@ func TestSignalFrames(t *testing.T) {
 				}
 			}
 			if name == "off" && !found {
-				t.Errorf("with no guard the plaintext was not found in any signal frame in %d storms: the search or the storm does not work", storms)
+				t.Errorf("with no guard the plaintext was not found in any signal frame in %d storms: the search or the storm does not work", n)
 			}
 		})
 	}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package memshuffle
+
+const raceBuild = false

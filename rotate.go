@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/memshuffle/memshuffle/internal/aesctr"
@@ -20,22 +22,26 @@ import (
 // it succeeds or not, so the only copy of the key is the Shuffler's.
 //
 // Unrented entries go from the old ciphertext to the new one without their
-// plaintext ever being formed. Entries rented during the rotation are
-// plaintext already and are encrypted under the new key when returned.
-// Shards rotate one at a time; operations on other shards go on meanwhile.
-// Counter values keep counting up across rotations, so even a rotation back
-// to an earlier key and salt never reuses a counter block.
+// plaintext ever being formed (in the authenticated modes, formed in place
+// only). Entries rented during the rotation are plaintext already and are
+// encrypted under the new key when returned. From the moment a rotation
+// starts every new encryption uses the new key; the entries encrypted
+// before are re-encrypted shard by shard, in batches of at most 64 KiB (or
+// one larger entry), letting go of the shard's lock between batches, so an
+// operation on a rotating shard waits for one batch at most, and
+// operations on other shards go on meanwhile. Counter values keep counting
+// up across rotations, so even a rotation back to an earlier key and salt
+// never reuses a counter block.
 //
-// Everything a rotation needs (memory for the authenticated modes' backup
-// buffers, counter values) is acquired for every shard before any shard
-// switches keys. When that fails (ErrLockFailed, ErrOutOfMemory), the
-// Shuffler is left as it was, under its old key, and RotateKey can be
-// called again. Only when a shard gains an entry larger than any it held
-// while the rotation prepared, and memory for it is then refused, can a
-// rotation stop part-way: RotateKey returns an error wrapping
-// ErrRotationIncomplete and the cause, every entry stays readable (each
-// shard is under one of the two keys), and the next RotateKey finishes the
-// interrupted rotation before it starts its own.
+// The memory a rotation needs (the authenticated modes' backup buffers) is
+// acquired for every shard before any shard switches keys. When that fails
+// (ErrLockFailed, ErrOutOfMemory), the Shuffler is left as it was, under
+// its old key, and RotateKey can be called again. Only when a shard gains
+// an entry larger than any it held while the rotation prepared, and memory
+// for it is then refused, can a rotation stop part-way: RotateKey returns
+// an error wrapping ErrRotationIncomplete and the cause, every entry stays
+// readable (each is under one of the two keys), and the next RotateKey
+// finishes the interrupted rotation before it starts its own.
 func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
 	return s.rotateKey(context.Background(), key, salt)
 }
@@ -93,25 +99,70 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte) 
 	return s.finishRotation(ctx)
 }
 
-// rotation is a RotateKey in progress: shards before done use next, the
-// others prev.
+// rotation is a RotateKey in progress. Once switched, every shard seals
+// under next, and each shard's entries encrypted before the switch (their
+// counter runs start below the shard's rot.base) are still under prev until
+// the batches of finishRotation reach them; shards before done have none
+// left.
 type rotation struct {
 	next, prev seal.Cipher
+	switched   bool
 	done       int
+}
+
+// shardRotation is where a rotation stands in one shard.
+//
+// Counter values only grow over a Shuffler's life, and a shard hands them
+// out in increasing order (see shard.reserve), so the shard's next counter
+// value at the moment it switches keys, base, splits its entries: a counter
+// run that starts below base was encrypted under the old key, one at or above
+// it under the new key. Every encryption after the switch (an Alloc, a
+// Return, a batch of the rotation) takes fresh values, so lands above it;
+// a move keeps the entry's run and its key with it. No flag per entry is
+// needed, and the hot paths pay one nil check.
+type shardRotation struct {
+	prev   seal.Cipher // the old cipher while the shard rotates, else nil
+	base   uint64      // the first counter value under the latest key
+	cursor uint32      // slots before it hold no resting entry below base
+}
+
+// rotationHolds records the most one hold of a shard lock by a rotation
+// re-encrypted and how long it lasted: what a Rent of that shard waited for
+// at worst.
+type rotationHolds struct {
+	bytes, nanos atomic.Int64
+	holds        atomic.Uint64
+}
+
+// Rotation batches: one hold of a shard lock re-encrypts at most
+// rotateBatchBytes of entries (but always one entry, however large) and
+// looks at most at rotateBatchSlots slots, so that a Rent of the shard waits
+// for one batch, never for the whole shard.
+const (
+	rotateBatchBytes = 64 << 10
+	rotateBatchSlots = 4096
+)
+
+// cipherOf returns the cipher sl's resting ciphertext is under.
+func (sh *shard) cipherOf(sl *slot) seal.Cipher {
+	if sh.rot.prev != nil && sl.ctr < sh.rot.base {
+		return sh.rot.prev
+	}
+	return sh.ciph
 }
 
 // beforeRotationSwitch, when set by a test, runs between the two phases of
 // a rotation.
 var beforeRotationSwitch func()
 
-// finishRotation moves the shards still under s.rot.prev to s.rot.next, in
-// two phases: first it acquires what every remaining shard needs, then it
-// switches them one by one.
+// finishRotation moves the shards' entries still under s.rot.prev to
+// s.rot.next. First it acquires what every shard needs, then switches every
+// shard to seal under next, then re-encrypts the old entries shard by shard
+// in batches, letting go of the shard lock between batches.
 func (s *Shuffler) finishRotation(ctx context.Context) error {
 	r := &s.rot
-	fresh := r.done == 0
-	fail := func(err error) error {
-		if fresh {
+	if !r.switched {
+		if err := s.switchRotation(ctx); err != nil {
 			// No shard switched: forget next, and the Shuffler is as it
 			// was.
 			s.closeMu.Lock()
@@ -122,48 +173,42 @@ func (s *Shuffler) finishRotation(ctx context.Context) error {
 			s.rot = rotation{}
 			return err
 		}
-		return fmt.Errorf("%w: %d of %d shards under the new key: %w", ErrRotationIncomplete, r.done, len(s.shards), err)
 	}
-	plans := make([]rekeyPlan, len(s.shards))
-	for i := r.done; i < len(s.shards); i++ {
-		if err := ctx.Err(); err != nil {
-			return fail(err)
-		}
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		if sh.closed {
-			sh.mu.Unlock()
-			return ErrClosed
-		}
-		var err error
-		plans[i], err = sh.prepareRekey(r.next)
-		sh.mu.Unlock()
-		if err != nil {
-			return fail(err)
-		}
-	}
-	if beforeRotationSwitch != nil {
-		beforeRotationSwitch()
+	fail := func(err error) error {
+		return fmt.Errorf("%w: %d of %d shards wholly under the new key: %w", ErrRotationIncomplete, r.done, len(s.shards), err)
 	}
 	for i := r.done; i < len(s.shards); i++ {
-		if err := ctx.Err(); err != nil {
-			return fail(err)
-		}
 		sh := &s.shards[i]
-		sh.mu.Lock()
-		if sh.closed {
+		for {
+			if err := ctx.Err(); err != nil {
+				return fail(err)
+			}
+			sh.mu.Lock()
+			if sh.closed {
+				sh.mu.Unlock()
+				return ErrClosed
+			}
+			t0 := time.Now()
+			n, done, err := sh.rotateBatch()
+			d := time.Since(t0)
 			sh.mu.Unlock()
-			return ErrClosed
-		}
-		err := sh.rekey(r.next, plans[i])
-		sh.mu.Unlock()
-		if err != nil {
-			return fail(err)
+			storeMax(&s.rotHold.bytes, int64(n))
+			storeMax(&s.rotHold.nanos, d.Nanoseconds())
+			s.rotHold.holds.Add(1)
+			if err != nil {
+				return fail(err)
+			}
+			if done {
+				break
+			}
+			// The Unlock woke a waiting Rent on this processor; let it run
+			// before this goroutine takes the lock again, or it waits for
+			// the next batch as well.
+			runtime.Gosched()
 		}
 		r.done = i + 1
-		fresh = false
 	}
-	// No shard uses the old round keys any more.
+	// No entry is under the old round keys any more.
 	s.closeMu.Lock()
 	if !s.closed.Load() {
 		r.prev.Wipe()
@@ -176,81 +221,125 @@ func (s *Shuffler) finishRotation(ctx context.Context) error {
 	return nil
 }
 
-// rekeyPlan is what prepareRekey acquired for a shard: a run of counter
-// values for its entries under the next key.
-type rekeyPlan struct{ base, n uint64 }
+// switchRotation acquires what rotating every shard takes, then switches
+// all of them to seal under s.rot.next. On error no shard has switched.
+func (s *Shuffler) switchRotation(ctx context.Context) error {
+	r := &s.rot
+	for i := range s.shards {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if sh.closed {
+			sh.mu.Unlock()
+			return ErrClosed
+		}
+		err := sh.prepareRekey()
+		sh.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	if beforeRotationSwitch != nil {
+		beforeRotationSwitch()
+	}
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if sh.closed {
+			sh.mu.Unlock()
+			return ErrClosed
+		}
+		sh.rot = shardRotation{prev: sh.ciph, base: sh.ctrNext}
+		sh.ciph = r.next
+		sh.mu.Unlock()
+	}
+	r.switched = true
+	return nil
+}
 
-// needs reports the counter values all unrented entries of the shard take
-// under next, and the extent of the largest one.
-func (sh *shard) needs(next seal.Cipher) (total uint64, largest int) {
+// prepareRekey acquires what rekeying the shard takes: in the
+// authenticated modes, a backup buffer as large as the largest entry.
+// Counter values are drawn batch by batch; only the exhaustion of the
+// 64-bit counter space could refuse them.
+func (sh *shard) prepareRekey() error {
+	if sh.ov == 0 {
+		return nil
+	}
+	largest := 0
 	for i := range sh.nslots {
 		if sl := sh.slot(i); sl.state() == stateLive {
-			total += next.Counters(int(sl.size))
 			largest = max(largest, int(sl.size)+sh.ov)
 		}
 	}
-	return total, largest
-}
-
-// prepareRekey acquires what rekeying the shard to next takes: counter
-// values and, in the authenticated modes, a backup buffer as large as the
-// largest entry.
-func (sh *shard) prepareRekey(next seal.Cipher) (rekeyPlan, error) {
-	total, largest := sh.needs(next)
-	if _, isCTR := seal.CTR(sh.ciph); !isCTR && largest > 0 {
-		if _, err := sh.backupFor(largest); err != nil {
-			return rekeyPlan{}, err
-		}
-	}
-	base, err := sh.reserve(total)
-	if err != nil {
-		return rekeyPlan{}, err
-	}
-	return rekeyPlan{base, total}, nil
-}
-
-// rekey moves every unrented entry of the shard to next, with what p
-// acquired. Entries made since then may need more counter values or a
-// larger backup buffer; those are acquired first, so the shard either moves
-// entirely or not at all: every entry of a shard is always under the
-// shard's one cipher.
-func (sh *shard) rekey(next seal.Cipher, p rekeyPlan) error {
-	total, largest := sh.needs(next)
-	prevCTR, isCTR := seal.CTR(sh.ciph)
-	if !isCTR && largest > 0 {
+	if largest > 0 {
 		if _, err := sh.backupFor(largest); err != nil {
 			return err
 		}
 	}
-	base := p.base
-	if total > p.n {
-		var err error
-		if base, err = sh.reserve(total); err != nil {
-			return err
-		}
+	return nil
+}
+
+// rotateBatch re-encrypts under sh.ciph the next resting entries still
+// under sh.rot.prev: up to rotateBatchBytes of them, but at least one, and
+// looking at no more than rotateBatchSlots slots. It reports the bytes it
+// re-encrypted and whether the shard has no entry under the old key left.
+// Rented and viewed entries are plaintext: their Return seals them under
+// the new key.
+func (sh *shard) rotateBatch() (n int, done bool, err error) {
+	r := &sh.rot
+	if r.prev == nil {
+		return 0, true, nil
 	}
-	nextCTR, _ := seal.CTR(next)
-	for i := range sh.nslots {
+	prevCTR, isCTR := seal.CTR(r.prev)
+	nextCTR, _ := seal.CTR(sh.ciph)
+	for range rotateBatchSlots {
+		if r.cursor >= sh.nslots {
+			break
+		}
+		i := r.cursor
 		sl := sh.slot(i)
-		if sl.state() != stateLive {
+		if sl.state() != stateLive || sl.ctr >= r.base {
+			r.cursor++
 			continue
+		}
+		ext := int(sl.size) + sh.ov
+		if n > 0 && n+ext > rotateBatchBytes {
+			return n, false, nil
+		}
+		if !isCTR {
+			// Only an entry larger than any when the rotation began needs
+			// more; refused, the rotation stops here, every entry readable.
+			if _, err := sh.backupFor(ext); err != nil {
+				return n, false, err
+			}
+		}
+		base, err := sh.reserve(sh.ciph.Counters(int(sl.size)))
+		if err != nil {
+			return n, false, err
 		}
 		if isCTR {
 			// From ciphertext to ciphertext: the plaintext is never formed.
 			ctr.Rekey(sh.bytes(sl), prevCTR, sl.ctr, nextCTR, base, &sh.scratch.KS)
-		} else if err := sh.open(i, sl); err == nil {
+		} else if sh.open(i, sl) == nil {
 			// An AEAD has no such shortcut: the entry is plaintext, in place
-			// and under the shard lock, between these two calls.
-			ext := sh.extent(sl)
-			next.Seal(ext, ext[:sl.size], base, sh.scratch)
+			// and under the shard lock, between these two calls. open left
+			// the entry's associated data in the scratch.
+			e := sh.extent(sl)
+			sh.ciph.Seal(e, e[:sl.size], base, sh.scratch)
 		}
 		// An entry that fails authentication stays as found: under the new
 		// key it keeps failing, and keeps reporting ErrTampered.
 		sl.ctr = base
-		base += next.Counters(int(sl.size))
+		n += ext
+		r.cursor++
 	}
-	sh.ciph = next
-	return nil
+	if r.cursor < sh.nslots {
+		return n, false, nil
+	}
+	r.prev = nil
+	return n, true, nil
 }
 
 // startKeyRotation starts the goroutine of WithKeyRotation; New calls it,

@@ -152,8 +152,8 @@ func (sh *shard) cipherOf(sl *slot) seal.Cipher {
 }
 
 // beforeRotationSwitch, when set by a test, runs between the two phases of
-// a rotation.
-var beforeRotationSwitch func()
+// a rotation; afterRotationBatch after every batch, with no lock held.
+var beforeRotationSwitch, afterRotationBatch func()
 
 // finishRotation moves the shards' entries still under s.rot.prev to
 // s.rot.next. First it acquires what every shard needs, then switches every
@@ -195,6 +195,9 @@ func (s *Shuffler) finishRotation(ctx context.Context) error {
 			storeMax(&s.rotHold.bytes, int64(n))
 			storeMax(&s.rotHold.nanos, d.Nanoseconds())
 			s.rotHold.holds.Add(1)
+			if afterRotationBatch != nil {
+				afterRotationBatch()
+			}
 			if err != nil {
 				return fail(err)
 			}

@@ -3,6 +3,7 @@ package memshuffle
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -108,6 +109,19 @@ type rotation struct {
 	next, prev seal.Cipher
 	switched   bool
 	done       int
+
+	// A CTR batch's plan and the combined keystream (old XOR new) for it,
+	// computed with no shard lock held. That keystream is what the old and
+	// new ciphertext XOR to, so it reveals nothing they do not together.
+	plan []rotEntry
+	ks   []byte
+}
+
+// rotEntry is an entry a CTR batch re-encrypts: its slot as the batch found
+// it, and the counter run it moves to.
+type rotEntry struct {
+	i, gen, size uint32
+	from, to     uint64
 }
 
 // shardRotation is where a rotation stands in one shard.
@@ -127,11 +141,12 @@ type shardRotation struct {
 }
 
 // rotationHolds records the most one hold of a shard lock by a rotation
-// re-encrypted and how long it lasted: what a Rent of that shard waited for
-// at worst.
+// re-encrypted and how long it lasted, what a Rent of that shard waited for
+// at worst, and how many holds there were and how long they took together.
 type rotationHolds struct {
 	bytes, nanos atomic.Int64
 	holds        atomic.Uint64
+	totalNanos   atomic.Int64 // of all holds, for their mean
 }
 
 // Rotation batches: one hold of a shard lock re-encrypts at most
@@ -152,8 +167,9 @@ func (sh *shard) cipherOf(sl *slot) seal.Cipher {
 }
 
 // beforeRotationSwitch, when set by a test, runs between the two phases of
-// a rotation; afterRotationBatch after every batch, with no lock held.
-var beforeRotationSwitch, afterRotationBatch func()
+// a rotation; afterRotationHold after every hold of a shard lock by the
+// rotation, with no lock held.
+var beforeRotationSwitch, afterRotationHold func()
 
 // finishRotation moves the shards' entries still under s.rot.prev to
 // s.rot.next. First it acquires what every shard needs, then switches every
@@ -177,28 +193,24 @@ func (s *Shuffler) finishRotation(ctx context.Context) error {
 	fail := func(err error) error {
 		return fmt.Errorf("%w: %d of %d shards wholly under the new key: %w", ErrRotationIncomplete, r.done, len(s.shards), err)
 	}
+	_, isCTR := seal.CTR(r.next)
 	for i := r.done; i < len(s.shards); i++ {
 		sh := &s.shards[i]
 		for {
 			if err := ctx.Err(); err != nil {
 				return fail(err)
 			}
-			sh.mu.Lock()
-			if sh.closed {
-				sh.mu.Unlock()
-				return ErrClosed
-			}
-			t0 := time.Now()
-			n, done, err := sh.rotateBatch()
-			d := time.Since(t0)
-			sh.mu.Unlock()
-			storeMax(&s.rotHold.bytes, int64(n))
-			storeMax(&s.rotHold.nanos, d.Nanoseconds())
-			s.rotHold.holds.Add(1)
-			if afterRotationBatch != nil {
-				afterRotationBatch()
+			var done bool
+			var err error
+			if isCTR {
+				done, err = s.rotateStepCTR(sh)
+			} else {
+				done, err = s.hold(sh, func() (int, bool, error) { return sh.rotateBatch() })
 			}
 			if err != nil {
+				if errors.Is(err, ErrClosed) {
+					return err
+				}
 				return fail(err)
 			}
 			if done {
@@ -222,6 +234,156 @@ func (s *Shuffler) finishRotation(ctx context.Context) error {
 	n := s.rotations.Add(1)
 	s.log(slog.LevelInfo, "memshuffle: key rotated", slog.Uint64("rotations", n))
 	return nil
+}
+
+// hold runs f under sh's lock, unless the shard is closed, and records
+// how long the hold lasted and what f re-encrypted in it.
+func (s *Shuffler) hold(sh *shard, f func() (n int, done bool, err error)) (bool, error) {
+	sh.mu.Lock()
+	if sh.closed {
+		sh.mu.Unlock()
+		return false, ErrClosed
+	}
+	t0 := time.Now()
+	n, done, err := f()
+	d := time.Since(t0)
+	sh.mu.Unlock()
+	storeMax(&s.rotHold.bytes, int64(n))
+	storeMax(&s.rotHold.nanos, d.Nanoseconds())
+	s.rotHold.holds.Add(1)
+	s.rotHold.totalNanos.Add(d.Nanoseconds())
+	if afterRotationHold != nil {
+		afterRotationHold()
+	}
+	return done, err
+}
+
+// rotateStepCTR re-encrypts one batch of a CTR shard in three steps: under
+// the shard lock it plans the batch (the entries and their new counter
+// runs); with no shard lock held it computes the keystream that turns each
+// old ciphertext into the new one; under the lock again it XORs that into
+// every planned entry still as planned. The lock is held for a scan and an
+// XOR at memory speed, not for the AES work.
+func (s *Shuffler) rotateStepCTR(sh *shard) (bool, error) {
+	r := &s.rot
+	var end uint32
+	done, err := s.hold(sh, func() (n int, done bool, err error) {
+		r.plan, end, n, done, err = sh.planBatch(r.plan[:0])
+		return n, done, err
+	})
+	if err != nil || done {
+		return done, err
+	}
+	total := 0
+	for _, e := range r.plan {
+		total += int(e.size)
+	}
+	if cap(r.ks) < total {
+		r.ks = make([]byte, total)
+	}
+	ks := r.ks[:total]
+	clear(ks)
+	// Close and Purge wipe and unmap the round keys under closeMu.
+	s.closeMu.Lock()
+	if s.closed.Load() {
+		s.closeMu.Unlock()
+		return false, ErrClosed
+	}
+	prevCTR, _ := seal.CTR(r.prev)
+	nextCTR, _ := seal.CTR(r.next)
+	var scr [ctr.ScratchSize]byte
+	off := 0
+	for _, e := range r.plan {
+		ctr.Rekey(ks[off:off+int(e.size)], prevCTR, e.from, nextCTR, e.to, &scr)
+		off += int(e.size)
+	}
+	s.closeMu.Unlock()
+	return s.hold(sh, func() (int, bool, error) {
+		n := sh.applyBatch(r.plan, ks, end)
+		clear(ks)
+		return n, sh.rot.prev == nil, nil
+	})
+}
+
+// planBatch appends to plan the next entries of a CTR shard still under
+// the old key, at most rotateBatchBytes of them, with new counter runs,
+// and reports the slot the plan ends before and the bytes it planned.
+// An entry larger than a batch is re-encrypted at once, in place, alone in
+// its hold. A shard with nothing left is finished.
+func (sh *shard) planBatch(plan []rotEntry) (p []rotEntry, end uint32, n int, done bool, err error) {
+	r := &sh.rot
+	if r.prev == nil {
+		return plan, 0, 0, true, nil
+	}
+	end = r.cursor
+	for range rotateBatchSlots {
+		if end >= sh.nslots {
+			break
+		}
+		sl := sh.slot(end)
+		if sl.state() != stateLive || sl.ctr >= r.base {
+			end++
+			continue
+		}
+		size := int(sl.size)
+		if size > rotateBatchBytes {
+			if len(plan) > 0 {
+				break
+			}
+			base, err := sh.reserve(sh.ciph.Counters(size))
+			if err != nil {
+				return plan, end, 0, false, err
+			}
+			prevCTR, _ := seal.CTR(r.prev)
+			nextCTR, _ := seal.CTR(sh.ciph)
+			ctr.Rekey(sh.bytes(sl), prevCTR, sl.ctr, nextCTR, base, &sh.scratch.KS)
+			sl.ctr = base
+			r.cursor = end + 1
+			return plan, r.cursor, size, false, nil
+		}
+		if n+size > rotateBatchBytes {
+			break
+		}
+		base, err := sh.reserve(sh.ciph.Counters(size))
+		if err != nil {
+			return plan, end, n, false, err
+		}
+		plan = append(plan, rotEntry{i: end, gen: sl.gen(), size: sl.size, from: sl.ctr, to: base})
+		n += size
+		end++
+	}
+	if len(plan) == 0 && end >= sh.nslots {
+		r.cursor, r.prev = end, nil
+		return plan, end, 0, true, nil
+	}
+	// Nothing is re-encrypted in this hold; the bytes are applyBatch's.
+	return plan, end, 0, false, nil
+}
+
+// applyBatch XORs each planned entry with its part of ks, the keystream
+// from its old run to its new one, if the entry is still resting at its
+// old run; an entry rented, freed or re-encrypted meanwhile has left it
+// and needs nothing (a move keeps it). The cursor then passes the plan.
+func (sh *shard) applyBatch(plan []rotEntry, ks []byte, end uint32) int {
+	n, off := 0, 0
+	for _, e := range plan {
+		k := ks[off : off+int(e.size)]
+		off += int(e.size)
+		sl := sh.slot(e.i)
+		if sl.state() != stateLive || sl.gen() != e.gen || sl.ctr != e.from || sl.size != e.size {
+			continue
+		}
+		data := sh.bytes(sl)
+		subtle.XORBytes(data, data, k)
+		sl.ctr = e.to
+		n += int(e.size)
+	}
+	r := &sh.rot
+	r.cursor = max(r.cursor, end)
+	if r.cursor >= sh.nslots {
+		r.prev = nil
+	}
+	return n
 }
 
 // switchRotation acquires what rotating every shard takes, then switches
@@ -284,19 +446,17 @@ func (sh *shard) prepareRekey() error {
 	return nil
 }
 
-// rotateBatch re-encrypts under sh.ciph the next resting entries still
-// under sh.rot.prev: up to rotateBatchBytes of them, but at least one, and
-// looking at no more than rotateBatchSlots slots. It reports the bytes it
-// re-encrypted and whether the shard has no entry under the old key left.
-// Rented and viewed entries are plaintext: their Return seals them under
-// the new key.
+// rotateBatch re-encrypts under sh.ciph, in an authenticated mode, the
+// next resting entries still under sh.rot.prev: up to rotateBatchBytes of
+// them, but at least one, looking at no more than rotateBatchSlots slots.
+// It reports the bytes it re-encrypted and whether the shard has no entry
+// under the old key left. Rented and viewed entries are plaintext: their
+// Return seals them under the new key. (CTR batches go by rotateStepCTR.)
 func (sh *shard) rotateBatch() (n int, done bool, err error) {
 	r := &sh.rot
 	if r.prev == nil {
 		return 0, true, nil
 	}
-	prevCTR, isCTR := seal.CTR(r.prev)
-	nextCTR, _ := seal.CTR(sh.ciph)
 	for range rotateBatchSlots {
 		if r.cursor >= sh.nslots {
 			break
@@ -311,24 +471,19 @@ func (sh *shard) rotateBatch() (n int, done bool, err error) {
 		if n > 0 && n+ext > rotateBatchBytes {
 			return n, false, nil
 		}
-		if !isCTR {
-			// Only an entry larger than any when the rotation began needs
-			// more; refused, the rotation stops here, every entry readable.
-			if _, err := sh.backupFor(ext); err != nil {
-				return n, false, err
-			}
+		// Only an entry larger than any when the rotation began needs more;
+		// refused, the rotation stops here, every entry readable.
+		if _, err := sh.backupFor(ext); err != nil {
+			return n, false, err
 		}
 		base, err := sh.reserve(sh.ciph.Counters(int(sl.size)))
 		if err != nil {
 			return n, false, err
 		}
-		if isCTR {
-			// From ciphertext to ciphertext: the plaintext is never formed.
-			ctr.Rekey(sh.bytes(sl), prevCTR, sl.ctr, nextCTR, base, &sh.scratch.KS)
-		} else if sh.open(i, sl) == nil {
-			// An AEAD has no such shortcut: the entry is plaintext, in place
-			// and under the shard lock, between these two calls. open left
-			// the entry's associated data in the scratch.
+		if sh.open(i, sl) == nil {
+			// An AEAD has no shortcut from ciphertext to ciphertext: the
+			// entry is plaintext, in place and under the shard lock, between
+			// these two calls. open left its associated data in the scratch.
 			e := sh.extent(sl)
 			sh.ciph.Seal(e, e[:sl.size], base, sh.scratch)
 		}

@@ -44,7 +44,7 @@ func TestRotateKeyInterleaved(t *testing.T) {
 				m.op(m.byte() % 8)
 			}
 			mid := 0
-			afterRotationBatch = func() {
+			afterRotationHold = func() {
 				if midRotation(s) {
 					mid++
 				}
@@ -63,13 +63,13 @@ func TestRotateKeyInterleaved(t *testing.T) {
 					m.spotCheck()
 				}
 			}
-			t.Cleanup(func() { afterRotationBatch = nil })
+			t.Cleanup(func() { afterRotationHold = nil })
 			for range 2 {
 				if err := s.RotateKey(nil, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
-			afterRotationBatch = nil
+			afterRotationHold = nil
 			if mid < 10 {
 				t.Fatalf("only %d batches ended with a shard part-way: the case was not made", mid)
 			}
@@ -147,7 +147,7 @@ func TestRotateKeyPurgeMidRotation(t *testing.T) {
 					hs = append(hs, h)
 				}
 				batches := 0
-				afterRotationBatch = func() {
+				afterRotationHold = func() {
 					if batches++; batches == 3 {
 						if end == "Purge" {
 							_ = s.Purge()
@@ -156,11 +156,11 @@ func TestRotateKeyPurgeMidRotation(t *testing.T) {
 						}
 					}
 				}
-				t.Cleanup(func() { afterRotationBatch = nil })
+				t.Cleanup(func() { afterRotationHold = nil })
 				if err := s.RotateKey(nil, nil); !errors.Is(err, ErrClosed) {
 					t.Fatalf("RotateKey: %v, want ErrClosed", err)
 				}
-				afterRotationBatch = nil
+				afterRotationHold = nil
 				if _, err := RentSlice[byte](s, hs[0]); !errors.Is(err, ErrClosed) {
 					t.Fatalf("Rent after %s: %v", end, err)
 				}

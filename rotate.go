@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -142,11 +143,33 @@ type shardRotation struct {
 
 // rotationHolds records the most one hold of a shard lock by a rotation
 // re-encrypted and how long it lasted, what a Rent of that shard waited for
-// at worst, and how many holds there were and how long they took together.
+// at worst, and how long the holds took.
 type rotationHolds struct {
 	bytes, nanos atomic.Int64
 	holds        atomic.Uint64
-	totalNanos   atomic.Int64 // of all holds, for their mean
+	// hist[k] counts holds of [2^(k-1), 2^k) ns: percentiles of the
+	// hold time, which a loaded machine's descheduling distorts less than
+	// the maximum.
+	hist [40]atomic.Uint64
+}
+
+// percentile returns the upper bound, in ns, of the histogram bucket the
+// p-th fraction of holds falls in.
+func (h *rotationHolds) percentile(p float64) int64 {
+	var total uint64
+	for i := range h.hist {
+		total += h.hist[i].Load()
+	}
+	if total == 0 {
+		return 0
+	}
+	want, seen := uint64(p*float64(total)), uint64(0)
+	for i := range h.hist {
+		if seen += h.hist[i].Load(); seen > want {
+			return 1 << i
+		}
+	}
+	return 1 << (len(h.hist) - 1)
 }
 
 // Rotation batches: one hold of a shard lock re-encrypts at most
@@ -251,7 +274,7 @@ func (s *Shuffler) hold(sh *shard, f func() (n int, done bool, err error)) (bool
 	storeMax(&s.rotHold.bytes, int64(n))
 	storeMax(&s.rotHold.nanos, d.Nanoseconds())
 	s.rotHold.holds.Add(1)
-	s.rotHold.totalNanos.Add(d.Nanoseconds())
+	s.rotHold.hist[min(bits.Len64(uint64(d.Nanoseconds())), len(s.rotHold.hist)-1)].Add(1)
 	if afterRotationHold != nil {
 		afterRotationHold()
 	}

@@ -228,7 +228,7 @@ func (s *Shuffler) finishRotation(ctx context.Context) error {
 			if isCTR {
 				done, err = s.rotateStepCTR(sh)
 			} else {
-				done, err = s.hold(sh, func() (int, bool, error) { return sh.rotateBatch() })
+				done, err = s.rotateHold(sh, func() (int, bool, error) { return sh.rotateBatch() })
 			}
 			if err != nil {
 				if errors.Is(err, ErrClosed) {
@@ -259,9 +259,9 @@ func (s *Shuffler) finishRotation(ctx context.Context) error {
 	return nil
 }
 
-// hold runs f under sh's lock, unless the shard is closed, and records
+// rotateHold runs f under sh's lock, unless the shard is closed, and records
 // how long the hold lasted and what f re-encrypted in it.
-func (s *Shuffler) hold(sh *shard, f func() (n int, done bool, err error)) (bool, error) {
+func (s *Shuffler) rotateHold(sh *shard, f func() (n int, done bool, err error)) (bool, error) {
 	sh.mu.Lock()
 	if sh.closed {
 		sh.mu.Unlock()
@@ -290,7 +290,7 @@ func (s *Shuffler) hold(sh *shard, f func() (n int, done bool, err error)) (bool
 func (s *Shuffler) rotateStepCTR(sh *shard) (bool, error) {
 	r := &s.rot
 	var end uint32
-	done, err := s.hold(sh, func() (n int, done bool, err error) {
+	done, err := s.rotateHold(sh, func() (n int, done bool, err error) {
 		r.plan, end, n, done, err = sh.planBatch(r.plan[:0])
 		return n, done, err
 	})
@@ -321,11 +321,11 @@ func (s *Shuffler) rotateStepCTR(sh *shard) (bool, error) {
 		off += int(e.size)
 	}
 	s.closeMu.Unlock()
-	return s.hold(sh, func() (int, bool, error) {
-		n := sh.applyBatch(r.plan, ks, end)
-		clear(ks)
-		return n, sh.rot.prev == nil, nil
+	done, err = s.rotateHold(sh, func() (int, bool, error) {
+		return sh.applyBatch(r.plan, ks, end), sh.rot.prev == nil, nil
 	})
+	clear(ks)
+	return done, err
 }
 
 // planBatch appends to plan the next entries of a CTR shard still under

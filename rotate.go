@@ -116,6 +116,7 @@ type rotation struct {
 	// new ciphertext XOR to, so it reveals nothing they do not together.
 	plan []rotEntry
 	ks   []byte
+	scr  [ctr.ScratchSize]byte // XOR's tail block, wiped by it
 }
 
 // rotEntry is an entry a CTR batch re-encrypts: its slot as the batch found
@@ -314,10 +315,9 @@ func (s *Shuffler) rotateStepCTR(sh *shard) (bool, error) {
 	}
 	prevCTR, _ := seal.CTR(r.prev)
 	nextCTR, _ := seal.CTR(r.next)
-	var scr [ctr.ScratchSize]byte
 	off := 0
 	for _, e := range r.plan {
-		ctr.Rekey(ks[off:off+int(e.size)], prevCTR, e.from, nextCTR, e.to, &scr)
+		ctr.Rekey(ks[off:off+int(e.size)], prevCTR, e.from, nextCTR, e.to, &r.scr)
 		off += int(e.size)
 	}
 	s.closeMu.Unlock()

@@ -23,9 +23,10 @@ import (
 // caller's key and salt arrays are wiped before RotateKey returns, whether
 // it succeeds or not, so the only copy of the key is the Shuffler's.
 //
-// Unrented entries go from the old ciphertext to the new one without their
-// plaintext ever being formed (in the authenticated modes, formed in place
-// only). Entries rented during the rotation are plaintext already and are
+// In CTR mode unrented entries go from the old ciphertext to the new one
+// without their plaintext ever being formed; the authenticated modes
+// decrypt each in place, under its shard's lock, and seal it again.
+// Entries rented during the rotation are plaintext already and are
 // encrypted under the new key when returned. From the moment a rotation
 // starts every new encryption uses the new key; the entries encrypted
 // before are re-encrypted shard by shard, in batches of at most 64 KiB (or

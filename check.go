@@ -174,6 +174,11 @@ func (sh *shard) checkSlots(onFree map[uint32]bool) (*shardView, error) {
 			v.borrowed[i] = true
 			continue
 		}
+		// A shard that finished rotating, and the part of a rotating shard
+		// its batches passed, hold nothing under the old key.
+		if (sh.rot.prev == nil || i < sh.rot.cursor) && sl.ctr < sh.rot.base {
+			return nil, fmt.Errorf("slot %d at counter %d, below its shard's rotation base %d", i, sl.ctr, sh.rot.base)
+		}
 		hi := sl.ctr + sh.ciph.Counters(int(sl.size))
 		if hi > sh.s.ctrs.Next() {
 			return nil, fmt.Errorf("slot %d uses counter values not yet handed out", i)

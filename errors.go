@@ -78,8 +78,8 @@ var (
 	ErrCounterExhausted = ctr.ErrExhausted
 
 	// ErrRotationIncomplete is returned, wrapping the cause, by a RotateKey
-	// that switched some shards to the new key and could not switch the
-	// rest. Every entry stays readable; the next RotateKey finishes the
+	// that switched to the new key and could not re-encrypt every entry
+	// under it. Every entry stays readable; the next RotateKey finishes the
 	// interrupted rotation before starting its own.
 	ErrRotationIncomplete = errors.New("memshuffle: key rotation incomplete")
 

@@ -154,9 +154,10 @@ func WithCipher(c Cipher) Option {
 
 // WithKeyRotation rotates the key in the background, as RotateKey(nil, nil)
 // does, every interval from the end of one rotation to the start of the
-// next, until Close or Purge. Shards switch keys one at a time, each under
-// its own lock: a Rent or Return waits at most for one shard's entries to
-// be re-encrypted, never for the whole rotation. A rotation that fails (see
+// next, until Close or Purge. Entries are re-encrypted in batches of at
+// most 64 KiB (or one larger entry), each under its shard's lock: a Rent or
+// Return waits at most for one batch, never for a whole shard or the whole
+// rotation. A rotation that fails (see
 // RotateKey) is logged at warning level and retried at the next tick. The
 // interval must be positive (ErrInvalidOption). Close stops the goroutine
 // and waits for it, so a logger that it calls may Purge the Shuffler but

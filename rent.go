@@ -396,8 +396,9 @@ func (sh *shard) open(i uint32, sl *slot) error {
 	ext := sh.extent(sl)
 	data := ext[:sl.size]
 	sh.setAD(i, sl)
+	c := sh.cipherOf(sl)
 	if sh.ov == 0 {
-		return sh.ciph.Open(data, ext, sl.ctr, sh.scratch)
+		return c.Open(data, ext, sl.ctr, sh.scratch)
 	}
 	// The AEADs clear their output when authentication fails; keep the
 	// ciphertext to put back.
@@ -406,7 +407,7 @@ func (sh *shard) open(i uint32, sl *slot) error {
 		return err
 	}
 	copy(backup, ext)
-	err = sh.ciph.Open(data, ext, sl.ctr, sh.scratch)
+	err = c.Open(data, ext, sl.ctr, sh.scratch)
 	if err != nil {
 		copy(ext, backup)
 	}

@@ -3,9 +3,13 @@ package memshuffle
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
+	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/memshuffle/memshuffle/internal/aesctr"
@@ -19,23 +23,28 @@ import (
 // caller's key and salt arrays are wiped before RotateKey returns, whether
 // it succeeds or not, so the only copy of the key is the Shuffler's.
 //
-// Unrented entries go from the old ciphertext to the new one without their
-// plaintext ever being formed. Entries rented during the rotation are
-// plaintext already and are encrypted under the new key when returned.
-// Shards rotate one at a time; operations on other shards go on meanwhile.
-// Counter values keep counting up across rotations, so even a rotation back
-// to an earlier key and salt never reuses a counter block.
+// In CTR mode unrented entries go from the old ciphertext to the new one
+// without their plaintext ever being formed; the authenticated modes
+// decrypt each in place, under its shard's lock, and seal it again.
+// Entries rented during the rotation are plaintext already and are
+// encrypted under the new key when returned. From the moment a rotation
+// starts every new encryption uses the new key; the entries encrypted
+// before are re-encrypted shard by shard, in batches of at most 64 KiB (or
+// one larger entry), letting go of the shard's lock between batches, so an
+// operation on a rotating shard waits for one batch at most, and
+// operations on other shards go on meanwhile. Counter values keep counting
+// up across rotations, so even a rotation back to an earlier key and salt
+// never reuses a counter block.
 //
-// Everything a rotation needs (memory for the authenticated modes' backup
-// buffers, counter values) is acquired for every shard before any shard
-// switches keys. When that fails (ErrLockFailed, ErrOutOfMemory), the
-// Shuffler is left as it was, under its old key, and RotateKey can be
-// called again. Only when a shard gains an entry larger than any it held
-// while the rotation prepared, and memory for it is then refused, can a
-// rotation stop part-way: RotateKey returns an error wrapping
-// ErrRotationIncomplete and the cause, every entry stays readable (each
-// shard is under one of the two keys), and the next RotateKey finishes the
-// interrupted rotation before it starts its own.
+// The memory a rotation needs (the authenticated modes' backup buffers) is
+// acquired for every shard before any shard switches keys. When that fails
+// (ErrLockFailed, ErrOutOfMemory), the Shuffler is left as it was, under
+// its old key, and RotateKey can be called again. Only when a shard gains
+// an entry larger than any it held while the rotation prepared, and memory
+// for it is then refused, can a rotation stop part-way: RotateKey returns
+// an error wrapping ErrRotationIncomplete and the cause, every entry stays
+// readable (each is under one of the two keys), and the next RotateKey
+// finishes the interrupted rotation before it starts its own.
 func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
 	return s.rotateKey(context.Background(), key, salt)
 }
@@ -93,25 +102,108 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte) 
 	return s.finishRotation(ctx)
 }
 
-// rotation is a RotateKey in progress: shards before done use next, the
-// others prev.
+// rotation is a RotateKey in progress. Once switched, every shard seals
+// under next, and each shard's entries encrypted before the switch (their
+// counter runs start below the shard's rot.base) are still under prev until
+// the batches of finishRotation reach them; shards before done have none
+// left.
 type rotation struct {
 	next, prev seal.Cipher
+	switched   bool
 	done       int
+
+	// A CTR batch's plan and the combined keystream (old XOR new) for it,
+	// computed with no shard lock held. That keystream is what the old and
+	// new ciphertext XOR to, so it reveals nothing they do not together.
+	plan []rotEntry
+	ks   []byte
+	scr  [ctr.ScratchSize]byte // XOR's tail block, wiped by it
+}
+
+// rotEntry is an entry a CTR batch re-encrypts: its slot as the batch found
+// it, and the counter run it moves to.
+type rotEntry struct {
+	i, gen, size uint32
+	from, to     uint64
+}
+
+// shardRotation is where a rotation stands in one shard.
+//
+// Counter values only grow over a Shuffler's life, and a shard hands them
+// out in increasing order (see shard.reserve), so the shard's next counter
+// value at the moment it switches keys, base, splits its entries: a counter
+// run that starts below base was encrypted under the old key, one at or above
+// it under the new key. Every encryption after the switch (an Alloc, a
+// Return, a batch of the rotation) takes fresh values, so lands above it;
+// a move keeps the entry's run and its key with it. No flag per entry is
+// needed, and the hot paths pay one nil check.
+type shardRotation struct {
+	prev   seal.Cipher // the old cipher while the shard rotates, else nil
+	base   uint64      // the first counter value under the latest key
+	cursor uint32      // slots before it hold no resting entry below base
+}
+
+// rotationHolds records the most one hold of a shard lock by a rotation
+// re-encrypted and how long it lasted, what a Rent of that shard waited for
+// at worst, and how long the holds took.
+type rotationHolds struct {
+	bytes, nanos atomic.Int64
+	holds        atomic.Uint64
+	// hist[k] counts holds of [2^(k-1), 2^k) ns: percentiles of the
+	// hold time, which a loaded machine's descheduling distorts less than
+	// the maximum.
+	hist [40]atomic.Uint64
+}
+
+// percentile returns the upper bound, in ns, of the histogram bucket the
+// p-th fraction of holds falls in.
+func (h *rotationHolds) percentile(p float64) int64 {
+	var total uint64
+	for i := range h.hist {
+		total += h.hist[i].Load()
+	}
+	if total == 0 {
+		return 0
+	}
+	want, seen := uint64(p*float64(total)), uint64(0)
+	for i := range h.hist {
+		if seen += h.hist[i].Load(); seen > want {
+			return 1 << i
+		}
+	}
+	return 1 << (len(h.hist) - 1)
+}
+
+// Rotation batches: one hold of a shard lock re-encrypts at most
+// rotateBatchBytes of entries (but always one entry, however large) and
+// looks at most at rotateBatchSlots slots, so that a Rent of the shard waits
+// for one batch, never for the whole shard.
+const (
+	rotateBatchBytes = 64 << 10
+	rotateBatchSlots = 4096
+)
+
+// cipherOf returns the cipher sl's resting ciphertext is under.
+func (sh *shard) cipherOf(sl *slot) seal.Cipher {
+	if sh.rot.prev != nil && sl.ctr < sh.rot.base {
+		return sh.rot.prev
+	}
+	return sh.ciph
 }
 
 // beforeRotationSwitch, when set by a test, runs between the two phases of
-// a rotation.
-var beforeRotationSwitch func()
+// a rotation; afterRotationHold after every hold of a shard lock by the
+// rotation, with no lock held.
+var beforeRotationSwitch, afterRotationHold func()
 
-// finishRotation moves the shards still under s.rot.prev to s.rot.next, in
-// two phases: first it acquires what every remaining shard needs, then it
-// switches them one by one.
+// finishRotation moves the shards' entries still under s.rot.prev to
+// s.rot.next. First it acquires what every shard needs, then switches every
+// shard to seal under next, then re-encrypts the old entries shard by shard
+// in batches, letting go of the shard lock between batches.
 func (s *Shuffler) finishRotation(ctx context.Context) error {
 	r := &s.rot
-	fresh := r.done == 0
-	fail := func(err error) error {
-		if fresh {
+	if !r.switched {
+		if err := s.switchRotation(ctx); err != nil {
 			// No shard switched: forget next, and the Shuffler is as it
 			// was.
 			s.closeMu.Lock()
@@ -122,48 +214,41 @@ func (s *Shuffler) finishRotation(ctx context.Context) error {
 			s.rot = rotation{}
 			return err
 		}
-		return fmt.Errorf("%w: %d of %d shards under the new key: %w", ErrRotationIncomplete, r.done, len(s.shards), err)
 	}
-	plans := make([]rekeyPlan, len(s.shards))
+	fail := func(err error) error {
+		return fmt.Errorf("%w: %d of %d shards wholly under the new key: %w", ErrRotationIncomplete, r.done, len(s.shards), err)
+	}
+	_, isCTR := seal.CTR(r.next)
 	for i := r.done; i < len(s.shards); i++ {
-		if err := ctx.Err(); err != nil {
-			return fail(err)
-		}
 		sh := &s.shards[i]
-		sh.mu.Lock()
-		if sh.closed {
-			sh.mu.Unlock()
-			return ErrClosed
-		}
-		var err error
-		plans[i], err = sh.prepareRekey(r.next)
-		sh.mu.Unlock()
-		if err != nil {
-			return fail(err)
-		}
-	}
-	if beforeRotationSwitch != nil {
-		beforeRotationSwitch()
-	}
-	for i := r.done; i < len(s.shards); i++ {
-		if err := ctx.Err(); err != nil {
-			return fail(err)
-		}
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		if sh.closed {
-			sh.mu.Unlock()
-			return ErrClosed
-		}
-		err := sh.rekey(r.next, plans[i])
-		sh.mu.Unlock()
-		if err != nil {
-			return fail(err)
+		for {
+			if err := ctx.Err(); err != nil {
+				return fail(err)
+			}
+			var done bool
+			var err error
+			if isCTR {
+				done, err = s.rotateStepCTR(sh)
+			} else {
+				done, err = s.rotateHold(sh, func() (int, bool, error) { return sh.rotateBatch() })
+			}
+			if err != nil {
+				if errors.Is(err, ErrClosed) {
+					return err
+				}
+				return fail(err)
+			}
+			if done {
+				break
+			}
+			// The Unlock woke a waiting Rent on this processor; let it run
+			// before this goroutine takes the lock again, or it waits for
+			// the next batch as well.
+			runtime.Gosched()
 		}
 		r.done = i + 1
-		fresh = false
 	}
-	// No shard uses the old round keys any more.
+	// No entry is under the old round keys any more.
 	s.closeMu.Lock()
 	if !s.closed.Load() {
 		r.prev.Wipe()
@@ -176,81 +261,267 @@ func (s *Shuffler) finishRotation(ctx context.Context) error {
 	return nil
 }
 
-// rekeyPlan is what prepareRekey acquired for a shard: a run of counter
-// values for its entries under the next key.
-type rekeyPlan struct{ base, n uint64 }
+// rotateHold runs f under sh's lock, unless the shard is closed, and records
+// how long the hold lasted and what f re-encrypted in it.
+func (s *Shuffler) rotateHold(sh *shard, f func() (n int, done bool, err error)) (bool, error) {
+	sh.mu.Lock()
+	if sh.closed {
+		sh.mu.Unlock()
+		return false, ErrClosed
+	}
+	t0 := time.Now()
+	n, done, err := f()
+	d := time.Since(t0)
+	sh.mu.Unlock()
+	storeMax(&s.rotHold.bytes, int64(n))
+	storeMax(&s.rotHold.nanos, d.Nanoseconds())
+	s.rotHold.holds.Add(1)
+	s.rotHold.hist[min(bits.Len64(uint64(d.Nanoseconds())), len(s.rotHold.hist)-1)].Add(1)
+	if afterRotationHold != nil {
+		afterRotationHold()
+	}
+	return done, err
+}
 
-// needs reports the counter values all unrented entries of the shard take
-// under next, and the extent of the largest one.
-func (sh *shard) needs(next seal.Cipher) (total uint64, largest int) {
+// rotateStepCTR re-encrypts one batch of a CTR shard in three steps: under
+// the shard lock it plans the batch (the entries and their new counter
+// runs); with no shard lock held it computes the keystream that turns each
+// old ciphertext into the new one; under the lock again it XORs that into
+// every planned entry still as planned. The lock is held for a scan and an
+// XOR at memory speed, not for the AES work.
+func (s *Shuffler) rotateStepCTR(sh *shard) (bool, error) {
+	r := &s.rot
+	var end uint32
+	done, err := s.rotateHold(sh, func() (n int, done bool, err error) {
+		r.plan, end, n, done, err = sh.planBatch(r.plan[:0])
+		return n, done, err
+	})
+	if err != nil || done {
+		return done, err
+	}
+	total := 0
+	for _, e := range r.plan {
+		total += int(e.size)
+	}
+	if cap(r.ks) < total {
+		r.ks = make([]byte, total)
+	}
+	ks := r.ks[:total]
+	clear(ks)
+	// Close and Purge wipe and unmap the round keys under closeMu.
+	s.closeMu.Lock()
+	if s.closed.Load() {
+		s.closeMu.Unlock()
+		return false, ErrClosed
+	}
+	prevCTR, _ := seal.CTR(r.prev)
+	nextCTR, _ := seal.CTR(r.next)
+	off := 0
+	for _, e := range r.plan {
+		ctr.Rekey(ks[off:off+int(e.size)], prevCTR, e.from, nextCTR, e.to, &r.scr)
+		off += int(e.size)
+	}
+	s.closeMu.Unlock()
+	done, err = s.rotateHold(sh, func() (int, bool, error) {
+		return sh.applyBatch(r.plan, ks, end), sh.rot.prev == nil, nil
+	})
+	clear(ks)
+	return done, err
+}
+
+// planBatch appends to plan the next entries of a CTR shard still under
+// the old key, at most rotateBatchBytes of them, with new counter runs,
+// and reports the slot the plan ends before and the bytes it planned.
+// An entry larger than a batch is re-encrypted at once, in place, alone in
+// its hold. A shard with nothing left is finished.
+func (sh *shard) planBatch(plan []rotEntry) (p []rotEntry, end uint32, n int, done bool, err error) {
+	r := &sh.rot
+	if r.prev == nil {
+		return plan, 0, 0, true, nil
+	}
+	end = r.cursor
+	for range rotateBatchSlots {
+		if end >= sh.nslots {
+			break
+		}
+		sl := sh.slot(end)
+		if sl.state() != stateLive || sl.ctr >= r.base {
+			end++
+			continue
+		}
+		size := int(sl.size)
+		if size > rotateBatchBytes {
+			if len(plan) > 0 {
+				break
+			}
+			base, err := sh.reserve(sh.ciph.Counters(size))
+			if err != nil {
+				return plan, end, 0, false, err
+			}
+			prevCTR, _ := seal.CTR(r.prev)
+			nextCTR, _ := seal.CTR(sh.ciph)
+			ctr.Rekey(sh.bytes(sl), prevCTR, sl.ctr, nextCTR, base, &sh.scratch.KS)
+			sl.ctr = base
+			r.cursor = end + 1
+			return plan, r.cursor, size, false, nil
+		}
+		if n+size > rotateBatchBytes {
+			break
+		}
+		base, err := sh.reserve(sh.ciph.Counters(size))
+		if err != nil {
+			return plan, end, n, false, err
+		}
+		plan = append(plan, rotEntry{i: end, gen: sl.gen(), size: sl.size, from: sl.ctr, to: base})
+		n += size
+		end++
+	}
+	if len(plan) == 0 && end >= sh.nslots {
+		r.cursor, r.prev = end, nil
+		return plan, end, 0, true, nil
+	}
+	// Nothing is re-encrypted in this hold; the bytes are applyBatch's.
+	return plan, end, 0, false, nil
+}
+
+// applyBatch XORs each planned entry with its part of ks, the keystream
+// from its old run to its new one, if the entry is still resting at its
+// old run; an entry rented, freed or re-encrypted meanwhile has left it
+// and needs nothing (a move keeps it). The cursor then passes the plan.
+func (sh *shard) applyBatch(plan []rotEntry, ks []byte, end uint32) int {
+	n, off := 0, 0
+	for _, e := range plan {
+		k := ks[off : off+int(e.size)]
+		off += int(e.size)
+		sl := sh.slot(e.i)
+		if sl.state() != stateLive || sl.gen() != e.gen || sl.ctr != e.from || sl.size != e.size {
+			continue
+		}
+		data := sh.bytes(sl)
+		subtle.XORBytes(data, data, k)
+		sl.ctr = e.to
+		n += int(e.size)
+	}
+	r := &sh.rot
+	r.cursor = max(r.cursor, end)
+	if r.cursor >= sh.nslots {
+		r.prev = nil
+	}
+	return n
+}
+
+// switchRotation acquires what rotating every shard takes, then switches
+// all of them to seal under s.rot.next. On error no shard has switched.
+func (s *Shuffler) switchRotation(ctx context.Context) error {
+	r := &s.rot
+	for i := range s.shards {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if sh.closed {
+			sh.mu.Unlock()
+			return ErrClosed
+		}
+		err := sh.prepareRekey()
+		sh.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	if beforeRotationSwitch != nil {
+		beforeRotationSwitch()
+	}
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if sh.closed {
+			sh.mu.Unlock()
+			return ErrClosed
+		}
+		sh.rot = shardRotation{prev: sh.ciph, base: sh.ctrNext}
+		sh.ciph = r.next
+		sh.mu.Unlock()
+	}
+	r.switched = true
+	return nil
+}
+
+// prepareRekey acquires what rekeying the shard takes: in the
+// authenticated modes, a backup buffer as large as the largest entry.
+// Counter values are drawn batch by batch; only the exhaustion of the
+// 64-bit counter space could refuse them.
+func (sh *shard) prepareRekey() error {
+	if sh.ov == 0 {
+		return nil
+	}
+	largest := 0
 	for i := range sh.nslots {
 		if sl := sh.slot(i); sl.state() == stateLive {
-			total += next.Counters(int(sl.size))
 			largest = max(largest, int(sl.size)+sh.ov)
 		}
 	}
-	return total, largest
-}
-
-// prepareRekey acquires what rekeying the shard to next takes: counter
-// values and, in the authenticated modes, a backup buffer as large as the
-// largest entry.
-func (sh *shard) prepareRekey(next seal.Cipher) (rekeyPlan, error) {
-	total, largest := sh.needs(next)
-	if _, isCTR := seal.CTR(sh.ciph); !isCTR && largest > 0 {
-		if _, err := sh.backupFor(largest); err != nil {
-			return rekeyPlan{}, err
-		}
-	}
-	base, err := sh.reserve(total)
-	if err != nil {
-		return rekeyPlan{}, err
-	}
-	return rekeyPlan{base, total}, nil
-}
-
-// rekey moves every unrented entry of the shard to next, with what p
-// acquired. Entries made since then may need more counter values or a
-// larger backup buffer; those are acquired first, so the shard either moves
-// entirely or not at all: every entry of a shard is always under the
-// shard's one cipher.
-func (sh *shard) rekey(next seal.Cipher, p rekeyPlan) error {
-	total, largest := sh.needs(next)
-	prevCTR, isCTR := seal.CTR(sh.ciph)
-	if !isCTR && largest > 0 {
+	if largest > 0 {
 		if _, err := sh.backupFor(largest); err != nil {
 			return err
 		}
 	}
-	base := p.base
-	if total > p.n {
-		var err error
-		if base, err = sh.reserve(total); err != nil {
-			return err
-		}
+	return nil
+}
+
+// rotateBatch re-encrypts under sh.ciph, in an authenticated mode, the
+// next resting entries still under sh.rot.prev: up to rotateBatchBytes of
+// them, but at least one, looking at no more than rotateBatchSlots slots.
+// It reports the bytes it re-encrypted and whether the shard has no entry
+// under the old key left. Rented and viewed entries are plaintext: their
+// Return seals them under the new key. (CTR batches go by rotateStepCTR.)
+func (sh *shard) rotateBatch() (n int, done bool, err error) {
+	r := &sh.rot
+	if r.prev == nil {
+		return 0, true, nil
 	}
-	nextCTR, _ := seal.CTR(next)
-	for i := range sh.nslots {
+	for range rotateBatchSlots {
+		if r.cursor >= sh.nslots {
+			break
+		}
+		i := r.cursor
 		sl := sh.slot(i)
-		if sl.state() != stateLive {
+		if sl.state() != stateLive || sl.ctr >= r.base {
+			r.cursor++
 			continue
 		}
-		if isCTR {
-			// From ciphertext to ciphertext: the plaintext is never formed.
-			ctr.Rekey(sh.bytes(sl), prevCTR, sl.ctr, nextCTR, base, &sh.scratch.KS)
-		} else if err := sh.open(i, sl); err == nil {
-			// An AEAD has no such shortcut: the entry is plaintext, in place
-			// and under the shard lock, between these two calls.
-			ext := sh.extent(sl)
-			next.Seal(ext, ext[:sl.size], base, sh.scratch)
+		ext := int(sl.size) + sh.ov
+		if n > 0 && n+ext > rotateBatchBytes {
+			return n, false, nil
+		}
+		// Only an entry larger than any when the rotation began needs more;
+		// refused, the rotation stops here, every entry readable.
+		if _, err := sh.backupFor(ext); err != nil {
+			return n, false, err
+		}
+		base, err := sh.reserve(sh.ciph.Counters(int(sl.size)))
+		if err != nil {
+			return n, false, err
+		}
+		if sh.open(i, sl) == nil {
+			// An AEAD has no shortcut from ciphertext to ciphertext: the
+			// entry is plaintext, in place and under the shard lock, between
+			// these two calls. open left its associated data in the scratch.
+			e := sh.extent(sl)
+			sh.ciph.Seal(e, e[:sl.size], base, sh.scratch)
 		}
 		// An entry that fails authentication stays as found: under the new
 		// key it keeps failing, and keeps reporting ErrTampered.
 		sl.ctr = base
-		base += next.Counters(int(sl.size))
+		n += ext
+		r.cursor++
 	}
-	sh.ciph = next
-	return nil
+	if r.cursor < sh.nslots {
+		return n, false, nil
+	}
+	r.prev = nil
+	return n, true, nil
 }
 
 // startKeyRotation starts the goroutine of WithKeyRotation; New calls it,

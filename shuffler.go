@@ -73,6 +73,7 @@ type Shuffler struct {
 	bgDone               chan struct{}
 
 	rot     rotation           // a RotateKey left part-way, under rotateMu
+	rotHold rotationHolds      // the most one shard-lock hold of a rotation did
 	rotStop context.CancelFunc // WithKeyRotation's goroutine, set by New
 	rotDone chan struct{}
 }
@@ -88,6 +89,10 @@ type shard struct {
 	purged bool // wiped by Purge; arenas still mapped until Close
 	ciph   seal.Cipher
 	ov     int // bytes of tag after each entry's data (0 for CTR)
+
+	// While a rotation goes through the shard, ciph is already the new
+	// cipher and rot.prev the old one, for entries encrypted before it.
+	rot shardRotation
 
 	// Pinned borrows in progress (Borrow functions, fills), and the regions
 	// Close left mapped for them: the last to end unmaps these.

@@ -111,7 +111,10 @@ func TestRunScanSelf(t *testing.T) {
 		{"file", nil, []string{"-file", patFile}},
 		{"hex", nil, []string{"-hex", hexPat}},
 	}
-	want := fmt.Sprintf("%#x +%#x ", scanTestAddr(secret), scanTestAddr(secret)-scanTestAddr(region))
+	// The offset printed after the address counts from the start of the
+	// mapping, which the kernel may have merged with a neighbouring
+	// anonymous one: only the address is checked.
+	want := fmt.Sprintf("%#x +", scanTestAddr(secret))
 	for _, w := range ways {
 		var in io.Reader
 		if w.stdin != nil {

@@ -78,7 +78,7 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	sl.ctr, sl.arena, sl.off, sl.size = base, a.index, uint32(off), uint32(size)
 	sl.meta = sl.meta&^0xff | stateLive<<4 | uint32(bits.TrailingZeros(uint(align)))
 	if ttl := s.cfg.ttl; ttl > 0 {
-		sh.setExpiry(i, sl, deadlineAfter(ttl))
+		sh.exp.set(i, addNanos(s.now(), ttl))
 	}
 	a.live++
 	a.bytes += size + sh.ov
@@ -146,9 +146,7 @@ func (s *Shuffler) Free(h Handle) error {
 // generation would wrap is retired instead of reused, which keeps Handles
 // unique for the Shuffler's life.
 func (sh *shard) freeSlot(i uint32, sl *slot) {
-	if sl.meta&flagExpiry != 0 {
-		delete(sh.expiry, i)
-	}
+	sh.exp.clear(i)
 	g := sl.gen() + 1
 	*sl = slot{meta: g << 8}
 	if g > genMask {

@@ -295,7 +295,7 @@ func (sh *shard) endView(sl *slot, h Handle) error {
 	}
 	if sl.ctr > 1 {
 		sl.ctr--
-		if sl.meta&flagExpiry != 0 && sh.due(h.slot()) {
+		if sh.expired(h.slot(), sl, sh.s.now()) {
 			return ErrExpired
 		}
 		return nil
@@ -307,10 +307,9 @@ func (sh *shard) endView(sl *slot, h Handle) error {
 // lock.
 func (sh *shard) seal(sl *slot, h Handle) error {
 	s := sh.s
-	if sl.meta&flagExpiry != 0 && sh.due(h.slot()) {
+	if sh.expired(h.slot(), sl, s.now()) {
 		// Expired while borrowed: the plaintext is wiped, not encrypted.
-		sh.drop(sl)
-		sh.tombstone(h.slot(), sl)
+		sh.expire(h.slot(), sl)
 		sh.endBorrow(h)
 		return ErrExpired
 	}

@@ -110,7 +110,7 @@ type shard struct {
 
 	wake    chan struct{}         // closed at the next return, when someone waits
 	writers map[uint64]int32      // by Handle id: writers waiting for a viewed or rented entry
-	expiry  map[uint32]int64      // slot -> deadline (Unix ns), for entries with one
+	exp     expiries              // deadlines, for the entries that have one
 	rents   map[Handle]rentRecord // with rent tracking: where each rent began
 	cursor  uint32                // next slot the shuffle-on-return sweep looks at
 	scratch *seal.Scratch
@@ -151,10 +151,6 @@ const (
 	stateViewed  = 3 // viewed by sl.ctr readers
 	stateExpired = 4 // wiped at its expiry; the handle answers ErrExpired until freed
 )
-
-// flagExpiry marks a slot with an entry in its shard's expiry map, so
-// lookups of all other entries never look there.
-const flagExpiry = 0x8
 
 func (sl *slot) gen() uint32        { return sl.meta >> 8 }
 func (sl *slot) state() uint32      { return sl.meta >> 4 & 0xf }
@@ -436,6 +432,7 @@ func (s *Shuffler) Close() error {
 		sh.arenas, sh.arenaHoles, sh.cur, sh.chunks = nil, nil, nil, nil
 		sh.free = store.FreeSpace{}
 		sh.nslots, sh.freeHead, sh.rents = 0, 0, nil
+		sh.exp = expiries{}
 		sh.wakeWaiters() // they retry and see ErrClosed
 		sh.live, sh.rented, sh.liveBytes, sh.bigBytes, sh.mapped, sh.lockedBytes, sh.unlocked, sh.dumpable = 0, 0, 0, 0, 0, 0, 0, 0
 		sh.mu.Unlock()
@@ -490,9 +487,7 @@ func (s *Shuffler) lookup(h Handle) (*shard, *slot, error) {
 		sh.mu.Unlock()
 		return nil, nil, ErrInvalidHandle
 	}
-	if sl.meta&flagExpiry != 0 && sh.due(i) {
-		sh.expire(i, sl)
-	}
+	sh.expired(i, sl, s.now())
 	return sh, sl, nil
 }
 
@@ -504,7 +499,7 @@ func (s *Shuffler) lookupLive(h Handle) (*shard, *slot, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if sl.state() == stateExpired || (sl.meta&flagExpiry != 0 && sh.due(h.slot())) {
+	if sh.expired(h.slot(), sl, s.now()) {
 		sh.mu.Unlock()
 		return nil, nil, ErrExpired
 	}

@@ -93,7 +93,7 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	sh.setAD(i, sl)
 	sh.ciph.Seal(ext, ext[:size], base, sh.scratch)
 	if sh.wasteful() {
-		sh.compact()
+		sh.compact(nil)
 	}
 	return makeHandle(s.id, sh.index, i, sl.gen()), nil
 }
@@ -131,13 +131,13 @@ func (s *Shuffler) Free(h Handle) error {
 	switch sl.state() {
 	case stateExpired: // already wiped and vacated
 	case stateLive:
-		sh.drop(sl)
+		sh.drop(sl, nil)
 	default:
 		return ErrBusy
 	}
 	sh.freeSlot(h.slot(), sl)
 	if sh.wasteful() {
-		sh.compact()
+		sh.compact(nil)
 	}
 	return nil
 }

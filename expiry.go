@@ -44,7 +44,7 @@ func (s *Shuffler) SetExpiry(h Handle, t time.Time) error {
 		return nil
 	}
 	sh.exp.set(h.slot(), unixNanos(t))
-	sh.expired(h.slot(), sl, s.now())
+	sh.expired(h.slot(), sl, s.now(), nil)
 	return nil
 }
 
@@ -176,7 +176,7 @@ func (e *expiries) next() (int64, bool) {
 // deadline, or the deadline has passed. A live entry whose deadline has
 // passed is wiped here; a borrowed one is left to the return that ends its
 // borrow (see shard.seal), which wipes it with expire.
-func (sh *shard) expired(i uint32, sl *slot, now int64) bool {
+func (sh *shard) expired(i uint32, sl *slot, now int64, later *unmapList) bool {
 	switch sl.state() {
 	case stateExpired:
 		return true
@@ -187,15 +187,15 @@ func (sh *shard) expired(i uint32, sl *slot, now int64) bool {
 		return false
 	}
 	if sl.state() == stateLive {
-		sh.expire(i, sl)
+		sh.expire(i, sl, later)
 	}
 	return true
 }
 
 // expire wipes an entry whose time has come, live or at the end of its
 // borrow, and leaves its slot as a tombstone that answers ErrExpired.
-func (sh *shard) expire(i uint32, sl *slot) {
-	sh.drop(sl)
+func (sh *shard) expire(i uint32, sl *slot, later *unmapList) {
+	sh.drop(sl, later)
 	sh.exp.clear(i)
 	sl.setState(stateExpired)
 	sl.ctr, sl.size, sl.off, sl.arena = 0, 0, 0, 0
@@ -204,12 +204,12 @@ func (sh *shard) expire(i uint32, sl *slot) {
 
 // sweepExpired wipes every live entry of the shard whose deadline has
 // passed.
-func (sh *shard) sweepExpired() {
+func (sh *shard) sweepExpired(later *unmapList) {
 	now := sh.s.now()
 	if d, ok := sh.exp.next(); !ok || now < d {
 		return
 	}
 	for i := range sh.exp.at {
-		sh.expired(i, sh.slot(i), now)
+		sh.expired(i, sh.slot(i), now, later)
 	}
 }

@@ -295,7 +295,7 @@ func (sh *shard) endView(sl *slot, h Handle) error {
 	}
 	if sl.ctr > 1 {
 		sl.ctr--
-		if sh.expired(h.slot(), sl, sh.s.now()) {
+		if sh.expired(h.slot(), sl, sh.s.now(), nil) {
 			return ErrExpired
 		}
 		return nil
@@ -307,9 +307,9 @@ func (sh *shard) endView(sl *slot, h Handle) error {
 // lock.
 func (sh *shard) seal(sl *slot, h Handle) error {
 	s := sh.s
-	if sh.expired(h.slot(), sl, s.now()) {
+	if sh.expired(h.slot(), sl, s.now(), nil) {
 		// Expired while borrowed: the plaintext is wiped, not encrypted.
-		sh.expire(h.slot(), sl)
+		sh.expire(h.slot(), sl, nil)
 		sh.endBorrow(h)
 		return ErrExpired
 	}
@@ -320,13 +320,13 @@ func (sh *shard) seal(sl *slot, h Handle) error {
 	src := sh.bytes(sl)
 	moved := false
 	if s.onReturn.Load() {
-		if a, off, err := sh.place(len(src)+sh.ov, sl.align()); err == nil {
+		if a, off, err := sh.place(len(src)+sh.ov, sl.align(), nil); err == nil {
 			// Encrypt straight into the new space: the plaintext is never
 			// copied, and its old bytes are wiped.
 			dst := a.mem[off : off+len(src)+sh.ov]
 			sh.setAD(h.slot(), sl)
 			sh.ciph.Seal(dst, src, base, sh.scratch)
-			sh.rehome(sl, a, off)
+			sh.rehome(sl, a, off, nil)
 			s.bytesMoved.Add(uint64(len(src)))
 			moved = true
 		}

@@ -118,12 +118,8 @@ type shard struct {
 	rng     *mrand.Rand
 	bgOrder []uint32      // this background cycle's order of slots
 	spare   *osmem.Region // mapped by the background shuffler outside the lock
-	// While deferUnmap is set, released arenas wait in toUnmap (wiped, no
-	// longer counted) for the background shuffler to unmap them unlocked.
-	deferUnmap bool
-	toUnmap    []*osmem.Region
-	bgPos      int
-	work       shuffleWork
+	bgPos   int
+	work    shuffleWork
 
 	live, rented          int
 	liveBytes, mapped     int64
@@ -487,7 +483,7 @@ func (s *Shuffler) lookup(h Handle) (*shard, *slot, error) {
 		sh.mu.Unlock()
 		return nil, nil, ErrInvalidHandle
 	}
-	sh.expired(i, sl, s.now())
+	sh.expired(i, sl, s.now(), nil)
 	return sh, sl, nil
 }
 
@@ -499,7 +495,7 @@ func (s *Shuffler) lookupLive(h Handle) (*shard, *slot, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if sh.expired(h.slot(), sl, s.now()) {
+	if sh.expired(h.slot(), sl, s.now(), nil) {
 		sh.mu.Unlock()
 		return nil, nil, ErrExpired
 	}
@@ -611,17 +607,16 @@ func (sh *shard) mapArena(n int) (*arena, error) {
 	return a, nil
 }
 
-// release unmaps an arena that holds no entry. Every byte an entry left has
-// been wiped when it left, so there is nothing to clear here. When the
+// release gives back an arena that holds no entry: it unmaps it now or,
+// when later is not nil, hands its region to later for the caller to unmap
+// once it has let go of the shard lock. Every byte an entry left has been
+// wiped when it left, so there is nothing to clear here. When the
 // operating system refuses, the arena stays and the next Shuffle retries.
-func (sh *shard) release(a *arena) error {
+func (sh *shard) release(a *arena, later *unmapList) error {
 	// Unmap empties the region's Data: count first.
 	locked, unlocked := lockedLen(a.reg), unlockedLen(a.reg)
-	if sh.deferUnmap {
-		// The background shuffler unmaps it once it has let go of the lock;
-		// until then it is counted with the regions that are not arenas.
-		sh.toUnmap = append(sh.toUnmap, a.reg)
-		sh.s.countAux(a.reg, 1)
+	if later != nil {
+		later.add(sh.s, a.reg)
 	} else if err := osmem.Unmap(a.reg); err != nil {
 		a.unmapFailed = true
 		return err
@@ -680,10 +675,10 @@ func (sh *shard) setCur(a *arena) *arena {
 }
 
 // replaceCur is setCur for a change of current arena outside a shuffle: an
-// old current arena left empty is released.
-func (sh *shard) replaceCur(a *arena) {
+// old current arena left empty is released (see release for later).
+func (sh *shard) replaceCur(a *arena, later *unmapList) {
 	if old := sh.setCur(a); old != nil && old.live == 0 {
-		_ = sh.release(old)
+		_ = sh.release(old, later)
 	}
 }
 
@@ -691,7 +686,7 @@ func (sh *shard) replaceCur(a *arena) {
 // released if some is large enough, else as place does.
 func (sh *shard) placeNew(size, align int) (*arena, int, error) {
 	if sh.free.Len() == 0 || sh.oversize(size, align) {
-		return sh.place(size, align)
+		return sh.place(size, align, nil)
 	}
 	if a, off, ok := sh.takeFree(size, align); ok {
 		return a, off, nil
@@ -703,13 +698,13 @@ func (sh *shard) placeNew(size, align int) (*arena, int, error) {
 	// compact: the entry may fit in the holes that makes.
 	if sh.free.Bytes() >= int64(sh.s.cfg.arenaSize)/2 {
 		for range reclaimSteps / 4 {
-			sh.compact()
+			sh.compact(nil)
 		}
 		if a, off, ok := sh.takeFree(size, align); ok {
 			return a, off, nil
 		}
 	}
-	return sh.place(size, align)
+	return sh.place(size, align, nil)
 }
 
 // takeFree takes size bytes from the free-space index.
@@ -724,8 +719,9 @@ func (sh *shard) takeFree(size, align int) (*arena, int, bool) {
 }
 
 // place finds size bytes for an entry in the shard's current arena, mapping
-// a new one when it is full.
-func (sh *shard) place(size, align int) (*arena, int, error) {
+// a new one when it is full. An old current arena left empty is released
+// as release does with later.
+func (sh *shard) place(size, align int, later *unmapList) (*arena, int, error) {
 	if off, ok := sh.fit(sh.cur, size, align); ok {
 		return sh.cur, off, nil
 	}
@@ -738,7 +734,7 @@ func (sh *shard) place(size, align int) (*arena, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	sh.replaceCur(a)
+	sh.replaceCur(a, later)
 	off, _ := sh.fit(a, size, align)
 	return a, off, nil
 }
@@ -746,18 +742,18 @@ func (sh *shard) place(size, align int) (*arena, int, error) {
 // move copies the ciphertext of an unrented entry to dst and wipes where it
 // was. The counter run is bound to the entry, not to its address, so the
 // ciphertext moves as it is.
-func (sh *shard) move(sl *slot, dst *arena, off int) uint64 {
+func (sh *shard) move(sl *slot, dst *arena, off int, later *unmapList) uint64 {
 	src := sh.extent(sl)
 	copy(dst.mem[off:off+len(src)], src)
-	sh.rehome(sl, dst, off)
+	sh.rehome(sl, dst, off, later)
 	return uint64(sl.size)
 }
 
 // rehome points the slot at off in a, where its bytes have just been
 // written, after wiping the place they were.
-func (sh *shard) rehome(sl *slot, a *arena, off int) {
+func (sh *shard) rehome(sl *slot, a *arena, off int, later *unmapList) {
 	osmem.Wipe(sh.extent(sl))
-	sh.vacate(sl)
+	sh.vacate(sl, later)
 	sl.arena, sl.off = a.index, uint32(off)
 	a.live++
 	a.bytes += int(sl.size) + sh.ov
@@ -766,27 +762,27 @@ func (sh *shard) rehome(sl *slot, a *arena, off int) {
 // relocate moves an unrented entry that is not in the current arena into
 // it. It reports the bytes moved, and false when there was no memory to
 // move into; the entry then stays, safe, where it was.
-func (sh *shard) relocate(sl *slot) (uint64, bool) {
+func (sh *shard) relocate(sl *slot, later *unmapList) (uint64, bool) {
 	if sl.state() != stateLive || sh.arenas[sl.arena] == sh.cur {
 		return 0, true
 	}
-	a, off, err := sh.place(int(sl.size)+sh.ov, sl.align())
+	a, off, err := sh.place(int(sl.size)+sh.ov, sl.align(), later)
 	if err != nil {
 		return 0, false
 	}
-	return sh.move(sl, a, off), true
+	return sh.move(sl, a, off, later), true
 }
 
 // drop wipes a live entry and takes it out of its arena and the shard's
 // counts; the caller decides what becomes of the slot.
-func (sh *shard) drop(sl *slot) {
+func (sh *shard) drop(sl *slot, later *unmapList) {
 	osmem.Wipe(sh.extent(sl))
 	sh.live--
 	sh.liveBytes -= int64(sl.size)
 	if sh.oversize(int(sl.size)+sh.ov, sl.align()) {
 		sh.bigBytes -= int64(sl.size)
 	}
-	sh.vacate(sl)
+	sh.vacate(sl, later)
 }
 
 // dropBackup wipes and unmaps the AEAD backup buffer; the next open that
@@ -817,8 +813,8 @@ func storeMax(m *atomic.Int64, v int64) {
 
 // vacate drops an entry, already wiped, from its arena: its space becomes
 // free space, and the arena is released once it is empty and no longer the
-// current one.
-func (sh *shard) vacate(sl *slot) {
+// current one (see release for later).
+func (sh *shard) vacate(sl *slot, later *unmapList) {
 	a := sh.arenas[sl.arena]
 	a.live--
 	a.bytes -= int(sl.size) + sh.ov
@@ -831,6 +827,6 @@ func (sh *shard) vacate(sl *slot) {
 		}
 	}
 	if a.live == 0 && a != sh.cur {
-		_ = sh.release(a)
+		_ = sh.release(a, later)
 	}
 }

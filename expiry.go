@@ -44,7 +44,7 @@ func (s *Shuffler) SetExpiry(h Handle, t time.Time) error {
 		return nil
 	}
 	sh.exp.set(h.slot(), unixNanos(t))
-	sh.expired(h.slot(), sl, s.now(), nil)
+	sh.expired(h.slot(), sl, nil)
 	return nil
 }
 
@@ -150,12 +150,6 @@ func (e *expiries) get(i uint32) (int64, bool) {
 	return d, ok
 }
 
-// due reports whether slot i has a deadline that is not after now.
-func (e *expiries) due(i uint32, now int64) bool {
-	d, ok := e.get(i)
-	return ok && now >= d
-}
-
 // next returns the earliest deadline, and false when there is none.
 func (e *expiries) next() (int64, bool) {
 	if len(e.at) == 0 {
@@ -172,18 +166,20 @@ func (e *expiries) next() (int64, bool) {
 }
 
 // expired is the one place an entry's expiry is tested. It reports whether
-// slot i's handle answers ErrExpired at now: its entry has been wiped at its
+// slot i's handle answers ErrExpired now: its entry has been wiped at its
 // deadline, or the deadline has passed. A live entry whose deadline has
-// passed is wiped here; a borrowed one is left to the return that ends its
-// borrow (see shard.seal), which wipes it with expire.
-func (sh *shard) expired(i uint32, sl *slot, now int64, later *unmapList) bool {
+// passed is wiped here, releasing an arena it empties as release does with
+// later; a borrowed one is left to the return that ends its borrow (see
+// shard.seal), which wipes it with expire. The clock is read only for an
+// entry that has a deadline, which keeps it off every other lookup.
+func (sh *shard) expired(i uint32, sl *slot, later *unmapList) bool {
 	switch sl.state() {
 	case stateExpired:
 		return true
 	case stateFree:
 		return false
 	}
-	if !sh.exp.due(i, now) {
+	if d, ok := sh.exp.get(i); !ok || sh.s.now() < d {
 		return false
 	}
 	if sl.state() == stateLive {
@@ -209,7 +205,9 @@ func (sh *shard) sweepExpired(later *unmapList) {
 	if d, ok := sh.exp.next(); !ok || now < d {
 		return
 	}
-	for i := range sh.exp.at {
-		sh.expired(i, sh.slot(i), now, later)
+	for i, d := range sh.exp.at {
+		if d <= now {
+			sh.expired(i, sh.slot(i), later)
+		}
 	}
 }

@@ -295,7 +295,7 @@ func (sh *shard) endView(sl *slot, h Handle) error {
 	}
 	if sl.ctr > 1 {
 		sl.ctr--
-		if sh.expired(h.slot(), sl, sh.s.now(), nil) {
+		if sh.expired(h.slot(), sl, nil) {
 			return ErrExpired
 		}
 		return nil
@@ -307,7 +307,7 @@ func (sh *shard) endView(sl *slot, h Handle) error {
 // lock.
 func (sh *shard) seal(sl *slot, h Handle) error {
 	s := sh.s
-	if sh.expired(h.slot(), sl, s.now(), nil) {
+	if sh.expired(h.slot(), sl, nil) {
 		// Expired while borrowed: the plaintext is wiped, not encrypted.
 		sh.expire(h.slot(), sl, nil)
 		sh.endBorrow(h)

@@ -483,7 +483,7 @@ func (s *Shuffler) lookup(h Handle) (*shard, *slot, error) {
 		sh.mu.Unlock()
 		return nil, nil, ErrInvalidHandle
 	}
-	sh.expired(i, sl, s.now(), nil)
+	sh.expired(i, sl, nil)
 	return sh, sl, nil
 }
 
@@ -495,7 +495,7 @@ func (s *Shuffler) lookupLive(h Handle) (*shard, *slot, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if sh.expired(h.slot(), sl, s.now(), nil) {
+	if sh.expired(h.slot(), sl, nil) {
 		sh.mu.Unlock()
 		return nil, nil, ErrExpired
 	}

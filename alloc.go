@@ -78,7 +78,7 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	sl.ctr, sl.arena, sl.off, sl.size = base, a.index, uint32(off), uint32(size)
 	sl.meta = sl.meta&^0xff | stateLive<<4 | uint32(bits.TrailingZeros(uint(align)))
 	if ttl := s.cfg.ttl; ttl > 0 {
-		sh.setExpiry(i, sl, deadlineAfter(ttl))
+		sh.exp.set(i, addNanos(s.now(), ttl))
 	}
 	a.live++
 	a.bytes += size + sh.ov
@@ -93,7 +93,7 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	sh.setAD(i, sl)
 	sh.ciph.Seal(ext, ext[:size], base, sh.scratch)
 	if sh.wasteful() {
-		sh.compact()
+		sh.compact(nil)
 	}
 	return makeHandle(s.id, sh.index, i, sl.gen()), nil
 }
@@ -131,13 +131,13 @@ func (s *Shuffler) Free(h Handle) error {
 	switch sl.state() {
 	case stateExpired: // already wiped and vacated
 	case stateLive:
-		sh.drop(sl)
+		sh.drop(sl, nil)
 	default:
 		return ErrBusy
 	}
 	sh.freeSlot(h.slot(), sl)
 	if sh.wasteful() {
-		sh.compact()
+		sh.compact(nil)
 	}
 	return nil
 }
@@ -146,9 +146,7 @@ func (s *Shuffler) Free(h Handle) error {
 // generation would wrap is retired instead of reused, which keeps Handles
 // unique for the Shuffler's life.
 func (sh *shard) freeSlot(i uint32, sl *slot) {
-	if sl.meta&flagExpiry != 0 {
-		delete(sh.expiry, i)
-	}
+	sh.exp.clear(i)
 	g := sl.gen() + 1
 	*sl = slot{meta: g << 8}
 	if g > genMask {

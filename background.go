@@ -120,7 +120,11 @@ func (s *Shuffler) background(ctx context.Context, interval time.Duration, done 
 }
 
 // cycle runs one background cycle; it reports false when it was stopped.
+//
+// Arenas a step empties are released into a list and unmapped after the
+// step lets go of the lock.
 func (s *Shuffler) cycle(ctx context.Context) bool {
+	var later unmapList
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -128,8 +132,9 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			sh.mu.Unlock()
 			return false
 		}
-		sh.startCycle()
+		sh.startCycle(&later)
 		sh.mu.Unlock()
+		later.unmapAll(s)
 	}
 	spares := make([]*osmem.Region, len(s.shards))
 	defer func() {
@@ -155,22 +160,16 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 				sh.spare, spares[i] = spares[i], nil
 			}
 			start := time.Now()
-			sh.deferUnmap = true
-			more := sh.step()
-			sh.deferUnmap = false
+			more := sh.step(&later)
 			held := time.Since(start)
 			want := 0
 			if sh.spare == nil && more {
 				want = sh.arenaSize(stepBytes)
 			}
-			unmap := sh.toUnmap
-			sh.toUnmap = nil
 			sh.mu.Unlock()
 			s.noteStep(held)
 			busy = busy || more
-			for _, r := range unmap {
-				_ = s.unmapAux(r)
-			}
+			later.unmapAll(s)
 			// Mapping memory can stall (page zeroing, huge-page compaction):
 			// do it here, with no lock held, for the shard's next step.
 			if want > 0 && spares[i] == nil {
@@ -189,36 +188,32 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			sh.mu.Unlock()
 			return false
 		}
-		sh.deferUnmap = true
-		_ = sh.releaseEmpty(nil)
-		sh.deferUnmap = false
-		unmap := sh.toUnmap
-		sh.toUnmap = nil
-		if sh.spare != nil {
-			unmap = append(unmap, sh.spare)
-			sh.spare = nil
-		}
+		_ = sh.releaseEmpty(nil, &later)
+		spare := sh.spare
+		sh.spare = nil
 		sh.mu.Unlock()
-		for _, r := range unmap {
-			_ = s.unmapAux(r)
+		later.unmapAll(s)
+		if spare != nil {
+			_ = s.unmapAux(spare)
 		}
 	}
 	return true
 }
 
 // startCycle draws the order in which this cycle visits the shard's slots
-// and sends what it moves to a fresh arena.
-func (sh *shard) startCycle() {
+// and sends what it moves to a fresh arena. An empty current arena goes to
+// later.
+func (sh *shard) startCycle(later *unmapList) {
 	sh.bgOrder = sh.permutation(sh.bgOrder, int(sh.nslots))
 	sh.bgPos = 0
 	sh.relock()
-	sh.replaceCur(nil)
+	sh.replaceCur(nil, later)
 }
 
 // step moves the next few entries of the cycle; it reports whether any
-// remain.
-func (sh *shard) step() bool {
-	sh.sweepExpired()
+// remain. The arenas it empties go to later.
+func (sh *shard) step(later *unmapList) bool {
+	sh.sweepExpired(later)
 	budget, count := stepBytes, 0
 	var moved uint64
 	for sh.bgPos < len(sh.bgOrder) && budget > 0 && count < stepEntries {
@@ -230,9 +225,9 @@ func (sh *shard) step() bool {
 		// Without memory the entry stays where it is, safe, and a
 		// compaction step into existing holes stands in; the next cycle
 		// tries again.
-		m, ok := sh.relocate(sh.slot(i))
+		m, ok := sh.relocate(sh.slot(i), later)
 		if !ok {
-			budget -= int(sh.compact()) // counted in bytesMoved by compact
+			budget -= int(sh.compact(later)) // counted in bytesMoved by compact
 			count++
 			continue
 		}

@@ -3,6 +3,7 @@ package memshuffle
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"slices"
 	"unsafe"
 
@@ -88,7 +89,7 @@ func (sh *shard) checkClosed() error {
 		}
 		return nil
 	}
-	if len(sh.arenas) != 0 || sh.nslots != 0 || sh.live != 0 || sh.free.Len() != 0 || sh.backup != nil || sh.spare != nil {
+	if len(sh.arenas) != 0 || sh.nslots != 0 || sh.live != 0 || sh.free.Len() != 0 || sh.backup != nil || sh.spare != nil || len(sh.exp.at) != 0 {
 		return fmt.Errorf("closed but holds state")
 	}
 	return nil
@@ -131,7 +132,7 @@ func (sh *shard) checkSlots(onFree map[uint32]bool) (*shardView, error) {
 			continue
 		case stateLive, stateRented, stateViewed:
 		case stateExpired:
-			if onFree[i] || sl.gen() == 0 || sl.meta&flagExpiry != 0 || sl.size != 0 {
+			if _, ok := sh.exp.get(i); ok || onFree[i] || sl.gen() == 0 || sl.size != 0 || sl.ctr != 0 || sl.off != 0 || sl.arena != 0 {
 				return nil, fmt.Errorf("bad tombstone %d: %+v", i, *sl)
 			}
 			continue
@@ -140,9 +141,6 @@ func (sh *shard) checkSlots(onFree map[uint32]bool) (*shardView, error) {
 		}
 		if onFree[i] {
 			return nil, fmt.Errorf("live slot %d on the free list", i)
-		}
-		if _, ok := sh.expiry[i]; ok != (sl.meta&flagExpiry != 0) {
-			return nil, fmt.Errorf("slot %d expiry flag and map disagree", i)
 		}
 		v.live++
 		v.liveBytes += int64(sl.size)
@@ -185,12 +183,50 @@ func (sh *shard) checkSlots(onFree map[uint32]bool) (*shardView, error) {
 		}
 		v.runs = append(v.runs, ctrRun{sl.ctr, hi})
 	}
-	for i := range sh.expiry {
-		if i >= sh.nslots || sh.slot(i).meta&flagExpiry == 0 {
-			return nil, fmt.Errorf("slot %d in the expiry map without the flag", i)
-		}
+	if err := sh.checkExpiries(); err != nil {
+		return nil, err
 	}
 	return v, nil
+}
+
+// checkExpiries: every deadline belongs to an entry that is live or
+// borrowed (a wiped or freed one has left the index), no slot has more
+// than one (the index is keyed by slot), and the cached earliest deadline
+// is the earliest.
+func (sh *shard) checkExpiries() error {
+	least := int64(math.MaxInt64)
+	for i, d := range sh.exp.at {
+		if i >= sh.nslots {
+			return fmt.Errorf("deadline for slot %d of %d", i, sh.nslots)
+		}
+		switch st := sh.slot(i).state(); st {
+		case stateLive, stateRented, stateViewed:
+		default:
+			return fmt.Errorf("deadline for slot %d in state %d", i, st)
+		}
+		least = min(least, d)
+	}
+	if len(sh.exp.at) > 0 && !sh.exp.stale && sh.exp.earliest != least {
+		return fmt.Errorf("earliest deadline cached as %d, is %d", sh.exp.earliest, least)
+	}
+	return nil
+}
+
+// checkNoneDue verifies what a sweep of expired entries (Shuffle, a
+// background cycle) leaves: no live entry whose deadline is not after now.
+// Borrowed entries wait for their return.
+func (s *Shuffler) checkNoneDue(now int64) error {
+	s.lockAll()
+	defer s.unlockAll()
+	for k := range s.shards {
+		sh := &s.shards[k]
+		for i, d := range sh.exp.at {
+			if d <= now && sh.slot(i).state() == stateLive {
+				return fmt.Errorf("shard %d: slot %d is live %d ns after its deadline", k, i, now-d)
+			}
+		}
+	}
+	return nil
 }
 
 // checkArenas: arena records, entry counts, the zero-byte invariant (no

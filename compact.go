@@ -33,7 +33,7 @@ func (sh *shard) wasteful() bool {
 // compact runs one bounded compaction step, continuing where the last one
 // stopped: it drains arenas no fuller than the shard's average into holes
 // of fuller ones. It reports the bytes it moved.
-func (sh *shard) compact() uint64 {
+func (sh *shard) compact(later *unmapList) uint64 {
 	held := sh.liveBytes + int64(sh.live*sh.ov)
 	var moved uint64
 	n := 0
@@ -56,13 +56,13 @@ func (sh *shard) compact() uint64 {
 			// current arena costs less than keeping it. Without memory the
 			// entry stays, and holes have to do.
 			var err error
-			a, off, err = sh.place(int(sl.size)+sh.ov, sl.align())
+			a, off, err = sh.place(int(sl.size)+sh.ov, sl.align(), later)
 			ok = err == nil
 		}
 		if !ok {
 			continue
 		}
-		moved += sh.move(sl, a, off)
+		moved += sh.move(sl, a, off, later)
 		if n++; n == compactMoves {
 			break
 		}
@@ -157,7 +157,7 @@ func (sh *shard) squeeze() uint64 {
 			} else {
 				break
 			}
-			moved += sh.move(sl, a, off)
+			moved += sh.move(sl, a, off, nil)
 		}
 	}
 	sh.s.bytesMoved.Add(moved)
@@ -189,7 +189,7 @@ func (sh *shard) relock() {
 // compaction steps.
 func (sh *shard) reclaim() {
 	if c := sh.cur; c != nil && c.live == 0 {
-		sh.replaceCur(nil)
+		sh.replaceCur(nil, nil)
 	}
 	if sh.backup != nil && sh.rented+sh.viewed == 0 {
 		sh.dropBackup()
@@ -201,12 +201,12 @@ func (sh *shard) reclaim() {
 		}
 		if !o.closed {
 			if c := o.cur; c != nil && c.live == 0 {
-				o.replaceCur(nil)
+				o.replaceCur(nil, nil)
 			}
 		}
 		o.mu.Unlock()
 	}
 	for range reclaimSteps {
-		sh.compact()
+		sh.compact(nil)
 	}
 }

@@ -40,30 +40,35 @@ func (s *Shuffler) SetExpiry(h Handle, t time.Time) error {
 	}
 	defer sh.mu.Unlock()
 	if t.IsZero() {
-		if sl.meta&flagExpiry != 0 {
-			delete(sh.expiry, h.slot())
-			sl.meta &^= flagExpiry
-		}
+		sh.exp.clear(h.slot())
 		return nil
 	}
-	sh.setExpiry(h.slot(), sl, unixNanos(t))
-	if sh.due(h.slot()) {
-		sh.expire(h.slot(), sl)
-	}
+	sh.exp.set(h.slot(), unixNanos(t))
+	sh.expired(h.slot(), sl, nil)
 	return nil
 }
 
 // Expiry reports the entry's expiry, or the zero Time if it has none.
 func (s *Shuffler) Expiry(h Handle) (time.Time, error) {
-	sh, sl, err := s.lookupLive(h)
+	sh, _, err := s.lookupLive(h)
 	if err != nil {
 		return time.Time{}, err
 	}
 	defer sh.mu.Unlock()
-	if sl.meta&flagExpiry == 0 {
+	d, ok := sh.exp.get(h.slot())
+	if !ok {
 		return time.Time{}, nil
 	}
-	return time.Unix(0, sh.expiry[h.slot()]), nil
+	return time.Unix(0, d), nil
+}
+
+// now is the Shuffler's clock, in Unix nanoseconds: the system's, unless a
+// test gave it another.
+func (s *Shuffler) now() int64 {
+	if s.cfg.now != nil {
+		return s.cfg.now()
+	}
+	return time.Now().UnixNano()
 }
 
 // The first and last instants int64 Unix nanoseconds can say.
@@ -85,58 +90,124 @@ func unixNanos(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// deadlineAfter is now plus ttl (positive) in Unix nanoseconds, saturated.
-func deadlineAfter(ttl time.Duration) int64 {
-	now := time.Now().UnixNano()
+// deadlineAfter is the system clock plus ttl (positive) in Unix
+// nanoseconds, saturated; New checks WithDefaultTTL against it.
+func deadlineAfter(ttl time.Duration) int64 { return addNanos(time.Now().UnixNano(), ttl) }
+
+// addNanos is now plus ttl (positive), saturated at the last instant.
+func addNanos(now int64, ttl time.Duration) int64 {
 	if int64(ttl) > math.MaxInt64-now {
 		return math.MaxInt64
 	}
 	return now + int64(ttl)
 }
 
-func (sh *shard) setExpiry(i uint32, sl *slot, deadline int64) {
-	if sh.expiry == nil {
-		sh.expiry = make(map[uint32]int64)
+// expiries is a shard's record of deadlines, and the only one: slot ->
+// Unix nanoseconds, for the entries that have one. Entries leave it when
+// they are wiped at their deadline, freed, or their expiry is removed. The
+// earliest deadline is cached so that sweeps with nothing due cost nothing.
+type expiries struct {
+	at       map[uint32]int64
+	earliest int64 // the smallest deadline in at, unless stale
+	stale    bool  // the earliest deadline left: recompute on demand
+}
+
+// set gives slot i the deadline d, replacing any it had.
+func (e *expiries) set(i uint32, d int64) {
+	if e.at == nil {
+		e.at = make(map[uint32]int64)
 	}
-	sh.expiry[i] = deadline
-	sl.meta |= flagExpiry
+	old, had := e.at[i]
+	e.at[i] = d
+	switch {
+	case len(e.at) == 1:
+		e.earliest, e.stale = d, false
+	case had && old == e.earliest && d > old:
+		e.stale = true
+	case !e.stale && d < e.earliest:
+		e.earliest = d
+	}
 }
 
-// due reports whether slot i's expiry has passed.
-func (sh *shard) due(i uint32) bool {
-	d, ok := sh.expiry[i]
-	return ok && time.Now().UnixNano() >= d
-}
-
-// expire wipes a live entry whose time has come and leaves its slot as a
-// tombstone that answers ErrExpired. A borrowed entry is left to the
-// return that ends its borrow.
-func (sh *shard) expire(i uint32, sl *slot) {
-	if sl.state() != stateLive {
+// clear removes slot i's deadline, if it has one.
+func (e *expiries) clear(i uint32) {
+	d, ok := e.at[i]
+	if !ok {
 		return
 	}
-	sh.drop(sl)
-	sh.tombstone(i, sl)
+	delete(e.at, i)
+	if d == e.earliest {
+		e.stale = true
+	}
 }
 
-// tombstone marks a vacated slot expired.
-func (sh *shard) tombstone(i uint32, sl *slot) {
-	delete(sh.expiry, i)
-	sl.meta &^= flagExpiry
+// get returns slot i's deadline.
+func (e *expiries) get(i uint32) (int64, bool) {
+	if len(e.at) == 0 {
+		return 0, false
+	}
+	d, ok := e.at[i]
+	return d, ok
+}
+
+// next returns the earliest deadline, and false when there is none.
+func (e *expiries) next() (int64, bool) {
+	if len(e.at) == 0 {
+		return 0, false
+	}
+	if e.stale {
+		e.earliest = math.MaxInt64
+		for _, d := range e.at {
+			e.earliest = min(e.earliest, d)
+		}
+		e.stale = false
+	}
+	return e.earliest, true
+}
+
+// expired is the one place an entry's expiry is tested. It reports whether
+// slot i's handle answers ErrExpired now: its entry has been wiped at its
+// deadline, or the deadline has passed. A live entry whose deadline has
+// passed is wiped here, releasing an arena it empties as release does with
+// later; a borrowed one is left to the return that ends its borrow (see
+// shard.seal), which wipes it with expire. The clock is read only for an
+// entry that has a deadline, which keeps it off every other lookup.
+func (sh *shard) expired(i uint32, sl *slot, later *unmapList) bool {
+	switch sl.state() {
+	case stateExpired:
+		return true
+	case stateFree:
+		return false
+	}
+	if d, ok := sh.exp.get(i); !ok || sh.s.now() < d {
+		return false
+	}
+	if sl.state() == stateLive {
+		sh.expire(i, sl, later)
+	}
+	return true
+}
+
+// expire wipes an entry whose time has come, live or at the end of its
+// borrow, and leaves its slot as a tombstone that answers ErrExpired.
+func (sh *shard) expire(i uint32, sl *slot, later *unmapList) {
+	sh.drop(sl, later)
+	sh.exp.clear(i)
 	sl.setState(stateExpired)
 	sl.ctr, sl.size, sl.off, sl.arena = 0, 0, 0, 0
 	sh.s.expired.Add(1)
 }
 
-// sweepExpired expires every due entry of the shard.
-func (sh *shard) sweepExpired() {
-	if len(sh.expiry) == 0 {
+// sweepExpired wipes every live entry of the shard whose deadline has
+// passed.
+func (sh *shard) sweepExpired(later *unmapList) {
+	now := sh.s.now()
+	if d, ok := sh.exp.next(); !ok || now < d {
 		return
 	}
-	now := time.Now().UnixNano()
-	for i, d := range sh.expiry {
-		if now >= d {
-			sh.expire(i, sh.slot(i))
+	for i, d := range sh.exp.at {
+		if d <= now {
+			sh.expired(i, sh.slot(i), later)
 		}
 	}
 }

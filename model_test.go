@@ -54,15 +54,63 @@ type opModel struct {
 	viewed  map[Handle]int    // viewed entries and their viewer count
 	expired map[Handle]bool   // handles that answer ErrExpired
 	views   map[Handle][]byte // the memory of viewed entries
-	purged  bool
-	step    int
-	ended   bool
-	last    byte
+	// The Shuffler keeps expiries on clock; deadline holds those of
+	// entries not yet expired in the model.
+	clock    *testClock
+	deadline map[Handle]int64
+	purged   bool
+	step     int
+	ended    bool
+	last     byte
 }
 
+// newOpModel puts s on a clock of the model's own, which the operations
+// move: s must not be shared yet.
 func newOpModel(t testing.TB, s *Shuffler, src opSource) *opModel {
+	clock := newTestClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	useClock(s, clock)
 	return &opModel{t: t, s: s, src: src, values: model{}, rented: map[Handle][]byte{},
-		viewed: map[Handle]int{}, expired: map[Handle]bool{}, views: map[Handle][]byte{}}
+		viewed: map[Handle]int{}, expired: map[Handle]bool{}, views: map[Handle][]byte{},
+		clock: clock, deadline: map[Handle]int64{}}
+}
+
+// due reports whether h's deadline has passed on the clock: its handle
+// answers ErrExpired from then on, whether or not its entry is wiped yet.
+func (m *opModel) due(h Handle) bool {
+	d, ok := m.deadline[h]
+	return ok && d <= m.clock.now()
+}
+
+// gone reports whether h answers ErrExpired to a call that needs a live
+// entry.
+func (m *opModel) gone(h Handle) bool { return m.expired[h] || m.due(h) }
+
+// expire records that h's entry has been wiped at its deadline.
+func (m *opModel) expire(h Handle) {
+	delete(m.values, h)
+	delete(m.deadline, h)
+	m.expired[h] = true
+}
+
+// settle expires, in the model, every unborrowed entry whose deadline has
+// passed: the Shuffler wipes it at its next access or sweep, and it
+// answers as wiped until then. Borrowed ones wait for their return.
+func (m *opModel) settle() {
+	for h := range m.deadline {
+		if m.due(h) && !m.borrowed(h) {
+			m.expire(h)
+		}
+	}
+}
+
+// alloced records a new entry of n zero bytes, with the default TTL's
+// deadline if there is one.
+func (m *opModel) alloced(h Handle, n int) {
+	m.values[h] = make([]byte, n)
+	m.hs = append(m.hs, h)
+	if ttl := m.s.cfg.ttl; ttl > 0 {
+		m.deadline[h] = addNanos(m.clock.now(), ttl)
+	}
 }
 
 func (m *opModel) byte() byte {
@@ -90,6 +138,7 @@ func (m *opModel) pick() (Handle, bool) {
 func (m *opModel) forget(h Handle) {
 	delete(m.values, h)
 	delete(m.expired, h)
+	delete(m.deadline, h)
 	for i := range m.hs {
 		if m.hs[i] == h {
 			m.hs = append(m.hs[:i], m.hs[i+1:]...)
@@ -108,7 +157,8 @@ func (m *opModel) borrowed(h Handle) bool {
 func (m *opModel) run() {
 	m.t.Helper()
 	for m.step = 0; !m.ended && !m.purged; m.step++ {
-		m.op(m.byte() % 16)
+		m.op(m.byte() % opCount)
+		m.settle()
 		if err := m.s.check(); err != nil {
 			m.fatalf("after op %d: %v", m.last, err)
 		}
@@ -121,18 +171,19 @@ func (m *opModel) run() {
 	}
 	for h, b := range m.rented {
 		m.values[h] = bytes.Clone(b)
-		if err := m.s.Return(h); err != nil {
-			m.fatalf("final Return: %v", err)
-		}
+		m.endRent(h)
 	}
 	for h, n := range m.viewed {
 		for range n {
-			if err := m.s.ReturnView(h); err != nil {
-				m.fatalf("final ReturnView: %v", err)
-			}
+			m.endView(h)
 		}
 	}
-	m.rented, m.viewed = map[Handle][]byte{}, map[Handle]int{}
+	m.settle()
+	for h := range m.expired {
+		if m.s.Valid(h) {
+			m.fatalf("expired handle %v still valid", h)
+		}
+	}
 	for h, want := range m.values {
 		if got := readAll(m.t, m.s, h); !bytes.Equal(got, want) {
 			m.fatalf("entry %v: got %x, want %x", h, got, want)
@@ -152,7 +203,10 @@ func (m *opModel) spotCheck() {
 	m.t.Helper()
 	for k := 0; k < 4 && len(m.hs) > 0; k++ {
 		h := m.hs[(m.step*7+k*13)%len(m.hs)]
-		if m.borrowed(h) || m.expired[h] {
+		if m.borrowed(h) || m.gone(h) {
+			if m.gone(h) && m.s.Valid(h) {
+				m.fatalf("handle %v valid after its deadline", h)
+			}
 			continue
 		}
 		if got := readAll(m.t, m.s, h); !bytes.Equal(got, m.values[h]) {
@@ -182,8 +236,7 @@ func (m *opModel) op(op byte) {
 		if err != nil {
 			m.fatalf("Alloc(%d): %v", n, err)
 		}
-		m.values[h] = make([]byte, n)
-		m.hs = append(m.hs, h)
+		m.alloced(h, n)
 	case 2: // rent, or write and return what is rented
 		h, ok := m.pick()
 		if !ok {
@@ -195,15 +248,12 @@ func (m *opModel) op(op byte) {
 				b[i] = v + byte(i)
 			}
 			m.values[h] = bytes.Clone(b)
-			if err := s.Return(h); err != nil {
-				m.fatalf("Return: %v", err)
-			}
-			delete(m.rented, h)
+			m.endRent(h)
 			return
 		}
 		b, err := RentSlice[byte](s, h)
 		switch {
-		case m.expired[h]:
+		case m.gone(h):
 			if !errors.Is(err, ErrExpired) {
 				m.fatalf("Rent of expired: %v", err)
 			}
@@ -226,7 +276,7 @@ func (m *opModel) op(op byte) {
 		}
 		b, err := ViewSlice[byte](s, h)
 		switch {
-		case m.expired[h]:
+		case m.gone(h):
 			if !errors.Is(err, ErrExpired) {
 				m.fatalf("View of expired: %v", err)
 			}
@@ -245,16 +295,12 @@ func (m *opModel) op(op byte) {
 		if !ok {
 			return
 		}
+		if m.viewed[h] > 0 {
+			m.endView(h)
+			return
+		}
 		err := s.ReturnView(h)
 		switch {
-		case m.viewed[h] > 0:
-			if err != nil {
-				m.fatalf("ReturnView: %v", err)
-			}
-			if m.viewed[h]--; m.viewed[h] == 0 {
-				delete(m.viewed, h)
-				delete(m.views, h)
-			}
 		case m.expired[h]:
 			if !errors.Is(err, ErrExpired) {
 				m.fatalf("ReturnView of expired: %v", err)
@@ -290,9 +336,15 @@ func (m *opModel) op(op byte) {
 		if err := s.Shuffle(); err != nil {
 			m.fatalf("Shuffle: %v", err)
 		}
+		if err := s.checkNoneDue(m.clock.now()); err != nil {
+			m.fatalf("after Shuffle: %v", err)
+		}
 	case 7: // one background cycle, step by step, as the background shuffler runs it
 		if !s.cycle(context.Background()) {
 			m.fatalf("background cycle stopped")
+		}
+		if err := s.checkNoneDue(m.clock.now()); err != nil {
+			m.fatalf("after a background cycle: %v", err)
 		}
 	case 8:
 		if err := s.RotateKey(nil, nil); err != nil {
@@ -302,25 +354,26 @@ func (m *opModel) op(op byte) {
 		s.SetShuffleOnBorrowReturn(m.byte()%2 == 1)
 	case 10: // expire an entry now
 		h, ok := m.pick()
-		if !ok || m.borrowed(h) || m.expired[h] {
+		if !ok || m.borrowed(h) || m.gone(h) {
 			return
 		}
 		if err := s.SetExpiry(h, time.Unix(0, 1)); err != nil {
 			m.fatalf("SetExpiry in the past: %v", err)
 		}
-		delete(m.values, h)
-		m.expired[h] = true
+		m.expire(h)
 		if s.Valid(h) {
 			m.fatalf("expired handle still valid")
 		}
 	case 11: // an expiry far ahead, read back, or cleared
 		h, ok := m.pick()
-		if !ok || m.expired[h] {
+		if !ok || m.gone(h) {
 			return
 		}
 		at := time.Time{}
+		delete(m.deadline, h)
 		if m.byte()%2 == 0 {
-			at = time.Now().Add(time.Hour)
+			at = m.clock.time().Add(time.Hour)
+			m.deadline[h] = at.UnixNano()
 		}
 		if err := s.SetExpiry(h, at); err != nil {
 			m.fatalf("SetExpiry: %v", err)
@@ -344,7 +397,7 @@ func (m *opModel) op(op byte) {
 		}
 	case 13: // a typed rent wider than the entry
 		h, ok := m.pick()
-		if !ok || m.borrowed(h) || m.expired[h] {
+		if !ok || m.borrowed(h) || m.gone(h) {
 			return
 		}
 		_, err := Rent[[64]byte](s, h)
@@ -366,8 +419,7 @@ func (m *opModel) op(op byte) {
 		if err != nil {
 			m.fatalf("Alloc(%d): %v", n, err)
 		}
-		m.values[h] = make([]byte, n)
-		m.hs = append(m.hs, h)
+		m.alloced(h, n)
 	case 15: // Purge, rarely: it ends the Shuffler
 		if m.byte() != 0xff {
 			return
@@ -384,5 +436,74 @@ func (m *opModel) op(op byte) {
 				m.fatalf("a rented entry was not wiped by Purge")
 			}
 		}
+	case 16: // time passes
+		m.clock.advance(time.Duration(m.byte()%16) * time.Millisecond)
+	case 17: // an expiry a little ahead on the clock, or now
+		h, ok := m.pick()
+		if !ok {
+			return
+		}
+		at := m.clock.time().Add(time.Duration(m.byte()%32) * time.Millisecond)
+		err := s.SetExpiry(h, at)
+		if m.gone(h) {
+			if !errors.Is(err, ErrExpired) {
+				m.fatalf("SetExpiry of an expired entry: %v", err)
+			}
+			return
+		}
+		if err != nil {
+			m.fatalf("SetExpiry: %v", err)
+		}
+		m.deadline[h] = at.UnixNano()
+		got, err := s.Expiry(h)
+		switch {
+		case m.due(h):
+			if !errors.Is(err, ErrExpired) {
+				m.fatalf("Expiry of an entry due now: %v, %v", got, err)
+			}
+		case err != nil || !got.Equal(at):
+			m.fatalf("Expiry: %v, %v; want %v", got, err, at)
+		}
+	}
+}
+
+// opCount is the number of operations op knows.
+const opCount = 18
+
+// endRent returns a rented entry: a Return after its deadline wipes it
+// and says so. Whether the wipe happened is the checker's to see: the
+// rented memory may be unmapped with its arena by now.
+func (m *opModel) endRent(h Handle) {
+	m.t.Helper()
+	err := m.s.Return(h)
+	delete(m.rented, h)
+	if m.due(h) {
+		if !errors.Is(err, ErrExpired) {
+			m.fatalf("Return after the deadline: %v", err)
+		}
+		m.expire(h)
+		return
+	}
+	if err != nil {
+		m.fatalf("Return: %v", err)
+	}
+}
+
+// endView returns one view: after the deadline every ReturnView says so,
+// and the last one wipes the entry.
+func (m *opModel) endView(h Handle) {
+	m.t.Helper()
+	err := m.s.ReturnView(h)
+	due := m.due(h)
+	if due != errors.Is(err, ErrExpired) || (!due && err != nil) {
+		m.fatalf("ReturnView (deadline passed: %v): %v", due, err)
+	}
+	if m.viewed[h]--; m.viewed[h] > 0 {
+		return
+	}
+	delete(m.viewed, h)
+	delete(m.views, h)
+	if due {
+		m.expire(h)
 	}
 }

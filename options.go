@@ -41,6 +41,7 @@ type config struct {
 
 	trackAfter time.Duration // WithRentTracking
 	ttl        time.Duration // WithDefaultTTL
+	now        func() int64  // the clock expiries are kept on, Unix ns; nil for the system's (tests set another)
 	background bool          // WithBackgroundShuffle
 	bgInterval time.Duration
 	logger     *slog.Logger

@@ -322,7 +322,7 @@ func (sh *shard) endView(sl *slot, h Handle) error {
 	}
 	if sl.ctr > 1 {
 		sl.ctr--
-		if sl.meta&flagExpiry != 0 && sh.due(h.slot()) {
+		if sh.expired(h.slot(), sl, nil) {
 			return ErrExpired
 		}
 		return nil
@@ -335,10 +335,9 @@ func (sh *shard) endView(sl *slot, h Handle) error {
 func (sh *shard) seal(sl *slot, h Handle) error {
 	s := sh.s
 	was := sl.state()
-	if sl.meta&flagExpiry != 0 && sh.due(h.slot()) {
+	if sh.expired(h.slot(), sl, nil) {
 		// Expired while borrowed: the plaintext is wiped, not encrypted.
-		sh.drop(sl)
-		sh.tombstone(h.slot(), sl)
+		sh.expire(h.slot(), sl, nil)
 		sh.endBorrow(h, was)
 		return ErrExpired
 	}
@@ -349,13 +348,13 @@ func (sh *shard) seal(sl *slot, h Handle) error {
 	src := sh.bytes(sl)
 	moved := false
 	if s.onReturn.Load() {
-		if a, off, err := sh.place(len(src)+sh.ov, sl.align()); err == nil {
+		if a, off, err := sh.place(len(src)+sh.ov, sl.align(), nil); err == nil {
 			// Encrypt straight into the new space: the plaintext is never
 			// copied, and its old bytes are wiped.
 			dst := a.mem[off : off+len(src)+sh.ov]
 			sh.setAD(h.slot(), sl)
 			sh.ciph.Seal(dst, src, base, sh.scratch)
-			sh.rehome(sl, a, off)
+			sh.rehome(sl, a, off, nil)
 			s.bytesMoved.Add(uint64(len(src)))
 			moved = true
 		}

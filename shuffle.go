@@ -61,7 +61,7 @@ func (s *Shuffler) Shuffle() error {
 }
 
 func (sh *shard) shuffle() error {
-	sh.sweepExpired()
+	sh.sweepExpired(nil)
 	sh.relock()
 	w := &sh.work
 	w.reset()
@@ -85,7 +85,7 @@ func (sh *shard) shuffle() error {
 	}
 	n := len(w.slots)
 	if n == 0 {
-		return sh.releaseEmpty(nil)
+		return sh.releaseEmpty(nil, nil)
 	}
 	// rank[k] is where entry k lands in the new layout: a uniformly random
 	// permutation (Fisher-Yates over a ChaCha8 stream seeded from
@@ -105,7 +105,7 @@ func (sh *shard) shuffle() error {
 	for k, r := range w.rank {
 		if int(r) < placed {
 			a, off := sh.dest(r)
-			moved += sh.move(sh.slot(w.slots[k]), a, int(off))
+			moved += sh.move(sh.slot(w.slots[k]), a, int(off), nil)
 		}
 	}
 	sh.s.bytesMoved.Add(moved)
@@ -114,7 +114,7 @@ func (sh *shard) shuffle() error {
 		// which releases the ones it empties.
 		sh.squeeze()
 	}
-	return sh.releaseEmpty(err)
+	return sh.releaseEmpty(err, nil)
 }
 
 // layout places the entries, in rank order, in fresh arenas, and records
@@ -214,11 +214,12 @@ func (sh *shard) dest(r uint32) (*arena, uint32) {
 // releaseEmpty releases every empty arena, the current one included, so a
 // shard without entries maps nothing; those the operating system would not
 // take back when they emptied get another try. An AEAD shard without
-// entries lets go of its backup buffer too.
-func (sh *shard) releaseEmpty(err error) error {
+// entries lets go of its backup buffer too. Released arenas go to later,
+// if not nil, to be unmapped once the caller lets go of the lock.
+func (sh *shard) releaseEmpty(err error, later *unmapList) error {
 	for _, a := range sh.arenas {
 		if a != nil && a.live == 0 {
-			if e := sh.release(a); e != nil && err == nil {
+			if e := sh.release(a, later); e != nil && err == nil {
 				err = e
 			}
 		}
@@ -291,7 +292,7 @@ func (sh *shard) sweep(n int) {
 			// Alone in its arena already: moving it compacts nothing.
 			continue
 		}
-		m, ok := sh.relocate(sl)
+		m, ok := sh.relocate(sl, nil)
 		moved += m
 		if !ok {
 			break

@@ -115,7 +115,7 @@ type shard struct {
 
 	wake    chan struct{}         // closed at the next return, when someone waits
 	writers map[uint64]int32      // by Handle id: writers waiting for a viewed or rented entry
-	expiry  map[uint32]int64      // slot -> deadline (Unix ns), for entries with one
+	exp     expiries              // deadlines, for the entries that have one
 	rents   map[Handle]rentRecord // with rent tracking: where each rent began
 	cursor  uint32                // next slot the shuffle-on-return sweep looks at
 	scratch *seal.Scratch
@@ -123,12 +123,8 @@ type shard struct {
 	rng     *mrand.Rand
 	bgOrder []uint32      // this background cycle's order of slots
 	spare   *osmem.Region // mapped by the background shuffler outside the lock
-	// While deferUnmap is set, released arenas wait in toUnmap (wiped, no
-	// longer counted) for the background shuffler to unmap them unlocked.
-	deferUnmap bool
-	toUnmap    []*osmem.Region
-	bgPos      int
-	work       shuffleWork
+	bgPos   int
+	work    shuffleWork
 
 	live                  int
 	rented, viewed        int // entries rented exclusively; entries with a view open
@@ -157,10 +153,6 @@ const (
 	stateViewed  = 3 // viewed by sl.ctr readers
 	stateExpired = 4 // wiped at its expiry; the handle answers ErrExpired until freed
 )
-
-// flagExpiry marks a slot with an entry in its shard's expiry map, so
-// lookups of all other entries never look there.
-const flagExpiry = 0x8
 
 func (sl *slot) gen() uint32        { return sl.meta >> 8 }
 func (sl *slot) state() uint32      { return sl.meta >> 4 & 0xf }
@@ -447,6 +439,7 @@ func (s *Shuffler) Close() error {
 		sh.arenas, sh.arenaHoles, sh.cur, sh.chunks = nil, nil, nil, nil
 		sh.free = store.FreeSpace{}
 		sh.nslots, sh.freeHead, sh.rents = 0, 0, nil
+		sh.exp = expiries{}
 		sh.wakeWaiters() // they retry and see ErrClosed
 		sh.live, sh.rented, sh.viewed, sh.liveBytes, sh.bigBytes, sh.mapped, sh.lockedBytes, sh.unlocked, sh.dumpable = 0, 0, 0, 0, 0, 0, 0, 0, 0
 		sh.mu.Unlock()
@@ -501,9 +494,7 @@ func (s *Shuffler) lookup(h Handle) (*shard, *slot, error) {
 		sh.mu.Unlock()
 		return nil, nil, ErrInvalidHandle
 	}
-	if sl.meta&flagExpiry != 0 && sh.due(i) {
-		sh.expire(i, sl)
-	}
+	sh.expired(i, sl, nil)
 	return sh, sl, nil
 }
 
@@ -515,7 +506,7 @@ func (s *Shuffler) lookupLive(h Handle) (*shard, *slot, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if sl.state() == stateExpired || (sl.meta&flagExpiry != 0 && sh.due(h.slot())) {
+	if sh.expired(h.slot(), sl, nil) {
 		sh.mu.Unlock()
 		return nil, nil, ErrExpired
 	}
@@ -627,17 +618,16 @@ func (sh *shard) mapArena(n int) (*arena, error) {
 	return a, nil
 }
 
-// release unmaps an arena that holds no entry. Every byte an entry left has
-// been wiped when it left, so there is nothing to clear here. When the
+// release gives back an arena that holds no entry: it unmaps it now or,
+// when later is not nil, hands its region to later for the caller to unmap
+// once it has let go of the shard lock. Every byte an entry left has been
+// wiped when it left, so there is nothing to clear here. When the
 // operating system refuses, the arena stays and the next Shuffle retries.
-func (sh *shard) release(a *arena) error {
+func (sh *shard) release(a *arena, later *unmapList) error {
 	// Unmap empties the region's Data: count first.
 	locked, unlocked := lockedLen(a.reg), unlockedLen(a.reg)
-	if sh.deferUnmap {
-		// The background shuffler unmaps it once it has let go of the lock;
-		// until then it is counted with the regions that are not arenas.
-		sh.toUnmap = append(sh.toUnmap, a.reg)
-		sh.s.countAux(a.reg, 1)
+	if later != nil {
+		later.add(sh.s, a.reg)
 	} else if err := osmem.Unmap(a.reg); err != nil {
 		a.unmapFailed = true
 		return err
@@ -696,10 +686,10 @@ func (sh *shard) setCur(a *arena) *arena {
 }
 
 // replaceCur is setCur for a change of current arena outside a shuffle: an
-// old current arena left empty is released.
-func (sh *shard) replaceCur(a *arena) {
+// old current arena left empty is released (see release for later).
+func (sh *shard) replaceCur(a *arena, later *unmapList) {
 	if old := sh.setCur(a); old != nil && old.live == 0 {
-		_ = sh.release(old)
+		_ = sh.release(old, later)
 	}
 }
 
@@ -707,7 +697,7 @@ func (sh *shard) replaceCur(a *arena) {
 // released if some is large enough, else as place does.
 func (sh *shard) placeNew(size, align int) (*arena, int, error) {
 	if sh.free.Len() == 0 || sh.oversize(size, align) {
-		return sh.place(size, align)
+		return sh.place(size, align, nil)
 	}
 	if a, off, ok := sh.takeFree(size, align); ok {
 		return a, off, nil
@@ -719,13 +709,13 @@ func (sh *shard) placeNew(size, align int) (*arena, int, error) {
 	// compact: the entry may fit in the holes that makes.
 	if sh.free.Bytes() >= int64(sh.s.cfg.arenaSize)/2 {
 		for range reclaimSteps / 4 {
-			sh.compact()
+			sh.compact(nil)
 		}
 		if a, off, ok := sh.takeFree(size, align); ok {
 			return a, off, nil
 		}
 	}
-	return sh.place(size, align)
+	return sh.place(size, align, nil)
 }
 
 // takeFree takes size bytes from the free-space index.
@@ -740,8 +730,9 @@ func (sh *shard) takeFree(size, align int) (*arena, int, bool) {
 }
 
 // place finds size bytes for an entry in the shard's current arena, mapping
-// a new one when it is full.
-func (sh *shard) place(size, align int) (*arena, int, error) {
+// a new one when it is full. An old current arena left empty is released
+// as release does with later.
+func (sh *shard) place(size, align int, later *unmapList) (*arena, int, error) {
 	if off, ok := sh.fit(sh.cur, size, align); ok {
 		return sh.cur, off, nil
 	}
@@ -754,7 +745,7 @@ func (sh *shard) place(size, align int) (*arena, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	sh.replaceCur(a)
+	sh.replaceCur(a, later)
 	off, _ := sh.fit(a, size, align)
 	return a, off, nil
 }
@@ -762,18 +753,18 @@ func (sh *shard) place(size, align int) (*arena, int, error) {
 // move copies the ciphertext of an unrented entry to dst and wipes where it
 // was. The counter run is bound to the entry, not to its address, so the
 // ciphertext moves as it is.
-func (sh *shard) move(sl *slot, dst *arena, off int) uint64 {
+func (sh *shard) move(sl *slot, dst *arena, off int, later *unmapList) uint64 {
 	src := sh.extent(sl)
 	copy(dst.mem[off:off+len(src)], src)
-	sh.rehome(sl, dst, off)
+	sh.rehome(sl, dst, off, later)
 	return uint64(sl.size)
 }
 
 // rehome points the slot at off in a, where its bytes have just been
 // written, after wiping the place they were.
-func (sh *shard) rehome(sl *slot, a *arena, off int) {
+func (sh *shard) rehome(sl *slot, a *arena, off int, later *unmapList) {
 	osmem.Wipe(sh.extent(sl))
-	sh.vacate(sl)
+	sh.vacate(sl, later)
 	sl.arena, sl.off = a.index, uint32(off)
 	a.live++
 	a.bytes += int(sl.size) + sh.ov
@@ -782,27 +773,27 @@ func (sh *shard) rehome(sl *slot, a *arena, off int) {
 // relocate moves an unrented entry that is not in the current arena into
 // it. It reports the bytes moved, and false when there was no memory to
 // move into; the entry then stays, safe, where it was.
-func (sh *shard) relocate(sl *slot) (uint64, bool) {
+func (sh *shard) relocate(sl *slot, later *unmapList) (uint64, bool) {
 	if sl.state() != stateLive || sh.arenas[sl.arena] == sh.cur {
 		return 0, true
 	}
-	a, off, err := sh.place(int(sl.size)+sh.ov, sl.align())
+	a, off, err := sh.place(int(sl.size)+sh.ov, sl.align(), later)
 	if err != nil {
 		return 0, false
 	}
-	return sh.move(sl, a, off), true
+	return sh.move(sl, a, off, later), true
 }
 
 // drop wipes a live entry and takes it out of its arena and the shard's
 // counts; the caller decides what becomes of the slot.
-func (sh *shard) drop(sl *slot) {
+func (sh *shard) drop(sl *slot, later *unmapList) {
 	osmem.Wipe(sh.extent(sl))
 	sh.live--
 	sh.liveBytes -= int64(sl.size)
 	if sh.oversize(int(sl.size)+sh.ov, sl.align()) {
 		sh.bigBytes -= int64(sl.size)
 	}
-	sh.vacate(sl)
+	sh.vacate(sl, later)
 }
 
 // dropBackup wipes and unmaps the AEAD backup buffer; the next open that
@@ -833,8 +824,8 @@ func storeMax(m *atomic.Int64, v int64) {
 
 // vacate drops an entry, already wiped, from its arena: its space becomes
 // free space, and the arena is released once it is empty and no longer the
-// current one.
-func (sh *shard) vacate(sl *slot) {
+// current one (see release for later).
+func (sh *shard) vacate(sl *slot, later *unmapList) {
 	a := sh.arenas[sl.arena]
 	a.live--
 	a.bytes -= int(sl.size) + sh.ov
@@ -847,6 +838,6 @@ func (sh *shard) vacate(sl *slot) {
 		}
 	}
 	if a.live == 0 && a != sh.cur {
-		_ = sh.release(a)
+		_ = sh.release(a, later)
 	}
 }

@@ -79,10 +79,17 @@ func TestLockedBytesIsVmLck(t *testing.T) {
 			}()
 			// The example: one 4 MiB entry, rented once.
 			big, err := Alloc[byte](s, 4<<20)
+			if errors.Is(err, ErrLockFailed) {
+				// An 8 MiB RLIMIT_MEMLOCK cannot hold the entry and its
+				// backup buffer both: the equality needs a larger limit.
+				t.Skip(err)
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := RentSlice[byte](s, big); err != nil {
+			if _, err := RentSlice[byte](s, big); errors.Is(err, ErrLockFailed) {
+				t.Skip(err)
+			} else if err != nil {
 				t.Fatal(err)
 			}
 			if err := s.Return(big); err != nil {

@@ -230,6 +230,13 @@
 // Shuffle and RotateKey work one shard at a time. Return and ReturnView may
 // come from any goroutine.
 //
+// Close and Purge may run while other goroutines use the Shuffler, or from
+// inside a Borrow function's callback. The Borrow functions, ReadFrom,
+// CopyFrom, ReadAll, ReadUntil and WriteTo keep the memory they lend mapped
+// until their callback or transfer ends, then wipe it and report
+// [ErrClosed]; a pointer from Rent or View has no such guard, and using it
+// after Close faults.
+//
 // # Platform support
 //
 // The API is the same everywhere; what the operating system adds differs,

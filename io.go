@@ -62,7 +62,8 @@ func readFull(r io.Reader, b []byte) (err error) {
 // holds the copy, encrypted. On any error (ErrClosed, ErrOutOfMemory,
 // ErrExpired with a very short WithDefaultTTL, ...) no entry holds it and
 // src is left as it was, so the secret is not lost; wipe it yourself if
-// you give up on it.
+// you give up on it. Close or Purge during the copy never faults: the copy
+// in the entry is wiped, CopyFrom returns ErrClosed, and src is kept.
 func CopyFrom(s *Shuffler, src []byte) (Handle, error) {
 	h, err := newFilled(s, len(src), func(b []byte) error {
 		aesctr.Copy(b, src) // leaves no plaintext in a register for a signal to save

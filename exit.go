@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"sync"
 	"syscall"
 )
@@ -94,31 +93,10 @@ func purgeAllOnSignal(fn func(os.Signal), sigs []os.Signal, exit func(int)) (sto
 		// raises SIGCHLD.
 		sigs = []os.Signal{syscall.SIGINT, syscall.SIGTERM}
 	}
-	ch := make(chan os.Signal, 1)
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	signal.Notify(ch, sigs...)
-	go func() {
-		defer close(finished)
-		select {
-		case sig := <-ch:
-			// Deferred, so that the process exits even when fn ends this
-			// goroutine with runtime.Goexit (t.FailNow, say), which no
-			// recover stops.
-			defer exit(signalStatus(sig))
-			_ = PurgeAll()
-			runAfterPurge(fn, sig)
-		case <-done:
-		}
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			signal.Stop(ch)
-			close(done)
-			<-finished
-		})
-	}
+	return watchSignals(sigs, exit, func(sig os.Signal) {
+		_ = PurgeAll()
+		runAfterPurge(fn, sig)
+	})
 }
 
 // runAfterPurge calls fn, swallowing its panic: the process is about to

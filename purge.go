@@ -78,22 +78,29 @@ func PurgeOnSignal(shufflers ...*Shuffler) (stop func()) {
 }
 
 func purgeOnSignal(shufflers []*Shuffler, exit func(int)) (stop func()) {
+	return watchSignals([]os.Signal{syscall.SIGINT, syscall.SIGTERM}, exit, func(os.Signal) {
+		for _, s := range shufflers {
+			s.Purge()
+		}
+	})
+}
+
+// watchSignals runs onSignal for the first of sigs the process receives,
+// then exits with signalStatus. The exit is deferred, so that the process
+// exits even when onSignal ends the goroutine with runtime.Goexit, which no
+// recover stops. stop ends the watch and restores the default handling of
+// sigs; it may be called more than once.
+func watchSignals(sigs []os.Signal, exit func(int), onSignal func(os.Signal)) (stop func()) {
 	ch := make(chan os.Signal, 1)
 	done := make(chan struct{})
 	finished := make(chan struct{})
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(ch, sigs...)
 	go func() {
 		defer close(finished)
 		select {
 		case sig := <-ch:
-			for _, s := range shufflers {
-				s.Purge()
-			}
-			code := 1
-			if n, ok := sig.(syscall.Signal); ok {
-				code = 128 + int(n)
-			}
-			exit(code)
+			defer exit(signalStatus(sig))
+			onSignal(sig)
 		case <-done:
 		}
 	}()

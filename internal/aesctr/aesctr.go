@@ -196,6 +196,7 @@ const (
 	guardOff    uint8 = 0 // nothing: only for tests
 	guardBlock  uint8 = 1 // asynchronous signals blocked: two syscalls
 	guardDetect uint8 = 2 // a late return detected, then the signal stack wiped
+	guardCanary uint8 = 3 // an overwritten canary detected, then the signal stack wiped
 )
 
 // detectMax is the longest input guarded by detection rather than by
@@ -213,6 +214,18 @@ const detectMax = 128
 // documentation).
 const guardOS = runtime.GOOS == "linux"
 
+// canaryMax is the longest input guarded by canaries rather than by
+// blocking signals. The canaries cost a few loads and stores whatever the
+// length, and a syscall and a wipe of the signal stack only when a signal
+// did arrive, so they are cheaper than blocking at every length; but while
+// the call runs, a signal's frame holds secrets until the wipe at its end,
+// and a signal whose handler never returns (a crash dump from SIGQUIT, for
+// example) keeps it. Blocking leaves no such frame at all. 4 KiB (about
+// half a microsecond of AES here) keeps that window as short as the
+// syscalls blocking would cost, and covers the entry sizes where those
+// syscalls dominate; the 64 KiB chunks of long entries still block.
+const canaryMax = 4096
+
 // guardFor returns the guard, and its threshold, of an assembly call on n
 // bytes.
 func guardFor(n int) (uint8, uint64) {
@@ -222,6 +235,14 @@ func guardFor(n int) (uint8, uint64) {
 	if !guardOS {
 		return guardOff, 0
 	}
+	if n <= canaryMax && canaryReady() {
+		// On a thread that has run C code the assembly falls back to
+		// detection with this threshold, or to blocking where it is 0.
+		if n <= detectMax {
+			return guardCanary, detectTicks()
+		}
+		return guardCanary, 0
+	}
 	if n <= detectMax {
 		if ticks := detectTicks(); ticks != 0 {
 			return guardDetect, ticks
@@ -229,6 +250,12 @@ func guardFor(n int) (uint8, uint64) {
 	}
 	return guardBlock, 0
 }
+
+// canaryReady reports whether guardCanary can be used: its start-up check
+// (setupCanary) passed.
+var canaryReady = sync.OnceValue(func() bool {
+	return supported && guardOS && setupCanary()
+})
 
 // detectTicks is the threshold of guardDetect, or 0 where detection cannot
 // be trusted and every call blocks signals instead.
@@ -262,13 +289,18 @@ var forced *guardChoice
 // the whole process, so that a test can show that its search finds the
 // signal frames the guard prevents, and a benchmark can weigh the guards:
 // "off" (no guard), "block" (signals blocked for every call), "detect"
-// (detection for every call, whatever its length, where the time stamp
-// counter can be trusted) or "auto" (the default). It returns false, and
-// changes nothing, for any other name, and for "block" and "detect" where
-// there are no guards (off Linux). It must be called while no other
+// (detection by the time stamp counter for every call, whatever its length,
+// where the counter can be trusted), "canary" (detection by canaries for
+// every call, whatever its length) or "auto" (the default). It returns
+// false, and changes nothing, for any other name, for "block" and "detect"
+// where there are no guards (off Linux), and for "canary" where the
+// canaries cannot be used. It must be called while no other
 // function of the package runs, and only by tests.
 func SetSignalGuardForTest(name string) bool {
 	if !guardOS && (name == "block" || name == "detect") {
+		return false
+	}
+	if name == "canary" && !canaryReady() {
 		return false
 	}
 	switch name {
@@ -283,6 +315,8 @@ func SetSignalGuardForTest(name string) bool {
 		if ticks := detectTicks(); ticks != 0 {
 			forced = &guardChoice{guard: guardDetect, ticks: ticks}
 		}
+	case "canary":
+		forced = &guardChoice{guard: guardCanary, ticks: detectTicks()}
 	default:
 		return false
 	}

@@ -1,4 +1,5 @@
 #include "textflag.h"
+#include "go_asm.h"
 
 // The routines keep every secret they compute or move (key words and round
 // keys in the expansion, AES states and keystream, the plaintext of the
@@ -43,71 +44,140 @@
 
 #define guardBlock 1
 #define guardDetect 2
+#define guardCanary 3
 
 #define SYS_rt_sigprocmask 14
+#define SYS_getpid 39
 #define SYS_sigaltstack 131
+#define SYS_gettid 186
+#define SYS_tgkill 234
 #define SIG_BLOCK 0
 #define SIG_SETMASK 2
 #define SS_ONSTACK 1
 #define SS_DISABLE 2
 
+// fxMagic1 is where, in the FXSAVE area of a signal frame, the kernel
+// writes FP_XSTATE_MAGIC1 (struct _fpx_sw_bytes in the reserved bytes 464-
+// 511, which the XSAVE instruction leaves alone): a word every frame
+// delivered on the signal stack writes, never with zero.
+#define fxMagic1 464
+
+// The frame of a guarded routine. The guard in effect (the argument, or
+// what guardCanary fell back to) is kept so that GUARDEXIT undoes what
+// GUARDENTER did.
+#define frameMask 0      // saved signal mask (guardBlock)
+#define frameTSC 8       // starting time stamp (guardDetect)
+#define frameCanary 8    // canary for the default frame size (guardCanary)
+#define frameCanaryMax 16 // canary for the largest frame size (guardCanary)
+#define frameStack 24    // stack_t for sigaltstack: ss_sp,
+#define frameStackFlags 32 // ss_flags,
+#define frameStackSize 40 // ss_size
+#define frameGuard 48    // guard in effect
+
 // GUARDENTER starts the guard. It clobbers AX, CX, DX, SI, DI, R10 and R11,
-// so it comes before the arguments are loaded.
-#define GUARDENTER(guard, block, out)       \
-	MOVBLZX guard, AX                   \
-	CMPQ    AX, $guardBlock             \
-	JEQ     block                       \
-	CMPQ    AX, $guardDetect            \
-	JNE     out                         \
-	RDTSC                               \
-	SHLQ    $32, DX                     \
-	ORQ     DX, AX                      \
-	MOVQ    AX, 8(SP)                   \
-	JMP     out                         \
-block:                                      \
-	MOVQ    $SYS_rt_sigprocmask, AX     \
-	MOVQ    $SIG_BLOCK, DI              \
-	LEAQ    asyncSignals<>(SB), SI      \
-	LEAQ    0(SP), DX                   \
-	MOVQ    $8, R10                     \
-	SYSCALL                             \
+// so it comes before the arguments are loaded. guardCanary falls back to
+// guardDetect with threshold ticks (to guardBlock when ticks is 0) on a
+// thread that has run a cgo call, where C code may have moved the signal
+// stack away from the one the runtime recorded.
+#define GUARDENTER(guard, ticks, nocanary, fallback, detect, block, out) \
+	MOVBLZX guard, AX                       \
+	CMPQ    AX, $guardCanary                \
+	JNE     nocanary                        \
+	MOVQ    TLS, CX                         \
+	MOVQ    0(CX)(TLS*1), CX                \
+	MOVQ    const_offGM(CX), CX             \
+	CMPQ    const_offMNcgocall(CX), $0      \
+	JNE     fallback                        \
+	MOVQ    const_offMGsignal(CX), CX       \
+	MOVQ    const_offGStackHi(CX), CX       \
+	MOVQ    CX, DX                          \
+	SUBQ    ·canaryFrame(SB), CX            \
+	ANDQ    $~63, CX                        \
+	MOVL    $0, fxMagic1(CX)                \
+	MOVQ    CX, frameCanary(SP)             \
+	SUBQ    ·canaryFrameMax(SB), DX         \
+	ANDQ    $~63, DX                        \
+	MOVL    $0, fxMagic1(DX)                \
+	MOVQ    DX, frameCanaryMax(SP)          \
+	MOVB    AX, frameGuard(SP)              \
+	JMP     out                             \
+fallback:                                       \
+	MOVQ    ticks, AX                       \
+	TESTQ   AX, AX                          \
+	JZ      block                           \
+	JMP     detect                          \
+nocanary:                                       \
+	CMPQ    AX, $guardBlock                 \
+	JEQ     block                           \
+	MOVB    $0, frameGuard(SP)              \
+	CMPQ    AX, $guardDetect                \
+	JNE     out                             \
+detect:                                         \
+	MOVB    $guardDetect, frameGuard(SP)    \
+	RDTSC                                   \
+	SHLQ    $32, DX                         \
+	ORQ     DX, AX                          \
+	MOVQ    AX, frameTSC(SP)                \
+	JMP     out                             \
+block:                                          \
+	MOVB    $guardBlock, frameGuard(SP)     \
+	MOVQ    $SYS_rt_sigprocmask, AX         \
+	MOVQ    $SIG_BLOCK, DI                  \
+	LEAQ    asyncSignals<>(SB), SI          \
+	LEAQ    frameMask(SP), DX               \
+	MOVQ    $8, R10                         \
+	SYSCALL                                 \
 out:
 
 // GUARDEXIT ends the guard, after every register holding a secret is
-// cleared. It clobbers AX, CX, DX, SI, DI, R10 and R11.
-#define GUARDEXIT(guard, ticks, restore, out) \
-	MOVBLZX guard, AX                   \
-	CMPQ    AX, $guardBlock             \
-	JEQ     restore                     \
-	CMPQ    AX, $guardDetect            \
-	JNE     out                         \
-	RDTSC                               \
-	SHLQ    $32, DX                     \
-	ORQ     DX, AX                      \
-	SUBQ    8(SP), AX                   \
-	CMPQ    AX, ticks                   \
-	JBE     out                         \
-	MOVQ    $SYS_sigaltstack, AX        \
-	XORL    DI, DI                      \
-	LEAQ    16(SP), SI                  \
-	SYSCALL                             \
-	TESTQ   AX, AX                      \
-	JNZ     out                         \
-	MOVL    24(SP), AX                  \
-	TESTL   $(SS_ONSTACK|SS_DISABLE), AX \
-	JNZ     out                         \
-	MOVQ    16(SP), DI                  \
-	MOVQ    32(SP), CX                  \
-	XORL    AX, AX                      \
-	REP;    STOSB                       \
-	JMP     out                         \
-restore:                                    \
-	MOVQ    $SYS_rt_sigprocmask, AX     \
-	MOVQ    $SIG_SETMASK, DI            \
-	LEAQ    0(SP), SI                   \
-	XORL    DX, DX                      \
-	MOVQ    $8, R10                     \
-	SYSCALL                             \
+// cleared. It clobbers AX, CX, DX, SI, DI, R10 and R11. A canary that is
+// no longer zero, or a late return under guardDetect, means a signal frame
+// may hold secrets: then the routine asks the kernel for the thread's
+// signal stack and zeroes all of it.
+#define GUARDEXIT(ticks, notdetect, wipe, restore, out) \
+	MOVBLZX frameGuard(SP), AX              \
+	CMPQ    AX, $guardBlock                 \
+	JEQ     restore                         \
+	CMPQ    AX, $guardDetect                \
+	JNE     notdetect                       \
+	RDTSC                                   \
+	SHLQ    $32, DX                         \
+	ORQ     DX, AX                          \
+	SUBQ    frameTSC(SP), AX                \
+	CMPQ    AX, ticks                       \
+	JBE     out                             \
+	JMP     wipe                            \
+notdetect:                                      \
+	CMPQ    AX, $guardCanary                \
+	JNE     out                             \
+	MOVQ    frameCanary(SP), AX             \
+	MOVL    fxMagic1(AX), AX                \
+	MOVQ    frameCanaryMax(SP), CX          \
+	ORL     fxMagic1(CX), AX                \
+	JZ      out                             \
+	LOCK;   INCQ ·canaryHits(SB)            \
+wipe:                                           \
+	MOVQ    $SYS_sigaltstack, AX            \
+	XORL    DI, DI                          \
+	LEAQ    frameStack(SP), SI              \
+	SYSCALL                                 \
+	TESTQ   AX, AX                          \
+	JNZ     out                             \
+	MOVL    frameStackFlags(SP), AX          \
+	TESTL   $(SS_ONSTACK|SS_DISABLE), AX    \
+	JNZ     out                             \
+	MOVQ    frameStack(SP), DI              \
+	MOVQ    frameStackSize(SP), CX         \
+	XORL    AX, AX                          \
+	REP;    STOSB                           \
+	JMP     out                             \
+restore:                                        \
+	MOVQ    $SYS_rt_sigprocmask, AX         \
+	MOVQ    $SIG_SETMASK, DI                \
+	LEAQ    frameMask(SP), SI               \
+	XORL    DX, DX                          \
+	MOVQ    $8, R10                         \
+	SYSCALL                                 \
 out:
 
 // asyncSignals is every signal but SIGILL (4), SIGTRAP (5), SIGBUS (7),
@@ -197,8 +267,8 @@ noInvariant:
 	MOVOU           X2, off(AX)
 
 // func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte, guard uint8, ticks uint64)
-TEXT ·expandKeyAsm(SB), NOSPLIT, $40-32
-	GUARDENTER(guard+16(FP), expandBlock, expandEntered)
+TEXT ·expandKeyAsm(SB), NOSPLIT, $56-32
+	GUARDENTER(guard+16(FP), ticks+24(FP), expandNoCanary, expandFallback, expandDetect, expandBlock, expandEntered)
 	MOVQ  rk+0(FP), AX
 	MOVQ  key+8(FP), BX
 	MOVOU (BX), X0
@@ -222,7 +292,7 @@ TEXT ·expandKeyAsm(SB), NOSPLIT, $40-32
 	PXOR  X1, X1
 	PXOR  X2, X2
 	PXOR  X3, X3
-	GUARDEXIT(guard+16(FP), ticks+24(FP), expandRestore, expandLeft)
+	GUARDEXIT(ticks+24(FP), expandNotDetect, expandWipe, expandRestore, expandLeft)
 	RET
 
 // Counter mode.
@@ -306,8 +376,8 @@ TEXT ·expandKeyAsm(SB), NOSPLIT, $40-32
 	MOVOU X8, off(DI)
 
 // func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst []byte, src []byte, scratch *[16]byte, guard uint8, ticks uint64)
-TEXT ·xorKeyStreamAsm(SB), NOSPLIT, $40-96
-	GUARDENTER(guard+80(FP), xorBlock, xorEntered)
+TEXT ·xorKeyStreamAsm(SB), NOSPLIT, $56-96
+	GUARDENTER(guard+80(FP), ticks+88(FP), xorNoCanary, xorFallback, xorDetect, xorBlock, xorEntered)
 	MOVQ rk+0(FP), AX
 	MOVQ salt+8(FP), BX
 	MOVQ base+16(FP), DX
@@ -532,7 +602,7 @@ done:
 	PXOR  X12, X12
 	MOVOU X0, (R9)
 	XORL  R11, R11
-	GUARDEXIT(guard+80(FP), ticks+88(FP), xorRestore, xorLeft)
+	GUARDEXIT(ticks+88(FP), xorNotDetect, xorWipe, xorRestore, xorLeft)
 	RET
 
 DATA ctrIncrement<>+0(SB)/8, $0
@@ -549,8 +619,8 @@ GLOBL ctrByteSwap<>(SB), RODATA|NOPTR, $16
 // clears them: unlike runtime.memmove, which leaves the first and last
 // bytes it moved in vector registers, nothing of src stays in a register
 // for a later signal to save. dst and src do not overlap.
-TEXT ·copyAsm(SB), NOSPLIT, $40-64
-	GUARDENTER(guard+48(FP), copyBlock, copyEntered)
+TEXT ·copyAsm(SB), NOSPLIT, $56-64
+	GUARDENTER(guard+48(FP), ticks+56(FP), copyNoCanary, copyFallback, copyDetect, copyBlock, copyEntered)
 	MOVQ dst_base+0(FP), DI
 	MOVQ src_base+24(FP), SI
 	MOVQ src_len+32(FP), CX
@@ -597,5 +667,104 @@ copied:
 	PXOR X2, X2
 	PXOR X3, X3
 	XORL R8, R8
-	GUARDEXIT(guard+48(FP), ticks+56(FP), copyRestore, copyLeft)
+	GUARDEXIT(ticks+56(FP), copyNotDetect, copyWipe, copyRestore, copyLeft)
+	RET
+
+// func probeSignalAsm(pattern *[16]byte, sig int, guard uint8, ticks uint64)
+//
+// Loads pattern into X0-X13, sends signal sig to its own thread, which the
+// kernel delivers on the way out of tgkill and so saves the pattern in a
+// signal frame, then clears the registers, all under the guard: what the
+// start-up check of guardCanary and the tests use to see where a frame
+// lands and that the guard catches it.
+TEXT ·probeSignalAsm(SB), NOSPLIT, $56-32
+	GUARDENTER(guard+16(FP), ticks+24(FP), probeNoCanary, probeFallback, probeDetect, probeBlock, probeEntered)
+	MOVQ  pattern+0(FP), AX
+	MOVOU (AX), X0
+	MOVO  X0, X1
+	MOVO  X0, X2
+	MOVO  X0, X3
+	MOVO  X0, X4
+	MOVO  X0, X5
+	MOVO  X0, X6
+	MOVO  X0, X7
+	MOVO  X0, X8
+	MOVO  X0, X9
+	MOVO  X0, X10
+	MOVO  X0, X11
+	MOVO  X0, X12
+	MOVO  X0, X13
+	MOVQ  $SYS_getpid, AX
+	SYSCALL
+	MOVQ  AX, R12
+	MOVQ  $SYS_gettid, AX
+	SYSCALL
+	MOVQ  AX, SI
+	MOVQ  R12, DI
+	MOVQ  sig+8(FP), DX
+	MOVQ  $SYS_tgkill, AX
+	SYSCALL
+	PXOR  X0, X0
+	PXOR  X1, X1
+	PXOR  X2, X2
+	PXOR  X3, X3
+	PXOR  X4, X4
+	PXOR  X5, X5
+	PXOR  X6, X6
+	PXOR  X7, X7
+	PXOR  X8, X8
+	PXOR  X9, X9
+	PXOR  X10, X10
+	PXOR  X11, X11
+	PXOR  X12, X12
+	PXOR  X13, X13
+	GUARDEXIT(ticks+24(FP), probeNotDetect, probeWipe, probeRestore, probeLeft)
+	RET
+
+// func threadStateAsm(st *threadState)
+//
+// Reads, for the calling thread, what guardCanary relies on: g from
+// thread-local storage, g.m, and the fields of m and of m.gsignal at the
+// offsets of layout_amd64.go, for Go code to check against the kernel.
+TEXT ·threadStateAsm(SB), NOSPLIT, $0-8
+	MOVQ st+0(FP), DI
+	MOVQ TLS, CX
+	MOVQ 0(CX)(TLS*1), CX
+	MOVQ CX, threadState_g(DI)
+	MOVQ const_offGM(CX), CX
+	MOVQ const_offMProcid(CX), AX
+	MOVQ AX, threadState_procid(DI)
+	MOVQ const_offMCurg(CX), AX
+	MOVQ AX, threadState_curg(DI)
+	MOVQ const_offMNcgocall(CX), AX
+	MOVQ AX, threadState_ncgocall(DI)
+	MOVQ const_offMGsignal(CX), CX
+	MOVQ const_offGStackLo(CX), AX
+	MOVQ AX, threadState_lo(DI)
+	MOVQ const_offGStackHi(CX), AX
+	MOVQ AX, threadState_hi(DI)
+	RET
+
+// func xcr0Asm() uint64
+//
+// XCR0: the state components the kernel has enabled for XSAVE, which the
+// caller has checked OSXSAVE for.
+TEXT ·xcr0Asm(SB), NOSPLIT, $0-8
+	XORL   CX, CX
+	XGETBV
+	SHLQ   $32, DX
+	ORQ    DX, AX
+	MOVQ   AX, ret+0(FP)
+	RET
+
+// func xsaveComponentAsm(i uint32) (offset, size uint32)
+//
+// The offset and size of XSAVE state component i in the standard format
+// (CPUID leaf 0DH, sub-leaf i).
+TEXT ·xsaveComponentAsm(SB), NOSPLIT, $0-16
+	MOVL $0x0d, AX
+	MOVL i+0(FP), CX
+	CPUID
+	MOVL BX, offset+8(FP)
+	MOVL AX, size+12(FP)
 	RET

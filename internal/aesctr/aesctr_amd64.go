@@ -77,3 +77,10 @@ var canaryFrame, canaryFrameMax uint64
 // overwritten and wiped the signal stack. The assembly increments it
 // atomically; only tests read it.
 var canaryHits uint64
+
+// amxTouchAsm uses AMX tile data once, so that the kernel gives the thread
+// the larger signal frame. Only tests call it, once the process has AMX
+// permission.
+//
+//go:noescape
+func amxTouchAsm(cfg *[64]byte)

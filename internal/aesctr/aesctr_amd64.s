@@ -768,3 +768,17 @@ TEXT ·xsaveComponentAsm(SB), NOSPLIT, $0-16
 	MOVL BX, offset+8(FP)
 	MOVL AX, size+12(FP)
 	RET
+
+// func amxTouchAsm(cfg *[64]byte)
+//
+// Loads the AMX tile configuration cfg, zeroes tile 0 and releases the
+// tiles: the first use of tile data, after which Linux gives the thread
+// its larger XSAVE state, and its signal frames their larger size. Only
+// tests call it, after asking the kernel for AMX (ARCH_REQ_XCOMP_PERM).
+// The Go assembler has no AMX mnemonics, hence the encodings.
+TEXT ·amxTouchAsm(SB), NOSPLIT, $0-8
+	MOVQ cfg+0(FP), DI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x07 // LDTILECFG (DI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0 // TILEZERO TMM0
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0 // TILERELEASE
+	RET

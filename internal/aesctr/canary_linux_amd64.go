@@ -62,10 +62,11 @@ func setupCanary() bool {
 //     and FP_XSTATE_MAGIC2 ends it;
 //   - the sizes a frame can take: the enabled XSAVE components (XCR0) are
 //     those of the frame, or those plus XTILEDATA, which Linux adds to the
-//     state of a thread only once it uses AMX, making its frames larger;
-//     the larger size is then that of the standard format up to the end of
-//     XTILEDATA. Any other difference, a CPU without XSAVE, or a Go release
-//     whose layout was not checked, and the guard is not used.
+//     state of a thread only once it uses AMX, making its frames larger.
+//     The two sizes are those of the standard format without and with
+//     XTILEDATA (CPUID leaf 0DH), and the frame seen must have the size of
+//     its own components. Any other difference, a CPU without XSAVE, or a
+//     Go release whose layout was not checked, and the guard is not used.
 //
 // Another signal that lands on the thread between the probe and the search
 // overwrites the pattern; the check is then repeated a few times.
@@ -134,17 +135,28 @@ func probeFrame() (frame, frameMax uint64, ok bool) {
 		binary.LittleEndian.Uint32(stack[fx+int(xsize):]) != fpMagic2 {
 		return 0, 0, false
 	}
-	frameMax = size
-	switch extra := xcr0Asm() &^ features; extra {
-	case 0:
-	case 1 << xtileData:
-		off, n := xsaveComponentAsm(xtileData)
-		frameMax = max(xsize, uint64(off)+uint64(n)) + 4
-	default:
+	xcr0 := xcr0Asm()
+	small, large := xsaveSize(xcr0&^(1<<xtileData))+4, xsaveSize(xcr0)+4
+	if features&^xcr0 != 0 || xcr0&^features&^(1<<xtileData) != 0 || size != xsaveSize(features)+4 {
 		return 0, 0, false
 	}
 	clear(stack[fx : fx+int(xsize)])
-	return size, frameMax, true
+	return small, large, true
+}
+
+// xsaveSize is the size of the standard-format XSAVE area holding the state
+// components in mask, as the kernel sizes a signal frame's FPU state: the
+// 512-byte legacy area and the 64-byte header, then each component at its
+// architectural offset.
+func xsaveSize(mask uint64) uint64 {
+	size := uint64(576)
+	for i := uint32(2); i < 64; i++ {
+		if mask&(1<<i) != 0 {
+			off, n := xsaveComponentAsm(i)
+			size = max(size, uint64(off)+uint64(n))
+		}
+	}
+	return size
 }
 
 // checkCanary runs the probe under guardCanary, once canaryFrame and

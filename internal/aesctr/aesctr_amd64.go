@@ -50,6 +50,7 @@ type threadState struct {
 	procid   uint64 // g.m.procid: the thread id
 	curg     uint64 // g.m.curg
 	ncgocall uint64 // g.m.ncgocall
+	id       uint64 // g.m.id
 	lo, hi   uint64 // g.m.gsignal.stack
 }
 

@@ -78,16 +78,24 @@
 // so it comes before the arguments are loaded. guardCanary falls back to
 // guardDetect with threshold ticks (to guardBlock when ticks is 0) on a
 // thread that has run a cgo call, where C code may have moved the signal
-// stack away from the one the runtime recorded.
-#define GUARDENTER(guard, ticks, nocanary, fallback, detect, block, out) \
+// stack away from the one the runtime recorded: m.ncgocall is not 0, except
+// for the one call the runtime itself makes on m0 (m.id 0) in a cgo
+// binary, _cgo_notify_runtime_init_done, which does not touch it.
+#define GUARDENTER(guard, ticks, nocgo, nocanary, fallback, detect, block, out) \
 	MOVBLZX guard, AX                       \
 	CMPQ    AX, $guardCanary                \
 	JNE     nocanary                        \
 	MOVQ    TLS, CX                         \
 	MOVQ    0(CX)(TLS*1), CX                \
 	MOVQ    const_offGM(CX), CX             \
-	CMPQ    const_offMNcgocall(CX), $0      \
+	MOVQ    const_offMNcgocall(CX), DX      \
+	TESTQ   DX, DX                          \
+	JZ      nocgo                           \
+	CMPQ    DX, $1                          \
 	JNE     fallback                        \
+	CMPQ    const_offMID(CX), $0            \
+	JNE     fallback                        \
+nocgo:                                          \
 	MOVQ    const_offMGsignal(CX), CX       \
 	MOVQ    const_offGStackHi(CX), CX       \
 	MOVQ    CX, DX                          \
@@ -268,7 +276,7 @@ noInvariant:
 
 // func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte, guard uint8, ticks uint64)
 TEXT ·expandKeyAsm(SB), NOSPLIT, $56-32
-	GUARDENTER(guard+16(FP), ticks+24(FP), expandNoCanary, expandFallback, expandDetect, expandBlock, expandEntered)
+	GUARDENTER(guard+16(FP), ticks+24(FP), expandNoCgo, expandNoCanary, expandFallback, expandDetect, expandBlock, expandEntered)
 	MOVQ  rk+0(FP), AX
 	MOVQ  key+8(FP), BX
 	MOVOU (BX), X0
@@ -377,7 +385,7 @@ TEXT ·expandKeyAsm(SB), NOSPLIT, $56-32
 
 // func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst []byte, src []byte, scratch *[16]byte, guard uint8, ticks uint64)
 TEXT ·xorKeyStreamAsm(SB), NOSPLIT, $56-96
-	GUARDENTER(guard+80(FP), ticks+88(FP), xorNoCanary, xorFallback, xorDetect, xorBlock, xorEntered)
+	GUARDENTER(guard+80(FP), ticks+88(FP), xorNoCgo, xorNoCanary, xorFallback, xorDetect, xorBlock, xorEntered)
 	MOVQ rk+0(FP), AX
 	MOVQ salt+8(FP), BX
 	MOVQ base+16(FP), DX
@@ -620,7 +628,7 @@ GLOBL ctrByteSwap<>(SB), RODATA|NOPTR, $16
 // bytes it moved in vector registers, nothing of src stays in a register
 // for a later signal to save. dst and src do not overlap.
 TEXT ·copyAsm(SB), NOSPLIT, $56-64
-	GUARDENTER(guard+48(FP), ticks+56(FP), copyNoCanary, copyFallback, copyDetect, copyBlock, copyEntered)
+	GUARDENTER(guard+48(FP), ticks+56(FP), copyNoCgo, copyNoCanary, copyFallback, copyDetect, copyBlock, copyEntered)
 	MOVQ dst_base+0(FP), DI
 	MOVQ src_base+24(FP), SI
 	MOVQ src_len+32(FP), CX
@@ -678,7 +686,7 @@ copied:
 // start-up check of guardCanary and the tests use to see where a frame
 // lands and that the guard catches it.
 TEXT ·probeSignalAsm(SB), NOSPLIT, $56-32
-	GUARDENTER(guard+16(FP), ticks+24(FP), probeNoCanary, probeFallback, probeDetect, probeBlock, probeEntered)
+	GUARDENTER(guard+16(FP), ticks+24(FP), probeNoCgo, probeNoCanary, probeFallback, probeDetect, probeBlock, probeEntered)
 	MOVQ  pattern+0(FP), AX
 	MOVOU (AX), X0
 	MOVO  X0, X1
@@ -738,6 +746,8 @@ TEXT ·threadStateAsm(SB), NOSPLIT, $0-8
 	MOVQ AX, threadState_curg(DI)
 	MOVQ const_offMNcgocall(CX), AX
 	MOVQ AX, threadState_ncgocall(DI)
+	MOVQ const_offMID(CX), AX
+	MOVQ AX, threadState_id(DI)
 	MOVQ const_offMGsignal(CX), CX
 	MOVQ const_offGStackLo(CX), AX
 	MOVQ AX, threadState_lo(DI)

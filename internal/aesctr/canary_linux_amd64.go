@@ -90,7 +90,7 @@ func verifyCanary() (frame, frameMax uint64, ok bool) {
 func threadSignalStack() (stack []byte, ok bool) {
 	var st threadState
 	threadStateAsm(&st)
-	if st.procid != uint64(unix.Gettid()) || st.curg != st.g || st.ncgocall != 0 {
+	if st.procid != uint64(unix.Gettid()) || st.curg != st.g || ranC(st) {
 		return nil, false
 	}
 	var ss sigaltstackT
@@ -101,6 +101,12 @@ func threadSignalStack() (stack []byte, ok bool) {
 		return nil, false
 	}
 	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(nil), ss.sp)), ss.size), true
+}
+
+// ranC reports whether C code may have run on the thread, as GUARDENTER
+// decides it: a cgo call other than the runtime's own first one on m0.
+func ranC(st threadState) bool {
+	return st.ncgocall > 1 || st.ncgocall == 1 && st.id != 0
 }
 
 // probeFrame is one attempt of verifyCanary.

@@ -6,7 +6,7 @@ package aesctr
 // reads from assembly to find the calling thread's signal stack without a
 // syscall: g.m, m.gsignal, and the bounds of gsignal's stack, plus three
 // fields that check the others (m.procid, the thread id; m.curg, the
-// running goroutine) or stop the guard (m.ncgocall). They are internals of
+// running goroutine) or stop the guard (m.ncgocall, m.id). They are internals of
 // the runtime, so they are given for the Go releases they were read from,
 // checked against the debug information of the test binary
 // (TestRuntimeLayout), and checked at first use against the kernel's view
@@ -21,5 +21,6 @@ const (
 	offMProcid   = 64  // m.procid
 	offMGsignal  = 72  // m.gsignal
 	offMCurg     = 184 // m.curg
+	offMID       = 232 // m.id
 	offMNcgocall = 320 // m.ncgocall
 )

@@ -13,5 +13,6 @@ const (
 	offMProcid   = 0
 	offMGsignal  = 0
 	offMCurg     = 0
+	offMID       = 0
 	offMNcgocall = 0
 )

@@ -165,6 +165,28 @@ func XOR(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, s
 	xorKeyStreamAsm(rk, salt, base, dst, src, scratch, g, ticks)
 }
 
+// XOR2 sets data[i] ^= ksA[i] ^ ksB[i], where ksA is the keystream of
+// round keys rkA, salt saltA and counter values from baseA, as for [XOR],
+// and ksB that of rkB, saltB and baseB: it turns data encrypted under one
+// keystream into data encrypted under the other in one pass, with neither
+// keystream, nor the plaintext, ever in memory, only their XOR in
+// registers. The counter runs must not pass 2^64, as for XOR; rkA and rkB
+// must be 16-byte aligned; scratch is used for a final partial block and
+// is all zero when XOR2 returns. No reference to any argument is kept.
+//
+// XOR2 must only be called where [Supported] is true; it panics elsewhere.
+// It does not allocate.
+func XOR2(rkA *[RoundKeysSize]byte, saltA *[8]byte, baseA uint64, rkB *[RoundKeysSize]byte, saltB *[8]byte, baseB uint64, data []byte, scratch *[16]byte) {
+	if !supported {
+		panic("aesctr: XOR2 called where Supported() is false")
+	}
+	if uintptr(unsafe.Pointer(rkA))%16 != 0 || uintptr(unsafe.Pointer(rkB))%16 != 0 {
+		panic("aesctr: round keys not 16-byte aligned")
+	}
+	g, ticks := guardFor(len(data))
+	xor2KeyStreamAsm(rkA, saltA, baseA, rkB, saltB, baseB, data, scratch, g, ticks)
+}
+
 // copyChunk bounds one assembly call of Copy, which is not preemptible and
 // holds its thread's signals while it runs.
 const copyChunk = 64 << 10

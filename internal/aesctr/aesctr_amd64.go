@@ -85,3 +85,9 @@ var canaryHits uint64
 //
 //go:noescape
 func amxTouchAsm(cfg *[64]byte)
+
+// xor2KeyStreamAsm implements XOR2 once its preconditions are checked.
+// guard and ticks are as for expandKeyAsm.
+//
+//go:noescape
+func xor2KeyStreamAsm(rkA *[RoundKeysSize]byte, saltA *[8]byte, baseA uint64, rkB *[RoundKeysSize]byte, saltB *[8]byte, baseB uint64, data []byte, scratch *[16]byte, guard uint8, ticks uint64)

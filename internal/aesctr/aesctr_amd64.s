@@ -792,3 +792,142 @@ TEXT ·amxTouchAsm(SB), NOSPLIT, $0-8
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0 // TILEZERO TMM0
 	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0 // TILERELEASE
 	RET
+
+// Two keystreams at once, for re-encryption under a new key.
+//
+// Registers in xor2KeyStreamAsm:
+//	AX, BX	round keys of keystreams A and B
+//	DX, R12	counter values of the next blocks of A and B
+//	SI, DI	next byte of data (read, then written in place)
+//	CX	bytes left
+//	R8	scratch register for building counter blocks
+//	R9	caller's scratch block
+//	X0-X3	AES states of A, then A XOR B
+//	X4-X7	AES states of B
+//	X8	data blocks
+//	X9, X10	salts of A and B in the low quadword, zero in the high one
+
+// CTRBLKB is CTRBLK for keystream B.
+#define CTRBLKB(j, x)        \
+	LEAQ   j(R12), R8    \
+	BSWAPQ R8            \
+	MOVO   X10, x        \
+	PINSRQ $1, R8, x
+
+// ROUNDAB applies one round key of A to X0-X3 and the same round of B to
+// X4-X7: eight independent AESENCs, as in ROUND8.
+#define ROUNDAB(op, off) \
+	op    off(AX), X0 \
+	op    off(AX), X1 \
+	op    off(AX), X2 \
+	op    off(AX), X3 \
+	op    off(BX), X4 \
+	op    off(BX), X5 \
+	op    off(BX), X6 \
+	op    off(BX), X7
+
+// func xor2KeyStreamAsm(rkA *[RoundKeysSize]byte, saltA *[8]byte, baseA uint64, rkB *[RoundKeysSize]byte, saltB *[8]byte, baseB uint64, data []byte, scratch *[16]byte, guard uint8, ticks uint64)
+TEXT ·xor2KeyStreamAsm(SB), NOSPLIT, $56-96
+	GUARDENTER(guard+80(FP), ticks+88(FP), xor2NoCgo, xor2NoCanary, xor2Fallback, xor2Detect, xor2Block, xor2Entered)
+	MOVQ rkA+0(FP), AX
+	MOVQ saltA+8(FP), R8
+	MOVQ (R8), X9
+	MOVQ baseA+16(FP), DX
+	MOVQ rkB+24(FP), BX
+	MOVQ saltB+32(FP), R8
+	MOVQ (R8), X10
+	MOVQ baseB+40(FP), R12
+	MOVQ data_base+48(FP), SI
+	MOVQ SI, DI
+	MOVQ data_len+56(FP), CX
+	MOVQ scratch+72(FP), R9
+
+	// Four blocks of each keystream per step; the last step may compute
+	// blocks past the end (whose counter values may wrap, harmlessly: they
+	// are never used).
+xor2Loop:
+	TESTQ CX, CX
+	JZ    xor2Done
+	CTRBLK(0, X0)
+	CTRBLK(1, X1)
+	CTRBLK(2, X2)
+	CTRBLK(3, X3)
+	CTRBLKB(0, X4)
+	CTRBLKB(1, X5)
+	CTRBLKB(2, X6)
+	CTRBLKB(3, X7)
+	AES256(ROUNDAB)
+	PXOR  X4, X0
+	PXOR  X5, X1
+	PXOR  X6, X2
+	PXOR  X7, X3
+	ADDQ  $4, DX
+	ADDQ  $4, R12
+	CMPQ  CX, $64
+	JB    xor2Short
+	XORBLK(0, X0)
+	XORBLK(16, X1)
+	XORBLK(32, X2)
+	XORBLK(48, X3)
+	ADDQ  $64, SI
+	ADDQ  $64, DI
+	SUBQ  $64, CX
+	JMP   xor2Loop
+
+	// Fewer than 64 bytes are left: whole blocks, shifting the next
+	// combined keystream block down into X0, then a partial one.
+xor2Short:
+	CMPQ  CX, $16
+	JB    xor2Partial
+	XORBLK(0, X0)
+	ADDQ  $16, SI
+	ADDQ  $16, DI
+	SUBQ  $16, CX
+	MOVO  X1, X0
+	MOVO  X2, X1
+	MOVO  X3, X2
+	JMP   xor2Short
+
+	// 1 to 15 bytes are left and X0 is their combined keystream: through
+	// the caller's scratch block, as in xorKeyStreamAsm.
+xor2Partial:
+	TESTQ CX, CX
+	JZ    xor2Done
+	PXOR  X8, X8
+	MOVOU X8, (R9)
+	XORQ  R10, R10
+
+xor2CopyIn:
+	MOVBLZX (SI)(R10*1), R11
+	MOVB    R11, (R9)(R10*1)
+	INCQ    R10
+	CMPQ    R10, CX
+	JB      xor2CopyIn
+	MOVOU   (R9), X8
+	PXOR    X0, X8
+	MOVOU   X8, (R9)
+	XORQ    R10, R10
+
+xor2CopyOut:
+	MOVBLZX (R9)(R10*1), R11
+	MOVB    R11, (DI)(R10*1)
+	INCQ    R10
+	CMPQ    R10, CX
+	JB      xor2CopyOut
+
+xor2Done:
+	PXOR  X0, X0
+	PXOR  X1, X1
+	PXOR  X2, X2
+	PXOR  X3, X3
+	PXOR  X4, X4
+	PXOR  X5, X5
+	PXOR  X6, X6
+	PXOR  X7, X7
+	PXOR  X8, X8
+	PXOR  X9, X9
+	PXOR  X10, X10
+	MOVOU X0, (R9)
+	XORL  R11, R11
+	GUARDEXIT(ticks+88(FP), xor2NotDetect, xor2Wipe, xor2Restore, xor2Left)
+	RET

@@ -394,6 +394,44 @@ func TestAllocs(t *testing.T) {
 		}); a != 0 {
 			t.Errorf("XOR of %d bytes: %v allocations, want 0", n, a)
 		}
+		if a := testing.AllocsPerRun(100, func() {
+			XOR2(rk, &salt, 42, rk, &salt, 7, buf[:n], &scratch)
+		}); a != 0 {
+			t.Errorf("XOR2 of %d bytes: %v allocations, want 0", n, a)
+		}
+	}
+}
+
+// TestXOR2 checks XOR2 against two passes of crypto/cipher's CTR under two
+// keys, salts and counter runs, for every length up to 300 (each path of
+// its 4-block steps, whole-block tail and partial block), near the end of
+// the counter space, and under every guard, with scratch left zero.
+func TestXOR2(t *testing.T) {
+	requireSupported(t)
+	keyA, saltA := randomKey(t)
+	keyB, saltB := randomKey(t)
+	rkA, rkB := expand(t, &keyA), expand(t, &keyB)
+	for name, g := range guardModes(t) {
+		withGuard(g, func() {
+			for _, bases := range [][2]uint64{{0, 1000}, {77, 3}, {math.MaxUint64 - 20, math.MaxUint64 - 40}} {
+				for n := 0; n <= 300; n++ {
+					if !fits(bases[0], n) || !fits(bases[1], n) {
+						continue
+					}
+					data := make([]byte, n)
+					rand.Read(data)
+					want := stdlibXOR(t, &keyB, &saltB, bases[1], stdlibXOR(t, &keyA, &saltA, bases[0], data))
+					var scratch [16]byte
+					XOR2(rkA, &saltA, bases[0], rkB, &saltB, bases[1], data, &scratch)
+					if !bytes.Equal(data, want) {
+						t.Fatalf("guard %s: bases %v, n=%d: XOR2 differs from two CTR passes", name, bases, n)
+					}
+					if scratch != [16]byte{} {
+						t.Fatalf("guard %s: n=%d: scratch not wiped", name, n)
+					}
+				}
+			}
+		})
 	}
 }
 

@@ -37,19 +37,35 @@
 // process and never wiped. So on Linux every call is guarded, from assembly,
 // where the goroutine cannot change threads in the middle:
 //
-//   - [Expand], and [XOR] and [Copy] of more than 128 bytes, block every
+//   - [Expand], and [XOR], [XOR2] and [Copy] of more than 4 KiB, block every
 //     asynchronous signal of the thread before the first secret is loaded
 //     and restore the mask after the registers are cleared: a signal that
 //     arrives meanwhile stays pending, and its frame holds nothing secret.
 //     Two rt_sigprocmask syscalls per call.
-//   - Shorter [XOR] and [Copy] calls, the common case in memshuffle, read the
-//     time stamp counter before and after instead. A signal taken in between
-//     costs at least its delivery and the rt_sigreturn syscall that ends its
-//     handler, so when the call took longer than half the fastest getppid
-//     round trip (measured at first use) the routine zeroes the thread's
-//     signal stack before returning. Two counter reads per call, and a
-//     syscall and a wipe only when the check fires. On a CPU without an
-//     invariant time stamp counter these calls block signals too.
+//   - Shorter calls, the common case in memshuffle, detect the frame
+//     instead. The kernel puts a frame's FPU state at a fixed distance
+//     below the top of the signal stack (one of two: threads that have
+//     used AMX get a larger one) and always writes a magic word in it; the
+//     routine zeroes that word, for both distances, before loading a
+//     secret, and when it finds it overwritten after clearing the
+//     registers, it zeroes the thread's whole signal stack before
+//     returning. It finds the signal stack through the runtime's record of
+//     it (g.m.gsignal), at offsets checked against the compiler's debug
+//     information by a test and against the kernel, with a signal sent to
+//     the own thread at first use (SIGURG, which the runtime itself sends
+//     to preempt goroutines, so a program that asked os/signal for it
+//     already sees spurious ones). A few loads and stores per call, and a
+//     syscall and a wipe only when a signal came.
+//   - Where that check fails (another Go release, a CPU without XSAVE, a
+//     kernel that lays frames out otherwise), and on a thread that has run
+//     C code, which could have given the thread another signal stack,
+//     calls of up to 128 bytes read the time stamp counter before and
+//     after instead. A signal taken in between costs at least its delivery
+//     and the rt_sigreturn syscall that ends its handler, so when the call
+//     took longer than half the fastest getppid round trip (measured at
+//     first use) the routine zeroes the thread's signal stack before
+//     returning. Two counter reads per call. On a CPU without an invariant
+//     time stamp counter, and for the longer calls, signals are blocked.
 //
 // What is left:
 //
@@ -63,13 +79,18 @@
 //     reads its registers directly, in the middle of the assembly if that is
 //     where the thread is. A core file keeps them in its notes, not in the
 //     process's memory.
-//   - In a short call, the frame of a signal stays in memory from the
-//     signal's return until the wipe at the end of the same call, and for
-//     good if the signal ends the process (SIGQUIT with GOTRACEBACK=crash
-//     writes a core dump from its handler, which never returns to the wipe).
-//   - The detection threshold is a measured bound, not a proof: it assumes a
-//     signal never costs less than half a syscall round trip measured at
-//     first use, which leaves room for the core to run twice as fast then.
+//   - In a call guarded by detection, the frame of a signal stays in memory
+//     from the signal's return until the wipe at the end of the same call
+//     (at most 4 KiB of work), and for good if the signal ends the process
+//     (SIGQUIT with GOTRACEBACK=crash writes a core dump from its handler,
+//     which never returns to the wipe).
+//   - The canaries trust that the signal stack of a thread that has run no
+//     C code is the one the runtime set up for it; Go code that changes it
+//     with a raw sigaltstack syscall defeats them.
+//   - The time stamp counter's threshold is a measured bound, not a proof:
+//     it assumes a signal never costs less than half a syscall round trip
+//     measured at first use, which leaves room for the core to run twice
+//     as fast then.
 //   - A long [XOR] is not preemptible and holds its signals for its run
 //     time (about 0.12 ms per MiB on a current x86 core), so callers split
 //     long inputs; memshuffle does so at 64 KiB, and [Copy] does too.
@@ -221,8 +242,9 @@ const (
 	guardCanary uint8 = 3 // an overwritten canary detected, then the signal stack wiped
 )
 
-// detectMax is the longest input guarded by detection rather than by
-// blocking signals. Detection costs two reads of the time stamp counter, and
+// detectMax is the longest input guarded by the time stamp counter, where
+// the canaries cannot be used, rather than by blocking signals. Detection
+// costs two reads of the time stamp counter, and
 // a syscall and a wipe of the signal stack each time it fires, which is
 // every call that runs longer than the threshold: a few hundred bytes of
 // AES here. Blocking costs two syscalls whatever the length. At 128 bytes

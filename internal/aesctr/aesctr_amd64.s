@@ -24,8 +24,35 @@
 // unblocked, as the kernel would otherwise kill the process without letting
 // the runtime report the fault. Two syscalls per call.
 //
-// guardDetect reads the time stamp counter before the first secret is
-// loaded and after the registers are cleared. A signal taken in between
+// guardCanary, the usual guard of calls up to 4 KiB, detects the frame
+// itself. When the kernel delivers a signal on the thread's signal stack
+// (Go's handlers all ask for it), it puts the FPU state of the frame, XMM
+// registers at offset 160, at round_down(top - size, 64), where top is the
+// top of that stack and size the thread's XSAVE area plus 4, and writes
+// FP_XSTATE_MAGIC1 at offset 464 of it, in every frame and never as zero
+// (get_sigframe, fpu__alloc_mathframe, copy_fpstate_to_sigframe). So the
+// routine finds the signal stack the runtime recorded for the thread
+// (g.m.gsignal.stack, through thread-local storage; offsets in
+// layout_amd64.go), zeroes that word before the first secret is loaded, and
+// reads it after the registers are cleared: not zero means a frame was
+// written meanwhile, and the routine wipes the signal stack as guardDetect
+// does. A frame has one of two sizes: the default, and the larger one of a
+// thread that has used AMX, whose tile data Linux adds to the thread's
+// state on first use; a canary is planted for each (canaryFrame,
+// canaryFrameMax; the same word when the CPU has no AMX). Four loads, two
+// stores and a branch per call, no syscall unless a signal came. The Go
+// side checks every assumption at first use (verifyCanary in
+// canary_linux_amd64.go: the offsets against the thread id, the running g
+// and sigaltstack; the frame's place, size and magic words against a
+// signal the routine sends to its own thread; XCR0 against the frame's
+// components) and never picks this guard if any check fails. On a thread
+// that has run C code (m.ncgocall), which could have moved the signal
+// stack, the routine falls back to guardDetect, or to guardBlock where
+// ticks is 0.
+//
+// guardDetect, used where the canaries are not, reads the time stamp
+// counter before the first secret is loaded
+// and after the registers are cleared. A signal taken in between
 // adds its delivery and its return through the rt_sigreturn syscall to the
 // difference, so a difference of more than ticks (calibrated by Go code
 // below one syscall round trip) means a frame may hold secrets: then the
@@ -39,8 +66,7 @@
 // cannot move to another thread in between: each routine is NOSPLIT
 // assembly with no call, so it runs start to end on one thread.
 //
-// Frame: 0(SP) the saved signal mask, 8(SP) the starting time stamp,
-// 16(SP) a stack_t (ss_sp, ss_flags, ss_size) for sigaltstack.
+// Frame: see the frame* offsets below.
 
 #define guardBlock 1
 #define guardDetect 2

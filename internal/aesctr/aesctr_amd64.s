@@ -106,7 +106,10 @@
 // thread that has run a cgo call, where C code may have moved the signal
 // stack away from the one the runtime recorded: m.ncgocall is not 0, except
 // for the one call the runtime itself makes on m0 (m.id 0) in a cgo
-// binary, _cgo_notify_runtime_init_done, which does not touch it.
+// binary, _cgo_notify_runtime_init_done, which does not touch it. It falls
+// back too where the signal stack is too small for the larger frame (a
+// thread created by C code, with a signal stack of its own), so that it
+// never writes below the stack.
 #define GUARDENTER(guard, ticks, nocgo, nocanary, fallback, detect, block, out) \
 	MOVBLZX guard, AX                       \
 	CMPQ    AX, $guardCanary                \
@@ -123,14 +126,16 @@
 	JNE     fallback                        \
 nocgo:                                          \
 	MOVQ    const_offMGsignal(CX), CX       \
+	MOVQ    const_offGStackHi(CX), DX       \
+	SUBQ    ·canaryFrameMax(SB), DX         \
+	ANDQ    $~63, DX                        \
+	CMPQ    DX, const_offGStackLo(CX)       \
+	JB      fallback                        \
 	MOVQ    const_offGStackHi(CX), CX       \
-	MOVQ    CX, DX                          \
 	SUBQ    ·canaryFrame(SB), CX            \
 	ANDQ    $~63, CX                        \
 	MOVL    $0, fxMagic1(CX)                \
 	MOVQ    CX, frameCanary(SP)             \
-	SUBQ    ·canaryFrameMax(SB), DX         \
-	ANDQ    $~63, DX                        \
 	MOVL    $0, fxMagic1(DX)                \
 	MOVQ    DX, frameCanaryMax(SP)          \
 	MOVB    AX, frameGuard(SP)              \

@@ -112,6 +112,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -279,20 +280,44 @@ func guardFor(n int) (uint8, uint64) {
 	if !guardOS {
 		return guardOff, 0
 	}
-	if n <= canaryMax && canaryReady() {
+	a := autoGuards()
+	if n <= canaryMax && a.canary {
 		// On a thread that has run C code the assembly falls back to
 		// detection with this threshold, or to blocking where it is 0.
 		if n <= detectMax {
-			return guardCanary, detectTicks()
+			return guardCanary, a.ticks
 		}
 		return guardCanary, 0
 	}
-	if n <= detectMax {
-		if ticks := detectTicks(); ticks != 0 {
-			return guardDetect, ticks
-		}
+	if n <= detectMax && a.ticks != 0 {
+		return guardDetect, a.ticks
 	}
 	return guardBlock, 0
+}
+
+// autoGuard is what the automatic choice of guard rests on, found once.
+type autoGuard struct {
+	canary bool   // canaryReady
+	ticks  uint64 // detectTicks
+}
+
+// The automatic choice, read on every call: auto is written once, before
+// autoSet, so a call that sees autoSet reads it with two plain loads rather
+// than through two sync.OnceValue closures.
+var (
+	autoSet  atomic.Bool
+	autoOnce sync.Once
+	auto     autoGuard
+)
+
+func autoGuards() autoGuard {
+	if !autoSet.Load() {
+		autoOnce.Do(func() {
+			auto = autoGuard{canary: canaryReady(), ticks: detectTicks()}
+			autoSet.Store(true)
+		})
+	}
+	return auto
 }
 
 // canaryReady reports whether guardCanary can be used: its start-up check

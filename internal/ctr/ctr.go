@@ -147,6 +147,10 @@ func (c *Cipher) XOR(dst, src []byte, base uint64, scratch *[ScratchSize]byte) {
 	}
 	if c.rk != nil {
 		tail := (*[16]byte)(scratch[:16])
+		if n <= asmChunk { // every entry of a chunk or less: one call
+			aesctr.XOR(c.rk, c.salt, base, dst, src, tail)
+			return
+		}
 		for off := 0; off < n; off += asmChunk {
 			end := min(off+asmChunk, n)
 			aesctr.XOR(c.rk, c.salt, base+uint64(off/BlockSize), dst[off:end], src[off:end], tail)

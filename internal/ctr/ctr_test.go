@@ -308,3 +308,29 @@ func TestOffHeap(t *testing.T) {
 		}
 	}
 }
+
+// TestChunks checks XOR against crypto/cipher across the boundaries of the
+// assembly's 64 KiB chunks, where one call becomes several.
+func TestChunks(t *testing.T) {
+	var key [32]byte
+	var salt [8]byte
+	key[3], salt[5] = 9, 4
+	c, _ := New(&key, &salt, new([StateSize]byte))
+	blk, _ := aes.NewCipher(key[:])
+	var scratch [ScratchSize]byte
+	for _, n := range []int{asmChunk - 1, asmChunk, asmChunk + 1, 3*asmChunk + 5} {
+		src := make([]byte, n)
+		for i := range src {
+			src[i] = byte(i * 13)
+		}
+		var iv [16]byte
+		copy(iv[:8], salt[:])
+		binary.BigEndian.PutUint64(iv[8:], 77)
+		want := make([]byte, n)
+		cipher.NewCTR(blk, iv[:]).XORKeyStream(want, src)
+		c.XOR(src, src, 77, &scratch)
+		if !bytes.Equal(src, want) {
+			t.Fatalf("n=%d: XOR differs from crypto/cipher", n)
+		}
+	}
+}

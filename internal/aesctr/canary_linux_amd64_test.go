@@ -115,7 +115,9 @@ func runtimeDWARF(t *testing.T) *dwarf.Data {
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "GOFLAGS=", "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		// An empty program that does not build says something about the
+		// environment (no writable build cache, say), not about the layout.
+		t.Skipf("no debug information in the test binary, and go build of an empty program failed: %v\n%s", err, out)
 	}
 	d, err := readDWARF(filepath.Join(dir, "probe"))
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
+
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // Background shuffling moves entries a little at a time. A cycle visits
@@ -124,7 +126,7 @@ func (s *Shuffler) background(ctx context.Context, interval time.Duration, done 
 // Arenas a step empties are released into a list and unmapped after the
 // step lets go of the lock.
 func (s *Shuffler) cycle(ctx context.Context) bool {
-	var later unmapList
+	var later store.UnmapList
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -134,13 +136,13 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 		}
 		sh.startCycle(&later)
 		sh.mu.Unlock()
-		later.unmapAll(s)
+		later.UnmapAll(&s.aux)
 	}
 	spares := make([]*osmem.Region, len(s.shards))
 	defer func() {
 		for _, r := range spares {
 			if r != nil {
-				_ = s.unmapAux(r)
+				_ = s.aux.Unmap(r)
 			}
 		}
 	}()
@@ -164,12 +166,12 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			held := time.Since(start)
 			want := 0
 			if sh.spare == nil && more {
-				want = sh.arenaSize(stepBytes)
+				want = sh.ArenaSize(stepBytes)
 			}
 			sh.mu.Unlock()
 			s.noteStep(held)
 			busy = busy || more
-			later.unmapAll(s)
+			later.UnmapAll(&s.aux)
 			// Mapping memory can stall (page zeroing, huge-page compaction):
 			// do it here, with no lock held, for the shard's next step.
 			if want > 0 && spares[i] == nil {
@@ -192,9 +194,9 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 		spare := sh.spare
 		sh.spare = nil
 		sh.mu.Unlock()
-		later.unmapAll(s)
+		later.UnmapAll(&s.aux)
 		if spare != nil {
-			_ = s.unmapAux(spare)
+			_ = s.aux.Unmap(spare)
 		}
 	}
 	return true
@@ -203,31 +205,31 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 // startCycle draws the order in which this cycle visits the shard's slots
 // and sends what it moves to a fresh arena. An empty current arena goes to
 // later.
-func (sh *shard) startCycle(later *unmapList) {
-	sh.bgOrder = sh.permutation(sh.bgOrder, int(sh.nslots))
+func (sh *shard) startCycle(later *store.UnmapList) {
+	sh.bgOrder = sh.permutation(sh.bgOrder, int(sh.Slots.Len()))
 	sh.bgPos = 0
 	sh.relock()
-	sh.replaceCur(nil, later)
+	sh.Arenas.ReplaceCur(nil, later)
 }
 
 // step moves the next few entries of the cycle; it reports whether any
 // remain. The arenas it empties go to later.
-func (sh *shard) step(later *unmapList) bool {
+func (sh *shard) step(later *store.UnmapList) bool {
 	sh.sweepExpired(later)
 	budget, count := stepBytes, 0
 	var moved uint64
 	for sh.bgPos < len(sh.bgOrder) && budget > 0 && count < stepEntries {
 		i := sh.bgOrder[sh.bgPos]
 		sh.bgPos++
-		if i >= sh.nslots {
+		if i >= sh.Slots.Len() {
 			continue
 		}
 		// Without memory the entry stays where it is, safe, and a
 		// compaction step into existing holes stands in; the next cycle
 		// tries again.
-		m, ok := sh.relocate(sh.slot(i), later)
+		m, ok := sh.Relocate(sh.Slots.At(i), later)
 		if !ok {
-			budget -= int(sh.compact(later)) // counted in bytesMoved by compact
+			budget -= int(sh.Compact(later)) // counted in bytesMoved by compact
 			count++
 			continue
 		}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // model is the plain-map reference the randomized tests compare against.
@@ -268,13 +270,13 @@ func TestRentedDoesNotMove(t *testing.T) {
 // by shuffle-on-return and by the background shuffler: every one moves, its
 // value intact, and no more memory is mapped than the entries need.
 func TestShuffleLargeEntries(t *testing.T) {
-	big := maxArenaSize + 1
+	big := store.MaxArenaSize + 1
 	for _, tc := range []struct {
 		name  string
 		sizes []int
 	}{
 		{"uniform", []int{big, big}},
-		{"mixed", []int{big, 100, 2*maxArenaSize + 4096, 7}},
+		{"mixed", []int{big, 100, 2*store.MaxArenaSize + 4096, 7}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTest(t, WithShards(1), WithLockMode(LockNone))
@@ -308,7 +310,7 @@ func TestShuffleLargeEntries(t *testing.T) {
 				}
 				// The entries, each rounded up to a 2 MiB huge page at
 				// most, plus one shared arena.
-				if st := s.Stats(); st.MappedBytes > int64(live)+int64(len(m))<<21+int64(maxArenaSize) {
+				if st := s.Stats(); st.MappedBytes > int64(live)+int64(len(m))<<21+int64(store.MaxArenaSize) {
 					t.Fatalf("Shuffle %d: %d bytes mapped for %d live", i, st.MappedBytes, live)
 				}
 			}
@@ -346,7 +348,7 @@ func TestShuffleLargeEntries(t *testing.T) {
 				}
 			}
 			mustCheck(t, s)
-			if st := s.Stats(); st.MappedBytes > maxArenaSize {
+			if st := s.Stats(); st.MappedBytes > store.MaxArenaSize {
 				t.Fatalf("after freeing everything: %d bytes mapped", st.MappedBytes)
 			}
 		})
@@ -408,7 +410,7 @@ func TestShuffleAdoptsLargerSpare(t *testing.T) {
 	sh := &s.shards[0]
 	sh.mu.Lock()
 	// Larger than the arenas Shuffle maps for 64 MiB, which are capped.
-	spare, err := s.mapAux(maxArenaSize + maxArenaSize/2)
+	spare, err := s.mapAux(store.MaxArenaSize + store.MaxArenaSize/2)
 	if err != nil {
 		sh.mu.Unlock()
 		t.Fatal(err)

@@ -124,7 +124,11 @@ func (s *Shuffler) background(ctx context.Context, interval time.Duration, done 
 // cycle runs one background cycle; it reports false when it was stopped.
 //
 // Arenas a step empties are released into a list and unmapped after the
-// step lets go of the lock.
+// step lets go of the lock. The fresh arena a step moves entries into is
+// mapped ahead, with no lock held, as a spare region of the cycle's own:
+// only the step adopts it (see adoptSpare), and no other path sees it, so
+// what the background shuffler holds never changes what an Alloc, Return
+// or Shuffle does.
 func (s *Shuffler) cycle(ctx context.Context) bool {
 	var later store.UnmapList
 	for i := range s.shards {
@@ -139,6 +143,8 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 		later.UnmapAll(&s.aux)
 	}
 	spares := make([]*osmem.Region, len(s.shards))
+	// A cycle ends with no spare left mapped, stopped or not: a Shuffler
+	// whose entries are gone maps nothing.
 	defer func() {
 		for _, r := range spares {
 			if r != nil {
@@ -158,14 +164,11 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 				sh.mu.Unlock()
 				return false
 			}
-			if sh.spare == nil {
-				sh.spare, spares[i] = spares[i], nil
-			}
 			start := time.Now()
-			more := sh.step(&later)
+			more := sh.step(&later, &spares[i])
 			held := time.Since(start)
 			want := 0
-			if sh.spare == nil && more {
+			if spares[i] == nil && more {
 				want = sh.ArenaSize(stepBytes)
 			}
 			sh.mu.Unlock()
@@ -174,15 +177,14 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			later.UnmapAll(&s.aux)
 			// Mapping memory can stall (page zeroing, huge-page compaction):
 			// do it here, with no lock held, for the shard's next step.
-			if want > 0 && spares[i] == nil {
+			if want > 0 {
 				spares[i], _ = s.mapAux(want)
 			}
 			// Let goroutines waiting for this shard in before the next step.
 			runtime.Gosched()
 		}
 	}
-	// A cycle ends with no empty arena and no spare left mapped: a
-	// Shuffler whose entries are gone maps nothing.
+	// A cycle ends with no empty arena left mapped either.
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -191,13 +193,8 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			return false
 		}
 		_ = sh.releaseEmpty(nil, &later)
-		spare := sh.spare
-		sh.spare = nil
 		sh.mu.Unlock()
 		later.UnmapAll(&s.aux)
-		if spare != nil {
-			_ = s.aux.Unmap(spare)
-		}
 	}
 	return true
 }
@@ -213,8 +210,10 @@ func (sh *shard) startCycle(later *store.UnmapList) {
 }
 
 // step moves the next few entries of the cycle; it reports whether any
-// remain. The arenas it empties go to later.
-func (sh *shard) step(later *store.UnmapList) bool {
+// remain. The arenas it empties go to later. When an entry needs a fresh
+// arena, step takes *spare, if large enough, instead of mapping one under
+// the lock, and sets *spare to nil.
+func (sh *shard) step(later *store.UnmapList, spare **osmem.Region) bool {
 	sh.sweepExpired(later)
 	budget, count := stepBytes, 0
 	var moved uint64
@@ -227,7 +226,9 @@ func (sh *shard) step(later *store.UnmapList) bool {
 		// Without memory the entry stays where it is, safe, and a
 		// compaction step into existing holes stands in; the next cycle
 		// tries again.
-		m, ok := sh.Relocate(sh.Slots.At(i), later)
+		sl := sh.Slots.At(i)
+		sh.adoptSpare(sl, spare, later)
+		m, ok := sh.Relocate(sl, later)
 		if !ok {
 			budget -= int(sh.Compact(later)) // counted in bytesMoved by compact
 			count++
@@ -248,6 +249,24 @@ func (sh *shard) step(later *store.UnmapList) bool {
 		return false
 	}
 	return true
+}
+
+// adoptSpare makes *spare the current arena when the entry in sl would
+// be relocated into a fresh arena of at most the spare's size, as
+// Relocate would map one: the entry is live, not in the current arena,
+// shares arenas, and does not fit in the current one. Anything else
+// leaves *spare to the cycle.
+func (sh *shard) adoptSpare(sl *store.Slot, spare **osmem.Region, later *store.UnmapList) {
+	r := *spare
+	if r == nil || sl.State() != store.StateLive || sh.Arenas.Get(sl.Arena) == sh.Arenas.Cur() {
+		return
+	}
+	size, align := int(sl.Size)+sh.Overhead(), sl.Align()
+	if sh.Oversize(size, align) || sh.Arenas.Fits(sh.Arenas.Cur(), size, align) || len(r.Data) < sh.ArenaSize(size) {
+		return
+	}
+	*spare = nil
+	sh.Arenas.ReplaceCur(sh.Arenas.Adopt(r), later)
 }
 
 // noteStep records how long one step held a shard.

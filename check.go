@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 
@@ -87,8 +86,8 @@ func (sh *shard) checkClosed() error {
 		}
 		return nil
 	}
-	if sh.backup != nil || sh.spare != nil {
-		return fmt.Errorf("closed but holds a backup or spare region")
+	if sh.backup != nil {
+		return fmt.Errorf("closed but holds a backup region")
 	}
 	return sh.CheckEmpty()
 }
@@ -156,17 +155,15 @@ func (s *Shuffler) checkCounterRuns(runs []ctrRun) error {
 }
 
 // checkAux: the regions that are not arenas and that the shards hold (AEAD
-// backups, spares handed over) are counted; a background cycle may hold
-// more of its own, so the count may be larger, never smaller.
+// backups) are counted; a background cycle may hold more of its own (its
+// spares, regions it released), so the count may be larger, never smaller.
 func (s *Shuffler) checkAux() error {
 	var locked, unlocked int64
 	for i := range s.shards {
 		sh := &s.shards[i]
-		for _, r := range []*osmem.Region{sh.backup, sh.spare} {
-			if r != nil {
-				locked += store.LockedLen(r)
-				unlocked += store.UnlockedLen(r)
-			}
+		if r := sh.backup; r != nil {
+			locked += store.LockedLen(r)
+			unlocked += store.UnlockedLen(r)
 		}
 	}
 	if al, au := s.aux.Locked(), s.aux.Unlocked(); al < locked || au < unlocked || al < 0 || au < 0 {

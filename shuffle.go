@@ -176,8 +176,8 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 	}
 	for placed := 0; placed < n; {
 		if len(w.fresh) > 0 {
-			// Every arena must hold w.per entries, as the first does; that
-			// one may be a larger spare the background shuffler mapped.
+			// Every arena must hold w.per entries, as the first does,
+			// whatever rounding the system applied to it.
 			want = len(w.fresh[0].Mem)
 		}
 		a, err := sh.Arenas.Map(want)

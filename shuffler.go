@@ -104,8 +104,7 @@ type shard struct {
 	scratch *seal.Scratch
 	backup  *osmem.Region // AEAD modes: the ciphertext Rent restores on ErrTampered
 	rng     *mrand.Rand
-	bgOrder []uint32      // this background cycle's order of slots
-	spare   *osmem.Region // mapped by the background shuffler outside the lock
+	bgOrder []uint32 // this background cycle's order of slots
 	bgPos   int
 	work    shuffleWork
 
@@ -169,7 +168,7 @@ func New(opts ...Option) (*Shuffler, error) {
 		sh := &s.shards[i]
 		sh.s, sh.index, sh.ciph = s, uint32(i), c
 		sh.Init(store.Config{
-			Overhead: c.Overhead(), MinArena: cfg.arenaSize, Map: sh.mapArena,
+			Overhead: c.Overhead(), MinArena: cfg.arenaSize, Map: s.mapRegion,
 			Aux: &s.aux, Moved: &s.bytesMoved, Released: &s.arenasReleased,
 		})
 		off := ownScratch + i*scratchStride
@@ -334,12 +333,6 @@ func (s *Shuffler) Close() error {
 		if sh.backup != nil {
 			sh.dropBackup()
 		}
-		if sh.spare != nil {
-			if err := s.aux.Unmap(sh.spare); err != nil {
-				errs = append(errs, err)
-			}
-			sh.spare = nil
-		}
 		sh.rents = nil
 		sh.Reset() // waiters retry and see ErrClosed
 		sh.mu.Unlock()
@@ -443,19 +436,6 @@ func (sh *shard) dropBackup() {
 	osmem.Wipe(sh.backup.Data)
 	_ = sh.s.aux.Unmap(sh.backup)
 	sh.backup = nil
-}
-
-// mapArena maps a region of n bytes for an arena of the shard, or adopts
-// the spare region the background shuffler mapped ahead of time, when it
-// is large enough.
-func (sh *shard) mapArena(n int) (*osmem.Region, error) {
-	if sh.spare != nil && len(sh.spare.Data) >= n {
-		reg := sh.spare
-		sh.spare = nil
-		sh.s.aux.Add(reg, -1) // an arena from now on
-		return reg, nil
-	}
-	return sh.s.mapRegion(n)
 }
 
 // storeMax raises m to v if v is larger.

@@ -143,11 +143,8 @@ func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 // or a fresh one becoming it, if they fit. Bytes skipped for the alignment
 // become free space.
 func (s *Arenas) Fit(a *Arena, size, align int) (int, bool) {
-	if a == nil {
-		return 0, false
-	}
-	off := (a.Top + align - 1) &^ (align - 1)
-	if off > len(a.Mem) || size > len(a.Mem)-off {
+	off, ok := fitAt(a, size, align)
+	if !ok {
 		return 0, false
 	}
 	if off > a.Top {
@@ -156,6 +153,23 @@ func (s *Arenas) Fit(a *Arena, size, align int) (int, bool) {
 	a.Top = off + size
 	a.Used = max(a.Used, a.Top)
 	return off, true
+}
+
+// Fits reports whether Fit would find room for size bytes in a, without
+// taking it.
+func (s *Arenas) Fits(a *Arena, size, align int) bool {
+	_, ok := fitAt(a, size, align)
+	return ok
+}
+
+// fitAt is where size bytes aligned to align go in a's bump space, if
+// they fit.
+func fitAt(a *Arena, size, align int) (int, bool) {
+	if a == nil {
+		return 0, false
+	}
+	off := (a.Top + align - 1) &^ (align - 1)
+	return off, off <= len(a.Mem) && size <= len(a.Mem)-off
 }
 
 // SetCur makes a (nil for none) the current arena, and returns the old

@@ -91,8 +91,8 @@ type Slots struct {
 // At returns slot i, which must be below Len.
 func (t *Slots) At(i uint32) *Slot { return &t.chunks[i>>chunkShift][i&(chunkSlots-1)] }
 
-// Len is the number of slots ever handed out (not counting retired ones
-// reused: they are not).
+// Len is the number of slots the table holds, free and retired ones
+// included: every slot index is below it.
 func (t *Slots) Len() uint32 { return t.n }
 
 // Full reports whether New would have to grow the table past MaxSlots.

@@ -311,12 +311,17 @@ var (
 )
 
 func autoGuards() autoGuard {
-	if !autoSet.Load() {
-		autoOnce.Do(func() {
-			auto = autoGuard{canary: canaryReady(), ticks: detectTicks()}
-			autoSet.Store(true)
-		})
+	if autoSet.Load() { // small enough to inline into guardFor
+		return auto
 	}
+	return findAutoGuards()
+}
+
+func findAutoGuards() autoGuard {
+	autoOnce.Do(func() {
+		auto = autoGuard{canary: canaryReady(), ticks: detectTicks()}
+		autoSet.Store(true)
+	})
 	return auto
 }
 

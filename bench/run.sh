@@ -214,7 +214,7 @@ for round in $(seq "$COUNT"); do
 			-test.benchtime "${core_bt[i]}" -test.count 1 -test.timeout 60m
 	done
 	if ((round <= CACHE_ROUNDS)); then
-		if ((round == 1)); then echo "  # rounds 1 to $CACHE_ROUNDS only, -baseline first in even rounds:" >>"$commands"; fi
+		if ((round == 1)); then echo "  # in rounds 1 to $((CACHE_ROUNDS < COUNT ? CACHE_ROUNDS : COUNT)) only, -baseline first in even rounds:" >>"$commands"; fi
 		cache "$round"
 	fi
 done

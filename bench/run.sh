@@ -10,22 +10,23 @@
 #
 #   bench/run.sh              # COUNT=10 samples of every benchmark
 #   COUNT=3 bench/run.sh      # quicker
-#   QUICK=1 bench/run.sh      # only what the targets and tables need (under 15 minutes)
+#   QUICK=1 bench/run.sh      # only what the tables read, 6 samples (under 15 minutes)
 #
 # Settings (environment variables):
 #
-#   QUICK              1: COUNT=3, the comparison at 32 B, 64 KiB and 1 MiB only,
-#                      of the core module only the benchmarks the report's
-#                      tables read, 2 cache rounds, footprint at 1,000,000 only
-#   COUNT              samples of each benchmark (10; 3 with QUICK=1)
-#   BENCHTIME          -benchtime of the ordinary benchmarks (1s)
+#   QUICK              1: COUNT=6 (the fewest that give a 95% interval) at
+#                      BENCHTIME=0.5s, the comparison at 32 B, 64 KiB and 1 MiB
+#                      only, of the core module only the benchmarks the
+#                      report's tables read, footprint at 1,000,000 only
+#   COUNT              samples of each benchmark (10; 6 with QUICK=1)
+#   BENCHTIME          -benchtime of the ordinary benchmarks (1s; 0.5s with QUICK=1)
 #   HEAVY              top-level core benchmarks that take seconds per iteration and
 #                      gigabytes of memory (^Benchmark(Shuffle|RotateKey|Memory)$)
 #   HEAVY_BENCHTIME    their -benchtime (3x)
 #   PAUSE              top-level core benchmarks that measure latency under a
 #                      background job (^BenchmarkRentReturnDuring(BackgroundShuffle|KeyRotation)$)
 #   PAUSE_BENCHTIME    their -benchtime, the length of each run (3s)
-#   CACHE_ROUNDS       rounds of `memshuffle cache` with and without -baseline (5; 2 with QUICK=1)
+#   CACHE_ROUNDS       rounds of `memshuffle cache` with and without -baseline (6)
 #   CACHE_ARGS         its workload (-tokens 100000 -goroutines 8 -duration 3s)
 #   FOOTPRINT_COUNTS   numbers of live secrets the footprint tool holds (10000,1000000;
 #                      1000000 with QUICK=1)
@@ -39,8 +40,8 @@ cd "$root"
 
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
-	COUNT=${COUNT:-3}
-	CACHE_ROUNDS=${CACHE_ROUNDS:-2}
+	COUNT=${COUNT:-6}
+	BENCHTIME=${BENCHTIME:-0.5s}
 	FOOTPRINT_COUNTS=${FOOTPRINT_COUNTS:-1000000}
 	FOOTPRINT_TIMEOUT=${FOOTPRINT_TIMEOUT:-1m}
 fi
@@ -50,7 +51,7 @@ HEAVY=${HEAVY:-'^Benchmark(Shuffle|RotateKey|Memory)$'}
 HEAVY_BENCHTIME=${HEAVY_BENCHTIME:-3x}
 PAUSE=${PAUSE:-'^BenchmarkRentReturnDuring(BackgroundShuffle|KeyRotation)$'}
 PAUSE_BENCHTIME=${PAUSE_BENCHTIME:-3s}
-CACHE_ROUNDS=${CACHE_ROUNDS:-5}
+CACHE_ROUNDS=${CACHE_ROUNDS:-6}
 CACHE_ARGS=${CACHE_ARGS:-'-tokens 100000 -goroutines 8 -duration 3s'}
 FOOTPRINT_COUNTS=${FOOTPRINT_COUNTS:-10000,1000000}
 FOOTPRINT_TIMEOUT=${FOOTPRINT_TIMEOUT:-5m}

@@ -328,7 +328,7 @@ func writeFootprint(p printer, in Input) {
 func writeReproduce(p printer, in Input) {
 	p("## Reproduce\n\n")
 	p("From the repository root (the whole run, writing this file and `bench/rentreturn.svg`):\n\n")
-	p("```sh\nbench/run.sh                 # COUNT=10 samples of each benchmark\nCOUNT=3 bench/run.sh         # quicker\nQUICK=1 bench/run.sh         # only what the tables above read, 3 samples\n```\n\n")
+	p("```sh\nbench/run.sh                 # COUNT=10 samples of each benchmark\nCOUNT=3 bench/run.sh         # quicker\nQUICK=1 bench/run.sh         # only what the tables above read, 6 samples\n```\n\n")
 	if in.Commands != "" {
 		p("The commands this run executed, in order:\n\n```sh\n%s```\n\n", ensureNL(in.Commands))
 	}

@@ -116,7 +116,23 @@ func writeTargets(p printer, in Input) {
 		p("| %s | %s | %s | %s | %s | %s |\n", t.What, t.Goal, t.Measured, t.CI(), verdict, code(t.From))
 	}
 	p("\n")
+	writePauseControl(p, in)
 	writeCache(p, in)
+}
+
+// writePauseControl gives the pause rows their control: the same loop over
+// the same data with no background job, which shows what the machine
+// alone (descheduling, other processes) puts into a maximum.
+func writePauseControl(p printer, in Input) {
+	p99, err1 := in.Core.Summary(corePauseOff, "p99-ns")
+	longest, _, err2 := worst(corePauseOff, "max-ns", fromCore)(Runs{Core: in.Core})
+	if err1 != nil || err2 != nil {
+		return
+	}
+	p("The pause rows' control, the same Rent+Return loop over the same 256 MiB with no background job\n")
+	p("(`%s`): 99th percentile %s (median of %d runs), longest %s in the worst\n",
+		strings.TrimPrefix(corePauseOff, "Benchmark"), FormatTime(p99.Median*1e-9), p99.N, FormatTime(longest.v*1e-9))
+	p("of them: what the machine alone (descheduling, other processes) can put into the rows above.\n\n")
 }
 
 // writeCache describes the cache workload's runs under the targets.

@@ -113,6 +113,7 @@ const (
 	coreCC1k      = "BenchmarkBaselineCopyClear/entries=1000/size=65536"
 	coreBGPause   = "BenchmarkRentReturnDuringBackgroundShuffle/total=256MiB/size=32"
 	coreRotPause  = "BenchmarkRentReturnDuringKeyRotation/total=256MiB/size=32/shards=8"
+	corePauseOff  = coreRotPause + "/rotation=off"
 	cmpRR         = "BenchmarkRentReturn/lib=%s/size=%d"
 	cacheShuffler = CacheName + "store=memshuffle"
 	cacheMap      = CacheName + "store=map-rwmutex"

@@ -132,7 +132,8 @@ func writePauseControl(p printer, in Input) {
 	p("The pause rows' control, the same Rent+Return loop over the same 256 MiB with no background job\n")
 	p("(`%s`): 99th percentile %s (median of %d runs), longest %s in the worst\n",
 		strings.TrimPrefix(corePauseOff, "Benchmark"), FormatTime(p99.Median*1e-9), p99.N, FormatTime(longest.v*1e-9))
-	p("of them: what the machine alone (descheduling, other processes) can put into the rows above.\n\n")
+	p("of them (of each run's first 2²⁰ operations): what the machine alone (descheduling, other processes) can\n")
+	p("put into the rows above.\n\n")
 }
 
 // writeCache describes the cache workload's runs under the targets.

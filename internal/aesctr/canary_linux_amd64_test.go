@@ -34,7 +34,7 @@ func requireCanary(t *testing.T) {
 	}
 }
 
-// TestRuntimeLayout checks the offsets of layout_amd64.go against the debug
+// TestRuntimeLayout checks the offsets of layout_linux_amd64.go against the debug
 // information the compiler writes for the runtime's g and m: a Go release
 // that moves a field fails here, not only at start-up (where the guard
 // would fall back silently). go test links its binaries without debug
@@ -85,7 +85,7 @@ func TestRuntimeLayout(t *testing.T) {
 	}
 	for field, off := range want {
 		if g, ok := got[field]; !ok || g != off {
-			t.Errorf("%s: offset %d in layout_amd64.go, %d (found %v) in the runtime", field, off, g, ok)
+			t.Errorf("%s: offset %d in layout_linux_amd64.go, %d (found %v) in the runtime", field, off, g, ok)
 		}
 	}
 }

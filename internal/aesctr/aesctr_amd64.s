@@ -47,8 +47,11 @@
 // signal the routine sends to its own thread; XCR0 against the frame's
 // components) and never picks this guard if any check fails. On a thread
 // that has run C code (m.ncgocall), which could have moved the signal
-// stack, the routine falls back to guardDetect, or to guardBlock where
-// ticks is 0.
+// stack, on a thread created by C that calls into Go (m.isextra), whose
+// recorded signal stack C may have moved or freed since, and where the
+// runtime adopted C's signal stack rather than set its own
+// (m.newSigstack false), the routine falls back to guardDetect, or to
+// guardBlock where ticks is 0.
 //
 // guardDetect, used where the canaries are not, reads the time stamp
 // counter before the first secret is loaded

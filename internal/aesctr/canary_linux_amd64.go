@@ -103,10 +103,15 @@ func threadSignalStack() (stack []byte, ok bool) {
 	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(nil), ss.sp)), ss.size), true
 }
 
-// ranC reports whether C code may have run on the thread, as GUARDENTER
-// decides it: a cgo call other than the runtime's own first one on m0.
+// ranC reports whether C code may have run on the thread or own its signal
+// stack, as GUARDENTER decides it: a cgo call other than the runtime's own
+// first one on m0, an M that C created (isextra), or a signal stack the
+// runtime adopted rather than set (newSigstack false). On the thread of
+// the start-up check they must read 0 and 1 exactly: any other byte there,
+// a wrong offset included, keeps guardCanary from being used.
 func ranC(st threadState) bool {
-	return st.ncgocall > 1 || st.ncgocall == 1 && st.id != 0
+	return st.ncgocall > 1 || st.ncgocall == 1 && st.id != 0 ||
+		st.isextra != 0 || st.newSigstack != 1
 }
 
 // probeFrame is one attempt of verifyCanary.
@@ -201,6 +206,9 @@ type threadState struct {
 	ncgocall uint64 // g.m.ncgocall
 	id       uint64 // g.m.id
 	lo, hi   uint64 // g.m.gsignal.stack
+
+	isextra     uint64 // g.m.isextra, 0 or 1
+	newSigstack uint64 // g.m.newSigstack, 0 or 1
 }
 
 // threadStateAsm fills st for the calling thread.

@@ -75,6 +75,10 @@ TEXT ·threadStateAsm(SB), NOSPLIT, $0-8
 	MOVQ AX, threadState_ncgocall(DI)
 	MOVQ const_offMID(CX), AX
 	MOVQ AX, threadState_id(DI)
+	MOVBLZX const_offMIsextra(CX), AX
+	MOVQ AX, threadState_isextra(DI)
+	MOVBLZX const_offMNewSigstack(CX), AX
+	MOVQ AX, threadState_newSigstack(DI)
 	MOVQ const_offMGsignal(CX), CX
 	MOVQ const_offGStackLo(CX), AX
 	MOVQ AX, threadState_lo(DI)

@@ -54,6 +54,9 @@ func TestRuntimeLayout(t *testing.T) {
 		"runtime.m.curg":     offMCurg,
 		"runtime.m.id":       offMID,
 		"runtime.m.ncgocall": offMNcgocall,
+
+		"runtime.m.newSigstack": offMNewSigstack,
+		"runtime.m.isextra":     offMIsextra,
 	}
 	got := map[string]int64{}
 	r := d.Reader()
@@ -198,53 +201,99 @@ func TestCanaryCatchesSignal(t *testing.T) {
 	}
 }
 
-// TestCanaryFallback checks what the canary guard does on a thread that
-// has run C code (m.ncgocall raised by 2 here by hand on a locked thread,
-// past the one call the runtime makes on m0 in a cgo binary):
-// it must not trust the runtime's record of the signal stack, and falls
-// back to blocking (threshold 0) or to the time stamp counter. A threshold
-// no call reaches shows that the fallback really is the counter: the
-// marker then stays, where the canaries would have caught it.
+// TestCanaryFallback checks what the canary guard does on an M whose
+// record of the signal stack it must not trust, each condition set here by
+// hand in the runtime's m of a locked thread: one that has run C code
+// (m.ncgocall raised by 2, past the one call the runtime makes on m0 in a
+// cgo binary), the M of a thread created by C (m.isextra), whose recorded
+// signal stack C may have moved or freed, and one whose signal stack the
+// runtime adopted from C (m.newSigstack false). The start-up check must
+// reject such an M (threadSignalStack), and the guard must not write
+// its canaries: nonzero words planted where they go stay as they are. It
+// falls back to blocking (threshold 0) or to the time stamp counter; a
+// threshold no call reaches shows that the fallback really is the counter:
+// the marker then stays, where the canaries would have caught it.
 func TestCanaryFallback(t *testing.T) {
 	requireCanary(t)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	stack, ok := threadSignalStack()
-	if !ok {
-		t.Fatal("the thread's signal stack does not match the kernel's")
+	conditions := []struct {
+		name string
+		set  func(m unsafe.Pointer) (undo func())
+	}{
+		{"ncgocall", func(m unsafe.Pointer) func() {
+			n := (*uint64)(unsafe.Add(m, offMNcgocall))
+			*n += 2
+			return func() { *n -= 2 }
+		}},
+		{"isextra", func(m unsafe.Pointer) func() {
+			b := (*bool)(unsafe.Add(m, offMIsextra))
+			*b = true
+			return func() { *b = false }
+		}},
+		{"newSigstack", func(m unsafe.Pointer) func() {
+			b := (*bool)(unsafe.Add(m, offMNewSigstack))
+			*b = false
+			return func() { *b = true }
+		}},
 	}
-	ncgocall := threadNcgocall()
-	*ncgocall += 2
-	defer func() { *ncgocall -= 2 }()
+	for _, c := range conditions {
+		t.Run(c.name, func(t *testing.T) {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			stack, ok := threadSignalStack()
+			if !ok {
+				t.Fatal("the thread's signal stack does not match the kernel's")
+			}
+			defer c.set(threadM())()
+			if _, ok := threadSignalStack(); ok {
+				t.Error("the start-up check accepts this M")
+			}
 
-	hits := atomic.LoadUint64(&canaryHits)
-	if probe(t, stack, guardChoice{guard: guardCanary, ticks: 0}) {
-		t.Error("fallback to blocking: marker found on the signal stack")
-	}
-	found := 0
-	for range 10 {
-		if probe(t, stack, guardChoice{guard: guardCanary, ticks: ^uint64(0)}) {
-			found++
-		}
-	}
-	if found == 0 {
-		t.Error("fallback to a counter threshold no call reaches: marker never found, so the canaries were used")
-	}
-	if n := atomic.LoadUint64(&canaryHits) - hits; n != 0 {
-		t.Errorf("%d canary detections on a thread that ran C code, want 0", n)
+			top := uintptr(unsafe.Pointer(unsafe.SliceData(stack))) + uintptr(len(stack))
+			base := uintptr(unsafe.Pointer(unsafe.SliceData(stack)))
+			words := []*uint32{
+				(*uint32)(unsafe.Pointer(&stack[(top-uintptr(canaryFrame))&^63+fxSwBytes-base])),
+				(*uint32)(unsafe.Pointer(&stack[(top-uintptr(canaryFrameMax))&^63+fxSwBytes-base])),
+			}
+			for _, w := range words {
+				*w = 0x5a5a5a5a
+			}
+			src := make([]byte, 32)
+			dst := make([]byte, 32)
+			copyAsm(dst, src, guardCanary, ^uint64(0))
+			for i, w := range words {
+				if *w != 0x5a5a5a5a {
+					t.Errorf("canary %d written (%#x): the guard trusted the recorded signal stack", i, *w)
+				}
+			}
+
+			hits := atomic.LoadUint64(&canaryHits)
+			if probe(t, stack, guardChoice{guard: guardCanary, ticks: 0}) {
+				t.Error("fallback to blocking: marker found on the signal stack")
+			}
+			found := 0
+			for range 10 {
+				if probe(t, stack, guardChoice{guard: guardCanary, ticks: ^uint64(0)}) {
+					found++
+				}
+			}
+			if found == 0 {
+				t.Error("fallback to a counter threshold no call reaches: marker never found, so the canaries were used")
+			}
+			if n := atomic.LoadUint64(&canaryHits) - hits; n != 0 {
+				t.Errorf("%d canary detections on an M whose signal stack is not trusted, want 0", n)
+			}
+		})
 	}
 }
 
-// threadNcgocall returns the address of the calling thread's m.ncgocall.
-// checkptr (on with -race) cannot tell that g, reached through a uintptr,
-// is a live allocation.
+// threadM returns the calling thread's m. checkptr (on with -race) cannot
+// tell that g, reached through a uintptr, is a live allocation.
 //
 //go:nocheckptr
-func threadNcgocall() *uint64 {
+func threadM() unsafe.Pointer {
 	var st threadState
 	threadStateAsm(&st)
-	m := *(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(nil), uintptr(st.g)+offGM))
-	return (*uint64)(unsafe.Add(m, offMNcgocall))
+	return *(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(nil), uintptr(st.g)+offGM))
 }
 
 // TestCanaryLargeFrame covers the larger signal frame of a thread that

@@ -40,6 +40,10 @@
 	MOVQ    TLS, CX                         \
 	MOVQ    0(CX)(TLS*1), CX                \
 	MOVQ    const_offGM(CX), CX             \
+	CMPB    const_offMIsextra(CX), $0       \
+	JNE     fallback                        \
+	CMPB    const_offMNewSigstack(CX), $0   \
+	JEQ     fallback                        \
 	MOVQ    const_offMNcgocall(CX), DX      \
 	TESTQ   DX, DX                          \
 	JZ      nocgo                           \
@@ -87,6 +91,13 @@ nocgo:                                          \
 // stack away from the one the runtime recorded: m.ncgocall is not 0, except
 // for the one call the runtime itself makes on m0 (m.id 0) in a cgo
 // binary, _cgo_notify_runtime_init_done, which does not touch it. It falls
+// back on the M of a thread that C created and that calls into Go
+// (m.isextra): ncgocall does not count those calls, and in a cgo binary
+// the M stays bound to the thread, so m.gsignal.stack keeps the signal
+// stack of the thread's first call even after C moves or frees it, and the
+// canaries would land there while the real frame goes unseen. It falls
+// back too where the runtime adopted a signal stack that C had set
+// (m.newSigstack false), which belongs to C and may change. It falls
 // back too where the signal stack is too small for the larger frame (a
 // thread created by C code, with a signal stack of its own), so that it
 // never writes below the stack.

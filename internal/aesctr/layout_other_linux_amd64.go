@@ -15,4 +15,7 @@ const (
 	offMCurg     = 0
 	offMID       = 0
 	offMNcgocall = 0
+
+	offMNewSigstack = 0
+	offMIsextra     = 0
 )

@@ -22,11 +22,21 @@ import (
 
 // requireCanary fails the test where the canaries should work (a checked Go
 // release on a CPU with XSAVE) but failed their start-up check, so that
-// losing the fast guard does not go unnoticed, and skips it elsewhere.
+// losing the fast guard does not go unnoticed, and skips it elsewhere,
+// unless MEMSHUFFLE_EXPECT_CANARY=1 says they must work on this machine
+// (.ci/run sets it): a Go release whose layout is not checked, or a CPU
+// the guard cannot use, then fails the test too.
 func requireCanary(t *testing.T) {
 	t.Helper()
+	expect := os.Getenv("MEMSHUFFLE_EXPECT_CANARY") == "1"
+	if expect && !Supported() {
+		t.Fatal("MEMSHUFFLE_EXPECT_CANARY=1, but there is no AES-NI/SSE4.1 assembly on this machine")
+	}
 	requireSupported(t)
 	if !layoutKnown || !cpu.X86.HasOSXSAVE {
+		if expect {
+			t.Fatalf("MEMSHUFFLE_EXPECT_CANARY=1, but the canaries are not available (runtime layout known for this Go release: %v, XSAVE: %v)", layoutKnown, cpu.X86.HasOSXSAVE)
+		}
 		t.Skip("canaries not available: runtime layout unchecked for this Go release, or no XSAVE")
 	}
 	if !canaryReady() {

@@ -6,7 +6,6 @@ import (
 	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
-
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 

@@ -16,7 +16,6 @@ import (
 	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/seal"
-
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 

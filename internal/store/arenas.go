@@ -39,13 +39,15 @@ type Arenas struct {
 	list  []*Arena // by arena index; nil where released
 	holes []uint32 // indexes of released arenas, for reuse
 	cur   *Arena
-	free  FreeSpace
 
 	mapRegion MapFunc
 	aux       *Aux           // where regions released to an UnmapList count
 	released  *atomic.Uint64 // arenas given back, for statistics
 
 	mapped, locked, unlocked, dumpable int64
+
+	// Last: over a kilobyte that Rent and Return never touch.
+	free FreeSpace
 }
 
 // List returns the arenas by index, nil where one was released. The

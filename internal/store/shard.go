@@ -36,7 +36,6 @@ const (
 // shard's lock, which every method below expects held.
 type Shard struct {
 	Slots    Slots
-	Arenas   Arenas
 	Counts   Counts
 	Expiries Expiries
 	Waiters  Waiters
@@ -45,6 +44,10 @@ type Shard struct {
 	minArena int            // the smallest arena mapped for shared use
 	moved    *atomic.Uint64 // bytes moved, for statistics
 	cursor   uint32         // next slot compaction and sweeps look at
+
+	// Last, as it ends with the free-space index, which is large and off
+	// the paths of Rent and Return.
+	Arenas Arenas
 }
 
 // Config is what a Shard needs from its owner.

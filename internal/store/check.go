@@ -101,6 +101,9 @@ func (e *Shard) checkSlots(onFree map[uint32]bool) (*slotsView, error) {
 // dumpable counts.
 func (e *Shard) checkArenas(spans map[uint32][]span) error {
 	s := &e.Arenas
+	if len(s.list) > MaxArenas {
+		return fmt.Errorf("%d arena indexes, more than a slot holds (%d)", len(s.list), MaxArenas)
+	}
 	if err := s.free.Check(); err != nil {
 		return err
 	}

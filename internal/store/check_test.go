@@ -78,6 +78,10 @@ func TestCheckFindsCorruption(t *testing.T) {
 			e.Expiries.Set(live, 1<<62)
 			e.Expiries.earliest = 1 << 61
 		}, "earliest deadline"},
+		{"arena indexes past a slot's", func(e *Shard, _, _ uint32) {
+			e.Arenas.holes = nil
+			e.Arenas.list = append(e.Arenas.list, make([]*Arena, MaxArenas)...)
+		}, "more than a slot holds"},
 		{"current arena out of the set", func(e *Shard, _, _ uint32) { e.Arenas.cur = &Arena{Index: 9} }, "current arena"},
 	}
 	for _, c := range cases {

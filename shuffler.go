@@ -171,6 +171,7 @@ func New(opts ...Option) (*Shuffler, error) {
 		sh.Init(store.Config{
 			Overhead: c.Overhead(), MinArena: cfg.arenaSize, Map: s.mapRegion,
 			Aux: &s.aux, Moved: &s.bytesMoved, Released: &s.arenasReleased,
+			Full: ErrOutOfMemory,
 		})
 		off := ownScratch + i*scratchStride
 		sh.scratch = (*seal.Scratch)(unsafe.Pointer(&own.Data[off]))

@@ -121,21 +121,18 @@ func (s *Shuffler) background(ctx context.Context, interval time.Duration, done 
 
 // cycle runs one background cycle; it reports false when it was stopped.
 //
-// Arenas a step empties are released into a list and unmapped after the
-// step lets go of the lock.
+// No step maps memory while it holds the shard lock: mapping and locking
+// fresh memory means faulting in and zeroing every page of it, which takes
+// milliseconds for a few MiB on a loaded machine, and every Rent of the
+// shard would wait for it. Before each step the cycle maps, with no lock
+// held, a spare region as large as the arena the step may need (see
+// spareSize), and a step that has used its spare stops there. Arenas a step
+// empties are released into a list and unmapped after the step lets go of
+// the lock. Only when the spare could not be mapped does a step map under
+// the lock, as any allocation would: without memory it fails there too,
+// and a compaction step stands in.
 func (s *Shuffler) cycle(ctx context.Context) bool {
 	var later unmapList
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		if sh.closed {
-			sh.mu.Unlock()
-			return false
-		}
-		sh.startCycle(&later)
-		sh.mu.Unlock()
-		later.unmapAll(s)
-	}
 	spares := make([]*osmem.Region, len(s.shards))
 	defer func() {
 		for _, r := range spares {
@@ -144,6 +141,25 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			}
 		}
 	}()
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if sh.closed {
+			sh.mu.Unlock()
+			return false
+		}
+		sh.startCycle(&later)
+		want := 0
+		if sh.live > 0 {
+			want = sh.spareSize()
+		}
+		sh.mu.Unlock()
+		spares[i] = later.takeSpare(want)
+		later.unmapAll(s)
+		if want > 0 && spares[i] == nil {
+			spares[i], _ = s.mapAux(want)
+		}
+	}
 	for busy := true; busy; {
 		busy = false
 		for i := range s.shards {
@@ -162,16 +178,34 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			start := time.Now()
 			more := sh.step(&later)
 			held := time.Since(start)
-			want := 0
-			if sh.spare == nil && more {
-				want = sh.arenaSize(stepBytes)
+			// The spare for the next step: none needed, the one in place,
+			// or one to map now; one too small goes.
+			want, small := 0, (*osmem.Region)(nil)
+			if more {
+				want = sh.spareSize()
+				if sh.spare != nil && len(sh.spare.Data) < want {
+					small, sh.spare = sh.spare, nil
+				}
+				if sh.spare != nil {
+					want = 0
+				}
 			}
 			sh.mu.Unlock()
 			s.noteStep(held)
 			busy = busy || more
+			// Spares are counted as later's regions are, so either can
+			// become the other.
+			if small != nil {
+				later = append(later, small)
+			}
+			if r := spares[i]; want > 0 && r != nil && len(r.Data) < want {
+				later = append(later, r)
+				spares[i] = nil
+			}
+			if want > 0 && spares[i] == nil {
+				spares[i] = later.takeSpare(want)
+			}
 			later.unmapAll(s)
-			// Mapping memory can stall (page zeroing, huge-page compaction):
-			// do it here, with no lock held, for the shard's next step.
 			if want > 0 && spares[i] == nil {
 				spares[i], _ = s.mapAux(want)
 			}
@@ -200,6 +234,47 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 	return true
 }
 
+// takeSpare takes out of l, for a spare of n bytes, a region of at least n
+// bytes and less than twice that, if l holds one. The arenas a step empties
+// are as large as the spare the next step needs, and reusing one saves
+// unmapping it and mapping, locking and zeroing the same amount of memory
+// again: most of a cycle's system time, and CPU time the Rent goroutines
+// would otherwise wait for on a machine with few cores. Every byte of a
+// released arena has been wiped; a region in l is counted with the
+// regions that are not arenas, as a spare is.
+func (l *unmapList) takeSpare(n int) *osmem.Region {
+	if n <= 0 {
+		return nil
+	}
+	for i, r := range *l {
+		if len(r.Data) >= n && len(r.Data) < 2*n {
+			last := len(*l) - 1
+			(*l)[i], (*l)[last] = (*l)[last], nil
+			*l = (*l)[:last]
+			return r
+		}
+	}
+	return nil
+}
+
+// spareSize is the size of arena the shard's next step may have to map:
+// one of the shard's usual size, or one for the next entry of the cycle if
+// that is larger. An oversize entry gets an arena of its own, mapped under
+// the lock as its copy is made there, each in time proportional to its
+// size.
+func (sh *shard) spareSize() int {
+	n := stepBytes
+	if sh.bgPos < len(sh.bgOrder) {
+		if i := sh.bgOrder[sh.bgPos]; i < sh.nslots {
+			sl := sh.slot(i)
+			if size := int(sl.size) + sh.ov; !sh.oversize(size, sl.align()) {
+				n = max(n, size)
+			}
+		}
+	}
+	return sh.arenaSize(n)
+}
+
 // startCycle draws the order in which this cycle visits the shard's slots
 // and sends what it moves to a fresh arena. An empty current arena goes to
 // later.
@@ -211,12 +286,18 @@ func (sh *shard) startCycle(later *unmapList) {
 }
 
 // step moves the next few entries of the cycle; it reports whether any
-// remain. The arenas it empties go to later.
+// remain. The arenas it empties go to later. A step that had a spare stops
+// once it has taken it for a new arena: the next arena it needed would be
+// mapped under the lock.
 func (sh *shard) step(later *unmapList) bool {
 	sh.sweepExpired(later)
 	budget, count := stepBytes, 0
 	var moved uint64
+	hadSpare := sh.spare != nil
 	for sh.bgPos < len(sh.bgOrder) && budget > 0 && count < stepEntries {
+		if hadSpare && sh.spare == nil {
+			break
+		}
 		i := sh.bgOrder[sh.bgPos]
 		sh.bgPos++
 		if i >= sh.nslots {

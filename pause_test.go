@@ -1,0 +1,276 @@
+package memshuffle
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"runtime/trace"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BenchmarkPauseBackground measures the latency of each Rent+Return of a
+// 32-byte entry while other work runs, and reports its percentiles, the
+// maximum and how many samples took over a millisecond. Run it with
+// -benchtime 3s: the maximum is a property of the run's length.
+//
+// Two controls in the same run tell the library's pauses from the
+// machine's: control=heap times a mutex-protected 32-byte copy on the Go
+// heap with nothing else running (what the machine alone does to the
+// timing loop: vCPU steal, descheduling by other processes), and
+// control=memmove the same with a goroutine copying 256 MiB in 128 KiB
+// steps between heap buffers (the memory traffic of a background cycle,
+// without the library's locks). The other sub-benchmarks hold 256 MiB in
+// 64 KiB entries: quiet, with nothing running; background, with the
+// background shuffler moving it back to back; rotation, with
+// WithKeyRotation re-encrypting it every millisecond.
+//
+// Each also reports how many of the pauses over a millisecond the timing
+// thread spent at least half of waiting on the system's run queue
+// (over-1ms-queued, from /proc/thread-self/schedstat): ready to run, with
+// no CPU to run on, because of other processes, the hypervisor or the
+// process's own other threads. It reports the steal time of the machine's
+// CPUs (steal-ms, from /proc/stat), the process's involuntary context
+// switches (nvcsw), the garbage collections during the run (gcs) and, where
+// the library ran, the longest a background step or a rotation held a
+// shard's lock (hold-max-ns).
+//
+// With MEMSHUFFLE_PAUSE_TRACE set to a directory, an execution trace flight
+// recorder runs along and the last seconds before the first few samples over
+// a millisecond are written there, for go tool trace.
+func BenchmarkPauseBackground(b *testing.B) {
+	const total, bigSize, size = 256 << 20, 64 << 10, 32
+	b.Run("control=heap/size=32", func(b *testing.B) {
+		pauseLoop(b, nil, heapOp())
+	})
+	b.Run("control=memmove/total=256MiB/size=32", func(b *testing.B) {
+		stop := memmoveLoad(total, stepBytes)
+		defer stop()
+		pauseLoop(b, nil, heapOp())
+	})
+	for _, c := range []struct {
+		name string
+		opts []Option
+		bg   bool
+	}{
+		{"quiet", nil, false},
+		{"background", nil, true},
+		{"rotation", []Option{WithKeyRotation(time.Millisecond)}, false},
+	} {
+		b.Run(fmt.Sprintf("total=256MiB/size=32/%s", c.name), func(b *testing.B) {
+			s := newBench(b, c.opts...)
+			for range total / bigSize {
+				if _, err := Alloc[byte](s, bigSize); err != nil {
+					b.Fatal(err)
+				}
+			}
+			small := make([]Handle, 1024)
+			for i := range small {
+				var err error
+				if small[i], err = Alloc[byte](s, size); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if c.bg {
+				stop, err := s.StartBackgroundShuffle(context.Background(), 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer stop()
+			}
+			i := 0
+			pauseLoop(b, s, func() error {
+				h := small[i&1023]
+				i++
+				if _, err := RentSlice[byte](s, h); err != nil {
+					return err
+				}
+				return s.Return(h)
+			})
+			st := s.Stats()
+			if c.bg {
+				b.ReportMetric(float64(st.BackgroundCycles), "cycles")
+			}
+			if st.KeyRotations > 0 {
+				b.ReportMetric(float64(st.KeyRotations), "rotations")
+			}
+		})
+	}
+}
+
+// heapOp is the heap-side equivalent of a 32-byte Rent+Return: a lock, a
+// copy in and a copy out.
+func heapOp() func() error {
+	var mu sync.Mutex
+	var store, work [32]byte
+	return func() error {
+		mu.Lock()
+		work = store
+		work[0]++
+		store = work
+		mu.Unlock()
+		return nil
+	}
+}
+
+// memmoveLoad starts a goroutine that copies total bytes between two heap
+// buffers in steps of step bytes, over and over, yielding between steps as
+// the background shuffler does; the function it returns stops it.
+func memmoveLoad(total, step int) (stop func()) {
+	src, dst := make([]byte, total), make([]byte, total)
+	for i := range src {
+		src[i] = byte(i)
+	}
+	done, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			for off := 0; off < total; off += step {
+				select {
+				case <-quit:
+					return
+				default:
+				}
+				copy(dst[off:off+step], src[off:off+step])
+				clear(src[off : off+step])
+				runtime.Gosched()
+			}
+			src, dst = dst, src
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// pauseLoop times op once per b.Loop iteration and reports the
+// distribution, with what the machine and the runtime did meanwhile.
+func pauseLoop(b *testing.B, s *Shuffler, op func() error) {
+	var fr *trace.FlightRecorder
+	dir := os.Getenv("MEMSHUFFLE_PAUSE_TRACE")
+	if dir != "" {
+		fr = trace.NewFlightRecorder(trace.FlightRecorderConfig{MinAge: 2 * time.Second, MaxBytes: 64 << 20})
+		if err := fr.Start(); err != nil {
+			b.Fatal(err)
+		}
+		defer fr.Stop()
+	}
+	snaps, over, longest := 0, 0, time.Duration(0)
+	// Pauses over a millisecond for which the timing thread waited on the
+	// system's run queue for at least half the pause: the machine's.
+	var sched schedWindow
+	overQueued, n := 0, 0
+	lat := make([]time.Duration, 0, 1<<24)
+	steal0, nv0, gc0 := stealNanos(), involuntarySwitches(), gcCycles()
+	start := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if n++; n%4096 == 1 {
+			sched.mark()
+		}
+		t0 := time.Now()
+		if err := op(); err != nil {
+			b.Fatal(err)
+		}
+		d := time.Since(t0)
+		if len(lat) < cap(lat) {
+			lat = append(lat, d)
+		}
+		// Counted apart from lat, which a long run can fill.
+		longest = max(longest, d)
+		if d > time.Millisecond {
+			over++
+			if q, ok := sched.waitedSince(); ok && q >= d/2 {
+				overQueued++
+			}
+			if trace.IsEnabled() {
+				trace.Log(context.Background(), "pause-ns", strconv.FormatInt(d.Nanoseconds(), 10))
+			}
+			sched.mark()
+		}
+		if fr != nil && d > time.Millisecond && snaps < 3 {
+			snaps++
+			// Let the flight recorder see what follows the pause too.
+			time.Sleep(50 * time.Millisecond)
+			name := filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+fmt.Sprintf("-%d-%dus.trace", snaps, d.Microseconds()))
+			if f, err := os.Create(name); err == nil {
+				_, _ = fr.WriteTo(f)
+				f.Close()
+				b.Logf("pause of %v: trace in %s", d, name)
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	steal, nv, gcs := stealNanos()-steal0, involuntarySwitches()-nv0, gcCycles()-gc0
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Nanoseconds()) }
+	b.ReportMetric(pct(0.50), "p50-ns")
+	b.ReportMetric(pct(0.99), "p99-ns")
+	b.ReportMetric(pct(0.999), "p999-ns")
+	b.ReportMetric(float64(longest.Nanoseconds()), "max-ns")
+	b.ReportMetric(float64(over), "over-1ms")
+	b.ReportMetric(float64(overQueued), "over-1ms-queued")
+	b.ReportMetric(elapsed.Seconds(), "run-s")
+	b.ReportMetric(float64(steal)/1e6, "steal-ms")
+	b.ReportMetric(float64(nv), "nvcsw")
+	b.ReportMetric(float64(gcs), "gcs")
+	if s != nil {
+		hold := max(s.Stats().BackgroundMax, rotationHoldMax(s))
+		b.ReportMetric(float64(hold.Nanoseconds()), "hold-max-ns")
+	}
+}
+
+// stealNanos is the steal time of all the machine's CPUs so far, from
+// /proc/stat, or 0 where there is none.
+func stealNanos() int64 {
+	f, err := os.Open("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	if !sc.Scan() {
+		return 0
+	}
+	// cpu user nice system idle iowait irq softirq steal ...
+	fields := strings.Fields(sc.Text())
+	if len(fields) < 9 || fields[0] != "cpu" {
+		return 0
+	}
+	ticks, _ := strconv.ParseInt(fields[8], 10, 64)
+	return ticks * 1e7 // USER_HZ is 100 on Linux
+}
+
+// involuntarySwitches is how often the system has taken a CPU from a
+// thread of this process, summed over /proc/self/task/*/status, or 0 where
+// that is not known.
+func involuntarySwitches() int64 {
+	tasks, _ := filepath.Glob("/proc/self/task/*/status")
+	var n int64
+	for _, t := range tasks {
+		raw, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(raw)) {
+			if v, ok := strings.CutPrefix(line, "nonvoluntary_ctxt_switches:"); ok {
+				k, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				n += k
+			}
+		}
+	}
+	return n
+}
+
+// gcCycles is the number of completed garbage collections so far.
+func gcCycles() uint64 {
+	m := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(m)
+	return m[0].Value.Uint64()
+}

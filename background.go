@@ -154,9 +154,8 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			want = sh.spareSize()
 		}
 		sh.mu.Unlock()
-		spares[i] = later.takeSpare(want)
 		later.unmapAll(s)
-		if want > 0 && spares[i] == nil {
+		if want > 0 {
 			spares[i], _ = s.mapAux(want)
 		}
 	}
@@ -193,19 +192,16 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			sh.mu.Unlock()
 			s.noteStep(held)
 			busy = busy || more
-			// Spares are counted as later's regions are, so either can
-			// become the other.
+			later.unmapAll(s)
 			if small != nil {
-				later = append(later, small)
+				_ = s.unmapAux(small)
 			}
 			if r := spares[i]; want > 0 && r != nil && len(r.Data) < want {
-				later = append(later, r)
+				_ = s.unmapAux(r)
 				spares[i] = nil
 			}
-			if want > 0 && spares[i] == nil {
-				spares[i] = later.takeSpare(want)
-			}
-			later.unmapAll(s)
+			// Mapping memory can stall (page zeroing, huge-page compaction):
+			// do it here, with no lock held, for the shard's next step.
 			if want > 0 && spares[i] == nil {
 				spares[i], _ = s.mapAux(want)
 			}
@@ -232,29 +228,6 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 		}
 	}
 	return true
-}
-
-// takeSpare takes out of l, for a spare of n bytes, a region of at least n
-// bytes and less than twice that, if l holds one. The arenas a step empties
-// are as large as the spare the next step needs, and reusing one saves
-// unmapping it and mapping, locking and zeroing the same amount of memory
-// again: most of a cycle's system time, and CPU time the Rent goroutines
-// would otherwise wait for on a machine with few cores. Every byte of a
-// released arena has been wiped; a region in l is counted with the
-// regions that are not arenas, as a spare is.
-func (l *unmapList) takeSpare(n int) *osmem.Region {
-	if n <= 0 {
-		return nil
-	}
-	for i, r := range *l {
-		if len(r.Data) >= n && len(r.Data) < 2*n {
-			last := len(*l) - 1
-			(*l)[i], (*l)[last] = (*l)[last], nil
-			*l = (*l)[:last]
-			return r
-		}
-	}
-	return nil
 }
 
 // spareSize is the size of arena the shard's next step may have to map:
@@ -333,4 +306,11 @@ func (sh *shard) step(later *unmapList) bool {
 func (s *Shuffler) noteStep(d time.Duration) {
 	s.bgSteps.Add(1)
 	storeMax(&s.bgStepMax, int64(d))
+	if afterStep != nil {
+		afterStep(d)
+	}
 }
+
+// afterStep, when set by a benchmark before any background shuffler
+// starts, sees how long every step held its shard lock.
+var afterStep func(held time.Duration)

@@ -4,12 +4,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"runtime/trace"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,13 +57,14 @@ func BenchmarkPauseBackground(b *testing.B) {
 		pauseLoop(b, nil, heapOp())
 	})
 	for _, c := range []struct {
-		name string
-		opts []Option
-		bg   bool
+		name   string
+		opts   []Option
+		bg     bool
+		rotate bool
 	}{
-		{"quiet", nil, false},
-		{"background", nil, true},
-		{"rotation", []Option{WithKeyRotation(time.Millisecond)}, false},
+		{"quiet", nil, false, false},
+		{"background", nil, true, false},
+		{"rotation", []Option{WithKeyRotation(time.Millisecond)}, false, true},
 	} {
 		b.Run(fmt.Sprintf("total=256MiB/size=32/%s", c.name), func(b *testing.B) {
 			s := newBench(b, c.opts...)
@@ -79,7 +80,15 @@ func BenchmarkPauseBackground(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			var holds latHist
+			var holdsMu sync.Mutex
 			if c.bg {
+				afterStep = func(d time.Duration) {
+					holdsMu.Lock()
+					holds.add(d)
+					holdsMu.Unlock()
+				}
+				defer func() { afterStep = nil }()
 				stop, err := s.StartBackgroundShuffle(context.Background(), 0)
 				if err != nil {
 					b.Fatal(err)
@@ -98,6 +107,14 @@ func BenchmarkPauseBackground(b *testing.B) {
 			st := s.Stats()
 			if c.bg {
 				b.ReportMetric(float64(st.BackgroundCycles), "cycles")
+				holdsMu.Lock()
+				b.ReportMetric(float64(holds.above(time.Millisecond)), "holds-over-1ms")
+				b.ReportMetric(float64(holds.percentile(0.99)), "hold-p99-ns")
+				holdsMu.Unlock()
+			}
+			if c.rotate {
+				b.ReportMetric(float64(rotationHoldsAbove(s, time.Millisecond)), "holds-over-1ms")
+				b.ReportMetric(float64(s.rotHold.percentile(0.99)), "hold-p99-ns")
 			}
 			if st.KeyRotations > 0 {
 				b.ReportMetric(float64(st.KeyRotations), "rotations")
@@ -166,12 +183,14 @@ func pauseLoop(b *testing.B, s *Shuffler, op func() error) {
 	// system's run queue for at least half the pause: the machine's.
 	var sched schedWindow
 	overQueued, n := 0, 0
-	lat := make([]time.Duration, 0, 1<<24)
+	// A histogram rather than every sample: a large buffer would raise the
+	// heap goal and hide what the collector does to a small program.
+	var lat latHist
 	steal0, nv0, gc0 := stealNanos(), involuntarySwitches(), gcCycles()
 	start := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		if n++; n%4096 == 1 {
+		if n++; n%16384 == 1 {
 			sched.mark()
 		}
 		t0 := time.Now()
@@ -179,10 +198,7 @@ func pauseLoop(b *testing.B, s *Shuffler, op func() error) {
 			b.Fatal(err)
 		}
 		d := time.Since(t0)
-		if len(lat) < cap(lat) {
-			lat = append(lat, d)
-		}
-		// Counted apart from lat, which a long run can fill.
+		lat.add(d)
 		longest = max(longest, d)
 		if d > time.Millisecond {
 			over++
@@ -208,8 +224,7 @@ func pauseLoop(b *testing.B, s *Shuffler, op func() error) {
 	}
 	elapsed := time.Since(start)
 	steal, nv, gcs := stealNanos()-steal0, involuntarySwitches()-nv0, gcCycles()-gc0
-	slices.Sort(lat)
-	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Nanoseconds()) }
+	pct := func(p float64) float64 { return float64(lat.percentile(p)) }
 	b.ReportMetric(pct(0.50), "p50-ns")
 	b.ReportMetric(pct(0.99), "p99-ns")
 	b.ReportMetric(pct(0.999), "p999-ns")
@@ -224,6 +239,63 @@ func pauseLoop(b *testing.B, s *Shuffler, op func() error) {
 		hold := max(s.Stats().BackgroundMax, rotationHoldMax(s))
 		b.ReportMetric(float64(hold.Nanoseconds()), "hold-max-ns")
 	}
+}
+
+// latHist counts durations in buckets 1/32 of a power of two wide: exact
+// below 64 ns, within about 3% above.
+type latHist struct {
+	n     [64 * 32]uint64
+	total uint64
+}
+
+func (h *latHist) add(d time.Duration) {
+	h.n[latBucket(d)]++
+	h.total++
+}
+
+// latBucket is the index of d's bucket.
+func latBucket(d time.Duration) int {
+	v := uint64(max(d, 0))
+	if v < 64 {
+		return int(v)
+	}
+	e := uint64(bits.Len64(v) - 6)
+	return int(e*32 + v>>e)
+}
+
+// percentile returns the lower bound, in ns, of the bucket the p-th
+// fraction of the durations falls in.
+func (h *latHist) percentile(p float64) int64 {
+	want, seen := uint64(p*float64(h.total)), uint64(0)
+	for i, c := range h.n {
+		if seen += c; seen > want {
+			if i < 64 {
+				return int64(i)
+			}
+			e := i/32 - 1
+			return int64(i-e*32) << e
+		}
+	}
+	return 0
+}
+
+// above counts the durations in the buckets above d's.
+func (h *latHist) above(d time.Duration) uint64 {
+	var n uint64
+	for _, c := range h.n[latBucket(d)+1:] {
+		n += c
+	}
+	return n
+}
+
+// rotationHoldsAbove counts the holds of a shard lock by rotations of s
+// that lasted 2^k ns or more, for the least such 2^k above d.
+func rotationHoldsAbove(s *Shuffler, d time.Duration) uint64 {
+	var n uint64
+	for k := bits.Len64(uint64(d)) + 1; k < len(s.rotHold.hist); k++ {
+		n += s.rotHold.hist[k].Load()
+	}
+	return n
 }
 
 // stealNanos is the steal time of all the machine's CPUs so far, from
@@ -273,4 +345,32 @@ func gcCycles() uint64 {
 	m := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
 	metrics.Read(m)
 	return m[0].Value.Uint64()
+}
+
+// TestLatHist checks the pause benchmarks' histogram against exact
+// percentiles of known samples.
+func TestLatHist(t *testing.T) {
+	var h latHist
+	var all []int64
+	for v := int64(1); v < 5e9; v = v*11/10 + 1 {
+		h.add(time.Duration(v))
+		all = append(all, v)
+	}
+	for _, p := range []float64{0, 0.5, 0.9, 0.99, 0.999} {
+		exact := all[int(p*float64(len(all)))]
+		got := h.percentile(p)
+		if got > exact || float64(got) < float64(exact)*0.96 {
+			t.Errorf("p%v: got %d, want %d rounded down by at most 4%%", p*100, got, exact)
+		}
+	}
+	var over uint64
+	for _, v := range all {
+		if v > 1e6 {
+			over++
+		}
+	}
+	// Only the bucket holding 1 ms itself can be left out.
+	if got := h.above(time.Millisecond); got > over || got+2 < over {
+		t.Errorf("above 1ms: got %d, want %d", got, over)
+	}
 }

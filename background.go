@@ -41,8 +41,10 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 // StartBackgroundShuffle starts a goroutine that relocates every unrented
 // entry once per cycle, in small steps, and starts a cycle every interval
 // (an interval of 0 runs cycles back to back). A step holds one shard's
-// lock while it moves up to 128 KiB, or a single larger entry. Each step
-// also wipes entries whose expiry has passed. It stops when ctx is done, when stop is called,
+// lock while it moves up to 128 KiB, or a single larger entry, into memory
+// mapped before it took the lock; only an entry too large to share an
+// arena, or a system that refused the memory ahead of time, has a step map
+// under the lock. Each step also wipes entries whose expiry has passed. It stops when ctx is done, when stop is called,
 // or at Close, whichever comes first; stop waits for the goroutine to end
 // and may be called more than once. Only one background shuffler runs at a
 // time (ErrBackgroundRunning); once one has stopped, by any of these means,

@@ -202,11 +202,12 @@ func pauseLoop(b *testing.B, s *Shuffler, op func() error) {
 		longest = max(longest, d)
 		if d > time.Millisecond {
 			over++
+			if trace.IsEnabled() {
+				// Logged first, so the event marks the sample's end.
+				trace.Log(context.Background(), "pause-ns", strconv.FormatInt(d.Nanoseconds(), 10))
+			}
 			if q, ok := sched.waitedSince(); ok && q >= d/2 {
 				overQueued++
-			}
-			if trace.IsEnabled() {
-				trace.Log(context.Background(), "pause-ns", strconv.FormatInt(d.Nanoseconds(), 10))
 			}
 			sched.mark()
 		}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
+
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // Background shuffling moves entries a little at a time. A cycle visits
@@ -123,26 +125,25 @@ func (s *Shuffler) background(ctx context.Context, interval time.Duration, done 
 
 // cycle runs one background cycle; it reports false when it was stopped.
 //
+// Arenas a step empties are released into a list and unmapped after the
+// step lets go of the lock. The fresh arena a step moves entries into is
+// mapped ahead, with no lock held, as a spare region of the cycle's own:
+// only the step adopts it (see adoptSpare), and no other path sees it, so
+// what the background shuffler holds never changes what an Alloc, Return
+// or Shuffle does.
+//
 // No step maps memory while it holds the shard lock: mapping and locking
-// fresh memory means faulting in and zeroing every page of it, which takes
-// milliseconds for a few MiB on a loaded machine, and every Rent of the
-// shard would wait for it. Before each step the cycle maps, with no lock
-// held, a spare region as large as the arena the step may need (see
-// spareSize), and a step that has used its spare stops there. Arenas a step
-// empties are released into a list and unmapped after the step lets go of
-// the lock. Only when the spare could not be mapped does a step map under
-// the lock, as any allocation would: without memory it fails there too,
-// and a compaction step stands in.
+// fresh memory faults in and zeroes every page of it, 0.7 to 5 ms for
+// 2 MiB on a loaded two-core machine, and every Rent of the shard would
+// wait for it. A step that needs a fresh arena and has no spare large
+// enough (the first step of a cycle, or a second fresh arena in one step)
+// stops before that entry and says what it needs; the cycle maps it with
+// no lock held, and the next step goes on. Only when the system refused
+// that memory does the next step map under the lock, as any allocation
+// would: without memory it fails there too, and a compaction step stands
+// in.
 func (s *Shuffler) cycle(ctx context.Context) bool {
-	var later unmapList
-	spares := make([]*osmem.Region, len(s.shards))
-	defer func() {
-		for _, r := range spares {
-			if r != nil {
-				_ = s.unmapAux(r)
-			}
-		}
-	}()
+	var later store.UnmapList
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -151,16 +152,20 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			return false
 		}
 		sh.startCycle(&later)
-		want := 0
-		if sh.live > 0 {
-			want = sh.spareSize()
-		}
 		sh.mu.Unlock()
-		later.unmapAll(s)
-		if want > 0 {
-			spares[i], _ = s.mapAux(want)
-		}
+		later.UnmapAll(&s.aux)
 	}
+	spares := make([]*osmem.Region, len(s.shards))
+	refused := make([]bool, len(s.shards)) // the system refused the shard's last spare
+	// A cycle ends with no spare left mapped, stopped or not: a Shuffler
+	// whose entries are gone maps nothing.
+	defer func() {
+		for _, r := range spares {
+			if r != nil {
+				_ = s.aux.Unmap(r)
+			}
+		}
+	}()
 	for busy := true; busy; {
 		busy = false
 		for i := range s.shards {
@@ -173,46 +178,32 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 				sh.mu.Unlock()
 				return false
 			}
-			if sh.spare == nil {
-				sh.spare, spares[i] = spares[i], nil
-			}
 			start := time.Now()
-			more := sh.step(&later)
+			more, want := sh.step(&later, &spares[i], refused[i])
 			held := time.Since(start)
-			// The spare for the next step: none needed, the one in place,
-			// or one to map now; one too small goes.
-			want, small := 0, (*osmem.Region)(nil)
-			if more {
-				want = sh.spareSize()
-				if sh.spare != nil && len(sh.spare.Data) < want {
-					small, sh.spare = sh.spare, nil
-				}
-				if sh.spare != nil {
-					want = 0
-				}
+			if want == 0 && spares[i] == nil && more {
+				want = sh.ArenaSize(stepBytes)
 			}
 			sh.mu.Unlock()
 			s.noteStep(held)
 			busy = busy || more
-			later.unmapAll(s)
-			if small != nil {
-				_ = s.unmapAux(small)
-			}
-			if r := spares[i]; want > 0 && r != nil && len(r.Data) < want {
-				_ = s.unmapAux(r)
-				spares[i] = nil
-			}
+			later.UnmapAll(&s.aux)
 			// Mapping memory can stall (page zeroing, huge-page compaction):
 			// do it here, with no lock held, for the shard's next step.
+			if r := spares[i]; want > 0 && r != nil && len(r.Data) < want {
+				_ = s.aux.Unmap(r)
+				spares[i] = nil
+			}
 			if want > 0 && spares[i] == nil {
-				spares[i], _ = s.mapAux(want)
+				var err error
+				spares[i], err = s.mapAux(want)
+				refused[i] = err != nil
 			}
 			// Let goroutines waiting for this shard in before the next step.
 			runtime.Gosched()
 		}
 	}
-	// A cycle ends with no empty arena and no spare left mapped: a
-	// Shuffler whose entries are gone maps nothing.
+	// A cycle ends with no empty arena left mapped either.
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -221,69 +212,51 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			return false
 		}
 		_ = sh.releaseEmpty(nil, &later)
-		spare := sh.spare
-		sh.spare = nil
 		sh.mu.Unlock()
-		later.unmapAll(s)
-		if spare != nil {
-			_ = s.unmapAux(spare)
-		}
+		later.UnmapAll(&s.aux)
 	}
 	return true
-}
-
-// spareSize is the size of arena the shard's next step may have to map:
-// one of the shard's usual size, or one for the next entry of the cycle if
-// that is larger. An oversize entry gets an arena of its own, mapped under
-// the lock as its copy is made there, each in time proportional to its
-// size.
-func (sh *shard) spareSize() int {
-	n := stepBytes
-	if sh.bgPos < len(sh.bgOrder) {
-		if i := sh.bgOrder[sh.bgPos]; i < sh.nslots {
-			sl := sh.slot(i)
-			if size := int(sl.size) + sh.ov; !sh.oversize(size, sl.align()) {
-				n = max(n, size)
-			}
-		}
-	}
-	return sh.arenaSize(n)
 }
 
 // startCycle draws the order in which this cycle visits the shard's slots
 // and sends what it moves to a fresh arena. An empty current arena goes to
 // later.
-func (sh *shard) startCycle(later *unmapList) {
-	sh.bgOrder = sh.permutation(sh.bgOrder, int(sh.nslots))
+func (sh *shard) startCycle(later *store.UnmapList) {
+	sh.bgOrder = sh.permutation(sh.bgOrder, int(sh.Slots.Len()))
 	sh.bgPos = 0
 	sh.relock()
-	sh.replaceCur(nil, later)
+	sh.Arenas.ReplaceCur(nil, later)
 }
 
 // step moves the next few entries of the cycle; it reports whether any
-// remain. The arenas it empties go to later. A step that had a spare stops
-// once it has taken it for a new arena: the next arena it needed would be
-// mapped under the lock.
-func (sh *shard) step(later *unmapList) bool {
+// remain. The arenas it empties go to later. When an entry needs a fresh
+// arena, step takes *spare, if large enough, and sets *spare to nil;
+// without one it stops before the entry and reports the size of arena it
+// needs as want, unless spareRefused says the system refused the last
+// spare: then the entry's move maps one under the lock, as any allocation
+// would.
+func (sh *shard) step(later *store.UnmapList, spare **osmem.Region, spareRefused bool) (more bool, want int) {
 	sh.sweepExpired(later)
 	budget, count := stepBytes, 0
 	var moved uint64
-	hadSpare := sh.spare != nil
 	for sh.bgPos < len(sh.bgOrder) && budget > 0 && count < stepEntries {
-		if hadSpare && sh.spare == nil {
-			break
-		}
 		i := sh.bgOrder[sh.bgPos]
-		sh.bgPos++
-		if i >= sh.nslots {
+		if i >= sh.Slots.Len() {
+			sh.bgPos++
 			continue
 		}
+		sl := sh.Slots.At(i)
+		if n := sh.freshArena(sl); n > 0 && !sh.adoptSpare(n, spare, later) && !spareRefused {
+			want = n
+			break
+		}
+		sh.bgPos++
 		// Without memory the entry stays where it is, safe, and a
 		// compaction step into existing holes stands in; the next cycle
 		// tries again.
-		m, ok := sh.relocate(sh.slot(i), later)
+		m, ok := sh.Relocate(sl, later)
 		if !ok {
-			budget -= int(sh.compact(later)) // counted in bytesMoved by compact
+			budget -= int(sh.Compact(later)) // counted in bytesMoved by compact
 			count++
 			continue
 		}
@@ -299,8 +272,35 @@ func (sh *shard) step(later *unmapList) bool {
 		if cap(sh.bgOrder) > 1<<16 {
 			sh.bgOrder = nil
 		}
+		return false, 0
+	}
+	return true, want
+}
+
+// freshArena is the size of the fresh arena Relocate would map for the
+// entry in sl: one when the entry is live, not in the current arena,
+// shares arenas, and does not fit in the current one; else 0.
+func (sh *shard) freshArena(sl *store.Slot) int {
+	if sl.State() != store.StateLive || sh.Arenas.Get(sl.Arena) == sh.Arenas.Cur() {
+		return 0
+	}
+	size, align := int(sl.Size)+sh.Overhead(), sl.Align()
+	if sh.Oversize(size, align) || sh.Arenas.Fits(sh.Arenas.Cur(), size, align) {
+		return 0
+	}
+	return sh.ArenaSize(size)
+}
+
+// adoptSpare makes *spare the current arena, for an entry that needs a
+// fresh arena of n bytes, if it is that large, and reports whether it did.
+// Otherwise *spare stays the cycle's.
+func (sh *shard) adoptSpare(n int, spare **osmem.Region, later *store.UnmapList) bool {
+	r := *spare
+	if r == nil || len(r.Data) < n {
 		return false
 	}
+	*spare = nil
+	sh.Arenas.ReplaceCur(sh.Arenas.Adopt(r), later)
 	return true
 }
 

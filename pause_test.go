@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"math/bits"
@@ -15,6 +16,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // BenchmarkPauseBackground measures the latency of each Rent+Return of a
@@ -373,5 +377,80 @@ func TestLatHist(t *testing.T) {
 	// Only the bucket holding 1 ms itself can be left out.
 	if got := h.above(time.Millisecond); got > over || got+2 < over {
 		t.Errorf("above 1ms: got %d, want %d", got, over)
+	}
+}
+
+// TestStepMapsNothingUnderLock: a background step never maps an arena
+// while it holds the shard lock. It adopts the spare its cycle mapped, and
+// where it needs a fresh arena and has none it stops and asks for one,
+// moving nothing more; every entry stays readable throughout.
+func TestStepMapsNothingUnderLock(t *testing.T) {
+	s := newTest(t, WithShards(1), WithLockMode(LockNone), WithArenaSize(16<<10))
+	want := map[Handle][]byte{}
+	for i := range 200 {
+		v := bytes.Repeat([]byte{byte(i + 1)}, 1000)
+		h, err := CopyFrom(s, bytes.Clone(v)) // CopyFrom wipes its source
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[h] = v
+	}
+	sh := &s.shards[0]
+	var later store.UnmapList
+	sh.mu.Lock()
+	sh.startCycle(&later)
+	sh.mu.Unlock()
+	later.UnmapAll(&s.aux)
+	var spare *osmem.Region
+	asked := 0
+	for more := true; more; {
+		sh.mu.Lock()
+		known := map[*osmem.Region]bool{spare: true}
+		for _, a := range sh.Arenas.List() {
+			if a != nil {
+				known[a.Reg] = true
+			}
+		}
+		const spareRefused = false
+		var n int
+		more, n = sh.step(&later, &spare, spareRefused)
+		for _, a := range sh.Arenas.List() {
+			if a != nil && !known[a.Reg] {
+				sh.mu.Unlock()
+				t.Fatalf("a step mapped an arena of %d bytes under the lock", len(a.Mem))
+			}
+		}
+		sh.mu.Unlock()
+		later.UnmapAll(&s.aux)
+		mustCheck(t, s)
+		if n > 0 {
+			if spare != nil && len(spare.Data) >= n {
+				t.Fatalf("a step asked for %d bytes with a spare of %d", n, len(spare.Data))
+			}
+			if spare != nil {
+				if err := s.aux.Unmap(spare); err != nil {
+					t.Fatal(err)
+				}
+			}
+			asked++
+			var err error
+			if spare, err = s.mapAux(n); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if spare != nil {
+		if err := s.aux.Unmap(spare); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 200 KB in arenas of 16 KiB, starting with none.
+	if asked < 12 {
+		t.Fatalf("steps asked for %d spares, want at least 12", asked)
+	}
+	for h, v := range want {
+		if got := readAll(t, s, h); !bytes.Equal(got, v) {
+			t.Fatalf("entry changed")
+		}
 	}
 }

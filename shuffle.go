@@ -4,6 +4,8 @@ import (
 	"errors"
 	"slices"
 	"time"
+
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // sweepSlots is how many slots each Return looks at, with
@@ -68,19 +70,19 @@ func (sh *shard) shuffle() error {
 	// Gather the entries to move in slot order: slots are mostly filled in
 	// allocation order, so this and the moves below read memory forwards.
 	need := 0
-	w.slots = slices.Grow(w.slots, sh.live)
-	w.sizes = slices.Grow(w.sizes, sh.live)
-	w.aligns = slices.Grow(w.aligns, sh.live)
+	w.slots = slices.Grow(w.slots, sh.Counts.Live())
+	w.sizes = slices.Grow(w.sizes, sh.Counts.Live())
+	w.aligns = slices.Grow(w.aligns, sh.Counts.Live())
 	uniform := true
-	for i := range sh.nslots {
-		if sl := sh.slot(i); sl.state() == stateLive {
+	for i := range sh.Slots.Len() {
+		if sl := sh.Slots.At(i); sl.State() == store.StateLive {
 			w.slots = append(w.slots, i)
-			w.sizes = append(w.sizes, sl.size+uint32(sh.ov))
-			w.aligns = append(w.aligns, uint8(sl.meta&0x7))
-			if !sh.oversize(int(sl.size)+sh.ov, sl.align()) {
-				need += int(sl.size) + sh.ov + sl.align() - 1
+			w.sizes = append(w.sizes, sl.Size+uint32(sh.Overhead()))
+			w.aligns = append(w.aligns, sl.AlignLog())
+			if !sh.Oversize(int(sl.Size)+sh.Overhead(), sl.Align()) {
+				need += int(sl.Size) + sh.Overhead() + sl.Align() - 1
 			}
-			uniform = uniform && sl.size+uint32(sh.ov) == w.sizes[0] && sl.meta&0x7 == uint32(w.aligns[0])
+			uniform = uniform && sl.Size+uint32(sh.Overhead()) == w.sizes[0] && sl.AlignLog() == w.aligns[0]
 		}
 	}
 	n := len(w.slots)
@@ -105,14 +107,14 @@ func (sh *shard) shuffle() error {
 	for k, r := range w.rank {
 		if int(r) < placed {
 			a, off := sh.dest(r)
-			moved += sh.move(sh.slot(w.slots[k]), a, int(off), nil)
+			moved += sh.Move(sh.Slots.At(w.slots[k]), a, int(off), nil)
 		}
 	}
 	sh.s.bytesMoved.Add(moved)
 	if err != nil {
 		// Without fresh arenas, compact into the holes of those that stay,
 		// which releases the ones it empties.
-		sh.squeeze()
+		sh.Squeeze(sh.s.cfg.lock != LockNone)
 	}
 	return sh.releaseEmpty(err, nil)
 }
@@ -128,33 +130,33 @@ func (sh *shard) layout(n, need int) (int, error) {
 	w.off = growU32(w.off, n)
 	w.arena = growU32(w.arena, n)
 	w.fresh, w.per = w.fresh[:0], 0
-	var dst *arena
+	var dst *store.Arena
 	for r := range n {
 		k := w.inv[r]
 		size, align := int(w.sizes[k]), 1<<w.aligns[k]
-		if sh.oversize(size, align) {
+		if sh.Oversize(size, align) {
 			// It gets an arena of its own, and dst goes on filling up.
-			a, off, err := sh.dedicated(size, align)
+			a, off, err := sh.Dedicated(size, align)
 			if err != nil {
 				return r, err
 			}
-			w.off[r], w.arena[r] = uint32(off), a.index
+			w.off[r], w.arena[r] = uint32(off), a.Index
 			continue
 		}
-		off, ok := sh.fit(dst, size, align)
+		off, ok := sh.Arenas.Fit(dst, size, align)
 		if !ok {
 			// Fresh arenas are sized for what is left to move, so a shuffle
 			// maps few of them.
-			a, err := sh.newArena(max(min(need, maxArenaSize), size))
+			a, err := sh.NewArena(max(min(need, store.MaxArenaSize), size))
 			if err != nil {
 				return r, err
 			}
 			dst = a
-			sh.setCur(a)
-			off, _ = sh.fit(dst, size, align)
+			sh.Arenas.SetCur(a)
+			off, _ = sh.Arenas.Fit(dst, size, align)
 		}
 		need -= size + align - 1
-		w.off[r], w.arena[r] = uint32(off), dst.index
+		w.off[r], w.arena[r] = uint32(off), dst.Index
 	}
 	return n, nil
 }
@@ -167,64 +169,60 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 	w.fresh = w.fresh[:0]
 	w.per = 0
 	// Entries too large to share get an arena each, of just their size.
-	big := sh.oversize(size, 1)
-	want := max(min(total, maxArenaSize), sh.s.cfg.arenaSize)
+	big := sh.Oversize(size, 1)
+	want := max(min(total, store.MaxArenaSize), sh.s.cfg.arenaSize)
 	if big {
 		want = size
 	}
 	for placed := 0; placed < n; {
 		if len(w.fresh) > 0 {
-			// Every arena must hold w.per entries, as the first does; that
-			// one may be a larger spare the background shuffler mapped.
-			want = len(w.fresh[0].mem)
+			// Every arena must hold w.per entries, as the first does,
+			// whatever rounding the system applied to it.
+			want = len(w.fresh[0].Mem)
 		}
-		a, err := sh.mapArena(want)
+		a, err := sh.Arenas.Map(want)
 		if err != nil {
 			return placed, err
 		}
 		if w.per == 0 {
-			w.per = len(a.mem) / size
+			w.per = len(a.Mem) / size
 			w.size = size
 		}
-		a.top = min(n-placed, w.per) * size
-		a.used = a.top
+		a.Top = min(n-placed, w.per) * size
+		a.Used = a.Top
 		placed += w.per
 		w.fresh = append(w.fresh, a)
 		if big {
 			// A dedicated arena never becomes the current one: small
 			// entries in its slack would keep it mapped after it empties.
-			a.dedicated = true
+			a.Dedicated = true
 		} else {
-			sh.setCur(a)
+			sh.Arenas.SetCur(a)
 		}
 	}
 	return n, nil
 }
 
 // dest returns where rank r goes.
-func (sh *shard) dest(r uint32) (*arena, uint32) {
+func (sh *shard) dest(r uint32) (*store.Arena, uint32) {
 	w := &sh.work
 	if w.per > 0 {
 		i := int(r) / w.per
 		return w.fresh[i], uint32((int(r) - i*w.per) * w.size)
 	}
-	return sh.arenas[w.arena[r]], w.off[r]
+	return sh.Arenas.Get(w.arena[r]), w.off[r]
 }
 
 // releaseEmpty releases every empty arena, the current one included, so a
 // shard without entries maps nothing; those the operating system would not
-// take back when they emptied get another try. An AEAD shard without
-// entries lets go of its backup buffer too. Released arenas go to later,
-// if not nil, to be unmapped once the caller lets go of the lock.
-func (sh *shard) releaseEmpty(err error, later *unmapList) error {
-	for _, a := range sh.arenas {
-		if a != nil && a.live == 0 {
-			if e := sh.release(a, later); e != nil && err == nil {
-				err = e
-			}
-		}
+// take back when they emptied get another try (see
+// store.Shard.ReleaseEmpty). An AEAD shard without entries lets go of its
+// backup buffer too. It returns err, or else the first error of a release.
+func (sh *shard) releaseEmpty(err error, later *store.UnmapList) error {
+	if e := sh.ReleaseEmpty(later); err == nil {
+		err = e
 	}
-	if sh.live == 0 && sh.backup != nil {
+	if sh.Counts.Live() == 0 && sh.backup != nil {
 		sh.dropBackup()
 	}
 	sh.work.trim()
@@ -234,13 +232,13 @@ func (sh *shard) releaseEmpty(err error, later *unmapList) error {
 // shuffleWork holds a shuffle's scratch arrays, indexed by k (entries in
 // slot order) or r (entries in their new order).
 type shuffleWork struct {
-	slots, sizes []uint32 // by k
-	aligns       []uint8  // by k, log2
-	rank         []uint32 // k -> r
-	inv          []uint32 // r -> k
-	off, arena   []uint32 // by r: the destination (layout)
-	fresh        []*arena // equal fresh arenas (layoutUniform)
-	per, size    int      // entries per fresh arena, entry size (layoutUniform)
+	slots, sizes []uint32       // by k
+	aligns       []uint8        // by k, log2
+	rank         []uint32       // k -> r
+	inv          []uint32       // r -> k
+	off, arena   []uint32       // by r: the destination (layout)
+	fresh        []*store.Arena // equal fresh arenas (layoutUniform)
+	per, size    int            // entries per fresh arena, entry size (layoutUniform)
 }
 
 func (w *shuffleWork) reset() {
@@ -276,27 +274,4 @@ func growU32(b []uint32, n int) []uint32 {
 		return make([]uint32, n)
 	}
 	return b[:n]
-}
-
-// sweep moves up to n unrented entries that are not in the current arena
-// into it, continuing where the last sweep stopped.
-func (sh *shard) sweep(n int) {
-	var moved uint64
-	for range min(n, int(sh.nslots)) {
-		if sh.cursor >= sh.nslots {
-			sh.cursor = 0
-		}
-		sl := sh.slot(sh.cursor)
-		sh.cursor++
-		if sh.oversize(int(sl.size)+sh.ov, sl.align()) {
-			// Alone in its arena already: moving it compacts nothing.
-			continue
-		}
-		m, ok := sh.relocate(sl, nil)
-		moved += m
-		if !ok {
-			break
-		}
-	}
-	sh.s.bytesMoved.Add(moved)
 }

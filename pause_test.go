@@ -32,7 +32,9 @@ import (
 // timing loop: vCPU steal, descheduling by other processes), and
 // control=memmove the same with a goroutine copying 256 MiB in 128 KiB
 // steps between heap buffers (the memory traffic of a background cycle,
-// without the library's locks). The other sub-benchmarks hold 256 MiB in
+// without the library's locks), and control=memmove+map with that
+// goroutine also mapping, locking and unmapping 2 MiB for every 2 MiB it
+// copies, as the background shuffler does for its arenas. The other sub-benchmarks hold 256 MiB in
 // 64 KiB entries: quiet, with nothing running; background, with the
 // background shuffler moving it back to back; rotation, with
 // WithKeyRotation re-encrypting it every millisecond.
@@ -56,9 +58,31 @@ func BenchmarkPauseBackground(b *testing.B) {
 		pauseLoop(b, nil, heapOp())
 	})
 	b.Run("control=memmove/total=256MiB/size=32", func(b *testing.B) {
-		stop := memmoveLoad(total, stepBytes)
+		stop := memmoveLoad(total, stepBytes, 0)
 		defer stop()
 		pauseLoop(b, nil, heapOp())
+	})
+	b.Run("control=memmove+map/total=256MiB/size=32", func(b *testing.B) {
+		stop := memmoveLoad(total, stepBytes, 2<<20)
+		defer stop()
+		pauseLoop(b, nil, heapOp())
+	})
+	b.Run("control=memmove+locks/total=256MiB/size=32", func(b *testing.B) {
+		var locks [8]sync.Mutex
+		stop := memmoveLoadLocked(total, stepBytes, locks[:])
+		defer stop()
+		var store, work [32]byte
+		i := 0
+		pauseLoop(b, nil, func() error {
+			mu := &locks[i%len(locks)]
+			i++
+			mu.Lock()
+			work = store
+			work[0]++
+			store = work
+			mu.Unlock()
+			return nil
+		})
 	})
 	for _, c := range []struct {
 		name   string
@@ -144,8 +168,12 @@ func heapOp() func() error {
 
 // memmoveLoad starts a goroutine that copies total bytes between two heap
 // buffers in steps of step bytes, over and over, yielding between steps as
-// the background shuffler does; the function it returns stops it.
-func memmoveLoad(total, step int) (stop func()) {
+// the background shuffler does; the function it returns stops it. With
+// mapSize > 0 it also maps, locks and unmaps a region of mapSize bytes
+// each time it has copied that many, as the background shuffler maps
+// fresh arenas: the system's work for memory, with no lock of the
+// library's held.
+func memmoveLoad(total, step, mapSize int) (stop func()) {
 	src, dst := make([]byte, total), make([]byte, total)
 	for i := range src {
 		src[i] = byte(i)
@@ -162,6 +190,39 @@ func memmoveLoad(total, step int) (stop func()) {
 				}
 				copy(dst[off:off+step], src[off:off+step])
 				clear(src[off : off+step])
+				if mapSize > 0 && (off+step)%mapSize == 0 {
+					if r, err := osmem.Map(mapSize, osmem.Flags{Lock: true}); err == nil {
+						_ = osmem.Unmap(r)
+					}
+				}
+				runtime.Gosched()
+			}
+			src, dst = dst, src
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// memmoveLoadLocked is memmoveLoad holding one of locks, in turn, for each
+// step, as the background shuffler holds a shard's lock: the lock traffic
+// of a background cycle without the library.
+func memmoveLoadLocked(total, step int, locks []sync.Mutex) (stop func()) {
+	src, dst := make([]byte, total), make([]byte, total)
+	done, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for k := 0; ; k++ {
+			for off := 0; off < total; off += step {
+				select {
+				case <-quit:
+					return
+				default:
+				}
+				mu := &locks[(off/step)%len(locks)]
+				mu.Lock()
+				copy(dst[off:off+step], src[off:off+step])
+				clear(src[off : off+step])
+				mu.Unlock()
 				runtime.Gosched()
 			}
 			src, dst = dst, src

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"time"
 
@@ -198,6 +199,7 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 				var err error
 				spares[i], err = s.mapAux(want)
 				refused[i] = err != nil
+				prefault(spares[i])
 			}
 			// Let goroutines waiting for this shard in before the next step.
 			runtime.Gosched()
@@ -275,6 +277,21 @@ func (sh *shard) step(later *store.UnmapList, spare **osmem.Region, spareRefused
 		return false, 0
 	}
 	return true, want
+}
+
+// prefault makes the system back every page of r now, if locking it did
+// not: a region not locked (LockNone, or a memlock limit reached) gets its
+// pages at first write, and that first write would be the step's copy,
+// under the shard lock, a page fault and a zeroed page at a time. Its
+// pages are zero, so writing a zero into each changes nothing else.
+func prefault(r *osmem.Region) {
+	if r == nil || r.Locked {
+		return
+	}
+	page := os.Getpagesize()
+	for i := 0; i < len(r.Data); i += page {
+		r.Data[i] = 0
+	}
 }
 
 // freshArena is the size of the fresh arena Relocate would map for the

@@ -165,7 +165,17 @@ func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeI
 	}
 	queued := false // this writer is counted in sh.Waiters
 	for {
-		sh, sl, err := s.lookupLive(h)
+		sh, sl, err := s.lookup(h)
+		// lookup has tested the entry's expiry once already: a live entry
+		// past its deadline is wiped and now answers Expired. Only a
+		// borrowed one, which keeps its state until its return wipes it,
+		// needs the test again, as lookupLive would make it.
+		if err == nil {
+			if st := sl.State(); st == store.StateExpired || (st != store.StateLive && sh.expired(h.slot(), sl, nil)) {
+				sh.mu.Unlock()
+				err = ErrExpired
+			}
+		}
 		if err != nil {
 			if queued {
 				s.dequeueWriter(h)
@@ -227,7 +237,8 @@ func (s *Shuffler) dequeueWriter(h Handle) {
 // shard lock.
 func (sh *shard) take(sl *store.Slot, h Handle, ti typeInfo, form shape, kind borrowKind) ([]byte, error) {
 	size := int(sl.Size)
-	if ti.size > size || ti.align > sl.Align() || (form == wholeSlice && size%ti.size != 0) {
+	// Most borrows are of bytes: no division for them.
+	if ti.size > size || ti.align > sl.Align() || (form == wholeSlice && ti.size > 1 && size%ti.size != 0) {
 		return nil, ErrTypeMismatch
 	}
 	mem := sh.Bytes(sl)
@@ -341,7 +352,9 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 		// safe; moving it is only a bonus.
 	}
 	if !moved {
-		sh.setAD(h.slot(), sl)
+		if sh.Overhead() != 0 { // only the AEADs read the associated data
+			sh.setAD(h.slot(), sl)
+		}
 		sh.ciph.Seal(sh.Extent(sl), src, base, sh.scratch)
 	}
 	sl.Ctr = base
@@ -373,11 +386,11 @@ func (sh *shard) endBorrow(h Handle, state uint32) {
 func (sh *shard) open(i uint32, sl *store.Slot) error {
 	ext := sh.Extent(sl)
 	data := ext[:sl.Size]
-	sh.setAD(i, sl)
 	c := sh.cipherOf(sl)
-	if sh.Overhead() == 0 {
+	if sh.Overhead() == 0 { // CTR: no associated data to set
 		return c.Open(data, ext, sl.Ctr, sh.scratch)
 	}
+	sh.setAD(i, sl)
 	// The AEADs clear their output when authentication fails; keep the
 	// ciphertext to put back.
 	backup, err := sh.backupFor(len(ext))

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
-
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 
@@ -248,9 +247,14 @@ func (sh *shard) step(later *store.UnmapList, spare **osmem.Region, spareRefused
 			continue
 		}
 		sl := sh.Slots.At(i)
-		if n := sh.freshArena(sl); n > 0 && !sh.adoptSpare(n, spare, later) && !spareRefused {
-			want = n
-			break
+		if n := sh.freshArena(sl); n > 0 && !spareRefused {
+			if r := *spare; r == nil || len(r.Data) < n {
+				want = n
+				break
+			}
+			// When the arena set is full the spare stays the cycle's, and
+			// Relocate, which could not map either, fails below.
+			sh.adoptSpare(spare, later)
 		}
 		sh.bgPos++
 		// Without memory the entry stays where it is, safe, and a
@@ -298,7 +302,7 @@ func prefault(r *osmem.Region) {
 // entry in sl: one when the entry is live, not in the current arena,
 // shares arenas, and does not fit in the current one; else 0.
 func (sh *shard) freshArena(sl *store.Slot) int {
-	if sl.State() != store.StateLive || sh.Arenas.Get(sl.Arena) == sh.Arenas.Cur() {
+	if sl.State() != store.StateLive || sh.Arenas.Get(sl.Arena()) == sh.Arenas.Cur() {
 		return 0
 	}
 	size, align := int(sl.Size)+sh.Overhead(), sl.Align()
@@ -308,17 +312,15 @@ func (sh *shard) freshArena(sl *store.Slot) int {
 	return sh.ArenaSize(size)
 }
 
-// adoptSpare makes *spare the current arena, for an entry that needs a
-// fresh arena of n bytes, if it is that large, and reports whether it did.
-// Otherwise *spare stays the cycle's.
-func (sh *shard) adoptSpare(n int, spare **osmem.Region, later *store.UnmapList) bool {
-	r := *spare
-	if r == nil || len(r.Data) < n {
-		return false
+// adoptSpare makes *spare the current arena and sets *spare to nil,
+// unless the shard's arena set is full: then *spare stays the cycle's.
+func (sh *shard) adoptSpare(spare **osmem.Region, later *store.UnmapList) {
+	a, err := sh.Arenas.Adopt(*spare)
+	if err != nil {
+		return
 	}
 	*spare = nil
-	sh.Arenas.ReplaceCur(sh.Arenas.Adopt(r), later)
-	return true
+	sh.Arenas.ReplaceCur(a, later)
 }
 
 // noteStep records how long one step held a shard.

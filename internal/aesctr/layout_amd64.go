@@ -2,6 +2,8 @@
 
 package aesctr
 
+//lint:file-ignore U1000 the signal-stack canaries run on Linux only, but the amd64 assembly that uses these is built for every amd64 system.
+
 // Offsets in the runtime's g and m structures (runtime2.go) that guardCanary
 // reads from assembly to find the calling thread's signal stack without a
 // syscall: g.m, m.gsignal, and the bounds of gsignal's stack, plus three

@@ -247,14 +247,15 @@ func (sh *shard) step(later *store.UnmapList, spare **osmem.Region, spareRefused
 			continue
 		}
 		sl := sh.Slots.At(i)
-		if n := sh.freshArena(sl); n > 0 && !spareRefused {
-			if r := *spare; r == nil || len(r.Data) < n {
+		if n := sh.freshArena(sl); n > 0 {
+			if r := *spare; r != nil && len(r.Data) >= n {
+				// When the arena set is full the spare stays the cycle's,
+				// and Relocate, which could not map either, fails below.
+				sh.adoptSpare(spare, later)
+			} else if !spareRefused {
 				want = n
 				break
 			}
-			// When the arena set is full the spare stays the cycle's, and
-			// Relocate, which could not map either, fails below.
-			sh.adoptSpare(spare, later)
 		}
 		sh.bgPos++
 		// Without memory the entry stays where it is, safe, and a

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"slices"
 	"time"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
 // sweepSlots is how many slots each Return looks at, with
@@ -92,6 +94,9 @@ func (sh *shard) shuffle() error {
 	// crypto/rand), so the new place of an entry says nothing about its old
 	// one or about when it was made.
 	w.rank = sh.permutation(w.rank, n)
+	// The arenas every entry leaves, and what free space they hold, are
+	// known before the layout makes a fresh arena the current one.
+	sh.markVacated()
 	var err error
 	var placed int
 	if size := int(w.sizes[0]); uniform && size%(1<<w.aligns[0]) == 0 {
@@ -99,22 +104,118 @@ func (sh *shard) shuffle() error {
 	} else {
 		placed, err = sh.layout(n, need)
 	}
-	// Move in slot order: reads of the slots go forwards, writes land at
-	// random.
-	var moved uint64
-	for k, r := range w.rank {
-		if int(r) < placed {
-			a, off := sh.dest(r)
-			moved += sh.move(sh.slot(w.slots[k]), a, int(off), nil)
-		}
+	if placed < n {
+		// Entries that stay keep their arenas: none is emptied in bulk.
+		clear(w.vacated)
 	}
-	sh.s.bytesMoved.Add(moved)
+	sh.s.bytesMoved.Add(sh.moveAll(placed))
+	sh.releaseVacated()
 	if err != nil {
 		// Without fresh arenas, compact into the holes of those that stay,
 		// which releases the ones it empties.
 		sh.squeeze()
 	}
 	return sh.releaseEmpty(err, nil)
+}
+
+// markVacated sets w.vacated[a] for every arena a all of whose entries the
+// shuffle moves and whose free space is at most one extent at its top: the
+// move loop leaves those arenas to be wiped and released whole, instead of
+// wiping each entry's place and indexing it as free space that would only
+// be taken out again when the arena goes.
+func (sh *shard) markVacated() {
+	w := &sh.work
+	w.vacated = slices.Grow(w.vacated[:0], len(sh.arenas))[:len(sh.arenas)]
+	clear(w.vacated)
+	w.leaving = growU32(w.leaving, len(sh.arenas))
+	clear(w.leaving)
+	for k := range w.slots {
+		w.leaving[sh.slot(w.slots[k]).arena]++
+	}
+	w.tail = -1
+	for i, a := range sh.arenas {
+		if a == nil || a.dedicated || a.live == 0 || int(w.leaving[i]) != a.live {
+			continue
+		}
+		// Outside the current arena every byte is in an entry or in free;
+		// in it, every byte below top. No free byte but the current arena's
+		// bump space means the entries' places are all there is to clear.
+		end := len(a.mem)
+		if a == sh.cur {
+			end = a.top
+		}
+		if end != a.bytes {
+			continue
+		}
+		w.vacated[i] = true
+		if a == sh.cur && a.top < len(a.mem) {
+			// Making a fresh arena current puts this space in free.
+			w.tail = int(a.top)
+		}
+	}
+}
+
+// moveAll moves the entries of ranks below placed to their places, in slot
+// order: reads of the slots go forwards, writes land at random. Entries
+// leaving a vacated arena are only copied; the others' places are wiped and
+// become free space at once. It returns the bytes moved.
+func (sh *shard) moveAll(placed int) uint64 {
+	w := &sh.work
+	var moved uint64
+	ext := uint32(sh.ov)
+	for k, r := range w.rank {
+		if int(r) >= placed {
+			continue
+		}
+		sl := sh.slot(w.slots[k])
+		dst, off := sh.dest(r)
+		if w.vacated[sl.arena] {
+			src := sh.arenas[sl.arena].mem[sl.off : sl.off+sl.size+ext]
+			copy(dst.mem[off:int(off)+len(src)], src)
+			sl.arena, sl.off = dst.index, off
+		} else {
+			copy(dst.mem[off:int(off)+int(sl.size+ext)], sh.extent(sl))
+			osmem.Wipe(sh.extent(sl))
+			sh.vacate(sl, nil)
+			sl.arena, sl.off = dst.index, off
+		}
+		if w.per == 0 {
+			// layoutUniform counts its arenas' entries itself.
+			dst.live++
+			dst.bytes += int(sl.size + ext)
+		}
+		moved += uint64(sl.size)
+	}
+	return moved
+}
+
+// releaseVacated wipes and releases the arenas markVacated chose, now that
+// no entry is left in them.
+func (sh *shard) releaseVacated() {
+	w := &sh.work
+	for i, v := range w.vacated {
+		if !v {
+			continue
+		}
+		a := sh.arenas[i]
+		osmem.Wipe(a.mem[:a.used])
+		a.live, a.bytes = 0, 0
+		if w.tail >= 0 && a != sh.cur {
+			if _, ok := sh.free.Remove(a.index, uint32(w.tail)); ok {
+				a.top = len(a.mem)
+			}
+		}
+		// An arena the system will not take back stays mapped, all of it
+		// free, and the next shuffle tries again.
+		if sh.release(a, nil) != nil {
+			if sh.cur == a {
+				sh.cur = nil
+			}
+			a.top = len(a.mem)
+			sh.free.Insert(a.index, 0, uint32(len(a.mem)))
+		}
+	}
+	clear(w.vacated)
 }
 
 // layout places the entries, in rank order, in fresh arenas, and records
@@ -188,6 +289,7 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 		}
 		a.top = min(n-placed, w.per) * size
 		a.used = a.top
+		a.live, a.bytes = a.top/size, a.top
 		placed += w.per
 		w.fresh = append(w.fresh, a)
 		if big {
@@ -241,6 +343,9 @@ type shuffleWork struct {
 	off, arena   []uint32 // by r: the destination (layout)
 	fresh        []*arena // equal fresh arenas (layoutUniform)
 	per, size    int      // entries per fresh arena, entry size (layoutUniform)
+	vacated      []bool   // by arena index: emptied and released whole
+	leaving      []uint32 // by arena index: entries the shuffle moves out
+	tail         int      // the old current arena's top, if vacated, else -1
 }
 
 func (w *shuffleWork) reset() {

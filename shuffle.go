@@ -100,9 +100,13 @@ func (sh *shard) shuffle() error {
 	// The arenas every entry leaves, and what free space they hold, are
 	// known before the layout makes a fresh arena the current one.
 	sh.markVacated()
+	size := int(w.sizes[0])
+	uniform = uniform && size%(1<<w.aligns[0]) == 0
+	// Which entry is where, found before the layout maps fresh arenas.
+	bySource := uniform && sh.indexBySource(size)
 	var err error
 	var placed int
-	if size := int(w.sizes[0]); uniform && size%(1<<w.aligns[0]) == 0 {
+	if uniform {
 		placed, err = sh.layoutUniform(n, size)
 	} else {
 		placed, err = sh.layout(n, need)
@@ -111,7 +115,11 @@ func (sh *shard) shuffle() error {
 		// Entries that stay keep their arenas: none is emptied in bulk.
 		clear(w.vacated)
 	}
-	sh.s.bytesMoved.Add(sh.moveAll(placed))
+	if bySource && placed == n {
+		sh.s.bytesMoved.Add(sh.moveBySource(size))
+	} else {
+		sh.s.bytesMoved.Add(sh.moveAll(placed))
+	}
 	sh.releaseVacated()
 	if err != nil {
 		// Without fresh arenas, compact into the holes of those that stay,
@@ -186,6 +194,78 @@ func (sh *shard) moveAll(placed int) uint64 {
 		moved += uint64(sl.size)
 	}
 	return moved
+}
+
+// indexBySource records, for entries of one size that all sit on a grid of
+// that size, which entry is at each place of the arenas they leave, and
+// where it goes: w.at[w.base[a]+off/size] is (slot+1)<<32 | rank for the
+// entry at off in arena a, 0 for a place no moving entry holds. It reports
+// false, and leaves the moves to go in slot order, when an entry is off the
+// grid or the arenas have many times more places than entries.
+func (sh *shard) indexBySource(size int) bool {
+	w := &sh.work
+	w.src = w.src[:0]
+	w.base = growU32(w.base, len(sh.arenas))
+	places := 0
+	for i, a := range sh.arenas {
+		if a != nil && w.leaving[i] > 0 {
+			w.base[i] = uint32(places)
+			w.src = append(w.src, a)
+			places += len(a.mem) / size
+		}
+	}
+	if places > 4*len(w.slots) {
+		return false
+	}
+	if cap(w.at) < places {
+		w.at = make([]uint64, places)
+	}
+	w.at = w.at[:places]
+	clear(w.at)
+	sz := uint32(size)
+	for k, i := range w.slots {
+		sl := sh.slot(i)
+		if sl.off%sz != 0 {
+			return false
+		}
+		w.at[w.base[sl.arena]+sl.off/sz] = uint64(i+1)<<32 | uint64(w.rank[k])
+	}
+	return true
+}
+
+// moveBySource is moveAll for entries indexBySource found on a grid, when
+// all of them move: it walks the places they leave in address order, so
+// that the reads of the old places and of w.at go forwards, and only the
+// writes to the new places and to the slots land at random. The order of
+// the moves does not change where each entry goes.
+func (sh *shard) moveBySource(size int) uint64 {
+	w := &sh.work
+	var moved uint64
+	sz := uint32(size)
+	for _, a := range w.src {
+		at := w.at[w.base[a.index]:][:len(a.mem)/size]
+		vacated := w.vacated[a.index]
+		for j, e := range at {
+			if e == 0 {
+				continue
+			}
+			sl := sh.slot(uint32(e>>32) - 1)
+			dst, off := sh.dest(uint32(e))
+			from := uint32(j) * sz
+			copy(dst.mem[off:off+sz], a.mem[from:from+sz])
+			if !vacated {
+				// a may be released here, once its last entry is gone;
+				// then no later place of it holds an entry.
+				osmem.Wipe(a.mem[from : from+sz])
+				sh.vacate(sl, nil)
+			}
+			// Only stores to the slot: it is at a random place, and a load
+			// from it would wait for memory.
+			sl.arena, sl.off = dst.index, off
+			moved++
+		}
+	}
+	return moved * uint64(size-sh.ov)
 }
 
 // releaseVacated wipes and releases the arenas markVacated chose, now that
@@ -360,6 +440,9 @@ type shuffleWork struct {
 	vacated      []bool   // by arena index: emptied and released whole
 	leaving      []uint32 // by arena index: entries the shuffle moves out
 	tail         int      // the old current arena's top, if vacated, else -1
+	src          []*arena // arenas entries leave (indexBySource)
+	base         []uint32 // by arena index: its first place (indexBySource)
+	at           []uint64 // by place: slot+1 and rank (indexBySource)
 }
 
 func (w *shuffleWork) reset() {

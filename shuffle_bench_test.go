@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	mrand "math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -27,11 +28,12 @@ func BenchmarkShuffleFloor(b *testing.B) {
 		}
 		b.SetBytes(n * size)
 		b.ReportAllocs()
+		cpu := startCPU()
 		for b.Loop() {
 			permuteClear(dst, src, perm, size)
 			src, dst = dst, src
 		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/entry")
+		cpu.report(b, n)
 	})
 	b.Run("copyclear/total=256MiB/size=65536", func(b *testing.B) {
 		const total, size = 256 << 20, 65536
@@ -41,6 +43,7 @@ func BenchmarkShuffleFloor(b *testing.B) {
 		}
 		b.SetBytes(total)
 		b.ReportAllocs()
+		cpu := startCPU()
 		for b.Loop() {
 			for off := 0; off < total; off += size {
 				copy(dst[off:off+size], src[off:off+size])
@@ -48,6 +51,7 @@ func BenchmarkShuffleFloor(b *testing.B) {
 			}
 			src, dst = dst, src
 		}
+		cpu.report(b, 0)
 	})
 }
 
@@ -77,10 +81,57 @@ func BenchmarkShuffleBytes(b *testing.B) {
 		}
 		b.SetBytes(total)
 		b.ReportAllocs()
+		cpu := startCPU()
 		for b.Loop() {
 			if err := s.Shuffle(); err != nil {
 				b.Fatal(err)
 			}
 		}
+		cpu.report(b, 0)
 	})
+}
+
+// BenchmarkShuffleEntries is BenchmarkShuffle/entries=1000000/size=32 with
+// the CPU time reported too.
+func BenchmarkShuffleEntries(b *testing.B) {
+	b.Run("entries=1000000/size=32", func(b *testing.B) {
+		const n, size = 1000000, 32
+		s := newBench(b)
+		for range n {
+			if _, err := Alloc[byte](s, size); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := s.Shuffle(); err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(n * size)
+		b.ReportAllocs()
+		cpu := startCPU()
+		for b.Loop() {
+			if err := s.Shuffle(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cpu.report(b, n)
+	})
+}
+
+// cpuClock measures the CPU time of a benchmark loop on one thread.
+type cpuClock struct{ start int64 }
+
+func startCPU() cpuClock {
+	runtime.LockOSThread()
+	return cpuClock{threadCPU()}
+}
+
+// report adds cpu-ns/op, and ns/entry and cpu-ns/entry when entries > 0.
+func (c cpuClock) report(b *testing.B, entries int) {
+	cpu := float64(threadCPU()-c.start) / float64(b.N)
+	runtime.UnlockOSThread()
+	b.ReportMetric(cpu, "cpu-ns/op")
+	if entries > 0 {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(entries), "ns/entry")
+		b.ReportMetric(cpu/float64(entries), "cpu-ns/entry")
+	}
 }

@@ -1,7 +1,12 @@
 package memshuffle
 
 import (
+	"bytes"
+	"errors"
+	"sync/atomic"
 	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
 // TestShufflePermutationUniform checks that Shuffle gives every entry a new
@@ -87,4 +92,61 @@ func chiSquareRows[R ~[8]int](counts []R) float64 {
 		}
 	}
 	return x
+}
+
+// TestShuffleUnmapFails makes the munmaps of a Shuffle fail from each one
+// in turn, where the shuffle empties whole arenas at once: an arena the
+// system keeps must stay consistent (wiped, all of it free space), every
+// entry keep its value, and the next Shuffle release it.
+func TestShuffleUnmapFails(t *testing.T) {
+	for n := int64(0); ; n++ {
+		s := newTest(t, WithShards(1), WithArenaSize(4096))
+		m := model{}
+		for i := range 1000 {
+			h, err := Alloc[byte](s, 32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := RentSlice[byte](s, h)
+			for j := range b {
+				b[j] = byte(i + j)
+			}
+			m[h] = bytes.Clone(b)
+			s.Return(h)
+		}
+		// The first Shuffle lays the entries out in one arena, with nothing
+		// free below its top: the next empties it whole.
+		if err := s.Shuffle(); err != nil {
+			t.Fatal(err)
+		}
+		var calls atomic.Int64
+		osmem.SetFault(func(o osmem.Op) error {
+			if o == osmem.OpUnmap && calls.Add(1)-1 >= n {
+				return osmem.ErrInjected
+			}
+			return nil
+		})
+		t.Cleanup(func() { osmem.SetFault(nil) })
+		if err := s.Shuffle(); err != nil && !errors.Is(err, osmem.ErrInjected) {
+			t.Fatalf("Shuffle: %v", err)
+		}
+		total := calls.Load()
+		osmem.SetFault(nil)
+		mustCheck(t, s)
+		verifyModel(t, s, m)
+		if err := s.Shuffle(); err != nil {
+			t.Fatal(err)
+		}
+		mustCheck(t, s)
+		if st := s.Stats(); st.Arenas != 1 {
+			t.Fatalf("after munmap %d failed, the next Shuffle left %d arenas", n, st.Arenas)
+		}
+		verifyModel(t, s, m)
+		if n >= total {
+			if n == 0 {
+				t.Fatal("Shuffle made no munmap call")
+			}
+			break
+		}
+	}
 }

@@ -67,56 +67,32 @@ func (sh *shard) shuffle() error {
 	sh.relock()
 	w := &sh.work
 	w.reset()
-	// Gather the entries to move in slot order: slots are mostly filled in
-	// allocation order, so this and the moves below read memory forwards.
-	need := 0
-	w.slots = slices.Grow(w.slots, sh.live)
-	w.sizes = slices.Grow(w.sizes, sh.live)
-	w.aligns = slices.Grow(w.aligns, sh.live)
-	uniform := true
-	w.leaving = growU32(w.leaving, len(sh.arenas))
-	clear(w.leaving)
-	for i := range sh.nslots {
-		if sl := sh.slot(i); sl.state() == stateLive {
-			w.leaving[sl.arena]++
-			w.slots = append(w.slots, i)
-			w.sizes = append(w.sizes, sl.size+uint32(sh.ov))
-			w.aligns = append(w.aligns, uint8(sl.meta&0x7))
-			if !sh.oversize(int(sl.size)+sh.ov, sl.align()) {
-				need += int(sl.size) + sh.ov + sl.align() - 1
-			}
-			uniform = uniform && sl.size+uint32(sh.ov) == w.sizes[0] && sl.meta&0x7 == uint32(w.aligns[0])
-		}
-	}
-	n := len(w.slots)
+	n, uniform, grid := sh.gather()
 	if n == 0 {
 		return sh.releaseEmpty(nil, nil)
 	}
-	// rank[k] is where entry k lands in the new layout: a uniformly random
-	// permutation (Fisher-Yates over a ChaCha8 stream seeded from
-	// crypto/rand), so the new place of an entry says nothing about its old
-	// one or about when it was made.
+	// rank[q] is where entry q lands in the new layout, entries numbered in
+	// the order they are moved in: a uniformly random permutation
+	// (Fisher-Yates over a ChaCha8 stream seeded from crypto/rand), so the
+	// new place of an entry says nothing about its old one or about when
+	// it was made.
 	w.rank = sh.permutation(w.rank, n)
 	// The arenas every entry leaves, and what free space they hold, are
 	// known before the layout makes a fresh arena the current one.
 	sh.markVacated()
-	size := int(w.sizes[0])
-	uniform = uniform && size%(1<<w.aligns[0]) == 0
-	// Which entry is where, found before the layout maps fresh arenas.
-	bySource := uniform && sh.indexBySource(size)
 	var err error
 	var placed int
 	if uniform {
-		placed, err = sh.layoutUniform(n, size)
+		placed, err = sh.layoutUniform(n, w.size)
 	} else {
-		placed, err = sh.layout(n, need)
+		placed, err = sh.layout(n, sh.measure())
 	}
 	if placed < n {
 		// Entries that stay keep their arenas: none is emptied in bulk.
 		clear(w.vacated)
 	}
-	if bySource && placed == n {
-		sh.s.bytesMoved.Add(sh.moveBySource(size))
+	if grid && placed == n {
+		sh.s.bytesMoved.Add(sh.moveBySource())
 	} else {
 		sh.s.bytesMoved.Add(sh.moveAll(placed))
 	}
@@ -127,6 +103,84 @@ func (sh *shard) shuffle() error {
 		sh.squeeze()
 	}
 	return sh.releaseEmpty(err, nil)
+}
+
+// gather lists the entries to move, in slot order, in w.slots, and counts
+// them by arena in w.leaving. It reports how many there are, whether they
+// all have one size (w.size, tag included), a multiple of one alignment,
+// and whether they also sit on a grid of that size in their arenas; then
+// w.at[w.base[a]+off/w.size] is k+1 for the entry at off in arena a, the
+// k-th in w.slots, and 0 for a place no moving entry holds, numbering the places in
+// address order, arena by arena (see moveBySource).
+func (sh *shard) gather() (n int, uniform, grid bool) {
+	w := &sh.work
+	first := uint32(0)
+	for first < sh.nslots && sh.slot(first).state() != stateLive {
+		first++
+	}
+	if first == sh.nslots {
+		return 0, false, false
+	}
+	f := sh.slot(first)
+	size, meta := f.size, f.meta&0x7
+	ext := size + uint32(sh.ov)
+	w.size = int(ext)
+	uniform = int(ext)%f.align() == 0
+	// Places are numbered only when there are not many times more of them
+	// than entries, or few: the index costs four bytes a place.
+	w.base = growU32(w.base, len(sh.arenas))
+	places := 0
+	for i, a := range sh.arenas {
+		if a != nil {
+			w.base[i] = uint32(places)
+			places += len(a.mem) / int(ext)
+		}
+	}
+	grid = uniform && (places <= 4*sh.live || places <= 1<<14)
+	if grid {
+		w.at = growU32(w.at, places)
+		clear(w.at)
+	}
+	w.leaving = growU32(w.leaving, len(sh.arenas))
+	clear(w.leaving)
+	w.slots = slices.Grow(w.slots, sh.live)
+	for i := first; i < sh.nslots; i++ {
+		sl := sh.slot(i)
+		if sl.state() != stateLive {
+			continue
+		}
+		w.leaving[sl.arena]++
+		w.slots = append(w.slots, i)
+		if sl.size != size || sl.meta&0x7 != meta {
+			uniform, grid = false, false
+		}
+		if grid {
+			if sl.off%ext != 0 {
+				grid = false
+				continue
+			}
+			w.at[w.base[sl.arena]+sl.off/ext] = uint32(len(w.slots))
+		}
+	}
+	return len(w.slots), uniform, grid
+}
+
+// measure fills w.sizes and w.aligns for layout, and returns the bytes
+// the entries that share arenas need, alignment slack included.
+func (sh *shard) measure() int {
+	w := &sh.work
+	need := 0
+	w.sizes = slices.Grow(w.sizes[:0], len(w.slots))
+	w.aligns = slices.Grow(w.aligns[:0], len(w.slots))
+	for _, i := range w.slots {
+		sl := sh.slot(i)
+		w.sizes = append(w.sizes, sl.size+uint32(sh.ov))
+		w.aligns = append(w.aligns, uint8(sl.meta&0x7))
+		if !sh.oversize(int(sl.size)+sh.ov, sl.align()) {
+			need += int(sl.size) + sh.ov + sl.align() - 1
+		}
+	}
+	return need
 }
 
 // markVacated sets w.vacated[a] for every arena a all of whose entries the
@@ -196,76 +250,49 @@ func (sh *shard) moveAll(placed int) uint64 {
 	return moved
 }
 
-// indexBySource records, for entries of one size that all sit on a grid of
-// that size, which entry is at each place of the arenas they leave, and
-// where it goes: w.at[w.base[a]+off/size] is (slot+1)<<32 | rank for the
-// entry at off in arena a, 0 for a place no moving entry holds. It reports
-// false, and leaves the moves to go in slot order, when an entry is off the
-// grid or the arenas have many times more places than entries.
-func (sh *shard) indexBySource(size int) bool {
+// moveBySource is moveAll for entries gather found on a grid, when all of
+// them move: it walks the places they leave in address order, so that the
+// reads of the old places, of w.at and of w.rank go forwards, and only the
+// writes to the new places land at random. The slots, which are in an
+// order unrelated to the places, are updated afterwards in their own
+// order: their new places are first noted in w.to, a smaller array that
+// stays in cache, rather than each written into a slot at random.
+func (sh *shard) moveBySource() uint64 {
 	w := &sh.work
-	w.src = w.src[:0]
-	w.base = growU32(w.base, len(sh.arenas))
-	places := 0
+	if cap(w.to) < len(w.slots) {
+		w.to = make([]uint64, len(w.slots))
+	}
+	w.to = w.to[:len(w.slots)]
+	var q int
+	sz := uint32(w.size)
 	for i, a := range sh.arenas {
-		if a != nil && w.leaving[i] > 0 {
-			w.base[i] = uint32(places)
-			w.src = append(w.src, a)
-			places += len(a.mem) / size
+		if i >= len(w.leaving) || w.leaving[i] == 0 {
+			continue
 		}
-	}
-	if places > 4*len(w.slots) {
-		return false
-	}
-	if cap(w.at) < places {
-		w.at = make([]uint64, places)
-	}
-	w.at = w.at[:places]
-	clear(w.at)
-	sz := uint32(size)
-	for k, i := range w.slots {
-		sl := sh.slot(i)
-		if sl.off%sz != 0 {
-			return false
-		}
-		w.at[w.base[sl.arena]+sl.off/sz] = uint64(i+1)<<32 | uint64(w.rank[k])
-	}
-	return true
-}
-
-// moveBySource is moveAll for entries indexBySource found on a grid, when
-// all of them move: it walks the places they leave in address order, so
-// that the reads of the old places and of w.at go forwards, and only the
-// writes to the new places and to the slots land at random. The order of
-// the moves does not change where each entry goes.
-func (sh *shard) moveBySource(size int) uint64 {
-	w := &sh.work
-	var moved uint64
-	sz := uint32(size)
-	for _, a := range w.src {
-		at := w.at[w.base[a.index]:][:len(a.mem)/size]
-		vacated := w.vacated[a.index]
-		for j, e := range at {
-			if e == 0 {
+		at := w.at[w.base[i]:][:len(a.mem)/w.size]
+		vacated := w.vacated[i]
+		for j, k := range at {
+			if k == 0 {
 				continue
 			}
-			sl := sh.slot(uint32(e>>32) - 1)
-			dst, off := sh.dest(uint32(e))
+			dst, off := sh.dest(w.rank[q])
+			q++
 			from := uint32(j) * sz
 			copy(dst.mem[off:off+sz], a.mem[from:from+sz])
 			if !vacated {
 				// a may be released here, once its last entry is gone;
 				// then no later place of it holds an entry.
 				osmem.Wipe(a.mem[from : from+sz])
-				sh.vacate(sl, nil)
+				sh.vacate(sh.slot(w.slots[k-1]), nil)
 			}
-			// Only stores to the slot: it is at a random place, and a load
-			// from it would wait for memory.
-			sl.arena, sl.off = dst.index, off
-			moved++
+			w.to[k-1] = uint64(dst.index)<<32 | uint64(off)
 		}
 	}
-	return moved * uint64(size-sh.ov)
+	for k, i := range w.slots {
+		sl := sh.slot(i)
+		sl.arena, sl.off = uint32(w.to[k]>>32), uint32(w.to[k])
+	}
+	return uint64(q) * uint64(w.size-sh.ov)
 }
 
 // releaseVacated wipes and releases the arenas markVacated chose, now that
@@ -440,9 +467,9 @@ type shuffleWork struct {
 	vacated      []bool   // by arena index: emptied and released whole
 	leaving      []uint32 // by arena index: entries the shuffle moves out
 	tail         int      // the old current arena's top, if vacated, else -1
-	src          []*arena // arenas entries leave (indexBySource)
-	base         []uint32 // by arena index: its first place (indexBySource)
-	at           []uint64 // by place: slot+1 and rank (indexBySource)
+	base         []uint32 // by arena index: its first place (gather)
+	at           []uint32 // by place: k+1 (gather)
+	to           []uint64 // by k: new arena<<32 | offset (moveBySource)
 }
 
 func (w *shuffleWork) reset() {
@@ -460,14 +487,35 @@ func (w *shuffleWork) trim() {
 
 // permutation returns a uniformly random permutation of 0..n-1, drawn by
 // Fisher-Yates from the shard's ChaCha8 stream, in b's memory when it is
-// large enough.
+// large enough. Each step takes 32 random bits, two to a 64-bit draw, and
+// maps them onto [0, k] by Lemire's multiply-and-reject method, which is
+// exactly uniform.
 func (sh *shard) permutation(b []uint32, n int) []uint32 {
 	b = growU32(b, n)
 	for k := range b {
 		b[k] = uint32(k)
 	}
+	var pool uint64
+	var have bool
+	next := func() uint32 {
+		if have {
+			have = false
+			return uint32(pool >> 32)
+		}
+		pool, have = sh.rng.Uint64(), true
+		return uint32(pool)
+	}
 	for k := n - 1; k > 0; k-- {
-		j := sh.rng.IntN(k + 1)
+		bound := uint32(k + 1)
+		m := uint64(next()) * uint64(bound)
+		if uint32(m) < bound {
+			// Values whose low half falls below 2^32 mod bound would make
+			// some results more likely: draw again.
+			for thresh := -bound % bound; uint32(m) < thresh; {
+				m = uint64(next()) * uint64(bound)
+			}
+		}
+		j := uint32(m >> 32)
 		b[k], b[j] = b[j], b[k]
 	}
 	return b

@@ -43,6 +43,9 @@ func (s *Shuffler) Shuffle() error {
 	}
 	start := time.Now()
 	var errs []error
+	// The shards use one set of scratch arrays in turn, so that a Shuffle
+	// allocates them once, not once a shard.
+	var work shuffleWork
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -50,9 +53,12 @@ func (s *Shuffler) Shuffle() error {
 			sh.mu.Unlock()
 			return ErrClosed
 		}
+		sh.work = work
 		if err := sh.shuffle(); err != nil {
 			errs = append(errs, err)
 		}
+		work, sh.work = sh.work, shuffleWork{}
+		clear(work.fresh[:cap(work.fresh)])
 		sh.mu.Unlock()
 	}
 	s.shuffles.Add(1)
@@ -69,7 +75,7 @@ func (sh *shard) shuffle() error {
 	w.reset()
 	n, uniform, grid := sh.gather()
 	if n == 0 {
-		return sh.releaseEmpty(nil, nil)
+		return sh.releaseArenas(nil, nil)
 	}
 	// rank[q] is where entry q lands in the new layout, entries numbered in
 	// the order they are moved in: a uniformly random permutation
@@ -102,7 +108,7 @@ func (sh *shard) shuffle() error {
 		// which releases the ones it empties.
 		sh.squeeze()
 	}
-	return sh.releaseEmpty(err, nil)
+	return sh.releaseArenas(err, nil)
 }
 
 // gather lists the entries to move, in slot order, in w.slots, and counts
@@ -438,8 +444,17 @@ func (sh *shard) dest(r uint32) (*arena, uint32) {
 // shard without entries maps nothing; those the operating system would not
 // take back when they emptied get another try. An AEAD shard without
 // entries lets go of its backup buffer too. Released arenas go to later,
-// if not nil, to be unmapped once the caller lets go of the lock.
+// if not nil, to be unmapped once the caller lets go of the lock. Large
+// shuffle scratch arrays are dropped.
 func (sh *shard) releaseEmpty(err error, later *unmapList) error {
+	err = sh.releaseArenas(err, later)
+	sh.work.trim()
+	return err
+}
+
+// releaseArenas is releaseEmpty without dropping the scratch arrays, for
+// Shuffle, which hands them to the next shard.
+func (sh *shard) releaseArenas(err error, later *unmapList) error {
 	for _, a := range sh.arenas {
 		if a != nil && a.live == 0 {
 			if e := sh.release(a, later); e != nil && err == nil {
@@ -450,7 +465,6 @@ func (sh *shard) releaseEmpty(err error, later *unmapList) error {
 	if sh.live == 0 && sh.backup != nil {
 		sh.dropBackup()
 	}
-	sh.work.trim()
 	return err
 }
 

@@ -24,11 +24,18 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 	}
 }
 
-// Shuffle moves every unrented entry into freshly mapped arena space, in a
-// random order, wipes the space each entry left, and returns arenas left
-// empty to the operating system. Rented entries stay where they are. Entries
-// move as ciphertext: nothing is decrypted. Shuffle locks one shard at a
-// time, so operations on entries of other shards go on meanwhile.
+// Shuffle moves every unrented entry to a new place drawn uniformly at
+// random, independent of its old place and of its age, wipes the space each
+// entry left, and returns arenas left empty to the operating system.
+// Rented entries stay where they are. Entries move as ciphertext: nothing
+// is decrypted. Shuffle locks one shard at a time, so operations on entries
+// of other shards go on meanwhile.
+//
+// The new places are in freshly mapped arenas, except in a shard of at
+// least 256 entries of one size that fill the arenas they are in, with no
+// rented entry among them: there the entries are permuted within those
+// arenas, each to any of their places (its own with probability 1/n), which
+// needs no new memory and faults in no page.
 //
 // If the operating system refuses memory (or, with LockStrict, a lock)
 // part-way, the entries moved so far stay moved, and the others are packed
@@ -86,6 +93,12 @@ func (sh *shard) shuffle() error {
 	// The arenas every entry leaves, and what free space they hold, are
 	// known before the layout makes a fresh arena the current one.
 	sh.markVacated()
+	if grid && sh.inPlaceFits(n) {
+		if moved, ok := sh.shuffleInPlace(n); ok {
+			sh.s.bytesMoved.Add(moved)
+			return sh.releaseArenas(nil, nil)
+		}
+	}
 	var err error
 	var placed int
 	if uniform {
@@ -301,6 +314,185 @@ func (sh *shard) moveBySource() uint64 {
 	return uint64(q) * uint64(w.size-sh.ov)
 }
 
+// minInPlace (256, as the Shuffle doc says) is the fewest entries a shard
+// holds for Shuffle to move them within the arenas they are in. An entry
+// then keeps its place with probability 1/n, as any other place; in a
+// shard of few entries that is often, and fresh arenas cost little there.
+const minInPlace = 256
+
+// inPlaceFits reports whether the n entries gather found on a grid can be
+// shuffled within their arenas: every arena is one the shuffle empties
+// (no rented entry, no free space but the current arena's bump space),
+// and none could be given back by packing the entries into fewer.
+func (sh *shard) inPlaceFits(n int) bool {
+	w := &sh.work
+	if n < minInPlace {
+		return false
+	}
+	places, smallest := 0, len(w.at)
+	for i, a := range sh.arenas {
+		if a == nil {
+			continue
+		}
+		if !w.vacated[i] {
+			return false
+		}
+		c := len(a.mem) / w.size
+		places += c
+		smallest = min(smallest, c)
+	}
+	return places-smallest < n
+}
+
+// shuffleInPlace moves the n entries gather found on a grid to the places
+// of the same permutation Shuffle uses otherwise, numbered through the
+// arenas they are already in (see gather), instead of into fresh arenas:
+// no pages are mapped, faulted in, zeroed or unmapped, and every byte an
+// entry leaves is overwritten by the next or wiped. It reports the bytes
+// moved, and false, having changed nothing, when it needs a place to hold
+// one entry and the system will not map one.
+//
+// The moves follow the permutation backwards. A chain starts at a new
+// place no entry holds: the entry that goes there moves in, which empties
+// its old place, and so on until an old place past the new layout is
+// emptied, which is wiped. What is left are cycles among places that are
+// both old and new; each is rotated through one spare place.
+func (sh *shard) shuffleInPlace(n int) (uint64, bool) {
+	w := &sh.work
+	sz := uint32(w.size)
+	w.src = w.src[:0]
+	for _, a := range sh.arenas {
+		if a != nil {
+			w.src = append(w.src, a)
+		}
+	}
+	places := uint32(len(w.at))
+	var spare []byte
+	var spareReg *osmem.Region
+	if places > uint32(n) {
+		// Empty once the chains have emptied every old place past the new
+		// layout.
+		spare = w.place(uint32(n))
+	} else {
+		r, err := sh.s.mapAux(int(sz))
+		if err != nil {
+			return 0, false
+		}
+		spareReg, spare = r, r.Data[:sz]
+	}
+	// from[r] is the old place of the entry that goes to place r, and the
+	// new place of each entry is noted by k in w.to.
+	w.inv = growU32(w.inv, n)
+	if cap(w.to) < len(w.slots) {
+		w.to = make([]uint64, len(w.slots))
+	}
+	w.to = w.to[:len(w.slots)]
+	from := w.inv
+	q := 0
+	for p, k := range w.at {
+		if k == 0 {
+			continue
+		}
+		r := w.rank[q]
+		q++
+		from[r] = uint32(p)
+		a, off := w.placeIn(r)
+		w.to[k-1] = uint64(a.index)<<32 | uint64(off)
+	}
+	const done = ^uint32(0)
+	nn := uint32(n)
+	for d := range nn {
+		if w.at[d] != 0 {
+			continue // held at first: filled by a chain or a cycle
+		}
+		for {
+			p := from[d]
+			from[d] = done
+			copy(w.place(d), w.place(p))
+			if p >= nn {
+				osmem.Wipe(w.place(p))
+				break
+			}
+			d = p
+		}
+	}
+	for d := range nn {
+		p := from[d]
+		if p == done {
+			continue
+		}
+		from[d] = done
+		if p == d {
+			continue // the entry keeps its place
+		}
+		copy(spare, w.place(d))
+		for c := d; ; {
+			copy(w.place(c), w.place(p))
+			c, p = p, from[p]
+			from[c] = done
+			if p == d {
+				copy(w.place(c), spare)
+				break
+			}
+		}
+	}
+	osmem.Wipe(spare)
+	if spareReg != nil {
+		_ = sh.s.unmapAux(spareReg)
+	}
+	for k, i := range w.slots {
+		sl := sh.slot(i)
+		sl.arena, sl.off = uint32(w.to[k]>>32), uint32(w.to[k])
+	}
+	// The arenas now hold the places below n, in order, and the last of
+	// them becomes the current arena. None is left empty: the last arena
+	// has c places, and n is more than the places in all the others (see
+	// inPlaceFits), so it holds at least one.
+	var last *arena
+	for _, a := range w.src {
+		start := w.base[a.index]
+		c := uint32(len(a.mem)) / sz
+		cnt := min(c, max(nn, start)-start)
+		a.live, a.bytes = int(cnt), int(cnt*sz)
+		a.used = max(a.used, a.bytes)
+		last = a
+	}
+	sh.cur = last
+	for _, a := range w.src {
+		if a == last {
+			a.top = a.bytes
+		} else {
+			a.top = len(a.mem)
+			sh.free.Insert(a.index, uint32(a.bytes), uint32(len(a.mem)-a.bytes))
+		}
+	}
+	clear(w.vacated)
+	return uint64(n) * uint64(w.size-sh.ov), true
+}
+
+// placeIn returns the arena and offset of place p, numbered as gather
+// numbers them, through w.src, the shard's arenas in order.
+func (w *shuffleWork) placeIn(p uint32) (*arena, uint32) {
+	lo, hi := 0, len(w.src)-1
+	for lo < hi {
+		// The last arena starting at or before p.
+		m := int(uint(lo+hi+1) >> 1)
+		if w.base[w.src[m].index] <= p {
+			lo = m
+		} else {
+			hi = m - 1
+		}
+	}
+	a := w.src[lo]
+	return a, (p - w.base[a.index]) * uint32(w.size)
+}
+
+// place returns the memory of place p.
+func (w *shuffleWork) place(p uint32) []byte {
+	a, off := w.placeIn(p)
+	return a.mem[off : off+uint32(w.size)]
+}
+
 // releaseVacated wipes and releases the arenas markVacated chose, now that
 // no entry is left in them.
 func (sh *shard) releaseVacated() {
@@ -481,6 +673,7 @@ type shuffleWork struct {
 	vacated      []bool   // by arena index: emptied and released whole
 	leaving      []uint32 // by arena index: entries the shuffle moves out
 	tail         int      // the old current arena's top, if vacated, else -1
+	src          []*arena // the shard's arenas, in order (shuffleInPlace)
 	base         []uint32 // by arena index: its first place (gather)
 	at           []uint32 // by place: k+1 (gather)
 	to           []uint64 // by k: new arena<<32 | offset (moveBySource)

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
@@ -119,7 +122,8 @@ func TestShuffleUnmapFails(t *testing.T) {
 	for n := int64(0); ; n++ {
 		s := newTest(t, WithShards(1), WithArenaSize(4096))
 		m := model{}
-		for i := range 1000 {
+		// Too few to be shuffled in place: the shuffle maps fresh arenas.
+		for i := range minInPlace - 1 {
 			h, err := Alloc[byte](s, 32)
 			if err != nil {
 				t.Fatal(err)
@@ -166,4 +170,195 @@ func TestShuffleUnmapFails(t *testing.T) {
 			break
 		}
 	}
+}
+
+// TestShuffleInPlace checks the shuffle that moves entries within the
+// arenas they fill: with a spare place in the arenas and without (then a
+// region of its own holds one entry), in one arena and across two. Every
+// entry keeps its value, the invariants hold after each Shuffle, no arena
+// is mapped or released, and entries do move.
+func TestShuffleInPlace(t *testing.T) {
+	cases := []struct {
+		name    string
+		n, size int
+	}{
+		{"slack/arenas=1", 1000, 32},    // 32,000 bytes in an arena of 32 KiB
+		{"exact/arenas=1", 1024, 64},    // 64 KiB in 64 KiB
+		{"slack/arenas=2", 300, 65536},  // 300 entries in two arenas of 256
+		{"exact/arenas=2", 512, 65536},  // 512 in two of 256
+		{"tag/arenas=1", 1000, 48 - 16}, // AES-256-GCM: 16 bytes of tag each
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			opts := []Option{WithShards(1), WithArenaSize(4096)}
+			if strings.HasPrefix(c.name, "tag") {
+				opts = append(opts, WithCipher(AES256GCM))
+			}
+			s := newTest(t, opts...)
+			m := model{}
+			hs := make([]Handle, c.n)
+			for i := range hs {
+				h, err := Alloc[byte](s, c.size)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := RentSlice[byte](s, h)
+				for j := range b {
+					b[j] = byte(i*7 + j)
+				}
+				m[h] = bytes.Clone(b)
+				s.Return(h)
+				hs[i] = h
+			}
+			// The first Shuffle lays the entries out in fresh arenas, with
+			// no free space: the next ones can work in place.
+			if err := s.Shuffle(); err != nil {
+				t.Fatal(err)
+			}
+			mustCheck(t, s)
+			sh := &s.shards[0]
+			regions := func() []*osmem.Region {
+				var r []*osmem.Region
+				for _, a := range sh.arenas {
+					if a != nil {
+						r = append(r, a.reg)
+					}
+				}
+				return r
+			}
+			before := regions()
+			released := s.Stats().ArenasReleased
+			for round := range 4 {
+				old := make([]uintptr, len(hs))
+				for i, h := range hs {
+					old[i] = uintptr(unsafe.Pointer(unsafe.SliceData(memOf(s, h))))
+				}
+				if err := s.Shuffle(); err != nil {
+					t.Fatal(err)
+				}
+				mustCheck(t, s)
+				stayed := 0
+				for i, h := range hs {
+					if uintptr(unsafe.Pointer(unsafe.SliceData(memOf(s, h)))) == old[i] {
+						stayed++
+					}
+				}
+				// Each entry keeps its place with probability 1/n.
+				if stayed > 8 {
+					t.Fatalf("round %d: %d of %d entries kept their place", round, stayed, c.n)
+				}
+			}
+			if !slices.Equal(regions(), before) || s.Stats().ArenasReleased != released {
+				t.Fatalf("arenas changed: %d regions before, %d after; %d released", len(before), len(regions()), s.Stats().ArenasReleased-released)
+			}
+			verifyModel(t, s, m)
+		})
+	}
+}
+
+// TestShufflePermutationUniformInPlace is TestShufflePermutationUniform
+// for the shuffle in place: 256 entries, places and ages counted in eight
+// bins of 32.
+func TestShufflePermutationUniformInPlace(t *testing.T) {
+	const n, size, bins = minInPlace, 32, 8
+	rounds := 300
+	s := newTest(t, WithShards(1))
+	hs := make([]Handle, n)
+	for i := range hs {
+		h, err := Alloc[byte](s, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs[i] = h
+	}
+	if err := s.Shuffle(); err != nil {
+		t.Fatal(err)
+	}
+	sh := &s.shards[0]
+	place := func() []int {
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		p := make([]int, n)
+		for i, h := range hs {
+			sl := sh.slot(h.slot())
+			if sl.arena != sh.cur.index || sl.off%size != 0 || sl.off/size >= n {
+				t.Fatalf("entry %d at arena %d offset %d: not on the grid of the current arena", i, sl.arena, sl.off)
+			}
+			p[i] = int(sl.off / size)
+		}
+		return p
+	}
+	var byOld, byAge [bins][bins]int
+	old := place()
+	released := s.Stats().ArenasReleased
+	for range rounds {
+		if err := s.Shuffle(); err != nil {
+			t.Fatal(err)
+		}
+		cur := place()
+		for i := range n {
+			byOld[old[i]*bins/n][cur[i]*bins/n]++
+			byAge[i*bins/n][cur[i]*bins/n]++
+		}
+		old = cur
+	}
+	if s.Stats().ArenasReleased != released {
+		t.Fatal("the shuffle did not work in place")
+	}
+	const critical = 121.35 // chi-square, 56 degrees of freedom, p = 1e-6
+	for _, c := range []struct {
+		name   string
+		counts *[bins][bins]int
+	}{{"old place", &byOld}, {"age", &byAge}} {
+		if x := chiSquareRows(c.counts[:]); x > critical {
+			t.Errorf("new place depends on %s: chi-square %.1f > %.1f; counts %v", c.name, x, critical, *c.counts)
+		} else {
+			t.Logf("new place against %s: chi-square %.1f (critical %.1f)", c.name, x, critical)
+		}
+	}
+}
+
+// TestShuffleInPlaceAfterFrees shuffles in place after a shuffle into
+// fresh arenas that took the indexes of released ones, so the places are
+// numbered out of the order the entries fill them: the moves then run in
+// chains from empty places as well as in cycles.
+func TestShuffleInPlaceAfterFrees(t *testing.T) {
+	s := newTest(t, WithShards(1), WithArenaSize(4096))
+	m := model{}
+	var hs []Handle
+	for i := range 700 {
+		h, err := Alloc[byte](s, 65536)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := RentSlice[byte](s, h)
+		for j := range b {
+			b[j] = byte(i*3 + j)
+		}
+		m[h] = bytes.Clone(b)
+		s.Return(h)
+		hs = append(hs, h)
+	}
+	for round := range 6 {
+		if err := s.Shuffle(); err != nil {
+			t.Fatal(err)
+		}
+		mustCheck(t, s)
+		verifyModel(t, s, m)
+		if round%2 == 1 {
+			continue // the next Shuffle works in place
+		}
+		// Freeing entries leaves holes, and sends the next Shuffle to
+		// fresh arenas.
+		for k := range 30 {
+			i := k * 11
+			if err := s.Free(hs[i]); err != nil {
+				t.Fatal(err)
+			}
+			delete(m, hs[i])
+			hs = slices.Delete(hs, i, i+1)
+		}
+		mustCheck(t, s)
+	}
+	verifyModel(t, s, m)
 }

@@ -14,7 +14,7 @@ func extentOf(s *Shuffler, h Handle) []byte {
 		return nil
 	}
 	defer sh.mu.Unlock()
-	return sh.extent(sl)
+	return sh.Extent(sl)
 }
 
 // TestTamper flips 10,000 random single bits of entries' data and tags at

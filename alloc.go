@@ -3,7 +3,8 @@ package memshuffle
 import (
 	"errors"
 	"fmt"
-	"math/bits"
+
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // Alloc makes a new entry of n zeroed elements of T and returns its Handle.
@@ -58,63 +59,38 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	if sh.closed {
 		return Handle{}, ErrClosed
 	}
-	if sh.freeHead == 0 && sh.nslots == maxSlots {
+	if sh.Slots.Full() {
 		return Handle{}, fmt.Errorf("%w: slot table of shard %d is full", ErrOutOfMemory, sh.index)
 	}
 	base, err := sh.reserve(sh.ciph.Counters(size))
 	if err != nil {
 		return Handle{}, err
 	}
-	a, off, err := sh.placeNew(size+sh.ov, align)
+	a, off, err := sh.PlaceNew(size+sh.Overhead(), align)
 	if err != nil && (errors.Is(err, ErrLockFailed) || errors.Is(err, ErrOutOfMemory)) {
 		// Give back what can be given back, and try once more.
 		sh.reclaim()
-		a, off, err = sh.placeNew(size+sh.ov, align)
+		a, off, err = sh.PlaceNew(size+sh.Overhead(), align)
 	}
 	if err != nil {
 		return Handle{}, err
 	}
-	i, sl := sh.newSlot()
-	sl.ctr, sl.arena, sl.off, sl.size = base, a.index, uint32(off), uint32(size)
-	sl.meta = sl.meta&^0xff | stateLive<<4 | uint32(bits.TrailingZeros(uint(align)))
+	i, sl := sh.Slots.New()
+	sl.Ctr, sl.Arena, sl.Off, sl.Size = base, a.Index, uint32(off), uint32(size)
+	sl.MakeLive(align)
 	if ttl := s.cfg.ttl; ttl > 0 {
-		sh.exp.set(i, addNanos(s.now(), ttl))
+		sh.Expiries.Set(i, addNanos(s.now(), ttl))
 	}
-	a.live++
-	a.bytes += size + sh.ov
-	sh.live++
-	sh.liveBytes += int64(size)
-	if sh.oversize(size+sh.ov, align) {
-		sh.bigBytes += int64(size)
-	}
+	sh.Admit(sl, a)
 
 	// The entry is ciphertext before anyone can see it.
-	ext := sh.extent(sl)
+	ext := sh.Extent(sl)
 	sh.setAD(i, sl)
 	sh.ciph.Seal(ext, ext[:size], base, sh.scratch)
-	if sh.wasteful() {
-		sh.compact(nil)
+	if sh.Wasteful() {
+		sh.Compact(nil)
 	}
-	return makeHandle(s.id, sh.index, i, sl.gen()), nil
-}
-
-// newSlot takes a free slot, or a new one. Generations start at 1, so no
-// valid Handle has generation 0 and the zero Handle never matches.
-func (sh *shard) newSlot() (uint32, *slot) {
-	if sh.freeHead != 0 {
-		i := sh.freeHead - 1
-		sl := sh.slot(i)
-		sh.freeHead = sl.off
-		return i, sl
-	}
-	i := sh.nslots
-	if i&(chunkSlots-1) == 0 {
-		sh.chunks = append(sh.chunks, make([]slot, chunkSlots))
-	}
-	sh.nslots++
-	sl := sh.slot(i)
-	sl.meta = 1 << 8
-	return i, sl
+	return makeHandle(s.id, sh.index, i, sl.Gen()), nil
 }
 
 // Free wipes the entry at once and invalidates h; no later entry gets a
@@ -128,31 +104,23 @@ func (s *Shuffler) Free(h Handle) error {
 		return err
 	}
 	defer sh.mu.Unlock()
-	switch sl.state() {
-	case stateExpired: // already wiped and vacated
-	case stateLive:
-		sh.drop(sl, nil)
+	switch sl.State() {
+	case store.StateExpired: // already wiped and vacated
+	case store.StateLive:
+		sh.Drop(sl, nil)
 	default:
 		return ErrBusy
 	}
 	sh.freeSlot(h.slot(), sl)
-	if sh.wasteful() {
-		sh.compact(nil)
+	if sh.Wasteful() {
+		sh.Compact(nil)
 	}
 	return nil
 }
 
-// freeSlot bumps the slot's generation so old Handles go stale. A slot whose
-// generation would wrap is retired instead of reused, which keeps Handles
-// unique for the Shuffler's life.
-func (sh *shard) freeSlot(i uint32, sl *slot) {
-	sh.exp.clear(i)
-	g := sl.gen() + 1
-	*sl = slot{meta: g << 8}
-	if g > genMask {
-		sl.meta = 0
-		return
-	}
-	sl.off = sh.freeHead
-	sh.freeHead = i + 1
+// freeSlot bumps the slot's generation so old Handles go stale, and puts
+// it on the free list (or retires it, see store.Slots.Free).
+func (sh *shard) freeSlot(i uint32, sl *store.Slot) {
+	sh.Expiries.Clear(i)
+	sh.Slots.Free(i, sl)
 }

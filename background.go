@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
+
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // Background shuffling moves entries a little at a time. A cycle visits
@@ -122,9 +124,13 @@ func (s *Shuffler) background(ctx context.Context, interval time.Duration, done 
 // cycle runs one background cycle; it reports false when it was stopped.
 //
 // Arenas a step empties are released into a list and unmapped after the
-// step lets go of the lock.
+// step lets go of the lock. The fresh arena a step moves entries into is
+// mapped ahead, with no lock held, as a spare region of the cycle's own:
+// only the step adopts it (see adoptSpare), and no other path sees it, so
+// what the background shuffler holds never changes what an Alloc, Return
+// or Shuffle does.
 func (s *Shuffler) cycle(ctx context.Context) bool {
-	var later unmapList
+	var later store.UnmapList
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -134,13 +140,15 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 		}
 		sh.startCycle(&later)
 		sh.mu.Unlock()
-		later.unmapAll(s)
+		later.UnmapAll(&s.aux)
 	}
 	spares := make([]*osmem.Region, len(s.shards))
+	// A cycle ends with no spare left mapped, stopped or not: a Shuffler
+	// whose entries are gone maps nothing.
 	defer func() {
 		for _, r := range spares {
 			if r != nil {
-				_ = s.unmapAux(r)
+				_ = s.aux.Unmap(r)
 			}
 		}
 	}()
@@ -156,31 +164,27 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 				sh.mu.Unlock()
 				return false
 			}
-			if sh.spare == nil {
-				sh.spare, spares[i] = spares[i], nil
-			}
 			start := time.Now()
-			more := sh.step(&later)
+			more := sh.step(&later, &spares[i])
 			held := time.Since(start)
 			want := 0
-			if sh.spare == nil && more {
-				want = sh.arenaSize(stepBytes)
+			if spares[i] == nil && more {
+				want = sh.ArenaSize(stepBytes)
 			}
 			sh.mu.Unlock()
 			s.noteStep(held)
 			busy = busy || more
-			later.unmapAll(s)
+			later.UnmapAll(&s.aux)
 			// Mapping memory can stall (page zeroing, huge-page compaction):
 			// do it here, with no lock held, for the shard's next step.
-			if want > 0 && spares[i] == nil {
+			if want > 0 {
 				spares[i], _ = s.mapAux(want)
 			}
 			// Let goroutines waiting for this shard in before the next step.
 			runtime.Gosched()
 		}
 	}
-	// A cycle ends with no empty arena and no spare left mapped: a
-	// Shuffler whose entries are gone maps nothing.
+	// A cycle ends with no empty arena left mapped either.
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -189,13 +193,8 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			return false
 		}
 		_ = sh.releaseEmpty(nil, &later)
-		spare := sh.spare
-		sh.spare = nil
 		sh.mu.Unlock()
-		later.unmapAll(s)
-		if spare != nil {
-			_ = s.unmapAux(spare)
-		}
+		later.UnmapAll(&s.aux)
 	}
 	return true
 }
@@ -203,31 +202,35 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 // startCycle draws the order in which this cycle visits the shard's slots
 // and sends what it moves to a fresh arena. An empty current arena goes to
 // later.
-func (sh *shard) startCycle(later *unmapList) {
-	sh.bgOrder = sh.permutation(sh.bgOrder, int(sh.nslots))
+func (sh *shard) startCycle(later *store.UnmapList) {
+	sh.bgOrder = sh.permutation(sh.bgOrder, int(sh.Slots.Len()))
 	sh.bgPos = 0
 	sh.relock()
-	sh.replaceCur(nil, later)
+	sh.Arenas.ReplaceCur(nil, later)
 }
 
 // step moves the next few entries of the cycle; it reports whether any
-// remain. The arenas it empties go to later.
-func (sh *shard) step(later *unmapList) bool {
+// remain. The arenas it empties go to later. When an entry needs a fresh
+// arena, step takes *spare, if large enough, instead of mapping one under
+// the lock, and sets *spare to nil.
+func (sh *shard) step(later *store.UnmapList, spare **osmem.Region) bool {
 	sh.sweepExpired(later)
 	budget, count := stepBytes, 0
 	var moved uint64
 	for sh.bgPos < len(sh.bgOrder) && budget > 0 && count < stepEntries {
 		i := sh.bgOrder[sh.bgPos]
 		sh.bgPos++
-		if i >= sh.nslots {
+		if i >= sh.Slots.Len() {
 			continue
 		}
 		// Without memory the entry stays where it is, safe, and a
 		// compaction step into existing holes stands in; the next cycle
 		// tries again.
-		m, ok := sh.relocate(sh.slot(i), later)
+		sl := sh.Slots.At(i)
+		sh.adoptSpare(sl, spare, later)
+		m, ok := sh.Relocate(sl, later)
 		if !ok {
-			budget -= int(sh.compact(later)) // counted in bytesMoved by compact
+			budget -= int(sh.Compact(later)) // counted in bytesMoved by compact
 			count++
 			continue
 		}
@@ -246,6 +249,24 @@ func (sh *shard) step(later *unmapList) bool {
 		return false
 	}
 	return true
+}
+
+// adoptSpare makes *spare the current arena when the entry in sl would
+// be relocated into a fresh arena of at most the spare's size, as
+// Relocate would map one: the entry is live, not in the current arena,
+// shares arenas, and does not fit in the current one. Anything else
+// leaves *spare to the cycle.
+func (sh *shard) adoptSpare(sl *store.Slot, spare **osmem.Region, later *store.UnmapList) {
+	r := *spare
+	if r == nil || sl.State() != store.StateLive || sh.Arenas.Get(sl.Arena) == sh.Arenas.Cur() {
+		return
+	}
+	size, align := int(sl.Size)+sh.Overhead(), sl.Align()
+	if sh.Oversize(size, align) || sh.Arenas.Fits(sh.Arenas.Cur(), size, align) || len(r.Data) < sh.ArenaSize(size) {
+		return
+	}
+	*spare = nil
+	sh.Arenas.ReplaceCur(sh.Arenas.Adopt(r), later)
 }
 
 // noteStep records how long one step held a shard.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
+
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // errNilFunc is what the Borrow functions return for a nil fn, before
@@ -121,8 +123,8 @@ func (s *Shuffler) endPinned(h Handle, mem []byte, kind borrowKind) error {
 		}
 		return ErrClosed
 	}
-	sl := sh.slot(h.slot())
-	if sl.gen() != h.gen() || sl.state() == stateFree {
+	sl := sh.Slots.At(h.slot())
+	if sl.Gen() != h.gen() || sl.State() == store.StateFree {
 		// fn returned the entry itself and someone freed it since.
 		return ErrInvalidHandle
 	}

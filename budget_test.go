@@ -103,7 +103,7 @@ func TestAllocWithoutMemory(t *testing.T) {
 	m := halfFull(t, s)
 	sh := &s.shards[0]
 	sh.mu.Lock()
-	free := sh.free.Bytes()
+	free := sh.Arenas.FreeSpace().Bytes()
 	sh.mu.Unlock()
 	refuse(t, osmem.OpMap)
 	n := 0

@@ -5,7 +5,12 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/memshuffle/memshuffle/internal/store"
 )
+
+// allZero reports whether every byte of b is zero.
+func allZero(b []byte) bool { return store.AllZero(b) }
 
 // rawBytes returns a copy of an entry's bytes as they sit in memory.
 func rawBytes(s *Shuffler, h Handle) ([]byte, error) {
@@ -14,7 +19,7 @@ func rawBytes(s *Shuffler, h Handle) ([]byte, error) {
 		return nil, err
 	}
 	defer sh.mu.Unlock()
-	return bytes.Clone(sh.bytes(sl)), nil
+	return bytes.Clone(sh.Bytes(sl)), nil
 }
 
 // addrOf returns where an entry sits now.
@@ -24,7 +29,7 @@ func addrOf(s *Shuffler, h Handle) uintptr {
 		return 0
 	}
 	defer sh.mu.Unlock()
-	return uintptr(unsafe.Pointer(&sh.bytes(sl)[0]))
+	return uintptr(unsafe.Pointer(&sh.Bytes(sl)[0]))
 }
 
 // checkInvariants is check, by the name older tests know it by.
@@ -72,7 +77,7 @@ func memOf(s *Shuffler, h Handle) []byte {
 		return nil
 	}
 	defer sh.mu.Unlock()
-	return sh.bytes(sl)
+	return sh.Bytes(sl)
 }
 
 // TestCheckFindsCorruption plants one fault of each kind the checker looks
@@ -84,25 +89,20 @@ func TestCheckFindsCorruption(t *testing.T) {
 		want  string
 	}{
 		{"stale byte", func(sh *shard, h Handle) {
-			a := sh.arenas[sh.slot(h.slot()).arena]
-			a.mem[len(a.mem)-1] = 1
+			a := sh.Arenas.Get(sh.Slots.At(h.slot()).Arena)
+			a.Mem[len(a.Mem)-1] = 1
 		}, "stale bytes"},
 		{"lost free space", func(sh *shard, h Handle) {
-			sl := sh.slot(h.slot())
-			ext := sh.extent(sl)
-			Wipe(ext)
-			sh.live--
-			sh.liveBytes -= int64(sl.size)
-			a := sh.arenas[sl.arena]
-			a.live--
-			a.bytes -= len(ext)
+			sl := sh.Slots.At(h.slot())
+			ai, off := sl.Arena, sl.Off
+			sh.Drop(sl, nil)
 			sh.freeSlot(h.slot(), sl)
+			sh.Arenas.FreeSpace().Remove(ai, off)
 		}, "neither an entry nor free space"},
-		{"arena count", func(sh *shard, h Handle) { sh.arenas[sh.slot(h.slot()).arena].bytes++ }, "counts"},
-		{"locked count", func(sh *shard, h Handle) { sh.lockedBytes++ }, "locked"},
+		{"arena count", func(sh *shard, h Handle) { sh.Arenas.Get(sh.Slots.At(h.slot()).Arena).Bytes++ }, "counts"},
 		{"rent record", func(sh *shard, h Handle) { sh.rents = map[Handle]rentRecord{h: {}} }, "rent record"},
-		{"writer count", func(sh *shard, h Handle) { sh.writers = map[uint64]int32{h.id: 0} }, "writer count"},
-		{"counter run", func(sh *shard, h Handle) { sh.slot(h.slot()).ctr = sh.s.ctrs.Next() }, "counter values not yet handed out"},
+		{"counter run", func(sh *shard, h Handle) { sh.Slots.At(h.slot()).Ctr = sh.s.ctrs.Next() }, "counter values not yet handed out"},
+		{"viewers while live", func(sh *shard, h Handle) { sh.Slots.At(h.slot()).AddViewer() }, "viewers"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -132,7 +132,7 @@ func TestCheckFindsCorruption(t *testing.T) {
 			}
 			// Leave the Shuffler closable: Close does not need the records.
 			sh.mu.Lock()
-			sh.rents, sh.writers = nil, nil
+			sh.rents = nil
 			sh.mu.Unlock()
 		})
 	}

@@ -15,9 +15,9 @@ func churnBound(s *Shuffler) (mapped, bound int64) {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		mapped += sh.mapped
-		live += sh.liveBytes
-		if sh.mapped > 0 {
+		mapped += sh.Arenas.Mapped()
+		live += sh.Counts.LiveBytes()
+		if sh.Arenas.Mapped() > 0 {
 			bound += int64(s.cfg.arenaSize)
 		}
 		sh.mu.Unlock()

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // WithDefaultTTL gives every new entry an expiry ttl after its allocation;
@@ -40,10 +42,10 @@ func (s *Shuffler) SetExpiry(h Handle, t time.Time) error {
 	}
 	defer sh.mu.Unlock()
 	if t.IsZero() {
-		sh.exp.clear(h.slot())
+		sh.Expiries.Clear(h.slot())
 		return nil
 	}
-	sh.exp.set(h.slot(), unixNanos(t))
+	sh.Expiries.Set(h.slot(), unixNanos(t))
 	sh.expired(h.slot(), sl, nil)
 	return nil
 }
@@ -55,7 +57,7 @@ func (s *Shuffler) Expiry(h Handle) (time.Time, error) {
 		return time.Time{}, err
 	}
 	defer sh.mu.Unlock()
-	d, ok := sh.exp.get(h.slot())
+	d, ok := sh.Expiries.Get(h.slot())
 	if !ok {
 		return time.Time{}, nil
 	}
@@ -102,87 +104,24 @@ func addNanos(now int64, ttl time.Duration) int64 {
 	return now + int64(ttl)
 }
 
-// expiries is a shard's record of deadlines, and the only one: slot ->
-// Unix nanoseconds, for the entries that have one. Entries leave it when
-// they are wiped at their deadline, freed, or their expiry is removed. The
-// earliest deadline is cached so that sweeps with nothing due cost nothing.
-type expiries struct {
-	at       map[uint32]int64
-	earliest int64 // the smallest deadline in at, unless stale
-	stale    bool  // the earliest deadline left: recompute on demand
-}
-
-// set gives slot i the deadline d, replacing any it had.
-func (e *expiries) set(i uint32, d int64) {
-	if e.at == nil {
-		e.at = make(map[uint32]int64)
-	}
-	old, had := e.at[i]
-	e.at[i] = d
-	switch {
-	case len(e.at) == 1:
-		e.earliest, e.stale = d, false
-	case had && old == e.earliest && d > old:
-		e.stale = true
-	case !e.stale && d < e.earliest:
-		e.earliest = d
-	}
-}
-
-// clear removes slot i's deadline, if it has one.
-func (e *expiries) clear(i uint32) {
-	d, ok := e.at[i]
-	if !ok {
-		return
-	}
-	delete(e.at, i)
-	if d == e.earliest {
-		e.stale = true
-	}
-}
-
-// get returns slot i's deadline.
-func (e *expiries) get(i uint32) (int64, bool) {
-	if len(e.at) == 0 {
-		return 0, false
-	}
-	d, ok := e.at[i]
-	return d, ok
-}
-
-// next returns the earliest deadline, and false when there is none.
-func (e *expiries) next() (int64, bool) {
-	if len(e.at) == 0 {
-		return 0, false
-	}
-	if e.stale {
-		e.earliest = math.MaxInt64
-		for _, d := range e.at {
-			e.earliest = min(e.earliest, d)
-		}
-		e.stale = false
-	}
-	return e.earliest, true
-}
-
 // expired is the one place an entry's expiry is tested. It reports whether
 // slot i's handle answers ErrExpired now: its entry has been wiped at its
 // deadline, or the deadline has passed. A live entry whose deadline has
-// passed is wiped here, releasing an arena it empties as release does with
+// passed is wiped here, releasing an arena it empties as Arenas.Release does with
 // later; a borrowed one is left to the return that ends its borrow (see
 // shard.seal), which wipes it with expire. The clock is read only for an
 // entry that has a deadline, which keeps it off every other lookup.
-func (sh *shard) expired(i uint32, sl *slot, later *unmapList) bool {
-	switch sl.state() {
-	case stateExpired:
+func (sh *shard) expired(i uint32, sl *store.Slot, later *store.UnmapList) bool {
+	switch sl.State() {
+	case store.StateExpired:
 		return true
-	case stateFree:
+	case store.StateFree:
 		return false
 	}
-	if d, ok := sh.exp.get(i); !ok || sh.s.now() < d {
+	if d, ok := sh.Expiries.Get(i); !ok || sh.s.now() < d {
 		return false
 	}
-	if sl.state() == stateLive {
+	if sl.State() == store.StateLive {
 		sh.expire(i, sl, later)
 	}
 	return true
@@ -190,24 +129,16 @@ func (sh *shard) expired(i uint32, sl *slot, later *unmapList) bool {
 
 // expire wipes an entry whose time has come, live or at the end of its
 // borrow, and leaves its slot as a tombstone that answers ErrExpired.
-func (sh *shard) expire(i uint32, sl *slot, later *unmapList) {
-	sh.drop(sl, later)
-	sh.exp.clear(i)
-	sl.setState(stateExpired)
-	sl.ctr, sl.size, sl.off, sl.arena = 0, 0, 0, 0
+func (sh *shard) expire(i uint32, sl *store.Slot, later *store.UnmapList) {
+	sh.Drop(sl, later)
+	sh.Expiries.Clear(i)
+	sl.SetState(store.StateExpired)
+	sl.Ctr, sl.Size, sl.Off, sl.Arena = 0, 0, 0, 0
 	sh.s.expired.Add(1)
 }
 
 // sweepExpired wipes every live entry of the shard whose deadline has
 // passed.
-func (sh *shard) sweepExpired(later *unmapList) {
-	now := sh.s.now()
-	if d, ok := sh.exp.next(); !ok || now < d {
-		return
-	}
-	for i, d := range sh.exp.at {
-		if d <= now {
-			sh.expired(i, sh.slot(i), later)
-		}
-	}
+func (sh *shard) sweepExpired(later *store.UnmapList) {
+	sh.Expiries.Due(sh.s.now(), func(i uint32) { sh.expired(i, sh.Slots.At(i), later) })
 }

@@ -75,43 +75,6 @@ func TestExpiryOnTestClock(t *testing.T) {
 	}
 }
 
-// TestExpiriesEarliest: the cached earliest deadline follows sets,
-// replacements and clears.
-func TestExpiriesEarliest(t *testing.T) {
-	var e expiries
-	if _, ok := e.next(); ok {
-		t.Fatal("empty index has a next deadline")
-	}
-	steps := []struct {
-		set   bool
-		slot  uint32
-		at    int64
-		want  int64
-		empty bool
-	}{
-		{true, 1, 50, 50, false},
-		{true, 2, 30, 30, false},
-		{true, 3, 70, 30, false},
-		{true, 2, 90, 50, false}, // the earliest moves later
-		{false, 1, 0, 70, false},
-		{true, 3, 10, 10, false},
-		{false, 3, 0, 90, false},
-		{false, 2, 0, 0, true},
-		{true, 4, -5, -5, false},
-	}
-	for k, st := range steps {
-		if st.set {
-			e.set(st.slot, st.at)
-		} else {
-			e.clear(st.slot)
-		}
-		got, ok := e.next()
-		if ok == st.empty || (ok && got != st.want) {
-			t.Fatalf("step %d: next = %d, %v; want %d", k, got, ok, st.want)
-		}
-	}
-}
-
 // TestCheckFindsExpiryFaults plants each expiry fault the checker looks
 // for and expects it reported.
 func TestCheckFindsExpiryFaults(t *testing.T) {
@@ -120,14 +83,10 @@ func TestCheckFindsExpiryFaults(t *testing.T) {
 		plant func(sh *shard, live, freed, expired uint32)
 		want  string
 	}{
-		{"deadline on a freed slot", func(sh *shard, _, freed, _ uint32) { sh.exp.set(freed, 1<<62) }, "deadline for slot"},
-		{"deadline on a tombstone", func(sh *shard, _, _, expired uint32) { sh.exp.set(expired, 1<<62) }, "bad tombstone"},
-		{"deadline past the table", func(sh *shard, _, _, _ uint32) { sh.exp.set(sh.nslots+5, 1<<62) }, "deadline for slot"},
-		{"tombstone keeps its place", func(sh *shard, _, _, expired uint32) { sh.slot(expired).off = 64 }, "bad tombstone"},
-		{"stale earliest", func(sh *shard, live, _, _ uint32) {
-			sh.exp.set(live, 1<<62)
-			sh.exp.earliest = 1 << 61
-		}, "earliest deadline"},
+		{"deadline on a freed slot", func(sh *shard, _, freed, _ uint32) { sh.Expiries.Set(freed, 1<<62) }, "deadline for slot"},
+		{"deadline on a tombstone", func(sh *shard, _, _, expired uint32) { sh.Expiries.Set(expired, 1<<62) }, "bad tombstone"},
+		{"deadline past the table", func(sh *shard, _, _, _ uint32) { sh.Expiries.Set(sh.Slots.Len()+5, 1<<62) }, "deadline for slot"},
+		{"tombstone keeps its place", func(sh *shard, _, _, expired uint32) { sh.Slots.At(expired).Off = 64 }, "bad tombstone"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -164,7 +123,7 @@ func TestCheckFindsExpiryFaults(t *testing.T) {
 				t.Fatalf("check after %s: %v, want an error about %q", c.name, err, c.want)
 			}
 			sh.mu.Lock()
-			sh.exp = expiries{}
+			sh.Expiries.Reset()
 			sh.mu.Unlock()
 		})
 	}

@@ -437,7 +437,7 @@ func waitForWriter(t *testing.T, s *Shuffler, h Handle) {
 	for range 5000 {
 		sh := &s.shards[h.shard()]
 		sh.mu.Lock()
-		n := sh.writers[h.id]
+		n := sh.Waiters.Writers(h.id)
 		sh.mu.Unlock()
 		if n > 0 {
 			return

@@ -181,8 +181,8 @@ func arenasHold(s *Shuffler, b []byte) bool {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for _, a := range sh.arenas {
-			if a != nil && bytes.Contains(a.mem, b) {
+		for _, a := range sh.Arenas.List() {
+			if a != nil && bytes.Contains(a.Mem, b) {
 				sh.mu.Unlock()
 				return true
 			}

@@ -36,16 +36,13 @@ func (s *Shuffler) Purge() error {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for _, a := range sh.arenas {
-			if a != nil {
-				osmem.Wipe(a.mem[:a.used])
-			}
-		}
+		sh.Arenas.Wipe()
 		sh.purged = true
 		sh.closed = true
 		// Nothing is held any more: Stats and LongRents say so.
-		sh.live, sh.rented, sh.viewed, sh.liveBytes, sh.bigBytes, sh.rents = 0, 0, 0, 0, 0, nil
-		sh.wakeWaiters() // they retry and see ErrClosed
+		sh.Counts.Reset()
+		sh.rents = nil
+		sh.Waiters.WakeAll() // they retry and see ErrClosed
 		sh.mu.Unlock()
 	}
 	if s.own != nil {

@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
+
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // Rent decrypts the entry in place and returns a pointer to its first
@@ -154,14 +156,14 @@ const (
 // is an error; with waitIfBusy, borrow waits for the entry's shard to see a
 // return, until ctx is done.
 //
-// A writer that waits is counted in sh.writers, and while one is, new
+// A writer that waits is counted in sh.Waiters, and while one is, new
 // views of the entry count it as busy too: otherwise readers whose views
 // overlap would keep a writer out for as long as they keep coming.
 func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeInfo, form shape, kind borrowKind, pin pinning) ([]byte, error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: nil context", ErrNilArgument)
 	}
-	queued := false // this writer is counted in sh.writers
+	queued := false // this writer is counted in sh.Waiters
 	for {
 		sh, sl, err := s.lookupLive(h)
 		if err != nil {
@@ -170,19 +172,19 @@ func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeI
 			}
 			return nil, err
 		}
-		st := sl.state()
-		busy := st == stateRented || (st == stateViewed && kind == exclusive) ||
-			(kind == shared && sh.writers[h.id] > 0)
+		st := sl.State()
+		busy := st == store.StateRented || (st == store.StateViewed && kind == exclusive) ||
+			(kind == shared && sh.Waiters.Writers(h.id) > 0)
 		if busy {
 			if wait == failIfBusy {
 				sh.mu.Unlock()
 				return nil, ErrBusy
 			}
 			if kind == exclusive && !queued {
-				sh.queueWriter(h, 1)
+				sh.Waiters.QueueWriter(h.id, 1)
 				queued = true
 			}
-			wake := sh.waitChan()
+			wake := sh.Waiters.Chan()
 			sh.mu.Unlock()
 			select {
 			case <-wake:
@@ -195,7 +197,7 @@ func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeI
 			}
 		}
 		if queued {
-			sh.queueWriter(h, -1)
+			sh.Waiters.QueueWriter(h.id, -1)
 		}
 		mem, err := sh.take(sl, h, ti, form, kind)
 		if err == nil && pin == pinned {
@@ -204,23 +206,10 @@ func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeI
 		if err != nil && queued {
 			// Readers held back for this writer would otherwise sleep on
 			// until the next return.
-			sh.wakeWaiters()
+			sh.Waiters.WakeAll()
 		}
 		sh.mu.Unlock()
 		return mem, err
-	}
-}
-
-// queueWriter counts a writer waiting for h in (d = 1) or out (d = -1),
-// under the shard lock.
-func (sh *shard) queueWriter(h Handle, d int32) {
-	if sh.writers == nil {
-		sh.writers = make(map[uint64]int32)
-	}
-	if n := sh.writers[h.id] + d; n > 0 {
-		sh.writers[h.id] = n
-	} else {
-		delete(sh.writers, h.id)
 	}
 }
 
@@ -229,46 +218,36 @@ func (sh *shard) queueWriter(h Handle, d int32) {
 func (s *Shuffler) dequeueWriter(h Handle) {
 	sh := &s.shards[h.shard()]
 	sh.mu.Lock()
-	sh.queueWriter(h, -1)
-	sh.wakeWaiters()
+	sh.Waiters.QueueWriter(h.id, -1)
+	sh.Waiters.WakeAll()
 	sh.mu.Unlock()
 }
 
 // take does the rent or view of an entry that is free to borrow, under the
 // shard lock.
-func (sh *shard) take(sl *slot, h Handle, ti typeInfo, form shape, kind borrowKind) ([]byte, error) {
-	size := int(sl.size)
-	if ti.size > size || ti.align > sl.align() || (form == wholeSlice && size%ti.size != 0) {
+func (sh *shard) take(sl *store.Slot, h Handle, ti typeInfo, form shape, kind borrowKind) ([]byte, error) {
+	size := int(sl.Size)
+	if ti.size > size || ti.align > sl.Align() || (form == wholeSlice && size%ti.size != 0) {
 		return nil, ErrTypeMismatch
 	}
-	mem := sh.bytes(sl)
-	if sl.state() == stateViewed {
-		// While an entry is plaintext its counter run is dead (Return takes
-		// a new one), so the field holds the number of viewers instead.
-		sl.ctr++
+	mem := sh.Bytes(sl)
+	if sl.State() == store.StateViewed {
+		sl.AddViewer()
 		return mem, nil
 	}
 	if err := sh.open(h.slot(), sl); err != nil {
 		return nil, err
 	}
 	if kind == shared {
-		sl.setState(stateViewed)
-		sl.ctr = 1
-		sh.viewed++
+		sl.SetState(store.StateViewed)
+		sl.AddViewer()
+		sh.Counts.AddViewed(1)
 	} else {
-		sl.setState(stateRented)
-		sh.rented++
+		sl.SetState(store.StateRented)
+		sh.Counts.AddRented(1)
 	}
 	sh.track(h)
 	return mem, nil
-}
-
-// waitChan returns a channel closed at the shard's next Return.
-func (sh *shard) waitChan() chan struct{} {
-	if sh.wake == nil {
-		sh.wake = make(chan struct{})
-	}
-	return sh.wake
 }
 
 // Return re-encrypts a rented entry under a fresh run of counter values, so
@@ -290,11 +269,11 @@ func (s *Shuffler) Return(h Handle) error {
 }
 
 // endRent is Return under the shard lock.
-func (sh *shard) endRent(sl *slot, h Handle) error {
-	if sl.state() == stateExpired {
+func (sh *shard) endRent(sl *store.Slot, h Handle) error {
+	if sl.State() == store.StateExpired {
 		return ErrExpired
 	}
-	if sl.state() != stateRented {
+	if sl.State() != store.StateRented {
 		return ErrNotRented
 	}
 	return sh.seal(sl, h)
@@ -313,15 +292,15 @@ func (s *Shuffler) ReturnView(h Handle) error {
 }
 
 // endView is ReturnView under the shard lock.
-func (sh *shard) endView(sl *slot, h Handle) error {
-	if sl.state() == stateExpired {
+func (sh *shard) endView(sl *store.Slot, h Handle) error {
+	if sl.State() == store.StateExpired {
 		return ErrExpired
 	}
-	if sl.state() != stateViewed {
+	if sl.State() != store.StateViewed {
 		return ErrNotRented
 	}
-	if sl.ctr > 1 {
-		sl.ctr--
+	if sl.Viewers() > 1 {
+		sl.DropViewer()
 		if sh.expired(h.slot(), sl, nil) {
 			return ErrExpired
 		}
@@ -332,29 +311,29 @@ func (sh *shard) endView(sl *slot, h Handle) error {
 
 // seal encrypts a borrowed entry again and makes it live, under the shard
 // lock.
-func (sh *shard) seal(sl *slot, h Handle) error {
+func (sh *shard) seal(sl *store.Slot, h Handle) error {
 	s := sh.s
-	was := sl.state()
+	was := sl.State()
 	if sh.expired(h.slot(), sl, nil) {
 		// Expired while borrowed: the plaintext is wiped, not encrypted.
 		sh.expire(h.slot(), sl, nil)
 		sh.endBorrow(h, was)
 		return ErrExpired
 	}
-	base, err := sh.reserve(sh.ciph.Counters(int(sl.size)))
+	base, err := sh.reserve(sh.ciph.Counters(int(sl.Size)))
 	if err != nil {
 		return err
 	}
-	src := sh.bytes(sl)
+	src := sh.Bytes(sl)
 	moved := false
 	if s.onReturn.Load() {
-		if a, off, err := sh.place(len(src)+sh.ov, sl.align(), nil); err == nil {
+		if a, off, err := sh.Place(len(src)+sh.Overhead(), sl.Align(), nil); err == nil {
 			// Encrypt straight into the new space: the plaintext is never
 			// copied, and its old bytes are wiped.
-			dst := a.mem[off : off+len(src)+sh.ov]
+			dst := a.Mem[off : off+len(src)+sh.Overhead()]
 			sh.setAD(h.slot(), sl)
 			sh.ciph.Seal(dst, src, base, sh.scratch)
-			sh.rehome(sl, a, off, nil)
+			sh.Rehome(sl, a, off, nil)
 			s.bytesMoved.Add(uint64(len(src)))
 			moved = true
 		}
@@ -363,15 +342,15 @@ func (sh *shard) seal(sl *slot, h Handle) error {
 	}
 	if !moved {
 		sh.setAD(h.slot(), sl)
-		sh.ciph.Seal(sh.extent(sl), src, base, sh.scratch)
+		sh.ciph.Seal(sh.Extent(sl), src, base, sh.scratch)
 	}
-	sl.ctr = base
-	sl.setState(stateLive)
+	sl.Ctr = base
+	sl.SetState(store.StateLive)
 	sh.endBorrow(h, was)
 	// Compact only while arenas hold more dead space than live data, so
 	// entries are not moved for nothing.
-	if moved && sh.mapped > 2*sh.liveBytes+int64(2*s.cfg.arenaSize) {
-		sh.sweep(sweepSlots)
+	if moved && sh.Arenas.Mapped() > 2*sh.Counts.LiveBytes()+int64(2*s.cfg.arenaSize) {
+		sh.Sweep(sweepSlots)
 	}
 	return nil
 }
@@ -379,25 +358,25 @@ func (sh *shard) seal(sl *slot, h Handle) error {
 // endBorrow does the bookkeeping of a borrow that ended, and wakes waiters;
 // state is the slot's state while it was borrowed, rented or viewed.
 func (sh *shard) endBorrow(h Handle, state uint32) {
-	if state == stateViewed {
-		sh.viewed--
+	if state == store.StateViewed {
+		sh.Counts.AddViewed(-1)
 	} else {
-		sh.rented--
+		sh.Counts.AddRented(-1)
 	}
 	sh.untrack(h)
-	sh.wakeWaiters()
+	sh.Waiters.WakeAll()
 }
 
 // open decrypts slot i's entry in place. In the AEAD modes a failed
 // authentication leaves the entry's bytes exactly as they were, for
 // inspection, and reports ErrTampered.
-func (sh *shard) open(i uint32, sl *slot) error {
-	ext := sh.extent(sl)
-	data := ext[:sl.size]
+func (sh *shard) open(i uint32, sl *store.Slot) error {
+	ext := sh.Extent(sl)
+	data := ext[:sl.Size]
 	sh.setAD(i, sl)
 	c := sh.cipherOf(sl)
-	if sh.ov == 0 {
-		return c.Open(data, ext, sl.ctr, sh.scratch)
+	if sh.Overhead() == 0 {
+		return c.Open(data, ext, sl.Ctr, sh.scratch)
 	}
 	// The AEADs clear their output when authentication fails; keep the
 	// ciphertext to put back.
@@ -406,13 +385,13 @@ func (sh *shard) open(i uint32, sl *slot) error {
 		return err
 	}
 	copy(backup, ext)
-	err = c.Open(data, ext, sl.ctr, sh.scratch)
+	err = c.Open(data, ext, sl.Ctr, sh.scratch)
 	if err != nil {
 		copy(ext, backup)
 	}
 	osmem.Wipe(backup)
 	if err != nil {
-		sh.s.tamperDetected(makeHandle(sh.s.id, sh.index, i, sl.gen()))
+		sh.s.tamperDetected(makeHandle(sh.s.id, sh.index, i, sl.Gen()))
 		return ErrTampered
 	}
 	return nil
@@ -427,7 +406,7 @@ func (sh *shard) backupFor(n int) ([]byte, error) {
 			return nil, err
 		}
 		if sh.backup != nil {
-			_ = sh.s.unmapAux(sh.backup)
+			_ = sh.s.aux.Unmap(sh.backup)
 		}
 		sh.backup = reg
 	}

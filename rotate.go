@@ -16,6 +16,8 @@ import (
 	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/seal"
+
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // RotateKey re-encrypts every entry under a new AES-256 key and salt, with
@@ -184,8 +186,8 @@ const (
 )
 
 // cipherOf returns the cipher sl's resting ciphertext is under.
-func (sh *shard) cipherOf(sl *slot) seal.Cipher {
-	if sh.rot.prev != nil && sl.ctr < sh.rot.base {
+func (sh *shard) cipherOf(sl *store.Slot) seal.Cipher {
+	if sh.rot.prev != nil && sl.Ctr < sh.rot.base {
 		return sh.rot.prev
 	}
 	return sh.ciph
@@ -341,15 +343,15 @@ func (sh *shard) planBatch(plan []rotEntry) (p []rotEntry, end uint32, n int, do
 	}
 	end = r.cursor
 	for range rotateBatchSlots {
-		if end >= sh.nslots {
+		if end >= sh.Slots.Len() {
 			break
 		}
-		sl := sh.slot(end)
-		if sl.state() != stateLive || sl.ctr >= r.base {
+		sl := sh.Slots.At(end)
+		if sl.State() != store.StateLive || sl.Ctr >= r.base {
 			end++
 			continue
 		}
-		size := int(sl.size)
+		size := int(sl.Size)
 		if size > rotateBatchBytes {
 			if len(plan) > 0 {
 				break
@@ -360,8 +362,8 @@ func (sh *shard) planBatch(plan []rotEntry) (p []rotEntry, end uint32, n int, do
 			}
 			prevCTR, _ := seal.CTR(r.prev)
 			nextCTR, _ := seal.CTR(sh.ciph)
-			ctr.Rekey(sh.bytes(sl), prevCTR, sl.ctr, nextCTR, base, &sh.scratch.KS)
-			sl.ctr = base
+			ctr.Rekey(sh.Bytes(sl), prevCTR, sl.Ctr, nextCTR, base, &sh.scratch.KS)
+			sl.Ctr = base
 			r.cursor = end + 1
 			return plan, r.cursor, size, false, nil
 		}
@@ -372,11 +374,11 @@ func (sh *shard) planBatch(plan []rotEntry) (p []rotEntry, end uint32, n int, do
 		if err != nil {
 			return plan, end, n, false, err
 		}
-		plan = append(plan, rotEntry{i: end, gen: sl.gen(), size: sl.size, from: sl.ctr, to: base})
+		plan = append(plan, rotEntry{i: end, gen: sl.Gen(), size: sl.Size, from: sl.Ctr, to: base})
 		n += size
 		end++
 	}
-	if len(plan) == 0 && end >= sh.nslots {
+	if len(plan) == 0 && end >= sh.Slots.Len() {
 		r.cursor, r.prev = end, nil
 		return plan, end, 0, true, nil
 	}
@@ -393,18 +395,18 @@ func (sh *shard) applyBatch(plan []rotEntry, ks []byte, end uint32) int {
 	for _, e := range plan {
 		k := ks[off : off+int(e.size)]
 		off += int(e.size)
-		sl := sh.slot(e.i)
-		if sl.state() != stateLive || sl.gen() != e.gen || sl.ctr != e.from || sl.size != e.size {
+		sl := sh.Slots.At(e.i)
+		if sl.State() != store.StateLive || sl.Gen() != e.gen || sl.Ctr != e.from || sl.Size != e.size {
 			continue
 		}
-		data := sh.bytes(sl)
+		data := sh.Bytes(sl)
 		subtle.XORBytes(data, data, k)
-		sl.ctr = e.to
+		sl.Ctr = e.to
 		n += int(e.size)
 	}
 	r := &sh.rot
 	r.cursor = max(r.cursor, end)
-	if r.cursor >= sh.nslots {
+	if r.cursor >= sh.Slots.Len() {
 		r.prev = nil
 	}
 	return n
@@ -453,13 +455,13 @@ func (s *Shuffler) switchRotation(ctx context.Context) error {
 // Counter values are drawn batch by batch; only the exhaustion of the
 // 64-bit counter space could refuse them.
 func (sh *shard) prepareRekey() error {
-	if sh.ov == 0 {
+	if sh.Overhead() == 0 {
 		return nil
 	}
 	largest := 0
-	for i := range sh.nslots {
-		if sl := sh.slot(i); sl.state() == stateLive {
-			largest = max(largest, int(sl.size)+sh.ov)
+	for i := range sh.Slots.Len() {
+		if sl := sh.Slots.At(i); sl.State() == store.StateLive {
+			largest = max(largest, int(sl.Size)+sh.Overhead())
 		}
 	}
 	if largest > 0 {
@@ -482,16 +484,16 @@ func (sh *shard) rotateBatch() (n int, done bool, err error) {
 		return 0, true, nil
 	}
 	for range rotateBatchSlots {
-		if r.cursor >= sh.nslots {
+		if r.cursor >= sh.Slots.Len() {
 			break
 		}
 		i := r.cursor
-		sl := sh.slot(i)
-		if sl.state() != stateLive || sl.ctr >= r.base {
+		sl := sh.Slots.At(i)
+		if sl.State() != store.StateLive || sl.Ctr >= r.base {
 			r.cursor++
 			continue
 		}
-		ext := int(sl.size) + sh.ov
+		ext := int(sl.Size) + sh.Overhead()
 		if n > 0 && n+ext > rotateBatchBytes {
 			return n, false, nil
 		}
@@ -500,7 +502,7 @@ func (sh *shard) rotateBatch() (n int, done bool, err error) {
 		if _, err := sh.backupFor(ext); err != nil {
 			return n, false, err
 		}
-		base, err := sh.reserve(sh.ciph.Counters(int(sl.size)))
+		base, err := sh.reserve(sh.ciph.Counters(int(sl.Size)))
 		if err != nil {
 			return n, false, err
 		}
@@ -508,16 +510,16 @@ func (sh *shard) rotateBatch() (n int, done bool, err error) {
 			// An AEAD has no shortcut from ciphertext to ciphertext: the
 			// entry is plaintext, in place and under the shard lock, between
 			// these two calls. open left its associated data in the scratch.
-			e := sh.extent(sl)
-			sh.ciph.Seal(e, e[:sl.size], base, sh.scratch)
+			e := sh.Extent(sl)
+			sh.ciph.Seal(e, e[:sl.Size], base, sh.scratch)
 		}
 		// An entry that fails authentication stays as found: under the new
 		// key it keeps failing, and keeps reporting ErrTampered.
-		sl.ctr = base
+		sl.Ctr = base
 		n += ext
 		r.cursor++
 	}
-	if r.cursor < sh.nslots {
+	if r.cursor < sh.Slots.Len() {
 		return n, false, nil
 	}
 	r.prev = nil

@@ -14,7 +14,7 @@ func midRotation(s *Shuffler) bool {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		mid := sh.rot.prev != nil && sh.rot.cursor > 0 && sh.rot.cursor < sh.nslots
+		mid := sh.rot.prev != nil && sh.rot.cursor > 0 && sh.rot.cursor < sh.Slots.Len()
 		sh.mu.Unlock()
 		if mid {
 			return true
@@ -123,7 +123,7 @@ func TestRotateKeyBatchBound(t *testing.T) {
 			if err := s.RotateKey(nil, nil); err != nil {
 				t.Fatal(err)
 			}
-			if got, want := s.rotHold.bytes.Load(), int64(big+s.shards[0].ov); got != want {
+			if got, want := s.rotHold.bytes.Load(), int64(big+s.shards[0].Overhead()); got != want {
 				t.Fatalf("with a %d-byte entry the largest hold re-encrypted %d bytes, want %d", big, got, want)
 			}
 		})
@@ -187,12 +187,12 @@ func TestCheckFindsRotationBase(t *testing.T) {
 	}
 	mustCheck(t, s)
 	sh := &s.shards[0]
-	sl := sh.slot(h.slot())
-	saved := sl.ctr
-	sl.ctr = sh.rot.base - 1
+	sl := sh.Slots.At(h.slot())
+	saved := sl.Ctr
+	sl.Ctr = sh.rot.base - 1
 	if err := s.check(); err == nil {
 		t.Fatal("an entry below the rotation base of a finished shard went unnoticed")
 	}
-	sl.ctr = saved
+	sl.Ctr = saved
 	mustCheck(t, s)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // sweepSlots is how many slots each Return looks at, with
@@ -119,7 +120,7 @@ func (sh *shard) shuffle() error {
 	if err != nil {
 		// Without fresh arenas, compact into the holes of those that stay,
 		// which releases the ones it empties.
-		sh.squeeze()
+		sh.Squeeze(sh.s.cfg.lock != LockNone)
 	}
 	return sh.releaseArenas(err, nil)
 }
@@ -134,51 +135,51 @@ func (sh *shard) shuffle() error {
 func (sh *shard) gather() (n int, uniform, grid bool) {
 	w := &sh.work
 	first := uint32(0)
-	for first < sh.nslots && sh.slot(first).state() != stateLive {
+	for first < sh.Slots.Len() && sh.Slots.At(first).State() != store.StateLive {
 		first++
 	}
-	if first == sh.nslots {
+	if first == sh.Slots.Len() {
 		return 0, false, false
 	}
-	f := sh.slot(first)
-	size, meta := f.size, f.meta&0x7
-	ext := size + uint32(sh.ov)
+	f := sh.Slots.At(first)
+	size, meta := f.Size, f.AlignLog()
+	ext := size + uint32(sh.Overhead())
 	w.size = int(ext)
-	uniform = int(ext)%f.align() == 0
+	uniform = int(ext)%f.Align() == 0
 	// Places are numbered only when there are not many times more of them
 	// than entries, or few: the index costs four bytes a place.
-	w.base = growU32(w.base, len(sh.arenas))
+	w.base = growU32(w.base, len(sh.Arenas.List()))
 	places := 0
-	for i, a := range sh.arenas {
+	for i, a := range sh.Arenas.List() {
 		if a != nil {
 			w.base[i] = uint32(places)
-			places += len(a.mem) / int(ext)
+			places += len(a.Mem) / int(ext)
 		}
 	}
-	grid = uniform && (places <= 4*sh.live || places <= 1<<14)
+	grid = uniform && (places <= 4*sh.Counts.Live() || places <= 1<<14)
 	if grid {
 		w.at = growU32(w.at, places)
 		clear(w.at)
 	}
-	w.leaving = growU32(w.leaving, len(sh.arenas))
+	w.leaving = growU32(w.leaving, len(sh.Arenas.List()))
 	clear(w.leaving)
-	w.slots = slices.Grow(w.slots, sh.live)
-	for i := first; i < sh.nslots; i++ {
-		sl := sh.slot(i)
-		if sl.state() != stateLive {
+	w.slots = slices.Grow(w.slots, sh.Counts.Live())
+	for i := first; i < sh.Slots.Len(); i++ {
+		sl := sh.Slots.At(i)
+		if sl.State() != store.StateLive {
 			continue
 		}
-		w.leaving[sl.arena]++
+		w.leaving[sl.Arena]++
 		w.slots = append(w.slots, i)
-		if sl.size != size || sl.meta&0x7 != meta {
+		if sl.Size != size || sl.AlignLog() != meta {
 			uniform, grid = false, false
 		}
 		if grid {
-			if sl.off%ext != 0 {
+			if sl.Off%ext != 0 {
 				grid = false
 				continue
 			}
-			w.at[w.base[sl.arena]+sl.off/ext] = uint32(len(w.slots))
+			w.at[w.base[sl.Arena]+sl.Off/ext] = uint32(len(w.slots))
 		}
 	}
 	return len(w.slots), uniform, grid
@@ -192,11 +193,11 @@ func (sh *shard) measure() int {
 	w.sizes = slices.Grow(w.sizes[:0], len(w.slots))
 	w.aligns = slices.Grow(w.aligns[:0], len(w.slots))
 	for _, i := range w.slots {
-		sl := sh.slot(i)
-		w.sizes = append(w.sizes, sl.size+uint32(sh.ov))
-		w.aligns = append(w.aligns, uint8(sl.meta&0x7))
-		if !sh.oversize(int(sl.size)+sh.ov, sl.align()) {
-			need += int(sl.size) + sh.ov + sl.align() - 1
+		sl := sh.Slots.At(i)
+		w.sizes = append(w.sizes, sl.Size+uint32(sh.Overhead()))
+		w.aligns = append(w.aligns, uint8(sl.AlignLog()))
+		if !sh.Oversize(int(sl.Size)+sh.Overhead(), sl.Align()) {
+			need += int(sl.Size) + sh.Overhead() + sl.Align() - 1
 		}
 	}
 	return need
@@ -210,27 +211,27 @@ func (sh *shard) measure() int {
 // be taken out again when the arena goes.
 func (sh *shard) markVacated() {
 	w := &sh.work
-	w.vacated = slices.Grow(w.vacated[:0], len(sh.arenas))[:len(sh.arenas)]
+	w.vacated = slices.Grow(w.vacated[:0], len(sh.Arenas.List()))[:len(sh.Arenas.List())]
 	clear(w.vacated)
 	w.tail = -1
-	for i, a := range sh.arenas {
-		if a == nil || a.dedicated || a.live == 0 || int(w.leaving[i]) != a.live {
+	for i, a := range sh.Arenas.List() {
+		if a == nil || a.Dedicated || a.Live == 0 || int(w.leaving[i]) != a.Live {
 			continue
 		}
 		// Outside the current arena every byte is in an entry or in free;
 		// in it, every byte below top. No free byte but the current arena's
 		// bump space means the entries' places are all there is to clear.
-		end := len(a.mem)
-		if a == sh.cur {
-			end = a.top
+		end := len(a.Mem)
+		if a == sh.Arenas.Cur() {
+			end = a.Top
 		}
-		if end != a.bytes {
+		if end != a.Bytes {
 			continue
 		}
 		w.vacated[i] = true
-		if a == sh.cur && a.top < len(a.mem) {
+		if a == sh.Arenas.Cur() && a.Top < len(a.Mem) {
 			// Making a fresh arena current puts this space in free.
-			w.tail = int(a.top)
+			w.tail = int(a.Top)
 		}
 	}
 }
@@ -242,29 +243,29 @@ func (sh *shard) markVacated() {
 func (sh *shard) moveAll(placed int) uint64 {
 	w := &sh.work
 	var moved uint64
-	ext := uint32(sh.ov)
+	ext := uint32(sh.Overhead())
 	for k, r := range w.rank {
 		if int(r) >= placed {
 			continue
 		}
-		sl := sh.slot(w.slots[k])
+		sl := sh.Slots.At(w.slots[k])
 		dst, off := sh.dest(r)
-		if w.vacated[sl.arena] {
-			src := sh.arenas[sl.arena].mem[sl.off : sl.off+sl.size+ext]
-			copy(dst.mem[off:int(off)+len(src)], src)
-			sl.arena, sl.off = dst.index, off
+		if w.vacated[sl.Arena] {
+			src := sh.Arenas.Get(sl.Arena).Mem[sl.Off : sl.Off+sl.Size+ext]
+			copy(dst.Mem[off:int(off)+len(src)], src)
+			sl.Arena, sl.Off = dst.Index, off
 		} else {
-			copy(dst.mem[off:int(off)+int(sl.size+ext)], sh.extent(sl))
-			osmem.Wipe(sh.extent(sl))
-			sh.vacate(sl, nil)
-			sl.arena, sl.off = dst.index, off
+			copy(dst.Mem[off:int(off)+int(sl.Size+ext)], sh.Extent(sl))
+			osmem.Wipe(sh.Extent(sl))
+			sh.vacate(sl)
+			sl.Arena, sl.Off = dst.Index, off
 		}
 		if w.per == 0 {
 			// layoutUniform counts its arenas' entries itself.
-			dst.live++
-			dst.bytes += int(sl.size + ext)
+			dst.Live++
+			dst.Bytes += int(sl.Size + ext)
 		}
-		moved += uint64(sl.size)
+		moved += uint64(sl.Size)
 	}
 	return moved
 }
@@ -284,11 +285,11 @@ func (sh *shard) moveBySource() uint64 {
 	w.to = w.to[:len(w.slots)]
 	var q int
 	sz := uint32(w.size)
-	for i, a := range sh.arenas {
+	for i, a := range sh.Arenas.List() {
 		if i >= len(w.leaving) || w.leaving[i] == 0 {
 			continue
 		}
-		at := w.at[w.base[i]:][:len(a.mem)/w.size]
+		at := w.at[w.base[i]:][:len(a.Mem)/w.size]
 		vacated := w.vacated[i]
 		for j, k := range at {
 			if k == 0 {
@@ -297,21 +298,21 @@ func (sh *shard) moveBySource() uint64 {
 			dst, off := sh.dest(w.rank[q])
 			q++
 			from := uint32(j) * sz
-			copy(dst.mem[off:off+sz], a.mem[from:from+sz])
+			copy(dst.Mem[off:off+sz], a.Mem[from:from+sz])
 			if !vacated {
 				// a may be released here, once its last entry is gone;
 				// then no later place of it holds an entry.
-				osmem.Wipe(a.mem[from : from+sz])
-				sh.vacate(sh.slot(w.slots[k-1]), nil)
+				osmem.Wipe(a.Mem[from : from+sz])
+				sh.vacate(sh.Slots.At(w.slots[k-1]))
 			}
-			w.to[k-1] = uint64(dst.index)<<32 | uint64(off)
+			w.to[k-1] = uint64(dst.Index)<<32 | uint64(off)
 		}
 	}
 	for k, i := range w.slots {
-		sl := sh.slot(i)
-		sl.arena, sl.off = uint32(w.to[k]>>32), uint32(w.to[k])
+		sl := sh.Slots.At(i)
+		sl.Arena, sl.Off = uint32(w.to[k]>>32), uint32(w.to[k])
 	}
-	return uint64(q) * uint64(w.size-sh.ov)
+	return uint64(q) * uint64(w.size-sh.Overhead())
 }
 
 // minInPlace (256, as the Shuffle doc says) is the fewest entries a shard
@@ -330,14 +331,14 @@ func (sh *shard) inPlaceFits(n int) bool {
 		return false
 	}
 	places, smallest := 0, len(w.at)
-	for i, a := range sh.arenas {
+	for i, a := range sh.Arenas.List() {
 		if a == nil {
 			continue
 		}
 		if !w.vacated[i] {
 			return false
 		}
-		c := len(a.mem) / w.size
+		c := len(a.Mem) / w.size
 		places += c
 		smallest = min(smallest, c)
 	}
@@ -361,7 +362,7 @@ func (sh *shard) shuffleInPlace(n int) (uint64, bool) {
 	w := &sh.work
 	sz := uint32(w.size)
 	w.src = w.src[:0]
-	for _, a := range sh.arenas {
+	for _, a := range sh.Arenas.List() {
 		if a != nil {
 			w.src = append(w.src, a)
 		}
@@ -397,7 +398,7 @@ func (sh *shard) shuffleInPlace(n int) (uint64, bool) {
 		q++
 		from[r] = uint32(p)
 		a, off := w.placeIn(r)
-		w.to[k-1] = uint64(a.index)<<32 | uint64(off)
+		w.to[k-1] = uint64(a.Index)<<32 | uint64(off)
 	}
 	const done = ^uint32(0)
 	nn := uint32(n)
@@ -438,59 +439,61 @@ func (sh *shard) shuffleInPlace(n int) (uint64, bool) {
 	}
 	osmem.Wipe(spare)
 	if spareReg != nil {
-		_ = sh.s.unmapAux(spareReg)
+		_ = sh.s.aux.Unmap(spareReg)
 	}
 	for k, i := range w.slots {
-		sl := sh.slot(i)
-		sl.arena, sl.off = uint32(w.to[k]>>32), uint32(w.to[k])
+		sl := sh.Slots.At(i)
+		sl.Arena, sl.Off = uint32(w.to[k]>>32), uint32(w.to[k])
 	}
 	// The arenas now hold the places below n, in order, and the last of
 	// them becomes the current arena. None is left empty: the last arena
 	// has c places, and n is more than the places in all the others (see
 	// inPlaceFits), so it holds at least one.
-	var last *arena
+	var last *store.Arena
 	for _, a := range w.src {
-		start := w.base[a.index]
-		c := uint32(len(a.mem)) / sz
+		start := w.base[a.Index]
+		c := uint32(len(a.Mem)) / sz
 		cnt := min(c, max(nn, start)-start)
-		a.live, a.bytes = int(cnt), int(cnt*sz)
-		a.used = max(a.used, a.bytes)
+		a.Live, a.Bytes = int(cnt), int(cnt*sz)
+		a.Used = max(a.Used, a.Bytes)
 		last = a
 	}
-	sh.cur = last
 	for _, a := range w.src {
 		if a == last {
-			a.top = a.bytes
+			a.Top = a.Bytes
 		} else {
-			a.top = len(a.mem)
-			sh.free.Insert(a.index, uint32(a.bytes), uint32(len(a.mem)-a.bytes))
+			a.Top = len(a.Mem)
+			sh.Arenas.FreeSpace().Insert(a.Index, uint32(a.Bytes), uint32(len(a.Mem)-a.Bytes))
 		}
 	}
+	// Every other arena's space is now an entry or free: making last the
+	// current arena adds nothing to the index.
+	sh.Arenas.SetCur(last)
 	clear(w.vacated)
-	return uint64(n) * uint64(w.size-sh.ov), true
+	return uint64(n) * uint64(w.size-sh.Overhead()), true
 }
 
 // placeIn returns the arena and offset of place p, numbered as gather
 // numbers them, through w.src, the shard's arenas in order.
-func (w *shuffleWork) placeIn(p uint32) (*arena, uint32) {
+func (w *shuffleWork) placeIn(p uint32) (*store.Arena, uint32) {
 	lo, hi := 0, len(w.src)-1
 	for lo < hi {
 		// The last arena starting at or before p.
 		m := int(uint(lo+hi+1) >> 1)
-		if w.base[w.src[m].index] <= p {
+		if w.base[w.src[m].Index] <= p {
 			lo = m
 		} else {
 			hi = m - 1
 		}
 	}
 	a := w.src[lo]
-	return a, (p - w.base[a.index]) * uint32(w.size)
+	return a, (p - w.base[a.Index]) * uint32(w.size)
 }
 
 // place returns the memory of place p.
 func (w *shuffleWork) place(p uint32) []byte {
 	a, off := w.placeIn(p)
-	return a.mem[off : off+uint32(w.size)]
+	return a.Mem[off : off+uint32(w.size)]
 }
 
 // releaseVacated wipes and releases the arenas markVacated chose, now that
@@ -501,22 +504,25 @@ func (sh *shard) releaseVacated() {
 		if !v {
 			continue
 		}
-		a := sh.arenas[i]
-		osmem.Wipe(a.mem[:a.used])
-		a.live, a.bytes = 0, 0
-		if w.tail >= 0 && a != sh.cur {
-			if _, ok := sh.free.Remove(a.index, uint32(w.tail)); ok {
-				a.top = len(a.mem)
+		a := sh.Arenas.Get(uint32(i))
+		osmem.Wipe(a.Mem[:a.Used])
+		a.Live, a.Bytes = 0, 0
+		if w.tail >= 0 && a != sh.Arenas.Cur() {
+			if _, ok := sh.Arenas.FreeSpace().Remove(a.Index, uint32(w.tail)); ok {
+				a.Top = len(a.Mem)
 			}
 		}
 		// An arena the system will not take back stays mapped, all of it
 		// free, and the next shuffle tries again.
-		if sh.release(a, nil) != nil {
-			if sh.cur == a {
-				sh.cur = nil
+		if sh.Arenas.Release(a, nil) != nil {
+			if sh.Arenas.Cur() == a {
+				// No longer current, it becomes one free extent.
+				a.Top = 0
+				sh.Arenas.SetCur(nil)
+			} else {
+				a.Top = len(a.Mem)
+				sh.Arenas.FreeSpace().Insert(a.Index, 0, uint32(len(a.Mem)))
 			}
-			a.top = len(a.mem)
-			sh.free.Insert(a.index, 0, uint32(len(a.mem)))
 		}
 	}
 	clear(w.vacated)
@@ -533,33 +539,33 @@ func (sh *shard) layout(n, need int) (int, error) {
 	w.off = growU32(w.off, n)
 	w.arena = growU32(w.arena, n)
 	w.fresh, w.per = w.fresh[:0], 0
-	var dst *arena
+	var dst *store.Arena
 	for r := range n {
 		k := w.inv[r]
 		size, align := int(w.sizes[k]), 1<<w.aligns[k]
-		if sh.oversize(size, align) {
+		if sh.Oversize(size, align) {
 			// It gets an arena of its own, and dst goes on filling up.
-			a, off, err := sh.dedicated(size, align)
+			a, off, err := sh.Dedicated(size, align)
 			if err != nil {
 				return r, err
 			}
-			w.off[r], w.arena[r] = uint32(off), a.index
+			w.off[r], w.arena[r] = uint32(off), a.Index
 			continue
 		}
-		off, ok := sh.fit(dst, size, align)
+		off, ok := sh.Arenas.Fit(dst, size, align)
 		if !ok {
 			// Fresh arenas are sized for what is left to move, so a shuffle
 			// maps few of them.
-			a, err := sh.newArena(max(min(need, maxArenaSize), size))
+			a, err := sh.NewArena(max(min(need, store.MaxArenaSize), size))
 			if err != nil {
 				return r, err
 			}
 			dst = a
-			sh.setCur(a)
-			off, _ = sh.fit(dst, size, align)
+			sh.Arenas.SetCur(a)
+			off, _ = sh.Arenas.Fit(dst, size, align)
 		}
 		need -= size + align - 1
-		w.off[r], w.arena[r] = uint32(off), dst.index
+		w.off[r], w.arena[r] = uint32(off), dst.Index
 	}
 	return n, nil
 }
@@ -576,8 +582,8 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 	w.fresh = w.fresh[:0]
 	w.per = 0
 	// Entries too large to share get an arena each, of just their size.
-	big := sh.oversize(size, 1)
-	want := max(min(total, maxArenaSize), sh.s.cfg.arenaSize)
+	big := sh.Oversize(size, 1)
+	want := max(min(total, store.MaxArenaSize), sh.s.cfg.arenaSize)
 	if want < hugeArena && want >= hugeArena/5*4 {
 		// Rounded up to where arenas sit on huge pages, which fault in 512
 		// times fewer steps and keep the random writes below from missing
@@ -589,36 +595,36 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 	}
 	for placed := 0; placed < n; {
 		if len(w.fresh) > 0 {
-			// Every arena must hold w.per entries, as the first does; that
-			// one may be a larger spare the background shuffler mapped.
-			want = len(w.fresh[0].mem)
+			// Every arena must hold w.per entries, as the first does,
+			// whatever rounding the system applied to it.
+			want = len(w.fresh[0].Mem)
 		}
-		a, err := sh.mapArena(want)
+		a, err := sh.Arenas.Map(want)
 		if err != nil {
 			return placed, err
 		}
 		if w.per == 0 {
-			w.per = len(a.mem) / size
+			w.per = len(a.Mem) / size
 			w.size = size
 		}
-		a.top = min(n-placed, w.per) * size
-		a.used = a.top
-		a.live, a.bytes = a.top/size, a.top
+		a.Top = min(n-placed, w.per) * size
+		a.Used = a.Top
+		a.Live, a.Bytes = a.Top/size, a.Top
 		placed += w.per
 		w.fresh = append(w.fresh, a)
 		if big {
 			// A dedicated arena never becomes the current one: small
 			// entries in its slack would keep it mapped after it empties.
-			a.dedicated = true
+			a.Dedicated = true
 		} else {
-			sh.setCur(a)
+			sh.Arenas.SetCur(a)
 		}
 	}
 	return n, nil
 }
 
 // dest returns where rank r goes.
-func (sh *shard) dest(r uint32) (*arena, uint32) {
+func (sh *shard) dest(r uint32) (*store.Arena, uint32) {
 	w := &sh.work
 	if len(w.fresh) == 1 {
 		// The common case needs no division, which costs more here than the
@@ -629,16 +635,16 @@ func (sh *shard) dest(r uint32) (*arena, uint32) {
 		i := int(r) / w.per
 		return w.fresh[i], uint32((int(r) - i*w.per) * w.size)
 	}
-	return sh.arenas[w.arena[r]], w.off[r]
+	return sh.Arenas.Get(w.arena[r]), w.off[r]
 }
 
 // releaseEmpty releases every empty arena, the current one included, so a
 // shard without entries maps nothing; those the operating system would not
-// take back when they emptied get another try. An AEAD shard without
-// entries lets go of its backup buffer too. Released arenas go to later,
-// if not nil, to be unmapped once the caller lets go of the lock. Large
-// shuffle scratch arrays are dropped.
-func (sh *shard) releaseEmpty(err error, later *unmapList) error {
+// take back when they emptied get another try (see
+// store.Shard.ReleaseEmpty). An AEAD shard without entries lets go of its
+// backup buffer too. It returns err, or else the first error of a release.
+// Large shuffle scratch arrays are dropped.
+func (sh *shard) releaseEmpty(err error, later *store.UnmapList) error {
 	err = sh.releaseArenas(err, later)
 	sh.work.trim()
 	return err
@@ -646,37 +652,39 @@ func (sh *shard) releaseEmpty(err error, later *unmapList) error {
 
 // releaseArenas is releaseEmpty without dropping the scratch arrays, for
 // Shuffle, which hands them to the next shard.
-func (sh *shard) releaseArenas(err error, later *unmapList) error {
-	for _, a := range sh.arenas {
-		if a != nil && a.live == 0 {
-			if e := sh.release(a, later); e != nil && err == nil {
-				err = e
-			}
-		}
+func (sh *shard) releaseArenas(err error, later *store.UnmapList) error {
+	if e := sh.ReleaseEmpty(later); err == nil {
+		err = e
 	}
-	if sh.live == 0 && sh.backup != nil {
+	if sh.Counts.Live() == 0 && sh.backup != nil {
 		sh.dropBackup()
 	}
 	return err
 }
 
+// vacate takes an entry, already wiped, out of its arena, which is
+// released if that leaves it empty and not current.
+func (sh *shard) vacate(sl *store.Slot) {
+	sh.Arenas.Vacate(sh.Arenas.Get(sl.Arena), sl.Off, sl.Size+uint32(sh.Overhead()), nil)
+}
+
 // shuffleWork holds a shuffle's scratch arrays, indexed by k (entries in
 // slot order) or r (entries in their new order).
 type shuffleWork struct {
-	slots, sizes []uint32 // by k
-	aligns       []uint8  // by k, log2
-	rank         []uint32 // k -> r
-	inv          []uint32 // r -> k
-	off, arena   []uint32 // by r: the destination (layout)
-	fresh        []*arena // equal fresh arenas (layoutUniform)
-	per, size    int      // entries per fresh arena, entry size (layoutUniform)
-	vacated      []bool   // by arena index: emptied and released whole
-	leaving      []uint32 // by arena index: entries the shuffle moves out
-	tail         int      // the old current arena's top, if vacated, else -1
-	src          []*arena // the shard's arenas, in order (shuffleInPlace)
-	base         []uint32 // by arena index: its first place (gather)
-	at           []uint32 // by place: k+1 (gather)
-	to           []uint64 // by k: new arena<<32 | offset (moveBySource)
+	slots, sizes []uint32       // by k
+	aligns       []uint8        // by k, log2
+	rank         []uint32       // k -> r
+	inv          []uint32       // r -> k
+	off, arena   []uint32       // by r: the destination (layout)
+	fresh        []*store.Arena // equal fresh arenas (layoutUniform)
+	per, size    int            // entries per fresh arena, entry size (layoutUniform)
+	vacated      []bool         // by arena index: emptied and released whole
+	leaving      []uint32       // by arena index: entries the shuffle moves out
+	tail         int            // the old current arena's top, if vacated, else -1
+	src          []*store.Arena // the shard's arenas, in order (shuffleInPlace)
+	base         []uint32       // by arena index: its first place (gather)
+	at           []uint32       // by place: k+1 (gather)
+	to           []uint64       // by k: new arena<<32 | offset (moveBySource)
 }
 
 func (w *shuffleWork) reset() {
@@ -733,27 +741,4 @@ func growU32(b []uint32, n int) []uint32 {
 		return make([]uint32, n)
 	}
 	return b[:n]
-}
-
-// sweep moves up to n unrented entries that are not in the current arena
-// into it, continuing where the last sweep stopped.
-func (sh *shard) sweep(n int) {
-	var moved uint64
-	for range min(n, int(sh.nslots)) {
-		if sh.cursor >= sh.nslots {
-			sh.cursor = 0
-		}
-		sl := sh.slot(sh.cursor)
-		sh.cursor++
-		if sh.oversize(int(sl.size)+sh.ov, sl.align()) {
-			// Alone in its arena already: moving it compacts nothing.
-			continue
-		}
-		m, ok := sh.relocate(sl, nil)
-		moved += m
-		if !ok {
-			break
-		}
-	}
-	sh.s.bytesMoved.Add(moved)
 }

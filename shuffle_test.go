@@ -56,14 +56,14 @@ func testPermutationUniform(t *testing.T, sizes []int) {
 		sh.mu.Lock()
 		defer sh.mu.Unlock()
 		var p [n]int
-		ai := sh.slot(hs[0].slot()).arena
+		ai := sh.Slots.At(hs[0].slot()).Arena
 		for i, h := range hs {
-			sl := sh.slot(h.slot())
-			if sl.arena != ai {
-				t.Fatalf("entry %d in arena %d, entry 0 in %d", i, sl.arena, ai)
+			sl := sh.Slots.At(h.slot())
+			if sl.Arena != ai {
+				t.Fatalf("entry %d in arena %d, entry 0 in %d", i, sl.Arena, ai)
 			}
 			for _, o := range hs {
-				if sh.slot(o.slot()).off < sl.off {
+				if sh.Slots.At(o.slot()).Off < sl.Off {
 					p[i]++
 				}
 			}
@@ -219,9 +219,9 @@ func TestShuffleInPlace(t *testing.T) {
 			sh := &s.shards[0]
 			regions := func() []*osmem.Region {
 				var r []*osmem.Region
-				for _, a := range sh.arenas {
+				for _, a := range sh.Arenas.List() {
 					if a != nil {
-						r = append(r, a.reg)
+						r = append(r, a.Reg)
 					}
 				}
 				return r
@@ -280,11 +280,11 @@ func TestShufflePermutationUniformInPlace(t *testing.T) {
 		defer sh.mu.Unlock()
 		p := make([]int, n)
 		for i, h := range hs {
-			sl := sh.slot(h.slot())
-			if sl.arena != sh.cur.index || sl.off%size != 0 || sl.off/size >= n {
-				t.Fatalf("entry %d at arena %d offset %d: not on the grid of the current arena", i, sl.arena, sl.off)
+			sl := sh.Slots.At(h.slot())
+			if sl.Arena != sh.Arenas.Cur().Index || sl.Off%size != 0 || sl.Off/size >= n {
+				t.Fatalf("entry %d at arena %d offset %d: not on the grid of the current arena", i, sl.Arena, sl.Off)
 			}
-			p[i] = int(sl.off / size)
+			p[i] = int(sl.Off / size)
 		}
 		return p
 	}

@@ -23,10 +23,6 @@ import (
 // which fits an int on every platform.
 const MaxEntrySize = 1<<31 - 1
 
-// maxArenaSize caps the arenas a shard grows into, so that one long-lived
-// entry cannot pin much memory; larger entries get an arena of their own.
-const maxArenaSize = 16 << 20
-
 // Shuffler holds entries encrypted at rest in arenas mapped outside the Go
 // heap, hands out Handles to them, and moves them around on Shuffle. Make one
 // with New and release it with Close. All methods are safe for concurrent use
@@ -49,9 +45,9 @@ type Shuffler struct {
 	// Regions that are not arenas (AEAD backups, the background shuffler's
 	// spares, released arenas waiting to be unmapped) are counted here, so
 	// that Stats.LockedBytes matches what the system has locked.
-	auxLocked, auxUnlocked atomic.Int64
-	cipherSlot             int  // which cipherState the shards' cipher uses
-	released               bool // Close has unmapped everything
+	aux        store.Aux
+	cipherSlot int  // which cipherState the shards' cipher uses
+	released   bool // Close has unmapped everything
 
 	lockLogged     atomic.Bool // the first refused lock has been logged
 	shuffles       atomic.Uint64
@@ -88,7 +84,10 @@ type shard struct {
 	closed bool
 	purged bool // wiped by Purge; arenas still mapped until Close
 	ciph   seal.Cipher
-	ov     int // bytes of tag after each entry's data (0 for CTR)
+
+	// The storage engine: slots, arenas, counts, deadlines and waiters.
+	// Like every field here, it is guarded by mu.
+	store.Shard
 
 	// While a rotation goes through the shard, ciph is already the new
 	// cipher and rot.prev the old one, for entries encrypted before it.
@@ -99,88 +98,17 @@ type shard struct {
 	pins    int
 	orphans []*osmem.Region
 
-	chunks   [][]slot
-	nslots   uint32
-	freeHead uint32 // index+1 of the first free slot, 0 when none
-
-	arenas     []*arena // by arena index; nil where released
-	arenaHoles []uint32
-	// cur is where moved entries go, and new ones when free holds no room:
-	// its space from cur.top on is not in free. Every other byte of every
-	// arena but dedicated ones is in an entry or in free.
-	cur  *arena
-	free store.FreeSpace
-
 	ctrNext, ctrEnd uint64 // this shard's reserved run of counter values
 
-	wake    chan struct{}         // closed at the next return, when someone waits
-	writers map[uint64]int32      // by Handle id: writers waiting for a viewed or rented entry
-	exp     expiries              // deadlines, for the entries that have one
 	rents   map[Handle]rentRecord // with rent tracking: where each rent began
-	cursor  uint32                // next slot the shuffle-on-return sweep looks at
 	scratch *seal.Scratch
 	backup  *osmem.Region // AEAD modes: the ciphertext Rent restores on ErrTampered
 	rng     *mrand.Rand
-	bgOrder []uint32      // this background cycle's order of slots
-	spare   *osmem.Region // mapped by the background shuffler outside the lock
+	bgOrder []uint32 // this background cycle's order of slots
 	bgPos   int
 	work    shuffleWork
 
-	live                  int
-	rented, viewed        int // entries rented exclusively; entries with a view open
-	liveBytes, mapped     int64
-	bigBytes              int64 // of liveBytes, in oversize entries, which have arenas of their own
-	lockedBytes, unlocked int64
-	dumpable              int64
-
 	_ [64]byte // keep neighbouring shards' locks off one cache line
-}
-
-// slot is the metadata of one entry. It holds no secret: where the entry is,
-// how big, and which run of counter values encrypted it.
-type slot struct {
-	ctr   uint64 // first counter value of the current encryption
-	off   uint32 // offset in the arena; for a free slot, index+1 of the next free slot
-	arena uint32
-	size  uint32
-	meta  uint32 // generation<<8 | state<<4 | log2(alignment)
-}
-
-const (
-	stateFree    = 0
-	stateLive    = 1
-	stateRented  = 2 // rented by one borrower, exclusively
-	stateViewed  = 3 // viewed by sl.ctr readers
-	stateExpired = 4 // wiped at its expiry; the handle answers ErrExpired until freed
-)
-
-func (sl *slot) gen() uint32        { return sl.meta >> 8 }
-func (sl *slot) state() uint32      { return sl.meta >> 4 & 0xf }
-func (sl *slot) align() int         { return 1 << (sl.meta & 0x7) }
-func (sl *slot) setState(st uint32) { sl.meta = sl.meta&^0xf0 | st<<4 }
-
-const (
-	chunkShift = 12
-	chunkSlots = 1 << chunkShift
-	maxSlots   = 1<<slotBits - 1
-)
-
-func (sh *shard) slot(i uint32) *slot { return &sh.chunks[i>>chunkShift][i&(chunkSlots-1)] }
-
-type arena struct {
-	reg   *osmem.Region
-	mem   []byte
-	used  int // high-water mark: bytes past it have never held an entry
-	top   int // bump offset while the arena is the current one
-	live  int // entries (live or rented) placed here
-	bytes int // bytes those entries take, tags included
-	index uint32
-
-	// dedicated marks an arena mapped for one oversize entry: its space is
-	// never indexed, so no small entry keeps it mapped after that one goes.
-	dedicated bool
-
-	unmapFailed bool // the OS refused to take it back; Shuffle retries
 }
 
 // New returns a Shuffler with a fresh random key and salt. Call Close when
@@ -219,7 +147,7 @@ func New(opts ...Option) (*Shuffler, error) {
 		return nil, err
 	}
 	s.own = own
-	s.ownLocked, s.ownUnlocked = lockedLen(own), unlockedLen(own)
+	s.ownLocked, s.ownUnlocked = store.LockedLen(own), store.UnlockedLen(own)
 	key, salt := s.keyBufs()
 	if _, err := rand.Read(key[:]); err != nil {
 		s.releaseAll()
@@ -238,7 +166,11 @@ func New(opts ...Option) (*Shuffler, error) {
 	s.cipherSlot = 0
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.s, sh.index, sh.ciph, sh.ov = s, uint32(i), c, c.Overhead()
+		sh.s, sh.index, sh.ciph = s, uint32(i), c
+		sh.Init(store.Config{
+			Overhead: c.Overhead(), MinArena: cfg.arenaSize, Map: s.mapRegion,
+			Aux: &s.aux, Moved: &s.bytesMoved, Released: &s.arenasReleased,
+		})
 		off := ownScratch + i*scratchStride
 		sh.scratch = (*seal.Scratch)(unsafe.Pointer(&own.Data[off]))
 		var rs [32]byte
@@ -308,16 +240,6 @@ func (s *Shuffler) mapRegion(n int) (*osmem.Region, error) {
 	return r, nil
 }
 
-// lockedLen is how much of the process's locked memory r takes, and
-// unlockedLen how much of it stayed unlocked; both before r is unmapped.
-func lockedLen(r *osmem.Region) int64 { return int64(r.LockedLen) }
-func unlockedLen(r *osmem.Region) int64 {
-	if r.Locked {
-		return 0
-	}
-	return int64(len(r.Data))
-}
-
 // mapAux maps a region that is not an arena, counted in the Shuffler's
 // locked or unlocked bytes until unmapAux.
 func (s *Shuffler) mapAux(n int) (*osmem.Region, error) {
@@ -325,27 +247,8 @@ func (s *Shuffler) mapAux(n int) (*osmem.Region, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.countAux(r, 1)
+	s.aux.Add(r, 1)
 	return r, nil
-}
-
-// unmapAux unmaps a region counted by mapAux (or handed over by
-// countAux); the count drops once it is gone.
-func (s *Shuffler) unmapAux(r *osmem.Region) error {
-	l, u := lockedLen(r), unlockedLen(r)
-	if err := osmem.Unmap(r); err != nil {
-		return err
-	}
-	s.auxLocked.Add(-l)
-	s.auxUnlocked.Add(-u)
-	return nil
-}
-
-// countAux adds (sign 1) or removes (sign -1) r to the Shuffler's count of
-// regions that are not arenas.
-func (s *Shuffler) countAux(r *osmem.Region, sign int64) {
-	s.auxLocked.Add(sign * lockedLen(r))
-	s.auxUnlocked.Add(sign * unlockedLen(r))
 }
 
 // lockFailed counts a refused lock and tells the logger, the first time:
@@ -414,34 +317,24 @@ func (s *Shuffler) Close() error {
 		sh := &s.shards[i]
 		sh.mu.Lock()
 		sh.closed = true
-		for _, a := range sh.arenas {
+		for _, a := range sh.Arenas.List() {
 			if a == nil {
 				continue
 			}
-			osmem.Wipe(a.mem[:a.used])
+			osmem.Wipe(a.Mem[:a.Used])
 			if sh.pins > 0 {
 				// A Borrow function or fill may still write here: unmapping
 				// now would fault it. endPinned unmaps after the last one.
-				sh.orphans = append(sh.orphans, a.reg)
-			} else if err := osmem.Unmap(a.reg); err != nil {
+				sh.orphans = append(sh.orphans, a.Reg)
+			} else if err := osmem.Unmap(a.Reg); err != nil {
 				errs = append(errs, err)
 			}
 		}
 		if sh.backup != nil {
 			sh.dropBackup()
 		}
-		if sh.spare != nil {
-			if err := s.unmapAux(sh.spare); err != nil {
-				errs = append(errs, err)
-			}
-			sh.spare = nil
-		}
-		sh.arenas, sh.arenaHoles, sh.cur, sh.chunks = nil, nil, nil, nil
-		sh.free = store.FreeSpace{}
-		sh.nslots, sh.freeHead, sh.rents = 0, 0, nil
-		sh.exp = expiries{}
-		sh.wakeWaiters() // they retry and see ErrClosed
-		sh.live, sh.rented, sh.viewed, sh.liveBytes, sh.bigBytes, sh.mapped, sh.lockedBytes, sh.unlocked, sh.dumpable = 0, 0, 0, 0, 0, 0, 0, 0, 0
+		sh.rents = nil
+		sh.Reset() // waiters retry and see ErrClosed
 		sh.mu.Unlock()
 	}
 	s.releaseAll()
@@ -471,7 +364,7 @@ func (s *Shuffler) pickShard() *shard {
 
 // lookup validates h and returns its shard, locked, and slot. The caller
 // unlocks the shard.
-func (s *Shuffler) lookup(h Handle) (*shard, *slot, error) {
+func (s *Shuffler) lookup(h Handle) (*shard, *store.Slot, error) {
 	if s == nil || s.closed.Load() || len(s.shards) == 0 {
 		return nil, nil, ErrClosed
 	}
@@ -485,12 +378,12 @@ func (s *Shuffler) lookup(h Handle) (*shard, *slot, error) {
 		return nil, nil, ErrClosed
 	}
 	i := h.slot()
-	if i >= sh.nslots {
+	if i >= sh.Slots.Len() {
 		sh.mu.Unlock()
 		return nil, nil, ErrInvalidHandle
 	}
-	sl := sh.slot(i)
-	if sl.state() == stateFree || sl.gen() != h.gen() {
+	sl := sh.Slots.At(i)
+	if sl.State() == store.StateFree || sl.Gen() != h.gen() {
 		sh.mu.Unlock()
 		return nil, nil, ErrInvalidHandle
 	}
@@ -501,7 +394,7 @@ func (s *Shuffler) lookup(h Handle) (*shard, *slot, error) {
 // lookupLive is lookup for calls that need a live entry: an expired one
 // answers ErrExpired. Return, ReturnView and Free handle expired entries
 // themselves.
-func (s *Shuffler) lookupLive(h Handle) (*shard, *slot, error) {
+func (s *Shuffler) lookupLive(h Handle) (*shard, *store.Slot, error) {
 	sh, sl, err := s.lookup(h)
 	if err != nil {
 		return nil, nil, err
@@ -513,24 +406,10 @@ func (s *Shuffler) lookupLive(h Handle) (*shard, *slot, error) {
 	return sh, sl, nil
 }
 
-// bytes returns the entry's data.
-func (sh *shard) bytes(sl *slot) []byte {
-	a := sh.arenas[sl.arena]
-	return a.mem[sl.off : sl.off+sl.size : sl.off+sl.size]
-}
-
-// extent returns all the memory the entry takes: its data, then its tag in
-// the AEAD modes.
-func (sh *shard) extent(sl *slot) []byte {
-	a := sh.arenas[sl.arena]
-	end := sl.off + sl.size + uint32(sh.ov)
-	return a.mem[sl.off:end:end]
-}
-
 // setAD puts the Handle of slot i, the associated data of the AEAD modes,
 // into the shard's scratch.
-func (sh *shard) setAD(i uint32, sl *slot) {
-	h := makeHandle(sh.s.id, sh.index, i, sl.gen())
+func (sh *shard) setAD(i uint32, sl *store.Slot) {
+	h := makeHandle(sh.s.id, sh.index, i, sl.Gen())
 	binary.BigEndian.PutUint64(sh.scratch.AD[:8], h.owner)
 	binary.BigEndian.PutUint64(sh.scratch.AD[8:], h.id)
 }
@@ -551,265 +430,12 @@ func (sh *shard) reserve(n uint64) (uint64, error) {
 	return b, nil
 }
 
-// newArena maps an arena of at least n bytes for the shard.
-func (sh *shard) newArena(n int) (*arena, error) {
-	return sh.mapArena(sh.arenaSize(n))
-}
-
-// arenaSize is the size of the next arena for an entry of n bytes: arenas
-// grow with the data a shard holds, up to maxArenaSize.
-func (sh *shard) arenaSize(n int) int {
-	sz := sh.s.cfg.arenaSize
-	// Oversize entries do not count: they never share these arenas.
-	for sz < maxArenaSize && int64(sz) < (sh.liveBytes-sh.bigBytes)/16 {
-		sz <<= 1
-	}
-	return max(sz, n)
-}
-
-// oversize reports whether an entry cannot share an arena: it would not fit
-// in one of the largest size a shard maps for shared use.
-func (sh *shard) oversize(size, align int) bool {
-	return size+align-1 > max(maxArenaSize, sh.s.cfg.arenaSize)
-}
-
-// dedicated maps an arena for one oversize entry alone, of just its size:
-// not the shard's usual arena size, and never the current arena.
-func (sh *shard) dedicated(size, align int) (*arena, int, error) {
-	a, err := sh.mapArena(size + align - 1)
-	if err != nil {
-		return nil, 0, err
-	}
-	// Arenas start on a page boundary, which satisfies every alignment.
-	a.dedicated = true
-	a.top, a.used = size, size
-	return a, 0, nil
-}
-
-// mapArena maps an arena of exactly n bytes, rounded as osmem.Map rounds,
-// or adopts the spare region the background shuffler mapped ahead of time,
-// when it is large enough.
-func (sh *shard) mapArena(n int) (*arena, error) {
-	var reg *osmem.Region
-	if sh.spare != nil && len(sh.spare.Data) >= n {
-		reg, sh.spare = sh.spare, nil
-		sh.s.countAux(reg, -1) // an arena from now on
-	} else {
-		var err error
-		if reg, err = sh.s.mapRegion(n); err != nil {
-			return nil, err
-		}
-	}
-	a := &arena{reg: reg, mem: reg.Data}
-	if k := len(sh.arenaHoles); k > 0 {
-		a.index = sh.arenaHoles[k-1]
-		sh.arenaHoles = sh.arenaHoles[:k-1]
-		sh.arenas[a.index] = a
-	} else {
-		a.index = uint32(len(sh.arenas))
-		sh.arenas = append(sh.arenas, a)
-	}
-	sh.mapped += int64(len(a.mem))
-	if !reg.DontDump {
-		sh.dumpable += int64(len(a.mem))
-	}
-	sh.lockedBytes += lockedLen(reg)
-	sh.unlocked += unlockedLen(reg)
-	return a, nil
-}
-
-// release gives back an arena that holds no entry: it unmaps it now or,
-// when later is not nil, hands its region to later for the caller to unmap
-// once it has let go of the shard lock. Every byte an entry left has been
-// wiped when it left, so there is nothing to clear here. When the
-// operating system refuses, the arena stays and the next Shuffle retries.
-func (sh *shard) release(a *arena, later *unmapList) error {
-	// Unmap empties the region's Data: count first.
-	locked, unlocked := lockedLen(a.reg), unlockedLen(a.reg)
-	if later != nil {
-		later.add(sh.s, a.reg)
-	} else if err := osmem.Unmap(a.reg); err != nil {
-		a.unmapFailed = true
-		return err
-	}
-	// Empty, its free space is one extent from offset 0, if any.
-	sh.free.Remove(a.index, 0)
-	sh.arenas[a.index] = nil
-	sh.arenaHoles = append(sh.arenaHoles, a.index)
-	sh.mapped -= int64(len(a.mem))
-	if !a.reg.DontDump {
-		sh.dumpable -= int64(len(a.mem))
-	}
-	sh.lockedBytes -= locked
-	sh.unlocked -= unlocked
-	if sh.cur == a {
-		sh.cur = nil
-	}
-	sh.s.arenasReleased.Add(1)
-	return nil
-}
-
-// fit bump-allocates size bytes aligned to align in a, the current arena
-// or a fresh one becoming it, if they fit. Bytes skipped for the alignment
-// become free space.
-func (sh *shard) fit(a *arena, size, align int) (int, bool) {
-	if a == nil {
-		return 0, false
-	}
-	off := (a.top + align - 1) &^ (align - 1)
-	if off > len(a.mem) || size > len(a.mem)-off {
-		return 0, false
-	}
-	if off > a.top {
-		sh.free.Insert(a.index, uint32(a.top), uint32(off-a.top))
-	}
-	a.top = off + size
-	a.used = max(a.used, a.top)
-	return off, true
-}
-
-// setCur makes a (nil for none) the current arena, and returns the old
-// one, whose unused space becomes free space. Releasing the old one if it
-// is empty is the caller's choice: a shuffle fills its fresh arenas only
-// after laying them all out.
-func (sh *shard) setCur(a *arena) *arena {
-	old := sh.cur
-	if old == a {
-		return nil
-	}
-	sh.cur = a
-	if old != nil && old.top < len(old.mem) {
-		sh.free.Insert(old.index, uint32(old.top), uint32(len(old.mem)-old.top))
-		old.top = len(old.mem)
-	}
-	return old
-}
-
-// replaceCur is setCur for a change of current arena outside a shuffle: an
-// old current arena left empty is released (see release for later).
-func (sh *shard) replaceCur(a *arena, later *unmapList) {
-	if old := sh.setCur(a); old != nil && old.live == 0 {
-		_ = sh.release(old, later)
-	}
-}
-
-// placeNew finds size bytes for a new entry: in space an earlier entry
-// released if some is large enough, else as place does.
-func (sh *shard) placeNew(size, align int) (*arena, int, error) {
-	if sh.free.Len() == 0 || sh.oversize(size, align) {
-		return sh.place(size, align, nil)
-	}
-	if a, off, ok := sh.takeFree(size, align); ok {
-		return a, off, nil
-	}
-	if off, ok := sh.fit(sh.cur, size, align); ok {
-		return sh.cur, off, nil
-	}
-	// Before mapping another arena while holes add up to half of one,
-	// compact: the entry may fit in the holes that makes.
-	if sh.free.Bytes() >= int64(sh.s.cfg.arenaSize)/2 {
-		for range reclaimSteps / 4 {
-			sh.compact(nil)
-		}
-		if a, off, ok := sh.takeFree(size, align); ok {
-			return a, off, nil
-		}
-	}
-	return sh.place(size, align, nil)
-}
-
-// takeFree takes size bytes from the free-space index.
-func (sh *shard) takeFree(size, align int) (*arena, int, bool) {
-	ai, off, ok := sh.free.Take(uint32(size), uint32(align))
-	if !ok {
-		return nil, 0, false
-	}
-	a := sh.arenas[ai]
-	a.used = max(a.used, int(off)+size)
-	return a, int(off), true
-}
-
-// place finds size bytes for an entry in the shard's current arena, mapping
-// a new one when it is full. An old current arena left empty is released
-// as release does with later.
-func (sh *shard) place(size, align int, later *unmapList) (*arena, int, error) {
-	if off, ok := sh.fit(sh.cur, size, align); ok {
-		return sh.cur, off, nil
-	}
-	if sh.oversize(size, align) {
-		// An arena of its own, which leaves the current arena's free space
-		// for the entries after it.
-		return sh.dedicated(size, align)
-	}
-	a, err := sh.newArena(size)
-	if err != nil {
-		return nil, 0, err
-	}
-	sh.replaceCur(a, later)
-	off, _ := sh.fit(a, size, align)
-	return a, off, nil
-}
-
-// move copies the ciphertext of an unrented entry to dst and wipes where it
-// was. The counter run is bound to the entry, not to its address, so the
-// ciphertext moves as it is.
-func (sh *shard) move(sl *slot, dst *arena, off int, later *unmapList) uint64 {
-	src := sh.extent(sl)
-	copy(dst.mem[off:off+len(src)], src)
-	sh.rehome(sl, dst, off, later)
-	return uint64(sl.size)
-}
-
-// rehome points the slot at off in a, where its bytes have just been
-// written, after wiping the place they were.
-func (sh *shard) rehome(sl *slot, a *arena, off int, later *unmapList) {
-	osmem.Wipe(sh.extent(sl))
-	sh.vacate(sl, later)
-	sl.arena, sl.off = a.index, uint32(off)
-	a.live++
-	a.bytes += int(sl.size) + sh.ov
-}
-
-// relocate moves an unrented entry that is not in the current arena into
-// it. It reports the bytes moved, and false when there was no memory to
-// move into; the entry then stays, safe, where it was.
-func (sh *shard) relocate(sl *slot, later *unmapList) (uint64, bool) {
-	if sl.state() != stateLive || sh.arenas[sl.arena] == sh.cur {
-		return 0, true
-	}
-	a, off, err := sh.place(int(sl.size)+sh.ov, sl.align(), later)
-	if err != nil {
-		return 0, false
-	}
-	return sh.move(sl, a, off, later), true
-}
-
-// drop wipes a live entry and takes it out of its arena and the shard's
-// counts; the caller decides what becomes of the slot.
-func (sh *shard) drop(sl *slot, later *unmapList) {
-	osmem.Wipe(sh.extent(sl))
-	sh.live--
-	sh.liveBytes -= int64(sl.size)
-	if sh.oversize(int(sl.size)+sh.ov, sl.align()) {
-		sh.bigBytes -= int64(sl.size)
-	}
-	sh.vacate(sl, later)
-}
-
 // dropBackup wipes and unmaps the AEAD backup buffer; the next open that
 // needs one maps it again.
 func (sh *shard) dropBackup() {
 	osmem.Wipe(sh.backup.Data)
-	_ = sh.s.unmapAux(sh.backup)
+	_ = sh.s.aux.Unmap(sh.backup)
 	sh.backup = nil
-}
-
-// wakeWaiters releases every goroutine waiting for an entry of the shard.
-func (sh *shard) wakeWaiters() {
-	if sh.wake != nil {
-		close(sh.wake)
-		sh.wake = nil
-	}
 }
 
 // storeMax raises m to v if v is larger.
@@ -819,25 +445,5 @@ func storeMax(m *atomic.Int64, v int64) {
 		if v <= cur || m.CompareAndSwap(cur, v) {
 			return
 		}
-	}
-}
-
-// vacate drops an entry, already wiped, from its arena: its space becomes
-// free space, and the arena is released once it is empty and no longer the
-// current one (see release for later).
-func (sh *shard) vacate(sl *slot, later *unmapList) {
-	a := sh.arenas[sl.arena]
-	a.live--
-	a.bytes -= int(sl.size) + sh.ov
-	if !a.dedicated {
-		off, n := sh.free.Insert(a.index, sl.off, sl.size+uint32(sh.ov))
-		if a == sh.cur && int(off+n) == a.top {
-			// Give it back to the bump space instead.
-			sh.free.Remove(a.index, off)
-			a.top = int(off)
-		}
-	}
-	if a.live == 0 && a != sh.cur {
-		_ = sh.release(a, later)
 	}
 }

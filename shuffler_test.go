@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // model is the plain-map reference the randomized tests compare against.
@@ -268,13 +271,13 @@ func TestRentedDoesNotMove(t *testing.T) {
 // by shuffle-on-return and by the background shuffler: every one moves, its
 // value intact, and no more memory is mapped than the entries need.
 func TestShuffleLargeEntries(t *testing.T) {
-	big := maxArenaSize + 1
+	big := store.MaxArenaSize + 1
 	for _, tc := range []struct {
 		name  string
 		sizes []int
 	}{
 		{"uniform", []int{big, big}},
-		{"mixed", []int{big, 100, 2*maxArenaSize + 4096, 7}},
+		{"mixed", []int{big, 100, 2*store.MaxArenaSize + 4096, 7}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTest(t, WithShards(1), WithLockMode(LockNone))
@@ -308,7 +311,7 @@ func TestShuffleLargeEntries(t *testing.T) {
 				}
 				// The entries, each rounded up to a 2 MiB huge page at
 				// most, plus one shared arena.
-				if st := s.Stats(); st.MappedBytes > int64(live)+int64(len(m))<<21+int64(maxArenaSize) {
+				if st := s.Stats(); st.MappedBytes > int64(live)+int64(len(m))<<21+int64(store.MaxArenaSize) {
 					t.Fatalf("Shuffle %d: %d bytes mapped for %d live", i, st.MappedBytes, live)
 				}
 			}
@@ -346,7 +349,7 @@ func TestShuffleLargeEntries(t *testing.T) {
 				}
 			}
 			mustCheck(t, s)
-			if st := s.Stats(); st.MappedBytes > maxArenaSize {
+			if st := s.Stats(); st.MappedBytes > store.MaxArenaSize {
 				t.Fatalf("after freeing everything: %d bytes mapped", st.MappedBytes)
 			}
 		})
@@ -384,42 +387,56 @@ func TestLargeEntriesLargeArenas(t *testing.T) {
 	}
 }
 
-// TestShuffleAdoptsLargerSpare has Shuffle start its uniform layout in a
-// spare arena larger than the ones it maps after it, as the background
-// shuffler leaves behind when the arena size is not a power of two: every
-// later arena must still hold as many entries as the first.
-func TestShuffleAdoptsLargerSpare(t *testing.T) {
-	s := newTest(t, WithShards(1), WithLockMode(LockNone), WithArenaSize(96<<10))
-	const size, n = 4096, 16 << 10 // 64 MiB
-	m := model{}
-	r := mrand.New(mrand.NewPCG(3, 4))
-	for i := range n {
-		h, err := Alloc[byte](s, size)
+// TestStepAdoptsSpare: a background step moves entries into the spare
+// region its cycle mapped, when the spare is large enough for the fresh
+// arena the step needs, and leaves a spare too small to the cycle. No
+// other path can take a spare: it is the cycle's own, handed to step.
+func TestStepAdoptsSpare(t *testing.T) {
+	s := newTest(t, WithShards(1), WithLockMode(LockNone), WithArenaSize(16<<10))
+	want := map[Handle][]byte{}
+	for i := range 64 {
+		v := bytes.Repeat([]byte{byte(i + 1)}, 48)
+		h, err := CopyFrom(s, bytes.Clone(v)) // CopyFrom wipes its source
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i%1024 == 0 {
-			b, _ := RentSlice[byte](s, h)
-			fill(r, b)
-			m[h] = bytes.Clone(b)
-			s.Return(h)
-		}
+		want[h] = v
 	}
 	sh := &s.shards[0]
-	sh.mu.Lock()
-	// Larger than the arenas Shuffle maps for 64 MiB, which are capped.
-	spare, err := s.mapAux(maxArenaSize + maxArenaSize/2)
-	if err != nil {
+	cycle := func(spare *osmem.Region) (left *osmem.Region, cur *store.Arena) {
+		var later store.UnmapList
+		sh.mu.Lock()
+		sh.startCycle(&later)
+		for sh.step(&later, &spare) {
+		}
+		cur = sh.Arenas.Cur()
 		sh.mu.Unlock()
+		later.UnmapAll(&s.aux)
+		mustCheck(t, s)
+		return spare, cur
+	}
+	small, err := s.mapAux(4 << 10)
+	if err != nil {
 		t.Fatal(err)
 	}
-	sh.spare = spare
-	sh.mu.Unlock()
-	if err := s.Shuffle(); err != nil {
+	if left, cur := cycle(small); left != small || cur == nil || cur.Reg == small {
+		t.Fatalf("a spare smaller than an arena was adopted (left %p, want %p)", left, small)
+	}
+	if err := s.aux.Unmap(small); err != nil {
 		t.Fatal(err)
 	}
-	mustCheck(t, s)
-	for h, v := range m {
+	large, err := s.mapAux(64 << 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auxBefore := s.aux.Unlocked()
+	if left, cur := cycle(large); left != nil || cur == nil || cur.Reg != large {
+		t.Fatalf("a large enough spare was not adopted (left %p, current arena %p)", left, cur)
+	}
+	if got := s.aux.Unlocked(); got != auxBefore-int64(len(large.Data)) {
+		t.Fatalf("adopted spare still counted apart: %d unlocked outside arenas, want %d", got, auxBefore-int64(len(large.Data)))
+	}
+	for h, v := range want {
 		if got := readAll(t, s, h); !bytes.Equal(got, v) {
 			t.Fatalf("entry %v changed", h)
 		}

@@ -119,25 +119,25 @@ func (s *Shuffler) Stats() Stats {
 func (s *Shuffler) gauges(st *Stats) {
 	for i := range s.shards {
 		sh := &s.shards[i]
-		st.Entries += sh.live
-		st.Rented += sh.rented
-		st.Viewed += sh.viewed
-		st.LiveBytes += sh.liveBytes
-		st.MappedBytes += sh.mapped
-		st.LockedBytes += sh.lockedBytes
-		st.UnlockedBytes += sh.unlocked
-		st.DumpableBytes += sh.dumpable
+		st.Entries += sh.Counts.Live()
+		st.Rented += sh.Counts.Rented()
+		st.Viewed += sh.Counts.Viewed()
+		st.LiveBytes += sh.Counts.LiveBytes()
+		st.MappedBytes += sh.Arenas.Mapped()
+		st.LockedBytes += sh.Arenas.Locked()
+		st.UnlockedBytes += sh.Arenas.Unlocked()
+		st.DumpableBytes += sh.Arenas.Dumpable()
 		if sh.ciph != nil {
 			st.KeyOffHeap = sh.ciph.OffHeap()
 		}
-		for _, a := range sh.arenas {
+		for _, a := range sh.Arenas.List() {
 			if a != nil {
 				st.Arenas++
 			}
 		}
 	}
-	st.LockedBytes += s.auxLocked.Load()
-	st.UnlockedBytes += s.auxUnlocked.Load()
+	st.LockedBytes += s.aux.Locked()
+	st.UnlockedBytes += s.aux.Unlocked()
 	if !s.closed.Load() {
 		st.LockedBytes += s.ownLocked
 		st.UnlockedBytes += s.ownUnlocked
@@ -164,7 +164,7 @@ func (s *Shuffler) Size(h Handle) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := int(sl.size)
+	n := int(sl.Size)
 	sh.mu.Unlock()
 	return n, nil
 }

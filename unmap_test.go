@@ -1,6 +1,10 @@
 package memshuffle
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/store"
+)
 
 // TestReleaseLater: an arena released with a list is off the shard's
 // books at once but stays mapped, and counted, until the list is unmapped;
@@ -10,7 +14,7 @@ func TestReleaseLater(t *testing.T) {
 	s := newTest(t, WithShards(1), WithArenaSize(4096))
 	sh := &s.shards[0]
 	// emptyCur leaves the shard with one current arena and no entry.
-	emptyCur := func() *arena {
+	emptyCur := func() *store.Arena {
 		h, err := Alloc[byte](s, 64)
 		if err != nil {
 			t.Fatal(err)
@@ -20,20 +24,20 @@ func TestReleaseLater(t *testing.T) {
 		}
 		sh.mu.Lock()
 		defer sh.mu.Unlock()
-		if sh.cur == nil || sh.cur.live != 0 || sh.mapped != int64(len(sh.cur.mem)) {
-			t.Fatalf("want one empty current arena; mapped %d", sh.mapped)
+		if sh.Arenas.Cur() == nil || sh.Arenas.Cur().Live != 0 || sh.Arenas.Mapped() != int64(len(sh.Arenas.Cur().Mem)) {
+			t.Fatalf("want one empty current arena; mapped %d", sh.Arenas.Mapped())
 		}
-		return sh.cur
+		return sh.Arenas.Cur()
 	}
 
 	a := emptyCur()
 	before := s.Stats()
-	var later unmapList
+	var later store.UnmapList
 	sh.mu.Lock()
-	sh.replaceCur(nil, &later)
+	sh.Arenas.ReplaceCur(nil, &later)
 	sh.mu.Unlock()
-	if len(later) != 1 || later[0] != a.reg || len(a.reg.Data) == 0 {
-		t.Fatalf("released with a list: %d regions held, still mapped %v", len(later), len(a.reg.Data) != 0)
+	if len(later) != 1 || later[0] != a.Reg || len(a.Reg.Data) == 0 {
+		t.Fatalf("released with a list: %d regions held, still mapped %v", len(later), len(a.Reg.Data) != 0)
 	}
 	mid := s.Stats()
 	if mid.LockedBytes != before.LockedBytes || mid.UnlockedBytes != before.UnlockedBytes || mid.MappedBytes != 0 {
@@ -41,19 +45,19 @@ func TestReleaseLater(t *testing.T) {
 			mid.LockedBytes, mid.UnlockedBytes, mid.MappedBytes, before.LockedBytes, before.UnlockedBytes, before.MappedBytes)
 	}
 	mustCheck(t, s)
-	held := lockedLen(a.reg) + unlockedLen(a.reg)
-	later.unmapAll(s)
+	held := store.LockedLen(a.Reg) + store.UnlockedLen(a.Reg)
+	later.UnmapAll(&s.aux)
 	after := s.Stats()
-	if len(later) != 0 || len(a.reg.Data) != 0 || (after.LockedBytes+after.UnlockedBytes) != (before.LockedBytes+before.UnlockedBytes)-held {
-		t.Fatalf("after unmapAll: %d held, locked+unlocked %d, want %d",
+	if len(later) != 0 || len(a.Reg.Data) != 0 || (after.LockedBytes+after.UnlockedBytes) != (before.LockedBytes+before.UnlockedBytes)-held {
+		t.Fatalf("after UnmapAll: %d held, locked+unlocked %d, want %d",
 			len(later), after.LockedBytes+after.UnlockedBytes, before.LockedBytes+before.UnlockedBytes-held)
 	}
 
 	b := emptyCur()
 	sh.mu.Lock()
-	sh.replaceCur(nil, nil)
+	sh.Arenas.ReplaceCur(nil, nil)
 	sh.mu.Unlock()
-	if len(b.reg.Data) != 0 {
+	if len(b.Reg.Data) != 0 {
 		t.Fatal("released with nil: still mapped")
 	}
 	if st := s.Stats(); st.LockedBytes+st.UnlockedBytes != after.LockedBytes+after.UnlockedBytes {

@@ -1,5 +1,3 @@
-// Package store holds the parts of the storage engine that know nothing of
-// ciphers or handles: where free space is in a shard's arenas.
 package store
 
 import (

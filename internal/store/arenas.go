@@ -1,0 +1,344 @@
+package store
+
+import (
+	"sync/atomic"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
+
+// Arena is one mapped region entries are placed in.
+type Arena struct {
+	Reg   *osmem.Region
+	Mem   []byte
+	Used  int // high-water mark: bytes past it have never held an entry
+	Top   int // bump offset while the arena is the current one
+	Live  int // entries (live or borrowed) placed here
+	Bytes int // bytes those entries take, tags included
+	Index uint32
+
+	// Dedicated marks an arena mapped for one oversize entry: its space is
+	// never indexed, so no small entry keeps it mapped after that one goes.
+	Dedicated bool
+
+	UnmapFailed bool // the OS refused to take it back; a Shuffle retries
+}
+
+// MapFunc maps a region of n bytes for an arena, with the lock and dump
+// settings of its owner, and wraps its errors for the owner's callers.
+type MapFunc func(n int) (*osmem.Region, error)
+
+// Arenas is a shard's set of arenas: mapping and release, the current
+// arena new entries are bumped into, the index of free space in the
+// others, and the accounting of what is mapped, locked and dumpable, all
+// in one place.
+//
+// The current arena's space from Top on is not in the free-space index;
+// every other byte of every arena but dedicated ones is in an entry or in
+// the index.
+type Arenas struct {
+	list  []*Arena // by arena index; nil where released
+	holes []uint32 // indexes of released arenas, for reuse
+	cur   *Arena
+	free  FreeSpace
+
+	mapRegion MapFunc
+	aux       *Aux           // where regions released to an UnmapList count
+	released  *atomic.Uint64 // arenas given back, for statistics
+
+	mapped, locked, unlocked, dumpable int64
+}
+
+// List returns the arenas by index, nil where one was released. The
+// caller must not change the slice.
+func (s *Arenas) List() []*Arena { return s.list }
+
+// Get returns arena i.
+func (s *Arenas) Get(i uint32) *Arena { return s.list[i] }
+
+// Cur returns the current arena, or nil.
+func (s *Arenas) Cur() *Arena { return s.cur }
+
+// FreeSpace returns the index of free extents.
+func (s *Arenas) FreeSpace() *FreeSpace { return &s.free }
+
+// Mapped is the bytes of all arenas.
+func (s *Arenas) Mapped() int64 { return s.mapped }
+
+// Locked is how much of the process's locked memory the arenas take.
+func (s *Arenas) Locked() int64 { return s.locked }
+
+// Unlocked is the bytes of arenas the system would not lock.
+func (s *Arenas) Unlocked() int64 { return s.unlocked }
+
+// Dumpable is the bytes of arenas a core dump would include.
+func (s *Arenas) Dumpable() int64 { return s.dumpable }
+
+// Map maps an arena of exactly n bytes, rounded as osmem.Map rounds.
+func (s *Arenas) Map(n int) (*Arena, error) {
+	reg, err := s.mapRegion(n)
+	if err != nil {
+		return nil, err
+	}
+	return s.adopt(reg), nil
+}
+
+// Adopt makes reg, a region counted in the Aux of the set until now, an
+// arena of the set.
+func (s *Arenas) Adopt(reg *osmem.Region) *Arena {
+	s.aux.Add(reg, -1)
+	return s.adopt(reg)
+}
+
+func (s *Arenas) adopt(reg *osmem.Region) *Arena {
+	a := &Arena{Reg: reg, Mem: reg.Data}
+	if k := len(s.holes); k > 0 {
+		a.Index = s.holes[k-1]
+		s.holes = s.holes[:k-1]
+		s.list[a.Index] = a
+	} else {
+		a.Index = uint32(len(s.list))
+		s.list = append(s.list, a)
+	}
+	s.mapped += int64(len(a.Mem))
+	if !reg.DontDump {
+		s.dumpable += int64(len(a.Mem))
+	}
+	s.locked += LockedLen(reg)
+	s.unlocked += UnlockedLen(reg)
+	return a
+}
+
+// Release gives back an arena that holds no entry: it unmaps it now or,
+// when later is not nil, hands its region to later for the caller to unmap
+// once it has let go of the shard lock. Every byte an entry left has been
+// wiped when it left, so there is nothing to clear here. When the
+// operating system refuses, the arena stays and the next Shuffle retries.
+func (s *Arenas) Release(a *Arena, later *UnmapList) error {
+	// Unmap empties the region's Data: count first.
+	locked, unlocked := LockedLen(a.Reg), UnlockedLen(a.Reg)
+	if later != nil {
+		later.Add(s.aux, a.Reg)
+	} else if err := osmem.Unmap(a.Reg); err != nil {
+		a.UnmapFailed = true
+		return err
+	}
+	// Empty, its free space is one extent from offset 0, if any.
+	s.free.Remove(a.Index, 0)
+	s.list[a.Index] = nil
+	s.holes = append(s.holes, a.Index)
+	s.mapped -= int64(len(a.Mem))
+	if !a.Reg.DontDump {
+		s.dumpable -= int64(len(a.Mem))
+	}
+	s.locked -= locked
+	s.unlocked -= unlocked
+	if s.cur == a {
+		s.cur = nil
+	}
+	s.released.Add(1)
+	return nil
+}
+
+// Fit bump-allocates size bytes aligned to align in a, the current arena
+// or a fresh one becoming it, if they fit. Bytes skipped for the alignment
+// become free space.
+func (s *Arenas) Fit(a *Arena, size, align int) (int, bool) {
+	off, ok := fitAt(a, size, align)
+	if !ok {
+		return 0, false
+	}
+	if off > a.Top {
+		s.free.Insert(a.Index, uint32(a.Top), uint32(off-a.Top))
+	}
+	a.Top = off + size
+	a.Used = max(a.Used, a.Top)
+	return off, true
+}
+
+// Fits reports whether Fit would find room for size bytes in a, without
+// taking it.
+func (s *Arenas) Fits(a *Arena, size, align int) bool {
+	_, ok := fitAt(a, size, align)
+	return ok
+}
+
+// fitAt is where size bytes aligned to align go in a's bump space, if
+// they fit.
+func fitAt(a *Arena, size, align int) (int, bool) {
+	if a == nil {
+		return 0, false
+	}
+	off := (a.Top + align - 1) &^ (align - 1)
+	return off, off <= len(a.Mem) && size <= len(a.Mem)-off
+}
+
+// SetCur makes a (nil for none) the current arena, and returns the old
+// one, whose unused space becomes free space. Releasing the old one if it
+// is empty is the caller's choice: a shuffle fills its fresh arenas only
+// after laying them all out.
+func (s *Arenas) SetCur(a *Arena) *Arena {
+	old := s.cur
+	if old == a {
+		return nil
+	}
+	s.cur = a
+	if old != nil && old.Top < len(old.Mem) {
+		s.free.Insert(old.Index, uint32(old.Top), uint32(len(old.Mem)-old.Top))
+		old.Top = len(old.Mem)
+	}
+	return old
+}
+
+// ReplaceCur is SetCur for a change of current arena outside a shuffle: an
+// old current arena left empty is released (see Release for later).
+func (s *Arenas) ReplaceCur(a *Arena, later *UnmapList) {
+	if old := s.SetCur(a); old != nil && old.Live == 0 {
+		_ = s.Release(old, later)
+	}
+}
+
+// TakeFree takes size bytes aligned to align from the free-space index.
+func (s *Arenas) TakeFree(size, align int) (*Arena, int, bool) {
+	ai, off, ok := s.free.Take(uint32(size), uint32(align))
+	if !ok {
+		return nil, 0, false
+	}
+	a := s.list[ai]
+	a.Used = max(a.Used, int(off)+size)
+	return a, int(off), true
+}
+
+// TakeFreeWhere is TakeFree limited to the arenas accept accepts.
+func (s *Arenas) TakeFreeWhere(size, align int, accept func(*Arena) bool) (*Arena, int, bool) {
+	ai, off, ok := s.free.TakeWhere(uint32(size), uint32(align), func(ai uint32) bool { return accept(s.list[ai]) })
+	if !ok {
+		return nil, 0, false
+	}
+	a := s.list[ai]
+	a.Used = max(a.Used, int(off)+size)
+	return a, int(off), true
+}
+
+// Vacate takes an entry of n bytes at off, already wiped, out of a: its
+// space becomes free space, and the arena is released once it is empty
+// and no longer the current one (see Release for later).
+func (s *Arenas) Vacate(a *Arena, off, n uint32, later *UnmapList) {
+	a.Live--
+	a.Bytes -= int(n)
+	if !a.Dedicated {
+		off, n := s.free.Insert(a.Index, off, n)
+		if a == s.cur && int(off+n) == a.Top {
+			// Give it back to the bump space instead.
+			s.free.Remove(a.Index, off)
+			a.Top = int(off)
+		}
+	}
+	if a.Live == 0 && a != s.cur {
+		_ = s.Release(a, later)
+	}
+}
+
+// Relock locks arenas the system refused to lock when they were mapped,
+// now that it may have room again; it stops at the first refusal.
+func (s *Arenas) Relock() {
+	if s.unlocked == 0 {
+		return
+	}
+	for _, a := range s.list {
+		if a == nil || a.Reg.Locked {
+			continue
+		}
+		u := UnlockedLen(a.Reg)
+		if osmem.Relock(a.Reg) != nil {
+			return
+		}
+		s.unlocked -= u
+		s.locked += LockedLen(a.Reg)
+	}
+}
+
+// Wipe zeroes every byte any entry of any arena has held, leaving them
+// mapped.
+func (s *Arenas) Wipe() {
+	for _, a := range s.list {
+		if a != nil {
+			osmem.Wipe(a.Mem[:a.Used])
+		}
+	}
+}
+
+// Drop forgets every arena without unmapping it and zeroes the accounting;
+// the caller has unmapped them or taken their regions over.
+func (s *Arenas) Drop() {
+	s.list, s.holes, s.cur = nil, nil, nil
+	s.free = FreeSpace{}
+	s.mapped, s.locked, s.unlocked, s.dumpable = 0, 0, 0, 0
+}
+
+// LockedLen is how much of the process's locked memory r takes, and
+// UnlockedLen how much of it stayed unlocked; both before r is unmapped.
+func LockedLen(r *osmem.Region) int64 { return int64(r.LockedLen) }
+
+// UnlockedLen: see LockedLen.
+func UnlockedLen(r *osmem.Region) int64 {
+	if r.Locked {
+		return 0
+	}
+	return int64(len(r.Data))
+}
+
+// Aux counts the regions a Shuffler maps that are not arenas of any shard
+// (AEAD backups, the background shuffler's spares, released arenas waiting
+// in an UnmapList), so that what it reports as locked matches what the
+// system has locked. It is safe for concurrent use.
+type Aux struct{ locked, unlocked atomic.Int64 }
+
+// Add counts r in (sign 1) or out (sign -1).
+func (x *Aux) Add(r *osmem.Region, sign int64) {
+	x.locked.Add(sign * LockedLen(r))
+	x.unlocked.Add(sign * UnlockedLen(r))
+}
+
+// Unmap unmaps r, counted here; the count drops once it is gone.
+func (x *Aux) Unmap(r *osmem.Region) error {
+	l, u := LockedLen(r), UnlockedLen(r)
+	if err := osmem.Unmap(r); err != nil {
+		return err
+	}
+	x.locked.Add(-l)
+	x.unlocked.Add(-u)
+	return nil
+}
+
+// Locked is the locked bytes counted.
+func (x *Aux) Locked() int64 { return x.locked.Load() }
+
+// Unlocked is the unlocked bytes counted.
+func (x *Aux) Unlocked() int64 { return x.unlocked.Load() }
+
+// UnmapList collects the regions of arenas released under a shard lock,
+// for the caller to unmap after it has let go of the lock: unmapping can
+// stall (TLB shootdowns, munlock), and a background step should not make a
+// Rent wait for that. Functions that can release an arena take one as an
+// argument; a caller that unmaps at once passes nil, so what a release
+// does is decided by its caller, never by state another path has set.
+type UnmapList []*osmem.Region
+
+// Add takes r, the region of an arena just released, for unmapping later.
+// Until then it counts in aux, so that the locked bytes reported keep
+// matching what the system has locked.
+func (l *UnmapList) Add(aux *Aux, r *osmem.Region) {
+	*l = append(*l, r)
+	aux.Add(r, 1)
+}
+
+// UnmapAll unmaps every region in l and empties it; the caller holds no
+// shard lock. A region the system will not take back stays mapped and
+// counted, wiped, as it was released.
+func (l *UnmapList) UnmapAll(aux *Aux) {
+	for i, r := range *l {
+		_ = aux.Unmap(r)
+		(*l)[i] = nil
+	}
+	*l = (*l)[:0]
+}

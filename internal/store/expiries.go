@@ -1,0 +1,111 @@
+package store
+
+import (
+	"fmt"
+	"math"
+)
+
+// Expiries is a shard's record of deadlines, and the only one: slot ->
+// Unix nanoseconds, for the entries that have one. Entries leave it when
+// they are wiped at their deadline, freed, or their expiry is removed. The
+// earliest deadline is cached so that sweeps with nothing due cost nothing.
+type Expiries struct {
+	at       map[uint32]int64
+	earliest int64 // the smallest deadline in at, unless stale
+	stale    bool  // the earliest deadline left: recompute on demand
+}
+
+// Set gives slot i the deadline d, replacing any it had.
+func (e *Expiries) Set(i uint32, d int64) {
+	if e.at == nil {
+		e.at = make(map[uint32]int64)
+	}
+	old, had := e.at[i]
+	e.at[i] = d
+	switch {
+	case len(e.at) == 1:
+		e.earliest, e.stale = d, false
+	case had && old == e.earliest && d > old:
+		e.stale = true
+	case !e.stale && d < e.earliest:
+		e.earliest = d
+	}
+}
+
+// Clear removes slot i's deadline, if it has one.
+func (e *Expiries) Clear(i uint32) {
+	d, ok := e.at[i]
+	if !ok {
+		return
+	}
+	delete(e.at, i)
+	if d == e.earliest {
+		e.stale = true
+	}
+}
+
+// Get returns slot i's deadline.
+func (e *Expiries) Get(i uint32) (int64, bool) {
+	if len(e.at) == 0 {
+		return 0, false
+	}
+	d, ok := e.at[i]
+	return d, ok
+}
+
+// Next returns the earliest deadline, and false when there is none.
+func (e *Expiries) Next() (int64, bool) {
+	if len(e.at) == 0 {
+		return 0, false
+	}
+	if e.stale {
+		e.earliest = math.MaxInt64
+		for _, d := range e.at {
+			e.earliest = min(e.earliest, d)
+		}
+		e.stale = false
+	}
+	return e.earliest, true
+}
+
+// Due calls fn for every slot whose deadline is not after now, in no
+// particular order. fn may Clear the slot it is called for.
+func (e *Expiries) Due(now int64, fn func(i uint32)) {
+	if d, ok := e.Next(); !ok || now < d {
+		return
+	}
+	for i, d := range e.at {
+		if d <= now {
+			fn(i)
+		}
+	}
+}
+
+// Len is the number of deadlines.
+func (e *Expiries) Len() int { return len(e.at) }
+
+// Reset removes every deadline.
+func (e *Expiries) Reset() { *e = Expiries{} }
+
+// check verifies that every deadline belongs to a slot of t that is live
+// or borrowed (a wiped or freed one has left the index) and that the
+// cached earliest deadline is the earliest. A slot has at most one: the
+// index is keyed by slot.
+func (e *Expiries) check(t *Slots) error {
+	least := int64(math.MaxInt64)
+	for i, d := range e.at {
+		if i >= t.Len() {
+			return fmt.Errorf("deadline for slot %d of %d", i, t.Len())
+		}
+		switch st := t.At(i).State(); st {
+		case StateLive, StateRented, StateViewed:
+		default:
+			return fmt.Errorf("deadline for slot %d in state %d", i, st)
+		}
+		least = min(least, d)
+	}
+	if len(e.at) > 0 && !e.stale && e.earliest != least {
+		return fmt.Errorf("earliest deadline cached as %d, is %d", e.earliest, least)
+	}
+	return nil
+}

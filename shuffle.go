@@ -33,10 +33,10 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 // of other shards go on meanwhile.
 //
 // The new places are in freshly mapped arenas, except in a shard of at
-// least 256 entries of one size that fill the arenas they are in, with no
-// rented entry among them: there the entries are permuted within those
-// arenas, each to any of their places (its own with probability 1/n), which
-// needs no new memory and faults in no page.
+// least 256 entries of one size, 128 bytes or more, that fill the arenas
+// they are in, with no rented entry among them: there the entries are
+// permuted within those arenas, each to any of their places (its own with
+// probability 1/n), which needs no new memory and faults in no page.
 //
 // If the operating system refuses memory (or, with LockStrict, a lock)
 // part-way, the entries moved so far stay moved, and the others are packed
@@ -319,7 +319,17 @@ func (sh *shard) moveBySource() uint64 {
 // holds for Shuffle to move them within the arenas they are in. An entry
 // then keeps its place with probability 1/n, as any other place; in a
 // shard of few entries that is often, and fresh arenas cost little there.
-const minInPlace = 256
+//
+// minInPlaceSize is the smallest entry, tag included, moved in place. The
+// moves in place follow the permutation from place to place, each a read
+// at random; below this size that costs more than the fresh pages and the
+// wipe it saves (measured: 64-byte entries shuffle faster into fresh
+// arenas, 128-byte ones as fast either way, 256 bytes and up faster in
+// place).
+const (
+	minInPlace     = 256
+	minInPlaceSize = 128
+)
 
 // inPlaceFits reports whether the n entries gather found on a grid can be
 // shuffled within their arenas: every arena is one the shuffle empties
@@ -327,7 +337,7 @@ const minInPlace = 256
 // and none could be given back by packing the entries into fewer.
 func (sh *shard) inPlaceFits(n int) bool {
 	w := &sh.work
-	if n < minInPlace {
+	if n < minInPlace || w.size < minInPlaceSize {
 		return false
 	}
 	places, smallest := 0, len(w.at)

@@ -182,11 +182,11 @@ func TestShuffleInPlace(t *testing.T) {
 		name    string
 		n, size int
 	}{
-		{"slack/arenas=1", 1000, 32},    // 32,000 bytes in an arena of 32 KiB
-		{"exact/arenas=1", 1024, 64},    // 64 KiB in 64 KiB
-		{"slack/arenas=2", 300, 65536},  // 300 entries in two arenas of 256
-		{"exact/arenas=2", 512, 65536},  // 512 in two of 256
-		{"tag/arenas=1", 1000, 48 - 16}, // AES-256-GCM: 16 bytes of tag each
+		{"slack/arenas=1", 1000, minInPlaceSize},    // 128,000 bytes in an arena of 128 KiB
+		{"exact/arenas=1", 1024, minInPlaceSize},    // 128 KiB in 128 KiB
+		{"slack/arenas=2", 300, 65536},              // 300 entries in two arenas of 256
+		{"exact/arenas=2", 512, 65536},              // 512 in two of 256
+		{"tag/arenas=1", 1000, minInPlaceSize - 16}, // AES-256-GCM: 16 bytes of tag each
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -258,9 +258,14 @@ func TestShuffleInPlace(t *testing.T) {
 
 // TestShufflePermutationUniformInPlace is TestShufflePermutationUniform
 // for the shuffle in place: 256 entries, places and ages counted in eight
-// bins of 32.
+// bins of 32. It also counts the entries that keep their exact place: one
+// a round on average for a uniform permutation, so over 300 rounds a
+// Poisson count of mean 300, which must lie within 4.9 standard deviations
+// (p < 1e-6). Drawing j from [0, n) scored 896 against old place; Sattolo's
+// algorithm, which never leaves an entry in place, passes the bins but
+// not the count.
 func TestShufflePermutationUniformInPlace(t *testing.T) {
-	const n, size, bins = minInPlace, 32, 8
+	const n, size, bins = minInPlace, minInPlaceSize, 8
 	rounds := 300
 	s := newTest(t, WithShards(1))
 	hs := make([]Handle, n)
@@ -289,6 +294,7 @@ func TestShufflePermutationUniformInPlace(t *testing.T) {
 		return p
 	}
 	var byOld, byAge [bins][bins]int
+	stayed := 0
 	old := place()
 	released := s.Stats().ArenasReleased
 	for range rounds {
@@ -299,11 +305,19 @@ func TestShufflePermutationUniformInPlace(t *testing.T) {
 		for i := range n {
 			byOld[old[i]*bins/n][cur[i]*bins/n]++
 			byAge[i*bins/n][cur[i]*bins/n]++
+			if cur[i] == old[i] {
+				stayed++
+			}
 		}
 		old = cur
 	}
 	if s.Stats().ArenasReleased != released {
 		t.Fatal("the shuffle did not work in place")
+	}
+	if lo, hi := 215, 385; stayed < lo || stayed > hi {
+		t.Errorf("%d entries kept their place over %d rounds, want %d to %d", stayed, rounds, lo, hi)
+	} else {
+		t.Logf("%d entries kept their place over %d rounds", stayed, rounds)
 	}
 	const critical = 121.35 // chi-square, 56 degrees of freedom, p = 1e-6
 	for _, c := range []struct {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
-
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 
@@ -258,15 +257,19 @@ func (sh *shard) step(later *store.UnmapList, spare **osmem.Region) bool {
 // leaves *spare to the cycle.
 func (sh *shard) adoptSpare(sl *store.Slot, spare **osmem.Region, later *store.UnmapList) {
 	r := *spare
-	if r == nil || sl.State() != store.StateLive || sh.Arenas.Get(sl.Arena) == sh.Arenas.Cur() {
+	if r == nil || sl.State() != store.StateLive || sh.Arenas.Get(sl.Arena()) == sh.Arenas.Cur() {
 		return
 	}
 	size, align := int(sl.Size)+sh.Overhead(), sl.Align()
 	if sh.Oversize(size, align) || sh.Arenas.Fits(sh.Arenas.Cur(), size, align) || len(r.Data) < sh.ArenaSize(size) {
 		return
 	}
+	a, err := sh.Arenas.Adopt(r)
+	if err != nil {
+		return // the set is full: the spare stays the cycle's
+	}
 	*spare = nil
-	sh.Arenas.ReplaceCur(sh.Arenas.Adopt(r), later)
+	sh.Arenas.ReplaceCur(a, later)
 }
 
 // noteStep records how long one step held a shard.

@@ -6,7 +6,6 @@ import (
 	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
-
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 
@@ -54,8 +53,9 @@ func RentSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, e
 	return b, err
 }
 
-// View is a shared, read-only rent: any number of goroutines may view an
-// entry at once. The first View decrypts it, later ones get the same
+// View is a shared, read-only rent: up to 65,535 views of an entry may be
+// open at once (one more fails with ErrBusy, even in ViewContext, which
+// does not wait for a view to end). The first View decrypts it, later ones get the same
 // plaintext at no cost, and ReturnView by the last viewer encrypts it again.
 // Writers are exclusive: Rent and Free of a viewed entry fail with ErrBusy,
 // and View of a rented entry does too. While a writer waits for the entry
@@ -165,7 +165,17 @@ func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeI
 	}
 	queued := false // this writer is counted in sh.Waiters
 	for {
-		sh, sl, err := s.lookupLive(h)
+		sh, sl, err := s.lookup(h)
+		// lookup has tested the entry's expiry once already: a live entry
+		// past its deadline is wiped and now answers Expired. Only a
+		// borrowed one, which keeps its state until its return wipes it,
+		// needs the test again, as lookupLive would make it.
+		if err == nil {
+			if st := sl.State(); st == store.StateExpired || (st != store.StateLive && sh.expired(h.slot(), sl, nil)) {
+				sh.mu.Unlock()
+				err = ErrExpired
+			}
+		}
 		if err != nil {
 			if queued {
 				s.dequeueWriter(h)
@@ -227,12 +237,15 @@ func (s *Shuffler) dequeueWriter(h Handle) {
 // shard lock.
 func (sh *shard) take(sl *store.Slot, h Handle, ti typeInfo, form shape, kind borrowKind) ([]byte, error) {
 	size := int(sl.Size)
-	if ti.size > size || ti.align > sl.Align() || (form == wholeSlice && size%ti.size != 0) {
+	// Most borrows are of bytes: no division for them.
+	if ti.size > size || ti.align > sl.Align() || (form == wholeSlice && ti.size > 1 && size%ti.size != 0) {
 		return nil, ErrTypeMismatch
 	}
 	mem := sh.Bytes(sl)
 	if sl.State() == store.StateViewed {
-		sl.AddViewer()
+		if !sl.AddViewer() {
+			return nil, fmt.Errorf("%w: %d views of the entry are open, the most it allows", ErrBusy, store.MaxViewers)
+		}
 		return mem, nil
 	}
 	if err := sh.open(h.slot(), sl); err != nil {
@@ -240,7 +253,7 @@ func (sh *shard) take(sl *store.Slot, h Handle, ti typeInfo, form shape, kind bo
 	}
 	if kind == shared {
 		sl.SetState(store.StateViewed)
-		sl.AddViewer()
+		sl.AddViewer() // the first of MaxViewers, so it is counted
 		sh.Counts.AddViewed(1)
 	} else {
 		sl.SetState(store.StateRented)
@@ -341,10 +354,12 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 		// safe; moving it is only a bonus.
 	}
 	if !moved {
-		sh.setAD(h.slot(), sl)
+		if sh.Overhead() != 0 { // only the AEADs read the associated data
+			sh.setAD(h.slot(), sl)
+		}
 		sh.ciph.Seal(sh.Extent(sl), src, base, sh.scratch)
 	}
-	sl.Ctr = base
+	sl.SetCtr(base)
 	sl.SetState(store.StateLive)
 	sh.endBorrow(h, was)
 	// Compact only while arenas hold more dead space than live data, so
@@ -373,11 +388,11 @@ func (sh *shard) endBorrow(h Handle, state uint32) {
 func (sh *shard) open(i uint32, sl *store.Slot) error {
 	ext := sh.Extent(sl)
 	data := ext[:sl.Size]
-	sh.setAD(i, sl)
 	c := sh.cipherOf(sl)
-	if sh.Overhead() == 0 {
-		return c.Open(data, ext, sl.Ctr, sh.scratch)
+	if sh.Overhead() == 0 { // CTR: no associated data to set
+		return c.Open(data, ext, sl.Ctr(), sh.scratch)
 	}
+	sh.setAD(i, sl)
 	// The AEADs clear their output when authentication fails; keep the
 	// ciphertext to put back.
 	backup, err := sh.backupFor(len(ext))
@@ -385,7 +400,7 @@ func (sh *shard) open(i uint32, sl *store.Slot) error {
 		return err
 	}
 	copy(backup, ext)
-	err = c.Open(data, ext, sl.Ctr, sh.scratch)
+	err = c.Open(data, ext, sl.Ctr(), sh.scratch)
 	if err != nil {
 		copy(ext, backup)
 	}

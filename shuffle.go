@@ -169,7 +169,7 @@ func (sh *shard) gather() (n int, uniform, grid bool) {
 		if sl.State() != store.StateLive {
 			continue
 		}
-		w.leaving[sl.Arena]++
+		w.leaving[sl.Arena()]++
 		w.slots = append(w.slots, i)
 		if sl.Size != size || sl.AlignLog() != meta {
 			uniform, grid = false, false
@@ -179,7 +179,7 @@ func (sh *shard) gather() (n int, uniform, grid bool) {
 				grid = false
 				continue
 			}
-			w.at[w.base[sl.Arena]+sl.Off/ext] = uint32(len(w.slots))
+			w.at[w.base[sl.Arena()]+sl.Off/ext] = uint32(len(w.slots))
 		}
 	}
 	return len(w.slots), uniform, grid
@@ -250,15 +250,17 @@ func (sh *shard) moveAll(placed int) uint64 {
 		}
 		sl := sh.Slots.At(w.slots[k])
 		dst, off := sh.dest(r)
-		if w.vacated[sl.Arena] {
-			src := sh.Arenas.Get(sl.Arena).Mem[sl.Off : sl.Off+sl.Size+ext]
+		if w.vacated[sl.Arena()] {
+			src := sh.Arenas.Get(sl.Arena()).Mem[sl.Off : sl.Off+sl.Size+ext]
 			copy(dst.Mem[off:int(off)+len(src)], src)
-			sl.Arena, sl.Off = dst.Index, off
+			sl.SetArena(dst.Index)
+			sl.Off = off
 		} else {
 			copy(dst.Mem[off:int(off)+int(sl.Size+ext)], sh.Extent(sl))
 			osmem.Wipe(sh.Extent(sl))
 			sh.vacate(sl)
-			sl.Arena, sl.Off = dst.Index, off
+			sl.SetArena(dst.Index)
+			sl.Off = off
 		}
 		if w.per == 0 {
 			// layoutUniform counts its arenas' entries itself.
@@ -310,7 +312,8 @@ func (sh *shard) moveBySource() uint64 {
 	}
 	for k, i := range w.slots {
 		sl := sh.Slots.At(i)
-		sl.Arena, sl.Off = uint32(w.to[k]>>32), uint32(w.to[k])
+		sl.SetArena(uint32(w.to[k] >> 32))
+		sl.Off = uint32(w.to[k])
 	}
 	return uint64(q) * uint64(w.size-sh.Overhead())
 }
@@ -453,7 +456,8 @@ func (sh *shard) shuffleInPlace(n int) (uint64, bool) {
 	}
 	for k, i := range w.slots {
 		sl := sh.Slots.At(i)
-		sl.Arena, sl.Off = uint32(w.to[k]>>32), uint32(w.to[k])
+		sl.SetArena(uint32(w.to[k] >> 32))
+		sl.Off = uint32(w.to[k])
 	}
 	// The arenas now hold the places below n, in order, and the last of
 	// them becomes the current arena. None is left empty: the last arena
@@ -675,7 +679,7 @@ func (sh *shard) releaseArenas(err error, later *store.UnmapList) error {
 // vacate takes an entry, already wiped, out of its arena, which is
 // released if that leaves it empty and not current.
 func (sh *shard) vacate(sl *store.Slot) {
-	sh.Arenas.Vacate(sh.Arenas.Get(sl.Arena), sl.Off, sl.Size+uint32(sh.Overhead()), nil)
+	sh.Arenas.Vacate(sh.Arenas.Get(sl.Arena()), sl.Off, sl.Size+uint32(sh.Overhead()), nil)
 }
 
 // shuffleWork holds a shuffle's scratch arrays, indexed by k (entries in

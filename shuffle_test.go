@@ -56,11 +56,11 @@ func testPermutationUniform(t *testing.T, sizes []int) {
 		sh.mu.Lock()
 		defer sh.mu.Unlock()
 		var p [n]int
-		ai := sh.Slots.At(hs[0].slot()).Arena
+		ai := sh.Slots.At(hs[0].slot()).Arena()
 		for i, h := range hs {
 			sl := sh.Slots.At(h.slot())
-			if sl.Arena != ai {
-				t.Fatalf("entry %d in arena %d, entry 0 in %d", i, sl.Arena, ai)
+			if sl.Arena() != ai {
+				t.Fatalf("entry %d in arena %d, entry 0 in %d", i, sl.Arena(), ai)
 			}
 			for _, o := range hs {
 				if sh.Slots.At(o.slot()).Off < sl.Off {
@@ -286,8 +286,8 @@ func TestShufflePermutationUniformInPlace(t *testing.T) {
 		p := make([]int, n)
 		for i, h := range hs {
 			sl := sh.Slots.At(h.slot())
-			if sl.Arena != sh.Arenas.Cur().Index || sl.Off%size != 0 || sl.Off/size >= n {
-				t.Fatalf("entry %d at arena %d offset %d: not on the grid of the current arena", i, sl.Arena, sl.Off)
+			if sl.Arena() != sh.Arenas.Cur().Index || sl.Off%size != 0 || sl.Off/size >= n {
+				t.Fatalf("entry %d at arena %d offset %d: not on the grid of the current arena", i, sl.Arena(), sl.Off)
 			}
 			p[i] = int(sl.Off / size)
 		}

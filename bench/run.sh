@@ -10,32 +10,49 @@
 #
 #   bench/run.sh              # COUNT=10 samples of every benchmark
 #   COUNT=3 bench/run.sh      # quicker
+#   QUICK=1 bench/run.sh      # only what the tables read, 6 samples (under 15 minutes)
 #
 # Settings (environment variables):
 #
-#   COUNT              samples of each benchmark (10)
-#   BENCHTIME          -benchtime of the ordinary benchmarks (1s)
+#   QUICK              1: COUNT=6 (the fewest that give a 95% interval) at
+#                      BENCHTIME=0.5s, the comparison at 32 B, 64 KiB and 1 MiB
+#                      only, of the core module only the benchmarks the
+#                      report's tables read, footprint at 1,000,000 only
+#   COUNT              samples of each benchmark (10; 6 with QUICK=1)
+#   BENCHTIME          -benchtime of the ordinary benchmarks (1s; 0.5s with QUICK=1)
 #   HEAVY              top-level core benchmarks that take seconds per iteration and
 #                      gigabytes of memory (^Benchmark(Shuffle|RotateKey|Memory)$)
 #   HEAVY_BENCHTIME    their -benchtime (3x)
-#   FOOTPRINT_COUNTS   numbers of live secrets the footprint tool holds (10000,1000000)
-#   FOOTPRINT_TIMEOUT  limit for each footprint child process (5m)
+#   PAUSE              top-level core benchmarks that measure latency under a
+#                      background job (^BenchmarkRentReturnDuring(BackgroundShuffle|KeyRotation)$)
+#   PAUSE_BENCHTIME    their -benchtime, the length of each run (3s)
+#   CACHE_ROUNDS       rounds of `memshuffle cache` with and without -baseline (6)
+#   CACHE_ARGS         its workload (-tokens 100000 -goroutines 8 -duration 3s)
+#   FOOTPRINT_COUNTS   numbers of live secrets the footprint tool holds (10000,1000000;
+#                      1000000 with QUICK=1)
+#   FOOTPRINT_TIMEOUT  limit for each footprint child process (5m; 1m with QUICK=1)
 #
-# The test binaries are built once, first: the code measured is the code of
-# that moment, whatever changes in the tree while the run goes on. The COUNT
-# samples are taken in COUNT interleaved rounds (each binary with -count 1),
-# so that drift in the machine's load spreads over all benchmarks alike.
-# Raw output stays in bench/results/ (not committed).
 set -euo pipefail
 
 bench_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$bench_dir/.." && pwd)
 cd "$root"
 
+QUICK=${QUICK:-0}
+if [[ $QUICK == 1 ]]; then
+	COUNT=${COUNT:-6}
+	BENCHTIME=${BENCHTIME:-0.5s}
+	FOOTPRINT_COUNTS=${FOOTPRINT_COUNTS:-1000000}
+	FOOTPRINT_TIMEOUT=${FOOTPRINT_TIMEOUT:-1m}
+fi
 COUNT=${COUNT:-10}
 BENCHTIME=${BENCHTIME:-1s}
 HEAVY=${HEAVY:-'^Benchmark(Shuffle|RotateKey|Memory)$'}
 HEAVY_BENCHTIME=${HEAVY_BENCHTIME:-3x}
+PAUSE=${PAUSE:-'^BenchmarkRentReturnDuring(BackgroundShuffle|KeyRotation)$'}
+PAUSE_BENCHTIME=${PAUSE_BENCHTIME:-3s}
+CACHE_ROUNDS=${CACHE_ROUNDS:-6}
+CACHE_ARGS=${CACHE_ARGS:-'-tokens 100000 -goroutines 8 -duration 3s'}
 FOOTPRINT_COUNTS=${FOOTPRINT_COUNTS:-10000,1000000}
 FOOTPRINT_TIMEOUT=${FOOTPRINT_TIMEOUT:-5m}
 
@@ -112,7 +129,12 @@ bench() {
 	else
 		echo "code measured: commit $commit"
 	fi
-	echo "samples: $COUNT of each benchmark (COUNT=$COUNT), taken in interleaved rounds; -benchtime $BENCHTIME, and $HEAVY_BENCHTIME for $HEAVY"
+	mode="every benchmark"
+	if [[ $QUICK == 1 ]]; then
+		mode="QUICK=1: only the benchmarks the report's tables read"
+	fi
+	echo "samples: $COUNT of each benchmark (COUNT=$COUNT, $mode), taken in interleaved rounds; -benchtime $BENCHTIME, $HEAVY_BENCHTIME for $HEAVY, $PAUSE_BENCHTIME for $PAUSE; $CACHE_ROUNDS rounds of the cache workload"
+	echo "uptime at the start: $(uptime)"
 } >"$env_file"
 cat "$env_file" >&2
 
@@ -126,18 +148,59 @@ if ! go -C bench mod tidy -diff >/dev/null 2>&1; then
 fi
 run go test -c -o "$results/core.test" .
 run go -C bench test -c -o results/compare.test .
+run go build -o "$results/memshuffle" ./cmd/memshuffle
 run go -C bench build -o results/footprint ./cmd/footprint
 run go -C bench build -o results/report ./cmd/report
 run go -C bench build -o results/benchstat golang.org/x/perf/cmd/benchstat
 
-# The core benchmarks that take seconds per iteration get their own
-# -benchtime; everything else the default.
-mapfile -t all < <("$results/core.test" -test.list '^Benchmark' | grep '^Benchmark')
-light=() heavy=()
-for b in "${all[@]}"; do
-	if [[ $b =~ $HEAVY ]]; then heavy+=("$b"); else light+=("$b"); fi
-done
-join() { local IFS='|'; echo "^($*)\$"; }
+# Each group of core benchmarks is one -test.bench pattern with its own
+# -benchtime: the heavy ones (seconds per iteration) a few iterations, the
+# pause ones a fixed time, everything else the default. QUICK=1 runs only
+# what the report's tables read.
+core_pat=() core_bt=()
+group() { core_pat+=("$1"); core_bt+=("$2"); }
+cmp_pat=.
+if [[ $QUICK == 1 ]]; then
+	cmp_pat='^BenchmarkRentReturn$/./^size=(32|65536|1048576)$'
+	group '^BenchmarkRentReturn$/^size=(32|65536|1048576)$' "$BENCHTIME"
+	group '^BenchmarkRentReturnLive$/^live=(10|1000|1000000)$' "$BENCHTIME"
+	group '^BenchmarkAlloc$/^size=32$' "$BENCHTIME"
+	group '^BenchmarkRentReturnParallel$/^entries=own$' "$BENCHTIME"
+	group '^BenchmarkBaselineCTR$/^size=(65536|1048576)$' "$BENCHTIME"
+	group '^Benchmark(BaselineGCM|BaselineAESCTR|BaselinePermuteCopy|BaselinePermuteCopyFixed|BaselineCopyClear)$' "$BENCHTIME"
+	group '^Benchmark(Shuffle|Memory)$' "$HEAVY_BENCHTIME"
+	group '^BenchmarkRentReturnDuringBackgroundShuffle$/^total=256MiB$' "$PAUSE_BENCHTIME"
+	group '^BenchmarkRentReturnDuringKeyRotation$/^total=256MiB$/^size=32$/^shards=8$' "$PAUSE_BENCHTIME"
+else
+	mapfile -t all < <("$results/core.test" -test.list '^Benchmark' | grep '^Benchmark')
+	light=() heavy=() pause=()
+	for b in "${all[@]}"; do
+		if [[ $b =~ $HEAVY ]]; then
+			heavy+=("$b")
+		elif [[ $b =~ $PAUSE ]]; then
+			pause+=("$b")
+		else
+			light+=("$b")
+		fi
+	done
+	join() { local IFS='|'; echo "^($*)\$"; }
+	if ((${#light[@]})); then group "$(join "${light[@]}")" "$BENCHTIME"; fi
+	if ((${#heavy[@]})); then group "$(join "${heavy[@]}")" "$HEAVY_BENCHTIME"; fi
+	if ((${#pause[@]})); then group "$(join "${pause[@]}")" "$PAUSE_BENCHTIME"; fi
+fi
+
+# cache runs the token cache workload once on memshuffle and once on the
+# map behind a sync.RWMutex, in an order that alternates with the round so
+# that neither always runs first; the report reads their summary lines.
+cache() {
+	local round=$1 order=("" -baseline) a
+	if ((round % 2 == 0)); then order=(-baseline ""); fi
+	for a in "${order[@]}"; do
+		# CACHE_ARGS is a list of words on purpose.
+		# shellcheck disable=SC2086
+		bench "$round" "$results/cache.txt" "$results/memshuffle" cache $CACHE_ARGS -quiet ${a:+"$a"}
+	done
+}
 
 # --- benchmarks, in interleaved rounds ---------------------------------------
 loads=()
@@ -145,15 +208,15 @@ echo "for round in \$(seq $COUNT); do" >>"$commands"
 for round in $(seq "$COUNT"); do
 	# The machine may be shared: record how busy it is as each round starts.
 	loads+=("$(cut -d' ' -f1 /proc/loadavg)")
-	bench "$round" "$results/compare.txt" "$results/compare.test" -test.run '^$' -test.bench . \
+	bench "$round" "$results/compare.txt" "$results/compare.test" -test.run '^$' -test.bench "$cmp_pat" \
 		-test.benchtime "$BENCHTIME" -test.count 1 -test.timeout 60m
-	if ((${#light[@]})); then
-		bench "$round" "$results/core.txt" "$results/core.test" -test.run '^$' -test.bench "$(join "${light[@]}")" \
-			-test.benchtime "$BENCHTIME" -test.count 1 -test.timeout 60m
-	fi
-	if ((${#heavy[@]})); then
-		bench "$round" "$results/core.txt" "$results/core.test" -test.run '^$' -test.bench "$(join "${heavy[@]}")" \
-			-test.benchtime "$HEAVY_BENCHTIME" -test.count 1 -test.timeout 60m
+	for i in "${!core_pat[@]}"; do
+		bench "$round" "$results/core.txt" "$results/core.test" -test.run '^$' -test.bench "${core_pat[i]}" \
+			-test.benchtime "${core_bt[i]}" -test.count 1 -test.timeout 60m
+	done
+	if ((round <= CACHE_ROUNDS)); then
+		if ((round == 1)); then echo "  # in rounds 1 to $((CACHE_ROUNDS < COUNT ? CACHE_ROUNDS : COUNT)) only, -baseline first in even rounds:" >>"$commands"; fi
+		cache "$round"
 	fi
 done
 echo "done" >>"$commands"
@@ -175,6 +238,7 @@ log "" ">$results/core.benchstat.txt" "$results/benchstat" "$results/core.txt"
 
 elapsed=$(($(date +%s) - start))
 echo "load average (1 min) as each round started: ${loads[*]}; at the end: $(cut -d' ' -f1 /proc/loadavg) ($(nproc) CPUs)" >>"$env_file"
+echo "uptime at the end: $(uptime)" >>"$env_file"
 echo "duration: $((elapsed / 60)) min $((elapsed % 60)) s for the whole run (builds, benchmark rounds, footprint)" >>"$env_file"
 run "$results/report" -results "$results" -out BENCHMARKS.md -svg bench/rentreturn.svg -notes bench/NOTES.md
 

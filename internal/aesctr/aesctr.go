@@ -37,19 +37,35 @@
 // process and never wiped. So on Linux every call is guarded, from assembly,
 // where the goroutine cannot change threads in the middle:
 //
-//   - [Expand], and [XOR] and [Copy] of more than 128 bytes, block every
+//   - [Expand], and [XOR], [XOR2] and [Copy] of more than 4 KiB, block every
 //     asynchronous signal of the thread before the first secret is loaded
 //     and restore the mask after the registers are cleared: a signal that
 //     arrives meanwhile stays pending, and its frame holds nothing secret.
 //     Two rt_sigprocmask syscalls per call.
-//   - Shorter [XOR] and [Copy] calls, the common case in memshuffle, read the
-//     time stamp counter before and after instead. A signal taken in between
-//     costs at least its delivery and the rt_sigreturn syscall that ends its
-//     handler, so when the call took longer than half the fastest getppid
-//     round trip (measured at first use) the routine zeroes the thread's
-//     signal stack before returning. Two counter reads per call, and a
-//     syscall and a wipe only when the check fires. On a CPU without an
-//     invariant time stamp counter these calls block signals too.
+//   - Shorter calls, the common case in memshuffle, detect the frame
+//     instead. The kernel puts a frame's FPU state at a fixed distance
+//     below the top of the signal stack (one of two: threads that have
+//     used AMX get a larger one) and always writes a magic word in it; the
+//     routine zeroes that word, for both distances, before loading a
+//     secret, and when it finds it overwritten after clearing the
+//     registers, it zeroes the thread's whole signal stack before
+//     returning. It finds the signal stack through the runtime's record of
+//     it (g.m.gsignal), at offsets checked against the compiler's debug
+//     information by a test and against the kernel, with a signal sent to
+//     the own thread at first use (SIGURG, which the runtime itself sends
+//     to preempt goroutines, so a program that asked os/signal for it
+//     already sees spurious ones). A few loads and stores per call, and a
+//     syscall and a wipe only when a signal came.
+//   - Where that check fails (another Go release, a CPU without XSAVE, a
+//     kernel that lays frames out otherwise), and on a thread that has run
+//     C code, which could have given the thread another signal stack,
+//     calls of up to 128 bytes read the time stamp counter before and
+//     after instead. A signal taken in between costs at least its delivery
+//     and the rt_sigreturn syscall that ends its handler, so when the call
+//     took longer than half the fastest getppid round trip (measured at
+//     first use) the routine zeroes the thread's signal stack before
+//     returning. Two counter reads per call. On a CPU without an invariant
+//     time stamp counter, and for the longer calls, signals are blocked.
 //
 // What is left:
 //
@@ -63,13 +79,18 @@
 //     reads its registers directly, in the middle of the assembly if that is
 //     where the thread is. A core file keeps them in its notes, not in the
 //     process's memory.
-//   - In a short call, the frame of a signal stays in memory from the
-//     signal's return until the wipe at the end of the same call, and for
-//     good if the signal ends the process (SIGQUIT with GOTRACEBACK=crash
-//     writes a core dump from its handler, which never returns to the wipe).
-//   - The detection threshold is a measured bound, not a proof: it assumes a
-//     signal never costs less than half a syscall round trip measured at
-//     first use, which leaves room for the core to run twice as fast then.
+//   - In a call guarded by detection, the frame of a signal stays in memory
+//     from the signal's return until the wipe at the end of the same call
+//     (at most 4 KiB of work), and for good if the signal ends the process
+//     (SIGQUIT with GOTRACEBACK=crash writes a core dump from its handler,
+//     which never returns to the wipe).
+//   - The canaries trust that the signal stack of a thread that has run no
+//     C code is the one the runtime set up for it; Go code that changes it
+//     with a raw sigaltstack syscall defeats them.
+//   - The time stamp counter's threshold is a measured bound, not a proof:
+//     it assumes a signal never costs less than half a syscall round trip
+//     measured at first use, which leaves room for the core to run twice
+//     as fast then.
 //   - A long [XOR] is not preemptible and holds its signals for its run
 //     time (about 0.12 ms per MiB on a current x86 core), so callers split
 //     long inputs; memshuffle does so at 64 KiB, and [Copy] does too.
@@ -91,6 +112,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -165,6 +187,28 @@ func XOR(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, s
 	xorKeyStreamAsm(rk, salt, base, dst, src, scratch, g, ticks)
 }
 
+// XOR2 sets data[i] ^= ksA[i] ^ ksB[i], where ksA is the keystream of
+// round keys rkA, salt saltA and counter values from baseA, as for [XOR],
+// and ksB that of rkB, saltB and baseB: it turns data encrypted under one
+// keystream into data encrypted under the other in one pass, with neither
+// keystream, nor the plaintext, ever in memory, only their XOR in
+// registers. The counter runs must not pass 2^64, as for XOR; rkA and rkB
+// must be 16-byte aligned; scratch is used for a final partial block and
+// is all zero when XOR2 returns. No reference to any argument is kept.
+//
+// XOR2 must only be called where [Supported] is true; it panics elsewhere.
+// It does not allocate.
+func XOR2(rkA *[RoundKeysSize]byte, saltA *[8]byte, baseA uint64, rkB *[RoundKeysSize]byte, saltB *[8]byte, baseB uint64, data []byte, scratch *[16]byte) {
+	if !supported {
+		panic("aesctr: XOR2 called where Supported() is false")
+	}
+	if uintptr(unsafe.Pointer(rkA))%16 != 0 || uintptr(unsafe.Pointer(rkB))%16 != 0 {
+		panic("aesctr: round keys not 16-byte aligned")
+	}
+	g, ticks := guardFor(len(data))
+	xor2KeyStreamAsm(rkA, saltA, baseA, rkB, saltB, baseB, data, scratch, g, ticks)
+}
+
 // copyChunk bounds one assembly call of Copy, which is not preemptible and
 // holds its thread's signals while it runs.
 const copyChunk = 64 << 10
@@ -196,10 +240,12 @@ const (
 	guardOff    uint8 = 0 // nothing: only for tests
 	guardBlock  uint8 = 1 // asynchronous signals blocked: two syscalls
 	guardDetect uint8 = 2 // a late return detected, then the signal stack wiped
+	guardCanary uint8 = 3 // an overwritten canary detected, then the signal stack wiped
 )
 
-// detectMax is the longest input guarded by detection rather than by
-// blocking signals. Detection costs two reads of the time stamp counter, and
+// detectMax is the longest input guarded by the time stamp counter, where
+// the canaries cannot be used, rather than by blocking signals. Detection
+// costs two reads of the time stamp counter, and
 // a syscall and a wipe of the signal stack each time it fires, which is
 // every call that runs longer than the threshold: a few hundred bytes of
 // AES here. Blocking costs two syscalls whatever the length. At 128 bytes
@@ -213,6 +259,18 @@ const detectMax = 128
 // documentation).
 const guardOS = runtime.GOOS == "linux"
 
+// canaryMax is the longest input guarded by canaries rather than by
+// blocking signals. The canaries cost a few loads and stores whatever the
+// length, and a syscall and a wipe of the signal stack only when a signal
+// did arrive, so they are cheaper than blocking at every length; but while
+// the call runs, a signal's frame holds secrets until the wipe at its end,
+// and a signal whose handler never returns (a crash dump from SIGQUIT, for
+// example) keeps it. Blocking leaves no such frame at all. 4 KiB (about
+// half a microsecond of AES here) keeps that window as short as the
+// syscalls blocking would cost, and covers the entry sizes where those
+// syscalls dominate; the 64 KiB chunks of long entries still block.
+const canaryMax = 4096
+
 // guardFor returns the guard, and its threshold, of an assembly call on n
 // bytes.
 func guardFor(n int) (uint8, uint64) {
@@ -222,13 +280,56 @@ func guardFor(n int) (uint8, uint64) {
 	if !guardOS {
 		return guardOff, 0
 	}
-	if n <= detectMax {
-		if ticks := detectTicks(); ticks != 0 {
-			return guardDetect, ticks
+	a := autoGuards()
+	if n <= canaryMax && a.canary {
+		// On a thread that has run C code the assembly falls back to
+		// detection with this threshold, or to blocking where it is 0.
+		if n <= detectMax {
+			return guardCanary, a.ticks
 		}
+		return guardCanary, 0
+	}
+	if n <= detectMax && a.ticks != 0 {
+		return guardDetect, a.ticks
 	}
 	return guardBlock, 0
 }
+
+// autoGuard is what the automatic choice of guard rests on, found once.
+type autoGuard struct {
+	canary bool   // canaryReady
+	ticks  uint64 // detectTicks
+}
+
+// The automatic choice, read on every call: auto is written once, before
+// autoSet, so a call that sees autoSet reads it with two plain loads rather
+// than through two sync.OnceValue closures.
+var (
+	autoSet  atomic.Bool
+	autoOnce sync.Once
+	auto     autoGuard
+)
+
+func autoGuards() autoGuard {
+	if autoSet.Load() { // small enough to inline into guardFor
+		return auto
+	}
+	return findAutoGuards()
+}
+
+func findAutoGuards() autoGuard {
+	autoOnce.Do(func() {
+		auto = autoGuard{canary: canaryReady(), ticks: detectTicks()}
+		autoSet.Store(true)
+	})
+	return auto
+}
+
+// canaryReady reports whether guardCanary can be used: its start-up check
+// (setupCanary) passed.
+var canaryReady = sync.OnceValue(func() bool {
+	return supported && guardOS && setupCanary()
+})
 
 // detectTicks is the threshold of guardDetect, or 0 where detection cannot
 // be trusted and every call blocks signals instead.
@@ -262,13 +363,18 @@ var forced *guardChoice
 // the whole process, so that a test can show that its search finds the
 // signal frames the guard prevents, and a benchmark can weigh the guards:
 // "off" (no guard), "block" (signals blocked for every call), "detect"
-// (detection for every call, whatever its length, where the time stamp
-// counter can be trusted) or "auto" (the default). It returns false, and
-// changes nothing, for any other name, and for "block" and "detect" where
-// there are no guards (off Linux). It must be called while no other
+// (detection by the time stamp counter for every call, whatever its length,
+// where the counter can be trusted), "canary" (detection by canaries for
+// every call, whatever its length) or "auto" (the default). It returns
+// false, and changes nothing, for any other name, for "block" and "detect"
+// where there are no guards (off Linux), and for "canary" where the
+// canaries cannot be used. It must be called while no other
 // function of the package runs, and only by tests.
 func SetSignalGuardForTest(name string) bool {
 	if !guardOS && (name == "block" || name == "detect") {
+		return false
+	}
+	if name == "canary" && !canaryReady() {
 		return false
 	}
 	switch name {
@@ -283,6 +389,8 @@ func SetSignalGuardForTest(name string) bool {
 		if ticks := detectTicks(); ticks != 0 {
 			forced = &guardChoice{guard: guardDetect, ticks: ticks}
 		}
+	case "canary":
+		forced = &guardChoice{guard: guardCanary, ticks: detectTicks()}
 	default:
 		return false
 	}

@@ -1,4 +1,5 @@
 #include "textflag.h"
+#include "go_asm.h"
 
 // The routines keep every secret they compute or move (key words and round
 // keys in the expansion, AES states and keystream, the plaintext of the
@@ -23,8 +24,35 @@
 // unblocked, as the kernel would otherwise kill the process without letting
 // the runtime report the fault. Two syscalls per call.
 //
-// guardDetect reads the time stamp counter before the first secret is
-// loaded and after the registers are cleared. A signal taken in between
+// guardCanary, the usual guard of calls up to 4 KiB, detects the frame
+// itself. When the kernel delivers a signal on the thread's signal stack
+// (Go's handlers all ask for it), it puts the FPU state of the frame, XMM
+// registers at offset 160, at round_down(top - size, 64), where top is the
+// top of that stack and size the thread's XSAVE area plus 4, and writes
+// FP_XSTATE_MAGIC1 at offset 464 of it, in every frame and never as zero
+// (get_sigframe, fpu__alloc_mathframe, copy_fpstate_to_sigframe). So the
+// routine finds the signal stack the runtime recorded for the thread
+// (g.m.gsignal.stack, through thread-local storage; offsets in
+// layout_amd64.go), zeroes that word before the first secret is loaded, and
+// reads it after the registers are cleared: not zero means a frame was
+// written meanwhile, and the routine wipes the signal stack as guardDetect
+// does. A frame has one of two sizes: the default, and the larger one of a
+// thread that has used AMX, whose tile data Linux adds to the thread's
+// state on first use; a canary is planted for each (canaryFrame,
+// canaryFrameMax; the same word when the CPU has no AMX). Four loads, two
+// stores and a branch per call, no syscall unless a signal came. The Go
+// side checks every assumption at first use (verifyCanary in
+// canary_linux_amd64.go: the offsets against the thread id, the running g
+// and sigaltstack; the frame's place, size and magic words against a
+// signal the routine sends to its own thread; XCR0 against the frame's
+// components) and never picks this guard if any check fails. On a thread
+// that has run C code (m.ncgocall), which could have moved the signal
+// stack, the routine falls back to guardDetect, or to guardBlock where
+// ticks is 0.
+//
+// guardDetect, used where the canaries are not, reads the time stamp
+// counter before the first secret is loaded
+// and after the registers are cleared. A signal taken in between
 // adds its delivery and its return through the rt_sigreturn syscall to the
 // difference, so a difference of more than ticks (calibrated by Go code
 // below one syscall round trip) means a frame may hold secrets: then the
@@ -38,76 +66,157 @@
 // cannot move to another thread in between: each routine is NOSPLIT
 // assembly with no call, so it runs start to end on one thread.
 //
-// Frame: 0(SP) the saved signal mask, 8(SP) the starting time stamp,
-// 16(SP) a stack_t (ss_sp, ss_flags, ss_size) for sigaltstack.
+// Frame: see the frame* offsets below.
 
 #define guardBlock 1
 #define guardDetect 2
+#define guardCanary 3
 
 #define SYS_rt_sigprocmask 14
+#define SYS_getpid 39
 #define SYS_sigaltstack 131
+#define SYS_gettid 186
+#define SYS_tgkill 234
 #define SIG_BLOCK 0
 #define SIG_SETMASK 2
 #define SS_ONSTACK 1
 #define SS_DISABLE 2
 
+// fxMagic1 is where, in the FXSAVE area of a signal frame, the kernel
+// writes FP_XSTATE_MAGIC1 (struct _fpx_sw_bytes in the reserved bytes 464-
+// 511, which the XSAVE instruction leaves alone): a word every frame
+// delivered on the signal stack writes, never with zero.
+#define fxMagic1 464
+
+// The frame of a guarded routine. The guard in effect (the argument, or
+// what guardCanary fell back to) is kept so that GUARDEXIT undoes what
+// GUARDENTER did.
+#define frameMask 0      // saved signal mask (guardBlock)
+#define frameTSC 8       // starting time stamp (guardDetect)
+#define frameCanary 8    // canary for the default frame size (guardCanary)
+#define frameCanaryMax 16 // canary for the largest frame size (guardCanary)
+#define frameStack 24    // stack_t for sigaltstack: ss_sp,
+#define frameStackFlags 32 // ss_flags,
+#define frameStackSize 40 // ss_size
+#define frameGuard 48    // guard in effect
+
 // GUARDENTER starts the guard. It clobbers AX, CX, DX, SI, DI, R10 and R11,
-// so it comes before the arguments are loaded.
-#define GUARDENTER(guard, block, out)       \
-	MOVBLZX guard, AX                   \
-	CMPQ    AX, $guardBlock             \
-	JEQ     block                       \
-	CMPQ    AX, $guardDetect            \
-	JNE     out                         \
-	RDTSC                               \
-	SHLQ    $32, DX                     \
-	ORQ     DX, AX                      \
-	MOVQ    AX, 8(SP)                   \
-	JMP     out                         \
-block:                                      \
-	MOVQ    $SYS_rt_sigprocmask, AX     \
-	MOVQ    $SIG_BLOCK, DI              \
-	LEAQ    asyncSignals<>(SB), SI      \
-	LEAQ    0(SP), DX                   \
-	MOVQ    $8, R10                     \
-	SYSCALL                             \
+// so it comes before the arguments are loaded. guardCanary falls back to
+// guardDetect with threshold ticks (to guardBlock when ticks is 0) on a
+// thread that has run a cgo call, where C code may have moved the signal
+// stack away from the one the runtime recorded: m.ncgocall is not 0, except
+// for the one call the runtime itself makes on m0 (m.id 0) in a cgo
+// binary, _cgo_notify_runtime_init_done, which does not touch it. It falls
+// back too where the signal stack is too small for the larger frame (a
+// thread created by C code, with a signal stack of its own), so that it
+// never writes below the stack.
+#define GUARDENTER(guard, ticks, nocgo, nocanary, fallback, detect, block, out) \
+	MOVBLZX guard, AX                       \
+	CMPQ    AX, $guardCanary                \
+	JNE     nocanary                        \
+	MOVQ    TLS, CX                         \
+	MOVQ    0(CX)(TLS*1), CX                \
+	MOVQ    const_offGM(CX), CX             \
+	MOVQ    const_offMNcgocall(CX), DX      \
+	TESTQ   DX, DX                          \
+	JZ      nocgo                           \
+	CMPQ    DX, $1                          \
+	JNE     fallback                        \
+	CMPQ    const_offMID(CX), $0            \
+	JNE     fallback                        \
+nocgo:                                          \
+	MOVQ    const_offMGsignal(CX), CX       \
+	MOVQ    const_offGStackHi(CX), DX       \
+	SUBQ    ·canaryFrameMax(SB), DX         \
+	ANDQ    $~63, DX                        \
+	CMPQ    DX, const_offGStackLo(CX)       \
+	JB      fallback                        \
+	MOVQ    const_offGStackHi(CX), CX       \
+	SUBQ    ·canaryFrame(SB), CX            \
+	ANDQ    $~63, CX                        \
+	MOVL    $0, fxMagic1(CX)                \
+	MOVQ    CX, frameCanary(SP)             \
+	MOVL    $0, fxMagic1(DX)                \
+	MOVQ    DX, frameCanaryMax(SP)          \
+	MOVB    AX, frameGuard(SP)              \
+	JMP     out                             \
+fallback:                                       \
+	MOVQ    ticks, AX                       \
+	TESTQ   AX, AX                          \
+	JZ      block                           \
+	JMP     detect                          \
+nocanary:                                       \
+	CMPQ    AX, $guardBlock                 \
+	JEQ     block                           \
+	MOVB    $0, frameGuard(SP)              \
+	CMPQ    AX, $guardDetect                \
+	JNE     out                             \
+detect:                                         \
+	MOVB    $guardDetect, frameGuard(SP)    \
+	RDTSC                                   \
+	SHLQ    $32, DX                         \
+	ORQ     DX, AX                          \
+	MOVQ    AX, frameTSC(SP)                \
+	JMP     out                             \
+block:                                          \
+	MOVB    $guardBlock, frameGuard(SP)     \
+	MOVQ    $SYS_rt_sigprocmask, AX         \
+	MOVQ    $SIG_BLOCK, DI                  \
+	LEAQ    asyncSignals<>(SB), SI          \
+	LEAQ    frameMask(SP), DX               \
+	MOVQ    $8, R10                         \
+	SYSCALL                                 \
 out:
 
 // GUARDEXIT ends the guard, after every register holding a secret is
-// cleared. It clobbers AX, CX, DX, SI, DI, R10 and R11.
-#define GUARDEXIT(guard, ticks, restore, out) \
-	MOVBLZX guard, AX                   \
-	CMPQ    AX, $guardBlock             \
-	JEQ     restore                     \
-	CMPQ    AX, $guardDetect            \
-	JNE     out                         \
-	RDTSC                               \
-	SHLQ    $32, DX                     \
-	ORQ     DX, AX                      \
-	SUBQ    8(SP), AX                   \
-	CMPQ    AX, ticks                   \
-	JBE     out                         \
-	MOVQ    $SYS_sigaltstack, AX        \
-	XORL    DI, DI                      \
-	LEAQ    16(SP), SI                  \
-	SYSCALL                             \
-	TESTQ   AX, AX                      \
-	JNZ     out                         \
-	MOVL    24(SP), AX                  \
-	TESTL   $(SS_ONSTACK|SS_DISABLE), AX \
-	JNZ     out                         \
-	MOVQ    16(SP), DI                  \
-	MOVQ    32(SP), CX                  \
-	XORL    AX, AX                      \
-	REP;    STOSB                       \
-	JMP     out                         \
-restore:                                    \
-	MOVQ    $SYS_rt_sigprocmask, AX     \
-	MOVQ    $SIG_SETMASK, DI            \
-	LEAQ    0(SP), SI                   \
-	XORL    DX, DX                      \
-	MOVQ    $8, R10                     \
-	SYSCALL                             \
+// cleared. It clobbers AX, CX, DX, SI, DI, R10 and R11. A canary that is
+// no longer zero, or a late return under guardDetect, means a signal frame
+// may hold secrets: then the routine asks the kernel for the thread's
+// signal stack and zeroes all of it.
+#define GUARDEXIT(ticks, notdetect, wipe, restore, out) \
+	MOVBLZX frameGuard(SP), AX              \
+	CMPQ    AX, $guardBlock                 \
+	JEQ     restore                         \
+	CMPQ    AX, $guardDetect                \
+	JNE     notdetect                       \
+	RDTSC                                   \
+	SHLQ    $32, DX                         \
+	ORQ     DX, AX                          \
+	SUBQ    frameTSC(SP), AX                \
+	CMPQ    AX, ticks                       \
+	JBE     out                             \
+	JMP     wipe                            \
+notdetect:                                      \
+	CMPQ    AX, $guardCanary                \
+	JNE     out                             \
+	MOVQ    frameCanary(SP), AX             \
+	MOVL    fxMagic1(AX), AX                \
+	MOVQ    frameCanaryMax(SP), CX          \
+	ORL     fxMagic1(CX), AX                \
+	JZ      out                             \
+	LOCK;   INCQ ·canaryHits(SB)            \
+wipe:                                           \
+	MOVQ    $SYS_sigaltstack, AX            \
+	XORL    DI, DI                          \
+	LEAQ    frameStack(SP), SI              \
+	SYSCALL                                 \
+	TESTQ   AX, AX                          \
+	JNZ     out                             \
+	MOVL    frameStackFlags(SP), AX          \
+	TESTL   $(SS_ONSTACK|SS_DISABLE), AX    \
+	JNZ     out                             \
+	MOVQ    frameStack(SP), DI              \
+	MOVQ    frameStackSize(SP), CX         \
+	XORL    AX, AX                          \
+	REP;    STOSB                           \
+	JMP     out                             \
+restore:                                        \
+	MOVQ    $SYS_rt_sigprocmask, AX         \
+	MOVQ    $SIG_SETMASK, DI                \
+	LEAQ    frameMask(SP), SI               \
+	XORL    DX, DX                          \
+	MOVQ    $8, R10                         \
+	SYSCALL                                 \
 out:
 
 // asyncSignals is every signal but SIGILL (4), SIGTRAP (5), SIGBUS (7),
@@ -197,8 +306,8 @@ noInvariant:
 	MOVOU           X2, off(AX)
 
 // func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte, guard uint8, ticks uint64)
-TEXT ·expandKeyAsm(SB), NOSPLIT, $40-32
-	GUARDENTER(guard+16(FP), expandBlock, expandEntered)
+TEXT ·expandKeyAsm(SB), NOSPLIT, $56-32
+	GUARDENTER(guard+16(FP), ticks+24(FP), expandNoCgo, expandNoCanary, expandFallback, expandDetect, expandBlock, expandEntered)
 	MOVQ  rk+0(FP), AX
 	MOVQ  key+8(FP), BX
 	MOVOU (BX), X0
@@ -222,7 +331,7 @@ TEXT ·expandKeyAsm(SB), NOSPLIT, $40-32
 	PXOR  X1, X1
 	PXOR  X2, X2
 	PXOR  X3, X3
-	GUARDEXIT(guard+16(FP), ticks+24(FP), expandRestore, expandLeft)
+	GUARDEXIT(ticks+24(FP), expandNotDetect, expandWipe, expandRestore, expandLeft)
 	RET
 
 // Counter mode.
@@ -306,8 +415,8 @@ TEXT ·expandKeyAsm(SB), NOSPLIT, $40-32
 	MOVOU X8, off(DI)
 
 // func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst []byte, src []byte, scratch *[16]byte, guard uint8, ticks uint64)
-TEXT ·xorKeyStreamAsm(SB), NOSPLIT, $40-96
-	GUARDENTER(guard+80(FP), xorBlock, xorEntered)
+TEXT ·xorKeyStreamAsm(SB), NOSPLIT, $56-96
+	GUARDENTER(guard+80(FP), ticks+88(FP), xorNoCgo, xorNoCanary, xorFallback, xorDetect, xorBlock, xorEntered)
 	MOVQ rk+0(FP), AX
 	MOVQ salt+8(FP), BX
 	MOVQ base+16(FP), DX
@@ -532,7 +641,7 @@ done:
 	PXOR  X12, X12
 	MOVOU X0, (R9)
 	XORL  R11, R11
-	GUARDEXIT(guard+80(FP), ticks+88(FP), xorRestore, xorLeft)
+	GUARDEXIT(ticks+88(FP), xorNotDetect, xorWipe, xorRestore, xorLeft)
 	RET
 
 DATA ctrIncrement<>+0(SB)/8, $0
@@ -549,8 +658,8 @@ GLOBL ctrByteSwap<>(SB), RODATA|NOPTR, $16
 // clears them: unlike runtime.memmove, which leaves the first and last
 // bytes it moved in vector registers, nothing of src stays in a register
 // for a later signal to save. dst and src do not overlap.
-TEXT ·copyAsm(SB), NOSPLIT, $40-64
-	GUARDENTER(guard+48(FP), copyBlock, copyEntered)
+TEXT ·copyAsm(SB), NOSPLIT, $56-64
+	GUARDENTER(guard+48(FP), ticks+56(FP), copyNoCgo, copyNoCanary, copyFallback, copyDetect, copyBlock, copyEntered)
 	MOVQ dst_base+0(FP), DI
 	MOVQ src_base+24(FP), SI
 	MOVQ src_len+32(FP), CX
@@ -597,5 +706,259 @@ copied:
 	PXOR X2, X2
 	PXOR X3, X3
 	XORL R8, R8
-	GUARDEXIT(guard+48(FP), ticks+56(FP), copyRestore, copyLeft)
+	GUARDEXIT(ticks+56(FP), copyNotDetect, copyWipe, copyRestore, copyLeft)
+	RET
+
+// func probeSignalAsm(pattern *[16]byte, sig int, guard uint8, ticks uint64)
+//
+// Loads pattern into X0-X13, sends signal sig to its own thread, which the
+// kernel delivers on the way out of tgkill and so saves the pattern in a
+// signal frame, then clears the registers, all under the guard: what the
+// start-up check of guardCanary and the tests use to see where a frame
+// lands and that the guard catches it.
+TEXT ·probeSignalAsm(SB), NOSPLIT, $56-32
+	GUARDENTER(guard+16(FP), ticks+24(FP), probeNoCgo, probeNoCanary, probeFallback, probeDetect, probeBlock, probeEntered)
+	MOVQ  pattern+0(FP), AX
+	MOVOU (AX), X0
+	MOVO  X0, X1
+	MOVO  X0, X2
+	MOVO  X0, X3
+	MOVO  X0, X4
+	MOVO  X0, X5
+	MOVO  X0, X6
+	MOVO  X0, X7
+	MOVO  X0, X8
+	MOVO  X0, X9
+	MOVO  X0, X10
+	MOVO  X0, X11
+	MOVO  X0, X12
+	MOVO  X0, X13
+	MOVQ  $SYS_getpid, AX
+	SYSCALL
+	MOVQ  AX, R12
+	MOVQ  $SYS_gettid, AX
+	SYSCALL
+	MOVQ  AX, SI
+	MOVQ  R12, DI
+	MOVQ  sig+8(FP), DX
+	MOVQ  $SYS_tgkill, AX
+	SYSCALL
+	PXOR  X0, X0
+	PXOR  X1, X1
+	PXOR  X2, X2
+	PXOR  X3, X3
+	PXOR  X4, X4
+	PXOR  X5, X5
+	PXOR  X6, X6
+	PXOR  X7, X7
+	PXOR  X8, X8
+	PXOR  X9, X9
+	PXOR  X10, X10
+	PXOR  X11, X11
+	PXOR  X12, X12
+	PXOR  X13, X13
+	GUARDEXIT(ticks+24(FP), probeNotDetect, probeWipe, probeRestore, probeLeft)
+	RET
+
+// func threadStateAsm(st *threadState)
+//
+// Reads, for the calling thread, what guardCanary relies on: g from
+// thread-local storage, g.m, and the fields of m and of m.gsignal at the
+// offsets of layout_amd64.go, for Go code to check against the kernel.
+TEXT ·threadStateAsm(SB), NOSPLIT, $0-8
+	MOVQ st+0(FP), DI
+	MOVQ TLS, CX
+	MOVQ 0(CX)(TLS*1), CX
+	MOVQ CX, threadState_g(DI)
+	MOVQ const_offGM(CX), CX
+	MOVQ const_offMProcid(CX), AX
+	MOVQ AX, threadState_procid(DI)
+	MOVQ const_offMCurg(CX), AX
+	MOVQ AX, threadState_curg(DI)
+	MOVQ const_offMNcgocall(CX), AX
+	MOVQ AX, threadState_ncgocall(DI)
+	MOVQ const_offMID(CX), AX
+	MOVQ AX, threadState_id(DI)
+	MOVQ const_offMGsignal(CX), CX
+	MOVQ const_offGStackLo(CX), AX
+	MOVQ AX, threadState_lo(DI)
+	MOVQ const_offGStackHi(CX), AX
+	MOVQ AX, threadState_hi(DI)
+	RET
+
+// func xcr0Asm() uint64
+//
+// XCR0: the state components the kernel has enabled for XSAVE, which the
+// caller has checked OSXSAVE for.
+TEXT ·xcr0Asm(SB), NOSPLIT, $0-8
+	XORL   CX, CX
+	XGETBV
+	SHLQ   $32, DX
+	ORQ    DX, AX
+	MOVQ   AX, ret+0(FP)
+	RET
+
+// func xsaveComponentAsm(i uint32) (offset, size uint32)
+//
+// The offset and size of XSAVE state component i in the standard format
+// (CPUID leaf 0DH, sub-leaf i).
+TEXT ·xsaveComponentAsm(SB), NOSPLIT, $0-16
+	MOVL $0x0d, AX
+	MOVL i+0(FP), CX
+	CPUID
+	MOVL BX, offset+8(FP)
+	MOVL AX, size+12(FP)
+	RET
+
+// func amxTouchAsm(cfg *[64]byte)
+//
+// Loads the AMX tile configuration cfg, zeroes tile 0 and releases the
+// tiles: the first use of tile data, after which Linux gives the thread
+// its larger XSAVE state, and its signal frames their larger size. Only
+// tests call it, after asking the kernel for AMX (ARCH_REQ_XCOMP_PERM).
+// The Go assembler has no AMX mnemonics, hence the encodings.
+TEXT ·amxTouchAsm(SB), NOSPLIT, $0-8
+	MOVQ cfg+0(FP), DI
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0x07 // LDTILECFG (DI)
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x7b; BYTE $0x49; BYTE $0xc0 // TILEZERO TMM0
+	BYTE $0xc4; BYTE $0xe2; BYTE $0x78; BYTE $0x49; BYTE $0xc0 // TILERELEASE
+	RET
+
+// Two keystreams at once, for re-encryption under a new key.
+//
+// Registers in xor2KeyStreamAsm:
+//	AX, BX	round keys of keystreams A and B
+//	DX, R12	counter values of the next blocks of A and B
+//	SI, DI	next byte of data (read, then written in place)
+//	CX	bytes left
+//	R8	scratch register for building counter blocks
+//	R9	caller's scratch block
+//	X0-X3	AES states of A, then A XOR B
+//	X4-X7	AES states of B
+//	X8	data blocks
+//	X9, X10	salts of A and B in the low quadword, zero in the high one
+
+// CTRBLKB is CTRBLK for keystream B.
+#define CTRBLKB(j, x)        \
+	LEAQ   j(R12), R8    \
+	BSWAPQ R8            \
+	MOVO   X10, x        \
+	PINSRQ $1, R8, x
+
+// ROUNDAB applies one round key of A to X0-X3 and the same round of B to
+// X4-X7: eight independent AESENCs, as in ROUND8.
+#define ROUNDAB(op, off) \
+	op    off(AX), X0 \
+	op    off(AX), X1 \
+	op    off(AX), X2 \
+	op    off(AX), X3 \
+	op    off(BX), X4 \
+	op    off(BX), X5 \
+	op    off(BX), X6 \
+	op    off(BX), X7
+
+// func xor2KeyStreamAsm(rkA *[RoundKeysSize]byte, saltA *[8]byte, baseA uint64, rkB *[RoundKeysSize]byte, saltB *[8]byte, baseB uint64, data []byte, scratch *[16]byte, guard uint8, ticks uint64)
+TEXT ·xor2KeyStreamAsm(SB), NOSPLIT, $56-96
+	GUARDENTER(guard+80(FP), ticks+88(FP), xor2NoCgo, xor2NoCanary, xor2Fallback, xor2Detect, xor2Block, xor2Entered)
+	MOVQ rkA+0(FP), AX
+	MOVQ saltA+8(FP), R8
+	MOVQ (R8), X9
+	MOVQ baseA+16(FP), DX
+	MOVQ rkB+24(FP), BX
+	MOVQ saltB+32(FP), R8
+	MOVQ (R8), X10
+	MOVQ baseB+40(FP), R12
+	MOVQ data_base+48(FP), SI
+	MOVQ SI, DI
+	MOVQ data_len+56(FP), CX
+	MOVQ scratch+72(FP), R9
+
+	// Four blocks of each keystream per step; the last step may compute
+	// blocks past the end (whose counter values may wrap, harmlessly: they
+	// are never used).
+xor2Loop:
+	TESTQ CX, CX
+	JZ    xor2Done
+	CTRBLK(0, X0)
+	CTRBLK(1, X1)
+	CTRBLK(2, X2)
+	CTRBLK(3, X3)
+	CTRBLKB(0, X4)
+	CTRBLKB(1, X5)
+	CTRBLKB(2, X6)
+	CTRBLKB(3, X7)
+	AES256(ROUNDAB)
+	PXOR  X4, X0
+	PXOR  X5, X1
+	PXOR  X6, X2
+	PXOR  X7, X3
+	ADDQ  $4, DX
+	ADDQ  $4, R12
+	CMPQ  CX, $64
+	JB    xor2Short
+	XORBLK(0, X0)
+	XORBLK(16, X1)
+	XORBLK(32, X2)
+	XORBLK(48, X3)
+	ADDQ  $64, SI
+	ADDQ  $64, DI
+	SUBQ  $64, CX
+	JMP   xor2Loop
+
+	// Fewer than 64 bytes are left: whole blocks, shifting the next
+	// combined keystream block down into X0, then a partial one.
+xor2Short:
+	CMPQ  CX, $16
+	JB    xor2Partial
+	XORBLK(0, X0)
+	ADDQ  $16, SI
+	ADDQ  $16, DI
+	SUBQ  $16, CX
+	MOVO  X1, X0
+	MOVO  X2, X1
+	MOVO  X3, X2
+	JMP   xor2Short
+
+	// 1 to 15 bytes are left and X0 is their combined keystream: through
+	// the caller's scratch block, as in xorKeyStreamAsm.
+xor2Partial:
+	TESTQ CX, CX
+	JZ    xor2Done
+	PXOR  X8, X8
+	MOVOU X8, (R9)
+	XORQ  R10, R10
+
+xor2CopyIn:
+	MOVBLZX (SI)(R10*1), R11
+	MOVB    R11, (R9)(R10*1)
+	INCQ    R10
+	CMPQ    R10, CX
+	JB      xor2CopyIn
+	MOVOU   (R9), X8
+	PXOR    X0, X8
+	MOVOU   X8, (R9)
+	XORQ    R10, R10
+
+xor2CopyOut:
+	MOVBLZX (R9)(R10*1), R11
+	MOVB    R11, (DI)(R10*1)
+	INCQ    R10
+	CMPQ    R10, CX
+	JB      xor2CopyOut
+
+xor2Done:
+	PXOR  X0, X0
+	PXOR  X1, X1
+	PXOR  X2, X2
+	PXOR  X3, X3
+	PXOR  X4, X4
+	PXOR  X5, X5
+	PXOR  X6, X6
+	PXOR  X7, X7
+	PXOR  X8, X8
+	PXOR  X9, X9
+	PXOR  X10, X10
+	MOVOU X0, (R9)
+	XORL  R11, R11
+	GUARDEXIT(ticks+88(FP), xor2NotDetect, xor2Wipe, xor2Restore, xor2Left)
 	RET

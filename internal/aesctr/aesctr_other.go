@@ -32,3 +32,9 @@ func copyAsm(dst, src []byte, guard uint8, ticks uint64) {
 func syscallTicksAsm(n int) uint64 { return 0 }
 
 func invariantTSCAsm() bool { return false }
+
+func xor2KeyStreamAsm(rkA *[RoundKeysSize]byte, saltA *[8]byte, baseA uint64, rkB *[RoundKeysSize]byte, saltB *[8]byte, baseB uint64, data []byte, scratch *[16]byte, guard uint8, ticks uint64) {
+	if !supported {
+		panic("aesctr: no assembly on this architecture")
+	}
+}

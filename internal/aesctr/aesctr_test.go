@@ -394,6 +394,44 @@ func TestAllocs(t *testing.T) {
 		}); a != 0 {
 			t.Errorf("XOR of %d bytes: %v allocations, want 0", n, a)
 		}
+		if a := testing.AllocsPerRun(100, func() {
+			XOR2(rk, &salt, 42, rk, &salt, 7, buf[:n], &scratch)
+		}); a != 0 {
+			t.Errorf("XOR2 of %d bytes: %v allocations, want 0", n, a)
+		}
+	}
+}
+
+// TestXOR2 checks XOR2 against two passes of crypto/cipher's CTR under two
+// keys, salts and counter runs, for every length up to 300 (each path of
+// its 4-block steps, whole-block tail and partial block), near the end of
+// the counter space, and under every guard, with scratch left zero.
+func TestXOR2(t *testing.T) {
+	requireSupported(t)
+	keyA, saltA := randomKey(t)
+	keyB, saltB := randomKey(t)
+	rkA, rkB := expand(t, &keyA), expand(t, &keyB)
+	for name, g := range guardModes(t) {
+		withGuard(g, func() {
+			for _, bases := range [][2]uint64{{0, 1000}, {77, 3}, {math.MaxUint64 - 20, math.MaxUint64 - 40}} {
+				for n := 0; n <= 300; n++ {
+					if !fits(bases[0], n) || !fits(bases[1], n) {
+						continue
+					}
+					data := make([]byte, n)
+					rand.Read(data)
+					want := stdlibXOR(t, &keyB, &saltB, bases[1], stdlibXOR(t, &keyA, &saltA, bases[0], data))
+					var scratch [16]byte
+					XOR2(rkA, &saltA, bases[0], rkB, &saltB, bases[1], data, &scratch)
+					if !bytes.Equal(data, want) {
+						t.Fatalf("guard %s: bases %v, n=%d: XOR2 differs from two CTR passes", name, bases, n)
+					}
+					if scratch != [16]byte{} {
+						t.Fatalf("guard %s: n=%d: scratch not wiped", name, n)
+					}
+				}
+			}
+		})
 	}
 }
 
@@ -501,9 +539,12 @@ func guardModes(t testing.TB) map[string]guardChoice {
 	}
 	modes["block"] = guardChoice{guard: guardBlock}
 	modes["detect/wipe"] = guardChoice{guard: guardDetect, ticks: 0}
-	modes["detect/never"] = guardChoice{guard: guardDetect, ticks: ^uint64(0)}
+	modes["detect-never"] = guardChoice{guard: guardDetect, ticks: ^uint64(0)}
 	if ticks := detectTicks(); ticks != 0 {
 		modes["detect"] = guardChoice{guard: guardDetect, ticks: ticks}
+	}
+	if canaryReady() {
+		modes["canary"] = guardChoice{guard: guardCanary, ticks: detectTicks()}
 	}
 	return modes
 }
@@ -556,9 +597,11 @@ func TestGuardModesAgree(t *testing.T) {
 	}
 }
 
-// TestGuardChoice checks which guard each call gets: detection up to
-// detectMax bytes where the counter can be trusted, blocking above it and
-// for Expand, nothing once a test turns the guard off.
+// TestGuardChoice checks which guard each call gets: canaries up to
+// canaryMax bytes where their start-up check passed, else detection by the
+// time stamp counter up to detectMax bytes where the counter can be
+// trusted; blocking above that and for Expand; nothing once a test turns
+// the guard off.
 func TestGuardChoice(t *testing.T) {
 	requireSupported(t)
 	if !guardOS {
@@ -567,7 +610,7 @@ func TestGuardChoice(t *testing.T) {
 				t.Errorf("guardFor(%d) = %d off Linux, want guardOff", n, g)
 			}
 		}
-		for _, name := range []string{"block", "detect"} {
+		for _, name := range []string{"block", "detect", "canary"} {
 			if SetSignalGuardForTest(name) {
 				t.Errorf("SetSignalGuardForTest(%q) accepted off Linux", name)
 			}
@@ -575,22 +618,43 @@ func TestGuardChoice(t *testing.T) {
 		return
 	}
 	ticks := detectTicks()
-	t.Logf("detection threshold: %d ticks (half the fastest getppid round trip)", ticks)
-	want := guardDetect
+	t.Logf("detection threshold: %d ticks (half the fastest getppid round trip); canaries: %v", ticks, canaryReady())
+	short, mid := guardDetect, guardBlock
 	if ticks == 0 {
-		want = guardBlock
+		short = guardBlock
+	}
+	if canaryReady() {
+		short, mid = guardCanary, guardCanary
 	}
 	for _, n := range []int{0, 1, 32, detectMax} {
-		if g, _ := guardFor(n); g != want {
-			t.Errorf("guardFor(%d) = %d, want %d", n, g, want)
+		g, tk := guardFor(n)
+		if g != short {
+			t.Errorf("guardFor(%d) = %d, want %d", n, g, short)
+		}
+		if g != guardBlock && tk != ticks {
+			t.Errorf("guardFor(%d) threshold = %d, want %d (the fallback of a canary guard included)", n, tk, ticks)
 		}
 	}
-	for _, n := range []int{detectMax + 1, 4096, 1 << 20} {
+	for _, n := range []int{detectMax + 1, 1019, canaryMax} {
+		if g, tk := guardFor(n); g != mid || tk != 0 {
+			t.Errorf("guardFor(%d) = %d, %d, want %d, 0", n, g, tk, mid)
+		}
+	}
+	for _, n := range []int{canaryMax + 1, 65536, 1 << 20} {
 		if g, _ := guardFor(n); g != guardBlock {
 			t.Errorf("guardFor(%d) = %d, want guardBlock", n, g)
 		}
 	}
-	for name, want := range map[string]uint8{"off": guardOff, "block": guardBlock, "detect": want} {
+	want := map[string]uint8{"off": guardOff, "block": guardBlock, "detect": guardDetect}
+	if ticks == 0 {
+		want["detect"] = guardBlock
+	}
+	if canaryReady() {
+		want["canary"] = guardCanary
+	} else if SetSignalGuardForTest("canary") {
+		t.Error(`SetSignalGuardForTest("canary") accepted where the canaries failed their check`)
+	}
+	for name, want := range want {
 		if !SetSignalGuardForTest(name) {
 			t.Fatalf("SetSignalGuardForTest(%q) refused", name)
 		}
@@ -603,8 +667,8 @@ func TestGuardChoice(t *testing.T) {
 	if SetSignalGuardForTest("sometimes") {
 		t.Error("SetSignalGuardForTest accepted an unknown name")
 	}
-	if g, _ := guardFor(32); g != want {
-		t.Errorf("with the guard back on, guardFor(32) = %d, want %d", g, want)
+	if g, _ := guardFor(32); g != short {
+		t.Errorf("with the guard back on, guardFor(32) = %d, want %d", g, short)
 	}
 }
 
@@ -676,25 +740,29 @@ func TestCopyOverlap(t *testing.T) {
 }
 
 // BenchmarkGuard measures what each signal guard costs XOR and Copy, in one
-// run, for the sizes a Rent and a Return of 32 B and of a 64 KiB chunk pass
-// to the assembly. guard=detect is the calibrated threshold, which a 64 KiB
-// call always exceeds, so there it includes the wipe of the signal stack.
+// run, for the sizes a Rent and a Return of 32 B, of 1019 B (a 1 KiB call)
+// and of a 64 KiB chunk pass to the assembly. guard=detect is the calibrated
+// threshold, which a 64 KiB call always exceeds, so there it includes the
+// wipe of the signal stack; guard=detect-never has a threshold no call
+// reaches, so its difference to guard=off is the cost of the two time stamp
+// counter reads alone.
 func BenchmarkGuard(b *testing.B) {
 	requireSupported(b)
 	key, salt := randomKey(b)
 	rk := expand(b, &key)
 	var scratch [16]byte
 	modes := guardModes(b)
-	for _, name := range []string{"off", "detect", "block"} {
+	for _, name := range []string{"off", "detect", "detect-never", "canary", "block"} {
 		g, ok := modes[name]
 		if !ok {
 			continue
 		}
-		for _, size := range []int{32, 65536} {
+		for _, size := range []int{32, 1024, 4096, 65536} {
 			buf := make([]byte, size)
 			src := make([]byte, size)
 			b.Run(fmt.Sprintf("op=xor/guard=%s/size=%d", name, size), func(b *testing.B) {
 				b.SetBytes(int64(size))
+				b.ReportAllocs()
 				withGuard(g, func() {
 					for b.Loop() {
 						XOR(rk, &salt, 1, buf, buf, &scratch)
@@ -703,6 +771,7 @@ func BenchmarkGuard(b *testing.B) {
 			})
 			b.Run(fmt.Sprintf("op=copy/guard=%s/size=%d", name, size), func(b *testing.B) {
 				b.SetBytes(int64(size))
+				b.ReportAllocs()
 				withGuard(g, func() {
 					for b.Loop() {
 						Copy(buf, src)
@@ -710,5 +779,49 @@ func BenchmarkGuard(b *testing.B) {
 				})
 			})
 		}
+	}
+}
+
+// BenchmarkBaseline is what Rent+Return of an entry is weighed against, in
+// the same units: AES-256-GCM open then seal with a prebuilt AEAD, in place
+// (the authenticated alternative to keeping a secret encrypted), and two
+// passes of XOR under the automatic guard (the decryption and encryption a
+// Rent+Return does, with nothing else).
+func BenchmarkBaseline(b *testing.B) {
+	requireSupported(b)
+	key, salt := randomKey(b)
+	rk := expand(b, &key)
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		b.Fatal(err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var scratch [16]byte
+	for _, size := range []int{32, 1019, 65536} {
+		b.Run(fmt.Sprintf("op=gcm-open-seal/size=%d", size), func(b *testing.B) {
+			nonce := make([]byte, aead.NonceSize())
+			buf := aead.Seal(make([]byte, 0, size+aead.Overhead()), nonce, make([]byte, size), nil)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				plain, err := aead.Open(buf[:0], nonce, buf, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				buf = aead.Seal(buf[:0], nonce, plain, nil)
+			}
+		})
+		b.Run(fmt.Sprintf("op=aesctr-2pass/size=%d", size), func(b *testing.B) {
+			buf := make([]byte, size)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				XOR(rk, &salt, 1, buf, buf, &scratch)
+				XOR(rk, &salt, 2, buf, buf, &scratch)
+			}
+		})
 	}
 }

@@ -20,8 +20,10 @@ import (
 // plaintext the calls processed, outside the mapping that holds it. Each
 // thread's signal stack keeps the frame of the last signal it took. With no
 // guard those frames hold the plaintext, which is the control; with signals
-// blocked, and with detection (which every 4 KiB call trips, so each one
-// ends with a wipe of the signal stack), none may.
+// blocked, with detection by the time stamp counter (which every 4 KiB call
+// trips, so each one ends with a wipe of the signal stack), and with the
+// canaries (which must then have caught signals: the count of their
+// detections goes up), none may.
 //
 // The plaintext is one 16-byte block, repeated, that only the kernel and
 // byte-wise Go code ever write, so no vector register of the test holds it.
@@ -34,8 +36,13 @@ func TestSignalFrames(t *testing.T) {
 	if _, err := os.Stat("/proc/self/mem"); err != nil {
 		t.Skip("no /proc")
 	}
-	for _, name := range []string{"off", "block", "detect"} {
+	names := []string{"off", "block", "detect"}
+	if canaryReady() {
+		names = append(names, "canary")
+	}
+	for _, name := range names {
 		t.Run("guard="+name, func(t *testing.T) {
+			hits := atomic.LoadUint64(&canaryHits)
 			if !SetSignalGuardForTest(name) {
 				t.Fatalf("SetSignalGuardForTest(%q) refused", name)
 			}
@@ -61,6 +68,11 @@ func TestSignalFrames(t *testing.T) {
 			}
 			if name == "off" && !found {
 				t.Errorf("with no guard the plaintext was not found in any signal frame in %d storms: the search or the storm does not work", n)
+			}
+			caught := atomic.LoadUint64(&canaryHits) - hits
+			t.Logf("canary detections: %d", caught)
+			if name == "canary" && caught == 0 {
+				t.Error("guard canary: no signal detected in the storms")
 			}
 		})
 	}
@@ -145,4 +157,14 @@ func signalStorm(t *testing.T) int {
 		}
 	}
 	return outside
+}
+
+// BenchmarkSyscall is the round trip the block guard pays twice and the
+// detection threshold is calibrated against: getppid, which does no work in
+// the kernel.
+func BenchmarkSyscall(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		unix.RawSyscall(unix.SYS_GETPPID, 0, 0, 0)
+	}
 }

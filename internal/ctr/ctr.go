@@ -147,6 +147,10 @@ func (c *Cipher) XOR(dst, src []byte, base uint64, scratch *[ScratchSize]byte) {
 	}
 	if c.rk != nil {
 		tail := (*[16]byte)(scratch[:16])
+		if n <= asmChunk { // every entry of a chunk or less: one call
+			aesctr.XOR(c.rk, c.salt, base, dst, src, tail)
+			return
+		}
 		for off := 0; off < n; off += asmChunk {
 			end := min(off+asmChunk, n)
 			aesctr.XOR(c.rk, c.salt, base+uint64(off/BlockSize), dst[off:end], src[off:end], tail)
@@ -171,24 +175,45 @@ func (c *Cipher) XOR(dst, src []byte, base uint64, scratch *[ScratchSize]byte) {
 	clear(ks)
 }
 
-// rekeyChunk is a multiple of BlockSize.
-const rekeyChunk = 4096
-
 // Rekey turns data, encrypted by from at run fromBase, into the encryption of
 // the same plaintext by to at run toBase, without the plaintext ever being
-// formed: the two keystreams are combined in scratch first.
+// formed, and without either keystream alone ever being stored: with
+// internal/aesctr the two are combined in registers, and elsewhere block by
+// block in scratch, which is wiped before Rekey returns. It does not
+// allocate.
 func Rekey(data []byte, from *Cipher, fromBase uint64, to *Cipher, toBase uint64, scratch *[ScratchSize]byte) {
-	// The combined keystream reveals nothing that the old and new ciphertext
-	// do not already reveal together, so it may sit on the stack.
-	var tmp [rekeyChunk]byte
-	for off := 0; off < len(data); off += rekeyChunk {
-		end := min(off+rekeyChunk, len(data))
-		chunk := tmp[:end-off]
-		clear(chunk)
-		blk := uint64(off / BlockSize)
-		from.XOR(chunk, chunk, fromBase+blk, scratch)
-		to.XOR(chunk, chunk, toBase+blk, scratch)
-		subtle.XORBytes(data[off:end], data[off:end], chunk)
+	if from.rk != nil && to.rk != nil {
+		tail := (*[16]byte)(scratch[:16])
+		for off := 0; off < len(data); off += asmChunk {
+			end := min(off+asmChunk, len(data))
+			blk := uint64(off / BlockSize)
+			aesctr.XOR2(from.rk, from.salt, fromBase+blk, to.rk, to.salt, toBase+blk, data[off:end], tail)
+		}
+		return
 	}
-	clear(tmp[:])
+	// The crypto/aes fallback, whose round keys are on the Go heap anyway:
+	// one block of each keystream at a time, in scratch.
+	a, b, tmp := scratch[:BlockSize], scratch[BlockSize:2*BlockSize], scratch[2*BlockSize:3*BlockSize]
+	for off := 0; off < len(data); off += BlockSize {
+		end := min(off+BlockSize, len(data))
+		blk := uint64(off / BlockSize)
+		from.keystreamBlock(a, fromBase+blk, tmp)
+		to.keystreamBlock(b, toBase+blk, tmp)
+		subtle.XORBytes(a, a, b)
+		subtle.XORBytes(data[off:end], data[off:end], a[:end-off])
+	}
+	clear(scratch[:3*BlockSize])
+}
+
+// keystreamBlock writes the keystream block of counter value v to dst,
+// using tmp, which does not overlap dst, for the counter block.
+func (c *Cipher) keystreamBlock(dst []byte, v uint64, tmp []byte) {
+	if c.rk != nil {
+		clear(dst)
+		aesctr.XOR(c.rk, c.salt, v, dst, dst, (*[16]byte)(tmp))
+		return
+	}
+	binary.BigEndian.PutUint64(tmp[:8], c.salt64)
+	binary.BigEndian.PutUint64(tmp[8:BlockSize], v)
+	c.block.Encrypt(dst, tmp[:BlockSize])
 }

@@ -111,17 +111,88 @@ func testRekey(t *testing.T) {
 	k1[0], k2[0], s2[0] = 1, 2, 3
 	c1, _ := New(&k1, &s1, new([StateSize]byte))
 	c2, _ := New(&k2, &s2, new([StateSize]byte))
+	checkRekey(t, c1, c2)
+}
+
+// checkRekey checks Rekey from c1 to c2 against a fresh encryption by c2,
+// at lengths around every block, step and chunk boundary, and that it
+// leaves scratch zero.
+func checkRekey(t *testing.T, c1, c2 *Cipher) {
+	t.Helper()
 	var scratch [ScratchSize]byte
-	for _, n := range []int{1, 15, 16, 17, 127, 128, 129, 4095, 4096, 4097, 10000} {
+	for _, n := range []int{1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 4095, 4096, 4097, 10000, asmChunk, asmChunk + 17, 3*asmChunk + 5} {
 		plain := bytes.Repeat([]byte{0x5a}, n)
 		data := make([]byte, n)
 		c1.XOR(data, plain, 100, &scratch)
 		Rekey(data, c1, 100, c2, 5000, &scratch)
+		if scratch != [ScratchSize]byte{} {
+			t.Fatalf("n=%d: Rekey left scratch non-zero", n)
+		}
 		want := make([]byte, n)
 		c2.XOR(want, plain, 5000, &scratch)
 		if !bytes.Equal(data, want) {
 			t.Fatalf("n=%d: rekeyed ciphertext differs from a fresh encryption", n)
 		}
+	}
+}
+
+// TestRekeyMixed rekeys between a Cipher on the assembly and one on the
+// crypto/aes fallback, both ways.
+func TestRekeyMixed(t *testing.T) {
+	if !aesctr.Supported() {
+		t.Skip("no assembly path on this CPU")
+	}
+	var k1, k2 [32]byte
+	var s1, s2 [8]byte
+	k1[0], k2[0], s2[0] = 1, 2, 3
+	asm, _ := New(&k1, &s1, new([StateSize]byte))
+	forceFallback = true
+	plain, _ := New(&k2, &s2, new([StateSize]byte))
+	forceFallback = false
+	checkRekey(t, asm, plain)
+	checkRekey(t, plain, asm)
+}
+
+// TestRekeyAllocs checks that Rekey allocates nothing on either path: its
+// working memory is the caller's scratch (and, with the assembly, the
+// registers), so no keystream is ever copied to the heap.
+func TestRekeyAllocs(t *testing.T) { bothPaths(t, testRekeyAllocs) }
+
+func testRekeyAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under the race detector")
+	}
+	var k1, k2 [32]byte
+	var s1, s2 [8]byte
+	c1, _ := New(&k1, &s1, new([StateSize]byte))
+	c2, _ := New(&k2, &s2, new([StateSize]byte))
+	scratch := new([ScratchSize]byte)
+	data := make([]byte, 10000)
+	for _, n := range []int{32, 1019, 10000} {
+		if a := testing.AllocsPerRun(20, func() {
+			Rekey(data[:n], c1, 100, c2, 5000, scratch)
+		}); a != 0 {
+			t.Errorf("Rekey of %d bytes: %v allocations, want 0", n, a)
+		}
+	}
+}
+
+// BenchmarkRekey is the re-encryption of one entry in a key rotation.
+func BenchmarkRekey(b *testing.B) {
+	var k1, k2 [32]byte
+	var s1, s2 [8]byte
+	c1, _ := New(&k1, &s1, new([StateSize]byte))
+	c2, _ := New(&k2, &s2, new([StateSize]byte))
+	scratch := new([ScratchSize]byte)
+	for _, size := range []int{32, 1019, 65536} {
+		b.Run("size="+itoa(size), func(b *testing.B) {
+			data := make([]byte, size)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				Rekey(data, c1, 100, c2, 5000, scratch)
+			}
+		})
 	}
 }
 
@@ -234,6 +305,32 @@ func TestOffHeap(t *testing.T) {
 		c.Wipe()
 		if *st != ([StateSize]byte{}) {
 			t.Fatal("Wipe left round keys")
+		}
+	}
+}
+
+// TestChunks checks XOR against crypto/cipher across the boundaries of the
+// assembly's 64 KiB chunks, where one call becomes several.
+func TestChunks(t *testing.T) {
+	var key [32]byte
+	var salt [8]byte
+	key[3], salt[5] = 9, 4
+	c, _ := New(&key, &salt, new([StateSize]byte))
+	blk, _ := aes.NewCipher(key[:])
+	var scratch [ScratchSize]byte
+	for _, n := range []int{asmChunk - 1, asmChunk, asmChunk + 1, 3*asmChunk + 5} {
+		src := make([]byte, n)
+		for i := range src {
+			src[i] = byte(i * 13)
+		}
+		var iv [16]byte
+		copy(iv[:8], salt[:])
+		binary.BigEndian.PutUint64(iv[8:], 77)
+		want := make([]byte, n)
+		cipher.NewCTR(blk, iv[:]).XORKeyStream(want, src)
+		c.XOR(src, src, 77, &scratch)
+		if !bytes.Equal(src, want) {
+			t.Fatalf("n=%d: XOR differs from crypto/cipher", n)
 		}
 	}
 }

@@ -2,6 +2,7 @@
 // files a run of bench/run.sh leaves in its results directory:
 //
 //	compare.txt, core.txt                      go test -bench output
+//	cache.txt                                  output of memshuffle cache runs
 //	compare.benchstat.txt, core.benchstat.txt  benchstat's summaries
 //	footprint.json                             cmd/footprint's output
 //	env.txt                                    "key: value" lines about the machine and the run
@@ -59,6 +60,11 @@ func run(results, out, svg, notesPath string) error {
 		return err
 	}
 	if in.CoreStat, err = optional("core.benchstat.txt"); err != nil {
+		return err
+	}
+	if in.Cache, err = report.ParseCacheFile(filepath.Join(results, "cache.txt")); errors.Is(err, fs.ErrNotExist) {
+		in.Cache = nil
+	} else if err != nil {
 		return err
 	}
 	if in.Commands, err = optional("commands.txt"); err != nil {

@@ -5,6 +5,7 @@
 package report
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -194,4 +195,61 @@ func ReadEnv(path string) ([][2]string, error) {
 		}
 	}
 	return kv, nil
+}
+
+// CacheName is the name under which ParseCache files the token cache
+// workload's runs, as if it were a benchmark with a sub-benchmark per
+// store: CacheName+"store=memshuffle" and CacheName+"store=map-rwmutex".
+const CacheName = "BenchmarkCache/"
+
+// ParseCache reads the output of `memshuffle cache` runs (with and without
+// -baseline, any number of each, in any order) and makes a Set of their
+// summary lines, one sample per run, in ops/s as printed. Other lines are skipped; a summary line that does not parse is an error.
+func ParseCache(r io.Reader) (*Set, error) {
+	s := &Set{Config: map[string]string{}, bench: map[string]*Bench{}}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, "summary: ")
+		if !ok {
+			continue
+		}
+		store, rest, ok := strings.Cut(rest, ": ")
+		f := strings.Fields(rest)
+		if !ok || len(f) < 2 || f[1] != "ops/s" {
+			return nil, fmt.Errorf("cache summary line %q: want \"summary: <store>: <n> ops/s ...\"", line)
+		}
+		ops, err := strconv.ParseFloat(f[0], 64)
+		if err != nil || ops <= 0 {
+			return nil, fmt.Errorf("cache summary line %q: bad ops/s %q", line, f[0])
+		}
+		var key string
+		switch store {
+		case "memshuffle":
+			key = "memshuffle"
+		case "map+RWMutex":
+			key = "map-rwmutex"
+		default:
+			return nil, fmt.Errorf("cache summary line %q: unknown store %q", line, store)
+		}
+		name := CacheName + "store=" + key
+		b := s.bench[name]
+		if b == nil {
+			b = &Bench{Name: name, Procs: 1, Keys: map[string]string{"store": key}, Units: []string{"ops/s"}, Samples: map[string][]float64{}}
+			s.bench[name] = b
+			s.Names = append(s.Names, name)
+		}
+		b.Samples["ops/s"] = append(b.Samples["ops/s"], ops)
+	}
+	return s, sc.Err()
+}
+
+// ParseCacheFile reads the output of `memshuffle cache` runs from a file.
+func ParseCacheFile(path string) (*Set, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ParseCache(f)
 }

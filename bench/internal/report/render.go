@@ -14,6 +14,7 @@ import (
 // Input is everything one BENCHMARKS.md is made from.
 type Input struct {
 	Core, Cmp         *Set              // the core module's and the comparison module's benchmarks
+	Cache             *Set              // the token cache workload's runs (ParseCache); nil when it did not run
 	CoreStat, CmpStat string            // benchstat's summaries of them
 	Footprint         *footprint.Result // nil when the footprint tool did not run
 	Env               [][2]string       // what run.sh recorded about the machine and the run
@@ -46,6 +47,7 @@ func Render(w io.Writer, in Input) error {
 
 	writeMachine(p, in)
 	writeTargets(p, in)
+	writeOriginal(p, in)
 	writeNotes(p, in)
 	writeComparison(p, in)
 	writeCore(p, in)
@@ -83,7 +85,7 @@ func (s *Set) config(key string) string {
 
 func writeTargets(p printer, in Input) {
 	p("## Targets\n\n")
-	ts := Targets(in.Core, in.Cmp)
+	ts := Targets(Runs{Core: in.Core, Cmp: in.Cmp, Cache: in.Cache})
 	pass := 0
 	for _, t := range ts {
 		if t.Status == Pass {
@@ -98,7 +100,10 @@ func writeTargets(p printer, in Input) {
 	}
 	p("%d of %d targets hold in this run (%d of the verdicts uncertain). Figures from the core module's benchmarks (`bench_test.go` at\n", pass, len(ts), uncertain)
 	p("the repository root) unless the row says otherwise; the memguard ratio comes from this module's\n")
-	p("`BenchmarkRentReturn/lib=...`, which runs both libraries in one binary.\n\n")
+	p("`BenchmarkRentReturn/lib=...`, which runs both libraries in one binary. Rows marked #14 are the targets of\n")
+	p("the second performance round, most of them ratios to a baseline measured in the same binary and the same\n")
+	p("rounds (the `BenchmarkBaseline...` functions of `bench_test.go` say what each is the floor of); the cache\n")
+	p("row comes from `memshuffle cache` runs interleaved with the benchmark rounds (see below).\n\n")
 	p("The 95%% interval bounds each value from the confidence intervals of the medians it is computed from (for\n")
 	p("a ratio, the extreme quotients they allow; – when there are fewer than 6 samples). Where it contains the\n")
 	p("goal, the run cannot tell whether the target holds: the verdict, from the medians, is marked *uncertain*.\n\n")
@@ -111,6 +116,38 @@ func writeTargets(p printer, in Input) {
 		p("| %s | %s | %s | %s | %s | %s |\n", t.What, t.Goal, t.Measured, t.CI(), verdict, code(t.From))
 	}
 	p("\n")
+	writePauseControl(p, in)
+	writeCache(p, in)
+}
+
+// writePauseControl gives the pause rows their control: the same loop over
+// the same data with no background job, which shows what the machine
+// alone (descheduling, other processes) puts into a maximum.
+func writePauseControl(p printer, in Input) {
+	p99, err1 := in.Core.Summary(corePauseOff, "p99-ns")
+	longest, _, err2 := worst(corePauseOff, "max-ns", fromCore)(Runs{Core: in.Core})
+	if err1 != nil || err2 != nil {
+		return
+	}
+	p("The pause rows' control, the same Rent+Return loop over the same 256 MiB with no background job\n")
+	p("(`%s`): 99th percentile %s (median of %d runs), longest %s in the worst\n",
+		strings.TrimPrefix(corePauseOff, "Benchmark"), FormatTime(p99.Median*1e-9), p99.N, FormatTime(longest.v*1e-9))
+	p("of them (of each run's first 2²⁰ operations): what the machine alone (descheduling, other processes) can\n")
+	p("put into the rows above.\n\n")
+}
+
+// writeCache describes the cache workload's runs under the targets.
+func writeCache(p printer, in Input) {
+	ms, err1 := in.Cache.Summary(cacheShuffler, "ops/s")
+	mp, err2 := in.Cache.Summary(cacheMap, "ops/s")
+	if err1 != nil || err2 != nil {
+		p("The token cache workload (`memshuffle cache`) did not run, or not on both stores.\n\n")
+		return
+	}
+	p("Token cache workload (`memshuffle cache -quiet`, once with `-baseline` and once without in each of %d\n", min(ms.N, mp.N))
+	p("rounds, alternating which goes first): memshuffle %s ops/s, the map behind a sync.RWMutex %s ops/s\n",
+		sig3(ms.Median/1e6)+"M", sig3(mp.Median/1e6)+"M")
+	p("(medians of %d and %d runs); the target row above is the ratio of the two.\n\n", ms.N, mp.N)
 }
 
 func writeNotes(p printer, in Input) {
@@ -308,7 +345,7 @@ func writeFootprint(p printer, in Input) {
 func writeReproduce(p printer, in Input) {
 	p("## Reproduce\n\n")
 	p("From the repository root (the whole run, writing this file and `bench/rentreturn.svg`):\n\n")
-	p("```sh\nbench/run.sh                 # COUNT=10 samples of each benchmark\nCOUNT=3 bench/run.sh         # quicker\n```\n\n")
+	p("```sh\nbench/run.sh                 # COUNT=10 samples of each benchmark\nCOUNT=3 bench/run.sh         # quicker\nQUICK=1 bench/run.sh         # only what the tables above read, 6 samples\n```\n\n")
 	if in.Commands != "" {
 		p("The commands this run executed, in order:\n\n```sh\n%s```\n\n", ensureNL(in.Commands))
 	}

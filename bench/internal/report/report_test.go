@@ -44,7 +44,7 @@ func TestParse(t *testing.T) {
 	if core.Bench("BenchmarkMemory") != nil {
 		t.Error("a failed benchmark has results")
 	}
-	if got, want := len(core.Names), 14; got != want {
+	if got, want := len(core.Names), 26; got != want {
 		t.Errorf("%d benchmarks, want %d: %q", got, want, core.Names)
 	}
 
@@ -64,6 +64,39 @@ func TestParse(t *testing.T) {
 	}
 	if _, err := cmp.Summary("BenchmarkNone", "ns/op"); err == nil {
 		t.Error("summary of a missing benchmark: no error")
+	}
+}
+
+func parseCache(t *testing.T) *Set {
+	t.Helper()
+	s, err := ParseCacheFile(filepath.Join(testdata, "cache.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestParseCache(t *testing.T) {
+	s := parseCache(t)
+	ms, err := s.Summary(CacheName+"store=memshuffle", "ops/s")
+	if err != nil || ms.N != 2 || ms.Median != 1.6e6 {
+		t.Errorf("memshuffle: %+v, %v; want the median 1.6e6 of 2 runs", ms, err)
+	}
+	mp, err := s.Summary(CacheName+"store=map-rwmutex", "ops/s")
+	if err != nil || mp.N != 2 || mp.Median != 3.5e6 {
+		t.Errorf("map: %+v, %v; want the median 3.5e6 of 2 runs", mp, err)
+	}
+	for _, bad := range []string{
+		"summary: memshuffle: many ops/s over 3s\n",
+		"summary: memshuffle: 100 ops over 3s\n",
+		"summary: redis: 100 ops/s over 3s\n",
+	} {
+		if _, err := ParseCache(strings.NewReader(bad)); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	if s, err := ParseCache(strings.NewReader("cache: memshuffle, ...\n")); err != nil || len(s.Names) != 0 {
+		t.Errorf("output without a summary: %v, %v", s.Names, err)
 	}
 }
 
@@ -107,12 +140,23 @@ func TestTargets(t *testing.T) {
 		{Fail, "2×"},        // live, on: 400 ÷ 200
 		{Fail, "4.29 GB/s"}, // shuffle of 64 KiB entries
 		{Pass, "25.0 ns/entry"},
-		{Pass, "80 ns"}, // Alloc
-		{Fail, "1"},     // its allocations
-		{Missing, ""},   // BenchmarkMemory failed
-		{Pass, "1.82×"}, // parallel: 100 ÷ 55
+		{Pass, "80 ns"},  // Alloc
+		{Fail, "1"},      // its allocations
+		{Missing, ""},    // BenchmarkMemory failed
+		{Pass, "1.82×"},  // parallel: 100 ÷ 55
+		{Pass, "0.2×"},   // #14.1: 100 ÷ GCM 500
+		{Fail, "5×"},     // #14.1: 100 ÷ two aesctr passes 20
+		{Pass, "1.25×"},  // #14.2: 25 ns/entry ÷ 20 ns/entry
+		{Fail, "0.4×"},   // #14.3: copy+clear 40 ms ÷ shuffle 100 ms
+		{Fail, "0.457×"}, // #14.4: 1.6M ops/s ÷ 3.5M ops/s (medians of two runs each)
+		{Pass, "400 ns"}, // #14.5: median p99 of 300, 500, 400
+		{Fail, "2 ms"},   // #14.5: the largest max-ns, not the median
+		{Missing, ""},    // #14.5 during rotation: not in the sample
+		{Missing, ""},
+		{Missing, ""},   // #14.6: BenchmarkMemory failed
+		{Pass, "1.82×"}, // #14.7: ≥ 1.8×
 	}
-	ts := Targets(parse(t, "core.txt"), parse(t, "compare.txt"))
+	ts := Targets(Runs{Core: parse(t, "core.txt"), Cmp: parse(t, "compare.txt"), Cache: parseCache(t)})
 	if len(ts) != len(want) {
 		t.Fatalf("%d targets, want %d", len(ts), len(want))
 	}
@@ -121,7 +165,7 @@ func TestTargets(t *testing.T) {
 			t.Errorf("%s: %v, %q; want %v, %q", tg.What, tg.Status, tg.Measured, want[i].status, want[i].measured)
 		}
 	}
-	if !strings.Contains(ts[11].Measured, "BenchmarkMemory is missing") {
+	if !strings.Contains(ts[11].Measured, "BenchmarkMemory is missing") || !strings.Contains(ts[22].Measured, "BenchmarkMemory is missing") {
 		t.Errorf("missing target says %q", ts[11].Measured)
 	}
 }
@@ -142,6 +186,7 @@ func TestRender(t *testing.T) {
 	in := Input{
 		Core:      parse(t, "core.txt"),
 		Cmp:       parse(t, "compare.txt"),
+		Cache:     parseCache(t),
 		CoreStat:  "core benchstat text",
 		CmpStat:   "compare benchstat text",
 		Footprint: fp,
@@ -158,7 +203,17 @@ func TestRender(t *testing.T) {
 	doc := out.String()
 	for _, want := range []string{
 		"- **cpu**: Sample CPU @ 2.00GHz",
-		"8 of 13 targets hold in this run (0 of the verdicts uncertain)",
+		"12 of 24 targets hold in this run (0 of the verdicts uncertain)",
+		"| #14.5 Rent+Return of 32 B while the background shuffler moves 256 MiB: longest, in the worst of the runs | ≤ 1 ms | 2 ms | – | **no** |",
+		"memshuffle 1.6M ops/s, the map behind a sync.RWMutex 3.5M ops/s\n(medians of 2 and 2 runs)",
+		"(`RentReturnDuringKeyRotation/total=256MiB/size=32/shards=8/rotation=off`): 99th percentile 300 ns (median of 2 runs), longest 9 ms in the worst\nof them (of each run's first 2²⁰ operations)",
+		"## Against the original",
+		"This run's CPU: Sample CPU @ 2.00GHz.",
+		"| Rent+Return of 32 B | 37.0 ns | 100 ns | 500 ns: AES-256-GCM Open+Seal of 32 B | 0.2× | `RentReturn/size=32`, `BaselineGCM/size=32` |",
+		"| Rent+Return of 64 KiB | 25.2 µs | 20 µs | 20 µs: two AES-256-CTR passes (crypto/cipher) | 1× |",
+		"| Shuffle of 1,000 × 64 KiB | 0.32 GB/s | 3.28 GB/s | 6.55 GB/s: copy+clear of the same bytes between two heap buffers | 2× |",
+		"| Shuffle of 100,000 × 32 B | 262 ns/entry | 30 ns/entry | 15 ns/entry: permute-copy loop, permutation drawn | 2× |",
+		"| Rent+Return of 32 B, shuffle-on-return, 1,000 live | 505 µs | 150 ns | 500 ns: AES-256-GCM Open+Seal of 32 B | 0.3× |",
 		"| Rent+Return of 1 MiB vs two AES-256-CTR passes (2 × BenchmarkBaselineCTR) | ≤ 1.25× | 1.5× | – | **no** |",
 		"## Notes\n\n<!-- notes: begin (copied from bench/NOTES.md",
 		"Sample notes: Rent+Return of 32 B misses its target because of the sample.\n\n<!-- notes: end -->",
@@ -246,7 +301,7 @@ func TestTargetUncertain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := Targets(core, &Set{})
+	ts := Targets(Runs{Core: core, Cmp: &Set{}})
 	rr, alloc := ts[0], ts[9]
 	if rr.Status != Pass || !rr.Uncertain || rr.CI() == "–" {
 		t.Errorf("RentReturn 32 B: %v, uncertain %v, CI %s; want a pass whose interval contains 100 ns", rr.Status, rr.Uncertain, rr.CI())

@@ -1,0 +1,301 @@
+package aesctr
+
+import (
+	"bytes"
+	"crypto/rand"
+	"debug/dwarf"
+	"debug/elf"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+	"golang.org/x/sys/unix"
+)
+
+// requireCanary fails the test where the canaries should work (a checked Go
+// release on a CPU with XSAVE) but failed their start-up check, so that
+// losing the fast guard does not go unnoticed, and skips it elsewhere.
+func requireCanary(t *testing.T) {
+	t.Helper()
+	requireSupported(t)
+	if !layoutKnown || !cpu.X86.HasOSXSAVE {
+		t.Skip("canaries not available: runtime layout unchecked for this Go release, or no XSAVE")
+	}
+	if !canaryReady() {
+		t.Fatal("the canaries failed their start-up check")
+	}
+}
+
+// TestRuntimeLayout checks the offsets of layout_amd64.go against the debug
+// information the compiler writes for the runtime's g and m: a Go release
+// that moves a field fails here, not only at start-up (where the guard
+// would fall back silently). go test links its binaries without debug
+// information, so the test then builds an empty program with the same
+// toolchain and reads that.
+func TestRuntimeLayout(t *testing.T) {
+	if !layoutKnown {
+		t.Skip("no runtime offsets for this Go release")
+	}
+	d := runtimeDWARF(t)
+	want := map[string]int64{
+		"runtime.g.m":        offGM,
+		"runtime.stack.lo":   offGStackLo,
+		"runtime.stack.hi":   offGStackHi,
+		"runtime.m.procid":   offMProcid,
+		"runtime.m.gsignal":  offMGsignal,
+		"runtime.m.curg":     offMCurg,
+		"runtime.m.id":       offMID,
+		"runtime.m.ncgocall": offMNcgocall,
+	}
+	got := map[string]int64{}
+	r := d.Reader()
+	for {
+		e, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e == nil {
+			break
+		}
+		name, _ := e.Val(dwarf.AttrName).(string)
+		if e.Tag != dwarf.TagStructType || (name != "runtime.g" && name != "runtime.m" && name != "runtime.stack") {
+			continue
+		}
+		for {
+			c, err := r.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c == nil || c.Tag == 0 {
+				break
+			}
+			field, _ := c.Val(dwarf.AttrName).(string)
+			if off, ok := c.Val(dwarf.AttrDataMemberLoc).(int64); ok && c.Tag == dwarf.TagMember {
+				got[name+"."+field] = off
+			}
+		}
+	}
+	for field, off := range want {
+		if g, ok := got[field]; !ok || g != off {
+			t.Errorf("%s: offset %d in layout_amd64.go, %d (found %v) in the runtime", field, off, g, ok)
+		}
+	}
+}
+
+// runtimeDWARF returns the debug information of this test binary, or of an
+// empty program built with the same toolchain where the binary has none.
+func runtimeDWARF(t *testing.T) *dwarf.Data {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := readDWARF(exe); err == nil {
+		return d
+	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no debug information in the test binary and no go command: %v", err)
+	}
+	dir := t.TempDir()
+	for name, text := range map[string]string{
+		"go.mod":  "module layoutprobe\n",
+		"main.go": "package main\n\nfunc main() {}\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(goCmd, "build", "-o", "probe", ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "GOFLAGS=", "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		// An empty program that does not build says something about the
+		// environment (no writable build cache, say), not about the layout.
+		t.Skipf("no debug information in the test binary, and go build of an empty program failed: %v\n%s", err, out)
+	}
+	d, err := readDWARF(filepath.Join(dir, "probe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func readDWARF(path string) (*dwarf.Data, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.DWARF()
+}
+
+// probe runs probeSignalAsm under g on the calling (locked) thread and
+// reports whether its pattern is left anywhere in stack.
+func probe(t *testing.T, stack []byte, g guardChoice) bool {
+	t.Helper()
+	var pattern [16]byte
+	rand.Read(pattern[:])
+	probeSignalAsm(&pattern, int(unix.SIGURG), g.guard, g.ticks)
+	return bytes.Contains(stack, pattern[:])
+}
+
+// TestCanaryCatchesSignal sends a signal to the own thread in the middle of
+// a guarded routine, while 14 XMM registers hold a marker, and searches the
+// thread's signal stack for the marker afterwards. The control, with no
+// guard, must find it in the signal's frame (else the search or the probe
+// does not work); under the canaries the counter of detections must go up
+// and the marker must be gone; under blocking and under the time stamp
+// counter it must be gone too.
+func TestCanaryCatchesSignal(t *testing.T) {
+	requireCanary(t)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	stack, ok := threadSignalStack()
+	if !ok {
+		t.Fatal("the thread's signal stack does not match the kernel's")
+	}
+	const rounds = 20
+	found := 0
+	for range rounds {
+		if probe(t, stack, guardChoice{guard: guardOff}) {
+			found++
+		}
+	}
+	// Another signal landing between the probe and the search overwrites
+	// the frame, so the control may miss now and then, not mostly.
+	if found < rounds/2 {
+		t.Fatalf("with no guard the marker was found after %d of %d signals: the control does not work", found, rounds)
+	}
+	t.Logf("control: marker found after %d of %d signals", found, rounds)
+	modes := guardModes(t)
+	for _, name := range []string{"canary", "block", "detect"} {
+		g, ok := modes[name]
+		if !ok {
+			continue
+		}
+		hits := atomic.LoadUint64(&canaryHits)
+		for i := range rounds {
+			if probe(t, stack, g) {
+				t.Errorf("guard %s: marker found on the signal stack after signal %d", name, i)
+			}
+		}
+		caught := atomic.LoadUint64(&canaryHits) - hits
+		if name == "canary" && caught < rounds {
+			t.Errorf("guard canary: %d detections for %d signals", caught, rounds)
+		}
+		if name != "canary" && caught != 0 {
+			t.Errorf("guard %s: %d canary detections, want 0", name, caught)
+		}
+	}
+}
+
+// TestCanaryFallback checks what the canary guard does on a thread that
+// has run C code (m.ncgocall raised by 2 here by hand on a locked thread,
+// past the one call the runtime makes on m0 in a cgo binary):
+// it must not trust the runtime's record of the signal stack, and falls
+// back to blocking (threshold 0) or to the time stamp counter. A threshold
+// no call reaches shows that the fallback really is the counter: the
+// marker then stays, where the canaries would have caught it.
+func TestCanaryFallback(t *testing.T) {
+	requireCanary(t)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	stack, ok := threadSignalStack()
+	if !ok {
+		t.Fatal("the thread's signal stack does not match the kernel's")
+	}
+	ncgocall := threadNcgocall()
+	*ncgocall += 2
+	defer func() { *ncgocall -= 2 }()
+
+	hits := atomic.LoadUint64(&canaryHits)
+	if probe(t, stack, guardChoice{guard: guardCanary, ticks: 0}) {
+		t.Error("fallback to blocking: marker found on the signal stack")
+	}
+	found := 0
+	for range 10 {
+		if probe(t, stack, guardChoice{guard: guardCanary, ticks: ^uint64(0)}) {
+			found++
+		}
+	}
+	if found == 0 {
+		t.Error("fallback to a counter threshold no call reaches: marker never found, so the canaries were used")
+	}
+	if n := atomic.LoadUint64(&canaryHits) - hits; n != 0 {
+		t.Errorf("%d canary detections on a thread that ran C code, want 0", n)
+	}
+}
+
+// threadNcgocall returns the address of the calling thread's m.ncgocall.
+// checkptr (on with -race) cannot tell that g, reached through a uintptr,
+// is a live allocation.
+//
+//go:nocheckptr
+func threadNcgocall() *uint64 {
+	var st threadState
+	threadStateAsm(&st)
+	m := *(*unsafe.Pointer)(unsafe.Add(unsafe.Pointer(nil), uintptr(st.g)+offGM))
+	return (*uint64)(unsafe.Add(m, offMNcgocall))
+}
+
+// TestCanaryLargeFrame covers the larger signal frame of a thread that
+// has used AMX, on CPUs that have it. The process must ask the kernel for
+// AMX first, which it cannot take back, so the test runs itself in a
+// child process.
+func TestCanaryLargeFrame(t *testing.T) {
+	requireCanary(t)
+	if canaryFrameMax == canaryFrame {
+		t.Skip("no XSAVE component that enlarges signal frames (AMX) on this CPU")
+	}
+	if os.Getenv("AESCTR_AMX_CHILD") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestCanaryLargeFrame$", "-test.v")
+		cmd.Env = append(os.Environ(), "AESCTR_AMX_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		t.Logf("child:\n%s", out)
+		if err != nil {
+			t.Fatalf("child: %v", err)
+		}
+		if bytes.Contains(out, []byte("--- SKIP")) {
+			t.Skip("the child skipped")
+		}
+		return
+	}
+	const archReqXcompPerm = 0x1023
+	if _, _, errno := unix.RawSyscall(unix.SYS_ARCH_PRCTL, archReqXcompPerm, xtileData, 0); errno != 0 {
+		t.Skipf("the kernel refused AMX: %v", errno)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	stack, ok := threadSignalStack()
+	if !ok {
+		t.Fatal("the thread's signal stack does not match the kernel's")
+	}
+	var cfg [64]byte
+	cfg[0] = 1   // palette 1
+	cfg[16] = 64 // tile 0: 64 bytes a row
+	cfg[48] = 16 // and 16 rows
+	amxTouchAsm(&cfg)
+
+	top := uint64(uintptr(unsafe.Pointer(unsafe.SliceData(stack)))) + uint64(len(stack))
+	wantAt := int((top-canaryFrameMax)&^63 - (top - uint64(len(stack))) + fxXMM)
+	var pattern [16]byte
+	rand.Read(pattern[:])
+	probeSignalAsm(&pattern, int(unix.SIGURG), guardOff, 0)
+	at := bytes.Index(stack, pattern[:])
+	if at != wantAt {
+		t.Fatalf("after AMX use, the frame's XMM registers are at %d of the signal stack, want %d (frame size %d)", at, wantAt, canaryFrameMax)
+	}
+	hits := atomic.LoadUint64(&canaryHits)
+	if probe(t, stack, guardChoice{guard: guardCanary}) {
+		t.Error("guard canary: marker found on the signal stack of a thread with the larger frame")
+	}
+	if atomic.LoadUint64(&canaryHits) == hits {
+		t.Error("guard canary: the larger frame was not detected")
+	}
+}

@@ -99,7 +99,7 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte) 
 	if err != nil {
 		return err
 	}
-	s.rot = rotation{next: next, prev: s.shards[0].ciph}
+	s.rot = rotation{next: next, prev: s.shards[0].ciph, plan: s.rot.plan, ks: s.rot.ks}
 	return s.finishRotation(ctx)
 }
 
@@ -256,7 +256,10 @@ func (s *Shuffler) finishRotation(ctx context.Context) error {
 	}
 	s.cipherSlot = 1 - s.cipherSlot
 	s.closeMu.Unlock()
-	s.rot = rotation{}
+	// The batch buffers stay for the next rotation (ks is cleared after
+	// every batch): a Shuffler under WithKeyRotation then rotates without
+	// feeding the garbage collector, whose pauses stop every goroutine.
+	s.rot = rotation{plan: r.plan[:0], ks: r.ks}
 	n := s.rotations.Add(1)
 	s.log(slog.LevelInfo, "memshuffle: key rotated", slog.Uint64("rotations", n))
 	return nil

@@ -325,6 +325,11 @@ func findAutoGuards() autoGuard {
 	return auto
 }
 
+// canaryHits counts the calls under guardCanary that found a canary
+// overwritten and wiped the signal stack. The assembly increments it
+// atomically; only tests read it. It stays 0 where there is no assembly.
+var canaryHits uint64
+
 // canaryReady reports whether guardCanary can be used: its start-up check
 // (setupCanary) passed.
 var canaryReady = sync.OnceValue(func() bool {

@@ -76,11 +76,6 @@ func xsaveComponentAsm(i uint32) (offset, size uint32)
 // assembly.
 var canaryFrame, canaryFrameMax uint64
 
-// canaryHits counts the calls under guardCanary that found a canary
-// overwritten and wiped the signal stack. The assembly increments it
-// atomically; only tests read it.
-var canaryHits uint64
-
 // amxTouchAsm uses AMX tile data once, so that the kernel gives the thread
 // the larger signal frame. Only tests call it, once the process has AMX
 // permission.

@@ -5,12 +5,15 @@ import (
 	"crypto/rand"
 	"debug/dwarf"
 	"debug/elf"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -297,5 +300,53 @@ func TestCanaryLargeFrame(t *testing.T) {
 	}
 	if atomic.LoadUint64(&canaryHits) == hits {
 		t.Error("guard canary: the larger frame was not detected")
+	}
+}
+
+// TestCanaryUnderProfiling runs XOR of 32 bytes on a locked thread with the
+// CPU profiler on, whose SIGPROF lands mostly in the assembly of a thread
+// that does nothing else: the canaries must catch some of those signals,
+// and no frame may keep the plaintext block, which only the kernel could
+// copy out of the registers, on the thread's signal stack afterwards.
+func TestCanaryUnderProfiling(t *testing.T) {
+	requireCanary(t)
+	if testing.Short() {
+		t.Skip("runs the profiler for a second; skipped in -short mode")
+	}
+	if err := pprof.StartCPUProfile(io.Discard); err != nil {
+		t.Skipf("CPU profiler busy: %v", err)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	stack, ok := threadSignalStack()
+	if !ok {
+		pprof.StopCPUProfile()
+		t.Fatal("the thread's signal stack does not match the kernel's")
+	}
+	var marker [16]byte
+	rand.Read(marker[:])
+	src := bytes.Repeat(marker[:], 2)
+	dst := make([]byte, len(src))
+	key, salt := randomKey(t)
+	rk := expand(t, &key)
+	var scratch [16]byte
+	if !SetSignalGuardForTest("canary") {
+		t.Fatal(`SetSignalGuardForTest("canary") refused`)
+	}
+	hits := atomic.LoadUint64(&canaryHits)
+	for end := time.Now().Add(time.Second); time.Now().Before(end); {
+		for range 1000 {
+			XOR(rk, &salt, 1, dst, src, &scratch)
+		}
+	}
+	SetSignalGuardForTest("auto")
+	pprof.StopCPUProfile()
+	caught := atomic.LoadUint64(&canaryHits) - hits
+	t.Logf("%d signals caught by the canaries", caught)
+	if caught == 0 {
+		t.Error("no SIGPROF caught in a second of profiling a thread that runs the assembly")
+	}
+	if bytes.Contains(stack, marker[:]) {
+		t.Error("the plaintext block is on the thread's signal stack")
 	}
 }

@@ -76,7 +76,9 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 		return Handle{}, err
 	}
 	i, sl := sh.Slots.New()
-	sl.Ctr, sl.Arena, sl.Off, sl.Size = base, a.Index, uint32(off), uint32(size)
+	sl.SetCtr(base)
+	sl.SetArena(a.Index)
+	sl.Off, sl.Size = uint32(off), uint32(size)
 	sl.MakeLive(align)
 	if ttl := s.cfg.ttl; ttl > 0 {
 		sh.Expiries.Set(i, addNanos(s.now(), ttl))

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
-
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 
@@ -43,8 +43,10 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 // StartBackgroundShuffle starts a goroutine that relocates every unrented
 // entry once per cycle, in small steps, and starts a cycle every interval
 // (an interval of 0 runs cycles back to back). A step holds one shard's
-// lock while it moves up to 128 KiB, or a single larger entry. Each step
-// also wipes entries whose expiry has passed. It stops when ctx is done, when stop is called,
+// lock while it moves up to 128 KiB, or a single larger entry, into memory
+// mapped before it took the lock; only an entry too large to share an
+// arena, or a system that refused the memory ahead of time, has a step map
+// under the lock. Each step also wipes entries whose expiry has passed. It stops when ctx is done, when stop is called,
 // or at Close, whichever comes first; stop waits for the goroutine to end
 // and may be called more than once. Only one background shuffler runs at a
 // time (ErrBackgroundRunning); once one has stopped, by any of these means,
@@ -129,6 +131,17 @@ func (s *Shuffler) background(ctx context.Context, interval time.Duration, done 
 // only the step adopts it (see adoptSpare), and no other path sees it, so
 // what the background shuffler holds never changes what an Alloc, Return
 // or Shuffle does.
+//
+// No step maps memory while it holds the shard lock: mapping and locking
+// fresh memory faults in and zeroes every page of it, 0.7 to 5 ms for
+// 2 MiB on a loaded two-core machine, and every Rent of the shard would
+// wait for it. A step that needs a fresh arena and has no spare large
+// enough (the first step of a cycle, or a second fresh arena in one step)
+// stops before that entry and says what it needs; the cycle maps it with
+// no lock held, and the next step goes on. Only when the system refused
+// that memory does the next step map under the lock, as any allocation
+// would: without memory it fails there too, and a compaction step stands
+// in.
 func (s *Shuffler) cycle(ctx context.Context) bool {
 	var later store.UnmapList
 	for i := range s.shards {
@@ -143,6 +156,7 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 		later.UnmapAll(&s.aux)
 	}
 	spares := make([]*osmem.Region, len(s.shards))
+	refused := make([]bool, len(s.shards)) // the system refused the shard's last spare
 	// A cycle ends with no spare left mapped, stopped or not: a Shuffler
 	// whose entries are gone maps nothing.
 	defer func() {
@@ -165,10 +179,9 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 				return false
 			}
 			start := time.Now()
-			more := sh.step(&later, &spares[i])
+			more, want := sh.step(&later, &spares[i], refused[i])
 			held := time.Since(start)
-			want := 0
-			if spares[i] == nil && more {
+			if want == 0 && spares[i] == nil && more {
 				want = sh.ArenaSize(stepBytes)
 			}
 			sh.mu.Unlock()
@@ -177,8 +190,15 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			later.UnmapAll(&s.aux)
 			// Mapping memory can stall (page zeroing, huge-page compaction):
 			// do it here, with no lock held, for the shard's next step.
-			if want > 0 {
-				spares[i], _ = s.mapAux(want)
+			if r := spares[i]; want > 0 && r != nil && len(r.Data) < want {
+				_ = s.aux.Unmap(r)
+				spares[i] = nil
+			}
+			if want > 0 && spares[i] == nil {
+				var err error
+				spares[i], err = s.mapAux(want)
+				refused[i] = err != nil
+				prefault(spares[i])
 			}
 			// Let goroutines waiting for this shard in before the next step.
 			runtime.Gosched()
@@ -211,23 +231,36 @@ func (sh *shard) startCycle(later *store.UnmapList) {
 
 // step moves the next few entries of the cycle; it reports whether any
 // remain. The arenas it empties go to later. When an entry needs a fresh
-// arena, step takes *spare, if large enough, instead of mapping one under
-// the lock, and sets *spare to nil.
-func (sh *shard) step(later *store.UnmapList, spare **osmem.Region) bool {
+// arena, step takes *spare, if large enough, and sets *spare to nil;
+// without one it stops before the entry and reports the size of arena it
+// needs as want, unless spareRefused says the system refused the last
+// spare: then the entry's move maps one under the lock, as any allocation
+// would.
+func (sh *shard) step(later *store.UnmapList, spare **osmem.Region, spareRefused bool) (more bool, want int) {
 	sh.sweepExpired(later)
 	budget, count := stepBytes, 0
 	var moved uint64
 	for sh.bgPos < len(sh.bgOrder) && budget > 0 && count < stepEntries {
 		i := sh.bgOrder[sh.bgPos]
-		sh.bgPos++
 		if i >= sh.Slots.Len() {
+			sh.bgPos++
 			continue
 		}
+		sl := sh.Slots.At(i)
+		if n := sh.freshArena(sl); n > 0 {
+			if r := *spare; r != nil && len(r.Data) >= n {
+				// When the arena set is full the spare stays the cycle's,
+				// and Relocate, which could not map either, fails below.
+				sh.adoptSpare(spare, later)
+			} else if !spareRefused {
+				want = n
+				break
+			}
+		}
+		sh.bgPos++
 		// Without memory the entry stays where it is, safe, and a
 		// compaction step into existing holes stands in; the next cycle
 		// tries again.
-		sl := sh.Slots.At(i)
-		sh.adoptSpare(sl, spare, later)
 		m, ok := sh.Relocate(sl, later)
 		if !ok {
 			budget -= int(sh.Compact(later)) // counted in bytesMoved by compact
@@ -246,31 +279,60 @@ func (sh *shard) step(later *store.UnmapList, spare **osmem.Region) bool {
 		if cap(sh.bgOrder) > 1<<16 {
 			sh.bgOrder = nil
 		}
-		return false
+		return false, 0
 	}
-	return true
+	return true, want
 }
 
-// adoptSpare makes *spare the current arena when the entry in sl would
-// be relocated into a fresh arena of at most the spare's size, as
-// Relocate would map one: the entry is live, not in the current arena,
-// shares arenas, and does not fit in the current one. Anything else
-// leaves *spare to the cycle.
-func (sh *shard) adoptSpare(sl *store.Slot, spare **osmem.Region, later *store.UnmapList) {
-	r := *spare
-	if r == nil || sl.State() != store.StateLive || sh.Arenas.Get(sl.Arena) == sh.Arenas.Cur() {
+// prefault makes the system back every page of r now, if locking it did
+// not: a region not locked (LockNone, or a memlock limit reached) gets its
+// pages at first write, and that first write would be the step's copy,
+// under the shard lock, a page fault and a zeroed page at a time. Its
+// pages are zero, so writing a zero into each changes nothing else.
+func prefault(r *osmem.Region) {
+	if r == nil || r.Locked {
 		return
 	}
+	page := os.Getpagesize()
+	for i := 0; i < len(r.Data); i += page {
+		r.Data[i] = 0
+	}
+}
+
+// freshArena is the size of the fresh arena Relocate would map for the
+// entry in sl: one when the entry is live, not in the current arena,
+// shares arenas, and does not fit in the current one; else 0.
+func (sh *shard) freshArena(sl *store.Slot) int {
+	if sl.State() != store.StateLive || sh.Arenas.Get(sl.Arena()) == sh.Arenas.Cur() {
+		return 0
+	}
 	size, align := int(sl.Size)+sh.Overhead(), sl.Align()
-	if sh.Oversize(size, align) || sh.Arenas.Fits(sh.Arenas.Cur(), size, align) || len(r.Data) < sh.ArenaSize(size) {
+	if sh.Oversize(size, align) || sh.Arenas.Fits(sh.Arenas.Cur(), size, align) {
+		return 0
+	}
+	return sh.ArenaSize(size)
+}
+
+// adoptSpare makes *spare the current arena and sets *spare to nil,
+// unless the shard's arena set is full: then *spare stays the cycle's.
+func (sh *shard) adoptSpare(spare **osmem.Region, later *store.UnmapList) {
+	a, err := sh.Arenas.Adopt(*spare)
+	if err != nil {
 		return
 	}
 	*spare = nil
-	sh.Arenas.ReplaceCur(sh.Arenas.Adopt(r), later)
+	sh.Arenas.ReplaceCur(a, later)
 }
 
 // noteStep records how long one step held a shard.
 func (s *Shuffler) noteStep(d time.Duration) {
 	s.bgSteps.Add(1)
 	storeMax(&s.bgStepMax, int64(d))
+	if afterStep != nil {
+		afterStep(d)
+	}
 }
+
+// afterStep, when set by a benchmark before any background shuffler
+// starts, sees how long every step held its shard lock.
+var afterStep func(held time.Duration)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
-
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 

@@ -126,6 +126,51 @@ func TestViews(t *testing.T) {
 	mustCheck(t, s)
 }
 
+// TestViewLimit: an entry takes 65,535 open views; one more fails with
+// ErrBusy (also in ViewContext, which would otherwise wait for nothing)
+// instead of wrapping the count, and the entry stays readable, then sealed
+// once the last view ends.
+func TestViewLimit(t *testing.T) {
+	s := newTest(t, WithShards(1))
+	want := "many readers"
+	h, err := CopyFrom(s, []byte(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const limit = 1<<16 - 1
+	for k := range limit {
+		if _, err := ViewSlice[byte](s, h); err != nil {
+			t.Fatalf("view %d: %v", k+1, err)
+		}
+	}
+	if _, err := ViewSlice[byte](s, h); !errors.Is(err, ErrBusy) {
+		t.Fatalf("view %d: %v, want ErrBusy", limit+1, err)
+	}
+	if _, err := ViewContext[byte](context.Background(), s, h); !errors.Is(err, ErrBusy) {
+		t.Fatalf("ViewContext past the limit: %v, want ErrBusy", err)
+	}
+	mustCheck(t, s)
+	if raw, _ := rawBytes(s, h); string(raw) != want {
+		t.Fatal("a refused view disturbed the open ones")
+	}
+	for k := range limit {
+		if err := s.ReturnView(h); err != nil {
+			t.Fatalf("ReturnView %d: %v", k+1, err)
+		}
+		if k == limit-2 {
+			if raw, _ := rawBytes(s, h); string(raw) != want {
+				t.Fatal("entry encrypted while a viewer remains")
+			}
+		}
+	}
+	if raw, _ := rawBytes(s, h); string(raw) == want {
+		t.Fatal("entry not encrypted after the last viewer")
+	}
+	if err := s.ReturnView(h); !errors.Is(err, ErrNotRented) {
+		t.Fatalf("extra ReturnView: %v", err)
+	}
+}
+
 // TestStatsRentedViewed checks that Stats tells rents from views: an entry
 // counts as viewed once however many views it has open, and each count
 // falls back when its borrows end, also through a Borrow function.

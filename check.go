@@ -60,14 +60,14 @@ func (sh *shard) check() ([]ctrRun, error) {
 		}
 		// A shard that finished rotating, and the part of a rotating shard
 		// its batches passed, hold nothing under the old key.
-		if (sh.rot.prev == nil || i < sh.rot.cursor) && sl.Ctr < sh.rot.base {
-			return nil, fmt.Errorf("slot %d at counter %d, below its shard's rotation base %d", i, sl.Ctr, sh.rot.base)
+		if (sh.rot.prev == nil || i < sh.rot.cursor) && sl.Ctr() < sh.rot.base {
+			return nil, fmt.Errorf("slot %d at counter %d, below its shard's rotation base %d", i, sl.Ctr(), sh.rot.base)
 		}
-		hi := sl.Ctr + sh.ciph.Counters(int(sl.Size))
+		hi := sl.Ctr() + sh.ciph.Counters(int(sl.Size))
 		if hi > sh.s.ctrs.Next() {
 			return nil, fmt.Errorf("slot %d uses counter values not yet handed out", i)
 		}
-		runs = append(runs, ctrRun{sl.Ctr, hi})
+		runs = append(runs, ctrRun{sl.Ctr(), hi})
 	}
 	if err := sh.checkRents(borrowed); err != nil {
 		return nil, err

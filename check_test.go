@@ -89,19 +89,19 @@ func TestCheckFindsCorruption(t *testing.T) {
 		want  string
 	}{
 		{"stale byte", func(sh *shard, h Handle) {
-			a := sh.Arenas.Get(sh.Slots.At(h.slot()).Arena)
+			a := sh.Arenas.Get(sh.Slots.At(h.slot()).Arena())
 			a.Mem[len(a.Mem)-1] = 1
 		}, "stale bytes"},
 		{"lost free space", func(sh *shard, h Handle) {
 			sl := sh.Slots.At(h.slot())
-			ai, off := sl.Arena, sl.Off
+			ai, off := sl.Arena(), sl.Off
 			sh.Drop(sl, nil)
 			sh.freeSlot(h.slot(), sl)
 			sh.Arenas.FreeSpace().Remove(ai, off)
 		}, "neither an entry nor free space"},
-		{"arena count", func(sh *shard, h Handle) { sh.Arenas.Get(sh.Slots.At(h.slot()).Arena).Bytes++ }, "counts"},
+		{"arena count", func(sh *shard, h Handle) { sh.Arenas.Get(sh.Slots.At(h.slot()).Arena()).Bytes++ }, "counts"},
 		{"rent record", func(sh *shard, h Handle) { sh.rents = map[Handle]rentRecord{h: {}} }, "rent record"},
-		{"counter run", func(sh *shard, h Handle) { sh.Slots.At(h.slot()).Ctr = sh.s.ctrs.Next() }, "counter values not yet handed out"},
+		{"counter run", func(sh *shard, h Handle) { sh.Slots.At(h.slot()).SetCtr(sh.s.ctrs.Next()) }, "counter values not yet handed out"},
 		{"viewers while live", func(sh *shard, h Handle) { sh.Slots.At(h.slot()).AddViewer() }, "viewers"},
 	}
 	for _, c := range cases {

@@ -14,9 +14,9 @@
 // and returns a typed pointer or slice into it. [Shuffler.Return] encrypts it
 // again, under a counter run no other encryption has used, and ends the rent.
 // A rented entry never moves; everything else may:
-// [Shuffler.Shuffle] moves every unrented entry into fresh memory in a random
-// order, wipes what they left behind and gives empty arenas back to the
-// operating system. With [Shuffler.SetShuffleOnBorrowReturn] each Return
+// [Shuffler.Shuffle] moves every unrented entry to a uniformly random new
+// place (in fresh memory, or within the arenas a large shard fills), wipes
+// what they left behind and gives empty arenas back to the operating system. With [Shuffler.SetShuffleOnBorrowReturn] each Return
 // moves the returned entry too. [Shuffler.RotateKey] re-encrypts everything
 // under a new key without losing data, and [WithKeyRotation] does so on a
 // schedule. [Shuffler.Free] wipes an entry at

@@ -13,6 +13,8 @@ var (
 	ErrInvalidHandle = errors.New("memshuffle: invalid handle")
 
 	// ErrBusy is returned when renting or freeing an entry that is rented.
+	// A View also returns it, wrapped, when 65,535 views of the entry are
+	// open already.
 	ErrBusy = errors.New("memshuffle: entry is rented")
 
 	// ErrExpired is returned for an entry whose expiry has passed (see

@@ -133,7 +133,9 @@ func (sh *shard) expire(i uint32, sl *store.Slot, later *store.UnmapList) {
 	sh.Drop(sl, later)
 	sh.Expiries.Clear(i)
 	sl.SetState(store.StateExpired)
-	sl.Ctr, sl.Size, sl.Off, sl.Arena = 0, 0, 0, 0
+	sl.SetCtr(0)
+	sl.SetArena(0)
+	sl.Size, sl.Off = 0, 0
 	sh.s.expired.Add(1)
 }
 

@@ -1,6 +1,10 @@
 package memshuffle
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/memshuffle/memshuffle/internal/store"
+)
 
 // Handle refers to one entry of one Shuffler. It is an opaque, comparable
 // value: copy it, compare it, keep it in maps. The zero Handle is never
@@ -13,7 +17,7 @@ type Handle struct {
 }
 
 const (
-	genBits   = 24
+	genBits   = store.GenBits // a slot is retired before its generation needs more
 	genMask   = 1<<genBits - 1
 	slotBits  = 32
 	shardBits = 8

@@ -6,7 +6,6 @@ import (
 	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
-
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 
@@ -54,8 +53,9 @@ func RentSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, e
 	return b, err
 }
 
-// View is a shared, read-only rent: any number of goroutines may view an
-// entry at once. The first View decrypts it, later ones get the same
+// View is a shared, read-only rent: up to 65,535 views of an entry may be
+// open at once (one more fails with ErrBusy, even in ViewContext, which
+// does not wait for a view to end). The first View decrypts it, later ones get the same
 // plaintext at no cost, and ReturnView by the last viewer encrypts it again.
 // Writers are exclusive: Rent and Free of a viewed entry fail with ErrBusy,
 // and View of a rented entry does too. While a writer waits for the entry
@@ -243,7 +243,9 @@ func (sh *shard) take(sl *store.Slot, h Handle, ti typeInfo, form shape, kind bo
 	}
 	mem := sh.Bytes(sl)
 	if sl.State() == store.StateViewed {
-		sl.AddViewer()
+		if !sl.AddViewer() {
+			return nil, fmt.Errorf("%w: %d views of the entry are open, the most it allows", ErrBusy, store.MaxViewers)
+		}
 		return mem, nil
 	}
 	if err := sh.open(h.slot(), sl); err != nil {
@@ -251,7 +253,7 @@ func (sh *shard) take(sl *store.Slot, h Handle, ti typeInfo, form shape, kind bo
 	}
 	if kind == shared {
 		sl.SetState(store.StateViewed)
-		sl.AddViewer()
+		sl.AddViewer() // the first of MaxViewers, so it is counted
 		sh.Counts.AddViewed(1)
 	} else {
 		sl.SetState(store.StateRented)
@@ -357,7 +359,7 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 		}
 		sh.ciph.Seal(sh.Extent(sl), src, base, sh.scratch)
 	}
-	sl.Ctr = base
+	sl.SetCtr(base)
 	sl.SetState(store.StateLive)
 	sh.endBorrow(h, was)
 	// Compact only while arenas hold more dead space than live data, so
@@ -388,7 +390,7 @@ func (sh *shard) open(i uint32, sl *store.Slot) error {
 	data := ext[:sl.Size]
 	c := sh.cipherOf(sl)
 	if sh.Overhead() == 0 { // CTR: no associated data to set
-		return c.Open(data, ext, sl.Ctr, sh.scratch)
+		return c.Open(data, ext, sl.Ctr(), sh.scratch)
 	}
 	sh.setAD(i, sl)
 	// The AEADs clear their output when authentication fails; keep the
@@ -398,7 +400,7 @@ func (sh *shard) open(i uint32, sl *store.Slot) error {
 		return err
 	}
 	copy(backup, ext)
-	err = c.Open(data, ext, sl.Ctr, sh.scratch)
+	err = c.Open(data, ext, sl.Ctr(), sh.scratch)
 	if err != nil {
 		copy(ext, backup)
 	}

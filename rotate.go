@@ -16,7 +16,6 @@ import (
 	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/seal"
-
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 
@@ -100,7 +99,7 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte) 
 	if err != nil {
 		return err
 	}
-	s.rot = rotation{next: next, prev: s.shards[0].ciph}
+	s.rot = rotation{next: next, prev: s.shards[0].ciph, plan: s.rot.plan, ks: s.rot.ks}
 	return s.finishRotation(ctx)
 }
 
@@ -187,7 +186,7 @@ const (
 
 // cipherOf returns the cipher sl's resting ciphertext is under.
 func (sh *shard) cipherOf(sl *store.Slot) seal.Cipher {
-	if sh.rot.prev != nil && sl.Ctr < sh.rot.base {
+	if sh.rot.prev != nil && sl.Ctr() < sh.rot.base {
 		return sh.rot.prev
 	}
 	return sh.ciph
@@ -257,7 +256,10 @@ func (s *Shuffler) finishRotation(ctx context.Context) error {
 	}
 	s.cipherSlot = 1 - s.cipherSlot
 	s.closeMu.Unlock()
-	s.rot = rotation{}
+	// The batch buffers stay for the next rotation (ks is cleared after
+	// every batch): a Shuffler under WithKeyRotation then rotates without
+	// feeding the garbage collector, whose pauses stop every goroutine.
+	s.rot = rotation{plan: r.plan[:0], ks: r.ks}
 	n := s.rotations.Add(1)
 	s.log(slog.LevelInfo, "memshuffle: key rotated", slog.Uint64("rotations", n))
 	return nil
@@ -347,7 +349,7 @@ func (sh *shard) planBatch(plan []rotEntry) (p []rotEntry, end uint32, n int, do
 			break
 		}
 		sl := sh.Slots.At(end)
-		if sl.State() != store.StateLive || sl.Ctr >= r.base {
+		if sl.State() != store.StateLive || sl.Ctr() >= r.base {
 			end++
 			continue
 		}
@@ -362,8 +364,8 @@ func (sh *shard) planBatch(plan []rotEntry) (p []rotEntry, end uint32, n int, do
 			}
 			prevCTR, _ := seal.CTR(r.prev)
 			nextCTR, _ := seal.CTR(sh.ciph)
-			ctr.Rekey(sh.Bytes(sl), prevCTR, sl.Ctr, nextCTR, base, &sh.scratch.KS)
-			sl.Ctr = base
+			ctr.Rekey(sh.Bytes(sl), prevCTR, sl.Ctr(), nextCTR, base, &sh.scratch.KS)
+			sl.SetCtr(base)
 			r.cursor = end + 1
 			return plan, r.cursor, size, false, nil
 		}
@@ -374,7 +376,7 @@ func (sh *shard) planBatch(plan []rotEntry) (p []rotEntry, end uint32, n int, do
 		if err != nil {
 			return plan, end, n, false, err
 		}
-		plan = append(plan, rotEntry{i: end, gen: sl.Gen(), size: sl.Size, from: sl.Ctr, to: base})
+		plan = append(plan, rotEntry{i: end, gen: sl.Gen(), size: sl.Size, from: sl.Ctr(), to: base})
 		n += size
 		end++
 	}
@@ -396,12 +398,12 @@ func (sh *shard) applyBatch(plan []rotEntry, ks []byte, end uint32) int {
 		k := ks[off : off+int(e.size)]
 		off += int(e.size)
 		sl := sh.Slots.At(e.i)
-		if sl.State() != store.StateLive || sl.Gen() != e.gen || sl.Ctr != e.from || sl.Size != e.size {
+		if sl.State() != store.StateLive || sl.Gen() != e.gen || sl.Ctr() != e.from || sl.Size != e.size {
 			continue
 		}
 		data := sh.Bytes(sl)
 		subtle.XORBytes(data, data, k)
-		sl.Ctr = e.to
+		sl.SetCtr(e.to)
 		n += int(e.size)
 	}
 	r := &sh.rot
@@ -489,7 +491,7 @@ func (sh *shard) rotateBatch() (n int, done bool, err error) {
 		}
 		i := r.cursor
 		sl := sh.Slots.At(i)
-		if sl.State() != store.StateLive || sl.Ctr >= r.base {
+		if sl.State() != store.StateLive || sl.Ctr() >= r.base {
 			r.cursor++
 			continue
 		}
@@ -515,7 +517,7 @@ func (sh *shard) rotateBatch() (n int, done bool, err error) {
 		}
 		// An entry that fails authentication stays as found: under the new
 		// key it keeps failing, and keeps reporting ErrTampered.
-		sl.Ctr = base
+		sl.SetCtr(base)
 		n += ext
 		r.cursor++
 	}

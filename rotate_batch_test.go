@@ -188,11 +188,11 @@ func TestCheckFindsRotationBase(t *testing.T) {
 	mustCheck(t, s)
 	sh := &s.shards[0]
 	sl := sh.Slots.At(h.slot())
-	saved := sl.Ctr
-	sl.Ctr = sh.rot.base - 1
+	saved := sl.Ctr()
+	sl.SetCtr(sh.rot.base - 1)
 	if err := s.check(); err == nil {
 		t.Fatal("an entry below the rotation base of a finished shard went unnoticed")
 	}
-	sl.Ctr = saved
+	sl.SetCtr(saved)
 	mustCheck(t, s)
 }

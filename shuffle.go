@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 
@@ -24,11 +25,18 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 	}
 }
 
-// Shuffle moves every unrented entry into freshly mapped arena space, in a
-// random order, wipes the space each entry left, and returns arenas left
-// empty to the operating system. Rented entries stay where they are. Entries
-// move as ciphertext: nothing is decrypted. Shuffle locks one shard at a
-// time, so operations on entries of other shards go on meanwhile.
+// Shuffle moves every unrented entry to a new place drawn uniformly at
+// random, independent of its old place and of its age, wipes the space each
+// entry left, and returns arenas left empty to the operating system.
+// Rented entries stay where they are. Entries move as ciphertext: nothing
+// is decrypted. Shuffle locks one shard at a time, so operations on entries
+// of other shards go on meanwhile.
+//
+// The new places are in freshly mapped arenas, except in a shard of at
+// least 256 entries of one size, 128 bytes or more, that fill the arenas
+// they are in, with no rented entry among them: there the entries are
+// permuted within those arenas, each to any of their places (its own with
+// probability 1/n), which needs no new memory and faults in no page.
 //
 // If the operating system refuses memory (or, with LockStrict, a lock)
 // part-way, the entries moved so far stay moved, and the others are packed
@@ -43,6 +51,9 @@ func (s *Shuffler) Shuffle() error {
 	}
 	start := time.Now()
 	var errs []error
+	// The shards use one set of scratch arrays in turn, so that a Shuffle
+	// allocates them once, not once a shard.
+	var work shuffleWork
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -50,9 +61,12 @@ func (s *Shuffler) Shuffle() error {
 			sh.mu.Unlock()
 			return ErrClosed
 		}
+		sh.work = work
 		if err := sh.shuffle(); err != nil {
 			errs = append(errs, err)
 		}
+		work, sh.work = sh.work, shuffleWork{}
+		clear(work.fresh[:cap(work.fresh)])
 		sh.mu.Unlock()
 	}
 	s.shuffles.Add(1)
@@ -67,56 +81,465 @@ func (sh *shard) shuffle() error {
 	sh.relock()
 	w := &sh.work
 	w.reset()
-	// Gather the entries to move in slot order: slots are mostly filled in
-	// allocation order, so this and the moves below read memory forwards.
-	need := 0
-	w.slots = slices.Grow(w.slots, sh.Counts.Live())
-	w.sizes = slices.Grow(w.sizes, sh.Counts.Live())
-	w.aligns = slices.Grow(w.aligns, sh.Counts.Live())
-	uniform := true
-	for i := range sh.Slots.Len() {
-		if sl := sh.Slots.At(i); sl.State() == store.StateLive {
-			w.slots = append(w.slots, i)
-			w.sizes = append(w.sizes, sl.Size+uint32(sh.Overhead()))
-			w.aligns = append(w.aligns, sl.AlignLog())
-			if !sh.Oversize(int(sl.Size)+sh.Overhead(), sl.Align()) {
-				need += int(sl.Size) + sh.Overhead() + sl.Align() - 1
-			}
-			uniform = uniform && sl.Size+uint32(sh.Overhead()) == w.sizes[0] && sl.AlignLog() == w.aligns[0]
+	n, uniform, grid := sh.gather()
+	if n == 0 {
+		return sh.releaseArenas(nil, nil)
+	}
+	// rank[q] is where entry q lands in the new layout, entries numbered in
+	// the order they are moved in: a uniformly random permutation
+	// (Fisher-Yates over a ChaCha8 stream seeded from crypto/rand), so the
+	// new place of an entry says nothing about its old one or about when
+	// it was made.
+	w.rank = sh.permutation(w.rank, n)
+	// The arenas every entry leaves, and what free space they hold, are
+	// known before the layout makes a fresh arena the current one.
+	sh.markVacated()
+	if grid && sh.inPlaceFits(n) {
+		if moved, ok := sh.shuffleInPlace(n); ok {
+			sh.s.bytesMoved.Add(moved)
+			return sh.releaseArenas(nil, nil)
 		}
 	}
-	n := len(w.slots)
-	if n == 0 {
-		return sh.releaseEmpty(nil, nil)
-	}
-	// rank[k] is where entry k lands in the new layout: a uniformly random
-	// permutation (Fisher-Yates over a ChaCha8 stream seeded from
-	// crypto/rand), so the new place of an entry says nothing about its old
-	// one or about when it was made.
-	w.rank = sh.permutation(w.rank, n)
 	var err error
 	var placed int
-	if size := int(w.sizes[0]); uniform && size%(1<<w.aligns[0]) == 0 {
-		placed, err = sh.layoutUniform(n, size)
+	if uniform {
+		placed, err = sh.layoutUniform(n, w.size)
 	} else {
-		placed, err = sh.layout(n, need)
+		placed, err = sh.layout(n, sh.measure())
 	}
-	// Move in slot order: reads of the slots go forwards, writes land at
-	// random.
-	var moved uint64
-	for k, r := range w.rank {
-		if int(r) < placed {
-			a, off := sh.dest(r)
-			moved += sh.Move(sh.Slots.At(w.slots[k]), a, int(off), nil)
-		}
+	if placed < n {
+		// Entries that stay keep their arenas: none is emptied in bulk.
+		clear(w.vacated)
 	}
-	sh.s.bytesMoved.Add(moved)
+	if grid && placed == n {
+		sh.s.bytesMoved.Add(sh.moveBySource())
+	} else {
+		sh.s.bytesMoved.Add(sh.moveAll(placed))
+	}
+	sh.releaseVacated()
 	if err != nil {
 		// Without fresh arenas, compact into the holes of those that stay,
 		// which releases the ones it empties.
 		sh.Squeeze(sh.s.cfg.lock != LockNone)
 	}
-	return sh.releaseEmpty(err, nil)
+	return sh.releaseArenas(err, nil)
+}
+
+// gather lists the entries to move, in slot order, in w.slots, and counts
+// them by arena in w.leaving. It reports how many there are, whether they
+// all have one size (w.size, tag included), a multiple of one alignment,
+// and whether they also sit on a grid of that size in their arenas; then
+// w.at[w.base[a]+off/w.size] is k+1 for the entry at off in arena a, the
+// k-th in w.slots, and 0 for a place no moving entry holds, numbering the places in
+// address order, arena by arena (see moveBySource).
+func (sh *shard) gather() (n int, uniform, grid bool) {
+	w := &sh.work
+	first := uint32(0)
+	for first < sh.Slots.Len() && sh.Slots.At(first).State() != store.StateLive {
+		first++
+	}
+	if first == sh.Slots.Len() {
+		return 0, false, false
+	}
+	f := sh.Slots.At(first)
+	size, meta := f.Size, f.AlignLog()
+	ext := size + uint32(sh.Overhead())
+	w.size = int(ext)
+	uniform = int(ext)%f.Align() == 0
+	// Places are numbered only when there are not many times more of them
+	// than entries, or few: the index costs four bytes a place.
+	w.base = growU32(w.base, len(sh.Arenas.List()))
+	places := 0
+	for i, a := range sh.Arenas.List() {
+		if a != nil {
+			w.base[i] = uint32(places)
+			places += len(a.Mem) / int(ext)
+		}
+	}
+	grid = uniform && (places <= 4*sh.Counts.Live() || places <= 1<<14)
+	if grid {
+		w.at = growU32(w.at, places)
+		clear(w.at)
+	}
+	w.leaving = growU32(w.leaving, len(sh.Arenas.List()))
+	clear(w.leaving)
+	w.slots = slices.Grow(w.slots, sh.Counts.Live())
+	for i := first; i < sh.Slots.Len(); i++ {
+		sl := sh.Slots.At(i)
+		if sl.State() != store.StateLive {
+			continue
+		}
+		w.leaving[sl.Arena()]++
+		w.slots = append(w.slots, i)
+		if sl.Size != size || sl.AlignLog() != meta {
+			uniform, grid = false, false
+		}
+		if grid {
+			if sl.Off%ext != 0 {
+				grid = false
+				continue
+			}
+			w.at[w.base[sl.Arena()]+sl.Off/ext] = uint32(len(w.slots))
+		}
+	}
+	return len(w.slots), uniform, grid
+}
+
+// measure fills w.sizes and w.aligns for layout, and returns the bytes
+// the entries that share arenas need, alignment slack included.
+func (sh *shard) measure() int {
+	w := &sh.work
+	need := 0
+	w.sizes = slices.Grow(w.sizes[:0], len(w.slots))
+	w.aligns = slices.Grow(w.aligns[:0], len(w.slots))
+	for _, i := range w.slots {
+		sl := sh.Slots.At(i)
+		w.sizes = append(w.sizes, sl.Size+uint32(sh.Overhead()))
+		w.aligns = append(w.aligns, uint8(sl.AlignLog()))
+		if !sh.Oversize(int(sl.Size)+sh.Overhead(), sl.Align()) {
+			need += int(sl.Size) + sh.Overhead() + sl.Align() - 1
+		}
+	}
+	return need
+}
+
+// markVacated sets w.vacated[a] for every arena a all of whose entries the
+// shuffle moves (w.leaving counts them)
+// shuffle moves and whose free space is at most one extent at its top: the
+// move loop leaves those arenas to be wiped and released whole, instead of
+// wiping each entry's place and indexing it as free space that would only
+// be taken out again when the arena goes.
+func (sh *shard) markVacated() {
+	w := &sh.work
+	w.vacated = slices.Grow(w.vacated[:0], len(sh.Arenas.List()))[:len(sh.Arenas.List())]
+	clear(w.vacated)
+	w.tail = -1
+	for i, a := range sh.Arenas.List() {
+		if a == nil || a.Dedicated || a.Live == 0 || int(w.leaving[i]) != a.Live {
+			continue
+		}
+		// Outside the current arena every byte is in an entry or in free;
+		// in it, every byte below top. No free byte but the current arena's
+		// bump space means the entries' places are all there is to clear.
+		end := len(a.Mem)
+		if a == sh.Arenas.Cur() {
+			end = a.Top
+		}
+		if end != a.Bytes {
+			continue
+		}
+		w.vacated[i] = true
+		if a == sh.Arenas.Cur() && a.Top < len(a.Mem) {
+			// Making a fresh arena current puts this space in free.
+			w.tail = int(a.Top)
+		}
+	}
+}
+
+// moveAll moves the entries of ranks below placed to their places, in slot
+// order: reads of the slots go forwards, writes land at random. Entries
+// leaving a vacated arena are only copied; the others' places are wiped and
+// become free space at once. It returns the bytes moved.
+func (sh *shard) moveAll(placed int) uint64 {
+	w := &sh.work
+	var moved uint64
+	ext := uint32(sh.Overhead())
+	for k, r := range w.rank {
+		if int(r) >= placed {
+			continue
+		}
+		sl := sh.Slots.At(w.slots[k])
+		dst, off := sh.dest(r)
+		if w.vacated[sl.Arena()] {
+			src := sh.Arenas.Get(sl.Arena()).Mem[sl.Off : sl.Off+sl.Size+ext]
+			copy(dst.Mem[off:int(off)+len(src)], src)
+			sl.SetArena(dst.Index)
+			sl.Off = off
+		} else {
+			copy(dst.Mem[off:int(off)+int(sl.Size+ext)], sh.Extent(sl))
+			osmem.Wipe(sh.Extent(sl))
+			sh.vacate(sl)
+			sl.SetArena(dst.Index)
+			sl.Off = off
+		}
+		if w.per == 0 {
+			// layoutUniform counts its arenas' entries itself.
+			dst.Live++
+			dst.Bytes += int(sl.Size + ext)
+		}
+		moved += uint64(sl.Size)
+	}
+	return moved
+}
+
+// moveBySource is moveAll for entries gather found on a grid, when all of
+// them move: it walks the places they leave in address order, so that the
+// reads of the old places, of w.at and of w.rank go forwards, and only the
+// writes to the new places land at random. The slots, which are in an
+// order unrelated to the places, are updated afterwards in their own
+// order: their new places are first noted in w.to, a smaller array that
+// stays in cache, rather than each written into a slot at random.
+func (sh *shard) moveBySource() uint64 {
+	w := &sh.work
+	if cap(w.to) < len(w.slots) {
+		w.to = make([]uint64, len(w.slots))
+	}
+	w.to = w.to[:len(w.slots)]
+	var q int
+	sz := uint32(w.size)
+	for i, a := range sh.Arenas.List() {
+		if i >= len(w.leaving) || w.leaving[i] == 0 {
+			continue
+		}
+		at := w.at[w.base[i]:][:len(a.Mem)/w.size]
+		vacated := w.vacated[i]
+		for j, k := range at {
+			if k == 0 {
+				continue
+			}
+			dst, off := sh.dest(w.rank[q])
+			q++
+			from := uint32(j) * sz
+			copy(dst.Mem[off:off+sz], a.Mem[from:from+sz])
+			if !vacated {
+				// a may be released here, once its last entry is gone;
+				// then no later place of it holds an entry.
+				osmem.Wipe(a.Mem[from : from+sz])
+				sh.vacate(sh.Slots.At(w.slots[k-1]))
+			}
+			w.to[k-1] = uint64(dst.Index)<<32 | uint64(off)
+		}
+	}
+	for k, i := range w.slots {
+		sl := sh.Slots.At(i)
+		sl.SetArena(uint32(w.to[k] >> 32))
+		sl.Off = uint32(w.to[k])
+	}
+	return uint64(q) * uint64(w.size-sh.Overhead())
+}
+
+// minInPlace (256, as the Shuffle doc says) is the fewest entries a shard
+// holds for Shuffle to move them within the arenas they are in. An entry
+// then keeps its place with probability 1/n, as any other place; in a
+// shard of few entries that is often, and fresh arenas cost little there.
+//
+// minInPlaceSize is the smallest entry, tag included, moved in place. The
+// moves in place follow the permutation from place to place, each a read
+// at random; below this size that costs more than the fresh pages and the
+// wipe it saves (measured: 64-byte entries shuffle faster into fresh
+// arenas, 128-byte ones as fast either way, 256 bytes and up faster in
+// place).
+const (
+	minInPlace     = 256
+	minInPlaceSize = 128
+)
+
+// inPlaceFits reports whether the n entries gather found on a grid can be
+// shuffled within their arenas: every arena is one the shuffle empties
+// (no rented entry, no free space but the current arena's bump space),
+// and none could be given back by packing the entries into fewer.
+func (sh *shard) inPlaceFits(n int) bool {
+	w := &sh.work
+	if n < minInPlace || w.size < minInPlaceSize {
+		return false
+	}
+	places, smallest := 0, len(w.at)
+	for i, a := range sh.Arenas.List() {
+		if a == nil {
+			continue
+		}
+		if !w.vacated[i] {
+			return false
+		}
+		c := len(a.Mem) / w.size
+		places += c
+		smallest = min(smallest, c)
+	}
+	return places-smallest < n
+}
+
+// shuffleInPlace moves the n entries gather found on a grid to the places
+// of the same permutation Shuffle uses otherwise, numbered through the
+// arenas they are already in (see gather), instead of into fresh arenas:
+// no pages are mapped, faulted in, zeroed or unmapped, and every byte an
+// entry leaves is overwritten by the next or wiped. It reports the bytes
+// moved, and false, having changed nothing, when it needs a place to hold
+// one entry and the system will not map one.
+//
+// The moves follow the permutation backwards. A chain starts at a new
+// place no entry holds: the entry that goes there moves in, which empties
+// its old place, and so on until an old place past the new layout is
+// emptied, which is wiped. What is left are cycles among places that are
+// both old and new; each is rotated through one spare place.
+func (sh *shard) shuffleInPlace(n int) (uint64, bool) {
+	w := &sh.work
+	sz := uint32(w.size)
+	w.src = w.src[:0]
+	for _, a := range sh.Arenas.List() {
+		if a != nil {
+			w.src = append(w.src, a)
+		}
+	}
+	places := uint32(len(w.at))
+	var spare []byte
+	var spareReg *osmem.Region
+	if places > uint32(n) {
+		// Empty once the chains have emptied every old place past the new
+		// layout.
+		spare = w.place(uint32(n))
+	} else {
+		r, err := sh.s.mapAux(int(sz))
+		if err != nil {
+			return 0, false
+		}
+		spareReg, spare = r, r.Data[:sz]
+	}
+	// from[r] is the old place of the entry that goes to place r, and the
+	// new place of each entry is noted by k in w.to.
+	w.inv = growU32(w.inv, n)
+	if cap(w.to) < len(w.slots) {
+		w.to = make([]uint64, len(w.slots))
+	}
+	w.to = w.to[:len(w.slots)]
+	from := w.inv
+	q := 0
+	for p, k := range w.at {
+		if k == 0 {
+			continue
+		}
+		r := w.rank[q]
+		q++
+		from[r] = uint32(p)
+		a, off := w.placeIn(r)
+		w.to[k-1] = uint64(a.Index)<<32 | uint64(off)
+	}
+	const done = ^uint32(0)
+	nn := uint32(n)
+	for d := range nn {
+		if w.at[d] != 0 {
+			continue // held at first: filled by a chain or a cycle
+		}
+		for {
+			p := from[d]
+			from[d] = done
+			copy(w.place(d), w.place(p))
+			if p >= nn {
+				osmem.Wipe(w.place(p))
+				break
+			}
+			d = p
+		}
+	}
+	for d := range nn {
+		p := from[d]
+		if p == done {
+			continue
+		}
+		from[d] = done
+		if p == d {
+			continue // the entry keeps its place
+		}
+		copy(spare, w.place(d))
+		for c := d; ; {
+			copy(w.place(c), w.place(p))
+			c, p = p, from[p]
+			from[c] = done
+			if p == d {
+				copy(w.place(c), spare)
+				break
+			}
+		}
+	}
+	osmem.Wipe(spare)
+	if spareReg != nil {
+		_ = sh.s.aux.Unmap(spareReg)
+	}
+	for k, i := range w.slots {
+		sl := sh.Slots.At(i)
+		sl.SetArena(uint32(w.to[k] >> 32))
+		sl.Off = uint32(w.to[k])
+	}
+	// The arenas now hold the places below n, in order, and the last of
+	// them becomes the current arena. None is left empty: the last arena
+	// has c places, and n is more than the places in all the others (see
+	// inPlaceFits), so it holds at least one.
+	var last *store.Arena
+	for _, a := range w.src {
+		start := w.base[a.Index]
+		c := uint32(len(a.Mem)) / sz
+		cnt := min(c, max(nn, start)-start)
+		a.Live, a.Bytes = int(cnt), int(cnt*sz)
+		a.Used = max(a.Used, a.Bytes)
+		last = a
+	}
+	for _, a := range w.src {
+		if a == last {
+			a.Top = a.Bytes
+		} else {
+			a.Top = len(a.Mem)
+			sh.Arenas.FreeSpace().Insert(a.Index, uint32(a.Bytes), uint32(len(a.Mem)-a.Bytes))
+		}
+	}
+	// Every other arena's space is now an entry or free: making last the
+	// current arena adds nothing to the index.
+	sh.Arenas.SetCur(last)
+	clear(w.vacated)
+	return uint64(n) * uint64(w.size-sh.Overhead()), true
+}
+
+// placeIn returns the arena and offset of place p, numbered as gather
+// numbers them, through w.src, the shard's arenas in order.
+func (w *shuffleWork) placeIn(p uint32) (*store.Arena, uint32) {
+	lo, hi := 0, len(w.src)-1
+	for lo < hi {
+		// The last arena starting at or before p.
+		m := int(uint(lo+hi+1) >> 1)
+		if w.base[w.src[m].Index] <= p {
+			lo = m
+		} else {
+			hi = m - 1
+		}
+	}
+	a := w.src[lo]
+	return a, (p - w.base[a.Index]) * uint32(w.size)
+}
+
+// place returns the memory of place p.
+func (w *shuffleWork) place(p uint32) []byte {
+	a, off := w.placeIn(p)
+	return a.Mem[off : off+uint32(w.size)]
+}
+
+// releaseVacated wipes and releases the arenas markVacated chose, now that
+// no entry is left in them.
+func (sh *shard) releaseVacated() {
+	w := &sh.work
+	for i, v := range w.vacated {
+		if !v {
+			continue
+		}
+		a := sh.Arenas.Get(uint32(i))
+		osmem.Wipe(a.Mem[:a.Used])
+		a.Live, a.Bytes = 0, 0
+		if w.tail >= 0 && a != sh.Arenas.Cur() {
+			if _, ok := sh.Arenas.FreeSpace().Remove(a.Index, uint32(w.tail)); ok {
+				a.Top = len(a.Mem)
+			}
+		}
+		// An arena the system will not take back stays mapped, all of it
+		// free, and the next shuffle tries again.
+		if sh.Arenas.Release(a, nil) != nil {
+			if sh.Arenas.Cur() == a {
+				// No longer current, it becomes one free extent.
+				a.Top = 0
+				sh.Arenas.SetCur(nil)
+			} else {
+				a.Top = len(a.Mem)
+				sh.Arenas.FreeSpace().Insert(a.Index, 0, uint32(len(a.Mem)))
+			}
+		}
+	}
+	clear(w.vacated)
 }
 
 // layout places the entries, in rank order, in fresh arenas, and records
@@ -161,6 +584,10 @@ func (sh *shard) layout(n, need int) (int, error) {
 	return n, nil
 }
 
+// hugeArena is the smallest region osmem maps on transparent huge pages
+// (where Linux has them): two huge pages.
+const hugeArena = 4 << 20
+
 // layoutUniform is layout for entries that all have one size, a multiple
 // of their alignment: equal fresh arenas, and rank r's place is arithmetic.
 func (sh *shard) layoutUniform(n, size int) (int, error) {
@@ -171,6 +598,12 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 	// Entries too large to share get an arena each, of just their size.
 	big := sh.Oversize(size, 1)
 	want := max(min(total, store.MaxArenaSize), sh.s.cfg.arenaSize)
+	if want < hugeArena && want >= hugeArena/5*4 {
+		// Rounded up to where arenas sit on huge pages, which fault in 512
+		// times fewer steps and keep the random writes below from missing
+		// the TLB, for at most a quarter more memory.
+		want = hugeArena
+	}
 	if big {
 		want = size
 	}
@@ -190,6 +623,7 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 		}
 		a.Top = min(n-placed, w.per) * size
 		a.Used = a.Top
+		a.Live, a.Bytes = a.Top/size, a.Top
 		placed += w.per
 		w.fresh = append(w.fresh, a)
 		if big {
@@ -206,6 +640,11 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 // dest returns where rank r goes.
 func (sh *shard) dest(r uint32) (*store.Arena, uint32) {
 	w := &sh.work
+	if len(w.fresh) == 1 {
+		// The common case needs no division, which costs more here than the
+		// rest of the arithmetic.
+		return w.fresh[0], r * uint32(w.size)
+	}
 	if w.per > 0 {
 		i := int(r) / w.per
 		return w.fresh[i], uint32((int(r) - i*w.per) * w.size)
@@ -218,15 +657,29 @@ func (sh *shard) dest(r uint32) (*store.Arena, uint32) {
 // take back when they emptied get another try (see
 // store.Shard.ReleaseEmpty). An AEAD shard without entries lets go of its
 // backup buffer too. It returns err, or else the first error of a release.
+// Large shuffle scratch arrays are dropped.
 func (sh *shard) releaseEmpty(err error, later *store.UnmapList) error {
+	err = sh.releaseArenas(err, later)
+	sh.work.trim()
+	return err
+}
+
+// releaseArenas is releaseEmpty without dropping the scratch arrays, for
+// Shuffle, which hands them to the next shard.
+func (sh *shard) releaseArenas(err error, later *store.UnmapList) error {
 	if e := sh.ReleaseEmpty(later); err == nil {
 		err = e
 	}
 	if sh.Counts.Live() == 0 && sh.backup != nil {
 		sh.dropBackup()
 	}
-	sh.work.trim()
 	return err
+}
+
+// vacate takes an entry, already wiped, out of its arena, which is
+// released if that leaves it empty and not current.
+func (sh *shard) vacate(sl *store.Slot) {
+	sh.Arenas.Vacate(sh.Arenas.Get(sl.Arena()), sl.Off, sl.Size+uint32(sh.Overhead()), nil)
 }
 
 // shuffleWork holds a shuffle's scratch arrays, indexed by k (entries in
@@ -239,6 +692,13 @@ type shuffleWork struct {
 	off, arena   []uint32       // by r: the destination (layout)
 	fresh        []*store.Arena // equal fresh arenas (layoutUniform)
 	per, size    int            // entries per fresh arena, entry size (layoutUniform)
+	vacated      []bool         // by arena index: emptied and released whole
+	leaving      []uint32       // by arena index: entries the shuffle moves out
+	tail         int            // the old current arena's top, if vacated, else -1
+	src          []*store.Arena // the shard's arenas, in order (shuffleInPlace)
+	base         []uint32       // by arena index: its first place (gather)
+	at           []uint32       // by place: k+1 (gather)
+	to           []uint64       // by k: new arena<<32 | offset (moveBySource)
 }
 
 func (w *shuffleWork) reset() {
@@ -256,14 +716,35 @@ func (w *shuffleWork) trim() {
 
 // permutation returns a uniformly random permutation of 0..n-1, drawn by
 // Fisher-Yates from the shard's ChaCha8 stream, in b's memory when it is
-// large enough.
+// large enough. Each step takes 32 random bits, two to a 64-bit draw, and
+// maps them onto [0, k] by Lemire's multiply-and-reject method, which is
+// exactly uniform.
 func (sh *shard) permutation(b []uint32, n int) []uint32 {
 	b = growU32(b, n)
 	for k := range b {
 		b[k] = uint32(k)
 	}
+	var pool uint64
+	var have bool
+	next := func() uint32 {
+		if have {
+			have = false
+			return uint32(pool >> 32)
+		}
+		pool, have = sh.rng.Uint64(), true
+		return uint32(pool)
+	}
 	for k := n - 1; k > 0; k-- {
-		j := sh.rng.IntN(k + 1)
+		bound := uint32(k + 1)
+		m := uint64(next()) * uint64(bound)
+		if uint32(m) < bound {
+			// Values whose low half falls below 2^32 mod bound would make
+			// some results more likely: draw again.
+			for thresh := -bound % bound; uint32(m) < thresh; {
+				m = uint64(next()) * uint64(bound)
+			}
+		}
+		j := uint32(m >> 32)
 		b[k], b[j] = b[j], b[k]
 	}
 	return b

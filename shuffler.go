@@ -85,24 +85,25 @@ type shard struct {
 	purged bool // wiped by Purge; arenas still mapped until Close
 	ciph   seal.Cipher
 
-	// The storage engine: slots, arenas, counts, deadlines and waiters.
-	// Like every field here, it is guarded by mu.
-	store.Shard
-
 	// While a rotation goes through the shard, ciph is already the new
 	// cipher and rot.prev the old one, for entries encrypted before it.
 	rot shardRotation
-
-	// Pinned borrows in progress (Borrow functions, fills), and the regions
-	// Close left mapped for them: the last to end unmaps these.
-	pins    int
-	orphans []*osmem.Region
 
 	ctrNext, ctrEnd uint64 // this shard's reserved run of counter values
 
 	rents   map[Handle]rentRecord // with rent tracking: where each rent began
 	scratch *seal.Scratch
 	backup  *osmem.Region // AEAD modes: the ciphertext Rent restores on ErrTampered
+
+	// The storage engine: slots, arenas, counts, deadlines and waiters.
+	// Like every field here, it is guarded by mu.
+	store.Shard
+
+	// Pinned borrows in progress (Borrow functions, fills), and the regions
+	// Close left mapped for them: the last to end unmaps these.
+	pins    int
+	orphans []*osmem.Region
+
 	rng     *mrand.Rand
 	bgOrder []uint32 // this background cycle's order of slots
 	bgPos   int
@@ -170,6 +171,7 @@ func New(opts ...Option) (*Shuffler, error) {
 		sh.Init(store.Config{
 			Overhead: c.Overhead(), MinArena: cfg.arenaSize, Map: s.mapRegion,
 			Aux: &s.aux, Moved: &s.bytesMoved, Released: &s.arenasReleased,
+			Full: ErrOutOfMemory,
 		})
 		off := ownScratch + i*scratchStride
 		sh.scratch = (*seal.Scratch)(unsafe.Pointer(&own.Data[off]))

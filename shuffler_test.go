@@ -407,7 +407,11 @@ func TestStepAdoptsSpare(t *testing.T) {
 		var later store.UnmapList
 		sh.mu.Lock()
 		sh.startCycle(&later)
-		for sh.step(&later, &spare) {
+		// As after a refused spare: a step without one large enough maps
+		// its fresh arena under the lock rather than stopping for one.
+		const spareRefused = true
+		for more := true; more; {
+			more, _ = sh.step(&later, &spare, spareRefused)
 		}
 		cur = sh.Arenas.Cur()
 		sh.mu.Unlock()

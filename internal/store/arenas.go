@@ -1,6 +1,8 @@
 package store
 
 import (
+	"errors"
+	"fmt"
 	"sync/atomic"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
@@ -23,6 +25,18 @@ type Arena struct {
 	UnmapFailed bool // the OS refused to take it back; a Shuffle retries
 }
 
+// MaxArenas is the most arenas a shard holds at once: a Slot keeps its
+// arena index in 16 bits, which is what keeps a live entry's metadata at 24
+// bytes. Shared arenas grow with the shard's live bytes (a sixteenth of
+// them, up to MaxArenaSize) and an oversize entry is larger than
+// MaxArenaSize, so a shard meets the limit only near a terabyte; past it,
+// Map and Adopt return an error (see Room) instead of an index that would
+// not fit.
+const MaxArenas = 1<<16 - 1
+
+// errArenaLimit is what Arenas wraps when its owner gave no Full error.
+var errArenaLimit = errors.New("store: arena limit reached")
+
 // MapFunc maps a region of n bytes for an arena, with the lock and dump
 // settings of its owner, and wraps its errors for the owner's callers.
 type MapFunc func(n int) (*osmem.Region, error)
@@ -39,13 +53,16 @@ type Arenas struct {
 	list  []*Arena // by arena index; nil where released
 	holes []uint32 // indexes of released arenas, for reuse
 	cur   *Arena
-	free  FreeSpace
 
 	mapRegion MapFunc
+	full      error          // wrapped when the set holds MaxArenas arenas
 	aux       *Aux           // where regions released to an UnmapList count
 	released  *atomic.Uint64 // arenas given back, for statistics
 
 	mapped, locked, unlocked, dumpable int64
+
+	// Last: over a kilobyte that Rent and Return never touch.
+	free FreeSpace
 }
 
 // List returns the arenas by index, nil where one was released. The
@@ -73,8 +90,13 @@ func (s *Arenas) Unlocked() int64 { return s.unlocked }
 // Dumpable is the bytes of arenas a core dump would include.
 func (s *Arenas) Dumpable() int64 { return s.dumpable }
 
-// Map maps an arena of exactly n bytes, rounded as osmem.Map rounds.
+// Map maps an arena of exactly n bytes, rounded as osmem.Map rounds. When
+// the set holds MaxArenas arenas it maps nothing and returns the owner's
+// Full error, wrapped.
 func (s *Arenas) Map(n int) (*Arena, error) {
+	if err := s.Room(); err != nil {
+		return nil, err
+	}
 	reg, err := s.mapRegion(n)
 	if err != nil {
 		return nil, err
@@ -83,10 +105,24 @@ func (s *Arenas) Map(n int) (*Arena, error) {
 }
 
 // Adopt makes reg, a region counted in the Aux of the set until now, an
-// arena of the set.
-func (s *Arenas) Adopt(reg *osmem.Region) *Arena {
+// arena of the set. When the set holds MaxArenas arenas it returns the
+// Room error and reg stays the caller's, counted in the Aux.
+func (s *Arenas) Adopt(reg *osmem.Region) (*Arena, error) {
+	if err := s.Room(); err != nil {
+		return nil, err
+	}
 	s.aux.Add(reg, -1)
-	return s.adopt(reg)
+	return s.adopt(reg), nil
+}
+
+// Room returns nil when the set can take one more arena, and otherwise the
+// owner's Full error, wrapped with the limit: an index past MaxArenas would
+// not fit in a Slot.
+func (s *Arenas) Room() error {
+	if len(s.holes) == 0 && len(s.list) >= MaxArenas {
+		return fmt.Errorf("%w: a shard holds at most %d arenas at once (use fewer, larger arenas or more shards)", s.full, MaxArenas)
+	}
+	return nil
 }
 
 func (s *Arenas) adopt(reg *osmem.Region) *Arena {

@@ -51,9 +51,6 @@ func (e *Shard) checkSlots(onFree map[uint32]bool) (*slotsView, error) {
 	v := &slotsView{spans: make(map[uint32][]span)}
 	for i := range e.Slots.n {
 		sl := e.Slots.At(i)
-		if sl.next != 0 && !onFree[i] {
-			return nil, fmt.Errorf("slot %d links to %d but is not on the free list", i, sl.next)
-		}
 		if (sl.State() == StateViewed) != (sl.viewers > 0) {
 			return nil, fmt.Errorf("slot %d in state %d has %d viewers", i, sl.State(), sl.viewers)
 		}
@@ -65,7 +62,7 @@ func (e *Shard) checkSlots(onFree map[uint32]bool) (*slotsView, error) {
 			continue
 		case StateLive, StateRented, StateViewed:
 		case StateExpired:
-			if _, ok := e.Expiries.Get(i); ok || onFree[i] || sl.Gen() == 0 || sl.Size != 0 || sl.Ctr != 0 || sl.Off != 0 || sl.Arena != 0 {
+			if _, ok := e.Expiries.Get(i); ok || onFree[i] || sl.Gen() == 0 || sl.Size != 0 || sl.Ctr() != 0 || sl.Off != 0 || sl.Arena() != 0 {
 				return nil, fmt.Errorf("bad tombstone %d: %+v", i, *sl)
 			}
 			continue
@@ -82,10 +79,10 @@ func (e *Shard) checkSlots(onFree map[uint32]bool) (*slotsView, error) {
 		case StateViewed:
 			v.c.viewed++
 		}
-		if int(sl.Arena) >= len(e.Arenas.list) || e.Arenas.list[sl.Arena] == nil {
-			return nil, fmt.Errorf("slot %d in missing arena %d", i, sl.Arena)
+		if int(sl.Arena()) >= len(e.Arenas.list) || e.Arenas.list[sl.Arena()] == nil {
+			return nil, fmt.Errorf("slot %d in missing arena %d", i, sl.Arena())
 		}
-		a := e.Arenas.list[sl.Arena]
+		a := e.Arenas.list[sl.Arena()]
 		end := int(sl.Off) + int(sl.Size) + e.ov
 		if sl.Size == 0 || end > a.Used || a.Used > len(a.Mem) {
 			return nil, fmt.Errorf("slot %d [%d,%d) outside arena used %d/%d", i, sl.Off, end, a.Used, len(a.Mem))
@@ -93,7 +90,7 @@ func (e *Shard) checkSlots(onFree map[uint32]bool) (*slotsView, error) {
 		if addr := uintptr(unsafe.Pointer(&a.Mem[sl.Off])); addr%uintptr(sl.Align()) != 0 {
 			return nil, fmt.Errorf("slot %d at %#x not aligned to %d", i, addr, sl.Align())
 		}
-		v.spans[sl.Arena] = append(v.spans[sl.Arena], span{int(sl.Off), end})
+		v.spans[sl.Arena()] = append(v.spans[sl.Arena()], span{int(sl.Off), end})
 	}
 	return v, nil
 }
@@ -104,6 +101,9 @@ func (e *Shard) checkSlots(onFree map[uint32]bool) (*slotsView, error) {
 // dumpable counts.
 func (e *Shard) checkArenas(spans map[uint32][]span) error {
 	s := &e.Arenas
+	if len(s.list) > MaxArenas {
+		return fmt.Errorf("%d arena indexes, more than a slot holds (%d)", len(s.list), MaxArenas)
+	}
 	if err := s.free.Check(); err != nil {
 		return err
 	}

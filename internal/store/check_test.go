@@ -35,7 +35,9 @@ func testShard(t *testing.T, n int) (*Shard, []uint32) {
 			t.Fatal(err)
 		}
 		i, sl := e.Slots.New()
-		sl.Ctr, sl.Arena, sl.Off, sl.Size = uint64(k)*8, a.Index, uint32(off), 40
+		sl.SetCtr(uint64(k) * 8)
+		sl.SetArena(a.Index)
+		sl.Off, sl.Size = uint32(off), 40
 		sl.MakeLive(8)
 		e.Admit(sl, a)
 		for j := range e.Extent(sl) {
@@ -63,8 +65,10 @@ func TestCheckFindsCorruption(t *testing.T) {
 		{"dumpable count", func(e *Shard, _, _ uint32) { e.Arenas.dumpable-- }, "dumpable"},
 		{"writer count", func(e *Shard, _, _ uint32) { e.Waiters.writers = map[uint64]int32{7: 0} }, "writer count"},
 		{"closed wake channel", func(e *Shard, _, _ uint32) { close(e.Waiters.Chan()) }, "wake channel"},
-		{"free-list link on a live slot", func(e *Shard, live, freed uint32) { e.Slots.At(live).next = freed + 1 }, "free list"},
-		{"free list loops", func(e *Shard, _, freed uint32) { e.Slots.At(freed).next = freed + 1 }, "free list broken"},
+		{"live slot on the free stack", func(e *Shard, live, _ uint32) { e.Slots.free = append(e.Slots.free, live) }, "on free stack"},
+		{"free slot twice on the stack", func(e *Shard, _, freed uint32) { e.Slots.free = append(e.Slots.free, freed) }, "twice"},
+		{"free slot off the stack", func(e *Shard, _, _ uint32) { e.Slots.free = e.Slots.free[:0] }, "not on the free list"},
+		{"free stack past the table", func(e *Shard, _, _ uint32) { e.Slots.free = append(e.Slots.free, e.Slots.n) }, "past the table"},
 		{"viewed by nobody", func(e *Shard, live, _ uint32) {
 			e.Slots.At(live).SetState(StateViewed)
 			e.Counts.AddViewed(1)
@@ -74,6 +78,10 @@ func TestCheckFindsCorruption(t *testing.T) {
 			e.Expiries.Set(live, 1<<62)
 			e.Expiries.earliest = 1 << 61
 		}, "earliest deadline"},
+		{"arena indexes past a slot's", func(e *Shard, _, _ uint32) {
+			e.Arenas.holes = nil
+			e.Arenas.list = append(e.Arenas.list, make([]*Arena, MaxArenas)...)
+		}, "more than a slot holds"},
 		{"current arena out of the set", func(e *Shard, _, _ uint32) { e.Arenas.cur = &Arena{Index: 9} }, "current arena"},
 	}
 	for _, c := range cases {
@@ -106,8 +114,8 @@ func TestSlotsFreeList(t *testing.T) {
 	}
 	s.Free(a, s.At(a))
 	s.Free(b, s.At(b))
-	if i, sl := s.New(); i != b || sl.Gen() != 2 || sl.next != 0 {
-		t.Fatalf("reused %d gen %d link %d, want %d gen 2 link 0", i, sl.Gen(), sl.next, b)
+	if i, sl := s.New(); i != b || sl.Gen() != 2 || len(s.free) != 1 {
+		t.Fatalf("reused %d gen %d with %d left free, want %d gen 2 with 1", i, sl.Gen(), len(s.free), b)
 	}
 	s.At(a).meta = genMask << 8
 	// a is on the free list still; take it and free it at the last

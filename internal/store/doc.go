@@ -7,10 +7,11 @@
 //
 // The types, each owning one concern:
 //
-//   - [Slot]: one entry's metadata; state, generation and alignment only
-//     behind accessors, the viewer count and the free-list link in fields of
-//     their own.
-//   - [Slots]: the slot table, in chunks that never move, with its free list.
+//   - [Slot]: one entry's metadata, 24 bytes; state, generation and
+//     alignment only behind accessors, the viewer count in a field of its
+//     own, and nothing that only a free slot uses.
+//   - [Slots]: the slot table, in chunks that never move, with its free list
+//     (a stack of free slot indexes, outside the slots).
 //   - [Arena]: one mapped region entries are placed in.
 //   - [Arenas]: the arena set: mapping (through an injected [MapFunc]),
 //     release, the current arena, the free-space index, and the mapped,

@@ -36,7 +36,6 @@ const (
 // shard's lock, which every method below expects held.
 type Shard struct {
 	Slots    Slots
-	Arenas   Arenas
 	Counts   Counts
 	Expiries Expiries
 	Waiters  Waiters
@@ -45,6 +44,10 @@ type Shard struct {
 	minArena int            // the smallest arena mapped for shared use
 	moved    *atomic.Uint64 // bytes moved, for statistics
 	cursor   uint32         // next slot compaction and sweeps look at
+
+	// Last, as it ends with the free-space index, which is large and off
+	// the paths of Rent and Return.
+	Arenas Arenas
 }
 
 // Config is what a Shard needs from its owner.
@@ -55,12 +58,21 @@ type Config struct {
 	Aux      *Aux           // counts regions released to an UnmapList
 	Moved    *atomic.Uint64 // counts the bytes of entries moved
 	Released *atomic.Uint64 // counts the arenas released
+
+	// Full is the error, wrapped, that mapping or adopting an arena
+	// returns when the shard holds MaxArenas arenas already; nil means
+	// errArenaLimit.
+	Full error
 }
 
 // Init readies an empty Shard.
 func (e *Shard) Init(c Config) {
 	e.ov, e.minArena, e.moved = c.Overhead, c.MinArena, c.Moved
 	e.Arenas.mapRegion, e.Arenas.aux, e.Arenas.released = c.Map, c.Aux, c.Released
+	e.Arenas.full = c.Full
+	if e.Arenas.full == nil {
+		e.Arenas.full = errArenaLimit
+	}
 }
 
 // Overhead is the bytes of tag after each entry's data.
@@ -68,13 +80,13 @@ func (e *Shard) Overhead() int { return e.ov }
 
 // Bytes returns the entry's data.
 func (e *Shard) Bytes(sl *Slot) []byte {
-	a := e.Arenas.list[sl.Arena]
+	a := e.Arenas.list[sl.Arena()]
 	return a.Mem[sl.Off : sl.Off+sl.Size : sl.Off+sl.Size]
 }
 
 // Extent returns all the memory the entry takes: its data, then its tag.
 func (e *Shard) Extent(sl *Slot) []byte {
-	a := e.Arenas.list[sl.Arena]
+	a := e.Arenas.list[sl.Arena()]
 	end := sl.Off + sl.Size + uint32(e.ov)
 	return a.Mem[sl.Off:end:end]
 }
@@ -181,7 +193,8 @@ func (e *Shard) Move(sl *Slot, dst *Arena, off int, later *UnmapList) uint64 {
 func (e *Shard) Rehome(sl *Slot, a *Arena, off int, later *UnmapList) {
 	osmem.Wipe(e.Extent(sl))
 	e.vacate(sl, later)
-	sl.Arena, sl.Off = a.Index, uint32(off)
+	sl.SetArena(a.Index)
+	sl.Off = uint32(off)
 	a.Live++
 	a.Bytes += int(sl.Size) + e.ov
 }
@@ -190,7 +203,7 @@ func (e *Shard) Rehome(sl *Slot, a *Arena, off int, later *UnmapList) {
 // it. It reports the bytes moved, and false when there was no memory to
 // move into; the entry then stays, safe, where it was.
 func (e *Shard) Relocate(sl *Slot, later *UnmapList) (uint64, bool) {
-	if sl.State() != StateLive || e.Arenas.list[sl.Arena] == e.Arenas.cur {
+	if sl.State() != StateLive || e.Arenas.list[sl.Arena()] == e.Arenas.cur {
 		return 0, true
 	}
 	a, off, err := e.Place(int(sl.Size)+e.ov, sl.Align(), later)
@@ -210,7 +223,7 @@ func (e *Shard) Drop(sl *Slot, later *UnmapList) {
 
 // vacate takes an entry, already wiped, out of its arena.
 func (e *Shard) vacate(sl *Slot, later *UnmapList) {
-	e.Arenas.Vacate(e.Arenas.list[sl.Arena], sl.Off, sl.Size+uint32(e.ov), later)
+	e.Arenas.Vacate(e.Arenas.list[sl.Arena()], sl.Off, sl.Size+uint32(e.ov), later)
 }
 
 // ReleaseEmpty releases every empty arena, the current one included, so a
@@ -281,7 +294,7 @@ func (e *Shard) Compact(later *UnmapList) uint64 {
 		if sl.State() != StateLive {
 			continue
 		}
-		src := e.Arenas.list[sl.Arena]
+		src := e.Arenas.list[sl.Arena()]
 		if src == e.Arenas.cur || src.Dedicated || int64(src.Bytes)*e.Arenas.mapped > held*int64(len(src.Mem)) {
 			continue
 		}
@@ -362,7 +375,7 @@ func (e *Shard) Squeeze(needLock bool) uint64 {
 	}
 	for i := range e.Slots.n {
 		if sl := e.Slots.At(i); sl.State() == StateLive {
-			if k, ok := byArena[sl.Arena]; ok {
+			if k, ok := byArena[sl.Arena()]; ok {
 				srcs[k].slots = append(srcs[k].slots, i)
 			}
 		}

@@ -9,15 +9,21 @@ import (
 // is, how big, and which run of counter values encrypted it. Its state,
 // generation and alignment are packed into one word that only the methods
 // below read and write.
+//
+// Every live entry pays for a Slot, so it holds only what a live entry
+// uses: 24 bytes, in 4-byte words (the counter is two halves, so the
+// struct needs no 8-byte alignment and no padding). What only free or
+// viewed slots need lives elsewhere: free slot indexes in the table's own
+// stack, and a viewer count narrow enough to share a word with the arena
+// index. TestSlotSize fails if the struct grows.
 type Slot struct {
-	Ctr   uint64 // first counter value of the current encryption
-	Off   uint32 // offset in the arena
-	Arena uint32 // index of the arena in the shard's Arenas
-	Size  uint32 // bytes of data, not counting a tag
+	ctr  [2]uint32 // first counter value of the current encryption: low, high half
+	Off  uint32    // offset in the arena
+	Size uint32    // bytes of data, not counting a tag
+	meta uint32    // generation<<8 | state<<4 | log2(alignment)
 
-	meta    uint32 // generation<<8 | state<<4 | log2(alignment)
-	viewers uint32 // StateViewed: how many views are open
-	next    uint32 // on the free list: index+1 of the next free slot, 0 at the end
+	arena   uint16 // index of the arena in the shard's Arenas, below MaxArenas
+	viewers uint16 // StateViewed: how many views are open, at most MaxViewers
 }
 
 // Slot states.
@@ -35,6 +41,11 @@ const GenBits = 24
 
 // MaxSlots is the most slots a table holds: slot indexes are 32 bits.
 const MaxSlots = 1<<32 - 1
+
+// MaxViewers is the most views of one entry open at once: the count is 16
+// bits, and AddViewer refuses one more rather than wrap to zero, which
+// would let the entry be sealed under open views.
+const MaxViewers = 1<<16 - 1
 
 const (
 	genMask    = 1<<GenBits - 1
@@ -54,6 +65,19 @@ func (sl *Slot) Align() int { return 1 << (sl.meta & 0x7) }
 // AlignLog is log2 of Align.
 func (sl *Slot) AlignLog() uint8 { return uint8(sl.meta & 0x7) }
 
+// Ctr is the first counter value of the entry's current encryption.
+func (sl *Slot) Ctr() uint64 { return uint64(sl.ctr[1])<<32 | uint64(sl.ctr[0]) }
+
+// SetCtr records the first counter value of a new encryption.
+func (sl *Slot) SetCtr(c uint64) { sl.ctr = [2]uint32{uint32(c), uint32(c >> 32)} }
+
+// Arena is the index of the entry's arena in the shard's Arenas.
+func (sl *Slot) Arena() uint32 { return uint32(sl.arena) }
+
+// SetArena records the entry's arena. Arenas never hands out an index of
+// MaxArenas or more, so the index fits.
+func (sl *Slot) SetArena(i uint32) { sl.arena = uint16(i) }
+
 // SetState moves the slot to state st. A slot has viewers only while it is
 // StateViewed, so any change of state starts the count again from zero.
 func (sl *Slot) SetState(st uint32) {
@@ -69,23 +93,31 @@ func (sl *Slot) MakeLive(align int) {
 }
 
 // Viewers is how many views of a StateViewed entry are open.
-func (sl *Slot) Viewers() uint32 { return sl.viewers }
+func (sl *Slot) Viewers() uint32 { return uint32(sl.viewers) }
 
-// AddViewer counts one more view of a StateViewed entry.
-func (sl *Slot) AddViewer() { sl.viewers++ }
+// AddViewer counts one more view of a StateViewed entry. It reports false,
+// and counts nothing, when MaxViewers views are already open.
+func (sl *Slot) AddViewer() bool {
+	if sl.viewers == MaxViewers {
+		return false
+	}
+	sl.viewers++
+	return true
+}
 
 // DropViewer counts one view out.
 func (sl *Slot) DropViewer() { sl.viewers-- }
 
 // Slots is a shard's slot table: slot i is the entry a Handle with slot
 // index i refers to, while the generations match. Slots live in chunks
-// that never move, so a *Slot stays valid while the table grows. Freed
-// slots are chained through their own link, not through any field an
-// entry uses.
+// that never move, so a *Slot stays valid while the table grows. Free slot
+// indexes are kept on a stack of their own, so the free list costs memory
+// only for free slots and no Slot field means one thing while the slot is
+// live and another while it is free.
 type Slots struct {
-	chunks   [][]Slot
-	n        uint32 // slots in use or on the free list
-	freeHead uint32 // index+1 of the first free slot, 0 when none
+	chunks [][]Slot
+	n      uint32   // slots in use, free or retired
+	free   []uint32 // indexes of free slots, reused last in, first out
 }
 
 // At returns slot i, which must be below Len.
@@ -96,17 +128,15 @@ func (t *Slots) At(i uint32) *Slot { return &t.chunks[i>>chunkShift][i&(chunkSlo
 func (t *Slots) Len() uint32 { return t.n }
 
 // Full reports whether New would have to grow the table past MaxSlots.
-func (t *Slots) Full() bool { return t.freeHead == 0 && t.n == MaxSlots }
+func (t *Slots) Full() bool { return len(t.free) == 0 && t.n == MaxSlots }
 
 // New takes a free slot, or a new one. Generations start at 1, so no valid
 // Handle has generation 0 and the zero Handle never matches.
 func (t *Slots) New() (uint32, *Slot) {
-	if t.freeHead != 0 {
-		i := t.freeHead - 1
-		sl := t.At(i)
-		t.freeHead = sl.next
-		sl.next = 0
-		return i, sl
+	if k := len(t.free); k > 0 {
+		i := t.free[k-1]
+		t.free = t.free[:k-1]
+		return i, t.At(i)
 	}
 	i := t.n
 	if i&(chunkSlots-1) == 0 {
@@ -128,31 +158,28 @@ func (t *Slots) Free(i uint32, sl *Slot) {
 		sl.meta = 0
 		return
 	}
-	sl.next = t.freeHead
-	t.freeHead = i + 1
+	t.free = append(t.free, i)
 }
 
 // Reset empties the table.
 func (t *Slots) Reset() { *t = Slots{} }
 
-// checkFreeList verifies that the free list holds only free slots, once
-// each, and ends; it returns the slots on it.
+// checkFreeList verifies that the free stack holds only free slots, once
+// each; it returns the slots on it.
 func (t *Slots) checkFreeList() (map[uint32]bool, error) {
 	if uint64(t.n) > uint64(len(t.chunks))*chunkSlots {
 		return nil, fmt.Errorf("%d slots in %d chunks", t.n, len(t.chunks))
 	}
-	onFree := make(map[uint32]bool)
-	for f := t.freeHead; f != 0; {
-		i := f - 1
+	onFree := make(map[uint32]bool, len(t.free))
+	for _, i := range t.free {
 		if i >= t.n || onFree[i] {
-			return nil, fmt.Errorf("free list broken at %d", i)
+			return nil, fmt.Errorf("free stack holds slot %d twice or past the table's %d", i, t.n)
 		}
 		onFree[i] = true
 		sl := t.At(i)
 		if sl.State() != StateFree || sl.Gen() == 0 || sl.viewers != 0 {
-			return nil, fmt.Errorf("slot %d on free list with meta %#x, %d viewers", i, sl.meta, sl.viewers)
+			return nil, fmt.Errorf("slot %d on free stack with meta %#x, %d viewers", i, sl.meta, sl.viewers)
 		}
-		f = sl.next
 	}
 	return onFree, nil
 }

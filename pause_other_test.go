@@ -1,0 +1,13 @@
+//go:build !linux
+
+package memshuffle
+
+import "time"
+
+// schedWindow knows nothing of run queues outside Linux: every pause is
+// left unattributed.
+type schedWindow struct{}
+
+func (w *schedWindow) mark() {}
+
+func (w *schedWindow) waitedSince() (time.Duration, bool) { return 0, false }

@@ -1,0 +1,137 @@
+package memshuffle
+
+import (
+	mrand "math/rand/v2"
+	"runtime"
+	"testing"
+)
+
+// The floors Shuffle is measured against, each next to the Shuffle it
+// bounds, so that one run gives both and the result reads as a ratio.
+//
+// BenchmarkShuffleFloor/permute is a bare loop over heap memory that copies
+// records to a uniformly random permutation of places (drawn before the
+// timer starts) and clears each source: what moving entries to random new
+// places costs with no slots, arenas or bookkeeping. BenchmarkShuffleFloor/
+// copyclear copies the same bytes between two heap buffers and clears the
+// source: the floor of any move that leaves nothing behind.
+func BenchmarkShuffleFloor(b *testing.B) {
+	b.Run("permute/entries=1000000/size=32", func(b *testing.B) {
+		const n, size = 1000000, 32
+		src, dst := make([]byte, n*size), make([]byte, n*size)
+		for i := range src {
+			src[i] = byte(i)
+		}
+		perm := make([]uint32, n)
+		for i, p := range mrand.Perm(n) {
+			perm[i] = uint32(p)
+		}
+		b.SetBytes(n * size)
+		b.ReportAllocs()
+		cpu := startCPU()
+		for b.Loop() {
+			permuteClear(dst, src, perm, size)
+			src, dst = dst, src
+		}
+		cpu.report(b, n)
+	})
+	b.Run("copyclear/total=256MiB/size=65536", func(b *testing.B) {
+		const total, size = 256 << 20, 65536
+		src, dst := make([]byte, total), make([]byte, total)
+		for i := range src {
+			src[i] = byte(i)
+		}
+		b.SetBytes(total)
+		b.ReportAllocs()
+		cpu := startCPU()
+		for b.Loop() {
+			for off := 0; off < total; off += size {
+				copy(dst[off:off+size], src[off:off+size])
+				clear(src[off : off+size])
+			}
+			src, dst = dst, src
+		}
+		cpu.report(b, 0)
+	})
+}
+
+// permuteClear copies record i of src to record perm[i] of dst and clears
+// it in src.
+func permuteClear(dst, src []byte, perm []uint32, size int) {
+	for i, p := range perm {
+		s := src[i*size : (i+1)*size]
+		copy(dst[int(p)*size:], s)
+		clear(s)
+	}
+}
+
+// BenchmarkShuffleBytes is Shuffle of 256 MiB in 64 KiB entries, the size
+// BenchmarkShuffleFloor/copyclear moves.
+func BenchmarkShuffleBytes(b *testing.B) {
+	b.Run("total=256MiB/size=65536", func(b *testing.B) {
+		const total, size = 256 << 20, 65536
+		s := newBench(b)
+		for range total / size {
+			if _, err := Alloc[byte](s, size); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := s.Shuffle(); err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(total)
+		b.ReportAllocs()
+		cpu := startCPU()
+		for b.Loop() {
+			if err := s.Shuffle(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cpu.report(b, 0)
+	})
+}
+
+// BenchmarkShuffleEntries is BenchmarkShuffle/entries=1000000/size=32 with
+// the CPU time reported too.
+func BenchmarkShuffleEntries(b *testing.B) {
+	b.Run("entries=1000000/size=32", func(b *testing.B) {
+		const n, size = 1000000, 32
+		s := newBench(b)
+		for range n {
+			if _, err := Alloc[byte](s, size); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := s.Shuffle(); err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(n * size)
+		b.ReportAllocs()
+		cpu := startCPU()
+		for b.Loop() {
+			if err := s.Shuffle(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cpu.report(b, n)
+	})
+}
+
+// cpuClock measures the CPU time of a benchmark loop on one thread.
+type cpuClock struct{ start int64 }
+
+func startCPU() cpuClock {
+	runtime.LockOSThread()
+	return cpuClock{threadCPU()}
+}
+
+// report adds cpu-ns/op, and ns/entry and cpu-ns/entry when entries > 0.
+func (c cpuClock) report(b *testing.B, entries int) {
+	cpu := float64(threadCPU()-c.start) / float64(b.N)
+	runtime.UnlockOSThread()
+	b.ReportMetric(cpu, "cpu-ns/op")
+	if entries > 0 {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(entries), "ns/entry")
+		b.ReportMetric(cpu/float64(entries), "cpu-ns/entry")
+	}
+}

@@ -47,8 +47,6 @@ var (
 // MEMSHUFFLE_SIGLOAD_MODE "planted" first copies the key and its round keys
 // into the Go heap, to show that the search finds them there; "unguarded"
 // turns off internal/aesctr's signal guard, to show what the guard prevents.
-// "unguarded-loop" and "guarded-loop" run cipherLoop instead of renting and
-// returning, without the guard and with it.
 func sigLoad() int {
 	size, err := strconv.Atoi(os.Getenv("MEMSHUFFLE_SIGLOAD_SIZE"))
 	if err != nil {
@@ -77,7 +75,7 @@ func sigLoad() int {
 			fmt.Println("error:", err)
 			return 1
 		}
-	case "unguarded", "unguarded-loop":
+	case "unguarded":
 		aesctr.SetSignalGuardForTest("off")
 	}
 	if err := s.RotateKey(key, salt); err != nil { // wipes key and salt
@@ -103,10 +101,6 @@ func sigLoad() int {
 		}
 	}()
 	for _, h := range hs {
-		if strings.HasSuffix(mode, "-loop") {
-			go cipherLoop(s, h)
-			continue
-		}
 		go func() {
 			for {
 				if _, err := RentSlice[byte](s, h); err != nil {
@@ -127,32 +121,6 @@ func sigLoad() int {
 	return 0
 }
 
-// cipherLoop is a worker of sigLoad's "unguarded-loop" mode: it rents its
-// entry once and then runs the cipher over it in place, forever, under a
-// key of its own (two calls give the plaintext back), so that its thread
-// spends most of its time in calls of the entry's size, with the plaintext
-// in the registers half of it. A Rent and Return of 32 B spends too little
-// of its time in the cipher for a signal to land there often enough that
-// a few dumps surely catch one; this loop shows that the search does
-// catch the frame of a call that short when one lands.
-func cipherLoop(s *Shuffler, h Handle) {
-	b, err := RentSlice[byte](s, h)
-	if err != nil {
-		panic(err)
-	}
-	var key [32]byte
-	var salt [8]byte
-	var scratch [16]byte
-	rand.Read(key[:])
-	rk := new([aesctr.RoundKeysSize]byte)
-	if err := aesctr.Expand(rk, &key); err != nil {
-		panic(err)
-	}
-	for {
-		aesctr.XOR(rk, &salt, 0, b, b, &scratch)
-	}
-}
-
 // TestForensicsSignalLoad dumps, five times each in .ci/run, a process
 // whose goroutines rent and return entries of 32 B and of 1 MiB under
 // garbage-collector and profiler signals, and searches every dump for the
@@ -168,11 +136,7 @@ func cipherLoop(s *Shuffler, h Handle) {
 // MEMSHUFFLE_FORENSIC_DUMPS set (as .ci/run does), a run with
 // internal/aesctr's signal guard off must find the entries' plaintext in the
 // signal frames of at least one of its dumps (two, and up to three more
-// while none has a hit). Rent and Return of 32 B spend too little time in
-// the cipher for that control to be sure at that size, so the 32 B
-// control, and a guarded run beside it, call the cipher on the entry in a
-// tight loop (cipherLoop): under the default guard these are calls the
-// canaries guard, and the guarded run shows they leave nothing.
+// while none has a hit).
 func TestForensicsSignalLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts gdb; skipped in -short mode")
@@ -200,10 +164,8 @@ func TestForensicsSignalLoad(t *testing.T) {
 		size, dumps int
 	}{
 		{"planted", 32, 1},
-		{"unguarded-loop", 32, controlDumps},
 		{"unguarded", 1 << 20, controlDumps},
 		{"guarded", 32, guardedDumps},
-		{"guarded-loop", 32, min(controlDumps, 1) * guardedDumps},
 		{"guarded", 1 << 20, guardedDumps},
 	} {
 		if tc.dumps == 0 {
@@ -214,8 +176,7 @@ func TestForensicsSignalLoad(t *testing.T) {
 			// A control that finds nothing by chance must not fail the run:
 			// the unguarded process is dumped again, up to three more
 			// times, until a frame is caught.
-			control := strings.HasPrefix(tc.mode, "unguarded")
-			for retry := 0; control && retry < 3 && !anyFound(found); retry++ {
+			for retry := 0; tc.mode == "unguarded" && retry < 3 && !anyFound(found); retry++ {
 				found = append(found, sigLoadDumps(t, gcore, tc.mode, tc.size, 1)...)
 			}
 			seen := false
@@ -227,13 +188,13 @@ func TestForensicsSignalLoad(t *testing.T) {
 					if f.key == 0 || f.roundKeys != aesctr.RoundKeysSize/16 {
 						t.Errorf("dump %d: the planted key and round keys were not all found: %s", i+1, f)
 					}
-				case "guarded", "guarded-loop":
+				case "guarded":
 					if f.any() {
 						t.Errorf("dump %d: key material or plaintext outside the Shuffler's dump-excluded memory: %s", i+1, f)
 					}
 				}
 			}
-			if control && !seen {
+			if tc.mode == "unguarded" && !seen {
 				t.Errorf("without the signal guard no dump held plaintext or key material: the load does not reach the cipher's signal frames")
 			}
 		})

@@ -146,9 +146,7 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 	var later store.UnmapList
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.mu.Lock()
-		if sh.closed {
-			sh.mu.Unlock()
+		if !sh.lockOpen() {
 			return false
 		}
 		sh.startCycle(&later)
@@ -173,9 +171,7 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 				return false
 			}
 			sh := &s.shards[i]
-			sh.mu.Lock()
-			if sh.closed {
-				sh.mu.Unlock()
+			if !sh.lockOpen() {
 				return false
 			}
 			start := time.Now()
@@ -207,9 +203,7 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 	// A cycle ends with no empty arena left mapped either.
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.mu.Lock()
-		if sh.closed {
-			sh.mu.Unlock()
+		if !sh.lockOpen() {
 			return false
 		}
 		_ = sh.releaseEmpty(nil, &later)

@@ -268,9 +268,7 @@ func (s *Shuffler) finishRotation(ctx context.Context) error {
 // rotateHold runs f under sh's lock, unless the shard is closed, and records
 // how long the hold lasted and what f re-encrypted in it.
 func (s *Shuffler) rotateHold(sh *shard, f func() (n int, done bool, err error)) (bool, error) {
-	sh.mu.Lock()
-	if sh.closed {
-		sh.mu.Unlock()
+	if !sh.lockOpen() {
 		return false, ErrClosed
 	}
 	t0 := time.Now()
@@ -423,9 +421,7 @@ func (s *Shuffler) switchRotation(ctx context.Context) error {
 			return err
 		}
 		sh := &s.shards[i]
-		sh.mu.Lock()
-		if sh.closed {
-			sh.mu.Unlock()
+		if !sh.lockOpen() {
 			return ErrClosed
 		}
 		err := sh.prepareRekey()
@@ -439,9 +435,7 @@ func (s *Shuffler) switchRotation(ctx context.Context) error {
 	}
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.mu.Lock()
-		if sh.closed {
-			sh.mu.Unlock()
+		if !sh.lockOpen() {
 			return ErrClosed
 		}
 		sh.rot = shardRotation{prev: sh.ciph, base: sh.ctrNext}

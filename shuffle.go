@@ -56,9 +56,7 @@ func (s *Shuffler) Shuffle() error {
 	var work shuffleWork
 	for i := range s.shards {
 		sh := &s.shards[i]
-		sh.mu.Lock()
-		if sh.closed {
-			sh.mu.Unlock()
+		if !sh.lockOpen() {
 			return ErrClosed
 		}
 		sh.work = work

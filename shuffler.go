@@ -74,6 +74,17 @@ type Shuffler struct {
 	rotDone chan struct{}
 }
 
+// lockOpen locks the shard and reports true or, when Close has closed it,
+// leaves it unlocked and reports false.
+func (sh *shard) lockOpen() bool {
+	sh.mu.Lock()
+	if sh.closed {
+		sh.mu.Unlock()
+		return false
+	}
+	return true
+}
+
 // shard is an independent part of a Shuffler: its own lock, slot table and
 // arenas. An entry lives in one shard for its whole life, so operations on
 // entries of different shards never wait for each other.
@@ -374,6 +385,8 @@ func (s *Shuffler) lookup(h Handle) (*shard, *store.Slot, error) {
 		return nil, nil, ErrInvalidHandle
 	}
 	sh := &s.shards[h.shard()]
+	// lockOpen written out: it does not inline, and this is every
+	// borrow's and return's path.
 	sh.mu.Lock()
 	if sh.closed {
 		sh.mu.Unlock()

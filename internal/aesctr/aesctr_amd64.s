@@ -139,6 +139,32 @@ noInvariant:
 	PSLLDQ $4, X3   \
 	PXOR   X3, x
 
+// PARTIALXOR XORs the CX (1 to 15) bytes at SI with the keystream block in
+// X0 into DI, through the caller's scratch block at R9: copy the source
+// bytes into the zeroed block, XOR it in place, copy the result out. The
+// rest of the block then holds keystream until the caller wipes it. It
+// clobbers X8, R10 and R11.
+#define PARTIALXOR(copyin, copyout) \
+	PXOR    X8, X8                 \
+	MOVOU   X8, (R9)               \
+	XORQ    R10, R10               \
+copyin:                                \
+	MOVBLZX (SI)(R10*1), R11       \
+	MOVB    R11, (R9)(R10*1)       \
+	INCQ    R10                    \
+	CMPQ    R10, CX                \
+	JB      copyin                 \
+	MOVOU   (R9), X8               \
+	PXOR    X0, X8                 \
+	MOVOU   X8, (R9)               \
+	XORQ    R10, R10               \
+copyout:                               \
+	MOVBLZX (R9)(R10*1), R11       \
+	MOVB    R11, (DI)(R10*1)       \
+	INCQ    R10                    \
+	CMPQ    R10, CX                \
+	JB      copyout
+
 #define EXPAND_EVEN(rcon, off)         \
 	AESKEYGENASSIST $rcon, X2, X1  \
 	PSHUFD          $0xff, X1, X1  \
@@ -446,32 +472,10 @@ advance:
 	ADDQ R8, DI
 	SUBQ R8, CX
 
-	// 1 to 15 bytes are left and X0 is their keystream block. Go through
-	// the caller's scratch: copy the source bytes into the zeroed block,
-	// XOR it in place with the keystream, copy the result out. The rest
-	// of the block then holds keystream until done wipes it.
+	// 1 to 15 bytes are left and X0 is their keystream block; done wipes
+	// the scratch block PARTIALXOR leaves keystream in.
 partial:
-	PXOR  X8, X8
-	MOVOU X8, (R9)
-	XORQ  R10, R10
-
-copyin:
-	MOVBLZX (SI)(R10*1), R11
-	MOVB    R11, (R9)(R10*1)
-	INCQ    R10
-	CMPQ    R10, CX
-	JB      copyin
-	MOVOU   (R9), X8
-	PXOR    X0, X8
-	MOVOU   X8, (R9)
-	XORQ    R10, R10
-
-copyout:
-	MOVBLZX (R9)(R10*1), R11
-	MOVB    R11, (DI)(R10*1)
-	INCQ    R10
-	CMPQ    R10, CX
-	JB      copyout
+	PARTIALXOR(copyin, copyout)
 
 done:
 	PXOR  X0, X0
@@ -657,27 +661,7 @@ xor2Short:
 xor2Partial:
 	TESTQ CX, CX
 	JZ    xor2Done
-	PXOR  X8, X8
-	MOVOU X8, (R9)
-	XORQ  R10, R10
-
-xor2CopyIn:
-	MOVBLZX (SI)(R10*1), R11
-	MOVB    R11, (R9)(R10*1)
-	INCQ    R10
-	CMPQ    R10, CX
-	JB      xor2CopyIn
-	MOVOU   (R9), X8
-	PXOR    X0, X8
-	MOVOU   X8, (R9)
-	XORQ    R10, R10
-
-xor2CopyOut:
-	MOVBLZX (R9)(R10*1), R11
-	MOVB    R11, (DI)(R10*1)
-	INCQ    R10
-	CMPQ    R10, CX
-	JB      xor2CopyOut
+	PARTIALXOR(xor2CopyIn, xor2CopyOut)
 
 xor2Done:
 	PXOR  X0, X0

@@ -43,20 +43,9 @@ func ReadAll(s *Shuffler, r io.Reader, limit int) (Handle, error) {
 		n := 0
 		for {
 			if n == len(g.b) {
-				if n == limit {
-					// Full at the limit: only the end of the input may
-					// follow. The probe byte lives in an entry too.
-					more, err := g.probe(func(p []byte) (int, error) { return readSome(r, p) })
-					if err != nil {
-						return 0, err
-					}
-					if more {
-						return 0, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
-					}
-					return n, nil
-				}
-				if err := g.grow(n, min(2*n, limit)); err != nil {
-					return 0, err
+				full, err := g.makeRoom(n, limit, func(p []byte) (int, error) { return readSome(r, p) }, "more than %d bytes")
+				if full || err != nil {
+					return n, err
 				}
 			}
 			m, err := readSome(r, g.b[n:])
@@ -88,24 +77,15 @@ func ReadUntil(s *Shuffler, r io.Reader, delim byte, limit int) (Handle, error) 
 		n := 0
 		for {
 			if n == len(g.b) {
-				if n == limit {
-					more, err := g.probe(func(p []byte) (int, error) {
-						m, err := readByte(r, br, p)
-						if m == 1 && p[0] == delim {
-							return 0, io.EOF
-						}
-						return m, err
-					})
-					if err != nil {
-						return 0, err
+				full, err := g.makeRoom(n, limit, func(p []byte) (int, error) {
+					m, err := readByte(r, br, p)
+					if m == 1 && p[0] == delim {
+						return 0, io.EOF
 					}
-					if more {
-						return 0, fmt.Errorf("%w: no delimiter in the first %d bytes", ErrTooLarge, limit)
-					}
-					return n, nil
-				}
-				if err := g.grow(n, min(2*n, limit)); err != nil {
-					return 0, err
+					return m, err
+				}, "no delimiter in the first %d bytes")
+				if full || err != nil {
+					return n, err
 				}
 			}
 			m, err := readByte(r, br, g.b[n:n+1])
@@ -242,6 +222,25 @@ func (g *growing) release() {
 	_ = g.s.endPinned(g.h, g.b, exclusive)
 	_ = g.s.Free(g.h)
 	g.h, g.b = Handle{}, nil
+}
+
+// makeRoom is called when the n bytes read so far fill the entry. Below
+// limit it grows the entry. At limit only the end of the input may follow:
+// it reads one byte more with read, into an entry of its own, and reports
+// full when there was none, or ErrTooLarge (tooLarge formats limit) when
+// there was one.
+func (g *growing) makeRoom(n, limit int, read func([]byte) (int, error), tooLarge string) (full bool, err error) {
+	if n < limit {
+		return false, g.grow(n, min(2*n, limit))
+	}
+	more, err := g.probe(read)
+	if err != nil {
+		return false, err
+	}
+	if more {
+		return false, fmt.Errorf("%w: "+tooLarge, ErrTooLarge, limit)
+	}
+	return true, nil
 }
 
 // probe reads one more byte, into an entry of its own, with read, and

@@ -63,28 +63,17 @@ func runCache(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	switch *lock {
-	case "strict":
-		c.lock = memshuffle.LockStrict
-	case "besteffort":
-		c.lock = memshuffle.LockBestEffort
-	case "none":
-		c.lock = memshuffle.LockNone
-	default:
+	mode, ok := cacheLockModes[*lock]
+	if !ok {
 		fmt.Fprintf(stderr, "memshuffle cache: unknown lock mode %q\n", *lock)
 		return 2
 	}
-	switch *cipher {
-	case "ctr":
-		c.cipher = memshuffle.AES256CTR
-	case "gcm":
-		c.cipher = memshuffle.AES256GCM
-	case "chacha":
-		c.cipher = memshuffle.ChaCha20Poly1305
-	default:
+	ciph, ok := cacheCiphers[*cipher]
+	if !ok {
 		fmt.Fprintf(stderr, "memshuffle cache: unknown cipher %q\n", *cipher)
 		return 2
 	}
+	c.lock, c.lockName, c.cipher = mode, *lock, ciph
 	res, err := c.run(stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, "memshuffle cache:", err)
@@ -99,11 +88,26 @@ func runCache(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// cacheLockModes and cacheCiphers are the values -lock and -cipher take.
+var (
+	cacheLockModes = map[string]memshuffle.LockMode{
+		"strict":     memshuffle.LockStrict,
+		"besteffort": memshuffle.LockBestEffort,
+		"none":       memshuffle.LockNone,
+	}
+	cacheCiphers = map[string]memshuffle.Cipher{
+		"ctr":    memshuffle.AES256CTR,
+		"gcm":    memshuffle.AES256GCM,
+		"chacha": memshuffle.ChaCha20Poly1305,
+	}
+)
+
 type cacheConfig struct {
 	tokens, goroutines int
 	duration, interval time.Duration
 	rotations          float64
 	lock               memshuffle.LockMode
+	lockName           string // as -lock gave it
 	cipher             memshuffle.Cipher
 	secret             bool
 	baseline           bool
@@ -229,7 +233,7 @@ func (c *cacheConfig) run(out io.Writer) (cacheResult, error) {
 		}
 	}
 	fmt.Fprintf(out, "cache: %s, %d tokens of 32-64 B, %d goroutines, %.0f%% rotations, %v, lock %s, cipher %s, secret memory %v\n",
-		name, c.tokens, c.goroutines, c.rotations*100, c.duration, lockName(c.lock), c.cipher, c.secret)
+		name, c.tokens, c.goroutines, c.rotations*100, c.duration, c.lockName, c.cipher, c.secret)
 
 	var ops, errs atomic.Uint64
 	var errMu sync.Mutex
@@ -346,14 +350,4 @@ func newToken(r *mrand.Rand) []byte {
 		b[i] = byte(r.Uint32())
 	}
 	return b
-}
-
-func lockName(m memshuffle.LockMode) string {
-	switch m {
-	case memshuffle.LockStrict:
-		return "strict"
-	case memshuffle.LockBestEffort:
-		return "besteffort"
-	}
-	return "none"
 }

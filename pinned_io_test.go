@@ -68,51 +68,49 @@ func (r *blockingReader) Read(p []byte) (int, error) {
 	return copy(p, r.secret), nil
 }
 
-// TestReadAllCloseNoFault: a Close while ReadAll's reader is blocked leaves
-// the entry it writes into mapped (the rent is pinned), so the write after
-// Close does not fault the process and ReadAll returns ErrClosed. Run in a
-// child process, since a fault cannot be recovered.
-func TestReadAllCloseNoFault(t *testing.T) {
+// closeWhileBlocked runs, in a child process since a fault cannot be
+// recovered, the call op that setup prepares on a new Shuffler, closes the
+// Shuffler once the call is blocked in its reader or writer (started),
+// lets it go on (release), and requires it to return ErrClosed.
+func closeWhileBlocked(t *testing.T, what string, setup func(t *testing.T, s *Shuffler) (started, release chan struct{}, op func() error)) {
 	inChild(t, func(t *testing.T) {
 		s, err := New()
 		if err != nil {
 			t.Fatal(err)
 		}
-		r := &blockingReader{make(chan struct{}), make(chan struct{}), []byte("secret"), false}
+		started, release, op := setup(t, s)
 		errc := make(chan error, 1)
-		go func() {
-			_, err := ReadAll(s, r, 1<<10)
-			errc <- err
-		}()
-		<-r.started
+		go func() { errc <- op() }()
+		<-started
 		s.Close()
-		close(r.release)
+		close(release)
 		if err := <-errc; !errors.Is(err, ErrClosed) {
-			t.Fatalf("ReadAll after Close: %v, want ErrClosed", err)
+			t.Fatalf("%s after Close: %v, want ErrClosed", what, err)
 		}
+	})
+}
+
+func newBlockingReader(secret string) *blockingReader {
+	return &blockingReader{make(chan struct{}), make(chan struct{}), []byte(secret), false}
+}
+
+// TestReadAllCloseNoFault: a Close while ReadAll's reader is blocked leaves
+// the entry it writes into mapped (the rent is pinned), so the write after
+// Close does not fault the process and ReadAll returns ErrClosed. Run in a
+// child process, since a fault cannot be recovered.
+func TestReadAllCloseNoFault(t *testing.T) {
+	closeWhileBlocked(t, "ReadAll", func(t *testing.T, s *Shuffler) (started, release chan struct{}, op func() error) {
+		r := newBlockingReader("secret")
+		return r.started, r.release, func() error { _, err := ReadAll(s, r, 1<<10); return err }
 	})
 }
 
 // TestReadUntilCloseNoFault is TestReadAllCloseNoFault for ReadUntil's
 // one-byte reads.
 func TestReadUntilCloseNoFault(t *testing.T) {
-	inChild(t, func(t *testing.T) {
-		s, err := New()
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := &blockingReader{make(chan struct{}), make(chan struct{}), []byte("s"), false}
-		errc := make(chan error, 1)
-		go func() {
-			_, err := ReadUntil(s, r, '\n', 1<<10)
-			errc <- err
-		}()
-		<-r.started
-		s.Close()
-		close(r.release)
-		if err := <-errc; !errors.Is(err, ErrClosed) {
-			t.Fatalf("ReadUntil after Close: %v, want ErrClosed", err)
-		}
+	closeWhileBlocked(t, "ReadUntil", func(t *testing.T, s *Shuffler) (started, release chan struct{}, op func() error) {
+		r := newBlockingReader("s")
+		return r.started, r.release, func() error { _, err := ReadUntil(s, r, '\n', 1<<10); return err }
 	})
 }
 
@@ -134,27 +132,13 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 // TestWriteToCloseNoFault: a Close during w.Write leaves the bytes w reads
 // mapped (the view is pinned), and WriteTo returns ErrClosed.
 func TestWriteToCloseNoFault(t *testing.T) {
-	inChild(t, func(t *testing.T) {
-		s, err := New()
-		if err != nil {
-			t.Fatal(err)
-		}
+	closeWhileBlocked(t, "WriteTo", func(t *testing.T, s *Shuffler) (started, release chan struct{}, op func() error) {
 		h, err := CopyFrom(s, []byte("secret"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		w := &blockingWriter{started: make(chan struct{}), release: make(chan struct{})}
-		errc := make(chan error, 1)
-		go func() {
-			_, err := WriteTo(s, h, w)
-			errc <- err
-		}()
-		<-w.started
-		s.Close()
-		close(w.release)
-		if err := <-errc; !errors.Is(err, ErrClosed) {
-			t.Fatalf("WriteTo after Close: %v, want ErrClosed", err)
-		}
+		return w.started, w.release, func() error { _, err := WriteTo(s, h, w); return err }
 	})
 }
 
@@ -292,20 +276,9 @@ func TestInvalidCountSentinel(t *testing.T) {
 // TestReadFromCloseNoFault is TestReadAllCloseNoFault for ReadFrom, whose
 // rent was pinned first: the other Close tests' control.
 func TestReadFromCloseNoFault(t *testing.T) {
-	inChild(t, func(t *testing.T) {
-		s, err := New()
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := &blockingReader{make(chan struct{}), make(chan struct{}), []byte("secret"), false}
-		errc := make(chan error, 1)
-		go func() { _, err := ReadFrom(s, r, 6); errc <- err }()
-		<-r.started
-		s.Close()
-		close(r.release)
-		if err := <-errc; !errors.Is(err, ErrClosed) {
-			t.Fatal(err)
-		}
+	closeWhileBlocked(t, "ReadFrom", func(t *testing.T, s *Shuffler) (started, release chan struct{}, op func() error) {
+		r := newBlockingReader("secret")
+		return r.started, r.release, func() error { _, err := ReadFrom(s, r, 6); return err }
 	})
 }
 

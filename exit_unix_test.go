@@ -186,15 +186,7 @@ func childSignal(t *testing.T) {
 	exited3 := make(chan int, 1)
 	stop3 := purgeAllOnSignal(nil, nil, func(c int) { exited3 <- c })
 	defer stop3()
-	syscall.Kill(os.Getpid(), syscall.SIGTERM)
-	select {
-	case c := <-exited3:
-		if c != 128+int(syscall.SIGTERM) {
-			t.Fatalf("exit %d after SIGTERM", c)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no exit after SIGTERM")
-	}
+	expectSignalExit(t, syscall.SIGTERM, exited3, "no exit after SIGTERM")
 	mustBePurged(t, s2, b2)
 }
 
@@ -205,15 +197,7 @@ func childSignalPanics(t *testing.T) {
 	stop := purgeAllOnSignal(func(os.Signal) { panic("callback broke") },
 		[]os.Signal{syscall.SIGUSR2}, func(c int) { exited <- c })
 	defer stop()
-	syscall.Kill(os.Getpid(), syscall.SIGUSR2)
-	select {
-	case c := <-exited:
-		if c != 128+int(syscall.SIGUSR2) {
-			t.Fatalf("exit %d", c)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no exit after a panicking callback")
-	}
+	expectSignalExit(t, syscall.SIGUSR2, exited, "no exit after a panicking callback")
 	mustBePurged(t, s, b)
 }
 
@@ -287,15 +271,7 @@ func childSignalGoexit(t *testing.T) {
 	stop := purgeAllOnSignal(func(os.Signal) { runtime.Goexit() },
 		[]os.Signal{syscall.SIGUSR2}, func(c int) { exited <- c })
 	defer stop()
-	syscall.Kill(os.Getpid(), syscall.SIGUSR2)
-	select {
-	case c := <-exited:
-		if c != 128+int(syscall.SIGUSR2) {
-			t.Fatalf("exit %d", c)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no exit after a callback that called runtime.Goexit")
-	}
+	expectSignalExit(t, syscall.SIGUSR2, exited, "no exit after a callback that called runtime.Goexit")
 	mustBePurged(t, s, b)
 }
 
@@ -324,5 +300,23 @@ func childPurgeAllDropped(t *testing.T) {
 	}
 	if !bytes.Equal(keys, make([]byte, len(keys))) {
 		t.Fatal("PurgeAll left the keys of a Shuffler dropped without Close in memory")
+	}
+}
+
+// expectSignalExit sends sig to the process and requires the exit function
+// a signal watcher was given to report the signal's exit status on exited,
+// within 10 seconds; missing names what failed.
+func expectSignalExit(t *testing.T, sig syscall.Signal, exited <-chan int, missing string) {
+	t.Helper()
+	if err := syscall.Kill(os.Getpid(), sig); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-exited:
+		if c != 128+int(sig) {
+			t.Fatalf("exit %d after %v", c, sig)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal(missing)
 	}
 }

@@ -62,7 +62,7 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	if sh.Slots.Full() {
 		return Handle{}, fmt.Errorf("%w: slot table of shard %d is full", ErrOutOfMemory, sh.index)
 	}
-	base, err := sh.reserve(sh.ciph.Counters(size))
+	base, err := sh.reserve(counters(sh.ciph, size))
 	if err != nil {
 		return Handle{}, err
 	}
@@ -87,8 +87,7 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 
 	// The entry is ciphertext before anyone can see it.
 	ext := sh.Extent(sl)
-	sh.setAD(i, sl)
-	sh.ciph.Seal(ext, ext[:size], base, sh.scratch)
+	sh.sealTo(ext, ext[:size], base, i, sl)
 	if sh.Wasteful() {
 		sh.Compact(nil)
 	}

@@ -1,0 +1,15 @@
+package ctr
+
+import "github.com/memshuffle/memshuffle/internal/aesctr"
+
+// ShortMax is the longest input XORShort takes: one assembly call.
+const ShortMax = asmChunk
+
+// XORShort is XOR for a Cipher whose OffHeap is true and an input of at
+// most ShortMax bytes: one call of the assembly, with nothing to decide,
+// small enough to inline into the Rent and Return of an entry. Anything
+// else must go through XOR; for a Cipher on the crypto/aes fallback,
+// XORShort would dereference its nil round keys.
+func (c *Cipher) XORShort(dst, src []byte, base uint64, scratch *[ScratchSize]byte) {
+	aesctr.XOR(c.rk, c.salt, base, dst, src, (*[16]byte)(scratch[:16]))
+}

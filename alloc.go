@@ -3,6 +3,7 @@ package memshuffle
 import (
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/store"
 )
@@ -17,14 +18,17 @@ import (
 // can in bounded work (empty arenas, a few compaction steps) and tries again;
 // then it fails with ErrOutOfMemory or ErrLockFailed.
 func Alloc[T any](s *Shuffler, n int) (Handle, error) {
-	ti, err := typeOf[T]()
-	if err != nil {
+	if _, err := typeOf[T](); err != nil {
 		return Handle{}, err
 	}
-	if n < 1 || uint64(n) > MaxEntrySize/uint64(ti.size) {
-		return Handle{}, fmt.Errorf("%w: %d elements of %d bytes", ErrInvalidSize, n, ti.size)
+	// T's size and alignment as constants, which every type of T's shape
+	// shares: for bytes the bound below needs no hardware divide.
+	var z T
+	size, align := int(unsafe.Sizeof(z)), int(unsafe.Alignof(z))
+	if n < 1 || uint64(n) > MaxEntrySize/uint64(size) {
+		return Handle{}, fmt.Errorf("%w: %d elements of %d bytes", ErrInvalidSize, n, size)
 	}
-	return s.alloc(n*ti.size, entryAlign(n*ti.size, ti.align))
+	return s.alloc(n*size, entryAlign(n*size, align))
 }
 
 // EntryAlign caps the alignment of entries. An entry of n bytes starts on

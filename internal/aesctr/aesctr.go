@@ -183,8 +183,8 @@ func XOR(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, s
 	if uintptr(unsafe.Pointer(rk))%16 != 0 {
 		panic("aesctr: round keys not 16-byte aligned")
 	}
-	g, ticks := guardFor(len(src))
-	xorKeyStreamAsm(rk, salt, base, dst, src, scratch, g, ticks)
+	g := guardWord(len(src))
+	xorKeyStreamAsm(rk, salt, base, dst, src, scratch, uint8(g), g>>guardTicksShift)
 }
 
 // XOR2 sets data[i] ^= ksA[i] ^ ksB[i], where ksA is the keystream of
@@ -274,13 +274,55 @@ const canaryMax = 4096
 // guardFor returns the guard, and its threshold, of an assembly call on n
 // bytes.
 func guardFor(n int) (uint8, uint64) {
+	w := guardWord(n)
+	return uint8(w), w >> guardTicksShift
+}
+
+// guardWord is guardFor's answer as one word, ticks<<guardTicksShift |
+// 1<<8 | guard. It inlines (just: the named result keeps it within the
+// compiler's budget): inputs of up to detectMax bytes, which is every call
+// for a small entry, read the automatic choice from shortGuard once
+// pickGuard has worked it out, with no call and no spill of the caller's
+// arguments around one.
+func guardWord(n int) (w uint64) {
+	if n <= detectMax {
+		w = shortGuard.Load()
+	}
+	if w == 0 {
+		w = pickGuard(n)
+	}
+	return
+}
+
+// guardTicksShift places the threshold in a guard word; calibrateDetect
+// keeps thresholds below 1<<(64-guardTicksShift).
+const guardTicksShift = 16
+
+// shortGuard is guardWord's answer for inputs of up to detectMax bytes,
+// or 0 until pickGuard has stored it and whenever a test forces a guard
+// (setForced), which sends every call to pickGuard.
+var shortGuard atomic.Uint64
+
+// pickGuard is guardWord's choice, worked out. It stores it in shortGuard
+// when it holds for every input of up to detectMax bytes: the automatic
+// choice, which is fixed once made.
+func pickGuard(n int) uint64 {
+	word := func(g uint8, ticks uint64) uint64 { return ticks<<guardTicksShift | 1<<8 | uint64(g) }
 	if forced != nil {
-		return forced.guard, forced.ticks
+		return word(forced.guard, forced.ticks)
 	}
 	if !guardOS {
-		return guardOff, 0
+		return word(guardOff, 0)
 	}
-	a := autoGuards()
+	w := word(pickAutoGuard(n, autoGuards()))
+	if n <= detectMax {
+		shortGuard.Store(w)
+	}
+	return w
+}
+
+// pickAutoGuard is the automatic choice of guard for n bytes under a.
+func pickAutoGuard(n int, a autoGuard) (uint8, uint64) {
 	if n <= canaryMax && a.canary {
 		// On a thread that has run C code the assembly falls back to
 		// detection with this threshold, or to blocking where it is 0.
@@ -347,7 +389,11 @@ func calibrateDetect() uint64 {
 	if !supported || !guardOS || !invariantTSCAsm() {
 		return 0
 	}
-	return syscallTicksAsm(64) / 2
+	ticks := syscallTicksAsm(64) / 2
+	if ticks >= 1<<(64-guardTicksShift) {
+		return 0 // beyond any real syscall, and beyond a guard word
+	}
+	return ticks
 }
 
 // guardChoice is a guard and its threshold.
@@ -356,8 +402,15 @@ type guardChoice struct {
 	ticks uint64
 }
 
-// forced, when not nil, replaces guardFor's choice. Only tests set it.
+// forced, when not nil, replaces guardFor's choice. Only tests set it,
+// with setForced.
 var forced *guardChoice
+
+// setForced makes g (nil: the automatic choice) guardFor's answer.
+func setForced(g *guardChoice) {
+	forced = g
+	shortGuard.Store(0)
+}
 
 // SetSignalGuardForTest replaces the automatic choice of signal guard for
 // the whole process, so that a test can show that its search finds the
@@ -379,18 +432,18 @@ func SetSignalGuardForTest(name string) bool {
 	}
 	switch name {
 	case "auto":
-		forced = nil
+		setForced(nil)
 	case "off":
-		forced = &guardChoice{guard: guardOff}
+		setForced(&guardChoice{guard: guardOff})
 	case "block":
-		forced = &guardChoice{guard: guardBlock}
+		setForced(&guardChoice{guard: guardBlock})
 	case "detect":
-		forced = &guardChoice{guard: guardBlock}
+		setForced(&guardChoice{guard: guardBlock})
 		if ticks := detectTicks(); ticks != 0 {
-			forced = &guardChoice{guard: guardDetect, ticks: ticks}
+			setForced(&guardChoice{guard: guardDetect, ticks: ticks})
 		}
 	case "canary":
-		forced = &guardChoice{guard: guardCanary, ticks: detectTicks()}
+		setForced(&guardChoice{guard: guardCanary, ticks: detectTicks()})
 	default:
 		return false
 	}

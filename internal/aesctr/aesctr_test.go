@@ -553,8 +553,8 @@ func guardModes(t testing.TB) map[string]guardChoice {
 // back. No test of this package that reads the guard runs in parallel with
 // a top-level test, so the switch is safe.
 func withGuard(g guardChoice, f func()) {
-	forced = &g
-	defer func() { forced = nil }()
+	setForced(&g)
+	defer setForced(nil)
 	f()
 }
 
@@ -669,6 +669,64 @@ func TestGuardChoice(t *testing.T) {
 	}
 	if g, _ := guardFor(32); g != short {
 		t.Errorf("with the guard back on, guardFor(32) = %d, want %d", g, short)
+	}
+}
+
+// TestGuardWordCache checks the word guardWord reads for short inputs
+// against the choice worked out afresh: once stored it must be the answer
+// for every length up to detectMax and for none above, a forced guard must
+// empty it and win at every length, and the automatic choice must come
+// back with "auto".
+func TestGuardWordCache(t *testing.T) {
+	requireSupported(t)
+	defer setForced(nil)
+	word := func(g uint8, ticks uint64) uint64 { return ticks<<guardTicksShift | 1<<8 | uint64(g) }
+	auto := func(n int) uint64 {
+		if !guardOS {
+			return word(guardOff, 0)
+		}
+		return word(pickAutoGuard(n, autoGuards()))
+	}
+	setForced(nil)
+	if shortGuard.Load() != 0 {
+		t.Fatal("setForced(nil) left a cached guard")
+	}
+	lengths := []int{0, 1, 16, 32, detectMax - 1, detectMax, detectMax + 1, 1019, canaryMax, canaryMax + 1, 1 << 20}
+	for _, n := range lengths {
+		if got, want := guardWord(n), auto(n); got != want {
+			t.Errorf("guardWord(%d) = %#x, want %#x", n, got, want)
+		}
+		if g, ticks := guardFor(n); word(g, ticks) != auto(n) {
+			t.Errorf("guardFor(%d) = %d, %d, want the word %#x", n, g, ticks, auto(n))
+		}
+	}
+	if guardOS {
+		if got, want := shortGuard.Load(), auto(32); got != want {
+			t.Errorf("cached guard %#x, want %#x", got, want)
+		}
+	}
+	for _, name := range []string{"off", "block"} {
+		if !guardOS {
+			break
+		}
+		if !SetSignalGuardForTest(name) {
+			t.Fatalf("SetSignalGuardForTest(%q) refused", name)
+		}
+		if shortGuard.Load() != 0 {
+			t.Errorf("forcing %s left the automatic choice cached", name)
+		}
+		for _, n := range lengths {
+			if got, want := guardWord(n), word(forced.guard, forced.ticks); got != want {
+				t.Errorf("forced %s: guardWord(%d) = %#x, want %#x", name, n, got, want)
+			}
+		}
+		if shortGuard.Load() != 0 {
+			t.Errorf("forced %s: the forced choice was cached", name)
+		}
+		SetSignalGuardForTest("auto")
+		if got, want := guardWord(32), auto(32); got != want {
+			t.Errorf("back to auto after %s: guardWord(32) = %#x, want %#x", name, got, want)
+		}
 	}
 }
 

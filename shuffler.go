@@ -402,7 +402,7 @@ func (s *Shuffler) lookup(h Handle) (*shard, *store.Slot, error) {
 		sh.mu.Unlock()
 		return nil, nil, ErrInvalidHandle
 	}
-	sh.expired(i, sl, nil)
+	sh.dueNow(i, sl) // wipes a live entry past its deadline
 	return sh, sl, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 
@@ -66,7 +67,16 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	if sh.Slots.Full() {
 		return Handle{}, fmt.Errorf("%w: slot table of shard %d is full", ErrOutOfMemory, sh.index)
 	}
-	base, err := sh.reserve(counters(sh.ciph, size))
+	// The default cipher's direct path (see shortCTR), decided once for
+	// the counter values and the encryption.
+	k := shortCTR(sh.ciph, size)
+	var blocks uint64
+	if k != nil {
+		blocks = ctr.Blocks(size)
+	} else {
+		blocks = sh.ciph.Counters(size)
+	}
+	base, err := sh.reserve(blocks)
 	if err != nil {
 		return Handle{}, err
 	}
@@ -91,7 +101,11 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 
 	// The entry is ciphertext before anyone can see it.
 	ext := sh.Extent(sl)
-	sh.sealTo(ext, ext[:size], base, i, sl)
+	if k != nil { // sealTo, written out
+		k.XORShort(ext, ext, base, &sh.scratch.KS)
+	} else {
+		sh.sealTo(ext, ext[:size], base, i, sl)
+	}
 	if sh.Wasteful() {
 		sh.Compact(nil)
 	}

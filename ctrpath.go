@@ -22,14 +22,6 @@ func shortCTR(c seal.Cipher, n int) *ctr.Cipher {
 	return nil
 }
 
-// counters is c.Counters(n), without the interface call for CTR.
-func counters(c seal.Cipher, n int) uint64 {
-	if _, ok := seal.CTR(c); ok {
-		return ctr.Blocks(n)
-	}
-	return c.Counters(n)
-}
-
 // sealTo encrypts src into dst, which is len(src)+Overhead bytes and
 // either starts at src or does not overlap it, under the run of counter
 // values at base; in the AEAD modes the Handle of slot i, holding sl, is

@@ -189,7 +189,7 @@ func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeI
 		}
 		st := sl.State()
 		busy := st == store.StateRented || (st == store.StateViewed && kind == exclusive) ||
-			(kind == shared && sh.Waiters.Writers(h.id) > 0)
+			(kind == shared && !sh.Waiters.NoWriters() && sh.Waiters.Writers(h.id) > 0)
 		if busy {
 			if wait == failIfBusy {
 				sh.mu.Unlock()

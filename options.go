@@ -158,7 +158,11 @@ func WithCipher(c Cipher) Option {
 // next, until Close or Purge. Entries are re-encrypted in batches of at
 // most 64 KiB (or one larger entry), each under its shard's lock: a Rent or
 // Return waits at most for one batch, never for a whole shard or the whole
-// rotation. A rotation that fails (see
+// rotation. Like the background shuffler (see StartBackgroundShuffle), a
+// scheduled rotation sleeps after every 100 µs of work, so it takes a
+// tenth of one CPU or so and callers keep theirs: it re-encrypts about
+// 70 MiB a second on the two-core machine of BENCHMARKS.md, where
+// RotateKey, which does not rest, does about 800. A rotation that fails (see
 // RotateKey) is logged at warning level and retried at the next tick. The
 // interval must be positive (ErrInvalidOption). Close stops the goroutine
 // and waits for it, so a logger that it calls may Purge the Shuffler but

@@ -32,6 +32,10 @@ const hugePageSize = 2 << 20
 // region simply keeps small pages.
 func adviseHuge(b []byte) { _ = unix.Madvise(b, unix.MADV_HUGEPAGE) }
 
+// adviseSmall keeps transparent huge pages out of b, even where the
+// system uses them for every mapping it can.
+func adviseSmall(b []byte) { _ = unix.Madvise(b, unix.MADV_NOHUGEPAGE) }
+
 // mapSecret maps n bytes (whole pages) of memfd_secret(2) memory: pages
 // that are removed from the kernel's direct map, so not even the kernel
 // reads them through it, and that are never swapped.

@@ -165,3 +165,28 @@ func vmFlag(t *testing.T, start uint64, flag string) bool {
 	}
 	return false
 }
+
+// TestSmallPages checks that SmallPages regions are marked for base pages
+// only ("nh" in smaps) while a region of the same size without it asks for
+// huge pages ("hg"): the control shows the flag check can fail.
+func TestSmallPages(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("transparent huge pages are Linux's")
+	}
+	for _, c := range []struct {
+		small     bool
+		want, not string
+	}{{true, "nh", "hg"}, {false, "hg", "nh"}} {
+		r, err := Map(8<<20, Flags{SmallPages: c.small})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := uint64(uintptr(unsafe.Pointer(&r.Data[0])))
+		if !vmFlag(t, start, c.want) || vmFlag(t, start, c.not) {
+			t.Errorf("SmallPages=%v: want VmFlags with %q and without %q", c.small, c.want, c.not)
+		}
+		if err := Unmap(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

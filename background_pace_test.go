@@ -1,6 +1,7 @@
 package memshuffle
 
 import (
+	"context"
 	"errors"
 	"runtime"
 	"sync/atomic"
@@ -137,5 +138,29 @@ func TestMapSpare(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestRotationRestsUnlessCalled: a scheduled rotation rests between
+// batches, but not while a RotateKey call waits for it or runs.
+func TestRotationRestsUnlessCalled(t *testing.T) {
+	for _, called := range []bool{false, true} {
+		s := newTest(t, WithShards(1))
+		for range 32 {
+			if _, err := Alloc[byte](s, 32<<10); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if called {
+			s.rotateCalls.Add(1)
+		}
+		long := time.Now().Add(-time.Hour)
+		pace := pacer{since: long}
+		if err := s.rotateKey(context.Background(), nil, nil, &pace); err != nil {
+			t.Fatal(err)
+		}
+		if rested := !pace.since.Equal(long); rested == called {
+			t.Errorf("RotateKey waiting %v: scheduled rotation rested %v", called, rested)
+		}
 	}
 }

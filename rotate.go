@@ -46,6 +46,12 @@ import (
 // readable (each is under one of the two keys), and the next RotateKey
 // finishes the interrupted rotation before it starts its own.
 func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
+	if s != nil {
+		// A scheduled rotation holding rotateMu finishes at full speed
+		// rather than make this call wait for its rests.
+		s.rotateCalls.Add(1)
+		defer s.rotateCalls.Add(-1)
+	}
 	return s.rotateKey(context.Background(), key, salt, nil)
 }
 
@@ -243,7 +249,9 @@ func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 			if done {
 				break
 			}
-			pace.rest()
+			if s.rotateCalls.Load() == 0 {
+				pace.rest()
+			}
 		}
 		r.done = i + 1
 	}

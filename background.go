@@ -114,8 +114,12 @@ func (s *Shuffler) stopBackground() {
 
 func (s *Shuffler) background(ctx context.Context, interval time.Duration, done chan<- struct{}) {
 	defer close(done)
+	// One pacer for every cycle: cycles run back to back over a few
+	// entries each take far less than a burst, and a pacer of their own
+	// would never rest.
+	pace := newPacer()
 	for {
-		if !s.cycle(ctx) {
+		if !s.cycle(ctx, &pace) {
 			return
 		}
 		s.bgCycles.Add(1)
@@ -127,13 +131,16 @@ func (s *Shuffler) background(ctx context.Context, interval time.Duration, done 
 				return
 			case <-t.C:
 			}
+			// The wait was a rest: the next burst starts now.
+			pace = newPacer()
 		} else if ctx.Err() != nil {
 			return
 		}
 	}
 }
 
-// cycle runs one background cycle; it reports false when it was stopped.
+// cycle runs one background cycle, resting as pace says; it reports false
+// when it was stopped.
 //
 // Arenas a step empties are released into a list and unmapped after the
 // step lets go of the lock. The fresh arena a step moves entries into is
@@ -152,9 +159,8 @@ func (s *Shuffler) background(ctx context.Context, interval time.Duration, done 
 // that memory does the next step map under the lock, as any allocation
 // would: without memory it fails there too, and a compaction step stands
 // in.
-func (s *Shuffler) cycle(ctx context.Context) bool {
+func (s *Shuffler) cycle(ctx context.Context, pace *pacer) bool {
 	var later store.UnmapList
-	pace := newPacer()
 	for i := range s.shards {
 		sh := &s.shards[i]
 		if !sh.lockOpen() {
@@ -203,7 +209,7 @@ func (s *Shuffler) cycle(ctx context.Context) bool {
 			}
 			if want > 0 && spares[i] == nil {
 				var err error
-				spares[i], err = s.mapSpare(want, &pace)
+				spares[i], err = s.mapSpare(want, pace)
 				refused[i] = err != nil
 			}
 			pace.rest()

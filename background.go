@@ -209,7 +209,7 @@ func (s *Shuffler) cycle(ctx context.Context, pace *pacer) bool {
 			}
 			if want > 0 && spares[i] == nil {
 				var err error
-				spares[i], err = s.mapSpare(want, pace)
+				spares[i], err = s.mapSpare(ctx, want, pace)
 				refused[i] = err != nil
 			}
 			pace.rest()
@@ -312,8 +312,11 @@ func (sh *shard) step(later *store.UnmapList, spare **osmem.Region, spareRefused
 // spare has no huge pages: touching one zeroes 2 MiB at once. Locking
 // pages already present costs little. Until a step adopts the spare it
 // holds only zeros, and it is excluded from core dumps and forked children
-// from the start.
-func (s *Shuffler) mapSpare(n int, pace *pacer) (*osmem.Region, error) {
+// from the start. Once ctx is done it stops faulting, unmaps what it
+// mapped and returns ctx's error: the rests make faulting in a spare of
+// the largest arena size take tens of milliseconds, and stop, Close and
+// Purge should not wait for a spare that no step will use.
+func (s *Shuffler) mapSpare(ctx context.Context, n int, pace *pacer) (*osmem.Region, error) {
 	if s.cfg.secret {
 		// Secret memory cannot be locked or faulted in ahead: it is locked
 		// by the system as it is faulted in.
@@ -329,6 +332,10 @@ func (s *Shuffler) mapSpare(n int, pace *pacer) (*osmem.Region, error) {
 		// but makes the system back it now.
 		r.Data[i] = 0
 		if (i+page)%spareChunk == 0 {
+			if err := ctx.Err(); err != nil {
+				_ = osmem.Unmap(r)
+				return nil, err
+			}
 			pace.rest()
 		}
 	}

@@ -104,7 +104,7 @@ func TestMapSpare(t *testing.T) {
 				refuse(t, osmem.OpLock)
 			}
 			var pace pacer
-			r, err := s.mapSpare(n, &pace)
+			r, err := s.mapSpare(context.Background(), n, &pace)
 			if !errors.Is(err, c.wantErr) || (err == nil) != (c.wantErr == nil) {
 				t.Fatalf("mapSpare: %v, want %v", err, c.wantErr)
 			}

@@ -76,6 +76,14 @@ func mapSecret(n int) (*Region, error) {
 		size:  uintptr(total),
 		Data:  unsafe.Slice((*byte)(unsafe.Add(p, pageSize)), n),
 	}
+	// The mapping is shared, and the kernel wipes only private mappings on
+	// fork (it refuses MADV_WIPEONFORK here): a forked child would share
+	// these pages, and every secret written to them later. Leave the
+	// mapping out of children altogether; a child that touches it faults.
+	if err := unix.Madvise(unsafe.Slice((*byte)(p), total), unix.MADV_DONTFORK); err != nil {
+		_ = unix.MunmapPtr(r.start, r.size)
+		return nil, fmt.Errorf("%w: madvise(MADV_DONTFORK): %w", ErrNoSecret, err)
+	}
 	head := unsafe.Slice((*byte)(p), pageSize)
 	tail := unsafe.Slice((*byte)(unsafe.Add(p, pageSize+n)), pageSize)
 	if err := protect(head, unix.PROT_NONE); err != nil {

@@ -135,6 +135,12 @@ func TestSecretMemory(t *testing.T) {
 				if m.Path == "" || m.Perms[:2] != "rw" || !m.Locked || !r.Locked {
 					t.Fatalf("unexpected mapping %+v", m)
 				}
+				// Secret memory is a shared mapping, which the kernel does
+				// not wipe on fork: a forked child must not get it at all
+				// ("dc", MADV_DONTFORK), or it shares the parent's secrets.
+				if !vmFlag(t, m.Start, "dc") && !vmFlag(t, m.Start, "wf") {
+					t.Error("a forked child would share the secret mapping: no dc or wf in its VmFlags")
+				}
 			}
 		}
 	}

@@ -1,0 +1,109 @@
+package memshuffle
+
+import (
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// vmFlags returns the smaps VmFlags of the mapping that holds b[0].
+func vmFlags(t *testing.T, b []byte) []string {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Skip(err)
+	}
+	a := uint64(uintptr(unsafe.Pointer(&b[0])))
+	in := false
+	for line := range strings.SplitSeq(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			lo, hi, _ := strings.Cut(f[0], "-")
+			l, err1 := strconv.ParseUint(lo, 16, 64)
+			h, err2 := strconv.ParseUint(hi, 16, 64)
+			in = err1 == nil && err2 == nil && l <= a && a < h
+			continue
+		}
+		if in && len(f) > 0 && f[0] == "VmFlags:" {
+			return f[1:]
+		}
+	}
+	t.Fatalf("no mapping holds %#x in smaps", a)
+	return nil
+}
+
+// TestSpareHardened: a spare the background shuffler maps ahead is out of
+// core dumps ("dd") and kept from a forked child before any step
+// writes an entry into it, on both of mapSpare's paths (faulted in a piece
+// at a time, and secret memory), and it is locked as the lock mode asks.
+// The control, an anonymous mapping of our own, has neither flag: the
+// check can fail.
+func TestSpareHardened(t *testing.T) {
+	plain, err := unix.Mmap(-1, 0, 1<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fl := vmFlags(t, plain); slices.Contains(fl, "dd") || slices.Contains(fl, "wf") {
+		t.Fatalf("control mapping already has %v", fl)
+	}
+	if err := unix.Munmap(plain); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		opts   []Option
+		secret bool
+	}{
+		{"best-effort", []Option{WithLockMode(LockBestEffort)}, false},
+		{"none", []Option{WithLockMode(LockNone)}, false},
+		{"strict", []Option{WithLockMode(LockStrict)}, false},
+		{"secret", []Option{WithSecretMemory()}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := New(c.opts...)
+			if errors.Is(err, ErrNoSecretMemory) || errors.Is(err, ErrLockFailed) {
+				t.Skip(err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkAtCleanup(t, s)
+			r, err := s.mapSpare(context.Background(), 1<<20, nil)
+			if errors.Is(err, ErrLockFailed) {
+				t.Skip(err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := s.aux.Unmap(r); err != nil {
+					t.Error(err)
+				}
+			}()
+			// A forked child sees zeros ("wf", private mappings) or no
+			// mapping at all ("dc", secret memory, which is shared).
+			fl := vmFlags(t, r.Data)
+			if !slices.Contains(fl, "dd") || !slices.Contains(fl, "wf") && !slices.Contains(fl, "dc") {
+				t.Errorf("spare VmFlags %v: want dd, and wf or dc", fl)
+			}
+			if !r.DontDump {
+				t.Error("spare not marked DontDump")
+			}
+			// Secret memory is locked by the kernel without VM_LOCKED on
+			// every kernel; the region says it is locked either way.
+			if wantLocked := c.secret || s.cfg.lock != LockNone; r.Locked != wantLocked && r.LockErr == nil {
+				t.Errorf("spare locked %v, want %v", r.Locked, wantLocked)
+			}
+			if !c.secret && r.Locked && !slices.Contains(fl, "lo") {
+				t.Errorf("spare said locked, VmFlags %v", fl)
+			}
+		})
+	}
+}

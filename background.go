@@ -49,12 +49,14 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 // under the lock. Each step also wipes entries whose expiry has passed.
 //
 // The background shuffler takes little of the machine: after every
-// 100 µs of work it sleeps at least as long (about a millisecond, the
-// granularity of Go's timers on Linux), and it lets a goroutine that
-// waited for a shard's lock run before it does anything else. A caller's
-// Rent or Return therefore never waits for more than one step, and its
-// goroutine keeps its CPU. On the two-core machine of BENCHMARKS.md a cycle
-// over 256 MiB takes about 2 to 3 seconds.
+// 100 µs of work, counted across cycles, it sleeps at least as long (up to
+// 10 ms; about a millisecond in practice, the granularity of Go's timers
+// on Linux), and it lets a goroutine that waited for a shard's lock run
+// before it does anything else. A caller's Rent or Return therefore never
+// waits for more than one step, and its goroutine keeps its CPU. On the
+// two-core machine of BENCHMARKS.md a cycle over 256 MiB of 64 KiB entries
+// takes about 3 seconds, and 3.3 to 4.5 while a caller runs Rent and
+// Return flat out.
 //
 // It stops when ctx is done, when stop is called, or at Close, whichever
 // comes first; stop waits for the goroutine to end
@@ -318,8 +320,10 @@ func (sh *shard) step(later *store.UnmapList, spare **osmem.Region, spareRefused
 // Purge should not wait for a spare that no step will use.
 func (s *Shuffler) mapSpare(ctx context.Context, n int, pace *pacer) (*osmem.Region, error) {
 	if s.cfg.secret {
-		// Secret memory cannot be locked or faulted in ahead: it is locked
-		// by the system as it is faulted in.
+		// Secret memory has no lock step to put off: the kernel locks the
+		// whole mapping, and charges it to RLIMIT_MEMLOCK, when it is
+		// mapped, and refuses mlock. Its pages are faulted in by the
+		// step's first writes, as they always were.
 		return s.mapAux(n)
 	}
 	r, err := osmem.Map(n, osmem.Flags{SmallPages: true})
@@ -357,8 +361,11 @@ func (s *Shuffler) mapSpare(ctx context.Context, n int, pace *pacer) (*osmem.Reg
 const spareChunk = 64 << 10
 
 // pacer keeps the background shuffler from running flat out. After every
-// burst of pacerBurst of work it sleeps as long as the burst took, so it
-// uses at most about half of one CPU.
+// burst of pacerBurst of work it sleeps as long as the burst took, up to
+// pacerMax, so it uses at most about half of one CPU unless a single step
+// outlasts pacerMax. On Linux a sleep this short lasts about a
+// millisecond, the granularity of Go's timers, so in practice it uses
+// about a tenth.
 //
 // Flat out, it wanted a CPU of its own for as long as a cycle lasted: on a
 // machine whose CPUs the callers' goroutines and the runtime's own threads

@@ -45,6 +45,10 @@ import (
 // an error wrapping ErrRotationIncomplete and the cause, every entry stays
 // readable (each is under one of the two keys), and the next RotateKey
 // finishes the interrupted rotation before it starts its own.
+//
+// A scheduled rotation (WithKeyRotation) that is under way when RotateKey
+// is called stops resting between batches, so RotateKey waits for it at
+// full speed before it starts its own.
 func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
 	if s != nil {
 		// A scheduled rotation holding rotateMu finishes at full speed

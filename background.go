@@ -318,17 +318,30 @@ func (sh *shard) step(later *store.UnmapList, spare **osmem.Region, spareRefused
 // mapped and returns ctx's error: the rests make faulting in a spare of
 // the largest arena size take tens of milliseconds, and stop, Close and
 // Purge should not wait for a spare that no step will use.
+//
+// Secret memory has no lock step to put off: the kernel locks the whole
+// mapping, and charges it to RLIMIT_MEMLOCK, when it is mapped, and
+// refuses mlock; it is counted from then on. Its pages are faulted in
+// ahead all the same: a fault of secret memory also takes the page out of
+// the kernel's direct map, and a step writing into a spare not yet backed
+// held the shard lock for milliseconds.
 func (s *Shuffler) mapSpare(ctx context.Context, n int, pace *pacer) (*osmem.Region, error) {
+	var r *osmem.Region
+	var err error
 	if s.cfg.secret {
-		// Secret memory has no lock step to put off: the kernel locks the
-		// whole mapping, and charges it to RLIMIT_MEMLOCK, when it is
-		// mapped, and refuses mlock. Its pages are faulted in by the
-		// step's first writes, as they always were.
-		return s.mapAux(n)
+		r, err = s.mapAux(n)
+	} else if r, err = osmem.Map(n, osmem.Flags{SmallPages: true}); err != nil {
+		err = fmt.Errorf("%w: %w", ErrOutOfMemory, err)
 	}
-	r, err := osmem.Map(n, osmem.Flags{SmallPages: true})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrOutOfMemory, err)
+		return nil, err
+	}
+	unmap := func() {
+		if s.cfg.secret {
+			_ = s.aux.Unmap(r)
+		} else {
+			_ = osmem.Unmap(r)
+		}
 	}
 	page := os.Getpagesize()
 	for i := 0; i < len(r.Data); i += page {
@@ -337,17 +350,20 @@ func (s *Shuffler) mapSpare(ctx context.Context, n int, pace *pacer) (*osmem.Reg
 		r.Data[i] = 0
 		if (i+page)%spareChunk == 0 {
 			if err := ctx.Err(); err != nil {
-				_ = osmem.Unmap(r)
+				unmap()
 				return nil, err
 			}
 			pace.rest()
 		}
 	}
+	if s.cfg.secret {
+		return r, nil
+	}
 	if s.cfg.lock != LockNone {
 		if err := osmem.Relock(r); err != nil {
 			s.lockFailed(n, err)
 			if s.cfg.lock == LockStrict {
-				_ = osmem.Unmap(r)
+				unmap()
 				return nil, fmt.Errorf("%w: %s: %w", ErrLockFailed, lockLimitText(), err)
 			}
 			r.LockErr = err

@@ -2,6 +2,8 @@ package memshuffle
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 
@@ -12,11 +14,33 @@ import (
 // stop while it faults in a spare stops there, without finishing (and
 // locking) a spare no step will use, and leaves nothing mapped: faulting
 // in a 16 MiB spare between rests takes tens of milliseconds, which stop,
-// Close and a cancelled context would otherwise wait for.
+// Close and a cancelled context would otherwise wait for. Secret memory
+// too, which is counted from the moment it is mapped.
 func TestBackgroundStopsWhileFaultingSpare(t *testing.T) {
-	s := newTest(t, WithShards(1), WithArenaSize(16<<20))
+	for _, secret := range []bool{false, true} {
+		t.Run(fmt.Sprintf("secret=%v", secret), func(t *testing.T) {
+			stopWhileFaultingSpare(t, secret)
+		})
+	}
+}
+
+func stopWhileFaultingSpare(t *testing.T, secret bool) {
+	opts := []Option{WithShards(1), WithArenaSize(16 << 20)}
+	if secret {
+		opts = append(opts, WithSecretMemory())
+	}
+	s, err := New(opts...)
+	if errors.Is(err, ErrNoSecretMemory) || errors.Is(err, ErrLockFailed) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAtCleanup(t, s)
 	for range 4 {
-		if _, err := Alloc[byte](s, 64<<10); err != nil {
+		if _, err := Alloc[byte](s, 64<<10); errors.Is(err, ErrLockFailed) {
+			t.Skip(err)
+		} else if err != nil {
 			t.Fatal(err)
 		}
 	}

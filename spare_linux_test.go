@@ -10,11 +10,20 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/memshuffle/memshuffle/internal/osmem"
 	"golang.org/x/sys/unix"
 )
 
 // vmFlags returns the smaps VmFlags of the mapping that holds b[0].
 func vmFlags(t *testing.T, b []byte) []string {
+	t.Helper()
+	fl, _ := smapsOf(t, b)
+	return fl
+}
+
+// smapsOf returns the smaps VmFlags and Rss, in bytes, of the mapping that
+// holds b[0].
+func smapsOf(t *testing.T, b []byte) (flags []string, rss int64) {
 	t.Helper()
 	raw, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
@@ -24,19 +33,24 @@ func vmFlags(t *testing.T, b []byte) []string {
 	in := false
 	for line := range strings.SplitSeq(string(raw), "\n") {
 		f := strings.Fields(line)
-		if len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+		switch {
+		case len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
 			lo, hi, _ := strings.Cut(f[0], "-")
 			l, err1 := strconv.ParseUint(lo, 16, 64)
 			h, err2 := strconv.ParseUint(hi, 16, 64)
 			in = err1 == nil && err2 == nil && l <= a && a < h
-			continue
-		}
-		if in && len(f) > 0 && f[0] == "VmFlags:" {
-			return f[1:]
+		case in && len(f) == 3 && f[0] == "Rss:":
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rss = kb << 10
+		case in && len(f) > 0 && f[0] == "VmFlags:":
+			return f[1:], rss
 		}
 	}
 	t.Fatalf("no mapping holds %#x in smaps", a)
-	return nil
+	return nil, 0
 }
 
 // TestSpareHardened: a spare the background shuffler maps ahead is out of
@@ -103,6 +117,60 @@ func TestSpareHardened(t *testing.T) {
 			}
 			if !c.secret && r.Locked && !slices.Contains(fl, "lo") {
 				t.Errorf("spare said locked, VmFlags %v", fl)
+			}
+		})
+	}
+}
+
+// TestSpareFaultedIn: mapSpare has the system back every page of a spare
+// before it returns, so that the step that adopts it writes into memory
+// that is there instead of faulting it in, a page at a time, under the
+// shard lock; secret memory included, whose faults also take each page
+// out of the kernel's direct map. The control, a spare's worth of the
+// same memory mapped and not touched, has no pages: the check can fail.
+func TestSpareFaultedIn(t *testing.T) {
+	const n = 1 << 20
+	for _, c := range []struct {
+		name string
+		opts []Option
+	}{
+		{"plain", nil},
+		{"secret", []Option{WithSecretMemory()}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := New(c.opts...)
+			if errors.Is(err, ErrNoSecretMemory) || errors.Is(err, ErrLockFailed) {
+				t.Skip(err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkAtCleanup(t, s)
+			untouched, err := osmem.Map(n, osmem.Flags{Secret: s.cfg.secret, SmallPages: true})
+			if err != nil {
+				t.Skip(err)
+			}
+			_, rss := smapsOf(t, untouched.Data)
+			if err := osmem.Unmap(untouched); err != nil {
+				t.Fatal(err)
+			}
+			if rss != 0 {
+				t.Fatalf("control: an untouched region has %d bytes resident", rss)
+			}
+			r, err := s.mapSpare(context.Background(), n, nil)
+			if errors.Is(err, ErrLockFailed) {
+				t.Skip(err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := s.aux.Unmap(r); err != nil {
+					t.Error(err)
+				}
+			}()
+			if _, rss := smapsOf(t, r.Data); rss < int64(len(r.Data)) {
+				t.Errorf("%d of the spare's %d bytes resident", rss, len(r.Data))
 			}
 		})
 	}

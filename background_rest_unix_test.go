@@ -26,8 +26,10 @@ func processCPU(t *testing.T) time.Duration {
 // tenth; a pacer that starts afresh with every cycle never rests there
 // and takes all the CPU it can get.
 //
-// This is a bound on CPU use, not on any latency, with a wide margin: the
-// limit is a third of one CPU, the pacer's own bound half of one.
+// This is a bound on CPU use, not on any latency. The limit, 0.6 of one
+// CPU, is above the pacer's own bound of half a CPU (which it would reach
+// with timers that slept exactly as long as asked), and below the 0.82 of
+// one CPU an unpaced background took here.
 func TestBackgroundRestsAcrossCycles(t *testing.T) {
 	s := newTest(t, WithShards(1))
 	if _, err := Alloc[byte](s, 32); err != nil {
@@ -46,7 +48,7 @@ func TestBackgroundRestsAcrossCycles(t *testing.T) {
 	stop()
 	share := float64(cpu) / float64(wall)
 	t.Logf("%d cycles in %v took %v of CPU: %.2f of one CPU", cycles, wall, cpu, share)
-	if share > 1.0/3 {
+	if share > 0.6 {
 		t.Errorf("back-to-back cycles took %.2f of one CPU; paced they take at most half", share)
 	}
 }

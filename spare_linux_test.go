@@ -81,14 +81,7 @@ func TestSpareHardened(t *testing.T) {
 		{"secret", []Option{WithSecretMemory()}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s, err := New(c.opts...)
-			if errors.Is(err, ErrNoSecretMemory) || errors.Is(err, ErrLockFailed) {
-				t.Skip(err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkAtCleanup(t, s)
+			s := newOrSkip(t, c.opts...)
 			r, err := s.mapSpare(context.Background(), 1<<20, nil)
 			if errors.Is(err, ErrLockFailed) {
 				t.Skip(err)
@@ -138,14 +131,7 @@ func TestSpareFaultedIn(t *testing.T) {
 		{"secret", []Option{WithSecretMemory()}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s, err := New(c.opts...)
-			if errors.Is(err, ErrNoSecretMemory) || errors.Is(err, ErrLockFailed) {
-				t.Skip(err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkAtCleanup(t, s)
+			s := newOrSkip(t, c.opts...)
 			untouched, err := osmem.Map(n, osmem.Flags{Secret: s.cfg.secret, SmallPages: true})
 			if err != nil {
 				t.Skip(err)
@@ -174,4 +160,19 @@ func TestSpareFaultedIn(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newOrSkip is newTest that skips where the system has no secret memory or
+// will not lock what the options ask for.
+func newOrSkip(t *testing.T, opts ...Option) *Shuffler {
+	t.Helper()
+	s, err := New(opts...)
+	if errors.Is(err, ErrNoSecretMemory) || errors.Is(err, ErrLockFailed) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAtCleanup(t, s)
+	return s
 }

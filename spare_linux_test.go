@@ -82,18 +82,7 @@ func TestSpareHardened(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newOrSkip(t, c.opts...)
-			r, err := s.mapSpare(context.Background(), 1<<20, nil)
-			if errors.Is(err, ErrLockFailed) {
-				t.Skip(err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				if err := s.aux.Unmap(r); err != nil {
-					t.Error(err)
-				}
-			}()
+			r := spareOrSkip(t, s, 1<<20)
 			// A forked child sees zeros ("wf", private mappings) or no
 			// mapping at all ("dc", secret memory, which is shared).
 			fl := vmFlags(t, r.Data)
@@ -143,18 +132,7 @@ func TestSpareFaultedIn(t *testing.T) {
 			if rss != 0 {
 				t.Fatalf("control: an untouched region has %d bytes resident", rss)
 			}
-			r, err := s.mapSpare(context.Background(), n, nil)
-			if errors.Is(err, ErrLockFailed) {
-				t.Skip(err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				if err := s.aux.Unmap(r); err != nil {
-					t.Error(err)
-				}
-			}()
+			r := spareOrSkip(t, s, n)
 			if _, rss := smapsOf(t, r.Data); rss < int64(len(r.Data)) {
 				t.Errorf("%d of the spare's %d bytes resident", rss, len(r.Data))
 			}
@@ -175,4 +153,23 @@ func newOrSkip(t *testing.T, opts ...Option) *Shuffler {
 	}
 	checkAtCleanup(t, s)
 	return s
+}
+
+// spareOrSkip maps a spare of n bytes for s, unmapped at the end of the
+// test; it skips where the system will not lock it.
+func spareOrSkip(t *testing.T, s *Shuffler, n int) *osmem.Region {
+	t.Helper()
+	r, err := s.mapSpare(context.Background(), n, nil)
+	if errors.Is(err, ErrLockFailed) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.aux.Unmap(r); err != nil {
+			t.Error(err)
+		}
+	})
+	return r
 }

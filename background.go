@@ -389,7 +389,10 @@ const spareChunk = 64 << 10
 // background shuffler, and a caller that had been switched out waited for
 // the next scheduler tick (4 ms at 250 Hz) or longer, with no lock held by
 // anyone. A shuffler that sleeps often gives the CPU back within a burst.
-type pacer struct{ since time.Time }
+type pacer struct {
+	since time.Time // when the current burst began
+	rests int       // how many times it slept
+}
 
 const (
 	pacerBurst = 100 * time.Microsecond
@@ -407,6 +410,7 @@ func (p *pacer) rest() {
 	if worked := time.Since(p.since); worked >= pacerBurst {
 		time.Sleep(min(worked, pacerMax))
 		p.since = time.Now()
+		p.rests++
 	}
 }
 

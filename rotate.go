@@ -75,6 +75,11 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte, 
 	}
 	s.rotateMu.Lock()
 	defer s.rotateMu.Unlock()
+	if pace != nil {
+		// Time spent waiting for rotateMu was no work: the first burst
+		// starts now.
+		*pace = newPacer()
+	}
 	if s.rot.next != nil {
 		// Both round-key slots are in use until the last rotation is done.
 		if err := s.finishRotation(ctx, pace); err != nil {

@@ -193,7 +193,7 @@ func TestBackgroundWithoutMemory(t *testing.T) {
 	before := s.Stats()
 	refuse(t, osmem.OpMap)
 	for range 4 {
-		if !s.cycle(context.Background()) {
+		if !s.cycle(context.Background(), nil) {
 			t.Fatal("background cycle stopped")
 		}
 	}

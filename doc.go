@@ -107,7 +107,9 @@
 // which they are wiped and answer [ErrExpired].
 // [Shuffler.StartBackgroundShuffle] and [WithBackgroundShuffle] keep
 // relocating entries in small steps, so no Rent waits behind a whole-heap
-// move. [Shuffler.Stats] counts what operators need;
+// move, and rest between bursts of work, so they take about a tenth of one
+// CPU and leave the rest to the goroutines that use the Shuffler; a
+// scheduled [WithKeyRotation] does the same. [Shuffler.Stats] counts what operators need;
 // [Shuffler.PublishExpvar] serves it through expvar, the exporters/prometheus
 // module as Prometheus metrics, and [WithLogger] reports rotations, refused
 // locks, tampering and long rents.

@@ -340,7 +340,7 @@ func (m *opModel) op(op byte) {
 			m.fatalf("after Shuffle: %v", err)
 		}
 	case 7: // one background cycle, step by step, as the background shuffler runs it
-		if !s.cycle(context.Background()) {
+		if !s.cycle(context.Background(), nil) {
 			m.fatalf("background cycle stopped")
 		}
 		if err := s.checkNoneDue(m.clock.now()); err != nil {

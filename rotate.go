@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/bits"
-	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -46,12 +45,23 @@ import (
 // an error wrapping ErrRotationIncomplete and the cause, every entry stays
 // readable (each is under one of the two keys), and the next RotateKey
 // finishes the interrupted rotation before it starts its own.
+//
+// A scheduled rotation (WithKeyRotation) that is under way when RotateKey
+// is called stops resting between batches, so RotateKey waits for it at
+// full speed before it starts its own.
 func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
-	return s.rotateKey(context.Background(), key, salt)
+	if s != nil {
+		// A scheduled rotation holding rotateMu finishes at full speed
+		// rather than make this call wait for its rests.
+		s.rotateCalls.Add(1)
+		defer s.rotateCalls.Add(-1)
+	}
+	return s.rotateKey(context.Background(), key, salt, nil)
 }
 
-// rotateKey is RotateKey that stops between shards once ctx is done.
-func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte) error {
+// rotateKey is RotateKey that stops between shards once ctx is done, and
+// rests between batches as pace says, if not nil.
+func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte, pace *pacer) error {
 	defer func() {
 		if key != nil {
 			osmem.Wipe(key[:])
@@ -65,9 +75,14 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte) 
 	}
 	s.rotateMu.Lock()
 	defer s.rotateMu.Unlock()
+	if pace != nil {
+		// Time spent waiting for rotateMu was no work: the first burst
+		// starts now.
+		*pace = newPacer()
+	}
 	if s.rot.next != nil {
 		// Both round-key slots are in use until the last rotation is done.
-		if err := s.finishRotation(ctx); err != nil {
+		if err := s.finishRotation(ctx, pace); err != nil {
 			return err
 		}
 	}
@@ -100,7 +115,7 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte) 
 		return err
 	}
 	s.rot = rotation{next: next, prev: s.shards[0].ciph, plan: s.rot.plan, ks: s.rot.ks}
-	return s.finishRotation(ctx)
+	return s.finishRotation(ctx, pace)
 }
 
 // rotation is a RotateKey in progress. Once switched, every shard seals
@@ -200,8 +215,9 @@ var beforeRotationSwitch, afterRotationHold func()
 // finishRotation moves the shards' entries still under s.rot.prev to
 // s.rot.next. First it acquires what every shard needs, then switches every
 // shard to seal under next, then re-encrypts the old entries shard by shard
-// in batches, letting go of the shard lock between batches.
-func (s *Shuffler) finishRotation(ctx context.Context) error {
+// in batches, letting go of the shard lock between batches, and resting
+// between them as pace says, if not nil.
+func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 	r := &s.rot
 	if !r.switched {
 		if err := s.switchRotation(ctx); err != nil {
@@ -242,10 +258,9 @@ func (s *Shuffler) finishRotation(ctx context.Context) error {
 			if done {
 				break
 			}
-			// The Unlock woke a waiting Rent on this processor; let it run
-			// before this goroutine takes the lock again, or it waits for
-			// the next batch as well.
-			runtime.Gosched()
+			if s.rotateCalls.Load() == 0 {
+				pace.rest()
+			}
 		}
 		r.done = i + 1
 	}
@@ -274,7 +289,7 @@ func (s *Shuffler) rotateHold(sh *shard, f func() (n int, done bool, err error))
 	t0 := time.Now()
 	n, done, err := f()
 	d := time.Since(t0)
-	sh.mu.Unlock()
+	sh.unlockYield()
 	storeMax(&s.rotHold.bytes, int64(n))
 	storeMax(&s.rotHold.nanos, d.Nanoseconds())
 	s.rotHold.holds.Add(1)
@@ -550,7 +565,8 @@ func (s *Shuffler) rotateLoop(ctx context.Context, every time.Duration, done cha
 			return
 		case <-t.C:
 		}
-		err := s.rotateKey(ctx, nil, nil)
+		pace := newPacer()
+		err := s.rotateKey(ctx, nil, nil, &pace)
 		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 			return
 		}

@@ -36,7 +36,8 @@ type Shuffler struct {
 	closed atomic.Bool
 
 	onReturn               atomic.Bool
-	rotateMu               sync.Mutex // one RotateKey at a time
+	rotateMu               sync.Mutex   // one RotateKey at a time
+	rotateCalls            atomic.Int32 // RotateKey calls waiting or running: a scheduled rotation stops resting
 	closeMu                sync.Mutex
 	ctrs                   *ctr.Allocator
 	cfg                    config

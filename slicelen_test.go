@@ -49,10 +49,11 @@ func testSliceLen[T any](t *testing.T, n int) {
 
 type myByte uint8
 
+// odd7 is 7 bytes of data padded to 8, aligned to 4.
 type odd7 struct {
-	a uint32
-	b uint16
-	c uint8
+	_ uint32
+	_ uint16
+	_ uint8
 }
 
 func TestSliceLenPerShape(t *testing.T) {

@@ -74,6 +74,11 @@ type Flags struct {
 	Lock       bool // mlock the pages; failure is reported in Region.Locked, not as an error
 	StrictLock bool // make a failed mlock an error
 	Secret     bool // back the memory with memfd_secret(2), outside the kernel's direct map
+	// SmallPages keeps transparent huge pages out of the region (Linux), so
+	// the system backs it a base page at a time: the first touch of a huge
+	// page zeroes 2 MiB in the kernel in one go, which holds the CPU for
+	// milliseconds on a slow machine.
+	SmallPages bool
 }
 
 // Region is one mapping. Data is the usable, read-write part; guard pages

@@ -32,6 +32,10 @@ const hugePageSize = 2 << 20
 // region simply keeps small pages.
 func adviseHuge(b []byte) { _ = unix.Madvise(b, unix.MADV_HUGEPAGE) }
 
+// adviseSmall keeps transparent huge pages out of b, even where the
+// system uses them for every mapping it can.
+func adviseSmall(b []byte) { _ = unix.Madvise(b, unix.MADV_NOHUGEPAGE) }
+
 // mapSecret maps n bytes (whole pages) of memfd_secret(2) memory: pages
 // that are removed from the kernel's direct map, so not even the kernel
 // reads them through it, and that are never swapped.
@@ -71,6 +75,14 @@ func mapSecret(n int) (*Region, error) {
 		start: p,
 		size:  uintptr(total),
 		Data:  unsafe.Slice((*byte)(unsafe.Add(p, pageSize)), n),
+	}
+	// The mapping is shared, and the kernel wipes only private mappings on
+	// fork (it refuses MADV_WIPEONFORK here): a forked child would share
+	// these pages, and every secret written to them later. Leave the
+	// mapping out of children altogether; a child that touches it faults.
+	if err := unix.Madvise(unsafe.Slice((*byte)(p), total), unix.MADV_DONTFORK); err != nil {
+		_ = unix.MunmapPtr(r.start, r.size)
+		return nil, fmt.Errorf("%w: madvise(MADV_DONTFORK): %w", ErrNoSecret, err)
 	}
 	head := unsafe.Slice((*byte)(p), pageSize)
 	tail := unsafe.Slice((*byte)(unsafe.Add(p, pageSize+n)), pageSize)

@@ -135,6 +135,12 @@ func TestSecretMemory(t *testing.T) {
 				if m.Path == "" || m.Perms[:2] != "rw" || !m.Locked || !r.Locked {
 					t.Fatalf("unexpected mapping %+v", m)
 				}
+				// Secret memory is a shared mapping, which the kernel does
+				// not wipe on fork: a forked child must not get it at all
+				// ("dc", MADV_DONTFORK), or it shares the parent's secrets.
+				if !vmFlag(t, m.Start, "dc") && !vmFlag(t, m.Start, "wf") {
+					t.Error("a forked child would share the secret mapping: no dc or wf in its VmFlags")
+				}
 			}
 		}
 	}
@@ -164,4 +170,29 @@ func vmFlag(t *testing.T, start uint64, flag string) bool {
 		}
 	}
 	return false
+}
+
+// TestSmallPages checks that SmallPages regions are marked for base pages
+// only ("nh" in smaps) while a region of the same size without it asks for
+// huge pages ("hg"): the control shows the flag check can fail.
+func TestSmallPages(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("transparent huge pages are Linux's")
+	}
+	for _, c := range []struct {
+		small     bool
+		want, not string
+	}{{true, "nh", "hg"}, {false, "hg", "nh"}} {
+		r, err := Map(8<<20, Flags{SmallPages: c.small})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := uint64(uintptr(unsafe.Pointer(&r.Data[0])))
+		if !vmFlag(t, start, c.want) || vmFlag(t, start, c.not) {
+			t.Errorf("SmallPages=%v: want VmFlags with %q and without %q", c.small, c.want, c.not)
+		}
+		if err := Unmap(r); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -32,7 +32,7 @@ func Map(n int, f Flags) (*Region, error) {
 		return mapSecret(n)
 	}
 	align := pageSize
-	if hugePageSize > 0 && n >= 2*hugePageSize {
+	if hugePageSize > 0 && n >= 2*hugePageSize && !f.SmallPages {
 		n = (n + hugePageSize - 1) &^ (hugePageSize - 1)
 		align = hugePageSize
 	}
@@ -67,6 +67,8 @@ func Map(n int, f Flags) (*Region, error) {
 	}
 	if align > pageSize {
 		adviseHuge(r.Data)
+	} else if f.SmallPages {
+		adviseSmall(r.Data)
 	}
 	// Dump and fork exclusion are set before any secret is written.
 	r.DontDump = harden(r.Data) == nil

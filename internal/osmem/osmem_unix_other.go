@@ -10,6 +10,8 @@ const hugePageSize = 0
 
 func adviseHuge([]byte) {}
 
+func adviseSmall([]byte) {}
+
 func mapSecret(int) (*Region, error) {
 	return nil, fmt.Errorf("%w: only Linux has memfd_secret", ErrNoSecret)
 }

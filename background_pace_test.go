@@ -1,0 +1,165 @@
+package memshuffle
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
+
+// TestUnlockYieldHandsOver: a goroutine parked on a shard lock runs as soon
+// as the background lets go of the lock, before the background goes on. On
+// one P the order is fixed: without the yield the holder goes on first
+// (the control), with it the waiter does.
+func TestUnlockYieldHandsOver(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	s := newTest(t, WithShards(1))
+	sh := &s.shards[0]
+	for _, c := range []struct {
+		name        string
+		release     func()
+		waiterFirst bool
+	}{
+		{"Unlock", sh.mu.Unlock, false},
+		{"unlockYield", sh.unlockYield, true},
+	} {
+		var seq, waiter, holder atomic.Int64
+		var started atomic.Bool
+		done := make(chan struct{})
+		sh.mu.Lock()
+		go func() {
+			defer close(done)
+			started.Store(true)
+			sh.mu.Lock() // parks: on one P nothing else runs until it does
+			waiter.Store(seq.Add(1))
+			sh.mu.Unlock()
+		}()
+		for !started.Load() {
+			runtime.Gosched()
+		}
+		c.release()
+		holder.Store(seq.Add(1))
+		<-done
+		if got := waiter.Load() < holder.Load(); got != c.waiterFirst {
+			t.Errorf("%s: waiter ran first = %v, want %v", c.name, got, c.waiterFirst)
+		}
+	}
+}
+
+// TestPacerRests: a burst of pacerBurst or more is followed by a sleep at
+// least as long (up to pacerMax), a shorter one by none, and a nil pacer
+// never rests.
+func TestPacerRests(t *testing.T) {
+	var none *pacer
+	none.rest()
+
+	future := time.Now().Add(time.Hour)
+	p := pacer{since: future}
+	p.rest()
+	if !p.since.Equal(future) {
+		t.Errorf("rest after a burst shorter than %v restarted the burst", pacerBurst)
+	}
+
+	const worked = 2 * time.Millisecond
+	p = pacer{since: time.Now().Add(-worked)}
+	start := time.Now()
+	p.rest()
+	if slept := time.Since(start); slept < worked {
+		t.Errorf("rest after a %v burst slept %v", worked, slept)
+	}
+	if !p.since.After(start) {
+		t.Error("rest did not start a new burst")
+	}
+}
+
+// TestMapSpare: a spare is zero, locked as the Shuffler's lock mode asks
+// and counted while mapped; a refused lock is an error under LockStrict and
+// a counted failure otherwise, with nothing left mapped or counted wrong
+// (the checker runs at cleanup).
+func TestMapSpare(t *testing.T) {
+	const n = 3 << 20
+	for _, c := range []struct {
+		name    string
+		mode    LockMode
+		refuse  bool
+		wantErr error
+		locked  bool
+	}{
+		{"best-effort", LockBestEffort, false, nil, true},
+		{"none", LockNone, false, nil, false},
+		{"best-effort/refused", LockBestEffort, true, nil, false},
+		{"strict/refused", LockStrict, true, ErrLockFailed, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.locked && osmem.LockLimit() >= 0 && osmem.LockLimit() < 2*n {
+				t.Skipf("RLIMIT_MEMLOCK %d leaves no room for a %d-byte spare", osmem.LockLimit(), n)
+			}
+			s := newTest(t, WithLockMode(c.mode))
+			before := s.Stats()
+			if c.refuse {
+				refuse(t, osmem.OpLock)
+			}
+			var pace pacer
+			r, err := s.mapSpare(context.Background(), n, &pace)
+			if !errors.Is(err, c.wantErr) || (err == nil) != (c.wantErr == nil) {
+				t.Fatalf("mapSpare: %v, want %v", err, c.wantErr)
+			}
+			st := s.Stats()
+			if err != nil {
+				if r != nil || st.LockedBytes != before.LockedBytes || st.UnlockedBytes != before.UnlockedBytes {
+					t.Fatalf("refused spare left %v mapped, locked %d→%d, unlocked %d→%d",
+						r != nil, before.LockedBytes, st.LockedBytes, before.UnlockedBytes, st.UnlockedBytes)
+				}
+				return
+			}
+			if r.Locked != c.locked || len(r.Data) < n {
+				t.Fatalf("spare of %d bytes, locked %v; want %d, locked %v", len(r.Data), r.Locked, n, c.locked)
+			}
+			grew := st.LockedBytes - before.LockedBytes
+			if !c.locked {
+				grew = st.UnlockedBytes - before.UnlockedBytes
+			}
+			if grew != int64(len(r.Data)) {
+				t.Errorf("counted %d bytes for a %d-byte spare", grew, len(r.Data))
+			}
+			if c.refuse && st.LockFailures == before.LockFailures {
+				t.Error("refused lock not counted in LockFailures")
+			}
+			for i, b := range r.Data {
+				if b != 0 {
+					t.Fatalf("spare byte %d is %d", i, b)
+				}
+			}
+			if err := s.aux.Unmap(r); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestRotationRestsUnlessCalled: a scheduled rotation rests between
+// batches, but not while a RotateKey call waits for it or runs.
+func TestRotationRestsUnlessCalled(t *testing.T) {
+	for _, called := range []bool{false, true} {
+		s := newTest(t, WithShards(1))
+		for range 32 {
+			if _, err := Alloc[byte](s, 32<<10); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if called {
+			s.rotateCalls.Add(1)
+		}
+		var pace pacer
+		if err := s.rotateKey(context.Background(), nil, nil, &pace); err != nil {
+			t.Fatal(err)
+		}
+		if rested := pace.rests > 0; rested == called {
+			t.Errorf("RotateKey waiting %v: scheduled rotation rested %v", called, rested)
+		}
+	}
+}

@@ -1,0 +1,54 @@
+//go:build unix
+
+package memshuffle
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// processCPU is the CPU time the process has used, user and system.
+func processCPU(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Skip(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestBackgroundRestsAcrossCycles: cycles run back to back (interval 0)
+// over a Shuffler so small that one cycle is far shorter than a burst must
+// still rest once their work adds up to a burst, so the background stays
+// under the half of one CPU its pacer allows. Paced, it takes about a
+// tenth; a pacer that starts afresh with every cycle never rests there
+// and takes all the CPU it can get.
+//
+// This is a bound on CPU use, not on any latency. The limit, 0.6 of one
+// CPU, is above the pacer's own bound of half a CPU (which it would reach
+// with timers that slept exactly as long as asked), and below the 0.82 of
+// one CPU an unpaced background took here.
+func TestBackgroundRestsAcrossCycles(t *testing.T) {
+	s := newTest(t, WithShards(1))
+	if _, err := Alloc[byte](s, 32); err != nil {
+		t.Fatal(err)
+	}
+	stop, err := s.StartBackgroundShuffle(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	waitFor(t, "a cycle", func() bool { return s.Stats().BackgroundCycles > 0 })
+	cpu0, wall0, cycles0 := processCPU(t), time.Now(), s.Stats().BackgroundCycles
+	time.Sleep(300 * time.Millisecond)
+	cpu, wall := processCPU(t)-cpu0, time.Since(wall0)
+	cycles := s.Stats().BackgroundCycles - cycles0
+	stop()
+	share := float64(cpu) / float64(wall)
+	t.Logf("%d cycles in %v took %v of CPU: %.2f of one CPU", cycles, wall, cpu, share)
+	if share > 0.6 {
+		t.Errorf("back-to-back cycles took %.2f of one CPU; paced they take at most half", share)
+	}
+}

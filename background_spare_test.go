@@ -1,0 +1,84 @@
+package memshuffle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
+
+// TestBackgroundStopsWhileFaultingSpare: a background shuffler told to
+// stop while it faults in a spare stops there, without finishing (and
+// locking) a spare no step will use, and leaves nothing mapped: faulting
+// in a 16 MiB spare between rests takes tens of milliseconds, which stop,
+// Close and a cancelled context would otherwise wait for. Secret memory
+// too, which is counted from the moment it is mapped.
+func TestBackgroundStopsWhileFaultingSpare(t *testing.T) {
+	for _, secret := range []bool{false, true} {
+		t.Run(fmt.Sprintf("secret=%v", secret), func(t *testing.T) {
+			stopWhileFaultingSpare(t, secret)
+		})
+	}
+}
+
+func stopWhileFaultingSpare(t *testing.T, secret bool) {
+	opts := []Option{WithShards(1), WithArenaSize(16 << 20)}
+	if secret {
+		opts = append(opts, WithSecretMemory())
+	}
+	s, err := New(opts...)
+	if errors.Is(err, ErrNoSecretMemory) || errors.Is(err, ErrLockFailed) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAtCleanup(t, s)
+	for range 4 {
+		if _, err := Alloc[byte](s, 64<<10); errors.Is(err, ErrLockFailed) {
+			t.Skip(err)
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := s.Stats()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var cancelled atomic.Bool
+	var mapsAfter, locksAfter atomic.Int32
+	osmem.SetFault(func(op osmem.Op) error {
+		switch {
+		case op == osmem.OpMap && !cancelled.Load():
+			// The first mapping of the cycle is its first spare's: stop
+			// the shuffler as the spare is being mapped.
+			cancelled.Store(true)
+			cancel()
+		case op == osmem.OpMap:
+			mapsAfter.Add(1)
+		case op == osmem.OpLock && cancelled.Load():
+			locksAfter.Add(1)
+		}
+		return nil
+	})
+	t.Cleanup(func() { osmem.SetFault(nil) })
+	stop, err := s.StartBackgroundShuffle(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a spare", cancelled.Load)
+	stop()
+	osmem.SetFault(nil)
+	if n, m := locksAfter.Load(), mapsAfter.Load(); n != 0 || m != 0 {
+		t.Errorf("after it was stopped the background shuffler locked %d regions and mapped %d more", n, m)
+	}
+	st := s.Stats()
+	if al, au := s.aux.Locked(), s.aux.Unlocked(); al != 0 || au != 0 {
+		t.Errorf("spare left counted: %d locked and %d unlocked bytes", al, au)
+	}
+	if st.LockedBytes != before.LockedBytes || st.UnlockedBytes != before.UnlockedBytes {
+		t.Errorf("locked %d→%d, unlocked %d→%d bytes", before.LockedBytes, st.LockedBytes, before.UnlockedBytes, st.UnlockedBytes)
+	}
+}

@@ -26,6 +26,12 @@
 #   PAUSE              top-level core benchmarks that measure latency under a
 #                      background job (^BenchmarkRentReturnDuring(BackgroundShuffle|KeyRotation)$)
 #   PAUSE_BENCHTIME    their -benchtime, the length of each run (3s)
+#   PAUSE_SETTLE       seconds to wait before each of them (10): the heavy
+#                      benchmarks just before free gigabytes, and for some
+#                      seconds after that the hypervisor takes the CPUs away
+#                      now and then (steal time) to take the freed pages back,
+#                      which puts milliseconds into a latency maximum (see
+#                      bench/NOTES.md)
 #   CACHE_ROUNDS       rounds of `memshuffle cache` with and without -baseline (6)
 #   CACHE_ARGS         its workload (-tokens 100000 -goroutines 8 -duration 3s)
 #   FOOTPRINT_COUNTS   numbers of live secrets the footprint tool holds (10000,1000000;
@@ -51,6 +57,7 @@ HEAVY=${HEAVY:-'^Benchmark(Shuffle|RotateKey|Memory)$'}
 HEAVY_BENCHTIME=${HEAVY_BENCHTIME:-3x}
 PAUSE=${PAUSE:-'^BenchmarkRentReturnDuring(BackgroundShuffle|KeyRotation)$'}
 PAUSE_BENCHTIME=${PAUSE_BENCHTIME:-3s}
+PAUSE_SETTLE=${PAUSE_SETTLE:-10}
 CACHE_ROUNDS=${CACHE_ROUNDS:-6}
 CACHE_ARGS=${CACHE_ARGS:-'-tokens 100000 -goroutines 8 -duration 3s'}
 FOOTPRINT_COUNTS=${FOOTPRINT_COUNTS:-10000,1000000}
@@ -133,7 +140,7 @@ bench() {
 	if [[ $QUICK == 1 ]]; then
 		mode="QUICK=1: only the benchmarks the report's tables read"
 	fi
-	echo "samples: $COUNT of each benchmark (COUNT=$COUNT, $mode), taken in interleaved rounds; -benchtime $BENCHTIME, $HEAVY_BENCHTIME for $HEAVY, $PAUSE_BENCHTIME for $PAUSE; $CACHE_ROUNDS rounds of the cache workload"
+	echo "samples: $COUNT of each benchmark (COUNT=$COUNT, $mode), taken in interleaved rounds; -benchtime $BENCHTIME, $HEAVY_BENCHTIME for $HEAVY, $PAUSE_BENCHTIME for $PAUSE, each after $PAUSE_SETTLE s of rest; $CACHE_ROUNDS rounds of the cache workload"
 	echo "uptime at the start: $(uptime)"
 } >"$env_file"
 cat "$env_file" >&2
@@ -157,8 +164,8 @@ run go -C bench build -o results/benchstat golang.org/x/perf/cmd/benchstat
 # -benchtime: the heavy ones (seconds per iteration) a few iterations, the
 # pause ones a fixed time, everything else the default. QUICK=1 runs only
 # what the report's tables read.
-core_pat=() core_bt=()
-group() { core_pat+=("$1"); core_bt+=("$2"); }
+core_pat=() core_bt=() core_settle=()
+group() { core_pat+=("$1"); core_bt+=("$2"); core_settle+=("${3:-0}"); }
 cmp_pat=.
 if [[ $QUICK == 1 ]]; then
 	cmp_pat='^BenchmarkRentReturn$/./^size=(32|65536|1048576)$'
@@ -169,8 +176,8 @@ if [[ $QUICK == 1 ]]; then
 	group '^BenchmarkBaselineCTR$/^size=(65536|1048576)$' "$BENCHTIME"
 	group '^Benchmark(BaselineGCM|BaselineAESCTR|BaselinePermuteCopy|BaselinePermuteCopyFixed|BaselineCopyClear)$' "$BENCHTIME"
 	group '^Benchmark(Shuffle|Memory)$' "$HEAVY_BENCHTIME"
-	group '^BenchmarkRentReturnDuringBackgroundShuffle$/^total=256MiB$' "$PAUSE_BENCHTIME"
-	group '^BenchmarkRentReturnDuringKeyRotation$/^total=256MiB$/^size=32$/^shards=8$' "$PAUSE_BENCHTIME"
+	group '^BenchmarkRentReturnDuringBackgroundShuffle$/^total=256MiB$' "$PAUSE_BENCHTIME" "$PAUSE_SETTLE"
+	group '^BenchmarkRentReturnDuringKeyRotation$/^total=256MiB$/^size=32$/^shards=8$' "$PAUSE_BENCHTIME" "$PAUSE_SETTLE"
 else
 	mapfile -t all < <("$results/core.test" -test.list '^Benchmark' | grep '^Benchmark')
 	light=() heavy=() pause=()
@@ -186,7 +193,7 @@ else
 	join() { local IFS='|'; echo "^($*)\$"; }
 	if ((${#light[@]})); then group "$(join "${light[@]}")" "$BENCHTIME"; fi
 	if ((${#heavy[@]})); then group "$(join "${heavy[@]}")" "$HEAVY_BENCHTIME"; fi
-	if ((${#pause[@]})); then group "$(join "${pause[@]}")" "$PAUSE_BENCHTIME"; fi
+	if ((${#pause[@]})); then group "$(join "${pause[@]}")" "$PAUSE_BENCHTIME" "$PAUSE_SETTLE"; fi
 fi
 
 # cache runs the token cache workload once on memshuffle and once on the
@@ -211,6 +218,10 @@ for round in $(seq "$COUNT"); do
 	bench "$round" "$results/compare.txt" "$results/compare.test" -test.run '^$' -test.bench "$cmp_pat" \
 		-test.benchtime "$BENCHTIME" -test.count 1 -test.timeout 60m
 	for i in "${!core_pat[@]}"; do
+		if ((core_settle[i] > 0)); then
+			if ((round == 1)); then log "  " "" sleep "${core_settle[i]}"; fi
+			sleep "${core_settle[i]}"
+		fi
 		bench "$round" "$results/core.txt" "$results/core.test" -test.run '^$' -test.bench "${core_pat[i]}" \
 			-test.benchtime "${core_bt[i]}" -test.count 1 -test.timeout 60m
 	done

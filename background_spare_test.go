@@ -29,14 +29,7 @@ func stopWhileFaultingSpare(t *testing.T, secret bool) {
 	if secret {
 		opts = append(opts, WithSecretMemory())
 	}
-	s, err := New(opts...)
-	if errors.Is(err, ErrNoSecretMemory) || errors.Is(err, ErrLockFailed) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkAtCleanup(t, s)
+	s := newOrSkip(t, opts...)
 	for range 4 {
 		if _, err := Alloc[byte](s, 64<<10); errors.Is(err, ErrLockFailed) {
 			t.Skip(err)
@@ -81,4 +74,19 @@ func stopWhileFaultingSpare(t *testing.T, secret bool) {
 	if st.LockedBytes != before.LockedBytes || st.UnlockedBytes != before.UnlockedBytes {
 		t.Errorf("locked %d→%d, unlocked %d→%d bytes", before.LockedBytes, st.LockedBytes, before.UnlockedBytes, st.UnlockedBytes)
 	}
+}
+
+// newOrSkip is newTest that skips where the system has no secret memory or
+// will not lock what the options ask for.
+func newOrSkip(t *testing.T, opts ...Option) *Shuffler {
+	t.Helper()
+	s, err := New(opts...)
+	if errors.Is(err, ErrNoSecretMemory) || errors.Is(err, ErrLockFailed) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAtCleanup(t, s)
+	return s
 }

@@ -140,21 +140,6 @@ func TestSpareFaultedIn(t *testing.T) {
 	}
 }
 
-// newOrSkip is newTest that skips where the system has no secret memory or
-// will not lock what the options ask for.
-func newOrSkip(t *testing.T, opts ...Option) *Shuffler {
-	t.Helper()
-	s, err := New(opts...)
-	if errors.Is(err, ErrNoSecretMemory) || errors.Is(err, ErrLockFailed) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkAtCleanup(t, s)
-	return s
-}
-
 // spareOrSkip maps a spare of n bytes for s, unmapped at the end of the
 // test; it skips where the system will not lock it.
 func spareOrSkip(t *testing.T, s *Shuffler, n int) *osmem.Region {

@@ -134,7 +134,7 @@ func (s *Shuffler) background(ctx context.Context, interval time.Duration, done 
 			case <-t.C:
 			}
 			// The wait was a rest: the next burst starts now.
-			pace = newPacer()
+			pace.restart()
 		} else if ctx.Err() != nil {
 			return
 		}
@@ -390,8 +390,9 @@ const spareChunk = 64 << 10
 // the next scheduler tick (4 ms at 250 Hz) or longer, with no lock held by
 // anyone. A shuffler that sleeps often gives the CPU back within a burst.
 type pacer struct {
-	since time.Time // when the current burst began
-	rests int       // how many times it slept
+	since time.Time        // when the current burst began
+	rests int              // how many times it slept
+	clock func() time.Time // time.Now when nil; tests give one that steps
 }
 
 const (
@@ -407,11 +408,21 @@ func (p *pacer) rest() {
 	if p == nil {
 		return
 	}
-	if worked := time.Since(p.since); worked >= pacerBurst {
+	if worked := p.now().Sub(p.since); worked >= pacerBurst {
 		time.Sleep(min(worked, pacerMax))
-		p.since = time.Now()
+		p.restart()
 		p.rests++
 	}
+}
+
+// restart begins a new burst now: what came before was no work.
+func (p *pacer) restart() { p.since = p.now() }
+
+func (p *pacer) now() time.Time {
+	if p.clock != nil {
+		return p.clock()
+	}
+	return time.Now()
 }
 
 // freshArena is the size of the fresh arena Relocate would map for the

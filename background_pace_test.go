@@ -154,7 +154,13 @@ func TestRotationRestsUnlessCalled(t *testing.T) {
 		if called {
 			s.rotateCalls.Add(1)
 		}
-		var pace pacer
+		// A clock that moves a millisecond at every reading: every batch is
+		// a burst worth a rest, however coarse the system's clock (on
+		// Windows it can stand still across a whole batch).
+		var ticks atomic.Int64
+		pace := pacer{clock: func() time.Time {
+			return time.Unix(0, ticks.Add(int64(time.Millisecond)))
+		}}
 		if err := s.rotateKey(context.Background(), nil, nil, &pace); err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	mrand "math/rand/v2"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -96,7 +97,9 @@ func TestBackgroundShuffle(t *testing.T) {
 		t.Fatalf("only %d of %d entries moved", moved, len(before))
 	}
 	st := s.Stats()
-	if st.BackgroundSteps == 0 || st.BackgroundMax <= 0 {
+	// Windows' clock can stand still for a millisecond or more, longer
+	// than a step: there every step may have measured 0.
+	if st.BackgroundSteps == 0 || st.BackgroundMax < 0 || st.BackgroundMax == 0 && runtime.GOOS != "windows" {
 		t.Fatalf("stats: %+v", st)
 	}
 	t.Logf("cycles %d, steps %d, longest step %v", st.BackgroundCycles, st.BackgroundSteps, st.BackgroundMax)

@@ -78,7 +78,7 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte, 
 	if pace != nil {
 		// Time spent waiting for rotateMu was no work: the first burst
 		// starts now.
-		*pace = newPacer()
+		pace.restart()
 	}
 	if s.rot.next != nil {
 		// Both round-key slots are in use until the last rotation is done.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"unsafe"
 
-	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 
@@ -70,13 +69,7 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	// The default cipher's direct path (see shortCTR), decided once for
 	// the counter values and the encryption.
 	k := shortCTR(sh.ciph, size)
-	var blocks uint64
-	if k != nil {
-		blocks = ctr.Blocks(size)
-	} else {
-		blocks = sh.ciph.Counters(size)
-	}
-	base, err := sh.reserve(blocks)
+	base, err := sh.reserve(sh.sealCounters(k, size))
 	if err != nil {
 		return Handle{}, err
 	}
@@ -104,7 +97,7 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	if k != nil { // sealTo, written out
 		k.XORShort(ext, ext, base, &sh.scratch.KS)
 	} else {
-		sh.sealTo(ext, ext[:size], base, i, sl)
+		sh.sealTo(nil, ext, ext[:size], base, i, sl)
 	}
 	if sh.Wasteful() {
 		sh.Compact(nil)

@@ -22,12 +22,21 @@ func shortCTR(c seal.Cipher, n int) *ctr.Cipher {
 	return nil
 }
 
+// sealCounters is how many counter values sealing n bytes takes on the
+// path k that shortCTR chose (nil: the cipher interface).
+func (sh *shard) sealCounters(k *ctr.Cipher, n int) uint64 {
+	if k != nil {
+		return ctr.Blocks(n)
+	}
+	return sh.ciph.Counters(n)
+}
+
 // sealTo encrypts src into dst, which is len(src)+Overhead bytes and
 // either starts at src or does not overlap it, under the run of counter
-// values at base; in the AEAD modes the Handle of slot i, holding sl, is
-// the associated data.
-func (sh *shard) sealTo(dst, src []byte, base uint64, i uint32, sl *store.Slot) {
-	if k := shortCTR(sh.ciph, len(src)); k != nil {
+// values at base, on the path k that shortCTR chose for sh.ciph; in the
+// AEAD modes the Handle of slot i, holding sl, is the associated data.
+func (sh *shard) sealTo(k *ctr.Cipher, dst, src []byte, base uint64, i uint32, sl *store.Slot) {
+	if k != nil {
 		k.XORShort(dst, src, base, &sh.scratch.KS)
 		return
 	}

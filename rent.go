@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"unsafe"
 
-	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/store"
 )
@@ -349,13 +348,7 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 	// both the counter values and the encryption: this is every Return's
 	// path.
 	k := shortCTR(sh.ciph, len(src))
-	var n uint64
-	if k != nil {
-		n = ctr.Blocks(len(src))
-	} else {
-		n = sh.ciph.Counters(len(src))
-	}
-	base, err := sh.reserve(n)
+	base, err := sh.reserve(sh.sealCounters(k, len(src)))
 	if err != nil {
 		return err
 	}
@@ -364,7 +357,7 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 		if a, off, err := sh.Place(len(src)+sh.Overhead(), sl.Align(), nil); err == nil {
 			// Encrypt straight into the new space: the plaintext is never
 			// copied, and its old bytes are wiped.
-			sh.sealTo(a.Mem[off:off+len(src)+sh.Overhead()], src, base, h.slot(), sl)
+			sh.sealTo(k, a.Mem[off:off+len(src)+sh.Overhead()], src, base, h.slot(), sl)
 			sh.Rehome(sl, a, off, nil)
 			s.bytesMoved.Add(uint64(len(src)))
 			moved = true
@@ -376,7 +369,7 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 		if k != nil { // sealTo, written out
 			k.XORShort(src, src, base, &sh.scratch.KS)
 		} else {
-			sh.sealTo(sh.Extent(sl), src, base, h.slot(), sl)
+			sh.sealTo(nil, sh.Extent(sl), src, base, h.slot(), sl)
 		}
 	}
 	sl.SetCtr(base)

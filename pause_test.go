@@ -55,34 +55,23 @@ import (
 func BenchmarkPauseBackground(b *testing.B) {
 	const total, bigSize, size = 256 << 20, 64 << 10, 32
 	b.Run("control=heap/size=32", func(b *testing.B) {
-		pauseLoop(b, nil, heapOp())
+		pauseLoop(b, nil, heapOp(nil))
 	})
 	b.Run("control=memmove/total=256MiB/size=32", func(b *testing.B) {
 		stop := memmoveLoad(total, stepBytes, 0)
 		defer stop()
-		pauseLoop(b, nil, heapOp())
+		pauseLoop(b, nil, heapOp(nil))
 	})
 	b.Run("control=memmove+map/total=256MiB/size=32", func(b *testing.B) {
 		stop := memmoveLoad(total, stepBytes, 2<<20)
 		defer stop()
-		pauseLoop(b, nil, heapOp())
+		pauseLoop(b, nil, heapOp(nil))
 	})
 	b.Run("control=memmove+locks/total=256MiB/size=32", func(b *testing.B) {
 		var locks [8]sync.Mutex
 		stop := memmoveLoadLocked(total, stepBytes, locks[:])
 		defer stop()
-		var store, work [32]byte
-		i := 0
-		pauseLoop(b, nil, func() error {
-			mu := &locks[i%len(locks)]
-			i++
-			mu.Lock()
-			work = store
-			work[0]++
-			store = work
-			mu.Unlock()
-			return nil
-		})
+		pauseLoop(b, nil, heapOp(locks[:]))
 	})
 	for _, c := range []struct {
 		name   string
@@ -152,11 +141,17 @@ func BenchmarkPauseBackground(b *testing.B) {
 }
 
 // heapOp is the heap-side equivalent of a 32-byte Rent+Return: a lock, a
-// copy in and a copy out.
-func heapOp() func() error {
-	var mu sync.Mutex
+// copy in and a copy out, under each of locks in turn (one of its own when
+// none are given).
+func heapOp(locks []sync.Mutex) func() error {
+	if len(locks) == 0 {
+		locks = make([]sync.Mutex, 1)
+	}
 	var store, work [32]byte
+	i := 0
 	return func() error {
+		mu := &locks[i%len(locks)]
+		i++
 		mu.Lock()
 		work = store
 		work[0]++

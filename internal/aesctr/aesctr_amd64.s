@@ -139,6 +139,17 @@ noInvariant:
 	PSLLDQ $4, X3   \
 	PXOR   X3, x
 
+// COPYBYTES copies the CX (1 to 15) bytes at from to to, a byte at a
+// time, through R10 and R11.
+#define COPYBYTES(loop, from, to)  \
+	XORQ    R10, R10               \
+loop:                                  \
+	MOVBLZX (from)(R10*1), R11     \
+	MOVB    R11, (to)(R10*1)       \
+	INCQ    R10                    \
+	CMPQ    R10, CX                \
+	JB      loop
+
 // PARTIALXOR XORs the CX (1 to 15) bytes at SI with the keystream block in
 // X0 into DI, through the caller's scratch block at R9: copy the source
 // bytes into the zeroed block, XOR it in place, copy the result out. The
@@ -147,23 +158,11 @@ noInvariant:
 #define PARTIALXOR(copyin, copyout) \
 	PXOR    X8, X8                 \
 	MOVOU   X8, (R9)               \
-	XORQ    R10, R10               \
-copyin:                                \
-	MOVBLZX (SI)(R10*1), R11       \
-	MOVB    R11, (R9)(R10*1)       \
-	INCQ    R10                    \
-	CMPQ    R10, CX                \
-	JB      copyin                 \
+	COPYBYTES(copyin, SI, R9)      \
 	MOVOU   (R9), X8               \
 	PXOR    X0, X8                 \
 	MOVOU   X8, (R9)               \
-	XORQ    R10, R10               \
-copyout:                               \
-	MOVBLZX (R9)(R10*1), R11       \
-	MOVB    R11, (DI)(R10*1)       \
-	INCQ    R10                    \
-	CMPQ    R10, CX                \
-	JB      copyout
+	COPYBYTES(copyout, R9, DI)
 
 #define EXPAND_EVEN(rcon, off)         \
 	AESKEYGENASSIST $rcon, X2, X1  \

@@ -83,11 +83,19 @@ func testPermutationUniform(t *testing.T, sizes []int) {
 		}
 		old = cur
 	}
+	checkIndependent(t, &byOld, &byAge)
+}
+
+// checkIndependent fails t unless the new places counted in byOld (rows:
+// old place) and in byAge (rows: age) are independent of the row, by a
+// chi-square test at p = 1e-6.
+func checkIndependent(t *testing.T, byOld, byAge *[8][8]int) {
+	t.Helper()
 	const critical = 121.35 // chi-square, 56 degrees of freedom, p = 1e-6
 	for _, c := range []struct {
 		name   string
-		counts *[n][n]int
-	}{{"old place", &byOld}, {"age", &byAge}} {
+		counts *[8][8]int
+	}{{"old place", byOld}, {"age", byAge}} {
 		if x := chiSquareRows(c.counts[:]); x > critical {
 			t.Errorf("new place depends on %s: chi-square %.1f > %.1f; counts %v", c.name, x, critical, *c.counts)
 		} else {
@@ -319,17 +327,7 @@ func TestShufflePermutationUniformInPlace(t *testing.T) {
 	} else {
 		t.Logf("%d entries kept their place over %d rounds", stayed, rounds)
 	}
-	const critical = 121.35 // chi-square, 56 degrees of freedom, p = 1e-6
-	for _, c := range []struct {
-		name   string
-		counts *[bins][bins]int
-	}{{"old place", &byOld}, {"age", &byAge}} {
-		if x := chiSquareRows(c.counts[:]); x > critical {
-			t.Errorf("new place depends on %s: chi-square %.1f > %.1f; counts %v", c.name, x, critical, *c.counts)
-		} else {
-			t.Logf("new place against %s: chi-square %.1f (critical %.1f)", c.name, x, critical)
-		}
-	}
+	checkIndependent(t, &byOld, &byAge)
 }
 
 // TestShuffleInPlaceAfterFrees shuffles in place after a shuffle into

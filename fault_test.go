@@ -53,16 +53,7 @@ func TestFaults(t *testing.T) {
 				}
 				m := model{}
 				for i := range 40 {
-					h, err := Alloc[byte](s, 100+i)
-					if err != nil {
-						t.Fatal(err)
-					}
-					b, _ := RentSlice[byte](s, h)
-					for j := range b {
-						b[j] = byte(i + j)
-					}
-					m[h] = bytes.Clone(b)
-					s.Return(h)
+					allocPattern(t, s, m, 100+i, i)
 				}
 				calls := failNth(t, c.op, n)
 				var errs []error

@@ -507,3 +507,25 @@ func (m *opModel) endView(h Handle) {
 		m.expire(h)
 	}
 }
+
+// allocPattern allocates an entry of n bytes holding byte(seed+j) at each
+// j and records it in m.
+func allocPattern(t testing.TB, s *Shuffler, m model, n, seed int) Handle {
+	t.Helper()
+	h, err := Alloc[byte](s, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := RentSlice[byte](s, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j := range b {
+		b[j] = byte(seed + j)
+	}
+	m[h] = bytes.Clone(b)
+	if err := s.Return(h); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}

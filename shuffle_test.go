@@ -1,7 +1,6 @@
 package memshuffle
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -132,16 +131,7 @@ func TestShuffleUnmapFails(t *testing.T) {
 		m := model{}
 		// Too few to be shuffled in place: the shuffle maps fresh arenas.
 		for i := range minInPlace - 1 {
-			h, err := Alloc[byte](s, 32)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := RentSlice[byte](s, h)
-			for j := range b {
-				b[j] = byte(i + j)
-			}
-			m[h] = bytes.Clone(b)
-			s.Return(h)
+			allocPattern(t, s, m, 32, i)
 		}
 		// The first Shuffle lays the entries out in one arena, with nothing
 		// free below its top: the next empties it whole.
@@ -206,17 +196,7 @@ func TestShuffleInPlace(t *testing.T) {
 			m := model{}
 			hs := make([]Handle, c.n)
 			for i := range hs {
-				h, err := Alloc[byte](s, c.size)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b, _ := RentSlice[byte](s, h)
-				for j := range b {
-					b[j] = byte(i*7 + j)
-				}
-				m[h] = bytes.Clone(b)
-				s.Return(h)
-				hs[i] = h
+				hs[i] = allocPattern(t, s, m, c.size, i*7)
 			}
 			// The first Shuffle lays the entries out in fresh arenas, with
 			// no free space: the next ones can work in place.
@@ -339,17 +319,7 @@ func TestShuffleInPlaceAfterFrees(t *testing.T) {
 	m := model{}
 	var hs []Handle
 	for i := range 700 {
-		h, err := Alloc[byte](s, 65536)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := RentSlice[byte](s, h)
-		for j := range b {
-			b[j] = byte(i*3 + j)
-		}
-		m[h] = bytes.Clone(b)
-		s.Return(h)
-		hs = append(hs, h)
+		hs = append(hs, allocPattern(t, s, m, 65536, i*3))
 	}
 	for round := range 6 {
 		if err := s.Shuffle(); err != nil {

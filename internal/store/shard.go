@@ -283,10 +283,20 @@ func (e *Shard) Wasteful() bool {
 }
 
 // Compact runs one bounded compaction step, continuing where the last one
-// stopped: it drains arenas no fuller than the shard's average into holes
-// of fuller ones. It reports the bytes it moved.
+// stopped: it drains arenas no fuller than the average of the arenas it may
+// drain (all but the current one) into holes of fuller ones or the current
+// arena's unused space. It reports the bytes it moved.
 func (e *Shard) Compact(later *UnmapList) uint64 {
+	// Not the shard's average: a current arena emptier than the others,
+	// with its unused space, pulls that below every other arena, and then
+	// no step drains anything, however long Wasteful holds and however
+	// many Allocs and Frees run a step.
 	held := e.Counts.liveBytes + int64(e.Counts.live*e.ov)
+	mapped := e.Arenas.mapped
+	if c := e.Arenas.cur; c != nil {
+		held -= int64(c.Bytes)
+		mapped -= int64(len(c.Mem))
+	}
 	var moved uint64
 	n := 0
 	for range min(compactSlots, int(e.Slots.n)) {
@@ -295,7 +305,7 @@ func (e *Shard) Compact(later *UnmapList) uint64 {
 			continue
 		}
 		src := e.Arenas.list[sl.Arena()]
-		if src == e.Arenas.cur || src.Dedicated || int64(src.Bytes)*e.Arenas.mapped > held*int64(len(src.Mem)) {
+		if src == e.Arenas.cur || src.Dedicated || int64(src.Bytes)*mapped > held*int64(len(src.Mem)) {
 			continue
 		}
 		a, off, ok := e.room(int(sl.Size)+e.ov, sl.Align(), src)

@@ -35,14 +35,18 @@ type Shuffler struct {
 	stride uint32        // GOMAXPROCS when New ran, at most the shard count
 	closed atomic.Bool
 
-	onReturn               atomic.Bool
-	rotateMu               sync.Mutex   // one RotateKey at a time
-	rotateCalls            atomic.Int32 // RotateKey calls waiting or running: a scheduled rotation stops resting
-	closeMu                sync.Mutex
-	ctrs                   *ctr.Allocator
-	cfg                    config
-	own                    *osmem.Region // keys, round keys and scratch; see ownState
-	ownLocked, ownUnlocked int64
+	onReturn    atomic.Bool
+	rotateMu    sync.Mutex   // one RotateKey at a time
+	rotateCalls atomic.Int32 // RotateKey calls waiting or running: a scheduled rotation stops resting
+	closeMu     sync.Mutex
+	ctrs        *ctr.Allocator
+	cfg         config
+	own         *osmem.Region // keys, round keys and scratch; see ownState
+
+	// The own region's locked and unlocked bytes, for Stats: counted until
+	// Close unmaps it, after Purge too, which leaves it mapped.
+	ownLocked, ownUnlocked atomic.Int64
+
 	// Regions that are not arenas (AEAD backups, the background shuffler's
 	// spares, released arenas waiting to be unmapped) are counted here, so
 	// that Stats.LockedBytes matches what the system has locked.
@@ -160,7 +164,8 @@ func New(opts ...Option) (*Shuffler, error) {
 		return nil, err
 	}
 	s.own = own
-	s.ownLocked, s.ownUnlocked = store.LockedLen(own), store.UnlockedLen(own)
+	s.ownLocked.Store(store.LockedLen(own))
+	s.ownUnlocked.Store(store.UnlockedLen(own))
 	key, salt := s.keyBufs()
 	if _, err := rand.Read(key[:]); err != nil {
 		s.releaseAll()
@@ -292,6 +297,8 @@ func (s *Shuffler) releaseAll() {
 		osmem.Wipe(s.own.Data)
 		_ = osmem.Unmap(s.own)
 		s.own = nil
+		s.ownLocked.Store(0)
+		s.ownUnlocked.Store(0)
 	}
 }
 

@@ -138,10 +138,8 @@ func (s *Shuffler) gauges(st *Stats) {
 	}
 	st.LockedBytes += s.aux.Locked()
 	st.UnlockedBytes += s.aux.Unlocked()
-	if !s.closed.Load() {
-		st.LockedBytes += s.ownLocked
-		st.UnlockedBytes += s.ownUnlocked
-	}
+	st.LockedBytes += s.ownLocked.Load()
+	st.UnlockedBytes += s.ownUnlocked.Load()
 }
 
 // lockAll locks every shard. Shards are only ever held together by lockAll,

@@ -316,7 +316,10 @@ func (s *Shuffler) Close() error {
 	if s == nil || len(s.shards) == 0 {
 		return nil
 	}
-	s.stopKeyRotation() // before closeMu, which a rotation takes
+	// Both before closeMu: a rotation takes it, and so does a Purge that a
+	// logger called by either goroutine may make.
+	s.stopKeyRotation()
+	s.stopRentWatch()
 	unregister(s)
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
@@ -325,14 +328,6 @@ func (s *Shuffler) Close() error {
 	}
 	s.closed.Store(true)
 	s.stopBackground()
-	if s.stopWatch != nil {
-		close(s.stopWatch)
-		s.stopWatch = nil
-	}
-	if s.watchDone != nil { // closed by Purge, perhaps, but not waited for
-		<-s.watchDone
-		s.watchDone = nil
-	}
 	var errs []error
 	for i := range s.shards {
 		sh := &s.shards[i]
@@ -361,6 +356,20 @@ func (s *Shuffler) Close() error {
 	s.releaseAll()
 	s.released = true
 	return errors.Join(errs...)
+}
+
+// stopRentWatch ends the rent-tracking goroutine, if any, and waits for it;
+// the caller does not hold closeMu.
+func (s *Shuffler) stopRentWatch() {
+	s.closeMu.Lock()
+	if s.stopWatch != nil { // Purge may have closed it
+		close(s.stopWatch)
+		s.stopWatch = nil
+	}
+	s.closeMu.Unlock()
+	if s.watchDone != nil {
+		<-s.watchDone
+	}
 }
 
 // shardHint is a stream of shard choices. Kept in a sync.Pool, which keeps

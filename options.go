@@ -111,7 +111,10 @@ func WithShuffleOnBorrowReturn(enable bool) Option {
 // kernel): the pages leave the kernel's direct map, so the kernel itself
 // cannot read them through it, reading them through /proc/PID/mem fails,
 // and they are never swapped. New fails with ErrNoSecretMemory where the
-// system refuses. Secret memory counts against RLIMIT_MEMLOCK.
+// system refuses. Secret memory counts against RLIMIT_MEMLOCK, and the
+// kernel locks it whatever the LockMode: where the limit refuses it, the
+// call that needed it fails with ErrLockFailed, under LockBestEffort and
+// LockNone too.
 func WithSecretMemory() Option {
 	return optionFunc(func(c *config) error {
 		c.secret = true

@@ -1,6 +1,12 @@
 package memshuffle
 
-import "testing"
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
 
 // TestPurgeLockedBytesIsVmLck: Purge leaves every region mapped, and
 // locked, until Close, the Shuffler's own region of keys and scratch
@@ -21,5 +27,21 @@ func TestPurgeLockedBytesIsVmLck(t *testing.T) {
 	}
 	if got, want := s.Stats().LockedBytes, vmLck(t)-base; got != want {
 		t.Fatalf("after Purge: Stats.LockedBytes %d, VmLck grew by %d", got, want)
+	}
+}
+
+// TestSecretLockFailureAdvice: secret memory is locked by the kernel
+// whatever the LockMode, so when the memlock limit refuses it, the error
+// must not suggest LockBestEffort, which is what the Shuffler runs with
+// already and which would not help.
+func TestSecretLockFailureAdvice(t *testing.T) {
+	s := newOrSkip(t, WithSecretMemory(), WithShards(1))
+	refuse(t, osmem.OpLock)
+	_, err := Alloc[byte](s, 100)
+	if !errors.Is(err, ErrLockFailed) {
+		t.Fatalf("Alloc with the lock refused: %v, want ErrLockFailed", err)
+	}
+	if strings.Contains(err.Error(), "LockBestEffort") {
+		t.Fatalf("the error suggests LockBestEffort, which does not apply to secret memory: %v", err)
 	}
 }

@@ -249,7 +249,11 @@ func (s *Shuffler) mapRegion(n int) (*osmem.Region, error) {
 		}
 		if errors.Is(err, osmem.ErrLock) {
 			s.lockFailed(n, err)
-			return nil, fmt.Errorf("%w: %s: %w", ErrLockFailed, lockLimitText(), err)
+			limit := lockLimitText()
+			if s.cfg.secret {
+				limit = secretLimitText()
+			}
+			return nil, fmt.Errorf("%w: %s: %w", ErrLockFailed, limit, err)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrOutOfMemory, err)
 	}
@@ -283,12 +287,20 @@ func (s *Shuffler) lockFailed(n int, err error) {
 
 // lockLimitText says which limit a refused lock ran into and how to raise
 // it.
-func lockLimitText() string {
+func lockLimitText() string { return limitText(", or use LockBestEffort") }
+
+// secretLimitText is lockLimitText for secret memory, which the kernel
+// locks whatever the LockMode: LockBestEffort would not help.
+func secretLimitText() string {
+	return limitText("; secret memory is always locked, whatever the LockMode")
+}
+
+func limitText(way string) string {
 	lim := osmem.LockLimit()
 	if lim < 0 {
 		return "the system would not lock more memory"
 	}
-	return fmt.Sprintf("RLIMIT_MEMLOCK is %d bytes (%d KiB; raise it with `ulimit -l`, LimitMEMLOCK= in a systemd unit, or use LockBestEffort)", lim, lim>>10)
+	return fmt.Sprintf("RLIMIT_MEMLOCK is %d bytes (%d KiB; raise it with `ulimit -l` or LimitMEMLOCK= in a systemd unit%s)", lim, lim>>10, way)
 }
 
 // releaseAll wipes and unmaps the Shuffler's own region.

@@ -51,6 +51,12 @@ func adviseSmall(b []byte) { _ = unix.Madvise(b, unix.MADV_NOHUGEPAGE) }
 // memlock limit (the kernel locks the whole mapping); they are never
 // touched, so they take no RAM.
 func mapSecret(n int) (*Region, error) {
+	// The kernel's refusal to lock, which for secret memory is a refused
+	// mmap (below), has the fault seam's OpLock: a process with
+	// CAP_IPC_LOCK never meets it otherwise.
+	if err := injected(OpLock); err != nil {
+		return nil, fmt.Errorf("%w: mmap of secret memory: %w", ErrLock, err)
+	}
 	if err := injected(OpMap); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoSecret, err)
 	}

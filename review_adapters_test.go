@@ -1,8 +1,11 @@
 package memshuffle
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -36,6 +39,37 @@ func TestReadFromOddReaders(t *testing.T) {
 			h, err := ReadFrom(s, r, 16)
 			if !errors.Is(err, c.want) || !h.IsZero() {
 				t.Fatalf("ReadFrom: %v, %v; want %v", h, err, c.want)
+			}
+			if st := s.Stats(); st.Entries != 0 || st.Rented+st.Viewed != 0 {
+				t.Fatalf("entry left behind: %+v", st)
+			}
+		})
+	}
+}
+
+// TestReadAllTypedNilReader: a typed nil reader whose Len method, like its
+// Read, dereferences its receiver makes ReadAll return ErrPanicked, as it
+// does for ReadFrom and ReadUntil, instead of panicking in the size guess.
+func TestReadAllTypedNilReader(t *testing.T) {
+	for name, r := range map[string]io.Reader{
+		"*bytes.Reader":   (*bytes.Reader)(nil),
+		"*strings.Reader": (*strings.Reader)(nil),
+		"*bytes.Buffer":   (*bytes.Buffer)(nil),
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := newTest(t, WithShards(1))
+			var h Handle
+			var err error
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						err = fmt.Errorf("panicked: %v", p)
+					}
+				}()
+				h, err = ReadAll(s, r, 64)
+			}()
+			if !errors.Is(err, ErrPanicked) || !h.IsZero() {
+				t.Fatalf("ReadAll: %v, %v; want ErrPanicked", h, err)
 			}
 			if st := s.Stats(); st.Entries != 0 || st.Rented+st.Viewed != 0 {
 				t.Fatalf("entry left behind: %+v", st)

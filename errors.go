@@ -63,7 +63,9 @@ var (
 	// WithSecretMemory where the system has no memfd_secret(2) or refuses it.
 	ErrNoSecretMemory = errors.New("memshuffle: secret memory unavailable")
 
-	// ErrInvalidOption is returned by New for an option value out of range.
+	// ErrInvalidOption is returned by New for an option value out of range,
+	// and by a Signer's Sign for crypto.SignerOpts naming a hash function
+	// it cannot use.
 	ErrInvalidOption = errors.New("memshuffle: invalid option")
 
 	// ErrNilArgument is returned when a function, context or reader passed

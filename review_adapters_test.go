@@ -2,6 +2,12 @@ package memshuffle
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -75,5 +81,66 @@ func TestReadAllTypedNilReader(t *testing.T) {
 				t.Fatalf("entry left behind: %+v", st)
 			}
 		})
+	}
+}
+
+// TestSignOptsNoPanic: SignerOpts that crypto/ecdsa and crypto/rsa panic on
+// (a hash function unknown or not linked into the program, a nil pointer)
+// make Sign return an error, ErrNilArgument for a nil pointer and
+// ErrInvalidOption otherwise, for every kind of key and with and without
+// rand. The Signer still signs afterwards: the panic left no lock held.
+func TestSignOptsNoPanic(t *testing.T) {
+	s := newTest(t)
+	unknown := crypto.Hash(200) // past every hash crypto knows
+	cases := []struct {
+		name string
+		opts crypto.SignerOpts
+		want error
+	}{
+		{"nil *rsa.PSSOptions", (*rsa.PSSOptions)(nil), ErrNilArgument},
+		{"nil *ed25519.Options", (*ed25519.Options)(nil), ErrNilArgument},
+		{"unknown hash", unknown, ErrInvalidOption},
+		{"PSS with hash 0", &rsa.PSSOptions{}, ErrInvalidOption},
+		{"PSS with unknown hash", &rsa.PSSOptions{Hash: unknown}, ErrInvalidOption},
+		{"Ed25519 context of 300 bytes", &ed25519.Options{Context: strings.Repeat("c", 300)}, nil},
+	}
+	for _, k := range testKeys() {
+		sg := newTestSigner(t, s, k.priv)
+		for _, c := range cases {
+			for _, rnd := range []io.Reader{nil, rand.Reader} {
+				t.Run(fmt.Sprintf("%s/%s/rand=%v", k.name, c.name, rnd != nil), func(t *testing.T) {
+					var err error
+					func() {
+						defer func() {
+							if p := recover(); p != nil {
+								t.Fatalf("Sign panicked: %v", p)
+							}
+						}()
+						_, err = sg.Sign(rnd, make([]byte, 32), c.opts)
+					}()
+					// A nil pointer is refused up front. A hash the
+					// standard library panics on is one crypto/rsa needs
+					// always and crypto/ecdsa with nil rand only;
+					// crypto/ed25519 refuses such opts with an error of its
+					// own, and ECDSA with rand ignores opts.
+					_, isEd := k.priv.(ed25519.PrivateKey)
+					_, isEC := k.priv.(*ecdsa.PrivateKey)
+					typed := c.want == ErrNilArgument || (c.want != nil && !isEd && !(isEC && rnd != nil))
+					if typed && !errors.Is(err, c.want) {
+						t.Errorf("Sign: %v, want %v", err, c.want)
+					}
+				})
+			}
+		}
+		msg, opts := []byte("message"), crypto.SignerOpts(crypto.Hash(0))
+		if _, ok := k.priv.(ed25519.PrivateKey); !ok {
+			d := sha256.Sum256(msg)
+			msg, opts = d[:], crypto.SHA256
+		}
+		sig, err := sg.Sign(rand.Reader, msg, opts)
+		if err != nil {
+			t.Fatalf("%s: Sign after the bad options: %v", k.name, err)
+		}
+		verify(t, sg.Public(), msg, sig, opts)
 	}
 }

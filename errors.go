@@ -64,8 +64,9 @@ var (
 	ErrNoSecretMemory = errors.New("memshuffle: secret memory unavailable")
 
 	// ErrInvalidOption is returned by New for an option value out of range,
-	// and by a Signer's Sign for crypto.SignerOpts naming a hash function
-	// it cannot use.
+	// by a Signer's Sign for crypto.SignerOpts naming a hash function it
+	// cannot use, and by MAC for a hash function that returns one hash
+	// twice.
 	ErrInvalidOption = errors.New("memshuffle: invalid option")
 
 	// ErrNilArgument is returned when a function, context or reader passed

@@ -5,11 +5,13 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"strings"
 	"testing"
@@ -143,4 +145,36 @@ func TestSignOptsNoPanic(t *testing.T) {
 		}
 		verify(t, sg.Public(), msg, sig, opts)
 	}
+}
+
+// TestMACSameHashTwice: a hash function that returns the same hash twice
+// makes hmac.New panic; MAC, whose result must equal crypto/hmac's, must
+// not return a wrong MAC for it but an error.
+func TestMACSameHashTwice(t *testing.T) {
+	s := newTest(t)
+	kh, err := CopyFrom(s, []byte("key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := sha256.New()
+	dst := []byte("kept")
+	got, err := MAC(s, kh, func() hash.Hash { return one }, []byte("message"), dst)
+	if !errors.Is(err, ErrInvalidOption) || !bytes.Equal(got, dst) {
+		t.Fatalf("MAC with one hash for both: %x, %v; want dst unchanged and ErrInvalidOption", got, err)
+	}
+	// A hash type that cannot be compared is taken as it comes, as
+	// crypto/hmac takes it.
+	mac, err := MAC(s, kh, func() hash.Hash { return uncomparableHash{Hash: sha256.New()} }, []byte("message"), nil)
+	want := hmac.New(sha256.New, []byte("key"))
+	want.Write([]byte("message"))
+	if err != nil || !hmac.Equal(mac, want.Sum(nil)) {
+		t.Fatalf("MAC with an uncomparable hash type: %x, %v", mac, err)
+	}
+}
+
+// uncomparableHash is a hash.Hash whose dynamic type cannot be compared
+// with ==.
+type uncomparableHash struct {
+	hash.Hash
+	_ []byte
 }

@@ -65,6 +65,8 @@ func sameHash(a, b hash.Hash) (same bool) {
 // full blocks straight from it without buffering them. pad is zeros again
 // when hmacAppend returns, and both hashes are reset.
 func hmacAppend(inner, outer hash.Hash, pad, key, msg, dst []byte) []byte {
+	// Also when a hash of the caller's panics, whose panic goes on.
+	defer Wipe(pad)
 	bs := len(pad)
 	if len(key) > bs {
 		inner.Write(key)

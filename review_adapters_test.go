@@ -178,3 +178,44 @@ type uncomparableHash struct {
 	hash.Hash
 	_ []byte
 }
+
+// panickyHash is a SHA-256 whose Write keeps the first block it is given
+// and then panics, as a hash backed by a device that fails might.
+type panickyHash struct {
+	hash.Hash
+	seen *[]byte
+}
+
+func (h panickyHash) Write(p []byte) (int, error) {
+	if *h.seen == nil {
+		*h.seen = p
+		panic("hash device failed")
+	}
+	return h.Hash.Write(p)
+}
+
+// TestMACPanickingHashWipesPad: when the caller's hash panics, the panic
+// goes on, as in Borrow, but the block MAC derived from the key (key XOR
+// ipad) is wiped first rather than left on the heap.
+func TestMACPanickingHashWipesPad(t *testing.T) {
+	s := newTest(t)
+	kh, err := CopyFrom(s, []byte("key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []byte
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the hash's panic did not go on")
+			}
+		}()
+		MAC(s, kh, func() hash.Hash { return panickyHash{sha256.New(), &seen} }, []byte("message"), nil)
+	}()
+	if len(seen) != sha256.BlockSize {
+		t.Fatalf("the hash was given %d bytes first, want the %d-byte padded key", len(seen), sha256.BlockSize)
+	}
+	if !bytes.Equal(seen, make([]byte, len(seen))) {
+		t.Errorf("the padded key is left after the panic: %x", seen)
+	}
+}

@@ -26,6 +26,10 @@ type AEAD struct {
 const (
 	aeadNonceSize = 12
 	aeadTagSize   = 16
+
+	// aeadMaxPlaintext is the most GCM encrypts under one nonce, 2^32-2
+	// blocks (NIST SP 800-38D): about 64 GiB.
+	aeadMaxPlaintext uint64 = (1<<32 - 2) * 16
 )
 
 // NewAEAD returns an AEAD whose key is the entry key: 16, 24 or 32 bytes,
@@ -53,8 +57,13 @@ func (a *AEAD) Overhead() int { return aeadTagSize }
 // and appends the result to dst. To reuse plaintext's storage for the
 // output, use plaintext[:0] as dst; otherwise dst's spare capacity must not
 // overlap plaintext, or Seal fails with ErrBufferOverlap. A nonce of the
-// wrong size fails with ErrInvalidSize. On error dst is returned as it was.
+// wrong size, or a plaintext longer than GCM allows (2^32-2 blocks, about
+// 64 GiB), fails with ErrInvalidSize. On error dst is returned as it was.
 func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) ([]byte, error) {
+	if uint64(len(plaintext)) > aeadMaxPlaintext {
+		// Before do grows dst by that much; crypto/cipher would panic.
+		return dst, fmt.Errorf("%w: plaintext of %d bytes, GCM takes at most %d", ErrInvalidSize, len(plaintext), aeadMaxPlaintext)
+	}
 	return a.do(dst, nonce, plaintext, len(plaintext)+aeadTagSize,
 		func(g cipher.AEAD, out []byte) ([]byte, error) {
 			return g.Seal(out, nonce, plaintext, additionalData), nil
@@ -66,7 +75,8 @@ func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) ([]byte, error
 // forged or damaged message fails with ErrAuthFailed and leaves dst's
 // spare capacity zeroed. The buffer rules are Seal's.
 func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error) {
-	if len(ciphertext) < aeadTagSize {
+	if len(ciphertext) < aeadTagSize || uint64(len(ciphertext)-aeadTagSize) > aeadMaxPlaintext {
+		// No Seal made it: refused before do grows dst by that much.
 		return dst, ErrAuthFailed
 	}
 	return a.do(dst, nonce, ciphertext, len(ciphertext)-aeadTagSize,

@@ -20,7 +20,8 @@ func TestAEADTooLarge(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) < 8 {
 		t.Skip("needs a 64-bit address space")
 	}
-	const n = int(aeadMaxPlaintext + 1)
+	limit := aeadMaxPlaintext // a variable: as a constant it overflows int on 32-bit systems
+	n := int(limit) + 1
 	region, err := unix.Mmap(-1, 0, n+aeadTagSize+1, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_NORESERVE)
 	if err != nil {
 		t.Skipf("cannot reserve %d bytes of address space: %v", n, err)

@@ -12,7 +12,8 @@ import (
 // AEAD is AES-GCM (NIST SP 800-38D) with 12-byte nonces and 16-byte tags,
 // whose key is an entry of a Shuffler. It seals and opens as crypto/cipher's
 // GCM does and produces the same bytes, but reports every failure as an
-// error instead of a panic. It is safe for concurrent use.
+// error instead of a panic (ErrNilArgument for a nil *AEAD). It is safe for
+// concurrent use.
 //
 // Each call builds the AES key schedule and the GCM tables from a view of
 // the key, uses them and zeroes them before returning, so no copy of the
@@ -93,6 +94,10 @@ func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, erro
 // (so that nothing is allocated inside secret.Do), and runs op with a
 // GCM built from a view of the key, zeroing the GCM afterwards.
 func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]byte, error)) ([]byte, error) {
+	if a == nil {
+		// What a NewAEAD whose error went unchecked leaves.
+		return dst, fmt.Errorf("%w: nil *AEAD", ErrNilArgument)
+	}
 	if len(nonce) != aeadNonceSize {
 		return dst, fmt.Errorf("%w: nonce of %d bytes, want %d", ErrInvalidSize, len(nonce), aeadNonceSize)
 	}

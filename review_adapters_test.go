@@ -219,3 +219,29 @@ func TestMACPanickingHashWipesPad(t *testing.T) {
 		t.Errorf("the padded key is left after the panic: %x", seen)
 	}
 }
+
+// TestAEADNilReceiver: Seal and Open on a nil *AEAD, what a NewAEAD whose
+// error was ignored leaves, fail with ErrNilArgument instead of panicking,
+// and return dst as it was.
+func TestAEADNilReceiver(t *testing.T) {
+	var a *AEAD
+	nonce, dst := make([]byte, aeadNonceSize), []byte("kept")
+	for name, f := range map[string]func() ([]byte, error){
+		"Seal": func() ([]byte, error) { return a.Seal(dst, nonce, []byte("plaintext"), nil) },
+		"Open": func() ([]byte, error) { return a.Open(dst, nonce, make([]byte, 32), nil) },
+	} {
+		var got []byte
+		var err error
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("panicked: %v", p)
+				}
+			}()
+			got, err = f()
+		}()
+		if !errors.Is(err, ErrNilArgument) || !bytes.Equal(got, dst) {
+			t.Errorf("%s on a nil *AEAD: %q, %v; want dst and ErrNilArgument", name, got, err)
+		}
+	}
+}

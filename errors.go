@@ -64,9 +64,9 @@ var (
 	ErrNoSecretMemory = errors.New("memshuffle: secret memory unavailable")
 
 	// ErrInvalidOption is returned by New for an option value out of range,
-	// by a Signer's Sign for crypto.SignerOpts naming a hash function it
-	// cannot use, and by MAC for a hash function that returns one hash
-	// twice.
+	// by a Signer's Sign for crypto.SignerOpts it cannot sign with (a hash
+	// function it cannot use, a digest of another length than the hash's),
+	// and by MAC for a hash function that returns one hash twice.
 	ErrInvalidOption = errors.New("memshuffle: invalid option")
 
 	// ErrNilArgument is returned when a function, context or reader passed

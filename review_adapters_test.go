@@ -245,3 +245,31 @@ func TestAEADNilReceiver(t *testing.T) {
 		}
 	}
 }
+
+// TestSignErrorsTyped: what the standard library refuses to sign (opts it
+// cannot use, a digest whose length does not fit them) comes back as an
+// error matching ErrInvalidOption, prefixed "memshuffle: ", as every error
+// of the package is, with the standard library's error still wrapped.
+func TestSignErrorsTyped(t *testing.T) {
+	s := newTest(t)
+	for _, k := range testKeys() {
+		sg := newTestSigner(t, s, k.priv)
+		cases := map[string]struct {
+			digest []byte
+			opts   crypto.SignerOpts
+		}{
+			"SHA-256 opts, 20-byte digest": {make([]byte, 20), crypto.SHA256},
+			"PSS salt length -5":           {make([]byte, 32), &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: -5}},
+			"Ed25519 context of 300 bytes": {make([]byte, 32), &ed25519.Options{Context: strings.Repeat("c", 300)}},
+		}
+		for name, c := range cases {
+			_, err := sg.Sign(nil, c.digest, c.opts)
+			if err == nil {
+				continue // this kind of key takes it (ECDSA ignores a context)
+			}
+			if !errors.Is(err, ErrInvalidOption) || !strings.HasPrefix(err.Error(), "memshuffle: ") {
+				t.Errorf("%s, %s: %v, want an error matching ErrInvalidOption", k.name, name, err)
+			}
+		}
+	}
+}

@@ -32,7 +32,9 @@ import (
 // returns an error where those panic: ErrNilArgument for nil opts, a nil
 // pointer included, and ErrInvalidOption for opts naming a hash function
 // unknown or not linked into the program where one is needed (RSA-PSS,
-// ECDSA with nil rand). The key it parses
+// ECDSA with nil rand). Whatever else those refuse (opts they cannot use, a
+// digest of another length than opts' hash) fails with an error matching
+// ErrInvalidOption that wraps theirs. The key it parses
 // lives only for that call and what the Signer owns of it is wiped before
 // Sign returns; in secret mode (see SecretMode) the parse and the signature
 // run inside secret.Do, so the copies the standard library makes are
@@ -188,6 +190,17 @@ func isNilPointer(v any) bool {
 	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
+// stdSignError types an error of the standard library's Sign: what it
+// refuses is the caller's opts, or a digest that does not fit them (another
+// length than their hash's, too long for the key), and its errors match no
+// sentinel of ours.
+func stdSignError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+}
+
 // optsPanic is the error for a panic of the standard library's Sign:
 // crypto/rsa and crypto/ecdsa panic on opts naming a hash function that is
 // unknown or not linked in, which is bad input, so an error here.
@@ -222,7 +235,8 @@ func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) (sig []byt
 	}()
 	copy(key, seed)
 	copy(key[ed25519.SeedSize:], k.edPub)
-	return key.Sign(nil, msg, opts)
+	sig, err = key.Sign(nil, msg, opts)
+	return sig, stdSignError(err)
 }
 
 func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) (sig []byte, err error) {
@@ -249,7 +263,8 @@ func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypt
 			sig, err = nil, optsPanic(opts, p)
 		}
 	}()
-	return key.Sign(rand, digest, opts)
+	sig, err = key.Sign(rand, digest, opts)
+	return sig, stdSignError(err)
 }
 
 func (k *signer) signRSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) (sig []byte, err error) {
@@ -267,7 +282,8 @@ func (k *signer) signRSA(der []byte, rand io.Reader, digest []byte, opts crypto.
 			sig, err = nil, optsPanic(opts, p)
 		}
 	}()
-	return rk.Sign(rand, digest, opts)
+	sig, err = rk.Sign(rand, digest, opts)
+	return sig, stdSignError(err)
 }
 
 // edSeedCheck returns a value that tells Ed25519 seeds apart without

@@ -31,6 +31,7 @@
 //	key, err := memshuffle.RentSlice[byte](s, h)
 //	_, err = io.ReadFull(rand.Reader, key)  // written straight into the entry
 //	err = s.Return(h)                       // ciphertext again
+//	// (check each err as above)
 //
 // Values must be plain data: no Go pointers, strings, slices, maps,
 // channels, functions or interfaces anywhere inside them, because memory
@@ -43,8 +44,9 @@
 // [ErrTypeMismatch], [ErrInvalidSize], [ErrOutOfMemory], [ErrLockFailed],
 // [ErrNoSecretMemory], [ErrExpired], [ErrTampered], [ErrInvalidOption],
 // [ErrCounterExhausted], [ErrNilArgument], [ErrBackgroundRunning],
-// [ErrNameTaken], [ErrInvalidKey], [ErrAuthFailed], [ErrBufferOverlap], [ErrInvalidCount]. No
-// input makes a call panic.
+// [ErrNameTaken], [ErrInvalidKey], [ErrAuthFailed], [ErrBufferOverlap], [ErrInvalidCount],
+// [ErrTooLarge], [ErrRotationIncomplete], [ErrPanicked]. No input makes a
+// call panic.
 //
 // A rent belongs to its handle, not to a goroutine (Return may come from any
 // goroutine), so Return exactly once per Rent: a second Return gets

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -461,4 +462,29 @@ func ExampleWipe() {
 	memshuffle.Wipe(pin)
 	fmt.Println(pin)
 	// Output: [0 0 0 0]
+}
+
+// Events go to a log/slog logger; none carries a secret, a key or an
+// address.
+func ExampleWithLogger() {
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{} // keep the output the same from run to run
+			}
+			return a
+		},
+	}))
+	// LockNone only keeps this output the same where the memlock limit is
+	// low, which would add a warning; keep the default in real code.
+	s, err := memshuffle.New(memshuffle.WithLogger(logger), memshuffle.WithLockMode(memshuffle.LockNone))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	if err := s.RotateKey(nil, nil); err != nil {
+		log.Fatal(err)
+	}
+	// Output: level=INFO msg="memshuffle: key rotated" rotations=1
 }

@@ -488,3 +488,22 @@ func ExampleWithLogger() {
 	}
 	// Output: level=INFO msg="memshuffle: key rotated" rotations=1
 }
+
+// Options are checked by New: a value out of range is an error, not a
+// silent default.
+func ExampleNew() {
+	s, err := memshuffle.New(
+		memshuffle.WithShards(8),
+		memshuffle.WithCipher(memshuffle.ChaCha20Poly1305),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(s.Close(), s.Close()) // Close is idempotent
+
+	_, err = memshuffle.New(memshuffle.WithShards(3)) // not a power of two
+	fmt.Println(errors.Is(err, memshuffle.ErrInvalidOption))
+	// Output:
+	// <nil> <nil>
+	// true
+}

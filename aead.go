@@ -125,6 +125,10 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 		return err
 	})
 	if err != nil {
+		// op may have written before the borrow failed to end (a Purge or
+		// Close between the two): take back what it wrote, a plaintext
+		// for Open, from the spare capacity the caller may never look at.
+		Wipe(out[len(out) : len(out)+n])
 		return dst, err
 	}
 	return res, nil

@@ -90,8 +90,9 @@ var (
 
 	// ErrPanicked is returned, wrapping the panic value, when code of the
 	// caller's that memshuffle runs to fill an entry (the io.Reader of
-	// ReadFrom, ReadAll, ReadUntil or ReadPrivateKey) panics; what it read
-	// is wiped and freed.
+	// ReadFrom, ReadAll, ReadUntil or ReadPrivateKey) panics, what it read
+	// then wiped and freed, or when WriteTo's io.Writer panics, the entry
+	// then encrypted again.
 	ErrPanicked = errors.New("memshuffle: caller's code panicked")
 )
 

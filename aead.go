@@ -12,7 +12,8 @@ import (
 // AEAD is AES-GCM (NIST SP 800-38D) with 12-byte nonces and 16-byte tags,
 // whose key is an entry of a Shuffler. It seals and opens as crypto/cipher's
 // GCM does and produces the same bytes, but reports every failure as an
-// error instead of a panic. It is safe for concurrent use.
+// error instead of a panic (ErrNilArgument for a nil *AEAD). It is safe for
+// concurrent use.
 //
 // Each call builds the AES key schedule and the GCM tables from a view of
 // the key, uses them and zeroes them before returning, so no copy of the
@@ -26,6 +27,10 @@ type AEAD struct {
 const (
 	aeadNonceSize = 12
 	aeadTagSize   = 16
+
+	// aeadMaxPlaintext is the most GCM encrypts under one nonce, 2^32-2
+	// blocks (NIST SP 800-38D): about 64 GiB.
+	aeadMaxPlaintext uint64 = (1<<32 - 2) * 16
 )
 
 // NewAEAD returns an AEAD whose key is the entry key: 16, 24 or 32 bytes,
@@ -53,8 +58,13 @@ func (a *AEAD) Overhead() int { return aeadTagSize }
 // and appends the result to dst. To reuse plaintext's storage for the
 // output, use plaintext[:0] as dst; otherwise dst's spare capacity must not
 // overlap plaintext, or Seal fails with ErrBufferOverlap. A nonce of the
-// wrong size fails with ErrInvalidSize. On error dst is returned as it was.
+// wrong size, or a plaintext longer than GCM allows (2^32-2 blocks, about
+// 64 GiB), fails with ErrInvalidSize. On error dst is returned as it was.
 func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) ([]byte, error) {
+	if uint64(len(plaintext)) > aeadMaxPlaintext {
+		// Before do grows dst by that much; crypto/cipher would panic.
+		return dst, fmt.Errorf("%w: plaintext of %d bytes, GCM takes at most %d", ErrInvalidSize, len(plaintext), aeadMaxPlaintext)
+	}
 	return a.do(dst, nonce, plaintext, len(plaintext)+aeadTagSize,
 		func(g cipher.AEAD, out []byte) ([]byte, error) {
 			return g.Seal(out, nonce, plaintext, additionalData), nil
@@ -66,7 +76,8 @@ func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) ([]byte, error
 // forged or damaged message fails with ErrAuthFailed and leaves dst's
 // spare capacity zeroed. The buffer rules are Seal's.
 func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error) {
-	if len(ciphertext) < aeadTagSize {
+	if len(ciphertext) < aeadTagSize || uint64(len(ciphertext)-aeadTagSize) > aeadMaxPlaintext {
+		// No Seal made it: refused before do grows dst by that much.
 		return dst, ErrAuthFailed
 	}
 	return a.do(dst, nonce, ciphertext, len(ciphertext)-aeadTagSize,
@@ -83,6 +94,10 @@ func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, erro
 // (so that nothing is allocated inside secret.Do), and runs op with a
 // GCM built from a view of the key, zeroing the GCM afterwards.
 func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]byte, error)) ([]byte, error) {
+	if a == nil {
+		// What a NewAEAD whose error went unchecked leaves.
+		return dst, fmt.Errorf("%w: nil *AEAD", ErrNilArgument)
+	}
 	if len(nonce) != aeadNonceSize {
 		return dst, fmt.Errorf("%w: nonce of %d bytes, want %d", ErrInvalidSize, len(nonce), aeadNonceSize)
 	}
@@ -110,6 +125,10 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 		return err
 	})
 	if err != nil {
+		// op may have written before the borrow failed to end (a Purge or
+		// Close between the two): take back what it wrote, a plaintext
+		// for Open, from the spare capacity the caller may never look at.
+		Wipe(out[len(out) : len(out)+n])
 		return dst, err
 	}
 	return res, nil

@@ -31,6 +31,7 @@
 //	key, err := memshuffle.RentSlice[byte](s, h)
 //	_, err = io.ReadFull(rand.Reader, key)  // written straight into the entry
 //	err = s.Return(h)                       // ciphertext again
+//	// (check each err as above)
 //
 // Values must be plain data: no Go pointers, strings, slices, maps,
 // channels, functions or interfaces anywhere inside them, because memory
@@ -43,8 +44,9 @@
 // [ErrTypeMismatch], [ErrInvalidSize], [ErrOutOfMemory], [ErrLockFailed],
 // [ErrNoSecretMemory], [ErrExpired], [ErrTampered], [ErrInvalidOption],
 // [ErrCounterExhausted], [ErrNilArgument], [ErrBackgroundRunning],
-// [ErrNameTaken], [ErrInvalidKey], [ErrAuthFailed], [ErrBufferOverlap], [ErrInvalidCount]. No
-// input makes a call panic.
+// [ErrNameTaken], [ErrInvalidKey], [ErrAuthFailed], [ErrBufferOverlap], [ErrInvalidCount],
+// [ErrTooLarge], [ErrRotationIncomplete], [ErrPanicked]. No input makes a
+// call panic.
 //
 // A rent belongs to its handle, not to a goroutine (Return may come from any
 // goroutine), so Return exactly once per Rent: a second Return gets
@@ -155,7 +157,7 @@
 // every form of a key that gives it away, after 1,000 operations of each
 // adapter and a garbage collection, in every readable mapping of the
 // process outside the Shuffler's locked, dump-excluded arenas (the same
-// counts in a gcore dump). Four runs on linux/amd64 with Go 1.26.8 (one of
+// counts in a gcore dump). Five runs on linux/amd64 with Go 1.26.8 (one of
 // them as an unprivileged user), in a default build (go test -run
 // TestAdapterCopies -v):
 //
@@ -163,7 +165,7 @@
 //     XOR opad, in every run. For comparison, hmac.New inside
 //     [BorrowViewSlice] left 476 and 472 padded blocks after 50,000 MACs
 //     (examples/jwt).
-//   - AEAD Seal and Open (AES-256-GCM; the last run, and one before): 0
+//   - AEAD Seal and Open (AES-256-GCM; the last two runs, and one before): 0
 //     copies of the key and of its last round key. Without the zeroing of
 //     the schedule, 1,000 calls left 13 and 26.
 //   - Ed25519 Sign: 1 copy of the seed and 1 of the nonce prefix, none of
@@ -175,7 +177,7 @@
 //     memory is reused. (The key cannot be the entry itself: a weak
 //     pointer into memory the runtime does not manage aborts the process,
 //     in any build.)
-//   - ECDSA P-256 Sign: 17, 35, 51 and 37 copies of d. crypto/ecdsa copies the
+//   - ECDSA P-256 Sign: 17, 35, 51, 37 and 22 copies of d. crypto/ecdsa copies the
 //     scalar into its FIPS module's key form for each signature, and those
 //     copies are out of reach; the Signer wipes its own big.Int.
 //   - RSA-2048 Sign: 48 to 328 copies of each of d, p and q big-endian,
@@ -190,7 +192,8 @@
 //
 // Go 1.26 has runtime/secret behind GOEXPERIMENT=runtimesecret, for
 // linux/amd64 and linux/arm64: secret.Do(f) erases the registers and the
-// stack f used, the signal frames of signals that arrive while it runs, and
+// stack f used, the signal frames of signals that arrive while it runs (when
+// the next garbage collection starts; until then a dump finds them), and
 // the heap allocations f made once they are unreachable. Build with it and
 // [SecretMode] reports true (as does [Stats].SecretMode), and every callback
 // the library runs with plaintext runs inside secret.Do: the Borrow

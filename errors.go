@@ -63,7 +63,10 @@ var (
 	// WithSecretMemory where the system has no memfd_secret(2) or refuses it.
 	ErrNoSecretMemory = errors.New("memshuffle: secret memory unavailable")
 
-	// ErrInvalidOption is returned by New for an option value out of range.
+	// ErrInvalidOption is returned by New for an option value out of range,
+	// by a Signer's Sign for crypto.SignerOpts it cannot sign with (a hash
+	// function it cannot use, a digest of another length than the hash's),
+	// and by MAC for a hash function that returns one hash twice.
 	ErrInvalidOption = errors.New("memshuffle: invalid option")
 
 	// ErrNilArgument is returned when a function, context or reader passed
@@ -87,8 +90,9 @@ var (
 
 	// ErrPanicked is returned, wrapping the panic value, when code of the
 	// caller's that memshuffle runs to fill an entry (the io.Reader of
-	// ReadFrom, ReadAll, ReadUntil or ReadPrivateKey) panics; what it read
-	// is wiped and freed.
+	// ReadFrom, ReadAll, ReadUntil or ReadPrivateKey) panics, what it read
+	// then wiped and freed, or when WriteTo's io.Writer panics, the entry
+	// then encrypted again.
 	ErrPanicked = errors.New("memshuffle: caller's code panicked")
 )
 

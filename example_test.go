@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -355,4 +357,153 @@ func ExampleShuffler_StartBackgroundShuffle() {
 	stop()
 	fmt.Println(s.Stats().BytesMoved >= 2*100*64)
 	// Output: true
+}
+
+// Readers share one decryption through View; a writer has to wait until the
+// last of them is done.
+func ExampleView() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+	h, _ := memshuffle.Create[[4]uint32](s)
+	memshuffle.Borrow(s, h, func(p *[4]uint32) error {
+		*p = [4]uint32{1, 2, 3, 4}
+		return nil
+	})
+
+	a, _ := memshuffle.View[[4]uint32](s, h)
+	b, _ := memshuffle.View[[4]uint32](s, h)
+	_, err := memshuffle.Rent[[4]uint32](s, h)
+	fmt.Println(a == b, a[3], errors.Is(err, memshuffle.ErrBusy), s.Stats().Viewed)
+	s.ReturnView(h)
+	s.ReturnView(h) // the last view encrypts the entry again
+	_, err = memshuffle.Rent[[4]uint32](s, h)
+	fmt.Println(err)
+	s.Return(h)
+	// Output:
+	// true 4 true 1
+	// <nil>
+}
+
+// Purge destroys every secret at once, for a signal or panic handler: a
+// slice still rented reads zeros, and every later call fails with ErrClosed.
+func ExampleShuffler_Purge() {
+	s, _ := memshuffle.New()
+	defer s.Close() // unmaps what Purge left mapped
+
+	h, _ := memshuffle.CopyFrom(s, []byte("s3cr3t"))
+	b, _ := memshuffle.RentSlice[byte](s, h)
+	if err := s.Purge(); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(b)
+	_, err := memshuffle.Create[int](s)
+	fmt.Println(errors.Is(err, memshuffle.ErrClosed))
+	// Output:
+	// [0 0 0 0 0 0]
+	// true
+}
+
+// Rent tracking finds a rent that was never returned, with where it began.
+func ExampleWithRentTracking() {
+	s, _ := memshuffle.New(memshuffle.WithRentTracking(10 * time.Millisecond))
+	defer s.Close()
+
+	h, _ := memshuffle.Create[int](s)
+	memshuffle.Rent[int](s, h) // and no Return
+	time.Sleep(20 * time.Millisecond)
+	for _, r := range s.LongRents() {
+		fmt.Println(r.Handle == h, strings.Contains(r.Stack, "ExampleWithRentTracking"))
+	}
+	fmt.Println(s.Stats().LongRents)
+	// Output:
+	// true true
+	// 1
+}
+
+// Sub turns two snapshots into what happened between them.
+func ExampleStats_Sub() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+	for range 4 {
+		memshuffle.Alloc[byte](s, 16)
+	}
+	s.Shuffle()
+
+	before := s.Stats()
+	s.Shuffle()
+	s.RotateKey(nil, nil)
+	d := s.Stats().Sub(before)
+	fmt.Println(d.Shuffles, d.BytesMoved, d.KeyRotations, d.Entries)
+	// Output: 1 64 1 4
+}
+
+// A default time to live makes every new entry expire on its own.
+func ExampleWithDefaultTTL() {
+	s, err := memshuffle.New(memshuffle.WithDefaultTTL(10 * time.Millisecond))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	h, _ := memshuffle.CopyFrom(s, []byte("session key"))
+	exp, _ := s.Expiry(h)
+	fmt.Println(time.Until(exp) <= 10*time.Millisecond)
+	time.Sleep(20 * time.Millisecond)
+	_, err = memshuffle.RentSlice[byte](s, h)
+	fmt.Println(errors.Is(err, memshuffle.ErrExpired))
+	// Output:
+	// true
+	// true
+}
+
+// Wipe clears a buffer of your own in a way the compiler cannot drop.
+func ExampleWipe() {
+	pin := []byte("1234")
+	memshuffle.Wipe(pin)
+	fmt.Println(pin)
+	// Output: [0 0 0 0]
+}
+
+// Events go to a log/slog logger; none carries a secret, a key or an
+// address.
+func ExampleWithLogger() {
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{} // keep the output the same from run to run
+			}
+			return a
+		},
+	}))
+	// LockNone only keeps this output the same where the memlock limit is
+	// low, which would add a warning; keep the default in real code.
+	s, err := memshuffle.New(memshuffle.WithLogger(logger), memshuffle.WithLockMode(memshuffle.LockNone))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	if err := s.RotateKey(nil, nil); err != nil {
+		log.Fatal(err)
+	}
+	// Output: level=INFO msg="memshuffle: key rotated" rotations=1
+}
+
+// Options are checked by New: a value out of range is an error, not a
+// silent default.
+func ExampleNew() {
+	s, err := memshuffle.New(
+		memshuffle.WithShards(8),
+		memshuffle.WithCipher(memshuffle.ChaCha20Poly1305),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(s.Close(), s.Close()) // Close is idempotent
+
+	_, err = memshuffle.New(memshuffle.WithShards(3)) // not a power of two
+	fmt.Println(errors.Is(err, memshuffle.ErrInvalidOption))
+	// Output:
+	// <nil> <nil>
+	// true
 }

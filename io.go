@@ -22,7 +22,10 @@ func Wipe(b []byte) { osmem.Wipe(b) }
 // entry directly. If r yields fewer than n bytes, the entry is wiped and
 // freed and the error wraps io.ErrUnexpectedEOF (or r's error). If r panics
 // (a typed nil r often does), the entry is wiped and freed as well and the
-// error wraps ErrPanicked and the panic value.
+// error wraps ErrPanicked and the panic value. A count r cannot have read
+// (negative, or past the slice it was given) gives ErrInvalidCount, and
+// 100 reads in a row that return nothing give io.ErrNoProgress, as in
+// ReadAll.
 //
 // Close or Purge while r is reading never faults: ReadFrom wipes what r
 // wrote once r returns, and returns ErrClosed.
@@ -45,12 +48,22 @@ func readFull(r io.Reader, b []byte) (err error) {
 			}
 		}
 	}()
-	_, err = io.ReadFull(r, b)
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	if err != nil {
-		return fmt.Errorf("memshuffle: reading %d bytes: %w", len(b), err)
+	// Not io.ReadFull: it loops for ever on a reader that returns nothing
+	// and no error, and takes an impossible count at its word (past
+	// len(b), the entry is reported full with bytes r never wrote).
+	// readSome refuses both, as ReadAll does.
+	for n := 0; n < len(b); {
+		m, err := readSome(r, b[n:])
+		n += m
+		if n == len(b) {
+			return nil
+		}
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return fmt.Errorf("memshuffle: reading %d bytes: %w", len(b), err)
+		}
 	}
 	return nil
 }

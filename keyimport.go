@@ -88,7 +88,10 @@ func readPrivateKey(s *Shuffler, r io.Reader) (Handle, error) {
 	if err != nil {
 		return Handle{}, fmt.Errorf("%w: %w", ErrInvalidKey, err)
 	}
-	return CopyFrom(s, p8) // wipes p8
+	// CopyFrom wipes p8 only once an entry holds it; on failure it keeps
+	// its src for the caller, but p8 is ours, and nobody else will.
+	defer Wipe(p8)
+	return CopyFrom(s, p8)
 }
 
 // parsePrivateKey parses der in the form its PEM block type names, or, for

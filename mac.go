@@ -18,7 +18,8 @@ import (
 // soon as both hashes have absorbed them, and both hashes are reset before
 // MAC returns, which overwrites the states derived from the key. In secret
 // mode (see SecretMode) all of it runs inside secret.Do. Each call makes
-// two hashes; h must return a new one each time, as sha256.New does.
+// two hashes; h must return a new one each time, as sha256.New does, or
+// MAC fails with ErrInvalidOption, where hmac.New panics.
 func MAC(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, error) {
 	if h == nil {
 		return dst, fmt.Errorf("%w: nil hash function", ErrNilArgument)
@@ -30,6 +31,10 @@ func MAC(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, 
 	inner, outer := h(), h()
 	if inner == nil || outer == nil {
 		return dst, fmt.Errorf("%w: hash function returned nil", ErrNilArgument)
+	}
+	if sameHash(inner, outer) {
+		// One hash for both would give a MAC of nothing: hmac.New panics.
+		return dst, fmt.Errorf("%w: hash function returned the same hash twice", ErrInvalidOption)
 	}
 	bs := inner.BlockSize()
 	if bs <= 0 || outer.BlockSize() != bs || inner.Size() > bs {
@@ -47,12 +52,21 @@ func MAC(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, 
 	return out, nil
 }
 
+// sameHash reports whether a and b are one hash, as crypto/hmac checks: a
+// hash type that cannot be compared panics, and is taken as two.
+func sameHash(a, b hash.Hash) (same bool) {
+	defer func() { _ = recover() }()
+	return a == b
+}
+
 // hmacAppend computes HMAC(key, msg) with two fresh hashes of block size
 // len(pad) and appends it to dst. pad holds, in turn, the key (or its
 // hash), key XOR ipad, key XOR opad, and the inner hash; the hashes read
 // full blocks straight from it without buffering them. pad is zeros again
 // when hmacAppend returns, and both hashes are reset.
 func hmacAppend(inner, outer hash.Hash, pad, key, msg, dst []byte) []byte {
+	// Also when a hash of the caller's panics, whose panic goes on.
+	defer Wipe(pad)
 	bs := len(pad)
 	if len(key) > bs {
 		inner.Write(key)

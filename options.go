@@ -142,6 +142,8 @@ const (
 	ChaCha20Poly1305
 )
 
+// String names the cipher as the documentation does ("AES-256-CTR", say),
+// for logs and error messages.
 func (c Cipher) String() string { return seal.Mode(c).String() }
 
 // WithCipher selects the cipher entries are encrypted with; the default is

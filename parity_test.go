@@ -266,13 +266,14 @@ func TestWriteTo(t *testing.T) {
 	s := newTest(t)
 	h, _ := CopyFrom(s, bytes.Clone(secret))
 	t.Run("panics", func(t *testing.T) {
-		defer func() {
-			if p := recover(); p != "writer broke" {
-				t.Fatalf("recovered %v, want the writer's panic to go on", p)
+		var nilBuf *bytes.Buffer
+		for _, w := range []io.Writer{panicWriter{}, nilBuf} {
+			n, err := WriteTo(s, h, w)
+			if n != 0 || !errors.Is(err, ErrPanicked) {
+				t.Fatalf("WriteTo(%T that panics) = %d, %v; want 0, ErrPanicked", w, n, err)
 			}
 			mustBeSealed(t, s, h, secret)
-		}()
-		WriteTo(s, h, panicWriter{})
+		}
 	})
 	t.Run("bad count", func(t *testing.T) {
 		if _, err := WriteTo(s, h, writeFunc(func(b []byte) (int, error) { return len(b) + 1, nil })); err == nil {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"reflect"
 	"sync"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -27,7 +28,13 @@ import (
 // the Go heap. Sign parses the key out of a view of the entry for each
 // signature and signs: with an *ecdsa.PrivateKey, ed25519.PrivateKey or
 // *rsa.PrivateKey's Sign, so opts and rand mean what they mean there (nil
-// rand gives deterministic ECDSA signatures, RFC 6979). The key it parses
+// rand gives deterministic ECDSA signatures, RFC 6979), except that Sign
+// returns an error where those panic: ErrNilArgument for nil opts, a nil
+// pointer included, and ErrInvalidOption for opts naming a hash function
+// unknown or not linked into the program where one is needed (RSA-PSS,
+// ECDSA with nil rand). Whatever else those refuse (opts they cannot use, a
+// digest of another length than opts' hash) fails with an error matching
+// ErrInvalidOption that wraps theirs. The key it parses
 // lives only for that call and what the Signer owns of it is wiped before
 // Sign returns; in secret mode (see SecretMode) the parse and the signature
 // run inside secret.Do, so the copies the standard library makes are
@@ -154,7 +161,7 @@ func (k *signer) Public() crypto.PublicKey { return k.pub }
 // Sign signs digest (the message itself, for Ed25519) with the key in the
 // entry; see NewSigner.
 func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (sig []byte, err error) {
-	if opts == nil {
+	if opts == nil || isNilPointer(opts) {
 		return nil, fmt.Errorf("%w: nil crypto.SignerOpts", ErrNilArgument)
 	}
 	err = BorrowViewSlice(k.s, k.h, func(der []byte) error {
@@ -176,7 +183,32 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 	return sig, nil
 }
 
-func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+// isNilPointer reports whether v is a nil pointer: opts of a pointer type
+// whose HashFunc reads its receiver, as *rsa.PSSOptions' does.
+func isNilPointer(v any) bool {
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}
+
+// stdSignError types an error of the standard library's Sign: what it
+// refuses is the caller's opts, or a digest that does not fit them (another
+// length than their hash's, too long for the key), and its errors match no
+// sentinel of ours.
+func stdSignError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+}
+
+// optsPanic is the error for a panic of the standard library's Sign:
+// crypto/rsa and crypto/ecdsa panic on opts naming a hash function that is
+// unknown or not linked in, which is bad input, so an error here.
+func optsPanic(opts crypto.SignerOpts, p any) error {
+	return fmt.Errorf("%w: signing with %T %v: %v", ErrInvalidOption, opts, opts, p)
+}
+
+func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) (sig []byte, err error) {
 	seed, err := pkcs8Ed25519Seed(der)
 	if err != nil {
 		return nil, err
@@ -196,12 +228,18 @@ func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) ([]byte, e
 		defer k.mu.Unlock()
 	}
 	defer Wipe(key)
+	defer func() {
+		if p := recover(); p != nil {
+			sig, err = nil, optsPanic(opts, p)
+		}
+	}()
 	copy(key, seed)
 	copy(key[ed25519.SeedSize:], k.edPub)
-	return key.Sign(nil, msg, opts)
+	sig, err = key.Sign(nil, msg, opts)
+	return sig, stdSignError(err)
 }
 
-func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) (sig []byte, err error) {
 	d, err := pkcs8ECScalar(der, k.ecBytes)
 	if err != nil {
 		return nil, err
@@ -220,10 +258,16 @@ func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypt
 	if key.D.Sign() == 0 || key.D.Cmp(k.ecPub.Curve.Params().N) >= 0 {
 		return nil, fmt.Errorf("%w: the entry holds an EC scalar out of range", ErrInvalidKey)
 	}
-	return key.Sign(rand, digest, opts)
+	defer func() {
+		if p := recover(); p != nil {
+			sig, err = nil, optsPanic(opts, p)
+		}
+	}()
+	sig, err = key.Sign(rand, digest, opts)
+	return sig, stdSignError(err)
 }
 
-func (k *signer) signRSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+func (k *signer) signRSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) (sig []byte, err error) {
 	key, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidKey, err)
@@ -233,7 +277,13 @@ func (k *signer) signRSA(der []byte, rand io.Reader, digest []byte, opts crypto.
 	if !ok {
 		return nil, fmt.Errorf("%w: the entry no longer holds an RSA key", ErrInvalidKey)
 	}
-	return rk.Sign(rand, digest, opts)
+	defer func() {
+		if p := recover(); p != nil {
+			sig, err = nil, optsPanic(opts, p)
+		}
+	}()
+	sig, err = rk.Sign(rand, digest, opts)
+	return sig, stdSignError(err)
 }
 
 // edSeedCheck returns a value that tells Ed25519 seeds apart without

@@ -12,7 +12,7 @@ import (
 // RentInfo describes a rent or view held longer than the threshold given
 // to WithRentTracking.
 type RentInfo struct {
-	Handle Handle
+	Handle Handle    // the entry rented or viewed
 	Since  time.Time // when the rent (or the first of the views) began
 	Stack  string    // where it began: function, file and line per frame
 }
@@ -40,7 +40,9 @@ func WithRentTracking(threshold time.Duration) Option {
 }
 
 // WithLogger sends the Shuffler's events to l: long-held rents (with
-// WithRentTracking), key rotations and refused memory locks. Events never
+// WithRentTracking), key rotations and scheduled rotations that failed,
+// refused memory locks, and entries that failed authentication
+// (ErrTampered, with an authenticated cipher). Events never
 // carry a secret, a key or an address. The handler runs on the Shuffler's
 // goroutines and, for some events, while a shard is locked, so it must not
 // call the Shuffler's methods; the one exception is Purge from a long-rent

@@ -14,7 +14,8 @@ import (
 // to w, which per the io.Writer contract must not keep the slice. The
 // plaintext is there for as long as w.Write takes. The entry
 // is encrypted again before WriteTo returns, also when w fails, and also
-// when w panics: the panic then goes on, as in Borrow. A short write without
+// when w panics (a typed nil w often does): the error then wraps
+// ErrPanicked and the panic value, as ReadFrom's does. A short write without
 // an error from w gives io.ErrShortWrite. An entry that is rented (not
 // viewed) elsewhere gives ErrBusy. The view is pinned, as in BorrowView:
 // Close or Purge while w.Write runs never faults w's read of the bytes,
@@ -33,7 +34,7 @@ func WriteTo(s *Shuffler, h Handle, w io.Writer) (n int64, err error) {
 			err = rerr
 		}
 	}()
-	m, err := w.Write(b)
+	m, err := writeOnce(w, b)
 	if m < 0 || m > len(b) {
 		return 0, fmt.Errorf("%w: writer returned %d for a %d-byte write", ErrInvalidCount, m, len(b))
 	}
@@ -41,4 +42,15 @@ func WriteTo(s *Shuffler, h Handle, w io.Writer) (n int64, err error) {
 		err = io.ErrShortWrite
 	}
 	return int64(m), err
+}
+
+// writeOnce is w.Write(b) with a panic of w turned into an error: WriteTo
+// runs the caller's writer, and no input makes a call panic.
+func writeOnce(w io.Writer, b []byte) (m int, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			m, err = 0, panicError(fmt.Sprintf("io.Writer %T", w), p)
+		}
+	}()
+	return w.Write(b)
 }

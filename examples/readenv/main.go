@@ -103,9 +103,9 @@ var errNotSet = errors.New("not set")
 //     its own copy.
 //
 // What it does do: the one copy it makes itself, the []byte conversion, is
-// wiped by CopyFrom once it is in the entry, and Unsetenv keeps the
-// variable from every child process started from now on (os/exec passes the
-// current environment by default).
+// wiped by CopyFrom once it is in the entry, or here if it cannot be stored,
+// and Unsetenv keeps the variable from every child process started from now
+// on (os/exec passes the current environment by default).
 func moveEnv(s *memshuffle.Shuffler, name string) (memshuffle.Handle, error) {
 	v, ok := os.LookupEnv(name)
 	if !ok {
@@ -117,8 +117,13 @@ func moveEnv(s *memshuffle.Shuffler, name string) (memshuffle.Handle, error) {
 	}
 	// A converted []byte is a fresh copy of v that this function owns, so
 	// it may be wiped. (Never convert back the other way: string(b) of a
-	// secret is one more copy nobody can wipe.)
-	h, err := memshuffle.CopyFrom(s, []byte(v))
+	// secret is one more copy nobody can wipe.) CopyFrom wipes it once the
+	// entry holds it; on failure it leaves it to us.
+	b := []byte(v)
+	h, err := memshuffle.CopyFrom(s, b)
+	if err != nil {
+		memshuffle.Wipe(b)
+	}
 	if uerr := os.Unsetenv(name); err == nil && uerr != nil {
 		s.Free(h)
 		err = uerr

@@ -645,8 +645,8 @@ func TestFlags(t *testing.T) {
 	}
 }
 
-// Close waits for a view in progress instead of unmapping the memory under
-// it; afterwards views and signatures fail cleanly.
+// Close waits for a view in progress instead of wiping the token under it;
+// afterwards views and signatures fail cleanly.
 func TestCloseWaitsForViews(t *testing.T) {
 	t.Parallel()
 	srv, err := newServer(testConfig(t, testToken), log.New(io.Discard, "", 0))

@@ -17,13 +17,15 @@ import (
 	"github.com/memshuffle/memshuffle"
 )
 
-// vault is a Shuffler plus the one rule memshuffle leaves to its user at
-// shutdown: Close unmaps the arenas, so a goroutine still reading a view
-// when Close runs would fault. Every view here holds a read lock for its
-// short length, and close takes the write lock, so Close waits for the views
-// in progress; views after it fail with memshuffle.ErrClosed. (Purge, which
-// PurgeOnSignal calls, leaves the memory mapped and needs no such care: a
-// view in progress reads zeros.)
+// vault is a Shuffler that shuts down only between views. Close during a
+// Borrow function never faults (it keeps the memory mapped until the
+// function returns), but it wipes the entry at once: a view in progress
+// would go on reading zeros where the token was and then fail with
+// memshuffle.ErrClosed. Every view here holds a read lock for its short
+// length, and close takes the write lock, so Close waits for the views in
+// progress, which finish with the real bytes; views after it fail with
+// memshuffle.ErrClosed. (Purge, which PurgeOnSignal calls, must not wait:
+// a view in progress reads zeros.)
 type vault struct {
 	mu sync.RWMutex
 	s  *memshuffle.Shuffler

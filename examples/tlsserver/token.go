@@ -120,7 +120,7 @@ func trimNewline(s *memshuffle.Shuffler, h memshuffle.Handle) (memshuffle.Handle
 // points into the copy of the environment the Go runtime made on the heap at
 // start-up. The operating system's own copy, the environment block the
 // process started with, stays too (it is what /proc/PID/environ shows). The
-// []byte conversion is one more copy, but one that CopyFrom wipes; Unsetenv
+// []byte conversion is one more copy, but one that is wiped; Unsetenv
 // keeps the variable from child processes started from now on, and drops
 // the runtime's reference to its copy, which stays in memory, unwiped, until
 // the garbage collector reuses it. See examples/readenv. Prefer -token-file.
@@ -129,7 +129,11 @@ func tokenFromEnv(s *memshuffle.Shuffler, v string) (memshuffle.Handle, error) {
 		os.Unsetenv(tokenEnv)
 		return memshuffle.Handle{}, fmt.Errorf("$%s: %d bytes; want at most %d", tokenEnv, len(v), maxTokenSize)
 	}
-	h, err := memshuffle.CopyFrom(s, []byte(v))
+	b := []byte(v)
+	h, err := memshuffle.CopyFrom(s, b)
+	if err != nil {
+		memshuffle.Wipe(b) // CopyFrom wipes its src only once the entry holds it
+	}
 	if uerr := os.Unsetenv(tokenEnv); err == nil {
 		err = uerr
 	}

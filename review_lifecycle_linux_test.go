@@ -19,15 +19,27 @@ func TestPurgeLockedBytesIsVmLck(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got, want := s.Stats().LockedBytes, vmLck(t)-base; got != want {
+	if got, want, ok := lockedMatches(t, s, base); !ok {
 		t.Fatalf("before Purge: Stats.LockedBytes %d, VmLck grew by %d", got, want)
 	}
 	if err := s.Purge(); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := s.Stats().LockedBytes, vmLck(t)-base; got != want {
+	if got, want, ok := lockedMatches(t, s, base); !ok {
 		t.Fatalf("after Purge: Stats.LockedBytes %d, VmLck grew by %d", got, want)
 	}
+}
+
+// lockedMatches compares Stats.LockedBytes with the growth of VmLck since
+// base, a few times: a region another test left to a goroutine of its own
+// may come or go meanwhile, but a miscount shows in every sample.
+func lockedMatches(t *testing.T, s *Shuffler, base int64) (got, want int64, ok bool) {
+	for range 5 {
+		if got, want = lockedAgainstVmLck(t, s, base); got == want {
+			return got, want, true
+		}
+	}
+	return got, want, false
 }
 
 // TestSecretLockFailureAdvice: secret memory is locked by the kernel

@@ -46,7 +46,9 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 // lock while it moves up to 128 KiB, or a single larger entry, into memory
 // mapped before it took the lock; only an entry too large to share an
 // arena, or a system that refused the memory ahead of time, has a step map
-// under the lock. Each step also wipes entries whose expiry has passed.
+// under the lock. Each step also wipes entries whose expiry has passed,
+// within the same 128 KiB (or one larger entry); when more expire at once,
+// the next steps go on.
 //
 // The background shuffler takes little of the machine: after every
 // 100 µs of work, counted across cycles, it sleeps at least as long (up to
@@ -259,8 +261,14 @@ func (sh *shard) startCycle(later *store.UnmapList) {
 // spare: then the entry's move maps one under the lock, as any allocation
 // would.
 func (sh *shard) step(later *store.UnmapList, spare **osmem.Region, spareRefused bool) (more bool, want int) {
-	sh.sweepExpired(later)
-	budget, count := stepBytes, 0
+	// Entries that expire together (made together with one TTL) are wiped
+	// a step's worth at a time: wiping them all at once held the lock for
+	// as long as that took, hundreds of milliseconds for 200 MB.
+	wiped, count, swept := sh.sweepSome(later, stepBytes, stepEntries)
+	if !swept {
+		return true, 0
+	}
+	budget := stepBytes - wiped
 	var moved uint64
 	for sh.bgPos < len(sh.bgOrder) && budget > 0 && count < stepEntries {
 		i := sh.bgOrder[sh.bgPos]

@@ -144,3 +144,25 @@ func (sh *shard) expire(i uint32, sl *store.Slot, later *store.UnmapList) {
 func (sh *shard) sweepExpired(later *store.UnmapList) {
 	sh.Expiries.Due(sh.s.now(), func(i uint32) { sh.expired(i, sh.Slots.At(i), later) })
 }
+
+// sweepSome is sweepExpired for a background step, which must hold the
+// shard lock for a bounded time however many entries expire at once: it
+// stops once it has wiped bytes of data or n entries (at least one entry),
+// and reports what it wiped and whether it got through every entry due.
+func (sh *shard) sweepSome(later *store.UnmapList, bytes, n int) (wipedBytes, wiped int, done bool) {
+	done = sh.Expiries.DueUntil(sh.s.now(), func(i uint32) bool {
+		if wipedBytes >= bytes || wiped >= n {
+			return false
+		}
+		// A borrowed entry is left to its return and costs nothing here.
+		if sl := sh.Slots.At(i); sl.State() == store.StateLive {
+			size := int(sl.Size)
+			if sh.expired(i, sl, later) {
+				wipedBytes += size
+				wiped++
+			}
+		}
+		return true
+	})
+	return wipedBytes, wiped, done
+}

@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // TestCloseWhileLongRentLoggerPurges: WithLogger allows a handler of the
@@ -52,4 +55,52 @@ func TestCloseWhileLongRentLoggerPurges(t *testing.T) {
 		t.Fatal(err)
 	}
 	goroutineGone(t, "watchRents")
+}
+
+// TestStepWipesExpiredBounded: entries that expire together are wiped a
+// step's worth at a time, and the steps that follow wipe the rest. One
+// step wiping them all held the shard lock, and kept every Rent of the
+// shard waiting, for as long as that took (290 ms for 200,000 entries of
+// 1 KiB).
+func TestStepWipesExpiredBounded(t *testing.T) {
+	const n, size = 1000, 1024
+	clk := newTestClock(time.Now())
+	s := newTest(t, WithShards(1), withClock(clk), WithDefaultTTL(time.Minute))
+	for range n {
+		if _, err := Alloc[byte](s, size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.advance(2 * time.Minute)
+	sh := &s.shards[0]
+	var later store.UnmapList
+	var spare *osmem.Region
+	step := func() bool {
+		sh.mu.Lock()
+		defer later.UnmapAll(&s.aux)
+		defer sh.mu.Unlock()
+		more, _ := sh.step(&later, &spare, true)
+		return more
+	}
+	sh.mu.Lock()
+	sh.startCycle(&later)
+	sh.mu.Unlock()
+	later.UnmapAll(&s.aux)
+	more := step()
+	if got, most := s.Stats().Expired, uint64(stepBytes/size); got > most || !more {
+		t.Fatalf("one step wiped %d entries of %d bytes (at most %d) and reported more=%v", got, size, most, more)
+	}
+	for steps := 1; more; steps++ {
+		if steps > n {
+			t.Fatal("the steps never end")
+		}
+		more = step()
+	}
+	if got := s.Stats().Expired; got != n {
+		t.Fatalf("after the steps: %d of %d entries wiped", got, n)
+	}
+	if err := s.checkNoneDue(clk.now()); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, s)
 }

@@ -81,6 +81,20 @@ func (e *Expiries) Due(now int64, fn func(i uint32)) {
 	}
 }
 
+// DueUntil is Due that stops as soon as fn reports false. It reports
+// whether it called fn for every slot that was due.
+func (e *Expiries) DueUntil(now int64, fn func(i uint32) bool) bool {
+	if d, ok := e.Next(); !ok || now < d {
+		return true
+	}
+	for i, d := range e.at {
+		if d <= now && !fn(i) {
+			return false
+		}
+	}
+	return true
+}
+
 // Len is the number of deadlines.
 func (e *Expiries) Len() int { return len(e.at) }
 

@@ -454,7 +454,7 @@ func TestStepMapsNothingUnderLock(t *testing.T) {
 	sh := &s.shards[0]
 	var later store.UnmapList
 	sh.mu.Lock()
-	sh.startCycle(&later)
+	sh.startCycle(sh.permutation(sh.bgOrder, int(sh.Slots.Len())), &later)
 	sh.mu.Unlock()
 	later.UnmapAll(&s.aux)
 	var spare *osmem.Region

@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	"errors"
+	mrand "math/rand/v2"
 	"slices"
 	"time"
 
@@ -717,7 +718,10 @@ func (w *shuffleWork) trim() {
 // large enough. Each step takes 32 random bits, two to a 64-bit draw, and
 // maps them onto [0, k] by Lemire's multiply-and-reject method, which is
 // exactly uniform.
-func (sh *shard) permutation(b []uint32, n int) []uint32 {
+func (sh *shard) permutation(b []uint32, n int) []uint32 { return permute(sh.rng, b, n) }
+
+// permute is shard.permutation drawn from rng.
+func permute(rng *mrand.Rand, b []uint32, n int) []uint32 {
 	b = growU32(b, n)
 	for k := range b {
 		b[k] = uint32(k)
@@ -729,7 +733,7 @@ func (sh *shard) permutation(b []uint32, n int) []uint32 {
 			have = false
 			return uint32(pool >> 32)
 		}
-		pool, have = sh.rng.Uint64(), true
+		pool, have = rng.Uint64(), true
 		return uint32(pool)
 	}
 	for k := n - 1; k > 0; k-- {

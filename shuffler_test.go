@@ -406,7 +406,7 @@ func TestStepAdoptsSpare(t *testing.T) {
 	cycle := func(spare *osmem.Region) (left *osmem.Region, cur *store.Arena) {
 		var later store.UnmapList
 		sh.mu.Lock()
-		sh.startCycle(&later)
+		sh.startCycle(sh.permutation(sh.bgOrder, int(sh.Slots.Len())), &later)
 		// As after a refused spare: a step without one large enough maps
 		// its fresh arena under the lock rather than stopping for one.
 		const spareRefused = true

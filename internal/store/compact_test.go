@@ -48,3 +48,23 @@ func TestCompactDrainsBesideSparseCurrent(t *testing.T) {
 			e.Counts.Live(), e.Counts.LiveBytes(), m, e.Arenas.FreeSpace().Bytes(), e.Wasteful())
 	}
 }
+
+// TestFreeSpaceRecordsStay: the index's records never move as it grows.
+// Kept in one slice, each growth copied all of them, and a background
+// step that freed the extent that needed one more record held its shard's
+// lock for milliseconds (5 to 6.6 ms at 200,000 extents).
+func TestFreeSpaceRecordsStay(t *testing.T) {
+	var f FreeSpace
+	f.Insert(0, 0, 1)
+	first := f.rec(0)
+	const n = 100000
+	for i := 1; i < n; i++ {
+		f.Insert(0, uint32(2*i), 1) // never touching: one record each
+	}
+	if f.Len() != n || f.rec(0) != first {
+		t.Fatalf("%d extents; record 0 moved: %v", f.Len(), f.rec(0) != first)
+	}
+	if err := f.Check(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -17,8 +17,9 @@ import (
 // start and end. FreeSpace holds only offsets; it never touches the memory.
 // It is not safe for concurrent use.
 type FreeSpace struct {
-	ext   []extent // records; unused ones are chained through next
-	spare int32    // first unused record, or -1
+	ext   [][]extent // records, in chunks that never move; unused ones are chained through next
+	nrec  int32      // records made
+	spare int32      // first unused record, or -1
 	heads [numBins]int32
 	busy  [numBins / 64]uint64 // bins with at least one extent
 	start map[uint64]int32     // arena<<32|off -> record
@@ -75,22 +76,28 @@ func (f *FreeSpace) Insert(arena, off, n uint32) (uint32, uint32) {
 	}
 	f.bytes += int64(n)
 	if r, ok := f.end[key(arena, off)]; ok {
-		e := &f.ext[r]
+		e := f.rec(r)
 		off, n = e.off, n+e.n
 		f.drop(r)
 	}
 	if r, ok := f.start[key(arena, off+n)]; ok {
-		n += f.ext[r].n
+		n += f.rec(r).n
 		f.drop(r)
 	}
 	r := f.spare
 	if r >= 0 {
-		f.spare = f.ext[r].next
+		f.spare = f.rec(r).next
 	} else {
-		r = int32(len(f.ext))
-		f.ext = append(f.ext, extent{})
+		// A chunk at a time: growing one slice of every record copied all
+		// of them, milliseconds under the shard lock once there were a few
+		// hundred thousand.
+		r = f.nrec
+		if r&recMask == 0 {
+			f.ext = append(f.ext, make([]extent, recChunk))
+		}
+		f.nrec++
 	}
-	f.ext[r] = extent{arena: arena, off: off, n: n}
+	*f.rec(r) = extent{arena: arena, off: off, n: n}
 	f.link(r)
 	f.start[key(arena, off)] = r
 	f.end[key(arena, off+n)] = r
@@ -98,14 +105,24 @@ func (f *FreeSpace) Insert(arena, off, n uint32) (uint32, uint32) {
 	return off, n
 }
 
+// Records are kept in chunks of recChunk.
+const (
+	recShift = 12
+	recChunk = 1 << recShift
+	recMask  = recChunk - 1
+)
+
+// rec returns record r.
+func (f *FreeSpace) rec(r int32) *extent { return &f.ext[r>>recShift][r&recMask] }
+
 // link puts record r into the bin of its size.
 func (f *FreeSpace) link(r int32) {
-	e := &f.ext[r]
+	e := f.rec(r)
 	b := binOf(e.n)
 	e.bin = uint16(b)
 	e.prev, e.next = -1, f.heads[b]
 	if e.next >= 0 {
-		f.ext[e.next].prev = r
+		f.rec(e.next).prev = r
 	}
 	f.heads[b] = r
 	f.busy[b/64] |= 1 << (b % 64)
@@ -113,9 +130,9 @@ func (f *FreeSpace) link(r int32) {
 
 // unlink takes record r out of its bin.
 func (f *FreeSpace) unlink(r int32) {
-	e := &f.ext[r]
+	e := f.rec(r)
 	if e.prev >= 0 {
-		f.ext[e.prev].next = e.next
+		f.rec(e.prev).next = e.next
 	} else {
 		f.heads[e.bin] = e.next
 		if e.next < 0 {
@@ -123,14 +140,14 @@ func (f *FreeSpace) unlink(r int32) {
 		}
 	}
 	if e.next >= 0 {
-		f.ext[e.next].prev = e.prev
+		f.rec(e.next).prev = e.prev
 	}
 }
 
 // drop removes record r entirely; the bytes count is the caller's.
 func (f *FreeSpace) drop(r int32) {
 	f.unlink(r)
-	e := &f.ext[r]
+	e := f.rec(r)
 	delete(f.start, key(e.arena, e.off))
 	delete(f.end, key(e.arena, e.off+e.n))
 	e.next = f.spare
@@ -163,8 +180,8 @@ func (f *FreeSpace) TakeWhere(n, align uint32, accept func(arena uint32) bool) (
 	}
 	// The extents of n's own bin may be smaller than n: look at a few.
 	k := 0
-	for r := f.heads[b]; r >= 0 && k < limit; r, k = f.ext[r].next, k+1 {
-		if accept != nil && !accept(f.ext[r].arena) {
+	for r := f.heads[b]; r >= 0 && k < limit; r, k = f.rec(r).next, k+1 {
+		if accept != nil && !accept(f.rec(r).arena) {
 			continue
 		}
 		if a, o, ok := f.takeFrom(r, n, align); ok {
@@ -184,8 +201,8 @@ func (f *FreeSpace) TakeWhere(n, align uint32, accept func(arena uint32) bool) (
 			break
 		}
 		k = 0
-		for r := f.heads[b]; r >= 0 && k < limit; r, k = f.ext[r].next, k+1 {
-			if accept != nil && !accept(f.ext[r].arena) {
+		for r := f.heads[b]; r >= 0 && k < limit; r, k = f.rec(r).next, k+1 {
+			if accept != nil && !accept(f.rec(r).arena) {
 				continue
 			}
 			if a, o, ok := f.takeFrom(r, n, align); ok {
@@ -198,7 +215,7 @@ func (f *FreeSpace) TakeWhere(n, align uint32, accept func(arena uint32) bool) (
 
 // takeFrom carves n bytes aligned to align out of record r, if they fit.
 func (f *FreeSpace) takeFrom(r int32, n, align uint32) (uint32, uint32, bool) {
-	e := f.ext[r]
+	e := *f.rec(r)
 	at := (e.off + align - 1) &^ (align - 1)
 	if at < e.off || uint64(at)+uint64(n) > uint64(e.off)+uint64(e.n) {
 		return 0, 0, false
@@ -221,7 +238,7 @@ func (f *FreeSpace) Remove(arena, off uint32) (uint32, bool) {
 	if !ok {
 		return 0, false
 	}
-	n := f.ext[r].n
+	n := f.rec(r).n
 	f.drop(r)
 	f.bytes -= int64(n)
 	return n, true
@@ -233,7 +250,7 @@ func (f *FreeSpace) EndingAt(arena, end uint32) (uint32, bool) {
 	if !ok {
 		return 0, false
 	}
-	return f.ext[r].off, true
+	return f.rec(r).off, true
 }
 
 // Each calls fn for every free extent, in no particular order.
@@ -242,8 +259,8 @@ func (f *FreeSpace) Each(fn func(arena, off, n uint32)) {
 		return
 	}
 	for b := range f.heads {
-		for r := f.heads[b]; r >= 0; r = f.ext[r].next {
-			e := &f.ext[r]
+		for r := f.heads[b]; r >= 0; r = f.rec(r).next {
+			e := f.rec(r)
 			fn(e.arena, e.off, e.n)
 		}
 	}
@@ -261,8 +278,8 @@ func (f *FreeSpace) Check() error {
 	count, bytes := 0, int64(0)
 	for b := range f.heads {
 		prev := int32(-1)
-		for r := f.heads[b]; r >= 0; r = f.ext[r].next {
-			e := &f.ext[r]
+		for r := f.heads[b]; r >= 0; r = f.rec(r).next {
+			e := f.rec(r)
 			if e.prev != prev || int(e.bin) != b || binOf(e.n) != b || e.n == 0 {
 				return fmt.Errorf("store: extent %d (arena %d, [%d,+%d)) misfiled in bin %d", r, e.arena, e.off, e.n, b)
 			}
@@ -275,7 +292,7 @@ func (f *FreeSpace) Check() error {
 			count++
 			bytes += int64(e.n)
 			prev = r
-			if count > len(f.ext) {
+			if count > int(f.nrec) {
 				return fmt.Errorf("store: bin %d has a cycle", b)
 			}
 		}

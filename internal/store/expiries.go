@@ -11,8 +11,9 @@ import (
 // earliest deadline is cached so that sweeps with nothing due cost nothing.
 type Expiries struct {
 	at       map[uint32]int64
-	earliest int64 // the smallest deadline in at, unless stale
-	stale    bool  // the earliest deadline left: recompute on demand
+	earliest int64    // the smallest deadline in at, unless stale
+	stale    bool     // the earliest deadline left: recompute on demand
+	due      []uint32 // slots DueUntil found due and has not yet handed out
 }
 
 // Set gives slot i the deadline d, replacing any it had.
@@ -81,19 +82,47 @@ func (e *Expiries) Due(now int64, fn func(i uint32)) {
 	}
 }
 
-// DueUntil is Due that stops as soon as fn reports false. It reports
-// whether it called fn for every slot that was due.
+// DueUntil is Due that stops as soon as fn reports false, for a caller
+// that goes on in a later call. It reports whether it called fn for every
+// slot that was due.
+//
+// The slots found due are queued, and later calls take from the queue
+// before they look at the deadlines again: each look is a pass over every
+// deadline (and over the map's buckets, which do not shrink as deadlines
+// leave), so a call per few hundred slots, each looking afresh, made
+// wiping n entries that expired together cost n²/512 map visits, seconds
+// for 200,000 entries.
 func (e *Expiries) DueUntil(now int64, fn func(i uint32) bool) bool {
-	if d, ok := e.Next(); !ok || now < d {
-		return true
+	if len(e.due) == 0 {
+		if d, ok := e.Next(); !ok || now < d {
+			return true
+		}
+		if afterDueScan != nil {
+			afterDueScan()
+		}
+		for i, d := range e.at {
+			if d <= now {
+				e.due = append(e.due, i)
+			}
+		}
 	}
-	for i, d := range e.at {
-		if d <= now && !fn(i) {
+	for len(e.due) > 0 {
+		i := e.due[len(e.due)-1]
+		// Cleared or given a later deadline since it was queued.
+		if d, ok := e.at[i]; ok && d <= now && !fn(i) {
 			return false
 		}
+		e.due = e.due[:len(e.due)-1]
+	}
+	if cap(e.due) > 1<<12 {
+		e.due = nil
 	}
 	return true
 }
+
+// afterDueScan, when set by a test, runs each time DueUntil looks through
+// every deadline.
+var afterDueScan func()
 
 // Len is the number of deadlines.
 func (e *Expiries) Len() int { return len(e.at) }

@@ -63,3 +63,68 @@ func TestExpiriesDue(t *testing.T) {
 		t.Fatalf("next after the sweep: %d, %v", d, ok)
 	}
 }
+
+// TestDueUntilLooksOnce: a sweep that takes due slots a few at a time,
+// over many calls, looks through the deadlines once, not once a call: a
+// background step per 512 of 200,000 entries that expired together, each
+// looking afresh, took seconds. Every slot due is handed out once, and
+// none whose deadline was cleared or put off after the sweep began.
+func TestDueUntilLooksOnce(t *testing.T) {
+	const n, per = 10000, 100
+	var e Expiries
+	for i := range uint32(n) {
+		e.Set(i, int64(i%7))
+	}
+	e.Set(n, 100) // not due
+	scans := 0
+	afterDueScan = func() { scans++ }
+	t.Cleanup(func() { afterDueScan = nil })
+	seen := make(map[uint32]bool)
+	first := uint32(n)
+	calls := 0
+	for done := false; !done; calls++ {
+		if calls > n {
+			t.Fatal("DueUntil never reports done")
+		}
+		k := 0
+		done = e.DueUntil(50, func(i uint32) bool {
+			if k == per {
+				return false
+			}
+			k++
+			if seen[i] {
+				t.Fatalf("slot %d handed out twice", i)
+			}
+			seen[i] = true
+			e.Clear(i)
+			if first == n {
+				// Other paths, meanwhile: a free, and a later deadline.
+				first = i
+				for j := uint32(0); j < n; j += 10 {
+					if j+1 != i {
+						e.Clear(j + 1)
+					}
+					if j+2 != i {
+						e.Set(j+2, 1000)
+					}
+				}
+			}
+			return true
+		})
+	}
+	if scans != 1 {
+		t.Errorf("%d calls looked through the deadlines %d times, want once", calls, scans)
+	}
+	for i := range uint32(n) {
+		if want := i == first || (i%10 != 1 && i%10 != 2); seen[i] != want {
+			t.Errorf("slot %d handed out: %v, want %v", i, seen[i], want)
+		}
+	}
+	left := n/10 + 1 // the put off, and the one never due
+	if first%10 == 2 {
+		left-- // handed out, so not put off
+	}
+	if _, ok := e.Get(n); !ok || e.Len() != left {
+		t.Errorf("%d deadlines left, want %d", e.Len(), left)
+	}
+}

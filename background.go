@@ -177,8 +177,8 @@ func (s *Shuffler) cycle(ctx context.Context, pace *pacer) bool {
 		sh.mu.Unlock()
 		// The order is drawn with no lock held: for a shard of a million
 		// entries that takes 8 to 14 ms, which every Rent of the shard
-		// waited for, once a cycle. Slots made meanwhile wait for the next
-		// cycle, as those made during the cycle do.
+		// waited for, once a cycle. startCycle adds the slots made
+		// meanwhile.
 		order = permute(rng, order, n)
 		if afterCycleOrder != nil {
 			afterCycleOrder(sh)
@@ -274,14 +274,31 @@ func (sh *shard) forkRNG() *mrand.Rand {
 	return mrand.New(mrand.NewChaCha8(seed))
 }
 
-// startCycle sets order as the order in which this cycle visits the
-// shard's slots, and sends what the cycle moves to a fresh arena. An empty
-// current arena goes to later.
+// startCycle sets order, a permutation of the shard's first len(order)
+// slots, as the order in which this cycle visits the shard's slots, and
+// sends what the cycle moves to a fresh arena. An empty current arena goes
+// to later.
+//
+// Slots made since order was drawn hold entries in arenas from before the
+// cycle, the current one among them, which the cycle must empty like the
+// rest: they join the order (see joinOrder).
 func (sh *shard) startCycle(order []uint32, later *store.UnmapList) {
-	sh.bgOrder = order
+	sh.bgOrder = joinOrder(sh.rng, order, sh.Slots.Len())
 	sh.bgPos = 0
 	sh.relock()
 	sh.Arenas.ReplaceCur(nil, later)
+}
+
+// joinOrder extends order, a permutation of 0 to len(order)-1, to one of 0
+// to n-1: each slot joins at a uniformly random place, a step of the
+// inside-out Fisher-Yates shuffle, so that a uniform order stays uniform.
+func joinOrder(rng *mrand.Rand, order []uint32, n uint32) []uint32 {
+	for k := uint32(len(order)); k < n; k++ {
+		order = append(order, k)
+		j := rng.Uint32N(k + 1)
+		order[k], order[j] = order[j], order[k]
+	}
+	return order
 }
 
 // step moves the next few entries of the cycle; it reports whether any

@@ -17,7 +17,7 @@ import (
 // start and end. FreeSpace holds only offsets; it never touches the memory.
 // It is not safe for concurrent use.
 type FreeSpace struct {
-	ext   [][]extent // records, in chunks that never move; unused ones are chained through next
+	ext   [][]extent // records, in chunks that never move after the first fills; unused ones are chained through next
 	nrec  int32      // records made
 	spare int32      // first unused record, or -1
 	heads [numBins]int32
@@ -90,9 +90,17 @@ func (f *FreeSpace) Insert(arena, off, n uint32) (uint32, uint32) {
 	} else {
 		// A chunk at a time: growing one slice of every record copied all
 		// of them, milliseconds under the shard lock once there were a few
-		// hundred thousand.
+		// hundred thousand. The first chunk grows as a slice does, to at
+		// most recChunk records, copied in microseconds: a whole chunk is
+		// 96 KiB, and most shards have a few holes or none.
 		r = f.nrec
-		if r&recMask == 0 {
+		switch {
+		case r < recChunk:
+			if len(f.ext) == 0 {
+				f.ext = append(f.ext, nil)
+			}
+			f.ext[0] = append(f.ext[0], extent{})
+		case r&recMask == 0:
 			f.ext = append(f.ext, make([]extent, recChunk))
 		}
 		f.nrec++

@@ -2,6 +2,7 @@ package store
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -98,4 +99,24 @@ func longestRun(free [][]bool) uint32 {
 		}
 	}
 	return best
+}
+
+// TestFreeSpaceFewExtentsSmall: an index of a few extents takes a few
+// hundred bytes of heap, not a whole chunk of records: every shard with a
+// hole had one, and 96 KiB a shard made up to 6 MiB for a Shuffler of 64
+// shards however little it held.
+func TestFreeSpaceFewExtentsSmall(t *testing.T) {
+	const n = 64
+	fs := make([]FreeSpace, n)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range fs {
+		fs[i].Insert(0, 0, 1)
+		fs[i].Insert(0, 2, 1)
+	}
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(fs)
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 4<<10 {
+		t.Fatalf("an index of 2 extents allocated %d bytes", per)
+	}
 }

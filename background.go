@@ -130,6 +130,7 @@ func (s *Shuffler) background(ctx context.Context, interval time.Duration, done 
 		}
 		s.bgCycles.Add(1)
 		if interval > 0 {
+			waited := time.Now()
 			t := time.NewTimer(interval)
 			select {
 			case <-ctx.Done():
@@ -137,8 +138,7 @@ func (s *Shuffler) background(ctx context.Context, interval time.Duration, done 
 				return
 			case <-t.C:
 			}
-			// The wait was a rest: the next burst starts now.
-			pace.restart()
+			pace.waited(time.Since(waited))
 		} else if ctx.Err() != nil {
 			return
 		}
@@ -473,6 +473,21 @@ func (p *pacer) rest() {
 
 // restart begins a new burst now: what came before was no work.
 func (p *pacer) restart() { p.since = p.now() }
+
+// waited counts d, just spent waiting for the next cycle or rotation, as
+// rest: as much as the burst so far needs, a new burst begins; a shorter
+// wait (a tiny interval) only leaves out the time it took, and the work
+// on either side of it adds up to the same burst.
+func (p *pacer) waited(d time.Duration) {
+	if p == nil {
+		return
+	}
+	if worked := p.now().Sub(p.since) - d; d >= min(worked, pacerMax) {
+		p.restart()
+	} else {
+		p.since = p.since.Add(d)
+	}
+}
 
 func (p *pacer) now() time.Time {
 	if p.clock != nil {

@@ -78,6 +78,37 @@ func TestPacerRests(t *testing.T) {
 	}
 }
 
+// TestPacerWaited: a wait between runs counts as rest for its length
+// only. One as long as the burst so far needs (the burst, or pacerMax for
+// a longer one) starts a new burst; a shorter one leaves the work on
+// either side of it in one burst.
+func TestPacerWaited(t *testing.T) {
+	var none *pacer
+	none.waited(time.Second)
+
+	now := time.Unix(1e9, 0)
+	for _, c := range []struct {
+		name          string
+		worked, wait  time.Duration
+		wantWorkAfter time.Duration // now - since after waited
+	}{
+		{"long wait", 80 * time.Microsecond, time.Millisecond, 0},
+		{"wait as long as the work", 80 * time.Microsecond, 80 * time.Microsecond, 0},
+		{"tiny wait", 80 * time.Microsecond, time.Microsecond, 80 * time.Microsecond},
+		{"no work", 0, time.Microsecond, 0},
+		{"wait of pacerMax after more work", 3 * pacerMax, pacerMax, 0},
+		{"short wait after more work than pacerMax", 3 * pacerMax, pacerMax / 2, 3 * pacerMax},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := pacer{since: now.Add(-c.worked - c.wait), clock: func() time.Time { return now }}
+			p.waited(c.wait)
+			if got := now.Sub(p.since); got != c.wantWorkAfter {
+				t.Errorf("burst after %v of work and a %v wait: %v, want %v", c.worked, c.wait, got, c.wantWorkAfter)
+			}
+		})
+	}
+}
+
 // TestMapSpare: a spare is zero, locked as the Shuffler's lock mode asks
 // and counted while mapped; a refused lock is an error under LockStrict and
 // a counted failure otherwise, with nothing left mapped or counted wrong

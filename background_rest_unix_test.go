@@ -52,3 +52,38 @@ func TestBackgroundRestsAcrossCycles(t *testing.T) {
 		t.Errorf("back-to-back cycles took %.2f of one CPU; paced they take at most half", share)
 	}
 }
+
+// TestScheduledWorkRestsAtTinyIntervals is TestBackgroundRestsAcrossCycles
+// for work that waits between runs: WithKeyRotation and the background
+// shuffler at an interval of a microsecond, over one entry, so each run
+// is far shorter than a burst and each wait far shorter than a rest. The
+// waits must not count as rests that pay off the bursts: counted so, and
+// with a pacer of its own for every rotation, scheduled rotation took
+// 0.67 of one CPU.
+func TestScheduledWorkRestsAtTinyIntervals(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		opts  []Option
+		count func(Stats) uint64
+	}{
+		{"rotation", []Option{WithKeyRotation(time.Microsecond)}, func(st Stats) uint64 { return st.KeyRotations }},
+		{"background", []Option{WithBackgroundShuffle(time.Microsecond)}, func(st Stats) uint64 { return st.BackgroundCycles }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newTest(t, append(c.opts, WithShards(1))...)
+			if _, err := Alloc[byte](s, 32); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "a run", func() bool { return c.count(s.Stats()) > 0 })
+			cpu0, wall0, runs0 := processCPU(t), time.Now(), c.count(s.Stats())
+			time.Sleep(300 * time.Millisecond)
+			cpu, wall := processCPU(t)-cpu0, time.Since(wall0)
+			runs := c.count(s.Stats()) - runs0
+			share := float64(cpu) / float64(wall)
+			t.Logf("%d runs in %v took %v of CPU: %.2f of one CPU", runs, wall, cpu, share)
+			if share > 0.6 {
+				t.Errorf("runs a microsecond apart took %.2f of one CPU; paced they take at most half", share)
+			}
+		})
+	}
+}

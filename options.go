@@ -164,8 +164,11 @@ func WithCipher(c Cipher) Option {
 // most 64 KiB (or one larger entry), each under its shard's lock: a Rent or
 // Return waits at most for one batch, never for a whole shard or the whole
 // rotation. Like the background shuffler (see StartBackgroundShuffle), a
-// scheduled rotation sleeps after every 100 µs of work, so it takes a
-// tenth of one CPU or so and callers keep theirs: on the two-core machine
+// scheduled rotation sleeps after every 100 µs of work, counted across
+// rotations (the wait between two counts as rest only for its length), so
+// it takes a tenth of one CPU or so and callers keep theirs (a third at
+// most at an interval of a microsecond: TestScheduledWorkRestsAtTinyIntervals
+// measured 0.30 over one entry); on the two-core machine
 // of BENCHMARKS.md it re-encrypts about 100 MiB a second, 50 to 75 while a
 // caller runs Rent and Return flat out, where RotateKey, which does not
 // rest, does 750 to 1,400. A rotation that fails (see

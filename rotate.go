@@ -73,13 +73,11 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte, 
 	if s == nil || s.closed.Load() || len(s.shards) == 0 {
 		return ErrClosed
 	}
+	queued := time.Now()
 	s.rotateMu.Lock()
 	defer s.rotateMu.Unlock()
-	if pace != nil {
-		// Time spent waiting for rotateMu was no work: the first burst
-		// starts now.
-		pace.restart()
-	}
+	// Time spent waiting for rotateMu was no work.
+	pace.waited(time.Since(queued))
 	if s.rot.next != nil {
 		// Both round-key slots are in use until the last rotation is done.
 		if err := s.finishRotation(ctx, pace); err != nil {
@@ -559,13 +557,18 @@ func (s *Shuffler) rotateLoop(ctx context.Context, every time.Duration, done cha
 	defer close(done)
 	t := time.NewTimer(every)
 	defer t.Stop()
+	// One pacer for every rotation, as for the background's cycles: at a
+	// short interval, rotations of a few entries each take far less than a
+	// burst, and a pacer of their own never rested.
+	pace := newPacer()
 	for {
+		waited := time.Now()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		pace := newPacer()
+		pace.waited(time.Since(waited))
 		err := s.rotateKey(ctx, nil, nil, &pace)
 		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 			return
@@ -573,6 +576,9 @@ func (s *Shuffler) rotateLoop(ctx context.Context, every time.Duration, done cha
 		if err != nil {
 			s.log(slog.LevelWarn, "memshuffle: scheduled key rotation failed", slog.String("error", err.Error()))
 		}
+		// A rotation of a few entries reaches none of the rests inside
+		// it; their work adds up here.
+		pace.rest()
 		t.Reset(every)
 	}
 }

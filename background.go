@@ -168,6 +168,11 @@ func (s *Shuffler) background(ctx context.Context, interval time.Duration, done 
 func (s *Shuffler) cycle(ctx context.Context, pace *pacer) bool {
 	var later store.UnmapList
 	for i := range s.shards {
+		// Drawing a large shard's order takes milliseconds: stop, Close
+		// and Purge should not wait for every shard's.
+		if ctx.Err() != nil {
+			return false
+		}
 		sh := &s.shards[i]
 		if !sh.lockOpen() {
 			return false

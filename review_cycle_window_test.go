@@ -3,6 +3,7 @@ package memshuffle
 import (
 	"context"
 	mrand "math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,4 +86,37 @@ func TestJoinOrderUniform(t *testing.T) {
 			t.Errorf("%d drawn, %d joined: place depends on the slot: chi-square %.1f > %.1f; counts %v", drawn, 8-drawn, x, critical, byAge)
 		}
 	}
+}
+
+// TestCycleStopsBetweenOrders: a background cycle that is stopped while it
+// draws the shards' orders draws no further one: for large shards each
+// takes milliseconds, and stop, Close and Purge wait for the cycle.
+func TestCycleStopsBetweenOrders(t *testing.T) {
+	s := newTest(t, WithShards(4))
+	for range 64 {
+		if _, err := Alloc[byte](s, 32); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var drawn atomic.Int32
+	afterCycleOrder = func(sh *shard) {
+		if sh.s != s {
+			return // another test's Shuffler
+		}
+		drawn.Add(1)
+		cancel()
+	}
+	t.Cleanup(func() { afterCycleOrder = nil })
+	stop, err := s.StartBackgroundShuffle(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-ctx.Done()
+	stop()
+	if n := drawn.Load(); n != 1 {
+		t.Fatalf("%d shards' orders drawn, want 1: the cycle drew on after it was stopped", n)
+	}
+	mustCheck(t, s)
 }

@@ -154,23 +154,13 @@ func TestPurgeFromLogger(t *testing.T) {
 	if _, err := Rent[uint64](s, h); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-purged:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Purge from the logger did not return")
+	if err := errWithin(t, purged, "Purge from the logger did not return"); err != nil {
+		t.Fatal(err)
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
-	select {
-	case err := <-closed:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close after a Purge from the logger did not return")
+	if err := errWithin(t, closed, "Close after a Purge from the logger did not return"); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -45,13 +45,8 @@ func TestCloseWhileLongRentLoggerPurges(t *testing.T) {
 	<-reported
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
-	select {
-	case err := <-closed:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close did not return: it waits for the rent watcher, whose logger waits in Purge for Close")
+	if err := errWithin(t, closed, "Close did not return: it waits for the rent watcher, whose logger waits in Purge for Close"); err != nil {
+		t.Fatal(err)
 	}
 	if err := <-purged; err != nil {
 		t.Fatal(err)

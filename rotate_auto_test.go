@@ -103,13 +103,8 @@ func TestKeyRotationPurge(t *testing.T) {
 	if _, err := CopyFrom(s, []byte("secret")); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-purged:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Purge from the rotation's logger did not return")
+	if err := errWithin(t, purged, "Purge from the rotation's logger did not return"); err != nil {
+		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -125,4 +120,17 @@ func rawOf(t *testing.T, s *Shuffler, h Handle) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// errWithin returns the error ch delivers, and fails t with stuck when
+// none comes within 10 seconds: a call that deadlocked.
+func errWithin(t *testing.T, ch <-chan error, stuck string) error {
+	t.Helper()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal(stuck)
+		return nil
+	}
 }

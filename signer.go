@@ -190,25 +190,25 @@ func isNilPointer(v any) bool {
 	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
-// stdSignError types an error of the standard library's Sign: what it
-// refuses is the caller's opts, or a digest that does not fit them (another
-// length than their hash's, too long for the key), and its errors match no
-// sentinel of ours.
-func stdSignError(err error) error {
-	if err == nil {
-		return nil
+// stdSign runs sign, a standard library Sign given the caller's opts, and
+// types what it refuses. Its errors (opts it cannot use, a digest of
+// another length than their hash's or too long for the key) match no
+// sentinel of ours, and crypto/rsa and crypto/ecdsa panic on opts naming a
+// hash function that is unknown or not linked in: bad input either way,
+// so ErrInvalidOption.
+func stdSign(opts crypto.SignerOpts, sign func() ([]byte, error)) (sig []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			sig, err = nil, fmt.Errorf("%w: signing with %T %v: %v", ErrInvalidOption, opts, opts, p)
+		}
+	}()
+	if sig, err = sign(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
-	return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+	return sig, nil
 }
 
-// optsPanic is the error for a panic of the standard library's Sign:
-// crypto/rsa and crypto/ecdsa panic on opts naming a hash function that is
-// unknown or not linked in, which is bad input, so an error here.
-func optsPanic(opts crypto.SignerOpts, p any) error {
-	return fmt.Errorf("%w: signing with %T %v: %v", ErrInvalidOption, opts, opts, p)
-}
-
-func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) (sig []byte, err error) {
+func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
 	seed, err := pkcs8Ed25519Seed(der)
 	if err != nil {
 		return nil, err
@@ -228,18 +228,12 @@ func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) (sig []byt
 		defer k.mu.Unlock()
 	}
 	defer Wipe(key)
-	defer func() {
-		if p := recover(); p != nil {
-			sig, err = nil, optsPanic(opts, p)
-		}
-	}()
 	copy(key, seed)
 	copy(key[ed25519.SeedSize:], k.edPub)
-	sig, err = key.Sign(nil, msg, opts)
-	return sig, stdSignError(err)
+	return stdSign(opts, func() ([]byte, error) { return key.Sign(nil, msg, opts) })
 }
 
-func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) (sig []byte, err error) {
+func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	d, err := pkcs8ECScalar(der, k.ecBytes)
 	if err != nil {
 		return nil, err
@@ -258,16 +252,10 @@ func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypt
 	if key.D.Sign() == 0 || key.D.Cmp(k.ecPub.Curve.Params().N) >= 0 {
 		return nil, fmt.Errorf("%w: the entry holds an EC scalar out of range", ErrInvalidKey)
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			sig, err = nil, optsPanic(opts, p)
-		}
-	}()
-	sig, err = key.Sign(rand, digest, opts)
-	return sig, stdSignError(err)
+	return stdSign(opts, func() ([]byte, error) { return key.Sign(rand, digest, opts) })
 }
 
-func (k *signer) signRSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) (sig []byte, err error) {
+func (k *signer) signRSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	key, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidKey, err)
@@ -277,13 +265,7 @@ func (k *signer) signRSA(der []byte, rand io.Reader, digest []byte, opts crypto.
 	if !ok {
 		return nil, fmt.Errorf("%w: the entry no longer holds an RSA key", ErrInvalidKey)
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			sig, err = nil, optsPanic(opts, p)
-		}
-	}()
-	sig, err = rk.Sign(rand, digest, opts)
-	return sig, stdSignError(err)
+	return stdSign(opts, func() ([]byte, error) { return rk.Sign(rand, digest, opts) })
 }
 
 // edSeedCheck returns a value that tells Ed25519 seeds apart without

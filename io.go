@@ -41,11 +41,7 @@ func ReadFrom(s *Shuffler, r io.Reader, n int) (Handle, error) {
 func readFull(r io.Reader, b []byte) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			if perr, ok := p.(error); ok {
-				err = fmt.Errorf("%w: io.Reader %T: %w", ErrPanicked, r, perr)
-			} else {
-				err = fmt.Errorf("%w: io.Reader %T: %v", ErrPanicked, r, p)
-			}
+			err = panicError(fmt.Sprintf("io.Reader %T", r), p)
 		}
 	}()
 	// Not io.ReadFull: it loops for ever on a reader that returns nothing

@@ -287,8 +287,11 @@ func (s *Shuffler) Return(h Handle) error {
 	if err != nil {
 		return err
 	}
-	defer sh.mu.Unlock()
-	return sh.endRent(sl, h)
+	// Unlocked by hand, not deferred: a defer costs this path, every
+	// Return's, a closure call, and nothing under the lock panics.
+	err = sh.endRent(sl, h)
+	sh.mu.Unlock()
+	return err
 }
 
 // endRent is Return under the shard lock.
@@ -310,8 +313,9 @@ func (s *Shuffler) ReturnView(h Handle) error {
 	if err != nil {
 		return err
 	}
-	defer sh.mu.Unlock()
-	return sh.endView(sl, h)
+	err = sh.endView(sl, h) // unlocked by hand, as in Return
+	sh.mu.Unlock()
+	return err
 }
 
 // endView is ReturnView under the shard lock.

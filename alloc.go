@@ -18,7 +18,7 @@ import (
 // can in bounded work (empty arenas, a few compaction steps) and tries again;
 // then it fails with ErrOutOfMemory or ErrLockFailed.
 func Alloc[T any](s *Shuffler, n int) (Handle, error) {
-	if _, err := typeOf[T](); err != nil {
+	if _, err := typeOfSmall[T](); err != nil {
 		return Handle{}, err
 	}
 	// T's size and alignment as constants, which every type of T's shape

@@ -82,3 +82,45 @@ func TestDueNowMatchesExpired(t *testing.T) {
 		}
 	}
 }
+
+// TestTypeOfSmallMatchesTypeOf holds typeOfSmall, which answers for types
+// smaller than a pointer without a look, to typeOf: the same size,
+// alignment and error for small plain types, for the sizes at the bounds
+// (0 and a pointer's), and for types that hold pointers.
+func TestTypeOfSmallMatchesTypeOf(t *testing.T) {
+	type named byte
+	type small struct {
+		a byte
+		b uint16
+	}
+	type withPtr struct{ p *byte }
+	check := func(name string, fast, slow func() (typeInfo, error)) {
+		t.Helper()
+		ti, err := fast()
+		want, wantErr := slow()
+		if ti != want || fmt.Sprint(err) != fmt.Sprint(wantErr) {
+			t.Errorf("%s: typeOfSmall gives %+v, %v; typeOf %+v, %v", name, ti, err, want, wantErr)
+		}
+	}
+	check("byte", typeOfSmall[byte], typeOf[byte])
+	check("bool", typeOfSmall[bool], typeOf[bool])
+	check("int16", typeOfSmall[int16], typeOf[int16])
+	check("float32", typeOfSmall[float32], typeOf[float32])
+	check("named", typeOfSmall[named], typeOf[named])
+	check("[3]byte", typeOfSmall[[3]byte], typeOf[[3]byte])
+	check("[7]byte", typeOfSmall[[7]byte], typeOf[[7]byte])
+	check("small", typeOfSmall[small], typeOf[small])
+	check("struct{}", typeOfSmall[struct{}], typeOf[struct{}])
+	check("[0]byte", typeOfSmall[[0]byte], typeOf[[0]byte])
+	check("uint64", typeOfSmall[uint64], typeOf[uint64])
+	check("[8]byte", typeOfSmall[[8]byte], typeOf[[8]byte])
+	check("*byte", typeOfSmall[*byte], typeOf[*byte])
+	check("withPtr", typeOfSmall[withPtr], typeOf[withPtr])
+	check("string", typeOfSmall[string], typeOf[string])
+	if _, err := typeOfSmall[struct{}](); err == nil {
+		t.Error("typeOfSmall accepts a type of size 0")
+	}
+	if _, err := typeOfSmall[withPtr](); err == nil {
+		t.Error("typeOfSmall accepts a type holding a pointer")
+	}
+}

@@ -91,7 +91,7 @@ func ViewSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, e
 // borrow and borrowSlice return the borrowed entry both as the caller's
 // type and as bytes, which is what ending a pinned borrow wipes.
 func borrow[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind, pin pinning) (*T, []byte, error) {
-	ti, err := typeOf[T]()
+	ti, err := typeOfSmall[T]()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -103,7 +103,7 @@ func borrow[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, ki
 }
 
 func borrowSlice[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind, pin pinning) ([]T, []byte, error) {
-	ti, err := typeOf[T]()
+	ti, err := typeOfSmall[T]()
 	if err != nil {
 		return nil, nil, err
 	}

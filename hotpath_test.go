@@ -1,6 +1,7 @@
 package memshuffle
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -123,4 +124,48 @@ func TestTypeOfSmallMatchesTypeOf(t *testing.T) {
 	if _, err := typeOfSmall[withPtr](); err == nil {
 		t.Error("typeOfSmall accepts a type holding a pointer")
 	}
+}
+
+// TestViewOfLiveEntryBehindWriter covers the moment between a writer's
+// wake-up and its rent, when the entry is live and the writer still
+// queued: a new View must fail with ErrBusy then, as it does while the
+// entry is viewed, or a stream of readers could keep the writer out. A
+// writer queued for another entry of the shard holds no view back.
+func TestViewOfLiveEntryBehindWriter(t *testing.T) {
+	s, err := New(WithShards(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h, err := Alloc[byte](s, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := Alloc[byte](s, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queue := func(id uint64, d int32) {
+		sh := &s.shards[h.shard()]
+		sh.mu.Lock()
+		sh.Waiters.QueueWriter(id, d)
+		sh.mu.Unlock()
+	}
+	queue(h.id, 1)
+	if _, err := ViewSlice[byte](s, h); !errors.Is(err, ErrBusy) {
+		t.Fatalf("ViewSlice of a live entry with a writer queued: %v, want ErrBusy", err)
+	}
+	if _, err := View[[32]byte](s, h); !errors.Is(err, ErrBusy) {
+		t.Fatalf("View of a live entry with a writer queued: %v, want ErrBusy", err)
+	}
+	queue(h.id, -1)
+	queue(other.id, 1)
+	if _, err := ViewSlice[byte](s, h); err != nil {
+		t.Fatalf("ViewSlice with a writer queued for another entry: %v", err)
+	}
+	if err := s.ReturnView(h); err != nil {
+		t.Fatal(err)
+	}
+	queue(other.id, -1)
+	mustCheck(t, s)
 }

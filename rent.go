@@ -158,42 +158,76 @@ const (
 
 // borrow rents (or, shared, views) an entry. With failIfBusy a busy entry
 // is an error; with waitIfBusy, borrow waits for the entry's shard to see a
-// return, until ctx is done.
+// return, until ctx is done (borrowWaiting). The first is every Rent's and
+// View's path, and keeps to what it needs.
+func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeInfo, form shape, kind borrowKind, pin pinning) ([]byte, error) {
+	if wait == waitIfBusy {
+		return s.borrowWaiting(ctx, h, ti, form, kind, pin)
+	}
+	sh, sl, err := s.lookup(h)
+	if err != nil {
+		return nil, err
+	}
+	// refuse, written out for the common answer
+	if st := sl.State(); st != store.StateLive || (kind == shared && !sh.Waiters.NoWriters()) {
+		if err := sh.refuse(sl, h, kind); err != nil {
+			sh.mu.Unlock()
+			return nil, err
+		}
+	}
+	mem, err := sh.take(sl, h, ti, form, kind)
+	if err == nil && pin == pinned {
+		sh.pins++
+	}
+	sh.mu.Unlock()
+	return mem, err
+}
+
+// refuse reports why slot sl, just looked up for h, cannot be borrowed as
+// kind now, under the shard lock: ErrExpired or ErrBusy, or nil when it
+// can.
+//
+// lookup has tested the entry's expiry once already: a live entry past its
+// deadline is wiped and now answers Expired. Only a borrowed one, which
+// keeps its state until its return wipes it, needs the test again, as
+// lookupLive would make it.
 //
 // A writer that waits is counted in sh.Waiters, and while one is, new
 // views of the entry count it as busy too: otherwise readers whose views
 // overlap would keep a writer out for as long as they keep coming.
-func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeInfo, form shape, kind borrowKind, pin pinning) ([]byte, error) {
+func (sh *shard) refuse(sl *store.Slot, h Handle, kind borrowKind) error {
+	st := sl.State()
+	if st == store.StateExpired || (st != store.StateLive && sh.expired(h.slot(), sl, nil)) {
+		return ErrExpired
+	}
+	if st == store.StateRented || (st == store.StateViewed && kind == exclusive) ||
+		(kind == shared && !sh.Waiters.NoWriters() && sh.Waiters.Writers(h.id) > 0) {
+		return ErrBusy
+	}
+	return nil
+}
+
+// borrowWaiting is borrow with waitIfBusy: it waits for a busy entry's
+// shard to see a return, until ctx is done.
+func (s *Shuffler) borrowWaiting(ctx context.Context, h Handle, ti typeInfo, form shape, kind borrowKind, pin pinning) ([]byte, error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: nil context", ErrNilArgument)
 	}
 	queued := false // this writer is counted in sh.Waiters
 	for {
 		sh, sl, err := s.lookup(h)
-		// lookup has tested the entry's expiry once already: a live entry
-		// past its deadline is wiped and now answers Expired. Only a
-		// borrowed one, which keeps its state until its return wipes it,
-		// needs the test again, as lookupLive would make it.
 		if err == nil {
-			if st := sl.State(); st == store.StateExpired || (st != store.StateLive && sh.expired(h.slot(), sl, nil)) {
+			if err = sh.refuse(sl, h, kind); err == ErrExpired {
 				sh.mu.Unlock()
-				err = ErrExpired
 			}
 		}
-		if err != nil {
+		if err != nil && err != ErrBusy {
 			if queued {
 				s.dequeueWriter(h)
 			}
 			return nil, err
 		}
-		st := sl.State()
-		busy := st == store.StateRented || (st == store.StateViewed && kind == exclusive) ||
-			(kind == shared && !sh.Waiters.NoWriters() && sh.Waiters.Writers(h.id) > 0)
-		if busy {
-			if wait == failIfBusy {
-				sh.mu.Unlock()
-				return nil, ErrBusy
-			}
+		if err == ErrBusy {
 			if kind == exclusive && !queued {
 				sh.Waiters.QueueWriter(h.id, 1)
 				queued = true

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/store"
 )
@@ -371,38 +372,31 @@ func (sh *shard) endView(sl *store.Slot, h Handle) error {
 }
 
 // seal encrypts a borrowed entry again and makes it live, under the shard
-// lock.
+// lock. What only some Returns do (wipe an entry that expired while
+// borrowed, move it to new space) is in functions of its own, so that
+// every Return's path keeps a small frame.
 func (sh *shard) seal(sl *store.Slot, h Handle) error {
-	s := sh.s
 	was := sl.State() // rented or viewed, so dueNow applies
 	if sh.dueNow(h.slot(), sl) {
-		// Expired while borrowed: the plaintext is wiped, not encrypted.
-		sh.expire(h.slot(), sl, nil)
-		sh.endBorrow(h, was)
-		return ErrExpired
+		return sh.sealExpired(sl, h, was)
 	}
 	src := sh.Bytes(sl)
 	// The default cipher's direct path (see shortCTR), decided once for
 	// both the counter values and the encryption: this is every Return's
 	// path.
 	k := shortCTR(sh.ciph, len(src))
-	base, err := sh.reserve(sh.sealCounters(k, len(src)))
-	if err != nil {
-		return err
-	}
-	moved := false
-	if s.onReturn.Load() {
-		if a, off, err := sh.Place(len(src)+sh.Overhead(), sl.Align(), nil); err == nil {
-			// Encrypt straight into the new space: the plaintext is never
-			// copied, and its old bytes are wiped.
-			sh.sealTo(k, a.Mem[off:off+len(src)+sh.Overhead()], src, base, h.slot(), sl)
-			sh.Rehome(sl, a, off, nil)
-			s.bytesMoved.Add(uint64(len(src)))
-			moved = true
+	// reserve, written out for a run that still holds the values
+	n := sh.sealCounters(k, len(src))
+	base := sh.ctrNext
+	if sh.ctrEnd-base >= n {
+		sh.ctrNext = base + n
+	} else {
+		var err error
+		if base, err = sh.reserve(n); err != nil {
+			return err
 		}
-		// Without memory for a move, encrypting in place keeps the entry
-		// safe; moving it is only a bonus.
 	}
+	moved := sh.s.onReturn.Load() && sh.sealMoved(k, src, base, h, sl)
 	if !moved {
 		if k != nil { // sealTo, written out
 			k.XORShort(src, src, base, &sh.scratch.KS)
@@ -413,12 +407,43 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 	sl.SetCtr(base)
 	sl.SetState(store.StateLive)
 	sh.endBorrow(h, was)
-	// Compact only while arenas hold more dead space than live data, so
-	// entries are not moved for nothing.
-	if moved && sh.Arenas.Mapped() > 2*sh.Counts.LiveBytes()+int64(2*s.cfg.arenaSize) {
-		sh.Sweep(sweepSlots)
+	if moved {
+		sh.sweepAfterMove()
 	}
 	return nil
+}
+
+// sealExpired is seal for an entry that expired while borrowed: the
+// plaintext is wiped, not encrypted.
+func (sh *shard) sealExpired(sl *store.Slot, h Handle, was uint32) error {
+	sh.expire(h.slot(), sl, nil)
+	sh.endBorrow(h, was)
+	return ErrExpired
+}
+
+// sealMoved encrypts the borrowed entry src, of slot sl, under the run of
+// counter values at base straight into new space, and wipes its old bytes:
+// the plaintext is never copied. It reports false, and does nothing, when
+// there is no memory for the move; encrypting in place then keeps the
+// entry safe, moving it is only a bonus.
+func (sh *shard) sealMoved(k *ctr.Cipher, src []byte, base uint64, h Handle, sl *store.Slot) bool {
+	a, off, err := sh.Place(len(src)+sh.Overhead(), sl.Align(), nil)
+	if err != nil {
+		return false
+	}
+	sh.sealTo(k, a.Mem[off:off+len(src)+sh.Overhead()], src, base, h.slot(), sl)
+	sh.Rehome(sl, a, off, nil)
+	sh.s.bytesMoved.Add(uint64(len(src)))
+	return true
+}
+
+// sweepAfterMove compacts after a moving Return, but only while arenas
+// hold more dead space than live data, so entries are not moved for
+// nothing.
+func (sh *shard) sweepAfterMove() {
+	if sh.Arenas.Mapped() > 2*sh.Counts.LiveBytes()+int64(2*sh.s.cfg.arenaSize) {
+		sh.Sweep(sweepSlots)
+	}
 }
 
 // endBorrow does the bookkeeping of a borrow that ended, and wakes waiters;

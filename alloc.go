@@ -59,7 +59,15 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	}
 	sh := s.pickShard()
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
+	// Unlocked by hand, not deferred, as in Return.
+	h, err := sh.alloc(size, align)
+	sh.mu.Unlock()
+	return h, err
+}
+
+// alloc is Alloc under the shard lock.
+func (sh *shard) alloc(size, align int) (Handle, error) {
+	s := sh.s
 	if sh.closed {
 		return Handle{}, ErrClosed
 	}
@@ -69,9 +77,13 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	// The default cipher's direct path (see shortCTR), decided once for
 	// the counter values and the encryption.
 	k := shortCTR(sh.ciph, size)
-	base, err := sh.reserve(sh.sealCounters(k, size))
-	if err != nil {
-		return Handle{}, err
+	n := sh.sealCounters(k, size)
+	base, ok := sh.nextCounters(n)
+	if !ok {
+		var err error
+		if base, err = sh.reserve(n); err != nil {
+			return Handle{}, err
+		}
 	}
 	a, off, err := sh.PlaceNew(size+sh.Overhead(), align)
 	if err != nil && (errors.Is(err, ErrLockFailed) || errors.Is(err, ErrOutOfMemory)) {

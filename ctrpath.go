@@ -31,6 +31,19 @@ func (sh *shard) sealCounters(k *ctr.Cipher, n int) uint64 {
 	return sh.ciph.Counters(n)
 }
 
+// nextCounters takes n counter values from the shard's run when it still
+// holds them, which it nearly always does, and reports false otherwise;
+// then reserve refills the run. It inlines into the paths of Return and
+// Alloc, where a call of reserve would cost a call on every one.
+func (sh *shard) nextCounters(n uint64) (uint64, bool) {
+	b := sh.ctrNext
+	if sh.ctrEnd-b < n {
+		return 0, false
+	}
+	sh.ctrNext = b + n
+	return b, true
+}
+
 // sealTo encrypts src into dst, which is len(src)+Overhead bytes and
 // either starts at src or does not overlap it, under the run of counter
 // values at base, on the path k that shortCTR chose for sh.ciph; in the

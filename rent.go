@@ -385,12 +385,9 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 	// both the counter values and the encryption: this is every Return's
 	// path.
 	k := shortCTR(sh.ciph, len(src))
-	// reserve, written out for a run that still holds the values
 	n := sh.sealCounters(k, len(src))
-	base := sh.ctrNext
-	if sh.ctrEnd-base >= n {
-		sh.ctrNext = base + n
-	} else {
+	base, ok := sh.nextCounters(n)
+	if !ok {
 		var err error
 		if base, err = sh.reserve(n); err != nil {
 			return err

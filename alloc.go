@@ -18,12 +18,15 @@ import (
 // can in bounded work (empty arenas, a few compaction steps) and tries again;
 // then it fails with ErrOutOfMemory or ErrLockFailed.
 func Alloc[T any](s *Shuffler, n int) (Handle, error) {
-	if _, err := typeOfSmall[T](); err != nil {
-		return Handle{}, err
-	}
 	// T's size and alignment as constants, which every type of T's shape
-	// shares: for bytes the bound below needs no hardware divide.
+	// shares: for bytes the bound below needs no hardware divide, and the
+	// type needs no check (see typeCheck).
 	var z T
+	if !noPointerFits(unsafe.Sizeof(z)) {
+		if err := typeCheck[T](); err != nil {
+			return Handle{}, err
+		}
+	}
 	size, align := int(unsafe.Sizeof(z)), int(unsafe.Alignof(z))
 	if n < 1 || uint64(n) > MaxEntrySize/uint64(size) {
 		return Handle{}, fmt.Errorf("%w: %d elements of %d bytes", ErrInvalidSize, n, size)

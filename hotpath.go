@@ -15,15 +15,23 @@ func (sh *shard) dueNow(i uint32, sl *store.Slot) bool {
 	return !sh.Expiries.None() && sh.expired(i, sl, nil)
 }
 
-// typeOfSmall is typeOf with the answer for types smaller than a pointer
-// worked out at compile time: such a type cannot hold a Go pointer, so
-// bytes and the other small element types that nearly every borrow uses
-// skip typeOf's type switch, which for a generic shape runs at run time.
-// TestTypeOfSmallMatchesTypeOf holds it to typeOf's answers.
-func typeOfSmall[T any]() (typeInfo, error) {
+// typeCheck is typeOf's verdict on T, with the answer for types smaller
+// than a pointer worked out at compile time: such a type cannot hold a Go
+// pointer, so bytes and the other small element types that nearly every
+// borrow and Alloc uses skip typeOf's type switch, which for a generic
+// shape runs at run time. Callers test noPointerFits first, which inlines
+// and folds to a constant, so for those types neither the call nor the
+// test of its result is left. TestTypeCheckMatchesTypeOf holds the two to
+// typeOf's answers.
+func typeCheck[T any]() error {
 	var z T
-	if n := unsafe.Sizeof(z); n == 0 || n >= unsafe.Sizeof(uintptr(0)) {
-		return typeOf[T]()
+	if noPointerFits(unsafe.Sizeof(z)) {
+		return nil
 	}
-	return typeInfo{size: int(unsafe.Sizeof(z)), align: int(unsafe.Alignof(z))}, nil
+	_, err := typeOf[T]()
+	return err
 }
+
+// noPointerFits reports whether a type of size bytes is too small to hold
+// a Go pointer, and not empty.
+func noPointerFits(size uintptr) bool { return size-1 < unsafe.Sizeof(uintptr(0))-1 }

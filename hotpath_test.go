@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/store"
 )
@@ -84,45 +85,49 @@ func TestDueNowMatchesExpired(t *testing.T) {
 	}
 }
 
-// TestTypeOfSmallMatchesTypeOf holds typeOfSmall, which answers for types
-// smaller than a pointer without a look, to typeOf: the same size,
-// alignment and error for small plain types, for the sizes at the bounds
-// (0 and a pointer's), and for types that hold pointers.
-func TestTypeOfSmallMatchesTypeOf(t *testing.T) {
+// TestTypeCheckMatchesTypeOf holds typeCheck, and the test of
+// noPointerFits by which callers skip it, to typeOf: the same error for
+// small plain types, for the sizes at the bounds (0 and a pointer's), and
+// for types that hold pointers; and no type that noPointerFits lets
+// through is one typeOf refuses.
+func TestTypeCheckMatchesTypeOf(t *testing.T) {
 	type named byte
 	type small struct {
 		a byte
 		b uint16
 	}
 	type withPtr struct{ p *byte }
-	check := func(name string, fast, slow func() (typeInfo, error)) {
+	check := func(name string, size uintptr, fast func() error, slow func() (typeInfo, error)) {
 		t.Helper()
-		ti, err := fast()
-		want, wantErr := slow()
-		if ti != want || fmt.Sprint(err) != fmt.Sprint(wantErr) {
-			t.Errorf("%s: typeOfSmall gives %+v, %v; typeOf %+v, %v", name, ti, err, want, wantErr)
+		err := fast()
+		_, want := slow()
+		if fmt.Sprint(err) != fmt.Sprint(want) {
+			t.Errorf("%s: typeCheck gives %v, typeOf %v", name, err, want)
+		}
+		if noPointerFits(size) && want != nil {
+			t.Errorf("%s: noPointerFits lets through a type typeOf refuses: %v", name, want)
 		}
 	}
-	check("byte", typeOfSmall[byte], typeOf[byte])
-	check("bool", typeOfSmall[bool], typeOf[bool])
-	check("int16", typeOfSmall[int16], typeOf[int16])
-	check("float32", typeOfSmall[float32], typeOf[float32])
-	check("named", typeOfSmall[named], typeOf[named])
-	check("[3]byte", typeOfSmall[[3]byte], typeOf[[3]byte])
-	check("[7]byte", typeOfSmall[[7]byte], typeOf[[7]byte])
-	check("small", typeOfSmall[small], typeOf[small])
-	check("struct{}", typeOfSmall[struct{}], typeOf[struct{}])
-	check("[0]byte", typeOfSmall[[0]byte], typeOf[[0]byte])
-	check("uint64", typeOfSmall[uint64], typeOf[uint64])
-	check("[8]byte", typeOfSmall[[8]byte], typeOf[[8]byte])
-	check("*byte", typeOfSmall[*byte], typeOf[*byte])
-	check("withPtr", typeOfSmall[withPtr], typeOf[withPtr])
-	check("string", typeOfSmall[string], typeOf[string])
-	if _, err := typeOfSmall[struct{}](); err == nil {
-		t.Error("typeOfSmall accepts a type of size 0")
+	check("byte", 1, typeCheck[byte], typeOf[byte])
+	check("bool", 1, typeCheck[bool], typeOf[bool])
+	check("int16", 2, typeCheck[int16], typeOf[int16])
+	check("float32", 4, typeCheck[float32], typeOf[float32])
+	check("named", 1, typeCheck[named], typeOf[named])
+	check("[3]byte", 3, typeCheck[[3]byte], typeOf[[3]byte])
+	check("[7]byte", 7, typeCheck[[7]byte], typeOf[[7]byte])
+	check("small", 4, typeCheck[small], typeOf[small])
+	check("struct{}", 0, typeCheck[struct{}], typeOf[struct{}])
+	check("[0]byte", 0, typeCheck[[0]byte], typeOf[[0]byte])
+	check("uint64", 8, typeCheck[uint64], typeOf[uint64])
+	check("[8]byte", 8, typeCheck[[8]byte], typeOf[[8]byte])
+	check("*byte", 8, typeCheck[*byte], typeOf[*byte])
+	check("withPtr", 8, typeCheck[withPtr], typeOf[withPtr])
+	check("string", 16, typeCheck[string], typeOf[string])
+	if typeCheck[struct{}]() == nil || noPointerFits(0) {
+		t.Error("a type of size 0 passes")
 	}
-	if _, err := typeOfSmall[withPtr](); err == nil {
-		t.Error("typeOfSmall accepts a type holding a pointer")
+	if typeCheck[withPtr]() == nil || noPointerFits(unsafe.Sizeof(withPtr{})) {
+		t.Error("a type holding a pointer passes")
 	}
 }
 

@@ -92,10 +92,13 @@ func ViewSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, e
 // borrow and borrowSlice return the borrowed entry both as the caller's
 // type and as bytes, which is what ending a pinned borrow wipes.
 func borrow[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind, pin pinning) (*T, []byte, error) {
-	ti, err := typeOfSmall[T]()
-	if err != nil {
-		return nil, nil, err
+	var z T
+	if !noPointerFits(unsafe.Sizeof(z)) { // see typeCheck
+		if err := typeCheck[T](); err != nil {
+			return nil, nil, err
+		}
 	}
+	ti := typeInfo{size: int(unsafe.Sizeof(z)), align: int(unsafe.Alignof(z))}
 	mem, err := s.borrow(ctx, wait, h, ti, onePointer, kind, pin)
 	if err != nil {
 		return nil, nil, err
@@ -104,10 +107,13 @@ func borrow[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, ki
 }
 
 func borrowSlice[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind, pin pinning) ([]T, []byte, error) {
-	ti, err := typeOfSmall[T]()
-	if err != nil {
-		return nil, nil, err
+	var z T
+	if !noPointerFits(unsafe.Sizeof(z)) { // see typeCheck
+		if err := typeCheck[T](); err != nil {
+			return nil, nil, err
+		}
 	}
+	ti := typeInfo{size: int(unsafe.Sizeof(z)), align: int(unsafe.Alignof(z))}
 	mem, err := s.borrow(ctx, wait, h, ti, wholeSlice, kind, pin)
 	if err != nil {
 		return nil, nil, err
@@ -115,7 +121,6 @@ func borrowSlice[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handl
 	// The size of T as a constant, not ti.size: every type of T's shape has
 	// it, so for bytes the division disappears at compile time instead of
 	// costing a hardware divide on every borrow.
-	var z T
 	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(mem))), len(mem)/int(unsafe.Sizeof(z))), mem, nil
 }
 

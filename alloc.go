@@ -110,7 +110,7 @@ func (sh *shard) alloc(size, align int) (Handle, error) {
 	// The entry is ciphertext before anyone can see it.
 	ext := sh.Extent(sl)
 	if k != nil { // sealTo, written out
-		k.XORShort(ext, ext, base, &sh.scratch.KS)
+		k.XORShortInPlace(ext, base, &sh.scratch.KS)
 	} else {
 		sh.sealTo(nil, ext, ext[:size], base, i, sl)
 	}

@@ -26,7 +26,8 @@ func newTestCipher(t *testing.T, m seal.Mode) seal.Cipher {
 }
 
 // TestXORCTRMatchesInterface holds the direct path of the default cipher
-// (shortCTR and XORShort, as open, seal and sealTo take it) to the bytes
+// (shortCTR, XORShort and XORShortInPlace, as take, open, seal, sealTo
+// and alloc take it) to the bytes
 // the seal.Cipher interface gives: at every length around the assembly's
 // batches up to its one-call limit, in place and out of place, and at
 // counter values up to the last usable one. Past the limit, and for the
@@ -67,6 +68,11 @@ func TestXORCTRMatchesInterface(t *testing.T) {
 			k.XORShort(inPlace, inPlace, base, &scrA.KS)
 			if !bytes.Equal(inPlace, want) {
 				t.Fatalf("n=%d base=%#x: in place differs from Seal", n, base)
+			}
+			inPlace = bytes.Clone(src[:n])
+			k.XORShortInPlace(inPlace, base, &scrA.KS)
+			if !bytes.Equal(inPlace, want) {
+				t.Fatalf("n=%d base=%#x: XORShortInPlace differs from Seal", n, base)
 			}
 			// Decryption is the same XOR, as Open does it.
 			back := make([]byte, n)

@@ -295,7 +295,7 @@ func (sh *shard) take(sl *store.Slot, h Handle, ti typeInfo, form shape, kind bo
 	// open, written out for the default cipher's direct path (see
 	// shortCTR): this is the path of every Rent and first View.
 	if k := shortCTR(sh.cipherOf(sl), len(mem)); k != nil {
-		k.XORShort(mem, mem, sl.Ctr(), &sh.scratch.KS)
+		k.XORShortInPlace(mem, sl.Ctr(), &sh.scratch.KS)
 	} else if err := sh.open(h.slot(), sl); err != nil {
 		return nil, err
 	}
@@ -401,7 +401,7 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 	moved := sh.s.onReturn.Load() && sh.sealMoved(k, src, base, h, sl)
 	if !moved {
 		if k != nil { // sealTo, written out
-			k.XORShort(src, src, base, &sh.scratch.KS)
+			k.XORShortInPlace(src, base, &sh.scratch.KS)
 		} else {
 			sh.sealTo(nil, sh.Extent(sl), src, base, h.slot(), sl)
 		}

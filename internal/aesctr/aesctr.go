@@ -187,6 +187,21 @@ func XOR(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, s
 	xorKeyStreamAsm(rk, salt, base, dst, src, scratch, uint8(g), g>>guardTicksShift)
 }
 
+// XORInPlace is XOR(rk, salt, base, buf, buf, scratch): it encrypts or
+// decrypts buf where it is. With one slice there is nothing to compare, so
+// it is the cheaper call for short inputs, which memshuffle's borrows and
+// returns of small entries are. The same rules hold as for XOR.
+func XORInPlace(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, buf []byte, scratch *[16]byte) {
+	if !supported {
+		panic("aesctr: XORInPlace called where Supported() is false")
+	}
+	if uintptr(unsafe.Pointer(rk))%16 != 0 {
+		panic("aesctr: round keys not 16-byte aligned")
+	}
+	g := guardWord(len(buf))
+	xorKeyStreamAsm(rk, salt, base, buf, buf, scratch, uint8(g), g>>guardTicksShift)
+}
+
 // XOR2 sets data[i] ^= ksA[i] ^ ksB[i], where ksA is the keystream of
 // round keys rkA, salt saltA and counter values from baseA, as for [XOR],
 // and ksB that of rkB, saltB and baseB: it turns data encrypted under one

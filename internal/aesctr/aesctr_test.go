@@ -227,7 +227,7 @@ func TestUnsupported(t *testing.T) {
 }
 
 // checkXOR compares XOR with the plain path for one input, out of place and
-// in place, and checks that XOR writes nothing outside dst, leaves src alone
+// in place, and XORInPlace too, and checks that XOR writes nothing outside dst, leaves src alone
 // when out of place, and wipes scratch.
 func checkXOR(t *testing.T, key *[32]byte, rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, src []byte) {
 	t.Helper()
@@ -265,6 +265,23 @@ func checkXOR(t *testing.T, key *[32]byte, rk *[RoundKeysSize]byte, salt *[8]byt
 	}
 	if scratch != ([16]byte{}) {
 		t.Fatalf("base=%#x n=%d in place: scratch not wiped: %x", base, n, scratch)
+	}
+
+	// XORInPlace, with guard bytes on both sides.
+	buf = bytes.Repeat([]byte{0xa5}, n+2*guard)
+	copy(buf[guard:], src)
+	scratch = [16]byte{3: 0x3c}
+	XORInPlace(rk, salt, base, buf[guard:guard+n:guard+n], &scratch)
+	if !bytes.Equal(buf[guard:guard+n], want) {
+		t.Fatalf("base=%#x n=%d XORInPlace: got %x, want %x", base, n, buf[guard:guard+n], want)
+	}
+	for i, b := range append(bytes.Clone(buf[:guard]), buf[guard+n:]...) {
+		if b != 0xa5 {
+			t.Fatalf("base=%#x n=%d XORInPlace: guard byte %d overwritten", base, n, i)
+		}
+	}
+	if scratch != ([16]byte{}) {
+		t.Fatalf("base=%#x n=%d XORInPlace: scratch not wiped: %x", base, n, scratch)
 	}
 }
 
@@ -370,6 +387,21 @@ func TestXORPanics(t *testing.T) {
 		}()
 		XOR(bad, &salt, 0, buf[:32], buf[32:], &scratch)
 	})
+	t.Run("misaligned round keys in place", func(t *testing.T) {
+		mem := make([]byte, RoundKeysSize+16)
+		off := 1
+		if uintptr(unsafe.Pointer(&mem[0]))%16 == 15 {
+			off = 2
+		}
+		bad := (*[RoundKeysSize]byte)(mem[off:])
+		*bad = *rk
+		defer func() {
+			if recover() == nil {
+				t.Error("XORInPlace did not panic")
+			}
+		}()
+		XORInPlace(bad, &salt, 0, buf[:32], &scratch)
+	})
 }
 
 func TestAllocs(t *testing.T) {
@@ -393,6 +425,11 @@ func TestAllocs(t *testing.T) {
 			XOR(rk, &salt, 42, buf[:n], buf[:n], &scratch)
 		}); a != 0 {
 			t.Errorf("XOR of %d bytes: %v allocations, want 0", n, a)
+		}
+		if a := testing.AllocsPerRun(100, func() {
+			XORInPlace(rk, &salt, 42, buf[:n], &scratch)
+		}); a != 0 {
+			t.Errorf("XORInPlace of %d bytes: %v allocations, want 0", n, a)
 		}
 		if a := testing.AllocsPerRun(100, func() {
 			XOR2(rk, &salt, 42, rk, &salt, 7, buf[:n], &scratch)

@@ -13,3 +13,9 @@ const ShortMax = asmChunk
 func (c *Cipher) XORShort(dst, src []byte, base uint64, scratch *[ScratchSize]byte) {
 	aesctr.XOR(c.rk, c.salt, base, dst, src, (*[16]byte)(scratch[:16]))
 }
+
+// XORShortInPlace is XORShort(buf, buf, base, scratch), with the cheaper
+// call of the assembly that one slice allows.
+func (c *Cipher) XORShortInPlace(buf []byte, base uint64, scratch *[ScratchSize]byte) {
+	aesctr.XORInPlace(c.rk, c.salt, base, buf, (*[16]byte)(scratch[:16]))
+}

@@ -93,10 +93,10 @@ func TestDueNowMatchesExpired(t *testing.T) {
 func TestTypeCheckMatchesTypeOf(t *testing.T) {
 	type named byte
 	type small struct {
-		a byte
-		b uint16
+		_ byte
+		_ uint16
 	}
-	type withPtr struct{ p *byte }
+	type withPtr struct{ _ *byte }
 	check := func(name string, size uintptr, fast func() error, slow func() (typeInfo, error)) {
 		t.Helper()
 		err := fast()

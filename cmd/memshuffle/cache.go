@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	mrand "math/rand/v2"
 	"runtime"
 	"sync"
@@ -58,8 +59,13 @@ func runCache(args []string, stdout, stderr io.Writer) int {
 	if code, done := parseFlags(fs, args, stdout, stderr); done {
 		return code
 	}
-	if fs.NArg() > 0 || c.tokens < 1 || c.goroutines < 1 || c.duration <= 0 || c.interval <= 0 ||
-		c.rotations < 0 || c.rotations > 1 {
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "memshuffle cache: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	if msg := c.invalid(); msg != "" {
+		fmt.Fprintf(stderr, "memshuffle cache: %s\n", msg)
 		fs.Usage()
 		return 2
 	}
@@ -86,6 +92,39 @@ func runCache(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// The most tokens and goroutines the workload takes. Each token costs
+// about 150 bytes of Go heap and entry together and is indexed by a uint32;
+// each goroutine a stack. Past these a run would end in the runtime's
+// out-of-memory crash, or take longer to set up than anyone would wait,
+// rather than measure anything.
+const (
+	maxCacheTokens     = 1 << 24
+	maxCacheGoroutines = 1 << 12
+)
+
+// invalid says what is wrong with the flags, naming the first flag out of
+// range, or returns "". NaN fails every comparison, so each check is
+// written to fail for it.
+func (c *cacheConfig) invalid() string {
+	switch {
+	case c.tokens < 1 || c.tokens > maxCacheTokens:
+		return fmt.Sprintf("-tokens %d: want 1 to %d", c.tokens, maxCacheTokens)
+	case c.goroutines < 1 || c.goroutines > maxCacheGoroutines:
+		return fmt.Sprintf("-goroutines %d: want 1 to %d", c.goroutines, maxCacheGoroutines)
+	case c.duration <= 0:
+		return fmt.Sprintf("-duration %v: want a positive duration", c.duration)
+	case c.interval <= 0:
+		return fmt.Sprintf("-interval %v: want a positive duration", c.interval)
+	case !(c.rotations >= 0 && c.rotations <= 1):
+		return fmt.Sprintf("-rotations %v: want a fraction from 0 to 1", c.rotations)
+	case !(c.ratio > 0 && c.ratio <= math.MaxFloat64):
+		return fmt.Sprintf("-ratio %v: want a positive, finite number", c.ratio)
+	case c.slack < 0:
+		return fmt.Sprintf("-slack %d: want 0 or more bytes", c.slack)
+	}
+	return ""
 }
 
 // cacheLockModes and cacheCiphers are the values -lock and -cipher take.

@@ -347,8 +347,9 @@ func (c *cacheConfig) run(out io.Writer) (cacheResult, error) {
 	start := time.Now()
 	prevOps, prevT := uint64(0), start
 	var worst float64
-	for time.Since(start) < c.duration {
-		time.Sleep(c.interval)
+	for elapsed := time.Duration(0); elapsed < c.duration; elapsed = time.Since(start) {
+		// The last sample comes at -duration, however long -interval is.
+		time.Sleep(min(c.interval, c.duration-elapsed))
 		now := time.Now()
 		o := ops.Load()
 		st := store.stats()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCacheFlagErrors: every flag value the workload cannot run with is
@@ -66,5 +67,43 @@ func TestCacheCheckCountsTags(t *testing.T) {
 		if code := run(args, strings.NewReader(""), &out, &errb); code != 0 {
 			t.Errorf("-cipher %s: exit %d, want 0\nstdout:\n%s\nstderr:\n%s", cipher, code, out.String(), errb.String())
 		}
+	}
+}
+
+// TestCacheDurationBoundsInterval: a run lasts -duration even when
+// -interval is longer, and still takes a sample, so -check has something
+// to judge. The run used to sleep a whole -interval before its first
+// sample: here an hour, for a run of 100 ms.
+func TestCacheDurationBoundsInterval(t *testing.T) {
+	done := make(chan struct{})
+	var out, errb bytes.Buffer
+	code := -1
+	go func() {
+		defer close(done)
+		code = run([]string{"cache", "-tokens", "100", "-goroutines", "1", "-duration", "100ms", "-interval", "1h", "-lock", "none"},
+			strings.NewReader(""), &out, &errb)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("a run of -duration 100ms with -interval 1h did not end within a minute")
+	}
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	lines := strings.Split(out.String(), "\n")
+	samples := 0
+	for i, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(l), "time ") {
+			for _, s := range lines[i+1:] {
+				if strings.HasPrefix(s, "summary:") {
+					break
+				}
+				samples++
+			}
+		}
+	}
+	if samples != 1 {
+		t.Fatalf("%d samples, want 1:\n%s", samples, out.String())
 	}
 }

@@ -19,10 +19,10 @@ import (
 // then it fails with ErrOutOfMemory or ErrLockFailed.
 func Alloc[T any](s *Shuffler, n int) (Handle, error) {
 	// T's size and alignment as constants, which every type of T's shape
-	// shares: for bytes the bound below needs no hardware divide, and the
-	// type needs no check (see typeCheck).
+	// shares: for bytes the bound below needs no hardware divide. Bytes
+	// need no type check either (see typeCheck).
 	var z T
-	if !noPointerFits(unsafe.Sizeof(z)) {
+	if !isByte[T]() {
 		if err := typeCheck[T](); err != nil {
 			return Handle{}, err
 		}

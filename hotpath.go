@@ -1,10 +1,6 @@
 package memshuffle
 
-import (
-	"unsafe"
-
-	"github.com/memshuffle/memshuffle/internal/store"
-)
+import "github.com/memshuffle/memshuffle/internal/store"
 
 // dueNow is sh.expired(i, sl, nil) for a slot that is not StateExpired,
 // with the test for deadlines inlined: in a shard where no entry has one,
@@ -15,23 +11,22 @@ func (sh *shard) dueNow(i uint32, sl *store.Slot) bool {
 	return !sh.Expiries.None() && sh.expired(i, sl, nil)
 }
 
-// typeCheck is typeOf's verdict on T, with the answer for types smaller
-// than a pointer worked out at compile time: such a type cannot hold a Go
-// pointer, so bytes and the other small element types that nearly every
-// borrow and Alloc uses skip typeOf's type switch, which for a generic
-// shape runs at run time. Callers test noPointerFits first, which inlines
-// and folds to a constant, so for those types neither the call nor the
-// test of its result is left. TestTypeCheckMatchesTypeOf holds the two to
-// typeOf's answers.
+// typeCheck is typeOf's verdict on T, for callers that first test isByte,
+// which inlines: bytes, which nearly every borrow and Alloc uses and which
+// typeOf always accepts, then cost one comparison of T's type instead of
+// a call and typeOf's type switch, which for a generic shape runs at run
+// time. TestTypeCheckMatchesTypeOf holds the two to typeOf's answers.
 func typeCheck[T any]() error {
-	var z T
-	if noPointerFits(unsafe.Sizeof(z)) {
+	if isByte[T]() {
 		return nil
 	}
 	_, err := typeOf[T]()
 	return err
 }
 
-// noPointerFits reports whether a type of size bytes is too small to hold
-// a Go pointer, and not empty.
-func noPointerFits(size uintptr) bool { return size-1 < unsafe.Sizeof(uintptr(0))-1 }
+// isByte reports whether T is byte itself (not a type defined on it).
+func isByte[T any]() bool {
+	var z T
+	_, ok := any(z).(byte)
+	return ok
+}

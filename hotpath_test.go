@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/store"
 )
@@ -85,49 +84,57 @@ func TestDueNowMatchesExpired(t *testing.T) {
 	}
 }
 
-// TestTypeCheckMatchesTypeOf holds typeCheck, and the test of
-// noPointerFits by which callers skip it, to typeOf: the same error for
-// small plain types, for the sizes at the bounds (0 and a pointer's), and
-// for types that hold pointers; and no type that noPointerFits lets
-// through is one typeOf refuses.
+// TestTypeCheckMatchesTypeOf holds typeCheck, and the test of isByte by
+// which callers skip it, to typeOf: the same error for small and large
+// plain types, types defined on byte, bools, empty types and types that
+// hold pointers; and isByte holds for byte alone, which typeOf accepts.
 func TestTypeCheckMatchesTypeOf(t *testing.T) {
 	type named byte
 	type small struct {
 		_ byte
 		_ uint16
 	}
+	type withBool struct {
+		_ byte
+		_ bool
+	}
 	type withPtr struct{ _ *byte }
-	check := func(name string, size uintptr, fast func() error, slow func() (typeInfo, error)) {
+	check := func(name string, fast func() error, slow func() (typeInfo, error), byteItself bool, isB func() bool) {
 		t.Helper()
 		err := fast()
 		_, want := slow()
 		if fmt.Sprint(err) != fmt.Sprint(want) {
 			t.Errorf("%s: typeCheck gives %v, typeOf %v", name, err, want)
 		}
-		if noPointerFits(size) && want != nil {
-			t.Errorf("%s: noPointerFits lets through a type typeOf refuses: %v", name, want)
+		if isB() != byteItself {
+			t.Errorf("%s: isByte is %v", name, isB())
+		}
+		if isB() && want != nil {
+			t.Errorf("%s: isByte lets through a type typeOf refuses: %v", name, want)
 		}
 	}
-	check("byte", 1, typeCheck[byte], typeOf[byte])
-	check("bool", 1, typeCheck[bool], typeOf[bool])
-	check("int16", 2, typeCheck[int16], typeOf[int16])
-	check("float32", 4, typeCheck[float32], typeOf[float32])
-	check("named", 1, typeCheck[named], typeOf[named])
-	check("[3]byte", 3, typeCheck[[3]byte], typeOf[[3]byte])
-	check("[7]byte", 7, typeCheck[[7]byte], typeOf[[7]byte])
-	check("small", 4, typeCheck[small], typeOf[small])
-	check("struct{}", 0, typeCheck[struct{}], typeOf[struct{}])
-	check("[0]byte", 0, typeCheck[[0]byte], typeOf[[0]byte])
-	check("uint64", 8, typeCheck[uint64], typeOf[uint64])
-	check("[8]byte", 8, typeCheck[[8]byte], typeOf[[8]byte])
-	check("*byte", 8, typeCheck[*byte], typeOf[*byte])
-	check("withPtr", 8, typeCheck[withPtr], typeOf[withPtr])
-	check("string", 16, typeCheck[string], typeOf[string])
-	if typeCheck[struct{}]() == nil || noPointerFits(0) {
-		t.Error("a type of size 0 passes")
-	}
-	if typeCheck[withPtr]() == nil || noPointerFits(unsafe.Sizeof(withPtr{})) {
-		t.Error("a type holding a pointer passes")
+	check("byte", typeCheck[byte], typeOf[byte], true, isByte[byte])
+	check("bool", typeCheck[bool], typeOf[bool], false, isByte[bool])
+	check("int8", typeCheck[int8], typeOf[int8], false, isByte[int8])
+	check("int16", typeCheck[int16], typeOf[int16], false, isByte[int16])
+	check("float32", typeCheck[float32], typeOf[float32], false, isByte[float32])
+	check("named", typeCheck[named], typeOf[named], false, isByte[named])
+	check("[3]byte", typeCheck[[3]byte], typeOf[[3]byte], false, isByte[[3]byte])
+	check("[1]bool", typeCheck[[1]bool], typeOf[[1]bool], false, isByte[[1]bool])
+	check("small", typeCheck[small], typeOf[small], false, isByte[small])
+	check("withBool", typeCheck[withBool], typeOf[withBool], false, isByte[withBool])
+	check("struct{}", typeCheck[struct{}], typeOf[struct{}], false, isByte[struct{}])
+	check("uint64", typeCheck[uint64], typeOf[uint64], false, isByte[uint64])
+	check("*byte", typeCheck[*byte], typeOf[*byte], false, isByte[*byte])
+	check("withPtr", typeCheck[withPtr], typeOf[withPtr], false, isByte[withPtr])
+	check("string", typeCheck[string], typeOf[string], false, isByte[string])
+	for name, err := range map[string]error{
+		"bool": typeCheck[bool](), "withBool": typeCheck[withBool](),
+		"struct{}": typeCheck[struct{}](), "withPtr": typeCheck[withPtr](),
+	} {
+		if err == nil {
+			t.Errorf("typeCheck accepts %s", name)
+		}
 	}
 }
 

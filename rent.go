@@ -93,7 +93,7 @@ func ViewSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, e
 // type and as bytes, which is what ending a pinned borrow wipes.
 func borrow[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind, pin pinning) (*T, []byte, error) {
 	var z T
-	if !noPointerFits(unsafe.Sizeof(z)) { // see typeCheck
+	if !isByte[T]() { // see typeCheck
 		if err := typeCheck[T](); err != nil {
 			return nil, nil, err
 		}
@@ -108,7 +108,7 @@ func borrow[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, ki
 
 func borrowSlice[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind, pin pinning) ([]T, []byte, error) {
 	var z T
-	if !noPointerFits(unsafe.Sizeof(z)) { // see typeCheck
+	if !isByte[T]() { // see typeCheck
 		if err := typeCheck[T](); err != nil {
 			return nil, nil, err
 		}

@@ -13,7 +13,7 @@ func (sh *shard) reclaim() {
 	// A rotating shard keeps its backup: the rotation acquired it before
 	// switching keys so that it cannot stop part-way for want of memory,
 	// and this allocation may take what it gives back.
-	if sh.backup != nil && sh.rot.prev == nil && sh.Counts.Rented()+sh.Counts.Viewed() == 0 {
+	if sh.backup != nil && !sh.rot.keepsBackup() && sh.Counts.Rented()+sh.Counts.Viewed() == 0 {
 		sh.dropBackup()
 	}
 	for i := range sh.s.shards {

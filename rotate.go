@@ -155,7 +155,16 @@ type shardRotation struct {
 	prev   seal.Cipher // the old cipher while the shard rotates, else nil
 	base   uint64      // the first counter value under the latest key
 	cursor uint32      // slots before it hold no resting entry below base
+
+	// prepared: a rotation acquired the shard's backup buffer and has yet
+	// to switch keys.
+	prepared bool
 }
+
+// keepsBackup reports whether a rotation counts on the shard's backup
+// buffer, acquired before the switch so that the rotation cannot stop
+// part-way for want of memory: reclaim must leave it.
+func (r *shardRotation) keepsBackup() bool { return r.prepared || r.prev != nil }
 
 // rotationHolds records the most one hold of a shard lock by a rotation
 // re-encrypted and how long it lasted, what a Rent of that shard waited for
@@ -430,16 +439,18 @@ func (sh *shard) applyBatch(plan []rotEntry, ks []byte, end uint32) int {
 func (s *Shuffler) switchRotation(ctx context.Context) error {
 	r := &s.rot
 	for i := range s.shards {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+		err := ctx.Err()
 		sh := &s.shards[i]
-		if !sh.lockOpen() {
-			return ErrClosed
+		if err == nil && !sh.lockOpen() {
+			err = ErrClosed
 		}
-		err := sh.prepareRekey()
-		sh.mu.Unlock()
+		if err == nil {
+			err = sh.prepareRekey()
+			sh.rot.prepared = err == nil
+			sh.mu.Unlock()
+		}
 		if err != nil {
+			s.unprepare(i)
 			return err
 		}
 	}
@@ -457,6 +468,17 @@ func (s *Shuffler) switchRotation(ctx context.Context) error {
 	}
 	r.switched = true
 	return nil
+}
+
+// unprepare lets the first n shards, prepared for a rotation that will not
+// switch, give their backup buffers back again.
+func (s *Shuffler) unprepare(n int) {
+	for i := range s.shards[:n] {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		sh.rot.prepared = false
+		sh.mu.Unlock()
+	}
 }
 
 // prepareRekey acquires what rekeying the shard takes: in the

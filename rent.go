@@ -444,12 +444,15 @@ func (sh *shard) open(i uint32, sl *store.Slot) error {
 // a larger one when needed.
 func (sh *shard) backupFor(n int) ([]byte, error) {
 	if sh.backup == nil || len(sh.backup.Data) < n {
+		// The old buffer goes first: it holds nothing between uses (each
+		// wipes it), and at the memlock limit the room it frees may be
+		// what the larger one needs.
+		if sh.backup != nil {
+			sh.dropBackup()
+		}
 		reg, err := sh.s.mapAux(n)
 		if err != nil {
 			return nil, err
-		}
-		if sh.backup != nil {
-			_ = sh.s.aux.Unmap(sh.backup)
 		}
 		sh.backup = reg
 	}

@@ -72,3 +72,46 @@ func TestRotateKeyKeepsPreparedBackups(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupGrowsInPlaceOfTheOld: in the authenticated modes a Rent or
+// View keeps the ciphertext in the shard's backup buffer while it opens
+// the entry, and a larger entry needs a larger buffer. The old buffer
+// holds nothing between uses, so it must be given back before the larger
+// one is mapped: at the memlock limit (as user nobody under ulimit -l
+// 8192, with LockStrict) the room it frees can be exactly what is missing,
+// and a View of a 1 MiB entry failed with ErrLockFailed after one of 16
+// bytes. Here the system has room for one buffer at a time.
+func TestBackupGrowsInPlaceOfTheOld(t *testing.T) {
+	for _, c := range []Cipher{AES256GCM, ChaCha20Poly1305} {
+		t.Run(c.String(), func(t *testing.T) {
+			s := newTest(t, WithCipher(c), WithShards(1))
+			small, err := CopyFrom(s, []byte("a small secret"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			large, err := Alloc[byte](s, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := BorrowViewSlice(s, small, func([]byte) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if s.aux.Locked()+s.aux.Unlocked() == 0 {
+				t.Fatal("no backup buffer after a View")
+			}
+			osmem.SetFault(func(o osmem.Op) error {
+				if o == osmem.OpMap && s.aux.Locked()+s.aux.Unlocked() > 0 {
+					return osmem.ErrInjected
+				}
+				return nil
+			})
+			t.Cleanup(func() { osmem.SetFault(nil) })
+			err = BorrowViewSlice(s, large, func([]byte) error { return nil })
+			osmem.SetFault(nil)
+			if err != nil {
+				t.Fatalf("View of the large entry: %v", err)
+			}
+			mustCheck(t, s)
+		})
+	}
+}

@@ -25,7 +25,7 @@ func exhaustCounters(s *Shuffler, spare uint64) {
 // counter space is used up cannot encrypt the entry again. It must report
 // ErrCounterExhausted and leave no plaintext behind: not in an entry that
 // stays rented for good (which Free refuses, and nobody can return), nor
-// in the copy Clone makes.
+// in the copy Clone makes or the entry CopyFrom fills.
 func TestExhaustedReturnLeavesNoPlaintext(t *testing.T) {
 	secret := []byte("exhausted-counter secret, 40 bytes long!")
 	ends := []struct {
@@ -60,6 +60,23 @@ func TestExhaustedReturnLeavesNoPlaintext(t *testing.T) {
 			return err
 		}},
 	}
+	ends = append(ends, struct {
+		name string
+		end  func(s *Shuffler, h Handle) error
+	}{"CopyFrom", func(s *Shuffler, h Handle) error {
+		// h is not the point here: a new entry filled with the secret
+		// gets the counter values for its Alloc, none for its Return.
+		if err := s.Free(h); err != nil {
+			return err
+		}
+		exhaustCounters(s, s.shards[0].ciph.Counters(len(secret)))
+		src := bytes.Clone(secret)
+		_, err := CopyFrom(s, src)
+		if !bytes.Equal(src, secret) {
+			t.Error("CopyFrom failed and wiped its source")
+		}
+		return err
+	}})
 	for _, c := range allCiphers {
 		for _, e := range ends {
 			t.Run(c.String()+"/"+e.name, func(t *testing.T) {

@@ -229,11 +229,9 @@ func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 	if !r.switched {
 		if err := s.switchRotation(ctx); err != nil {
 			// No shard switched: forget next, and the Shuffler is as it
-			// was.
+			// was. (Close wipes every cipher a shard holds, not this one.)
 			s.closeMu.Lock()
-			if !s.closed.Load() {
-				r.next.Wipe()
-			}
+			s.wipeUnheld(r.next)
 			s.closeMu.Unlock()
 			s.rot = rotation{}
 			return err
@@ -273,9 +271,7 @@ func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 	}
 	// No entry is under the old round keys any more.
 	s.closeMu.Lock()
-	if !s.closed.Load() {
-		r.prev.Wipe()
-	}
+	s.wipeUnheld(r.prev)
 	s.cipherSlot = 1 - s.cipherSlot
 	s.closeMu.Unlock()
 	// The batch buffers stay for the next rotation (ks is cleared after
@@ -285,6 +281,34 @@ func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 	n := s.rotations.Add(1)
 	s.log(slog.LevelInfo, "memshuffle: key rotated", slog.Uint64("rotations", n))
 	return nil
+}
+
+// wipeCiphers clears the key material of every cipher a shard holds, the
+// current one and, part-way through a rotation, the old one, for Close
+// and Purge once every shard is closed, so that no call can use them, and
+// before Close unmaps the Shuffler's region, where CTR's round keys are.
+// The authenticated modes' keys are on the Go heap: only this clears them.
+func (s *Shuffler) wipeCiphers() {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if sh.ciph != nil {
+			sh.ciph.Wipe()
+		}
+		if sh.rot.prev != nil {
+			sh.rot.prev.Wipe()
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// wipeUnheld wipes a cipher no shard holds any more, or ever held, unless
+// its round keys are in the Shuffler's region and Close has unmapped it
+// (having wiped it first). The caller holds closeMu.
+func (s *Shuffler) wipeUnheld(c seal.Cipher) {
+	if !s.released || !c.OffHeap() {
+		c.Wipe()
+	}
 }
 
 // rotateHold runs f under sh's lock, unless the shard is closed, and records

@@ -106,7 +106,7 @@ func New(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (Ciph
 		}
 		g, err := cipher.NewGCM(b)
 		if err != nil {
-			wipeObject(b)
+			ctr.WipeObject(b)
 			return nil, err
 		}
 		// crypto/aes's GCM keeps a copy of the key schedule of its own:
@@ -114,7 +114,7 @@ func New(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (Ciph
 		// memory is reused. Another GCM (a BoringCrypto build's) may keep
 		// b itself.
 		if reflect.TypeOf(g).String() == "*gcm.GCM" {
-			wipeObject(b)
+			ctr.WipeObject(b)
 		}
 		return newAEAD(g, salt), nil
 	case ChaCha20Poly1305:
@@ -168,22 +168,7 @@ func (x aeadCipher) OffHeap() bool       { return false }
 // the Go heap, out of reach of everything but the Cipher, and stay readable
 // after the Cipher is dropped until their memory is reused. The Cipher must
 // not be used afterwards.
-func (x aeadCipher) Wipe() { wipeObject(x.a) }
-
-// wipeObject zeroes what v, a pointer held in an interface, points to.
-// The standard library and x/crypto export no way to clear their key
-// schedules; their types hold the key material in arrays inside the
-// object the pointer refers to, which this reaches whatever the type's
-// name. Anything but a non-nil pointer is left alone.
-func wipeObject(v any) {
-	p := reflect.ValueOf(v)
-	if p.Kind() != reflect.Pointer || p.IsNil() {
-		return
-	}
-	// A Value made by NewAt may be set even when the type's fields are
-	// unexported.
-	reflect.NewAt(p.Type().Elem(), p.UnsafePointer()).Elem().SetZero()
-}
+func (x aeadCipher) Wipe() { ctr.WipeObject(x.a) }
 
 func (x aeadCipher) nonce(c uint64, scr *Scratch) []byte {
 	binary.BigEndian.PutUint32(scr.Nonce[:4], x.prefix)

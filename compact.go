@@ -10,7 +10,10 @@ func (sh *shard) reclaim() {
 	if c := sh.Arenas.Cur(); c != nil && c.Live == 0 {
 		sh.Arenas.ReplaceCur(nil, nil)
 	}
-	if sh.backup != nil && sh.Counts.Rented()+sh.Counts.Viewed() == 0 {
+	// A rotating shard keeps its backup: the rotation acquired it before
+	// switching keys so that it cannot stop part-way for want of memory,
+	// and this allocation may take what it gives back.
+	if sh.backup != nil && !sh.rot.keepsBackup() && sh.Counts.Rented()+sh.Counts.Viewed() == 0 {
 		sh.dropBackup()
 	}
 	for i := range sh.s.shards {

@@ -322,6 +322,10 @@ func (sh *shard) take(sl *store.Slot, h Handle, ti typeInfo, form shape, kind bo
 // nobody else has rented the entry since; otherwise it ends the newer rent,
 // so call Return exactly once per Rent (the Borrow functions do). An entry that is viewed, not rented, is
 // returned with ReturnView (ErrNotRented).
+//
+// Once the Shuffler's counter space is used up, an entry cannot be
+// encrypted again: Return, and the last ReturnView, then wipe it, free h
+// and report ErrCounterExhausted.
 func (s *Shuffler) Return(h Handle) error {
 	sh, sl, err := s.lookup(h)
 	if err != nil {
@@ -395,7 +399,7 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 	if !ok {
 		var err error
 		if base, err = sh.reserve(n); err != nil {
-			return err
+			return sh.sealExhausted(sl, h, was, err)
 		}
 	}
 	moved := sh.s.onReturn.Load() && sh.sealMoved(k, src, base, h, sl)
@@ -421,6 +425,17 @@ func (sh *shard) sealExpired(sl *store.Slot, h Handle, was uint32) error {
 	sh.expire(h.slot(), sl, nil)
 	sh.endBorrow(h, was)
 	return ErrExpired
+}
+
+// sealExhausted is seal for an entry that cannot be encrypted again, the
+// counter space being used up (err). Kept, it would stay plaintext for
+// good, in a borrow nobody can end and Free refuses; it is wiped and its
+// Handle freed instead, as an expired one is wiped.
+func (sh *shard) sealExhausted(sl *store.Slot, h Handle, was uint32, err error) error {
+	sh.Drop(sl, nil)
+	sh.endBorrow(h, was)
+	sh.freeSlot(h.slot(), sl)
+	return fmt.Errorf("%w: the entry could not be encrypted again and was wiped", err)
 }
 
 // sealMoved encrypts the borrowed entry src, of slot sl, under the run of
@@ -498,12 +513,15 @@ func (sh *shard) open(i uint32, sl *store.Slot) error {
 // a larger one when needed.
 func (sh *shard) backupFor(n int) ([]byte, error) {
 	if sh.backup == nil || len(sh.backup.Data) < n {
+		// The old buffer goes first: it holds nothing between uses (each
+		// wipes it), and at the memlock limit the room it frees may be
+		// what the larger one needs.
+		if sh.backup != nil {
+			sh.dropBackup()
+		}
 		reg, err := sh.s.mapAux(n)
 		if err != nil {
 			return nil, err
-		}
-		if sh.backup != nil {
-			_ = sh.s.aux.Unmap(sh.backup)
 		}
 		sh.backup = reg
 	}

@@ -44,8 +44,9 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 // into the holes of the arenas that hold most, which releases the arenas
 // they leave: Shuffle still gives memory back when it can map none. The
 // error then wraps ErrOutOfMemory or ErrLockFailed. Every entry stays valid
-// either way. Arenas the system would not lock when they were mapped are
-// locked again if it now allows.
+// either way. Arenas the system would not lock when they were mapped, the
+// fresh ones included, are locked again, once the arenas Shuffle emptied
+// are released, if it now allows.
 func (s *Shuffler) Shuffle() error {
 	if s == nil || s.closed.Load() || len(s.shards) == 0 {
 		return ErrClosed
@@ -64,6 +65,11 @@ func (s *Shuffler) Shuffle() error {
 		if err := sh.shuffle(); err != nil {
 			errs = append(errs, err)
 		}
+		// Fresh arenas mapped while the old ones were still locked may have
+		// met the memory-lock limit; the old ones are gone now, and the
+		// next chance to lock would otherwise be the next Shuffle, which
+		// maps its own fresh arenas unlocked again.
+		sh.relock()
 		work, sh.work = sh.work, shuffleWork{}
 		clear(work.fresh[:cap(work.fresh)])
 		sh.mu.Unlock()

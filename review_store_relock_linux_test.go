@@ -17,8 +17,11 @@ import (
 )
 
 func init() {
-	if os.Getenv("MEMSHUFFLE_CHILD") == "review-relock" {
+	switch os.Getenv("MEMSHUFFLE_CHILD") {
+	case "review-relock":
 		os.Exit(shuffleRelockChild())
+	case "review-relock-free":
+		os.Exit(freeRelockChild())
 	}
 }
 
@@ -87,7 +90,13 @@ func shuffleRelockChild() int {
 // half of the limit, every entry sat in swappable memory after every
 // Shuffle (as user nobody with ulimit -l 8192: 6 MiB unlocked, 4 KiB
 // locked, after each of three).
-func TestShuffleRelocksAtLimit(t *testing.T) {
+func TestShuffleRelocksAtLimit(t *testing.T) { runAsNobody(t, "review-relock") }
+
+// runAsNobody runs a copy of the test binary as user nobody, playing the
+// helper child, and returns its output; it fails the test if the helper
+// fails.
+func runAsNobody(t *testing.T, child string) string {
+	t.Helper()
 	if os.Getuid() != 0 {
 		t.Skip("needs root to start a process as nobody")
 	}
@@ -114,7 +123,7 @@ func TestShuffleRelocksAtLimit(t *testing.T) {
 	}
 	cmd := exec.Command(bin, "-test.run=^$")
 	cmd.Dir = dir
-	cmd.Env = []string{"MEMSHUFFLE_CHILD=review-relock", "PATH=/usr/bin:/bin"}
+	cmd.Env = []string{"MEMSHUFFLE_CHILD=" + child, "PATH=/usr/bin:/bin"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
 	done := make(chan struct{})
 	var out []byte
@@ -130,6 +139,57 @@ func TestShuffleRelocksAtLimit(t *testing.T) {
 		t.Fatal("helper did not run as nobody")
 	}
 	if err != nil {
-		t.Fatalf("as nobody, entries left unlocked after a Shuffle: %v", err)
+		t.Fatalf("as nobody: %v", err)
 	}
+	return string(out)
 }
+
+// freeRelockChild is the helper process of TestFreeRelocksAtLimit: 12 MB
+// of entries under an 8 MiB RLIMIT_MEMLOCK, so the last arenas are mapped
+// unlocked, then the first 9 MB freed, which releases locked arenas.
+func freeRelockChild() int {
+	const limit = 8 << 20 // ulimit -l 8192
+	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: limit, Max: limit}); err != nil {
+		fmt.Println("setrlimit:", err)
+		return 1
+	}
+	s, err := New(WithShards(1))
+	if err != nil {
+		fmt.Println("New:", err)
+		return 1
+	}
+	var hs []Handle
+	for range 12000 {
+		h, err := Alloc[byte](s, 1000)
+		if err != nil {
+			fmt.Println("Alloc:", err)
+			return 1
+		}
+		hs = append(hs, h)
+	}
+	peak := s.Stats()
+	for _, h := range hs[:9000] {
+		if err := s.Free(h); err != nil {
+			fmt.Println("Free:", err)
+			return 1
+		}
+	}
+	st := s.Stats()
+	lck := childVmLck()
+	fmt.Printf("uid=%d peak unlocked=%d; live=%d mapped=%d locked=%d unlocked=%d vmlck=%d\n",
+		os.Getuid(), peak.UnlockedBytes, st.LiveBytes, st.MappedBytes, st.LockedBytes, st.UnlockedBytes, lck)
+	if err := s.check(); err != nil {
+		fmt.Println("check:", err)
+		return 1
+	}
+	if peak.UnlockedBytes == 0 || st.UnlockedBytes != 0 || st.LockedBytes != lck {
+		return 1
+	}
+	s.Close()
+	return 0
+}
+
+// TestFreeRelocksAtLimit: under LockBestEffort, arenas mapped unlocked at a
+// peak above RLIMIT_MEMLOCK are locked once frees release locked arenas,
+// without a Shuffle (see store.TestReleaseRelocks).
+func TestFreeRelocksAtLimit(t *testing.T) { runAsNobody(t, "review-relock-free") }

@@ -675,7 +675,7 @@ func (sh *shard) releaseArenas(err error, later *store.UnmapList) error {
 	if e := sh.ReleaseEmpty(later); err == nil {
 		err = e
 	}
-	if sh.Counts.Live() == 0 && sh.backup != nil {
+	if sh.Counts.Live() == 0 && sh.backup != nil && !sh.rotating() {
 		sh.dropBackup()
 	}
 	return err

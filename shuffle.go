@@ -660,12 +660,17 @@ func (sh *shard) dest(r uint32) (*store.Arena, uint32) {
 // releaseEmpty releases every empty arena, the current one included, so a
 // shard without entries maps nothing; those the operating system would not
 // take back when they emptied get another try (see
-// store.Shard.ReleaseEmpty). An AEAD shard without entries lets go of its
+// store.Shard.ReleaseEmpty), and arenas the system would not lock are
+// locked if it now allows. An AEAD shard without entries lets go of its
 // backup buffer too. It returns err, or else the first error of a release.
 // Large shuffle scratch arrays are dropped.
 func (sh *shard) releaseEmpty(err error, later *store.UnmapList) error {
 	err = sh.releaseArenas(err, later)
 	sh.work.trim()
+	// A background cycle ends here, its moves done and the arenas they
+	// emptied unmapped: the fresh arenas it had to take unlocked, at the
+	// memory-lock limit, can be locked now rather than at the next cycle.
+	sh.relock()
 	return err
 }
 

@@ -37,7 +37,8 @@
 // channels, functions or interfaces anywhere inside them, because memory
 // outside the heap is invisible to the garbage collector. Such types fail
 // with [ErrUnsupportedType]; fixed-size arrays and structs of numbers are
-// fine.
+// fine. So do bools: an entry's bytes may hold anything, and a bool that
+// is not 0 or 1 breaks the compiler's assumptions; hold a flag in a uint8.
 //
 // Every error is a sentinel that works with [errors.Is]: [ErrInvalidHandle],
 // [ErrBusy], [ErrNotRented], [ErrClosed], [ErrUnsupportedType],

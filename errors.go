@@ -39,6 +39,8 @@ var (
 	// inside it (pointers, strings, slices, maps, channels, functions,
 	// interfaces, unsafe.Pointer) or has size 0. Memory outside the Go heap is
 	// invisible to the garbage collector, so a pointer kept there could dangle.
+	// It is returned for a type holding a bool too: an entry's bytes may be
+	// any bytes, and a bool other than 0 or 1 is not a valid Go value.
 	ErrUnsupportedType = errors.New("memshuffle: unsupported type")
 
 	// ErrTypeMismatch is returned when Rent[T] asks for a T larger than the

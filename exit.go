@@ -77,7 +77,9 @@ func PurgeAll() error {
 // secrets are gone, so it may log, remove files or flush output, but cannot
 // use any entry; a panic in fn is recovered, and after a panic or a
 // runtime.Goexit in fn the process still exits.
-// To exit differently, fn may call os.Exit itself. As with PurgeOnSignal,
+// To exit differently, fn may call os.Exit itself; it may also call stop,
+// as a shutdown routine shared with the normal exit path would, and the
+// process still exits as described. As with PurgeOnSignal,
 // nothing is installed on import, and stop ends the watching goroutine and
 // restores the default handling of the signals; it may be called more than
 // once. Each call installs a watcher of its own, which a later call does not

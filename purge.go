@@ -3,6 +3,8 @@ package memshuffle
 import (
 	"os"
 	"os/signal"
+	"reflect"
+	"runtime"
 	"sync"
 	"syscall"
 
@@ -86,7 +88,11 @@ func purgeOnSignal(shufflers []*Shuffler, exit func(int)) (stop func()) {
 // then exits with signalStatus. The exit is deferred, so that the process
 // exits even when onSignal ends the goroutine with runtime.Goexit, which no
 // recover stops. stop ends the watch and restores the default handling of
-// sigs; it may be called more than once.
+// sigs; it may be called more than once. Once a signal has arrived, stop
+// waits for the exit, so that a caller who stops the watch on its way out
+// does not exit first, with another status; called from onSignal itself
+// (a shutdown routine that also runs on a normal exit), it returns at
+// once, as the exit it would wait for comes after onSignal returns.
 func watchSignals(sigs []os.Signal, exit func(int), onSignal func(os.Signal)) (stop func()) {
 	ch := make(chan os.Signal, 1)
 	done := make(chan struct{})
@@ -97,7 +103,7 @@ func watchSignals(sigs []os.Signal, exit func(int), onSignal func(os.Signal)) (s
 		select {
 		case sig := <-ch:
 			defer exit(signalStatus(sig))
-			onSignal(sig)
+			handleSignal(onSignal, sig)
 		case <-done:
 		}
 	}()
@@ -106,7 +112,41 @@ func watchSignals(sigs []os.Signal, exit func(int), onSignal func(os.Signal)) (s
 		once.Do(func() {
 			signal.Stop(ch)
 			close(done)
-			<-finished
 		})
+		if !inSignalHandler() {
+			<-finished
+		}
+	}
+}
+
+// handleSignal calls onSignal. It is a function of its own so that
+// inSignalHandler can find it on the stack.
+//
+//go:noinline
+func handleSignal(onSignal func(os.Signal), sig os.Signal) { onSignal(sig) }
+
+// handleSignalName is handleSignal's name as the runtime reports frames.
+var handleSignalName = runtime.FuncForPC(reflect.ValueOf(handleSignal).Pointer()).Name()
+
+// inSignalHandler reports whether the calling goroutine is running a
+// watch's onSignal: Go has no goroutine identity to compare, but the
+// goroutine's own stack says.
+func inSignalHandler() bool {
+	pcs := make([]uintptr, 64)
+	for skip := 2; ; skip += len(pcs) {
+		n := runtime.Callers(skip, pcs)
+		frames := runtime.CallersFrames(pcs[:n])
+		for {
+			f, more := frames.Next()
+			if f.Function == handleSignalName {
+				return true
+			}
+			if !more {
+				break
+			}
+		}
+		if n < len(pcs) {
+			return false
+		}
 	}
 }

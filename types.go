@@ -19,7 +19,7 @@ func typeOf[T any]() (typeInfo, error) {
 	// The element types nearly every Rent uses need no lookup: this is on
 	// the path of every borrow.
 	switch any(z).(type) {
-	case byte, int8, uint16, int16, uint32, int32, uint64, int64, uint, int, uintptr, float32, float64, bool:
+	case byte, int8, uint16, int16, uint32, int32, uint64, int64, uint, int, uintptr, float32, float64:
 		return ti, nil
 	}
 	t := reflect.TypeFor[T]()
@@ -34,6 +34,8 @@ func typeOf[T any]() (typeInfo, error) {
 		err = fmt.Errorf("%w: %v has size 0", ErrUnsupportedType, t)
 	} else if where := pointerIn(t, t.String()); where != "" {
 		err = fmt.Errorf("%w: %v holds a Go pointer at %s", ErrUnsupportedType, t, where)
+	} else if where := boolIn(t, t.String()); where != "" {
+		err = fmt.Errorf("%w: %v holds a bool at %s, and not every byte is a bool (use uint8)", ErrUnsupportedType, t, where)
 	}
 	if err == nil {
 		typeErrs.Store(t, nil)
@@ -63,4 +65,30 @@ func pointerIn(t reflect.Type, path string) string {
 		return ""
 	}
 	return path + " (" + t.Kind().String() + ")"
+}
+
+// boolIn returns the path to the first bool in t, or "" when it has none.
+//
+// An entry's bytes come from anywhere: CopyFrom, ReadFrom and Random fill
+// byte entries that may be rented as structs, and under AES256CTR a byte
+// changed at rest decrypts to a changed byte. Every bit pattern is a valid
+// number, but a bool must be 0 or 1: the compiler relies on it, and a bool
+// holding 2, which is both true and not true, indexes past an array whose
+// bounds check the compiler dropped because a bool-derived index could only
+// be 0 or 1. So a type holding a bool cannot be laid over an entry.
+func boolIn(t reflect.Type, path string) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return path
+	case reflect.Array:
+		return boolIn(t.Elem(), path+"[]")
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if w := boolIn(f.Type, path+"."+f.Name); w != "" {
+				return w
+			}
+		}
+	}
+	return ""
 }

@@ -18,12 +18,15 @@ func faultOps(t *testing.T, seed uint64, opts ...Option) {
 	r := mrand.New(mrand.NewPCG(seed, 99))
 	var failPct atomic.Int32
 	var failOp atomic.Int32
+	// Only this goroutine maps and unmaps (no background shuffler), so the
+	// refusals replay with the seed.
+	fr := mrand.New(mrand.NewPCG(seed, 7))
 	osmem.SetFault(func(o osmem.Op) error {
 		p := failPct.Load()
 		if p == 0 || int32(o) != failOp.Load() {
 			return nil
 		}
-		if mrand.Int32N(100) < p {
+		if fr.Int32N(100) < p {
 			return osmem.ErrInjected
 		}
 		return nil

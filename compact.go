@@ -10,7 +10,10 @@ func (sh *shard) reclaim() {
 	if c := sh.Arenas.Cur(); c != nil && c.Live == 0 {
 		sh.Arenas.ReplaceCur(nil, nil)
 	}
-	if sh.backup != nil && sh.Counts.Rented()+sh.Counts.Viewed() == 0 && !sh.rotating() {
+	// A rotating shard keeps its backup: the rotation acquired it before
+	// switching keys so that it cannot stop part-way for want of memory,
+	// and this allocation may take what it gives back.
+	if sh.backup != nil && !sh.rot.keepsBackup() && sh.Counts.Rented()+sh.Counts.Viewed() == 0 {
 		sh.dropBackup()
 	}
 	for i := range sh.s.shards {
@@ -36,21 +39,4 @@ func (sh *shard) relock() {
 	if sh.s.cfg.lock != LockNone {
 		sh.Arenas.Relock()
 	}
-}
-
-// rotating reports whether a key rotation may still need the shard's
-// backup buffer: one is running (it holds rotateMu from acquiring every
-// shard's buffer to its last batch, rests included), or one stopped
-// part-way with entries of the shard still under the old key. Giving the
-// buffer back then lets the allocation that asked for memory take it, and
-// the rotation's next batch, refused the buffer again, stops part-way,
-// which RotateKey promises only for an entry larger than any the shard
-// held when the rotation began. The caller holds the shard lock;
-// TryLock never waits, so the order of the two locks does not matter.
-func (sh *shard) rotating() bool {
-	if sh.rot.prev != nil || !sh.s.rotateMu.TryLock() {
-		return true
-	}
-	sh.s.rotateMu.Unlock()
-	return false
 }

@@ -81,7 +81,9 @@ var (
 
 	// ErrCounterExhausted is returned when the 64-bit space of AES-CTR
 	// counter blocks of a Shuffler is used up, which takes 2^68 bytes of
-	// encryption. No counter block is ever used twice instead.
+	// encryption. No counter block is ever used twice instead. A borrow
+	// that ends then wipes its entry and frees the Handle, since the
+	// entry can no longer be encrypted.
 	ErrCounterExhausted = ctr.ErrExhausted
 
 	// ErrRotationIncomplete is returned, wrapping the cause, by a RotateKey

@@ -41,7 +41,9 @@ func ReadPrivateKey(s *Shuffler, r io.Reader) (h Handle, err error) {
 
 func readPrivateKey(s *Shuffler, r io.Reader) (Handle, error) {
 	in, err := readAllWiping(r, maxKeyFile)
-	defer Wipe(in)
+	// All of it: r may have used the part past what it returned as
+	// scratch, as io.Reader allows.
+	defer Wipe(in[:cap(in)])
 	if err != nil {
 		return Handle{}, err
 	}

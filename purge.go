@@ -47,6 +47,7 @@ func (s *Shuffler) Purge() error {
 		sh.Waiters.WakeAll() // they retry and see ErrClosed
 		sh.mu.Unlock()
 	}
+	s.wipeCiphers()
 	if s.own != nil {
 		osmem.Wipe(s.own.Data)
 	}

@@ -170,7 +170,9 @@ func readInto(s *Shuffler, r io.Reader, limit, hint int, fill func(*growing) (in
 			h = Handle{}
 		}
 	}()
-	n, err := fill(g)
+	// r writes plaintext, and its stack and registers may keep some.
+	var n int
+	runSecret(func() { n, err = fill(g) })
 	if err != nil {
 		return Handle{}, err
 	}

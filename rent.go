@@ -282,6 +282,10 @@ func (sh *shard) take(sl *store.Slot, h Handle, ti typeInfo, form shape, kind bo
 // nobody else has rented the entry since; otherwise it ends the newer rent,
 // so call Return exactly once per Rent (the Borrow functions do). An entry that is viewed, not rented, is
 // returned with ReturnView (ErrNotRented).
+//
+// Once the Shuffler's counter space is used up, an entry cannot be
+// encrypted again: Return, and the last ReturnView, then wipe it, free h
+// and report ErrCounterExhausted.
 func (s *Shuffler) Return(h Handle) error {
 	sh, sl, err := s.lookup(h)
 	if err != nil {
@@ -350,7 +354,14 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 	k := shortCTR(sh.ciph, len(src))
 	base, err := sh.reserve(sh.sealCounters(k, len(src)))
 	if err != nil {
-		return err
+		// The counter space is used up: the entry can never be encrypted
+		// again. Kept, it would stay plaintext for good, in a borrow nobody
+		// can end and Free refuses; it is wiped and its Handle freed
+		// instead, as an expired one is wiped.
+		sh.Drop(sl, nil)
+		sh.endBorrow(h, was)
+		sh.freeSlot(h.slot(), sl)
+		return fmt.Errorf("%w: the entry could not be encrypted again and was wiped", err)
 	}
 	moved := false
 	if s.onReturn.Load() {
@@ -433,12 +444,15 @@ func (sh *shard) open(i uint32, sl *store.Slot) error {
 // a larger one when needed.
 func (sh *shard) backupFor(n int) ([]byte, error) {
 	if sh.backup == nil || len(sh.backup.Data) < n {
+		// The old buffer goes first: it holds nothing between uses (each
+		// wipes it), and at the memlock limit the room it frees may be
+		// what the larger one needs.
+		if sh.backup != nil {
+			sh.dropBackup()
+		}
 		reg, err := sh.s.mapAux(n)
 		if err != nil {
 			return nil, err
-		}
-		if sh.backup != nil {
-			_ = sh.s.aux.Unmap(sh.backup)
 		}
 		sh.backup = reg
 	}

@@ -20,7 +20,6 @@ func (f secretCheckWriter) Write(p []byte) (int, error) { return f(p) }
 // erased. Without the experiment the test checks that nothing claims
 // secret mode.
 func TestIOCallbacksRunInSecretMode(t *testing.T) {
-	knownDefect(t, "WriteTo's writer and ReadAll's and ReadUntil's readers run outside secret.Do (writeto.go, readall.go)")
 	s := newTest(t)
 	h, err := CopyFrom(s, bytes.Repeat([]byte{7}, 32))
 	if err != nil {

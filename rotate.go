@@ -155,7 +155,16 @@ type shardRotation struct {
 	prev   seal.Cipher // the old cipher while the shard rotates, else nil
 	base   uint64      // the first counter value under the latest key
 	cursor uint32      // slots before it hold no resting entry below base
+
+	// prepared: a rotation acquired the shard's backup buffer and has yet
+	// to switch keys.
+	prepared bool
 }
+
+// keepsBackup reports whether a rotation counts on the shard's backup
+// buffer, acquired before the switch so that the rotation cannot stop
+// part-way for want of memory: reclaim must leave it.
+func (r *shardRotation) keepsBackup() bool { return r.prepared || r.prev != nil }
 
 // rotationHolds records the most one hold of a shard lock by a rotation
 // re-encrypted and how long it lasted, what a Rent of that shard waited for
@@ -220,11 +229,9 @@ func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 	if !r.switched {
 		if err := s.switchRotation(ctx); err != nil {
 			// No shard switched: forget next, and the Shuffler is as it
-			// was.
+			// was. (Close wipes every cipher a shard holds, not this one.)
 			s.closeMu.Lock()
-			if !s.closed.Load() {
-				r.next.Wipe()
-			}
+			s.wipeUnheld(r.next)
 			s.closeMu.Unlock()
 			s.rot = rotation{}
 			return err
@@ -264,9 +271,7 @@ func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 	}
 	// No entry is under the old round keys any more.
 	s.closeMu.Lock()
-	if !s.closed.Load() {
-		r.prev.Wipe()
-	}
+	s.wipeUnheld(r.prev)
 	s.cipherSlot = 1 - s.cipherSlot
 	s.closeMu.Unlock()
 	// The batch buffers stay for the next rotation (ks is cleared after
@@ -276,6 +281,34 @@ func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 	n := s.rotations.Add(1)
 	s.log(slog.LevelInfo, "memshuffle: key rotated", slog.Uint64("rotations", n))
 	return nil
+}
+
+// wipeCiphers clears the key material of every cipher a shard holds, the
+// current one and, part-way through a rotation, the old one, for Close
+// and Purge once every shard is closed, so that no call can use them, and
+// before Close unmaps the Shuffler's region, where CTR's round keys are.
+// The authenticated modes' keys are on the Go heap: only this clears them.
+func (s *Shuffler) wipeCiphers() {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		if sh.ciph != nil {
+			sh.ciph.Wipe()
+		}
+		if sh.rot.prev != nil {
+			sh.rot.prev.Wipe()
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// wipeUnheld wipes a cipher no shard holds any more, or ever held, unless
+// its round keys are in the Shuffler's region and Close has unmapped it
+// (having wiped it first). The caller holds closeMu.
+func (s *Shuffler) wipeUnheld(c seal.Cipher) {
+	if !s.released || !c.OffHeap() {
+		c.Wipe()
+	}
 }
 
 // rotateHold runs f under sh's lock, unless the shard is closed, and records
@@ -430,16 +463,18 @@ func (sh *shard) applyBatch(plan []rotEntry, ks []byte, end uint32) int {
 func (s *Shuffler) switchRotation(ctx context.Context) error {
 	r := &s.rot
 	for i := range s.shards {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
+		err := ctx.Err()
 		sh := &s.shards[i]
-		if !sh.lockOpen() {
-			return ErrClosed
+		if err == nil && !sh.lockOpen() {
+			err = ErrClosed
 		}
-		err := sh.prepareRekey()
-		sh.mu.Unlock()
+		if err == nil {
+			err = sh.prepareRekey()
+			sh.rot.prepared = err == nil
+			sh.mu.Unlock()
+		}
 		if err != nil {
+			s.unprepare(i)
 			return err
 		}
 	}
@@ -457,6 +492,17 @@ func (s *Shuffler) switchRotation(ctx context.Context) error {
 	}
 	r.switched = true
 	return nil
+}
+
+// unprepare lets the first n shards, prepared for a rotation that will not
+// switch, give their backup buffers back again.
+func (s *Shuffler) unprepare(n int) {
+	for i := range s.shards[:n] {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		sh.rot.prepared = false
+		sh.mu.Unlock()
+	}
 }
 
 // prepareRekey acquires what rekeying the shard takes: in the

@@ -4,8 +4,9 @@ package memshuffle
 // GOEXPERIMENT=runtimesecret on a platform where runtime/secret erases
 // what a function leaves behind (linux/amd64 and linux/arm64, as of Go
 // 1.26). In secret mode every callback the library runs with plaintext
-// (Borrow and its siblings, the fill of ReadFrom and CopyFrom, the crypto
-// adapters NewSigner, MAC, NewAEAD and ReadPrivateKey) runs inside
+// (Borrow and its siblings, the fill of ReadFrom and CopyFrom, the reader
+// of ReadAll and ReadUntil, the writer of WriteTo, the crypto adapters
+// NewSigner, MAC, NewAEAD and ReadPrivateKey) runs inside
 // secret.Do: the registers and stack it used are erased when it returns,
 // and the heap memory it allocated is erased once the garbage collector
 // finds it unreachable. Without it those callbacks run as plain calls, and whatever

@@ -713,7 +713,7 @@ func (sh *shard) releaseArenas(err error, later *store.UnmapList) error {
 	if e := sh.ReleaseEmpty(later); err == nil {
 		err = e
 	}
-	if sh.Counts.Live() == 0 && sh.backup != nil && !sh.rotating() {
+	if sh.Counts.Live() == 0 && sh.backup != nil && !sh.rot.keepsBackup() {
 		sh.dropBackup()
 	}
 	return err

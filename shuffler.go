@@ -365,6 +365,7 @@ func (s *Shuffler) Close() error {
 		sh.Reset() // waiters retry and see ErrClosed
 		sh.mu.Unlock()
 	}
+	s.wipeCiphers()
 	s.releaseAll()
 	s.released = true
 	return errors.Join(errs...)

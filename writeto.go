@@ -34,7 +34,8 @@ func WriteTo(s *Shuffler, h Handle, w io.Writer) (n int64, err error) {
 			err = rerr
 		}
 	}()
-	m, err := writeOnce(w, b)
+	var m int
+	runSecret(func() { m, err = writeOnce(w, b) })
 	if m < 0 || m > len(b) {
 		return 0, fmt.Errorf("%w: writer returned %d for a %d-byte write", ErrInvalidCount, m, len(b))
 	}

@@ -30,6 +30,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"reflect"
 	"sync/atomic"
 
 	"github.com/memshuffle/memshuffle/internal/aesctr"
@@ -124,11 +125,34 @@ var forceFallback bool
 func (c *Cipher) OffHeap() bool { return c.rk != nil }
 
 // Wipe clears the round keys. The Cipher must not be used afterwards.
+//
+// On the crypto/aes fallback they are in the Block, on the Go heap, where
+// they would stay readable after the Cipher is dropped until the memory is
+// reused. (The copy of the Block each XOR of more than ScratchSize bytes
+// makes for crypto/cipher's CTR is out of reach: it is garbage once XOR
+// returns.)
 func (c *Cipher) Wipe() {
 	if c.rk != nil {
 		clear(c.rk[:])
 		clear(c.salt[:])
+		return
 	}
+	WipeObject(c.block)
+}
+
+// WipeObject zeroes what v, a pointer held in an interface, points to.
+// The standard library and x/crypto export no way to clear their key
+// schedules; their types hold the key material in arrays inside the
+// object the pointer refers to, which this reaches whatever the type's
+// name. Anything but a non-nil pointer is left alone.
+func WipeObject(v any) {
+	p := reflect.ValueOf(v)
+	if p.Kind() != reflect.Pointer || p.IsNil() {
+		return
+	}
+	// A Value made by NewAt may be set even when the type's fields are
+	// unexported.
+	reflect.NewAt(p.Type().Elem(), p.UnsafePointer()).Elem().SetZero()
 }
 
 // asmChunk bounds one assembly call: assembly cannot be preempted, so a long

@@ -8,8 +8,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"math"
+	"reflect"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/aesctr"
 )
@@ -332,5 +334,47 @@ func TestChunks(t *testing.T) {
 		if !bytes.Equal(src, want) {
 			t.Fatalf("n=%d: XOR differs from crypto/cipher", n)
 		}
+	}
+}
+
+// objectBytes is the memory of the object the pointer in v refers to.
+func objectBytes(v any) []byte {
+	p := reflect.ValueOf(v)
+	return unsafe.Slice((*byte)(p.UnsafePointer()), p.Type().Elem().Size())
+}
+
+// TestWipeFallback: on the crypto/aes fallback the round keys are in the
+// Block on the Go heap (the first of them is the key's first half); Wipe
+// must clear them there.
+func TestWipeFallback(t *testing.T) {
+	forceFallback = true
+	defer func() { forceFallback = false }()
+	key := [32]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}
+	var salt [8]byte
+	c, err := New(&key, &salt, new([StateSize]byte))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := objectBytes(c.block)
+	if !bytes.Contains(obj, key[:16]) {
+		t.Fatal("the key is not in the Block: the check looks in the wrong place")
+	}
+	c.Wipe()
+	if !bytes.Equal(obj, make([]byte, len(obj))) {
+		t.Fatal("Wipe left the Block's round keys")
+	}
+}
+
+// TestWipeObject: a non-nil pointer's object is zeroed; anything else is
+// left alone, without a panic.
+func TestWipeObject(t *testing.T) {
+	p := &[4]byte{1, 2, 3, 4}
+	WipeObject(p)
+	if *p != ([4]byte{}) {
+		t.Fatal("not zeroed")
+	}
+	var nilPtr *[4]byte
+	for _, v := range []any{nil, 3, "s", nilPtr, [2]int{1, 2}} {
+		WipeObject(v)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -105,7 +106,15 @@ func New(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (Ciph
 		}
 		g, err := cipher.NewGCM(b)
 		if err != nil {
+			ctr.WipeObject(b)
 			return nil, err
+		}
+		// crypto/aes's GCM keeps a copy of the key schedule of its own:
+		// b's is garbage from here on, and would stay readable until its
+		// memory is reused. Another GCM (a BoringCrypto build's) may keep
+		// b itself.
+		if reflect.TypeOf(g).String() == "*gcm.GCM" {
+			ctr.WipeObject(b)
 		}
 		return newAEAD(g, salt), nil
 	case ChaCha20Poly1305:
@@ -154,9 +163,12 @@ func (x aeadCipher) Overhead() int       { return x.a.Overhead() }
 func (x aeadCipher) Counters(int) uint64 { return 1 }
 func (x aeadCipher) OffHeap() bool       { return false }
 
-// Wipe cannot reach the key schedules of crypto/aes or x/crypto: they are
-// unexported and on the Go heap.
-func (x aeadCipher) Wipe() {}
+// Wipe clears the AEAD's own memory: crypto/aes's GCM keeps the key
+// schedule there, x/crypto's ChaCha20-Poly1305 the key itself. Both are on
+// the Go heap, out of reach of everything but the Cipher, and stay readable
+// after the Cipher is dropped until their memory is reused. The Cipher must
+// not be used afterwards.
+func (x aeadCipher) Wipe() { ctr.WipeObject(x.a) }
 
 func (x aeadCipher) nonce(c uint64, scr *Scratch) []byte {
 	binary.BigEndian.PutUint32(scr.Nonce[:4], x.prefix)

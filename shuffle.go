@@ -44,8 +44,9 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 // into the holes of the arenas that hold most, which releases the arenas
 // they leave: Shuffle still gives memory back when it can map none. The
 // error then wraps ErrOutOfMemory or ErrLockFailed. Every entry stays valid
-// either way. Arenas the system would not lock when they were mapped are
-// locked again if it now allows.
+// either way. Arenas the system would not lock when they were mapped, the
+// fresh ones included, are locked again, once the arenas Shuffle emptied
+// are released, if it now allows.
 func (s *Shuffler) Shuffle() error {
 	if s == nil || s.closed.Load() || len(s.shards) == 0 {
 		return ErrClosed
@@ -64,6 +65,11 @@ func (s *Shuffler) Shuffle() error {
 		if err := sh.shuffle(); err != nil {
 			errs = append(errs, err)
 		}
+		// Fresh arenas mapped while the old ones were still locked may have
+		// met the memory-lock limit; the old ones are gone now, and the
+		// next chance to lock would otherwise be the next Shuffle, which
+		// maps its own fresh arenas unlocked again.
+		sh.relock()
 		work, sh.work = sh.work, shuffleWork{}
 		clear(work.fresh[:cap(work.fresh)])
 		sh.mu.Unlock()
@@ -94,10 +100,8 @@ func (sh *shard) shuffle() error {
 	// known before the layout makes a fresh arena the current one.
 	sh.markVacated()
 	if grid && sh.inPlaceFits(n) {
-		if moved, ok := sh.shuffleInPlace(n); ok {
-			sh.s.bytesMoved.Add(moved)
-			return sh.releaseArenas(nil, nil)
-		}
+		sh.s.bytesMoved.Add(sh.shuffleInPlace(n))
+		return sh.releaseArenas(nil, nil)
 	}
 	var err error
 	var placed int
@@ -362,15 +366,19 @@ func (sh *shard) inPlaceFits(n int) bool {
 // arenas they are already in (see gather), instead of into fresh arenas:
 // no pages are mapped, faulted in, zeroed or unmapped, and every byte an
 // entry leaves is overwritten by the next or wiped. It reports the bytes
-// moved, and false, having changed nothing, when it needs a place to hold
-// one entry and the system will not map one.
+// moved.
 //
 // The moves follow the permutation backwards. A chain starts at a new
 // place no entry holds: the entry that goes there moves in, which empties
 // its old place, and so on until an old place past the new layout is
 // emptied, which is wiped. What is left are cycles among places that are
-// both old and new; each is rotated through one spare place.
-func (sh *shard) shuffleInPlace(n int) (uint64, bool) {
+// both old and new; each is rotated through one spare place. When every
+// place is taken, the spare is a region of one entry's size; when the
+// system will not map one, each cycle is rotated a chunk at a time
+// through the shard's keystream scratch, which is in the Shuffler's own
+// locked region: so the shuffle in place needs no memory it may be
+// refused.
+func (sh *shard) shuffleInPlace(n int) uint64 {
 	w := &sh.work
 	sz := uint32(w.size)
 	w.src = w.src[:0]
@@ -387,11 +395,9 @@ func (sh *shard) shuffleInPlace(n int) (uint64, bool) {
 		// layout.
 		spare = w.place(uint32(n))
 	} else {
-		r, err := sh.s.mapAux(int(sz))
-		if err != nil {
-			return 0, false
+		if r, err := sh.s.mapAux(int(sz)); err == nil {
+			spareReg, spare = r, r.Data[:sz]
 		}
-		spareReg, spare = r, r.Data[:sz]
 	}
 	// from[r] is the old place of the entry that goes to place r, and the
 	// new place of each entry is noted by k in w.to.
@@ -428,6 +434,9 @@ func (sh *shard) shuffleInPlace(n int) (uint64, bool) {
 			}
 			d = p
 		}
+	}
+	if spare == nil {
+		sh.rotateCycles(from, done)
 	}
 	for d := range nn {
 		p := from[d]
@@ -483,7 +492,37 @@ func (sh *shard) shuffleInPlace(n int) (uint64, bool) {
 	// current arena adds nothing to the index.
 	sh.Arenas.SetCur(last)
 	clear(w.vacated)
-	return uint64(n) * uint64(w.size-sh.Overhead()), true
+	return uint64(n) * uint64(w.size-sh.Overhead())
+}
+
+// rotateCycles rotates every cycle of from (see shuffleInPlace) that the
+// chains left, each place c taking the bytes of place from[c], without a
+// spare place: a chunk of the shard's keystream scratch at a time, so
+// each cycle is walked once per chunk of an entry. It marks the places it
+// has filled done, and wipes the scratch.
+func (sh *shard) rotateCycles(from []uint32, done uint32) {
+	w := &sh.work
+	tmp := sh.scratch.KS[:]
+	for d := range uint32(len(from)) {
+		if p := from[d]; p == done || p == d {
+			continue // filled by a chain, or the entry keeps its place
+		}
+		for o := 0; o < w.size; o += len(tmp) {
+			k := min(len(tmp), w.size-o)
+			copy(tmp[:k], w.place(d)[o:o+k])
+			c := d
+			for p := from[d]; p != d; c, p = p, from[p] {
+				copy(w.place(c)[o:o+k], w.place(p)[o:o+k])
+			}
+			copy(w.place(c)[o:o+k], tmp[:k])
+		}
+		for c := d; from[c] != done; {
+			next := from[c]
+			from[c] = done
+			c = next
+		}
+	}
+	osmem.Wipe(tmp)
 }
 
 // placeIn returns the arena and offset of place p, numbered as gather
@@ -654,12 +693,17 @@ func (sh *shard) dest(r uint32) (*store.Arena, uint32) {
 // releaseEmpty releases every empty arena, the current one included, so a
 // shard without entries maps nothing; those the operating system would not
 // take back when they emptied get another try (see
-// store.Shard.ReleaseEmpty). An AEAD shard without entries lets go of its
+// store.Shard.ReleaseEmpty), and arenas the system would not lock are
+// locked if it now allows. An AEAD shard without entries lets go of its
 // backup buffer too. It returns err, or else the first error of a release.
 // Large shuffle scratch arrays are dropped.
 func (sh *shard) releaseEmpty(err error, later *store.UnmapList) error {
 	err = sh.releaseArenas(err, later)
 	sh.work.trim()
+	// A background cycle ends here, its moves done and the arenas they
+	// emptied unmapped: the fresh arenas it had to take unlocked, at the
+	// memory-lock limit, can be locked now rather than at the next cycle.
+	sh.relock()
 	return err
 }
 
@@ -669,7 +713,7 @@ func (sh *shard) releaseArenas(err error, later *store.UnmapList) error {
 	if e := sh.ReleaseEmpty(later); err == nil {
 		err = e
 	}
-	if sh.Counts.Live() == 0 && sh.backup != nil {
+	if sh.Counts.Live() == 0 && sh.backup != nil && !sh.rot.keepsBackup() {
 		sh.dropBackup()
 	}
 	return err

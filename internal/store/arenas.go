@@ -172,6 +172,12 @@ func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 		s.cur = nil
 	}
 	s.released.Add(1)
+	if later == nil && locked > 0 && s.unlocked > 0 {
+		// The unmap gave back locked memory: arenas mapped unlocked at a
+		// peak would otherwise stay so, swappable, until a Shuffle, with
+		// room under the limit for them.
+		s.Relock()
+	}
 	return nil
 }
 
@@ -275,13 +281,15 @@ func (s *Arenas) Vacate(a *Arena, off, n uint32, later *UnmapList) {
 }
 
 // Relock locks arenas the system refused to lock when they were mapped,
-// now that it may have room again; it stops at the first refusal.
+// now that it may have room again; it stops at the first refusal. Arenas
+// mapped without a lock (LockNone) have no refusal recorded and stay
+// unlocked.
 func (s *Arenas) Relock() {
 	if s.unlocked == 0 {
 		return
 	}
 	for _, a := range s.list {
-		if a == nil || a.Reg.Locked {
+		if a == nil || a.Reg.Locked || a.Reg.LockErr == nil {
 			continue
 		}
 		u := UnlockedLen(a.Reg)

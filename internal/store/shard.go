@@ -348,8 +348,10 @@ func (e *Shard) room(size, align int, src *Arena) (*Arena, int, bool) {
 // Squeeze empties the arenas that hold least into holes of those that hold
 // more, mapping nothing: a shuffle's way forward when it cannot map fresh
 // arenas. With needLock, unlocked arenas are emptied first, into locked
-// ones only, so that memory the system would not lock is given back before
-// any other. It reports the bytes it moved.
+// ones where there is room and else into unlocked ones that hold more, so
+// that memory the system would not lock is given back before any other,
+// and locked ones into locked ones only: no entry moves out of locked
+// memory. It reports the bytes it moved.
 func (e *Shard) Squeeze(needLock bool) uint64 {
 	type src struct {
 		a     *Arena
@@ -396,12 +398,21 @@ func (e *Shard) Squeeze(needLock bool) uint64 {
 		accept := func(d *Arena) bool {
 			return rank[d.Index] > r && (d.Reg.Locked || !needLock)
 		}
+		// An unlocked arena's entries lose nothing in another unlocked
+		// one: with no room in locked memory they still drain, and the
+		// arena is given back. Refusing them left a shard the system
+		// would not lock at all mapped in full.
+		stayLocked := needLock && s.a.Reg.Locked
+		anyFuller := func(d *Arena) bool { return rank[d.Index] > r }
 		for _, i := range s.slots {
 			sl := e.Slots.At(i)
 			size, align := int(sl.Size)+e.ov, sl.Align()
 			a, off, ok := e.Arenas.TakeFreeWhere(size, align, accept)
+			if !ok && needLock && !stayLocked {
+				a, off, ok = e.Arenas.TakeFreeWhere(size, align, anyFuller)
+			}
 			if !ok {
-				if cur == nil || (needLock && !cur.Reg.Locked) {
+				if cur == nil || (stayLocked && !cur.Reg.Locked) {
 					break // unlocked space is no better than where it is
 				}
 				if off, ok = e.Arenas.Fit(cur, size, align); !ok {

@@ -1,0 +1,6 @@
+//go:build !race
+
+package memshuffle
+
+// reviewRaceBuild: see review_store_race_on_test.go.
+const reviewRaceBuild = false

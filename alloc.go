@@ -65,6 +65,7 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	// Unlocked by hand, not deferred, as in Return.
 	h, err := sh.alloc(size, align)
 	sh.mu.Unlock()
+	s.flushLog() // a refused lock of a new arena
 	return h, err
 }
 

@@ -261,6 +261,8 @@ func (s *Shuffler) cycle(ctx context.Context, pace *pacer) bool {
 // ended.
 func (sh *shard) unlockYield() {
 	sh.mu.Unlock()
+	// A tampered entry a rotation batch found, a refused lock.
+	sh.s.flushLog()
 	runtime.Gosched()
 }
 

@@ -186,6 +186,9 @@ func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeI
 		sh.pins++
 	}
 	sh.mu.Unlock()
+	if err != nil {
+		s.flushLog() // a failed authentication, or a refused lock
+	}
 	return mem, err
 }
 
@@ -263,6 +266,9 @@ func (s *Shuffler) borrowWaiting(ctx context.Context, h Handle, ti typeInfo, for
 			sh.Waiters.WakeAll()
 		}
 		sh.mu.Unlock()
+		if err != nil {
+			s.flushLog()
+		}
 		return mem, err
 	}
 }
@@ -335,6 +341,7 @@ func (s *Shuffler) Return(h Handle) error {
 	// Return's, a closure call, and nothing under the lock panics.
 	err = sh.endRent(sl, h)
 	sh.mu.Unlock()
+	s.flushLog() // a moving Return maps memory
 	return err
 }
 
@@ -359,6 +366,7 @@ func (s *Shuffler) ReturnView(h Handle) error {
 	}
 	err = sh.endView(sl, h) // unlocked by hand, as in Return
 	sh.mu.Unlock()
+	s.flushLog()
 	return err
 }
 

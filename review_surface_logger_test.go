@@ -3,20 +3,12 @@ package memshuffle
 import (
 	"errors"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
-)
 
-// knownDefect skips a test of a defect whose fix lies outside the files
-// the test sits beside; MEMSHUFFLE_KNOWN_DEFECTS=1 runs it.
-func knownDefect(t *testing.T, defect string) {
-	t.Helper()
-	if os.Getenv("MEMSHUFFLE_KNOWN_DEFECTS") == "" {
-		t.Skip("known defect: " + defect + " (MEMSHUFFLE_KNOWN_DEFECTS=1 runs the test)")
-	}
-}
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
 
 // purgingLogger returns a logger that purges *s when a record holding
 // event is logged, as an incident handler does, and a channel that gets
@@ -56,7 +48,6 @@ func tamperWith(t *testing.T, s *Shuffler, h Handle) {
 // (The test leaks that goroutine when it fails, and so does not Close the
 // Shuffler.)
 func TestPurgeFromTamperLogger(t *testing.T) {
-	knownDefect(t, "the tamper event is logged under the shard lock (rent.go's open), so a logger that purges deadlocks")
 	var s *Shuffler
 	logger, purged := purgingLogger(&s, "failed authentication")
 	s, err := New(WithCipher(AES256GCM), WithLogger(logger))
@@ -91,7 +82,6 @@ func TestPurgeFromTamperLogger(t *testing.T) {
 // rotation, and the shard, stuck, and Close waits for the rotation for
 // ever.
 func TestPurgeFromRotationTamperLogger(t *testing.T) {
-	knownDefect(t, "a scheduled rotation logs the tamper event under the shard lock (rotate.go's rotateBatch), so a logger that purges deadlocks")
 	var s *Shuffler
 	logger, purged := purgingLogger(&s, "failed authentication")
 	s, err := New(WithCipher(AES256GCM), WithLogger(logger), WithKeyRotation(time.Millisecond))
@@ -109,6 +99,44 @@ func TestPurgeFromRotationTamperLogger(t *testing.T) {
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
 	if err := errWithin(t, closed, "Close after the rotation's logger purged did not return"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPurgeFromLockFailureLogger: the refused lock of a new arena is
+// raised while Alloc holds the shard lock; a logger that purges on it
+// must not wait for that lock.
+func TestPurgeFromLockFailureLogger(t *testing.T) {
+	var s *Shuffler
+	logger, purged := purgingLogger(&s, "memory not locked")
+	s, err := New(WithLogger(logger), WithLockMode(LockBestEffort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	osmem.SetFault(func(op osmem.Op) error {
+		if op == osmem.OpLock {
+			return osmem.ErrInjected
+		}
+		return nil
+	})
+	defer osmem.SetFault(nil)
+	allocated := make(chan error, 1)
+	go func() {
+		// Larger than any arena mapped so far: a new one is locked.
+		_, err := Alloc[byte](s, 1<<20)
+		allocated <- err
+	}()
+	if err := errWithin(t, allocated, "Alloc whose refused lock a purging logger saw did not return"); err != nil {
+		t.Fatal(err)
+	}
+	osmem.SetFault(nil)
+	if err := errWithin(t, purged, "Purge from the lock-failure event did not return"); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Entries != 0 {
+		t.Fatalf("after Purge: %d entries", st.Entries)
+	}
+	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 }

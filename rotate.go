@@ -472,6 +472,7 @@ func (s *Shuffler) switchRotation(ctx context.Context) error {
 			err = sh.prepareRekey()
 			sh.rot.prepared = err == nil
 			sh.mu.Unlock()
+			s.flushLog() // a refused lock of the backup buffer
 		}
 		if err != nil {
 			s.unprepare(i)

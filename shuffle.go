@@ -73,6 +73,7 @@ func (s *Shuffler) Shuffle() error {
 		work, sh.work = sh.work, shuffleWork{}
 		clear(work.fresh[:cap(work.fresh)])
 		sh.mu.Unlock()
+		s.flushLog()
 	}
 	s.shuffles.Add(1)
 	d := int64(time.Since(start))

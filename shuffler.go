@@ -64,6 +64,7 @@ type Shuffler struct {
 	longRentsSeen  atomic.Uint64
 	expired        atomic.Uint64
 	tampered       atomic.Uint64
+	out            outbox // events raised under a shard lock, for flushLog
 	bgCycles       atomic.Uint64
 	bgSteps        atomic.Uint64
 	bgStepMax      atomic.Int64
@@ -213,6 +214,7 @@ func New(opts ...Option) (*Shuffler, error) {
 		}
 	}
 	register(s)
+	s.flushLog() // a refused lock of the Shuffler's own region
 	return s, nil
 }
 
@@ -279,7 +281,9 @@ func (s *Shuffler) mapAux(n int) (*osmem.Region, error) {
 func (s *Shuffler) lockFailed(n int, err error) {
 	s.lockFailures.Add(1)
 	if s.lockLogged.CompareAndSwap(false, true) {
-		s.log(slog.LevelWarn, "memshuffle: memory not locked into RAM; Stats.LockFailures counts further refusals",
+		// Arenas are mapped under shard locks: the event waits in the
+		// outbox.
+		s.logLater(slog.LevelWarn, "memshuffle: memory not locked into RAM; Stats.LockFailures counts further refusals",
 			slog.Int("bytes", n), slog.Int64("rlimit_memlock", osmem.LockLimit()),
 			slog.String("error", err.Error()))
 	}
@@ -333,6 +337,7 @@ func (s *Shuffler) Close() error {
 	s.stopKeyRotation()
 	s.stopRentWatch()
 	unregister(s)
+	s.flushLog() // what waits, with no lock held yet
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.released {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrNameTaken is returned by PublishExpvar when an expvar of that name
@@ -34,9 +35,64 @@ func (s *Shuffler) PublishExpvar(name string) error {
 }
 
 // tamperDetected counts and reports an entry that failed authentication.
+// The caller holds the entry's shard lock: the event waits in the outbox.
 func (s *Shuffler) tamperDetected(h Handle) {
 	s.tampered.Add(1)
-	s.log(slog.LevelError, "memshuffle: entry failed authentication", slog.String("handle", h.String()))
+	s.logLater(slog.LevelError, "memshuffle: entry failed authentication", slog.String("handle", h.String()))
+}
+
+// outbox holds events raised while a shard may be locked, until a caller
+// that holds no shard lock hands them to the logger (flushLog): a handler
+// that answers an event with Purge, which locks every shard, would
+// otherwise wait for ever on the lock its own caller holds.
+type outbox struct {
+	mu      sync.Mutex
+	events  []event
+	pending atomic.Bool
+}
+
+// outboxMax bounds the events waiting; past it they are dropped (Stats
+// still counts what they report).
+const outboxMax = 256
+
+type event struct {
+	level slog.Level
+	msg   string
+	attrs []slog.Attr
+}
+
+// logLater queues an event for flushLog.
+func (s *Shuffler) logLater(level slog.Level, msg string, attrs ...slog.Attr) {
+	if s.cfg.logger == nil {
+		return
+	}
+	o := &s.out
+	o.mu.Lock()
+	if len(o.events) < outboxMax {
+		o.events = append(o.events, event{level, msg, attrs})
+	}
+	o.pending.Store(true)
+	o.mu.Unlock()
+}
+
+// flushLog hands the queued events to the logger. Its callers hold no
+// shard lock; it costs one load when nothing waits.
+func (s *Shuffler) flushLog() {
+	if s.out.pending.Load() {
+		s.flushLogSlow()
+	}
+}
+
+func (s *Shuffler) flushLogSlow() {
+	o := &s.out
+	o.mu.Lock()
+	events := o.events
+	o.events = nil
+	o.pending.Store(false)
+	o.mu.Unlock()
+	for _, e := range events {
+		s.log(e.level, e.msg, e.attrs...)
+	}
 }
 
 // log sends an event to the WithLogger logger, if any. Callers never pass a

@@ -43,10 +43,13 @@ func WithRentTracking(threshold time.Duration) Option {
 // WithRentTracking), key rotations and scheduled rotations that failed,
 // refused memory locks, and entries that failed authentication
 // (ErrTampered, with an authenticated cipher). Events never
-// carry a secret, a key or an address. The handler runs on the Shuffler's
-// goroutines and, for some events, while a shard is locked, so it must not
-// call the Shuffler's methods; the one exception is Purge from a long-rent
-// event, for a handler that treats a forgotten Return as an incident.
+// carry a secret, a key or an address. The handler runs on the goroutine
+// of the call that raised the event or on one of the Shuffler's own, never
+// while a shard is locked: events raised under a shard lock wait until the
+// call has let go of it (up to 256 of them; Stats counts every one). It
+// must not call the Shuffler's methods, with one exception: Purge, from
+// any event, for a handler that treats a forgotten Return, a tampered
+// entry or memory left unlocked as an incident.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) error {
 		c.logger = l

@@ -412,11 +412,21 @@ func (s *Shuffler) pickShard() *shard {
 
 // lookup validates h and returns its shard, locked, and slot. The caller
 // unlocks the shard.
+//
+// The Shuffler's own closed flag is not read on the way in: Close sets
+// every shard's closed flag under that shard's lock and never shrinks
+// s.shards or frees a shard, so the test of sh.closed under the lock gives
+// the same answer to every lookup that does not race with Close, one load
+// and branch cheaper. Only a handle that names no shard reads it, so that
+// a closed Shuffler still answers ErrClosed before ErrInvalidHandle.
 func (s *Shuffler) lookup(h Handle) (*shard, *store.Slot, error) {
-	if s == nil || s.closed.Load() || len(s.shards) == 0 {
+	if s == nil {
 		return nil, nil, ErrClosed
 	}
 	if h.owner != s.id || h.shard() >= uint32(len(s.shards)) {
+		if s.closed.Load() || len(s.shards) == 0 {
+			return nil, nil, ErrClosed
+		}
 		return nil, nil, ErrInvalidHandle
 	}
 	sh := &s.shards[h.shard()]

@@ -445,13 +445,16 @@ func (s *Shuffler) lookup(h Handle) (*shard, *store.Slot, error) {
 	if s == nil {
 		return nil, nil, ErrClosed
 	}
-	if h.owner != s.id || h.shard() >= uint32(len(s.shards)) {
+	// As an int, the shard index is compared as the indexing below
+	// compares it, so the compiler drops that bounds check.
+	k := int(h.shard())
+	if h.owner != s.id || k >= len(s.shards) {
 		if s.closed.Load() || len(s.shards) == 0 {
 			return nil, nil, ErrClosed
 		}
 		return nil, nil, ErrInvalidHandle
 	}
-	sh := &s.shards[h.shard()]
+	sh := &s.shards[k]
 	// lockOpen written out: it does not inline, and this is every
 	// borrow's and return's path.
 	sh.mu.Lock()

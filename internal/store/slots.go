@@ -120,8 +120,11 @@ type Slots struct {
 	free   []uint32 // indexes of free slots, reused last in, first out
 }
 
-// At returns slot i, which must be below Len.
-func (t *Slots) At(i uint32) *Slot { return &t.chunks[i>>chunkShift][i&(chunkSlots-1)] }
+// At returns slot i, which must be below Len. Every chunk holds
+// chunkSlots slots: seen as an array, its index needs no bounds check.
+func (t *Slots) At(i uint32) *Slot {
+	return &(*[chunkSlots]Slot)(t.chunks[i>>chunkShift])[i&(chunkSlots-1)]
+}
 
 // Len is the number of slots the table holds, free and retired ones
 // included: every slot index is below it.

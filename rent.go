@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"unsafe"
 
@@ -500,6 +501,17 @@ func (sh *shard) open(i uint32, sl *store.Slot) error {
 	// The AEADs clear their output when authentication fails; keep the
 	// ciphertext to put back.
 	backup, err := sh.backupFor(len(ext))
+	var spill *osmem.Region
+	if errors.Is(err, ErrLockFailed) {
+		// At the memory-lock limit (LockStrict, or secret memory) the
+		// entry would be unreadable for want of locked room for a copy of
+		// its ciphertext, which is no secret: take unlocked room for this
+		// call only.
+		spill, err = osmem.Map(len(ext), osmem.Flags{SmallPages: true})
+		if err == nil {
+			backup = spill.Data[:len(ext)]
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -509,6 +521,9 @@ func (sh *shard) open(i uint32, sl *store.Slot) error {
 		copy(ext, backup)
 	}
 	osmem.Wipe(backup)
+	if spill != nil {
+		_ = osmem.Unmap(spill) // it holds nothing now: a failure leaves a wiped mapping
+	}
 	if err != nil {
 		sh.s.tamperDetected(makeHandle(sh.s.id, sh.index, i, sl.Gen()))
 		return ErrTampered

@@ -130,3 +130,50 @@ func allocN(t *testing.T, s *Shuffler, n, size int) []Handle {
 	}
 	return hs
 }
+
+// TestFreeCompactionEventReachesLogger is
+// TestEventReachesLoggerBeforeCallReturns for Free, whose compaction step
+// maps a new arena when an arena it drains holds an entry too large for
+// the holes elsewhere.
+func TestFreeCompactionEventReachesLogger(t *testing.T) {
+	logger, seen := recordingLogger("memory not locked")
+	s, err := New(WithShards(1), WithLogger(logger), WithLockMode(LockBestEffort), WithArenaSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Three full arenas: the first starts with an entry twice the others'
+	// size, which no hole a single Free leaves can take.
+	hs := allocN(t, s, 1, 6<<10)
+	for s.Stats().Arenas < 2 {
+		hs = append(hs, allocN(t, s, 1, 3<<10)...)
+	}
+	first := len(hs) - 1 // the entries of the first arena
+	for s.Stats().Arenas < 3 {
+		hs = append(hs, allocN(t, s, 1, 3<<10)...)
+	}
+	second := len(hs) - 1
+	for len(hs) < 2*second-first {
+		hs = append(hs, allocN(t, s, 1, 3<<10)...)
+	}
+	refuseLocks(t)
+	// Holes of one entry in the second arena, then the first drained but
+	// for its large entry: compaction needs a new arena for it.
+	var frees []Handle
+	for i := first + 1; i < second; i += 2 {
+		frees = append(frees, hs[i])
+	}
+	frees = append(frees, hs[1:first]...)
+	for i, h := range frees {
+		if err := s.Free(h); err != nil {
+			t.Fatal(err)
+		}
+		if n := s.Stats().LockFailures; n > 0 {
+			if seen() != 1 {
+				t.Fatalf("Free %d returned with a refused lock counted and the event logged %d times, want 1", i, seen())
+			}
+			return
+		}
+	}
+	t.Fatal("no Free refused a lock; the test does not test")
+}

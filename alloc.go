@@ -131,6 +131,7 @@ func (s *Shuffler) Free(h Handle) error {
 	if err != nil {
 		return err
 	}
+	defer s.flushLog() // after the unlock: compaction may map an arena
 	defer sh.mu.Unlock()
 	switch sl.State() {
 	case store.StateExpired: // already wiped and vacated

@@ -108,6 +108,9 @@ func call[P any](p P, l loan, err error, fn func(P) error) (ferr error) {
 // pinned borrow of a shard Close left mapped unmaps it.
 func (s *Shuffler) endPinned(h Handle, mem []byte, kind borrowKind) error {
 	sh := &s.shards[h.shard()]
+	// Deferred first, so it runs once the lock is let go: a moving return
+	// maps memory, whose refused lock is an event.
+	defer s.flushLog()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.pins--

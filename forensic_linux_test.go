@@ -7,13 +7,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -286,51 +283,4 @@ func lockedAsNobody() int {
 // TestLockedAsNobody holds 100,000 live 32-byte secrets as an unprivileged
 // user with the usual 8 MiB RLIMIT_MEMLOCK, every byte locked, and checks
 // that the kernel's count (VmLck) and Stats agree.
-func TestLockedAsNobody(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to start a process as nobody")
-	}
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skip("no user nobody")
-	}
-	uid, _ := strconv.Atoi(nobody.Uid)
-	gid, _ := strconv.Atoi(nobody.Gid)
-	// The test binary lives in a directory only root can enter; give the
-	// child a copy it can run.
-	dir, err := os.MkdirTemp("", "memshuffle-nobody")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	os.Chmod(dir, 0o755)
-	self, _ := os.Executable()
-	bin := filepath.Join(dir, "memshuffle.test")
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-test.run=^$")
-	cmd.Dir = dir
-	cmd.Env = []string{"MEMSHUFFLE_CHILD=nobody", "PATH=/usr/bin:/bin"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-	done := make(chan struct{})
-	var out []byte
-	go func() { out, err = cmd.CombinedOutput(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Minute):
-		cmd.Process.Kill()
-		t.Fatal("helper timed out")
-	}
-	t.Logf("%s", out)
-	if err != nil {
-		t.Fatalf("as nobody: %v", err)
-	}
-	if !strings.Contains(string(out), fmt.Sprintf("uid=%d ", uid)) {
-		t.Fatal("helper did not run as nobody")
-	}
-}
+func TestLockedAsNobody(t *testing.T) { runAsNobody(t, "nobody") }

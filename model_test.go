@@ -154,6 +154,21 @@ func (m *opModel) borrowed(h Handle) bool {
 
 // run performs operations until the source runs out (or Purge ends the
 // Shuffler), then returns every borrow and compares every entry.
+// endAll ends every rent and view the model holds, keeping what the
+// rented entries hold now as their expected values.
+func (m *opModel) endAll() {
+	for h, b := range m.rented {
+		m.values[h] = bytes.Clone(b)
+		m.endRent(h)
+	}
+	for h, n := range m.viewed {
+		for range n {
+			m.endView(h)
+		}
+	}
+	m.settle()
+}
+
 func (m *opModel) run() {
 	m.t.Helper()
 	for m.step = 0; !m.ended && !m.purged; m.step++ {
@@ -169,16 +184,7 @@ func (m *opModel) run() {
 	if m.purged {
 		return
 	}
-	for h, b := range m.rented {
-		m.values[h] = bytes.Clone(b)
-		m.endRent(h)
-	}
-	for h, n := range m.viewed {
-		for range n {
-			m.endView(h)
-		}
-	}
-	m.settle()
+	m.endAll()
 	for h := range m.expired {
 		if m.s.Valid(h) {
 			m.fatalf("expired handle %v still valid", h)

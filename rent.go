@@ -187,9 +187,10 @@ func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeI
 		sh.pins++
 	}
 	sh.mu.Unlock()
-	if err != nil {
-		s.flushLog() // a failed authentication, or a refused lock
-	}
+	// A failed authentication, or a refused lock: the lock of the backup
+	// buffer a first open maps is refused without an error under
+	// LockBestEffort, so a borrow that succeeds may leave an event too.
+	s.flushLog()
 	return mem, err
 }
 
@@ -267,9 +268,7 @@ func (s *Shuffler) borrowWaiting(ctx context.Context, h Handle, ti typeInfo, for
 			sh.Waiters.WakeAll()
 		}
 		sh.mu.Unlock()
-		if err != nil {
-			s.flushLog()
-		}
+		s.flushLog() // as in borrow
 		return mem, err
 	}
 }

@@ -128,16 +128,7 @@ func (m *storeOps) run() {
 	if m.purged {
 		return
 	}
-	for h, b := range m.rented {
-		m.values[h] = bytes.Clone(b)
-		m.endRent(h)
-	}
-	for h, n := range m.viewed {
-		for range n {
-			m.endView(h)
-		}
-	}
-	m.settle()
+	m.endAll()
 	for h, want := range m.values {
 		if got := readAll(m.t, m.s, h); !bytes.Equal(got, want) {
 			m.fatalf("entry %v: got %x, want %x", h, got, want)

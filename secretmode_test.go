@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	"bytes"
+	"io"
 	"runtime"
 	"testing"
 )
@@ -49,6 +50,30 @@ func TestCallbacksRunInSecretMode(t *testing.T) {
 		check("ReadFrom's Read")
 		return copy(p, make([]byte, len(p))), nil
 	}), 16); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteTo(s, h, writerFunc(func(p []byte) (int, error) {
+		check("WriteTo's Write")
+		return len(p), nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	// Yields "k\n" a byte a call, then io.EOF.
+	eof := func(name string) io.Reader {
+		rest := []byte("k\n")
+		return readerFunc(func(p []byte) (int, error) {
+			check(name)
+			if len(rest) == 0 {
+				return 0, io.EOF
+			}
+			p[0], rest = rest[0], rest[1:]
+			return 1, nil
+		})
+	}
+	if _, err := ReadAll(s, eof("ReadAll's Read"), 16); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadUntil(s, eof("ReadUntil's Read"), '\n', 16); err != nil {
 		t.Fatal(err)
 	}
 	if secretEnabled() {

@@ -338,6 +338,19 @@ func (s *Shuffler) Close() error {
 	unregister(s)
 	s.flushLog() // what waits, with no lock held yet
 	s.closeMu.Lock()
+	// The background shuffler hands events to the logger, which may Purge
+	// and so take closeMu: it is waited for with closeMu let go. One
+	// started meanwhile is stopped too.
+	for s.bgCancel != nil {
+		cancel, done := s.bgCancel, s.bgDone
+		s.closeMu.Unlock()
+		cancel()
+		<-done
+		s.closeMu.Lock()
+		if s.bgDone == done {
+			s.bgCancel, s.bgDone = nil, nil
+		}
+	}
 	defer s.closeMu.Unlock()
 	if s.released {
 		return nil

@@ -1,0 +1,61 @@
+package memshuffle
+
+import (
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestPurgeFromBackgroundLoggerDuringClose: WithLogger allows Purge from
+// any event, and the background shuffler hands the events it raised to the
+// logger on its own goroutine. Close waited for that goroutine to end
+// while it held the lock Purge takes: a logger that purged while Close ran,
+// as an incident handler does at shutdown, left both waiting for ever.
+// (The test leaks both goroutines when it fails.)
+func TestPurgeFromBackgroundLoggerDuringClose(t *testing.T) {
+	var s *Shuffler
+	closed := make(chan error, 1)
+	purged := make(chan error, 1)
+	seen := make(chan error, 1)
+	var once sync.Once
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		if !strings.Contains(string(p), "memory not locked") {
+			return len(p), nil
+		}
+		once.Do(func() {
+			seen <- nil
+			go func() { closed <- s.Close() }()
+			// Purge once Close is under way, as an incident handler racing
+			// the program's own shutdown does: once Close has marked the
+			// Shuffler closed, or has had time to wait for this goroutine.
+			for i := 0; i < 500 && !s.closed.Load(); i++ {
+				time.Sleep(time.Millisecond)
+			}
+			purged <- s.Purge()
+		})
+		return len(p), nil
+	}), nil))
+	s, err := New(WithShards(1), WithLogger(logger), WithLockMode(LockBestEffort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocN(t, s, 64, 1<<10)
+	refuseLocks(t)
+	if _, err := s.StartBackgroundShuffle(t.Context(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := errWithin(t, seen, "the background shuffler raised no event"); err != nil {
+		t.Fatal(err)
+	}
+	if err := errWithin(t, purged, "Purge from the background shuffler's logger did not return while Close ran"); err != nil {
+		t.Fatal(err)
+	}
+	if err := errWithin(t, closed, "Close did not return"); err != nil {
+		t.Fatal(err)
+	}
+	if s.Stats().LockFailures == 0 {
+		t.Fatal("no lock was refused")
+	}
+}

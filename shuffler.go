@@ -30,8 +30,9 @@ const MaxEntrySize = 1<<31 - 1
 type Shuffler struct {
 	id     uint64
 	shards []shard
-	hints  []shardHint // one per processor when New ran, see pickShard
-	stride uint32      // GOMAXPROCS when New ran, at most the shard count
+	rr     atomic.Uint32 // hands out shard-choice streams, see pickShard
+	hints  sync.Pool     // of *shardHint, one per P in the common case
+	stride uint32        // GOMAXPROCS when New ran, at most the shard count
 	closed atomic.Bool
 
 	onReturn    atomic.Bool
@@ -155,7 +156,7 @@ func New(opts ...Option) (*Shuffler, error) {
 	s.ctrs = ctr.NewAllocator(binary.LittleEndian.Uint64(seed[8:]) >> 2)
 	s.onReturn.Store(cfg.onReturn)
 	s.stride = uint32(min(runtime.GOMAXPROCS(0), cfg.shards))
-	s.hints = make([]shardHint, runtime.GOMAXPROCS(0))
+	s.hints.New = func() any { return &shardHint{base: s.rr.Add(1) - 1} }
 
 	// One small region holds everything key-related and the shards'
 	// keystream scratch, locked and excluded from dumps like the arenas.
@@ -402,46 +403,23 @@ func (s *Shuffler) stopRentWatch() {
 	}
 }
 
-// shardHint is the stream of shard choices of one processor (a P of the
-// Go scheduler). Goroutines running on different processors take disjoint
-// sets of shards: entries allocated on different processors then rarely
-// share a lock or a cache line when they are rented. The count is atomic,
-// as a goroutine may move to another processor between reading its number
-// and counting, and the padding keeps processors' counts off each other's
-// cache lines.
-type shardHint struct {
-	n atomic.Uint32
-	_ [60]byte
-}
+// shardHint is a stream of shard choices. Kept in a sync.Pool, which keeps
+// one per P in the common case, it gives goroutines running on different
+// processors disjoint sets of shards: entries allocated on different
+// processors then rarely share a lock or a cache line when they are rented.
+type shardHint struct{ base, n uint32 }
 
 // hintRun is how many allocations in a row go to one shard before a stream
 // moves on, spreading even a single goroutine's entries over its shards.
 const hintRun = 16
 
-// procPin and procUnpin give the number of the processor a goroutine runs
-// on, which the runtime keeps callable by this name for packages outside
-// it (see go.dev/issue/67401). A sync.Pool of per-processor hints, which
-// finds its processor the same way, cost three times as many instructions
-// per Alloc for its Get and Put.
-//
-//go:linkname procPin runtime.procPin
-func procPin() int
-
-//go:linkname procUnpin runtime.procUnpin
-func procUnpin()
-
-// pickShard chooses the shard for a new entry: processor p visits the
-// shards p, p+stride, p+2*stride, ... (mod the shard count) in runs of
-// hintRun. Processors beyond those New saw (GOMAXPROCS raised later) share
-// the streams.
+// pickShard chooses the shard for a new entry: stream k visits the shards
+// k, k+stride, k+2*stride, ... (mod the shard count) in runs of hintRun.
 func (s *Shuffler) pickShard() *shard {
-	p := uint32(procPin())
-	procUnpin()
-	if p >= uint32(len(s.hints)) {
-		p %= uint32(len(s.hints))
-	}
-	n := s.hints[p].n.Add(1) - 1
-	i := (p + s.stride*(n/hintRun)) & uint32(len(s.shards)-1)
+	h := s.hints.Get().(*shardHint)
+	i := (h.base + s.stride*(h.n/hintRun)) & uint32(len(s.shards)-1)
+	h.n++
+	s.hints.Put(h)
 	return &s.shards[i]
 }
 

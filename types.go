@@ -35,7 +35,7 @@ func typeOf[T any]() (typeInfo, error) {
 	} else if where := pointerIn(t, t.String()); where != "" {
 		err = fmt.Errorf("%w: %v holds a Go pointer at %s", ErrUnsupportedType, t, where)
 	} else if where := boolIn(t, t.String()); where != "" {
-		err = fmt.Errorf("%w: %v holds a bool at %s, and not every byte is a bool (use uint8)", ErrUnsupportedType, t, where)
+		err = fmt.Errorf("%w: %v has a bool at %s, and not every byte is one (use uint8)", ErrUnsupportedType, t, where)
 	}
 	if err == nil {
 		typeErrs.Store(t, nil)
@@ -48,23 +48,15 @@ func typeOf[T any]() (typeInfo, error) {
 // pointerIn returns the path to the first part of t the garbage collector
 // would have to trace, or "" when t is plain data.
 func pointerIn(t reflect.Type, path string) string {
-	switch t.Kind() {
-	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
-		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
-		return ""
-	case reflect.Array:
-		return pointerIn(t.Elem(), path+"[]")
-	case reflect.Struct:
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if w := pointerIn(f.Type, path+"."+f.Name); w != "" {
-				return w
-			}
+	return partIn(t, path, func(k reflect.Kind) bool {
+		switch k {
+		case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+			reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+			return false
 		}
-		return ""
-	}
-	return path + " (" + t.Kind().String() + ")"
+		return true
+	})
 }
 
 // boolIn returns the path to the first bool in t, or "" when it has none.
@@ -77,18 +69,26 @@ func pointerIn(t reflect.Type, path string) string {
 // bounds check the compiler dropped because a bool-derived index could only
 // be 0 or 1. So a type holding a bool cannot be laid over an entry.
 func boolIn(t reflect.Type, path string) string {
-	switch t.Kind() {
-	case reflect.Bool:
-		return path
-	case reflect.Array:
-		return boolIn(t.Elem(), path+"[]")
-	case reflect.Struct:
+	return partIn(t, path, func(k reflect.Kind) bool { return k == reflect.Bool })
+}
+
+// partIn returns the path to the first part of t, through arrays and
+// struct fields, whose kind is one of those wanted, with the kind, or ""
+// when t has none.
+func partIn(t reflect.Type, path string, wanted func(reflect.Kind) bool) string {
+	switch k := t.Kind(); {
+	case k == reflect.Array:
+		return partIn(t.Elem(), path+"[]", wanted)
+	case k == reflect.Struct:
 		for i := range t.NumField() {
 			f := t.Field(i)
-			if w := boolIn(f.Type, path+"."+f.Name); w != "" {
+			if w := partIn(f.Type, path+"."+f.Name, wanted); w != "" {
 				return w
 			}
 		}
+		return ""
+	case wanted(k):
+		return path + " (" + k.String() + ")"
 	}
 	return ""
 }

@@ -49,12 +49,13 @@ import (
 // 0-15 and 32-47 of the page in X0 and X2 (a signal taken then has exactly
 // those two copies in its frame); and a -race binary is linked with libc,
 // whose dynamic linker saves every vector register on the stack when a
-// libc function is called for the first time (lazy binding), on a Go
-// thread its system stack, a pthread stack mapped above the plaintext's
-// mapping, which a scan going up the address space reads after it. A first
-// os.Setenv (libc setenv) after the comparison leaves the block on such a
-// stack, and with LD_BIND_NOW=1 does not. Searched from outside, the storm's
-// process holds no copy the scanner made.
+// libc function is called for the first time (lazy binding). On a Go
+// thread that is its system stack, a pthread stack or the main thread's,
+// mapped above the plaintext's mapping, which a scan going up the address
+// space reads after it. A first os.Setenv (libc setenv) after such a
+// comparison leaves the block on one of those stacks, outside any signal
+// frame, and with LD_BIND_NOW=1 does not. Searched from outside, the
+// storm's process holds no copy the scanner made.
 func TestSignalFrames(t *testing.T) {
 	requireSupported(t)
 	const storms = 3

@@ -45,7 +45,7 @@ import (
 // signalStorm). Both once ran in one process, and under -race on a loaded
 // machine a storm of guard=block found the plaintext twice, which reruns
 // did not repeat; nor did about 100 more runs of the test in one process
-// (over 1000 storms, a third of them under guard=block; with and without
+// (about 1000 storms, a third of them under guard=block; with and without
 // -race, as root and as nobody, with GOMAXPROCS=8, the CPU profiler on,
 // GOGC=5 and a busy loop beside it on two cores already loaded by other
 // work). The copies can be the scanner's own: memscan compares

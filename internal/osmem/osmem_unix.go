@@ -118,7 +118,7 @@ func protect(b []byte, prot int) error {
 }
 
 func lock(b []byte) error {
-	if err := injected(OpLock); err != nil {
+	if err := injectedLock(len(b)); err != nil {
 		return fmt.Errorf("osmem: mlock: %w", err)
 	}
 	if err := unix.Mlock(b); err != nil {

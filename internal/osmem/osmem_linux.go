@@ -53,8 +53,9 @@ func adviseSmall(b []byte) { _ = unix.Madvise(b, unix.MADV_NOHUGEPAGE) }
 func mapSecret(n int) (*Region, error) {
 	// The kernel's refusal to lock, which for secret memory is a refused
 	// mmap (below), has the fault seam's OpLock: a process with
-	// CAP_IPC_LOCK never meets it otherwise.
-	if err := injected(OpLock); err != nil {
+	// CAP_IPC_LOCK never meets it otherwise. The kernel charges the whole
+	// mapping, guard pages included, so that is the length the seam sees.
+	if err := injectedLock(n + 2*pageSize); err != nil {
 		return nil, fmt.Errorf("%w: mmap of secret memory: %w", ErrLock, err)
 	}
 	if err := injected(OpMap); err != nil {

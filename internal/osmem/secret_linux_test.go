@@ -231,3 +231,30 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+// TestSecretLockFaultSeesLength: the kernel locks the whole of a secret
+// mapping, guard pages included, so the lock-fault seam, which models the
+// memory-lock limit by size, must see that length and refuse the mapping
+// with ErrLock, as the kernel refuses it at the limit. It used to see only
+// the Op: a test modelling the limit with SetLockFault found every secret
+// mapping let through (or refused as unavailable, where memfd_secret is).
+func TestSecretLockFaultSeesLength(t *testing.T) {
+	const n = 3 * 4096
+	var seen atomic.Int64
+	SetLockFault(func(m int) error {
+		seen.Store(int64(m))
+		return ErrInjected
+	})
+	t.Cleanup(func() { SetLockFault(nil) })
+	r, err := Map(n, Flags{Secret: true})
+	if err == nil {
+		_ = Unmap(r)
+		t.Fatal("a secret mapping got through a lock fault refusing every length")
+	}
+	if !errors.Is(err, ErrLock) || !errors.Is(err, ErrInjected) {
+		t.Fatalf("Map: %v; want the injected refusal as ErrLock", err)
+	}
+	if want := int64(n + 2*PageSize()); seen.Load() != want {
+		t.Errorf("the lock fault saw %d bytes, want the whole mapping's %d", seen.Load(), want)
+	}
+}

@@ -1,6 +1,7 @@
 package memshuffle
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
@@ -96,13 +97,29 @@ func TestStatsClosedGauges(t *testing.T) {
 // it on every platform. The fallback allocator (js, wasip1 and the like)
 // used to report every arena unlocked and no failure at all, where every
 // other platform counts each refusal.
+//
+// Where the system locks everything asked (root, or room under the limit)
+// nothing is unlocked and the first case checks nothing: the second
+// refuses every lock through the fault seam, so that memory is unlocked
+// on every platform and the count must show it.
 func TestStatsLockFailuresMatchUnlocked(t *testing.T) {
-	s := newTest(t, WithLockMode(LockBestEffort))
-	if _, err := Alloc[byte](s, 100); err != nil {
-		t.Fatal(err)
-	}
-	st := s.Stats()
-	if st.UnlockedBytes > 0 && st.LockFailures == 0 {
-		t.Errorf("%d bytes unlocked under LockBestEffort, and no lock failure counted", st.UnlockedBytes)
+	for _, refuse := range []bool{false, true} {
+		t.Run(fmt.Sprintf("refuse=%v", refuse), func(t *testing.T) {
+			if refuse {
+				osmem.SetLockFault(func(int) error { return osmem.ErrInjected })
+				t.Cleanup(func() { osmem.SetLockFault(nil) })
+			}
+			s := newTest(t, WithLockMode(LockBestEffort))
+			if _, err := Alloc[byte](s, 100); err != nil {
+				t.Fatal(err)
+			}
+			st := s.Stats()
+			if refuse && st.UnlockedBytes == 0 {
+				t.Fatalf("every lock refused, and no byte counted unlocked: %+v", st)
+			}
+			if st.UnlockedBytes > 0 && st.LockFailures == 0 {
+				t.Errorf("%d bytes unlocked under LockBestEffort, and no lock failure counted", st.UnlockedBytes)
+			}
+		})
 	}
 }

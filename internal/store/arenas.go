@@ -154,8 +154,10 @@ func (s *Arenas) adopt(reg *osmem.Region) *Arena {
 // wiped when it left, so there is nothing to clear here. When the
 // operating system refuses, the arena stays and the next Shuffle retries.
 func (s *Arenas) Release(a *Arena, later *UnmapList) error {
-	// Unmap empties the region's Data: count first.
+	// Unmap empties the region's Data, and on Windows drops its exclusion
+	// from dumps: count first.
 	locked, unlocked := LockedLen(a.Reg), UnlockedLen(a.Reg)
+	dumpable := !a.Reg.DontDump
 	if later != nil {
 		later.Add(s.aux, a.Reg)
 	} else if err := osmem.Unmap(a.Reg); err != nil {
@@ -167,7 +169,7 @@ func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 	s.list[a.Index] = nil
 	s.holes = append(s.holes, a.Index)
 	s.mapped -= int64(len(a.Mem))
-	if !a.Reg.DontDump {
+	if dumpable {
 		s.dumpable -= int64(len(a.Mem))
 	}
 	s.locked -= locked

@@ -276,6 +276,8 @@ type stressRound struct {
 	s      *Shuffler
 	desc   string // the options added to the mode's
 	secret bool
+	ttl    bool // WithDefaultTTL: every entry has an expiry, far off
+	purger *stressPurger
 
 	shared  []*stShared
 	macKey  *stShared
@@ -346,14 +348,32 @@ func newStressRound(t *testing.T, rng *mrand.Rand, mode []Option, ecDER []byte) 
 	if rng.IntN(4) == 0 {
 		add("WithRentTracking(1ms)", WithRentTracking(time.Millisecond), WithLogger(slog.New(slog.DiscardHandler)))
 	}
-	if rng.IntN(6) == 0 {
+	switch rng.IntN(6) {
+	case 0:
 		add("WithLockMode(LockNone)", WithLockMode(LockNone))
+	case 1:
+		add("WithLockMode(LockStrict)", WithLockMode(LockStrict))
+	}
+	ttl := rng.IntN(5) == 0
+	if ttl {
+		add("WithDefaultTTL(1h)", WithDefaultTTL(time.Hour))
+	}
+	// A logger that purges the Shuffler from an event once asked to, as
+	// WithLogger allows; key rotations raise events often.
+	purger := &stressPurger{}
+	purging := rng.IntN(4) == 0
+	if purging {
+		d := time.Duration(1+rng.IntN(3)) * time.Millisecond
+		add(fmt.Sprintf("WithLogger(purging), WithKeyRotation(%v)", d), WithLogger(slog.New(purger)), WithKeyRotation(d))
 	}
 	s, err := New(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &stressRound{t: t, s: s, desc: strings.Join(desc, ", "), secret: secret, stop: make(chan struct{}), workers: 12}
+	if purging {
+		purger.s = s
+	}
+	r := &stressRound{t: t, s: s, desc: strings.Join(desc, ", "), secret: secret, ttl: ttl, purger: purger, stop: make(chan struct{}), workers: 12}
 	mk := func(size int) *stShared {
 		e := &stShared{seed: rng.Uint64(), size: size}
 		b := make([]byte, size)
@@ -472,7 +492,7 @@ func (r *stressRound) run(rng *mrand.Rand) {
 	bg.Go(func() { r.control(mrand.New(mrand.NewPCG(ctlSeed, 99))) })
 	bg.Go(r.checker)
 	time.Sleep(time.Duration(20+rng.IntN(200)) * time.Millisecond)
-	r.end(rng.IntN(6))
+	r.end(rng.IntN(7))
 	// Calls begun now must all answer ErrClosed; give them a moment.
 	time.Sleep(5 * time.Millisecond)
 	close(r.stop)
@@ -555,6 +575,15 @@ func (r *stressRound) end(how int) {
 		wg.Wait()
 		r.raw.Unlock()
 		err = errors.Join(e1, e2)
+	case 6: // Purge from the logger, if it is one that purges
+		r.ending.Store(true)
+		r.purger.arm.Store(true)
+		for wait := time.Now().Add(50 * time.Millisecond); r.purger.s != nil && time.Now().Before(wait) && !r.purger.done.Load(); {
+			time.Sleep(time.Millisecond)
+		}
+		if !r.purger.done.Load() {
+			err = s.Purge()
+		}
 	}
 	if err != nil {
 		r.failf("end %d: %v", how, err)
@@ -565,12 +594,16 @@ func (r *stressRound) end(how int) {
 // checker runs the invariant check with every worker paused, and checks
 // the gauges against the model.
 func (r *stressRound) checker() {
+	// Paused for at most a tenth of the time: the check reads every
+	// arena, which under the race detector takes a while.
+	pause := time.Duration(0)
 	for {
 		select {
 		case <-r.stop:
 			return
-		case <-time.After(3 * time.Millisecond):
+		case <-time.After(max(3*time.Millisecond, 9*pause)):
 		}
+		t0 := time.Now()
 		r.quiet.Lock()
 		if r.ending.Load() {
 			r.quiet.Unlock()
@@ -598,6 +631,7 @@ func (r *stressRound) checker() {
 			}
 		}
 		r.quiet.Unlock()
+		pause = time.Since(t0)
 	}
 }
 
@@ -995,7 +1029,7 @@ func (r *stressRound) privateOp(w int, rng *mrand.Rand) {
 		}
 	case 10: // Expiry, Size, Valid
 		tm, err := s.Expiry(p.h)
-		if wantP("Expiry", err) && tm.IsZero() == p.expiring {
+		if wantP("Expiry", err) && tm.IsZero() == (p.expiring || r.ttl) {
 			r.failf("Expiry %v, yet SetExpiry was called: %v", tm, p.expiring)
 		}
 		n, err := s.Size(p.h)
@@ -1326,7 +1360,7 @@ func (r *stressRound) sharedOp(rng *mrand.Rand) {
 			r.failf("shared Valid %v, closed %v", v, pre)
 		}
 		tm, err := s.Expiry(e.h)
-		if r.want("shared Expiry", pre, err) && !tm.IsZero() {
+		if r.want("shared Expiry", pre, err) && tm.IsZero() == r.ttl {
 			r.failf("shared Expiry %v", tm)
 		}
 	case 10: // NewSigner and NewAEAD anew
@@ -1467,4 +1501,23 @@ func (r *stressRound) noGoroutines() {
 	}
 	n := runtime.Stack(buf, true)
 	r.failf("goroutines of the Shuffler outlived Close:\n%s", buf[:n])
+}
+
+// stressPurger is a slog.Handler that, once armed, purges its Shuffler from
+// the first event it handles.
+type stressPurger struct {
+	s         *Shuffler
+	arm, done atomic.Bool
+}
+
+func (p *stressPurger) Enabled(context.Context, slog.Level) bool { return true }
+func (p *stressPurger) WithAttrs([]slog.Attr) slog.Handler       { return p }
+func (p *stressPurger) WithGroup(string) slog.Handler            { return p }
+
+func (p *stressPurger) Handle(context.Context, slog.Record) error {
+	if p.arm.Load() && !p.done.Load() {
+		p.s.Purge()
+		p.done.Store(true)
+	}
+	return nil
 }

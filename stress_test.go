@@ -239,6 +239,8 @@ type stPriv struct {
 	size      int
 	expiring  bool // SetExpiry gave it a deadline: any call may answer ErrExpired
 	expired   bool // one did: every later one must
+	made      string
+	ops       []int // the last calls made on it, for a report
 }
 
 // stShared is an entry every worker rents, views and writes. Its version
@@ -249,6 +251,10 @@ type stShared struct {
 	seed uint64
 	size int
 	ver  atomic.Uint64
+}
+
+func (p *stPriv) String() string {
+	return fmt.Sprintf("%d bytes, made by %s, last calls %v, expiring %v", p.size, p.made, p.ops, p.expiring)
 }
 
 // stressCounts counts calls by outcome.
@@ -275,8 +281,8 @@ type stressRound struct {
 	t      *testing.T
 	s      *Shuffler
 	desc   string // the options added to the mode's
-	secret bool
-	ttl    bool // WithDefaultTTL: every entry has an expiry, far off
+	secret bool   // secret memory or LockStrict: a refused lock is an error
+	ttl    bool   // WithDefaultTTL: every entry has an expiry, far off
 	purger *stressPurger
 
 	shared  []*stShared
@@ -334,7 +340,9 @@ func newStressRound(t *testing.T, rng *mrand.Rand, mode []Option, ecDER []byte) 
 	if rng.IntN(3) == 0 {
 		add("WithArenaSize(4096)", WithArenaSize(4096))
 	}
-	if rng.IntN(3) == 0 {
+	// MEMSHUFFLE_STRESS_FORCE=rotation makes every round rotate on a
+	// schedule, to hunt what only shows there.
+	if rng.IntN(3) == 0 || strings.Contains(os.Getenv("MEMSHUFFLE_STRESS_FORCE"), "rotation") {
 		d := time.Duration(1+rng.IntN(3)) * time.Millisecond
 		add(fmt.Sprintf("WithKeyRotation(%v)", d), WithKeyRotation(d))
 	}
@@ -353,6 +361,7 @@ func newStressRound(t *testing.T, rng *mrand.Rand, mode []Option, ecDER []byte) 
 		add("WithLockMode(LockNone)", WithLockMode(LockNone))
 	case 1:
 		add("WithLockMode(LockStrict)", WithLockMode(LockStrict))
+		secret = true // refuses as secret memory does
 	}
 	ttl := rng.IntN(5) == 0
 	if ttl {
@@ -473,7 +482,8 @@ func (r *stressRound) want(op string, closedBefore bool, err error, allowed ...e
 }
 
 // memErrs are what a call that needs memory may answer with secret memory,
-// which the kernel counts against RLIMIT_MEMLOCK whatever the lock mode.
+// which the kernel counts against RLIMIT_MEMLOCK whatever the lock mode,
+// or with LockStrict.
 func (r *stressRound) memErrs() []error {
 	if r.secret {
 		return []error{ErrLockFailed, ErrOutOfMemory}
@@ -787,6 +797,7 @@ func (r *stressRound) newPriv(w int, rng *mrand.Rand) {
 		r.failf("%s made %d bytes, want %d", op, n, p.size)
 	}
 	p.h = h
+	p.made = op
 	if fill {
 		pre := r.ended.Load()
 		err := BorrowSlice(s, h, func(b []byte) error {
@@ -845,7 +856,9 @@ func (r *stressRound) privateOp(w int, rng *mrand.Rand) {
 		}
 		return ok
 	}
-	switch op := rng.IntN(16); op {
+	op := rng.IntN(16)
+	p.ops = append(p.ops[max(0, len(p.ops)-7):], op)
+	switch op {
 	case 0, 1: // Rent, check, write the next version, Return
 		r.raw.RLock()
 		var b []byte
@@ -880,7 +893,7 @@ func (r *stressRound) privateOp(w int, rng *mrand.Rand) {
 			err := s.Return(p.h)
 			if wantP("Return", err) {
 				if bad {
-					r.failf("RentSlice of %v: other bytes than version %d", p.h, p.ver)
+					r.failf("RentSlice of %v: other bytes than version %d (%s)", p.h, p.ver, p)
 				}
 				p.ver++
 				wantP("second Return", s.Return(p.h), ErrNotRented)
@@ -903,7 +916,7 @@ func (r *stressRound) privateOp(w int, rng *mrand.Rand) {
 				okr = wantP("second ReturnView", s.ReturnView(p.h)) && okr
 			}
 			if okr && bad {
-				r.failf("ViewSlice of %v: other bytes than version %d", p.h, p.ver)
+				r.failf("ViewSlice of %v: other bytes than version %d (%s)", p.h, p.ver, p)
 			}
 			if okr {
 				wantP("ReturnView of an entry not viewed", s.ReturnView(p.h), ErrNotRented)
@@ -921,7 +934,7 @@ func (r *stressRound) privateOp(w int, rng *mrand.Rand) {
 		if wantP("BorrowSlice", err) {
 			p.ver++
 		} else if errors.Is(err, errStressMismatch) {
-			r.failf("BorrowSlice of %v: other bytes than version %d", p.h, p.ver)
+			r.failf("BorrowSlice of %v: other bytes than version %d (%s)", p.h, p.ver, p)
 		}
 	case 4: // Borrow of a fixed-size array, BorrowView and their contexts
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -953,12 +966,12 @@ func (r *stressRound) privateOp(w int, rng *mrand.Rand) {
 		}
 		cancel()
 		if !wantP("Borrow", err) && errors.Is(err, errStressMismatch) {
-			r.failf("Borrow of %v: other bytes than version %d", p.h, p.ver)
+			r.failf("Borrow of %v: other bytes than version %d (%s)", p.h, p.ver, p)
 		}
 	case 5: // Clone, compared with its source
 		c, err := Clone(s, p.h)
 		if wantP("Clone", err, r.memErrs()...) {
-			q := &stPriv{h: c, seed: p.seed, ver: p.ver, size: p.size}
+			q := &stPriv{h: c, seed: p.seed, ver: p.ver, size: p.size, made: "Clone"}
 			eq, err := EqualEntries(s, p.h, c)
 			if wantP("EqualEntries", err) && !eq {
 				r.failf("EqualEntries of an entry and its clone: false")
@@ -1070,7 +1083,7 @@ func (r *stressRound) privateOp(w int, rng *mrand.Rand) {
 		_, err = ReadAll(s, nil, 10)
 		r.want("ReadAll of nil", false, err, ErrNilArgument)
 		_, err = ReadAll(s, &stReader{seed: p.seed, n: 100, rng: rng}, 50)
-		r.want("ReadAll over its limit", pre, err, ErrTooLarge)
+		r.want("ReadAll over its limit", pre, err, append(r.memErrs(), ErrTooLarge)...)
 	case 12: // a view that blocks a rent, from another call
 		r.raw.RLock()
 		v, err := View[byte](s, p.h)
@@ -1089,7 +1102,7 @@ func (r *stressRound) privateOp(w int, rng *mrand.Rand) {
 			}
 			wantP("RentSliceContext of a viewed entry", err, context.DeadlineExceeded)
 			if wantP("ReturnView", s.ReturnView(p.h)) && bad {
-				r.failf("View of %v: other bytes than version %d", p.h, p.ver)
+				r.failf("View of %v: other bytes than version %d (%s)", p.h, p.ver, p)
 			}
 		}
 		r.raw.RUnlock()
@@ -1116,7 +1129,7 @@ func (r *stressRound) privateOp(w int, rng *mrand.Rand) {
 			stFill(b, p.seed, p.ver+1)
 			if wantP("Return", s.Return(p.h)) {
 				if bad {
-					r.failf("Rent[[3]uint64] of %v: other bytes than version %d", p.h, p.ver)
+					r.failf("Rent[[3]uint64] of %v: other bytes than version %d (%s)", p.h, p.ver, p)
 				}
 				p.ver++
 			}
@@ -1134,7 +1147,7 @@ func (r *stressRound) privateOp(w int, rng *mrand.Rand) {
 				stFill(b, p.seed, p.ver+1)
 				if wantP("Return", s.Return(p.h)) {
 					if bad {
-						r.failf("RentSliceContext of %v: other bytes than version %d", p.h, p.ver)
+						r.failf("RentSliceContext of %v: other bytes than version %d (%s)", p.h, p.ver, p)
 					}
 					p.ver++
 				}
@@ -1144,7 +1157,7 @@ func (r *stressRound) privateOp(w int, rng *mrand.Rand) {
 			if wantP("ViewSliceContext", err) {
 				bad := !stMatch(b, p.seed, p.ver)
 				if wantP("ReturnView", s.ReturnView(p.h)) && bad {
-					r.failf("ViewSliceContext of %v: other bytes than version %d", p.h, p.ver)
+					r.failf("ViewSliceContext of %v: other bytes than version %d (%s)", p.h, p.ver, p)
 				}
 			}
 		}

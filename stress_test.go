@@ -798,6 +798,20 @@ func (r *stressRound) newPriv(w int, rng *mrand.Rand) {
 	}
 	p.h = h
 	p.made = op
+	if !fill {
+		// What it was made with, read back at once, before any other
+		// call of this worker could change it.
+		pre := r.ended.Load()
+		err := BorrowViewSlice(s, h, func(b []byte) error {
+			if !stMatch(b, p.seed, 0) {
+				return errStressMismatch
+			}
+			return nil
+		})
+		if !r.want(op+" then BorrowViewSlice", pre, err, errStressMismatch) && errors.Is(err, errStressMismatch) {
+			r.failf("%s returned nil and %v, which holds other bytes than it was given (%s)", op, h, p)
+		}
+	}
 	if fill {
 		pre := r.ended.Load()
 		err := BorrowSlice(s, h, func(b []byte) error {

@@ -549,6 +549,8 @@ func (r *stressRound) end(how int) {
 		err = errors.Join(e1, e2)
 	case 3: // Close from inside a Borrow function
 		sh := r.shared[0]
+		// Before the borrow: the check must not count the ender's rent.
+		r.ending.Store(true)
 		r.raw.Lock()
 		var inner error
 		berr := BorrowSliceContext(context.Background(), s, sh.h, func(b []byte) error {
@@ -564,6 +566,7 @@ func (r *stressRound) end(how int) {
 		err = inner
 	case 4: // Purge from inside a view
 		sh := r.shared[1]
+		r.ending.Store(true)
 		var inner error
 		berr := BorrowViewSliceContext(context.Background(), s, sh.h, func(b []byte) error {
 			r.ending.Store(true)

@@ -200,7 +200,7 @@ func (sh *shard) measure() int {
 		sl := sh.Slots.At(i)
 		w.sizes = append(w.sizes, sl.Size+uint32(sh.Overhead()))
 		w.aligns = append(w.aligns, uint8(sl.AlignLog()))
-		if !sh.Oversize(int(sl.Size)+sh.Overhead(), sl.Align()) {
+		if !sh.OwnArena(sl) {
 			need += int(sl.Size) + sh.Overhead() + sl.Align() - 1
 		}
 	}
@@ -634,8 +634,10 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 	total := n * size
 	w.fresh = w.fresh[:0]
 	w.per = 0
-	// Entries too large to share get an arena each, of just their size.
-	big := sh.Oversize(size, 1)
+	// Entries too large to share get an arena each, of just their size, by
+	// the rule Alloc placed them by: all have one size and alignment, so
+	// the first entry's answer is every entry's.
+	big := sh.OwnArena(sh.Slots.At(w.slots[0]))
 	want := max(min(total, store.MaxArenaSize), sh.s.cfg.arenaSize)
 	if want < hugeArena && want >= hugeArena/5*4 {
 		// Rounded up to where arenas sit on huge pages, which fault in 512

@@ -47,7 +47,9 @@ type Stats struct {
 	LockFailures   uint64        // mappings the OS refused to lock
 	// LockLimit is the most memory the process may lock (RLIMIT_MEMLOCK
 	// on Unix), or -1 where it is unlimited or there is no such limit.
-	// Root, with CAP_IPC_LOCK, is not held to it.
+	// Root, with CAP_IPC_LOCK, is not held to it. Every snapshot reports
+	// it, a closed or nil Shuffler's too; only the zero Stats, which is no
+	// snapshot, has 0 here without a limit of 0.
 	LockLimit int64
 
 	// LongRents counts rents and views held longer than the
@@ -86,12 +88,15 @@ func (st Stats) Sub(old Stats) Stats {
 // Stats returns a snapshot. The gauges are read with every shard locked at
 // once, so they agree with each other: a region moving from the background
 // shuffler's spares into a shard's arenas is counted once, not twice or
-// not at all. After Close the gauges are zero and the counters remain.
+// not at all. After Close the gauges are zero and the counters remain. A
+// nil Shuffler reports what a closed one that never did anything would.
 func (s *Shuffler) Stats() Stats {
+	// LockLimit and SecretMode belong to the process and the build, not to
+	// the Shuffler: they are the same in every snapshot.
+	st := Stats{SecretMode: secretMode, LockLimit: osmem.LockLimit()}
 	if s == nil {
-		return Stats{}
+		return st
 	}
-	st := Stats{SecretMode: secretMode}
 	s.lockAll()
 	s.gauges(&st)
 	s.unlockAll()
@@ -101,7 +106,6 @@ func (s *Shuffler) Stats() Stats {
 	st.ShuffleTime = time.Duration(s.shuffleNanos.Load())
 	st.KeyRotations = s.rotations.Load()
 	st.LockFailures = s.lockFailures.Load()
-	st.LockLimit = osmem.LockLimit()
 	st.LongRentsSeen = s.longRentsSeen.Load()
 	st.Expired = s.expired.Load()
 	st.Tampered = s.tampered.Load()

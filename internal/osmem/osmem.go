@@ -45,8 +45,9 @@ func (o Op) String() string {
 var ErrInjected = errors.New("osmem: injected fault")
 
 var (
-	faultMu sync.RWMutex
-	fault   func(Op) error
+	faultMu   sync.RWMutex
+	fault     func(Op) error
+	lockFault func(n int) error
 )
 
 // SetFault installs hook, which is called before every operating-system call
@@ -57,6 +58,34 @@ func SetFault(hook func(Op) error) {
 	faultMu.Lock()
 	fault = hook
 	faultMu.Unlock()
+}
+
+// SetLockFault installs hook, which is called with the length of every
+// lock this package attempts, after the Fault hook, and refuses the lock
+// with the returned error when that is non-nil. The system's memory-lock
+// limit refuses by size, which a hook that sees only the Op cannot model,
+// and root is not held to that limit: tests model it with this. A nil hook
+// removes it; like SetFault, it is not safe to change while other
+// goroutines map memory.
+func SetLockFault(hook func(n int) error) {
+	faultMu.Lock()
+	lockFault = hook
+	faultMu.Unlock()
+}
+
+// injectedLock is the fault seam of a lock of n bytes: the Fault hook for
+// OpLock, then the lock hook.
+func injectedLock(n int) error {
+	if err := injected(OpLock); err != nil {
+		return err
+	}
+	faultMu.RLock()
+	f := lockFault
+	faultMu.RUnlock()
+	if f == nil {
+		return nil
+	}
+	return f(n)
 }
 
 func injected(op Op) error {

@@ -2,7 +2,10 @@
 
 package osmem
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // PageSize reports the allocation granule of the fallback.
 func PageSize() int { return 4096 }
@@ -21,11 +24,15 @@ func Map(n int, f Flags) (*Region, error) {
 	if f.Secret {
 		return nil, ErrNoSecret
 	}
-	n = (n + 4095) &^ 4095
-	b := make([]byte, n)
-	r := &Region{Data: b}
 	if f.StrictLock {
-		return nil, ErrLock
+		return nil, errNoLock
+	}
+	n = (n + 4095) &^ 4095
+	r := &Region{Data: make([]byte, n)}
+	if f.Lock {
+		// A refusal, as the other platforms record one, so that callers
+		// count it the same way.
+		r.LockErr = errNoLock
 	}
 	return r, nil
 }
@@ -41,4 +48,6 @@ func Unmap(r *Region) error {
 // LockLimit is -1: the fallback locks nothing.
 func LockLimit() int64 { return -1 }
 
-func lock([]byte) error { return ErrLock }
+var errNoLock = fmt.Errorf("%w: the platform has no memory locking", ErrLock)
+
+func lock([]byte) error { return errNoLock }

@@ -25,7 +25,7 @@ func harden(b []byte) error {
 }
 
 // hugePageSize is the transparent huge page size Map aligns large regions
-// to.
+// to; it does not round their length (see Map).
 const hugePageSize = 2 << 20
 
 // adviseHuge asks for transparent huge pages; where they are disabled the

@@ -164,7 +164,7 @@ func protect(b []byte, prot uint32) error {
 // stands in the way. The raise and the retry count as the same operation
 // for the fault hook.
 func lock(b []byte) error {
-	if err := injected(OpLock); err != nil {
+	if err := injectedLock(len(b)); err != nil {
 		return fmt.Errorf("osmem: VirtualLock: %w", err)
 	}
 	addr, size := uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b))

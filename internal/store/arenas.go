@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
@@ -60,6 +62,8 @@ type Arenas struct {
 	released  *atomic.Uint64 // arenas given back, for statistics
 
 	mapped, locked, unlocked, dumpable int64
+
+	relock []*Arena // Relock's scratch list
 
 	// Last: over a kilobyte that Rent and Return never touch.
 	free FreeSpace
@@ -281,24 +285,38 @@ func (s *Arenas) Vacate(a *Arena, off, n uint32, later *UnmapList) {
 }
 
 // Relock locks arenas the system refused to lock when they were mapped,
-// now that it may have room again; it stops at the first refusal. Arenas
-// mapped without a lock (LockNone) have no refusal recorded and stay
-// unlocked.
+// now that it may have room again. Arenas mapped without a lock (LockNone)
+// have no refusal recorded and stay unlocked.
+//
+// It tries them smallest first and stops at the first refusal. The
+// memory-lock limit is a number of bytes, so an arena refused leaves every
+// larger one refused too: smallest first locks as many arenas as there is
+// room for, at the cost of one refused call, where every arena tried in
+// turn would cost one each time an arena is released. In index order, as
+// it was, one large arena the system refused hid every smaller one after
+// it, though those would have fit.
 func (s *Arenas) Relock() {
 	if s.unlocked == 0 {
 		return
 	}
+	todo := s.relock[:0]
 	for _, a := range s.list {
-		if a == nil || a.Reg.Locked || a.Reg.LockErr == nil {
-			continue
+		if a != nil && !a.Reg.Locked && a.Reg.LockErr != nil {
+			todo = append(todo, a)
 		}
+	}
+	slices.SortFunc(todo, func(x, y *Arena) int { return cmp.Compare(len(x.Mem), len(y.Mem)) })
+	for _, a := range todo {
 		u := UnlockedLen(a.Reg)
 		if osmem.Relock(a.Reg) != nil {
-			return
+			break
 		}
 		s.unlocked -= u
 		s.locked += LockedLen(a.Reg)
 	}
+	// Kept for the next call, without holding on to arenas.
+	clear(todo)
+	s.relock = todo[:0]
 }
 
 // Wipe zeroes every byte any entry of any arena has held, leaving them

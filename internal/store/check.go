@@ -83,6 +83,9 @@ func (e *Shard) checkSlots(onFree map[uint32]bool) (*slotsView, error) {
 			return nil, fmt.Errorf("slot %d in missing arena %d", i, sl.Arena())
 		}
 		a := e.Arenas.list[sl.Arena()]
+		if own := e.OwnArena(sl); own != a.Dedicated {
+			return nil, fmt.Errorf("slot %d of %d bytes aligned to %d: own arena %v, in arena %d dedicated %v", i, sl.Size, sl.Align(), own, sl.Arena(), a.Dedicated)
+		}
 		end := int(sl.Off) + int(sl.Size) + e.ov
 		if sl.Size == 0 || end > a.Used || a.Used > len(a.Mem) {
 			return nil, fmt.Errorf("slot %d [%d,%d) outside arena used %d/%d", i, sl.Off, end, a.Used, len(a.Mem))
@@ -148,6 +151,9 @@ func (e *Shard) checkArenas(spans map[uint32][]span) error {
 		}
 		if a.Live != len(sp) || a.Bytes != bytes {
 			return fmt.Errorf("arena %d counts %d entries of %d bytes, holds %d of %d", ai, a.Live, a.Bytes, len(sp), bytes)
+		}
+		if a.Dedicated && a.Live > 1 {
+			return fmt.Errorf("dedicated arena %d holds %d entries", ai, a.Live)
 		}
 		if a.Live == 0 && a != s.cur && !a.UnmapFailed {
 			return fmt.Errorf("arena %d is empty but still mapped", ai)

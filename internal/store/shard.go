@@ -108,6 +108,14 @@ func (e *Shard) Oversize(size, align int) bool {
 	return size+align-1 > max(MaxArenaSize, e.minArena)
 }
 
+// OwnArena reports whether the entry in sl gets an arena of its own: the
+// one rule Alloc, Shuffle, the background steps and compaction place
+// entries by, and the invariant checker holds them to. It is Oversize of
+// the entry's extent, tag included, at the entry's alignment: an extent of
+// exactly MaxArenaSize that must start 16-aligned does not fit a shared
+// arena of that size once any other entry is in it.
+func (e *Shard) OwnArena(sl *Slot) bool { return e.Oversize(int(sl.Size)+e.ov, sl.Align()) }
+
 // NewArena maps an arena of at least n bytes for the shard.
 func (e *Shard) NewArena(n int) (*Arena, error) {
 	return e.Arenas.Map(e.ArenaSize(n))
@@ -155,13 +163,15 @@ func (e *Shard) PlaceNew(size, align int) (*Arena, int, error) {
 // a new one when it is full. An old current arena left empty is released
 // as Arenas.Release does with later.
 func (e *Shard) Place(size, align int, later *UnmapList) (*Arena, int, error) {
-	if off, ok := e.Arenas.Fit(e.Arenas.cur, size, align); ok {
-		return e.Arenas.cur, off, nil
-	}
 	if e.Oversize(size, align) {
 		// An arena of its own, which leaves the current arena's free space
-		// for the entries after it.
+		// for the entries after it. Before the current arena is tried: one
+		// emptied back to its start has room for an extent of its whole
+		// size, which, aligned, would not fit beside any other entry.
 		return e.Dedicated(size, align)
+	}
+	if off, ok := e.Arenas.Fit(e.Arenas.cur, size, align); ok {
+		return e.Arenas.cur, off, nil
 	}
 	a, err := e.NewArena(size)
 	if err != nil {

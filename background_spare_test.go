@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
@@ -89,4 +90,40 @@ func newOrSkip(t *testing.T, opts ...Option) *Shuffler {
 	}
 	checkAtCleanup(t, s)
 	return s
+}
+
+// TestStepMovesOneLargeEntry: a step of the background shuffler moves at
+// most stepBytes while it holds the shard lock, so one entry of 64 KiB at
+// a time: the lock hold, which a Rent of the shard waits out, is the copy
+// and wipe of one such entry.
+func TestStepMovesOneLargeEntry(t *testing.T) {
+	s := newTest(t, WithShards(1))
+	const size = 64 << 10
+	for range 48 {
+		if _, err := Alloc[byte](s, size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var last, most uint64
+	var steps int
+	afterStep = func(time.Duration) {
+		// Called by the background goroutine after each step, in order.
+		moved := s.bytesMoved.Load()
+		most = max(most, moved-last)
+		last = moved
+		steps++
+	}
+	t.Cleanup(func() { afterStep = nil })
+	stop, err := s.StartBackgroundShuffle(context.Background(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a cycle", func() bool { return s.Stats().BackgroundCycles > 0 })
+	stop()
+	if last < 48*size {
+		t.Fatalf("a cycle moved %d bytes in %d steps, want at least %d", last, steps, 48*size)
+	}
+	if most > size {
+		t.Errorf("a step moved %d bytes under one lock hold, want at most %d", most, size)
+	}
 }

@@ -251,7 +251,12 @@
 //
 //   - Linux: mmap arenas with guard pages, mlock, MADV_DONTDUMP,
 //     MADV_WIPEONFORK, transparent huge pages for large arenas, and
-//     memfd_secret with [WithSecretMemory].
+//     memfd_secret with [WithSecretMemory] on the architectures whose
+//     kernel has it (386, amd64, arm64, loong64, riscv64, s390x; elsewhere
+//     New with [WithSecretMemory] fails with
+//     [ErrNoSecretMemory]).
+//   - Solaris, illumos and AIX: mmap arenas with guard pages and mlock,
+//     with no RLIMIT_MEMLOCK to report ([Stats].LockLimit is -1).
 //   - macOS and the BSDs: mmap arenas with guard pages and mlock; FreeBSD
 //     also excludes them from core dumps.
 //   - Windows: VirtualAlloc arenas with guard pages and VirtualLock, left

@@ -112,15 +112,6 @@ func runAfterPurge(fn func(os.Signal), sig os.Signal) {
 	fn(sig)
 }
 
-// signalStatus is the exit status a shell reports for a process killed by
-// sig: 128 plus its number.
-func signalStatus(sig os.Signal) int {
-	if n, ok := sig.(syscall.Signal); ok {
-		return 128 + int(n)
-	}
-	return 1
-}
-
 // SafeExit purges every open Shuffler (PurgeAll) and then exits with the
 // given status, as os.Exit does: deferred functions do not run. Use it
 // instead of os.Exit wherever secrets are held.

@@ -60,7 +60,7 @@ func mapSecret(n int) (*Region, error) {
 	if err := injected(OpMap); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNoSecret, err)
 	}
-	fd, _, errno := unix.Syscall(unix.SYS_MEMFD_SECRET, unix.O_CLOEXEC, 0, 0)
+	fd, errno := memfdSecret()
 	if errno != 0 {
 		return nil, fmt.Errorf("%w: memfd_secret: %w", ErrNoSecret, errno)
 	}

@@ -131,7 +131,7 @@ func lock(b []byte) error {
 // CAP_IPC_LOCK may lock, or -1 when it is unlimited or unknown.
 func LockLimit() int64 {
 	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil {
+	if err := getMemlockLimit(&lim); err != nil {
 		return -1
 	}
 	// Cur is a uint64 on Linux and an int64 on the BSDs.

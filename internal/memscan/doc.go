@@ -32,6 +32,11 @@
 //     locked and excluded from core dumps where the system allows, wiped
 //     after every chunk and unmapped when the scan ends; when a process scans
 //     itself, that buffer's addresses are excluded.
+//   - Scanned memory is compared in general registers, at most eight bytes
+//     at a time, never loaded into vector registers: a 16- or 32-byte copy
+//     left in one would reach a stack whenever a signal frame, a preemption
+//     or a first call through the dynamic linker saves the registers, and a
+//     later scan would find it there.
 //
 // It does not defend against an observer of the scanner's own memory while
 // it runs: the mask sits next to the masked pattern.

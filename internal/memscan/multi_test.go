@@ -622,3 +622,20 @@ func BenchmarkScanCoreAllZeroHeavy(b *testing.B) {
 		}
 	}
 }
+
+// TestIsZeroPage sets each byte of a page in turn: one non-zero byte
+// anywhere makes the page non-zero.
+func TestIsZeroPage(t *testing.T) {
+	t.Parallel()
+	page := make([]byte, zeroPageSize)
+	if !isZeroPage(page) {
+		t.Fatal("a zero page is not zero")
+	}
+	for i := range page {
+		page[i] = byte(i%255 + 1)
+		if isZeroPage(page) {
+			t.Fatalf("a page with byte %d set is zero", i)
+		}
+		page[i] = 0
+	}
+}

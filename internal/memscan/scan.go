@@ -1,7 +1,6 @@
 package memscan
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -206,8 +205,6 @@ const (
 	zeroPageSize = 4096
 )
 
-var zeroPage [zeroPageSize]byte
-
 // zeroRuns appends to runs the maximal runs of whole zero lines of win, whose
 // byte 0 is at address base, in increasing order. Zero bytes in partial
 // lines at either end, or around a non-zero byte, are not counted: a run is
@@ -218,7 +215,7 @@ func zeroRuns(win []byte, base uint64, runs []zeroRun) []zeroRun {
 	for o+zeroLineSize <= len(win) {
 		step := zeroLineSize
 		var zero bool
-		if (base+uint64(o))&(zeroPageSize-1) == 0 && o+zeroPageSize <= len(win) && bytes.Equal(win[o:o+zeroPageSize], zeroPage[:]) {
+		if (base+uint64(o))&(zeroPageSize-1) == 0 && o+zeroPageSize <= len(win) && isZeroPage(win[o:o+zeroPageSize]) {
 			step, zero = zeroPageSize, true
 		} else {
 			zero = isZeroLine(win[o : o+zeroLineSize])
@@ -236,6 +233,23 @@ func zeroRuns(win []byte, base uint64, runs []zeroRun) []zeroRun {
 		runs = append(runs, zeroRun{start, o})
 	}
 	return runs
+}
+
+// isZeroPage reports whether the 4096 bytes of b are all zero. It reads
+// memory into general registers only, eight bytes at a time, as isZeroLine
+// does: bytes.Equal would load 16 or 32 bytes at a time into vector
+// registers and leave the last it compared there, a copy of the scanned
+// memory (a secret, when the page holds one) that a signal frame, a
+// preemption or a dynamic linker's first binding can later write to a
+// stack where a scan finds it.
+func isZeroPage(b []byte) bool {
+	b = b[:zeroPageSize]
+	for o := 0; o < zeroPageSize; o += zeroLineSize {
+		if !isZeroLine(b[o : o+zeroLineSize]) {
+			return false
+		}
+	}
+	return true
 }
 
 // isZeroLine reports whether the 64 bytes of b are all zero.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
@@ -89,4 +90,108 @@ func newOrSkip(t *testing.T, opts ...Option) *Shuffler {
 	}
 	checkAtCleanup(t, s)
 	return s
+}
+
+// TestStepMovesOneLargeEntry: a step of the background shuffler moves at
+// most stepBytes while it holds the shard lock, so one entry of 64 KiB at
+// a time: the lock hold, which a Rent of the shard waits out, is the copy
+// and wipe of one such entry.
+func TestStepMovesOneLargeEntry(t *testing.T) {
+	s := newTest(t, WithShards(1))
+	const size = 64 << 10
+	for range 48 {
+		if _, err := Alloc[byte](s, size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var last, most uint64
+	var steps int
+	afterStep = func(time.Duration) {
+		// Called by the background goroutine after each step, in order.
+		moved := s.bytesMoved.Load()
+		most = max(most, moved-last)
+		last = moved
+		steps++
+	}
+	t.Cleanup(func() { afterStep = nil })
+	stop, err := s.StartBackgroundShuffle(context.Background(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a cycle", func() bool { return s.Stats().BackgroundCycles > 0 })
+	stop()
+	if last < 48*size {
+		t.Fatalf("a cycle moved %d bytes in %d steps, want at least %d", last, steps, 48*size)
+	}
+	if most > size {
+		t.Errorf("a step moved %d bytes under one lock hold, want at most %d", most, size)
+	}
+}
+
+// TestSpareLockRefused: where the system refuses to lock a spare, a
+// LockBestEffort Shuffler uses it unlocked and counts the refusal, and
+// every count still matches what is mapped; a LockStrict one uses no
+// unlocked spare, and its entries stay where they are, readable.
+func TestSpareLockRefused(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		mode LockMode
+	}{{"besteffort", LockBestEffort}, {"strict", LockStrict}} {
+		mode := c.mode
+		t.Run(c.name, func(t *testing.T) {
+			s := newOrSkip(t, WithShards(1), WithArenaSize(256<<10), WithLockMode(mode))
+			want := map[Handle]byte{}
+			for i := range 64 {
+				h, err := Alloc[byte](s, 16<<10)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := RentSlice[byte](s, h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b[0] = byte(i + 1)
+				if err := s.Return(h); err != nil {
+					t.Fatal(err)
+				}
+				want[h] = byte(i + 1)
+			}
+			before := s.Stats()
+			osmem.SetFault(func(op osmem.Op) error {
+				if op == osmem.OpLock {
+					return osmem.ErrInjected
+				}
+				return nil
+			})
+			t.Cleanup(func() { osmem.SetFault(nil) })
+			stop, err := s.StartBackgroundShuffle(context.Background(), time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "a cycle", func() bool { return s.Stats().BackgroundCycles > 0 })
+			stop()
+			osmem.SetFault(nil)
+			mustCheck(t, s)
+			st := s.Stats()
+			if st.LockFailures == before.LockFailures {
+				t.Errorf("no lock failure counted")
+			}
+			if mode == LockStrict && st.UnlockedBytes != 0 {
+				t.Errorf("LockStrict: %d bytes unlocked", st.UnlockedBytes)
+			}
+			if mode == LockBestEffort && st.UnlockedBytes == 0 {
+				t.Errorf("LockBestEffort: no unlocked spare in use")
+			}
+			for h, v := range want {
+				b, err := ViewSlice[byte](s, h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b[0] != v {
+					t.Errorf("entry changed: %d, want %d", b[0], v)
+				}
+				s.ReturnView(h)
+			}
+		})
+	}
 }

@@ -30,7 +30,7 @@ import (
 // machine's: control=heap times a mutex-protected 32-byte copy on the Go
 // heap with nothing else running (what the machine alone does to the
 // timing loop: vCPU steal, descheduling by other processes), and
-// control=memmove the same with a goroutine copying 256 MiB in 128 KiB
+// control=memmove the same with a goroutine copying 256 MiB in 64 KiB
 // steps between heap buffers (the memory traffic of a background cycle,
 // without the library's locks), and control=memmove+map with that
 // goroutine also mapping, locking and unmapping 2 MiB for every 2 MiB it

@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -200,9 +201,10 @@ func (g *growing) grow(n, size int) error {
 		return err
 	}
 	copy(b, g.b[:n])
-	g.release()
+	err = g.release()
+	// On error the new entry goes with the rest (see readInto).
 	g.h, g.b = h, b
-	return nil
+	return err
 }
 
 // rentNew makes a byte entry and rents it, pinned: the reader writes into
@@ -220,17 +222,24 @@ func rentNew(s *Shuffler, size int) (Handle, []byte, error) {
 	return h, b, nil
 }
 
-// release wipes and frees the entry read into, if any.
-func (g *growing) release() {
+// release wipes and frees the entry read into, if any. It returns
+// ErrClosed when Close or Purge reached the entry's shard while it was
+// rented: they wipe one shard at a time, so what grow copied out of it may
+// be the wiped bytes, while the shard of the new entry is still open.
+func (g *growing) release() error {
 	if g.b == nil {
-		return
+		return nil
 	}
 	Wipe(g.b)
-	// endPinned's error matters not: the entry is wiped, and Free takes an
-	// entry that expired while rented as well as a live one.
-	_ = g.s.endPinned(g.h, g.b, exclusive)
+	// Any other error of endPinned matters not: the entry is wiped, and
+	// Free takes an entry that expired while rented as well as a live one.
+	err := g.s.endPinned(g.h, g.b, exclusive)
 	_ = g.s.Free(g.h)
 	g.h, g.b = Handle{}, nil
+	if errors.Is(err, ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // makeRoom is called when the n bytes read so far fill the entry. Below
@@ -285,7 +294,7 @@ func (g *growing) releaseProbe() {
 // discard wipes and frees everything read.
 func (g *growing) discard() {
 	g.releaseProbe()
-	g.release()
+	_ = g.release()
 }
 
 // finish returns an entry of exactly n bytes holding what was read,

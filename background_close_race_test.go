@@ -19,18 +19,7 @@ import (
 // Shuffler's behind, and, once the background has stopped, leave no spare
 // mapped or counted. Run it with -race and under GOMAXPROCS=1 and 8 too.
 func TestStopRacesPacedWork(t *testing.T) {
-	var gcStop atomic.Bool
-	var gcDone sync.WaitGroup
-	gcDone.Go(func() {
-		for !gcStop.Load() {
-			runtime.GC()
-			time.Sleep(100 * time.Microsecond)
-		}
-	})
-	defer func() {
-		gcStop.Store(true)
-		gcDone.Wait()
-	}()
+	collectInLoop(t, 100*time.Microsecond)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 24 {
 		how := round % 4

@@ -6,7 +6,6 @@ import (
 	"context"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -49,15 +48,7 @@ func TestBackgroundRestsAcrossCycles(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if c.gcLoop {
-				var stopGC atomic.Bool
-				done := make(chan struct{})
-				go func() {
-					defer close(done)
-					for !stopGC.Load() {
-						runtime.GC()
-					}
-				}()
-				defer func() { stopGC.Store(true); <-done }()
+				collectInLoop(t, 0)
 			}
 			s := newTest(t, WithShards(1))
 			if _, err := Alloc[byte](s, 32); err != nil {

@@ -69,25 +69,8 @@ func TestLargeEntryLockedUnderLimit(t *testing.T) {
 // TLB misses in the tail.
 func BenchmarkShuffleOddArena(b *testing.B) {
 	b.Run("entries=170000/size=32", func(b *testing.B) {
-		const n, size = 170000, 32
 		s := newBench(b, WithShards(1))
-		for range n {
-			if _, err := Alloc[byte](s, size); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := s.Shuffle(); err != nil {
-			b.Fatal(err)
-		}
-		b.SetBytes(n * size)
-		b.ReportAllocs()
-		cpu := startCPU()
-		for b.Loop() {
-			if err := s.Shuffle(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		cpu.report(b, 0)
+		benchShuffleCPU(b, s, 170000, 32).report(b, 0)
 		b.ReportMetric(float64(s.Stats().MappedBytes), "mapped-bytes")
 	})
 }

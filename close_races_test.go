@@ -132,19 +132,7 @@ var readWriteOps = []raceOp{
 // after all ops of a round have returned.
 func stressEnd(t *testing.T, ops []raceOp, rounds int, end func(*Shuffler), check func(*Shuffler)) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8))
-	stopGC := make(chan struct{})
-	var gcDone sync.WaitGroup
-	gcDone.Go(func() {
-		for {
-			select {
-			case <-stopGC:
-				return
-			default:
-				runtime.GC()
-			}
-		}
-	})
-	defer func() { close(stopGC); gcDone.Wait() }()
+	collectInLoop(t, 0)
 	_, edk, _ := ed25519.GenerateKey(rand.Reader)
 	edDER, _ := x509.MarshalPKCS8PrivateKey(edk)
 	eck, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

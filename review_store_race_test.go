@@ -6,7 +6,6 @@ import (
 	mrand "math/rand/v2"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -18,17 +17,7 @@ import (
 // expected.
 func TestReviewStoreRaceLifecycle(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8))
-	var stopGC atomic.Bool
-	var gcDone sync.WaitGroup
-	gcDone.Add(1)
-	go func() {
-		defer gcDone.Done()
-		for !stopGC.Load() {
-			runtime.GC()
-			time.Sleep(100 * time.Microsecond)
-		}
-	}()
-	defer func() { stopGC.Store(true); gcDone.Wait() }()
+	collectInLoop(t, 100*time.Microsecond)
 	for round := range 12 {
 		opts := []Option{WithShards(2), WithArenaSize(4096)}
 		if round%3 == 1 {

@@ -95,26 +95,32 @@ func BenchmarkShuffleBytes(b *testing.B) {
 // the CPU time reported too.
 func BenchmarkShuffleEntries(b *testing.B) {
 	b.Run("entries=1000000/size=32", func(b *testing.B) {
-		const n, size = 1000000, 32
-		s := newBench(b)
-		for range n {
-			if _, err := Alloc[byte](s, size); err != nil {
-				b.Fatal(err)
-			}
+		const n = 1000000
+		benchShuffleCPU(b, newBench(b), n, 32).report(b, n)
+	})
+}
+
+// benchShuffleCPU fills s with n entries of size bytes, shuffles them once
+// (the first Shuffle maps the sizes it keeps), then times Shuffle in b's
+// loop and returns the loop's CPU clock for the caller to report.
+func benchShuffleCPU(b *testing.B, s *Shuffler, n, size int) cpuClock {
+	for range n {
+		if _, err := Alloc[byte](s, size); err != nil {
+			b.Fatal(err)
 		}
+	}
+	if err := s.Shuffle(); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(n * size))
+	b.ReportAllocs()
+	cpu := startCPU()
+	for b.Loop() {
 		if err := s.Shuffle(); err != nil {
 			b.Fatal(err)
 		}
-		b.SetBytes(n * size)
-		b.ReportAllocs()
-		cpu := startCPU()
-		for b.Loop() {
-			if err := s.Shuffle(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		cpu.report(b, n)
-	})
+	}
+	return cpu
 }
 
 // cpuClock measures the CPU time of a benchmark loop on one thread.

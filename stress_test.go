@@ -59,20 +59,7 @@ func TestStress(t *testing.T) {
 		{"secret-gcm", []Option{WithSecretMemory(), WithCipher(AES256GCM)}},
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8))
-	stopGC := make(chan struct{})
-	var gcDone sync.WaitGroup
-	gcDone.Go(func() {
-		for {
-			select {
-			case <-stopGC:
-				return
-			default:
-				runtime.GC()
-				time.Sleep(100 * time.Microsecond)
-			}
-		}
-	})
-	defer func() { close(stopGC); gcDone.Wait() }()
+	collectInLoop(t, 100*time.Microsecond)
 	// More signals: SIGPROF lands anywhere, in the cipher too. It fails
 	// when go test -cpuprofile runs one already, which does as well.
 	if err := pprof.StartCPUProfile(io.Discard); err == nil {

@@ -36,16 +36,7 @@ func (s *Shuffler) Purge() error {
 	}
 	s.closed.Store(true)
 	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		sh.Arenas.Wipe()
-		sh.purged = true
-		sh.closed = true
-		// Nothing is held any more: Stats and LongRents say so.
-		sh.Counts.Reset()
-		sh.rents = nil
-		sh.Waiters.WakeAll() // they retry and see ErrClosed
-		sh.mu.Unlock()
+		s.shards[i].purge()
 	}
 	s.wipeCiphers()
 	if s.own != nil {
@@ -150,4 +141,19 @@ func inSignalHandler() bool {
 			return false
 		}
 	}
+}
+
+// purge wipes every arena of the shard and closes it, under its lock. Purge
+// does it to each shard in turn, so callers of other shards may still run
+// meanwhile.
+func (sh *shard) purge() {
+	sh.mu.Lock()
+	sh.Arenas.Wipe()
+	sh.purged = true
+	sh.closed = true
+	// Nothing is held any more: Stats and LongRents say so.
+	sh.Counts.Reset()
+	sh.rents = nil
+	sh.Waiters.WakeAll() // they retry and see ErrClosed
+	sh.mu.Unlock()
 }

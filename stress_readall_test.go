@@ -7,19 +7,6 @@ import (
 	"testing"
 )
 
-// purgeShard does to one shard what Purge does to each in turn: a Purge
-// that has reached this shard and not yet the others.
-func purgeShard(sh *shard) {
-	sh.mu.Lock()
-	sh.Arenas.Wipe()
-	sh.purged = true
-	sh.closed = true
-	sh.Counts.Reset()
-	sh.rents = nil
-	sh.Waiters.WakeAll()
-	sh.mu.Unlock()
-}
-
 // TestReadAllPurgeBetweenShards: ReadAll grows its input into a new entry,
 // which may be in another shard than the entry it read into. Purge (and
 // Close) wipe and close one shard at a time, so it can reach the old
@@ -57,7 +44,8 @@ func TestReadAllPurgeBetweenShards(t *testing.T) {
 			hint := s.hints.Get().(*shardHint)
 			hint.base, hint.n = uint32(1-old), 0
 			s.hints.Put(hint)
-			purgeShard(&s.shards[old])
+			// A Purge that has reached this shard and not yet the other.
+			s.shards[old].purge()
 			purged = old
 			return n, nil
 		})

@@ -72,7 +72,7 @@ func (e *Shard) checkSlots(onFree map[uint32]bool) (*slotsView, error) {
 		if onFree[i] {
 			return nil, fmt.Errorf("live slot %d on the free list", i)
 		}
-		v.c.entry(int64(sl.Size), e.Oversize(int(sl.Size)+e.ov, sl.Align()), 1)
+		v.c.entry(int64(sl.Size), e.OwnArena(sl), 1)
 		switch sl.State() {
 		case StateRented:
 			v.c.rented++

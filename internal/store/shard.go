@@ -186,7 +186,7 @@ func (e *Shard) Place(size, align int, later *UnmapList) (*Arena, int, error) {
 func (e *Shard) Admit(sl *Slot, a *Arena) {
 	a.Live++
 	a.Bytes += int(sl.Size) + e.ov
-	e.Counts.entry(int64(sl.Size), e.Oversize(int(sl.Size)+e.ov, sl.Align()), 1)
+	e.Counts.entry(int64(sl.Size), e.OwnArena(sl), 1)
 }
 
 // Move copies the ciphertext of an unborrowed entry to off in dst and
@@ -227,7 +227,7 @@ func (e *Shard) Relocate(sl *Slot, later *UnmapList) (uint64, bool) {
 // caller decides what becomes of the slot.
 func (e *Shard) Drop(sl *Slot, later *UnmapList) {
 	osmem.Wipe(e.Extent(sl))
-	e.Counts.entry(int64(sl.Size), e.Oversize(int(sl.Size)+e.ov, sl.Align()), -1)
+	e.Counts.entry(int64(sl.Size), e.OwnArena(sl), -1)
 	e.vacate(sl, later)
 }
 
@@ -259,7 +259,7 @@ func (e *Shard) Sweep(n int) {
 	var moved uint64
 	for range min(n, int(e.Slots.n)) {
 		sl := e.nextSlot()
-		if e.Oversize(int(sl.Size)+e.ov, sl.Align()) {
+		if e.OwnArena(sl) {
 			// Alone in its arena already: moving it compacts nothing.
 			continue
 		}

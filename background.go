@@ -427,17 +427,11 @@ func (s *Shuffler) mapSpare(ctx context.Context, n int, pace *pacer) (*osmem.Reg
 	}
 	lockLater := false
 	if !s.cfg.secret && s.cfg.lock != LockNone {
-		if beforeSpareLock != nil {
-			beforeSpareLock(r)
-		}
-		switch err := osmem.LockOnFault(r); {
-		case errors.Is(err, osmem.ErrNoOnFault):
-			lockLater = true
-		case err != nil:
-			if err := s.spareLockFailed(r, err); err != nil {
-				unmap()
-				return nil, err
-			}
+		err := s.lockSpare(r, osmem.LockOnFault)
+		lockLater = errors.Is(err, osmem.ErrNoOnFault)
+		if err != nil && !lockLater {
+			unmap()
+			return nil, err
 		}
 	}
 	if !s.cfg.secret && !lockLater {
@@ -458,24 +452,28 @@ func (s *Shuffler) mapSpare(ctx context.Context, n int, pace *pacer) (*osmem.Reg
 		}
 	}
 	if lockLater {
-		if beforeSpareLock != nil {
-			beforeSpareLock(r)
-		}
-		if err := osmem.Relock(r); err != nil {
-			if err := s.spareLockFailed(r, err); err != nil {
-				unmap()
-				return nil, err
-			}
+		if err := s.lockSpare(r, osmem.Relock); err != nil {
+			unmap()
+			return nil, err
 		}
 		s.aux.Add(r, 1)
 	}
 	return r, nil
 }
 
-// spareLockFailed records that the system would not lock the spare r: an
-// error for LockStrict, else r stays unlocked, as any arena the system
-// would not lock.
-func (s *Shuffler) spareLockFailed(r *osmem.Region, err error) error {
+// lockSpare locks the spare r with lock: osmem.LockOnFault before any page
+// is backed, or osmem.Relock after, where the system has no lock on fault
+// (osmem.ErrNoOnFault, returned as is). A refusal is an error for
+// LockStrict; else r stays unlocked, as any arena the system would not
+// lock.
+func (s *Shuffler) lockSpare(r *osmem.Region, lock func(*osmem.Region) error) error {
+	if beforeSpareLock != nil {
+		beforeSpareLock(r)
+	}
+	err := lock(r)
+	if err == nil || errors.Is(err, osmem.ErrNoOnFault) {
+		return err
+	}
 	s.lockFailed(len(r.Data), err)
 	if s.cfg.lock == LockStrict {
 		return fmt.Errorf("%w: %s: %w", ErrLockFailed, lockLimitText(), err)

@@ -21,7 +21,7 @@ func LockOnFault(r *Region) error {
 	if r == nil || r.Locked || len(r.Data) == 0 {
 		return nil
 	}
-	if err := injected(OpLock); err != nil {
+	if err := injectedLock(len(r.Data)); err != nil {
 		return fmt.Errorf("osmem: mlock2: %w", err)
 	}
 	_, _, errno := unix.Syscall(unix.SYS_MLOCK2, uintptr(unsafe.Pointer(unsafe.SliceData(r.Data))), uintptr(len(r.Data)), unix.MLOCK_ONFAULT)

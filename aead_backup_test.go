@@ -34,13 +34,7 @@ func TestAEADReadableWhenLockRefused(t *testing.T) {
 			// The limit is reached: every lock from here on is refused, and
 			// the backup buffer the first Rent mapped is given back, as a
 			// refused allocation's reclaim does.
-			osmem.SetFault(func(op osmem.Op) error {
-				if op == osmem.OpLock {
-					return osmem.ErrInjected
-				}
-				return nil
-			})
-			defer osmem.SetFault(nil)
+			refuseLocks(t)
 			sh := &s.shards[h.shard()]
 			sh.mu.Lock()
 			if sh.backup != nil {

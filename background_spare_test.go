@@ -157,13 +157,7 @@ func TestSpareLockRefused(t *testing.T) {
 				want[h] = byte(i + 1)
 			}
 			before := s.Stats()
-			osmem.SetFault(func(op osmem.Op) error {
-				if op == osmem.OpLock {
-					return osmem.ErrInjected
-				}
-				return nil
-			})
-			t.Cleanup(func() { osmem.SetFault(nil) })
+			refuseLocks(t)
 			stop, err := s.StartBackgroundShuffle(context.Background(), time.Hour)
 			if err != nil {
 				t.Fatal(err)

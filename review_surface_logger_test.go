@@ -113,13 +113,7 @@ func TestPurgeFromLockFailureLogger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	osmem.SetFault(func(op osmem.Op) error {
-		if op == osmem.OpLock {
-			return osmem.ErrInjected
-		}
-		return nil
-	})
-	defer osmem.SetFault(nil)
+	refuseLocks(t)
 	allocated := make(chan error, 1)
 	go func() {
 		// Larger than any arena mapped so far: a new one is locked.

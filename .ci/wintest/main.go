@@ -14,6 +14,12 @@
 //     failure whose only message is that cleanup error is reported as such
 //     and does not fail the run; any other message does.
 //
+// A test binary that ends having run no test and printed nothing of its own
+// (not even the PASS or FAIL every test binary ends with) never got as far
+// as the testing package: Wine did not start it. That is run once more,
+// and reported with what Wine printed; a second such run fails, as does a
+// package that fails with no failed test to say why, with its output.
+//
 // Usage, from the module root: go run ./.ci/wintest [-short] [packages]
 package main
 
@@ -187,6 +193,32 @@ func testPackage(wine string, env []string, work string, p pkg, short bool) (boo
 		return true, nil
 	}
 
+	for attempt := 1; ; attempt++ {
+		results, status, elapsed, err := runTests(wine, env, exe, p, short)
+		if err != nil {
+			return false, err
+		}
+		if attempt == 1 && neverStarted(results) {
+			// The binary died before the testing package printed anything,
+			// so no test ran: Wine failed to start the process. Nothing a
+			// test does can end a run this way (a panic, a failed TestMain,
+			// an os.Exit all print, and a hang would not end it), so one
+			// more run cannot hide a failure of the package. Say so, with
+			// whatever Wine printed, and run it again once.
+			fmt.Printf("wintest: %s: the test binary ended after %v (%s) without running a test or printing anything of its own; the run printed:\n",
+				p.ImportPath, elapsed, status)
+			printLines(os.Stdout, results[""])
+			fmt.Println("wintest: running it once more")
+			continue
+		}
+		return report(os.Stdout, p.ImportPath, results, status, elapsed), nil
+	}
+}
+
+// runTests runs the package's test binary under Wine through test2json once
+// and gathers what each test printed and how it ended, and how the process
+// exited.
+func runTests(wine string, env []string, exe string, p pkg, short bool) (map[string]*testResult, string, time.Duration, error) {
 	args := []string{"tool", "test2json", "-p", p.ImportPath, wine, exe, "-test.v=test2json", "-test.count=1"}
 	if short {
 		args = append(args, "-test.short")
@@ -198,11 +230,11 @@ func testPackage(wine string, env []string, work string, p pkg, short bool) (boo
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return false, err
+		return nil, "", 0, err
 	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return false, err
+		return nil, "", 0, err
 	}
 	results := map[string]*testResult{}
 	get := func(name string) *testResult {
@@ -218,7 +250,7 @@ func testPackage(wine string, env []string, work string, p pkg, short bool) (boo
 	for sc.Scan() {
 		var ev event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return false, fmt.Errorf("test2json: %v: %s", err, sc.Bytes())
+			return nil, "", 0, fmt.Errorf("test2json: %v: %s", err, sc.Bytes())
 		}
 		r := get(ev.Test)
 		switch ev.Action {
@@ -229,18 +261,53 @@ func testPackage(wine string, env []string, work string, p pkg, short bool) (boo
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return false, err
+		return nil, "", 0, err
 	}
-	// test2json exits non-zero when the tests fail; the events say why.
-	_ = cmd.Wait()
-	elapsed := time.Since(start).Round(10 * time.Millisecond)
-	return report(p.ImportPath, results, elapsed), nil
+	// test2json exits non-zero when the tests fail; the events say why, and
+	// the binary's own exit status is in its last output line when it
+	// printed nothing else.
+	status := "exit status 0"
+	if err := cmd.Wait(); err != nil {
+		status = err.Error()
+	}
+	return results, status, time.Since(start).Round(10 * time.Millisecond), nil
 }
 
-// report prints one package's outcome and says whether it passed, counting a
-// failure caused only by Wine's missing FileDispositionInformationEx as a
-// pass.
-func report(path string, results map[string]*testResult, elapsed time.Duration) bool {
+// notOwnOutput matches what a run prints that does not come from the test
+// binary: test2json's note of an exit status, and Wine's own messages.
+var notOwnOutput = regexp.MustCompile(`^(test2json: |wine: |wine client error)`)
+
+// neverStarted reports whether the test binary ran no test and printed
+// nothing of its own: not even the PASS or FAIL with which every test
+// binary ends.
+func neverStarted(results map[string]*testResult) bool {
+	for name, r := range results {
+		if name != "" {
+			return false
+		}
+		for _, l := range r.lines {
+			if !notOwnOutput.MatchString(l) && strings.TrimSpace(l) != "" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func printLines(w io.Writer, r *testResult) {
+	if r == nil || len(r.lines) == 0 {
+		fmt.Fprintln(w, "    (nothing)")
+		return
+	}
+	for _, l := range r.lines {
+		fmt.Fprintln(w, "    "+l)
+	}
+}
+
+// report prints one package's outcome to w and says whether it passed,
+// counting a failure caused only by Wine's missing
+// FileDispositionInformationEx as a pass. status is how the process ended.
+func report(w io.Writer, path string, results map[string]*testResult, status string, elapsed time.Duration) bool {
 	var names []string
 	for name := range results {
 		if name != "" {
@@ -290,7 +357,7 @@ func report(path string, results map[string]*testResult, elapsed time.Duration) 
 			passed++
 		case "skip":
 			skipped++
-			fmt.Printf("    skip %s: %s\n", name, lastMessage(r.lines))
+			fmt.Fprintf(w, "    skip %s: %s\n", name, lastMessage(r.lines))
 		case "fail":
 			if excused[name] {
 				if !strings.Contains(name, "/") {
@@ -303,34 +370,33 @@ func report(path string, results map[string]*testResult, elapsed time.Duration) 
 	}
 	pkgResult := results[""]
 	// A package that failed with no failed test (an exit from TestMain, a
-	// crash between tests) is a real failure too.
-	ok := len(real) == 0 && pkgResult != nil &&
+	// crash between tests) is a real failure too, and so is a binary that
+	// printed nothing of its own, which test2json reports as a pass when
+	// its exit status is 0.
+	ok := len(real) == 0 && pkgResult != nil && !neverStarted(results) &&
 		(pkgResult.action == "pass" || pkgResult.action == "fail" && gapOnly > 0)
-	status := "ok  "
+	verdict := "ok  "
 	if !ok {
-		status = "FAIL"
+		verdict = "FAIL"
 	}
-	fmt.Printf("%s\t%s\t%v\t%d passed, %d skipped", status, path, elapsed, passed, skipped)
+	fmt.Fprintf(w, "%s\t%s\t%v\t%d passed, %d skipped", verdict, path, elapsed, passed, skipped)
 	if gapOnly > 0 {
-		fmt.Printf(", %d failed only in t.TempDir cleanup (Wine)", gapOnly)
+		fmt.Fprintf(w, ", %d failed only in t.TempDir cleanup (Wine)", gapOnly)
 	}
-	fmt.Println()
+	fmt.Fprintln(w)
 	for _, name := range real {
-		fmt.Printf("--- FAIL: %s\n", name)
+		fmt.Fprintf(w, "--- FAIL: %s\n", name)
 		for _, l := range results[name].lines {
 			if !isFramework(l) {
-				fmt.Println(l)
+				fmt.Fprintln(w, l)
 			}
 		}
 	}
-	if pkgResult == nil || pkgResult.action == "" {
-		// The binary died before reporting: a crash, or Wine refused it.
-		fmt.Printf("%s: no package result; its output:\n", path)
-		if pkgResult != nil {
-			for _, l := range pkgResult.lines {
-				fmt.Println(l)
-			}
-		}
+	if !ok && len(real) == 0 {
+		// Nothing above says why: what the binary and Wine printed outside
+		// any test, and how the process ended, do.
+		fmt.Fprintf(w, "%s: no failed test explains the failure; test2json ended with %s, and the run printed outside any test:\n", path, status)
+		printLines(w, pkgResult)
 	}
 	return ok
 }

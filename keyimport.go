@@ -23,7 +23,8 @@ const maxKeyFile = 64 << 10
 // type names (an Ed25519 key labelled "RSA PRIVATE KEY") and input with
 // more than one private key. Errors of r are returned as ReadAll returns
 // them: a panic wraps ErrPanicked, an impossible count ErrInvalidCount,
-// and 100 empty reads in a row give io.ErrNoProgress.
+// and 100 empty reads in a row give io.ErrNoProgress. A closed or purged
+// Shuffler fails with ErrClosed before r is read.
 //
 // The buffers ReadPrivateKey owns (what it read, the decoded PEM block, the
 // DER it stores, the parsed key's numbers) are wiped before it returns,
@@ -34,6 +35,11 @@ const maxKeyFile = 64 << 10
 func ReadPrivateKey(s *Shuffler, r io.Reader) (h Handle, err error) {
 	if r == nil {
 		return Handle{}, fmt.Errorf("%w: nil io.Reader", ErrNilArgument)
+	}
+	// As ReadAll does: a key read for a Shuffler that cannot keep it would
+	// only have been parsed and copied into the Go heap, and taken from r.
+	if s == nil || s.closed.Load() || len(s.shards) == 0 {
+		return Handle{}, ErrClosed
 	}
 	runSecret(func() { h, err = readPrivateKey(s, r) })
 	return h, err

@@ -61,6 +61,9 @@ func (a *AEAD) Overhead() int { return aeadTagSize }
 // wrong size, or a plaintext longer than GCM allows (2^32-2 blocks, about
 // 64 GiB), fails with ErrInvalidSize. On error dst is returned as it was.
 func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) ([]byte, error) {
+	if err := a.checkArgs(nonce); err != nil {
+		return dst, err
+	}
 	if uint64(len(plaintext)) > aeadMaxPlaintext {
 		// Before do grows dst by that much; crypto/cipher would panic.
 		return dst, fmt.Errorf("%w: plaintext of %d bytes, GCM takes at most %d", ErrInvalidSize, len(plaintext), aeadMaxPlaintext)
@@ -76,6 +79,11 @@ func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) ([]byte, error
 // forged or damaged message fails with ErrAuthFailed and leaves dst's
 // spare capacity zeroed. The buffer rules are Seal's.
 func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error) {
+	// Before the length check: a nil *AEAD or a wrong nonce is the
+	// caller's mistake, which ErrAuthFailed would pass off as a forgery.
+	if err := a.checkArgs(nonce); err != nil {
+		return dst, err
+	}
 	if len(ciphertext) < aeadTagSize || uint64(len(ciphertext)-aeadTagSize) > aeadMaxPlaintext {
 		// No Seal made it: refused before do grows dst by that much.
 		return dst, ErrAuthFailed
@@ -90,17 +98,22 @@ func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, erro
 		})
 }
 
-// do checks the arguments, grows dst by n bytes before the key is read
-// (so that nothing is allocated inside secret.Do), and runs op with a
-// GCM built from a view of the key, zeroing the GCM afterwards.
-func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]byte, error)) ([]byte, error) {
+// checkArgs refuses a nil *AEAD and a nonce of the wrong size.
+func (a *AEAD) checkArgs(nonce []byte) error {
 	if a == nil {
 		// What a NewAEAD whose error went unchecked leaves.
-		return dst, fmt.Errorf("%w: nil *AEAD", ErrNilArgument)
+		return fmt.Errorf("%w: nil *AEAD", ErrNilArgument)
 	}
 	if len(nonce) != aeadNonceSize {
-		return dst, fmt.Errorf("%w: nonce of %d bytes, want %d", ErrInvalidSize, len(nonce), aeadNonceSize)
+		return fmt.Errorf("%w: nonce of %d bytes, want %d", ErrInvalidSize, len(nonce), aeadNonceSize)
 	}
+	return nil
+}
+
+// do grows dst by n bytes before the key is read (so that nothing is
+// allocated inside secret.Do), and runs op with a GCM built from a view of
+// the key, zeroing the GCM afterwards. The caller has run checkArgs.
+func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]byte, error)) ([]byte, error) {
 	out := dst
 	if cap(dst)-len(dst) < n {
 		out = make([]byte, len(dst), len(dst)+n)

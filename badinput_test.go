@@ -58,3 +58,46 @@ func TestReadersRefuseClosedUnread(t *testing.T) {
 		}
 	}
 }
+
+// TestAEADArgumentsBeforeLength: Open of a message too short to hold a tag
+// still names the caller's mistake, a nil *AEAD or a nonce of the wrong
+// size, as Seal does; it used to answer ErrAuthFailed, as for a forgery.
+func TestAEADArgumentsBeforeLength(t *testing.T) {
+	s := newTest(t)
+	k, err := Random(s, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAEAD(s, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nilAEAD *AEAD
+	nonce := make([]byte, 12)
+	dst := []byte("kept")
+	for _, tc := range []struct {
+		name  string
+		a     *AEAD
+		nonce []byte
+		ct    []byte
+		want  error
+	}{
+		{"nil AEAD, empty message", nilAEAD, nonce, nil, ErrNilArgument},
+		{"nil AEAD, short message", nilAEAD, nonce, []byte{1, 2, 3}, ErrNilArgument},
+		{"nil AEAD, bad nonce, short message", nilAEAD, nonce[:5], []byte{1}, ErrNilArgument},
+		{"short nonce, short message", a, nonce[:5], []byte{1}, ErrInvalidSize},
+		{"long nonce, empty message", a, make([]byte, 13), nil, ErrInvalidSize},
+		{"short message", a, nonce, []byte{1}, ErrAuthFailed},
+	} {
+		got, err := tc.a.Open(dst, tc.nonce, tc.ct, nil)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("Open, %s: %v, want %v", tc.name, err, tc.want)
+		}
+		if string(got) != "kept" {
+			t.Errorf("Open, %s: dst became %q", tc.name, got)
+		}
+	}
+	if _, err := nilAEAD.Seal(nil, nonce[:5], nil, nil); !errors.Is(err, ErrNilArgument) {
+		t.Errorf("Seal of a nil *AEAD with a bad nonce: %v, want ErrNilArgument", err)
+	}
+}

@@ -2,12 +2,16 @@ package memshuffle
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
+	"time"
 )
 
 // countingReader counts the calls to Read of the reader it wraps.
@@ -99,5 +103,161 @@ func TestAEADArgumentsBeforeLength(t *testing.T) {
 	}
 	if _, err := nilAEAD.Seal(nil, nonce[:5], nil, nil); !errors.Is(err, ErrNilArgument) {
 		t.Errorf("Seal of a nil *AEAD with a bad nonce: %v, want ErrNilArgument", err)
+	}
+}
+
+// TestEveryCallRefusesBadState calls every exported function that takes a
+// Shuffler on Shufflers that are closed, purged, nil and zero, which must
+// answer ErrClosed, and every one that takes a Handle with Handles that
+// are zero, another Shuffler's, freed, or forged in each of their fields,
+// which must answer ErrInvalidHandle. None may panic, and the entries of
+// the open Shuffler must be intact and its invariants hold afterwards.
+func TestEveryCallRefusesBadState(t *testing.T) {
+	newWith := func() (*Shuffler, Handle) {
+		s := newTest(t)
+		h, err := CopyFrom(s, bytes.Repeat([]byte{0x5a}, 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, h
+	}
+	other, foreign := newWith()
+	closed, inClosed := newWith()
+	if err := closed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	purged, inPurged := newWith()
+	if err := purged.Purge(); err != nil {
+		t.Fatal(err)
+	}
+	s, live := newWith()
+	freed, err := Random(s, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Free(freed); err != nil {
+		t.Fatal(err)
+	}
+	forge := func(change func(*Handle)) Handle { h := live; change(&h); return h }
+
+	type target struct {
+		name string
+		s    *Shuffler
+		h    Handle
+		want error
+	}
+	targets := []target{
+		{"closed", closed, inClosed, ErrClosed},
+		{"purged", purged, inPurged, ErrClosed},
+		{"nil", nil, foreign, ErrClosed},
+		{"zero", &Shuffler{}, foreign, ErrClosed},
+	}
+	for name, h := range map[string]Handle{
+		"zero Handle":        {},
+		"another's Handle":   foreign,
+		"freed Handle":       freed,
+		"Handle of closed":   inClosed,
+		"shard out of range": forge(func(h *Handle) { h.id |= uint64(maxShards-1) << (slotBits + genBits) }),
+		"slot out of range":  forge(func(h *Handle) { h.id |= uint64(1<<slotBits-1) << genBits }),
+		"other generation":   forge(func(h *Handle) { h.id ^= 1 }),
+		"owner zero":         forge(func(h *Handle) { h.owner = 0 }),
+	} {
+		targets = append(targets, target{"open, " + name, s, h, ErrInvalidHandle})
+	}
+
+	ctx := context.Background()
+	noop := func([]byte) error { return nil }
+	// Calls that take a Handle.
+	withHandle := map[string]func(*Shuffler, Handle) error{
+		"Rent":             func(s *Shuffler, h Handle) error { _, err := Rent[byte](s, h); return err },
+		"RentSlice":        func(s *Shuffler, h Handle) error { _, err := RentSlice[byte](s, h); return err },
+		"RentSliceContext": func(s *Shuffler, h Handle) error { _, err := RentSliceContext[byte](ctx, s, h); return err },
+		"View":             func(s *Shuffler, h Handle) error { _, err := View[byte](s, h); return err },
+		"ViewSliceContext": func(s *Shuffler, h Handle) error { _, err := ViewSliceContext[byte](ctx, s, h); return err },
+		"BorrowSlice":      func(s *Shuffler, h Handle) error { return BorrowSlice(s, h, noop) },
+		"BorrowViewContext": func(s *Shuffler, h Handle) error {
+			return BorrowViewContext(ctx, s, h, func(*byte) error { return nil })
+		},
+		"Return":       func(s *Shuffler, h Handle) error { return s.Return(h) },
+		"ReturnView":   func(s *Shuffler, h Handle) error { return s.ReturnView(h) },
+		"Free":         func(s *Shuffler, h Handle) error { return s.Free(h) },
+		"Size":         func(s *Shuffler, h Handle) error { _, err := s.Size(h); return err },
+		"Expiry":       func(s *Shuffler, h Handle) error { _, err := s.Expiry(h); return err },
+		"SetExpiry":    func(s *Shuffler, h Handle) error { return s.SetExpiry(h, time.Now().Add(time.Hour)) },
+		"Clone":        func(s *Shuffler, h Handle) error { _, err := Clone(s, h); return err },
+		"Equal":        func(s *Shuffler, h Handle) error { _, err := Equal(s, h, []byte{1}); return err },
+		"EqualEntries": func(s *Shuffler, h Handle) error { _, err := EqualEntries(s, h, h); return err },
+		"EqualEntries, live first": func(s *Shuffler, h Handle) error {
+			if s != nil && s.id != 0 && !s.closed.Load() {
+				_, err := EqualEntries(s, live, h)
+				return err
+			}
+			_, err := EqualEntries(s, h, h)
+			return err
+		},
+		"MAC":       func(s *Shuffler, h Handle) error { _, err := MAC(s, h, sha256.New, []byte("m"), nil); return err },
+		"NewSigner": func(s *Shuffler, h Handle) error { _, err := NewSigner(s, h); return err },
+		"NewAEAD":   func(s *Shuffler, h Handle) error { _, err := NewAEAD(s, h); return err },
+		"WriteTo":   func(s *Shuffler, h Handle) error { _, err := WriteTo(s, h, io.Discard); return err },
+	}
+	// Calls that take no Handle: refused on a Shuffler that is not open.
+	noHandle := map[string]func(*Shuffler) error{
+		"Alloc":          func(s *Shuffler) error { _, err := Alloc[byte](s, 8); return err },
+		"Random":         func(s *Shuffler) error { _, err := Random(s, 8); return err },
+		"CopyFrom":       func(s *Shuffler) error { _, err := CopyFrom(s, []byte{1}); return err },
+		"ReadFrom":       func(s *Shuffler) error { _, err := ReadFrom(s, bytes.NewReader([]byte{1}), 1); return err },
+		"ReadPrivateKey": func(s *Shuffler) error { _, err := ReadPrivateKey(s, bytes.NewReader(nil)); return err },
+		"Shuffle":        func(s *Shuffler) error { return s.Shuffle() },
+		"RotateKey":      func(s *Shuffler) error { return s.RotateKey(nil, nil) },
+		"StartBackgroundShuffle": func(s *Shuffler) error {
+			stop, err := s.StartBackgroundShuffle(ctx, time.Millisecond)
+			if err == nil {
+				stop()
+			}
+			return err
+		},
+		"PublishExpvar": func(s *Shuffler) error { return s.PublishExpvar(fmt.Sprintf("memshuffle-test-badstate-%p", s)) },
+	}
+	try := func(what string, want error, call func() error) {
+		t.Helper()
+		var err error
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("panic: %v", p)
+				}
+			}()
+			err = call()
+		}()
+		if !errors.Is(err, want) {
+			t.Errorf("%s: %v, want %v", what, err, want)
+		}
+	}
+	for _, tg := range targets {
+		for name, call := range withHandle {
+			try(name+" on "+tg.name, tg.want, func() error { return call(tg.s, tg.h) })
+		}
+		if tg.want == ErrClosed {
+			for name, call := range noHandle {
+				try(name+" on "+tg.name, ErrClosed, func() error { return call(tg.s) })
+			}
+		}
+		try("Valid, Stats, LongRents, SetShuffleOnBorrowReturn on "+tg.name, nil, func() error {
+			if tg.s.Valid(tg.h) {
+				return errors.New("Valid")
+			}
+			tg.s.Stats()
+			tg.s.LongRents()
+			tg.s.SetShuffleOnBorrowReturn(false)
+			return nil
+		})
+	}
+	if err := s.check(); err != nil {
+		t.Fatal(err)
+	}
+	for sh, h := range map[*Shuffler]Handle{s: live, other: foreign} {
+		if ok, err := Equal(sh, h, bytes.Repeat([]byte{0x5a}, 32)); !ok || err != nil {
+			t.Fatalf("an entry changed: %v, %v", ok, err)
+		}
 	}
 }

@@ -115,7 +115,7 @@ func runCycle(t *testing.T, s *Shuffler) {
 				t.Fatal("the steps never end")
 			}
 			sh.mu.Lock()
-			more, want := sh.step(&later, &spare, false)
+			more, want, _ := sh.runStep(&later, &spare, false, new([]store.Copy))
 			sh.mu.Unlock()
 			later.UnmapAll(&s.aux)
 			if want > 0 {

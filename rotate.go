@@ -314,7 +314,9 @@ func (s *Shuffler) wipeUnheld(c seal.Cipher) {
 // rotateHold runs f under sh's lock, unless the shard is closed, and records
 // how long the hold lasted and what f re-encrypted in it.
 func (s *Shuffler) rotateHold(sh *shard, f func() (n int, done bool, err error)) (bool, error) {
-	if !sh.lockOpen() {
+	// Settled: an entry a background step is moving would be passed over
+	// as not resting, and stay under the old key.
+	if !sh.lockSettled() {
 		return false, ErrClosed
 	}
 	t0 := time.Now()
@@ -516,7 +518,8 @@ func (sh *shard) prepareRekey() error {
 	}
 	largest := 0
 	for i := range sh.Slots.Len() {
-		if sl := sh.Slots.At(i); sl.State() == store.StateLive {
+		sl := sh.Slots.At(i)
+		if st := sl.State(); st == store.StateLive || st == store.StateMoving {
 			largest = max(largest, int(sl.Size)+sh.Overhead())
 		}
 	}

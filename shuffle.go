@@ -58,7 +58,7 @@ func (s *Shuffler) Shuffle() error {
 	var work shuffleWork
 	for i := range s.shards {
 		sh := &s.shards[i]
-		if !sh.lockOpen() {
+		if !sh.lockSettled() {
 			return ErrClosed
 		}
 		sh.work = work

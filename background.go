@@ -17,12 +17,17 @@ import (
 // Background shuffling moves entries a little at a time. A cycle visits
 // every slot of every shard once, in a random order per shard, and moves
 // each unrented entry it finds into fresh arena space; a step moves at most
-// stepBytes or stepEntries under one shard lock and then lets go, so a Rent
-// or Return never waits for more than one step, whatever the amount of data.
-// An entry larger than stepBytes moves alone, in one step as long as its
-// copy takes. A step of 64 KiB holds the lock for 40-120 µs on the machine
-// of BENCHMARKS.md (a copy and a wipe of the entry, and the bookkeeping of
-// the space it leaves); steps of 128 KiB held it up to 160 µs.
+// stepBytes or stepEntries, and an entry larger than stepBytes moves alone.
+// The shard lock is held only for a step's bookkeeping: under it the step
+// chooses its entries, reserves their new places and marks them moving;
+// with it let go it copies them and wipes where they were; under it again
+// it points their slots at the new places (see shard.copyUnlocked and
+// store.Moves). A Rent or Return of an entry the step does not move waits
+// for the bookkeeping at most, whatever the amount of data; one of an
+// entry it moves waits for the step's copying too. When the copy and the
+// wipe were under the lock, a step of 64 KiB held it for 70-340 µs on the
+// machine of BENCHMARKS.md, and a thread descheduled in the middle of one
+// made every Rent of the shard wait until it ran again.
 const (
 	stepBytes   = 64 << 10
 	stepEntries = 256
@@ -46,20 +51,26 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 
 // StartBackgroundShuffle starts a goroutine that relocates every unrented
 // entry once per cycle, in small steps, and starts a cycle every interval
-// (an interval of 0 runs cycles back to back). A step holds one shard's
-// lock while it moves up to 64 KiB, or a single larger entry, into memory
-// mapped before it took the lock; only an entry too large to share an
-// arena, or a system that refused the memory ahead of time, has a step map
-// under the lock. Each step also wipes entries whose expiry has passed,
-// within the same 64 KiB (or one larger entry); when more expire at once,
-// the next steps go on.
+// (an interval of 0 runs cycles back to back). A step moves up to 64 KiB,
+// or a single larger entry, into memory mapped before it took the shard's
+// lock; only an entry too large to share an arena, or a system that
+// refused the memory ahead of time, has a step map under the lock. The
+// step copies the entries' ciphertext, and wipes where it was, with the
+// lock let go, and holds it only to choose the entries and reserve their
+// places, then to record where they went: a Rent or View of another entry
+// of the shard goes on meanwhile, and one of a moving entry (and a Free
+// of it) waits for the step's copying, never failing with ErrBusy for it.
+// Each step also wipes entries whose expiry has passed, within the same
+// 64 KiB (or one larger entry); when more expire at once, the next steps
+// go on.
 //
 // The background shuffler takes little of the machine: after every
 // 100 µs of work, counted across cycles, it sleeps at least as long (up to
 // 10 ms; about a millisecond in practice, the granularity of Go's timers
 // on Linux), and it lets a goroutine that waited for a shard's lock run
 // before it does anything else. A caller's Rent or Return therefore never
-// waits for more than one step, and its goroutine keeps its CPU. On the
+// waits for more than one step's bookkeeping (or, for an entry the step
+// moves, its copying), and its goroutine keeps its CPU. On the
 // two-core machine of BENCHMARKS.md a cycle over 256 MiB of 64 KiB entries
 // takes about 3 seconds, and 3.3 to 4.5 while a caller runs Rent and
 // Return flat out.
@@ -633,7 +644,7 @@ func (sh *shard) adoptSpare(spare **osmem.Region, later *store.UnmapList) {
 	sh.Arenas.ReplaceCur(a, later)
 }
 
-// noteStep records how long one step held a shard.
+// noteStep records how long one step held a shard's lock at once.
 func (s *Shuffler) noteStep(d time.Duration) {
 	s.bgSteps.Add(1)
 	storeMax(&s.bgStepMax, int64(d))
@@ -643,5 +654,5 @@ func (s *Shuffler) noteStep(d time.Duration) {
 }
 
 // afterStep, when set by a benchmark before any background shuffler
-// starts, sees how long every step held its shard lock.
+// starts, sees the longest each step held its shard lock at once.
 var afterStep func(held time.Duration)

@@ -131,11 +131,6 @@ func (s *Shuffler) Free(h Handle) error {
 	if err != nil {
 		return err
 	}
-	if sl.State() == store.StateMoving {
-		// Its bytes are being copied: wipe them once they are still.
-		sh.awaitMoves()
-		return s.Free(h)
-	}
 	defer s.flushLog() // after the unlock: compaction may map an arena
 	defer sh.mu.Unlock()
 	switch sl.State() {

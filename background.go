@@ -17,17 +17,12 @@ import (
 // Background shuffling moves entries a little at a time. A cycle visits
 // every slot of every shard once, in a random order per shard, and moves
 // each unrented entry it finds into fresh arena space; a step moves at most
-// stepBytes or stepEntries, and an entry larger than stepBytes moves alone.
-// The shard lock is held only for a step's bookkeeping: under it the step
-// chooses its entries, reserves their new places and marks them moving;
-// with it let go it copies them and wipes where they were; under it again
-// it points their slots at the new places (see shard.copyUnlocked and
-// store.Moves). A Rent or Return of an entry the step does not move waits
-// for the bookkeeping at most, whatever the amount of data; one of an
-// entry it moves waits for the step's copying too. When the copy and the
-// wipe were under the lock, a step of 64 KiB held it for 70-340 µs on the
-// machine of BENCHMARKS.md, and a thread descheduled in the middle of one
-// made every Rent of the shard wait until it ran again.
+// stepBytes or stepEntries under one shard lock and then lets go, so a Rent
+// or Return never waits for more than one step, whatever the amount of data.
+// An entry larger than stepBytes moves alone, in one step as long as its
+// copy takes. A step of 64 KiB holds the lock for 40-120 µs on the machine
+// of BENCHMARKS.md (a copy and a wipe of the entry, and the bookkeeping of
+// the space it leaves); steps of 128 KiB held it up to 160 µs.
 const (
 	stepBytes   = 64 << 10
 	stepEntries = 256
@@ -51,26 +46,20 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 
 // StartBackgroundShuffle starts a goroutine that relocates every unrented
 // entry once per cycle, in small steps, and starts a cycle every interval
-// (an interval of 0 runs cycles back to back). A step moves up to 64 KiB,
-// or a single larger entry, into memory mapped before it took the shard's
-// lock; only an entry too large to share an arena, or a system that
-// refused the memory ahead of time, has a step map under the lock. The
-// step copies the entries' ciphertext, and wipes where it was, with the
-// lock let go, and holds it only to choose the entries and reserve their
-// places, then to record where they went: a Rent or View of another entry
-// of the shard goes on meanwhile, and one of a moving entry (and a Free
-// of it) waits for the step's copying, never failing with ErrBusy for it.
-// Each step also wipes entries whose expiry has passed, within the same
-// 64 KiB (or one larger entry); when more expire at once, the next steps
-// go on.
+// (an interval of 0 runs cycles back to back). A step holds one shard's
+// lock while it moves up to 64 KiB, or a single larger entry, into memory
+// mapped before it took the lock; only an entry too large to share an
+// arena, or a system that refused the memory ahead of time, has a step map
+// under the lock. Each step also wipes entries whose expiry has passed,
+// within the same 64 KiB (or one larger entry); when more expire at once,
+// the next steps go on.
 //
 // The background shuffler takes little of the machine: after every
 // 100 µs of work, counted across cycles, it sleeps at least as long (up to
 // 10 ms; about a millisecond in practice, the granularity of Go's timers
 // on Linux), and it lets a goroutine that waited for a shard's lock run
 // before it does anything else. A caller's Rent or Return therefore never
-// waits for more than one step's bookkeeping (or, for an entry the step
-// moves, its copying), and its goroutine keeps its CPU. On the
+// waits for more than one step, and its goroutine keeps its CPU. On the
 // two-core machine of BENCHMARKS.md a cycle over 256 MiB of 64 KiB entries
 // takes about 3 seconds, and 3.3 to 4.5 while a caller runs Rent and
 // Return flat out.
@@ -208,7 +197,6 @@ func (s *Shuffler) cycle(ctx context.Context, pace *pacer) bool {
 		sh.unlockYield()
 		later.UnmapAll(&s.aux)
 	}
-	var copies []store.Copy // a step's moves, copied with no lock held
 	spares := make([]*osmem.Region, len(s.shards))
 	refused := make([]bool, len(s.shards)) // the system refused the shard's last spare
 	// A cycle ends with no spare left mapped, stopped or not: a Shuffler
@@ -230,7 +218,9 @@ func (s *Shuffler) cycle(ctx context.Context, pace *pacer) bool {
 			if !sh.lockOpen() {
 				return false
 			}
-			more, want, held := sh.runStep(&later, &spares[i], refused[i], &copies)
+			start := time.Now()
+			more, want := sh.step(&later, &spares[i], refused[i])
+			held := time.Since(start)
 			if want == 0 && spares[i] == nil && more {
 				want = sh.ArenaSize(stepBytes)
 			}
@@ -268,63 +258,6 @@ func (s *Shuffler) cycle(ctx context.Context, pace *pacer) bool {
 	}
 	return true
 }
-
-// runStep runs a step (see step) on the shard, which the caller has
-// locked and finds locked again on return: it begins the step's moves,
-// copies their entries with the lock let go, and finishes them. copies is
-// scratch space, left empty. It returns step's answers and the longest
-// the lock was held at once.
-func (sh *shard) runStep(later *store.UnmapList, spare **osmem.Region, spareRefused bool, copies *[]store.Copy) (more bool, want int, held time.Duration) {
-	start := time.Now()
-	more, want = sh.step(later, spare, spareRefused, copies)
-	held = time.Since(start)
-	if len(*copies) > 0 {
-		held = max(held, sh.copyUnlocked(*copies, later))
-		clear(*copies)
-		*copies = (*copies)[:0]
-	}
-	return more, want, held
-}
-
-// copyUnlocked does the copying of the moves a step began, copies, with
-// the shard lock let go, then finishes them under the lock again, which
-// it holds on return. It returns how long finishing held the lock.
-//
-// A step used to copy and wipe its entries under the lock, up to 64 KiB
-// for 70-340 µs, and when the system took the CPU from the background
-// thread in the middle (a hypervisor's steal, or another thread that was
-// runnable), every Rent of the shard waited as long as that lasted. Only
-// the bookkeeping is under the lock now: a Rent of an entry that is not
-// moving goes on during the copying; one of a moving entry waits for
-// this step's copying, and no longer (see store.Moves).
-func (sh *shard) copyUnlocked(copies []store.Copy, later *store.UnmapList) time.Duration {
-	sh.mu.Unlock()
-	// A Rent that waited for the lock is runnable on this goroutine's P
-	// now (see unlockYield): let it run before the copying.
-	runtime.Gosched()
-	for _, c := range copies {
-		c.Do()
-	}
-	if beforeFinishMoves != nil {
-		beforeFinishMoves(sh)
-	}
-	// Not lockOpen: Close and Purge wait for the moves in flight before
-	// they close a shard.
-	sh.mu.Lock()
-	start := time.Now()
-	sh.s.bytesMoved.Add(sh.FinishMoves(later, func(i uint32, sl *store.Slot) {
-		// Its deadline may have passed while it moved: a live entry
-		// past it is wiped, as a lookup would wipe it.
-		if !sh.Expiries.None() {
-			sh.expired(i, sl, later)
-		}
-	}))
-	return time.Since(start)
-}
-
-// beforeFinishMoves, when set by a test, runs once a step's copying is
-// done, before it takes the shard lock to finish the moves.
-var beforeFinishMoves func(sh *shard)
 
 // unlockYield lets go of the shard lock and lets a goroutine that waited
 // for it run at once. Unlock makes such a goroutine runnable on the
@@ -381,15 +314,14 @@ func joinOrder(rng *mrand.Rand, order []uint32, n uint32) []uint32 {
 	return order
 }
 
-// step begins the moves of the next few entries of the cycle, appending
-// the copying each needs to copies (see shard.copyUnlocked); it reports
-// whether any remain. The arenas it empties go to later. When an entry needs a fresh
+// step moves the next few entries of the cycle; it reports whether any
+// remain. The arenas it empties go to later. When an entry needs a fresh
 // arena, step takes *spare, if large enough, and sets *spare to nil;
 // without one it stops before the entry and reports the size of arena it
 // needs as want, unless spareRefused says the system refused the last
 // spare: then the entry's move maps one under the lock, as any allocation
 // would.
-func (sh *shard) step(later *store.UnmapList, spare **osmem.Region, spareRefused bool, copies *[]store.Copy) (more bool, want int) {
+func (sh *shard) step(later *store.UnmapList, spare **osmem.Region, spareRefused bool) (more bool, want int) {
 	// Entries that expire together (made together with one TTL) are wiped
 	// a step's worth at a time: wiping them all at once held the lock for
 	// as long as that took, hundreds of milliseconds for 200 MB.
@@ -398,6 +330,7 @@ func (sh *shard) step(later *store.UnmapList, spare **osmem.Region, spareRefused
 		return true, 0
 	}
 	budget := stepBytes - wiped
+	var moved uint64
 	for sh.bgPos < len(sh.bgOrder) && budget > 0 && count < stepEntries {
 		i := sh.bgOrder[sh.bgPos]
 		if i >= sh.Slots.Len() {
@@ -419,18 +352,19 @@ func (sh *shard) step(later *store.UnmapList, spare **osmem.Region, spareRefused
 		// Without memory the entry stays where it is, safe, and a
 		// compaction step into existing holes stands in; the next cycle
 		// tries again.
-		c, ok := sh.BeginMove(i, sl, later)
+		m, ok := sh.Relocate(sl, later)
 		if !ok {
 			budget -= int(sh.Compact(later)) // counted in bytesMoved by compact
 			count++
 			continue
 		}
-		if len(c.Src) > 0 {
-			*copies = append(*copies, c)
-			budget -= int(sl.Size)
+		if m > 0 {
+			moved += m
+			budget -= int(m)
 			count++
 		}
 	}
+	sh.s.bytesMoved.Add(moved)
 	if sh.bgPos >= len(sh.bgOrder) {
 		sh.bgOrder = sh.bgOrder[:0]
 		if cap(sh.bgOrder) > 1<<16 {
@@ -644,7 +578,7 @@ func (sh *shard) adoptSpare(spare **osmem.Region, later *store.UnmapList) {
 	sh.Arenas.ReplaceCur(a, later)
 }
 
-// noteStep records how long one step held a shard's lock at once.
+// noteStep records how long one step held a shard.
 func (s *Shuffler) noteStep(d time.Duration) {
 	s.bgSteps.Add(1)
 	storeMax(&s.bgStepMax, int64(d))
@@ -654,5 +588,5 @@ func (s *Shuffler) noteStep(d time.Duration) {
 }
 
 // afterStep, when set by a benchmark before any background shuffler
-// starts, sees the longest each step held its shard lock at once.
+// starts, sees how long every step held its shard lock.
 var afterStep func(held time.Duration)

@@ -115,7 +115,7 @@ func runCycle(t *testing.T, s *Shuffler) {
 				t.Fatal("the steps never end")
 			}
 			sh.mu.Lock()
-			more, want, _ := sh.runStep(&later, &spare, false, new([]store.Copy))
+			more, want := sh.step(&later, &spare, false)
 			sh.mu.Unlock()
 			later.UnmapAll(&s.aux)
 			if want > 0 {

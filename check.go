@@ -54,7 +54,7 @@ func (sh *shard) check() ([]ctrRun, error) {
 		case store.StateRented, store.StateViewed:
 			borrowed[i] = true
 			continue
-		case store.StateLive, store.StateMoving: // resting ciphertext, at rest or in transit
+		case store.StateLive:
 		default:
 			continue
 		}

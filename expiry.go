@@ -109,8 +109,7 @@ func addNanos(now int64, ttl time.Duration) int64 {
 // deadline, or the deadline has passed. A live entry whose deadline has
 // passed is wiped here, releasing an arena it empties as Arenas.Release does with
 // later; a borrowed one is left to the return that ends its borrow (see
-// shard.seal), which wipes it with expire, and a moving one to the end of
-// its move (see shard.copyUnlocked). The clock is read only for an
+// shard.seal), which wipes it with expire. The clock is read only for an
 // entry that has a deadline, which keeps it off every other lookup.
 func (sh *shard) expired(i uint32, sl *store.Slot, later *store.UnmapList) bool {
 	switch sl.State() {
@@ -155,8 +154,7 @@ func (sh *shard) sweepSome(later *store.UnmapList, bytes, n int) (wipedBytes, wi
 		if wipedBytes >= bytes || wiped >= n {
 			return false
 		}
-		// A borrowed entry is left to its return, and a moving one to the
-		// end of its move; neither costs anything here.
+		// A borrowed entry is left to its return and costs nothing here.
 		if sl := sh.Slots.At(i); sl.State() == store.StateLive {
 			size := int(sl.Size)
 			if sh.expired(i, sl, later) {

@@ -469,7 +469,7 @@ func TestStepMapsNothingUnderLock(t *testing.T) {
 		}
 		const spareRefused = false
 		var n int
-		more, n, _ = sh.runStep(&later, &spare, spareRefused, new([]store.Copy))
+		more, n = sh.step(&later, &spare, spareRefused)
 		for _, a := range sh.Arenas.List() {
 			if a != nil && !known[a.Reg] {
 				sh.mu.Unlock()

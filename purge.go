@@ -147,11 +147,7 @@ func inSignalHandler() bool {
 // does it to each shard in turn, so callers of other shards may still run
 // meanwhile.
 func (sh *shard) purge() {
-	// Not while a background step copies entries with the lock let go: it
-	// would write ciphertext into arenas just wiped. The step does not
-	// log, so Purge cannot be running on its goroutine, waiting for itself.
 	sh.mu.Lock()
-	sh.settle()
 	sh.Arenas.Wipe()
 	sh.purged = true
 	sh.closed = true

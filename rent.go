@@ -178,11 +178,6 @@ func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeI
 	// refuse, written out for the common answer
 	if st := sl.State(); st != store.StateLive || (kind == shared && !sh.Waiters.NoWriters()) {
 		if err := sh.refuse(sl, h, kind); err != nil {
-			if err == errMoving {
-				// Busy for a moment only, and not for any user of it.
-				sh.awaitMoves()
-				return s.borrow(ctx, wait, h, ti, form, kind, pin)
-			}
 			sh.mu.Unlock()
 			return nil, err
 		}
@@ -200,8 +195,8 @@ func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeI
 }
 
 // refuse reports why slot sl, just looked up for h, cannot be borrowed as
-// kind now, under the shard lock: ErrExpired or ErrBusy, errMoving while a
-// background step moves it, or nil when it can.
+// kind now, under the shard lock: ErrExpired or ErrBusy, or nil when it
+// can.
 //
 // lookup has tested the entry's expiry once already: a live entry past its
 // deadline is wiped and now answers Expired. Only a borrowed one, which
@@ -215,9 +210,6 @@ func (sh *shard) refuse(sl *store.Slot, h Handle, kind borrowKind) error {
 	st := sl.State()
 	if st == store.StateExpired || (st != store.StateLive && sh.expired(h.slot(), sl, nil)) {
 		return ErrExpired
-	}
-	if st == store.StateMoving {
-		return errMoving
 	}
 	if st == store.StateRented || (st == store.StateViewed && kind == exclusive) ||
 		(kind == shared && !sh.Waiters.NoWriters() && sh.Waiters.Writers(h.id) > 0) {
@@ -238,19 +230,6 @@ func (s *Shuffler) borrowWaiting(ctx context.Context, h Handle, ti typeInfo, for
 		if err == nil {
 			if err = sh.refuse(sl, h, kind); err == ErrExpired {
 				sh.mu.Unlock()
-			}
-		}
-		if err == errMoving {
-			done := sh.Done()
-			sh.mu.Unlock()
-			select {
-			case <-done:
-				continue
-			case <-ctx.Done():
-				if queued {
-					s.dequeueWriter(h)
-				}
-				return nil, ctx.Err()
 			}
 		}
 		if err != nil && err != ErrBusy {
@@ -291,22 +270,6 @@ func (s *Shuffler) borrowWaiting(ctx context.Context, h Handle, ti typeInfo, for
 		sh.mu.Unlock()
 		s.flushLog() // as in borrow
 		return mem, err
-	}
-}
-
-// errMoving is refuse's answer for an entry a background step is moving:
-// the borrow waits for the step's copying (awaitMoves) and tries again.
-// No caller sees it: a move is invisible to the users of an entry.
-var errMoving = errors.New("memshuffle: entry moving")
-
-// awaitMoves lets go of the shard lock and waits until the moves in
-// flight in the shard, which one background step began, are finished:
-// no longer than that step's copying.
-func (sh *shard) awaitMoves() {
-	done := sh.Done()
-	sh.mu.Unlock()
-	if done != nil {
-		<-done
 	}
 }
 

@@ -76,7 +76,7 @@ func TestStepWipesExpiredBounded(t *testing.T) {
 		sh.mu.Lock()
 		defer later.UnmapAll(&s.aux)
 		defer sh.mu.Unlock()
-		more, _, _ := sh.runStep(&later, &spare, true, new([]store.Copy))
+		more, _ := sh.step(&later, &spare, true)
 		return more
 	}
 	sh.mu.Lock()

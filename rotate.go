@@ -314,9 +314,7 @@ func (s *Shuffler) wipeUnheld(c seal.Cipher) {
 // rotateHold runs f under sh's lock, unless the shard is closed, and records
 // how long the hold lasted and what f re-encrypted in it.
 func (s *Shuffler) rotateHold(sh *shard, f func() (n int, done bool, err error)) (bool, error) {
-	// Settled: an entry a background step is moving would be passed over
-	// as not resting, and stay under the old key.
-	if !sh.lockSettled() {
+	if !sh.lockOpen() {
 		return false, ErrClosed
 	}
 	t0 := time.Now()
@@ -518,8 +516,7 @@ func (sh *shard) prepareRekey() error {
 	}
 	largest := 0
 	for i := range sh.Slots.Len() {
-		sl := sh.Slots.At(i)
-		if st := sl.State(); st == store.StateLive || st == store.StateMoving {
+		if sl := sh.Slots.At(i); sl.State() == store.StateLive {
 			largest = max(largest, int(sl.Size)+sh.Overhead())
 		}
 	}

@@ -58,7 +58,7 @@ func (s *Shuffler) Shuffle() error {
 	var work shuffleWork
 	for i := range s.shards {
 		sh := &s.shards[i]
-		if !sh.lockSettled() {
+		if !sh.lockOpen() {
 			return ErrClosed
 		}
 		sh.work = work

@@ -91,33 +91,6 @@ func (sh *shard) lockOpen() bool {
 	return true
 }
 
-// lockSettled is lockOpen for paths that read or write entries in bulk
-// (Shuffle, a key rotation's batches): it also waits until no entry is
-// moving (see settle).
-func (sh *shard) lockSettled() bool {
-	if !sh.lockOpen() {
-		return false
-	}
-	sh.settle()
-	if sh.closed {
-		sh.mu.Unlock()
-		return false
-	}
-	return true
-}
-
-// settle waits until no entry of the shard is moving (see store.Moves),
-// letting go of the shard lock meanwhile; the caller holds it before and
-// after. A background step begins its moves under the lock, so none
-// begins until the caller lets go.
-func (sh *shard) settle() {
-	for done := sh.Done(); done != nil; done = sh.Done() {
-		sh.mu.Unlock()
-		<-done
-		sh.mu.Lock()
-	}
-}
-
 // shard is an independent part of a Shuffler: its own lock, slot table and
 // arenas. An entry lives in one shard for its whole life, so operations on
 // entries of different shards never wait for each other.
@@ -389,8 +362,6 @@ func (s *Shuffler) Close() error {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		// No entry is moving: the background shuffler, which moves them,
-		// has stopped.
 		sh.closed = true
 		for _, a := range sh.Arenas.List() {
 			if a == nil {

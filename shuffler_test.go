@@ -411,7 +411,7 @@ func TestStepAdoptsSpare(t *testing.T) {
 		// its fresh arena under the lock rather than stopping for one.
 		const spareRefused = true
 		for more := true; more; {
-			more, _, _ = sh.runStep(&later, &spare, spareRefused, new([]store.Copy))
+			more, _ = sh.step(&later, &spare, spareRefused)
 		}
 		cur = sh.Arenas.Cur()
 		sh.mu.Unlock()

@@ -29,9 +29,6 @@ func (e *Shard) Check() error {
 	if err := e.Expiries.check(&e.Slots); err != nil {
 		return err
 	}
-	if err := e.checkMoves(v); err != nil {
-		return err
-	}
 	if err := e.checkArenas(v.spans); err != nil {
 		return err
 	}
@@ -44,9 +41,8 @@ type span struct{ off, end int }
 // slotsView is what one pass over the slots found, for the checks that
 // compare it with the records.
 type slotsView struct {
-	c      Counts
-	spans  map[uint32][]span // entries and places reserved for moves, by arena
-	moving int               // entries in StateMoving
+	c     Counts
+	spans map[uint32][]span // entries, by arena
 }
 
 // checkSlots walks the slot table: states, tombstones, where each entry is
@@ -65,8 +61,6 @@ func (e *Shard) checkSlots(onFree map[uint32]bool) (*slotsView, error) {
 			}
 			continue
 		case StateLive, StateRented, StateViewed:
-		case StateMoving:
-			v.moving++
 		case StateExpired:
 			if _, ok := e.Expiries.Get(i); ok || onFree[i] || sl.Gen() == 0 || sl.Size != 0 || sl.Ctr() != 0 || sl.Off != 0 || sl.Arena() != 0 {
 				return nil, fmt.Errorf("bad tombstone %d: %+v", i, *sl)
@@ -102,40 +96,6 @@ func (e *Shard) checkSlots(onFree map[uint32]bool) (*slotsView, error) {
 		v.spans[sl.Arena()] = append(v.spans[sl.Arena()], span{int(sl.Off), end})
 	}
 	return v, nil
-}
-
-// checkMoves: every move in flight is of a StateMoving entry, one move
-// each, and every such entry has one; a channel to wait on exists while
-// moves are in flight. Each reserved place joins the spans of its arena,
-// which counts it as an entry; the copying may be writing it, so, as an
-// entry's bytes, it is not held to be zero.
-func (e *Shard) checkMoves(v *slotsView) error {
-	if len(e.moves.list) != v.moving {
-		return fmt.Errorf("%d moves in flight, %d entries moving", len(e.moves.list), v.moving)
-	}
-	if (e.moves.done != nil) != (len(e.moves.list) > 0) {
-		return fmt.Errorf("%d moves in flight, wake channel %v", len(e.moves.list), e.moves.done != nil)
-	}
-	seen := make(map[uint32]bool, len(e.moves.list))
-	for _, m := range e.moves.list {
-		if m.slot >= e.Slots.n || seen[m.slot] || e.Slots.At(m.slot).State() != StateMoving {
-			return fmt.Errorf("move of slot %d, which is not moving or moves twice", m.slot)
-		}
-		seen[m.slot] = true
-		sl := e.Slots.At(m.slot)
-		if int(m.dst.Index) >= len(e.Arenas.list) || e.Arenas.list[m.dst.Index] != m.dst || m.dst.Index == sl.Arena() {
-			return fmt.Errorf("move of slot %d into arena %d, not one of the set or its own", m.slot, m.dst.Index)
-		}
-		end := int(m.off) + int(sl.Size) + e.ov
-		if end > m.dst.Used {
-			return fmt.Errorf("move of slot %d to [%d,%d), past arena %d's used %d", m.slot, m.off, end, m.dst.Index, m.dst.Used)
-		}
-		if addr := uintptr(unsafe.Pointer(&m.dst.Mem[m.off])); addr%uintptr(sl.Align()) != 0 {
-			return fmt.Errorf("move of slot %d to %#x, not aligned to %d", m.slot, addr, sl.Align())
-		}
-		v.spans[m.dst.Index] = append(v.spans[m.dst.Index], span{int(m.off), end})
-	}
-	return nil
 }
 
 // checkArenas: arena records, entry counts, the zero-byte invariant (no
@@ -244,7 +204,7 @@ func (e *Shard) checkArenas(spans map[uint32][]span) error {
 
 // CheckEmpty verifies that a closed shard holds nothing.
 func (e *Shard) CheckEmpty() error {
-	if len(e.Arenas.list) != 0 || e.Slots.n != 0 || e.Counts != (Counts{}) || e.Arenas.free.Len() != 0 || e.Expiries.Len() != 0 || e.Arenas.mapped != 0 || len(e.moves.list) != 0 {
+	if len(e.Arenas.list) != 0 || e.Slots.n != 0 || e.Counts != (Counts{}) || e.Arenas.free.Len() != 0 || e.Expiries.Len() != 0 || e.Arenas.mapped != 0 {
 		return fmt.Errorf("closed but holds state")
 	}
 	return nil

@@ -25,12 +25,9 @@
 //     cached.
 //   - [Waiters]: goroutines waiting for a return, and writers waiting per
 //     entry.
-//   - [Moves]: entry moves in flight, whose bytes are copied with the lock
-//     let go; [Copy] is the copying one needs.
 //   - [Shard]: the engine, composing all of the above: placement, moves,
 //     compaction and [Shard.Check], the invariant checker tests run.
 //
 // Nothing here is safe for concurrent use except Aux: a Shard is guarded by
-// its owner's lock. The one thing done without it is a Copy of a move in
-// flight, on memory that the Shard keeps for the move alone.
+// its owner's lock.
 package store

@@ -130,8 +130,8 @@ func (e *Expiries) Len() int { return len(e.at) }
 // Reset removes every deadline.
 func (e *Expiries) Reset() { *e = Expiries{} }
 
-// check verifies that every deadline belongs to a slot of t that is live,
-// moving or borrowed (a wiped or freed one has left the index) and that the
+// check verifies that every deadline belongs to a slot of t that is live
+// or borrowed (a wiped or freed one has left the index) and that the
 // cached earliest deadline is the earliest. A slot has at most one: the
 // index is keyed by slot.
 func (e *Expiries) check(t *Slots) error {
@@ -141,7 +141,7 @@ func (e *Expiries) check(t *Slots) error {
 			return fmt.Errorf("deadline for slot %d of %d", i, t.Len())
 		}
 		switch st := t.At(i).State(); st {
-		case StateLive, StateRented, StateViewed, StateMoving:
+		case StateLive, StateRented, StateViewed:
 		default:
 			return fmt.Errorf("deadline for slot %d in state %d", i, st)
 		}

@@ -44,7 +44,6 @@ type Shard struct {
 	minArena int            // the smallest arena mapped for shared use
 	moved    *atomic.Uint64 // bytes moved, for statistics
 	cursor   uint32         // next slot compaction and sweeps look at
-	moves    Moves          // entries moving with the lock let go
 
 	// Last, as it ends with the free-space index, which is large and off
 	// the paths of Rent and Return.

@@ -33,7 +33,6 @@ const (
 	StateRented  = 2 // rented by one borrower, exclusively
 	StateViewed  = 3 // viewed by Viewers() readers
 	StateExpired = 4 // wiped at its expiry; the handle answers ErrExpired until freed
-	StateMoving  = 5 // its ciphertext is being copied to a new place with the lock let go (see Moves)
 )
 
 // GenBits is how many bits of a generation a Handle carries: a slot whose

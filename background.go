@@ -259,17 +259,20 @@ func (s *Shuffler) cycle(ctx context.Context, pace *pacer) bool {
 	return true
 }
 
-// unlockYield lets go of the shard lock and lets a goroutine that waited
-// for it run at once. Unlock makes such a goroutine runnable on the
-// calling goroutine's P; the system calls that follow a step (unmapping,
-// mapping) would keep it there, runnable but not running, until the
-// runtime noticed: a Rent waited up to milliseconds after the step had
-// ended.
+// unlockYield lets go of the shard lock and, when a goroutine waits for
+// it, lets that goroutine run at once. Unlock makes such a goroutine
+// runnable on the calling goroutine's P; the system calls that follow a
+// step (unmapping, mapping) would keep it there, runnable but not running,
+// until the runtime noticed: a Rent waited up to milliseconds after the
+// step had ended. With no one waiting there is no one to hand over to, and
+// the yield would only send the caller to the back of the run queue.
 func (sh *shard) unlockYield() {
 	sh.mu.Unlock()
 	// A tampered entry a rotation batch found, a refused lock.
 	sh.s.flushLog()
-	runtime.Gosched()
+	if sh.mu.contended() {
+		runtime.Gosched()
+	}
 }
 
 // afterCycleOrder, when set by a test, runs once a cycle has drawn a

@@ -50,6 +50,62 @@ func TestUnlockYieldHandsOver(t *testing.T) {
 	}
 }
 
+// TestUnlockYieldAlone: with nobody waiting for the shard lock,
+// unlockYield keeps the processor: on one P a goroutine that is merely
+// runnable runs after the caller goes on, as after a plain Unlock, while
+// runtime.Gosched (the control) would have let it run first. A waiter, and
+// only a waiter, makes the lock count as contended.
+func TestUnlockYieldAlone(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	s := newTest(t, WithShards(1))
+	sh := &s.shards[0]
+	for _, c := range []struct {
+		name       string
+		release    func()
+		otherFirst bool
+	}{
+		{"unlockYield", sh.unlockYield, false},
+		{"Unlock+Gosched", func() { sh.mu.Unlock(); runtime.Gosched() }, true},
+	} {
+		var seq, other, holder atomic.Int64
+		done := make(chan struct{})
+		sh.mu.Lock()
+		if sh.mu.contended() {
+			t.Fatalf("%s: contended with no goroutine waiting", c.name)
+		}
+		go func() { // runnable, but on one P it cannot run yet
+			defer close(done)
+			other.Store(seq.Add(1))
+		}()
+		c.release()
+		holder.Store(seq.Add(1))
+		<-done
+		if got := other.Load() < holder.Load(); got != c.otherFirst {
+			t.Errorf("%s: the runnable goroutine ran first = %v, want %v", c.name, got, c.otherFirst)
+		}
+	}
+
+	sh.mu.Lock()
+	var started atomic.Bool
+	var held bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		started.Store(true)
+		sh.mu.Lock()
+		held = true
+		sh.mu.Unlock()
+	}()
+	for !started.Load() || !sh.mu.contended() {
+		runtime.Gosched()
+	}
+	sh.mu.Unlock()
+	<-done
+	if !held || sh.mu.contended() {
+		t.Error("contended after the waiter took the lock and let it go")
+	}
+}
+
 // TestPacerRests: a burst of pacerBurst or more is followed by a sleep at
 // least as long (up to pacerMax) and a new burst, a shorter one by none,
 // and a nil pacer never rests. The pacer reads a clock of the test's, so

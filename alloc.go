@@ -61,7 +61,9 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 		return Handle{}, ErrClosed
 	}
 	sh := s.pickShard()
-	sh.mu.Lock()
+	if !sh.mu.TryLock() { // shardLock.Lock written out, as in lookup
+		sh.mu.lockSlow()
+	}
 	// Unlocked by hand, not deferred, as in Return.
 	h, err := sh.alloc(size, align)
 	sh.mu.Unlock()

@@ -11,41 +11,57 @@ import (
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
-// TestUnlockYieldHandsOver: a goroutine parked on a shard lock runs as soon
-// as the background lets go of the lock, before the background goes on. On
-// one P the order is fixed: without the yield the holder goes on first
-// (the control), with it the waiter does.
-func TestUnlockYieldHandsOver(t *testing.T) {
+// TestUnlockYield: a goroutine parked on a shard lock runs as soon as the
+// background lets go of the lock, before the background goes on; one that
+// is merely runnable runs after it, as after a plain Unlock. On one P the
+// order is fixed, and the controls show the other order: without the
+// yield the holder goes on before the waiter, with runtime.Gosched after
+// every Unlock the runnable goroutine goes first. The lock counts as
+// contended while, and only while, a goroutine waits for it.
+func TestUnlockYield(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	s := newTest(t, WithShards(1))
 	sh := &s.shards[0]
 	for _, c := range []struct {
-		name        string
-		release     func()
-		waiterFirst bool
+		name       string
+		release    func()
+		waits      bool // the other goroutine waits for the lock, or only runs
+		otherFirst bool
 	}{
-		{"Unlock", sh.mu.Unlock, false},
-		{"unlockYield", sh.unlockYield, true},
+		{"Unlock/waiter", sh.mu.Unlock, true, false},
+		{"unlockYield/waiter", sh.unlockYield, true, true},
+		{"unlockYield/runnable", sh.unlockYield, false, false},
+		{"Unlock+Gosched/runnable", func() { sh.mu.Unlock(); runtime.Gosched() }, false, true},
 	} {
-		var seq, waiter, holder atomic.Int64
+		var seq, other, holder atomic.Int64
 		var started atomic.Bool
 		done := make(chan struct{})
 		sh.mu.Lock()
+		if sh.mu.contended() {
+			t.Fatalf("%s: contended with no goroutine waiting", c.name)
+		}
 		go func() {
 			defer close(done)
 			started.Store(true)
-			sh.mu.Lock() // parks: on one P nothing else runs until it does
-			waiter.Store(seq.Add(1))
-			sh.mu.Unlock()
+			if c.waits {
+				sh.mu.Lock() // parks: on one P nothing else runs until it does
+				defer sh.mu.Unlock()
+			}
+			other.Store(seq.Add(1))
 		}()
-		for !started.Load() {
+		// On one P the goroutine runs only when this one yields: a waiter
+		// is let run into Lock, a runnable one is not let run at all.
+		for c.waits && (!started.Load() || !sh.mu.contended()) {
 			runtime.Gosched()
 		}
 		c.release()
 		holder.Store(seq.Add(1))
 		<-done
-		if got := waiter.Load() < holder.Load(); got != c.waiterFirst {
-			t.Errorf("%s: waiter ran first = %v, want %v", c.name, got, c.waiterFirst)
+		if got := other.Load() < holder.Load(); got != c.otherFirst {
+			t.Errorf("%s: the other goroutine ran first = %v, want %v", c.name, got, c.otherFirst)
+		}
+		if sh.mu.contended() {
+			t.Errorf("%s: contended after the waiter took the lock and let it go", c.name)
 		}
 	}
 }

@@ -2,7 +2,10 @@ package memshuffle
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -87,4 +90,56 @@ func BenchmarkRentReturnDuringKeyRotation(b *testing.B) {
 // rotationHoldMax is the longest a rotation of s has held a shard lock.
 func rotationHoldMax(s *Shuffler) time.Duration {
 	return time.Duration(s.rotHold.nanos.Load())
+}
+
+// BenchmarkRotateKeyBusy measures RotateKey of 16 MiB in 64 KiB entries in
+// a process with more goroutines runnable than processors: busy=cpu runs
+// 2*GOMAXPROCS goroutines that only compute, busy=renters as many that
+// rent and return 32-byte entries of the same Shuffler, so that its shard
+// locks are contended; busy=none is the same rotation with neither.
+func BenchmarkRotateKeyBusy(b *testing.B) {
+	const size, n = 65536, 16 << 20 / 65536
+	for _, busy := range []string{"none", "cpu", "renters"} {
+		b.Run(fmt.Sprintf("total=16MiB/size=%d/busy=%s", size, busy), func(b *testing.B) {
+			s := newBench(b)
+			for range n {
+				if _, err := Alloc[byte](s, size); err != nil {
+					b.Fatal(err)
+				}
+			}
+			workers := 2 * runtime.GOMAXPROCS(0)
+			var stop atomic.Bool
+			var wg sync.WaitGroup
+			for range workers {
+				switch busy {
+				case "cpu":
+					wg.Go(func() {
+						for x := uint64(1); !stop.Load(); x = x*6364136223846793005 + 1 {
+						}
+					})
+				case "renters":
+					h, err := Alloc[byte](s, 32)
+					if err != nil {
+						b.Fatal(err)
+					}
+					wg.Go(func() {
+						for !stop.Load() {
+							if _, err := RentSlice[byte](s, h); err == nil {
+								s.Return(h)
+							}
+						}
+					})
+				}
+			}
+			b.SetBytes(size * n)
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := s.RotateKey(nil, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			stop.Store(true)
+			wg.Wait()
+		})
+	}
 }

@@ -2,7 +2,9 @@ package memshuffle
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -34,6 +36,7 @@ const sigLoadWorkers = 8
 var (
 	plantedRoundKeys *[aesctr.RoundKeysSize]byte
 	plantedAESKey    *[32]byte
+	plantedKeys      [][32]byte // the keys of "rotating-planted"
 )
 
 // sigLoad is the helper process of TestForensicsSignalLoad. It reads a key
@@ -46,7 +49,11 @@ var (
 //
 // MEMSHUFFLE_SIGLOAD_MODE "planted" first copies the key and its round keys
 // into the Go heap, to show that the search finds them there; "unguarded"
-// turns off internal/aesctr's signal guard, to show what the guard prevents.
+// turns off internal/aesctr's signal guard, to show what the guard prevents;
+// "rotating" also keeps the background shuffler moving the entries and
+// rotates to every key that stdin brings after "ready" (rotateFromStdin),
+// and "rotating-planted" keeps a copy of each of those keys on the heap, to
+// show that the search covers every key sent.
 func sigLoad() int {
 	size, err := strconv.Atoi(os.Getenv("MEMSHUFFLE_SIGLOAD_SIZE"))
 	if err != nil {
@@ -112,13 +119,62 @@ func sigLoad() int {
 			}
 		}()
 	}
+	if strings.HasPrefix(mode, "rotating") {
+		stop, err := s.StartBackgroundShuffle(context.Background(), 0)
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		defer stop()
+	}
 	// Let every thread take signals in the cipher before the first dump.
 	time.Sleep(300 * time.Millisecond)
 	fmt.Println("ready")
+	if strings.HasPrefix(mode, "rotating") {
+		return rotateFromStdin(s, mode == "rotating-planted")
+	}
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 	}
 	return 0
+}
+
+// rotateFromStdin rotates s to each key and salt (40 bytes) that stdin
+// brings, until it ends, as a service would rotate to keys it is sent:
+// each is read straight into an entry, rented, handed to RotateKey, which
+// copies and wipes it, and freed. No other buffer of the process holds it,
+// unless plant asks for a copy of each key on the heap, kept reachable.
+func rotateFromStdin(s *Shuffler, plant bool) int {
+	for {
+		h, err := ReadFrom(s, os.Stdin, 40)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return 0
+		}
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		b, err := RentSlice[byte](s, h)
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		if plant {
+			plantedKeys = append(plantedKeys, [32]byte(b[:32]))
+		}
+		err = s.RotateKey((*[32]byte)(b[:32]), (*[8]byte)(b[32:40]))
+		if err == nil {
+			err = s.Return(h)
+		}
+		if err == nil {
+			err = s.Free(h)
+		}
+		if err != nil {
+			fmt.Println("error:", err)
+			return 1
+		}
+		fmt.Println("rotated")
+	}
 }
 
 // TestForensicsSignalLoad dumps, five times each in .ci/run, a process
@@ -136,7 +192,11 @@ func sigLoad() int {
 // MEMSHUFFLE_FORENSIC_DUMPS set (as .ci/run does), a run with
 // internal/aesctr's signal guard off must find the entries' plaintext in the
 // signal frames of at least one of its dumps (two, and up to three more
-// while none has a hit).
+// while none has a hit). The same search runs, as often as the guarded one,
+// on a process that also shuffles in the background and rotates to a new
+// key every 40 ms, each key sent to it and read straight into an entry, as
+// a service rotating while it serves would: every key it was ever given,
+// with its round keys, is searched for in each dump.
 func TestForensicsSignalLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts gdb; skipped in -short mode")
@@ -167,6 +227,8 @@ func TestForensicsSignalLoad(t *testing.T) {
 		{"unguarded", 1 << 20, controlDumps},
 		{"guarded", 32, guardedDumps},
 		{"guarded", 1 << 20, guardedDumps},
+		{"rotating-planted", 32, 1},
+		{"rotating", 32, guardedDumps},
 	} {
 		if tc.dumps == 0 {
 			continue
@@ -188,7 +250,11 @@ func TestForensicsSignalLoad(t *testing.T) {
 					if f.key == 0 || f.roundKeys != aesctr.RoundKeysSize/16 {
 						t.Errorf("dump %d: the planted key and round keys were not all found: %s", i+1, f)
 					}
-				case "guarded":
+				case "rotating-planted":
+					if f.key != f.keys-1 {
+						t.Errorf("dump %d: found %d of the %d keys rotated to and planted", i+1, f.key, f.keys-1)
+					}
+				case "guarded", "rotating":
 					if f.any() {
 						t.Errorf("dump %d: key material or plaintext outside the Shuffler's dump-excluded memory: %s", i+1, f)
 					}
@@ -211,56 +277,99 @@ func anyFound(found []sigLoadFound) bool {
 	return false
 }
 
-// sigLoadFound counts, for one dump, the patterns that had at least one hit.
+// sigLoadFound counts, for one dump, the patterns that had at least one
+// hit: of the keys the process was given, how many were found whole, how
+// many of their round keys and first-round states, and of how many entries
+// the plaintext.
 type sigLoadFound struct {
-	key, roundKeys, firstRound, plaintext int
-	where                                 []string
+	keys, key, roundKeys, firstRound, plaintext int
+	where                                       []string
 }
 
 func (f sigLoadFound) any() bool { return f.key+f.roundKeys+f.firstRound+f.plaintext > 0 }
 
 func (f sigLoadFound) String() string {
-	return fmt.Sprintf("key %d, round keys %d of 15, first-round state %d, plaintext of %d of %d entries %v",
-		f.key, f.roundKeys, f.firstRound, f.plaintext, sigLoadWorkers, f.where)
+	return fmt.Sprintf("of %d keys: key %d, round keys %d of %d, first-round state %d; plaintext of %d of %d entries %v",
+		f.keys, f.key, f.roundKeys, 15*f.keys, f.firstRound, f.plaintext, sigLoadWorkers, f.where)
 }
 
-// sigLoadDumps starts sigLoad in mode with entries of size bytes, takes n
-// core dumps of it with gcore and reports what each contains.
-func sigLoadDumps(t *testing.T, gcore, mode string, size, n int) []sigLoadFound {
+// sigLoadKey is a key and salt given to sigLoad.
+type sigLoadKey struct {
+	key  [32]byte
+	salt [8]byte
+}
+
+func newSigLoadKey() *sigLoadKey {
+	k := new(sigLoadKey)
+	rand.Read(k.key[:])
+	rand.Read(k.salt[:])
+	return k
+}
+
+// Kinds of sigLoad's patterns, which sigLoadFound counts.
+const (
+	patKey = iota
+	patRoundKey
+	patFirstRound
+	patPlaintext
+)
+
+// sigLoadPatterns returns the patterns a dump of sigLoad is searched for,
+// each with its kind: for every key, the key, its 15 round keys and the
+// first-round state (the salt XOR the first half of round key 0, which
+// every whitened counter block carries); then each entry's plaintext block.
+func sigLoadPatterns(t *testing.T, keys []*sigLoadKey, blocks [][16]byte) ([]*memscan.Pattern, []int) {
 	t.Helper()
-	var key [32]byte
-	var salt [8]byte
-	rand.Read(key[:])
-	rand.Read(salt[:])
-	var rk [aesctr.RoundKeysSize]byte
-	if err := aesctr.Expand(&rk, &key); err != nil {
-		t.Fatal(err)
-	}
-	// Patterns, in the order sigLoadFound counts them: the key, the 15
-	// round keys, the first-round state, each entry's plaintext block.
-	const firstRound = 1 + aesctr.RoundKeysSize/16
-	var raw [][]byte
-	raw = append(raw, key[:])
-	for i := 0; i < len(rk); i += 16 {
-		raw = append(raw, rk[i:i+16])
-	}
-	var first [8]byte
-	for i := range first {
-		first[i] = salt[i] ^ rk[i]
-	}
-	raw = append(raw, first[:])
-	blocks := make([][16]byte, sigLoadWorkers)
-	for i := range blocks {
-		rand.Read(blocks[i][:])
-		raw = append(raw, blocks[i][:])
-	}
 	var ps []*memscan.Pattern
-	for _, b := range raw {
+	var kinds []int
+	add := func(b []byte, kind int) {
 		p, err := memscan.NewPattern(b)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ps = append(ps, p)
+		kinds = append(kinds, kind)
+	}
+	for _, k := range keys {
+		var rk [aesctr.RoundKeysSize]byte
+		if err := aesctr.Expand(&rk, &k.key); err != nil {
+			t.Fatal(err)
+		}
+		add(k.key[:], patKey)
+		for i := 0; i < len(rk); i += 16 {
+			add(rk[i:i+16], patRoundKey)
+		}
+		var first [8]byte
+		for i := range first {
+			first[i] = k.salt[i] ^ rk[i]
+		}
+		add(first[:], patFirstRound)
+		clear(rk[:])
+		clear(first[:])
+	}
+	for i := range blocks {
+		add(blocks[i][:], patPlaintext)
+	}
+	return ps, kinds
+}
+
+// sigLoadRotations is how many keys the parent of a "rotating" sigLoad
+// sends before each dump, and the pause between two.
+const (
+	sigLoadRotations = 12
+	sigLoadRotateGap = 40 * time.Millisecond
+)
+
+// sigLoadDumps starts sigLoad in mode with entries of size bytes, takes n
+// core dumps of it with gcore and reports what each contains. In mode
+// "rotating" it sends sigLoadRotations more keys before each dump, and
+// searches each dump for every key sent so far.
+func sigLoadDumps(t *testing.T, gcore, mode string, size, n int) []sigLoadFound {
+	t.Helper()
+	keys := []*sigLoadKey{newSigLoadKey()}
+	blocks := make([][16]byte, sigLoadWorkers)
+	for i := range blocks {
+		rand.Read(blocks[i][:])
 	}
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -276,11 +385,8 @@ func sigLoadDumps(t *testing.T, gcore, mode string, size, n int) []sigLoadFound 
 		cmd.Process.Kill()
 		cmd.Wait()
 	}()
-	stdin.Write(key[:])
-	stdin.Write(salt[:])
-	clear(key[:])
-	clear(rk[:])
-	clear(first[:])
+	stdin.Write(keys[0].key[:])
+	stdin.Write(keys[0].salt[:])
 	go func() {
 		// The entries' contents, 8 MiB at the larger size: written from
 		// another goroutine, as the helper reads them while this one waits
@@ -301,31 +407,66 @@ func sigLoadDumps(t *testing.T, gcore, mode string, size, n int) []sigLoadFound 
 
 	checkDumpExcluded(t, pid)
 
+	// The helper says "rotated" after each rotation. The dump waits for all
+	// but the last two, so that rotations are under way as it is taken,
+	// except in the control, which must find every key it was sent.
+	rotated := make(chan string)
+	go func() {
+		for stdout.Scan() {
+			rotated <- stdout.Text()
+		}
+		close(rotated)
+	}()
+	lag := 2
+	if mode == "rotating-planted" {
+		lag = 0
+	}
 	dir := t.TempDir()
 	var found []sigLoadFound
 	for i := range n {
+		if strings.HasPrefix(mode, "rotating") {
+			for range sigLoadRotations {
+				k := newSigLoadKey()
+				keys = append(keys, k)
+				if _, err := stdin.Write(append(k.key[:], k.salt[:]...)); err != nil {
+					t.Fatalf("sending a key to rotate to: %v", err)
+				}
+				time.Sleep(sigLoadRotateGap)
+			}
+			for done := i * sigLoadRotations; done < (i+1)*sigLoadRotations-lag; done++ {
+				select {
+				case line := <-rotated:
+					if line != "rotated" {
+						t.Fatalf("helper said %q, want rotated", line)
+					}
+				case <-time.After(time.Minute):
+					t.Fatalf("helper rotated to %d keys of %d in a minute", done, len(keys)-1)
+				}
+			}
+		}
 		prefix := filepath.Join(dir, "core"+strconv.Itoa(i))
 		out, err := exec.Command(gcore, "-o", prefix, strconv.Itoa(pid)).CombinedOutput()
 		if err != nil {
 			t.Skipf("gcore failed (ptrace not permitted here?): %v\n%s", err, out)
 		}
 		core := prefix + "." + strconv.Itoa(pid)
+		ps, kinds := sigLoadPatterns(t, keys, blocks)
 		res, err := memscan.ScanCoreAll(core, ps)
 		if err != nil {
 			t.Fatal(err)
 		}
 		os.Remove(core)
-		var f sigLoadFound
+		f := sigLoadFound{keys: len(keys)}
 		for j, hits := range res {
 			if len(hits) == 0 {
 				continue
 			}
-			switch {
-			case j == 0:
+			switch kinds[j] {
+			case patKey:
 				f.key++
-			case j < firstRound:
+			case patRoundKey:
 				f.roundKeys++
-			case j == firstRound:
+			case patFirstRound:
 				f.firstRound++
 			default:
 				f.plaintext++
@@ -336,6 +477,14 @@ func sigLoadDumps(t *testing.T, gcore, mode string, size, n int) []sigLoadFound 
 		}
 		found = append(found, f)
 		time.Sleep(100 * time.Millisecond)
+	}
+	if strings.HasPrefix(mode, "rotating") {
+		// The helper rotated to every key: it is still running, so each
+		// rotation it had failed would have ended it with an error.
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("the helper failed while rotating: %v", err)
+		}
 	}
 	return found
 }

@@ -95,7 +95,7 @@ func (sh *shard) lockOpen() bool {
 // arenas. An entry lives in one shard for its whole life, so operations on
 // entries of different shards never wait for each other.
 type shard struct {
-	mu     sync.Mutex
+	mu     shardLock
 	s      *Shuffler
 	index  uint32
 	closed bool
@@ -447,8 +447,11 @@ func (s *Shuffler) lookup(h Handle) (*shard, *store.Slot, error) {
 	}
 	sh := &s.shards[k]
 	// lockOpen written out: it does not inline, and this is every
-	// borrow's and return's path.
-	sh.mu.Lock()
+	// borrow's and return's path. So is shardLock.Lock, which is over the
+	// inlining budget by the cost of its call to lockSlow.
+	if !sh.mu.TryLock() {
+		sh.mu.lockSlow()
+	}
 	if sh.closed {
 		sh.mu.Unlock()
 		return nil, nil, ErrClosed

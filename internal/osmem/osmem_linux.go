@@ -15,14 +15,24 @@ func harden(b []byte) error {
 	if err := injected(OpAdvise); err != nil {
 		return fmt.Errorf("osmem: madvise: %w", err)
 	}
+	// MADV_WIPEONFORK exists since Linux 4.14; older kernels leave fork
+	// exclusion to the caller, which is not worth failing the mapping for.
+	// It comes first: a mapping excluded from dumps but not yet wiped on
+	// fork, between the two calls, looks to a reader of /proc/PID/smaps
+	// like a dump-excluded mapping that is not the library's.
+	_ = unix.Madvise(b, unix.MADV_WIPEONFORK)
+	if betweenAdvice != nil {
+		betweenAdvice(b)
+	}
 	if err := unix.Madvise(b, unix.MADV_DONTDUMP); err != nil {
 		return fmt.Errorf("osmem: madvise(MADV_DONTDUMP): %w", err)
 	}
-	// MADV_WIPEONFORK exists since Linux 4.14; older kernels leave fork
-	// exclusion to the caller, which is not worth failing the mapping for.
-	_ = unix.Madvise(b, unix.MADV_WIPEONFORK)
 	return nil
 }
+
+// betweenAdvice, when a test sets it, sees the region between harden's
+// two calls.
+var betweenAdvice func(b []byte)
 
 // hugePageSize is the transparent huge page size Map aligns large regions
 // to; it does not round their length (see Map).

@@ -10,4 +10,4 @@ type schedWindow struct{}
 
 func (w *schedWindow) mark() {}
 
-func (w *schedWindow) waitedSince() (time.Duration, bool) { return 0, false }
+func (w *schedWindow) waitedSince() (q time.Duration, moved, ok bool) { return 0, false, false }

@@ -41,9 +41,11 @@ import (
 //
 // Each also reports how many of the pauses over a millisecond the timing
 // thread spent at least half of waiting on the system's run queue
-// (over-1ms-queued, from /proc/thread-self/schedstat): ready to run, with
+// (over-1ms-queued, from /proc/self/task/TID/schedstat): ready to run, with
 // no CPU to run on, because of other processes, the hypervisor or the
-// process's own other threads. It reports the steal time of the machine's
+// process's own other threads. A goroutine that resumed on another thread
+// (over-1ms-moved, most often preempted by the runtime as the pause ended)
+// is measured on the thread it ran on before. It reports the steal time of the machine's
 // CPUs (steal-ms, from /proc/stat), the process's involuntary context
 // switches (nvcsw), the garbage collections during the run (gcs) and, where
 // the library ran, the longest a background step or a rotation held a
@@ -242,7 +244,7 @@ func pauseLoop(b *testing.B, s *Shuffler, op func() error) {
 	// Pauses over a millisecond for which the timing thread waited on the
 	// system's run queue for at least half the pause: the machine's.
 	var sched schedWindow
-	overQueued, n := 0, 0
+	overQueued, overMoved, n := 0, 0, 0
 	// A histogram rather than every sample: a large buffer would raise the
 	// heap goal and hide what the collector does to a small program.
 	var lat latHist
@@ -266,8 +268,12 @@ func pauseLoop(b *testing.B, s *Shuffler, op func() error) {
 				// Logged first, so the event marks the sample's end.
 				trace.Log(context.Background(), "pause-ns", strconv.FormatInt(d.Nanoseconds(), 10))
 			}
-			if q, ok := sched.waitedSince(); ok && q >= d/2 {
+			q, moved, ok := sched.waitedSince()
+			if ok && q >= d/2 {
 				overQueued++
+			}
+			if moved {
+				overMoved++
 			}
 			sched.mark()
 		}
@@ -292,6 +298,7 @@ func pauseLoop(b *testing.B, s *Shuffler, op func() error) {
 	b.ReportMetric(float64(longest.Nanoseconds()), "max-ns")
 	b.ReportMetric(float64(over), "over-1ms")
 	b.ReportMetric(float64(overQueued), "over-1ms-queued")
+	b.ReportMetric(float64(overMoved), "over-1ms-moved")
 	b.ReportMetric(elapsed.Seconds(), "run-s")
 	b.ReportMetric(float64(steal)/1e6, "steal-ms")
 	b.ReportMetric(float64(nv), "nvcsw")

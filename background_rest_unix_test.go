@@ -60,21 +60,8 @@ func TestBackgroundRestsAcrossCycles(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer stop()
-			// Past the first cycle: the hook's first call only locks the
-			// thread.
-			waitFor(t, "two cycles", func() bool { return s.Stats().BackgroundCycles > 1 })
-			cpu0, wall0 := clk.read(t)
-			cycles0 := s.Stats().BackgroundCycles
-			time.Sleep(300 * time.Millisecond)
-			cpu1, wall1 := clk.read(t)
-			cycles := s.Stats().BackgroundCycles - cycles0
+			share := clk.share(t, "cycles", func() uint64 { return s.Stats().BackgroundCycles })
 			stop()
-			cpu, wall := cpu1-cpu0, wall1.Sub(wall0)
-			if wall < 100*time.Millisecond {
-				t.Fatalf("the background ran no cycle between %v and %v", wall0, wall1)
-			}
-			share := float64(cpu) / float64(wall)
-			t.Logf("%d cycles in %v took %v of the background's CPU: %.2f of one CPU", cycles, wall, cpu, share)
 			if share > 0.6 {
 				t.Errorf("back-to-back cycles took %.2f of one CPU; paced they take at most half", share)
 			}
@@ -152,6 +139,27 @@ func (c *threadClock) read(t *testing.T) (time.Duration, time.Time) {
 	return c.cpu, c.wall
 }
 
+// share waits until the measured goroutine has done two of its runs (the
+// hook's first call only locks the thread), then returns the fraction of
+// one CPU the goroutine used over the next 300 ms, by its thread's clock;
+// runs counts them, for the log.
+func (c *threadClock) share(t *testing.T, what string, runs func() uint64) float64 {
+	t.Helper()
+	waitFor(t, "two "+what, func() bool { return runs() > 1 })
+	cpu0, wall0 := c.read(t)
+	runs0 := runs()
+	time.Sleep(300 * time.Millisecond)
+	cpu1, wall1 := c.read(t)
+	n := runs() - runs0
+	cpu, wall := cpu1-cpu0, wall1.Sub(wall0)
+	if wall < 100*time.Millisecond {
+		t.Fatalf("no %s between %v and %v", what, wall0, wall1)
+	}
+	share := float64(cpu) / float64(wall)
+	t.Logf("%d %s in %v took %v of the goroutine's CPU: %.2f of one CPU", n, what, wall, cpu, share)
+	return share
+}
+
 // TestScheduledWorkRestsAtTinyIntervals is TestBackgroundRestsAcrossCycles
 // for work that waits between runs: WithKeyRotation and the background
 // shuffler at an interval of a microsecond, over one entry, so each run
@@ -176,20 +184,7 @@ func TestScheduledWorkRestsAtTinyIntervals(t *testing.T) {
 			if _, err := Alloc[byte](s, 32); err != nil {
 				t.Fatal(err)
 			}
-			// Past the first run: the hook's first call only locks the
-			// thread.
-			waitFor(t, "two runs", func() bool { return c.count(s.Stats()) > 1 })
-			cpu0, wall0 := clk.read(t)
-			runs0 := c.count(s.Stats())
-			time.Sleep(300 * time.Millisecond)
-			cpu1, wall1 := clk.read(t)
-			runs := c.count(s.Stats()) - runs0
-			cpu, wall := cpu1-cpu0, wall1.Sub(wall0)
-			if wall < 100*time.Millisecond {
-				t.Fatalf("no run between %v and %v", wall0, wall1)
-			}
-			share := float64(cpu) / float64(wall)
-			t.Logf("%d runs in %v took %v of the goroutine's CPU: %.2f of one CPU", runs, wall, cpu, share)
+			share := clk.share(t, "runs", func() uint64 { return c.count(s.Stats()) })
 			if share > 0.6 {
 				t.Errorf("runs a microsecond apart took %.2f of one CPU; paced they take at most half", share)
 			}

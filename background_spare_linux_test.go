@@ -1,9 +1,7 @@
 package memshuffle
 
 import (
-	"context"
 	"testing"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -39,12 +37,7 @@ func TestSpareLockedBeforeBacked(t *testing.T) {
 	}
 	t.Cleanup(func() { beforeSpareLock = nil })
 	// One cycle, then a long wait.
-	stop, err := s.StartBackgroundShuffle(context.Background(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "a cycle", func() bool { return s.Stats().BackgroundCycles > 0 })
-	stop()
+	oneCycle(t, s)
 	// 1 MiB of entries in arenas of 256 KiB: at least four spares.
 	if spares < 4 {
 		t.Fatalf("a cycle over 1 MiB locked %d spares", spares)

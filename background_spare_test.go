@@ -114,12 +114,7 @@ func TestStepMovesOneLargeEntry(t *testing.T) {
 		steps++
 	}
 	t.Cleanup(func() { afterStep = nil })
-	stop, err := s.StartBackgroundShuffle(context.Background(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "a cycle", func() bool { return s.Stats().BackgroundCycles > 0 })
-	stop()
+	oneCycle(t, s)
 	if last < 48*size {
 		t.Fatalf("a cycle moved %d bytes in %d steps, want at least %d", last, steps, 48*size)
 	}
@@ -158,12 +153,7 @@ func TestSpareLockRefused(t *testing.T) {
 			}
 			before := s.Stats()
 			refuseLocks(t)
-			stop, err := s.StartBackgroundShuffle(context.Background(), time.Hour)
-			if err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, "a cycle", func() bool { return s.Stats().BackgroundCycles > 0 })
-			stop()
+			oneCycle(t, s)
 			osmem.SetFault(nil)
 			mustCheck(t, s)
 			st := s.Stats()

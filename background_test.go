@@ -24,6 +24,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// oneCycle runs one background cycle over s and stops the background
+// shuffler once the cycle has ended.
+func oneCycle(t *testing.T, s *Shuffler) {
+	t.Helper()
+	stop, err := s.StartBackgroundShuffle(context.Background(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a cycle", func() bool { return s.Stats().BackgroundCycles > 0 })
+	stop()
+}
+
 func TestBackgroundShuffle(t *testing.T) {
 	s := newTest(t, WithShards(2), WithArenaSize(4096))
 	m := model{}

@@ -5,7 +5,6 @@ import (
 	mrand "math/rand/v2"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
@@ -39,17 +38,7 @@ func TestCycleMovesEntriesMadeWhileOrderDrawn(t *testing.T) {
 		sh.mu.Unlock()
 	}
 	t.Cleanup(func() { afterCycleOrder = nil })
-	stop, err := s.StartBackgroundShuffle(context.Background(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(10 * time.Second); s.bgCycles.Load() == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("no background cycle ended")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	stop()
+	oneCycle(t, s)
 	if before == nil {
 		t.Fatal("no entry was allocated while the order was drawn")
 	}

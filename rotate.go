@@ -278,7 +278,7 @@ func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 	// every batch): a Shuffler under WithKeyRotation then rotates without
 	// feeding the garbage collector, whose pauses stop every goroutine.
 	s.rot = rotation{plan: r.plan[:0], ks: r.ks}
-	n := s.rotations.Add(1)
+	n := s.tally.rotations.Add(1)
 	s.log(slog.LevelInfo, "memshuffle: key rotated", slog.Uint64("rotations", n))
 	return nil
 }

@@ -54,21 +54,9 @@ type Shuffler struct {
 	cipherSlot int  // which cipherState the shards' cipher uses
 	released   bool // Close has unmapped everything
 
-	lockLogged     atomic.Bool // the first refused lock has been logged
-	shuffles       atomic.Uint64
-	arenasReleased atomic.Uint64
-	bytesMoved     atomic.Uint64
-	shuffleNanos   atomic.Int64
-	rotations      atomic.Uint64
-	lockFailures   atomic.Uint64
-	longRentsSeen  atomic.Uint64
-	expired        atomic.Uint64
-	tampered       atomic.Uint64
-	out            outbox // events raised under a shard lock, for flushLog
-	bgCycles       atomic.Uint64
-	bgSteps        atomic.Uint64
-	bgStepMax      atomic.Int64
-	shuffleMax     atomic.Int64
+	lockLogged atomic.Bool // the first refused lock has been logged
+	tally      tally       // event counts, for Stats
+	out        outbox      // events raised under a shard lock, for flushLog
 
 	stopWatch, watchDone chan struct{}      // the rent-tracking goroutine
 	bgCancel             context.CancelFunc // the background shuffler, under closeMu
@@ -188,7 +176,7 @@ func New(opts ...Option) (*Shuffler, error) {
 		sh.s, sh.index, sh.ciph = s, uint32(i), c
 		sh.Init(store.Config{
 			Overhead: c.Overhead(), MinArena: cfg.arenaSize, Map: s.mapRegion,
-			Aux: &s.aux, Moved: &s.bytesMoved, Released: &s.arenasReleased,
+			Aux: &s.aux, Moved: &s.tally.bytesMoved, Released: &s.tally.arenasReleased,
 			Full: ErrOutOfMemory,
 		})
 		off := ownScratch + i*scratchStride
@@ -279,7 +267,7 @@ func (s *Shuffler) mapAux(n int) (*osmem.Region, error) {
 // lockFailed counts a refused lock and tells the logger, the first time:
 // a Shuffler at its limit would otherwise log at every allocation.
 func (s *Shuffler) lockFailed(n int, err error) {
-	s.lockFailures.Add(1)
+	s.tally.lockFailures.Add(1)
 	if s.lockLogged.CompareAndSwap(false, true) {
 		// Arenas are mapped under shard locks: the event waits in the
 		// outbox.

@@ -35,13 +35,11 @@ type Shuffler struct {
 	stride uint32        // GOMAXPROCS when New ran, at most the shard count
 	closed atomic.Bool
 
-	onReturn    atomic.Bool
-	rotateMu    sync.Mutex   // one RotateKey at a time
-	rotateCalls atomic.Int32 // RotateKey calls waiting or running: a scheduled rotation stops resting
-	closeMu     sync.Mutex
-	ctrs        *ctr.Allocator
-	cfg         config
-	own         *osmem.Region // keys, round keys and scratch; see ownState
+	onReturn atomic.Bool
+	closeMu  sync.Mutex
+	ctrs     *ctr.Allocator
+	cfg      config
+	own      *osmem.Region // keys, round keys and scratch; see ownState
 
 	// The own region's locked and unlocked bytes, for Stats: counted until
 	// Close unmaps it, after Purge too, which leaves it mapped.
@@ -62,10 +60,7 @@ type Shuffler struct {
 	bgCancel             context.CancelFunc // the background shuffler, under closeMu
 	bgDone               chan struct{}
 
-	rot     rotation           // a RotateKey left part-way, under rotateMu
-	rotHold rotationHolds      // the most one shard-lock hold of a rotation did
-	rotStop context.CancelFunc // WithKeyRotation's goroutine, set by New
-	rotDone chan struct{}
+	rotator rotator // RotateKey and WithKeyRotation
 }
 
 // lockOpen locks the shard and reports true or, when Close has closed it,

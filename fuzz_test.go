@@ -7,27 +7,37 @@ import (
 	"testing"
 )
 
-// FuzzOps runs the operation model (model_test.go) on the fuzzer's input:
-// the first byte picks the cipher, the rest the operations and their
-// arguments. Every step is followed by the invariant check and a comparison
-// with the model.
+// FuzzOps runs the operation model (model_test.go) on the fuzzer's input
+// (see fuzzModel). Every step is followed by the invariant check and a
+// comparison with the model.
 func FuzzOps(f *testing.F) {
 	f.Add([]byte{0, 0, 10, 2, 0, 3, 0, 4, 0, 5, 0, 6})
 	f.Add([]byte{1, 0, 200, 1, 64, 7, 2, 0, 2, 1, 9, 1, 10, 0, 11, 1, 0, 5, 0})
 	f.Add(bytes.Repeat([]byte{0, 33, 2, 0, 3, 1, 7, 8, 12, 0, 13, 0, 14, 3}, 8))
 	f.Add([]byte{2, 0, 40, 2, 0, 15, 0xff})
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		if len(ops) > 1024 {
-			ops = ops[:1024]
-		}
-		mode := AES256CTR
-		if len(ops) > 0 {
-			mode = Cipher(ops[0] % 3)
-			ops = ops[1:]
-		}
-		s := newTest(t, WithShards(2), WithArenaSize(4096), WithCipher(mode))
-		newOpModel(t, s, &byteSource{ops}).run()
+		fuzzModel(t, ops).run()
 	})
+}
+
+// fuzzModel returns the model FuzzOps runs on ops, on a Shuffler of two
+// small-arena shards: the first byte picks the cipher (mod 3) and the
+// replay seed (div 3; see opModel.replay), which with the seam makes
+// every run of the same input do the same; the rest picks the operations
+// and their arguments.
+func fuzzModel(t testing.TB, ops []byte) *opModel {
+	if len(ops) > 1024 {
+		ops = ops[:1024]
+	}
+	mode, seed := AES256CTR, byte(0)
+	if len(ops) > 0 {
+		mode, seed = Cipher(ops[0]%3), ops[0]/3
+		ops = ops[1:]
+	}
+	s := newTest(t, WithShards(2), WithArenaSize(4096), WithCipher(mode))
+	m := newOpModel(t, s, &byteSource{ops})
+	m.replay(uint64(seed), uint32(seed%9))
+	return m
 }
 
 // TestFuzzCorpus fails when the committed seed corpus is missing, so the

@@ -2,9 +2,14 @@ package memshuffle
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"maps"
 	mrand "math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -62,6 +67,10 @@ type opModel struct {
 	step     int
 	ended    bool
 	last     byte
+	// With tracing, every step's outcome goes to trace: what each call
+	// answered, the Stats counts, and where every entry sits.
+	tracing bool
+	trace   []string
 }
 
 // newOpModel puts s on a clock of the model's own, which the operations
@@ -113,6 +122,75 @@ func (m *opModel) alloced(h Handle, n int) {
 	}
 }
 
+// replay makes what m's run does depend on its operations and seed alone,
+// so that a failing sequence fails again however often it is run: New
+// seeds each shard's generator (Shuffle's permutations, background orders)
+// from crypto/rand, and the shard an Alloc picks follows a sync.Pool (see
+// Shuffler.replayShard). Both become streams drawn from seed. Entries due
+// together are wiped in slot order, not a map's (see Expiries.Ordered). sw, from 0
+// to 8, is how many eighths of allocations go to another shard than the
+// one before: with 0 all go to one shard, as one goroutine's mostly do;
+// under the race detector, which drops a quarter of a Pool's items, about
+// two eighths move. It must run before s is shared.
+func (m *opModel) replay(seed uint64, sw uint32) {
+	for i := range m.s.shards {
+		var rs [32]byte
+		binary.LittleEndian.PutUint64(rs[:], seed)
+		binary.LittleEndian.PutUint64(rs[8:], uint64(i))
+		m.s.shards[i].rng = mrand.New(mrand.NewChaCha8(rs))
+		m.s.shards[i].Expiries.Ordered = true
+	}
+	r := mrand.New(mrand.NewPCG(seed, 0x5ead))
+	n := uint32(len(m.s.shards))
+	cur := r.Uint32N(n)
+	m.s.replayShard = func() uint32 {
+		if n > 1 && r.Uint32N(8) < sw {
+			cur = (cur + 1 + r.Uint32N(n-1)) % n
+		}
+		return cur
+	}
+}
+
+// byHandle returns the handles of mp in the order they were made in, so
+// that calls made for each of them happen in the same order every run:
+// a map's own order is random.
+func byHandle[V any](mp map[Handle]V) []Handle {
+	return slices.SortedFunc(maps.Keys(mp), func(a, b Handle) int { return cmp.Compare(a.id, b.id) })
+}
+
+// note records, when tracing, what a call answered.
+func (m *opModel) note(call string, err error) {
+	if m.tracing {
+		m.trace = append(m.trace, fmt.Sprintf("%d %s: %v", m.step, call, err))
+	}
+}
+
+// traceStep records, when tracing, the Stats counts after a step and
+// where every entry sits: shard, slot, generation, state, arena and
+// offset. It reads the slots under their shards' locks without lookup,
+// which would wipe entries past their deadline.
+func (m *opModel) traceStep(op byte) {
+	if !m.tracing {
+		return
+	}
+	st := m.s.Stats()
+	// Durations and memory locking depend on the machine and on what
+	// else the process has locked, not on the operations.
+	st.ShuffleTime, st.ShuffleMax, st.BackgroundMax = 0, 0, 0
+	st.LockedBytes, st.UnlockedBytes, st.LockFailures, st.LockLimit = 0, 0, 0, 0
+	line := fmt.Sprintf("%d op %d: %+v;", m.step, op, st)
+	if !m.purged {
+		for _, h := range m.hs {
+			sh := &m.s.shards[h.shard()]
+			sh.mu.Lock()
+			sl := sh.Slots.At(h.slot())
+			line += fmt.Sprintf(" %d:%d:%d=%d@%d+%d", h.shard(), h.slot(), h.gen(), sl.State(), sl.Arena(), sl.Off)
+			sh.mu.Unlock()
+		}
+	}
+	m.trace = append(m.trace, line)
+}
+
 func (m *opModel) byte() byte {
 	b, ok := m.src.next()
 	if !ok {
@@ -157,12 +235,12 @@ func (m *opModel) borrowed(h Handle) bool {
 // endAll ends every rent and view the model holds, keeping what the
 // rented entries hold now as their expected values.
 func (m *opModel) endAll() {
-	for h, b := range m.rented {
-		m.values[h] = bytes.Clone(b)
+	for _, h := range byHandle(m.rented) {
+		m.values[h] = bytes.Clone(m.rented[h])
 		m.endRent(h)
 	}
-	for h, n := range m.viewed {
-		for range n {
+	for _, h := range byHandle(m.viewed) {
+		for range m.viewed[h] {
 			m.endView(h)
 		}
 	}
@@ -172,8 +250,10 @@ func (m *opModel) endAll() {
 func (m *opModel) run() {
 	m.t.Helper()
 	for m.step = 0; !m.ended && !m.purged; m.step++ {
-		m.op(m.byte() % opCount)
+		op := m.byte() % opCount
+		m.op(op)
 		m.settle()
+		m.traceStep(op)
 		if err := m.s.check(); err != nil {
 			m.fatalf("after op %d: %v", m.last, err)
 		}
@@ -185,16 +265,17 @@ func (m *opModel) run() {
 		return
 	}
 	m.endAll()
-	for h := range m.expired {
+	for _, h := range byHandle(m.expired) {
 		if m.s.Valid(h) {
 			m.fatalf("expired handle %v still valid", h)
 		}
 	}
-	for h, want := range m.values {
-		if got := readAll(m.t, m.s, h); !bytes.Equal(got, want) {
+	for _, h := range byHandle(m.values) {
+		if got, want := readAll(m.t, m.s, h), m.values[h]; !bytes.Equal(got, want) {
 			m.fatalf("entry %v: got %x, want %x", h, got, want)
 		}
 	}
+	m.traceStep(0xff)
 	if st := m.s.Stats(); st.Entries != len(m.values) {
 		m.fatalf("Stats.Entries = %d, model has %d", st.Entries, len(m.values))
 	}
@@ -236,8 +317,10 @@ func (m *opModel) op(op byte) {
 		var err error
 		if op == 1 && n%8 == 0 {
 			h, err = Alloc[uint64](s, n/8)
+			m.note("Alloc", err)
 		} else {
 			h, err = Alloc[byte](s, n)
+			m.note("Alloc", err)
 		}
 		if err != nil {
 			m.fatalf("Alloc(%d): %v", n, err)
@@ -258,6 +341,7 @@ func (m *opModel) op(op byte) {
 			return
 		}
 		b, err := RentSlice[byte](s, h)
+		m.note("RentSlice", err)
 		switch {
 		case m.gone(h):
 			if !errors.Is(err, ErrExpired) {
@@ -281,6 +365,7 @@ func (m *opModel) op(op byte) {
 			return
 		}
 		b, err := ViewSlice[byte](s, h)
+		m.note("ViewSlice", err)
 		switch {
 		case m.gone(h):
 			if !errors.Is(err, ErrExpired) {
@@ -306,6 +391,7 @@ func (m *opModel) op(op byte) {
 			return
 		}
 		err := s.ReturnView(h)
+		m.note("ReturnView", err)
 		switch {
 		case m.expired[h]:
 			if !errors.Is(err, ErrExpired) {
@@ -322,6 +408,7 @@ func (m *opModel) op(op byte) {
 			return
 		}
 		err := s.Free(h)
+		m.note("Free", err)
 		if m.borrowed(h) {
 			if !errors.Is(err, ErrBusy) {
 				m.fatalf("Free of borrowed: %v", err)
@@ -335,25 +422,33 @@ func (m *opModel) op(op byte) {
 		if s.Valid(h) {
 			m.fatalf("freed handle still valid")
 		}
-		if err := s.Free(h); !errors.Is(err, ErrInvalidHandle) {
+		err = s.Free(h)
+		m.note("Free", err)
+		if !errors.Is(err, ErrInvalidHandle) {
 			m.fatalf("double free: %v", err)
 		}
 	case 6:
-		if err := s.Shuffle(); err != nil {
+		err := s.Shuffle()
+		m.note("Shuffle", err)
+		if err != nil {
 			m.fatalf("Shuffle: %v", err)
 		}
 		if err := s.checkNoneDue(m.clock.now()); err != nil {
 			m.fatalf("after Shuffle: %v", err)
 		}
 	case 7: // one background cycle, step by step, as the background shuffler runs it
-		if !s.cycle(context.Background(), nil) {
+		ran := s.cycle(context.Background(), nil)
+		m.note(fmt.Sprintf("cycle %v", ran), nil)
+		if !ran {
 			m.fatalf("background cycle stopped")
 		}
 		if err := s.checkNoneDue(m.clock.now()); err != nil {
 			m.fatalf("after a background cycle: %v", err)
 		}
 	case 8:
-		if err := s.RotateKey(nil, nil); err != nil {
+		err := s.RotateKey(nil, nil)
+		m.note("RotateKey", err)
+		if err != nil {
 			m.fatalf("RotateKey: %v", err)
 		}
 	case 9:
@@ -363,7 +458,9 @@ func (m *opModel) op(op byte) {
 		if !ok || m.borrowed(h) || m.gone(h) {
 			return
 		}
-		if err := s.SetExpiry(h, time.Unix(0, 1)); err != nil {
+		err := s.SetExpiry(h, time.Unix(0, 1))
+		m.note("SetExpiry", err)
+		if err != nil {
 			m.fatalf("SetExpiry in the past: %v", err)
 		}
 		m.expire(h)
@@ -381,10 +478,13 @@ func (m *opModel) op(op byte) {
 			at = m.clock.time().Add(time.Hour)
 			m.deadline[h] = at.UnixNano()
 		}
-		if err := s.SetExpiry(h, at); err != nil {
+		err := s.SetExpiry(h, at)
+		m.note("SetExpiry", err)
+		if err != nil {
 			m.fatalf("SetExpiry: %v", err)
 		}
 		got, err := s.Expiry(h)
+		m.note("Expiry", err)
 		if err != nil || !got.Equal(at) {
 			m.fatalf("Expiry: %v, %v; want %v", got, err, at)
 		}
@@ -394,6 +494,7 @@ func (m *opModel) op(op byte) {
 			return
 		}
 		err := s.Return(h)
+		m.note("Return", err)
 		want := ErrNotRented
 		if m.expired[h] {
 			want = ErrExpired
@@ -407,6 +508,7 @@ func (m *opModel) op(op byte) {
 			return
 		}
 		_, err := Rent[[64]byte](s, h)
+		m.note("Rent[[64]byte]", err)
 		if len(m.values[h]) < 64 {
 			if !errors.Is(err, ErrTypeMismatch) {
 				m.fatalf("Rent of a wider type: %v", err)
@@ -416,12 +518,15 @@ func (m *opModel) op(op byte) {
 		if err != nil {
 			m.fatalf("Rent[[64]byte]: %v", err)
 		}
-		if err := s.Return(h); err != nil {
+		err = s.Return(h)
+		m.note("Return", err)
+		if err != nil {
 			m.fatalf("Return: %v", err)
 		}
 	case 14: // a larger entry, so arenas of several sizes come and go
 		n := 1 + int(m.byte())*64
 		h, err := Alloc[byte](s, n)
+		m.note("Alloc", err)
 		if err != nil {
 			m.fatalf("Alloc(%d): %v", n, err)
 		}
@@ -430,7 +535,9 @@ func (m *opModel) op(op byte) {
 		if m.byte() != 0xff {
 			return
 		}
-		if err := s.Purge(); err != nil {
+		err := s.Purge()
+		m.note("Purge", err)
+		if err != nil {
 			m.fatalf("Purge: %v", err)
 		}
 		m.purged = true
@@ -451,6 +558,7 @@ func (m *opModel) op(op byte) {
 		}
 		at := m.clock.time().Add(time.Duration(m.byte()%32) * time.Millisecond)
 		err := s.SetExpiry(h, at)
+		m.note("SetExpiry", err)
 		if m.gone(h) {
 			if !errors.Is(err, ErrExpired) {
 				m.fatalf("SetExpiry of an expired entry: %v", err)
@@ -462,6 +570,7 @@ func (m *opModel) op(op byte) {
 		}
 		m.deadline[h] = at.UnixNano()
 		got, err := s.Expiry(h)
+		m.note("Expiry", err)
 		switch {
 		case m.due(h):
 			if !errors.Is(err, ErrExpired) {
@@ -482,6 +591,7 @@ const opCount = 18
 func (m *opModel) endRent(h Handle) {
 	m.t.Helper()
 	err := m.s.Return(h)
+	m.note("Return", err)
 	delete(m.rented, h)
 	if m.due(h) {
 		if !errors.Is(err, ErrExpired) {
@@ -500,6 +610,7 @@ func (m *opModel) endRent(h Handle) {
 func (m *opModel) endView(h Handle) {
 	m.t.Helper()
 	err := m.s.ReturnView(h)
+	m.note("ReturnView", err)
 	due := m.due(h)
 	if due != errors.Is(err, ErrExpired) || (!due && err != nil) {
 		m.fatalf("ReturnView (deadline passed: %v): %v", due, err)

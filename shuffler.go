@@ -35,6 +35,14 @@ type Shuffler struct {
 	stride uint32        // GOMAXPROCS when New ran, at most the shard count
 	closed atomic.Bool
 
+	// replayShard, when a test sets it before the Shuffler is shared, picks
+	// every new entry's shard in place of hints: a sync.Pool's items
+	// follow the processor a goroutine runs on, vanish at a GC and, under
+	// the race detector, a quarter of Puts at random, so the shards (and
+	// with them arena layouts) of the same operations differ from run to
+	// run, and a failing operation sequence would not replay.
+	replayShard func() uint32
+
 	onReturn atomic.Bool
 	closeMu  sync.Mutex
 	ctrs     *ctr.Allocator
@@ -399,6 +407,9 @@ const hintRun = 16
 // pickShard chooses the shard for a new entry: stream k visits the shards
 // k, k+stride, k+2*stride, ... (mod the shard count) in runs of hintRun.
 func (s *Shuffler) pickShard() *shard {
+	if s.replayShard != nil {
+		return &s.shards[s.replayShard()&uint32(len(s.shards)-1)]
+	}
 	h := s.hints.Get().(*shardHint)
 	i := (h.base + s.stride*(h.n/hintRun)) & uint32(len(s.shards)-1)
 	h.n++

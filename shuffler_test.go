@@ -74,7 +74,9 @@ func TestRandomOps(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			s := newTest(t, append(c.opts, WithArenaSize(4096))...)
 			src := &randSource{r: mrand.New(mrand.NewPCG(uint64(len(c.name)), 7)), left: 3000}
-			newOpModel(t, s, src).run()
+			m := newOpModel(t, s, src)
+			m.replay(uint64(len(c.name)), 2)
+			m.run()
 		})
 	}
 }

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // Expiries is a shard's record of deadlines, and the only one: slot ->
@@ -14,6 +16,12 @@ type Expiries struct {
 	earliest int64    // the smallest deadline in at, unless stale
 	stale    bool     // the earliest deadline left: recompute on demand
 	due      []uint32 // slots DueUntil found due and has not yet handed out
+	// Ordered, set by tests that replay a sequence of operations, makes
+	// Due and DueUntil hand out slots in ascending order instead of the
+	// map's, which differs from run to run: the order entries are wiped
+	// in is the order their space is freed in, and with it where later
+	// entries land.
+	Ordered bool
 }
 
 // Set gives slot i the deadline d, replacing any it had.
@@ -75,8 +83,28 @@ func (e *Expiries) Due(now int64, fn func(i uint32)) {
 	if d, ok := e.Next(); !ok || now < d {
 		return
 	}
+	if e.Ordered {
+		e.dueOrdered(now, fn)
+		return
+	}
 	for i, d := range e.at {
 		if d <= now {
+			fn(i)
+		}
+	}
+}
+
+// dueOrdered is Due for Ordered.
+func (e *Expiries) dueOrdered(now int64, fn func(i uint32)) {
+	var due []uint32
+	for i, d := range e.at {
+		if d <= now {
+			due = append(due, i)
+		}
+	}
+	slices.Sort(due)
+	for _, i := range due {
+		if d, ok := e.at[i]; ok && d <= now {
 			fn(i)
 		}
 	}
@@ -105,6 +133,9 @@ func (e *Expiries) DueUntil(now int64, fn func(i uint32) bool) bool {
 				e.due = append(e.due, i)
 			}
 		}
+		if e.Ordered { // handed out from the end
+			slices.SortFunc(e.due, func(a, b uint32) int { return cmp.Compare(b, a) })
+		}
 	}
 	for len(e.due) > 0 {
 		i := e.due[len(e.due)-1]
@@ -128,7 +159,7 @@ var afterDueScan func()
 func (e *Expiries) Len() int { return len(e.at) }
 
 // Reset removes every deadline.
-func (e *Expiries) Reset() { *e = Expiries{} }
+func (e *Expiries) Reset() { *e = Expiries{Ordered: e.Ordered} }
 
 // check verifies that every deadline belongs to a slot of t that is live
 // or borrowed (a wiped or freed one has left the index) and that the

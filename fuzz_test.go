@@ -14,7 +14,7 @@ func FuzzOps(f *testing.F) {
 	f.Add([]byte{0, 0, 10, 2, 0, 3, 0, 4, 0, 5, 0, 6})
 	f.Add([]byte{1, 0, 200, 1, 64, 7, 2, 0, 2, 1, 9, 1, 10, 0, 11, 1, 0, 5, 0})
 	f.Add(bytes.Repeat([]byte{0, 33, 2, 0, 3, 1, 7, 8, 12, 0, 13, 0, 14, 3}, 8))
-	f.Add([]byte{2, 0, 40, 2, 0, 15, 0xff})
+	f.Add([]byte{2, 0, 40, 2, 0, 15, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		fuzzModel(t, ops).run()
 	})

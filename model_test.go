@@ -531,8 +531,9 @@ func (m *opModel) op(op byte) {
 			m.fatalf("Alloc(%d): %v", n, err)
 		}
 		m.alloced(h, n)
-	case 15: // Purge, rarely: it ends the Shuffler
-		if m.byte() != 0xff {
+	case 15: // Purge, rarely: it ends the Shuffler. Two bytes decide, so
+		// that a random stream seldom ends before it has done much.
+		if m.byte() != 0xff || m.byte() != 0xff {
 			return
 		}
 		err := s.Purge()
@@ -579,11 +580,118 @@ func (m *opModel) op(op byte) {
 		case err != nil || !got.Equal(at):
 			m.fatalf("Expiry: %v, %v; want %v", got, err, at)
 		}
+	case 18: // an entry made from a copy, which wipes the source
+		n := 1 + int(m.byte())
+		v := m.byte()
+		src := make([]byte, n)
+		for i := range src {
+			src[i] = v + byte(i)
+		}
+		want := bytes.Clone(src)
+		h, err := CopyFrom(s, src)
+		m.note("CopyFrom", err)
+		if err != nil {
+			m.fatalf("CopyFrom(%d): %v", n, err)
+		}
+		if !allZero(src) {
+			m.fatalf("CopyFrom left its source as it was")
+		}
+		m.alloced(h, n)
+		m.values[h] = want
+	case 19: // a clone, of a viewed entry too
+		h, ok := m.pick()
+		if !ok {
+			return
+		}
+		c, err := Clone(s, h)
+		m.note("Clone", err)
+		switch {
+		case m.gone(h):
+			if !errors.Is(err, ErrExpired) {
+				m.fatalf("Clone of expired: %v", err)
+			}
+		case m.rented[h] != nil:
+			if !errors.Is(err, ErrBusy) {
+				m.fatalf("Clone of rented: %v", err)
+			}
+		case err != nil:
+			m.fatalf("Clone: %v", err)
+		default:
+			m.alloced(c, len(m.values[h]))
+			m.values[c] = bytes.Clone(m.values[h])
+		}
+	case 20: // write through a borrow
+		h, ok := m.pick()
+		if !ok {
+			return
+		}
+		v := m.byte()
+		err := BorrowSlice(s, h, func(b []byte) error {
+			for i := range b {
+				b[i] = v ^ byte(i)
+			}
+			return nil
+		})
+		m.note("BorrowSlice", err)
+		switch {
+		case m.gone(h):
+			if !errors.Is(err, ErrExpired) {
+				m.fatalf("BorrowSlice of expired: %v", err)
+			}
+		case m.borrowed(h):
+			if !errors.Is(err, ErrBusy) {
+				m.fatalf("BorrowSlice of borrowed: %v", err)
+			}
+		case err != nil:
+			m.fatalf("BorrowSlice: %v", err)
+		default:
+			for i := range m.values[h] {
+				m.values[h][i] = v ^ byte(i)
+			}
+		}
+	case 21: // compare in constant time, with the model and with another entry
+		h, ok := m.pick()
+		if !ok {
+			return
+		}
+		eq, err := Equal(s, h, m.values[h])
+		m.note("Equal", err)
+		switch {
+		case m.gone(h):
+			if !errors.Is(err, ErrExpired) {
+				m.fatalf("Equal of expired: %v", err)
+			}
+		case m.rented[h] != nil:
+			if !errors.Is(err, ErrBusy) {
+				m.fatalf("Equal of rented: %v", err)
+			}
+		case err != nil || !eq:
+			m.fatalf("Equal with the model's value: %v, %v", eq, err)
+		}
+		h2, _ := m.pick()
+		eq, err = EqualEntries(s, h, h2)
+		m.note("EqualEntries", err)
+		switch {
+		case m.gone(h) || m.gone(h2):
+			if !errors.Is(err, ErrExpired) {
+				m.fatalf("EqualEntries of expired: %v", err)
+			}
+		case h != h2 && len(m.values[h]) != len(m.values[h2]):
+			if eq || err != nil {
+				m.fatalf("EqualEntries of different sizes: %v, %v", eq, err)
+			}
+		case m.rented[h] != nil || m.rented[h2] != nil:
+			if !errors.Is(err, ErrBusy) {
+				m.fatalf("EqualEntries of rented: %v", err)
+			}
+		case err != nil || eq != bytes.Equal(m.values[h], m.values[h2]):
+			m.fatalf("EqualEntries: %v, %v; the model's values equal: %v", eq, err, bytes.Equal(m.values[h], m.values[h2]))
+		}
 	}
 }
 
 // opCount is the number of operations op knows.
-const opCount = 18
+const opCount = 22
 
 // endRent returns a rented entry: a Return after its deadline wipes it
 // and says so. Whether the wipe happened is the checker's to see: the

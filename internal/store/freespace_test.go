@@ -3,7 +3,9 @@ package store
 import (
 	"math/rand/v2"
 	"runtime"
+	"strconv"
 	"testing"
+	"unsafe"
 )
 
 // TestFreeSpaceModel drives the index with random inserts and takes and
@@ -118,5 +120,88 @@ func TestFreeSpaceFewExtentsSmall(t *testing.T) {
 	runtime.KeepAlive(fs)
 	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 4<<10 {
 		t.Fatalf("an index of 2 extents allocated %d bytes", per)
+	}
+}
+
+// BenchmarkFreeSpaceCoalesce frees a piece between two free extents and
+// takes the same number of bytes back, as a Free and an Alloc of a
+// Shuffler do: the free merges the three into one, and the take, aligned
+// to the piece, splits the two neighbours off again, so the index keeps
+// count extents, none of them touching, however long it runs. One op is
+// one Insert and one Take; each looks up both neighbours of what it
+// inserts, and most of the lookups of a Take's two inserts find nothing.
+func BenchmarkFreeSpaceCoalesce(b *testing.B) {
+	for _, count := range []int{1000, 100000, 1000000} {
+		b.Run("extents="+strconv.Itoa(count)+"/size=48", func(b *testing.B) {
+			// Pieces of 48 bytes at multiples of 64, each followed by a
+			// free extent of 16, in arenas of 1 MiB. The free extents are
+			// in a bin below the pieces', so a take looks at none of them.
+			const size, period, perArena = 48, 64, 1 << 14
+			var f FreeSpace
+			for i := range count {
+				f.Insert(uint32(i/perArena), uint32(i%perArena)*period+size, period-size)
+			}
+			rng := rand.New(rand.NewPCG(3, 4))
+			b.ReportAllocs()
+			for b.Loop() {
+				i := rng.IntN(count)
+				a, off := uint32(i/perArena), uint32(i%perArena)*period
+				f.Insert(a, off, size)
+				ta, toff, ok := f.Take(size, period)
+				if !ok || ta != a || toff != off {
+					b.Fatalf("took %d bytes at %d:%d, want the piece just freed at %d:%d", size, ta, toff, a, off)
+				}
+			}
+			if f.Len() != count {
+				b.Fatalf("%d extents, want %d", f.Len(), count)
+			}
+		})
+	}
+}
+
+// BenchmarkFreeSpaceMemory builds an index of count free extents that do
+// not touch and reports the heap it holds per extent (B/extent), the part
+// of it that is not the records (index-B/extent: what finds neighbours),
+// and that part once all but ten extents are removed again (index-B-left).
+func BenchmarkFreeSpaceMemory(b *testing.B) {
+	for _, count := range []int{1000, 1000000} {
+		b.Run("extents="+strconv.Itoa(count), func(b *testing.B) {
+			const perArena = 1 << 14 // extents of 32 bytes, 64 apart, in arenas of 1 MiB
+			at := func(i int) (uint32, uint32) { return uint32(i / perArena), uint32(i%perArena) * 64 }
+			var total, index, left float64
+			for b.Loop() {
+				var ms runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&ms)
+				before := ms.HeapAlloc
+				f := new(FreeSpace)
+				for i := range count {
+					a, off := at(i)
+					f.Insert(a, off, 32)
+				}
+				records := uint64(cap(f.ext)) * uint64(unsafe.Sizeof([]extent{}))
+				for _, c := range f.ext {
+					records += uint64(cap(c)) * uint64(unsafe.Sizeof(extent{}))
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&ms)
+				held := ms.HeapAlloc - before
+				total = float64(held) / float64(count)
+				index = float64(held-records) / float64(count)
+				for i := 10; i < count; i++ {
+					a, off := at(i)
+					if _, ok := f.Remove(a, off); !ok {
+						b.Fatalf("extent %d missing", i)
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&ms)
+				left = float64(ms.HeapAlloc-before) - float64(records)
+				runtime.KeepAlive(f)
+			}
+			b.ReportMetric(total, "B/extent")
+			b.ReportMetric(index, "index-B/extent")
+			b.ReportMetric(left, "index-B-left")
+		})
 	}
 }

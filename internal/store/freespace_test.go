@@ -205,3 +205,87 @@ func BenchmarkFreeSpaceMemory(b *testing.B) {
 		})
 	}
 }
+
+// TestFreeSpaceHashTwins: extents whose starts, or ends, hash alike to the
+// bits the tables keep are told apart by their records, whichever came
+// first.
+func TestFreeSpaceHashTwins(t *testing.T) {
+	at := func(k uint64) (uint32, uint32) { return uint32(k >> 32), uint32(k) }
+	twinAt := func(k uint64) (uint32, uint32) { // one with room for an extent either side
+		for d := uint64(1); ; d++ {
+			a, off := at(twin(k, d))
+			if off > 1<<10 && off < 1<<31 {
+				return a, off
+			}
+		}
+	}
+	var f FreeSpace
+	check := func(what string) {
+		t.Helper()
+		if err := f.Check(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	// Starts: the twin goes in first, so a lookup of the other finds it
+	// first.
+	a1, o1 := uint32(2), uint32(4096)
+	a2, o2 := twinAt(key(a1, o1))
+	f.Insert(a2, o2, 32)
+	f.Insert(a1, o1, 16)
+	check("twin starts")
+	// Ends: [o1-64, o1-48) ends at e1, and an extent ends at its twin.
+	e1 := o1 - 48
+	a3, e3 := twinAt(key(a1, e1))
+	f.Insert(a3, e3-8, 8)
+	f.Insert(a1, o1-64, 16)
+	check("twin ends")
+	if off, ok := f.EndingAt(a1, e1); !ok || off != o1-64 {
+		t.Fatalf("EndingAt(%d, %d) = %d, %v; want %d", a1, e1, off, ok, o1-64)
+	}
+	if off, ok := f.EndingAt(a3, e3); !ok || off != e3-8 {
+		t.Fatalf("EndingAt(%d, %d) = %d, %v; want %d", a3, e3, off, ok, e3-8)
+	}
+	// Freeing what lies between the two extents of arena a1 merges them,
+	// and nothing else.
+	if off, n := f.Insert(a1, e1, o1-e1); off != o1-64 || n != 80 {
+		t.Fatalf("merged extent [%d,+%d), want [%d,+80)", off, n, o1-64)
+	}
+	check("merged")
+	if _, ok := f.Remove(a1, o1); ok {
+		t.Fatal("removed an extent inside a merged one")
+	}
+	for _, w := range []struct{ a, off, n uint32 }{{a1, o1 - 64, 80}, {a2, o2, 32}, {a3, e3 - 8, 8}} {
+		if n, ok := f.Remove(w.a, w.off); !ok || n != w.n {
+			t.Fatalf("Remove(%d, %d) = %d, %v; want %d", w.a, w.off, n, ok, w.n)
+		}
+		check("removed")
+	}
+	if f.Len() != 0 {
+		t.Fatalf("%d extents left", f.Len())
+	}
+}
+
+// TestFreeSpaceGivesBackTables: an index that held 200,000 extents and
+// holds ten finds their neighbours in a few dozen slots.
+func TestFreeSpaceGivesBackTables(t *testing.T) {
+	var f FreeSpace
+	const n = 200000
+	at := func(i int) (uint32, uint32) { return uint32(i >> 14), uint32(i&(1<<14-1)) * 64 }
+	for i := range n {
+		a, off := at(i)
+		f.Insert(a, off, 32)
+	}
+	big := f.starts.slotCount()
+	for i := 10; i < n; i++ {
+		a, off := at(i)
+		if _, ok := f.Remove(a, off); !ok {
+			t.Fatalf("extent %d missing", i)
+		}
+	}
+	if err := f.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if s, e := f.starts.slotCount(), f.ends.slotCount(); s > 32 || e > 32 {
+		t.Fatalf("10 extents in tables of %d and %d slots (%d at %d extents)", s, e, big, n)
+	}
+}

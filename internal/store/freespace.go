@@ -15,10 +15,10 @@ import (
 // of the right size is found in constant time, whatever the number of
 // extents. Neighbours are found in constant time too, through two hash
 // tables of record indexes (extTable) keyed by where extents start and
-// end: every Free looks up both sides of what it frees, and a Go map in
-// their place took two thirds of a Free's time and never gave its memory
-// back. FreeSpace holds only offsets; it never touches the memory. It is
-// not safe for concurrent use.
+// end: every Free looks up both sides of what it frees. Go maps in their
+// place took most of a Free's time, twice the memory, and kept it after
+// the extents were gone. FreeSpace holds only offsets; it never touches
+// the memory. It is not safe for concurrent use.
 type FreeSpace struct {
 	ext    [][]extent // records, in chunks that never move after the first fills; unused ones are chained through next
 	nrec   int32      // records made

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"log/slog"
 	"testing"
 )
 
@@ -160,6 +161,13 @@ func TestBadArgs(t *testing.T) {
 			return err
 		}},
 
+		{"New, WithLogger(&slog.Logger{})", ErrInvalidOption, func() error {
+			n, err := New(WithLogger(&slog.Logger{}))
+			if err == nil {
+				n.Close()
+			}
+			return err
+		}},
 		{"New, an Option wrapping a nil Option", ErrInvalidOption, func() error {
 			n, err := New(optionWrapper{})
 			if err == nil {

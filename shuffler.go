@@ -36,10 +36,14 @@ type Shuffler struct {
 	closed atomic.Bool
 
 	onReturn atomic.Bool
-	closeMu  sync.Mutex
-	ctrs     *ctr.Allocator
-	cfg      config
-	own      *osmem.Region // keys, round keys and scratch; see ownState
+
+	// closeMu orders Close and Purge with what they undo: the start and
+	// stop of the background shuffler and of rent tracking, and a
+	// rotation's switch to new keys and its wipe of the old ones.
+	closeMu sync.Mutex
+	ctrs    *ctr.Allocator
+	cfg     config
+	own     *osmem.Region // keys, round keys and scratch; see ownState
 
 	// The own region's locked and unlocked bytes, for Stats: counted until
 	// Close unmaps it, after Purge too, which leaves it mapped.

@@ -41,7 +41,7 @@ func (s *Shuffler) PublishExpvar(name string) error {
 // tamperDetected counts and reports an entry that failed authentication.
 // The caller holds the entry's shard lock: the event waits in the outbox.
 func (s *Shuffler) tamperDetected(h Handle) {
-	s.tampered.Add(1)
+	s.tally.tampered.Add(1)
 	s.logLater(slog.LevelError, "memshuffle: entry failed authentication", slog.String("handle", h.String()))
 }
 

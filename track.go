@@ -148,7 +148,7 @@ func (s *Shuffler) watchRents(stop <-chan struct{}, done chan<- struct{}) {
 			}
 			// Counted once logged, so that a reader of Stats who sees the
 			// count finds the event in the log too.
-			s.longRentsSeen.Add(1)
+			s.tally.longRentsSeen.Add(1)
 		}
 	}
 }

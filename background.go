@@ -135,7 +135,7 @@ func (s *Shuffler) background(ctx context.Context, interval time.Duration, done 
 		if !s.cycle(ctx, &pace) {
 			return
 		}
-		s.bgCycles.Add(1)
+		s.tally.bgCycles.Add(1)
 		if interval > 0 {
 			waited := time.Now()
 			t := time.NewTimer(interval)
@@ -372,7 +372,7 @@ func (sh *shard) step(later *store.UnmapList, spare **osmem.Region, spareRefused
 			count++
 		}
 	}
-	sh.s.bytesMoved.Add(moved)
+	sh.s.tally.bytesMoved.Add(moved)
 	if sh.bgPos >= len(sh.bgOrder) {
 		sh.bgOrder = sh.bgOrder[:0]
 		if cap(sh.bgOrder) > 1<<16 {
@@ -588,8 +588,8 @@ func (sh *shard) adoptSpare(spare **osmem.Region, later *store.UnmapList) {
 
 // noteStep records how long one step held a shard.
 func (s *Shuffler) noteStep(d time.Duration) {
-	s.bgSteps.Add(1)
-	storeMax(&s.bgStepMax, int64(d))
+	s.tally.bgSteps.Add(1)
+	storeMax(&s.tally.bgStepMax, int64(d))
 	if afterStep != nil {
 		afterStep(d)
 	}

@@ -201,7 +201,7 @@ func TestRotationRestsUnlessCalled(t *testing.T) {
 			}
 		}
 		if called {
-			s.rotateCalls.Add(1)
+			s.rotator.calls.Add(1)
 		}
 		// A clock that moves a millisecond at every reading: every batch is
 		// a burst worth a rest, however coarse the system's clock (on

@@ -108,7 +108,7 @@ func TestStepMovesOneLargeEntry(t *testing.T) {
 	var steps int
 	afterStep = func(time.Duration) {
 		// Called by the background goroutine after each step, in order.
-		moved := s.bytesMoved.Load()
+		moved := s.tally.bytesMoved.Load()
 		most = max(most, moved-last)
 		last = moved
 		steps++

@@ -77,8 +77,8 @@ func BenchmarkRentReturnDuringKeyRotation(b *testing.B) {
 			b.ReportMetric(pct(0.99), "p99-ns")
 			b.ReportMetric(float64(lat[len(lat)-1].Nanoseconds()), "max-ns")
 			b.ReportMetric(float64(rotationHoldMax(s).Nanoseconds()), "hold-max-ns")
-			b.ReportMetric(float64(s.rotHold.percentile(0.5)), "hold-p50-ns")
-			b.ReportMetric(float64(s.rotHold.percentile(0.99)), "hold-p99-ns")
+			b.ReportMetric(float64(s.rotator.holds.percentile(0.5)), "hold-p50-ns")
+			b.ReportMetric(float64(s.rotator.holds.percentile(0.99)), "hold-p99-ns")
 			b.ReportMetric(float64(rotations), "rotations")
 			if rotations > 0 {
 				b.ReportMetric(float64(elapsed.Nanoseconds())/float64(rotations), "ns/rotation")
@@ -89,7 +89,7 @@ func BenchmarkRentReturnDuringKeyRotation(b *testing.B) {
 
 // rotationHoldMax is the longest a rotation of s has held a shard lock.
 func rotationHoldMax(s *Shuffler) time.Duration {
-	return time.Duration(s.rotHold.nanos.Load())
+	return time.Duration(s.rotator.holds.nanos.Load())
 }
 
 // BenchmarkRotateKeyBusy measures RotateKey of 16 MiB in 64 KiB entries in

@@ -136,7 +136,7 @@ func (sh *shard) expire(i uint32, sl *store.Slot, later *store.UnmapList) {
 	sl.SetCtr(0)
 	sl.SetArena(0)
 	sl.Size, sl.Off = 0, 0
-	sh.s.expired.Add(1)
+	sh.s.tally.expired.Add(1)
 }
 
 // sweepExpired wipes every live entry of the shard whose deadline has

@@ -67,7 +67,7 @@ func TestDueNowMatchesExpired(t *testing.T) {
 		} else {
 			due = sh.expired(h.slot(), sl, nil)
 		}
-		return outcome{due, sl.State(), s.expired.Load()}
+		return outcome{due, sl.State(), s.tally.expired.Load()}
 	}
 	for _, borrow := range []string{"live", "rented", "viewed"} {
 		for _, deadline := range []string{"none", "other", "future", "past"} {

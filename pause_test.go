@@ -133,7 +133,7 @@ func BenchmarkPauseBackground(b *testing.B) {
 			}
 			if c.rotate {
 				b.ReportMetric(float64(rotationHoldsAbove(s, time.Millisecond)), "holds-over-1ms")
-				b.ReportMetric(float64(s.rotHold.percentile(0.99)), "hold-p99-ns")
+				b.ReportMetric(float64(s.rotator.holds.percentile(0.99)), "hold-p99-ns")
 			}
 			if st.KeyRotations > 0 {
 				b.ReportMetric(float64(st.KeyRotations), "rotations")
@@ -360,8 +360,8 @@ func (h *latHist) above(d time.Duration) uint64 {
 // that lasted 2^k ns or more, for the least such 2^k above d.
 func rotationHoldsAbove(s *Shuffler, d time.Duration) uint64 {
 	var n uint64
-	for k := bits.Len64(uint64(d)) + 1; k < len(s.rotHold.hist); k++ {
-		n += s.rotHold.hist[k].Load()
+	for k := bits.Len64(uint64(d)) + 1; k < len(s.rotator.holds.hist); k++ {
+		n += s.rotator.holds.hist[k].Load()
 	}
 	return n
 }

@@ -48,8 +48,8 @@ func (s *Shuffler) Purge() error {
 	if s.bgCancel != nil {
 		s.bgCancel()
 	}
-	if s.rotStop != nil {
-		s.rotStop()
+	if s.rotator.stop != nil {
+		s.rotator.stop()
 	}
 	if s.stopWatch != nil {
 		close(s.stopWatch)

@@ -458,7 +458,7 @@ func (sh *shard) sealMoved(k *ctr.Cipher, src []byte, base uint64, h Handle, sl 
 	}
 	sh.sealTo(k, a.Mem[off:off+len(src)+sh.Overhead()], src, base, h.slot(), sl)
 	sh.Rehome(sl, a, off, nil)
-	sh.s.bytesMoved.Add(uint64(len(src)))
+	sh.s.tally.bytesMoved.Add(uint64(len(src)))
 	return true
 }
 

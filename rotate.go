@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/bits"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,10 +19,26 @@ import (
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 
+// rotator is what a Shuffler keeps for key rotation: the lock that lets one
+// rotation run at a time, what a rotation left part-way, the longest shard
+// lock hold a rotation made, and the goroutine of WithKeyRotation.
+type rotator struct {
+	mu    sync.Mutex   // one RotateKey at a time
+	calls atomic.Int32 // RotateKey calls waiting or running: a scheduled rotation stops resting
+	left  rotation     // a RotateKey left part-way, under mu
+
+	holds rotationHolds      // the most one shard-lock hold of a rotation did
+	stop  context.CancelFunc // WithKeyRotation's goroutine, set by New
+	done  chan struct{}
+}
+
 // RotateKey re-encrypts every entry under a new AES-256 key and salt, with
 // no data lost. A nil key or salt is replaced by a fresh random value. The
 // caller's key and salt arrays are wiped before RotateKey returns, whether
-// it succeeds or not, so the only copy of the key is the Shuffler's.
+// it succeeds or not, so the only copy of the key is the Shuffler's. A key
+// of 32 zero bytes, almost always an array nobody filled, is refused with
+// ErrInvalidKey (compared in constant time); the Shuffler keeps its key,
+// and the arrays are wiped all the same.
 //
 // In CTR mode unrented entries go from the old ciphertext to the new one
 // without their plaintext ever being formed; the authenticated modes
@@ -51,10 +68,10 @@ import (
 // full speed before it starts its own.
 func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
 	if s != nil {
-		// A scheduled rotation holding rotateMu finishes at full speed
+		// A scheduled rotation holding rotator.mu finishes at full speed
 		// rather than make this call wait for its rests.
-		s.rotateCalls.Add(1)
-		defer s.rotateCalls.Add(-1)
+		s.rotator.calls.Add(1)
+		defer s.rotator.calls.Add(-1)
 	}
 	return s.rotateKey(context.Background(), key, salt, nil)
 }
@@ -73,12 +90,15 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte, 
 	if s == nil || s.closed.Load() || len(s.shards) == 0 {
 		return ErrClosed
 	}
+	if key != nil && keyIsZero(key[:]) {
+		return errZeroKey
+	}
 	queued := time.Now()
-	s.rotateMu.Lock()
-	defer s.rotateMu.Unlock()
-	// Time spent waiting for rotateMu was no work.
+	s.rotator.mu.Lock()
+	defer s.rotator.mu.Unlock()
+	// Time spent waiting for rotator.mu was no work.
 	pace.waited(time.Since(queued))
-	if s.rot.next != nil {
+	if s.rotator.left.next != nil {
 		// Both round-key slots are in use until the last rotation is done.
 		if err := s.finishRotation(ctx, pace); err != nil {
 			return err
@@ -112,7 +132,7 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte, 
 	if err != nil {
 		return err
 	}
-	s.rot = rotation{next: next, prev: s.shards[0].ciph, plan: s.rot.plan, ks: s.rot.ks}
+	s.rotator.left = rotation{next: next, prev: s.shards[0].ciph, plan: s.rotator.left.plan, ks: s.rotator.left.ks}
 	return s.finishRotation(ctx, pace)
 }
 
@@ -219,13 +239,13 @@ func (sh *shard) cipherOf(sl *store.Slot) seal.Cipher {
 // rotation, with no lock held.
 var beforeRotationSwitch, afterRotationHold func()
 
-// finishRotation moves the shards' entries still under s.rot.prev to
-// s.rot.next. First it acquires what every shard needs, then switches every
+// finishRotation moves the shards' entries still under s.rotator.left.prev to
+// s.rotator.left.next. First it acquires what every shard needs, then switches every
 // shard to seal under next, then re-encrypts the old entries shard by shard
 // in batches, letting go of the shard lock between batches, and resting
 // between them as pace says, if not nil.
 func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
-	r := &s.rot
+	r := &s.rotator.left
 	if !r.switched {
 		if err := s.switchRotation(ctx); err != nil {
 			// No shard switched: forget next, and the Shuffler is as it
@@ -233,7 +253,7 @@ func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 			s.closeMu.Lock()
 			s.wipeUnheld(r.next)
 			s.closeMu.Unlock()
-			s.rot = rotation{}
+			s.rotator.left = rotation{}
 			return err
 		}
 	}
@@ -263,7 +283,7 @@ func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 			if done {
 				break
 			}
-			if s.rotateCalls.Load() == 0 {
+			if s.rotator.calls.Load() == 0 {
 				pace.rest()
 			}
 		}
@@ -277,8 +297,8 @@ func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 	// The batch buffers stay for the next rotation (ks is cleared after
 	// every batch): a Shuffler under WithKeyRotation then rotates without
 	// feeding the garbage collector, whose pauses stop every goroutine.
-	s.rot = rotation{plan: r.plan[:0], ks: r.ks}
-	n := s.rotations.Add(1)
+	s.rotator.left = rotation{plan: r.plan[:0], ks: r.ks}
+	n := s.tally.rotations.Add(1)
 	s.log(slog.LevelInfo, "memshuffle: key rotated", slog.Uint64("rotations", n))
 	return nil
 }
@@ -321,10 +341,10 @@ func (s *Shuffler) rotateHold(sh *shard, f func() (n int, done bool, err error))
 	n, done, err := f()
 	d := time.Since(t0)
 	sh.unlockYield()
-	storeMax(&s.rotHold.bytes, int64(n))
-	storeMax(&s.rotHold.nanos, d.Nanoseconds())
-	s.rotHold.holds.Add(1)
-	s.rotHold.hist[min(bits.Len64(uint64(d.Nanoseconds())), len(s.rotHold.hist)-1)].Add(1)
+	storeMax(&s.rotator.holds.bytes, int64(n))
+	storeMax(&s.rotator.holds.nanos, d.Nanoseconds())
+	s.rotator.holds.holds.Add(1)
+	s.rotator.holds.hist[min(bits.Len64(uint64(d.Nanoseconds())), len(s.rotator.holds.hist)-1)].Add(1)
 	if afterRotationHold != nil {
 		afterRotationHold()
 	}
@@ -338,7 +358,7 @@ func (s *Shuffler) rotateHold(sh *shard, f func() (n int, done bool, err error))
 // every planned entry still as planned. The lock is held for a scan and an
 // XOR at memory speed, not for the AES work.
 func (s *Shuffler) rotateStepCTR(sh *shard) (bool, error) {
-	r := &s.rot
+	r := &s.rotator.left
 	var end uint32
 	done, err := s.rotateHold(sh, func() (n int, done bool, err error) {
 		r.plan, end, n, done, err = sh.planBatch(r.plan[:0])
@@ -459,9 +479,9 @@ func (sh *shard) applyBatch(plan []rotEntry, ks []byte, end uint32) int {
 }
 
 // switchRotation acquires what rotating every shard takes, then switches
-// all of them to seal under s.rot.next. On error no shard has switched.
+// all of them to seal under s.rotator.left.next. On error no shard has switched.
 func (s *Shuffler) switchRotation(ctx context.Context) error {
-	r := &s.rot
+	r := &s.rotator.left
 	for i := range s.shards {
 		err := ctx.Err()
 		sh := &s.shards[i]
@@ -586,17 +606,17 @@ func (sh *shard) rotateBatch() (n int, done bool, err error) {
 // before the Shuffler is shared.
 func (s *Shuffler) startKeyRotation(every time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
-	s.rotStop, s.rotDone = cancel, make(chan struct{})
-	go s.rotateLoop(ctx, every, s.rotDone)
+	s.rotator.stop, s.rotator.done = cancel, make(chan struct{})
+	go s.rotateLoop(ctx, every, s.rotator.done)
 }
 
 // stopKeyRotation ends the goroutine of WithKeyRotation, if any, and waits
 // for it. A rotation in progress stops at the next shard; the next
 // RotateKey would finish it.
 func (s *Shuffler) stopKeyRotation() {
-	if s.rotStop != nil {
-		s.rotStop()
-		<-s.rotDone
+	if s.rotator.stop != nil {
+		s.rotator.stop()
+		<-s.rotator.done
 	}
 }
 

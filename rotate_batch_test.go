@@ -106,7 +106,7 @@ func TestRotateKeyBatchBound(t *testing.T) {
 			if err := s.RotateKey(nil, nil); err != nil {
 				t.Fatal(err)
 			}
-			got, holds := s.rotHold.bytes.Load(), s.rotHold.holds.Load()
+			got, holds := s.rotator.holds.bytes.Load(), s.rotator.holds.holds.Load()
 			if got > rotateBatchBytes || got < rotateBatchBytes/2 {
 				t.Fatalf("one hold re-encrypted %d bytes, want (%d, %d]", got, rotateBatchBytes/2, rotateBatchBytes)
 			}
@@ -119,11 +119,11 @@ func TestRotateKeyBatchBound(t *testing.T) {
 			if _, err := Alloc[byte](s, big); err != nil {
 				t.Fatal(err)
 			}
-			s.rotHold.bytes.Store(0)
+			s.rotator.holds.bytes.Store(0)
 			if err := s.RotateKey(nil, nil); err != nil {
 				t.Fatal(err)
 			}
-			if got, want := s.rotHold.bytes.Load(), int64(big+s.shards[0].Overhead()); got != want {
+			if got, want := s.rotator.holds.bytes.Load(), int64(big+s.shards[0].Overhead()); got != want {
 				t.Fatalf("with a %d-byte entry the largest hold re-encrypted %d bytes, want %d", big, got, want)
 			}
 		})

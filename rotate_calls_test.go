@@ -31,7 +31,7 @@ func TestRotateCallsBalanced(t *testing.T) {
 	allow := refuse(t, osmem.OpMap)
 	_ = s.RotateKey(nil, nil)
 	allow()
-	if n := s.rotateCalls.Load(); n != 0 {
+	if n := s.rotator.calls.Load(); n != 0 {
 		t.Fatalf("after a refused RotateKey %d calls counted", n)
 	}
 
@@ -46,7 +46,7 @@ func TestRotateCallsBalanced(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := s.rotateCalls.Load(); n != 0 {
+	if n := s.rotator.calls.Load(); n != 0 {
 		t.Fatalf("after 12 RotateKey calls beside scheduled rotations %d calls counted", n)
 	}
 	if err := s.Close(); err != nil {
@@ -55,7 +55,7 @@ func TestRotateCallsBalanced(t *testing.T) {
 	if err := s.RotateKey(nil, nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("closed Shuffler: %v", err)
 	}
-	if n := s.rotateCalls.Load(); n != 0 {
+	if n := s.rotator.calls.Load(); n != 0 {
 		t.Fatalf("after RotateKey on a closed Shuffler %d calls counted", n)
 	}
 }

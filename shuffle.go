@@ -75,10 +75,10 @@ func (s *Shuffler) Shuffle() error {
 		sh.mu.Unlock()
 		s.flushLog()
 	}
-	s.shuffles.Add(1)
+	s.tally.shuffles.Add(1)
 	d := int64(time.Since(start))
-	s.shuffleNanos.Add(d)
-	storeMax(&s.shuffleMax, d)
+	s.tally.shuffleNanos.Add(d)
+	storeMax(&s.tally.shuffleMax, d)
 	return errors.Join(errs...)
 }
 
@@ -101,7 +101,7 @@ func (sh *shard) shuffle() error {
 	// known before the layout makes a fresh arena the current one.
 	sh.markVacated()
 	if grid && sh.inPlaceFits(n) {
-		sh.s.bytesMoved.Add(sh.shuffleInPlace(n))
+		sh.s.tally.bytesMoved.Add(sh.shuffleInPlace(n))
 		return sh.releaseArenas(nil, nil)
 	}
 	var err error
@@ -116,9 +116,9 @@ func (sh *shard) shuffle() error {
 		clear(w.vacated)
 	}
 	if grid && placed == n {
-		sh.s.bytesMoved.Add(sh.moveBySource())
+		sh.s.tally.bytesMoved.Add(sh.moveBySource())
 	} else {
-		sh.s.bytesMoved.Add(sh.moveAll(placed))
+		sh.s.tally.bytesMoved.Add(sh.moveAll(placed))
 	}
 	sh.releaseVacated()
 	if err != nil {

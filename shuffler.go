@@ -35,13 +35,15 @@ type Shuffler struct {
 	stride uint32        // GOMAXPROCS when New ran, at most the shard count
 	closed atomic.Bool
 
-	onReturn    atomic.Bool
-	rotateMu    sync.Mutex   // one RotateKey at a time
-	rotateCalls atomic.Int32 // RotateKey calls waiting or running: a scheduled rotation stops resting
-	closeMu     sync.Mutex
-	ctrs        *ctr.Allocator
-	cfg         config
-	own         *osmem.Region // keys, round keys and scratch; see ownState
+	onReturn atomic.Bool
+
+	// closeMu orders Close and Purge with what they undo: the start and
+	// stop of the background shuffler and of rent tracking, and a
+	// rotation's switch to new keys and its wipe of the old ones.
+	closeMu sync.Mutex
+	ctrs    *ctr.Allocator
+	cfg     config
+	own     *osmem.Region // keys, round keys and scratch; see ownState
 
 	// The own region's locked and unlocked bytes, for Stats: counted until
 	// Close unmaps it, after Purge too, which leaves it mapped.
@@ -54,30 +56,15 @@ type Shuffler struct {
 	cipherSlot int  // which cipherState the shards' cipher uses
 	released   bool // Close has unmapped everything
 
-	lockLogged     atomic.Bool // the first refused lock has been logged
-	shuffles       atomic.Uint64
-	arenasReleased atomic.Uint64
-	bytesMoved     atomic.Uint64
-	shuffleNanos   atomic.Int64
-	rotations      atomic.Uint64
-	lockFailures   atomic.Uint64
-	longRentsSeen  atomic.Uint64
-	expired        atomic.Uint64
-	tampered       atomic.Uint64
-	out            outbox // events raised under a shard lock, for flushLog
-	bgCycles       atomic.Uint64
-	bgSteps        atomic.Uint64
-	bgStepMax      atomic.Int64
-	shuffleMax     atomic.Int64
+	lockLogged atomic.Bool // the first refused lock has been logged
+	tally      tally       // event counts, for Stats
+	out        outbox      // events raised under a shard lock, for flushLog
 
 	stopWatch, watchDone chan struct{}      // the rent-tracking goroutine
 	bgCancel             context.CancelFunc // the background shuffler, under closeMu
 	bgDone               chan struct{}
 
-	rot     rotation           // a RotateKey left part-way, under rotateMu
-	rotHold rotationHolds      // the most one shard-lock hold of a rotation did
-	rotStop context.CancelFunc // WithKeyRotation's goroutine, set by New
-	rotDone chan struct{}
+	rotator rotator // RotateKey and WithKeyRotation
 }
 
 // lockOpen locks the shard and reports true or, when Close has closed it,
@@ -134,13 +121,16 @@ type shard struct {
 // from being garbage collected, so a Shuffler dropped without Close lives,
 // with its memory mapped, until the process exits, and PurgeAll, SafeExit,
 // SafePanic and PurgeAllOnSignal still wipe it.
+//
+// An option value out of range fails with ErrInvalidOption, and so does a
+// nil Option, or a value of the caller's that embeds a nil Option.
 func New(opts ...Option) (*Shuffler, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
 		if o == nil {
 			return nil, fmt.Errorf("%w: nil Option", ErrInvalidOption)
 		}
-		if err := o.apply(&cfg); err != nil {
+		if err := applyOption(o, &cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -188,7 +178,7 @@ func New(opts ...Option) (*Shuffler, error) {
 		sh.s, sh.index, sh.ciph = s, uint32(i), c
 		sh.Init(store.Config{
 			Overhead: c.Overhead(), MinArena: cfg.arenaSize, Map: s.mapRegion,
-			Aux: &s.aux, Moved: &s.bytesMoved, Released: &s.arenasReleased,
+			Aux: &s.aux, Moved: &s.tally.bytesMoved, Released: &s.tally.arenasReleased,
 			Full: ErrOutOfMemory,
 		})
 		off := ownScratch + i*scratchStride
@@ -216,6 +206,18 @@ func New(opts ...Option) (*Shuffler, error) {
 	register(s)
 	s.flushLog() // a refused lock of the Shuffler's own region
 	return s, nil
+}
+
+// applyOption applies o to cfg. A struct that embeds a nil Option has
+// Option's method, and calling it panics; the With functions' own
+// options never do, so a panic means such an Option.
+func applyOption(o Option, cfg *config) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %T holds no Option: %v", ErrInvalidOption, o, p)
+		}
+	}()
+	return o.apply(cfg)
 }
 
 // The layout of the Shuffler's own region: a key and salt buffer, two
@@ -279,7 +281,7 @@ func (s *Shuffler) mapAux(n int) (*osmem.Region, error) {
 // lockFailed counts a refused lock and tells the logger, the first time:
 // a Shuffler at its limit would otherwise log at every allocation.
 func (s *Shuffler) lockFailed(n int, err error) {
-	s.lockFailures.Add(1)
+	s.tally.lockFailures.Add(1)
 	if s.lockLogged.CompareAndSwap(false, true) {
 		// Arenas are mapped under shard locks: the event waits in the
 		// outbox.

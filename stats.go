@@ -1,6 +1,7 @@
 package memshuffle
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
@@ -100,23 +101,48 @@ func (s *Shuffler) Stats() Stats {
 	s.lockAll()
 	s.gauges(&st)
 	s.unlockAll()
-	st.Shuffles = s.shuffles.Load()
-	st.ArenasReleased = s.arenasReleased.Load()
-	st.BytesMoved = s.bytesMoved.Load()
-	st.ShuffleTime = time.Duration(s.shuffleNanos.Load())
-	st.KeyRotations = s.rotations.Load()
-	st.LockFailures = s.lockFailures.Load()
-	st.LongRentsSeen = s.longRentsSeen.Load()
-	st.Expired = s.expired.Load()
-	st.Tampered = s.tampered.Load()
-	st.ShuffleMax = time.Duration(s.shuffleMax.Load())
-	st.BackgroundCycles = s.bgCycles.Load()
-	st.BackgroundSteps = s.bgSteps.Load()
-	st.BackgroundMax = time.Duration(s.bgStepMax.Load())
+	s.tally.fill(&st)
 	if s.cfg.trackAfter > 0 && !s.closed.Load() {
 		st.LongRents = s.eachLongRent(func(Handle, *rentRecord) {})
 	}
 	return st
+}
+
+// tally is a Shuffler's running counts of events and its longest
+// pauses, which Stats reports. They are bumped from every goroutine, with
+// or without a shard lock, so each is atomic on its own; a Stats snapshot
+// may see one count move ahead of another.
+type tally struct {
+	shuffles       atomic.Uint64
+	arenasReleased atomic.Uint64
+	bytesMoved     atomic.Uint64
+	shuffleNanos   atomic.Int64
+	shuffleMax     atomic.Int64
+	rotations      atomic.Uint64
+	lockFailures   atomic.Uint64
+	longRentsSeen  atomic.Uint64
+	expired        atomic.Uint64
+	tampered       atomic.Uint64
+	bgCycles       atomic.Uint64
+	bgSteps        atomic.Uint64
+	bgStepMax      atomic.Int64
+}
+
+// fill copies the counts into st.
+func (t *tally) fill(st *Stats) {
+	st.Shuffles = t.shuffles.Load()
+	st.ArenasReleased = t.arenasReleased.Load()
+	st.BytesMoved = t.bytesMoved.Load()
+	st.ShuffleTime = time.Duration(t.shuffleNanos.Load())
+	st.ShuffleMax = time.Duration(t.shuffleMax.Load())
+	st.KeyRotations = t.rotations.Load()
+	st.LockFailures = t.lockFailures.Load()
+	st.LongRentsSeen = t.longRentsSeen.Load()
+	st.Expired = t.expired.Load()
+	st.Tampered = t.tampered.Load()
+	st.BackgroundCycles = t.bgCycles.Load()
+	st.BackgroundSteps = t.bgSteps.Load()
+	st.BackgroundMax = time.Duration(t.bgStepMax.Load())
 }
 
 // gauges adds up the gauges into st; the caller holds every shard's lock.

@@ -20,10 +20,14 @@ var expvarMu sync.Mutex
 // appear at /debug/vars with the standard library's expvar handler. The
 // value is computed at each read. Stats carry no secret, key or address.
 // expvar has no way to unpublish a name: publish once per process, for a
-// Shuffler that lives as long as the process.
+// Shuffler that lives as long as the process. An empty name, which
+// /debug/vars would list as "", fails with ErrNilArgument.
 func (s *Shuffler) PublishExpvar(name string) error {
 	if s == nil || s.closed.Load() || len(s.shards) == 0 {
 		return ErrClosed
+	}
+	if name == "" {
+		return fmt.Errorf("%w: empty expvar name", ErrNilArgument)
 	}
 	expvarMu.Lock()
 	defer expvarMu.Unlock()
@@ -37,7 +41,7 @@ func (s *Shuffler) PublishExpvar(name string) error {
 // tamperDetected counts and reports an entry that failed authentication.
 // The caller holds the entry's shard lock: the event waits in the outbox.
 func (s *Shuffler) tamperDetected(h Handle) {
-	s.tampered.Add(1)
+	s.tally.tampered.Add(1)
 	s.logLater(slog.LevelError, "memshuffle: entry failed authentication", slog.String("handle", h.String()))
 }
 

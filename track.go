@@ -49,9 +49,14 @@ func WithRentTracking(threshold time.Duration) Option {
 // call has let go of it (up to 256 of them; Stats counts every one). It
 // must not call the Shuffler's methods, with one exception: Purge, from
 // any event, for a handler that treats a forgotten Return, a tampered
-// entry or memory left unlocked as an incident.
+// entry or memory left unlocked as an incident. A nil l logs nothing, as
+// without WithLogger; a Logger with no Handler (a zero slog.Logger, which
+// panics at its first event) makes New fail with ErrInvalidOption.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) error {
+		if l != nil && l.Handler() == nil {
+			return fmt.Errorf("%w: WithLogger of a slog.Logger with no Handler", ErrInvalidOption)
+		}
 		c.logger = l
 		return nil
 	})
@@ -143,7 +148,7 @@ func (s *Shuffler) watchRents(stop <-chan struct{}, done chan<- struct{}) {
 			}
 			// Counted once logged, so that a reader of Stats who sees the
 			// count finds the event in the log too.
-			s.longRentsSeen.Add(1)
+			s.tally.longRentsSeen.Add(1)
 		}
 	}
 }

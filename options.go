@@ -62,7 +62,7 @@ func defaultConfig() config {
 // WithShards sets the number of independent shards, each with its own lock,
 // arenas and slot table: a power of two from 1 to 256. More shards let more
 // goroutines rent and return at once. The default is four per GOMAXPROCS,
-// at most 64.
+// rounded up to a power of two, at most 64.
 func WithShards(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 1 || n > maxShards || n&(n-1) != 0 {

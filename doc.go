@@ -40,14 +40,18 @@
 // fine. So do bools: an entry's bytes may hold anything, and a bool that
 // is not 0 or 1 breaks the compiler's assumptions; hold a flag in a uint8.
 //
-// Every error is a sentinel that works with [errors.Is]: [ErrInvalidHandle],
+// Every error the package raises itself is a sentinel that works with
+// [errors.Is]: [ErrInvalidHandle],
 // [ErrBusy], [ErrNotRented], [ErrClosed], [ErrUnsupportedType],
 // [ErrTypeMismatch], [ErrInvalidSize], [ErrOutOfMemory], [ErrLockFailed],
 // [ErrNoSecretMemory], [ErrExpired], [ErrTampered], [ErrInvalidOption],
 // [ErrCounterExhausted], [ErrNilArgument], [ErrBackgroundRunning],
 // [ErrNameTaken], [ErrInvalidKey], [ErrAuthFailed], [ErrBufferOverlap], [ErrInvalidCount],
-// [ErrTooLarge], [ErrRotationIncomplete], [ErrPanicked]. No input makes a
-// call panic.
+// [ErrTooLarge], [ErrRotationIncomplete], [ErrPanicked], or io's
+// [io.ErrUnexpectedEOF], [io.ErrShortWrite] and [io.ErrNoProgress] for
+// short input, a short write and a reader stuck at no progress; an error of
+// an io.Reader, io.Writer or context the caller passes in is returned,
+// wrapped. No input makes a call panic.
 //
 // A rent belongs to its handle, not to a goroutine (Return may come from any
 // goroutine), so Return exactly once per Rent: a second Return gets

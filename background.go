@@ -33,7 +33,8 @@ const (
 var ErrBackgroundRunning = errors.New("memshuffle: background shuffle already running")
 
 // WithBackgroundShuffle starts a background shuffler in New, as
-// StartBackgroundShuffle does, running until Close.
+// StartBackgroundShuffle does, running until Close or Purge. A negative
+// interval fails with ErrInvalidOption.
 func WithBackgroundShuffle(interval time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if interval < 0 {
@@ -70,8 +71,8 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 // longer, many times as long as without them. The shuffler gives way
 // rather than compete with the goroutines that use the Shuffler.
 //
-// It stops when ctx is done, when stop is called, or at Close, whichever
-// comes first; stop waits for the goroutine to end
+// It stops when ctx is done, when stop is called, or at Close or Purge,
+// whichever comes first; stop waits for the goroutine to end
 // and may be called more than once. Only one background shuffler runs at a
 // time (ErrBackgroundRunning); once one has stopped, by any of these means,
 // another can be started.

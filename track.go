@@ -41,7 +41,8 @@ func WithRentTracking(threshold time.Duration) Option {
 
 // WithLogger sends the Shuffler's events to l: long-held rents (with
 // WithRentTracking), key rotations and scheduled rotations that failed,
-// refused memory locks, and entries that failed authentication
+// the first refused memory lock (Stats.LockFailures counts the others),
+// and entries that failed authentication
 // (ErrTampered, with an authenticated cipher). Events never
 // carry a secret, a key or an address. The handler runs on the goroutine
 // of the call that raised the event or on one of the Shuffler's own, never

@@ -35,7 +35,11 @@ const (
 
 // NewAEAD returns an AEAD whose key is the entry key: 16, 24 or 32 bytes,
 // for AES-128, AES-192 or AES-256. Any other size fails with ErrInvalidKey.
-// The entry must stay allocated while the AEAD is used.
+// The entry must stay allocated while the AEAD is used. The key is read at
+// each Seal and Open, not here: an entry may be made, given to NewAEAD and
+// filled afterwards, but Seal and Open of an entry that is all zeros then
+// (an Alloc'd key nobody filled, a key anyone can use) fail with
+// ErrInvalidKey.
 func NewAEAD(s *Shuffler, key Handle) (*AEAD, error) {
 	n, err := s.Size(key)
 	if err != nil {
@@ -57,9 +61,12 @@ func (a *AEAD) Overhead() int { return aeadTagSize }
 // Seal encrypts and authenticates plaintext, authenticates additionalData,
 // and appends the result to dst. To reuse plaintext's storage for the
 // output, use plaintext[:0] as dst; otherwise dst's spare capacity must not
-// overlap plaintext, or Seal fails with ErrBufferOverlap. A nonce of the
-// wrong size, or a plaintext longer than GCM allows (2^32-2 blocks, about
-// 64 GiB), fails with ErrInvalidSize. On error dst is returned as it was.
+// overlap plaintext, or Seal fails with ErrBufferOverlap, and it must not
+// overlap additionalData at all (ErrBufferOverlap too, where crypto/cipher
+// panics). A nonce of the wrong size, or a plaintext longer than GCM
+// allows (2^32-2 blocks, about 64 GiB), fails with ErrInvalidSize, and a
+// key entry of zeros with ErrInvalidKey (see NewAEAD). On error dst is
+// returned as it was.
 func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) ([]byte, error) {
 	if err := a.checkArgs(nonce); err != nil {
 		return dst, err
@@ -67,6 +74,9 @@ func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) ([]byte, error
 	if uint64(len(plaintext)) > aeadMaxPlaintext {
 		// Before do grows dst by that much; crypto/cipher would panic.
 		return dst, fmt.Errorf("%w: plaintext of %d bytes, GCM takes at most %d", ErrInvalidSize, len(plaintext), aeadMaxPlaintext)
+	}
+	if spareOverlaps(dst, len(plaintext)+aeadTagSize, additionalData) {
+		return dst, ErrBufferOverlap
 	}
 	return a.do(dst, nonce, plaintext, len(plaintext)+aeadTagSize,
 		func(g cipher.AEAD, out []byte) ([]byte, error) {
@@ -77,7 +87,8 @@ func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) ([]byte, error
 // Open authenticates ciphertext and additionalData and, if they are
 // authentic, decrypts ciphertext and appends the plaintext to dst. A
 // forged or damaged message fails with ErrAuthFailed and leaves dst's
-// spare capacity zeroed. The buffer rules are Seal's.
+// spare capacity zeroed. The buffer rules, and the errors for a bad nonce
+// or key, are Seal's.
 func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error) {
 	// Before the length check: a nil *AEAD or a wrong nonce is the
 	// caller's mistake, which ErrAuthFailed would pass off as a forgery.
@@ -87,6 +98,9 @@ func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, erro
 	if len(ciphertext) < aeadTagSize || uint64(len(ciphertext)-aeadTagSize) > aeadMaxPlaintext {
 		// No Seal made it: refused before do grows dst by that much.
 		return dst, ErrAuthFailed
+	}
+	if spareOverlaps(dst, len(ciphertext)-aeadTagSize, additionalData) {
+		return dst, ErrBufferOverlap
 	}
 	return a.do(dst, nonce, ciphertext, len(ciphertext)-aeadTagSize,
 		func(g cipher.AEAD, out []byte) ([]byte, error) {
@@ -124,6 +138,9 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 	}
 	var res []byte
 	err := BorrowViewSlice(a.s, a.key, func(k []byte) error {
+		if keyIsZero(k) {
+			return errZeroKey
+		}
 		block, err := aes.NewCipher(k)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidKey, err)
@@ -172,6 +189,20 @@ func wipePointee(v any) {
 // walking a type's fields on every call would cost more than the AES key
 // setup.
 var plainTypes sync.Map
+
+// spareOverlaps reports whether the n bytes Seal or Open would append to
+// dst in place share memory with the additional data ad, which
+// crypto/cipher panics on: it would authenticate ad after writing over it.
+// Output that does not fit dst's capacity goes to a new buffer, which
+// overlaps nothing.
+func spareOverlaps(dst []byte, n int, ad []byte) bool {
+	if cap(dst)-len(dst) < n || n == 0 || len(ad) == 0 {
+		return false
+	}
+	xp := uintptr(unsafe.Pointer(unsafe.SliceData(dst))) + uintptr(len(dst))
+	yp := uintptr(unsafe.Pointer(unsafe.SliceData(ad)))
+	return xp < yp+uintptr(len(ad)) && yp < xp+uintptr(n)
+}
 
 // overlapsInexactly reports whether x and y share memory without starting
 // at the same address: the overlap crypto/cipher panics on.

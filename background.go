@@ -33,7 +33,8 @@ const (
 var ErrBackgroundRunning = errors.New("memshuffle: background shuffle already running")
 
 // WithBackgroundShuffle starts a background shuffler in New, as
-// StartBackgroundShuffle does, running until Close.
+// StartBackgroundShuffle does, running until Close or Purge. A negative
+// interval fails with ErrInvalidOption.
 func WithBackgroundShuffle(interval time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if interval < 0 {
@@ -61,16 +62,17 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 // before it does anything else. A caller's Rent or Return therefore never
 // waits for more than one step, and its goroutine keeps its CPU. On the
 // two-core machine of BENCHMARKS.md a cycle over 256 MiB of 64 KiB entries
-// takes about 3 seconds, and 3.3 to 4.5 while a caller runs Rent and
-// Return flat out. In a process whose goroutines keep every processor
-// busy, each sleep lasts until the Go scheduler comes back to the
-// shuffler, 20 to 60 ms, and a cycle takes that much longer: two cycles
-// over 16 MiB took 15.7 s beside four goroutines that only computed on two
-// processors, against 0.57 s without them. The shuffler gives way rather
-// than compete with the goroutines that use the Shuffler.
+// takes about 3 seconds (3.00 to 3.28 s in BenchmarkBackgroundCycle,
+// bench/NOTES.md), and about as long while a caller runs Rent and Return
+// flat out (one cycle in each 3-second run of
+// BenchmarkRentReturnDuringBackgroundShuffle). In a process whose
+// goroutines keep every processor busy, each sleep lasts until the Go
+// scheduler comes back to the shuffler, and a cycle takes that much
+// longer, many times as long as without them. The shuffler gives way
+// rather than compete with the goroutines that use the Shuffler.
 //
-// It stops when ctx is done, when stop is called, or at Close, whichever
-// comes first; stop waits for the goroutine to end
+// It stops when ctx is done, when stop is called, or at Close or Purge,
+// whichever comes first; stop waits for the goroutine to end
 // and may be called more than once. Only one background shuffler runs at a
 // time (ErrBackgroundRunning); once one has stopped, by any of these means,
 // another can be started.

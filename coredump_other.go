@@ -7,7 +7,8 @@ import (
 	"fmt"
 )
 
-// DisableCoreDumps is not supported on this platform.
+// DisableCoreDumps is not supported on this platform: it returns an error
+// wrapping errors.ErrUnsupported.
 func DisableCoreDumps() error {
 	return fmt.Errorf("memshuffle: disabling core dumps: %w", errors.ErrUnsupported)
 }

@@ -40,14 +40,18 @@
 // fine. So do bools: an entry's bytes may hold anything, and a bool that
 // is not 0 or 1 breaks the compiler's assumptions; hold a flag in a uint8.
 //
-// Every error is a sentinel that works with [errors.Is]: [ErrInvalidHandle],
+// Every error the package raises itself is a sentinel that works with
+// [errors.Is]: [ErrInvalidHandle],
 // [ErrBusy], [ErrNotRented], [ErrClosed], [ErrUnsupportedType],
 // [ErrTypeMismatch], [ErrInvalidSize], [ErrOutOfMemory], [ErrLockFailed],
 // [ErrNoSecretMemory], [ErrExpired], [ErrTampered], [ErrInvalidOption],
 // [ErrCounterExhausted], [ErrNilArgument], [ErrBackgroundRunning],
 // [ErrNameTaken], [ErrInvalidKey], [ErrAuthFailed], [ErrBufferOverlap], [ErrInvalidCount],
-// [ErrTooLarge], [ErrRotationIncomplete], [ErrPanicked]. No input makes a
-// call panic.
+// [ErrTooLarge], [ErrRotationIncomplete], [ErrPanicked], or io's
+// [io.ErrUnexpectedEOF], [io.ErrShortWrite] and [io.ErrNoProgress] for
+// short input, a short write and a reader stuck at no progress; an error of
+// an io.Reader, io.Writer or context the caller passes in is returned,
+// wrapped. No input makes a call panic.
 //
 // A rent belongs to its handle, not to a goroutine (Return may come from any
 // goroutine), so Return exactly once per Rent: a second Return gets
@@ -99,7 +103,8 @@
 // and [Equal] and [EqualEntries] compare in constant time, all without a
 // copy on the Go heap. An entry is aligned to the largest power of two
 // dividing its size, up to [EntryAlign] bytes, so a byte entry can be
-// rented whole as a []uint64, or as a struct of its size. [PurgeAll],
+// rented whole as a []uint64 when its size is a multiple of 8, or as a
+// struct of its size. [PurgeAll],
 // [PurgeAllOnSignal], [SafeExit] and [SafePanic] purge every open
 // Shuffler of the process. docs/MIGRATING.md maps memguard's calls to
 // these.
@@ -158,17 +163,19 @@
 // every form of a key that gives it away, after 1,000 operations of each
 // adapter and a garbage collection, in every readable mapping of the
 // process outside the Shuffler's locked, dump-excluded arenas (the same
-// counts in a gcore dump). Five runs on linux/amd64 with Go 1.26.8 (one of
+// counts in a gcore dump). Six runs on linux/amd64 with Go 1.26.8 (one of
 // them as an unprivileged user), in a default build (go test -run
 // TestAdapterCopies -v):
 //
 //   - MAC (HMAC-SHA256): 0 copies of the key, of key XOR ipad and of key
 //     XOR opad, in every run. For comparison, hmac.New inside
-//     [BorrowViewSlice] left 476 and 472 padded blocks after 50,000 MACs
-//     (examples/jwt).
-//   - AEAD Seal and Open (AES-256-GCM; the last two runs, and one before): 0
-//     copies of the key and of its last round key. Without the zeroing of
-//     the schedule, 1,000 calls left 13 and 26.
+//     [BorrowViewSlice] left 542 and 539 padded blocks after 50,000 MACs
+//     (examples/jwt's TestKeyCopies, go test -run TestKeyCopies -v
+//     ./examples/jwt).
+//   - AEAD Seal and Open (AES-256-GCM): 0 copies of the key and of its last
+//     round key, in every run. Without the zeroing of the schedule (its two
+//     wipePointee calls removed), 1,000 calls left 13 and 26, then 28 and
+//     56.
 //   - Ed25519 Sign: 1 copy of the seed and 1 of the nonce prefix, none of
 //     the secret scalar in its byte form, in every run. crypto/ed25519
 //     caches every key it signs with, expanded, under a weak pointer to
@@ -178,11 +185,12 @@
 //     memory is reused. (The key cannot be the entry itself: a weak
 //     pointer into memory the runtime does not manage aborts the process,
 //     in any build.)
-//   - ECDSA P-256 Sign: 17, 35, 51, 37 and 22 copies of d. crypto/ecdsa copies the
+//   - ECDSA P-256 Sign: 19, 21, 16, 34, 15 and (as the unprivileged user)
+//     109 copies of d. crypto/ecdsa copies the
 //     scalar into its FIPS module's key form for each signature, and those
 //     copies are out of reach; the Signer wipes its own big.Int.
-//   - RSA-2048 Sign: 48 to 328 copies of each of d, p and q big-endian,
-//     and 16 to 57 of each as little-endian words. Parsing a key computes
+//   - RSA-2048 Sign: 47 to 338 copies of each of d, p and q big-endian,
+//     and 10 to 52 of each as little-endian words. Parsing a key computes
 //     crypto/rsa's precomputed values; the math/big numbers the Signer can
 //     reach are wiped, the FIPS module's are not.
 //
@@ -258,7 +266,7 @@
 //   - Solaris, illumos and AIX: mmap arenas with guard pages and mlock,
 //     with no RLIMIT_MEMLOCK to report ([Stats].LockLimit is -1).
 //   - macOS and the BSDs: mmap arenas with guard pages and mlock; FreeBSD
-//     also excludes them from core dumps.
+//     and DragonFly also exclude them from core dumps.
 //   - Windows: VirtualAlloc arenas with guard pages and VirtualLock, left
 //     out of Windows Error Reporting's crash dumps (Windows 10 version 1703
 //     and later); a dump another tool takes on request still includes

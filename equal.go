@@ -1,6 +1,9 @@
 package memshuffle
 
-import "crypto/subtle"
+import (
+	"crypto/subtle"
+	"fmt"
+)
 
 // Equal reports whether the entry holds exactly the bytes of b, comparing
 // in constant time with crypto/subtle: the time taken depends on the
@@ -52,4 +55,21 @@ func EqualEntries(s *Shuffler, a, b Handle) (bool, error) {
 		})
 	})
 	return eq && err == nil, err
+}
+
+// errZeroKey is what a call that uses a key answers for a key of zeros:
+// almost always a buffer nobody filled (an Alloc'd entry, a zeroed array),
+// and a key anyone can compute with. A value, not made at each refusal:
+// the Borrow callbacks that find it run inside secret.Do in secret mode.
+var errZeroKey = fmt.Errorf("%w: key of zeros", ErrInvalidKey)
+
+// keyIsZero reports whether b holds only zeros, in a time that depends on
+// len(b) alone: b is a key, and how far its first non-zero byte is must
+// not show.
+func keyIsZero(b []byte) bool {
+	var acc byte
+	for _, c := range b {
+		acc |= c
+	}
+	return subtle.ConstantTimeByteEq(acc, 0) == 1
 }

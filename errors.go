@@ -72,7 +72,7 @@ var (
 	ErrInvalidOption = errors.New("memshuffle: invalid option")
 
 	// ErrNilArgument is returned when a function, context or reader passed
-	// in is nil.
+	// in is nil, and by PublishExpvar for an empty name.
 	ErrNilArgument = errors.New("memshuffle: nil argument")
 
 	// ErrTooLarge is returned by ReadAll and ReadUntil when the input is
@@ -104,7 +104,10 @@ var (
 // are not a private key of a supported kind and size (Ed25519; ECDSA on
 // P-256, P-384 or P-521; RSA of 2048 to 4096 bits), by a Signer's Sign
 // when its entry no longer holds such a key, and by NewAEAD for an entry
-// that is not an AES key.
+// that is not an AES key. A key of zeros, almost always a buffer nobody
+// filled, returns it too: from RotateKey (a key array of zeros), MAC, and
+// AEAD's Seal and Open (a key entry of zeros), and NewSigner and
+// ReadPrivateKey (an Ed25519 seed of zeros).
 var ErrInvalidKey = errors.New("memshuffle: invalid or unsupported key")
 
 // ErrAuthFailed is returned by AEAD's Open when a message or its
@@ -112,7 +115,8 @@ var ErrInvalidKey = errors.New("memshuffle: invalid or unsupported key")
 var ErrAuthFailed = errors.New("memshuffle: message authentication failed")
 
 // ErrBufferOverlap is returned by AEAD's Seal and Open when dst's spare
-// capacity overlaps the input other than exactly.
+// capacity overlaps the input other than exactly, or overlaps the
+// additional data at all.
 var ErrBufferOverlap = errors.New("memshuffle: output overlaps input")
 
 // ErrInvalidCount is returned when an io.Reader or io.Writer the caller

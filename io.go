@@ -15,7 +15,8 @@ import (
 // store.
 func Wipe(b []byte) { osmem.Wipe(b) }
 
-// ReadFrom makes an entry of n bytes and fills it with exactly n bytes read
+// ReadFrom makes an entry of n bytes, from 1 to MaxEntrySize
+// (ErrInvalidSize, before r is read), and fills it with exactly n bytes read
 // from r, straight into the entry while it is rented: the bytes never pass
 // through a buffer of memshuffle's on the Go heap. Whether r itself keeps a
 // copy (a bufio.Reader's buffer, say) is up to r; an *os.File reads into the
@@ -67,6 +68,8 @@ func readFull(r io.Reader, b []byte) (err error) {
 // CopyFrom makes an entry holding a copy of src and then wipes src, so the
 // entry is the only copy left of what src held. It is the way in for a
 // secret that already sits in a []byte; src must not be needed afterwards.
+// An empty src fails with ErrInvalidSize, as an entry holds at least one
+// byte.
 // src is wiped exactly when CopyFrom returns a nil error, once the entry
 // holds the copy, encrypted. On any error (ErrClosed, ErrOutOfMemory,
 // ErrExpired with a very short WithDefaultTTL, ...) no entry holds it and

@@ -20,8 +20,9 @@ const maxKeyFile = 64 << 10
 // key (an "EC PARAMETERS" block, say) are skipped, and encrypted PEM is
 // refused. Anything else, or input of 64 KiB or more, fails with
 // ErrInvalidKey, and so do a PEM block whose bytes are not in the form its
-// type names (an Ed25519 key labelled "RSA PRIVATE KEY") and input with
-// more than one private key. Errors of r are returned as ReadAll returns
+// type names (an Ed25519 key labelled "RSA PRIVATE KEY"), input with
+// more than one private key, and an Ed25519 key whose seed is all zeros,
+// which NewSigner refuses too. Errors of r are returned as ReadAll returns
 // them: a panic wraps ErrPanicked, an impossible count ErrInvalidCount,
 // and 100 empty reads in a row give io.ErrNoProgress. A closed or purged
 // Shuffler fails with ErrClosed before r is read.

@@ -19,7 +19,15 @@ import (
 // MAC returns, which overwrites the states derived from the key. In secret
 // mode (see SecretMode) all of it runs inside secret.Do. Each call makes
 // two hashes; h must return a new one each time, as sha256.New does, or
-// MAC fails with ErrInvalidOption, where hmac.New panics.
+// MAC fails with ErrInvalidOption, where hmac.New panics. Hashes whose
+// sizes no hash function has (a Size below 1 or above the BlockSize, a
+// BlockSize above 4 KiB, two hashes of different sizes) fail with
+// ErrInvalidSize before anything is allocated for them.
+//
+// A key of zeros (an Alloc'd entry nobody filled) fails with ErrInvalidKey:
+// HMAC pads a key with zeros, so a key of zeros up to the block size gives
+// the MAC of the empty key, which anyone can compute. The test takes a time
+// that depends on the key's length alone.
 func MAC(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, error) {
 	if h == nil {
 		return dst, fmt.Errorf("%w: nil hash function", ErrNilArgument)
@@ -36,13 +44,18 @@ func MAC(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, 
 		// One hash for both would give a MAC of nothing: hmac.New panics.
 		return dst, fmt.Errorf("%w: hash function returned the same hash twice", ErrInvalidOption)
 	}
-	bs := inner.BlockSize()
-	if bs <= 0 || outer.BlockSize() != bs || inner.Size() > bs {
-		return dst, fmt.Errorf("%w: hash block size %d, size %d", ErrInvalidSize, bs, inner.Size())
+	bs, size := inner.BlockSize(), inner.Size()
+	// A size below 1 would make slices.Grow panic, and a block size of
+	// 2^40 the allocation of the pad end the process.
+	if bs <= 0 || bs > maxHashBlock || outer.BlockSize() != bs || size < 1 || size > bs || outer.Size() != size {
+		return dst, fmt.Errorf("%w: hash block size %d, size %d", ErrInvalidSize, bs, size)
 	}
 	pad := make([]byte, bs)
-	out := slices.Grow(dst, outer.Size())
+	out := slices.Grow(dst, size)
 	err := BorrowViewSlice(s, key, func(k []byte) error {
+		if keyIsZero(k) {
+			return errZeroKey
+		}
 		out = hmacAppend(inner, outer, pad, k, msg, out)
 		return nil
 	})
@@ -51,6 +64,11 @@ func MAC(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, 
 	}
 	return out, nil
 }
+
+// maxHashBlock bounds the block size MAC takes from a hash, for which it
+// allocates a pad: the largest of the standard hashes is SHA3-224's, 144
+// bytes.
+const maxHashBlock = 4 << 10
 
 // sameHash reports whether a and b are one hash, as crypto/hmac checks: a
 // hash type that cannot be compared panics, and is taken as two.

@@ -62,7 +62,7 @@ func defaultConfig() config {
 // WithShards sets the number of independent shards, each with its own lock,
 // arenas and slot table: a power of two from 1 to 256. More shards let more
 // goroutines rent and return at once. The default is four per GOMAXPROCS,
-// at most 64.
+// rounded up to a power of two, at most 64.
 func WithShards(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 1 || n > maxShards || n&(n-1) != 0 {
@@ -166,18 +166,19 @@ func WithCipher(c Cipher) Option {
 // rotation. Like the background shuffler (see StartBackgroundShuffle), a
 // scheduled rotation sleeps after every 100 µs of work, counted across
 // rotations (the wait between two counts as rest only for its length), so
-// it takes a tenth of one CPU or so and callers keep theirs (a third at
-// most at an interval of a microsecond: TestScheduledWorkRestsAtTinyIntervals
-// measured 0.30 over one entry); on the two-core machine
-// of BENCHMARKS.md it re-encrypts about 100 MiB a second, 50 to 75 while a
-// caller runs Rent and Return flat out, where RotateKey, which does not
-// rest, does 750 to 1,400. Where goroutines keep every processor busy, a
+// it takes a tenth of one CPU or so and callers keep theirs (at an
+// interval of a microsecond, over one entry, 0.30 and 0.36 of one CPU in
+// two runs of TestScheduledWorkRestsAtTinyIntervals, which fails above
+// 0.6); on the two-core machine of BENCHMARKS.md it re-encrypts about
+// 70 MiB a second while a caller runs Rent and Return flat out (3.6 s for
+// 256 MiB in BenchmarkRentReturnDuringKeyRotation), where RotateKey, which
+// does not rest, does 670 to 750 MB a second (BenchmarkRotateKey,
+// -benchtime 3x, four runs). Where goroutines keep every processor busy, a
 // scheduled rotation's sleeps stretch as the background shuffler's do (see
-// StartBackgroundShuffle): 1 rotation of 16 MiB in 3 s beside four
-// goroutines that only computed on two processors, against 20 without
-// them. RotateKey, which does not rest, gets its share of the processors
-// there: 65 ms for 16 MiB, against 18 ms without them
-// (BenchmarkRotateKeyBusy). A rotation that fails (see
+// StartBackgroundShuffle), and a rotation takes many times as long.
+// RotateKey, which does not rest, gets its share of the processors there:
+// 65 ms for 16 MiB, against 15 to 18 ms without them
+// (BenchmarkRotateKeyBusy, bench/NOTES.md). A rotation that fails (see
 // RotateKey) is logged at warning level and retried at the next tick. The
 // interval must be positive (ErrInvalidOption). Close stops the goroutine
 // and waits for it, so a logger that it calls may Purge the Shuffler but

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/memshuffle/memshuffle/internal/aesctr"
 )
 
 // readStart is the size of the first entry ReadAll and ReadUntil read
@@ -200,7 +202,7 @@ func (g *growing) grow(n, size int) error {
 	if err != nil {
 		return err
 	}
-	copy(b, g.b[:n])
+	aesctr.Copy(b, g.b[:n]) // as in CopyFrom
 	err = g.release()
 	// On error the new entry goes with the rest (see readInto).
 	g.h, g.b = h, b

@@ -24,8 +24,10 @@ import (
 // cipher the entry then silently decrypts to changed bytes; AES256GCM and
 // ChaCha20Poly1305 detect it, and the next Rent or View fails with
 // ErrTampered. Once a Shuffle, a background step or a moving Return has
-// taken the entry elsewhere, the write lands in wiped memory or, when its
-// arena was unmapped, faults: the process dies, with no panic to recover.
+// taken the entry elsewhere, the write lands in wiped memory, in another
+// entry moved or allocated into that place (which then decrypts to changed
+// bytes, or fails with ErrTampered), or, when its arena was unmapped,
+// faults: the process dies, with no panic to recover.
 // The Borrow functions cannot be misused this way; an authenticated cipher
 // at least reports it.
 func Rent[T any](s *Shuffler, h Handle) (*T, error) {

@@ -35,7 +35,10 @@ type rotator struct {
 // RotateKey re-encrypts every entry under a new AES-256 key and salt, with
 // no data lost. A nil key or salt is replaced by a fresh random value. The
 // caller's key and salt arrays are wiped before RotateKey returns, whether
-// it succeeds or not, so the only copy of the key is the Shuffler's.
+// it succeeds or not, so the only copy of the key is the Shuffler's. A key
+// of 32 zero bytes, almost always an array nobody filled, is refused with
+// ErrInvalidKey (compared in constant time); the Shuffler keeps its key,
+// and the arrays are wiped all the same.
 //
 // In CTR mode unrented entries go from the old ciphertext to the new one
 // without their plaintext ever being formed; the authenticated modes
@@ -86,6 +89,9 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte, 
 	}()
 	if s == nil || s.closed.Load() || len(s.shards) == 0 {
 		return ErrClosed
+	}
+	if key != nil && keyIsZero(key[:]) {
+		return errZeroKey
 	}
 	queued := time.Now()
 	s.rotator.mu.Lock()

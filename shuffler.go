@@ -44,10 +44,14 @@ type Shuffler struct {
 	replayShard func() uint32
 
 	onReturn atomic.Bool
-	closeMu  sync.Mutex
-	ctrs     *ctr.Allocator
-	cfg      config
-	own      *osmem.Region // keys, round keys and scratch; see ownState
+
+	// closeMu orders Close and Purge with what they undo: the start and
+	// stop of the background shuffler and of rent tracking, and a
+	// rotation's switch to new keys and its wipe of the old ones.
+	closeMu sync.Mutex
+	ctrs    *ctr.Allocator
+	cfg     config
+	own     *osmem.Region // keys, round keys and scratch; see ownState
 
 	// The own region's locked and unlocked bytes, for Stats: counted until
 	// Close unmaps it, after Purge too, which leaves it mapped.
@@ -125,13 +129,16 @@ type shard struct {
 // from being garbage collected, so a Shuffler dropped without Close lives,
 // with its memory mapped, until the process exits, and PurgeAll, SafeExit,
 // SafePanic and PurgeAllOnSignal still wipe it.
+//
+// An option value out of range fails with ErrInvalidOption, and so does a
+// nil Option, or a value of the caller's that embeds a nil Option.
 func New(opts ...Option) (*Shuffler, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
 		if o == nil {
 			return nil, fmt.Errorf("%w: nil Option", ErrInvalidOption)
 		}
-		if err := o.apply(&cfg); err != nil {
+		if err := applyOption(o, &cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -207,6 +214,18 @@ func New(opts ...Option) (*Shuffler, error) {
 	register(s)
 	s.flushLog() // a refused lock of the Shuffler's own region
 	return s, nil
+}
+
+// applyOption applies o to cfg. A struct that embeds a nil Option has
+// Option's method, and calling it panics; the With functions' own
+// options never do, so a panic means such an Option.
+func applyOption(o Option, cfg *config) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %T holds no Option: %v", ErrInvalidOption, o, p)
+		}
+	}()
+	return o.apply(cfg)
 }
 
 // The layout of the Shuffler's own region: a key and salt buffer, two

@@ -22,7 +22,9 @@ import (
 // NewSigner returns a crypto.Signer whose private key is the entry h: a
 // PKCS#8 DER private key, as ReadPrivateKey stores one. Ed25519 keys,
 // ECDSA keys on P-256, P-384 and P-521, and RSA keys of 2048 to 4096 bits
-// are supported; anything else fails with ErrInvalidKey.
+// are supported; anything else fails with ErrInvalidKey, and so does an
+// Ed25519 key whose seed is all zeros (compared in constant time): a seed
+// nobody filled, whose signatures anyone can forge.
 //
 // Public returns the public key, which NewSigner derives once and keeps on
 // the Go heap. Sign parses the key out of a view of the entry for each
@@ -120,6 +122,10 @@ type signer struct {
 func (k *signer) setPublic(key any) error {
 	switch key := key.(type) {
 	case ed25519.PrivateKey:
+		// The seed, read in place: Seed would copy it to the heap.
+		if keyIsZero(key[:ed25519.SeedSize]) {
+			return fmt.Errorf("%w: Ed25519 seed of zeros", ErrInvalidKey)
+		}
 		k.kind = keyEd25519
 		k.edPub = key.Public().(ed25519.PublicKey) // a copy
 		k.pub = k.edPub

@@ -90,7 +90,9 @@ func (st Stats) Sub(old Stats) Stats {
 // once, so they agree with each other: a region moving from the background
 // shuffler's spares into a shard's arenas is counted once, not twice or
 // not at all. After Close the gauges are zero and the counters remain. A
-// nil Shuffler reports what a closed one that never did anything would.
+// nil Shuffler reports zero in every field but LockLimit and SecretMode,
+// which describe the process and the build (a closed Shuffler still
+// reports its KeyOffHeap).
 func (s *Shuffler) Stats() Stats {
 	// LockLimit and SecretMode belong to the process and the build, not to
 	// the Shuffler: they are the same in every snapshot.

@@ -20,10 +20,14 @@ var expvarMu sync.Mutex
 // appear at /debug/vars with the standard library's expvar handler. The
 // value is computed at each read. Stats carry no secret, key or address.
 // expvar has no way to unpublish a name: publish once per process, for a
-// Shuffler that lives as long as the process.
+// Shuffler that lives as long as the process. An empty name, which
+// /debug/vars would list as "", fails with ErrNilArgument.
 func (s *Shuffler) PublishExpvar(name string) error {
 	if s == nil || s.closed.Load() || len(s.shards) == 0 {
 		return ErrClosed
+	}
+	if name == "" {
+		return fmt.Errorf("%w: empty expvar name", ErrNilArgument)
 	}
 	expvarMu.Lock()
 	defer expvarMu.Unlock()

@@ -41,7 +41,8 @@ func WithRentTracking(threshold time.Duration) Option {
 
 // WithLogger sends the Shuffler's events to l: long-held rents (with
 // WithRentTracking), key rotations and scheduled rotations that failed,
-// refused memory locks, and entries that failed authentication
+// the first refused memory lock (Stats.LockFailures counts the others),
+// and entries that failed authentication
 // (ErrTampered, with an authenticated cipher). Events never
 // carry a secret, a key or an address. The handler runs on the goroutine
 // of the call that raised the event or on one of the Shuffler's own, never
@@ -49,9 +50,14 @@ func WithRentTracking(threshold time.Duration) Option {
 // call has let go of it (up to 256 of them; Stats counts every one). It
 // must not call the Shuffler's methods, with one exception: Purge, from
 // any event, for a handler that treats a forgotten Return, a tampered
-// entry or memory left unlocked as an incident.
+// entry or memory left unlocked as an incident. A nil l logs nothing, as
+// without WithLogger; a Logger with no Handler (a zero slog.Logger, which
+// panics at its first event) makes New fail with ErrInvalidOption.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) error {
+		if l != nil && l.Handler() == nil {
+			return fmt.Errorf("%w: WithLogger of a slog.Logger with no Handler", ErrInvalidOption)
+		}
 		c.logger = l
 		return nil
 	})

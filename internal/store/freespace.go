@@ -13,19 +13,22 @@ import (
 //
 // Lookups are segregated fits (two-level size bins, as in TLSF): an extent
 // of the right size is found in constant time, whatever the number of
-// extents, and neighbours are found through two maps keyed by where extents
-// start and end. FreeSpace holds only offsets; it never touches the memory.
-// It is not safe for concurrent use.
+// extents. Neighbours are found in constant time too, through two hash
+// tables of record indexes (extTable) keyed by where extents start and
+// end: every Free looks up both sides of what it frees. Go maps in their
+// place took most of a Free's time, twice the memory, and kept it after
+// the extents were gone. FreeSpace holds only offsets; it never touches
+// the memory. It is not safe for concurrent use.
 type FreeSpace struct {
-	ext   [][]extent // records, in chunks that never move after the first fills; unused ones are chained through next
-	nrec  int32      // records made
-	spare int32      // first unused record, or -1
-	heads [numBins]int32
-	busy  [numBins / 64]uint64 // bins with at least one extent
-	start map[uint64]int32     // arena<<32|off -> record
-	end   map[uint64]int32     // arena<<32|end -> record
-	bytes int64
-	count int
+	ext    [][]extent // records, in chunks that never move after the first fills; unused ones are chained through next
+	nrec   int32      // records made
+	spare  int32      // first unused record, or -1
+	heads  [numBins]int32
+	busy   [numBins / 64]uint64 // bins with at least one extent
+	starts extTable             // key(arena, off) -> record
+	ends   extTable             // key(arena, off+n) -> record
+	bytes  int64
+	count  int
 }
 
 type extent struct {
@@ -66,21 +69,19 @@ func (f *FreeSpace) Insert(arena, off, n uint32) (uint32, uint32) {
 	if n == 0 {
 		return off, 0
 	}
-	if f.start == nil {
-		f.start = make(map[uint64]int32)
-		f.end = make(map[uint64]int32)
+	if f.ext == nil {
 		f.spare = -1
 		for i := range f.heads {
 			f.heads[i] = -1
 		}
 	}
 	f.bytes += int64(n)
-	if r, ok := f.end[key(arena, off)]; ok {
+	if r := f.endingAt(arena, off); r >= 0 {
 		e := f.rec(r)
 		off, n = e.off, n+e.n
 		f.drop(r)
 	}
-	if r, ok := f.start[key(arena, off+n)]; ok {
+	if r := f.startingAt(arena, off+n); r >= 0 {
 		n += f.rec(r).n
 		f.drop(r)
 	}
@@ -107,8 +108,8 @@ func (f *FreeSpace) Insert(arena, off, n uint32) (uint32, uint32) {
 	}
 	*f.rec(r) = extent{arena: arena, off: off, n: n}
 	f.link(r)
-	f.start[key(arena, off)] = r
-	f.end[key(arena, off+n)] = r
+	f.starts.put(key(arena, off), r)
+	f.ends.put(key(arena, off+n), r)
 	f.count++
 	return off, n
 }
@@ -156,8 +157,8 @@ func (f *FreeSpace) unlink(r int32) {
 func (f *FreeSpace) drop(r int32) {
 	f.unlink(r)
 	e := f.rec(r)
-	delete(f.start, key(e.arena, e.off))
-	delete(f.end, key(e.arena, e.off+e.n))
+	f.starts.del(key(e.arena, e.off), r)
+	f.ends.del(key(e.arena, e.off+e.n), r)
 	e.next = f.spare
 	f.spare = r
 	f.count--
@@ -242,8 +243,8 @@ func (f *FreeSpace) takeFrom(r int32, n, align uint32) (uint32, uint32, bool) {
 // Remove takes the free extent that starts at off in arena out of the
 // index and reports its length, or false when no free extent starts there.
 func (f *FreeSpace) Remove(arena, off uint32) (uint32, bool) {
-	r, ok := f.start[key(arena, off)]
-	if !ok {
+	r := f.startingAt(arena, off)
+	if r < 0 {
 		return 0, false
 	}
 	n := f.rec(r).n
@@ -254,16 +255,47 @@ func (f *FreeSpace) Remove(arena, off uint32) (uint32, bool) {
 
 // EndingAt reports the start of the free extent that ends at end in arena.
 func (f *FreeSpace) EndingAt(arena, end uint32) (uint32, bool) {
-	r, ok := f.end[key(arena, end)]
-	if !ok {
+	r := f.endingAt(arena, end)
+	if r < 0 {
 		return 0, false
 	}
 	return f.rec(r).off, true
 }
 
+// startingAt returns the record of the free extent that starts at off in
+// arena, or -1. The table knows the hash of a key, not the key: the record
+// tells.
+func (f *FreeSpace) startingAt(arena, off uint32) int32 {
+	k := key(arena, off)
+	for i := 0; ; i++ {
+		r := f.starts.get(k, i)
+		if r < 0 {
+			return -1
+		}
+		if e := f.rec(r); e.arena == arena && e.off == off {
+			return r
+		}
+	}
+}
+
+// endingAt returns the record of the free extent that ends at end in
+// arena, or -1.
+func (f *FreeSpace) endingAt(arena, end uint32) int32 {
+	k := key(arena, end)
+	for i := 0; ; i++ {
+		r := f.ends.get(k, i)
+		if r < 0 {
+			return -1
+		}
+		if e := f.rec(r); e.arena == arena && e.off+e.n == end {
+			return r
+		}
+	}
+}
+
 // Each calls fn for every free extent, in no particular order.
 func (f *FreeSpace) Each(fn func(arena, off, n uint32)) {
-	if f.start == nil {
+	if f.ext == nil {
 		return
 	}
 	for b := range f.heads {
@@ -275,9 +307,15 @@ func (f *FreeSpace) Each(fn func(arena, off, n uint32)) {
 }
 
 // Check verifies the index against itself: every extent in the bin of its
-// size and in both maps, no two extents touching, and the totals right.
+// size and found in both tables, no two extents touching, and the totals
+// right.
 func (f *FreeSpace) Check() error {
-	if f.start == nil {
+	for _, t := range []*extTable{&f.starts, &f.ends} {
+		if err := t.check(); err != nil {
+			return err
+		}
+	}
+	if f.ext == nil {
 		if f.count != 0 || f.bytes != 0 {
 			return fmt.Errorf("store: empty index counts %d extents, %d bytes", f.count, f.bytes)
 		}
@@ -291,10 +329,10 @@ func (f *FreeSpace) Check() error {
 			if e.prev != prev || int(e.bin) != b || binOf(e.n) != b || e.n == 0 {
 				return fmt.Errorf("store: extent %d (arena %d, [%d,+%d)) misfiled in bin %d", r, e.arena, e.off, e.n, b)
 			}
-			if f.start[key(e.arena, e.off)] != r || f.end[key(e.arena, e.off+e.n)] != r {
-				return fmt.Errorf("store: extent %d (arena %d, [%d,+%d)) missing from the maps", r, e.arena, e.off, e.n)
+			if f.startingAt(e.arena, e.off) != r || f.endingAt(e.arena, e.off+e.n) != r {
+				return fmt.Errorf("store: extent %d (arena %d, [%d,+%d)) missing from the tables", r, e.arena, e.off, e.n)
 			}
-			if _, ok := f.end[key(e.arena, e.off)]; ok {
+			if f.endingAt(e.arena, e.off) >= 0 {
 				return fmt.Errorf("store: extent at arena %d offset %d touches the one before it", e.arena, e.off)
 			}
 			count++
@@ -308,9 +346,9 @@ func (f *FreeSpace) Check() error {
 			return fmt.Errorf("store: bin %d occupancy bit wrong", b)
 		}
 	}
-	if count != f.count || bytes != f.bytes || len(f.start) != count || len(f.end) != count {
-		return fmt.Errorf("store: %d extents of %d bytes, counted %d of %d, maps %d/%d",
-			count, bytes, f.count, f.bytes, len(f.start), len(f.end))
+	if count != f.count || bytes != f.bytes || f.starts.Len() != count || f.ends.Len() != count {
+		return fmt.Errorf("store: %d extents of %d bytes, counted %d of %d, tables %d/%d",
+			count, bytes, f.count, f.bytes, f.starts.Len(), f.ends.Len())
 	}
 	return nil
 }

@@ -3,7 +3,9 @@ package store
 import (
 	"math/rand/v2"
 	"runtime"
+	"strconv"
 	"testing"
+	"unsafe"
 )
 
 // TestFreeSpaceModel drives the index with random inserts and takes and
@@ -118,5 +120,172 @@ func TestFreeSpaceFewExtentsSmall(t *testing.T) {
 	runtime.KeepAlive(fs)
 	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 4<<10 {
 		t.Fatalf("an index of 2 extents allocated %d bytes", per)
+	}
+}
+
+// BenchmarkFreeSpaceCoalesce frees a piece between two free extents and
+// takes the same number of bytes back, as a Free and an Alloc of a
+// Shuffler do: the free merges the three into one, and the take, aligned
+// to the piece, splits the two neighbours off again, so the index keeps
+// count extents, none of them touching, however long it runs. One op is
+// one Insert and one Take; each looks up both neighbours of what it
+// inserts, and most of the lookups of a Take's two inserts find nothing.
+func BenchmarkFreeSpaceCoalesce(b *testing.B) {
+	for _, count := range []int{1000, 100000, 1000000} {
+		b.Run("extents="+strconv.Itoa(count)+"/size=48", func(b *testing.B) {
+			// Pieces of 48 bytes at multiples of 64, each followed by a
+			// free extent of 16, in arenas of 1 MiB. The free extents are
+			// in a bin below the pieces', so a take looks at none of them.
+			const size, period, perArena = 48, 64, 1 << 14
+			var f FreeSpace
+			for i := range count {
+				f.Insert(uint32(i/perArena), uint32(i%perArena)*period+size, period-size)
+			}
+			rng := rand.New(rand.NewPCG(3, 4))
+			b.ReportAllocs()
+			for b.Loop() {
+				i := rng.IntN(count)
+				a, off := uint32(i/perArena), uint32(i%perArena)*period
+				f.Insert(a, off, size)
+				ta, toff, ok := f.Take(size, period)
+				if !ok || ta != a || toff != off {
+					b.Fatalf("took %d bytes at %d:%d, want the piece just freed at %d:%d", size, ta, toff, a, off)
+				}
+			}
+			if f.Len() != count {
+				b.Fatalf("%d extents, want %d", f.Len(), count)
+			}
+		})
+	}
+}
+
+// BenchmarkFreeSpaceMemory builds an index of count free extents that do
+// not touch and reports the heap it holds per extent (B/extent), the part
+// of it that is not the records (index-B/extent: what finds neighbours),
+// and that part once all but ten extents are removed again (index-B-left).
+func BenchmarkFreeSpaceMemory(b *testing.B) {
+	for _, count := range []int{1000, 1000000} {
+		b.Run("extents="+strconv.Itoa(count), func(b *testing.B) {
+			const perArena = 1 << 14 // extents of 32 bytes, 64 apart, in arenas of 1 MiB
+			at := func(i int) (uint32, uint32) { return uint32(i / perArena), uint32(i%perArena) * 64 }
+			var total, index, left float64
+			for b.Loop() {
+				var ms runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&ms)
+				before := ms.HeapAlloc
+				f := new(FreeSpace)
+				for i := range count {
+					a, off := at(i)
+					f.Insert(a, off, 32)
+				}
+				records := uint64(cap(f.ext)) * uint64(unsafe.Sizeof([]extent{}))
+				for _, c := range f.ext {
+					records += uint64(cap(c)) * uint64(unsafe.Sizeof(extent{}))
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&ms)
+				held := ms.HeapAlloc - before
+				total = float64(held) / float64(count)
+				index = float64(held-records) / float64(count)
+				for i := 10; i < count; i++ {
+					a, off := at(i)
+					if _, ok := f.Remove(a, off); !ok {
+						b.Fatalf("extent %d missing", i)
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&ms)
+				left = float64(ms.HeapAlloc-before) - float64(records)
+				runtime.KeepAlive(f)
+			}
+			b.ReportMetric(total, "B/extent")
+			b.ReportMetric(index, "index-B/extent")
+			b.ReportMetric(left, "index-B-left")
+		})
+	}
+}
+
+// TestFreeSpaceHashTwins: extents whose starts, or ends, hash alike to the
+// bits the tables keep are told apart by their records, whichever came
+// first.
+func TestFreeSpaceHashTwins(t *testing.T) {
+	at := func(k uint64) (uint32, uint32) { return uint32(k >> 32), uint32(k) }
+	twinAt := func(k uint64) (uint32, uint32) { // one with room for an extent either side
+		for d := uint64(1); ; d++ {
+			a, off := at(twin(k, d))
+			if off > 1<<10 && off < 1<<31 {
+				return a, off
+			}
+		}
+	}
+	var f FreeSpace
+	check := func(what string) {
+		t.Helper()
+		if err := f.Check(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	// Starts: the twin goes in first, so a lookup of the other finds it
+	// first.
+	a1, o1 := uint32(2), uint32(4096)
+	a2, o2 := twinAt(key(a1, o1))
+	f.Insert(a2, o2, 32)
+	f.Insert(a1, o1, 16)
+	check("twin starts")
+	// Ends: [o1-64, o1-48) ends at e1, and an extent ends at its twin.
+	e1 := o1 - 48
+	a3, e3 := twinAt(key(a1, e1))
+	f.Insert(a3, e3-8, 8)
+	f.Insert(a1, o1-64, 16)
+	check("twin ends")
+	if off, ok := f.EndingAt(a1, e1); !ok || off != o1-64 {
+		t.Fatalf("EndingAt(%d, %d) = %d, %v; want %d", a1, e1, off, ok, o1-64)
+	}
+	if off, ok := f.EndingAt(a3, e3); !ok || off != e3-8 {
+		t.Fatalf("EndingAt(%d, %d) = %d, %v; want %d", a3, e3, off, ok, e3-8)
+	}
+	// Freeing what lies between the two extents of arena a1 merges them,
+	// and nothing else.
+	if off, n := f.Insert(a1, e1, o1-e1); off != o1-64 || n != 80 {
+		t.Fatalf("merged extent [%d,+%d), want [%d,+80)", off, n, o1-64)
+	}
+	check("merged")
+	if _, ok := f.Remove(a1, o1); ok {
+		t.Fatal("removed an extent inside a merged one")
+	}
+	for _, w := range []struct{ a, off, n uint32 }{{a1, o1 - 64, 80}, {a2, o2, 32}, {a3, e3 - 8, 8}} {
+		if n, ok := f.Remove(w.a, w.off); !ok || n != w.n {
+			t.Fatalf("Remove(%d, %d) = %d, %v; want %d", w.a, w.off, n, ok, w.n)
+		}
+		check("removed")
+	}
+	if f.Len() != 0 {
+		t.Fatalf("%d extents left", f.Len())
+	}
+}
+
+// TestFreeSpaceGivesBackTables: an index that held 200,000 extents and
+// holds ten finds their neighbours in a few dozen slots.
+func TestFreeSpaceGivesBackTables(t *testing.T) {
+	var f FreeSpace
+	const n = 200000
+	at := func(i int) (uint32, uint32) { return uint32(i >> 14), uint32(i&(1<<14-1)) * 64 }
+	for i := range n {
+		a, off := at(i)
+		f.Insert(a, off, 32)
+	}
+	big := f.starts.slotCount()
+	for i := 10; i < n; i++ {
+		a, off := at(i)
+		if _, ok := f.Remove(a, off); !ok {
+			t.Fatalf("extent %d missing", i)
+		}
+	}
+	if err := f.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if s, e := f.starts.slotCount(), f.ends.slotCount(); s > 32 || e > 32 {
+		t.Fatalf("10 extents in tables of %d and %d slots (%d at %d extents)", s, e, big, n)
 	}
 }

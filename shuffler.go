@@ -36,11 +36,12 @@ type Shuffler struct {
 	closed atomic.Bool
 
 	// replayShard, when a test sets it before the Shuffler is shared, picks
-	// every new entry's shard in place of hints: a sync.Pool's items
-	// follow the processor a goroutine runs on, vanish at a GC and, under
-	// the race detector, a quarter of Puts at random, so the shards (and
-	// with them arena layouts) of the same operations differ from run to
-	// run, and a failing operation sequence would not replay.
+	// every new entry's shard in place of hints, at the cost of one load
+	// and branch in pickShard. The Pool's streams follow the processor the
+	// caller runs on and vanish at a GC, and the race detector drops a
+	// quarter of Puts at random: the same operations then put entries in
+	// other shards, with other arena layouts, and a failing sequence of
+	// operations would not fail again.
 	replayShard func() uint32
 
 	onReturn atomic.Bool

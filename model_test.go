@@ -533,8 +533,10 @@ func (m *opModel) op(op byte) {
 		m.alloced(h, n)
 	case 15: // Purge, rarely: it ends the Shuffler. Two bytes decide, so
 		// that a random stream seldom ends before it has done much.
-		if m.byte() != 0xff || m.byte() != 0xff {
-			return
+		for range 2 {
+			if m.byte() != 0xff {
+				return
+			}
 		}
 		err := s.Purge()
 		m.note("Purge", err)

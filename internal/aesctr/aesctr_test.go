@@ -840,7 +840,7 @@ func TestCopyOverlap(t *testing.T) {
 	}
 }
 
-// BenchmarkGuard measures what each signal guard costs XOR and Copy, in one
+// BenchmarkGuard measures what each signal guard costs XOR, Copy and Equal, in one
 // run, for the sizes a Rent and a Return of 32 B, of 1019 B (a 1 KiB call)
 // and of a 64 KiB chunk pass to the assembly. guard=detect is the calibrated
 // threshold, which a 64 KiB call always exceeds, so there it includes the
@@ -876,6 +876,18 @@ func BenchmarkGuard(b *testing.B) {
 				withGuard(g, func() {
 					for b.Loop() {
 						Copy(buf, src)
+					}
+				})
+			})
+			b.Run(fmt.Sprintf("op=equal/guard=%s/size=%d", name, size), func(b *testing.B) {
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				clear(buf)
+				withGuard(g, func() {
+					for b.Loop() {
+						if !Equal(buf, src) {
+							b.Fatal("Equal of equal inputs = false")
+						}
 					}
 				})
 			})

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 )
@@ -71,7 +72,8 @@ func PurgeAll() error {
 }
 
 // PurgeAllOnSignal is PurgeOnSignal for the given signals (SIGINT and
-// SIGTERM when none are given) and every open Shuffler: when one of the
+// SIGTERM when none are given; nil ones are skipped, so a list of nils
+// means the defaults too) and every open Shuffler: when one of the
 // signals arrives it runs PurgeAll, then fn, if not nil, with the signal,
 // then exits with status 128 plus the signal number. fn runs after the
 // secrets are gone, so it may log, remove files or flush output, but cannot
@@ -89,6 +91,9 @@ func PurgeAllOnSignal(fn func(os.Signal), sigs ...os.Signal) (stop func()) {
 }
 
 func purgeAllOnSignal(fn func(os.Signal), sigs []os.Signal, exit func(int)) (stop func()) {
+	// A nil signal names none: signal.Notify skips it. Left in, a list of
+	// nils would watch nothing at all.
+	sigs = slices.DeleteFunc(slices.Clone(sigs), func(sig os.Signal) bool { return sig == nil })
 	if len(sigs) == 0 {
 		// Never "every signal", as signal.Notify with none would mean: the
 		// Go runtime preempts goroutines with SIGURG, and a child's exit

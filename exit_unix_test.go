@@ -188,6 +188,15 @@ func childSignal(t *testing.T) {
 	defer stop3()
 	expectSignalExit(t, syscall.SIGTERM, exited3, "no exit after SIGTERM")
 	mustBePurged(t, s2, b2)
+	stop3()
+
+	// Nil signals are skipped: a list of nils watches the defaults.
+	s4, b4 := heldSecret(t)
+	exited4 := make(chan int, 1)
+	stop4 := purgeAllOnSignal(nil, []os.Signal{nil}, func(c int) { exited4 <- c })
+	defer stop4()
+	expectSignalExit(t, syscall.SIGINT, exited4, "no exit after SIGINT, with only a nil signal given")
+	mustBePurged(t, s4, b4)
 }
 
 // A callback that panics does not stop the exit.

@@ -231,9 +231,11 @@
 //     signature is fine; the key is not);
 //   - the plaintext in the arena while it is rented, and the library's own
 //     cipher work, which runs outside secret.Do;
-//   - comparisons: compare a presented token with crypto/subtle's
-//     ConstantTimeCompare, or hmac.Equal, against a view, never by
-//     converting the secret to a string.
+//   - comparisons you write yourself: compare a presented token with
+//     Equal (or two entries with EqualEntries), whose constant-time
+//     comparison is signal-guarded assembly; inside a callback, with
+//     crypto/subtle's ConstantTimeCompare or hmac.Equal against the view;
+//     never by converting the secret to a string.
 //
 // # Concurrency
 //

@@ -3,11 +3,17 @@ package memshuffle
 import (
 	"crypto/subtle"
 	"fmt"
+
+	"github.com/memshuffle/memshuffle/internal/aesctr"
 )
 
 // Equal reports whether the entry holds exactly the bytes of b, comparing
-// in constant time with crypto/subtle: the time taken depends on the
-// lengths, never on where the bytes differ. Sizes are public (see
+// in constant time: the time taken depends on the lengths, never on where
+// the bytes differ. The comparison runs in the signal-guarded assembly
+// CopyFrom copies with (amd64 with AES-NI), which leaves none of the bytes
+// in a register for a signal arriving meanwhile to save on the signal stack
+// (SECURITY.md, "Registers saved in signal frames"); elsewhere it is
+// crypto/subtle.ConstantTimeCompare. Sizes are public (see
 // Shuffler.Size), so an entry of another size than b is unequal without
 // being decrypted. Otherwise the entry is viewed, as by ViewSlice, only for
 // the comparison; it fails with ErrBusy while someone rents it. On error
@@ -19,17 +25,18 @@ func Equal(s *Shuffler, h Handle, b []byte) (bool, error) {
 	}
 	var eq bool
 	err = BorrowViewSlice(s, h, func(p []byte) error {
-		eq = subtle.ConstantTimeCompare(p, b) == 1
+		eq = aesctr.Equal(p, b)
 		return nil
 	})
 	return eq && err == nil, err
 }
 
 // EqualEntries is Equal for two entries of s: whether they hold the same
-// bytes, compared in constant time, with both viewed only for the
-// comparison. Entries of different sizes are unequal and neither is
-// decrypted. Passing the same Handle twice is allowed and views it once,
-// so it fails as a view does (ErrBusy while rented, ErrTampered).
+// bytes, compared in constant time with the same signal-guarded
+// comparison, with both viewed only for the comparison. Entries of
+// different sizes are unequal and neither is decrypted. Passing the same
+// Handle twice is allowed and views it once, so it fails as a view does
+// (ErrBusy while rented, ErrTampered).
 func EqualEntries(s *Shuffler, a, b Handle) (bool, error) {
 	na, err := s.Size(a)
 	if err != nil {
@@ -50,7 +57,7 @@ func EqualEntries(s *Shuffler, a, b Handle) (bool, error) {
 	var eq bool
 	err = BorrowViewSlice(s, a, func(pa []byte) error {
 		return BorrowViewSlice(s, b, func(pb []byte) error {
-			eq = subtle.ConstantTimeCompare(pa, pb) == 1
+			eq = aesctr.Equal(pa, pb)
 			return nil
 		})
 	})

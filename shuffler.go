@@ -32,7 +32,7 @@ type Shuffler struct {
 	shards []shard
 	rr     atomic.Uint32 // hands out shard-choice streams, see pickShard
 	hints  sync.Pool     // of *shardHint, one per P in the common case
-	stride uint32        // GOMAXPROCS when New ran, at most the shard count
+	stride uint32        // GOMAXPROCS when New ran, at most half the shard count
 	closed atomic.Bool
 
 	// replayShard, when a test sets it before the Shuffler is shared, picks
@@ -154,7 +154,9 @@ func New(opts ...Option) (*Shuffler, error) {
 	// blocks, and still leaves at least 3*2^62 blocks to use.
 	s.ctrs = ctr.NewAllocator(binary.LittleEndian.Uint64(seed[8:]) >> 2)
 	s.onReturn.Store(cfg.onReturn)
-	s.stride = uint32(min(runtime.GOMAXPROCS(0), cfg.shards))
+	// A stride of the shard count would keep each stream on one shard:
+	// with as many processors as shards, two streams share a pair instead.
+	s.stride = uint32(min(runtime.GOMAXPROCS(0), max(cfg.shards/2, 1)))
 	s.hints.New = func() any { return &shardHint{base: s.rr.Add(1) - 1} }
 
 	// One small region holds everything key-related and the shards'

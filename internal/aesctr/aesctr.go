@@ -37,8 +37,8 @@
 // process and never wiped. So on Linux every call is guarded, from assembly,
 // where the goroutine cannot change threads in the middle:
 //
-//   - [Expand], and [XOR], [XOR2] and [Copy] of more than 4 KiB, block every
-//     asynchronous signal of the thread before the first secret is loaded
+//   - [Expand], and [XOR], [XOR2], [Copy] and [Equal] of more than 4 KiB,
+//     block every asynchronous signal of the thread before the first secret is loaded
 //     and restore the mask after the registers are cleared: a signal that
 //     arrives meanwhile stays pending, and its frame holds nothing secret.
 //     Two rt_sigprocmask syscalls per call.
@@ -93,7 +93,7 @@
 //     as fast then.
 //   - A long [XOR] is not preemptible and holds its signals for its run
 //     time (about 0.12 ms per MiB on a current x86 core), so callers split
-//     long inputs; memshuffle does so at 64 KiB, and [Copy] does too.
+//     long inputs; memshuffle does so at 64 KiB, and [Copy] and [Equal] do too.
 //
 // # Concurrency
 //
@@ -108,6 +108,7 @@
 package aesctr
 
 import (
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"runtime"
@@ -224,8 +225,8 @@ func XOR2(rkA *[RoundKeysSize]byte, saltA *[8]byte, baseA uint64, rkB *[RoundKey
 	xor2KeyStreamAsm(rkA, saltA, baseA, rkB, saltB, baseB, data, scratch, g, ticks)
 }
 
-// copyChunk bounds one assembly call of Copy, which is not preemptible and
-// holds its thread's signals while it runs.
+// copyChunk bounds one assembly call of Copy or Equal, which is not
+// preemptible and holds its thread's signals while it runs.
 const copyChunk = 64 << 10
 
 // Copy copies min(len(dst), len(src)) bytes from src to dst and returns the
@@ -247,6 +248,36 @@ func Copy(dst, src []byte) int {
 		copyAsm(dst[off:end], src[off:end], g, ticks)
 	}
 	return n
+}
+
+// Equal reports whether a and b hold the same bytes, as
+// crypto/subtle.ConstantTimeCompare(a, b) == 1 does: in a time that depends
+// on the lengths alone, never on the contents or on where they differ, and
+// without looking at the bytes when the lengths differ. Like [Copy], and
+// unlike ConstantTimeCompare, it leaves none of the bytes, nor anything
+// computed from them but the answer, in a register, and lets no signal save
+// them while it runs (see the package documentation), which is what
+// comparing a secret needs. It reads a and b only during the call; they may
+// overlap.
+//
+// Where [Supported] is false it is crypto/subtle.ConstantTimeCompare.
+func Equal(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if !supported {
+		return subtle.ConstantTimeCompare(a, b) == 1
+	}
+	// Every chunk is compared, and their answers combined without a
+	// branch, so that a difference in an early chunk does not end the
+	// comparison sooner.
+	eq := 1
+	for off := 0; off < len(a); off += copyChunk {
+		end := min(off+copyChunk, len(a))
+		g, ticks := guardFor(end - off)
+		eq &= equalAsm(a[off:end], b[off:end], g, ticks)
+	}
+	return eq == 1
 }
 
 // The signal guards of the assembly (see the package documentation and

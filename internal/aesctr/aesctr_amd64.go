@@ -27,6 +27,13 @@ func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, s
 //go:noescape
 func copyAsm(dst, src []byte, guard uint8, ticks uint64)
 
+// equalAsm returns 1 if a equals the first len(a) bytes of b, which is at
+// least as long, and 0 otherwise, in a time that depends on len(a) alone.
+// guard and ticks are as for expandKeyAsm.
+//
+//go:noescape
+func equalAsm(a, b []byte, guard uint8, ticks uint64) int
+
 // syscallTicksAsm returns the fewest time stamp counter ticks any of n > 0
 // getppid round trips took.
 func syscallTicksAsm(n int) uint64

@@ -503,6 +503,55 @@ DATA ctrByteSwap<>+0(SB)/8, $0x0706050403020100
 DATA ctrByteSwap<>+8(SB)/8, $0x08090a0b0c0d0e0f
 GLOBL ctrByteSwap<>(SB), RODATA|NOPTR, $16
 
+// WALK runs the steps of copyAsm and equalAsm over the CX bytes at SI and
+// DI: step64 on each 64 bytes, then step16 on each 16, then step1 on each
+// byte left, advancing SI and DI past them, and goes on at out. How many
+// steps of each kind run depends on CX alone.
+#define WALK(step64, step16, step1, l64, l16, l1, out) \
+l64:                                    \
+	CMPQ  CX, $64                   \
+	JB    l16                       \
+	step64                          \
+	ADDQ  $64, SI                   \
+	ADDQ  $64, DI                   \
+	SUBQ  $64, CX                   \
+	JMP   l64                       \
+l16:                                    \
+	CMPQ  CX, $16                   \
+	JB    l1                        \
+	step16                          \
+	ADDQ  $16, SI                   \
+	ADDQ  $16, DI                   \
+	SUBQ  $16, CX                   \
+	JMP   l16                       \
+l1:                                     \
+	TESTQ CX, CX                    \
+	JZ    out                       \
+	step1                           \
+	INCQ  SI                        \
+	INCQ  DI                        \
+	DECQ  CX                        \
+	JMP   l1                        \
+out:
+
+#define COPY64 \
+	MOVOU 0(SI), X0  \
+	MOVOU 16(SI), X1 \
+	MOVOU 32(SI), X2 \
+	MOVOU 48(SI), X3 \
+	MOVOU X0, 0(DI)  \
+	MOVOU X1, 16(DI) \
+	MOVOU X2, 32(DI) \
+	MOVOU X3, 48(DI)
+
+#define COPY16 \
+	MOVOU (SI), X0 \
+	MOVOU X0, (DI)
+
+#define COPY1 \
+	MOVBLZX (SI), R8 \
+	MOVB    R8, (DI)
+
 // func copyAsm(dst, src []byte, guard uint8, ticks uint64)
 //
 // Copies len(src) bytes, which dst has room for, through X0-X3 and R8, and
@@ -514,50 +563,82 @@ TEXT ·copyAsm(SB), NOSPLIT, $56-64
 	MOVQ dst_base+0(FP), DI
 	MOVQ src_base+24(FP), SI
 	MOVQ src_len+32(FP), CX
-
-copy64:
-	CMPQ  CX, $64
-	JB    copy16
-	MOVOU 0(SI), X0
-	MOVOU 16(SI), X1
-	MOVOU 32(SI), X2
-	MOVOU 48(SI), X3
-	MOVOU X0, 0(DI)
-	MOVOU X1, 16(DI)
-	MOVOU X2, 32(DI)
-	MOVOU X3, 48(DI)
-	ADDQ  $64, SI
-	ADDQ  $64, DI
-	SUBQ  $64, CX
-	JMP   copy64
-
-copy16:
-	CMPQ  CX, $16
-	JB    copy1
-	MOVOU (SI), X0
-	MOVOU X0, (DI)
-	ADDQ  $16, SI
-	ADDQ  $16, DI
-	SUBQ  $16, CX
-	JMP   copy16
-
-copy1:
-	TESTQ   CX, CX
-	JZ      copied
-	MOVBLZX (SI), R8
-	MOVB    R8, (DI)
-	INCQ    SI
-	INCQ    DI
-	DECQ    CX
-	JMP     copy1
-
-copied:
+	WALK(COPY64, COPY16, COPY1, copy64, copy16, copy1, copied)
 	PXOR X0, X0
 	PXOR X1, X1
 	PXOR X2, X2
 	PXOR X3, X3
 	XORL R8, R8
 	GUARDEXIT(ticks+56(FP), copyNotDetect, copyWipe, copyRestore, copyLeft)
+	RET
+
+// The steps of equalAsm OR the XOR of the bytes of a (at SI) and b (at DI)
+// into X8, and of the bytes of the last steps into R10, with no branch on
+// either: a difference changes the accumulators, never the path.
+#define EQUAL64 \
+	MOVOU 0(SI), X0  \
+	MOVOU 16(SI), X1 \
+	MOVOU 32(SI), X2 \
+	MOVOU 48(SI), X3 \
+	MOVOU 0(DI), X4  \
+	MOVOU 16(DI), X5 \
+	MOVOU 32(DI), X6 \
+	MOVOU 48(DI), X7 \
+	PXOR  X4, X0     \
+	PXOR  X5, X1     \
+	PXOR  X6, X2     \
+	PXOR  X7, X3     \
+	POR   X1, X0     \
+	POR   X3, X2     \
+	POR   X2, X0     \
+	POR   X0, X8
+
+#define EQUAL16 \
+	MOVOU (SI), X0 \
+	MOVOU (DI), X4 \
+	PXOR  X4, X0   \
+	POR   X0, X8
+
+#define EQUAL1 \
+	MOVBLZX (SI), R8 \
+	MOVBLZX (DI), R9 \
+	XORL    R9, R8   \
+	ORL     R8, R10
+
+// func equalAsm(a, b []byte, guard uint8, ticks uint64) int
+//
+// Returns 1 if the len(a) bytes of a equal the first len(a) of b, which
+// is at least as long, and 0 otherwise, in a time that depends on len(a)
+// alone. The bytes pass through X0-X8 and R8-R10, which are cleared before
+// the guard ends, so a signal saves none of them; only the answer, which
+// is the caller's, outlives the call.
+TEXT ·equalAsm(SB), NOSPLIT, $56-72
+	GUARDENTER(guard+48(FP), ticks+56(FP), equalNoCgo, equalNoCanary, equalFallback, equalDetect, equalBlock, equalEntered)
+	MOVQ  a_base+0(FP), SI
+	MOVQ  a_len+8(FP), CX
+	MOVQ  b_base+24(FP), DI
+	PXOR  X8, X8
+	XORL  R10, R10
+	WALK(EQUAL64, EQUAL16, EQUAL1, equal64, equal16, equal1, compared)
+	MOVQ  R10, X0
+	POR   X0, X8
+	XORL  AX, AX
+	PTEST X8, X8
+	SETEQ AL
+	MOVQ  AX, ret+64(FP)
+	PXOR  X0, X0
+	PXOR  X1, X1
+	PXOR  X2, X2
+	PXOR  X3, X3
+	PXOR  X4, X4
+	PXOR  X5, X5
+	PXOR  X6, X6
+	PXOR  X7, X7
+	PXOR  X8, X8
+	XORL  R8, R8
+	XORL  R9, R9
+	XORL  R10, R10
+	GUARDEXIT(ticks+56(FP), equalNotDetect, equalWipe, equalRestore, equalLeft)
 	RET
 
 // Two keystreams at once, for re-encryption under a new key.

@@ -8,8 +8,8 @@ package aesctr
 // code guarded by Supported type-checks and lints the same everywhere.
 var supported = false
 
-// expandKeyAsm, xorKeyStreamAsm and copyAsm are never reached: Expand and XOR check
-// supported first. They panic rather than return without doing the work.
+// expandKeyAsm, xorKeyStreamAsm, copyAsm and equalAsm are never reached:
+// their callers check supported first. They panic rather than return without doing the work.
 
 func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte, guard uint8, ticks uint64) {
 	if !supported {
@@ -27,6 +27,13 @@ func copyAsm(dst, src []byte, guard uint8, ticks uint64) {
 	if !supported {
 		panic("aesctr: no assembly on this architecture")
 	}
+}
+
+func equalAsm(a, b []byte, guard uint8, ticks uint64) int {
+	if !supported {
+		panic("aesctr: no assembly on this architecture")
+	}
+	return 0
 }
 
 func syscallTicksAsm(n int) uint64 { return 0 }

@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -436,6 +437,11 @@ func TestAllocs(t *testing.T) {
 		}); a != 0 {
 			t.Errorf("XOR2 of %d bytes: %v allocations, want 0", n, a)
 		}
+		if a := testing.AllocsPerRun(100, func() {
+			Equal(buf[:n], buf[len(buf)-n:])
+		}); a != 0 {
+			t.Errorf("Equal of %d bytes: %v allocations, want 0", n, a)
+		}
 	}
 }
 
@@ -834,7 +840,7 @@ func TestCopyOverlap(t *testing.T) {
 	}
 }
 
-// BenchmarkGuard measures what each signal guard costs XOR and Copy, in one
+// BenchmarkGuard measures what each signal guard costs XOR, Copy and Equal, in one
 // run, for the sizes a Rent and a Return of 32 B, of 1019 B (a 1 KiB call)
 // and of a 64 KiB chunk pass to the assembly. guard=detect is the calibrated
 // threshold, which a 64 KiB call always exceeds, so there it includes the
@@ -870,6 +876,18 @@ func BenchmarkGuard(b *testing.B) {
 				withGuard(g, func() {
 					for b.Loop() {
 						Copy(buf, src)
+					}
+				})
+			})
+			b.Run(fmt.Sprintf("op=equal/guard=%s/size=%d", name, size), func(b *testing.B) {
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				clear(buf)
+				withGuard(g, func() {
+					for b.Loop() {
+						if !Equal(buf, src) {
+							b.Fatal("Equal of equal inputs = false")
+						}
 					}
 				})
 			})
@@ -916,6 +934,164 @@ func BenchmarkBaseline(b *testing.B) {
 			for b.Loop() {
 				XOR(rk, &salt, 1, buf, buf, &scratch)
 				XOR(rk, &salt, 2, buf, buf, &scratch)
+			}
+		})
+	}
+}
+
+// equalLengths covers every path of equalAsm (64-byte, 16-byte and byte
+// steps, each alone and together) to 300 bytes, the lengths where the
+// automatic guard changes, and Equal's 64 KiB chunking.
+func equalLengths() []int {
+	var ns []int
+	for n := 0; n <= 300; n++ {
+		ns = append(ns, n)
+	}
+	return append(ns, canaryMax, canaryMax+1, copyChunk-1, copyChunk, copyChunk+1, 1<<20+7)
+}
+
+// differAt are the positions of a difference tried for an n-byte input:
+// every one up to 300 bytes; else both ends, the middle and either side of
+// the first and the last chunk boundary.
+func differAt(n int) []int {
+	if n <= 300 {
+		ps := make([]int, n)
+		for i := range ps {
+			ps[i] = i
+		}
+		return ps
+	}
+	ps := []int{0, 1, n / 2, n - 2, n - 1}
+	if n > copyChunk {
+		last := (n - 1) / copyChunk * copyChunk
+		ps = append(ps, copyChunk-1, copyChunk, last-1, last)
+	}
+	return ps
+}
+
+// TestEqual checks Equal against crypto/subtle.ConstantTimeCompare under
+// every guard: for equal inputs, for a difference of one bit and of a whole
+// byte at each position differAt gives, and for inputs of different
+// lengths. The inputs are followed in memory by bytes that differ, so a
+// comparison that read past the end would answer false for equal inputs.
+func TestEqual(t *testing.T) {
+	requireSupported(t)
+	// A difference of one bit, which bit turning with the position, so
+	// that every bit of every lane of the accumulators is tried; and of
+	// every bit of a byte.
+	changes := []struct {
+		name  string
+		apply func(b []byte, i int) // its own inverse
+	}{
+		{"bit", func(b []byte, i int) { b[i] ^= 1 << (i % 8) }},
+		{"byte", func(b []byte, i int) { b[i] = ^b[i] }},
+	}
+	// The guards are the inner loop, so that the reference, which is slow
+	// under the race detector, runs once per input.
+	modes := guardModes(t)
+	defer setForced(nil)
+	for _, n := range equalLengths() {
+		bufA, bufB := make([]byte, n+64), make([]byte, n+64)
+		rand.Read(bufA)
+		copy(bufB, bufA[:n])
+		rand.Read(bufB[n:])
+		bufB[n] = ^bufA[n]
+		a, b := bufA[:n], bufB[:n]
+		check := func(what string, at int) {
+			t.Helper()
+			want := subtle.ConstantTimeCompare(a, b) == 1
+			for name, g := range modes {
+				setForced(&g)
+				if got, swapped := Equal(a, b), Equal(b, a); got != want || swapped != want {
+					t.Fatalf("guard %s: n=%d: %s %d: Equal = %v, with the arguments swapped %v, ConstantTimeCompare = %v", name, n, what, at, got, swapped, want)
+				}
+			}
+		}
+		check("equal", 0)
+		for _, c := range changes {
+			for _, i := range differAt(n) {
+				c.apply(b, i)
+				check(c.name+" differs at", i)
+				c.apply(b, i) // undone
+			}
+		}
+		b = a
+		check("the same slice", 0)
+		if n > 0 {
+			b = bufB[:n-1]
+			check("one byte shorter", 0)
+			b = bufA[:n-1]
+			check("a prefix of itself", 0)
+		}
+		b = bufB[:n+1]
+		check("one byte longer", 0)
+	}
+	for _, c := range []struct {
+		a, b []byte
+		want bool
+	}{
+		{nil, nil, true},
+		{nil, []byte{}, true},
+		{[]byte{}, nil, true},
+		{nil, []byte{0}, false},
+		{[]byte{0}, nil, false},
+	} {
+		if got := Equal(c.a, c.b); got != c.want || got != (subtle.ConstantTimeCompare(c.a, c.b) == 1) {
+			t.Errorf("Equal(%#v, %#v) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+}
+
+// TestEqualOverlap checks that a and b may share memory: Equal only reads.
+func TestEqualOverlap(t *testing.T) {
+	requireSupported(t)
+	buf := make([]byte, 300)
+	for i := range buf {
+		buf[i] = byte(i % 7)
+	}
+	// buf[7:] and buf[:len-7] overlap and hold the same bytes; buf[1:] and
+	// buf[:len-1] overlap and do not.
+	if !Equal(buf[7:], buf[:len(buf)-7]) {
+		t.Error("Equal of overlapping equal slices = false")
+	}
+	if Equal(buf[1:], buf[:len(buf)-1]) {
+		t.Error("Equal of overlapping different slices = true")
+	}
+}
+
+// equalBenchSizes are the sizes of BenchmarkEqual and its baseline.
+var equalBenchSizes = []int{32, 1019, 4096, 65536}
+
+// BenchmarkEqual is Equal of two equal inputs (the comparison's cost does
+// not depend on where they differ) under the automatic guard.
+func BenchmarkEqual(b *testing.B) {
+	requireSupported(b)
+	for _, size := range equalBenchSizes {
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+			x, y := make([]byte, size), make([]byte, size)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if !Equal(x, y) {
+					b.Fatal("Equal of equal inputs = false")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkConstantTimeCompare is the baseline of BenchmarkEqual:
+// crypto/subtle's comparison of the same inputs.
+func BenchmarkConstantTimeCompare(b *testing.B) {
+	for _, size := range equalBenchSizes {
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+			x, y := make([]byte, size), make([]byte, size)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if subtle.ConstantTimeCompare(x, y) != 1 {
+					b.Fatal("ConstantTimeCompare of equal inputs != 1")
+				}
 			}
 		})
 	}

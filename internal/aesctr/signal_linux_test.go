@@ -60,7 +60,17 @@ import (
 // comparison leaves the block on one of those stacks, outside any signal
 // frame, and with LD_BIND_NOW=1 does not. Searched from outside, the
 // storm's process holds no copy the scanner made.
-func TestSignalFrames(t *testing.T) {
+func TestSignalFrames(t *testing.T) { signalFrames(t, "xor") }
+
+// TestSignalFramesEqual is TestSignalFrames with threads that call Equal
+// instead of XOR, comparing two copies of the plaintext, which is what a
+// comparison of an entry with a presented secret does: the control finds
+// the plaintext in a frame, and no guard may leave it anywhere.
+func TestSignalFramesEqual(t *testing.T) { signalFrames(t, "equal") }
+
+// signalFrames is TestSignalFrames for storms in which the threads call op
+// (see runStorm).
+func signalFrames(t *testing.T, op string) {
 	requireSupported(t)
 	const storms = 3
 	if testing.Short() {
@@ -91,7 +101,7 @@ func TestSignalFrames(t *testing.T) {
 				n = 2 * storms // a control that misses by chance must not fail CI
 			}
 			for i := range n {
-				r := signalStorm(t, name, 4096)
+				r := signalStorm(t, op, name, 4096)
 				caught += r.caught
 				t.Logf("storm %d: plaintext found outside its mapping %d times", i+1, len(r.hits))
 				for _, h := range r.hits {
@@ -117,8 +127,8 @@ func TestSignalFrames(t *testing.T) {
 	}
 }
 
-// stormChildEnv carries "guard,size" to the process that runs a storm; see
-// signalStorm.
+// stormChildEnv carries "op,guard,size" to the process that runs a storm;
+// see signalStorm.
 const stormChildEnv = "AESCTR_STORM_CHILD"
 
 // stormReport is what the storm's process tells the scanning one, as JSON
@@ -142,8 +152,9 @@ type stormResult struct {
 	caught uint64
 }
 
-// signalStorm runs a storm, in which threads call XOR on size bytes each
-// under the guard named guard (see SetSignalGuardForTest), in a child
+// signalStorm runs a storm, in which threads call op ("xor" or "equal"; see
+// runStorm) on size bytes each under the guard named guard (see
+// SetSignalGuardForTest), in a child
 // process (TestSignalStormChild), and searches the child's memory from this
 // one while the child waits. The scan runs outside the process it searches
 // so that the copies the scanner itself makes (in its read buffer and in
@@ -151,7 +162,7 @@ type stormResult struct {
 // C code or the kernel may save on a stack later in the same scan) are
 // never in the memory searched: every copy found there was made by the
 // storm, that is by the code under test or the kernel.
-func signalStorm(t *testing.T, guard string, size int) stormResult {
+func signalStorm(t *testing.T, op, guard string, size int) stormResult {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -163,7 +174,7 @@ func signalStorm(t *testing.T, guard string, size int) stormResult {
 	}
 	defer reports.Close()
 	cmd := exec.Command(exe, "-test.run=^TestSignalStormChild$", "-test.v")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d", stormChildEnv, guard, size))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%s,%d", stormChildEnv, op, guard, size))
 	cmd.ExtraFiles = []*os.File{w}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -223,8 +234,12 @@ func TestSignalStormChild(t *testing.T) {
 	if spec == "" {
 		t.Skip("the process of a signal storm; runs only as signalStorm starts it")
 	}
-	guard, n, _ := strings.Cut(spec, ",")
-	size, err := strconv.Atoi(n)
+	f := strings.Split(spec, ",")
+	if len(f) != 3 {
+		t.Fatalf("%s=%q: want op,guard,size", stormChildEnv, spec)
+	}
+	op, guard := f[0], f[1]
+	size, err := strconv.Atoi(f[2])
 	if err != nil {
 		t.Fatalf("%s=%q: %v", stormChildEnv, spec, err)
 	}
@@ -234,16 +249,21 @@ func TestSignalStormChild(t *testing.T) {
 	defer SetSignalGuardForTest("auto")
 	report := os.NewFile(3, "report")
 	defer report.Close()
-	runStorm(t, size, report, os.Stdin)
+	runStorm(t, op, size, report, os.Stdin)
 }
 
-// runStorm runs the storm under the current guard: workers call XOR on
-// size bytes each while this thread keeps sending them SIGURG. Then it
-// parks them, writes its stormReport to report and waits for release to
-// reach its end before letting them go.
-func runStorm(t *testing.T, size int, report io.Writer, release io.Reader) {
+// runStorm runs the storm under the current guard: workers call op on
+// size bytes each while this thread keeps sending them SIGURG, where op is
+// "xor" (XOR in place of the plaintext) or "equal" (Equal of the plaintext
+// with a second copy of it, in the same mapping). Then it parks them,
+// writes its stormReport to report and waits for release to reach its end
+// before letting them go.
+func runStorm(t *testing.T, op string, size int, report io.Writer, release io.Reader) {
 	const workers = 8
-	mem, err := unix.Mmap(-1, 0, workers*size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)
+	if op != "xor" && op != "equal" {
+		t.Fatalf("unknown storm operation %q", op)
+	}
+	mem, err := unix.Mmap(-1, 0, 2*workers*size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +285,7 @@ func runStorm(t *testing.T, size int, report io.Writer, release io.Reader) {
 	key, salt := randomKey(t)
 	rk := expand(t, &key)
 	hits := atomic.LoadUint64(&canaryHits)
-	var stop atomic.Bool
+	var stop, unequal atomic.Bool
 	done := make(chan struct{})
 	threads := make(chan stormThread, workers)
 	var running, parked sync.WaitGroup
@@ -280,8 +300,13 @@ func runStorm(t *testing.T, size int, report io.Writer, release io.Reader) {
 			var scratch [16]byte
 			threads <- thisThread(fmt.Sprintf("worker %d", w), unsafe.Pointer(&scratch))
 			b := mem[w*size : (w+1)*size]
+			c := mem[(workers+w)*size : (workers+w+1)*size]
 			for !stop.Load() {
-				XOR(rk, &salt, 7, b, b, &scratch)
+				if op == "xor" {
+					XOR(rk, &salt, 7, b, b, &scratch)
+				} else if !Equal(b, c) {
+					unequal.Store(true)
+				}
 			}
 			parked.Done()
 			<-done
@@ -307,6 +332,9 @@ func runStorm(t *testing.T, size int, report io.Writer, release io.Reader) {
 		close(done)
 		running.Wait()
 	}()
+	if unequal.Load() {
+		t.Error("Equal of two copies of the plaintext answered false")
+	}
 	rep.Caught = atomic.LoadUint64(&canaryHits) - hits
 	if err := json.NewEncoder(report).Encode(&rep); err != nil {
 		t.Fatal(err)
@@ -350,7 +378,7 @@ func TestShortCallsGuarded(t *testing.T) {
 		// A storm can miss every call; three in a row would not.
 		var caught uint64
 		for i := 0; i < 3 && caught == 0; i++ {
-			r := signalStorm(t, "auto", size)
+			r := signalStorm(t, "xor", "auto", size)
 			caught += r.caught
 			for _, h := range r.hits {
 				t.Errorf("size %d: plaintext found at %s", size, h.where)

@@ -15,6 +15,15 @@ func TestPickShardSpreads(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	if used := shardsUsed(t, s); len(used) < 2 {
+		t.Fatalf("%d allocations went to %d shard(s): %v", 4*hintRun, len(used), used)
+	}
+}
+
+// shardsUsed makes 4*hintRun entries of s from this goroutine and counts
+// them by shard.
+func shardsUsed(t *testing.T, s *Shuffler) map[uint32]int {
+	t.Helper()
 	used := map[uint32]int{}
 	for range 4 * hintRun {
 		h, err := Alloc[byte](s, 8)
@@ -23,9 +32,7 @@ func TestPickShardSpreads(t *testing.T) {
 		}
 		used[h.shard()]++
 	}
-	if len(used) < 2 {
-		t.Fatalf("%d allocations went to %d shard(s): %v", 4*hintRun, len(used), used)
-	}
+	return used
 }
 
 // TestPickShardSpreadsOnManyProcessors is TestPickShardSpreads with
@@ -45,15 +52,7 @@ func TestPickShardSpreadsOnManyProcessors(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			used := map[uint32]int{}
-			for range 4 * hintRun {
-				h, err := Alloc[byte](s, 8)
-				if err != nil {
-					t.Fatal(err)
-				}
-				used[h.shard()]++
-			}
-			if len(used) < 2 {
+			if used := shardsUsed(t, s); len(used) < 2 {
 				t.Fatalf("%d allocations on %d shards went to %d shard(s): %v", 4*hintRun, len(s.shards), len(used), used)
 			}
 		})

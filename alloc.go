@@ -127,7 +127,11 @@ func (sh *shard) alloc(size, align int) (Handle, error) {
 // Handle equal to h. Later allocations reuse the space, and an arena that
 // holds nothing else goes back to the operating system; when freed space
 // adds up, Free also moves a few entries out of the emptiest arenas so that
-// they drain. A rented entry cannot be freed (ErrBusy).
+// they drain. A rented entry cannot be freed (ErrBusy). The entry's slot,
+// 24 bytes of the Go heap that hold no secret, stays in its shard's table
+// for the shard's next entry: Handles name slots, so the table never
+// shrinks, and a Shuffler's slot tables hold as many slots as each shard
+// ever held entries at once, added up over the shards.
 func (s *Shuffler) Free(h Handle) error {
 	sh, sl, err := s.lookup(h)
 	if err != nil {

@@ -1066,31 +1066,25 @@ var equalBenchSizes = []int{32, 1019, 4096, 65536}
 // not depend on where they differ) under the automatic guard.
 func BenchmarkEqual(b *testing.B) {
 	requireSupported(b)
-	for _, size := range equalBenchSizes {
-		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
-			x, y := make([]byte, size), make([]byte, size)
-			b.SetBytes(int64(size))
-			b.ReportAllocs()
-			for b.Loop() {
-				if !Equal(x, y) {
-					b.Fatal("Equal of equal inputs = false")
-				}
-			}
-		})
-	}
+	benchEqual(b, Equal)
 }
 
 // BenchmarkConstantTimeCompare is the baseline of BenchmarkEqual:
 // crypto/subtle's comparison of the same inputs.
 func BenchmarkConstantTimeCompare(b *testing.B) {
+	benchEqual(b, func(x, y []byte) bool { return subtle.ConstantTimeCompare(x, y) == 1 })
+}
+
+// benchEqual runs equal on two equal inputs of each of equalBenchSizes.
+func benchEqual(b *testing.B, equal func(x, y []byte) bool) {
 	for _, size := range equalBenchSizes {
 		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
 			x, y := make([]byte, size), make([]byte, size)
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			for b.Loop() {
-				if subtle.ConstantTimeCompare(x, y) != 1 {
-					b.Fatal("ConstantTimeCompare of equal inputs != 1")
+				if !equal(x, y) {
+					b.Fatal("equal inputs compared unequal")
 				}
 			}
 		})

@@ -61,8 +61,8 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 		return Handle{}, ErrClosed
 	}
 	sh := s.pickShard()
-	if !sh.mu.TryLock() { // shardLock.Lock written out, as in lookup
-		sh.mu.lockSlow()
+	if !sh.mu.TryLock() { // lock.Mutex.Lock written out, as in lookup
+		sh.mu.LockSlow()
 	}
 	// Unlocked by hand, not deferred, as in Return.
 	h, err := sh.alloc(size, align)

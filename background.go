@@ -277,7 +277,7 @@ func (sh *shard) unlockYield() {
 	sh.mu.Unlock()
 	// A tampered entry a rotation batch found, a refused lock.
 	sh.s.flushLog()
-	if sh.mu.contended() {
+	if sh.mu.Contended() {
 		runtime.Gosched()
 	}
 }

@@ -37,7 +37,7 @@ func TestUnlockYield(t *testing.T) {
 		var started atomic.Bool
 		done := make(chan struct{})
 		sh.mu.Lock()
-		if sh.mu.contended() {
+		if sh.mu.Contended() {
 			t.Fatalf("%s: contended with no goroutine waiting", c.name)
 		}
 		go func() {
@@ -51,7 +51,7 @@ func TestUnlockYield(t *testing.T) {
 		}()
 		// On one P the goroutine runs only when this one yields: a waiter
 		// is let run into Lock, a runnable one is not let run at all.
-		for c.waits && (!started.Load() || !sh.mu.contended()) {
+		for c.waits && (!started.Load() || !sh.mu.Contended()) {
 			runtime.Gosched()
 		}
 		c.release()
@@ -60,7 +60,7 @@ func TestUnlockYield(t *testing.T) {
 		if got := other.Load() < holder.Load(); got != c.otherFirst {
 			t.Errorf("%s: the other goroutine ran first = %v, want %v", c.name, got, c.otherFirst)
 		}
-		if sh.mu.contended() {
+		if sh.mu.Contended() {
 			t.Errorf("%s: contended after the waiter took the lock and let it go", c.name)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
+	"github.com/memshuffle/memshuffle/internal/lock"
 	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/seal"
 	"github.com/memshuffle/memshuffle/internal/store"
@@ -91,7 +92,7 @@ func (sh *shard) lockOpen() bool {
 // arenas. An entry lives in one shard for its whole life, so operations on
 // entries of different shards never wait for each other.
 type shard struct {
-	mu     shardLock
+	mu     lock.Mutex
 	s      *Shuffler
 	index  uint32
 	closed bool
@@ -147,6 +148,7 @@ func New(opts ...Option) (*Shuffler, error) {
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, err
 	}
+	lock.Enable() // before the first shard lock is used
 	s := &Shuffler{cfg: cfg, shards: make([]shard, cfg.shards)}
 	s.id = binary.LittleEndian.Uint64(seed[:8]) | 1
 	// Starting the counter space at a random point below 2^62 keeps two
@@ -463,10 +465,10 @@ func (s *Shuffler) lookup(h Handle) (*shard, *store.Slot, error) {
 	}
 	sh := &s.shards[k]
 	// lockOpen written out: it does not inline, and this is every
-	// borrow's and return's path. So is shardLock.Lock, which is over the
-	// inlining budget by the cost of its call to lockSlow.
+	// borrow's and return's path. So is lock.Mutex.Lock, which is over the
+	// inlining budget by the cost of its call to LockSlow.
 	if !sh.mu.TryLock() {
-		sh.mu.lockSlow()
+		sh.mu.LockSlow()
 	}
 	if sh.closed {
 		sh.mu.Unlock()

@@ -1,0 +1,105 @@
+// Package lock is the mutex that guards each shard of a Shuffler.
+//
+// Every Rent and every Return takes a shard's lock and lets go of it, and
+// on amd64 each read-modify-write instruction with a lock prefix costs
+// about as much as encrypting 16 bytes: sync.Mutex's Unlock is one of them
+// (an atomic add, which tells it whether anyone sleeps on the mutex), and
+// so is an atomic store, which Go makes sequentially consistent with XCHG.
+// Mutex lets go with a plain store instead, which x86 already orders after
+// every access of the critical section, and reads the count of sleepers
+// with a plain load.
+//
+// The hardware may still make that load before the store is seen, so a
+// goroutine could go to sleep on a lock that was just let go of by a holder
+// that saw no sleeper. A goroutine about to sleep closes that window with
+// membarrier(2): after counting itself as waiting it forces a full memory
+// barrier on every thread of the process, so any holder has either made
+// its store visible, which the sleeper then sees, or will see the count.
+// This is the asymmetric barrier of userspace RCU and Folly: the cost moves
+// from every unlock to the rare lock that has to sleep. Where membarrier
+// is missing, on other systems, other architectures (arm64's atomic store
+// is already cheap and ordered) and under the race detector, Unlock uses an
+// atomic store.
+package lock
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// Mutex is a mutual exclusion lock. The zero Mutex is unlocked. It must
+// not be copied after first use.
+//
+// Waiters are not served in order: one woken competes with any goroutine
+// that calls Lock at that moment. Unlike sync.Mutex, Unlock of an unlocked
+// Mutex is not detected.
+type Mutex struct {
+	state   atomic.Uint32 // 1 while held
+	waiting atomic.Int32  // goroutines registered to sleep in lockSlow
+
+	once sync.Once
+	wake chan struct{} // a token for a sleeper; made by the first
+}
+
+// Lock locks m, waiting until it is free.
+func (m *Mutex) Lock() {
+	if !m.state.CompareAndSwap(0, 1) {
+		m.LockSlow()
+	}
+}
+
+// TryLock locks m if it is free, and reports whether it did.
+func (m *Mutex) TryLock() bool { return m.state.CompareAndSwap(0, 1) }
+
+// Unlock lets go of m, which must be locked, and wakes a sleeper if there
+// is one.
+func (m *Mutex) Unlock() {
+	if release(m) {
+		m.signal()
+	}
+}
+
+// Contended reports whether a goroutine sleeps in Lock, or is about to:
+// one that has just been woken counts until it holds the lock.
+func (m *Mutex) Contended() bool { return m.waiting.Load() > 0 }
+
+// spins is how many times LockSlow looks at the lock before it sleeps, on
+// a machine with more than one CPU: a holder running on another CPU lets go
+// within a few hundred nanoseconds, far less than a sleep and a wake cost.
+const spins = 100
+
+var multicore = runtime.NumCPU() > 1
+
+// LockSlow is Lock after its first attempt failed. Callers that write
+// Lock's fast path out themselves, to stay under the inlining budget,
+// call it.
+func (m *Mutex) LockSlow() {
+	if multicore {
+		for range spins {
+			if m.state.Load() == 0 && m.state.CompareAndSwap(0, 1) {
+				return
+			}
+			pause()
+		}
+	}
+	m.once.Do(func() { m.wake = make(chan struct{}, 1) })
+	m.waiting.Add(1)
+	heavyBarrier()
+	// From here on every holder that lets go either sees the count and
+	// leaves a token, or let go before this attempt could miss it.
+	for !m.state.CompareAndSwap(0, 1) {
+		<-m.wake
+	}
+	m.waiting.Add(-1)
+}
+
+// signal leaves a wake token unless one is already waiting to be taken: a
+// woken goroutine that then loses the lock to another sleeps again, and
+// that one's Unlock leaves the next token.
+func (m *Mutex) signal() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}

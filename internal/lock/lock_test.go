@@ -1,0 +1,205 @@
+package lock
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestMutualExclusion has goroutines, more than the processors and more
+// processors than CPUs, add to a plain counter under the lock while the
+// garbage collector runs in a loop: every increment must count, and the
+// race detector must see no race.
+func TestMutualExclusion(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2 * runtime.NumCPU()))
+	stop := make(chan struct{})
+	var gcs sync.WaitGroup
+	gcs.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				runtime.GC()
+			}
+		}
+	})
+	defer func() { close(stop); gcs.Wait() }()
+	const goroutines, each = 16, 20000
+	var m Mutex
+	var counter, inside int
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				if (g+i)%3 == 0 {
+					for !m.TryLock() {
+						runtime.Gosched()
+					}
+				} else {
+					m.Lock()
+				}
+				inside++
+				if inside != 1 {
+					t.Errorf("%d goroutines inside the lock", inside)
+				}
+				counter++
+				if i%64 == 0 {
+					runtime.Gosched() // hold it across a reschedule now and then
+				}
+				inside--
+				m.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if counter != goroutines*each {
+		t.Fatalf("counter %d, want %d", counter, goroutines*each)
+	}
+}
+
+// TestSleeperWoken holds the lock long enough that a second goroutine
+// stops spinning and sleeps (Contended says so), then lets go: the sleeper
+// must get the lock, and Contended must say false once it has.
+func TestSleeperWoken(t *testing.T) {
+	for range 50 {
+		var m Mutex
+		m.Lock()
+		got := make(chan struct{})
+		go func() {
+			m.Lock()
+			close(got)
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for !m.Contended() {
+			if time.Now().After(deadline) {
+				t.Fatal("the second Lock never registered to sleep")
+			}
+			time.Sleep(10 * time.Microsecond)
+		}
+		m.Unlock()
+		select {
+		case <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the sleeper was not woken by Unlock")
+		}
+		if m.Contended() {
+			t.Fatal("Contended after the sleeper took the lock")
+		}
+		if m.TryLock() {
+			t.Fatal("TryLock took a lock the woken sleeper holds")
+		}
+		m.Unlock()
+		if !m.TryLock() {
+			t.Fatal("TryLock failed on a free lock")
+		}
+	}
+}
+
+// TestNoLostWakeup hands the lock back and forth between goroutines that
+// each hold it briefly and often go to sleep on it, many thousands of
+// times: a sleeper that missed its wake-up (the window the heavy barrier
+// closes) would leave the others waiting for good, which the deadline
+// catches. It counts how many acquisitions slept, so that a run where
+// nobody ever slept cannot pass unnoticed.
+func TestNoLostWakeup(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4 * runtime.NumCPU()))
+	const goroutines = 8
+	rounds := 20000
+	if testing.Short() {
+		rounds = 4000
+	}
+	var m Mutex
+	var slept atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		var wg sync.WaitGroup
+		for range goroutines {
+			wg.Go(func() {
+				for range rounds {
+					if !m.TryLock() {
+						if m.Contended() {
+							slept.Add(1)
+						}
+						m.LockSlow()
+					}
+					for range 200 { // hold it for a little while
+						pause()
+					}
+					m.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("hung: %d waiting on the lock", m.waiting.Load())
+	}
+	if slept.Load() == 0 {
+		t.Fatal("no acquisition found the lock contended: the sleeping path was not exercised")
+	}
+	t.Logf("%d acquisitions found sleepers", slept.Load())
+}
+
+// sink keeps the benchmarks' counters alive.
+var sink int
+
+// BenchmarkUncontended is one Lock and Unlock with nobody else around, the
+// case of nearly every Rent and Return.
+func BenchmarkUncontended(b *testing.B) {
+	b.Run("lock=memshuffle", func(b *testing.B) {
+		var m Mutex
+		n := 0
+		for b.Loop() {
+			m.Lock()
+			n++
+			m.Unlock()
+		}
+		sink = n
+	})
+	b.Run("lock=sync.Mutex", func(b *testing.B) {
+		var m sync.Mutex
+		n := 0
+		for b.Loop() {
+			m.Lock()
+			n++
+			m.Unlock()
+		}
+		sink = n
+	})
+}
+
+// BenchmarkContended has GOMAXPROCS goroutines take one lock for a short
+// critical section, as the goroutines of a Shuffler do for entries of one
+// shard.
+func BenchmarkContended(b *testing.B) {
+	b.Run("lock=memshuffle", func(b *testing.B) {
+		var m Mutex
+		var n int
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				m.Lock()
+				n++
+				m.Unlock()
+			}
+		})
+		sink = n
+	})
+	b.Run("lock=sync.Mutex", func(b *testing.B) {
+		var m sync.Mutex
+		var n int
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				m.Lock()
+				n++
+				m.Unlock()
+			}
+		})
+		sink = n
+	})
+}

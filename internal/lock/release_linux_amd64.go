@@ -1,0 +1,67 @@
+//go:build !race
+
+package lock
+
+import (
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// membarrier(2) commands, from linux/membarrier.h.
+const (
+	membarrierQuery                    = 0
+	membarrierPrivateExpedited         = 1 << 3
+	membarrierRegisterPrivateExpedited = 1 << 4
+)
+
+// asymmetric is whether Unlock may use a plain store: the kernel has
+// membarrier's private expedited command and Enable registered this
+// process for it.
+var asymmetric bool
+
+const canBeAsymmetric = true
+
+var enable sync.Once
+
+// Enable lets the Mutexes made from now on let go with a plain store, where
+// the system allows (see the package doc). It must be called before any
+// Mutex is first locked: a sleeper on a Mutex that was in use while the
+// mode changed could miss its wake-up. It is not done at start-up so that
+// a program that only imports the package makes no membarrier calls, which
+// some sandboxes refuse or punish.
+func Enable() { enable.Do(func() { asymmetric = register() }) }
+
+func register() bool {
+	mask, _, errno := syscall.RawSyscall(unix.SYS_MEMBARRIER, membarrierQuery, 0, 0)
+	if errno != 0 || mask&membarrierPrivateExpedited == 0 {
+		return false
+	}
+	_, _, errno = syscall.RawSyscall(unix.SYS_MEMBARRIER, membarrierRegisterPrivateExpedited, 0, 0)
+	return errno == 0
+}
+
+// heavyBarrier makes every thread of the process run a full memory barrier
+// before it returns. It cannot fail once registered (the kernel returns an
+// error only for a command it lacks or a process that did not register), so
+// a failure means the process's state is not what register saw: panic
+// rather than risk a lost wake-up.
+func heavyBarrier() {
+	if !asymmetric {
+		return
+	}
+	if _, _, errno := syscall.Syscall(unix.SYS_MEMBARRIER, membarrierPrivateExpedited, 0, 0); errno != 0 {
+		panic("lock: membarrier failed after registration: " + errno.Error())
+	}
+}
+
+// release lets go of m and reports whether a goroutine sleeps on it. With
+// asymmetric set it stores 0 to m.state with a plain MOV, which x86 does
+// not reorder with the critical section's loads and stores (and the call
+// keeps the compiler from moving them past it), then reads m.waiting with
+// a plain load, which a sleeper's heavyBarrier orders; otherwise it stores
+// with XCHG, as sync/atomic does.
+//
+//go:noescape
+func release(m *Mutex) bool

@@ -61,9 +61,7 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 		return Handle{}, ErrClosed
 	}
 	sh := s.pickShard()
-	if !sh.mu.TryLock() { // lock.Mutex.Lock written out, as in lookup
-		sh.mu.LockSlow()
-	}
+	sh.mu.Lock()
 	// Unlocked by hand, not deferred, as in Return.
 	h, err := sh.alloc(size, align)
 	sh.mu.Unlock()

@@ -465,11 +465,8 @@ func (s *Shuffler) lookup(h Handle) (*shard, *store.Slot, error) {
 	}
 	sh := &s.shards[k]
 	// lockOpen written out: it does not inline, and this is every
-	// borrow's and return's path. So is lock.Mutex.Lock, which is over the
-	// inlining budget by the cost of its call to LockSlow.
-	if !sh.mu.TryLock() {
-		sh.mu.LockSlow()
-	}
+	// borrow's and return's path.
+	sh.mu.Lock()
 	if sh.closed {
 		sh.mu.Unlock()
 		return nil, nil, ErrClosed

@@ -45,7 +45,7 @@ type Mutex struct {
 // Lock locks m, waiting until it is free.
 func (m *Mutex) Lock() {
 	if !m.state.CompareAndSwap(0, 1) {
-		m.LockSlow()
+		m.lockSlow()
 	}
 }
 
@@ -64,17 +64,15 @@ func (m *Mutex) Unlock() {
 // one that has just been woken counts until it holds the lock.
 func (m *Mutex) Contended() bool { return m.waiting.Load() > 0 }
 
-// spins is how many times LockSlow looks at the lock before it sleeps, on
+// spins is how many times lockSlow looks at the lock before it sleeps, on
 // a machine with more than one CPU: a holder running on another CPU lets go
 // within a few hundred nanoseconds, far less than a sleep and a wake cost.
 const spins = 100
 
 var multicore = runtime.NumCPU() > 1
 
-// LockSlow is Lock after its first attempt failed. Callers that write
-// Lock's fast path out themselves, to stay under the inlining budget,
-// call it.
-func (m *Mutex) LockSlow() {
+// lockSlow is Lock after its first attempt failed.
+func (m *Mutex) lockSlow() {
 	if multicore {
 		for range spins {
 			if m.state.Load() == 0 && m.state.CompareAndSwap(0, 1) {

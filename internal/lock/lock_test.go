@@ -123,7 +123,7 @@ func TestNoLostWakeup(t *testing.T) {
 						if m.Contended() {
 							slept.Add(1)
 						}
-						m.LockSlow()
+						m.lockSlow()
 					}
 					for range 200 { // hold it for a little while
 						pause()

@@ -47,7 +47,7 @@ func TestBarrierOrdersRelease(t *testing.T) {
 		for range r % 64 {
 			pause()
 		}
-		sawSleeper := release(&m)
+		sawSleeper := release(&m) == wakeOne
 		for done.Load() != r {
 		}
 		if !sawSleeper && !locked {

@@ -26,21 +26,36 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Mutex is a mutual exclusion lock. The zero Mutex is unlocked. It must
 // not be copied after first use.
 //
 // Waiters are not served in order: one woken competes with any goroutine
-// that calls Lock at that moment. Unlike sync.Mutex, Unlock of an unlocked
-// Mutex is not detected.
+// that calls Lock at that moment. But one that has waited starveAfter is
+// handed the lock by the next Unlock, as in sync.Mutex's starvation mode,
+// so that a goroutine which takes the lock in a loop, or is descheduled
+// while it holds it, cannot keep a waiter out for good. Unlike sync.Mutex,
+// Unlock of an unlocked Mutex is not detected.
 type Mutex struct {
-	state   atomic.Uint32 // 1 while held
-	waiting atomic.Int32  // goroutines registered to sleep in lockSlow
+	state    atomic.Uint32 // 1 while held, and while handed to a sleeper
+	waiting  atomic.Int32  // goroutines registered to sleep in lockSlow
+	starving atomic.Int32  // of those, the ones that have waited starveAfter
 
-	once sync.Once
-	wake chan struct{} // a token for a sleeper; made by the first
+	once    sync.Once
+	wake    chan struct{} // a token for a sleeper; made by the first
+	handoff chan struct{} // the lock itself, for a sleeper to take
 }
+
+// What release did, for Unlock to finish: let go with nobody asleep, let
+// go with a sleeper to wake (release's assembly sets these two as a
+// comparison's result), or kept the lock held for a sleeper that starves.
+const (
+	released = 0
+	wakeOne  = 1
+	handOff  = 2
+)
 
 // Lock locks m, waiting until it is free.
 func (m *Mutex) Lock() {
@@ -53,10 +68,15 @@ func (m *Mutex) Lock() {
 func (m *Mutex) TryLock() bool { return m.state.CompareAndSwap(0, 1) }
 
 // Unlock lets go of m, which must be locked, and wakes a sleeper if there
-// is one.
+// is one; if a sleeper starves, it hands m to a sleeper instead.
 func (m *Mutex) Unlock() {
-	if release(m) {
+	switch release(m) {
+	case wakeOne:
 		m.signal()
+	case handOff:
+		// Never blocks: a token in handoff is the lock, which no one holds
+		// to let go of again until a sleeper has taken it out.
+		m.handoff <- struct{}{}
 	}
 }
 
@@ -68,6 +88,14 @@ func (m *Mutex) Contended() bool { return m.waiting.Load() > 0 }
 // a machine with more than one CPU: a holder running on another CPU lets go
 // within a few hundred nanoseconds, far less than a sleep and a wake cost.
 const spins = 100
+
+// starveAfter is how long a sleeper competes for the lock before it asks to
+// be handed it, sync.Mutex's threshold. A woken sleeper tries the lock once
+// and sleeps again if it lost, so without a handoff it could lose every
+// time: to a holder descheduled while it holds the lock, or on one P to a
+// goroutine that locks in a loop and lets the sleeper run only when
+// preempted, which is almost always inside the critical section.
+const starveAfter = time.Millisecond
 
 var multicore = runtime.NumCPU() > 1
 
@@ -81,13 +109,33 @@ func (m *Mutex) lockSlow() {
 			pause()
 		}
 	}
-	m.once.Do(func() { m.wake = make(chan struct{}, 1) })
+	m.once.Do(func() {
+		m.wake = make(chan struct{}, 1)
+		m.handoff = make(chan struct{}, 1)
+	})
 	m.waiting.Add(1)
 	heavyBarrier()
+	since := time.Now()
+	starving := false
 	// From here on every holder that lets go either sees the count and
-	// leaves a token, or let go before this attempt could miss it.
+	// leaves a token, or let go before this attempt could miss it. A holder
+	// that sees starving, counted before this sleeper's next sleep, keeps
+	// the lock held and hands it over; one that read it too early lets go
+	// and leaves a token, as before.
 	for !m.state.CompareAndSwap(0, 1) {
-		<-m.wake
+		if !starving && time.Since(since) >= starveAfter {
+			starving = true
+			m.starving.Add(1)
+		}
+		select {
+		case <-m.wake:
+			continue
+		case <-m.handoff:
+		}
+		break // handed the lock: m.state is still 1, now for this goroutine
+	}
+	if starving {
+		m.starving.Add(-1)
 	}
 	m.waiting.Add(-1)
 }

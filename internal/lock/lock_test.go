@@ -146,6 +146,50 @@ func TestNoLostWakeup(t *testing.T) {
 	t.Logf("%d acquisitions found sleepers", slept.Load())
 }
 
+// TestWaiterNotStarved has one goroutine take the lock in a loop and be
+// descheduled each time while it holds it, on one P, as a holder preempted
+// in its critical section is. A woken waiter then runs only while the lock
+// is held: one that merely competed for the lock, as at every wake-up
+// before, never got it. Once it has waited starveAfter it must be handed
+// the lock at the next Unlock.
+func TestWaiterNotStarved(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var m Mutex
+	var stop atomic.Bool
+	var laps atomic.Int64
+	var loop sync.WaitGroup
+	loop.Go(func() {
+		for !stop.Load() {
+			m.Lock()
+			runtime.Gosched()
+			m.Unlock()
+			laps.Add(1)
+		}
+	})
+	defer func() { stop.Store(true); loop.Wait() }()
+	const limit = 5 * time.Second
+	for i := range 5 {
+		// The loop yields only while it holds the lock: once it has gone
+		// round, it holds it whenever another goroutine runs.
+		for n := laps.Load(); laps.Load() < n+2; {
+			runtime.Gosched()
+		}
+		got := make(chan time.Duration, 1) // never blocks a waiter the test gave up on
+		go func() {
+			start := time.Now()
+			m.Lock()
+			got <- time.Since(start)
+			m.Unlock()
+		}()
+		select {
+		case waited := <-got:
+			t.Logf("Lock %d waited %v", i, waited)
+		case <-time.After(limit):
+			t.Fatalf("Lock %d still waits after %v behind a goroutine locking in a loop", i, limit)
+		}
+	}
+}
+
 // sink keeps the benchmarks' counters alive.
 var sink int
 

@@ -56,12 +56,13 @@ func heavyBarrier() {
 	}
 }
 
-// release lets go of m and reports whether a goroutine sleeps on it. With
-// asymmetric set it stores 0 to m.state with a plain MOV, which x86 does
-// not reorder with the critical section's loads and stores (and the call
-// keeps the compiler from moving them past it), then reads m.waiting with
-// a plain load, which a sleeper's heavyBarrier orders; otherwise it stores
-// with XCHG, as sync/atomic does.
+// release lets go of m and reports whether a goroutine sleeps on it
+// (released or wakeOne), or, when a sleeper starves, keeps m held for it
+// (handOff). With asymmetric set it stores 0 to m.state with a plain MOV,
+// which x86 does not reorder with the critical section's loads and stores
+// (and the call keeps the compiler from moving them past it), then reads
+// m.waiting with a plain load, which a sleeper's heavyBarrier orders;
+// otherwise it stores with XCHG, as sync/atomic does.
 //
 //go:noescape
-func release(m *Mutex) bool
+func release(m *Mutex) uint8

@@ -11,10 +11,17 @@ func Enable() {}
 
 func heavyBarrier() {}
 
-// release lets go of m and reports whether a goroutine sleeps on it.
-func release(m *Mutex) bool {
+// release lets go of m and reports whether a goroutine sleeps on it, or
+// keeps it held for a sleeper that starves.
+func release(m *Mutex) uint8 {
+	if m.starving.Load() > 0 {
+		return handOff
+	}
 	m.state.Store(0)
-	return m.waiting.Load() > 0
+	if m.waiting.Load() > 0 {
+		return wakeOne
+	}
+	return released
 }
 
 func register() bool { return false }

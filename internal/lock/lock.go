@@ -97,6 +97,11 @@ const spins = 100
 // preempted, which is almost always inside the critical section.
 const starveAfter = time.Millisecond
 
+// pollRefused is how long a sleeper whose heavyBarrier was refused sleeps
+// before it tries the lock again, token or not: a wake-up lost to the
+// missing barrier costs that much, not the rest of the program's life.
+const pollRefused = time.Millisecond
+
 var multicore = runtime.NumCPU() > 1
 
 // lockSlow is Lock after its first attempt failed.
@@ -114,21 +119,29 @@ func (m *Mutex) lockSlow() {
 		m.handoff = make(chan struct{}, 1)
 	})
 	m.waiting.Add(1)
-	heavyBarrier()
+	ordered := heavyBarrier()
 	since := time.Now()
 	starving := false
 	// From here on every holder that lets go either sees the count and
 	// leaves a token, or let go before this attempt could miss it. A holder
 	// that sees starving, counted before this sleeper's next sleep, keeps
 	// the lock held and hands it over; one that read it too early lets go
-	// and leaves a token, as before.
+	// and leaves a token, as before. Without the barrier the holder of the
+	// moment may have let go unseen, leaving no token: the sleeper looks
+	// again every pollRefused.
 	for !m.state.CompareAndSwap(0, 1) {
 		if !starving && time.Since(since) >= starveAfter {
 			starving = true
 			m.starving.Add(1)
 		}
+		var poll <-chan time.Time // nil, never ready, when ordered
+		if !ordered {
+			poll = time.After(pollRefused)
+		}
 		select {
 		case <-m.wake:
+			continue
+		case <-poll:
 			continue
 		case <-m.handoff:
 		}

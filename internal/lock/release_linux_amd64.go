@@ -43,17 +43,17 @@ func register() bool {
 }
 
 // heavyBarrier makes every thread of the process run a full memory barrier
-// before it returns. It cannot fail once registered (the kernel returns an
-// error only for a command it lacks or a process that did not register), so
-// a failure means the process's state is not what register saw: panic
-// rather than risk a lost wake-up.
-func heavyBarrier() {
+// before it returns, and reports whether it did. The kernel does not refuse
+// a process that registered, but a seccomp filter installed since (a
+// sandbox that shuts a program in once it is set up) can; Unlock still
+// lets go with a plain store then, so the caller must not sleep for good
+// on a token that a holder may not have seen it needed.
+func heavyBarrier() bool {
 	if !asymmetric {
-		return
+		return true
 	}
-	if _, _, errno := syscall.Syscall(unix.SYS_MEMBARRIER, membarrierPrivateExpedited, 0, 0); errno != 0 {
-		panic("lock: membarrier failed after registration: " + errno.Error())
-	}
+	_, _, errno := syscall.Syscall(unix.SYS_MEMBARRIER, membarrierPrivateExpedited, 0, 0)
+	return errno == 0
 }
 
 // release lets go of m and reports whether a goroutine sleeps on it

@@ -9,7 +9,7 @@ const asymmetric, canBeAsymmetric = false, false
 // Enable does nothing: Unlock always uses an atomic store here.
 func Enable() {}
 
-func heavyBarrier() {}
+func heavyBarrier() bool { return true }
 
 // release lets go of m and reports whether a goroutine sleeps on it, or
 // keeps it held for a sleeper that starves.

@@ -19,7 +19,9 @@
 // from every unlock to the rare lock that has to sleep. Where membarrier
 // is missing, on other systems, other architectures (arm64's atomic store
 // is already cheap and ordered) and under the race detector, Unlock uses an
-// atomic store.
+// atomic store. Where it is refused after Enable (a seccomp filter
+// installed later), a sleeper cannot close the window and tries the lock
+// again every pollRefused besides.
 package lock
 
 import (

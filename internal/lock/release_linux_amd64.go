@@ -25,10 +25,11 @@ const canBeAsymmetric = true
 
 var enable sync.Once
 
-// Enable lets the Mutexes made from now on let go with a plain store, where
-// the system allows (see the package doc). It must be called before any
-// Mutex is first locked: a sleeper on a Mutex that was in use while the
-// mode changed could miss its wake-up. It is not done at start-up so that
+// Enable lets every Mutex let go with a plain store from now on, where the
+// system allows (see the package doc): the mode is the process's, not a
+// Mutex's. It must therefore be called before any Mutex is first locked:
+// a sleeper on a Mutex that was in use while the mode changed could miss
+// its wake-up. It is not done at start-up so that
 // a program that only imports the package makes no membarrier calls, which
 // some sandboxes refuse or punish.
 func Enable() { enable.Do(func() { asymmetric = register() }) }

@@ -108,7 +108,9 @@ var multicore = runtime.NumCPU() > 1
 
 // lockSlow is Lock after its first attempt failed.
 func (m *Mutex) lockSlow() {
-	if multicore {
+	// With one P the holder cannot run while this goroutine spins. The
+	// call takes the scheduler's lock, which is cheap next to the spin.
+	if multicore && runtime.GOMAXPROCS(0) > 1 {
 		for range spins {
 			if m.state.Load() == 0 && m.state.CompareAndSwap(0, 1) {
 				return

@@ -14,10 +14,13 @@ import (
 // TestUnlockYield: a goroutine parked on a shard lock runs as soon as the
 // background lets go of the lock, before the background goes on; one that
 // is merely runnable runs after it, as after a plain Unlock. On one P the
-// order is fixed, and the controls show the other order: without the
-// yield the holder goes on before the waiter, with runtime.Gosched after
-// every Unlock the runnable goroutine goes first. The lock counts as
-// contended while, and only while, a goroutine waits for it.
+// order is all but fixed, and the controls show the other order: without
+// the yield the holder goes on before the waiter, with runtime.Gosched
+// after every Unlock the runnable goroutine goes first. All but: one
+// scheduling round in 61 takes a goroutine from the global run queue
+// first, which a yield has just put the holder on, so each case runs
+// trials times and must show its order in all but a few. The lock counts
+// as contended while, and only while, a goroutine waits for it.
 func TestUnlockYield(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	s := newTest(t, WithShards(1))
@@ -33,37 +36,50 @@ func TestUnlockYield(t *testing.T) {
 		{"unlockYield/runnable", sh.unlockYield, false, false},
 		{"Unlock+Gosched/runnable", func() { sh.mu.Unlock(); runtime.Gosched() }, false, true},
 	} {
-		var seq, other, holder atomic.Int64
-		var started atomic.Bool
-		done := make(chan struct{})
-		sh.mu.Lock()
-		if sh.mu.Contended() {
-			t.Fatalf("%s: contended with no goroutine waiting", c.name)
-		}
-		go func() {
-			defer close(done)
-			started.Store(true)
-			if c.waits {
-				sh.mu.Lock() // parks: on one P nothing else runs until it does
-				defer sh.mu.Unlock()
+		const trials = 20
+		otherFirst := 0
+		for range trials {
+			if unlockYieldTrial(t, sh, c.name, c.release, c.waits) {
+				otherFirst++
 			}
-			other.Store(seq.Add(1))
-		}()
-		// On one P the goroutine runs only when this one yields: a waiter
-		// is let run into Lock, a runnable one is not let run at all.
-		for c.waits && (!started.Load() || !sh.mu.Contended()) {
-			runtime.Gosched()
 		}
-		c.release()
-		holder.Store(seq.Add(1))
-		<-done
-		if got := other.Load() < holder.Load(); got != c.otherFirst {
-			t.Errorf("%s: the other goroutine ran first = %v, want %v", c.name, got, c.otherFirst)
-		}
-		if sh.mu.Contended() {
-			t.Errorf("%s: contended after the waiter took the lock and let it go", c.name)
+		if want := map[bool]int{true: trials, false: 0}[c.otherFirst]; otherFirst < want-2 || otherFirst > want+2 {
+			t.Errorf("%s: the other goroutine ran first in %d of %d trials, want %d", c.name, otherFirst, trials, want)
 		}
 	}
+}
+
+// unlockYieldTrial is one trial of TestUnlockYield: it reports whether the
+// other goroutine ran first.
+func unlockYieldTrial(t *testing.T, sh *shard, name string, release func(), waits bool) bool {
+	var seq, other, holder atomic.Int64
+	var started atomic.Bool
+	done := make(chan struct{})
+	sh.mu.Lock()
+	if sh.mu.Contended() {
+		t.Fatalf("%s: contended with no goroutine waiting", name)
+	}
+	go func() {
+		defer close(done)
+		started.Store(true)
+		if waits {
+			sh.mu.Lock() // parks: on one P nothing else runs until it does
+			defer sh.mu.Unlock()
+		}
+		other.Store(seq.Add(1))
+	}()
+	// On one P the goroutine runs only when this one yields: a waiter
+	// is let run into Lock, a runnable one is not let run at all.
+	for waits && (!started.Load() || !sh.mu.Contended()) {
+		runtime.Gosched()
+	}
+	release()
+	holder.Store(seq.Add(1))
+	<-done
+	if sh.mu.Contended() {
+		t.Errorf("%s: contended after the waiter took the lock and let it go", name)
+	}
+	return other.Load() < holder.Load()
 }
 
 // TestPacerRests: a burst of pacerBurst or more is followed by a sleep at

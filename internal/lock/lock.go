@@ -43,6 +43,7 @@ import (
 type Mutex struct {
 	state    atomic.Uint32 // 1 while held, and while handed to a sleeper
 	waiting  atomic.Int32  // goroutines registered to sleep in lockSlow
+	sleeping atomic.Int32  // of those, the ones past their barrier, for Contended
 	starving atomic.Int32  // of those, the ones that have waited starveAfter
 
 	once    sync.Once
@@ -83,8 +84,10 @@ func (m *Mutex) Unlock() {
 }
 
 // Contended reports whether a goroutine sleeps in Lock, or is about to:
-// one that has just been woken counts until it holds the lock.
-func (m *Mutex) Contended() bool { return m.waiting.Load() > 0 }
+// one that has just been woken counts until it holds the lock. One still in
+// its barrier's system call does not count yet: a holder that yielded to
+// it would only run again itself, or, on one P, go on before it.
+func (m *Mutex) Contended() bool { return m.sleeping.Load() > 0 }
 
 // spins is how many times lockSlow looks at the lock before it sleeps, on
 // a machine with more than one CPU: a holder running on another CPU lets go
@@ -133,7 +136,12 @@ func (m *Mutex) lockSlow() {
 	// and leaves a token, as before. Without the barrier the holder of the
 	// moment may have let go unseen, leaving no token: the sleeper looks
 	// again every pollRefused.
+	asleep := false
 	for !m.state.CompareAndSwap(0, 1) {
+		if !asleep {
+			asleep = true
+			m.sleeping.Add(1)
+		}
 		if !starving && time.Since(since) >= starveAfter {
 			starving = true
 			m.starving.Add(1)
@@ -153,6 +161,9 @@ func (m *Mutex) lockSlow() {
 	}
 	if starving {
 		m.starving.Add(-1)
+	}
+	if asleep {
+		m.sleeping.Add(-1)
 	}
 	m.waiting.Add(-1)
 }

@@ -74,14 +74,7 @@ func TestBarrierRefused(t *testing.T) {
 func lostWakeup(t *testing.T) {
 	var m Mutex
 	m.Lock()
-	got := make(chan struct{})
-	go func() {
-		m.Lock()
-		close(got)
-	}()
-	for !m.Contended() {
-		time.Sleep(10 * time.Microsecond)
-	}
+	got := sleeper(t, &m)
 	time.Sleep(10 * time.Millisecond) // asleep by now, in all likelihood
 	m.state.Store(0)
 	select {

@@ -132,10 +132,14 @@ func (sh *shard) shuffle() error {
 // gather lists the entries to move, in slot order, in w.slots, and counts
 // them by arena in w.leaving. It reports how many there are, whether they
 // all have one size (w.size, tag included), a multiple of one alignment,
-// and whether they also sit on a grid of that size in their arenas; then
-// w.at[w.base[a]+off/w.size] is k+1 for the entry at off in arena a, the
-// k-th in w.slots, and 0 for a place no moving entry holds, numbering the places in
-// address order, arena by arena (see moveBySource).
+// and whether they also sit on a grid of that size in their arenas. On a
+// grid, the places are numbered in address order, arena by arena, from
+// w.base[a] for arena a on, and moveBySource walks them in that order.
+//
+// When every entry moves and each arena's entries fill it from its start
+// with no gap (w.dense), place w.base[a]+off/w.size is the entry at off in
+// arena a and no other index is needed. Otherwise w.at[place] is k+1 for
+// the k-th entry in w.slots, and 0 for a place no moving entry holds.
 func (sh *shard) gather() (n int, uniform, grid bool) {
 	w := &sh.work
 	first := uint32(0)
@@ -150,18 +154,17 @@ func (sh *shard) gather() (n int, uniform, grid bool) {
 	ext := size + uint32(sh.Overhead())
 	w.size = int(ext)
 	uniform = int(ext)%f.Align() == 0
-	// Places are numbered only when there are not many times more of them
-	// than entries, or few: the index costs four bytes a place.
 	w.base = growU32(w.base, len(sh.Arenas.List()))
+	// Places are numbered only when there are not many times more of them
+	// than entries, or few: the index costs four bytes a place. Entries
+	// that would be moved in place need the index too (see shuffleInPlace).
+	w.dense = uniform && w.size < minInPlaceSize && sh.numberDense(ext)
 	places := 0
-	for i, a := range sh.Arenas.List() {
-		if a != nil {
-			w.base[i] = uint32(places)
-			places += len(a.Mem) / int(ext)
-		}
+	if uniform && !w.dense {
+		places = sh.numberPlaces(ext)
 	}
-	grid = uniform && (places <= 4*sh.Counts.Live() || places <= 1<<14)
-	if grid {
+	grid = uniform && (w.dense || places <= 4*sh.Counts.Live() || places <= 1<<14)
+	if grid && !w.dense {
 		w.at = growU32(w.at, places)
 		clear(w.at)
 	}
@@ -176,9 +179,9 @@ func (sh *shard) gather() (n int, uniform, grid bool) {
 		w.leaving[sl.Arena()]++
 		w.slots = append(w.slots, i)
 		if sl.Size != size || sl.AlignLog() != meta {
-			uniform, grid = false, false
+			uniform, grid, w.dense = false, false, false
 		}
-		if grid {
+		if grid && !w.dense {
 			if sl.Off%ext != 0 {
 				grid = false
 				continue
@@ -187,6 +190,44 @@ func (sh *shard) gather() (n int, uniform, grid bool) {
 		}
 	}
 	return len(w.slots), uniform, grid
+}
+
+// numberDense numbers the places of arenas that entries of ext bytes fill
+// from the start with no gap, and reports whether every arena is one: the
+// entries' bytes are the arena's high-water mark, so they tile the space
+// below it. No entry may be borrowed, since those do not move; then every
+// entry the arenas count is one gather lists.
+func (sh *shard) numberDense(ext uint32) bool {
+	w := &sh.work
+	if sh.Counts.Rented() != 0 || sh.Counts.Viewed() != 0 {
+		return false
+	}
+	places := 0
+	for i, a := range sh.Arenas.List() {
+		if a == nil {
+			continue
+		}
+		if a.Dedicated || a.Bytes != a.Used || a.Live*int(ext) != a.Bytes {
+			return false
+		}
+		w.base[i] = uint32(places)
+		places += a.Live
+	}
+	return places == sh.Counts.Live()
+}
+
+// numberPlaces numbers every place of ext bytes in every arena and returns
+// how many there are.
+func (sh *shard) numberPlaces(ext uint32) int {
+	w := &sh.work
+	places := 0
+	for i, a := range sh.Arenas.List() {
+		if a != nil {
+			w.base[i] = uint32(places)
+			places += len(a.Mem) / int(ext)
+		}
+	}
+	return places
 }
 
 // measure fills w.sizes and w.aligns for layout, and returns the bytes
@@ -278,12 +319,14 @@ func (sh *shard) moveAll(placed int) uint64 {
 
 // moveBySource is moveAll for entries gather found on a grid, when all of
 // them move: it walks the places they leave in address order, so that the
-// reads of the old places, of w.at and of w.rank go forwards, and only the
-// writes to the new places land at random. The slots, which are in an
+// reads of the old places, and of w.at or w.rank, go forwards, and only
+// the writes to the new places land at random. The slots, which are in an
 // order unrelated to the places, are updated afterwards in their own
-// order: their new places are first noted in w.to, a smaller array that
-// stays in cache, rather than each written into a slot at random.
+// order.
 func (sh *shard) moveBySource() uint64 {
+	if sh.work.dense {
+		return sh.moveDense()
+	}
 	w := &sh.work
 	if cap(w.to) < len(w.slots) {
 		w.to = make([]uint64, len(w.slots))
@@ -320,6 +363,38 @@ func (sh *shard) moveBySource() uint64 {
 		sl.Off = uint32(w.to[k])
 	}
 	return uint64(q) * uint64(w.size-sh.Overhead())
+}
+
+// moveDense is moveBySource for dense places (see gather): the entry at
+// place p goes to rank w.rank[p], so the move reads w.rank forwards, and
+// the slots find their entry's rank from its old place, so that they need
+// no array of new places written at random.
+func (sh *shard) moveDense() uint64 {
+	w := &sh.work
+	sz := uint32(w.size)
+	for i, a := range sh.Arenas.List() {
+		if i >= len(w.leaving) || w.leaving[i] == 0 {
+			continue
+		}
+		mem, vacated := a.Mem, w.vacated[i]
+		for j, r := range w.rank[w.base[i]:][:w.leaving[i]] {
+			dst, off := sh.dest(r)
+			from := uint32(j) * sz
+			copy(dst.Mem[off:off+sz], mem[from:from+sz])
+			if !vacated {
+				// a may be released here, once its last entry is gone.
+				osmem.Wipe(mem[from : from+sz])
+				sh.Arenas.Vacate(a, from, sz, nil)
+			}
+		}
+	}
+	for _, i := range w.slots {
+		sl := sh.Slots.At(i)
+		dst, off := sh.dest(w.rank[w.base[sl.Arena()]+sl.Off/sz])
+		sl.SetArena(dst.Index)
+		sl.Off = off
+	}
+	return uint64(len(w.slots)) * uint64(w.size-sh.Overhead())
 }
 
 // minInPlace (256, as the Shuffle doc says) is the fewest entries a shard
@@ -687,8 +762,10 @@ func (sh *shard) dest(r uint32) (*store.Arena, uint32) {
 		return w.fresh[0], r * uint32(w.size)
 	}
 	if w.per > 0 {
-		i := int(r) / w.per
-		return w.fresh[i], uint32((int(r) - i*w.per) * w.size)
+		// Ranks and places fit in 32 bits, and a 32-bit division costs
+		// less than a 64-bit one.
+		i := r / uint32(w.per)
+		return w.fresh[i], (r - i*uint32(w.per)) * uint32(w.size)
 	}
 	return sh.Arenas.Get(w.arena[r]), w.off[r]
 }
@@ -738,13 +815,14 @@ type shuffleWork struct {
 	off, arena   []uint32       // by r: the destination (layout)
 	fresh        []*store.Arena // equal fresh arenas (layoutUniform)
 	per, size    int            // entries per fresh arena, entry size (layoutUniform)
+	dense        bool           // places numbered by live entries (gather)
 	vacated      []bool         // by arena index: emptied and released whole
 	leaving      []uint32       // by arena index: entries the shuffle moves out
 	tail         int            // the old current arena's top, if vacated, else -1
 	src          []*store.Arena // the shard's arenas, in order (shuffleInPlace)
 	base         []uint32       // by arena index: its first place (gather)
 	at           []uint32       // by place: k+1 (gather)
-	to           []uint64       // by k: new arena<<32 | offset (moveBySource)
+	to           []uint64       // by k: new arena<<32 | offset (shuffleInPlace)
 }
 
 func (w *shuffleWork) reset() {

@@ -4,6 +4,7 @@ import (
 	mrand "math/rand/v2"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // The floors Shuffle is measured against, each next to the Shuffle it
@@ -63,6 +64,63 @@ func permuteClear(dst, src []byte, perm []uint32, size int) {
 		copy(dst[int(p)*size:], s)
 		clear(s)
 	}
+}
+
+// BenchmarkShufflePaired weighs BenchmarkShuffle/entries=1000000/size=32
+// against BenchmarkBaselinePermuteCopy/entries=1000000/size=32 in the same
+// moments: each iteration times one Shuffle of the million entries and one
+// pass of the bare loop (a fresh permutation drawn, every record copied to
+// its place and cleared), in an order that alternates, and reports the
+// median of the per-iteration quotients (x-permute) with the mean time per
+// entry of each side. Run seconds apart, the two benchmarks' medians drift
+// with the machine's speed; a quotient of passes a few milliseconds apart
+// does not.
+func BenchmarkShufflePaired(b *testing.B) {
+	b.Run("entries=1000000/size=32", func(b *testing.B) {
+		const n = 1000000
+		s := newBench(b)
+		for range n {
+			if _, err := Alloc[byte](s, 32); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := s.Shuffle(); err != nil { // the first maps the sizes it keeps
+			b.Fatal(err)
+		}
+		src, dst := make([]record32, n), make([]record32, n)
+		for i := range src {
+			src[i][0], dst[i][0] = byte(i), 1
+		}
+		perm := make([]uint32, n)
+		rng := mrand.NewChaCha8([32]byte{1})
+		b.SetBytes(n * 32)
+		b.ReportAllocs()
+		var xs []float64
+		var sum [2]time.Duration
+		for i := 0; b.Loop(); i++ {
+			var d [2]time.Duration
+			for k := range 2 {
+				j := (i + k) % 2
+				t0 := time.Now()
+				if j == 0 {
+					if err := s.Shuffle(); err != nil {
+						b.Fatal(err)
+					}
+				} else {
+					drawPermutation(perm, rng)
+					permuteCopy(dst, src, perm)
+					src, dst = dst, src
+				}
+				d[j] = time.Since(t0)
+			}
+			sum[0] += d[0]
+			sum[1] += d[1]
+			xs = append(xs, float64(d[0])/float64(d[1]))
+		}
+		b.ReportMetric(median(xs), "x-permute")
+		b.ReportMetric(float64(sum[0])/float64(b.N*n), "shuffle-ns/entry")
+		b.ReportMetric(float64(sum[1])/float64(b.N*n), "permute-ns/entry")
+	})
 }
 
 // BenchmarkShuffleBytes is Shuffle of 256 MiB in 64 KiB entries, the size

@@ -455,6 +455,58 @@ func BenchmarkRentReturnPaired(b *testing.B) {
 	})
 }
 
+// BenchmarkRentReturnPairedCTR weighs Rent+Return of 64 KiB and 1 MiB
+// against two BenchmarkBaselineCTR passes of the same size as
+// BenchmarkRentReturnPaired does at 32 B: each iteration times a block of
+// Rent+Returns and a block of pairs of passes, in an order that alternates,
+// and reports the median of the per-iteration quotients (x-ctr). The work
+// is exactly that of BenchmarkRentReturn and twice BenchmarkBaselineCTR.
+func BenchmarkRentReturnPairedCTR(b *testing.B) {
+	for _, c := range []struct{ size, block int }{{65536, 16}, {1 << 20, 1}} {
+		b.Run("size="+strconv.Itoa(c.size), func(b *testing.B) {
+			s := newBench(b)
+			h, err := Alloc[byte](s, c.size)
+			if err != nil {
+				b.Fatal(err)
+			}
+			blk, err := aes.NewCipher(make([]byte, 32))
+			if err != nil {
+				b.Fatal(err)
+			}
+			iv, buf := make([]byte, 16), make([]byte, c.size)
+			// An iteration's time covers both blocks; MB/s counts the
+			// Rent+Return block's bytes alone.
+			b.SetBytes(int64(c.size * c.block))
+			b.ReportAllocs()
+			var xs []float64
+			var sum [2]time.Duration
+			for i := 0; b.Loop(); i++ {
+				var d [2]time.Duration
+				for k := range 2 {
+					j := (i + k) % 2
+					t0 := time.Now()
+					for range c.block {
+						if j == 0 {
+							rentReturn(b, s, h)
+						} else {
+							cipher.NewCTR(blk, iv).XORKeyStream(buf, buf)
+							cipher.NewCTR(blk, iv).XORKeyStream(buf, buf)
+						}
+					}
+					d[j] = time.Since(t0)
+				}
+				sum[0] += d[0]
+				sum[1] += d[1]
+				xs = append(xs, float64(d[0])/float64(d[1]))
+			}
+			n := float64(b.N * c.block)
+			b.ReportMetric(median(xs), "x-ctr")
+			b.ReportMetric(float64(sum[0])/n, "rent-return-ns")
+			b.ReportMetric(float64(sum[1])/n, "ctr-pair-ns")
+		})
+	}
+}
+
 // median is the middle value of xs, which it sorts.
 func median(xs []float64) float64 {
 	slices.Sort(xs)

@@ -176,6 +176,7 @@ if [[ $QUICK == 1 ]]; then
 	group '^BenchmarkBaselineCTR$/^size=(65536|1048576)$' "$BENCHTIME"
 	group '^Benchmark(BaselineGCM|BaselineAESCTR|BaselinePermuteCopy|BaselinePermuteCopyFixed|BaselineCopyClear)$' "$BENCHTIME"
 	group '^BenchmarkRentReturnPaired$/^size=32$' "$BENCHTIME"
+	group '^BenchmarkRentReturnPairedCTR$/^size=(65536|1048576)$' "$BENCHTIME"
 	group '^BenchmarkShufflePaired$/^entries=1000000$' "$BENCHTIME"
 	group '^Benchmark(Shuffle|Memory)$' "$HEAVY_BENCHTIME"
 	group '^BenchmarkRentReturnDuringBackgroundShuffle$/^total=256MiB$' "$PAUSE_BENCHTIME" "$PAUSE_SETTLE"

@@ -421,31 +421,15 @@ func BenchmarkRentReturnPaired(b *testing.B) {
 			b.Fatal(err)
 		}
 		ctr, gcm := newAESCTRPasses(b, size), newGCMOpenSeal(b, size)
-		var xCTR, xGCM []float64
-		var sum [3]time.Duration
-		for i := 0; b.Loop(); i++ {
-			var d [3]time.Duration
-			for k := range 3 {
-				j := (i + k) % 3
-				t0 := time.Now()
-				switch j {
-				case 0:
-					for range block {
-						rentReturn(b, s, h)
-					}
-				case 1:
-					ctr.run(block)
-				case 2:
-					gcm.run(b, block)
+		sum, x := alternate(b,
+			func() {
+				for range block {
+					rentReturn(b, s, h)
 				}
-				d[j] = time.Since(t0)
-			}
-			for j := range d {
-				sum[j] += d[j]
-			}
-			xCTR = append(xCTR, float64(d[0])/float64(d[1]))
-			xGCM = append(xGCM, float64(d[0])/float64(d[2]))
-		}
+			},
+			func() { ctr.run(block) },
+			func() { gcm.run(b, block) })
+		xCTR, xGCM := x[0], x[1]
 		n := float64(b.N * block)
 		b.ReportMetric(median(xCTR), "x-aesctr")
 		b.ReportMetric(median(xGCM), "x-gcm")
@@ -478,33 +462,51 @@ func BenchmarkRentReturnPairedCTR(b *testing.B) {
 			// Rent+Return block's bytes alone.
 			b.SetBytes(int64(c.size * c.block))
 			b.ReportAllocs()
-			var xs []float64
-			var sum [2]time.Duration
-			for i := 0; b.Loop(); i++ {
-				var d [2]time.Duration
-				for k := range 2 {
-					j := (i + k) % 2
-					t0 := time.Now()
+			sum, x := alternate(b,
+				func() {
 					for range c.block {
-						if j == 0 {
-							rentReturn(b, s, h)
-						} else {
-							cipher.NewCTR(blk, iv).XORKeyStream(buf, buf)
-							cipher.NewCTR(blk, iv).XORKeyStream(buf, buf)
-						}
+						rentReturn(b, s, h)
 					}
-					d[j] = time.Since(t0)
-				}
-				sum[0] += d[0]
-				sum[1] += d[1]
-				xs = append(xs, float64(d[0])/float64(d[1]))
-			}
+				},
+				func() {
+					for range c.block {
+						cipher.NewCTR(blk, iv).XORKeyStream(buf, buf)
+						cipher.NewCTR(blk, iv).XORKeyStream(buf, buf)
+					}
+				})
+			xs := x[0]
 			n := float64(b.N * c.block)
 			b.ReportMetric(median(xs), "x-ctr")
 			b.ReportMetric(float64(sum[0])/n, "rent-return-ns")
 			b.ReportMetric(float64(sum[1])/n, "ctr-pair-ns")
 		})
 	}
+}
+
+// alternate runs b's loop, timing each of passes once per iteration in an
+// order that rotates with the iteration, so that no pass always follows
+// the same one. It returns each pass's total time and, for each pass after
+// the first, the per-iteration quotients of the first pass's time over
+// that pass's: passes timed moments apart, which the machine's drifting
+// speed leaves comparable.
+func alternate(b *testing.B, passes ...func()) (sum []time.Duration, x [][]float64) {
+	sum, x = make([]time.Duration, len(passes)), make([][]float64, len(passes)-1)
+	d := make([]time.Duration, len(passes))
+	for i := 0; b.Loop(); i++ {
+		for k := range passes {
+			j := (i + k) % len(passes)
+			t0 := time.Now()
+			passes[j]()
+			d[j] = time.Since(t0)
+		}
+		for j := range d {
+			sum[j] += d[j]
+		}
+		for j := range x {
+			x[j] = append(x[j], float64(d[0])/float64(d[j+1]))
+		}
+	}
+	return sum, x
 }
 
 // median is the middle value of xs, which it sorts.

@@ -310,14 +310,7 @@ func TestShuffleDenseTwoFreshArenas(t *testing.T) {
 	n := store.MaxArenaSize/size + 2000
 	s := newTest(t, WithShards(1), WithLockMode(LockNone))
 	m := model{}
-	hs := make([]Handle, n)
-	for i := range hs {
-		h, err := Alloc[byte](s, size)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs[i] = h
-	}
+	hs := allocN(t, s, n, size)
 	// Values in a sample only: every entry is checked by the invariants.
 	for i := 0; i < n; i += 997 {
 		b, err := RentSlice[byte](s, hs[i])

@@ -4,7 +4,6 @@ import (
 	mrand "math/rand/v2"
 	"runtime"
 	"testing"
-	"time"
 )
 
 // The floors Shuffle is measured against, each next to the Shuffle it
@@ -95,28 +94,18 @@ func BenchmarkShufflePaired(b *testing.B) {
 		rng := mrand.NewChaCha8([32]byte{1})
 		b.SetBytes(n * 32)
 		b.ReportAllocs()
-		var xs []float64
-		var sum [2]time.Duration
-		for i := 0; b.Loop(); i++ {
-			var d [2]time.Duration
-			for k := range 2 {
-				j := (i + k) % 2
-				t0 := time.Now()
-				if j == 0 {
-					if err := s.Shuffle(); err != nil {
-						b.Fatal(err)
-					}
-				} else {
-					drawPermutation(perm, rng)
-					permuteCopy(dst, src, perm)
-					src, dst = dst, src
+		sum, x := alternate(b,
+			func() {
+				if err := s.Shuffle(); err != nil {
+					b.Fatal(err)
 				}
-				d[j] = time.Since(t0)
-			}
-			sum[0] += d[0]
-			sum[1] += d[1]
-			xs = append(xs, float64(d[0])/float64(d[1]))
-		}
+			},
+			func() {
+				drawPermutation(perm, rng)
+				permuteCopy(dst, src, perm)
+				src, dst = dst, src
+			})
+		xs := x[0]
 		b.ReportMetric(median(xs), "x-permute")
 		b.ReportMetric(float64(sum[0])/float64(b.N*n), "shuffle-ns/entry")
 		b.ReportMetric(float64(sum[1])/float64(b.N*n), "permute-ns/entry")

@@ -174,15 +174,7 @@ func BenchmarkShuffle(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			s := newBench(b)
-			for range c.n {
-				if _, err := Alloc[byte](s, c.size); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := s.Shuffle(); err != nil { // first one maps the sizes it keeps
-				b.Fatal(err)
-			}
+			s := filledShuffler(b, c.n, c.size)
 			b.SetBytes(int64(c.size * c.n))
 			b.ReportAllocs()
 			for b.Loop() {
@@ -545,23 +537,40 @@ func BenchmarkBaselinePermuteCopyFixed(b *testing.B) {
 }
 
 func benchPermuteCopy(b *testing.B, n int, draw bool) {
-	src, dst := make([]record32, n), make([]record32, n)
-	for i := range src {
-		src[i][0], dst[i][0] = byte(i), 1 // both in memory before the clock starts
-	}
-	perm := make([]uint32, n)
-	rng := mrand.NewChaCha8([32]byte{1})
-	drawPermutation(perm, rng)
+	w := newPermuteWork(n)
 	b.SetBytes(int64(n * len(record32{})))
 	b.ReportAllocs()
 	for b.Loop() {
-		if draw {
-			drawPermutation(perm, rng)
-		}
-		permuteCopy(dst, src, perm)
-		src, dst = dst, src
+		w.pass(draw)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/entry")
+}
+
+// permuteWork is the bare permute-copy loop's state: two buffers of
+// records, both in memory before any clock starts, and a permutation.
+type permuteWork struct {
+	src, dst []record32
+	perm     []uint32
+	rng      *mrand.ChaCha8
+}
+
+func newPermuteWork(n int) *permuteWork {
+	w := &permuteWork{src: make([]record32, n), dst: make([]record32, n), perm: make([]uint32, n), rng: mrand.NewChaCha8([32]byte{1})}
+	for i := range w.src {
+		w.src[i][0], w.dst[i][0] = byte(i), 1
+	}
+	drawPermutation(w.perm, w.rng)
+	return w
+}
+
+// pass moves every record to its place in the other buffer, after drawing
+// a fresh permutation if draw is set.
+func (w *permuteWork) pass(draw bool) {
+	if draw {
+		drawPermutation(w.perm, w.rng)
+	}
+	permuteCopy(w.dst, w.src, w.perm)
+	w.src, w.dst = w.dst, w.src
 }
 
 // permuteCopy moves src[k] to dst[perm[k]] and clears src[k].

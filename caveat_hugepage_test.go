@@ -69,7 +69,7 @@ func TestLargeEntryLockedUnderLimit(t *testing.T) {
 // TLB misses in the tail.
 func BenchmarkShuffleOddArena(b *testing.B) {
 	b.Run("entries=170000/size=32", func(b *testing.B) {
-		s := newBench(b, WithShards(1))
+		s := filledShuffler(b, 170000, 32, WithShards(1))
 		benchShuffleCPU(b, s, 170000, 32).report(b, 0)
 		b.ReportMetric(float64(s.Stats().MappedBytes), "mapped-bytes")
 	})

@@ -115,7 +115,9 @@ func (sh *shard) shuffle() error {
 		// Entries that stay keep their arenas: none is emptied in bulk.
 		clear(w.vacated)
 	}
-	if grid && placed == n {
+	if grid && placed == n && w.dense {
+		sh.s.tally.bytesMoved.Add(sh.moveDense())
+	} else if grid && placed == n {
 		sh.s.tally.bytesMoved.Add(sh.moveBySource())
 	} else {
 		sh.s.tally.bytesMoved.Add(sh.moveAll(placed))
@@ -324,9 +326,6 @@ func (sh *shard) moveAll(placed int) uint64 {
 // order unrelated to the places, are updated afterwards in their own
 // order.
 func (sh *shard) moveBySource() uint64 {
-	if sh.work.dense {
-		return sh.moveDense()
-	}
 	w := &sh.work
 	if cap(w.to) < len(w.slots) {
 		w.to = make([]uint64, len(w.slots))

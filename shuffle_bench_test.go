@@ -77,21 +77,7 @@ func permuteClear(dst, src []byte, perm []uint32, size int) {
 func BenchmarkShufflePaired(b *testing.B) {
 	b.Run("entries=1000000/size=32", func(b *testing.B) {
 		const n = 1000000
-		s := newBench(b)
-		for range n {
-			if _, err := Alloc[byte](s, 32); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := s.Shuffle(); err != nil { // the first maps the sizes it keeps
-			b.Fatal(err)
-		}
-		src, dst := make([]record32, n), make([]record32, n)
-		for i := range src {
-			src[i][0], dst[i][0] = byte(i), 1
-		}
-		perm := make([]uint32, n)
-		rng := mrand.NewChaCha8([32]byte{1})
+		s, bare := filledShuffler(b, n, 32), newPermuteWork(n)
 		b.SetBytes(n * 32)
 		b.ReportAllocs()
 		sum, x := alternate(b,
@@ -100,11 +86,7 @@ func BenchmarkShufflePaired(b *testing.B) {
 					b.Fatal(err)
 				}
 			},
-			func() {
-				drawPermutation(perm, rng)
-				permuteCopy(dst, src, perm)
-				src, dst = dst, src
-			})
+			func() { bare.pass(true) })
 		xs := x[0]
 		b.ReportMetric(median(xs), "x-permute")
 		b.ReportMetric(float64(sum[0])/float64(b.N*n), "shuffle-ns/entry")
@@ -117,24 +99,7 @@ func BenchmarkShufflePaired(b *testing.B) {
 func BenchmarkShuffleBytes(b *testing.B) {
 	b.Run("total=256MiB/size=65536", func(b *testing.B) {
 		const total, size = 256 << 20, 65536
-		s := newBench(b)
-		for range total / size {
-			if _, err := Alloc[byte](s, size); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := s.Shuffle(); err != nil {
-			b.Fatal(err)
-		}
-		b.SetBytes(total)
-		b.ReportAllocs()
-		cpu := startCPU()
-		for b.Loop() {
-			if err := s.Shuffle(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		cpu.report(b, 0)
+		benchShuffleCPU(b, filledShuffler(b, total/size, size), total/size, size).report(b, 0)
 	})
 }
 
@@ -143,14 +108,14 @@ func BenchmarkShuffleBytes(b *testing.B) {
 func BenchmarkShuffleEntries(b *testing.B) {
 	b.Run("entries=1000000/size=32", func(b *testing.B) {
 		const n = 1000000
-		benchShuffleCPU(b, newBench(b), n, 32).report(b, n)
+		benchShuffleCPU(b, filledShuffler(b, n, 32), n, 32).report(b, n)
 	})
 }
 
-// benchShuffleCPU fills s with n entries of size bytes, shuffles them once
-// (the first Shuffle maps the sizes it keeps), then times Shuffle in b's
-// loop and returns the loop's CPU clock for the caller to report.
-func benchShuffleCPU(b *testing.B, s *Shuffler, n, size int) cpuClock {
+// filledShuffler returns a Shuffler made with opts holding n entries of
+// size bytes, shuffled once: the first Shuffle maps the sizes it keeps.
+func filledShuffler(b *testing.B, n, size int, opts ...Option) *Shuffler {
+	s := newBench(b, opts...)
 	for range n {
 		if _, err := Alloc[byte](s, size); err != nil {
 			b.Fatal(err)
@@ -159,6 +124,13 @@ func benchShuffleCPU(b *testing.B, s *Shuffler, n, size int) cpuClock {
 	if err := s.Shuffle(); err != nil {
 		b.Fatal(err)
 	}
+	return s
+}
+
+// benchShuffleCPU times Shuffle of s, a filledShuffler of n entries of
+// size bytes, in b's loop and returns the loop's CPU clock for the caller
+// to report.
+func benchShuffleCPU(b *testing.B, s *Shuffler, n, size int) cpuClock {
 	b.SetBytes(int64(n * size))
 	b.ReportAllocs()
 	cpu := startCPU()

@@ -268,6 +268,95 @@ func BenchmarkRentReturnParallel(b *testing.B) {
 	})
 }
 
+// BenchmarkRentReturnParallelPaired weighs two goroutines against one on
+// their own entries as BenchmarkRentReturnPaired weighs Rent+Return
+// against the ciphers: each iteration times one goroutine doing 2×block
+// Rent+Returns of 32 B and two goroutines doing block each at once, in an
+// order that alternates, and reports the median of the per-iteration
+// quotients (x-one: the two goroutines' throughput over one's). The work
+// is that of BenchmarkRentReturnParallel/entries=own, 64 entries per
+// goroutine, each goroutine's made by that goroutine. The second
+// goroutine waits on a channel between blocks, so each two-goroutine time
+// includes waking it.
+func BenchmarkRentReturnParallelPaired(b *testing.B) {
+	const block, own = 1 << 14, 64
+	s := newBench(b)
+	alloc := func() ([]Handle, error) {
+		hs := make([]Handle, own)
+		for i := range hs {
+			h, err := Alloc[byte](s, 32)
+			if err != nil {
+				return nil, err
+			}
+			hs[i] = h
+		}
+		return hs, nil
+	}
+	// run reports the first error rather than failing, so that the second
+	// goroutine may call it too.
+	run := func(hs []Handle, n int) error {
+		for i := range n {
+			h := hs[i&(own-1)]
+			if _, err := RentSlice[byte](s, h); err != nil {
+				return err
+			}
+			if err := s.Return(h); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	mine, err := alloc()
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The second goroutine makes its entries while this one spins, so
+	// that it runs on another P: entries made on one P share its stream of
+	// shards (pickShard), and two goroutines that had both made theirs on
+	// the same P would contend for the same locks.
+	start, done := make(chan struct{}), make(chan error, 1)
+	var made atomic.Bool
+	go func() {
+		theirs, err := alloc()
+		done <- err
+		made.Store(true)
+		for range start {
+			if err == nil {
+				err = run(theirs, block)
+			}
+			done <- err
+		}
+	}()
+	defer close(start)
+	for !made.Load() {
+	}
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(32 * 2 * block)
+	b.ReportAllocs()
+	sum, x := alternate(b,
+		func() {
+			if err := run(mine, 2*block); err != nil {
+				b.Fatal(err)
+			}
+		},
+		func() {
+			start <- struct{}{}
+			err := run(mine, block)
+			if err2 := <-done; err == nil {
+				err = err2
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		})
+	n := float64(b.N * 2 * block)
+	b.ReportMetric(median(x[0]), "x-one")
+	b.ReportMetric(float64(sum[0])/n, "one-ns/op")
+	b.ReportMetric(float64(sum[1])/n, "two-ns/op")
+}
+
 // BenchmarkBaselineCTR is one AES-256-CTR pass with crypto/cipher over the
 // same bytes, setup included: Rent+Return does two such passes.
 func BenchmarkBaselineCTR(b *testing.B) {

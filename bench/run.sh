@@ -173,6 +173,7 @@ if [[ $QUICK == 1 ]]; then
 	group '^BenchmarkRentReturnLive$/^live=(10|1000|1000000)$' "$BENCHTIME"
 	group '^BenchmarkAlloc$/^size=32$' "$BENCHTIME"
 	group '^BenchmarkRentReturnParallel$/^entries=own$' "$BENCHTIME"
+	group '^BenchmarkRentReturnParallelPaired$' "$BENCHTIME"
 	group '^BenchmarkBaselineCTR$/^size=(65536|1048576)$' "$BENCHTIME"
 	group '^Benchmark(BaselineGCM|BaselineAESCTR|BaselinePermuteCopy|BaselinePermuteCopyFixed|BaselineCopyClear)$' "$BENCHTIME"
 	group '^BenchmarkRentReturnPaired$/^size=32$' "$BENCHTIME"

@@ -8,6 +8,26 @@ import (
 	"testing"
 )
 
+// TestMoveDown checks moveDown against the built-in copy for every length
+// up to 40 and every distance up to 20 between source and destination,
+// overlapping or not.
+func TestMoveDown(t *testing.T) {
+	for n := 0; n <= 40; n++ {
+		for d := 0; d <= 20; d++ {
+			buf := make([]byte, n+d)
+			for i := range buf {
+				buf[i] = byte(i + 1)
+			}
+			want := slices.Clone(buf)
+			copy(want, want[d:])
+			moveDown(buf, buf[d:])
+			if !bytes.Equal(buf, want) {
+				t.Fatalf("length %d, distance %d: got %v, want %v", n, d, buf, want)
+			}
+		}
+	}
+}
+
 // fakeMemory serves data as memory starting at base, with unreadable holes,
 // returning at most maxRead bytes per call (0: no limit) so short reads are
 // exercised too.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -86,6 +87,71 @@ func injectedLock(n int) error {
 		return nil
 	}
 	return f(n)
+}
+
+// refused holds the regions whose unmap a fault hook refused and that no
+// Unmap has released since. The refusal comes before the system call, so
+// the mapping stays, as a real refusal leaves it, and a caller that gives
+// up on the region (as one that cannot unmap must) leaves it mapped, and
+// its locked pages counted against RLIMIT_MEMLOCK, for the life of the
+// process. A test that refuses unmaps gives them back with UnmapRefused;
+// with no hook installed nothing is recorded, and Unmap pays one atomic
+// load.
+var (
+	refusedMu sync.Mutex
+	refused   map[*Region]struct{}
+	refusedN  atomic.Int64 // len(refused)
+)
+
+// injectedUnmap is the fault seam of Unmap: the Fault hook for OpUnmap,
+// recording r when the hook refuses.
+func injectedUnmap(r *Region) error {
+	err := injected(OpUnmap)
+	if err != nil {
+		refusedMu.Lock()
+		if refused == nil {
+			refused = make(map[*Region]struct{})
+		}
+		refused[r] = struct{}{}
+		refusedN.Store(int64(len(refused)))
+		refusedMu.Unlock()
+	}
+	return err
+}
+
+// unmapped drops r, just released, from the refused regions.
+func unmapped(r *Region) {
+	if refusedN.Load() == 0 {
+		return
+	}
+	refusedMu.Lock()
+	delete(refused, r)
+	refusedN.Store(int64(len(refused)))
+	refusedMu.Unlock()
+}
+
+// UnmapRefused unmaps every region whose unmap a fault hook refused and
+// that is still mapped, and reports how many it released. It is for tests
+// that refuse unmaps, once the hook is removed and whatever held those
+// regions has let go of them: a region still in use faults when next
+// touched, so no other goroutine may be using memory from this package.
+func UnmapRefused() (int, error) {
+	refusedMu.Lock()
+	rs := make([]*Region, 0, len(refused))
+	for r := range refused {
+		rs = append(rs, r)
+	}
+	refusedMu.Unlock()
+	var errs []error
+	n := 0
+	for _, r := range rs {
+		if err := Unmap(r); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
 }
 
 func injected(op Op) error {

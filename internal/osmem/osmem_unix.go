@@ -101,13 +101,14 @@ func Unmap(r *Region) error {
 	if r == nil || r.start == nil {
 		return nil
 	}
-	if err := injected(OpUnmap); err != nil {
+	if err := injectedUnmap(r); err != nil {
 		return fmt.Errorf("osmem: munmap: %w", err)
 	}
 	if err := unix.MunmapPtr(r.start, r.size); err != nil {
 		return fmt.Errorf("osmem: munmap: %w", err)
 	}
 	r.start, r.size, r.Data = nil, 0, nil
+	unmapped(r)
 	return nil
 }
 

@@ -115,7 +115,7 @@ func Unmap(r *Region) error {
 	if r == nil || r.start == nil {
 		return nil
 	}
-	if err := injected(OpUnmap); err != nil {
+	if err := injectedUnmap(r); err != nil {
 		return fmt.Errorf("osmem: VirtualFree: %w", err)
 	}
 	if r.DontDump {
@@ -137,6 +137,7 @@ func Unmap(r *Region) error {
 		return fmt.Errorf("osmem: VirtualFree: %w", err)
 	}
 	r.start, r.size, r.Data = nil, 0, nil
+	unmapped(r)
 	return nil
 }
 

@@ -47,3 +47,22 @@ func invariantTSCAsm() bool
 //
 //go:noescape
 func xor2KeyStreamAsm(rkA *[RoundKeysSize]byte, saltA *[8]byte, baseA uint64, rkB *[RoundKeysSize]byte, saltB *[8]byte, baseB uint64, data []byte, scratch *[16]byte, guard uint8, ticks uint64)
+
+// clearVectorsAsm zeroes the vector registers: with avx, Y0-Y15 whole.
+//
+//go:noescape
+func clearVectorsAsm(avx bool)
+
+// hasAVX says whether the CPU and the system support AVX, whose VZEROALL
+// clears the upper halves of Y0-Y15 that an SSE clear would leave.
+var hasAVX = cpu.X86.HasAVX
+
+// ClearVectors zeroes the vector registers Go code may use (X0-X15 and, with
+// AVX, Y0-Y15). Assembly outside this package, such as crypto/aes's GCM and
+// x/crypto's ChaCha20-Poly1305, returns with round keys, key words or
+// keystream still in them; the Go code that runs next leaves most of those
+// registers alone, and an asynchronous preemption or a signal then saves
+// them in memory the runtime keeps (a P's register scratch area, a signal
+// frame). Called right after such a call, it leaves nothing for those to
+// save. A signal taken during the call itself is not covered.
+func ClearVectors() { clearVectorsAsm(hasAVX) }

@@ -759,3 +759,31 @@ xor2Done:
 	XORL  R11, R11
 	GUARDEXIT(ticks+88(FP), xor2NotDetect, xor2Wipe, xor2Restore, xor2Left)
 	RET
+
+// func clearVectorsAsm(avx bool)
+//
+// Zeroes X0-X15, and with AVX the whole of Y0-Y15. X15 is the ABIInternal
+// zero register: it ends zero either way.
+TEXT ·clearVectorsAsm(SB), NOSPLIT, $0-1
+	CMPB avx+0(FP), $0
+	JEQ  sse
+	VZEROALL
+	RET
+sse:
+	PXOR X0, X0
+	PXOR X1, X1
+	PXOR X2, X2
+	PXOR X3, X3
+	PXOR X4, X4
+	PXOR X5, X5
+	PXOR X6, X6
+	PXOR X7, X7
+	PXOR X8, X8
+	PXOR X9, X9
+	PXOR X10, X10
+	PXOR X11, X11
+	PXOR X12, X12
+	PXOR X13, X13
+	PXOR X14, X14
+	PXOR X15, X15
+	RET

@@ -29,6 +29,7 @@ import (
 
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"github.com/memshuffle/memshuffle/internal/aesctr"
 	"github.com/memshuffle/memshuffle/internal/ctr"
 )
 
@@ -92,6 +93,8 @@ type Cipher interface {
 // memory for modes that can keep their key schedule there (CTR with
 // AES-NI). New keeps neither key nor salt; the caller wipes them.
 func New(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (Cipher, error) {
+	// Key expansion leaves round keys in vector registers.
+	defer aesctr.ClearVectors()
 	switch m {
 	case AES256CTR:
 		c, err := ctr.New(key, salt, state)
@@ -176,12 +179,18 @@ func (x aeadCipher) nonce(c uint64, scr *Scratch) []byte {
 	return scr.Nonce[:]
 }
 
+// Seal and Open clear the vector registers after the AEAD's assembly,
+// which returns with round keys or key words in them (aesctr.ClearVectors).
+
 func (x aeadCipher) Seal(dst, plain []byte, c uint64, scr *Scratch) {
 	x.a.Seal(dst[:0], x.nonce(c, scr), plain, scr.AD[:])
+	aesctr.ClearVectors()
 }
 
 func (x aeadCipher) Open(dst, sealed []byte, c uint64, scr *Scratch) error {
-	if _, err := x.a.Open(dst[:0], x.nonce(c, scr), sealed, scr.AD[:]); err != nil {
+	_, err := x.a.Open(dst[:0], x.nonce(c, scr), sealed, scr.AD[:])
+	aesctr.ClearVectors()
+	if err != nil {
 		return ErrAuth
 	}
 	return nil

@@ -275,7 +275,9 @@ func BenchmarkRentReturnParallel(b *testing.B) {
 // order that alternates, and reports the median of the per-iteration
 // quotients (x-one: the two goroutines' throughput over one's). The work
 // is that of BenchmarkRentReturnParallel/entries=own, 64 entries per
-// goroutine, each goroutine's made by that goroutine.
+// goroutine, each goroutine's made by that goroutine. A block takes
+// milliseconds: the two-goroutine time is the longer of two, and a stall
+// of either CPU weighs on it, more so the shorter the block.
 //
 // The second goroutine never sleeps: between its blocks it polls for the
 // next one, yielding its P each time, so that its thread stays on its CPU.
@@ -284,7 +286,7 @@ func BenchmarkRentReturnParallel(b *testing.B) {
 // was the wake-up, not the library (x-one near 1). one-ns/op, timed while
 // the second goroutine polls, reads as BenchmarkRentReturn/size=32 does.
 func BenchmarkRentReturnParallelPaired(b *testing.B) {
-	const block, own = 1 << 14, 64
+	const block, own = 1 << 17, 64
 	s := newBench(b)
 	alloc := func() ([]Handle, error) {
 		hs := make([]Handle, own)

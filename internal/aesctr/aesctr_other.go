@@ -45,7 +45,3 @@ func xor2KeyStreamAsm(rkA *[RoundKeysSize]byte, saltA *[8]byte, baseA uint64, rk
 		panic("aesctr: no assembly on this architecture")
 	}
 }
-
-// ClearVectors does nothing here: other architectures have no assembly in
-// this package to clear their vector registers with.
-func ClearVectors() {}

@@ -1,0 +1,7 @@
+//go:build !amd64 && !arm64
+
+package aesctr
+
+// ClearVectors does nothing here: this package has no assembly for this
+// architecture to clear its vector registers with.
+func ClearVectors() {}

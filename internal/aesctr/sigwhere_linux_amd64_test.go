@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"runtime"
 )
 
 // The parts of an x86-64 rt_sigframe (arch/x86/include/asm/sigframe.h)
@@ -86,4 +87,14 @@ func xsaveField(off uint64) string {
 		}
 	}
 	return fmt.Sprintf("byte %d of the XSAVE area", off)
+}
+
+// funcAt names the function of this test binary holding pc in a process
+// of it whose code is slide bytes further up, or says there is none.
+func funcAt(pc, slide uint64) string {
+	fn := runtime.FuncForPC(uintptr(pc - slide))
+	if fn == nil {
+		return fmt.Sprintf("%#x (no Go function)", pc)
+	}
+	return fmt.Sprintf("%s+%#x", fn.Name(), uintptr(pc-slide)-fn.Entry())
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"reflect"
-	"runtime"
 	"strings"
 	"unsafe"
 
@@ -102,14 +101,4 @@ func roleOf(sp uint64, threads []stormThread) string {
 		}
 	}
 	return "no storm thread"
-}
-
-// funcAt names the function of this test binary holding pc in a process
-// of it whose code is slide bytes further up, or says there is none.
-func funcAt(pc, slide uint64) string {
-	fn := runtime.FuncForPC(uintptr(pc - slide))
-	if fn == nil {
-		return fmt.Sprintf("%#x (no Go function)", pc)
-	}
-	return fmt.Sprintf("%s+%#x", fn.Name(), uintptr(pc-slide)-fn.Entry())
 }

@@ -125,7 +125,9 @@ func New(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (Ciph
 		if err != nil {
 			return nil, err
 		}
-		return newAEAD(a, salt), nil
+		x := newAEAD(a, salt)
+		x.scrub = true
+		return x, nil
 	}
 	return nil, fmt.Errorf("seal: unknown mode %d", int(m))
 }
@@ -156,6 +158,7 @@ func CTR(c Cipher) (*ctr.Cipher, bool) {
 type aeadCipher struct {
 	a      cipher.AEAD
 	prefix uint32
+	scrub  bool // the AEAD's assembly leaves key material in its stack frame
 }
 
 func newAEAD(a cipher.AEAD, salt *[8]byte) aeadCipher {
@@ -179,17 +182,24 @@ func (x aeadCipher) nonce(c uint64, scr *Scratch) []byte {
 	return scr.Nonce[:]
 }
 
-// Seal and Open clear the vector registers after the AEAD's assembly,
-// which returns with round keys or key words in them (aesctr.ClearVectors).
+// Seal and Open clean up after the AEAD's assembly, which returns with
+// round keys or key words in the vector registers (aesctr.ClearVectors)
+// and, for ChaCha20-Poly1305, in its stack frame (scrubStack).
+func (x aeadCipher) clean() {
+	aesctr.ClearVectors()
+	if x.scrub {
+		scrubStack()
+	}
+}
 
 func (x aeadCipher) Seal(dst, plain []byte, c uint64, scr *Scratch) {
 	x.a.Seal(dst[:0], x.nonce(c, scr), plain, scr.AD[:])
-	aesctr.ClearVectors()
+	x.clean()
 }
 
 func (x aeadCipher) Open(dst, sealed []byte, c uint64, scr *Scratch) error {
 	_, err := x.a.Open(dst[:0], x.nonce(c, scr), sealed, scr.AD[:])
-	aesctr.ClearVectors()
+	x.clean()
 	if err != nil {
 		return ErrAuth
 	}

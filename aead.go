@@ -7,8 +7,6 @@ import (
 	"reflect"
 	"sync"
 	"unsafe"
-
-	"github.com/memshuffle/memshuffle/internal/aesctr"
 )
 
 // AEAD is AES-GCM (NIST SP 800-38D) with 12-byte nonces and 16-byte tags,
@@ -143,9 +141,6 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 		if keyIsZero(k) {
 			return errZeroKey
 		}
-		// NewCipher and op leave round keys in vector registers; this runs
-		// last, after the wipes.
-		defer aesctr.ClearVectors()
 		block, err := aes.NewCipher(k)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidKey, err)

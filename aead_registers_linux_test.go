@@ -1,7 +1,6 @@
 package memshuffle
 
 import (
-	"runtime"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/aesctr"
@@ -36,18 +35,7 @@ func TestGCMKeyNotInSavedRegisters(t *testing.T) {
 		if round == 0 && hitsOf(t, ps) == 0 {
 			t.Fatal("the key in use is not found: the scan finds nothing")
 		}
-		stop, stopped := make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(stopped)
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-					runtime.GC()
-				}
-			}
-		}()
+		stop := startCollecting(0)
 		for range 50 {
 			if _, err := RentSlice[byte](s, h); err != nil {
 				t.Fatal(err)
@@ -58,8 +46,7 @@ func TestGCMKeyNotInSavedRegisters(t *testing.T) {
 			// Long enough in Go code for a stop to preempt it.
 			spinSink += spinFor(2_000_000)
 		}
-		close(stop)
-		<-stopped
+		stop()
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}

@@ -11,12 +11,17 @@ import (
 // apart, until t ends: stop-the-world phases and the collector's signals
 // land at any moment of what t runs meanwhile.
 func collectInLoop(t testing.TB, pause time.Duration) {
-	stop := make(chan struct{})
+	t.Cleanup(startCollecting(pause))
+}
+
+// startCollecting is collectInLoop until the function it returns is called.
+func startCollecting(pause time.Duration) (stop func()) {
+	quit := make(chan struct{})
 	var done sync.WaitGroup
 	done.Go(func() {
 		for {
 			select {
-			case <-stop:
+			case <-quit:
 				return
 			default:
 				runtime.GC()
@@ -26,5 +31,5 @@ func collectInLoop(t testing.TB, pause time.Duration) {
 			}
 		}
 	})
-	t.Cleanup(func() { close(stop); done.Wait() })
+	return func() { close(quit); done.Wait() }
 }

@@ -127,9 +127,11 @@ func (sh *shard) alloc(size, align int) (Handle, error) {
 // adds up, Free also moves a few entries out of the emptiest arenas so that
 // they drain. A rented entry cannot be freed (ErrBusy). The entry's slot,
 // 24 bytes of the Go heap that hold no secret, stays in its shard's table
-// for the shard's next entry: Handles name slots, so the table never
-// shrinks, and a Shuffler's slot tables hold as many slots as each shard
-// ever held entries at once, added up over the shards.
+// for the shard's next entry, which takes the lowest free slot. Handles
+// name slots, so a slot cannot move while its entry lives, but the table's
+// tail shrinks: once the 4,096 slots of its last chunk and of the chunk
+// before it are all free, the last chunk goes back to the Go heap
+// (Stats.SlotBytes).
 func (s *Shuffler) Free(h Handle) error {
 	sh, sl, err := s.lookup(h)
 	if err != nil {

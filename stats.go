@@ -18,6 +18,11 @@ type Stats struct {
 	LiveBytes   int64 // bytes of live entries
 	MappedBytes int64 // bytes of arenas mapped from the OS, guard pages not counted
 	Arenas      int   // arenas mapped now
+	// SlotBytes is the Go heap the shards' slot tables hold: 24 bytes for
+	// every slot, live or free, and the free slots' stacks. A table grows
+	// to the most entries its shard has held at once; the chunks of 4,096
+	// slots past its last live entry go back as they empty (all but one).
+	SlotBytes int64
 
 	// LockedBytes counts the bytes the Shuffler holds locked into RAM: its
 	// arenas, its own region of keys and scratch, the AEAD modes' backup
@@ -156,6 +161,7 @@ func (s *Shuffler) gauges(st *Stats) {
 		st.Viewed += sh.Counts.Viewed()
 		st.LiveBytes += sh.Counts.LiveBytes()
 		st.MappedBytes += sh.Arenas.Mapped()
+		st.SlotBytes += sh.Slots.Bytes()
 		st.LockedBytes += sh.Arenas.Locked()
 		st.UnlockedBytes += sh.Arenas.Unlocked()
 		st.DumpableBytes += sh.Arenas.Dumpable()

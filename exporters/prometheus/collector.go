@@ -33,6 +33,8 @@ var metrics = []metric{
 		func(st *memshuffle.Stats) float64 { return float64(st.MappedBytes) }},
 	{"arenas", "Arenas mapped now.", prometheus.GaugeValue, "Arenas",
 		func(st *memshuffle.Stats) float64 { return float64(st.Arenas) }},
+	{"slot_bytes", "Bytes of Go heap the slot tables hold, free slots included.", prometheus.GaugeValue, "SlotBytes",
+		func(st *memshuffle.Stats) float64 { return float64(st.SlotBytes) }},
 	{"locked_bytes", "Bytes locked into RAM: arenas and the Shuffler's own region of keys and scratch.", prometheus.GaugeValue, "LockedBytes",
 		func(st *memshuffle.Stats) float64 { return float64(st.LockedBytes) }},
 	{"unlocked_bytes", "Bytes the system would not lock into RAM (all of them with LockNone).", prometheus.GaugeValue, "UnlockedBytes",

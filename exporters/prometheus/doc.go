@@ -38,6 +38,8 @@
 //   - memshuffle_mapped_bytes: bytes of arenas mapped from the operating
 //     system, guard pages not counted (MappedBytes).
 //   - memshuffle_arenas: arenas mapped now (Arenas).
+//   - memshuffle_slot_bytes: bytes of Go heap the slot tables hold, free
+//     slots included (SlotBytes).
 //   - memshuffle_locked_bytes: bytes locked into RAM, arenas and the
 //     Shuffler's own region of keys and scratch (LockedBytes).
 //   - memshuffle_unlocked_bytes: bytes the system would not lock, or all of

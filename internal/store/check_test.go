@@ -65,10 +65,17 @@ func TestCheckFindsCorruption(t *testing.T) {
 		{"dumpable count", func(e *Shard, _, _ uint32) { e.Arenas.dumpable-- }, "dumpable"},
 		{"writer count", func(e *Shard, _, _ uint32) { e.Waiters.writers = map[uint64]int32{7: 0} }, "writer count"},
 		{"closed wake channel", func(e *Shard, _, _ uint32) { close(e.Waiters.Chan()) }, "wake channel"},
-		{"live slot on the free stack", func(e *Shard, live, _ uint32) { e.Slots.free = append(e.Slots.free, live) }, "on free stack"},
-		{"free slot twice on the stack", func(e *Shard, _, freed uint32) { e.Slots.free = append(e.Slots.free, freed) }, "twice"},
-		{"free slot off the stack", func(e *Shard, _, _ uint32) { e.Slots.free = e.Slots.free[:0] }, "not on the free list"},
-		{"free stack past the table", func(e *Shard, _, _ uint32) { e.Slots.free = append(e.Slots.free, e.Slots.n) }, "past the table"},
+		{"live slot on the free stack", func(e *Shard, live, _ uint32) { e.Slots.pushFree(live) }, "on free stack"},
+		{"free slot twice on the stack", func(e *Shard, _, freed uint32) { e.Slots.pushFree(freed) }, "twice"},
+		{"free slot off the stack", func(e *Shard, _, _ uint32) {
+			e.Slots.free[0], e.Slots.has[0], e.Slots.nfree = nil, 0, 0
+		}, "not on the free list"},
+		{"free stack past the table", func(e *Shard, _, _ uint32) { e.Slots.pushFree(e.Slots.n) }, "past the table"},
+		{"free count", func(e *Shard, _, _ uint32) { e.Slots.nfree++ }, "counted"},
+		{"bitmap without free slots", func(e *Shard, _, _ uint32) { e.Slots.has[0] |= 2 }, "bitmap"},
+		{"free slots without bitmap", func(e *Shard, _, _ uint32) { e.Slots.has[0] = 0 }, "bitmap"},
+		{"free slots below the lowest word", func(e *Shard, _, _ uint32) { e.Slots.low = 1 }, "lowest word"},
+		{"slot below its chunk's floor", func(e *Shard, _, _ uint32) { e.Slots.floors = []uint32{1 << 20} }, "floor"},
 		{"viewed by nobody", func(e *Shard, live, _ uint32) {
 			e.Slots.At(live).SetState(StateViewed)
 			e.Counts.AddViewed(1)
@@ -114,8 +121,8 @@ func TestSlotsFreeList(t *testing.T) {
 	}
 	s.Free(a, s.At(a))
 	s.Free(b, s.At(b))
-	if i, sl := s.New(); i != b || sl.Gen() != 2 || len(s.free) != 1 {
-		t.Fatalf("reused %d gen %d with %d left free, want %d gen 2 with 1", i, sl.Gen(), len(s.free), b)
+	if i, sl := s.New(); i != b || sl.Gen() != 2 || s.nfree != 1 {
+		t.Fatalf("reused %d gen %d with %d left free, want %d gen 2 with 1", i, sl.Gen(), s.nfree, b)
 	}
 	s.At(a).meta = genMask << 8
 	// a is on the free list still; take it and free it at the last
@@ -127,4 +134,16 @@ func TestSlotsFreeList(t *testing.T) {
 	if i, _ := s.New(); i != 2 || s.Len() != 3 {
 		t.Fatalf("after retiring slot %d: New gave %d of %d", a, i, s.Len())
 	}
+}
+
+// pushFree puts slot i on its chunk's free stack, as Free would, without
+// clearing it: for planting faults.
+func (t *Slots) pushFree(i uint32) {
+	c := int(i >> chunkShift)
+	for c >= len(t.free) {
+		t.free = append(t.free, nil)
+	}
+	t.free[c] = append(t.free[c], uint16(i&(chunkSlots-1)))
+	t.has[c>>6] |= 1 << (c & 63)
+	t.nfree++
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"math/bits"
+	"unsafe"
 )
 
 // Slot is the metadata of one entry. It holds no secret: where the entry
@@ -110,14 +111,25 @@ func (sl *Slot) DropViewer() { sl.viewers-- }
 
 // Slots is a shard's slot table: slot i is the entry a Handle with slot
 // index i refers to, while the generations match. Slots live in chunks
-// that never move, so a *Slot stays valid while the table grows. Free slot
-// indexes are kept on a stack of their own, so the free list costs memory
-// only for free slots and no Slot field means one thing while the slot is
-// live and another while it is free.
+// that never move, so a *Slot stays valid while the table grows.
+//
+// Free slots are kept on a stack per chunk, and New takes one from the
+// lowest chunk that has any: entries made after a peak gather at the
+// start of the table, so the chunks past them empty, and an empty chunk
+// at the end goes back to the Go heap (see trim). A Handle names its slot,
+// so a slot index cannot move while its entry lives: only the table's
+// tail can shrink, and a chunk made again starts its slots past every
+// generation the dropped one handed out, so an old Handle never matches
+// a new entry.
 type Slots struct {
-	chunks [][]Slot
-	n      uint32   // slots in use, free or retired
-	free   []uint32 // indexes of free slots, reused last in, first out
+	chunks  [][]Slot
+	free    [][]uint16 // free[c]: chunk c's free slots, by offset in the chunk, reused last in, first out
+	has     []uint64   // bit c set: free[c] is not empty
+	low     int        // no word of has below this one has a bit set
+	floors  []uint32   // floors[c]: the generation chunk c's slots start at, if it is made again
+	n       uint32     // slots in use, free or retired
+	nfree   int        // free slots, over every chunk
+	dropped int        // chunks given back so far, for tests and Stats
 }
 
 // At returns slot i, which must be below Len. Every chunk holds
@@ -131,23 +143,43 @@ func (t *Slots) At(i uint32) *Slot {
 func (t *Slots) Len() uint32 { return t.n }
 
 // Full reports whether New would have to grow the table past MaxSlots.
-func (t *Slots) Full() bool { return len(t.free) == 0 && t.n == MaxSlots }
+func (t *Slots) Full() bool { return t.nfree == 0 && t.n == MaxSlots }
 
-// New takes a free slot, or a new one. Generations start at 1, so no valid
-// Handle has generation 0 and the zero Handle never matches.
+// New takes a free slot, from the lowest chunk that has one, or a new one
+// at the end. Generations start at 1, so no valid Handle has generation 0
+// and the zero Handle never matches.
 func (t *Slots) New() (uint32, *Slot) {
-	if k := len(t.free); k > 0 {
-		i := t.free[k-1]
-		t.free = t.free[:k-1]
+	if t.nfree > 0 {
+		for t.has[t.low] == 0 {
+			t.low++
+		}
+		c := t.low<<6 | bits.TrailingZeros64(t.has[t.low])
+		f := t.free[c]
+		k := len(f) - 1
+		i := uint32(c)<<chunkShift | uint32(f[k])
+		t.free[c] = f[:k]
+		if k == 0 {
+			t.has[c>>6] &^= 1 << (c & 63)
+		}
+		t.nfree--
 		return i, t.At(i)
 	}
 	i := t.n
+	c := int(i >> chunkShift)
 	if i&(chunkSlots-1) == 0 {
 		t.chunks = append(t.chunks, make([]Slot, chunkSlots))
+		t.free = append(t.free, nil)
+		if c>>6 >= len(t.has) {
+			t.has = append(t.has, 0)
+		}
 	}
 	t.n++
 	sl := t.At(i)
-	sl.meta = 1 << 8
+	g := uint32(1)
+	if c < len(t.floors) {
+		g = max(g, t.floors[c])
+	}
+	sl.meta = g << 8
 	return i, sl
 }
 
@@ -161,28 +193,110 @@ func (t *Slots) Free(i uint32, sl *Slot) {
 		sl.meta = 0
 		return
 	}
-	t.free = append(t.free, i)
+	c := int(i >> chunkShift)
+	t.free[c] = append(t.free[c], uint16(i&(chunkSlots-1)))
+	t.has[c>>6] |= 1 << (c & 63)
+	t.low = min(t.low, c>>6)
+	t.nfree++
+	if c+2 >= len(t.chunks) {
+		t.trim()
+	}
 }
+
+// trim gives the last chunk back while both it and the chunk before it
+// hold only free slots: one empty chunk stays at the end, so a table whose
+// size hovers at a chunk's edge does not make and drop one on every Alloc
+// and Free. A chunk with a retired slot never empties, so it stays.
+func (t *Slots) trim() {
+	for k := len(t.chunks); k >= 2 && t.empty(k-1) && t.empty(k-2); k-- {
+		c := k - 1
+		floor := uint32(1)
+		for j := range t.chunks[c][:t.n-uint32(c)<<chunkShift] {
+			floor = max(floor, t.chunks[c][j].Gen())
+		}
+		if c >= len(t.floors) {
+			t.floors = append(t.floors, make([]uint32, c+1-len(t.floors))...)
+		}
+		t.floors[c] = floor
+		t.nfree -= len(t.free[c])
+		t.has[c>>6] &^= 1 << (c & 63)
+		t.chunks[c], t.free[c] = nil, nil
+		t.chunks, t.free = t.chunks[:c], t.free[:c]
+		t.n = uint32(c) << chunkShift
+		t.dropped++
+	}
+}
+
+// empty reports whether every slot of chunk c that has been made is free.
+func (t *Slots) empty(c int) bool {
+	return uint32(len(t.free[c])) == min(t.n-uint32(c)<<chunkShift, chunkSlots)
+}
+
+// Chunks reports how many chunks the table holds and how many it has given
+// back.
+func (t *Slots) Chunks() (held, dropped int) { return len(t.chunks), t.dropped }
 
 // Reset empties the table.
 func (t *Slots) Reset() { *t = Slots{} }
 
-// checkFreeList verifies that the free stack holds only free slots, once
-// each; it returns the slots on it.
+// checkFreeList verifies the free stacks: each holds only free slots of its
+// chunk, once each, the bitmap and the count agree with them, no two empty
+// chunks end the table, and every slot of a chunk made again is at or past
+// the generation it was made again at. It returns the free slots.
 func (t *Slots) checkFreeList() (map[uint32]bool, error) {
-	if uint64(t.n) > uint64(len(t.chunks))*chunkSlots {
+	if uint64(t.n) > uint64(len(t.chunks))*chunkSlots || uint64(t.n)+chunkSlots <= uint64(len(t.chunks))*chunkSlots {
 		return nil, fmt.Errorf("%d slots in %d chunks", t.n, len(t.chunks))
 	}
-	onFree := make(map[uint32]bool, len(t.free))
-	for _, i := range t.free {
-		if i >= t.n || onFree[i] {
-			return nil, fmt.Errorf("free stack holds slot %d twice or past the table's %d", i, t.n)
+	if len(t.free) != len(t.chunks) || len(t.has)*64 < len(t.chunks) {
+		return nil, fmt.Errorf("%d free stacks and %d bitmap words for %d chunks", len(t.free), len(t.has), len(t.chunks))
+	}
+	onFree := make(map[uint32]bool, t.nfree)
+	for c, f := range t.free {
+		if (len(f) > 0) != (t.has[c>>6]>>(c&63)&1 == 1) {
+			return nil, fmt.Errorf("chunk %d: %d free slots, bitmap bit %d", c, len(f), t.has[c>>6]>>(c&63)&1)
 		}
-		onFree[i] = true
-		sl := t.At(i)
-		if sl.State() != StateFree || sl.Gen() == 0 || sl.viewers != 0 {
-			return nil, fmt.Errorf("slot %d on free stack with meta %#x, %d viewers", i, sl.meta, sl.viewers)
+		if len(f) > 0 && c>>6 < t.low {
+			return nil, fmt.Errorf("chunk %d has free slots below the lowest word %d", c, t.low)
+		}
+		for _, o := range f {
+			i := uint32(c)<<chunkShift | uint32(o)
+			if i >= t.n || onFree[i] {
+				return nil, fmt.Errorf("free stack holds slot %d twice or past the table's %d", i, t.n)
+			}
+			onFree[i] = true
+			sl := t.At(i)
+			if sl.State() != StateFree || sl.Gen() == 0 || sl.viewers != 0 {
+				return nil, fmt.Errorf("slot %d on free stack with meta %#x, %d viewers", i, sl.meta, sl.viewers)
+			}
+		}
+	}
+	for c := len(t.chunks); c < len(t.has)*64; c++ {
+		if t.has[c>>6]>>(c&63)&1 != 0 {
+			return nil, fmt.Errorf("bitmap marks chunk %d, past the table's %d", c, len(t.chunks))
+		}
+	}
+	if len(onFree) != t.nfree {
+		return nil, fmt.Errorf("%d free slots on the stacks, %d counted", len(onFree), t.nfree)
+	}
+	if k := len(t.chunks); k >= 2 && t.empty(k-1) && t.empty(k-2) {
+		return nil, fmt.Errorf("the table's last two chunks are empty: not trimmed")
+	}
+	for c := range min(len(t.floors), len(t.chunks)) {
+		for j := range t.chunks[c][:min(t.n-uint32(c)<<chunkShift, chunkSlots)] {
+			if sl := &t.chunks[c][j]; sl.meta != 0 && sl.Gen() < t.floors[c] {
+				return nil, fmt.Errorf("slot %d has generation %d, below its chunk's floor %d", c<<chunkShift|j, sl.Gen(), t.floors[c])
+			}
 		}
 	}
 	return onFree, nil
+}
+
+// Bytes is the Go heap the table holds: its chunks of slots, the free
+// stacks' arrays and the bitmap.
+func (t *Slots) Bytes() int64 {
+	n := int64(len(t.chunks))*chunkSlots*int64(unsafe.Sizeof(Slot{})) + int64(len(t.has))*8 + int64(len(t.floors))*4
+	for _, f := range t.free {
+		n += int64(cap(f)) * 2
+	}
+	return n
 }

@@ -122,6 +122,7 @@ type shard struct {
 	bgOrder []uint32 // this background cycle's order of slots
 	bgPos   int
 	work    shuffleWork
+	regions *handOver // during Shuffle: regions emptied by the shard before this one
 
 	_ [64]byte // keep neighbouring shards' locks off one cache line
 }

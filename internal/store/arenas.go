@@ -396,6 +396,21 @@ func (l *UnmapList) Add(aux *Aux, r *osmem.Region) {
 	aux.Add(r, 1)
 }
 
+// Take removes from l a region whose memory is exactly n bytes and returns
+// it, or nil if l has none. It stays counted in the Aux, as Adopt expects.
+func (l *UnmapList) Take(n int) *osmem.Region {
+	for i, r := range *l {
+		if len(r.Data) == n {
+			last := len(*l) - 1
+			(*l)[i] = (*l)[last]
+			(*l)[last] = nil
+			*l = (*l)[:last]
+			return r
+		}
+	}
+	return nil
+}
+
 // UnmapAll unmaps every region in l and empties it; the caller holds no
 // shard lock. A region the system will not take back stays mapped and
 // counted, wiped, as it was released.

@@ -33,11 +33,13 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 // is decrypted. Shuffle locks one shard at a time, so operations on entries
 // of other shards go on meanwhile.
 //
-// The new places are in freshly mapped arenas, except in a shard of at
-// least 256 entries of one size, 128 bytes or more, that fill the arenas
-// they are in, with no rented entry among them: there the entries are
-// permuted within those arenas, each to any of their places (its own with
-// probability 1/n), which needs no new memory and faults in no page.
+// The new places are in fresh arenas, except in a shard of at least 256
+// entries of one size, 128 bytes or more, that fill the arenas they are
+// in, with no rented entry among them: there the entries are permuted
+// within those arenas, each to any of their places (its own with
+// probability 1/n), which needs no new memory and faults in no page. A
+// fresh arena is a new mapping, or the wiped memory of an arena the shard
+// shuffled just before emptied, when it has the size needed.
 //
 // If the operating system refuses memory (or, with LockStrict, a lock)
 // part-way, the entries moved so far stay moved, and the others are packed

@@ -891,9 +891,8 @@ func growU32(b []uint32, n int) []uint32 {
 // handOver passes the regions of the arenas one shard's Shuffle emptied,
 // wiped, to the next shard's, which makes its fresh arenas of them instead
 // of mapping new ones: those would each be faulted in, zeroed and locked,
-// and the old ones unlocked and unmapped, page by page. In a Shuffle of
-// 1,000,000 32-byte entries in eight shards this was over half the time
-// (see BENCHMARKS.md). The last shard's regions, and any the next shard
+// and the old ones unlocked and unmapped, page by page (bench/NOTES.md
+// has what it saves). The last shard's regions, and any the next shard
 // does not take, are unmapped with no shard lock held. The memory held at
 // once is what it was without the hand-over: one shard's old arenas next
 // to its new ones.

@@ -192,12 +192,22 @@ func (x aeadCipher) clean() {
 	}
 }
 
+// prepare makes room on the stack, before the AEAD call, for the scrub
+// after it (reserveStack).
+func (x aeadCipher) prepare() {
+	if x.scrub {
+		reserveStack()
+	}
+}
+
 func (x aeadCipher) Seal(dst, plain []byte, c uint64, scr *Scratch) {
+	x.prepare()
 	x.a.Seal(dst[:0], x.nonce(c, scr), plain, scr.AD[:])
 	x.clean()
 }
 
 func (x aeadCipher) Open(dst, sealed []byte, c uint64, scr *Scratch) error {
+	x.prepare()
 	_, err := x.a.Open(dst[:0], x.nonce(c, scr), sealed, scr.AD[:])
 	x.clean()
 	if err != nil {

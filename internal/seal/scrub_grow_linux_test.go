@@ -1,0 +1,84 @@
+package seal
+
+import (
+	"crypto/rand"
+	"os"
+	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/ctr"
+	"github.com/memshuffle/memshuffle/internal/memscan"
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
+
+// descend calls f depth frames of about 100 bytes below its caller, so
+// that f starts at a different distance from the end of its goroutine's
+// stack for each depth.
+//
+//go:noinline
+func descend(depth int, f func()) {
+	var pad [96]byte
+	if depth == 0 {
+		f()
+		return
+	}
+	descend(depth-1, f)
+	sink = pad[depth%len(pad)]
+}
+
+var sink byte
+
+// TestChaChaKeyNotLeftByStackGrowth seals from goroutines whose stacks are
+// close to full, at every distance from the end in steps of about 100
+// bytes, so that at some depth the stack has to grow right after the
+// assembly has left the key in its frame. A stack that grows is copied and
+// the old one freed as it is, with that frame in it. After each seal the
+// test scans the process for the key.
+func TestChaChaKeyNotLeftByStackGrowth(t *testing.T) {
+	reg, err := osmem.Map(4096, osmem.Flags{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer osmem.Unmap(reg)
+	key, salt := (*[32]byte)(reg.Data[:32]), (*[8]byte)(reg.Data[32:40])
+	rand.Read(key[:])
+	var ps []*memscan.Pattern
+	for i := 0; i < 32; i += 16 {
+		p, err := memscan.NewPattern(key[i : i+16])
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	var state [ctr.StateSize]byte
+	c, err := New(ChaCha20Poly1305, key, salt, &state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	osmem.Wipe(key[:])
+	scr := new(Scratch)
+	plain := make([]byte, 1024) // over 320 bytes: the assembly keeps the key in its frame
+	dst := make([]byte, len(plain)+c.Overhead())
+	leaks := 0
+	for depth := range 120 {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			descend(depth, func() { c.Seal(dst, plain, uint64(depth), scr) })
+		}()
+		<-done
+		// The AEAD's own copy of the key is on the heap: count past it.
+		hits, err := memscan.ScanProcessAll(os.Getpid(), ps)
+		if err != nil {
+			t.Skip(err)
+		}
+		n := len(hits[0]) + len(hits[1])
+		if n > 2 {
+			t.Logf("depth %d: %d blocks of the key", depth, n)
+			leaks++
+		}
+	}
+	c.Wipe()
+	if leaks > 0 {
+		t.Errorf("the key was left in memory after %d of 120 seals", leaks)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -87,11 +88,27 @@ func TestKeyRotationScheduled(t *testing.T) {
 // calls on its own goroutine, stops the rotations without waiting for that
 // goroutine; Close then waits for it.
 func TestKeyRotationPurge(t *testing.T) {
+	testKeyRotationPurge(t, func() {})
+}
+
+// TestKeyRotationPurgeSlowCopy is TestKeyRotationPurge with rotations
+// running before the entry is made, as they do when CopyFrom is slow.
+func TestKeyRotationPurgeSlowCopy(t *testing.T) {
+	testKeyRotationPurge(t, func() { time.Sleep(20 * time.Millisecond) })
+}
+
+// testKeyRotationPurge is TestKeyRotationPurge with beforeCopy run between
+// New and the CopyFrom the rotations are to find. The logger purges only
+// once that CopyFrom has returned: the first rotation comes a millisecond
+// after New, and a CopyFrom that took longer (a collection, a busy machine)
+// found the Shuffler purged and failed with ErrClosed.
+func testKeyRotationPurge(t *testing.T, beforeCopy func()) {
 	var s *Shuffler
 	purged := make(chan error, 1)
 	var once sync.Once
+	var filled atomic.Bool
 	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		if strings.Contains(string(p), "key rotated") {
+		if filled.Load() && strings.Contains(string(p), "key rotated") {
 			once.Do(func() { purged <- s.Purge() })
 		}
 		return len(p), nil
@@ -100,9 +117,11 @@ func TestKeyRotationPurge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	beforeCopy()
 	if _, err := CopyFrom(s, []byte("secret")); err != nil {
 		t.Fatal(err)
 	}
+	filled.Store(true)
 	if err := errWithin(t, purged, "Purge from the rotation's logger did not return"); err != nil {
 		t.Fatal(err)
 	}

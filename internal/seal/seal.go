@@ -93,7 +93,12 @@ type Cipher interface {
 // memory for modes that can keep their key schedule there (CTR with
 // AES-NI). New keeps neither key nor salt; the caller wipes them.
 func New(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (Cipher, error) {
-	// Key expansion leaves round keys in vector registers.
+	// Key expansion leaves round keys in vector registers, and a signal
+	// taken during it saves them in a frame on the signal stack. Deferred
+	// calls run last first: the registers are cleared before the watch
+	// ends.
+	w := aesctr.WatchSignals()
+	defer w.End()
 	defer aesctr.ClearVectors()
 	switch m {
 	case AES256CTR:
@@ -184,32 +189,36 @@ func (x aeadCipher) nonce(c uint64, scr *Scratch) []byte {
 
 // Seal and Open clean up after the AEAD's assembly, which returns with
 // round keys or key words in the vector registers (aesctr.ClearVectors)
-// and, for ChaCha20-Poly1305, in its stack frame (scrubStack).
-func (x aeadCipher) clean() {
+// and, for ChaCha20-Poly1305, in its stack frame (scrubStack), and which a
+// signal may have interrupted, saving those registers in a frame on the
+// thread's signal stack (w, which ends after the registers are cleared).
+func (x aeadCipher) clean(w aesctr.SignalWatch) {
 	aesctr.ClearVectors()
 	if x.scrub {
 		scrubStack()
 	}
+	w.End()
 }
 
 // prepare makes room on the stack, before the AEAD call, for the scrub
-// after it (reserveStack).
-func (x aeadCipher) prepare() {
+// after it (reserveStack), and starts watching the signal stack.
+func (x aeadCipher) prepare() aesctr.SignalWatch {
 	if x.scrub {
 		reserveStack()
 	}
+	return aesctr.WatchSignals()
 }
 
 func (x aeadCipher) Seal(dst, plain []byte, c uint64, scr *Scratch) {
-	x.prepare()
+	w := x.prepare()
 	x.a.Seal(dst[:0], x.nonce(c, scr), plain, scr.AD[:])
-	x.clean()
+	x.clean(w)
 }
 
 func (x aeadCipher) Open(dst, sealed []byte, c uint64, scr *Scratch) error {
-	x.prepare()
+	w := x.prepare()
 	_, err := x.a.Open(dst[:0], x.nonce(c, scr), sealed, scr.AD[:])
-	x.clean()
+	x.clean(w)
 	if err != nil {
 		return ErrAuth
 	}

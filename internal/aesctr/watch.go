@@ -1,0 +1,37 @@
+package aesctr
+
+// SignalWatch covers a call into assembly outside this package, such as
+// crypto/aes's GCM or x/crypto's ChaCha20-Poly1305, that holds key material
+// in vector registers: a signal the thread takes during that call makes the
+// kernel save those registers in a frame on the thread's signal stack,
+// ordinary Go memory that nothing wipes. [WatchSignals] plants the canaries
+// of the signal guard (see the package doc) before the call, and [SignalWatch.End]
+// zeroes the thread's whole signal stack after it when a frame overwrote one.
+//
+// Where the canaries cannot be used (off linux/amd64, where their start-up
+// check failed, and on a thread that has run C code) a SignalWatch does
+// nothing, and such a frame stays until the next signal on the thread
+// overwrites it. So does one under [SetSignalGuardForTest]("off"), which
+// tests use as the control.
+type SignalWatch struct {
+	// canaries are where the FPU state of a signal frame starts for the
+	// two frame sizes (canaryFrame, canaryFrameMax); 0 when nothing is
+	// watched.
+	canaries [2]uintptr
+}
+
+// WatchSignals starts watching the calling thread's signal stack and locks
+// the goroutine to the thread until [SignalWatch.End], so that every signal
+// taken meanwhile lands on that stack. The caller calls End on the same
+// goroutine, after clearing the registers that held secrets ([ClearVectors]),
+// so that a signal taken between the foreign call and the clear is caught
+// too.
+func WatchSignals() SignalWatch { return watchSignals() }
+
+// End stops watching, wipes the signal stack if a signal frame landed on it
+// since [WatchSignals], and unlocks the goroutine from its thread.
+func (w SignalWatch) End() {
+	if w.canaries[0] != 0 {
+		w.end()
+	}
+}

@@ -90,7 +90,7 @@ func verifyCanary() (frame, frameMax uint64, ok bool) {
 func threadSignalStack() (stack []byte, ok bool) {
 	var st threadState
 	threadStateAsm(&st)
-	if st.procid != uint64(unix.Gettid()) || st.curg != st.g || ranC(st) {
+	if st.procid != uint64(unix.Gettid()) || st.curg != st.g || ranC(&st) {
 		return nil, false
 	}
 	var ss sigaltstackT
@@ -109,7 +109,7 @@ func threadSignalStack() (stack []byte, ok bool) {
 // runtime adopted rather than set (newSigstack false). On the thread of
 // the start-up check they must read 0 and 1 exactly: any other byte there,
 // a wrong offset included, keeps guardCanary from being used.
-func ranC(st threadState) bool {
+func ranC(st *threadState) bool {
 	return st.ncgocall > 1 || st.ncgocall == 1 && st.id != 0 ||
 		st.isextra != 0 || st.newSigstack != 1
 }

@@ -14,10 +14,12 @@ package aesctr
 // overwrites it. So does one under [SetSignalGuardForTest]("off"), which
 // tests use as the control.
 type SignalWatch struct {
-	// canaries are where the FPU state of a signal frame starts for the
-	// two frame sizes (canaryFrame, canaryFrameMax); 0 when nothing is
-	// watched.
-	canaries [2]uintptr
+	// top is the top of the signal stack holding the canaries, 0 when
+	// nothing is watched. One word, not the canaries' two addresses: a
+	// two-word value is copied with 16-byte moves that cannot take their
+	// data from the two 8-byte stores that wrote it, a stall that cost
+	// more than the rest of the watch.
+	top uintptr
 }
 
 // WatchSignals starts watching the calling thread's signal stack and locks
@@ -31,7 +33,7 @@ func WatchSignals() SignalWatch { return watchSignals() }
 // End stops watching, wipes the signal stack if a signal frame landed on it
 // since [WatchSignals], and unlocks the goroutine from its thread.
 func (w SignalWatch) End() {
-	if w.canaries[0] != 0 {
+	if w.top != 0 {
 		w.end()
 	}
 }

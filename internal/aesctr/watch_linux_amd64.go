@@ -16,21 +16,20 @@ import (
 //
 //go:norace
 func watchSignals() SignalWatch {
-	if !canaryReady() || forced != nil && forced.guard == guardOff {
+	if !autoGuards().canary || forced != nil && forced.guard == guardOff {
 		return SignalWatch{}
 	}
 	runtime.LockOSThread()
 	var st threadState
 	threadStateAsm(&st)
-	near := (st.hi - canaryFrame) &^ 63
-	far := (st.hi - canaryFrameMax) &^ 63
-	if st.curg != st.g || ranC(st) || far < st.lo || st.hi < canaryFrameMax {
+	if st.curg != st.g || ranC(&st) || st.hi < canaryFrameMax || canaryAt(st.hi, canaryFrameMax) < st.lo {
 		runtime.UnlockOSThread()
 		return SignalWatch{}
 	}
-	*magicAt(uintptr(near)) = 0
-	*magicAt(uintptr(far)) = 0
-	return SignalWatch{canaries: [2]uintptr{uintptr(near), uintptr(far)}}
+	w := SignalWatch{top: uintptr(st.hi)}
+	*w.canary(canaryFrame) = 0
+	*w.canary(canaryFrameMax) = 0
+	return w
 }
 
 // end checks the canaries as CANARYEXIT does and wipes the signal stack
@@ -38,7 +37,7 @@ func watchSignals() SignalWatch {
 //
 //go:norace
 func (w SignalWatch) end() {
-	if *magicAt(w.canaries[0])|*magicAt(w.canaries[1]) != 0 {
+	if *w.canary(canaryFrame)|*w.canary(canaryFrameMax) != 0 {
 		atomic.AddUint64(&canaryHits, 1)
 		var ss sigaltstackT
 		_, _, errno := unix.RawSyscall(unix.SYS_SIGALTSTACK, 0, uintptr(unsafe.Pointer(&ss)), 0)
@@ -58,8 +57,12 @@ const (
 	ssDisable = 2
 )
 
-// magicAt is where the kernel writes FP_XSTATE_MAGIC1 in a frame whose FPU
-// state starts at fx.
-func magicAt(fx uintptr) *uint32 {
-	return (*uint32)(unsafe.Add(unsafe.Pointer(nil), fx+fxSwBytes))
+// canaryAt is where, on a signal stack whose top is top, the FPU state of
+// a signal frame of size bytes starts (round_down(top - size, 64)).
+func canaryAt(top, size uint64) uint64 { return (top - size) &^ 63 }
+
+// canary is the word the kernel sets to FP_XSTATE_MAGIC1 in a frame of
+// size bytes on the watched signal stack.
+func (w SignalWatch) canary(size uint64) *uint32 {
+	return (*uint32)(unsafe.Add(unsafe.Pointer(nil), uintptr(canaryAt(uint64(w.top), size))+fxSwBytes))
 }

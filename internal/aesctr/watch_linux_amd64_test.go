@@ -28,7 +28,7 @@ func TestSignalWatch(t *testing.T) {
 	bare := func() bool { return probe(t, stack, guardChoice{guard: guardOff}) }
 	watched := func() bool {
 		w := WatchSignals()
-		if w.canaries[0] == 0 {
+		if w.top == 0 {
 			t.Fatal("WatchSignals watches nothing on a Go thread that passed the start-up check")
 		}
 		var pattern [16]byte
@@ -63,7 +63,7 @@ func TestSignalWatch(t *testing.T) {
 		return func() { *n -= 2 }
 	}()
 	defer undo()
-	if w := WatchSignals(); w.canaries[0] != 0 {
+	if w := WatchSignals(); w.top != 0 {
 		w.End()
 		t.Error("WatchSignals trusts the recorded signal stack of an M that has run C code")
 	}

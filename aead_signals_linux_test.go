@@ -15,14 +15,21 @@ import (
 
 // TestAEADKeyNotInSignalFrames rents and returns 16 KiB entries under each
 // AEAD mode from four goroutines locked to their threads while another
-// sends those threads SIGURG, the runtime's own preemption signal, as fast
-// as it can. A signal taken while crypto/aes's GCM or x/crypto's
+// sends those threads SIGURG, the runtime's own preemption signal, every
+// 20 us. A signal taken while crypto/aes's GCM or x/crypto's
 // ChaCha20-Poly1305 assembly runs makes the kernel save its vector
-// registers, round keys or key words, in a frame on the thread's signal
-// stack. After the storm the Shuffler is closed, which wipes the AEAD's
-// own copy, and the process is scanned for the key's 15 round keys (the
-// first two are the key itself). With the signal guard off (the control),
-// the frames must be found in some round (with GCM); with it on, in none.
+// registers, round keys or key words among them, in a frame on the
+// thread's signal stack. After the storm the Shuffler is closed, which
+// wipes the AEAD's own copy, and the process is scanned for the key's 15
+// round keys (the first two are the key itself): with the watch on, no
+// round may leave any. The scan's control is the AEAD's own copy, which
+// it must find while the Shuffler is open. The storm's is a few rounds
+// with the watch off, which find GCM's round keys in a signal frame now
+// and then: they are logged, not required, as how often depends on where
+// in the assembly the last signal of each thread lands (about one round in
+// three as root with GOMAXPROCS=2, about one in twenty as nobody with
+// GOMAXPROCS=4); internal/aesctr's TestSignalWatch shows deterministically
+// that the watch wipes such a frame.
 func TestAEADKeyNotInSignalFrames(t *testing.T) {
 	if raceBuild {
 		t.Skip("scans the whole process after each round, which takes minutes under -race")
@@ -36,33 +43,18 @@ func TestAEADKeyNotInSignalFrames(t *testing.T) {
 	defer aesctr.SetSignalGuardForTest("auto")
 	for _, mode := range []Cipher{AES256GCM, ChaCha20Poly1305} {
 		t.Run(mode.String(), func(t *testing.T) {
-			// The control: until a round leaves the key behind. Only
-			// GCM's does so often enough to count on (about one round
-			// in three here: a round key sits in a register for part of
-			// each block), where ChaCha20 mixes its key rows from the
-			// first instruction of each block, and rarely leaves one.
 			aesctr.SetSignalGuardForTest("off")
-			found := 0
-			controlRounds := 30
-			if mode != AES256GCM {
-				controlRounds = 3
-			}
+			leaky := 0
+			const controlRounds = 4
 			for round := range controlRounds {
-				if n := aeadSignalRound(t, mode); n > 0 {
-					t.Logf("guard off, round %d: %d blocks of the key", round, n)
-					found = round + 1
-					break
+				if n := aeadSignalRound(t, mode, round == 0); n > 0 {
+					leaky++
 				}
 			}
 			aesctr.SetSignalGuardForTest("auto")
-			switch {
-			case found == 0 && mode == AES256GCM:
-				t.Fatal("with the guard off no round left the key in a signal frame: the storm or the scan does not work")
-			case found == 0:
-				t.Log("with the guard off no round left the key in a signal frame")
-			}
+			t.Logf("with the watch off, %d of %d rounds left the key in memory", leaky, controlRounds)
 			for round := range 6 {
-				if n := aeadSignalRound(t, mode); n > 0 {
+				if n := aeadSignalRound(t, mode, false); n > 0 {
 					t.Errorf("round %d: %d blocks of the key left in memory", round, n)
 				}
 			}
@@ -71,12 +63,16 @@ func TestAEADKeyNotInSignalFrames(t *testing.T) {
 }
 
 // aeadSignalRound runs one storm and returns how many blocks of the key's
-// schedule the process holds after Close.
-func aeadSignalRound(t *testing.T, mode Cipher) int {
+// schedule the process holds after Close. With control, it first checks
+// that the scan finds the AEAD's own copy of the key.
+func aeadSignalRound(t *testing.T, mode Cipher, control bool) int {
 	s := newTest(t, WithCipher(mode), WithShards(1))
 	key, salt, ps := keyPatterns(t)
 	if err := s.RotateKey(key, salt); err != nil {
 		t.Fatal(err)
+	}
+	if control && hitsOf(t, ps) == 0 {
+		t.Fatal("the key in use is not found: the scan finds nothing")
 	}
 	const workers = 4
 	var (

@@ -137,7 +137,7 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 		return dst, ErrBufferOverlap
 	}
 	var res []byte
-	err := BorrowViewSlice(a.s, a.key, func(k []byte) error {
+	err := borrowKey(a.s, a.key, func(k []byte) error {
 		if keyIsZero(k) {
 			return errZeroKey
 		}

@@ -31,9 +31,22 @@ type SignalWatch struct {
 func WatchSignals() SignalWatch { return watchSignals() }
 
 // End stops watching, wipes the signal stack if a signal frame landed on it
-// since [WatchSignals], and unlocks the goroutine from its thread.
+// since [WatchSignals], and unlocks the goroutine from its thread. It is
+// called exactly once per watch, even when the watched call panics (defer
+// it). Watches do not nest, and nothing else of this package runs inside
+// one: its guarded routines plant the same canaries, and planting them
+// again would erase the sign of a frame that landed earlier in the watch.
 func (w SignalWatch) End() {
 	if w.top != 0 {
 		w.end()
 	}
 }
+
+// SignalProbeForTest stands in, for tests of code that uses [WatchSignals],
+// for foreign assembly holding a secret in vector registers: it loads
+// marker into X0-X13, sends SIGURG to its own thread, which the kernel
+// delivers at once and so saves the marker in a frame on the thread's
+// signal stack, and clears the registers, all with no guard of its own.
+// It reports false, and does nothing, where the canaries cannot be used.
+// Only tests call it.
+func SignalProbeForTest(marker *[16]byte) bool { return signalProbe(marker) }

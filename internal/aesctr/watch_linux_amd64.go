@@ -66,3 +66,11 @@ func canaryAt(top, size uint64) uint64 { return (top - size) &^ 63 }
 func (w SignalWatch) canary(size uint64) *uint32 {
 	return (*uint32)(unsafe.Add(unsafe.Pointer(nil), uintptr(canaryAt(uint64(w.top), size))+fxSwBytes))
 }
+
+func signalProbe(marker *[16]byte) bool {
+	if !autoGuards().canary {
+		return false
+	}
+	probeSignalAsm(marker, int(unix.SIGURG), guardOff, 0)
+	return true
+}

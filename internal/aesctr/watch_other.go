@@ -7,3 +7,5 @@ package aesctr
 func watchSignals() SignalWatch { return SignalWatch{} }
 
 func (SignalWatch) end() {}
+
+func signalProbe(*[16]byte) bool { return false }

@@ -209,18 +209,25 @@ func (x aeadCipher) prepare() aesctr.SignalWatch {
 	return aesctr.WatchSignals()
 }
 
+// Seal and Open clean up in a deferred call, so that an AEAD that panics
+// still leaves its registers cleared and its goroutine unlocked from the
+// thread.
 func (x aeadCipher) Seal(dst, plain []byte, c uint64, scr *Scratch) {
 	w := x.prepare()
+	defer x.clean(w)
 	x.a.Seal(dst[:0], x.nonce(c, scr), plain, scr.AD[:])
-	x.clean(w)
 }
 
 func (x aeadCipher) Open(dst, sealed []byte, c uint64, scr *Scratch) error {
-	w := x.prepare()
-	_, err := x.a.Open(dst[:0], x.nonce(c, scr), sealed, scr.AD[:])
-	x.clean(w)
-	if err != nil {
+	if err := x.open(dst, sealed, c, scr); err != nil {
 		return ErrAuth
 	}
 	return nil
+}
+
+func (x aeadCipher) open(dst, sealed []byte, c uint64, scr *Scratch) error {
+	w := x.prepare()
+	defer x.clean(w)
+	_, err := x.a.Open(dst[:0], x.nonce(c, scr), sealed, scr.AD[:])
+	return err
 }

@@ -1,0 +1,75 @@
+package memshuffle
+
+import (
+	"crypto/sha256"
+	"hash"
+	"os"
+	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/aesctr"
+	"github.com/memshuffle/memshuffle/internal/memscan"
+)
+
+// probeHash is SHA-256 whose Write does what the hash's assembly may have
+// done when a signal came: its marker is in the vector registers while the
+// thread takes a signal, which saves them in a frame on its signal stack.
+type probeHash struct {
+	hash.Hash
+	marker *[16]byte
+}
+
+func (p probeHash) Write(b []byte) (int, error) {
+	aesctr.SignalProbeForTest(p.marker)
+	return p.Hash.Write(b)
+}
+
+// TestMACWatched computes a MAC with a hash that leaves a marker in a
+// signal frame, on a goroutine not locked to its thread, and scans the
+// process for two adjacent copies of the marker, as two registers of a
+// frame hold them: MAC's watch must have wiped the frame. The control is
+// the same hash written to outside MAC, which leaves the marker.
+func TestMACWatched(t *testing.T) {
+	if raceBuild {
+		t.Skip("a scan of the process per call is too slow under the race detector")
+	}
+	var marker [16]byte
+	if !aesctr.SignalProbeForTest(&marker) {
+		if os.Getenv("MEMSHUFFLE_EXPECT_CANARY") == "1" {
+			t.Fatal("MEMSHUFFLE_EXPECT_CANARY=1, but the canaries are not available")
+		}
+		t.Skip("the canaries are not available here: MAC is not watched")
+	}
+	s := newTest(t)
+	key, err := Random(s, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newHash := func() hash.Hash { return probeHash{sha256.New(), &marker} }
+	left := func(f func()) bool {
+		t.Helper()
+		left, err := memscan.MarkerLeftAfter(&marker, f)
+		if err != nil {
+			t.Skip(err)
+		}
+		return left
+	}
+	control := 0
+	for range 5 {
+		if left(func() { newHash().Write([]byte("message")) }) {
+			control++
+		}
+	}
+	if control == 0 {
+		t.Fatal("the bare hash never left its marker: the probe or the scan does not work")
+	}
+	t.Logf("control: the bare hash left its marker %d of 5 times", control)
+	for i := range 5 {
+		if left(func() {
+			if _, err := MAC(s, key, newHash, []byte("message"), nil); err != nil {
+				t.Error(err)
+			}
+		}) {
+			t.Errorf("MAC %d: the marker is left in memory", i)
+		}
+	}
+}

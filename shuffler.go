@@ -284,12 +284,7 @@ func (s *Shuffler) mapRegion(n int) (*osmem.Region, error) {
 // mapAux maps a region that is not an arena, counted in the Shuffler's
 // locked or unlocked bytes until unmapAux.
 func (s *Shuffler) mapAux(n int) (*osmem.Region, error) {
-	r, err := s.mapRegion(n)
-	if err != nil {
-		return nil, err
-	}
-	s.aux.Add(r, 1)
-	return r, nil
+	return s.aux.Map(func() (*osmem.Region, error) { return s.mapRegion(n) })
 }
 
 // lockFailed counts a refused lock and tells the logger, the first time:

@@ -355,7 +355,36 @@ func UnlockedLen(r *osmem.Region) int64 {
 // (AEAD backups, the background shuffler's spares, released arenas waiting
 // in an UnmapList), so that what it reports as locked matches what the
 // system has locked. It is safe for concurrent use.
-type Aux struct{ locked, unlocked atomic.Int64 }
+type Aux struct {
+	locked, unlocked atomic.Int64
+	// begun and ended count the maps and unmaps (Map, Unmap) that have
+	// begun and ended. Between the two, the system's count of locked
+	// memory has changed at the syscall and this one not yet, or the other
+	// way round; Quiet tells a reader whether it read both in step.
+	begun, ended atomic.Uint64
+}
+
+// Map calls mapFn, which maps a region, and counts the region in.
+func (x *Aux) Map(mapFn func() (*osmem.Region, error)) (*osmem.Region, error) {
+	x.begun.Add(1)
+	defer x.ended.Add(1)
+	r, err := mapFn()
+	if err != nil {
+		return nil, err
+	}
+	x.Add(r, 1)
+	return r, nil
+}
+
+// Quiet returns how many maps and unmaps have begun, and whether none is
+// under way. Two reads of the counts and of the system's locked memory
+// are in step when Quiet reports none under way before and after them,
+// with the same number begun.
+func (x *Aux) Quiet() (begun uint64, quiet bool) {
+	e := x.ended.Load()
+	b := x.begun.Load()
+	return b, b == e
+}
 
 // Add counts r in (sign 1) or out (sign -1).
 func (x *Aux) Add(r *osmem.Region, sign int64) {
@@ -365,6 +394,8 @@ func (x *Aux) Add(r *osmem.Region, sign int64) {
 
 // Unmap unmaps r, counted here; the count drops once it is gone.
 func (x *Aux) Unmap(r *osmem.Region) error {
+	x.begun.Add(1)
+	defer x.ended.Add(1)
 	l, u := LockedLen(r), UnlockedLen(r)
 	if err := osmem.Unmap(r); err != nil {
 		return err

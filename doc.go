@@ -229,8 +229,11 @@
 //   - goroutines a callback starts, which run outside secret.Do;
 //   - what a callback returns or stores where the program can reach it (a
 //     signature is fine; the key is not);
-//   - the plaintext in the arena while it is rented, and the library's own
-//     cipher work, which runs outside secret.Do;
+//   - the plaintext in the arena while it is rented, and the default
+//     cipher's work (AES-CTR, whose own assembly guards its registers),
+//     which runs outside secret.Do; the AEAD modes' calls run inside it,
+//     where the runtime does not preempt them asynchronously and so never
+//     saves the registers holding their keys;
 //   - comparisons you write yourself: compare a presented token with
 //     Equal (or two entries with EqualEntries), whose constant-time
 //     comparison is signal-guarded assembly; inside a callback, with

@@ -2,8 +2,4 @@
 
 package memshuffle
 
-import "runtime/secret"
-
 const experimentOn = true
-
-func secretEnabled() bool { return secret.Enabled() }

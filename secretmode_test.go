@@ -5,6 +5,8 @@ import (
 	"io"
 	"runtime"
 	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/secretmode"
 )
 
 // TestSecretModeReported checks that Stats and SecretMode agree, and that
@@ -34,7 +36,7 @@ func TestCallbacksRunInSecretMode(t *testing.T) {
 	}
 	check := func(name string) {
 		t.Helper()
-		if got := secretEnabled(); got != SecretMode() {
+		if got := secretmode.Active(); got != SecretMode() {
 			t.Errorf("%s: inside secret.Do = %v, want %v", name, got, SecretMode())
 		}
 	}
@@ -76,7 +78,7 @@ func TestCallbacksRunInSecretMode(t *testing.T) {
 	if _, err := ReadUntil(s, eof("ReadUntil's Read"), '\n', 16); err != nil {
 		t.Fatal(err)
 	}
-	if secretEnabled() {
+	if secretmode.Active() {
 		t.Error("still in secret mode after the callbacks returned")
 	}
 }

@@ -2,10 +2,7 @@ package seal
 
 import (
 	"crypto/rand"
-	"encoding/binary"
-	"fmt"
 	"os"
-	"runtime"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
@@ -88,7 +85,7 @@ func TestChaChaKeyNotLeftByStackGrowth(t *testing.T) {
 			t.Logf("depth %d: %d blocks of the key", depth, n)
 			for _, hs := range hits {
 				for _, h := range hs {
-					t.Logf("  %#x in %s: %s", h.Addr, h.Mapping.Name(), signalFrameOf(h.Addr))
+					t.Logf("  %#x in %s: %s", h.Addr, h.Mapping.Name(), memscan.SignalFrameOf(h.Addr))
 				}
 			}
 			leaks++
@@ -98,27 +95,4 @@ func TestChaChaKeyNotLeftByStackGrowth(t *testing.T) {
 	if leaks > 0 {
 		t.Errorf("the key was left in memory after %d of 120 seals", leaks)
 	}
-}
-
-// signalFrameOf says whether addr lies in the FPU state of an x86-64 signal
-// frame, found by the FP_XSTATE_MAGIC1 word the kernel writes 464 bytes
-// into it (its start is 64-byte aligned, and the state under 4 KiB): a copy
-// there is a signal's, not the stack's, and tells the two causes of a
-// failure apart.
-func signalFrameOf(addr uint64) string {
-	if runtime.GOARCH != "amd64" {
-		return "not attributed off amd64"
-	}
-	f, err := os.Open("/proc/self/mem")
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	for fx := addr &^ 63; fx+4096 > addr && fx >= 64; fx -= 64 {
-		var w [4]byte
-		if _, err := f.ReadAt(w[:], int64(fx+464)); err == nil && binary.LittleEndian.Uint32(w[:]) == 0x46505853 {
-			return fmt.Sprintf("byte %d of the FPU state of a signal frame at %#x", addr-fx, fx)
-		}
-	}
-	return "in no signal frame"
 }

@@ -31,6 +31,7 @@ import (
 
 	"github.com/memshuffle/memshuffle/internal/aesctr"
 	"github.com/memshuffle/memshuffle/internal/ctr"
+	"github.com/memshuffle/memshuffle/internal/secretmode"
 )
 
 // ErrAuth is returned by Open when the ciphertext, its tag or its
@@ -92,7 +93,17 @@ type Cipher interface {
 // New returns the cipher of mode m for key and salt. state is off-heap
 // memory for modes that can keep their key schedule there (CTR with
 // AES-NI). New keeps neither key nor salt; the caller wipes them.
-func New(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (Cipher, error) {
+func New(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (c Cipher, err error) {
+	// In secret mode no asynchronous preemption can save the registers
+	// holding round keys (see Seal).
+	if secretmode.On {
+		secretmode.Do(func() { c, err = newCipher(m, key, salt, state) })
+		return c, err
+	}
+	return newCipher(m, key, salt, state)
+}
+
+func newCipher(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (Cipher, error) {
 	// Key expansion leaves round keys in vector registers, and a signal
 	// taken during it saves them in a frame on the signal stack. Deferred
 	// calls run last first: the registers are cleared before the watch
@@ -209,20 +220,42 @@ func (x aeadCipher) prepare() aesctr.SignalWatch {
 	return aesctr.WatchSignals()
 }
 
-// Seal and Open clean up in a deferred call, so that an AEAD that panics
-// still leaves its registers cleared and its goroutine unlocked from the
-// thread.
+// Seal and Open run the AEAD inside secret.Do in secret mode. The AEAD
+// keeps round keys in vector registers through Go code too: between its
+// own assembly routines (crypto/aes's GCM calls three), and from the last
+// of them until clean clears them. An asynchronous preemption there (the
+// garbage collector's, or the scheduler's after 10 ms of running) saves
+// them in the runtime's per-P scratch area and a block of its own, which
+// nothing here can reach; inside secret.Do the runtime does not preempt
+// asynchronously. Without secret mode that window stays open.
 func (x aeadCipher) Seal(dst, plain []byte, c uint64, scr *Scratch) {
-	w := x.prepare()
-	defer x.clean(w)
-	x.a.Seal(dst[:0], x.nonce(c, scr), plain, scr.AD[:])
+	if secretmode.On {
+		secretmode.Do(func() { x.seal(dst, plain, c, scr) })
+		return
+	}
+	x.seal(dst, plain, c, scr)
 }
 
 func (x aeadCipher) Open(dst, sealed []byte, c uint64, scr *Scratch) error {
-	if err := x.open(dst, sealed, c, scr); err != nil {
+	var err error
+	if secretmode.On {
+		secretmode.Do(func() { err = x.open(dst, sealed, c, scr) })
+	} else {
+		err = x.open(dst, sealed, c, scr)
+	}
+	if err != nil {
 		return ErrAuth
 	}
 	return nil
+}
+
+// seal and open clean up in a deferred call, so that an AEAD that panics
+// still leaves its registers cleared and its goroutine unlocked from the
+// thread.
+func (x aeadCipher) seal(dst, plain []byte, c uint64, scr *Scratch) {
+	w := x.prepare()
+	defer x.clean(w)
+	x.a.Seal(dst[:0], x.nonce(c, scr), plain, scr.AD[:])
 }
 
 func (x aeadCipher) open(dst, sealed []byte, c uint64, scr *Scratch) error {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
+	"github.com/memshuffle/memshuffle/internal/secretmode"
 )
 
 // TestKnownAnswers checks each mode against the standard library or
@@ -103,5 +104,40 @@ func TestNoAllocs(t *testing.T) {
 		if n != 0 {
 			t.Errorf("%v: %v allocations per seal and open", m, n)
 		}
+	}
+}
+
+// secretAEAD is a cipher.AEAD that records whether its Seal and Open ran
+// inside secret.Do.
+type secretAEAD struct{ inside *[2]bool }
+
+func (secretAEAD) NonceSize() int { return 12 }
+func (secretAEAD) Overhead() int  { return 16 }
+
+func (a secretAEAD) Seal(dst, _, plain, _ []byte) []byte {
+	a.inside[0] = secretmode.Active()
+	return append(dst, make([]byte, len(plain)+16)...)
+}
+
+func (a secretAEAD) Open(dst, _, sealed, _ []byte) ([]byte, error) {
+	a.inside[1] = secretmode.Active()
+	return append(dst, make([]byte, len(sealed)-16)...), nil
+}
+
+// TestAEADCallsInSecretMode: in secret mode the AEAD modes' Seal and Open
+// run the AEAD inside secret.Do, where the runtime does not preempt it
+// asynchronously and so never saves the registers holding its key; in
+// other builds, plainly.
+func TestAEADCallsInSecretMode(t *testing.T) {
+	var inside [2]bool
+	x := aeadCipher{a: secretAEAD{&inside}}
+	var scr Scratch
+	buf := make([]byte, 32+16)
+	x.Seal(buf, buf[:32], 1, &scr)
+	if err := x.Open(buf[:32], buf, 1, &scr); err != nil {
+		t.Fatal(err)
+	}
+	if inside != [2]bool{secretmode.On, secretmode.On} {
+		t.Errorf("Seal, Open inside secret.Do: %v, want both %v", inside, secretmode.On)
 	}
 }

@@ -97,7 +97,7 @@ func threadSignalStack() (stack []byte, ok bool) {
 	if _, _, errno := unix.RawSyscall(unix.SYS_SIGALTSTACK, 0, uintptr(unsafe.Pointer(&ss)), 0); errno != 0 {
 		return nil, false
 	}
-	if ss.flags != 0 || uint64(ss.sp) != st.lo || uint64(ss.sp+ss.size) != st.hi || st.hi-st.lo < 16<<10 {
+	if !sameStack(&st, &ss) || st.hi-st.lo < 16<<10 {
 		return nil, false
 	}
 	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(nil), ss.sp)), ss.size), true

@@ -26,7 +26,7 @@ import (
 // unless MEMSHUFFLE_EXPECT_CANARY=1 says they must work on this machine
 // (.ci/run sets it): a Go release whose layout is not checked, or a CPU
 // the guard cannot use, then fails the test too.
-func requireCanary(t *testing.T) {
+func requireCanary(t testing.TB) {
 	t.Helper()
 	expect := os.Getenv("MEMSHUFFLE_EXPECT_CANARY") == "1"
 	if expect && !Supported() {

@@ -9,10 +9,19 @@ import (
 )
 
 // watchSignals plants, from Go, the canaries the assembly's guardCanary
-// plants (CANARYENTER in guard_amd64.h), under the same conditions: the
-// start-up check passed, and the thread has run no C code that could have
-// moved its signal stack. Locking the thread keeps the goroutine on the M
-// whose signal stack holds the canaries.
+// plants (CANARYENTER in guard_amd64.h), where the start-up check passed.
+// Locking the thread keeps the goroutine on the M whose signal stack holds
+// the canaries.
+//
+// On a thread that has run C code the assembly does not trust the signal
+// stack the runtime recorded, since C may have moved it, and falls back to
+// another guard. The foreign calls watched here can take milliseconds (an
+// RSA signature), too long to hold signals for, and the threads of a
+// program that uses cgo at all (a DNS lookup, os/user) soon have all run C
+// code: so the watch asks the kernel where the thread's signal stack is,
+// one system call, and plants the canaries if it is still the runtime's.
+// C code called from inside the watch could move it again; nothing here
+// calls any.
 //
 //go:norace
 func watchSignals() SignalWatch {
@@ -22,7 +31,8 @@ func watchSignals() SignalWatch {
 	runtime.LockOSThread()
 	var st threadState
 	threadStateAsm(&st)
-	if st.curg != st.g || ranC(&st) || st.hi < canaryFrameMax || canaryAt(st.hi, canaryFrameMax) < st.lo {
+	if st.curg != st.g || st.hi < canaryFrameMax || canaryAt(st.hi, canaryFrameMax) < st.lo ||
+		ranC(&st) && !kernelStackIsRecorded(&st) {
 		runtime.UnlockOSThread()
 		return SignalWatch{}
 	}
@@ -49,6 +59,47 @@ func (w SignalWatch) end() {
 		}
 	}
 	runtime.UnlockOSThread()
+}
+
+// kernelStackIsRecorded reports whether the signal stack the kernel has for
+// the calling thread is the one the runtime recorded in st, enabled and not
+// in use.
+//
+// The system call costs far more than the rest of the watch, so an answer
+// of yes is remembered for the M, with its count of cgo calls: C code runs
+// on a Go thread only inside a cgo call, which adds to the count, and so
+// only another one can have moved the stack since. A thread that C created
+// (isextra) or whose stack the runtime adopted from C (newSigstack false)
+// runs C code outside any cgo call of its own, and is asked every time.
+func kernelStackIsRecorded(st *threadState) bool {
+	remember := st.isextra == 0 && st.newSigstack == 1
+	key := checkedStack{id: st.id, ncgocall: st.ncgocall, lo: st.lo, hi: st.hi}
+	slot := &checkedStacks[st.id%uint64(len(checkedStacks))]
+	if c := slot.Load(); remember && c != nil && *c == key {
+		return true
+	}
+	var ss sigaltstackT
+	_, _, errno := unix.RawSyscall(unix.SYS_SIGALTSTACK, 0, uintptr(unsafe.Pointer(&ss)), 0)
+	ok := errno == 0 && sameStack(st, &ss)
+	if ok && remember {
+		c := key // allocated here alone: &key would put key on the heap
+		slot.Store(&c)
+	}
+	return ok
+}
+
+// checkedStack is an M whose signal stack the kernel confirmed: its id, its
+// count of cgo calls then, and the stack.
+type checkedStack struct{ id, ncgocall, lo, hi uint64 }
+
+// checkedStacks holds the last confirmation for each M, by id: an M whose
+// slot another has taken is asked again.
+var checkedStacks [64]atomic.Pointer[checkedStack]
+
+// sameStack reports whether ss, as the kernel reports it, is st's signal
+// stack, enabled and not in use.
+func sameStack(st *threadState, ss *sigaltstackT) bool {
+	return ss.flags == 0 && uint64(ss.sp) == st.lo && uint64(ss.sp+ss.size) == st.hi
 }
 
 // The flags of a stack_t that mean the signal stack is in use or off.

@@ -15,8 +15,9 @@ import (
 // assembly: it loads a marker into 14 XMM registers and sends a signal to
 // its own thread, which saves them in a frame on the signal stack. Bare,
 // the marker must be found there (the control); inside WatchSignals and
-// End it must be gone, and each signal counted as a detection. On an M
-// that has run C code the watch must write no canary and lock nothing.
+// End it must be gone, and each signal counted as a detection, also on an
+// M that has run C code, whose signal stack the watch checks with the
+// kernel.
 func TestSignalWatch(t *testing.T) {
 	requireCanary(t)
 	runtime.LockOSThread()
@@ -26,14 +27,14 @@ func TestSignalWatch(t *testing.T) {
 		t.Fatal("the thread's signal stack does not match the kernel's")
 	}
 	bare := func() bool { return probe(t, stack, guardChoice{guard: guardOff}) }
-	watched := func() bool {
+	watched := func(t *testing.T) bool {
 		w := WatchSignals()
 		if w.top == 0 {
 			t.Fatal("WatchSignals watches nothing on a Go thread that passed the start-up check")
 		}
 		var pattern [16]byte
 		rand.Read(pattern[:])
-		probeSignalAsm(&pattern, int(unix.SIGURG), guardOff, 0)
+		signalProbe(&pattern)
 		w.End()
 		return bytes.Contains(stack, pattern[:])
 	}
@@ -47,24 +48,112 @@ func TestSignalWatch(t *testing.T) {
 	if found < rounds/2 {
 		t.Fatalf("with no watch the marker was found after %d of %d signals: the control does not work", found, rounds)
 	}
-	hits := atomic.LoadUint64(&canaryHits)
-	for i := range rounds {
-		if watched() {
-			t.Errorf("marker found on the signal stack after watched signal %d", i)
+	check := func(t *testing.T) {
+		hits := atomic.LoadUint64(&canaryHits)
+		for i := range rounds {
+			if watched(t) {
+				t.Errorf("marker found on the signal stack after watched signal %d", i)
+			}
+		}
+		if caught := atomic.LoadUint64(&canaryHits) - hits; caught < rounds {
+			t.Errorf("%d detections for %d signals", caught, rounds)
 		}
 	}
-	if caught := atomic.LoadUint64(&canaryHits) - hits; caught < rounds {
-		t.Errorf("%d detections for %d signals", caught, rounds)
-	}
-
-	undo := func() func() {
+	t.Run("go", check)
+	t.Run("ran C", func(t *testing.T) {
+		// Two cgo calls on this M, as a DNS lookup or os/user makes.
 		n := (*uint64)(unsafe.Add(threadM(), offMNcgocall))
 		*n += 2
-		return func() { *n -= 2 }
-	}()
-	defer undo()
+		defer func() { *n -= 2 }()
+		var st threadState
+		threadStateAsm(&st)
+		if !ranC(&st) {
+			t.Fatal("the M does not read as having run C code")
+		}
+		check(t)
+	})
+}
+
+// TestSameStack: the watch trusts a signal stack on an M that has run C
+// code only when the kernel reports exactly the runtime's, enabled and not
+// in use.
+func TestSameStack(t *testing.T) {
+	st := threadState{lo: 0x10000, hi: 0x18000}
+	for _, c := range []struct {
+		name string
+		ss   sigaltstackT
+		want bool
+	}{
+		{"the runtime's", sigaltstackT{sp: 0x10000, size: 0x8000}, true},
+		{"moved", sigaltstackT{sp: 0x20000, size: 0x8000}, false},
+		{"same start, smaller", sigaltstackT{sp: 0x10000, size: 0x4000}, false},
+		{"same top, larger", sigaltstackT{sp: 0x8000, size: 0x10000}, false},
+		{"in use", sigaltstackT{sp: 0x10000, size: 0x8000, flags: ssOnStack}, false},
+		{"disabled", sigaltstackT{sp: 0x10000, size: 0x8000, flags: ssDisable}, false},
+	} {
+		if got := sameStack(&st, &c.ss); got != c.want {
+			t.Errorf("%s: sameStack = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// BenchmarkWatch is a WatchSignals and End around nothing: on a Go thread,
+// and on one that has run C code, where the watch also asks the kernel for
+// the thread's signal stack.
+func BenchmarkWatch(b *testing.B) {
+	requireCanary(b)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	run := func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			w := WatchSignals()
+			w.End()
+		}
+	}
+	b.Run("thread=go", run)
+	b.Run("thread=ranC", func(b *testing.B) {
+		n := (*uint64)(unsafe.Add(threadM(), offMNcgocall))
+		*n += 2
+		defer func() { *n -= 2 }()
+		run(b)
+	})
+}
+
+// TestWatchAsksAfterCgoCall: on an M that has run C code, a signal stack
+// the kernel confirmed is trusted until the M makes another cgo call; one
+// that moved the stack meanwhile must leave the thread unwatched.
+func TestWatchAsksAfterCgoCall(t *testing.T) {
+	requireCanary(t)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	n := (*uint64)(unsafe.Add(threadM(), offMNcgocall))
+	*n += 2
+	defer func() { *n -= 2 }()
+	w := WatchSignals()
+	if w.top == 0 {
+		t.Fatal("the runtime's signal stack, confirmed by the kernel, is not watched")
+	}
+	w.End()
+
+	// What C code may do in a cgo call: give the thread a signal stack of
+	// its own. A signal taken meanwhile runs on it, which the runtime
+	// allows (adjustSignalStack).
+	other, err := unix.Mmap(-1, 0, 64<<10, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(other)
+	var old sigaltstackT
+	moved := sigaltstackT{sp: uintptr(unsafe.Pointer(&other[0])), size: uintptr(len(other))}
+	if _, _, errno := unix.RawSyscall(unix.SYS_SIGALTSTACK, uintptr(unsafe.Pointer(&moved)), uintptr(unsafe.Pointer(&old)), 0); errno != 0 {
+		t.Fatal(errno)
+	}
+	defer unix.RawSyscall(unix.SYS_SIGALTSTACK, uintptr(unsafe.Pointer(&old)), 0, 0)
+	*n++
+	defer func() { *n-- }()
 	if w := WatchSignals(); w.top != 0 {
 		w.End()
-		t.Error("WatchSignals trusts the recorded signal stack of an M that has run C code")
+		t.Error("after another cgo call moved the signal stack, the watch still trusts the runtime's")
 	}
 }

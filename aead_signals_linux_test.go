@@ -57,13 +57,10 @@ func TestAEADKeyNotInSignalFrames(t *testing.T) {
 		t.Skip("the canaries are not available here: AEAD calls are not watched")
 	}
 	defer aesctr.SetSignalGuardForTest("auto")
-	report := func(t *testing.T, fail bool, what string, round int, hs []memscan.Hit) {
+	// report says where each block lies, through t.Errorf or t.Logf.
+	report := func(t *testing.T, say func(string, ...any), what string, round int, hs []memscan.Hit) {
 		t.Helper()
-		if fail {
-			t.Errorf("%s, round %d: %d blocks of the key left in memory", what, round, len(hs))
-		} else {
-			t.Logf("%s, round %d: %d blocks of the key left in memory", what, round, len(hs))
-		}
+		say("%s, round %d: %d blocks of the key left in memory", what, round, len(hs))
 		for _, h := range hs {
 			t.Logf("  %#x in %s: %s", h.Addr, h.Mapping.Name(), memscan.SignalFrameOf(h.Addr))
 		}
@@ -74,24 +71,28 @@ func TestAEADKeyNotInSignalFrames(t *testing.T) {
 			leaky := 0
 			const controlRounds = 4
 			for round := range controlRounds {
-				if hs := aeadSignalRound(t, mode, round == 0, false); len(hs) > 0 {
+				if hs := aeadSignalRound(t, mode, storm{checkScan: round == 0}); len(hs) > 0 {
 					leaky++
 				}
 			}
 			aesctr.SetSignalGuardForTest("auto")
 			t.Logf("with the watch off, %d of %d rounds left the key in memory", leaky, controlRounds)
 			for round := range 6 {
-				if hs := aeadSignalRound(t, mode, false, false); len(hs) > 0 {
-					report(t, true, "signals alone", round, hs)
+				if hs := aeadSignalRound(t, mode, storm{}); len(hs) > 0 {
+					report(t, t.Errorf, "signals alone", round, hs)
 				}
 			}
 			preempted := 0
 			for round := range 4 {
-				hs := aeadSignalRound(t, mode, false, true)
+				hs := aeadSignalRound(t, mode, storm{preempt: true})
 				if len(hs) == 0 {
 					continue
 				}
-				report(t, secretMode, "signals and preemptions", round, hs)
+				say := t.Logf
+				if secretMode {
+					say = t.Errorf
+				}
+				report(t, say, "signals and preemptions", round, hs)
 				preempted++
 			}
 			t.Logf("with preemptions too, %d of 4 rounds left the key in memory (secret mode: %v)", preempted, secretMode)
@@ -99,19 +100,26 @@ func TestAEADKeyNotInSignalFrames(t *testing.T) {
 	}
 }
 
+// storm says how aeadSignalRound runs.
+type storm struct {
+	// checkScan: first check that the scan finds the AEAD's own copy of
+	// the key.
+	checkScan bool
+	// preempt: a goroutine loops on runtime.GC meanwhile and the workers
+	// never yield. Otherwise the collector is off and the workers yield
+	// every 32 rounds, so that nothing asks for a preemption.
+	preempt bool
+}
+
 // aeadSignalRound runs one storm and returns the blocks of the key's
-// schedule the process holds after Close. With control, it first checks
-// that the scan finds the AEAD's own copy of the key. With preempt, a
-// goroutine loops on runtime.GC meanwhile and the workers never yield;
-// without, the collector is off and the workers yield every 32 rounds, so
-// that nothing asks for a preemption.
-func aeadSignalRound(t *testing.T, mode Cipher, control, preempt bool) []memscan.Hit {
+// schedule the process holds after Close.
+func aeadSignalRound(t *testing.T, mode Cipher, st storm) []memscan.Hit {
 	s := newTest(t, WithCipher(mode), WithShards(1))
 	key, salt, ps := keyPatterns(t)
 	if err := s.RotateKey(key, salt); err != nil {
 		t.Fatal(err)
 	}
-	if control && hitsOf(t, ps) == 0 {
+	if st.checkScan && hitsOf(t, ps) == 0 {
 		t.Fatal("the key in use is not found: the scan finds nothing")
 	}
 	const workers = 4
@@ -125,7 +133,7 @@ func aeadSignalRound(t *testing.T, mode Cipher, control, preempt bool) []memscan
 	)
 	ready.Add(workers)
 	parked.Add(workers)
-	if !preempt {
+	if !st.preempt {
 		// Before the workers start: both stop the world, which preempts
 		// every running goroutine.
 		runtime.GC()
@@ -142,7 +150,7 @@ func aeadSignalRound(t *testing.T, mode Cipher, control, preempt bool) []memscan
 			tids[i] = unix.Gettid()
 			ready.Done()
 			for n := 0; !stop.Load(); n++ {
-				if !preempt && n%32 == 0 {
+				if !st.preempt && n%32 == 0 {
 					runtime.Gosched()
 				}
 				if _, err := RentSlice[byte](s, h); err != nil {
@@ -163,7 +171,7 @@ func aeadSignalRound(t *testing.T, mode Cipher, control, preempt bool) []memscan
 	}
 	defer close(release)
 	ready.Wait()
-	if preempt {
+	if st.preempt {
 		gcDone := make(chan struct{})
 		defer func() { <-gcDone }()
 		go func() {

@@ -205,6 +205,7 @@ type threadState struct {
 	curg     uint64 // g.m.curg
 	ncgocall uint64 // g.m.ncgocall
 	id       uint64 // g.m.id
+	ncgo     uint64 // g.m.ncgo: cgo calls under way, C having called back into Go
 	lo, hi   uint64 // g.m.gsignal.stack
 
 	isextra     uint64 // g.m.isextra, 0 or 1

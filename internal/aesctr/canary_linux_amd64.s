@@ -75,6 +75,8 @@ TEXT ·threadStateAsm(SB), NOSPLIT, $0-8
 	MOVQ AX, threadState_ncgocall(DI)
 	MOVQ const_offMID(CX), AX
 	MOVQ AX, threadState_id(DI)
+	MOVLQSX const_offMNcgo(CX), AX
+	MOVQ AX, threadState_ncgo(DI)
 	MOVBLZX const_offMIsextra(CX), AX
 	MOVQ AX, threadState_isextra(DI)
 	MOVBLZX const_offMNewSigstack(CX), AX

@@ -64,6 +64,7 @@ func TestRuntimeLayout(t *testing.T) {
 		"runtime.m.curg":     offMCurg,
 		"runtime.m.id":       offMID,
 		"runtime.m.ncgocall": offMNcgocall,
+		"runtime.m.ncgo":     offMNcgo,
 
 		"runtime.m.newSigstack": offMNewSigstack,
 		"runtime.m.isextra":     offMIsextra,

@@ -6,7 +6,7 @@ package aesctr
 // reads from assembly to find the calling thread's signal stack without a
 // syscall: g.m, m.gsignal, and the bounds of gsignal's stack, plus three
 // fields that check the others (m.procid, the thread id; m.curg, the
-// running goroutine) or stop the guard (m.ncgocall, m.id; m.isextra, set
+// running goroutine) or stop the guard (m.ncgocall, m.id, m.ncgo; m.isextra, set
 // on the M of a thread created by C; m.newSigstack, false where the runtime
 // adopted a signal stack that C code had set). They are internals of
 // the runtime, so they are given for the Go releases they were read from,
@@ -25,6 +25,7 @@ const (
 	offMCurg     = 184 // m.curg
 	offMID       = 232 // m.id
 	offMNcgocall = 320 // m.ncgocall
+	offMNcgo     = 328 // m.ncgo, an int32
 
 	offMNewSigstack = 278 // m.newSigstack
 	offMIsextra     = 281 // m.isextra

@@ -15,6 +15,7 @@ const (
 	offMCurg     = 0
 	offMID       = 0
 	offMNcgocall = 0
+	offMNcgo     = 0
 
 	offMNewSigstack = 0
 	offMIsextra     = 0

@@ -66,13 +66,18 @@ func (w SignalWatch) end() {
 // in use.
 //
 // The system call costs far more than the rest of the watch, so an answer
-// of yes is remembered for the M, with its count of cgo calls: C code runs
-// on a Go thread only inside a cgo call, which adds to the count, and so
-// only another one can have moved the stack since. A thread that C created
-// (isextra) or whose stack the runtime adopted from C (newSigstack false)
-// runs C code outside any cgo call of its own, and is asked every time.
+// of yes is remembered for the M, with its count of cgo calls. The C code
+// of a program (and of the libraries cgo links in) runs on a thread Go made
+// only inside a cgo call, which adds to the count before C runs, so only
+// another one can have moved the stack since; the runtime's own calls into
+// C (mmap, setenv, sigaction, the cgo traceback hooks) are not counted and
+// do not move it. An answer given while C has called back into Go (ncgo
+// not 0) is not remembered: C may move the stack before it calls again or
+// returns, with the count unchanged. Neither is one on a thread that C
+// created (isextra) or whose stack the runtime adopted from C (newSigstack
+// false), whose C code runs outside any cgo call of its own.
 func kernelStackIsRecorded(st *threadState) bool {
-	remember := st.isextra == 0 && st.newSigstack == 1
+	remember := st.isextra == 0 && st.newSigstack == 1 && st.ncgo == 0
 	key := checkedStack{id: st.id, ncgocall: st.ncgocall, lo: st.lo, hi: st.hi}
 	slot := &checkedStacks[st.id%uint64(len(checkedStacks))]
 	if c := slot.Load(); remember && c != nil && *c == key {
@@ -93,8 +98,10 @@ func kernelStackIsRecorded(st *threadState) bool {
 type checkedStack struct{ id, ncgocall, lo, hi uint64 }
 
 // checkedStacks holds the last confirmation for each M, by id: an M whose
-// slot another has taken is asked again.
-var checkedStacks [64]atomic.Pointer[checkedStack]
+// slot another has taken is asked again, which costs the system call and a
+// 32-byte allocation (a program with more than 256 threads running watches
+// pays it where their ids collide).
+var checkedStacks [256]atomic.Pointer[checkedStack]
 
 // sameStack reports whether ss, as the kernel reports it, is st's signal
 // stack, enabled and not in use.

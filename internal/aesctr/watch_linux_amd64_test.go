@@ -62,9 +62,7 @@ func TestSignalWatch(t *testing.T) {
 	t.Run("go", check)
 	t.Run("ran C", func(t *testing.T) {
 		// Two cgo calls on this M, as a DNS lookup or os/user makes.
-		n := (*uint64)(unsafe.Add(threadM(), offMNcgocall))
-		*n += 2
-		defer func() { *n -= 2 }()
+		defer fakeCgo(2, 0)()
 		var st threadState
 		threadStateAsm(&st)
 		if !ranC(&st) {
@@ -113,28 +111,65 @@ func BenchmarkWatch(b *testing.B) {
 	}
 	b.Run("thread=go", run)
 	b.Run("thread=ranC", func(b *testing.B) {
-		n := (*uint64)(unsafe.Add(threadM(), offMNcgocall))
-		*n += 2
-		defer func() { *n -= 2 }()
+		defer fakeCgo(2, 0)()
 		run(b)
 	})
 }
 
+// fakeCgo makes the calling thread's M read as having made calls more cgo
+// calls, with under of them under way (C having called back into Go), and
+// returns the function that undoes it, which also forgets what the watch
+// remembered of the M's signal stack meanwhile. The caller has locked its
+// goroutine to the thread.
+func fakeCgo(calls uint64, under int32) (undo func()) {
+	m := threadM()
+	n := (*uint64)(unsafe.Add(m, offMNcgocall))
+	u := (*int32)(unsafe.Add(m, offMNcgo))
+	*n += calls
+	*u += under
+	return func() {
+		*n -= calls
+		*u -= under
+		var st threadState
+		threadStateAsm(&st)
+		checkedStacks[st.id%uint64(len(checkedStacks))].Store(nil)
+	}
+}
+
 // TestWatchAsksAfterCgoCall: on an M that has run C code, a signal stack
 // the kernel confirmed is trusted until the M makes another cgo call; one
-// that moved the stack meanwhile must leave the thread unwatched.
+// that moved the stack meanwhile must leave the thread unwatched. An answer
+// given while C has called back into Go is not remembered.
 func TestWatchAsksAfterCgoCall(t *testing.T) {
 	requireCanary(t)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	n := (*uint64)(unsafe.Add(threadM(), offMNcgocall))
-	*n += 2
-	defer func() { *n -= 2 }()
-	w := WatchSignals()
-	if w.top == 0 {
-		t.Fatal("the runtime's signal stack, confirmed by the kernel, is not watched")
+	remembered := func() bool {
+		var st threadState
+		threadStateAsm(&st)
+		c := checkedStacks[st.id%uint64(len(checkedStacks))].Load()
+		return c != nil && *c == checkedStack{id: st.id, ncgocall: st.ncgocall, lo: st.lo, hi: st.hi}
 	}
-	w.End()
+	watch := func(what string) {
+		t.Helper()
+		w := WatchSignals()
+		if w.top == 0 {
+			t.Fatalf("%s: the runtime's signal stack, confirmed by the kernel, is not watched", what)
+		}
+		w.End()
+	}
+	func() {
+		defer fakeCgo(2, 1)()
+		watch("in a callback from C")
+		if remembered() {
+			t.Error("an answer given while C has called back into Go is remembered")
+		}
+	}()
+	defer fakeCgo(2, 0)()
+	watch("after two cgo calls")
+	if !remembered() {
+		t.Error("the kernel's answer is not remembered")
+	}
 
 	// What C code may do in a cgo call: give the thread a signal stack of
 	// its own. A signal taken meanwhile runs on it, which the runtime
@@ -150,8 +185,7 @@ func TestWatchAsksAfterCgoCall(t *testing.T) {
 		t.Fatal(errno)
 	}
 	defer unix.RawSyscall(unix.SYS_SIGALTSTACK, uintptr(unsafe.Pointer(&old)), 0, 0)
-	*n++
-	defer func() { *n-- }()
+	defer fakeCgo(1, 0)()
 	if w := WatchSignals(); w.top != 0 {
 		w.End()
 		t.Error("after another cgo call moved the signal stack, the watch still trusts the runtime's")

@@ -349,6 +349,13 @@ const guardTicksShift = 16
 // (setForced), which sends every call to pickGuard.
 var shortGuard atomic.Uint64
 
+// cgoMiss is set, with shortGuard zeroed so that the next short call comes
+// to pickGuard too, by the assembly when it fell back from guardCanary on
+// an M that has made cgo calls, for want of the kernel's confirmation that
+// the M's signal stack is still the runtime's (see watchSignals);
+// pickGuard then has confirmThread ask for one.
+var cgoMiss uint32
+
 // pickGuard is guardWord's choice, worked out. It stores it in shortGuard
 // when it holds for every input of up to detectMax bytes: the automatic
 // choice, which is fixed once made.
@@ -359,6 +366,9 @@ func pickGuard(n int) uint64 {
 	}
 	if !guardOS {
 		return word(guardOff, 0)
+	}
+	if atomic.LoadUint32(&cgoMiss) != 0 {
+		confirmThread()
 	}
 	w := word(pickAutoGuard(n, autoGuards()))
 	if n <= detectMax {
@@ -371,7 +381,8 @@ func pickGuard(n int) uint64 {
 func pickAutoGuard(n int, a autoGuard) (uint8, uint64) {
 	if n <= canaryMax && a.canary {
 		// On a thread that has run C code the assembly falls back to
-		// detection with this threshold, or to blocking where it is 0.
+		// detection with this threshold, or to blocking where it is 0,
+		// until the kernel has confirmed the thread's signal stack.
 		if n <= detectMax {
 			return guardCanary, a.ticks
 		}

@@ -180,7 +180,7 @@ loop:                                  \
 
 // func expandKeyAsm(rk *[RoundKeysSize]byte, key *[32]byte, guard uint8, ticks uint64)
 TEXT ·expandKeyAsm(SB), NOSPLIT, $56-32
-	GUARDENTER(guard+16(FP), ticks+24(FP), expandNoCgo, expandNoCanary, expandFallback, expandDetect, expandBlock, expandEntered)
+	GUARDENTER(guard+16(FP), ticks+24(FP), expandNoCgo, expandCgo, expandCgoMiss, expandNoCanary, expandFallback, expandDetect, expandBlock, expandEntered)
 	MOVQ  rk+0(FP), AX
 	MOVQ  key+8(FP), BX
 	MOVOU (BX), X0
@@ -289,7 +289,7 @@ TEXT ·expandKeyAsm(SB), NOSPLIT, $56-32
 
 // func xorKeyStreamAsm(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst []byte, src []byte, scratch *[16]byte, guard uint8, ticks uint64)
 TEXT ·xorKeyStreamAsm(SB), NOSPLIT, $56-96
-	GUARDENTER(guard+80(FP), ticks+88(FP), xorNoCgo, xorNoCanary, xorFallback, xorDetect, xorBlock, xorEntered)
+	GUARDENTER(guard+80(FP), ticks+88(FP), xorNoCgo, xorCgo, xorCgoMiss, xorNoCanary, xorFallback, xorDetect, xorBlock, xorEntered)
 	MOVQ rk+0(FP), AX
 	MOVQ salt+8(FP), BX
 	MOVQ base+16(FP), DX
@@ -559,7 +559,7 @@ out:
 // bytes it moved in vector registers, nothing of src stays in a register
 // for a later signal to save. dst and src do not overlap.
 TEXT ·copyAsm(SB), NOSPLIT, $56-64
-	GUARDENTER(guard+48(FP), ticks+56(FP), copyNoCgo, copyNoCanary, copyFallback, copyDetect, copyBlock, copyEntered)
+	GUARDENTER(guard+48(FP), ticks+56(FP), copyNoCgo, copyCgo, copyCgoMiss, copyNoCanary, copyFallback, copyDetect, copyBlock, copyEntered)
 	MOVQ dst_base+0(FP), DI
 	MOVQ src_base+24(FP), SI
 	MOVQ src_len+32(FP), CX
@@ -613,7 +613,7 @@ TEXT ·copyAsm(SB), NOSPLIT, $56-64
 // the guard ends, so a signal saves none of them; only the answer, which
 // is the caller's, outlives the call.
 TEXT ·equalAsm(SB), NOSPLIT, $56-72
-	GUARDENTER(guard+48(FP), ticks+56(FP), equalNoCgo, equalNoCanary, equalFallback, equalDetect, equalBlock, equalEntered)
+	GUARDENTER(guard+48(FP), ticks+56(FP), equalNoCgo, equalCgo, equalCgoMiss, equalNoCanary, equalFallback, equalDetect, equalBlock, equalEntered)
 	MOVQ  a_base+0(FP), SI
 	MOVQ  a_len+8(FP), CX
 	MOVQ  b_base+24(FP), DI
@@ -676,7 +676,7 @@ TEXT ·equalAsm(SB), NOSPLIT, $56-72
 
 // func xor2KeyStreamAsm(rkA *[RoundKeysSize]byte, saltA *[8]byte, baseA uint64, rkB *[RoundKeysSize]byte, saltB *[8]byte, baseB uint64, data []byte, scratch *[16]byte, guard uint8, ticks uint64)
 TEXT ·xor2KeyStreamAsm(SB), NOSPLIT, $56-96
-	GUARDENTER(guard+80(FP), ticks+88(FP), xor2NoCgo, xor2NoCanary, xor2Fallback, xor2Detect, xor2Block, xor2Entered)
+	GUARDENTER(guard+80(FP), ticks+88(FP), xor2NoCgo, xor2Cgo, xor2CgoMiss, xor2NoCanary, xor2Fallback, xor2Detect, xor2Block, xor2Entered)
 	MOVQ rkA+0(FP), AX
 	MOVQ saltA+8(FP), R8
 	MOVQ (R8), X9

@@ -13,7 +13,7 @@
 // start-up check of guardCanary and the tests use to see where a frame
 // lands and that the guard catches it.
 TEXT ·probeSignalAsm(SB), NOSPLIT, $56-32
-	GUARDENTER(guard+16(FP), ticks+24(FP), probeNoCgo, probeNoCanary, probeFallback, probeDetect, probeBlock, probeEntered)
+	GUARDENTER(guard+16(FP), ticks+24(FP), probeNoCgo, probeCgo, probeCgoMiss, probeNoCanary, probeFallback, probeDetect, probeBlock, probeEntered)
 	MOVQ  pattern+0(FP), AX
 	MOVOU (AX), X0
 	MOVO  X0, X1

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"debug/dwarf"
 	"debug/elf"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -230,11 +231,7 @@ func TestCanaryFallback(t *testing.T) {
 		name string
 		set  func(m unsafe.Pointer) (undo func())
 	}{
-		{"ncgocall", func(m unsafe.Pointer) func() {
-			n := (*uint64)(unsafe.Add(m, offMNcgocall))
-			*n += 2
-			return func() { *n -= 2 }
-		}},
+		{"ncgocall", func(unsafe.Pointer) func() { return fakeCgo(2, 0) }},
 		{"isextra", func(m unsafe.Pointer) func() {
 			b := (*bool)(unsafe.Add(m, offMIsextra))
 			*b = true
@@ -408,5 +405,98 @@ func TestCanaryUnderProfiling(t *testing.T) {
 	}
 	if bytes.Contains(stack, marker[:]) {
 		t.Error("the plaintext block is on the thread's signal stack")
+	}
+}
+
+// TestCanaryAfterConfirmation: on an M that has made cgo calls, the canary
+// guard falls back and notes the miss until the kernel has confirmed the
+// M's signal stack (pickGuard, on the next call); then it plants its
+// canaries and catches a signal as on any Go thread, until the M's next
+// cgo call.
+func TestCanaryAfterConfirmation(t *testing.T) {
+	requireCanary(t)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	stack, ok := threadSignalStack()
+	if !ok {
+		t.Fatal("the thread's signal stack does not match the kernel's")
+	}
+	defer shortGuard.Store(shortGuard.Load())
+	defer fakeCgo(2, 0)()
+	top := uintptr(unsafe.Pointer(unsafe.SliceData(stack))) + uintptr(len(stack))
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(stack)))
+	canary := (*uint32)(unsafe.Pointer(&stack[(top-uintptr(canaryFrame))&^63+fxSwBytes-base]))
+	src, dst := make([]byte, 32), make([]byte, 32)
+	// planted reports whether a guarded copy wrote the canary.
+	planted := func() bool {
+		*canary = 0x5a5a5a5a
+		copyAsm(dst, src, guardCanary, ^uint64(0))
+		return *canary != 0x5a5a5a5a
+	}
+
+	atomic.StoreUint32(&cgoMiss, 0)
+	if planted() {
+		t.Fatal("canary planted on an M with cgo calls that nothing confirmed")
+	}
+	if atomic.LoadUint32(&cgoMiss) == 0 || shortGuard.Load() != 0 {
+		t.Fatalf("the miss is not noted: cgoMiss %d, shortGuard %#x", atomic.LoadUint32(&cgoMiss), shortGuard.Load())
+	}
+	pickGuard(32)
+	if atomic.LoadUint32(&cgoMiss) != 0 {
+		t.Error("pickGuard left the miss noted")
+	}
+	if !planted() {
+		t.Fatal("no canary planted once the kernel confirmed the signal stack")
+	}
+	hits := atomic.LoadUint64(&canaryHits)
+	for i := range 10 {
+		if probe(t, stack, guardChoice{guard: guardCanary, ticks: ^uint64(0)}) {
+			t.Errorf("signal %d: marker found on the signal stack under the confirmed canaries", i)
+		}
+	}
+	if n := atomic.LoadUint64(&canaryHits) - hits; n < 10 {
+		t.Errorf("%d canary detections for 10 signals", n)
+	}
+
+	// Another cgo call, with the confirmation still remembered.
+	n := (*uint64)(unsafe.Add(threadM(), offMNcgocall))
+	*n++
+	defer func() { *n-- }()
+	if planted() {
+		t.Error("canary planted after another cgo call, on the old confirmation")
+	}
+}
+
+// BenchmarkGuardCgoThread is XORInPlace and Copy under the automatic guard
+// on a Go thread and on one whose M has made cgo calls, where the canaries
+// are used once the kernel has confirmed the signal stack (the first call
+// falls back and asks). BenchmarkGuard's guard=detect and guard=block are
+// what every call there cost before.
+func BenchmarkGuardCgoThread(b *testing.B) {
+	requireSupported(b)
+	requireCanary(b)
+	key, salt := randomKey(b)
+	rk := expand(b, &key)
+	var scratch [16]byte
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for _, thread := range []string{"go", "ranC"} {
+		for _, size := range []int{32, 1024} {
+			buf, src := make([]byte, size), make([]byte, size)
+			run := func(name string, op func()) {
+				b.Run(fmt.Sprintf("op=%s/thread=%s/size=%d", name, thread, size), func(b *testing.B) {
+					if thread == "ranC" {
+						defer fakeCgo(2, 0)()
+					}
+					b.SetBytes(int64(size))
+					b.ReportAllocs()
+					for b.Loop() {
+						op()
+					}
+				})
+			}
+			run("xor", func() { XORInPlace(rk, &salt, 1, buf, &scratch) })
+			run("copy", func() { Copy(buf, src) })
+		}
 	}
 }

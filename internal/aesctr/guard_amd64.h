@@ -35,8 +35,13 @@
 
 #ifdef GOOS_linux
 // CANARYENTER plants the canaries of guardCanary, with AX = guardCanary,
-// or jumps to fallback.
-#define CANARYENTER(nocgo, fallback, out)     \
+// or jumps to fallback. On an M that has made cgo calls it plants them
+// only where the signal watch has had the kernel confirm the signal stack
+// since the M's last cgo call (checkedStacks, with no cgo call under way);
+// otherwise it notes the miss for Go code to confirm the stack
+// (confirmThread, from pickGuard, which a zero shortGuard sends every call
+// to) and falls back.
+#define CANARYENTER(nocgo, cgo, cgomiss, fallback, out) \
 	MOVQ    TLS, CX                         \
 	MOVQ    0(CX)(TLS*1), CX                \
 	MOVQ    const_offGM(CX), CX             \
@@ -48,9 +53,35 @@
 	TESTQ   DX, DX                          \
 	JZ      nocgo                           \
 	CMPQ    DX, $1                          \
-	JNE     fallback                        \
+	JNE     cgo                             \
 	CMPQ    const_offMID(CX), $0            \
+	JNE     cgo                             \
+	JMP     nocgo                           \
+cgo:                                            \
+	CMPL    const_offMNcgo(CX), $0          \
 	JNE     fallback                        \
+	MOVQ    const_offMID(CX), SI            \
+	MOVQ    SI, DI                          \
+	ANDQ    $(const_checkedSlots-1), DI           \
+	LEAQ    ·checkedStacks(SB), R10         \
+	MOVQ    (R10)(DI*8), R10                \
+	TESTQ   R10, R10                        \
+	JZ      cgomiss                         \
+	CMPQ    checkedStack_id(R10), SI        \
+	JNE     cgomiss                         \
+	CMPQ    checkedStack_ncgocall(R10), DX  \
+	JNE     cgomiss                         \
+	MOVQ    const_offMGsignal(CX), R11      \
+	MOVQ    const_offGStackLo(R11), SI      \
+	CMPQ    checkedStack_lo(R10), SI        \
+	JNE     cgomiss                         \
+	MOVQ    const_offGStackHi(R11), SI      \
+	CMPQ    checkedStack_hi(R10), SI        \
+	JEQ     nocgo                           \
+cgomiss:                                        \
+	MOVL    $1, ·cgoMiss(SB)                \
+	MOVQ    $0, ·shortGuard(SB)             \
+	JMP     fallback                        \
 nocgo:                                          \
 	MOVQ    const_offMGsignal(CX), CX       \
 	MOVQ    const_offGStackHi(CX), DX       \
@@ -80,7 +111,7 @@ nocgo:                                          \
 #else
 // The canaries rely on Linux's signal frames, and guardFor never picks
 // guardCanary elsewhere; were it passed, it would fall back.
-#define CANARYENTER(nocgo, fallback, out) JMP fallback
+#define CANARYENTER(nocgo, cgo, cgomiss, fallback, out) JMP fallback
 #define CANARYEXIT(out) JMP out
 #endif
 
@@ -101,11 +132,11 @@ nocgo:                                          \
 // back too where the signal stack is too small for the larger frame (a
 // thread created by C code, with a signal stack of its own), so that it
 // never writes below the stack.
-#define GUARDENTER(guard, ticks, nocgo, nocanary, fallback, detect, block, out) \
+#define GUARDENTER(guard, ticks, nocgo, cgo, cgomiss, nocanary, fallback, detect, block, out) \
 	MOVBLZX guard, AX                       \
 	CMPQ    AX, $guardCanary                \
 	JNE     nocanary                        \
-	CANARYENTER(nocgo, fallback, out)       \
+	CANARYENTER(nocgo, cgo, cgomiss, fallback, out) \
 fallback:                                       \
 	MOVQ    ticks, AX                       \
 	TESTQ   AX, AX                          \

@@ -100,8 +100,28 @@ type checkedStack struct{ id, ncgocall, lo, hi uint64 }
 // checkedStacks holds the last confirmation for each M, by id: an M whose
 // slot another has taken is asked again, which costs the system call and a
 // 32-byte allocation (a program with more than 256 threads running watches
-// pays it where their ids collide).
-var checkedStacks [256]atomic.Pointer[checkedStack]
+// or guarded calls pays it where their ids collide). The assembly's
+// CANARYENTER reads it too, with the layout of checkedStack.
+var checkedStacks [checkedSlots]atomic.Pointer[checkedStack]
+
+// checkedSlots is the size of checkedStacks, a power of two.
+const checkedSlots = 256
+
+// confirmThread asks the kernel about the calling thread's signal stack
+// after the assembly noted a miss, so that the assembly can plant its
+// canaries on this thread again until its next cgo call. It runs on the
+// thread of a goroutine that has just made a guarded call, which is most
+// often the one that missed.
+func confirmThread() {
+	atomic.StoreUint32(&cgoMiss, 0)
+	runtime.LockOSThread()
+	var st threadState
+	threadStateAsm(&st)
+	if st.curg == st.g && ranC(&st) {
+		kernelStackIsRecorded(&st)
+	}
+	runtime.UnlockOSThread()
+}
 
 // sameStack reports whether ss, as the kernel reports it, is st's signal
 // stack, enabled and not in use.

@@ -118,21 +118,25 @@ func BenchmarkWatch(b *testing.B) {
 
 // fakeCgo makes the calling thread's M read as having made calls more cgo
 // calls, with under of them under way (C having called back into Go), and
-// returns the function that undoes it, which also forgets what the watch
-// remembered of the M's signal stack meanwhile. The caller has locked its
+// returns the function that undoes it. Both forget what was remembered of
+// the M's signal stack (checkedStacks). The caller has locked its
 // goroutine to the thread.
 func fakeCgo(calls uint64, under int32) (undo func()) {
 	m := threadM()
 	n := (*uint64)(unsafe.Add(m, offMNcgocall))
 	u := (*int32)(unsafe.Add(m, offMNcgo))
+	forget := func() {
+		var st threadState
+		threadStateAsm(&st)
+		checkedStacks[st.id%uint64(len(checkedStacks))].Store(nil)
+	}
+	forget()
 	*n += calls
 	*u += under
 	return func() {
 		*n -= calls
 		*u -= under
-		var st threadState
-		threadStateAsm(&st)
-		checkedStacks[st.id%uint64(len(checkedStacks))].Store(nil)
+		forget()
 	}
 }
 

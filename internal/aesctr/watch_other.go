@@ -9,3 +9,6 @@ func watchSignals() SignalWatch { return SignalWatch{} }
 func (SignalWatch) end() {}
 
 func signalProbe(*[16]byte) bool { return false }
+
+// confirmThread has nothing to confirm: no assembly here notes a miss.
+func confirmThread() {}

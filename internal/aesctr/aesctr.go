@@ -58,7 +58,9 @@
 //     syscall and a wipe only when a signal came.
 //   - Where that check fails (another Go release, a CPU without XSAVE, a
 //     kernel that lays frames out otherwise), and on a thread that has run
-//     C code, which could have given the thread another signal stack,
+//     C code, which could have given the thread another signal stack (for
+//     a thread Go made, until the kernel has confirmed that stack since
+//     the thread's last cgo call: see [WatchSignals]),
 //     calls of up to 128 bytes read the time stamp counter before and
 //     after instead. A signal taken in between costs at least its delivery
 //     and the rt_sigreturn syscall that ends its handler, so when the call
@@ -85,8 +87,12 @@
 //     (SIGQUIT with GOTRACEBACK=crash writes a core dump from its handler,
 //     which never returns to the wipe).
 //   - The canaries trust that the signal stack of a thread that has run no
-//     C code is the one the runtime set up for it; Go code that changes it
-//     with a raw sigaltstack syscall defeats them.
+//     C code is the one the runtime set up for it, and that the stack the
+//     kernel confirmed for a thread that has is not moved before its next
+//     cgo call; Go code that changes it with a raw sigaltstack syscall
+//     defeats them, and so would C code that runs outside a counted cgo
+//     call (a C signal handler the runtime forwards a signal to, the
+//     runtime's own calls into libc) if it moved it.
 //   - The time stamp counter's threshold is a measured bound, not a proof:
 //     it assumes a signal never costs less than half a syscall round trip
 //     measured at first use, which leaves room for the core to run twice
@@ -349,12 +355,16 @@ const guardTicksShift = 16
 // (setForced), which sends every call to pickGuard.
 var shortGuard atomic.Uint64
 
-// cgoMiss is set, with shortGuard zeroed so that the next short call comes
-// to pickGuard too, by the assembly when it fell back from guardCanary on
-// an M that has made cgo calls, for want of the kernel's confirmation that
-// the M's signal stack is still the runtime's (see watchSignals);
-// pickGuard then has confirmThread ask for one.
-var cgoMiss uint32
+// cgoMiss is the id plus one of the last M on which the assembly fell back
+// from guardCanary to blocking signals, for want of the kernel's
+// confirmation that the signal stack of that M, which has made cgo calls,
+// is still the runtime's (see watchSignals), and 0 once confirmThread has
+// asked on that M. Calls that block come through pickGuard, on that M too,
+// so the next one asks. Where the fallback is detection (calls of up to
+// detectMax bytes, which shortGuard answers with no call) nothing is noted:
+// asking costs a system call, and a thread that alternates cgo calls with
+// such calls would ask after every one, where detection costs less.
+var cgoMiss uint64
 
 // pickGuard is guardWord's choice, worked out. It stores it in shortGuard
 // when it holds for every input of up to detectMax bytes: the automatic
@@ -367,8 +377,8 @@ func pickGuard(n int) uint64 {
 	if !guardOS {
 		return word(guardOff, 0)
 	}
-	if atomic.LoadUint32(&cgoMiss) != 0 {
-		confirmThread()
+	if m := atomic.LoadUint64(&cgoMiss); m != 0 {
+		confirmThread(m)
 	}
 	w := word(pickAutoGuard(n, autoGuards()))
 	if n <= detectMax {

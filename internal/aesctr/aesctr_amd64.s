@@ -46,8 +46,10 @@
 // and sigaltstack; the frame's place, size and magic words against a
 // signal the routine sends to its own thread; XCR0 against the frame's
 // components) and never picks this guard if any check fails. On a thread
-// that has run C code (m.ncgocall), which could have moved the signal
-// stack, on a thread created by C that calls into Go (m.isextra), whose
+// that has made cgo calls (m.ncgocall), which could have moved the signal
+// stack, unless Go code has had the kernel confirm the stack since the
+// last one (checkedStacks, see CANARYENTER), while C has called back into
+// Go (m.ncgo), on a thread created by C that calls into Go (m.isextra), whose
 // recorded signal stack C may have moved or freed since, and where the
 // runtime adopted C's signal stack rather than set its own
 // (m.newSigstack false), the routine falls back to guardDetect, or to

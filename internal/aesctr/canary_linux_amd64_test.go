@@ -163,6 +163,38 @@ func probe(t *testing.T, stack []byte, g guardChoice) bool {
 	return bytes.Contains(stack, pattern[:])
 }
 
+// lockedSignalStack locks the test's goroutine to its thread until the
+// test ends and returns the thread's signal stack, failing the test where
+// the runtime's record of it is not the kernel's.
+func lockedSignalStack(t *testing.T) []byte {
+	t.Helper()
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
+	stack, ok := threadSignalStack()
+	if !ok {
+		t.Fatal("the thread's signal stack does not match the kernel's")
+	}
+	return stack
+}
+
+// requireControl probes rounds times with no guard, and fails the test
+// unless the marker is found on stack after most of them: else the probe or
+// the search does not work. Another signal landing between the probe and
+// the search overwrites the frame, so the control may miss now and then.
+func requireControl(t *testing.T, stack []byte, rounds int) {
+	t.Helper()
+	found := 0
+	for range rounds {
+		if probe(t, stack, guardChoice{guard: guardOff}) {
+			found++
+		}
+	}
+	if found < rounds/2 {
+		t.Fatalf("with no guard the marker was found after %d of %d signals: the control does not work", found, rounds)
+	}
+	t.Logf("control: marker found after %d of %d signals", found, rounds)
+}
+
 // TestCanaryCatchesSignal sends a signal to the own thread in the middle of
 // a guarded routine, while 14 XMM registers hold a marker, and searches the
 // thread's signal stack for the marker afterwards. The control, with no
@@ -172,25 +204,9 @@ func probe(t *testing.T, stack []byte, g guardChoice) bool {
 // counter it must be gone too.
 func TestCanaryCatchesSignal(t *testing.T) {
 	requireCanary(t)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	stack, ok := threadSignalStack()
-	if !ok {
-		t.Fatal("the thread's signal stack does not match the kernel's")
-	}
+	stack := lockedSignalStack(t)
 	const rounds = 20
-	found := 0
-	for range rounds {
-		if probe(t, stack, guardChoice{guard: guardOff}) {
-			found++
-		}
-	}
-	// Another signal landing between the probe and the search overwrites
-	// the frame, so the control may miss now and then, not mostly.
-	if found < rounds/2 {
-		t.Fatalf("with no guard the marker was found after %d of %d signals: the control does not work", found, rounds)
-	}
-	t.Logf("control: marker found after %d of %d signals", found, rounds)
+	requireControl(t, stack, rounds)
 	modes := guardModes(t)
 	for _, name := range []string{"canary", "block", "detect"} {
 		g, ok := modes[name]
@@ -245,12 +261,7 @@ func TestCanaryFallback(t *testing.T) {
 	}
 	for _, c := range conditions {
 		t.Run(c.name, func(t *testing.T) {
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			stack, ok := threadSignalStack()
-			if !ok {
-				t.Fatal("the thread's signal stack does not match the kernel's")
-			}
+			stack := lockedSignalStack(t)
 			defer c.set(threadM())()
 			if _, ok := threadSignalStack(); ok {
 				t.Error("the start-up check accepts this M")
@@ -330,12 +341,7 @@ func TestCanaryLargeFrame(t *testing.T) {
 	if _, _, errno := unix.RawSyscall(unix.SYS_ARCH_PRCTL, archReqXcompPerm, xtileData, 0); errno != 0 {
 		t.Skipf("the kernel refused AMX: %v", errno)
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	stack, ok := threadSignalStack()
-	if !ok {
-		t.Fatal("the thread's signal stack does not match the kernel's")
-	}
+	stack := lockedSignalStack(t)
 	var cfg [64]byte
 	cfg[0] = 1   // palette 1
 	cfg[16] = 64 // tile 0: 64 bytes a row
@@ -409,43 +415,52 @@ func TestCanaryUnderProfiling(t *testing.T) {
 }
 
 // TestCanaryAfterConfirmation: on an M that has made cgo calls, the canary
-// guard falls back and notes the miss until the kernel has confirmed the
-// M's signal stack (pickGuard, on the next call); then it plants its
+// guard falls back until the kernel has confirmed the M's signal stack.
+// Where it falls back to blocking it notes the M, and the next call
+// through pickGuard on that M asks the kernel; then the guard plants its
 // canaries and catches a signal as on any Go thread, until the M's next
-// cgo call.
+// cgo call, and not while C has called back into Go or when the record is
+// another M's or another stack's.
 func TestCanaryAfterConfirmation(t *testing.T) {
 	requireCanary(t)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	stack, ok := threadSignalStack()
-	if !ok {
-		t.Fatal("the thread's signal stack does not match the kernel's")
-	}
-	defer shortGuard.Store(shortGuard.Load())
+	stack := lockedSignalStack(t)
 	defer fakeCgo(2, 0)()
+	var st threadState
+	threadStateAsm(&st)
 	top := uintptr(unsafe.Pointer(unsafe.SliceData(stack))) + uintptr(len(stack))
 	base := uintptr(unsafe.Pointer(unsafe.SliceData(stack)))
 	canary := (*uint32)(unsafe.Pointer(&stack[(top-uintptr(canaryFrame))&^63+fxSwBytes-base]))
 	src, dst := make([]byte, 32), make([]byte, 32)
-	// planted reports whether a guarded copy wrote the canary.
-	planted := func() bool {
+	// planted reports whether a guarded copy, whose fallback is the time
+	// stamp counter with ticks, wrote the canary.
+	planted := func(ticks uint64) bool {
 		*canary = 0x5a5a5a5a
-		copyAsm(dst, src, guardCanary, ^uint64(0))
+		copyAsm(dst, src, guardCanary, ticks)
 		return *canary != 0x5a5a5a5a
 	}
 
-	atomic.StoreUint32(&cgoMiss, 0)
-	if planted() {
+	atomic.StoreUint64(&cgoMiss, 0)
+	if planted(^uint64(0)) {
 		t.Fatal("canary planted on an M with cgo calls that nothing confirmed")
 	}
-	if atomic.LoadUint32(&cgoMiss) == 0 || shortGuard.Load() != 0 {
-		t.Fatalf("the miss is not noted: cgoMiss %d, shortGuard %#x", atomic.LoadUint32(&cgoMiss), shortGuard.Load())
+	if m := atomic.LoadUint64(&cgoMiss); m != 0 {
+		t.Errorf("a call that falls back to detection noted M %d", m-1)
 	}
-	pickGuard(32)
-	if atomic.LoadUint32(&cgoMiss) != 0 {
-		t.Error("pickGuard left the miss noted")
+	if planted(0) {
+		t.Fatal("canary planted on an M with cgo calls that nothing confirmed")
 	}
-	if !planted() {
+	if m := atomic.LoadUint64(&cgoMiss); m != st.id+1 {
+		t.Fatalf("a call that falls back to blocking noted %d, want M %d plus one", m, st.id)
+	}
+	confirmThread(st.id + 2) // another M's miss: nothing to ask here
+	if atomic.LoadUint64(&cgoMiss) != st.id+1 || planted(0) {
+		t.Fatal("an M that did not miss confirmed its stack")
+	}
+	pickGuard(detectMax + 1)
+	if m := atomic.LoadUint64(&cgoMiss); m != 0 {
+		t.Errorf("pickGuard on the M that missed left the miss noted (%d)", m)
+	}
+	if !planted(0) || !planted(^uint64(0)) {
 		t.Fatal("no canary planted once the kernel confirmed the signal stack")
 	}
 	hits := atomic.LoadUint64(&canaryHits)
@@ -458,33 +473,64 @@ func TestCanaryAfterConfirmation(t *testing.T) {
 		t.Errorf("%d canary detections for 10 signals", n)
 	}
 
+	// Each field of the record must match.
+	slot := &checkedStacks[st.id%uint64(len(checkedStacks))]
+	good := slot.Load()
+	for _, c := range []struct {
+		name string
+		rec  checkedStack
+	}{
+		{"another M", checkedStack{id: good.id + checkedSlots, ncgocall: good.ncgocall, lo: good.lo, hi: good.hi}},
+		{"fewer cgo calls", checkedStack{id: good.id, ncgocall: good.ncgocall - 1, lo: good.lo, hi: good.hi}},
+		{"another stack start", checkedStack{id: good.id, ncgocall: good.ncgocall, lo: good.lo + 4096, hi: good.hi}},
+		{"another stack top", checkedStack{id: good.id, ncgocall: good.ncgocall, lo: good.lo, hi: good.hi + 4096}},
+	} {
+		slot.Store(&c.rec)
+		if planted(^uint64(0)) {
+			t.Errorf("%s: canary planted on a record that does not match", c.name)
+		}
+	}
+	slot.Store(good)
+	func() {
+		u := (*int32)(unsafe.Add(threadM(), offMNcgo))
+		*u++
+		defer func() { *u-- }()
+		if planted(^uint64(0)) {
+			t.Error("canary planted while C has called back into Go")
+		}
+	}()
+	if !planted(^uint64(0)) {
+		t.Fatal("the confirmation was lost")
+	}
 	// Another cgo call, with the confirmation still remembered.
 	n := (*uint64)(unsafe.Add(threadM(), offMNcgocall))
 	*n++
 	defer func() { *n-- }()
-	if planted() {
+	if planted(^uint64(0)) {
 		t.Error("canary planted after another cgo call, on the old confirmation")
 	}
 }
 
 // BenchmarkGuardCgoThread is XORInPlace and Copy under the automatic guard
-// on a Go thread and on one whose M has made cgo calls, where the canaries
-// are used once the kernel has confirmed the signal stack (the first call
-// falls back and asks). BenchmarkGuard's guard=detect and guard=block are
-// what every call there cost before.
+// on a Go thread and on one whose M has made cgo calls. There, calls of
+// 1 KiB use the canaries once the kernel has confirmed the signal stack
+// (the first falls back to blocking and notes the thread, the second asks),
+// where every call blocked signals before (BenchmarkGuard's guard=block);
+// calls of 32 B, which do not ask, fall back to detection as before.
 func BenchmarkGuardCgoThread(b *testing.B) {
 	requireSupported(b)
 	requireCanary(b)
 	key, salt := randomKey(b)
 	rk := expand(b, &key)
 	var scratch [16]byte
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	for _, thread := range []string{"go", "ranC"} {
 		for _, size := range []int{32, 1024} {
 			buf, src := make([]byte, size), make([]byte, size)
 			run := func(name string, op func()) {
 				b.Run(fmt.Sprintf("op=%s/thread=%s/size=%d", name, thread, size), func(b *testing.B) {
+					// b.Run runs this on a goroutine of its own.
+					runtime.LockOSThread()
+					defer runtime.UnlockOSThread()
 					if thread == "ranC" {
 						defer fakeCgo(2, 0)()
 					}

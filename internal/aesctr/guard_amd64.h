@@ -36,12 +36,13 @@
 #ifdef GOOS_linux
 // CANARYENTER plants the canaries of guardCanary, with AX = guardCanary,
 // or jumps to fallback. On an M that has made cgo calls it plants them
-// only where the signal watch has had the kernel confirm the signal stack
-// since the M's last cgo call (checkedStacks, with no cgo call under way);
-// otherwise it notes the miss for Go code to confirm the stack
-// (confirmThread, from pickGuard, which a zero shortGuard sends every call
-// to) and falls back.
-#define CANARYENTER(nocgo, cgo, cgomiss, fallback, out) \
+// only where Go code has had the kernel confirm the signal stack since the
+// M's last cgo call (checkedStacks, with no cgo call under way). Otherwise
+// it falls back, and where the fallback blocks signals (ticks 0: calls over
+// detectMax bytes, which all come through pickGuard) it first notes the M
+// (cgoMiss, its id plus one) for pickGuard to confirm its stack on its next
+// call from that M.
+#define CANARYENTER(ticks, nocgo, cgo, cgomiss, fallback, out) \
 	MOVQ    TLS, CX                         \
 	MOVQ    0(CX)(TLS*1), CX                \
 	MOVQ    const_offGM(CX), CX             \
@@ -79,8 +80,12 @@ cgo:                                            \
 	CMPQ    checkedStack_hi(R10), SI        \
 	JEQ     nocgo                           \
 cgomiss:                                        \
-	MOVL    $1, ·cgoMiss(SB)                \
-	MOVQ    $0, ·shortGuard(SB)             \
+	MOVQ    ticks, DI                       \
+	TESTQ   DI, DI                          \
+	JNZ     fallback                        \
+	MOVQ    const_offMID(CX), SI            \
+	INCQ    SI                              \
+	MOVQ    SI, ·cgoMiss(SB)                \
 	JMP     fallback                        \
 nocgo:                                          \
 	MOVQ    const_offMGsignal(CX), CX       \
@@ -111,7 +116,7 @@ nocgo:                                          \
 #else
 // The canaries rely on Linux's signal frames, and guardFor never picks
 // guardCanary elsewhere; were it passed, it would fall back.
-#define CANARYENTER(nocgo, cgo, cgomiss, fallback, out) JMP fallback
+#define CANARYENTER(ticks, nocgo, cgo, cgomiss, fallback, out) JMP fallback
 #define CANARYEXIT(out) JMP out
 #endif
 
@@ -121,7 +126,8 @@ nocgo:                                          \
 // thread that has run a cgo call, where C code may have moved the signal
 // stack away from the one the runtime recorded: m.ncgocall is not 0, except
 // for the one call the runtime itself makes on m0 (m.id 0) in a cgo
-// binary, _cgo_notify_runtime_init_done, which does not touch it. It falls
+// binary, _cgo_notify_runtime_init_done, which does not touch it, unless
+// the kernel has confirmed the stack since (CANARYENTER). It falls
 // back on the M of a thread that C created and that calls into Go
 // (m.isextra): ncgocall does not count those calls, and in a cgo binary
 // the M stays bound to the thread, so m.gsignal.stack keeps the signal
@@ -136,7 +142,7 @@ nocgo:                                          \
 	MOVBLZX guard, AX                       \
 	CMPQ    AX, $guardCanary                \
 	JNE     nocanary                        \
-	CANARYENTER(nocgo, cgo, cgomiss, fallback, out) \
+	CANARYENTER(ticks, nocgo, cgo, cgomiss, fallback, out) \
 fallback:                                       \
 	MOVQ    ticks, AX                       \
 	TESTQ   AX, AX                          \

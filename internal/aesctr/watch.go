@@ -9,9 +9,10 @@ package aesctr
 // zeroes the thread's whole signal stack after it when a frame overwrote one.
 //
 // Where the canaries cannot be used (off linux/amd64, where their start-up
-// check failed, and on a thread that has run C code) a SignalWatch does
-// nothing, and such a frame stays until the next signal on the thread
-// overwrites it. So does one under [SetSignalGuardForTest]("off"), which
+// check failed, and on a thread whose signal stack the kernel does not
+// report as the one the runtime set, which C code can change) a
+// SignalWatch does nothing, and such a frame stays until the next signal
+// on the thread overwrites it. So does one under [SetSignalGuardForTest]("off"), which
 // tests use as the control.
 type SignalWatch struct {
 	// top is the top of the signal stack holding the canaries, 0 when

@@ -78,23 +78,31 @@ func (w SignalWatch) end() {
 // false), whose C code runs outside any cgo call of its own.
 func kernelStackIsRecorded(st *threadState) bool {
 	remember := st.isextra == 0 && st.newSigstack == 1 && st.ncgo == 0
-	key := checkedStack{id: st.id, ncgocall: st.ncgocall, lo: st.lo, hi: st.hi}
 	slot := &checkedStacks[st.id%uint64(len(checkedStacks))]
-	if c := slot.Load(); remember && c != nil && *c == key {
-		return true
+	if c := slot.Load(); remember && c != nil && c.id == st.id && c.ncgocall == st.ncgocall {
+		if c.lo == st.lo && c.hi == st.hi {
+			return true
+		}
+		if c.lo == 0 && c.hi == 0 {
+			return false // the kernel said no since the M's last cgo call
+		}
 	}
 	var ss sigaltstackT
 	_, _, errno := unix.RawSyscall(unix.SYS_SIGALTSTACK, 0, uintptr(unsafe.Pointer(&ss)), 0)
 	ok := errno == 0 && sameStack(st, &ss)
-	if ok && remember {
-		c := key // allocated here alone: &key would put key on the heap
-		slot.Store(&c)
+	if remember {
+		c := &checkedStack{id: st.id, ncgocall: st.ncgocall}
+		if ok {
+			c.lo, c.hi = st.lo, st.hi
+		}
+		slot.Store(c)
 	}
 	return ok
 }
 
-// checkedStack is an M whose signal stack the kernel confirmed: its id, its
-// count of cgo calls then, and the stack.
+// checkedStack is the kernel's answer for an M: its id, its count of cgo
+// calls then, and the stack it confirmed, or lo and hi 0 where it said the
+// M's signal stack is not the runtime's (which no runtime stack matches).
 type checkedStack struct{ id, ncgocall, lo, hi uint64 }
 
 // checkedStacks holds the last confirmation for each M, by id: an M whose
@@ -107,17 +115,16 @@ var checkedStacks [checkedSlots]atomic.Pointer[checkedStack]
 // checkedSlots is the size of checkedStacks, a power of two.
 const checkedSlots = 256
 
-// confirmThread asks the kernel about the calling thread's signal stack
-// after the assembly noted a miss, so that the assembly can plant its
-// canaries on this thread again until its next cgo call. It runs on the
-// thread of a goroutine that has just made a guarded call, which is most
-// often the one that missed.
-func confirmThread() {
-	atomic.StoreUint32(&cgoMiss, 0)
+// confirmThread asks the kernel about the calling thread's signal stack if
+// its M is miss, the one the assembly noted (cgoMiss), so that the
+// assembly plants its canaries there again until the M's next cgo call. It
+// runs from pickGuard, before a guarded call, and never inside a watch.
+// On any other M it costs a read of the thread's state.
+func confirmThread(miss uint64) {
 	runtime.LockOSThread()
 	var st threadState
 	threadStateAsm(&st)
-	if st.curg == st.g && ranC(&st) {
+	if st.id+1 == miss && atomic.CompareAndSwapUint64(&cgoMiss, miss, 0) && st.curg == st.g && ranC(&st) {
 		kernelStackIsRecorded(&st)
 	}
 	runtime.UnlockOSThread()

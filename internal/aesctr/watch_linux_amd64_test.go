@@ -20,38 +20,29 @@ import (
 // kernel.
 func TestSignalWatch(t *testing.T) {
 	requireCanary(t)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	stack, ok := threadSignalStack()
-	if !ok {
-		t.Fatal("the thread's signal stack does not match the kernel's")
-	}
-	bare := func() bool { return probe(t, stack, guardChoice{guard: guardOff}) }
-	watched := func(t *testing.T) bool {
-		w := WatchSignals()
-		if w.top == 0 {
-			t.Fatal("WatchSignals watches nothing on a Go thread that passed the start-up check")
-		}
-		var pattern [16]byte
-		rand.Read(pattern[:])
-		signalProbe(&pattern)
-		w.End()
-		return bytes.Contains(stack, pattern[:])
-	}
 	const rounds = 20
-	found := 0
-	for range rounds {
-		if bare() {
-			found++
+	// check runs on its own goroutine (t.Run's), locked to its thread
+	// (lockedSignalStack), with that thread's signal stack.
+	check := func(t *testing.T, cgoCalls uint64) {
+		stack := lockedSignalStack(t)
+		requireControl(t, stack, rounds)
+		defer fakeCgo(cgoCalls, 0)()
+		var st threadState
+		threadStateAsm(&st)
+		if ranC(&st) != (cgoCalls > 1) {
+			t.Fatalf("the M reads as having run C code: %v, after %d cgo calls", ranC(&st), cgoCalls)
 		}
-	}
-	if found < rounds/2 {
-		t.Fatalf("with no watch the marker was found after %d of %d signals: the control does not work", found, rounds)
-	}
-	check := func(t *testing.T) {
 		hits := atomic.LoadUint64(&canaryHits)
 		for i := range rounds {
-			if watched(t) {
+			w := WatchSignals()
+			if w.top == 0 {
+				t.Fatal("WatchSignals watches nothing on a thread whose signal stack the kernel confirms")
+			}
+			var pattern [16]byte
+			rand.Read(pattern[:])
+			signalProbe(&pattern)
+			w.End()
+			if bytes.Contains(stack, pattern[:]) {
 				t.Errorf("marker found on the signal stack after watched signal %d", i)
 			}
 		}
@@ -59,17 +50,9 @@ func TestSignalWatch(t *testing.T) {
 			t.Errorf("%d detections for %d signals", caught, rounds)
 		}
 	}
-	t.Run("go", check)
-	t.Run("ran C", func(t *testing.T) {
-		// Two cgo calls on this M, as a DNS lookup or os/user makes.
-		defer fakeCgo(2, 0)()
-		var st threadState
-		threadStateAsm(&st)
-		if !ranC(&st) {
-			t.Fatal("the M does not read as having run C code")
-		}
-		check(t)
-	})
+	t.Run("go", func(t *testing.T) { check(t, 0) })
+	// Two cgo calls on the M, as a DNS lookup or os/user makes.
+	t.Run("ran C", func(t *testing.T) { check(t, 2) })
 }
 
 // TestSameStack: the watch trusts a signal stack on an M that has run C
@@ -100,9 +83,10 @@ func TestSameStack(t *testing.T) {
 // the thread's signal stack.
 func BenchmarkWatch(b *testing.B) {
 	requireCanary(b)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	// run runs on b.Run's goroutine, which it locks to its thread.
 	run := func(b *testing.B) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		b.ReportAllocs()
 		for b.Loop() {
 			w := WatchSignals()
@@ -111,6 +95,8 @@ func BenchmarkWatch(b *testing.B) {
 	}
 	b.Run("thread=go", run)
 	b.Run("thread=ranC", func(b *testing.B) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		defer fakeCgo(2, 0)()
 		run(b)
 	})
@@ -190,8 +176,16 @@ func TestWatchAsksAfterCgoCall(t *testing.T) {
 	}
 	defer unix.RawSyscall(unix.SYS_SIGALTSTACK, uintptr(unsafe.Pointer(&old)), 0, 0)
 	defer fakeCgo(1, 0)()
-	if w := WatchSignals(); w.top != 0 {
-		w.End()
-		t.Error("after another cgo call moved the signal stack, the watch still trusts the runtime's")
+	for i := range 2 {
+		if w := WatchSignals(); w.top != 0 {
+			w.End()
+			t.Errorf("watch %d: after another cgo call moved the signal stack, the watch still trusts the runtime's", i)
+		}
+		var st threadState
+		threadStateAsm(&st)
+		c := checkedStacks[st.id%uint64(len(checkedStacks))].Load()
+		if c == nil || *c != (checkedStack{id: st.id, ncgocall: st.ncgocall}) {
+			t.Errorf("watch %d: the kernel's no is not remembered: %+v", i, c)
+		}
 	}
 }

@@ -3,11 +3,10 @@ package memshuffle
 import (
 	"crypto/sha256"
 	"hash"
-	"os"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/aesctr"
-	"github.com/memshuffle/memshuffle/internal/memscan"
+	"github.com/memshuffle/memshuffle/internal/watchtest"
 )
 
 // probeHash is SHA-256 whose Write does what the hash's assembly may have
@@ -36,39 +35,16 @@ func TestMACWatched(t *testing.T) {
 	if raceBuild {
 		t.Skip("a scan of the process per call is too slow under the race detector")
 	}
-	var marker [16]byte
-	if !aesctr.SignalProbeForTest(&marker) {
-		if os.Getenv("MEMSHUFFLE_EXPECT_CANARY") == "1" {
-			t.Fatal("MEMSHUFFLE_EXPECT_CANARY=1, but the canaries are not available")
-		}
-		t.Skip("the canaries are not available here: MAC is not watched")
-	}
+	p := watchtest.New(t, "MAC is")
 	s := newTest(t)
 	key, err := Random(s, 32)
 	if err != nil {
 		t.Fatal(err)
 	}
-	newHash := func() hash.Hash { return probeHash{sha256.New(), &marker} }
-	left := func(f func()) bool {
-		t.Helper()
-		left, err := memscan.MarkerLeftAfter(&marker, f)
-		if err != nil {
-			t.Skip(err)
-		}
-		return left
-	}
-	control := 0
-	for range 5 {
-		if left(func() { newHash().Write([]byte("message")) }) {
-			control++
-		}
-	}
-	if control == 0 {
-		t.Fatal("the bare hash never left its marker: the probe or the scan does not work")
-	}
-	t.Logf("control: the bare hash left its marker %d of 5 times", control)
+	newHash := func() hash.Hash { return probeHash{sha256.New(), &p.Marker} }
+	p.Control("the bare hash", func() { newHash().Write([]byte("message")) })
 	for i := range 5 {
-		if left(func() {
+		if p.Left(func() {
 			if _, err := MAC(s, key, newHash, []byte("message"), nil); err != nil {
 				t.Error(err)
 			}

@@ -1,12 +1,10 @@
 package seal
 
 import (
-	"crypto/rand"
-	"os"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/aesctr"
-	"github.com/memshuffle/memshuffle/internal/memscan"
+	"github.com/memshuffle/memshuffle/internal/watchtest"
 )
 
 // probeAEAD is a cipher.AEAD whose Seal and Open do what the assembly of
@@ -39,43 +37,17 @@ func TestAEADCallsWatched(t *testing.T) {
 	if raceEnabled {
 		t.Skip("a scan of the process per call is too slow under the race detector")
 	}
-	var marker [16]byte
-	rand.Read(marker[:])
-	if !aesctr.SignalProbeForTest(&marker) {
-		if os.Getenv("MEMSHUFFLE_EXPECT_CANARY") == "1" {
-			t.Fatal("MEMSHUFFLE_EXPECT_CANARY=1, but the canaries are not available")
-		}
-		t.Skip("the canaries are not available here: AEAD calls are not watched")
-	}
-	a := probeAEAD{&marker}
+	p := watchtest.New(t, "AEAD calls are")
+	a := probeAEAD{&p.Marker}
 	x := aeadCipher{a: a}
-	found := func(f func()) bool {
-		t.Helper()
-		left, err := memscan.MarkerLeftAfter(&marker, f)
-		if err != nil {
-			t.Skip(err)
-		}
-		return left
-	}
-	// A signal on the thread between the call and the lock after it
-	// overwrites the frame, so the control may miss now and then.
-	control := 0
-	for range 5 {
-		if found(func() { a.Seal(nil, nil, make([]byte, 32), nil) }) {
-			control++
-		}
-	}
-	if control == 0 {
-		t.Fatal("the bare AEAD never left its marker: the probe or the scan does not work")
-	}
-	t.Logf("control: the bare AEAD left its marker %d of 5 times", control)
+	p.Control("the bare AEAD", func() { a.Seal(nil, nil, make([]byte, 32), nil) })
 	scr := new(Scratch)
 	sealed := make([]byte, 48)
 	for i := range 10 {
-		if found(func() { x.Seal(sealed, make([]byte, 32), uint64(i), scr) }) {
+		if p.Left(func() { x.Seal(sealed, make([]byte, 32), uint64(i), scr) }) {
 			t.Errorf("Seal %d: the marker is left in memory", i)
 		}
-		if found(func() {
+		if p.Left(func() {
 			if err := x.Open(make([]byte, 32), sealed, uint64(i), scr); err != nil {
 				t.Error(err)
 			}

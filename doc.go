@@ -233,7 +233,9 @@
 //     cipher's work (AES-CTR, whose own assembly guards its registers),
 //     which runs outside secret.Do; the AEAD modes' calls run inside it,
 //     where the runtime does not preempt them asynchronously and so never
-//     saves the registers holding their keys;
+//     saves the registers holding their keys (the default build pins the
+//     calls on entries of up to 256 KiB to their P for the same end; see
+//     SECURITY.md);
 //   - comparisons you write yourself: compare a presented token with
 //     Equal (or two entries with EqualEntries), whose constant-time
 //     comparison is signal-guarded assembly; inside a callback, with

@@ -52,7 +52,7 @@ func MAC(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, 
 	}
 	pad := make([]byte, bs)
 	out := slices.Grow(dst, size)
-	err := borrowKey(s, key, func(k []byte) error {
+	err := borrowKey(s, key, false, func(k []byte) error {
 		if keyIsZero(k) {
 			return errZeroKey
 		}

@@ -8,10 +8,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
+	"github.com/memshuffle/memshuffle/internal/nopreempt"
 	"github.com/memshuffle/memshuffle/internal/secretmode"
 )
 
@@ -139,5 +141,129 @@ func TestAEADCallsInSecretMode(t *testing.T) {
 	}
 	if inside != [2]bool{secretmode.On, secretmode.On} {
 		t.Errorf("Seal, Open inside secret.Do: %v, want both %v", inside, secretmode.On)
+	}
+}
+
+// pinProbeAEAD is a cipher.AEAD whose Seal and Open spin a
+// nopreempt.ProbeForTest: whether the runtime could stop them.
+type pinProbeAEAD struct {
+	probe       *nopreempt.ProbeForTest
+	spin        time.Duration
+	preemptible *bool
+}
+
+func (pinProbeAEAD) NonceSize() int { return 12 }
+func (pinProbeAEAD) Overhead() int  { return 16 }
+
+func (a pinProbeAEAD) Seal(dst, _, plain, _ []byte) []byte {
+	*a.preemptible = a.probe.Spin(a.spin)
+	return append(dst, make([]byte, len(plain)+16)...)
+}
+
+func (a pinProbeAEAD) Open(dst, _, sealed, _ []byte) ([]byte, error) {
+	*a.preemptible = a.probe.Spin(a.spin)
+	return append(dst, make([]byte, len(sealed)-16)...), nil
+}
+
+// TestAEADCallsPinned: in the default build the AEAD modes' Seal and Open
+// run the AEAD pinned, where the runtime cannot stop it, for inputs of up
+// to PinMax bytes; longer ones, and every call with the pinning turned off
+// (the control), it can. Secret mode keeps the preemptions out with
+// secret.Do instead (TestAEADCallsInSecretMode), whose calls the runtime
+// can still stop at a prologue: the test is for the default build.
+func TestAEADCallsPinned(t *testing.T) {
+	if secretmode.On {
+		t.Skip("secret mode does not pin")
+	}
+	if err := nopreempt.ProbeUsableForTest(); err != nil {
+		t.Skip(err)
+	}
+	for _, c := range []struct {
+		n    int
+		pin  bool // pinning on
+		want bool // preemptible
+	}{{32, true, false}, {PinMax, true, false}, {PinMax + 1, true, true}, {32, false, true}} {
+		for _, op := range []string{"Seal", "Open"} {
+			was := SetPinningForTest(c.pin)
+			var preemptible bool
+			p := nopreempt.StartProbeForTest()
+			// Spin returns as soon as the collection completes: the long
+			// spin costs time only where a pin is expected.
+			spin := 2 * time.Second
+			if !c.want {
+				spin = 100 * time.Millisecond
+			}
+			x := aeadCipher{a: pinProbeAEAD{p, spin, &preemptible}}
+			var scr Scratch
+			buf := make([]byte, c.n+16)
+			if op == "Seal" {
+				x.Seal(buf, buf[:c.n], 1, &scr)
+			} else if err := x.Open(buf[:c.n], buf, 1, &scr); err != nil {
+				t.Fatal(err)
+			}
+			SetPinningForTest(was)
+			if err := p.Finish(); err != nil {
+				t.Fatal(err)
+			}
+			if preemptible != c.want {
+				t.Errorf("%s of %d bytes, pinning on %v: preemptible %v, want %v", op, c.n, c.pin, preemptible, c.want)
+			}
+		}
+	}
+}
+
+// TestAEADRefusesBeforePinning: what would make the AEAD panic, a wiped
+// GCM's nonce size of 0 (a wiped ChaCha20-Poly1305 has a fixed one, and
+// seals under a zero key) or an output overlapping the input without
+// starting at it, panics before the pin, where the panic can be recovered
+// and the goroutine is left unpinned, not inside it, where the runtime
+// would end the process.
+func TestAEADRefusesBeforePinning(t *testing.T) {
+	var key [32]byte
+	var salt [8]byte
+	for _, c := range []struct {
+		name  string
+		modes []Mode
+		run   func(x Cipher)
+	}{
+		{"wiped", []Mode{AES256GCM}, func(x Cipher) {
+			x.Wipe()
+			buf := make([]byte, 48)
+			x.Seal(buf, buf[:32], 1, new(Scratch))
+		}},
+		{"overlap", []Mode{AES256GCM, ChaCha20Poly1305}, func(x Cipher) {
+			buf := make([]byte, 64)
+			x.Seal(buf[1:49], buf[:32], 1, new(Scratch))
+		}},
+		{"overlap/open", []Mode{AES256GCM, ChaCha20Poly1305}, func(x Cipher) {
+			buf := make([]byte, 64)
+			_ = x.Open(buf[1:33], buf[:48], 1, new(Scratch))
+		}},
+	} {
+		for _, m := range c.modes {
+			x, err := New(m, &key, &salt, new([ctr.StateSize]byte))
+			if err != nil {
+				t.Fatal(err)
+			}
+			func() {
+				defer func() {
+					if recover() == nil {
+						t.Errorf("%v, %s: no panic", m, c.name)
+					}
+				}()
+				c.run(x)
+			}()
+		}
+	}
+	if err := nopreempt.ProbeUsableForTest(); err != nil {
+		t.Skip(err)
+	}
+	p := nopreempt.StartProbeForTest()
+	got := p.Spin(2 * time.Second)
+	if err := p.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if !got {
+		t.Error("after the panics the goroutine cannot be preempted: it was left pinned")
 	}
 }

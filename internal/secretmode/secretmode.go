@@ -7,6 +7,6 @@
 // asynchronously: an asynchronous preemption saves the vector registers in
 // the runtime's per-P scratch area and in a block of its own, where key
 // material the standard library's assembly left in them would stay until
-// the next preemption overwrote it. No other way to keep them out of there
-// is open to code outside the runtime.
+// the next preemption overwrote it. Outside secret mode, internal/nopreempt
+// keeps short calls that cannot park from being preempted at all.
 package secretmode

@@ -7,8 +7,6 @@ import (
 	"reflect"
 	"sync"
 	"unsafe"
-
-	"github.com/memshuffle/memshuffle/internal/seal"
 )
 
 // AEAD is AES-GCM (NIST SP 800-38D) with 12-byte nonces and 16-byte tags,
@@ -139,7 +137,7 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 		return dst, ErrBufferOverlap
 	}
 	var res []byte
-	err := borrowKey(a.s, a.key, n <= seal.PinMax, func(k []byte) error {
+	err := borrowKey(a.s, a.key, pinRule{safe: true, extra: n}, func(k []byte) error {
 		if keyIsZero(k) {
 			return errZeroKey
 		}

@@ -3,6 +3,7 @@ package memshuffle
 import (
 	"github.com/memshuffle/memshuffle/internal/aesctr"
 	"github.com/memshuffle/memshuffle/internal/nopreempt"
+	"github.com/memshuffle/memshuffle/internal/seal"
 )
 
 // borrowKey is BorrowViewSlice for the crypto adapters (MAC, NewAEAD,
@@ -14,21 +15,33 @@ import (
 // the decryption and sealing around it, whose own guards plant the same
 // canaries and would hide a frame that landed before them.
 //
-// With pin, fn also runs pinned (internal/nopreempt) until the registers
-// are cleared, so that no preemption saves them where nothing can wipe
-// them (see internal/seal's Seal): only for fn that cannot park or panic,
-// the standard library's GCM over checked arguments (NewAEAD), and only
-// in the default build, as secret mode keeps the preemptions out by
-// itself.
-func borrowKey(s *Shuffler, h Handle, pin bool, fn func([]byte) error) error {
+// Where pin allows it, fn also runs pinned (internal/nopreempt) until the
+// registers are cleared, so that no preemption saves them where nothing
+// can wipe them (see internal/seal's Seal), in the default build only, as
+// secret mode keeps the preemptions out by itself.
+func borrowKey(s *Shuffler, h Handle, pin pinRule, fn func([]byte) error) error {
 	return BorrowViewSlice(s, h, func(k []byte) error {
 		w := aesctr.WatchSignals()
 		defer w.End()
-		if pin && !secretMode {
+		if pin.allows(len(k)) {
 			nopreempt.Pin()
 			defer nopreempt.Unpin()
 		}
 		defer aesctr.ClearVectors()
 		return fn(k)
 	})
+}
+
+// pinRule says when borrowKey pins fn: where fn cannot park or panic (the
+// standard library's GCM over checked arguments for NewAEAD, its SHA-2
+// hashes for MAC), when it computes over at most seal.PinMax bytes, the
+// key's and extra, so that it is brief. The zero pinRule pins nothing.
+type pinRule struct {
+	safe  bool // fn neither parks nor panics
+	extra int  // bytes fn computes over besides the key
+}
+
+// allows reports whether fn runs pinned with a key of n bytes.
+func (r pinRule) allows(n int) bool {
+	return r.safe && !secretMode && n+r.extra <= seal.PinMax
 }

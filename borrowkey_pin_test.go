@@ -1,10 +1,15 @@
 package memshuffle
 
 import (
+	"crypto/sha256"
+	"crypto/sha512"
+	"hash"
+	"hash/fnv"
 	"testing"
 	"time"
 
 	"github.com/memshuffle/memshuffle/internal/nopreempt"
+	"github.com/memshuffle/memshuffle/internal/seal"
 )
 
 // TestBorrowKeyPins: with pin set, in the default build, the runtime
@@ -33,7 +38,7 @@ func TestBorrowKeyPins(t *testing.T) {
 		}
 		p := nopreempt.StartProbeForTest()
 		var preemptible bool
-		err := borrowKey(s, h, pin, func([]byte) error {
+		err := borrowKey(s, h, pinRule{safe: pin}, func([]byte) error {
 			preemptible = p.Spin(spin)
 			return nil
 		})
@@ -45,6 +50,39 @@ func TestBorrowKeyPins(t *testing.T) {
 		}
 		if preemptible == pin {
 			t.Errorf("pin %v: preemptible %v", pin, preemptible)
+		}
+	}
+}
+
+// TestPinRules: which adapter calls borrowKey pins. MAC only with the
+// standard library's SHA-2 hashes, whose code neither parks nor panics,
+// and each only while the key and the rest of the input are at most
+// seal.PinMax bytes; the signers never; secret mode never, as secret.Do
+// keeps preemptions out by itself.
+func TestPinRules(t *testing.T) {
+	custom := func() hash.Hash { return fnv.New64a() }
+	for _, c := range []struct {
+		name string
+		rule pinRule
+		key  int
+		want bool
+	}{
+		{"MAC/sha256", macPin(sha256.New(), sha256.New(), make([]byte, 64)), 32, true},
+		{"MAC/sha224", macPin(sha256.New224(), sha256.New224(), nil), 32, true},
+		{"MAC/sha512", macPin(sha512.New(), sha512.New(), nil), 64, true},
+		{"MAC/sha384", macPin(sha512.New384(), sha512.New384(), nil), 64, true},
+		{"MAC/custom", macPin(custom(), custom(), nil), 32, false},
+		{"MAC/mixed", macPin(sha256.New(), custom(), nil), 32, false},
+		{"MAC/at-most", macPin(sha256.New(), sha256.New(), make([]byte, seal.PinMax-32)), 32, true},
+		{"MAC/over", macPin(sha256.New(), sha256.New(), make([]byte, seal.PinMax-31)), 32, false},
+		{"MAC/long-key", macPin(sha256.New(), sha256.New(), nil), seal.PinMax + 1, false},
+		{"AEAD/at-most", pinRule{safe: true, extra: seal.PinMax - 32}, 32, true},
+		{"AEAD/over", pinRule{safe: true, extra: seal.PinMax}, 32, false},
+		{"signer", pinRule{}, 32, false},
+	} {
+		want := c.want && !secretMode
+		if got := c.rule.allows(c.key); got != want {
+			t.Errorf("%s, key of %d bytes: pins %v, want %v", c.name, c.key, got, want)
 		}
 	}
 }

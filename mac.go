@@ -1,8 +1,11 @@
 package memshuffle
 
 import (
+	"crypto/sha256"
+	"crypto/sha512"
 	"fmt"
 	"hash"
+	"reflect"
 	"slices"
 )
 
@@ -17,7 +20,10 @@ import (
 // the key: the key-derived blocks exist in one buffer of its own, wiped as
 // soon as both hashes have absorbed them, and both hashes are reset before
 // MAC returns, which overwrites the states derived from the key. In secret
-// mode (see SecretMode) all of it runs inside secret.Do. Each call makes
+// mode (see SecretMode) all of it runs inside secret.Do; otherwise, with
+// the standard library's SHA-256 or SHA-512 and up to 256 KiB of key and
+// message, it runs where the runtime cannot preempt it, which would save
+// the registers holding those states (see SECURITY.md). Each call makes
 // two hashes; h must return a new one each time, as sha256.New does, or
 // MAC fails with ErrInvalidOption, where hmac.New panics. Hashes whose
 // sizes no hash function has (a Size below 1 or above the BlockSize, a
@@ -52,7 +58,7 @@ func MAC(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, 
 	}
 	pad := make([]byte, bs)
 	out := slices.Grow(dst, size)
-	err := borrowKey(s, key, false, func(k []byte) error {
+	err := borrowKey(s, key, macPin(inner, outer, msg), func(k []byte) error {
 		if keyIsZero(k) {
 			return errZeroKey
 		}
@@ -63,6 +69,20 @@ func MAC(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, 
 		return dst, err
 	}
 	return out, nil
+}
+
+// macPin is the pinRule of a MAC of msg with the hashes inner and outer:
+// safe where both are the standard library's SHA-256 or SHA-512 (of any
+// of their sizes), whose code neither parks nor panics. Any other hash is
+// the caller's code, which may do either.
+func macPin(inner, outer hash.Hash, msg []byte) pinRule {
+	return pinRule{safe: pinnedHashes[reflect.TypeOf(inner)] && pinnedHashes[reflect.TypeOf(outer)], extra: len(msg)}
+}
+
+// pinnedHashes are the types of the hashes MAC runs pinned.
+var pinnedHashes = map[reflect.Type]bool{
+	reflect.TypeOf(sha256.New()): true,
+	reflect.TypeOf(sha512.New()): true,
 }
 
 // maxHashBlock bounds the block size MAC takes from a hash, for which it

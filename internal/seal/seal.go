@@ -97,27 +97,36 @@ type Cipher interface {
 // memory for modes that can keep their key schedule there (CTR with
 // AES-NI). New keeps neither key nor salt; the caller wipes them.
 func New(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (c Cipher, err error) {
-	// No preemption may save the registers holding round keys (see Seal):
-	// in secret mode the runtime refuses it inside secret.Do, elsewhere
-	// the goroutine is pinned. Building a key takes microseconds and
-	// neither parks nor panics.
+	// Key expansion leaves round keys in vector registers, which a signal
+	// taken meanwhile saves in a frame on the signal stack (the watch)
+	// and a preemption where nothing can wipe them (see Seal): in secret
+	// mode the runtime does not preempt inside secret.Do, elsewhere the
+	// goroutine is pinned. Building a key takes microseconds and neither
+	// parks nor panics. The watch starts before the pin: its first use in
+	// the process sets up the signal guard, which may wait for another
+	// goroutine doing the same.
 	if secretmode.On {
-		secretmode.Do(func() { c, err = newCipher(m, key, salt, state) })
+		secretmode.Do(func() { c, err = newCipherWatched(m, key, salt, state, false) })
 		return c, err
 	}
-	nopreempt.Pin()
-	defer nopreempt.Unpin()
+	return newCipherWatched(m, key, salt, state, true)
+}
+
+// newCipherWatched is newCipher inside a watch of the signal stack and,
+// with pin, pinned. Deferred calls run last first: the registers are
+// cleared before the pin and the watch end.
+func newCipherWatched(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte, pin bool) (Cipher, error) {
+	w := aesctr.WatchSignals()
+	defer w.End()
+	if pin {
+		nopreempt.Pin()
+		defer nopreempt.Unpin()
+	}
+	defer aesctr.ClearVectors()
 	return newCipher(m, key, salt, state)
 }
 
 func newCipher(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (Cipher, error) {
-	// Key expansion leaves round keys in vector registers, and a signal
-	// taken during it saves them in a frame on the signal stack. Deferred
-	// calls run last first: the registers are cleared before the watch
-	// ends.
-	w := aesctr.WatchSignals()
-	defer w.End()
-	defer aesctr.ClearVectors()
 	switch m {
 	case AES256CTR:
 		c, err := ctr.New(key, salt, state)

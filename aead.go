@@ -136,6 +136,7 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 	if spare := out[len(out) : len(out)+n]; overlapsInexactly(spare, in) {
 		return dst, ErrBufferOverlap
 	}
+	learnWipeTypes()
 	var res []byte
 	err := borrowKey(a.s, a.key, pinRule{safe: true, extra: n}, func(k []byte) error {
 		if keyIsZero(k) {
@@ -189,6 +190,22 @@ func wipePointee(v any) {
 // walking a type's fields on every call would cost more than the AES key
 // setup.
 var plainTypes sync.Map
+
+// learnWipeTypes puts the types of what crypto/aes and crypto/cipher make
+// into plainTypes, once, before do pins its goroutine: a first store in a
+// sync.Map may wait on a lock, which a pinned goroutine must not (see
+// internal/nopreempt), while a lookup of a stored type never does.
+var learnWipeTypes = sync.OnceFunc(func() {
+	var zero [32]byte
+	b, err := aes.NewCipher(zero[:])
+	if err != nil {
+		return
+	}
+	wipePointee(b)
+	if g, err := cipher.NewGCM(b); err == nil {
+		wipePointee(g)
+	}
+})
 
 // spareOverlaps reports whether the n bytes Seal or Open would append to
 // dst in place share memory with the additional data ad, which

@@ -5,6 +5,9 @@ import (
 	"crypto/sha512"
 	"hash"
 	"hash/fnv"
+	"os"
+	"os/exec"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,6 +86,46 @@ func TestPinRules(t *testing.T) {
 		want := c.want && !secretMode
 		if got := c.rule.allows(c.key); got != want {
 			t.Errorf("%s, key of %d bytes: pins %v, want %v", c.name, c.key, got, want)
+		}
+	}
+}
+
+// TestAEADFirstUseConcurrent: the first NewAEAD calls of a process, from
+// several goroutines at once, learn the types they wipe before they pin
+// (learnWipeTypes): a first store in a sync.Map may wait on a lock, which
+// ends a pinned goroutine's process. It runs in fresh processes, where
+// nothing has sealed yet.
+func TestAEADFirstUseConcurrent(t *testing.T) {
+	if os.Getenv("MEMSHUFFLE_CHILD") == "aead-first-use" {
+		s, err := New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, err := Random(s, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				a, err := NewAEAD(s, key)
+				if err == nil {
+					_, err = a.Seal(nil, make([]byte, a.NonceSize()), []byte("message"), nil)
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		s.Close()
+		return
+	}
+	for range 10 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestAEADFirstUseConcurrent$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "MEMSHUFFLE_CHILD=aead-first-use")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("the fresh process failed: %v\n%s", err, out)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package memshuffle
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -138,23 +139,31 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 	}
 	learnWipeTypes()
 	var res []byte
+	// The callback runs pinned: it formats no error (fmt's first use on a
+	// P takes a lock), it hands the cipher's error out in setupErr.
+	var setupErr error
 	err := borrowKey(a.s, a.key, pinRule{safe: true, extra: n}, func(k []byte) error {
 		if keyIsZero(k) {
 			return errZeroKey
 		}
 		block, err := aes.NewCipher(k)
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidKey, err)
+			setupErr = err
+			return errKeySetup
 		}
 		defer wipePointee(block)
 		g, err := cipher.NewGCM(block)
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidKey, err)
+			setupErr = err
+			return errKeySetup
 		}
 		defer wipePointee(g)
 		res, err = op(g, out)
 		return err
 	})
+	if err == errKeySetup {
+		err = fmt.Errorf("%w: %w", ErrInvalidKey, setupErr)
+	}
 	if err != nil {
 		// op may have written before the borrow failed to end (a Purge or
 		// Close between the two): take back what it wrote, a plaintext
@@ -164,6 +173,11 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 	}
 	return res, nil
 }
+
+// errKeySetup is what do's callback returns when crypto/aes or
+// crypto/cipher refuses the key; do replaces it with ErrInvalidKey and
+// their error.
+var errKeySetup = errors.New("memshuffle: the key was refused")
 
 // wipePointee zeroes the object v points to, the AES schedule or the GCM
 // state crypto/cipher made, when its type holds no pointers, so that

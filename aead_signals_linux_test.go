@@ -39,7 +39,9 @@ import (
 // build, where the runtime does not preempt it: no round may leave any of
 // the key. In the default build the same storm with the pin off is the
 // control, logged: it finds ChaCha20-Poly1305's key now and then, outside
-// any signal frame (13 of 80 rounds in one series of runs).
+// any signal frame (13 of 80 rounds in one series of runs), so a single run
+// of this test cannot show that the pin works; TestAEADCallsPinned
+// (internal/seal) and TestAdaptersPinned do, deterministically.
 //
 // The scan's control is the AEAD's own copy, which it must find while the
 // Shuffler is open. The storm's is a few rounds with the watch off, which
@@ -89,14 +91,15 @@ func TestAEADKeyNotInSignalFrames(t *testing.T) {
 			// with the AEAD calls unpinned, in the default build (secret
 			// mode does not pin: secret.Do keeps the preemptions out).
 			if !secretMode {
-				seal.SetPinningForTest(false)
-				leaky = 0
-				for range controlRounds {
-					if hs := aeadSignalRound(t, mode, storm{preempt: true}); len(hs) > 0 {
-						leaky++
+				func() {
+					defer seal.SetPinningForTest(seal.SetPinningForTest(false))
+					leaky = 0
+					for range controlRounds {
+						if hs := aeadSignalRound(t, mode, storm{preempt: true}); len(hs) > 0 {
+							leaky++
+						}
 					}
-				}
-				seal.SetPinningForTest(true)
+				}()
 				t.Logf("with preemptions and the AEAD calls unpinned, %d of %d rounds left the key in memory", leaky, controlRounds)
 			}
 			preempted := 0

@@ -28,9 +28,16 @@ func borrowKey(s *Shuffler, h Handle, pin pinRule, fn func([]byte) error) error 
 			defer nopreempt.Unpin()
 		}
 		defer aesctr.ClearVectors()
+		if adapterHookForTest != nil {
+			adapterHookForTest()
+		}
 		return fn(k)
 	})
 }
+
+// adapterHookForTest, when set, runs where an adapter computes with the
+// key: tests probe there whether the runtime can preempt the goroutine.
+var adapterHookForTest func()
 
 // pinRule says when borrowKey pins fn: where fn cannot park or panic (the
 // standard library's GCM over checked arguments for NewAEAD, its SHA-2

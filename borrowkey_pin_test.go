@@ -1,6 +1,8 @@
 package memshuffle
 
 import (
+	"crypto"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/sha512"
 	"hash"
@@ -129,3 +131,76 @@ func TestAEADFirstUseConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestAdaptersPinned: in the default build NewAEAD's Seal and Open on up
+// to seal.PinMax bytes and MAC with SHA-256 or SHA-512 compute with the key
+// where the runtime cannot stop them; MAC with another hash, a longer
+// Seal and the signers (the control) run where it can.
+func TestAdaptersPinned(t *testing.T) {
+	if secretMode {
+		t.Skip("secret mode does not pin")
+	}
+	if err := nopreempt.ProbeUsableForTest(); err != nil {
+		t.Skip(err)
+	}
+	defer func() { adapterHookForTest = nil }()
+	s := newTest(t)
+	key, err := Random(s, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAEAD(s, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := make([]byte, a.NonceSize())
+	sealed, err := a.Seal(nil, nonce, []byte("message"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ed, _ := ed25519.GenerateKey(nil)
+	sg := newTestSigner(t, s, ed)
+	for _, c := range []struct {
+		name   string
+		pinned bool
+		run    func() error
+	}{
+		{"AEAD/Seal", true, func() error { _, err := a.Seal(nil, nonce, []byte("message"), nil); return err }},
+		{"AEAD/Open", true, func() error { _, err := a.Open(nil, nonce, sealed, nil); return err }},
+		{"AEAD/Seal/long", false, func() error { _, err := a.Seal(nil, nonce, make([]byte, seal.PinMax), nil); return err }},
+		{"MAC/sha256", true, func() error { _, err := MAC(s, key, sha256.New, []byte("message"), nil); return err }},
+		{"MAC/sha512", true, func() error { _, err := MAC(s, key, sha512.New, []byte("message"), nil); return err }},
+		{"MAC/own-hash", false, func() error {
+			_, err := MAC(s, key, func() hash.Hash { return ownHash{sha256.New()} }, []byte("message"), nil)
+			return err
+		}},
+		{"Signer/Ed25519", false, func() error { _, err := sg.Sign(nil, []byte("message"), crypto.Hash(0)); return err }},
+	} {
+		spin := 2 * time.Second
+		if c.pinned {
+			spin = 100 * time.Millisecond
+		}
+		p := nopreempt.StartProbeForTest()
+		var preemptible, ran bool
+		adapterHookForTest = func() { preemptible, ran = p.Spin(spin), true }
+		err := c.run()
+		adapterHookForTest = nil
+		if !ran {
+			p.Spin(0) // the probe's goroutine would spin on otherwise
+		}
+		if err := p.Finish(); err != nil {
+			t.Fatal(err)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !ran {
+			t.Errorf("%s: no computation with the key", c.name)
+		} else if preemptible == c.pinned {
+			t.Errorf("%s: preemptible %v, want %v", c.name, preemptible, !c.pinned)
+		}
+	}
+}
+
+// ownHash is SHA-256 under a type of the caller's, which MAC does not pin.
+type ownHash struct{ hash.Hash }

@@ -109,13 +109,17 @@ func New(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (c Ci
 		secretmode.Do(func() { c, err = newCipherWatched(m, key, salt, state, false) })
 		return c, err
 	}
-	return newCipherWatched(m, key, salt, state, true)
+	return newCipherWatched(m, key, salt, state, !noPinForTest.Load())
 }
 
 // newCipherWatched is newCipher inside a watch of the signal stack and,
 // with pin, pinned. Deferred calls run last first: the registers are
 // cleared before the pin and the watch end.
 func newCipherWatched(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte, pin bool) (Cipher, error) {
+	if m != AES256CTR && m != AES256GCM && m != ChaCha20Poly1305 {
+		// Refused before the pin: formatting the error may wait on a lock.
+		return nil, fmt.Errorf("seal: unknown mode %d", int(m))
+	}
 	w := aesctr.WatchSignals()
 	defer w.End()
 	if pin {
@@ -123,8 +127,15 @@ func newCipherWatched(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSiz
 		defer nopreempt.Unpin()
 	}
 	defer aesctr.ClearVectors()
+	if buildHookForTest != nil {
+		buildHookForTest()
+	}
 	return newCipher(m, key, salt, state)
 }
+
+// buildHookForTest, when set, runs where New builds the key: tests probe
+// there whether the runtime can preempt the goroutine.
+var buildHookForTest func()
 
 func newCipher(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (Cipher, error) {
 	switch m {
@@ -161,8 +172,12 @@ func newCipher(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte)
 		x.scrub = true
 		return x, nil
 	}
-	return nil, fmt.Errorf("seal: unknown mode %d", int(m))
+	return nil, errUnknownMode // newCipherWatched has refused it
 }
+
+// errUnknownMode is newCipher's error for a mode newCipherWatched did not
+// refuse, which cannot happen.
+var errUnknownMode = errors.New("seal: unknown mode")
 
 type ctrCipher struct{ c *ctr.Cipher }
 
@@ -235,15 +250,16 @@ func (x aeadCipher) clean(w aesctr.SignalWatch, pinned bool) {
 // after it (reserveStack), starts watching the signal stack and, when pin
 // is set, pins the goroutine. What could make the AEAD panic it checks
 // first, as a panic while pinned would end the process.
-func (x aeadCipher) prepare(dst, in, nonce []byte, pin bool) aesctr.SignalWatch {
+func (x aeadCipher) prepare(dst, in, nonce, ad []byte, pin bool) aesctr.SignalWatch {
 	if len(nonce) != x.a.NonceSize() {
 		// A wiped AEAD reports a nonce size of 0.
 		panic("seal: the AEAD's nonce size is not " + fmt.Sprint(len(nonce)) + ": it was wiped")
 	}
-	if n := min(len(dst), len(in)); n > 0 && &dst[0] != &in[0] &&
-		uintptr(unsafe.Pointer(&dst[0])) < uintptr(unsafe.Pointer(&in[0]))+uintptr(len(in)) &&
-		uintptr(unsafe.Pointer(&in[0])) < uintptr(unsafe.Pointer(&dst[0]))+uintptr(len(dst)) {
+	if overlaps(dst, in) && &dst[0] != &in[0] {
 		panic("seal: output overlaps the input without starting at it")
+	}
+	if overlaps(dst, ad) {
+		panic("seal: output overlaps the associated data")
 	}
 	if x.scrub {
 		reserveStack()
@@ -253,6 +269,13 @@ func (x aeadCipher) prepare(dst, in, nonce []byte, pin bool) aesctr.SignalWatch 
 		nopreempt.Pin()
 	}
 	return w
+}
+
+// overlaps reports whether a and b share memory.
+func overlaps(a, b []byte) bool {
+	return len(a) > 0 && len(b) > 0 &&
+		uintptr(unsafe.Pointer(&a[0])) < uintptr(unsafe.Pointer(&b[0]))+uintptr(len(b)) &&
+		uintptr(unsafe.Pointer(&b[0])) < uintptr(unsafe.Pointer(&a[0]))+uintptr(len(a))
 }
 
 // PinMax is the longest input the default build seals or opens pinned
@@ -311,14 +334,14 @@ func (x aeadCipher) Open(dst, sealed []byte, c uint64, scr *Scratch) error {
 // from the thread.
 func (x aeadCipher) seal(dst, plain []byte, c uint64, scr *Scratch, pin bool) {
 	nonce := x.nonce(c, scr)
-	w := x.prepare(dst, plain, nonce, pin)
+	w := x.prepare(dst, plain, nonce, scr.AD[:], pin)
 	defer x.clean(w, pin)
 	x.a.Seal(dst[:0], nonce, plain, scr.AD[:])
 }
 
 func (x aeadCipher) open(dst, sealed []byte, c uint64, scr *Scratch, pin bool) error {
 	nonce := x.nonce(c, scr)
-	w := x.prepare(dst, sealed, nonce, pin)
+	w := x.prepare(dst, sealed, nonce, scr.AD[:], pin)
 	defer x.clean(w, pin)
 	_, err := x.a.Open(dst[:0], nonce, sealed, scr.AD[:])
 	return err

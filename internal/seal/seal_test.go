@@ -9,6 +9,7 @@ import (
 	"errors"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -235,6 +236,12 @@ func TestAEADRefusesBeforePinning(t *testing.T) {
 			buf := make([]byte, 64)
 			x.Seal(buf[1:49], buf[:32], 1, new(Scratch))
 		}},
+		{"overlap/ad", []Mode{AES256GCM, ChaCha20Poly1305}, func(x Cipher) {
+			scr := new(Scratch)
+			mem := unsafe.Slice((*byte)(unsafe.Pointer(scr)), unsafe.Sizeof(*scr))
+			ad := unsafe.Offsetof(scr.AD)
+			x.Seal(mem[ad-40:ad+8], mem[ad-40:ad-8], 1, scr)
+		}},
 		{"overlap/open", []Mode{AES256GCM, ChaCha20Poly1305}, func(x Cipher) {
 			buf := make([]byte, 64)
 			_ = x.Open(buf[1:33], buf[:48], 1, new(Scratch))
@@ -265,5 +272,43 @@ func TestAEADRefusesBeforePinning(t *testing.T) {
 	}
 	if !got {
 		t.Error("after the panics the goroutine cannot be preempted: it was left pinned")
+	}
+}
+
+// TestNewPinned: in the default build New builds the key pinned, where the
+// runtime cannot stop it; with the pinning off it can (the control).
+func TestNewPinned(t *testing.T) {
+	if secretmode.On {
+		t.Skip("secret mode does not pin")
+	}
+	if err := nopreempt.ProbeUsableForTest(); err != nil {
+		t.Skip(err)
+	}
+	defer func() { buildHookForTest = nil }()
+	var key [32]byte
+	var salt [8]byte
+	for _, m := range []Mode{AES256CTR, AES256GCM, ChaCha20Poly1305} {
+		for _, pin := range []bool{true, false} {
+			spin := 2 * time.Second
+			if pin {
+				spin = 100 * time.Millisecond
+			}
+			p := nopreempt.StartProbeForTest()
+			var preemptible bool
+			buildHookForTest = func() { preemptible = p.Spin(spin) }
+			was := SetPinningForTest(pin)
+			c, err := New(m, &key, &salt, new([ctr.StateSize]byte))
+			SetPinningForTest(was)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Wipe()
+			if err := p.Finish(); err != nil {
+				t.Fatal(err)
+			}
+			if preemptible == pin {
+				t.Errorf("%v, pinning on %v: preemptible %v", m, pin, preemptible)
+			}
+		}
 	}
 }

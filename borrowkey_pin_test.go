@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/memshuffle/memshuffle/internal/nopreempt"
 	"github.com/memshuffle/memshuffle/internal/seal"
@@ -37,9 +36,9 @@ func TestBorrowKeyPins(t *testing.T) {
 	for _, pin := range []bool{false, true, false} {
 		// Spin returns as soon as the collection completes: the long spin
 		// costs time only where the pinned case is expected.
-		spin := 2 * time.Second
+		spin := nopreempt.UnpinnedSpinForTest
 		if pin {
-			spin = 100 * time.Millisecond
+			spin = nopreempt.PinnedSpinForTest
 		}
 		p := nopreempt.StartProbeForTest()
 		var preemptible bool
@@ -176,9 +175,9 @@ func TestAdaptersPinned(t *testing.T) {
 		}},
 		{"Signer/Ed25519", false, func() error { _, err := sg.Sign(nil, []byte("message"), crypto.Hash(0)); return err }},
 	} {
-		spin := 2 * time.Second
+		spin := nopreempt.UnpinnedSpinForTest
 		if c.pinned {
-			spin = 100 * time.Millisecond
+			spin = nopreempt.PinnedSpinForTest
 		}
 		p := nopreempt.StartProbeForTest()
 		var preemptible, ran bool

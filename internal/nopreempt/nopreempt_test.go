@@ -29,7 +29,7 @@ func TestPinHoldsOffTheCollector(t *testing.T) {
 	for i, c := range []struct {
 		pin  bool
 		spin time.Duration
-	}{{false, 2 * time.Second}, {true, 100 * time.Millisecond}, {true, 100 * time.Millisecond}, {false, 2 * time.Second}} {
+	}{{false, UnpinnedSpinForTest}, {true, PinnedSpinForTest}, {true, PinnedSpinForTest}, {false, UnpinnedSpinForTest}} {
 		got, err := preemptible(c.pin, c.spin)
 		if err != nil {
 			t.Fatal(err)

@@ -19,6 +19,15 @@ import (
 // not. Only tests use it, where [ProbeUsableForTest] reports nil.
 type ProbeForTest struct{ start, ready, done atomic.Bool }
 
+// Spins a probe's users choose: PinnedSpinForTest where the collection
+// must not complete (the whole spin elapses), UnpinnedSpinForTest where it
+// must, long enough for a collection of a large heap on a loaded machine
+// under the race detector (Spin returns as soon as it completes).
+const (
+	PinnedSpinForTest   = 100 * time.Millisecond
+	UnpinnedSpinForTest = 10 * time.Second
+)
+
 // StartProbeForTest starts the probe's collecting goroutine and waits
 // until it runs.
 func StartProbeForTest() *ProbeForTest {

@@ -190,9 +190,9 @@ func TestAEADCallsPinned(t *testing.T) {
 			p := nopreempt.StartProbeForTest()
 			// Spin returns as soon as the collection completes: the long
 			// spin costs time only where a pin is expected.
-			spin := 2 * time.Second
+			spin := nopreempt.UnpinnedSpinForTest
 			if !c.want {
-				spin = 100 * time.Millisecond
+				spin = nopreempt.PinnedSpinForTest
 			}
 			x := aeadCipher{a: pinProbeAEAD{p, spin, &preemptible}}
 			var scr Scratch
@@ -266,7 +266,7 @@ func TestAEADRefusesBeforePinning(t *testing.T) {
 		t.Skip(err)
 	}
 	p := nopreempt.StartProbeForTest()
-	got := p.Spin(2 * time.Second)
+	got := p.Spin(nopreempt.UnpinnedSpinForTest)
 	if err := p.Finish(); err != nil {
 		t.Fatal(err)
 	}
@@ -289,9 +289,9 @@ func TestNewPinned(t *testing.T) {
 	var salt [8]byte
 	for _, m := range []Mode{AES256CTR, AES256GCM, ChaCha20Poly1305} {
 		for _, pin := range []bool{true, false} {
-			spin := 2 * time.Second
+			spin := nopreempt.UnpinnedSpinForTest
 			if pin {
-				spin = 100 * time.Millisecond
+				spin = nopreempt.PinnedSpinForTest
 			}
 			p := nopreempt.StartProbeForTest()
 			var preemptible bool

@@ -190,14 +190,25 @@ func wipePointee(v any) {
 		return
 	}
 	t := rv.Type().Elem()
+	// No store here: wipePointee runs pinned, and a store may wait on a
+	// lock. A type learnWipeTypes did not meet (one a crypto/fips140
+	// mode makes only some calls build) is walked on every call.
 	plain, ok := plainTypes.Load(t)
 	if !ok {
-		plain, _ = plainTypes.LoadOrStore(t, pointerIn(t, "") == "")
+		plain = pointerIn(t, "") == ""
 	}
 	if !plain.(bool) {
 		return
 	}
 	Wipe(unsafe.Slice((*byte)(rv.UnsafePointer()), t.Size()))
+}
+
+// learnWipeType stores in plainTypes whether wipePointee may zero what v
+// points to.
+func learnWipeType(v any) {
+	if t := reflect.TypeOf(v); t != nil && t.Kind() == reflect.Pointer {
+		plainTypes.LoadOrStore(t.Elem(), pointerIn(t.Elem(), "") == "")
+	}
 }
 
 // plainTypes caches, per reflect.Type, whether wipePointee may zero it:
@@ -215,9 +226,9 @@ var learnWipeTypes = sync.OnceFunc(func() {
 	if err != nil {
 		return
 	}
-	wipePointee(b)
+	learnWipeType(b)
 	if g, err := cipher.NewGCM(b); err == nil {
-		wipePointee(g)
+		learnWipeType(g)
 	}
 })
 

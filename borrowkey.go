@@ -50,5 +50,5 @@ type pinRule struct {
 
 // allows reports whether fn runs pinned with a key of n bytes.
 func (r pinRule) allows(n int) bool {
-	return r.safe && !secretMode && n+r.extra <= seal.PinMax
+	return r.safe && seal.CryptoInGo && !secretMode && n+r.extra <= seal.PinMax
 }

@@ -109,7 +109,7 @@ func New(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (c Ci
 		secretmode.Do(func() { c, err = newCipherWatched(m, key, salt, state, false) })
 		return c, err
 	}
-	return newCipherWatched(m, key, salt, state, !noPinForTest.Load())
+	return newCipherWatched(m, key, salt, state, CryptoInGo && !noPinForTest.Load())
 }
 
 // newCipherWatched is newCipher inside a watch of the signal stack and,
@@ -285,7 +285,7 @@ func overlaps(a, b []byte) bool {
 const PinMax = 256 << 10
 
 // pins reports whether a call of n bytes runs pinned in the default build.
-func pins(n int) bool { return n <= PinMax && !noPinForTest.Load() }
+func pins(n int) bool { return CryptoInGo && n <= PinMax && !noPinForTest.Load() }
 
 // noPinForTest turns the pin off, for the control of tests that show what
 // it prevents.

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"sync"
 	"unsafe"
+
+	"github.com/memshuffle/memshuffle/internal/aesctr"
 )
 
 // AEAD is AES-GCM (NIST SP 800-38D) with 12-byte nonces and 16-byte tags,
@@ -134,7 +136,7 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 		out = make([]byte, len(dst), len(dst)+n)
 		copy(out, dst)
 	}
-	if spare := out[len(out) : len(out)+n]; overlapsInexactly(spare, in) {
+	if spare := out[len(out) : len(out)+n]; aesctr.OverlapsInexactly(spare, in) {
 		return dst, ErrBufferOverlap
 	}
 	learnWipeTypes()
@@ -244,15 +246,4 @@ func spareOverlaps(dst []byte, n int, ad []byte) bool {
 	xp := uintptr(unsafe.Pointer(unsafe.SliceData(dst))) + uintptr(len(dst))
 	yp := uintptr(unsafe.Pointer(unsafe.SliceData(ad)))
 	return xp < yp+uintptr(len(ad)) && yp < xp+uintptr(n)
-}
-
-// overlapsInexactly reports whether x and y share memory without starting
-// at the same address: the overlap crypto/cipher panics on.
-func overlapsInexactly(x, y []byte) bool {
-	if len(x) == 0 || len(y) == 0 {
-		return false
-	}
-	xp := uintptr(unsafe.Pointer(unsafe.SliceData(x)))
-	yp := uintptr(unsafe.Pointer(unsafe.SliceData(y)))
-	return xp != yp && xp < yp+uintptr(len(y)) && yp < xp+uintptr(len(x))
 }

@@ -1,10 +1,6 @@
 package memshuffle
 
-import (
-	"github.com/memshuffle/memshuffle/internal/aesctr"
-	"github.com/memshuffle/memshuffle/internal/nopreempt"
-	"github.com/memshuffle/memshuffle/internal/seal"
-)
+import "github.com/memshuffle/memshuffle/internal/seal"
 
 // borrowKey is BorrowViewSlice for the crypto adapters (MAC, NewAEAD,
 // NewSigner and its Sign). fn computes with the key through the standard
@@ -15,19 +11,11 @@ import (
 // the decryption and sealing around it, whose own guards plant the same
 // canaries and would hide a frame that landed before them.
 //
-// Where pin allows it, fn also runs pinned (internal/nopreempt) until the
-// registers are cleared, so that no preemption saves them where nothing
-// can wipe them (see internal/seal's Seal), in the default build only, as
-// secret mode keeps the preemptions out by itself.
+// Where pin allows it, fn also runs pinned, so that no preemption saves
+// the registers where nothing can wipe them (seal.Guard).
 func borrowKey(s *Shuffler, h Handle, pin pinRule, fn func([]byte) error) error {
 	return BorrowViewSlice(s, h, func(k []byte) error {
-		w := aesctr.WatchSignals()
-		defer w.End()
-		if pin.allows(len(k)) {
-			nopreempt.Pin()
-			defer nopreempt.Unpin()
-		}
-		defer aesctr.ClearVectors()
+		defer seal.Enter(pin.allows(len(k))).Exit()
 		if adapterHookForTest != nil {
 			adapterHookForTest()
 		}
@@ -49,6 +37,4 @@ type pinRule struct {
 }
 
 // allows reports whether fn runs pinned with a key of n bytes.
-func (r pinRule) allows(n int) bool {
-	return r.safe && seal.CryptoInGo && !secretMode && n+r.extra <= seal.PinMax
-}
+func (r pinRule) allows(n int) bool { return r.safe && seal.Pins(n+r.extra) }

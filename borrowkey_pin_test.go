@@ -7,13 +7,11 @@ import (
 	"crypto/sha512"
 	"hash"
 	"hash/fnv"
-	"os"
-	"os/exec"
 	"reflect"
 	"sync"
 	"testing"
 
-	"github.com/memshuffle/memshuffle/internal/nopreempt"
+	"github.com/memshuffle/memshuffle/internal/pintest"
 	"github.com/memshuffle/memshuffle/internal/seal"
 )
 
@@ -23,37 +21,21 @@ import (
 // park), it can. Secret mode keeps asynchronous preemptions out with
 // secret.Do instead, and does not pin.
 func TestBorrowKeyPins(t *testing.T) {
-	if secretMode {
-		t.Skip("secret mode does not pin")
-	}
-	if !seal.CryptoInGo {
-		t.Skip("BoringCrypto's cgo calls are not pinned")
-	}
-	if err := nopreempt.ProbeUsableForTest(); err != nil {
-		t.Skip(err)
-	}
+	pintest.Require(t, seal.Pins(0))
 	s := newTest(t)
 	h, err := Random(s, 32)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, pin := range []bool{false, true, false} {
-		// Spin returns as soon as the collection completes: the long spin
-		// costs time only where the pinned case is expected.
-		spin := nopreempt.UnpinnedSpinForTest
-		if pin {
-			spin = nopreempt.PinnedSpinForTest
-		}
-		p := nopreempt.StartProbeForTest()
-		var preemptible bool
-		err := borrowKey(s, h, pinRule{safe: pin}, func([]byte) error {
-			preemptible = p.Spin(spin)
-			return nil
+		var err error
+		preemptible := pintest.Preemptible(t, pin, func(spin func()) {
+			err = borrowKey(s, h, pinRule{safe: pin}, func([]byte) error {
+				spin()
+				return nil
+			})
 		})
 		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Finish(); err != nil {
 			t.Fatal(err)
 		}
 		if preemptible == pin {
@@ -101,38 +83,31 @@ func TestPinRules(t *testing.T) {
 // ends a pinned goroutine's process. It runs in fresh processes, where
 // nothing has sealed yet.
 func TestAEADFirstUseConcurrent(t *testing.T) {
-	if os.Getenv("MEMSHUFFLE_CHILD") == "aead-first-use" {
-		s, err := New()
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, err := Random(s, 32)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var wg sync.WaitGroup
-		for range 16 {
-			wg.Go(func() {
-				a, err := NewAEAD(s, key)
-				if err == nil {
-					_, err = a.Seal(nil, make([]byte, a.NonceSize()), []byte("message"), nil)
-				}
-				if err != nil {
-					t.Error(err)
-				}
-			})
-		}
-		wg.Wait()
-		s.Close()
+	if !pintest.InFreshProcesses(t, 30) {
 		return
 	}
-	for range 30 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestAEADFirstUseConcurrent$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "MEMSHUFFLE_CHILD=aead-first-use")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("the fresh process failed: %v\n%s", err, out)
-		}
+	s, err := New()
+	if err != nil {
+		t.Fatal(err)
 	}
+	key, err := Random(s, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			a, err := NewAEAD(s, key)
+			if err == nil {
+				_, err = a.Seal(nil, make([]byte, a.NonceSize()), []byte("message"), nil)
+			}
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	s.Close()
 }
 
 // TestAdaptersPinned: in the default build NewAEAD's Seal and Open on up
@@ -140,15 +115,7 @@ func TestAEADFirstUseConcurrent(t *testing.T) {
 // where the runtime cannot stop them; MAC with another hash, a longer
 // Seal and the signers (the control) run where it can.
 func TestAdaptersPinned(t *testing.T) {
-	if secretMode {
-		t.Skip("secret mode does not pin")
-	}
-	if !seal.CryptoInGo {
-		t.Skip("BoringCrypto's cgo calls are not pinned")
-	}
-	if err := nopreempt.ProbeUsableForTest(); err != nil {
-		t.Skip(err)
-	}
+	pintest.Require(t, seal.Pins(0))
 	defer func() { adapterHookForTest = nil }()
 	s := newTest(t)
 	key, err := Random(s, 32)
@@ -182,27 +149,16 @@ func TestAdaptersPinned(t *testing.T) {
 		}},
 		{"Signer/Ed25519", false, func() error { _, err := sg.Sign(nil, []byte("message"), crypto.Hash(0)); return err }},
 	} {
-		spin := nopreempt.UnpinnedSpinForTest
-		if c.pinned {
-			spin = nopreempt.PinnedSpinForTest
-		}
-		p := nopreempt.StartProbeForTest()
-		var preemptible, ran bool
-		adapterHookForTest = func() { preemptible, ran = p.Spin(spin), true }
-		err := c.run()
-		adapterHookForTest = nil
-		if !ran {
-			p.Spin(0) // the probe's goroutine would spin on otherwise
-		}
-		if err := p.Finish(); err != nil {
-			t.Fatal(err)
-		}
+		var err error
+		preemptible := pintest.Preemptible(t, c.pinned, func(spin func()) {
+			adapterHookForTest = spin
+			err = c.run()
+			adapterHookForTest = nil
+		})
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		if !ran {
-			t.Errorf("%s: no computation with the key", c.name)
-		} else if preemptible == c.pinned {
+		if preemptible == c.pinned {
 			t.Errorf("%s: preemptible %v, want %v", c.name, preemptible, !c.pinned)
 		}
 	}

@@ -184,7 +184,7 @@ func XOR(rk *[RoundKeysSize]byte, salt *[8]byte, base uint64, dst, src []byte, s
 	if len(dst) != len(src) {
 		panic("aesctr: dst and src have different lengths")
 	}
-	if overlapsInexactly(dst, src) {
+	if OverlapsInexactly(dst, src) {
 		panic("aesctr: dst and src overlap but are not the same slice")
 	}
 	if uintptr(unsafe.Pointer(rk))%16 != 0 {
@@ -245,7 +245,7 @@ const copyChunk = 64 << 10
 // a secret into fresh memory never does), it is the built-in copy.
 func Copy(dst, src []byte) int {
 	n := min(len(dst), len(src))
-	if !supported || n == 0 || overlapsInexactly(dst[:n], src[:n]) || &dst[0] == &src[0] {
+	if !supported || n == 0 || OverlapsInexactly(dst[:n], src[:n]) || &dst[0] == &src[0] {
 		return copy(dst, src)
 	}
 	for off := 0; off < n; off += copyChunk {
@@ -517,15 +517,21 @@ func SetSignalGuardForTest(name string) bool {
 	return true
 }
 
-// overlapsInexactly reports whether x and y share memory without starting at
-// the same address. Same-start aliasing is fine for XOR, which reads each
-// source block before writing the destination block at the same offset; any
-// other overlap would make it read bytes it already overwrote.
-func overlapsInexactly(x, y []byte) bool {
+// Overlaps reports whether x and y share memory.
+func Overlaps(x, y []byte) bool {
 	if len(x) == 0 || len(y) == 0 {
 		return false
 	}
 	xp := uintptr(unsafe.Pointer(unsafe.SliceData(x)))
 	yp := uintptr(unsafe.Pointer(unsafe.SliceData(y)))
-	return xp != yp && xp < yp+uintptr(len(y)) && yp < xp+uintptr(len(x))
+	return xp < yp+uintptr(len(y)) && yp < xp+uintptr(len(x))
+}
+
+// OverlapsInexactly reports whether x and y share memory without starting
+// at the same address: the overlap crypto/cipher panics on. Same-start
+// aliasing is fine for XOR, which reads each source block before writing
+// the destination block at the same offset; any other overlap would make
+// it read bytes it already overwrote.
+func OverlapsInexactly(x, y []byte) bool {
+	return Overlaps(x, y) && unsafe.SliceData(x) != unsafe.SliceData(y)
 }

@@ -3,39 +3,25 @@ package nopreempt
 import (
 	"runtime"
 	"testing"
-	"time"
-)
 
-// preemptible is a probe's spin of d, pinned or not.
-func preemptible(pin bool, d time.Duration) (bool, error) {
-	p := StartProbeForTest()
-	if pin {
-		Pin()
-	}
-	got := p.Spin(d)
-	if pin {
-		Unpin()
-	}
-	return got, p.Finish()
-}
+	"github.com/memshuffle/memshuffle/internal/pintest"
+)
 
 // TestPinHoldsOffTheCollector: runtime.GC completes while an unpinned
 // goroutine spins (the control: the runtime preempts it), not while a
 // pinned one spins, and again once it has unpinned.
 func TestPinHoldsOffTheCollector(t *testing.T) {
-	if err := ProbeUsableForTest(); err != nil {
-		t.Skip(err)
-	}
-	for i, c := range []struct {
-		pin  bool
-		spin time.Duration
-	}{{false, UnpinnedSpinForTest}, {true, PinnedSpinForTest}, {true, PinnedSpinForTest}, {false, UnpinnedSpinForTest}} {
-		got, err := preemptible(c.pin, c.spin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got == c.pin {
-			t.Errorf("spin %d, pinned %v: the collection completed during the spin: %v", i, c.pin, got)
+	pintest.Require(t, true)
+	for i, pin := range []bool{false, true, true, false} {
+		got := pintest.Preemptible(t, pin, func(spin func()) {
+			if pin {
+				Pin()
+				defer Unpin()
+			}
+			spin()
+		})
+		if got == pin {
+			t.Errorf("spin %d, pinned %v: the collection completed during the spin: %v", i, pin, got)
 		}
 	}
 }

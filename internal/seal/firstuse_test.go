@@ -1,12 +1,11 @@
 package seal
 
 import (
-	"os"
-	"os/exec"
 	"sync"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
+	"github.com/memshuffle/memshuffle/internal/pintest"
 )
 
 // TestNewFirstUseConcurrent: the first ciphers a process builds, from
@@ -15,7 +14,7 @@ import (
 // pinned goroutine that waits ends the process ("schedule: holding
 // locks"). It runs in a fresh process, where nothing has used the guard.
 func TestNewFirstUseConcurrent(t *testing.T) {
-	if os.Getenv("SEAL_FIRST_USE") == "1" {
+	if pintest.InFreshProcesses(t, 5) {
 		var key [32]byte
 		var salt [8]byte
 		var wg sync.WaitGroup
@@ -31,13 +30,5 @@ func TestNewFirstUseConcurrent(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		return
-	}
-	for range 5 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestNewFirstUseConcurrent$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "SEAL_FIRST_USE=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("the fresh process failed: %v\n%s", err, out)
-		}
 	}
 }

@@ -27,7 +27,6 @@ import (
 	"fmt"
 	"reflect"
 	"sync/atomic"
-	"unsafe"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -97,36 +96,17 @@ type Cipher interface {
 // memory for modes that can keep their key schedule there (CTR with
 // AES-NI). New keeps neither key nor salt; the caller wipes them.
 func New(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (c Cipher, err error) {
-	// Key expansion leaves round keys in vector registers, which a signal
-	// taken meanwhile saves in a frame on the signal stack (the watch)
-	// and a preemption where nothing can wipe them (see Seal): in secret
-	// mode the runtime does not preempt inside secret.Do, elsewhere the
-	// goroutine is pinned. Building a key takes microseconds and neither
-	// parks nor panics. The watch starts before the pin: its first use in
-	// the process sets up the signal guard, which may wait for another
-	// goroutine doing the same.
+	// Key expansion leaves round keys in vector registers (see Enter).
+	// Building a key takes microseconds and neither parks nor panics.
 	if secretmode.On {
-		secretmode.Do(func() { c, err = newCipherWatched(m, key, salt, state, false) })
+		secretmode.Do(func() { c, err = newCipherGuarded(m, key, salt, state) })
 		return c, err
 	}
-	return newCipherWatched(m, key, salt, state, CryptoInGo && !noPinForTest.Load())
+	return newCipherGuarded(m, key, salt, state)
 }
 
-// newCipherWatched is newCipher inside a watch of the signal stack and,
-// with pin, pinned. Deferred calls run last first: the registers are
-// cleared before the pin and the watch end.
-func newCipherWatched(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte, pin bool) (Cipher, error) {
-	if m != AES256CTR && m != AES256GCM && m != ChaCha20Poly1305 {
-		// Refused before the pin: formatting the error may wait on a lock.
-		return nil, fmt.Errorf("seal: unknown mode %d", int(m))
-	}
-	w := aesctr.WatchSignals()
-	defer w.End()
-	if pin {
-		nopreempt.Pin()
-		defer nopreempt.Unpin()
-	}
-	defer aesctr.ClearVectors()
+func newCipherGuarded(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte) (Cipher, error) {
+	defer Enter(Pins(0)).Exit()
 	if buildHookForTest != nil {
 		buildHookForTest()
 	}
@@ -172,11 +152,12 @@ func newCipher(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte)
 		x.scrub = true
 		return x, nil
 	}
-	return nil, errUnknownMode // newCipherWatched has refused it
+	// Not formatted: newCipher may run pinned, and fmt's first use on a P
+	// may wait on a lock.
+	return nil, errUnknownMode
 }
 
-// errUnknownMode is newCipher's error for a mode newCipherWatched did not
-// refuse, which cannot happen.
+// errUnknownMode is New's error for a Mode not among the constants.
 var errUnknownMode = errors.New("seal: unknown mode")
 
 type ctrCipher struct{ c *ctr.Cipher }
@@ -229,53 +210,78 @@ func (x aeadCipher) nonce(c uint64, scr *Scratch) []byte {
 	return scr.Nonce[:]
 }
 
-// Seal and Open clean up after the AEAD's assembly, which returns with
-// round keys or key words in the vector registers (aesctr.ClearVectors)
-// and, for ChaCha20-Poly1305, in its stack frame (scrubStack), and which a
-// signal may have interrupted, saving those registers in a frame on the
-// thread's signal stack (w, which ends after the registers are cleared).
-// A pinned call is unpinned last.
-func (x aeadCipher) clean(w aesctr.SignalWatch, pinned bool) {
-	aesctr.ClearVectors()
-	if x.scrub {
-		scrubStack()
+// Guard covers a stretch of code that holds key material in vector
+// registers: the standard library's and x/crypto's AES, GCM,
+// ChaCha20-Poly1305 and SHA-2, whose assembly leaves them there, through Go
+// code, until they are cleared. Two things can save those registers where
+// nothing can wipe them:
+//
+//   - a signal, which makes the kernel save them in a frame on the
+//     thread's signal stack: the signal watch (aesctr.WatchSignals) wipes
+//     that stack if a frame landed;
+//   - a preemption: an asynchronous one saves them in the runtime's per-P
+//     scratch area and a block of its own, and a synchronous one leaves
+//     them to the next goroutine on the thread, whose own preemption saves
+//     them. In secret mode the caller runs inside secret.Do, where the
+//     runtime does not preempt asynchronously; in the default build a
+//     Guard entered with pin set pins the goroutine (internal/nopreempt),
+//     for calls that neither park nor panic, as a pinned goroutine that
+//     does either ends the process.
+type Guard struct {
+	w      aesctr.SignalWatch
+	pinned bool
+}
+
+// Enter starts a Guard, pinned if pin (see Pins). The watch starts first:
+// its first use in a process sets up the signal guard, which may wait for
+// another goroutine doing the same.
+func Enter(pin bool) Guard {
+	w := aesctr.WatchSignals()
+	if pin {
+		nopreempt.Pin()
 	}
-	w.End()
-	if pinned {
+	return Guard{w, pin}
+}
+
+// Exit clears the vector registers, then unpins and ends the watch. It is
+// called once per Enter, on the same goroutine, also when the guarded code
+// panics unpinned (defer it).
+func (g Guard) Exit() {
+	aesctr.ClearVectors()
+	if g.pinned {
 		nopreempt.Unpin()
 	}
+	g.w.End()
 }
 
 // prepare makes room on the stack, before the AEAD call, for the scrub
-// after it (reserveStack), starts watching the signal stack and, when pin
-// is set, pins the goroutine. What could make the AEAD panic it checks
-// first, as a panic while pinned would end the process.
-func (x aeadCipher) prepare(dst, in, nonce, ad []byte, pin bool) aesctr.SignalWatch {
+// after it (reserveStack), and enters a Guard, pinned if pin. What could
+// make the AEAD panic it checks first, as a panic while pinned would end
+// the process.
+func (x aeadCipher) prepare(dst, in, nonce, ad []byte, pin bool) Guard {
 	if len(nonce) != x.a.NonceSize() {
 		// A wiped AEAD reports a nonce size of 0.
 		panic("seal: the AEAD's nonce size is not " + fmt.Sprint(len(nonce)) + ": it was wiped")
 	}
-	if overlaps(dst, in) && &dst[0] != &in[0] {
+	if aesctr.OverlapsInexactly(dst, in) {
 		panic("seal: output overlaps the input without starting at it")
 	}
-	if overlaps(dst, ad) {
+	if aesctr.Overlaps(dst, ad) {
 		panic("seal: output overlaps the associated data")
 	}
 	if x.scrub {
 		reserveStack()
 	}
-	w := aesctr.WatchSignals()
-	if pin {
-		nopreempt.Pin()
-	}
-	return w
+	return Enter(pin)
 }
 
-// overlaps reports whether a and b share memory.
-func overlaps(a, b []byte) bool {
-	return len(a) > 0 && len(b) > 0 &&
-		uintptr(unsafe.Pointer(&a[0])) < uintptr(unsafe.Pointer(&b[0]))+uintptr(len(b)) &&
-		uintptr(unsafe.Pointer(&b[0])) < uintptr(unsafe.Pointer(&a[0]))+uintptr(len(a))
+// clean ends what prepare started. x/crypto's ChaCha20-Poly1305 assembly
+// also leaves key material in its stack frame (scrubStack).
+func (x aeadCipher) clean(g Guard) {
+	if x.scrub {
+		scrubStack()
+	}
+	g.Exit()
 }
 
 // PinMax is the longest input the default build seals or opens pinned
@@ -284,44 +290,40 @@ func overlaps(a, b []byte) bool {
 // ChaCha20-Poly1305). Longer ones run unpinned.
 const PinMax = 256 << 10
 
-// pins reports whether a call of n bytes runs pinned in the default build.
-func pins(n int) bool { return CryptoInGo && n <= PinMax && !noPinForTest.Load() }
+// Pins reports whether a Guard over a computation on n bytes pins its
+// goroutine: in the default build, not in secret mode (secret.Do keeps the
+// preemptions out by itself), and not with BoringCrypto (CryptoInGo), for
+// up to PinMax bytes.
+func Pins(n int) bool {
+	return !secretmode.On && CryptoInGo && n <= PinMax && !noPinForTest.Load()
+}
 
 // noPinForTest turns the pin off, for the control of tests that show what
 // it prevents.
 var noPinForTest atomic.Bool
 
-// SetPinningForTest turns the pinning of AEAD calls in the default build on
-// or off and reports whether it was on. Only tests call it, as the control
+// SetPinningForTest turns the pinning of Guards (see Pins) on or off and
+// reports whether it was on. Only tests call it, as the control
 // of what the pin prevents.
 func SetPinningForTest(on bool) bool { return !noPinForTest.Swap(!on) }
 
-// Seal and Open keep the runtime from preempting the AEAD. It keeps round
-// keys in vector registers through Go code too: between its own assembly
-// routines (crypto/aes's GCM calls three), and from the last of them until
-// clean clears them. An asynchronous preemption there (the garbage
-// collector's, or the scheduler's after 10 ms of running) saves them in
-// the runtime's per-P scratch area and a block of its own, which nothing
-// here can reach; a synchronous one leaves them to the next goroutine on
-// the thread, whose own preemption saves them. In secret mode the call
-// runs inside secret.Do, where the runtime does not preempt
-// asynchronously; in the default build the goroutine is pinned
-// (internal/nopreempt) for calls of up to PinMax bytes. Longer calls in
-// the default build stay open to it.
+// Seal and Open run the AEAD under a Guard: inside secret.Do in secret
+// mode, pinned in the default build for up to PinMax bytes. Longer calls in
+// the default build stay open to preemption.
 func (x aeadCipher) Seal(dst, plain []byte, c uint64, scr *Scratch) {
 	if secretmode.On {
-		secretmode.Do(func() { x.seal(dst, plain, c, scr, false) })
+		secretmode.Do(func() { x.seal(dst, plain, c, scr) })
 		return
 	}
-	x.seal(dst, plain, c, scr, pins(len(plain)))
+	x.seal(dst, plain, c, scr)
 }
 
 func (x aeadCipher) Open(dst, sealed []byte, c uint64, scr *Scratch) error {
 	var err error
 	if secretmode.On {
-		secretmode.Do(func() { err = x.open(dst, sealed, c, scr, false) })
+		secretmode.Do(func() { err = x.open(dst, sealed, c, scr) })
 	} else {
-		err = x.open(dst, sealed, c, scr, pins(len(dst)))
+		err = x.open(dst, sealed, c, scr)
 	}
 	if err != nil {
 		return ErrAuth
@@ -332,17 +334,15 @@ func (x aeadCipher) Open(dst, sealed []byte, c uint64, scr *Scratch) error {
 // seal and open clean up in a deferred call, so that an AEAD that panics
 // unpinned still leaves its registers cleared and its goroutine unlocked
 // from the thread.
-func (x aeadCipher) seal(dst, plain []byte, c uint64, scr *Scratch, pin bool) {
+func (x aeadCipher) seal(dst, plain []byte, c uint64, scr *Scratch) {
 	nonce := x.nonce(c, scr)
-	w := x.prepare(dst, plain, nonce, scr.AD[:], pin)
-	defer x.clean(w, pin)
+	defer x.clean(x.prepare(dst, plain, nonce, scr.AD[:], Pins(len(plain))))
 	x.a.Seal(dst[:0], nonce, plain, scr.AD[:])
 }
 
-func (x aeadCipher) open(dst, sealed []byte, c uint64, scr *Scratch, pin bool) error {
+func (x aeadCipher) open(dst, sealed []byte, c uint64, scr *Scratch) error {
 	nonce := x.nonce(c, scr)
-	w := x.prepare(dst, sealed, nonce, scr.AD[:], pin)
-	defer x.clean(w, pin)
+	defer x.clean(x.prepare(dst, sealed, nonce, scr.AD[:], Pins(len(dst))))
 	_, err := x.a.Open(dst[:0], nonce, sealed, scr.AD[:])
 	return err
 }

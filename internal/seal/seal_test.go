@@ -8,13 +8,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"testing"
-	"time"
 	"unsafe"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
-	"github.com/memshuffle/memshuffle/internal/nopreempt"
+	"github.com/memshuffle/memshuffle/internal/pintest"
 	"github.com/memshuffle/memshuffle/internal/secretmode"
 )
 
@@ -145,24 +144,20 @@ func TestAEADCallsInSecretMode(t *testing.T) {
 	}
 }
 
-// pinProbeAEAD is a cipher.AEAD whose Seal and Open spin a
-// nopreempt.ProbeForTest: whether the runtime could stop them.
-type pinProbeAEAD struct {
-	probe       *nopreempt.ProbeForTest
-	spin        time.Duration
-	preemptible *bool
-}
+// pinProbeAEAD is a cipher.AEAD whose Seal and Open run a pintest probe's
+// spin: whether the runtime could stop them.
+type pinProbeAEAD struct{ spin func() }
 
 func (pinProbeAEAD) NonceSize() int { return 12 }
 func (pinProbeAEAD) Overhead() int  { return 16 }
 
 func (a pinProbeAEAD) Seal(dst, _, plain, _ []byte) []byte {
-	*a.preemptible = a.probe.Spin(a.spin)
+	a.spin()
 	return append(dst, make([]byte, len(plain)+16)...)
 }
 
 func (a pinProbeAEAD) Open(dst, _, sealed, _ []byte) ([]byte, error) {
-	*a.preemptible = a.probe.Spin(a.spin)
+	a.spin()
 	return append(dst, make([]byte, len(sealed)-16)...), nil
 }
 
@@ -173,15 +168,7 @@ func (a pinProbeAEAD) Open(dst, _, sealed, _ []byte) ([]byte, error) {
 // secret.Do instead (TestAEADCallsInSecretMode), whose calls the runtime
 // can still stop at a prologue: the test is for the default build.
 func TestAEADCallsPinned(t *testing.T) {
-	if secretmode.On {
-		t.Skip("secret mode does not pin")
-	}
-	if !CryptoInGo {
-		t.Skip("BoringCrypto's cgo calls are not pinned")
-	}
-	if err := nopreempt.ProbeUsableForTest(); err != nil {
-		t.Skip(err)
-	}
+	pintest.Require(t, Pins(0))
 	for _, c := range []struct {
 		n    int
 		pin  bool // pinning on
@@ -189,24 +176,19 @@ func TestAEADCallsPinned(t *testing.T) {
 	}{{32, true, false}, {PinMax, true, false}, {PinMax + 1, true, true}, {32, false, true}} {
 		for _, op := range []string{"Seal", "Open"} {
 			was := SetPinningForTest(c.pin)
-			var preemptible bool
-			p := nopreempt.StartProbeForTest()
-			// Spin returns as soon as the collection completes: the long
-			// spin costs time only where a pin is expected.
-			spin := nopreempt.UnpinnedSpinForTest
-			if !c.want {
-				spin = nopreempt.PinnedSpinForTest
-			}
-			x := aeadCipher{a: pinProbeAEAD{p, spin, &preemptible}}
-			var scr Scratch
-			buf := make([]byte, c.n+16)
-			if op == "Seal" {
-				x.Seal(buf, buf[:c.n], 1, &scr)
-			} else if err := x.Open(buf[:c.n], buf, 1, &scr); err != nil {
-				t.Fatal(err)
-			}
+			var err error
+			preemptible := pintest.Preemptible(t, !c.want, func(spin func()) {
+				x := aeadCipher{a: pinProbeAEAD{spin}}
+				var scr Scratch
+				buf := make([]byte, c.n+16)
+				if op == "Seal" {
+					x.Seal(buf, buf[:c.n], 1, &scr)
+				} else {
+					err = x.Open(buf[:c.n], buf, 1, &scr)
+				}
+			})
 			SetPinningForTest(was)
-			if err := p.Finish(); err != nil {
+			if err != nil {
 				t.Fatal(err)
 			}
 			if preemptible != c.want {
@@ -272,35 +254,23 @@ func TestAEADRefusesBeforePinning(t *testing.T) {
 // TestNewPinned: in the default build New builds the key pinned, where the
 // runtime cannot stop it; with the pinning off it can (the control).
 func TestNewPinned(t *testing.T) {
-	if secretmode.On {
-		t.Skip("secret mode does not pin")
-	}
-	if !CryptoInGo {
-		t.Skip("BoringCrypto's cgo calls are not pinned")
-	}
-	if err := nopreempt.ProbeUsableForTest(); err != nil {
-		t.Skip(err)
-	}
+	pintest.Require(t, Pins(0))
 	defer func() { buildHookForTest = nil }()
 	var key [32]byte
 	var salt [8]byte
 	for _, m := range []Mode{AES256CTR, AES256GCM, ChaCha20Poly1305} {
 		for _, pin := range []bool{true, false} {
-			spin := nopreempt.UnpinnedSpinForTest
-			if pin {
-				spin = nopreempt.PinnedSpinForTest
-			}
-			p := nopreempt.StartProbeForTest()
-			var preemptible bool
-			buildHookForTest = func() { preemptible = p.Spin(spin) }
+			var err error
 			was := SetPinningForTest(pin)
-			c, err := New(m, &key, &salt, new([ctr.StateSize]byte))
+			preemptible := pintest.Preemptible(t, pin, func(spin func()) {
+				buildHookForTest = spin
+				var c Cipher
+				if c, err = New(m, &key, &salt, new([ctr.StateSize]byte)); err == nil {
+					c.Wipe()
+				}
+			})
 			SetPinningForTest(was)
 			if err != nil {
-				t.Fatal(err)
-			}
-			c.Wipe()
-			if err := p.Finish(); err != nil {
 				t.Fatal(err)
 			}
 			if preemptible == pin {

@@ -72,16 +72,21 @@ func TestAEADKeyNotInSignalFrames(t *testing.T) {
 	}
 	for _, mode := range []Cipher{AES256GCM, ChaCha20Poly1305} {
 		t.Run(mode.String(), func(t *testing.T) {
-			aesctr.SetSignalGuardForTest("off")
-			leaky := 0
+			// control counts the rounds of storm st that leave the key.
 			const controlRounds = 4
-			for round := range controlRounds {
-				if hs := aeadSignalRound(t, mode, storm{checkScan: round == 0}); len(hs) > 0 {
-					leaky++
+			control := func(what string, st storm) {
+				leaky := 0
+				for round := range controlRounds {
+					st.checkScan = round == 0
+					if hs := aeadSignalRound(t, mode, st); len(hs) > 0 {
+						leaky++
+					}
 				}
+				t.Logf("with %s, %d of %d rounds left the key in memory", what, leaky, controlRounds)
 			}
+			aesctr.SetSignalGuardForTest("off")
+			control("the watch off", storm{})
 			aesctr.SetSignalGuardForTest("auto")
-			t.Logf("with the watch off, %d of %d rounds left the key in memory", leaky, controlRounds)
 			for round := range 6 {
 				if hs := aeadSignalRound(t, mode, storm{}); len(hs) > 0 {
 					report(t, t.Errorf, "signals alone", round, hs)
@@ -93,14 +98,8 @@ func TestAEADKeyNotInSignalFrames(t *testing.T) {
 			if !secretMode {
 				func() {
 					defer seal.SetPinningForTest(seal.SetPinningForTest(false))
-					leaky = 0
-					for range controlRounds {
-						if hs := aeadSignalRound(t, mode, storm{preempt: true}); len(hs) > 0 {
-							leaky++
-						}
-					}
+					control("preemptions and the AEAD calls unpinned", storm{preempt: true})
 				}()
-				t.Logf("with preemptions and the AEAD calls unpinned, %d of %d rounds left the key in memory", leaky, controlRounds)
 			}
 			preempted := 0
 			for round := range 4 {

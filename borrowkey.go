@@ -1,6 +1,9 @@
 package memshuffle
 
-import "github.com/memshuffle/memshuffle/internal/seal"
+import (
+	"github.com/memshuffle/memshuffle/internal/seal"
+	"github.com/memshuffle/memshuffle/internal/stackscrub"
+)
 
 // borrowKey is BorrowViewSlice for the crypto adapters (MAC, NewAEAD,
 // NewSigner and its Sign). fn computes with the key through the standard
@@ -19,8 +22,39 @@ func borrowKey(s *Shuffler, h Handle, pin pinRule, fn func([]byte) error) error 
 		if adapterHookForTest != nil {
 			adapterHookForTest()
 		}
-		return fn(k)
+		if pin.deep {
+			return callScrubbedDeep(fn, k)
+		}
+		return callScrubbed(fn, k)
 	})
+}
+
+// callScrubbed calls fn(k) and zeroes the stack its calls used
+// (stackscrub.Depth bytes below this frame), where the standard library's
+// GCM and HMAC leave key material: GCM, counter blocks XORed with the
+// first round key, which with the nonce give the key's first 16 bytes.
+// The room is reserved first, so that the stack does not grow, copied and
+// the old one freed, while the key is in those frames. If fn panics, the
+// frames stay until the next calls overwrite them.
+//
+//go:noinline
+func callScrubbed(fn func([]byte) error, k []byte) error {
+	stackscrub.Reserve()
+	err := fn(k)
+	stackscrub.Scrub()
+	return err
+}
+
+// callScrubbedDeep is callScrubbed for the signers, whose calls go deeper
+// (stackscrub.DeepDepth): Ed25519 leaves a SHA-512 state holding the key's
+// nonce prefix in its frame.
+//
+//go:noinline
+func callScrubbedDeep(fn func([]byte) error, k []byte) error {
+	stackscrub.ReserveDeep()
+	err := fn(k)
+	stackscrub.ScrubDeep()
+	return err
 }
 
 // adapterHookForTest, when set, runs where an adapter computes with the
@@ -34,6 +68,7 @@ var adapterHookForTest func()
 type pinRule struct {
 	safe  bool // fn neither parks nor panics
 	extra int  // bytes fn computes over besides the key
+	deep  bool // fn's calls reach below stackscrub.Depth (the signers)
 }
 
 // allows reports whether fn runs pinned with a key of n bytes.

@@ -96,6 +96,15 @@ func newFilled(s *Shuffler, n int, fill func([]byte) error) (Handle, error) {
 	if err != nil {
 		return Handle{}, err
 	}
+	// A fill that calls runtime.Goexit (t.FailNow does) neither returns nor
+	// panics: call ends the borrow, and the entry, whose Handle nobody
+	// holds, is freed here as on an error.
+	filled := false
+	defer func() {
+		if !filled {
+			s.Free(h)
+		}
+	}()
 	b, l, err := lendSlice[byte](context.Background(), failIfBusy, s, h, exclusive)
 	err = call(b, l, err, func(b []byte) error {
 		if err := fill(b); err != nil {
@@ -105,8 +114,8 @@ func newFilled(s *Shuffler, n int, fill func([]byte) error) (Handle, error) {
 		return nil
 	})
 	if err != nil {
-		s.Free(h)
 		return Handle{}, err
 	}
+	filled = true
 	return h, nil
 }

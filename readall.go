@@ -164,11 +164,15 @@ func readInto(s *Shuffler, r io.Reader, limit, hint int, fill func(*growing) (in
 	if err := g.grow(0, min(start, limit)); err != nil {
 		return Handle{}, err
 	}
+	// read says whether fill returned: a reader that calls runtime.Goexit
+	// (t.FailNow does) neither returns nor panics, and its entry, rented
+	// and holding what it wrote in the clear, must go as on an error.
+	read := false
 	defer func() {
 		if p := recover(); p != nil {
 			err = panicError("reader", p)
 		}
-		if err != nil {
+		if err != nil || !read {
 			g.discard()
 			h = Handle{}
 		}
@@ -176,6 +180,7 @@ func readInto(s *Shuffler, r io.Reader, limit, hint int, fill func(*growing) (in
 	// r writes plaintext, and its stack and registers may keep some.
 	var n int
 	runSecret(func() { n, err = fill(g) })
+	read = true
 	if err != nil {
 		return Handle{}, err
 	}

@@ -52,7 +52,7 @@ import (
 // away. Freeing the entry makes Sign fail with ErrInvalidHandle.
 func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 	k := &signer{s: s, h: h}
-	err := borrowKey(s, h, pinRule{}, func(der []byte) error {
+	err := borrowKey(s, h, pinRule{deep: true}, func(der []byte) error {
 		key, err := x509.ParsePKCS8PrivateKey(der)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidKey, err)
@@ -170,7 +170,7 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 	if opts == nil || isNilPointer(opts) {
 		return nil, fmt.Errorf("%w: nil crypto.SignerOpts", ErrNilArgument)
 	}
-	err = borrowKey(k.s, k.h, pinRule{}, func(der []byte) error {
+	err = borrowKey(k.s, k.h, pinRule{deep: true}, func(der []byte) error {
 		switch k.kind {
 		case keyEd25519:
 			sig, err = k.signEd25519(der, digest, opts)

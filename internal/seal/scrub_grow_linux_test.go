@@ -2,6 +2,7 @@ package seal
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"os"
 	"testing"
 
@@ -95,4 +96,104 @@ func TestChaChaKeyNotLeftByStackGrowth(t *testing.T) {
 	if leaks > 0 {
 		t.Errorf("the key was left in memory after %d of 120 seals", leaks)
 	}
+}
+
+// TestGCMKeyNotLeftOnStack seals and opens with AES-256-GCM from
+// goroutines whose stacks end at every distance from the call, as
+// TestChaChaKeyNotLeftByStackGrowth does, then scans the process once for
+// what crypto/aes's GCM assembly writes in its frame: each counter block
+// XORed with the first round key, the key's first 16 bytes, which with the
+// nonce give those bytes. Every call uses one counter value, so that one
+// set of patterns covers them all. The control: the same blocks, planted,
+// are found.
+func TestGCMKeyNotLeftOnStack(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation changes the frames whose depths the test steps through")
+	}
+	reg, err := osmem.Map(4096, osmem.Flags{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer osmem.Unmap(reg)
+	key, salt := (*[32]byte)(reg.Data[:32]), (*[8]byte)(reg.Data[32:40])
+	rand.Read(key[:])
+	rand.Read(salt[:])
+	const c0 = 0x0123456789
+	plain := make([]byte, 256)  // 16 blocks: the assembly's 8-block path, twice
+	blocks := len(plain)/16 + 2 // counter values 1 (the tag's) to 17
+	var inverted [][16]byte
+	var ps []*memscan.Pattern
+	for i := 1; i <= blocks; i++ {
+		var b [16]byte
+		copy(b[:4], salt[:4])
+		binary.BigEndian.PutUint64(b[4:12], c0)
+		binary.BigEndian.PutUint32(b[12:], uint32(i))
+		for j := range b {
+			b[j] ^= key[j]
+		}
+		p, err := memscan.NewPattern(b[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+		// Kept inverted, for the control, so that the scan does not find
+		// the test's own copy.
+		for j := range b {
+			b[j] ^= 0xff
+		}
+		inverted = append(inverted, b)
+	}
+	var state [ctr.StateSize]byte
+	c, err := New(AES256GCM, key, salt, &state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	osmem.Wipe(key[:])
+	scr := new(Scratch)
+	sealed := make([]byte, len(plain)+c.Overhead())
+	opened := make([]byte, len(plain))
+	for depth := range 60 {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			descend(depth, func() {
+				c.Seal(sealed, plain, c0, scr)
+				if err := c.Open(opened, sealed, c0, scr); err != nil {
+					panic(err)
+				}
+			})
+		}()
+		<-done
+	}
+	count := func(log bool) int {
+		t.Helper()
+		hits, err := memscan.ScanProcessAll(os.Getpid(), ps)
+		if err != nil {
+			t.Skip(err)
+		}
+		n := 0
+		for _, hs := range hits {
+			for _, h := range hs {
+				if log {
+					t.Logf("%#x in %s: %s", h.Addr, h.Mapping.Name(), memscan.SignalFrameOf(h.Addr))
+				}
+			}
+			n += len(hs)
+		}
+		return n
+	}
+	if n := count(true); n != 0 {
+		t.Errorf("%d counter blocks masked with the key left in memory", n)
+	}
+	c.Wipe()
+	planted := make([]byte, 16*len(inverted))
+	for i, b := range inverted {
+		for j := range b {
+			planted[16*i+j] = b[j] ^ 0xff
+		}
+	}
+	if n := count(false); n < len(inverted) {
+		t.Errorf("control: %d of %d planted blocks found", n, len(inverted))
+	}
+	clear(planted)
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/nopreempt"
 	"github.com/memshuffle/memshuffle/internal/secretmode"
+	"github.com/memshuffle/memshuffle/internal/stackscrub"
 )
 
 // ErrAuth is returned by Open when the ciphertext, its tag or its
@@ -148,9 +149,7 @@ func newCipher(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte)
 		if err != nil {
 			return nil, err
 		}
-		x := newAEAD(a, salt)
-		x.scrub = true
-		return x, nil
+		return newAEAD(a, salt), nil
 	}
 	// Not formatted: newCipher may run pinned, and fmt's first use on a P
 	// may wait on a lock.
@@ -186,7 +185,6 @@ func CTR(c Cipher) (*ctr.Cipher, bool) {
 type aeadCipher struct {
 	a      cipher.AEAD
 	prefix uint32
-	scrub  bool // the AEAD's assembly leaves key material in its stack frame
 }
 
 func newAEAD(a cipher.AEAD, salt *[8]byte) aeadCipher {
@@ -255,7 +253,7 @@ func (g Guard) Exit() {
 }
 
 // prepare makes room on the stack, before the AEAD call, for the scrub
-// after it (reserveStack), and enters a Guard, pinned if pin. What could
+// after it (stackscrub.Reserve), and enters a Guard, pinned if pin. What could
 // make the AEAD panic it checks first, as a panic while pinned would end
 // the process.
 func (x aeadCipher) prepare(dst, in, nonce, ad []byte, pin bool) Guard {
@@ -269,18 +267,14 @@ func (x aeadCipher) prepare(dst, in, nonce, ad []byte, pin bool) Guard {
 	if aesctr.Overlaps(dst, ad) {
 		panic("seal: output overlaps the associated data")
 	}
-	if x.scrub {
-		reserveStack()
-	}
+	stackscrub.Reserve()
 	return Enter(pin)
 }
 
-// clean ends what prepare started. x/crypto's ChaCha20-Poly1305 assembly
-// also leaves key material in its stack frame (scrubStack).
+// clean ends what prepare started. Both AEADs' code leaves key material
+// in its stack frames (see package stackscrub).
 func (x aeadCipher) clean(g Guard) {
-	if x.scrub {
-		scrubStack()
-	}
+	stackscrub.Scrub()
 	g.Exit()
 }
 

@@ -1,0 +1,186 @@
+package memshuffle
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha512"
+	"crypto/x509"
+	"encoding/binary"
+	"os"
+	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/memscan"
+	"github.com/memshuffle/memshuffle/internal/stackscrub"
+)
+
+// atDepth calls f depth frames of about 100 bytes below its caller, so
+// that f starts at a different distance from the end of its goroutine's
+// stack for each depth: at some depths the stack must grow during f.
+//
+//go:noinline
+func atDepth(depth int, f func()) {
+	var pad [96]byte
+	if depth == 0 {
+		f()
+		return
+	}
+	atDepth(depth-1, f)
+	depthSink = pad[depth%len(pad)]
+}
+
+var depthSink byte
+
+// TestAdaptersScrubStack uses NewAEAD with an AES-128 key and an
+// Ed25519 signer from goroutines whose stacks end at every distance from
+// the call, then scans the process for what the standard library leaves
+// in its frames: GCM's counter blocks XORed with the first round key
+// (for AES-128 the key itself, to anyone who knows the nonce), and the
+// Ed25519 nonce prefix that signing keeps in a SHA-512 state. Every seal
+// uses one nonce, so that one set of patterns covers them all. Signing may
+// add one copy of the prefix: crypto/ed25519's cache of the expanded key
+// (see SECURITY.md). The control: the same blocks, planted, are found.
+func TestAdaptersScrubStack(t *testing.T) {
+	if raceBuild {
+		t.Skip("the race detector's instrumentation changes the frames whose depths the test steps through")
+	}
+	s := newTest(t)
+	key := make([]byte, 16)
+	rand.Read(key)
+	nonce := make([]byte, 12)
+	rand.Read(nonce)
+	plain := make([]byte, 256) // 16 blocks: the assembly's 8-block path, twice
+	blocks := len(plain)/16 + 2
+	// maskedBlocks's frames hold the blocks, where the scan would find
+	// them: they are zeroed after it, in a stack grown before it, so that
+	// no growth leaves them in the old stack (as the adapters do).
+	stackscrub.ReserveDeep()
+	ps, inverted := maskedBlocks(t, key, nonce, blocks)
+	stackscrub.ScrubDeep()
+	kh, err := CopyFrom(s, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Wipe(key)
+	a, err := NewAEAD(s, kh)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	der, err := x509.MarshalPKCS8PrivateKey(ed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha512.Sum512(ed.Seed())
+	prefix, err := memscan.NewPattern(sum[32:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	Wipe(sum[:])
+	Wipe(ed)
+	dh, err := CopyFrom(s, der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Wipe(der)
+	signer, err := NewSigner(s, dh)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// NewSigner's parse of the key leaves copies of its own on the heap
+	// (crypto/x509 expands it), which no scrub of the stack reaches.
+	before := len(scan(t, []*memscan.Pattern{prefix})[0])
+	for depth := range 60 {
+		done := make(chan error)
+		go func() {
+			var err error
+			atDepth(depth, func() {
+				var sealed []byte
+				if sealed, err = a.Seal(nil, nonce, plain, nil); err != nil {
+					return
+				}
+				if _, err = a.Open(nil, nonce, sealed, nil); err != nil {
+					return
+				}
+				_, err = signer.Sign(nil, plain[:32], crypto.Hash(0))
+			})
+			done <- err
+		}()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(ps []*memscan.Pattern, log bool) int {
+		t.Helper()
+		n := 0
+		for _, hs := range scan(t, ps) {
+			for _, h := range hs {
+				if log {
+					t.Logf("%#x in %s: %s", h.Addr, h.Mapping.Name(), memscan.SignalFrameOf(h.Addr))
+				}
+			}
+			n += len(hs)
+		}
+		return n
+	}
+	if n := count(ps, true); n != 0 {
+		t.Errorf("%d GCM counter blocks masked with the AES-128 key left in memory", n)
+	}
+	// In secret mode each signature's expanded key is a cache entry of its
+	// own, erased only once collected (see signer.go), while secret.Do
+	// erases the stack itself; TestAdapterCopies counts what is left there.
+	if n := count([]*memscan.Pattern{prefix}, true); !SecretMode() && n > before+1 {
+		t.Errorf("%d copies of the Ed25519 nonce prefix in memory after signing, %d before: crypto/ed25519's cache keeps one", n, before)
+	}
+	planted := make([]byte, 16*len(inverted))
+	for i, b := range inverted {
+		for j := range b {
+			planted[16*i+j] = b[j] ^ 0xff
+		}
+	}
+	if n := count(ps, false); n < len(inverted) {
+		t.Errorf("control: %d of %d planted blocks found", n, len(inverted))
+	}
+	clear(planted)
+}
+
+// scan finds every occurrence of ps in the process, or skips the test
+// where the process's memory cannot be read.
+func scan(t *testing.T, ps []*memscan.Pattern) [][]memscan.Hit {
+	t.Helper()
+	hits, err := memscan.ScanProcessAll(os.Getpid(), ps)
+	if err != nil {
+		t.Skip(err)
+	}
+	return hits
+}
+
+// maskedBlocks returns patterns of GCM's counter blocks 1 to n for nonce,
+// XORed with key (the first round key of AES-128), and the same blocks
+// inverted, for planting.
+//
+//go:noinline
+func maskedBlocks(t *testing.T, key, nonce []byte, n int) ([]*memscan.Pattern, [][16]byte) {
+	var ps []*memscan.Pattern
+	var inverted [][16]byte
+	for i := 1; i <= n; i++ {
+		var b [16]byte
+		copy(b[:12], nonce)
+		binary.BigEndian.PutUint32(b[12:], uint32(i))
+		for j := range b {
+			b[j] ^= key[j]
+		}
+		p, err := memscan.NewPattern(b[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+		for j := range b {
+			b[j] ^= 0xff
+		}
+		inverted = append(inverted, b)
+	}
+	return ps, inverted
+}

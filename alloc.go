@@ -21,13 +21,13 @@ func Alloc[T any](s *Shuffler, n int) (Handle, error) {
 	// T's size and alignment as constants, which every type of T's shape
 	// shares: for bytes the bound below needs no hardware divide. Bytes
 	// need no type check either (see typeCheck).
-	var z T
+	var z *T // a T itself, for a large T, would be zeroed on the heap
 	if !isByte[T]() {
 		if err := typeCheck[T](); err != nil {
 			return Handle{}, err
 		}
 	}
-	size, align := int(unsafe.Sizeof(z)), int(unsafe.Alignof(z))
+	size, align := int(unsafe.Sizeof(*z)), int(unsafe.Alignof(*z))
 	if n < 1 || uint64(n) > MaxEntrySize/uint64(size) {
 		return Handle{}, fmt.Errorf("%w: %d elements of %d bytes", ErrInvalidSize, n, size)
 	}

@@ -26,7 +26,7 @@ func typeCheck[T any]() error {
 
 // isByte reports whether T is byte itself (not a type defined on it).
 func isByte[T any]() bool {
-	var z T
-	_, ok := any(z).(byte)
+	// A nil *T, not a T: boxing a T copies it, to the heap for a large one.
+	_, ok := any((*T)(nil)).(*byte)
 	return ok
 }

@@ -95,13 +95,13 @@ func ViewSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, e
 // borrow and borrowSlice return the borrowed entry both as the caller's
 // type and as bytes, which is what ending a pinned borrow wipes.
 func borrow[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind, pin pinning) (*T, []byte, error) {
-	var z T
+	var z *T // not a T: see Alloc
 	if !isByte[T]() { // see typeCheck
 		if err := typeCheck[T](); err != nil {
 			return nil, nil, err
 		}
 	}
-	ti := typeInfo{size: int(unsafe.Sizeof(z)), align: int(unsafe.Alignof(z))}
+	ti := typeInfo{size: int(unsafe.Sizeof(*z)), align: int(unsafe.Alignof(*z))}
 	mem, err := s.borrow(ctx, wait, h, ti, onePointer, kind, pin)
 	if err != nil {
 		return nil, nil, err
@@ -110,13 +110,13 @@ func borrow[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, ki
 }
 
 func borrowSlice[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind, pin pinning) ([]T, []byte, error) {
-	var z T
+	var z *T // not a T: see Alloc
 	if !isByte[T]() { // see typeCheck
 		if err := typeCheck[T](); err != nil {
 			return nil, nil, err
 		}
 	}
-	ti := typeInfo{size: int(unsafe.Sizeof(z)), align: int(unsafe.Alignof(z))}
+	ti := typeInfo{size: int(unsafe.Sizeof(*z)), align: int(unsafe.Alignof(*z))}
 	mem, err := s.borrow(ctx, wait, h, ti, wholeSlice, kind, pin)
 	if err != nil {
 		return nil, nil, err
@@ -124,7 +124,7 @@ func borrowSlice[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handl
 	// The size of T as a constant, not ti.size: every type of T's shape has
 	// it, so for bytes the division disappears at compile time instead of
 	// costing a hardware divide on every borrow.
-	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(mem))), len(mem)/int(unsafe.Sizeof(z))), mem, nil
+	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(mem))), len(mem)/int(unsafe.Sizeof(*z))), mem, nil
 }
 
 // pinning says whether a borrow holds its shard's memory mapped until it

@@ -14,12 +14,12 @@ type typeInfo struct{ size, align int }
 var typeErrs sync.Map // reflect.Type -> error
 
 func typeOf[T any]() (typeInfo, error) {
-	var z T
-	ti := typeInfo{size: int(unsafe.Sizeof(z)), align: int(unsafe.Alignof(z))}
+	var z *T // not a T: see Alloc
+	ti := typeInfo{size: int(unsafe.Sizeof(*z)), align: int(unsafe.Alignof(*z))}
 	// The element types nearly every Rent uses need no lookup: this is on
 	// the path of every borrow.
 	switch any(z).(type) {
-	case byte, int8, uint16, int16, uint32, int32, uint64, int64, uint, int, uintptr, float32, float64:
+	case *byte, *int8, *uint16, *int16, *uint32, *int32, *uint64, *int64, *uint, *int, *uintptr, *float32, *float64:
 		return ti, nil
 	}
 	t := reflect.TypeFor[T]()

@@ -95,7 +95,7 @@ func ViewSliceContext[T any](ctx context.Context, s *Shuffler, h Handle) ([]T, e
 // borrow and borrowSlice return the borrowed entry both as the caller's
 // type and as bytes, which is what ending a pinned borrow wipes.
 func borrow[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind, pin pinning) (*T, []byte, error) {
-	var z *T // not a T: see Alloc
+	var z *T          // not a T: see Alloc
 	if !isByte[T]() { // see typeCheck
 		if err := typeCheck[T](); err != nil {
 			return nil, nil, err
@@ -110,7 +110,7 @@ func borrow[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, ki
 }
 
 func borrowSlice[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind, pin pinning) ([]T, []byte, error) {
-	var z *T // not a T: see Alloc
+	var z *T          // not a T: see Alloc
 	if !isByte[T]() { // see typeCheck
 		if err := typeCheck[T](); err != nil {
 			return nil, nil, err

@@ -8,7 +8,10 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"testing"
+	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/memscan"
 	"github.com/memshuffle/memshuffle/internal/stackscrub"
@@ -33,13 +36,13 @@ var depthSink byte
 
 // TestAdaptersScrubStack uses NewAEAD with an AES-128 key and an
 // Ed25519 signer from goroutines whose stacks end at every distance from
-// the call, then scans the process for what the standard library leaves
-// in its frames: GCM's counter blocks XORed with the first round key
-// (for AES-128 the key itself, to anyone who knows the nonce), and the
-// Ed25519 nonce prefix that signing keeps in a SHA-512 state. Every seal
-// uses one nonce, so that one set of patterns covers them all. Signing may
-// add one copy of the prefix: crypto/ed25519's cache of the expanded key
-// (see SECURITY.md). The control: the same blocks, planted, are found.
+// the call, then looks for what the standard library leaves in its frames:
+// in the whole process, GCM's counter blocks XORed with the first round
+// key (for AES-128 the key itself, to anyone who knows the nonce); on the
+// signing goroutine's stack after each signature, the Ed25519 nonce prefix
+// that signing keeps in a SHA-512 state. Every seal uses one nonce, so
+// that one set of patterns covers them all. The control: the same blocks,
+// planted, are found.
 func TestAdaptersScrubStack(t *testing.T) {
 	if raceBuild {
 		t.Skip("the race detector's instrumentation changes the frames whose depths the test steps through")
@@ -77,6 +80,10 @@ func TestAdaptersScrubStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var invPrefix [32]byte // inverted, so that no scan finds the test's own copy
+	for i, b := range sum[32:] {
+		invPrefix[i] = ^b
+	}
 	Wipe(sum[:])
 	Wipe(ed)
 	dh, err := CopyFrom(s, der)
@@ -92,11 +99,19 @@ func TestAdaptersScrubStack(t *testing.T) {
 	// NewSigner's parse of the key leaves copies of its own on the heap
 	// (crypto/x509 expands it), which no scrub of the stack reaches.
 	before := len(scan(t, []*memscan.Pattern{prefix})[0])
+	// The signers run unpinned: a collection may shrink the stack of a
+	// goroutine during the call and free the old one, with what the call
+	// had left in it, where no zeroing reaches (SECURITY.md). None runs
+	// during the calls, so that what is measured is the zeroing.
+	runtime.GC()
+	gcPercent := debug.SetGCPercent(-1)
+	onStack := 0
 	for depth := range 60 {
 		done := make(chan error)
 		go func() {
 			var err error
 			atDepth(depth, func() {
+				defer func() { onStack += countBelow(&invPrefix) }()
 				var sealed []byte
 				if sealed, err = a.Seal(nil, nonce, plain, nil); err != nil {
 					return
@@ -112,6 +127,7 @@ func TestAdaptersScrubStack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	debug.SetGCPercent(gcPercent)
 	count := func(ps []*memscan.Pattern, log bool) int {
 		t.Helper()
 		n := 0
@@ -128,12 +144,13 @@ func TestAdaptersScrubStack(t *testing.T) {
 	if n := count(ps, true); n != 0 {
 		t.Errorf("%d GCM counter blocks masked with the AES-128 key left in memory", n)
 	}
-	// In secret mode each signature's expanded key is a cache entry of its
-	// own, erased only once collected (see signer.go), while secret.Do
-	// erases the stack itself; TestAdapterCopies counts what is left there.
-	if n := count([]*memscan.Pattern{prefix}, true); !SecretMode() && n > before+1 {
-		t.Errorf("%d copies of the Ed25519 nonce prefix in memory after signing, %d before: crypto/ed25519's cache keeps one", n, before)
+	if onStack != 0 {
+		t.Errorf("the Ed25519 nonce prefix left on the signing goroutine's stack after %d of 60 signatures", onStack)
 	}
+	// Not asserted: on the heap crypto/ed25519's cache keeps one copy, and
+	// NewSigner's parse of the key leaves garbage with more, as many as the
+	// last collections left (TestAdapterCopies counts them).
+	t.Logf("%d copies of the Ed25519 nonce prefix in the process after signing, %d before", count([]*memscan.Pattern{prefix}, false), before)
 	planted := make([]byte, 16*len(inverted))
 	for i, b := range inverted {
 		for j := range b {
@@ -183,4 +200,26 @@ func maskedBlocks(t *testing.T, key, nonce []byte, n int) ([]*memscan.Pattern, [
 		inverted = append(inverted, b)
 	}
 	return ps, inverted
+}
+
+// countBelow reports whether the 16 KiB of stack below its caller's frame,
+// where the frames of the calls the caller has just returned from were,
+// hold the bytes inv holds inverted; it reads them without forming them.
+// The caller's stack must reach that far and not move meanwhile.
+//
+//go:noinline
+func countBelow(inv *[32]byte) int {
+	var anchor [8]byte
+	const span = stackscrub.DeepDepth
+	low := unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(&anchor[0]), -span)), span)
+	for i := 0; i+len(inv) <= len(low); i++ {
+		j := 0
+		for j < len(inv) && low[i+j] == ^inv[j] {
+			j++
+		}
+		if j == len(inv) {
+			return 1
+		}
+	}
+	return 0
 }

@@ -170,6 +170,15 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 	if opts == nil || isNilPointer(opts) {
 		return nil, fmt.Errorf("%w: nil crypto.SignerOpts", ErrNilArgument)
 	}
+	if k.kind == keyEd25519 && !secretMode {
+		// The one key buffer (edKey) is taken before the key is read, so
+		// that a Sign waiting for another waits outside the call whose
+		// stack is zeroed after it: a collection may shrink the stack of a
+		// goroutine parked there, freeing the old one with what the call
+		// had left in it.
+		k.mu.Lock()
+		defer k.mu.Unlock()
+	}
 	err = borrowKey(k.s, k.h, pinRule{deep: true}, func(der []byte) error {
 		switch k.kind {
 		case keyEd25519:
@@ -226,12 +235,9 @@ func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) ([]byte, e
 	// takes a weak pointer to the first byte, and the runtime aborts the
 	// process for a weak pointer into memory it does not manage, such as
 	// the entry.
-	key := k.edKey
+	key := k.edKey // Sign holds k.mu
 	if secretMode {
 		key = make(ed25519.PrivateKey, ed25519.PrivateKeySize)
-	} else {
-		k.mu.Lock()
-		defer k.mu.Unlock()
 	}
 	defer Wipe(key)
 	copy(key, seed)

@@ -6,8 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha512"
 	"crypto/x509"
-	"encoding/binary"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"testing"
@@ -15,24 +13,8 @@ import (
 
 	"github.com/memshuffle/memshuffle/internal/memscan"
 	"github.com/memshuffle/memshuffle/internal/stackscrub"
+	"github.com/memshuffle/memshuffle/internal/stacktest"
 )
-
-// atDepth calls f depth frames of about 100 bytes below its caller, so
-// that f starts at a different distance from the end of its goroutine's
-// stack for each depth: at some depths the stack must grow during f.
-//
-//go:noinline
-func atDepth(depth int, f func()) {
-	var pad [96]byte
-	if depth == 0 {
-		f()
-		return
-	}
-	atDepth(depth-1, f)
-	depthSink = pad[depth%len(pad)]
-}
-
-var depthSink byte
 
 // TestAdaptersScrubStack uses NewAEAD with an AES-128 key and an
 // Ed25519 signer from goroutines whose stacks end at every distance from
@@ -58,7 +40,7 @@ func TestAdaptersScrubStack(t *testing.T) {
 	// them: they are zeroed after it, in a stack grown before it, so that
 	// no growth leaves them in the old stack (as the adapters do).
 	stackscrub.ReserveDeep()
-	ps, inverted := maskedBlocks(t, key, nonce, blocks)
+	ps, inverted := stacktest.GCMBlocks(t, (*[16]byte)(key), (*[12]byte)(nonce), blocks)
 	stackscrub.ScrubDeep()
 	kh, err := CopyFrom(s, key)
 	if err != nil {
@@ -98,7 +80,7 @@ func TestAdaptersScrubStack(t *testing.T) {
 
 	// NewSigner's parse of the key leaves copies of its own on the heap
 	// (crypto/x509 expands it), which no scrub of the stack reaches.
-	before := len(scan(t, []*memscan.Pattern{prefix})[0])
+	before := stacktest.Count(t, []*memscan.Pattern{prefix}, false)
 	// The signers run unpinned: a collection may shrink the stack of a
 	// goroutine during the call and free the old one, with what the call
 	// had left in it, where no zeroing reaches (SECURITY.md). None runs
@@ -110,7 +92,7 @@ func TestAdaptersScrubStack(t *testing.T) {
 		done := make(chan error)
 		go func() {
 			var err error
-			atDepth(depth, func() {
+			stacktest.AtDepth(depth, func() {
 				defer func() { onStack += countBelow(&invPrefix) }()
 				var sealed []byte
 				if sealed, err = a.Seal(nil, nonce, plain, nil); err != nil {
@@ -128,20 +110,7 @@ func TestAdaptersScrubStack(t *testing.T) {
 		}
 	}
 	debug.SetGCPercent(gcPercent)
-	count := func(ps []*memscan.Pattern, log bool) int {
-		t.Helper()
-		n := 0
-		for _, hs := range scan(t, ps) {
-			for _, h := range hs {
-				if log {
-					t.Logf("%#x in %s: %s", h.Addr, h.Mapping.Name(), memscan.SignalFrameOf(h.Addr))
-				}
-			}
-			n += len(hs)
-		}
-		return n
-	}
-	if n := count(ps, true); n != 0 {
+	if n := stacktest.Count(t, ps, true); n != 0 {
 		t.Errorf("%d GCM counter blocks masked with the AES-128 key left in memory", n)
 	}
 	if onStack != 0 {
@@ -150,56 +119,12 @@ func TestAdaptersScrubStack(t *testing.T) {
 	// Not asserted: on the heap crypto/ed25519's cache keeps one copy, and
 	// NewSigner's parse of the key leaves garbage with more, as many as the
 	// last collections left (TestAdapterCopies counts them).
-	t.Logf("%d copies of the Ed25519 nonce prefix in the process after signing, %d before", count([]*memscan.Pattern{prefix}, false), before)
-	planted := make([]byte, 16*len(inverted))
-	for i, b := range inverted {
-		for j := range b {
-			planted[16*i+j] = b[j] ^ 0xff
-		}
-	}
-	if n := count(ps, false); n < len(inverted) {
+	t.Logf("%d copies of the Ed25519 nonce prefix in the process after signing, %d before", stacktest.Count(t, []*memscan.Pattern{prefix}, false), before)
+	planted := stacktest.Plant(inverted)
+	if n := stacktest.Count(t, ps, false); n < len(inverted) {
 		t.Errorf("control: %d of %d planted blocks found", n, len(inverted))
 	}
 	clear(planted)
-}
-
-// scan finds every occurrence of ps in the process, or skips the test
-// where the process's memory cannot be read.
-func scan(t *testing.T, ps []*memscan.Pattern) [][]memscan.Hit {
-	t.Helper()
-	hits, err := memscan.ScanProcessAll(os.Getpid(), ps)
-	if err != nil {
-		t.Skip(err)
-	}
-	return hits
-}
-
-// maskedBlocks returns patterns of GCM's counter blocks 1 to n for nonce,
-// XORed with key (the first round key of AES-128), and the same blocks
-// inverted, for planting.
-//
-//go:noinline
-func maskedBlocks(t *testing.T, key, nonce []byte, n int) ([]*memscan.Pattern, [][16]byte) {
-	var ps []*memscan.Pattern
-	var inverted [][16]byte
-	for i := 1; i <= n; i++ {
-		var b [16]byte
-		copy(b[:12], nonce)
-		binary.BigEndian.PutUint32(b[12:], uint32(i))
-		for j := range b {
-			b[j] ^= key[j]
-		}
-		p, err := memscan.NewPattern(b[:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		ps = append(ps, p)
-		for j := range b {
-			b[j] ^= 0xff
-		}
-		inverted = append(inverted, b)
-	}
-	return ps, inverted
 }
 
 // countBelow reports whether the 16 KiB of stack below its caller's frame,

@@ -10,24 +10,8 @@ import (
 	"github.com/memshuffle/memshuffle/internal/memscan"
 	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/stackscrub"
+	"github.com/memshuffle/memshuffle/internal/stacktest"
 )
-
-// descend calls f depth frames of about 100 bytes below its caller, so
-// that f starts at a different distance from the end of its goroutine's
-// stack for each depth.
-//
-//go:noinline
-func descend(depth int, f func()) {
-	var pad [96]byte
-	if depth == 0 {
-		f()
-		return
-	}
-	descend(depth-1, f)
-	sink = pad[depth%len(pad)]
-}
-
-var sink byte
 
 // TestChaChaKeyNotLeftByStackGrowth seals from goroutines whose stacks are
 // close to full, at every distance from the end in steps of about 100
@@ -74,7 +58,7 @@ func TestChaChaKeyNotLeftByStackGrowth(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			descend(depth, func() { c.Seal(dst, plain, uint64(depth), scr) })
+			stacktest.AtDepth(depth, func() { c.Seal(dst, plain, uint64(depth), scr) })
 		}()
 		<-done
 		// The AEAD's own copy of the key is on the heap: count past it.
@@ -120,13 +104,13 @@ func TestGCMKeyNotLeftOnStack(t *testing.T) {
 	rand.Read(key[:])
 	rand.Read(salt[:])
 	const c0 = 0x0123456789
+	var nonce [12]byte // as aeadCipher.nonce makes it
+	copy(nonce[:4], salt[:4])
+	binary.BigEndian.PutUint64(nonce[4:], c0)
 	plain := make([]byte, 256)  // 16 blocks: the assembly's 8-block path, twice
 	blocks := len(plain)/16 + 2 // counter values 1 (the tag's) to 17
-	// gcmMaskedBlocks's frames hold the blocks, where the scans would find
-	// them: they are zeroed after it, in a stack grown before it, so that
-	// no growth leaves them in the old stack.
 	stackscrub.ReserveDeep()
-	ps, inverted := gcmMaskedBlocks(t, key, salt, c0, blocks)
+	ps, inverted := stacktest.GCMBlocks(t, (*[16]byte)(key[:16]), &nonce, blocks)
 	stackscrub.ScrubDeep()
 	var state [ctr.StateSize]byte
 	c, err := New(AES256GCM, key, salt, &state)
@@ -137,23 +121,6 @@ func TestGCMKeyNotLeftOnStack(t *testing.T) {
 	scr := new(Scratch)
 	sealed := make([]byte, len(plain)+c.Overhead())
 	opened := make([]byte, len(plain))
-	count := func(log bool) int {
-		t.Helper()
-		hits, err := memscan.ScanProcessAll(os.Getpid(), ps)
-		if err != nil {
-			t.Skip(err)
-		}
-		n := 0
-		for _, hs := range hits {
-			for _, h := range hs {
-				if log {
-					t.Logf("%#x in %s: %s", h.Addr, h.Mapping.Name(), memscan.SignalFrameOf(h.Addr))
-				}
-			}
-			n += len(hs)
-		}
-		return n
-	}
 	// A scan after each depth, as a stack freed by growth is soon reused
 	// and overwritten by the next goroutine's.
 	leaks := 0
@@ -161,7 +128,7 @@ func TestGCMKeyNotLeftOnStack(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			descend(depth, func() {
+			stacktest.AtDepth(depth, func() {
 				c.Seal(sealed, plain, c0, scr)
 				if err := c.Open(opened, sealed, c0, scr); err != nil {
 					panic(err)
@@ -169,7 +136,7 @@ func TestGCMKeyNotLeftOnStack(t *testing.T) {
 			})
 		}()
 		<-done
-		if n := count(true); n != 0 {
+		if n := stacktest.Count(t, ps, true); n != 0 {
 			t.Logf("depth %d: %d counter blocks masked with the key", depth, n)
 			leaks++
 		}
@@ -178,43 +145,9 @@ func TestGCMKeyNotLeftOnStack(t *testing.T) {
 		t.Errorf("counter blocks masked with the key left in memory after %d of 60 seals and opens", leaks)
 	}
 	c.Wipe()
-	planted := make([]byte, 16*len(inverted))
-	for i, b := range inverted {
-		for j := range b {
-			planted[16*i+j] = b[j] ^ 0xff
-		}
-	}
-	if n := count(false); n < len(inverted) {
+	planted := stacktest.Plant(inverted)
+	if n := stacktest.Count(t, ps, false); n < len(inverted) {
 		t.Errorf("control: %d of %d planted blocks found", n, len(inverted))
 	}
 	clear(planted)
-}
-
-// gcmMaskedBlocks returns patterns of GCM's counter blocks 1 to n for the
-// nonce of counter value c under salt, XORed with the first 16 bytes of
-// key, and the same blocks inverted, for planting.
-//
-//go:noinline
-func gcmMaskedBlocks(t *testing.T, key *[32]byte, salt *[8]byte, c uint64, n int) ([]*memscan.Pattern, [][16]byte) {
-	var ps []*memscan.Pattern
-	var inverted [][16]byte
-	for i := 1; i <= n; i++ {
-		var b [16]byte
-		copy(b[:4], salt[:4])
-		binary.BigEndian.PutUint64(b[4:12], c)
-		binary.BigEndian.PutUint32(b[12:], uint32(i))
-		for j := range b {
-			b[j] ^= key[j]
-		}
-		p, err := memscan.NewPattern(b[:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		ps = append(ps, p)
-		for j := range b {
-			b[j] ^= 0xff
-		}
-		inverted = append(inverted, b)
-	}
-	return ps, inverted
 }

@@ -1,0 +1,93 @@
+package stacktest
+
+import (
+	"encoding/binary"
+	"os"
+	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/memscan"
+)
+
+// AtDepth calls f depth frames of about 100 bytes below its caller, so
+// that f starts at a different distance from the end of its goroutine's
+// stack for each depth: at some depths the stack must grow during f.
+//
+//go:noinline
+func AtDepth(depth int, f func()) {
+	var pad [96]byte
+	if depth == 0 {
+		f()
+		return
+	}
+	AtDepth(depth-1, f)
+	keep(&pad)
+}
+
+// keep makes pad a part of its caller's frame.
+//
+//go:noinline
+func keep(pad *[96]byte) {}
+
+// GCMBlocks returns patterns of GCM's counter blocks 1 to n for nonce,
+// XORed with key16, the first round key (the first 16 bytes of the key):
+// what crypto/aes's GCM assembly leaves in its stack frame. It also
+// returns the same blocks inverted, for planting as a control. Its frames
+// hold the blocks: call it between stackscrub.ReserveDeep and ScrubDeep,
+// so that no scan finds them there.
+//
+//go:noinline
+func GCMBlocks(t *testing.T, key16 *[16]byte, nonce *[12]byte, n int) ([]*memscan.Pattern, [][16]byte) {
+	t.Helper()
+	var ps []*memscan.Pattern
+	var inverted [][16]byte
+	for i := 1; i <= n; i++ {
+		var b [16]byte
+		copy(b[:12], nonce[:])
+		binary.BigEndian.PutUint32(b[12:], uint32(i))
+		for j := range b {
+			b[j] ^= key16[j]
+		}
+		p, err := memscan.NewPattern(b[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+		for j := range b {
+			b[j] ^= 0xff
+		}
+		inverted = append(inverted, b)
+	}
+	return ps, inverted
+}
+
+// Plant returns a heap buffer holding the blocks GCMBlocks returned
+// inverted, as they are: the control's copy. The caller clears it.
+func Plant(inverted [][16]byte) []byte {
+	planted := make([]byte, 16*len(inverted))
+	for i, b := range inverted {
+		for j := range b {
+			planted[16*i+j] = ^b[j]
+		}
+	}
+	return planted
+}
+
+// Count counts the occurrences of ps in the process, logging where each
+// is if log, or skips the test where the process cannot be read.
+func Count(t *testing.T, ps []*memscan.Pattern, log bool) int {
+	t.Helper()
+	hits, err := memscan.ScanProcessAll(os.Getpid(), ps)
+	if err != nil {
+		t.Skip(err)
+	}
+	n := 0
+	for _, hs := range hits {
+		if log {
+			for _, h := range hs {
+				t.Logf("%#x in %s: %s", h.Addr, h.Mapping.Name(), memscan.SignalFrameOf(h.Addr))
+			}
+		}
+		n += len(hs)
+	}
+	return n
+}

@@ -240,10 +240,5 @@ var learnWipeTypes = sync.OnceFunc(func() {
 // Output that does not fit dst's capacity goes to a new buffer, which
 // overlaps nothing.
 func spareOverlaps(dst []byte, n int, ad []byte) bool {
-	if cap(dst)-len(dst) < n || n == 0 || len(ad) == 0 {
-		return false
-	}
-	xp := uintptr(unsafe.Pointer(unsafe.SliceData(dst))) + uintptr(len(dst))
-	yp := uintptr(unsafe.Pointer(unsafe.SliceData(ad)))
-	return xp < yp+uintptr(len(ad)) && yp < xp+uintptr(n)
+	return cap(dst)-len(dst) >= n && aesctr.Overlaps(dst[len(dst):len(dst)+n], ad)
 }

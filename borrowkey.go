@@ -2,7 +2,6 @@ package memshuffle
 
 import (
 	"github.com/memshuffle/memshuffle/internal/seal"
-	"github.com/memshuffle/memshuffle/internal/stackscrub"
 )
 
 // borrowKey is BorrowViewSlice for the crypto adapters (MAC, NewAEAD,
@@ -15,46 +14,20 @@ import (
 // canaries and would hide a frame that landed before them.
 //
 // Where pin allows it, fn also runs pinned, so that no preemption saves
-// the registers where nothing can wipe them (seal.Guard).
+// the registers where nothing can wipe them; the stack its calls used is
+// zeroed after it (seal.Guard).
 func borrowKey(s *Shuffler, h Handle, pin pinRule, fn func([]byte) error) error {
 	return BorrowViewSlice(s, h, func(k []byte) error {
-		defer seal.Enter(pin.allows(len(k))).Exit()
+		g := seal.Enter
+		if pin.deep {
+			g = seal.EnterDeep
+		}
+		defer g(pin.allows(len(k))).Exit()
 		if adapterHookForTest != nil {
 			adapterHookForTest()
 		}
-		if pin.deep {
-			return callScrubbedDeep(fn, k)
-		}
-		return callScrubbed(fn, k)
+		return fn(k)
 	})
-}
-
-// callScrubbed calls fn(k) and zeroes the stack its calls used
-// (stackscrub.Depth bytes below this frame), where the standard library's
-// GCM and HMAC leave key material: GCM, counter blocks XORed with the
-// first round key, which with the nonce give the key's first 16 bytes.
-// The room is reserved first, so that the stack does not grow, copied and
-// the old one freed, while the key is in those frames. If fn panics, the
-// frames stay until the next calls overwrite them.
-//
-//go:noinline
-func callScrubbed(fn func([]byte) error, k []byte) error {
-	stackscrub.Reserve()
-	err := fn(k)
-	stackscrub.Scrub()
-	return err
-}
-
-// callScrubbedDeep is callScrubbed for the signers, whose calls go deeper
-// (stackscrub.DeepDepth): Ed25519 leaves a SHA-512 state holding the key's
-// nonce prefix in its frame.
-//
-//go:noinline
-func callScrubbedDeep(fn func([]byte) error, k []byte) error {
-	stackscrub.ReserveDeep()
-	err := fn(k)
-	stackscrub.ScrubDeep()
-	return err
 }
 
 // adapterHookForTest, when set, runs where an adapter computes with the

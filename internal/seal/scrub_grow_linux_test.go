@@ -29,13 +29,7 @@ func TestChaChaKeyNotLeftByStackGrowth(t *testing.T) {
 		// the frames whose depths the test steps through.
 		t.Skip("a scan of the process per seal is too slow under the race detector")
 	}
-	reg, err := osmem.Map(4096, osmem.Flags{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer osmem.Unmap(reg)
-	key, salt := (*[32]byte)(reg.Data[:32]), (*[8]byte)(reg.Data[32:40])
-	rand.Read(key[:])
+	key, salt := randomKey(t)
 	var ps []*memscan.Pattern
 	for i := 0; i < 32; i += 16 {
 		p, err := memscan.NewPattern(key[i : i+16])
@@ -95,14 +89,7 @@ func TestGCMKeyNotLeftOnStack(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's instrumentation changes the frames whose depths the test steps through")
 	}
-	reg, err := osmem.Map(4096, osmem.Flags{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer osmem.Unmap(reg)
-	key, salt := (*[32]byte)(reg.Data[:32]), (*[8]byte)(reg.Data[32:40])
-	rand.Read(key[:])
-	rand.Read(salt[:])
+	key, salt := randomKey(t)
 	const c0 = 0x0123456789
 	var nonce [12]byte // as aeadCipher.nonce makes it
 	copy(nonce[:4], salt[:4])
@@ -150,4 +137,19 @@ func TestGCMKeyNotLeftOnStack(t *testing.T) {
 		t.Errorf("control: %d of %d planted blocks found", n, len(inverted))
 	}
 	clear(planted)
+}
+
+// randomKey returns a random key and salt in a mapping of their own, off
+// the Go heap, unmapped when the test ends.
+func randomKey(t *testing.T) (*[32]byte, *[8]byte) {
+	t.Helper()
+	reg, err := osmem.Map(4096, osmem.Flags{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { osmem.Unmap(reg) })
+	key, salt := (*[32]byte)(reg.Data[:32]), (*[8]byte)(reg.Data[32:40])
+	rand.Read(key[:])
+	rand.Read(salt[:])
+	return key, salt
 }

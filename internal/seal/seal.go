@@ -208,11 +208,13 @@ func (x aeadCipher) nonce(c uint64, scr *Scratch) []byte {
 	return scr.Nonce[:]
 }
 
-// Guard covers a stretch of code that holds key material in vector
-// registers: the standard library's and x/crypto's AES, GCM,
-// ChaCha20-Poly1305 and SHA-2, whose assembly leaves them there, through Go
-// code, until they are cleared. Two things can save those registers where
-// nothing can wipe them:
+// Guard covers a stretch of code that computes with key material through
+// the standard library's and x/crypto's AES, GCM, ChaCha20-Poly1305, SHA-2
+// and signatures, which leave it in two places: in their stack frames,
+// which Exit zeroes (package stackscrub: Enter reserves the room first, so
+// that the stack does not grow, copied and the old one freed, while they
+// hold it); and in vector registers, through Go code, until Exit clears
+// them. Two things can save those registers where nothing can wipe them:
 //
 //   - a signal, which makes the kernel save them in a frame on the
 //     thread's signal stack: the signal watch (aesctr.WatchSignals) wipes
@@ -228,23 +230,43 @@ func (x aeadCipher) nonce(c uint64, scr *Scratch) []byte {
 type Guard struct {
 	w      aesctr.SignalWatch
 	pinned bool
+	deep   bool
 }
 
-// Enter starts a Guard, pinned if pin (see Pins). The watch starts first:
-// its first use in a process sets up the signal guard, which may wait for
-// another goroutine doing the same.
+// Enter starts a Guard, pinned if pin (see Pins), over code whose calls
+// reach at most stackscrub.Depth below its caller. The watch starts before
+// the pin: its first use in a process sets up the signal guard, which may
+// wait for another goroutine doing the same.
 func Enter(pin bool) Guard {
+	stackscrub.Reserve()
+	return enter(pin, false)
+}
+
+// EnterDeep is Enter for code whose calls reach as far as
+// stackscrub.DeepDepth: the signatures.
+func EnterDeep(pin bool) Guard {
+	stackscrub.ReserveDeep()
+	return enter(pin, true)
+}
+
+func enter(pin, deep bool) Guard {
 	w := aesctr.WatchSignals()
 	if pin {
 		nopreempt.Pin()
 	}
-	return Guard{w, pin}
+	return Guard{w, pin, deep}
 }
 
-// Exit clears the vector registers, then unpins and ends the watch. It is
-// called once per Enter, on the same goroutine, also when the guarded code
+// Exit zeroes the stack below its caller and clears the vector registers,
+// then unpins and ends the watch. It is called once per Enter, on the same
+// goroutine, from the frame that called Enter, also when the guarded code
 // panics unpinned (defer it).
 func (g Guard) Exit() {
+	if g.deep {
+		stackscrub.ScrubDeep()
+	} else {
+		stackscrub.Scrub()
+	}
 	aesctr.ClearVectors()
 	if g.pinned {
 		nopreempt.Unpin()
@@ -252,10 +274,9 @@ func (g Guard) Exit() {
 	g.w.End()
 }
 
-// prepare makes room on the stack, before the AEAD call, for the scrub
-// after it (stackscrub.Reserve), and enters a Guard, pinned if pin. What could
-// make the AEAD panic it checks first, as a panic while pinned would end
-// the process.
+// prepare enters a Guard for the AEAD call, pinned if pin. What could make
+// the AEAD panic it checks first, as a panic while pinned would end the
+// process.
 func (x aeadCipher) prepare(dst, in, nonce, ad []byte, pin bool) Guard {
 	if len(nonce) != x.a.NonceSize() {
 		// A wiped AEAD reports a nonce size of 0.
@@ -267,15 +288,7 @@ func (x aeadCipher) prepare(dst, in, nonce, ad []byte, pin bool) Guard {
 	if aesctr.Overlaps(dst, ad) {
 		panic("seal: output overlaps the associated data")
 	}
-	stackscrub.Reserve()
 	return Enter(pin)
-}
-
-// clean ends what prepare started. Both AEADs' code leaves key material
-// in its stack frames (see package stackscrub).
-func (x aeadCipher) clean(g Guard) {
-	stackscrub.Scrub()
-	g.Exit()
 }
 
 // PinMax is the longest input the default build seals or opens pinned
@@ -330,13 +343,13 @@ func (x aeadCipher) Open(dst, sealed []byte, c uint64, scr *Scratch) error {
 // from the thread.
 func (x aeadCipher) seal(dst, plain []byte, c uint64, scr *Scratch) {
 	nonce := x.nonce(c, scr)
-	defer x.clean(x.prepare(dst, plain, nonce, scr.AD[:], Pins(len(plain))))
+	defer x.prepare(dst, plain, nonce, scr.AD[:], Pins(len(plain))).Exit()
 	x.a.Seal(dst[:0], nonce, plain, scr.AD[:])
 }
 
 func (x aeadCipher) open(dst, sealed []byte, c uint64, scr *Scratch) error {
 	nonce := x.nonce(c, scr)
-	defer x.clean(x.prepare(dst, sealed, nonce, scr.AD[:], Pins(len(dst))))
+	defer x.prepare(dst, sealed, nonce, scr.AD[:], Pins(len(dst))).Exit()
 	_, err := x.a.Open(dst[:0], nonce, sealed, scr.AD[:])
 	return err
 }

@@ -338,16 +338,48 @@ func (x aeadCipher) Open(dst, sealed []byte, c uint64, scr *Scratch) error {
 	return nil
 }
 
-// seal and open clean up in a deferred call, so that an AEAD that panics
-// unpinned still leaves its registers cleared and its goroutine unlocked
-// from the thread.
+// seal and open run a call over more than PinMax bytes, which is not
+// pinned, on a stack no collection shrinks (see unpinned).
 func (x aeadCipher) seal(dst, plain []byte, c uint64, scr *Scratch) {
+	if unpinned(len(plain)) {
+		stackscrub.Unshrinkable(false, func() { x.sealGuarded(dst, plain, c, scr) })
+		return
+	}
+	x.sealGuarded(dst, plain, c, scr)
+}
+
+func (x aeadCipher) open(dst, sealed []byte, c uint64, scr *Scratch) error {
+	if unpinned(len(dst)) {
+		return x.openUnshrinkable(dst, sealed, c, scr)
+	}
+	return x.openGuarded(dst, sealed, c, scr)
+}
+
+// openUnshrinkable is apart from open so that the result the closure sets
+// is allocated only on this path.
+func (x aeadCipher) openUnshrinkable(dst, sealed []byte, c uint64, scr *Scratch) (err error) {
+	stackscrub.Unshrinkable(false, func() { err = x.openGuarded(dst, sealed, c, scr) })
+	return err
+}
+
+// unpinned reports whether a call over n bytes in the default build runs
+// unpinned for its length, where a collection may stop it at a safe point
+// between the AEAD's steps and shrink its stack, freeing the old one with
+// the counter blocks the finished steps left below: such a call runs where
+// the stack cannot shrink (stackscrub.Unshrinkable). In secret mode the
+// runtime erases the stacks it frees.
+func unpinned(n int) bool { return !secretmode.On && n > PinMax }
+
+// sealGuarded and openGuarded clean up in a deferred call, so that an AEAD
+// that panics unpinned still leaves its registers cleared and its
+// goroutine unlocked from the thread.
+func (x aeadCipher) sealGuarded(dst, plain []byte, c uint64, scr *Scratch) {
 	nonce := x.nonce(c, scr)
 	defer x.prepare(dst, plain, nonce, scr.AD[:], Pins(len(plain))).Exit()
 	x.a.Seal(dst[:0], nonce, plain, scr.AD[:])
 }
 
-func (x aeadCipher) open(dst, sealed []byte, c uint64, scr *Scratch) error {
+func (x aeadCipher) openGuarded(dst, sealed []byte, c uint64, scr *Scratch) error {
 	nonce := x.nonce(c, scr)
 	defer x.prepare(dst, sealed, nonce, scr.AD[:], Pins(len(dst))).Exit()
 	_, err := x.a.Open(dst[:0], nonce, sealed, scr.AD[:])

@@ -11,3 +11,23 @@ TEXT ·Reserve(SB), 0, $2560-0
 // func ReserveDeep()
 TEXT ·ReserveDeep(SB), 0, $16896-0
 	RET
+
+// func stackBounds() (lo, hi uintptr)
+//
+// The runtime's g for the goroutine begins with its stack's bounds, an
+// offset runtime/cgo's C code also relies on; the Go caller checks that
+// they hold its own frame before it uses them.
+TEXT ·stackBounds(SB), NOSPLIT, $0-16
+	MOVD 0(g), R0
+	MOVD R0, lo+0(FP)
+	MOVD 8(g), R0
+	MOVD R0, hi+8(FP)
+	RET
+
+// func reserveAnchor()
+TEXT ·reserveAnchor(SB), 0, $3584-0
+	RET
+
+// func reserveAnchorDeep()
+TEXT ·reserveAnchorDeep(SB), 0, $21504-0
+	RET

@@ -10,3 +10,15 @@ func Reserve()
 
 // ReserveDeep is Reserve for ScrubDeep.
 func ReserveDeep()
+
+// stackBounds returns the bounds of the calling goroutine's stack, [lo,
+// hi), as the runtime keeps them.
+func stackBounds() (lo, hi uintptr)
+
+// reserveAnchor is Reserve for a frame larger than Reserve's by room for
+// the Go frames between: Unshrinkable's, before the function it runs
+// reserves its own.
+func reserveAnchor()
+
+// reserveAnchorDeep is reserveAnchor for ReserveDeep.
+func reserveAnchorDeep()

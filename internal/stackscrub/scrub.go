@@ -29,8 +29,9 @@ package stackscrub
 // Depth is how much of the stack Scrub zeroes below its caller: more than
 // GCM's and ChaCha20-Poly1305's Seal and Open (856 bytes at most when
 // measured, with crypto/aes's assembly) and HMAC with SHA-256 or SHA-512
-// (1,016).
-const Depth = 2048
+// (1,016). Where the hashes have no assembly it is larger (depth_*.go):
+// HMAC-SHA512's generic code on 386 went 1,640 bytes deep.
+const Depth = depth
 
 // DeepDepth is how much ScrubDeep zeroes: more than the signers' calls
 // (when measured: Ed25519 2,576 bytes, ECDSA with P-256 6,192, with P-384

@@ -1,0 +1,97 @@
+package seal
+
+import (
+	"runtime"
+	"testing"
+	"unsafe"
+
+	"github.com/memshuffle/memshuffle/internal/secretmode"
+	"github.com/memshuffle/memshuffle/internal/stacktest"
+)
+
+// TestLongAEADCallsStackStays: a Seal or Open over more than PinMax bytes
+// runs unpinned, where a collection may stop it between the AEAD's steps
+// and shrink its stack, freeing the old one with what the finished steps
+// left below; it runs on a stack no collection shrinks, so the zeroing
+// after it reaches every frame. An AEAD that parks in the call, on a
+// goroutine whose stack has grown large, finds its stack where it was
+// after two collections. The control: a call of PinMax bytes with the
+// pinning turned off runs on the caller's stack, which moves.
+func TestLongAEADCallsStackStays(t *testing.T) {
+	if secretmode.On {
+		t.Skip("in secret mode the runtime erases the stacks it frees")
+	}
+	for _, c := range []struct {
+		n    int
+		pin  bool
+		move bool
+	}{{PinMax + 1, true, false}, {PinMax, false, true}} {
+		for _, op := range []string{"Seal", "Open"} {
+			was := SetPinningForTest(c.pin)
+			if got := longCallMoved(t, op, c.n); got != c.move {
+				t.Errorf("%s of %d bytes, pinning on %v: the stack moved %v, want %v", op, c.n, c.pin, got, c.move)
+			}
+			SetPinningForTest(was)
+		}
+	}
+}
+
+// longCallMoved runs op of n bytes with a parkingAEAD on a goroutine whose
+// stack has grown large, runs two collections while it is parked and
+// reports whether its stack moved.
+func longCallMoved(t *testing.T, op string, n int) bool {
+	a := parkingAEAD{parked: make(chan uintptr), release: make(chan struct{}), after: make(chan uintptr, 1)}
+	done := make(chan error, 1)
+	go func() {
+		stacktest.Grow(60)
+		x := aeadCipher{a: a}
+		var scr Scratch
+		buf := make([]byte, n+16)
+		if op == "Seal" {
+			x.Seal(buf, buf[:n], 1, &scr)
+			done <- nil
+			return
+		}
+		done <- x.Open(buf[:n], buf, 1, &scr)
+	}()
+	before := <-a.parked
+	runtime.GC()
+	runtime.GC()
+	close(a.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return before != <-a.after
+}
+
+// parkingAEAD is a cipher.AEAD whose Seal and Open report where their
+// frame is, park until released and report it again.
+type parkingAEAD struct {
+	parked, after chan uintptr
+	release       chan struct{}
+}
+
+func (parkingAEAD) NonceSize() int { return 12 }
+func (parkingAEAD) Overhead() int  { return 16 }
+
+func (a parkingAEAD) Seal(dst, _, plain, _ []byte) []byte {
+	a.park()
+	return append(dst, make([]byte, len(plain)+16)...)
+}
+
+func (a parkingAEAD) Open(dst, _, sealed, _ []byte) ([]byte, error) {
+	a.park()
+	return append(dst, make([]byte, len(sealed)-16)...), nil
+}
+
+//go:noinline
+func (a parkingAEAD) park() {
+	var probe [64]byte
+	a.parked <- uintptr(unsafe.Pointer(&probe[0]))
+	<-a.release
+	a.after <- uintptr(unsafe.Pointer(&probe[0]))
+	keepProbe(&probe)
+}
+
+//go:noinline
+func keepProbe(*[64]byte) {}

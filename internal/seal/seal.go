@@ -338,8 +338,8 @@ func (x aeadCipher) Open(dst, sealed []byte, c uint64, scr *Scratch) error {
 	return nil
 }
 
-// seal and open run a call over more than PinMax bytes, which is not
-// pinned, on a stack no collection shrinks (see unpinned).
+// seal and open run a call that is not pinned on a stack no collection
+// shrinks (see unpinned).
 func (x aeadCipher) seal(dst, plain []byte, c uint64, scr *Scratch) {
 	if unpinned(len(plain)) {
 		stackscrub.Unshrinkable(false, func() { x.sealGuarded(dst, plain, c, scr) })
@@ -362,13 +362,14 @@ func (x aeadCipher) openUnshrinkable(dst, sealed []byte, c uint64, scr *Scratch)
 	return err
 }
 
-// unpinned reports whether a call over n bytes in the default build runs
-// unpinned for its length, where a collection may stop it at a safe point
-// between the AEAD's steps and shrink its stack, freeing the old one with
-// the counter blocks the finished steps left below: such a call runs where
-// the stack cannot shrink (stackscrub.Unshrinkable). In secret mode the
-// runtime erases the stacks it frees.
-func unpinned(n int) bool { return !secretmode.On && n > PinMax }
+// unpinned reports whether a call over n bytes runs unpinned in the
+// default build (over PinMax bytes, with BoringCrypto, or with the pinning
+// turned off), where a collection may stop it at a safe point between the
+// AEAD's steps and shrink its stack, freeing the old one with the counter
+// blocks the finished steps left below: such a call runs where the stack
+// cannot shrink (stackscrub.Unshrinkable). In secret mode the runtime
+// erases the stacks it frees.
+func unpinned(n int) bool { return !secretmode.On && !Pins(n) }
 
 // sealGuarded and openGuarded clean up in a deferred call, so that an AEAD
 // that panics unpinned still leaves its registers cleared and its

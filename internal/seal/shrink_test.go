@@ -9,37 +9,39 @@ import (
 	"github.com/memshuffle/memshuffle/internal/stacktest"
 )
 
-// TestLongAEADCallsStackStays: a Seal or Open over more than PinMax bytes
-// runs unpinned, where a collection may stop it between the AEAD's steps
-// and shrink its stack, freeing the old one with what the finished steps
-// left below; it runs on a stack no collection shrinks, so the zeroing
-// after it reaches every frame. An AEAD that parks in the call, on a
-// goroutine whose stack has grown large, finds its stack where it was
-// after two collections. The control: a call of PinMax bytes with the
-// pinning turned off runs on the caller's stack, which moves.
-func TestLongAEADCallsStackStays(t *testing.T) {
+// TestUnpinnedAEADCallsStackStays: a Seal or Open that runs unpinned
+// (over PinMax bytes, or with the pinning off, as with BoringCrypto) could
+// be stopped by a collection at a safe point between the AEAD's steps,
+// which may shrink its stack, freeing the old one with what the finished
+// steps left below; it runs on a stack no collection shrinks, so the
+// zeroing after it reaches every frame. An AEAD that parks in the call, on
+// a goroutine whose stack has grown large, finds its stack where it was
+// after two collections. The control: the same call without Seal's and
+// Open's anchoring, whose stack moves.
+func TestUnpinnedAEADCallsStackStays(t *testing.T) {
 	if secretmode.On {
 		t.Skip("in secret mode the runtime erases the stacks it frees")
 	}
 	for _, c := range []struct {
-		n    int
-		pin  bool
-		move bool
-	}{{PinMax + 1, true, false}, {PinMax, false, true}} {
+		n       int
+		pin     bool
+		control bool
+	}{{PinMax + 1, true, false}, {32, false, false}, {PinMax + 1, true, true}} {
 		for _, op := range []string{"Seal", "Open"} {
 			was := SetPinningForTest(c.pin)
-			if got := longCallMoved(t, op, c.n); got != c.move {
-				t.Errorf("%s of %d bytes, pinning on %v: the stack moved %v, want %v", op, c.n, c.pin, got, c.move)
+			if got := unpinnedCallMoved(t, op, c.n, c.control); got != c.control {
+				t.Errorf("%s of %d bytes, pinning on %v, control %v: the stack moved %v", op, c.n, c.pin, c.control, got)
 			}
 			SetPinningForTest(was)
 		}
 	}
 }
 
-// longCallMoved runs op of n bytes with a parkingAEAD on a goroutine whose
-// stack has grown large, runs two collections while it is parked and
-// reports whether its stack moved.
-func longCallMoved(t *testing.T, op string, n int) bool {
+// unpinnedCallMoved runs op of n bytes with a parkingAEAD (through the
+// guarded call alone, bypassing the anchoring, for the control) on a
+// goroutine whose stack has grown large, runs two collections while it is
+// parked and reports whether its stack moved.
+func unpinnedCallMoved(t *testing.T, op string, n int, control bool) bool {
 	a := parkingAEAD{parked: make(chan uintptr), release: make(chan struct{}), after: make(chan uintptr, 1)}
 	done := make(chan error, 1)
 	go func() {
@@ -47,12 +49,19 @@ func longCallMoved(t *testing.T, op string, n int) bool {
 		x := aeadCipher{a: a}
 		var scr Scratch
 		buf := make([]byte, n+16)
-		if op == "Seal" {
+		switch {
+		case op == "Seal" && control:
+			x.sealGuarded(buf, buf[:n], 1, &scr)
+		case op == "Seal":
 			x.Seal(buf, buf[:n], 1, &scr)
-			done <- nil
+		case control:
+			done <- x.openGuarded(buf[:n], buf, 1, &scr)
+			return
+		default:
+			done <- x.Open(buf[:n], buf, 1, &scr)
 			return
 		}
-		done <- x.Open(buf[:n], buf, 1, &scr)
+		done <- nil
 	}()
 	before := <-a.parked
 	runtime.GC()

@@ -1,4 +1,5 @@
 #include "textflag.h"
+#include "funcdata.h"
 
 // Not NOSPLIT, and with frames over the assembler's small-frame limit: the
 // prologue checks the stack and grows it if the frame does not fit. Each
@@ -26,9 +27,26 @@ TEXT ·stackBounds(SB), NOSPLIT, $0-16
 	RET
 
 // func reserveAnchor()
-TEXT ·reserveAnchor(SB), 0, $3584-0
+TEXT ·reserveAnchor(SB), 0, $8192-0
 	RET
 
 // func reserveAnchorDeep()
-TEXT ·reserveAnchorDeep(SB), 0, $21504-0
+TEXT ·reserveAnchorDeep(SB), 0, $24576-0
 	RET
+
+// HOP defines a function of signature func(deep bool, f func()) that calls
+// anchor(deep, f) from a frame of FRAME bytes. The frame holds anchor's
+// arguments at its bottom and nothing else: no pointers but those, which
+// anchor's own argument map describes.
+#define HOP(NAME, FRAME) \
+TEXT NAME(SB), 0, $FRAME-16; \
+	NO_LOCAL_POINTERS; \
+	MOVBQZX	deep+0(FP), AX; \
+	MOVB	AX, 0(SP); \
+	MOVQ	f+8(FP), AX; \
+	MOVQ	AX, 8(SP); \
+	CALL	·anchor(SB); \
+	RET
+
+HOP(·hop2K, 2064)
+HOP(·hop64K, 65552)

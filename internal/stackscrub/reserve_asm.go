@@ -15,10 +15,20 @@ func ReserveDeep()
 // hi), as the runtime keeps them.
 func stackBounds() (lo, hi uintptr)
 
-// reserveAnchor is Reserve for a frame larger than Reserve's by room for
-// the Go frames between: Unshrinkable's, before the function it runs
-// reserves its own.
+// reserveAnchor is Reserve for Unshrinkable, before the function it runs
+// reserves its own: room for that reservation, the Go frames between and
+// a panic's unwinding through them, whose deferred Scrub runs below the
+// panicking frames.
 func reserveAnchor()
 
 // reserveAnchorDeep is reserveAnchor for ReserveDeep.
 func reserveAnchorDeep()
+
+// hop2K and hop64K call anchor(deep, f) from a frame of 2 KiB or 64 KiB
+// that they write nothing to.
+//
+//go:noescape
+func hop2K(deep bool, f func())
+
+//go:noescape
+func hop64K(deep bool, f func())

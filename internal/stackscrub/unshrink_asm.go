@@ -5,19 +5,19 @@ package stackscrub
 import "unsafe"
 
 // Unshrinkable runs f where no collection shrinks the goroutine's stack
-// while f runs, and f's calls (a Guard's reservation included) need not
-// grow it: on the calling goroutine, below frames that fill a quarter of
-// its stack. f must reach no deeper than Reserve's reservation, or
-// ReserveDeep's if deep, and a few hundred bytes of frames.
+// while f runs, and where f's calls need not grow it: on the calling
+// goroutine, below frames that fill a quarter of its stack, with room
+// reserved below for f's frames, its Guard's reservation (ReserveDeep's
+// if deep, Reserve's if not) and the unwinding of a panic through them.
+// Code that goes deeper than that grows the stack, which copies it and
+// frees the old one, and makes the quarter larger.
 //
 // Should a Go release no longer start its g with the stack's bounds, the
 // check below finds that they do not hold the caller's frame and f runs
-// unanchored, as before this existed; TestStackBounds fails on such a
-// release. Starting a goroutine instead (OnFreshStack) would make f
-// escape, and every caller allocate, on every call.
+// unanchored; TestStackBounds fails on such a release.
 func Unshrinkable(deep bool, f func()) {
+	lo, hi := Bounds()
 	var here byte
-	lo, hi := stackBounds()
 	at := uintptr(unsafe.Pointer(&here))
 	if size := hi - lo; at <= lo || at > hi || size < 2048 || size&(size-1) != 0 {
 		f()
@@ -26,31 +26,39 @@ func Unshrinkable(deep bool, f func()) {
 	anchor(deep, f)
 }
 
-// step is how much stack each frame of anchor fills.
-const step = 2 << 10
+// Bounds returns the bounds of the calling goroutine's stack, [lo, hi),
+// as the runtime keeps them: tests compare them around a call to see
+// that the stack did not move.
+func Bounds() (lo, hi uintptr) { return stackBounds() }
 
-// anchor reserves room below it for f (a Guard's reservation, deep or
-// not, and the frames between), then calls itself, each frame step bytes,
-// until the frames above f fill a quarter of the stack, and calls f. A
-// reservation that grows the stack makes its quarter larger, which the
-// next frame's check sees.
+// hopBig is the gap to the quarter beyond which anchor descends by
+// hop64K rather than hop2K.
+const hopBig = 64 << 10
+
+// anchor reserves room below it for f, then, until the frames above it
+// fill a quarter of the stack, descends by a frame of hop2K or hop64K,
+// which call it again; then it calls f. A reservation that grows the
+// stack makes its quarter larger, which the next check sees. The frames
+// it descends by are assembly's, which leave them as they are: a Go frame
+// as large would be zeroed, costing a goroutine with a large stack tens
+// of microseconds on every call.
 //
 //go:noinline
 func anchor(deep bool, f func()) {
-	var pad [step]byte // zeroed: the frame is really this large
-	keepStep(&pad)
 	if deep {
 		reserveAnchorDeep()
 	} else {
 		reserveAnchor()
 	}
 	lo, hi := stackBounds()
-	if hi-uintptr(unsafe.Pointer(&pad[0])) < (hi-lo)/4 {
-		anchor(deep, f)
-		return
+	var here byte
+	used, quarter := hi-uintptr(unsafe.Pointer(&here)), (hi-lo)/4
+	switch {
+	case used >= quarter:
+		f()
+	case quarter-used > hopBig:
+		hop64K(deep, f)
+	default:
+		hop2K(deep, f)
 	}
-	f()
 }
-
-//go:noinline
-func keepStep(*[step]byte) {}

@@ -2,7 +2,8 @@
 
 package stackscrub
 
-// Unshrinkable runs f where no collection shrinks the goroutine's stack
-// while f runs: here, with no assembly to read the stack's bounds, on a
-// goroutine of its own (OnFreshStack), which makes f escape.
-func Unshrinkable(deep bool, f func()) { OnFreshStack(f) }
+// Unshrinkable runs f. Here no assembly reads the stack's bounds, so f
+// runs unanchored: a collection may shrink the stack while it runs.
+// Running f on a goroutine of its own instead would make f escape, and
+// every caller allocate on every call, pinned or not.
+func Unshrinkable(deep bool, f func()) { f() }

@@ -8,26 +8,6 @@ import (
 	"github.com/memshuffle/memshuffle/internal/memscan"
 )
 
-// AtDepth calls f depth frames of about 100 bytes below its caller, so
-// that f starts at a different distance from the end of its goroutine's
-// stack for each depth: at some depths the stack must grow during f.
-//
-//go:noinline
-func AtDepth(depth int, f func()) {
-	var pad [96]byte
-	if depth == 0 {
-		f()
-		return
-	}
-	AtDepth(depth-1, f)
-	keep(&pad)
-}
-
-// keep makes pad a part of its caller's frame.
-//
-//go:noinline
-func keep(pad *[96]byte) {}
-
 // GCMBlocks returns patterns of GCM's counter blocks 1 to n for nonce,
 // XORed with key16, the first round key (the first 16 bytes of the key):
 // what crypto/aes's GCM assembly leaves in its stack frame. It also

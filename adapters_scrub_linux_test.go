@@ -78,13 +78,10 @@ func TestAdaptersScrubStack(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// NewSigner's parse of the key leaves copies of its own on the heap
-	// (crypto/x509 expands it), which no scrub of the stack reaches.
 	before := stacktest.Count(t, []*memscan.Pattern{prefix}, false)
-	// The signers run unpinned: a collection may shrink the stack of a
-	// goroutine during the call and free the old one, with what the call
-	// had left in it, where no zeroing reaches (SECURITY.md). None runs
-	// during the calls, so that what is measured is the zeroing.
+	// No collection runs during the calls, so that what is measured is
+	// the zeroing (TestAdaptersUnpinnedStackStays shows the stack does not
+	// shrink under them).
 	runtime.GC()
 	gcPercent := debug.SetGCPercent(-1)
 	onStack := 0
@@ -116,9 +113,8 @@ func TestAdaptersScrubStack(t *testing.T) {
 	if onStack != 0 {
 		t.Errorf("the Ed25519 nonce prefix left on the signing goroutine's stack after %d of 60 signatures", onStack)
 	}
-	// Not asserted: on the heap crypto/ed25519's cache keeps one copy, and
-	// NewSigner's parse of the key leaves garbage with more, as many as the
-	// last collections left (TestAdapterCopies counts them).
+	// Not asserted: on the heap crypto/ed25519's cache keeps one copy
+	// (TestAdapterCopies counts it).
 	t.Logf("%d copies of the Ed25519 nonce prefix in the process after signing, %d before", stacktest.Count(t, []*memscan.Pattern{prefix}, false), before)
 	planted := stacktest.Plant(inverted)
 	if n := stacktest.Count(t, ps, false); n < len(inverted) {

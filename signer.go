@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
+	encoding_asn1 "encoding/asn1"
 	"fmt"
 	"io"
 	"math/big"
@@ -53,6 +54,9 @@ import (
 func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 	k := &signer{s: s, h: h}
 	err := borrowKey(s, h, pinRule{deep: true}, func(der []byte) error {
+		if pkcs8IsEd25519(der) {
+			return k.setEd25519(der)
+		}
 		key, err := x509.ParsePKCS8PrivateKey(der)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidKey, err)
@@ -61,14 +65,9 @@ func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 		if err := k.setPublic(key); err != nil {
 			return err
 		}
-		// Sign reads Ed25519 and EC keys with a stricter parser of its
-		// own (no trailing bytes): fail now rather than at every Sign.
+		// Sign reads EC keys with a stricter parser of its own (no
+		// trailing bytes): fail now rather than at every Sign.
 		switch k.kind {
-		case keyEd25519:
-			var seed []byte
-			if seed, err = pkcs8Ed25519Seed(der); err == nil {
-				k.edCheck = edSeedCheck(seed)
-			}
 		case keyECDSA:
 			_, err = pkcs8ECScalar(der, k.ecBytes)
 		default:
@@ -118,10 +117,34 @@ type signer struct {
 	edKey ed25519.PrivateKey
 }
 
+// setEd25519 keeps the public half of the Ed25519 key in der and what
+// tells its seed apart. It parses der itself: crypto/x509's parse copies
+// the seed to the heap (encoding/asn1 copies an OCTET STRING), where
+// nothing can wipe it, and returns the key it expands from it there.
+// ed25519.NewKeyFromSeed keeps its expanded key (scalar and prefix) in its
+// frames, which the Guard around the call zeroes, and returns the seed and
+// public key, which are wiped.
+func (k *signer) setEd25519(der []byte) error {
+	seed, err := pkcs8Ed25519Seed(der)
+	if err != nil {
+		return err
+	}
+	if keyIsZero(seed) {
+		return fmt.Errorf("%w: Ed25519 seed of zeros", ErrInvalidKey)
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	defer Wipe(priv)
+	k.kind = keyEd25519
+	k.edPub = append(ed25519.PublicKey(nil), priv[ed25519.SeedSize:]...)
+	k.pub = k.edPub
+	k.edCheck = edSeedCheck(seed)
+	return nil
+}
+
 // setPublic checks that key is supported and keeps its public half.
 func (k *signer) setPublic(key any) error {
 	switch key := key.(type) {
-	case ed25519.PrivateKey:
+	case ed25519.PrivateKey: // from ReadPrivateKey; NewSigner uses setEd25519
 		// The seed, read in place: Seed would copy it to the heap.
 		if keyIsZero(key[:ed25519.SeedSize]) {
 			return fmt.Errorf("%w: Ed25519 seed of zeros", ErrInvalidKey)
@@ -303,6 +326,21 @@ func pkcs8Private(der []byte) (cryptobyte.String, error) {
 		return nil, fmt.Errorf("%w: not PKCS#8", ErrInvalidKey)
 	}
 	return priv, nil
+}
+
+// oidEd25519 is the algorithm identifier of Ed25519 (RFC 8410).
+var oidEd25519 = encoding_asn1.ObjectIdentifier{1, 3, 101, 112}
+
+// pkcs8IsEd25519 reports whether der is a PKCS#8 key whose algorithm is
+// Ed25519, without parameters, as RFC 8410 and crypto/x509 require.
+func pkcs8IsEd25519(der []byte) bool {
+	in := cryptobyte.String(der)
+	var info, alg cryptobyte.String
+	var version int
+	var oid encoding_asn1.ObjectIdentifier
+	return in.ReadASN1(&info, asn1.SEQUENCE) && info.ReadASN1Integer(&version) &&
+		info.ReadASN1(&alg, asn1.SEQUENCE) && alg.ReadASN1ObjectIdentifier(&oid) &&
+		alg.Empty() && oid.Equal(oidEd25519)
 }
 
 // pkcs8Ed25519Seed returns the seed in an Ed25519 PKCS#8 key (RFC 8410), a

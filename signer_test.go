@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -194,6 +195,27 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
+// ed25519DER is an Ed25519 PKCS#8 key of seed with the algorithm's
+// parameters params (none, as RFC 8410 requires, if nil).
+func ed25519DER(params, seed []byte) []byte {
+	alg := append([]byte{6, 3, 43, 101, 112}, params...)
+	priv := append([]byte{4, byte(len(seed))}, seed...)
+	body := append([]byte{2, 1, 0, 0x30, byte(len(alg))}, alg...)
+	body = append(body, 4, byte(len(priv)))
+	body = append(body, priv...)
+	return append([]byte{0x30, byte(len(body))}, body...)
+}
+
+// x25519Key is an X25519 key, whose PKCS#8 form is Ed25519's with another
+// algorithm identifier.
+func x25519Key(t *testing.T) *ecdh.PrivateKey {
+	k, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 func TestSignerErrors(t *testing.T) {
 	s := newTest(t)
 	p224, _ := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
@@ -204,6 +226,11 @@ func TestSignerErrors(t *testing.T) {
 		"RSA1024":  pkcs8(t, rsa1024),
 		"PKCS1":    x509.MarshalPKCS1PrivateKey(rsa1024),
 		"trailing": append(pkcs8(t, testKeys()[0].priv), 0),
+		// Ed25519 keys NewSigner parses itself (RFC 8410's form).
+		"Ed25519/seed-of-zeros":        ed25519DER(nil, make([]byte, 32)),
+		"Ed25519/with-NULL-parameters": ed25519DER([]byte{5, 0}, bytes.Repeat([]byte{7}, 32)),
+		"Ed25519/short-seed":           ed25519DER(nil, bytes.Repeat([]byte{7}, 31)),
+		"X25519":                       pkcs8(t, x25519Key(t)),
 	} {
 		h, err := CopyFrom(s, der)
 		if err != nil {

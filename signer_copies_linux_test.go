@@ -1,0 +1,101 @@
+package memshuffle
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha512"
+	"crypto/x509"
+	"runtime"
+	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/memscan"
+	"github.com/memshuffle/memshuffle/internal/stackscrub"
+	"github.com/memshuffle/memshuffle/internal/stacktest"
+)
+
+// TestNewSignerEd25519LeavesNoCopies: making Signers of an Ed25519 key
+// leaves no copy of its seed, scalar or prefix anywhere in the process.
+// crypto/x509's parse copied the seed to the heap, and returned the key
+// it expanded from it there: 2 more copies of the seed with each
+// NewSigner. The test makes the key and its patterns on a goroutine of
+// its own, in frames zeroed after, so that its own copies are gone; the
+// control is a planted copy of the seed, found.
+func TestNewSignerEd25519LeavesNoCopies(t *testing.T) {
+	if raceBuild {
+		t.Skip("the race detector's instrumentation changes the frames the test zeroes")
+	}
+	s := newTest(t)
+	type made struct {
+		h       Handle
+		ps      []*memscan.Pattern
+		invSeed [ed25519.SeedSize]byte
+		err     error
+	}
+	ch := make(chan made)
+	go func() {
+		var m made
+		stackscrub.ReserveDeep()
+		m.h, m.ps, m.invSeed, m.err = ed25519KeyAndPatterns(s)
+		stackscrub.ScrubDeep()
+		ch <- m
+	}()
+	m := <-ch
+	if m.err != nil {
+		t.Fatal(m.err)
+	}
+	runtime.GC()
+	before := stacktest.Count(t, m.ps, false)
+	for range 20 {
+		if _, err := NewSigner(s, m.h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	if after := stacktest.Count(t, m.ps, true); after > before {
+		t.Errorf("%d copies of the Ed25519 seed, scalar and prefix after 20 NewSigner calls, %d before", after, before)
+	}
+	planted := make([]byte, len(m.invSeed))
+	for i, b := range m.invSeed {
+		planted[i] = ^b
+	}
+	if n := stacktest.Count(t, m.ps[:1], false); n == 0 {
+		t.Error("control: the planted seed was not found")
+	}
+	clear(planted)
+	runtime.KeepAlive(planted)
+}
+
+// ed25519KeyAndPatterns makes an Ed25519 key in an entry of s, as PKCS#8,
+// and returns patterns of its seed, of its clamped scalar's hash half and
+// of its prefix, and the seed inverted. Its frames hold the key: call it
+// between stackscrub.ReserveDeep and ScrubDeep.
+//
+//go:noinline
+func ed25519KeyAndPatterns(s *Shuffler) (Handle, []*memscan.Pattern, [ed25519.SeedSize]byte, error) {
+	var inv [ed25519.SeedSize]byte
+	_, ed, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return Handle{}, nil, inv, err
+	}
+	defer Wipe(ed)
+	der, err := x509.MarshalPKCS8PrivateKey(ed)
+	if err != nil {
+		return Handle{}, nil, inv, err
+	}
+	defer Wipe(der)
+	sum := sha512.Sum512(ed[:ed25519.SeedSize])
+	defer Wipe(sum[:])
+	var ps []*memscan.Pattern
+	for _, b := range [][]byte{ed[:ed25519.SeedSize], sum[:32], sum[32:]} {
+		p, err := memscan.NewPattern(b)
+		if err != nil {
+			return Handle{}, nil, inv, err
+		}
+		ps = append(ps, p)
+	}
+	for i, b := range ed[:ed25519.SeedSize] {
+		inv[i] = ^b
+	}
+	h, err := CopyFrom(s, der)
+	return h, ps, inv, err
+}

@@ -21,8 +21,9 @@ import (
 // the call, then looks for what the standard library leaves in its frames:
 // in the whole process, GCM's counter blocks XORed with the first round
 // key (for AES-128 the key itself, to anyone who knows the nonce); on the
-// signing goroutine's stack after each signature, the Ed25519 nonce prefix
-// that signing keeps in a SHA-512 state. Every seal uses one nonce, so
+// signing goroutine's stack after each signature and each NewSigner, the
+// Ed25519 nonce prefix that signing keeps in a SHA-512 state and
+// NewSigner's expansion of the key in its own. Every seal uses one nonce, so
 // that one set of patterns covers them all. The control: the same blocks,
 // planted, are found.
 func TestAdaptersScrubStack(t *testing.T) {
@@ -84,12 +85,18 @@ func TestAdaptersScrubStack(t *testing.T) {
 	// shrink under them).
 	runtime.GC()
 	gcPercent := debug.SetGCPercent(-1)
-	onStack := 0
+	onStack, onStackNew := 0, 0
 	for depth := range 60 {
 		done := make(chan error)
 		go func() {
 			var err error
 			stacktest.AtDepth(depth, func() {
+				// NewSigner expands the key (ed25519.NewKeyFromSeed) in
+				// frames below this one.
+				if _, err = NewSigner(s, dh); err != nil {
+					return
+				}
+				onStackNew += countBelow(&invPrefix)
 				defer func() { onStack += countBelow(&invPrefix) }()
 				var sealed []byte
 				if sealed, err = a.Seal(nil, nonce, plain, nil); err != nil {
@@ -112,6 +119,9 @@ func TestAdaptersScrubStack(t *testing.T) {
 	}
 	if onStack != 0 {
 		t.Errorf("the Ed25519 nonce prefix left on the signing goroutine's stack after %d of 60 signatures", onStack)
+	}
+	if onStackNew != 0 {
+		t.Errorf("the Ed25519 nonce prefix left on the goroutine's stack after %d of 60 NewSigner calls", onStackNew)
 	}
 	// Not asserted: on the heap crypto/ed25519's cache keeps one copy
 	// (TestAdapterCopies counts it).

@@ -31,7 +31,7 @@ TEXT ·reserveAnchor(SB), 0, $8192-0
 	RET
 
 // func reserveAnchorDeep()
-TEXT ·reserveAnchorDeep(SB), 0, $24576-0
+TEXT ·reserveAnchorDeep(SB), 0, $28672-0
 	RET
 
 // HOP defines a function of signature func(deep bool, f func()) that calls
@@ -49,4 +49,6 @@ TEXT NAME(SB), 0, $FRAME-16; \
 	RET
 
 HOP(·hop2K, 2064)
+HOP(·hop8K, 8208)
 HOP(·hop64K, 65552)
+HOP(·hop512K, 524304)

@@ -24,11 +24,17 @@ func reserveAnchor()
 // reserveAnchorDeep is reserveAnchor for ReserveDeep.
 func reserveAnchorDeep()
 
-// hop2K and hop64K call anchor(deep, f) from a frame of 2 KiB or 64 KiB
-// that they write nothing to.
+// hop2K, hop8K, hop64K and hop512K call anchor(deep, f) from a frame of
+// 2, 8, 64 or 512 KiB that they write nothing to.
 //
 //go:noescape
 func hop2K(deep bool, f func())
 
 //go:noescape
+func hop8K(deep bool, f func())
+
+//go:noescape
 func hop64K(deep bool, f func())
+
+//go:noescape
+func hop512K(deep bool, f func())

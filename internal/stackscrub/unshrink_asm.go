@@ -31,17 +31,14 @@ func Unshrinkable(deep bool, f func()) {
 // that the stack did not move.
 func Bounds() (lo, hi uintptr) { return stackBounds() }
 
-// hopBig is the gap to the quarter beyond which anchor descends by
-// hop64K rather than hop2K.
-const hopBig = 64 << 10
-
 // anchor reserves room below it for f, then, until the frames above it
-// fill a quarter of the stack, descends by a frame of hop2K or hop64K,
-// which call it again; then it calls f. A reservation that grows the
-// stack makes its quarter larger, which the next check sees. The frames
-// it descends by are assembly's, which leave them as they are: a Go frame
-// as large would be zeroed, costing a goroutine with a large stack tens
-// of microseconds on every call.
+// fill a quarter of the stack, descends by a frame of hop512K, hop64K,
+// hop8K or hop2K, the largest the gap to the quarter holds, which call it
+// again; then it calls f. A reservation that grows the stack makes its
+// quarter larger, which the next check sees. The frames it descends by are
+// assembly's, which leave them as they are: Go frames as large would be
+// zeroed, costing a goroutine with a large stack tens of microseconds on
+// every call.
 //
 //go:noinline
 func anchor(deep bool, f func()) {
@@ -56,8 +53,12 @@ func anchor(deep bool, f func()) {
 	switch {
 	case used >= quarter:
 		f()
-	case quarter-used > hopBig:
+	case quarter-used > 512<<10:
+		hop512K(deep, f)
+	case quarter-used > 64<<10:
 		hop64K(deep, f)
+	case quarter-used > 8<<10:
+		hop8K(deep, f)
 	default:
 		hop2K(deep, f)
 	}

@@ -2,7 +2,6 @@ package memshuffle
 
 import (
 	"github.com/memshuffle/memshuffle/internal/seal"
-	"github.com/memshuffle/memshuffle/internal/stackscrub"
 )
 
 // borrowKey is BorrowViewSlice for the crypto adapters (MAC, NewAEAD,
@@ -16,35 +15,18 @@ import (
 //
 // Where pin allows it, fn also runs pinned, so that no preemption saves
 // the registers where nothing can wipe them; the stack its calls used is
-// zeroed after it (seal.Guard). Where it does not, fn may park or stop at
-// a safe point, where a collection could shrink its stack and free the
-// old one with what fn's calls left in it: it runs where the stack cannot
-// shrink (stackscrub.Unshrinkable), except in secret mode, whose runtime
-// erases a stack it frees.
+// zeroed after it; where it does not, fn runs where the stack cannot
+// shrink (seal.Guarded).
 func borrowKey(s *Shuffler, h Handle, pin pinRule, fn func([]byte) error) error {
-	return BorrowViewSlice(s, h, func(k []byte) error {
-		pinned := pin.allows(len(k))
-		if pinned || secretMode {
-			return guarded(pin.deep, pinned, k, fn)
-		}
-		var err error
-		stackscrub.Unshrinkable(pin.deep, func() { err = guarded(pin.deep, false, k, fn) })
+	return BorrowViewSlice(s, h, func(k []byte) (err error) {
+		seal.Guarded(pin.allows(len(k)), pin.deep, func() {
+			if adapterHookForTest != nil {
+				adapterHookForTest()
+			}
+			err = fn(k)
+		})
 		return err
 	})
-}
-
-// guarded runs fn(k) under a seal.Guard, which zeroes the stack its calls
-// used: as deep as the signers' reach if deep.
-func guarded(deep, pinned bool, k []byte, fn func([]byte) error) error {
-	g := seal.Enter
-	if deep {
-		g = seal.EnterDeep
-	}
-	defer g(pinned).Exit()
-	if adapterHookForTest != nil {
-		adapterHookForTest()
-	}
-	return fn(k)
 }
 
 // adapterHookForTest, when set, runs where an adapter computes with the

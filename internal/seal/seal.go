@@ -233,6 +233,33 @@ type Guard struct {
 	deep   bool
 }
 
+// Guarded runs f under a Guard, pinned if pin (see Pins), over code
+// whose calls reach at most stackscrub.Depth below (DeepDepth if deep).
+// Unpinned, f may park or stop at a safe point, where a collection could
+// shrink its stack and free the old one with what f's finished calls left
+// below: there it runs where the stack cannot shrink
+// (stackscrub.Unshrinkable). In secret mode the runtime erases the stacks
+// it frees, and f runs as it is.
+func Guarded(pin, deep bool, f func()) {
+	if pin || secretmode.On {
+		guarded(pin, deep, f)
+		return
+	}
+	stackscrub.Unshrinkable(deep, func() { guarded(false, deep, f) })
+}
+
+// guarded cleans up in a deferred call, so that code that panics unpinned
+// still leaves its registers cleared and its goroutine unlocked from the
+// thread.
+func guarded(pin, deep bool, f func()) {
+	g := Enter
+	if deep {
+		g = EnterDeep
+	}
+	defer g(pin).Exit()
+	f()
+}
+
 // Enter starts a Guard, pinned if pin (see Pins), over code whose calls
 // reach at most stackscrub.Depth below its caller. The watch starts before
 // the pin: its first use in a process sets up the signal guard, which may
@@ -274,10 +301,9 @@ func (g Guard) Exit() {
 	g.w.End()
 }
 
-// prepare enters a Guard for the AEAD call, pinned if pin. What could make
-// the AEAD panic it checks first, as a panic while pinned would end the
-// process.
-func (x aeadCipher) prepare(dst, in, nonce, ad []byte, pin bool) Guard {
+// check panics on what would make the AEAD panic, before its Guard: a
+// panic while pinned would end the process.
+func (x aeadCipher) check(dst, in, nonce, ad []byte) {
 	if len(nonce) != x.a.NonceSize() {
 		// A wiped AEAD reports a nonce size of 0.
 		panic("seal: the AEAD's nonce size is not " + fmt.Sprint(len(nonce)) + ": it was wiped")
@@ -288,7 +314,6 @@ func (x aeadCipher) prepare(dst, in, nonce, ad []byte, pin bool) Guard {
 	if aesctr.Overlaps(dst, ad) {
 		panic("seal: output overlaps the associated data")
 	}
-	return Enter(pin)
 }
 
 // PinMax is the longest input the default build seals or opens pinned
@@ -338,51 +363,16 @@ func (x aeadCipher) Open(dst, sealed []byte, c uint64, scr *Scratch) error {
 	return nil
 }
 
-// seal and open run a call that is not pinned on a stack no collection
-// shrinks (see unpinned).
+// seal and open run the AEAD under a Guard, pinned up to PinMax bytes.
 func (x aeadCipher) seal(dst, plain []byte, c uint64, scr *Scratch) {
-	if unpinned(len(plain)) {
-		stackscrub.Unshrinkable(false, func() { x.sealGuarded(dst, plain, c, scr) })
-		return
-	}
-	x.sealGuarded(dst, plain, c, scr)
-}
-
-func (x aeadCipher) open(dst, sealed []byte, c uint64, scr *Scratch) error {
-	if unpinned(len(dst)) {
-		return x.openUnshrinkable(dst, sealed, c, scr)
-	}
-	return x.openGuarded(dst, sealed, c, scr)
-}
-
-// openUnshrinkable is apart from open so that the result the closure sets
-// is allocated only on this path.
-func (x aeadCipher) openUnshrinkable(dst, sealed []byte, c uint64, scr *Scratch) (err error) {
-	stackscrub.Unshrinkable(false, func() { err = x.openGuarded(dst, sealed, c, scr) })
-	return err
-}
-
-// unpinned reports whether a call over n bytes runs unpinned in the
-// default build (over PinMax bytes, with BoringCrypto, or with the pinning
-// turned off), where a collection may stop it at a safe point between the
-// AEAD's steps and shrink its stack, freeing the old one with the counter
-// blocks the finished steps left below: such a call runs where the stack
-// cannot shrink (stackscrub.Unshrinkable). In secret mode the runtime
-// erases the stacks it frees.
-func unpinned(n int) bool { return !secretmode.On && !Pins(n) }
-
-// sealGuarded and openGuarded clean up in a deferred call, so that an AEAD
-// that panics unpinned still leaves its registers cleared and its
-// goroutine unlocked from the thread.
-func (x aeadCipher) sealGuarded(dst, plain []byte, c uint64, scr *Scratch) {
 	nonce := x.nonce(c, scr)
-	defer x.prepare(dst, plain, nonce, scr.AD[:], Pins(len(plain))).Exit()
-	x.a.Seal(dst[:0], nonce, plain, scr.AD[:])
+	x.check(dst, plain, nonce, scr.AD[:])
+	Guarded(Pins(len(plain)), false, func() { x.a.Seal(dst[:0], nonce, plain, scr.AD[:]) })
 }
 
-func (x aeadCipher) openGuarded(dst, sealed []byte, c uint64, scr *Scratch) error {
+func (x aeadCipher) open(dst, sealed []byte, c uint64, scr *Scratch) (err error) {
 	nonce := x.nonce(c, scr)
-	defer x.prepare(dst, sealed, nonce, scr.AD[:], Pins(len(dst))).Exit()
-	_, err := x.a.Open(dst[:0], nonce, sealed, scr.AD[:])
+	x.check(dst, sealed, nonce, scr.AD[:])
+	Guarded(Pins(len(dst)), false, func() { _, err = x.a.Open(dst[:0], nonce, sealed, scr.AD[:]) })
 	return err
 }

@@ -16,8 +16,8 @@ import (
 // steps left below; it runs on a stack no collection shrinks, so the
 // zeroing after it reaches every frame. An AEAD that parks in the call, on
 // a goroutine whose stack has grown large, finds its stack where it was
-// after two collections. The control: the same call without Seal's and
-// Open's anchoring, whose stack moves.
+// after two collections. The control: the AEAD called directly, without
+// Seal's and Open's Guard, whose stack moves.
 func TestUnpinnedAEADCallsStackStays(t *testing.T) {
 	if secretmode.On {
 		t.Skip("in secret mode the runtime erases the stacks it frees")
@@ -37,8 +37,8 @@ func TestUnpinnedAEADCallsStackStays(t *testing.T) {
 	}
 }
 
-// unpinnedCallMoved runs op of n bytes with a parkingAEAD (through the
-// guarded call alone, bypassing the anchoring, for the control) on a
+// unpinnedCallMoved runs op of n bytes with a parkingAEAD (called
+// directly, for the control) on a
 // goroutine whose stack has grown large, runs two collections while it is
 // parked and reports whether its stack moved.
 func unpinnedCallMoved(t *testing.T, op string, n int, control bool) bool {
@@ -49,19 +49,18 @@ func unpinnedCallMoved(t *testing.T, op string, n int, control bool) bool {
 		x := aeadCipher{a: a}
 		var scr Scratch
 		buf := make([]byte, n+16)
+		var err error
 		switch {
 		case op == "Seal" && control:
-			x.sealGuarded(buf, buf[:n], 1, &scr)
+			a.Seal(buf[:0], scr.Nonce[:], buf[:n], nil)
 		case op == "Seal":
 			x.Seal(buf, buf[:n], 1, &scr)
 		case control:
-			done <- x.openGuarded(buf[:n], buf, 1, &scr)
-			return
+			_, err = a.Open(buf[:0], scr.Nonce[:], buf, nil)
 		default:
-			done <- x.Open(buf[:n], buf, 1, &scr)
-			return
+			err = x.Open(buf[:n], buf, 1, &scr)
 		}
-		done <- nil
+		done <- err
 	}()
 	before := <-a.parked
 	runtime.GC()

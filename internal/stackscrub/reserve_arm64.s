@@ -1,18 +1,6 @@
 #include "textflag.h"
 #include "funcdata.h"
 
-// Not NOSPLIT, and with frames over the assembler's small-frame limit: the
-// prologue checks the stack and grows it if the frame does not fit. Each
-// frame is larger than its scrub's, by room for the Go frames between.
-
-// func Reserve()
-TEXT ·Reserve(SB), 0, $2560-0
-	RET
-
-// func ReserveDeep()
-TEXT ·ReserveDeep(SB), 0, $16896-0
-	RET
-
 // func stackBounds() (lo, hi uintptr)
 //
 // The runtime's g for the goroutine begins with its stack's bounds, an
@@ -23,14 +11,6 @@ TEXT ·stackBounds(SB), NOSPLIT, $0-16
 	MOVD R0, lo+0(FP)
 	MOVD 8(g), R0
 	MOVD R0, hi+8(FP)
-	RET
-
-// func reserveAnchor()
-TEXT ·reserveAnchor(SB), 0, $8192-0
-	RET
-
-// func reserveAnchorDeep()
-TEXT ·reserveAnchorDeep(SB), 0, $28672-0
 	RET
 
 // HOP defines a function of signature func(deep bool, f func()) that calls

@@ -1,0 +1,25 @@
+//go:build amd64 || arm64
+
+#include "textflag.h"
+
+// Not NOSPLIT, and with frames over the assembler's small-frame limit: the
+// prologue checks the stack and grows it if the frame does not fit. Each
+// frame is larger than its scrub's, by room for the Go frames between.
+// The bodies are the same on every architecture; what differs is in
+// reserve_$GOARCH.s.
+
+// func Reserve()
+TEXT ·Reserve(SB), 0, $2560-0
+	RET
+
+// func ReserveDeep()
+TEXT ·ReserveDeep(SB), 0, $16896-0
+	RET
+
+// func reserveAnchor()
+TEXT ·reserveAnchor(SB), 0, $8192-0
+	RET
+
+// func reserveAnchorDeep()
+TEXT ·reserveAnchorDeep(SB), 0, $28672-0
+	RET

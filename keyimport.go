@@ -29,9 +29,13 @@ const maxKeyFile = 64 << 10
 //
 // The buffers ReadPrivateKey owns (what it read, the decoded PEM block, the
 // DER it stores, the parsed key's numbers) are wiped before it returns,
-// also on failure. encoding/pem and crypto/x509 make copies of their own
-// on the way that it cannot reach; in secret mode (see SecretMode) the
-// whole import runs inside secret.Do, so those are erased too once
+// also on failure. An Ed25519 key in PKCS#8 is read and stored without
+// crypto/x509, which leaves no copy of it behind; ECDSA and RSA keys are
+// parsed and marshalled by crypto/x509, and an Ed25519 key with bytes
+// after it by crypto/x509 too, which make copies of their own on the way
+// that ReadPrivateKey cannot reach, and so does encoding/pem of a block
+// whose base64 has spaces or tabs in it. In secret mode (see SecretMode)
+// the whole import runs inside secret.Do, so those are erased too once
 // unreachable. Whatever r keeps (a bufio.Reader's buffer) is up to r.
 func ReadPrivateKey(s *Shuffler, r io.Reader) (h Handle, err error) {
 	if r == nil {
@@ -83,6 +87,15 @@ func readPrivateKey(s *Shuffler, r io.Reader) (Handle, error) {
 		}
 		if der == nil {
 			return Handle{}, fmt.Errorf("%w: no private key in the PEM input", ErrInvalidKey)
+		}
+	}
+	// An Ed25519 key in the usual encoding is read without crypto/x509;
+	// one its stricter parse refuses (trailing bytes, say) takes the path
+	// of the other keys, so that what ReadPrivateKey accepts stays the
+	// same.
+	if form == "" || form == "PRIVATE KEY" {
+		if seed, ok := pkcs8Ed25519Only(der); ok {
+			return importEd25519(s, seed)
 		}
 	}
 	key, err := parsePrivateKey(der, form)
@@ -163,4 +176,35 @@ func readAllWiping(r io.Reader, limit int) (b []byte, err error) {
 			return b, fmt.Errorf("memshuffle: reading a private key: %w", err)
 		}
 	}
+}
+
+// ed25519PKCS8Prefix is what precedes the seed in the PKCS#8 form of an
+// Ed25519 key that crypto/x509 marshals (RFC 8410, section 7): version 0,
+// the algorithm without parameters, the seed as an OCTET STRING inside the
+// privateKey OCTET STRING.
+var ed25519PKCS8Prefix = []byte{0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20}
+
+// pkcs8Ed25519Only returns the seed in der when der is an Ed25519 PKCS#8
+// key with nothing after it, as NewSigner reads one.
+func pkcs8Ed25519Only(der []byte) ([]byte, bool) {
+	if !pkcs8IsEd25519(der) {
+		return nil, false
+	}
+	seed, err := pkcs8Ed25519Seed(der)
+	return seed, err == nil
+}
+
+// importEd25519 stores the Ed25519 key of seed in a new entry, in the
+// PKCS#8 form crypto/x509 marshals, without crypto/x509: its parse copies
+// the seed to the heap (encoding/asn1 copies an OCTET STRING) and its
+// marshal does again, where nothing can wipe them. Any 32-byte seed is a
+// key, but one of zeros, which NewSigner refuses.
+func importEd25519(s *Shuffler, seed []byte) (Handle, error) {
+	if keyIsZero(seed) {
+		return Handle{}, fmt.Errorf("%w: Ed25519 seed of zeros", ErrInvalidKey)
+	}
+	p8 := make([]byte, 0, len(ed25519PKCS8Prefix)+len(seed))
+	p8 = append(append(p8, ed25519PKCS8Prefix...), seed...)
+	defer Wipe(p8)
+	return CopyFrom(s, p8)
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"crypto/sha512"
 	"crypto/x509"
+	"encoding/base64"
+	"io"
 	"runtime"
 	"testing"
 
@@ -98,4 +100,84 @@ func ed25519KeyAndPatterns(s *Shuffler) (Handle, []*memscan.Pattern, [ed25519.Se
 	}
 	h, err := CopyFrom(s, der)
 	return h, ps, inv, err
+}
+
+// TestReadPrivateKeyEd25519LeavesNoCopies: reading an Ed25519 key with
+// ReadPrivateKey, as DER and as PEM, leaves no copy of its seed, scalar
+// or prefix anywhere in the process. crypto/x509's parse and marshal,
+// which it used before, each copied the seed to the heap. The key reaches
+// ReadPrivateKey through a pipe from an entry (WriteTo), so that the
+// test holds no copy of its own; the control is a planted copy of the
+// seed, found.
+func TestReadPrivateKeyEd25519LeavesNoCopies(t *testing.T) {
+	if raceBuild {
+		t.Skip("the race detector's instrumentation changes the frames the test zeroes")
+	}
+	s := newTest(t)
+	type made struct {
+		h       Handle
+		ps      []*memscan.Pattern
+		invSeed [ed25519.SeedSize]byte
+		err     error
+	}
+	ch := make(chan made)
+	go func() {
+		var m made
+		stackscrub.ReserveDeep()
+		m.h, m.ps, m.invSeed, m.err = ed25519KeyAndPatterns(s)
+		stackscrub.ScrubDeep()
+		ch <- m
+	}()
+	m := <-ch
+	if m.err != nil {
+		t.Fatal(m.err)
+	}
+	// read pipes the entry to ReadPrivateKey, base64 in a PEM block or as
+	// it is.
+	read := func(asPEM bool) {
+		t.Helper()
+		pr, pw := io.Pipe()
+		go func() {
+			var err error
+			if asPEM {
+				io.WriteString(pw, "-----BEGIN PRIVATE KEY-----\n")
+				enc := base64.NewEncoder(base64.StdEncoding, pw)
+				_, err = WriteTo(s, m.h, enc)
+				enc.Close()
+				io.WriteString(pw, "\n-----END PRIVATE KEY-----\n")
+			} else {
+				_, err = WriteTo(s, m.h, pw)
+			}
+			pw.CloseWithError(err)
+		}()
+		h, err := ReadPrivateKey(s, pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := EqualEntries(s, h, m.h); err != nil || !ok {
+			t.Fatalf("the entry ReadPrivateKey made differs from the key's PKCS#8 DER (%v)", err)
+		}
+		if err := s.Free(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read(false) // the pipe's and the encoder's goroutines, first made here
+	runtime.GC()
+	before := stacktest.Count(t, m.ps, false)
+	for i := range 20 {
+		read(i%2 == 0)
+	}
+	runtime.GC()
+	if after := stacktest.Count(t, m.ps, true); after > before {
+		t.Errorf("%d copies of the Ed25519 seed, scalar and prefix after 20 ReadPrivateKey calls, %d before", after, before)
+	}
+	planted := make([]byte, len(m.invSeed))
+	for i, b := range m.invSeed {
+		planted[i] = ^b
+	}
+	if n := stacktest.Count(t, m.ps[:1], false); n == 0 {
+		t.Error("control: the planted seed was not found")
+	}
+	clear(planted)
+	runtime.KeepAlive(planted)
 }

@@ -19,11 +19,15 @@ import (
 	"errors"
 	"io"
 	"math/big"
+	mathrand "math/rand/v2"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cryptobyte_asn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // testKey is a key of one kind NewSigner supports, made once per test
@@ -391,6 +395,10 @@ func TestReadPrivateKey(t *testing.T) {
 		key  crypto.Signer
 	}{
 		{"PKCS8 DER Ed25519", pkcs8(t, testKeys()[0].priv), testKeys()[0].priv},
+		{"PKCS8 PEM Ed25519", pemOf("PRIVATE KEY", pkcs8(t, testKeys()[0].priv)), testKeys()[0].priv},
+		// Read by crypto/x509, which ignores what follows: as before.
+		{"PKCS8 DER Ed25519, a byte after", append(pkcs8(t, testKeys()[0].priv), 0), testKeys()[0].priv},
+		{"PKCS8 v2 DER Ed25519 with its public key", ed25519OneAsymmetricKey(t, testKeys()[0].priv.(ed25519.PrivateKey)), testKeys()[0].priv},
 		{"PKCS8 PEM P384", pemOf("PRIVATE KEY", pkcs8(t, testKeys()[2].priv)), testKeys()[2].priv},
 		{"PKCS1 DER", x509.MarshalPKCS1PrivateKey(rsaKey), rsaKey},
 		{"PKCS1 PEM", pemOf("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rsaKey)), rsaKey},
@@ -448,6 +456,30 @@ func TestReadPrivateKey(t *testing.T) {
 	if st := s.Stats(); st.Rented+st.Viewed != 0 {
 		t.Errorf("%d entries left rented", st.Rented+st.Viewed)
 	}
+}
+
+// ed25519OneAsymmetricKey is key as RFC 8410's second example encodes
+// one: a OneAsymmetricKey (RFC 5958) of version 2 with the public key.
+func ed25519OneAsymmetricKey(t *testing.T, key ed25519.PrivateKey) []byte {
+	var b cryptobyte.Builder
+	b.AddASN1(cryptobyte_asn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1Int64(1)
+		b.AddASN1(cryptobyte_asn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1ObjectIdentifier(oidEd25519)
+		})
+		b.AddASN1(cryptobyte_asn1.OCTET_STRING, func(b *cryptobyte.Builder) {
+			b.AddASN1OctetString(key.Seed())
+		})
+		b.AddASN1(cryptobyte_asn1.Tag(1).ContextSpecific(), func(b *cryptobyte.Builder) {
+			b.AddUint8(0) // no unused bits
+			b.AddBytes(key[ed25519.SeedSize:])
+		})
+	})
+	der, err := b.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }
 
 func mustP224(t testing.TB) *ecdsa.PrivateKey {
@@ -558,4 +590,71 @@ func TestSignECDSAScalarOutOfRange(t *testing.T) {
 			t.Errorf("%s: Sign = %x, %v; want nil, ErrInvalidKey", name, sig, err)
 		}
 	}
+}
+
+// TestReadPrivateKeyEd25519MatchesX509: ReadPrivateKey reads an Ed25519
+// key without crypto/x509, and must accept and store exactly what reading
+// it with crypto/x509 would: for mutations of an Ed25519 key's PKCS#8 DER
+// (a byte changed, dropped or added, the input cut short), the same
+// verdict and, when accepted, the same entry.
+func TestReadPrivateKeyEd25519MatchesX509(t *testing.T) {
+	s := newTest(t)
+	base := pkcs8(t, testKeys()[0].priv)
+	v2 := ed25519OneAsymmetricKey(t, testKeys()[0].priv.(ed25519.PrivateKey))
+	rng := mathrand.New(mathrand.NewPCG(1, 2))
+	mutate := func(in []byte) []byte {
+		b := bytes.Clone(in)
+		switch rng.IntN(4) {
+		case 0:
+			b[rng.IntN(len(b))] ^= byte(1 + rng.IntN(255))
+		case 1:
+			i := rng.IntN(len(b))
+			b = append(b[:i], b[i+1:]...)
+		case 2:
+			i := rng.IntN(len(b) + 1)
+			b = append(b[:i], append([]byte{byte(rng.IntN(256))}, b[i:]...)...)
+		default:
+			b = b[:rng.IntN(len(b))]
+		}
+		return b
+	}
+	accepted, own := 0, 0
+	for i := range 3000 {
+		in := mutate(base)
+		if i%2 == 1 {
+			in = mutate(v2)
+		}
+		var want []byte
+		if key, err := x509.ParsePKCS8PrivateKey(in); err == nil {
+			if ed, ok := key.(ed25519.PrivateKey); ok && !keyIsZero(ed.Seed()) {
+				want, _ = x509.MarshalPKCS8PrivateKey(ed)
+			}
+		}
+		_, isEd := pkcs8Ed25519Only(in)
+		if !isEd && want == nil {
+			continue // another kind of key or none: the path is x509's as before
+		}
+		if isEd {
+			own++
+		}
+		h, err := ReadPrivateKey(s, bytes.NewReader(in))
+		switch {
+		case want == nil && err == nil:
+			t.Fatalf("ReadPrivateKey accepted %x, which crypto/x509 refuses", in)
+		case want != nil && err != nil:
+			t.Fatalf("ReadPrivateKey refused %x, which crypto/x509 reads: %v", in, err)
+		case want != nil:
+			accepted++
+			var got []byte
+			BorrowViewSlice(s, h, func(b []byte) error { got = bytes.Clone(b); return nil })
+			if !bytes.Equal(got, want) {
+				t.Fatalf("ReadPrivateKey stored %x for %x, crypto/x509 gives %x", got, in, want)
+			}
+			s.Free(h)
+		}
+	}
+	if accepted == 0 || own == 0 {
+		t.Fatalf("%d mutations accepted, %d read without crypto/x509: the test compared too little", accepted, own)
+	}
+	t.Logf("%d of 3000 mutations accepted by both, %d read without crypto/x509", accepted, own)
 }

@@ -10,15 +10,19 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/asn1"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,7 +99,9 @@ func copiesHolder() int {
 			return fail(err)
 		}
 	}
+	var ecSigs []string
 	for _, sg := range signers {
+		_, isEC := sg.Public().(*ecdsa.PublicKey)
 		for i := range copiesOps {
 			binary.BigEndian.PutUint64(msg, uint64(i))
 			in, opts := msg, crypto.SignerOpts(crypto.Hash(0))
@@ -103,11 +109,17 @@ func copiesHolder() int {
 				d := sha256.Sum256(msg)
 				in, opts = d[:], crypto.SHA256
 			}
-			if _, err := sg.Sign(rand.Reader, in, opts); err != nil {
+			sig, err := sg.Sign(rand.Reader, in, opts)
+			if err != nil {
 				return fail(err)
+			}
+			if isEC {
+				ecSigs = append(ecSigs, hex.EncodeToString(sig))
 			}
 		}
 	}
+	// The signatures, from which the test works out each one's nonce.
+	fmt.Println("ecdsa", strings.Join(ecSigs, ","))
 	nonce, sealed := make([]byte, aead.NonceSize()), make([]byte, 0, len(msg)+aead.Overhead())
 	for i := range copiesOps {
 		binary.BigEndian.PutUint64(nonce, uint64(i))
@@ -142,11 +154,12 @@ func copiesHolder() int {
 	return 0
 }
 
-// keyForm is one byte string equivalent to a key: found anywhere in memory
-// it gives the key away.
+// keyForm is a byte string equivalent to a key, or a set of them (an
+// ECDSA signature's nonces): found anywhere in memory it gives the key
+// away.
 type keyForm struct {
 	name string
-	p    *memscan.Pattern
+	ps   []*memscan.Pattern
 }
 
 // keyForms returns the forms of each key TestAdapterCopies counts: the
@@ -162,7 +175,7 @@ func keyForms(t *testing.T, macKey, aesKey []byte, ed ed25519.PrivateKey, ec *ec
 		if err != nil {
 			t.Fatal(err)
 		}
-		forms = append(forms, keyForm{name, p})
+		forms = append(forms, keyForm{name, []*memscan.Pattern{p}})
 		Wipe(b)
 	}
 	pad := func(x byte) []byte {
@@ -207,9 +220,60 @@ func keyForms(t *testing.T, macKey, aesKey []byte, ed ed25519.PrivateKey, ec *ec
 	return forms
 }
 
+// nonceSample is one in how many of the helper's ECDSA signatures have
+// their nonces looked for: the scan's time grows with the patterns.
+const nonceSample = 20
+
+// ecdsaNonceForms returns the nonces of every nonceSample-th of the ECDSA
+// P-256 signatures sigs (hex, ASN.1), made with ec over the SHA-256 of the
+// helper's messages in order, big-endian and in little-endian words: with
+// its signature, which is public, a nonce gives the private key,
+// d = (s·k - e) / r mod n.
+func ecdsaNonceForms(t *testing.T, ec *ecdsa.PrivateKey, sigs []string) []keyForm {
+	t.Helper()
+	if len(sigs) != copiesOps {
+		t.Fatalf("%d ECDSA signatures from the helper, want %d", len(sigs), copiesOps)
+	}
+	n := ec.Curve.Params().N
+	name := fmt.Sprintf("ECDSA nonces, %d signatures", copiesOps/nonceSample)
+	be, le := keyForm{name: name + " (big-endian)"}, keyForm{name: name + " (little-endian words)"}
+	msg := make([]byte, 64)
+	for i, h := range sigs {
+		if i%nonceSample != 0 {
+			continue
+		}
+		der, err := hex.DecodeString(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sig struct{ R, S *big.Int }
+		if _, err := asn1.Unmarshal(der, &sig); err != nil {
+			t.Fatal(err)
+		}
+		binary.BigEndian.PutUint64(msg, uint64(i))
+		e := sha256.Sum256(msg)
+		//lint:ignore SA1019 the test's own key, to work out the nonces
+		k := new(big.Int).Mul(sig.R, ec.D)
+		k.Add(k, new(big.Int).SetBytes(e[:]))
+		k.Mul(k, new(big.Int).ModInverse(sig.S, n))
+		k.Mod(k, n)
+		b := k.FillBytes(make([]byte, 32))
+		for _, f := range []*keyForm{&be, &le} {
+			p, err := memscan.NewPattern(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.ps = append(f.ps, p)
+			slices.Reverse(b)
+		}
+	}
+	return []keyForm{be, le}
+}
+
 // TestAdapterCopies counts the copies of every key form that MAC,
 // NewSigner's Sign and ReadPrivateKey leave in a process after copiesOps
-// operations of each and a garbage collection: in every readable mapping
+// operations of each and a garbage collection, ECDSA signatures' nonces
+// included: in every readable mapping
 // of the live process outside the Shuffler's own locked, dump-excluded
 // ones, and in a gcore dump. A default build reports the counts; a
 // runtimesecret build must leave none. First the scan is shown to find a
@@ -247,6 +311,7 @@ func TestAdapterCopies(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	stdout := bufio.NewScanner(stdoutPipe)
+	stdout.Buffer(nil, 1<<20) // the line of ECDSA signatures
 	expect := func(want string) {
 		t.Helper()
 		if !stdout.Scan() || stdout.Text() != want {
@@ -263,11 +328,24 @@ func TestAdapterCopies(t *testing.T) {
 		send(pkcs8(t, k))
 	}
 	forms := keyForms(t, macKey, aesKey, ed, ec, rk)
-	ps := make([]*memscan.Pattern, len(forms))
-	for i, f := range forms {
-		ps[i] = f.p
-	}
 	start := time.Now()
+	if !stdout.Scan() {
+		t.Fatal("helper said nothing")
+	}
+	sigs, ok := strings.CutPrefix(stdout.Text(), "ecdsa ")
+	if !ok {
+		t.Fatalf("helper said %q, want its ECDSA signatures", stdout.Text())
+	}
+	forms = append(forms, ecdsaNonceForms(t, ec, strings.Split(sigs, ","))...)
+	// ps holds every pattern; form[i] is the form ps[i] belongs to.
+	var ps []*memscan.Pattern
+	var form []int
+	for i, f := range forms {
+		ps = append(ps, f.ps...)
+		for range f.ps {
+			form = append(form, i)
+		}
+	}
 	expect("ready")
 	t.Logf("%d MACs, AEAD seals and opens, and signatures with each of 3 keys in %v (secret mode %v)",
 		copiesOps, time.Since(start).Round(time.Millisecond), SecretMode())
@@ -279,11 +357,11 @@ func TestAdapterCopies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		counts := make([]int, len(res))
+		counts := make([]int, len(forms))
 		for i, hits := range res {
 			for _, h := range hits {
 				if m := h.Mapping; !(m.Path == "" && m.Locked && m.DontDump) {
-					counts[i]++
+					counts[form[i]]++
 				}
 			}
 		}
@@ -307,9 +385,9 @@ func TestAdapterCopies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		counts := make([]int, len(res))
+		counts := make([]int, len(forms))
 		for i, hits := range res {
-			counts[i] = len(hits)
+			counts[form[i]] += len(hits)
 		}
 		return counts
 	}
@@ -320,7 +398,7 @@ func TestAdapterCopies(t *testing.T) {
 		if coreCounts != nil {
 			c = strconv.Itoa(coreCounts[i])
 		}
-		t.Logf("%-34s live %4d   core dump %s", f.name, liveCounts[i], c)
+		t.Logf("%-52s live %4d   core dump %s", f.name, liveCounts[i], c)
 		if SecretMode() && (liveCounts[i] != 0 || coreCounts != nil && coreCounts[i] != 0) {
 			t.Errorf("secret mode: %s left behind (live %d, core %s)", f.name, liveCounts[i], c)
 		}

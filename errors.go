@@ -31,8 +31,9 @@ var (
 	// ErrNotRented is returned by Return for an entry that is not rented.
 	ErrNotRented = errors.New("memshuffle: entry is not rented")
 
-	// ErrClosed is returned by every call on a Shuffler after Close (except
-	// Close itself), and on a Shuffler not made by New.
+	// ErrClosed is returned by every call on a Shuffler after Close or
+	// Purge (except Close and Purge themselves, which then do nothing and
+	// return nil), and on a Shuffler not made by New.
 	ErrClosed = errors.New("memshuffle: shuffler is closed")
 
 	// ErrUnsupportedType is returned when a type holds Go pointers anywhere
@@ -50,7 +51,11 @@ var (
 	ErrTypeMismatch = errors.New("memshuffle: type does not fit the entry")
 
 	// ErrInvalidSize is returned when an element count is below 1, or when
-	// the entry's size overflows or exceeds MaxEntrySize.
+	// the entry's size overflows or exceeds MaxEntrySize, and for other
+	// lengths out of range each function documents: an AEAD nonce of
+	// another length than NonceSize, a plaintext too long to seal, a MAC
+	// hash whose sizes are out of range, a ReadAll or ReadUntil limit below
+	// 1, and input that leaves ReadAll or ReadUntil an empty entry.
 	ErrInvalidSize = errors.New("memshuffle: invalid size")
 
 	// ErrOutOfMemory is returned, wrapping the system error, when the
@@ -58,7 +63,9 @@ var (
 	ErrOutOfMemory = errors.New("memshuffle: out of memory")
 
 	// ErrLockFailed is returned, wrapping the system error, when memory
-	// cannot be locked into RAM and the Shuffler was made with LockStrict.
+	// cannot be locked into RAM and the Shuffler was made with LockStrict,
+	// or with WithSecretMemory, whose memory the kernel always locks, in
+	// any lock mode.
 	ErrLockFailed = errors.New("memshuffle: cannot lock memory")
 
 	// ErrNoSecretMemory is returned, wrapping the system error, by New with

@@ -12,7 +12,8 @@ import (
 )
 
 // Purge wipes every entry of s at once, rented ones included, and the
-// Shuffler's keys, then closes it: every later call returns ErrClosed. It is
+// Shuffler's keys, then closes it: every later call returns ErrClosed, but
+// Close, which unmaps the memory, and Purge, which does nothing. It is
 // meant for a signal or panic handler that must destroy secrets before the
 // process goes away. Unlike Close it leaves the memory mapped, so another
 // goroutine still holding a rented pointer reads zeros instead of faulting;

@@ -331,7 +331,8 @@ func (s *Shuffler) releaseAll() {
 
 // Close wipes every entry, rented or not, and returns all memory to the
 // operating system. Pointers and slices from Rent become invalid: using one
-// faults. Close is idempotent; every other call afterwards returns ErrClosed.
+// faults. Close is idempotent, and so is Purge after it; every other call
+// afterwards returns ErrClosed.
 //
 // Close never waits for, and never faults, a Borrow function, ReadFrom,
 // CopyFrom, ReadAll, ReadUntil or WriteTo running at the same time, even

@@ -108,7 +108,7 @@ func stressDuration() time.Duration {
 	if d, err := time.ParseDuration(os.Getenv("MEMSHUFFLE_STRESS")); err == nil && d > 0 {
 		return d
 	}
-	if reviewRaceBuild {
+	if raceBuild {
 		return 300 * time.Millisecond
 	}
 	return 1200 * time.Millisecond

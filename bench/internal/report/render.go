@@ -100,8 +100,8 @@ func writeTargets(p printer, in Input) {
 	}
 	p("%d of %d targets hold in this run (%d of the verdicts uncertain). Figures from the core module's benchmarks (`bench_test.go` at\n", pass, len(ts), uncertain)
 	p("the repository root) unless the row says otherwise; the memguard ratio comes from this module's\n")
-	p("`BenchmarkRentReturn/lib=...`, which runs both libraries in one binary. Rows marked #14 are the targets of\n")
-	p("the second performance round, most of them ratios to a baseline measured in the same binary and the same\n")
+	p("`BenchmarkRentReturn/lib=...`, which runs both libraries in one binary. Rows marked #14 are stricter\n")
+	p("targets, most of them ratios to a baseline measured in the same binary and the same\n")
 	p("rounds (the `BenchmarkBaseline...` functions of `bench_test.go` say what each is the floor of); the cache\n")
 	p("row comes from `memshuffle cache` runs interleaved with the benchmark rounds (see below).\n\n")
 	p("The 95%% interval bounds each value from the confidence intervals of the medians it is computed from (for\n")

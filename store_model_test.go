@@ -139,12 +139,12 @@ func (m *storeOps) run() {
 	}
 }
 
-// TestReviewStoreRandomOps runs the operation model with the extra
+// TestStoreRandomOps runs the operation model with the extra
 // operations: the invariant check after every step, entries compared with
 // the model as it goes and all of them at the end.
-func TestReviewStoreRandomOps(t *testing.T) {
-	if reviewRaceBuild {
-		t.Skip("one goroutine: see reviewRaceBuild")
+func TestStoreRandomOps(t *testing.T) {
+	if raceBuild {
+		t.Skip("one goroutine: nothing for the race detector to find, and its invariant checks several times as slow")
 	}
 	for seed := uint64(1); seed <= 2; seed++ {
 		for _, c := range []struct {
@@ -162,11 +162,11 @@ func TestReviewStoreRandomOps(t *testing.T) {
 	}
 }
 
-// TestReviewStoreRandomOpsSecret is TestReviewStoreRandomOps on secret
+// TestStoreRandomOpsSecret is TestStoreRandomOps on secret
 // memory (memfd_secret), whose regions count their guard pages as locked.
-func TestReviewStoreRandomOpsSecret(t *testing.T) {
-	if reviewRaceBuild {
-		t.Skip("one goroutine: see reviewRaceBuild")
+func TestStoreRandomOpsSecret(t *testing.T) {
+	if raceBuild {
+		t.Skip("one goroutine: nothing for the race detector to find, and its invariant checks several times as slow")
 	}
 	s0, err := New(WithSecretMemory())
 	if err != nil {

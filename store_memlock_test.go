@@ -10,12 +10,12 @@ import (
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
-// TestReviewStoreStrictLockLimit fills a LockStrict Shuffler up to
+// TestStoreStrictLockLimit fills a LockStrict Shuffler up to
 // RLIMIT_MEMLOCK, then shuffles, frees a third and fills again, five
 // times: every refusal is ErrLockFailed or ErrOutOfMemory, nothing is ever
 // unlocked, the invariants hold and every entry keeps its value. It runs
 // only without CAP_IPC_LOCK: as user nobody with ulimit -l 8192.
-func TestReviewStoreStrictLockLimit(t *testing.T) {
+func TestStoreStrictLockLimit(t *testing.T) {
 	lim := osmem.LockLimit()
 	if lim < 0 || lim > 64<<20 || os.Geteuid() == 0 {
 		t.Skip("needs a small RLIMIT_MEMLOCK and no CAP_IPC_LOCK: run as an unprivileged user with ulimit -l 8192")

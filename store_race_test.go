@@ -10,12 +10,12 @@ import (
 	"time"
 )
 
-// TestReviewStoreRaceLifecycle races allocations of mixed sizes, frees,
+// TestStoreRaceLifecycle races allocations of mixed sizes, frees,
 // borrows, shuffles, moving returns, expiries and rotations on 6
 // goroutines (GOMAXPROCS 8, a collection looping) against Purge and Close:
 // nothing may panic or fault, and every error must be ErrClosed or
 // expected.
-func TestReviewStoreRaceLifecycle(t *testing.T) {
+func TestStoreRaceLifecycle(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8))
 	collectInLoop(t, 100*time.Microsecond)
 	for round := range 12 {
@@ -110,11 +110,11 @@ func TestReviewStoreRaceLifecycle(t *testing.T) {
 	}
 }
 
-// TestReviewStoreRaceValues: goroutines that each own their entries keep
+// TestStoreRaceValues: goroutines that each own their entries keep
 // reading back what they wrote while the others allocate, free, rent,
 // view, shuffle, rotate and move entries on return, and the background
 // shuffler runs.
-func TestReviewStoreRaceValues(t *testing.T) {
+func TestStoreRaceValues(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8))
 	for _, c := range []Cipher{AES256CTR, AES256GCM} {
 		s := newTest(t, WithShards(2), WithArenaSize(4096), WithCipher(c), WithBackgroundShuffle(time.Millisecond))

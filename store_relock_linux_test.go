@@ -19,11 +19,11 @@ import (
 
 func init() {
 	switch os.Getenv("MEMSHUFFLE_CHILD") {
-	case "review-relock":
+	case "relock":
 		os.Exit(shuffleRelockChild())
-	case "review-relock-free":
+	case "relock-free":
 		os.Exit(freeRelockChild())
-	case "review-relock-cycle":
+	case "relock-cycle":
 		os.Exit(shuffleRelockChild())
 	}
 }
@@ -59,7 +59,7 @@ func shuffleRelockChild() int {
 	}
 	// The same moves, by a background cycle or by Shuffle.
 	move := s.Shuffle
-	if os.Getenv("MEMSHUFFLE_CHILD") == "review-relock-cycle" {
+	if os.Getenv("MEMSHUFFLE_CHILD") == "relock-cycle" {
 		move = func() error {
 			if !s.cycle(context.Background(), nil) {
 				return ErrClosed
@@ -104,13 +104,13 @@ func shuffleRelockChild() int {
 // half of the limit, every entry sat in swappable memory after every
 // Shuffle (as user nobody with ulimit -l 8192: 6 MiB unlocked, 4 KiB
 // locked, after each of three).
-func TestShuffleRelocksAtLimit(t *testing.T) { runAsNobody(t, "review-relock") }
+func TestShuffleRelocksAtLimit(t *testing.T) { runAsNobody(t, "relock") }
 
 // TestCycleRelocksAtLimit is TestShuffleRelocksAtLimit for a background
 // cycle, which moves entries into fresh arenas step by step: at its end
 // the arenas it mapped unlocked are locked. Half the entries (2.6 of 5.2
 // MB) used to stay unlocked after every cycle, until the next one began.
-func TestCycleRelocksAtLimit(t *testing.T) { runAsNobody(t, "review-relock-cycle") }
+func TestCycleRelocksAtLimit(t *testing.T) { runAsNobody(t, "relock-cycle") }
 
 // runAsNobody runs a copy of the test binary as user nobody, playing the
 // helper child, and returns its output; it fails the test if the helper
@@ -213,4 +213,4 @@ func freeRelockChild() int {
 // TestFreeRelocksAtLimit: under LockBestEffort, arenas mapped unlocked at a
 // peak above RLIMIT_MEMLOCK are locked once frees release locked arenas,
 // without a Shuffle (see store.TestReleaseRelocks).
-func TestFreeRelocksAtLimit(t *testing.T) { runAsNobody(t, "review-relock-free") }
+func TestFreeRelocksAtLimit(t *testing.T) { runAsNobody(t, "relock-free") }

@@ -123,6 +123,14 @@ func TestBadArgs(t *testing.T) {
 			_, err := MAC(s, key, alternating, []byte("m"), nil)
 			return err
 		}},
+		{"MAC, hash function panics", ErrPanicked, func() error {
+			_, err := MAC(s, key, func() hash.Hash { panic("no hash") }, []byte("m"), nil)
+			return err
+		}},
+		{"MAC, typed nil hash", ErrNilArgument, func() error {
+			_, err := MAC(s, key, func() hash.Hash { return (*nilHash)(nil) }, []byte("m"), nil)
+			return err
+		}},
 
 		{"AEAD.Seal, key of zeros", ErrInvalidKey, func() error {
 			_, err := zeroAEAD.Seal(nil, nonce, []byte("message"), nil)
@@ -205,3 +213,6 @@ func TestBadArgs(t *testing.T) {
 		}
 	}
 }
+
+// nilHash is a hash.Hash whose nil pointer a hash function may return.
+type nilHash struct{ hash.Hash }

@@ -3,9 +3,9 @@ package memshuffle
 import "github.com/memshuffle/memshuffle/internal/store"
 
 // reclaim gives back what memory it can, in bounded work, for an
-// allocation that the system refused memory or a lock: empty arenas of
-// this shard and, where their locks are free, of the others, then a few
-// compaction steps (see store.Shard.Compact).
+// allocation that the system refused memory or a lock: empty arenas and
+// idle backup buffers of this shard and, where their locks are free, of
+// the others, then a few compaction steps (see store.Shard.Compact).
 func (sh *shard) reclaim() {
 	if c := sh.Arenas.Cur(); c != nil && c.Live == 0 {
 		sh.Arenas.ReplaceCur(nil, nil)
@@ -24,6 +24,11 @@ func (sh *shard) reclaim() {
 		if !o.closed {
 			if c := o.Arenas.Cur(); c != nil && c.Live == 0 {
 				o.Arenas.ReplaceCur(nil, nil)
+			}
+			// An idle backup buffer (the AEAD modes keep the last one
+			// each shard used) holds locked memory as much as an arena.
+			if o.backup != nil && !o.rot.keepsBackup() && o.Counts.Rented()+o.Counts.Viewed() == 0 {
+				o.dropBackup()
 			}
 		}
 		o.mu.Unlock()

@@ -102,8 +102,9 @@ var (
 	// ErrPanicked is returned, wrapping the panic value, when code of the
 	// caller's that memshuffle runs to fill an entry (the io.Reader of
 	// ReadFrom, ReadAll, ReadUntil or ReadPrivateKey) panics, what it read
-	// then wiped and freed, or when WriteTo's io.Writer panics, the entry
-	// then encrypted again.
+	// then wiped and freed, when WriteTo's io.Writer panics, the entry
+	// then encrypted again, or when the hash function given to MAC, or a
+	// hash it made, panics, the key's padded blocks then wiped.
 	ErrPanicked = errors.New("memshuffle: caller's code panicked")
 )
 

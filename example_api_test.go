@@ -383,7 +383,7 @@ func ExampleWithArenaSize() {
 	memshuffle.Alloc[byte](s, 32)
 	fmt.Println(s.Stats().MappedBytes)
 
-	_, err = memshuffle.New(memshuffle.WithArenaSize(2 << 30))
+	_, err = memshuffle.New(memshuffle.WithArenaSize(1<<30 + 1))
 	fmt.Println(errors.Is(err, memshuffle.ErrInvalidOption))
 	// Output:
 	// 1048576

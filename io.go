@@ -76,13 +76,39 @@ func readFull(r io.Reader, b []byte) (err error) {
 // src is left as it was, so the secret is not lost; wipe it yourself if
 // you give up on it. Close or Purge during the copy never faults: the copy
 // in the entry is wiped, CopyFrom returns ErrClosed, and src is kept.
+//
+// A src of up to 4 KiB is moved out of the caller's memory, which is
+// wiped then, before anything else: when it is on the caller's stack, as
+// a small array or a make([]byte, n) that does not escape often is, the
+// runtime copies it to a new stack whenever a call grows the stack, and
+// frees the old one as it is, out of any wipe's reach. CopyFrom's first
+// steps run no stack check, so none of that happens before src is zeros;
+// on an error its bytes are put back. A longer src is copied from where it
+// is, and a stack that grows meanwhile keeps a copy; so does one that grew
+// in the call of CopyFrom itself, on a goroutine at the end of its stack.
+//
+//go:nosplit
 func CopyFrom(s *Shuffler, src []byte) (Handle, error) {
-	h, err := newFilled(s, len(src), func(b []byte) error {
-		aesctr.Copy(b, src) // leaves no plaintext in a register for a signal to save
+	return copyFrom(s, src, toInbox(src))
+}
+
+// copyFrom is CopyFrom with src's bytes in inbox slot i, where toInbox put
+// them, or, for -1, still in src.
+func copyFrom(s *Shuffler, src []byte, i int) (Handle, error) {
+	from := src
+	if i >= 0 {
+		defer freeInbox(i, len(src))
+		from = inboxSlot(i, len(src))
+	}
+	h, err := newFilled(s, len(from), func(b []byte) error {
+		aesctr.Copy(b, from) // leaves no plaintext in a register for a signal to save
 		return nil
 	})
-	if err == nil {
+	switch {
+	case err == nil && i < 0:
 		Wipe(src)
+	case err != nil && i >= 0:
+		aesctr.Copy(src, from) // src is left as it was
 	}
 	return h, err
 }

@@ -34,16 +34,30 @@ import (
 // HMAC pads a key with zeros, so a key of zeros up to the block size gives
 // the MAC of the empty key, which anyone can compute. The test takes a time
 // that depends on the key's length alone.
-func MAC(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, error) {
+//
+// A panic of h or of a hash it made is returned as an error matching
+// ErrPanicked, after the key's padded blocks are wiped and the view of the
+// key has ended; on any error dst is returned as it was.
+func MAC(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) (out []byte, err error) {
 	if h == nil {
 		return dst, fmt.Errorf("%w: nil hash function", ErrNilArgument)
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = dst, panicError("hash", p)
+		}
+	}()
+	return mac(s, key, h, msg, dst)
+}
+
+// mac is MAC, with h's panics going on.
+func mac(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, error) {
 	// Everything MAC allocates is allocated here, before the key is read:
 	// in secret mode an allocation inside secret.Do costs a record the
 	// collector keeps until it erases it, and these need none, since MAC
 	// wipes the pad and resets the hashes itself.
 	inner, outer := h(), h()
-	if inner == nil || outer == nil {
+	if inner == nil || outer == nil || isNilPointer(inner) || isNilPointer(outer) {
 		return dst, fmt.Errorf("%w: hash function returned nil", ErrNilArgument)
 	}
 	if sameHash(inner, outer) {
@@ -103,7 +117,7 @@ func sameHash(a, b hash.Hash) (same bool) {
 // full blocks straight from it without buffering them. pad is zeros again
 // when hmacAppend returns, and both hashes are reset.
 func hmacAppend(inner, outer hash.Hash, pad, key, msg, dst []byte) []byte {
-	// Also when a hash of the caller's panics, whose panic goes on.
+	// Also when a hash of the caller's panics.
 	defer Wipe(pad)
 	bs := len(pad)
 	if len(key) > bs {

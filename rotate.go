@@ -66,7 +66,34 @@ type rotator struct {
 // A scheduled rotation (WithKeyRotation) that is under way when RotateKey
 // is called stops resting between batches, so RotateKey waits for it at
 // full speed before it starts its own.
+//
+// The key and salt are moved out of the caller's arrays, which are wiped
+// then, before anything else (see CopyFrom: arrays on the caller's stack
+// are copied by the runtime when a call grows the stack).
+//
+//go:nosplit
 func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
+	ks, ss := -1, -1
+	if key != nil {
+		ks = toInbox(key[:])
+	}
+	if salt != nil {
+		ss = toInbox(salt[:])
+	}
+	return s.rotateKeyFrom(key, salt, ks, ss)
+}
+
+// rotateKeyFrom is RotateKey with the key and salt in inbox slots ks and
+// ss, where toInbox put them, or, for -1, still in the caller's arrays.
+func (s *Shuffler) rotateKeyFrom(key *[32]byte, salt *[8]byte, ks, ss int) error {
+	if ks >= 0 {
+		defer freeInbox(ks, len(key))
+		key = (*[32]byte)(inboxSlot(ks, len(key)))
+	}
+	if ss >= 0 {
+		defer freeInbox(ss, len(salt))
+		salt = (*[8]byte)(inboxSlot(ss, len(salt)))
+	}
 	if s != nil {
 		// A scheduled rotation holding rotator.mu finishes at full speed
 		// rather than make this call wait for its rests.

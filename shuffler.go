@@ -150,6 +150,7 @@ func New(opts ...Option) (*Shuffler, error) {
 		return nil, err
 	}
 	lock.Enable() // before the first shard lock is used
+	mapInbox()    // before CopyFrom or RotateKey can be called
 	s := &Shuffler{cfg: cfg, shards: make([]shard, cfg.shards)}
 	s.id = binary.LittleEndian.Uint64(seed[:8]) | 1
 	// Starting the counter space at a random point below 2^62 keeps two

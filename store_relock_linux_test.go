@@ -155,6 +155,12 @@ func runAsNobody(t *testing.T, child string) string {
 		cmd.Process.Kill()
 		t.Fatal("helper timed out")
 	}
+	// The child takes nobody's credentials before it execs, while it still
+	// shares this process's memory (os/exec forks with CLONE_VM), and the
+	// kernel keeps dumpability per memory map: that made this process
+	// undumpable, and TestDisableCoreDumps, which checks that nothing but
+	// DisableCoreDumps does that, failed when it ran after this.
+	unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0)
 	t.Logf("%s", out)
 	if !strings.Contains(string(out), fmt.Sprintf("uid=%d ", uid)) {
 		t.Fatal("helper did not run as nobody")

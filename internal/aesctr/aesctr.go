@@ -256,6 +256,41 @@ func Copy(dst, src []byte) int {
 	return n
 }
 
+// ChooseGuard makes the choice of guard for short inputs that CopyNoSplit
+// needs made, if it is not yet.
+func ChooseGuard() { guardWord(detectMax) }
+
+// CopyNoSplit is Copy for a caller that must not let its goroutine's stack
+// grow, shrink or be checked until the copy is done: it is nosplit, and so
+// is all it calls, so a secret the caller holds in a stack frame is not
+// copied to a new stack, with the old one freed as it is, on the way. It
+// copies in chunks of detectMax bytes under the guard already chosen for
+// them. It reports false, copying nothing, when dst is shorter than src,
+// when src is empty, and when that guard has not been chosen yet (before
+// the first short call or ChooseGuard, and while a test forces one); where the
+// assembly is not supported it is the built-in copy, as Copy is there.
+//
+//go:nosplit
+func CopyNoSplit(dst, src []byte) bool {
+	n := len(src)
+	if n == 0 || len(dst) < n {
+		return false
+	}
+	if !supported {
+		copy(dst, src)
+		return true
+	}
+	w := shortGuard.Load()
+	if w == 0 {
+		return false
+	}
+	for off := 0; off < n; off += detectMax {
+		end := min(off+detectMax, n)
+		copyAsm(dst[off:end], src[off:end], uint8(w), w>>guardTicksShift)
+	}
+	return true
+}
+
 // Equal reports whether a and b hold the same bytes, as
 // crypto/subtle.ConstantTimeCompare(a, b) == 1 does: in a time that depends
 // on the lengths alone, never on the contents or on where they differ, and
@@ -375,7 +410,11 @@ func pickGuard(n int) uint64 {
 		return word(forced.guard, forced.ticks)
 	}
 	if !guardOS {
-		return word(guardOff, 0)
+		w := word(guardOff, 0)
+		if n <= detectMax {
+			shortGuard.Store(w)
+		}
+		return w
 	}
 	if m := atomic.LoadUint64(&cgoMiss); m != 0 {
 		confirmThread(m)

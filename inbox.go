@@ -3,9 +3,11 @@ package memshuffle
 import (
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/aesctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
+	"github.com/memshuffle/memshuffle/internal/stackscrub"
 )
 
 // A secret the caller passes in memory of its own (CopyFrom's src,
@@ -20,14 +22,21 @@ import (
 // RotateKey calls from new goroutines at increasing depths moved their
 // stack), and then wiped only the new copy.
 //
-// So they first move the secret into the inbox, a slot of memory mapped
-// outside the Go heap and left out of core dumps, and wipe the caller's
-// bytes, in nosplit code that runs no stack check and so cannot grow or
-// shrink the stack: what the runtime copies afterwards is zeros. The
-// secret is taken out of its slot as soon as the call can use it, and the
-// slot wiped. A call made with the caller's stack already at its limit can
-// still grow it on entry, before any of this runs; nothing inside the
-// library can prevent that.
+// So when the secret is on the calling goroutine's stack (amd64 and arm64,
+// where stackscrub.OnStack can tell), they first move it into the inbox,
+// a slot of memory mapped outside the Go heap and left out of core dumps,
+// and wipe the caller's bytes, in nosplit code that runs no stack check
+// and so cannot grow or shrink the stack: what the runtime copies
+// afterwards is zeros. The slot is wiped and given back when the call is
+// done with it: at the end of CopyFrom, or of the rotation. A secret
+// elsewhere (heap, entry) is read where it is, as before; no stack copies
+// it. A call made with the caller's stack already at its limit can still
+// grow it on entry, before any of this runs; nothing inside the library
+// can prevent that.
+//
+// The code before the wipe uses the atomic functions, not the methods of
+// sync/atomic's types: in a race build the functions are nosplit
+// assembly, the methods calls that check the stack.
 
 // inboxSlotSize is the longest secret the inbox takes: Go keeps variables
 // of up to 64 KiB on the stack, but keys and tokens, what CopyFrom and
@@ -35,51 +44,53 @@ import (
 // from where it is.
 const inboxSlotSize = 4 << 10
 
-// inboxSlots is how many calls can use the inbox at once; one that finds
-// every slot taken copies from where the secret is.
-const inboxSlots = 4
+// inboxSlots is how many secrets the inbox holds at once (a rotation takes
+// two, its key and salt, for as long as it runs); a call that finds every
+// slot taken copies from where the secret is.
+const inboxSlots = 8
 
-// inbox is the process's inbox, mapped by the first New; nil until then,
-// or if the mapping was refused.
-var inbox atomic.Pointer[inboxMem]
+// inbox is the process's *inboxMem, mapped by the first New; nil until
+// then, or if the mapping was refused. Read with atomic.LoadPointer.
+var inbox unsafe.Pointer
 
 var inboxOnce sync.Once
 
 type inboxMem struct {
-	data []byte // inboxSlots slots of inboxSlotSize bytes
-	busy [inboxSlots]atomic.Bool
+	data []byte             // inboxSlots slots of inboxSlotSize bytes
+	busy [inboxSlots]uint32 // 1 while a slot is taken; atomic
 }
 
-// mapInbox maps the inbox. It is not locked: a secret stays in it for
-// microseconds, and locked memory is what the Shufflers' arenas need.
+// mapInbox maps the inbox. It is not locked: locked memory is what the
+// Shufflers' arenas need, and a secret stays in it for a call.
 func mapInbox() {
 	inboxOnce.Do(func() {
 		aesctr.ChooseGuard()
 		r, err := osmem.Map(inboxSlots*inboxSlotSize, osmem.Flags{SmallPages: true})
 		if err == nil {
-			inbox.Store(&inboxMem{data: r.Data})
+			atomic.StorePointer(&inbox, unsafe.Pointer(&inboxMem{data: r.Data}))
 		}
 	})
 }
 
 // toInbox moves src into a free slot of the inbox and wipes src, and
-// returns the slot; or, when src is empty or too long, the inbox is not
-// mapped, every slot is taken or the guarded copy cannot run yet, it
-// returns -1 and leaves src as it is. It runs no stack check.
+// returns the slot, when src is on the calling goroutine's stack; or, when
+// it is not, is empty or too long, the inbox is not mapped, every slot is
+// taken or the guarded copy cannot run yet, it returns -1 and leaves src as
+// it is. It runs no stack check.
 //
 //go:nosplit
 func toInbox(src []byte) int {
-	ib := inbox.Load()
-	if ib == nil || len(src) == 0 || len(src) > inboxSlotSize {
+	ib := (*inboxMem)(atomic.LoadPointer(&inbox))
+	if ib == nil || len(src) == 0 || len(src) > inboxSlotSize || !stackscrub.OnStack(unsafe.Pointer(&src[0])) {
 		return -1
 	}
 	for i := range inboxSlots {
-		if !ib.busy[i].CompareAndSwap(false, true) {
+		if !atomic.CompareAndSwapUint32(&ib.busy[i], 0, 1) {
 			continue
 		}
 		slot := ib.data[i*inboxSlotSize : (i+1)*inboxSlotSize]
 		if !aesctr.CopyNoSplit(slot, src) {
-			ib.busy[i].Store(false)
+			atomic.StoreUint32(&ib.busy[i], 0)
 			return -1
 		}
 		clear(src)
@@ -90,12 +101,12 @@ func toInbox(src []byte) int {
 
 // inboxSlot returns the first n bytes of slot i.
 func inboxSlot(i, n int) []byte {
-	return inbox.Load().data[i*inboxSlotSize : i*inboxSlotSize+n]
+	return (*inboxMem)(atomic.LoadPointer(&inbox)).data[i*inboxSlotSize : i*inboxSlotSize+n]
 }
 
 // freeInbox wipes the first n bytes of slot i and gives the slot back.
 func freeInbox(i, n int) {
-	ib := inbox.Load()
+	ib := (*inboxMem)(atomic.LoadPointer(&inbox))
 	Wipe(ib.data[i*inboxSlotSize : i*inboxSlotSize+n])
-	ib.busy[i].Store(false)
+	atomic.StoreUint32(&ib.busy[i], 0)
 }

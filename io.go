@@ -77,15 +77,16 @@ func readFull(r io.Reader, b []byte) (err error) {
 // you give up on it. Close or Purge during the copy never faults: the copy
 // in the entry is wiped, CopyFrom returns ErrClosed, and src is kept.
 //
-// A src of up to 4 KiB is moved out of the caller's memory, which is
-// wiped then, before anything else: when it is on the caller's stack, as
-// a small array or a make([]byte, n) that does not escape often is, the
-// runtime copies it to a new stack whenever a call grows the stack, and
-// frees the old one as it is, out of any wipe's reach. CopyFrom's first
-// steps run no stack check, so none of that happens before src is zeros;
-// on an error its bytes are put back. A longer src is copied from where it
-// is, and a stack that grows meanwhile keeps a copy; so does one that grew
-// in the call of CopyFrom itself, on a goroutine at the end of its stack.
+// A src on the caller's stack, as a small array or a make([]byte, n) that
+// does not escape often is, is where the runtime copies it to a new stack
+// whenever a call grows the stack, freeing the old one as it is, out of
+// any wipe's reach. So on amd64 and arm64 such a src of up to 4 KiB is
+// moved out and wiped before anything else, by steps that run no stack
+// check: none of that happens before src is zeros, and on an error its
+// bytes are put back. A longer one, or one on other architectures, is
+// copied from where it is, and a stack that grows meanwhile keeps a copy;
+// so does one that grew in the call of CopyFrom itself, on a goroutine at
+// the very end of its stack.
 //
 //go:nosplit
 func CopyFrom(s *Shuffler, src []byte) (Handle, error) {

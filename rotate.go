@@ -67,9 +67,9 @@ type rotator struct {
 // is called stops resting between batches, so RotateKey waits for it at
 // full speed before it starts its own.
 //
-// The key and salt are moved out of the caller's arrays, which are wiped
-// then, before anything else (see CopyFrom: arrays on the caller's stack
-// are copied by the runtime when a call grows the stack).
+// Arrays on the caller's stack are moved out and wiped before anything
+// else, as CopyFrom does with its src (see there): the runtime copies
+// them when a call grows the stack.
 //
 //go:nosplit
 func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {

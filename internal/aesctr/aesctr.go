@@ -280,7 +280,7 @@ func CopyNoSplit(dst, src []byte) bool {
 		copy(dst, src)
 		return true
 	}
-	w := shortGuard.Load()
+	w := atomic.LoadUint64(&shortGuard)
 	if w == 0 {
 		return false
 	}
@@ -373,7 +373,7 @@ func guardFor(n int) (uint8, uint64) {
 // arguments around one.
 func guardWord(n int) (w uint64) {
 	if n <= detectMax {
-		w = shortGuard.Load()
+		w = atomic.LoadUint64(&shortGuard)
 	}
 	if w == 0 {
 		w = pickGuard(n)
@@ -388,7 +388,10 @@ const guardTicksShift = 16
 // shortGuard is guardWord's answer for inputs of up to detectMax bytes,
 // or 0 until pickGuard has stored it and whenever a test forces a guard
 // (setForced), which sends every call to pickGuard.
-var shortGuard atomic.Uint64
+// It is a plain word, read and written with the atomic functions, not an
+// atomic.Uint64: in a race build those are nosplit assembly, where the
+// methods are calls that check the stack, which CopyNoSplit must not make.
+var shortGuard uint64
 
 // cgoMiss is the id plus one of the last M on which the assembly fell back
 // from guardCanary to blocking signals, for want of the kernel's
@@ -412,7 +415,7 @@ func pickGuard(n int) uint64 {
 	if !guardOS {
 		w := word(guardOff, 0)
 		if n <= detectMax {
-			shortGuard.Store(w)
+			atomic.StoreUint64(&shortGuard, w)
 		}
 		return w
 	}
@@ -421,7 +424,7 @@ func pickGuard(n int) uint64 {
 	}
 	w := word(pickAutoGuard(n, autoGuards()))
 	if n <= detectMax {
-		shortGuard.Store(w)
+		atomic.StoreUint64(&shortGuard, w)
 	}
 	return w
 }
@@ -515,7 +518,7 @@ var forced *guardChoice
 // setForced makes g (nil: the automatic choice) guardFor's answer.
 func setForced(g *guardChoice) {
 	forced = g
-	shortGuard.Store(0)
+	atomic.StoreUint64(&shortGuard, 0)
 }
 
 // SetSignalGuardForTest replaces the automatic choice of signal guard for

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"unsafe"
 )
@@ -731,7 +732,7 @@ func TestGuardWordCache(t *testing.T) {
 		return word(pickAutoGuard(n, autoGuards()))
 	}
 	setForced(nil)
-	if shortGuard.Load() != 0 {
+	if atomic.LoadUint64(&shortGuard) != 0 {
 		t.Fatal("setForced(nil) left a cached guard")
 	}
 	lengths := []int{0, 1, 16, 32, detectMax - 1, detectMax, detectMax + 1, 1019, canaryMax, canaryMax + 1, 1 << 20}
@@ -744,7 +745,7 @@ func TestGuardWordCache(t *testing.T) {
 		}
 	}
 	if guardOS {
-		if got, want := shortGuard.Load(), auto(32); got != want {
+		if got, want := atomic.LoadUint64(&shortGuard), auto(32); got != want {
 			t.Errorf("cached guard %#x, want %#x", got, want)
 		}
 	}
@@ -755,7 +756,7 @@ func TestGuardWordCache(t *testing.T) {
 		if !SetSignalGuardForTest(name) {
 			t.Fatalf("SetSignalGuardForTest(%q) refused", name)
 		}
-		if shortGuard.Load() != 0 {
+		if atomic.LoadUint64(&shortGuard) != 0 {
 			t.Errorf("forcing %s left the automatic choice cached", name)
 		}
 		for _, n := range lengths {
@@ -763,7 +764,7 @@ func TestGuardWordCache(t *testing.T) {
 				t.Errorf("forced %s: guardWord(%d) = %#x, want %#x", name, n, got, want)
 			}
 		}
-		if shortGuard.Load() != 0 {
+		if atomic.LoadUint64(&shortGuard) != 0 {
 			t.Errorf("forced %s: the forced choice was cached", name)
 		}
 		SetSignalGuardForTest("auto")

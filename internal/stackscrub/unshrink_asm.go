@@ -26,6 +26,18 @@ func Unshrinkable(deep bool, f func()) {
 	anchor(deep, f)
 }
 
+// OnStack reports whether p is in the calling goroutine's stack, as its
+// bounds in the runtime's g say, when they look like a stack's (a power
+// of two of at least 2 KiB); false when they do not. It runs no stack
+// check, nor does anything it calls.
+//
+//go:nosplit
+func OnStack(p unsafe.Pointer) bool {
+	lo, hi := stackBounds()
+	size := hi - lo
+	return lo < hi && size >= 2048 && size&(size-1) == 0 && uintptr(p) >= lo && uintptr(p) < hi
+}
+
 // Bounds returns the bounds of the calling goroutine's stack, [lo, hi),
 // as the runtime keeps them: tests compare them around a call to see
 // that the stack did not move.

@@ -1,7 +1,9 @@
 package memshuffle
 
 import (
+	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -137,6 +139,50 @@ func TestPurgeFromLockFailureLogger(t *testing.T) {
 		t.Fatalf("after Purge: %d entries", st.Entries)
 	}
 	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// panickyHandler is a slog.Handler whose Handle panics.
+type panickyHandler struct{ slog.Handler }
+
+func (panickyHandler) Handle(context.Context, slog.Record) error { panic("log sink down") }
+
+// TestPanickingLoggerDropsEvent: a handler that panics loses its event
+// and nothing else. Before, the tamper event's panic came out of the Rent
+// that found the tampering, and the long-rent event's out of the tracking
+// goroutine, which ended the process.
+func TestPanickingLoggerDropsEvent(t *testing.T) {
+	logger := slog.New(panickyHandler{slog.NewTextHandler(io.Discard, nil)})
+	s, err := New(WithCipher(AES256GCM), WithLogger(logger), WithRentTracking(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	h, err := Alloc[byte](s, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tamperWith(t, s, h)
+	if _, err := RentSlice[byte](s, h); !errors.Is(err, ErrTampered) {
+		t.Fatalf("Rent of a tampered entry with a panicking logger: %v, want ErrTampered", err)
+	}
+	// A rent held past the threshold: the tracker's event panics too.
+	g, err := Alloc[byte](s, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RentSlice[byte](s, g); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().LongRentsSeen == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if s.Stats().LongRentsSeen == 0 {
+		t.Fatal("the long rent was never reported")
+	}
+	if err := s.Return(g); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -100,9 +100,13 @@ func (s *Shuffler) flushLogSlow() {
 }
 
 // log sends an event to the WithLogger logger, if any. Callers never pass a
-// secret, a key or an address.
+// secret, a key or an address. A panic of the handler drops the event and
+// goes no further: it would otherwise end the call that raised the event
+// after its work was done (a Rent, with the entry left rented), or the
+// Shuffler's own goroutine, and the process with it.
 func (s *Shuffler) log(level slog.Level, msg string, attrs ...slog.Attr) {
 	if l := s.cfg.logger; l != nil {
+		defer func() { _ = recover() }()
 		l.LogAttrs(context.Background(), level, msg, attrs...)
 	}
 }

@@ -52,7 +52,8 @@ func WithRentTracking(threshold time.Duration) Option {
 // any event, for a handler that treats a forgotten Return, a tampered
 // entry or memory left unlocked as an incident. A nil l logs nothing, as
 // without WithLogger; a Logger with no Handler (a zero slog.Logger, which
-// panics at its first event) makes New fail with ErrInvalidOption.
+// panics at its first event) makes New fail with ErrInvalidOption. A
+// handler that panics loses that event; the call that raised it goes on.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) error {
 		if l != nil && l.Handler() == nil {
@@ -141,8 +142,8 @@ func (s *Shuffler) watchRents(stop <-chan struct{}, done chan<- struct{}) {
 			}
 		})
 		for _, r := range fresh {
-			if l := s.cfg.logger; l != nil {
-				l.Warn("memshuffle: rent held longer than threshold",
+			if s.cfg.logger != nil {
+				s.log(slog.LevelWarn, "memshuffle: rent held longer than threshold",
 					slog.String("handle", r.h.String()),
 					slog.Duration("held", time.Since(r.since)),
 					slog.String("rented_at", formatStack(r.pcs)))

@@ -18,9 +18,9 @@ import (
 // old one as it is, with the secret in it, where no wipe reaches; a
 // collection may do the same to shrink the stack at the next stack check.
 // CopyFrom and RotateKey go deep enough to do that often (in
-// TestCallerStackSecretNotLeft, 43 of 200 CopyFrom calls and 77 of 200
-// RotateKey calls from new goroutines at increasing depths moved their
-// stack), and then wiped only the new copy.
+// TestCallerStackSecretNotLeft, 16 of the first 20 CopyFrom calls and each
+// of the first 16 RotateKey calls, from new goroutines at increasing
+// depths, moved their stack), and then wiped only the new copy.
 //
 // So when the secret is on the calling goroutine's stack (amd64 and arm64,
 // where stackscrub.OnStack can tell), they first move it into the inbox,

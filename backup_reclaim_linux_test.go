@@ -8,8 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -42,9 +40,7 @@ func TestIdleBackupsReclaimed(t *testing.T) {
 // backupReclaimChild is the helper process of TestIdleBackupsReclaimed.
 func backupReclaimChild() int {
 	fmt.Printf("uid=%d \n", os.Getuid())
-	const limit = 8 << 20 // ulimit -l 8192
-	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: limit, Max: limit}); err != nil {
-		fmt.Println("setrlimit:", err)
+	if !limitMemlock() {
 		return 1
 	}
 	fit := func(c Cipher, size int) int {

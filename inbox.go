@@ -88,8 +88,7 @@ func toInbox(src []byte) int {
 		if !atomic.CompareAndSwapUint32(&ib.busy[i], 0, 1) {
 			continue
 		}
-		slot := ib.data[i*inboxSlotSize : (i+1)*inboxSlotSize]
-		if !aesctr.CopyNoSplit(slot, src) {
+		if !aesctr.CopyNoSplit(ib.slot(i), src) {
 			atomic.StoreUint32(&ib.busy[i], 0)
 			return -1
 		}
@@ -99,14 +98,20 @@ func toInbox(src []byte) int {
 	return -1
 }
 
+// slot returns slot i. It runs no stack check.
+//
+//go:nosplit
+func (ib *inboxMem) slot(i int) []byte {
+	return ib.data[i*inboxSlotSize : (i+1)*inboxSlotSize]
+}
+
 // inboxSlot returns the first n bytes of slot i.
 func inboxSlot(i, n int) []byte {
-	return (*inboxMem)(atomic.LoadPointer(&inbox)).data[i*inboxSlotSize : i*inboxSlotSize+n]
+	return (*inboxMem)(atomic.LoadPointer(&inbox)).slot(i)[:n]
 }
 
 // freeInbox wipes the first n bytes of slot i and gives the slot back.
 func freeInbox(i, n int) {
-	ib := (*inboxMem)(atomic.LoadPointer(&inbox))
-	Wipe(ib.data[i*inboxSlotSize : i*inboxSlotSize+n])
-	atomic.StoreUint32(&ib.busy[i], 0)
+	Wipe(inboxSlot(i, n))
+	atomic.StoreUint32(&(*inboxMem)(atomic.LoadPointer(&inbox)).busy[i], 0)
 }

@@ -28,6 +28,17 @@ func init() {
 	}
 }
 
+// limitMemlock sets RLIMIT_MEMLOCK to 8 MiB, as ulimit -l 8192 does, in
+// a helper process, and reports whether it could.
+func limitMemlock() bool {
+	const limit = 8 << 20
+	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: limit, Max: limit}); err != nil {
+		fmt.Println("setrlimit:", err)
+		return false
+	}
+	return true
+}
+
 // childVmLck reads the process's locked memory from /proc/self/status,
 // or -1, in a helper process, which has no testing.T.
 func childVmLck() int64 {
@@ -47,9 +58,7 @@ func childVmLck() int64 {
 // its fresh arenas while the old ones are still mapped, but can once it
 // has released them.
 func shuffleRelockChild() int {
-	const limit = 8 << 20 // ulimit -l 8192
-	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: limit, Max: limit}); err != nil {
-		fmt.Println("setrlimit:", err)
+	if !limitMemlock() {
 		return 1
 	}
 	s, err := New(WithShards(1))
@@ -175,9 +184,7 @@ func runAsNobody(t *testing.T, child string) string {
 // of entries under an 8 MiB RLIMIT_MEMLOCK, so the last arenas are mapped
 // unlocked, then the first 9 MB freed, which releases locked arenas.
 func freeRelockChild() int {
-	const limit = 8 << 20 // ulimit -l 8192
-	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: limit, Max: limit}); err != nil {
-		fmt.Println("setrlimit:", err)
+	if !limitMemlock() {
 		return 1
 	}
 	s, err := New(WithShards(1))

@@ -43,6 +43,10 @@ const (
 // filled afterwards, but Seal and Open of an entry that is all zeros then
 // (an Alloc'd key nobody filled, a key anyone can use) fail with
 // ErrInvalidKey.
+//
+// Under GODEBUG=fips140=only NewAEAD fails with ErrUnsupported, as
+// crypto/cipher's NewGCM does: the FIPS module allows GCM only with nonces
+// it draws itself.
 func NewAEAD(s *Shuffler, key Handle) (*AEAD, error) {
 	n, err := s.Size(key)
 	if err != nil {
@@ -50,6 +54,9 @@ func NewAEAD(s *Shuffler, key Handle) (*AEAD, error) {
 	}
 	if n != 16 && n != 24 && n != 32 {
 		return nil, fmt.Errorf("%w: AES key of %d bytes", ErrInvalidKey, n)
+	}
+	if err := aeadRefused(); err != nil {
+		return nil, err
 	}
 	return &AEAD{s: s, key: key}, nil
 }
@@ -68,7 +75,8 @@ func (a *AEAD) Overhead() int { return aeadTagSize }
 // overlap additionalData at all (ErrBufferOverlap too, where crypto/cipher
 // panics). A nonce of the wrong size, or a plaintext longer than GCM
 // allows (2^32-2 blocks, about 64 GiB), fails with ErrInvalidSize, and a
-// key entry of zeros with ErrInvalidKey (see NewAEAD). On error dst is
+// key entry of zeros with ErrInvalidKey (see NewAEAD); under
+// GODEBUG=fips140=only Seal fails with ErrUnsupported. On error dst is
 // returned as it was.
 func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) ([]byte, error) {
 	if err := a.checkArgs(nonce); err != nil {
@@ -156,15 +164,21 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 		defer wipePointee(block)
 		g, err := cipher.NewGCM(block)
 		if err != nil {
+			// Not the key: crypto/aes took it. The FIPS 140-only mode
+			// refuses the caller's nonces (NewAEAD refuses them too,
+			// unless it ran inside fips140.WithoutEnforcement).
 			setupErr = err
-			return errKeySetup
+			return errGCMRefused
 		}
 		defer wipePointee(g)
 		res, err = op(g, out)
 		return err
 	})
-	if err == errKeySetup {
+	switch err {
+	case errKeySetup:
 		err = fmt.Errorf("%w: %w", ErrInvalidKey, setupErr)
+	case errGCMRefused:
+		err = fmt.Errorf("%w: %w", ErrUnsupported, setupErr)
 	}
 	if err != nil {
 		// op may have written before the borrow failed to end (a Purge or
@@ -180,6 +194,11 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 // crypto/cipher refuses the key; do replaces it with ErrInvalidKey and
 // their error.
 var errKeySetup = errors.New("memshuffle: the key was refused")
+
+// errGCMRefused is what do's callback returns when crypto/cipher refuses
+// to make a GCM of a block it accepted; do replaces it with ErrUnsupported
+// and crypto/cipher's error.
+var errGCMRefused = errors.New("memshuffle: GCM was refused")
 
 // wipePointee zeroes the object v points to, the AES schedule or the GCM
 // state crypto/cipher made, when its type holds no pointers, so that

@@ -102,6 +102,24 @@ func TestBadArgs(t *testing.T) {
 
 		{"RotateKey, key of zeros", ErrInvalidKey, func() error { return rotate(new([32]byte), &[8]byte{1, 2}) }},
 		{"RotateKey, key of zeros, nil salt", ErrInvalidKey, func() error { return rotate(new([32]byte), nil) }},
+		{"RotateKey, salt inside the key", ErrBufferOverlap, func() error {
+			buf := bytes.Repeat([]byte{9}, 40)
+			return rotate((*[32]byte)(buf[:32]), (*[8]byte)(buf[24:32]))
+		}},
+		{"RotateKey, salt over the key's last byte, on the stack", ErrBufferOverlap, func() error {
+			var buf [40]byte
+			for i := range buf {
+				buf[i] = byte(i + 1)
+			}
+			return rotate((*[32]byte)(buf[:32]), (*[8]byte)(buf[31:39]))
+		}},
+		{"RotateKey, salt right after the key", nil, func() error {
+			var buf [40]byte
+			for i := range buf {
+				buf[i] = byte(i + 1)
+			}
+			return rotate((*[32]byte)(buf[:32]), (*[8]byte)(buf[32:40]))
+		}},
 
 		{"MAC, key of zeros", ErrInvalidKey, func() error {
 			_, err := MAC(s, unfilled, sha256.New, []byte("m"), nil)

@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
 )
@@ -124,8 +125,19 @@ var ErrAuthFailed = errors.New("memshuffle: message authentication failed")
 
 // ErrBufferOverlap is returned by AEAD's Seal and Open when dst's spare
 // capacity overlaps the input other than exactly, or overlaps the
-// additional data at all.
+// additional data at all, and by RotateKey when the salt shares bytes with
+// the key.
 var ErrBufferOverlap = errors.New("memshuffle: output overlaps input")
+
+// ErrUnsupported is returned, wrapping errors.ErrUnsupported too, when the
+// process's own policy forbids what a call needs. Under
+// GODEBUG=fips140=only: New with WithCipher(AES256GCM) (the FIPS module
+// allows GCM only with nonces it draws itself, and the Shuffler derives
+// them from its counter) or WithCipher(ChaCha20Poly1305) (not an approved
+// algorithm), NewAEAD, whose caller chooses the nonces, and MAC with a
+// hash the module does not approve. The default AES-256-CTR Shuffler is
+// not refused; see SECURITY.md.
+var ErrUnsupported = fmt.Errorf("memshuffle: forbidden by this process's crypto policy: %w", errors.ErrUnsupported)
 
 // ErrInvalidCount is returned when an io.Reader or io.Writer the caller
 // passed in reports a count it cannot have moved: negative, or more bytes

@@ -1,6 +1,7 @@
 package memshuffle
 
 import (
+	"crypto/fips140"
 	"crypto/sha256"
 	"crypto/sha512"
 	"fmt"
@@ -34,6 +35,10 @@ import (
 // HMAC pads a key with zeros, so a key of zeros up to the block size gives
 // the MAC of the empty key, which anyone can compute. The test takes a time
 // that depends on the key's length alone.
+//
+// Under GODEBUG=fips140=only MAC refuses what crypto/hmac refuses there: a
+// hash other than SHA-2 or SHA-3 (ErrUnsupported) and a key shorter than
+// 112 bits (ErrInvalidKey).
 //
 // A panic of h or of a hash it made is returned as an error matching
 // ErrPanicked, after the key's padded blocks are wiped and the view of the
@@ -70,11 +75,17 @@ func mac(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, 
 	if bs <= 0 || bs > maxHashBlock || outer.BlockSize() != bs || size < 1 || size > bs || outer.Size() != size {
 		return dst, fmt.Errorf("%w: hash block size %d, size %d", ErrInvalidSize, bs, size)
 	}
+	if err := macRefused(h); err != nil {
+		return dst, err
+	}
 	pad := make([]byte, bs)
 	out := slices.Grow(dst, size)
 	err := borrowKey(s, key, macPin(inner, outer, msg), func(k []byte) error {
 		if keyIsZero(k) {
 			return errZeroKey
+		}
+		if len(k) < fipsMinHMACKey && fips140.Enforced() {
+			return errShortHMACKey
 		}
 		out = hmacAppend(inner, outer, pad, k, msg, out)
 		return nil

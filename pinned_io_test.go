@@ -18,12 +18,18 @@ const childTestEnv = "MEMSHUFFLE_CHILD_TEST"
 // finishing.
 func inChild(t *testing.T, body func(t *testing.T)) {
 	t.Helper()
+	inChildEnv(t, nil, body)
+}
+
+// inChildEnv is inChild with env added to the child's environment.
+func inChildEnv(t *testing.T, env []string, body func(t *testing.T)) {
+	t.Helper()
 	if os.Getenv(childTestEnv) == t.Name() {
 		body(t)
 		return
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), childTestEnv+"="+t.Name())
+	cmd.Env = append(append(os.Environ(), env...), childTestEnv+"="+t.Name())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		s := string(out)
@@ -33,6 +39,14 @@ func inChild(t *testing.T, body func(t *testing.T)) {
 			s = s[max(0, len(s)-1500):]
 		}
 		t.Fatalf("child process failed (%v):\n%s", err, s)
+	}
+	// A child that ran nothing exits 0 too.
+	switch {
+	case strings.Contains(string(out), "--- PASS: "+t.Name()):
+	case strings.Contains(string(out), "--- SKIP: "+t.Name()):
+		t.Skipf("skipped in the child process:\n%s", out)
+	default:
+		t.Fatalf("the child process did not run %s:\n%s", t.Name(), out)
 	}
 }
 

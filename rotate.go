@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/aesctr"
 	"github.com/memshuffle/memshuffle/internal/ctr"
@@ -37,8 +38,9 @@ type rotator struct {
 // caller's key and salt arrays are wiped before RotateKey returns, whether
 // it succeeds or not, so the only copy of the key is the Shuffler's. A key
 // of 32 zero bytes, almost always an array nobody filled, is refused with
-// ErrInvalidKey (compared in constant time); the Shuffler keeps its key,
-// and the arrays are wiped all the same.
+// ErrInvalidKey (compared in constant time), and a salt that shares bytes
+// with the key with ErrBufferOverlap; the Shuffler keeps its key, and the
+// arrays are wiped all the same.
 //
 // In CTR mode unrented entries go from the old ciphertext to the new one
 // without their plaintext ever being formed; the authenticated modes
@@ -73,6 +75,12 @@ type rotator struct {
 //
 //go:nosplit
 func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
+	if key != nil && salt != nil && arraysOverlap(key, salt) {
+		// Moving one into the inbox would clear part of the other.
+		clear(key[:])
+		clear(salt[:])
+		return errKeySaltOverlap
+	}
 	ks, ss := -1, -1
 	if key != nil {
 		ks = toInbox(key[:])
@@ -82,6 +90,19 @@ func (s *Shuffler) RotateKey(key *[32]byte, salt *[8]byte) error {
 	}
 	return s.rotateKeyFrom(key, salt, ks, ss)
 }
+
+// arraysOverlap reports whether key and salt share a byte. It runs no
+// stack check.
+//
+//go:nosplit
+func arraysOverlap(key *[32]byte, salt *[8]byte) bool {
+	k, sa := uintptr(unsafe.Pointer(key)), uintptr(unsafe.Pointer(salt))
+	return k < sa+uintptr(len(salt)) && sa < k+uintptr(len(key))
+}
+
+// errKeySaltOverlap is RotateKey's error for a salt that shares bytes with
+// the key. Made beforehand: RotateKey's front runs no stack check.
+var errKeySaltOverlap = fmt.Errorf("%w: RotateKey's key and salt overlap", ErrBufferOverlap)
 
 // rotateKeyFrom is RotateKey with the key and salt in inbox slots ks and
 // ss, where toInbox put them, or, for -1, still in the caller's arrays.
@@ -157,7 +178,7 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte, 
 	osmem.Wipe(s.own.Data[:ownState])
 	s.closeMu.Unlock()
 	if err != nil {
-		return err
+		return cipherRefused(Cipher(s.cfg.cipher), err)
 	}
 	s.rotator.left = rotation{next: next, prev: s.shards[0].ciph, plan: s.rotator.left.plan, ks: s.rotator.left.ks}
 	return s.finishRotation(ctx, pace)

@@ -134,7 +134,9 @@ type shard struct {
 // SafePanic and PurgeAllOnSignal still wipe it.
 //
 // An option value out of range fails with ErrInvalidOption, and so does a
-// nil Option, or a value of the caller's that embeds a nil Option.
+// nil Option, or a value of the caller's that embeds a nil Option. A
+// cipher the process's crypto policy forbids (see WithCipher) fails with
+// ErrUnsupported.
 func New(opts ...Option) (*Shuffler, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -185,7 +187,7 @@ func New(opts ...Option) (*Shuffler, error) {
 	osmem.Wipe(own.Data[:ownState])
 	if err != nil {
 		s.releaseAll()
-		return nil, err
+		return nil, cipherRefused(Cipher(cfg.cipher), err)
 	}
 	s.cipherSlot = 0
 	for i := range s.shards {

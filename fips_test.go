@@ -1,0 +1,126 @@
+package memshuffle
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/fips140"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"hash"
+	"testing"
+)
+
+// TestFIPSOnly runs, in a child process under GODEBUG=fips140=only, what
+// the FIPS 140-only mode changes: the default Shuffler works, and what
+// crypto/cipher and crypto/hmac refuse there is refused with a typed error
+// (ErrUnsupported, ErrInvalidKey), never a panic or an error that blames
+// the key for the policy.
+func TestFIPSOnly(t *testing.T) {
+	inChildEnv(t, []string{"GODEBUG=fips140=only"}, func(t *testing.T) {
+		if !fips140.Enforced() {
+			t.Fatal("the child does not run in the FIPS 140-only mode")
+		}
+		t.Run("default", func(t *testing.T) {
+			s := newTest(t)
+			h, err := CopyFrom(s, []byte("a secret of the FIPS-only mode"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.RotateKey(nil, nil); err != nil {
+				t.Fatal("RotateKey:", err)
+			}
+			v, err := ViewSlice[byte](s, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(v) != "a secret of the FIPS-only mode" {
+				t.Fatalf("read back %q", v)
+			}
+			s.ReturnView(h)
+		})
+		for _, c := range []Cipher{AES256GCM, ChaCha20Poly1305} {
+			t.Run(c.String(), func(t *testing.T) {
+				s, err := New(WithCipher(c))
+				if err == nil {
+					s.Close()
+				}
+				if !errors.Is(err, ErrUnsupported) || !errors.Is(err, errors.ErrUnsupported) {
+					t.Fatalf("New(WithCipher(%v)) = %v, want ErrUnsupported", c, err)
+				}
+			})
+		}
+		t.Run("AEAD", func(t *testing.T) {
+			s := newTest(t)
+			key := bytes.Repeat([]byte{7}, 32)
+			h, err := CopyFrom(s, bytes.Clone(key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := NewAEAD(s, h); !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("NewAEAD = %v, want ErrUnsupported", err)
+			}
+			// Made and used where enforcement is lifted it works; used
+			// outside, Seal blames the policy, not the key.
+			var a *AEAD
+			var want []byte
+			nonce := make([]byte, 12)
+			fips140.WithoutEnforcement(func() {
+				if a, err = NewAEAD(s, h); err != nil {
+					return
+				}
+				block, _ := aes.NewCipher(key)
+				g, _ := cipher.NewGCM(block)
+				want = g.Seal(nil, nonce, []byte("msg"), nil)
+				var got []byte
+				if got, err = a.Seal(nil, nonce, []byte("msg"), nil); err == nil && !bytes.Equal(got, want) {
+					t.Error("Seal without enforcement differs from crypto/cipher")
+				}
+			})
+			if err != nil {
+				t.Fatal("without enforcement:", err)
+			}
+			if _, err := a.Seal(nil, nonce, []byte("msg"), nil); !errors.Is(err, ErrUnsupported) || errors.Is(err, ErrInvalidKey) {
+				t.Fatalf("Seal = %v, want ErrUnsupported", err)
+			}
+			if _, err := a.Open(nil, nonce, want, nil); !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("Open = %v, want ErrUnsupported", err)
+			}
+		})
+		t.Run("MAC", func(t *testing.T) {
+			s := newTest(t)
+			tests := []struct {
+				name    string
+				key     []byte
+				h       func() hash.Hash
+				wantErr error
+			}{
+				{"SHA-256, 32-byte key", bytes.Repeat([]byte{1}, 32), sha256.New, nil},
+				{"SHA-256, 14-byte key", bytes.Repeat([]byte{1}, 14), sha256.New, nil},
+				{"SHA-256, 13-byte key", bytes.Repeat([]byte{1}, 13), sha256.New, ErrInvalidKey},
+				// ownHash is SHA-256 under a type the FIPS module does not
+				// know as approved.
+				{"unapproved hash", bytes.Repeat([]byte{1}, 32), func() hash.Hash { return ownHash{sha256.New()} }, ErrUnsupported},
+			}
+			for _, tt := range tests {
+				h, err := CopyFrom(s, bytes.Clone(tt.key))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := MAC(s, h, tt.h, []byte("msg"), nil)
+				if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+					t.Errorf("%s: MAC error %v, want %v", tt.name, err, tt.wantErr)
+					continue
+				}
+				if err == nil {
+					m := hmac.New(tt.h, tt.key)
+					m.Write([]byte("msg"))
+					if !hmac.Equal(got, m.Sum(nil)) {
+						t.Errorf("%s: MAC differs from crypto/hmac", tt.name)
+					}
+				}
+			}
+		})
+	})
+}

@@ -3,12 +3,12 @@
 package memshuffle
 
 import (
-	"errors"
 	"fmt"
+	"runtime"
 )
 
 // DisableCoreDumps is not supported on this platform: it returns an error
-// wrapping errors.ErrUnsupported.
+// matching ErrUnsupported (and errors.ErrUnsupported).
 func DisableCoreDumps() error {
-	return fmt.Errorf("memshuffle: disabling core dumps: %w", errors.ErrUnsupported)
+	return fmt.Errorf("%w: disabling core dumps on %s", ErrUnsupported, runtime.GOOS)
 }

@@ -71,6 +71,9 @@ var (
 
 	// ErrNoSecretMemory is returned, wrapping the system error, by New with
 	// WithSecretMemory where the system has no memfd_secret(2) or refuses it.
+	// When secret memory is refused later (no file descriptor or mapping
+	// left, say), the error matches ErrOutOfMemory too, as any refusal of
+	// memory does.
 	ErrNoSecretMemory = errors.New("memshuffle: secret memory unavailable")
 
 	// ErrInvalidOption is returned by New for an option value out of range,
@@ -130,14 +133,16 @@ var ErrAuthFailed = errors.New("memshuffle: message authentication failed")
 var ErrBufferOverlap = errors.New("memshuffle: output overlaps input")
 
 // ErrUnsupported is returned, wrapping errors.ErrUnsupported too, when the
-// process's own policy forbids what a call needs. Under
+// platform lacks what a call needs (DisableCoreDumps outside Unix), or the
+// process's own policy forbids it. Under
 // GODEBUG=fips140=only: New with WithCipher(AES256GCM) (the FIPS module
 // allows GCM only with nonces it draws itself, and the Shuffler derives
 // them from its counter) or WithCipher(ChaCha20Poly1305) (not an approved
 // algorithm), NewAEAD, whose caller chooses the nonces, and MAC with a
-// hash the module does not approve. The default AES-256-CTR Shuffler is
-// not refused; see SECURITY.md.
-var ErrUnsupported = fmt.Errorf("memshuffle: forbidden by this process's crypto policy: %w", errors.ErrUnsupported)
+// hash the module does not approve, and RotateKey of a Shuffler New made
+// under fips140.WithoutEnforcement, outside it. The default AES-256-CTR
+// Shuffler is not refused; see SECURITY.md.
+var ErrUnsupported = fmt.Errorf("memshuffle: not supported here: %w", errors.ErrUnsupported)
 
 // ErrInvalidCount is returned when an io.Reader or io.Writer the caller
 // passed in reports a count it cannot have moved: negative, or more bytes

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"fmt"
 	"hash"
+	"strings"
 )
 
 // cipherRefused is New's and RotateKey's error when the cipher layer could
@@ -36,14 +37,19 @@ var errShortHMACKey = fmt.Errorf("%w: HMAC key shorter than 112 bits under GODEB
 // macRefused reports whether the FIPS 140-only mode forbids an HMAC with
 // the hashes of h: crypto/hmac refuses, by panicking, hashes other than
 // SHA-2 and SHA-3 there. MAC computes HMAC itself, so it asks crypto/hmac
-// with a key of zeros, not the entry's.
+// with a key of zeros, not the entry's. A panic of h's own goes on, for
+// MAC to report as ErrPanicked.
 func macRefused(h func() hash.Hash) (err error) {
 	if !fips140.Enforced() {
 		return nil
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %v", ErrUnsupported, p)
+			if msg, ok := p.(string); ok && strings.HasPrefix(msg, "crypto/hmac: ") {
+				err = fmt.Errorf("%w: %s", ErrUnsupported, msg)
+				return
+			}
+			panic(p)
 		}
 	}()
 	hmac.New(h, make([]byte, fipsMinHMACKey))

@@ -102,6 +102,9 @@ func TestFIPSOnly(t *testing.T) {
 				// ownHash is SHA-256 under a type the FIPS module does not
 				// know as approved.
 				{"unapproved hash", bytes.Repeat([]byte{1}, 32), func() hash.Hash { return ownHash{sha256.New()} }, ErrUnsupported},
+				// The third call is crypto/hmac's, asked whether the
+				// hash is approved: a panic there is still the hash's.
+				{"hash panics on its third call", bytes.Repeat([]byte{1}, 32), panicsOnCall(3), ErrPanicked},
 			}
 			for _, tt := range tests {
 				h, err := CopyFrom(s, bytes.Clone(tt.key))
@@ -123,4 +126,16 @@ func TestFIPSOnly(t *testing.T) {
 			}
 		})
 	})
+}
+
+// panicsOnCall returns a hash function that makes SHA-256 hashes and
+// panics on its nth call.
+func panicsOnCall(n int) func() hash.Hash {
+	calls := 0
+	return func() hash.Hash {
+		if calls++; calls == n {
+			panic("no more hashes")
+		}
+		return sha256.New()
+	}
 }

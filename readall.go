@@ -37,7 +37,9 @@ const maxEmptyReads = 100
 // entry holds at least one byte. On any error from r, other than io.EOF,
 // and if r panics, the error is returned (a panic as an error) and
 // everything read is wiped and freed: a short read is never a secret of the
-// wrong length. The entry being read into is rented, pinned as in Borrow, for
+// wrong length. A reader that returns nothing, and no error, 100 times in a
+// row gives io.ErrNoProgress, and one that reports an impossible count
+// ErrInvalidCount, with the same wiping. The entry being read into is rented, pinned as in Borrow, for
 // as long as r takes: Close or Purge while ReadAll waits on r never faults
 // r's write; what r wrote is wiped once it returns, and ReadAll returns
 // ErrClosed.
@@ -73,7 +75,8 @@ func ReadAll(s *Shuffler, r io.Reader, limit int) (Handle, error) {
 // Entries grow, and limit and errors work, as for ReadAll: more than limit
 // bytes before delim gives ErrTooLarge; delim first gives ErrInvalidSize
 // (an entry holds at least one byte), and end of input first gives an error
-// matching ErrInvalidSize and io.EOF.
+// matching ErrInvalidSize and io.EOF; a reader that makes no progress
+// gives io.ErrNoProgress.
 func ReadUntil(s *Shuffler, r io.Reader, delim byte, limit int) (Handle, error) {
 	br, _ := r.(io.ByteReader)
 	return readInto(s, r, limit, -1, func(g *growing) (int, error) {

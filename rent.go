@@ -512,6 +512,8 @@ func (sh *shard) open(i uint32, sl *store.Slot) error {
 		spill, err = osmem.Map(len(ext), osmem.Flags{SmallPages: true})
 		if err == nil {
 			backup = spill.Data[:len(ext)]
+		} else {
+			err = fmt.Errorf("%w: %w", ErrOutOfMemory, err)
 		}
 	}
 	if err != nil {

@@ -45,7 +45,10 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 // part-way, the entries moved so far stay moved, and the others are packed
 // into the holes of the arenas that hold most, which releases the arenas
 // they leave: Shuffle still gives memory back when it can map none. The
-// error then wraps ErrOutOfMemory or ErrLockFailed. Every entry stays valid
+// error then wraps ErrOutOfMemory or ErrLockFailed. Should the system
+// refuse to take back an emptied arena (munmap does not fail for a
+// correct call), its error is returned too; the arena is wiped, and the
+// next Shuffle retries. Every entry stays valid
 // either way. Arenas the system would not lock when they were mapped, the
 // fresh ones included, are locked again, once the arenas Shuffle emptied
 // are released, if it now allows.

@@ -266,6 +266,12 @@ func (s *Shuffler) mapRegion(n int) (*osmem.Region, error) {
 	r, err := osmem.Map(n, f)
 	if err != nil {
 		if errors.Is(err, osmem.ErrNoSecret) {
+			if s.own != nil {
+				// Secret memory worked for New: this is a refusal of
+				// more (fds, mappings, memory), which Alloc's reclaim
+				// and the caller's checks for ErrOutOfMemory must see.
+				return nil, fmt.Errorf("%w: %w: %w", ErrOutOfMemory, ErrNoSecretMemory, err)
+			}
 			return nil, fmt.Errorf("%w: %w", ErrNoSecretMemory, err)
 		}
 		if errors.Is(err, osmem.ErrLock) {
@@ -343,6 +349,9 @@ func (s *Shuffler) releaseAll() {
 // function is using is wiped at once but stays mapped until the function
 // returns; then what it wrote since is wiped, the memory unmapped, and the
 // function's caller gets ErrClosed.
+//
+// Close's only error is the system's refusal to unmap memory, which does
+// not happen to a correct call: the memory is wiped before it is unmapped.
 func (s *Shuffler) Close() error {
 	if s == nil || len(s.shards) == 0 {
 		return nil

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	cryptorand "crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -37,7 +38,9 @@ import (
 // unknown or not linked into the program where one is needed (RSA-PSS,
 // ECDSA with nil rand). Whatever else those refuse (opts they cannot use, a
 // digest of another length than opts' hash) fails with an error matching
-// ErrInvalidOption that wraps theirs. The key it parses
+// ErrInvalidOption that wraps theirs. Where they read rand (only under
+// GODEBUG=cryptocustomrand=1 since Go 1.26), rand's error is returned,
+// wrapped, and a panic of rand as an error matching ErrPanicked. The key it parses
 // lives only for that call and what the Signer owns of it is wiped before
 // Sign returns; in secret mode (see SecretMode) the parse and the signature
 // run inside secret.Do, so the copies the standard library makes are
@@ -234,16 +237,63 @@ func isNilPointer(v any) bool {
 // sentinel of ours, and crypto/rsa and crypto/ecdsa panic on opts naming a
 // hash function that is unknown or not linked in: bad input either way,
 // so ErrInvalidOption.
-func stdSign(opts crypto.SignerOpts, sign func() ([]byte, error)) (sig []byte, err error) {
+//
+// The caller's rand, which crypto/ecdsa and crypto/rsa read only under
+// GODEBUG=cryptocustomrand=1, is the caller's code: its error is passed on
+// and its panic is ErrPanicked, as for the readers ReadAll is given.
+func stdSign(opts crypto.SignerOpts, rand *watchedReader, sign func() ([]byte, error)) (sig []byte, err error) {
 	defer func() {
 		if p := recover(); p != nil {
+			if rand != nil && rand.panicked {
+				sig, err = nil, panicError("rand", p)
+				return
+			}
 			sig, err = nil, fmt.Errorf("%w: signing with %T %v: %v", ErrInvalidOption, opts, opts, p)
 		}
 	}()
 	if sig, err = sign(); err != nil {
+		if rand != nil && rand.err != nil {
+			return nil, fmt.Errorf("memshuffle: signing: reading rand: %w", rand.err)
+		}
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
 	return sig, nil
+}
+
+// watchedReader is the caller's rand for Sign, noting whether it failed or
+// panicked, so that stdSign blames neither on the opts.
+type watchedReader struct {
+	r        io.Reader
+	err      error
+	panicked bool
+}
+
+// watchRand wraps rand, unless it is nil (crypto's own source, then) or
+// crypto/rand.Reader, which the FIPS 140-only mode accepts and a wrapper
+// of it not.
+func watchRand(rand io.Reader) *watchedReader {
+	if rand == nil || rand == cryptorand.Reader {
+		return nil
+	}
+	return &watchedReader{r: rand}
+}
+
+// reader is what to hand crypto: w, or the caller's rand as it was.
+func (w *watchedReader) reader(rand io.Reader) io.Reader {
+	if w == nil {
+		return rand
+	}
+	return w
+}
+
+func (w *watchedReader) Read(p []byte) (n int, err error) {
+	w.panicked = true
+	n, err = w.r.Read(p)
+	w.panicked = false
+	if err != nil {
+		w.err = err
+	}
+	return n, err
 }
 
 func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
@@ -265,7 +315,7 @@ func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) ([]byte, e
 	defer Wipe(key)
 	copy(key, seed)
 	copy(key[ed25519.SeedSize:], k.edPub)
-	return stdSign(opts, func() ([]byte, error) { return key.Sign(nil, msg, opts) })
+	return stdSign(opts, nil, func() ([]byte, error) { return key.Sign(nil, msg, opts) })
 }
 
 func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
@@ -287,7 +337,8 @@ func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypt
 	if key.D.Sign() == 0 || key.D.Cmp(k.ecPub.Curve.Params().N) >= 0 {
 		return nil, fmt.Errorf("%w: the entry holds an EC scalar out of range", ErrInvalidKey)
 	}
-	return stdSign(opts, func() ([]byte, error) { return key.Sign(rand, digest, opts) })
+	w := watchRand(rand)
+	return stdSign(opts, w, func() ([]byte, error) { return key.Sign(w.reader(rand), digest, opts) })
 }
 
 func (k *signer) signRSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
@@ -300,7 +351,8 @@ func (k *signer) signRSA(der []byte, rand io.Reader, digest []byte, opts crypto.
 	if !ok {
 		return nil, fmt.Errorf("%w: the entry no longer holds an RSA key", ErrInvalidKey)
 	}
-	return stdSign(opts, func() ([]byte, error) { return rk.Sign(rand, digest, opts) })
+	w := watchRand(rand)
+	return stdSign(opts, w, func() ([]byte, error) { return rk.Sign(w.reader(rand), digest, opts) })
 }
 
 // edSeedCheck returns a value that tells Ed25519 seeds apart without

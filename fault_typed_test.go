@@ -1,0 +1,94 @@
+package memshuffle
+
+import (
+	"bytes"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
+
+// TestFaultErrorsTyped: memory refused after New comes back as
+// ErrOutOfMemory, whatever kind of memory it was, so that Alloc's reclaim
+// and a caller's errors.Is see it, and the entries keep their values.
+func TestFaultErrorsTyped(t *testing.T) {
+	t.Run("secret memory refused after New", func(t *testing.T) {
+		s, err := New(WithSecretMemory(), WithShards(1), WithArenaSize(4096))
+		if errors.Is(err, ErrNoSecretMemory) {
+			t.Skip("no secret memory here:", err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		h, err := CopyFrom(s, []byte("kept"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var maps atomic.Int64
+		osmem.SetFault(func(o osmem.Op) error {
+			if o != osmem.OpMap {
+				return nil
+			}
+			maps.Add(1)
+			return osmem.ErrInjected
+		})
+		t.Cleanup(func() { osmem.SetFault(nil) })
+		_, err = Alloc[byte](s, 256<<10) // larger than any arena so far
+		osmem.SetFault(nil)
+		if maps.Load() == 0 {
+			t.Fatal("Alloc mapped nothing")
+		}
+		if !errors.Is(err, ErrOutOfMemory) || !errors.Is(err, ErrNoSecretMemory) {
+			t.Fatalf("Alloc with secret memory refused = %v, want ErrOutOfMemory and ErrNoSecretMemory", err)
+		}
+		checkValue(t, s, h, []byte("kept"))
+	})
+	t.Run("no room for an authenticated entry's backup", func(t *testing.T) {
+		s, err := New(WithCipher(AES256GCM), WithLockMode(LockStrict), WithShards(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		// Larger than the shard's backup buffer, and made by Alloc, which
+		// needs none: Rent maps a larger one.
+		h, err := Alloc[byte](s, 256<<10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The new buffer cannot be locked, so Rent maps unlocked room for
+		// the ciphertext's copy, and that second mapping fails.
+		osmem.SetLockFault(func(int) error { return osmem.ErrInjected })
+		maps := failNth(t, osmem.OpMap, 1)
+		_, err = RentSlice[byte](s, h)
+		osmem.SetFault(nil)
+		osmem.SetLockFault(nil)
+		if maps.Load() != 2 {
+			t.Fatalf("Rent mapped %d regions, want 2 (the backup, the unlocked room)", maps.Load())
+		}
+		if err == nil {
+			t.Fatal("Rent succeeded with every mapping refused")
+		}
+		if !errors.Is(err, ErrOutOfMemory) {
+			t.Fatalf("Rent = %v, want ErrOutOfMemory", err)
+		}
+		checkValue(t, s, h, make([]byte, 256<<10))
+	})
+}
+
+// checkValue fails t unless entry h reads want.
+func checkValue(t *testing.T, s *Shuffler, h Handle, want []byte) {
+	t.Helper()
+	v, err := ViewSlice[byte](s, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := bytes.Clone(v)
+	if err := s.ReturnView(h); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("entry reads %q, want %q", got, want)
+	}
+}

@@ -117,7 +117,8 @@ func ReadUntil(s *Shuffler, r io.Reader, delim byte, limit int) (Handle, error) 
 
 // sizeHint guesses how many bytes r has left, or returns -1. Readers over
 // memory (bytes.Reader, strings.Reader, bytes.Buffer) tell with Len, and a
-// regular file by its size less its offset. A wrong guess costs time only:
+// regular file by its size less its offset. A wrong guess costs time, and,
+// for a guess too large, memory up to the caller's limit while r is read:
 // the entries grow or shrink to what r really yields. A Len that panics (a
 // typed nil *bytes.Reader's does) gives no guess: the panic is r's to
 // report, which its Read does, as an error, inside readInto.

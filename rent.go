@@ -45,7 +45,9 @@ func RentSlice[T any](s *Shuffler, h Handle) ([]T, error) {
 }
 
 // RentContext is Rent that, instead of failing with ErrBusy, waits until the
-// entry is free or ctx is done; then it returns ctx's error.
+// entry is free or ctx is done; then it returns ctx's error (or, should
+// ctx report none, an error matching context.Canceled). A panic in ctx's
+// Done or Err is returned as an error matching ErrPanicked.
 func RentContext[T any](ctx context.Context, s *Shuffler, h Handle) (*T, error) {
 	p, _, err := borrow[T](ctx, waitIfBusy, s, h, exclusive, unpinned)
 	return p, err
@@ -220,11 +222,48 @@ func (sh *shard) refuse(sl *store.Slot, h Handle, kind borrowKind) error {
 	return nil
 }
 
+// ctxDone returns ctx.Done(), or an error matching ErrPanicked if the
+// caller's context panics there.
+func ctxDone(ctx context.Context) (done <-chan struct{}, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicError("the context's Done", p)
+		}
+	}()
+	return ctx.Done(), nil
+}
+
+// ctxErr returns why ctx, whose Done is closed, is done: never nil, even
+// for a context that breaks its contract and reports no error, since a
+// nil error would pass off a borrow that never happened as one that did.
+// A panic of ctx's Err is an error matching ErrPanicked.
+func ctxErr(ctx context.Context) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicError("the context's Err", p)
+		}
+	}()
+	if err = ctx.Err(); err == nil {
+		err = errDoneWithoutErr
+	}
+	return err
+}
+
+// errDoneWithoutErr is ctxErr's answer for a context whose Done is closed
+// while its Err is nil: a cancellation, then.
+var errDoneWithoutErr = fmt.Errorf("memshuffle: the context is done but reports no error: %w", context.Canceled)
+
 // borrowWaiting is borrow with waitIfBusy: it waits for a busy entry's
 // shard to see a return, until ctx is done.
 func (s *Shuffler) borrowWaiting(ctx context.Context, h Handle, ti typeInfo, form shape, kind borrowKind, pin pinning) ([]byte, error) {
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: nil context", ErrNilArgument)
+	}
+	// Asked once, before anything is queued: the context is the caller's
+	// code, and a panic in it must find nothing to undo.
+	done, err := ctxDone(ctx)
+	if err != nil {
+		return nil, err
 	}
 	queued := false // this writer is counted in sh.Waiters
 	for {
@@ -250,11 +289,11 @@ func (s *Shuffler) borrowWaiting(ctx context.Context, h Handle, ti typeInfo, for
 			select {
 			case <-wake:
 				continue
-			case <-ctx.Done():
+			case <-done:
 				if queued {
 					s.dequeueWriter(h)
 				}
-				return nil, ctx.Err()
+				return nil, ctxErr(ctx)
 			}
 		}
 		if queued {

@@ -196,6 +196,11 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 	if opts == nil || isNilPointer(opts) {
 		return nil, fmt.Errorf("%w: nil crypto.SignerOpts", ErrNilArgument)
 	}
+	if k.kind == keyEd25519 {
+		if opts, err = ed25519Opts(opts); err != nil {
+			return nil, err
+		}
+	}
 	if k.kind == keyEd25519 && !secretMode {
 		// The one key buffer (edKey) is taken before the key is read, so
 		// that a Sign waiting for another waits outside the call whose
@@ -294,6 +299,25 @@ func (w *watchedReader) Read(p []byte) (n int, err error) {
 		w.err = err
 	}
 	return n, err
+}
+
+// ed25519Opts runs the caller's code in opts, HashFunc, before Sign takes
+// the Ed25519 key buffer's lock, where a HashFunc that signs again would
+// wait for itself. It returns opts crypto/ed25519 reads as it would have
+// read these, whose methods run nothing of the caller's: a copy of an
+// *ed25519.Options, or the crypto.Hash HashFunc returned. A panic in
+// HashFunc is an error matching ErrInvalidOption, as in stdSign.
+func ed25519Opts(opts crypto.SignerOpts) (_ crypto.SignerOpts, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: signing with %T %v: %v", ErrInvalidOption, opts, opts, p)
+		}
+	}()
+	if o, ok := opts.(*ed25519.Options); ok {
+		c := *o
+		return &c, nil
+	}
+	return opts.HashFunc(), nil
 }
 
 func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) ([]byte, error) {

@@ -3,6 +3,7 @@ package memshuffle
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"time"
 )
 
 // failingReader fails every read with errRandFailed.
@@ -66,4 +68,41 @@ func TestSignerRandErrors(t *testing.T) {
 			}
 		}
 	})
+}
+
+// reentrantOpts signs again from inside HashFunc, as opts of the caller's
+// may.
+type reentrantOpts struct{ sign func() }
+
+func (o reentrantOpts) HashFunc() crypto.Hash { o.sign(); return 0 }
+
+// TestSignerOptsSignAgain: an Ed25519 Signer whose opts sign with it again
+// from HashFunc finishes both signatures instead of waiting for itself on
+// its key buffer; each verifies.
+func TestSignerOptsSignAgain(t *testing.T) {
+	s := newTest(t)
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg := newTestSigner(t, s, priv)
+	var inner, outer []byte
+	var innerErr, outerErr error
+	opts := reentrantOpts{sign: func() { inner, innerErr = sg.Sign(nil, []byte("inner"), crypto.Hash(0)) }}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		outer, outerErr = sg.Sign(nil, []byte("outer"), opts)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Sign still waiting after 10 s: it waits for itself")
+	}
+	if innerErr != nil || outerErr != nil {
+		t.Fatal(innerErr, outerErr)
+	}
+	if !ed25519.Verify(pub, []byte("inner"), inner) || !ed25519.Verify(pub, []byte("outer"), outer) {
+		t.Fatal("a signature does not verify")
+	}
 }

@@ -142,7 +142,7 @@ var ErrBufferOverlap = errors.New("memshuffle: output overlaps input")
 // hash the module does not approve, and RotateKey of a Shuffler New made
 // under fips140.WithoutEnforcement, outside it. The default AES-256-CTR
 // Shuffler is not refused; see SECURITY.md.
-var ErrUnsupported = fmt.Errorf("memshuffle: not supported here: %w", errors.ErrUnsupported)
+var ErrUnsupported = fmt.Errorf("memshuffle: %w", errors.ErrUnsupported)
 
 // ErrInvalidCount is returned when an io.Reader or io.Writer the caller
 // passed in reports a count it cannot have moved: negative, or more bytes

@@ -139,8 +139,9 @@ var ErrBufferOverlap = errors.New("memshuffle: output overlaps input")
 // allows GCM only with nonces it draws itself, and the Shuffler derives
 // them from its counter) or WithCipher(ChaCha20Poly1305) (not an approved
 // algorithm), NewAEAD, whose caller chooses the nonces, and MAC with a
-// hash the module does not approve, and RotateKey of a Shuffler New made
-// under fips140.WithoutEnforcement, outside it. The default AES-256-CTR
+// hash the module does not approve, a Signer's Sign where the module
+// refuses the rand or the key, and RotateKey of a Shuffler New made under
+// fips140.WithoutEnforcement, outside it. The default AES-256-CTR
 // Shuffler is not refused; see SECURITY.md.
 var ErrUnsupported = fmt.Errorf("memshuffle: %w", errors.ErrUnsupported)
 

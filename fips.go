@@ -11,8 +11,9 @@ import (
 // cipherRefused is New's and RotateKey's error when the cipher layer could
 // not be built for mode c. With a 32-byte key the only refusal there is
 // the process's policy: GODEBUG=fips140=only, where crypto/cipher builds
-// GCM only with nonces of its own drawing and chacha20poly1305 not at all
-// (or, for AES256CTR, a CPU the assembly does not support).
+// GCM only with nonces of its own drawing and x/crypto's chacha20poly1305
+// refuses to build at all. AES256CTR is never refused: without AES-NI it
+// runs on crypto/aes's block cipher.
 func cipherRefused(c Cipher, err error) error {
 	return fmt.Errorf("%w: %v: %w", ErrUnsupported, c, err)
 }
@@ -45,7 +46,7 @@ func macRefused(h func() hash.Hash) (err error) {
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			if msg, ok := p.(string); ok && strings.HasPrefix(msg, "crypto/hmac: ") {
+			if msg, ok := p.(string); ok && strings.HasPrefix(msg, "crypto/hmac: ") && strings.Contains(msg, "FIPS 140-only mode") {
 				err = fmt.Errorf("%w: %s", ErrUnsupported, msg)
 				return
 			}

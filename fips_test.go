@@ -2,13 +2,19 @@ package memshuffle
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/fips140"
 	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
 	"hash"
+	"io"
 	"testing"
 )
 
@@ -88,6 +94,45 @@ func TestFIPSOnly(t *testing.T) {
 				t.Fatalf("Open = %v, want ErrUnsupported", err)
 			}
 		})
+		t.Run("Signer", func(t *testing.T) {
+			s := newTest(t)
+			eck, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rsak, err := rsa.GenerateKey(rand.Reader, 2048)
+			if err != nil {
+				t.Fatal(err)
+			}
+			digest := sha256.Sum256([]byte("message"))
+			pss := &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
+			// crypto/rand.Reader is what the module accepts: Sign must
+			// hand it over as it is, not wrapped.
+			for _, tc := range []struct {
+				name string
+				key  any
+				opts crypto.SignerOpts
+			}{
+				{"ECDSA", eck, crypto.SHA256},
+				{"RSA-PSS", rsak, pss},
+				{"RSA PKCS #1 v1.5", rsak, crypto.SHA256},
+			} {
+				sg := newTestSigner(t, s, tc.key)
+				sig, err := sg.Sign(rand.Reader, digest[:], tc.opts)
+				if err != nil {
+					t.Errorf("%s with crypto/rand.Reader: %v", tc.name, err)
+					continue
+				}
+				if !verifies(tc.key, digest[:], sig, tc.opts) {
+					t.Errorf("%s: the signature does not verify", tc.name)
+				}
+			}
+			// Any other source is refused there, as the policy's.
+			other := struct{ io.Reader }{rand.Reader}
+			if _, err := newTestSigner(t, s, rsak).Sign(other, digest[:], pss); !errors.Is(err, ErrUnsupported) {
+				t.Errorf("RSA-PSS with a reader of the caller's: %v, want ErrUnsupported", err)
+			}
+		})
 		t.Run("MAC", func(t *testing.T) {
 			s := newTest(t)
 			tests := []struct {
@@ -138,4 +183,18 @@ func panicsOnCall(n int) func() hash.Hash {
 		}
 		return sha256.New()
 	}
+}
+
+// verifies reports whether sig is key's signature of digest under opts.
+func verifies(key any, digest, sig []byte, opts crypto.SignerOpts) bool {
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		return ecdsa.VerifyASN1(&k.PublicKey, digest, sig)
+	case *rsa.PrivateKey:
+		if p, ok := opts.(*rsa.PSSOptions); ok {
+			return rsa.VerifyPSS(&k.PublicKey, p.Hash, digest, sig, p) == nil
+		}
+		return rsa.VerifyPKCS1v15(&k.PublicKey, opts.HashFunc(), digest, sig) == nil
+	}
+	return false
 }

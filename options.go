@@ -148,8 +148,9 @@ func (c Cipher) String() string { return seal.Mode(c).String() }
 
 // WithCipher selects the cipher entries are encrypted with; the default is
 // AES256CTR. Under GODEBUG=fips140=only, New refuses AES256GCM and
-// ChaCha20Poly1305 with ErrUnsupported, since crypto/cipher builds neither
-// for the Shuffler's counter-derived nonces there.
+// ChaCha20Poly1305 with ErrUnsupported: crypto/cipher builds no GCM for
+// the Shuffler's counter-derived nonces there, and x/crypto no
+// ChaCha20-Poly1305 at all.
 func WithCipher(c Cipher) Option {
 	return optionFunc(func(cfg *config) error {
 		if c < AES256CTR || c > ChaCha20Poly1305 {

@@ -39,10 +39,10 @@ const maxEmptyReads = 100
 // everything read is wiped and freed: a short read is never a secret of the
 // wrong length. A reader that returns nothing, and no error, 100 times in a
 // row gives io.ErrNoProgress, and one that reports an impossible count
-// ErrInvalidCount, with the same wiping. The entry being read into is rented, pinned as in Borrow, for
-// as long as r takes: Close or Purge while ReadAll waits on r never faults
-// r's write; what r wrote is wiped once it returns, and ReadAll returns
-// ErrClosed.
+// ErrInvalidCount, with the same wiping. The entry being read into is
+// rented, pinned as in Borrow, for as long as r takes: Close or Purge
+// while ReadAll waits on r never faults r's write; what r wrote is wiped
+// once it returns, and ReadAll returns ErrClosed.
 func ReadAll(s *Shuffler, r io.Reader, limit int) (Handle, error) {
 	return readInto(s, r, limit, sizeHint(r), func(g *growing) (int, error) {
 		n := 0

@@ -40,7 +40,9 @@ type rotator struct {
 // of 32 zero bytes, almost always an array nobody filled, is refused with
 // ErrInvalidKey (compared in constant time), and a salt that shares bytes
 // with the key with ErrBufferOverlap; the Shuffler keeps its key, and the
-// arrays are wiped all the same.
+// arrays are wiped all the same. An authenticated Shuffler that New made
+// inside fips140.WithoutEnforcement cannot rotate outside it under
+// GODEBUG=fips140=only: ErrUnsupported.
 //
 // In CTR mode unrented entries go from the old ciphertext to the new one
 // without their plaintext ever being formed; the authenticated modes
@@ -173,12 +175,14 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte, 
 	}
 	var next seal.Cipher
 	if err == nil {
-		next, err = seal.New(s.cfg.cipher, k, sa, s.cipherState(1-s.cipherSlot))
+		if next, err = seal.New(s.cfg.cipher, k, sa, s.cipherState(1-s.cipherSlot)); err != nil {
+			err = cipherRefused(Cipher(s.cfg.cipher), err)
+		}
 	}
 	osmem.Wipe(s.own.Data[:ownState])
 	s.closeMu.Unlock()
 	if err != nil {
-		return cipherRefused(Cipher(s.cfg.cipher), err)
+		return err
 	}
 	s.rotator.left = rotation{next: next, prev: s.shards[0].ciph, plan: s.rotator.left.plan, ks: s.rotator.left.ks}
 	return s.finishRotation(ctx, pace)

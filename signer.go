@@ -5,16 +5,19 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/fips140"
 	cryptorand "crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
 	encoding_asn1 "encoding/asn1"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"reflect"
+	"strings"
 	"sync"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -38,10 +41,15 @@ import (
 // unknown or not linked into the program where one is needed (RSA-PSS,
 // ECDSA with nil rand). Whatever else those refuse (opts they cannot use, a
 // digest of another length than opts' hash) fails with an error matching
-// ErrInvalidOption that wraps theirs. Where they read rand (only under
-// GODEBUG=cryptocustomrand=1 since Go 1.26), rand's error is returned,
-// wrapped, and a panic of rand as an error matching ErrPanicked. The key it parses
-// lives only for that call and what the Signer owns of it is wiped before
+// ErrInvalidOption that wraps theirs, or, under GODEBUG=fips140=only,
+// ErrUnsupported for what the FIPS module refuses (a rand other than
+// crypto/rand.Reader where it is read, say). RSA-PSS reads rand for its
+// salt, and needs one: a nil rand fails with ErrNilArgument. ECDSA reads
+// it only under GODEBUG=cryptocustomrand=1 (Go 1.26 uses its own source
+// otherwise). Where rand is read, its error is returned, wrapped, a count
+// it cannot have read fails with ErrInvalidCount, 100 empty reads in a
+// row with io.ErrNoProgress, and its panic with an error matching
+// ErrPanicked. The key it parses lives only for that call and what the Signer owns of it is wiped before
 // Sign returns; in secret mode (see SecretMode) the parse and the signature
 // run inside secret.Do, so the copies the standard library makes are
 // erased too once unreachable. The package documentation lists what stays
@@ -242,9 +250,10 @@ func isNilPointer(v any) bool {
 // sentinel of ours, and crypto/rsa and crypto/ecdsa panic on opts naming a
 // hash function that is unknown or not linked in: bad input either way,
 // so ErrInvalidOption.
+// What the FIPS 140-only mode refuses is ErrUnsupported instead.
 //
-// The caller's rand, which crypto/ecdsa and crypto/rsa read only under
-// GODEBUG=cryptocustomrand=1, is the caller's code: its error is passed on
+// The caller's rand (read by RSA-PSS, and by ECDSA under
+// GODEBUG=cryptocustomrand=1) is the caller's code: its error is passed on
 // and its panic is ErrPanicked, as for the readers ReadAll is given.
 func stdSign(opts crypto.SignerOpts, rand *watchedReader, sign func() ([]byte, error)) (sig []byte, err error) {
 	defer func() {
@@ -257,8 +266,11 @@ func stdSign(opts crypto.SignerOpts, rand *watchedReader, sign func() ([]byte, e
 		}
 	}()
 	if sig, err = sign(); err != nil {
-		if rand != nil && rand.err != nil {
+		if rand != nil && rand.err != nil && errors.Is(err, rand.err) {
 			return nil, fmt.Errorf("memshuffle: signing: reading rand: %w", rand.err)
+		}
+		if fips140.Enforced() && strings.Contains(err.Error(), "FIPS 140-only mode") {
+			return nil, fmt.Errorf("%w: %w", ErrUnsupported, err)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
@@ -271,17 +283,25 @@ type watchedReader struct {
 	r        io.Reader
 	err      error
 	panicked bool
+	empty    int // reads in a row that returned nothing and no error
 }
 
-// watchRand wraps rand, unless it is nil (crypto's own source, then) or
-// crypto/rand.Reader, which the FIPS 140-only mode accepts and a wrapper
-// of it not.
+// watchRand wraps rand, unless it is nil (which Sign refuses where it
+// would be read, or crypto reads no rand) or crypto/rand.Reader, which the
+// FIPS 140-only mode accepts and a wrapper of it not.
 func watchRand(rand io.Reader) *watchedReader {
 	if rand == nil || rand == cryptorand.Reader {
 		return nil
 	}
 	return &watchedReader{r: rand}
 }
+
+// nilRand stands in for a nil rand where crypto/rsa would read one.
+type nilRand struct{}
+
+func (nilRand) Read([]byte) (int, error) { return 0, errNilRand }
+
+var errNilRand = fmt.Errorf("%w: nil rand, where RSA-PSS reads its salt", ErrNilArgument)
 
 // reader is what to hand crypto: w, or the caller's rand as it was.
 func (w *watchedReader) reader(rand io.Reader) io.Reader {
@@ -295,6 +315,19 @@ func (w *watchedReader) Read(p []byte) (n int, err error) {
 	w.panicked = true
 	n, err = w.r.Read(p)
 	w.panicked = false
+	switch {
+	case n < 0 || n > len(p):
+		// io.ReadFull would slice with it, and panic, or take bytes
+		// that were never read.
+		n, err = 0, fmt.Errorf("%w: rand returned %d for a %d-byte read", ErrInvalidCount, n, len(p))
+	case n == 0 && err == nil && len(p) > 0:
+		// io.ReadFull would call again for ever.
+		if w.empty++; w.empty >= maxEmptyReads {
+			err = io.ErrNoProgress
+		}
+	default:
+		w.empty = 0
+	}
 	if err != nil {
 		w.err = err
 	}
@@ -374,6 +407,11 @@ func (k *signer) signRSA(der []byte, rand io.Reader, digest []byte, opts crypto.
 	rk, ok := key.(*rsa.PrivateKey)
 	if !ok {
 		return nil, fmt.Errorf("%w: the entry no longer holds an RSA key", ErrInvalidKey)
+	}
+	if _, pss := opts.(*rsa.PSSOptions); pss && (rand == nil || isNilPointer(rand)) {
+		// crypto/rsa reads the salt from it, after checking opts: a nil
+		// one would panic there.
+		rand = nilRand{}
 	}
 	w := watchRand(rand)
 	return stdSign(opts, w, func() ([]byte, error) { return rk.Sign(w.reader(rand), digest, opts) })

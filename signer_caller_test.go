@@ -1,6 +1,7 @@
 package memshuffle
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -20,6 +21,11 @@ type failingReader struct{}
 var errRandFailed = errors.New("the random source failed")
 
 func (failingReader) Read([]byte) (int, error) { return 0, errRandFailed }
+
+// fixedCountReader returns n, and no error, from every read.
+type fixedCountReader struct{ n int }
+
+func (r fixedCountReader) Read([]byte) (int, error) { return r.n, nil }
 
 // panickingReader panics on every read.
 type panickingReader struct{}
@@ -60,12 +66,26 @@ func TestSignerRandErrors(t *testing.T) {
 				{"crypto/rand", rand.Reader, nil},
 				{"failing", failingReader{}, errRandFailed},
 				{"panicking", panickingReader{}, ErrPanicked},
+				{"count of -1", fixedCountReader{-1}, ErrInvalidCount},
+				{"count past the buffer", fixedCountReader{1 << 20}, ErrInvalidCount},
+				{"never progressing", fixedCountReader{0}, io.ErrNoProgress},
 			} {
 				_, err := sg.Sign(rc.rand, digest[:], tc.opts)
 				if (rc.want == nil) != (err == nil) || !errors.Is(err, rc.want) || (rc.want != nil && errors.Is(err, ErrInvalidOption)) {
 					t.Errorf("%s with a %s rand: %v, want %v", tc.name, rc.name, err, rc.want)
 				}
 			}
+		}
+		// RSA-PSS reads its salt from rand, in every mode.
+		sg := newTestSigner(t, s, rsak)
+		if _, err := sg.Sign(nil, digest[:], pss); !errors.Is(err, ErrNilArgument) {
+			t.Errorf("RSA-PSS with a nil rand: %v, want ErrNilArgument", err)
+		}
+		if _, err := sg.Sign((*bytes.Reader)(nil), digest[:], pss); !errors.Is(err, ErrNilArgument) {
+			t.Errorf("RSA-PSS with a typed nil rand: %v, want ErrNilArgument", err)
+		}
+		if _, err := sg.Sign(nil, digest[:], crypto.SHA256); err != nil {
+			t.Errorf("RSA PKCS #1 v1.5 with a nil rand: %v", err)
 		}
 	})
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/fips140"
 	"crypto/hmac"
 	"crypto/rand"
@@ -96,27 +95,11 @@ func TestFIPSOnly(t *testing.T) {
 		})
 		t.Run("Signer", func(t *testing.T) {
 			s := newTest(t)
-			eck, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rsak, err := rsa.GenerateKey(rand.Reader, 2048)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cases := randSignCases(t)
 			digest := sha256.Sum256([]byte("message"))
-			pss := &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
 			// crypto/rand.Reader is what the module accepts: Sign must
 			// hand it over as it is, not wrapped.
-			for _, tc := range []struct {
-				name string
-				key  any
-				opts crypto.SignerOpts
-			}{
-				{"ECDSA", eck, crypto.SHA256},
-				{"RSA-PSS", rsak, pss},
-				{"RSA PKCS #1 v1.5", rsak, crypto.SHA256},
-			} {
+			for _, tc := range cases {
 				sg := newTestSigner(t, s, tc.key)
 				sig, err := sg.Sign(rand.Reader, digest[:], tc.opts)
 				if err != nil {
@@ -129,7 +112,7 @@ func TestFIPSOnly(t *testing.T) {
 			}
 			// Any other source is refused there, as the policy's.
 			other := struct{ io.Reader }{rand.Reader}
-			if _, err := newTestSigner(t, s, rsak).Sign(other, digest[:], pss); !errors.Is(err, ErrUnsupported) {
+			if _, err := newTestSigner(t, s, cases[1].key).Sign(other, digest[:], cases[1].opts); !errors.Is(err, ErrUnsupported) {
 				t.Errorf("RSA-PSS with a reader of the caller's: %v, want ErrUnsupported", err)
 			}
 		})

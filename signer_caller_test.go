@@ -35,28 +35,14 @@ func (panickingReader) Read([]byte) (int, error) { panic("no randomness") }
 // TestSignerRandErrors: where crypto/ecdsa and crypto/rsa read the
 // caller's rand (under GODEBUG=cryptocustomrand=1), its error is passed on
 // and its panic is ErrPanicked, not blamed on the opts; crypto/rand.Reader
-// and nil still sign.
+// still signs, and a nil rand for RSA-PSS is ErrNilArgument.
 func TestSignerRandErrors(t *testing.T) {
 	inChildEnv(t, []string{"GODEBUG=cryptocustomrand=1"}, func(t *testing.T) {
 		s := newTest(t)
-		eck, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rsak, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cases := randSignCases(t)
 		digest := sha256.Sum256([]byte("message"))
-		pss := &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
-		for _, tc := range []struct {
-			name string
-			key  any
-			opts crypto.SignerOpts
-		}{
-			{"ECDSA", eck, crypto.SHA256},
-			{"RSA-PSS", rsak, pss},
-		} {
+		rsak, pss := cases[1].key, cases[1].opts
+		for _, tc := range cases[:2] { // the two that read rand
 			sg := newTestSigner(t, s, tc.key)
 			for _, rc := range []struct {
 				name string
@@ -124,5 +110,32 @@ func TestSignerOptsSignAgain(t *testing.T) {
 	}
 	if !ed25519.Verify(pub, []byte("inner"), inner) || !ed25519.Verify(pub, []byte("outer"), outer) {
 		t.Fatal("a signature does not verify")
+	}
+}
+
+// signCase is a key and the opts to sign with it.
+type signCase struct {
+	name string
+	key  any
+	opts crypto.SignerOpts
+}
+
+// randSignCases makes a P-256 and an RSA 2048 key and returns, in this
+// order, the cases that read rand (ECDSA, where the caller's rand is used,
+// and RSA-PSS) and RSA PKCS #1 v1.5, which reads none.
+func randSignCases(t *testing.T) []signCase {
+	t.Helper()
+	eck, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsak, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []signCase{
+		{"ECDSA", eck, crypto.SHA256},
+		{"RSA-PSS", rsak, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}},
+		{"RSA PKCS #1 v1.5", rsak, crypto.SHA256},
 	}
 }

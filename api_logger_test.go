@@ -154,11 +154,7 @@ func (panickyHandler) Handle(context.Context, slog.Record) error { panic("log si
 // goroutine, which ended the process.
 func TestPanickingLoggerDropsEvent(t *testing.T) {
 	logger := slog.New(panickyHandler{slog.NewTextHandler(io.Discard, nil)})
-	s, err := New(WithCipher(AES256GCM), WithLogger(logger), WithRentTracking(time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := newTest(t, WithCipher(AES256GCM), WithLogger(logger), WithRentTracking(time.Millisecond))
 	h, err := Alloc[byte](s, 32)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package memshuffle
 
 import (
-	"bytes"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -21,7 +20,7 @@ func TestFaultErrorsTyped(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.Close()
+		checkAtCleanup(t, s)
 		h, err := CopyFrom(s, []byte("kept"))
 		if err != nil {
 			t.Fatal(err)
@@ -43,14 +42,10 @@ func TestFaultErrorsTyped(t *testing.T) {
 		if !errors.Is(err, ErrOutOfMemory) || !errors.Is(err, ErrNoSecretMemory) {
 			t.Fatalf("Alloc with secret memory refused = %v, want ErrOutOfMemory and ErrNoSecretMemory", err)
 		}
-		checkValue(t, s, h, []byte("kept"))
+		mustHold(t, s, h, []byte("kept"))
 	})
 	t.Run("no room for an authenticated entry's backup", func(t *testing.T) {
-		s, err := New(WithCipher(AES256GCM), WithLockMode(LockStrict), WithShards(1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
+		s := newTest(t, WithCipher(AES256GCM), WithLockMode(LockStrict), WithShards(1))
 		// Larger than the shard's backup buffer, and made by Alloc, which
 		// needs none: Rent maps a larger one.
 		h, err := Alloc[byte](s, 256<<10)
@@ -73,22 +68,6 @@ func TestFaultErrorsTyped(t *testing.T) {
 		if !errors.Is(err, ErrOutOfMemory) {
 			t.Fatalf("Rent = %v, want ErrOutOfMemory", err)
 		}
-		checkValue(t, s, h, make([]byte, 256<<10))
+		mustHold(t, s, h, make([]byte, 256<<10))
 	})
-}
-
-// checkValue fails t unless entry h reads want.
-func checkValue(t *testing.T, s *Shuffler, h Handle, want []byte) {
-	t.Helper()
-	v, err := ViewSlice[byte](s, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := bytes.Clone(v)
-	if err := s.ReturnView(h); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("entry reads %q, want %q", got, want)
-	}
 }

@@ -36,14 +36,7 @@ func TestFIPSOnly(t *testing.T) {
 			if err := s.RotateKey(nil, nil); err != nil {
 				t.Fatal("RotateKey:", err)
 			}
-			v, err := ViewSlice[byte](s, h)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(v) != "a secret of the FIPS-only mode" {
-				t.Fatalf("read back %q", v)
-			}
-			s.ReturnView(h)
+			mustHold(t, s, h, []byte("a secret of the FIPS-only mode"))
 		})
 		for _, c := range []Cipher{AES256GCM, ChaCha20Poly1305} {
 			t.Run(c.String(), func(t *testing.T) {

@@ -262,7 +262,7 @@ func stdSign(opts crypto.SignerOpts, rand *watchedReader, sign func() ([]byte, e
 				sig, err = nil, panicError("rand", p)
 				return
 			}
-			sig, err = nil, fmt.Errorf("%w: signing with %T %v: %v", ErrInvalidOption, opts, opts, p)
+			sig, err = nil, optsPanicked(opts, p)
 		}
 	}()
 	if sig, err = sign(); err != nil {
@@ -277,13 +277,18 @@ func stdSign(opts crypto.SignerOpts, rand *watchedReader, sign func() ([]byte, e
 	return sig, nil
 }
 
+// optsPanicked is Sign's error for a panic while crypto used opts: bad
+// input, so ErrInvalidOption.
+func optsPanicked(opts crypto.SignerOpts, p any) error {
+	return fmt.Errorf("%w: signing with %T %v: %v", ErrInvalidOption, opts, opts, p)
+}
+
 // watchedReader is the caller's rand for Sign, noting whether it failed or
 // panicked, so that stdSign blames neither on the opts.
 type watchedReader struct {
 	r        io.Reader
 	err      error
 	panicked bool
-	empty    int // reads in a row that returned nothing and no error
 }
 
 // watchRand wraps rand, unless it is nil (which Sign refuses where it
@@ -311,23 +316,19 @@ func (w *watchedReader) reader(rand io.Reader) io.Reader {
 	return w
 }
 
+// Read reads as ReadAll does (readSome): a count rand cannot have read
+// fails with ErrInvalidCount, where io.ReadFull would slice with it, and
+// endless empty reads with io.ErrNoProgress, where it would call again for
+// ever.
 func (w *watchedReader) Read(p []byte) (n int, err error) {
-	w.panicked = true
-	n, err = w.r.Read(p)
-	w.panicked = false
-	switch {
-	case n < 0 || n > len(p):
-		// io.ReadFull would slice with it, and panic, or take bytes
-		// that were never read.
-		n, err = 0, fmt.Errorf("%w: rand returned %d for a %d-byte read", ErrInvalidCount, n, len(p))
-	case n == 0 && err == nil && len(p) > 0:
-		// io.ReadFull would call again for ever.
-		if w.empty++; w.empty >= maxEmptyReads {
-			err = io.ErrNoProgress
-		}
-	default:
-		w.empty = 0
+	if len(p) == 0 {
+		// readSome would take an empty buffer's empty reads for no
+		// progress.
+		return 0, nil
 	}
+	w.panicked = true
+	n, err = readSome(w.r, p)
+	w.panicked = false
 	if err != nil {
 		w.err = err
 	}
@@ -343,7 +344,7 @@ func (w *watchedReader) Read(p []byte) (n int, err error) {
 func ed25519Opts(opts crypto.SignerOpts) (_ crypto.SignerOpts, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: signing with %T %v: %v", ErrInvalidOption, opts, opts, p)
+			err = optsPanicked(opts, p)
 		}
 	}()
 	if o, ok := opts.(*ed25519.Options); ok {

@@ -89,7 +89,7 @@ func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if k.kind == keyEd25519 && !secretMode {
+	if k.kind == keyEd25519 {
 		k.edKey = make(ed25519.PrivateKey, ed25519.PrivateKeySize)
 	}
 	return k, nil
@@ -115,15 +115,16 @@ type signer struct {
 	ecPub   *ecdsa.PublicKey
 	ecBytes int // the length of the curve's scalars
 
-	// Without secret mode, Ed25519 signatures are made with this one key
-	// buffer, under mu, and it is wiped after each. crypto/ed25519 keeps
-	// the key it expands (seed, scalar, prefix) in a cache keyed by a weak
-	// pointer to the key's first byte, for as long as that byte is
-	// reachable, and never wipes it: one buffer for the Signer's life
-	// means one such copy, where a buffer per signature leaves one
-	// unwiped copy per signature until the memory is reused. In secret
-	// mode each Sign uses a buffer of its own, so that the cache entry,
-	// made inside secret.Do, dies with it and is erased.
+	// Ed25519 signatures are made with this one key buffer, under mu,
+	// and it is wiped after each. crypto/ed25519 keeps the key it expands
+	// (seed, scalar, prefix) in a cache keyed by a weak pointer to the
+	// key's first byte, for as long as that byte is reachable, and never
+	// wipes it: one buffer for the Signer's life means one such copy. A
+	// buffer per signature would leave a copy per signature until the
+	// memory is reused, or, in secret mode, until the second collection
+	// after it: hundreds in a dump of a busy process (TestAdapterCopies'
+	// busy phase). In secret mode the one cache entry is made inside
+	// secret.Do, and erased once the Signer is gone.
 	mu    sync.Mutex
 	edKey ed25519.PrivateKey
 }
@@ -209,7 +210,7 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 			return nil, err
 		}
 	}
-	if k.kind == keyEd25519 && !secretMode {
+	if k.kind == keyEd25519 {
 		// The one key buffer (edKey) is taken before the key is read, so
 		// that a Sign waiting for another waits outside the call whose
 		// stack is zeroed after it: a collection may shrink the stack of a
@@ -367,9 +368,6 @@ func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) ([]byte, e
 	// process for a weak pointer into memory it does not manage, such as
 	// the entry.
 	key := k.edKey // Sign holds k.mu
-	if secretMode {
-		key = make(ed25519.PrivateKey, ed25519.PrivateKeySize)
-	}
 	defer Wipe(key)
 	copy(key, seed)
 	copy(key[ed25519.SeedSize:], k.edPub)

@@ -56,7 +56,10 @@ import (
 // behind in a default build.
 //
 // The Signer works as tls.Certificate's PrivateKey and with
-// x509.CreateCertificate, and is safe for concurrent use. The entry must
+// x509.CreateCertificate, and is safe for concurrent use; an Ed25519
+// Signer's signatures take turns, since they share the one key buffer
+// crypto/ed25519 caches its expanded key under (SECURITY.md: a buffer per
+// signature leaves hundreds of copies in a dump of a busy process). The entry must
 // hold the same key for as long as the Signer is used; to change keys, make
 // a new Signer. Sign fails with ErrInvalidKey when the entry no longer
 // parses, and, for Ed25519, when it holds another key: an Ed25519 signature

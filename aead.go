@@ -70,10 +70,11 @@ func (a *AEAD) Overhead() int { return aeadTagSize }
 
 // Seal encrypts and authenticates plaintext, authenticates additionalData,
 // and appends the result to dst. To reuse plaintext's storage for the
-// output, use plaintext[:0] as dst; otherwise dst's spare capacity must not
-// overlap plaintext, or Seal fails with ErrBufferOverlap, and it must not
-// overlap additionalData at all (ErrBufferOverlap too, where crypto/cipher
-// panics). A nonce of the wrong size, or a plaintext longer than GCM
+// output, use plaintext[:0] as dst; otherwise the bytes Seal appends must
+// not overlap plaintext, or Seal fails with ErrBufferOverlap, and they must
+// not overlap additionalData at all (ErrBufferOverlap too, where
+// crypto/cipher panics). Output that does not fit dst's spare capacity goes
+// to a new buffer, which overlaps nothing. A nonce of the wrong size, or a plaintext longer than GCM
 // allows (2^32-2 blocks, about 64 GiB), fails with ErrInvalidSize, and a
 // key entry of zeros with ErrInvalidKey (see NewAEAD); under
 // GODEBUG=fips140=only Seal fails with ErrUnsupported. On error dst is

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 	"unsafe"
 
@@ -81,6 +82,18 @@ func TestAEADErrors(t *testing.T) {
 	buf := make([]byte, 64)
 	if got, err := a.Seal(buf[:1], nonce, buf[:32], nil); !errors.Is(err, ErrBufferOverlap) || len(got) != 1 {
 		t.Errorf("inexact overlap: %v, %d bytes", err, len(got))
+	}
+	// Additional data in dst's capacity past the bytes appended is no
+	// overlap: only those are written (badargs_test.go has the overlaps).
+	ad := buf[40:48]
+	copy(ad, "addition")
+	sealed, err := a.Seal(buf[:0], nonce, []byte("m"), ad)
+	if err != nil {
+		t.Fatalf("Seal with additional data past the 17 bytes appended: %v", err)
+	}
+	sealed = slices.Clone(sealed)
+	if opened, err := a.Open(buf[:0], nonce, sealed, ad); err != nil || string(opened) != "m" {
+		t.Errorf("Open with additional data past the byte appended: %q, %v", opened, err)
 	}
 	for _, n := range []int{1, 15, 31, 33, 64} {
 		k, _ := Alloc[byte](s, n)

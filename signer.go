@@ -46,7 +46,8 @@ import (
 // crypto/rand.Reader where it is read, say). RSA-PSS reads rand for its
 // salt, and needs one: a nil rand fails with ErrNilArgument. ECDSA reads
 // it only under GODEBUG=cryptocustomrand=1 (Go 1.26 uses its own source
-// otherwise). Where rand is read, its error is returned, wrapped, a count
+// otherwise). A PSS salt longer than the key leaves room for fails with
+// ErrInvalidOption before rand is read. Where rand is read, its error is returned, wrapped, a count
 // it cannot have read fails with ErrInvalidCount, 100 empty reads in a
 // row with io.ErrNoProgress, and its panic with an error matching
 // ErrPanicked. The key it parses lives only for that call and what the Signer owns of it is wiped before
@@ -401,6 +402,9 @@ func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypt
 }
 
 func (k *signer) signRSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if err := k.checkPSSSalt(opts); err != nil {
+		return nil, err
+	}
 	key, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidKey, err)
@@ -417,6 +421,24 @@ func (k *signer) signRSA(der []byte, rand io.Reader, digest []byte, opts crypto.
 	}
 	w := watchRand(rand)
 	return stdSign(opts, w, func() ([]byte, error) { return rk.Sign(w.reader(rand), digest, opts) })
+}
+
+// checkPSSSalt refuses an RSA-PSS salt longer than the key leaves room
+// for. crypto/rsa finds out only after it has allocated the salt and read
+// it from rand: a SaltLength of 1<<30 cost a gigabyte and seconds of
+// reading for the same error.
+func (k *signer) checkPSSSalt(opts crypto.SignerOpts) error {
+	o, ok := opts.(*rsa.PSSOptions)
+	if !ok || o.SaltLength <= 0 || !o.Hash.Available() {
+		return nil // crypto/rsa's own rules, at no cost
+	}
+	pub := k.pub.(*rsa.PublicKey)
+	room := (pub.N.BitLen()-1+7)/8 - 2 - o.Hash.Size()
+	if o.SaltLength > room {
+		return fmt.Errorf("%w: a PSS salt of %d bytes, where a %d-bit key with %v leaves room for %d",
+			ErrInvalidOption, o.SaltLength, pub.N.BitLen(), o.Hash, max(room, 0))
+	}
+	return nil
 }
 
 // edSeedCheck returns a value that tells Ed25519 seeds apart without

@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"math"
 	"testing"
 	"time"
 )
@@ -137,5 +138,31 @@ func randSignCases(t *testing.T) []signCase {
 		{"ECDSA", eck, crypto.SHA256},
 		{"RSA-PSS", rsak, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}},
 		{"RSA PKCS #1 v1.5", rsak, crypto.SHA256},
+	}
+}
+
+// TestSignPSSSaltTooLong: an RSA-PSS salt longer than the key leaves room
+// for is ErrInvalidOption before a byte of rand is read or the salt
+// allocated; the longest that fits signs.
+func TestSignPSSSaltTooLong(t *testing.T) {
+	s := newTest(t)
+	key := testKeys()[4].priv.(*rsa.PrivateKey)
+	sg := newTestSigner(t, s, key)
+	digest := sha256.Sum256([]byte("message"))
+	room := (key.N.BitLen()-1+7)/8 - 2 - sha256.Size
+	for _, salt := range []int{room + 1, 1 << 30, math.MaxInt} {
+		rnd := &countingReader{r: rand.Reader}
+		_, err := sg.Sign(rnd, digest[:], &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: salt})
+		if !errors.Is(err, ErrInvalidOption) || rnd.calls != 0 {
+			t.Errorf("salt of %d bytes: %v after %d reads of rand, want ErrInvalidOption and none", salt, err, rnd.calls)
+		}
+	}
+	opts := &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: room}
+	sig, err := sg.Sign(rand.Reader, digest[:], opts)
+	if err != nil {
+		t.Fatalf("salt of %d bytes, the most that fits: %v", room, err)
+	}
+	if err := rsa.VerifyPSS(&key.PublicKey, crypto.SHA256, digest[:], sig, opts); err != nil {
+		t.Errorf("salt of %d bytes: the signature does not verify: %v", room, err)
 	}
 }

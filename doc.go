@@ -232,16 +232,16 @@
 // still holds what the standard library copied since. TestAdapterCopies
 // shows it with a busy phase, four goroutines signing with Ed25519 and
 // ECDSA, MACing and sealing while the collector runs without pause: three
-// runs of each build found 126 to 375 copies of the ECDSA scalar in a core
-// dump in secret mode and 326 to 579 in a default build. What the library
-// computes itself stays bounded in both: no copy of MAC's key or pads, and
-// one or two of the Ed25519 seed and prefix, the cache entry and the
-// signature under way (the test allows three). An Ed25519 Signer with a
-// key buffer per signature would leave one cache entry per signature
-// until it is collected: 721 in a core dump in secret mode, so it keeps
-// one buffer for its life in both builds. An AEAD call under way holds
-// its key schedule on the Go heap (two copies of the key in one of the
-// six dumps). BENCHMARKS.md has what secret mode costs.
+// runs in secret mode found 126 to 375 copies of the ECDSA scalar in a core
+// dump, four of a default build (one as an unprivileged user) 326 to 659.
+// What the library computes itself stays bounded in both: no copy of MAC's
+// key or pads, and one or two of the Ed25519 seed and prefix, the cache
+// entry and the signature under way (the test allows three). An Ed25519
+// Signer with a key buffer per signature would leave one cache entry per
+// signature until it is collected: 721 in a core dump in secret mode, so
+// it keeps one buffer for its life in both builds. An AEAD call under way
+// holds its key schedule on the Go heap (two copies of the key in one of
+// the busy dumps). BENCHMARKS.md has what secret mode costs.
 //
 // What neither build can protect:
 //

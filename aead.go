@@ -98,8 +98,9 @@ func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) ([]byte, error
 
 // Open authenticates ciphertext and additionalData and, if they are
 // authentic, decrypts ciphertext and appends the plaintext to dst. A
-// forged or damaged message fails with ErrAuthFailed and leaves dst's
-// spare capacity zeroed. The buffer rules, and the errors for a bad nonce
+// forged or damaged message fails with ErrAuthFailed and zeroes the bytes
+// of dst's spare capacity it would have appended (none, if they did not
+// fit). The buffer rules, and the errors for a bad nonce
 // or key, are Seal's.
 func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error) {
 	// Before the length check: a nil *AEAD or a wrong nonce is the

@@ -187,18 +187,22 @@
 //     memory is reused. (The key cannot be the entry itself: a weak
 //     pointer into memory the runtime does not manage aborts the process,
 //     in any build.)
-//   - ECDSA P-256 Sign: 19, 21, 16, 34, 15 and (as the unprivileged user)
-//     109 copies of d. crypto/ecdsa copies the
-//     scalar into its FIPS module's key form for each signature, and those
-//     copies are out of reach; the Signer wipes its own big.Int. Each
-//     signature also leaves its nonce on the heap, where nothing can wipe
-//     it, and a nonce with its signature, which is public, gives the
-//     private key: of the nonces of 50 of the 1,000 signatures, six later
-//     runs found 3, 0, 6, 3, 6 and 6 big-endian and 0 or 1 as
+//   - ECDSA P-256 Sign: 4 copies of d in each of four runs (one as the
+//     unprivileged user). crypto/ecdsa converts a key to its FIPS
+//     module's form (the scalar as bytes) and caches that, never wiped,
+//     under a weak pointer to the *ecdsa.PrivateKey; the Signer signs from
+//     a pool of keys it reuses, one while signatures come one at a time
+//     and never more than GOMAXPROCS, so the cache holds one copy per key
+//     of the pool (a key per signature left 15 to 109 after the
+//     collection, and hundreds before it). The other 3 are what
+//     crypto/x509's parse of the key in NewSigner left. Each signature also leaves its nonce on the heap,
+//     where nothing can wipe it, and a nonce with its signature, which is
+//     public, gives the private key: of the nonces of 50 of the 1,000
+//     signatures, earlier runs found 0 to 6 big-endian and 0 or 1 as
 //     little-endian words (44 of the 1,000 in a run that looked for all
 //     of them).
-//   - RSA-2048 Sign: 47 to 338 copies of each of d, p and q big-endian,
-//     and 10 to 52 of each as little-endian words. Parsing a key computes
+//   - RSA-2048 Sign: 18 to 338 copies of each of d, p and q big-endian,
+//     and 6 to 52 of each as little-endian words. Parsing a key computes
 //     crypto/rsa's precomputed values; the math/big numbers the Signer can
 //     reach are wiped, the FIPS module's are not.
 //
@@ -221,25 +225,28 @@
 //
 // In secret mode TestAdapterCopies finds 0 copies of every form above, in
 // the live process and in a core dump, and fails if it finds any, but for
-// the one copy of the Ed25519 seed and prefix in crypto/ed25519's cache
-// entry for a Signer in use, which was made inside secret.Do and is
-// erased once the Signer is gone; even hmac.New inside BorrowViewSlice
-// leaves none once collected.
+// what the standard library caches for a Signer in use: one copy of the
+// Ed25519 seed and prefix, and one of the ECDSA scalar per key of the
+// pool, made inside secret.Do and erased once the Signer is gone. Purge
+// and Close do not reach those: drop the Signer. Even hmac.New inside
+// BorrowViewSlice leaves none once collected.
 //
 // Erasure of heap memory waits for the garbage collector: a copy stays
 // readable until the collection (for a cache entry, the second
 // collection) after it became unreachable, so a dump of a busy process
 // still holds what the standard library copied since. TestAdapterCopies
-// shows it with a busy phase, four goroutines signing with Ed25519 and
-// ECDSA, MACing and sealing while the collector runs without pause: three
-// runs in secret mode found 126 to 375 copies of the ECDSA scalar in a core
-// dump, four of a default build (one as an unprivileged user) 326 to 659.
-// What the library computes itself stays bounded in both: no copy of MAC's
-// key or pads, and one or two of the Ed25519 seed and prefix, the cache
-// entry and the signature under way (the test allows three). An Ed25519
-// Signer with a key buffer per signature would leave one cache entry per
-// signature until it is collected: 721 in a core dump in secret mode, so
-// it keeps one buffer for its life in both builds. An AEAD call under way
+// shows it with a busy phase, four goroutines signing with Ed25519, ECDSA
+// and RSA, MACing and sealing while the collector runs without pause: RSA
+// signing left 168 to 463 copies of each of d, p and q in a core dump, in
+// either build. What the Signers and MAC control stays bounded in both: no
+// copy of MAC's key or pads, one or two of the Ed25519 seed and prefix
+// (the cache entry and the signature under way; the test allows three),
+// and of the ECDSA scalar one per key of the pool and, in a default
+// build, the 3 NewSigner's parse left (2 to 6 seen; the test allows
+// GOMAXPROCS plus 3). A key buffer per signature, or an ECDSA key per
+// signature, left one cache entry per signature until its second
+// collection: 721 copies of the Ed25519 seed in a core dump in secret
+// mode, and 126 to 659 of the ECDSA scalar in either build. An AEAD call under way
 // holds its key schedule on the Go heap (two copies of the key in one of
 // the busy dumps). BENCHMARKS.md has what secret mode costs.
 //

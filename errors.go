@@ -126,9 +126,9 @@ var ErrInvalidKey = errors.New("memshuffle: invalid or unsupported key")
 // additional data was forged or damaged.
 var ErrAuthFailed = errors.New("memshuffle: message authentication failed")
 
-// ErrBufferOverlap is returned by AEAD's Seal and Open when dst's spare
-// capacity overlaps the input other than exactly, or overlaps the
-// additional data at all, and by RotateKey when the salt shares bytes with
+// ErrBufferOverlap is returned by AEAD's Seal and Open when the bytes
+// they would append to dst overlap the input other than exactly, or
+// overlap the additional data at all, and by RotateKey when the salt shares bytes with
 // the key.
 var ErrBufferOverlap = errors.New("memshuffle: output overlaps input")
 

@@ -17,6 +17,7 @@ import (
 	"io"
 	"math/big"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -59,8 +60,12 @@ import (
 // The Signer works as tls.Certificate's PrivateKey and with
 // x509.CreateCertificate, and is safe for concurrent use; an Ed25519
 // Signer's signatures take turns, since they share the one key buffer
-// crypto/ed25519 caches its expanded key under (SECURITY.md: a buffer per
-// signature leaves hundreds of copies in a dump of a busy process). The entry must
+// crypto/ed25519 caches its expanded key under, and an ECDSA Signer's run
+// at most GOMAXPROCS (at NewSigner) at once, each with a key of a pool
+// that crypto/ecdsa caches its form of the scalar under (SECURITY.md: a
+// key per signature leaves hundreds of copies in a dump of a busy
+// process). Those cached copies live as long as the Signer; Purge and
+// Close do not reach them. The entry must
 // hold the same key for as long as the Signer is used; to change keys, make
 // a new Signer. Sign fails with ErrInvalidKey when the entry no longer
 // parses, and, for Ed25519, when it holds another key: an Ed25519 signature
@@ -93,8 +98,11 @@ func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if k.kind == keyEd25519 {
+	switch k.kind {
+	case keyEd25519:
 		k.edKey = make(ed25519.PrivateKey, ed25519.PrivateKeySize)
+	case keyECDSA:
+		k.ecKeys.sem = make(chan struct{}, runtime.GOMAXPROCS(0))
 	}
 	return k, nil
 }
@@ -131,6 +139,48 @@ type signer struct {
 	// secret.Do, and erased once the Signer is gone.
 	mu    sync.Mutex
 	edKey ed25519.PrivateKey
+
+	ecKeys ecKeyPool
+}
+
+// ecKeyPool holds the keys an ECDSA Signer signs with, each reused, its D
+// set for one signature and wiped after it. crypto/ecdsa converts a key
+// for its FIPS module (the scalar as bytes) and caches that under a weak
+// pointer to the *ecdsa.PrivateKey, never wiping it: a key per signature
+// left a copy of the scalar per signature until the second collection
+// after it, hundreds in a dump of a busy process in either build. A key
+// reused keeps one. The pool makes a key only when every one it has is in
+// use, and lets at most GOMAXPROCS (at NewSigner) signatures run at once,
+// so a Signer leaves no more copies than that.
+type ecKeyPool struct {
+	sem  chan struct{} // a token per signature under way
+	mu   sync.Mutex
+	idle []*ecdsa.PrivateKey // last in, first out: sequential signatures use one
+}
+
+// get waits for a turn and returns an idle key, or nil: signECDSA makes
+// one then, inside the call (and secret.Do, in secret mode).
+func (p *ecKeyPool) get() *ecdsa.PrivateKey {
+	p.sem <- struct{}{}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.idle)
+	if n == 0 {
+		return nil
+	}
+	key := p.idle[n-1]
+	p.idle = p.idle[:n-1]
+	return key
+}
+
+// put gives back the turn, and key, if signECDSA made or used one.
+func (p *ecKeyPool) put(key *ecdsa.PrivateKey) {
+	if key != nil {
+		p.mu.Lock()
+		p.idle = append(p.idle, key)
+		p.mu.Unlock()
+	}
+	<-p.sem
 }
 
 // setEd25519 keeps the public half of the Ed25519 key in der and what
@@ -223,12 +273,18 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 		k.mu.Lock()
 		defer k.mu.Unlock()
 	}
+	var ecKey *ecdsa.PrivateKey
+	if k.kind == keyECDSA {
+		// Taken before the key is read, as the Ed25519 buffer is.
+		ecKey = k.ecKeys.get()
+		defer func() { k.ecKeys.put(ecKey) }()
+	}
 	err = borrowKey(k.s, k.h, pinRule{deep: true}, func(der []byte) error {
 		switch k.kind {
 		case keyEd25519:
 			sig, err = k.signEd25519(der, digest, opts)
 		case keyECDSA:
-			sig, err = k.signECDSA(der, rand, digest, opts)
+			sig, err = k.signECDSA(der, &ecKey, rand, digest, opts)
 		default:
 			sig, err = k.signRSA(der, rand, digest, opts)
 		}
@@ -378,7 +434,9 @@ func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) ([]byte, e
 	return stdSign(opts, nil, func() ([]byte, error) { return key.Sign(nil, msg, opts) })
 }
 
-func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+// signECDSA signs with *slot, a key of the pool (see ecKeyPool), which it
+// makes if it is nil.
+func (k *signer) signECDSA(der []byte, slot **ecdsa.PrivateKey, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	d, err := pkcs8ECScalar(der, k.ecBytes)
 	if err != nil {
 		return nil, err
@@ -386,9 +444,15 @@ func (k *signer) signECDSA(der []byte, rand io.Reader, digest []byte, opts crypt
 	// The public key is the one NewSigner derived: parsing with
 	// crypto/x509 or ecdsa.ParseRawPrivateKey would derive it again, a
 	// scalar multiplication as costly as the signature. Setting D is the
-	// one way to avoid that.
-	//lint:ignore SA1019 see above; D is wiped after use
-	key := &ecdsa.PrivateKey{PublicKey: *k.ecPub, D: new(big.Int).SetBytes(d)}
+	// one way to avoid that. Made here, a new key is made inside
+	// secret.Do in secret mode, and so is the cache entry of it.
+	if *slot == nil {
+		//lint:ignore SA1019 see above; D is wiped after each use
+		*slot = &ecdsa.PrivateKey{PublicKey: *k.ecPub, D: new(big.Int)}
+	}
+	key := *slot
+	//lint:ignore SA1019 see above; its words are reused, so SetBytes copies d nowhere else
+	key.D.SetBytes(d)
 	//lint:ignore SA1019 wiping the scalar set above
 	defer wipeBig(key.D)
 	// crypto/ecdsa reports a scalar out of range with an error matching no

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"io"
 	"math"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -164,5 +166,69 @@ func TestSignPSSSaltTooLong(t *testing.T) {
 	}
 	if err := rsa.VerifyPSS(&key.PublicKey, crypto.SHA256, digest[:], sig, opts); err != nil {
 		t.Errorf("salt of %d bytes: the signature does not verify: %v", room, err)
+	}
+}
+
+// TestSignerECDSAKeyPool: an ECDSA Signer signs from a pool of keys it
+// reuses, one while signatures come one at a time and never more than
+// GOMAXPROCS, and every signature of many goroutines at once verifies.
+// Each key is one copy of the scalar crypto/ecdsa keeps (TestAdapterCopies
+// counts them).
+func TestSignerECDSAKeyPool(t *testing.T) {
+	s := newTest(t)
+	key := testKeys()[1].priv.(*ecdsa.PrivateKey)
+	sg := newTestSigner(t, s, key)
+	pool := &sg.(*signer).ecKeys
+	idle := func() int {
+		pool.mu.Lock()
+		defer pool.mu.Unlock()
+		return len(pool.idle)
+	}
+	digest := sha256.Sum256([]byte("message"))
+	for range 20 {
+		if _, err := sg.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := idle(); n != 1 {
+		t.Errorf("%d keys after signatures one at a time, want 1", n)
+	}
+
+	procs := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4*procs)
+	for range 4 * procs {
+		wg.Go(func() {
+			for range 25 {
+				sig, err := sg.Sign(rand.Reader, digest[:], crypto.SHA256)
+				if err == nil && !ecdsa.VerifyASN1(&key.PublicKey, digest[:], sig) {
+					err = errors.New("a signature does not verify")
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := idle(); n < 1 || n > procs {
+		t.Errorf("%d keys after %d goroutines signed at once, want 1 to GOMAXPROCS (%d)", n, 4*procs, procs)
+	}
+	if len(pool.sem) != 0 {
+		t.Errorf("%d turns still taken after every signature returned", len(pool.sem))
+	}
+	// A key left in the pool holds no scalar between signatures.
+	pool.mu.Lock()
+	defer pool.mu.Unlock()
+	for _, k := range pool.idle {
+		//lint:ignore SA1019 checking the scalar the Signer wipes
+		if k.D.Sign() != 0 {
+			t.Error("a key in the pool still holds its scalar")
+		}
 	}
 }

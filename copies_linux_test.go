@@ -326,14 +326,19 @@ func keyForms(t *testing.T, macKey, aesKey []byte, ed ed25519.PrivateKey, ec *ec
 }
 
 // keptCopies is how many copies of each form the Signers keep for their
-// life, in any build: crypto/ed25519's cache entry of the one key buffer
-// (seed and prefix, never the scalar in its byte form), and crypto/ecdsa's
-// of each key in the pool, one when the signatures come one at a time.
-// A runtimesecret build must leave no other copy of any form.
+// life, in any build, when signatures come one at a time (one key in each
+// pool): crypto/ed25519's cache entry of the one key buffer (seed and
+// prefix, never the scalar in its byte form), crypto/ecdsa's of the ECDSA
+// pool's key, and the RSA pool's parsed key, whose d, p and q are in
+// math/big's words and in crypto/rsa's FIPS form. A runtimesecret build
+// must leave no other copy of any form.
 var keptCopies = map[string]int{
-	"Ed25519 seed":         1,
-	"Ed25519 prefix":       1,
-	"ECDSA d (big-endian)": 1,
+	"Ed25519 seed":                1,
+	"Ed25519 prefix":              1,
+	"ECDSA d (big-endian)":        1,
+	"RSA d (little-endian words)": 2,
+	"RSA p (little-endian words)": 2,
+	"RSA q (little-endian words)": 2,
 }
 
 // defaultCopies is how many copies of each form TestAdapterCopies allows
@@ -602,13 +607,21 @@ var busyCopies = map[string]int{
 	"Ed25519 prefix": 3,
 }
 
-// busyLimit is busyCopies, and for the ECDSA scalar: one per key of the
-// Signer's pool, which has at most GOMAXPROCS, and in a default build what
-// crypto/x509's parse in NewSigner left unwiped (3 in every run seen). A
-// key per signature left hundreds.
+// busyLimit is busyCopies, and for the ECDSA and RSA keys what their
+// pools keep, at most GOMAXPROCS keys each, and in a default build what
+// crypto/x509 left unwiped when NewSigner and each pool key parsed them:
+// for the ECDSA scalar one per key and 3 (as in every run seen); for RSA's
+// d, p and q two per key as words, and up to 3 per parse big-endian (3 to
+// 6 seen with one key). A key or a parse per signature left hundreds.
 func busyLimit(form string) (int, bool) {
-	if form == "ECDSA d (big-endian)" {
-		return runtime.GOMAXPROCS(0) + 3, true
+	procs := runtime.GOMAXPROCS(0)
+	switch form {
+	case "ECDSA d (big-endian)":
+		return procs + 3, true
+	case "RSA d (little-endian words)", "RSA p (little-endian words)", "RSA q (little-endian words)":
+		return 2*procs + 2, true
+	case "RSA d (big-endian)", "RSA p (big-endian)", "RSA q (big-endian)":
+		return 3 * (procs + 1), true
 	}
 	n, ok := busyCopies[form]
 	return n, ok

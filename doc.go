@@ -201,10 +201,13 @@
 //     signatures, earlier runs found 0 to 6 big-endian and 0 or 1 as
 //     little-endian words (44 of the 1,000 in a run that looked for all
 //     of them).
-//   - RSA-2048 Sign: 18 to 338 copies of each of d, p and q big-endian,
-//     and 6 to 52 of each as little-endian words. Parsing a key computes
-//     crypto/rsa's precomputed values; the math/big numbers the Signer can
-//     reach are wiped, the FIPS module's are not.
+//   - RSA-2048 Sign: 3 to 6 copies of each of d, p and q big-endian and 2
+//     to 5 as little-endian words, in three runs (one as the unprivileged
+//     user). The Signer parses the key once for each key of its pool and
+//     keeps it, math/big's words and crypto/rsa's precomputed FIPS form,
+//     two copies as words per key; the big-endian ones are what
+//     crypto/x509's parses left. A parse per signature left 18 to 338 and
+//     6 to 52.
 //
 // How many copies of ECDSA and RSA keys are found depends on when the
 // collector last ran and what has reused the memory since.
@@ -225,30 +228,32 @@
 //
 // In secret mode TestAdapterCopies finds 0 copies of every form above, in
 // the live process and in a core dump, and fails if it finds any, but for
-// what the standard library caches for a Signer in use: one copy of the
-// Ed25519 seed and prefix, and one of the ECDSA scalar per key of the
-// pool, made inside secret.Do and erased once the Signer is gone. Purge
-// and Close do not reach those: drop the Signer. Even hmac.New inside
-// BorrowViewSlice leaves none once collected.
+// what a Signer in use keeps: one copy of the Ed25519 seed and prefix in
+// crypto/ed25519's cache, one of the ECDSA scalar per key of the pool in
+// crypto/ecdsa's, and the RSA pool's parsed keys (d, p and q as math/big's
+// words and in crypto/rsa's FIPS form), all made inside secret.Do and
+// erased once the Signer is gone. Purge and Close do not reach those: drop
+// the Signer. Even hmac.New inside BorrowViewSlice leaves none once
+// collected.
 //
 // Erasure of heap memory waits for the garbage collector: a copy stays
 // readable until the collection (for a cache entry, the second
 // collection) after it became unreachable, so a dump of a busy process
-// still holds what the standard library copied since. TestAdapterCopies
-// shows it with a busy phase, four goroutines signing with Ed25519, ECDSA
-// and RSA, MACing and sealing while the collector runs without pause: RSA
-// signing left 168 to 463 copies of each of d, p and q in a core dump, in
-// either build. What the Signers and MAC control stays bounded in both: no
-// copy of MAC's key or pads, one or two of the Ed25519 seed and prefix
-// (the cache entry and the signature under way; the test allows three),
-// and of the ECDSA scalar one per key of the pool and, in a default
-// build, the 3 NewSigner's parse left (2 to 6 seen; the test allows
-// GOMAXPROCS plus 3). A key buffer per signature, or an ECDSA key per
-// signature, left one cache entry per signature until its second
-// collection: 721 copies of the Ed25519 seed in a core dump in secret
-// mode, and 126 to 659 of the ECDSA scalar in either build. An AEAD call under way
-// holds its key schedule on the Go heap (two copies of the key in one of
-// the busy dumps). BENCHMARKS.md has what secret mode costs.
+// holds what the standard library copied since. That is why the Signers
+// reuse their keys: TestAdapterCopies' busy phase, four goroutines signing
+// with Ed25519, ECDSA and RSA, MACing and sealing while the collector runs
+// without pause, found in a core dump 721 copies of the Ed25519 seed with
+// a key buffer per signature (in secret mode), and in either build 126 to
+// 659 of the ECDSA scalar with a key per signature and 168 to 463 of each
+// of RSA's d, p and q with a parse per signature. With the pools it finds no copy of MAC's
+// key or pads, one or two of the Ed25519 seed and prefix (the cache entry
+// and the signature under way; the test allows three), 2 to 6 of the ECDSA
+// scalar (one per key of the pool and, in a default build, the 3
+// NewSigner's parse left; it allows GOMAXPROCS plus 3), and none of RSA's
+// numbers big-endian and two as words per key of the pool (4 to 8 seen).
+// An AEAD call under way holds its key schedule on the Go heap (two copies
+// of the key in one of the busy dumps). BENCHMARKS.md has what secret mode
+// costs.
 //
 // What neither build can protect:
 //

@@ -48,24 +48,27 @@ import (
 // salt, and needs one: a nil rand fails with ErrNilArgument. ECDSA reads
 // it only under GODEBUG=cryptocustomrand=1 (Go 1.26 uses its own source
 // otherwise). A PSS salt longer than the key leaves room for fails with
-// ErrInvalidOption before rand is read. Where rand is read, its error is returned, wrapped, a count
-// it cannot have read fails with ErrInvalidCount, 100 empty reads in a
-// row with io.ErrNoProgress, and its panic with an error matching
-// ErrPanicked. The key it parses lives only for that call and what the Signer owns of it is wiped before
-// Sign returns; in secret mode (see SecretMode) the parse and the signature
-// run inside secret.Do, so the copies the standard library makes are
-// erased too once unreachable. The package documentation lists what stays
-// behind in a default build.
+// ErrInvalidOption before rand is read. Where rand is read, its error is
+// returned, wrapped, a count it cannot have read fails with
+// ErrInvalidCount, 100 empty reads in a row with io.ErrNoProgress, and its
+// panic with an error matching ErrPanicked. Sign reads the key from the
+// entry for each signature; what it holds of an Ed25519 or ECDSA key
+// outside the entry is wiped before it returns, and an RSA key is parsed
+// once for each key of the Signer's pool (below) and kept. In secret mode
+// (see SecretMode) the parse and the signature run inside secret.Do, so
+// the copies the standard library makes are erased too once unreachable.
+// The package documentation lists what stays behind in each build.
 //
 // The Signer works as tls.Certificate's PrivateKey and with
 // x509.CreateCertificate, and is safe for concurrent use; an Ed25519
 // Signer's signatures take turns, since they share the one key buffer
-// crypto/ed25519 caches its expanded key under, and an ECDSA Signer's run
-// at most GOMAXPROCS (at NewSigner) at once, each with a key of a pool
-// that crypto/ecdsa caches its form of the scalar under (SECURITY.md: a
-// key per signature leaves hundreds of copies in a dump of a busy
-// process). Those cached copies live as long as the Signer; Purge and
-// Close do not reach them. The entry must
+// crypto/ed25519 caches its expanded key under, and an ECDSA or RSA
+// Signer's run at most GOMAXPROCS (at NewSigner) at once, each with a key
+// of a pool: crypto/ecdsa caches its form of the scalar under each, and an
+// RSA key is parsed once per key of the pool and kept (SECURITY.md: a key
+// or a parse per signature leaves hundreds of copies in a dump of a busy
+// process). Those copies live as long as the Signer; Purge and Close do
+// not reach them. The entry must
 // hold the same key for as long as the Signer is used; to change keys, make
 // a new Signer. Sign fails with ErrInvalidKey when the entry no longer
 // parses, and, for Ed25519, when it holds another key: an Ed25519 signature
@@ -92,6 +95,7 @@ func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 			_, err = pkcs8ECScalar(der, k.ecBytes)
 		default:
 			_, err = pkcs8Private(der)
+			k.rsaCheck = keyCheck("RSA", der)
 		}
 		return err
 	})
@@ -103,6 +107,8 @@ func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 		k.edKey = make(ed25519.PrivateKey, ed25519.PrivateKeySize)
 	case keyECDSA:
 		k.ecKeys.sem = make(chan struct{}, runtime.GOMAXPROCS(0))
+	default:
+		k.rsaKeys.sem = make(chan struct{}, runtime.GOMAXPROCS(0))
 	}
 	return k, nil
 }
@@ -140,27 +146,38 @@ type signer struct {
 	mu    sync.Mutex
 	edKey ed25519.PrivateKey
 
-	ecKeys ecKeyPool
+	// ECDSA signatures are made with keys of ecKeys, each reused, its D
+	// set for one signature and wiped after it. crypto/ecdsa converts a
+	// key for its FIPS module (the scalar as bytes) and caches that under
+	// a weak pointer to the *ecdsa.PrivateKey, never wiping it: a key per
+	// signature left a copy of the scalar per signature until the second
+	// collection after it, hundreds in a dump of a busy process in either
+	// build. A key reused keeps one.
+	ecKeys keyPool[ecdsa.PrivateKey]
+
+	// RSA signatures are made with keys of rsaKeys, each parsed once from
+	// the entry and kept: a parse per signature left every form of d, p
+	// and q that crypto/x509 and crypto/rsa make (its FIPS module's among
+	// them, out of reach) once per signature, hundreds in a dump of a busy
+	// process in either build. rsaCheck tells whether the entry still
+	// holds the key they were parsed from.
+	rsaKeys  keyPool[rsa.PrivateKey]
+	rsaCheck []byte
 }
 
-// ecKeyPool holds the keys an ECDSA Signer signs with, each reused, its D
-// set for one signature and wiped after it. crypto/ecdsa converts a key
-// for its FIPS module (the scalar as bytes) and caches that under a weak
-// pointer to the *ecdsa.PrivateKey, never wiping it: a key per signature
-// left a copy of the scalar per signature until the second collection
-// after it, hundreds in a dump of a busy process in either build. A key
-// reused keeps one. The pool makes a key only when every one it has is in
-// use, and lets at most GOMAXPROCS (at NewSigner) signatures run at once,
-// so a Signer leaves no more copies than that.
-type ecKeyPool struct {
+// keyPool holds the keys a Signer signs with, each reused. It makes a key
+// only when every one it has is in use, and lets at most GOMAXPROCS (at
+// NewSigner) signatures run at once, so a Signer keeps no more keys, and
+// no more of the copies the standard library caches of them, than that.
+type keyPool[K any] struct {
 	sem  chan struct{} // a token per signature under way
 	mu   sync.Mutex
-	idle []*ecdsa.PrivateKey // last in, first out: sequential signatures use one
+	idle []*K // last in, first out: sequential signatures use one
 }
 
-// get waits for a turn and returns an idle key, or nil: signECDSA makes
-// one then, inside the call (and secret.Do, in secret mode).
-func (p *ecKeyPool) get() *ecdsa.PrivateKey {
+// get waits for a turn and returns an idle key, or nil: the signature
+// makes one then, inside the call (and secret.Do, in secret mode).
+func (p *keyPool[K]) get() *K {
 	p.sem <- struct{}{}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -173,8 +190,8 @@ func (p *ecKeyPool) get() *ecdsa.PrivateKey {
 	return key
 }
 
-// put gives back the turn, and key, if signECDSA made or used one.
-func (p *ecKeyPool) put(key *ecdsa.PrivateKey) {
+// put gives back the turn, and key, if the signature made or used one.
+func (p *keyPool[K]) put(key *K) {
 	if key != nil {
 		p.mu.Lock()
 		p.idle = append(p.idle, key)
@@ -279,6 +296,11 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 		ecKey = k.ecKeys.get()
 		defer func() { k.ecKeys.put(ecKey) }()
 	}
+	var rsaKey *rsa.PrivateKey
+	if k.kind == keyRSA {
+		rsaKey = k.rsaKeys.get()
+		defer func() { k.rsaKeys.put(rsaKey) }()
+	}
 	err = borrowKey(k.s, k.h, pinRule{deep: true}, func(der []byte) error {
 		switch k.kind {
 		case keyEd25519:
@@ -286,7 +308,7 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 		case keyECDSA:
 			sig, err = k.signECDSA(der, &ecKey, rand, digest, opts)
 		default:
-			sig, err = k.signRSA(der, rand, digest, opts)
+			sig, err = k.signRSA(der, &rsaKey, rand, digest, opts)
 		}
 		return err
 	})
@@ -434,7 +456,7 @@ func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) ([]byte, e
 	return stdSign(opts, nil, func() ([]byte, error) { return key.Sign(nil, msg, opts) })
 }
 
-// signECDSA signs with *slot, a key of the pool (see ecKeyPool), which it
+// signECDSA signs with *slot, a key of the pool (see ecKeys), which it
 // makes if it is nil.
 func (k *signer) signECDSA(der []byte, slot **ecdsa.PrivateKey, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	d, err := pkcs8ECScalar(der, k.ecBytes)
@@ -465,18 +487,31 @@ func (k *signer) signECDSA(der []byte, slot **ecdsa.PrivateKey, rand io.Reader, 
 	return stdSign(opts, w, func() ([]byte, error) { return key.Sign(w.reader(rand), digest, opts) })
 }
 
-func (k *signer) signRSA(der []byte, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+// signRSA signs with *slot, a key of the pool (see rsaKeys), which it
+// parses from der if it is nil. An entry that no longer holds the key the
+// pool's were parsed from is parsed for this signature alone, and the key
+// wiped after it.
+func (k *signer) signRSA(der []byte, slot **rsa.PrivateKey, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if err := k.checkPSSSalt(opts); err != nil {
 		return nil, err
 	}
-	key, err := x509.ParsePKCS8PrivateKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidKey, err)
-	}
-	defer wipeKey(key)
-	rk, ok := key.(*rsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%w: the entry no longer holds an RSA key", ErrInvalidKey)
+	same := subtle.ConstantTimeCompare(keyCheck("RSA", der), k.rsaCheck) == 1
+	rk := *slot
+	if rk == nil || !same {
+		key, err := x509.ParsePKCS8PrivateKey(der)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidKey, err)
+		}
+		var ok bool
+		if rk, ok = key.(*rsa.PrivateKey); !ok {
+			wipeKey(key)
+			return nil, fmt.Errorf("%w: the entry no longer holds an RSA key", ErrInvalidKey)
+		}
+		if same {
+			*slot = rk
+		} else {
+			defer wipeKey(rk)
+		}
 	}
 	if _, pss := opts.(*rsa.PSSOptions); pss && (rand == nil || isNilPointer(rand)) {
 		// crypto/rsa reads the salt from it, after checking opts: a nil
@@ -506,13 +541,18 @@ func (k *signer) checkPSSSalt(opts crypto.SignerOpts) error {
 }
 
 // edSeedCheck returns a value that tells Ed25519 seeds apart without
-// giving them away: HMAC-SHA256 keyed by the seed, over a fixed label.
-// Keying by the seed puts it only in MAC's padded block, which is wiped,
-// never in a hash's buffer of a partial block. Deriving the public key
-// instead would cost as much as the signature.
-func edSeedCheck(seed []byte) []byte {
-	return hmacAppend(sha256.New(), sha256.New(), make([]byte, sha256.BlockSize), seed,
-		[]byte("memshuffle Ed25519 key check"), make([]byte, 0, sha256.Size))
+// giving them away (keyCheck). Deriving the public key instead would cost
+// as much as the signature.
+func edSeedCheck(seed []byte) []byte { return keyCheck("Ed25519", seed) }
+
+// keyCheck returns a value that tells keys of one kind apart without
+// giving them away: HMAC-SHA256 keyed by the key, over a label naming the
+// kind. Keying by the key puts it only in MAC's padded block, which is
+// wiped, or, when it is longer than a block, in a hash's state, which
+// hmacAppend clears; never in a buffer it leaves behind.
+func keyCheck(kind string, key []byte) []byte {
+	return hmacAppend(sha256.New(), sha256.New(), make([]byte, sha256.BlockSize), key,
+		[]byte("memshuffle "+kind+" key check"), make([]byte, 0, sha256.Size))
 }
 
 // pkcs8Private returns the privateKey OCTET STRING of a PKCS#8

@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -169,66 +170,160 @@ func TestSignPSSSaltTooLong(t *testing.T) {
 	}
 }
 
-// TestSignerECDSAKeyPool: an ECDSA Signer signs from a pool of keys it
-// reuses, one while signatures come one at a time and never more than
+// TestSignerKeyPools: ECDSA and RSA Signers sign from a pool of keys they
+// reuse, one while signatures come one at a time and never more than
 // GOMAXPROCS, and every signature of many goroutines at once verifies.
-// Each key is one copy of the scalar crypto/ecdsa keeps (TestAdapterCopies
-// counts them).
-func TestSignerECDSAKeyPool(t *testing.T) {
-	s := newTest(t)
-	key := testKeys()[1].priv.(*ecdsa.PrivateKey)
-	sg := newTestSigner(t, s, key)
-	pool := &sg.(*signer).ecKeys
-	idle := func() int {
-		pool.mu.Lock()
-		defer pool.mu.Unlock()
-		return len(pool.idle)
+// Each key is one set of the copies crypto/ecdsa and crypto/rsa keep
+// (TestAdapterCopies counts them). An ECDSA key holds no scalar between
+// signatures; an RSA key is parsed once and kept.
+func TestSignerKeyPools(t *testing.T) {
+	ec := testKeys()[1].priv.(*ecdsa.PrivateKey)
+	rk := testKeys()[4].priv.(*rsa.PrivateKey)
+	cases := []struct {
+		name   string
+		key    crypto.Signer
+		idle   func(*signer) (n, taken int, scalars int)
+		verify func(digest, sig []byte) bool
+	}{
+		{"ECDSA", ec, func(k *signer) (int, int, int) {
+			return poolState(&k.ecKeys, func(key *ecdsa.PrivateKey) bool {
+				//lint:ignore SA1019 checking the scalar the Signer wipes
+				return key.D.Sign() != 0
+			})
+		}, func(digest, sig []byte) bool { return ecdsa.VerifyASN1(&ec.PublicKey, digest, sig) }},
+		{"RSA", rk, func(k *signer) (int, int, int) {
+			return poolState(&k.rsaKeys, func(key *rsa.PrivateKey) bool { return key.D.Sign() != 0 })
+		}, func(digest, sig []byte) bool {
+			return rsa.VerifyPKCS1v15(&rk.PublicKey, crypto.SHA256, digest, sig) == nil
+		}},
 	}
-	digest := sha256.Sum256([]byte("message"))
-	for range 20 {
-		if _, err := sg.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := idle(); n != 1 {
-		t.Errorf("%d keys after signatures one at a time, want 1", n)
-	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newTest(t)
+			sg := newTestSigner(t, s, c.key)
+			k := sg.(*signer)
+			digest := sha256.Sum256([]byte("message"))
+			for range 5 {
+				if _, err := sg.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n, _, scalars := c.idle(k)
+			if n != 1 {
+				t.Errorf("%d keys after signatures one at a time, want 1", n)
+			}
+			if c.name == "ECDSA" && scalars != 0 {
+				t.Error("a key in the pool still holds its scalar")
+			}
 
-	procs := runtime.GOMAXPROCS(0)
-	var wg sync.WaitGroup
-	errs := make(chan error, 4*procs)
-	for range 4 * procs {
-		wg.Go(func() {
-			for range 25 {
-				sig, err := sg.Sign(rand.Reader, digest[:], crypto.SHA256)
-				if err == nil && !ecdsa.VerifyASN1(&key.PublicKey, digest[:], sig) {
-					err = errors.New("a signature does not verify")
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
+			procs := runtime.GOMAXPROCS(0)
+			var wg sync.WaitGroup
+			errs := make(chan error, 4*procs)
+			for range 4 * procs {
+				wg.Go(func() {
+					for range 5 {
+						sig, err := sg.Sign(rand.Reader, digest[:], crypto.SHA256)
+						if err == nil && !c.verify(digest[:], sig) {
+							err = errors.New("a signature does not verify")
+						}
+						if err != nil {
+							errs <- err
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			n, taken, scalars := c.idle(k)
+			if n < 1 || n > procs {
+				t.Errorf("%d keys after %d goroutines signed at once, want 1 to GOMAXPROCS (%d)", n, 4*procs, procs)
+			}
+			if taken != 0 {
+				t.Errorf("%d turns still taken after every signature returned", taken)
+			}
+			if c.name == "ECDSA" && scalars != 0 {
+				t.Errorf("%d keys in the pool still hold their scalar", scalars)
 			}
 		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if n := idle(); n < 1 || n > procs {
-		t.Errorf("%d keys after %d goroutines signed at once, want 1 to GOMAXPROCS (%d)", n, 4*procs, procs)
-	}
-	if len(pool.sem) != 0 {
-		t.Errorf("%d turns still taken after every signature returned", len(pool.sem))
-	}
-	// A key left in the pool holds no scalar between signatures.
-	pool.mu.Lock()
-	defer pool.mu.Unlock()
-	for _, k := range pool.idle {
-		//lint:ignore SA1019 checking the scalar the Signer wipes
-		if k.D.Sign() != 0 {
-			t.Error("a key in the pool still holds its scalar")
+}
+
+// poolState returns how many keys p holds, how many turns are taken, and
+// how many of its keys hold reports true for.
+func poolState[K any](p *keyPool[K], holds func(*K) bool) (n, taken, holding int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, key := range p.idle {
+		if holds(key) {
+			holding++
 		}
+	}
+	return len(p.idle), len(p.sem), holding
+}
+
+// TestSignerRSAEntryReplaced: an RSA Signer whose entry comes to hold
+// another key signs with that key, parsed for that signature alone, and
+// with the pool's again once the entry holds the first key back.
+func TestSignerRSAEntryReplaced(t *testing.T) {
+	s := newTest(t)
+	first := testKeys()[4].priv.(*rsa.PrivateKey)
+	der1 := pkcs8(t, first)
+	// A second key whose DER fits the entry exactly: lengths differ by a
+	// byte or two with the sizes of the numbers.
+	var second *rsa.PrivateKey
+	var der2 []byte
+	for range 50 {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if der := pkcs8(t, k); len(der) == len(der1) {
+			second, der2 = k, der
+			break
+		}
+	}
+	if second == nil {
+		t.Fatalf("no key of 50 has a DER of %d bytes", len(der1))
+	}
+	h, err := CopyFrom(s, slices.Clone(der1)) // which wipes its source
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := NewSigner(s, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(der []byte) {
+		t.Helper()
+		if err := BorrowSlice(s, h, func(b []byte) error { copy(b, der); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	digest := sha256.Sum256([]byte("message"))
+	signs := func(pub *rsa.PublicKey) bool {
+		t.Helper()
+		sig, err := sg.Sign(rand.Reader, digest[:], crypto.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig) == nil
+	}
+	if !signs(&first.PublicKey) {
+		t.Fatal("the first key's signature does not verify")
+	}
+	put(der2)
+	if !signs(&second.PublicKey) {
+		t.Error("with the entry replaced, Sign did not sign with the key it holds")
+	}
+	if n, _, _ := poolState(&sg.(*signer).rsaKeys, func(*rsa.PrivateKey) bool { return false }); n != 1 {
+		t.Errorf("%d keys in the pool after a signature with another key, want the first key's 1", n)
+	}
+	put(der1)
+	if !signs(&first.PublicKey) {
+		t.Error("with the first key back, Sign did not sign with it")
 	}
 }

@@ -89,9 +89,22 @@ func (sh *shard) alloc(size, align int) (Handle, error) {
 			return Handle{}, err
 		}
 	}
+	if !sh.Expiries.None() && sh.Expiries.Paced() {
+		// Entries past their deadline are wiped here too, a few at a
+		// time: without a Shuffle or the background shuffler nothing
+		// else would until they were looked up, and a Shuffler that
+		// gives every entry a TTL and drops its handles grew without
+		// bound, unlocked beyond the lock limit or refused under
+		// LockStrict.
+		sh.sweepSome(nil, allocSweepBytes, allocSweepEntries)
+	}
 	a, off, err := sh.PlaceNew(size+sh.Overhead(), align)
 	if err != nil && (errors.Is(err, ErrLockFailed) || errors.Is(err, ErrOutOfMemory)) {
-		// Give back what can be given back, and try once more.
+		// Give back what can be given back, expired entries included,
+		// and try once more.
+		if !sh.Expiries.None() {
+			sh.sweepExpired(nil)
+		}
 		sh.reclaim()
 		a, off, err = sh.PlaceNew(size+sh.Overhead(), align)
 	}

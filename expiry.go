@@ -27,10 +27,13 @@ func WithDefaultTTL(ttl time.Duration) Option {
 
 // SetExpiry makes the entry expire at t; the zero Time removes an expiry.
 // Once t has passed, the entry is wiped and its handle answers ErrExpired:
-// every access checks, and Shuffle and the background shuffler sweep
-// expired entries. An entry rented or viewed when it expires is wiped when
-// the last borrower returns it, and that Return reports ErrExpired. Free of
-// an expired handle recycles its slot.
+// every access checks, and Alloc (a few at a time), Shuffle and the
+// background shuffler sweep expired entries, so a Shuffler that allocates
+// does not keep their memory. An entry rented or viewed when it expires
+// is wiped when the last borrower returns it, and that Return reports
+// ErrExpired. Free of an expired handle recycles its slot, 24 bytes of
+// the Go heap, which nothing else does: a program that drops the handles
+// of entries it let expire should Free them.
 //
 // Expiries are kept as int64 Unix nanoseconds: a t after April 2262 is kept
 // as the last instant they can say, which Expiry then reports, and a t
@@ -144,6 +147,13 @@ func (sh *shard) expire(i uint32, sl *store.Slot, later *store.UnmapList) {
 func (sh *shard) sweepExpired(later *store.UnmapList) {
 	sh.Expiries.Due(sh.s.now(), func(i uint32) { sh.expired(i, sh.Slots.At(i), later) })
 }
+
+// An allocation in a shard with deadlines wipes at most this many expired
+// entries, or about this many bytes of them (see store.Expiries.Paced).
+const (
+	allocSweepEntries = 16
+	allocSweepBytes   = 256 << 10
+)
 
 // sweepSome is sweepExpired for a background step, which must hold the
 // shard lock for a bounded time however many entries expire at once: it

@@ -16,6 +16,9 @@ type Expiries struct {
 	earliest int64    // the smallest deadline in at, unless stale
 	stale    bool     // the earliest deadline left: recompute on demand
 	due      []uint32 // slots DueUntil found due and has not yet handed out
+	// sinceLook counts the calls of Paced since DueUntil last looked
+	// through the deadlines.
+	sinceLook int
 	// Ordered, set by tests that replay a sequence of operations, makes
 	// Due and DueUntil hand out slots in ascending order instead of the
 	// map's, which differs from run to run: the order entries are wiped
@@ -122,6 +125,7 @@ func (e *Expiries) dueOrdered(now int64, fn func(i uint32)) {
 // for 200,000 entries.
 func (e *Expiries) DueUntil(now int64, fn func(i uint32) bool) bool {
 	if len(e.due) == 0 {
+		e.sinceLook = 0
 		if d, ok := e.Next(); !ok || now < d {
 			return true
 		}
@@ -149,6 +153,22 @@ func (e *Expiries) DueUntil(now int64, fn func(i uint32) bool) bool {
 		e.due = nil
 	}
 	return true
+}
+
+// Paced reports whether a caller that sweeps a few entries with DueUntil
+// at each allocation should sweep at this one: while slots found due are
+// queued, and otherwise once Len()/8 allocations have passed since
+// DueUntil last looked through the deadlines. A look is a pass over every
+// deadline (two, when the earliest has gone), so looking at every
+// allocation would cost a pass each; paced, the passes cost at most 16 map
+// visits per allocation, and entries that expire wait for their wipe at
+// most about Len()/8 allocations.
+func (e *Expiries) Paced() bool {
+	if len(e.due) > 0 {
+		return true
+	}
+	e.sinceLook++
+	return e.sinceLook >= len(e.at)/8
 }
 
 // afterDueScan, when set by a test, runs each time DueUntil looks through

@@ -165,9 +165,9 @@
 // every form of a key that gives it away, after 1,000 operations of each
 // adapter and a garbage collection, in every readable mapping of the
 // process outside the Shuffler's locked, dump-excluded arenas (the same
-// counts in a gcore dump). Six runs on linux/amd64 with Go 1.26.8 (one of
-// them as an unprivileged user), in a default build (go test -run
-// TestAdapterCopies -v):
+// counts in a gcore dump). Runs on linux/amd64 with Go 1.26.8 (six, or
+// the number given, one of them as an unprivileged user), in a default
+// build (go test -run TestAdapterCopies -v):
 //
 //   - MAC (HMAC-SHA256): 0 copies of the key, of key XOR ipad and of key
 //     XOR opad, in every run. For comparison, hmac.New inside

@@ -606,18 +606,21 @@ var busyCopies = map[string]int{
 }
 
 // busyLimit is busyCopies, and for the ECDSA and RSA keys what their
-// pools keep, at most GOMAXPROCS keys each, and in a default build what
-// crypto/x509 left unwiped when NewSigner and each pool key parsed them:
-// for the ECDSA scalar one per key and 3 (as in every run seen); for RSA's
-// d, p and q two per key as words, and up to 3 per parse big-endian (3 to
-// 6 seen with one key). A key or a parse per signature left hundreds.
+// pools keep, at most GOMAXPROCS keys each, what the signatures under way
+// (as many) hold in their frames until they end, and in a default build
+// what crypto/x509 left unwiped when NewSigner and each pool key parsed
+// them: for the ECDSA scalar one per key and per signature and 3 (as in
+// every run seen); for RSA's d, p and q two per key as words and one per
+// signature, and up to 3 per parse big-endian (3 to 6 seen with one key).
+// Runs found at most 6 and 2 per key. A key or a parse per signature left
+// hundreds.
 func busyLimit(form string) (int, bool) {
 	procs := runtime.GOMAXPROCS(0)
 	switch form {
 	case "ECDSA d (big-endian)":
-		return procs + 3, true
+		return 2*procs + 3, true
 	case "RSA d (little-endian words)", "RSA p (little-endian words)", "RSA q (little-endian words)":
-		return 2*procs + 2, true
+		return 3*procs + 2, true
 	case "RSA d (big-endian)", "RSA p (big-endian)", "RSA q (big-endian)":
 		return 3 * (procs + 1), true
 	}

@@ -249,7 +249,7 @@
 // key or pads, one or two of the Ed25519 seed and prefix (the cache entry
 // and the signature under way; the test allows three), 2 to 6 of the ECDSA
 // scalar (one per key of the pool and, in a default build, the 3
-// NewSigner's parse left; it allows GOMAXPROCS plus 3), and none of RSA's
+// NewSigner's parse left; it allows 2 x GOMAXPROCS + 3), and none of RSA's
 // numbers big-endian and two as words per key of the pool (4 to 8 seen).
 // An AEAD call under way holds its key schedule on the Go heap (two copies
 // of the key in one of the busy dumps). BENCHMARKS.md has what secret mode

@@ -106,9 +106,9 @@ func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 	case keyEd25519:
 		k.edKey = make(ed25519.PrivateKey, ed25519.PrivateKeySize)
 	case keyECDSA:
-		k.ecKeys.sem = make(chan struct{}, runtime.GOMAXPROCS(0))
+		k.ecKeys.init(runtime.GOMAXPROCS(0))
 	default:
-		k.rsaKeys.sem = make(chan struct{}, runtime.GOMAXPROCS(0))
+		k.rsaKeys.init(runtime.GOMAXPROCS(0))
 	}
 	return k, nil
 }
@@ -173,6 +173,14 @@ type keyPool[K any] struct {
 	sem  chan struct{} // a token per signature under way
 	mu   sync.Mutex
 	idle []*K // last in, first out: sequential signatures use one
+}
+
+// init makes room for n keys, so that put never allocates: Sign calls it
+// on the caller's stack, outside the room the signature has reserved, and
+// an allocation there can grow the stack.
+func (p *keyPool[K]) init(n int) {
+	p.sem = make(chan struct{}, n)
+	p.idle = make([]*K, 0, n)
 }
 
 // get waits for a turn and returns an idle key, or nil: the signature

@@ -102,9 +102,7 @@ func (sh *shard) alloc(size, align int) (Handle, error) {
 	if err != nil && (errors.Is(err, ErrLockFailed) || errors.Is(err, ErrOutOfMemory)) {
 		// Give back what can be given back, expired entries included,
 		// and try once more.
-		if !sh.Expiries.None() {
-			sh.sweepExpired(nil)
-		}
+		sh.sweepExpired(nil)
 		sh.reclaim()
 		a, off, err = sh.PlaceNew(size+sh.Overhead(), align)
 	}

@@ -102,13 +102,10 @@ func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch k.kind {
-	case keyEd25519:
-		k.edKey = make(ed25519.PrivateKey, ed25519.PrivateKeySize)
-	case keyECDSA:
-		k.ecKeys.init(runtime.GOMAXPROCS(0))
-	default:
-		k.rsaKeys.init(runtime.GOMAXPROCS(0))
+	if k.kind == keyEd25519 {
+		k.keys.init(1)
+	} else {
+		k.keys.init(runtime.GOMAXPROCS(0))
 	}
 	return k, nil
 }
@@ -133,59 +130,49 @@ type signer struct {
 	ecPub   *ecdsa.PublicKey
 	ecBytes int // the length of the curve's scalars
 
-	// Ed25519 signatures are made with this one key buffer, under mu,
-	// and it is wiped after each. crypto/ed25519 keeps the key it expands
-	// (seed, scalar, prefix) in a cache keyed by a weak pointer to the
-	// key's first byte, for as long as that byte is reachable, and never
-	// wipes it: one buffer for the Signer's life means one such copy. A
-	// buffer per signature would leave a copy per signature until the
-	// memory is reused, or, in secret mode, until the second collection
-	// after it: hundreds in a dump of a busy process (TestAdapterCopies'
-	// busy phase). In secret mode the one cache entry is made inside
-	// secret.Do, and erased once the Signer is gone.
-	mu    sync.Mutex
-	edKey ed25519.PrivateKey
-
-	// ECDSA signatures are made with keys of ecKeys, each reused, its D
-	// set for one signature and wiped after it. crypto/ecdsa converts a
-	// key for its FIPS module (the scalar as bytes) and caches that under
-	// a weak pointer to the *ecdsa.PrivateKey, never wiping it: a key per
-	// signature left a copy of the scalar per signature until the second
-	// collection after it, hundreds in a dump of a busy process in either
-	// build. A key reused keeps one.
-	ecKeys keyPool[ecdsa.PrivateKey]
-
-	// RSA signatures are made with keys of rsaKeys, each parsed once from
-	// the entry and kept: a parse per signature left every form of d, p
-	// and q that crypto/x509 and crypto/rsa make (its FIPS module's among
-	// them, out of reach) once per signature, hundreds in a dump of a busy
-	// process in either build. rsaCheck tells whether the entry still
-	// holds the key they were parsed from.
-	rsaKeys  keyPool[rsa.PrivateKey]
+	// keys holds the keys the Signer signs with, each reused for as long
+	// as the Signer lives, because the standard library caches what it
+	// derives from a key under a weak pointer to it and never wipes that:
+	// crypto/ed25519 the expanded key (seed, scalar, prefix) under the
+	// key's first byte, crypto/ecdsa its FIPS form of the scalar under the
+	// *ecdsa.PrivateKey; and a parse of an RSA key leaves every form of d,
+	// p and q that crypto/x509 and crypto/rsa make. A key, or a parse, per
+	// signature left a copy per signature until the memory was reused or,
+	// in secret mode, until the second collection after it: hundreds in a
+	// dump of a busy process (TestAdapterCopies' busy phase). Reused, each
+	// key is one such copy; in secret mode it is made inside secret.Do
+	// and erased once the Signer is gone. An Ed25519 key buffer and an
+	// ECDSA key's D hold the key only during a signature; an RSA key is
+	// parsed once and kept, and rsaCheck tells whether the entry still
+	// holds the key it was parsed from. Ed25519 signatures take turns with
+	// one key; ECDSA and RSA ones run up to GOMAXPROCS at once.
+	keys     keyPool
 	rsaCheck []byte
 }
 
 // keyPool holds the keys a Signer signs with, each reused. It makes a key
-// only when every one it has is in use, and lets at most GOMAXPROCS (at
-// NewSigner) signatures run at once, so a Signer keeps no more keys, and
-// no more of the copies the standard library caches of them, than that.
-type keyPool[K any] struct {
+// only when every one it has is in use, and lets at most as many
+// signatures run at once as it may hold keys, so a Signer keeps no more
+// keys, and no more of the copies the standard library caches of them,
+// than that.
+type keyPool struct {
 	sem  chan struct{} // a token per signature under way
 	mu   sync.Mutex
-	idle []*K // last in, first out: sequential signatures use one
+	idle []crypto.Signer // last in, first out: sequential signatures use one
 }
 
-// init makes room for n keys, so that put never allocates: Sign calls it
-// on the caller's stack, outside the room the signature has reserved, and
-// an allocation there can grow the stack.
-func (p *keyPool[K]) init(n int) {
+// init lets the pool hold n keys, with room for them made now, so that
+// put never allocates: Sign calls it on the caller's stack, outside the
+// room the signature has reserved, and an allocation there can grow the
+// stack.
+func (p *keyPool) init(n int) {
 	p.sem = make(chan struct{}, n)
-	p.idle = make([]*K, 0, n)
+	p.idle = make([]crypto.Signer, 0, n)
 }
 
 // get waits for a turn and returns an idle key, or nil: the signature
 // makes one then, inside the call (and secret.Do, in secret mode).
-func (p *keyPool[K]) get() *K {
+func (p *keyPool) get() crypto.Signer {
 	p.sem <- struct{}{}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -199,7 +186,7 @@ func (p *keyPool[K]) get() *K {
 }
 
 // put gives back the turn, and key, if the signature made or used one.
-func (p *keyPool[K]) put(key *K) {
+func (p *keyPool) put(key crypto.Signer) {
 	if key != nil {
 		p.mu.Lock()
 		p.idle = append(p.idle, key)
@@ -289,34 +276,20 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 			return nil, err
 		}
 	}
-	if k.kind == keyEd25519 {
-		// The one key buffer (edKey) is taken before the key is read, so
-		// that a Sign waiting for another waits outside the call whose
-		// stack is zeroed after it: a collection may shrink the stack of a
-		// goroutine parked there, freeing the old one with what the call
-		// had left in it.
-		k.mu.Lock()
-		defer k.mu.Unlock()
-	}
-	var ecKey *ecdsa.PrivateKey
-	if k.kind == keyECDSA {
-		// Taken before the key is read, as the Ed25519 buffer is.
-		ecKey = k.ecKeys.get()
-		defer func() { k.ecKeys.put(ecKey) }()
-	}
-	var rsaKey *rsa.PrivateKey
-	if k.kind == keyRSA {
-		rsaKey = k.rsaKeys.get()
-		defer func() { k.rsaKeys.put(rsaKey) }()
-	}
+	// A key of the pool is taken before the key is read, so that a Sign
+	// waiting for its turn waits outside the call whose stack is zeroed
+	// after it: a collection may shrink the stack of a goroutine parked
+	// there, freeing the old one with what the call had left in it.
+	key := k.keys.get()
+	defer func() { k.keys.put(key) }()
 	err = borrowKey(k.s, k.h, pinRule{deep: true}, func(der []byte) error {
 		switch k.kind {
 		case keyEd25519:
-			sig, err = k.signEd25519(der, digest, opts)
+			sig, err = k.signEd25519(der, &key, digest, opts)
 		case keyECDSA:
-			sig, err = k.signECDSA(der, &ecKey, rand, digest, opts)
+			sig, err = k.signECDSA(der, &key, rand, digest, opts)
 		default:
-			sig, err = k.signRSA(der, &rsaKey, rand, digest, opts)
+			sig, err = k.signRSA(der, &key, rand, digest, opts)
 		}
 		return err
 	})
@@ -445,7 +418,9 @@ func ed25519Opts(opts crypto.SignerOpts) (_ crypto.SignerOpts, err error) {
 	return opts.HashFunc(), nil
 }
 
-func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+// signEd25519 signs with *slot, the pool's key buffer (see keys), which
+// it makes if it is nil.
+func (k *signer) signEd25519(der []byte, slot *crypto.Signer, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
 	seed, err := pkcs8Ed25519Seed(der)
 	if err != nil {
 		return nil, err
@@ -457,16 +432,20 @@ func (k *signer) signEd25519(der, msg []byte, opts crypto.SignerOpts) ([]byte, e
 	// takes a weak pointer to the first byte, and the runtime aborts the
 	// process for a weak pointer into memory it does not manage, such as
 	// the entry.
-	key := k.edKey // Sign holds k.mu
+	key, _ := (*slot).(ed25519.PrivateKey)
+	if key == nil {
+		key = make(ed25519.PrivateKey, ed25519.PrivateKeySize)
+		*slot = key
+	}
 	defer Wipe(key)
 	copy(key, seed)
 	copy(key[ed25519.SeedSize:], k.edPub)
 	return stdSign(opts, nil, func() ([]byte, error) { return key.Sign(nil, msg, opts) })
 }
 
-// signECDSA signs with *slot, a key of the pool (see ecKeys), which it
+// signECDSA signs with *slot, a key of the pool (see keys), which it
 // makes if it is nil.
-func (k *signer) signECDSA(der []byte, slot **ecdsa.PrivateKey, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+func (k *signer) signECDSA(der []byte, slot *crypto.Signer, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	d, err := pkcs8ECScalar(der, k.ecBytes)
 	if err != nil {
 		return nil, err
@@ -476,11 +455,12 @@ func (k *signer) signECDSA(der []byte, slot **ecdsa.PrivateKey, rand io.Reader, 
 	// scalar multiplication as costly as the signature. Setting D is the
 	// one way to avoid that. Made here, a new key is made inside
 	// secret.Do in secret mode, and so is the cache entry of it.
-	if *slot == nil {
+	key, _ := (*slot).(*ecdsa.PrivateKey)
+	if key == nil {
 		//lint:ignore SA1019 see above; D is wiped after each use
-		*slot = &ecdsa.PrivateKey{PublicKey: *k.ecPub, D: new(big.Int)}
+		key = &ecdsa.PrivateKey{PublicKey: *k.ecPub, D: new(big.Int)}
+		*slot = key
 	}
-	key := *slot
 	//lint:ignore SA1019 see above; its words are reused, so SetBytes copies d nowhere else
 	key.D.SetBytes(d)
 	//lint:ignore SA1019 wiping the scalar set above
@@ -495,16 +475,16 @@ func (k *signer) signECDSA(der []byte, slot **ecdsa.PrivateKey, rand io.Reader, 
 	return stdSign(opts, w, func() ([]byte, error) { return key.Sign(w.reader(rand), digest, opts) })
 }
 
-// signRSA signs with *slot, a key of the pool (see rsaKeys), which it
-// parses from der if it is nil. An entry that no longer holds the key the
+// signRSA signs with *slot, a key of the pool (see keys), which it parses
+// from der if it is nil. An entry that no longer holds the key the
 // pool's were parsed from is parsed for this signature alone, and the key
 // wiped after it.
-func (k *signer) signRSA(der []byte, slot **rsa.PrivateKey, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+func (k *signer) signRSA(der []byte, slot *crypto.Signer, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if err := k.checkPSSSalt(opts); err != nil {
 		return nil, err
 	}
 	same := subtle.ConstantTimeCompare(keyCheck("RSA", der), k.rsaCheck) == 1
-	rk := *slot
+	rk, _ := (*slot).(*rsa.PrivateKey)
 	if rk == nil || !same {
 		key, err := x509.ParsePKCS8PrivateKey(der)
 		if err != nil {

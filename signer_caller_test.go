@@ -10,6 +10,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"runtime"
@@ -170,60 +171,73 @@ func TestSignPSSSaltTooLong(t *testing.T) {
 	}
 }
 
-// TestSignerKeyPools: ECDSA and RSA Signers sign from a pool of keys they
-// reuse, one while signatures come one at a time and never more than
-// GOMAXPROCS, and every signature of many goroutines at once verifies.
-// Each key is one set of the copies crypto/ecdsa and crypto/rsa keep
-// (TestAdapterCopies counts them). An ECDSA key holds no scalar between
+// TestSignerKeyPools: Signers sign from a pool of keys they reuse: an
+// Ed25519 Signer from one key buffer, ECDSA and RSA Signers from one key
+// while signatures come one at a time and never more than GOMAXPROCS; and
+// every signature of many goroutines at once verifies. Each key is one set
+// of the copies the standard library keeps (TestAdapterCopies counts
+// them). An Ed25519 buffer and an ECDSA key hold no key between
 // signatures; an RSA key is parsed once and kept.
 func TestSignerKeyPools(t *testing.T) {
+	ed := testKeys()[0].priv.(ed25519.PrivateKey)
 	ec := testKeys()[1].priv.(*ecdsa.PrivateKey)
 	rk := testKeys()[4].priv.(*rsa.PrivateKey)
+	digest := sha256.Sum256([]byte("message"))
+	procs := runtime.GOMAXPROCS(0)
 	cases := []struct {
 		name   string
 		key    crypto.Signer
-		idle   func(*signer) (n, taken int, scalars int)
-		verify func(digest, sig []byte) bool
+		opts   crypto.SignerOpts
+		most   int                      // keys the pool may hold
+		holds  func(crypto.Signer) bool // a key left in the pool holds the key; nil: kept on purpose
+		verify func(sig []byte) bool
 	}{
-		{"ECDSA", ec, func(k *signer) (int, int, int) {
-			return poolState(&k.ecKeys, func(key *ecdsa.PrivateKey) bool {
+		{"Ed25519", ed, crypto.Hash(0), 1,
+			func(key crypto.Signer) bool {
+				return !bytes.Equal(key.(ed25519.PrivateKey), make([]byte, ed25519.PrivateKeySize))
+			},
+			func(sig []byte) bool { return ed25519.Verify(ed.Public().(ed25519.PublicKey), digest[:], sig) }},
+		{"ECDSA", ec, crypto.SHA256, procs,
+			func(key crypto.Signer) bool {
 				//lint:ignore SA1019 checking the scalar the Signer wipes
-				return key.D.Sign() != 0
-			})
-		}, func(digest, sig []byte) bool { return ecdsa.VerifyASN1(&ec.PublicKey, digest, sig) }},
-		{"RSA", rk, func(k *signer) (int, int, int) {
-			return poolState(&k.rsaKeys, func(key *rsa.PrivateKey) bool { return key.D.Sign() != 0 })
-		}, func(digest, sig []byte) bool {
-			return rsa.VerifyPKCS1v15(&rk.PublicKey, crypto.SHA256, digest, sig) == nil
-		}},
+				return key.(*ecdsa.PrivateKey).D.Sign() != 0
+			},
+			func(sig []byte) bool { return ecdsa.VerifyASN1(&ec.PublicKey, digest[:], sig) }},
+		{"RSA", rk, crypto.SHA256, procs, nil,
+			func(sig []byte) bool { return rsa.VerifyPKCS1v15(&rk.PublicKey, crypto.SHA256, digest[:], sig) == nil }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := newTest(t)
 			sg := newTestSigner(t, s, c.key)
-			k := sg.(*signer)
-			digest := sha256.Sum256([]byte("message"))
+			pool := &sg.(*signer).keys
+			check := func(when string, most int) {
+				t.Helper()
+				n, taken, holding := poolState(pool, c.holds)
+				if n < 1 || n > most {
+					t.Errorf("%s: %d keys, want 1 to %d", when, n, most)
+				}
+				if taken != 0 {
+					t.Errorf("%s: %d turns still taken after every signature returned", when, taken)
+				}
+				if holding != 0 {
+					t.Errorf("%s: %d keys in the pool still hold the key", when, holding)
+				}
+			}
 			for range 5 {
-				if _, err := sg.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
+				if _, err := sg.Sign(rand.Reader, digest[:], c.opts); err != nil {
 					t.Fatal(err)
 				}
 			}
-			n, _, scalars := c.idle(k)
-			if n != 1 {
-				t.Errorf("%d keys after signatures one at a time, want 1", n)
-			}
-			if c.name == "ECDSA" && scalars != 0 {
-				t.Error("a key in the pool still holds its scalar")
-			}
+			check("after signatures one at a time", 1)
 
-			procs := runtime.GOMAXPROCS(0)
 			var wg sync.WaitGroup
 			errs := make(chan error, 4*procs)
 			for range 4 * procs {
 				wg.Go(func() {
 					for range 5 {
-						sig, err := sg.Sign(rand.Reader, digest[:], crypto.SHA256)
-						if err == nil && !c.verify(digest[:], sig) {
+						sig, err := sg.Sign(rand.Reader, digest[:], c.opts)
+						if err == nil && !c.verify(sig) {
 							err = errors.New("a signature does not verify")
 						}
 						if err != nil {
@@ -238,27 +252,18 @@ func TestSignerKeyPools(t *testing.T) {
 			for err := range errs {
 				t.Error(err)
 			}
-			n, taken, scalars := c.idle(k)
-			if n < 1 || n > procs {
-				t.Errorf("%d keys after %d goroutines signed at once, want 1 to GOMAXPROCS (%d)", n, 4*procs, procs)
-			}
-			if taken != 0 {
-				t.Errorf("%d turns still taken after every signature returned", taken)
-			}
-			if c.name == "ECDSA" && scalars != 0 {
-				t.Errorf("%d keys in the pool still hold their scalar", scalars)
-			}
+			check(fmt.Sprintf("after %d goroutines signed at once", 4*procs), c.most)
 		})
 	}
 }
 
 // poolState returns how many keys p holds, how many turns are taken, and
-// how many of its keys hold reports true for.
-func poolState[K any](p *keyPool[K], holds func(*K) bool) (n, taken, holding int) {
+// how many of its keys holds reports true for (none, for a nil holds).
+func poolState(p *keyPool, holds func(crypto.Signer) bool) (n, taken, holding int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, key := range p.idle {
-		if holds(key) {
+		if holds != nil && holds(key) {
 			holding++
 		}
 	}
@@ -319,7 +324,7 @@ func TestSignerRSAEntryReplaced(t *testing.T) {
 	if !signs(&second.PublicKey) {
 		t.Error("with the entry replaced, Sign did not sign with the key it holds")
 	}
-	if n, _, _ := poolState(&sg.(*signer).rsaKeys, func(*rsa.PrivateKey) bool { return false }); n != 1 {
+	if n, _, _ := poolState(&sg.(*signer).keys, nil); n != 1 {
 		t.Errorf("%d keys in the pool after a signature with another key, want the first key's 1", n)
 	}
 	put(der1)

@@ -184,20 +184,16 @@ const copiesBusy = time.Second
 // goroutines at once, with a collection always under
 // way, as in a dump of a busy process.
 type copiesLoad struct {
-	done  chan struct{}
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	first error
+	done    chan struct{}
+	wg      sync.WaitGroup
+	stopGCs func()
+	mu      sync.Mutex
+	first   error
 }
 
 func startCopiesLoad(s *Shuffler, macKey Handle, aead *AEAD, signers []crypto.Signer) *copiesLoad {
 	ed, ec, rk := signers[0], signers[1], signers[2]
-	l := &copiesLoad{done: make(chan struct{})}
-	l.wg.Go(func() {
-		for l.running() {
-			runtime.GC()
-		}
-	})
+	l := &copiesLoad{done: make(chan struct{}), stopGCs: startCollecting(0)}
 	for w := range 4 {
 		l.wg.Go(func() {
 			msg := make([]byte, 64)
@@ -256,6 +252,7 @@ func (l *copiesLoad) err() error {
 func (l *copiesLoad) stop() error {
 	close(l.done)
 	l.wg.Wait()
+	l.stopGCs()
 	return l.err()
 }
 

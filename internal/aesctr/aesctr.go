@@ -541,7 +541,11 @@ func SetSignalGuardForTest(name string) bool {
 	}
 	switch name {
 	case "auto":
+		// Choose again now, as the first New does: until then CopyNoSplit
+		// refuses, and a test run after this one would see the inbox
+		// unused where a program never does.
 		setForced(nil)
+		ChooseGuard()
 	case "off":
 		setForced(&guardChoice{guard: guardOff})
 	case "block":

@@ -820,6 +820,26 @@ func TestCopy(t *testing.T) {
 	}
 }
 
+// TestCopyNoSplitAfterForcedGuard: a test that forces a guard and goes
+// back to "auto" leaves CopyNoSplit copying at once, as it does in a
+// program after the first New. It used to refuse until some other call
+// chose the guard again, and the root package's CopyFrom then took the
+// secret from the caller's stack, not the inbox, in whichever test ran
+// next.
+func TestCopyNoSplitAfterForcedGuard(t *testing.T) {
+	requireSupported(t)
+	for _, g := range []string{"off", "block", "detect", "canary"} {
+		if !SetSignalGuardForTest(g) {
+			continue // not on this system
+		}
+		SetSignalGuardForTest("auto")
+		src, dst := []byte("a secret on a stack"), make([]byte, 32)
+		if !CopyNoSplit(dst, src) || string(dst[:len(src)]) != string(src) {
+			t.Errorf("after %q and back to auto, CopyNoSplit refused or copied %q", g, dst[:len(src)])
+		}
+	}
+}
+
 // TestCopyOverlap checks that overlapping slices, which the assembly does
 // not handle, get the built-in copy's result rather than a panic or a
 // corrupted copy.

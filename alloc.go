@@ -15,8 +15,9 @@ import (
 // EntryAlign) for its whole life. It goes into space an earlier entry
 // released when some fits, else into new arena space. When the system
 // refuses memory, or a lock under LockStrict, Alloc first gives back what it
-// can in bounded work (empty arenas, a few compaction steps) and tries again;
-// then it fails with ErrOutOfMemory or ErrLockFailed.
+// can in bounded work (empty arenas, a few compaction steps, the space of up
+// to 1,024 expired entries) and tries again; then it fails with
+// ErrOutOfMemory or ErrLockFailed.
 func Alloc[T any](s *Shuffler, n int) (Handle, error) {
 	// T's size and alignment as constants, which every type of T's shape
 	// shares: for bytes the bound below needs no hardware divide. Bytes
@@ -89,20 +90,26 @@ func (sh *shard) alloc(size, align int) (Handle, error) {
 			return Handle{}, err
 		}
 	}
-	if !sh.Expiries.None() && sh.Expiries.Paced() {
+	var now int64 // read once, if an expiry needs it
+	if !sh.Expiries.None() {
 		// Entries past their deadline are wiped here too, a few at a
 		// time: without a Shuffle or the background shuffler nothing
 		// else would until they were looked up, and a Shuffler that
 		// gives every entry a TTL and drops its handles grew without
 		// bound, unlocked beyond the lock limit or refused under
 		// LockStrict.
-		sh.sweepSome(nil, allocSweepBytes, allocSweepEntries)
+		now = s.now()
+		if sh.Expiries.DueBy(now) {
+			sh.sweepSome(nil, now, allocSweepBytes, allocSweepEntries)
+		}
 	}
 	a, off, err := sh.PlaceNew(size+sh.Overhead(), align)
 	if err != nil && (errors.Is(err, ErrLockFailed) || errors.Is(err, ErrOutOfMemory)) {
-		// Give back what can be given back, expired entries included,
-		// and try once more.
-		sh.sweepExpired(nil)
+		// Give back what can be given back, more expired entries
+		// included, and try once more.
+		if !sh.Expiries.None() {
+			sh.sweepSome(nil, s.now(), max(size, refusedSweepBytes), refusedSweepEntries)
+		}
 		sh.reclaim()
 		a, off, err = sh.PlaceNew(size+sh.Overhead(), align)
 	}
@@ -115,7 +122,10 @@ func (sh *shard) alloc(size, align int) (Handle, error) {
 	sl.Off, sl.Size = uint32(off), uint32(size)
 	sl.MakeLive(align)
 	if ttl := s.cfg.ttl; ttl > 0 {
-		sh.Expiries.Set(i, addNanos(s.now(), ttl))
+		if now == 0 {
+			now = s.now()
+		}
+		sh.Expiries.Set(i, addNanos(now, ttl))
 	}
 	sh.Admit(sl, a)
 

@@ -335,7 +335,7 @@ func (sh *shard) step(later *store.UnmapList, spare **osmem.Region, spareRefused
 	// Entries that expire together (made together with one TTL) are wiped
 	// a step's worth at a time: wiping them all at once held the lock for
 	// as long as that took, hundreds of milliseconds for 200 MB.
-	wiped, count, swept := sh.sweepSome(later, stepBytes, stepEntries)
+	wiped, count, swept := sh.sweepSome(later, sh.s.now(), stepBytes, stepEntries)
 	if !swept {
 		return true, 0
 	}

@@ -148,23 +148,31 @@ func (sh *shard) sweepExpired(later *store.UnmapList) {
 	sh.Expiries.Due(sh.s.now(), func(i uint32) { sh.expired(i, sh.Slots.At(i), later) })
 }
 
-// An allocation in a shard with deadlines wipes at most this many expired
-// entries, or about this many bytes of them (see store.Expiries.Paced).
+// An allocation in a shard with deadlines wipes at most allocSweepEntries
+// expired entries, or about allocSweepBytes of them; one the system
+// refused memory for, at most refusedSweepEntries, or about
+// refusedSweepBytes or its own size, whichever is more, before it tries
+// again. Each wipe costs O(log n) in the shard's n deadlines, so both hold
+// the shard lock for a bounded time.
 const (
-	allocSweepEntries = 16
-	allocSweepBytes   = 256 << 10
+	allocSweepEntries   = 16
+	allocSweepBytes     = 256 << 10
+	refusedSweepEntries = 1024
+	refusedSweepBytes   = 1 << 20
 )
 
-// sweepSome is sweepExpired for a background step, which must hold the
-// shard lock for a bounded time however many entries expire at once: it
-// stops once it has wiped bytes of data or n entries (at least one entry),
-// and reports what it wiped and whether it got through every entry due.
-func (sh *shard) sweepSome(later *store.UnmapList, bytes, n int) (wipedBytes, wiped int, done bool) {
-	done = sh.Expiries.DueUntil(sh.s.now(), func(i uint32) bool {
+// sweepSome is sweepExpired for a caller that must hold the shard lock for
+// a bounded time however many entries expire at once (a background step,
+// an allocation): it stops once it has wiped bytes of data or n entries
+// (at least one entry), and reports what it wiped and whether it got
+// through every entry due at now.
+func (sh *shard) sweepSome(later *store.UnmapList, now int64, bytes, n int) (wipedBytes, wiped int, done bool) {
+	done = sh.Expiries.DueUntil(now, func(i uint32) bool {
 		if wipedBytes >= bytes || wiped >= n {
 			return false
 		}
-		// A borrowed entry is left to its return and costs nothing here.
+		// A borrowed entry is left to its return, and held (see
+		// store.Expiries) so that later sweeps pass it over.
 		if sl := sh.Slots.At(i); sl.State() == store.StateLive {
 			size := int(sl.Size)
 			if sh.expired(i, sl, later) {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
 // TestExpiredReclaimedByAlloc: a Shuffler that gives every entry a TTL and
@@ -55,5 +57,60 @@ func TestExpiredReclaimedByAlloc(t *testing.T) {
 				t.Errorf("%d entries wiped at expiry, want at least %d", st.Expired, (rounds-3)*batch)
 			}
 		})
+	}
+}
+
+// TestRefusedAllocSweepsBounded: an Alloc the system refuses memory for
+// wipes at most refusedSweepEntries expired entries before it tries again,
+// not every one: with 20,000 small entries expired and every new mapping
+// refused, it used to wipe all 20,000 under the shard lock (half a second
+// for 500,000 as an ordinary user under LockStrict). The space it frees is
+// enough for the entry, so the Alloc still succeeds, and later ones go on
+// where it stopped.
+func TestRefusedAllocSweepsBounded(t *testing.T) {
+	clock := newTestClock(time.Unix(1e9, 0))
+	s := newTest(t, WithShards(1), WithDefaultTTL(time.Second), withClock(clock))
+	const n = 20000
+	for range n {
+		if _, err := Alloc[byte](s, 32); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.advance(2 * time.Second)
+	osmem.SetFault(func(o osmem.Op) error {
+		if o == osmem.OpMap {
+			return osmem.ErrInjected
+		}
+		return nil
+	})
+	t.Cleanup(func() { osmem.SetFault(nil) })
+	// Entries too large for the space a paced sweep frees (a run of
+	// allocSweepEntries 32-byte entries): they go into the current arena
+	// until it is full, and the next one needs a mapping, refused.
+	const size = 4 * allocSweepEntries * 32
+	for k := 0; ; k++ {
+		if k == n {
+			t.Fatal("no Alloc was refused a mapping")
+		}
+		before := s.Stats().Expired
+		h, err := Alloc[byte](s, size)
+		if err != nil {
+			t.Fatalf("Alloc %d, with expired entries to wipe: %v", k, err)
+		}
+		wiped := s.Stats().Expired - before
+		if wiped <= allocSweepEntries {
+			continue // the current arena had room
+		}
+		t.Logf("Alloc %d was refused a mapping and wiped %d expired entries", k, wiped)
+		if wiped > allocSweepEntries+refusedSweepEntries {
+			t.Errorf("one Alloc wiped %d expired entries, want at most %d", wiped, allocSweepEntries+refusedSweepEntries)
+		}
+		if err := s.Free(h); err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	if err := s.check(); err != nil {
+		t.Fatal(err)
 	}
 }

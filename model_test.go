@@ -126,8 +126,9 @@ func (m *opModel) alloced(h Handle, n int) {
 // so that a failing sequence fails again however often it is run: New
 // seeds each shard's generator (Shuffle's permutations, background orders)
 // from crypto/rand, and the shard an Alloc picks follows a sync.Pool (see
-// Shuffler.replayShard). Both become streams drawn from seed. Entries due
-// together are wiped in slot order, not a map's (see Expiries.Ordered). sw, from 0
+// Shuffler.replayShard). Both become streams drawn from seed. (Entries due
+// together are wiped in the order of their deadlines, then slots: the same
+// in every run.) sw, from 0
 // to 8, is how many eighths of allocations go to another shard than the
 // one before: with 0 all go to one shard, as one goroutine's mostly do;
 // under the race detector, which drops a quarter of a Pool's items, about
@@ -138,7 +139,6 @@ func (m *opModel) replay(seed uint64, sw uint32) {
 		binary.LittleEndian.PutUint64(rs[:], seed)
 		binary.LittleEndian.PutUint64(rs[8:], uint64(i))
 		m.s.shards[i].rng = mrand.New(mrand.NewChaCha8(rs))
-		m.s.shards[i].Expiries.Ordered = true
 	}
 	r := mrand.New(mrand.NewPCG(seed, 0x5ead))
 	n := uint32(len(m.s.shards))

@@ -81,10 +81,14 @@ func TestCheckFindsCorruption(t *testing.T) {
 			e.Counts.AddViewed(1)
 		}, "viewers"},
 		{"count", func(e *Shard, _, _ uint32) { e.Counts.AddRented(1) }, "counted"},
-		{"stale earliest", func(e *Shard, live, _ uint32) {
+		{"deadlines out of order", func(e *Shard, live, _ uint32) {
 			e.Expiries.Set(live, 1<<62)
-			e.Expiries.earliest = 1 << 61
-		}, "earliest deadline"},
+			e.Expiries.Set(live+1, 1<<61)
+			e.Expiries.at(0).at = 1<<63 - 1
+		}, "earlier than its parent"},
+		{"deadline held for a live entry", func(e *Shard, live, _ uint32) {
+			e.Expiries.held = map[uint32]int64{live: 1}
+		}, "not borrowed"},
 		{"arena indexes past a slot's", func(e *Shard, _, _ uint32) {
 			e.Arenas.holes = nil
 			e.Arenas.list = append(e.Arenas.list, make([]*Arena, MaxArenas)...)

@@ -21,8 +21,8 @@
 //   - [Aux]: the count of regions that are not arenas (backups, spares,
 //     regions in an UnmapList), safe for concurrent use.
 //   - [Counts]: the gauges: entries, rented, viewed, live and oversize bytes.
-//   - [Expiries]: the deadlines, slot to Unix nanoseconds, with the earliest
-//     cached.
+//   - [Expiries]: the deadlines, slot to Unix nanoseconds, in a min-heap
+//     that hands out the earliest first.
 //   - [Waiters]: goroutines waiting for a return, and writers waiting per
 //     entry.
 //   - [Shard]: the engine, composing all of the above: placement, moves,

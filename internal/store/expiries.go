@@ -3,203 +3,297 @@ package store
 import (
 	"cmp"
 	"fmt"
-	"math"
 	"slices"
 )
 
 // Expiries is a shard's record of deadlines, and the only one: slot ->
 // Unix nanoseconds, for the entries that have one. Entries leave it when
-// they are wiped at their deadline, freed, or their expiry is removed. The
-// earliest deadline is cached so that sweeps with nothing due cost nothing.
+// they are wiped at their deadline, freed, or their expiry is removed.
+//
+// The deadlines are a binary min-heap ordered by deadline, then slot, with
+// each slot's place in it kept by slot: finding the earliest costs
+// nothing, and setting, clearing or taking one costs O(log n), whatever
+// the others are. (A map with a cached earliest deadline had to look
+// through every deadline whenever the earliest left: with a million
+// deadlines, a background step or an Alloc held the shard lock for tens
+// of milliseconds.) The order is the same
+// from run to run, which tests that replay a sequence of operations need:
+// the order entries are wiped in is the order their space is freed in.
+//
+// A deadline that has passed while its entry is rented or viewed cannot be
+// acted on until the borrow ends: DueUntil moves it out of the heap into
+// held, where Get still finds it (the return that ends the borrow wipes
+// the entry) but Next no longer does, so that it does not keep every later
+// sweep looking at it.
 type Expiries struct {
-	at       map[uint32]int64
-	earliest int64    // the smallest deadline in at, unless stale
-	stale    bool     // the earliest deadline left: recompute on demand
-	due      []uint32 // slots DueUntil found due and has not yet handed out
-	// sinceLook counts the calls of Paced since DueUntil last looked
-	// through the deadlines.
-	sinceLook int
-	// Ordered, set by tests that replay a sequence of operations, makes
-	// Due and DueUntil hand out slots in ascending order instead of the
-	// map's, which differs from run to run: the order entries are wiped
-	// in is the order their space is freed in, and with it where later
-	// entries land.
-	Ordered bool
+	// heap[p>>chunkShift][p&(chunkSlots-1)] is the heap's deadline p, of
+	// n. The heap and pos are in chunks that never move, as the slot
+	// table is, so that no Set copies all of either under the shard lock
+	// to grow it.
+	heap [][]deadline
+	n    int
+	// pos[i>>chunkShift][i&(chunkSlots-1)] is 1 + slot i's index in the
+	// heap, 0 if it is not there. A chunk is made when a slot of its
+	// range first gets a deadline and kept until Reset: 4 bytes a slot
+	// at most.
+	pos  [][]uint32
+	held map[uint32]int64 // due slots a borrow holds
+}
+
+type deadline struct {
+	at   int64
+	slot uint32
+}
+
+func (a deadline) before(b deadline) bool {
+	return a.at < b.at || a.at == b.at && a.slot < b.slot
+}
+
+// at returns the heap's deadline p.
+func (e *Expiries) at(p int) *deadline {
+	return &(*[chunkSlots]deadline)(e.heap[p>>chunkShift])[p&(chunkSlots-1)]
+}
+
+// put stores x as the heap's deadline p and records its place.
+func (e *Expiries) put(p int, x deadline) {
+	*e.at(p) = x
+	e.pos[x.slot>>chunkShift][x.slot&(chunkSlots-1)] = uint32(p) + 1
+}
+
+// place returns slot i's index in the heap, or -1.
+func (e *Expiries) place(i uint32) int {
+	c := int(i >> chunkShift)
+	if c >= len(e.pos) || e.pos[c] == nil {
+		return -1
+	}
+	return int(e.pos[c][i&(chunkSlots-1)]) - 1
 }
 
 // Set gives slot i the deadline d, replacing any it had.
 func (e *Expiries) Set(i uint32, d int64) {
-	if e.at == nil {
-		e.at = make(map[uint32]int64)
+	delete(e.held, i)
+	if p := e.place(i); p >= 0 {
+		e.at(p).at = d
+		e.fix(p)
+		return
 	}
-	old, had := e.at[i]
-	e.at[i] = d
-	switch {
-	case len(e.at) == 1:
-		e.earliest, e.stale = d, false
-	case had && old == e.earliest && d > old:
-		e.stale = true
-	case !e.stale && d < e.earliest:
-		e.earliest = d
+	c := int(i >> chunkShift)
+	if c >= len(e.pos) {
+		e.pos = append(e.pos, make([][]uint32, c+1-len(e.pos))...)
 	}
+	if e.pos[c] == nil {
+		e.pos[c] = make([]uint32, chunkSlots)
+	}
+	if e.n == len(e.heap)*chunkSlots {
+		e.heap = append(e.heap, make([]deadline, chunkSlots))
+	}
+	e.n++
+	e.put(e.n-1, deadline{d, i})
+	e.up(e.n - 1)
 }
 
 // Clear removes slot i's deadline, if it has one.
 func (e *Expiries) Clear(i uint32) {
-	d, ok := e.at[i]
-	if !ok {
+	p := e.place(i)
+	if p < 0 {
+		delete(e.held, i)
 		return
 	}
-	delete(e.at, i)
-	if d == e.earliest {
-		e.stale = true
+	e.pos[i>>chunkShift][i&(chunkSlots-1)] = 0
+	e.n--
+	if p != e.n {
+		e.put(p, *e.at(e.n))
+		e.fix(p)
+	}
+	// One spare chunk stays, so that a heap whose size hovers at a
+	// chunk's edge does not make and drop one every time.
+	if k := len(e.heap); k >= 2 && e.n <= (k-2)*chunkSlots {
+		e.heap[k-1] = nil
+		e.heap = e.heap[:k-1]
 	}
 }
 
 // Get returns slot i's deadline.
 func (e *Expiries) Get(i uint32) (int64, bool) {
-	if len(e.at) == 0 {
-		return 0, false
+	if p := e.place(i); p >= 0 {
+		return e.at(p).at, true
 	}
-	d, ok := e.at[i]
+	d, ok := e.held[i]
 	return d, ok
 }
 
-// Next returns the earliest deadline, and false when there is none.
+// Next returns the earliest deadline not held, and false when there is
+// none.
 func (e *Expiries) Next() (int64, bool) {
-	if len(e.at) == 0 {
+	if e.n == 0 {
 		return 0, false
 	}
-	if e.stale {
-		e.earliest = math.MaxInt64
-		for _, d := range e.at {
-			e.earliest = min(e.earliest, d)
-		}
-		e.stale = false
-	}
-	return e.earliest, true
+	return e.at(0).at, true
 }
 
-// Due calls fn for every slot whose deadline is not after now, in no
-// particular order. fn may Clear the slot it is called for.
+// DueBy reports whether a deadline not held is at or before now: whether
+// DueUntil would call its function.
+func (e *Expiries) DueBy(now int64) bool { return e.n > 0 && e.at(0).at <= now }
+
+// Due calls fn for every slot whose deadline is not after now, held ones
+// included: the others earliest first, then the held ones in slot order.
+// fn may Clear the slot it is called for.
 func (e *Expiries) Due(now int64, fn func(i uint32)) {
-	if d, ok := e.Next(); !ok || now < d {
+	e.DueUntil(now, func(i uint32) bool { fn(i); return true })
+	if len(e.held) == 0 {
 		return
 	}
-	if e.Ordered {
-		e.dueOrdered(now, fn)
-		return
-	}
-	for i, d := range e.at {
+	held := make([]uint32, 0, len(e.held))
+	for i, d := range e.held {
 		if d <= now {
-			fn(i)
+			held = append(held, i)
 		}
+	}
+	slices.Sort(held)
+	for _, i := range held {
+		fn(i)
 	}
 }
 
-// dueOrdered is Due for Ordered.
-func (e *Expiries) dueOrdered(now int64, fn func(i uint32)) {
-	var due []uint32
-	for i, d := range e.at {
-		if d <= now {
-			due = append(due, i)
-		}
-	}
-	slices.Sort(due)
-	for _, i := range due {
-		if d, ok := e.at[i]; ok && d <= now {
-			fn(i)
-		}
-	}
-}
-
-// DueUntil is Due that stops as soon as fn reports false, for a caller
-// that goes on in a later call. It reports whether it called fn for every
-// slot that was due.
-//
-// The slots found due are queued, and later calls take from the queue
-// before they look at the deadlines again: each look is a pass over every
-// deadline (and over the map's buckets, which do not shrink as deadlines
-// leave), so a call per few hundred slots, each looking afresh, made
-// wiping n entries that expired together cost n²/512 map visits, seconds
-// for 200,000 entries.
+// DueUntil calls fn for the slots whose deadline is not after now, earliest
+// first, and stops as soon as fn reports false, for a caller that goes on
+// in a later call. It reports whether it called fn for every slot that was
+// due. fn is to Clear the slot it is called for (its entry wiped); a slot
+// fn leaves with its deadline, which is one whose entry is borrowed, is
+// held, and later calls pass it over.
 func (e *Expiries) DueUntil(now int64, fn func(i uint32) bool) bool {
-	if len(e.due) == 0 {
-		e.sinceLook = 0
-		if d, ok := e.Next(); !ok || now < d {
-			return true
-		}
-		if afterDueScan != nil {
-			afterDueScan()
-		}
-		for i, d := range e.at {
-			if d <= now {
-				e.due = append(e.due, i)
-			}
-		}
-		if e.Ordered { // handed out from the end
-			slices.SortFunc(e.due, func(a, b uint32) int { return cmp.Compare(b, a) })
-		}
-	}
-	for len(e.due) > 0 {
-		i := e.due[len(e.due)-1]
-		// Cleared or given a later deadline since it was queued.
-		if d, ok := e.at[i]; ok && d <= now && !fn(i) {
+	for e.DueBy(now) {
+		i := e.at(0).slot
+		if !fn(i) {
 			return false
 		}
-		e.due = e.due[:len(e.due)-1]
-	}
-	if cap(e.due) > 1<<12 {
-		e.due = nil
+		if p := e.place(i); p >= 0 && e.at(p).at <= now {
+			d := e.at(p).at
+			e.Clear(i)
+			if e.held == nil {
+				e.held = make(map[uint32]int64)
+			}
+			e.held[i] = d
+		}
 	}
 	return true
 }
 
-// Paced reports whether a caller that sweeps a few entries with DueUntil
-// at each allocation should sweep at this one: while slots found due are
-// queued, and otherwise once Len()/8 allocations have passed since
-// DueUntil last looked through the deadlines. A look is a pass over every
-// deadline (two, when the earliest has gone), so looking at every
-// allocation would cost a pass each; paced, the passes cost at most 16 map
-// visits per allocation, and entries that expire wait for their wipe at
-// most about Len()/8 allocations.
-func (e *Expiries) Paced() bool {
-	if len(e.due) > 0 {
-		return true
-	}
-	e.sinceLook++
-	return e.sinceLook >= len(e.at)/8
-}
-
-// afterDueScan, when set by a test, runs each time DueUntil looks through
-// every deadline.
-var afterDueScan func()
-
-// Len is the number of deadlines.
-func (e *Expiries) Len() int { return len(e.at) }
+// Len is the number of deadlines, held ones included.
+func (e *Expiries) Len() int { return e.n + len(e.held) }
 
 // Reset removes every deadline.
-func (e *Expiries) Reset() { *e = Expiries{Ordered: e.Ordered} }
+func (e *Expiries) Reset() { *e = Expiries{} }
+
+// up moves the deadline at p towards the root while it is earlier than its
+// parent.
+func (e *Expiries) up(p int) {
+	x := *e.at(p)
+	for p > 0 {
+		q := (p - 1) / 2
+		if !x.before(*e.at(q)) {
+			break
+		}
+		e.put(p, *e.at(q))
+		p = q
+	}
+	e.put(p, x)
+}
+
+// down moves the deadline at p towards the leaves while a child is
+// earlier.
+func (e *Expiries) down(p int) {
+	x := *e.at(p)
+	for {
+		c := 2*p + 1
+		if c >= e.n {
+			break
+		}
+		if c+1 < e.n && e.at(c+1).before(*e.at(c)) {
+			c++
+		}
+		if !e.at(c).before(x) {
+			break
+		}
+		e.put(p, *e.at(c))
+		p = c
+	}
+	e.put(p, x)
+}
+
+// fix restores the heap's order after the deadline at p changed.
+func (e *Expiries) fix(p int) {
+	if p > 0 && e.at(p).before(*e.at((p - 1) / 2)) {
+		e.up(p)
+	} else {
+		e.down(p)
+	}
+}
 
 // check verifies that every deadline belongs to a slot of t that is live
-// or borrowed (a wiped or freed one has left the index) and that the
-// cached earliest deadline is the earliest. A slot has at most one: the
-// index is keyed by slot.
+// or borrowed, and a held one to a borrowed slot (a wiped or freed one has
+// left the index); that no slot is both in the heap and held; that the
+// heap is ordered and its places recorded; and that no other slot has a
+// place.
 func (e *Expiries) check(t *Slots) error {
-	least := int64(math.MaxInt64)
-	for i, d := range e.at {
-		if i >= t.Len() {
-			return fmt.Errorf("deadline for slot %d of %d", i, t.Len())
+	for p := range e.n {
+		x := e.at(p)
+		if x.slot >= t.Len() {
+			return fmt.Errorf("deadline for slot %d of %d", x.slot, t.Len())
 		}
-		switch st := t.At(i).State(); st {
+		switch st := t.At(x.slot).State(); st {
 		case StateLive, StateRented, StateViewed:
 		default:
-			return fmt.Errorf("deadline for slot %d in state %d", i, st)
+			return fmt.Errorf("deadline for slot %d in state %d", x.slot, st)
 		}
-		least = min(least, d)
 	}
-	if len(e.at) > 0 && !e.stale && e.earliest != least {
-		return fmt.Errorf("earliest deadline cached as %d, is %d", e.earliest, least)
+	if err := e.checkHeap(); err != nil {
+		return err
+	}
+	held := make([]uint32, 0, len(e.held))
+	for i := range e.held {
+		held = append(held, i)
+	}
+	slices.SortFunc(held, cmp.Compare)
+	for _, i := range held {
+		if i >= t.Len() {
+			return fmt.Errorf("held deadline for slot %d of %d", i, t.Len())
+		}
+		if st := t.At(i).State(); st != StateRented && st != StateViewed {
+			return fmt.Errorf("held deadline for slot %d in state %d, not borrowed", i, st)
+		}
+	}
+	return nil
+}
+
+// checkHeap verifies the heap's order, size and recorded places, and that
+// no slot is both in it and held.
+func (e *Expiries) checkHeap() error {
+	if e.n > len(e.heap)*chunkSlots || len(e.heap) > e.n/chunkSlots+2 {
+		return fmt.Errorf("%d deadlines in %d chunks", e.n, len(e.heap))
+	}
+	for p := range e.n {
+		x := *e.at(p)
+		if e.place(x.slot) != p {
+			return fmt.Errorf("deadline of slot %d at %d in the heap, recorded at %d", x.slot, p, e.place(x.slot))
+		}
+		if p > 0 && x.before(*e.at((p - 1) / 2)) {
+			return fmt.Errorf("deadline of slot %d at %d in the heap is earlier than its parent's", x.slot, p)
+		}
+		if _, ok := e.held[x.slot]; ok {
+			return fmt.Errorf("slot %d both held and in the heap", x.slot)
+		}
+	}
+	placed := 0
+	for _, c := range e.pos {
+		for _, p := range c {
+			if p != 0 {
+				placed++
+			}
+		}
+	}
+	if placed != e.n {
+		return fmt.Errorf("%d slots have a place in a heap of %d deadlines", placed, e.n)
 	}
 	return nil
 }

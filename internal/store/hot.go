@@ -1,9 +1,9 @@
 package store
 
 // None reports whether no entry has a deadline: then no expiry needs a
-// look at the clock or the map. It inlines into the paths of Rent and
-// Return, where Get, with its map lookup, would not.
-func (e *Expiries) None() bool { return len(e.at) == 0 }
+// look at the clock or the index. It inlines into the paths of Rent and
+// Return, where Get would not.
+func (e *Expiries) None() bool { return e.n == 0 && len(e.held) == 0 }
 
 // NoWriters reports whether no writer waits for any entry: then a view
 // needs no lookup of its entry's writers in the map. It inlines into the

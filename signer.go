@@ -68,7 +68,10 @@ import (
 // RSA key is parsed once per key of the pool and kept (SECURITY.md: a key
 // or a parse per signature leaves hundreds of copies in a dump of a busy
 // process). Those copies live as long as the Signer; Purge and Close do
-// not reach them. The entry must
+// not reach them. Sign calls opts' HashFunc once, before it waits for its
+// turn, so opts may sign with the same Signer; rand is read during the
+// turn, and a rand that signs with the same Signer waits for itself once
+// every turn is taken. The entry must
 // hold the same key for as long as the Signer is used; to change keys, make
 // a new Signer. Sign fails with ErrInvalidKey when the entry no longer
 // parses, and, for Ed25519, when it holds another key: an Ed25519 signature
@@ -271,10 +274,8 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 	if opts == nil || isNilPointer(opts) {
 		return nil, fmt.Errorf("%w: nil crypto.SignerOpts", ErrNilArgument)
 	}
-	if k.kind == keyEd25519 {
-		if opts, err = ed25519Opts(opts); err != nil {
-			return nil, err
-		}
+	if opts, err = plainOpts(k.kind, opts); err != nil {
+		return nil, err
 	}
 	// A key of the pool is taken before the key is read, so that a Sign
 	// waiting for its turn waits outside the call whose stack is zeroed
@@ -330,8 +331,14 @@ func stdSign(opts crypto.SignerOpts, rand *watchedReader, sign func() ([]byte, e
 		}
 	}()
 	if sig, err = sign(); err != nil {
-		if rand != nil && rand.err != nil && errors.Is(err, rand.err) {
-			return nil, fmt.Errorf("memshuffle: signing: reading rand: %w", rand.err)
+		if rand != nil && rand.err != nil {
+			if errors.Is(err, rand.err) {
+				return nil, fmt.Errorf("memshuffle: signing: reading rand: %w", rand.err)
+			}
+			// io.ReadFull's word for an EOF after some bytes.
+			if rand.err == io.EOF && errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, fmt.Errorf("memshuffle: signing: reading rand: %w", io.ErrUnexpectedEOF)
+			}
 		}
 		if fips140.Enforced() && strings.Contains(err.Error(), "FIPS 140-only mode") {
 			return nil, fmt.Errorf("%w: %w", ErrUnsupported, err)
@@ -399,21 +406,31 @@ func (w *watchedReader) Read(p []byte) (n int, err error) {
 	return n, err
 }
 
-// ed25519Opts runs the caller's code in opts, HashFunc, before Sign takes
-// the Ed25519 key buffer's lock, where a HashFunc that signs again would
-// wait for itself. It returns opts crypto/ed25519 reads as it would have
-// read these, whose methods run nothing of the caller's: a copy of an
-// *ed25519.Options, or the crypto.Hash HashFunc returned. A panic in
-// HashFunc is an error matching ErrInvalidOption, as in stdSign.
-func ed25519Opts(opts crypto.SignerOpts) (_ crypto.SignerOpts, err error) {
+// plainOpts runs the caller's code in opts, HashFunc, before Sign takes a
+// turn of the key pool, where a HashFunc that signs again with the same
+// Signer would wait for itself once every turn is taken (at once, for
+// Ed25519's one). It returns opts crypto reads as it would have read
+// these, whose methods run nothing of the caller's: a copy of an
+// *ed25519.Options (for Ed25519) or an *rsa.PSSOptions (for RSA), or the
+// crypto.Hash HashFunc returned. A panic in HashFunc is an error matching
+// ErrInvalidOption, as in stdSign.
+func plainOpts(kind keyKind, opts crypto.SignerOpts) (_ crypto.SignerOpts, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = optsPanicked(opts, p)
 		}
 	}()
-	if o, ok := opts.(*ed25519.Options); ok {
-		c := *o
-		return &c, nil
+	switch o := opts.(type) {
+	case *ed25519.Options:
+		if kind == keyEd25519 {
+			c := *o
+			return &c, nil
+		}
+	case *rsa.PSSOptions:
+		if kind == keyRSA {
+			c := *o
+			return &c, nil
+		}
 	}
 	return opts.HashFunc(), nil
 }

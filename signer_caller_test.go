@@ -60,6 +60,10 @@ func TestSignerRandErrors(t *testing.T) {
 				{"count of -1", fixedCountReader{-1}, ErrInvalidCount},
 				{"count past the buffer", fixedCountReader{1 << 20}, ErrInvalidCount},
 				{"never progressing", fixedCountReader{0}, io.ErrNoProgress},
+				// io.ReadFull's error for it, which matched no error of
+				// rand's and was blamed on the opts.
+				{"short, then at EOF", io.LimitReader(rand.Reader, 5), io.ErrUnexpectedEOF},
+				{"at EOF", io.LimitReader(rand.Reader, 0), io.EOF},
 			} {
 				_, err := sg.Sign(rc.rand, digest[:], tc.opts)
 				if (rc.want == nil) != (err == nil) || !errors.Is(err, rc.want) || (rc.want != nil && errors.Is(err, ErrInvalidOption)) {
@@ -82,39 +86,59 @@ func TestSignerRandErrors(t *testing.T) {
 }
 
 // reentrantOpts signs again from inside HashFunc, as opts of the caller's
-// may.
-type reentrantOpts struct{ sign func() }
+// may, and names hash.
+type reentrantOpts struct {
+	sign func()
+	hash crypto.Hash
+}
 
-func (o reentrantOpts) HashFunc() crypto.Hash { o.sign(); return 0 }
+func (o reentrantOpts) HashFunc() crypto.Hash { o.sign(); return o.hash }
 
-// TestSignerOptsSignAgain: an Ed25519 Signer whose opts sign with it again
-// from HashFunc finishes both signatures instead of waiting for itself on
-// its key buffer; each verifies.
+// TestSignerOptsSignAgain: a Signer whose opts sign with it again from
+// HashFunc finishes both signatures instead of waiting for itself for a
+// turn of its key pool, which has one turn for Ed25519 and, here, for
+// ECDSA and RSA too (made with GOMAXPROCS 1); each signature verifies.
+// Only Ed25519 ran HashFunc before its turn; the others waited forever.
 func TestSignerOptsSignAgain(t *testing.T) {
-	s := newTest(t)
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	_, edKey, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sg := newTestSigner(t, s, priv)
-	var inner, outer []byte
-	var innerErr, outerErr error
-	opts := reentrantOpts{sign: func() { inner, innerErr = sg.Sign(nil, []byte("inner"), crypto.Hash(0)) }}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		outer, outerErr = sg.Sign(nil, []byte("outer"), opts)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Sign still waiting after 10 s: it waits for itself")
-	}
-	if innerErr != nil || outerErr != nil {
-		t.Fatal(innerErr, outerErr)
-	}
-	if !ed25519.Verify(pub, []byte("inner"), inner) || !ed25519.Verify(pub, []byte("outer"), outer) {
-		t.Fatal("a signature does not verify")
+	cases := append([]signCase{{"Ed25519", edKey, crypto.Hash(0)}}, randSignCases(t)...)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTest(t)
+			prev := runtime.GOMAXPROCS(1) // a pool of one key
+			sg := newTestSigner(t, s, tc.key)
+			runtime.GOMAXPROCS(prev)
+			hash := tc.opts.HashFunc()
+			msg := func(m string) []byte {
+				if hash == 0 {
+					return []byte(m)
+				}
+				h := hash.New()
+				h.Write([]byte(m))
+				return h.Sum(nil)
+			}
+			var inner, outer []byte
+			var innerErr, outerErr error
+			opts := reentrantOpts{hash: hash, sign: func() { inner, innerErr = sg.Sign(rand.Reader, msg("inner"), tc.opts) }}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				outer, outerErr = sg.Sign(rand.Reader, msg("outer"), opts)
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Sign still waiting after 10 s: it waits for itself")
+			}
+			if innerErr != nil || outerErr != nil {
+				t.Fatal(innerErr, outerErr)
+			}
+			verify(t, sg.Public(), msg("inner"), inner, tc.opts)
+			verify(t, sg.Public(), msg("outer"), outer, hash) // PKCS #1 v1.5 for RSA
+		})
 	}
 }
 

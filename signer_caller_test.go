@@ -299,24 +299,28 @@ func poolState(p *keyPool, holds func(crypto.Signer) bool) (n, taken, holding in
 // with the pool's again once the entry holds the first key back.
 func TestSignerRSAEntryReplaced(t *testing.T) {
 	s := newTest(t)
-	first := testKeys()[4].priv.(*rsa.PrivateKey)
-	der1 := pkcs8(t, first)
-	// A second key whose DER fits the entry exactly: lengths differ by a
-	// byte or two with the sizes of the numbers.
-	var second *rsa.PrivateKey
-	var der2 []byte
+	// Two keys whose DERs have one length, so that either fits the entry
+	// exactly: lengths differ by a byte or two with the sizes of the
+	// numbers, and take a handful of values, so that a few keys made
+	// share one (waiting for one to match a given key could take more
+	// than 50: it failed so once).
+	var first, second *rsa.PrivateKey
+	var der1, der2 []byte
+	byLen := map[int]*rsa.PrivateKey{}
 	for range 50 {
 		k, err := rsa.GenerateKey(rand.Reader, 2048)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if der := pkcs8(t, k); len(der) == len(der1) {
-			second, der2 = k, der
+		der := pkcs8(t, k)
+		if other := byLen[len(der)]; other != nil {
+			first, der1, second, der2 = other, pkcs8(t, other), k, der
 			break
 		}
+		byLen[len(der)] = k
 	}
 	if second == nil {
-		t.Fatalf("no key of 50 has a DER of %d bytes", len(der1))
+		t.Fatalf("no two of 50 keys have DERs of one length: %d lengths", len(byLen))
 	}
 	h, err := CopyFrom(s, slices.Clone(der1)) // which wipes its source
 	if err != nil {

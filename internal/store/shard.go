@@ -309,6 +309,12 @@ func (e *Shard) Compact(later *UnmapList) uint64 {
 	}
 	var moved uint64
 	n := 0
+	// The last arena no room was found for, and the entry that found
+	// none: an entry as large and as aligned, from the same arena, finds
+	// none either (its search starts no lower), so the step does not
+	// search again for each of them.
+	var failed *Arena
+	var failedSize, failedAlign int
 	for range min(compactSlots, int(e.Slots.n)) {
 		sl := e.nextSlot()
 		if sl.State() != StateLive {
@@ -318,16 +324,21 @@ func (e *Shard) Compact(later *UnmapList) uint64 {
 		if src == e.Arenas.cur || src.Dedicated || int64(src.Bytes)*mapped > held*int64(len(src.Mem)) {
 			continue
 		}
-		a, off, ok := e.room(int(sl.Size)+e.ov, sl.Align(), src)
+		size, align := int(sl.Size)+e.ov, sl.Align()
+		if src == failed && size >= failedSize && align >= failedAlign {
+			continue
+		}
+		a, off, ok := e.room(size, align, src)
 		if !ok && src.Bytes*4 < len(src.Mem) && len(src.Mem) >= e.ArenaSize(0) {
 			// Holes are too small, but this arena is nearly empty: a new
 			// current arena costs less than keeping it. Without memory the
 			// entry stays, and holes have to do.
 			var err error
-			a, off, err = e.Place(int(sl.Size)+e.ov, sl.Align(), later)
+			a, off, err = e.Place(size, align, later)
 			ok = err == nil
 		}
 		if !ok {
+			failed, failedSize, failedAlign = src, size, align
 			continue
 		}
 		moved += e.Move(sl, a, off, later)

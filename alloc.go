@@ -64,8 +64,34 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	sh := s.pickShard()
 	sh.mu.Lock()
 	// Unlocked by hand, not deferred, as in Return.
+	sh.Arenas.DeferMap(true)
 	h, err := sh.alloc(size, align)
-	sh.mu.Unlock()
+	sh.Arenas.DeferMap(false)
+	var need *store.NeedMap
+	if errors.As(err, &need) {
+		// A new arena is mapped, and locked, which backs every page of
+		// it, with the shard unlocked: under the lock, an arena of 16 MiB
+		// held up every Rent and Return of the shard for 40 ms. Then the
+		// Alloc runs again and adopts the region, unless the arena it now
+		// needs is another one (others allocated meanwhile): then it maps
+		// that one under the lock, and the region is unmapped. A refusal
+		// is met again under the lock, where Alloc gives back what it can
+		// and tries once more.
+		sh.mu.Unlock()
+		r, mapErr := s.mapAux(need.N)
+		sh.mu.Lock()
+		if mapErr == nil {
+			sh.Arenas.Offer(r, need.N)
+		}
+		h, err = sh.alloc(size, align)
+		r = sh.Arenas.TakeOffer()
+		sh.mu.Unlock()
+		if r != nil {
+			_ = s.aux.Unmap(r) // munmap does not fail for a correct call
+		}
+	} else {
+		sh.mu.Unlock()
+	}
 	s.flushLog() // a refused lock of a new arena
 	return h, err
 }

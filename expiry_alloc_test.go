@@ -102,8 +102,10 @@ func TestRefusedAllocSweepsBounded(t *testing.T) {
 			continue // the current arena had room
 		}
 		t.Logf("Alloc %d was refused a mapping and wiped %d expired entries", k, wiped)
-		if wiped > allocSweepEntries+refusedSweepEntries {
-			t.Errorf("one Alloc wiped %d expired entries, want at most %d", wiped, allocSweepEntries+refusedSweepEntries)
+		// Two tries, each with its paced sweep: one with the shard
+		// unlocked for the mapping, one after.
+		if most := uint64(2*allocSweepEntries + refusedSweepEntries); wiped > most {
+			t.Errorf("one Alloc wiped %d expired entries, want at most %d", wiped, most)
 		}
 		if err := s.Free(h); err != nil {
 			t.Fatal(err)

@@ -65,6 +65,13 @@ type Arenas struct {
 
 	relock []*Arena // Relock's scratch list
 
+	// With deferMap, Map maps nothing and returns a *NeedMap instead, so
+	// that the owner can map the region with no lock held and offer it as
+	// pending, for a Map of pendingFor bytes, which adopts it.
+	deferMap   bool
+	pending    *osmem.Region
+	pendingFor int
+
 	// Last: over a kilobyte that Rent and Return never touch.
 	free FreeSpace
 }
@@ -101,11 +108,40 @@ func (s *Arenas) Map(n int) (*Arena, error) {
 	if err := s.Room(); err != nil {
 		return nil, err
 	}
+	if r := s.pending; r != nil && s.pendingFor == n {
+		s.pending = nil
+		s.aux.Add(r, -1)
+		return s.adopt(r), nil
+	}
+	if s.deferMap {
+		return nil, &NeedMap{N: n}
+	}
 	reg, err := s.mapRegion(n)
 	if err != nil {
 		return nil, err
 	}
 	return s.adopt(reg), nil
+}
+
+// NeedMap is Map's error while DeferMap is on: an arena of N bytes is
+// needed.
+type NeedMap struct{ N int }
+
+func (e *NeedMap) Error() string { return fmt.Sprintf("store: an arena of %d bytes to map", e.N) }
+
+// DeferMap turns deferred mapping on or off: see NeedMap and Offer.
+func (s *Arenas) DeferMap(on bool) { s.deferMap = on }
+
+// Offer makes r, a region counted in the Aux of the set, the one the next
+// Map of n bytes adopts instead of mapping.
+func (s *Arenas) Offer(r *osmem.Region, n int) { s.pending, s.pendingFor = r, n }
+
+// TakeOffer returns the region Offer gave that no Map took, or nil; it is
+// the caller's again.
+func (s *Arenas) TakeOffer() *osmem.Region {
+	r := s.pending
+	s.pending = nil
+	return r
 }
 
 // Adopt makes reg, a region counted in the Aux of the set until now, an

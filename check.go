@@ -101,8 +101,8 @@ func (s *Shuffler) checkNoneDue(now int64) error {
 	for k := range s.shards {
 		sh := &s.shards[k]
 		var err error
-		sh.Expiries.Due(now, func(i uint32) {
-			if d, _ := sh.Expiries.Get(i); err == nil && sh.Slots.At(i).State() == store.StateLive {
+		sh.Expiries.Each(func(i uint32, d int64) {
+			if err == nil && d <= now && sh.Slots.At(i).State() == store.StateLive {
 				err = fmt.Errorf("shard %d: slot %d is live %d ns after its deadline", k, i, now-d)
 			}
 		})

@@ -121,7 +121,9 @@ func (sh *shard) expired(i uint32, sl *store.Slot, later *store.UnmapList) bool 
 	case store.StateFree:
 		return false
 	}
-	if d, ok := sh.Expiries.Get(i); !ok || sh.s.now() < d {
+	// A held deadline was found due once: it stays so, though a wall
+	// clock stepped back since says otherwise.
+	if d, ok := sh.Expiries.Get(i); !ok || sh.s.now() < d && !sh.Expiries.Held(i) {
 		return false
 	}
 	if sl.State() == store.StateLive {
@@ -144,8 +146,17 @@ func (sh *shard) expire(i uint32, sl *store.Slot, later *store.UnmapList) {
 
 // sweepExpired wipes every live entry of the shard whose deadline has
 // passed.
+//
+// A live entry the deadlines hand out as due at now is wiped as it is, not
+// through expired, which would read the clock again: a wall clock that
+// stepped back in between would leave it live, with its deadline held as a
+// borrowed entry's is, where no later sweep looks.
 func (sh *shard) sweepExpired(later *store.UnmapList) {
-	sh.Expiries.Due(sh.s.now(), func(i uint32) { sh.expired(i, sh.Slots.At(i), later) })
+	sh.Expiries.Due(sh.s.now(), func(i uint32) {
+		if sl := sh.Slots.At(i); sl.State() == store.StateLive {
+			sh.expire(i, sl, later)
+		}
+	})
 }
 
 // An allocation in a shard with deadlines wipes at most allocSweepEntries
@@ -172,13 +183,12 @@ func (sh *shard) sweepSome(later *store.UnmapList, now int64, bytes, n int) (wip
 			return false
 		}
 		// A borrowed entry is left to its return, and held (see
-		// store.Expiries) so that later sweeps pass it over.
+		// store.Expiries) so that later sweeps pass it over; a live one
+		// is wiped as sweepExpired does.
 		if sl := sh.Slots.At(i); sl.State() == store.StateLive {
-			size := int(sl.Size)
-			if sh.expired(i, sl, later) {
-				wipedBytes += size
-				wiped++
-			}
+			wipedBytes += int(sl.Size)
+			wiped++
+			sh.expire(i, sl, later)
 		}
 		return true
 	})

@@ -116,3 +116,64 @@ func TestRefusedAllocSweepsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestExpiryClockStepsBack: the wall clock, which deadlines are read
+// against, can step back (NTP, settimeofday, a resumed virtual machine).
+// A deadline found due stays due: an entry whose deadline a sweep held
+// while it was rented is wiped at its Return even if the clock has
+// stepped back before the deadline since, and a live entry a sweep found
+// due is wiped though a later read of the clock would say otherwise.
+// Either used to end live, with its deadline held aside where no later
+// sweep looked, past its expiry for as long as nobody touched it.
+func TestExpiryClockStepsBack(t *testing.T) {
+	t.Run("borrowed", func(t *testing.T) {
+		clock := newTestClock(time.Unix(1e9, 0))
+		s := newTest(t, WithShards(1), withClock(clock))
+		h, _ := Alloc[byte](s, 32)
+		if err := s.SetExpiry(h, clock.time().Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := RentSlice[byte](s, h); err != nil {
+			t.Fatal(err)
+		}
+		clock.advance(2 * time.Second)
+		if _, err := Alloc[byte](s, 32); err != nil { // its sweep holds h's deadline
+			t.Fatal(err)
+		}
+		clock.advance(-1500 * time.Millisecond)
+		if err := s.Return(h); !errors.Is(err, ErrExpired) {
+			t.Errorf("Return after the clock stepped back: %v, want ErrExpired", err)
+		}
+		if st := s.Stats(); st.Expired != 1 {
+			t.Errorf("%d entries wiped at expiry, want 1", st.Expired)
+		}
+		if err := s.check(); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("live", func(t *testing.T) {
+		clock := newTestClock(time.Unix(1e9, 0))
+		s := newTest(t, WithShards(1), withClock(clock))
+		h, _ := Alloc[byte](s, 32)
+		if err := s.SetExpiry(h, clock.time().Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		// Past the deadline at Alloc's read, before it at any later one.
+		base, reads := clock.now(), 0
+		s.cfg.now = func() int64 {
+			if reads++; reads == 1 {
+				return base + int64(2*time.Second)
+			}
+			return base + int64(500*time.Millisecond)
+		}
+		if _, err := Alloc[byte](s, 32); err != nil {
+			t.Fatal(err)
+		}
+		if st := s.Stats(); st.Expired != 1 {
+			t.Errorf("%d entries wiped at expiry, want 1", st.Expired)
+		}
+		if err := s.check(); err != nil {
+			t.Error(err)
+		}
+	})
+}

@@ -122,6 +122,41 @@ func (e *Expiries) Get(i uint32) (int64, bool) {
 	return d, ok
 }
 
+// Held reports whether slot i's deadline is held: it was found due while
+// its entry was borrowed, and stays due whatever the clock says later (a
+// wall clock can step back), so that the return that ends the borrow
+// wipes the entry.
+func (e *Expiries) Held(i uint32) bool {
+	_, ok := e.held[i]
+	return ok
+}
+
+// Each calls fn for every deadline, held ones included, earliest first
+// for the others, changing nothing: for checks.
+func (e *Expiries) Each(fn func(i uint32, d int64)) {
+	h := make([]deadline, e.n)
+	for p := range e.n {
+		h[p] = *e.at(p)
+	}
+	slices.SortFunc(h, func(a, b deadline) int {
+		if a.before(b) {
+			return -1
+		}
+		return 1
+	})
+	for _, x := range h {
+		fn(x.slot, x.at)
+	}
+	held := make([]uint32, 0, len(e.held))
+	for i := range e.held {
+		held = append(held, i)
+	}
+	slices.Sort(held)
+	for _, i := range held {
+		fn(i, e.held[i])
+	}
+}
+
 // Next returns the earliest deadline not held, and false when there is
 // none.
 func (e *Expiries) Next() (int64, bool) {

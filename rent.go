@@ -284,7 +284,7 @@ func (s *Shuffler) borrowWaiting(ctx context.Context, h Handle, ti typeInfo, for
 				sh.Waiters.QueueWriter(h.id, 1)
 				queued = true
 			}
-			wake := sh.Waiters.Chan()
+			wake := sh.Waiters.Chan(h.id)
 			sh.mu.Unlock()
 			select {
 			case <-wake:
@@ -305,8 +305,8 @@ func (s *Shuffler) borrowWaiting(ctx context.Context, h Handle, ti typeInfo, for
 		}
 		if err != nil && queued {
 			// Readers held back for this writer would otherwise sleep on
-			// until the next return.
-			sh.Waiters.WakeAll()
+			// until the entry's next return.
+			sh.Waiters.Wake(h.id)
 		}
 		sh.mu.Unlock()
 		s.flushLog() // as in borrow
@@ -320,7 +320,7 @@ func (s *Shuffler) dequeueWriter(h Handle) {
 	sh := &s.shards[h.shard()]
 	sh.mu.Lock()
 	sh.Waiters.QueueWriter(h.id, -1)
-	sh.Waiters.WakeAll()
+	sh.Waiters.Wake(h.id)
 	sh.mu.Unlock()
 }
 
@@ -521,7 +521,7 @@ func (sh *shard) endBorrow(h Handle, state uint32) {
 		sh.Counts.AddRented(-1)
 	}
 	sh.untrack(h)
-	sh.Waiters.WakeAll()
+	sh.Waiters.Wake(h.id)
 }
 
 // open decrypts slot i's entry in place. In the AEAD modes a failed

@@ -64,7 +64,7 @@ func TestCheckFindsCorruption(t *testing.T) {
 		{"locked count", func(e *Shard, _, _ uint32) { e.Arenas.locked++ }, "locked"},
 		{"dumpable count", func(e *Shard, _, _ uint32) { e.Arenas.dumpable-- }, "dumpable"},
 		{"writer count", func(e *Shard, _, _ uint32) { e.Waiters.writers = map[uint64]int32{7: 0} }, "writer count"},
-		{"closed wake channel", func(e *Shard, _, _ uint32) { close(e.Waiters.Chan()) }, "wake channel"},
+		{"closed wake channel", func(e *Shard, _, _ uint32) { close(e.Waiters.Chan(7)) }, "wake channel"},
 		{"live slot on the free stack", func(e *Shard, live, _ uint32) { e.Slots.pushFree(live) }, "on free stack"},
 		{"free slot twice on the stack", func(e *Shard, _, freed uint32) { e.Slots.pushFree(freed) }, "twice"},
 		{"free slot off the stack", func(e *Shard, _, _ uint32) {

@@ -67,8 +67,9 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	sh.Arenas.DeferMap(true)
 	h, err := sh.alloc(size, align)
 	sh.Arenas.DeferMap(false)
-	var need *store.NeedMap
-	if errors.As(err, &need) {
+	// A type assertion, not errors.As: the store returns it as it is, and
+	// errors.As would move need to the heap, an allocation every Alloc.
+	if need, ok := err.(*store.NeedMap); ok {
 		// A new arena is mapped, and locked, which backs every page of
 		// it, with the shard unlocked: under the lock, an arena of 16 MiB
 		// held up every Rent and Return of the shard for 40 ms. Then the

@@ -17,8 +17,11 @@ import (
 // meant for a signal or panic handler that must destroy secrets before the
 // process goes away. Unlike Close it leaves the memory mapped, so another
 // goroutine still holding a rented pointer reads zeros instead of faulting;
-// a later Close unmaps it. Purge waits for calls already in progress on each
-// shard to finish, which is brief, since no call holds a shard for long.
+// a later Close unmaps it. Purge waits for the call holding each shard,
+// if any, to let go of it: most hold a shard for microseconds, but some
+// for as long as their work takes (Shuffle holds each shard while it moves
+// the shard's entries, tens of milliseconds for a million; the encryption
+// or decryption of a large entry takes a shard for as long as that takes).
 //
 // A Borrow function, ReadFrom, CopyFrom, ReadAll, ReadUntil or WriteTo
 // running during Purge, or calling it, goes on to its end: what it writes

@@ -270,12 +270,16 @@ func (h *rotationHolds) percentile(p float64) int64 {
 }
 
 // Rotation batches: one hold of a shard lock re-encrypts at most
-// rotateBatchBytes of entries (but always one entry, however large) and
-// looks at most at rotateBatchSlots slots, so that a Rent of the shard waits
-// for one batch, never for the whole shard.
+// rotateBatchBytes of entries (but always one entry, however large) and,
+// in the authenticated modes, at most rotateBatchEntries of them, and
+// looks at most at rotateBatchSlots slots, so that a Rent of the shard
+// waits for one batch, never for the whole shard. An AEAD opens and seals
+// each entry: 64 KiB of 32-byte entries, 1,365 of them, held a shard for
+// about 0.5 ms, and up to 2.3 ms on a busy machine.
 const (
-	rotateBatchBytes = 64 << 10
-	rotateBatchSlots = 4096
+	rotateBatchBytes   = 64 << 10
+	rotateBatchEntries = 256
+	rotateBatchSlots   = 4096
 )
 
 // cipherOf returns the cipher sl's resting ciphertext is under.
@@ -622,8 +626,9 @@ func (sh *shard) prepareRekey() error {
 }
 
 // rotateBatch re-encrypts under sh.ciph, in an authenticated mode, the
-// next resting entries still under sh.rot.prev: up to rotateBatchBytes of
-// them, but at least one, looking at no more than rotateBatchSlots slots.
+// next resting entries still under sh.rot.prev: up to rotateBatchBytes and
+// rotateBatchEntries of them, but at least one, looking at no more than
+// rotateBatchSlots slots.
 // It reports the bytes it re-encrypted and whether the shard has no entry
 // under the old key left. Rented and viewed entries are plaintext: their
 // Return seals them under the new key. (CTR batches go by rotateStepCTR.)
@@ -632,6 +637,7 @@ func (sh *shard) rotateBatch() (n int, done bool, err error) {
 	if r.prev == nil {
 		return 0, true, nil
 	}
+	entries := 0
 	for range rotateBatchSlots {
 		if r.cursor >= sh.Slots.Len() {
 			break
@@ -643,9 +649,10 @@ func (sh *shard) rotateBatch() (n int, done bool, err error) {
 			continue
 		}
 		ext := int(sl.Size) + sh.Overhead()
-		if n > 0 && n+ext > rotateBatchBytes {
+		if n > 0 && (n+ext > rotateBatchBytes || entries == rotateBatchEntries) {
 			return n, false, nil
 		}
+		entries++
 		// Only an entry larger than any when the rotation began needs more;
 		// refused, the rotation stops here, every entry readable.
 		if _, err := sh.backupFor(ext); err != nil {

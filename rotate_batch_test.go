@@ -87,6 +87,30 @@ func TestRotateKeyInterleaved(t *testing.T) {
 	}
 }
 
+// TestRotateKeyBatchEntries: in the authenticated modes, one hold of a
+// shard lock by a rotation re-encrypts at most rotateBatchEntries small
+// entries, which each cost an open and a seal; the byte bound alone let a
+// hold take 1,365 entries of 32 bytes.
+func TestRotateKeyBatchEntries(t *testing.T) {
+	for _, c := range []Cipher{AES256GCM, ChaCha20Poly1305} {
+		t.Run(c.String(), func(t *testing.T) {
+			s := newTest(t, WithShards(1), WithCipher(c))
+			for range 4 * rotateBatchEntries {
+				if _, err := Alloc[byte](s, 32); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.RotateKey(nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			ext := int64(32 + s.shards[0].Overhead())
+			if got, want := s.rotator.holds.bytes.Load(), rotateBatchEntries*ext; got != want {
+				t.Errorf("the largest hold re-encrypted %d bytes, %d entries; want %d", got, got/ext, rotateBatchEntries)
+			}
+		})
+	}
+}
+
 // TestRotateKeyBatchBound counts, in code, what one hold of a shard lock
 // by a rotation re-encrypts: never more than rotateBatchBytes, unless a
 // single entry is larger, in which case that entry alone. A shard of many

@@ -51,7 +51,8 @@ type rotator struct {
 // encrypted under the new key when returned. From the moment a rotation
 // starts every new encryption uses the new key; the entries encrypted
 // before are re-encrypted shard by shard, in batches of at most 64 KiB (or
-// one larger entry), letting go of the shard's lock between batches, so an
+// one larger entry; with an authenticated cipher, also at most 256
+// entries), letting go of the shard's lock between batches, so an
 // operation on a rotating shard waits for one batch at most, and
 // operations on other shards go on meanwhile. Counter values keep counting
 // up across rotations, so even a rotation back to an earlier key and salt

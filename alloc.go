@@ -185,7 +185,7 @@ func (s *Shuffler) Free(h Handle) error {
 	if err != nil {
 		return err
 	}
-	defer s.flushLog() // after the unlock, for any event raised under it
+	defer s.flushLog() // after the unlock: compaction may map an arena
 	defer sh.mu.Unlock()
 	switch sl.State() {
 	case store.StateExpired: // already wiped and vacated
@@ -196,13 +196,7 @@ func (s *Shuffler) Free(h Handle) error {
 	}
 	sh.freeSlot(h.slot(), sl)
 	if sh.Wasteful() {
-		// Into holes and the current arena's room only: a new arena
-		// for a nearly empty one's entries would be mapped, and every
-		// page of it backed, under the lock. The next Alloc that needs
-		// one maps it with the lock let go.
-		sh.Arenas.DeferMap(true)
 		sh.Compact(nil)
-		sh.Arenas.DeferMap(false)
 	}
 	return nil
 }

@@ -118,17 +118,17 @@ func (sh *shard) alloc(size, align int) (Handle, error) {
 		}
 	}
 	var now int64 // read once, if an expiry needs it
-	if !sh.Expiries.None() {
+	if s.cfg.ttl > 0 || !sh.Expiries.None() {
+		now = s.now()
+	}
+	if sh.Expiries.DueBy(now) {
 		// Entries past their deadline are wiped here too, a few at a
 		// time: without a Shuffle or the background shuffler nothing
 		// else would until they were looked up, and a Shuffler that
 		// gives every entry a TTL and drops its handles grew without
 		// bound, unlocked beyond the lock limit or refused under
 		// LockStrict.
-		now = s.now()
-		if sh.Expiries.DueBy(now) {
-			sh.sweepSome(nil, now, allocSweepBytes, allocSweepEntries)
-		}
+		sh.sweepSome(nil, now, allocSweepBytes, allocSweepEntries)
 	}
 	a, off, err := sh.PlaceNew(size+sh.Overhead(), align)
 	if err != nil && (errors.Is(err, ErrLockFailed) || errors.Is(err, ErrOutOfMemory)) {
@@ -149,9 +149,6 @@ func (sh *shard) alloc(size, align int) (Handle, error) {
 	sl.Off, sl.Size = uint32(off), uint32(size)
 	sl.MakeLive(align)
 	if ttl := s.cfg.ttl; ttl > 0 {
-		if now == 0 {
-			now = s.now()
-		}
 		sh.Expiries.Set(i, addNanos(now, ttl))
 	}
 	sh.Admit(sl, a)

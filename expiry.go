@@ -145,18 +145,9 @@ func (sh *shard) expire(i uint32, sl *store.Slot, later *store.UnmapList) {
 }
 
 // sweepExpired wipes every live entry of the shard whose deadline has
-// passed.
-//
-// A live entry the deadlines hand out as due at now is wiped as it is, not
-// through expired, which would read the clock again: a wall clock that
-// stepped back in between would leave it live, with its deadline held as a
-// borrowed entry's is, where no later sweep looks.
+// passed: sweepSome with no bound.
 func (sh *shard) sweepExpired(later *store.UnmapList) {
-	sh.Expiries.Due(sh.s.now(), func(i uint32) {
-		if sl := sh.Slots.At(i); sl.State() == store.StateLive {
-			sh.expire(i, sl, later)
-		}
-	})
+	sh.sweepSome(later, sh.s.now(), math.MaxInt, math.MaxInt)
 }
 
 // An allocation in a shard with deadlines wipes at most allocSweepEntries
@@ -183,8 +174,10 @@ func (sh *shard) sweepSome(later *store.UnmapList, now int64, bytes, n int) (wip
 			return false
 		}
 		// A borrowed entry is left to its return, and held (see
-		// store.Expiries) so that later sweeps pass it over; a live one
-		// is wiped as sweepExpired does.
+		// store.Expiries) so that later sweeps pass it over. A live one
+		// is wiped as it is, not through expired, which would read the
+		// clock again: a wall clock that stepped back in between would
+		// leave it live, with its deadline held, where no sweep looks.
 		if sl := sh.Slots.At(i); sl.State() == store.StateLive {
 			wipedBytes += int(sl.Size)
 			wiped++

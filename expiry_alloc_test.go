@@ -126,54 +126,52 @@ func TestRefusedAllocSweepsBounded(t *testing.T) {
 // Either used to end live, with its deadline held aside where no later
 // sweep looked, past its expiry for as long as nobody touched it.
 func TestExpiryClockStepsBack(t *testing.T) {
-	t.Run("borrowed", func(t *testing.T) {
-		clock := newTestClock(time.Unix(1e9, 0))
-		s := newTest(t, WithShards(1), withClock(clock))
-		h, _ := Alloc[byte](s, 32)
-		if err := s.SetExpiry(h, clock.time().Add(time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := RentSlice[byte](s, h); err != nil {
-			t.Fatal(err)
-		}
-		clock.advance(2 * time.Second)
-		if _, err := Alloc[byte](s, 32); err != nil { // its sweep holds h's deadline
-			t.Fatal(err)
-		}
-		clock.advance(-1500 * time.Millisecond)
-		if err := s.Return(h); !errors.Is(err, ErrExpired) {
-			t.Errorf("Return after the clock stepped back: %v, want ErrExpired", err)
-		}
-		if st := s.Stats(); st.Expired != 1 {
-			t.Errorf("%d entries wiped at expiry, want 1", st.Expired)
-		}
-		if err := s.check(); err != nil {
-			t.Error(err)
-		}
-	})
-	t.Run("live", func(t *testing.T) {
-		clock := newTestClock(time.Unix(1e9, 0))
-		s := newTest(t, WithShards(1), withClock(clock))
-		h, _ := Alloc[byte](s, 32)
-		if err := s.SetExpiry(h, clock.time().Add(time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		// Past the deadline at Alloc's read, before it at any later one.
-		base, reads := clock.now(), 0
-		s.cfg.now = func() int64 {
-			if reads++; reads == 1 {
-				return base + int64(2*time.Second)
+	for _, c := range []struct {
+		name string
+		// step runs with h due in a second, and leaves it wiped.
+		step func(t *testing.T, s *Shuffler, clock *testClock, h Handle)
+	}{
+		{"borrowed", func(t *testing.T, s *Shuffler, clock *testClock, h Handle) {
+			if _, err := RentSlice[byte](s, h); err != nil {
+				t.Fatal(err)
 			}
-			return base + int64(500*time.Millisecond)
-		}
-		if _, err := Alloc[byte](s, 32); err != nil {
-			t.Fatal(err)
-		}
-		if st := s.Stats(); st.Expired != 1 {
-			t.Errorf("%d entries wiped at expiry, want 1", st.Expired)
-		}
-		if err := s.check(); err != nil {
-			t.Error(err)
-		}
-	})
+			clock.advance(2 * time.Second)
+			if _, err := Alloc[byte](s, 32); err != nil { // its sweep holds h's deadline
+				t.Fatal(err)
+			}
+			clock.advance(-1500 * time.Millisecond)
+			if err := s.Return(h); !errors.Is(err, ErrExpired) {
+				t.Errorf("Return after the clock stepped back: %v, want ErrExpired", err)
+			}
+		}},
+		{"live", func(t *testing.T, s *Shuffler, clock *testClock, h Handle) {
+			// Past the deadline at Alloc's read, before it at any later one.
+			base, reads := clock.now(), 0
+			s.cfg.now = func() int64 {
+				if reads++; reads == 1 {
+					return base + int64(2*time.Second)
+				}
+				return base + int64(500*time.Millisecond)
+			}
+			if _, err := Alloc[byte](s, 32); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			clock := newTestClock(time.Unix(1e9, 0))
+			s := newTest(t, WithShards(1), withClock(clock))
+			h, _ := Alloc[byte](s, 32)
+			if err := s.SetExpiry(h, clock.time().Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			c.step(t, s, clock, h)
+			if st := s.Stats(); st.Expired != 1 {
+				t.Errorf("%d entries wiped at expiry, want 1", st.Expired)
+			}
+			if err := s.check(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
 }

@@ -129,7 +129,7 @@ type signer struct {
 	pub  crypto.PublicKey
 
 	edPub   ed25519.PublicKey
-	edCheck []byte // edSeedCheck of the seed Public belongs to
+	edCheck []byte // keyCheck of the seed Public belongs to
 	ecPub   *ecdsa.PublicKey
 	ecBytes int // the length of the curve's scalars
 
@@ -218,7 +218,7 @@ func (k *signer) setEd25519(der []byte) error {
 	k.kind = keyEd25519
 	k.edPub = append(ed25519.PublicKey(nil), priv[ed25519.SeedSize:]...)
 	k.pub = k.edPub
-	k.edCheck = edSeedCheck(seed)
+	k.edCheck = keyCheck("Ed25519", seed)
 	return nil
 }
 
@@ -442,7 +442,7 @@ func (k *signer) signEd25519(der []byte, slot *crypto.Signer, msg []byte, opts c
 	if err != nil {
 		return nil, err
 	}
-	if subtle.ConstantTimeCompare(edSeedCheck(seed), k.edCheck) != 1 {
+	if subtle.ConstantTimeCompare(keyCheck("Ed25519", seed), k.edCheck) != 1 {
 		return nil, fmt.Errorf("%w: the entry holds another Ed25519 key than the Signer was made for", ErrInvalidKey)
 	}
 	// The key handed to crypto/ed25519 must be Go heap memory: its cache
@@ -544,11 +544,6 @@ func (k *signer) checkPSSSalt(opts crypto.SignerOpts) error {
 	}
 	return nil
 }
-
-// edSeedCheck returns a value that tells Ed25519 seeds apart without
-// giving them away (keyCheck). Deriving the public key instead would cost
-// as much as the signature.
-func edSeedCheck(seed []byte) []byte { return keyCheck("Ed25519", seed) }
 
 // keyCheck returns a value that tells keys of one kind apart without
 // giving them away: HMAC-SHA256 keyed by the key, over a label naming the

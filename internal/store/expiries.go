@@ -131,29 +131,14 @@ func (e *Expiries) Held(i uint32) bool {
 	return ok
 }
 
-// Each calls fn for every deadline, held ones included, earliest first
-// for the others, changing nothing: for checks.
+// Each calls fn for every deadline, held ones included, in no particular
+// order, changing nothing: for checks.
 func (e *Expiries) Each(fn func(i uint32, d int64)) {
-	h := make([]deadline, e.n)
 	for p := range e.n {
-		h[p] = *e.at(p)
+		fn(e.at(p).slot, e.at(p).at)
 	}
-	slices.SortFunc(h, func(a, b deadline) int {
-		if a.before(b) {
-			return -1
-		}
-		return 1
-	})
-	for _, x := range h {
-		fn(x.slot, x.at)
-	}
-	held := make([]uint32, 0, len(e.held))
-	for i := range e.held {
-		held = append(held, i)
-	}
-	slices.Sort(held)
-	for _, i := range held {
-		fn(i, e.held[i])
+	for i, d := range e.held {
+		fn(i, d)
 	}
 }
 
@@ -169,26 +154,6 @@ func (e *Expiries) Next() (int64, bool) {
 // DueBy reports whether a deadline not held is at or before now: whether
 // DueUntil would call its function.
 func (e *Expiries) DueBy(now int64) bool { return e.n > 0 && e.at(0).at <= now }
-
-// Due calls fn for every slot whose deadline is not after now, held ones
-// included: the others earliest first, then the held ones in slot order.
-// fn may Clear the slot it is called for.
-func (e *Expiries) Due(now int64, fn func(i uint32)) {
-	e.DueUntil(now, func(i uint32) bool { fn(i); return true })
-	if len(e.held) == 0 {
-		return
-	}
-	held := make([]uint32, 0, len(e.held))
-	for i, d := range e.held {
-		if d <= now {
-			held = append(held, i)
-		}
-	}
-	slices.Sort(held)
-	for _, i := range held {
-		fn(i)
-	}
-}
 
 // DueUntil calls fn for the slots whose deadline is not after now, earliest
 // first, and stops as soon as fn reports false, for a caller that goes on

@@ -43,17 +43,18 @@ func TestExpiriesEarliest(t *testing.T) {
 	}
 }
 
-// TestExpiriesDue: Due visits exactly the deadlines not after now, and
-// the visited slot may clear itself.
+// TestExpiriesDue: DueUntil visits exactly the deadlines not after now,
+// and the visited slot may clear itself.
 func TestExpiriesDue(t *testing.T) {
 	var e Expiries
 	for i := range uint32(10) {
 		e.Set(i, int64(i)*10)
 	}
 	seen := map[uint32]bool{}
-	e.Due(45, func(i uint32) {
+	e.DueUntil(45, func(i uint32) bool {
 		seen[i] = true
 		e.Clear(i)
+		return true
 	})
 	if len(seen) != 5 || e.Len() != 5 {
 		t.Fatalf("due at 45: visited %v, %d left", seen, e.Len())
@@ -167,9 +168,13 @@ func TestExpiriesHeld(t *testing.T) {
 		t.Fatalf("second sweep visited %v, want only slot 2", visits)
 	}
 	var due []uint32
-	e.Due(25, func(i uint32) { due = append(due, i) })
-	if len(due) != 1 || due[0] != 1 {
-		t.Fatalf("Due at 25 visited %v, want the held slot 1", due)
+	e.Each(func(i uint32, d int64) {
+		if d <= 25 {
+			due = append(due, i)
+		}
+	})
+	if len(due) != 1 || due[0] != 1 || !e.Held(1) {
+		t.Fatalf("deadlines not after 25: %v, want the held slot 1 (held %v)", due, e.Held(1))
 	}
 	if e.Len() != 2 || e.None() {
 		t.Fatalf("%d deadlines, none %v; want 2", e.Len(), e.None())

@@ -125,9 +125,13 @@ func (s *Shuffler) endPinned(h Handle, mem []byte, kind borrowKind) error {
 		}
 		return ErrClosed
 	}
+	// fn returned the entry itself and someone freed it since, perhaps
+	// with the chunk of the table that held its slot.
+	if h.slot() >= sh.Slots.Len() {
+		return ErrInvalidHandle
+	}
 	sl := sh.Slots.At(h.slot())
 	if sl.Gen() != h.gen() || sl.State() == store.StateFree {
-		// fn returned the entry itself and someone freed it since.
 		return ErrInvalidHandle
 	}
 	if kind == shared {

@@ -128,6 +128,10 @@ func (sh *shard) expired(i uint32, sl *store.Slot, later *store.UnmapList) bool 
 	}
 	if sl.State() == store.StateLive {
 		sh.expire(i, sl, later)
+	} else {
+		// Answered due once, it stays due for the return to wipe, though
+		// the clock steps back before it.
+		sh.Expiries.Hold(i)
 	}
 	return true
 }

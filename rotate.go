@@ -518,6 +518,9 @@ func (sh *shard) applyBatch(plan []rotEntry, ks []byte, end uint32) int {
 	for _, e := range plan {
 		k := ks[off : off+int(e.size)]
 		off += int(e.size)
+		if e.i >= sh.Slots.Len() {
+			continue // freed while the lock was let go, and its chunk dropped
+		}
 		sl := sh.Slots.At(e.i)
 		if sl.State() != store.StateLive || sl.Gen() != e.gen || sl.Ctr() != e.from || sl.Size != e.size {
 			continue

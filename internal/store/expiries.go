@@ -131,6 +131,22 @@ func (e *Expiries) Held(i uint32) bool {
 	return ok
 }
 
+// Hold moves slot i's deadline, found due while its entry is borrowed,
+// out of the heap and holds it (see Held). A slot with no deadline, or a
+// held one, is left as it is.
+func (e *Expiries) Hold(i uint32) {
+	p := e.place(i)
+	if p < 0 {
+		return
+	}
+	d := e.at(p).at
+	e.Clear(i)
+	if e.held == nil {
+		e.held = make(map[uint32]int64)
+	}
+	e.held[i] = d
+}
+
 // Each calls fn for every deadline, held ones included, in no particular
 // order, changing nothing: for checks.
 func (e *Expiries) Each(fn func(i uint32, d int64)) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 
@@ -148,22 +149,39 @@ func (sh *shard) alloc(size, align int) (Handle, error) {
 	sl.SetArena(a.Index)
 	sl.Off, sl.Size = uint32(off), uint32(size)
 	sl.MakeLive(align)
-	if ttl := s.cfg.ttl; ttl > 0 {
-		sh.Expiries.Set(i, addNanos(now, ttl))
-	}
 	sh.Admit(sl, a)
 
 	// The entry is ciphertext before anyone can see it.
 	ext := sh.Extent(sl)
-	if k != nil { // sealTo, written out
+	if k != nil && size < unlockedMin { // sealTo, written out
 		k.XORShortInPlace(ext, base, &sh.scratch.KS)
+	} else if u := sh.unlockedCTR(sh.ciph, size); u != nil {
+		sh.sealNewUnlocked(u, ext, base, i, sl)
 	} else {
-		sh.sealTo(nil, ext, ext[:size], base, i, sl)
+		sh.sealTo(k, ext, ext[:size], base, i, sl)
+	}
+	// After the encryption, which may have let go of the lock: a sweep
+	// meanwhile would have held a deadline of an entry still in flight.
+	if ttl := s.cfg.ttl; ttl > 0 {
+		sh.Expiries.Set(i, addNanos(now, ttl))
 	}
 	if sh.Wasteful() {
 		sh.Compact(nil)
 	}
 	return makeHandle(s.id, sh.index, i, sl.Gen()), nil
+}
+
+// sealNewUnlocked encrypts ext, the bytes of the new entry in slot i, under
+// the run at base, in flight: the entry counts as rented meanwhile, and
+// others map arenas as they would with the shard unlocked.
+func (sh *shard) sealNewUnlocked(k *ctr.Cipher, ext []byte, base uint64, i uint32, sl *store.Slot) {
+	sl.SetState(store.StateRented)
+	sh.Counts.AddRented(1)
+	deferred := sh.Arenas.DeferMap(false)
+	sh.xorUnlocked(k, ext, base, i, makeHandle(sh.s.id, sh.index, i, sl.Gen()).id)
+	sh.Arenas.DeferMap(deferred)
+	sh.Counts.AddRented(-1)
+	sl.SetState(store.StateLive)
 }
 
 // Free wipes the entry at once and invalidates h; no later entry gets a

@@ -112,6 +112,11 @@ func (s *Shuffler) endPinned(h Handle, mem []byte, kind borrowKind) error {
 	// maps memory, whose refused lock is an event.
 	defer s.flushLog()
 	sh.mu.Lock()
+	// A Return of h made by fn's goroutine, or another, may still be
+	// encrypting it; the pin keeps Close from unmapping mem meanwhile.
+	for sh.awaitFlight(h.slot(), h.id) {
+		sh.mu.Lock()
+	}
 	defer sh.mu.Unlock()
 	sh.pins--
 	if sh.closed {

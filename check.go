@@ -46,6 +46,15 @@ func (sh *shard) check() ([]ctrRun, error) {
 	if err := sh.Check(); err != nil {
 		return nil, err
 	}
+	for _, i := range sh.flight.slots {
+		// Rented from Alloc, Rent and View; rented or viewed to a Return.
+		if i >= sh.Slots.Len() || (sh.Slots.At(i).State() != store.StateRented && sh.Slots.At(i).State() != store.StateViewed) {
+			return nil, fmt.Errorf("slot %d in flight but not borrowed", i)
+		}
+	}
+	if sh.flight.draining < 0 {
+		return nil, fmt.Errorf("%d drains", sh.flight.draining)
+	}
 	borrowed := make(map[uint32]bool)
 	var runs []ctrRun
 	for i := range sh.Slots.Len() {
@@ -79,6 +88,11 @@ func (sh *shard) check() ([]ctrRun, error) {
 // leaves its arenas mapped, wiped.
 func (sh *shard) checkClosed() error {
 	if sh.purged {
+		if sh.pins > 0 {
+			// A Borrow function or fill may write after Purge; it wipes
+			// what it wrote when it ends (endPinned).
+			return nil
+		}
 		for ai, a := range sh.Arenas.List() {
 			if a != nil && !store.AllZero(a.Mem) {
 				return fmt.Errorf("arena %d not wiped by Purge", ai)

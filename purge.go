@@ -18,10 +18,11 @@ import (
 // process goes away. Unlike Close it leaves the memory mapped, so another
 // goroutine still holding a rented pointer reads zeros instead of faulting;
 // a later Close unmaps it. Purge waits for the call holding each shard,
-// if any, to let go of it: most hold a shard for microseconds, but some
-// for as long as their work takes (Shuffle holds each shard while it moves
-// the shard's entries, tens of milliseconds for a million; the encryption
-// or decryption of a large entry takes a shard for as long as that takes).
+// if any, to let go of it, and for the encryptions and decryptions of
+// large entries running with the shard let go to end: most take
+// microseconds, but some as long as their work takes (Shuffle holds each
+// shard while it moves the shard's entries, tens of milliseconds for a
+// million; a 1 GiB entry takes hundreds of milliseconds to encrypt).
 //
 // A Borrow function, ReadFrom, CopyFrom, ReadAll, ReadUntil or WriteTo
 // running during Purge, or calling it, goes on to its end: what it writes
@@ -152,6 +153,7 @@ func inSignalHandler() bool {
 // meanwhile.
 func (sh *shard) purge() {
 	sh.mu.Lock()
+	sh.drainFlight() // or an entry could be made plaintext after the wipe
 	sh.Arenas.Wipe()
 	sh.purged = true
 	sh.closed = true

@@ -341,8 +341,16 @@ func (sh *shard) take(sl *store.Slot, h Handle, ti typeInfo, form shape, kind bo
 	}
 	// open, written out for the default cipher's direct path (see
 	// shortCTR): this is the path of every Rent and first View.
-	if k := shortCTR(sh.cipherOf(sl), len(mem)); k != nil {
+	c := sh.cipherOf(sl)
+	if k := shortCTR(c, len(mem)); k != nil && len(mem) < unlockedMin {
 		k.XORShortInPlace(mem, sl.Ctr(), &sh.scratch.KS)
+	} else if k := sh.unlockedCTR(c, len(mem)); k != nil {
+		// Rented while in flight: nothing else touches it, and a second
+		// viewer waits for it to land as plaintext.
+		sl.SetState(store.StateRented)
+		sh.Counts.AddRented(1)
+		sh.xorUnlocked(k, mem, sl.Ctr(), h.slot(), h.id)
+		sh.Counts.AddRented(-1)
 	} else if err := sh.open(h.slot(), sl); err != nil {
 		return nil, err
 	}
@@ -453,10 +461,15 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 	}
 	moved := sh.s.onReturn.Load() && sh.sealMoved(k, src, base, h, sl)
 	if !moved {
-		if k != nil { // sealTo, written out
+		if k != nil && len(src) < unlockedMin { // sealTo, written out
 			k.XORShortInPlace(src, base, &sh.scratch.KS)
+		} else if u := sh.unlockedCTR(sh.ciph, len(src)); u != nil {
+			sh.xorUnlocked(u, src, base, h.slot(), h.id)
+			if sh.dueNow(h.slot(), sl) { // its deadline passed in flight
+				return sh.sealExpired(sl, h, was)
+			}
 		} else {
-			sh.sealTo(nil, sh.Extent(sl), src, base, h.slot(), sl)
+			sh.sealTo(k, sh.Extent(sl), src, base, h.slot(), sl)
 		}
 	}
 	sl.SetCtr(base)

@@ -346,7 +346,14 @@ func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 		}
 		r.done = i + 1
 	}
-	// No entry is under the old round keys any more.
+	// No entry is under the old round keys any more, but an entry opened
+	// in flight may still be reading them.
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		sh.drainFlight()
+		sh.mu.Unlock()
+	}
 	s.closeMu.Lock()
 	s.wipeUnheld(r.prev)
 	s.cipherSlot = 1 - s.cipherSlot
@@ -565,6 +572,13 @@ func (s *Shuffler) switchRotation(ctx context.Context) error {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		if !sh.lockOpen() {
+			return ErrClosed
+		}
+		// An entry sealed in flight under the old key would land live,
+		// and old, behind the rotation's pass.
+		sh.drainFlight()
+		if sh.closed {
+			sh.mu.Unlock()
 			return ErrClosed
 		}
 		sh.rot = shardRotation{prev: sh.ciph, base: sh.ctrNext}

@@ -118,6 +118,8 @@ type shard struct {
 	pins    int
 	orphans []*osmem.Region
 
+	flight flight // entries encrypted or decrypted with mu let go
+
 	rng     *mrand.Rand
 	bgOrder []uint32 // this background cycle's order of slots
 	bgPos   int
@@ -348,7 +350,10 @@ func (s *Shuffler) releaseAll() {
 // when called from inside the function: the memory of a shard such a
 // function is using is wiped at once but stays mapped until the function
 // returns; then what it wrote since is wiped, the memory unmapped, and the
-// function's caller gets ErrClosed.
+// function's caller gets ErrClosed. It does wait for the encryption or
+// decryption of an entry of 16 KiB or more that runs with its shard let go
+// (in the default cipher), about 2.5 ms per 16 MiB here: the keys and the
+// memory it uses are what Close takes away.
 //
 // Close's only error is the system's refusal to unmap memory, which does
 // not happen to a correct call: the memory is wiped before it is unmapped.
@@ -386,6 +391,7 @@ func (s *Shuffler) Close() error {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
+		sh.drainFlight() // its keys and memory are about to go
 		sh.closed = true
 		for _, a := range sh.Arenas.List() {
 			if a == nil {
@@ -473,6 +479,8 @@ func (s *Shuffler) lookup(h Handle) (*shard, *store.Slot, error) {
 		return nil, nil, ErrInvalidHandle
 	}
 	sh := &s.shards[k]
+	i := h.slot()
+again:
 	// lockOpen written out: it does not inline, and this is every
 	// borrow's and return's path.
 	sh.mu.Lock()
@@ -480,7 +488,6 @@ func (s *Shuffler) lookup(h Handle) (*shard, *store.Slot, error) {
 		sh.mu.Unlock()
 		return nil, nil, ErrClosed
 	}
-	i := h.slot()
 	if i >= sh.Slots.Len() {
 		sh.mu.Unlock()
 		return nil, nil, ErrInvalidHandle
@@ -489,6 +496,9 @@ func (s *Shuffler) lookup(h Handle) (*shard, *store.Slot, error) {
 	if sl.State() == store.StateFree || sl.Gen() != h.gen() {
 		sh.mu.Unlock()
 		return nil, nil, ErrInvalidHandle
+	}
+	if len(sh.flight.slots) != 0 && sh.awaitFlight(i, h.id) {
+		goto again
 	}
 	sh.dueNow(i, sl) // wipes a live entry past its deadline
 	return sh, sl, nil

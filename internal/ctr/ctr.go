@@ -199,6 +199,38 @@ func (c *Cipher) XOR(dst, src []byte, base uint64, scratch *[ScratchSize]byte) {
 	clear(ks)
 }
 
+// BulkUnit is what XORBulk works in: whole batches of the assembly's
+// eight blocks, the one length of input it finishes without touching its
+// scratch block for a partial block.
+const BulkUnit = 8 * BlockSize
+
+// XORBulk is XOR of the longest prefix of src that is a whole number of
+// BulkUnits, and returns its length; XOR does the rest. It takes no
+// scratch from the caller, so goroutines may run it at once on entries of
+// one shard without sharing any: the assembly's scratch block is a zeroed
+// array of its own, which only ever receives zeros, since no partial block
+// reaches it. The crypto/aes fallback goes through crypto/cipher's CTR, as
+// XOR does for long inputs.
+func (c *Cipher) XORBulk(dst, src []byte, base uint64) int {
+	n := len(src) &^ (BulkUnit - 1)
+	if n == 0 {
+		return 0
+	}
+	if c.rk == nil {
+		var iv [BlockSize]byte
+		binary.BigEndian.PutUint64(iv[:8], c.salt64)
+		binary.BigEndian.PutUint64(iv[8:], base)
+		cipher.NewCTR(c.block, iv[:]).XORKeyStream(dst[:n], src[:n])
+		return n
+	}
+	var zero [16]byte
+	for off := 0; off < n; off += asmChunk {
+		end := min(off+asmChunk, n)
+		aesctr.XOR(c.rk, c.salt, base+uint64(off/BlockSize), dst[off:end], src[off:end], &zero)
+	}
+	return n
+}
+
 // Rekey turns data, encrypted by from at run fromBase, into the encryption of
 // the same plaintext by to at run toBase, without the plaintext ever being
 // formed, and without either keystream alone ever being stored: with

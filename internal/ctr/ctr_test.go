@@ -337,6 +337,54 @@ func TestChunks(t *testing.T) {
 	}
 }
 
+// TestXORBulk checks XORBulk followed by XOR of the rest against
+// crypto/cipher's CTR on the assembly and the fallback, at lengths around
+// its unit and the assembly's chunks: it must take exactly the whole units
+// and no byte past them, in or out of place.
+func TestXORBulk(t *testing.T) {
+	var key [32]byte
+	var salt [8]byte
+	key[7], salt[2] = 5, 6
+	blk, _ := aes.NewCipher(key[:])
+	for _, fallback := range []bool{false, true} {
+		forceFallback = fallback
+		c, err := New(&key, &salt, new([StateSize]byte))
+		forceFallback = false
+		if err != nil {
+			t.Fatal(err)
+		}
+		var scratch [ScratchSize]byte
+		for _, n := range []int{0, 1, BulkUnit - 1, BulkUnit, BulkUnit + 1, 16 << 10, asmChunk + 3*BulkUnit + 9, 3*asmChunk + 5} {
+			for _, inPlace := range []bool{true, false} {
+				src := make([]byte, n)
+				for i := range src {
+					src[i] = byte(i*7 + 1)
+				}
+				var iv [16]byte
+				copy(iv[:8], salt[:])
+				binary.BigEndian.PutUint64(iv[8:], 1234)
+				want := make([]byte, n)
+				cipher.NewCTR(blk, iv[:]).XORKeyStream(want, src)
+				dst := src
+				if !inPlace {
+					dst = make([]byte, n)
+				}
+				done := c.XORBulk(dst, src, 1234)
+				if done != n&^(BulkUnit-1) {
+					t.Fatalf("fallback=%v n=%d: XORBulk did %d bytes, want %d", fallback, n, done, n&^(BulkUnit-1))
+				}
+				if !inPlace && !bytes.Equal(dst[done:], make([]byte, n-done)) {
+					t.Fatalf("fallback=%v n=%d: XORBulk wrote past its %d bytes", fallback, n, done)
+				}
+				c.XOR(dst[done:], src[done:], 1234+uint64(done/BlockSize), &scratch)
+				if !bytes.Equal(dst, want) {
+					t.Fatalf("fallback=%v n=%d inPlace=%v: XORBulk+XOR differs from crypto/cipher", fallback, n, inPlace)
+				}
+			}
+		}
+	}
+}
+
 // objectBytes is the memory of the object the pointer in v refers to.
 func objectBytes(v any) []byte {
 	p := reflect.ValueOf(v)

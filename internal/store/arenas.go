@@ -129,8 +129,12 @@ type NeedMap struct{ N int }
 
 func (e *NeedMap) Error() string { return fmt.Sprintf("store: an arena of %d bytes to map", e.N) }
 
-// DeferMap turns deferred mapping on or off: see NeedMap and Offer.
-func (s *Arenas) DeferMap(on bool) { s.deferMap = on }
+// DeferMap turns deferred mapping on or off, and reports whether it was
+// on: see NeedMap and Offer.
+func (s *Arenas) DeferMap(on bool) (was bool) {
+	was, s.deferMap = s.deferMap, on
+	return was
+}
 
 // Offer makes r, a region counted in the Aux of the set, the one the next
 // Map of n bytes adopts instead of mapping.

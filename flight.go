@@ -62,17 +62,28 @@ func (sh *shard) unlockedCTR(c seal.Cipher, n int) *ctr.Cipher {
 // of ctr.XORBulk; the last few bytes take the shard's scratch, under the
 // lock.
 func (sh *shard) xorUnlocked(k *ctr.Cipher, buf []byte, base uint64, i uint32, id uint64) {
-	sh.flight.slots = append(sh.flight.slots, i)
+	sh.takeOff(i)
 	sh.mu.Unlock()
 	if inFlight != nil {
 		inFlight(sh, i)
 	}
 	n := k.XORBulk(buf, buf, base)
 	sh.mu.Lock()
-	sh.flight.remove(i)
+	sh.land(i, id)
 	if n < len(buf) {
 		k.XOR(buf[n:], buf[n:], base+uint64(n/ctr.BlockSize), &sh.scratch.KS)
 	}
+}
+
+// takeOff puts slot i, whose entry is borrowed, in flight; the shard is
+// locked.
+func (sh *shard) takeOff(i uint32) { sh.flight.slots = append(sh.flight.slots, i) }
+
+// land takes slot i, whose Handle has id, out of flight, with the shard
+// locked again, and wakes the calls waiting for it, and a drain waiting
+// for the last flight.
+func (sh *shard) land(i uint32, id uint64) {
+	sh.flight.remove(i)
 	sh.Waiters.Wake(id)
 	if sh.flight.draining > 0 && len(sh.flight.slots) == 0 {
 		sh.Waiters.Wake(drainID)

@@ -617,3 +617,54 @@ func flightWorker(t *testing.T, s *Shuffler, g int, sizes []int, stop <-chan str
 		}
 	}
 }
+
+// TestFlightRotationLargeEntry: a key rotation re-encrypts an entry larger
+// than its 64 KiB batches with the shard unlocked too, so the shard's other
+// entries go on meanwhile, a Rent of the large entry waits for it to land
+// under the new key, and nothing is lost.
+func TestFlightRotationLargeEntry(t *testing.T) {
+	s := newTest(t, WithShards(1))
+	m := model{}
+	small := allocPattern(t, s, m, 32, 6)
+	big, err := Alloc[byte](s, flightSize+7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := setBytes(t, s, big, 7)
+	var rent <-chan error
+	var got []byte
+	n := onFirstFlight(t, func() {
+		if err := ends(t, "Rent+Return of another entry", started(func() error {
+			if _, err := RentSlice[byte](s, small); err != nil {
+				return err
+			}
+			return s.Return(small)
+		})); err != nil {
+			t.Error(err)
+		}
+		rent = started(func() error {
+			var err error
+			got, err = RentSlice[byte](s, big)
+			return err
+		})
+		stillWaits(t, "Rent of the entry in flight", rent)
+	})
+	if err := s.RotateKey(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n.Load() == 0 {
+		t.Fatal("the rotation put nothing in flight")
+	}
+	if err := ends(t, "Rent", rent); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the entry re-encrypted in flight does not decrypt to its plaintext")
+	}
+	if err := s.Return(big); err != nil {
+		t.Fatal(err)
+	}
+	holdsValue(t, s, big, want)
+	m[big] = want
+	verifyModel(t, s, m)
+}

@@ -424,11 +424,15 @@ func (s *Shuffler) rotateHold(sh *shard, f func() (n int, done bool, err error))
 func (s *Shuffler) rotateStepCTR(sh *shard) (bool, error) {
 	r := &s.rotator.left
 	var end uint32
+	var big rotEntry
 	done, err := s.rotateHold(sh, func() (n int, done bool, err error) {
-		r.plan, end, n, done, err = sh.planBatch(r.plan[:0])
+		r.plan, end, n, done, err = sh.planBatch(r.plan[:0], &big)
 		return n, done, err
 	})
-	if err != nil || done {
+	if big.size != 0 {
+		s.rekeyInFlight(sh, big)
+	}
+	if err != nil || done || big.size != 0 {
 		return done, err
 	}
 	total := 0
@@ -461,12 +465,46 @@ func (s *Shuffler) rotateStepCTR(sh *shard) (bool, error) {
 	return done, err
 }
 
+// rekeyInFlight re-encrypts e, an entry of sh that planBatch put in
+// flight, from the rotation's old key to its new one with the shard
+// unlocked, and lands it, whatever the rotation's context says: until it
+// lands, Close and Purge wait for it.
+func (s *Shuffler) rekeyInFlight(sh *shard, e rotEntry) {
+	r := &s.rotator.left
+	prevCTR, _ := seal.CTR(r.prev)
+	nextCTR, _ := seal.CTR(r.next)
+	sh.mu.Lock()
+	sl := sh.Slots.At(e.i)
+	mem := sh.Bytes(sl)
+	sh.mu.Unlock()
+	if inFlight != nil {
+		inFlight(sh, e.i)
+	}
+	n := ctr.RekeyBulk(mem, prevCTR, e.from, nextCTR, e.to)
+	sh.mu.Lock()
+	sh.land(e.i, makeHandle(s.id, sh.index, e.i, e.gen).id)
+	if n < len(mem) {
+		blk := uint64(n / ctr.BlockSize)
+		ctr.Rekey(mem[n:], prevCTR, e.from+blk, nextCTR, e.to+blk, &sh.scratch.KS)
+	}
+	sl.SetCtr(e.to)
+	sl.SetState(store.StateLive)
+	sh.Counts.AddRented(-1)
+	sh.dueNow(e.i, sl) // its deadline may have passed in flight
+	sh.unlockYield()
+	storeMax(&s.rotator.holds.bytes, int64(e.size))
+}
+
 // planBatch appends to plan the next entries of a CTR shard still under
 // the old key, at most rotateBatchBytes of them, with new counter runs,
 // and reports the slot the plan ends before and the bytes it planned.
 // An entry larger than a batch is re-encrypted at once, in place, alone in
 // its hold. A shard with nothing left is finished.
-func (sh *shard) planBatch(plan []rotEntry) (p []rotEntry, end uint32, n int, done bool, err error) {
+//
+// With both ciphers' round keys off the heap, a large entry is put in
+// flight instead and described in *big, for rekeyInFlight to re-encrypt
+// with the lock let go.
+func (sh *shard) planBatch(plan []rotEntry, big *rotEntry) (p []rotEntry, end uint32, n int, done bool, err error) {
 	r := &sh.rot
 	if r.prev == nil {
 		return plan, 0, 0, true, nil
@@ -492,9 +530,17 @@ func (sh *shard) planBatch(plan []rotEntry) (p []rotEntry, end uint32, n int, do
 			}
 			prevCTR, _ := seal.CTR(r.prev)
 			nextCTR, _ := seal.CTR(sh.ciph)
+			r.cursor = end + 1
+			if sh.flight.draining == 0 && prevCTR.OffHeap() && nextCTR.OffHeap() {
+				// Borrowed while in flight, as in take.
+				sl.SetState(store.StateRented)
+				sh.Counts.AddRented(1)
+				sh.takeOff(end)
+				*big = rotEntry{i: end, gen: sl.Gen(), size: sl.Size, from: sl.Ctr(), to: base}
+				return plan, r.cursor, 0, false, nil
+			}
 			ctr.Rekey(sh.Bytes(sl), prevCTR, sl.Ctr(), nextCTR, base, &sh.scratch.KS)
 			sl.SetCtr(base)
-			r.cursor = end + 1
 			return plan, r.cursor, size, false, nil
 		}
 		if n+size > rotateBatchBytes {

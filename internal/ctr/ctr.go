@@ -261,6 +261,25 @@ func Rekey(data []byte, from *Cipher, fromBase uint64, to *Cipher, toBase uint64
 	clear(scratch[:3*BlockSize])
 }
 
+// RekeyBulk is Rekey of the longest prefix of data that is a whole number
+// of BulkUnits, with no scratch from the caller, as XORBulk; it returns
+// that prefix's length, and Rekey does the rest. On the crypto/aes
+// fallback, whose Rekey forms keystream blocks in the caller's scratch, it
+// does nothing and returns 0.
+func RekeyBulk(data []byte, from *Cipher, fromBase uint64, to *Cipher, toBase uint64) int {
+	n := len(data) &^ (BulkUnit - 1)
+	if n == 0 || from.rk == nil || to.rk == nil {
+		return 0
+	}
+	var zero [16]byte // only ever cleared: no partial block reaches it
+	for off := 0; off < n; off += asmChunk {
+		end := min(off+asmChunk, n)
+		blk := uint64(off / BlockSize)
+		aesctr.XOR2(from.rk, from.salt, fromBase+blk, to.rk, to.salt, toBase+blk, data[off:end], &zero)
+	}
+	return n
+}
+
 // keystreamBlock writes the keystream block of counter value v to dst,
 // using tmp, which does not overlap dst, for the counter block.
 func (c *Cipher) keystreamBlock(dst []byte, v uint64, tmp []byte) {

@@ -138,6 +138,42 @@ func checkRekey(t *testing.T, c1, c2 *Cipher) {
 	}
 }
 
+// TestRekeyBulk: RekeyBulk followed by Rekey of the rest gives a fresh
+// encryption by the new Cipher, at lengths around its unit and the
+// assembly's chunks; on the fallback it leaves everything to Rekey.
+func TestRekeyBulk(t *testing.T) {
+	var k1, k2 [32]byte
+	var s1, s2 [8]byte
+	k1[0], k2[0], s2[0] = 4, 5, 6
+	for _, fallback := range []bool{false, true} {
+		forceFallback = fallback
+		c1, _ := New(&k1, &s1, new([StateSize]byte))
+		c2, _ := New(&k2, &s2, new([StateSize]byte))
+		forceFallback = false
+		var scratch [ScratchSize]byte
+		for _, n := range []int{0, 5, BulkUnit - 1, BulkUnit, BulkUnit + 3, asmChunk + 3*BulkUnit + 9, 3*asmChunk + 5} {
+			plain := bytes.Repeat([]byte{0xa5}, n)
+			data := make([]byte, n)
+			c1.XOR(data, plain, 300, &scratch)
+			done := RekeyBulk(data, c1, 300, c2, 9000)
+			want := n &^ (BulkUnit - 1)
+			if fallback || !aesctr.Supported() {
+				want = 0
+			}
+			if done != want {
+				t.Fatalf("fallback=%v n=%d: RekeyBulk did %d bytes, want %d", fallback, n, done, want)
+			}
+			blk := uint64(done / BlockSize)
+			Rekey(data[done:], c1, 300+blk, c2, 9000+blk, &scratch)
+			fresh := make([]byte, n)
+			c2.XOR(fresh, plain, 9000, &scratch)
+			if !bytes.Equal(data, fresh) {
+				t.Fatalf("fallback=%v n=%d: RekeyBulk+Rekey differs from a fresh encryption", fallback, n)
+			}
+		}
+	}
+}
+
 // TestRekeyMixed rekeys between a Cipher on the assembly and one on the
 // crypto/aes fallback, both ways.
 func TestRekeyMixed(t *testing.T) {

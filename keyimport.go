@@ -34,7 +34,10 @@ const maxKeyFile = 64 << 10
 // parsed and marshalled by crypto/x509, and an Ed25519 key with bytes
 // after it by crypto/x509 too, which make copies of their own on the way
 // that ReadPrivateKey cannot reach, and so does encoding/pem of a block
-// whose base64 has spaces or tabs in it. In secret mode (see SecretMode)
+// whose base64 has spaces or tabs in it, or is damaged (encoding/pem drops
+// what it decoded before the fault, unwiped). A PKCS#8 key of a kind no
+// Signer takes (X25519, say) is refused before anything parses it. In
+// secret mode (see SecretMode)
 // the whole import runs inside secret.Do, so those are erased too once
 // unreachable. Whatever r keeps (a bufio.Reader's buffer) is up to r.
 func ReadPrivateKey(s *Shuffler, r io.Reader) (h Handle, err error) {
@@ -97,6 +100,11 @@ func readPrivateKey(s *Shuffler, r io.Reader) (Handle, error) {
 		if seed, ok := pkcs8Ed25519Only(der); ok {
 			return importEd25519(s, seed)
 		}
+	}
+	if (form == "" || form == "PRIVATE KEY") && !pkcs8Supported(der) {
+		// crypto/x509 would parse an X25519 key, say, copying its scalar
+		// to the heap where no wipe reaches, only for it to be refused.
+		return Handle{}, fmt.Errorf("%w: a PKCS#8 key of a kind a Signer cannot use", ErrInvalidKey)
 	}
 	key, err := parsePrivateKey(der, form)
 	if err != nil {

@@ -677,7 +677,10 @@ func (sh *shard) prepareRekey() error {
 				break
 			}
 		}
-		if sl := sh.Slots.At(i); sl.State() == store.StateLive {
+		// Borrowed entries too: one returned before the switch rests
+		// under the old key like any other.
+		switch sl := sh.Slots.At(i); sl.State() {
+		case store.StateLive, store.StateRented, store.StateViewed:
 			largest = max(largest, int(sl.Size)+sh.Overhead())
 		}
 	}

@@ -585,6 +585,28 @@ func pkcs8IsEd25519(der []byte) bool {
 		alg.Empty() && oid.Equal(oidEd25519)
 }
 
+// pkcs8Supported reports false for PKCS#8 der whose algorithm is none a
+// Signer takes (RSA, ECDSA, Ed25519), and true for anything else, DER of
+// another form included.
+func pkcs8Supported(der []byte) bool {
+	in := cryptobyte.String(der)
+	var info, alg cryptobyte.String
+	var version int
+	var oid encoding_asn1.ObjectIdentifier
+	if !in.ReadASN1(&info, asn1.SEQUENCE) || !info.ReadASN1Integer(&version) ||
+		!info.ReadASN1(&alg, asn1.SEQUENCE) || !alg.ReadASN1ObjectIdentifier(&oid) {
+		return true
+	}
+	return oid.Equal(oidEd25519) || oid.Equal(oidRSA) || oid.Equal(oidECPublicKey)
+}
+
+// The PKCS#8 algorithms of the keys a Signer takes besides Ed25519 (RFC
+// 8017, RFC 5480).
+var (
+	oidRSA         = encoding_asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 1}
+	oidECPublicKey = encoding_asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
+)
+
 // pkcs8Ed25519Seed returns the seed in an Ed25519 PKCS#8 key (RFC 8410), a
 // slice of der.
 func pkcs8Ed25519Seed(der []byte) ([]byte, error) {

@@ -18,7 +18,8 @@ const maxKeyFile = 64 << 10
 // PKCS#8 ("PRIVATE KEY"), PKCS#1 ("RSA PRIVATE KEY") and SEC 1 ("EC PRIVATE
 // KEY") keys of the kinds NewSigner supports; other PEM blocks before the
 // key (an "EC PARAMETERS" block, say) are skipped, and encrypted PEM is
-// refused. Anything else, or input of 64 KiB or more, fails with
+// refused. Anything else, input with a PEM block that does not decode, or
+// input of 64 KiB or more, fails with
 // ErrInvalidKey, and so do a PEM block whose bytes are not in the form its
 // type names (an Ed25519 key labelled "RSA PRIVATE KEY"), input with
 // more than one private key, and an Ed25519 key whose seed is all zeros,
@@ -34,10 +35,11 @@ const maxKeyFile = 64 << 10
 // parsed and marshalled by crypto/x509, and an Ed25519 key with bytes
 // after it by crypto/x509 too, which make copies of their own on the way
 // that ReadPrivateKey cannot reach, and so does encoding/pem of a block
-// whose base64 has spaces or tabs in it, or is damaged (encoding/pem drops
-// what it decoded before the fault, unwiped). A PKCS#8 key of a kind no
-// Signer takes (X25519, say) is refused before anything parses it. In
-// secret mode (see SecretMode)
+// whose base64 has spaces or tabs in it. Input with a PEM block that does
+// not decode (damaged base64, a missing END line) is refused before any of
+// it is decoded, since encoding/pem drops what it decoded before the fault
+// unwiped; so is a PKCS#8 key of a kind no Signer takes (X25519, say),
+// before anything parses it. In secret mode (see SecretMode)
 // the whole import runs inside secret.Do, so those are erased too once
 // unreachable. Whatever r keeps (a bufio.Reader's buffer) is up to r.
 func ReadPrivateKey(s *Shuffler, r io.Reader) (h Handle, err error) {
@@ -63,6 +65,9 @@ func readPrivateKey(s *Shuffler, r io.Reader) (Handle, error) {
 	}
 	der, form := in, ""
 	if bytes.Contains(in, []byte("-----BEGIN")) {
+		if !pemDecodes(in) {
+			return Handle{}, fmt.Errorf("%w: a damaged PEM block", ErrInvalidKey)
+		}
 		der = nil
 		// Every block is looked at: a second key would otherwise be
 		// dropped unseen, and which one the caller meant is not ours to
@@ -122,6 +127,40 @@ func readPrivateKey(s *Shuffler, r io.Reader) (Handle, error) {
 	// its src for the caller, but p8 is ours, and nobody else will.
 	defer Wipe(p8)
 	return CopyFrom(s, p8)
+}
+
+// pemDecodes reports whether encoding/pem decodes every block in in that
+// it begins to, without decoding in itself: a decoding that fails part-way
+// drops what it decoded on the heap, unwiped, and for a key block that is
+// most of the key. It decodes a shadow of in instead, in which every base64
+// letter of a line that could be part of a body (one with no "-----" and
+// no ':', which type lines and headers have) is an 'A': where the blocks
+// are, and whether their bodies decode, is the same for both, and the
+// shadow holds nothing of the key.
+func pemDecodes(in []byte) bool {
+	shadow := bytes.Clone(in)
+	for line := range bytes.Lines(shadow) {
+		if bytes.Contains(line, []byte("-----")) || bytes.IndexByte(line, ':') >= 0 {
+			continue
+		}
+		for i, c := range line {
+			if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/' {
+				line[i] = 'A'
+			}
+		}
+	}
+	begins := bytes.Count(shadow, []byte("\n-----BEGIN "))
+	if bytes.HasPrefix(shadow, []byte("-----BEGIN ")) {
+		begins++
+	}
+	blocks := 0
+	for rest := shadow; ; blocks++ {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+	}
+	return blocks == begins
 }
 
 // parsePrivateKey parses der in the form its PEM block type names, or, for

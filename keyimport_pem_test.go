@@ -1,0 +1,63 @@
+package memshuffle
+
+import (
+	"bytes"
+	"encoding/pem"
+	"testing"
+)
+
+// pemAllDecode is what pemDecodes predicts, found the direct way: every
+// block encoding/pem begins to decode in in, it decodes.
+func pemAllDecode(in []byte) bool {
+	begins := bytes.Count(in, []byte("\n-----BEGIN "))
+	if bytes.HasPrefix(in, []byte("-----BEGIN ")) {
+		begins++
+	}
+	blocks := 0
+	for rest := in; ; blocks++ {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+	}
+	return blocks == begins
+}
+
+// pemSeeds are inputs around what pemDecodes must tell apart.
+var pemSeeds = []string{
+	"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIKm0\n-----END PRIVATE KEY-----\n",
+	"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIKm0!\n-----END PRIVATE KEY-----\n",
+	"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIKm=\n-----END PRIVATE KEY-----\n",
+	"-----BEGIN PRIVATE KEY-----\nMC4C=AQAw\n-----END PRIVATE KEY-----\n",
+	"-----BEGIN PRIVATE KEY-----\nMC4CAQAw\n",
+	"-----BEGIN PRIVATE KEY-----\r\nMC4CAQAw\r\n-----END PRIVATE KEY-----\r\n",
+	"text\n-----BEGIN EC PARAMETERS-----\nBgUrgQQAIg==\n-----END EC PARAMETERS-----\n-----BEGIN EC PRIVATE KEY-----\nMC4C AQAw\n-----END EC PRIVATE KEY-----\n",
+	"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAQ==\n-----END RSA PRIVATE KEY-----\n",
+	"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nAQ:=\n-----END RSA PRIVATE KEY-----\n",
+	"say -----BEGIN X----- in a line\n-----BEGIN X-----\nAAAA\n-----END X-----\n",
+	"-----BEGIN A-----\n-----BEGIN B-----\nAAAA\n-----END B-----\n-----END A-----\n",
+}
+
+// TestPEMDecodesPredicts: pemDecodes, which decodes only a shadow of the
+// input with its base64 letters blanked, says what decoding the input
+// itself would: whether every PEM block begun decodes.
+func TestPEMDecodesPredicts(t *testing.T) {
+	for _, in := range pemSeeds {
+		if got, want := pemDecodes([]byte(in)), pemAllDecode([]byte(in)); got != want {
+			t.Errorf("%q: pemDecodes %v, decoding says %v", in, got, want)
+		}
+	}
+}
+
+// FuzzPEMDecodes holds pemDecodes to decoding the input itself on any
+// input.
+func FuzzPEMDecodes(f *testing.F) {
+	for _, in := range pemSeeds {
+		f.Add([]byte(in))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if got, want := pemDecodes(in), pemAllDecode(in); got != want {
+			t.Errorf("%q: pemDecodes %v, decoding says %v", in, got, want)
+		}
+	})
+}

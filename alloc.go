@@ -82,11 +82,13 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 		sh.mu.Unlock()
 		r, mapErr := s.mapAux(need.N)
 		sh.mu.Lock()
-		if mapErr == nil {
-			sh.Arenas.Offer(r, need.N)
-		}
+		// Refused while another Alloc's region is on offer: then r stays
+		// this call's, to unmap.
+		offered := mapErr == nil && sh.Arenas.Offer(r, need.N)
 		h, err = sh.alloc(size, align)
-		r = sh.Arenas.TakeOffer()
+		if offered {
+			r = sh.Arenas.TakeOffer()
+		}
 		sh.mu.Unlock()
 		if r != nil {
 			_ = s.aux.Unmap(r) // munmap does not fail for a correct call
@@ -178,7 +180,7 @@ func (sh *shard) sealNewUnlocked(k *ctr.Cipher, ext []byte, base uint64, i uint3
 	sl.SetState(store.StateRented)
 	sh.Counts.AddRented(1)
 	deferred := sh.Arenas.DeferMap(false)
-	sh.xorUnlocked(k, ext, base, i, makeHandle(sh.s.id, sh.index, i, sl.Gen()).id)
+	sh.xorUnlocked(k, ext, base, i, makeHandle(sh.s.id, sh.index, i, sl.Gen()).id, true)
 	sh.Arenas.DeferMap(deferred)
 	sh.Counts.AddRented(-1)
 	sl.SetState(store.StateLive)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/store"
@@ -114,13 +115,18 @@ func (s *Shuffler) endPinned(h Handle, mem []byte, kind borrowKind) error {
 	sh.mu.Lock()
 	// A Return of h made by fn's goroutine, or another, may still be
 	// encrypting it; the pin keeps Close from unmapping mem meanwhile.
-	for sh.awaitFlight(h.slot(), h.id) {
+	for sh.awaitFlight(h.slot()) {
 		sh.mu.Lock()
 	}
 	defer sh.mu.Unlock()
 	sh.pins--
 	if sh.closed {
-		osmem.Wipe(mem)
+		// Unless fn freed its own entry and its arena went back to the
+		// system before the close: the address may be unmapped, or
+		// another mapping's now.
+		if sh.stillMapped(mem) {
+			osmem.Wipe(mem)
+		}
 		if sh.pins == 0 {
 			for _, r := range sh.orphans {
 				osmem.Wipe(r.Data)
@@ -143,6 +149,30 @@ func (s *Shuffler) endPinned(h Handle, mem []byte, kind borrowKind) error {
 		return sh.endView(sl, h)
 	}
 	return sh.endRent(sl, h)
+}
+
+// stillMapped reports whether mem lies in a region of the closed shard
+// that is still mapped: an arena Purge left, or one Close left for pinned
+// borrows.
+func (sh *shard) stillMapped(mem []byte) bool {
+	within := func(r []byte) bool {
+		if len(mem) == 0 || len(r) == 0 {
+			return false
+		}
+		p, lo := uintptr(unsafe.Pointer(unsafe.SliceData(mem))), uintptr(unsafe.Pointer(unsafe.SliceData(r)))
+		return len(mem) <= len(r) && p >= lo && p-lo <= uintptr(len(r)-len(mem))
+	}
+	for _, r := range sh.orphans {
+		if within(r.Data) {
+			return true
+		}
+	}
+	for _, a := range sh.Arenas.List() {
+		if a != nil && within(a.Mem) {
+			return true
+		}
+	}
+	return false
 }
 
 // BorrowContext is Borrow that, instead of failing with ErrBusy, waits for the

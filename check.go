@@ -46,11 +46,22 @@ func (sh *shard) check() ([]ctrRun, error) {
 	if err := sh.Check(); err != nil {
 		return nil, err
 	}
-	for _, i := range sh.flight.slots {
+	counted := 0
+	for _, f := range sh.flight.slots {
 		// Rented from Alloc, Rent and View; rented or viewed to a Return.
+		i := f.slot
 		if i >= sh.Slots.Len() || (sh.Slots.At(i).State() != store.StateRented && sh.Slots.At(i).State() != store.StateViewed) {
 			return nil, fmt.Errorf("slot %d in flight but not borrowed", i)
 		}
+		if f.id != makeHandle(sh.s.id, sh.index, i, sh.Slots.At(i).Gen()).id {
+			return nil, fmt.Errorf("slot %d in flight under another Handle", i)
+		}
+		if f.counted {
+			counted++
+		}
+	}
+	if counted != sh.flight.counted || counted > sh.Counts.Rented() {
+		return nil, fmt.Errorf("%d flights count their entries as rented, %d recorded, %d rented", counted, sh.flight.counted, sh.Counts.Rented())
 	}
 	if sh.flight.draining < 0 {
 		return nil, fmt.Errorf("%d drains", sh.flight.draining)
@@ -61,7 +72,11 @@ func (sh *shard) check() ([]ctrRun, error) {
 		sl := sh.Slots.At(i)
 		switch sl.State() {
 		case store.StateRented, store.StateViewed:
-			borrowed[i] = true
+			// A flight that made its entry rented has not tracked it yet,
+			// nor will an Alloc's or a rotation's.
+			if k := sh.flight.find(i); k < 0 || !sh.flight.slots[k].counted {
+				borrowed[i] = true
+			}
 			continue
 		case store.StateLive:
 		default:

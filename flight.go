@@ -27,16 +27,32 @@ const drainID = 0
 // whatever would change the cipher or the memory under it (a rotation's
 // switch and end, Close, Purge) drains the set first.
 type flight struct {
-	slots    []uint32 // slot indexes in flight; rarely more than a few
+	slots    []flying // rarely more than a few
 	draining int      // drains waiting: no entry takes off meanwhile
+	counted  int      // flights that count their entry as rented: see Stats
 }
 
-// has reports whether slot i is in flight.
-func (f *flight) has(i uint32) bool { return slices.Contains(f.slots, i) }
+// flying is one entry in flight.
+type flying struct {
+	slot uint32
+	id   uint64 // its Handle's id, which the calls waiting for it wait on
+	// The flight counts the entry as rented (a Rent's or View's decryption,
+	// an Alloc's or a rotation's encryption of an entry that was not
+	// borrowed), which Stats takes back out.
+	counted bool
+}
+
+// find returns the place of slot i in the set, or -1.
+func (f *flight) find(i uint32) int {
+	return slices.IndexFunc(f.slots, func(x flying) bool { return x.slot == i })
+}
 
 // remove takes slot i out of the set.
 func (f *flight) remove(i uint32) {
-	if k := slices.Index(f.slots, i); k >= 0 {
+	if k := f.find(i); k >= 0 {
+		if f.slots[k].counted {
+			f.counted--
+		}
 		f.slots[k] = f.slots[len(f.slots)-1]
 		f.slots = f.slots[:len(f.slots)-1]
 	}
@@ -61,8 +77,8 @@ func (sh *shard) unlockedCTR(c seal.Cipher, n int) *ctr.Cipher {
 // locked and the entry rented, and lets go of the lock for the whole units
 // of ctr.XORBulk; the last few bytes take the shard's scratch, under the
 // lock.
-func (sh *shard) xorUnlocked(k *ctr.Cipher, buf []byte, base uint64, i uint32, id uint64) {
-	sh.takeOff(i)
+func (sh *shard) xorUnlocked(k *ctr.Cipher, buf []byte, base uint64, i uint32, id uint64, counted bool) {
+	sh.takeOff(i, id, counted)
 	sh.mu.Unlock()
 	if inFlight != nil {
 		inFlight(sh, i)
@@ -75,9 +91,15 @@ func (sh *shard) xorUnlocked(k *ctr.Cipher, buf []byte, base uint64, i uint32, i
 	}
 }
 
-// takeOff puts slot i, whose entry is borrowed, in flight; the shard is
-// locked.
-func (sh *shard) takeOff(i uint32) { sh.flight.slots = append(sh.flight.slots, i) }
+// takeOff puts slot i, whose entry is borrowed and whose Handle has id, in
+// flight, with the shard locked; counted says whether the flight made the
+// entry count as rented.
+func (sh *shard) takeOff(i uint32, id uint64, counted bool) {
+	sh.flight.slots = append(sh.flight.slots, flying{i, id, counted})
+	if counted {
+		sh.flight.counted++
+	}
+}
 
 // land takes slot i, whose Handle has id, out of flight, with the shard
 // locked again, and wakes the calls waiting for it, and a drain waiting
@@ -96,12 +118,16 @@ var inFlight func(sh *shard, i uint32)
 
 // awaitFlight reports false, with the shard still locked, when slot i is
 // not in flight; otherwise it unlocks the shard, waits for the slot to
-// land and reports true, and the caller looks the entry up again.
-func (sh *shard) awaitFlight(i uint32, id uint64) bool {
-	if !sh.flight.has(i) {
+// land and reports true, and the caller looks the entry up again. It
+// waits on the flying entry's Handle, which land wakes, not the caller's:
+// a caller holding a Handle of the slot's previous entry would wait for
+// ever on its own.
+func (sh *shard) awaitFlight(i uint32) bool {
+	k := sh.flight.find(i)
+	if k < 0 {
 		return false
 	}
-	wake := sh.Waiters.Chan(id)
+	wake := sh.Waiters.Chan(sh.flight.slots[k].id)
 	sh.mu.Unlock()
 	<-wake
 	return true

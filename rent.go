@@ -349,7 +349,7 @@ func (sh *shard) take(sl *store.Slot, h Handle, ti typeInfo, form shape, kind bo
 		// viewer waits for it to land as plaintext.
 		sl.SetState(store.StateRented)
 		sh.Counts.AddRented(1)
-		sh.xorUnlocked(k, mem, sl.Ctr(), h.slot(), h.id)
+		sh.xorUnlocked(k, mem, sl.Ctr(), h.slot(), h.id, true)
 		sh.Counts.AddRented(-1)
 	} else if err := sh.open(h.slot(), sl); err != nil {
 		return nil, err
@@ -464,7 +464,7 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 		if k != nil && len(src) < unlockedMin { // sealTo, written out
 			k.XORShortInPlace(src, base, &sh.scratch.KS)
 		} else if u := sh.unlockedCTR(sh.ciph, len(src)); u != nil {
-			sh.xorUnlocked(u, src, base, h.slot(), h.id)
+			sh.xorUnlocked(u, src, base, h.slot(), h.id, false)
 			if sh.dueNow(h.slot(), sl) { // its deadline passed in flight
 				return sh.sealExpired(sl, h, was)
 			}

@@ -398,6 +398,13 @@ func (s *Shuffler) wipeUnheld(c seal.Cipher) {
 // rotateHold runs f under sh's lock, unless the shard is closed, and records
 // how long the hold lasted and what f re-encrypted in it.
 func (s *Shuffler) rotateHold(sh *shard, f func() (n int, done bool, err error)) (bool, error) {
+	return s.rotateHoldThen(sh, f, nil)
+}
+
+// rotateHoldThen is rotateHold that runs then, if not nil, once the lock is
+// let go, before afterRotationHold: a test's hook that rents the entry a
+// hold put in flight would otherwise wait for itself.
+func (s *Shuffler) rotateHoldThen(sh *shard, f func() (n int, done bool, err error), then func()) (bool, error) {
 	if !sh.lockOpen() {
 		return false, ErrClosed
 	}
@@ -405,6 +412,9 @@ func (s *Shuffler) rotateHold(sh *shard, f func() (n int, done bool, err error))
 	n, done, err := f()
 	d := time.Since(t0)
 	sh.unlockYield()
+	if then != nil {
+		then()
+	}
 	storeMax(&s.rotator.holds.bytes, int64(n))
 	storeMax(&s.rotator.holds.nanos, d.Nanoseconds())
 	s.rotator.holds.holds.Add(1)
@@ -425,13 +435,14 @@ func (s *Shuffler) rotateStepCTR(sh *shard) (bool, error) {
 	r := &s.rotator.left
 	var end uint32
 	var big rotEntry
-	done, err := s.rotateHold(sh, func() (n int, done bool, err error) {
+	done, err := s.rotateHoldThen(sh, func() (n int, done bool, err error) {
 		r.plan, end, n, done, err = sh.planBatch(r.plan[:0], &big)
 		return n, done, err
+	}, func() {
+		if big.size != 0 {
+			s.rekeyInFlight(sh, big)
+		}
 	})
-	if big.size != 0 {
-		s.rekeyInFlight(sh, big)
-	}
 	if err != nil || done || big.size != 0 {
 		return done, err
 	}
@@ -535,8 +546,8 @@ func (sh *shard) planBatch(plan []rotEntry, big *rotEntry) (p []rotEntry, end ui
 				// Borrowed while in flight, as in take.
 				sl.SetState(store.StateRented)
 				sh.Counts.AddRented(1)
-				sh.takeOff(end)
 				*big = rotEntry{i: end, gen: sl.Gen(), size: sl.Size, from: sl.Ctr(), to: base}
+				sh.takeOff(end, makeHandle(sh.s.id, sh.index, end, sl.Gen()).id, true)
 				return plan, r.cursor, 0, false, nil
 			}
 			ctr.Rekey(sh.Bytes(sl), prevCTR, sl.Ctr(), nextCTR, base, &sh.scratch.KS)

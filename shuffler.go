@@ -497,7 +497,7 @@ again:
 		sh.mu.Unlock()
 		return nil, nil, ErrInvalidHandle
 	}
-	if len(sh.flight.slots) != 0 && sh.awaitFlight(i, h.id) {
+	if len(sh.flight.slots) != 0 && sh.awaitFlight(i) {
 		goto again
 	}
 	sh.dueNow(i, sl) // wipes a live entry past its deadline

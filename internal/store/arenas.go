@@ -138,7 +138,18 @@ func (s *Arenas) DeferMap(on bool) (was bool) {
 
 // Offer makes r, a region counted in the Aux of the set, the one the next
 // Map of n bytes adopts instead of mapping.
-func (s *Arenas) Offer(r *osmem.Region, n int) { s.pending, s.pendingFor = r, n }
+//
+// It refuses, and reports false, while another region is on offer: an
+// Alloc's encryption of a large entry lets go of the shard between its
+// Offer and its TakeOffer, and a second Offer meanwhile would drop the
+// first region, mapped and locked, for good.
+func (s *Arenas) Offer(r *osmem.Region, n int) bool {
+	if s.pending != nil {
+		return false
+	}
+	s.pending, s.pendingFor = r, n
+	return true
+}
 
 // TakeOffer returns the region Offer gave that no Map took, or nil; it is
 // the caller's again.

@@ -325,7 +325,8 @@ func (s *Shuffler) dequeueWriter(h Handle) {
 }
 
 // take does the rent or view of an entry that is free to borrow, under the
-// shard lock.
+// shard lock, which it lets go of while a large entry is decrypted in
+// flight (see flight).
 func (sh *shard) take(sl *store.Slot, h Handle, ti typeInfo, form shape, kind borrowKind) ([]byte, error) {
 	size := int(sl.Size)
 	// Most borrows are of bytes: no division for them.
@@ -438,7 +439,8 @@ func (sh *shard) endView(sl *store.Slot, h Handle) error {
 }
 
 // seal encrypts a borrowed entry again and makes it live, under the shard
-// lock. What only some Returns do (wipe an entry that expired while
+// lock, which it lets go of while a large entry is encrypted in flight
+// (see flight). What only some Returns do (wipe an entry that expired while
 // borrowed, move it to new space) is in functions of its own, so that
 // every Return's path keeps a small frame.
 func (sh *shard) seal(sl *store.Slot, h Handle) error {

@@ -411,9 +411,14 @@ func (s *Shuffler) rotateHoldThen(sh *shard, f func() (n int, done bool, err err
 	t0 := time.Now()
 	n, done, err := f()
 	d := time.Since(t0)
-	sh.unlockYield()
-	if then != nil {
+	if then == nil {
+		sh.unlockYield()
+	} else {
+		// A flight f started lands in then before any logger runs: one
+		// that Purges would wait for it, in this goroutine, for ever.
+		sh.mu.Unlock()
 		then()
+		s.flushLog()
 	}
 	storeMax(&s.rotator.holds.bytes, int64(n))
 	storeMax(&s.rotator.holds.nanos, d.Nanoseconds())

@@ -1,0 +1,63 @@
+package memshuffle
+
+import (
+	"log/slog"
+	"testing"
+	"time"
+)
+
+// TestRotationFlightPurgingLogger: a logger may Purge (WithKeyRotation's
+// doc, the outbox's comment). The rotation flushed the outbox after
+// planBatch had put a large entry in flight but before rekeyInFlight landed
+// it: a Purge from that logger drained the shard and waited for ever for a
+// flight only the goroutine it ran on could land.
+// Any event another goroutine queued (a refused arena lock, a tamper) in the
+// window triggers it; the hook queues one deterministically.
+func TestRotationFlightPurgingLogger(t *testing.T) {
+	var s *Shuffler
+	logger, purged := purgingLogger(&s, "flight-trigger")
+	s, err := New(WithShards(1), WithLogger(logger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Alloc[byte](s, flightSize); err != nil {
+		t.Fatal(err)
+	}
+	beforeRotationSwitch = func() { s.logLater(slog.LevelWarn, "flight-trigger") }
+	t.Cleanup(func() { beforeRotationSwitch = nil })
+	rotated := started(func() error { return s.RotateKey(nil, nil) })
+	if err := errWithin(t, purged, "Purge from the logger, called by the rotation with a large entry in flight, did not return"); err != nil {
+		t.Fatal(err)
+	}
+	<-rotated
+}
+
+// The scheduled form: the same Purge from WithKeyRotation's logger, which
+// its doc allows, hangs, and Close, which waits for the rotation's
+// goroutine, hangs behind it.
+func TestScheduledRotationFlightPurgingLogger(t *testing.T) {
+	var s *Shuffler
+	logger, purged := purgingLogger(&s, "flight-trigger")
+	var once bool
+	beforeRotationSwitch = func() {
+		if !once {
+			once = true
+			s.logLater(slog.LevelWarn, "flight-trigger")
+		}
+	}
+	t.Cleanup(func() { beforeRotationSwitch = nil })
+	s, err := New(WithShards(1), WithLogger(logger), WithKeyRotation(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Alloc[byte](s, flightSize); err != nil {
+		t.Fatal(err)
+	}
+	if err := errWithin(t, purged, "Purge from the scheduled rotation's logger, with a large entry in flight, did not return"); err != nil {
+		t.Fatal(err)
+	}
+	closed := started(s.Close)
+	if err := errWithin(t, closed, "Close after the logger's Purge did not return"); err != nil {
+		t.Fatal(err)
+	}
+}

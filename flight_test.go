@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/memshuffle/memshuffle/internal/seal"
 )
 
 // flightSize is an entry large enough to be encrypted in flight.
@@ -624,6 +626,9 @@ func flightWorker(t *testing.T, s *Shuffler, g int, sizes []int, stop <-chan str
 // under the new key, and nothing is lost.
 func TestFlightRotationLargeEntry(t *testing.T) {
 	s := newTest(t, WithShards(1))
+	if k, ok := seal.CTR(s.shards[0].ciph); !ok || !k.OffHeap() {
+		t.Skip("round keys on the heap (no AES-NI): the rotation re-encrypts in its hold")
+	}
 	m := model{}
 	small := allocPattern(t, s, m, 32, 6)
 	big, err := Alloc[byte](s, flightSize+7)

@@ -149,14 +149,20 @@ func pemDecodes(in []byte) bool {
 			}
 		}
 	}
-	begins := bytes.Count(shadow, []byte("\n-----BEGIN "))
-	if bytes.HasPrefix(shadow, []byte("-----BEGIN ")) {
+	return pemAllDecode(shadow)
+}
+
+// pemAllDecode reports whether every PEM block encoding/pem begins to
+// decode in b, it decodes.
+func pemAllDecode(b []byte) bool {
+	begins := bytes.Count(b, []byte("\n-----BEGIN "))
+	if bytes.HasPrefix(b, []byte("-----BEGIN ")) {
 		begins++
 	}
 	blocks := 0
-	for rest := shadow; ; blocks++ {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
+	for rest := b; ; blocks++ {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
 			break
 		}
 	}

@@ -174,16 +174,12 @@ func (sh *shard) alloc(size, align int) (Handle, error) {
 }
 
 // sealNewUnlocked encrypts ext, the bytes of the new entry in slot i, under
-// the run at base, in flight: the entry counts as rented meanwhile, and
-// others map arenas as they would with the shard unlocked.
+// the run at base, in flight: others map arenas meanwhile as they would
+// with the shard unlocked.
 func (sh *shard) sealNewUnlocked(k *ctr.Cipher, ext []byte, base uint64, i uint32, sl *store.Slot) {
-	sl.SetState(store.StateRented)
-	sh.Counts.AddRented(1)
 	deferred := sh.Arenas.DeferMap(false)
-	sh.xorUnlocked(k, ext, base, i, makeHandle(sh.s.id, sh.index, i, sl.Gen()).id, true)
+	sh.xorUnlocked(k, ext, base, i, sl)
 	sh.Arenas.DeferMap(deferred)
-	sh.Counts.AddRented(-1)
-	sl.SetState(store.StateLive)
 }
 
 // Free wipes the entry at once and invalidates h; no later entry gets a

@@ -5,6 +5,7 @@ import (
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/seal"
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // unlockedMin is the size from which the encryption or decryption of an
@@ -29,17 +30,27 @@ const drainID = 0
 type flight struct {
 	slots    []flying // rarely more than a few
 	draining int      // drains waiting: no entry takes off meanwhile
-	counted  int      // flights that count their entry as rented: see Stats
 }
 
 // flying is one entry in flight.
 type flying struct {
 	slot uint32
 	id   uint64 // its Handle's id, which the calls waiting for it wait on
-	// The flight counts the entry as rented (a Rent's or View's decryption,
-	// an Alloc's or a rotation's encryption of an entry that was not
-	// borrowed), which Stats takes back out.
+	// The flight made a live entry rented (a Rent's or View's decryption,
+	// an Alloc's or a rotation's encryption), and land makes it live
+	// again; Stats does not count it as a rent.
 	counted bool
+}
+
+// counted is how many flights count their entry as rented.
+func (f *flight) counted() int {
+	n := 0
+	for _, x := range f.slots {
+		if x.counted {
+			n++
+		}
+	}
+	return n
 }
 
 // find returns the place of slot i in the set, or -1.
@@ -50,9 +61,6 @@ func (f *flight) find(i uint32) int {
 // remove takes slot i out of the set.
 func (f *flight) remove(i uint32) {
 	if k := f.find(i); k >= 0 {
-		if f.slots[k].counted {
-			f.counted--
-		}
 		f.slots[k] = f.slots[len(f.slots)-1]
 		f.slots = f.slots[:len(f.slots)-1]
 	}
@@ -72,41 +80,51 @@ func (sh *shard) unlockedCTR(c seal.Cipher, n int) *ctr.Cipher {
 	return nil
 }
 
-// xorUnlocked XORs buf, the bytes of slot i, whose Handle has id, with k's
+// xorUnlocked XORs buf, the bytes of slot i, which holds sl, with k's
 // keystream of the run at base. It is called, and returns, with the shard
-// locked and the entry rented, and lets go of the lock for the whole units
-// of ctr.XORBulk; the last few bytes take the shard's scratch, under the
+// locked, and lets go of the lock for the whole units of ctr.XORBulk, the
+// entry in flight; the last few bytes take the shard's scratch, under the
 // lock.
-func (sh *shard) xorUnlocked(k *ctr.Cipher, buf []byte, base uint64, i uint32, id uint64, counted bool) {
-	sh.takeOff(i, id, counted)
+func (sh *shard) xorUnlocked(k *ctr.Cipher, buf []byte, base uint64, i uint32, sl *store.Slot) {
+	sh.takeOff(i, sl)
 	sh.mu.Unlock()
 	if inFlight != nil {
 		inFlight(sh, i)
 	}
 	n := k.XORBulk(buf, buf, base)
 	sh.mu.Lock()
-	sh.land(i, id)
+	sh.land(i, sl)
 	if n < len(buf) {
 		k.XOR(buf[n:], buf[n:], base+uint64(n/ctr.BlockSize), &sh.scratch.KS)
 	}
 }
 
-// takeOff puts slot i, whose entry is borrowed and whose Handle has id, in
-// flight, with the shard locked; counted says whether the flight made the
-// entry count as rented.
-func (sh *shard) takeOff(i uint32, id uint64, counted bool) {
-	sh.flight.slots = append(sh.flight.slots, flying{i, id, counted})
+// takeOff puts slot i, which holds sl, in flight, with the shard locked. A
+// live entry is rented for the flight, so that everything that leaves a
+// borrowed entry alone leaves it alone; a borrowed one (a Return's) stays
+// as it is.
+func (sh *shard) takeOff(i uint32, sl *store.Slot) {
+	counted := sl.State() == store.StateLive
 	if counted {
-		sh.flight.counted++
+		sl.SetState(store.StateRented)
+		sh.Counts.AddRented(1)
 	}
+	id := makeHandle(sh.s.id, sh.index, i, sl.Gen()).id
+	sh.flight.slots = append(sh.flight.slots, flying{i, id, counted})
 }
 
-// land takes slot i, whose Handle has id, out of flight, with the shard
-// locked again, and wakes the calls waiting for it, and a drain waiting
-// for the last flight.
-func (sh *shard) land(i uint32, id uint64) {
+// land takes slot i, which holds sl, out of flight, with the shard locked
+// again, makes a live entry that took off live again, and wakes the calls
+// waiting for it, and a drain waiting for the last flight.
+func (sh *shard) land(i uint32, sl *store.Slot) {
+	k := sh.flight.find(i)
+	f := sh.flight.slots[k]
 	sh.flight.remove(i)
-	sh.Waiters.Wake(id)
+	if f.counted {
+		sl.SetState(store.StateLive)
+		sh.Counts.AddRented(-1)
+	}
+	sh.Waiters.Wake(f.id)
 	if sh.flight.draining > 0 && len(sh.flight.slots) == 0 {
 		sh.Waiters.Wake(drainID)
 	}

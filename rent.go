@@ -346,12 +346,8 @@ func (sh *shard) take(sl *store.Slot, h Handle, ti typeInfo, form shape, kind bo
 	if k := shortCTR(c, len(mem)); k != nil && len(mem) < unlockedMin {
 		k.XORShortInPlace(mem, sl.Ctr(), &sh.scratch.KS)
 	} else if k := sh.unlockedCTR(c, len(mem)); k != nil {
-		// Rented while in flight: nothing else touches it, and a second
-		// viewer waits for it to land as plaintext.
-		sl.SetState(store.StateRented)
-		sh.Counts.AddRented(1)
-		sh.xorUnlocked(k, mem, sl.Ctr(), h.slot(), h.id, true)
-		sh.Counts.AddRented(-1)
+		// A second viewer waits for it to land as plaintext.
+		sh.xorUnlocked(k, mem, sl.Ctr(), h.slot(), sl)
 	} else if err := sh.open(h.slot(), sl); err != nil {
 		return nil, err
 	}
@@ -466,7 +462,7 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 		if k != nil && len(src) < unlockedMin { // sealTo, written out
 			k.XORShortInPlace(src, base, &sh.scratch.KS)
 		} else if u := sh.unlockedCTR(sh.ciph, len(src)); u != nil {
-			sh.xorUnlocked(u, src, base, h.slot(), h.id, false)
+			sh.xorUnlocked(u, src, base, h.slot(), sl)
 			if sh.dueNow(h.slot(), sl) { // its deadline passed in flight
 				return sh.sealExpired(sl, h, was)
 			}

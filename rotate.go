@@ -498,14 +498,12 @@ func (s *Shuffler) rekeyInFlight(sh *shard, e rotEntry) {
 	}
 	n := ctr.RekeyBulk(mem, prevCTR, e.from, nextCTR, e.to)
 	sh.mu.Lock()
-	sh.land(e.i, makeHandle(s.id, sh.index, e.i, e.gen).id)
+	sh.land(e.i, sl)
 	if n < len(mem) {
 		blk := uint64(n / ctr.BlockSize)
 		ctr.Rekey(mem[n:], prevCTR, e.from+blk, nextCTR, e.to+blk, &sh.scratch.KS)
 	}
 	sl.SetCtr(e.to)
-	sl.SetState(store.StateLive)
-	sh.Counts.AddRented(-1)
 	sh.dueNow(e.i, sl) // its deadline may have passed in flight
 	sh.unlockYield()
 	storeMax(&s.rotator.holds.bytes, int64(e.size))
@@ -548,11 +546,8 @@ func (sh *shard) planBatch(plan []rotEntry, big *rotEntry) (p []rotEntry, end ui
 			nextCTR, _ := seal.CTR(sh.ciph)
 			r.cursor = end + 1
 			if sh.flight.draining == 0 && prevCTR.OffHeap() && nextCTR.OffHeap() {
-				// Borrowed while in flight, as in take.
-				sl.SetState(store.StateRented)
-				sh.Counts.AddRented(1)
 				*big = rotEntry{i: end, gen: sl.Gen(), size: sl.Size, from: sl.Ctr(), to: base}
-				sh.takeOff(end, makeHandle(sh.s.id, sh.index, end, sl.Gen()).id, true)
+				sh.takeOff(end, sl)
 				return plan, r.cursor, 0, false, nil
 			}
 			ctr.Rekey(sh.Bytes(sl), prevCTR, sl.Ctr(), nextCTR, base, &sh.scratch.KS)

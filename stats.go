@@ -157,7 +157,7 @@ func (s *Shuffler) gauges(st *Stats) {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		st.Entries += sh.Counts.Live()
-		st.Rented += sh.Counts.Rented() - sh.flight.counted // flights are no rents
+		st.Rented += sh.Counts.Rented() - sh.flight.counted() // flights are no rents
 		st.Viewed += sh.Counts.Viewed()
 		st.LiveBytes += sh.Counts.LiveBytes()
 		st.MappedBytes += sh.Arenas.Mapped()

@@ -184,12 +184,7 @@ func (e *Expiries) DueUntil(now int64, fn func(i uint32) bool) bool {
 			return false
 		}
 		if p := e.place(i); p >= 0 && e.at(p).at <= now {
-			d := e.at(p).at
-			e.Clear(i)
-			if e.held == nil {
-				e.held = make(map[uint32]int64)
-			}
-			e.held[i] = d
+			e.Hold(i)
 		}
 	}
 	return true

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"runtime/debug"
@@ -73,28 +74,93 @@ func TestReadPrivateKeyRefusedKindLeavesNothing(t *testing.T) {
 
 // importLeavesNoCopy checks that ReadPrivateKey(s, in) fails with want
 // and leaves no copy of secret, the caller's only other copy of the key
-// material in in, which it wipes. The collector is off in the caller, so
-// freed memory is not reused and what was left stays to be found; the scan
-// is first shown to find a planted copy, then none before the call.
+// material but what in holds (the key's base64 text, for a test of PEM
+// text), which it wipes, and in, which it wipes after the call. The
+// collector is off in the caller, so freed memory is not reused and what
+// was left stays to be found; the scan is first shown to find a planted
+// copy, then only in's before the call.
 func importLeavesNoCopy(t *testing.T, s *Shuffler, secret, in []byte, want error) {
 	t.Helper()
 	p, err := memscan.NewPattern(secret)
 	if err != nil {
 		t.Fatal(err)
 	}
+	inside := bytes.Count(in, secret)
 	planted := slices.Clone(secret)
 	Wipe(secret)
-	if n := len(scanSelf(t, p)); n != 1 {
-		t.Fatalf("control: %d copies of the planted secret found, want 1", n)
+	if n := len(scanSelf(t, p)); n != 1+inside {
+		t.Fatalf("control: %d copies of the planted secret found, want %d", n, 1+inside)
 	}
 	Wipe(planted)
-	if n := len(scanSelf(t, p)); n != 0 {
-		t.Fatalf("%d copies of the secret before ReadPrivateKey, want 0", n)
+	if n := len(scanSelf(t, p)); n != inside {
+		t.Fatalf("%d copies of the secret before ReadPrivateKey, want %d", n, inside)
 	}
 	if _, err := ReadPrivateKey(s, bytes.NewReader(in)); !errors.Is(err, want) {
 		t.Fatalf("ReadPrivateKey: %v, want %v", err, want)
 	}
+	Wipe(in)
 	if n := len(scanSelf(t, p)); n != 0 {
 		t.Errorf("%d copies of the key left after the failed ReadPrivateKey, want 0", n)
+	}
+}
+
+// TestReadPrivateKeyDamagedTextLeavesNothing: a damaged PEM key whose
+// base64 shares a line with a marker (a lost newline before the END line,
+// or a file kept on one line with its newlines escaped, as in an
+// environment variable) is refused, and leaves no copy of its text: the
+// check's shadow of the input kept such lines as they were, and was not
+// wiped.
+func TestReadPrivateKeyDamagedTextLeavesNothing(t *testing.T) {
+	for _, tc := range []struct{ name, head, tail string }{
+		{"body run into END", "-----BEGIN PRIVATE KEY-----\n", "-----END PRIVATE KEY-----\n"},
+		{"escaped newlines", `-----BEGIN PRIVATE KEY-----\n`, `\n-----END PRIVATE KEY-----\n`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer debug.SetGCPercent(debug.SetGCPercent(-1))
+			der := append([]byte{0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20}, make([]byte, 32)...)
+			rand.Read(der[16:])
+			text := make([]byte, base64.StdEncoding.EncodedLen(len(der)))
+			base64.StdEncoding.Encode(text, der)
+			Wipe(der)
+			in := make([]byte, 0, len(tc.head)+len(text)+len(tc.tail)) // one buffer: a grown one would leave the text in the old
+			in = append(append(append(in, tc.head...), text...), tc.tail...)
+			importLeavesNoCopy(t, newTest(t), text, in, ErrInvalidKey)
+		})
+	}
+}
+
+// TestReadPrivateKeyMislabelledLeavesNothing: a key in a PEM block whose
+// type names another form is refused before crypto/x509 parses it: its
+// parser of the labelled form, failing, tried the bytes as the other
+// forms to word its error, which copied the seed or scalar to the heap.
+// The keys are built by hand on the heap, so the test holds no other copy.
+func TestReadPrivateKeyMislabelledLeavesNothing(t *testing.T) {
+	pkcs8Of := func(oid byte) []byte { // Ed25519 0x70, X25519 0x6e
+		return append([]byte{0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, oid, 0x04, 0x22, 0x04, 0x20}, make([]byte, 32)...)
+	}
+	sec1 := func() []byte { // version 1, the scalar, P-256
+		return append(append([]byte{0x30, 0x31, 0x02, 0x01, 0x01, 0x04, 0x20}, make([]byte, 32)...), 0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07)
+	}
+	for _, tc := range []struct {
+		name, label string
+		der         func() []byte
+		at          int // where the secret starts
+	}{
+		{"Ed25519 as RSA PRIVATE KEY", "RSA PRIVATE KEY", func() []byte { return pkcs8Of(0x70) }, 16},
+		{"Ed25519 as EC PRIVATE KEY", "EC PRIVATE KEY", func() []byte { return pkcs8Of(0x70) }, 16},
+		{"X25519 as RSA PRIVATE KEY", "RSA PRIVATE KEY", func() []byte { return pkcs8Of(0x6e) }, 16},
+		{"X25519 as EC PRIVATE KEY", "EC PRIVATE KEY", func() []byte { return pkcs8Of(0x6e) }, 16},
+		{"SEC 1 as RSA PRIVATE KEY", "RSA PRIVATE KEY", sec1, 7},
+		{"SEC 1 as PRIVATE KEY", "PRIVATE KEY", sec1, 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer debug.SetGCPercent(debug.SetGCPercent(-1))
+			der := tc.der()
+			secret := der[tc.at : tc.at+32]
+			rand.Read(secret)
+			in := pem.EncodeToMemory(&pem.Block{Type: tc.label, Bytes: der})
+			importLeavesNoCopy(t, newTest(t), secret, in, ErrInvalidKey)
+			Wipe(der)
+		})
 	}
 }

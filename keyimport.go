@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"golang.org/x/crypto/cryptobyte"
+	"golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // maxKeyFile bounds what ReadPrivateKey reads: an RSA-4096 key in PEM is
@@ -97,16 +100,27 @@ func readPrivateKey(s *Shuffler, r io.Reader) (Handle, error) {
 			return Handle{}, fmt.Errorf("%w: no private key in the PEM input", ErrInvalidKey)
 		}
 	}
+	// Only the parser of the form the bytes have runs: crypto/x509's
+	// parsers, failing, try the bytes as the other forms to word their
+	// error, which copies the key to the heap.
+	shape := derForm(der)
+	if shape == "" {
+		return Handle{}, fmt.Errorf("%w: neither PKCS#8, PKCS#1 nor SEC 1", ErrInvalidKey)
+	}
+	if form != "" && form != shape {
+		return Handle{}, fmt.Errorf("%w: not a key in the form a %q PEM block holds", ErrInvalidKey, form)
+	}
+	form = shape
 	// An Ed25519 key in the usual encoding is read without crypto/x509;
 	// one its stricter parse refuses (trailing bytes, say) takes the path
 	// of the other keys, so that what ReadPrivateKey accepts stays the
 	// same.
-	if form == "" || form == "PRIVATE KEY" {
+	if form == "PRIVATE KEY" {
 		if seed, ok := pkcs8Ed25519Only(der); ok {
 			return importEd25519(s, seed)
 		}
 	}
-	if (form == "" || form == "PRIVATE KEY") && !pkcs8Supported(der) {
+	if form == "PRIVATE KEY" && !pkcs8Supported(der) {
 		// crypto/x509 would parse an X25519 key, say, copying its scalar
 		// to the heap where no wipe reaches, only for it to be refused.
 		return Handle{}, fmt.Errorf("%w: a PKCS#8 key of a kind a Signer cannot use", ErrInvalidKey)
@@ -133,23 +147,43 @@ func readPrivateKey(s *Shuffler, r io.Reader) (Handle, error) {
 // it begins to, without decoding in itself: a decoding that fails part-way
 // drops what it decoded on the heap, unwiped, and for a key block that is
 // most of the key. It decodes a shadow of in instead, in which every base64
-// letter of a line that could be part of a body (one with no "-----" and
-// no ':', which type lines and headers have) is an 'A': where the blocks
-// are, and whether their bodies decode, is the same for both, and the
-// shadow holds nothing of the key.
+// letter outside the "-----BEGIN ...-----" and "-----END ...-----" markers
+// is an 'A', wherever it stands (a body line run into its END marker, a
+// whole file on one line with its newlines escaped): where the blocks are,
+// and whether their bodies decode, is the same for both, as neither the
+// markers nor the colons of headers change, and the shadow holds nothing
+// of the key. It is wiped all the same.
 func pemDecodes(in []byte) bool {
 	shadow := bytes.Clone(in)
-	for line := range bytes.Lines(shadow) {
-		if bytes.Contains(line, []byte("-----")) || bytes.IndexByte(line, ':') >= 0 {
-			continue
-		}
-		for i, c := range line {
-			if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/' {
+	defer Wipe(shadow)
+	blankBase64(shadow)
+	return pemAllDecode(shadow)
+}
+
+// blankBase64 turns every base64 letter of b outside a PEM marker into an
+// 'A'. A marker is five dashes to the next five dashes on the same line;
+// the rest of a line whose five dashes are not closed is kept as it is,
+// since encoding/pem takes "-----BEGIN " there for the start of a block
+// it then fails to find (and so does pemAllDecode's count). No base64
+// letter is a dash, so a body never holds a marker, and a line of body
+// run into a marker is blanked up to it.
+func blankBase64(b []byte) {
+	dashes := []byte("-----")
+	for line := range bytes.Lines(b) {
+		for i := 0; i < len(line); i++ {
+			if bytes.HasPrefix(line[i:], dashes) {
+				end := bytes.Index(line[i+len(dashes):], dashes)
+				if end < 0 {
+					break
+				}
+				i += len(dashes) + end + len(dashes) - 1
+				continue
+			}
+			if c := line[i]; 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/' {
 				line[i] = 'A'
 			}
 		}
 	}
-	return pemAllDecode(shadow)
 }
 
 // pemAllDecode reports whether every PEM block encoding/pem begins to
@@ -169,30 +203,43 @@ func pemAllDecode(b []byte) bool {
 	return blocks == begins
 }
 
-// parsePrivateKey parses der in the form its PEM block type names, or, for
-// DER without PEM (form ""), as PKCS#8, then PKCS#1, then SEC 1. A block
-// whose type says another form than its bytes is refused: what the label
-// promises (an RSA key, say) is what the caller was told they hold.
-func parsePrivateKey(der []byte, form string) (any, error) {
-	if form == "" || form == "PRIVATE KEY" {
-		if key, err := x509.ParsePKCS8PrivateKey(der); err == nil {
-			return key, nil
-		}
+// parsePrivateKey parses der in form, the one derForm gives it.
+func parsePrivateKey(der []byte, form string) (key any, err error) {
+	switch form {
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(der)
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(der)
+	default:
+		key, err = x509.ParseECPrivateKey(der)
 	}
-	if form == "" || form == "RSA PRIVATE KEY" {
-		if key, err := x509.ParsePKCS1PrivateKey(der); err == nil {
-			return key, nil
-		}
+	if err != nil {
+		return nil, fmt.Errorf("%w: not a valid %s: %w", ErrInvalidKey, form, err)
 	}
-	if form == "" || form == "EC PRIVATE KEY" {
-		if key, err := x509.ParseECPrivateKey(der); err == nil {
-			return key, nil
-		}
+	return key, nil
+}
+
+// derForm names the form of the private key der looks like, by the PEM
+// block type of that form, from the tags alone, and copies nothing: a
+// SEQUENCE of an INTEGER and then an AlgorithmIdentifier SEQUENCE for
+// PKCS#8, another INTEGER for PKCS#1, an OCTET STRING for SEC 1. It
+// returns "" for anything else. Each parser of crypto/x509 accepts only
+// keys of its own form, so only the one derForm names can succeed.
+func derForm(der []byte) string {
+	in := cryptobyte.String(der)
+	var body cryptobyte.String
+	if !in.ReadASN1(&body, asn1.SEQUENCE) || !body.SkipASN1(asn1.INTEGER) {
+		return ""
 	}
-	if form != "" {
-		return nil, fmt.Errorf("%w: not a key in the form a %q PEM block holds", ErrInvalidKey, form)
+	switch {
+	case body.PeekASN1Tag(asn1.SEQUENCE):
+		return "PRIVATE KEY"
+	case body.PeekASN1Tag(asn1.INTEGER):
+		return "RSA PRIVATE KEY"
+	case body.PeekASN1Tag(asn1.OCTET_STRING):
+		return "EC PRIVATE KEY"
 	}
-	return nil, fmt.Errorf("%w: neither PKCS#8, PKCS#1 nor SEC 1", ErrInvalidKey)
+	return ""
 }
 
 // readAllWiping reads r to the end, up to limit bytes, wiping every buffer

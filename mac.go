@@ -80,13 +80,23 @@ func mac(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, 
 	}
 	pad := make([]byte, bs)
 	out := slices.Grow(dst, size)
-	err := borrowKey(s, key, macPin(inner, outer, msg), func(k []byte) error {
+	err := borrowKey(s, key, macPin(inner, outer, msg), func(k []byte) (err error) {
 		if keyIsZero(k) {
 			return errZeroKey
 		}
 		if len(k) < fipsMinHMACKey && fips140.Enforced() {
 			return errShortHMACKey
 		}
+		// A panic of the caller's hash is recovered here, inside the
+		// guarded call, so that the call returns and its guard zeroes the
+		// stack where the hash's frames were, key XOR ipad in them. Left
+		// to MAC's recover, the guard's deferred zeroing ran below the
+		// panicking frames and left them as they were.
+		defer func() {
+			if p := recover(); p != nil {
+				err = panicError("hash", p)
+			}
+		}()
 		out = hmacAppend(inner, outer, pad, k, msg, out)
 		return nil
 	})

@@ -27,6 +27,11 @@ type rotator struct {
 	mu    sync.Mutex   // one RotateKey at a time
 	calls atomic.Int32 // RotateKey calls waiting or running: a scheduled rotation stops resting
 	left  rotation     // a RotateKey left part-way, under mu
+	// The ciphers of the rotation in progress, under the Shuffler's
+	// closeMu: for a while each is held by no shard (next until the
+	// switch, prev after the last batch), and Purge and Close wipe them
+	// here, not waiting for the rotation, which may be far from its end.
+	keys [2]seal.Cipher
 
 	holds rotationHolds      // the most one shard-lock hold of a rotation did
 	stop  context.CancelFunc // WithKeyRotation's goroutine, set by New
@@ -181,11 +186,15 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte, 
 		}
 	}
 	osmem.Wipe(s.own.Data[:ownState])
+	prev := s.shards[0].ciph
+	if err == nil {
+		s.rotator.keys = [2]seal.Cipher{next, prev}
+	}
 	s.closeMu.Unlock()
 	if err != nil {
 		return err
 	}
-	s.rotator.left = rotation{next: next, prev: s.shards[0].ciph, plan: s.rotator.left.plan, ks: s.rotator.left.ks}
+	s.rotator.left = rotation{next: next, prev: prev, plan: s.rotator.left.plan, ks: s.rotator.left.ks}
 	return s.finishRotation(ctx, pace)
 }
 
@@ -306,9 +315,10 @@ func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 	if !r.switched {
 		if err := s.switchRotation(ctx); err != nil {
 			// No shard switched: forget next, and the Shuffler is as it
-			// was. (Close wipes every cipher a shard holds, not this one.)
+			// was.
 			s.closeMu.Lock()
 			s.wipeUnheld(r.next)
+			s.rotator.keys = [2]seal.Cipher{}
 			s.closeMu.Unlock()
 			s.rotator.left = rotation{}
 			return err
@@ -356,8 +366,16 @@ func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 	}
 	s.closeMu.Lock()
 	s.wipeUnheld(r.prev)
+	s.rotator.keys = [2]seal.Cipher{}
 	s.cipherSlot = 1 - s.cipherSlot
+	closed := s.closed.Load()
 	s.closeMu.Unlock()
+	if closed {
+		// Purged or closed after the last batch: no entry is under the
+		// new key either, and no rotation happened that counts.
+		s.rotator.left = rotation{}
+		return ErrClosed
+	}
 	// The batch buffers stay for the next rotation (ks is cleared after
 	// every batch): a Shuffler under WithKeyRotation then rotates without
 	// feeding the garbage collector, whose pauses stop every goroutine.
@@ -368,7 +386,8 @@ func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 }
 
 // wipeCiphers clears the key material of every cipher a shard holds, the
-// current one and, part-way through a rotation, the old one, for Close
+// current one and, part-way through a rotation, the old one, and of the
+// rotation's own two, held by no shard for a while, for Close
 // and Purge once every shard is closed, so that no call can use them, and
 // before Close unmaps the Shuffler's region, where CTR's round keys are.
 // The authenticated modes' keys are on the Go heap: only this clears them.
@@ -383,6 +402,11 @@ func (s *Shuffler) wipeCiphers() {
 			sh.rot.prev.Wipe()
 		}
 		sh.mu.Unlock()
+	}
+	for _, c := range s.rotator.keys {
+		if c != nil {
+			s.wipeUnheld(c)
+		}
 	}
 }
 

@@ -1,0 +1,111 @@
+package memshuffle
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/seal"
+)
+
+// TestPurgeWipesRotationOldKey: Purge, once a rotation's batches have
+// moved every shard off the old key and before the rotation wipes it,
+// wipes the old cipher too. No shard held it then, and with an
+// authenticated cipher its key schedule, on the Go heap, outlived Purge
+// until the rotating goroutine ran again. The rotation then reports
+// ErrClosed, not a completed rotation.
+func TestPurgeWipesRotationOldKey(t *testing.T) {
+	for _, c := range []Cipher{AES256GCM, ChaCha20Poly1305} {
+		t.Run(c.String(), func(t *testing.T) {
+			s := newTest(t, WithShards(2), WithCipher(c))
+			for range 8 {
+				if _, err := CopyFrom(s, []byte("0123456789abcdef")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			purged, wiped := false, false
+			afterRotationHold = func() {
+				prev := s.rotator.left.prev
+				if purged || prev == nil || !s.rotator.left.switched || !noShardHolds(s) {
+					return
+				}
+				purged = true
+				if err := s.Purge(); err != nil {
+					t.Error(err)
+				}
+				wiped = aeadWiped(t, prev)
+			}
+			defer func() { afterRotationHold = nil }()
+			err := s.RotateKey(nil, nil)
+			afterRotationHold = nil
+			if !purged {
+				t.Fatal("no hold ended with every shard off the old key")
+			}
+			if !wiped {
+				t.Errorf("the old %v cipher is not wiped when Purge returns", c)
+			}
+			if !errors.Is(err, ErrClosed) {
+				t.Errorf("RotateKey across Purge: %v, want ErrClosed", err)
+			}
+			if n := s.tally.rotations.Load(); n != 0 {
+				t.Errorf("%d rotations counted after a purged one, want 0", n)
+			}
+		})
+	}
+}
+
+// aeadWiped reports whether the object behind authenticated cipher c's
+// cipher.AEAD, which holds its key schedule, is all zeros, as Wipe leaves
+// it.
+func aeadWiped(t *testing.T, c seal.Cipher) bool {
+	t.Helper()
+	v := reflect.ValueOf(c)
+	for v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	a := v.FieldByName("a")
+	if !a.IsValid() {
+		t.Fatalf("%T has no AEAD field", c)
+	}
+	for a.Kind() == reflect.Interface || a.Kind() == reflect.Pointer {
+		a = a.Elem()
+	}
+	return a.IsZero()
+}
+
+// noShardHolds reports whether no shard of s still holds a rotation's old
+// cipher.
+func noShardHolds(s *Shuffler) bool {
+	s.lockAll()
+	defer s.unlockAll()
+	for i := range s.shards {
+		if s.shards[i].rot.prev != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// TestPurgeWipesRotationNewKey: Purge before a rotation's switch wipes the
+// new cipher, which no shard holds yet.
+func TestPurgeWipesRotationNewKey(t *testing.T) {
+	s := newTest(t, WithShards(2), WithCipher(AES256GCM))
+	if _, err := CopyFrom(s, []byte("0123456789abcdef")); err != nil {
+		t.Fatal(err)
+	}
+	wiped := false
+	beforeRotationSwitch = func() {
+		next := s.rotator.left.next
+		if err := s.Purge(); err != nil {
+			t.Error(err)
+		}
+		wiped = aeadWiped(t, next)
+	}
+	defer func() { beforeRotationSwitch = nil }()
+	if err := s.RotateKey(nil, nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("RotateKey across Purge: %v, want ErrClosed", err)
+	}
+	if !wiped {
+		t.Error("the new cipher is not wiped when Purge returns")
+	}
+}

@@ -101,7 +101,10 @@ func deadlineAfter(ttl time.Duration) int64 { return addNanos(time.Now().UnixNan
 
 // addNanos is now plus ttl (positive), saturated at the last instant.
 func addNanos(now int64, ttl time.Duration) int64 {
-	if int64(ttl) > math.MaxInt64-now {
+	// now > MaxInt64-ttl, not ttl > MaxInt64-now: with a clock before
+	// 1970 that difference wraps, and every deadline became the last
+	// instant.
+	if now > math.MaxInt64-int64(ttl) {
 		return math.MaxInt64
 	}
 	return now + int64(ttl)

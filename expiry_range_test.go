@@ -61,3 +61,51 @@ func TestExpiryOutOfRange(t *testing.T) {
 		t.Fatal("deadlines do not saturate")
 	}
 }
+
+// TestAddNanosSaturates: a deadline is now plus the TTL, or the last
+// instant when that passes it, for clocks on either side of 1970. Before
+// 1970 the overflow test itself wrapped, and every deadline was the last
+// instant.
+func TestAddNanosSaturates(t *testing.T) {
+	for _, tc := range []struct {
+		now  int64
+		ttl  time.Duration
+		want int64
+	}{
+		{0, time.Second, int64(time.Second)},
+		{-10 * int64(time.Second), time.Second, -9 * int64(time.Second)},
+		{math.MinInt64, time.Duration(math.MaxInt64), -1},
+		{math.MaxInt64 - 5, 5, math.MaxInt64},
+		{math.MaxInt64 - 5, 6, math.MaxInt64},
+		{math.MaxInt64, 1, math.MaxInt64},
+		{1, time.Duration(math.MaxInt64), math.MaxInt64},
+	} {
+		if got := addNanos(tc.now, tc.ttl); got != tc.want {
+			t.Errorf("addNanos(%d, %d) = %d, want %d", tc.now, tc.ttl, got, tc.want)
+		}
+	}
+}
+
+// TestDefaultTTLBefore1970: with the clock before 1970, an entry made
+// under WithDefaultTTL expires a TTL later, not never.
+func TestDefaultTTLBefore1970(t *testing.T) {
+	clock := newTestClock(time.Unix(-10, 0))
+	s := newTest(t, WithShards(1), withClock(clock), WithDefaultTTL(time.Second))
+	h, err := Alloc[byte](s, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp, err := s.Expiry(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := clock.time().Add(time.Second); !exp.Equal(want) {
+		t.Errorf("Expiry = %v, want %v", exp.UTC(), want.UTC())
+	}
+	clock.advance(2 * time.Second)
+	if _, err := Rent[byte](s, h); !errors.Is(err, ErrExpired) {
+		t.Errorf("Rent 2 s after a 1 s TTL: %v, want ErrExpired", err)
+		s.Return(h)
+	}
+	mustCheck(t, s)
+}

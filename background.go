@@ -202,7 +202,7 @@ func (s *Shuffler) cycle(ctx context.Context, pace *pacer) bool {
 		}
 		sh.startCycle(order, &later)
 		sh.unlockYield()
-		later.UnmapAll(&s.aux)
+		_ = later.UnmapAll(&s.aux) // a refusal waits in s.aux for a retry
 	}
 	spares := make([]*osmem.Region, len(s.shards))
 	refused := make([]bool, len(s.shards)) // the system refused the shard's last spare
@@ -238,7 +238,7 @@ func (s *Shuffler) cycle(ctx context.Context, pace *pacer) bool {
 			// step, an unmap and the first piece of a spare back to back
 			// kept a caller that shares the CPU waiting for all three.
 			pace.rest()
-			later.UnmapAll(&s.aux)
+			_ = later.UnmapAll(&s.aux) // a refusal waits in s.aux for a retry
 			// Mapping memory can stall (page zeroing, huge-page compaction):
 			// do it here, with no lock held, for the shard's next step.
 			if r := spares[i]; want > 0 && r != nil && len(r.Data) < want {
@@ -261,8 +261,9 @@ func (s *Shuffler) cycle(ctx context.Context, pace *pacer) bool {
 		}
 		_ = sh.releaseEmpty(nil, &later)
 		sh.unlockYield()
-		later.UnmapAll(&s.aux)
+		_ = later.UnmapAll(&s.aux) // a refusal waits in s.aux for a retry
 	}
+	_ = s.aux.Retry()
 	return true
 }
 

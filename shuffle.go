@@ -57,7 +57,8 @@ func (s *Shuffler) Shuffle() error {
 		return ErrClosed
 	}
 	start := time.Now()
-	var errs []error
+	// Regions the system refused to unmap before: the next Shuffle retries.
+	errs := []error{s.aux.Retry()}
 	// The shards use one set of scratch arrays in turn, so that a Shuffle
 	// allocates them once, not once a shard.
 	var work shuffleWork
@@ -83,6 +84,8 @@ func (s *Shuffler) Shuffle() error {
 		regions.next(&s.aux)
 		s.flushLog()
 	}
+	regions.unmap(&s.aux)
+	errs = append(errs, regions.err)
 	s.tally.shuffles.Add(1)
 	d := int64(time.Since(start))
 	s.tally.shuffleNanos.Add(d)
@@ -895,13 +898,15 @@ func growU32(b []uint32, n int) []uint32 {
 // wiped, to the next shard's, which makes its fresh arenas of them instead
 // of mapping new ones: those would each be faulted in, zeroed and locked,
 // and the old ones unlocked and unmapped, page by page (bench/NOTES.md
-// has what it saves). The last shard's regions, and any the next shard
-// does not take, are unmapped with no shard lock held. The memory held at
-// once is what it was without the hand-over: one shard's old arenas next
-// to its new ones.
+// has what it saves). The regions the next shard does not take are
+// unmapped once it lets go of its lock, or under it, before it maps a new
+// region, when none has the size it needs; the last shard's with no shard
+// lock held. The memory held at once is what it was without the
+// hand-over: one shard's old arenas next to its new ones.
 type handOver struct {
 	take store.UnmapList // emptied by the shard before, for this one
 	give store.UnmapList // emptied by this shard, for the next
+	err  error           // the unmaps the system refused
 }
 
 // keep returns where arena a's region goes when released: to the next
@@ -929,7 +934,7 @@ func (h *handOver) arena(sh *shard, n int) (*store.Arena, error) {
 		}
 		// None fits: they go before a new mapping, so that the memory held
 		// at once, and locked, is no more than without the hand-over.
-		h.take.UnmapAll(&sh.s.aux)
+		h.unmapAll(&h.take, &sh.s.aux)
 	}
 	return sh.Arenas.Map(n)
 }
@@ -942,12 +947,17 @@ func (h *handOver) next(aux *store.Aux) {
 	if len(h.give) == 0 {
 		return
 	}
-	h.take.UnmapAll(aux)
+	h.unmapAll(&h.take, aux)
 	h.take, h.give = h.give, h.take
 }
 
 // unmap unmaps every region left. The caller holds no shard lock.
 func (h *handOver) unmap(aux *store.Aux) {
-	h.take.UnmapAll(aux)
-	h.give.UnmapAll(aux)
+	h.unmapAll(&h.take, aux)
+	h.unmapAll(&h.give, aux)
+}
+
+// unmapAll unmaps the regions of l, keeping the errors for Shuffle.
+func (h *handOver) unmapAll(l *store.UnmapList, aux *store.Aux) {
+	h.err = errors.Join(h.err, l.UnmapAll(aux))
 }

@@ -416,6 +416,8 @@ func (s *Shuffler) Close() error {
 	s.wipeCiphers()
 	s.releaseAll()
 	s.released = true
+	// Regions the system refused to unmap before, wiped: a last try.
+	errs = append(errs, s.aux.Retry())
 	return errors.Join(errs...)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
@@ -413,6 +414,9 @@ type Aux struct {
 	// memory has changed at the syscall and this one not yet, or the other
 	// way round; Quiet tells a reader whether it read both in step.
 	begun, ended atomic.Uint64
+
+	mu      sync.Mutex
+	refused []*osmem.Region // regions the system would not unmap, for Retry
 }
 
 // Map calls mapFn, which maps a region, and counts the region in.
@@ -443,17 +447,39 @@ func (x *Aux) Add(r *osmem.Region, sign int64) {
 	x.unlocked.Add(sign * UnlockedLen(r))
 }
 
-// Unmap unmaps r, counted here; the count drops once it is gone.
+// Unmap unmaps r, counted here; the count drops once it is gone. A region
+// the system will not take back stays counted, and is kept for Retry: the
+// callers let go of it, wiped, and would otherwise leave it mapped, and
+// locked, for good.
 func (x *Aux) Unmap(r *osmem.Region) error {
 	x.begun.Add(1)
 	defer x.ended.Add(1)
 	l, u := LockedLen(r), UnlockedLen(r)
 	if err := osmem.Unmap(r); err != nil {
+		x.mu.Lock()
+		x.refused = append(x.refused, r)
+		x.mu.Unlock()
 		return err
 	}
 	x.locked.Add(-l)
 	x.unlocked.Add(-u)
 	return nil
+}
+
+// Retry unmaps the regions the system refused to unmap before, and
+// returns the errors of those it refuses again, which it keeps.
+func (x *Aux) Retry() error {
+	x.mu.Lock()
+	rs := x.refused
+	x.refused = nil
+	x.mu.Unlock()
+	var errs []error
+	for _, r := range rs {
+		if err := x.Unmap(r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Locked is the locked bytes counted.
@@ -493,13 +519,17 @@ func (l *UnmapList) Take(n int) *osmem.Region {
 	return nil
 }
 
-// UnmapAll unmaps every region in l and empties it; the caller holds no
-// shard lock. A region the system will not take back stays mapped and
-// counted, wiped, as it was released.
-func (l *UnmapList) UnmapAll(aux *Aux) {
+// UnmapAll unmaps every region in l and empties it, and returns the
+// errors of the unmaps the system refused. A region it refuses stays
+// mapped and counted, wiped, as it was released, until aux's Retry.
+func (l *UnmapList) UnmapAll(aux *Aux) error {
+	var errs []error
 	for i, r := range *l {
-		_ = aux.Unmap(r)
+		if err := aux.Unmap(r); err != nil {
+			errs = append(errs, err)
+		}
 		(*l)[i] = nil
 	}
 	*l = (*l)[:0]
+	return errors.Join(errs...)
 }

@@ -97,12 +97,20 @@ func watchSignals(sigs []os.Signal, exit func(int), onSignal func(os.Signal)) (s
 	signal.Notify(ch, sigs...)
 	go func() {
 		defer close(finished)
+		var sig os.Signal
 		select {
-		case sig := <-ch:
-			defer exit(signalStatus(sig))
-			handleSignal(onSignal, sig)
+		case sig = <-ch:
 		case <-done:
+			// A signal that came before stop may be waiting too, and
+			// select picks at random among what is ready.
+			select {
+			case sig = <-ch:
+			default:
+				return
+			}
 		}
+		defer exit(signalStatus(sig))
+		handleSignal(onSignal, sig)
 	}()
 	var once sync.Once
 	return func() {

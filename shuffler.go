@@ -365,7 +365,10 @@ func (s *Shuffler) Close() error {
 	// logger called by either goroutine may make.
 	s.stopKeyRotation()
 	s.stopRentWatch()
-	unregister(s)
+	// Out of the registry only once wiped: until then PurgeAll (SafeExit,
+	// a signal) must still find it, and its Purge waits for closeMu, which
+	// is let go while the background shuffler stops.
+	defer unregister(s)
 	s.flushLog() // what waits, with no lock held yet
 	s.closeMu.Lock()
 	// The background shuffler hands events to the logger, which may Purge

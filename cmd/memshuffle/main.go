@@ -55,7 +55,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "version":
 		return runVersion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
-		if len(args) > 1 {
+		// "help help" is the usage again, not help about help: that
+		// recursion never ended.
+		if len(args) > 1 && !isHelp(args[1]) {
 			return run([]string{args[1], "-h"}, stdin, stdout, stderr)
 		}
 		fmt.Fprint(stdout, usage)
@@ -63,6 +65,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "memshuffle: unknown command %q\n\n%s", args[0], usage)
 	return 2
+}
+
+// isHelp reports whether arg asks for the usage.
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
 }
 
 const versionUsage = `Usage: memshuffle version

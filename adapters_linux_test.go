@@ -107,13 +107,15 @@ func importLeavesNoCopy(t *testing.T, s *Shuffler, secret, in []byte, want error
 // TestReadPrivateKeyDamagedTextLeavesNothing: a damaged PEM key whose
 // base64 shares a line with a marker (a lost newline before the END line,
 // or a file kept on one line with its newlines escaped, as in an
-// environment variable) is refused, and leaves no copy of its text: the
-// check's shadow of the input kept such lines as they were, and was not
-// wiped.
+// environment variable, or text between dashes on a body line with a
+// space) is refused, and leaves no copy of its text: a check's shadow of
+// the input kept such lines as they were, was not wiped, and, decoded,
+// copied a body line with spaces.
 func TestReadPrivateKeyDamagedTextLeavesNothing(t *testing.T) {
 	for _, tc := range []struct{ name, head, tail string }{
 		{"body run into END", "-----BEGIN PRIVATE KEY-----\n", "-----END PRIVATE KEY-----\n"},
 		{"escaped newlines", `-----BEGIN PRIVATE KEY-----\n`, `\n-----END PRIVATE KEY-----\n`},
+		{"between dashes, after a space", "-----BEGIN PRIVATE KEY-----\nMC4C AQAw-----", "-----\n-----END PRIVATE KEY-----\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer debug.SetGCPercent(debug.SetGCPercent(-1))
@@ -127,6 +129,26 @@ func TestReadPrivateKeyDamagedTextLeavesNothing(t *testing.T) {
 			importLeavesNoCopy(t, newTest(t), text, in, ErrInvalidKey)
 		})
 	}
+}
+
+// TestReadPrivateKeyMidLineBeginLeavesNothing: a damaged key whose BEGIN
+// marker follows an END marker on the same line leaves no copy of its
+// seed. encoding/pem takes that BEGIN for a block's start, decoded the
+// body up to the fault and dropped it; the check before it did not see the
+// block. The PEM is now decoded by the library, which takes markers only
+// at a line's start, into memory it wipes.
+func TestReadPrivateKeyMidLineBeginLeavesNothing(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	der := append([]byte{0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20}, make([]byte, 32)...)
+	rand.Read(der[16:])
+	text := make([]byte, base64.StdEncoding.EncodedLen(len(der)))
+	base64.StdEncoding.Encode(text, der)
+	const head, tail = "\n-----END -----BEGIN PRIVATE KEY-----\n", "!\n-----END PRIVATE KEY-----\n"
+	in := make([]byte, 0, len(head)+len(text)+len(tail))
+	in = append(append(append(in, head...), text...), tail...)
+	Wipe(text)
+	importLeavesNoCopy(t, newTest(t), der[16:], in, ErrInvalidKey)
+	Wipe(der)
 }
 
 // TestReadPrivateKeyMislabelledLeavesNothing: a key in a PEM block whose

@@ -3,7 +3,6 @@ package memshuffle
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -37,12 +36,14 @@ const maxKeyFile = 64 << 10
 // crypto/x509, which leaves no copy of it behind; ECDSA and RSA keys are
 // parsed and marshalled by crypto/x509, and an Ed25519 key with bytes
 // after it by crypto/x509 too, which make copies of their own on the way
-// that ReadPrivateKey cannot reach, and so does encoding/pem of a block
-// whose base64 has spaces or tabs in it. Input with a PEM block that does
-// not decode (damaged base64, a missing END line) is refused before any of
-// it is decoded, since encoding/pem drops what it decoded before the fault
-// unwiped; so is a PKCS#8 key of a kind no Signer takes (X25519, say),
-// before anything parses it. In secret mode (see SecretMode)
+// that ReadPrivateKey cannot reach. PEM is decoded by ReadPrivateKey
+// itself, into memory it wipes (encoding/pem dropped a damaged block's
+// decoded part, and a copy of a body with spaces, unwiped): markers are
+// taken only at the start of a line, and input with a block that does not
+// decode (damaged base64, a missing or mismatched END line) is refused. A
+// PKCS#8 key of a kind no Signer takes (X25519, say), and a block whose
+// bytes are in another form than its type names, are refused before
+// anything parses them. In secret mode (see SecretMode)
 // the whole import runs inside secret.Do, so those are erased too once
 // unreachable. Whatever r keeps (a bufio.Reader's buffer) is up to r.
 func ReadPrivateKey(s *Shuffler, r io.Reader) (h Handle, err error) {
@@ -68,32 +69,32 @@ func readPrivateKey(s *Shuffler, r io.Reader) (Handle, error) {
 	}
 	der, form := in, ""
 	if bytes.Contains(in, []byte("-----BEGIN")) {
-		if !pemDecodes(in) {
-			return Handle{}, fmt.Errorf("%w: a damaged PEM block", ErrInvalidKey)
+		blocks, err := decodePEM(in)
+		if err != nil {
+			return Handle{}, err
 		}
+		defer func() {
+			for _, b := range blocks {
+				Wipe(b.der)
+			}
+		}()
 		der = nil
 		// Every block is looked at: a second key would otherwise be
 		// dropped unseen, and which one the caller meant is not ours to
 		// guess.
-		for rest := in; ; {
-			var block *pem.Block
-			block, rest = pem.Decode(rest)
-			if block == nil {
-				break
-			}
-			defer Wipe(block.Bytes)
-			switch block.Type {
+		for _, block := range blocks {
+			switch block.typ {
 			case "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY":
 				if der != nil {
 					return Handle{}, fmt.Errorf("%w: more than one private key in the PEM input", ErrInvalidKey)
 				}
-				if _, ok := block.Headers["DEK-Info"]; ok {
+				if block.encrypted {
 					return Handle{}, fmt.Errorf("%w: encrypted PEM", ErrInvalidKey)
 				}
-				if block.Type == "ENCRYPTED PRIVATE KEY" {
+				if block.typ == "ENCRYPTED PRIVATE KEY" {
 					return Handle{}, fmt.Errorf("%w: encrypted PKCS#8", ErrInvalidKey)
 				}
-				der, form = block.Bytes, block.Type
+				der, form = block.der, block.typ
 			}
 		}
 		if der == nil {
@@ -141,66 +142,6 @@ func readPrivateKey(s *Shuffler, r io.Reader) (Handle, error) {
 	// its src for the caller, but p8 is ours, and nobody else will.
 	defer Wipe(p8)
 	return CopyFrom(s, p8)
-}
-
-// pemDecodes reports whether encoding/pem decodes every block in in that
-// it begins to, without decoding in itself: a decoding that fails part-way
-// drops what it decoded on the heap, unwiped, and for a key block that is
-// most of the key. It decodes a shadow of in instead, in which every base64
-// letter outside the "-----BEGIN ...-----" and "-----END ...-----" markers
-// is an 'A', wherever it stands (a body line run into its END marker, a
-// whole file on one line with its newlines escaped): where the blocks are,
-// and whether their bodies decode, is the same for both, as neither the
-// markers nor the colons of headers change, and the shadow holds nothing
-// of the key. It is wiped all the same.
-func pemDecodes(in []byte) bool {
-	shadow := bytes.Clone(in)
-	defer Wipe(shadow)
-	blankBase64(shadow)
-	return pemAllDecode(shadow)
-}
-
-// blankBase64 turns every base64 letter of b outside a PEM marker into an
-// 'A'. A marker is five dashes to the next five dashes on the same line;
-// the rest of a line whose five dashes are not closed is kept as it is,
-// since encoding/pem takes "-----BEGIN " there for the start of a block
-// it then fails to find (and so does pemAllDecode's count). No base64
-// letter is a dash, so a body never holds a marker, and a line of body
-// run into a marker is blanked up to it.
-func blankBase64(b []byte) {
-	dashes := []byte("-----")
-	for line := range bytes.Lines(b) {
-		for i := 0; i < len(line); i++ {
-			if bytes.HasPrefix(line[i:], dashes) {
-				end := bytes.Index(line[i+len(dashes):], dashes)
-				if end < 0 {
-					break
-				}
-				i += len(dashes) + end + len(dashes) - 1
-				continue
-			}
-			if c := line[i]; 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/' {
-				line[i] = 'A'
-			}
-		}
-	}
-}
-
-// pemAllDecode reports whether every PEM block encoding/pem begins to
-// decode in b, it decodes.
-func pemAllDecode(b []byte) bool {
-	begins := bytes.Count(b, []byte("\n-----BEGIN "))
-	if bytes.HasPrefix(b, []byte("-----BEGIN ")) {
-		begins++
-	}
-	blocks := 0
-	for rest := b; ; blocks++ {
-		var blk *pem.Block
-		if blk, rest = pem.Decode(rest); blk == nil {
-			break
-		}
-	}
-	return blocks == begins
 }
 
 // parsePrivateKey parses der in form, the one derForm gives it.

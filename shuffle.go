@@ -67,7 +67,9 @@ func (s *Shuffler) Shuffle() error {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		if !sh.lockOpen() {
-			return ErrClosed
+			// What was refused on the way is reported too.
+			regions.unmap(&s.aux)
+			return errors.Join(append(errs, regions.err, ErrClosed)...)
 		}
 		sh.work, sh.regions = work, &regions
 		if err := sh.shuffle(); err != nil {

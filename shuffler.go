@@ -333,7 +333,10 @@ func limitText(way string) string {
 func (s *Shuffler) releaseAll() {
 	if s.own != nil {
 		osmem.Wipe(s.own.Data)
-		_ = osmem.Unmap(s.own)
+		if err := osmem.Unmap(s.own); err != nil {
+			// Counted, and tried again, with the regions the Aux keeps.
+			s.aux.Keep(s.own)
+		}
 		s.own = nil
 		s.ownLocked.Store(0)
 		s.ownUnlocked.Store(0)
@@ -356,7 +359,8 @@ func (s *Shuffler) releaseAll() {
 // memory it uses are what Close takes away.
 //
 // Close's only error is the system's refusal to unmap memory, which does
-// not happen to a correct call: the memory is wiped before it is unmapped.
+// not happen to a correct call: the memory is wiped before it is unmapped,
+// stays counted in Stats, and a later Close tries again.
 func (s *Shuffler) Close() error {
 	if s == nil || len(s.shards) == 0 {
 		return nil
@@ -386,7 +390,8 @@ func (s *Shuffler) Close() error {
 	}
 	defer s.closeMu.Unlock()
 	if s.released {
-		return nil
+		// What the system refused to unmap, tried again.
+		return s.aux.Retry()
 	}
 	s.closed.Store(true)
 	s.stopBackground()
@@ -407,6 +412,7 @@ func (s *Shuffler) Close() error {
 				sh.orphans = append(sh.orphans, a.Reg)
 			} else if err := osmem.Unmap(a.Reg); err != nil {
 				errs = append(errs, err)
+				s.aux.Keep(a.Reg) // wiped; counted, and tried again
 			}
 		}
 		if sh.backup != nil {

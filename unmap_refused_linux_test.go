@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
@@ -51,5 +52,101 @@ func TestShuffleRetriesRefusedHandOverUnmap(t *testing.T) {
 	}
 	if got := vmLck(t); got != base {
 		t.Errorf("after Close: VmLck %d, %d before New", got, base)
+	}
+}
+
+// TestCloseWaitsForRetry: a Close while a Shuffle retries a refused unmap
+// waits for that retry and tries again what it leaves, so that when Close
+// returns nil nothing is left mapped. The retry took the list before it
+// unmapped, Close found it empty and returned nil, and the region the
+// retry was refused again stayed mapped for good; the Shuffle, finding the
+// shards closed, dropped that refusal too.
+func TestCloseWaitsForRetry(t *testing.T) {
+	base := vmLck(t)
+	s := newTest(t, WithShards(1), WithArenaSize(4096))
+	m := model{}
+	for i := range minInPlace - 1 {
+		allocPattern(t, s, m, 32, i)
+	}
+	if err := s.Shuffle(); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	osmem.SetFault(func(o osmem.Op) error {
+		if o == osmem.OpUnmap && calls.Add(1) == 1 {
+			return osmem.ErrInjected
+		}
+		return nil
+	})
+	if err := s.Shuffle(); !errors.Is(err, osmem.ErrInjected) {
+		t.Fatalf("Shuffle: %v, want the refusal", err)
+	}
+	// The next Shuffle's retry is refused again, after Close has begun.
+	entered, release := make(chan struct{}), make(chan struct{})
+	calls.Store(0)
+	osmem.SetFault(func(o osmem.Op) error {
+		if o == osmem.OpUnmap && calls.Add(1) == 1 {
+			close(entered)
+			<-release
+			return osmem.ErrInjected
+		}
+		return nil
+	})
+	defer osmem.SetFault(nil)
+	shuffled := make(chan error)
+	go func() { shuffled <- s.Shuffle() }()
+	<-entered
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		close(release)
+	}()
+	closeErr := s.Close()
+	shErr := <-shuffled
+	if !errors.Is(shErr, osmem.ErrInjected) || !errors.Is(shErr, ErrClosed) {
+		t.Errorf("Shuffle across Close: %v, want its retry's refusal and ErrClosed", shErr)
+	}
+	if closeErr != nil {
+		t.Errorf("Close: %v", closeErr)
+	}
+	if st := s.Stats(); st.LockedBytes != 0 || st.UnlockedBytes != 0 {
+		t.Errorf("after Close: %d bytes locked and %d unlocked counted", st.LockedBytes, st.UnlockedBytes)
+	}
+	if got := vmLck(t); got != base {
+		t.Errorf("after Close: VmLck %d, %d before New", got, base)
+	}
+}
+
+// TestCloseKeepsRefusedRegions: regions Close cannot unmap (an arena, the
+// Shuffler's own region) are its error, stay counted in Stats as the
+// system has them locked, and a later Close unmaps them. The own region's
+// refusal was dropped, its count zeroed, and nothing tried again.
+func TestCloseKeepsRefusedRegions(t *testing.T) {
+	base := vmLck(t)
+	s := newTest(t, WithShards(1))
+	if _, err := CopyFrom(s, []byte("an arena to unmap")); err != nil {
+		t.Fatal(err)
+	}
+	osmem.SetFault(func(o osmem.Op) error {
+		if o == osmem.OpUnmap {
+			return osmem.ErrInjected
+		}
+		return nil
+	})
+	err := s.Close()
+	osmem.SetFault(nil)
+	if !errors.Is(err, osmem.ErrInjected) {
+		t.Fatalf("Close with every unmap refused: %v, want the refusal", err)
+	}
+	if st, got := s.Stats(), vmLck(t); st.LockedBytes != got-base {
+		t.Errorf("after a refused Close: %d bytes locked counted, VmLck %d above its start", st.LockedBytes, got-base)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close again: %v", err)
+	}
+	if st := s.Stats(); st.LockedBytes != 0 || st.UnlockedBytes != 0 {
+		t.Errorf("after Close again: %d bytes locked and %d unlocked counted", st.LockedBytes, st.UnlockedBytes)
+	}
+	if got := vmLck(t); got != base {
+		t.Errorf("after Close again: VmLck %d, %d before New", got, base)
 	}
 }

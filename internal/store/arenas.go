@@ -452,13 +452,30 @@ func (x *Aux) Add(r *osmem.Region, sign int64) {
 // callers let go of it, wiped, and would otherwise leave it mapped, and
 // locked, for good.
 func (x *Aux) Unmap(r *osmem.Region) error {
+	err := x.unmap(r)
+	if err != nil {
+		x.mu.Lock()
+		x.refused = append(x.refused, r)
+		x.mu.Unlock()
+	}
+	return err
+}
+
+// Keep counts in r, a wiped region the system would not unmap that no
+// Aux counted, and keeps it for Retry.
+func (x *Aux) Keep(r *osmem.Region) {
+	x.Add(r, 1)
+	x.mu.Lock()
+	x.refused = append(x.refused, r)
+	x.mu.Unlock()
+}
+
+// unmap unmaps r and counts it out, or leaves it counted on error.
+func (x *Aux) unmap(r *osmem.Region) error {
 	x.begun.Add(1)
 	defer x.ended.Add(1)
 	l, u := LockedLen(r), UnlockedLen(r)
 	if err := osmem.Unmap(r); err != nil {
-		x.mu.Lock()
-		x.refused = append(x.refused, r)
-		x.mu.Unlock()
 		return err
 	}
 	x.locked.Add(-l)
@@ -467,18 +484,23 @@ func (x *Aux) Unmap(r *osmem.Region) error {
 }
 
 // Retry unmaps the regions the system refused to unmap before, and
-// returns the errors of those it refuses again, which it keeps.
+// returns the errors of those it refuses again, which it keeps. It holds
+// the list throughout, so that a Close retrying meanwhile waits for it
+// and then sees what is left, not an empty list while a region is still
+// mapped.
 func (x *Aux) Retry() error {
 	x.mu.Lock()
-	rs := x.refused
-	x.refused = nil
-	x.mu.Unlock()
+	defer x.mu.Unlock()
 	var errs []error
-	for _, r := range rs {
-		if err := x.Unmap(r); err != nil {
+	kept := x.refused[:0]
+	for _, r := range x.refused {
+		if err := x.unmap(r); err != nil {
+			kept = append(kept, r)
 			errs = append(errs, err)
 		}
 	}
+	clear(x.refused[len(kept):])
+	x.refused = kept
 	return errors.Join(errs...)
 }
 

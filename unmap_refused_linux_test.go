@@ -16,21 +16,9 @@ import (
 // mapped, locked and counted after Close.
 func TestShuffleRetriesRefusedHandOverUnmap(t *testing.T) {
 	base := vmLck(t)
-	s := newTest(t, WithShards(1), WithArenaSize(4096))
-	m := model{}
-	for i := range minInPlace - 1 { // too few to shuffle in place
-		allocPattern(t, s, m, 32, i)
-	}
-	if err := s.Shuffle(); err != nil {
-		t.Fatal(err)
-	}
+	s, m := shuffledOnce(t)
 	var calls atomic.Int64
-	osmem.SetFault(func(o osmem.Op) error {
-		if o == osmem.OpUnmap && calls.Add(1) == 1 {
-			return osmem.ErrInjected
-		}
-		return nil
-	})
+	refuseFirstUnmap(&calls, nil)
 	err := s.Shuffle()
 	osmem.SetFault(nil)
 	if calls.Load() == 0 {
@@ -47,6 +35,44 @@ func TestShuffleRetriesRefusedHandOverUnmap(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	leftNothing(t, s, base)
+}
+
+// shuffledOnce returns a Shuffler of one shard holding a few entries (too
+// few to shuffle in place, so a Shuffle maps fresh arenas and empties the
+// old ones whole), shuffled once, and their model.
+func shuffledOnce(t *testing.T) (*Shuffler, model) {
+	t.Helper()
+	s := newTest(t, WithShards(1), WithArenaSize(4096))
+	m := model{}
+	for i := range minInPlace - 1 {
+		allocPattern(t, s, m, 32, i)
+	}
+	if err := s.Shuffle(); err != nil {
+		t.Fatal(err)
+	}
+	return s, m
+}
+
+// refuseFirstUnmap makes the next munmap fail, after calling before, if
+// not nil; calls counts the munmaps from then on.
+func refuseFirstUnmap(calls *atomic.Int64, before func()) {
+	calls.Store(0)
+	osmem.SetFault(func(o osmem.Op) error {
+		if o == osmem.OpUnmap && calls.Add(1) == 1 {
+			if before != nil {
+				before()
+			}
+			return osmem.ErrInjected
+		}
+		return nil
+	})
+}
+
+// leftNothing checks that the closed s counts no memory and that VmLck is
+// back to base, what it was before New.
+func leftNothing(t *testing.T, s *Shuffler, base int64) {
+	t.Helper()
 	if st := s.Stats(); st.LockedBytes != 0 || st.UnlockedBytes != 0 {
 		t.Errorf("after Close: %d bytes locked and %d unlocked counted", st.LockedBytes, st.UnlockedBytes)
 	}
@@ -63,34 +89,17 @@ func TestShuffleRetriesRefusedHandOverUnmap(t *testing.T) {
 // shards closed, dropped that refusal too.
 func TestCloseWaitsForRetry(t *testing.T) {
 	base := vmLck(t)
-	s := newTest(t, WithShards(1), WithArenaSize(4096))
-	m := model{}
-	for i := range minInPlace - 1 {
-		allocPattern(t, s, m, 32, i)
-	}
-	if err := s.Shuffle(); err != nil {
-		t.Fatal(err)
-	}
+	s, _ := shuffledOnce(t)
 	var calls atomic.Int64
-	osmem.SetFault(func(o osmem.Op) error {
-		if o == osmem.OpUnmap && calls.Add(1) == 1 {
-			return osmem.ErrInjected
-		}
-		return nil
-	})
+	refuseFirstUnmap(&calls, nil)
 	if err := s.Shuffle(); !errors.Is(err, osmem.ErrInjected) {
 		t.Fatalf("Shuffle: %v, want the refusal", err)
 	}
 	// The next Shuffle's retry is refused again, after Close has begun.
 	entered, release := make(chan struct{}), make(chan struct{})
-	calls.Store(0)
-	osmem.SetFault(func(o osmem.Op) error {
-		if o == osmem.OpUnmap && calls.Add(1) == 1 {
-			close(entered)
-			<-release
-			return osmem.ErrInjected
-		}
-		return nil
+	refuseFirstUnmap(&calls, func() {
+		close(entered)
+		<-release
 	})
 	defer osmem.SetFault(nil)
 	shuffled := make(chan error)
@@ -108,12 +117,7 @@ func TestCloseWaitsForRetry(t *testing.T) {
 	if closeErr != nil {
 		t.Errorf("Close: %v", closeErr)
 	}
-	if st := s.Stats(); st.LockedBytes != 0 || st.UnlockedBytes != 0 {
-		t.Errorf("after Close: %d bytes locked and %d unlocked counted", st.LockedBytes, st.UnlockedBytes)
-	}
-	if got := vmLck(t); got != base {
-		t.Errorf("after Close: VmLck %d, %d before New", got, base)
-	}
+	leftNothing(t, s, base)
 }
 
 // TestCloseKeepsRefusedRegions: regions Close cannot unmap (an arena, the
@@ -143,10 +147,5 @@ func TestCloseKeepsRefusedRegions(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close again: %v", err)
 	}
-	if st := s.Stats(); st.LockedBytes != 0 || st.UnlockedBytes != 0 {
-		t.Errorf("after Close again: %d bytes locked and %d unlocked counted", st.LockedBytes, st.UnlockedBytes)
-	}
-	if got := vmLck(t); got != base {
-		t.Errorf("after Close again: VmLck %d, %d before New", got, base)
-	}
+	leftNothing(t, s, base)
 }

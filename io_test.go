@@ -202,3 +202,22 @@ func TestSecretMemory(t *testing.T) {
 		t.Fatalf("secret memory: %+v", st)
 	}
 }
+
+// TestCopyFromWipesLargeSource: a source the inbox does not take
+// (over its 4 KiB slot size) is copied from where it is, and CopyFrom must
+// still wipe it once the entry holds the copy.
+func TestCopyFromWipesLargeSource(t *testing.T) {
+	s := newTest(t)
+	src := bytes.Repeat([]byte("large heap secret "), 1000) // 18,000 bytes
+	want := bytes.Clone(src)
+	h, err := CopyFrom(s, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !allZero(src) {
+		t.Fatal("CopyFrom did not wipe a source too large for the inbox")
+	}
+	if got := readAll(t, s, h); !bytes.Equal(got, want) {
+		t.Fatal("entry does not hold the source")
+	}
+}

@@ -1,7 +1,9 @@
 package memshuffle
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -143,4 +145,89 @@ func TestCycleDrawsOrderUnlocked(t *testing.T) {
 		t.Fatalf("%d orders drawn with the shard locked", n)
 	}
 	mustCheck(t, s)
+}
+
+// TestClosePinnedWipesNeighbours: Close during a Borrow function
+// leaves the shard's arena mapped until the borrow ends, but must wipe it
+// at once: another entry of the arena, rented in plaintext, must read
+// zeros through its (still mapped) memory right after Close returns, and
+// so must the resting ciphertext of a third entry.
+func TestClosePinnedWipesNeighbours(t *testing.T) {
+	for _, c := range []Cipher{AES256CTR, AES256GCM} {
+		s := newTest(t, WithShards(1), WithCipher(c))
+		secret := []byte("0123456789abcdef-rented-secret!!")
+		rented, err := CopyFrom(s, bytes.Clone(secret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := CopyFrom(s, bytes.Clone(secret)); err != nil { // resting
+			t.Fatal(err)
+		}
+		lent, err := Alloc[byte](s, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := RentSlice[byte](s, rented)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, secret) {
+			t.Fatal("rented entry does not hold the secret")
+		}
+		sh := &s.shards[0]
+		arena := sh.Arenas.Get(sh.Slots.At(rented.slot()).Arena())
+		mem := arena.Mem[:arena.Used]
+		err = BorrowSlice[byte](s, lent, func([]byte) error {
+			if err := s.Close(); err != nil {
+				t.Error(err)
+			}
+			// Still mapped: the borrow is pinned.
+			if !bytes.Equal(b, make([]byte, len(b))) {
+				t.Errorf("%v: rented entry still holds %q after Close", c, b)
+			}
+			for i, x := range mem {
+				if x != 0 {
+					t.Errorf("%v: arena byte %d nonzero after Close", c, i)
+					break
+				}
+			}
+			return nil
+		})
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("%v: borrow ended with %v, want ErrClosed", c, err)
+		}
+	}
+}
+
+// TestPurgeWipesOwnRegion: after Purge every byte of the Shuffler's
+// own region (key buffer, round keys of both cipher slots, the shards'
+// scratch) is zero, whatever the calls before it left there.
+func TestPurgeWipesOwnRegion(t *testing.T) {
+	for _, c := range []Cipher{AES256CTR, AES256GCM, ChaCha20Poly1305} {
+		s := newTest(t, WithShards(2), WithCipher(c))
+		for _, n := range []int{1, 31, 200, 5000, 40 << 10} {
+			h, err := CopyFrom(s, bytes.Repeat([]byte{0x5a}, n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := RentSlice[byte](s, h); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Return(h); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.RotateKey(nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Purge(); err != nil {
+			t.Fatal(err)
+		}
+		for i, b := range s.own.Data {
+			if b != 0 {
+				t.Errorf("%v: own region byte %d of %d nonzero after Purge", c, i, len(s.own.Data))
+				break
+			}
+		}
+	}
 }

@@ -658,3 +658,21 @@ func TestReadPrivateKeyEd25519MatchesX509(t *testing.T) {
 	}
 	t.Logf("%d of 3000 mutations accepted by both, %d read without crypto/x509", accepted, own)
 }
+
+// TestWipeBigClearsWords: wipeBig, which wipeKey uses on an ECDSA
+// key's D and an RSA key's primes, zeroes the words of the backing array,
+// not only the length (SetInt64(0) alone leaves them).
+func TestWipeBigClearsWords(t *testing.T) {
+	x := new(big.Int).SetBytes(bytes.Repeat([]byte{0xab}, 48))
+	w := x.Bits()
+	w = w[:cap(w)]
+	wipeBig(x)
+	if x.Sign() != 0 {
+		t.Fatal("not zero")
+	}
+	for i, v := range w {
+		if v != 0 {
+			t.Fatalf("word %d of the big.Int left: %x", i, v)
+		}
+	}
+}

@@ -47,3 +47,46 @@ func TestStaleSliceWrite(t *testing.T) {
 		})
 	}
 }
+
+// TestStaleHandleAfterSlotReuse: a Handle whose entry was freed must
+// stay invalid once its slot holds a new entry (the generation check of
+// lookup), or the holder of the stale Handle reads, writes and frees
+// another owner's secret. The stale-Handle tests before used the Handle
+// before its slot was reused.
+func TestStaleHandleAfterSlotReuse(t *testing.T) {
+	s := newTest(t, WithShards(1))
+	old, err := CopyFrom(s, []byte("old secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Free(old); err != nil {
+		t.Fatal(err)
+	}
+	h, err := CopyFrom(s, []byte("new secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.slot() != old.slot() || h.shard() != old.shard() {
+		t.Fatalf("slot not reused: %v then %v", old, h)
+	}
+	if s.Valid(old) {
+		t.Error("stale Handle is Valid after its slot was reused")
+	}
+	if b, err := RentSlice[byte](s, old); !errors.Is(err, ErrInvalidHandle) {
+		t.Errorf("Rent of a stale Handle after slot reuse: %q, %v; want ErrInvalidHandle", b, err)
+		if err == nil {
+			s.Return(old)
+		}
+	}
+	if err := s.Free(old); !errors.Is(err, ErrInvalidHandle) {
+		t.Errorf("Free of a stale Handle after slot reuse: %v; want ErrInvalidHandle", err)
+	}
+	b, err := RentSlice[byte](s, h)
+	if err != nil {
+		t.Fatalf("new entry: %v", err)
+	}
+	if string(b) != "new secret" {
+		t.Errorf("new entry holds %q", b)
+	}
+	s.Return(h)
+}

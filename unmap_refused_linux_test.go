@@ -1,6 +1,7 @@
 package memshuffle
 
 import (
+	"context"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -148,4 +149,71 @@ func TestCloseKeepsRefusedRegions(t *testing.T) {
 		t.Fatalf("Close again: %v", err)
 	}
 	leftNothing(t, s, base)
+}
+
+// shuffleRefused runs a Shuffle of s, from shuffledOnce, whose first
+// munmap the system refuses, and returns the bytes s counted before it.
+func shuffleRefused(t *testing.T, s *Shuffler) (before int64) {
+	t.Helper()
+	before = counted(s)
+	var calls atomic.Int64
+	refuseFirstUnmap(&calls, nil)
+	err := s.Shuffle()
+	osmem.SetFault(nil)
+	if !errors.Is(err, osmem.ErrInjected) {
+		t.Fatalf("Shuffle after a refused munmap: %v, want the refusal", err)
+	}
+	if counted(s) <= before {
+		t.Fatal("the refused region is not counted")
+	}
+	return before
+}
+
+// counted is the memory s counts, locked or not.
+func counted(s *Shuffler) int64 {
+	st := s.Stats()
+	return st.LockedBytes + st.UnlockedBytes
+}
+
+// TestNextShuffleRetriesRefusedUnmap: the next Shuffle, not only Close,
+// unmaps a region the system refused, as Shuffle's doc says.
+func TestNextShuffleRetriesRefusedUnmap(t *testing.T) {
+	s, _ := shuffledOnce(t)
+	before := shuffleRefused(t, s)
+	if err := s.Shuffle(); err != nil {
+		t.Fatal(err)
+	}
+	if got := counted(s); got != before {
+		t.Errorf("after the next Shuffle: %d bytes counted, %d before the refusal", got, before)
+	}
+}
+
+// TestCloseRetriesRefusedUnmap: Close makes a last try at a region the
+// system refused, with no Shuffle in between.
+func TestCloseRetriesRefusedUnmap(t *testing.T) {
+	base := vmLck(t)
+	s, _ := shuffledOnce(t)
+	shuffleRefused(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	leftNothing(t, s, base)
+}
+
+// TestCycleRetriesRefusedUnmap: a background cycle unmaps a region the
+// system refused before: after one cycle the Shuffler counts what one that
+// saw no refusal counts after the same cycle.
+func TestCycleRetriesRefusedUnmap(t *testing.T) {
+	s, _ := shuffledOnce(t)
+	shuffleRefused(t, s)
+	ctl, _ := shuffledOnce(t)
+	if err := ctl.Shuffle(); err != nil {
+		t.Fatal(err)
+	}
+	if !s.cycle(context.Background(), nil) || !ctl.cycle(context.Background(), nil) {
+		t.Fatal("cycle stopped")
+	}
+	if got, want := counted(s), counted(ctl); got != want {
+		t.Errorf("after a cycle: %d bytes counted, %d without the refusal", got, want)
+	}
 }

@@ -218,19 +218,28 @@ func TestEveryCallRefusesBadState(t *testing.T) {
 		},
 		"PublishExpvar": func(s *Shuffler) error { return s.PublishExpvar(fmt.Sprintf("memshuffle-test-badstate-%p", s)) },
 	}
+	// Each call runs on a goroutine of its own, with a deadline: a call
+	// that waits for ever (a forged Handle taken for a live entry's, which
+	// a later call then waits on) fails in seconds, not at the test
+	// binary's timeout.
 	try := func(what string, want error, call func() error) {
 		t.Helper()
-		var err error
-		func() {
+		done := make(chan error, 1)
+		go func() {
 			defer func() {
 				if p := recover(); p != nil {
-					err = fmt.Errorf("panic: %v", p)
+					done <- fmt.Errorf("panic: %v", p)
 				}
 			}()
-			err = call()
+			done <- call()
 		}()
-		if !errors.Is(err, want) {
-			t.Errorf("%s: %v, want %v", what, err, want)
+		select {
+		case err := <-done:
+			if !errors.Is(err, want) {
+				t.Errorf("%s: %v, want %v", what, err, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no answer in 10 s", what)
 		}
 	}
 	for _, tg := range targets {

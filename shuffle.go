@@ -63,7 +63,6 @@ func (s *Shuffler) Shuffle() error {
 	// allocates them once, not once a shard.
 	var work shuffleWork
 	var regions handOver
-	defer regions.unmap(&s.aux)
 	for i := range s.shards {
 		sh := &s.shards[i]
 		if !sh.lockOpen() {

@@ -121,23 +121,31 @@ func chiSquareRows[R ~[8]int](counts []R) float64 {
 	return x
 }
 
+// shuffledOnce returns a Shuffler of one shard holding a few entries (too
+// few to shuffle in place, so a Shuffle maps fresh arenas and empties the
+// old ones whole), shuffled once, and their model.
+func shuffledOnce(t *testing.T) (*Shuffler, model) {
+	t.Helper()
+	s := newTest(t, WithShards(1), WithArenaSize(4096))
+	m := model{}
+	for i := range minInPlace - 1 {
+		allocPattern(t, s, m, 32, i)
+	}
+	if err := s.Shuffle(); err != nil {
+		t.Fatal(err)
+	}
+	return s, m
+}
+
 // TestShuffleUnmapFails makes the munmaps of a Shuffle fail from each one
 // in turn, where the shuffle empties whole arenas at once: an arena the
 // system keeps must stay consistent (wiped, all of it free space), every
 // entry keep its value, and the next Shuffle release it.
 func TestShuffleUnmapFails(t *testing.T) {
 	for n := int64(0); ; n++ {
-		s := newTest(t, WithShards(1), WithArenaSize(4096))
-		m := model{}
-		// Too few to be shuffled in place: the shuffle maps fresh arenas.
-		for i := range minInPlace - 1 {
-			allocPattern(t, s, m, 32, i)
-		}
 		// The first Shuffle lays the entries out in one arena, with nothing
 		// free below its top: the next empties it whole.
-		if err := s.Shuffle(); err != nil {
-			t.Fatal(err)
-		}
+		s, m := shuffledOnce(t)
 		var calls atomic.Int64
 		osmem.SetFault(func(o osmem.Op) error {
 			if o == osmem.OpUnmap && calls.Add(1)-1 >= n {

@@ -39,22 +39,6 @@ func TestShuffleRetriesRefusedHandOverUnmap(t *testing.T) {
 	leftNothing(t, s, base)
 }
 
-// shuffledOnce returns a Shuffler of one shard holding a few entries (too
-// few to shuffle in place, so a Shuffle maps fresh arenas and empties the
-// old ones whole), shuffled once, and their model.
-func shuffledOnce(t *testing.T) (*Shuffler, model) {
-	t.Helper()
-	s := newTest(t, WithShards(1), WithArenaSize(4096))
-	m := model{}
-	for i := range minInPlace - 1 {
-		allocPattern(t, s, m, 32, i)
-	}
-	if err := s.Shuffle(); err != nil {
-		t.Fatal(err)
-	}
-	return s, m
-}
-
 // refuseFirstUnmap makes the next munmap fail, after calling before, if
 // not nil; calls counts the munmaps from then on.
 func refuseFirstUnmap(calls *atomic.Int64, before func()) {

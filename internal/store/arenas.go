@@ -454,9 +454,7 @@ func (x *Aux) Add(r *osmem.Region, sign int64) {
 func (x *Aux) Unmap(r *osmem.Region) error {
 	err := x.unmap(r)
 	if err != nil {
-		x.mu.Lock()
-		x.refused = append(x.refused, r)
-		x.mu.Unlock()
+		x.keep(r)
 	}
 	return err
 }
@@ -465,6 +463,11 @@ func (x *Aux) Unmap(r *osmem.Region) error {
 // Aux counted, and keeps it for Retry.
 func (x *Aux) Keep(r *osmem.Region) {
 	x.Add(r, 1)
+	x.keep(r)
+}
+
+// keep puts r, counted, on the list Retry works through.
+func (x *Aux) keep(r *osmem.Region) {
 	x.mu.Lock()
 	x.refused = append(x.refused, r)
 	x.mu.Unlock()

@@ -1,9 +1,11 @@
 package memshuffle
 
 import (
+	"errors"
 	"slices"
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
+	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/seal"
 	"github.com/memshuffle/memshuffle/internal/store"
 )
@@ -98,6 +100,94 @@ func (sh *shard) xorUnlocked(k *ctr.Cipher, buf []byte, base uint64, i uint32, s
 		k.XOR(buf[n:], buf[n:], base+uint64(n/ctr.BlockSize), &sh.scratch.KS)
 	}
 }
+
+// sealMovedUnlocked is sealMoved for an entry that k encrypts in flight
+// (see unlockedCTR): under the lock it only reserves the new place; the
+// arena that place needs, if any, is mapped, the keystream XOR from the
+// old place into the new one and the wipe of the old place run, and an
+// arena the move empties (an oversize entry's own) is unmapped, with the
+// shard unlocked. Under the lock, a 64 MiB entry held every other entry of
+// its shard for 20 ms a Return, and a 1 GiB one for seconds. The entry is
+// in flight throughout, so a call given its Handle waits, and Close, Purge
+// and a rotation's switch wait for it to land. It reports false, having
+// done nothing, when there is no memory for the move.
+func (sh *shard) sealMovedUnlocked(k *ctr.Cipher, src []byte, base uint64, i uint32, sl *store.Slot) bool {
+	sh.takeOff(i, sl)
+	a, off, ok := sh.reserveInFlight(len(src)+sh.Overhead(), sl.Align())
+	if !ok {
+		sh.land(i, sl)
+		return false
+	}
+	dst := a.Mem[off : off+len(src)]
+	sh.mu.Unlock()
+	if inFlight != nil {
+		inFlight(sh, i)
+	}
+	n := k.XORBulk(dst, src, base)
+	osmem.Wipe(src[:n])
+	sh.mu.Lock()
+	if n < len(src) {
+		k.XOR(dst[n:], src[n:], base+uint64(n/ctr.BlockSize), &sh.scratch.KS)
+		osmem.Wipe(src[n:])
+	}
+	var later store.UnmapList
+	sh.Settle(sl, a, off, &later)
+	sh.s.tally.bytesMoved.Add(uint64(len(src)))
+	if len(later) > 0 {
+		sh.mu.Unlock()
+		// A refused unmap keeps the region, wiped and counted, for the
+		// next Shuffle, background cycle or Close to retry.
+		_ = later.UnmapAll(&sh.s.aux)
+		sh.mu.Lock()
+	}
+	sh.land(i, sl)
+	return true
+}
+
+// reserveInFlight reserves size bytes aligned to align (store.Reserve) for
+// an entry in flight, with the shard locked on entry and on return. A new
+// arena it needs is mapped with the shard unlocked. It reports false when
+// there is no memory, or when another call's region was on offer.
+func (sh *shard) reserveInFlight(size, align int) (*store.Arena, int, bool) {
+	a, off, err := sh.reserveDeferred(size, align)
+	need, ok := err.(*store.NeedMap)
+	if !ok {
+		return a, off, err == nil
+	}
+	sh.mu.Unlock()
+	r, err := sh.s.mapAux(need.N)
+	sh.mu.Lock()
+	if err != nil {
+		return nil, 0, false
+	}
+	if sh.Arenas.Offer(r, need.N) {
+		a, off, err = sh.reserveDeferred(size, align)
+		r = sh.Arenas.TakeOffer()
+	} else {
+		err = errOfferTaken
+	}
+	if r != nil {
+		sh.mu.Unlock()
+		_ = sh.s.aux.Unmap(r) // it holds nothing
+		sh.mu.Lock()
+	}
+	return a, off, err == nil
+}
+
+// reserveDeferred is Reserve that returns store.NeedMap instead of mapping
+// under the lock. Deferred mapping is on only while the lock is held:
+// Shuffle and the others that run while this shard is unlocked map
+// themselves.
+func (sh *shard) reserveDeferred(size, align int) (*store.Arena, int, error) {
+	was := sh.Arenas.DeferMap(true)
+	a, off, err := sh.Reserve(size, align, nil)
+	sh.Arenas.DeferMap(was)
+	return a, off, err
+}
+
+// errOfferTaken is reserveInFlight's note that another call's region was
+// on offer.
+var errOfferTaken = errors.New("memshuffle: another region on offer")
 
 // takeOff puts slot i, which holds sl, in flight, with the shard locked. A
 // live entry is rented for the flight, so that everything that leaves a

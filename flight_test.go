@@ -3,6 +3,7 @@ package memshuffle
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	mrand "math/rand/v2"
 	"runtime"
 	"sync"
@@ -485,9 +486,13 @@ func TestFlightEndPinnedWaits(t *testing.T) {
 // goroutines are still at it: each gets ErrClosed and nothing else.
 func TestFlightStress(t *testing.T) {
 	sizes := []int{32, 4096, unlockedMin, unlockedMin + 5, 100 << 10, 256 << 10}
-	for _, end := range []string{"Close", "Purge"} {
-		t.Run(end, func(t *testing.T) {
-			s, err := New(WithShards(1))
+	for _, c := range []struct {
+		end    string
+		moving bool // shuffle-on-borrow-return: large entries move in flight
+	}{{"Close", false}, {"Purge", false}, {"Close", true}, {"Purge", true}} {
+		t.Run(fmt.Sprintf("%s/moving=%v", c.end, c.moving), func(t *testing.T) {
+			end := c.end
+			s, err := New(WithShards(1), WithShuffleOnBorrowReturn(c.moving))
 			if err != nil {
 				t.Fatal(err)
 			}

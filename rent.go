@@ -457,7 +457,7 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 			return sh.sealExhausted(sl, h, was, err)
 		}
 	}
-	moved := sh.s.onReturn.Load() && sh.sealMoved(k, src, base, h, sl)
+	moved := sh.s.onReturn.Load() && sh.sealMoving(k, src, base, h, sl)
 	if !moved {
 		if k != nil && len(src) < unlockedMin { // sealTo, written out
 			k.XORShortInPlace(src, base, &sh.scratch.KS)
@@ -469,6 +469,8 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 		} else {
 			sh.sealTo(k, sh.Extent(sl), src, base, h.slot(), sl)
 		}
+	} else if sh.dueNow(h.slot(), sl) { // a large entry moves in flight
+		return sh.sealExpired(sl, h, was)
 	}
 	sl.SetCtr(base)
 	sl.SetState(store.StateLive)
@@ -496,6 +498,16 @@ func (sh *shard) sealExhausted(sl *store.Slot, h Handle, was uint32, err error) 
 	sh.endBorrow(h, was)
 	sh.freeSlot(h.slot(), sl)
 	return fmt.Errorf("%w: the entry could not be encrypted again and was wiped", err)
+}
+
+// sealMoving is seal's move of the borrowed entry src to new space, with
+// shuffle-on-borrow-return on. It reports false, having done nothing,
+// when the entry is to be encrypted where it is instead.
+func (sh *shard) sealMoving(k *ctr.Cipher, src []byte, base uint64, h Handle, sl *store.Slot) bool {
+	if u := sh.unlockedCTR(sh.ciph, len(src)); u != nil {
+		return sh.sealMovedUnlocked(u, src, base, h.slot(), sl)
+	}
+	return sh.sealMoved(k, src, base, h, sl)
 }
 
 // sealMoved encrypts the borrowed entry src, of slot sl, under the run of

@@ -29,6 +29,10 @@ func (e *Shard) Check() error {
 	if err := e.Expiries.check(&e.Slots); err != nil {
 		return err
 	}
+	for k, r := range e.reserved {
+		// A place on its way to hold an entry is one already.
+		v.spans[e.resArena[k]] = append(v.spans[e.resArena[k]], r)
+	}
 	if err := e.checkArenas(v.spans); err != nil {
 		return err
 	}

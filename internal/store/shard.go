@@ -44,6 +44,8 @@ type Shard struct {
 	minArena int            // the smallest arena mapped for shared use
 	moved    *atomic.Uint64 // bytes moved, for statistics
 	cursor   uint32         // next slot compaction and sweeps look at
+	reserved []span         // places Reserve holds for entries on their way, by arena
+	resArena []uint32       // reserved[k] is in arena resArena[k]
 
 	// Last, as it ends with the free-space index, which is large and off
 	// the paths of Rent and Return.
@@ -207,6 +209,53 @@ func (e *Shard) Rehome(sl *Slot, a *Arena, off int, later *UnmapList) {
 	sl.Off = uint32(off)
 	a.Live++
 	a.Bytes += int(sl.Size) + e.ov
+}
+
+// Reserve finds size bytes aligned to align, as Place does, for a
+// borrowed entry that its owner will write there with the shard unlocked
+// (see Settle). Until then the place counts as an entry of its arena, so
+// that no compaction, Shuffle or release empties the arena under the
+// write, and nothing else is placed there; Check counts it as an entry too.
+func (e *Shard) Reserve(size, align int, later *UnmapList) (*Arena, int, error) {
+	a, off, err := e.Place(size, align, later)
+	if err != nil {
+		return nil, 0, err
+	}
+	a.Live++
+	a.Bytes += size
+	e.reserved = append(e.reserved, span{off, off + size})
+	e.resArena = append(e.resArena, a.Index)
+	return a, off, nil
+}
+
+// Settle moves the entry in sl, whose old place the caller has wiped, to
+// the place at off in a that Reserve gave and the caller has written.
+func (e *Shard) Settle(sl *Slot, a *Arena, off int, later *UnmapList) {
+	e.unreserve(a, off)
+	e.vacate(sl, later)
+	sl.SetArena(a.Index)
+	sl.Off = uint32(off)
+}
+
+// Unreserve wipes and gives back the place at off in a that Reserve gave.
+func (e *Shard) Unreserve(a *Arena, off int, later *UnmapList) {
+	n := e.unreserve(a, off)
+	osmem.Wipe(a.Mem[off : off+n])
+	e.Arenas.Vacate(a, uint32(off), uint32(n), later)
+}
+
+// unreserve forgets the reservation at off in a, which stays counted in
+// the arena, and returns its size.
+func (e *Shard) unreserve(a *Arena, off int) int {
+	for k, r := range e.reserved {
+		if e.resArena[k] == a.Index && r.off == off {
+			last := len(e.reserved) - 1
+			e.reserved[k], e.resArena[k] = e.reserved[last], e.resArena[last]
+			e.reserved, e.resArena = e.reserved[:last], e.resArena[:last]
+			return r.end - r.off
+		}
+	}
+	panic("store: no reservation at that place")
 }
 
 // Relocate moves an unborrowed entry that is not in the current arena into
@@ -458,4 +507,5 @@ func (e *Shard) Reset() {
 	e.Expiries.Reset()
 	e.Waiters.WakeAll()
 	e.cursor = 0
+	e.reserved, e.resArena = nil, nil
 }

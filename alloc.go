@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"unsafe"
 
-	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 
@@ -157,9 +156,7 @@ func (sh *shard) alloc(size, align int) (Handle, error) {
 	ext := sh.Extent(sl)
 	if k != nil && size < unlockedMin { // sealTo, written out
 		k.XORShortInPlace(ext, base, &sh.scratch.KS)
-	} else if u := sh.unlockedCTR(sh.ciph, size); u != nil {
-		sh.sealNewUnlocked(u, ext, base, i, sl)
-	} else {
+	} else if !sh.sealNewInFlight(ext, size, base, i, sl) {
 		sh.sealTo(k, ext, ext[:size], base, i, sl)
 	}
 	// After the encryption, which may have let go of the lock: a sweep
@@ -173,13 +170,14 @@ func (sh *shard) alloc(size, align int) (Handle, error) {
 	return makeHandle(s.id, sh.index, i, sl.Gen()), nil
 }
 
-// sealNewUnlocked encrypts ext, the bytes of the new entry in slot i, under
-// the run at base, in flight: others map arenas meanwhile as they would
-// with the shard unlocked.
-func (sh *shard) sealNewUnlocked(k *ctr.Cipher, ext []byte, base uint64, i uint32, sl *store.Slot) {
+// sealNewInFlight encrypts ext, the new entry of size bytes in slot i,
+// under the run at base with the shard unlocked when it is large enough
+// for that (see sealInFlight), and reports whether it did. Others map
+// arenas meanwhile as they would with the shard unlocked.
+func (sh *shard) sealNewInFlight(ext []byte, size int, base uint64, i uint32, sl *store.Slot) bool {
 	deferred := sh.Arenas.DeferMap(false)
-	sh.xorUnlocked(k, ext, base, i, sl)
-	sh.Arenas.DeferMap(deferred)
+	defer sh.Arenas.DeferMap(deferred)
+	return sh.sealInFlight(ext, size, base, i, sl)
 }
 
 // Free wipes the entry at once and invalidates h; no later entry gets a

@@ -1,6 +1,8 @@
 package memshuffle
 
 import (
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,12 +18,31 @@ import (
 func TestAllocMapsUnlocked(t *testing.T) {
 	s := newTest(t, WithShards(1), WithArenaSize(4096))
 	sh := &s.shards[0]
-	var asked, held int
+	asked, held := lockedSystemCalls(t, sh, nil, osmem.OpMap, osmem.OpLock)
+	m := model{}
+	for i := range 200 {
+		allocPattern(t, s, m, 1000+i*40, i) // a hundred arenas and more, dedicated ones past 4 KiB
+	}
+	osmem.SetFault(nil)
+	if asked.Load() == 0 || held.Load() != 0 {
+		t.Errorf("the shard lock was held for %d of the %d times Alloc asked the system for memory", held.Load(), asked.Load())
+	}
+	verifyModel(t, s, m)
+	if err := s.check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lockedSystemCalls installs a fault hook, removed at the test's end, that
+// counts the calls of the operations ops (while watch, if not nil, says
+// so) in asked, and in held those made while sh's lock was held.
+func lockedSystemCalls(t *testing.T, sh *shard, watch func() bool, ops ...osmem.Op) (asked, held *atomic.Int32) {
+	asked, held = new(atomic.Int32), new(atomic.Int32)
 	osmem.SetFault(func(o osmem.Op) error {
-		if o == osmem.OpMap || o == osmem.OpLock {
-			asked++
+		if slices.Contains(ops, o) && (watch == nil || watch()) {
+			asked.Add(1)
 			if !sh.mu.TryLock() {
-				held++
+				held.Add(1)
 			} else {
 				sh.mu.Unlock()
 			}
@@ -29,18 +50,7 @@ func TestAllocMapsUnlocked(t *testing.T) {
 		return nil
 	})
 	t.Cleanup(func() { osmem.SetFault(nil) })
-	m := model{}
-	for i := range 200 {
-		allocPattern(t, s, m, 1000+i*40, i) // a hundred arenas and more, dedicated ones past 4 KiB
-	}
-	osmem.SetFault(nil)
-	if asked == 0 || held != 0 {
-		t.Errorf("the shard lock was held for %d of the %d times Alloc asked the system for memory", held, asked)
-	}
-	verifyModel(t, s, m)
-	if err := s.check(); err != nil {
-		t.Fatal(err)
-	}
+	return asked, held
 }
 
 // TestHotPathsAllocateNothing: Alloc, Free, Rent and Return of 32 bytes

@@ -82,6 +82,127 @@ func (sh *shard) unlockedCTR(c seal.Cipher, n int) *ctr.Cipher {
 	return nil
 }
 
+// unlockedAEAD reports whether an n-byte entry under the shard's
+// authenticated cipher is to be encrypted or decrypted with the shard
+// unlocked: as for unlockedCTR, from unlockedMin bytes on, while no drain
+// is waiting. The AEADs need no scratch of the shard's but the nonce and
+// associated data, which each flight keeps in its own (adScratch).
+func (sh *shard) unlockedAEAD(n int) bool {
+	return n >= unlockedMin && sh.flight.draining == 0 && sh.Overhead() != 0
+}
+
+// adScratch returns a Scratch of its own, on the caller's stack, holding
+// the associated data of slot i, which holds sl, for an AEAD call in
+// flight. Nonce and associated data are no secret; its keystream part
+// stays unused, since only the CTR cipher writes there.
+func (sh *shard) adScratch(i uint32, sl *store.Slot) seal.Scratch {
+	var scr seal.Scratch
+	sh.putAD(&scr, i, sl)
+	return scr
+}
+
+// sealInFlight encrypts the entry of slot i, which holds sl, in place
+// under the shard's cipher and the run at base, with the shard unlocked,
+// when it is large enough for that (unlockedCTR, unlockedAEAD), and
+// reports whether it did; otherwise it does nothing. ext is the entry's
+// extent, its first size bytes the plaintext.
+func (sh *shard) sealInFlight(ext []byte, size int, base uint64, i uint32, sl *store.Slot) bool {
+	if u := sh.unlockedCTR(sh.ciph, size); u != nil {
+		sh.xorUnlocked(u, ext[:size], base, i, sl)
+		return true
+	}
+	if !sh.unlockedAEAD(size) {
+		return false
+	}
+	c, scr := sh.ciph, sh.adScratch(i, sl)
+	sh.takeOff(i, sl)
+	sh.mu.Unlock()
+	if inFlight != nil {
+		inFlight(sh, i)
+	}
+	c.Seal(ext, ext[:size], base, &scr)
+	sh.mu.Lock()
+	sh.land(i, sl)
+	return true
+}
+
+// openInFlight decrypts the live entry of slot i, which holds sl, under an
+// authenticated cipher, with the shard unlocked, when it is large enough
+// for that (unlockedAEAD), and reports whether it did; when it did not,
+// it did nothing and the caller opens the entry under the lock.
+//
+// In place, a failed authentication would leave the entry's bytes cleared,
+// not as they were, and the shard's backup buffer that open keeps them in
+// is the shard's, for calls under the lock. So the entry is decrypted into
+// a new place instead, reserved as a moving Return reserves one, and the
+// ciphertext left behind is wiped; when authentication fails, the new
+// place is wiped and given back, and the ciphertext stays where it was,
+// for inspection, as open leaves it. The move also changes the entry's
+// address, as a Shuffle would.
+func (sh *shard) openInFlight(i uint32, sl *store.Slot) (moved bool, err error) {
+	if !sh.unlockedAEAD(int(sl.Size)) {
+		return false, nil
+	}
+	c, base, scr := sh.cipherOf(sl), sl.Ctr(), sh.adScratch(i, sl)
+	sh.takeOff(i, sl)
+	old := sh.Extent(sl)
+	a, off, ok := sh.reserveInFlight(len(old), sl.Align())
+	if !ok {
+		sh.land(i, sl)
+		return false, nil
+	}
+	dst := a.Mem[off : off+int(sl.Size)]
+	sh.mu.Unlock()
+	if inFlight != nil {
+		inFlight(sh, i)
+	}
+	err = c.Open(dst, old, base, &scr)
+	if err == nil {
+		osmem.Wipe(old)
+	} else {
+		osmem.Wipe(dst) // what a failed Open wrote; the tag's part stays untouched
+	}
+	sh.mu.Lock()
+	var later store.UnmapList
+	if err != nil {
+		sh.Unreserve(a, off, &later)
+		sh.unmapInFlight(later)
+		sh.land(i, sl)
+		sh.s.tamperDetected(makeHandle(sh.s.id, sh.index, i, sl.Gen()))
+		return true, ErrTampered
+	}
+	sh.settleInFlight(sl, a, off)
+	sh.land(i, sl)
+	return true, nil
+}
+
+// settleInFlight is store.Settle for an entry in flight: an arena the move
+// empties is unmapped with the shard unlocked.
+func (sh *shard) settleInFlight(sl *store.Slot, a *store.Arena, off int) {
+	var later store.UnmapList
+	sh.Settle(sl, a, off, &later)
+	sh.s.tally.bytesMoved.Add(uint64(sl.Size))
+	sh.unmapInFlight(later)
+}
+
+// unmapInFlight unmaps the regions of arenas a flight emptied, with the
+// shard unlocked; the shard is locked on entry and on return. Then it
+// locks arenas the system refused to lock before, as a release under the
+// lock does (store.Arenas.Release): at the memory-lock limit, the arena a
+// large entry moved into was mapped unlocked while its old one still held
+// the room, and would stay swappable until the next Shuffle.
+func (sh *shard) unmapInFlight(later store.UnmapList) {
+	if len(later) == 0 {
+		return
+	}
+	sh.mu.Unlock()
+	// A refused unmap keeps the region, wiped and counted, for the next
+	// Shuffle, background cycle or Close to retry.
+	_ = later.UnmapAll(&sh.s.aux)
+	sh.mu.Lock()
+	sh.relock()
+}
+
 // xorUnlocked XORs buf, the bytes of slot i, which holds sl, with k's
 // keystream of the run at base. It is called, and returns, with the shard
 // locked, and lets go of the lock for the whole units of ctr.XORBulk, the
@@ -101,16 +222,18 @@ func (sh *shard) xorUnlocked(k *ctr.Cipher, buf []byte, base uint64, i uint32, s
 	}
 }
 
-// sealMovedUnlocked is sealMoved for an entry that k encrypts in flight
-// (see unlockedCTR): under the lock it only reserves the new place; the
-// arena that place needs, if any, is mapped, the keystream XOR from the
-// old place into the new one and the wipe of the old place run, and an
-// arena the move empties (an oversize entry's own) is unmapped, with the
-// shard unlocked. Under the lock, a 64 MiB entry held every other entry of
-// its shard for 20 ms a Return, and a 1 GiB one for seconds. The entry is
-// in flight throughout, so a call given its Handle waits, and Close, Purge
-// and a rotation's switch wait for it to land. It reports false, having
-// done nothing, when there is no memory for the move.
+// sealMovedUnlocked is sealMoved for an entry large enough to be
+// encrypted in flight, under k, the CTR cipher unlockedCTR gave, or, when
+// k is nil, the shard's authenticated cipher (unlockedAEAD): under the
+// lock it only reserves the new place; the arena that place needs, if
+// any, is mapped, the encryption from the old place into the new one and
+// the wipe of the old place run, and an arena the move empties (an
+// oversize entry's own) is unmapped, with the shard unlocked. Under the
+// lock, a 64 MiB entry held every other entry of its shard for 20 ms a
+// Return, and a 1 GiB one for seconds. The entry is in flight throughout,
+// so a call given its Handle waits, and Close, Purge and a rotation's
+// switch wait for it to land. It reports false, having done nothing, when
+// there is no memory for the move.
 func (sh *shard) sealMovedUnlocked(k *ctr.Cipher, src []byte, base uint64, i uint32, sl *store.Slot) bool {
 	sh.takeOff(i, sl)
 	a, off, ok := sh.reserveInFlight(len(src)+sh.Overhead(), sl.Align())
@@ -118,28 +241,28 @@ func (sh *shard) sealMovedUnlocked(k *ctr.Cipher, src []byte, base uint64, i uin
 		sh.land(i, sl)
 		return false
 	}
-	dst := a.Mem[off : off+len(src)]
+	dst := a.Mem[off : off+len(src)+sh.Overhead()]
+	old := sh.Extent(sl)
+	c, scr := sh.ciph, sh.adScratch(i, sl)
 	sh.mu.Unlock()
 	if inFlight != nil {
 		inFlight(sh, i)
 	}
-	n := k.XORBulk(dst, src, base)
-	osmem.Wipe(src[:n])
+	n := len(src)
+	if k != nil {
+		n = k.XORBulk(dst, src, base)
+		osmem.Wipe(src[:n])
+	} else {
+		c.Seal(dst, src, base, &scr)
+		osmem.Wipe(old)
+	}
 	sh.mu.Lock()
 	if n < len(src) {
+		// The last bytes take the shard's scratch, as in xorUnlocked.
 		k.XOR(dst[n:], src[n:], base+uint64(n/ctr.BlockSize), &sh.scratch.KS)
 		osmem.Wipe(src[n:])
 	}
-	var later store.UnmapList
-	sh.Settle(sl, a, off, &later)
-	sh.s.tally.bytesMoved.Add(uint64(len(src)))
-	if len(later) > 0 {
-		sh.mu.Unlock()
-		// A refused unmap keeps the region, wiped and counted, for the
-		// next Shuffle, background cycle or Close to retry.
-		_ = later.UnmapAll(&sh.s.aux)
-		sh.mu.Lock()
-	}
+	sh.settleInFlight(sl, a, off)
 	sh.land(i, sl)
 	return true
 }
@@ -149,7 +272,11 @@ func (sh *shard) sealMovedUnlocked(k *ctr.Cipher, src []byte, base uint64, i uin
 // arena it needs is mapped with the shard unlocked. It reports false when
 // there is no memory, or when another call's region was on offer.
 func (sh *shard) reserveInFlight(size, align int) (*store.Arena, int, bool) {
-	a, off, err := sh.reserveDeferred(size, align)
+	// An empty current arena that a new one replaces is unmapped with the
+	// shard unlocked too.
+	var later store.UnmapList
+	defer func() { sh.unmapInFlight(later) }()
+	a, off, err := sh.reserveDeferred(size, align, &later)
 	need, ok := err.(*store.NeedMap)
 	if !ok {
 		return a, off, err == nil
@@ -161,15 +288,14 @@ func (sh *shard) reserveInFlight(size, align int) (*store.Arena, int, bool) {
 		return nil, 0, false
 	}
 	if sh.Arenas.Offer(r, need.N) {
-		a, off, err = sh.reserveDeferred(size, align)
+		a, off, err = sh.reserveDeferred(size, align, &later)
 		r = sh.Arenas.TakeOffer()
 	} else {
 		err = errOfferTaken
 	}
 	if r != nil {
-		sh.mu.Unlock()
-		_ = sh.s.aux.Unmap(r) // it holds nothing
-		sh.mu.Lock()
+		// It holds nothing, and counts in the Aux already (mapAux).
+		later = append(later, r)
 	}
 	return a, off, err == nil
 }
@@ -178,9 +304,9 @@ func (sh *shard) reserveInFlight(size, align int) (*store.Arena, int, bool) {
 // under the lock. Deferred mapping is on only while the lock is held:
 // Shuffle and the others that run while this shard is unlocked map
 // themselves.
-func (sh *shard) reserveDeferred(size, align int) (*store.Arena, int, error) {
+func (sh *shard) reserveDeferred(size, align int, later *store.UnmapList) (*store.Arena, int, error) {
 	was := sh.Arenas.DeferMap(true)
-	a, off, err := sh.Reserve(size, align, nil)
+	a, off, err := sh.Reserve(size, align, later)
 	sh.Arenas.DeferMap(was)
 	return a, off, err
 }

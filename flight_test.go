@@ -63,6 +63,34 @@ func stillWaits(t *testing.T, what string, c <-chan error) {
 	}
 }
 
+// otherEntryWorks checks, while an entry of s's one shard is in flight,
+// that the shard's other entries can be used meanwhile: small, of model
+// m, is rented, checked and returned, and an entry made and freed. It
+// fails the test if that waits for the flight.
+func otherEntryWorks(t *testing.T, s *Shuffler, m model, small Handle) {
+	t.Helper()
+	err := ends(t, "work on another entry", started(func() error {
+		b, err := RentSlice[byte](s, small)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(b, m[small]) {
+			return errors.New("the small entry changed")
+		}
+		if err := s.Return(small); err != nil {
+			return err
+		}
+		h, err := Alloc[byte](s, 64)
+		if err != nil {
+			return err
+		}
+		return s.Free(h)
+	}))
+	if err != nil {
+		t.Error(err)
+	}
+}
+
 // setBytes rents h, writes byte(seed+j) at each j, and returns it.
 func setBytes(t *testing.T, s *Shuffler, h Handle, seed int) []byte {
 	t.Helper()
@@ -84,11 +112,21 @@ func setBytes(t *testing.T, s *Shuffler, h Handle, seed int) []byte {
 // Return, and its decryption at Rent and View, run with the shard unlocked,
 // so the shard's other entries can be rented, returned, made and freed
 // meanwhile; before, a 1 GiB entry held them all for hundreds of
-// milliseconds. Everything holds its value after.
+// milliseconds. Everything holds its value after. The same holds in the
+// authenticated modes, where the decryption moves the entry to a new place
+// (openInFlight).
 func TestFlightLeavesShardOpen(t *testing.T) {
-	for _, op := range []string{"Alloc", "Rent", "View", "Return"} {
-		t.Run(op, func(t *testing.T) {
-			s := newTest(t, WithShards(1))
+	for _, tc := range []struct {
+		op string
+		c  Cipher
+	}{
+		{"Alloc", AES256CTR}, {"Rent", AES256CTR}, {"View", AES256CTR}, {"Return", AES256CTR},
+		{"Alloc", AES256GCM}, {"Rent", AES256GCM}, {"View", AES256GCM}, {"Return", AES256GCM},
+		{"Alloc", ChaCha20Poly1305}, {"Rent", ChaCha20Poly1305}, {"View", ChaCha20Poly1305}, {"Return", ChaCha20Poly1305},
+	} {
+		op := tc.op
+		t.Run(fmt.Sprintf("%s/%v", op, tc.c), func(t *testing.T) {
+			s := newTest(t, WithShards(1), WithCipher(tc.c))
 			m := model{}
 			small := allocPattern(t, s, m, 32, 1)
 			var big Handle
@@ -102,28 +140,7 @@ func TestFlightLeavesShardOpen(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			n := onFirstFlight(t, func() {
-				err := ends(t, "work on another entry", started(func() error {
-					b, err := RentSlice[byte](s, small)
-					if err != nil {
-						return err
-					}
-					if !bytes.Equal(b, m[small]) {
-						return errors.New("the small entry changed")
-					}
-					if err := s.Return(small); err != nil {
-						return err
-					}
-					h, err := Alloc[byte](s, 64)
-					if err != nil {
-						return err
-					}
-					return s.Free(h)
-				}))
-				if err != nil {
-					t.Error(err)
-				}
-			})
+			n := onFirstFlight(t, func() { otherEntryWorks(t, s, m, small) })
 			var err error
 			switch op {
 			case "Alloc":
@@ -483,16 +500,22 @@ func TestFlightEndPinnedWaits(t *testing.T) {
 // once, while keys rotate and the collector runs; each goroutine owns its
 // entries and checks them after every step, and the invariants hold
 // throughout and after. A Close or a Purge ends each round while the
-// goroutines are still at it: each gets ErrClosed and nothing else.
+// goroutines are still at it: each gets ErrClosed and nothing else. It
+// runs with and without shuffle-on-borrow-return (large entries then move
+// in flight at every Return) and in each cipher.
 func TestFlightStress(t *testing.T) {
 	sizes := []int{32, 4096, unlockedMin, unlockedMin + 5, 100 << 10, 256 << 10}
 	for _, c := range []struct {
 		end    string
 		moving bool // shuffle-on-borrow-return: large entries move in flight
-	}{{"Close", false}, {"Purge", false}, {"Close", true}, {"Purge", true}} {
-		t.Run(fmt.Sprintf("%s/moving=%v", c.end, c.moving), func(t *testing.T) {
+		cipher Cipher
+	}{
+		{"Close", false, AES256CTR}, {"Purge", false, AES256CTR}, {"Close", true, AES256CTR}, {"Purge", true, AES256CTR},
+		{"Close", true, AES256GCM}, {"Purge", false, AES256GCM}, {"Close", false, ChaCha20Poly1305}, {"Purge", true, ChaCha20Poly1305},
+	} {
+		t.Run(fmt.Sprintf("%s/moving=%v/%v", c.end, c.moving, c.cipher), func(t *testing.T) {
 			end := c.end
-			s, err := New(WithShards(1), WithShuffleOnBorrowReturn(c.moving))
+			s, err := New(WithShards(1), WithShuffleOnBorrowReturn(c.moving), WithCipher(c.cipher))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,63 +10,71 @@ import (
 
 // BenchmarkPauseMovingReturn measures the latency of each Rent+Return of a
 // 32-byte entry while another goroutine rents and returns a large entry of
-// the same shard over and over, with shuffle-on-borrow-return on
-// (moving=on: every Return of the large entry moves it to new space) and
-// off (moving=off, the control: it is encrypted again where it is). It
+// the same shard over and over, in the default cipher and in AES-256-GCM,
+// with shuffle-on-borrow-return on (moving=on: every Return of the large
+// entry moves it to new space) and off (moving=off: it is encrypted again
+// where it is). It
 // reports pauseLoop's percentiles and maximum for the small entry, and the
 // mean time of the large entry's Returns (big-return-ns).
 func BenchmarkPauseMovingReturn(b *testing.B) {
-	for _, big := range []int{1 << 20, 64 << 20} {
-		for _, moving := range []bool{false, true} {
-			name := fmt.Sprintf("big=%dMiB/size=32/moving=%s", big>>20, map[bool]string{false: "off", true: "on"}[moving])
-			b.Run(name, func(b *testing.B) {
-				s := newBench(b, WithShards(1), WithShuffleOnBorrowReturn(moving))
-				hb, err := Alloc[byte](s, big)
-				if err != nil {
-					b.Fatal(err)
-				}
-				small := make([]Handle, 64)
-				for i := range small {
-					if small[i], err = Alloc[byte](s, 32); err != nil {
-						b.Fatal(err)
-					}
-				}
-				var stop atomic.Bool
-				var returns atomic.Int64
-				var spent atomic.Int64
-				var wg sync.WaitGroup
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for !stop.Load() {
-						if _, err := RentSlice[byte](s, hb); err != nil {
-							b.Error(err)
-							return
-						}
-						t0 := time.Now()
-						if err := s.Return(hb); err != nil {
-							b.Error(err)
-							return
-						}
-						spent.Add(int64(time.Since(t0)))
-						returns.Add(1)
-					}
-				}()
-				i := 0
-				pauseLoop(b, s, func() error {
-					h := small[i&63]
-					i++
-					if _, err := RentSlice[byte](s, h); err != nil {
-						return err
-					}
-					return s.Return(h)
+	for _, c := range []Cipher{AES256CTR, AES256GCM} {
+		for _, big := range []int{1 << 20, 64 << 20} {
+			for _, moving := range []bool{false, true} {
+				name := fmt.Sprintf("cipher=%v/big=%dMiB/size=32/moving=%s", c, big>>20, map[bool]string{false: "off", true: "on"}[moving])
+				b.Run(name, func(b *testing.B) {
+					benchPauseMoving(b, c, big, moving)
 				})
-				stop.Store(true)
-				wg.Wait()
-				if n := returns.Load(); n > 0 {
-					b.ReportMetric(float64(spent.Load())/float64(n), "big-return-ns")
-				}
-			})
+			}
 		}
+	}
+}
+
+// benchPauseMoving is one case of BenchmarkPauseMovingReturn.
+func benchPauseMoving(b *testing.B, c Cipher, big int, moving bool) {
+	s := newBench(b, WithShards(1), WithShuffleOnBorrowReturn(moving), WithCipher(c))
+	hb, err := Alloc[byte](s, big)
+	if err != nil {
+		b.Fatal(err)
+	}
+	small := make([]Handle, 64)
+	for i := range small {
+		if small[i], err = Alloc[byte](s, 32); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var stop atomic.Bool
+	var returns atomic.Int64
+	var spent atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			if _, err := RentSlice[byte](s, hb); err != nil {
+				b.Error(err)
+				return
+			}
+			t0 := time.Now()
+			if err := s.Return(hb); err != nil {
+				b.Error(err)
+				return
+			}
+			spent.Add(int64(time.Since(t0)))
+			returns.Add(1)
+		}
+	}()
+	i := 0
+	pauseLoop(b, s, func() error {
+		h := small[i&63]
+		i++
+		if _, err := RentSlice[byte](s, h); err != nil {
+			return err
+		}
+		return s.Return(h)
+	})
+	stop.Store(true)
+	wg.Wait()
+	if n := returns.Load(); n > 0 {
+		b.ReportMetric(float64(spent.Load())/float64(n), "big-return-ns")
 	}
 }

@@ -348,6 +348,10 @@ func (sh *shard) take(sl *store.Slot, h Handle, ti typeInfo, form shape, kind bo
 	} else if k := sh.unlockedCTR(c, len(mem)); k != nil {
 		// A second viewer waits for it to land as plaintext.
 		sh.xorUnlocked(k, mem, sl.Ctr(), h.slot(), sl)
+	} else if moved, err := sh.openInFlight(h.slot(), sl); err != nil {
+		return nil, err
+	} else if moved {
+		mem = sh.Bytes(sl)
 	} else if err := sh.open(h.slot(), sl); err != nil {
 		return nil, err
 	}
@@ -461,8 +465,7 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 	if !moved {
 		if k != nil && len(src) < unlockedMin { // sealTo, written out
 			k.XORShortInPlace(src, base, &sh.scratch.KS)
-		} else if u := sh.unlockedCTR(sh.ciph, len(src)); u != nil {
-			sh.xorUnlocked(u, src, base, h.slot(), sl)
+		} else if sh.sealInFlight(sh.Extent(sl), len(src), base, h.slot(), sl) {
 			if sh.dueNow(h.slot(), sl) { // its deadline passed in flight
 				return sh.sealExpired(sl, h, was)
 			}
@@ -506,6 +509,9 @@ func (sh *shard) sealExhausted(sl *store.Slot, h Handle, was uint32, err error) 
 func (sh *shard) sealMoving(k *ctr.Cipher, src []byte, base uint64, h Handle, sl *store.Slot) bool {
 	if u := sh.unlockedCTR(sh.ciph, len(src)); u != nil {
 		return sh.sealMovedUnlocked(u, src, base, h.slot(), sl)
+	}
+	if sh.unlockedAEAD(len(src)) {
+		return sh.sealMovedUnlocked(nil, src, base, h.slot(), sl)
 	}
 	return sh.sealMoved(k, src, base, h, sl)
 }

@@ -532,10 +532,14 @@ func (s *Shuffler) lookupLive(h Handle) (*shard, *store.Slot, error) {
 
 // setAD puts the Handle of slot i, the associated data of the AEAD modes,
 // into the shard's scratch.
-func (sh *shard) setAD(i uint32, sl *store.Slot) {
+func (sh *shard) setAD(i uint32, sl *store.Slot) { sh.putAD(sh.scratch, i, sl) }
+
+// putAD puts the Handle of slot i, which holds sl, into scr's associated
+// data.
+func (sh *shard) putAD(scr *seal.Scratch, i uint32, sl *store.Slot) {
 	h := makeHandle(sh.s.id, sh.index, i, sl.Gen())
-	binary.BigEndian.PutUint64(sh.scratch.AD[:8], h.owner)
-	binary.BigEndian.PutUint64(sh.scratch.AD[8:], h.id)
+	binary.BigEndian.PutUint64(scr.AD[:8], h.owner)
+	binary.BigEndian.PutUint64(scr.AD[8:], h.id)
 }
 
 // reserve takes n counter values from the shard's run, refilling it from the

@@ -237,10 +237,10 @@ func (e *Shard) Settle(sl *Slot, a *Arena, off int, later *UnmapList) {
 	sl.Off = uint32(off)
 }
 
-// Unreserve wipes and gives back the place at off in a that Reserve gave.
+// Unreserve gives back the place at off in a that Reserve gave, which the
+// caller has wiped.
 func (e *Shard) Unreserve(a *Arena, off int, later *UnmapList) {
 	n := e.unreserve(a, off)
-	osmem.Wipe(a.Mem[off : off+n])
 	e.Arenas.Vacate(a, uint32(off), uint32(n), later)
 }
 

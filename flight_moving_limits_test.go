@@ -1,0 +1,128 @@
+package memshuffle
+
+import (
+	"runtime"
+	"sync/atomic"
+	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+	"github.com/memshuffle/memshuffle/internal/store"
+)
+
+// TestMovingReturnRelocks: under LockBestEffort at the memory-lock limit
+// (modelled: every lock is refused until the first unmap gives locked room
+// back), a moving Return of an oversize entry maps its new arena unlocked
+// while the old one still holds the room. Once the old arena is unmapped,
+// the new one is locked, in flight (sealMovedUnlocked) as under the lock
+// (sealMoved, forced here by a pending drain, which releases the old arena
+// through Arenas.Release and its Relock). Without it the entry stayed in
+// swappable memory, and was decrypted there at its next Rent, until the
+// next Shuffle or background cycle.
+func TestMovingReturnRelocks(t *testing.T) {
+	for _, name := range []string{"locked-path", "in-flight-path"} {
+		t.Run(name, func(t *testing.T) {
+			s := newTest(t, WithShards(1), WithShuffleOnBorrowReturn(true))
+			sh := &s.shards[0]
+			h, err := Alloc[byte](s, store.MaxArenaSize+5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := RentSlice[byte](s, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j := range b {
+				b[j] = byte(j)
+			}
+			var freed atomic.Bool
+			osmem.SetFault(func(o osmem.Op) error {
+				if o == osmem.OpUnmap {
+					freed.Store(true)
+				}
+				return nil
+			})
+			osmem.SetLockFault(func(int) error {
+				if !freed.Load() {
+					return osmem.ErrInjected
+				}
+				return nil
+			})
+			t.Cleanup(func() { osmem.SetFault(nil); osmem.SetLockFault(nil) })
+			if name == "locked-path" {
+				sh.mu.Lock()
+				sh.flight.draining++ // unlockedCTR says no: sealMoved under the lock
+				sh.mu.Unlock()
+			}
+			if err := s.Return(h); err != nil {
+				t.Fatal(err)
+			}
+			if name == "locked-path" {
+				sh.mu.Lock()
+				sh.flight.draining--
+				sh.mu.Unlock()
+			}
+			osmem.SetFault(nil)
+			osmem.SetLockFault(nil)
+			if !freed.Load() {
+				t.Fatal("the Return did not unmap the old arena")
+			}
+			if st := s.Stats(); st.UnlockedBytes != 0 {
+				t.Errorf("after the moving Return, with room to lock again: Stats.UnlockedBytes = %d, LockedBytes = %d; the entry's new arena stays swappable", st.UnlockedBytes, st.LockedBytes)
+			}
+		})
+	}
+}
+
+// TestMovingReturnReplacesCurUnlocked: a moving Return whose new place
+// needs a new shared arena while the current arena is empty releases that
+// arena (Place's ReplaceCur), and unmaps it with the shard unlocked, as it
+// unmaps the arena it leaves.
+func TestMovingReturnReplacesCurUnlocked(t *testing.T) {
+	s := newTest(t, WithShards(1), WithShuffleOnBorrowReturn(true))
+	sh := &s.shards[0]
+	m := model{}
+	big := allocPattern(t, s, m, flightSize, 3) // fills an arena of its own size
+	var smalls []Handle
+	for j := range 64 {
+		smalls = append(smalls, allocPattern(t, s, m, 512, j))
+	}
+	for _, h := range smalls {
+		if err := s.Free(h); err != nil {
+			t.Fatal(err)
+		}
+		delete(m, h)
+	}
+	sh.mu.Lock()
+	cur := sh.Arenas.Cur()
+	empty := cur != nil && cur.Live == 0
+	sh.mu.Unlock()
+	if !empty {
+		t.Fatal("setup: the current arena is not empty")
+	}
+	if _, err := RentSlice[byte](s, big); err != nil {
+		t.Fatal(err)
+	}
+	var unmaps, held atomic.Int32
+	osmem.SetFault(func(o osmem.Op) error {
+		if o == osmem.OpUnmap {
+			unmaps.Add(1)
+			if !sh.mu.TryLock() {
+				held.Add(1)
+				buf := make([]byte, 8192)
+				t.Logf("unmap under the lock:\n%s", buf[:runtime.Stack(buf, false)])
+			} else {
+				sh.mu.Unlock()
+			}
+		}
+		return nil
+	})
+	t.Cleanup(func() { osmem.SetFault(nil) })
+	if err := s.Return(big); err != nil {
+		t.Fatal(err)
+	}
+	osmem.SetFault(nil)
+	if held.Load() != 0 {
+		t.Errorf("the moving Return unmapped %d of %d regions with the shard lock held", held.Load(), unmaps.Load())
+	}
+	verifyModel(t, s, m)
+}

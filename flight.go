@@ -11,24 +11,26 @@ import (
 )
 
 // unlockedMin is the size from which the encryption or decryption of an
-// entry, in the default cipher, runs with its shard unlocked: about 3 µs
-// of AES here, where a 1 GiB entry held every other entry of its shard
-// for hundreds of milliseconds. Below it the second lock of the shard
-// would cost more than the wait it saves.
+// entry runs with its shard unlocked: about 3 µs of AES-CTR here (the
+// authenticated modes take longer), where a 1 GiB entry held every other
+// entry of its shard for hundreds of milliseconds. Below it the second
+// lock of the shard would cost more than the wait it saves.
 const unlockedMin = 16 << 10
 
 // drainID is the Waiters key a drain waits on: no entry has it, since
 // generations start at 1.
 const drainID = 0
 
-// flight is the set of a shard's entries whose keystream XOR runs with the
-// shard unlocked. Such an entry is borrowed while it is in flight (rented,
-// or viewed by the last view's return), so the
-// shuffles, compactions, rotation passes and expiry sweeps leave it alone
-// as they leave any borrowed entry; every call given its Handle waits for
-// it to land (awaitFlight), as it would have waited for the lock; and
-// whatever would change the cipher or the memory under it (a rotation's
-// switch and end, Close, Purge) drains the set first.
+// flight is the set of a shard's entries whose encryption or decryption
+// (and, for a moving Return or an authenticated Rent, the move to a place
+// reserved for it) runs with the shard unlocked. Such an entry is borrowed
+// while it is in flight (rented, or viewed by the last view's return), so
+// the shuffles, compactions and expiry sweeps leave it alone as they leave
+// any borrowed entry, and a rotation pass waits for one still under the
+// old key; every call given its Handle waits for it to land (awaitFlight),
+// as it would have waited for the lock; and whatever would change the
+// cipher or the memory under it (a rotation's switch and end, Close,
+// Purge) drains the set first.
 type flight struct {
 	slots    []flying // rarely more than a few
 	draining int      // drains waiting: no entry takes off meanwhile
@@ -91,10 +93,10 @@ func (sh *shard) unlockedAEAD(n int) bool {
 	return n >= unlockedMin && sh.flight.draining == 0 && sh.Overhead() != 0
 }
 
-// adScratch returns a Scratch of its own, on the caller's stack, holding
-// the associated data of slot i, which holds sl, for an AEAD call in
-// flight. Nonce and associated data are no secret; its keystream part
-// stays unused, since only the CTR cipher writes there.
+// adScratch returns a Scratch of its own holding the associated data of
+// slot i, which holds sl, for an AEAD call in flight. Passed to a Cipher,
+// it goes to the Go heap: nonce and associated data are no secret, and its
+// keystream part stays unused, since only the CTR cipher writes there.
 func (sh *shard) adScratch(i uint32, sl *store.Slot) seal.Scratch {
 	var scr seal.Scratch
 	sh.putAD(&scr, i, sl)
@@ -143,10 +145,16 @@ func (sh *shard) openInFlight(i uint32, sl *store.Slot) (moved bool, err error) 
 	if !sh.unlockedAEAD(int(sl.Size)) {
 		return false, nil
 	}
+	old := sh.Extent(sl)
+	// The backup open keeps a copy of the ciphertext in, made as open
+	// makes it, so that where there is no room for a new place the
+	// fallback needs no memory it did not need before.
+	if _, err := sh.backupFor(len(old)); err != nil {
+		return false, nil
+	}
 	c, base, scr := sh.cipherOf(sl), sl.Ctr(), sh.adScratch(i, sl)
 	sh.takeOff(i, sl)
-	old := sh.Extent(sl)
-	a, off, ok := sh.reserveInFlight(len(old), sl.Align())
+	a, off, ok := sh.reservePlainInFlight(len(old), sl)
 	if !ok {
 		sh.land(i, sl)
 		return false, nil
@@ -176,12 +184,27 @@ func (sh *shard) openInFlight(i uint32, sl *store.Slot) (moved bool, err error) 
 	return true, nil
 }
 
+// reservePlainInFlight is reserveInFlight for the plaintext of the entry
+// in flight in sl, the size of its extent: it refuses a place in memory
+// the system would not lock where the entry's place is locked, as at the
+// memory-lock limit under LockBestEffort, so that a decryption in flight
+// does not move plaintext from locked memory into swappable memory.
+func (sh *shard) reservePlainInFlight(size int, sl *store.Slot) (*store.Arena, int, bool) {
+	a, off, ok := sh.reserveInFlight(size, sl.Align())
+	if ok && !a.Reg.Locked && sh.Arenas.Get(sl.Arena()).Reg.Locked {
+		var later store.UnmapList
+		sh.Unreserve(a, off, &later)
+		sh.unmapInFlight(later)
+		return nil, 0, false
+	}
+	return a, off, ok
+}
+
 // settleInFlight is store.Settle for an entry in flight: an arena the move
 // empties is unmapped with the shard unlocked.
 func (sh *shard) settleInFlight(sl *store.Slot, a *store.Arena, off int) {
 	var later store.UnmapList
 	sh.Settle(sl, a, off, &later)
-	sh.s.tally.bytesMoved.Add(uint64(sl.Size))
 	sh.unmapInFlight(later)
 }
 
@@ -243,7 +266,11 @@ func (sh *shard) sealMovedUnlocked(k *ctr.Cipher, src []byte, base uint64, i uin
 	}
 	dst := a.Mem[off : off+len(src)+sh.Overhead()]
 	old := sh.Extent(sl)
-	c, scr := sh.ciph, sh.adScratch(i, sl)
+	c := sh.ciph
+	var scr seal.Scratch
+	if k == nil {
+		scr = sh.adScratch(i, sl)
+	}
 	sh.mu.Unlock()
 	if inFlight != nil {
 		inFlight(sh, i)
@@ -263,6 +290,7 @@ func (sh *shard) sealMovedUnlocked(k *ctr.Cipher, src []byte, base uint64, i uin
 		osmem.Wipe(src[n:])
 	}
 	sh.settleInFlight(sl, a, off)
+	sh.s.tally.bytesMoved.Add(uint64(len(src)))
 	sh.land(i, sl)
 	return true
 }
@@ -365,6 +393,23 @@ func (sh *shard) awaitFlight(i uint32) bool {
 	sh.mu.Unlock()
 	<-wake
 	return true
+}
+
+// openingInFlight reports whether slot i is in flight from live: a Rent,
+// View, Alloc or rotation that took it off as a resting entry, not a
+// Return.
+func (sh *shard) openingInFlight(i uint32) bool {
+	k := sh.flight.find(i)
+	return k >= 0 && sh.flight.slots[k].counted
+}
+
+// waitLanded waits, with the shard unlocked on entry and on return, until
+// slot i is not in flight.
+func (sh *shard) waitLanded(i uint32) {
+	sh.mu.Lock()
+	if !sh.awaitFlight(i) {
+		sh.mu.Unlock()
+	}
 }
 
 // drainFlight waits, with the shard locked on entry and on return, until

@@ -294,3 +294,103 @@ func TestMovingReturnRotateFreeWait(t *testing.T) {
 		})
 	}
 }
+
+// TestRotationTamperedLargeEntry: an entry larger than a rotation's batch
+// that fails authentication when the rotation re-encrypts it in flight
+// (rekeyAEADInFlight) stays exactly as found, is counted in
+// Stats.Tampered, and keeps failing under the new key; the rotation
+// itself succeeds, and the new place it decrypted into is wiped and given
+// back (the invariant check).
+func TestRotationTamperedLargeEntry(t *testing.T) {
+	for _, c := range []Cipher{AES256GCM, ChaCha20Poly1305} {
+		t.Run(c.String(), func(t *testing.T) {
+			s := newTest(t, WithShards(1), WithCipher(c))
+			m := model{}
+			allocPattern(t, s, m, 1000, 1)
+			h := allocPattern(t, s, m, 200<<10, 2)
+			delete(m, h)
+			ext := extentOf(s, h)
+			ext[len(ext)/2] ^= 0x10
+			found := bytes.Clone(ext)
+			flights := onFirstFlight(t, func() {})
+			if err := s.RotateKey(nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			if flights.Load() == 0 {
+				t.Fatal("the rotation put nothing in flight")
+			}
+			if !bytes.Equal(extentOf(s, h), found) {
+				t.Fatal("the rotation changed the tampered entry")
+			}
+			if got := s.Stats().Tampered; got != 1 {
+				t.Errorf("Stats.Tampered = %d after the rotation, want 1", got)
+			}
+			if _, err := RentSlice[byte](s, h); !errors.Is(err, ErrTampered) {
+				t.Fatalf("Rent after the rotation: %v, want ErrTampered", err)
+			}
+			mustCheck(t, s)
+			if err := s.Free(h); err != nil {
+				t.Fatal(err)
+			}
+			verifyModel(t, s, m)
+		})
+	}
+}
+
+// TestRotationWaitsForOpenInFlight: a rotation pass does not go by an
+// entry that a Rent is decrypting in flight in an authenticated mode. When
+// that Rent finds no room for the new place (here the system refuses the
+// arena it needs), it decrypts the entry where it is, under the key the
+// entry is under: the old one, which a pass that had gone by would no
+// longer count, making the Rent fail with ErrTampered and leaving the
+// entry to be wiped with the old key.
+func TestRotationWaitsForOpenInFlight(t *testing.T) {
+	s := newTest(t, WithShards(1), WithCipher(AES256GCM))
+	m := model{}
+	allocPattern(t, s, m, 32, 1)
+	big := allocPattern(t, s, m, store.MaxArenaSize+5, 2)
+
+	// The rotation switches keys, re-encrypts the small entry and stops
+	// before the large one, until the Rent below is in flight.
+	paused, resume := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	afterRotationHold = func() {
+		if once.CompareAndSwap(false, true) {
+			close(paused)
+			<-resume
+		}
+	}
+	t.Cleanup(func() { afterRotationHold = nil })
+	rotated := started(func() error { return s.RotateKey(nil, nil) })
+	<-paused
+
+	var refused atomic.Bool
+	osmem.SetFault(func(o osmem.Op) error {
+		if o == osmem.OpMap && refused.CompareAndSwap(false, true) {
+			close(resume)
+			time.Sleep(100 * time.Millisecond) // the pass goes on meanwhile
+			return osmem.ErrInjected
+		}
+		return nil
+	})
+	t.Cleanup(func() { osmem.SetFault(nil) })
+	b, err := RentSlice[byte](s, big)
+	osmem.SetFault(nil)
+	if err != nil {
+		t.Fatalf("Rent during the rotation: %v", err)
+	}
+	if !refused.Load() {
+		t.Fatal("the Rent mapped no arena for the new place")
+	}
+	if !bytes.Equal(b, m[big]) {
+		t.Fatal("the entry does not decrypt to its value")
+	}
+	if err := s.Return(big); err != nil {
+		t.Fatal(err)
+	}
+	if err := ends(t, "RotateKey", rotated); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, s)
+	verifyModel(t, s, m)
+}

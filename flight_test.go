@@ -649,12 +649,18 @@ func flightWorker(t *testing.T, s *Shuffler, g int, sizes []int, stop <-chan str
 }
 
 // TestFlightRotationLargeEntry: a key rotation re-encrypts an entry larger
-// than its 64 KiB batches with the shard unlocked too, so the shard's other
-// entries go on meanwhile, a Rent of the large entry waits for it to land
-// under the new key, and nothing is lost.
+// than its 64 KiB batches with the shard unlocked too, in every cipher, so
+// the shard's other entries go on meanwhile, a Rent of the large entry
+// waits for it to land under the new key, and nothing is lost.
 func TestFlightRotationLargeEntry(t *testing.T) {
-	s := newTest(t, WithShards(1))
-	if k, ok := seal.CTR(s.shards[0].ciph); !ok || !k.OffHeap() {
+	for _, c := range []Cipher{AES256CTR, AES256GCM, ChaCha20Poly1305} {
+		t.Run(c.String(), func(t *testing.T) { testFlightRotationLargeEntry(t, c) })
+	}
+}
+
+func testFlightRotationLargeEntry(t *testing.T, c Cipher) {
+	s := newTest(t, WithShards(1), WithCipher(c))
+	if k, ok := seal.CTR(s.shards[0].ciph); ok && !k.OffHeap() {
 		t.Skip("round keys on the heap (no AES-NI): the rotation re-encrypts in its hold")
 	}
 	m := model{}

@@ -339,7 +339,16 @@ func (s *Shuffler) finishRotation(ctx context.Context, pace *pacer) error {
 			if isCTR {
 				done, err = s.rotateStepCTR(sh)
 			} else {
-				done, err = s.rotateHold(sh, func() (int, bool, error) { return sh.rotateBatch() })
+				var big rotEntry
+				await := -1
+				done, err = s.rotateHoldThen(sh, func() (int, bool, error) { return sh.rotateBatch(&big, &await) }, func() {
+					if big.size != 0 {
+						s.rekeyAEADInFlight(sh, big)
+					}
+					if await >= 0 {
+						sh.waitLanded(uint32(await))
+					}
+				})
 			}
 			if err != nil {
 				if errors.Is(err, ErrClosed) {
@@ -531,6 +540,61 @@ func (s *Shuffler) rekeyInFlight(sh *shard, e rotEntry) {
 	sh.dueNow(e.i, sl) // its deadline may have passed in flight
 	sh.unlockYield()
 	storeMax(&s.rotator.holds.bytes, int64(e.size))
+}
+
+// rekeyAEADInFlight re-encrypts e, an entry of sh in an authenticated mode
+// that rotateBatch put in flight, from the rotation's old key to its new
+// one with the shard unlocked, and lands it, whatever the rotation's
+// context says: until it lands, Close and Purge wait for it. As a Rent in
+// flight does (openInFlight), it decrypts into a new place, so that an
+// entry that fails authentication stays as found; under the new key it
+// then keeps failing, as in rotateBatch. Where there is no room for the
+// new place, the entry is re-encrypted in place under the lock, as
+// rotateBatch does.
+func (s *Shuffler) rekeyAEADInFlight(sh *shard, e rotEntry) {
+	sh.mu.Lock()
+	defer sh.unlockYield()
+	sl := sh.Slots.At(e.i)
+	prev, next := sh.rot.prev, sh.ciph
+	old := sh.Extent(sl)
+	a, off, ok := sh.reservePlainInFlight(len(old), sl)
+	if !ok {
+		sh.land(e.i, sl)
+		if sh.open(e.i, sl) == nil { // its backup rotateBatch made sure of
+			sh.ciph.Seal(old, old[:sl.Size], e.to, sh.scratch)
+		}
+		sl.SetCtr(e.to)
+		storeMax(&s.rotator.holds.bytes, int64(len(old)))
+		return
+	}
+	dst := a.Mem[off : off+len(old)]
+	scr := sh.adScratch(e.i, sl)
+	sh.mu.Unlock()
+	if inFlight != nil {
+		inFlight(sh, e.i)
+	}
+	err := prev.Open(dst[:e.size], old, e.from, &scr)
+	if err == nil {
+		osmem.Wipe(old)
+		// The plaintext is in the new place, in the shard's arenas, as
+		// during a Rent, until this seals it.
+		next.Seal(dst, dst[:e.size], e.to, &scr)
+	} else {
+		osmem.Wipe(dst[:e.size])
+	}
+	sh.mu.Lock()
+	if err == nil {
+		sh.settleInFlight(sl, a, off)
+	} else {
+		var later store.UnmapList
+		sh.Unreserve(a, off, &later)
+		sh.unmapInFlight(later)
+		sh.s.tamperDetected(makeHandle(s.id, sh.index, e.i, sl.Gen()))
+	}
+	sh.land(e.i, sl)
+	sl.SetCtr(e.to)
+	sh.dueNow(e.i, sl) // its deadline may have passed in flight
+	storeMax(&s.rotator.holds.bytes, int64(len(old)))
 }
 
 // planBatch appends to plan the next entries of a CTR shard still under
@@ -734,7 +798,15 @@ func (sh *shard) prepareRekey() error {
 // It reports the bytes it re-encrypted and whether the shard has no entry
 // under the old key left. Rented and viewed entries are plaintext: their
 // Return seals them under the new key. (CTR batches go by rotateStepCTR.)
-func (sh *shard) rotateBatch() (n int, done bool, err error) {
+//
+// An entry larger than a batch, which it would re-encrypt alone in its
+// hold, is put in flight instead and described in *big, for
+// rekeyAEADInFlight to re-encrypt with the lock let go. The batch stops
+// at an entry that a Rent or View is decrypting in flight (openInFlight),
+// and sets *await to its slot, for the rotation to wait for it to land:
+// the decryption may fail and leave it as it was, under the old key, and
+// a pass that went by it would leave it there, to be wiped with that key.
+func (sh *shard) rotateBatch(big *rotEntry, await *int) (n int, done bool, err error) {
 	r := &sh.rot
 	if r.prev == nil {
 		return 0, true, nil
@@ -747,6 +819,10 @@ func (sh *shard) rotateBatch() (n int, done bool, err error) {
 		i := r.cursor
 		sl := sh.Slots.At(i)
 		if sl.State() != store.StateLive || sl.Ctr() >= r.base {
+			if sl.Ctr() < r.base && sh.openingInFlight(i) {
+				*await = int(i)
+				return n, false, nil
+			}
 			r.cursor++
 			continue
 		}
@@ -763,6 +839,13 @@ func (sh *shard) rotateBatch() (n int, done bool, err error) {
 		base, err := sh.reserve(sh.ciph.Counters(int(sl.Size)))
 		if err != nil {
 			return n, false, err
+		}
+		if ext > rotateBatchBytes && sh.unlockedAEAD(int(sl.Size)) {
+			// Alone in this hold (n is 0): nothing is re-encrypted in it.
+			*big = rotEntry{i: i, gen: sl.Gen(), size: sl.Size, from: sl.Ctr(), to: base}
+			sh.takeOff(i, sl)
+			r.cursor++
+			return 0, false, nil
 		}
 		if sh.open(i, sl) == nil {
 			// An AEAD has no shortcut from ciphertext to ciphertext: the

@@ -246,8 +246,8 @@ func (sh *shard) xorUnlocked(k *ctr.Cipher, buf []byte, base uint64, i uint32, s
 }
 
 // sealMovedUnlocked is sealMoved for an entry large enough to be
-// encrypted in flight, under k, the CTR cipher unlockedCTR gave, or, when
-// k is nil, the shard's authenticated cipher (unlockedAEAD): under the
+// encrypted in flight, or one whose move needs a new arena, under k, the
+// shard's CTR cipher, or, when k is nil, its authenticated one: under the
 // lock it only reserves the new place; the arena that place needs, if
 // any, is mapped, the encryption from the old place into the new one and
 // the wipe of the old place run, and an arena the move empties (an
@@ -289,8 +289,11 @@ func (sh *shard) sealMovedUnlocked(k *ctr.Cipher, src []byte, base uint64, i uin
 		k.XOR(dst[n:], src[n:], base+uint64(n/ctr.BlockSize), &sh.scratch.KS)
 		osmem.Wipe(src[n:])
 	}
-	sh.settleInFlight(sl, a, off)
+	var later store.UnmapList
+	sh.Settle(sl, a, off, &later)
 	sh.s.tally.bytesMoved.Add(uint64(len(src)))
+	sh.sweepAfterMove(&later)
+	sh.unmapInFlight(later)
 	sh.land(i, sl)
 	return true
 }

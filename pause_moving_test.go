@@ -8,29 +8,33 @@ import (
 	"time"
 )
 
-// BenchmarkPauseMovingReturn measures the latency of each Rent+Return of a
-// 32-byte entry while another goroutine rents and returns a large entry of
-// the same shard over and over, in the default cipher and in AES-256-GCM,
-// with shuffle-on-borrow-return on (moving=on: every Return of the large
-// entry moves it to new space) and off (moving=off: it is encrypted again
-// where it is). It
-// reports pauseLoop's percentiles and maximum for the small entry, and the
-// mean time of the large entry's Returns (big-return-ns).
+// BenchmarkPauseMovingReturn measures the latency of a call on a small
+// entry while another goroutine rents and returns a large entry of the
+// same shard over and over, in the default cipher and in AES-256-GCM,
+// with shuffle-on-borrow-return on (moving=on: every Return moves its
+// entry to new space) and off (moving=off: it is encrypted again where it
+// is). The call (probe) is a Size, which waits for the shard's lock and
+// does nothing else, or a Rent+Return of 32 bytes, which with moving=on
+// moves that entry too, and so maps and unmaps arenas of its own now and
+// then. It reports pauseLoop's percentiles and maximum for the probe, and
+// the mean time of the large entry's Returns (big-return-ns).
 func BenchmarkPauseMovingReturn(b *testing.B) {
 	for _, c := range []Cipher{AES256CTR, AES256GCM} {
 		for _, big := range []int{1 << 20, 64 << 20} {
 			for _, moving := range []bool{false, true} {
-				name := fmt.Sprintf("cipher=%v/big=%dMiB/size=32/moving=%s", c, big>>20, map[bool]string{false: "off", true: "on"}[moving])
-				b.Run(name, func(b *testing.B) {
-					benchPauseMoving(b, c, big, moving)
-				})
+				for _, probe := range []string{"size", "rent-return"} {
+					name := fmt.Sprintf("cipher=%v/big=%dMiB/moving=%s/probe=%s", c, big>>20, map[bool]string{false: "off", true: "on"}[moving], probe)
+					b.Run(name, func(b *testing.B) {
+						benchPauseMoving(b, c, big, moving, probe)
+					})
+				}
 			}
 		}
 	}
 }
 
 // benchPauseMoving is one case of BenchmarkPauseMovingReturn.
-func benchPauseMoving(b *testing.B, c Cipher, big int, moving bool) {
+func benchPauseMoving(b *testing.B, c Cipher, big int, moving bool, probe string) {
 	s := newBench(b, WithShards(1), WithShuffleOnBorrowReturn(moving), WithCipher(c))
 	hb, err := Alloc[byte](s, big)
 	if err != nil {
@@ -67,6 +71,10 @@ func benchPauseMoving(b *testing.B, c Cipher, big int, moving bool) {
 	pauseLoop(b, s, func() error {
 		h := small[i&63]
 		i++
+		if probe == "size" {
+			_, err := s.Size(h)
+			return err
+		}
 		if _, err := RentSlice[byte](s, h); err != nil {
 			return err
 		}

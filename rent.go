@@ -8,6 +8,7 @@ import (
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/osmem"
+	"github.com/memshuffle/memshuffle/internal/seal"
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 
@@ -478,9 +479,6 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 	sl.SetCtr(base)
 	sl.SetState(store.StateLive)
 	sh.endBorrow(h, was)
-	if moved {
-		sh.sweepAfterMove()
-	}
 	return nil
 }
 
@@ -521,23 +519,62 @@ func (sh *shard) sealMoving(k *ctr.Cipher, src []byte, base uint64, h Handle, sl
 // the plaintext is never copied. It reports false, and does nothing, when
 // there is no memory for the move; encrypting in place then keeps the
 // entry safe, moving it is only a bonus.
+//
+// When the move needs a new arena, the entry moves in flight instead
+// (sealMovedUnlocked), which maps the arena with the shard unlocked: under
+// the lock, mapping and locking one held the shard's other entries for
+// milliseconds every time an arena filled up.
 func (sh *shard) sealMoved(k *ctr.Cipher, src []byte, base uint64, h Handle, sl *store.Slot) bool {
+	was := sh.Arenas.DeferMap(true)
 	a, off, err := sh.Place(len(src)+sh.Overhead(), sl.Align(), nil)
+	sh.Arenas.DeferMap(was)
+	if _, ok := err.(*store.NeedMap); ok && sh.flight.draining == 0 {
+		ck, _ := seal.CTR(sh.ciph) // nil in the authenticated modes
+		return sh.sealMovedUnlocked(ck, src, base, h.slot(), sl)
+	}
 	if err != nil {
 		return false
 	}
 	sh.sealTo(k, a.Mem[off:off+len(src)+sh.Overhead()], src, base, h.slot(), sl)
-	sh.Rehome(sl, a, off, nil)
+	var later store.UnmapList
+	sh.Rehome(sl, a, off, &later)
 	sh.s.tally.bytesMoved.Add(uint64(len(src)))
+	sh.sweepAfterMove(&later)
+	sh.unmapAside(h.slot(), sl, later)
 	return true
+}
+
+// unmapAside unmaps the regions of arenas that a Return's move of slot i,
+// which holds sl, emptied, with the shard unlocked and the entry in flight
+// meanwhile, so that calls given its Handle wait for it as they would
+// have waited for the lock: under the lock, the unmap of an emptied arena
+// of a few MiB held the shard's other entries for milliseconds. While a
+// drain waits, no entry takes off, and they are unmapped under the lock.
+func (sh *shard) unmapAside(i uint32, sl *store.Slot, later store.UnmapList) {
+	if len(later) == 0 {
+		return
+	}
+	if sh.flight.draining > 0 {
+		_ = later.UnmapAll(&sh.s.aux) // a refusal is kept for a retry
+		sh.relock()
+		return
+	}
+	sh.takeOff(i, sl)
+	sh.unmapInFlight(later)
+	sh.land(i, sl)
 }
 
 // sweepAfterMove compacts after a moving Return, but only while arenas
 // hold more dead space than live data, so entries are not moved for
 // nothing.
-func (sh *shard) sweepAfterMove() {
+//
+// It maps no arena: a sweep that needs one stops, as the next Return's
+// move maps one in flight. Arenas it empties go to later.
+func (sh *shard) sweepAfterMove(later *store.UnmapList) {
 	if sh.Arenas.Mapped() > 2*sh.Counts.LiveBytes()+int64(2*sh.s.cfg.arenaSize) {
-		sh.Sweep(sweepSlots)
+		was := sh.Arenas.DeferMap(true)
+		sh.Sweep(sweepSlots, later)
+		sh.Arenas.DeferMap(was)
 	}
 }
 

@@ -303,8 +303,9 @@ func (e *Shard) ReleaseEmpty(later *UnmapList) error {
 }
 
 // Sweep moves up to n unborrowed entries that are not in the current arena
-// into it, continuing where the last sweep or compaction stopped.
-func (e *Shard) Sweep(n int) {
+// into it, continuing where the last sweep or compaction stopped. Arenas
+// it empties are released as Arenas.Release does with later.
+func (e *Shard) Sweep(n int, later *UnmapList) {
 	var moved uint64
 	for range min(n, int(e.Slots.n)) {
 		sl := e.nextSlot()
@@ -312,7 +313,7 @@ func (e *Shard) Sweep(n int) {
 			// Alone in its arena already: moving it compacts nothing.
 			continue
 		}
-		m, ok := e.Relocate(sl, nil)
+		m, ok := e.Relocate(sl, later)
 		moved += m
 		if !ok {
 			break

@@ -279,3 +279,42 @@ func TestOpenInFlightNotCountedAsMoved(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenInFlightMapsUnlocked: in the authenticated modes, the first Rent
+// of a large entry maps the shard's backup buffer and, when the current
+// arena has no room, a new arena for the place it decrypts into; each
+// time it asks the system to map, lock or unmap memory, the shard lock is
+// free. Under the lock, the backup of a 64 MiB entry held the shard's
+// other entries for 140 ms.
+func TestOpenInFlightMapsUnlocked(t *testing.T) {
+	for _, c := range []Cipher{AES256GCM, ChaCha20Poly1305} {
+		for _, size := range []int{flightSize, store.MaxArenaSize + 5} {
+			t.Run(fmt.Sprintf("%v/size=%d", c, size), func(t *testing.T) {
+				s := newTest(t, WithShards(1), WithCipher(c))
+				m := model{}
+				h, err := Alloc[byte](s, size)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m[h] = make([]byte, size)
+				asked, held := lockedSystemCalls(t, &s.shards[0], nil, osmem.OpMap, osmem.OpLock, osmem.OpUnmap)
+				for range 3 {
+					if _, err := RentSlice[byte](s, h); err != nil {
+						t.Fatal(err)
+					}
+					if err := s.Return(h); err != nil {
+						t.Fatal(err)
+					}
+				}
+				osmem.SetFault(nil)
+				if asked.Load() == 0 {
+					t.Fatal("the Rents mapped nothing")
+				}
+				if held.Load() != 0 {
+					t.Errorf("the shard lock was held for %d of the %d times a Rent asked the system for memory", held.Load(), asked.Load())
+				}
+				verifyModel(t, s, m)
+			})
+		}
+	}
+}

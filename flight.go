@@ -146,14 +146,16 @@ func (sh *shard) openInFlight(i uint32, sl *store.Slot) (moved bool, err error) 
 		return false, nil
 	}
 	old := sh.Extent(sl)
-	// The backup open keeps a copy of the ciphertext in, made as open
-	// makes it, so that where there is no room for a new place the
-	// fallback needs no memory it did not need before.
-	if _, err := sh.backupFor(len(old)); err != nil {
-		return false, nil
-	}
 	c, base, scr := sh.cipherOf(sl), sl.Ctr(), sh.adScratch(i, sl)
 	sh.takeOff(i, sl)
+	// The backup buffer open keeps a copy of the ciphertext in is made as
+	// open makes it, so that where there is no room for a new place the
+	// fallback needs no memory it did not need before; but mapped with
+	// the shard unlocked.
+	if !sh.growBackupInFlight(len(old)) {
+		sh.land(i, sl)
+		return false, nil
+	}
 	a, off, ok := sh.reservePlainInFlight(len(old), sl)
 	if !ok {
 		sh.land(i, sl)
@@ -182,6 +184,36 @@ func (sh *shard) openInFlight(i uint32, sl *store.Slot) (moved bool, err error) 
 	sh.settleInFlight(sl, a, off)
 	sh.land(i, sl)
 	return true, nil
+}
+
+// growBackupInFlight makes the shard's backup buffer (see backupFor) at
+// least n bytes for an entry in flight, mapping a larger one with the
+// shard unlocked: under the lock, the first Rent of a 64 MiB entry held
+// the shard's other entries for 140 ms. It reports false when the system
+// refuses; backupFor, which gives the old buffer back first, may then
+// still succeed at the memory-lock limit.
+func (sh *shard) growBackupInFlight(n int) bool {
+	if sh.backup != nil && len(sh.backup.Data) >= n {
+		return true
+	}
+	sh.mu.Unlock()
+	reg, err := sh.s.mapAux(n)
+	sh.mu.Lock()
+	if err != nil {
+		return false
+	}
+	// Unless another flight grew it meanwhile, reg takes the old one's
+	// place, and what is left in reg goes back.
+	if sh.backup == nil || len(sh.backup.Data) < n {
+		sh.backup, reg = reg, sh.backup
+	}
+	if reg != nil {
+		sh.mu.Unlock()
+		osmem.Wipe(reg.Data) // it holds nothing between uses; wiped all the same
+		_ = sh.s.aux.Unmap(reg)
+		sh.mu.Lock()
+	}
+	return true
 }
 
 // reservePlainInFlight is reserveInFlight for the plaintext of the entry

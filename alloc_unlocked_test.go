@@ -33,6 +33,16 @@ func TestAllocMapsUnlocked(t *testing.T) {
 	}
 }
 
+// needLockRoom skips the test when RLIMIT_MEMLOCK cannot hold n bytes: a
+// test of LockStrict whose point is not the limit itself (as user nobody,
+// 8 MiB holds no oversize entry).
+func needLockRoom(t *testing.T, n int) {
+	t.Helper()
+	if lim := osmem.LockLimit(); lim >= 0 && lim < int64(n) {
+		t.Skipf("RLIMIT_MEMLOCK %d cannot hold %d locked bytes", lim, n)
+	}
+}
+
 // lockedSystemCalls installs a fault hook, removed at the test's end, that
 // counts the calls of the operations ops (while watch, if not nil, says
 // so) in asked, and in held those made while sh's lock was held.

@@ -161,6 +161,7 @@ func TestMovingReturnFaults(t *testing.T) {
 	for _, size := range []int{flightSize + 5, store.MaxArenaSize + 5} {
 		for _, op := range []osmem.Op{osmem.OpMap, osmem.OpLock, osmem.OpUnmap} {
 			t.Run(fmt.Sprintf("%d/%v", size, op), func(t *testing.T) {
+				needLockRoom(t, 4*size)
 				s := newTest(t, WithShards(1), WithShuffleOnBorrowReturn(true), WithLockMode(LockStrict))
 				m := model{}
 				big := allocPattern(t, s, m, size, 5)

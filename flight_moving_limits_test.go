@@ -18,6 +18,7 @@ import (
 // swappable memory, and was decrypted there at its next Rent, until the
 // next Shuffle or background cycle.
 func TestMovingReturnRelocks(t *testing.T) {
+	needLockRoom(t, 4*store.MaxArenaSize) // the limit modelled, not the real one
 	s := newTest(t, WithShards(1), WithShuffleOnBorrowReturn(true))
 	h, err := Alloc[byte](s, store.MaxArenaSize+5)
 	if err != nil {
@@ -113,10 +114,10 @@ func TestMovingReturnReplacesCurUnlocked(t *testing.T) {
 
 // TestMovingReturnSmallMapsUnlocked: moving Returns of small entries fill
 // arenas and empty old ones all the time. Each time such a Return asks the
-// system to map, lock or unmap memory (a new arena when the current one
-// is full, the release of an arena the move or the sweep after it
-// emptied), the shard lock is free: under it, each of those held the
-// shard's other entries for milliseconds.
+// system to map memory (and lock it) or unmap it (a new arena when the
+// current one is full, the release of an arena the move or the sweep
+// after it emptied), the shard lock is free: under it, each of those held
+// the shard's other entries for milliseconds.
 func TestMovingReturnSmallMapsUnlocked(t *testing.T) {
 	for _, c := range []Cipher{AES256CTR, AES256GCM} {
 		t.Run(c.String(), func(t *testing.T) {
@@ -128,7 +129,7 @@ func TestMovingReturnSmallMapsUnlocked(t *testing.T) {
 				hs = append(hs, allocPattern(t, s, m, 100+j%50, j))
 			}
 			var returning atomic.Bool
-			asked, held := lockedSystemCalls(t, sh, returning.Load, osmem.OpMap, osmem.OpLock, osmem.OpUnmap)
+			asked, held := lockedSystemCalls(t, sh, returning.Load, osmem.OpMap, osmem.OpUnmap)
 			for range 5 {
 				for _, h := range hs {
 					if _, err := RentSlice[byte](s, h); err != nil {

@@ -16,9 +16,9 @@ import (
 // an entry of unlockedMin bytes or more moves it with the shard unlocked,
 // as a Return that does not move it encrypts it: the shard's other entries
 // can be rented, returned, allocated and freed during the keystream XOR,
-// and every time the system is asked to map, lock or unmap memory during
-// the Return (the new arena of an oversize entry, the old one it leaves)
-// the shard lock is free. The entry moves, keeps its value, and leaves no
+// and every time the system is asked to map memory (and lock it) or unmap
+// it during the Return (the new arena of an oversize entry, the old one it
+// leaves) the shard lock is free. The entry moves, keeps its value, and leaves no
 // byte behind where it was (the invariant check at cleanup).
 func TestMovingReturnInFlight(t *testing.T) {
 	for _, c := range []Cipher{AES256CTR, AES256GCM, ChaCha20Poly1305} {
@@ -52,7 +52,7 @@ func testMovingReturnInFlight(t *testing.T, c Cipher, size int, view bool) {
 	was, movedBefore := where(), s.Stats().BytesMoved
 
 	var others atomic.Bool // the other entries' calls may map as they like
-	askedN, heldN := lockedSystemCalls(t, sh, func() bool { return !others.Load() }, osmem.OpMap, osmem.OpLock, osmem.OpUnmap)
+	askedN, heldN := lockedSystemCalls(t, sh, func() bool { return !others.Load() }, osmem.OpMap, osmem.OpUnmap)
 	n := onFirstFlight(t, func() {
 		others.Store(true)
 		defer others.Store(false)

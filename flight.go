@@ -189,14 +189,20 @@ func (sh *shard) openInFlight(i uint32, sl *store.Slot) (moved bool, err error) 
 // growBackupInFlight makes the shard's backup buffer (see backupFor) at
 // least n bytes for an entry in flight, mapping a larger one with the
 // shard unlocked: under the lock, the first Rent of a 64 MiB entry held
-// the shard's other entries for 140 ms. It reports false when the system
-// refuses; backupFor, which gives the old buffer back first, may then
-// still succeed at the memory-lock limit.
+// the shard's other entries for 140 ms. As backupFor, it gives the old
+// buffer back first: at the memory-lock limit, the room it frees may be
+// what the new one needs. It reports false when the system refuses.
 func (sh *shard) growBackupInFlight(n int) bool {
 	if sh.backup != nil && len(sh.backup.Data) >= n {
 		return true
 	}
+	old := sh.backup
+	sh.backup = nil // calls under the lock meanwhile map their own
 	sh.mu.Unlock()
+	if old != nil {
+		osmem.Wipe(old.Data) // it holds nothing between uses; wiped all the same
+		_ = sh.s.aux.Unmap(old)
+	}
 	reg, err := sh.s.mapAux(n)
 	sh.mu.Lock()
 	if err != nil {

@@ -462,7 +462,14 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 			return sh.sealExhausted(sl, h, was, err)
 		}
 	}
-	moved := sh.s.onReturn.Load() && sh.sealMoving(k, src, base, h, sl)
+	moved := false
+	if sh.s.onReturn.Load() {
+		// A move that fails may have let go of the lock, to map memory:
+		// the deadline is looked at again, as after any flight.
+		if moved = sh.sealMoving(k, src, base, h, sl); !moved && sh.dueNow(h.slot(), sl) {
+			return sh.sealExpired(sl, h, was)
+		}
+	}
 	if !moved {
 		if k != nil && len(src) < unlockedMin { // sealTo, written out
 			k.XORShortInPlace(src, base, &sh.scratch.KS)
@@ -484,9 +491,15 @@ func (sh *shard) seal(sl *store.Slot, h Handle) error {
 
 // sealExpired is seal for an entry that expired while borrowed: the
 // plaintext is wiped, not encrypted.
+//
+// An arena the wipe empties (an oversize entry's own) is unmapped with the
+// shard unlocked: the entry is expired by then, and the calls given its
+// Handle answer ErrExpired.
 func (sh *shard) sealExpired(sl *store.Slot, h Handle, was uint32) error {
-	sh.expire(h.slot(), sl, nil)
+	var later store.UnmapList
+	sh.expire(h.slot(), sl, &later)
 	sh.endBorrow(h, was)
+	sh.unmapInFlight(later)
 	return ErrExpired
 }
 
@@ -525,8 +538,10 @@ func (sh *shard) sealMoving(k *ctr.Cipher, src []byte, base uint64, h Handle, sl
 // the lock, mapping and locking one held the shard's other entries for
 // milliseconds every time an arena filled up.
 func (sh *shard) sealMoved(k *ctr.Cipher, src []byte, base uint64, h Handle, sl *store.Slot) bool {
+	// An empty current arena the new place replaces goes to later too.
+	var later store.UnmapList
 	was := sh.Arenas.DeferMap(true)
-	a, off, err := sh.Place(len(src)+sh.Overhead(), sl.Align(), nil)
+	a, off, err := sh.Place(len(src)+sh.Overhead(), sl.Align(), &later)
 	sh.Arenas.DeferMap(was)
 	if _, ok := err.(*store.NeedMap); ok && sh.flight.draining == 0 {
 		ck, _ := seal.CTR(sh.ciph) // nil in the authenticated modes
@@ -536,7 +551,6 @@ func (sh *shard) sealMoved(k *ctr.Cipher, src []byte, base uint64, h Handle, sl 
 		return false
 	}
 	sh.sealTo(k, a.Mem[off:off+len(src)+sh.Overhead()], src, base, h.slot(), sl)
-	var later store.UnmapList
 	sh.Rehome(sl, a, off, &later)
 	sh.s.tally.bytesMoved.Add(uint64(len(src)))
 	sh.sweepAfterMove(&later)

@@ -382,3 +382,55 @@ func TestMovingReturnUnmapAsideClose(t *testing.T) {
 		}
 	}
 }
+
+// TestRotationInFlightNoBackup: a rotation's re-encryption of a large
+// authenticated entry in flight finds no room for the new place it
+// decrypts into, and no backup buffer for decrypting in place either (a
+// Rent in flight gave it back to grow it, and the system refused the
+// larger one; here the test gives it back). The entry stays under the old
+// key, readable, the rotation stops with the refusal (it finishes once
+// memory is back), and nothing is counted under the new key that is not
+// under it: an open that failed for want of memory was taken for a failed
+// authentication, the entry counted under the new key and unreadable.
+func TestRotationInFlightNoBackup(t *testing.T) {
+	for _, c := range []Cipher{AES256GCM, ChaCha20Poly1305} {
+		t.Run(c.String(), func(t *testing.T) {
+			s := newTest(t, WithShards(1), WithCipher(c))
+			sh := &s.shards[0]
+			m := model{}
+			allocPattern(t, s, m, 100, 1) // re-encrypted in the first hold
+			big := allocPattern(t, s, m, store.MaxArenaSize+5, 2)
+			var armed, refused atomic.Bool
+			afterRotationHold = func() { armed.Store(true) }
+			t.Cleanup(func() { afterRotationHold = nil })
+			osmem.SetFault(func(o osmem.Op) error {
+				if !armed.Load() || o != osmem.OpMap {
+					return nil
+				}
+				if refused.CompareAndSwap(false, true) {
+					sh.mu.Lock() // the flight maps with the shard unlocked
+					if sh.backup != nil {
+						sh.dropBackup()
+					}
+					sh.mu.Unlock()
+				}
+				return osmem.ErrInjected
+			})
+			t.Cleanup(func() { osmem.SetFault(nil) })
+			err := s.RotateKey(nil, nil)
+			osmem.SetFault(nil)
+			if !refused.Load() {
+				t.Fatal("the rotation mapped nothing after its first hold")
+			}
+			if !errors.Is(err, ErrRotationIncomplete) {
+				t.Fatalf("RotateKey with memory refused: %v, want ErrRotationIncomplete", err)
+			}
+			verifyModel(t, s, m)
+			if err := s.RotateKey(nil, nil); err != nil {
+				t.Fatalf("RotateKey once memory is back: %v", err)
+			}
+			verifyModel(t, s, m)
+			holdsValue(t, s, big, m[big])
+		})
+	}
+}

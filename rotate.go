@@ -560,7 +560,18 @@ func (s *Shuffler) rekeyAEADInFlight(sh *shard, e rotEntry) {
 	a, off, ok := sh.reservePlainInFlight(len(old), sl)
 	if !ok {
 		sh.land(e.i, sl)
-		if sh.open(e.i, sl) == nil { // its backup rotateBatch made sure of
+		// rotateBatch made sure of the backup, but a Rent in flight may
+		// have given it back meanwhile, to grow it, and been refused.
+		if _, err := sh.backupFor(len(old)); err != nil {
+			// Not decrypted either way, the entry stays under the old key,
+			// and the pass comes back to it, to stop there with the
+			// refusal: open failing for want of memory would pass for a
+			// failed authentication, and the entry be counted under the
+			// new key, unreadable.
+			sh.rot.cursor = min(sh.rot.cursor, e.i)
+			return
+		}
+		if sh.open(e.i, sl) == nil {
 			sh.ciph.Seal(old, old[:sl.Size], e.to, sh.scratch)
 		}
 		sl.SetCtr(e.to)

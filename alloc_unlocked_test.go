@@ -47,8 +47,17 @@ func needLockRoom(t *testing.T, n int) {
 // counts the calls of the operations ops (while watch, if not nil, says
 // so) in asked, and in held those made while sh's lock was held.
 func lockedSystemCalls(t *testing.T, sh *shard, watch func() bool, ops ...osmem.Op) (asked, held *atomic.Int32) {
+	return lockedSystemCallsThen(t, sh, watch, nil, ops...)
+}
+
+// lockedSystemCallsThen is lockedSystemCalls that also calls each, if not
+// nil, with every operation, watched or not, before counting it.
+func lockedSystemCallsThen(t *testing.T, sh *shard, watch func() bool, each func(osmem.Op), ops ...osmem.Op) (asked, held *atomic.Int32) {
 	asked, held = new(atomic.Int32), new(atomic.Int32)
 	osmem.SetFault(func(o osmem.Op) error {
+		if each != nil {
+			each(o)
+		}
 		if slices.Contains(ops, o) && (watch == nil || watch()) {
 			asked.Add(1)
 			if !sh.mu.TryLock() {

@@ -1,7 +1,6 @@
 package memshuffle
 
 import (
-	"errors"
 	"slices"
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
@@ -199,10 +198,7 @@ func (sh *shard) growBackupInFlight(n int) bool {
 	old := sh.backup
 	sh.backup = nil // calls under the lock meanwhile map their own
 	sh.mu.Unlock()
-	if old != nil {
-		osmem.Wipe(old.Data) // it holds nothing between uses; wiped all the same
-		_ = sh.s.aux.Unmap(old)
-	}
+	sh.freeBackup(old)
 	reg, err := sh.s.mapAux(n)
 	sh.mu.Lock()
 	if err != nil {
@@ -215,8 +211,7 @@ func (sh *shard) growBackupInFlight(n int) bool {
 	}
 	if reg != nil {
 		sh.mu.Unlock()
-		osmem.Wipe(reg.Data) // it holds nothing between uses; wiped all the same
-		_ = sh.s.aux.Unmap(reg)
+		sh.freeBackup(reg)
 		sh.mu.Lock()
 	}
 	return true
@@ -356,14 +351,14 @@ func (sh *shard) reserveInFlight(size, align int) (*store.Arena, int, bool) {
 	if err != nil {
 		return nil, 0, false
 	}
-	if sh.Arenas.Offer(r, need.N) {
-		a, off, err = sh.reserveDeferred(size, align, &later)
-		r = sh.Arenas.TakeOffer()
-	} else {
-		err = errOfferTaken
+	// r holds nothing, and counts in the Aux already (mapAux): what no
+	// reservation takes goes back with later.
+	if !sh.Arenas.Offer(r, need.N) { // another call's region is on offer
+		later = append(later, r)
+		return nil, 0, false
 	}
-	if r != nil {
-		// It holds nothing, and counts in the Aux already (mapAux).
+	a, off, err = sh.reserveDeferred(size, align, &later)
+	if r = sh.Arenas.TakeOffer(); r != nil {
 		later = append(later, r)
 	}
 	return a, off, err == nil
@@ -379,10 +374,6 @@ func (sh *shard) reserveDeferred(size, align int, later *store.UnmapList) (*stor
 	sh.Arenas.DeferMap(was)
 	return a, off, err
 }
-
-// errOfferTaken is reserveInFlight's note that another call's region was
-// on offer.
-var errOfferTaken = errors.New("memshuffle: another region on offer")
 
 // takeOff puts slot i, which holds sl, in flight, with the shard locked. A
 // live entry is rented for the flight, so that everything that leaves a

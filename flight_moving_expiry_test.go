@@ -299,22 +299,11 @@ func TestExpiredReturnUnmapsUnlocked(t *testing.T) {
 				clock.advance(2 * time.Second)
 			}
 			var advanced atomic.Bool
-			var asked, held atomic.Int32
-			sh := &s.shards[0]
-			osmem.SetFault(func(o osmem.Op) error {
+			asked, held := lockedSystemCallsThen(t, &s.shards[0], nil, func(o osmem.Op) {
 				if tc.inFlight && o == osmem.OpMap && advanced.CompareAndSwap(false, true) {
 					clock.advance(2 * time.Second)
 				}
-				if o == osmem.OpUnmap {
-					asked.Add(1)
-					if !sh.mu.TryLock() {
-						held.Add(1)
-					} else {
-						sh.mu.Unlock()
-					}
-				}
-				return nil
-			})
+			}, osmem.OpUnmap)
 			err := s.Return(h)
 			osmem.SetFault(nil)
 			if !errors.Is(err, ErrExpired) {

@@ -1,7 +1,6 @@
 package memshuffle
 
 import (
-	"runtime"
 	"sync/atomic"
 	"testing"
 
@@ -87,21 +86,7 @@ func TestMovingReturnReplacesCurUnlocked(t *testing.T) {
 	if _, err := RentSlice[byte](s, big); err != nil {
 		t.Fatal(err)
 	}
-	var unmaps, held atomic.Int32
-	osmem.SetFault(func(o osmem.Op) error {
-		if o == osmem.OpUnmap {
-			unmaps.Add(1)
-			if !sh.mu.TryLock() {
-				held.Add(1)
-				buf := make([]byte, 8192)
-				t.Logf("unmap under the lock:\n%s", buf[:runtime.Stack(buf, false)])
-			} else {
-				sh.mu.Unlock()
-			}
-		}
-		return nil
-	})
-	t.Cleanup(func() { osmem.SetFault(nil) })
+	unmaps, held := lockedSystemCalls(t, sh, nil, osmem.OpUnmap)
 	if err := s.Return(big); err != nil {
 		t.Fatal(err)
 	}

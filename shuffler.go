@@ -561,9 +561,19 @@ func (sh *shard) reserve(n uint64) (uint64, error) {
 // dropBackup wipes and unmaps the AEAD backup buffer; the next open that
 // needs one maps it again.
 func (sh *shard) dropBackup() {
-	osmem.Wipe(sh.backup.Data)
-	_ = sh.s.aux.Unmap(sh.backup)
+	sh.freeBackup(sh.backup)
 	sh.backup = nil
+}
+
+// freeBackup wipes and unmaps r, a backup region no longer the shard's
+// (nil is nothing to free). It holds nothing between uses; it is wiped all
+// the same.
+func (sh *shard) freeBackup(r *osmem.Region) {
+	if r == nil {
+		return
+	}
+	osmem.Wipe(r.Data)
+	_ = sh.s.aux.Unmap(r)
 }
 
 // storeMax raises m to v if v is larger.

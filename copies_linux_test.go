@@ -267,7 +267,8 @@ type keyForm struct {
 // keyForms returns the forms of each key TestAdapterCopies counts: the
 // HMAC key and its two padded blocks; the AES key of NewAEAD and its last
 // round key; the Ed25519 seed, its secret scalar
-// and its nonce prefix; the ECDSA scalar d; and the RSA d, p and q. Big
+// and its nonce prefix; the ECDSA scalar d; and the RSA d, p, q, dP, dQ
+// and qInv. Big
 // numbers are counted both big-endian, as in DER, and in the byte order of
 // math/big's and crypto/internal/fips140/bigmod's little-endian words.
 func keyForms(t *testing.T, macKey, aesKey []byte, ed ed25519.PrivateKey, ec *ecdsa.PrivateKey, rk *rsa.PrivateKey) []keyForm {
@@ -319,6 +320,11 @@ func keyForms(t *testing.T, macKey, aesKey []byte, ed ed25519.PrivateKey, ec *ec
 	num("RSA d", rk.D.Bytes())
 	num("RSA p", rk.Primes[0].Bytes())
 	num("RSA q", rk.Primes[1].Bytes())
+	// Each CRT exponent factors the modulus on its own (gcd(2^(e·dP) - 2,
+	// N) is p), and qInv is counted with them.
+	num("RSA dP", rk.Precomputed.Dp.Bytes())
+	num("RSA dQ", rk.Precomputed.Dq.Bytes())
+	num("RSA qInv", rk.Precomputed.Qinv.Bytes())
 	return forms
 }
 
@@ -326,16 +332,22 @@ func keyForms(t *testing.T, macKey, aesKey []byte, ed ed25519.PrivateKey, ec *ec
 // life, in any build, when signatures come one at a time (one key in each
 // pool): crypto/ed25519's cache entry of the one key buffer (seed and
 // prefix, never the scalar in its byte form), crypto/ecdsa's of the ECDSA
-// pool's key, and the RSA pool's parsed key, whose d, p and q are in
-// math/big's words and in crypto/rsa's FIPS form. A runtimesecret build
+// pool's key, and the RSA pool's parsed key, whose d, p, q and qInv are
+// in math/big's words and in crypto/rsa's FIPS form, and dP and dQ in
+// math/big's words and big-endian in the FIPS form. A runtimesecret build
 // must leave no other copy of any form.
 var keptCopies = map[string]int{
-	"Ed25519 seed":                1,
-	"Ed25519 prefix":              1,
-	"ECDSA d (big-endian)":        1,
-	"RSA d (little-endian words)": 2,
-	"RSA p (little-endian words)": 2,
-	"RSA q (little-endian words)": 2,
+	"Ed25519 seed":                   1,
+	"Ed25519 prefix":                 1,
+	"ECDSA d (big-endian)":           1,
+	"RSA d (little-endian words)":    2,
+	"RSA p (little-endian words)":    2,
+	"RSA q (little-endian words)":    2,
+	"RSA dP (big-endian)":            1,
+	"RSA dP (little-endian words)":   1,
+	"RSA dQ (big-endian)":            1,
+	"RSA dQ (little-endian words)":   1,
+	"RSA qInv (little-endian words)": 2,
 }
 
 // defaultCopies is how many copies of each form TestAdapterCopies allows
@@ -607,18 +619,23 @@ var busyCopies = map[string]int{
 // (as many) hold in their frames until they end, and in a default build
 // what crypto/x509 left unwiped when NewSigner and each pool key parsed
 // them: for the ECDSA scalar one per key and per signature and 3 (as in
-// every run seen); for RSA's d, p and q two per key as words and one per
-// signature, and up to 3 per parse big-endian (3 to 6 seen with one key).
-// Runs found at most 6 and 2 per key. A key or a parse per signature left
-// hundreds.
+// every run seen); for RSA's d, p, q and qInv two per key as words and one
+// per signature, for dP and dQ one per key as words and one per signature,
+// and for every RSA number up to 3 per parse big-endian (3 to 6 seen with
+// one key) and for dP and dQ the pool's one per key. Runs found at most 6
+// and 2 per key. A key or a parse per signature left hundreds.
 func busyLimit(form string) (int, bool) {
 	procs := runtime.GOMAXPROCS(0)
 	switch form {
 	case "ECDSA d (big-endian)":
 		return 2*procs + 3, true
-	case "RSA d (little-endian words)", "RSA p (little-endian words)", "RSA q (little-endian words)":
+	case "RSA d (little-endian words)", "RSA p (little-endian words)", "RSA q (little-endian words)",
+		"RSA qInv (little-endian words)":
 		return 3*procs + 2, true
-	case "RSA d (big-endian)", "RSA p (big-endian)", "RSA q (big-endian)":
+	case "RSA dP (little-endian words)", "RSA dQ (little-endian words)":
+		return 2*procs + 2, true
+	case "RSA d (big-endian)", "RSA p (big-endian)", "RSA q (big-endian)", "RSA qInv (big-endian)",
+		"RSA dP (big-endian)", "RSA dQ (big-endian)":
 		return 3 * (procs + 1), true
 	}
 	n, ok := busyCopies[form]

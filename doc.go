@@ -207,7 +207,10 @@
 //     keeps it, math/big's words and crypto/rsa's precomputed FIPS form,
 //     two copies as words per key; the big-endian ones are what
 //     crypto/x509's parses left. A parse per signature left 18 to 338 and
-//     6 to 52.
+//     6 to 52. Of the CRT values, each key of the pool keeps dP and dQ
+//     once as words and once big-endian (the FIPS form keeps them as
+//     bytes), and qInv twice as words; either of dP and dQ factors the
+//     modulus. One run found 3 of each big-endian and 1 or 2 as words.
 //
 // How many copies of ECDSA and RSA keys are found depends on when the
 // collector last ran and what has reused the memory since.
@@ -230,8 +233,9 @@
 // the live process and in a core dump, and fails if it finds any, but for
 // what a Signer in use keeps: one copy of the Ed25519 seed and prefix in
 // crypto/ed25519's cache, one of the ECDSA scalar per key of the pool in
-// crypto/ecdsa's, and the RSA pool's parsed keys (d, p and q as math/big's
-// words and in crypto/rsa's FIPS form), all made inside secret.Do and
+// crypto/ecdsa's, and the RSA pool's parsed keys (d, p, q and qInv as
+// math/big's words and in crypto/rsa's FIPS form, dP and dQ as words and
+// big-endian in the FIPS form), all made inside secret.Do and
 // erased once the Signer is gone. Purge and Close do not reach those: drop
 // the Signer. Even hmac.New inside BorrowViewSlice leaves none once
 // collected.
@@ -250,7 +254,8 @@
 // and the signature under way; the test allows three), 2 to 6 of the ECDSA
 // scalar (one per key of the pool and, in a default build, the 3
 // NewSigner's parse left; it allows 2 x GOMAXPROCS + 3), and none of RSA's
-// numbers big-endian and two as words per key of the pool (4 to 8 seen).
+// d, p, q and qInv big-endian and two as words per key of the pool (4 to 8
+// seen), and dP and dQ once as words and once big-endian per key.
 // An AEAD call under way holds its key schedule on the Go heap (two copies
 // of the key in one of the busy dumps). BENCHMARKS.md has what secret mode
 // costs.

@@ -139,8 +139,9 @@ type signer struct {
 	// crypto/ed25519 the expanded key (seed, scalar, prefix) under the
 	// key's first byte, crypto/ecdsa its FIPS form of the scalar under the
 	// *ecdsa.PrivateKey; and a parse of an RSA key leaves every form of d,
-	// p and q that crypto/x509 and crypto/rsa make. A key, or a parse, per
-	// signature left a copy per signature until the memory was reused or,
+	// p, q and the CRT values that crypto/x509 and crypto/rsa make. A key,
+	// or a parse, per signature left a copy per signature until the memory
+	// was reused or,
 	// in secret mode, until the second collection after it: hundreds in a
 	// dump of a busy process (TestAdapterCopies' busy phase). Reused, each
 	// key is one such copy; in secret mode it is made inside secret.Do

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/memshuffle/memshuffle/internal/seal"
 	"golang.org/x/crypto/cryptobyte"
 	"golang.org/x/crypto/cryptobyte/asn1"
 )
@@ -284,6 +285,7 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 	// there, freeing the old one with what the call had left in it.
 	key := k.keys.get()
 	defer func() { k.keys.put(key) }()
+	var pooled *rsa.PrivateKey
 	err = borrowKey(k.s, k.h, pinRule{deep: true}, func(der []byte) error {
 		switch k.kind {
 		case keyEd25519:
@@ -291,7 +293,7 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 		case keyECDSA:
 			sig, err = k.signECDSA(der, &key, rand, digest, opts)
 		default:
-			sig, err = k.signRSA(der, &key, rand, digest, opts)
+			pooled, sig, err = k.signRSA(der, &key, rand, digest, opts)
 		}
 		return err
 	})
@@ -299,6 +301,21 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 		// A signature made from a wiped entry (Purge during the call) is
 		// no signature of the key.
 		return nil, err
+	}
+	if pooled != nil {
+		// The pool's key, checked against the entry, signs on its own:
+		// the entry is sealed again, and free to move, for the
+		// milliseconds of an RSA signature. Overlapping signatures kept
+		// their views open end to end, and a busy Signer's entry stayed
+		// decrypted, in one place, for minutes. The signature's frames
+		// are zeroed as under the view, and run in secret.Do in secret
+		// mode.
+		runSecret(func() {
+			seal.Guarded(false, true, func() { sig, err = signRSAWith(pooled, rand, digest, opts) })
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	return sig, nil
 }
@@ -493,32 +510,40 @@ func (k *signer) signECDSA(der []byte, slot *crypto.Signer, rand io.Reader, dige
 	return stdSign(opts, w, func() ([]byte, error) { return key.Sign(w.reader(rand), digest, opts) })
 }
 
-// signRSA signs with *slot, a key of the pool (see keys), which it parses
-// from der if it is nil. An entry that no longer holds the key the
-// pool's were parsed from is parsed for this signature alone, and the key
+// signRSA picks the key to sign with: *slot, a key of the pool (see
+// keys), which it parses from der if it is nil. That key, checked against
+// der, it returns for the caller to sign with once der is sealed again.
+// An entry that no longer holds the key the pool's were parsed from is
+// parsed for this signature alone, which signRSA makes, and the key
 // wiped after it.
-func (k *signer) signRSA(der []byte, slot *crypto.Signer, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+func (k *signer) signRSA(der []byte, slot *crypto.Signer, rand io.Reader, digest []byte, opts crypto.SignerOpts) (pooled *rsa.PrivateKey, sig []byte, err error) {
 	if err := k.checkPSSSalt(opts); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	same := subtle.ConstantTimeCompare(keyCheck("RSA", der), k.rsaCheck) == 1
 	rk, _ := (*slot).(*rsa.PrivateKey)
 	if rk == nil || !same {
 		key, err := x509.ParsePKCS8PrivateKey(der)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidKey, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrInvalidKey, err)
 		}
 		var ok bool
 		if rk, ok = key.(*rsa.PrivateKey); !ok {
 			wipeKey(key)
-			return nil, fmt.Errorf("%w: the entry no longer holds an RSA key", ErrInvalidKey)
+			return nil, nil, fmt.Errorf("%w: the entry no longer holds an RSA key", ErrInvalidKey)
 		}
-		if same {
-			*slot = rk
-		} else {
+		if !same {
 			defer wipeKey(rk)
+			sig, err = signRSAWith(rk, rand, digest, opts)
+			return nil, sig, err
 		}
+		*slot = rk
 	}
+	return rk, nil, nil
+}
+
+// signRSAWith signs digest with rk.
+func signRSAWith(rk *rsa.PrivateKey, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if _, pss := opts.(*rsa.PSSOptions); pss && (rand == nil || isNilPointer(rand)) {
 		// crypto/rsa reads the salt from it, after checking opts: a nil
 		// one would panic there.

@@ -676,3 +676,59 @@ func TestWipeBigClearsWords(t *testing.T) {
 		}
 	}
 }
+
+// TestRSASignSealsEntryFirst checks that an RSA signature with a key of
+// the pool runs with the entry sealed again: another goroutine can rent
+// the entry while crypto/rsa computes (here, while it reads its PSS salt
+// from rand), both the first signature, which parses the pool's key, and
+// the next, which reuses it. Held under the view, the entry stayed
+// decrypted for as long as overlapping signatures went on.
+func TestRSASignSealsEntryFirst(t *testing.T) {
+	s := newTest(t)
+	var key *rsa.PrivateKey
+	for _, k := range testKeys() {
+		if rk, ok := k.priv.(*rsa.PrivateKey); ok {
+			key = rk
+		}
+	}
+	h, err := CopyFrom(s, pkcs8(t, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := NewSigner(s, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
+	digest := sha256.Sum256([]byte("message"))
+	for i := range 2 {
+		var rentErr error
+		reads := 0
+		r := readerFunc(func(p []byte) (int, error) {
+			if reads++; reads == 1 {
+				var b []byte
+				if b, rentErr = RentSlice[byte](s, h); rentErr == nil {
+					if !bytes.Equal(b, pkcs8(t, key)) {
+						t.Error("the entry rented during the signature does not hold the key")
+					}
+					rentErr = s.Return(h)
+				}
+			}
+			return rand.Read(p)
+		})
+		sig, err := sg.Sign(r, digest[:], opts)
+		if err != nil {
+			t.Fatalf("signature %d: %v", i, err)
+		}
+		verify(t, key.Public(), digest[:], sig, opts)
+		if reads == 0 {
+			t.Fatalf("signature %d: crypto/rsa read no salt", i)
+		}
+		if rentErr != nil {
+			t.Errorf("signature %d: renting the entry while crypto/rsa signs: %v, want it sealed and free", i, rentErr)
+		}
+	}
+	if err := s.checkInvariants(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -35,7 +35,8 @@ import (
 //
 // Public returns the public key, which NewSigner derives once and keeps on
 // the Go heap. Sign parses the key out of a view of the entry for each
-// signature and signs: with an *ecdsa.PrivateKey, ed25519.PrivateKey or
+// signature and signs (an RSA key of the pool, checked against the entry,
+// signs after the view ends): with an *ecdsa.PrivateKey, ed25519.PrivateKey or
 // *rsa.PrivateKey's Sign, so opts and rand mean what they mean there (nil
 // rand gives deterministic ECDSA signatures, RFC 6979), except that Sign
 // returns an error where those panic: ErrNilArgument for nil opts, a nil

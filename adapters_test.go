@@ -247,6 +247,47 @@ func TestAEADNilReceiver(t *testing.T) {
 	}
 }
 
+// TestECDSASignRefusesDigestLength: an ECDSA Signer refuses a digest
+// whose length is not that of opts' hash with a rand as with none.
+// crypto/ecdsa checks it only with none (RFC 6979); with a rand it signed
+// any digest, truncated to the curve's size, so a message passed for its
+// hash was signed by its first bytes. Opts naming no hash still sign
+// the digest as given.
+func TestECDSASignRefusesDigestLength(t *testing.T) {
+	s := newTest(t)
+	for _, k := range testKeys() {
+		ec, ok := k.priv.(*ecdsa.PrivateKey)
+		if !ok {
+			continue
+		}
+		sg := newTestSigner(t, s, ec)
+		for _, r := range []io.Reader{nil, rand.Reader} {
+			for _, n := range []int{0, 20, 31, 33, 64} {
+				if _, err := sg.Sign(r, make([]byte, n), crypto.SHA256); !errors.Is(err, ErrInvalidOption) {
+					t.Errorf("%s, rand %v: a %d-byte digest for SHA-256: %v, want ErrInvalidOption", k.name, r != nil, n, err)
+				}
+			}
+			digest := sha256.Sum256([]byte("message"))
+			sig, err := sg.Sign(r, digest[:], crypto.SHA256)
+			if err != nil {
+				t.Fatalf("%s, rand %v: %v", k.name, r != nil, err)
+			}
+			verify(t, ec.Public(), digest[:], sig, crypto.SHA256)
+		}
+		raw := make([]byte, 48)
+		sig, err := sg.Sign(rand.Reader, raw, crypto.Hash(0))
+		if err != nil {
+			t.Fatalf("%s: a digest with opts naming no hash: %v", k.name, err)
+		}
+		if !ecdsa.VerifyASN1(&ec.PublicKey, raw, sig) {
+			t.Errorf("%s: the signature of a digest with opts naming no hash does not verify", k.name)
+		}
+	}
+	if err := s.checkInvariants(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestSignErrorsTyped: what the standard library refuses to sign (opts it
 // cannot use, a digest whose length does not fit them) comes back as an
 // error matching ErrInvalidOption, prefixed "memshuffle: ", as every error

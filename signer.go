@@ -42,9 +42,11 @@ import (
 // returns an error where those panic: ErrNilArgument for nil opts, a nil
 // pointer included, and ErrInvalidOption for opts naming a hash function
 // unknown or not linked into the program where one is needed (RSA-PSS,
-// ECDSA with nil rand). Whatever else those refuse (opts they cannot use, a
-// digest of another length than opts' hash) fails with an error matching
-// ErrInvalidOption that wraps theirs, or, under GODEBUG=fips140=only,
+// ECDSA with nil rand). A digest of another length than the hash opts
+// name fails with ErrInvalidOption too, for every key (crypto/ecdsa would
+// sign it, truncated, when given a rand). Whatever else those refuse (opts
+// they cannot use) fails with an error
+// matching ErrInvalidOption that wraps theirs, or, under GODEBUG=fips140=only,
 // ErrUnsupported for what the FIPS module refuses (a rand other than
 // crypto/rand.Reader where it is read, say). RSA-PSS reads rand for its
 // salt, and needs one: a nil rand fails with ErrNilArgument. ECDSA reads
@@ -279,6 +281,13 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 	}
 	if opts, err = plainOpts(k.kind, opts); err != nil {
 		return nil, err
+	}
+	if h := opts.HashFunc(); k.kind == keyECDSA && h.Available() && len(digest) != h.Size() {
+		// crypto/ecdsa refuses this only with a nil rand (RFC 6979); with
+		// one it signs whatever digest it is given, truncated to the
+		// curve's size: a message passed for its hash would be signed by
+		// its first bytes, for any message that shares them.
+		return nil, fmt.Errorf("%w: a digest of %d bytes for %v, which makes %d", ErrInvalidOption, len(digest), h, h.Size())
 	}
 	// A key of the pool is taken before the key is read, so that a Sign
 	// waiting for its turn waits outside the call whose stack is zeroed

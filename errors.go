@@ -107,8 +107,10 @@ var (
 	// caller's that memshuffle runs to fill an entry (the io.Reader of
 	// ReadFrom, ReadAll, ReadUntil or ReadPrivateKey) panics, what it read
 	// then wiped and freed, when WriteTo's io.Writer panics, the entry
-	// then encrypted again, or when the hash function given to MAC, or a
-	// hash it made, panics, the key's padded blocks then wiped.
+	// then encrypted again, when the hash function given to MAC, or a
+	// hash it made, panics, the key's padded blocks then wiped, or when
+	// the HashFunc of the opts given to a Signer's Sign panics (that error
+	// matches ErrInvalidOption too).
 	ErrPanicked = errors.New("memshuffle: caller's code panicked")
 )
 

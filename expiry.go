@@ -9,9 +9,10 @@ import (
 )
 
 // WithDefaultTTL gives every new entry an expiry ttl after its allocation;
-// see [Shuffler.SetExpiry]. Expiries are kept as int64 Unix nanoseconds, so
-// New rejects, with ErrInvalidOption, a ttl that takes an entry allocated
-// now past April 2262 (about 236 years from 2026).
+// see [Shuffler.SetExpiry]. New rejects, with ErrInvalidOption, a ttl of
+// zero or less, and, since expiries are kept as int64 Unix nanoseconds, a
+// ttl that takes an entry allocated now past April 2262 (about 236 years
+// from 2026).
 func WithDefaultTTL(ttl time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if ttl <= 0 {

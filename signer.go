@@ -445,7 +445,8 @@ func (w *watchedReader) Read(p []byte) (n int, err error) {
 func plainOpts(kind keyKind, opts crypto.SignerOpts) (_ crypto.SignerOpts, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = optsPanicked(opts, p)
+			// Only opts' own HashFunc runs here: the caller's code.
+			err = fmt.Errorf("%w: %w", ErrInvalidOption, panicError(fmt.Sprintf("HashFunc of %T", opts), p))
 		}
 	}()
 	switch o := opts.(type) {

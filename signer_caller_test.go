@@ -15,6 +15,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -358,5 +359,36 @@ func TestSignerRSAEntryReplaced(t *testing.T) {
 	put(der1)
 	if !signs(&first.PublicKey) {
 		t.Error("with the first key back, Sign did not sign with it")
+	}
+}
+
+// panickingOpts' HashFunc panics, as opts of the caller's may.
+type panickingOpts struct{}
+
+func (panickingOpts) HashFunc() crypto.Hash { panic("opts bug") }
+
+// TestSignerOptsPanic: opts whose HashFunc panics fail Sign with an error
+// matching ErrPanicked, as other code of the caller's that panics does,
+// and ErrInvalidOption, for every kind of key; the Signer signs after it.
+func TestSignerOptsPanic(t *testing.T) {
+	s := newTest(t)
+	for _, k := range testKeys() {
+		sg := newTestSigner(t, s, k.priv)
+		_, err := sg.Sign(rand.Reader, make([]byte, 32), panickingOpts{})
+		if !errors.Is(err, ErrPanicked) || !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "opts bug") {
+			t.Errorf("%s: %v, want an error matching ErrPanicked and ErrInvalidOption with the panic's value", k.name, err)
+		}
+		opts, msg := crypto.SignerOpts(crypto.SHA256), make([]byte, 32)
+		if _, ok := k.priv.(ed25519.PrivateKey); ok {
+			opts = crypto.Hash(0)
+		}
+		sig, err := sg.Sign(rand.Reader, msg, opts)
+		if err != nil {
+			t.Fatalf("%s: signing after the panic: %v", k.name, err)
+		}
+		verify(t, sg.Public(), msg, sig, opts)
+	}
+	if err := s.checkInvariants(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -29,6 +29,7 @@ type rentRecord struct {
 // stack capture per rent, so it is meant for finding a forgotten Return in
 // development or in a canary, not for every production process. A goroutine
 // checks the rents every threshold/2 (at least every 10 ms) until Close.
+// New rejects a threshold of zero or less with ErrInvalidOption.
 func WithRentTracking(threshold time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if threshold <= 0 {

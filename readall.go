@@ -260,7 +260,7 @@ func (g *growing) release() error {
 // there was one.
 func (g *growing) makeRoom(n, limit int, read func([]byte) (int, error), tooLarge string) (full bool, err error) {
 	if n < limit {
-		return false, g.grow(n, min(2*n, limit))
+		return false, g.grow(n, grownSize(n, limit))
 	}
 	more, err := g.probe(read)
 	if err != nil {
@@ -271,6 +271,11 @@ func (g *growing) makeRoom(n, limit int, read func([]byte) (int, error), tooLarg
 	}
 	return true, nil
 }
+
+// grownSize is the size an entry of n bytes, below limit, grows to:
+// twice n, at most limit. Twice n overflows a 32-bit int past 1 GiB, where
+// MaxEntrySize allows limits up to 2 GiB.
+func grownSize(n, limit int) int { return n + min(n, limit-n) }
 
 // probe reads one more byte, into an entry of its own, with read, and
 // reports whether there was one. io.EOF from read means there was not; its

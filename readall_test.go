@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -321,3 +322,23 @@ func TestReadUntilFailures(t *testing.T) {
 // overMax is one more than MaxEntrySize where an int holds that, and
 // negative (as invalid) where it does not.
 var overMax = func() int { n := MaxEntrySize; return n + 1 }()
+
+// TestGrownSize: an entry ReadAll or ReadUntil fills grows to twice its
+// size, at most the limit, without overflowing where twice the size does
+// not fit an int (on 32-bit platforms, past 1 GiB of the 2 GiB that
+// MaxEntrySize allows).
+func TestGrownSize(t *testing.T) {
+	for _, c := range []struct{ n, limit, want int }{
+		{1, 100, 2},
+		{40, 100, 80},
+		{60, 100, 100},
+		{99, 100, 100},
+		{math.MaxInt/2 + 1, math.MaxInt, math.MaxInt},
+		{math.MaxInt - 1, math.MaxInt, math.MaxInt},
+		{math.MaxInt / 4, math.MaxInt, math.MaxInt/4 + math.MaxInt/4},
+	} {
+		if got := grownSize(c.n, c.limit); got != c.want {
+			t.Errorf("grownSize(%d, %d) = %d, want %d", c.n, c.limit, got, c.want)
+		}
+	}
+}

@@ -34,7 +34,27 @@ func (s *Shuffler) PublishExpvar(name string) error {
 	if expvar.Get(name) != nil {
 		return fmt.Errorf("%w: %q", ErrNameTaken, name)
 	}
-	expvar.Publish(name, expvar.Func(func() any { return s.Stats() }))
+	if expvarHookForTest != nil {
+		expvarHookForTest()
+	}
+	return publishExpvar(name, expvar.Func(func() any { return s.Stats() }))
+}
+
+// expvarHookForTest, when set, runs between PublishExpvar's check of the
+// name and its publication.
+var expvarHookForTest func()
+
+// publishExpvar publishes v as name, or fails with ErrNameTaken where
+// expvar.Publish panics: code outside the package may publish the name
+// between PublishExpvar's check and this call, and expvar has no way to
+// publish only if the name is free.
+func publishExpvar(name string, v expvar.Var) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %q, published meanwhile: %v", ErrNameTaken, name, p)
+		}
+	}()
+	expvar.Publish(name, v)
 	return nil
 }
 

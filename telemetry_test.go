@@ -40,6 +40,25 @@ func TestPublishExpvar(t *testing.T) {
 	}
 }
 
+// TestPublishExpvarNameTakenMeanwhile: a name that code outside the
+// package publishes between PublishExpvar's check and its publication
+// fails with ErrNameTaken, where expvar.Publish panics, and the other
+// publication stays.
+func TestPublishExpvarNameTakenMeanwhile(t *testing.T) {
+	s := newTest(t)
+	expvarRuns++
+	name := fmt.Sprintf("memshuffle_test_%d", expvarRuns)
+	theirs := expvar.Func(func() any { return "theirs" })
+	expvarHookForTest = func() { expvar.Publish(name, theirs) }
+	defer func() { expvarHookForTest = nil }()
+	if err := s.PublishExpvar(name); !errors.Is(err, ErrNameTaken) {
+		t.Fatalf("publishing a name taken meanwhile: %v, want ErrNameTaken", err)
+	}
+	if got := expvar.Get(name).String(); got != `"theirs"` {
+		t.Fatalf("the name publishes %s, want the other publication's", got)
+	}
+}
+
 func TestLoggerEvents(t *testing.T) {
 	var buf bytes.Buffer
 	s := newTest(t, WithLogger(slog.New(slog.NewJSONHandler(&buf, nil))))

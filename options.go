@@ -182,7 +182,8 @@ func WithCipher(c Cipher) Option {
 // RotateKey, which does not rest, gets its share of the processors there:
 // 65 ms for 16 MiB, against 15 to 18 ms without them
 // (BenchmarkRotateKeyBusy, bench/NOTES.md). A rotation that fails (see
-// RotateKey) is logged at warning level and retried at the next tick. The
+// RotateKey) is logged at warning level, counted in
+// Stats.KeyRotationsFailed and retried at the next tick. The
 // interval must be positive (ErrInvalidOption). Close stops the goroutine
 // and waits for it, so a logger that it calls may Purge the Shuffler but
 // must not Close it.

@@ -917,6 +917,7 @@ func (s *Shuffler) rotateLoop(ctx context.Context, every time.Duration, done cha
 			return
 		}
 		if err != nil {
+			s.tally.rotationsFailed.Add(1)
 			s.log(slog.LevelWarn, "memshuffle: scheduled key rotation failed", slog.String("error", err.Error()))
 		}
 		// A rotation of a few entries reaches none of the rests inside

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
 // TestKeyRotationScheduled: with WithKeyRotation the key changes on its own
@@ -152,4 +154,64 @@ func errWithin(t *testing.T, ch <-chan error, stuck string) error {
 		t.Fatal(stuck)
 		return nil
 	}
+}
+
+// TestScheduledRotationFailuresCounted: scheduled rotations that fail (here
+// every lock of memory is refused under LockStrict, so an authenticated
+// Shuffler's rotation finds no locked memory for its backup buffers) are
+// counted in Stats.KeyRotationsFailed as well as logged, so a service with
+// no logger sees its keys stop rotating; once memory locks again they
+// rotate, and every entry keeps its value.
+func TestScheduledRotationFailuresCounted(t *testing.T) {
+	var logged atomic.Bool
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		if strings.Contains(string(p), "scheduled key rotation failed") {
+			logged.Store(true)
+		}
+		return len(p), nil
+	}), nil))
+	s, err := New(WithShards(4), WithArenaSize(4096), WithLockMode(LockStrict), WithCipher(AES256GCM),
+		WithKeyRotation(2*time.Millisecond), WithLogger(logger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m := model{}
+	for i := range 64 {
+		h, err := Alloc[byte](s, 3000+50*i) // never rented: a rotation grows the backup buffers
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[h] = make([]byte, 3000+50*i)
+	}
+	osmem.SetFault(func(op osmem.Op) error {
+		if op == osmem.OpLock {
+			return osmem.ErrInjected
+		}
+		return nil
+	})
+	t.Cleanup(func() { osmem.SetFault(nil) })
+	before := s.Stats()
+	for deadline := time.Now().Add(10 * time.Second); s.Stats().KeyRotationsFailed < before.KeyRotationsFailed+2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no two failed scheduled rotations counted in 10 s: %+v", s.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	osmem.SetFault(nil)
+	if !logged.Load() {
+		t.Error("failed rotations not logged")
+	}
+	ok := s.Stats()
+	for deadline := time.Now().Add(10 * time.Second); s.Stats().KeyRotations < ok.KeyRotations+2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no rotation completed in 10 s once memory locks again: %+v", s.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if d := s.Stats().Sub(before); d.KeyRotationsFailed < 2 {
+		t.Errorf("Stats.Sub: %d failed rotations, want at least 2", d.KeyRotationsFailed)
+	}
+	mustCheck(t, s)
+	verifyModel(t, s, m)
 }

@@ -50,7 +50,12 @@ type Stats struct {
 	BytesMoved     uint64        // bytes of entries moved by Shuffle, shuffle-on-return and compaction
 	ShuffleTime    time.Duration // total time spent in Shuffle
 	KeyRotations   uint64        // completed calls to RotateKey
-	LockFailures   uint64        // mappings the OS refused to lock
+	// KeyRotationsFailed counts scheduled rotations (WithKeyRotation)
+	// that failed, each logged with WithLogger: at the memory-lock limit,
+	// say, where a rotation finds no locked memory for the new key's
+	// backup buffers, the entries stay under the old key.
+	KeyRotationsFailed uint64
+	LockFailures       uint64 // mappings the OS refused to lock
 	// LockLimit is the most memory the process may lock (RLIMIT_MEMLOCK
 	// on Unix), or -1 where it is unlimited or there is no such limit.
 	// Root, with CAP_IPC_LOCK, is not held to it. Every snapshot reports
@@ -82,6 +87,7 @@ func (st Stats) Sub(old Stats) Stats {
 	d.BytesMoved -= old.BytesMoved
 	d.ShuffleTime -= old.ShuffleTime
 	d.KeyRotations -= old.KeyRotations
+	d.KeyRotationsFailed -= old.KeyRotationsFailed
 	d.LockFailures -= old.LockFailures
 	d.LongRentsSeen -= old.LongRentsSeen
 	d.Expired -= old.Expired
@@ -120,19 +126,20 @@ func (s *Shuffler) Stats() Stats {
 // or without a shard lock, so each is atomic on its own; a Stats snapshot
 // may see one count move ahead of another.
 type tally struct {
-	shuffles       atomic.Uint64
-	arenasReleased atomic.Uint64
-	bytesMoved     atomic.Uint64
-	shuffleNanos   atomic.Int64
-	shuffleMax     atomic.Int64
-	rotations      atomic.Uint64
-	lockFailures   atomic.Uint64
-	longRentsSeen  atomic.Uint64
-	expired        atomic.Uint64
-	tampered       atomic.Uint64
-	bgCycles       atomic.Uint64
-	bgSteps        atomic.Uint64
-	bgStepMax      atomic.Int64
+	shuffles        atomic.Uint64
+	arenasReleased  atomic.Uint64
+	bytesMoved      atomic.Uint64
+	shuffleNanos    atomic.Int64
+	shuffleMax      atomic.Int64
+	rotations       atomic.Uint64
+	rotationsFailed atomic.Uint64
+	lockFailures    atomic.Uint64
+	longRentsSeen   atomic.Uint64
+	expired         atomic.Uint64
+	tampered        atomic.Uint64
+	bgCycles        atomic.Uint64
+	bgSteps         atomic.Uint64
+	bgStepMax       atomic.Int64
 }
 
 // fill copies the counts into st.
@@ -143,6 +150,7 @@ func (t *tally) fill(st *Stats) {
 	st.ShuffleTime = time.Duration(t.shuffleNanos.Load())
 	st.ShuffleMax = time.Duration(t.shuffleMax.Load())
 	st.KeyRotations = t.rotations.Load()
+	st.KeyRotationsFailed = t.rotationsFailed.Load()
 	st.LockFailures = t.lockFailures.Load()
 	st.LongRentsSeen = t.longRentsSeen.Load()
 	st.Expired = t.expired.Load()

@@ -65,6 +65,8 @@ var metrics = []metric{
 		func(st *memshuffle.Stats) float64 { return float64(st.BytesMoved) }},
 	{"key_rotations_total", "Completed calls to RotateKey.", prometheus.CounterValue, "KeyRotations",
 		func(st *memshuffle.Stats) float64 { return float64(st.KeyRotations) }},
+	{"key_rotations_failed_total", "Scheduled key rotations (WithKeyRotation) that failed.", prometheus.CounterValue, "KeyRotationsFailed",
+		func(st *memshuffle.Stats) float64 { return float64(st.KeyRotationsFailed) }},
 	{"lock_failures_total", "Mappings the operating system refused to lock into RAM.", prometheus.CounterValue, "LockFailures",
 		func(st *memshuffle.Stats) float64 { return float64(st.LockFailures) }},
 	{"long_rents_seen_total", "Rents and views reported as held longer than the WithRentTracking threshold.", prometheus.CounterValue, "LongRentsSeen",

@@ -74,6 +74,8 @@
 //     background shuffling and shuffle-on-return (BytesMoved).
 //   - memshuffle_key_rotations_total: completed calls to RotateKey
 //     (KeyRotations).
+//   - memshuffle_key_rotations_failed_total: scheduled key rotations
+//     (WithKeyRotation) that failed (KeyRotationsFailed).
 //   - memshuffle_lock_failures_total: mappings the operating system refused
 //     to lock into RAM (LockFailures).
 //   - memshuffle_long_rents_seen_total: rents and views reported as held

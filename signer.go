@@ -78,9 +78,10 @@ import (
 // every turn is taken. The entry must
 // hold the same key for as long as the Signer is used; to change keys, make
 // a new Signer. Sign fails with ErrInvalidKey when the entry no longer
-// parses, and, for Ed25519, when it holds another key: an Ed25519 signature
-// made with one key and another key's public half gives the private key
-// away. Freeing the entry makes Sign fail with ErrInvalidHandle.
+// parses or holds another key than the Signer was made for, whose
+// signatures Public would not verify (for Ed25519, a signature made with
+// one key and another key's public half gives the private key away).
+// Freeing the entry makes Sign fail with ErrInvalidHandle.
 func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 	k := &signer{s: s, h: h}
 	err := borrowKey(s, h, pinRule{deep: true}, func(der []byte) error {
@@ -99,7 +100,10 @@ func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 		// trailing bytes): fail now rather than at every Sign.
 		switch k.kind {
 		case keyECDSA:
-			_, err = pkcs8ECScalar(der, k.ecBytes)
+			var d []byte
+			if d, err = pkcs8ECScalar(der, k.ecBytes); err == nil {
+				k.ecCheck = keyCheck("ECDSA", d)
+			}
 		default:
 			_, err = pkcs8Private(der)
 			k.rsaCheck = keyCheck("RSA", der)
@@ -135,7 +139,8 @@ type signer struct {
 	edPub   ed25519.PublicKey
 	edCheck []byte // keyCheck of the seed Public belongs to
 	ecPub   *ecdsa.PublicKey
-	ecBytes int // the length of the curve's scalars
+	ecBytes int    // the length of the curve's scalars
+	ecCheck []byte // keyCheck of the scalar Public belongs to
 
 	// keys holds the keys the Signer signs with, each reused for as long
 	// as the Signer lives, because the standard library caches what it
@@ -145,15 +150,14 @@ type signer struct {
 	// *ecdsa.PrivateKey; and a parse of an RSA key leaves every form of d,
 	// p, q and the CRT values that crypto/x509 and crypto/rsa make. A key,
 	// or a parse, per signature left a copy per signature until the memory
-	// was reused or,
-	// in secret mode, until the second collection after it: hundreds in a
-	// dump of a busy process (TestAdapterCopies' busy phase). Reused, each
-	// key is one such copy; in secret mode it is made inside secret.Do
-	// and erased once the Signer is gone. An Ed25519 key buffer and an
-	// ECDSA key's D hold the key only during a signature; an RSA key is
-	// parsed once and kept, and rsaCheck tells whether the entry still
-	// holds the key it was parsed from. Ed25519 signatures take turns with
-	// one key; ECDSA and RSA ones run up to GOMAXPROCS at once.
+	// was reused or, in secret mode, until the second collection after it:
+	// hundreds in a dump of a busy process (TestAdapterCopies' busy
+	// phase). Reused, each key is one such copy; in secret mode it is made
+	// inside secret.Do and erased once the Signer is gone. An Ed25519 key
+	// buffer and an ECDSA key's D hold the key only during a signature; an
+	// RSA key is parsed once and kept, and rsaCheck tells whether the entry
+	// still holds the key it was parsed from. Ed25519 signatures take turns
+	// with one key; ECDSA and RSA ones run up to GOMAXPROCS at once.
 	keys     keyPool
 	rsaCheck []byte
 }
@@ -496,6 +500,11 @@ func (k *signer) signECDSA(der []byte, slot *crypto.Signer, rand io.Reader, dige
 	if err != nil {
 		return nil, err
 	}
+	if subtle.ConstantTimeCompare(keyCheck("ECDSA", d), k.ecCheck) != 1 {
+		// Signed with the Signer's public key, its signatures would
+		// verify under neither key.
+		return nil, fmt.Errorf("%w: the entry holds another ECDSA key than the Signer was made for", ErrInvalidKey)
+	}
 	// The public key is the one NewSigner derived: parsing with
 	// crypto/x509 or ecdsa.ParseRawPrivateKey would derive it again, a
 	// scalar multiplication as costly as the signature. Setting D is the
@@ -542,6 +551,12 @@ func (k *signer) signRSA(der []byte, slot *crypto.Signer, rand io.Reader, digest
 		if rk, ok = key.(*rsa.PrivateKey); !ok {
 			wipeKey(key)
 			return nil, nil, fmt.Errorf("%w: the entry no longer holds an RSA key", ErrInvalidKey)
+		}
+		if !same && !rk.PublicKey.Equal(k.pub) {
+			// Another encoding of the key signs; another key would make
+			// signatures that Public does not verify.
+			wipeKey(rk)
+			return nil, nil, fmt.Errorf("%w: the entry holds another RSA key than the Signer was made for", ErrInvalidKey)
 		}
 		if !same {
 			defer wipeKey(rk)

@@ -296,8 +296,10 @@ func poolState(p *keyPool, holds func(crypto.Signer) bool) (n, taken, holding in
 }
 
 // TestSignerRSAEntryReplaced: an RSA Signer whose entry comes to hold
-// another key signs with that key, parsed for that signature alone, and
-// with the pool's again once the entry holds the first key back.
+// another key fails Sign with ErrInvalidKey, since Public would not verify
+// what that key signs (it signed with it, parsed for that signature
+// alone), keeps the pool's key, and signs with it again once the entry
+// holds the first key back.
 func TestSignerRSAEntryReplaced(t *testing.T) {
 	s := newTest(t)
 	// Two keys whose DERs have one length, so that either fits the entry
@@ -350,11 +352,11 @@ func TestSignerRSAEntryReplaced(t *testing.T) {
 		t.Fatal("the first key's signature does not verify")
 	}
 	put(der2)
-	if !signs(&second.PublicKey) {
-		t.Error("with the entry replaced, Sign did not sign with the key it holds")
+	if sig, err := sg.Sign(rand.Reader, digest[:], crypto.SHA256); !errors.Is(err, ErrInvalidKey) || sig != nil {
+		t.Errorf("with the entry replaced by another key: %x, %v; want ErrInvalidKey", sig, err)
 	}
 	if n, _, _ := poolState(&sg.(*signer).keys, nil); n != 1 {
-		t.Errorf("%d keys in the pool after a signature with another key, want the first key's 1", n)
+		t.Errorf("%d keys in the pool after a Sign with another key, want the first key's 1", n)
 	}
 	put(der1)
 	if !signs(&first.PublicKey) {

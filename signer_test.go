@@ -21,6 +21,7 @@ import (
 	"math/big"
 	mathrand "math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -275,6 +276,61 @@ func TestSignerErrors(t *testing.T) {
 		if _, err := sg.Sign(rand.Reader, make([]byte, 32), crypto.SHA256); !errors.Is(err, ErrInvalidHandle) {
 			t.Errorf("%s, freed entry: %v, want ErrInvalidHandle", k.name, err)
 		}
+	}
+}
+
+// TestSignerECDSARefusesAnotherKey: an ECDSA Signer whose entry now
+// holds another key of its curve fails Sign with ErrInvalidKey instead of
+// signing with the other scalar, whose signatures Public does not verify,
+// and signs again once the entry holds its key back. (Ed25519:
+// TestSignerErrors; RSA: TestSignerRSAEntryReplaced.)
+func TestSignerECDSARefusesAnotherKey(t *testing.T) {
+	s := newTest(t)
+	digest := sha256.Sum256([]byte("message"))
+	for _, k := range testKeys() {
+		priv, ok := k.priv.(*ecdsa.PrivateKey)
+		if !ok {
+			continue
+		}
+		other, err := ecdsa.GenerateKey(priv.Curve, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine, theirs := pkcs8(t, priv), pkcs8(t, other)
+		if len(mine) != len(theirs) {
+			t.Fatalf("%s: PKCS#8 DERs of %d and %d bytes", k.name, len(mine), len(theirs))
+		}
+		h, err := CopyFrom(s, slices.Clone(mine))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sg, err := NewSigner(s, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sg.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
+			t.Fatalf("%s: %v", k.name, err)
+		}
+		if err := BorrowSlice(s, h, func(b []byte) error { copy(b, theirs); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []io.Reader{rand.Reader, nil} {
+			if sig, err := sg.Sign(r, digest[:], crypto.SHA256); !errors.Is(err, ErrInvalidKey) || sig != nil {
+				t.Errorf("%s, another key in the entry, rand %v: %x, %v; want ErrInvalidKey", k.name, r != nil, sig, err)
+			}
+		}
+		if err := BorrowSlice(s, h, func(b []byte) error { copy(b, mine); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		sig, err := sg.Sign(rand.Reader, digest[:], crypto.SHA256)
+		if err != nil {
+			t.Fatalf("%s, the key back in the entry: %v", k.name, err)
+		}
+		verify(t, sg.Public(), digest[:], sig, crypto.SHA256)
+		s.Free(h)
+	}
+	if err := s.checkInvariants(); err != nil {
+		t.Fatal(err)
 	}
 }
 

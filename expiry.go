@@ -54,7 +54,10 @@ func (s *Shuffler) SetExpiry(h Handle, t time.Time) error {
 	return nil
 }
 
-// Expiry reports the entry's expiry, or the zero Time if it has none.
+// Expiry reports the entry's expiry, or the zero Time if it has none. It
+// fails with ErrInvalidHandle for a freed, forged or another Shuffler's
+// handle, ErrExpired for an entry whose expiry passed, and ErrClosed after
+// Close or Purge.
 func (s *Shuffler) Expiry(h Handle) (time.Time, error) {
 	sh, _, err := s.lookupLive(h)
 	if err != nil {

@@ -172,11 +172,13 @@ func WithCipher(c Cipher) Option {
 // it takes a tenth of one CPU or so and callers keep theirs (at an
 // interval of a microsecond, over one entry, 0.30 and 0.36 of one CPU in
 // two runs of TestScheduledWorkRestsAtTinyIntervals, which fails above
-// 0.6); on the two-core machine of BENCHMARKS.md it re-encrypts about
-// 70 MiB a second while a caller runs Rent and Return flat out (3.6 s for
-// 256 MiB in BenchmarkRentReturnDuringKeyRotation), where RotateKey, which
-// does not rest, does 2.3 to 2.5 GB a second (BenchmarkRotateKey on
-// 256 MiB of 64 KiB entries, -benchtime 3x, four runs: 109 to 119 ms). Where goroutines keep every processor busy, a
+// 0.6); on the two-core machine of BENCHMARKS.md it re-encrypts 140 to
+// 215 MiB a second while a caller runs Rent and Return flat out (1.2 to
+// 1.8 s a rotation of 256 MiB in the six runs of
+// BenchmarkRentReturnDuringKeyRotation there: a run's time over the three
+// or so rotations it completes), where RotateKey, which does not rest,
+// does 2.3 to 2.5 GB a second (BenchmarkRotateKey on 256 MiB of 64 KiB
+// entries, -benchtime 3x, four runs: 109 to 119 ms). Where goroutines keep every processor busy, a
 // scheduled rotation's sleeps stretch as the background shuffler's do (see
 // StartBackgroundShuffle), and a rotation takes many times as long.
 // RotateKey, which does not rest, gets its share of the processors there:

@@ -51,7 +51,9 @@ type rotator struct {
 //
 // In CTR mode unrented entries go from the old ciphertext to the new one
 // without their plaintext ever being formed; the authenticated modes
-// decrypt each in place, under its shard's lock, and seal it again.
+// decrypt each in place, under its shard's lock, and seal it again, but
+// for an entry larger than a batch (below), which is decrypted into a new
+// place and sealed again with the shard's lock let go.
 // Entries rented during the rotation are plaintext already and are
 // encrypted under the new key when returned. From the moment a rotation
 // starts every new encryption uses the new key; the entries encrypted

@@ -355,8 +355,8 @@ func (s *Shuffler) releaseAll() {
 // returns; then what it wrote since is wiped, the memory unmapped, and the
 // function's caller gets ErrClosed. It does wait for the encryption or
 // decryption of an entry of 16 KiB or more that runs with its shard let go
-// (in the default cipher), about 2.5 ms per 16 MiB here: the keys and the
-// memory it uses are what Close takes away.
+// (in every cipher), about 2.5 ms per 16 MiB here in the default one: the
+// keys and the memory it uses are what Close takes away.
 //
 // Close's only error is the system's refusal to unmap memory, which does
 // not happen to a correct call: the memory is wiped before it is unmapped,

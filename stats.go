@@ -49,7 +49,7 @@ type Stats struct {
 	ArenasReleased uint64        // arenas returned to the OS
 	BytesMoved     uint64        // bytes of entries moved by Shuffle, shuffle-on-return and compaction
 	ShuffleTime    time.Duration // total time spent in Shuffle
-	KeyRotations   uint64        // completed calls to RotateKey
+	KeyRotations   uint64        // completed key rotations, by RotateKey or WithKeyRotation
 	// KeyRotationsFailed counts scheduled rotations (WithKeyRotation)
 	// that failed, each logged with WithLogger: at the memory-lock limit,
 	// say, where a rotation finds no locked memory for the new key's
@@ -202,7 +202,9 @@ func (s *Shuffler) unlockAll() {
 	}
 }
 
-// Size reports the entry's size in bytes.
+// Size reports the entry's size in bytes. It fails with ErrInvalidHandle
+// for a freed, forged or another Shuffler's handle, ErrExpired for an entry
+// whose expiry passed, and ErrClosed after Close or Purge.
 func (s *Shuffler) Size(h Handle) (int, error) {
 	sh, sl, err := s.lookupLive(h)
 	if err != nil {

@@ -10,8 +10,8 @@
 //	memshuffle help [command]       show help
 //
 // Exit codes: 0 success (for scan: the pattern was not found), 1 the pattern
-// was found (scan) or the demo saw something it should not have, 2 a usage
-// or runtime error.
+// was found (scan), the demo saw something it should not have, or a target
+// was missed (cache -check), 2 a usage or runtime error.
 package main
 
 import (
@@ -36,8 +36,8 @@ Usage:
   memshuffle version              print the version
   memshuffle help [command]       show help for a command
 
-Exit codes: 0 success (scan: not found), 1 found (scan) or demo check failed,
-2 usage or runtime error.
+Exit codes: 0 success (scan: not found), 1 found (scan), demo check failed or
+target missed (cache -check), 2 usage or runtime error.
 `
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {

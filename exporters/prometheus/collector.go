@@ -63,7 +63,7 @@ var metrics = []metric{
 		func(st *memshuffle.Stats) float64 { return float64(st.ArenasReleased) }},
 	{"moved_bytes_total", "Bytes of entries moved by Shuffle, background shuffling and shuffle-on-return.", prometheus.CounterValue, "BytesMoved",
 		func(st *memshuffle.Stats) float64 { return float64(st.BytesMoved) }},
-	{"key_rotations_total", "Completed calls to RotateKey.", prometheus.CounterValue, "KeyRotations",
+	{"key_rotations_total", "Completed key rotations, by RotateKey or WithKeyRotation.", prometheus.CounterValue, "KeyRotations",
 		func(st *memshuffle.Stats) float64 { return float64(st.KeyRotations) }},
 	{"key_rotations_failed_total", "Scheduled key rotations (WithKeyRotation) that failed.", prometheus.CounterValue, "KeyRotationsFailed",
 		func(st *memshuffle.Stats) float64 { return float64(st.KeyRotationsFailed) }},

@@ -95,7 +95,7 @@ memshuffle_live_bytes 104
 # HELP memshuffle_shuffles_total Completed calls to Shuffle.
 # TYPE memshuffle_shuffles_total counter
 memshuffle_shuffles_total 1
-# HELP memshuffle_key_rotations_total Completed calls to RotateKey.
+# HELP memshuffle_key_rotations_total Completed key rotations, by RotateKey or WithKeyRotation.
 # TYPE memshuffle_key_rotations_total counter
 memshuffle_key_rotations_total 1
 # HELP memshuffle_expired_entries_total Entries wiped because their expiry passed.
@@ -223,7 +223,7 @@ func TestCollectorConstLabels(t *testing.T) {
 # TYPE app_entries gauge
 app_entries{shuffler="a"} 4
 app_entries{shuffler="b"} 1
-# HELP app_key_rotations_total Completed calls to RotateKey.
+# HELP app_key_rotations_total Completed key rotations, by RotateKey or WithKeyRotation.
 # TYPE app_key_rotations_total counter
 app_key_rotations_total{shuffler="a"} 1
 app_key_rotations_total{shuffler="b"} 0
@@ -284,7 +284,7 @@ memshuffle_mapped_bytes 0
 # HELP memshuffle_shuffles_total Completed calls to Shuffle.
 # TYPE memshuffle_shuffles_total counter
 memshuffle_shuffles_total 1
-# HELP memshuffle_key_rotations_total Completed calls to RotateKey.
+# HELP memshuffle_key_rotations_total Completed key rotations, by RotateKey or WithKeyRotation.
 # TYPE memshuffle_key_rotations_total counter
 memshuffle_key_rotations_total 1
 `

@@ -72,8 +72,8 @@
 //     system (ArenasReleased).
 //   - memshuffle_moved_bytes_total: bytes of entries moved by Shuffle,
 //     background shuffling and shuffle-on-return (BytesMoved).
-//   - memshuffle_key_rotations_total: completed calls to RotateKey
-//     (KeyRotations).
+//   - memshuffle_key_rotations_total: completed key rotations, by RotateKey
+//     or WithKeyRotation (KeyRotations).
 //   - memshuffle_key_rotations_failed_total: scheduled key rotations
 //     (WithKeyRotation) that failed (KeyRotationsFailed).
 //   - memshuffle_lock_failures_total: mappings the operating system refused

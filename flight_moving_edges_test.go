@@ -220,19 +220,25 @@ func TestMovingReturnExpiresInFlight(t *testing.T) {
 				if err := s.SetExpiry(h, clk.time().Add(time.Second)); err != nil {
 					t.Fatal(err)
 				}
-				onFirstFlight(t, func() {
-					clk.advance(2 * time.Second)
-					// Others meanwhile: a lookup of h waits, a sweep passes it.
-					if err := s.Shuffle(); err != nil {
-						t.Error(err)
-					}
-				})
+				// Set once the entry is rented: its decryption may be a
+				// flight too, and a deadline passed there fails the Rent
+				// (TestRentInFlightPastDeadline).
+				passInFlight := func() {
+					onFirstFlight(t, func() {
+						clk.advance(2 * time.Second)
+						// Others meanwhile: a lookup of h waits, a sweep passes it.
+						if err := s.Shuffle(); err != nil {
+							t.Error(err)
+						}
+					})
+				}
 				if pinned {
-					err = BorrowSlice(s, h, func(b []byte) error { b[0] = 1; return nil })
+					err = BorrowSlice(s, h, func(b []byte) error { b[0] = 1; passInFlight(); return nil })
 				} else {
 					if _, err = RentSlice[byte](s, h); err != nil {
 						t.Fatal(err)
 					}
+					passInFlight()
 					err = s.Return(h)
 				}
 				if !errors.Is(err, ErrExpired) {

@@ -349,10 +349,24 @@ func (sh *shard) take(sl *store.Slot, h Handle, ti typeInfo, form shape, kind bo
 	} else if k := sh.unlockedCTR(c, len(mem)); k != nil {
 		// A second viewer waits for it to land as plaintext.
 		sh.xorUnlocked(k, mem, sl.Ctr(), h.slot(), sl)
+		if sh.dueNow(h.slot(), sl) {
+			// A sweep found its deadline due in flight, and held it for
+			// the end of this borrow: the plaintext is wiped instead of
+			// handed out past the deadline.
+			return nil, ErrExpired
+		}
 	} else if moved, err := sh.openInFlight(h.slot(), sl); err != nil {
+		sh.dueNow(h.slot(), sl) // a deadline held in flight: nothing else would wipe the entry
 		return nil, err
 	} else if moved {
+		if sh.dueNow(h.slot(), sl) {
+			return nil, ErrExpired
+		}
 		mem = sh.Bytes(sl)
+	} else if sh.dueNow(h.slot(), sl) {
+		// openInFlight found no memory for the new place, with the lock
+		// let go meanwhile.
+		return nil, ErrExpired
 	} else if err := sh.open(h.slot(), sl); err != nil {
 		return nil, err
 	}

@@ -562,6 +562,11 @@ func (s *Shuffler) rekeyAEADInFlight(sh *shard, e rotEntry) {
 	a, off, ok := sh.reservePlainInFlight(len(old), sl)
 	if !ok {
 		sh.land(e.i, sl)
+		if sh.dueNow(e.i, sl) {
+			// Its deadline passed, and was held, while the lock was let
+			// go to map the new place: wiped, it needs no new key.
+			return
+		}
 		// rotateBatch made sure of the backup, but a Rent in flight may
 		// have given it back meanwhile, to grow it, and been refused.
 		if _, err := sh.backupFor(len(old)); err != nil {

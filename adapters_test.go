@@ -274,6 +274,12 @@ func TestECDSASignRefusesDigestLength(t *testing.T) {
 			}
 			verify(t, ec.Public(), digest[:], sig, crypto.SHA256)
 		}
+		// Hashes crypto knows the size of, linked into the program or not.
+		for _, hh := range []crypto.Hash{crypto.MD4, crypto.RIPEMD160, crypto.BLAKE2b_256, crypto.MD5SHA1, crypto.SHA3_512} {
+			if _, err := sg.Sign(rand.Reader, make([]byte, 100), hh); !errors.Is(err, ErrInvalidOption) {
+				t.Errorf("%s: a 100-byte digest for %v, of %d bytes: %v, want ErrInvalidOption", k.name, hh, hh.Size(), err)
+			}
+		}
 		raw := make([]byte, 48)
 		sig, err := sg.Sign(rand.Reader, raw, crypto.Hash(0))
 		if err != nil {

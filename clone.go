@@ -1,6 +1,11 @@
 package memshuffle
 
-import "github.com/memshuffle/memshuffle/internal/aesctr"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/memshuffle/memshuffle/internal/aesctr"
+)
 
 // Clone makes a new entry holding a copy of h's bytes and returns its
 // Handle. The copy goes from the viewed entry straight into the new rented
@@ -9,25 +14,31 @@ import "github.com/memshuffle/memshuffle/internal/aesctr"
 // entry is a byte entry of h's size, so it has h's alignment (see
 // EntryAlign) and any type h was rented as fits it too. It gets the
 // Shuffler's default TTL, if any, rather than h's expiry, and is
-// independent of h from then on. h must not be rented elsewhere (ErrBusy);
-// on error no new entry is left.
+// independent of h from then on; it is made once h is decrypted, so its
+// TTL runs from then, and only a TTL shorter than the copying itself
+// fails Clone with ErrExpired for a live h (the error says it is the
+// copy's). h must not be rented elsewhere (ErrBusy); on error no new entry
+// is left.
 func Clone(s *Shuffler, h Handle) (Handle, error) {
-	n, err := s.Size(h)
-	if err != nil {
-		return Handle{}, err
-	}
-	c, err := Alloc[byte](s, n)
-	if err != nil {
-		return Handle{}, err
-	}
-	err = BorrowViewSlice(s, h, func(src []byte) error {
-		return BorrowSlice(s, c, func(dst []byte) error {
+	var c Handle
+	err := BorrowViewSlice(s, h, func(src []byte) error {
+		var err error
+		if c, err = Alloc[byte](s, len(src)); err != nil {
+			return err
+		}
+		err = BorrowSlice(s, c, func(dst []byte) error {
 			aesctr.Copy(dst, src) // leaves no plaintext in a register for a signal to save
 			return nil
 		})
+		if errors.Is(err, ErrExpired) {
+			err = fmt.Errorf("%w: the copy, whose default TTL ran out while it was filled", err)
+		}
+		return err
 	})
 	if err != nil {
-		s.Free(c)
+		if c != (Handle{}) {
+			s.Free(c)
+		}
 		return Handle{}, err
 	}
 	return c, nil

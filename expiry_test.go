@@ -1,6 +1,7 @@
 package memshuffle
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 	"time"
@@ -111,5 +112,57 @@ func TestDefaultTTL(t *testing.T) {
 	mustCheck(t, s)
 	if _, err := New(WithDefaultTTL(-1)); !errors.Is(err, ErrInvalidOption) {
 		t.Fatal(err)
+	}
+}
+
+// TestCloneCopyTTLFromCopying: with WithDefaultTTL, the copy Clone makes
+// gets its TTL once the source is decrypted, so a source whose decryption
+// takes longer than the TTL (here a clock step while a large source is
+// decrypted in flight) still clones, in every cipher. Made before the
+// source was viewed, the copy expired before it was filled, and Clone
+// answered ErrExpired for a live source that has no expiry.
+func TestCloneCopyTTLFromCopying(t *testing.T) {
+	for _, c := range allCiphers {
+		t.Run(c.String(), func(t *testing.T) {
+			clock := newTestClock(time.Unix(1_000_000, 0))
+			s := newTest(t, WithShards(1), WithCipher(c), withClock(clock), WithDefaultTTL(time.Second))
+			h, err := Alloc[byte](s, flightSize)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := setBytes(t, s, h, 7)
+			if err := s.SetExpiry(h, time.Time{}); err != nil { // h never expires
+				t.Fatal(err)
+			}
+			src, stepped := h.slot(), false
+			inFlight = func(_ *shard, i uint32) {
+				if i == src && !stepped { // the decryption, not the seal at the view's end
+					stepped = true
+					clock.advance(2 * time.Second)
+				}
+			}
+			t.Cleanup(func() { inFlight = nil })
+			c, err := Clone(s, h)
+			inFlight = nil
+			if err != nil {
+				t.Fatalf("Clone of a live entry with no expiry: %v", err)
+			}
+			got, err := RentSlice[byte](s, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Error("the clone holds other bytes")
+			}
+			if err := s.Return(c); err != nil {
+				t.Fatal(err)
+			}
+			if exp, err := s.Expiry(c); err != nil || !exp.Equal(clock.time().Add(time.Second)) {
+				t.Errorf("the clone's expiry %v, %v; want a second from now, %v", exp, err, clock.time().Add(time.Second))
+			}
+			if st := s.Stats(); st.Expired != 0 {
+				t.Errorf("Stats.Expired %d, want 0", st.Expired)
+			}
+		})
 	}
 }

@@ -530,6 +530,15 @@ func (s *Shuffler) lookupLive(h Handle) (*shard, *store.Slot, error) {
 	return sh, sl, nil
 }
 
+// stillLive reports lookupLive's error for h: nil while h's entry lives.
+func (s *Shuffler) stillLive(h Handle) error {
+	sh, _, err := s.lookupLive(h)
+	if err == nil {
+		sh.mu.Unlock()
+	}
+	return err
+}
+
 // setAD puts the Handle of slot i, the associated data of the AEAD modes,
 // into the shard's scratch.
 func (sh *shard) setAD(i uint32, sl *store.Slot) { sh.putAD(sh.scratch, i, sl) }

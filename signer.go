@@ -102,7 +102,7 @@ func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 		case keyECDSA:
 			var d []byte
 			if d, err = pkcs8ECScalar(der, k.ecBytes); err == nil {
-				k.ecCheck = keyCheck("ECDSA", d)
+				k.ecCheck = keyCheck("ECDSA", trimZeros(d))
 			}
 		default:
 			_, err = pkcs8Private(der)
@@ -286,12 +286,12 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 	if opts, err = plainOpts(k.kind, opts); err != nil {
 		return nil, err
 	}
-	if h := opts.HashFunc(); k.kind == keyECDSA && h.Available() && len(digest) != h.Size() {
+	if n, ok := hashSize(opts.HashFunc()); k.kind == keyECDSA && ok && len(digest) != n {
 		// crypto/ecdsa refuses this only with a nil rand (RFC 6979); with
 		// one it signs whatever digest it is given, truncated to the
 		// curve's size: a message passed for its hash would be signed by
 		// its first bytes, for any message that shares them.
-		return nil, fmt.Errorf("%w: a digest of %d bytes for %v, which makes %d", ErrInvalidOption, len(digest), h, h.Size())
+		return nil, fmt.Errorf("%w: a digest of %d bytes for %v, which makes %d", ErrInvalidOption, len(digest), opts.HashFunc(), n)
 	}
 	// A key of the pool is taken before the key is read, so that a Sign
 	// waiting for its turn waits outside the call whose stack is zeroed
@@ -330,8 +330,38 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 		if err != nil {
 			return nil, err
 		}
+		// As for a signature under the view: one that a Purge, Close or
+		// Free overtook is no signature of the Shuffler's any more.
+		if err := k.s.stillLive(k.h); err != nil {
+			return nil, err
+		}
 	}
 	return sig, nil
+}
+
+// hashSize is h.Size(), and false for no hash or a value crypto.Hash does
+// not know, where Size panics. Linked into the program or not, a known
+// hash has its size.
+func hashSize(h crypto.Hash) (n int, ok bool) {
+	if h == 0 {
+		return 0, false
+	}
+	defer func() {
+		if recover() != nil {
+			n, ok = 0, false
+		}
+	}()
+	return h.Size(), true
+}
+
+// trimZeros returns b without its leading zero bytes: an EC scalar's
+// encodings differ by them (with or without the curve's full length),
+// and its key check must not.
+func trimZeros(b []byte) []byte {
+	for len(b) > 0 && b[0] == 0 {
+		b = b[1:]
+	}
+	return b
 }
 
 // isNilPointer reports whether v is a nil pointer: opts of a pointer type
@@ -500,7 +530,7 @@ func (k *signer) signECDSA(der []byte, slot *crypto.Signer, rand io.Reader, dige
 	if err != nil {
 		return nil, err
 	}
-	if subtle.ConstantTimeCompare(keyCheck("ECDSA", d), k.ecCheck) != 1 {
+	if subtle.ConstantTimeCompare(keyCheck("ECDSA", trimZeros(d)), k.ecCheck) != 1 {
 		// Signed with the Signer's public key, its signatures would
 		// verify under neither key.
 		return nil, fmt.Errorf("%w: the entry holds another ECDSA key than the Signer was made for", ErrInvalidKey)

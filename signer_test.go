@@ -15,6 +15,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -786,5 +787,132 @@ func TestRSASignSealsEntryFirst(t *testing.T) {
 	}
 	if err := s.checkInvariants(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRSASignOvertakenByPurge: a Purge during an RSA signature with the
+// pool's key, which runs after the view ends (here called from the
+// RSA-PSS rand, the caller's code), fails Sign with ErrClosed and no
+// signature, as a Purge during any other Signer's signature does.
+func TestRSASignOvertakenByPurge(t *testing.T) {
+	s, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var key *rsa.PrivateKey
+	for _, k := range testKeys() {
+		if rk, ok := k.priv.(*rsa.PrivateKey); ok {
+			key = rk
+		}
+	}
+	h, err := CopyFrom(s, pkcs8(t, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := NewSigner(s, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
+	digest := sha256.Sum256([]byte("message"))
+	purged := false
+	r := readerFunc(func(p []byte) (int, error) {
+		if !purged {
+			purged = true
+			if err := s.Purge(); err != nil {
+				t.Errorf("purge: %v", err)
+			}
+		}
+		return rand.Read(p)
+	})
+	sig, err := sg.Sign(r, digest[:], opts)
+	if !purged {
+		t.Fatal("crypto/rsa read no salt")
+	}
+	if !errors.Is(err, ErrClosed) || sig != nil {
+		t.Errorf("Sign overtaken by Purge: %d bytes of signature, %v; want none and ErrClosed", len(sig), err)
+	}
+}
+
+// TestSignerECDSAScalarEncodings: an ECDSA Signer made from a key whose
+// scalar is encoded at the curve's full length signs with the same key
+// encoded without its leading zero byte, as older SEC 1 encoders wrote it
+// and crypto/x509 parses it, and the other way round: it is no other key.
+func TestSignerECDSAScalarEncodings(t *testing.T) {
+	s := newTest(t)
+	var priv *ecdsa.PrivateKey
+	for {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.D.BitLen() <= 248 {
+			priv = k
+			break
+		}
+	}
+	padded := pkcs8(t, priv)
+	// Re-encode with the scalar stripped of its leading zero, as SEC 1
+	// encoders of old did, and as crypto/x509 parses.
+	type ecPriv struct {
+		Version       int
+		PrivateKey    []byte
+		NamedCurveOID asn1.ObjectIdentifier `asn1:"optional,explicit,tag:0"`
+		PublicKey     asn1.BitString        `asn1:"optional,explicit,tag:1"`
+	}
+	type pkcs8s struct {
+		Version int
+		Algo    struct {
+			Algorithm  asn1.ObjectIdentifier
+			Parameters asn1.RawValue
+		}
+		PrivateKey []byte
+	}
+	var p8 pkcs8s
+	if _, err := asn1.Unmarshal(padded, &p8); err != nil {
+		t.Fatal(err)
+	}
+	var ec ecPriv
+	if _, err := asn1.Unmarshal(p8.PrivateKey, &ec); err != nil {
+		t.Fatal(err)
+	}
+	ec.PrivateKey = new(big.Int).Set(priv.D).Bytes() // 31 bytes
+	inner, err := asn1.Marshal(ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p8.PrivateKey = inner
+	stripped, err := asn1.Marshal(p8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := x509.ParsePKCS8PrivateKey(stripped); err != nil || !k.(*ecdsa.PrivateKey).Equal(priv) {
+		t.Fatalf("stripped encoding does not parse to the key: %v", err)
+	}
+	digest := sha256.Sum256([]byte("m"))
+	for _, pair := range [][2][]byte{{padded, stripped}, {stripped, padded}} {
+		h, err := CopyFrom(s, append([]byte(nil), pair[0]...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sg, err := NewSigner(s, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sg.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
+			t.Fatal(err)
+		}
+		s.Free(h)
+		h2, err := CopyFrom(s, append([]byte(nil), pair[1]...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sg.(*signer).h = h2
+		_, err = sg.Sign(rand.Reader, digest[:], crypto.SHA256)
+		if err != nil {
+			t.Errorf("made from %d-byte DER, the same key in %d bytes: %v", len(pair[0]), len(pair[1]), err)
+		}
+		s.Free(h2)
 	}
 }

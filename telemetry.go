@@ -47,7 +47,8 @@ var expvarHookForTest func()
 // publishExpvar publishes v as name, or fails with ErrNameTaken where
 // expvar.Publish panics: code outside the package may publish the name
 // between PublishExpvar's check and this call, and expvar has no way to
-// publish only if the name is free.
+// publish only if the name is free. (expvar logs the reuse through the
+// log package before it panics; that line cannot be kept out.)
 func publishExpvar(name string, v expvar.Var) (err error) {
 	defer func() {
 		if p := recover(); p != nil {

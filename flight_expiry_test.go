@@ -56,6 +56,47 @@ func expiredEverywhere(t *testing.T, s *Shuffler, h Handle, clock *testClock) {
 	}
 }
 
+// expiringInFlight makes a one-shard Shuffler of cipher c on a test clock
+// and a large entry, filled with seed's pattern unless seed is negative,
+// whose deadline is a second away.
+func expiringInFlight(t *testing.T, c Cipher, seed int) (*Shuffler, Handle, *testClock) {
+	t.Helper()
+	clock := newTestClock(time.Unix(1_000_000, 0))
+	s := newTest(t, WithShards(1), WithCipher(c), withClock(clock))
+	h, err := Alloc[byte](s, flightSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seed >= 0 {
+		setBytes(t, s, h, seed)
+	}
+	if err := s.SetExpiry(h, clock.time().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return s, h, clock
+}
+
+// refuseMapsInFlight makes every mmap fail from the first one made while
+// an entry of s's only shard is in flight, which first runs sweep. It
+// reports whether that mapping came.
+func refuseMapsInFlight(t *testing.T, s *Shuffler, sweep func()) *atomic.Bool {
+	sh := &s.shards[0]
+	var fired, inside atomic.Bool
+	osmem.SetFault(func(o osmem.Op) error {
+		if inside.Load() || o != osmem.OpMap || len(sh.flight.slots) == 0 && !fired.Load() {
+			return nil
+		}
+		if fired.CompareAndSwap(false, true) {
+			inside.Store(true)
+			sweep()
+			inside.Store(false)
+		}
+		return osmem.ErrInjected
+	})
+	t.Cleanup(func() { osmem.SetFault(nil) })
+	return &fired
+}
+
 // TestOpenInFlightTamperedExpires: a large authenticated entry that fails
 // authentication in flight (Rent and View) is wiped when it lands if its
 // deadline was found due meanwhile.
@@ -67,21 +108,13 @@ func TestOpenInFlightTamperedExpires(t *testing.T) {
 				name = c.String() + "/view"
 			}
 			t.Run(name, func(t *testing.T) {
-				clock := newTestClock(time.Unix(1_000_000, 0))
-				s := newTest(t, WithShards(1), WithCipher(c), withClock(clock))
-				h, err := Alloc[byte](s, flightSize)
-				if err != nil {
-					t.Fatal(err)
-				}
-				setBytes(t, s, h, 3)
-				if err := s.SetExpiry(h, clock.time().Add(time.Second)); err != nil {
-					t.Fatal(err)
-				}
+				s, h, clock := expiringInFlight(t, c, 3)
 				extentOf(s, h)[10] ^= 1
 				var once sync.Once
 				var sweepErr error
 				inFlight = func(*shard, uint32) { once.Do(func() { sweepErr = sweepWhenPassed(t, s, clock) }) }
 				t.Cleanup(func() { inFlight = nil })
+				var err error
 				if view {
 					_, err = ViewSlice[byte](s, h)
 				} else {
@@ -107,31 +140,10 @@ func TestOpenInFlightTamperedExpires(t *testing.T) {
 func TestOpenInFlightRefusedExpires(t *testing.T) {
 	for _, c := range []Cipher{AES256GCM, ChaCha20Poly1305} {
 		t.Run(c.String(), func(t *testing.T) {
-			clock := newTestClock(time.Unix(1_000_000, 0))
-			s := newTest(t, WithShards(1), WithCipher(c), withClock(clock))
-			h, err := Alloc[byte](s, flightSize)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.SetExpiry(h, clock.time().Add(time.Second)); err != nil {
-				t.Fatal(err)
-			}
-			sh := &s.shards[0]
-			var fired, inside atomic.Bool
+			s, h, clock := expiringInFlight(t, c, -1)
 			var sweepErr error
-			osmem.SetFault(func(o osmem.Op) error {
-				if inside.Load() || o != osmem.OpMap || len(sh.flight.slots) == 0 && !fired.Load() {
-					return nil
-				}
-				if fired.CompareAndSwap(false, true) {
-					inside.Store(true)
-					sweepErr = sweepWhenPassed(t, s, clock)
-					inside.Store(false)
-				}
-				return osmem.ErrInjected // every mapping from now on
-			})
-			t.Cleanup(func() { osmem.SetFault(nil) })
-			_, err = RentSlice[byte](s, h)
+			fired := refuseMapsInFlight(t, s, func() { sweepErr = sweepWhenPassed(t, s, clock) })
+			_, err := RentSlice[byte](s, h)
 			osmem.SetFault(nil)
 			if !fired.Load() {
 				t.Fatal("no mapping in flight")
@@ -155,27 +167,9 @@ func TestOpenInFlightRefusedExpires(t *testing.T) {
 func TestRotationInFlightFallbackExpires(t *testing.T) {
 	for _, c := range []Cipher{AES256GCM, ChaCha20Poly1305} {
 		t.Run(c.String(), func(t *testing.T) {
-			clock := newTestClock(time.Unix(1_000_000, 0))
-			s := newTest(t, WithShards(1), WithCipher(c), withClock(clock))
-			h, err := Alloc[byte](s, flightSize)
-			if err != nil {
-				t.Fatal(err)
-			}
-			setBytes(t, s, h, 4) // grows the backup buffer too
-			if err := s.SetExpiry(h, clock.time().Add(time.Second)); err != nil {
-				t.Fatal(err)
-			}
-			sh := &s.shards[0]
-			var fired atomic.Bool
+			s, h, clock := expiringInFlight(t, c, 4) // filled: the backup buffer grows too
 			var sweepErr error
-			osmem.SetFault(func(o osmem.Op) error {
-				if o != osmem.OpMap || len(sh.flight.slots) == 0 || !fired.CompareAndSwap(false, true) {
-					return nil
-				}
-				sweepErr = sweepWhenPassed(t, s, clock)
-				return osmem.ErrInjected
-			})
-			t.Cleanup(func() { osmem.SetFault(nil) })
+			fired := refuseMapsInFlight(t, s, func() { sweepErr = sweepWhenPassed(t, s, clock) })
 			if err := s.RotateKey(nil, nil); err != nil {
 				t.Fatalf("RotateKey: %v", err)
 			}
@@ -198,21 +192,12 @@ func TestRotationInFlightFallbackExpires(t *testing.T) {
 func TestRentInFlightPastDeadline(t *testing.T) {
 	for _, c := range allCiphers {
 		t.Run(c.String(), func(t *testing.T) {
-			clock := newTestClock(time.Unix(1_000_000, 0))
-			s := newTest(t, WithShards(1), WithCipher(c), withClock(clock))
-			h, err := Alloc[byte](s, flightSize)
-			if err != nil {
-				t.Fatal(err)
-			}
-			setBytes(t, s, h, 5)
-			if err := s.SetExpiry(h, clock.time().Add(time.Second)); err != nil {
-				t.Fatal(err)
-			}
+			s, h, clock := expiringInFlight(t, c, 5)
 			var once sync.Once
 			var sweepErr error
 			inFlight = func(*shard, uint32) { once.Do(func() { sweepErr = sweepWhenPassed(t, s, clock) }) }
 			t.Cleanup(func() { inFlight = nil })
-			_, err = RentSlice[byte](s, h)
+			_, err := RentSlice[byte](s, h)
 			inFlight = nil
 			if sweepErr != nil {
 				t.Fatal(sweepErr)

@@ -734,14 +734,17 @@ func TestWipeBigClearsWords(t *testing.T) {
 	}
 }
 
-// TestRSASignSealsEntryFirst checks that an RSA signature with a key of
-// the pool runs with the entry sealed again: another goroutine can rent
-// the entry while crypto/rsa computes (here, while it reads its PSS salt
-// from rand), both the first signature, which parses the pool's key, and
-// the next, which reuses it. Held under the view, the entry stayed
-// decrypted for as long as overlapping signatures went on.
-func TestRSASignSealsEntryFirst(t *testing.T) {
-	s := newTest(t)
+// pssOpts and pssDigest are what the RSA-PSS tests sign: RSA-PSS reads
+// its salt from rand during the signature, where a test's rand can act.
+var (
+	pssOpts   = &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
+	pssDigest = sha256.Sum256([]byte("message"))
+)
+
+// rsaPSSSigner stores the test RSA key in s and returns it, its entry and
+// a Signer of it.
+func rsaPSSSigner(t *testing.T, s *Shuffler) (*rsa.PrivateKey, Handle, crypto.Signer) {
+	t.Helper()
 	var key *rsa.PrivateKey
 	for _, k := range testKeys() {
 		if rk, ok := k.priv.(*rsa.PrivateKey); ok {
@@ -756,8 +759,18 @@ func TestRSASignSealsEntryFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
-	digest := sha256.Sum256([]byte("message"))
+	return key, h, sg
+}
+
+// TestRSASignSealsEntryFirst checks that an RSA signature with a key of
+// the pool runs with the entry sealed again: another goroutine can rent
+// the entry while crypto/rsa computes (here, while it reads its PSS salt
+// from rand), both the first signature, which parses the pool's key, and
+// the next, which reuses it. Held under the view, the entry stayed
+// decrypted for as long as overlapping signatures went on.
+func TestRSASignSealsEntryFirst(t *testing.T) {
+	s := newTest(t)
+	key, h, sg := rsaPSSSigner(t, s)
 	for i := range 2 {
 		var rentErr error
 		reads := 0
@@ -773,11 +786,11 @@ func TestRSASignSealsEntryFirst(t *testing.T) {
 			}
 			return rand.Read(p)
 		})
-		sig, err := sg.Sign(r, digest[:], opts)
+		sig, err := sg.Sign(r, pssDigest[:], pssOpts)
 		if err != nil {
 			t.Fatalf("signature %d: %v", i, err)
 		}
-		verify(t, key.Public(), digest[:], sig, opts)
+		verify(t, key.Public(), pssDigest[:], sig, pssOpts)
 		if reads == 0 {
 			t.Fatalf("signature %d: crypto/rsa read no salt", i)
 		}
@@ -800,22 +813,7 @@ func TestRSASignOvertakenByPurge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	var key *rsa.PrivateKey
-	for _, k := range testKeys() {
-		if rk, ok := k.priv.(*rsa.PrivateKey); ok {
-			key = rk
-		}
-	}
-	h, err := CopyFrom(s, pkcs8(t, key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sg, err := NewSigner(s, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}
-	digest := sha256.Sum256([]byte("message"))
+	_, _, sg := rsaPSSSigner(t, s)
 	purged := false
 	r := readerFunc(func(p []byte) (int, error) {
 		if !purged {
@@ -826,7 +824,7 @@ func TestRSASignOvertakenByPurge(t *testing.T) {
 		}
 		return rand.Read(p)
 	})
-	sig, err := sg.Sign(r, digest[:], opts)
+	sig, err := sg.Sign(r, pssDigest[:], pssOpts)
 	if !purged {
 		t.Fatal("crypto/rsa read no salt")
 	}

@@ -839,13 +839,18 @@ func TestRSASignOvertakenByPurge(t *testing.T) {
 // and crypto/x509 parses it, and the other way round: it is no other key.
 func TestSignerECDSAScalarEncodings(t *testing.T) {
 	s := newTest(t)
+	// A key whose scalar has a leading zero byte: one in 256.
 	var priv *ecdsa.PrivateKey
+	var d []byte
 	for {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if k.D.BitLen() <= 248 {
+		if d, err = k.Bytes(); err != nil {
+			t.Fatal(err)
+		}
+		if d[0] == 0 {
 			priv = k
 			break
 		}
@@ -875,7 +880,7 @@ func TestSignerECDSAScalarEncodings(t *testing.T) {
 	if _, err := asn1.Unmarshal(p8.PrivateKey, &ec); err != nil {
 		t.Fatal(err)
 	}
-	ec.PrivateKey = new(big.Int).Set(priv.D).Bytes() // 31 bytes
+	ec.PrivateKey = trimZeros(d)
 	inner, err := asn1.Marshal(ec)
 	if err != nil {
 		t.Fatal(err)

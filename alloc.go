@@ -182,12 +182,15 @@ func (sh *shard) sealNewInFlight(ext []byte, size int, base uint64, i uint32, sl
 
 // Free wipes the entry at once and invalidates h; no later entry gets a
 // Handle equal to h. Later allocations reuse the space, and an arena that
-// holds nothing else goes back to the operating system; when freed space
-// adds up, Free also moves a few entries out of the emptiest arenas so that
-// they drain. A rented or viewed entry cannot be freed (ErrBusy); a handle
-// freed already, forged or another Shuffler's fails with ErrInvalidHandle,
-// and every handle after Close or Purge with ErrClosed. An expired entry
-// is freed like any other. The entry's slot,
+// holds nothing else goes back to the operating system, but for the
+// shard's current arena, where its next entries go: emptied, it stays
+// mapped until the next Shuffle or background cycle, so that a shard
+// whose entries come and go does not map and unmap an arena each time.
+// When freed space adds up, Free also moves a few entries out of the
+// emptiest arenas so that they drain. A rented or viewed entry cannot be
+// freed (ErrBusy); a handle freed already, forged or another Shuffler's
+// fails with ErrInvalidHandle, and every handle after Close or Purge with
+// ErrClosed. An expired entry is freed like any other. The entry's slot,
 // 24 bytes of the Go heap that hold no secret, stays in its shard's table
 // for the shard's next entry, which takes the lowest free slot. Handles
 // name slots, so a slot cannot move while its entry lives, but the table's

@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	"bytes"
+	"sync/atomic"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
@@ -67,5 +68,43 @@ func TestShuffleHandsRegionsOver(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestArenasReleasedCountsUnmaps: Stats.ArenasReleased counts arenas given
+// back to the system, so the arenas one shard empties and the next takes
+// over during a Shuffle (handOver) are not among them: in a Shuffle of
+// equal shards it grows by the unmaps the system saw, where it grew by
+// every arena emptied (4 against 1 unmap here).
+func TestArenasReleasedCountsUnmaps(t *testing.T) {
+	const shards, n = 4, 4000
+	s := newTest(t, WithShards(shards))
+	for range n {
+		if _, err := Alloc[byte](s, 32); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Shuffle(); err != nil { // the arenas a Shuffle leaves, of one size
+		t.Fatal(err)
+	}
+	var unmaps atomic.Int64
+	osmem.SetFault(func(o osmem.Op) error {
+		if o == osmem.OpUnmap {
+			unmaps.Add(1)
+		}
+		return nil
+	})
+	t.Cleanup(func() { osmem.SetFault(nil) })
+	before := s.Stats()
+	if err := s.Shuffle(); err != nil {
+		t.Fatal(err)
+	}
+	osmem.SetFault(nil)
+	after := s.Stats()
+	if got := int64(after.ArenasReleased - before.ArenasReleased); got != unmaps.Load() {
+		t.Errorf("ArenasReleased grew by %d in a Shuffle that unmapped %d regions", got, unmaps.Load())
+	}
+	if after.Arenas != before.Arenas {
+		t.Errorf("%d arenas before the Shuffle, %d after", before.Arenas, after.Arenas)
 	}
 }

@@ -192,6 +192,7 @@ func New(opts ...Option) (*Shuffler, error) {
 		return nil, cipherRefused(Cipher(cfg.cipher), err)
 	}
 	s.cipherSlot = 0
+	s.aux.Released = &s.tally.arenasReleased
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.s, sh.index, sh.ciph = s, uint32(i), c

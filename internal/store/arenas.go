@@ -229,7 +229,11 @@ func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 	if s.cur == a {
 		s.cur = nil
 	}
-	s.released.Add(1)
+	if later == nil {
+		// A region put on later counts when it is unmapped (UnmapAll):
+		// Shuffle hands some of them to the next shard instead.
+		s.released.Add(1)
+	}
 	if later == nil && locked > 0 && s.unlocked > 0 {
 		// The unmap gave back locked memory: arenas mapped unlocked at a
 		// peak would otherwise stay so, swappable, until a Shuffle, with
@@ -417,6 +421,10 @@ type Aux struct {
 
 	mu      sync.Mutex
 	refused []*osmem.Region // regions the system would not unmap, for Retry
+
+	// Released, when set, counts the arenas' regions UnmapAll gives back
+	// to the system.
+	Released *atomic.Uint64
 }
 
 // Map calls mapFn, which maps a region, and counts the region in.
@@ -552,6 +560,8 @@ func (l *UnmapList) UnmapAll(aux *Aux) error {
 	for i, r := range *l {
 		if err := aux.Unmap(r); err != nil {
 			errs = append(errs, err)
+		} else if aux.Released != nil {
+			aux.Released.Add(1)
 		}
 		(*l)[i] = nil
 	}

@@ -903,6 +903,21 @@ func (s *Shuffler) stopKeyRotation() {
 	}
 }
 
+// scheduledRotation runs one rotation of rotateLoop's. A failure is
+// counted and logged, for the next tick to try again; it reports false
+// when the loop is to stop: ctx done or the Shuffler closed.
+func (s *Shuffler) scheduledRotation(ctx context.Context, pace *pacer) bool {
+	err := s.rotateKey(ctx, nil, nil, pace)
+	if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+		return false
+	}
+	if err != nil {
+		s.tally.rotationsFailed.Add(1)
+		s.log(slog.LevelWarn, "memshuffle: scheduled key rotation failed", slog.String("error", err.Error()))
+	}
+	return true
+}
+
 func (s *Shuffler) rotateLoop(ctx context.Context, every time.Duration, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTimer(every)
@@ -919,13 +934,8 @@ func (s *Shuffler) rotateLoop(ctx context.Context, every time.Duration, done cha
 		case <-t.C:
 		}
 		pace.waited(time.Since(waited))
-		err := s.rotateKey(ctx, nil, nil, &pace)
-		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+		if !s.scheduledRotation(ctx, &pace) {
 			return
-		}
-		if err != nil {
-			s.tally.rotationsFailed.Add(1)
-			s.log(slog.LevelWarn, "memshuffle: scheduled key rotation failed", slog.String("error", err.Error()))
 		}
 		// A rotation of a few entries reaches none of the rests inside
 		// it; their work adds up here.

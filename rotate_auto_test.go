@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"strings"
@@ -156,26 +157,25 @@ func errWithin(t *testing.T, ch <-chan error, stuck string) error {
 	}
 }
 
-// TestScheduledRotationFailuresCounted: scheduled rotations that fail (here
-// every lock of memory is refused under LockStrict, so an authenticated
-// Shuffler's rotation finds no locked memory for its backup buffers) are
-// counted in Stats.KeyRotationsFailed as well as logged, so a service with
-// no logger sees its keys stop rotating; once memory locks again they
-// rotate, and every entry keeps its value.
+// TestScheduledRotationFailuresCounted: a scheduled rotation that fails
+// (here every lock of memory is refused under LockStrict, so an
+// authenticated Shuffler's rotation finds no locked memory for its backup
+// buffers) is counted in Stats.KeyRotationsFailed as well as logged, so a
+// service with no logger sees its keys stop rotating; once memory locks
+// again one succeeds, and every entry keeps its value. It runs the
+// scheduled rotation itself (scheduledRotation, what WithKeyRotation's
+// goroutine runs at each tick): with the goroutine, a rotation that ran
+// before the fault was set grew the backup buffers, and the later ones
+// needed no memory, under -race.
 func TestScheduledRotationFailuresCounted(t *testing.T) {
-	var logged atomic.Bool
+	var logged atomic.Int32
 	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
 		if strings.Contains(string(p), "scheduled key rotation failed") {
-			logged.Store(true)
+			logged.Add(1)
 		}
 		return len(p), nil
 	}), nil))
-	s, err := New(WithShards(4), WithArenaSize(4096), WithLockMode(LockStrict), WithCipher(AES256GCM),
-		WithKeyRotation(2*time.Millisecond), WithLogger(logger))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := newTest(t, WithShards(4), WithArenaSize(4096), WithLockMode(LockStrict), WithCipher(AES256GCM), WithLogger(logger))
 	m := model{}
 	for i := range 64 {
 		h, err := Alloc[byte](s, 3000+50*i) // never rented: a rotation grows the backup buffers
@@ -191,27 +191,35 @@ func TestScheduledRotationFailuresCounted(t *testing.T) {
 		return nil
 	})
 	t.Cleanup(func() { osmem.SetFault(nil) })
-	before := s.Stats()
-	for deadline := time.Now().Add(10 * time.Second); s.Stats().KeyRotationsFailed < before.KeyRotationsFailed+2; {
-		if time.Now().After(deadline) {
-			t.Fatalf("no two failed scheduled rotations counted in 10 s: %+v", s.Stats())
+	pace := newPacer()
+	for range 2 {
+		if !s.scheduledRotation(context.Background(), &pace) {
+			t.Fatal("a failed rotation stopped the schedule")
 		}
-		time.Sleep(time.Millisecond)
+	}
+	if st := s.Stats(); st.KeyRotationsFailed != 2 || st.KeyRotations != 0 {
+		t.Fatalf("%d rotations failed and %d completed, want 2 and 0", st.KeyRotationsFailed, st.KeyRotations)
+	}
+	if n := logged.Load(); n != 2 {
+		t.Errorf("%d failed rotations logged, want 2", n)
 	}
 	osmem.SetFault(nil)
-	if !logged.Load() {
-		t.Error("failed rotations not logged")
+	if !s.scheduledRotation(context.Background(), &pace) {
+		t.Fatal("a rotation stopped the schedule")
 	}
-	ok := s.Stats()
-	for deadline := time.Now().Add(10 * time.Second); s.Stats().KeyRotations < ok.KeyRotations+2; {
-		if time.Now().After(deadline) {
-			t.Fatalf("no rotation completed in 10 s once memory locks again: %+v", s.Stats())
-		}
-		time.Sleep(time.Millisecond)
+	st := s.Stats()
+	if st.KeyRotations != 1 || st.KeyRotationsFailed != 2 {
+		t.Errorf("%d rotations completed and %d failed, want 1 and 2", st.KeyRotations, st.KeyRotationsFailed)
 	}
-	if d := s.Stats().Sub(before); d.KeyRotationsFailed < 2 {
-		t.Errorf("Stats.Sub: %d failed rotations, want at least 2", d.KeyRotationsFailed)
+	if d := st.Sub(Stats{}); d.KeyRotationsFailed != 2 {
+		t.Errorf("Stats.Sub: %d failed rotations, want 2", d.KeyRotationsFailed)
 	}
 	mustCheck(t, s)
 	verifyModel(t, s, m)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s.scheduledRotation(context.Background(), &pace) {
+		t.Error("a rotation on a closed Shuffler did not stop the schedule")
+	}
 }

@@ -140,24 +140,37 @@ func (sh *shard) sealInFlight(ext []byte, size int, base uint64, i uint32, sl *s
 // place is wiped and given back, and the ciphertext stays where it was,
 // for inspection, as open leaves it. The move also changes the entry's
 // address, as a Shuffle would.
+//
+// Whichever way the flight ends, the entry lands, and a deadline a sweep
+// found due meanwhile (and held, the entry being in flight) is acted on:
+// the entry is wiped, and unless the flight failed, the error is
+// ErrExpired.
 func (sh *shard) openInFlight(i uint32, sl *store.Slot) (moved bool, err error) {
 	if !sh.unlockedAEAD(int(sl.Size)) {
 		return false, nil
 	}
+	sh.takeOff(i, sl)
+	moved, err = sh.openTakenOff(i, sl)
+	sh.land(i, sl)
+	if sh.dueNow(i, sl) && err == nil {
+		err = ErrExpired
+	}
+	return moved, err
+}
+
+// openTakenOff is openInFlight's flight, the entry taken off.
+func (sh *shard) openTakenOff(i uint32, sl *store.Slot) (moved bool, err error) {
 	old := sh.Extent(sl)
 	c, base, scr := sh.cipherOf(sl), sl.Ctr(), sh.adScratch(i, sl)
-	sh.takeOff(i, sl)
 	// The backup buffer open keeps a copy of the ciphertext in is made as
 	// open makes it, so that where there is no room for a new place the
 	// fallback needs no memory it did not need before; but mapped with
 	// the shard unlocked.
 	if !sh.growBackupInFlight(len(old)) {
-		sh.land(i, sl)
 		return false, nil
 	}
 	a, off, ok := sh.reservePlainInFlight(len(old), sl)
 	if !ok {
-		sh.land(i, sl)
 		return false, nil
 	}
 	dst := a.Mem[off : off+int(sl.Size)]
@@ -176,12 +189,10 @@ func (sh *shard) openInFlight(i uint32, sl *store.Slot) (moved bool, err error) 
 	if err != nil {
 		sh.Unreserve(a, off, &later)
 		sh.unmapInFlight(later)
-		sh.land(i, sl)
 		sh.s.tamperDetected(makeHandle(sh.s.id, sh.index, i, sl.Gen()))
 		return true, ErrTampered
 	}
 	sh.settleInFlight(sl, a, off)
-	sh.land(i, sl)
 	return true, nil
 }
 

@@ -356,17 +356,9 @@ func (sh *shard) take(sl *store.Slot, h Handle, ti typeInfo, form shape, kind bo
 			return nil, ErrExpired
 		}
 	} else if moved, err := sh.openInFlight(h.slot(), sl); err != nil {
-		sh.dueNow(h.slot(), sl) // a deadline held in flight: nothing else would wipe the entry
-		return nil, err
+		return nil, err // ErrExpired too for a deadline found due in flight
 	} else if moved {
-		if sh.dueNow(h.slot(), sl) {
-			return nil, ErrExpired
-		}
 		mem = sh.Bytes(sl)
-	} else if sh.dueNow(h.slot(), sl) {
-		// openInFlight found no memory for the new place, with the lock
-		// let go meanwhile.
-		return nil, ErrExpired
 	} else if err := sh.open(h.slot(), sl); err != nil {
 		return nil, err
 	}

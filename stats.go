@@ -218,10 +218,5 @@ func (s *Shuffler) Size(h Handle) (int, error) {
 // Valid reports whether h refers to a live entry of s: not freed, not
 // expired.
 func (s *Shuffler) Valid(h Handle) bool {
-	sh, _, err := s.lookupLive(h)
-	if err != nil {
-		return false
-	}
-	sh.mu.Unlock()
-	return true
+	return s.stillLive(h) == nil
 }

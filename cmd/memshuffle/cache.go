@@ -31,7 +31,11 @@ sync.RWMutex, for comparison; the memory columns are then zero.
 With -check the exit status says whether the run met its targets: no error,
 every byte locked (unless -lock none), and at every sample mapped bytes at
 most -ratio times the stored bytes plus -slack. The stored bytes are the
-live bytes and, with -cipher gcm or chacha, each entry's 16-byte tag.
+live bytes and, with -cipher gcm or chacha, each entry's 16-byte tag. Each
+shard maps arenas of its own, of 64 KiB at least, so a few tokens over many
+shards take more room than -ratio allows for them: the default -slack, 1 MiB,
+covers 16 shards, the default up to four processors. Give -shards, or more
+-slack, to check on a machine with more.
 
 Flags:
 `
@@ -52,6 +56,7 @@ func runCache(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&c.quiet, "quiet", false, "print only the summary, not every sample")
 	fs.Float64Var(&c.ratio, "ratio", 1.25, "with -check: most mapped bytes per stored byte")
 	fs.Int64Var(&c.slack, "slack", 1<<20, "with -check: mapped bytes allowed beyond -ratio times stored")
+	fs.IntVar(&c.shards, "shards", 0, "shards of the Shuffler, a power of two up to 256; 0 for the library's default (four per processor, up to 64)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), cacheUsage)
 		fs.PrintDefaults()
@@ -103,6 +108,7 @@ func runCache(args []string, stdout, stderr io.Writer) int {
 const (
 	maxCacheTokens     = 1 << 24
 	maxCacheGoroutines = 1 << 12
+	maxCacheShards     = 256 // WithShards' most
 )
 
 // invalid says what is wrong with the flags, naming the first flag out of
@@ -124,6 +130,8 @@ func (c *cacheConfig) invalid() string {
 		return fmt.Sprintf("-ratio %v: want a positive, finite number", c.ratio)
 	case c.slack < 0:
 		return fmt.Sprintf("-slack %d: want 0 or more bytes", c.slack)
+	case c.shards < 0 || c.shards > maxCacheShards || c.shards&(c.shards-1) != 0:
+		return fmt.Sprintf("-shards %d: want 0 for the default, or a power of two from 1 to %d", c.shards, maxCacheShards)
 	}
 	return ""
 }
@@ -160,6 +168,7 @@ type cacheConfig struct {
 	check, quiet       bool
 	ratio              float64
 	slack              int64
+	shards             int // 0: the library's default
 }
 
 // tokenStore is what the workload runs on: a Shuffler, or the baseline map.
@@ -256,6 +265,9 @@ func (c *cacheConfig) run(out io.Writer) (cacheResult, error) {
 		store = &mapStore{m: make(map[uint32][]byte, c.tokens)}
 	} else {
 		opts := []memshuffle.Option{memshuffle.WithLockMode(c.lock), memshuffle.WithCipher(c.cipher)}
+		if c.shards > 0 {
+			opts = append(opts, memshuffle.WithShards(c.shards))
+		}
 		if c.secret {
 			opts = append(opts, memshuffle.WithSecretMemory())
 		}

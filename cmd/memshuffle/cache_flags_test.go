@@ -31,6 +31,9 @@ func TestCacheFlagErrors(t *testing.T) {
 		{"ratio", "+Inf"},
 		{"ratio", "0"},
 		{"slack", "-1"},
+		{"shards", "-1"},
+		{"shards", "3"},
+		{"shards", "512"},
 	}
 	for _, tt := range tests {
 		args := []string{"cache", "-duration", "100ms", "-" + tt.flag, tt.value}
@@ -62,7 +65,7 @@ func TestCacheCheckCountsTags(t *testing.T) {
 	}
 	for _, cipher := range []string{"ctr", "gcm", "chacha"} {
 		args := []string{"cache", "-cipher", cipher, "-duration", "300ms", "-interval", "50ms", "-goroutines", "2",
-			"-lock", "none", "-check", "-quiet", "-ratio", "1.35", "-slack", "0"}
+			"-lock", "none", "-shards", "8", "-check", "-quiet", "-ratio", "1.35", "-slack", "0"}
 		var out, errb bytes.Buffer
 		if code := run(args, strings.NewReader(""), &out, &errb); code != 0 {
 			t.Errorf("-cipher %s: exit %d, want 0\nstdout:\n%s\nstderr:\n%s", cipher, code, out.String(), errb.String())

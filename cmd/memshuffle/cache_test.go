@@ -17,8 +17,8 @@ func TestCache(t *testing.T) {
 		{[]string{"cache", "-tokens", "0"}, 2, ""},
 		{[]string{"cache", "-lock", "bogus"}, 2, ""},
 		{[]string{"cache", "extra"}, 2, ""},
-		{[]string{"cache", "-tokens", "2000", "-goroutines", "2", "-duration", "300ms", "-interval", "50ms", "-lock", "besteffort", "-check"}, 0, "summary: memshuffle:"},
-		{[]string{"cache", "-tokens", "2000", "-goroutines", "2", "-duration", "300ms", "-cipher", "gcm", "-lock", "besteffort", "-check", "-quiet"}, 0, "0 errors"},
+		{[]string{"cache", "-tokens", "2000", "-goroutines", "2", "-duration", "300ms", "-interval", "50ms", "-lock", "besteffort", "-shards", "8", "-check"}, 0, "summary: memshuffle:"},
+		{[]string{"cache", "-tokens", "2000", "-goroutines", "2", "-duration", "300ms", "-cipher", "gcm", "-lock", "besteffort", "-shards", "8", "-check", "-quiet"}, 0, "0 errors"},
 		{[]string{"cache", "-tokens", "2000", "-goroutines", "2", "-duration", "200ms", "-baseline"}, 0, "summary: map+RWMutex:"},
 		// An impossible target is reported, and fails the run.
 		{[]string{"cache", "-tokens", "2000", "-goroutines", "2", "-duration", "200ms", "-lock", "besteffort", "-check", "-ratio", "0.5", "-slack", "0"}, 1, "target missed"},

@@ -110,11 +110,15 @@ func importLeavesNoCopy(t *testing.T, s *Shuffler, secret, in []byte, want error
 // environment variable, or text between dashes on a body line with a
 // space) is refused, and leaves no copy of its text: a check's shadow of
 // the input kept such lines as they were, was not wiped, and, decoded,
-// copied a body line with spaces.
+// copied a body line with spaces. A key on one line that ends in dashes
+// (newlines lost, or escaped but the last) reads as one BEGIN marker whose
+// type is the key's text, which was kept as a Go string.
 func TestReadPrivateKeyDamagedTextLeavesNothing(t *testing.T) {
 	for _, tc := range []struct{ name, head, tail string }{
 		{"body run into END", "-----BEGIN PRIVATE KEY-----\n", "-----END PRIVATE KEY-----\n"},
 		{"escaped newlines", `-----BEGIN PRIVATE KEY-----\n`, `\n-----END PRIVATE KEY-----\n`},
+		{"one line, newlines lost", "-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----\n"},
+		{"one line, escaped newlines but the last", `-----BEGIN PRIVATE KEY-----\n`, `\n-----END PRIVATE KEY-----` + "\n"},
 		{"between dashes, after a space", "-----BEGIN PRIVATE KEY-----\nMC4C AQAw-----", "-----\n-----END PRIVATE KEY-----\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -184,5 +188,60 @@ func TestReadPrivateKeyMislabelledLeavesNothing(t *testing.T) {
 			importLeavesNoCopy(t, newTest(t), secret, in, ErrInvalidKey)
 			Wipe(der)
 		})
+	}
+}
+
+// TestReadPrivateKeyEd25519OddEncodingsLeaveNothing: Ed25519 PKCS#8 keys
+// that RFC 8410 does not allow (NULL algorithm parameters, version 2) are
+// refused with ErrInvalidKey, and leave no copy of the seed. They went to
+// crypto/x509, whose encoding/asn1 pass copies the seed to the heap before
+// it accepts (version 2, four copies) or refuses (parameters) the key.
+func TestReadPrivateKeyEd25519OddEncodingsLeaveNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		der  []byte // the seed's 32 bytes last
+	}{
+		{"NULL parameters", []byte{0x30, 0x30, 0x02, 0x01, 0x00, 0x30, 0x07, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x05, 0x00, 0x04, 0x22, 0x04, 0x20}},
+		{"version 2", []byte{0x30, 0x2e, 0x02, 0x01, 0x02, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer debug.SetGCPercent(debug.SetGCPercent(-1))
+			der := append(bytes.Clone(tc.der), make([]byte, 32)...)
+			seed := der[len(tc.der):]
+			rand.Read(seed)
+			in := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+			importLeavesNoCopy(t, newTest(t), seed, in, ErrInvalidKey)
+		})
+	}
+}
+
+// TestNewSignerEd25519ParamsLeavesNothing: NewSigner, given an entry with
+// an Ed25519 PKCS#8 key with NULL algorithm parameters, refuses it with
+// ErrInvalidKey and leaves no copy of the seed; crypto/x509 parsed it, and
+// copied the seed, before it refused the parameters.
+func TestNewSignerEd25519ParamsLeavesNothing(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	s := newTest(t)
+	der := append([]byte{0x30, 0x30, 0x02, 0x01, 0x00, 0x30, 0x07, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x05, 0x00, 0x04, 0x22, 0x04, 0x20}, make([]byte, 32)...)
+	rand.Read(der[18:])
+	p, err := memscan.NewPattern(der[18:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(scanSelf(t, p)); n != 1 {
+		t.Fatalf("control: %d copies of the seed in the DER, want 1", n)
+	}
+	h, err := CopyFrom(s, der) // wipes der
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(scanSelf(t, p)); n != 0 {
+		t.Fatalf("%d copies before NewSigner, want 0", n)
+	}
+	if _, err := NewSigner(s, h); !errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("NewSigner: %v, want ErrInvalidKey", err)
+	}
+	if n := len(scanSelf(t, p)); n != 0 {
+		t.Errorf("%d copies of the Ed25519 seed left after NewSigner refused the key, want 0", n)
 	}
 }

@@ -3,7 +3,6 @@ package memshuffle
 import (
 	"bytes"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 
@@ -24,7 +23,10 @@ const maxKeyFile = 64 << 10
 // input of 64 KiB or more, fails with
 // ErrInvalidKey, and so do a PEM block whose bytes are not in the form its
 // type names (an Ed25519 key labelled "RSA PRIVATE KEY"), input with
-// more than one private key, and an Ed25519 key whose seed is all zeros,
+// more than one private key or with bytes after the key's DER (crypto/x509
+// ignores them), an Ed25519 key that RFC 8410 does not allow (algorithm
+// parameters, a version other than 1 or 2, bytes after the seed), and an
+// Ed25519 key whose seed is all zeros,
 // which NewSigner refuses too. Errors of r are returned as ReadAll returns
 // them: a panic wraps ErrPanicked, an impossible count ErrInvalidCount,
 // and 100 empty reads in a row give io.ErrNoProgress. A closed or purged
@@ -33,10 +35,10 @@ const maxKeyFile = 64 << 10
 // The buffers ReadPrivateKey owns (what it read, the decoded PEM block, the
 // DER it stores, the parsed key's numbers) are wiped before it returns,
 // also on failure. An Ed25519 key in PKCS#8 is read and stored without
-// crypto/x509, which leaves no copy of it behind; ECDSA and RSA keys are
-// parsed and marshalled by crypto/x509, and an Ed25519 key with bytes
-// after it by crypto/x509 too, which make copies of their own on the way
-// that ReadPrivateKey cannot reach. PEM is decoded by ReadPrivateKey
+// crypto/x509, accepted or refused, which leaves no copy of it behind;
+// ECDSA and RSA keys are parsed and marshalled by crypto/x509, which makes
+// copies of its own on the way that ReadPrivateKey cannot reach. PEM is
+// decoded by ReadPrivateKey
 // itself, into memory it wipes (encoding/pem dropped a damaged block's
 // decoded part, and a copy of a body with spaces, unwiped): markers are
 // taken only at the start of a line, and input with a block that does not
@@ -83,19 +85,20 @@ func readPrivateKey(s *Shuffler, r io.Reader) (Handle, error) {
 		// dropped unseen, and which one the caller meant is not ours to
 		// guess.
 		for _, block := range blocks {
-			switch block.typ {
-			case "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY":
-				if der != nil {
-					return Handle{}, fmt.Errorf("%w: more than one private key in the PEM input", ErrInvalidKey)
-				}
-				if block.encrypted {
-					return Handle{}, fmt.Errorf("%w: encrypted PEM", ErrInvalidKey)
-				}
-				if block.typ == "ENCRYPTED PRIVATE KEY" {
-					return Handle{}, fmt.Errorf("%w: encrypted PKCS#8", ErrInvalidKey)
-				}
-				der, form = block.der, block.typ
+			typ := keyBlockType(block.typ)
+			if typ == "" {
+				continue
 			}
+			if der != nil {
+				return Handle{}, fmt.Errorf("%w: more than one private key in the PEM input", ErrInvalidKey)
+			}
+			if block.encrypted {
+				return Handle{}, fmt.Errorf("%w: encrypted PEM", ErrInvalidKey)
+			}
+			if typ == "ENCRYPTED PRIVATE KEY" {
+				return Handle{}, fmt.Errorf("%w: encrypted PKCS#8", ErrInvalidKey)
+			}
+			der, form = block.der, typ
 		}
 		if der == nil {
 			return Handle{}, fmt.Errorf("%w: no private key in the PEM input", ErrInvalidKey)
@@ -112,14 +115,15 @@ func readPrivateKey(s *Shuffler, r io.Reader) (Handle, error) {
 		return Handle{}, fmt.Errorf("%w: not a key in the form a %q PEM block holds", ErrInvalidKey, form)
 	}
 	form = shape
-	// An Ed25519 key in the usual encoding is read without crypto/x509;
-	// one its stricter parse refuses (trailing bytes, say) takes the path
-	// of the other keys, so that what ReadPrivateKey accepts stays the
-	// same.
-	if form == "PRIVATE KEY" {
-		if seed, ok := pkcs8Ed25519Only(der); ok {
-			return importEd25519(s, seed)
+	// An Ed25519 key is read without crypto/x509, whose parse copies the
+	// seed to the heap before it accepts or refuses the key; a key this
+	// stricter parse refuses (parameters, another version) is refused.
+	if form == "PRIVATE KEY" && pkcs8IsEd25519(der) {
+		seed, err := pkcs8Ed25519Seed(der)
+		if err != nil {
+			return Handle{}, err
 		}
+		return importEd25519(s, seed)
 	}
 	if form == "PRIVATE KEY" && !pkcs8Supported(der) {
 		// crypto/x509 would parse an X25519 key, say, copying its scalar
@@ -169,7 +173,9 @@ func parsePrivateKey(der []byte, form string) (key any, err error) {
 func derForm(der []byte) string {
 	in := cryptobyte.String(der)
 	var body cryptobyte.String
-	if !in.ReadASN1(&body, asn1.SEQUENCE) || !body.SkipASN1(asn1.INTEGER) {
+	// Nothing after the key: crypto/x509's parsers ignore what follows, so
+	// a second key there would be dropped unseen.
+	if !in.ReadASN1(&body, asn1.SEQUENCE) || !in.Empty() || !body.SkipASN1(asn1.INTEGER) {
 		return ""
 	}
 	switch {
@@ -210,7 +216,9 @@ func readAllWiping(r io.Reader, limit int) (b []byte, err error) {
 		}
 		n, err := readSome(r, b[len(b):cap(b)])
 		b = b[:len(b)+n]
-		if errors.Is(err, io.EOF) {
+		// io.EOF itself, as ReadAll has it: an error that wraps it is the
+		// reader's failure, not the end of the key.
+		if err == io.EOF {
 			return b, nil
 		}
 		if err != nil {
@@ -224,16 +232,6 @@ func readAllWiping(r io.Reader, limit int) (b []byte, err error) {
 // the algorithm without parameters, the seed as an OCTET STRING inside the
 // privateKey OCTET STRING.
 var ed25519PKCS8Prefix = []byte{0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20}
-
-// pkcs8Ed25519Only returns the seed in der when der is an Ed25519 PKCS#8
-// key with nothing after it, as NewSigner reads one.
-func pkcs8Ed25519Only(der []byte) ([]byte, bool) {
-	if !pkcs8IsEd25519(der) {
-		return nil, false
-	}
-	seed, err := pkcs8Ed25519Seed(der)
-	return seed, err == nil
-}
 
 // importEd25519 stores the Ed25519 key of seed in a new entry, in the
 // PKCS#8 form crypto/x509 marshals, without crypto/x509: its parse copies

@@ -67,7 +67,7 @@ func TestDecodePEM(t *testing.T) {
 		}
 		var got []string
 		for _, b := range blocks {
-			got = append(got, b.typ)
+			got = append(got, string(b.typ))
 		}
 		if len(got) != len(tc.types) || (len(got) > 0 && !equalStrings(got, tc.types)) {
 			t.Errorf("%q: blocks %q, want %q", tc.in, got, tc.types)
@@ -108,7 +108,7 @@ func FuzzDecodePEM(f *testing.F) {
 				break
 			}
 			_, enc := p.Headers["DEK-Info"]
-			if b := blocks[k]; p.Type == b.typ && bytes.Equal(p.Bytes, b.der) && enc == b.encrypted {
+			if b := blocks[k]; p.Type == string(b.typ) && bytes.Equal(p.Bytes, b.der) && enc == b.encrypted {
 				k++
 			}
 		}

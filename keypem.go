@@ -9,8 +9,8 @@ import (
 // pemBlock is one PEM block of a key file, decoded into memory ReadPrivateKey
 // owns and wipes.
 type pemBlock struct {
-	typ       string
-	encrypted bool // a DEK-Info header: RFC 1421 encryption
+	typ       []byte // a slice of the input, never a copy: see pemMarker
+	encrypted bool   // a DEK-Info header: RFC 1421 encryption
 	der       []byte
 }
 
@@ -55,7 +55,7 @@ func decodePEM(in []byte) (blocks []pemBlock, err error) {
 		}
 		if t, ok := pemMarker(line, "-----END "); ok {
 			// Headers need a body after them, as encoding/pem has it.
-			if t != cur.typ || headers && hadHeaders {
+			if !bytes.Equal(t, cur.typ) || headers && hadHeaders {
 				return blocks, errDamagedPEM
 			}
 			cur.der = make([]byte, base64.StdEncoding.DecodedLen(len(body)))
@@ -101,11 +101,25 @@ func pemLine(line []byte) []byte {
 	return bytes.TrimRight(line, " \t")
 }
 
-// pemMarker returns the type of a BEGIN or END line, as prefix says.
-func pemMarker(line []byte, prefix string) (string, bool) {
+// pemMarker returns the type of a BEGIN or END line, as prefix says, as a
+// slice of line. Not a string: a key whose line ends were lost, or escaped
+// as in an environment variable, is one line that begins and ends like a
+// marker, and its type is then the key's base64 (TestReadPrivateKeyOneLine).
+func pemMarker(line []byte, prefix string) ([]byte, bool) {
 	const dashes = "-----"
 	if len(line) < len(prefix)+len(dashes) || !bytes.HasPrefix(line, []byte(prefix)) || !bytes.HasSuffix(line, []byte(dashes)) {
-		return "", false
+		return nil, false
 	}
-	return string(line[len(prefix) : len(line)-len(dashes)]), true
+	return line[len(prefix) : len(line)-len(dashes)], true
+}
+
+// keyBlockType returns the PEM type of a private key that typ is, as a
+// constant, or "" for any other type.
+func keyBlockType(typ []byte) string {
+	for _, t := range [...]string{"PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "ENCRYPTED PRIVATE KEY"} {
+		if string(typ) == t {
+			return t
+		}
+	}
+	return ""
 }

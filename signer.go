@@ -18,6 +18,7 @@ import (
 	"math/big"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -274,8 +275,30 @@ func (k *signer) setPublic(key any) error {
 }
 
 // Public returns the public key: an ed25519.PublicKey, *ecdsa.PublicKey or
-// *rsa.PublicKey.
-func (k *signer) Public() crypto.PublicKey { return k.pub }
+// *rsa.PublicKey, a copy of its own on each call. The Signer signs with the
+// public half it keeps: handing that out, as it did, let a caller that
+// changed the key it was given (decoding into it, reusing the buffer) make
+// Ed25519 sign one message with two public halves and the same nonce,
+// which gives the private scalar away.
+func (k *signer) Public() crypto.PublicKey {
+	switch pub := k.pub.(type) {
+	case ed25519.PublicKey:
+		return slices.Clone(pub)
+	case *ecdsa.PublicKey:
+		q, err := pub.Bytes()
+		if err != nil {
+			return nil // not reached: NewSigner parsed it from these bytes
+		}
+		c, err := ecdsa.ParseUncompressedPublicKey(pub.Curve, q)
+		if err != nil {
+			return nil
+		}
+		return c
+	case *rsa.PublicKey:
+		return &rsa.PublicKey{N: new(big.Int).Set(pub.N), E: pub.E}
+	}
+	return k.pub
+}
 
 // Sign signs digest (the message itself, for Ed25519) with the key in the
 // entry; see NewSigner.
@@ -656,7 +679,10 @@ func pkcs8Private(der []byte) (cryptobyte.String, error) {
 var oidEd25519 = encoding_asn1.ObjectIdentifier{1, 3, 101, 112}
 
 // pkcs8IsEd25519 reports whether der is a PKCS#8 key whose algorithm is
-// Ed25519, without parameters, as RFC 8410 and crypto/x509 require.
+// Ed25519, whatever its version, parameters or trailing bytes: such a key
+// is read by pkcs8Ed25519Seed alone, which refuses what RFC 8410 does not
+// allow, and never by crypto/x509, whose parse copies the seed to the heap
+// before it accepts or refuses the key.
 func pkcs8IsEd25519(der []byte) bool {
 	in := cryptobyte.String(der)
 	var info, alg cryptobyte.String
@@ -664,7 +690,7 @@ func pkcs8IsEd25519(der []byte) bool {
 	var oid encoding_asn1.ObjectIdentifier
 	return in.ReadASN1(&info, asn1.SEQUENCE) && info.ReadASN1Integer(&version) &&
 		info.ReadASN1(&alg, asn1.SEQUENCE) && alg.ReadASN1ObjectIdentifier(&oid) &&
-		alg.Empty() && oid.Equal(oidEd25519)
+		oid.Equal(oidEd25519)
 }
 
 // pkcs8Supported reports false for PKCS#8 der whose algorithm is none a
@@ -690,11 +716,17 @@ var (
 )
 
 // pkcs8Ed25519Seed returns the seed in an Ed25519 PKCS#8 key (RFC 8410), a
-// slice of der.
+// slice of der. The algorithm identifier must have no parameters.
 func pkcs8Ed25519Seed(der []byte) ([]byte, error) {
 	priv, err := pkcs8Private(der)
 	if err != nil {
 		return nil, err
+	}
+	in := cryptobyte.String(der)
+	var info, alg cryptobyte.String
+	if !in.ReadASN1(&info, asn1.SEQUENCE) || !info.SkipASN1(asn1.INTEGER) ||
+		!info.ReadASN1(&alg, asn1.SEQUENCE) || !alg.SkipASN1(asn1.OBJECT_IDENTIFIER) || !alg.Empty() {
+		return nil, fmt.Errorf("%w: an Ed25519 key with algorithm parameters", ErrInvalidKey)
 	}
 	var seed cryptobyte.String
 	if !priv.ReadASN1(&seed, asn1.OCTET_STRING) || !priv.Empty() || len(seed) != ed25519.SeedSize {

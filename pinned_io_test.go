@@ -332,3 +332,50 @@ func TestReadFromPurgeWipes(t *testing.T) {
 		t.Fatal("scan misses a planted copy")
 	}
 }
+
+// TestReadAllClosedWinsOverReader: a reader that calls Purge or Close and
+// then fails (an error, a panic, or io.EOF with nothing read) makes
+// ReadAll and ReadUntil return ErrClosed, as ReadFrom does and as their
+// docs say: the reader's own error would hide that the Shuffler went, and
+// an "empty input" would tell the caller there was nothing to read. They
+// returned the reader's error, ErrPanicked or ErrInvalidSize.
+func TestReadAllClosedWinsOverReader(t *testing.T) {
+	errNet := errors.New("connection reset")
+	endings := []struct {
+		name string
+		end  func(p []byte) (int, error)
+	}{
+		{"error", func(p []byte) (int, error) { return 0, errNet }},
+		{"partial then error", func(p []byte) (int, error) { return copy(p, "partial"), errNet }},
+		{"panic", func(p []byte) (int, error) { panic("reader broke") }},
+		{"eof", func(p []byte) (int, error) { return 0, io.EOF }},
+	}
+	calls := []struct {
+		name string
+		read func(s *Shuffler, r io.Reader) error
+	}{
+		{"ReadFrom", func(s *Shuffler, r io.Reader) error { _, err := ReadFrom(s, r, 16); return err }},
+		{"ReadAll", func(s *Shuffler, r io.Reader) error { _, err := ReadAll(s, r, 16); return err }},
+		{"ReadUntil", func(s *Shuffler, r io.Reader) error { _, err := ReadUntil(s, r, '\n', 16); return err }},
+	}
+	for _, gone := range []string{"Purge", "Close"} {
+		for _, c := range calls {
+			for _, e := range endings {
+				t.Run(gone+"/"+c.name+"/"+e.name, func(t *testing.T) {
+					s := newUnchecked(t)
+					r := readerFunc(func(p []byte) (int, error) {
+						if gone == "Purge" {
+							s.Purge()
+						} else {
+							s.Close()
+						}
+						return e.end(p)
+					})
+					if err := c.read(s, r); !errors.Is(err, ErrClosed) {
+						t.Errorf("%v, want ErrClosed", err)
+					}
+				})
+			}
+		}
+	}
+}

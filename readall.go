@@ -177,7 +177,12 @@ func readInto(s *Shuffler, r io.Reader, limit, hint int, fill func(*growing) (in
 			err = panicError("reader", p)
 		}
 		if err != nil || !read {
-			g.discard()
+			// After Close or Purge ErrClosed wins, as in ReadFrom: the
+			// reader's own error, a panic, or an empty input (a reader
+			// that only found the end) would hide that the Shuffler went.
+			if derr := g.discard(); derr != nil {
+				err = derr
+			}
 			h = Handle{}
 		}
 	}()
@@ -286,6 +291,8 @@ func (g *growing) probe(read func([]byte) (int, error)) (bool, error) {
 		return false, err
 	}
 	g.ph, g.pb = h, b
+	// An ErrClosed of the probe's shard is left to the entry read into,
+	// whose shard Close or Purge reaches too.
 	defer g.releaseProbe()
 	m, err := read(b)
 	if m == 1 {
@@ -297,20 +304,30 @@ func (g *growing) probe(read func([]byte) (int, error)) (bool, error) {
 	return false, readError(err)
 }
 
-func (g *growing) releaseProbe() {
+// releaseProbe wipes and frees the probe entry, if any, and returns
+// ErrClosed, as release does, when Close or Purge reached its shard.
+func (g *growing) releaseProbe() error {
 	if g.pb == nil {
-		return
+		return nil
 	}
 	Wipe(g.pb)
-	_ = g.s.endPinned(g.ph, g.pb, exclusive)
+	err := g.s.endPinned(g.ph, g.pb, exclusive)
 	_ = g.s.Free(g.ph)
 	g.ph, g.pb = Handle{}, nil
+	if errors.Is(err, ErrClosed) {
+		return err
+	}
+	return nil
 }
 
-// discard wipes and frees everything read.
-func (g *growing) discard() {
-	g.releaseProbe()
-	_ = g.release()
+// discard wipes and frees everything read. It returns ErrClosed when Close
+// or Purge reached the shard of an entry read into meanwhile.
+func (g *growing) discard() error {
+	perr := g.releaseProbe()
+	if err := g.release(); err != nil {
+		return err
+	}
+	return perr
 }
 
 // finish returns an entry of exactly n bytes holding what was read,

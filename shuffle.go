@@ -695,7 +695,7 @@ func (sh *shard) layout(n, need int) (int, error) {
 		if !ok {
 			// Fresh arenas are sized for what is left to move, so a shuffle
 			// maps few of them.
-			a, err := sh.NewArena(max(min(need, store.MaxArenaSize), size))
+			a, err := sh.NewArena(max(min(need, sh.freshMax()), size))
 			if err != nil {
 				return r, err
 			}
@@ -713,6 +713,24 @@ func (sh *shard) layout(n, need int) (int, error) {
 // (where Linux has them): two huge pages.
 const hugeArena = 4 << 20
 
+// freshMax is the largest fresh arena a Shuffle of the shard maps. Where
+// the process is held to RLIMIT_MEMLOCK and the Shuffler locks its memory,
+// it is an eighth of the limit (the smallest arena at least): an arena
+// sized for a whole shard past the limit could never be locked, and the
+// shard's locked arenas, emptied, gave their room to nothing (12 MB in one
+// shard under ulimit -l 8192 went from 7.9 MB locked to 4 KiB). Smaller
+// arenas are locked as room appears, as the old ones go.
+func (sh *shard) freshMax() int {
+	if sh.s.cfg.lock == LockNone {
+		return store.MaxArenaSize
+	}
+	lim := osmem.BindingLockLimit()
+	if lim < 0 {
+		return store.MaxArenaSize
+	}
+	return int(max(min(lim/8, store.MaxArenaSize), int64(sh.s.cfg.arenaSize)))
+}
+
 // layoutUniform is layout for entries that all have one size, a multiple
 // of their alignment: equal fresh arenas, and rank r's place is arithmetic.
 func (sh *shard) layoutUniform(n, size int) (int, error) {
@@ -724,8 +742,9 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 	// the rule Alloc placed them by: all have one size and alignment, so
 	// the first entry's answer is every entry's.
 	big := sh.OwnArena(sh.Slots.At(w.slots[0]))
-	want := max(min(total, store.MaxArenaSize), sh.s.cfg.arenaSize)
-	if want < hugeArena && want >= hugeArena/5*4 {
+	most := sh.freshMax()
+	want := max(min(total, most), sh.s.cfg.arenaSize)
+	if want < hugeArena && want >= hugeArena/5*4 && hugeArena <= most {
 		// Rounded up to where arenas sit on huge pages, which fault in 512
 		// times fewer steps and keep the random writes below from missing
 		// the TLB, for at most a quarter more memory.

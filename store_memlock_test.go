@@ -93,3 +93,42 @@ func TestStoreStrictLockLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestShuffleOverLockLimitKeepsLocked: a shard holding more than
+// RLIMIT_MEMLOCK (12 MB in one shard under ulimit -l 8192, LockBestEffort)
+// keeps most of the limit locked across Shuffles. Shuffle used to move the
+// shard into one fresh arena of its whole size, which no lock could ever
+// take: from 7.9 MB locked to the Shuffler's own 4 KiB, for good. It runs
+// only without CAP_IPC_LOCK: as user nobody with ulimit -l 8192.
+func TestShuffleOverLockLimitKeepsLocked(t *testing.T) {
+	lim := osmem.LockLimit()
+	if lim < 0 || lim > 64<<20 || osmem.BindingLockLimit() < 0 {
+		t.Skip("needs a small RLIMIT_MEMLOCK and no CAP_IPC_LOCK: run as an unprivileged user with ulimit -l 8192")
+	}
+	s := newTest(t, WithShards(1))
+	r := mrand.New(mrand.NewPCG(1, 2))
+	for total := int64(0); total < lim*3/2; {
+		n := 500 + r.IntN(1000)
+		if _, err := Alloc[byte](s, n); err != nil {
+			t.Fatal(err)
+		}
+		total += int64(n)
+	}
+	before := s.Stats()
+	if before.LockedBytes < lim/2 {
+		t.Fatalf("%d bytes locked before any Shuffle, limit %d", before.LockedBytes, lim)
+	}
+	for i := range 3 {
+		if err := s.Shuffle(); err != nil {
+			t.Fatal(err)
+		}
+		st := s.Stats()
+		t.Logf("Shuffle %d: %d arenas, %d locked, %d unlocked (before: %d arenas, %d locked), limit %d",
+			i, st.Arenas, st.LockedBytes, st.UnlockedBytes, before.Arenas, before.LockedBytes, lim)
+		if st.LockedBytes < before.LockedBytes*3/4 {
+			t.Errorf("Shuffle %d: %d bytes locked, %d before, %d unlocked, limit %d",
+				i, st.LockedBytes, before.LockedBytes, st.UnlockedBytes, lim)
+		}
+		mustCheck(t, s)
+	}
+}

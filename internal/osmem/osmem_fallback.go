@@ -48,6 +48,9 @@ func Unmap(r *Region) error {
 // LockLimit is -1: the fallback locks nothing.
 func LockLimit() int64 { return -1 }
 
+// BindingLockLimit is LockLimit.
+func BindingLockLimit() int64 { return -1 }
+
 var errNoLock = fmt.Errorf("%w: the platform has no memory locking", ErrLock)
 
 func lock([]byte) error { return errNoLock }

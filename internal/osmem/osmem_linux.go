@@ -118,3 +118,15 @@ func mapSecret(n int) (*Region, error) {
 	r.LockedLen = total
 	return r, nil
 }
+
+// lockPastLimit reports whether the process has CAP_IPC_LOCK in its
+// effective set, which lets it lock past RLIMIT_MEMLOCK. A refused capget
+// counts as no.
+func lockPastLimit() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[unix.CAP_IPC_LOCK/32].Effective&(1<<(unix.CAP_IPC_LOCK%32)) != 0
+}

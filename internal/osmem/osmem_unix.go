@@ -146,3 +146,15 @@ func LockLimit() int64 {
 	}
 	return int64(cur)
 }
+
+// BindingLockLimit is LockLimit where the limit holds this process, and -1
+// where it does not: no limit, or a process that may lock past it
+// (CAP_IPC_LOCK on Linux, root elsewhere). It asks the system each time: a
+// service that starts as root and drops its privileges becomes bound.
+func BindingLockLimit() int64 {
+	lim := LockLimit()
+	if lim < 0 || lockPastLimit() {
+		return -1
+	}
+	return lim
+}

@@ -2,7 +2,15 @@
 
 package osmem
 
-import "fmt"
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// lockPastLimit reports whether the process is root, whom these systems do
+// not hold to RLIMIT_MEMLOCK.
+func lockPastLimit() bool { return unix.Geteuid() == 0 }
 
 // hugePageSize is zero: outside Linux there is no transparent-huge-page
 // hint to align for.

@@ -247,3 +247,6 @@ func includeInDumps(b []byte) {
 // LockLimit is -1 on Windows: what may be locked follows the working set,
 // which Map grows as needed, not a fixed limit.
 func LockLimit() int64 { return -1 }
+
+// BindingLockLimit is LockLimit.
+func BindingLockLimit() int64 { return -1 }

@@ -73,7 +73,9 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 //
 // It stops when ctx is done, when stop is called, or at Close or Purge,
 // whichever comes first; stop waits for the goroutine to end
-// and may be called more than once. Only one background shuffler runs at a
+// and may be called more than once, also from a WithLogger handler: the
+// background shuffler's events reach the logger from a goroutine other
+// than the one stop waits for. Only one background shuffler runs at a
 // time (ErrBackgroundRunning); once one has stopped, by any of these means,
 // another can be started.
 func (s *Shuffler) StartBackgroundShuffle(ctx context.Context, interval time.Duration) (stop func(), err error) {
@@ -133,10 +135,15 @@ func (s *Shuffler) background(ctx context.Context, interval time.Duration, done 
 	// entries each take far less than a burst, and a pacer of their own
 	// would never rest.
 	pace := newPacer()
+	// The events a cycle raises go to the logger from a goroutine of
+	// their own: a handler may call the stop function, which waits for
+	// this goroutine, and run here it would wait for itself.
+	defer s.flushLogElsewhere()
 	for {
 		if !s.cycle(ctx, &pace) {
 			return
 		}
+		s.flushLogElsewhere()
 		s.tally.bgCycles.Add(1)
 		if interval > 0 {
 			waited := time.Now()
@@ -201,7 +208,7 @@ func (s *Shuffler) cycle(ctx context.Context, pace *pacer) bool {
 			return false
 		}
 		sh.startCycle(order, &later)
-		sh.unlockYield()
+		sh.unlockYieldQuiet()
 		_ = later.UnmapAll(&s.aux) // a refusal waits in s.aux for a retry
 	}
 	spares := make([]*osmem.Region, len(s.shards))
@@ -231,7 +238,7 @@ func (s *Shuffler) cycle(ctx context.Context, pace *pacer) bool {
 			if want == 0 && spares[i] == nil && more {
 				want = sh.ArenaSize(stepBytes)
 			}
-			sh.unlockYield()
+			sh.unlockYieldQuiet()
 			s.noteStep(held)
 			busy = busy || more
 			// Rests between the pieces of work, not only after them all: a
@@ -260,7 +267,7 @@ func (s *Shuffler) cycle(ctx context.Context, pace *pacer) bool {
 			return false
 		}
 		_ = sh.releaseEmpty(nil, &later)
-		sh.unlockYield()
+		sh.unlockYieldQuiet()
 		_ = later.UnmapAll(&s.aux) // a refusal waits in s.aux for a retry
 	}
 	_ = s.aux.Retry()
@@ -278,6 +285,16 @@ func (sh *shard) unlockYield() {
 	sh.mu.Unlock()
 	// A tampered entry a rotation batch found, a refused lock.
 	sh.s.flushLog()
+	if sh.mu.Contended() {
+		runtime.Gosched()
+	}
+}
+
+// unlockYieldQuiet is unlockYield for a background cycle, which leaves the
+// events it raised queued: the background goroutine hands them to a
+// goroutine of their own after the cycle (see background).
+func (sh *shard) unlockYieldQuiet() {
+	sh.mu.Unlock()
 	if sh.mu.Contended() {
 		runtime.Gosched()
 	}

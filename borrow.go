@@ -130,7 +130,9 @@ func (s *Shuffler) endPinned(h Handle, mem []byte, kind borrowKind) error {
 		if sh.pins == 0 {
 			for _, r := range sh.orphans {
 				osmem.Wipe(r.Data)
-				_ = osmem.Unmap(r)
+				if osmem.Unmap(r) == nil {
+					s.tally.arenasReleased.Add(1)
+				}
 			}
 			sh.orphans = nil
 		}

@@ -1,11 +1,14 @@
 package memshuffle
 
 import (
+	"context"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
 // TestPurgeFromBackgroundLoggerDuringClose: WithLogger allows Purge from
@@ -63,5 +66,61 @@ func TestPurgeFromBackgroundLoggerDuringClose(t *testing.T) {
 	}
 	if s.Stats().LockFailures == 0 {
 		t.Fatal("no lock was refused")
+	}
+}
+
+// TestStopBackgroundFromLogger: a WithLogger handler that answers the
+// background shuffler's "memory not locked" warning by calling the stop
+// function StartBackgroundShuffle returned gets it back, and Close works
+// afterwards. The background goroutine handed its events to the logger
+// itself, so stop, run in the handler, waited for the goroutine it ran on:
+// both hung for good, and Close with them.
+func TestStopBackgroundFromLogger(t *testing.T) {
+	var mu sync.Mutex
+	var stop func()
+	stopped := make(chan struct{})
+	var once sync.Once
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		st := stop
+		mu.Unlock()
+		if st != nil && strings.Contains(string(p), "memory not locked") {
+			once.Do(func() {
+				st()
+				close(stopped)
+			})
+		}
+		return len(p), nil
+	}), nil))
+	s, err := New(WithShards(1), WithLogger(logger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 40 {
+		if _, err := Alloc[byte](s, 20<<10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	stop, err = s.StartBackgroundShuffle(context.Background(), 0)
+	mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refuse(t, osmem.OpLock)
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("stop, called from the logger, has not returned after 10 s")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close has not returned after 10 s")
 	}
 }

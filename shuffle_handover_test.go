@@ -108,3 +108,27 @@ func TestArenasReleasedCountsUnmaps(t *testing.T) {
 		t.Errorf("%d arenas before the Shuffle, %d after", before.Arenas, after.Arenas)
 	}
 }
+
+// TestArenasReleasedCountsClose: the arenas Close gives back to the system
+// count in Stats.ArenasReleased, as those a Shuffle or Free releases do;
+// Close unmapped them without counting, so the gauge of arenas fell to 0
+// while the counter stood still.
+func TestArenasReleasedCountsClose(t *testing.T) {
+	s, err := New(WithShards(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4000 {
+		if _, err := Alloc[byte](s, 32); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := s.Stats()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after := s.Stats()
+	if got := after.ArenasReleased - before.ArenasReleased; got != uint64(before.Arenas) {
+		t.Errorf("Close released %d arenas, ArenasReleased grew by %d", before.Arenas, got)
+	}
+}

@@ -414,6 +414,8 @@ func (s *Shuffler) Close() error {
 			} else if err := osmem.Unmap(a.Reg); err != nil {
 				errs = append(errs, err)
 				s.aux.Keep(a.Reg) // wiped; counted, and tried again
+			} else {
+				s.tally.arenasReleased.Add(1)
 			}
 		}
 		if sh.backup != nil {

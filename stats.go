@@ -47,7 +47,7 @@ type Stats struct {
 
 	Shuffles       uint64        // completed calls to Shuffle
 	ArenasReleased uint64        // arenas returned to the OS
-	BytesMoved     uint64        // bytes of entries moved by Shuffle, shuffle-on-return and compaction
+	BytesMoved     uint64        // bytes of entries moved by Shuffle, the background shuffler, shuffle-on-return and compaction
 	ShuffleTime    time.Duration // total time spent in Shuffle
 	KeyRotations   uint64        // completed key rotations, by RotateKey or WithKeyRotation
 	// KeyRotationsFailed counts scheduled rotations (WithKeyRotation)
@@ -70,7 +70,7 @@ type Stats struct {
 	LongRentsSeen uint64
 
 	Expired  uint64 // entries wiped because their expiry passed
-	Tampered uint64 // failed authentications (AEAD modes)
+	Tampered uint64 // failed authentications (AEAD modes), of a Rent or View or of a rotation's re-encryption
 
 	ShuffleMax       time.Duration // the longest single Shuffle
 	BackgroundCycles uint64        // completed background shuffle cycles
@@ -100,7 +100,8 @@ func (st Stats) Sub(old Stats) Stats {
 // Stats returns a snapshot. The gauges are read with every shard locked at
 // once, so they agree with each other: a region moving from the background
 // shuffler's spares into a shard's arenas is counted once, not twice or
-// not at all. After Close the gauges are zero and the counters remain. A
+// not at all. After Close the gauges are zero and the counters remain, as
+// do ShuffleMax and BackgroundMax, the longest pauses seen. A
 // nil Shuffler reports zero in every field but LockLimit and SecretMode,
 // which describe the process and the build (a closed Shuffler still
 // reports its KeyOffHeap).

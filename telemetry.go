@@ -108,6 +108,14 @@ func (s *Shuffler) flushLog() {
 	}
 }
 
+// flushLogElsewhere is flushLog on a goroutine of its own, started only
+// when events wait.
+func (s *Shuffler) flushLogElsewhere() {
+	if s.out.pending.Load() {
+		go s.flushLogSlow()
+	}
+}
+
 func (s *Shuffler) flushLogSlow() {
 	o := &s.out
 	o.mu.Lock()

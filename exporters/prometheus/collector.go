@@ -73,7 +73,7 @@ var metrics = []metric{
 		func(st *memshuffle.Stats) float64 { return float64(st.LongRentsSeen) }},
 	{"expired_entries_total", "Entries wiped because their expiry passed.", prometheus.CounterValue, "Expired",
 		func(st *memshuffle.Stats) float64 { return float64(st.Expired) }},
-	{"authentication_failures_total", "Entries that failed authentication on Rent or View (authenticated ciphers only).", prometheus.CounterValue, "Tampered",
+	{"authentication_failures_total", "Failed authentications of a Rent, a View or a key rotation's re-encryption (authenticated ciphers only).", prometheus.CounterValue, "Tampered",
 		func(st *memshuffle.Stats) float64 { return float64(st.Tampered) }},
 	{"background_cycles_total", "Completed background shuffle cycles.", prometheus.CounterValue, "BackgroundCycles",
 		func(st *memshuffle.Stats) float64 { return float64(st.BackgroundCycles) }},
@@ -100,8 +100,9 @@ type collector struct {
 // NewCollector returns a prometheus.Collector that reports s.Stats() on
 // every scrape: each Collect takes one snapshot, so the figures of one
 // scrape come from the same call. The collector holds s but never closes
-// it; after s.Close the gauges read zero and the counters keep their
-// values. It starts no goroutine and is safe for concurrent use, as
+// it; after s.Close the gauges read zero (but for the four the package
+// documentation names) and the counters keep their values. It starts no
+// goroutine and is safe for concurrent use, as
 // Prometheus requires.
 //
 // An invalid namespace or label (see WithNamespace, WithConstLabels) does

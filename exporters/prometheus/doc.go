@@ -82,14 +82,19 @@
 //     longer than the WithRentTracking threshold (LongRentsSeen).
 //   - memshuffle_expired_entries_total: entries wiped because their expiry
 //     passed (Expired).
-//   - memshuffle_authentication_failures_total: entries that failed
-//     authentication on Rent or View, with the authenticated ciphers only
-//     (Tampered). Any increase deserves an alert.
+//   - memshuffle_authentication_failures_total: failed authentications,
+//     with the authenticated ciphers only (Tampered): of a Rent or View,
+//     and of a key rotation's re-encryption, which meets a tampered entry
+//     again at every rotation until it is freed. Any increase deserves an
+//     alert.
 //   - memshuffle_background_cycles_total: completed background shuffle
 //     cycles (BackgroundCycles).
 //   - memshuffle_background_steps_total: background shuffle steps, each
 //     holding one shard briefly (BackgroundSteps).
 //
 // After Close the gauges read zero and the counters keep their values, as
-// Stats does.
+// Stats does, but for four gauges that keep theirs: lock_limit_bytes and
+// key_off_heap, which describe the process and the key, and
+// shuffle_max_seconds and background_step_max_seconds, the longest pauses
+// the Shuffler took.
 package memshuffleprom

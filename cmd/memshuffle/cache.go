@@ -354,8 +354,10 @@ func (c *cacheConfig) run(out io.Writer) (cacheResult, error) {
 		}()
 	}
 
-	fmt.Fprintf(out, "%8s %12s %12s %12s %12s %12s %8s %8s %7s\n",
-		"time", "ops/s", "live", "mapped", "locked", "unlocked", "lockfail", "errors", "mapped/live")
+	if !c.quiet {
+		fmt.Fprintf(out, "%8s %12s %12s %12s %12s %12s %8s %8s %7s\n",
+			"time", "ops/s", "live", "mapped", "locked", "unlocked", "lockfail", "errors", "mapped/live")
+	}
 	start := time.Now()
 	prevOps, prevT := uint64(0), start
 	var worst float64
@@ -380,8 +382,11 @@ func (c *cacheConfig) run(out io.Writer) (cacheResult, error) {
 		if !c.baseline {
 			// The tags are the cipher's, not space lost to packing.
 			stored := st.LiveBytes + int64(st.Entries)*cacheTagBytes[c.cipher]
-			if limit := int64(c.ratio*float64(stored)) + c.slack; st.MappedBytes > limit {
-				res.missed = append(res.missed, fmt.Sprintf("at %.1f s: %d bytes mapped for %d stored (%d live), more than %d",
+			// In floating point: a -ratio or -slack near the int64 limit
+			// overflowed the sum to a negative bound that every sample
+			// missed.
+			if limit := c.ratio*float64(stored) + float64(c.slack); float64(st.MappedBytes) > limit {
+				res.missed = append(res.missed, fmt.Sprintf("at %.1f s: %d bytes mapped for %d stored (%d live), more than %.0f",
 					now.Sub(start).Seconds(), st.MappedBytes, stored, st.LiveBytes, limit))
 			}
 			if c.lock != memshuffle.LockNone && st.UnlockedBytes > 0 {

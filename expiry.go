@@ -139,8 +139,16 @@ func (sh *shard) expired(i uint32, sl *store.Slot, later *store.UnmapList) bool 
 		// Answered due once, it stays due for the return to wipe, though
 		// the clock steps back before it.
 		sh.Expiries.Hold(i)
+		sh.wakeExpired(i, sl)
 	}
 	return true
+}
+
+// wakeExpired wakes the goroutines waiting to borrow slot i's borrowed
+// entry, whose deadline was just found due: they answer ErrExpired now,
+// where they slept on until the borrow ended, or their context did.
+func (sh *shard) wakeExpired(i uint32, sl *store.Slot) {
+	sh.Waiters.Wake(makeHandle(sh.s.id, sh.index, i, sl.Gen()).id)
 }
 
 // expire wipes an entry whose time has come, live or at the end of its
@@ -193,6 +201,8 @@ func (sh *shard) sweepSome(later *store.UnmapList, now int64, bytes, n int) (wip
 			wipedBytes += int(sl.Size)
 			wiped++
 			sh.expire(i, sl, later)
+		} else {
+			sh.wakeExpired(i, sl)
 		}
 		return true
 	})

@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -165,4 +166,130 @@ func TestCloneCopyTTLFromCopying(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWaiterAnswersExpired: a RentContext or ViewContext waiting for an
+// entry that someone else holds answers ErrExpired once the entry's
+// deadline passes, whether another call finds the deadline due first or
+// none comes. Nothing woke such a waiter: it slept until the holder
+// returned the entry, or until its own context ended, with
+// context.DeadlineExceeded, while every new call already answered
+// ErrExpired.
+func TestWaiterAnswersExpired(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		set  bool
+	}{
+		{"SetExpiry", nil, true},
+		{"WithDefaultTTL", []Option{WithDefaultTTL(100 * time.Millisecond)}, false},
+	} {
+		for _, kind := range []string{"rent", "view"} {
+			for _, probe := range []bool{true, false} {
+				name := tc.name + "/" + kind + "/nobody else"
+				if probe {
+					name = tc.name + "/" + kind + "/another call first"
+				}
+				t.Run(name, func(t *testing.T) {
+					s := newTest(t, append([]Option{WithShards(1)}, tc.opts...)...)
+					h, err := CopyFrom(s, []byte("0123456789abcdef"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := Rent[[16]byte](s, h); err != nil { // the holder, who keeps it
+						t.Fatal(err)
+					}
+					if tc.set {
+						if err := s.SetExpiry(h, time.Now().Add(100*time.Millisecond)); err != nil {
+							t.Fatal(err)
+						}
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					res := make(chan error, 1)
+					go func() {
+						var err error
+						if kind == "rent" {
+							_, err = RentContext[[16]byte](ctx, s, h)
+						} else {
+							_, err = ViewContext[[16]byte](ctx, s, h)
+						}
+						res <- err
+					}()
+					if probe {
+						time.Sleep(300 * time.Millisecond)
+						if _, err := View[[16]byte](s, h); !errors.Is(err, ErrExpired) {
+							t.Fatalf("View past the deadline: %v, want ErrExpired", err)
+						}
+					}
+					select {
+					case err := <-res:
+						if !errors.Is(err, ErrExpired) {
+							t.Fatalf("the waiter answered %v, want ErrExpired", err)
+						}
+					case <-time.After(3 * time.Second):
+						t.Fatal("the waiter still sleeps 3 s after the entry's deadline")
+					}
+					if err := s.Return(h); !errors.Is(err, ErrExpired) {
+						t.Fatalf("the holder's Return: %v, want ErrExpired", err)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestWaiterWokenWhenFoundExpired: a waiter for a borrowed entry is woken
+// as soon as a call finds the entry's deadline due, not only by its own
+// timer: here the clock jumps an hour past a deadline an hour away, and a
+// View of the entry, or an Alloc's sweep of the shard, finds it due.
+func TestWaiterWokenWhenFoundExpired(t *testing.T) {
+	for _, finder := range []string{"View", "Alloc"} {
+		t.Run(finder, func(t *testing.T) {
+			clk := newTestClock(time.Now())
+			s := newTest(t, WithShards(1), withClock(clk))
+			h, err := CopyFrom(s, []byte("0123456789abcdef"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Rent[[16]byte](s, h); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetExpiry(h, clk.time().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			res := make(chan error, 1)
+			go func() {
+				_, err := RentContext[[16]byte](context.Background(), s, h)
+				res <- err
+			}()
+			for !waitingWriter(s, h) {
+				time.Sleep(time.Millisecond)
+			}
+			clk.advance(2 * time.Hour)
+			if finder == "View" {
+				if _, err := View[[16]byte](s, h); !errors.Is(err, ErrExpired) {
+					t.Fatalf("View past the deadline: %v, want ErrExpired", err)
+				}
+			} else if _, err := Alloc[byte](s, 16); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-res:
+				if !errors.Is(err, ErrExpired) {
+					t.Fatalf("the waiter answered %v, want ErrExpired", err)
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatalf("the waiter still sleeps 3 s after %s found the deadline due", finder)
+			}
+		})
+	}
+}
+
+// waitingWriter reports whether a RentContext of h is counted as waiting.
+func waitingWriter(s *Shuffler, h Handle) bool {
+	sh := &s.shards[h.shard()]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.Waiters.Writers(h.id) > 0
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/ctr"
@@ -47,8 +48,9 @@ func RentSlice[T any](s *Shuffler, h Handle) ([]T, error) {
 
 // RentContext is Rent that, instead of failing with ErrBusy, waits until the
 // entry is free or ctx is done; then it returns ctx's error (or, should
-// ctx report none, an error matching context.Canceled). A panic in ctx's
-// Done or Err is returned as an error matching ErrPanicked.
+// ctx report none, an error matching context.Canceled). An entry whose
+// expiry passes meanwhile answers ErrExpired then, as it does any call. A
+// panic in ctx's Done or Err is returned as an error matching ErrPanicked.
 func RentContext[T any](ctx context.Context, s *Shuffler, h Handle) (*T, error) {
 	p, _, err := borrow[T](ctx, waitIfBusy, s, h, exclusive, unpinned)
 	return p, err
@@ -286,16 +288,32 @@ func (s *Shuffler) borrowWaiting(ctx context.Context, h Handle, ti typeInfo, for
 				queued = true
 			}
 			wake := sh.Waiters.Chan(h.id)
+			// Woken at the entry's deadline too, if it has one, to answer
+			// ErrExpired then: no call may come meanwhile to find it due.
+			var timer *time.Timer
+			var due <-chan time.Time
+			if d, ok := sh.Expiries.Get(h.slot()); ok {
+				timer = time.NewTimer(time.Duration(d - s.now()))
+				due = timer.C
+			}
 			sh.mu.Unlock()
+			ended := false
 			select {
 			case <-wake:
-				continue
+			case <-due:
 			case <-done:
-				if queued {
-					s.dequeueWriter(h)
-				}
-				return nil, ctxErr(ctx)
+				ended = true
 			}
+			if timer != nil {
+				timer.Stop()
+			}
+			if !ended {
+				continue
+			}
+			if queued {
+				s.dequeueWriter(h)
+			}
+			return nil, ctxErr(ctx)
 		}
 		if queued {
 			sh.Waiters.QueueWriter(h.id, -1)

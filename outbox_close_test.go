@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,5 +123,63 @@ func TestStopBackgroundFromLogger(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close has not returned after 10 s")
+	}
+}
+
+// TestCloseWaitsForBackgroundLogger: Close returns only once the logger
+// is done with the events the background shuffler raised: none reaches
+// it afterwards. Those events go to the logger from a goroutine of their
+// own (so that a handler may stop the shuffler), and Close returned while
+// that goroutine was still in a slow handler.
+func TestCloseWaitsForBackgroundLogger(t *testing.T) {
+	var s *Shuffler
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var inHandler atomic.Int32
+	var once atomic.Bool
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		if s == nil || !strings.Contains(string(p), "memory not locked") {
+			return len(p), nil
+		}
+		if once.CompareAndSwap(false, true) {
+			inHandler.Add(1)
+			close(entered)
+			<-release // a slow sink: a log shipper on the network, say
+			time.Sleep(10 * time.Millisecond)
+			inHandler.Add(-1)
+		}
+		return len(p), nil
+	}), nil))
+	var err error
+	s, err = New(WithShards(1), WithLogger(logger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Stats().LockFailures > 0 {
+		t.Skip("at the memory-lock limit already")
+	}
+	allocN(t, s, 64, 1<<10)
+	refuseLocks(t)
+	if _, err := s.StartBackgroundShuffle(t.Context(), 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event reached the logger")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while the logger still had a background event", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if n := inHandler.Load(); n != 0 {
+		t.Fatalf("Close returned with %d goroutines in the logger", n)
 	}
 }

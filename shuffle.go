@@ -715,11 +715,14 @@ const hugeArena = 4 << 20
 
 // freshMax is the largest fresh arena a Shuffle of the shard maps. Where
 // the process is held to RLIMIT_MEMLOCK and the Shuffler locks its memory,
-// it is an eighth of the limit (the smallest arena at least): an arena
-// sized for a whole shard past the limit could never be locked, and the
-// shard's locked arenas, emptied, gave their room to nothing (12 MB in one
-// shard under ulimit -l 8192 went from 7.9 MB locked to 4 KiB). Smaller
-// arenas are locked as room appears, as the old ones go.
+// it is an eighth of the limit, but at least hugeArena: an arena sized for
+// a whole shard past the limit could never be locked, and the shard's
+// locked arenas, emptied, gave their room to nothing (12 MB in one shard
+// under ulimit -l 8192 went from 7.9 MB locked to 4 KiB). Smaller arenas
+// are locked as room appears, as the old ones go. Not smaller than
+// hugeArena: arenas below it are not on huge pages, and a Shuffle of a
+// million 32-byte entries into 1 or 2 MiB arenas took 4 to 5 times as long
+// as into 4 MiB ones (bench/NOTES.md).
 func (sh *shard) freshMax() int {
 	if sh.s.cfg.lock == LockNone {
 		return store.MaxArenaSize
@@ -728,7 +731,7 @@ func (sh *shard) freshMax() int {
 	if lim < 0 {
 		return store.MaxArenaSize
 	}
-	return int(max(min(lim/8, store.MaxArenaSize), int64(sh.s.cfg.arenaSize)))
+	return int(max(min(lim/8, store.MaxArenaSize), hugeArena, int64(sh.s.cfg.arenaSize)))
 }
 
 // layoutUniform is layout for entries that all have one size, a multiple

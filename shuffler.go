@@ -376,18 +376,29 @@ func (s *Shuffler) Close() error {
 	defer unregister(s)
 	s.flushLog() // what waits, with no lock held yet
 	s.closeMu.Lock()
-	// The background shuffler hands events to the logger, which may Purge
-	// and so take closeMu: it is waited for with closeMu let go. One
-	// started meanwhile is stopped too.
-	for s.bgCancel != nil {
-		cancel, done := s.bgCancel, s.bgDone
-		s.closeMu.Unlock()
-		cancel()
-		<-done
-		s.closeMu.Lock()
-		if s.bgDone == done {
-			s.bgCancel, s.bgDone = nil, nil
+	// The background shuffler's events reach the logger, which may Purge
+	// and so take closeMu, from a goroutine of their own: the shuffler and
+	// then that goroutine are waited for with closeMu let go. A shuffler
+	// started meanwhile is stopped too; none starts once closeMu is held
+	// with neither running.
+	for {
+		if cancel, done := s.bgCancel, s.bgDone; cancel != nil {
+			s.closeMu.Unlock()
+			cancel()
+			<-done
+			s.closeMu.Lock()
+			if s.bgDone == done {
+				s.bgCancel, s.bgDone = nil, nil
+			}
+			continue
 		}
+		back := s.out.awayDone()
+		if back == nil {
+			break
+		}
+		s.closeMu.Unlock()
+		<-back
+		s.closeMu.Lock()
 	}
 	defer s.closeMu.Unlock()
 	if s.released {

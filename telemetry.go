@@ -74,6 +74,12 @@ type outbox struct {
 	mu      sync.Mutex
 	events  []event
 	pending atomic.Bool
+
+	// away is set while a goroutine flushLogElsewhere started runs, and
+	// back, when not nil, is closed once it ends: Close waits for it, so
+	// that no event reaches the logger after Close has returned.
+	away bool
+	back chan struct{}
 }
 
 // outboxMax bounds the events waiting; past it they are dropped (Stats
@@ -109,11 +115,50 @@ func (s *Shuffler) flushLog() {
 }
 
 // flushLogElsewhere is flushLog on a goroutine of its own, started only
-// when events wait.
+// when events wait and no such goroutine runs: one whose handler blocks
+// leaves the next events queued (up to outboxMax) rather than a goroutine
+// for each. It flushes until none waits.
 func (s *Shuffler) flushLogElsewhere() {
-	if s.out.pending.Load() {
-		go s.flushLogSlow()
+	o := &s.out
+	if !o.pending.Load() {
+		return
 	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.away {
+		return
+	}
+	o.away = true
+	go func() {
+		for {
+			s.flushLogSlow()
+			o.mu.Lock()
+			if !o.pending.Load() {
+				o.away = false
+				if o.back != nil {
+					close(o.back)
+					o.back = nil
+				}
+				o.mu.Unlock()
+				return
+			}
+			o.mu.Unlock()
+		}
+	}()
+}
+
+// awayDone returns nil when no goroutine of flushLogElsewhere runs, and
+// otherwise a channel closed once it has ended.
+func (o *outbox) awayDone() <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.away {
+		return nil
+	}
+	if o.back == nil {
+		o.back = make(chan struct{})
+	}
+	return o.back
 }
 
 func (s *Shuffler) flushLogSlow() {

@@ -69,3 +69,41 @@ func TestBoolRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// notComparable is plain data made not comparable the usual way (as
+// protobuf's pragma.DoNotCompare does): a zero-length array of funcs,
+// which holds no func, so no pointer; likewise a zero-length array of
+// bools holds no bool.
+type notComparable struct {
+	_ [0]func()
+	_ [0]bool
+	K uint64
+}
+
+// TestZeroLengthArraysAccepted: a struct with zero-length arrays of a
+// pointer kind or of bool is accepted, as plain data: it holds neither.
+// It was refused with ErrUnsupportedType, "holds a Go pointer at ._[]
+// (func)", since the walk looked at the element type of every array.
+func TestZeroLengthArraysAccepted(t *testing.T) {
+	s := newTest(t)
+	h, err := Create[notComparable](s)
+	if err != nil {
+		t.Fatalf("Create[notComparable]: %v", err)
+	}
+	if err := Borrow(s, h, func(p *notComparable) error { p.K = 7; return nil }); err != nil {
+		t.Fatalf("Borrow: %v", err)
+	}
+	if p, err := View[notComparable](s, h); err != nil || p.K != 7 {
+		t.Fatalf("View: %v", err)
+	}
+	if err := s.ReturnView(h); err != nil {
+		t.Fatal(err)
+	}
+	// One element is one too many.
+	if _, err := Create[struct {
+		_ [1]func()
+		K uint64
+	}](s); !errors.Is(err, ErrUnsupportedType) {
+		t.Fatalf("Create of a struct with a [1]func(): %v, want ErrUnsupportedType", err)
+	}
+}

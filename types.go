@@ -77,6 +77,10 @@ func boolIn(t reflect.Type, path string) string {
 // when t has none.
 func partIn(t reflect.Type, path string, wanted func(reflect.Kind) bool) string {
 	switch k := t.Kind(); {
+	case k == reflect.Array && t.Len() == 0:
+		// Holds no element: a [0]func() field, the usual way to make a
+		// struct not comparable, is no pointer for the collector.
+		return ""
 	case k == reflect.Array:
 		return partIn(t.Elem(), path+"[]", wanted)
 	case k == reflect.Struct:

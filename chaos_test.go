@@ -336,25 +336,8 @@ func (r *cxRound) op(w int, rng *mrand.Rand) {
 	e := es[k]
 	pre := r.ended.Load()
 	drop := func() { r.ents[w] = append(es[:k], es[k+1:]...) }
-	if e.freed || e.expired {
-		// Check the sticky answers, then drop.
-		t0 := r.clk.now()
-		_, err := RentSlice[byte](s, e.h)
-		r.judge(e, "RentSlice(gone)", t0, r.clk.now(), pre, err)
-		t0 = r.clk.now()
-		_, err = ViewSlice[byte](s, e.h)
-		r.judge(e, "ViewSlice(gone)", t0, r.clk.now(), pre, err)
-		if e.expired && !e.freed && rng.IntN(2) == 0 {
-			err := s.Free(e.h)
-			if err != nil && !(r.phase2.Load() && errors.Is(err, ErrClosed)) {
-				r.failf("Free of expired %v: %v", e, err)
-			}
-			e.freed = err == nil
-			return
-		}
-		drop()
-		return
-	}
+	// A borrow held across ops ends first, expired or not: the entry
+	// stays borrowed until then, whatever its deadline.
 	if e.rented != nil {
 		// Held rent: check, write, return.
 		t0 := r.clk.now()
@@ -381,6 +364,25 @@ func (r *cxRound) op(w int, rng *mrand.Rand) {
 			r.failf("held view of %v showed other bytes than version %d", e, e.ver)
 		}
 		r.raw.RUnlock()
+		return
+	}
+	if e.freed || e.expired {
+		// Check the sticky answers, then drop.
+		t0 := r.clk.now()
+		_, err := RentSlice[byte](s, e.h)
+		r.judge(e, "RentSlice(gone)", t0, r.clk.now(), pre, err)
+		t0 = r.clk.now()
+		_, err = ViewSlice[byte](s, e.h)
+		r.judge(e, "ViewSlice(gone)", t0, r.clk.now(), pre, err)
+		if e.expired && !e.freed && rng.IntN(2) == 0 {
+			err := s.Free(e.h)
+			if err != nil && !(r.phase2.Load() && errors.Is(err, ErrClosed)) {
+				r.failf("Free of expired %v: %v", e, err)
+			}
+			e.freed = err == nil
+			return
+		}
+		drop()
 		return
 	}
 	switch op := rng.IntN(12); op {
@@ -640,14 +642,15 @@ func (r *cxRound) worker(w int, rng *mrand.Rand) {
 func (r *cxRound) modelCounts(now int64) (rented, viewed, lo, hi int) {
 	for _, es := range r.ents {
 		for _, e := range es {
-			if e.freed || e.expired {
-				continue
-			}
+			// Borrowed until returned, also past its deadline.
 			if e.rented != nil {
 				rented++
 			}
 			if len(e.views) > 0 {
 				viewed++
+			}
+			if e.freed || e.expired {
+				continue
 			}
 			hi++
 			if e.deadline == 0 || e.deadline > now {

@@ -583,8 +583,6 @@ func (r *cxRound) endHeld(w int) {
 	for k := 0; k < len(r.ents[w]); k++ {
 		e := r.ents[w][k]
 		for e.rented != nil || len(e.views) > 0 {
-			es := r.ents[w]
-			// make op pick e: emulate directly
 			pre := r.ended.Load()
 			if e.rented != nil {
 				t0 := r.clk.now()
@@ -610,7 +608,6 @@ func (r *cxRound) endHeld(w int) {
 				}
 				r.raw.RUnlock()
 			}
-			_ = es
 		}
 	}
 }

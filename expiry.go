@@ -50,7 +50,11 @@ func (s *Shuffler) SetExpiry(h Handle, t time.Time) error {
 		return nil
 	}
 	sh.Expiries.Set(h.slot(), unixNanos(t))
-	sh.expired(h.slot(), sl, nil)
+	if !sh.expired(h.slot(), sl, nil) && sl.State() != store.StateLive {
+		// Borrowed: its waiters sleep until a deadline they read before
+		// this one, if any (see borrowWaiting).
+		sh.wakeExpired(h.slot(), sl)
+	}
 	return nil
 }
 
@@ -145,8 +149,9 @@ func (sh *shard) expired(i uint32, sl *store.Slot, later *store.UnmapList) bool 
 }
 
 // wakeExpired wakes the goroutines waiting to borrow slot i's borrowed
-// entry, whose deadline was just found due: they answer ErrExpired now,
-// where they slept on until the borrow ended, or their context did.
+// entry, whose deadline was just found due, or set: they answer ErrExpired
+// now, or sleep again until the new deadline, where they slept on until
+// the borrow ended, or their context did.
 func (sh *shard) wakeExpired(i uint32, sl *store.Slot) {
 	sh.Waiters.Wake(makeHandle(sh.s.id, sh.index, i, sl.Gen()).id)
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -292,4 +294,123 @@ func waitingWriter(s *Shuffler, h Handle) bool {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	return sh.Waiters.Writers(h.id) > 0
+}
+
+// TestWaiterSeesExpirySetWhileWaiting: a deadline set, or moved earlier,
+// by SetExpiry while a RentContext or ViewContext waits for the held entry
+// ends the wait with ErrExpired once it passes. The waiter armed its timer
+// from the deadline it read before it slept, and slept on past the new
+// one until its own context ended.
+func TestWaiterSeesExpirySetWhileWaiting(t *testing.T) {
+	for _, first := range []time.Duration{0, time.Hour} {
+		for _, kind := range []string{"rent", "view"} {
+			name := kind + "/no deadline first"
+			if first != 0 {
+				name = kind + "/deadline moved earlier"
+			}
+			t.Run(name, func(t *testing.T) {
+				s := newTest(t, WithShards(1))
+				h, err := CopyFrom(s, []byte("0123456789abcdef"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := Rent[[16]byte](s, h); err != nil {
+					t.Fatal(err)
+				}
+				if first != 0 {
+					if err := s.SetExpiry(h, time.Now().Add(first)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				res := make(chan error, 1)
+				go func() {
+					var err error
+					if kind == "rent" {
+						_, err = RentContext[[16]byte](ctx, s, h)
+					} else {
+						_, err = ViewContext[[16]byte](ctx, s, h)
+					}
+					res <- err
+				}()
+				for !waitingFor(s, h, kind == "rent") {
+					time.Sleep(time.Millisecond)
+				}
+				if err := s.SetExpiry(h, time.Now().Add(50*time.Millisecond)); err != nil {
+					t.Fatal(err)
+				}
+				if err := <-res; !errors.Is(err, ErrExpired) {
+					t.Fatalf("the waiter answered %v, want ErrExpired", err)
+				}
+				if err := s.Return(h); !errors.Is(err, ErrExpired) {
+					t.Fatalf("the holder's Return: %v, want ErrExpired", err)
+				}
+			})
+		}
+	}
+}
+
+// TestWaiterBefore1970DoesNotSpin: with the clock before 1970 and a
+// deadline past 2262, the time to the deadline overflows int64. The
+// waiter's timer got a negative duration, fired at once, found the entry
+// not due and was armed again: a busy loop for as long as it waited.
+func TestWaiterBefore1970DoesNotSpin(t *testing.T) {
+	clk := newTestClock(time.Unix(-10, 0))
+	var reads atomic.Int64
+	s := newTest(t, WithShards(1), withClock(clk))
+	s.cfg.now = func() int64 { reads.Add(1); return clk.now() }
+	h, err := CopyFrom(s, []byte("0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Rent[[16]byte](s, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetExpiry(h, time.Unix(0, math.MaxInt64)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	before := reads.Load()
+	if _, err := RentContext[[16]byte](ctx, s, h); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("RentContext: %v, want context.DeadlineExceeded", err)
+	}
+	if n := reads.Load() - before; n > 20 {
+		t.Fatalf("one waiter, 300 ms, its entry not due: the clock was read %d times", n)
+	}
+}
+
+// TestUntil: the time to a deadline saturates instead of overflowing.
+func TestUntil(t *testing.T) {
+	for _, c := range []struct {
+		d, now int64
+		want   time.Duration
+	}{
+		{100, 40, 60},
+		{40, 100, 0},
+		{100, 100, 0},
+		{math.MaxInt64, -10, math.MaxInt64},
+		{math.MaxInt64, 0, math.MaxInt64},
+		{math.MinInt64, math.MaxInt64, 0},
+		{math.MaxInt64 - 5, -5, math.MaxInt64},
+		{math.MaxInt64 - 5, -6, math.MaxInt64},
+		{10, math.MinInt64, math.MaxInt64},
+	} {
+		if got := until(c.d, c.now); got != c.want {
+			t.Errorf("until(%d, %d) = %d, want %d", c.d, c.now, got, c.want)
+		}
+	}
+}
+
+// waitingFor reports whether a RentContext of h (write) is counted as
+// waiting, or, for a view, whether anyone waits on h's wake channel.
+func waitingFor(s *Shuffler, h Handle, write bool) bool {
+	if write {
+		return waitingWriter(s, h)
+	}
+	sh := &s.shards[h.shard()]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.Waiters.Waiting(h.id)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 	"unsafe"
 
@@ -293,7 +294,7 @@ func (s *Shuffler) borrowWaiting(ctx context.Context, h Handle, ti typeInfo, for
 			var timer *time.Timer
 			var due <-chan time.Time
 			if d, ok := sh.Expiries.Get(h.slot()); ok {
-				timer = time.NewTimer(time.Duration(d - s.now()))
+				timer = time.NewTimer(until(d, s.now()))
 				due = timer.C
 			}
 			sh.mu.Unlock()
@@ -331,6 +332,20 @@ func (s *Shuffler) borrowWaiting(ctx context.Context, h Handle, ti typeInfo, for
 		s.flushLog() // as in borrow
 		return mem, err
 	}
+}
+
+// until is the time from now to deadline d, both Unix nanoseconds: zero
+// when d has passed, and at most math.MaxInt64 where d - now overflows (a
+// clock before 1970 and a deadline past 2262), which went negative and
+// woke a waiter at once, again and again.
+func until(d, now int64) time.Duration {
+	switch {
+	case d <= now:
+		return 0
+	case now < 0 && d > math.MaxInt64+now:
+		return math.MaxInt64
+	}
+	return time.Duration(d - now)
 }
 
 // dequeueWriter counts out a writer that gave up waiting for h, and wakes

@@ -357,7 +357,11 @@ func (s *Shuffler) releaseAll() {
 // function's caller gets ErrClosed. It does wait for the encryption or
 // decryption of an entry of 16 KiB or more that runs with its shard let go
 // (in every cipher), about 2.5 ms per 16 MiB here in the default one: the
-// keys and the memory it uses are what Close takes away.
+// keys and the memory it uses are what Close takes away. It also waits for
+// the Shuffler's own goroutines (the background shuffler, scheduled
+// rotation, rent tracking), and for the WithLogger handler to be done with
+// their events, so that none reaches the logger after Close returns: a
+// handler that waits for Close to return waits for ever.
 //
 // Close's only error is the system's refusal to unmap memory, which does
 // not happen to a correct call: the memory is wiped before it is unmapped,

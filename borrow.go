@@ -179,7 +179,8 @@ func (sh *shard) stillMapped(mem []byte) bool {
 
 // BorrowContext is Borrow that, instead of failing with ErrBusy, waits for the
 // entry as RentContext does, until ctx is done; then it returns ctx's error
-// without calling fn.
+// without calling fn, as it returns ErrExpired for an entry whose expiry
+// passes meanwhile.
 func BorrowContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc

@@ -135,7 +135,7 @@
 // [Shuffler.ReturnView] encrypts it again. [RentContext] and [ViewContext],
 // and [BorrowContext], [BorrowSliceContext], [BorrowViewContext] and
 // [BorrowViewSliceContext], wait for a busy entry until a context is done
-// instead of failing. A
+// (or the entry's expiry passes) instead of failing. A
 // writer waiting in RentContext goes ahead of readers that come after it,
 // so a steady stream of views cannot keep it out; as with
 // [sync.RWMutex.RLock], a goroutine that holds a view must therefore not

@@ -25,7 +25,7 @@ const maxKeyFile = 64 << 10
 // type names (an Ed25519 key labelled "RSA PRIVATE KEY"), input with
 // more than one private key or with bytes after the key's DER (crypto/x509
 // ignores them), an Ed25519 key that RFC 8410 does not allow (algorithm
-// parameters, a version other than 1 or 2, bytes after the seed), and an
+// parameters, a version field other than 0 or 1, bytes after the seed), and an
 // Ed25519 key whose seed is all zeros,
 // which NewSigner refuses too. Errors of r are returned as ReadAll returns
 // them: a panic wraps ErrPanicked, an impossible count ErrInvalidCount,

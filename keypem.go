@@ -104,7 +104,8 @@ func pemLine(line []byte) []byte {
 // pemMarker returns the type of a BEGIN or END line, as prefix says, as a
 // slice of line. Not a string: a key whose line ends were lost, or escaped
 // as in an environment variable, is one line that begins and ends like a
-// marker, and its type is then the key's base64 (TestReadPrivateKeyOneLine).
+// marker, and its type is then the key's base64
+// (TestReadPrivateKeyDamagedTextLeavesNothing).
 func pemMarker(line []byte, prefix string) ([]byte, bool) {
 	const dashes = "-----"
 	if len(line) < len(prefix)+len(dashes) || !bytes.HasPrefix(line, []byte(prefix)) || !bytes.HasSuffix(line, []byte(dashes)) {

@@ -715,25 +715,29 @@ const hugeArena = 4 << 20
 
 // freshMax is the largest fresh arena a Shuffle of the shard maps. Where
 // the process is held to RLIMIT_MEMLOCK and the Shuffler locks its memory,
-// it is an eighth of the limit, but at least hugeArena: an arena sized for
-// a whole shard past the limit could never be locked, and the shard's
-// locked arenas, emptied, gave their room to nothing (12 MB in one shard
-// under ulimit -l 8192 went from 7.9 MB locked to 4 KiB). Smaller arenas
-// are locked as room appears, as the old ones go. Not smaller than
-// hugeArena: arenas below it are not on huge pages, and a Shuffle of a
-// million 32-byte entries into 1 or 2 MiB arenas took 4 to 5 times as long
-// as into 4 MiB ones (BenchmarkShuffle/entries=1000000/size=32 as nobody
-// under ulimit -l 8192, alternating builds, two rounds: 218-276 ms against
-// 52-53 ms).
+// an arena sized for a whole shard past the limit could never be locked,
+// and the shard's locked arenas, emptied, gave their room to nothing (12 MB
+// in one shard under ulimit -l 8192 went from 7.9 MB locked to 4 KiB).
+// Arenas of an eighth of the limit are locked as room appears, as the old
+// ones go. Not smaller than hugeArena where the limit holds two of those:
+// arenas below it are not on huge pages, and a Shuffle of a million
+// 32-byte entries into 1 or 2 MiB arenas took 4 to 5 times as long as into
+// 4 MiB ones (BenchmarkShuffle/entries=1000000/size=32 as nobody under
+// ulimit -l 8192, alternating builds, two rounds: 218-276 ms against 52-53
+// ms). A limit under eight of the smallest arenas locks nothing worth
+// splitting a shard for: no cap then.
 func (sh *shard) freshMax() int {
 	if sh.s.cfg.lock == LockNone {
 		return store.MaxArenaSize
 	}
 	lim := osmem.BindingLockLimit()
-	if lim < 0 {
+	switch {
+	case lim < 0 || lim/8 < int64(sh.s.cfg.arenaSize):
 		return store.MaxArenaSize
+	case lim/2 >= hugeArena:
+		return int(min(max(lim/8, hugeArena), store.MaxArenaSize))
 	}
-	return int(max(min(lim/8, store.MaxArenaSize), hugeArena, int64(sh.s.cfg.arenaSize)))
+	return int(lim / 8)
 }
 
 // layoutUniform is layout for entries that all have one size, a multiple

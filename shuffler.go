@@ -359,9 +359,11 @@ func (s *Shuffler) releaseAll() {
 // (in every cipher), about 2.5 ms per 16 MiB here in the default one: the
 // keys and the memory it uses are what Close takes away. It also waits for
 // the Shuffler's own goroutines (the background shuffler, scheduled
-// rotation, rent tracking), and for the WithLogger handler to be done with
-// their events, so that none reaches the logger after Close returns: a
-// handler that waits for Close to return waits for ever.
+// rotation, rent tracking) and the one that hands the background
+// shuffler's events to the WithLogger handler, so that none of them is in
+// the handler after Close returns: a handler that waits for Close to
+// return waits for ever. A call of the program's own running meanwhile
+// may still be handing events over.
 //
 // Close's only error is the system's refusal to unmap memory, which does
 // not happen to a correct call: the memory is wiped before it is unmapped,

@@ -35,7 +35,8 @@ import (
 // nobody filled, whose signatures anyone can forge.
 //
 // Public returns the public key, which NewSigner derives once and keeps on
-// the Go heap. Sign parses the key out of a view of the entry for each
+// the Go heap, as a copy of its own on each call: changing it changes
+// nothing the Signer signs with. Sign parses the key out of a view of the entry for each
 // signature and signs (an RSA key of the pool, checked against the entry,
 // signs after the view ends): with an *ecdsa.PrivateKey, ed25519.PrivateKey or
 // *rsa.PrivateKey's Sign, so opts and rand mean what they mean there (nil

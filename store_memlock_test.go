@@ -97,14 +97,15 @@ func TestStoreStrictLockLimit(t *testing.T) {
 // TestShuffleOverLockLimitKeepsLocked: a shard holding more than
 // RLIMIT_MEMLOCK (12 MB in one shard under ulimit -l 8192, LockBestEffort)
 // keeps at least half the limit locked across Shuffles (5.2 MB, of 7.9
-// before the first). Shuffle used to move the shard into one fresh arena
-// of its whole size, which no lock could ever take: from 7.9 MB locked to
-// the Shuffler's own 4 KiB, for good. It runs only without CAP_IPC_LOCK:
-// as user nobody with ulimit -l 8192.
+// before the first; at limits of 1, 2 and 4 MiB, 88% of it). Shuffle used
+// to move the shard into one fresh arena of its whole size, which no lock
+// could ever take: from 7.9 MB locked to the Shuffler's own 4 KiB, for
+// good. It runs only without CAP_IPC_LOCK: as user nobody with ulimit -l
+// 8192, and at any limit from 512 KiB, eight of the smallest arenas.
 func TestShuffleOverLockLimitKeepsLocked(t *testing.T) {
 	lim := osmem.LockLimit()
-	if lim < 0 || lim > 64<<20 || osmem.BindingLockLimit() < 0 {
-		t.Skip("needs a small RLIMIT_MEMLOCK and no CAP_IPC_LOCK: run as an unprivileged user with ulimit -l 8192")
+	if lim < 8*64<<10 || lim > 64<<20 || osmem.BindingLockLimit() < 0 {
+		t.Skip("needs a small RLIMIT_MEMLOCK, 512 KiB at least, and no CAP_IPC_LOCK: run as an unprivileged user with ulimit -l 8192")
 	}
 	s := newTest(t, WithShards(1))
 	r := mrand.New(mrand.NewPCG(1, 2))

@@ -48,10 +48,12 @@ func WithRentTracking(threshold time.Duration) Option {
 // carry a secret, a key or an address. The handler runs on the goroutine
 // of the call that raised the event or on one of the Shuffler's own, never
 // while a shard is locked: events raised under a shard lock wait until the
-// call has let go of it (up to 256 of them; Stats counts every one). It
-// must not call the Shuffler's methods, with one exception: Purge, from
-// any event, for a handler that treats a forgotten Return, a tampered
-// entry or memory left unlocked as an incident. A nil l logs nothing, as
+// call has let go of it, those of the background shuffler until its cycle
+// ends (up to 256 of them; Stats counts every one). It must not call the
+// Shuffler's methods, with two exceptions: Purge, from any event, for a
+// handler that treats a forgotten Return, a tampered entry or memory left
+// unlocked as an incident, and the stop function StartBackgroundShuffle
+// returned. A nil l logs nothing, as
 // without WithLogger; a Logger with no Handler (a zero slog.Logger, which
 // panics at its first event) makes New fail with ErrInvalidOption. A
 // handler that panics loses that event; the call that raised it goes on.

@@ -53,7 +53,7 @@ func runCache(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&c.secret, "secret", false, "use secret memory (memfd_secret), WithSecretMemory")
 	fs.BoolVar(&c.baseline, "baseline", false, "run on a map[uint32][]byte behind a sync.RWMutex instead")
 	fs.BoolVar(&c.check, "check", false, "exit 1 unless the run met its targets")
-	fs.BoolVar(&c.quiet, "quiet", false, "print only the summary, not every sample")
+	fs.BoolVar(&c.quiet, "quiet", false, "print the first line and the summary, not every sample")
 	fs.Float64Var(&c.ratio, "ratio", 1.25, "with -check: most mapped bytes per stored byte")
 	fs.Int64Var(&c.slack, "slack", 1<<20, "with -check: mapped bytes allowed beyond -ratio times stored")
 	fs.IntVar(&c.shards, "shards", 0, "shards of the Shuffler, a power of two up to 256; 0 for the library's default (four per processor, up to 64)")

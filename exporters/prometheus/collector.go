@@ -61,7 +61,7 @@ var metrics = []metric{
 		func(st *memshuffle.Stats) float64 { return st.ShuffleTime.Seconds() }},
 	{"arenas_released_total", "Arenas returned to the operating system.", prometheus.CounterValue, "ArenasReleased",
 		func(st *memshuffle.Stats) float64 { return float64(st.ArenasReleased) }},
-	{"moved_bytes_total", "Bytes of entries moved by Shuffle, background shuffling and shuffle-on-return.", prometheus.CounterValue, "BytesMoved",
+	{"moved_bytes_total", "Bytes of entries moved by Shuffle, background shuffling, shuffle-on-return and compaction.", prometheus.CounterValue, "BytesMoved",
 		func(st *memshuffle.Stats) float64 { return float64(st.BytesMoved) }},
 	{"key_rotations_total", "Completed key rotations, by RotateKey or WithKeyRotation.", prometheus.CounterValue, "KeyRotations",
 		func(st *memshuffle.Stats) float64 { return float64(st.KeyRotations) }},
@@ -100,7 +100,7 @@ type collector struct {
 // NewCollector returns a prometheus.Collector that reports s.Stats() on
 // every scrape: each Collect takes one snapshot, so the figures of one
 // scrape come from the same call. The collector holds s but never closes
-// it; after s.Close the gauges read zero (but for the four the package
+// it; after s.Close the gauges read zero (but for the five the package
 // documentation names) and the counters keep their values. It starts no
 // goroutine and is safe for concurrent use, as
 // Prometheus requires.

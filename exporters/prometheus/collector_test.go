@@ -266,7 +266,9 @@ func TestCollectorInvalidLabel(t *testing.T) {
 	}
 }
 
-// After Close the gauges read zero and the counters keep their values.
+// After Close the gauges read zero, but for those describing the process,
+// the build, the key and the longest pauses, and the counters keep their
+// values.
 func TestCollectorAfterClose(t *testing.T) {
 	t.Parallel()
 	s, _ := busyShuffler(t)

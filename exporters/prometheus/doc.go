@@ -71,7 +71,7 @@
 //   - memshuffle_arenas_released_total: arenas returned to the operating
 //     system (ArenasReleased).
 //   - memshuffle_moved_bytes_total: bytes of entries moved by Shuffle,
-//     background shuffling and shuffle-on-return (BytesMoved).
+//     background shuffling, shuffle-on-return and compaction (BytesMoved).
 //   - memshuffle_key_rotations_total: completed key rotations, by RotateKey
 //     or WithKeyRotation (KeyRotations).
 //   - memshuffle_key_rotations_failed_total: scheduled key rotations
@@ -93,8 +93,9 @@
 //     holding one shard briefly (BackgroundSteps).
 //
 // After Close the gauges read zero and the counters keep their values, as
-// Stats does, but for four gauges that keep theirs: lock_limit_bytes and
-// key_off_heap, which describe the process and the key, and
+// Stats does, but for five gauges that keep theirs: lock_limit_bytes,
+// secret_mode and key_off_heap, which describe the process, the build and
+// the key, and
 // shuffle_max_seconds and background_step_max_seconds, the longest pauses
 // the Shuffler took.
 package memshuffleprom

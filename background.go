@@ -285,9 +285,7 @@ func (sh *shard) unlockYield() {
 	sh.mu.Unlock()
 	// A tampered entry a rotation batch found, a refused lock.
 	sh.s.flushLog()
-	if sh.mu.Contended() {
-		runtime.Gosched()
-	}
+	sh.yieldToWaiter()
 }
 
 // unlockYieldQuiet is unlockYield for a background cycle, which leaves the
@@ -295,6 +293,12 @@ func (sh *shard) unlockYield() {
 // goroutine of their own after the cycle (see background).
 func (sh *shard) unlockYieldQuiet() {
 	sh.mu.Unlock()
+	sh.yieldToWaiter()
+}
+
+// yieldToWaiter lets a goroutine waiting for the shard's lock, if any, run
+// at once (see unlockYield).
+func (sh *shard) yieldToWaiter() {
 	if sh.mu.Contended() {
 		runtime.Gosched()
 	}

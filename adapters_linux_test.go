@@ -114,6 +114,7 @@ func importLeavesNoCopy(t *testing.T, s *Shuffler, secret, in []byte, want error
 // (newlines lost, or escaped but the last) reads as one BEGIN marker whose
 // type is the key's text, which was kept as a Go string.
 func TestReadPrivateKeyDamagedTextLeavesNothing(t *testing.T) {
+	skipScanUnderRace(t)
 	for _, tc := range []struct{ name, head, tail string }{
 		{"body run into END", "-----BEGIN PRIVATE KEY-----\n", "-----END PRIVATE KEY-----\n"},
 		{"escaped newlines", `-----BEGIN PRIVATE KEY-----\n`, `\n-----END PRIVATE KEY-----\n`},
@@ -142,6 +143,7 @@ func TestReadPrivateKeyDamagedTextLeavesNothing(t *testing.T) {
 // block. The PEM is now decoded by the library, which takes markers only
 // at a line's start, into memory it wipes.
 func TestReadPrivateKeyMidLineBeginLeavesNothing(t *testing.T) {
+	skipScanUnderRace(t)
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	der := append([]byte{0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20}, make([]byte, 32)...)
 	rand.Read(der[16:])
@@ -161,6 +163,7 @@ func TestReadPrivateKeyMidLineBeginLeavesNothing(t *testing.T) {
 // forms to word its error, which copied the seed or scalar to the heap.
 // The keys are built by hand on the heap, so the test holds no other copy.
 func TestReadPrivateKeyMislabelledLeavesNothing(t *testing.T) {
+	skipScanUnderRace(t)
 	pkcs8Of := func(oid byte) []byte { // Ed25519 0x70, X25519 0x6e
 		return append([]byte{0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, oid, 0x04, 0x22, 0x04, 0x20}, make([]byte, 32)...)
 	}
@@ -197,6 +200,7 @@ func TestReadPrivateKeyMislabelledLeavesNothing(t *testing.T) {
 // crypto/x509, whose encoding/asn1 pass copies the seed to the heap before
 // it accepts (version 2, four copies) or refuses (parameters) the key.
 func TestReadPrivateKeyEd25519OddEncodingsLeaveNothing(t *testing.T) {
+	skipScanUnderRace(t)
 	for _, tc := range []struct {
 		name string
 		der  []byte // the seed's 32 bytes last
@@ -220,6 +224,7 @@ func TestReadPrivateKeyEd25519OddEncodingsLeaveNothing(t *testing.T) {
 // ErrInvalidKey and leaves no copy of the seed; crypto/x509 parsed it, and
 // copied the seed, before it refused the parameters.
 func TestNewSignerEd25519ParamsLeavesNothing(t *testing.T) {
+	skipScanUnderRace(t)
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	s := newTest(t)
 	der := append([]byte{0x30, 0x30, 0x02, 0x01, 0x00, 0x30, 0x07, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x05, 0x00, 0x04, 0x22, 0x04, 0x20}, make([]byte, 32)...)

@@ -83,7 +83,7 @@ func TestPinRules(t *testing.T) {
 // ends a pinned goroutine's process. It runs in fresh processes, where
 // nothing has sealed yet.
 func TestAEADFirstUseConcurrent(t *testing.T) {
-	if !pintest.InFreshProcesses(t, 30) {
+	if !pintest.InFreshProcesses(t, shortOr(30, 6)) {
 		return
 	}
 	s, err := New()

@@ -24,6 +24,7 @@ import (
 // the process is scanned after each that did, until movedScans have; the
 // control is a planted copy, found.
 func TestCallerStackSecretNotLeft(t *testing.T) {
+	skipScanUnderRace(t)
 	for _, tc := range []struct {
 		name string
 		call func(s *Shuffler, inv *[32]byte) error
@@ -47,7 +48,7 @@ func TestCallerStackSecretNotLeft(t *testing.T) {
 			defer debug.SetGCPercent(debug.SetGCPercent(-1)) // freed stacks stay as they are
 			moved, left, calls := 0, 0, 0
 			for depth := range 200 {
-				if moved >= movedScans() {
+				if moved >= movedScans {
 					break // every scan done
 				}
 				calls++
@@ -63,7 +64,7 @@ func TestCallerStackSecretNotLeft(t *testing.T) {
 					})
 					// The next goroutine would reuse the freed stack: look
 					// now, while nothing else runs.
-					if before != after && moved < movedScans() {
+					if before != after && moved < movedScans {
 						left += countOutsideArenas(t, p)
 					}
 					done <- before != after
@@ -96,14 +97,8 @@ func TestCallerStackSecretNotLeft(t *testing.T) {
 }
 
 // movedScans is after how many of the calls that moved their stack
-// TestCallerStackSecretNotLeft scans the process: 16, or 4 in a race
-// build, whose shadow memory makes each scan take seconds.
-func movedScans() int {
-	if raceBuild {
-		return 4
-	}
-	return 16
-}
+// TestCallerStackSecretNotLeft scans the process.
+const movedScans = 16
 
 // invertedPattern fills inv with a random secret inverted and returns a
 // pattern of the secret. Its frames hold the secret: call it between

@@ -427,8 +427,10 @@ func ecdsaNonceForms(t *testing.T, ec *ecdsa.PrivateKey, sigs []string) []keyFor
 // none but keptCopies. Then the scan is shown to find a copy the program
 // keeps, and a busy phase is scanned (busyLimit).
 func TestAdapterCopies(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs thousands of signatures in a helper process; skipped in -short mode")
+	if testing.Short() && !SecretMode() {
+		// Secret mode's run in .ci/run passes -short: this test is what
+		// that build is checked for.
+		t.Skip("runs thousands of signatures in a helper process; skipped in -short mode, except in secret mode")
 	}
 	if copiesUnderRace {
 		t.Skip("too slow under -race; the counts are the same without it")

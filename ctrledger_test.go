@@ -157,10 +157,10 @@ func TestEverySealTakesFreshCounters(t *testing.T) {
 			l := newCtrLedger(t, s)
 			rng := mrand.New(mrand.NewPCG(1, uint64(mode)))
 			var hs []Handle
-			for range 300 {
+			for range shortOr(300, 100) {
 				l.step(rng, &hs)
 			}
-			for range 3 {
+			for range shortOr(3, 2) {
 				afterRotationHold = func() {
 					for range 4 {
 						l.step(rng, &hs)
@@ -174,7 +174,7 @@ func TestEverySealTakesFreshCounters(t *testing.T) {
 				for _, h := range hs {
 					l.observe(h, false, "RotateKey")
 				}
-				for range 50 {
+				for range shortOr(50, 25) {
 					l.step(rng, &hs)
 				}
 			}

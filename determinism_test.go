@@ -36,7 +36,7 @@ func TestDeterministicReplay(t *testing.T) {
 		t.Run(fmt.Sprintf("random-ops/%d", shards), func(t *testing.T) {
 			sameTraces(t, func(t *testing.T) *opModel {
 				s := newTest(t, WithShards(shards), WithArenaSize(4096))
-				src := &randSource{r: mrand.New(mrand.NewPCG(uint64(shards), 7)), left: 1500}
+				src := &randSource{r: mrand.New(mrand.NewPCG(uint64(shards), 7)), left: shortOr(1500, 500)}
 				m := newOpModel(t, s, src)
 				m.replay(uint64(shards), 2)
 				return m

@@ -56,6 +56,7 @@ func (h *framedHash) BlockSize() int      { return 64 }
 // goroutine that called MAC waits, its stack as MAC left it, while the
 // process is scanned; the scan is first shown to find a planted copy.
 func TestMACHashPanicLeavesNoPad(t *testing.T) {
+	skipScanUnderRace(t)
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	for _, panics := range []bool{false, true} {
 		s := newTest(t)

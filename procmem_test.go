@@ -30,6 +30,7 @@ func scanSelf(t *testing.T, p *memscan.Pattern) []memscan.Hit {
 // gone after Return, Shuffle and Free; the ciphertext of a moved or freed
 // entry is not left behind either.
 func TestProcessMemory(t *testing.T) {
+	skipScanUnderRace(t)
 	for _, size := range []int{48, 64 << 10} { // the block path and the pipelined path
 		t.Run(map[int]string{48: "small", 64 << 10: "large"}[size], func(t *testing.T) {
 			s := newTest(t, WithShards(1))

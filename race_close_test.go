@@ -174,7 +174,7 @@ func TestPurgeDuringLend(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if len(secrets) == 0 {
+				if len(secrets) == 0 && !raceBuild {
 					if n := len(scanSelf(t, secret)); n != 1 {
 						t.Errorf("control: the secret written after Purge found %d times, want 1", n)
 					}
@@ -189,6 +189,9 @@ func TestPurgeDuringLend(t *testing.T) {
 			mustCheck(t, s)
 			secrets, names = append(secrets, secret), append(names, name)
 		}
+	}
+	if raceBuild {
+		return // the calls raced Purge; the scans are left to the other builds (skipScanUnderRace)
 	}
 	hits, err := memscan.ScanProcessAll(os.Getpid(), secrets)
 	if errors.Is(err, memscan.ErrUnsupported) {

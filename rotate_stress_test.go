@@ -268,7 +268,7 @@ func TestRotateKeyStress(t *testing.T) {
 // and every call made after the end must fail with ErrClosed.
 func TestRotateKeyRacesEnd(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(8))
-	rounds := 12
+	rounds := shortOr(12, 4)
 	if v := rotStressRounds(); v > 300 {
 		rounds = v / 25
 	}

@@ -111,7 +111,7 @@ func stressDuration() time.Duration {
 	if raceBuild {
 		return 300 * time.Millisecond
 	}
-	return 1200 * time.Millisecond
+	return shortOr(1200*time.Millisecond, 300*time.Millisecond)
 }
 
 // stressGoroutinesBack waits for the number of goroutines to come back to

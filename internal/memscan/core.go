@@ -337,13 +337,31 @@ func coreFiles(ef *elf.File) []fileMapping {
 // being read: they hold registers and the command line, which have no
 // business on the heap.
 func findNote(r *io.SectionReader, bo binary.ByteOrder, align uint64) []byte {
+	var desc []byte
+	walkNotes(r, bo, align, func(typ uint32, off, size uint64) bool {
+		if typ != ntFile || size > maxNoteDesc {
+			return true
+		}
+		desc = make([]byte, size)
+		if _, err := r.ReadAt(desc, int64(off)); err != nil {
+			desc = nil
+		}
+		return false
+	})
+	return desc
+}
+
+// walkNotes calls fn with the type and the offset and size in r of the
+// descriptor of each "CORE" note in r, in order, until fn returns false or
+// a note runs past the end of r. It reads the note headers and names only.
+func walkNotes(r *io.SectionReader, bo binary.ByteOrder, align uint64, fn func(typ uint32, off, size uint64) bool) {
 	pad := func(n uint64) uint64 { return (n + align - 1) &^ (align - 1) }
 	var off uint64
 	size := uint64(r.Size())
 	var hdr [12]byte
 	for off+12 <= size {
 		if _, err := r.ReadAt(hdr[:], int64(off)); err != nil {
-			return nil
+			return
 		}
 		namesz := uint64(bo.Uint32(hdr[0:]))
 		descsz := uint64(bo.Uint32(hdr[4:]))
@@ -352,24 +370,19 @@ func findNote(r *io.SectionReader, bo binary.ByteOrder, align uint64) []byte {
 		descOff := nameOff + pad(namesz)
 		next := descOff + pad(descsz)
 		if next > size {
-			return nil
+			return
 		}
-		if typ == ntFile && namesz == 5 && descsz <= maxNoteDesc {
+		if namesz == 5 {
 			var name [5]byte
 			if _, err := r.ReadAt(name[:], int64(nameOff)); err != nil {
-				return nil
+				return
 			}
-			if string(name[:]) == "CORE\x00" {
-				desc := make([]byte, descsz)
-				if _, err := r.ReadAt(desc, int64(descOff)); err != nil {
-					return nil
-				}
-				return desc
+			if string(name[:]) == "CORE\x00" && !fn(typ, descOff, descsz) {
+				return
 			}
 		}
 		off = next
 	}
-	return nil
 }
 
 // parseNTFile decodes an NT_FILE descriptor: count and page size, count

@@ -13,6 +13,13 @@
 // matches that begin or end next to them are still found. Holes in a sparse
 // core file are not read at all.
 //
+// To explain a hit in a core, [OpenCore] opens the file for [Core.ReadAt]
+// (the memory at an address), [Core.Threads] (where each thread was
+// stopped) and [Core.SignalFrameAt] (the x86-64 signal frame whose saved
+// FPU state holds an address, and [SignalFrame.HandledBy], whether a thread
+// was still handling it). These read onto the Go heap, so they are for
+// pointers and markers, not for the secrets scanned for.
+//
 // # Threat model
 //
 // The scanner is used to prove that a secret is gone, so it must not leave
@@ -56,5 +63,7 @@
 // [ErrUnsupported]. [ScanCore], [ScanCoreAll] and [ReadPattern] work on any
 // Unix and on Windows, since all they need is memory outside the Go heap
 // (only Linux reports the holes of sparse files); on other systems they
-// return [ErrUnsupported] too.
+// return [ErrUnsupported] too. [OpenCore] works everywhere; the threads and
+// signal frames it reports are those of x86-64 cores only, and other cores
+// return [ErrCoreArch].
 package memscan

@@ -38,3 +38,19 @@ var (
 	// against errors.ErrUnsupported.
 	ErrUnsupported = fmt.Errorf("memscan: not supported on %s: %w", runtime.GOOS, errors.ErrUnsupported)
 )
+
+var (
+	// ErrNotDumped is returned by Core.ReadAt when part of the range asked
+	// for lies outside the bytes the core file stores: in no PT_LOAD
+	// segment, or in the tail of one that the dumper left out.
+	ErrNotDumped = errors.New("memscan: address not dumped in the core")
+
+	// ErrCoreArch is returned by Core.Threads and Core.SignalFrameAt for a
+	// core of another machine than x86-64, whose register and signal frame
+	// layouts this package does not know.
+	ErrCoreArch = errors.New("memscan: core is not of an x86-64 process")
+
+	// ErrNoSignalFrame is returned by Core.SignalFrameAt when the address
+	// lies in no x86-64 signal frame it can recognise.
+	ErrNoSignalFrame = errors.New("memscan: address in no signal frame")
+)

@@ -20,7 +20,12 @@
 // and reported with what Wine printed; a second such run fails, as does a
 // package that fails with no failed test to say why, with its output.
 //
-// Usage, from the module root: go run ./.ci/wintest [-short] [packages]
+// Packages run -jobs at a time (the number of CPUs by default): a test
+// binary under Wine spends seconds starting and much of its run waiting on
+// wineserver, and the root package alone takes minutes. Each package's
+// report is printed whole, in go list's order, once all have run.
+//
+// Usage, from the module root: go run ./.ci/wintest [-short] [-jobs n] [packages]
 package main
 
 import (
@@ -35,24 +40,31 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
+
+// slowTest is how long a test runs before the report names it among its
+// package's slowest five.
+const slowTest = 2.0
 
 // wineCleanupGap matches the t.TempDir cleanup error that Wine 8 causes.
 var wineCleanupGap = regexp.MustCompile(`TempDir RemoveAll cleanup: .*: Invalid function\.$`)
 
 func main() {
 	short := flag.Bool("short", false, "pass -test.short to the test binaries")
+	jobs := flag.Int("jobs", runtime.NumCPU(), "packages to build and run at once")
 	flag.Parse()
-	if err := run(*short, flag.Args()); err != nil {
+	if err := run(*short, max(*jobs, 1), flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "wintest:", err)
 		os.Exit(1)
 	}
 }
 
-func run(short bool, patterns []string) error {
+func run(short bool, jobs int, patterns []string) error {
 	wine, err := findWine()
 	if err != nil {
 		return err
@@ -75,13 +87,31 @@ func run(short bool, patterns []string) error {
 	if err != nil {
 		return err
 	}
+	type outcome struct {
+		out bytes.Buffer
+		ok  bool
+		err error
+	}
+	outcomes := make([]outcome, len(pkgs))
+	sem := make(chan struct{}, jobs)
+	var wg sync.WaitGroup
+	for i, p := range pkgs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			o := &outcomes[i]
+			o.ok, o.err = testPackage(&o.out, wine, env, work, p, short)
+		})
+	}
+	wg.Wait()
 	var failed []string
-	for _, p := range pkgs {
-		ok, err := testPackage(wine, env, work, p, short)
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.ImportPath, err)
+	for i, p := range pkgs {
+		o := &outcomes[i]
+		os.Stdout.Write(o.out.Bytes())
+		if o.err != nil {
+			return fmt.Errorf("%s: %w", p.ImportPath, o.err)
 		}
-		if !ok {
+		if !o.ok {
 			failed = append(failed, p.ImportPath)
 		}
 	}
@@ -170,18 +200,20 @@ func crossEnv() []string {
 
 // event is one line of go tool test2json output.
 type event struct {
-	Action string
-	Test   string
-	Output string
+	Action  string
+	Test    string
+	Output  string
+	Elapsed float64 // seconds, on a test's pass, fail or skip
 }
 
 // testResult gathers what one test (or subtest) printed and how it ended.
 type testResult struct {
-	action string
-	lines  []string
+	action  string
+	lines   []string
+	elapsed float64
 }
 
-func testPackage(wine string, env []string, work string, p pkg, short bool) (bool, error) {
+func testPackage(w io.Writer, wine string, env []string, work string, p pkg, short bool) (bool, error) {
 	exe := filepath.Join(work, strings.ReplaceAll(p.ImportPath, "/", "_")+".test.exe")
 	build := exec.Command("go", "test", "-c", "-o", exe, p.ImportPath)
 	build.Env = crossEnv()
@@ -189,7 +221,7 @@ func testPackage(wine string, env []string, work string, p pkg, short bool) (boo
 		return false, fmt.Errorf("go test -c: %v\n%s", err, out)
 	}
 	if _, err := os.Stat(exe); errors.Is(err, os.ErrNotExist) {
-		fmt.Printf("?   \t%s\t[no test files]\n", p.ImportPath)
+		fmt.Fprintf(w, "?   \t%s\t[no test files]\n", p.ImportPath)
 		return true, nil
 	}
 
@@ -205,13 +237,13 @@ func testPackage(wine string, env []string, work string, p pkg, short bool) (boo
 			// an os.Exit all print, and a hang would not end it), so one
 			// more run cannot hide a failure of the package. Say so, with
 			// whatever Wine printed, and run it again once.
-			fmt.Printf("wintest: %s: the test binary ended after %v (%s) without running a test or printing anything of its own; the run printed:\n",
+			fmt.Fprintf(w, "wintest: %s: the test binary ended after %v (%s) without running a test or printing anything of its own; the run printed:\n",
 				p.ImportPath, elapsed, status)
-			printLines(os.Stdout, results[""])
-			fmt.Println("wintest: running it once more")
+			printLines(w, results[""])
+			fmt.Fprintln(w, "wintest: running it once more")
 			continue
 		}
-		return report(os.Stdout, p.ImportPath, results, status, elapsed), nil
+		return report(w, p.ImportPath, results, status, elapsed), nil
 	}
 }
 
@@ -257,7 +289,7 @@ func runTests(wine string, env []string, exe string, p pkg, short bool) (map[str
 		case "output":
 			r.lines = append(r.lines, strings.TrimRight(ev.Output, "\n"))
 		case "pass", "fail", "skip":
-			r.action = ev.Action
+			r.action, r.elapsed = ev.Action, ev.Elapsed
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -384,6 +416,17 @@ func report(w io.Writer, path string, results map[string]*testResult, status str
 		fmt.Fprintf(w, ", %d failed only in t.TempDir cleanup (Wine)", gapOnly)
 	}
 	fmt.Fprintln(w)
+	// The slowest tests, for whoever has to keep CI within its time.
+	var slow []string
+	for _, name := range names {
+		if !strings.Contains(name, "/") && results[name].elapsed >= slowTest {
+			slow = append(slow, name)
+		}
+	}
+	sort.SliceStable(slow, func(i, j int) bool { return results[slow[i]].elapsed > results[slow[j]].elapsed })
+	for _, name := range slow[:min(len(slow), 5)] {
+		fmt.Fprintf(w, "    slow %s: %.1fs\n", name, results[name].elapsed)
+	}
 	for _, name := range real {
 		fmt.Fprintf(w, "--- FAIL: %s\n", name)
 		for _, l := range results[name].lines {

@@ -38,7 +38,7 @@ func TestNeverStarted(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got := neverStarted(res); got != tc.want {
-				t.Errorf("neverStarted = %v, want %v (status %s, output %q)", got, tc.want, status, res[""])
+				t.Errorf("neverStarted = %v, want %v (status %s, output %+v)", got, tc.want, status, res[""])
 			}
 		})
 	}

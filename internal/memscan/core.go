@@ -55,7 +55,7 @@ func ScanCoreAll(path string, ps []*Pattern) (_ [][]Hit, err error) {
 	if err := checkAll(ps); err != nil {
 		return nil, err
 	}
-	f, segs, err := openCore(path)
+	f, _, segs, err := openCore(path)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +113,7 @@ func ScanCoreAll(path string, ps []*Pattern) (_ [][]Hit, err error) {
 // describes them in its hits. It returns ErrNotCore when the file is not an
 // ELF core file, and wrapped I/O errors.
 func CoreMaps(path string) ([]Mapping, error) {
-	f, segs, err := openCore(path)
+	f, _, segs, err := openCore(path)
 	if err != nil {
 		return nil, err
 	}
@@ -127,10 +127,10 @@ func CoreMaps(path string) ([]Mapping, error) {
 
 // openCore opens the core file at path and lists its segments. The caller
 // closes the file.
-func openCore(path string) (*os.File, []coreSegment, error) {
+func openCore(path string) (*os.File, *elf.File, []coreSegment, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("memscan: %w", err)
+		return nil, nil, nil, fmt.Errorf("memscan: %w", err)
 	}
 	ef, err := elf.NewFile(f)
 	if err == nil && ef.Type != elf.ET_CORE {
@@ -142,9 +142,9 @@ func openCore(path string) (*os.File, []coreSegment, error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("%w: %s: %w", ErrNotCore, path, err)
+		return nil, nil, nil, fmt.Errorf("%w: %s: %w", ErrNotCore, path, err)
 	}
-	return f, segs, nil
+	return f, ef, segs, nil
 }
 
 // coreSegment is a PT_LOAD segment of a core file.

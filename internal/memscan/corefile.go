@@ -27,14 +27,9 @@ type Core struct {
 // OpenCore opens the ELF core file at path. It returns ErrNotCore when the
 // file is not an ELF core file, and wrapped I/O errors.
 func OpenCore(path string) (*Core, error) {
-	f, segs, err := openCore(path)
+	f, ef, segs, err := openCore(path)
 	if err != nil {
 		return nil, err
-	}
-	ef, err := elf.NewFile(f)
-	if err != nil { // openCore read it a moment ago
-		f.Close()
-		return nil, fmt.Errorf("%w: %s: %w", ErrNotCore, path, err)
 	}
 	return &Core{f: f, ef: ef, segs: segs}, nil
 }

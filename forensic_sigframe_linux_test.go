@@ -41,6 +41,14 @@ var errNoGuardWindow = errors.New("no guard window of internal/aesctr's assembly
 type aesctrAsm struct {
 	tab     *gosym.Table
 	windows map[string]guardWindow // by function name
+
+	// The binary, and the address its line table gives the start of its
+	// file: a position-independent build (-buildmode=pie) runs at another
+	// address in every process, bias bytes further on (see at).
+	exe       os.FileInfo
+	pie       bool
+	firstLoad uint64
+	bias      uint64
 }
 
 // guardWindow is the lines of one routine's source between its guards.
@@ -52,18 +60,31 @@ type guardWindow struct {
 // aesctrPkg is the prefix of internal/aesctr's symbol names.
 const aesctrPkg = "github.com/memshuffle/memshuffle/internal/aesctr."
 
-// loadAesctrAsm reads the line table of the binary at path (linux/amd64
-// Go binaries are not position-independent unless built so, and then the
-// addresses would not match the core's) and the guarded routines of the
-// .s files in srcDir.
+// loadAesctrAsm reads the line table of the binary at path, a fixed-address
+// or a position-independent executable, and the guarded routines of the .s
+// files in srcDir.
 func loadAesctrAsm(path, srcDir string) (*aesctrAsm, error) {
 	ef, err := elf.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer ef.Close()
-	if ef.Type != elf.ET_EXEC {
-		return nil, fmt.Errorf("%s is %v, not a fixed-address executable", path, ef.Type)
+	if ef.Type != elf.ET_EXEC && ef.Type != elf.ET_DYN {
+		return nil, fmt.Errorf("%s is %v, not an executable", path, ef.Type)
+	}
+	exe, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	firstLoad, found := uint64(0), false
+	for _, pr := range ef.Progs {
+		if pr.Type == elf.PT_LOAD && pr.Off == 0 {
+			firstLoad, found = pr.Vaddr&^0xfff, true
+			break
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("%s: no PT_LOAD segment starts the file", path)
 	}
 	pcln, text := ef.Section(".gopclntab"), ef.Section(".text")
 	if pcln == nil || text == nil {
@@ -77,7 +98,7 @@ func loadAesctrAsm(path, srcDir string) (*aesctrAsm, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &aesctrAsm{tab: tab, windows: map[string]guardWindow{}}
+	a := &aesctrAsm{tab: tab, windows: map[string]guardWindow{}, exe: exe, pie: ef.Type == elf.ET_DYN, firstLoad: firstLoad}
 	srcs, err := filepath.Glob(filepath.Join(srcDir, "*.s"))
 	if err != nil {
 		return nil, err
@@ -120,8 +141,31 @@ func (a *aesctrAsm) readWindows(src string) error {
 	return sc.Err()
 }
 
+// at returns a for the process whose mappings are maps: its addresses are
+// the line table's moved by where that process loaded the binary (the
+// mapping of the binary's first page, in the core's NT_FILE note). With no
+// such mapping, a fixed-address executable is where its line table says,
+// and a position-independent one cannot be placed: an error.
+func (a *aesctrAsm) at(maps []memscan.Mapping) (*aesctrAsm, error) {
+	for _, m := range maps {
+		if m.Offset != 0 || m.Path == "" || m.Start < a.firstLoad {
+			continue
+		}
+		if fi, err := os.Stat(m.Path); err == nil && os.SameFile(fi, a.exe) {
+			b := *a
+			b.bias = m.Start - a.firstLoad
+			return &b, nil
+		}
+	}
+	if a.pie {
+		return nil, fmt.Errorf("the core maps no page of %s at offset 0: a position-independent binary cannot be placed", a.exe.Name())
+	}
+	return a, nil
+}
+
 // funcAt returns the name of the function holding pc, or "".
 func (a *aesctrAsm) funcAt(pc uint64) string {
+	pc -= a.bias
 	if fn := a.tab.PCToFunc(pc); fn != nil {
 		return fn.Name
 	}
@@ -131,7 +175,7 @@ func (a *aesctrAsm) funcAt(pc uint64) string {
 // inWindow reports whether pc is an instruction of a guarded routine
 // between its canaries and its wipe, and names the routine.
 func (a *aesctrAsm) inWindow(pc uint64) (string, bool) {
-	file, line, fn := a.tab.PCToLine(pc)
+	file, line, fn := a.tab.PCToLine(pc - a.bias)
 	if fn == nil {
 		return "", false
 	}
@@ -228,9 +272,11 @@ func classifyHit(c *memscan.Core, threads []memscan.Thread, asm *aesctrAsm, addr
 // TestClassifyHit runs classifyHit on synthetic cores: a signal stack with
 // a frame laid out as Linux lays one out, and a goroutine stack with the
 // frame of internal/aesctr's xorKeyStreamAsm, with the threads stopped at
-// the instructions of this very binary that each case names. Only a frame
-// whose handler runs, or whose interrupted call has not reached its wipe,
-// may pass; one left behind must not.
+// the instructions of this very binary that each case names, with the
+// binary where its line table puts it or moved as a position-independent
+// build is. Only a frame whose handler runs, or whose interrupted call has
+// not reached its wipe, may pass; one left behind must not, and neither
+// may any when the core does not say where a moved binary was.
 func TestClassifyHit(t *testing.T) {
 	asm, err := loadAesctrAsm(os.Args[0], filepath.Join("internal", "aesctr"))
 	if err != nil {
@@ -272,7 +318,7 @@ func TestClassifyHit(t *testing.T) {
 		rsp func(frame uint64) uint64
 	}
 	at := func(v uint64) func(uint64) uint64 { return func(uint64) uint64 { return v } }
-	for _, tc := range []struct {
+	cases := []struct {
 		name     string
 		thread   thread
 		frameRIP uint64 // where the signal interrupted; 0: inBody
@@ -293,54 +339,97 @@ func TestClassifyHit(t *testing.T) {
 		{"left behind: guard not canary", thread{inBody, at(asmRSP)}, 0, 1, 2, asmRSP, false},
 		{"left behind: frame from another call's stack", thread{inBody, at(asmRSP)}, 0, 1, asmGuardCanary, asmRSP + 0x100, false},
 		{"left behind: thread above the frame", thread{elsewhere.Entry, func(f uint64) uint64 { return f + 0x100 }}, 0, 0, 0, asmRSP, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			sig := make([]byte, sigSize)
-			rip := tc.frameRIP
-			if rip == 0 {
-				rip = inBody
-			}
-			frame, fx := coretest.PutSignalFrame(sig, sigStack, fpSize, rip, tc.frameRSP)
-			stack := make([]byte, 4096)
-			le := binary.LittleEndian
-			le.PutUint64(stack[asmRSP-goStack+asmFrameCanary:], fx-4096)
-			le.PutUint64(stack[asmRSP-goStack+asmFrameCanaryMax:], fx-8192)
-			if tc.canary == 1 {
-				le.PutUint64(stack[asmRSP-goStack+asmFrameCanary:], fx)
-			} else if tc.canary == 2 {
-				le.PutUint64(stack[asmRSP-goStack+asmFrameCanaryMax:], fx)
-			}
-			stack[asmRSP-goStack+asmFrameGuard] = tc.guard
-			path := filepath.Join(t.TempDir(), "core")
-			b := coretest.BuildThreads(elf.ET_CORE, []coretest.Segment{
-				{Vaddr: sigStack, Data: sig},
-				{Vaddr: goStack, Data: stack},
-			}, nil, []coretest.Thread{
-				{TID: 1, RIP: elsewhere.Entry, RSP: goStack + 0xf00},
-				{TID: 2, RIP: tc.thread.rip, RSP: tc.thread.rsp(frame)},
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Where the dumped process had the binary: where its line table says
+	// (a fixed-address executable), or moved, as every process that runs
+	// a position-independent build has it, with the core's NT_FILE note
+	// saying where (told) or not. Moved and not told, no instruction
+	// address can be placed, so no hit may pass.
+	for _, load := range []struct {
+		name string
+		bias uint64
+		told bool
+	}{{"fixed", 0, false}, {"moved", 0x7f3a_0000_0000, true}, {"moved-untold", 0x7f3a_0000_0000, false}} {
+		if load.bias == 0 && asm.pie {
+			continue // a position-independent test binary has no fixed place
+		}
+		for _, tc := range cases {
+			t.Run(load.name+"/"+tc.name, func(t *testing.T) {
+				want := tc.want && (load.bias == 0 || load.told)
+				sig := make([]byte, sigSize)
+				rip := tc.frameRIP
+				if rip == 0 {
+					rip = inBody
+				}
+				rip += load.bias
+				frame, fx := coretest.PutSignalFrame(sig, sigStack, fpSize, rip, tc.frameRSP)
+				stack := make([]byte, 4096)
+				le := binary.LittleEndian
+				le.PutUint64(stack[asmRSP-goStack+asmFrameCanary:], fx-4096)
+				le.PutUint64(stack[asmRSP-goStack+asmFrameCanaryMax:], fx-8192)
+				if tc.canary == 1 {
+					le.PutUint64(stack[asmRSP-goStack+asmFrameCanary:], fx)
+				} else if tc.canary == 2 {
+					le.PutUint64(stack[asmRSP-goStack+asmFrameCanaryMax:], fx)
+				}
+				stack[asmRSP-goStack+asmFrameGuard] = tc.guard
+				segs := []coretest.Segment{
+					{Vaddr: sigStack, Data: sig},
+					{Vaddr: goStack, Data: stack},
+				}
+				var files []coretest.File
+				if load.told {
+					text := asm.firstLoad + load.bias
+					segs = append(segs, coretest.Segment{Vaddr: text, Data: make([]byte, 4096)})
+					files = append(files, coretest.File{Start: text, End: text + 4096, Name: exe})
+				}
+				path := filepath.Join(t.TempDir(), "core")
+				b := coretest.BuildThreads(elf.ET_CORE, segs, files, []coretest.Thread{
+					{TID: 1, RIP: elsewhere.Entry + load.bias, RSP: goStack + 0xf00},
+					{TID: 2, RIP: tc.thread.rip + load.bias, RSP: tc.thread.rsp(frame)},
+				})
+				if err := os.WriteFile(path, b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				c, err := memscan.OpenCore(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				threads, err := c.Threads()
+				if err != nil {
+					t.Fatal(err)
+				}
+				maps, err := memscan.CoreMaps(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				placed, err := asm.at(maps)
+				if err != nil {
+					if load.told || !asm.pie {
+						t.Fatalf("placing the binary: %v", err)
+					}
+					return // nothing to classify with: the test's own answer
+				}
+				if placed.bias != load.bias && load.told {
+					t.Fatalf("binary placed %#x on, want %#x", placed.bias, load.bias)
+				}
+				asm := placed
+				v := classifyHit(c, threads, asm, fx+160+16*3)
+				if v.err != nil {
+					t.Fatalf("no frame found: %v", v.err)
+				}
+				if v.inFlight() != want {
+					t.Fatalf("in flight = %v, want %v: %s", v.inFlight(), want, v)
+				}
+				if v.frame.RIP != rip {
+					t.Fatalf("interrupted at %#x, want %#x", v.frame.RIP, rip)
+				}
 			})
-			if err := os.WriteFile(path, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			c, err := memscan.OpenCore(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			threads, err := c.Threads()
-			if err != nil {
-				t.Fatal(err)
-			}
-			v := classifyHit(c, threads, asm, fx+160+16*3)
-			if v.err != nil {
-				t.Fatalf("no frame found: %v", v.err)
-			}
-			if v.inFlight() != tc.want {
-				t.Fatalf("in flight = %v, want %v: %s", v.inFlight(), tc.want, v)
-			}
-			if v.frame.RIP != rip {
-				t.Fatalf("interrupted at %#x, want %#x", v.frame.RIP, rip)
-			}
-		})
+		}
 	}
 }

@@ -639,6 +639,13 @@ func sigLoadClassify(t *testing.T, core string, asm *aesctrAsm, j int, hits []me
 	if err != nil {
 		t.Fatal(err)
 	}
+	maps, err := memscan.CoreMaps(core)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asm, err = asm.at(maps); err != nil {
+		t.Fatal(err)
+	}
 	var left []memscan.Hit
 	for _, h := range hits {
 		v := classifyHit(c, threads, asm, h.Addr)

@@ -34,6 +34,7 @@ const (
 type config struct {
 	shards    int
 	arenaSize int
+	arenaSet  bool // WithArenaSize was given
 	lock      LockMode
 	onReturn  bool
 	secret    bool
@@ -75,13 +76,17 @@ func WithShards(n int) Option {
 
 // WithArenaSize sets the smallest arena mapped from the operating system, in
 // bytes, rounded up to whole pages: from 4 KiB to 1 GiB. Arenas grow beyond it
-// as a shard holds more data. The default is 64 KiB.
+// as a shard holds more data. The default is 64 KiB, or, for a process held to
+// a memory-lock limit (RLIMIT_MEMLOCK) under 512 KiB with a lock mode that
+// locks, the largest power of two up to an eighth of that limit, so that
+// arenas fit in it: a 64 KiB arena never fits beside the Shuffler's own page
+// under the 64 KiB limit that kernels before 5.16 set by default.
 func WithArenaSize(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 4<<10 || n > 1<<30 {
 			return fmt.Errorf("%w: WithArenaSize(%d): want [4096, 1<<30]", ErrInvalidOption, n)
 		}
-		c.arenaSize = n
+		c.arenaSize, c.arenaSet = n, true
 		return nil
 	})
 }

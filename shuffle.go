@@ -752,7 +752,11 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 	// the first entry's answer is every entry's.
 	big := sh.OwnArena(sh.Slots.At(w.slots[0]))
 	most := sh.freshMax()
-	want := max(min(total, most), sh.s.cfg.arenaSize)
+	// Never below one entry: an entry larger than the cap still shares
+	// arenas (it is not oversize), and an arena that holds none of them
+	// places nothing, so the loop below would map arenas until the system
+	// refused one.
+	want := max(min(total, most), sh.s.cfg.arenaSize, size)
 	if want < hugeArena && want >= hugeArena/5*4 && hugeArena <= most {
 		// Rounded up to where arenas sit on huge pages, which fault in 512
 		// times fewer steps and keep the random writes below from missing

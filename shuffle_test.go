@@ -263,7 +263,7 @@ func TestShuffleInPlace(t *testing.T) {
 func TestShufflePermutationUniformInPlace(t *testing.T) {
 	const n, size, bins = minInPlace, minInPlaceSize, 8
 	rounds := 300
-	s := newTest(t, WithShards(1))
+	s := newTest(t, WithShards(1), WithArenaSize(64<<10)) // every entry in one arena, whatever the memlock limit
 	hs := make([]Handle, n)
 	for i := range hs {
 		h, err := Alloc[byte](s, size)

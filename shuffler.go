@@ -149,6 +149,7 @@ func New(opts ...Option) (*Shuffler, error) {
 			return nil, err
 		}
 	}
+	cfg.arenaSize = fitArenaToLimit(cfg)
 	var seed [16]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, err
@@ -310,6 +311,31 @@ func (s *Shuffler) lockFailed(n int, err error) {
 			slog.Int("bytes", n), slog.Int64("rlimit_memlock", osmem.LockLimit()),
 			slog.String("error", err.Error()))
 	}
+}
+
+// fitArenaToLimit returns the smallest arena size to use: the configured
+// one, or, where the process is held to an RLIMIT_MEMLOCK smaller than
+// eight default arenas and no WithArenaSize was given, the largest power
+// of two up to an eighth of that limit (at least a page). Under a limit
+// of 64 KiB, the kernel's default before Linux 5.16, a first arena of 64
+// KiB beside the Shuffler's own page could never be locked: LockStrict
+// refused every Alloc, even of one byte, and LockBestEffort left every
+// entry unlocked.
+func fitArenaToLimit(cfg config) int {
+	if cfg.lock == LockNone || cfg.arenaSet {
+		return cfg.arenaSize
+	}
+	lim := osmem.BindingLockLimit()
+	if lim < 0 || lim/8 >= int64(cfg.arenaSize) {
+		return cfg.arenaSize
+	}
+	// A power of two, as the default is, so that arenas grow by doubling
+	// to MaxArenaSize exactly.
+	sz := osmem.PageSize()
+	for int64(2*sz) <= lim/8 {
+		sz *= 2
+	}
+	return sz
 }
 
 // lockLimitText says which limit a refused lock ran into and how to raise

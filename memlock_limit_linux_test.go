@@ -1,0 +1,95 @@
+package memshuffle
+
+import (
+	"bytes"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
+
+// TestLockSmallLimitStoresEntries: under a small RLIMIT_MEMLOCK (64 KiB, the
+// kernel default before Linux 5.16) LockStrict must still store entries
+// that fit in what is left of the limit, and LockBestEffort lock them: a
+// first arena of the default 64 KiB beside the Shuffler's own page never
+// fit, so every Alloc failed under LockStrict and every entry stayed
+// unlocked under LockBestEffort. Runs only as a user held to such a limit
+// (nobody with ulimit -l 64).
+func TestLockSmallLimitStoresEntries(t *testing.T) {
+	lim := osmem.BindingLockLimit()
+	if lim < 16<<10 || lim > 256<<10 {
+		t.Skip("needs a binding RLIMIT_MEMLOCK of 16 to 256 KiB: run as nobody with ulimit -l 64")
+	}
+	for _, mode := range []LockMode{LockStrict, LockBestEffort} {
+		s := newTest(t, WithLockMode(mode), WithShards(1))
+		// A 32-byte secret takes one page; the limit has room for many.
+		n := 0
+		var err error
+		for n < 8 {
+			if _, err = Alloc[byte](s, 32); err != nil {
+				break
+			}
+			n++
+		}
+		st := s.Stats()
+		t.Logf("mode %d: limit %d: %d entries of 32 bytes stored, err %v; locked %d unlocked %d mapped %d", mode, lim, n, err, st.LockedBytes, st.UnlockedBytes, st.MappedBytes)
+		if mode == LockStrict && n == 0 {
+			t.Errorf("LockStrict under RLIMIT_MEMLOCK=%d: not one 32-byte entry could be stored (%v), with %d bytes locked", lim, err, st.LockedBytes)
+		}
+		if mode == LockBestEffort && st.UnlockedBytes > 0 && st.LockedBytes+int64(osmem.PageSize()) <= lim-int64(osmem.PageSize()) {
+			t.Errorf("LockBestEffort under RLIMIT_MEMLOCK=%d: %d bytes of 32-byte secrets left unlocked with only %d bytes locked", lim, st.UnlockedBytes, st.LockedBytes)
+		}
+		s.Close()
+	}
+}
+
+// TestShuffleUniformOverFreshMax: in a process held to RLIMIT_MEMLOCK
+// (nobody, ulimit -l 8192, as .ci/run runs it), Shuffle caps its fresh
+// arenas at freshMax (4 MiB there), while an entry up to MaxArenaSize
+// (16 MiB) still shares arenas. A shard whose entries all had one size
+// over the cap went to layoutUniform, which mapped arenas of the cap that
+// hold no entry until the system refused a mapping: tens of thousands of
+// mappings, under the shard lock, then ErrOutOfMemory, on every Shuffle.
+func TestShuffleUniformOverFreshMax(t *testing.T) {
+	lim := osmem.BindingLockLimit()
+	if lim < 0 || lim > 64<<20 {
+		t.Skip("needs a binding RLIMIT_MEMLOCK: run as nobody with ulimit -l 8192")
+	}
+	s := newTest(t, WithShards(1))
+	// Just past the cap freshMax sets (see shuffle.go); never oversize.
+	n := int(max(lim/8, 4<<20)) + 1
+	if lim/2 < 4<<20 {
+		n = int(lim/8) + 1
+	}
+	h, err := Alloc[byte](s, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	maxMaps := 0
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			b, _ := os.ReadFile("/proc/self/maps")
+			maxMaps = max(maxMaps, bytes.Count(b, []byte("\n")))
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	err = s.Shuffle()
+	close(done)
+	d := time.Since(start)
+	st := s.Stats()
+	t.Logf("Shuffle of one entry of %d bytes (limit %d): %v in %v; up to %d mappings; LockFailures %d", n, lim, err, d, maxMaps, st.LockFailures)
+	if err != nil || st.LockFailures > 10 || maxMaps > 10000 {
+		t.Errorf("Shuffle of a single %d-byte entry: err %v, %v, %d lock refusals, up to %d mappings in the process", n, err, d, st.LockFailures, maxMaps)
+	}
+	if _, err := RentSlice[byte](s, h); err != nil {
+		t.Error(err)
+	}
+}

@@ -169,15 +169,22 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte, 
 	}
 	k, sa := s.keyBufs()
 	var err error
+	// The caller's key and salt are wiped as soon as they are copied, not
+	// when the rotation ends: a Purge or Close during the rotation wipes
+	// the Shuffler's keys at once, and the raw key, in an inbox slot or
+	// the caller's array, must not outlive them until the rotating
+	// goroutine next looks.
 	if key != nil {
 		// Not *k = *key: that copy goes through a vector register, which a
 		// signal arriving meanwhile would save on the signal stack.
 		aesctr.Copy(k[:], key[:])
+		osmem.Wipe(key[:])
 	} else {
 		_, err = rand.Read(k[:])
 	}
 	if salt != nil {
 		aesctr.Copy(sa[:], salt[:])
+		osmem.Wipe(salt[:])
 	} else if err == nil {
 		_, err = rand.Read(sa[:])
 	}

@@ -1,8 +1,10 @@
 package memshuffle
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
+	"sync/atomic"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/seal"
@@ -107,5 +109,63 @@ func TestPurgeWipesRotationNewKey(t *testing.T) {
 	}
 	if !wiped {
 		t.Error("the new cipher is not wiped when Purge returns")
+	}
+}
+
+// TestPurgeDuringRotationLeavesNoRawKey: the key and salt given to
+// RotateKey are wiped once the rotation has copied them, so a Purge while
+// the rotation runs finds nothing of them left, wherever they were: in the
+// caller's heap arrays, or in the inbox slots a caller's stack arrays move
+// to. They were wiped only when the rotation returned, after its next
+// look at the closed Shuffler.
+func TestPurgeDuringRotationLeavesNoRawKey(t *testing.T) {
+	for _, where := range []string{"heap", "stack"} {
+		t.Run(where, func(t *testing.T) {
+			s := newTest(t, WithShards(2))
+			if _, err := CopyFrom(s, []byte("0123456789abcdef")); err != nil {
+				t.Fatal(err)
+			}
+			var key [32]byte
+			var salt [8]byte
+			for i := range key {
+				key[i] = byte(0xa0 + i)
+			}
+			for i := range salt {
+				salt[i] = byte(0x51 + i)
+			}
+			heapKey, heapSalt := new([32]byte), new([8]byte)
+			*heapKey, *heapSalt = key, salt
+			ran := false
+			beforeRotationSwitch = func() {
+				ran = true
+				if err := s.Purge(); err != nil {
+					t.Error(err)
+				}
+				if where == "heap" && (*heapKey != [32]byte{} || *heapSalt != [8]byte{}) {
+					t.Error("the caller's key or salt outlives Purge during the rotation")
+				}
+				ib := (*inboxMem)(atomic.LoadPointer(&inbox))
+				for i := range len(ib.busy) {
+					slot := ib.slot(i)
+					if bytes.Contains(slot, key[:8]) || bytes.Contains(slot, salt[:]) {
+						t.Errorf("inbox slot %d holds the key or salt after Purge during the rotation", i)
+					}
+				}
+			}
+			defer func() { beforeRotationSwitch = nil }()
+			var err error
+			if where == "heap" {
+				err = s.RotateKey(heapKey, heapSalt)
+			} else {
+				k, sa := key, salt // arrays of this frame: RotateKey moves them to the inbox
+				err = s.RotateKey(&k, &sa)
+			}
+			if !errors.Is(err, ErrClosed) {
+				t.Errorf("RotateKey across Purge: %v, want ErrClosed", err)
+			}
+			if !ran {
+				t.Fatal("the rotation never reached its switch")
+			}
+		})
 	}
 }

@@ -716,7 +716,10 @@ func (sh *shard) applyBatch(plan []rotEntry, ks []byte, end uint32) int {
 }
 
 // switchRotation acquires what rotating every shard takes, then switches
-// all of them to seal under s.rotator.left.next. On error no shard has switched.
+// all of them to seal under s.rotator.left.next. On an error of the first
+// phase no shard has switched; ErrClosed in the second may leave some
+// switched, which does not matter: Close or Purge is closing every shard
+// and wiping both ciphers.
 func (s *Shuffler) switchRotation(ctx context.Context) error {
 	r := &s.rotator.left
 	for i := range s.shards {

@@ -72,7 +72,9 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 // rather than compete with the goroutines that use the Shuffler.
 //
 // It stops when ctx is done, when stop is called, or at Close or Purge,
-// whichever comes first; stop waits for the goroutine to end
+// whichever comes first (ctx's Done is asked once, by this call, and its
+// Err never: a panic in Done is returned as an error matching
+// ErrPanicked); stop waits for the goroutine to end
 // and may be called more than once, also from a WithLogger handler: the
 // background shuffler's events reach the logger from a goroutine other
 // than the one stop waits for. Only one background shuffler runs at a
@@ -87,6 +89,11 @@ func (s *Shuffler) StartBackgroundShuffle(ctx context.Context, interval time.Dur
 	}
 	if ctx == nil {
 		return nil, fmt.Errorf("%w: nil context", ErrNilArgument)
+	}
+	// Asked before closeMu is taken: ctx is the caller's code.
+	parentDone, err := ctxDone(ctx)
+	if err != nil {
+		return nil, err
 	}
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
@@ -104,7 +111,15 @@ func (s *Shuffler) StartBackgroundShuffle(ctx context.Context, interval time.Dur
 			return nil, ErrBackgroundRunning
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// Derived from the caller's context through guardedCtx, which asks
+	// it for nothing but Done (once, above) with its panics unrecovered:
+	// context.WithCancel of the caller's context itself called its Done
+	// and Err at once (a panic, or a done context with no Err, made this
+	// call panic) and, for a context of the caller's own type, again from
+	// a goroutine of the context package once it was done, where a panic
+	// ended the process. A standard cancelable context is still found
+	// through Value, and cancels the shuffler's as it did.
+	ctx, cancel := context.WithCancel(guardedCtx{ctx, parentDone})
 	done := make(chan struct{})
 	s.bgCancel, s.bgDone = cancel, done
 	go s.background(ctx, interval, done)
@@ -117,6 +132,35 @@ func (s *Shuffler) StartBackgroundShuffle(ctx context.Context, interval time.Dur
 		}
 		s.closeMu.Unlock()
 	}, nil
+}
+
+// guardedCtx is a context of the caller's as StartBackgroundShuffle hands
+// it to context.WithCancel: its Done channel, asked for once, and its Err
+// and Value with a panic turned into an error (ErrPanicked) or nil, and an
+// Err that is never nil once done (see ctxErr).
+type guardedCtx struct {
+	context.Context
+	done <-chan struct{}
+}
+
+func (g guardedCtx) Done() <-chan struct{} { return g.done }
+
+func (g guardedCtx) Err() error {
+	select {
+	case <-g.done:
+		return ctxErr(g.Context)
+	default:
+		return nil
+	}
+}
+
+func (g guardedCtx) Value(key any) (v any) {
+	defer func() {
+		if recover() != nil {
+			v = nil
+		}
+	}()
+	return g.Context.Value(key)
 }
 
 // stopBackground ends the background shuffler, if any; the caller holds

@@ -25,6 +25,14 @@ var errNilFunc = fmt.Errorf("%w: nil function", ErrNilArgument)
 // returns ErrClosed, also when fn returned an error of its own: what fn
 // computed may come from the wiped memory. The same holds for every Borrow
 // function.
+//
+// A stray Return of h while fn runs (a second Return of an earlier Rent,
+// from anywhere) is not refused: like any Return, it ends the rent it
+// finds, which is fn's. fn then writes into ciphertext, which corrupts the
+// entry, and once a Shuffle has moved the entry, into memory that may be
+// unmapped, which faults; Borrow returns ErrNotRented. A stray ReturnView
+// does the same to a BorrowView function's view. Return exactly once per
+// Rent, and only what you rented.
 func Borrow[T any](s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc

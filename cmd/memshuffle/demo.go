@@ -32,6 +32,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "memshuffle demo: unexpected argument %q\n", fs.Arg(0))
 		fs.Usage()
 		return 2
 	}

@@ -28,23 +28,24 @@ func TestDemo(t *testing.T) {
 
 func TestCommands(t *testing.T) {
 	tests := []struct {
-		args []string
-		code int
-		out  string
+		args   []string
+		code   int
+		out    string
+		stderr string
 	}{
-		{nil, 2, ""},
-		{[]string{"bogus"}, 2, ""},
-		{[]string{"help"}, 0, "Usage:"},
-		{[]string{"-h"}, 0, "Usage:"},
-		{[]string{"version"}, 0, "memshuffle "},
-		{[]string{"demo", "-h"}, 0, "Usage: memshuffle demo"},
-		{[]string{"demo", "extra"}, 2, ""},
-		{[]string{"demo", "-bogus"}, 2, ""},
-		{[]string{"help", "demo"}, 0, "Usage: memshuffle demo"},
-		{[]string{"help", "scan"}, 0, "Usage: memshuffle scan"},
-		{[]string{"version", "-h"}, 0, "Usage: memshuffle version"},
-		{[]string{"help", "version"}, 0, "Usage: memshuffle version"},
-		{[]string{"version", "extra"}, 2, ""},
+		{nil, 2, "", ""},
+		{[]string{"bogus"}, 2, "", ""},
+		{[]string{"help"}, 0, "Usage:", ""},
+		{[]string{"-h"}, 0, "Usage:", ""},
+		{[]string{"version"}, 0, "memshuffle ", ""},
+		{[]string{"demo", "-h"}, 0, "Usage: memshuffle demo", ""},
+		{[]string{"demo", "extra"}, 2, "", `unexpected argument "extra"`},
+		{[]string{"demo", "-bogus"}, 2, "", ""},
+		{[]string{"help", "demo"}, 0, "Usage: memshuffle demo", ""},
+		{[]string{"help", "scan"}, 0, "Usage: memshuffle scan", ""},
+		{[]string{"version", "-h"}, 0, "Usage: memshuffle version", ""},
+		{[]string{"help", "version"}, 0, "Usage: memshuffle version", ""},
+		{[]string{"version", "extra"}, 2, "", `unexpected argument "extra"`},
 	}
 	for _, tt := range tests {
 		var out, errb bytes.Buffer
@@ -53,6 +54,9 @@ func TestCommands(t *testing.T) {
 		}
 		if !strings.Contains(out.String(), tt.out) {
 			t.Errorf("%v: stdout %q lacks %q", tt.args, out.String(), tt.out)
+		}
+		if !strings.Contains(errb.String(), tt.stderr) {
+			t.Errorf("%v: stderr %q lacks %q", tt.args, errb.String(), tt.stderr)
 		}
 	}
 }

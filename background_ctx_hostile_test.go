@@ -1,0 +1,87 @@
+package memshuffle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// errLater is a context that is not done when StartBackgroundShuffle is
+// called, and whose Err panics once it is.
+type errLater struct {
+	context.Context
+	c chan struct{}
+}
+
+func (l errLater) Done() <-chan struct{} { return l.c }
+func (l errLater) Err() error {
+	select {
+	case <-l.c:
+		panic("Err")
+	default:
+		return nil
+	}
+}
+
+// TestStartBackgroundShuffleHostileContext: StartBackgroundShuffle, like
+// RentContext, takes a context of the caller's, and a context whose Done
+// or Err panics, or that is done with no Err, must not make it panic (doc:
+// "No input makes a call panic"). It derived its own context with
+// context.WithCancel, which calls both at once: the call panicked, while
+// holding closeMu.
+func TestStartBackgroundShuffleHostileContext(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want error // nil: started, and stopped at once (ctx is done)
+	}{
+		{"Done panics", panicsIn{context.Background(), true}, ErrPanicked},
+		{"done, Err panics", panicsIn{context.Background(), false}, nil},
+		{"done without an error", doneNoErr{context.Background()}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTest(t)
+			var stop func()
+			var err error
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						err = fmt.Errorf("panic: %v", p)
+					}
+				}()
+				stop, err = s.StartBackgroundShuffle(tc.ctx, time.Millisecond)
+			}()
+			if !errors.Is(err, tc.want) || (err == nil) != (stop != nil) {
+				t.Fatalf("StartBackgroundShuffle = %v, want %v", err, tc.want)
+			}
+			if stop != nil {
+				stop()
+			}
+			// Nothing is left running or locked: another can start.
+			stop, err = s.StartBackgroundShuffle(context.Background(), time.Hour)
+			if err != nil {
+				t.Fatal("a second StartBackgroundShuffle:", err)
+			}
+			stop()
+		})
+	}
+}
+
+// TestStartBackgroundShuffleContextErrPanicsLater: a context whose Err
+// panics once it is done, later than the call. context.WithCancel of it
+// started a goroutine of the context package that calls Err when Done
+// closes: the panic there ended the process (this test binary, without
+// the fix).
+func TestStartBackgroundShuffleContextErrPanicsLater(t *testing.T) {
+	s := newTest(t)
+	ctx := errLater{context.Background(), make(chan struct{})}
+	stop, err := s.StartBackgroundShuffle(ctx, time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(ctx.c)
+	time.Sleep(50 * time.Millisecond)
+	stop()
+}

@@ -19,8 +19,9 @@ import (
 // The key is read from a view of the entry, so any number of MACs under
 // one key may run at once. Unlike hmac.New, MAC keeps no padded copies of
 // the key: the key-derived blocks exist in one buffer of its own, wiped as
-// soon as both hashes have absorbed them, and both hashes are reset before
-// MAC returns, which overwrites the states derived from the key. In secret
+// soon as both hashes have absorbed them, and both hashes are overwritten
+// with zeros and reset before MAC returns, which overwrites the states and
+// buffers derived from the key. In secret
 // mode (see SecretMode) all of it runs inside secret.Do; otherwise, with
 // the standard library's SHA-256 or SHA-512 and up to 256 KiB of key and
 // message, it runs where the runtime cannot preempt it, which would save
@@ -163,13 +164,18 @@ func hmacAppend(inner, outer hash.Hash, pad, key, msg, dst []byte) []byte {
 	dst = outer.Sum(dst)
 
 	// Reset puts the chaining values back to the initial ones, but leaves
-	// a hash's buffer of a partial block as it was: after a long key that
-	// is the key's last bytes. Writing a block less one of zeros covers
-	// the whole buffer.
+	// a hash's buffer as it was: the key's last bytes after a long key,
+	// and, in a hash that keeps the last full block it was given rather
+	// than compress it (BLAKE2), the padded key itself. Zeros of a block
+	// less one byte cover the buffer of the first kind, a whole block
+	// that of the second, in both hashes.
 	Wipe(pad)
-	inner.Reset()
-	inner.Write(pad[:bs-1])
-	inner.Reset()
-	outer.Reset()
+	for _, h := range []hash.Hash{inner, outer} {
+		h.Reset()
+		h.Write(pad[:bs-1])
+		h.Reset()
+		h.Write(pad)
+		h.Reset()
+	}
 	return dst
 }

@@ -183,6 +183,26 @@ func (a *aesctrAsm) inWindow(pc uint64) (string, bool) {
 	return fn.Name, ok && filepath.Base(file) == w.file && w.enter < line && line <= w.exit
 }
 
+// openCoreThreads opens the core at path, for the caller to close, with
+// the threads and mappings classifyHit and aesctrAsm.at read.
+func openCoreThreads(t *testing.T, path string) (*memscan.Core, []memscan.Thread, []memscan.Mapping) {
+	t.Helper()
+	c, err := memscan.OpenCore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	threads, err := c.Threads()
+	if err == nil {
+		var maps []memscan.Mapping
+		if maps, err = memscan.CoreMaps(path); err == nil {
+			return c, threads, maps
+		}
+	}
+	c.Close()
+	t.Fatal(err)
+	return nil, nil, nil
+}
+
 // frameVerdict is what classifyHit found about a hit in a core.
 type frameVerdict struct {
 	frame memscan.SignalFrame
@@ -395,19 +415,8 @@ func TestClassifyHit(t *testing.T) {
 				if err := os.WriteFile(path, b, 0o600); err != nil {
 					t.Fatal(err)
 				}
-				c, err := memscan.OpenCore(path)
-				if err != nil {
-					t.Fatal(err)
-				}
+				c, threads, maps := openCoreThreads(t, path)
 				defer c.Close()
-				threads, err := c.Threads()
-				if err != nil {
-					t.Fatal(err)
-				}
-				maps, err := memscan.CoreMaps(path)
-				if err != nil {
-					t.Fatal(err)
-				}
 				placed, err := asm.at(maps)
 				if err != nil {
 					if load.told || !asm.pie {

@@ -630,20 +630,10 @@ func BenchmarkRentReturnSignalGuard(b *testing.B) {
 // others.
 func sigLoadClassify(t *testing.T, core string, asm *aesctrAsm, j int, hits []memscan.Hit, f *sigLoadFound) []memscan.Hit {
 	t.Helper()
-	c, err := memscan.OpenCore(core)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, threads, maps := openCoreThreads(t, core)
 	defer c.Close()
-	threads, err := c.Threads()
+	asm, err := asm.at(maps)
 	if err != nil {
-		t.Fatal(err)
-	}
-	maps, err := memscan.CoreMaps(core)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if asm, err = asm.at(maps); err != nil {
 		t.Fatal(err)
 	}
 	var left []memscan.Hit

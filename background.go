@@ -72,9 +72,10 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 // rather than compete with the goroutines that use the Shuffler.
 //
 // It stops when ctx is done, when stop is called, or at Close or Purge,
-// whichever comes first (ctx's Done is asked once, by this call, and its
-// Err never: a panic in Done is returned as an error matching
-// ErrPanicked); stop waits for the goroutine to end
+// whichever comes first (ctx's Done is asked once, by this call: a panic
+// there is returned as an error matching ErrPanicked; its Err, only once
+// Done is closed, and its Value, are asked through a guard that recovers
+// their panics); stop waits for the goroutine to end
 // and may be called more than once, also from a WithLogger handler: the
 // background shuffler's events reach the logger from a goroutine other
 // than the one stop waits for. Only one background shuffler runs at a
@@ -112,7 +113,8 @@ func (s *Shuffler) StartBackgroundShuffle(ctx context.Context, interval time.Dur
 		}
 	}
 	// Derived from the caller's context through guardedCtx, which asks
-	// it for nothing but Done (once, above) with its panics unrecovered:
+	// it for Done only once (above), and for Err and Value with their
+	// panics recovered:
 	// context.WithCancel of the caller's context itself called its Done
 	// and Err at once (a panic, or a done context with no Err, made this
 	// call panic) and, for a context of the caller's own type, again from

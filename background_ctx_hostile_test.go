@@ -82,6 +82,20 @@ func TestStartBackgroundShuffleContextErrPanicsLater(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(ctx.c)
-	time.Sleep(50 * time.Millisecond)
+	// Wait until the shuffler stops on ctx, which the context package's
+	// goroutine does by asking Err: a fixed sleep could end first, and
+	// stop's cancel then races ctx in that goroutine's select.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stop2, err := s.StartBackgroundShuffle(context.Background(), time.Hour)
+		if err == nil {
+			stop2()
+			break
+		}
+		if !errors.Is(err, ErrBackgroundRunning) || time.Now().After(deadline) {
+			t.Fatalf("the background shuffler did not stop on its done context: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	stop()
 }

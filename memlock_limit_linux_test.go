@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -68,8 +69,9 @@ func TestShuffleUniformOverFreshMax(t *testing.T) {
 	}
 	start := time.Now()
 	maxMaps := 0
-	done := make(chan struct{})
+	done, sampled := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(sampled)
 		for {
 			select {
 			case <-done:
@@ -83,6 +85,7 @@ func TestShuffleUniformOverFreshMax(t *testing.T) {
 	}()
 	err = s.Shuffle()
 	close(done)
+	<-sampled // maxMaps is the sampler's until it has returned
 	d := time.Since(start)
 	st := s.Stats()
 	t.Logf("Shuffle of one entry of %d bytes (limit %d): %v in %v; up to %d mappings; LockFailures %d", n, lim, err, d, maxMaps, st.LockFailures)
@@ -91,5 +94,28 @@ func TestShuffleUniformOverFreshMax(t *testing.T) {
 	}
 	if _, err := RentSlice[byte](s, h); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestSecretMemorySmallLimitStoresEntries: secret memory counts against
+// RLIMIT_MEMLOCK whatever the LockMode, so under a 64 KiB limit a Shuffler
+// WithSecretMemory and LockNone must get arenas that fit too.
+func TestSecretMemorySmallLimitStoresEntries(t *testing.T) {
+	lim := osmem.BindingLockLimit()
+	if lim < 16<<10 || lim > 256<<10 {
+		t.Skip("needs a binding RLIMIT_MEMLOCK of 16 to 256 KiB: run as nobody with ulimit -l 64")
+	}
+	s, err := New(WithSecretMemory(), WithLockMode(LockNone), WithShards(1))
+	if errors.Is(err, ErrNoSecretMemory) {
+		t.Skipf("no secret memory here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 8 {
+		if _, err := Alloc[byte](s, 32); err != nil {
+			t.Fatalf("entry %d of 32 bytes in secret memory under RLIMIT_MEMLOCK=%d: %v", i, lim, err)
+		}
 	}
 }

@@ -78,9 +78,10 @@ func WithShards(n int) Option {
 // bytes, rounded up to whole pages: from 4 KiB to 1 GiB. Arenas grow beyond it
 // as a shard holds more data. The default is 64 KiB, or, for a process held to
 // a memory-lock limit (RLIMIT_MEMLOCK) under 512 KiB with a lock mode that
-// locks, the largest power of two up to an eighth of that limit, so that
-// arenas fit in it: a 64 KiB arena never fits beside the Shuffler's own page
-// under the 64 KiB limit that kernels before 5.16 set by default.
+// locks or with WithSecretMemory, the largest power of two up to an eighth of
+// that limit, so that arenas fit in it: a 64 KiB arena never fits beside the
+// Shuffler's own page under the 64 KiB limit that kernels before 5.16 set by
+// default.
 func WithArenaSize(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 4<<10 || n > 1<<30 {

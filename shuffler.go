@@ -322,7 +322,8 @@ func (s *Shuffler) lockFailed(n int, err error) {
 // refused every Alloc, even of one byte, and LockBestEffort left every
 // entry unlocked.
 func fitArenaToLimit(cfg config) int {
-	if cfg.lock == LockNone || cfg.arenaSet {
+	// Secret memory counts against the limit whatever the LockMode.
+	if (cfg.lock == LockNone && !cfg.secret) || cfg.arenaSet {
 		return cfg.arenaSize
 	}
 	lim := osmem.BindingLockLimit()

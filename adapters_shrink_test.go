@@ -59,25 +59,40 @@ func TestAdaptersStackDoesNotGrow(t *testing.T) {
 	for _, c := range unpinnedAdapterCalls(t, s) {
 		grew, short := 0, 0
 		for depth := range 100 {
-			done := make(chan error, 1)
-			go stacktest.AtDepth(depth, func() {
-				var lo, hi uintptr
-				adapterHookForTest = func() {
-					lo, hi = stackscrub.Bounds()
-					var here byte
-					if hi-uintptr(unsafe.Pointer(&here)) < (hi-lo)/4 {
-						short++ // a collection now could shrink the stack
+			// The bounds are compared at the call's end, past the guarded
+			// part: an allocation there (a Signer's pool) may take the
+			// allocator's deeper path now and then and grow the stack with
+			// no key in it. A guarded part that outgrows its reservation
+			// grows it at the same depth every time, so a growth counts
+			// when a second call at that depth grows too.
+			for try := 0; try < 2; try++ {
+				moved := false
+				done := make(chan error, 1)
+				go stacktest.AtDepth(depth, func() {
+					var lo, hi uintptr
+					adapterHookForTest = func() {
+						lo, hi = stackscrub.Bounds()
+						var here byte
+						if hi-uintptr(unsafe.Pointer(&here)) < (hi-lo)/4 {
+							short++ // a collection now could shrink the stack
+						}
 					}
+					err := c.run()
+					adapterHookForTest = nil
+					if lo2, hi2 := stackscrub.Bounds(); lo2 != lo || hi2 != hi {
+						moved = true
+					}
+					done <- err
+				})
+				if err := <-done; err != nil {
+					t.Fatalf("%s: %v", c.name, err)
 				}
-				err := c.run()
-				adapterHookForTest = nil
-				if lo2, hi2 := stackscrub.Bounds(); lo2 != lo || hi2 != hi {
+				if !moved {
+					break
+				}
+				if try == 1 {
 					grew++
 				}
-				done <- err
-			})
-			if err := <-done; err != nil {
-				t.Fatalf("%s: %v", c.name, err)
 			}
 		}
 		if grew != 0 || short != 0 {

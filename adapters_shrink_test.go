@@ -60,9 +60,8 @@ func TestAdaptersStackDoesNotGrow(t *testing.T) {
 		grew, short := 0, 0
 		for depth := range 100 {
 			// The bounds are compared at the call's end, past the guarded
-			// part: an allocation there (a Signer's pool) may take the
-			// allocator's deeper path now and then and grow the stack with
-			// no key in it. A guarded part that outgrows its reservation
+			// part: an allocation there (a Signer's pool) can grow the
+			// stack, with no key in it, depending on the allocator's state. A guarded part that outgrows its reservation
 			// grows it at the same depth every time, so a growth counts
 			// when a second call at that depth grows too.
 			for try := 0; try < 2; try++ {

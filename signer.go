@@ -90,16 +90,9 @@ func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 		if pkcs8IsEd25519(der) {
 			return k.setEd25519(der)
 		}
-		// As in ReadPrivateKey: only PKCS#8 of a kind a Signer takes goes
-		// to crypto/x509, whose parse copies an X25519 scalar to the heap
-		// before refusing it, and whose PKCS#8 parser, failing, parses
-		// SEC 1 and PKCS#1 keys to word its error.
-		if derForm(der) != "PRIVATE KEY" || !pkcs8Supported(der) {
-			return fmt.Errorf("%w: not a PKCS#8 key of a kind a Signer takes", ErrInvalidKey)
-		}
-		key, err := x509.ParsePKCS8PrivateKey(der)
+		key, err := parseSignerKey(der)
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrInvalidKey, err)
+			return err
 		}
 		defer wipeKey(key)
 		if err := k.setPublic(key); err != nil {
@@ -128,6 +121,22 @@ func NewSigner(s *Shuffler, h Handle) (crypto.Signer, error) {
 		k.keys.init(runtime.GOMAXPROCS(0))
 	}
 	return k, nil
+}
+
+// parseSignerKey parses der, a PKCS#8 key, with crypto/x509. As in
+// ReadPrivateKey, only PKCS#8 of a kind a Signer takes gets there:
+// crypto/x509's parse copies an X25519 scalar to the heap before refusing
+// it, and its PKCS#8 parser, failing, parses SEC 1 and PKCS#1 keys to word
+// its error. The caller wipes the key.
+func parseSignerKey(der []byte) (any, error) {
+	if derForm(der) != "PRIVATE KEY" || !pkcs8Supported(der) {
+		return nil, fmt.Errorf("%w: not a PKCS#8 key of a kind a Signer takes", ErrInvalidKey)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidKey, err)
+	}
+	return key, nil
 }
 
 type keyKind int
@@ -604,14 +613,9 @@ func (k *signer) signRSA(der []byte, slot *crypto.Signer, rand io.Reader, digest
 	same := subtle.ConstantTimeCompare(keyCheck("RSA", der), k.rsaCheck) == 1
 	rk, _ := (*slot).(*rsa.PrivateKey)
 	if rk == nil || !same {
-		// As in NewSigner: an entry replaced by a key of another form or
-		// kind is refused before crypto/x509 copies its secret.
-		if derForm(der) != "PRIVATE KEY" || !pkcs8Supported(der) {
-			return nil, nil, fmt.Errorf("%w: the entry no longer holds an RSA key", ErrInvalidKey)
-		}
-		key, err := x509.ParsePKCS8PrivateKey(der)
+		key, err := parseSignerKey(der)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %w", ErrInvalidKey, err)
+			return nil, nil, err
 		}
 		var ok bool
 		if rk, ok = key.(*rsa.PrivateKey); !ok {

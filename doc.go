@@ -51,9 +51,9 @@
 // or io's [io.ErrUnexpectedEOF], [io.ErrShortWrite] and [io.ErrNoProgress]
 // for short input, a short write and a reader stuck at no progress; an
 // error of an io.Reader, io.Writer or context the caller passes in is
-// returned, wrapped, and so is the system's error where it refuses to take
-// back memory (Close, Shuffle) or to change the process's limits
-// (DisableCoreDumps). No input makes a call panic.
+// returned, wrapped or as is, and so is the system's error where it
+// refuses to take back memory (Close, Shuffle) or to change the process's
+// limits (DisableCoreDumps). No input makes a call panic.
 //
 // A rent belongs to its handle, not to a goroutine (Return may come from any
 // goroutine), so Return exactly once per Rent: a second Return gets

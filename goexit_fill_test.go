@@ -1,9 +1,14 @@
 package memshuffle
 
 import (
+	"crypto/rand"
 	"io"
 	"runtime"
+	"runtime/debug"
+	"slices"
 	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/memscan"
 )
 
 // goexitReader writes a secret into the buffer it is given and then ends
@@ -43,4 +48,51 @@ func TestFillGoexit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReadPrivateKeyGoexitLeavesNothing: a reader that hands ReadPrivateKey
+// a key and then ends its goroutine with runtime.Goexit leaves no copy of
+// the key in the buffer ReadPrivateKey read it into, as one that panics or
+// fails leaves none. Goexit neither returns nor panics, so a wipe that
+// runs only on an error never ran, and the key stayed on the Go heap. The
+// collector is off, so that buffer, once garbage, is not reused before the
+// scan, and the scan is first shown to find a planted copy.
+func TestReadPrivateKeyGoexitLeavesNothing(t *testing.T) {
+	skipScanUnderRace(t)
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	s := newTest(t)
+	der := append([]byte{0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20}, make([]byte, 32)...)
+	seed := der[16:]
+	rand.Read(seed)
+	p, err := memscan.NewPattern(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted := slices.Clone(seed)
+	if n := len(scanSelf(t, p)); n != 2 {
+		t.Fatalf("control: %d copies of the seed found, want 2 (the test's and the planted one)", n)
+	}
+	Wipe(planted)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ReadPrivateKey(s, goexitAfterReader{der})
+		t.Error("ReadPrivateKey returned: the reader did not end its goroutine")
+	}()
+	<-done
+	Wipe(der)
+	if n := len(scanSelf(t, p)); n != 0 {
+		t.Errorf("%d copies of the seed left after the reader's Goexit, want 0", n)
+	}
+}
+
+// goexitAfterReader copies src into the buffer it is given, as a reader
+// that has read a key does, and then ends its goroutine with
+// runtime.Goexit, as t.FailNow does in a test's reader.
+type goexitAfterReader struct{ src []byte }
+
+func (r goexitAfterReader) Read(p []byte) (int, error) {
+	copy(p, r.src)
+	runtime.Goexit()
+	return 0, nil
 }

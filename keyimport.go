@@ -191,15 +191,18 @@ func derForm(der []byte) string {
 
 // readAllWiping reads r to the end, up to limit bytes, wiping every buffer
 // it outgrows. On error, a panic of r's included, everything read is wiped
-// and nil returned. Reads go through readSome, which refuses impossible
-// counts and gives up on a reader that makes no progress.
+// and nil returned; so it is when r ends the goroutine with runtime.Goexit
+// (t.FailNow does), which neither returns nor panics. Reads go through
+// readSome, which refuses impossible counts and gives up on a reader that
+// makes no progress.
 func readAllWiping(r io.Reader, limit int) (b []byte, err error) {
 	b = make([]byte, 0, 4<<10)
+	read := false
 	defer func() {
 		if p := recover(); p != nil {
 			err = panicError("reader", p)
 		}
-		if err != nil {
+		if err != nil || !read {
 			Wipe(b[:cap(b)])
 			b = nil
 		}
@@ -219,6 +222,7 @@ func readAllWiping(r io.Reader, limit int) (b []byte, err error) {
 		// io.EOF itself, as ReadAll has it: an error that wraps it is the
 		// reader's failure, not the end of the key.
 		if err == io.EOF {
+			read = true
 			return b, nil
 		}
 		if err != nil {

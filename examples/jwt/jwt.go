@@ -65,7 +65,10 @@ func loadKey(s *memshuffle.Shuffler, file string) (memshuffle.Handle, error) {
 	return memshuffle.ReadFrom(s, f, int(fi.Size()))
 }
 
-var b64 = base64.RawURLEncoding
+// b64 is strict: a token whose last character differs only in the bits
+// past the end of its bytes decodes to the same bytes, and would verify
+// as another string than the one issued.
+var b64 = base64.RawURLEncoding.Strict()
 
 // fixedHeader is the JOSE header of every token issued here.
 var fixedHeader = b64.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))

@@ -60,12 +60,18 @@ func run(args []string, stdout, stderr io.Writer, now func() time.Time) error {
 	fs.SetOutput(stderr)
 	keyFile := fs.String("key", "", "the HMAC key: a `file` of 32 to 1024 raw bytes")
 	sub := fs.String("sub", "", "subject of the token (issue)")
-	ttl := fs.Duration("ttl", time.Hour, "lifetime of the token (issue)")
+	ttl := fs.Duration("ttl", time.Hour, "lifetime of the token, positive (issue)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *keyFile == "" {
 		return errors.New("-key is required")
+	}
+	// A lifetime of zero or less makes a token verify refuses at once, or,
+	// where exp lands on the Unix epoch, one without exp (omitempty) that
+	// never expires.
+	if cmd == "issue" && *ttl <= 0 {
+		return fmt.Errorf("-ttl %v: want a positive duration", *ttl)
 	}
 	key, err := loadKey(s, *keyFile)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -68,18 +69,24 @@ func TestIssueVerify(t *testing.T) {
 	} else {
 		sig[3] = 'A'
 	}
+	// The signature's last character with only its unused low bits
+	// changed: the same bytes, another token.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := []byte(parts[2])
+	last[len(last)-1] = alphabet[strings.IndexByte(alphabet, last[len(last)-1])^1]
 	other := filepath.Join(t.TempDir(), "other")
 	jwt(t, testNow, "newkey", other)
 	for name, tc := range map[string]struct {
 		key, tok string
 		want     error
 	}{
-		"changed payload":   {key, parts[0] + "." + base64.RawURLEncoding.EncodeToString(forged) + "." + parts[2], errSignature},
-		"changed signature": {key, parts[0] + "." + parts[1] + "." + string(sig), errSignature},
-		"alg none":          {key, none + "." + parts[1] + ".", errAlg},
-		"other key":         {other, tok, errSignature},
-		"two parts":         {key, parts[0] + "." + parts[1], errMalformed},
-		"bad base64":        {key, "!!." + parts[1] + "." + parts[2], errMalformed},
+		"changed payload":                 {key, parts[0] + "." + base64.RawURLEncoding.EncodeToString(forged) + "." + parts[2], errSignature},
+		"changed signature":               {key, parts[0] + "." + parts[1] + "." + string(sig), errSignature},
+		"alg none":                        {key, none + "." + parts[1] + ".", errAlg},
+		"other key":                       {other, tok, errSignature},
+		"two parts":                       {key, parts[0] + "." + parts[1], errMalformed},
+		"bad base64":                      {key, "!!." + parts[1] + "." + parts[2], errMalformed},
+		"signature's unused bits changed": {key, parts[0] + "." + parts[1] + "." + string(last), errMalformed},
 	} {
 		if _, err := jwt(t, testNow, "verify", "-key", tc.key, tc.tok); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", name, err, tc.want)
@@ -101,6 +108,23 @@ func TestRFC7515(t *testing.T) {
 	}
 	if _, err := jwt(t, testNow, "verify", "-key", key, tok); !errors.Is(err, errExpired) {
 		t.Fatalf("%v, want errExpired", err)
+	}
+}
+
+// TestIssueRefusesNonPositiveTTL: a token's lifetime must be positive.
+// -ttl 0 or a negative -ttl issued a token verify already refused as
+// expired, and a -ttl that put exp at the Unix epoch left exp out of the
+// token (omitempty), which verify then accepted forever.
+func TestIssueRefusesNonPositiveTTL(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "key")
+	if _, err := jwt(t, testNow, "newkey", key); err != nil {
+		t.Fatal(err)
+	}
+	epoch := fmt.Sprintf("%ds", -testNow().Unix())
+	for _, ttl := range []string{"0s", "-1h", epoch} {
+		if tok, err := jwt(t, testNow, "issue", "-key", key, "-sub", "alice", "-ttl", ttl); err == nil {
+			t.Errorf("-ttl %s: issued %s", ttl, tok)
+		}
 	}
 }
 

@@ -46,6 +46,11 @@ func run(args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// An argument is most likely a variable meant for -name: ignored, the
+	// default variable would be moved in its place, and it left set.
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q; name the variable with -name", fs.Arg(0))
+	}
 
 	s, err := memshuffle.New()
 	if err != nil {

@@ -124,3 +124,20 @@ func Example() {
 	// moved $DEMO_SECRET into a Shuffler entry: 28 bytes, encrypted at rest
 	// $DEMO_SECRET is set: false
 }
+
+// TestRunRefusesArguments: a variable named without -name is an error, not
+// ignored. `readenv DB_PASSWORD` moved $SECRET instead, exited 0, and left
+// $DB_PASSWORD set for every child process.
+func TestRunRefusesArguments(t *testing.T) {
+	t.Setenv("SECRET", "the-default-variable")
+	t.Setenv(testVar, "s3cr3t-value")
+	var out bytes.Buffer
+	if err := run([]string{testVar}, &out); err == nil {
+		t.Errorf("run with an argument succeeded, printing %q", out.String())
+	}
+	for _, name := range []string{"SECRET", testVar} {
+		if _, ok := os.LookupEnv(name); !ok {
+			t.Errorf("$%s was unset", name)
+		}
+	}
+}

@@ -34,9 +34,11 @@ func WatchSignals() SignalWatch { return watchSignals() }
 // End stops watching, wipes the signal stack if a signal frame landed on it
 // since [WatchSignals], and unlocks the goroutine from its thread. It is
 // called exactly once per watch, even when the watched call panics (defer
-// it). Watches do not nest, and nothing else of this package runs inside
-// one: its guarded routines plant the same canaries, and planting them
-// again would erase the sign of a frame that landed earlier in the watch.
+// it). Watches may nest, and this package's guarded routines may run
+// inside one (the watched code may be a caller's, which calls back into
+// the library): they plant the same canaries again, which erases that
+// sign of a frame that landed earlier in the watch, but not the word the
+// kernel ends the frame's FPU state with, which End checks too.
 func (w SignalWatch) End() {
 	if w.top != 0 {
 		w.end()

@@ -45,9 +45,18 @@ func watchSignals() SignalWatch {
 // end checks the canaries as CANARYEXIT does and wipes the signal stack
 // the kernel has for the thread, if it is not in use, as GUARDEXIT does.
 //
+// It also checks the word where each frame it watches for ends, which the
+// kernel sets to FP_XSTATE_MAGIC2 and which only a wipe of the stack
+// clears. The watched code may be the caller's (a MAC's hash, a Sign's
+// rand) and call back into the library, whose guarded routines and
+// watches plant the canaries again: a frame that landed before then left
+// only that word as its sign, and was left on the stack. That word may be
+// set by a frame older than the watch too; the wipe it then costs comes
+// once per such frame, as the wipe clears it.
+//
 //go:norace
 func (w SignalWatch) end() {
-	if *w.canary(canaryFrame)|*w.canary(canaryFrameMax) != 0 {
+	if *w.canary(canaryFrame)|*w.canary(canaryFrameMax)|*w.frameEnd(canaryFrame)|*w.frameEnd(canaryFrameMax) != 0 {
 		atomic.AddUint64(&canaryHits, 1)
 		var ss sigaltstackT
 		_, _, errno := unix.RawSyscall(unix.SYS_SIGALTSTACK, 0, uintptr(unsafe.Pointer(&ss)), 0)
@@ -150,6 +159,13 @@ func canaryAt(top, size uint64) uint64 { return (top - size) &^ 63 }
 // size bytes on the watched signal stack.
 func (w SignalWatch) canary(size uint64) *uint32 {
 	return (*uint32)(unsafe.Add(unsafe.Pointer(nil), uintptr(canaryAt(uint64(w.top), size))+fxSwBytes))
+}
+
+// frameEnd is the word the kernel sets to FP_XSTATE_MAGIC2, at the end of
+// the FPU state of a frame of size bytes (see probeFrame), on the watched
+// signal stack. The guarded routines' canaries do not include it.
+func (w SignalWatch) frameEnd(size uint64) *uint32 {
+	return (*uint32)(unsafe.Add(unsafe.Pointer(nil), uintptr(canaryAt(uint64(w.top), size)+size-4)))
 }
 
 func signalProbe(marker *[16]byte) bool {

@@ -189,3 +189,36 @@ func TestWatchAsksAfterCgoCall(t *testing.T) {
 		}
 	}
 }
+
+// TestSignalWatchNested: the watched code may be a caller's that calls
+// back into the library, whose guarded routines and watches plant the
+// canaries again. A frame that landed in the watch before them must still
+// be wiped by its End.
+func TestSignalWatchNested(t *testing.T) {
+	requireCanary(t)
+	const rounds = 10
+	stack := lockedSignalStack(t)
+	requireControl(t, stack, rounds)
+	for _, inner := range []struct {
+		name string
+		run  func()
+	}{
+		{"guarded copy", func() {
+			src, dst := make([]byte, 32), make([]byte, 32)
+			copyAsm(dst, src, guardCanary, ^uint64(0))
+		}},
+		{"watch", func() { WatchSignals().End() }},
+	} {
+		for i := range rounds {
+			w := WatchSignals()
+			var pattern [16]byte
+			rand.Read(pattern[:])
+			signalProbe(&pattern)
+			inner.run()
+			w.End()
+			if bytes.Contains(stack, pattern[:]) {
+				t.Errorf("%s: marker found on the signal stack after watched signal %d", inner.name, i)
+			}
+		}
+	}
+}

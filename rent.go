@@ -199,7 +199,10 @@ func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeI
 	// A failed authentication, or a refused lock: the lock of the backup
 	// buffer a first open maps is refused without an error under
 	// LockBestEffort, so a borrow that succeeds may leave an event too.
-	s.flushLog()
+	// Another goroutine's events may wait as well.
+	if s.out.pending.Load() {
+		s.flushLogBorrowed(h, mem, kind, pin, err)
+	}
 	return mem, err
 }
 
@@ -330,9 +333,39 @@ func (s *Shuffler) borrowWaiting(ctx context.Context, h Handle, ti typeInfo, for
 			sh.Waiters.Wake(h.id)
 		}
 		sh.mu.Unlock()
-		s.flushLog() // as in borrow
+		if s.out.pending.Load() { // as in borrow
+			s.flushLogBorrowed(h, mem, kind, pin, err)
+		}
 		return mem, err
 	}
+}
+
+// flushLogBorrowed is flushLog after a borrow of h, whose bytes are mem,
+// that took the entry unless err. A handler that ends the goroutine with
+// runtime.Goexit (t.FailNow does) never lets the borrow return: the entry
+// is then given back, as ReadFrom frees the entry of a reader that does,
+// rather than left rented or viewed in the clear, and, pinned, keeping
+// Close from unmapping its shard, with nobody to end the borrow. A
+// handler's panic is the logger's to recover (see log).
+func (s *Shuffler) flushLogBorrowed(h Handle, mem []byte, kind borrowKind, pin pinning, err error) {
+	if err != nil {
+		s.flushLogSlow()
+		return
+	}
+	flushed := false
+	defer func() {
+		switch {
+		case flushed:
+		case pin == pinned:
+			_ = s.endPinned(h, mem, kind)
+		case kind == shared:
+			_ = s.ReturnView(h)
+		default:
+			_ = s.Return(h)
+		}
+	}()
+	s.flushLogSlow()
+	flushed = true
 }
 
 // until is the time from now to deadline d, both Unix nanoseconds: zero

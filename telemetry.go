@@ -130,16 +130,26 @@ func (s *Shuffler) flushLogElsewhere() {
 	}
 	o.away = true
 	go func() {
+		// Deferred, so that a handler that ends this goroutine with
+		// runtime.Goexit does not leave away set, and Close waiting for
+		// back, for ever.
+		locked := false
+		defer func() {
+			if !locked {
+				o.mu.Lock()
+			}
+			o.away = false
+			if o.back != nil {
+				close(o.back)
+				o.back = nil
+			}
+			o.mu.Unlock()
+		}()
 		for {
 			s.flushLogSlow()
 			o.mu.Lock()
 			if !o.pending.Load() {
-				o.away = false
-				if o.back != nil {
-					close(o.back)
-					o.back = nil
-				}
-				o.mu.Unlock()
+				locked = true
 				return
 			}
 			o.mu.Unlock()

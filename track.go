@@ -57,6 +57,8 @@ func WithRentTracking(threshold time.Duration) Option {
 // without WithLogger; a Logger with no Handler (a zero slog.Logger, which
 // panics at its first event) makes New fail with ErrInvalidOption. A
 // handler that panics loses that event; the call that raised it goes on.
+// One that ends the goroutine with runtime.Goexit loses the events handed
+// over with it, and leaves no entry rented or viewed by the call it ended.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) error {
 		if l != nil && l.Handler() == nil {

@@ -28,8 +28,9 @@ import (
 // The segments are read through a buffer mapped outside the Go heap, wiped
 // after every chunk; only the NT_FILE note (file names) is read onto the
 // heap. It returns ErrEmptyPattern for a nil or zero p, ErrNotCore when the
-// file is not an ELF core, ErrUnsupported where memory cannot be mapped, and
-// wrapped I/O errors.
+// file is not an ELF core (or one whose segments overlap in memory or share
+// bytes of the file, which no dumper writes), ErrUnsupported where memory
+// cannot be mapped, and wrapped I/O errors.
 //
 // ScanCore is ScanCoreAll with one pattern; to look for several, use
 // ScanCoreAll, which reads the file once for all of them.
@@ -132,13 +133,18 @@ func openCore(path string) (*os.File, *elf.File, []coreSegment, error) {
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("memscan: %w", err)
 	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, nil, fmt.Errorf("memscan: %w", err)
+	}
 	ef, err := elf.NewFile(f)
 	if err == nil && ef.Type != elf.ET_CORE {
 		err = fmt.Errorf("type is %v", ef.Type)
 	}
 	var segs []coreSegment
 	if err == nil {
-		segs, err = coreSegments(ef)
+		segs, err = coreSegments(ef, uint64(max(st.Size(), 0)))
 	}
 	if err != nil {
 		f.Close()
@@ -157,12 +163,24 @@ type coreSegment struct {
 // full reports whether the file holds the whole segment.
 func (s coreSegment) full() bool { return s.filesz == s.End-s.Start }
 
-// coreSegments returns the non-empty PT_LOAD segments of ef sorted by
-// address, named after the NT_FILE note where it has an entry for them.
-func coreSegments(ef *elf.File) ([]coreSegment, error) {
-	files := coreFiles(ef)
+// coreSegments returns the non-empty PT_LOAD segments of ef, a file of
+// size bytes, sorted by address, named after the NT_FILE note where it has
+// an entry for them.
+//
+// It refuses segments that overlap in memory, which ScanCore and
+// Core.ReadAt would each read from a different one of, and PT_LOAD and
+// PT_NOTE segments that share bytes of the file: a core stores every byte
+// once, and a few KiB of program headers pointing 65535 segments at the
+// same MiB would make a scan read it 65535 times.
+func coreSegments(ef *elf.File, size uint64) ([]coreSegment, error) {
 	var segs []coreSegment
+	var stored []span // the file bytes of each segment, up to the end of the file
 	for _, pr := range ef.Progs {
+		if pr.Type == elf.PT_NOTE {
+			if n := storedLen(pr.Off, pr.Filesz, size); n > 0 {
+				stored = append(stored, span{pr.Off, pr.Off + n})
+			}
+		}
 		if pr.Type != elf.PT_LOAD || pr.Memsz == 0 {
 			continue
 		}
@@ -175,17 +193,54 @@ func coreSegments(ef *elf.File) ([]coreSegment, error) {
 			off:     pr.Off,
 			filesz:  min(pr.Filesz, pr.Memsz, math.MaxInt64-pr.Off),
 		}
-		for _, fm := range files {
-			if fm.start <= s.Start && s.Start < fm.end {
-				s.Path = fm.path
-				s.Offset = fm.offset + (s.Start - fm.start)
-				break
-			}
+		if n := storedLen(s.off, s.filesz, size); n > 0 {
+			stored = append(stored, span{s.off, s.off + n})
 		}
 		segs = append(segs, s)
 	}
 	sort.SliceStable(segs, func(i, j int) bool { return segs[i].Start < segs[j].Start })
+	for i := 1; i < len(segs); i++ {
+		if segs[i].Start < segs[i-1].End {
+			return nil, fmt.Errorf("PT_LOAD segments at %#x and %#x overlap", segs[i-1].Start, segs[i].Start)
+		}
+	}
+	sort.Slice(stored, func(i, j int) bool { return stored[i].start < stored[j].start })
+	for i := 1; i < len(stored); i++ {
+		if stored[i].start < stored[i-1].end {
+			return nil, fmt.Errorf("segments at file offsets %#x and %#x share bytes", stored[i-1].start, stored[i].start)
+		}
+	}
+
+	// Only now are the notes walked: with no bytes shared, that reads
+	// each byte of the file once at most.
+	files := coreFiles(ef, size)
+	for i := range segs {
+		// The entries are sorted and disjoint (parseNTFile), so the
+		// first that ends above Start is the only one that can hold it.
+		s := &segs[i]
+		j := sort.Search(len(files), func(j int) bool { return files[j].end > s.Start })
+		if j < len(files) && files[j].start <= s.Start {
+			s.Path = files[j].path
+			s.Offset = files[j].offset + (s.Start - files[j].start)
+		}
+	}
 	return segs, nil
+}
+
+// storedLen returns how many of the n bytes at offset off of a file of
+// size bytes the file holds: a truncated core stores less than its
+// program headers say.
+func storedLen(off, n, size uint64) uint64 {
+	if off >= size {
+		return 0
+	}
+	return min(n, size-off)
+}
+
+// noteReader reads the bytes of the PT_NOTE segment pr that a file of size
+// bytes holds, so that no note header can claim more than that.
+func noteReader(pr *elf.Prog, size uint64) *io.SectionReader {
+	return io.NewSectionReader(pr, 0, int64(min(storedLen(pr.Off, pr.Filesz, size), math.MaxInt64)))
 }
 
 // coreReader reads the address range of a block of contiguous segments
@@ -306,9 +361,9 @@ const ntFile = 0x46494c45
 const maxNoteDesc = 16 << 20
 
 // coreFiles returns the file mappings listed in the first well-formed
-// NT_FILE note of ef, or nil. Names are optional decoration, so a malformed
-// note is ignored rather than failing the scan.
-func coreFiles(ef *elf.File) []fileMapping {
+// NT_FILE note of ef, a file of size bytes, or nil. Names are optional
+// decoration, so a malformed note is ignored rather than failing the scan.
+func coreFiles(ef *elf.File, size uint64) []fileMapping {
 	for _, pr := range ef.Progs {
 		if pr.Type != elf.PT_NOTE {
 			continue
@@ -317,7 +372,7 @@ func coreFiles(ef *elf.File) []fileMapping {
 		if pr.Align == 8 {
 			align = 8
 		}
-		desc := findNote(io.NewSectionReader(pr, 0, int64(min(pr.Filesz, math.MaxInt64))), ef.ByteOrder, align)
+		desc := findNote(noteReader(pr, size), ef.ByteOrder, align)
 		if desc == nil {
 			continue
 		}
@@ -388,7 +443,9 @@ func walkNotes(r *io.SectionReader, bo binary.ByteOrder, align uint64, fn func(t
 // parseNTFile decodes an NT_FILE descriptor: count and page size, count
 // (start, end, offset in pages) triples, then count NUL-terminated names, all
 // words of the core's class. It returns nil when the descriptor does not add
-// up.
+// up: a page size that is not a power of two, an offset past 2^64, or
+// entries out of address order or overlapping, which the kernel, listing
+// the mappings in order, never writes (coreSegments relies on the order).
 func parseNTFile(desc []byte, bo binary.ByteOrder, word int) []fileMapping {
 	w := uint64(word)
 	get := func(i uint64) uint64 {
@@ -402,20 +459,31 @@ func parseNTFile(desc []byte, bo binary.ByteOrder, word int) []fileMapping {
 		return nil
 	}
 	count, pageSize := get(0), get(1)
-	if count == 0 || count > (n-2*w)/(3*w) {
+	if count == 0 || count > (n-2*w)/(3*w) || pageSize == 0 || pageSize&(pageSize-1) != 0 {
 		return nil
 	}
-	names := bytes.Split(desc[(2+3*count)*w:], []byte{0})
-	if uint64(len(names)) < count {
-		return nil
-	}
+	// Names are cut one at a time: splitting the rest at every NUL would
+	// take a slice header per NUL, 24 times the note for one of NULs.
+	names := desc[(2+3*count)*w:]
 	fms := make([]fileMapping, count)
 	for i := range count {
+		name, rest, found := bytes.Cut(names, []byte{0})
+		if !found && i < count-1 {
+			return nil // names missing; the last may be unterminated
+		}
+		names = rest
+		pgoff := get(4 + 3*i)
+		if pgoff > math.MaxUint64/pageSize {
+			return nil
+		}
 		fms[i] = fileMapping{
 			start:  get(2 + 3*i),
 			end:    get(3 + 3*i),
-			offset: get(4+3*i) * pageSize,
-			path:   string(names[i]),
+			offset: pgoff * pageSize,
+			path:   string(name),
+		}
+		if fms[i].end < fms[i].start || i > 0 && fms[i].start < fms[i-1].end {
+			return nil
 		}
 	}
 	return fms

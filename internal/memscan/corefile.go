@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"sort"
 )
@@ -89,24 +88,35 @@ const (
 // NT_PRSTATUS notes (Linux writes the thread that dumped, or the first,
 // first). Only x86-64 cores are understood: another machine returns
 // ErrCoreArch. A core without NT_PRSTATUS notes returns none; one whose
-// note is too short for the x86-64 layout returns ErrNotCore. Only the
+// note is too short for the x86-64 layout, or whose notes the file holds
+// only part of (a truncated core), returns ErrNotCore. Only the
 // thread id and the two pointers are read: the other registers are not
 // copied onto the heap.
 func (c *Core) Threads() ([]Thread, error) {
 	if err := c.checkArch(); err != nil {
 		return nil, err
 	}
+	st, err := c.f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("memscan: %w", err)
+	}
+	fileSize := uint64(max(st.Size(), 0))
 	var ts []Thread
-	var err error
 	for _, pr := range c.ef.Progs {
 		if pr.Type != elf.PT_NOTE || err != nil {
 			continue
+		}
+		// A thread missing from the list would make every frame it is
+		// running under look left behind (SignalFrame.HandledBy): notes
+		// cut short refuse the list rather than shorten it.
+		if storedLen(pr.Off, pr.Filesz, fileSize) < pr.Filesz {
+			return nil, fmt.Errorf("%w: notes at %#x cut short (truncated core)", ErrNotCore, pr.Off)
 		}
 		align := uint64(4)
 		if pr.Align == 8 {
 			align = 8
 		}
-		r := io.NewSectionReader(pr, 0, int64(min(pr.Filesz, math.MaxInt64)))
+		r := noteReader(pr, fileSize)
 		walkNotes(r, c.ef.ByteOrder, align, func(typ uint32, off, size uint64) bool {
 			if typ != uint32(elf.NT_PRSTATUS) {
 				return true

@@ -225,11 +225,11 @@ func FuzzMatch(f *testing.F) {
 }
 
 // TestFuzzCorpusPresent fails when a committed seed corpus goes missing, so
-// FuzzMatch and FuzzMatchAll never silently run on nothing but their f.Add
-// seeds.
+// FuzzMatch, FuzzMatchAll and FuzzOpenCore never silently run on nothing
+// but their f.Add seeds (FuzzOpenCore has none).
 func TestFuzzCorpusPresent(t *testing.T) {
 	t.Parallel()
-	for _, target := range []string{"FuzzMatch", "FuzzMatchAll"} {
+	for _, target := range []string{"FuzzMatch", "FuzzMatchAll", "FuzzOpenCore"} {
 		dir := filepath.Join("testdata", "fuzz", target)
 		ents, err := os.ReadDir(dir)
 		if err != nil {

@@ -929,7 +929,26 @@ func (s *Shuffler) scheduledRotation(ctx context.Context, pace *pacer) bool {
 }
 
 func (s *Shuffler) rotateLoop(ctx context.Context, every time.Duration, done chan<- struct{}) {
-	defer close(done)
+	// The logger's handler runs on this goroutine (the events a rotation
+	// hands over, its own): one that ends it with runtime.Goexit (as
+	// t.FailNow does) would end scheduled rotation for good, silently.
+	// Another goroutine takes over, and the next rotation finishes the
+	// one it left part-way. A handler's panic is the logger's to recover.
+	ended := false
+	defer func() {
+		if !ended && ctx.Err() == nil {
+			go s.rotateLoop(ctx, every, done)
+			return
+		}
+		close(done)
+	}()
+	s.rotateEvery(ctx, every)
+	ended = true
+}
+
+// rotateEvery rotates every interval until ctx is done or a rotation
+// reports the Shuffler closed.
+func (s *Shuffler) rotateEvery(ctx context.Context, every time.Duration) {
 	t := time.NewTimer(every)
 	defer t.Stop()
 	// One pacer for every rotation, as for the background's cycles: at a

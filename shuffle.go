@@ -63,6 +63,10 @@ func (s *Shuffler) Shuffle() error {
 	// allocates them once, not once a shard.
 	var work shuffleWork
 	var regions handOver
+	// A logger handler that ends the goroutine with runtime.Goexit at a
+	// hand-over below would otherwise leave the regions the shards emptied
+	// mapped, and counted, for good. (Empty once Shuffle returns.)
+	defer regions.unmap(&s.aux)
 	for i := range s.shards {
 		sh := &s.shards[i]
 		if !sh.lockOpen() {

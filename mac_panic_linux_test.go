@@ -62,21 +62,7 @@ func TestMACHashPanicLeavesNoPad(t *testing.T) {
 		s := newTest(t)
 		key := make([]byte, 32)
 		rand.Read(key)
-		ipad := make([]byte, 64)
-		copy(ipad, key)
-		for i := range ipad {
-			ipad[i] ^= 0x36
-		}
-		p, err := memscan.NewPattern(ipad)
-		if err != nil {
-			t.Fatal(err)
-		}
-		planted := slices.Clone(ipad)
-		Wipe(ipad)
-		if n := len(scanSelf(t, p)); n != 1 {
-			t.Fatalf("control: %d copies of the planted pad found, want 1", n)
-		}
-		Wipe(planted)
+		p := ipadPattern(t, key)
 		h, err := CopyFrom(s, key) // wipes key
 		if err != nil {
 			t.Fatal(err)
@@ -97,4 +83,27 @@ func TestMACHashPanicLeavesNoPad(t *testing.T) {
 			t.Errorf("hash panics %v: %d copies of the key XOR ipad left after MAC returned %v", panics, n, err)
 		}
 	}
+}
+
+// ipadPattern returns the pattern of key XOR ipad (HMAC's inner pad, for a
+// key of at most 64 bytes), having shown that a scan finds a planted copy
+// of it, once.
+func ipadPattern(t *testing.T, key []byte) *memscan.Pattern {
+	t.Helper()
+	ipad := make([]byte, 64)
+	copy(ipad, key)
+	for i := range ipad {
+		ipad[i] ^= 0x36
+	}
+	p, err := memscan.NewPattern(ipad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted := slices.Clone(ipad)
+	Wipe(ipad)
+	if n := len(scanSelf(t, p)); n != 1 {
+		t.Fatalf("control: %d copies of the planted pad found, want 1", n)
+	}
+	Wipe(planted)
+	return p
 }

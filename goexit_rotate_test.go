@@ -142,15 +142,7 @@ func TestGoexitRotateKeyLogger(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	for _, c := range goexitCiphers {
 		// How many events a rotation hands over.
-		f := newGoexitFixture(t, 0, nil, WithCipher(c))
-		f.hd.on.Store(true)
-		f.s.logLater(slog.LevelInfo, "first")
-		if err := f.s.RotateKey(nil, nil); err != nil {
-			t.Fatal(err)
-		}
-		n := f.hd.calls.Load()
-		f.hd.on.Store(false)
-		t.Logf("%v: %d hand-overs", c, n)
+		n := handOvers(t, c, func(s *Shuffler) error { return s.RotateKey(nil, nil) })
 		for _, e := range endings {
 			for k := int64(1); k <= n; k++ {
 				t.Run(fmt.Sprintf("%v/%s/%d", c, e.name, k), func(t *testing.T) {
@@ -279,15 +271,7 @@ func TestGoexitScheduledRotationLogger(t *testing.T) {
 // locked and no region mapped after Close.
 func TestGoexitShuffleLogger(t *testing.T) {
 	for _, c := range goexitCiphers {
-		f := newGoexitFixture(t, 0, nil, WithCipher(c))
-		f.hd.on.Store(true)
-		f.s.logLater(slog.LevelInfo, "first")
-		if err := f.s.Shuffle(); err != nil {
-			t.Fatal(err)
-		}
-		n := f.hd.calls.Load()
-		f.hd.on.Store(false)
-		t.Logf("%v: %d hand-overs", c, n)
+		n := handOvers(t, c, (*Shuffler).Shuffle)
 		for _, e := range endings {
 			for k := int64(1); k <= n; k++ {
 				t.Run(fmt.Sprintf("%v/%s/%d", c, e.name, k), func(t *testing.T) {
@@ -339,4 +323,21 @@ func TestGoexitBackgroundLogger(t *testing.T) {
 			})
 		}
 	}
+}
+
+// handOvers returns how many times op, on a fixture of cipher c with one
+// event waiting, hands events to the logger: the points a handler can end
+// its goroutine at.
+func handOvers(t *testing.T, c Cipher, op func(*Shuffler) error) int64 {
+	t.Helper()
+	f := newGoexitFixture(t, 0, nil, WithCipher(c))
+	f.hd.on.Store(true)
+	f.s.logLater(slog.LevelInfo, "first")
+	if err := op(f.s); err != nil {
+		t.Fatal(err)
+	}
+	n := f.hd.calls.Load()
+	f.hd.on.Store(false)
+	t.Logf("%v: %d hand-overs", c, n)
+	return n
 }

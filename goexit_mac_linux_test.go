@@ -65,4 +65,3 @@ func TestGoexitSweepMACStack(t *testing.T) {
 		})
 	}
 }
-

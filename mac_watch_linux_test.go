@@ -41,15 +41,49 @@ func TestMACWatched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newHash := func() hash.Hash { return probeHash{sha256.New(), &p.Marker} }
-	p.Control("the bare hash", func() { newHash().Write([]byte("message")) })
-	for i := range 5 {
-		if p.Left(func() {
-			if _, err := MAC(s, key, newHash, []byte("message"), nil); err != nil {
-				t.Error(err)
+	other, err := Random(s, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		newHash func() hash.Hash
+	}{
+		{"hash", func() hash.Hash { return probeHash{sha256.New(), &p.Marker} }},
+		// A hash that calls the Shuffler back after its frame landed: the
+		// cipher of that Rent and Return plants the canaries again, and
+		// must not hide the frame from MAC's watch.
+		{"hash calling back", func() hash.Hash { return reentHash{sha256.New(), &p.Marker, s, other, t} }},
+	} {
+		p.Control("the bare "+c.name, func() { c.newHash().Write([]byte("message")) })
+		for i := range 5 {
+			if p.Left(func() {
+				if _, err := MAC(s, key, c.newHash, []byte("message"), nil); err != nil {
+					t.Error(err)
+				}
+			}) {
+				t.Errorf("%s, MAC %d: the marker is left in memory", c.name, i)
 			}
-		}) {
-			t.Errorf("MAC %d: the marker is left in memory", i)
 		}
 	}
+}
+
+// reentHash is probeHash that, after its signal frame has landed, calls
+// the Shuffler back: a Rent and Return of another entry.
+type reentHash struct {
+	hash.Hash
+	marker *[16]byte
+	s      *Shuffler
+	other  Handle
+	t      *testing.T
+}
+
+func (p reentHash) Write(b []byte) (int, error) {
+	aesctr.SignalProbeForTest(p.marker)
+	if _, err := RentSlice[byte](p.s, p.other); err != nil {
+		p.t.Error(err)
+	} else if err := p.s.Return(p.other); err != nil {
+		p.t.Error(err)
+	}
+	return p.Hash.Write(b)
 }

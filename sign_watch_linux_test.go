@@ -3,67 +3,11 @@ package memshuffle
 import (
 	"crypto/rand"
 	"crypto/sha256"
-	"hash"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/aesctr"
 	"github.com/memshuffle/memshuffle/internal/watchtest"
 )
-
-// reentHash is probeHash that, after its signal frame has landed, calls
-// the Shuffler back: a Rent and Return of another entry, whose guarded
-// cipher plants the canaries again.
-type reentHash struct {
-	hash.Hash
-	marker *[16]byte
-	s      *Shuffler
-	other  Handle
-	t      *testing.T
-}
-
-func (p reentHash) Write(b []byte) (int, error) {
-	aesctr.SignalProbeForTest(p.marker)
-	if _, err := RentSlice[byte](p.s, p.other); err != nil {
-		p.t.Error(err)
-	} else if err := p.s.Return(p.other); err != nil {
-		p.t.Error(err)
-	}
-	return p.Hash.Write(b)
-}
-
-// TestMACWatchedWhenHashCallsBack: a hash given to MAC that calls the
-// Shuffler back (a Rent and Return of another entry) after a signal frame
-// landed must not hide that frame from MAC's watch.
-func TestMACWatchedWhenHashCallsBack(t *testing.T) {
-	if raceBuild {
-		t.Skip("a scan of the process per call is too slow under the race detector")
-	}
-	p := watchtest.New(t, "MAC is")
-	s := newTest(t)
-	key, err := Random(s, 32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := Random(s, 32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	newHash := func() hash.Hash { return reentHash{sha256.New(), &p.Marker, s, other, t} }
-	p.Control("the bare hash", func() { newHash().Write([]byte("message")) })
-	left := 0
-	for range 5 {
-		if p.Left(func() {
-			if _, err := MAC(s, key, newHash, []byte("message"), nil); err != nil {
-				t.Error(err)
-			}
-		}) {
-			left++
-		}
-	}
-	if left > 0 {
-		t.Errorf("the marker is left in memory after %d of 5 MACs", left)
-	}
-}
 
 // reentRand is crypto/rand's reader whose Read leaves a marker in a signal
 // frame, as the signature's assembly may have, and then calls the

@@ -95,8 +95,31 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	} else {
 		sh.mu.Unlock()
 	}
-	s.flushLog() // a refused lock of a new arena
+	// A refused lock of a new arena, or another goroutine's events.
+	if s.out.pending.Load() {
+		s.flushLogAllocated(h, err)
+	}
 	return h, err
+}
+
+// flushLogAllocated is flushLog after an alloc that made h unless err. A
+// handler that ends the goroutine with runtime.Goexit (t.FailNow does)
+// never lets the caller have h: the entry is freed then, rather than left
+// where no Handle anyone holds can reach it until Close. A handler's panic
+// is the logger's to recover (see log).
+func (s *Shuffler) flushLogAllocated(h Handle, err error) {
+	if err != nil {
+		s.flushLogSlow()
+		return
+	}
+	flushed := false
+	defer func() {
+		if !flushed {
+			_ = s.Free(h)
+		}
+	}()
+	s.flushLogSlow()
+	flushed = true
 }
 
 // alloc is Alloc under the shard lock.

@@ -189,14 +189,16 @@ func readInto(s *Shuffler, r io.Reader, limit, hint int, fill func(*growing) (in
 	// r writes plaintext, and its stack and registers may keep some.
 	var n int
 	runSecret(func() { n, err = fill(g) })
+	if err == nil && n == 0 {
+		err = fmt.Errorf("%w: empty input: %w", ErrInvalidSize, io.EOF)
+	}
+	if err == nil {
+		// Set after finish too: a logger's handler may end the goroutine
+		// in it (see grow).
+		h, err = g.finish(n)
+	}
 	read = true
-	if err != nil {
-		return Handle{}, err
-	}
-	if n == 0 {
-		return Handle{}, fmt.Errorf("%w: empty input: %w", ErrInvalidSize, io.EOF)
-	}
-	return g.finish(n)
+	return h, err
 }
 
 // growing is the rented entry ReadAll and ReadUntil read into, and the one
@@ -211,16 +213,22 @@ type growing struct {
 
 // grow moves the first n bytes read into a new rented entry of size bytes
 // and wipes and frees the old one.
+//
+// Every call it makes may hand events to a logger whose handler ends the
+// goroutine with runtime.Goexit (t.FailNow does): at each such point g
+// names exactly the entries still to end, so that discard ends each one
+// once. An entry ended twice would drop its shard's pin count below the
+// borrows still running, and Close would unmap memory under one.
 func (g *growing) grow(n, size int) error {
 	h, b, err := rentNew(g.s, size)
 	if err != nil {
 		return err
 	}
 	aesctr.Copy(b, g.b[:n]) // as in CopyFrom
-	err = g.release()
+	oh, ob := g.h, g.b
 	// On error the new entry goes with the rest (see readInto).
 	g.h, g.b = h, b
-	return err
+	return releaseEntry(g.s, oh, ob)
 }
 
 // rentNew makes a byte entry and rents it, pinned: the reader writes into
@@ -230,11 +238,17 @@ func rentNew(s *Shuffler, size int) (Handle, []byte, error) {
 	if err != nil {
 		return Handle{}, nil, err
 	}
+	lent := false
+	defer func() {
+		if !lent { // an error, or a logger's Goexit in lendSlice (see grow)
+			s.Free(h)
+		}
+	}()
 	b, _, err := lendSlice[byte](context.Background(), failIfBusy, s, h, exclusive)
 	if err != nil {
-		s.Free(h)
 		return Handle{}, nil, err
 	}
+	lent = true
 	return h, b, nil
 }
 
@@ -243,16 +257,23 @@ func rentNew(s *Shuffler, size int) (Handle, []byte, error) {
 // rented: they wipe one shard at a time, so what grow copied out of it may
 // be the wiped bytes, while the shard of the new entry is still open.
 func (g *growing) release() error {
-	if g.b == nil {
+	h, b := g.h, g.b
+	g.h, g.b = Handle{}, nil // before the calls that may end the goroutine (see grow)
+	return releaseEntry(g.s, h, b)
+}
+
+// releaseEntry wipes and frees the rented entry h, whose bytes are b, if b
+// is not nil: release's work, and releaseProbe's.
+func releaseEntry(s *Shuffler, h Handle, b []byte) error {
+	if b == nil {
 		return nil
 	}
-	Wipe(g.b)
-	// Any other error of endPinned matters not: the entry is wiped, and
-	// Free takes an entry that expired while rented as well as a live one.
-	err := g.s.endPinned(g.h, g.b, exclusive)
-	_ = g.s.Free(g.h)
-	g.h, g.b = Handle{}, nil
-	if errors.Is(err, ErrClosed) {
+	Wipe(b)
+	// Deferred, so that it runs however endPinned ends (see grow). Free
+	// takes an entry that expired while rented as well as a live one.
+	defer s.Free(h)
+	// Any other error of endPinned matters not: the entry is wiped.
+	if err := s.endPinned(h, b, exclusive); errors.Is(err, ErrClosed) {
 		return err
 	}
 	return nil
@@ -307,17 +328,9 @@ func (g *growing) probe(read func([]byte) (int, error)) (bool, error) {
 // releaseProbe wipes and frees the probe entry, if any, and returns
 // ErrClosed, as release does, when Close or Purge reached its shard.
 func (g *growing) releaseProbe() error {
-	if g.pb == nil {
-		return nil
-	}
-	Wipe(g.pb)
-	err := g.s.endPinned(g.ph, g.pb, exclusive)
-	_ = g.s.Free(g.ph)
-	g.ph, g.pb = Handle{}, nil
-	if errors.Is(err, ErrClosed) {
-		return err
-	}
-	return nil
+	h, b := g.ph, g.pb
+	g.ph, g.pb = Handle{}, nil // as in release
+	return releaseEntry(g.s, h, b)
 }
 
 // discard wipes and frees everything read. It returns ErrClosed when Close
@@ -340,12 +353,18 @@ func (g *growing) finish(n int) (Handle, error) {
 	}
 	h, b := g.h, g.b
 	g.h, g.b = Handle{}, nil
+	done := false
+	defer func() {
+		if !done { // an error, or a logger's Goexit in endPinned (see grow)
+			g.s.Free(h)
+		}
+	}()
 	// After Close or Purge, endPinned wipes b, which holds what the reader
 	// wrote since, and reports ErrClosed.
 	if err := g.s.endPinned(h, b, exclusive); err != nil {
-		g.s.Free(h)
 		return Handle{}, err
 	}
+	done = true
 	return h, nil
 }
 

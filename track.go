@@ -132,7 +132,27 @@ func (s *Shuffler) eachLongRent(fn func(Handle, *rentRecord)) int {
 
 // watchRents reports long rents until stop is closed.
 func (s *Shuffler) watchRents(stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
+	// The logger's handler runs on this goroutine: one that ends it with
+	// runtime.Goexit (as t.FailNow does) would end rent tracking for good,
+	// silently. Another goroutine takes over, as in rotateLoop.
+	ended := false
+	defer func() {
+		if !ended {
+			select {
+			case <-stop:
+			default:
+				go s.watchRents(stop, done)
+				return
+			}
+		}
+		close(done)
+	}()
+	s.reportLongRents(stop)
+	ended = true
+}
+
+// reportLongRents is watchRents' loop.
+func (s *Shuffler) reportLongRents(stop <-chan struct{}) {
 	every := max(s.cfg.trackAfter/2, 10*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()

@@ -21,6 +21,15 @@ import (
 // is left.
 func Clone(s *Shuffler, h Handle) (Handle, error) {
 	var c Handle
+	done := false
+	defer func() {
+		// On error, and when a logger's handler ends the goroutine with
+		// runtime.Goexit at a hand-over of events (t.FailNow does), the
+		// copy goes: nobody would ever get its Handle.
+		if !done && c != (Handle{}) {
+			s.Free(c)
+		}
+	}()
 	err := BorrowViewSlice(s, h, func(src []byte) error {
 		var err error
 		if c, err = Alloc[byte](s, len(src)); err != nil {
@@ -36,10 +45,8 @@ func Clone(s *Shuffler, h Handle) (Handle, error) {
 		return err
 	})
 	if err != nil {
-		if c != (Handle{}) {
-			s.Free(c)
-		}
 		return Handle{}, err
 	}
+	done = true
 	return c, nil
 }

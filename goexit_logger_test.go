@@ -43,36 +43,39 @@ func pins(s *Shuffler) (n int) {
 	return n
 }
 
-// TestGoexitReadAllLogger: ReadAll and ReadUntil rent, grow, copy and free
+// TestGoexitFillLogger: ReadAll and ReadUntil rent, grow, copy and free
 // entries, and every one of those calls may hand waiting events to the
 // logger, as the Alloc and fill of ReadFrom and CopyFrom do. A handler that ends the goroutine at any of them must leave no
 // entry, no rent and no pin behind, and no pin ended twice: a count below
 // the borrows still running let Close unmap a shard under a Borrow
 // callback, which then faulted. At every k-th event, for each of the
 // three endings; with one shard and with four.
-func TestGoexitReadAllLogger(t *testing.T) {
+func TestGoexitFillLogger(t *testing.T) {
 	all := append(bytes.Repeat([]byte{'x'}, 200), '\n')
 	for _, c := range []struct {
 		name string
-		read func(*Shuffler) (Handle, error)
+		read func(s *Shuffler, src Handle) (Handle, error)
 		want []byte
+		src  bool // read copies an entry made before, which stays
 	}{
-		{"ReadAll", func(s *Shuffler) (Handle, error) { return ReadAll(s, &chunkReader{n: 200}, 1<<20) }, all},
-		{"ReadAll at its limit", func(s *Shuffler) (Handle, error) { return ReadAll(s, &chunkReader{n: 200}, len(all)) }, all},
+		{"ReadAll", func(s *Shuffler, src Handle) (Handle, error) { return ReadAll(s, &chunkReader{n: 200}, 1<<20) }, all, false},
+		{"ReadAll at its limit", func(s *Shuffler, src Handle) (Handle, error) { return ReadAll(s, &chunkReader{n: 200}, len(all)) }, all, false},
 		// The delimiter is not kept.
-		{"ReadUntil", func(s *Shuffler) (Handle, error) { return ReadUntil(s, &chunkReader{n: 200}, '\n', 1<<20) }, all[:200]},
-		{"ReadFrom", func(s *Shuffler) (Handle, error) { return ReadFrom(s, bytes.NewReader(all), len(all)) }, all},
-		{"CopyFrom", func(s *Shuffler) (Handle, error) { return CopyFrom(s, bytes.Clone(all)) }, all},
+		{"ReadUntil", func(s *Shuffler, src Handle) (Handle, error) { return ReadUntil(s, &chunkReader{n: 200}, '\n', 1<<20) }, all[:200], false},
+		{"ReadFrom", func(s *Shuffler, src Handle) (Handle, error) { return ReadFrom(s, bytes.NewReader(all), len(all)) }, all, false},
+		{"CopyFrom", func(s *Shuffler, src Handle) (Handle, error) { return CopyFrom(s, bytes.Clone(all)) }, all, false},
+		{"Clone", func(s *Shuffler, src Handle) (Handle, error) { return Clone(s, src) }, all, true},
 	} {
 		for _, shards := range []int{1, 4} {
 			// How many events a read hands over, with one more waiting
 			// at each: the points a handler can end the goroutine at.
 			hd := &kthHandler{}
 			s := newTest(t, WithShards(shards), WithLogger(slog.New(hd)))
+			src := source(t, s, c.src, all)
 			hd.s.Store(s)
 			hd.on.Store(true)
 			s.logLater(slog.LevelInfo, "first")
-			if _, err := c.read(s); err != nil {
+			if _, err := c.read(s, src); err != nil {
 				t.Fatal(err)
 			}
 			n := hd.calls.Load()
@@ -81,19 +84,21 @@ func TestGoexitReadAllLogger(t *testing.T) {
 					t.Run(fmt.Sprintf("%s/shards=%d/%s/%d", c.name, shards, e.name, k), func(t *testing.T) {
 						hd := &kthHandler{k: k, end: e.end}
 						s := newTest(t, WithShards(shards), WithLogger(slog.New(hd)))
+						src := source(t, s, c.src, all)
+						kept := s.Stats().Entries
 						hd.s.Store(s)
 						hd.on.Store(true)
 						s.logLater(slog.LevelInfo, "first")
 						var h Handle
 						var err error
 						returned := false
-						onGoroutine(t, func() { h, err = c.read(s); returned = true })
+						onGoroutine(t, func() { h, err = c.read(s, src); returned = true })
 						hd.on.Store(false)
 						st := s.Stats()
 						switch {
 						case !returned:
-							if st.Entries != 0 {
-								t.Errorf("%d entries left, want none", st.Entries)
+							if st.Entries != kept {
+								t.Errorf("%d entries left, want %d", st.Entries, kept)
 							}
 						case err != nil:
 							t.Errorf("%s: %v", c.name, err)
@@ -172,4 +177,18 @@ func TestGoexitRentTrackingLogger(t *testing.T) {
 	}
 	s.Return(a)
 	s.Return(b)
+}
+
+// source returns an entry holding b, made with no logger event waiting,
+// when needed, and the zero Handle otherwise.
+func source(t *testing.T, s *Shuffler, needed bool, b []byte) Handle {
+	t.Helper()
+	if !needed {
+		return Handle{}
+	}
+	h, err := CopyFrom(s, bytes.Clone(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }

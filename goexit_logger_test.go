@@ -80,45 +80,53 @@ func TestGoexitFillLogger(t *testing.T) {
 			}
 			n := hd.calls.Load()
 			for _, e := range endings {
-				for k := int64(1); k <= n; k++ {
-					t.Run(fmt.Sprintf("%s/shards=%d/%s/%d", c.name, shards, e.name, k), func(t *testing.T) {
-						hd := &kthHandler{k: k, end: e.end}
-						s := newTest(t, WithShards(shards), WithLogger(slog.New(hd)))
-						src := source(t, s, c.src, all)
-						kept := s.Stats().Entries
-						hd.s.Store(s)
-						hd.on.Store(true)
-						s.logLater(slog.LevelInfo, "first")
-						var h Handle
-						var err error
-						returned := false
-						onGoroutine(t, func() { h, err = c.read(s, src); returned = true })
-						hd.on.Store(false)
-						st := s.Stats()
-						switch {
-						case !returned:
-							if st.Entries != kept {
-								t.Errorf("%d entries left, want %d", st.Entries, kept)
+				// Again: Goexit at every hand-over from the k-th on, the
+				// cleanup's own included, which a second Goexit ends part-way.
+				agains := []bool{false}
+				if e.name == "Goexit" {
+					agains = append(agains, true)
+				}
+				for _, again := range agains {
+					for k := int64(1); k <= n; k++ {
+						t.Run(fmt.Sprintf("%s/shards=%d/%s/again=%v/%d", c.name, shards, e.name, again, k), func(t *testing.T) {
+							hd := &kthHandler{k: k, end: e.end, again: again}
+							s := newTest(t, WithShards(shards), WithLogger(slog.New(hd)))
+							src := source(t, s, c.src, all)
+							kept := s.Stats().Entries
+							hd.s.Store(s)
+							hd.on.Store(true)
+							s.logLater(slog.LevelInfo, "first")
+							var h Handle
+							var err error
+							returned := false
+							onGoroutine(t, func() { h, err = c.read(s, src); returned = true })
+							hd.on.Store(false)
+							st := s.Stats()
+							switch {
+							case !returned:
+								if st.Entries != kept {
+									t.Errorf("%d entries left, want %d", st.Entries, kept)
+								}
+							case err != nil:
+								t.Errorf("%s: %v", c.name, err)
+							default:
+								got, rerr := RentSlice[byte](s, h)
+								if rerr != nil || !bytes.Equal(got, c.want) {
+									t.Errorf("the entry read holds %q (%v)", got, rerr)
+								}
+								s.Return(h)
 							}
-						case err != nil:
-							t.Errorf("%s: %v", c.name, err)
-						default:
-							got, rerr := RentSlice[byte](s, h)
-							if rerr != nil || !bytes.Equal(got, c.want) {
-								t.Errorf("the entry read holds %q (%v)", got, rerr)
+							if st.Rented != 0 || st.Viewed != 0 {
+								t.Errorf("%d rented, %d viewed; want none", st.Rented, st.Viewed)
 							}
-							s.Return(h)
-						}
-						if st.Rented != 0 || st.Viewed != 0 {
-							t.Errorf("%d rented, %d viewed; want none", st.Rented, st.Viewed)
-						}
-						if p := pins(s); p != 0 {
-							t.Errorf("%d pins left, want 0", p)
-						}
-						if err := s.check(); err != nil {
-							t.Error(err)
-						}
-					})
+							if p := pins(s); p != 0 {
+								t.Errorf("%d pins left, want 0", p)
+							}
+							if err := s.check(); err != nil {
+								t.Error(err)
+							}
+						})
+					}
 				}
 			}
 		}

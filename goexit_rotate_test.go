@@ -26,6 +26,7 @@ type kthHandler struct {
 	k     int64
 	end   func()
 	on    atomic.Bool
+	again bool // end at every event from the k-th on, not at the k-th alone
 }
 
 func (h *kthHandler) Enabled(context.Context, slog.Level) bool { return true }
@@ -37,8 +38,10 @@ func (h *kthHandler) Handle(context.Context, slog.Record) error {
 	if s := h.s.Load(); s != nil {
 		s.logLater(slog.LevelInfo, "again")
 	}
-	if n == h.k {
-		h.on.Store(false)
+	if n == h.k || h.again && n > h.k {
+		if !h.again {
+			h.on.Store(false)
+		}
 		h.end()
 	}
 	return nil

@@ -112,14 +112,7 @@ func (s *Shuffler) flushLogAllocated(h Handle, err error) {
 		s.flushLogSlow()
 		return
 	}
-	flushed := false
-	defer func() {
-		if !flushed {
-			_ = s.Free(h)
-		}
-	}()
-	s.flushLogSlow()
-	flushed = true
+	s.flushLogUndoing(func() { _ = s.Free(h) })
 }
 
 // alloc is Alloc under the shard lock.

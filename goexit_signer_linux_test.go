@@ -17,7 +17,6 @@ import (
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/memscan"
-	"github.com/memshuffle/memshuffle/internal/stackscrub"
 	"github.com/memshuffle/memshuffle/internal/stacktest"
 )
 
@@ -109,23 +108,7 @@ func signerKeyAndPatterns(s *Shuffler, kind string) (m signerMade, err error) {
 
 func madeSigner(t *testing.T, s *Shuffler, kind string) signerMade {
 	t.Helper()
-	type result struct {
-		m   signerMade
-		err error
-	}
-	ch := make(chan result)
-	go func() {
-		var r result
-		stackscrub.ReserveDeep()
-		r.m, r.err = signerKeyAndPatterns(s, kind)
-		stackscrub.ScrubDeep()
-		ch <- r
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	return r.m
+	return inScrubbedFrames(t, func() (signerMade, error) { return signerKeyAndPatterns(s, kind) })
 }
 
 // TestGoexitSignerLeavesNoKey: a Sign whose rand, or opts' HashFunc, ends

@@ -352,10 +352,8 @@ func (s *Shuffler) flushLogBorrowed(h Handle, mem []byte, kind borrowKind, pin p
 		s.flushLogSlow()
 		return
 	}
-	flushed := false
-	defer func() {
+	s.flushLogUndoing(func() {
 		switch {
-		case flushed:
 		case pin == pinned:
 			_ = s.endPinned(h, mem, kind)
 		case kind == shared:
@@ -363,9 +361,7 @@ func (s *Shuffler) flushLogBorrowed(h Handle, mem []byte, kind borrowKind, pin p
 		default:
 			_ = s.Return(h)
 		}
-	}()
-	s.flushLogSlow()
-	flushed = true
+	})
 }
 
 // until is the time from now to deadline d, both Unix nanoseconds: zero

@@ -21,11 +21,7 @@ type reentRand struct {
 
 func (r reentRand) Read(p []byte) (int, error) {
 	aesctr.SignalProbeForTest(r.marker)
-	if _, err := RentSlice[byte](r.s, r.other); err != nil {
-		r.t.Error(err)
-	} else if err := r.s.Return(r.other); err != nil {
-		r.t.Error(err)
-	}
+	rentOther(r.t, r.s, r.other)
 	return rand.Read(p)
 }
 

@@ -54,15 +54,27 @@ type ed25519Made struct {
 // its own, in frames zeroed after, so that none of its copies are left.
 func madeEd25519Key(t *testing.T, s *Shuffler) ed25519Made {
 	t.Helper()
+	return inScrubbedFrames(t, func() (m ed25519Made, err error) {
+		m.h, m.ps, m.invSeed, err = ed25519KeyAndPatterns(s)
+		return m, err
+	})
+}
+
+// inScrubbedFrames runs build, whose frames hold a key, on a goroutine of
+// its own between stackscrub.ReserveDeep and ScrubDeep, so that no copy it
+// made is left on a stack, and returns what it built; it fails t on
+// build's error.
+func inScrubbedFrames[T any](t *testing.T, build func() (T, error)) T {
+	t.Helper()
 	type result struct {
-		m   ed25519Made
+		v   T
 		err error
 	}
 	ch := make(chan result)
 	go func() {
 		var r result
 		stackscrub.ReserveDeep()
-		r.m.h, r.m.ps, r.m.invSeed, r.err = ed25519KeyAndPatterns(s)
+		r.v, r.err = build()
 		stackscrub.ScrubDeep()
 		ch <- r
 	}()
@@ -70,7 +82,7 @@ func madeEd25519Key(t *testing.T, s *Shuffler) ed25519Made {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	return r.m
+	return r.v
 }
 
 // control plants a copy of the seed and checks that the scan finds it.

@@ -171,6 +171,22 @@ func (o *outbox) awayDone() <-chan struct{} {
 	return o.back
 }
 
+// flushLogUndoing is flushLogSlow for a call whose work is done but not
+// yet returned to its caller: when a handler ends the goroutine with
+// runtime.Goexit (t.FailNow does), which neither returns nor panics, undo
+// gives back what the caller will never get. A handler's panic is the
+// logger's to recover (see log).
+func (s *Shuffler) flushLogUndoing(undo func()) {
+	flushed := false
+	defer func() {
+		if !flushed {
+			undo()
+		}
+	}()
+	s.flushLogSlow()
+	flushed = true
+}
+
 func (s *Shuffler) flushLogSlow() {
 	o := &s.out
 	o.mu.Lock()

@@ -15,12 +15,17 @@ func harden(b []byte) error {
 	if err := injected(OpAdvise); err != nil {
 		return fmt.Errorf("osmem: madvise: %w", err)
 	}
-	// MADV_WIPEONFORK exists since Linux 4.14; older kernels leave fork
-	// exclusion to the caller, which is not worth failing the mapping for.
-	// It comes first: a mapping excluded from dumps but not yet wiped on
-	// fork, between the two calls, looks to a reader of /proc/PID/smaps
-	// like a dump-excluded mapping that is not the library's.
-	_ = unix.Madvise(b, unix.MADV_WIPEONFORK)
+	// MADV_WIPEONFORK gives a forked child zeros. Where it is refused (a
+	// kernel before 4.14, or a system call filter that does not know the
+	// advice), MADV_DONTFORK, which every kernel has, leaves the child no
+	// mapping at all, as for secret memory: a child that touches it
+	// faults, where otherwise it would get the key and every entry. It
+	// comes first: a mapping excluded from dumps but not yet kept from
+	// forks, between the calls, looks to a reader of /proc/PID/smaps like
+	// a dump-excluded mapping that is not the library's.
+	if unix.Madvise(b, unix.MADV_WIPEONFORK) != nil {
+		_ = unix.Madvise(b, unix.MADV_DONTFORK)
+	}
 	if betweenAdvice != nil {
 		betweenAdvice(b)
 	}

@@ -3,6 +3,7 @@ package osmem
 import (
 	"errors"
 	"testing"
+	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/seccomptest"
 	"golang.org/x/sys/unix"
@@ -39,6 +40,45 @@ func TestLockOnFaultRefusedFallsBack(t *testing.T) {
 				}
 				if !r.Locked {
 					t.Error("Relock left the region unlocked")
+				}
+			})
+		})
+	}
+}
+
+// TestForkExclusionWhereWipeOnForkRefused: where MADV_WIPEONFORK is refused
+// (EINVAL from a kernel before 4.14, EPERM or ENOSYS from a system call
+// filter that does not know the advice), a region must still be kept from
+// a forked child: it was left to be copied into the child whole, the
+// Shuffler's own region with the key and round keys included, while the
+// package documentation says a forked child sees zeros. MADV_DONTFORK, as
+// for secret memory, leaves the child no mapping there (smaps flag "dc").
+func TestForkExclusionWhereWipeOnForkRefused(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		errno unix.Errno
+	}{{"EINVAL", unix.EINVAL}, {"EPERM", unix.EPERM}, {"ENOSYS", unix.ENOSYS}} {
+		t.Run(c.name, func(t *testing.T) {
+			rules := []seccomptest.Rule{seccomptest.RefuseArg(unix.SYS_MADVISE, 2, unix.MADV_WIPEONFORK, c.errno)}
+			seccomptest.Run(t, "wipeonfork-"+c.name, rules, func(t *testing.T) {
+				for _, f := range []Flags{{}, {Lock: true}, {SmallPages: true}} {
+					r, err := Map(3*pageSize, f)
+					if err != nil {
+						t.Fatal(err)
+					}
+					start := uint64(uintptr(unsafe.Pointer(&r.Data[0])))
+					if vmFlag(t, start, "wf") {
+						t.Fatal("the filter did not refuse MADV_WIPEONFORK")
+					}
+					if !vmFlag(t, start, "dc") {
+						t.Errorf("%+v: MADV_WIPEONFORK refused and the region is not kept from a forked child either (no dc)", f)
+					}
+					if !r.DontDump || !vmFlag(t, start, "dd") {
+						t.Errorf("%+v: the region is not excluded from dumps", f)
+					}
+					if err := Unmap(r); err != nil {
+						t.Fatal(err)
+					}
 				}
 			})
 		})

@@ -55,9 +55,9 @@ type Shuffler struct {
 	cfg     config
 	own     *osmem.Region // keys, round keys and scratch; see ownState
 
-	// The own region's locked and unlocked bytes, for Stats: counted until
+	// The own region's locked, unlocked and dumpable bytes, for Stats: counted until
 	// Close unmaps it, after Purge too, which leaves it mapped.
-	ownLocked, ownUnlocked atomic.Int64
+	ownLocked, ownUnlocked, ownDumpable atomic.Int64
 
 	// Regions that are not arenas (AEAD backups, the background shuffler's
 	// spares, released arenas waiting to be unmapped) are counted here, so
@@ -177,6 +177,7 @@ func New(opts ...Option) (*Shuffler, error) {
 	s.own = own
 	s.ownLocked.Store(store.LockedLen(own))
 	s.ownUnlocked.Store(store.UnlockedLen(own))
+	s.ownDumpable.Store(store.DumpableLen(own))
 	key, salt := s.keyBufs()
 	if _, err := rand.Read(key[:]); err != nil {
 		s.releaseAll()
@@ -368,6 +369,7 @@ func (s *Shuffler) releaseAll() {
 		s.own = nil
 		s.ownLocked.Store(0)
 		s.ownUnlocked.Store(0)
+		s.ownDumpable.Store(0)
 	}
 }
 

@@ -33,9 +33,11 @@ type Stats struct {
 	// all, with LockNone).
 	LockedBytes   int64
 	UnlockedBytes int64
-	// DumpableBytes counts bytes of arenas that are not excluded from core
-	// dumps: zero on Linux, all of MappedBytes where the platform has no
-	// way to exclude them.
+	// DumpableBytes counts the bytes LockedBytes and UnlockedBytes count
+	// (arenas, the own region with the keys, backups and spares) that are
+	// not excluded from core dumps: zero on Linux unless the system
+	// refuses MADV_DONTDUMP (a system call filter that does not allow
+	// it), and all of them where the platform has no way to exclude them.
 	DumpableBytes int64
 	// KeyOffHeap reports that the AES round keys live in the Shuffler's own
 	// locked, dump-excluded region. When false (no AES-NI, or not amd64)
@@ -187,6 +189,7 @@ func (s *Shuffler) gauges(st *Stats) {
 	st.UnlockedBytes += s.aux.Unlocked()
 	st.LockedBytes += s.ownLocked.Load()
 	st.UnlockedBytes += s.ownUnlocked.Load()
+	st.DumpableBytes += s.aux.Dumpable() + s.ownDumpable.Load()
 }
 
 // lockAll locks every shard. Shards are only ever held together by lockAll,

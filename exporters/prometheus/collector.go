@@ -41,7 +41,7 @@ var metrics = []metric{
 		func(st *memshuffle.Stats) float64 { return float64(st.UnlockedBytes) }},
 	{"lock_limit_bytes", "The most memory the process may lock (RLIMIT_MEMLOCK), -1 if unlimited or no such limit.", prometheus.GaugeValue, "LockLimit",
 		func(st *memshuffle.Stats) float64 { return float64(st.LockLimit) }},
-	{"dumpable_bytes", "Bytes of arenas not excluded from core dumps.", prometheus.GaugeValue, "DumpableBytes",
+	{"dumpable_bytes", "Bytes the Shuffler holds (arenas, keys, backups, spares) not excluded from core dumps.", prometheus.GaugeValue, "DumpableBytes",
 		func(st *memshuffle.Stats) float64 { return float64(st.DumpableBytes) }},
 	{"key_off_heap", "1 if the AES round keys live in the Shuffler's locked, dump-excluded region, 0 if on the Go heap.", prometheus.GaugeValue, "KeyOffHeap",
 		func(st *memshuffle.Stats) float64 { return bool01(st.KeyOffHeap) }},

@@ -47,8 +47,9 @@
 //     to swap, encrypted.
 //   - memshuffle_lock_limit_bytes: the most memory the process may lock,
 //     RLIMIT_MEMLOCK, or -1 if unlimited (LockLimit).
-//   - memshuffle_dumpable_bytes: bytes of arenas not excluded from core
-//     dumps (DumpableBytes); zero on Linux.
+//   - memshuffle_dumpable_bytes: bytes the Shuffler holds (arenas, keys,
+//     backups, spares) not excluded from core dumps (DumpableBytes); zero
+//     on Linux unless the system refuses MADV_DONTDUMP.
 //   - memshuffle_key_off_heap: 1 if the AES round keys live in the
 //     Shuffler's locked, dump-excluded region, 0 if crypto/aes keeps them on
 //     the Go heap (KeyOffHeap).

@@ -116,7 +116,12 @@ func mapSecret(n int) (*Region, error) {
 		_ = unix.MunmapPtr(r.start, r.size)
 		return nil, err
 	}
-	r.DontDump = harden(r.Data) == nil
+	// The kernel marks secret memory excluded from dumps itself
+	// (secretmem_mmap sets VM_DONTDUMP), and a dump could not read it
+	// anyway: it is out of the direct map. MADV_DONTDUMP refused (a
+	// system call filter) changes nothing of that.
+	_ = harden(r.Data)
+	r.DontDump = true
 	// The kernel keeps secret memory resident itself (its mappings carry
 	// the locked flag) and refuses mlock on it.
 	r.Locked = true

@@ -407,12 +407,21 @@ func UnlockedLen(r *osmem.Region) int64 {
 	return int64(len(r.Data))
 }
 
+// DumpableLen is how many bytes of r a core dump would include.
+func DumpableLen(r *osmem.Region) int64 {
+	if r.DontDump {
+		return 0
+	}
+	return int64(len(r.Data))
+}
+
 // Aux counts the regions a Shuffler maps that are not arenas of any shard
 // (AEAD backups, the background shuffler's spares, released arenas waiting
 // in an UnmapList), so that what it reports as locked matches what the
-// system has locked. It is safe for concurrent use.
+// system has locked, and what it reports as dumpable what a dump would
+// hold. It is safe for concurrent use.
 type Aux struct {
-	locked, unlocked atomic.Int64
+	locked, unlocked, dumpable atomic.Int64
 	// begun and ended count the maps and unmaps (Map, Unmap) that have
 	// begun and ended. Between the two, the system's count of locked
 	// memory has changed at the syscall and this one not yet, or the other
@@ -453,6 +462,7 @@ func (x *Aux) Quiet() (begun uint64, quiet bool) {
 func (x *Aux) Add(r *osmem.Region, sign int64) {
 	x.locked.Add(sign * LockedLen(r))
 	x.unlocked.Add(sign * UnlockedLen(r))
+	x.dumpable.Add(sign * DumpableLen(r))
 }
 
 // Unmap unmaps r, counted here; the count drops once it is gone. A region
@@ -485,12 +495,14 @@ func (x *Aux) keep(r *osmem.Region) {
 func (x *Aux) unmap(r *osmem.Region) error {
 	x.begun.Add(1)
 	defer x.ended.Add(1)
-	l, u := LockedLen(r), UnlockedLen(r)
+	// Read before the unmap, which on Windows clears DontDump.
+	l, u, d := LockedLen(r), UnlockedLen(r), DumpableLen(r)
 	if err := osmem.Unmap(r); err != nil {
 		return err
 	}
 	x.locked.Add(-l)
 	x.unlocked.Add(-u)
+	x.dumpable.Add(-d)
 	return nil
 }
 
@@ -520,6 +532,9 @@ func (x *Aux) Locked() int64 { return x.locked.Load() }
 
 // Unlocked is the unlocked bytes counted.
 func (x *Aux) Unlocked() int64 { return x.unlocked.Load() }
+
+// Dumpable is the bytes counted that are not excluded from core dumps.
+func (x *Aux) Dumpable() int64 { return x.dumpable.Load() }
 
 // UnmapList collects the regions of arenas released under a shard lock,
 // for the caller to unmap after it has let go of the lock: unmapping can

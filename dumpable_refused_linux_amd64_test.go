@@ -1,0 +1,73 @@
+package memshuffle
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/seccomptest"
+	"golang.org/x/sys/unix"
+)
+
+// TestDumpableBytesWhereDontDumpRefused: under a system call filter that
+// refuses MADV_DONTDUMP, Stats.DumpableBytes must count what a core dump
+// would hold: every arena and the Shuffler's own region, which holds the
+// key and round keys, as smaps shows them without "dd". It counted the
+// arenas alone, so a dump holding the key read as one holding ciphertext
+// only; and it counted secret memory's arenas, which the kernel keeps out
+// of dumps itself.
+func TestDumpableBytesWhereDontDumpRefused(t *testing.T) {
+	rules := []seccomptest.Rule{seccomptest.RefuseArg(unix.SYS_MADVISE, 2, unix.MADV_DONTDUMP, unix.EPERM)}
+	seccomptest.Run(t, "dontdump-EPERM", rules, func(t *testing.T) {
+		for _, c := range []struct {
+			name string
+			opts []Option
+		}{
+			{"default", nil},
+			{"strict", []Option{WithLockMode(LockStrict)}},
+			{"secret", []Option{WithSecretMemory()}},
+		} {
+			s, err := New(append(c.opts, WithShards(2))...)
+			if errors.Is(err, ErrNoSecretMemory) {
+				t.Logf("%s: %v", c.name, err)
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 200 {
+				if _, err := Alloc[byte](s, 1+i*13); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var want int64
+			dumpable := func(b []byte) {
+				if !slices.Contains(vmFlags(t, b), "dd") {
+					want += int64(len(b))
+				}
+			}
+			s.lockAll()
+			for i := range s.shards {
+				for _, a := range s.shards[i].Arenas.List() {
+					if a != nil {
+						dumpable(a.Mem)
+					}
+				}
+			}
+			dumpable(s.own.Data)
+			s.unlockAll()
+			if c.name != "secret" && want == 0 {
+				t.Fatal("the filter did not refuse MADV_DONTDUMP")
+			}
+			if got := s.Stats().DumpableBytes; got != want {
+				t.Errorf("%s: Stats.DumpableBytes %d, smaps shows %d bytes without dd", c.name, got, want)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Stats().DumpableBytes; got != 0 {
+				t.Errorf("%s: Stats.DumpableBytes %d after Close", c.name, got)
+			}
+		}
+	})
+}

@@ -59,8 +59,9 @@ type Stats struct {
 	KeyRotationsFailed uint64
 	LockFailures       uint64 // mappings the OS refused to lock
 	// LockLimit is the most memory the process may lock (RLIMIT_MEMLOCK
-	// on Unix), or -1 where it is unlimited or there is no such limit.
-	// Root, with CAP_IPC_LOCK, is not held to it. Every snapshot reports
+	// on Unix), or -1 where it is unlimited, there is no such limit, or
+	// the system will not say (a system call filter refusing getrlimit,
+	// on Linux without /proc). Root, with CAP_IPC_LOCK, is not held to it. Every snapshot reports
 	// it, a closed or nil Shuffler's too; only the zero Stats, which is no
 	// snapshot, has 0 here without a limit of 0.
 	LockLimit int64

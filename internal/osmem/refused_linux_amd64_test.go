@@ -84,3 +84,33 @@ func TestForkExclusionWhereWipeOnForkRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestLockLimitWhereGetrlimitRefused: a system call filter that refuses
+// prlimit64 (and getrlimit) does not lift RLIMIT_MEMLOCK. LockLimit
+// reported -1, which Stats.LockLimit documents as no limit, and the
+// Shuffler then sized its arenas as if nothing bound it; the kernel
+// reports the limit in /proc/self/limits too.
+func TestLockLimitWhereGetrlimitRefused(t *testing.T) {
+	// Read here, before the child's filter is in place.
+	var want unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &want); err != nil {
+		t.Skip(err)
+	}
+	rules := []seccomptest.Rule{
+		seccomptest.Refuse(unix.SYS_PRLIMIT64, unix.EPERM),
+		seccomptest.Refuse(unix.SYS_GETRLIMIT, unix.EPERM),
+	}
+	seccomptest.Run(t, "prlimit-EPERM", rules, func(t *testing.T) {
+		var lim unix.Rlimit
+		if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim) == nil {
+			t.Fatal("the filter did not refuse getrlimit")
+		}
+		wantLimit := int64(want.Cur)
+		if want.Cur == unix.RLIM_INFINITY {
+			wantLimit = -1
+		}
+		if got := LockLimit(); got != wantLimit {
+			t.Errorf("LockLimit with getrlimit refused: %d, want RLIMIT_MEMLOCK, %d", got, wantLimit)
+		}
+	})
+}

@@ -554,7 +554,7 @@ func (s *Shuffler) lockSpare(r *osmem.Region, lock func(*osmem.Region) error) er
 	}
 	s.lockFailed(len(r.Data), err)
 	if s.cfg.lock == LockStrict {
-		return fmt.Errorf("%w: %s: %w", ErrLockFailed, lockLimitText(), err)
+		return fmt.Errorf("%w: %s: %w", ErrLockFailed, lockLimitText(err), err)
 	}
 	r.LockErr = err
 	return nil

@@ -281,7 +281,7 @@ func (s *Shuffler) mapRegion(n int) (*osmem.Region, error) {
 		}
 		if errors.Is(err, osmem.ErrLock) {
 			s.lockFailed(n, err)
-			limit := lockLimitText()
+			limit := lockLimitText(err)
 			if s.cfg.secret {
 				limit = secretLimitText()
 			}
@@ -340,9 +340,14 @@ func fitArenaToLimit(cfg config) int {
 	return sz
 }
 
-// lockLimitText says which limit a refused lock ran into and how to raise
-// it.
-func lockLimitText() string { return limitText(", or use LockBestEffort") }
+// lockLimitText says which limit the refused lock err ran into and how to
+// raise it, or, where the system refuses locks whatever the limit, says so.
+func lockLimitText(err error) string {
+	if errors.Is(err, osmem.ErrLockForbidden) {
+		return "the system refuses mlock whatever RLIMIT_MEMLOCK, as a system call filter that does not allow it does; use LockBestEffort"
+	}
+	return limitText(", or use LockBestEffort")
+}
 
 // secretLimitText is lockLimitText for secret memory, which the kernel
 // locks whatever the LockMode: LockBestEffort would not help.

@@ -199,6 +199,12 @@ var ErrNoSecret = errors.New("osmem: secret memory (memfd_secret) unavailable")
 // ErrLock wraps a failed mlock when Flags.StrictLock is set.
 var ErrLock = errors.New("osmem: cannot lock memory")
 
+// ErrLockForbidden wraps a lock the system refuses whatever
+// RLIMIT_MEMLOCK: no mlock (ENOSYS), or EPERM under a limit above 0,
+// which the kernel answers only without a limit to lock under; a system
+// call filter that does not allow mlock answers either.
+var ErrLockForbidden = errors.New("osmem: refused whatever the limit")
+
 // Wipe zeroes b. It is kept out of line so the stores stay in a call the
 // compiler cannot see past: the Go compiler does not remove stores through a
 // slice today, and this keeps it that way if it ever learns to for memory it

@@ -127,6 +127,9 @@ func lock(b []byte) error {
 		return fmt.Errorf("osmem: mlock: %w", err)
 	}
 	if err := unix.Mlock(b); err != nil {
+		if err == unix.ENOSYS || err == unix.EPERM && LockLimit() != 0 {
+			return fmt.Errorf("osmem: mlock: %w: %w", ErrLockForbidden, err)
+		}
 		return fmt.Errorf("osmem: mlock: %w", err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package memshuffle
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/seccomptest"
@@ -70,4 +71,41 @@ func TestDumpableBytesWhereDontDumpRefused(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLockStrictWhereMlockRefused: where a system call filter refuses
+// mlock and mlock2, LockStrict must refuse New with ErrLockFailed, and
+// the error must say that the system refuses to lock, not send the caller
+// to raise RLIMIT_MEMLOCK, which changes nothing; LockBestEffort runs,
+// with every byte reported unlocked.
+func TestLockStrictWhereMlockRefused(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		errno unix.Errno
+	}{{"EPERM", unix.EPERM}, {"ENOSYS", unix.ENOSYS}} {
+		t.Run(c.name, func(t *testing.T) {
+			rules := []seccomptest.Rule{
+				seccomptest.Refuse(unix.SYS_MLOCK, c.errno),
+				seccomptest.Refuse(unix.SYS_MLOCK2, c.errno),
+			}
+			seccomptest.Run(t, "mlock-"+c.name, rules, func(t *testing.T) {
+				_, err := New(WithLockMode(LockStrict))
+				if !errors.Is(err, ErrLockFailed) {
+					t.Fatalf("New(LockStrict) with mlock refused: %v, want ErrLockFailed", err)
+				}
+				if msg := err.Error(); strings.Contains(msg, "ulimit") || !strings.Contains(msg, "refuses") {
+					t.Errorf("New(LockStrict) with mlock refused whatever the limit: %q", msg)
+				}
+				s := newTest(t, WithShards(2))
+				if _, err := Alloc[byte](s, 100); err != nil {
+					t.Fatal(err)
+				}
+				st := s.Stats()
+				if st.LockedBytes != 0 || st.UnlockedBytes == 0 || st.LockFailures == 0 {
+					t.Errorf("LockBestEffort with mlock refused: LockedBytes %d, UnlockedBytes %d, LockFailures %d",
+						st.LockedBytes, st.UnlockedBytes, st.LockFailures)
+				}
+			})
+		})
+	}
 }

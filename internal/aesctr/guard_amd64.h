@@ -137,7 +137,11 @@ nocgo:                                          \
 // (m.newSigstack false), which belongs to C and may change. It falls
 // back too where the signal stack is too small for the larger frame (a
 // thread created by C code, with a signal stack of its own), so that it
-// never writes below the stack.
+// never writes below the stack. A guardBlock whose rt_sigprocmask the
+// system refuses (a system call filter) saved no mask to restore, and
+// blocked nothing: it falls back to guardDetect with the same threshold,
+// which with a threshold of 0 wipes the signal stack at the end of every
+// call.
 #define GUARDENTER(guard, ticks, nocgo, cgo, cgomiss, nocanary, fallback, detect, block, out) \
 	MOVBLZX guard, AX                       \
 	CMPQ    AX, $guardCanary                \
@@ -169,6 +173,8 @@ block:                                          \
 	LEAQ    frameMask(SP), DX               \
 	MOVQ    $8, R10                         \
 	SYSCALL                                 \
+	TESTQ   AX, AX                          \
+	JNZ     detect                          \
 out:
 
 // GUARDEXIT ends the guard, after every register holding a secret is

@@ -36,7 +36,8 @@ import (
 // as modelled; then Close, Purge, or both at once race the same load.
 //
 // MEMSHUFFLE_CHAOS_SEED, _MS (per cipher), _WORKERS, _MODE (ctr, gcm or
-// chacha) and _ROUNDS run it longer or otherwise.
+// chacha), _ROUNDS and _TTL_MS (the default TTL, else 200 ms to 1 s) run
+// it longer or otherwise.
 
 type cxEnt struct {
 	h        Handle
@@ -79,6 +80,7 @@ type cxRound struct {
 	ops    atomic.Int64
 	nExp   atomic.Int64
 	frozen atomic.Bool
+	ttl    time.Duration // the default TTL
 }
 
 func (r *cxRound) failf(format string, args ...any) {
@@ -152,6 +154,14 @@ func (r *cxRound) judge(e *cxEnt, op string, t0, t1 int64, pre bool, err error, 
 	return false
 }
 
+// outlived reports whether an entry made at or after clock t0 has reached
+// the default TTL by t1. Under -race on a loaded machine a Clone, CopyFrom
+// or ReadAll can wait that long for a shard, and the entry it fills then
+// expires first, as documented (Clone's copy, io.go).
+func (r *cxRound) outlived(t0, t1 int64) bool {
+	return r.ttl > 0 && t1-t0 >= int64(r.ttl)
+}
+
 func cxBytes[T any](p []T) []byte {
 	if len(p) == 0 {
 		return nil
@@ -199,6 +209,11 @@ func (r *cxRound) newEnt(w int, rng *mrand.Rand) {
 				op = "Clone"
 				h, err := Clone(s, src.h)
 				t1 := r.clk.now()
+				if errors.Is(err, ErrExpired) && !src.freed && !src.expired && (src.deadline == 0 || src.deadline > t1) && r.outlived(t0, t1) {
+					r.ops.Add(1)
+					src.note(fmt.Sprintf("Clone@%d:%v", t0, err))
+					return // the copy's TTL ran out while it was filled
+				}
 				if r.judge(src, op, t0, t1, pre, err, ErrOutOfMemory) {
 					e.h, e.size, e.seed, e.ver = h, src.size, src.seed, src.ver
 					fill = false
@@ -214,6 +229,10 @@ func (r *cxRound) newEnt(w int, rng *mrand.Rand) {
 		if r.phase2.Load() && errors.Is(err, ErrClosed) && r.ending.Load() {
 			return
 		}
+		if errors.Is(err, ErrExpired) && op != "Alloc[byte]" && op != "Alloc[uint64]" && op != "Alloc[uint32]" && r.outlived(t0, r.clk.now()) {
+			r.ops.Add(1)
+			return // the entry's TTL ran out while it was filled; none is left
+		}
 		r.failf("%s(%d): %v", op, size, err)
 		return
 	}
@@ -227,6 +246,13 @@ made:
 		if !d.IsZero() {
 			e.deadline = d.UnixNano()
 		}
+	} else if errors.Is(err, ErrExpired) && r.outlived(t0, r.clk.now()) {
+		// The default TTL ran out before the deadline could be read: the
+		// handle stays, expired, for a worker to free.
+		e.expired = true
+		r.nExp.Add(1)
+		r.ents[w] = append(r.ents[w], e)
+		return
 	} else if !(r.phase2.Load() && errors.Is(err, ErrClosed)) {
 		r.failf("Expiry of new %v: %v", e, err)
 		return
@@ -787,18 +813,22 @@ func TestChaosEveryFeature(t *testing.T) {
 func cxRun(t *testing.T, name string, c Cipher, seed uint64, workers int, dur time.Duration) {
 	rng := mrand.New(mrand.NewPCG(seed, 42))
 	clk := newTestClock(time.Now())
+	ttl := time.Duration(200+rng.IntN(800)) * time.Millisecond
+	if ms := cxEnv("MEMSHUFFLE_CHAOS_TTL_MS", 0); ms > 0 {
+		ttl = time.Duration(ms) * time.Millisecond
+	}
 	s, err := New(
 		WithCipher(c), WithShards(4), WithArenaSize(4096),
 		WithShuffleOnBorrowReturn(true), WithBackgroundShuffle(0),
 		WithKeyRotation(time.Millisecond),
-		WithDefaultTTL(time.Duration(200+rng.IntN(800))*time.Millisecond),
+		WithDefaultTTL(ttl),
 		WithRentTracking(time.Millisecond), WithLogger(slog.New(slog.DiscardHandler)),
 		withClock(clk),
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &cxRound{t: t, s: s, clk: clk, mode: fmt.Sprintf("%s seed %d", name, seed), stop: make(chan struct{}), ents: make([][]*cxEnt, workers)}
+	r := &cxRound{t: t, s: s, clk: clk, ttl: ttl, mode: fmt.Sprintf("%s seed %d", name, seed), stop: make(chan struct{}), ents: make([][]*cxEnt, workers)}
 	var wg, bg sync.WaitGroup
 	for w := range workers {
 		ws := rng.Uint64()

@@ -3,6 +3,7 @@ package seccomptest
 import (
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,9 +52,14 @@ func Run(t *testing.T, name string, rules []Rule, body func(t *testing.T)) {
 	default:
 		return // the child of another case of the same test
 	}
-	// Each level of a subtest's name is matched on its own.
-	pattern := "^" + strings.ReplaceAll(t.Name(), "/", "$/^") + "$"
-	cmd := exec.Command(os.Args[0], "-test.run="+pattern, "-test.count=1", "-test.v", "-test.timeout=2m")
+	// Each level of a subtest's name is matched on its own, and as it
+	// is: a name holding a metacharacter ("a+b") matches nothing
+	// unquoted, and the child then passes without running body.
+	levels := strings.Split(t.Name(), "/")
+	for i, l := range levels {
+		levels[i] = "^" + regexp.QuoteMeta(l) + "$"
+	}
+	cmd := exec.Command(os.Args[0], "-test.run="+strings.Join(levels, "/"), "-test.count=1", "-test.v", "-test.timeout=2m")
 	cmd.Env = append(os.Environ(), env+"="+name)
 	out, err := cmd.CombinedOutput()
 	if strings.Contains(string(out), skipMark) {
@@ -61,6 +67,14 @@ func Run(t *testing.T, name string, rules []Rule, body func(t *testing.T)) {
 	}
 	if err != nil {
 		t.Fatalf("%s: child: %v\n%s", name, err, out)
+	}
+	// A body that skipped checked nothing, and a child that did not run
+	// the test at all passes as well: neither is a pass here.
+	if strings.Contains(string(out), "--- SKIP: "+t.Name()+" (") {
+		t.Skipf("%s: child skipped:\n%s", name, out)
+	}
+	if !strings.Contains(string(out), "--- PASS: "+t.Name()+" (") {
+		t.Fatalf("%s: the child did not run %s:\n%s", name, t.Name(), out)
 	}
 	if testing.Verbose() {
 		t.Logf("%s: child:\n%s", name, out)

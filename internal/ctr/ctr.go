@@ -128,9 +128,8 @@ func (c *Cipher) OffHeap() bool { return c.rk != nil }
 //
 // On the crypto/aes fallback they are in the Block, on the Go heap, where
 // they would stay readable after the Cipher is dropped until the memory is
-// reused. (The copy of the Block each XOR of more than ScratchSize bytes
-// makes for crypto/cipher's CTR is out of reach: it is garbage once XOR
-// returns.)
+// reused. The copy of the Block each XOR of more than ScratchSize bytes
+// makes for crypto/cipher's CTR is wiped by that XOR.
 func (c *Cipher) Wipe() {
 	if c.rk != nil {
 		clear(c.rk[:])
@@ -153,6 +152,36 @@ func WipeObject(v any) {
 	// A Value made by NewAt may be set even when the type's fields are
 	// unexported.
 	reflect.NewAt(p.Type().Elem(), p.UnsafePointer()).Elem().SetZero()
+}
+
+// xorStream is crypto/cipher's CTR over src, from the counter block iv.
+// For an AES block that stream holds a copy of the whole key schedule, on
+// the Go heap (the Stream interface makes it escape), and nothing in the
+// standard library clears it: every call over ScratchSize bytes left one
+// behind, and a rotation or Close that wiped the Block still left the key
+// readable in them. The copy is wiped once the stream is done.
+func xorStream(b cipher.Block, iv, dst, src []byte) {
+	st := cipher.NewCTR(b, iv)
+	st.XORKeyStream(dst, src)
+	wipeStream(st)
+}
+
+// wipeStream zeroes the state of st: the object it points to, or, where the
+// interface holds a struct (crypto/cipher wraps the AES stream in one), the
+// objects that struct's pointers refer to. reflect reads the pointers of
+// unexported fields; it is NewAt that lets them be written.
+func wipeStream(st cipher.Stream) {
+	v := reflect.ValueOf(st)
+	switch v.Kind() {
+	case reflect.Pointer:
+		WipeObject(st)
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if f := v.Field(i); f.Kind() == reflect.Pointer && !f.IsNil() {
+				reflect.NewAt(f.Type().Elem(), f.UnsafePointer()).Elem().SetZero()
+			}
+		}
+	}
 }
 
 // asmChunk bounds one assembly call: assembly cannot be preempted, so a long
@@ -185,7 +214,7 @@ func (c *Cipher) XOR(dst, src []byte, base uint64, scratch *[ScratchSize]byte) {
 		var iv [BlockSize]byte
 		binary.BigEndian.PutUint64(iv[:8], c.salt64)
 		binary.BigEndian.PutUint64(iv[8:], base)
-		cipher.NewCTR(c.block, iv[:]).XORKeyStream(dst, src)
+		xorStream(c.block, iv[:], dst, src)
 		return
 	}
 	ks := scratch[:(n+BlockSize-1)&^(BlockSize-1)]
@@ -210,7 +239,7 @@ const BulkUnit = 8 * BlockSize
 // one shard without sharing any: the assembly's scratch block is a zeroed
 // array of its own, which only ever receives zeros, since no partial block
 // reaches it. The crypto/aes fallback goes through crypto/cipher's CTR, as
-// XOR does for long inputs.
+// XOR does for long inputs, and wipes the stream's copy of the key schedule.
 func (c *Cipher) XORBulk(dst, src []byte, base uint64) int {
 	n := len(src) &^ (BulkUnit - 1)
 	if n == 0 {
@@ -220,7 +249,7 @@ func (c *Cipher) XORBulk(dst, src []byte, base uint64) int {
 		var iv [BlockSize]byte
 		binary.BigEndian.PutUint64(iv[:8], c.salt64)
 		binary.BigEndian.PutUint64(iv[8:], base)
-		cipher.NewCTR(c.block, iv[:]).XORKeyStream(dst[:n], src[:n])
+		xorStream(c.block, iv[:], dst[:n], src[:n])
 		return n
 	}
 	var zero [16]byte

@@ -3,6 +3,7 @@ package memshuffle
 import (
 	"errors"
 	"fmt"
+	"math"
 	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/store"
@@ -62,6 +63,11 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 		return Handle{}, ErrClosed
 	}
 	sh := s.pickShard()
+	// An authenticated entry's extent is its size plus the tag, which for
+	// the largest sizes overflows a 32-bit int.
+	if size > math.MaxInt-sh.Overhead() {
+		return Handle{}, fmt.Errorf("%w: %d bytes and a %d-byte tag overflow int", ErrInvalidSize, size, sh.Overhead())
+	}
 	sh.mu.Lock()
 	// Unlocked by hand, not deferred, as in Return.
 	sh.Arenas.DeferMap(true)

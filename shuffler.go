@@ -21,7 +21,9 @@ import (
 )
 
 // MaxEntrySize is the largest entry, in bytes, a Shuffler holds: 2 GiB - 1,
-// which fits an int on every platform.
+// which fits an int on every platform. With an authenticated cipher on a
+// 32-bit platform the largest is 16 bytes less, so that the entry and its
+// tag fit an int: a larger one fails with ErrInvalidSize.
 const MaxEntrySize = 1<<31 - 1
 
 // Shuffler holds entries encrypted at rest in arenas mapped outside the Go

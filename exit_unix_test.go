@@ -285,21 +285,32 @@ func childSignalGoexit(t *testing.T) {
 }
 
 // PurgeAll reaches a Shuffler the program dropped without Close, after
-// collections: its keys are wiped.
+// collections: its keys and entries are wiped. Where the round keys are on
+// the Go heap (the crypto/aes fallback), the own region holds no key to
+// look at, and the rented entry, outside the heap, is what shows the wipe.
 func childPurgeAllDropped(t *testing.T) {
-	var keys []byte // the own region's bytes; not a reference to the Shuffler
+	const secret = "dropped without Close"
+	var keys, rented []byte // the own region's and the entry's bytes; not references to the Shuffler
+	offHeap := false
 	func() {
 		s, err := New()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := CopyFrom(s, []byte("dropped without Close")); err != nil {
+		h, err := CopyFrom(s, []byte(secret))
+		if err != nil {
 			t.Fatal(err)
 		}
-		keys = s.own.Data
+		if rented, err = RentSlice[byte](s, h); err != nil {
+			t.Fatal(err)
+		}
+		keys, offHeap = s.own.Data, s.Stats().KeyOffHeap
 	}()
-	if bytes.Equal(keys, make([]byte, len(keys))) {
+	if offHeap && bytes.Equal(keys, make([]byte, len(keys))) {
 		t.Fatal("the key region is zeros before PurgeAll")
+	}
+	if string(rented) != secret {
+		t.Fatalf("the rented entry holds %q before PurgeAll", rented)
 	}
 	for range 3 {
 		runtime.GC()
@@ -309,6 +320,9 @@ func childPurgeAllDropped(t *testing.T) {
 	}
 	if !bytes.Equal(keys, make([]byte, len(keys))) {
 		t.Fatal("PurgeAll left the keys of a Shuffler dropped without Close in memory")
+	}
+	if !bytes.Equal(rented, make([]byte, len(rented))) {
+		t.Fatalf("PurgeAll left the entry of a Shuffler dropped without Close: %q", rented)
 	}
 }
 

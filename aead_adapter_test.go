@@ -125,7 +125,7 @@ func TestWipePointee(t *testing.T) {
 		}
 		// TestAdapterCopies looks for the last round key in this layout.
 		var rks [aesctr.RoundKeysSize]byte
-		if aesctr.Expand(&rks, (*[32]byte)(key)) == nil && !bytes.Contains(mem, rks[len(rks)-16:]) {
+		if !pureGo && aesctr.Expand(&rks, (*[32]byte)(key)) == nil && !bytes.Contains(mem, rks[len(rks)-16:]) {
 			t.Fatalf("%T does not hold the last round key as internal/aesctr lays it out", v)
 		}
 		wipePointee(v)

@@ -72,6 +72,9 @@ func TestAEADKeyNotInSignalFrames(t *testing.T) {
 	}
 	for _, mode := range []Cipher{AES256GCM, ChaCha20Poly1305} {
 		t.Run(mode.String(), func(t *testing.T) {
+			if mode == AES256GCM {
+				skipGenericGCMSchedule(t)
+			}
 			// control counts the rounds of storm st that leave the key.
 			controlRounds := shortOr(4, 2)
 			control := func(what string, st storm) {

@@ -1,0 +1,5 @@
+//go:build !purego
+
+package seal
+
+const pureGo = false

@@ -1,0 +1,5 @@
+//go:build !purego
+
+package memshuffle
+
+const pureGo = false

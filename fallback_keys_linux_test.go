@@ -2,7 +2,6 @@ package memshuffle
 
 import (
 	"crypto/aes"
-	"crypto/rand"
 	"os"
 	"os/exec"
 	"reflect"
@@ -13,7 +12,6 @@ import (
 	"github.com/memshuffle/memshuffle/internal/aesctr"
 	"github.com/memshuffle/memshuffle/internal/ctr"
 	"github.com/memshuffle/memshuffle/internal/memscan"
-	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
 // noAESNIEnv marks the process TestFallbackOldKeyGone starts again with
@@ -28,14 +26,7 @@ const noAESNIEnv = "MEMSHUFFLE_TEST_NOAESNI"
 // memory (32-bit words in the machine's byte order, not the key's).
 func fallbackKeyPatterns(t *testing.T) (*[32]byte, *[8]byte, []*memscan.Pattern) {
 	t.Helper()
-	reg, err := osmem.Map(4096, osmem.Flags{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { osmem.Unmap(reg) })
-	key, salt := (*[32]byte)(reg.Data[:32]), (*[8]byte)(reg.Data[32:40])
-	rand.Read(key[:])
-	rand.Read(salt[:])
+	key, salt, _ := offHeapKey(t)
 	b, err := aes.NewCipher(key[:])
 	if err != nil {
 		t.Fatal(err)
@@ -53,14 +44,7 @@ func fallbackKeyPatterns(t *testing.T) (*[32]byte, *[8]byte, []*memscan.Pattern)
 			}
 		}
 	}
-	var ps []*memscan.Pattern
-	for i := 0; i < len(enc); i += 16 {
-		pt, err := memscan.NewPattern(enc[i : i+16])
-		if err != nil {
-			t.Fatal(err)
-		}
-		ps = append(ps, pt)
-	}
+	ps := blockPatterns(t, enc)
 	ctr.WipeObject(b)
 	return key, salt, ps
 }

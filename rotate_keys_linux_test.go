@@ -17,28 +17,44 @@ import (
 // RotateKey, which wipes them.
 func keyPatterns(t *testing.T) (*[32]byte, *[8]byte, []*memscan.Pattern) {
 	t.Helper()
+	key, salt, spare := offHeapKey(t)
+	rk := (*[aesctr.RoundKeysSize]byte)(spare[:aesctr.RoundKeysSize])
+	if err := aesctr.Expand(rk, key); err != nil {
+		t.Skip(err)
+	}
+	ps := blockPatterns(t, rk[:])
+	osmem.Wipe(rk[:])
+	return key, salt, ps
+}
+
+// offHeapKey gives a random key and salt in a mapping of their own,
+// outside the Go heap, unmapped when the test ends, and the rest of that
+// mapping, past them, for what the caller derives from them.
+func offHeapKey(t *testing.T) (key *[32]byte, salt *[8]byte, spare []byte) {
+	t.Helper()
 	reg, err := osmem.Map(4096, osmem.Flags{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { osmem.Unmap(reg) })
-	key, salt := (*[32]byte)(reg.Data[:32]), (*[8]byte)(reg.Data[32:40])
-	rk := (*[aesctr.RoundKeysSize]byte)(reg.Data[64 : 64+aesctr.RoundKeysSize])
+	key, salt = (*[32]byte)(reg.Data[:32]), (*[8]byte)(reg.Data[32:40])
 	rand.Read(key[:])
 	rand.Read(salt[:])
-	if err := aesctr.Expand(rk, key); err != nil {
-		t.Skip(err)
-	}
+	return key, salt, reg.Data[64:]
+}
+
+// blockPatterns gives a pattern for each whole sixteen-byte block of b.
+func blockPatterns(t *testing.T, b []byte) []*memscan.Pattern {
+	t.Helper()
 	var ps []*memscan.Pattern
-	for i := 0; i+16 <= len(rk); i += 16 {
-		p, err := memscan.NewPattern(rk[i : i+16])
+	for i := 0; i+16 <= len(b); i += 16 {
+		p, err := memscan.NewPattern(b[i : i+16])
 		if err != nil {
 			t.Fatal(err)
 		}
 		ps = append(ps, p)
 	}
-	osmem.Wipe(rk[:])
-	return key, salt, ps
+	return ps
 }
 
 // hitsOf counts every occurrence of ps in the process's memory.

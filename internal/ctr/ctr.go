@@ -144,13 +144,15 @@ func (c *Cipher) Wipe() {
 // schedules; their types hold the key material in arrays inside the
 // object the pointer refers to, which this reaches whatever the type's
 // name. Anything but a non-nil pointer is left alone.
-func WipeObject(v any) {
-	p := reflect.ValueOf(v)
+func WipeObject(v any) { wipePointee(reflect.ValueOf(v)) }
+
+// wipePointee zeroes what p points to, when it is a non-nil pointer, even
+// one read from an unexported field: a Value made by NewAt may be set
+// whatever the type's fields.
+func wipePointee(p reflect.Value) {
 	if p.Kind() != reflect.Pointer || p.IsNil() {
 		return
 	}
-	// A Value made by NewAt may be set even when the type's fields are
-	// unexported.
 	reflect.NewAt(p.Type().Elem(), p.UnsafePointer()).Elem().SetZero()
 }
 
@@ -168,19 +170,15 @@ func xorStream(b cipher.Block, iv, dst, src []byte) {
 
 // wipeStream zeroes the state of st: the object it points to, or, where the
 // interface holds a struct (crypto/cipher wraps the AES stream in one), the
-// objects that struct's pointers refer to. reflect reads the pointers of
-// unexported fields; it is NewAt that lets them be written.
+// objects that struct's pointers refer to.
 func wipeStream(st cipher.Stream) {
 	v := reflect.ValueOf(st)
-	switch v.Kind() {
-	case reflect.Pointer:
-		WipeObject(st)
-	case reflect.Struct:
-		for i := range v.NumField() {
-			if f := v.Field(i); f.Kind() == reflect.Pointer && !f.IsNil() {
-				reflect.NewAt(f.Type().Elem(), f.UnsafePointer()).Elem().SetZero()
-			}
-		}
+	if v.Kind() != reflect.Struct {
+		wipePointee(v)
+		return
+	}
+	for i := range v.NumField() {
+		wipePointee(v.Field(i))
 	}
 }
 

@@ -138,7 +138,8 @@ func (s *Shuffler) endPinned(h Handle, mem []byte, kind borrowKind) error {
 		if sh.pins == 0 {
 			for _, r := range sh.orphans {
 				osmem.Wipe(r.Data)
-				if osmem.Unmap(r) == nil {
+				// A refusal keeps r counted, for the next Close to retry.
+				if s.aux.Unmap(r) == nil {
 					s.tally.arenasReleased.Add(1)
 				}
 			}

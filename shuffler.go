@@ -462,8 +462,10 @@ func (s *Shuffler) Close() error {
 			osmem.Wipe(a.Mem[:a.Used])
 			if sh.pins > 0 {
 				// A Borrow function or fill may still write here: unmapping
-				// now would fault it. endPinned unmaps after the last one.
+				// now would fault it. endPinned unmaps after the last one;
+				// until then the Aux counts it, as the system has it.
 				sh.orphans = append(sh.orphans, a.Reg)
+				s.aux.Add(a.Reg, 1)
 			} else if err := osmem.Unmap(a.Reg); err != nil {
 				errs = append(errs, err)
 				s.aux.Keep(a.Reg) // wiped; counted, and tried again

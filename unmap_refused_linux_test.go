@@ -201,3 +201,47 @@ func TestCycleRetriesRefusedUnmap(t *testing.T) {
 		t.Errorf("after a cycle: %d bytes counted, %d without the refusal", got, want)
 	}
 }
+
+// TestCloseKeepsRefusedOrphans: an arena Close leaves mapped for a Borrow
+// function still running stays counted in Stats until that function ends
+// and the arena is unmapped, and one whose unmap the system then refuses
+// stays counted and is unmapped by a later Close. Close dropped the
+// arena's count at once, and a refused unmap at the end of the borrow left
+// it mapped, and locked, with nothing counting it or trying again.
+func TestCloseKeepsRefusedOrphans(t *testing.T) {
+	base := vmLck(t)
+	s := newTest(t, WithShards(1))
+	h, err := CopyFrom(s, []byte("an entry borrowed across Close"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	countedAsLocked := func(when string) {
+		t.Helper()
+		if st, got := s.Stats(), vmLck(t); st.LockedBytes != got-base {
+			t.Errorf("%s: %d bytes locked counted, VmLck %d above its start", when, st.LockedBytes, got-base)
+		}
+	}
+	t.Cleanup(func() { osmem.SetFault(nil) })
+	err = BorrowSlice(s, h, func([]byte) error {
+		if err := s.Close(); err != nil {
+			return err
+		}
+		countedAsLocked("after Close, the borrow still running")
+		osmem.SetFault(func(o osmem.Op) error {
+			if o == osmem.OpUnmap {
+				return osmem.ErrInjected
+			}
+			return nil
+		})
+		return nil
+	})
+	osmem.SetFault(nil)
+	if !errors.Is(err, ErrClosed) {
+		t.Fatalf("BorrowSlice across Close: %v, want ErrClosed", err)
+	}
+	countedAsLocked("after the borrow's unmap was refused")
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close again: %v", err)
+	}
+	leftNothing(t, s, base)
+}

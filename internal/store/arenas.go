@@ -214,6 +214,11 @@ func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 		later.Add(s.aux, a.Reg)
 	} else if err := osmem.Unmap(a.Reg); err != nil {
 		a.UnmapFailed = true
+		if dumpable != !a.Reg.DontDump {
+			// Windows drops the exclusion before the release it refused:
+			// the arena stays, and a dump now holds it.
+			s.dumpable += int64(len(a.Mem))
+		}
 		return err
 	}
 	// Empty, its free space is one extent from offset 0, if any.
@@ -498,6 +503,9 @@ func (x *Aux) unmap(r *osmem.Region) error {
 	// Read before the unmap, which on Windows clears DontDump.
 	l, u, d := LockedLen(r), UnlockedLen(r), DumpableLen(r)
 	if err := osmem.Unmap(r); err != nil {
+		// Windows drops the exclusion before the release it refused: the
+		// region stays counted, as a dump now holds it.
+		x.dumpable.Add(DumpableLen(r) - d)
 		return err
 	}
 	x.locked.Add(-l)

@@ -60,7 +60,9 @@ var (
 	ErrInvalidSize = errors.New("memshuffle: invalid size")
 
 	// ErrOutOfMemory is returned, wrapping the system error, when the
-	// operating system refuses to map memory.
+	// operating system refuses to map memory, or when the library already
+	// holds half of the memory mappings Linux allows the process
+	// (vm.max_map_count), the rest of which the Go runtime needs.
 	ErrOutOfMemory = errors.New("memshuffle: out of memory")
 
 	// ErrLockFailed is returned, wrapping the system error, when memory

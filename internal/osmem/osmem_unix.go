@@ -28,10 +28,26 @@ func PageSize() int { return pageSize }
 // Rounded, a region of 4 MiB and a page took 6 MiB, every byte of it
 // counted against RLIMIT_MEMLOCK when locked, for a tail that no TLB miss
 // saved by it pays for.
+//
+// Each Region takes up to three of the process's memory mappings, of
+// which Linux allows vm.max_map_count; Map refuses with ErrMapLimit once
+// the package's share (see MapsHeld) is used up.
 func Map(n int, f Flags) (*Region, error) {
 	if n <= 0 || uint64(n) > maxMap || n > math.MaxInt-8<<20 {
 		return nil, fmt.Errorf("osmem: map %d bytes: %w", n, unix.ENOMEM)
 	}
+	if err := takeMaps(); err != nil {
+		return nil, err
+	}
+	r, err := mapPages(n, f)
+	if err != nil {
+		giveMaps()
+	}
+	return r, err
+}
+
+// mapPages is Map, once the region's mappings are counted.
+func mapPages(n int, f Flags) (*Region, error) {
 	n = (n + pageSize - 1) &^ (pageSize - 1)
 	if f.Secret {
 		return mapSecret(n)
@@ -108,6 +124,7 @@ func Unmap(r *Region) error {
 		return fmt.Errorf("osmem: munmap: %w", err)
 	}
 	r.start, r.size, r.Data = nil, 0, nil
+	giveMaps()
 	unmapped(r)
 	return nil
 }

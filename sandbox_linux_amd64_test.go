@@ -109,3 +109,24 @@ func TestLockStrictWhereMlockRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestSpareLockedWhereMlock2Refused: where a system call filter refuses
+// mlock2 (ENOSYS, as before Linux 4.4, or EPERM) but allows mlock, the
+// background shuffler backs each spare and then locks it, and every spare
+// ends up locked (spareLockedBeforeBacked's fallback branch).
+func TestSpareLockedWhereMlock2Refused(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		errno unix.Errno
+	}{{"ENOSYS", unix.ENOSYS}, {"EPERM", unix.EPERM}} {
+		t.Run(c.name, func(t *testing.T) {
+			rules := []seccomptest.Rule{seccomptest.Refuse(unix.SYS_MLOCK2, c.errno)}
+			seccomptest.Run(t, "mlock2-"+c.name, rules, func(t *testing.T) {
+				if lockOnFaultWorks(t) {
+					t.Fatal("mlock2 locked under a filter that refuses it")
+				}
+				spareLockedBeforeBacked(t)
+			})
+		})
+	}
+}

@@ -673,9 +673,12 @@ func busyLimit(form string) (int, bool) {
 // the adapters' signal watch (aesctr.WatchSignals) wipes only when the
 // watched call ends: a thread was handling the signal, or had returned from
 // it into the function it interrupted and was still there, at the stack
-// pointer the frame saved (the signal stack is wiped at the end of the
-// watch, after that call returns). A frame with no such thread was left
-// behind, and its hit counts. why says which case held.
+// pointer the frame saved. That second case leaves out the runtime's
+// functions: a thread waiting in one (runtime.futex, say) stays at one
+// stack pointer for as long as it waits, and being back there says
+// nothing of whether a watch is still open; frames interrupting such a
+// wait with stale registers were seen, and count. A frame with no such
+// thread was left behind, and its hit counts. why says which case held.
 func watchedInFlight(c *memscan.Core, threads []memscan.Thread, asm *aesctrAsm, addr uint64) (fr memscan.SignalFrame, why string, ok bool) {
 	fr, err := c.SignalFrameAt(addr)
 	if err != nil {
@@ -685,8 +688,11 @@ func watchedInFlight(c *memscan.Core, threads []memscan.Thread, asm *aesctrAsm, 
 	if th, handling := fr.HandledBy(threads); handling {
 		return fr, fmt.Sprintf("thread %d handling it, the signal having interrupted %q", th.TID, interrupted), true
 	}
+	if interrupted == "" || strings.HasPrefix(interrupted, "runtime.") || strings.HasPrefix(interrupted, "internal/runtime/") {
+		return fr, "", false
+	}
 	for _, th := range threads {
-		if interrupted != "" && th.RSP == fr.RSP && asm.funcAt(th.RIP) == interrupted {
+		if th.RSP == fr.RSP && asm.funcAt(th.RIP) == interrupted {
 			return fr, fmt.Sprintf("thread %d back in %q, which the signal interrupted, before the watch's wipe", th.TID, interrupted), true
 		}
 	}
@@ -695,18 +701,21 @@ func watchedInFlight(c *memscan.Core, threads []memscan.Thread, asm *aesctrAsm, 
 
 // TestWatchedInFlight runs watchedInFlight on synthetic cores, as
 // TestClassifyHit does classifyHit: a frame on a signal stack whose signal
-// interrupted one function (runtime.GC, standing in for the assembly the
-// adapters watch), and a thread stopped where each case says. Only a
-// frame whose handler runs, or whose thread is back in the function it
-// interrupted at the stack pointer it saved, is in flight.
+// interrupted one function (watchedInFlight itself, standing in for the
+// assembly the adapters watch, or runtime.futex, where idle threads wait),
+// and a thread stopped where each case says. Only a frame whose handler
+// runs, or whose thread is back in the function it interrupted at the
+// stack pointer it saved, other than a function of the runtime's, is in
+// flight.
 func TestWatchedInFlight(t *testing.T) {
 	asm, err := loadAesctrAsm(os.Args[0], filepath.Join("internal", "aesctr"))
 	if err != nil {
 		t.Skipf("cannot read the test binary's line table: %v", err)
 	}
-	watched, other := asm.tab.LookupFunc("runtime.GC"), asm.tab.LookupFunc("runtime.Gosched")
-	if watched == nil || other == nil {
-		t.Fatal("runtime.GC or runtime.Gosched not in the line table")
+	watched := asm.tab.LookupFunc("github.com/memshuffle/memshuffle.watchedInFlight")
+	waiting, other := asm.tab.LookupFunc("runtime.futex"), asm.tab.LookupFunc("runtime.Gosched")
+	if watched == nil || waiting == nil || other == nil {
+		t.Fatal("watchedInFlight, runtime.futex or runtime.Gosched not in the line table")
 	}
 	const (
 		sigStack = 0xc000100000
@@ -716,16 +725,19 @@ func TestWatchedInFlight(t *testing.T) {
 		fpSize   = 2696
 	)
 	cases := []struct {
-		name string
-		rip  uint64
-		rsp  func(frame uint64) uint64
-		want bool
+		name        string
+		interrupted uint64 // where the signal interrupted the thread
+		rip         uint64 // where the thread is at the dump
+		rsp         func(frame uint64) uint64
+		want        bool
 	}{
-		{"handler on the signal stack", other.Entry, func(f uint64) uint64 { return f - 0x400 }, true},
-		{"back in the interrupted function", watched.Entry + 1, func(uint64) uint64 { return frameRSP }, true},
-		{"left behind: in the function, another call's stack", watched.Entry + 1, func(uint64) uint64 { return frameRSP - 0x100 }, false},
-		{"left behind: another function at the frame's stack pointer", other.Entry, func(uint64) uint64 { return frameRSP }, false},
-		{"left behind: thread above the frame", other.Entry, func(f uint64) uint64 { return f + 0x100 }, false},
+		{"handler on the signal stack", watched.Entry + 1, other.Entry, func(f uint64) uint64 { return f - 0x400 }, true},
+		{"handler on the signal stack, wait interrupted", waiting.Entry + 1, other.Entry, func(f uint64) uint64 { return f - 0x400 }, true},
+		{"back in the interrupted function", watched.Entry + 1, watched.Entry + 1, func(uint64) uint64 { return frameRSP }, true},
+		{"left behind: in the function, another call's stack", watched.Entry + 1, watched.Entry + 1, func(uint64) uint64 { return frameRSP - 0x100 }, false},
+		{"left behind: another function at the frame's stack pointer", watched.Entry + 1, other.Entry, func(uint64) uint64 { return frameRSP }, false},
+		{"left behind: thread above the frame", watched.Entry + 1, other.Entry, func(f uint64) uint64 { return f + 0x100 }, false},
+		{"left behind: thread waiting where the signal found it", waiting.Entry + 1, waiting.Entry + 1, func(uint64) uint64 { return frameRSP }, false},
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -738,7 +750,7 @@ func TestWatchedInFlight(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			sig := make([]byte, sigSize)
-			frame, fx := coretest.PutSignalFrame(sig, sigStack, fpSize, watched.Entry+1+bias, frameRSP)
+			frame, fx := coretest.PutSignalFrame(sig, sigStack, fpSize, tc.interrupted+bias, frameRSP)
 			text := asm.firstLoad + bias
 			segs := []coretest.Segment{
 				{Vaddr: sigStack, Data: sig},

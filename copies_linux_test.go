@@ -668,17 +668,32 @@ func busyLimit(form string) (int, bool) {
 	return n, ok
 }
 
+// sealGuarded is the function that holds a seal Guard, and so its signal
+// watch, while the code it guards runs; sealCipherGuarded holds one while
+// a key is expanded.
+const (
+	sealGuarded       = "github.com/memshuffle/memshuffle/internal/seal.guarded"
+	sealCipherGuarded = "github.com/memshuffle/memshuffle/internal/seal.newCipherGuarded"
+)
+
+// watchReach is how far above a thread's stack pointer watching looks for
+// the frame of the call that holds a watch: the guarded code reaches at
+// most stackscrub.DeepDepth below it.
+const watchReach = 64 << 10
+
 // watchedInFlight reports whether the hit at addr in core c lay in the FPU
 // state of a signal frame still in flight when the dump was taken, which
 // the adapters' signal watch (aesctr.WatchSignals) wipes only when the
 // watched call ends: a thread was handling the signal, or had returned from
 // it into the function it interrupted and was still there, at the stack
-// pointer the frame saved. That second case leaves out the runtime's
-// functions: a thread waiting in one (runtime.futex, say) stays at one
-// stack pointer for as long as it waits, and being back there says
-// nothing of whether a watch is still open; frames interrupting such a
-// wait with stale registers were seen, and count. A frame with no such
-// thread was left behind, and its hit counts. why says which case held.
+// pointer the frame saved, inside a watch of the signal stack the frame is
+// on (the signal stack is wiped at the end of the watch, after that call
+// returns), or inside the guarded assembly of internal/aesctr the signal
+// interrupted, before its wipe (classifyHit). A frame with no such thread
+// was left behind, and its hit counts: one that nothing will wipe (the
+// watch off, or a thread back in the same function outside any watch, as
+// an idle thread is back in the same system call) as much as one whose
+// watch has ended. why says which case held.
 func watchedInFlight(c *memscan.Core, threads []memscan.Thread, asm *aesctrAsm, addr uint64) (fr memscan.SignalFrame, why string, ok bool) {
 	fr, err := c.SignalFrameAt(addr)
 	if err != nil {
@@ -688,25 +703,56 @@ func watchedInFlight(c *memscan.Core, threads []memscan.Thread, asm *aesctrAsm, 
 	if th, handling := fr.HandledBy(threads); handling {
 		return fr, fmt.Sprintf("thread %d handling it, the signal having interrupted %q", th.TID, interrupted), true
 	}
-	if interrupted == "" || strings.HasPrefix(interrupted, "runtime.") || strings.HasPrefix(interrupted, "internal/runtime/") {
-		return fr, "", false
+	if v := classifyHit(c, threads, asm, addr); v.inFlight() {
+		// internal/aesctr's own guarded assembly, which decrypts entries
+		// outside any watch, wipes the frame at its own end.
+		return fr, v.String(), true
 	}
 	for _, th := range threads {
-		if th.RSP == fr.RSP && asm.funcAt(th.RIP) == interrupted {
-			return fr, fmt.Sprintf("thread %d back in %q, which the signal interrupted, before the watch's wipe", th.TID, interrupted), true
+		if interrupted != "" && th.RSP == fr.RSP && asm.funcAt(th.RIP) == interrupted && watching(c, asm, th.RSP, fr.StackHi) {
+			return fr, fmt.Sprintf("thread %d back in %q, which the signal interrupted, inside the watch, before its wipe", th.TID, interrupted), true
 		}
 	}
 	return fr, "", false
+}
+
+// watching reports whether the stack above rsp holds what a seal Guard
+// keeps while the code it guards runs under a watch of the signal stack
+// whose top is top: the return address into the function holding the
+// Guard, and the watch's top (SignalWatch's one word). A watch that could
+// not be used holds 0 there, and one of another thread's signal stack
+// that stack's top.
+func watching(c *memscan.Core, asm *aesctrAsm, rsp, top uint64) bool {
+	var ret, sawTop bool
+	var w [8]byte
+	for a := rsp; a < rsp+watchReach; a += 8 {
+		if c.ReadAt(w[:], a) != nil {
+			break
+		}
+		v := binary.LittleEndian.Uint64(w[:])
+		sawTop = sawTop || v == top
+		if !ret {
+			fn := asm.funcAt(v)
+			ret = fn == sealGuarded || fn == sealCipherGuarded
+		}
+		if ret && sawTop {
+			return true
+		}
+	}
+	return false
 }
 
 // TestWatchedInFlight runs watchedInFlight on synthetic cores, as
 // TestClassifyHit does classifyHit: a frame on a signal stack whose signal
 // interrupted one function (watchedInFlight itself, standing in for the
 // assembly the adapters watch, or runtime.futex, where idle threads wait),
-// and a thread stopped where each case says. Only a frame whose handler
-// runs, or whose thread is back in the function it interrupted at the
-// stack pointer it saved, other than a function of the runtime's, is in
-// flight.
+// and a thread stopped where each case says, its stack holding what a
+// Guard watching that signal stack keeps, or not. Only a frame whose
+// handler runs, or whose thread is back in the function it interrupted at
+// the stack pointer it saved and still inside the watch, is in flight: a
+// thread back there with no watch of that stack running (the watch off,
+// or an idle thread back in the same wait) stands over a frame nothing
+// will wipe.
 func TestWatchedInFlight(t *testing.T) {
 	asm, err := loadAesctrAsm(os.Args[0], filepath.Join("internal", "aesctr"))
 	if err != nil {
@@ -724,20 +770,37 @@ func TestWatchedInFlight(t *testing.T) {
 		frameRSP = goStack + 0x800
 		fpSize   = 2696
 	)
+	guarded := asm.tab.LookupFunc(sealGuarded)
+	if guarded == nil {
+		t.Fatalf("%s not in the line table", sealGuarded)
+	}
+	// What a seal Guard's watch of the signal stack leaves on the
+	// goroutine's stack above the watched code: the return address of the
+	// call it guards, and the watch's top of that signal stack. A thread
+	// may also stand where a watch of another signal stack ran, or where
+	// none did.
+	const (
+		noWatch = iota
+		inWatch
+		otherStack
+	)
 	cases := []struct {
 		name        string
 		interrupted uint64 // where the signal interrupted the thread
 		rip         uint64 // where the thread is at the dump
 		rsp         func(frame uint64) uint64
+		watch       int
 		want        bool
 	}{
-		{"handler on the signal stack", watched.Entry + 1, other.Entry, func(f uint64) uint64 { return f - 0x400 }, true},
-		{"handler on the signal stack, wait interrupted", waiting.Entry + 1, other.Entry, func(f uint64) uint64 { return f - 0x400 }, true},
-		{"back in the interrupted function", watched.Entry + 1, watched.Entry + 1, func(uint64) uint64 { return frameRSP }, true},
-		{"left behind: in the function, another call's stack", watched.Entry + 1, watched.Entry + 1, func(uint64) uint64 { return frameRSP - 0x100 }, false},
-		{"left behind: another function at the frame's stack pointer", watched.Entry + 1, other.Entry, func(uint64) uint64 { return frameRSP }, false},
-		{"left behind: thread above the frame", watched.Entry + 1, other.Entry, func(f uint64) uint64 { return f + 0x100 }, false},
-		{"left behind: thread waiting where the signal found it", waiting.Entry + 1, waiting.Entry + 1, func(uint64) uint64 { return frameRSP }, false},
+		{"handler on the signal stack", watched.Entry + 1, other.Entry, func(f uint64) uint64 { return f - 0x400 }, noWatch, true},
+		{"handler on the signal stack, wait interrupted", waiting.Entry + 1, other.Entry, func(f uint64) uint64 { return f - 0x400 }, noWatch, true},
+		{"back in the interrupted function", watched.Entry + 1, watched.Entry + 1, func(uint64) uint64 { return frameRSP }, inWatch, true},
+		{"left behind: back in the function, under no watch", watched.Entry + 1, watched.Entry + 1, func(uint64) uint64 { return frameRSP }, noWatch, false},
+		{"left behind: back in the function, watching another signal stack", watched.Entry + 1, watched.Entry + 1, func(uint64) uint64 { return frameRSP }, otherStack, false},
+		{"left behind: in the function, another call's stack", watched.Entry + 1, watched.Entry + 1, func(uint64) uint64 { return frameRSP - 0x100 }, inWatch, false},
+		{"left behind: another function at the frame's stack pointer", watched.Entry + 1, other.Entry, func(uint64) uint64 { return frameRSP }, inWatch, false},
+		{"left behind: thread above the frame", watched.Entry + 1, other.Entry, func(f uint64) uint64 { return f + 0x100 }, inWatch, false},
+		{"left behind: thread waiting where the signal found it", waiting.Entry + 1, waiting.Entry + 1, func(uint64) uint64 { return frameRSP }, noWatch, false},
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -752,9 +815,19 @@ func TestWatchedInFlight(t *testing.T) {
 			sig := make([]byte, sigSize)
 			frame, fx := coretest.PutSignalFrame(sig, sigStack, fpSize, tc.interrupted+bias, frameRSP)
 			text := asm.firstLoad + bias
+			gs := make([]byte, 4096)
+			if tc.watch != noWatch {
+				// guarded's frame, above that of the call it guards.
+				binary.LittleEndian.PutUint64(gs[frameRSP-goStack+0x200:], guarded.Entry+0x20+bias)
+				top := uint64(sigStack + sigSize)
+				if tc.watch == otherStack {
+					top += 1 << 20
+				}
+				binary.LittleEndian.PutUint64(gs[frameRSP-goStack+0x240:], top)
+			}
 			segs := []coretest.Segment{
 				{Vaddr: sigStack, Data: sig},
-				{Vaddr: goStack, Data: make([]byte, 4096)},
+				{Vaddr: goStack, Data: gs},
 				{Vaddr: text, Data: make([]byte, 4096)},
 			}
 			files := []coretest.File{{Start: text, End: text + 4096, Name: exe}}

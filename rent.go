@@ -692,10 +692,12 @@ func (sh *shard) open(i uint32, sl *store.Slot) error {
 	// ciphertext to put back.
 	backup, err := sh.backupFor(len(ext))
 	var spill *osmem.Region
-	if errors.Is(err, ErrLockFailed) {
-		// At the memory-lock limit (LockStrict, or secret memory) the
-		// entry would be unreadable for want of locked room for a copy of
-		// its ciphertext, which is no secret: take unlocked room for this
+	if errors.Is(err, ErrLockFailed) || errors.Is(err, ErrNoSecretMemory) {
+		// At the memory-lock limit (LockStrict, or secret memory), or out
+		// of the file descriptors secret memory needs (RLIMIT_NOFILE),
+		// the entry would be unreadable for want of memory of the
+		// Shuffler's kind for a copy of its ciphertext, which is no
+		// secret: take plain unlocked room, which needs neither, for this
 		// call only.
 		spill, err = osmem.Map(len(ext), osmem.Flags{SmallPages: true})
 		if err == nil {

@@ -60,9 +60,12 @@ var (
 	ErrInvalidSize = errors.New("memshuffle: invalid size")
 
 	// ErrOutOfMemory is returned, wrapping the system error, when the
-	// operating system refuses to map memory, or when the library already
+	// operating system refuses to map memory, when the library already
 	// holds half of the memory mappings Linux allows the process
-	// (vm.max_map_count), the rest of which the Go runtime needs.
+	// (vm.max_map_count), the rest of which the Go runtime needs, or when
+	// a mapping would leave the rest of the process less than 64 MiB of
+	// its limit on address space or data (RLIMIT_AS, RLIMIT_DATA), which
+	// the Go runtime needs to grow its heap and start threads.
 	ErrOutOfMemory = errors.New("memshuffle: out of memory")
 
 	// ErrLockFailed is returned, wrapping the system error, when memory

@@ -19,6 +19,11 @@ import (
 // can handle.
 var ErrMapLimit = errors.New("osmem: this package's share of vm.max_map_count is used up")
 
+// ErrHeadroom is returned, wrapping ENOMEM, by a Map that would leave the
+// Go runtime and the rest of the program less than Headroom (Linux) of the
+// process's limit on address space or data (RLIMIT_AS, RLIMIT_DATA).
+var ErrHeadroom = errors.New("osmem: mapping would leave the rest of the process too little of its memory limit")
+
 // regionMaps is the most mappings one Region takes: its data and the two
 // guard pages around it, which neighbouring regions' guard pages often
 // merge with, so that fewer are in use than counted.

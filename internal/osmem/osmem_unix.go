@@ -31,12 +31,18 @@ func PageSize() int { return pageSize }
 //
 // Each Region takes up to three of the process's memory mappings, of
 // which Linux allows vm.max_map_count; Map refuses with ErrMapLimit once
-// the package's share (see MapsHeld) is used up.
+// the package's share (see MapsHeld) is used up, and on Linux with
+// ErrHeadroom where it would leave less than Headroom of RLIMIT_AS or
+// RLIMIT_DATA to the rest of the process.
 func Map(n int, f Flags) (*Region, error) {
 	if n <= 0 || uint64(n) > maxMap || n > math.MaxInt-8<<20 {
 		return nil, fmt.Errorf("osmem: map %d bytes: %w", n, unix.ENOMEM)
 	}
 	if err := takeMaps(); err != nil {
+		return nil, err
+	}
+	if err := checkHeadroom(n); err != nil {
+		giveMaps()
 		return nil, err
 	}
 	r, err := mapPages(n, f)

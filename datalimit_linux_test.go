@@ -1,0 +1,132 @@
+package memshuffle
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
+
+func init() {
+	if os.Getenv("MEMSHUFFLE_CHILD") == "datalimit" {
+		os.Exit(dataLimitChild())
+	}
+}
+
+// TestDataLimitRunsOut: a program held to a data limit (RLIMIT_DATA, as
+// `ulimit -d` or LimitDATA= in a systemd unit set it) that allocates
+// entries until it is refused gets ErrOutOfMemory and goes on running: its
+// heap then grows by 48 MiB, eight threads start, and every entry reads
+// back. Arenas used to take the limit to its last byte (241 MiB of
+// entries under a limit 256 MiB above what the process held), and the
+// runtime's next heap growth or thread ended the process: "fatal error:
+// runtime: out of memory", a failed pthread_create, or a segmentation
+// fault in the collector, in three runs out of three.
+func TestDataLimitRunsOut(t *testing.T) {
+	if raceBuild {
+		t.Skip("the race detector's shadow memory counts against the limit")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "MEMSHUFFLE_CHILD=datalimit")
+	out, err := cmd.CombinedOutput()
+	last := lastLine(string(out))
+	if err != nil || !strings.HasPrefix(last, "ok ") {
+		if len(out) > 4000 {
+			out = out[:4000]
+		}
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	t.Log(last)
+}
+
+// dataLimitSink keeps the helper's heap growth reachable.
+var dataLimitSink [][]byte
+
+// dataLimitChild is the helper process of TestDataLimitRunsOut.
+func dataLimitChild() int {
+	s, err := New(WithShards(1))
+	if err != nil {
+		fmt.Println("New:", err)
+		return 1
+	}
+	var data int64 = -1
+	status, _ := os.ReadFile("/proc/self/status")
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmData:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			data = kb << 10
+		}
+	}
+	if data < 0 {
+		fmt.Println("no VmData in /proc/self/status")
+		return 1
+	}
+	limit := uint64(data) + 256<<20
+	if err := unix.Setrlimit(unix.RLIMIT_DATA, &unix.Rlimit{Cur: limit, Max: unix.RLIM_INFINITY}); err != nil {
+		fmt.Println("setrlimit:", err)
+		return 1
+	}
+	var hs []Handle
+	var refusal error
+	for refusal == nil {
+		h, err := Alloc[uint64](s, 1<<17) // 1 MiB
+		if err != nil {
+			refusal = err
+			break
+		}
+		if err := BorrowSlice(s, h, func(v []uint64) error {
+			v[0], v[len(v)-1] = uint64(len(hs)), ^uint64(len(hs))
+			return nil
+		}); err != nil {
+			fmt.Println("Borrow:", err)
+			return 1
+		}
+		hs = append(hs, h)
+	}
+	if !errors.Is(refusal, ErrOutOfMemory) || !errors.Is(refusal, unix.ENOMEM) {
+		fmt.Printf("refused with %v, want ErrOutOfMemory and ENOMEM\n", refusal)
+		return 1
+	}
+	for range 48 {
+		b := make([]byte, 1<<20)
+		b[0] = 1
+		dataLimitSink = append(dataLimitSink, b)
+	}
+	runtime.GC()
+	var wg sync.WaitGroup
+	for range 8 {
+		// A goroutine that ends locked to its thread takes the thread
+		// with it: each one needs a new thread.
+		wg.Go(func() { runtime.LockOSThread() })
+	}
+	wg.Wait()
+	for i, h := range hs {
+		err := BorrowViewSlice(s, h, func(v []uint64) error {
+			if v[0] != uint64(i) || v[len(v)-1] != ^uint64(i) {
+				return fmt.Errorf("entry %d holds %d, %d", i, v[0], v[len(v)-1])
+			}
+			return nil
+		})
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+	}
+	if err := s.Close(); err != nil {
+		fmt.Println("Close:", err)
+		return 1
+	}
+	held, _ := osmem.MapsHeld()
+	fmt.Printf("ok %d MiB of entries, then %v; the heap grew by %d MiB and 8 threads started after (%d mappings held)\n",
+		len(hs), refusal, len(dataLimitSink), held)
+	return 0
+}

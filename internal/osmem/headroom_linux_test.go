@@ -1,0 +1,60 @@
+package osmem
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestHeadroom: under RLIMIT_DATA, Map refuses a region that would leave
+// less than Headroom of the limit to the rest of the process, with
+// ErrHeadroom and ENOMEM, though the system would map it, and maps one
+// that leaves more. Without the check the first Map succeeded and left
+// the process 16 MiB for its heap and threads.
+func TestHeadroom(t *testing.T) {
+	var data int64 = -1
+	status, _ := os.ReadFile("/proc/self/status")
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmData:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			data = kb << 10
+		}
+	}
+	if data < 0 {
+		t.Skip("no VmData in /proc/self/status")
+	}
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_DATA, &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.Cur != unix.RLIM_INFINITY {
+		t.Skip("RLIMIT_DATA is set already")
+	}
+	// Room for a region of 1.5 headrooms and the runtime's needs
+	// meanwhile, which stay far below a headroom here.
+	room := int64(2 * Headroom)
+	lim := unix.Rlimit{Cur: uint64(data + room), Max: old.Max}
+	if err := unix.Setrlimit(unix.RLIMIT_DATA, &lim); err != nil {
+		t.Skip("setrlimit:", err)
+	}
+	r1, err1 := Map(Headroom*3/2, Flags{})
+	r2, err2 := Map(Headroom/2, Flags{})
+	if err := unix.Setrlimit(unix.RLIMIT_DATA, &old); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*Region{r1, r2} {
+		if err := Unmap(r); err != nil {
+			t.Error(err)
+		}
+	}
+	if !errors.Is(err1, ErrHeadroom) || !errors.Is(err1, unix.ENOMEM) || r1 != nil {
+		t.Errorf("Map of 1.5 headrooms with 2 left = %v; want ErrHeadroom and ENOMEM", err1)
+	}
+	if err2 != nil {
+		t.Errorf("Map of half a headroom with 2 left = %v; want the region", err2)
+	}
+}

@@ -31,7 +31,8 @@ const regionMaps = 3
 
 var (
 	// mapBudget is how many mappings the package may hold: half of
-	// vm.max_map_count, read once; 0 where the system sets no such limit.
+	// vm.max_map_count, read once (its default where it cannot be read);
+	// 0 where the system sets no such limit.
 	mapBudget atomic.Int64
 	// mapsHeld is how many it holds, regionMaps per Region mapped.
 	mapsHeld atomic.Int64

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -35,17 +34,7 @@ func TestDataLimitRunsOut(t *testing.T) {
 	if raceBuild {
 		t.Skip("the race detector's shadow memory counts against the limit")
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "MEMSHUFFLE_CHILD=datalimit")
-	out, err := cmd.CombinedOutput()
-	last := lastLine(string(out))
-	if err != nil || !strings.HasPrefix(last, "ok ") {
-		if len(out) > 4000 {
-			out = out[:4000]
-		}
-		t.Fatalf("helper: %v\n%s", err, out)
-	}
-	t.Log(last)
+	runChildOK(t, "datalimit")
 }
 
 // dataLimitSink keeps the helper's heap growth reachable.

@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
-	"strings"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
@@ -30,17 +28,7 @@ func TestMappingsRunOut(t *testing.T) {
 	if _, budget := osmem.MapsHeld(); budget == 0 {
 		t.Skip("no vm.max_map_count here")
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "MEMSHUFFLE_CHILD=maplimit")
-	out, err := cmd.CombinedOutput()
-	last := lastLine(string(out))
-	if err != nil || !strings.HasPrefix(last, "ok ") {
-		if len(out) > 4000 {
-			out = out[:4000]
-		}
-		t.Fatalf("helper: %v\n%s", err, out)
-	}
-	t.Log(last)
+	runChildOK(t, "maplimit")
 }
 
 // mapLimitChild is the helper process of TestMappingsRunOut.

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -28,17 +26,7 @@ func init() {
 // no descriptor: the entries already held stay readable. Before, every
 // Rent and View failed with ErrOutOfMemory until a descriptor was free.
 func TestSecretMemoryOutOfFDs(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "MEMSHUFFLE_CHILD=secret-fds")
-	out, err := cmd.CombinedOutput()
-	last := lastLine(string(out))
-	if strings.HasPrefix(last, "skip ") {
-		t.Skip(last)
-	}
-	if err != nil || !strings.HasPrefix(last, "ok ") {
-		t.Fatalf("helper: %v\n%s", err, out)
-	}
-	t.Log(last)
+	runChildOK(t, "secret-fds")
 }
 
 // secretFDsChild is the helper process of TestSecretMemoryOutOfFDs.

@@ -128,10 +128,12 @@ func Unmap(r *Region) error {
 	}
 	if r.Locked {
 		// Unlocking returns the pages' share of the working-set minimum
-		// for later regions to lock. A failure (a retry after VirtualFree
-		// failed finds the pages already unlocked) is no reason to keep
-		// the region: releasing frees locked pages too.
-		_ = windows.VirtualUnlock(uintptr(unsafe.Pointer(unsafe.SliceData(r.Data))), uintptr(len(r.Data)))
+		// for later regions to lock. A failure is no reason to keep the
+		// region: releasing frees locked pages too. Should the release
+		// then fail, the region is reported unlocked, as it now is.
+		if windows.VirtualUnlock(uintptr(unsafe.Pointer(unsafe.SliceData(r.Data))), uintptr(len(r.Data))) == nil {
+			r.Locked, r.LockedLen = false, 0
+		}
 	}
 	if err := windows.VirtualFree(uintptr(r.start), 0, windows.MEM_RELEASE); err != nil {
 		return fmt.Errorf("osmem: VirtualFree: %w", err)

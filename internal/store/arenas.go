@@ -214,11 +214,13 @@ func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 		later.Add(s.aux, a.Reg)
 	} else if err := osmem.Unmap(a.Reg); err != nil {
 		a.UnmapFailed = true
+		// Windows unlocks the pages and drops their exclusion from dumps
+		// before the release it refused: the arena stays, as it is now.
 		if dumpable != !a.Reg.DontDump {
-			// Windows drops the exclusion before the release it refused:
-			// the arena stays, and a dump now holds it.
 			s.dumpable += int64(len(a.Mem))
 		}
+		s.locked += LockedLen(a.Reg) - locked
+		s.unlocked += UnlockedLen(a.Reg) - unlocked
 		return err
 	}
 	// Empty, its free space is one extent from offset 0, if any.
@@ -503,8 +505,11 @@ func (x *Aux) unmap(r *osmem.Region) error {
 	// Read before the unmap, which on Windows clears DontDump.
 	l, u, d := LockedLen(r), UnlockedLen(r), DumpableLen(r)
 	if err := osmem.Unmap(r); err != nil {
-		// Windows drops the exclusion before the release it refused: the
-		// region stays counted, as a dump now holds it.
+		// Windows unlocks the pages and drops their exclusion from dumps
+		// before the release it refused: the region stays counted as it
+		// is now.
+		x.locked.Add(LockedLen(r) - l)
+		x.unlocked.Add(UnlockedLen(r) - u)
 		x.dumpable.Add(DumpableLen(r) - d)
 		return err
 	}

@@ -44,13 +44,14 @@ func TestReleaseKeepsDumpableCount(t *testing.T) {
 }
 
 // TestRefusedUnmapKeepsDumpableCount: a release the system refuses after
-// the region's exclusion from dumps was dropped, as osmem.Unmap does on
-// Windows (it unregisters the region from Windows Error Reporting before
-// VirtualFree), leaves the region mapped and dumpable, and the counts say
-// so; the retry that succeeds takes it back out. The counts used to leave
-// the region out after the refusal, and the retry made them negative. A
-// fault hook models the refusal the same way on every system: it clears
-// DontDump and refuses.
+// the region was unlocked and its exclusion from dumps dropped, as
+// osmem.Unmap does on Windows (VirtualUnlock, and the unregistering from
+// Windows Error Reporting, before VirtualFree), leaves the region mapped,
+// unlocked and dumpable, and the counts say so; the retry that succeeds
+// takes it back out. The counts used to leave the region out of the
+// dumpable bytes after the refusal, and the retry made them negative; and
+// they kept counting it locked. A fault hook models the refusal the same
+// way on every system: it clears DontDump and Locked and refuses.
 func TestRefusedUnmapKeepsDumpableCount(t *testing.T) {
 	refuseAfterExclusion := func(r *osmem.Region) {
 		osmem.SetFault(func(op osmem.Op) error {
@@ -58,8 +59,15 @@ func TestRefusedUnmapKeepsDumpableCount(t *testing.T) {
 				return nil
 			}
 			r.DontDump = false
+			r.Locked, r.LockedLen = false, 0
 			return osmem.ErrInjected
 		})
+	}
+	counts := func(t *testing.T, when string, locked, unlocked, dumpable int64, want [3]int64) {
+		t.Helper()
+		if got := [3]int64{locked, unlocked, dumpable}; got != want {
+			t.Fatalf("%s: locked, unlocked, dumpable bytes counted %v, want %v", when, got, want)
+		}
 	}
 	t.Cleanup(func() { osmem.SetFault(nil) })
 
@@ -75,25 +83,22 @@ func TestRefusedUnmapKeepsDumpableCount(t *testing.T) {
 		if s.Dumpable() != 0 {
 			t.Fatalf("%d bytes dumpable with the only arena excluded", s.Dumpable())
 		}
+		n := int64(len(a.Mem))
 		refuseAfterExclusion(a.Reg)
 		if err := s.Release(a, nil); err == nil {
 			t.Fatal("Release succeeded under the refusal")
 		}
 		osmem.SetFault(nil)
-		if got, want := s.Dumpable(), int64(len(a.Mem)); got != want {
-			t.Fatalf("after the refused release: %d bytes counted dumpable, the arena left holds %d", got, want)
-		}
+		counts(t, "after the refused release", s.Locked(), s.Unlocked(), s.Dumpable(), [3]int64{0, n, n})
 		if err := s.Release(a, nil); err != nil {
 			t.Fatal(err)
 		}
-		if got := s.Dumpable(); got != 0 {
-			t.Fatalf("after the retried release: %d bytes counted dumpable, want 0", got)
-		}
+		counts(t, "after the retried release", s.Locked(), s.Unlocked(), s.Dumpable(), [3]int64{0, 0, 0})
 	})
 
 	t.Run("aux", func(t *testing.T) {
 		var x Aux
-		r, err := x.Map(func() (*osmem.Region, error) { return osmem.Map(osmem.PageSize(), osmem.Flags{}) })
+		r, err := x.Map(func() (*osmem.Region, error) { return osmem.Map(osmem.PageSize(), osmem.Flags{Lock: true}) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,19 +106,16 @@ func TestRefusedUnmapKeepsDumpableCount(t *testing.T) {
 			osmem.Unmap(r)
 			t.Skip("no dump exclusion here")
 		}
+		n := int64(len(r.Data))
 		refuseAfterExclusion(r)
 		if err := x.Unmap(r); err == nil {
 			t.Fatal("Unmap succeeded under the refusal")
 		}
 		osmem.SetFault(nil)
-		if got, want := x.Dumpable(), int64(len(r.Data)); got != want {
-			t.Fatalf("after the refused unmap: %d bytes counted dumpable, the region left holds %d", got, want)
-		}
+		counts(t, "after the refused unmap", x.Locked(), x.Unlocked(), x.Dumpable(), [3]int64{0, n, n})
 		if err := x.Retry(); err != nil {
 			t.Fatal(err)
 		}
-		if got := x.Dumpable(); got != 0 {
-			t.Fatalf("after the retry: %d bytes counted dumpable, want 0", got)
-		}
+		counts(t, "after the retry", x.Locked(), x.Unlocked(), x.Dumpable(), [3]int64{0, 0, 0})
 	})
 }

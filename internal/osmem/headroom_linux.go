@@ -4,6 +4,9 @@ package osmem
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,11 +27,11 @@ import (
 const Headroom = 64 << 20
 
 // checkHeadroom refuses a mapping of n bytes that would leave less than
-// Headroom of RLIMIT_AS or RLIMIT_DATA, where either is set. The kernel
-// keeps no count a process can read cheaply of what it holds against
-// them, so a probe asks for n bytes and the headroom at once, private and
-// writable (which both limits count) but never touched, and gives them
-// back. Without either limit it costs two getrlimit calls.
+// Headroom of RLIMIT_AS or RLIMIT_DATA, where either is set. What the
+// process holds against them is VmSize and VmData in /proc/self/status;
+// where that cannot be read, a probe asks for n bytes and the headroom at
+// once, private and writable (which both limits count) but never touched,
+// and gives them back. Without either limit it costs two getrlimit calls.
 func checkHeadroom(n int) error {
 	var as, data unix.Rlimit
 	asSet := unix.Getrlimit(unix.RLIMIT_AS, &as) == nil && as.Cur != unix.RLIM_INFINITY
@@ -36,14 +39,63 @@ func checkHeadroom(n int) error {
 	if !asSet && !dataSet {
 		return nil
 	}
-	size := uintptr(n) + Headroom
-	p, err := unix.MmapPtr(-1, 0, nil, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_NORESERVE)
-	if err != nil {
+	refuse := func(err error) error {
 		return fmt.Errorf("osmem: mmap of %d bytes: %w (RLIMIT_AS %s, RLIMIT_DATA %s): %w",
 			n, ErrHeadroom, limitText(as, asSet), limitText(data, dataSet), err)
 	}
+	if size, dataHeld, ok := vmHeld(); ok {
+		// The region with its guard pages, and the alignment Map asks
+		// for before it trims the excess.
+		need := uint64(n) + uint64(2*pageSize+hugePageSize) + Headroom
+		if asSet && size+need > as.Cur || dataSet && dataHeld+need > data.Cur {
+			return refuse(unix.ENOMEM)
+		}
+		return nil
+	}
+	// A probe of memory that mlockall(MCL_FUTURE) would lock and fault in
+	// is taken only where /proc is not there to ask.
+	size := uintptr(n) + Headroom
+	p, err := unix.MmapPtr(-1, 0, nil, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_NORESERVE)
+	if err != nil {
+		return refuse(err)
+	}
 	_ = unix.MunmapPtr(p, size)
 	return nil
+}
+
+// readStatus reads /proc/self/status; tests replace it to take the probe.
+var readStatus = func() ([]byte, error) { return os.ReadFile("/proc/self/status") }
+
+// vmHeld reports the process's address space (VmSize) and data (VmData),
+// in bytes, as the kernel holds them against RLIMIT_AS and RLIMIT_DATA.
+func vmHeld() (size, data uint64, ok bool) {
+	b, err := readStatus()
+	if err != nil {
+		return 0, 0, false
+	}
+	var seen int
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[2] != "kB" {
+			continue
+		}
+		var dst *uint64
+		switch f[0] {
+		case "VmSize:":
+			dst = &size
+		case "VmData:":
+			dst = &data
+		default:
+			continue
+		}
+		kb, err := strconv.ParseUint(f[1], 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		*dst = kb << 10
+		seen++
+	}
+	return size, data, seen == 2
 }
 
 func limitText(l unix.Rlimit, set bool) string {

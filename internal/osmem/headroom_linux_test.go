@@ -13,9 +13,20 @@ import (
 // TestHeadroom: under RLIMIT_DATA, Map refuses a region that would leave
 // less than Headroom of the limit to the rest of the process, with
 // ErrHeadroom and ENOMEM, though the system would map it, and maps one
-// that leaves more. Without the check the first Map succeeded and left
-// the process 16 MiB for its heap and threads.
+// that leaves more, reading what the process holds from /proc/self/status
+// or, where that cannot be read, with a probe. Without the check the first
+// Map succeeded and left the process 16 MiB for its heap and threads.
 func TestHeadroom(t *testing.T) {
+	t.Run("status", headroom)
+	t.Run("probe", func(t *testing.T) {
+		read := readStatus
+		readStatus = func() ([]byte, error) { return nil, os.ErrNotExist }
+		defer func() { readStatus = read }()
+		headroom(t)
+	})
+}
+
+func headroom(t *testing.T) {
 	var data int64 = -1
 	status, _ := os.ReadFile("/proc/self/status")
 	for line := range strings.SplitSeq(string(status), "\n") {
@@ -56,5 +67,34 @@ func TestHeadroom(t *testing.T) {
 	}
 	if err2 != nil {
 		t.Errorf("Map of half a headroom with 2 left = %v; want the region", err2)
+	}
+}
+
+// TestVMHeld: VmSize and VmData as /proc/self/status gives them, and no
+// answer from a status that lacks either or garbles it.
+func TestVMHeld(t *testing.T) {
+	read := readStatus
+	defer func() { readStatus = read }()
+	for _, c := range []struct {
+		name, status string
+		size, data   uint64
+		ok           bool
+	}{
+		{"both", "Name:\tx\nVmSize:\t  2048 kB\nVmLck:\t0 kB\nVmData:\t  1024 kB\n", 2 << 20, 1 << 20, true},
+		{"no VmData", "VmSize:\t2048 kB\n", 0, 0, false},
+		{"garbled", "VmSize:\tlots kB\nVmData:\t1024 kB\n", 0, 0, false},
+		{"empty", "", 0, 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			readStatus = func() ([]byte, error) { return []byte(c.status), nil }
+			size, data, ok := vmHeld()
+			if ok != c.ok || ok && (size != c.size || data != c.data) {
+				t.Fatalf("vmHeld = %d, %d, %v; want %d, %d, %v", size, data, ok, c.size, c.data, c.ok)
+			}
+		})
+	}
+	readStatus = read
+	if _, _, ok := vmHeld(); !ok {
+		t.Fatal("no VmSize and VmData in this process's /proc/self/status")
 	}
 }

@@ -30,13 +30,17 @@ const Headroom = 64 << 20
 // Headroom of RLIMIT_AS or RLIMIT_DATA, where either is set. What the
 // process holds against them is VmSize and VmData in /proc/self/status;
 // where that cannot be read, a probe asks for n bytes and the headroom at
-// once, private and writable (which both limits count) but never touched,
-// and gives them back. Without either limit it costs two getrlimit calls.
-func checkHeadroom(n int) error {
+// once, of the kind the region is, but never touched, and gives them back.
+// Without either limit it costs two getrlimit calls.
+//
+// Secret memory is a shared mapping, which RLIMIT_DATA does not count:
+// only RLIMIT_AS holds it back.
+func checkHeadroom(n int, f Flags) error {
 	var as, data unix.Rlimit
 	asSet := unix.Getrlimit(unix.RLIMIT_AS, &as) == nil && as.Cur != unix.RLIM_INFINITY
 	dataSet := unix.Getrlimit(unix.RLIMIT_DATA, &data) == nil && data.Cur != unix.RLIM_INFINITY
-	if !asSet && !dataSet {
+	dataHolds := dataSet && !f.Secret
+	if !asSet && !dataHolds {
 		return nil
 	}
 	refuse := func(err error) error {
@@ -47,15 +51,21 @@ func checkHeadroom(n int) error {
 		// The region with its guard pages, and the alignment Map asks
 		// for before it trims the excess.
 		need := uint64(n) + uint64(2*pageSize+hugePageSize) + Headroom
-		if asSet && size+need > as.Cur || dataSet && dataHeld+need > data.Cur {
+		if asSet && size+need > as.Cur || dataHolds && dataHeld+need > data.Cur {
 			return refuse(unix.ENOMEM)
 		}
 		return nil
 	}
 	// A probe of memory that mlockall(MCL_FUTURE) would lock and fault in
-	// is taken only where /proc is not there to ask.
+	// is taken only where /proc is not there to ask. Private and writable,
+	// both limits count it; inaccessible, only RLIMIT_AS does, as it does
+	// secret memory.
 	size := uintptr(n) + Headroom
-	p, err := unix.MmapPtr(-1, 0, nil, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_NORESERVE)
+	prot := unix.PROT_READ | unix.PROT_WRITE
+	if f.Secret {
+		prot = unix.PROT_NONE
+	}
+	p, err := unix.MmapPtr(-1, 0, nil, size, prot, unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_NORESERVE)
 	if err != nil {
 		return refuse(err)
 	}

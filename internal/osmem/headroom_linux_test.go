@@ -98,3 +98,68 @@ func TestVMHeld(t *testing.T) {
 		t.Fatal("no VmSize and VmData in this process's /proc/self/status")
 	}
 }
+
+// TestHeadroomSecretData: secret memory is a shared mapping, which
+// RLIMIT_AS counts and RLIMIT_DATA does not, so a data limit with less
+// than Headroom to spare refuses a private region but not a secret one,
+// read from /proc/self/status or probed. The check counted every region
+// against RLIMIT_DATA and refused the secret page with ErrHeadroom, though
+// the kernel maps it without taking any of the data limit.
+func TestHeadroomSecretData(t *testing.T) {
+	t.Run("status", headroomSecretData)
+	t.Run("probe", func(t *testing.T) {
+		read := readStatus
+		readStatus = func() ([]byte, error) { return nil, os.ErrNotExist }
+		defer func() { readStatus = read }()
+		headroomSecretData(t)
+	})
+}
+
+func headroomSecretData(t *testing.T) {
+	probe, err := Map(PageSize(), Flags{Secret: true})
+	if err != nil {
+		t.Skip("no secret memory:", err)
+	}
+	if err := Unmap(probe); err != nil {
+		t.Fatal(err)
+	}
+	_, data, ok := vmHeld()
+	if !ok {
+		read := readStatus
+		readStatus = func() ([]byte, error) { return os.ReadFile("/proc/self/status") }
+		_, data, ok = vmHeld()
+		readStatus = read
+	}
+	if !ok {
+		t.Skip("no VmData in /proc/self/status")
+	}
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_DATA, &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.Cur != unix.RLIM_INFINITY {
+		t.Skip("RLIMIT_DATA is set already")
+	}
+	// Half a headroom left: too little for any private region, and plenty
+	// for the runtime while the two Maps run.
+	lim := unix.Rlimit{Cur: data + Headroom/2, Max: old.Max}
+	if err := unix.Setrlimit(unix.RLIMIT_DATA, &lim); err != nil {
+		t.Skip("setrlimit:", err)
+	}
+	private, errPrivate := Map(PageSize(), Flags{})
+	secret, errSecret := Map(PageSize(), Flags{Secret: true})
+	if err := unix.Setrlimit(unix.RLIMIT_DATA, &old); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*Region{private, secret} {
+		if err := Unmap(r); err != nil {
+			t.Error(err)
+		}
+	}
+	if !errors.Is(errPrivate, ErrHeadroom) {
+		t.Errorf("private Map with half a headroom of RLIMIT_DATA left = %v; want ErrHeadroom", errPrivate)
+	}
+	if errSecret != nil {
+		t.Errorf("secret Map with half a headroom of RLIMIT_DATA left = %v; want the region", errSecret)
+	}
+}

@@ -4,4 +4,4 @@ package osmem
 
 // checkHeadroom refuses nothing: only Linux is checked against RLIMIT_AS
 // and RLIMIT_DATA (see the Linux Headroom).
-func checkHeadroom(int) error { return nil }
+func checkHeadroom(int, Flags) error { return nil }

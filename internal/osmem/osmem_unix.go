@@ -41,7 +41,7 @@ func Map(n int, f Flags) (*Region, error) {
 	if err := takeMaps(); err != nil {
 		return nil, err
 	}
-	if err := checkHeadroom(n); err != nil {
+	if err := checkHeadroom(n, f); err != nil {
 		giveMaps()
 		return nil, err
 	}

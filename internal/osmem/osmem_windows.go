@@ -118,24 +118,36 @@ func Unmap(r *Region) error {
 	if err := injectedUnmap(r); err != nil {
 		return fmt.Errorf("osmem: VirtualFree: %w", err)
 	}
+	excluded, locked := r.DontDump, r.Locked
 	if r.DontDump {
 		// Unregistered first: once the pages are released, another Map may
-		// get the same address and register it for itself. Should the
-		// release then fail, the region is reported as dumpable, which it
-		// now is.
+		// get the same address and register it for itself.
 		includeInDumps(r.Data)
 		r.DontDump = false
 	}
 	if r.Locked {
 		// Unlocking returns the pages' share of the working-set minimum
 		// for later regions to lock. A failure is no reason to keep the
-		// region: releasing frees locked pages too. Should the release
-		// then fail, the region is reported unlocked, as it now is.
+		// region: releasing frees locked pages too.
 		if windows.VirtualUnlock(uintptr(unsafe.Pointer(unsafe.SliceData(r.Data))), uintptr(len(r.Data))) == nil {
 			r.Locked, r.LockedLen = false, 0
 		}
 	}
 	if err := windows.VirtualFree(uintptr(r.start), 0, windows.MEM_RELEASE); err != nil {
+		// The region stays its owner's, and an arena goes on taking
+		// entries: lock and exclude it again, as Map did. A lock refused
+		// now is recorded for Relock, as one refused by Map is; the
+		// region is reported as it is left.
+		if locked && !r.Locked {
+			if lerr := lock(r.Data); lerr != nil {
+				r.LockErr = lerr
+			} else {
+				r.Locked, r.LockedLen = true, len(r.Data)
+			}
+		}
+		if excluded {
+			r.DontDump = excludeFromDumps(r.Data)
+		}
 		return fmt.Errorf("osmem: VirtualFree: %w", err)
 	}
 	r.start, r.size, r.Data = nil, 0, nil

@@ -277,3 +277,37 @@ func TestWindowsDumpExclusionLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestWindowsRefusedReleaseRelocks: Unmap unlocks a region and drops its
+// exclusion from dumps before VirtualFree, and a region the release
+// refused stays mapped for its owner to use again (an arena keeps taking
+// entries until a later release succeeds), so Unmap locks it and excludes
+// it again. It used to leave the region unlocked with no LockErr, which
+// Relock reads as "never meant to be locked": the arena stayed swappable
+// for good. The release is made to fail for real, by asking VirtualFree to
+// release from an address inside the allocation rather than its base.
+func TestWindowsRefusedReleaseRelocks(t *testing.T) {
+	r, err := Map(2*PageSize(), Flags{Lock: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Unmap(r) })
+	if !r.Locked {
+		t.Skip("not locked here:", r.LockErr)
+	}
+	inner := *r
+	inner.start = unsafe.Add(r.start, PageSize())
+	if err := Unmap(&inner); err == nil {
+		t.Fatal("VirtualFree released from inside an allocation")
+	}
+	if inner.Data == nil || query(t, dataAddr(&inner)).State == memFree {
+		t.Fatal("the refused release freed the region")
+	}
+	if !inner.Locked || inner.LockedLen != len(inner.Data) || inner.LockErr != nil {
+		t.Fatalf("after the refused release: Locked %v, LockedLen %d of %d, LockErr %v; want it locked again",
+			inner.Locked, inner.LockedLen, len(inner.Data), inner.LockErr)
+	}
+	if inner.DontDump != r.DontDump {
+		t.Fatalf("after the refused release: DontDump %v, was %v", inner.DontDump, r.DontDump)
+	}
+}

@@ -215,7 +215,8 @@ func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 	} else if err := osmem.Unmap(a.Reg); err != nil {
 		a.UnmapFailed = true
 		// Windows unlocks the pages and drops their exclusion from dumps
-		// before the release it refused: the arena stays, as it is now.
+		// before the release it refused, and takes them back where it
+		// can: the arena stays, counted as it is left.
 		if dumpable != !a.Reg.DontDump {
 			s.dumpable += int64(len(a.Mem))
 		}
@@ -506,8 +507,8 @@ func (x *Aux) unmap(r *osmem.Region) error {
 	l, u, d := LockedLen(r), UnlockedLen(r), DumpableLen(r)
 	if err := osmem.Unmap(r); err != nil {
 		// Windows unlocks the pages and drops their exclusion from dumps
-		// before the release it refused: the region stays counted as it
-		// is now.
+		// before the release it refused, and takes them back where it
+		// can: the region stays, counted as it is left.
 		x.locked.Add(LockedLen(r) - l)
 		x.unlocked.Add(UnlockedLen(r) - u)
 		x.dumpable.Add(DumpableLen(r) - d)

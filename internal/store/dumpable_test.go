@@ -46,8 +46,9 @@ func TestReleaseKeepsDumpableCount(t *testing.T) {
 // TestRefusedUnmapKeepsDumpableCount: a release the system refuses after
 // the region was unlocked and its exclusion from dumps dropped, as
 // osmem.Unmap does on Windows (VirtualUnlock, and the unregistering from
-// Windows Error Reporting, before VirtualFree), leaves the region mapped,
-// unlocked and dumpable, and the counts say so; the retry that succeeds
+// Windows Error Reporting, before VirtualFree) when it cannot lock and
+// exclude the region again after, leaves the region mapped, unlocked and
+// dumpable, and the counts say so; the retry that succeeds
 // takes it back out. The counts used to leave the region out of the
 // dumpable bytes after the refusal, and the retry made them negative; and
 // they kept counting it locked. A fault hook models the refusal the same

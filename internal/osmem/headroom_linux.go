@@ -39,6 +39,12 @@ func checkHeadroom(n int, f Flags) error {
 	var as, data unix.Rlimit
 	asSet := unix.Getrlimit(unix.RLIMIT_AS, &as) == nil && as.Cur != unix.RLIM_INFINITY
 	dataSet := unix.Getrlimit(unix.RLIMIT_DATA, &data) == nil && data.Cur != unix.RLIM_INFINITY
+	if dataSet && data.Cur == 0 {
+		// The kernel reads a soft limit of 0 as the hard one (for
+		// Valgrind), and the runtime goes on mapping up to that.
+		data.Cur = data.Max
+		dataSet = data.Cur != unix.RLIM_INFINITY
+	}
 	dataHolds := dataSet && !f.Secret
 	if !asSet && !dataHolds {
 		return nil

@@ -163,3 +163,32 @@ func headroomSecretData(t *testing.T) {
 		t.Errorf("secret Map with half a headroom of RLIMIT_DATA left = %v; want the region", errSecret)
 	}
 }
+
+// TestHeadroomDataSoftZero: a soft RLIMIT_DATA of 0 is no limit of 0
+// bytes to the kernel, which then holds data to the hard limit instead (a
+// workaround it keeps for Valgrind), so the Go runtime runs on and Map
+// must map too. Reading /proc/self/status, the check took the 0 at its
+// word and refused every region, and New with it.
+func TestHeadroomDataSoftZero(t *testing.T) {
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_DATA, &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.Cur != unix.RLIM_INFINITY || old.Max != unix.RLIM_INFINITY {
+		t.Skip("RLIMIT_DATA is set already")
+	}
+	lim := unix.Rlimit{Cur: 0, Max: old.Max}
+	if err := unix.Setrlimit(unix.RLIMIT_DATA, &lim); err != nil {
+		t.Skip("setrlimit:", err)
+	}
+	r, err := Map(PageSize(), Flags{})
+	if err := unix.Setrlimit(unix.RLIMIT_DATA, &old); err != nil {
+		t.Fatal(err)
+	}
+	if err := Unmap(r); err != nil {
+		t.Error(err)
+	}
+	if err != nil {
+		t.Fatalf("Map of a page under a soft RLIMIT_DATA of 0 and no hard one = %v; want the region", err)
+	}
+}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 
@@ -47,19 +45,12 @@ func dataLimitChild() int {
 		fmt.Println("New:", err)
 		return 1
 	}
-	var data int64 = -1
-	status, _ := os.ReadFile("/proc/self/status")
-	for line := range strings.SplitSeq(string(status), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmData:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			data = kb << 10
-		}
-	}
-	if data < 0 {
+	_, data, ok := osmem.VMHeld()
+	if !ok {
 		fmt.Println("no VmData in /proc/self/status")
 		return 1
 	}
-	limit := uint64(data) + 256<<20
+	limit := data + 256<<20
 	if err := unix.Setrlimit(unix.RLIMIT_DATA, &unix.Rlimit{Cur: limit, Max: unix.RLIM_INFINITY}); err != nil {
 		fmt.Println("setrlimit:", err)
 		return 1

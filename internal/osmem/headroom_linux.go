@@ -82,13 +82,28 @@ func checkHeadroom(n int, f Flags) error {
 // readStatus reads /proc/self/status; tests replace it to take the probe.
 var readStatus = func() ([]byte, error) { return os.ReadFile("/proc/self/status") }
 
-// vmHeld reports the process's address space (VmSize) and data (VmData),
-// in bytes, as the kernel holds them against RLIMIT_AS and RLIMIT_DATA.
+// vmHeld is VMHeld, read through readStatus.
 func vmHeld() (size, data uint64, ok bool) {
 	b, err := readStatus()
 	if err != nil {
 		return 0, 0, false
 	}
+	return parseVMHeld(b)
+}
+
+// VMHeld reports the process's address space (VmSize) and data (VmData),
+// in bytes, as the kernel holds them against RLIMIT_AS and RLIMIT_DATA,
+// from /proc/self/status; ok is false where that cannot be read.
+func VMHeld() (size, data uint64, ok bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, 0, false
+	}
+	return parseVMHeld(b)
+}
+
+// parseVMHeld reads VmSize and VmData from the text of a status file.
+func parseVMHeld(b []byte) (size, data uint64, ok bool) {
 	var seen int
 	for line := range strings.SplitSeq(string(b), "\n") {
 		f := strings.Fields(line)

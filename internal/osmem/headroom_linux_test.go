@@ -3,8 +3,6 @@ package osmem
 import (
 	"errors"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -16,47 +14,17 @@ import (
 // that leaves more, reading what the process holds from /proc/self/status
 // or, where that cannot be read, with a probe. Without the check the first
 // Map succeeded and left the process 16 MiB for its heap and threads.
-func TestHeadroom(t *testing.T) {
-	t.Run("status", headroom)
-	t.Run("probe", func(t *testing.T) {
-		read := readStatus
-		readStatus = func() ([]byte, error) { return nil, os.ErrNotExist }
-		defer func() { readStatus = read }()
-		headroom(t)
-	})
-}
+func TestHeadroom(t *testing.T) { bothWays(t, headroom) }
 
 func headroom(t *testing.T) {
-	var data int64 = -1
-	status, _ := os.ReadFile("/proc/self/status")
-	for line := range strings.SplitSeq(string(status), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmData:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			data = kb << 10
-		}
-	}
-	if data < 0 {
-		t.Skip("no VmData in /proc/self/status")
-	}
-	var old unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_DATA, &old); err != nil {
-		t.Fatal(err)
-	}
-	if old.Cur != unix.RLIM_INFINITY {
-		t.Skip("RLIMIT_DATA is set already")
-	}
+	var r1, r2 *Region
+	var err1, err2 error
 	// Room for a region of 1.5 headrooms and the runtime's needs
 	// meanwhile, which stay far below a headroom here.
-	room := int64(2 * Headroom)
-	lim := unix.Rlimit{Cur: uint64(data + room), Max: old.Max}
-	if err := unix.Setrlimit(unix.RLIMIT_DATA, &lim); err != nil {
-		t.Skip("setrlimit:", err)
-	}
-	r1, err1 := Map(Headroom*3/2, Flags{})
-	r2, err2 := Map(Headroom/2, Flags{})
-	if err := unix.Setrlimit(unix.RLIMIT_DATA, &old); err != nil {
-		t.Fatal(err)
-	}
+	withDataLimit(t, func(data uint64) uint64 { return data + 2*Headroom }, func() {
+		r1, err1 = Map(Headroom*3/2, Flags{})
+		r2, err2 = Map(Headroom/2, Flags{})
+	})
 	for _, r := range []*Region{r1, r2} {
 		if err := Unmap(r); err != nil {
 			t.Error(err)
@@ -70,11 +38,46 @@ func headroom(t *testing.T) {
 	}
 }
 
+// bothWays runs fn as Map checks the headroom where /proc/self/status can
+// be read, and again where it cannot, with the probe.
+func bothWays(t *testing.T, fn func(*testing.T)) {
+	t.Run("status", fn)
+	t.Run("probe", func(t *testing.T) {
+		read := readStatus
+		readStatus = func() ([]byte, error) { return nil, os.ErrNotExist }
+		defer func() { readStatus = read }()
+		fn(t)
+	})
+}
+
+// withDataLimit runs fn with the soft RLIMIT_DATA at cur(VmData), the hard
+// limit as it is, and puts the limit back. It skips where a data limit is
+// set already or cannot be set, or VmData cannot be read.
+func withDataLimit(t *testing.T, cur func(data uint64) uint64, fn func()) {
+	t.Helper()
+	_, data, ok := VMHeld()
+	if !ok {
+		t.Skip("no VmData in /proc/self/status")
+	}
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_DATA, &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.Cur != unix.RLIM_INFINITY {
+		t.Skip("RLIMIT_DATA is set already")
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_DATA, &unix.Rlimit{Cur: cur(data), Max: old.Max}); err != nil {
+		t.Skip("setrlimit:", err)
+	}
+	fn()
+	if err := unix.Setrlimit(unix.RLIMIT_DATA, &old); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestVMHeld: VmSize and VmData as /proc/self/status gives them, and no
 // answer from a status that lacks either or garbles it.
 func TestVMHeld(t *testing.T) {
-	read := readStatus
-	defer func() { readStatus = read }()
 	for _, c := range []struct {
 		name, status string
 		size, data   uint64
@@ -86,15 +89,13 @@ func TestVMHeld(t *testing.T) {
 		{"empty", "", 0, 0, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			readStatus = func() ([]byte, error) { return []byte(c.status), nil }
-			size, data, ok := vmHeld()
+			size, data, ok := parseVMHeld([]byte(c.status))
 			if ok != c.ok || ok && (size != c.size || data != c.data) {
-				t.Fatalf("vmHeld = %d, %d, %v; want %d, %d, %v", size, data, ok, c.size, c.data, c.ok)
+				t.Fatalf("parseVMHeld = %d, %d, %v; want %d, %d, %v", size, data, ok, c.size, c.data, c.ok)
 			}
 		})
 	}
-	readStatus = read
-	if _, _, ok := vmHeld(); !ok {
+	if _, _, ok := VMHeld(); !ok {
 		t.Fatal("no VmSize and VmData in this process's /proc/self/status")
 	}
 }
@@ -105,15 +106,7 @@ func TestVMHeld(t *testing.T) {
 // read from /proc/self/status or probed. The check counted every region
 // against RLIMIT_DATA and refused the secret page with ErrHeadroom, though
 // the kernel maps it without taking any of the data limit.
-func TestHeadroomSecretData(t *testing.T) {
-	t.Run("status", headroomSecretData)
-	t.Run("probe", func(t *testing.T) {
-		read := readStatus
-		readStatus = func() ([]byte, error) { return nil, os.ErrNotExist }
-		defer func() { readStatus = read }()
-		headroomSecretData(t)
-	})
-}
+func TestHeadroomSecretData(t *testing.T) { bothWays(t, headroomSecretData) }
 
 func headroomSecretData(t *testing.T) {
 	probe, err := Map(PageSize(), Flags{Secret: true})
@@ -123,34 +116,14 @@ func headroomSecretData(t *testing.T) {
 	if err := Unmap(probe); err != nil {
 		t.Fatal(err)
 	}
-	_, data, ok := vmHeld()
-	if !ok {
-		read := readStatus
-		readStatus = func() ([]byte, error) { return os.ReadFile("/proc/self/status") }
-		_, data, ok = vmHeld()
-		readStatus = read
-	}
-	if !ok {
-		t.Skip("no VmData in /proc/self/status")
-	}
-	var old unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_DATA, &old); err != nil {
-		t.Fatal(err)
-	}
-	if old.Cur != unix.RLIM_INFINITY {
-		t.Skip("RLIMIT_DATA is set already")
-	}
+	var private, secret *Region
+	var errPrivate, errSecret error
 	// Half a headroom left: too little for any private region, and plenty
 	// for the runtime while the two Maps run.
-	lim := unix.Rlimit{Cur: data + Headroom/2, Max: old.Max}
-	if err := unix.Setrlimit(unix.RLIMIT_DATA, &lim); err != nil {
-		t.Skip("setrlimit:", err)
-	}
-	private, errPrivate := Map(PageSize(), Flags{})
-	secret, errSecret := Map(PageSize(), Flags{Secret: true})
-	if err := unix.Setrlimit(unix.RLIMIT_DATA, &old); err != nil {
-		t.Fatal(err)
-	}
+	withDataLimit(t, func(data uint64) uint64 { return data + Headroom/2 }, func() {
+		private, errPrivate = Map(PageSize(), Flags{})
+		secret, errSecret = Map(PageSize(), Flags{Secret: true})
+	})
 	for _, r := range []*Region{private, secret} {
 		if err := Unmap(r); err != nil {
 			t.Error(err)
@@ -174,17 +147,12 @@ func TestHeadroomDataSoftZero(t *testing.T) {
 	if err := unix.Getrlimit(unix.RLIMIT_DATA, &old); err != nil {
 		t.Fatal(err)
 	}
-	if old.Cur != unix.RLIM_INFINITY || old.Max != unix.RLIM_INFINITY {
-		t.Skip("RLIMIT_DATA is set already")
+	if old.Max != unix.RLIM_INFINITY {
+		t.Skip("a hard RLIMIT_DATA is set")
 	}
-	lim := unix.Rlimit{Cur: 0, Max: old.Max}
-	if err := unix.Setrlimit(unix.RLIMIT_DATA, &lim); err != nil {
-		t.Skip("setrlimit:", err)
-	}
-	r, err := Map(PageSize(), Flags{})
-	if err := unix.Setrlimit(unix.RLIMIT_DATA, &old); err != nil {
-		t.Fatal(err)
-	}
+	var r *Region
+	var err error
+	withDataLimit(t, func(uint64) uint64 { return 0 }, func() { r, err = Map(PageSize(), Flags{}) })
 	if err := Unmap(r); err != nil {
 		t.Error(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
-	"debug/elf"
 	"encoding/asn1"
 	"encoding/binary"
 	"encoding/hex"
@@ -831,15 +830,10 @@ func TestWatchedInFlight(t *testing.T) {
 				{Vaddr: text, Data: make([]byte, 4096)},
 			}
 			files := []coretest.File{{Start: text, End: text + 4096, Name: exe}}
-			path := filepath.Join(t.TempDir(), "core")
-			b := coretest.BuildThreads(elf.ET_CORE, segs, files, []coretest.Thread{
+			c, threads, maps := openSyntheticCore(t, segs, files, []coretest.Thread{
 				{TID: 1, RIP: other.Entry + bias, RSP: goStack + 0xf00},
 				{TID: 2, RIP: tc.rip + bias, RSP: tc.rsp(frame)},
 			})
-			if err := os.WriteFile(path, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			c, threads, maps := openCoreThreads(t, path)
 			defer c.Close()
 			placed, err := asm.at(maps)
 			if err != nil {

@@ -203,6 +203,17 @@ func openCoreThreads(t *testing.T, path string) (*memscan.Core, []memscan.Thread
 	return nil, nil, nil
 }
 
+// openSyntheticCore writes a core of segs, the mapped files and threads,
+// and opens it as openCoreThreads does, for the caller to close.
+func openSyntheticCore(t *testing.T, segs []coretest.Segment, files []coretest.File, threads []coretest.Thread) (*memscan.Core, []memscan.Thread, []memscan.Mapping) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "core")
+	if err := os.WriteFile(path, coretest.BuildThreads(elf.ET_CORE, segs, files, threads), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return openCoreThreads(t, path)
+}
+
 // frameVerdict is what classifyHit found about a hit in a core.
 type frameVerdict struct {
 	frame memscan.SignalFrame
@@ -407,15 +418,10 @@ func TestClassifyHit(t *testing.T) {
 					segs = append(segs, coretest.Segment{Vaddr: text, Data: make([]byte, 4096)})
 					files = append(files, coretest.File{Start: text, End: text + 4096, Name: exe})
 				}
-				path := filepath.Join(t.TempDir(), "core")
-				b := coretest.BuildThreads(elf.ET_CORE, segs, files, []coretest.Thread{
+				c, threads, maps := openSyntheticCore(t, segs, files, []coretest.Thread{
 					{TID: 1, RIP: elsewhere.Entry + load.bias, RSP: goStack + 0xf00},
 					{TID: 2, RIP: tc.thread.rip + load.bias, RSP: tc.thread.rsp(frame)},
 				})
-				if err := os.WriteFile(path, b, 0o600); err != nil {
-					t.Fatal(err)
-				}
-				c, threads, maps := openCoreThreads(t, path)
 				defer c.Close()
 				placed, err := asm.at(maps)
 				if err != nil {

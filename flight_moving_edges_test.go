@@ -33,6 +33,7 @@ func TestMovingReturnFlightChaos(t *testing.T) {
 				}
 				for _, view := range views {
 					t.Run(fmt.Sprintf("%v/at=%s/size=%d/view=%v", c, at, size, view), func(t *testing.T) {
+						skipOversizeUnderRace(t, size)
 						testMovingChaos(t, c, at, size, view)
 					})
 				}

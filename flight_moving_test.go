@@ -25,6 +25,7 @@ func TestMovingReturnInFlight(t *testing.T) {
 		for _, size := range []int{unlockedMin, flightSize + 5, store.MaxArenaSize + 5} {
 			for _, view := range []bool{false, true} {
 				t.Run(fmt.Sprintf("%v/size=%d/view=%v", c, size, view), func(t *testing.T) {
+					skipOversizeUnderRace(t, size)
 					testMovingReturnInFlight(t, c, size, view)
 				})
 			}

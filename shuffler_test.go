@@ -274,6 +274,7 @@ func TestRentedDoesNotMove(t *testing.T) {
 // value intact, and no more memory is mapped than the entries need.
 func TestShuffleLargeEntries(t *testing.T) {
 	big := store.MaxArenaSize + 1
+	skipOversizeUnderRace(t, big)
 	for _, tc := range []struct {
 		name  string
 		sizes []int

@@ -33,27 +33,32 @@ const Headroom = 64 << 20
 // once, of the kind the region is, but never touched, and gives them back.
 // Without either limit it costs two getrlimit calls.
 //
+// A system call filter that refuses getrlimit lifts no limit: the limits
+// are read from /proc/self/limits then, and where that cannot be read
+// either, a limit may be set, so the probe decides.
+//
 // Secret memory is a shared mapping, which RLIMIT_DATA does not count:
 // only RLIMIT_AS holds it back.
 func checkHeadroom(n int, f Flags) error {
-	var as, data unix.Rlimit
-	asSet := unix.Getrlimit(unix.RLIMIT_AS, &as) == nil && as.Cur != unix.RLIM_INFINITY
-	dataSet := unix.Getrlimit(unix.RLIMIT_DATA, &data) == nil && data.Cur != unix.RLIM_INFINITY
-	if dataSet && data.Cur == 0 {
+	as, asKnown := getLimit(unix.RLIMIT_AS, "Max address space")
+	data, dataKnown := getLimit(unix.RLIMIT_DATA, "Max data size")
+	if dataKnown && data.Cur == 0 {
 		// The kernel reads a soft limit of 0 as the hard one (for
 		// Valgrind), and the runtime goes on mapping up to that.
 		data.Cur = data.Max
-		dataSet = data.Cur != unix.RLIM_INFINITY
 	}
+	asSet := !asKnown || as.Cur != unix.RLIM_INFINITY
+	dataSet := !dataKnown || data.Cur != unix.RLIM_INFINITY
 	dataHolds := dataSet && !f.Secret
 	if !asSet && !dataHolds {
 		return nil
 	}
 	refuse := func(err error) error {
 		return fmt.Errorf("osmem: mmap of %d bytes: %w (RLIMIT_AS %s, RLIMIT_DATA %s): %w",
-			n, ErrHeadroom, limitText(as, asSet), limitText(data, dataSet), err)
+			n, ErrHeadroom, limitText(as, asKnown), limitText(data, dataKnown), err)
 	}
-	if size, dataHeld, ok := vmHeld(); ok {
+	known := (!asSet || asKnown) && (!dataHolds || dataKnown)
+	if size, dataHeld, ok := vmHeld(); ok && known {
 		// The region with its guard pages, and the alignment Map asks
 		// for before it trims the excess.
 		need := uint64(n) + uint64(2*pageSize+hugePageSize) + Headroom
@@ -129,8 +134,11 @@ func parseVMHeld(b []byte) (size, data uint64, ok bool) {
 	return size, data, seen == 2
 }
 
-func limitText(l unix.Rlimit, set bool) string {
-	if !set {
+func limitText(l unix.Rlimit, known bool) string {
+	switch {
+	case !known:
+		return "unknown"
+	case l.Cur == unix.RLIM_INFINITY:
 		return "unlimited"
 	}
 	return fmt.Sprintf("%d bytes", l.Cur)

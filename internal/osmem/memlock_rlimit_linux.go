@@ -19,35 +19,54 @@ func getMemlockLimit(lim *unix.Rlimit) error {
 	if err == nil {
 		return nil
 	}
-	if cur, ok := procMemlockLimit(); ok {
-		lim.Cur = cur
+	if l, ok := procLimit("Max locked memory"); ok {
+		lim.Cur = l.Cur
 		return nil
 	}
 	return err
 }
 
-// procMemlockLimit returns the soft limit of the "Max locked memory" line
-// of /proc/self/limits, RLIM_INFINITY for "unlimited".
-func procMemlockLimit() (uint64, bool) {
-	raw, err := os.ReadFile("/proc/self/limits")
-	if err != nil {
-		return 0, false
+// getLimit reads the limit on resource, from the line of /proc/self/limits
+// named name where a system call filter refuses getrlimit; ok is false
+// where neither answers.
+func getLimit(resource int, name string) (lim unix.Rlimit, ok bool) {
+	if unix.Getrlimit(resource, &lim) == nil {
+		return lim, true
 	}
-	const name = "Max locked memory"
+	return procLimit(name)
+}
+
+// readLimits reads /proc/self/limits; tests replace it to take it away.
+var readLimits = func() ([]byte, error) { return os.ReadFile("/proc/self/limits") }
+
+// procLimit returns the soft and hard limits of the line of
+// /proc/self/limits named name, RLIM_INFINITY for "unlimited".
+func procLimit(name string) (unix.Rlimit, bool) {
+	raw, err := readLimits()
+	if err != nil {
+		return unix.Rlimit{}, false
+	}
 	for line := range bytes.SplitSeq(raw, []byte("\n")) {
 		rest, found := bytes.CutPrefix(line, []byte(name))
 		if !found {
 			continue
 		}
 		f := bytes.Fields(rest)
-		if len(f) < 1 {
-			return 0, false
+		if len(f) < 2 {
+			return unix.Rlimit{}, false
 		}
-		if string(f[0]) == "unlimited" {
-			return unix.RLIM_INFINITY, true
-		}
-		cur, err := strconv.ParseUint(string(f[0]), 10, 64)
-		return cur, err == nil
+		cur, okCur := parseLimit(f[0])
+		hard, okHard := parseLimit(f[1])
+		return unix.Rlimit{Cur: cur, Max: hard}, okCur && okHard
 	}
-	return 0, false
+	return unix.Rlimit{}, false
+}
+
+// parseLimit reads one value of a /proc/self/limits line.
+func parseLimit(b []byte) (uint64, bool) {
+	if string(b) == "unlimited" {
+		return unix.RLIM_INFINITY, true
+	}
+	v, err := strconv.ParseUint(string(b), 10, 64)
+	return v, err == nil
 }

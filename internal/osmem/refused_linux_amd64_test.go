@@ -2,6 +2,8 @@ package osmem
 
 import (
 	"errors"
+	"os"
+	"strconv"
 	"testing"
 	"unsafe"
 
@@ -113,4 +115,86 @@ func TestLockLimitWhereGetrlimitRefused(t *testing.T) {
 			t.Errorf("LockLimit with getrlimit refused: %d, want RLIMIT_MEMLOCK, %d", got, wantLimit)
 		}
 	})
+}
+
+// TestHeadroomWhereGetrlimitRefused: a system call filter that refuses
+// prlimit64 and getrlimit lifts no RLIMIT_DATA, and Map must still leave
+// Headroom of it to the rest of the process, reading the limit from
+// /proc/self/limits or, where /proc cannot be read either, with the probe.
+// The check took a refused getrlimit for no limit and mapped a region
+// that left half a headroom, as a program that then grows its heap dies
+// of.
+func TestHeadroomWhereGetrlimitRefused(t *testing.T) {
+	const limitEnv = "MEMSHUFFLE_TEST_DATA_LIMIT"
+	if os.Getenv(limitEnv) == "" {
+		// Set before the filter is, as the child inherits it; the child
+		// is a new process, which holds less than this one.
+		var old unix.Rlimit
+		if err := unix.Getrlimit(unix.RLIMIT_DATA, &old); err != nil {
+			t.Skip(err)
+		}
+		if old.Cur != unix.RLIM_INFINITY {
+			t.Skip("RLIMIT_DATA is set already")
+		}
+		_, data, ok := VMHeld()
+		if !ok {
+			t.Skip("no VmData in /proc/self/status")
+		}
+		limit := data + 4*Headroom
+		if err := unix.Setrlimit(unix.RLIMIT_DATA, &unix.Rlimit{Cur: limit, Max: old.Max}); err != nil {
+			t.Skip("setrlimit:", err)
+		}
+		t.Cleanup(func() {
+			if err := unix.Setrlimit(unix.RLIMIT_DATA, &old); err != nil {
+				t.Error(err)
+			}
+		})
+		t.Setenv(limitEnv, strconv.FormatUint(limit, 10))
+	}
+	rules := []seccomptest.Rule{
+		seccomptest.Refuse(unix.SYS_PRLIMIT64, unix.EPERM),
+		seccomptest.Refuse(unix.SYS_GETRLIMIT, unix.EPERM),
+	}
+	for _, proc := range []bool{true, false} {
+		name := map[bool]string{true: "limits", false: "no-proc"}[proc]
+		t.Run(name, func(t *testing.T) {
+			seccomptest.Run(t, "getrlimit-EPERM-"+name, rules, func(t *testing.T) {
+				var lim unix.Rlimit
+				if unix.Getrlimit(unix.RLIMIT_DATA, &lim) == nil {
+					t.Fatal("the filter did not refuse getrlimit")
+				}
+				limit, err := strconv.ParseUint(os.Getenv(limitEnv), 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, data, ok := VMHeld()
+				if !ok || data >= limit-Headroom {
+					t.Fatalf("VmData %d (read: %v) under a limit of %d", data, ok, limit)
+				}
+				if !proc {
+					status, limits := readStatus, readLimits
+					gone := func() ([]byte, error) { return nil, os.ErrNotExist }
+					readStatus, readLimits = gone, gone
+					defer func() { readStatus, readLimits = status, limits }()
+				}
+				// What leaves half a headroom, which the kernel maps.
+				n := int(limit-data) - Headroom/2
+				n &^= PageSize() - 1
+				r, err := Map(n, Flags{})
+				if uerr := Unmap(r); uerr != nil {
+					t.Error(uerr)
+				}
+				if !errors.Is(err, ErrHeadroom) || !errors.Is(err, unix.ENOMEM) {
+					t.Errorf("Map of %d bytes with %d of RLIMIT_DATA left, getrlimit refused = %v; want ErrHeadroom and ENOMEM", n, limit-data, err)
+				}
+				small, err := Map(PageSize(), Flags{})
+				if err != nil {
+					t.Errorf("Map of a page with getrlimit refused = %v; want the region", err)
+				}
+				if err := Unmap(small); err != nil {
+					t.Error(err)
+				}
+			})
+		})
+	}
 }

@@ -3,6 +3,7 @@
 package memshuffle
 
 import (
+	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -15,9 +16,18 @@ import (
 // for you: importing memshuffle changes nothing about the process. Arenas
 // are excluded from core dumps regardless; this covers everything else,
 // such as copies a program made of a rented value.
+//
+// When one of the two is refused (a system call filter that denies
+// setrlimit), the other is still done, and the error names the one that
+// failed. On Linux a process that is not dumpable writes no core dump at
+// all, also to a handler that core_pattern pipes it to, which the kernel
+// does not hold to RLIMIT_CORE. A change of the process's user or group
+// IDs makes it dumpable again wherever fs.suid_dumpable is not 0: call
+// DisableCoreDumps after dropping privileges.
 func DisableCoreDumps() error {
+	var errLimit error
 	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{}); err != nil {
-		return fmt.Errorf("memshuffle: setrlimit(RLIMIT_CORE): %w", err)
+		errLimit = fmt.Errorf("memshuffle: setrlimit(RLIMIT_CORE): %w", err)
 	}
-	return notDumpable()
+	return errors.Join(errLimit, notDumpable())
 }

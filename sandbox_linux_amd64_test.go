@@ -130,3 +130,28 @@ func TestSpareLockedWhereMlock2Refused(t *testing.T) {
 		})
 	}
 }
+
+// TestDisableCoreDumpsWhereSetrlimitRefused: under a system call filter
+// that refuses setrlimit and prlimit64 (systemd's SystemCallFilter=
+// ~@resources), DisableCoreDumps cannot lower RLIMIT_CORE, and says so,
+// but must still make the process not dumpable, which on Linux alone keeps
+// every core dump from being written. It returned at the refusal, and left
+// the process dumpable and open to ptrace by its user.
+func TestDisableCoreDumpsWhereSetrlimitRefused(t *testing.T) {
+	rules := []seccomptest.Rule{
+		seccomptest.Refuse(unix.SYS_PRLIMIT64, unix.EPERM),
+		seccomptest.Refuse(unix.SYS_SETRLIMIT, unix.EPERM),
+	}
+	seccomptest.Run(t, "setrlimit-EPERM", rules, func(t *testing.T) {
+		if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{}); err == nil {
+			t.Fatal("the filter did not refuse setrlimit")
+		}
+		err := DisableCoreDumps()
+		if !errors.Is(err, unix.EPERM) {
+			t.Errorf("DisableCoreDumps with setrlimit refused = %v; want an error wrapping EPERM", err)
+		}
+		if d, _ := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0); d != 0 {
+			t.Errorf("dumpable %d after DisableCoreDumps with setrlimit refused; want 0", d)
+		}
+	})
+}

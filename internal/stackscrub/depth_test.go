@@ -12,6 +12,8 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
+	"os"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"testing"
@@ -65,8 +67,17 @@ const margin = 512
 
 // TestDepthCoversPrimitives measures how deep the primitives the module
 // scrubs after go, and fails when one goes deeper than its scrub reaches:
-// a Go release that deepens them must raise Depth or DeepDepth.
+// a Go release that deepens them must raise Depth, fastDepth or DeepDepth.
+// TestDepthCoversPrimitivesWithoutAssembly runs it again where the
+// standard library takes its generic code.
 func TestDepthCoversPrimitives(t *testing.T) {
+	scrubbed := Depth
+	if fast {
+		scrubbed = fastDepth
+	}
+	if os.Getenv(slowEnv) != "" && fast {
+		t.Fatalf("GODEBUG=%s: the primitives' assembly is off, but Scrub takes it to be on", os.Getenv("GODEBUG"))
+	}
 	key := make([]byte, 32)
 	rand.Read(key)
 	msg := make([]byte, 64<<10)
@@ -84,8 +95,8 @@ func TestDepthCoversPrimitives(t *testing.T) {
 			sealed := g.Seal(nil, nonce, msg[:size], nil)
 			dst := make([]byte, size+16)
 			ops = append(ops,
-				op{"GCM Seal", Depth, func() { g.Seal(dst[:0], nonce, msg[:size], nil) }},
-				op{"GCM Open", Depth, func() { g.Open(dst[:0], nonce, sealed, nil) }})
+				op{"GCM Seal", scrubbed, func() { g.Seal(dst[:0], nonce, msg[:size], nil) }},
+				op{"GCM Open", scrubbed, func() { g.Open(dst[:0], nonce, sealed, nil) }})
 		}
 	}
 	cc, _ := chacha20poly1305.New(key)
@@ -94,12 +105,12 @@ func TestDepthCoversPrimitives(t *testing.T) {
 		sealed := cc.Seal(nil, ccNonce, msg[:size], nil)
 		dst := make([]byte, size+16)
 		ops = append(ops,
-			op{"ChaCha20-Poly1305 Seal", Depth, func() { cc.Seal(dst[:0], ccNonce, msg[:size], nil) }},
-			op{"ChaCha20-Poly1305 Open", Depth, func() { cc.Open(dst[:0], ccNonce, sealed, nil) }})
+			op{"ChaCha20-Poly1305 Seal", scrubbed, func() { cc.Seal(dst[:0], ccNonce, msg[:size], nil) }},
+			op{"ChaCha20-Poly1305 Open", scrubbed, func() { cc.Open(dst[:0], ccNonce, sealed, nil) }})
 	}
 	ops = append(ops,
-		op{"HMAC-SHA256", Depth, func() { m := hmac.New(sha256.New, key); m.Write(msg[:64]); m.Sum(nil) }},
-		op{"HMAC-SHA512", Depth, func() { m := hmac.New(sha512.New, key); m.Write(msg[:64]); m.Sum(nil) }})
+		op{"HMAC-SHA256", scrubbed, func() { m := hmac.New(sha256.New, key); m.Write(msg[:64]); m.Sum(nil) }},
+		op{"HMAC-SHA512", scrubbed, func() { m := hmac.New(sha512.New, key); m.Write(msg[:64]); m.Sum(nil) }})
 	ed := ed25519.NewKeyFromSeed(key)
 	ops = append(ops, op{"Ed25519 Sign", DeepDepth, func() { ed.Sign(nil, msg[:64], crypto.Hash(0)) }})
 	for _, c := range []elliptic.Curve{elliptic.P256(), elliptic.P384(), elliptic.P521()} {
@@ -132,5 +143,38 @@ func TestDepthCoversPrimitives(t *testing.T) {
 		if d+margin > o.max {
 			t.Errorf("%s reaches %d bytes below its caller: with %d for the frames between, more than the %d its scrub clears", o.name, d, margin, o.max)
 		}
+	}
+}
+
+// slowEnv marks the child processes of
+// TestDepthCoversPrimitivesWithoutAssembly.
+const slowEnv = "MEMSHUFFLE_STACKSCRUB_SLOW"
+
+// TestDepthCoversPrimitivesWithoutAssembly runs TestDepthCoversPrimitives
+// in a child process with the standard library's assembly for the
+// primitives turned off, as on a CPU without it (amd64 without AVX2, as
+// many virtual CPU models are; arm64 without the SHA-512 instructions, as
+// the Cortex-A72 is): there HMAC-SHA512's generic code goes 1,728 bytes
+// deep, which fastDepth does not cover with room for the frames between.
+func TestDepthCoversPrimitivesWithoutAssembly(t *testing.T) {
+	var settings []string
+	switch runtime.GOARCH {
+	case "amd64":
+		settings = []string{"cpu.avx2=off", "cpu.bmi2=off", "cpu.all=off"}
+	case "arm64":
+		settings = []string{"cpu.sha512=off", "cpu.all=off"}
+	default:
+		t.Skip("Scrub zeroes Depth on every CPU of", runtime.GOARCH)
+	}
+	for _, godebug := range settings {
+		t.Run(godebug, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run", "^TestDepthCoversPrimitives$", "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), "GODEBUG="+godebug, slowEnv+"=1")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			t.Logf("%s", out)
+		})
 	}
 }

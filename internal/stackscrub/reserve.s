@@ -9,7 +9,7 @@
 // reserve_$GOARCH.s.
 
 // func Reserve()
-TEXT ·Reserve(SB), 0, $2560-0
+TEXT ·Reserve(SB), 0, $3584-0
 	RET
 
 // func ReserveDeep()

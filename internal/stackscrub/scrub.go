@@ -26,26 +26,48 @@
 // primitives this module calls and fails if one goes deeper.
 package stackscrub
 
-// Depth is how much of the stack Scrub zeroes below its caller: more than
-// GCM's and ChaCha20-Poly1305's Seal and Open (856 bytes at most when
-// measured, with crypto/aes's assembly) and HMAC with SHA-256 or SHA-512
-// (1,016). Where the hashes have no assembly it is larger (depth_*.go):
-// HMAC-SHA512's generic code on 386 went 1,640 bytes deep.
-const Depth = depth
+// Depth is the most Scrub zeroes below its caller, and what Reserve makes
+// room for. How deep the primitives go depends on the code the standard
+// library picks for the CPU: with crypto/aes's and the hashes' assembly,
+// GCM's and ChaCha20-Poly1305's Seal and Open went 856 bytes deep when
+// measured and HMAC with SHA-256 or SHA-512 1,016, and Scrub zeroes
+// fastDepth; without it (no AVX2 or BMI2 on amd64, no SHA-512 instructions
+// on arm64, as on a Cortex-A72, or GODEBUG turning them off), HMAC-SHA512's
+// generic code went 1,728 bytes deep, GCM's 1,704, and Scrub zeroes Depth.
+const Depth = 3072
+
+// Scrub zeroes the stack just below its caller's frame, where the frames
+// of the calls the caller has just returned from were: Depth bytes, or
+// fastDepth where the CPU runs the primitives' assembly (see fast).
+//
+// It is set once, before main runs, to the function that zeroes one or
+// the other, rather than being a function that calls one: that function's
+// own frame would lie between the caller's and the zeroed one, and on
+// arm64 it leaves a word unwritten there.
+var Scrub = scrubFull
+
+func init() {
+	if fast {
+		Scrub = scrubFast
+	}
+}
+
+//go:noinline
+func scrubFast() {
+	var b [fastDepth]byte // zeroed on entry: that is the scrub
+	keepFast(&b)
+}
+
+//go:noinline
+func scrubFull() {
+	var b [Depth]byte
+	keep(&b)
+}
 
 // DeepDepth is how much ScrubDeep zeroes: more than the signers' calls
 // (when measured: Ed25519 2,576 bytes, ECDSA with P-256 6,192, with P-384
 // and P-521 9,176, RSA-2048 9,864).
 const DeepDepth = 16384
-
-// Scrub zeroes Depth bytes of the stack just below its caller's frame,
-// where the frames of the calls the caller has just returned from were.
-//
-//go:noinline
-func Scrub() {
-	var b [Depth]byte // zeroed on entry: that is the scrub
-	keep(&b)
-}
 
 // ScrubDeep is Scrub for DeepDepth bytes.
 //
@@ -59,6 +81,9 @@ func ScrubDeep() {
 //
 //go:noinline
 func keep(b *[Depth]byte) {}
+
+//go:noinline
+func keepFast(b *[fastDepth]byte) {}
 
 //go:noinline
 func keepDeep(b *[DeepDepth]byte) {}

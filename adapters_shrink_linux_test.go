@@ -80,6 +80,9 @@ func TestMACParkedStackShrink(t *testing.T) {
 	if raceBuild {
 		t.Skip("the race detector's instrumentation changes frames")
 	}
+	if !stackscrub.Anchored {
+		t.Skip("no assembly for this architecture reads the stack's bounds: MAC runs unanchored (SECURITY.md)")
+	}
 	s := newTest(t)
 	key := make([]byte, sha256.BlockSize)
 	rand.Read(key)

@@ -22,8 +22,8 @@ import (
 // of the first 16 RotateKey calls, from new goroutines at increasing
 // depths, moved their stack), and then wiped only the new copy.
 //
-// So when the secret is on the calling goroutine's stack (amd64 and arm64,
-// where stackscrub.OnStack can tell), they first move it into the inbox,
+// So when the secret is on the calling goroutine's stack (amd64, arm64 and
+// 32-bit arm, where stackscrub.OnStack can tell), they first move it into the inbox,
 // a slot of memory mapped outside the Go heap and left out of core dumps,
 // and wipe the caller's bytes, in nosplit code that runs no stack check
 // and so cannot grow or shrink the stack: what the runtime copies

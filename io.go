@@ -80,13 +80,13 @@ func readFull(r io.Reader, b []byte) (err error) {
 // A src on the caller's stack, as a small array or a make([]byte, n) that
 // does not escape often is, is where the runtime copies it to a new stack
 // whenever a call grows the stack, freeing the old one as it is, out of
-// any wipe's reach. So on amd64 and arm64 such a src of up to 4 KiB is
-// moved out and wiped before anything else, by steps that run no stack
-// check: none of that happens before src is zeros, and on an error its
-// bytes are put back. A longer one, or one on other architectures, is
-// copied from where it is, and a stack that grows meanwhile keeps a copy;
-// so does one that grew in the call of CopyFrom itself, on a goroutine at
-// the very end of its stack.
+// any wipe's reach. So on amd64, arm64 and 32-bit arm such a src of up
+// to 4 KiB is moved out and wiped before anything else, by steps that run
+// no stack check: none of that happens before src is zeros, and on an
+// error its bytes are put back. A longer one, or one on other
+// architectures, is copied from where it is, and a stack that grows
+// meanwhile keeps a copy; so does one that grew in the call of CopyFrom
+// itself, on a goroutine at the very end of its stack.
 //
 //go:nosplit
 func CopyFrom(s *Shuffler, src []byte) (Handle, error) {

@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/secretmode"
+	"github.com/memshuffle/memshuffle/internal/stackscrub"
 	"github.com/memshuffle/memshuffle/internal/stacktest"
 )
 
@@ -21,6 +22,9 @@ import (
 func TestUnpinnedAEADCallsStackStays(t *testing.T) {
 	if secretmode.On {
 		t.Skip("in secret mode the runtime erases the stacks it frees")
+	}
+	if !stackscrub.Anchored {
+		t.Skip("no assembly for this architecture reads the stack's bounds: the calls run unanchored (SECURITY.md)")
 	}
 	for _, c := range []struct {
 		n       int

@@ -1,12 +1,12 @@
-//go:build amd64 || arm64
+//go:build amd64 || arm64 || arm
 
 #include "textflag.h"
 
 // Not NOSPLIT, and with frames over the assembler's small-frame limit: the
 // prologue checks the stack and grows it if the frame does not fit. Each
 // frame is larger than its scrub's, by room for the Go frames between.
-// The bodies are the same on every architecture; what differs is in
-// reserve_$GOARCH.s.
+// The bodies are the same on every architecture that has them; what
+// differs is in reserve_$GOARCH.s.
 
 // func Reserve()
 TEXT ·Reserve(SB), 0, $3584-0

@@ -1,8 +1,13 @@
-//go:build amd64 || arm64
+//go:build amd64 || arm64 || arm
 
 package stackscrub
 
 import "unsafe"
+
+// Anchored reports whether Unshrinkable anchors its function: here it
+// does, unless the runtime's g stops starting with the stack's bounds
+// (see Unshrinkable).
+const Anchored = true
 
 // Unshrinkable runs f where no collection shrinks the goroutine's stack
 // while f runs, and where f's calls need not grow it: on the calling

@@ -1,8 +1,12 @@
-//go:build !amd64 && !arm64
+//go:build !amd64 && !arm64 && !arm
 
 package stackscrub
 
 import "unsafe"
+
+// Anchored reports whether Unshrinkable anchors its function: not here,
+// where no assembly reads the stack's bounds.
+const Anchored = false
 
 // Unshrinkable runs f. Here no assembly reads the stack's bounds, so f
 // runs unanchored: a collection may shrink the stack while it runs.

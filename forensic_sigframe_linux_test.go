@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -62,8 +63,13 @@ const aesctrPkg = "github.com/memshuffle/memshuffle/internal/aesctr."
 
 // loadAesctrAsm reads the line table of the binary at path, a fixed-address
 // or a position-independent executable, and the guarded routines of the .s
-// files in srcDir.
+// files in srcDir. The routines and their guards exist only in amd64's
+// assembly: on any other architecture it returns an error, which its
+// callers take as a reason to skip.
 func loadAesctrAsm(path, srcDir string) (*aesctrAsm, error) {
+	if runtime.GOARCH != "amd64" {
+		return nil, fmt.Errorf("internal/aesctr's guarded assembly is amd64's, and this is %s", runtime.GOARCH)
+	}
 	ef, err := elf.Open(path)
 	if err != nil {
 		return nil, err

@@ -43,7 +43,7 @@ Flags:
 func runCache(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("cache", flag.ContinueOnError)
 	c := cacheConfig{}
-	fs.IntVar(&c.tokens, "tokens", 100000, "number of tokens")
+	fs.Int64Var(&c.tokens, "tokens", 100000, "number of tokens")
 	fs.IntVar(&c.goroutines, "goroutines", 8, "goroutines doing lookups and rotations")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to run")
 	fs.DurationVar(&c.interval, "interval", 100*time.Millisecond, "time between samples")
@@ -157,7 +157,10 @@ var (
 )
 
 type cacheConfig struct {
-	tokens, goroutines int
+	// tokens is an int64 so that a count past a 32-bit int gets the
+	// range check's message, as on 64-bit platforms, not flag's.
+	tokens             int64
+	goroutines         int
 	duration, interval time.Duration
 	rotations          float64
 	lock               memshuffle.LockMode
@@ -317,7 +320,7 @@ func (c *cacheConfig) run(out io.Writer) (cacheResult, error) {
 			// word; what is left of the last batch, at the end.
 			defer func() { ops.Add(uint64(n % 64)) }()
 			for ; !stop.Load(); n++ {
-				i := uint32(r.IntN(c.tokens))
+				i := uint32(r.IntN(int(c.tokens)))
 				mu := &wantMu[i%uint32(len(wantMu))]
 				if r.Float64() < c.rotations {
 					tok := newToken(r)

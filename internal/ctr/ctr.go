@@ -126,9 +126,9 @@ func (c *Cipher) OffHeap() bool { return c.rk != nil }
 
 // Wipe clears the round keys. The Cipher must not be used afterwards.
 //
-// On the crypto/aes fallback they are in the Block, on the Go heap, where
-// they would stay readable after the Cipher is dropped until the memory is
-// reused. The copy of the Block each XOR of more than ScratchSize bytes
+// On the crypto/aes fallback they are in the Block, on the Go heap (on
+// s390x, in memory the Block refers to: see WipeObject), where they would
+// stay readable after the Cipher is dropped until the memory is reused. The copy of the Block each XOR of more than ScratchSize bytes
 // makes for crypto/cipher's CTR is wiped by that XOR.
 func (c *Cipher) Wipe() {
 	if c.rk != nil {
@@ -138,13 +138,6 @@ func (c *Cipher) Wipe() {
 	}
 	WipeObject(c.block)
 }
-
-// WipeObject zeroes what v, a pointer held in an interface, points to.
-// The standard library and x/crypto export no way to clear their key
-// schedules; their types hold the key material in arrays inside the
-// object the pointer refers to, which this reaches whatever the type's
-// name. Anything but a non-nil pointer is left alone.
-func WipeObject(v any) { wipePointee(reflect.ValueOf(v)) }
 
 // wipePointee zeroes what p points to, when it is a non-nil pointer, even
 // one read from an unexported field: a Value made by NewAt may be set

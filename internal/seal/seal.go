@@ -25,7 +25,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"reflect"
 	"sync/atomic"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -131,19 +130,7 @@ func newCipher(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte)
 		if err != nil {
 			return nil, err
 		}
-		g, err := cipher.NewGCM(b)
-		if err != nil {
-			ctr.WipeObject(b)
-			return nil, err
-		}
-		// crypto/aes's GCM keeps a copy of the key schedule of its own:
-		// b's is garbage from here on, and would stay readable until its
-		// memory is reused. Another GCM (a BoringCrypto build's) may keep
-		// b itself.
-		if reflect.TypeOf(g).String() == "*gcm.GCM" {
-			ctr.WipeObject(b)
-		}
-		return newAEAD(g, salt), nil
+		return newGCM(b, salt)
 	case ChaCha20Poly1305:
 		a, err := chacha20poly1305.New(key[:])
 		if err != nil {
@@ -154,6 +141,23 @@ func newCipher(m Mode, key *[32]byte, salt *[8]byte, state *[ctr.StateSize]byte)
 	// Not formatted: newCipher may run pinned, and fmt's first use on a P
 	// may wait on a lock.
 	return nil, errUnknownMode
+}
+
+// newGCM makes the GCM of b. What of b the GCM does not use is garbage
+// from here on, and would stay readable until its memory is reused: it is
+// wiped, and the rest goes with the GCM's own wipe. Where the GCM keeps a
+// copy of the schedule (crypto/aes on most machines) that is all of b. On
+// s390x the GCM refers to the key in b (CPACF), which a wipe of all of b
+// here turned into zeros for every later seal, or shares b's schedule
+// (without CPACF); a GCM of crypto/cipher's generic code keeps b itself.
+func newGCM(b cipher.Block, salt *[8]byte) (Cipher, error) {
+	g, err := cipher.NewGCM(b)
+	if err != nil {
+		ctr.WipeObject(b)
+		return nil, err
+	}
+	ctr.WipeSpent(b, g)
+	return newAEAD(g, salt), nil
 }
 
 // errUnknownMode is New's error for a Mode not among the constants.
@@ -195,11 +199,12 @@ func (x aeadCipher) Overhead() int       { return x.a.Overhead() }
 func (x aeadCipher) Counters(int) uint64 { return 1 }
 func (x aeadCipher) OffHeap() bool       { return false }
 
-// Wipe clears the AEAD's own memory: crypto/aes's GCM keeps the key
-// schedule there, x/crypto's ChaCha20-Poly1305 the key itself. Both are on
-// the Go heap, out of reach of everything but the Cipher, and stay readable
-// after the Cipher is dropped until their memory is reused. The Cipher must
-// not be used afterwards.
+// Wipe clears the AEAD's memory: crypto/aes's GCM keeps the key schedule
+// in its object (on s390x, the key or the schedule in memory its object
+// refers to: see ctr.WipeObject), x/crypto's ChaCha20-Poly1305 the key
+// itself. Both are on the Go heap, out of reach of everything but the
+// Cipher, and stay readable after the Cipher is dropped until their memory
+// is reused. The Cipher must not be used afterwards.
 func (x aeadCipher) Wipe() { ctr.WipeObject(x.a) }
 
 func (x aeadCipher) nonce(c uint64, scr *Scratch) []byte {

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/aesctr"
+	"github.com/memshuffle/memshuffle/internal/ctr"
 )
 
 // AEAD is AES-GCM (NIST SP 800-38D) with 12-byte nonces and 16-byte tags,
@@ -203,10 +204,14 @@ var errKeySetup = errors.New("memshuffle: the key was refused")
 var errGCMRefused = errors.New("memshuffle: GCM was refused")
 
 // wipePointee zeroes the object v points to, the AES schedule or the GCM
-// state crypto/cipher made, when its type holds no pointers, so that
-// writing zeros over it cannot hide anything from the garbage collector.
-// Both are plain data in Go 1.26; a future layout with pointers is left
-// alone (and then erased in secret mode only).
+// state crypto/cipher made. Where its type holds no pointers (Go 1.26 on
+// every machine but s390x) it writes zeros over the object's bytes. Where
+// it does, a byte wipe could hide pointers from the garbage collector, and
+// the key is not all in the object: on s390x crypto/aes's Block keeps it in
+// a slice and its schedule behind a pointer, which a GCM made from it
+// shares. ctr.WipeObject clears the object typed and what it refers to.
+// The GCM is wiped before its Block (do defers them in that order): its
+// wipe clears the key the two share.
 func wipePointee(v any) {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
@@ -221,6 +226,7 @@ func wipePointee(v any) {
 		plain = pointerIn(t, "") == ""
 	}
 	if !plain.(bool) {
+		ctr.WipeObject(v)
 		return
 	}
 	Wipe(unsafe.Slice((*byte)(rv.UnsafePointer()), t.Size()))

@@ -322,8 +322,10 @@
 //     move), unlocked; entries still encrypted at rest.
 //
 // The round keys stay off the Go heap on amd64 with AES-NI; elsewhere
-// crypto/aes holds them. On Linux other protections depend on the
-// architecture too: the signal guard is amd64's; amd64, arm64 and 32-bit
-// arm have the assembly that keeps a secret out of the stacks the runtime
-// frees, and the other architectures do not. SECURITY.md has the table.
+// crypto/aes holds them (on s390x, the key itself or the schedule, behind
+// pointers the library's wipes follow). On Linux other protections depend
+// on the architecture too: the signal guard is amd64's; amd64, arm64 and
+// 32-bit arm have the assembly that keeps a secret out of the stacks the
+// runtime frees, and the other architectures do not. SECURITY.md has the
+// table.
 package memshuffle

@@ -55,6 +55,10 @@ func TestCallerStackSecretNotLeft(t *testing.T) {
 				done := make(chan bool)
 				go func() {
 					var before, after uintptr
+					// Sent however the goroutine ends: a scan that cannot
+					// read the process fails the test with t.Fatal, which
+					// ends this goroutine, not the test's.
+					defer func() { done <- before != after }()
 					stacktest.AtDepth(depth, func() {
 						before, _ = stackscrub.Bounds()
 						if err := tc.call(s, &inv); err != nil {
@@ -67,7 +71,6 @@ func TestCallerStackSecretNotLeft(t *testing.T) {
 					if before != after && moved < movedScans {
 						left += countOutsideArenas(t, p)
 					}
-					done <- before != after
 				}()
 				if <-done {
 					moved++

@@ -1,0 +1,5 @@
+//go:build !race
+
+package stackscrub
+
+const raceBuild = false

@@ -40,8 +40,9 @@ const Headroom = 64 << 20
 // Secret memory is a shared mapping, which RLIMIT_DATA does not count:
 // only RLIMIT_AS holds it back.
 func checkHeadroom(n int, f Flags) error {
-	as, asKnown := getLimit(unix.RLIMIT_AS, "Max address space")
-	data, dataKnown := getLimit(unix.RLIMIT_DATA, "Max data size")
+	as, errAS := getLimit(unix.RLIMIT_AS, "Max address space")
+	data, errData := getLimit(unix.RLIMIT_DATA, "Max data size")
+	asKnown, dataKnown := errAS == nil, errData == nil
 	if dataKnown && data.Cur == 0 {
 		// The kernel reads a soft limit of 0 as the hard one (for
 		// Valgrind), and the runtime goes on mapping up to that.

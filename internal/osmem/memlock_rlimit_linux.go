@@ -10,30 +10,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// getMemlockLimit reads RLIMIT_MEMLOCK. A system call filter may refuse
-// prlimit64 (and getrlimit) without lifting the limit, which the kernel
-// reports in /proc/self/limits as well: the soft limit read there stands
-// in for the refused call, so that a limit still reads as one.
+// getMemlockLimit reads RLIMIT_MEMLOCK (see getLimit).
 func getMemlockLimit(lim *unix.Rlimit) error {
-	err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, lim)
+	l, err := getLimit(unix.RLIMIT_MEMLOCK, "Max locked memory")
 	if err == nil {
-		return nil
-	}
-	if l, ok := procLimit("Max locked memory"); ok {
-		lim.Cur = l.Cur
-		return nil
+		*lim = l
 	}
 	return err
 }
 
-// getLimit reads the limit on resource, from the line of /proc/self/limits
-// named name where a system call filter refuses getrlimit; ok is false
-// where neither answers.
-func getLimit(resource int, name string) (lim unix.Rlimit, ok bool) {
-	if unix.Getrlimit(resource, &lim) == nil {
-		return lim, true
+// getLimit reads the limit on resource. A system call filter may refuse
+// prlimit64 (and getrlimit) without lifting the limit, which the kernel
+// reports in /proc/self/limits as well: the line named name there stands
+// in for the refused call, so that a limit still reads as one. The error
+// is the call's, where neither answers.
+func getLimit(resource int, name string) (unix.Rlimit, error) {
+	var lim unix.Rlimit
+	err := unix.Getrlimit(resource, &lim)
+	if err == nil {
+		return lim, nil
 	}
-	return procLimit(name)
+	if l, ok := procLimit(name); ok {
+		return l, nil
+	}
+	return unix.Rlimit{}, err
 }
 
 // readLimits reads /proc/self/limits; tests replace it to take it away.

@@ -23,7 +23,9 @@ import (
 // runtime: out of memory", a failed pthread_create or, in the Go 1.26
 // collector, a nil dereference. Arenas that took a limit to its last
 // byte left the process to die at its next heap growth or thread, where a
-// Map refused now is an error the caller can handle.
+// Map refused now is an error the caller can handle. 64 MiB holds 24 MiB
+// more heap and four threads running at once in a cgo program, what the
+// root package's TestDataLimitRunsOut asks for after the refusal.
 const Headroom = 64 << 20
 
 // checkHeadroom refuses a mapping of n bytes that would leave less than

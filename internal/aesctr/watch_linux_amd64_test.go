@@ -1,7 +1,6 @@
 package aesctr
 
 import (
-	"bytes"
 	"crypto/rand"
 	"runtime"
 	"sync/atomic"
@@ -42,7 +41,7 @@ func TestSignalWatch(t *testing.T) {
 			rand.Read(pattern[:])
 			signalProbe(&pattern)
 			w.End()
-			if bytes.Contains(stack, pattern[:]) {
+			if onStack(stack, pattern[:]) {
 				t.Errorf("marker found on the signal stack after watched signal %d", i)
 			}
 		}
@@ -216,7 +215,7 @@ func TestSignalWatchNested(t *testing.T) {
 			signalProbe(&pattern)
 			inner.run()
 			w.End()
-			if bytes.Contains(stack, pattern[:]) {
+			if onStack(stack, pattern[:]) {
 				t.Errorf("%s: marker found on the signal stack after watched signal %d", inner.name, i)
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"sync"
 	"unsafe"
+
+	"github.com/memshuffle/memshuffle/internal/ctr"
 )
 
 type typeInfo struct{ size, align int }
@@ -48,15 +50,7 @@ func typeOf[T any]() (typeInfo, error) {
 // pointerIn returns the path to the first part of t the garbage collector
 // would have to trace, or "" when t is plain data.
 func pointerIn(t reflect.Type, path string) string {
-	return partIn(t, path, func(k reflect.Kind) bool {
-		switch k {
-		case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
-			reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
-			return false
-		}
-		return true
-	})
+	return partIn(t, path, func(k reflect.Kind) bool { return !ctr.Scalar(k) })
 }
 
 // boolIn returns the path to the first bool in t, or "" when it has none.

@@ -108,7 +108,7 @@ func refs(v reflect.Value, f func(at unsafe.Pointer, n uintptr, plain bool, targ
 			refs(v.Field(i), f)
 		}
 	case reflect.Array:
-		if v.Len() == 0 || scalar(v.Type().Elem().Kind()) {
+		if v.Len() == 0 || Scalar(v.Type().Elem().Kind()) {
 			return
 		}
 		for i := range v.Len() {
@@ -124,7 +124,7 @@ func refs(v reflect.Value, f func(at unsafe.Pointer, n uintptr, plain bool, targ
 			return
 		}
 		et := v.Type().Elem()
-		plain := scalar(et.Kind()) && !cgoType(et)
+		plain := Scalar(et.Kind()) && !cgoType(et)
 		if !plain && v.Len() > 0 {
 			plain = plainValue(v.Index(0))
 		}
@@ -144,7 +144,7 @@ func plainValue(v reflect.Value) bool {
 		return false
 	}
 	switch k := v.Kind(); {
-	case scalar(k):
+	case Scalar(k):
 		return true
 	case k == reflect.Array:
 		return v.Len() == 0 || plainValue(v.Index(0))
@@ -162,7 +162,11 @@ func plainValue(v reflect.Value) bool {
 // cgoType reports whether t is one of the types cgo makes for C's.
 func cgoType(t reflect.Type) bool { return strings.HasPrefix(t.Name(), "_Ctype_") }
 
-func scalar(k reflect.Kind) bool {
+// Scalar reports whether a value of kind k is plain data by its kind
+// alone: a number or a bool, which holds no pointer for the garbage
+// collector to trace. The root package asks the same of the types laid
+// over entries.
+func Scalar(k reflect.Kind) bool {
 	switch k {
 	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,

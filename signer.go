@@ -45,8 +45,10 @@ import (
 // pointer included, and ErrInvalidOption for opts naming a hash function
 // unknown or not linked into the program where one is needed (RSA-PSS,
 // ECDSA with nil rand). A digest of another length than the hash opts
-// name fails with ErrInvalidOption too, for every key (crypto/ecdsa would
-// sign it, truncated, when given a rand). Whatever else those refuse (opts
+// name fails with ErrInvalidOption too, for every key, and so does ECDSA
+// with opts naming a hash crypto does not know, rand or not (crypto/ecdsa
+// would sign either, truncated, when given a rand; crypto.Hash(0) still
+// signs the digest as given, as it does there). Whatever else those refuse (opts
 // they cannot use) fails with an error
 // matching ErrInvalidOption that wraps theirs, or, under GODEBUG=fips140=only,
 // ErrUnsupported for what the FIPS module refuses (a rand other than
@@ -326,12 +328,20 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 	if opts, err = plainOpts(k.kind, opts); err != nil {
 		return nil, err
 	}
-	if n, ok := hashSize(opts.HashFunc()); k.kind == keyECDSA && ok && len(digest) != n {
+	if h := opts.HashFunc(); k.kind == keyECDSA && h != 0 {
 		// crypto/ecdsa refuses this only with a nil rand (RFC 6979); with
 		// one it signs whatever digest it is given, truncated to the
 		// curve's size: a message passed for its hash would be signed by
-		// its first bytes, for any message that shares them.
-		return nil, fmt.Errorf("%w: a digest of %d bytes for %v, which makes %d", ErrInvalidOption, len(digest), opts.HashFunc(), n)
+		// its first bytes, for any message that shares them. A hash
+		// crypto does not know has no length to hold the digest to, so
+		// it is refused too, with or without rand.
+		n, ok := hashSize(h)
+		if !ok {
+			return nil, fmt.Errorf("%w: %v, a hash function crypto does not know", ErrInvalidOption, h)
+		}
+		if len(digest) != n {
+			return nil, fmt.Errorf("%w: a digest of %d bytes for %v, which makes %d", ErrInvalidOption, len(digest), h, n)
+		}
 	}
 	// A key of the pool is taken before the key is read, so that a Sign
 	// waiting for its turn waits outside the call whose stack is zeroed

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -100,8 +99,7 @@ func TestForensics(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts gdb; skipped in -short mode")
 	}
-	gcore, err := exec.LookPath("gcore")
-	if err != nil {
+	if _, err := exec.LookPath("gcore"); err != nil {
 		t.Skip("gcore (gdb) not installed")
 	}
 	if _, err := os.Stat("/proc/self/mem"); err != nil {
@@ -112,21 +110,11 @@ func TestForensics(t *testing.T) {
 	secrets := make([][]byte, forensicSecrets)
 	rand.Read(key[:])
 	rand.Read(salt[:])
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "MEMSHUFFLE_CHILD=holder")
-	stdin, _ := cmd.StdinPipe()
-	stdoutPipe, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	stdout := bufio.NewScanner(stdoutPipe)
+	hp := startHelper(t, "holder")
+	stdin := hp.stdin
 	expect := func(want string) {
 		t.Helper()
-		if !stdout.Scan() || stdout.Text() != want {
-			t.Fatalf("helper said %q, want %q", stdout.Text(), want)
-		}
+		hp.expect(t, want)
 	}
 	stdin.Write(key[:])
 	stdin.Write(salt[:])
@@ -136,7 +124,7 @@ func TestForensics(t *testing.T) {
 		stdin.Write(secrets[i])
 	}
 	expect("ready")
-	pid := cmd.Process.Pid
+	pid := hp.pid()
 
 	patterns := func(bs ...[]byte) []*memscan.Pattern {
 		var ps []*memscan.Pattern
@@ -160,12 +148,11 @@ func TestForensics(t *testing.T) {
 	}
 	dump := func() string {
 		t.Helper()
-		prefix := filepath.Join(t.TempDir(), "core")
-		out, err := exec.Command(gcore, "-o", prefix, strconv.Itoa(pid)).CombinedOutput()
+		path, err := gcoreDump(t, pid)
 		if err != nil {
-			t.Skipf("gcore failed (ptrace not permitted here?): %v\n%s", err, out)
+			t.Skipf("gcore failed (ptrace not permitted here?): %v", err)
 		}
-		return prefix + "." + strconv.Itoa(pid)
+		return path
 	}
 	// Each dump and each look at the live process is one pass of the
 	// scanner for all the patterns involved; res[i] holds the hits of ps[i].
@@ -241,8 +228,7 @@ func TestForensics(t *testing.T) {
 	if hits := flat(live(secretPats)); len(hits) != 0 {
 		t.Errorf("returned: secrets found: %+v", hits)
 	}
-	fmt.Fprintln(stdin, "exit")
-	cmd.Wait()
+	hp.wait(t)
 }
 
 // lockedAsNobody is the helper process of TestLockedAsNobody.

@@ -17,7 +17,6 @@ import (
 	"io"
 	"math/big"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -452,22 +451,12 @@ func TestAdapterCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "MEMSHUFFLE_CHILD=copies")
-	stdin, _ := cmd.StdinPipe()
-	stdoutPipe, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	stdout := bufio.NewScanner(stdoutPipe)
+	hp := startHelper(t, "copies")
+	stdin, stdout := hp.stdin, hp.stdout
 	stdout.Buffer(nil, 1<<20) // the line of ECDSA signatures
 	expect := func(want string) {
 		t.Helper()
-		if !stdout.Scan() || stdout.Text() != want {
-			t.Fatalf("helper said %q, want %q", stdout.Text(), want)
-		}
+		hp.expect(t, want)
 	}
 	send := func(b []byte) {
 		binary.Write(stdin, binary.BigEndian, uint32(len(b)))
@@ -500,14 +489,10 @@ func TestAdapterCopies(t *testing.T) {
 	expect("ready")
 	t.Logf("%d MACs, AEAD seals and opens, and signatures with each of 3 keys in %v (secret mode %v)",
 		copiesOps, time.Since(start).Round(time.Millisecond), SecretMode())
-	pid := cmd.Process.Pid
 
 	live := func() []int {
 		t.Helper()
-		res, err := memscan.ScanProcessAll(pid, ps)
-		if err != nil {
-			t.Fatal(err)
-		}
+		res := hp.scanLive(t, ps)
 		counts := make([]int, len(forms))
 		for i, hits := range res {
 			for _, h := range hits {
@@ -518,7 +503,6 @@ func TestAdapterCopies(t *testing.T) {
 		}
 		return counts
 	}
-	gcore, _ := exec.LookPath("gcore")
 	// asm names the functions signal frames interrupted; without it (a
 	// binary with no line table), every hit in a dump counts.
 	asm, err := loadAesctrAsm(os.Args[0], filepath.Join("internal", "aesctr"))
@@ -527,21 +511,11 @@ func TestAdapterCopies(t *testing.T) {
 	}
 	core := func() []int {
 		t.Helper()
-		if gcore == "" {
+		res, path, ok := hp.scanCore(t, ps)
+		if !ok {
 			return nil
 		}
-		prefix := filepath.Join(t.TempDir(), "core")
-		if out, err := exec.Command(gcore, "-o", prefix, strconv.Itoa(pid)).CombinedOutput(); err != nil {
-			t.Logf("gcore failed (ptrace not permitted here?), core dump not scanned: %v\n%s", err, out)
-			gcore = ""
-			return nil
-		}
-		path := prefix + "." + strconv.Itoa(pid)
 		defer os.Remove(path)
-		res, err := memscan.ScanCoreAll(path, ps)
-		if err != nil {
-			t.Fatal(err)
-		}
 		c, threads, maps := openCoreThreads(t, path)
 		defer c.Close()
 		at := asm
@@ -616,14 +590,12 @@ func TestAdapterCopies(t *testing.T) {
 	expect("busy")
 	busyLive, busyCore := live(), core()
 	check("busy: ", busyLive, busyCore, busyLimit)
-	fmt.Fprintln(stdin, "exit")
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("helper: %v", err)
-	}
+	hp.wait(t)
 }
 
 // busyCopies is how many copies of each form TestAdapterCopies allows in
-// its busy phase, in any build: MAC computes in the Shuffler's own memory,
+// its busy phase, in any build: MAC computes in locked, dump-excluded
+// memory of its own (see macmem.go),
 // and an Ed25519 Signer's seed and prefix are in crypto/ed25519's one
 // cache entry and, for the one signature under way (a Signer's Ed25519
 // signatures take turns), in the Signer's key buffer and in the frames of

@@ -256,6 +256,12 @@
 // NewSigner's parse left; it allows 2 x GOMAXPROCS + 3), and none of RSA's
 // d, p, q and qInv big-endian and two as words per key of the pool (4 to 8
 // seen), and dP and dQ once as words and once big-endian per key.
+// TestMACInFlightPads dumps a process MACing with SHA-256 and SHA-512 on
+// three goroutines eight times (six reads of its memory, two gcore
+// dumps): no padded block of the key, where a pad and two hashes on the
+// heap put one in 1 to 4 of the dumps in each of three runs; the hashes'
+// states turn up 0 to 3 times, in the frames of crypto's Sum, which copies
+// a state there until the call's stack is zeroed at its end.
 // An AEAD call under way holds its key schedule on the Go heap (two copies
 // of the key in one of the busy dumps). BENCHMARKS.md has what secret mode
 // costs.

@@ -21,7 +21,13 @@ import (
 // the key: the key-derived blocks exist in one buffer of its own, wiped as
 // soon as both hashes have absorbed them, and both hashes are overwritten
 // with zeros and reset before MAC returns, which overwrites the states and
-// buffers derived from the key. In secret
+// buffers derived from the key. With the standard library's SHA-256 or
+// SHA-512, that buffer and both hashes' states are in memory mapped
+// outside the Go heap, locked where the limit allows and left out of core
+// dumps (48 KiB for the process, mapped by the first MAC, room for 64
+// MACs at once; a further one computes on the heap), so a dump of a
+// process in the middle of MACs finds neither; with another hash they are
+// on the heap while the call runs. In secret
 // mode (see SecretMode) all of it runs inside secret.Do; otherwise, with
 // the standard library's SHA-256 or SHA-512 and up to 256 KiB of key and
 // message, it runs where the runtime cannot preempt it, which would save
@@ -89,7 +95,13 @@ func mac(s *Shuffler, key Handle, h func() hash.Hash, msg, dst []byte) ([]byte, 
 	if err := macRefused(h); err != nil {
 		return dst, err
 	}
-	pad := make([]byte, bs)
+	var pad []byte
+	if sc, ok := takeMACScratch(inner, outer, bs); ok {
+		defer sc.free()
+		inner, outer, pad = sc.inner, sc.outer, sc.pad
+	} else {
+		pad = make([]byte, bs)
+	}
 	out := slices.Grow(dst, size)
 	err := borrowKey(s, key, macPin(inner, outer, msg), func(k []byte) (err error) {
 		if keyIsZero(k) {

@@ -103,9 +103,10 @@ func (sh *shard) check() ([]ctrRun, error) {
 // leaves its arenas mapped, wiped.
 func (sh *shard) checkClosed() error {
 	if sh.purged {
-		if sh.pins > 0 {
+		if sh.pins > 0 || sh.purgedRented {
 			// A Borrow function or fill may write after Purge; it wipes
-			// what it wrote when it ends (endPinned).
+			// what it wrote when it ends (endPinned). A slice from Rent
+			// may write too, and what it writes stays until Close.
 			return nil
 		}
 		for ai, a := range sh.Arenas.List() {

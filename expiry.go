@@ -13,6 +13,12 @@ import (
 // zero or less, and, since expiries are kept as int64 Unix nanoseconds, a
 // ttl that takes an entry allocated now past April 2262 (about 236 years
 // from 2026).
+//
+// The calls that make an entry and fill it (Random, ReadFrom, ReadAll,
+// ReadUntil, ReadPrivateKey, CopyFrom, Clone) give it the TTL when they
+// make it: one that takes longer than ttl to fill it, on a loaded machine
+// or with a slow reader, fails with ErrExpired, with the entry wiped and
+// freed.
 func WithDefaultTTL(ttl time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if ttl <= 0 {
@@ -31,8 +37,9 @@ func WithDefaultTTL(ttl time.Duration) Option {
 // every access checks, and Alloc (a few at a time), Shuffle and the
 // background shuffler sweep expired entries, so a Shuffler that allocates
 // does not keep their memory. An entry rented or viewed when it expires
-// is wiped when the last borrower returns it, and that Return reports
-// ErrExpired. Free of an expired handle recycles its slot, 24 bytes of
+// is wiped when the last borrower returns it; each borrower's Return or
+// ReturnView reports ErrExpired, the last one's included, as every call
+// with the handle does from then on. Free of an expired handle recycles its slot, 24 bytes of
 // the Go heap, which nothing else does: a program that drops the handles
 // of entries it let expire should Free them.
 //

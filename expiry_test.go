@@ -3,6 +3,8 @@ package memshuffle
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"math"
 	"sync/atomic"
@@ -115,6 +117,40 @@ func TestDefaultTTL(t *testing.T) {
 	mustCheck(t, s)
 	if _, err := New(WithDefaultTTL(-1)); !errors.Is(err, ErrInvalidOption) {
 		t.Fatal(err)
+	}
+}
+
+// TestFillOutlastsTTL: each call that makes an entry and fills it, given a
+// default TTL shorter than the filling, fails with ErrExpired, as
+// WithDefaultTTL says, and leaves no entry behind: the one it made is
+// wiped and freed.
+func TestFillOutlastsTTL(t *testing.T) {
+	_, ed, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := pkcs8(t, ed)
+	for _, c := range []struct {
+		name string
+		fill func(s *Shuffler) (Handle, error)
+	}{
+		{"Random", func(s *Shuffler) (Handle, error) { return Random(s, 32) }},
+		{"ReadFrom", func(s *Shuffler) (Handle, error) { return ReadFrom(s, bytes.NewReader([]byte("abc")), 3) }},
+		{"ReadAll", func(s *Shuffler) (Handle, error) { return ReadAll(s, bytes.NewReader([]byte("abc")), 16) }},
+		{"ReadUntil", func(s *Shuffler) (Handle, error) { return ReadUntil(s, bytes.NewReader([]byte("abc\n")), '\n', 16) }},
+		{"ReadPrivateKey", func(s *Shuffler) (Handle, error) { return ReadPrivateKey(s, bytes.NewReader(key)) }},
+		{"CopyFrom", func(s *Shuffler) (Handle, error) { return CopyFrom(s, []byte("abc")) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newTest(t, WithDefaultTTL(time.Nanosecond))
+			h, err := c.fill(s)
+			if !errors.Is(err, ErrExpired) || !h.IsZero() {
+				t.Fatalf("%v, %v; want ErrExpired and no handle", h, err)
+			}
+			if st := s.Stats(); st.Entries != 0 || st.LiveBytes != 0 {
+				t.Fatalf("entry left behind: %+v", st)
+			}
+		})
 	}
 }
 

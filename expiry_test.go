@@ -123,7 +123,10 @@ func TestDefaultTTL(t *testing.T) {
 // TestFillOutlastsTTL: each call that makes an entry and fills it, given a
 // default TTL shorter than the filling, fails with ErrExpired, as
 // WithDefaultTTL says, and leaves no entry behind: the one it made is
-// wiped and freed.
+// wiped and freed. The Shuffler's clock moves a millisecond at each read:
+// on the system clock, a fill often ends within the tick it began in
+// where the clock is coarse (Windows), and then has not outlasted even a
+// TTL of a nanosecond.
 func TestFillOutlastsTTL(t *testing.T) {
 	_, ed, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -142,7 +145,12 @@ func TestFillOutlastsTTL(t *testing.T) {
 		{"CopyFrom", func(s *Shuffler) (Handle, error) { return CopyFrom(s, []byte("abc")) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := newTest(t, WithDefaultTTL(time.Nanosecond))
+			clk := newTestClock(time.Now())
+			ticking := optionFunc(func(cfg *config) error {
+				cfg.now = func() int64 { return clk.ns.Add(int64(time.Millisecond)) }
+				return nil
+			})
+			s := newTest(t, WithDefaultTTL(time.Nanosecond), ticking)
 			h, err := c.fill(s)
 			if !errors.Is(err, ErrExpired) || !h.IsZero() {
 				t.Fatalf("%v, %v; want ErrExpired and no handle", h, err)

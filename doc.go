@@ -179,7 +179,10 @@
 //     wipePointee calls removed), 1,000 calls left 13 and 26, then 28 and
 //     56.
 //   - Ed25519 Sign: 1 copy of the seed and 1 of the nonce prefix, none of
-//     the secret scalar in its byte form, in every run. crypto/ed25519
+//     the secret scalar in its byte form, in every run; the same cache
+//     entry holds the scalar in edwards25519's own form, which this test
+//     does not search for and which gives nothing the seed beside it does
+//     not. crypto/ed25519
 //     caches every key it signs with, expanded, under a weak pointer to
 //     the key's first byte, and never wipes the cache. The Signer signs
 //     from one heap buffer for its whole life, so the cache holds one

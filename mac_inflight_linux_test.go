@@ -168,6 +168,10 @@ func hashState(t *testing.T, h hash.Hash, block []byte) []byte {
 // Sum copies a state to its frame, where it stays until the call's stack
 // is zeroed at its end, so a dump taken meanwhile has it on a stack.
 func TestMACInFlightPads(t *testing.T) {
+	if testing.Short() && !SecretMode() {
+		// As TestAdapterCopies: secret mode's run in .ci/run passes -short.
+		t.Skip("takes eight whole-process scans of a helper; skipped in -short mode, except in secret mode")
+	}
 	if copiesUnderRace {
 		t.Skip("too slow under -race")
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/memscan"
 )
@@ -114,4 +115,37 @@ func gcoreDump(t *testing.T, pid int) (string, error) {
 		return "", fmt.Errorf("%w\n%s", err, out)
 	}
 	return prefix + "." + strconv.Itoa(pid), nil
+}
+
+// macMemLine is the line a helper prints to say where MAC's memory is,
+// which is not locked and so not among the mappings the tests leave out
+// as the library's: "macmem START END", both 0 before any MAC mapped it.
+func macMemLine() string {
+	var lo, hi uintptr
+	if m := macMem.Load(); m != nil {
+		lo = uintptr(unsafe.Pointer(unsafe.SliceData(m.data)))
+		hi = lo + uintptr(len(m.data))
+	}
+	return fmt.Sprintf("macmem %d %d", lo, hi)
+}
+
+// macMemRange reads the helper's macMemLine and returns the range it
+// names, [lo, hi).
+func (h *helperProc) macMemRange(t *testing.T) (lo, hi uint64) {
+	t.Helper()
+	if !h.stdout.Scan() {
+		t.Fatal("helper said nothing, want where MAC's memory is")
+	}
+	if _, err := fmt.Sscanf(h.stdout.Text(), "macmem %d %d", &lo, &hi); err != nil {
+		t.Fatalf("helper said %q, want where MAC's memory is: %v", h.stdout.Text(), err)
+	}
+	return lo, hi
+}
+
+// libraryMemory reports whether a hit is in memory of the library's own:
+// a locked, dump-excluded anonymous mapping (arenas, keys) or MAC's
+// memory, [macLo, macHi).
+func libraryMemory(h memscan.Hit, macLo, macHi uint64) bool {
+	m := h.Mapping
+	return m.Path == "" && m.Locked && m.DontDump || h.Addr >= macLo && h.Addr < macHi
 }

@@ -22,12 +22,16 @@ import (
 // soon as both hashes have absorbed them, and both hashes are overwritten
 // with zeros and reset before MAC returns, which overwrites the states and
 // buffers derived from the key. With the standard library's SHA-256 or
-// SHA-512, that buffer and both hashes' states are in memory mapped
-// outside the Go heap, locked where the limit allows and left out of core
-// dumps (48 KiB for the process, mapped by the first MAC, room for 64
-// MACs at once; a further one computes on the heap), so a dump of a
-// process in the middle of MACs finds neither; with another hash they are
-// on the heap while the call runs. In secret
+// SHA-512 (in a build without GOEXPERIMENT=boringcrypto), that buffer and
+// both hashes' states are in memory mapped outside the Go heap, and left
+// out of core dumps as the arenas are where the system allows it: 48 KiB
+// for the process (with 4 KiB pages), not locked, mapped by the first MAC
+// with one of those hashes, with room for 64 MACs at once (a further one
+// computes on the heap, as do all of them if the mapping is refused). A
+// dump of a process in the middle of MACs then finds no pad; crypto's Sum
+// still copies a hash's state into its frame on the goroutine's stack,
+// which is zeroed when the call ends. With another hash the pad and the
+// states are on the heap while the call runs. In secret
 // mode (see SecretMode) all of it runs inside secret.Do; otherwise, with
 // the standard library's SHA-256 or SHA-512 and up to 256 KiB of key and
 // message, it runs where the runtime cannot preempt it, which would save

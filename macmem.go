@@ -14,15 +14,22 @@ import (
 // one compression away from key XOR ipad or key XOR opad, and together
 // enough to forge a MAC of any message), and its pad holds those blocks
 // themselves for a moment. On the Go heap they are caught by a dump of a
-// busy process: with SHA-512 MACs running on three goroutines, one of the
-// pads was in 3 of 4 gcore dumps and a state in each of them, though MAC
-// wipes all of it before it returns. So MAC computes in a slot of macMem:
-// memory mapped outside the Go heap, locked where the limit allows, left
-// out of core dumps and given to a forked child as zeros. A hash of the
-// standard library's SHA-256 or SHA-512 is copied there as it comes from
-// h, a state with nothing of the key yet, and used there; a hash of
-// another kind (the caller's own code, which may keep pointers) stays
-// where h made it, and the pad with it.
+// busy process: with the pad and the hashes there, TestMACInFlightPads
+// found a pad in 1 to 4 of 8 dumps of a process MACing on three
+// goroutines, in each of 3 runs, though MAC wipes all of it before it
+// returns. So MAC computes in a slot of macMem: memory mapped outside the
+// Go heap and, as the arenas are where the system allows it, left out of
+// core dumps and given to a forked child as zeros. A hash of the standard
+// library's SHA-256 or SHA-512 is copied there as it comes from h, a
+// state with nothing of the key yet, and used there; a hash of another
+// kind (the caller's own code, which may keep pointers) stays where h
+// made it, and the pad with it.
+//
+// macMem is not locked, as the inbox is not: locked memory is the
+// arenas', and under the 64 KiB limit of older kernels 48 KiB locked for
+// the life of the process left a strictly locked Shuffler room for 16
+// entries of 32 bytes instead of 1,072. Its pages hold something only
+// while a MAC runs.
 
 // macSlotSize is one slot: two hash states of up to macStateSize bytes
 // and a pad of up to a block of the largest standard hash.
@@ -39,7 +46,8 @@ const (
 const macSlots = 64
 
 // macMem is the process's *macMemory, mapped by the first MAC that uses
-// it; nil until then, or when the mapping was refused.
+// it; nil until then, or when the mapping was refused, which is not tried
+// again: MACs then compute on the heap.
 var macMem atomic.Pointer[macMemory]
 
 var macMemOnce sync.Once
@@ -72,9 +80,10 @@ func takeMACScratch(inner, outer hash.Hash, bs int) (macScratch, bool) {
 	if m == nil {
 		return macScratch{}, false
 	}
-	start := int(m.next.Add(1))
-	for k := range macSlots {
-		i := (start + k) % macSlots
+	start := m.next.Add(1)
+	for k := range uint32(macSlots) {
+		// In uint32: a 32-bit int made the index negative from the 2^31st MAC on.
+		i := int((start + k) % macSlots)
 		if !m.busy[i].CompareAndSwap(0, 1) {
 			continue
 		}
@@ -99,7 +108,7 @@ func (sc *macScratch) free() {
 // mapMACMem returns macMem, mapping it on first use.
 func mapMACMem() *macMemory {
 	macMemOnce.Do(func() {
-		r, err := osmem.Map(macSlots*macSlotSize, osmem.Flags{Lock: true, SmallPages: true})
+		r, err := osmem.Map(macSlots*macSlotSize, osmem.Flags{SmallPages: true})
 		if err == nil {
 			macMem.Store(&macMemory{data: r.Data})
 		}

@@ -9,6 +9,8 @@ import (
 	"hash"
 	"reflect"
 	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/seal"
 )
 
 // TestMACScratch: the standard library's SHA-256 and SHA-512 hashes move
@@ -18,7 +20,9 @@ import (
 // does not move, still equal crypto/hmac's.
 func TestMACScratch(t *testing.T) {
 	for _, h := range []func() hash.Hash{sha256.New, sha256.New224, sha512.New, sha512.New384, sha512.New512_256} {
-		if typ := reflect.TypeOf(h()); !movableHashes[typ] {
+		// Under boringcrypto the hashes are BoringSSL's, of other types
+		// and sizes; MAC's doc promises nothing there.
+		if typ := reflect.TypeOf(h()); !movableHashes[typ] && seal.CryptoInGo {
 			t.Errorf("%v does not move into MAC's memory", typ)
 		}
 	}
@@ -61,6 +65,15 @@ func TestMACScratch(t *testing.T) {
 		idle()
 	}
 	m := macMem.Load()
+	// Where the search for a slot starts passes 2^31, where an int of 32
+	// bits turns negative, and wraps at 2^32.
+	for _, next := range []uint32{1<<31 - 2, 1<<32 - 2} {
+		m.next.Store(next)
+		for range 4 {
+			mac(sha256.New)
+		}
+	}
+	idle()
 	for i := range m.busy {
 		m.busy[i].Store(1)
 	}

@@ -29,8 +29,7 @@ type Stats struct {
 	// buffers and the background shuffler's spare regions; with
 	// WithSecretMemory, guard pages too, which the kernel counts as locked.
 	// On Linux it equals the process's VmLck when nothing else locks
-	// memory (MAC's scratch memory, 48 KiB for the process once a MAC has
-	// run, is locked too, and no Shuffler counts it). UnlockedBytes counts those the system would not lock (or
+	// memory. UnlockedBytes counts those the system would not lock (or
 	// all, with LockNone).
 	LockedBytes   int64
 	UnlockedBytes int64

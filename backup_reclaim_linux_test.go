@@ -23,14 +23,17 @@ func init() {
 // freed on every shard, a LockStrict Shuffler under an 8 MiB limit holds
 // as many entries of 32 KiB (tag included) with AES-256-GCM as with
 // AES-256-CTR, which keeps no backups. Before, the idle backups of the
-// other shards held most of the limit.
+// other shards held most of the limit. The test allows a quarter less:
+// on a loaded machine either mode sometimes fits one 900 KiB region fewer
+// (8 runs beside two busy loops: 222 to 252 with GCM, 226 to 251 with CTR,
+// and 224 against 251 in one), where the idle backups cost seven of them.
 func TestIdleBackupsReclaimed(t *testing.T) {
 	out := runAsNobody(t, "backup-reclaim")
 	var gcm, ctr int
 	if _, err := fmt.Sscanf(lastLine(out), "fit gcm=%d ctr=%d", &gcm, &ctr); err != nil {
 		t.Fatalf("helper said %q", lastLine(out))
 	}
-	if ctr < 100 || gcm < ctr*9/10 {
+	if ctr < 100 || gcm < ctr*3/4 {
 		t.Errorf("%d entries of 32 KiB fit with AES-256-GCM, %d with AES-256-CTR", gcm, ctr)
 	} else {
 		t.Logf("%d entries of 32 KiB fit with AES-256-GCM, %d with AES-256-CTR", gcm, ctr)

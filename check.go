@@ -103,7 +103,7 @@ func (sh *shard) check() ([]ctrRun, error) {
 // leaves its arenas mapped, wiped.
 func (sh *shard) checkClosed() error {
 	if sh.purged {
-		if sh.pins > 0 || sh.purgedRented {
+		if sh.pins > 0 || sh.anyRented() {
 			// A Borrow function or fill may write after Purge; it wipes
 			// what it wrote when it ends (endPinned). A slice from Rent
 			// may write too, and what it writes stays until Close.
@@ -120,6 +120,18 @@ func (sh *shard) checkClosed() error {
 		return fmt.Errorf("closed but holds a backup region")
 	}
 	return sh.CheckEmpty()
+}
+
+// anyRented reports whether a slot of the shard is rented. After Purge it
+// says whether one was when Purge ran: every call but Close answers
+// ErrClosed from then on, so no Return changes a slot.
+func (sh *shard) anyRented() bool {
+	for i := range sh.Slots.Len() {
+		if sh.Slots.At(i).State() == store.StateRented {
+			return true
+		}
+	}
+	return false
 }
 
 // checkNoneDue verifies what a sweep of expired entries (Shuffle, a

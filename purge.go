@@ -164,7 +164,6 @@ func (sh *shard) purge() {
 	sh.drainFlight() // or an entry could be made plaintext after the wipe
 	sh.Arenas.Wipe()
 	sh.purged = true
-	sh.purgedRented = sh.Counts.Rented() > 0
 	sh.closed = true
 	// Nothing is held any more: Stats and LongRents say so.
 	sh.Counts.Reset()

@@ -99,10 +99,7 @@ type shard struct {
 	index  uint32
 	closed bool
 	purged bool // wiped by Purge; arenas still mapped until Close
-	// Purge found entries rented: their slices may write into the wiped
-	// arenas until Close (see Purge), which the checker then allows.
-	purgedRented bool
-	ciph         seal.Cipher
+	ciph   seal.Cipher
 
 	// While a rotation goes through the shard, ciph is already the new
 	// cipher and rot.prev the old one, for entries encrypted before it.

@@ -17,8 +17,9 @@ import (
 // released when some fits, else into new arena space. When the system
 // refuses memory, or a lock under LockStrict, Alloc first gives back what it
 // can in bounded work (empty arenas, a few compaction steps, the space of up
-// to 1,024 expired entries) and tries again; then it fails with
-// ErrOutOfMemory or ErrLockFailed.
+// to 1,024 expired entries) and tries again; then it puts the entry in room
+// the arenas of another shard already have, and fails with ErrOutOfMemory
+// or ErrLockFailed only when none has room.
 func Alloc[T any](s *Shuffler, n int) (Handle, error) {
 	// T's size and alignment as constants, which every type of T's shape
 	// shares: for bytes the bound below needs no hardware divide. Bytes
@@ -101,11 +102,39 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	} else {
 		sh.mu.Unlock()
 	}
+	if err != nil && len(s.shards) > 1 && (errors.Is(err, ErrLockFailed) || errors.Is(err, ErrOutOfMemory)) {
+		if h2, ok := s.allocElsewhere(sh, size, align); ok {
+			h, err = h2, nil
+		}
+	}
 	// A refused lock of a new arena, or another goroutine's events.
 	if s.out.pending.Load() {
 		s.flushLogAllocated(h, err)
 	}
 	return h, err
+}
+
+// allocElsewhere places an entry that sh found no memory for in space
+// another shard already holds, free or at the end of its current arena,
+// and reports whether one had room. pickShard spreads entries over the
+// shards, so each has room left at the end of its current arena: under an
+// 8 MiB lock limit, with entries of 32 KiB, a LockStrict Shuffler was
+// refused with up to 900 KiB of its locked arenas unused in other shards
+// (TestAllocElsewhere). It maps nothing: the refusal it follows says the
+// system has nothing more to give.
+func (s *Shuffler) allocElsewhere(sh *shard, size, align int) (Handle, bool) {
+	for k := 1; k < len(s.shards); k++ {
+		o := &s.shards[(int(sh.index)+k)%len(s.shards)]
+		o.mu.Lock()
+		o.Arenas.DeferMap(true) // a need to map is a refusal, not a mapping
+		h, err := o.alloc(size, align)
+		o.Arenas.DeferMap(false)
+		o.mu.Unlock()
+		if err == nil {
+			return h, true
+		}
+	}
+	return Handle{}, false
 }
 
 // flushLogAllocated is flushLog after an alloc that made h unless err. A

@@ -35,30 +35,10 @@ const forensicSecrets = 8
 // read straight into the memory that keeps it. Then it obeys one command per
 // line: "rent N", "return N", "exit".
 func holder() int {
-	s, err := New(WithShards(2))
+	s, hs, err := holdFromStdin()
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
-	}
-	key, salt := new([32]byte), new([8]byte)
-	if _, err := io.ReadFull(os.Stdin, key[:]); err != nil {
-		return 1
-	}
-	if _, err := io.ReadFull(os.Stdin, salt[:]); err != nil {
-		return 1
-	}
-	if err := s.RotateKey(key, salt); err != nil { // wipes key and salt
-		fmt.Println("error:", err)
-		return 1
-	}
-	var hs []Handle
-	for range forensicSecrets {
-		h, err := ReadFrom(s, os.Stdin, 32)
-		if err != nil {
-			fmt.Println("error:", err)
-			return 1
-		}
-		hs = append(hs, h)
 	}
 	// Churn: move everything a few times so freed and moved space exists.
 	for range 3 {
@@ -86,6 +66,33 @@ func holder() int {
 		fmt.Println("ok")
 	}
 	return 0
+}
+
+// holdFromStdin makes a helper's Shuffler, of two shards, under the key
+// and salt stdin brings, and reads forensicSecrets secrets of 32 bytes from
+// stdin, each straight into its entry.
+func holdFromStdin() (*Shuffler, []Handle, error) {
+	s, err := New(WithShards(2))
+	if err != nil {
+		return nil, nil, err
+	}
+	key, salt := new([32]byte), new([8]byte)
+	if _, err := io.ReadFull(os.Stdin, key[:]); err != nil {
+		return nil, nil, err
+	}
+	if _, err := io.ReadFull(os.Stdin, salt[:]); err != nil {
+		return nil, nil, err
+	}
+	if err := s.RotateKey(key, salt); err != nil { // wipes key and salt
+		return nil, nil, err
+	}
+	hs := make([]Handle, forensicSecrets)
+	for i := range hs {
+		if hs[i], err = ReadFrom(s, os.Stdin, 32); err != nil {
+			return nil, nil, err
+		}
+	}
+	return s, hs, nil
 }
 
 // TestForensics holds secrets in a helper process and searches it with

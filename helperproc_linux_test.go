@@ -30,8 +30,23 @@ type helperProc struct {
 // stdout piped to the test; it is killed when the test ends.
 func startHelper(t *testing.T, mode string) *helperProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	return startHelperWith(t, mode, func(*exec.Cmd) {})
+}
+
+// startHelperWith is startHelper that lets set change the command (its
+// directory, environment or standard error) before it starts.
+func startHelperWith(t *testing.T, mode string, set func(*exec.Cmd)) *helperProc {
+	t.Helper()
+	// By its absolute path: set may change the directory, and the binary
+	// may have been started by a relative one.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run=^$")
 	cmd.Env = append(os.Environ(), "MEMSHUFFLE_CHILD="+mode)
+	cmd.Stderr = os.Stderr
+	set(cmd)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +55,6 @@ func startHelper(t *testing.T, mode string) *helperProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"unsafe"
 
+	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 
@@ -19,7 +20,9 @@ import (
 // can in bounded work (empty arenas, a few compaction steps, the space of up
 // to 1,024 expired entries) and tries again; then it puts the entry in room
 // the arenas of another shard already have, and fails with ErrOutOfMemory
-// or ErrLockFailed only when none has room.
+// or ErrLockFailed only when none has room. Under LockBestEffort, a new
+// arena the system would not lock is met the same way before the entry
+// goes into it, unlocked (see LockBestEffort).
 func Alloc[T any](s *Shuffler, n int) (Handle, error) {
 	// T's size and alignment as constants, which every type of T's shape
 	// shares: for bytes the bound below needs no hardware divide. Bytes
@@ -77,28 +80,8 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	// A type assertion, not errors.As: the store returns it as it is, and
 	// errors.As would move need to the heap, an allocation every Alloc.
 	if need, ok := err.(*store.NeedMap); ok {
-		// A new arena is mapped, and locked, which backs every page of
-		// it, with the shard unlocked: under the lock, an arena of 16 MiB
-		// held up every Rent and Return of the shard for 40 ms. Then the
-		// Alloc runs again and adopts the region, unless the arena it now
-		// needs is another one (others allocated meanwhile): then it maps
-		// that one under the lock, and the region is unmapped. A refusal
-		// is met again under the lock, where Alloc gives back what it can
-		// and tries once more.
 		sh.mu.Unlock()
-		r, mapErr := s.mapAux(need.N)
-		sh.mu.Lock()
-		// Refused while another Alloc's region is on offer: then r stays
-		// this call's, to unmap.
-		offered := mapErr == nil && sh.Arenas.Offer(r, need.N)
-		h, err = sh.alloc(size, align)
-		if offered {
-			r = sh.Arenas.TakeOffer()
-		}
-		sh.mu.Unlock()
-		if r != nil {
-			_ = s.aux.Unmap(r) // munmap does not fail for a correct call
-		}
+		h, err = s.allocMapping(sh, need.N, size, align)
 	} else {
 		sh.mu.Unlock()
 	}
@@ -110,6 +93,36 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 	// A refused lock of a new arena, or another goroutine's events.
 	if s.out.pending.Load() {
 		s.flushLogAllocated(h, err)
+	}
+	return h, err
+}
+
+// allocMapping is alloc once sh, unlocked, found that the entry needs a
+// new arena of n bytes. The arena is mapped, and locked, which backs every
+// page of it, with the shard unlocked: under the lock, an arena of 16 MiB
+// held up every Rent and Return of the shard for 40 ms. Then the alloc
+// runs again and adopts the region, unless the arena it now needs is
+// another one (others allocated meanwhile): then it maps that one under
+// the lock, and the region is unmapped. A refusal is met again under the
+// lock, where alloc gives back what it can and tries once more.
+func (s *Shuffler) allocMapping(sh *shard, n, size, align int) (Handle, error) {
+	r, mapErr := s.mapAux(n)
+	if mapErr == nil && r.LockErr != nil && s.cfg.lock == LockBestEffort {
+		if h, ok := s.lockedRoomFirst(sh, r, size, align); ok {
+			return h, nil
+		}
+	}
+	sh.mu.Lock()
+	// Refused while another Alloc's region is on offer: then r stays
+	// this call's, to unmap.
+	offered := mapErr == nil && sh.Arenas.Offer(r, n)
+	h, err := sh.alloc(size, align)
+	if offered {
+		r = sh.Arenas.TakeOffer()
+	}
+	sh.mu.Unlock()
+	if r != nil {
+		_ = s.aux.Unmap(r) // munmap does not fail for a correct call
 	}
 	return h, err
 }
@@ -135,6 +148,32 @@ func (s *Shuffler) allocElsewhere(sh *shard, size, align int) (Handle, bool) {
 		}
 	}
 	return Handle{}, false
+}
+
+// lockedRoomFirst is for LockBestEffort, when the system would not lock
+// r, the new arena an entry needs: before the entry goes into unlocked
+// memory, the Shuffler gives back the locked memory it holds idle, as a
+// refusal under LockStrict does, and locks r if that made room; if it did
+// not, the entry goes into room another shard's arenas have, and r is
+// unmapped. It reports whether it placed the entry. Before, a Shuffler
+// under the limit put entries in unlocked arenas while each shard's empty
+// current arena held up to 900 KiB of the limit (TestLockedRoomFirst).
+func (s *Shuffler) lockedRoomFirst(sh *shard, r *osmem.Region, size, align int) (Handle, bool) {
+	sh.mu.Lock()
+	if !sh.closed {
+		sh.Arenas.DeferMap(true) // as in alloc: compaction maps nothing here
+		sh.reclaim()
+		sh.Arenas.DeferMap(false)
+	}
+	sh.mu.Unlock()
+	if s.aux.Relock(r) == nil || len(s.shards) == 1 {
+		return Handle{}, false
+	}
+	h, ok := s.allocElsewhere(sh, size, align)
+	if ok {
+		_ = s.aux.Unmap(r) // munmap does not fail for a correct call
+	}
+	return h, ok
 }
 
 // flushLogAllocated is flushLog after an alloc that made h unless err. A

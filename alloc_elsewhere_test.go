@@ -103,3 +103,83 @@ func TestAllocElsewhere(t *testing.T) {
 		})
 	}
 }
+
+// TestLockedRoomFirstFaults: under LockBestEffort, an Alloc whose new
+// arena the system will not lock first locks it after giving back idle
+// locked memory, if the system then allows it, and otherwise puts the
+// entry in room another shard's arenas have, keeping an unlocked arena
+// only once none has room. TestLockedRoomFirst measures it against the
+// real memory-lock limit.
+func TestLockedRoomFirstFaults(t *testing.T) {
+	const size = 1000
+	for _, c := range []struct {
+		name      string
+		refuse    int // locks the system refuses, from the first; -1: every one
+		elsewhere bool
+	}{
+		{"relocked", 1, false},
+		{"elsewhere", -1, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newTest(t, WithShards(2), WithArenaSize(64<<10))
+			pick := uint32(0)
+			s.replayShard = func() uint32 { return pick }
+			first, err := Alloc[byte](s, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mapped := s.Stats().MappedBytes
+			locks := 0
+			osmem.SetFault(func(o osmem.Op) error {
+				if o != osmem.OpLock {
+					return nil
+				}
+				locks++
+				if c.refuse < 0 || locks <= c.refuse {
+					return osmem.ErrInjected
+				}
+				return nil
+			})
+			defer osmem.SetFault(nil)
+			pick = 1
+			made := []Handle{first}
+			for s.Stats().UnlockedBytes == 0 && len(made) < 200 {
+				h, err := Alloc[byte](s, size)
+				if err != nil {
+					t.Fatalf("after %d entries: %v", len(made), err)
+				}
+				made = append(made, h)
+				if !c.elsewhere {
+					break
+				}
+			}
+			osmem.SetFault(nil)
+			mustCheck(t, s)
+			st := s.Stats()
+			if st.LockFailures == 0 {
+				t.Fatal("no lock was refused")
+			}
+			last := made[len(made)-1]
+			if !c.elsewhere {
+				// Locked once asked again: the entry is in shard 1's new arena.
+				if last.shard() != 1 || st.UnlockedBytes != 0 || st.MappedBytes <= mapped {
+					t.Errorf("entry in shard %d, %d bytes unlocked, %d mapped (%d before)", last.shard(), st.UnlockedBytes, st.MappedBytes, mapped)
+				}
+				return
+			}
+			// Every entry but the last went into shard 0's arena, locked,
+			// and the last, which found no room there, into an unlocked one.
+			for _, h := range made[:len(made)-1] {
+				if h.shard() != 0 {
+					t.Fatalf("entry %v in shard %d while shard 0 had room", h, h.shard())
+				}
+			}
+			if used := int64(len(made)-1) * size; used+size <= mapped {
+				t.Errorf("an unlocked arena was mapped with %d of %d locked bytes used", used, mapped)
+			}
+			if st.UnlockedBytes == 0 {
+				t.Errorf("no unlocked arena after %d entries", len(made))
+			}
+		})
+	}
+}

@@ -57,26 +57,7 @@ func backupReclaimChild() int {
 			return -1
 		}
 		defer s.Close()
-		// Goroutines on each P rent and free large entries, leaving a
-		// backup in most shards.
-		var wg sync.WaitGroup
-		for range 8 {
-			wg.Go(func() {
-				for range 20 {
-					h, err := Alloc[byte](s, 900<<10)
-					if err != nil {
-						continue
-					}
-					if b, err := RentSlice[byte](s, h); err == nil {
-						b[0] = 1
-						s.Return(h)
-					}
-					s.Free(h)
-					runtime.Gosched()
-				}
-			})
-		}
-		wg.Wait()
+		churnLarge(s)
 		n := 0
 		for {
 			_, err := Alloc[byte](s, size)
@@ -96,6 +77,30 @@ func backupReclaimChild() int {
 	ctr := fit(AES256CTR, 32<<10)
 	fmt.Printf("fit gcm=%d ctr=%d\n", gcm, ctr)
 	return 0
+}
+
+// churnLarge has goroutines on each P rent and free entries of 900 KiB,
+// leaving in most shards an empty current arena of that size and, in the
+// AEAD modes, a backup buffer.
+func churnLarge(s *Shuffler) {
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 20 {
+				h, err := Alloc[byte](s, 900<<10)
+				if err != nil {
+					continue
+				}
+				if b, err := RentSlice[byte](s, h); err == nil {
+					b[0] = 1
+					s.Return(h)
+				}
+				s.Free(h)
+				runtime.Gosched()
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // lastLine returns the last non-empty line of out.

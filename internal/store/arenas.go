@@ -485,6 +485,21 @@ func (x *Aux) Unmap(r *osmem.Region) error {
 	return err
 }
 
+// Relock locks r, a region counted here that the system refused to lock
+// when it was mapped, as osmem.Relock does, and counts it locked.
+func (x *Aux) Relock(r *osmem.Region) error {
+	x.begun.Add(1)
+	defer x.ended.Add(1)
+	l, u, d := LockedLen(r), UnlockedLen(r), DumpableLen(r)
+	if err := osmem.Relock(r); err != nil {
+		return err
+	}
+	x.locked.Add(LockedLen(r) - l)
+	x.unlocked.Add(UnlockedLen(r) - u)
+	x.dumpable.Add(DumpableLen(r) - d)
+	return nil
+}
+
 // Keep counts in r, a wiped region the system would not unmap that no
 // Aux counted, and keeps it for Retry.
 func (x *Aux) Keep(r *osmem.Region) {

@@ -13,21 +13,23 @@ func init() {
 }
 
 // TestLockedRoomFirst: under LockBestEffort, an entry goes into unlocked
-// memory only once the locked memory the Shuffler holds is used. As user
-// nobody under an 8 MiB limit, after entries of 900 KiB came and went on
-// every shard (churnLarge), entries of 32 KiB are made until the first one
-// that needs an arena the system will not lock: at least 240 of the 256
-// places the limit has must be filled by then. Before, the empty current
-// arenas of the other shards held the limit: in 4 runs the first unlocked
-// arena came after 140, 142, 166 and 246 entries; since, after 252 to 254
-// (see lockedRoomFirst).
+// memory only once the locked memory the Shuffler holds is in use, or
+// nearly. As user nobody under an 8 MiB limit, after entries of 900 KiB
+// came and went on every shard (churnLarge), entries of 32 KiB are made
+// until the first one that needs an arena the system will not lock: at
+// least 224 of the 256 places the limit has must be filled by then.
+// Before, the emptied current arenas of the other shards held the limit:
+// in 4 runs the first unlocked arena came after 140, 142, 166 and 246
+// entries. Since, after 243 to 248 in 6 runs, and 234 to 246 in 6 beside
+// two busy loops: the room at the end of other shards' current arenas is
+// left (see relockAfterReclaim).
 func TestLockedRoomFirst(t *testing.T) {
 	out := runAsNobody(t, "locked-first")
 	var n, locked int
 	if _, err := fmt.Sscanf(lastLine(out), "locked first=%d bytes=%d", &n, &locked); err != nil {
 		t.Fatalf("helper said %q", lastLine(out))
 	}
-	if n < 240 {
+	if n < 224 {
 		t.Errorf("%d entries of 32 KiB before the first unlocked arena, with %d bytes locked", n, locked)
 	} else {
 		t.Logf("%d entries of 32 KiB before the first unlocked arena, with %d bytes locked", n, locked)

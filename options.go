@@ -22,12 +22,10 @@ type LockMode int
 const (
 	// LockBestEffort locks every arena with mlock and, when the system
 	// refuses (RLIMIT_MEMLOCK, for one), keeps working with unlocked memory
-	// and counts it in Stats. This is the default. An entry goes into
-	// unlocked memory only once the locked memory is in use: before Alloc
-	// keeps an arena the system would not lock, it gives back the locked
-	// memory the Shuffler holds idle (empty arenas, idle AEAD backups) and
-	// locks the arena if that made room, or puts the entry in room another
-	// shard's arenas have.
+	// and counts it in Stats. This is the default. Before Alloc keeps an
+	// arena the system would not lock, it gives back the locked memory the
+	// Shuffler holds idle (emptied arenas, idle AEAD backup buffers) and
+	// locks the arena if that made room.
 	LockBestEffort LockMode = iota
 	// LockStrict makes a refused lock an error: the allocation that needed
 	// the memory fails with ErrLockFailed and nothing changes.

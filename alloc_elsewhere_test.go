@@ -10,8 +10,9 @@ import (
 
 // TestAllocElsewhere: an Alloc whose shard the system refuses a new arena
 // goes into room another shard's arenas already have, and fails only once
-// no shard has room for it. Before, it failed with the other shard's
-// arena nearly empty.
+// no shard has room for it, after asking the system once more. Before, it
+// failed with the other shard's arena nearly empty. Once refused, the
+// shard takes that room without asking the system each time.
 func TestAllocElsewhere(t *testing.T) {
 	const size = 1000 // aligned to 8: entries pack with no padding
 	for _, c := range []struct {
@@ -61,15 +62,25 @@ func TestAllocElsewhere(t *testing.T) {
 			pick = 1
 			var made []Handle
 			for {
+				before := refused
 				h, err := Alloc[byte](s, size)
 				if err != nil {
 					if !errors.Is(err, ErrOutOfMemory) {
 						t.Fatalf("after %d entries: %v", len(vals), err)
 					}
+					// Refused only after the system was asked again.
+					if refused == before {
+						t.Error("the last Alloc failed without a mapping")
+					}
 					break
 				}
 				if got := h.shard(); got != 0 {
 					t.Fatalf("entry %d went to shard %d, which has no arena", len(made), got)
+				}
+				// Once refused, shard 1 takes the room there is before it
+				// asks the system again.
+				if len(made) > 0 && refused != before {
+					t.Errorf("entry %d: %d more mappings refused", len(made), refused-before)
 				}
 				made = append(made, h)
 			}

@@ -224,6 +224,9 @@ func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 		s.unlocked += UnlockedLen(a.Reg) - unlocked
 		return err
 	}
+	if later == nil {
+		s.aux.freed.Add(1)
+	}
 	// Empty, its free space is one extent from offset 0, if any.
 	s.free.Remove(a.Index, 0)
 	s.list[a.Index] = nil
@@ -435,6 +438,9 @@ type Aux struct {
 	// memory has changed at the syscall and this one not yet, or the other
 	// way round; Quiet tells a reader whether it read both in step.
 	begun, ended atomic.Uint64
+	// freed counts the regions unmapped, through the Aux or by an arena's
+	// Release: a mapping refused before may succeed after one.
+	freed atomic.Uint64
 
 	mu      sync.Mutex
 	refused []*osmem.Region // regions the system would not unmap, for Retry
@@ -532,8 +538,12 @@ func (x *Aux) unmap(r *osmem.Region) error {
 	x.locked.Add(-l)
 	x.unlocked.Add(-u)
 	x.dumpable.Add(-d)
+	x.freed.Add(1)
 	return nil
 }
+
+// Freed counts the regions unmapped so far, arenas included.
+func (x *Aux) Freed() uint64 { return x.freed.Load() }
 
 // Retry unmaps the regions the system refused to unmap before, and
 // returns the errors of those it refuses again, which it keeps. It holds

@@ -39,9 +39,13 @@ func WithDefaultTTL(ttl time.Duration) Option {
 // does not keep their memory. An entry rented or viewed when it expires
 // is wiped when the last borrower returns it; each borrower's Return or
 // ReturnView reports ErrExpired, the last one's included, as every call
-// with the handle does from then on. Free of an expired handle recycles its slot, 24 bytes of
-// the Go heap, which nothing else does: a program that drops the handles
-// of entries it let expire should Free them.
+// with the handle does from then on. Free of an expired handle recycles
+// its slot, 24 bytes of the Go heap and up to 4 more of the table of
+// deadlines, which nothing else does: a program that drops the handles of
+// entries it let expire should Free them. One that dropped 8.7 million in
+// 5 minutes of churn held 211 MB of slots and about 37 MB of that table,
+// and its arenas mapped 1.46 to 1.75 times its live bytes, against 1.06 to
+// 1.21 for the same churn with the handles freed.
 //
 // Expiries are kept as int64 Unix nanoseconds: a t after April 2262 is kept
 // as the last instant they can say, which Expiry then reports, and a t

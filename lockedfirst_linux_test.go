@@ -20,9 +20,9 @@ func init() {
 // least 224 of the 256 places the limit has must be filled by then.
 // Before, the emptied current arenas of the other shards held the limit:
 // in 4 runs the first unlocked arena came after 140, 142, 166 and 246
-// entries. Since, after 243 to 248 in 6 runs, and 234 to 246 in 6 beside
+// entries. Since, after 243 to 247 in 6 runs, and 244 to 250 in 6 beside
 // two busy loops: the room at the end of other shards' current arenas is
-// left (see relockAfterReclaim).
+// left (see relockAfterGiveBack).
 func TestLockedRoomFirst(t *testing.T) {
 	out := runAsNobody(t, "locked-first")
 	var n, locked int

@@ -23,9 +23,12 @@ const (
 	// LockBestEffort locks every arena with mlock and, when the system
 	// refuses (RLIMIT_MEMLOCK, for one), keeps working with unlocked memory
 	// and counts it in Stats. This is the default. Before Alloc keeps an
-	// arena the system would not lock, it gives back the locked memory the
-	// Shuffler holds idle (emptied arenas, idle AEAD backup buffers) and
-	// locks the arena if that made room.
+	// arena the system would not lock, it gives back the emptied arenas
+	// that a peak left larger than their shards now map, if they are
+	// locked, and locks the arena if that made room. It gives back less
+	// than a refusal under LockStrict does: idle AEAD backup buffers and
+	// other emptied arenas stay, so that entries which come and go at the
+	// limit do not map and unmap arenas each time.
 	LockBestEffort LockMode = iota
 	// LockStrict makes a refused lock an error: the allocation that needed
 	// the memory fails with ErrLockFailed and nothing changes.

@@ -118,10 +118,13 @@ func TestMACBLAKE2LeavesNoKeyInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(scanSelf(t, p)); n != 1 {
-		t.Fatalf("control: %d copies of the planted pad found, want 1", n)
+	if n := len(scanSelf(t, p)); n == 0 {
+		t.Fatal("control: the planted pad not found")
 	}
 	Wipe(tail)
+	// Copies the planting left outside tail are not MAC's: under Wine a
+	// CI run found the pad twice before the wipe.
+	base := len(scanSelf(t, p))
 	kh, err := CopyFrom(s, key) // wipes key
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +135,7 @@ func TestMACBLAKE2LeavesNoKeyInProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(scanSelf(t, p)); n != 0 {
-		t.Errorf("%d copies of key[32:64]^opad left after 20 MACs with BLAKE2b-256, want 0 (secret mode %v)", n, SecretMode())
+	if n := len(scanSelf(t, p)); n > base {
+		t.Errorf("%d copies of key[32:64]^opad left after 20 MACs with BLAKE2b-256, %d before them (secret mode %v)", n, base, SecretMode())
 	}
 }

@@ -93,10 +93,7 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 		first := elsewhere && sh.refusedAt == s.aux.Freed()+1
 		sh.mu.Unlock()
 		if first {
-			var placed bool
-			if h, placed = s.allocElsewhere(sh, size, align); placed {
-				err = nil
-			}
+			h, err = s.allocElsewhere(sh, size, align, err)
 			elsewhere = false
 		}
 		if err != nil {
@@ -106,10 +103,7 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 		sh.mu.Unlock()
 	}
 	if err != nil && elsewhere && (errors.Is(err, ErrLockFailed) || errors.Is(err, ErrOutOfMemory)) {
-		var placed bool
-		if h, placed = s.allocElsewhere(sh, size, align); placed {
-			err = nil
-		}
+		h, err = s.allocElsewhere(sh, size, align, err)
 	}
 	// A refused lock of a new arena, or another goroutine's events.
 	if s.out.pending.Load() {
@@ -148,13 +142,13 @@ func (s *Shuffler) allocMapping(sh *shard, n, size, align int) (Handle, error) {
 
 // allocElsewhere places an entry that sh found no memory for in space
 // another shard already holds, free or at the end of its current arena,
-// and reports whether one had room. pickShard spreads entries over the
+// or returns refused, sh's error, when none has room. pickShard spreads entries over the
 // shards, so each has room left at the end of its current arena: under an
 // 8 MiB lock limit, with entries of 32 KiB, a LockStrict Shuffler was
 // refused with up to 900 KiB of its locked arenas unused in other shards
 // (TestAllocElsewhere). It maps nothing: the refusal it follows says the
 // system has nothing more to give.
-func (s *Shuffler) allocElsewhere(sh *shard, size, align int) (Handle, bool) {
+func (s *Shuffler) allocElsewhere(sh *shard, size, align int, refused error) (Handle, error) {
 	for k := 1; k < len(s.shards); k++ {
 		o := &s.shards[(int(sh.index)+k)%len(s.shards)]
 		o.mu.Lock()
@@ -163,10 +157,10 @@ func (s *Shuffler) allocElsewhere(sh *shard, size, align int) (Handle, bool) {
 		o.Arenas.DeferMap(false)
 		o.mu.Unlock()
 		if err == nil {
-			return h, true
+			return h, nil
 		}
 	}
-	return Handle{}, false
+	return Handle{}, refused
 }
 
 // relockAfterGiveBack is for LockBestEffort, when the system would not

@@ -108,7 +108,7 @@ type shard struct {
 	ctrNext, ctrEnd uint64 // this shard's reserved run of counter values
 
 	// refusedAt is s.aux.Freed()+1 when the system last refused the
-	// shard's Alloc memory, 0 before any refusal: see allocMapping.
+	// shard's Alloc memory, 0 before any refusal: see Shuffler.alloc.
 	refusedAt uint64
 
 	rents   map[Handle]rentRecord // with rent tracking: where each rent began

@@ -194,6 +194,9 @@ func (s *Shuffler) relockAfterGiveBack(r *osmem.Region) {
 			o.Arenas.ReplaceCur(nil, nil)
 			gave = true
 		}
+		if !o.closed && o.Arenas.DropKept(nil) {
+			gave = true
+		}
 		o.mu.Unlock()
 	}
 	if gave {
@@ -301,11 +304,14 @@ func (sh *shard) sealNewInFlight(ext []byte, size int, base uint64, i uint32, sl
 // Free wipes the entry at once and invalidates h; no later entry gets a
 // Handle equal to h. Later allocations reuse the space, and an arena that
 // holds nothing else goes back to the operating system, but for the
-// shard's current arena, where its next entries go: emptied, it stays
-// mapped until the next Shuffle or background cycle, so that a shard
-// whose entries come and go does not map and unmap an arena each time.
-// When freed space adds up, Free also moves a few entries out of the
-// emptiest arenas so that they drain. A rented or viewed entry cannot be
+// shard's current arena, where its next entries go, and the last other
+// arena that emptied, which the shard's next new arena reuses. They stay
+// mapped, wiped, locked as arenas are and counted in Stats.MappedBytes,
+// until the next Shuffle or background cycle, or until an allocation
+// needs the memory or an arena of another size, so that a shard whose
+// entries come and go does not map and unmap an arena each time. When
+// freed space adds up, Free also moves a few entries out of the emptiest
+// arenas so that they drain. A rented or viewed entry cannot be
 // freed (ErrBusy); a handle freed already, forged or another Shuffler's
 // fails with ErrInvalidHandle, and every handle after Close or Purge with
 // ErrClosed. An expired entry is freed like any other. The entry's slot,

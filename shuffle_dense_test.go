@@ -280,8 +280,12 @@ func TestShuffleDenseUnmapFailsPartial(t *testing.T) {
 			}
 			osmem.SetFault(nil)
 			mustCheck(t, s)
-			if st := s.Stats(); st.Arenas < 2 {
-				t.Fatalf("%d arenas mapped after every munmap failed", st.Arenas)
+			// The last arena emptied outside the moves' lists is kept for
+			// the next Map, and the Shuffle's end then unmaps it: refused,
+			// it waits in the Aux for the next Shuffle's Retry instead.
+			waiting := s.aux.Waiting()
+			if st := s.Stats(); st.Arenas+waiting < 2 {
+				t.Fatalf("%d arenas mapped and %d regions waiting after every munmap failed", st.Arenas, waiting)
 			}
 			verifyModel(t, s, m)
 			if err := s.Shuffle(); err != nil {

@@ -459,6 +459,7 @@ func (s *Shuffler) Close() error {
 		sh.mu.Lock()
 		sh.drainFlight() // its keys and memory are about to go
 		sh.closed = true
+		sh.Arenas.DropKept(nil) // wiped when it emptied; a refusal stays for Retry
 		for _, a := range sh.Arenas.List() {
 			if a == nil {
 				continue

@@ -15,9 +15,12 @@ type Stats struct {
 	Rented  int // entries rented now (Rent, Borrow and their forms), exclusively
 	Viewed  int // entries with at least one view open (View, BorrowView and their forms)
 
-	LiveBytes   int64 // bytes of live entries
-	MappedBytes int64 // bytes of arenas mapped from the OS, guard pages not counted
-	Arenas      int   // arenas mapped now
+	LiveBytes int64 // bytes of live entries
+	// MappedBytes is the bytes of arenas mapped from the OS, guard pages
+	// not counted, with the emptied arena each shard keeps mapped for the
+	// next one it needs (see Shuffler.Free).
+	MappedBytes int64
+	Arenas      int // arenas mapped now
 	// SlotBytes is the Go heap the shards' slot tables hold: 24 bytes for
 	// every slot, live or free, and the free slots' stacks. A table grows
 	// to the most entries its shard has held at once; the chunks of 4,096
@@ -172,7 +175,7 @@ func (s *Shuffler) gauges(st *Stats) {
 		st.Rented += sh.Counts.Rented() - sh.flight.counted() // flights are no rents
 		st.Viewed += sh.Counts.Viewed()
 		st.LiveBytes += sh.Counts.LiveBytes()
-		st.MappedBytes += sh.Arenas.Mapped()
+		st.MappedBytes += sh.Arenas.Mapped() + sh.Arenas.Kept()
 		st.SlotBytes += sh.Slots.Bytes()
 		st.LockedBytes += sh.Arenas.Locked()
 		st.UnlockedBytes += sh.Arenas.Unlocked()

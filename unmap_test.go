@@ -8,8 +8,8 @@ import (
 
 // TestReleaseLater: an arena released with a list is off the shard's
 // books at once but stays mapped, and counted, until the list is unmapped;
-// released with nil it is unmapped there and then. Which one happens is
-// the caller's argument alone.
+// released with nil it is kept, counted, for the shard's next arena, until
+// DropKept unmaps it. Which one happens is the caller's argument alone.
 func TestReleaseLater(t *testing.T) {
 	s := newTest(t, WithShards(1), WithArenaSize(4096))
 	sh := &s.shards[0]
@@ -53,15 +53,30 @@ func TestReleaseLater(t *testing.T) {
 			len(later), after.LockedBytes+after.UnlockedBytes, before.LockedBytes+before.UnlockedBytes-held)
 	}
 
+	// Released with nil, the region is kept for the next arena the shard
+	// maps, counted as it was; DropKept unmaps it.
 	b := emptyCur()
 	sh.mu.Lock()
 	sh.Arenas.ReplaceCur(nil, nil)
 	sh.mu.Unlock()
-	if len(b.Reg.Data) != 0 {
-		t.Fatal("released with nil: still mapped")
+	if st := s.Stats(); len(b.Reg.Data) == 0 || st.Arenas != 0 || st.MappedBytes != int64(len(b.Mem)) ||
+		st.LockedBytes+st.UnlockedBytes != before.LockedBytes+before.UnlockedBytes {
+		t.Fatalf("released with nil: mapped %v, %d arenas, %d bytes mapped, locked+unlocked %d, want %d",
+			len(b.Reg.Data) != 0, st.Arenas, st.MappedBytes, st.LockedBytes+st.UnlockedBytes, before.LockedBytes+before.UnlockedBytes)
 	}
-	if st := s.Stats(); st.LockedBytes+st.UnlockedBytes != after.LockedBytes+after.UnlockedBytes {
-		t.Fatalf("released with nil: locked+unlocked %d, want %d", st.LockedBytes+st.UnlockedBytes, after.LockedBytes+after.UnlockedBytes)
+	mustCheck(t, s)
+	if c := emptyCur(); c.Reg != b.Reg {
+		t.Fatal("the next arena was mapped anew, not the kept region")
+	}
+	sh.mu.Lock()
+	sh.Arenas.ReplaceCur(nil, nil)
+	locked := sh.Arenas.DropKept(nil)
+	sh.mu.Unlock()
+	if len(b.Reg.Data) != 0 || locked != b.Reg.Locked {
+		t.Fatalf("after DropKept: still mapped %v, reported locked %v", len(b.Reg.Data) != 0, locked)
+	}
+	if st := s.Stats(); st.MappedBytes != 0 || st.LockedBytes+st.UnlockedBytes != after.LockedBytes+after.UnlockedBytes {
+		t.Fatalf("after DropKept: %d bytes mapped, locked+unlocked %d, want %d", st.MappedBytes, st.LockedBytes+st.UnlockedBytes, after.LockedBytes+after.UnlockedBytes)
 	}
 	mustCheck(t, s)
 }

@@ -85,6 +85,9 @@ func TestRefusedUnmapKeepsDumpableCount(t *testing.T) {
 			t.Fatalf("%d bytes dumpable with the only arena excluded", s.Dumpable())
 		}
 		n := int64(len(a.Mem))
+		// Release keeps a shared arena's region, mapped: a dedicated
+		// arena's it unmaps.
+		a.Dedicated = true
 		refuseAfterExclusion(a.Reg)
 		if err := s.Release(a, nil); err == nil {
 			t.Fatal("Release succeeded under the refusal")

@@ -71,7 +71,7 @@ type Config struct {
 func (e *Shard) Init(c Config) {
 	e.ov, e.minArena, e.moved = c.Overhead, c.MinArena, c.Moved
 	e.Arenas.mapRegion, e.Arenas.aux, e.Arenas.released = c.Map, c.Aux, c.Released
-	e.Arenas.full = c.Full
+	e.Arenas.full, e.Arenas.keepAny = c.Full, c.MinArena
 	if e.Arenas.full == nil {
 		e.Arenas.full = errArenaLimit
 	}
@@ -299,6 +299,8 @@ func (e *Shard) ReleaseEmpty(later *UnmapList) error {
 			}
 		}
 	}
+	// Last, as Release with later nil keeps one.
+	e.Arenas.DropKept(later)
 	return err
 }
 

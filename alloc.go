@@ -167,7 +167,9 @@ func (s *Shuffler) allocElsewhere(sh *shard, size, align int, refused error) (Ha
 // lock r, the new arena an entry needs: before the entry goes into
 // unlocked memory, the emptied current arenas that a peak left larger
 // than their shards would map now, and locked, are given back, and r is
-// locked if that made room. Each shard keeps its emptied current arena so
+// locked if that made room; so are the idle regions of arenas that
+// emptied since mapRegion gave back those it found (see
+// store.Aux.PutIdle). Each shard keeps its emptied current arena so
 // that entries which come and go do not map and unmap one each time;
 // after entries of 900 KiB came and went, those arenas held most of an
 // 8 MiB limit, and later entries went unlocked (TestLockedRoomFirst).
@@ -194,10 +196,10 @@ func (s *Shuffler) relockAfterGiveBack(r *osmem.Region) {
 			o.Arenas.ReplaceCur(nil, nil)
 			gave = true
 		}
-		if !o.closed && o.Arenas.DropKept(nil) {
-			gave = true
-		}
 		o.mu.Unlock()
+	}
+	if s.aux.DropIdle(nil) {
+		gave = true
 	}
 	if gave {
 		_ = s.aux.Relock(r) // refused: the entry goes into r unlocked, as before
@@ -304,14 +306,15 @@ func (sh *shard) sealNewInFlight(ext []byte, size int, base uint64, i uint32, sl
 // Free wipes the entry at once and invalidates h; no later entry gets a
 // Handle equal to h. Later allocations reuse the space, and an arena that
 // holds nothing else goes back to the operating system, but for the
-// shard's current arena, where its next entries go, and the last other
-// arena that emptied, which the shard's next new arena reuses. They stay
-// mapped, wiped, locked as arenas are and counted in Stats.MappedBytes,
-// until the next Shuffle or background cycle, or until an allocation
-// needs the memory or an arena of another size, so that a shard whose
-// entries come and go does not map and unmap an arena each time. When
-// freed space adds up, Free also moves a few entries out of the emptiest
-// arenas so that they drain. A rented or viewed entry cannot be
+// shard's current arena, where its next entries go, and the last arenas
+// that emptied, as many as there are shards, which the next new arenas of
+// any shard reuse. They stay mapped, wiped, locked as arenas are and
+// counted in Stats.MappedBytes, until the next Shuffle or background
+// cycle, until as many others have emptied after them, or until the
+// system refuses to map or lock memory for the Shuffler, so that a shard
+// whose entries come and go does not map and unmap an arena each time.
+// When freed space adds up, Free also moves a few entries out of the
+// emptiest arenas so that they drain. A rented or viewed entry cannot be
 // freed (ErrBusy); a handle freed already, forged or another Shuffler's
 // fails with ErrInvalidHandle, and every handle after Close or Purge with
 // ErrClosed. An expired entry is freed like any other. The entry's slot,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/store"
 )
 
@@ -197,8 +198,9 @@ func (s *Shuffler) checkCounterRuns(runs []ctrRun) error {
 }
 
 // checkAux: the regions that are not arenas and that the shards hold (AEAD
-// backups) are counted; a background cycle may hold more of its own (its
-// spares, regions it released), so the count may be larger, never smaller.
+// backups) or the Aux holds idle are counted; a background cycle may hold
+// more of its own (its spares, regions it released), so the count may be
+// larger, never smaller. Idle regions hold no byte of any entry.
 func (s *Shuffler) checkAux() error {
 	var locked, unlocked int64
 	for i := range s.shards {
@@ -207,6 +209,17 @@ func (s *Shuffler) checkAux() error {
 			locked += store.LockedLen(r)
 			unlocked += store.UnlockedLen(r)
 		}
+	}
+	var stale error
+	s.aux.EachIdle(func(r *osmem.Region) {
+		locked += store.LockedLen(r)
+		unlocked += store.UnlockedLen(r)
+		if !store.AllZero(r.Data) && stale == nil {
+			stale = fmt.Errorf("an idle region of %d bytes has stale bytes", len(r.Data))
+		}
+	})
+	if stale != nil {
+		return stale
 	}
 	if al, au := s.aux.Locked(), s.aux.Unlocked(); al < locked || au < unlocked || al < 0 || au < 0 {
 		return fmt.Errorf("regions that are not arenas: %d locked and %d unlocked counted, shards hold %d and %d", al, au, locked, unlocked)

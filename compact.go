@@ -30,16 +30,12 @@ func (sh *shard) reclaim() {
 			if o.backup != nil && !o.rot.keepsBackup() && o.Counts.Rented()+o.Counts.Viewed() == 0 {
 				o.dropBackup()
 			}
-			o.Arenas.DropKept(nil)
 		}
 		o.mu.Unlock()
 	}
 	for range store.ReclaimSteps {
 		sh.Compact(nil)
 	}
-	// Last: the arenas compaction and the current arena's release emptied
-	// would otherwise be kept, locked, for the next Map.
-	sh.Arenas.DropKept(nil)
 }
 
 // relock locks arenas the system refused to lock when they were mapped,

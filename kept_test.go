@@ -3,6 +3,7 @@ package memshuffle
 import (
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
@@ -57,24 +58,26 @@ func TestChurnReusesEmptiedArena(t *testing.T) {
 			if got := st.ArenasReleased - before.ArenasReleased; got != 0 {
 				t.Errorf("%d arenas released", got)
 			}
-			// The live entry's arena and the emptied one kept.
-			if st.Arenas != 1 || st.MappedBytes != 2*4096 {
-				t.Errorf("%d arenas, %d bytes mapped: want 1 arena and one kept, 8192 bytes", st.Arenas, st.MappedBytes)
+			// The live entry's arena and the emptied one, idle.
+			if st.Arenas != 1 || st.MappedBytes != 2*4096 || s.aux.IdleBytes() != 4096 {
+				t.Errorf("%d arenas, %d bytes mapped, %d idle: want 1 arena and one idle, 8192 bytes", st.Arenas, st.MappedBytes, s.aux.IdleBytes())
 			}
 			if err := s.Shuffle(); err != nil {
 				t.Fatal(err)
 			}
 			mustCheck(t, s)
-			if st := s.Stats(); st.MappedBytes != 4096 || st.ArenasReleased == before.ArenasReleased {
-				t.Errorf("after Shuffle: %d bytes mapped, %d arenas released: want the kept one unmapped", st.MappedBytes, st.ArenasReleased-before.ArenasReleased)
+			if st := s.Stats(); st.MappedBytes != 4096 || st.ArenasReleased == before.ArenasReleased || s.aux.IdleBytes() != 0 {
+				t.Errorf("after Shuffle: %d bytes mapped, %d arenas released, %d idle: want the idle one unmapped",
+					st.MappedBytes, st.ArenasReleased-before.ArenasReleased, s.aux.IdleBytes())
 			}
 		})
 	}
 }
 
-// keepOne leaves shard i of s with an emptied arena kept and one live
-// entry, which it returns, in the current arena.
-func keepOne(t *testing.T, s *Shuffler, i int) Handle {
+// idleOne leaves shard i of s with one live entry, which it returns, in
+// its current arena, and the Aux with one idle 4 KiB region, the shard's
+// arena that emptied.
+func idleOne(t *testing.T, s *Shuffler, i int) Handle {
 	t.Helper()
 	sh := &s.shards[i]
 	size := 4096 - sh.Overhead()
@@ -92,66 +95,76 @@ func keepOne(t *testing.T, s *Shuffler, i int) Handle {
 	if err := s.Free(h1); err != nil {
 		t.Fatal(err)
 	}
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if sh.Arenas.Kept() != 4096 {
-		t.Fatalf("shard %d keeps %d bytes, want one 4 KiB arena", i, sh.Arenas.Kept())
+	if n := s.aux.IdleBytes(); n != 4096 {
+		t.Fatalf("%d bytes idle, want one 4 KiB region", n)
 	}
 	return h2
 }
 
-// TestKeptGivenBack: the paths that give memory back for a new arena give
-// back the kept ones too. Without that, a shard kept locked memory that a
-// refused Alloc of another shard needed.
-func TestKeptGivenBack(t *testing.T) {
+// TestIdleGivenBack: a refused lock or mapping gives back the idle
+// regions, which hold memory the limit counts, before it counts as a
+// refusal, whichever shard made them and whether or not that shard is
+// busy. The system is modelled as refusing while any region is idle. When
+// the regions were kept under each shard's lock, a refused Alloc could give
+// back only those of shards it could lock, and a Shuffle or rotation none.
+func TestIdleGivenBack(t *testing.T) {
 	cases := []struct {
 		name string
-		give func(t *testing.T, s *Shuffler)
+		mode LockMode
+		op   osmem.Op
+		do   func(t *testing.T, s *Shuffler) error
 	}{
-		{"reclaim", func(t *testing.T, s *Shuffler) {
-			sh := &s.shards[1]
-			sh.mu.Lock()
-			sh.reclaim()
-			sh.mu.Unlock()
-		}},
-		{"relock", func(t *testing.T, s *Shuffler) {
-			// As for an arena the system would not lock: a region of a
-			// page, mapped unlocked, which relockAfterGiveBack locks once
-			// it gave something back.
-			r, err := s.aux.Map(func() (*osmem.Region, error) { return osmem.Map(4096, osmem.Flags{}) })
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.relockAfterGiveBack(r)
-			_ = s.aux.Unmap(r)
-		}},
-		{"map", func(t *testing.T, s *Shuffler) {
-			// An arena of another size: the kept one goes before the map.
-			sh := &s.shards[0]
-			sh.mu.Lock()
-			defer sh.mu.Unlock()
-			if _, err := sh.alloc(3*4096, 1); err != nil {
-				t.Error(err)
-			}
+		{"alloc/strict", LockStrict, osmem.OpLock, allocBeside},
+		{"alloc/best-effort", LockBestEffort, osmem.OpLock, allocBeside},
+		{"alloc/mmap", LockBestEffort, osmem.OpMap, allocBeside},
+		{"shuffle/strict", LockStrict, osmem.OpLock, func(t *testing.T, s *Shuffler) error {
+			allocN(t, s, 3, 4096-s.shards[0].Overhead())
+			idleOne(t, s, 1) // again: allocN's mapping took the first
+			return s.Shuffle()
 		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newTest(t, WithShards(2), WithArenaSize(4096))
-			keepOne(t, s, 0)
-			before := s.Stats()
-			tc.give(t, s)
-			mustCheck(t, s)
-			sh := &s.shards[0]
-			sh.mu.Lock()
-			kept := sh.Arenas.Kept()
-			sh.mu.Unlock()
-			if kept != 0 {
-				t.Fatalf("shard 0 still keeps %d bytes", kept)
+			s := newTest(t, WithShards(2), WithArenaSize(4096), WithLockMode(tc.mode))
+			pick := uint32(1)
+			s.replayShard = func() uint32 { return pick }
+			idleOne(t, s, 1)
+			pick = 0
+			osmem.SetFault(func(o osmem.Op) error {
+				if o == tc.op && s.aux.IdleBytes() > 0 {
+					return osmem.ErrInjected
+				}
+				return nil
+			})
+			defer osmem.SetFault(nil)
+			err := tc.do(t, s)
+			osmem.SetFault(nil)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if st := s.Stats(); st.ArenasReleased != before.ArenasReleased+1 {
-				t.Fatalf("%d arenas released, want 1", st.ArenasReleased-before.ArenasReleased)
+			mustCheck(t, s)
+			if st := s.Stats(); st.LockFailures != 0 || st.UnlockedBytes != 0 || s.aux.IdleBytes() != 0 {
+				t.Errorf("%d lock failures, %d bytes unlocked, %d idle: want none", st.LockFailures, st.UnlockedBytes, s.aux.IdleBytes())
 			}
 		})
 	}
+}
+
+// allocBeside allocates in shard 0 an entry that needs an arena of 12 KiB,
+// which no idle region of 4 KiB fits, while another goroutine holds shard
+// 1 for 50 ms, as a Rent or a rotation batch could.
+func allocBeside(t *testing.T, s *Shuffler) error {
+	sh := &s.shards[1]
+	held, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		sh.mu.Lock()
+		close(held)
+		time.Sleep(50 * time.Millisecond)
+		sh.mu.Unlock()
+	}()
+	<-held
+	_, err := Alloc[byte](s, 3*4096)
+	<-done
+	return err
 }

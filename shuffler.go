@@ -201,6 +201,7 @@ func New(opts ...Option) (*Shuffler, error) {
 	}
 	s.cipherSlot = 0
 	s.aux.Released = &s.tally.arenasReleased
+	s.aux.IdleCap = len(s.shards)
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.s, sh.index, sh.ciph = s, uint32(i), c
@@ -275,6 +276,16 @@ func (s *Shuffler) cipherState(i int) *[ctr.StateSize]byte {
 func (s *Shuffler) mapRegion(n int) (*osmem.Region, error) {
 	f := osmem.Flags{Lock: s.cfg.lock != LockNone, StrictLock: s.cfg.lock == LockStrict, Secret: s.cfg.secret}
 	r, err := osmem.Map(n, f)
+	if (err != nil || r.LockErr != nil) && s.aux.IdleBytes() > 0 {
+		// Idle regions (see store.Aux.PutIdle) hold memory, locked, that
+		// this region may need: all of them go before the refusal counts.
+		s.aux.DropIdle(nil)
+		if err != nil {
+			r, err = osmem.Map(n, f)
+		} else {
+			_ = osmem.Relock(r) // refused again: r stays unlocked, as mapped
+		}
+	}
 	if err != nil {
 		if errors.Is(err, osmem.ErrNoSecret) {
 			if s.own != nil {
@@ -459,7 +470,6 @@ func (s *Shuffler) Close() error {
 		sh.mu.Lock()
 		sh.drainFlight() // its keys and memory are about to go
 		sh.closed = true
-		sh.Arenas.DropKept(nil) // wiped when it emptied; a refusal stays for Retry
 		for _, a := range sh.Arenas.List() {
 			if a == nil {
 				continue
@@ -485,6 +495,8 @@ func (s *Shuffler) Close() error {
 		sh.Reset() // waiters retry and see ErrClosed
 		sh.mu.Unlock()
 	}
+	// Wiped when their arenas emptied; a refusal stays for Retry.
+	s.aux.DropIdle(nil)
 	s.wipeCiphers()
 	s.releaseAll()
 	s.released = true

@@ -17,8 +17,8 @@ type Stats struct {
 
 	LiveBytes int64 // bytes of live entries
 	// MappedBytes is the bytes of arenas mapped from the OS, guard pages
-	// not counted, with the emptied arena each shard keeps mapped for the
-	// next one it needs (see Shuffler.Free).
+	// not counted, with the emptied arenas kept mapped for the next ones
+	// the shards need (see Shuffler.Free).
 	MappedBytes int64
 	Arenas      int // arenas mapped now
 	// SlotBytes is the Go heap the shards' slot tables hold: 24 bytes for
@@ -175,7 +175,7 @@ func (s *Shuffler) gauges(st *Stats) {
 		st.Rented += sh.Counts.Rented() - sh.flight.counted() // flights are no rents
 		st.Viewed += sh.Counts.Viewed()
 		st.LiveBytes += sh.Counts.LiveBytes()
-		st.MappedBytes += sh.Arenas.Mapped() + sh.Arenas.Kept()
+		st.MappedBytes += sh.Arenas.Mapped()
 		st.SlotBytes += sh.Slots.Bytes()
 		st.LockedBytes += sh.Arenas.Locked()
 		st.UnlockedBytes += sh.Arenas.Unlocked()
@@ -189,6 +189,7 @@ func (s *Shuffler) gauges(st *Stats) {
 			}
 		}
 	}
+	st.MappedBytes += s.aux.IdleBytes()
 	st.LockedBytes += s.aux.Locked()
 	st.UnlockedBytes += s.aux.Unlocked()
 	st.LockedBytes += s.ownLocked.Load()

@@ -73,11 +73,8 @@ type Arenas struct {
 	pending    *osmem.Region
 	pendingFor int
 
-	// kept is the region of the last shared arena that emptied outside a
-	// shuffle, wiped, still mapped and locked, and counted in the Aux: the
-	// next Map of its size adopts it (see Release). Regions up to keepAny
-	// bytes are kept whatever the set maps (see keeps).
-	kept    *osmem.Region
+	// Regions up to keepAny bytes go idle whatever the set maps (see
+	// idles).
 	keepAny int
 
 	// Last: over a kilobyte that Rent and Return never touch.
@@ -121,19 +118,8 @@ func (s *Arenas) Map(n int) (*Arena, error) {
 		s.aux.Add(r, -1)
 		return s.adopt(r), nil
 	}
-	if r := s.kept; r != nil {
-		// Up to twice the size asked for: arenas for entries larger than
-		// a shard's usual arena are of those entries' sizes.
-		if len(r.Data) >= n && len(r.Data) <= 2*roundPage(n) {
-			s.kept = nil
-			s.aux.Add(r, -1)
-			return s.adopt(r), nil
-		}
-		if !s.deferMap {
-			// Of a size the shard no longer maps: it would stay, locked,
-			// until a Shuffle. This Map makes a system call anyway.
-			s.DropKept(nil)
-		}
+	if r := s.aux.TakeIdle(n); r != nil {
+		return s.adopt(r), nil
 	}
 	if s.deferMap {
 		return nil, &NeedMap{N: n}
@@ -227,29 +213,24 @@ func (s *Arenas) adopt(reg *osmem.Region) *Arena {
 // wiped when it left, so there is nothing to clear here. When the
 // operating system refuses, the arena stays and the next Shuffle retries.
 //
-// With later nil, a shared arena's region is kept instead, in place of the
-// one kept before, which is unmapped: entries that come and go made
-// compaction empty an arena and the next Alloc map one of the same size,
-// and the munmap, mmap, mlock and first-touch faults of each such pair
-// took a third of the time of an Alloc and Free of up to 64 KiB. The kept
-// region goes back by DropKept, which every path that gives memory back
-// calls (a refused lock, a Shuffle, a background cycle, Close). It is not
-// kept while an arena of the shard went unlocked for want of room: then
-// its lock is better used by that arena (see Relock).
+// With later nil, a shared arena's region goes idle in the Aux instead
+// (see Aux.PutIdle), for the next Map of any shard: entries that come and
+// go made compaction empty an arena and the next Alloc map one of the same
+// size, and the munmap, mmap, mlock and first-touch faults of each such
+// pair took a third of the time of an Alloc and Free of up to 64 KiB. It
+// does not go idle while an arena of the shard went unlocked for want of
+// room: then its lock is better used by that arena (see Relock).
 func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 	// Unmap empties the region's Data, and on Windows drops its exclusion
 	// from dumps: count first.
 	locked, unlocked := LockedLen(a.Reg), UnlockedLen(a.Reg)
 	dumpable := !a.Reg.DontDump
-	keep := later == nil && s.keeps(a)
+	keep := later == nil && s.idles(a)
 	if later != nil {
 		later.Add(s.aux, a.Reg)
 	} else if keep {
-		old := s.kept
-		s.kept = a.Reg
-		s.aux.Add(a.Reg, 1)
-		if old != nil {
-			s.unmapKept(old)
+		if old := s.aux.PutIdle(a.Reg); old != nil && s.aux.Unmap(old) == nil {
+			s.released.Add(1)
 		}
 	} else if err := osmem.Unmap(a.Reg); err != nil {
 		a.UnmapFailed = true
@@ -281,8 +262,8 @@ func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 	}
 	if later == nil && !keep {
 		// A region put on later counts when it is unmapped (UnmapAll):
-		// Shuffle hands some of them to the next shard instead. One kept
-		// counts when DropKept or the next keep unmaps it.
+		// Shuffle hands some of them to the next shard instead. An idle
+		// one counts when the Aux unmaps it.
 		s.released.Add(1)
 	}
 	if later == nil && !keep && locked > 0 && s.unlocked > 0 {
@@ -294,52 +275,18 @@ func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 	return nil
 }
 
-// keeps reports whether Release keeps a's region rather than unmap it: a
-// shared arena's, mapped as the shard maps them all, in a shard none of
-// whose arenas the system refused to lock (then s.unlocked, which counts
+// idles reports whether Release lets a's region go idle rather than unmap
+// it: a shared arena's, mapped as the shard maps them all, in a shard none
+// of whose arenas the system refused to lock (then s.unlocked, which counts
 // every arena under LockNone, counts only refused ones), and no larger
 // than an eighth of what the shard maps, or than its smallest arenas.
 // Without that bound, entries larger than the shard's usual arenas, which
 // get arenas of their own sizes, held a fifth more memory than they did
-// unkept in BenchmarkChurn/max=1048576.
-func (s *Arenas) keeps(a *Arena) bool {
+// without idle regions in BenchmarkChurn/max=1048576.
+func (s *Arenas) idles(a *Arena) bool {
 	n := int64(len(a.Mem))
 	return !a.Dedicated && a.Reg.LockErr == nil && (!a.Reg.Locked || s.unlocked == 0) &&
 		(n <= int64(s.keepAny) || n*8 <= s.mapped)
-}
-
-// DropKept unmaps the region Release kept, if any, and reports whether it
-// was locked; when later is not nil it goes there instead, for the caller
-// to unmap once it has let go of the shard lock. A region the system
-// would not unmap stays counted in the Aux, which retries it.
-func (s *Arenas) DropKept(later *UnmapList) (locked bool) {
-	r := s.kept
-	if r == nil {
-		return false
-	}
-	s.kept = nil
-	locked = r.Locked
-	if later != nil {
-		s.aux.Add(r, -1)
-		later.Add(s.aux, r)
-		return locked
-	}
-	s.unmapKept(r)
-	return locked
-}
-
-// Kept is the bytes of the region Release kept, or 0.
-func (s *Arenas) Kept() int64 {
-	if s.kept == nil {
-		return 0
-	}
-	return int64(len(s.kept.Data))
-}
-
-func (s *Arenas) unmapKept(r *osmem.Region) {
-	if s.aux.Unmap(r) == nil {
-		s.released.Add(1)
-	}
 }
 
 // roundPage is n rounded up as osmem.Map rounds a region's size.
@@ -539,9 +486,108 @@ type Aux struct {
 	mu      sync.Mutex
 	refused []*osmem.Region // regions the system would not unmap, for Retry
 
-	// Released, when set, counts the arenas' regions UnmapAll gives back
-	// to the system.
+	// Released, when set, counts the arenas' regions UnmapAll and
+	// DropIdle give back to the system.
 	Released *atomic.Uint64
+
+	// IdleCap is how many idle regions PutIdle holds at most (at least
+	// one): the owner's shard count, so that each shard's last emptied
+	// arena can wait for its next.
+	IdleCap int
+	idleMu  sync.Mutex
+	idle    []*osmem.Region // oldest first
+	idleN   atomic.Int64    // bytes in idle, read without idleMu
+}
+
+// PutIdle counts in r, the wiped region of an emptied arena, and holds it
+// for the next TakeIdle of a shard that needs an arena, mapped, locked and
+// excluded from dumps as it was. Past IdleCap regions it returns the
+// oldest, still counted, for the caller to Unmap.
+//
+// The idle regions are the Aux's, not a shard's, so that a refusal to map
+// or lock anywhere can give all of them back (DropIdle) without taking
+// shard locks: kept under each shard's lock, a region of a shard busy at
+// that moment would stay, and the refused Alloc of another shard fail
+// with the room it holds, as would a Shuffle or rotation, which do not
+// reclaim (the root package's TestIdleGivenBack).
+func (x *Aux) PutIdle(r *osmem.Region) (old *osmem.Region) {
+	x.Add(r, 1)
+	x.idleMu.Lock()
+	defer x.idleMu.Unlock()
+	x.idle = append(x.idle, r)
+	x.idleN.Add(int64(len(r.Data)))
+	if len(x.idle) > max(x.IdleCap, 1) {
+		old = x.idle[0]
+		n := copy(x.idle, x.idle[1:])
+		x.idle[n] = nil
+		x.idle = x.idle[:n]
+		x.idleN.Add(-int64(len(old.Data)))
+	}
+	return old
+}
+
+// TakeIdle returns the smallest idle region of n to twice n bytes (n
+// rounded as osmem.Map rounds it), counted out, or nil. Up to twice: the
+// arenas of entries larger than a shard's usual arena have those entries'
+// sizes.
+func (x *Aux) TakeIdle(n int) *osmem.Region {
+	if x.idleN.Load() == 0 {
+		return nil
+	}
+	n = roundPage(n)
+	x.idleMu.Lock()
+	best := -1
+	for i, r := range x.idle {
+		if len(r.Data) >= n && len(r.Data) <= 2*n && (best < 0 || len(r.Data) < len(x.idle[best].Data)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		x.idleMu.Unlock()
+		return nil
+	}
+	r := x.idle[best]
+	x.idle = slices.Delete(x.idle, best, best+1)
+	x.idleN.Add(-int64(len(r.Data)))
+	x.idleMu.Unlock()
+	x.Add(r, -1)
+	return r
+}
+
+// DropIdle gives back every idle region, and reports whether any was
+// locked: to later, when not nil, for the caller to unmap once it has let
+// go of a shard lock, else unmapped now. A region the system would not
+// unmap stays counted, for Retry.
+func (x *Aux) DropIdle(later *UnmapList) (locked bool) {
+	if x.idleN.Load() == 0 {
+		return false
+	}
+	x.idleMu.Lock()
+	rs := x.idle
+	x.idle = nil
+	x.idleN.Store(0)
+	x.idleMu.Unlock()
+	for _, r := range rs {
+		locked = locked || r.Locked
+		if later != nil {
+			*later = append(*later, r) // counted here already
+		} else if x.Unmap(r) == nil && x.Released != nil {
+			x.Released.Add(1)
+		}
+	}
+	return locked
+}
+
+// IdleBytes is the bytes of the idle regions.
+func (x *Aux) IdleBytes() int64 { return x.idleN.Load() }
+
+// EachIdle calls f with each idle region, holding them while it runs.
+func (x *Aux) EachIdle(f func(r *osmem.Region)) {
+	x.idleMu.Lock()
+	defer x.idleMu.Unlock()
+	for _, r := range x.idle {
+		f(r)
+	}
 }
 
 // Map calls mapFn, which maps a region, and counts the region in.

@@ -199,9 +199,6 @@ func (e *Shard) checkArenas(spans map[uint32][]span) error {
 			return fmt.Errorf("arena %d: entries and free space end at %d, top %d", ai, pos, a.Top)
 		}
 	}
-	if s.kept != nil && !AllZero(s.kept.Data) {
-		return fmt.Errorf("the kept region of %d bytes has stale bytes", len(s.kept.Data))
-	}
 	if mapped != s.mapped || locked != s.locked || unlocked != s.unlocked || dumpable != s.dumpable {
 		return fmt.Errorf("mapped %d locked %d unlocked %d dumpable %d, recorded %d %d %d %d",
 			mapped, locked, unlocked, dumpable, s.mapped, s.locked, s.unlocked, s.dumpable)
@@ -211,7 +208,7 @@ func (e *Shard) checkArenas(spans map[uint32][]span) error {
 
 // CheckEmpty verifies that a closed shard holds nothing.
 func (e *Shard) CheckEmpty() error {
-	if len(e.Arenas.list) != 0 || e.Arenas.kept != nil || e.Slots.n != 0 || e.Counts != (Counts{}) || e.Arenas.free.Len() != 0 || e.Expiries.Len() != 0 || e.Arenas.mapped != 0 {
+	if len(e.Arenas.list) != 0 || e.Slots.n != 0 || e.Counts != (Counts{}) || e.Arenas.free.Len() != 0 || e.Expiries.Len() != 0 || e.Arenas.mapped != 0 {
 		return fmt.Errorf("closed but holds state")
 	}
 	return nil

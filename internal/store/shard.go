@@ -299,8 +299,8 @@ func (e *Shard) ReleaseEmpty(later *UnmapList) error {
 			}
 		}
 	}
-	// Last, as Release with later nil keeps one.
-	e.Arenas.DropKept(later)
+	// Last, as Release with later nil lets one go idle.
+	e.Arenas.aux.DropIdle(later)
 	return err
 }
 

@@ -169,7 +169,7 @@ func (s *Shuffler) allocElsewhere(sh *shard, size, align int, refused error) (Ha
 // than their shards would map now, and locked, are given back, and r is
 // locked if that made room; so are the idle regions of arenas that
 // emptied since mapRegion gave back those it found (see
-// store.Aux.PutIdle). Each shard keeps its emptied current arena so
+// store.GiveBackIdle). Each shard keeps its emptied current arena so
 // that entries which come and go do not map and unmap one each time;
 // after entries of 900 KiB came and went, those arenas held most of an
 // 8 MiB limit, and later entries went unlocked (TestLockedRoomFirst).
@@ -186,6 +186,7 @@ func (s *Shuffler) allocElsewhere(sh *shard, size, align int, refused error) (Ha
 // of sh would map, fail to lock and unmap one until the other shards were
 // full (29 µs an Alloc of 32 bytes, far past the limit, instead of 0.4).
 func (s *Shuffler) relockAfterGiveBack(r *osmem.Region) {
+	gen := store.IdleDrains()
 	gave := false
 	for i := range s.shards {
 		o := &s.shards[i]
@@ -198,7 +199,7 @@ func (s *Shuffler) relockAfterGiveBack(r *osmem.Region) {
 		}
 		o.mu.Unlock()
 	}
-	if s.aux.DropIdle(nil) {
+	if store.GiveBackIdle(gen) {
 		gave = true
 	}
 	if gave {

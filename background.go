@@ -485,8 +485,15 @@ func (s *Shuffler) mapSpare(ctx context.Context, n int, pace *pacer) (*osmem.Reg
 	var err error
 	if s.cfg.secret {
 		r, err = s.mapAux(n)
-	} else if r, err = osmem.Map(n, osmem.Flags{SmallPages: true}); err != nil {
-		err = fmt.Errorf("%w: %w", ErrOutOfMemory, err)
+	} else {
+		gen := store.IdleDrains()
+		r, err = osmem.Map(n, osmem.Flags{SmallPages: true})
+		if err != nil && store.GiveBackIdle(gen) { // as mapRegion does
+			r, err = osmem.Map(n, osmem.Flags{SmallPages: true})
+		}
+		if err != nil {
+			err = fmt.Errorf("%w: %w", ErrOutOfMemory, err)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -548,7 +555,11 @@ func (s *Shuffler) lockSpare(r *osmem.Region, lock func(*osmem.Region) error) er
 	if beforeSpareLock != nil {
 		beforeSpareLock(r)
 	}
+	gen := store.IdleDrains()
 	err := lock(r)
+	if err != nil && !errors.Is(err, osmem.ErrNoOnFault) && store.GiveBackIdle(gen) {
+		err = lock(r) // as mapRegion does
+	}
 	if err == nil || errors.Is(err, osmem.ErrNoOnFault) {
 		return err
 	}

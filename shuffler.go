@@ -219,6 +219,7 @@ func New(opts ...Option) (*Shuffler, error) {
 		}
 		sh.rng = mrand.New(mrand.NewChaCha8(rs))
 	}
+	store.RegisterIdle(&s.aux)
 	if cfg.trackAfter > 0 {
 		s.stopWatch, s.watchDone = make(chan struct{}), make(chan struct{})
 		go s.watchRents(s.stopWatch, s.watchDone)
@@ -275,11 +276,11 @@ func (s *Shuffler) cipherState(i int) *[ctr.StateSize]byte {
 // mapRegion maps n bytes for the Shuffler's own use with its lock mode.
 func (s *Shuffler) mapRegion(n int) (*osmem.Region, error) {
 	f := osmem.Flags{Lock: s.cfg.lock != LockNone, StrictLock: s.cfg.lock == LockStrict, Secret: s.cfg.secret}
+	gen := store.IdleDrains()
 	r, err := osmem.Map(n, f)
-	if (err != nil || r.LockErr != nil) && s.aux.IdleBytes() > 0 {
-		// Idle regions (see store.Aux.PutIdle) hold memory, locked, that
-		// this region may need: all of them go before the refusal counts.
-		s.aux.DropIdle(nil)
+	// Idle regions (internal/store/idle.go) hold memory, locked, that this
+	// region may need: they go before the refusal counts.
+	if (err != nil || r.LockErr != nil) && store.GiveBackIdle(gen) {
 		if err != nil {
 			r, err = osmem.Map(n, f)
 		} else {
@@ -496,6 +497,7 @@ func (s *Shuffler) Close() error {
 		sh.mu.Unlock()
 	}
 	// Wiped when their arenas emptied; a refusal stays for Retry.
+	store.UnregisterIdle(&s.aux)
 	s.aux.DropIdle(nil)
 	s.wipeCiphers()
 	s.releaseAll()

@@ -213,13 +213,10 @@ func (s *Arenas) adopt(reg *osmem.Region) *Arena {
 // wiped when it left, so there is nothing to clear here. When the
 // operating system refuses, the arena stays and the next Shuffle retries.
 //
-// With later nil, a shared arena's region goes idle in the Aux instead
-// (see Aux.PutIdle), for the next Map of any shard: entries that come and
-// go made compaction empty an arena and the next Alloc map one of the same
-// size, and the munmap, mmap, mlock and first-touch faults of each such
-// pair took a third of the time of an Alloc and Free of up to 64 KiB. It
-// does not go idle while an arena of the shard went unlocked for want of
-// room: then its lock is better used by that arena (see Relock).
+// With later nil, a shared arena's region goes idle in the Aux instead,
+// for the next Map of any shard (see idle.go), but not while an arena of
+// the shard went unlocked for want of room: then its lock is better used
+// by that arena (see Relock).
 func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 	// Unmap empties the region's Data, and on Windows drops its exclusion
 	// from dumps: count first.
@@ -416,10 +413,15 @@ func (s *Arenas) Relock() {
 		}
 	}
 	slices.SortFunc(todo, func(x, y *Arena) int { return cmp.Compare(len(x.Mem), len(y.Mem)) })
+	gen := IdleDrains()
 	for _, a := range todo {
 		u := UnlockedLen(a.Reg)
 		if osmem.Relock(a.Reg) != nil {
-			break
+			// Idle regions, of this shard or another, hold the room.
+			if !GiveBackIdle(gen) || osmem.Relock(a.Reg) != nil {
+				break
+			}
+			gen = IdleDrains()
 		}
 		s.unlocked -= u
 		s.locked += LockedLen(a.Reg)
@@ -492,102 +494,11 @@ type Aux struct {
 
 	// IdleCap is how many idle regions PutIdle holds at most (at least
 	// one): the owner's shard count, so that each shard's last emptied
-	// arena can wait for its next.
+	// arena can wait for its next. See idle.go.
 	IdleCap int
 	idleMu  sync.Mutex
 	idle    []*osmem.Region // oldest first
 	idleN   atomic.Int64    // bytes in idle, read without idleMu
-}
-
-// PutIdle counts in r, the wiped region of an emptied arena, and holds it
-// for the next TakeIdle of a shard that needs an arena, mapped, locked and
-// excluded from dumps as it was. Past IdleCap regions it returns the
-// oldest, still counted, for the caller to Unmap.
-//
-// The idle regions are the Aux's, not a shard's, so that a refusal to map
-// or lock anywhere can give all of them back (DropIdle) without taking
-// shard locks: kept under each shard's lock, a region of a shard busy at
-// that moment would stay, and the refused Alloc of another shard fail
-// with the room it holds, as would a Shuffle or rotation, which do not
-// reclaim (the root package's TestIdleGivenBack).
-func (x *Aux) PutIdle(r *osmem.Region) (old *osmem.Region) {
-	x.Add(r, 1)
-	x.idleMu.Lock()
-	defer x.idleMu.Unlock()
-	x.idle = append(x.idle, r)
-	x.idleN.Add(int64(len(r.Data)))
-	if len(x.idle) > max(x.IdleCap, 1) {
-		old = x.idle[0]
-		n := copy(x.idle, x.idle[1:])
-		x.idle[n] = nil
-		x.idle = x.idle[:n]
-		x.idleN.Add(-int64(len(old.Data)))
-	}
-	return old
-}
-
-// TakeIdle returns the smallest idle region of n to twice n bytes (n
-// rounded as osmem.Map rounds it), counted out, or nil. Up to twice: the
-// arenas of entries larger than a shard's usual arena have those entries'
-// sizes.
-func (x *Aux) TakeIdle(n int) *osmem.Region {
-	if x.idleN.Load() == 0 {
-		return nil
-	}
-	n = roundPage(n)
-	x.idleMu.Lock()
-	best := -1
-	for i, r := range x.idle {
-		if len(r.Data) >= n && len(r.Data) <= 2*n && (best < 0 || len(r.Data) < len(x.idle[best].Data)) {
-			best = i
-		}
-	}
-	if best < 0 {
-		x.idleMu.Unlock()
-		return nil
-	}
-	r := x.idle[best]
-	x.idle = slices.Delete(x.idle, best, best+1)
-	x.idleN.Add(-int64(len(r.Data)))
-	x.idleMu.Unlock()
-	x.Add(r, -1)
-	return r
-}
-
-// DropIdle gives back every idle region, and reports whether any was
-// locked: to later, when not nil, for the caller to unmap once it has let
-// go of a shard lock, else unmapped now. A region the system would not
-// unmap stays counted, for Retry.
-func (x *Aux) DropIdle(later *UnmapList) (locked bool) {
-	if x.idleN.Load() == 0 {
-		return false
-	}
-	x.idleMu.Lock()
-	rs := x.idle
-	x.idle = nil
-	x.idleN.Store(0)
-	x.idleMu.Unlock()
-	for _, r := range rs {
-		locked = locked || r.Locked
-		if later != nil {
-			*later = append(*later, r) // counted here already
-		} else if x.Unmap(r) == nil && x.Released != nil {
-			x.Released.Add(1)
-		}
-	}
-	return locked
-}
-
-// IdleBytes is the bytes of the idle regions.
-func (x *Aux) IdleBytes() int64 { return x.idleN.Load() }
-
-// EachIdle calls f with each idle region, holding them while it runs.
-func (x *Aux) EachIdle(f func(r *osmem.Region)) {
-	x.idleMu.Lock()
-	defer x.idleMu.Unlock()
-	for _, r := range x.idle {
-		f(r)
-	}
 }
 
 // Map calls mapFn, which maps a region, and counts the region in.

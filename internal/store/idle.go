@@ -1,0 +1,166 @@
+package store
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
+
+// Idle regions are the wiped regions of emptied arenas, still mapped,
+// locked and excluded from dumps as they were, which the next arena a
+// shard maps reuses: entries that come and go made compaction empty an
+// arena and the next Alloc map one of the same size, and the munmap, mmap,
+// mlock and first-touch faults of each such pair took a third of the time
+// of an Alloc and Free of up to 64 KiB.
+//
+// They hold memory the system's limits count (RLIMIT_MEMLOCK, the
+// mappings, secret memory's descriptors), so a refusal anywhere in the
+// process gives back every Shuffler's before it counts: GiveBackIdle.
+// They are an Aux's, not a shard's, so that giving them back takes no
+// shard lock: kept under each shard's lock, a region of a shard busy at
+// that moment would stay, and the refusal, of an Alloc, a Shuffle, a
+// rotation or a background cycle's spare, fail with the room it holds
+// (the root package's TestIdleGivenBack).
+
+// PutIdle counts in r, the wiped region of an emptied arena, and holds it
+// for the next TakeIdle. Past IdleCap regions it returns the oldest, still
+// counted, for the caller to Unmap.
+func (x *Aux) PutIdle(r *osmem.Region) (old *osmem.Region) {
+	x.Add(r, 1)
+	x.idleMu.Lock()
+	defer x.idleMu.Unlock()
+	x.idle = append(x.idle, r)
+	x.idleN.Add(int64(len(r.Data)))
+	if len(x.idle) > max(x.IdleCap, 1) {
+		old = x.idle[0]
+		n := copy(x.idle, x.idle[1:])
+		x.idle[n] = nil
+		x.idle = x.idle[:n]
+		x.idleN.Add(-int64(len(old.Data)))
+	}
+	return old
+}
+
+// TakeIdle returns the smallest idle region of n to twice n bytes (n
+// rounded as osmem.Map rounds it), counted out, or nil. Up to twice: the
+// arenas of entries larger than a shard's usual arena have those entries'
+// sizes.
+func (x *Aux) TakeIdle(n int) *osmem.Region {
+	if x.idleN.Load() == 0 {
+		return nil
+	}
+	n = roundPage(n)
+	x.idleMu.Lock()
+	best := -1
+	for i, r := range x.idle {
+		if len(r.Data) >= n && len(r.Data) <= 2*n && (best < 0 || len(r.Data) < len(x.idle[best].Data)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		x.idleMu.Unlock()
+		return nil
+	}
+	r := x.idle[best]
+	x.idle = slices.Delete(x.idle, best, best+1)
+	x.idleN.Add(-int64(len(r.Data)))
+	x.idleMu.Unlock()
+	x.Add(r, -1)
+	return r
+}
+
+// DropIdle gives back every idle region and reports how many there were:
+// to later, when not nil, for the caller to unmap once it has let go of a
+// shard lock, else unmapped now. A region the system would not unmap
+// stays counted, for Retry.
+func (x *Aux) DropIdle(later *UnmapList) int {
+	if x.idleN.Load() == 0 {
+		return 0
+	}
+	x.idleMu.Lock()
+	rs := x.idle
+	x.idle = nil
+	x.idleN.Store(0)
+	x.idleMu.Unlock()
+	for _, r := range rs {
+		if later != nil {
+			*later = append(*later, r) // counted here already
+		} else if x.Unmap(r) == nil && x.Released != nil {
+			x.Released.Add(1)
+		}
+	}
+	return len(rs)
+}
+
+// IdleBytes is the bytes of the idle regions.
+func (x *Aux) IdleBytes() int64 { return x.idleN.Load() }
+
+// EachIdle calls f with each idle region, holding them while it runs.
+func (x *Aux) EachIdle(f func(r *osmem.Region)) {
+	x.idleMu.Lock()
+	defer x.idleMu.Unlock()
+	for _, r := range x.idle {
+		f(r)
+	}
+}
+
+// pools are the Auxes of the process whose idle regions GiveBackIdle gives
+// back, from RegisterIdle to UnregisterIdle. drainMu serializes the
+// give-backs, and drains counts those that unmapped something, once their
+// unmaps are done.
+var pools struct {
+	sync.Mutex
+	m       map[*Aux]struct{}
+	drainMu sync.Mutex
+	drains  atomic.Uint64
+}
+
+// RegisterIdle makes x's idle regions ones GiveBackIdle gives back.
+func RegisterIdle(x *Aux) {
+	pools.Lock()
+	defer pools.Unlock()
+	if pools.m == nil {
+		pools.m = make(map[*Aux]struct{})
+	}
+	pools.m[x] = struct{}{}
+}
+
+// UnregisterIdle undoes RegisterIdle; x's owner gives back its own.
+func UnregisterIdle(x *Aux) {
+	pools.Lock()
+	defer pools.Unlock()
+	delete(pools.m, x)
+}
+
+// IdleDrains is the generation GiveBackIdle compares with: read it before
+// the attempt whose refusal may call GiveBackIdle.
+func IdleDrains() uint64 { return pools.drains.Load() }
+
+// GiveBackIdle unmaps the idle regions of every registered Aux, and
+// reports whether the attempt that read gen from IdleDrains may now
+// succeed where it was refused: this call or another since gen unmapped
+// some. Another goroutine's give-back under way when it is called is
+// waited for, so that two refusals at once both see the room it makes;
+// with none, and none since gen, a second attempt would fail as the first.
+func GiveBackIdle(gen uint64) bool {
+	pools.drainMu.Lock()
+	defer pools.drainMu.Unlock()
+	pools.Lock()
+	var xs []*Aux
+	for x := range pools.m {
+		if x.IdleBytes() > 0 {
+			xs = append(xs, x)
+		}
+	}
+	pools.Unlock()
+	n := 0
+	for _, x := range xs {
+		n += x.DropIdle(nil)
+	}
+	if n > 0 {
+		pools.drains.Add(1)
+	}
+	return pools.drains.Load() != gen
+}

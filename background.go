@@ -486,11 +486,10 @@ func (s *Shuffler) mapSpare(ctx context.Context, n int, pace *pacer) (*osmem.Reg
 	if s.cfg.secret {
 		r, err = s.mapAux(n)
 	} else {
-		gen := store.IdleDrains()
-		r, err = osmem.Map(n, osmem.Flags{SmallPages: true})
-		if err != nil && store.GiveBackIdle(gen) { // as mapRegion does
+		err = store.RetryWithIdle(func() (err error) {
 			r, err = osmem.Map(n, osmem.Flags{SmallPages: true})
-		}
+			return err
+		})
 		if err != nil {
 			err = fmt.Errorf("%w: %w", ErrOutOfMemory, err)
 		}
@@ -555,11 +554,13 @@ func (s *Shuffler) lockSpare(r *osmem.Region, lock func(*osmem.Region) error) er
 	if beforeSpareLock != nil {
 		beforeSpareLock(r)
 	}
-	gen := store.IdleDrains()
-	err := lock(r)
-	if err != nil && !errors.Is(err, osmem.ErrNoOnFault) && store.GiveBackIdle(gen) {
-		err = lock(r) // as mapRegion does
-	}
+	var err error // the last attempt's
+	_ = store.RetryWithIdle(func() error {
+		if err = lock(r); errors.Is(err, osmem.ErrNoOnFault) {
+			return nil // not a refusal: the caller locks it later
+		}
+		return err
+	})
 	if err == nil || errors.Is(err, osmem.ErrNoOnFault) {
 		return err
 	}

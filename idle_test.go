@@ -8,12 +8,12 @@ import (
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
-// countMaps counts the mmap calls the Shuffler makes until the test ends
+// countOps counts the calls of op the Shuffler makes until the test ends
 // or the returned function is called, which returns the count.
-func countMaps(t *testing.T) func() int64 {
+func countOps(t *testing.T, op osmem.Op) func() int64 {
 	var n atomic.Int64
 	osmem.SetFault(func(o osmem.Op) error {
-		if o == osmem.OpMap {
+		if o == op {
 			n.Add(1)
 		}
 		return nil
@@ -39,7 +39,7 @@ func TestChurnReusesEmptiedArena(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := s.Stats()
-			maps := countMaps(t)
+			maps := countOps(t, osmem.OpMap)
 			for range 100 {
 				h, err := Alloc[byte](s, size)
 				if err != nil {

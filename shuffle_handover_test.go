@@ -2,7 +2,6 @@ package memshuffle
 
 import (
 	"bytes"
-	"sync/atomic"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
@@ -87,22 +86,15 @@ func TestArenasReleasedCountsUnmaps(t *testing.T) {
 	if err := s.Shuffle(); err != nil { // the arenas a Shuffle leaves, of one size
 		t.Fatal(err)
 	}
-	var unmaps atomic.Int64
-	osmem.SetFault(func(o osmem.Op) error {
-		if o == osmem.OpUnmap {
-			unmaps.Add(1)
-		}
-		return nil
-	})
-	t.Cleanup(func() { osmem.SetFault(nil) })
+	unmapped := countOps(t, osmem.OpUnmap)
 	before := s.Stats()
 	if err := s.Shuffle(); err != nil {
 		t.Fatal(err)
 	}
-	osmem.SetFault(nil)
+	unmaps := unmapped()
 	after := s.Stats()
-	if got := int64(after.ArenasReleased - before.ArenasReleased); got != unmaps.Load() {
-		t.Errorf("ArenasReleased grew by %d in a Shuffle that unmapped %d regions", got, unmaps.Load())
+	if got := int64(after.ArenasReleased - before.ArenasReleased); got != unmaps {
+		t.Errorf("ArenasReleased grew by %d in a Shuffle that unmapped %d regions", got, unmaps)
 	}
 	if after.Arenas != before.Arenas {
 		t.Errorf("%d arenas before the Shuffle, %d after", before.Arenas, after.Arenas)

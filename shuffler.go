@@ -276,16 +276,18 @@ func (s *Shuffler) cipherState(i int) *[ctr.StateSize]byte {
 // mapRegion maps n bytes for the Shuffler's own use with its lock mode.
 func (s *Shuffler) mapRegion(n int) (*osmem.Region, error) {
 	f := osmem.Flags{Lock: s.cfg.lock != LockNone, StrictLock: s.cfg.lock == LockStrict, Secret: s.cfg.secret}
-	gen := store.IdleDrains()
-	r, err := osmem.Map(n, f)
-	// Idle regions (internal/store/idle.go) hold memory, locked, that this
-	// region may need: they go before the refusal counts.
-	if (err != nil || r.LockErr != nil) && store.GiveBackIdle(gen) {
-		if err != nil {
-			r, err = osmem.Map(n, f)
-		} else {
-			_ = osmem.Relock(r) // refused again: r stays unlocked, as mapped
+	var r *osmem.Region
+	err := store.RetryWithIdle(func() (err error) {
+		if r != nil { // mapped, its lock refused: the lock again
+			return osmem.Relock(r)
 		}
+		if r, err = osmem.Map(n, f); err == nil {
+			err = r.LockErr
+		}
+		return err
+	})
+	if r != nil {
+		err = nil // mapped; r.LockErr says whether it stayed unlocked
 	}
 	if err != nil {
 		if errors.Is(err, osmem.ErrNoSecret) {

@@ -223,6 +223,7 @@ func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 	locked, unlocked := LockedLen(a.Reg), UnlockedLen(a.Reg)
 	dumpable := !a.Reg.DontDump
 	keep := later == nil && s.idles(a)
+	unmapped := later == nil && !keep // here, now
 	if later != nil {
 		later.Add(s.aux, a.Reg)
 	} else if keep {
@@ -241,7 +242,7 @@ func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 		s.unlocked += UnlockedLen(a.Reg) - unlocked
 		return err
 	}
-	if later == nil && !keep {
+	if unmapped {
 		s.aux.freed.Add(1)
 	}
 	// Empty, its free space is one extent from offset 0, if any.
@@ -257,13 +258,13 @@ func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 	if s.cur == a {
 		s.cur = nil
 	}
-	if later == nil && !keep {
+	if unmapped {
 		// A region put on later counts when it is unmapped (UnmapAll):
 		// Shuffle hands some of them to the next shard instead. An idle
 		// one counts when the Aux unmaps it.
 		s.released.Add(1)
 	}
-	if later == nil && !keep && locked > 0 && s.unlocked > 0 {
+	if unmapped && locked > 0 && s.unlocked > 0 {
 		// The unmap gave back locked memory: arenas mapped unlocked at a
 		// peak would otherwise stay so, swappable, until a Shuffle, with
 		// room under the limit for them.
@@ -284,12 +285,6 @@ func (s *Arenas) idles(a *Arena) bool {
 	n := int64(len(a.Mem))
 	return !a.Dedicated && a.Reg.LockErr == nil && (!a.Reg.Locked || s.unlocked == 0) &&
 		(n <= int64(s.keepAny) || n*8 <= s.mapped)
-}
-
-// roundPage is n rounded up as osmem.Map rounds a region's size.
-func roundPage(n int) int {
-	p := osmem.PageSize()
-	return (n + p - 1) &^ (p - 1)
 }
 
 // Fit bump-allocates size bytes aligned to align in a, the current arena
@@ -413,15 +408,11 @@ func (s *Arenas) Relock() {
 		}
 	}
 	slices.SortFunc(todo, func(x, y *Arena) int { return cmp.Compare(len(x.Mem), len(y.Mem)) })
-	gen := IdleDrains()
 	for _, a := range todo {
 		u := UnlockedLen(a.Reg)
-		if osmem.Relock(a.Reg) != nil {
-			// Idle regions, of this shard or another, hold the room.
-			if !GiveBackIdle(gen) || osmem.Relock(a.Reg) != nil {
-				break
-			}
-			gen = IdleDrains()
+		// Idle regions, of this shard or another, may hold the room.
+		if RetryWithIdle(func() error { return osmem.Relock(a.Reg) }) != nil {
+			break
 		}
 		s.unlocked -= u
 		s.locked += LockedLen(a.Reg)

@@ -138,6 +138,19 @@ func UnregisterIdle(x *Aux) {
 // the attempt whose refusal may call GiveBackIdle.
 func IdleDrains() uint64 { return pools.drains.Load() }
 
+// RetryWithIdle calls op, which maps or locks memory, and calls it once
+// more if it failed and GiveBackIdle gave back room meanwhile: every
+// mapping and lock of a Shuffler goes through it, so that no refusal
+// counts for memory idle regions hold.
+func RetryWithIdle(op func() error) error {
+	gen := IdleDrains()
+	err := op()
+	if err != nil && GiveBackIdle(gen) {
+		err = op()
+	}
+	return err
+}
+
 // GiveBackIdle unmaps the idle regions of every registered Aux, and
 // reports whether the attempt that read gen from IdleDrains may now
 // succeed where it was refused: this call or another since gen unmapped
@@ -163,4 +176,10 @@ func GiveBackIdle(gen uint64) bool {
 		pools.drains.Add(1)
 	}
 	return pools.drains.Load() != gen
+}
+
+// roundPage is n rounded up as osmem.Map rounds a region's size.
+func roundPage(n int) int {
+	p := osmem.PageSize()
+	return (n + p - 1) &^ (p - 1)
 }

@@ -47,7 +47,8 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 
 // StartBackgroundShuffle starts a goroutine that relocates every unrented
 // entry once per cycle, in small steps, and starts a cycle every interval
-// (an interval of 0 runs cycles back to back). A step holds one shard's
+// (an interval of 0 runs cycles back to back; a negative one is refused
+// with ErrInvalidOption, a nil ctx with ErrNilArgument). A step holds one shard's
 // lock while it moves up to 64 KiB, or a single larger entry, into memory
 // mapped before it took the lock; only an entry too large to share an
 // arena, or a system that refused the memory ahead of time, has a step map

@@ -82,7 +82,7 @@ var (
 	ErrNoSecretMemory = errors.New("memshuffle: secret memory unavailable")
 
 	// ErrInvalidOption is returned by New for an option value out of range,
-	// by a Signer's Sign for crypto.SignerOpts it cannot sign with (a hash
+	// by StartBackgroundShuffle for a negative interval, by a Signer's Sign for crypto.SignerOpts it cannot sign with (a hash
 	// function it cannot use, a digest of another length than the hash's),
 	// and by MAC for a hash function that returns one hash twice.
 	ErrInvalidOption = errors.New("memshuffle: invalid option")

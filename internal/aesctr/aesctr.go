@@ -103,7 +103,8 @@
 //     as fast then.
 //   - A long [XOR] is not preemptible and holds its signals for its run
 //     time (about 0.12 ms per MiB on a current x86 core), so callers split
-//     long inputs; memshuffle does so at 64 KiB, and [Copy] and [Equal] do too.
+//     long inputs; memshuffle does so at 256 KiB, and [Copy] and [Equal]
+//     split theirs at 1 MiB, which they go through a few times faster.
 //
 // # Concurrency
 //
@@ -236,8 +237,11 @@ func XOR2(rkA *[RoundKeysSize]byte, saltA *[8]byte, baseA uint64, rkB *[RoundKey
 }
 
 // copyChunk bounds one assembly call of Copy or Equal, which is not
-// preemptible and holds its thread's signals while it runs.
-const copyChunk = 64 << 10
+// preemptible and holds its thread's signals while it runs: about as long
+// as one of memshuffle's XOR pieces (tens of µs), where 64 KiB took a
+// microsecond or two and the two rt_sigprocmask calls around it as long
+// again on a machine with slow syscalls.
+const copyChunk = 1 << 20
 
 // Copy copies min(len(dst), len(src)) bytes from src to dst and returns the
 // number copied, as the built-in copy does. Unlike the built-in copy it
@@ -359,7 +363,7 @@ const guardOS = runtime.GOOS == "linux"
 // example) keeps it. Blocking leaves no such frame at all. 4 KiB (about
 // half a microsecond of AES here) keeps that window as short as the
 // syscalls blocking would cost, and covers the entry sizes where those
-// syscalls dominate; the 64 KiB chunks of long entries still block.
+// syscalls dominate; the pieces of long entries still block.
 const canaryMax = 4096
 
 // guardFor returns the guard, and its threshold, of an assembly call on n

@@ -2,8 +2,9 @@ package ctr
 
 import "github.com/memshuffle/memshuffle/internal/aesctr"
 
-// ShortMax is the longest input XORShort takes: one assembly call.
-const ShortMax = asmChunk
+// ShortMax is the longest input XORShort takes: one assembly call, at
+// most asmChunk.
+const ShortMax = 64 << 10
 
 // XORShort is XOR for a Cipher whose OffHeap is true and an input of at
 // most ShortMax bytes: one call of the assembly, with nothing to decide,

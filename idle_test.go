@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // countOps counts the calls of op the Shuffler makes until the test ends
@@ -306,5 +307,57 @@ func TestIdleGivenBackDuringGiveBack(t *testing.T) {
 	mustCheck(t, s)
 	if st := s.Stats(); allocErr != nil || shuffleErr != nil || st.LockFailures != 0 {
 		t.Errorf("Alloc: %v; Shuffle: %v; %d lock failures: want no error and none", allocErr, shuffleErr, st.LockFailures)
+	}
+}
+
+// TestCloseWaitsForGiveBack: a Close while another Shuffler's refusal is
+// giving this one's idle regions back, its unmap not yet returned, waits
+// for that unmap. It used to find the pool already emptied and return at
+// once: with the region still mapped and locked, which Stats of the
+// closed Shuffler counted, or, when that unmap was then refused, left on
+// the list Close's last Retry had already been through, mapped for good.
+func TestCloseWaitsForGiveBack(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		t.Run(map[bool]string{false: "slow", true: "refused"}[refuse], func(t *testing.T) {
+			s := newTest(t, WithShards(1), WithArenaSize(4096))
+			idleOne(t, s, 0)
+			inUnmap, release := make(chan struct{}), make(chan struct{})
+			var unmaps atomic.Int32
+			osmem.SetFault(func(o osmem.Op) error {
+				if o == osmem.OpUnmap && unmaps.Add(1) == 1 {
+					close(inUnmap)
+					<-release // a slow munmap (a TLB shootdown)
+					if refuse {
+						return osmem.ErrInjected
+					}
+				}
+				return nil
+			})
+			defer osmem.SetFault(nil)
+			gaveBack := make(chan bool)
+			// Another Shuffler's refused mmap or mlock.
+			go func() { gaveBack <- store.GiveBackIdle(store.IdleDrains()) }()
+			<-inUnmap
+			closed := make(chan error, 1)
+			go func() { closed <- s.Close() }()
+			var closeErr error
+			select {
+			case closeErr = <-closed:
+				t.Errorf("Close returned %v during the give-back's unmap of its idle region", closeErr)
+				close(release)
+			case <-time.After(50 * time.Millisecond):
+				close(release)
+				closeErr = <-closed
+			}
+			<-gaveBack
+			if closeErr != nil && !refuse {
+				t.Errorf("Close: %v", closeErr)
+			}
+			osmem.SetFault(nil)
+			st := s.Stats()
+			if st.MappedBytes != 0 || st.LockedBytes != 0 || s.aux.Waiting() != 0 {
+				t.Errorf("after Close: %d bytes mapped, %d locked, %d regions waiting to be unmapped: want none", st.MappedBytes, st.LockedBytes, s.aux.Waiting())
+			}
+		})
 	}
 }

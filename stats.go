@@ -106,8 +106,11 @@ func (st Stats) Sub(old Stats) Stats {
 // Stats returns a snapshot. The gauges are read with every shard locked at
 // once, so they agree with each other: a region moving from the background
 // shuffler's spares into a shard's arenas is counted once, not twice or
-// not at all. After Close the gauges are zero and the counters remain, as
-// do ShuffleMax and BackgroundMax, the longest pauses seen. A
+// not at all. After Close the gauges are zero (once a Borrow function,
+// ReadFrom, CopyFrom, ReadAll, ReadUntil or WriteTo that was running has
+// returned: the memory of its shard stays mapped, and counted, until then;
+// see Close), and the counters remain, as do ShuffleMax and
+// BackgroundMax, the longest pauses seen. A
 // nil Shuffler reports zero in every field but LockLimit and SecretMode,
 // which describe the process and the build (a closed Shuffler still
 // reports its KeyOffHeap).

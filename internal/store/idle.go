@@ -74,20 +74,27 @@ func (x *Aux) TakeIdle(n int) *osmem.Region {
 // DropIdle gives back every idle region and reports how many there were:
 // to later, when not nil, for the caller to unmap once it has let go of a
 // shard lock, else unmapped now. A region the system would not unmap
-// stays counted, for Retry.
+// stays counted, for Retry. Unmapping now, it holds the pool until the
+// unmaps are done, so that another DropIdle meanwhile (a Close while
+// another Shuffler's refusal gives this pool back) waits for them rather
+// than find the pool empty and return with a region still mapped, or
+// about to go on the list its Retry has already been through.
 func (x *Aux) DropIdle(later *UnmapList) int {
-	if x.idleN.Load() == 0 {
+	if x.idleN.Load() == 0 && later != nil {
 		return 0
 	}
 	x.idleMu.Lock()
 	rs := x.idle
 	x.idle = nil
 	x.idleN.Store(0)
-	x.idleMu.Unlock()
+	if later != nil {
+		x.idleMu.Unlock()
+		*later = append(*later, rs...) // counted here already
+		return len(rs)
+	}
+	defer x.idleMu.Unlock()
 	for _, r := range rs {
-		if later != nil {
-			*later = append(*later, r) // counted here already
-		} else if x.Unmap(r) == nil && x.Released != nil {
+		if x.Unmap(r) == nil && x.Released != nil {
 			x.Released.Add(1)
 		}
 	}

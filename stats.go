@@ -108,12 +108,12 @@ func (st Stats) Sub(old Stats) Stats {
 // shuffler's spares into a shard's arenas is counted once, not twice or
 // not at all. After Close the gauges are zero (once a Borrow function,
 // ReadFrom, CopyFrom, ReadAll, ReadUntil or WriteTo that was running has
-// returned: the memory of its shard stays mapped, and counted, until then;
-// see Close), and the counters remain, as do ShuffleMax and
-// BackgroundMax, the longest pauses seen. A
-// nil Shuffler reports zero in every field but LockLimit and SecretMode,
-// which describe the process and the build (a closed Shuffler still
-// reports its KeyOffHeap).
+// returned: the memory of its shard stays mapped until then, see Close,
+// and counts in LockedBytes or UnlockedBytes, not in MappedBytes), and the
+// counters remain, as do ShuffleMax and BackgroundMax, the longest pauses
+// seen. A nil Shuffler reports zero in every field but LockLimit and
+// SecretMode, which describe the process and the build (a closed Shuffler
+// still reports its KeyOffHeap).
 func (s *Shuffler) Stats() Stats {
 	// LockLimit and SecretMode belong to the process and the build, not to
 	// the Shuffler: they are the same in every snapshot.

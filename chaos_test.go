@@ -92,7 +92,7 @@ func (r *cxRound) failf(format string, args ...any) {
 	}
 }
 
-var cxSizes = []int{1, 2, 3, 4, 7, 8, 12, 16, 24, 33, 64, 100, 1000, 4096, 16383, 16384, 16400, 20000, 65536, 100000, 262144}
+var cxSizes = []int{1, 2, 3, 4, 7, 8, 12, 16, 24, 33, 64, 100, 1000, 4096, 16383, 16384, 16400, 20000, 65536, 100000, 262145} // the last just over one piece of the assembly
 
 // judge checks err of an op on e that began at clock t0 and ended at t1;
 // allowed are the non-expiry errors the op may answer. It reports whether

@@ -124,7 +124,7 @@ func TestRestingCiphertextMatchesInterface(t *testing.T) {
 		}
 		return out
 	}
-	for _, n := range []int{1, 15, 16, 17, 32, 100, 1019, 4096, ctr.ShortMax, ctr.ShortMax + 1, 3*ctr.ShortMax + 5} {
+	for _, n := range []int{1, 15, 16, 17, 32, 100, 1019, 4096, ctr.ShortMax, ctr.ShortMax + 1, 3*ctr.ShortMax + 5, 3*256<<10 + 5} { // the last in pieces
 		h, err := Alloc[byte](s, n)
 		if err != nil {
 			t.Fatal(err)

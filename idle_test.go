@@ -319,6 +319,9 @@ func TestIdleGivenBackDuringGiveBack(t *testing.T) {
 func TestCloseWaitsForGiveBack(t *testing.T) {
 	for _, refuse := range []bool{false, true} {
 		t.Run(map[bool]string{false: "slow", true: "refused"}[refuse], func(t *testing.T) {
+			// Another Shuffler's idle region, unmapped first, would be the
+			// one the hook holds.
+			store.GiveBackIdle(store.IdleDrains())
 			s := newTest(t, WithShards(1), WithArenaSize(4096))
 			idleOne(t, s, 0)
 			inUnmap, release := make(chan struct{}), make(chan struct{})
@@ -337,7 +340,11 @@ func TestCloseWaitsForGiveBack(t *testing.T) {
 			gaveBack := make(chan bool)
 			// Another Shuffler's refused mmap or mlock.
 			go func() { gaveBack <- store.GiveBackIdle(store.IdleDrains()) }()
-			<-inUnmap
+			select {
+			case <-inUnmap:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the give-back did not unmap the idle region")
+			}
 			closed := make(chan error, 1)
 			go func() { closed <- s.Close() }()
 			var closeErr error
@@ -347,7 +354,11 @@ func TestCloseWaitsForGiveBack(t *testing.T) {
 				close(release)
 			case <-time.After(50 * time.Millisecond):
 				close(release)
-				closeErr = <-closed
+				select {
+				case closeErr = <-closed:
+				case <-time.After(10 * time.Second):
+					t.Fatal("Close did not return once the give-back's unmap had")
+				}
 			}
 			<-gaveBack
 			if closeErr != nil && !refuse {

@@ -237,10 +237,10 @@ func XOR2(rkA *[RoundKeysSize]byte, saltA *[8]byte, baseA uint64, rkB *[RoundKey
 }
 
 // copyChunk bounds one assembly call of Copy or Equal, which is not
-// preemptible and holds its thread's signals while it runs: about as long
-// as one of memshuffle's XOR pieces (tens of µs), where 64 KiB took a
-// microsecond or two and the two rt_sigprocmask calls around it as long
-// again on a machine with slow syscalls.
+// preemptible and holds its thread's signals while it runs: tens of µs,
+// at most about as long as one of memshuffle's XOR pieces, where 64 KiB
+// took a microsecond or two and the two rt_sigprocmask calls around it as
+// long again on a machine with slow syscalls.
 const copyChunk = 1 << 20
 
 // Copy copies min(len(dst), len(src)) bytes from src to dst and returns the

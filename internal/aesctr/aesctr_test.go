@@ -775,7 +775,7 @@ func TestGuardWordCache(t *testing.T) {
 }
 
 // copyLengths covers every path of copyAsm (64-byte, 16-byte and byte
-// steps, each alone and together) and of Copy's 64 KiB chunking.
+// steps, each alone and together) and of Copy's chunking (copyChunk).
 func copyLengths() []int {
 	var ns []int
 	for n := 0; n <= 200; n++ {
@@ -863,7 +863,7 @@ func TestCopyOverlap(t *testing.T) {
 
 // BenchmarkGuard measures what each signal guard costs XOR, Copy and Equal, in one
 // run, for the sizes a Rent and a Return of 32 B, of 1019 B (a 1 KiB call)
-// and of a 64 KiB chunk pass to the assembly. guard=detect is the calibrated
+// and of a 64 KiB entry pass to the assembly. guard=detect is the calibrated
 // threshold, which a 64 KiB call always exceeds, so there it includes the
 // wipe of the signal stack; guard=detect-never has a threshold no call
 // reaches, so its difference to guard=off is the cost of the two time stamp
@@ -962,13 +962,14 @@ func BenchmarkBaseline(b *testing.B) {
 
 // equalLengths covers every path of equalAsm (64-byte, 16-byte and byte
 // steps, each alone and together) to 300 bytes, the lengths where the
-// automatic guard changes, and Equal's 64 KiB chunking.
+// automatic guard changes, and Equal's chunking (copyChunk), over three
+// chunks and more.
 func equalLengths() []int {
 	var ns []int
 	for n := 0; n <= 300; n++ {
 		ns = append(ns, n)
 	}
-	return append(ns, canaryMax, canaryMax+1, copyChunk-1, copyChunk, copyChunk+1, 1<<20+7)
+	return append(ns, canaryMax, canaryMax+1, copyChunk-1, copyChunk, copyChunk+1, 3*copyChunk+7)
 }
 
 // differAt are the positions of a difference tried for an n-byte input:

@@ -178,8 +178,9 @@ func wipeStream(st cipher.Stream) {
 // asmChunk bounds one assembly call: assembly cannot be preempted, and
 // above 4 KiB it blocks its thread's signals, so a long entry is encrypted
 // in pieces to let the runtime stop the goroutine and deliver its signals
-// between them. A piece is about 40 µs of AES-NI; the runtime clears large
-// spans in pieces of the same size (memclrNoHeapPointersChunked). Smaller
+// between them. A piece is about 40 µs of AES-NI, twice that in Rekey,
+// which runs two keystreams; the runtime clears large spans in pieces of
+// the same size (memclrNoHeapPointersChunked). Smaller
 // pieces pay the two rt_sigprocmask calls of each more often, which where
 // a syscall round trip takes a microsecond (a virtual machine whose kernel
 // isolates its page tables) was a fifth of the time of 64 KiB (bench/NOTES.md,

@@ -351,7 +351,7 @@ func TestOffHeap(t *testing.T) {
 }
 
 // TestChunks checks XOR against crypto/cipher across the boundaries of the
-// assembly's 64 KiB chunks, where one call becomes several.
+// assembly's pieces (asmChunk), where one call becomes several.
 func TestChunks(t *testing.T) {
 	var key [32]byte
 	var salt [8]byte

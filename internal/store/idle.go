@@ -74,27 +74,20 @@ func (x *Aux) TakeIdle(n int) *osmem.Region {
 // DropIdle gives back every idle region and reports how many there were:
 // to later, when not nil, for the caller to unmap once it has let go of a
 // shard lock, else unmapped now. A region the system would not unmap
-// stays counted, for Retry. Unmapping now, it holds the pool until the
-// unmaps are done, so that another DropIdle meanwhile (a Close while
-// another Shuffler's refusal gives this pool back) waits for them rather
-// than find the pool empty and return with a region still mapped, or
-// about to go on the list its Retry has already been through.
+// stays counted, for Retry.
 func (x *Aux) DropIdle(later *UnmapList) int {
-	if x.idleN.Load() == 0 && later != nil {
+	if x.idleN.Load() == 0 {
 		return 0
 	}
 	x.idleMu.Lock()
 	rs := x.idle
 	x.idle = nil
 	x.idleN.Store(0)
-	if later != nil {
-		x.idleMu.Unlock()
-		*later = append(*later, rs...) // counted here already
-		return len(rs)
-	}
-	defer x.idleMu.Unlock()
+	x.idleMu.Unlock()
 	for _, r := range rs {
-		if x.Unmap(r) == nil && x.Released != nil {
+		if later != nil {
+			*later = append(*later, r) // counted here already
+		} else if x.Unmap(r) == nil && x.Released != nil {
 			x.Released.Add(1)
 		}
 	}
@@ -134,11 +127,19 @@ func RegisterIdle(x *Aux) {
 	pools.m[x] = struct{}{}
 }
 
-// UnregisterIdle undoes RegisterIdle; x's owner gives back its own.
+// UnregisterIdle undoes RegisterIdle; x's owner gives back its own. It
+// waits for a give-back under way, which may have taken x's regions and
+// not yet unmapped them: a Close that found its pool emptied by one
+// returned with a region still mapped and locked, or one the system then
+// refused to unmap on the list its last Retry had already been through.
+// No give-back that starts later sees x.
 func UnregisterIdle(x *Aux) {
 	pools.Lock()
-	defer pools.Unlock()
 	delete(pools.m, x)
+	pools.Unlock()
+	pools.drainMu.Lock()
+	//lint:ignore SA2001 an empty critical section: a wait for the give-back
+	pools.drainMu.Unlock()
 }
 
 // IdleDrains is the generation GiveBackIdle compares with: read it before

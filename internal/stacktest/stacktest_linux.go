@@ -12,8 +12,9 @@ import (
 // XORed with key16, the first round key (the first 16 bytes of the key):
 // what crypto/aes's GCM assembly leaves in its stack frame. It also
 // returns the same blocks inverted, for planting as a control. Its frames
-// hold the blocks: call it between stackscrub.ReserveDeep and ScrubDeep,
-// so that no scan finds them there.
+// hold the blocks: call it in stackscrub.Unshrinkable and ScrubDeep after
+// it there, so that no scan finds them, nor a copy a collection's shrink
+// of the stack left.
 //
 //go:noinline
 func GCMBlocks(t *testing.T, key16 *[16]byte, nonce *[12]byte, n int) ([]*memscan.Pattern, [][16]byte) {

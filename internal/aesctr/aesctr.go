@@ -37,8 +37,7 @@
 // process and never wiped. So on Linux every call is guarded, from assembly,
 // where the goroutine cannot change threads in the middle:
 //
-//   - [Expand], [XOR] and [XOR2] of more than 4 KiB, and [Copy] and [Equal]
-//     of more than 16 KiB (they run at least four times as fast),
+//   - [Expand], and [XOR], [XOR2], [Copy] and [Equal] of more than 4 KiB,
 //     block every asynchronous signal of the thread before the first secret is loaded
 //     and restore the mask after the registers are cleared: a signal that
 //     arrives meanwhile stays pending, and its frame holds nothing secret.
@@ -62,8 +61,8 @@
 //     C code, which could have given the thread another signal stack (for
 //     a thread Go made, until the kernel has confirmed that stack since
 //     the thread's last cgo call: see [WatchSignals]),
-//     calls of up to 128 bytes (512 for [Copy] and [Equal]) read the time
-//     stamp counter before and after instead. A signal taken in between costs at least its delivery
+//     calls of up to 128 bytes read the time stamp counter before and
+//     after instead. A signal taken in between costs at least its delivery
 //     and the rt_sigreturn syscall that ends its handler, so when the call
 //     took longer than half the fastest getppid round trip (measured at
 //     first use) the routine zeroes the thread's signal stack before
@@ -259,7 +258,7 @@ func Copy(dst, src []byte) int {
 	}
 	for off := 0; off < n; off += copyChunk {
 		end := min(off+copyChunk, n)
-		g, ticks := copyGuard(end - off)
+		g, ticks := guardFor(end - off)
 		copyAsm(dst[off:end], src[off:end], g, ticks)
 	}
 	return n
@@ -324,7 +323,7 @@ func Equal(a, b []byte) bool {
 	eq := 1
 	for off := 0; off < len(a); off += copyChunk {
 		end := min(off+copyChunk, len(a))
-		g, ticks := copyGuard(end - off)
+		g, ticks := guardFor(end - off)
 		eq &= equalAsm(a[off:end], b[off:end], g, ticks)
 	}
 	return eq == 1
@@ -366,21 +365,6 @@ const guardOS = runtime.GOOS == "linux"
 // syscalls blocking would cost, and covers the entry sizes where those
 // syscalls dominate; the pieces of long entries still block.
 const canaryMax = 4096
-
-// copyCostShift scales the length of a Copy or Equal to that of an XOR
-// that runs about as long: they go through memory at least four times as
-// fast (about 60 and 35 GB/s against 6.5 for XOR, BenchmarkGuard at 4 KiB
-// and 64 KiB on the machine of bench/NOTES.md), so a call of 16 KiB gets
-// the canaries, as an XOR of 4 KiB does, and keeps a frame that catches
-// one no longer. Blocking costs them the same two system calls as an XOR,
-// which, a microsecond each on a virtual machine whose kernel isolates its
-// page tables, took several times as long as a Copy of 16 KiB itself.
-const copyCostShift = 2
-
-// copyGuard is guardFor for a Copy or Equal of n bytes.
-func copyGuard(n int) (uint8, uint64) {
-	return guardFor((n + 1<<copyCostShift - 1) >> copyCostShift)
-}
 
 // guardFor returns the guard, and its threshold, of an assembly call on n
 // bytes.

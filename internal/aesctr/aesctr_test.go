@@ -689,22 +689,6 @@ func TestGuardChoice(t *testing.T) {
 			t.Errorf("guardFor(%d) = %d, want guardBlock", n, g)
 		}
 	}
-	// Copy and Equal: the same guards for four times the length.
-	const k = 1 << copyCostShift
-	for _, c := range []struct {
-		ns    []int
-		guard uint8
-	}{
-		{[]int{0, 1, 32, k * detectMax}, short},
-		{[]int{k*detectMax + 1, 4096, k * canaryMax}, mid},
-		{[]int{k*canaryMax + 1, 65536, 1 << 20}, guardBlock},
-	} {
-		for _, n := range c.ns {
-			if g, _ := copyGuard(n); g != c.guard {
-				t.Errorf("copyGuard(%d) = %d, want %d", n, g, c.guard)
-			}
-		}
-	}
 	want := map[string]uint8{"off": guardOff, "block": guardBlock, "detect": guardDetect}
 	if ticks == 0 {
 		want["detect"] = guardBlock

@@ -68,47 +68,6 @@ func TestSignalFrames(t *testing.T) { signalFrames(t, "xor") }
 // the plaintext in a frame, and no guard may leave it anywhere.
 func TestSignalFramesEqual(t *testing.T) { signalFrames(t, "equal") }
 
-// TestSignalFramesEqualLong is TestSignalFramesEqual for the automatic
-// choice at the longest Equal it guards with canaries, where the
-// comparison of a presented secret lasts as long as an XOR of 4 KiB: no
-// plaintext may be left anywhere, and the canaries must catch signals.
-func TestSignalFramesEqualLong(t *testing.T) {
-	requireSupported(t)
-	if testing.Short() {
-		t.Skip("signal storm; skipped in -short mode")
-	}
-	if _, err := os.Stat("/proc/self/mem"); err != nil {
-		t.Skip("no /proc")
-	}
-	n := canaryMax << copyCostShift
-	if g, _ := copyGuard(n); g != guardCanary {
-		t.Skipf("the automatic guard of an Equal of %d bytes is %d, not the canaries", n, g)
-	}
-	var caught uint64
-	for i := range 3 {
-		r := signalStorm(t, "equal", "auto", n)
-		caught += r.caught
-		for _, h := range r.hits {
-			t.Errorf("storm %d: plaintext found at %s", i+1, h.where)
-		}
-	}
-	t.Logf("canary detections: %d", caught)
-	if caught == 0 {
-		t.Error("no signal detected in the storms")
-	}
-	// The control: unguarded, the same storms leave the plaintext in a
-	// worker's signal frame.
-	for i := range 6 {
-		for _, h := range signalStorm(t, "equal", "off", n).hits {
-			if h.workerFrame {
-				t.Logf("control, storm %d: found at %s", i+1, h.where)
-				return
-			}
-		}
-	}
-	t.Error("with no guard the plaintext was not found in a worker's signal frame in 6 storms: the search or the storm does not work")
-}
-
 // signalFrames is TestSignalFrames for storms in which the threads call op
 // (see runStorm).
 func signalFrames(t *testing.T, op string) {

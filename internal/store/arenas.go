@@ -227,9 +227,7 @@ func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 	if later != nil {
 		later.Add(s.aux, a.Reg)
 	} else if keep {
-		if old := s.aux.PutIdle(a.Reg); old != nil && s.aux.Unmap(old) == nil {
-			s.released.Add(1)
-		}
+		s.aux.PutIdle(a.Reg)
 	} else if err := osmem.Unmap(a.Reg); err != nil {
 		a.UnmapFailed = true
 		// Windows unlocks the pages and drops their exclusion from dumps

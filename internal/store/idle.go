@@ -25,22 +25,30 @@ import (
 // (the root package's TestIdleGivenBack).
 
 // PutIdle counts in r, the wiped region of an emptied arena, and holds it
-// for the next TakeIdle. Past IdleCap regions it returns the oldest, still
-// counted, for the caller to Unmap.
-func (x *Aux) PutIdle(r *osmem.Region) (old *osmem.Region) {
+// for the next TakeIdle. Past IdleCap regions it unmaps the oldest.
+func (x *Aux) PutIdle(r *osmem.Region) {
 	x.Add(r, 1)
 	x.idleMu.Lock()
-	defer x.idleMu.Unlock()
 	x.idle = append(x.idle, r)
 	x.idleN.Add(int64(len(r.Data)))
+	var old *osmem.Region
 	if len(x.idle) > max(x.IdleCap, 1) {
 		old = x.idle[0]
-		n := copy(x.idle, x.idle[1:])
-		x.idle[n] = nil
-		x.idle = x.idle[:n]
+		x.idle = slices.Delete(x.idle, 0, 1)
 		x.idleN.Add(-int64(len(old.Data)))
 	}
-	return old
+	x.idleMu.Unlock()
+	if old != nil {
+		x.unmapIdle(old)
+	}
+}
+
+// unmapIdle unmaps r, an idle region taken out of the pool, and counts it
+// released; one the system would not unmap stays counted, for Retry.
+func (x *Aux) unmapIdle(r *osmem.Region) {
+	if x.Unmap(r) == nil && x.Released != nil {
+		x.Released.Add(1)
+	}
 }
 
 // TakeIdle returns the smallest idle region of n to twice n bytes (n
@@ -87,8 +95,8 @@ func (x *Aux) DropIdle(later *UnmapList) int {
 	for _, r := range rs {
 		if later != nil {
 			*later = append(*later, r) // counted here already
-		} else if x.Unmap(r) == nil && x.Released != nil {
-			x.Released.Add(1)
+		} else {
+			x.unmapIdle(r)
 		}
 	}
 	return len(rs)

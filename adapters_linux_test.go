@@ -86,7 +86,7 @@ func importLeavesNoCopy(t *testing.T, s *Shuffler, secret, in []byte, want error
 		t.Fatal(err)
 	}
 	inside := bytes.Count(in, secret)
-	planted := slices.Clone(secret)
+	planted := plant(secret)
 	Wipe(secret)
 	if n := len(scanSelf(t, p)); n != 1+inside {
 		t.Fatalf("control: %d copies of the planted secret found, want %d", n, 1+inside)

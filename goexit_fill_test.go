@@ -5,7 +5,6 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
-	"slices"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/memscan"
@@ -68,7 +67,7 @@ func TestReadPrivateKeyGoexitLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	planted := slices.Clone(seed)
+	planted := plant(seed)
 	if n := len(scanSelf(t, p)); n != 2 {
 		t.Fatalf("control: %d copies of the seed found, want 2 (the test's and the planted one)", n)
 	}

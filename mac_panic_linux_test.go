@@ -5,7 +5,6 @@ import (
 	"errors"
 	"hash"
 	"runtime/debug"
-	"slices"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/memscan"
@@ -99,7 +98,7 @@ func ipadPattern(t *testing.T, key []byte) *memscan.Pattern {
 	if err != nil {
 		t.Fatal(err)
 	}
-	planted := slices.Clone(ipad)
+	planted := plant(ipad)
 	Wipe(ipad)
 	if n := len(scanSelf(t, p)); n != 1 {
 		t.Fatalf("control: %d copies of the planted pad found, want 1", n)

@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"runtime/debug"
-	"slices"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/memscan"
@@ -34,8 +33,8 @@ func TestNewSignerRefusedKindLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	planted := slices.Clone(scalar) // the control's copy, on the heap
-	h, err := CopyFrom(s, der)      // wipes der
+	planted := plant(scalar)   // the control's copy, on the heap
+	h, err := CopyFrom(s, der) // wipes der
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ func TestMACHashPanicLeavesNoPad(t *testing.T) {
 // of it, once.
 func ipadPattern(t *testing.T, key []byte) *memscan.Pattern {
 	t.Helper()
-	ipad := make([]byte, 64)
+	ipad := heapBytes(64)
 	copy(ipad, key)
 	for i := range ipad {
 		ipad[i] ^= 0x36

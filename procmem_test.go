@@ -46,6 +46,15 @@ func plant(b []byte) []byte {
 	return p
 }
 
+// heapBytes returns n zero bytes on the Go heap, for a secret a test builds
+// and then scans for: on the stack, as escape analysis may place a small
+// buffer that does not escape, the stack's growth in a call made before
+// the scan (memscan.NewPattern's frame alone is over 2 KiB) leaves a copy
+// in the old stack, which no wipe of the new one reaches.
+//
+//go:noinline
+func heapBytes(n int) []byte { return make([]byte, n) }
+
 // TestProcessMemory writes a secret into a rented entry and reads all of
 // the process's memory (/proc/self/mem on Linux, ReadProcessMemory on
 // Windows): the plaintext is there while rented, inside the entry only, and

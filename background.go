@@ -64,9 +64,9 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 // waits for more than one step, and its goroutine keeps its CPU. On the
 // two-core machine of BENCHMARKS.md a cycle over 256 MiB of 64 KiB entries
 // takes about 3 seconds (3.00 to 3.28 s in BenchmarkBackgroundCycle,
-// bench/NOTES.md), and about as long while a caller runs Rent and Return
-// flat out (one cycle in each 3-second run of
-// BenchmarkRentReturnDuringBackgroundShuffle). In a process whose
+// bench/NOTES.md), and longer while a caller runs Rent and Return flat
+// out: the 3-second runs of BenchmarkRentReturnDuringBackgroundShuffle
+// finish no cycle, or one (BENCHMARKS.md, bench/NOTES.md). In a process whose
 // goroutines keep every processor busy, each sleep lasts until the Go
 // scheduler comes back to the shuffler, and a cycle takes that much
 // longer, many times as long as without them. The shuffler gives way

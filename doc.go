@@ -37,7 +37,7 @@
 // channels, functions or interfaces anywhere inside them, because memory
 // outside the heap is invisible to the garbage collector. Such types fail
 // with [ErrUnsupportedType]; fixed-size arrays and structs of numbers are
-// fine. So do bools: an entry's bytes may hold anything, and a bool that
+// fine. Bools fail too: an entry's bytes may hold anything, and a bool that
 // is not 0 or 1 breaks the compiler's assumptions; hold a flag in a uint8.
 //
 // Every error the package raises itself is a sentinel that works with
@@ -117,8 +117,10 @@
 // which they are wiped and answer [ErrExpired].
 // [Shuffler.StartBackgroundShuffle] and [WithBackgroundShuffle] keep
 // relocating entries in small steps, so no Rent waits behind a whole-heap
-// move, and rest between bursts of work, so they take about a tenth of one
-// CPU and leave the rest to the goroutines that use the Shuffler; a
+// move, and rest between bursts of work, so they take a small share of one
+// CPU (0.14-0.15 for a background cycle, bench/NOTES.md; the pacer's
+// tests fail above 0.6) and leave the rest to the goroutines that use the
+// Shuffler; a
 // scheduled [WithKeyRotation] does the same. [Shuffler.Stats] counts what operators need;
 // [Shuffler.PublishExpvar] serves it through expvar, the exporters/prometheus
 // module as Prometheus metrics, and [WithLogger] reports rotations, refused
@@ -266,8 +268,8 @@
 // states turn up 0 to 3 times, in the frames of crypto's Sum, which copies
 // a state there until the call's stack is zeroed at its end.
 // An AEAD call under way holds its key schedule on the Go heap (two copies
-// of the key in one of the busy dumps). BENCHMARKS.md has what secret mode
-// costs.
+// of the key in one of the busy dumps). SECURITY.md ("Preemption during an
+// AEAD call") has what secret mode costs.
 //
 // What neither build can protect:
 //

@@ -122,7 +122,8 @@ func WithShuffleOnBorrowReturn(enable bool) Option {
 // pages, with memfd_secret(2) (Linux 5.14 and later, when enabled by the
 // kernel): the pages leave the kernel's direct map, so the kernel itself
 // cannot read them through it, reading them through /proc/PID/mem fails,
-// and they are never swapped. New fails with ErrNoSecretMemory where the
+// and they are never swapped (the kernel's documented behaviour; checked
+// by hand, not by a test: SECURITY.md). New fails with ErrNoSecretMemory where the
 // system refuses. Secret memory counts against RLIMIT_MEMLOCK, and the
 // kernel locks it whatever the LockMode: where the limit refuses it, the
 // call that needed it fails with ErrLockFailed, under LockBestEffort and
@@ -181,16 +182,16 @@ func WithCipher(c Cipher) Option {
 // rotation. Like the background shuffler (see StartBackgroundShuffle), a
 // scheduled rotation sleeps after every 100 µs of work, counted across
 // rotations (the wait between two counts as rest only for its length), so
-// it takes a tenth of one CPU or so and callers keep theirs (at an
+// it takes a small share of one CPU and callers keep theirs (at an
 // interval of a microsecond, over one entry, 0.30 and 0.36 of one CPU in
 // two runs of TestScheduledWorkRestsAtTinyIntervals, which fails above
-// 0.6); on the two-core machine of BENCHMARKS.md it re-encrypts 140 to
-// 215 MiB a second while a caller runs Rent and Return flat out (1.2 to
-// 1.8 s a rotation of 256 MiB in the six runs of
-// BenchmarkRentReturnDuringKeyRotation there: a run's time over the three
-// or so rotations it completes), where RotateKey, which does not rest,
-// does 2.3 to 2.5 GB a second (BenchmarkRotateKey on 256 MiB of 64 KiB
-// entries, -benchtime 3x, four runs: 109 to 119 ms). Where goroutines keep every processor busy, a
+// 0.6); on the two-core machine of BENCHMARKS.md it re-encrypts about 145
+// MiB a second while a caller runs Rent and Return flat out (1.76 to 1.79
+// s a rotation of 256 MiB in the six runs of
+// BenchmarkRentReturnDuringKeyRotation there: a run's time over the two
+// rotations it completes), where RotateKey, which does not rest, does
+// about 2.5 GB a second (BenchmarkRotateKey on 256 MiB of 64 KiB entries:
+// 107 ms, bench/NOTES.md). Where goroutines keep every processor busy, a
 // scheduled rotation's sleeps stretch as the background shuffler's do (see
 // StartBackgroundShuffle), and a rotation takes many times as long.
 // RotateKey, which does not rest, gets its share of the processors there:

@@ -28,7 +28,8 @@ type rentRecord struct {
 // with WithLogger, as a warning with the stack, once per rent. It costs a
 // stack capture per rent, so it is meant for finding a forgotten Return in
 // development or in a canary, not for every production process. A goroutine
-// checks the rents every threshold/2 (at least every 10 ms) until Close.
+// checks the rents every threshold/2, but no more often than every 10 ms,
+// until Close.
 // New rejects a threshold of zero or less with ErrInvalidOption.
 func WithRentTracking(threshold time.Duration) Option {
 	return optionFunc(func(c *config) error {

@@ -37,14 +37,10 @@ func TestAdaptersScrubStack(t *testing.T) {
 	rand.Read(nonce)
 	plain := make([]byte, 256) // 16 blocks: the assembly's 8-block path, twice
 	blocks := len(plain)/16 + 2
-	// GCMBlocks's frames hold the blocks, where the scan would find them:
-	// they are zeroed after it, where no growth and no collection's
-	// shrink of the stack leaves a copy of them (as the adapters do).
 	var ps []*memscan.Pattern
 	var inverted [][16]byte
-	stackscrub.Unshrinkable(true, func() {
+	scrubbed(func() {
 		ps, inverted = stacktest.GCMBlocks(t, (*[16]byte)(key), (*[12]byte)(nonce), blocks)
-		stackscrub.ScrubDeep()
 	})
 	kh, err := CopyFrom(s, key)
 	if err != nil {

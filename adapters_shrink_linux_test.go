@@ -92,7 +92,7 @@ func TestMACParkedStackShrink(t *testing.T) {
 	var inv [sha256.BlockSize]byte
 	var pat *memscan.Pattern
 	var err error
-	stackscrub.Unshrinkable(true, func() {
+	scrubbed(func() {
 		ipad := make([]byte, sha256.BlockSize)
 		for i, b := range key {
 			ipad[i] = b ^ 0x36 ^ frameMask
@@ -100,7 +100,6 @@ func TestMACParkedStackShrink(t *testing.T) {
 		}
 		pat, err = memscan.NewPattern(ipad)
 		Wipe(ipad)
-		stackscrub.ScrubDeep()
 	})
 	if err != nil {
 		t.Fatal(err)

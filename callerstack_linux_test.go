@@ -40,14 +40,10 @@ func TestCallerStackSecretNotLeft(t *testing.T) {
 			var inv [32]byte
 			ps := make(chan *memscan.Pattern)
 			go func() {
-				// Where no collection shrinks the stack (see
-				// TestGCMKeyNotLeftOnStack), and scrubbed before the
-				// send, which may park the goroutine.
+				// Scrubbed before the send, which may park the
+				// goroutine.
 				var p *memscan.Pattern
-				stackscrub.Unshrinkable(true, func() {
-					p = invertedPattern(t, &inv)
-					stackscrub.ScrubDeep()
-				})
+				scrubbed(func() { p = invertedPattern(t, &inv) })
 				ps <- p
 			}()
 			p := <-ps
@@ -110,8 +106,7 @@ func TestCallerStackSecretNotLeft(t *testing.T) {
 const movedScans = 16
 
 // invertedPattern fills inv with a random secret inverted and returns a
-// pattern of the secret. Its frames hold the secret: call it between
-// stackscrub.ReserveDeep and ScrubDeep.
+// pattern of the secret. Its frames hold the secret: call it in scrubbed.
 //
 //go:noinline
 func invertedPattern(t *testing.T, inv *[32]byte) *memscan.Pattern {

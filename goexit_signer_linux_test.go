@@ -38,8 +38,7 @@ func beLE(n *big.Int, size int) (be, le []byte) {
 }
 
 // signerKeyAndPatterns makes a key of kind in an entry of s and a Signer
-// of it. Its frames hold the key: call it between stackscrub.ReserveDeep
-// and ScrubDeep.
+// of it. Its frames hold the key: call it in scrubbed (inScrubbedFrames).
 //
 //go:noinline
 func signerKeyAndPatterns(s *Shuffler, kind string) (m signerMade, err error) {

@@ -60,10 +60,22 @@ func madeEd25519Key(t *testing.T, s *Shuffler) ed25519Made {
 	})
 }
 
+// scrubbed runs f, whose frames hold a secret (a pattern's plaintext, the
+// blocks of stacktest.GCMBlocks), and then zeroes the stack f used, all in
+// stackscrub.Unshrinkable: a collection that shrank the stack meanwhile
+// would free a copy of f's frames where no scrub reaches, and a scan would
+// find the test's own secret there (internal/seal's
+// TestGCMKeyNotLeftOnStack, which does the same, failed so once in CI).
+func scrubbed(f func()) {
+	stackscrub.Unshrinkable(true, func() {
+		f()
+		stackscrub.ScrubDeep()
+	})
+}
+
 // inScrubbedFrames runs build, whose frames hold a key, on a goroutine of
-// its own between stackscrub.ReserveDeep and ScrubDeep, so that no copy it
-// made is left on a stack, and returns what it built; it fails t on
-// build's error.
+// its own in scrubbed, so that no copy it made is left on a
+// stack, and returns what it built; it fails t on build's error.
 func inScrubbedFrames[T any](t *testing.T, build func() (T, error)) T {
 	t.Helper()
 	type result struct {
@@ -73,12 +85,7 @@ func inScrubbedFrames[T any](t *testing.T, build func() (T, error)) T {
 	ch := make(chan result)
 	go func() {
 		var r result
-		// Where no collection shrinks the stack, which would free a copy
-		// of build's frames where ScrubDeep does not reach.
-		stackscrub.Unshrinkable(true, func() {
-			r.v, r.err = build()
-			stackscrub.ScrubDeep()
-		})
+		scrubbed(func() { r.v, r.err = build() })
 		ch <- r
 	}()
 	r := <-ch
@@ -105,7 +112,7 @@ func (m *ed25519Made) control(t *testing.T) {
 // ed25519KeyAndPatterns makes an Ed25519 key in an entry of s, as PKCS#8,
 // and returns patterns of its seed, of its clamped scalar's hash half and
 // of its prefix, and the seed inverted. Its frames hold the key: call it
-// between stackscrub.ReserveDeep and ScrubDeep.
+// in scrubbed (inScrubbedFrames).
 //
 //go:noinline
 func ed25519KeyAndPatterns(s *Shuffler) (Handle, []*memscan.Pattern, [ed25519.SeedSize]byte, error) {

@@ -92,12 +92,12 @@ func (x *Aux) DropIdle(later *UnmapList) int {
 	x.idle = nil
 	x.idleN.Store(0)
 	x.idleMu.Unlock()
+	if later != nil {
+		*later = append(*later, rs...) // counted here already
+		return len(rs)
+	}
 	for _, r := range rs {
-		if later != nil {
-			*later = append(*later, r) // counted here already
-		} else {
-			x.unmapIdle(r)
-		}
+		x.unmapIdle(r)
 	}
 	return len(rs)
 }

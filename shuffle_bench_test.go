@@ -112,6 +112,45 @@ func BenchmarkShuffleEntries(b *testing.B) {
 	})
 }
 
+// BenchmarkShuffleShards is BenchmarkShuffleEntries with the entries dealt
+// to the eight shards in a fixed way, so that each shard's fresh arena has
+// a known size, where Alloc's streams deal a single goroutine's entries
+// unevenly, and differently from run to run: in turn to all eight (about
+// 3.8 MiB each) or to four (7.6 MiB), or 157,000 to each even shard and
+// 93,000 to each odd one (4.8 and 2.8 MiB), a split seen in runs of
+// BenchmarkShufflePaired.
+func BenchmarkShuffleShards(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		deal func(i uint32) uint32
+	}{
+		{"shards=8", func(i uint32) uint32 { return i % 8 }},
+		{"shards=4", func(i uint32) uint32 { return i % 4 }},
+		{"shards=8-uneven", func(i uint32) uint32 {
+			if i < 628000 {
+				return i % 4 * 2
+			}
+			return i%4*2 + 1
+		}},
+	} {
+		b.Run("entries=1000000/size=32/"+c.name, func(b *testing.B) {
+			const n = 1000000
+			s := newBench(b, WithShards(8))
+			var i uint32
+			s.replayShard = func() uint32 { i++; return c.deal(i - 1) }
+			for range n {
+				if _, err := Alloc[byte](s, 32); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := s.Shuffle(); err != nil {
+				b.Fatal(err)
+			}
+			benchShuffleCPU(b, s, n, 32).report(b, n)
+		})
+	}
+}
+
 // filledShuffler returns a Shuffler made with opts holding n entries of
 // size bytes, shuffled once: the first Shuffle maps the sizes it keeps.
 func filledShuffler(b *testing.B, n, size int, opts ...Option) *Shuffler {

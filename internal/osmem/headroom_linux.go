@@ -64,7 +64,7 @@ func checkHeadroom(n int, f Flags) error {
 	if size, dataHeld, ok := vmHeld(); ok && known {
 		// The region with its guard pages, and the alignment Map asks
 		// for before it trims the excess.
-		need := uint64(n) + uint64(2*pageSize+hugePageSize) + Headroom
+		need := uint64(n) + uint64(2*pageSize+HugePageSize) + Headroom
 		if asSet && size+need > as.Cur || dataHolds && dataHeld+need > data.Cur {
 			return refuse(unix.ENOMEM)
 		}

@@ -7,6 +7,9 @@ import (
 	"fmt"
 )
 
+// HugePageSize is zero: the Go heap's pages are the runtime's to choose.
+const HugePageSize = 0
+
 // PageSize reports the allocation granule of the fallback.
 func PageSize() int { return 4096 }
 

@@ -39,9 +39,9 @@ func harden(b []byte) error {
 // two calls.
 var betweenAdvice func(b []byte)
 
-// hugePageSize is the transparent huge page size Map aligns large regions
-// to; it does not round their length (see Map).
-const hugePageSize = 2 << 20
+// HugePageSize is the transparent huge page size Map aligns regions of at
+// least that size to; it does not round their length (see Map).
+const HugePageSize = 2 << 20
 
 // adviseHuge asks for transparent huge pages; where they are disabled the
 // region simply keeps small pages.

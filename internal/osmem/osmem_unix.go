@@ -20,8 +20,8 @@ func PageSize() int { return pageSize }
 // private and anonymous and never part of the Go heap, so the garbage
 // collector neither scans nor moves it. Release it with Unmap.
 //
-// Large regions are aligned to the huge-page size where the platform has
-// transparent huge pages, so that random access across them (a shuffle
+// Regions of at least one huge page are aligned to it where the platform
+// has transparent huge pages, so that random access across them (a shuffle
 // writes every entry to a random place) costs few TLB misses. Their length
 // is not rounded up to whole huge pages: the system backs the whole huge
 // pages inside with huge pages and the tail, under 2 MiB, with base pages.
@@ -59,8 +59,8 @@ func mapPages(n int, f Flags) (*Region, error) {
 		return mapSecret(n)
 	}
 	align := pageSize
-	if hugePageSize > 0 && n >= 2*hugePageSize && !f.SmallPages {
-		align = hugePageSize
+	if HugePageSize > 0 && n >= HugePageSize && !f.SmallPages {
+		align = HugePageSize
 	}
 	total := n + 2*pageSize + (align - pageSize)
 	if err := injected(OpMap); err != nil {

@@ -12,9 +12,9 @@ import (
 // not hold to RLIMIT_MEMLOCK.
 func lockPastLimit() bool { return unix.Geteuid() == 0 }
 
-// hugePageSize is zero: outside Linux there is no transparent-huge-page
+// HugePageSize is zero: outside Linux there is no transparent-huge-page
 // hint to align for.
-const hugePageSize = 0
+const HugePageSize = 0
 
 func adviseHuge([]byte) {}
 

@@ -13,6 +13,10 @@ import (
 	"golang.org/x/sys/windows"
 )
 
+// HugePageSize is zero: Map asks for no large pages, which on Windows need
+// SeLockMemoryPrivilege and are never paged out or trimmed.
+const HugePageSize = 0
+
 // pageSize is GetSystemInfo's dwPageSize, the granule VirtualProtect and
 // VirtualLock work in. The Go runtime reads it at start-up and
 // os.Getpagesize reports it; x/sys/windows has no GetSystemInfo and its

@@ -700,7 +700,7 @@ func (sh *shard) layout(n, need int) (int, error) {
 			// Fresh arenas are sized for what is left to move, so a shuffle
 			// maps few of them.
 			most := sh.freshMax()
-			a, err := sh.NewArena(sh.onHugePages(max(min(need, most), size), most))
+			a, err := sh.NewArena(sh.roundFresh(max(min(need, most), size), most))
 			if err != nil {
 				return r, err
 			}
@@ -718,32 +718,40 @@ func (sh *shard) layout(n, need int) (int, error) {
 // arenas.
 const hugeArena = 4 << 20
 
-// onHugePages rounds n, the size of a fresh arena, up to whole huge pages
-// where that adds at most a quarter and stays within most. osmem aligns
-// such a region to huge pages, so all of it is on them: the random writes
-// of a shuffle into it miss the TLB far less, and it faults in 512 times
-// fewer steps. Shards' arenas then also come in fewer sizes, so the next
-// shard can take the ones a shard empties (handOver) instead of mapping
-// its own. The bytes added are the arena's free space for later entries.
-// Secret memory is never on huge pages: its arenas keep their size.
+// freshGranule is what a Shuffle rounds a shard's fresh arenas up to: a
+// huge page, on every platform.
+const freshGranule = 2 << 20
+
+// roundFresh rounds n, the size of a fresh arena, up to whole freshGranules
+// where that adds at most a quarter and stays within most. Shards' arenas
+// then come in few sizes, so the next shard can take the ones a shard
+// empties (handOver) instead of mapping its own; and on Linux, where osmem
+// aligns a region of a huge page or more to huge pages, all of such an
+// arena is on them (secret memory excepted): the random writes of a
+// shuffle into it miss the TLB far less, and it faults in 512 times fewer
+// steps. The bytes added are the arena's free space for later entries.
 //
 // A Shuffle of a million 32-byte entries in four shards, whose fresh
 // arenas of 7.6 MiB became 8 MiB, took 31-33 ns per entry instead of
 // 49-51 (BenchmarkShuffleShards; bench/NOTES.md).
-func (sh *shard) onHugePages(n, most int) int {
-	if sh.s.cfg.secret {
+//
+// Where the Shuffler's memory is locked and RLIMIT_MEMLOCK holds the
+// process, nothing is rounded: the bytes added could take the room an
+// arena needs to be locked at all. As nobody under ulimit -l 8192, one
+// shard of 6.5 MB of entries with WithArenaSize(2 << 20), rounded to
+// 8 MiB, kept all of it unlocked after every Shuffle, where 6.8 MB stayed
+// locked unrounded (TestShuffleRoundsNothingPastLockLimit).
+func (sh *shard) roundFresh(n, most int) int {
+	locked := sh.s.cfg.secret || sh.s.cfg.lock != LockNone
+	if locked && osmem.BindingLockLimit() >= 0 {
 		return n
 	}
-	return hugeRound(n, most)
+	return granuleRound(n, most)
 }
 
-// hugeRound is onHugePages for memory that can be on huge pages.
-func hugeRound(n, most int) int {
-	const huge = osmem.HugePageSize
-	if huge == 0 {
-		return n
-	}
-	up := (n + huge - 1) &^ (huge - 1)
+// granuleRound is roundFresh's arithmetic.
+func granuleRound(n, most int) int {
+	up := (n + freshGranule - 1) &^ (freshGranule - 1)
 	if up-n > n/4 || up > most {
 		return n
 	}
@@ -794,7 +802,7 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 	// places nothing, so the loop below would map arenas until the system
 	// refused one.
 	want := max(min(total, most), sh.s.cfg.arenaSize, size)
-	want = sh.onHugePages(want, most)
+	want = sh.roundFresh(want, most)
 	if big {
 		want = size
 	}

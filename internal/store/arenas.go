@@ -638,9 +638,11 @@ func (l *UnmapList) Add(aux *Aux, r *osmem.Region) {
 	aux.Add(r, 1)
 }
 
-// Take removes from l a region whose memory is exactly n bytes and returns
-// it, or nil if l has none. It stays counted in the Aux, as Adopt expects.
+// Take removes from l a region whose memory is exactly n bytes, rounded up
+// to whole pages as osmem.Map rounds it, and returns it, or nil if l has
+// none. It stays counted in the Aux, as Adopt expects.
 func (l *UnmapList) Take(n int) *osmem.Region {
+	n = roundPage(n)
 	for i, r := range *l {
 		if len(r.Data) == n {
 			last := len(*l) - 1

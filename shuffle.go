@@ -1,6 +1,7 @@
 package memshuffle
 
 import (
+	"cmp"
 	"errors"
 	mrand "math/rand/v2"
 	"slices"
@@ -67,7 +68,7 @@ func (s *Shuffler) Shuffle() error {
 	// hand-over below would otherwise leave the regions the shards emptied
 	// mapped, and counted, for good. (Empty once Shuffle returns.)
 	defer regions.unmap(&s.aux)
-	for i := range s.shards {
+	for _, i := range s.shuffleOrder() {
 		sh := &s.shards[i]
 		if !sh.lockOpen() {
 			// What was refused on the way is reported too.
@@ -96,6 +97,30 @@ func (s *Shuffler) Shuffle() error {
 	s.tally.shuffleNanos.Add(d)
 	storeMax(&s.tally.shuffleMax, d)
 	return errors.Join(errs...)
+}
+
+// shuffleOrder lists the shards from the most data in shared arenas to the
+// least, the order Shuffle takes them in, so that shards whose fresh
+// arenas have about one size follow each other and each can make its
+// arenas of the regions the one before emptied (handOver). A single
+// goroutine's entries go to every other shard, in shares that differ from
+// run to run; in index order the sizes alternated and never matched, and
+// each shard mapped fresh arenas, on which the moves' random writes took
+// twice as long here as on reused ones (bench/NOTES.md). The sizes are
+// read a shard lock at a time, before the Shuffle: entries that come or
+// go meanwhile change only the order.
+func (s *Shuffler) shuffleOrder() []int {
+	order := make([]int, len(s.shards))
+	size := make([]int64, len(s.shards))
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		size[i] = sh.Counts.LiveBytes() - sh.Counts.BigBytes()
+		sh.mu.Unlock()
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(size[b], size[a]) })
+	return order
 }
 
 func (sh *shard) shuffle() error {
@@ -971,11 +996,13 @@ func growU32(b []uint32, n int) []uint32 {
 // wiped, to the next shard's, which makes its fresh arenas of them instead
 // of mapping new ones: those would each be faulted in, zeroed and locked,
 // and the old ones unlocked and unmapped, page by page (bench/NOTES.md
-// has what it saves). The regions the next shard does not take are
-// unmapped once it lets go of its lock, or under it, before it maps a new
-// region, when none has the size it needs; the last shard's with no shard
-// lock held. The memory held at once is what it was without the
-// hand-over: one shard's old arenas next to its new ones.
+// has what it saves). A region may be up to a sixteenth larger than the
+// arena asked for (store.UnmapList.Take), and the arena then has its
+// size. The regions the next shard does not take are unmapped once it
+// lets go of its lock, or under it, before it maps a new region, when
+// none has the size it needs; the last shard's with no shard lock held.
+// The memory held at once is what it was without the hand-over: one
+// shard's old arenas next to its new ones.
 type handOver struct {
 	take store.UnmapList // emptied by the shard before, for this one
 	give store.UnmapList // emptied by this shard, for the next
@@ -993,9 +1020,9 @@ func (h *handOver) keep(sh *shard, a *store.Arena) *store.UnmapList {
 	return &h.give
 }
 
-// arena makes a fresh arena of n bytes for sh, of a region the shard
-// before emptied when one has exactly that size, or else a new mapping,
-// once the regions that do not fit are unmapped.
+// arena makes a fresh arena of at least n bytes for sh, of a region the
+// shard before emptied when one has about that size, or else a new
+// mapping of n bytes, once the regions that do not fit are unmapped.
 func (h *handOver) arena(sh *shard, n int) (*store.Arena, error) {
 	if h != nil {
 		if r := h.take.Take(n); r != nil {

@@ -125,15 +125,37 @@ func TestShuffleHandsOverEqualArenas(t *testing.T) {
 	if _, err := tryAllocN(s, shards*per); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Shuffle(); err != nil {
-		t.Fatal(err)
-	}
-	before := s.Stats().ArenasReleased
-	if err := s.Shuffle(); err != nil {
-		t.Fatal(err)
-	}
-	if got := s.Stats().ArenasReleased - before; got != 1 {
+	if got := releasedBySecondShuffle(t, s); got != 1 {
 		t.Errorf("second Shuffle of %d equal shards released %d arenas, want 1 (the others handed on)", shards, got)
+	}
+}
+
+// TestShuffleHandsOverUnevenShards: a single goroutine's entries go to
+// every other shard, in shares that differ, and a Shuffle takes the
+// shards from the most data to the least, so that shards of about one
+// size follow each other and hand their emptied arenas on, though no two
+// hold exactly as many entries. In index order the sizes alternated, and
+// every shard mapped its own arenas (8 released by the second Shuffle);
+// now only the region no smaller shard can take and the last shard's are
+// released.
+func TestShuffleHandsOverUnevenShards(t *testing.T) {
+	const shards = 8
+	s := newTest(t, WithShards(shards), WithLockMode(LockNone))
+	for k := range shards {
+		per := 12000 + 37*k // 384-394 KB a shard
+		if k%2 == 0 {
+			per += 8000 // 640-650 KB
+		}
+		s.replayShard = func() uint32 { return uint32(k) }
+		if _, err := tryAllocN(s, per); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := releasedBySecondShuffle(t, s); got != 2 {
+		t.Errorf("second Shuffle of %d shards of two sizes released %d arenas, want 2", shards, got)
+	}
+	if err := s.check(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -160,6 +182,20 @@ func TestShuffleRoundsNothingPastLockLimit(t *testing.T) {
 			t.Errorf("Shuffle %d of %d entries of 32 bytes: %d bytes unlocked, %d locked", k+1, n, st.UnlockedBytes, st.LockedBytes)
 		}
 	}
+}
+
+// releasedBySecondShuffle shuffles s twice and returns how many arenas the
+// second Shuffle gave back to the system.
+func releasedBySecondShuffle(t *testing.T, s *Shuffler) uint64 {
+	t.Helper()
+	if err := s.Shuffle(); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Stats().ArenasReleased
+	if err := s.Shuffle(); err != nil {
+		t.Fatal(err)
+	}
+	return s.Stats().ArenasReleased - before
 }
 
 // arenaSizes lists the sizes of shard k's arenas.

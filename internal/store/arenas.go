@@ -638,21 +638,28 @@ func (l *UnmapList) Add(aux *Aux, r *osmem.Region) {
 	aux.Add(r, 1)
 }
 
-// Take removes from l a region whose memory is exactly n bytes, rounded up
-// to whole pages as osmem.Map rounds it, and returns it, or nil if l has
-// none. It stays counted in the Aux, as Adopt expects.
+// Take removes from l the smallest region whose memory is n bytes,
+// rounded up to whole pages as osmem.Map rounds it, to a sixteenth more,
+// and returns it, or nil if l has none. Shards of about one size then
+// take each other's regions, though their entries differ by a few pages.
+// It stays counted in the Aux, as Adopt expects.
 func (l *UnmapList) Take(n int) *osmem.Region {
 	n = roundPage(n)
+	best := -1
 	for i, r := range *l {
-		if len(r.Data) == n {
-			last := len(*l) - 1
-			(*l)[i] = (*l)[last]
-			(*l)[last] = nil
-			*l = (*l)[:last]
-			return r
+		if len(r.Data) >= n && len(r.Data) <= n+n/16 && (best < 0 || len(r.Data) < len((*l)[best].Data)) {
+			best = i
 		}
 	}
-	return nil
+	if best < 0 {
+		return nil
+	}
+	r := (*l)[best]
+	last := len(*l) - 1
+	(*l)[best] = (*l)[last]
+	(*l)[last] = nil
+	*l = (*l)[:last]
+	return r
 }
 
 // UnmapAll unmaps every region in l and empties it, and returns the

@@ -40,7 +40,9 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 // within those arenas, each to any of their places (its own with
 // probability 1/n), which needs no new memory and faults in no page. A
 // fresh arena is a new mapping, or the wiped memory of an arena the shard
-// shuffled just before emptied, when it has the size needed.
+// shuffled just before emptied, when it has about the size needed. The
+// shards are taken from the most data to the least, so that shards of
+// about one size follow each other.
 //
 // If the operating system refuses memory (or, with LockStrict, a lock)
 // part-way, the entries moved so far stay moved, and the others are packed
@@ -767,11 +769,19 @@ const freshGranule = 2 << 20
 // 8 MiB, kept all of it unlocked after every Shuffle, where 6.8 MB stayed
 // locked unrounded (TestShuffleRoundsNothingPastLockLimit).
 func (sh *shard) roundFresh(n, most int) int {
-	locked := sh.s.cfg.secret || sh.s.cfg.lock != LockNone
-	if locked && osmem.BindingLockLimit() >= 0 {
+	if sh.lockBound() {
 		return n
 	}
 	return granuleRound(n, most)
+}
+
+// lockBound reports whether the Shuffler locks its memory (secret memory
+// always does) and the memory-lock limit holds the process: then a fresh
+// arena is never larger than it needs, so that what it does not need is
+// room for another arena to be locked.
+func (sh *shard) lockBound() bool {
+	locked := sh.s.cfg.secret || sh.s.cfg.lock != LockNone
+	return locked && osmem.BindingLockLimit() >= 0
 }
 
 // granuleRound is roundFresh's arithmetic.
@@ -831,13 +841,21 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 	if big {
 		want = size
 	}
+	// The first arena may be a region the shard before emptied, up to a
+	// sixteenth larger (see handOver).
+	larger := want / 16
+	if sh.lockBound() {
+		larger = 0
+	}
 	for placed := 0; placed < n; {
 		if len(w.fresh) > 0 {
 			// Every arena must hold w.per entries, as the first does,
-			// whatever rounding the system applied to it.
-			want = len(w.fresh[0].Mem)
+			// whatever rounding the system applied to it, and no more:
+			// space past them would be free space outside the current
+			// arena, which keeps the arena from being vacated whole.
+			want, larger = len(w.fresh[0].Mem), 0
 		}
-		a, err := sh.regions.arena(sh, want)
+		a, err := sh.regions.arena(sh, want, larger)
 		if err != nil {
 			return placed, err
 		}
@@ -996,9 +1014,10 @@ func growU32(b []uint32, n int) []uint32 {
 // wiped, to the next shard's, which makes its fresh arenas of them instead
 // of mapping new ones: those would each be faulted in, zeroed and locked,
 // and the old ones unlocked and unmapped, page by page (bench/NOTES.md
-// has what it saves). A region may be up to a sixteenth larger than the
-// arena asked for (store.UnmapList.Take), and the arena then has its
-// size. The regions the next shard does not take are unmapped once it
+// has what it saves). A shard's first fresh arena may be a region up to a
+// sixteenth larger than it asked for, since no two shards hold exactly as
+// many entries, and the arena then has the region's size; not where the
+// memory-lock limit holds a Shuffler that locks (see roundFresh). The regions the next shard does not take are unmapped once it
 // lets go of its lock, or under it, before it maps a new region, when
 // none has the size it needs; the last shard's with no shard lock held.
 // The memory held at once is what it was without the hand-over: one
@@ -1020,12 +1039,12 @@ func (h *handOver) keep(sh *shard, a *store.Arena) *store.UnmapList {
 	return &h.give
 }
 
-// arena makes a fresh arena of at least n bytes for sh, of a region the
-// shard before emptied when one has about that size, or else a new
-// mapping of n bytes, once the regions that do not fit are unmapped.
-func (h *handOver) arena(sh *shard, n int) (*store.Arena, error) {
+// arena makes a fresh arena for sh of a region the shard before emptied
+// of n to n+larger bytes, or else of a new mapping of n bytes, once the
+// regions that do not fit are unmapped.
+func (h *handOver) arena(sh *shard, n, larger int) (*store.Arena, error) {
 	if h != nil {
-		if r := h.take.Take(n); r != nil {
+		if r := h.take.Take(n, n+larger); r != nil {
 			a, err := sh.Arenas.Adopt(r)
 			if err == nil {
 				return a, nil

@@ -638,16 +638,15 @@ func (l *UnmapList) Add(aux *Aux, r *osmem.Region) {
 	aux.Add(r, 1)
 }
 
-// Take removes from l the smallest region whose memory is n bytes,
-// rounded up to whole pages as osmem.Map rounds it, to a sixteenth more,
-// and returns it, or nil if l has none. Shards of about one size then
-// take each other's regions, though their entries differ by a few pages.
-// It stays counted in the Aux, as Adopt expects.
-func (l *UnmapList) Take(n int) *osmem.Region {
-	n = roundPage(n)
+// Take removes from l the smallest region whose memory is at least n
+// bytes and at most most, each rounded up to whole pages as osmem.Map
+// rounds a region's size, and returns it, or nil if l has none. It stays
+// counted in the Aux, as Adopt expects.
+func (l *UnmapList) Take(n, most int) *osmem.Region {
+	n, most = roundPage(n), roundPage(most)
 	best := -1
 	for i, r := range *l {
-		if len(r.Data) >= n && len(r.Data) <= n+n/16 && (best < 0 || len(r.Data) < len((*l)[best].Data)) {
+		if len(r.Data) >= n && len(r.Data) <= most && (best < 0 || len(r.Data) < len((*l)[best].Data)) {
 			best = i
 		}
 	}

@@ -837,15 +837,19 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 	// places nothing, so the loop below would map arenas until the system
 	// refused one.
 	want := max(min(total, most), sh.s.cfg.arenaSize, size)
-	want = sh.roundFresh(want, most)
+	// One question to the system for both: see roundFresh and handOver.
+	bound := sh.lockBound()
+	if !bound {
+		want = granuleRound(want, most)
+	}
 	if big {
 		want = size
 	}
 	// The first arena may be a region the shard before emptied, up to a
 	// sixteenth larger (see handOver).
-	larger := want / 16
-	if sh.lockBound() {
-		larger = 0
+	larger := 0
+	if !bound {
+		larger = want / 16
 	}
 	for placed := 0; placed < n; {
 		if len(w.fresh) > 0 {
@@ -1017,9 +1021,10 @@ func growU32(b []uint32, n int) []uint32 {
 // has what it saves). A shard's first fresh arena may be a region up to a
 // sixteenth larger than it asked for, since no two shards hold exactly as
 // many entries, and the arena then has the region's size; not where the
-// memory-lock limit holds a Shuffler that locks (see roundFresh). The regions the next shard does not take are unmapped once it
-// lets go of its lock, or under it, before it maps a new region, when
-// none has the size it needs; the last shard's with no shard lock held.
+// memory-lock limit holds a Shuffler that locks (see roundFresh). The
+// regions the next shard does not take are unmapped once it lets go of
+// its lock, or under it, before it maps a new region, when none has the
+// size it needs; the last shard's with no shard lock held.
 // The memory held at once is what it was without the hand-over: one
 // shard's old arenas next to its new ones.
 type handOver struct {

@@ -163,6 +163,7 @@ func (sh *shard) shuffle() error {
 	} else if grid && placed == n {
 		sh.s.tally.bytesMoved.Add(sh.moveBySource())
 	} else {
+		sh.listSlots()
 		sh.s.tally.bytesMoved.Add(sh.moveAll(placed))
 	}
 	sh.releaseVacated()
@@ -183,7 +184,9 @@ func (sh *shard) shuffle() error {
 //
 // When every entry moves and each arena's entries fill it from its start
 // with no gap (w.dense), place w.base[a]+off/w.size is the entry at off in
-// arena a and no other index is needed. Otherwise w.at[place] is k+1 for
+// arena a and no other index is needed, nor is w.slots: the arenas'
+// counts are w.leaving, and checkDense only reads each live slot's size
+// and writes no list of the entries. Otherwise w.at[place] is k+1 for
 // the k-th entry in w.slots, and 0 for a place no moving entry holds.
 func (sh *shard) gather() (n int, uniform, grid bool) {
 	w := &sh.work
@@ -200,6 +203,8 @@ func (sh *shard) gather() (n int, uniform, grid bool) {
 	w.size = int(ext)
 	uniform = int(ext)%f.Align() == 0
 	w.base = growU32(w.base, len(sh.Arenas.List()))
+	w.leaving = growU32(w.leaving, len(sh.Arenas.List()))
+	clear(w.leaving)
 	// Places are numbered only when there are not many times more of them
 	// than entries, or few: the index costs four bytes a place. Entries
 	// that would be moved in place need the index too (see shuffleInPlace).
@@ -209,11 +214,19 @@ func (sh *shard) gather() (n int, uniform, grid bool) {
 		places = sh.numberPlaces(ext)
 	}
 	grid = uniform && (w.dense || places <= 4*sh.Counts.Live() || places <= 1<<14)
-	if grid && !w.dense {
+	w.first = first
+	if w.dense {
+		if n, ok := sh.checkDense(first, size, meta); ok {
+			return n, true, true
+		}
+		// An entry of another size or alignment: number the places (or
+		// not) as for any mix.
+		uniform, grid, w.dense = false, false, false
+	}
+	if grid {
 		w.at = growU32(w.at, places)
 		clear(w.at)
 	}
-	w.leaving = growU32(w.leaving, len(sh.Arenas.List()))
 	clear(w.leaving)
 	w.slots = slices.Grow(w.slots, sh.Counts.Live())
 	for i := first; i < sh.Slots.Len(); i++ {
@@ -237,6 +250,40 @@ func (sh *shard) gather() (n int, uniform, grid bool) {
 	return len(w.slots), uniform, grid
 }
 
+// checkDense is gather's loop for dense places, where every live entry
+// moves and numberDense has counted them by arena in w.leaving: it only
+// checks that every live entry from slot first on has size ext and
+// alignment log2 meta, and reports how many there are. It lists none in
+// w.slots; moveDense finds them in the table, and listSlots lists them
+// for a Shuffle that cannot place them all.
+func (sh *shard) checkDense(first, size uint32, meta uint8) (int, bool) {
+	n := 0
+	for i := first; i < sh.Slots.Len(); i++ {
+		sl := sh.Slots.At(i)
+		if sl.State() != store.StateLive {
+			continue
+		}
+		if sl.Size != size || sl.AlignLog() != meta {
+			return 0, false
+		}
+		n++
+	}
+	return n, n == sh.Counts.Live()
+}
+
+// listSlots lists the live entries in w.slots when checkDense did not.
+func (sh *shard) listSlots() {
+	w := &sh.work
+	if len(w.slots) > 0 {
+		return
+	}
+	for i := w.first; i < sh.Slots.Len(); i++ {
+		if sh.Slots.At(i).State() == store.StateLive {
+			w.slots = append(w.slots, i)
+		}
+	}
+}
+
 // numberDense numbers the places of arenas that entries of ext bytes fill
 // from the start with no gap, and reports whether every arena is one: the
 // entries' bytes are the arena's high-water mark, so they tile the space
@@ -256,6 +303,7 @@ func (sh *shard) numberDense(ext uint32) bool {
 			return false
 		}
 		w.base[i] = uint32(places)
+		w.leaving[i] = uint32(a.Live)
 		places += a.Live
 	}
 	return places == sh.Counts.Live()
@@ -430,13 +478,18 @@ func (sh *shard) moveDense() uint64 {
 			}
 		}
 	}
-	for _, i := range w.slots {
+	n := 0
+	for i := w.first; i < sh.Slots.Len(); i++ {
 		sl := sh.Slots.At(i)
+		if sl.State() != store.StateLive {
+			continue
+		}
 		dst, off := sh.dest(w.rank[w.base[sl.Arena()]+sl.Off/sz])
 		sl.SetArena(dst.Index)
 		sl.Off = off
+		n++
 	}
-	return uint64(len(w.slots)) * uint64(w.size-sh.Overhead())
+	return uint64(n) * uint64(w.size-sh.Overhead())
 }
 
 // minInPlace (256, as the Shuffle doc says) is the fewest entries a shard
@@ -830,7 +883,7 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 	// Entries too large to share get an arena each, of just their size, by
 	// the rule Alloc placed them by: all have one size and alignment, so
 	// the first entry's answer is every entry's.
-	big := sh.OwnArena(sh.Slots.At(w.slots[0]))
+	big := sh.OwnArena(sh.Slots.At(w.first))
 	most := sh.freshMax()
 	// Never below one entry: an entry larger than the cap still shares
 	// arenas (it is not oversize), and an arena that holds none of them
@@ -946,6 +999,7 @@ type shuffleWork struct {
 	fresh        []*store.Arena // equal fresh arenas (layoutUniform)
 	per, size    int            // entries per fresh arena, entry size (layoutUniform)
 	dense        bool           // places numbered by live entries (gather)
+	first        uint32         // the first live slot (gather)
 	vacated      []bool         // by arena index: emptied and released whole
 	leaving      []uint32       // by arena index: entries the shuffle moves out
 	tail         int            // the old current arena's top, if vacated, else -1
@@ -963,7 +1017,7 @@ func (w *shuffleWork) reset() {
 // not hold memory for it; small ones are kept for the next shuffle.
 func (w *shuffleWork) trim() {
 	w.fresh = w.fresh[:0]
-	if cap(w.slots) > 1<<16 {
+	if cap(w.rank) > 1<<16 {
 		*w = shuffleWork{}
 	}
 }

@@ -387,3 +387,43 @@ func TestShuffleDenseTwoFreshArenas(t *testing.T) {
 	mustCheck(t, s)
 	verify()
 }
+
+// TestShuffleDenseChecksEverySize fills an arena with no gap with entries
+// of one extent but for two, of half and one and a half of it, which
+// together take the place of two: the arena's counts then say dense, and
+// only the entries' own sizes say otherwise. A Shuffle that moved them as
+// places of one extent would cut both and the neighbours they overlap.
+func TestShuffleDenseChecksEverySize(t *testing.T) {
+	for _, c := range []Cipher{AES256CTR, AES256GCM} {
+		t.Run(c.String(), func(t *testing.T) {
+			s := newTest(t, WithShards(1), WithArenaSize(4096), WithCipher(c))
+			m := model{}
+			over := s.shards[0].Overhead()
+			ext := 64
+			allocPattern(t, s, m, ext-over, 0)
+			allocPattern(t, s, m, ext/2-over, 1)
+			allocPattern(t, s, m, ext*3/2-over, 2)
+			for i := 3; i < 40; i++ {
+				allocPattern(t, s, m, ext-over, i)
+			}
+			sh := &s.shards[0]
+			sh.mu.Lock()
+			a := sh.Arenas.Cur()
+			tiled := a.Live*ext == a.Bytes && a.Bytes == a.Used
+			sh.mu.Unlock()
+			if !tiled {
+				t.Fatal("the arena's counts do not look like one extent's tiling")
+			}
+			if d, _ := denseProbe(t, s, 0); d {
+				t.Fatal("gather took the dense path with three sizes")
+			}
+			for range 3 {
+				if err := s.Shuffle(); err != nil {
+					t.Fatal(err)
+				}
+				mustCheck(t, s)
+				verifyModel(t, s, m)
+			}
+		})
+	}
+}

@@ -138,15 +138,7 @@ func BenchmarkShuffleShards(b *testing.B) {
 			s := newBench(b, WithShards(8))
 			var i uint32
 			s.replayShard = func() uint32 { i++; return c.deal(i - 1) }
-			for range n {
-				if _, err := Alloc[byte](s, 32); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := s.Shuffle(); err != nil {
-				b.Fatal(err)
-			}
-			benchShuffleCPU(b, s, n, 32).report(b, n)
+			benchShuffleCPU(b, fillShuffler(b, s, n, 32), n, 32).report(b, n)
 		})
 	}
 }
@@ -154,7 +146,12 @@ func BenchmarkShuffleShards(b *testing.B) {
 // filledShuffler returns a Shuffler made with opts holding n entries of
 // size bytes, shuffled once: the first Shuffle maps the sizes it keeps.
 func filledShuffler(b *testing.B, n, size int, opts ...Option) *Shuffler {
-	s := newBench(b, opts...)
+	return fillShuffler(b, newBench(b, opts...), n, size)
+}
+
+// fillShuffler is filledShuffler for a Shuffler the caller made, and may
+// have set a hook on, such as replayShard.
+func fillShuffler(b *testing.B, s *Shuffler, n, size int) *Shuffler {
 	for range n {
 		if _, err := Alloc[byte](s, size); err != nil {
 			b.Fatal(err)

@@ -362,12 +362,12 @@ func BenchmarkRentReturnParallelPaired(b *testing.B) {
 		}
 	}()
 	// both runs one block on each goroutine at once, Rent+Returns or the
-	// control's.
-	both := func(mine func() error, ctl bool) error {
+	// control's: here is this goroutine's.
+	both := func(here func() error, ctl bool) error {
 		control = ctl
 		n := asked.Load() + 1
 		asked.Store(n)
-		err := mine()
+		err := here()
 		for done.Load() != n {
 			runtime.Gosched()
 		}

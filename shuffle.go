@@ -763,6 +763,7 @@ func (sh *shard) layout(n, need int) (int, error) {
 	w.arena = growU32(w.arena, n)
 	w.fresh, w.per = w.fresh[:0], 0
 	var dst *store.Arena
+	fresh := sh.freshLimits()
 	for r := range n {
 		k := w.inv[r]
 		size, align := int(w.sizes[k]), 1<<w.aligns[k]
@@ -779,8 +780,7 @@ func (sh *shard) layout(n, need int) (int, error) {
 		if !ok {
 			// Fresh arenas are sized for what is left to move, so a shuffle
 			// maps few of them.
-			most := sh.freshMax()
-			a, err := sh.NewArena(sh.roundFresh(max(min(need, most), size), most))
+			a, err := sh.NewArena(fresh.round(max(min(need, fresh.most), size)))
 			if err != nil {
 				return r, err
 			}
@@ -802,7 +802,21 @@ const hugeArena = 4 << 20
 // huge page, on every platform.
 const freshGranule = 2 << 20
 
-// roundFresh rounds n, the size of a fresh arena, up to whole freshGranules
+// freshLimits is what bounds the fresh arenas of a shard's Shuffle, from
+// one look at the memory-lock limit.
+type freshLimits struct {
+	most  int  // the largest fresh arena (see freshMax)
+	bound bool // the Shuffler locks and the limit holds it (see round)
+}
+
+func (sh *shard) freshLimits() freshLimits {
+	lim := osmem.BindingLockLimit()
+	// Secret memory is always locked, whatever the lock mode.
+	locked := sh.s.cfg.secret || sh.s.cfg.lock != LockNone
+	return freshLimits{most: sh.freshMax(lim), bound: locked && lim >= 0}
+}
+
+// round rounds n, the size of a fresh arena, up to whole freshGranules
 // where that adds at most a quarter and stays within most. Shards' arenas
 // then come in few sizes, so the next shard can take the ones a shard
 // empties (handOver) instead of mapping its own; and on Linux, where osmem
@@ -816,28 +830,20 @@ const freshGranule = 2 << 20
 // 49-51 (BenchmarkShuffleShards; bench/NOTES.md).
 //
 // Where the Shuffler's memory is locked and RLIMIT_MEMLOCK holds the
-// process, nothing is rounded: the bytes added could take the room an
-// arena needs to be locked at all. As nobody under ulimit -l 8192, one
-// shard of 6.5 MB of entries with WithArenaSize(2 << 20), rounded to
-// 8 MiB, kept all of it unlocked after every Shuffle, where 6.8 MB stayed
-// locked unrounded (TestShuffleRoundsNothingPastLockLimit).
-func (sh *shard) roundFresh(n, most int) int {
-	if sh.lockBound() {
+// process (bound), nothing is rounded: a fresh arena is never larger than
+// it needs, so that what it does not need is room for another arena to be
+// locked at all. As nobody under ulimit -l 8192, one shard of 6.5 MB of
+// entries with WithArenaSize(2 << 20), rounded to 8 MiB, kept all of it
+// unlocked after every Shuffle, where 6.8 MB stayed locked unrounded
+// (TestShuffleRoundsNothingPastLockLimit).
+func (f freshLimits) round(n int) int {
+	if f.bound {
 		return n
 	}
-	return granuleRound(n, most)
+	return granuleRound(n, f.most)
 }
 
-// lockBound reports whether the Shuffler locks its memory (secret memory
-// always does) and the memory-lock limit holds the process: then a fresh
-// arena is never larger than it needs, so that what it does not need is
-// room for another arena to be locked.
-func (sh *shard) lockBound() bool {
-	locked := sh.s.cfg.secret || sh.s.cfg.lock != LockNone
-	return locked && osmem.BindingLockLimit() >= 0
-}
-
-// granuleRound is roundFresh's arithmetic.
+// granuleRound is round's arithmetic.
 func granuleRound(n, most int) int {
 	up := (n + freshGranule - 1) &^ (freshGranule - 1)
 	if up-n > n/4 || up > most {
@@ -846,7 +852,8 @@ func granuleRound(n, most int) int {
 	return up
 }
 
-// freshMax is the largest fresh arena a Shuffle of the shard maps. Where
+// freshMax is the largest fresh arena a Shuffle of the shard maps, under
+// lim, osmem.BindingLockLimit's answer. Where
 // the process is held to RLIMIT_MEMLOCK and the Shuffler locks its memory,
 // an arena sized for a whole shard past the limit could never be locked,
 // and the shard's locked arenas, emptied, gave their room to nothing (12 MB
@@ -859,11 +866,10 @@ func granuleRound(n, most int) int {
 // ulimit -l 8192, alternating builds, two rounds: 218-276 ms against 52-53
 // ms). A limit under eight of the smallest arenas locks nothing worth
 // splitting a shard for: no cap then.
-func (sh *shard) freshMax() int {
+func (sh *shard) freshMax(lim int64) int {
 	if sh.s.cfg.lock == LockNone {
 		return store.MaxArenaSize
 	}
-	lim := osmem.BindingLockLimit()
 	switch {
 	case lim < 0 || lim/8 < int64(sh.s.cfg.arenaSize):
 		return store.MaxArenaSize
@@ -884,24 +890,19 @@ func (sh *shard) layoutUniform(n, size int) (int, error) {
 	// the rule Alloc placed them by: all have one size and alignment, so
 	// the first entry's answer is every entry's.
 	big := sh.OwnArena(sh.Slots.At(w.first))
-	most := sh.freshMax()
+	fresh := sh.freshLimits()
 	// Never below one entry: an entry larger than the cap still shares
 	// arenas (it is not oversize), and an arena that holds none of them
 	// places nothing, so the loop below would map arenas until the system
 	// refused one.
-	want := max(min(total, most), sh.s.cfg.arenaSize, size)
-	// One question to the system for both: see roundFresh and handOver.
-	bound := sh.lockBound()
-	if !bound {
-		want = granuleRound(want, most)
-	}
+	want := fresh.round(max(min(total, fresh.most), sh.s.cfg.arenaSize, size))
 	if big {
 		want = size
 	}
 	// The first arena may be a region the shard before emptied, up to a
 	// sixteenth larger (see handOver).
 	larger := 0
-	if !bound {
+	if !fresh.bound {
 		larger = want / 16
 	}
 	for placed := 0; placed < n; {
@@ -1075,7 +1076,7 @@ func growU32(b []uint32, n int) []uint32 {
 // has what it saves). A shard's first fresh arena may be a region up to a
 // sixteenth larger than it asked for, since no two shards hold exactly as
 // many entries, and the arena then has the region's size; not where the
-// memory-lock limit holds a Shuffler that locks (see roundFresh). The
+// memory-lock limit holds a Shuffler that locks (see freshLimits.round). The
 // regions the next shard does not take are unmapped once it lets go of
 // its lock, or under it, before it maps a new region, when none has the
 // size it needs; the last shard's with no shard lock held.

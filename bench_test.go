@@ -291,7 +291,10 @@ func BenchmarkRentReturnParallel(b *testing.B) {
 // first-level cache, timed in the same iterations. Two virtual CPUs that
 // the host runs on one core's two hardware threads, or that it takes
 // turns with, bring it well under 2 whatever the library does; a run
-// whose x-one falls with it measured the machine.
+// whose x-one falls with it measured the machine. shared-shards counts
+// the shards holding entries of both goroutines: 0 unless pickShard gave
+// them the same locks, which would lower x-one without the control
+// moving.
 func BenchmarkRentReturnParallelPaired(b *testing.B) {
 	const block, own = 1 << 17, 64
 	s := newBench(b)
@@ -338,8 +341,10 @@ func BenchmarkRentReturnParallelPaired(b *testing.B) {
 	// still 0 would read as a block to run, which could overlap the
 	// first timed pass.
 	asked.Store(1)
+	var theirs []Handle // written before done moves on, like theirErr
 	go func() {
-		theirs, err := alloc()
+		var err error
+		theirs, err = alloc()
 		theirErr = err
 		var buf controlBuf
 		done.Store(1)
@@ -412,8 +417,27 @@ func BenchmarkRentReturnParallelPaired(b *testing.B) {
 	n := float64(b.N * 2 * block)
 	b.ReportMetric(median(x[0]), "x-one")
 	b.ReportMetric(median(xc), "x-control")
+	// The measure assumes the two goroutines' entries are in different
+	// shards; shared-shards says whether they were, so that a low x-one
+	// can be told from contention for the same locks.
+	b.ReportMetric(float64(sharedShards(mine, theirs)), "shared-shards")
 	b.ReportMetric(float64(sum[0])/n, "one-ns/op")
 	b.ReportMetric(float64(sum[1])/n, "two-ns/op")
+}
+
+// sharedShards counts the shards that hold entries of both a and b.
+func sharedShards(a, b []Handle) int {
+	in := make(map[uint32]bool)
+	for _, h := range a {
+		in[h.shard()] = true
+	}
+	shared := make(map[uint32]bool)
+	for _, h := range b {
+		if in[h.shard()] {
+			shared[h.shard()] = true
+		}
+	}
+	return len(shared)
 }
 
 // controlBuf is the control work of BenchmarkRentReturnParallelPaired: a
@@ -1121,6 +1145,29 @@ func TestLatencies(t *testing.T) {
 	for i := range len(l.counts) - 1 {
 		if latencyBucket(uint64(latencyBucketTop(i))) != i || latencyBucket(uint64(latencyBucketTop(i)+1)) != i+1 {
 			t.Fatalf("bucket %d ends at %d, which is not where bucket %d begins", i, latencyBucketTop(i), i+1)
+		}
+	}
+}
+
+func TestSharedShards(t *testing.T) {
+	hs := func(shards ...uint32) []Handle {
+		var out []Handle
+		for i, k := range shards {
+			out = append(out, makeHandle(1, k, uint32(i), 1))
+		}
+		return out
+	}
+	for _, c := range []struct {
+		a, b []Handle
+		want int
+	}{
+		{hs(0, 2, 4, 6), hs(1, 3, 5, 7), 0},
+		{hs(0, 0, 2), hs(2, 2, 2, 0), 2},
+		{hs(3), hs(3, 3), 1},
+		{nil, hs(1), 0},
+	} {
+		if got := sharedShards(c.a, c.b); got != c.want {
+			t.Errorf("sharedShards(%v, %v) = %d, want %d", c.a, c.b, got, c.want)
 		}
 	}
 }

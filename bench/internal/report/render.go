@@ -135,7 +135,15 @@ func writeParallelControl(p printer, in Input) {
 	p("The #14.7 row's control, two goroutines over one on work that shares nothing (each adds into a buffer of its own\n")
 	p("in its first-level cache), timed in the same iterations: %s× (median of %d runs; %s× – %s× per run). Well under 2×,\n",
 		sig3(x.Median), x.N, sig3(xs[0]), sig3(xs[len(xs)-1]))
-	p("it says the machine's two CPUs did not run side by side, whatever the library does.\n\n")
+	p("it says the machine's two CPUs did not run side by side, whatever the library does.")
+	if sh := in.Core.Bench(coreParPaired).Samples["shared-shards"]; len(sh) > 0 {
+		if most := slices.Max(sh); most == 0 {
+			p(" The two goroutines' entries\nwere in different shards in every run (`shared-shards`).")
+		} else {
+			p(" The two goroutines' entries\nhad shards in common in some runs (at most %s, `shared-shards`): that lowers x-one without moving the control.", sig3(most))
+		}
+	}
+	p("\n\n")
 }
 
 // writePauseControl gives the pause rows their control: the same loop over

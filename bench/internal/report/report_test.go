@@ -208,6 +208,7 @@ func TestRender(t *testing.T) {
 		"memshuffle 1.6M ops/s, the map behind a sync.RWMutex 3.5M ops/s\n(medians of 2 and 2 runs)",
 		"(`RentReturnDuringKeyRotation/total=256MiB/size=32/shards=8/rotation=off`): 99th percentile 300 ns (median of 2 runs), longest 9 ms in the worst\nof them (of each run's first 2²⁰ operations)",
 		"timed in the same iterations: 1.93× (median of 2 runs; 1.9× – 1.96× per run)",
+		"The two goroutines' entries\nhad shards in common in some runs (at most 1, `shared-shards`)",
 		"## Against the original",
 		"This run's CPU: Sample CPU @ 2.00GHz.",
 		"| Rent+Return of 32 B | 37.0 ns | 100 ns | 500 ns: AES-256-GCM Open+Seal of 32 B | 0.2× | `RentReturn/size=32`, `BaselineGCM/size=32` |",

@@ -1,7 +1,9 @@
 package memshuffle
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -105,5 +107,45 @@ func TestZeroLengthArraysAccepted(t *testing.T) {
 		K uint64
 	}](s); !errors.Is(err, ErrUnsupportedType) {
 		t.Fatalf("Create of a struct with a [1]func(): %v, want ErrUnsupportedType", err)
+	}
+}
+
+// A busy entry's error says what it is busy with, whichever borrow holds
+// it, and a context already done does not keep a free entry from being
+// taken (the documented rule of RentContext and BorrowContext).
+func TestBusyAndDoneContext(t *testing.T) {
+	s := newTest(t)
+	h, err := Alloc[byte](s, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := View[byte](s, h); err != nil {
+		t.Fatal(err)
+	}
+	for name, try := range map[string]func() error{
+		"Rent": func() error { _, err := Rent[byte](s, h); return err },
+		"Free": func() error { return s.Free(h) },
+	} {
+		if err := try(); !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "viewed") {
+			t.Errorf("%s of a viewed entry: %v, want ErrBusy saying it is viewed", name, err)
+		}
+	}
+	if err := s.ReturnView(h); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := RentContext[byte](ctx, s, h); err != nil {
+		t.Fatalf("RentContext of a free entry with ctx done: %v, want the rent", err)
+	}
+	if _, err := RentContext[byte](ctx, s, h); !errors.Is(err, context.Canceled) {
+		t.Fatalf("RentContext of a rented entry with ctx done: %v, want context.Canceled", err)
+	}
+	if err := s.Return(h); err != nil {
+		t.Fatal(err)
+	}
+	called := false
+	if err := BorrowContext(ctx, s, h, func(*byte) error { called = true; return nil }); err != nil || !called {
+		t.Fatalf("BorrowContext of a free entry with ctx done: %v, fn called %v", err, called)
 	}
 }

@@ -189,7 +189,8 @@ func (sh *shard) stillMapped(mem []byte) bool {
 // BorrowContext is Borrow that, instead of failing with ErrBusy, waits for the
 // entry as RentContext does, until ctx is done; then it returns ctx's error
 // without calling fn, as it returns ErrExpired for an entry whose expiry
-// passes meanwhile.
+// passes meanwhile. As in RentContext, a free entry is taken, and fn
+// called, even if ctx is done already.
 func BorrowContext[T any](ctx context.Context, s *Shuffler, h Handle, fn func(*T) error) error {
 	if fn == nil {
 		return errNilFunc

@@ -13,10 +13,11 @@ var (
 	// issued by another Shuffler.
 	ErrInvalidHandle = errors.New("memshuffle: invalid handle")
 
-	// ErrBusy is returned when renting or freeing an entry that is rented.
-	// A View also returns it, wrapped, when 65,535 views of the entry are
-	// open already.
-	ErrBusy = errors.New("memshuffle: entry is rented")
+	// ErrBusy is returned when renting or freeing an entry that is rented
+	// or viewed, and when viewing one that is rented or that a writer waits
+	// for (see View). A View also returns it, wrapped, when 65,535 views of
+	// the entry are open already.
+	ErrBusy = errors.New("memshuffle: entry is rented or viewed")
 
 	// ErrExpired is returned for an entry whose expiry has passed (see
 	// Shuffler.SetExpiry): it has been wiped, or is wiped when the rent that

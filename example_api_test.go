@@ -366,10 +366,12 @@ func ExampleCipher_String() {
 	fmt.Println(memshuffle.AES256CTR)
 	fmt.Println(memshuffle.AES256GCM)
 	fmt.Println(memshuffle.ChaCha20Poly1305)
+	fmt.Println(memshuffle.Cipher(7))
 	// Output:
 	// AES-256-CTR
 	// AES-256-GCM
 	// ChaCha20-Poly1305
+	// Cipher(7)
 }
 
 // Larger arenas mean fewer mappings for a Shuffler that holds much; sizes

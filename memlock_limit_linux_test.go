@@ -119,3 +119,30 @@ func TestSecretMemorySmallLimitStoresEntries(t *testing.T) {
 		}
 	}
 }
+
+// TestStrictArenaOverLimitRefusedByNew: a WithArenaSize that cannot be
+// locked beside the Shuffler's own memory, under LockStrict (or secret
+// memory), made every Alloc fail with ErrLockFailed while New succeeded.
+// New now refuses it, and still accepts the same size where a refusal is
+// not an error, and a size that fits. Runs only as a user held to a limit
+// of at most 8 MiB (nobody with ulimit -l 64 or 8192, as .ci/run runs it).
+func TestStrictArenaOverLimitRefusedByNew(t *testing.T) {
+	lim := osmem.BindingLockLimit()
+	if lim < 16<<10 || lim > 8<<20 {
+		t.Skip("needs a binding RLIMIT_MEMLOCK of 16 KiB to 8 MiB: run as nobody with ulimit -l 64 or 8192")
+	}
+	over := int(min(lim*2, 1<<30))
+	_, err := New(WithLockMode(LockStrict), WithArenaSize(over), WithShards(1))
+	if !errors.Is(err, ErrLockFailed) {
+		t.Fatalf("New(LockStrict, WithArenaSize(%d)) under RLIMIT_MEMLOCK=%d: %v, want ErrLockFailed", over, lim, err)
+	}
+	t.Log(err)
+	s := newTest(t, WithLockMode(LockBestEffort), WithArenaSize(over), WithShards(1))
+	if _, err := Alloc[byte](s, 32); err != nil {
+		t.Errorf("LockBestEffort with the same arena size: Alloc: %v", err)
+	}
+	s = newTest(t, WithLockMode(LockStrict), WithArenaSize(4096), WithShards(1))
+	if _, err := Alloc[byte](s, 32); err != nil {
+		t.Errorf("LockStrict with one-page arenas under RLIMIT_MEMLOCK=%d: Alloc: %v", lim, err)
+	}
+}

@@ -87,7 +87,10 @@ func WithShards(n int) Option {
 // locks or with WithSecretMemory, the largest power of two up to an eighth of
 // that limit, so that arenas fit in it: a 64 KiB arena never fits beside the
 // Shuffler's own page under the 64 KiB limit that kernels before 5.16 set by
-// default.
+// default. A size given here is kept as given: under LockStrict or with
+// WithSecretMemory, where a refused lock fails the Alloc, New fails with
+// ErrLockFailed if one such arena beside the Shuffler's own memory would
+// not fit in the limit, since then no Alloc could succeed.
 func WithArenaSize(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 4<<10 || n > 1<<30 {
@@ -156,8 +159,14 @@ const (
 )
 
 // String names the cipher as the documentation does ("AES-256-CTR", say),
-// for logs and error messages.
-func (c Cipher) String() string { return seal.Mode(c).String() }
+// for logs and error messages; a value that is none of the constants reads
+// as Cipher(N), the way WithCipher reports it.
+func (c Cipher) String() string {
+	if c < AES256CTR || c > ChaCha20Poly1305 {
+		return fmt.Sprintf("Cipher(%d)", int(c))
+	}
+	return seal.Mode(c).String()
+}
 
 // WithCipher selects the cipher entries are encrypted with; the default is
 // AES256CTR. Under GODEBUG=fips140=only, New refuses AES256GCM and

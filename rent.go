@@ -49,9 +49,12 @@ func RentSlice[T any](s *Shuffler, h Handle) ([]T, error) {
 
 // RentContext is Rent that, instead of failing with ErrBusy, waits until the
 // entry is free or ctx is done; then it returns ctx's error (or, should
-// ctx report none, an error matching context.Canceled). An entry whose
-// expiry passes meanwhile answers ErrExpired then, as it does any call. A
-// panic in ctx's Done or Err is returned as an error matching ErrPanicked.
+// ctx report none, an error matching context.Canceled). ctx is looked at
+// only when the entry is busy: a free entry is rented even if ctx is done
+// already, as a buffered channel's receive in a select with ctx.Done can
+// win. An entry whose expiry passes meanwhile answers ErrExpired then, as
+// it does any call. A panic in ctx's Done or Err is returned as an error
+// matching ErrPanicked.
 func RentContext[T any](ctx context.Context, s *Shuffler, h Handle) (*T, error) {
 	p, _, err := borrow[T](ctx, waitIfBusy, s, h, exclusive, unpinned)
 	return p, err

@@ -156,6 +156,9 @@ func New(opts ...Option) (*Shuffler, error) {
 		}
 	}
 	cfg.arenaSize = fitArenaToLimit(cfg)
+	if err := arenaFitsLimit(cfg); err != nil {
+		return nil, err
+	}
 	var seed [16]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, err
@@ -358,6 +361,31 @@ func fitArenaToLimit(cfg config) int {
 		sz *= 2
 	}
 	return sz
+}
+
+// arenaFitsLimit refuses a configuration whose every Alloc would fail:
+// under LockStrict or WithSecretMemory a refused lock is an error, and an
+// arena of WithArenaSize's size (every arena is at least that) beside the
+// Shuffler's own region would not fit in RLIMIT_MEMLOCK even with nothing
+// else locked. Left to Alloc, each call would fail with ErrLockFailed and
+// New would have said nothing.
+func arenaFitsLimit(cfg config) error {
+	if cfg.lock != LockStrict && !cfg.secret {
+		return nil
+	}
+	lim := osmem.BindingLockLimit()
+	page := osmem.PageSize()
+	pages := func(n int) int64 { return int64((n + page - 1) / page * page) }
+	need := pages(cfg.arenaSize) + pages(ownScratch+cfg.shards*scratchStride)
+	if lim < 0 || need <= lim {
+		return nil
+	}
+	way := ", or use LockBestEffort"
+	if cfg.secret {
+		way = ""
+	}
+	return fmt.Errorf("%w: one arena of WithArenaSize(%d) and the Shuffler's own memory take %d bytes, more than the process may lock, so no Alloc could succeed: %s",
+		ErrLockFailed, cfg.arenaSize, need, limitText(way+", or a smaller WithArenaSize"))
 }
 
 // lockLimitText says which limit the refused lock err ran into and how to

@@ -85,7 +85,9 @@ type Stats struct {
 }
 
 // Sub returns the change in counters from old to st; gauges (entries,
-// bytes, arenas) are st's own.
+// bytes, arenas) are st's own. old must be an earlier snapshot of the same
+// Shuffler: the counters are unsigned and only grow, so with the two
+// swapped, or from different Shufflers, a difference wraps around.
 func (st Stats) Sub(old Stats) Stats {
 	d := st
 	d.Shuffles -= old.Shuffles

@@ -200,11 +200,11 @@ func TestGoexitRotateKeyLogger(t *testing.T) {
 					}
 					f.intact(t)
 					if e.name == "Goexit" && k%4 == 1 && !raceBuild {
-						if hits := scanSelf(t, p); len(hits) != 0 {
-							t.Errorf("%d copies of the raw key", len(hits))
+						if hits := unguarded(t, scanSelf(t, p)); len(hits) != 0 {
+							t.Errorf("%d copies of the raw key: %s", len(hits), hitList(hits))
 						}
-						if hits := scanSelf(t, p2); len(hits) != 0 {
-							t.Errorf("%d copies of the second raw key", len(hits))
+						if hits := unguarded(t, scanSelf(t, p2)); len(hits) != 0 {
+							t.Errorf("%d copies of the second raw key: %s", len(hits), hitList(hits))
 						}
 					}
 					if left := auxAfterClose(t, f.s); left != 0 {

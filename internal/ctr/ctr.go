@@ -111,6 +111,9 @@ func New(key *[32]byte, salt *[8]byte, state *[StateSize]byte) (*Cipher, error) 
 		return &Cipher{rk: rk, salt: sa}, nil
 	}
 	b, err := aes.NewCipher(key[:])
+	// crypto/aes's assembly (arm64's, say) builds the schedule in vector
+	// registers, the key itself first.
+	fallbackDone()
 	if err != nil {
 		return nil, err
 	}
@@ -154,12 +157,26 @@ func wipePointee(p reflect.Value) {
 // the Go heap (the Stream interface makes it escape), and nothing in the
 // standard library clears it: every call over ScratchSize bytes left one
 // behind, and a rotation or Close that wiped the Block still left the key
-// readable in them. The copy is wiped once the stream is done.
+// readable in them. The copy is wiped once the stream is done, and the
+// vector registers its assembly left round keys in are cleared (see
+// fallbackDone).
 func xorStream(b cipher.Block, iv, dst, src []byte) {
 	st := cipher.NewCTR(b, iv)
 	st.XORKeyStream(dst, src)
 	wipeStream(st)
+	fallbackDone()
 }
+
+// fallbackDone ends a use of the crypto/aes fallback's key schedule.
+// crypto/aes's assembly (arm64's AES instructions work on vector
+// registers) returns with round keys in them, the first two of AES-256's
+// being the key, and they stay there until other code overwrites them:
+// the next signal on the thread saves them in its frame on the signal
+// stack, where they stay. Under qemu-aarch64 TestGoexitRotateKeyLogger
+// found a rotated-in key in the FP/SIMD record of such frames long after
+// the calls. Clearing them after each use leaves only what a signal
+// during the call itself saves (arm64 has no signal guard: SECURITY.md).
+func fallbackDone() { aesctr.ClearVectors() }
 
 // wipeStream zeroes the state of st: the object it points to, or, where the
 // interface holds a struct (crypto/cipher wraps the AES stream in one), the
@@ -224,6 +241,7 @@ func (c *Cipher) XOR(dst, src []byte, base uint64, scratch *[ScratchSize]byte) {
 	}
 	subtle.XORBytes(dst, src, ks[:n])
 	clear(ks)
+	fallbackDone()
 }
 
 // BulkUnit is what XORBulk works in: whole batches of the assembly's
@@ -286,6 +304,7 @@ func Rekey(data []byte, from *Cipher, fromBase uint64, to *Cipher, toBase uint64
 		subtle.XORBytes(data[off:end], data[off:end], a[:end-off])
 	}
 	clear(scratch[:3*BlockSize])
+	fallbackDone()
 }
 
 // RekeyBulk is Rekey of the longest prefix of data that is a whole number

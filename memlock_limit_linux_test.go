@@ -137,6 +137,21 @@ func TestStrictArenaOverLimitRefusedByNew(t *testing.T) {
 		t.Fatalf("New(LockStrict, WithArenaSize(%d)) under RLIMIT_MEMLOCK=%d: %v, want ErrLockFailed", over, lim, err)
 	}
 	t.Log(err)
+	// Secret memory is locked whatever the LockMode, so the same size is
+	// refused there too; but where the system has no secret memory, New
+	// says that first, as it does for any size.
+	_, errSecret := New(WithSecretMemory(), WithLockMode(LockNone), WithArenaSize(over), WithShards(1))
+	plain, errPlain := New(WithSecretMemory(), WithLockMode(LockNone), WithShards(1))
+	if errPlain == nil {
+		plain.Close()
+	}
+	if errors.Is(errPlain, ErrNoSecretMemory) {
+		if !errors.Is(errSecret, ErrNoSecretMemory) {
+			t.Errorf("no secret memory here (%v), but New with WithArenaSize(%d) said %v", errPlain, over, errSecret)
+		}
+	} else if !errors.Is(errSecret, ErrLockFailed) {
+		t.Errorf("New(WithSecretMemory, WithArenaSize(%d)) under RLIMIT_MEMLOCK=%d: %v, want ErrLockFailed", over, lim, errSecret)
+	}
 	s := newTest(t, WithLockMode(LockBestEffort), WithArenaSize(over), WithShards(1))
 	if _, err := Alloc[byte](s, 32); err != nil {
 		t.Errorf("LockBestEffort with the same arena size: Alloc: %v", err)

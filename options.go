@@ -160,7 +160,7 @@ const (
 
 // String names the cipher as the documentation does ("AES-256-CTR", say),
 // for logs and error messages; a value that is none of the constants reads
-// as Cipher(N), the way WithCipher reports it.
+// as Cipher(N).
 func (c Cipher) String() string {
 	if c < AES256CTR || c > ChaCha20Poly1305 {
 		return fmt.Sprintf("Cipher(%d)", int(c))

@@ -90,7 +90,8 @@ func ViewSlice[T any](s *Shuffler, h Handle) ([]T, error) {
 
 // ViewContext is View that waits, instead of failing with ErrBusy, while
 // the entry is rented, until it is returned or ctx is done, as RentContext
-// does: an entry whose expiry passes meanwhile answers ErrExpired then.
+// does: an entry whose expiry passes meanwhile answers ErrExpired then, and
+// an entry that is free is viewed even if ctx is done already.
 func ViewContext[T any](ctx context.Context, s *Shuffler, h Handle) (*T, error) {
 	p, _, err := borrow[T](ctx, waitIfBusy, s, h, shared, unpinned)
 	return p, err

@@ -156,9 +156,6 @@ func New(opts ...Option) (*Shuffler, error) {
 		}
 	}
 	cfg.arenaSize = fitArenaToLimit(cfg)
-	if err := arenaFitsLimit(cfg); err != nil {
-		return nil, err
-	}
 	var seed [16]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, err
@@ -184,6 +181,12 @@ func New(opts ...Option) (*Shuffler, error) {
 		return nil, err
 	}
 	s.own = own
+	// After the first mapping, so that where the system has no secret
+	// memory New says so (ErrNoSecretMemory), not that the limit is small.
+	if err := arenaFitsLimit(cfg); err != nil {
+		s.releaseAll()
+		return nil, err
+	}
 	s.ownLocked.Store(store.LockedLen(own))
 	s.ownUnlocked.Store(store.UnlockedLen(own))
 	s.ownDumpable.Store(store.DumpableLen(own))

@@ -11,8 +11,11 @@ import (
 // assembly (arm64's) works on vector registers, New, XOR, XORBulk and Rekey
 // return with no round key left in them, where a signal in the code that
 // runs next would save it in a frame on the signal stack. Under
-// qemu-aarch64 XOR of 32 bytes left round keys in V1 onward before the
-// clear. Runs where aesctr can read the registers (arm64).
+// qemu-aarch64, without the clear, New left half the key in V7, XOR of
+// 1 KiB and XORBulk (crypto/cipher's CTR) in V8-V9, and Rekey (single
+// blocks) in V1-V2. XOR of 32 bytes is not a step here: its XOR and clear
+// of the keystream overwrite those registers before it returns, clear or
+// not. Runs where aesctr can read the registers (arm64).
 func TestFallbackLeavesNoKeyInVectors(t *testing.T) {
 	var regs [512]byte
 	if !aesctr.VectorsForTest(&regs) {
@@ -46,7 +49,6 @@ func TestFallbackLeavesNoKeyInVectors(t *testing.T) {
 			}
 			c2.Wipe()
 		}},
-		{"XOR of 32 B", func() { c.XOR(small, small, 1, &scratch) }},
 		{"XOR of 1 KiB", func() { c.XOR(big, big, 1, &scratch) }},
 		{"XORBulk", func() { c.XORBulk(big, big, 1) }},
 		{"Rekey", func() { Rekey(small, c, 1, c, 9, &scratch) }},

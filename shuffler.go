@@ -183,7 +183,7 @@ func New(opts ...Option) (*Shuffler, error) {
 	s.own = own
 	// After the first mapping, so that where the system has no secret
 	// memory New says so (ErrNoSecretMemory), not that the limit is small.
-	if err := arenaFitsLimit(cfg); err != nil {
+	if err := arenaFitsLimit(cfg, own); err != nil {
 		s.releaseAll()
 		return nil, err
 	}
@@ -368,18 +368,17 @@ func fitArenaToLimit(cfg config) int {
 
 // arenaFitsLimit refuses a configuration whose every Alloc would fail:
 // under LockStrict or WithSecretMemory a refused lock is an error, and an
-// arena of WithArenaSize's size (every arena is at least that) beside the
-// Shuffler's own region would not fit in RLIMIT_MEMLOCK even with nothing
-// else locked. Left to Alloc, each call would fail with ErrLockFailed and
-// New would have said nothing.
-func arenaFitsLimit(cfg config) error {
+// arena of WithArenaSize's size (every arena is at least that) beside own,
+// the Shuffler's own region, would not fit in RLIMIT_MEMLOCK even with
+// nothing else locked. Left to Alloc, each call would fail with
+// ErrLockFailed and New would have said nothing.
+func arenaFitsLimit(cfg config, own *osmem.Region) error {
 	if cfg.lock != LockStrict && !cfg.secret {
 		return nil
 	}
 	lim := osmem.BindingLockLimit()
 	page := osmem.PageSize()
-	pages := func(n int) int64 { return int64((n + page - 1) / page * page) }
-	need := pages(cfg.arenaSize) + pages(ownScratch+cfg.shards*scratchStride)
+	need := int64((cfg.arenaSize+page-1)/page*page + own.LockedLen)
 	if lim < 0 || need <= lim {
 		return nil
 	}

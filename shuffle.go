@@ -44,11 +44,18 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 // shards are taken from the most data to the least, so that shards of
 // about one size follow each other.
 //
-// If the operating system refuses memory (or, with LockStrict, a lock)
-// part-way, the entries moved so far stay moved, and the others are packed
-// into the holes of the arenas that hold most, which releases the arenas
-// they leave: Shuffle still gives memory back when it can map none. The
-// error then wraps ErrOutOfMemory or ErrLockFailed. Should the system
+// If the operating system refuses memory (or, with LockStrict or
+// WithSecretMemory, a lock) part-way, the entries moved so far stay moved,
+// and the others are packed into the holes of the arenas that hold most,
+// which releases the arenas they leave: Shuffle still gives memory back
+// when it can map none. Then the shard's unrented entries of each size
+// and alignment are permuted among the places they hold, each to any of
+// them with equal probability (its own included), independently of its
+// old place and age; that needs no memory. So a shard whose fresh arenas
+// the memory-lock limit cannot hold beside its old ones (as user nobody
+// under ulimit -l 8192, one shard of 4.8 MB of 32-byte entries in secret
+// memory) still has its entries moved, though only among the places of
+// their size. The error then wraps ErrOutOfMemory or ErrLockFailed. Should the system
 // refuse to take back an emptied arena (munmap does not fail for a
 // correct call), its error is returned too; the arena is wiped, and the
 // next Shuffle retries. Every entry stays valid
@@ -169,8 +176,10 @@ func (sh *shard) shuffle() error {
 	sh.releaseVacated()
 	if err != nil {
 		// Without fresh arenas, compact into the holes of those that stay,
-		// which releases the ones it empties.
+		// which releases the ones it empties, and then move every entry
+		// among the places of its size.
 		sh.Squeeze(sh.s.cfg.lock != LockNone)
+		sh.s.tally.bytesMoved.Add(sh.permuteBySize())
 	}
 	return sh.releaseArenas(err, nil)
 }
@@ -607,7 +616,7 @@ func (sh *shard) shuffleInPlace(n int) uint64 {
 		}
 	}
 	if spare == nil {
-		sh.rotateCycles(from, done)
+		sh.rotateCycles(from, done, w.size, w.place)
 	}
 	for d := range nn {
 		p := from[d]
@@ -667,25 +676,25 @@ func (sh *shard) shuffleInPlace(n int) uint64 {
 }
 
 // rotateCycles rotates every cycle of from (see shuffleInPlace) that the
-// chains left, each place c taking the bytes of place from[c], without a
-// spare place: a chunk of the shard's keystream scratch at a time, so
-// each cycle is walked once per chunk of an entry. It marks the places it
-// has filled done, and wipes the scratch.
-func (sh *shard) rotateCycles(from []uint32, done uint32) {
-	w := &sh.work
+// chains left, each place c taking the size bytes of place from[c] (place
+// returns a place's memory), without a spare place: a chunk of the
+// shard's keystream scratch at a time, so each cycle is walked once per
+// chunk of an entry. It marks the places it has filled done, and wipes
+// the scratch.
+func (sh *shard) rotateCycles(from []uint32, done uint32, size int, place func(uint32) []byte) {
 	tmp := sh.scratch.KS[:]
 	for d := range uint32(len(from)) {
 		if p := from[d]; p == done || p == d {
 			continue // filled by a chain, or the entry keeps its place
 		}
-		for o := 0; o < w.size; o += len(tmp) {
-			k := min(len(tmp), w.size-o)
-			copy(tmp[:k], w.place(d)[o:o+k])
+		for o := 0; o < size; o += len(tmp) {
+			k := min(len(tmp), size-o)
+			copy(tmp[:k], place(d)[o:o+k])
 			c := d
 			for p := from[d]; p != d; c, p = p, from[p] {
-				copy(w.place(c)[o:o+k], w.place(p)[o:o+k])
+				copy(place(c)[o:o+k], place(p)[o:o+k])
 			}
-			copy(w.place(c)[o:o+k], tmp[:k])
+			copy(place(c)[o:o+k], tmp[:k])
 		}
 		for c := d; from[c] != done; {
 			next := from[c]

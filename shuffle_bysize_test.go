@@ -1,0 +1,253 @@
+package memshuffle
+
+import (
+	"errors"
+	mrand "math/rand/v2"
+	"slices"
+	"testing"
+	"unsafe"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
+
+// TestShuffleRefusedPermutesBySize refuses every mmap to a Shuffle of
+// entries of four sizes (one of them alone), some rented: Shuffle reports
+// ErrOutOfMemory, and still moves nearly every unrented entry, while the
+// rented ones stay; every entry reads back unchanged.
+func TestShuffleRefusedPermutesBySize(t *testing.T) {
+	for _, c := range []Cipher{AES256CTR, AES256GCM} {
+		t.Run(c.String(), func(t *testing.T) {
+			s := newTest(t, WithShards(1), WithArenaSize(4096), WithCipher(c))
+			m, rented := mixedSizes(t, s)
+			before := placesOf(s, m)
+			moved0 := s.Stats().BytesMoved
+			refuse(t, osmem.OpMap)
+			shuffleNoMemory(t, s)
+			stayed := stayedIn(s, before)
+			// 7 rented and the one entry of 100 bytes stay; of the
+			// others, one in each size keeps its place on average.
+			if stayed < 8 || stayed > 8+12 {
+				t.Fatalf("%d of %d entries kept their place", stayed, len(m))
+			}
+			for _, h := range rented {
+				if addrOf(s, h) != before[h] {
+					t.Fatal("a rented entry moved")
+				}
+				if err := s.Return(h); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if s.Stats().BytesMoved == moved0 {
+				t.Fatal("Stats.BytesMoved did not count the moves")
+			}
+			osmem.SetFault(nil)
+			verifyModel(t, s, m)
+			mustCheck(t, s)
+		})
+	}
+}
+
+// shuffleNoMemory runs a Shuffle that must report memory refused, and the
+// invariant check after it.
+func shuffleNoMemory(t *testing.T, s *Shuffler) {
+	t.Helper()
+	if err := s.Shuffle(); !errors.Is(err, ErrOutOfMemory) {
+		t.Fatalf("Shuffle with mmap refused: %v, want ErrOutOfMemory", err)
+	}
+	mustCheck(t, s)
+}
+
+// placesOf is where each entry of m is.
+func placesOf(s *Shuffler, m model) map[Handle]uintptr {
+	at := map[Handle]uintptr{}
+	for h := range m {
+		at[h] = addrOf(s, h)
+	}
+	return at
+}
+
+// stayedIn counts the entries still where before has them.
+func stayedIn(s *Shuffler, before map[Handle]uintptr) int {
+	n := 0
+	for h, a := range before {
+		if addrOf(s, h) == a {
+			n++
+		}
+	}
+	return n
+}
+
+// mixedSizes allocates 700 entries of 24, 32 and 48 bytes and one of 100
+// into s, and rents 7 of them, which it returns with the model.
+func mixedSizes(t *testing.T, s *Shuffler) (m model, rented []Handle) {
+	t.Helper()
+	r := mrand.New(mrand.NewPCG(7, 8))
+	m = model{}
+	for i := range 700 {
+		size := []int{32, 48, 24}[i%3]
+		if i == 699 {
+			size = 100
+		}
+		h, err := Alloc[byte](s, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := RentSlice[byte](s, h)
+		fill(r, b)
+		m[h] = slices.Clone(b)
+		if i%100 == 1 {
+			rented = append(rented, h)
+			continue
+		}
+		if err := s.Return(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m, rented
+}
+
+// TestPermuteBySizeKeepsPlaces runs permuteBySize itself: each entry goes
+// to a place an entry of its size and alignment held, no place is taken
+// twice, and the rented entries stay.
+func TestPermuteBySizeKeepsPlaces(t *testing.T) {
+	s := newTest(t, WithShards(1), WithArenaSize(4096))
+	m, rented := mixedSizes(t, s)
+	for range 8 {
+		h, err := Alloc[uint64](s, 3) // 24 bytes, aligned to 8
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[h] = make([]byte, 24)
+	}
+	type kind struct{ size, align int }
+	kindOf := map[Handle]kind{}
+	places := map[kind]map[uintptr]bool{}
+	before := map[Handle]uintptr{}
+	sh := &s.shards[0]
+	sh.mu.Lock()
+	for h := range m {
+		sl := sh.Slots.At(h.slot())
+		k := kind{int(sl.Size), sl.Align()}
+		a := uintptr(unsafe.Pointer(&sh.Bytes(sl)[0]))
+		kindOf[h], before[h] = k, a
+		if places[k] == nil {
+			places[k] = map[uintptr]bool{}
+		}
+		places[k][a] = true
+	}
+	moved := sh.permuteBySize()
+	sh.mu.Unlock()
+	mustCheck(t, s)
+	taken := map[uintptr]bool{}
+	var stayed int
+	for h := range m {
+		a := addrOf(s, h)
+		if !places[kindOf[h]][a] || taken[a] {
+			t.Fatalf("entry of %v moved to %#x: no entry of its kind held it, or another took it", kindOf[h], a)
+		}
+		taken[a] = true
+		if a == before[h] {
+			stayed++
+		}
+	}
+	for _, h := range rented {
+		if addrOf(s, h) != before[h] {
+			t.Fatal("a rented entry moved")
+		}
+		s.Return(h)
+	}
+	if stayed > 8+12 || moved == 0 {
+		t.Fatalf("%d of %d entries kept their place; %d bytes moved", stayed, len(m), moved)
+	}
+	verifyModel(t, s, m)
+}
+
+// TestShuffleRefusedAfterFrees refuses mmap to a Shuffle of a shard with
+// holes: the entries are first packed into them, then permuted, and all
+// read back unchanged.
+func TestShuffleRefusedAfterFrees(t *testing.T) {
+	s := newTest(t, WithShards(1), WithArenaSize(4096))
+	r := mrand.New(mrand.NewPCG(9, 10))
+	m := model{}
+	for i := range 2000 {
+		h, err := Alloc[byte](s, 40+8*(i%5))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 0 {
+			if err := s.Free(h); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		b, _ := RentSlice[byte](s, h)
+		fill(r, b)
+		m[h] = slices.Clone(b)
+		s.Return(h)
+	}
+	before := placesOf(s, m)
+	refuse(t, osmem.OpMap)
+	for range 3 {
+		shuffleNoMemory(t, s)
+	}
+	stayed := stayedIn(s, before)
+	if stayed > 20 {
+		t.Fatalf("%d of %d entries kept their place over three Shuffles", stayed, len(m))
+	}
+	osmem.SetFault(nil)
+	verifyModel(t, s, m)
+}
+
+// TestShuffleRefusedUniform holds the permutation a Shuffle without memory
+// makes to what a Shuffle promises: over 400 Shuffles of 8 entries of one
+// size, with mmap refused, an entry's new place is independent of its old
+// place and of its age. Fails for a permutation that never leaves an entry
+// in place, or for none.
+func TestShuffleRefusedUniform(t *testing.T) {
+	const n = 8
+	s := newTest(t, WithShards(1), WithArenaSize(4096))
+	hs := make([]Handle, n)
+	for i := range hs {
+		h, err := Alloc[byte](s, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs[i] = h
+	}
+	// Another size in the same shard, which must not mix with the first.
+	for range n {
+		if _, err := Alloc[byte](s, 48); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var sorted []uintptr
+	for _, h := range hs {
+		sorted = append(sorted, addrOf(s, h))
+	}
+	slices.Sort(sorted)
+	place := func() []int {
+		p := make([]int, n)
+		for i, h := range hs {
+			j, ok := slices.BinarySearch(sorted, addrOf(s, h))
+			if !ok {
+				t.Fatalf("entry %d left the places of its size", i)
+			}
+			p[i] = j
+		}
+		return p
+	}
+	refuse(t, osmem.OpMap)
+	var byOld, byAge [8][8]int
+	old := place()
+	for range 400 {
+		shuffleNoMemory(t, s)
+		cur := place()
+		for i := range n {
+			byOld[old[i]][cur[i]]++
+			byAge[i][cur[i]]++
+		}
+		old = cur
+	}
+	mustCheck(t, s)
+	checkIndependent(t, &byOld, &byAge)
+}

@@ -56,6 +56,16 @@ type config struct {
 	rotateEvery time.Duration // WithKeyRotation
 }
 
+// locks reports whether the Shuffler's memory counts against
+// RLIMIT_MEMLOCK: it locks its arenas, or they are secret memory, which
+// the kernel locks whatever the LockMode.
+func (c *config) locks() bool { return c.secret || c.lock != LockNone }
+
+// needsLock reports whether a refused lock is an error rather than memory
+// left unlocked: secret memory cannot be had unlocked, and LockStrict
+// takes none.
+func (c *config) needsLock() bool { return c.secret || c.lock == LockStrict }
+
 func defaultConfig() config {
 	// Four shards per processor keep two goroutines on different entries
 	// from meeting on one lock most of the time.

@@ -820,9 +820,7 @@ type freshLimits struct {
 
 func (sh *shard) freshLimits() freshLimits {
 	lim := osmem.BindingLockLimit()
-	// Secret memory is always locked, whatever the lock mode.
-	locked := sh.s.cfg.secret || sh.s.cfg.lock != LockNone
-	return freshLimits{most: sh.freshMax(lim), bound: locked && lim >= 0}
+	return freshLimits{most: sh.freshMax(lim), bound: sh.s.cfg.locks() && lim >= 0}
 }
 
 // round rounds n, the size of a fresh arena, up to whole freshGranules
@@ -876,7 +874,7 @@ func granuleRound(n, most int) int {
 // ms). A limit under eight of the smallest arenas locks nothing worth
 // splitting a shard for: no cap then.
 func (sh *shard) freshMax(lim int64) int {
-	if sh.s.cfg.lock == LockNone {
+	if !sh.s.cfg.locks() {
 		return store.MaxArenaSize
 	}
 	switch {

@@ -349,8 +349,7 @@ func (s *Shuffler) lockFailed(n int, err error) {
 // refused every Alloc, even of one byte, and LockBestEffort left every
 // entry unlocked.
 func fitArenaToLimit(cfg config) int {
-	// Secret memory counts against the limit whatever the LockMode.
-	if (cfg.lock == LockNone && !cfg.secret) || cfg.arenaSet {
+	if !cfg.locks() || cfg.arenaSet {
 		return cfg.arenaSize
 	}
 	lim := osmem.BindingLockLimit()
@@ -373,7 +372,7 @@ func fitArenaToLimit(cfg config) int {
 // nothing else locked. Left to Alloc, each call would fail with
 // ErrLockFailed and New would have said nothing.
 func arenaFitsLimit(cfg config, own *osmem.Region) error {
-	if cfg.lock != LockStrict && !cfg.secret {
+	if !cfg.needsLock() {
 		return nil
 	}
 	lim := osmem.BindingLockLimit()

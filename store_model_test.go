@@ -168,6 +168,7 @@ func TestStoreRandomOpsSecret(t *testing.T) {
 	if raceBuild {
 		t.Skip("one goroutine: nothing for the race detector to find, and its invariant checks several times as slow")
 	}
+	skipUnderLockLimit(t, 1<<20)
 	s0, err := New(WithSecretMemory())
 	if err != nil {
 		t.Skip(err)

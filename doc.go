@@ -15,7 +15,8 @@
 // again, under a counter run no other encryption has used, and ends the rent.
 // A rented entry never moves; everything else may:
 // [Shuffler.Shuffle] moves every unrented entry to a uniformly random new
-// place (in fresh memory, or within the arenas a large shard fills), wipes
+// place (in fresh memory, or within the arenas a large shard fills; where
+// the system refuses memory, among the places of entries of its size), wipes
 // what they left behind and gives empty arenas back to the operating system. With [Shuffler.SetShuffleOnBorrowReturn] each Return
 // moves the returned entry too. [Shuffler.RotateKey] re-encrypts everything
 // under a new key without losing data, and [WithKeyRotation] does so on a

@@ -10,12 +10,9 @@ func (sh *shard) reclaim() {
 	if c := sh.Arenas.Cur(); c != nil && c.Live == 0 {
 		sh.Arenas.ReplaceCur(nil, nil)
 	}
-	// A rotating shard keeps its backup: the rotation acquired it before
-	// switching keys so that it cannot stop part-way for want of memory,
-	// and this allocation may take what it gives back.
-	if sh.backup != nil && !sh.rot.keepsBackup() && sh.Counts.Rented()+sh.Counts.Viewed() == 0 {
-		sh.dropBackup()
-	}
+	// A rotating shard keeps its backup (see idleBackup), and this
+	// allocation may take what it gives back.
+	sh.dropIdleBackup()
 	for i := range sh.s.shards {
 		o := &sh.s.shards[i]
 		if o == sh || !o.mu.TryLock() {
@@ -25,11 +22,7 @@ func (sh *shard) reclaim() {
 			if c := o.Arenas.Cur(); c != nil && c.Live == 0 {
 				o.Arenas.ReplaceCur(nil, nil)
 			}
-			// An idle backup buffer (the AEAD modes keep the last one
-			// each shard used) holds locked memory as much as an arena.
-			if o.backup != nil && !o.rot.keepsBackup() && o.Counts.Rented()+o.Counts.Viewed() == 0 {
-				o.dropBackup()
-			}
+			o.dropIdleBackup()
 		}
 		o.mu.Unlock()
 	}
@@ -39,9 +32,26 @@ func (sh *shard) reclaim() {
 }
 
 // relock locks arenas the system refused to lock when they were mapped,
-// now that it may have room again.
+// now that it may have room again, and the backup buffer likewise: under
+// LockBestEffort at the limit, one mapped unlocked stayed so for as long
+// as the shard kept it (Stats.UnlockedBytes above zero for good).
 func (sh *shard) relock() {
-	if sh.s.cfg.lock != LockNone {
-		sh.Arenas.Relock()
+	if sh.s.cfg.lock == LockNone {
+		return
+	}
+	sh.Arenas.Relock()
+	if b := sh.backup; b != nil && !b.Locked && b.LockErr != nil {
+		_ = sh.s.aux.Relock(b)
+	}
+}
+
+// dropIdleBackup gives back the shard's backup buffer when nothing uses
+// it: the AEAD modes keep the last one each shard used, and it holds
+// locked memory as much as an arena. A rotation that acquired it before
+// switching keys, so that it cannot stop part-way for want of memory,
+// keeps it, as do borrowed entries, whose Return or flight may use it.
+func (sh *shard) dropIdleBackup() {
+	if sh.backup != nil && !sh.rot.keepsBackup() && sh.Counts.Rented()+sh.Counts.Viewed() == 0 {
+		sh.dropBackup()
 	}
 }

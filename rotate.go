@@ -766,13 +766,16 @@ func (s *Shuffler) switchRotation(ctx context.Context) error {
 // locked: about 100 µs' worth.
 const prepareSlots = 1 << 16
 
-// unprepare lets the first n shards, prepared for a rotation that will not
-// switch, give their backup buffers back again.
+// unprepare gives back the backup buffers of the first n shards, prepared
+// for a rotation that will not switch. Kept, they held the room the
+// rotation failed for: at the limit, a Shuffle of an AEAD Shuffler failed
+// every time after one refused RotateKey.
 func (s *Shuffler) unprepare(n int) {
 	for i := range s.shards[:n] {
 		sh := &s.shards[i]
 		sh.mu.Lock()
 		sh.rot.prepared = false
+		sh.dropIdleBackup()
 		sh.mu.Unlock()
 	}
 }

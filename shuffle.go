@@ -134,6 +134,10 @@ func (s *Shuffler) shuffleOrder() []int {
 
 func (sh *shard) shuffle() error {
 	sh.sweepExpired(nil)
+	// The next Open maps a backup again, of the size it needs: a Shuffle
+	// is rare, and at the memory-lock limit the room may be what the
+	// fresh arenas need.
+	sh.dropIdleBackup()
 	sh.relock()
 	w := &sh.work
 	w.reset()

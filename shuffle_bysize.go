@@ -9,7 +9,7 @@ import (
 
 // permuteBySize is a shard's Shuffle when the system refused the fresh
 // arenas: it permutes the live entries of each size and alignment among
-// the places they hold, each entry to any of them with equal probability
+// the places they hold in locked arenas, and likewise in unlocked ones, each entry to any of them with equal probability
 // (its own included), independently of where it was. It needs no memory:
 // cycles are rotated a chunk at a time through the shard's keystream
 // scratch (rotateCycles), and no place changes hands between sizes, so
@@ -27,9 +27,17 @@ func (sh *shard) permuteBySize() uint64 {
 			w.slots = append(w.slots, i)
 		}
 	}
+	// Locked places are a kind of their own: under LockBestEffort at the
+	// limit, some arenas are unlocked, and no entry may leave locked
+	// memory for them (as Squeeze promises), where a Rent would decrypt
+	// it in memory the system may swap out.
 	kind := func(i uint32) uint64 {
 		sl := sh.Slots.At(i)
-		return uint64(sl.Size)<<8 | uint64(sl.AlignLog())
+		k := uint64(sl.Size)<<8 | uint64(sl.AlignLog())<<1
+		if sh.Arenas.Get(sl.Arena()).Reg.Locked {
+			k |= 1
+		}
+		return k
 	}
 	slices.SortFunc(w.slots, func(a, b uint32) int { return cmp.Compare(kind(a), kind(b)) })
 	var moved uint64
@@ -48,7 +56,7 @@ func (sh *shard) permuteBySize() uint64 {
 }
 
 // permutePlaces moves the entries of slots, all of one size and
-// alignment, by a uniformly random permutation of the places they hold:
+// alignment and all in locked arenas or all in unlocked ones, by a uniformly random permutation of the places they hold:
 // entry k goes to the place entry rank[k] held.
 func (sh *shard) permutePlaces(slots []uint32) uint64 {
 	n := len(slots)

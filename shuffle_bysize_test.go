@@ -251,3 +251,75 @@ func TestShuffleRefusedUniform(t *testing.T) {
 	mustCheck(t, s)
 	checkIndependent(t, &byOld, &byAge)
 }
+
+// lockedAt reports whether entry h sits in a locked arena.
+func lockedAt(t *testing.T, s *Shuffler, h Handle) bool {
+	t.Helper()
+	sh, sl, err := s.lookup(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.mu.Unlock()
+	return sh.Arenas.Get(sl.Arena()).Reg.Locked
+}
+
+// TestShuffleRefusedKeepsLockedEntriesLocked: under LockBestEffort, with
+// half the entries in arenas the system would not lock, a Shuffle refused
+// its memory moves no entry out of locked memory (as Squeeze promises),
+// where a Rent would decrypt it in memory the system may swap out: 130 of
+// 384 did when locked and unlocked places were one kind. The entries
+// still move, each among places like its own.
+func TestShuffleRefusedKeepsLockedEntriesLocked(t *testing.T) {
+	s := newTest(t, WithShards(1), WithArenaSize(4096), WithLockMode(LockBestEffort))
+	m := model{}
+	for range 300 {
+		h, err := Alloc[byte](s, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[h] = make([]byte, 32)
+	}
+	refuseLocks(t)
+	for range 300 {
+		h, err := Alloc[byte](s, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[h] = make([]byte, 32)
+	}
+	locked, unlocked := 0, 0
+	was := map[Handle]bool{}
+	for h := range m {
+		was[h] = lockedAt(t, s, h)
+		if was[h] {
+			locked++
+		} else {
+			unlocked++
+		}
+	}
+	if locked == 0 || unlocked == 0 {
+		t.Fatalf("%d entries locked, %d unlocked: want some of each", locked, unlocked)
+	}
+	before := placesOf(s, m)
+	osmem.SetFault(func(o osmem.Op) error {
+		if o == osmem.OpMap || o == osmem.OpLock {
+			return osmem.ErrInjected
+		}
+		return nil
+	})
+	shuffleNoMemory(t, s)
+	out := 0
+	for h := range m {
+		if was[h] && !lockedAt(t, s, h) {
+			out++
+		}
+	}
+	if out > 0 {
+		t.Fatalf("%d of %d entries moved out of locked memory", out, locked)
+	}
+	if stayed := stayedIn(s, before); stayed > len(m)/10 {
+		t.Fatalf("%d of %d entries kept their place", stayed, len(m))
+	}
+	osmem.SetFault(nil)
+	verifyModel(t, s, m)
+}

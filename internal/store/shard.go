@@ -94,14 +94,38 @@ func (e *Shard) Extent(sl *Slot) []byte {
 }
 
 // ArenaSize is the size of the next arena for an entry of n bytes: arenas
-// grow with the data a shard holds, up to MaxArenaSize.
+// grow with the data a shard holds, up to MaxArenaSize, and are made a few
+// pages larger where that lets entries of n bytes fill them (see
+// fitWhole).
 func (e *Shard) ArenaSize(n int) int {
 	sz := e.minArena
 	// Oversize entries do not count: they never share these arenas.
 	for sz < MaxArenaSize && int64(sz) < (e.Counts.liveBytes-e.Counts.bigBytes)/16 {
 		sz <<= 1
 	}
-	return max(sz, n)
+	if n >= sz {
+		return n
+	}
+	return fitWhole(sz, n, max(sz, MaxArenaSize))
+}
+
+// fitWhole returns sz, or the fewest whole pages more, up to a quarter
+// more and at most most, that leave no more than an eighth of the arena
+// past the last of the entries of n bytes it holds. An entry just over
+// half an arena otherwise took one arena alone: AES256GCM entries of 32
+// KiB (32,784 bytes with their tag) each took an arena of 64 KiB, and
+// half as many fit under a memory-lock limit as with AES256CTR.
+func fitWhole(sz, n, most int) int {
+	if n <= 0 {
+		return sz
+	}
+	page := osmem.PageSize()
+	for c := sz; c <= min(sz+sz/4, most); c += page {
+		if c%n <= c/8 {
+			return c
+		}
+	}
+	return sz
 }
 
 // Oversize reports whether an entry cannot share an arena: it would not fit

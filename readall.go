@@ -27,9 +27,11 @@ const maxEmptyReads = 100
 // made, the bytes are copied across outside the Go heap, and the old one is
 // wiped and freed, so no copy of the input is left behind but the result,
 // whose size is exactly the input's length. A reader that tells its length
-// (a Len method, as bytes.Reader has) and a regular *os.File get an entry of
-// about the right size at once. Whether r keeps a copy of its own (a
-// bufio.Reader's buffer) is up to r.
+// (a Len method, as bytes.Reader has) and a regular *os.File are read into
+// an entry of that length at once, and a read of one byte more into an
+// entry of its own finds the end: input of the length told is never
+// copied, so it needs room for itself once, as ReadFrom does. Whether r
+// keeps a copy of its own (a bufio.Reader's buffer) is up to r.
 //
 // limit, from 1 to MaxEntrySize, caps the input: one more byte gives
 // ErrTooLarge (r has then been read limit+1 bytes far). Input that ends at
@@ -44,11 +46,20 @@ const maxEmptyReads = 100
 // while ReadAll waits on r never faults r's write; what r wrote is wiped
 // once it returns, and ReadAll returns ErrClosed.
 func ReadAll(s *Shuffler, r io.Reader, limit int) (Handle, error) {
-	return readInto(s, r, limit, sizeHint(r), func(g *growing) (int, error) {
+	hint := sizeHint(r)
+	return readInto(s, r, limit, hint, func(g *growing) (int, error) {
 		n := 0
+		read := func(p []byte) (int, error) { return readSome(r, p) }
 		for {
+			if n == len(g.b) && n == hint && n < limit {
+				full, held, err := g.pastForetold(n, limit, read)
+				n = held
+				if full || err != nil {
+					return n, err
+				}
+			}
 			if n == len(g.b) {
-				full, err := g.makeRoom(n, limit, func(p []byte) (int, error) { return readSome(r, p) }, "more than %d bytes")
+				full, err := g.makeRoom(n, limit, read, "more than %d bytes")
 				if full || err != nil {
 					return n, err
 				}
@@ -157,13 +168,15 @@ func readInto(s *Shuffler, r io.Reader, limit, hint int, fill func(*growing) (in
 		return Handle{}, fmt.Errorf("%w: limit %d", ErrInvalidSize, limit)
 	}
 	g := &growing{s: s}
-	// One byte more than the hint, so that input of the size foretold
-	// ends with io.EOF in the first entry, which only needs shrinking.
+	// Input of the size foretold fills the first entry, and ReadAll's
+	// probe finds its end (see pastForetold): no second entry to copy it
+	// into, which at the memory-lock limit needed room for the input
+	// twice.
 	start := readStart
 	if hint >= limit {
 		start = limit
 	} else if hint >= readStart {
-		start = hint + 1
+		start = hint
 	}
 	if err := g.grow(0, min(start, limit)); err != nil {
 		return Handle{}, err
@@ -296,6 +309,39 @@ func (g *growing) makeRoom(n, limit int, read func([]byte) (int, error), tooLarg
 		return false, fmt.Errorf("%w: "+tooLarge, ErrTooLarge, limit)
 	}
 	return true, nil
+}
+
+// pastForetold is makeRoom for an entry that holds the n bytes, below
+// limit, that the reader foretold: it reads one byte more with read, into
+// an entry of its own, and reports full when there was none. When there
+// was one, it grows the entry as makeRoom would and puts the byte in it.
+// It returns the bytes the entry holds.
+func (g *growing) pastForetold(n, limit int, read func([]byte) (int, error)) (full bool, held int, err error) {
+	h, b, err := rentNew(g.s, 1)
+	if err != nil {
+		return false, n, err
+	}
+	g.ph, g.pb = h, b
+	// As in probe.
+	defer g.releaseProbe()
+	m, err := read(b)
+	if m == 0 {
+		if err == io.EOF {
+			return true, n, nil
+		}
+		return false, n, readError(err)
+	}
+	if gerr := g.grow(n, grownSize(n, limit)); gerr != nil {
+		return false, n, gerr
+	}
+	aesctr.Copy(g.b[n:n+1], b) // as in grow
+	switch {
+	case err == io.EOF:
+		return true, n + 1, nil
+	case err != nil:
+		return false, n + 1, readError(err)
+	}
+	return false, n + 1, nil
 }
 
 // grownSize is the size an entry of n bytes, below limit, grows to:

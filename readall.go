@@ -335,6 +335,12 @@ func (g *growing) pastForetold(n, limit int, read func([]byte) (int, error)) (fu
 		return false, n, gerr
 	}
 	aesctr.Copy(g.b[n:n+1], b) // as in grow
+	// The byte is kept, unlike probe's: if Close or Purge reached the
+	// probe's shard, it may be the wiped byte, while the entry's shard is
+	// still open (as in release).
+	if perr := g.releaseProbe(); perr != nil {
+		return false, n + 1, perr
+	}
 	switch {
 	case err == io.EOF:
 		return true, n + 1, nil

@@ -193,7 +193,8 @@ func (s *Shuffler) relockAfterGiveBack(r *osmem.Region) {
 		if !o.mu.TryLock() {
 			continue
 		}
-		if c := o.Arenas.Cur(); !o.closed && c != nil && c.Live == 0 && c.Reg.Locked && len(c.Mem) > o.ArenaSize(0) {
+		// Past the quarter store.ArenaSize may add to fit an entry's size.
+		if c := o.Arenas.Cur(); !o.closed && c != nil && c.Live == 0 && c.Reg.Locked && len(c.Mem) > o.ArenaSize(0)*5/4 {
 			o.Arenas.ReplaceCur(nil, nil)
 			gave = true
 		}

@@ -193,8 +193,7 @@ func (s *Shuffler) relockAfterGiveBack(r *osmem.Region) {
 		if !o.mu.TryLock() {
 			continue
 		}
-		// Past the quarter store.ArenaSize may add to fit an entry's size.
-		if c := o.Arenas.Cur(); !o.closed && c != nil && c.Live == 0 && c.Reg.Locked && len(c.Mem) > o.ArenaSize(0)*5/4 {
+		if o.largeIdleCur() {
 			o.Arenas.ReplaceCur(nil, nil)
 			gave = true
 		}
@@ -206,6 +205,16 @@ func (s *Shuffler) relockAfterGiveBack(r *osmem.Region) {
 	if gave {
 		_ = s.aux.Relock(r) // refused: the entry goes into r unlocked, as before
 	}
+}
+
+// largeIdleCur reports whether the shard's current arena is one
+// relockAfterGiveBack gives back: empty, locked, and larger than the shard
+// would map, past the quarter store.EntryArenaSize may add to fit entries
+// of one size, so that such a fitted arena, which the next entry of that
+// size maps again, is not given back each time. The shard is locked.
+func (sh *shard) largeIdleCur() bool {
+	c := sh.Arenas.Cur()
+	return !sh.closed && c != nil && c.Live == 0 && c.Reg.Locked && len(c.Mem) > sh.ArenaSize(0)*5/4
 }
 
 // flushLogAllocated is flushLog after an alloc that made h unless err. A

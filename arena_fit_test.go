@@ -1,12 +1,19 @@
 package memshuffle
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
+)
 
 // TestAEADEntriesFillArenas: entries of 32 KiB under AES256GCM, 32,784
 // bytes with their tag, share arenas two to one. Each took an arena of 64
 // KiB of its own (mapped twice the data), so that under a memory-lock
 // limit half as many fit as under AES256CTR.
 func TestAEADEntriesFillArenas(t *testing.T) {
+	if osmem.PageSize() > 4096 {
+		t.Skip("with pages over 4 KiB, fitWhole cannot add less than a quarter of a 64 KiB arena")
+	}
 	for _, c := range []Cipher{AES256CTR, AES256GCM, ChaCha20Poly1305} {
 		t.Run(c.String(), func(t *testing.T) {
 			s := newTest(t, WithShards(1), WithCipher(c))
@@ -22,4 +29,68 @@ func TestAEADEntriesFillArenas(t *testing.T) {
 			mustCheck(t, s)
 		})
 	}
+}
+
+// TestLargeIdleCurSparesFittedArenas: the give-back at the memory-lock
+// limit takes an emptied current arena mapped for an entry larger than
+// the shard's arenas, and not one a few pages larger to fit entries of one
+// size, which the next such entry would map again.
+func TestLargeIdleCurSparesFittedArenas(t *testing.T) {
+	s := newTest(t, WithShards(1), WithCipher(AES256GCM))
+	sh := &s.shards[0]
+	largeAfter := func(size int) bool {
+		h, err := Alloc[byte](s, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Free(h); err != nil {
+			t.Fatal(err)
+		}
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		if c := sh.Arenas.Cur(); c == nil || c.Live != 0 {
+			t.Fatalf("after an entry of %d bytes came and went, no empty current arena", size)
+		}
+		return sh.largeIdleCur()
+	}
+	if largeAfter(32 << 10) {
+		t.Error("the arena fitted to 32 KiB AES256GCM entries counts as larger than the shard's")
+	}
+	if !largeAfter(900 << 10) {
+		t.Error("the arena of an entry of 900 KiB does not count as larger than the shard's")
+	}
+}
+
+// TestShuffleDropsIdleBackup: a Shuffle gives back a shard's idle backup
+// buffer before it maps fresh arenas, whose room at the memory-lock limit
+// it may be; one that an entry still rented needs stays.
+func TestShuffleDropsIdleBackup(t *testing.T) {
+	s := newTest(t, WithShards(1), WithCipher(AES256GCM))
+	h, err := Alloc[byte](s, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, s, h) // a Rent and Return: the backup stays with the shard
+	if !backups(s)[0] {
+		t.Fatal("no backup buffer after a Rent")
+	}
+	if _, err := RentSlice[byte](s, h); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Shuffle(); err != nil {
+		t.Fatal(err)
+	}
+	if !backups(s)[0] {
+		t.Fatal("a Shuffle dropped the backup buffer of a shard with a rented entry")
+	}
+	if err := s.Return(h); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Shuffle(); err != nil {
+		t.Fatal(err)
+	}
+	if backups(s)[0] {
+		t.Fatal("the idle backup buffer outlived a Shuffle")
+	}
+	mustCheck(t, s)
 }

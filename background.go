@@ -655,7 +655,7 @@ func (sh *shard) freshArena(sl *store.Slot) int {
 	if sh.Oversize(size, align) || sh.Arenas.Fits(sh.Arenas.Cur(), size, align) {
 		return 0
 	}
-	return sh.ArenaSize(size)
+	return sh.EntryArenaSize(size)
 }
 
 // adoptSpare makes *spare the current arena and sets *spare to nil,

@@ -29,8 +29,9 @@ const maxEmptyReads = 100
 // whose size is exactly the input's length. A reader that tells its length
 // (a Len method, as bytes.Reader has) and a regular *os.File are read into
 // an entry of that length at once, and a read of one byte more into an
-// entry of its own finds the end: input of the length told is never
-// copied, so it needs room for itself once, as ReadFrom does. Whether r
+// entry of its own finds the end: input of the length told, from 64
+// bytes up to limit, is not copied, so it needs room for itself once, as
+// ReadFrom does. Whether r
 // keeps a copy of its own (a bufio.Reader's buffer) is up to r.
 //
 // limit, from 1 to MaxEntrySize, caps the input: one more byte gives

@@ -49,19 +49,18 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 // and the others are packed into the holes of the arenas that hold most,
 // which releases the arenas they leave: Shuffle still gives memory back
 // when it can map none. Then the shard's unrented entries of each size
-// and alignment are permuted among the places they hold, each to any of
-// them with equal probability (its own included), independently of its
-// old place and age; that needs no memory. So a shard whose fresh arenas
-// the memory-lock limit cannot hold beside its old ones (as user nobody
-// under ulimit -l 8192, one shard of 4.8 MB of 32-byte entries in secret
-// memory) still has its entries moved, though only among the places of
-// their size. The error then wraps ErrOutOfMemory or ErrLockFailed. Should the system
-// refuse to take back an emptied arena (munmap does not fail for a
-// correct call), its error is returned too; the arena is wiped, and the
-// next Shuffle retries. Every entry stays valid
-// either way. Arenas the system would not lock when they were mapped, the
-// fresh ones included, are locked again, once the arenas Shuffle emptied
-// are released, if it now allows.
+// and alignment are permuted among the places they hold in arenas locked
+// as theirs are, each to any of them with equal probability (its own
+// included), independently of its old place and age; that needs no
+// memory. So a shard whose fresh arenas the memory-lock limit cannot hold
+// beside its old ones still has its entries moved, though only among the
+// places of their size. The error then wraps ErrOutOfMemory or
+// ErrLockFailed. Should the system refuse to take back an emptied arena
+// (munmap does not fail for a correct call), its error is returned too;
+// the arena is wiped, and the next Shuffle retries. Every entry stays
+// valid either way. Arenas the system would not lock when they were
+// mapped, the fresh ones included, are locked again, once the arenas
+// Shuffle emptied are released, if it now allows.
 func (s *Shuffler) Shuffle() error {
 	if s == nil || s.closed.Load() || len(s.shards) == 0 {
 		return ErrClosed

@@ -9,16 +9,18 @@ import (
 
 // permuteBySize is a shard's Shuffle when the system refused the fresh
 // arenas: it permutes the live entries of each size and alignment among
-// the places they hold in locked arenas, and likewise in unlocked ones, each entry to any of them with equal probability
-// (its own included), independently of where it was. It needs no memory:
-// cycles are rotated a chunk at a time through the shard's keystream
-// scratch (rotateCycles), and no place changes hands between sizes, so
-// every arena keeps its counts and free space. It reports the bytes moved.
+// the places they hold in locked arenas, and likewise in unlocked ones,
+// each entry to any of them with equal probability (its own included),
+// independently of where it was. It needs no memory: cycles are rotated a
+// chunk at a time through the shard's keystream scratch (rotateCycles),
+// and no place changes hands between sizes, so every arena keeps its
+// counts and free space. It reports the bytes moved.
 //
 // Under secret memory or LockStrict a shard's Shuffle needs the lock
 // limit to hold the fresh arenas beside the old ones: as user nobody under
-// ulimit -l 8192, a shard of 4.8 MB of 32-byte entries failed every
-// Shuffle with ErrLockFailed and moved none of them.
+// ulimit -l 8192, a shard of 4.8 MiB of 32-byte entries failed every
+// Shuffle with ErrLockFailed, and only the packing into holes moved about
+// 5% of them.
 func (sh *shard) permuteBySize() uint64 {
 	w := &sh.work
 	w.slots = w.slots[:0]

@@ -19,7 +19,7 @@ func TestFitWhole(t *testing.T) {
 		{4096, 2100, 4096},                 // no whole page more within a quarter
 		{1 << 20, 1<<19 + 1, 1<<20 + 4096}, // two in 1 MiB and a page
 	} {
-		got := fitWhole(c.sz, c.n, most)
+		got := fitWhole(c.sz, c.n, most, 4096)
 		if got != c.want {
 			t.Errorf("fitWhole(%d, %d) = %d, want %d", c.sz, c.n, got, c.want)
 		}

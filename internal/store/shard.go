@@ -93,33 +93,41 @@ func (e *Shard) Extent(sl *Slot) []byte {
 	return a.Mem[sl.Off:end:end]
 }
 
-// ArenaSize is the size of the next arena for an entry of n bytes: arenas
-// grow with the data a shard holds, up to MaxArenaSize, and are made a few
-// pages larger where that lets entries of n bytes fill them (see
-// fitWhole).
+// ArenaSize is the size of the next arena for n bytes: arenas grow with
+// the data a shard holds, up to MaxArenaSize.
 func (e *Shard) ArenaSize(n int) int {
 	sz := e.minArena
 	// Oversize entries do not count: they never share these arenas.
 	for sz < MaxArenaSize && int64(sz) < (e.Counts.liveBytes-e.Counts.bigBytes)/16 {
 		sz <<= 1
 	}
-	if n >= sz {
-		return n
-	}
-	return fitWhole(sz, n, max(sz, MaxArenaSize))
+	return max(sz, n)
 }
 
-// fitWhole returns sz, or the fewest whole pages more, up to a quarter
-// more and at most most, that leave no more than an eighth of the arena
-// past the last of the entries of n bytes it holds. An entry just over
-// half an arena otherwise took one arena alone: AES256GCM entries of 32
-// KiB (32,784 bytes with their tag) each took an arena of 64 KiB, and
-// half as many fit under a memory-lock limit as with AES256CTR.
-func fitWhole(sz, n, most int) int {
+// EntryArenaSize is ArenaSize for an arena mapped for one entry of n
+// bytes, made a few pages larger where that lets entries of that size
+// fill it (see fitWhole). Arenas mapped for many entries (a Shuffle's, a
+// background step's) are sized by the bytes they take, not fitted.
+func (e *Shard) EntryArenaSize(n int) int {
+	sz := e.ArenaSize(n)
+	if n >= sz {
+		return sz
+	}
+	return fitWhole(sz, n, max(sz, MaxArenaSize), osmem.PageSize())
+}
+
+// fitWhole returns sz, or the fewest pages more, up to a quarter more and
+// never past most, that leave no more than an eighth of the arena past the
+// last of the entries of n bytes it holds. An entry just over half an
+// arena otherwise took one arena alone: AES256GCM entries of 32 KiB
+// (32,784 bytes with their tag) each took an arena of 64 KiB, and half as
+// many fit under a memory-lock limit as with AES256CTR. With pages of 16
+// KiB or more, a quarter of a small arena is less than a page, and it
+// cannot help.
+func fitWhole(sz, n, most, page int) int {
 	if n <= 0 {
 		return sz
 	}
-	page := osmem.PageSize()
 	for c := sz; c <= min(sz+sz/4, most); c += page {
 		if c%n <= c/8 {
 			return c
@@ -199,7 +207,7 @@ func (e *Shard) Place(size, align int, later *UnmapList) (*Arena, int, error) {
 	if off, ok := e.Arenas.Fit(e.Arenas.cur, size, align); ok {
 		return e.Arenas.cur, off, nil
 	}
-	a, err := e.NewArena(size)
+	a, err := e.Arenas.Map(e.EntryArenaSize(size))
 	if err != nil {
 		return nil, 0, err
 	}

@@ -39,13 +39,7 @@ func TestLargeIdleCurSparesFittedArenas(t *testing.T) {
 	s := newTest(t, WithShards(1), WithCipher(AES256GCM))
 	sh := &s.shards[0]
 	largeAfter := func(size int) bool {
-		h, err := Alloc[byte](s, size)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Free(h); err != nil {
-			t.Fatal(err)
-		}
+		allocFree(t, s, size)
 		sh.mu.Lock()
 		defer sh.mu.Unlock()
 		if c := sh.Arenas.Cur(); c == nil || c.Live != 0 {
@@ -93,4 +87,16 @@ func TestShuffleDropsIdleBackup(t *testing.T) {
 		t.Fatal("the idle backup buffer outlived a Shuffle")
 	}
 	mustCheck(t, s)
+}
+
+// allocFree makes an entry of size bytes and frees it.
+func allocFree(t *testing.T, s *Shuffler, size int) {
+	t.Helper()
+	h, err := Alloc[byte](s, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Free(h); err != nil {
+		t.Fatal(err)
+	}
 }

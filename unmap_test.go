@@ -15,13 +15,7 @@ func TestReleaseLater(t *testing.T) {
 	sh := &s.shards[0]
 	// emptyCur leaves the shard with one current arena and no entry.
 	emptyCur := func() *store.Arena {
-		h, err := Alloc[byte](s, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Free(h); err != nil {
-			t.Fatal(err)
-		}
+		allocFree(t, s, 64)
 		sh.mu.Lock()
 		defer sh.mu.Unlock()
 		if sh.Arenas.Cur() == nil || sh.Arenas.Cur().Live != 0 || sh.Arenas.Mapped() != int64(len(sh.Arenas.Cur().Mem)) {

@@ -54,8 +54,9 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 // included), independently of its old place and age; that needs no
 // memory. So a shard whose fresh arenas the memory-lock limit cannot hold
 // beside its old ones still has its entries moved, though only among the
-// places of their size. The error then wraps ErrOutOfMemory or
-// ErrLockFailed. Should the system refuse to take back an emptied arena
+// places of their size. Such a shard is shuffled once more at the end,
+// after the other shards have given back what they emptied: only if that
+// is refused too does the error wrap ErrOutOfMemory or ErrLockFailed. Should the system refuse to take back an emptied arena
 // (munmap does not fail for a correct call), its error is returned too;
 // the arena is wiped, and the next Shuffle retries. Every entry stays
 // valid either way. Arenas the system would not lock when they were
@@ -76,27 +77,35 @@ func (s *Shuffler) Shuffle() error {
 	// hand-over below would otherwise leave the regions the shards emptied
 	// mapped, and counted, for good. (Empty once Shuffle returns.)
 	defer regions.unmap(&s.aux)
+	var refused []int
 	for _, i := range s.shuffleOrder() {
-		sh := &s.shards[i]
-		if !sh.lockOpen() {
+		open, err := s.shuffleShard(i, &work, &regions)
+		if !open {
 			// What was refused on the way is reported too.
 			regions.unmap(&s.aux)
 			return errors.Join(append(errs, regions.err, ErrClosed)...)
 		}
-		sh.work, sh.regions = work, &regions
-		if err := sh.shuffle(); err != nil {
+		if errors.Is(err, ErrLockFailed) || errors.Is(err, ErrOutOfMemory) {
+			refused = append(refused, i)
+		} else if err != nil {
 			errs = append(errs, err)
 		}
-		// Fresh arenas mapped while the old ones were still locked may have
-		// met the memory-lock limit; the old ones are gone now, and the
-		// next chance to lock would otherwise be the next Shuffle, which
-		// maps its own fresh arenas unlocked again.
-		sh.relock()
-		work, sh.work, sh.regions = sh.work, shuffleWork{}, nil
-		clear(work.fresh[:cap(work.fresh)])
-		sh.mu.Unlock()
-		regions.next(&s.aux)
-		s.flushLog()
+	}
+	// A shard whose fresh arenas were refused, its entries permuted in
+	// place instead, tries once more now that the shards after it have
+	// given back what they emptied, and the hand-over too: at the
+	// memory-lock limit the first shard, which holds most, may need that
+	// room. Its refusal is reported only if it meets another.
+	regions.unmap(&s.aux)
+	for _, i := range refused {
+		open, err := s.shuffleShard(i, &work, &regions)
+		if !open {
+			regions.unmap(&s.aux)
+			return errors.Join(append(errs, regions.err, ErrClosed)...)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	regions.unmap(&s.aux)
 	errs = append(errs, regions.err)
@@ -105,6 +114,29 @@ func (s *Shuffler) Shuffle() error {
 	s.tally.shuffleNanos.Add(d)
 	storeMax(&s.tally.shuffleMax, d)
 	return errors.Join(errs...)
+}
+
+// shuffleShard shuffles shard i under its lock, with the scratch arrays in
+// work and the regions of regions, and reports false, with the shard
+// unlocked and untouched, when Close has closed it.
+func (s *Shuffler) shuffleShard(i int, work *shuffleWork, regions *handOver) (open bool, err error) {
+	sh := &s.shards[i]
+	if !sh.lockOpen() {
+		return false, nil
+	}
+	sh.work, sh.regions = *work, regions
+	err = sh.shuffle()
+	// Fresh arenas mapped while the old ones were still locked may have
+	// met the memory-lock limit; the old ones are gone now, and the next
+	// chance to lock would otherwise be the next Shuffle, which maps its
+	// own fresh arenas unlocked again.
+	sh.relock()
+	*work, sh.work, sh.regions = sh.work, shuffleWork{}, nil
+	clear(work.fresh[:cap(work.fresh)])
+	sh.mu.Unlock()
+	regions.next(&s.aux)
+	s.flushLog()
+	return true, err
 }
 
 // shuffleOrder lists the shards from the most data in shared arenas to the

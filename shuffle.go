@@ -56,12 +56,13 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 // beside its old ones still has its entries moved, though only among the
 // places of their size. Such a shard is shuffled once more at the end,
 // after the other shards have given back what they emptied: only if that
-// is refused too does the error wrap ErrOutOfMemory or ErrLockFailed. Should the system refuse to take back an emptied arena
-// (munmap does not fail for a correct call), its error is returned too;
-// the arena is wiped, and the next Shuffle retries. Every entry stays
-// valid either way. Arenas the system would not lock when they were
-// mapped, the fresh ones included, are locked again, once the arenas
-// Shuffle emptied are released, if it now allows.
+// is refused too does the error wrap ErrOutOfMemory or ErrLockFailed.
+// Should the system refuse to take back an emptied arena (munmap does not
+// fail for a correct call), its error is returned too; the arena is
+// wiped, and the next Shuffle retries. Every entry stays valid either
+// way. Arenas the system would not lock when they were mapped, the fresh
+// ones included, are locked again, once the arenas Shuffle emptied are
+// released, if it now allows.
 func (s *Shuffler) Shuffle() error {
 	if s == nil || s.closed.Load() || len(s.shards) == 0 {
 		return ErrClosed
@@ -77,16 +78,24 @@ func (s *Shuffler) Shuffle() error {
 	// hand-over below would otherwise leave the regions the shards emptied
 	// mapped, and counted, for good. (Empty once Shuffle returns.)
 	defer regions.unmap(&s.aux)
-	var refused []int
+	// closed is what a Shuffle that met a closed shard returns: what was
+	// refused on the way too, the refusals of shards still to try again
+	// included.
+	var refused []shardRefused
+	closed := func(pending []shardRefused) error {
+		regions.unmap(&s.aux)
+		for _, r := range pending {
+			errs = append(errs, r.err)
+		}
+		return errors.Join(append(errs, regions.err, ErrClosed)...)
+	}
 	for _, i := range s.shuffleOrder() {
 		open, err := s.shuffleShard(i, &work, &regions)
 		if !open {
-			// What was refused on the way is reported too.
-			regions.unmap(&s.aux)
-			return errors.Join(append(errs, regions.err, ErrClosed)...)
+			return closed(refused)
 		}
 		if errors.Is(err, ErrLockFailed) || errors.Is(err, ErrOutOfMemory) {
-			refused = append(refused, i)
+			refused = append(refused, shardRefused{i, err})
 		} else if err != nil {
 			errs = append(errs, err)
 		}
@@ -97,11 +106,10 @@ func (s *Shuffler) Shuffle() error {
 	// memory-lock limit the first shard, which holds most, may need that
 	// room. Its refusal is reported only if it meets another.
 	regions.unmap(&s.aux)
-	for _, i := range refused {
-		open, err := s.shuffleShard(i, &work, &regions)
+	for k, r := range refused {
+		open, err := s.shuffleShard(r.shard, &work, &regions)
 		if !open {
-			regions.unmap(&s.aux)
-			return errors.Join(append(errs, regions.err, ErrClosed)...)
+			return closed(refused[k:])
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -114,6 +122,13 @@ func (s *Shuffler) Shuffle() error {
 	s.tally.shuffleNanos.Add(d)
 	storeMax(&s.tally.shuffleMax, d)
 	return errors.Join(errs...)
+}
+
+// shardRefused is a shard whose Shuffle the system refused memory, and
+// its error.
+type shardRefused struct {
+	shard int
+	err   error
 }
 
 // shuffleShard shuffles shard i under its lock, with the scratch arrays in

@@ -10,7 +10,7 @@ func (sh *shard) reclaim() {
 	if c := sh.Arenas.Cur(); c != nil && c.Live == 0 {
 		sh.Arenas.ReplaceCur(nil, nil)
 	}
-	// A rotating shard keeps its backup (see idleBackup), and this
+	// A rotating shard keeps its backup (see dropIdleBackup), and this
 	// allocation may take what it gives back.
 	sh.dropIdleBackup()
 	for i := range sh.s.shards {

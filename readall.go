@@ -31,8 +31,8 @@ const maxEmptyReads = 100
 // an entry of that length at once, and a read of one byte more into an
 // entry of its own finds the end: input of the length told, from 64
 // bytes up to limit, is not copied, so it needs room for itself once, as
-// ReadFrom does. Whether r
-// keeps a copy of its own (a bufio.Reader's buffer) is up to r.
+// ReadFrom does. Whether r keeps a copy of its own (a bufio.Reader's
+// buffer) is up to r.
 //
 // limit, from 1 to MaxEntrySize, caps the input: one more byte gives
 // ErrTooLarge (r has then been read limit+1 bytes far). Input that ends at
@@ -318,35 +318,32 @@ func (g *growing) makeRoom(n, limit int, read func([]byte) (int, error), tooLarg
 // was one, it grows the entry as makeRoom would and puts the byte in it.
 // It returns the bytes the entry holds.
 func (g *growing) pastForetold(n, limit int, read func([]byte) (int, error)) (full bool, held int, err error) {
-	h, b, err := rentNew(g.s, 1)
+	defer g.releaseProbe()
+	m, rerr, err := g.readProbe(read)
 	if err != nil {
 		return false, n, err
 	}
-	g.ph, g.pb = h, b
-	// As in probe.
-	defer g.releaseProbe()
-	m, err := read(b)
 	if m == 0 {
-		if err == io.EOF {
+		if rerr == io.EOF {
 			return true, n, nil
 		}
-		return false, n, readError(err)
+		return false, n, readError(rerr)
 	}
-	if gerr := g.grow(n, grownSize(n, limit)); gerr != nil {
-		return false, n, gerr
+	if err := g.grow(n, grownSize(n, limit)); err != nil {
+		return false, n, err
 	}
-	aesctr.Copy(g.b[n:n+1], b) // as in grow
+	aesctr.Copy(g.b[n:n+1], g.pb) // as in grow
 	// The byte is kept, unlike probe's: if Close or Purge reached the
 	// probe's shard, it may be the wiped byte, while the entry's shard is
 	// still open (as in release).
-	if perr := g.releaseProbe(); perr != nil {
-		return false, n + 1, perr
+	if err := g.releaseProbe(); err != nil {
+		return false, n + 1, err
 	}
 	switch {
-	case err == io.EOF:
+	case rerr == io.EOF:
 		return true, n + 1, nil
-	case err != nil:
-		return false, n + 1, readError(err)
+	case rerr != nil:
+		return false, n + 1, readError(rerr)
 	}
 	return false, n + 1, nil
 }
@@ -360,22 +357,32 @@ func grownSize(n, limit int) int { return n + min(n, limit-n) }
 // reports whether there was one. io.EOF from read means there was not; its
 // other errors come back as reading errors.
 func (g *growing) probe(read func([]byte) (int, error)) (bool, error) {
-	h, b, err := rentNew(g.s, 1)
-	if err != nil {
-		return false, err
-	}
-	g.ph, g.pb = h, b
 	// An ErrClosed of the probe's shard is left to the entry read into,
 	// whose shard Close or Purge reaches too.
 	defer g.releaseProbe()
-	m, err := read(b)
-	if m == 1 {
+	m, rerr, err := g.readProbe(read)
+	switch {
+	case err != nil:
+		return false, err
+	case m == 1:
 		return true, nil
-	}
-	if err == io.EOF {
+	case rerr == io.EOF:
 		return false, nil
 	}
-	return false, readError(err)
+	return false, readError(rerr)
+}
+
+// readProbe reads one byte more with read into an entry of its own, g.pb,
+// which the caller releases (releaseProbe), and returns what read
+// returned, or err when the entry could not be made.
+func (g *growing) readProbe(read func([]byte) (int, error)) (m int, rerr, err error) {
+	h, b, err := rentNew(g.s, 1)
+	if err != nil {
+		return 0, nil, err
+	}
+	g.ph, g.pb = h, b
+	m, rerr = read(b)
+	return m, rerr, nil
 }
 
 // releaseProbe wipes and frees the probe entry, if any, and returns

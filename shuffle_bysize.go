@@ -3,8 +3,6 @@ package memshuffle
 import (
 	"cmp"
 	"slices"
-
-	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // permuteBySize is a shard's Shuffle when the system refused the fresh
@@ -14,7 +12,9 @@ import (
 // independently of where it was. It needs no memory: cycles are rotated a
 // chunk at a time through the shard's keystream scratch (rotateCycles),
 // and no place changes hands between sizes, so every arena keeps its
-// counts and free space. It reports the bytes moved.
+// counts and free space. It lists the entries in w.slots, unless the
+// shuffle that called it already did (listSlots), and reports the bytes
+// moved.
 //
 // Under secret memory or LockStrict a shard's Shuffle needs the lock
 // limit to hold the fresh arenas beside the old ones: as user nobody under
@@ -23,12 +23,7 @@ import (
 // 5% of them.
 func (sh *shard) permuteBySize() uint64 {
 	w := &sh.work
-	w.slots = w.slots[:0]
-	for i := range sh.Slots.Len() {
-		if sh.Slots.At(i).State() == store.StateLive {
-			w.slots = append(w.slots, i)
-		}
-	}
+	sh.listSlots()
 	// Locked places are a kind of their own: under LockBestEffort at the
 	// limit, some arenas are unlocked, and no entry may leave locked
 	// memory for them (as Squeeze promises), where a Rent would decrypt

@@ -2,7 +2,6 @@ package memshuffle
 
 import (
 	"errors"
-	mrand "math/rand/v2"
 	"slices"
 	"testing"
 	"unsafe"
@@ -81,26 +80,18 @@ func stayedIn(s *Shuffler, before map[Handle]uintptr) int {
 // into s, and rents 7 of them, which it returns with the model.
 func mixedSizes(t *testing.T, s *Shuffler) (m model, rented []Handle) {
 	t.Helper()
-	r := mrand.New(mrand.NewPCG(7, 8))
 	m = model{}
 	for i := range 700 {
 		size := []int{32, 48, 24}[i%3]
 		if i == 699 {
 			size = 100
 		}
-		h, err := Alloc[byte](s, size)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := RentSlice[byte](s, h)
-		fill(r, b)
-		m[h] = slices.Clone(b)
+		h := allocPattern(t, s, m, size, i)
 		if i%100 == 1 {
+			if _, err := RentSlice[byte](s, h); err != nil {
+				t.Fatal(err)
+			}
 			rented = append(rented, h)
-			continue
-		}
-		if err := s.Return(h); err != nil {
-			t.Fatal(err)
 		}
 	}
 	return m, rented
@@ -167,23 +158,13 @@ func TestPermuteBySizeKeepsPlaces(t *testing.T) {
 // read back unchanged.
 func TestShuffleRefusedAfterFrees(t *testing.T) {
 	s := newTest(t, WithShards(1), WithArenaSize(4096))
-	r := mrand.New(mrand.NewPCG(9, 10))
 	m := model{}
 	for i := range 2000 {
-		h, err := Alloc[byte](s, 40+8*(i%5))
-		if err != nil {
-			t.Fatal(err)
-		}
 		if i%3 == 0 {
-			if err := s.Free(h); err != nil {
-				t.Fatal(err)
-			}
+			allocFree(t, s, 40+8*(i%5))
 			continue
 		}
-		b, _ := RentSlice[byte](s, h)
-		fill(r, b)
-		m[h] = slices.Clone(b)
-		s.Return(h)
+		allocPattern(t, s, m, 40+8*(i%5), i)
 	}
 	before := placesOf(s, m)
 	refuse(t, osmem.OpMap)
@@ -334,16 +315,8 @@ func TestShuffleRefusedKeepsLockedEntriesLocked(t *testing.T) {
 func TestShuffleRetriesRefusedShard(t *testing.T) {
 	s := newTest(t, WithShards(2), WithArenaSize(4096))
 	m := model{}
-	r := mrand.New(mrand.NewPCG(13, 14))
 	for len(shardsOf(m)) < 2 {
-		h, err := Alloc[byte](s, 40)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := RentSlice[byte](s, h)
-		fill(r, b)
-		m[h] = slices.Clone(b)
-		s.Return(h)
+		allocPattern(t, s, m, 40, len(m))
 	}
 	for range 500 {
 		h, err := Alloc[byte](s, 40)

@@ -654,6 +654,18 @@ const (
 // most stackscrub.DeepDepth below it.
 const watchReach = 64 << 10
 
+// stackEnds holds the functions whose return address is the outermost
+// word of a stack: runtime.goexit at the top of every goroutine's stack,
+// and where a thread's system stack starts. Stacks lie side by side in
+// the runtime's stack spans, so a reach past that word reads another
+// goroutine's frames, which may be inside a watch of the same signal stack.
+var stackEnds = map[string]bool{
+	"runtime.goexit": true,
+	"runtime.mstart": true,
+	"runtime.clone":  true,
+	"runtime.rt0_go": true,
+}
+
 // watchedInFlight reports whether the hit at addr in core c lay in the FPU
 // state of a signal frame still in flight when the dump was taken, which
 // the adapters' signal watch (aesctr.WatchSignals) wipes only when the
@@ -694,7 +706,8 @@ func watchedInFlight(c *memscan.Core, threads []memscan.Thread, asm *aesctrAsm, 
 // whose top is top: the return address into the function holding the
 // Guard, and the watch's top (SignalWatch's one word). A watch that could
 // not be used holds 0 there, and one of another thread's signal stack
-// that stack's top.
+// that stack's top. It looks no further than the end of the thread's
+// stack.
 func watching(c *memscan.Core, asm *aesctrAsm, rsp, top uint64) bool {
 	var ret, sawTop bool
 	var w [8]byte
@@ -703,11 +716,12 @@ func watching(c *memscan.Core, asm *aesctrAsm, rsp, top uint64) bool {
 			break
 		}
 		v := binary.LittleEndian.Uint64(w[:])
-		sawTop = sawTop || v == top
-		if !ret {
-			fn := asm.funcAt(v)
-			ret = fn == sealGuarded || fn == sealCipherGuarded
+		fn := asm.funcAt(v)
+		if stackEnds[fn] {
+			break
 		}
+		sawTop = sawTop || v == top
+		ret = ret || fn == sealGuarded || fn == sealCipherGuarded
 		if ret && sawTop {
 			return true
 		}
@@ -743,9 +757,9 @@ func TestWatchedInFlight(t *testing.T) {
 		frameRSP = goStack + 0x800
 		fpSize   = 2696
 	)
-	guarded := asm.tab.LookupFunc(sealGuarded)
-	if guarded == nil {
-		t.Fatalf("%s not in the line table", sealGuarded)
+	guarded, goexit := asm.tab.LookupFunc(sealGuarded), asm.tab.LookupFunc("runtime.goexit")
+	if guarded == nil || goexit == nil {
+		t.Fatalf("%s or runtime.goexit not in the line table", sealGuarded)
 	}
 	// What a seal Guard's watch of the signal stack leaves on the
 	// goroutine's stack above the watched code: the return address of the
@@ -756,6 +770,7 @@ func TestWatchedInFlight(t *testing.T) {
 		noWatch = iota
 		inWatch
 		otherStack
+		nextStack // a watch above the goroutine's stack, in the next one
 	)
 	cases := []struct {
 		name        string
@@ -770,6 +785,7 @@ func TestWatchedInFlight(t *testing.T) {
 		{"back in the interrupted function", watched.Entry + 1, watched.Entry + 1, func(uint64) uint64 { return frameRSP }, inWatch, true},
 		{"left behind: back in the function, under no watch", watched.Entry + 1, watched.Entry + 1, func(uint64) uint64 { return frameRSP }, noWatch, false},
 		{"left behind: back in the function, watching another signal stack", watched.Entry + 1, watched.Entry + 1, func(uint64) uint64 { return frameRSP }, otherStack, false},
+		{"left behind: back in the function, a watch on the next stack", watched.Entry + 1, watched.Entry + 1, func(uint64) uint64 { return frameRSP }, nextStack, false},
 		{"left behind: in the function, another call's stack", watched.Entry + 1, watched.Entry + 1, func(uint64) uint64 { return frameRSP - 0x100 }, inWatch, false},
 		{"left behind: another function at the frame's stack pointer", watched.Entry + 1, other.Entry, func(uint64) uint64 { return frameRSP }, inWatch, false},
 		{"left behind: thread above the frame", watched.Entry + 1, other.Entry, func(f uint64) uint64 { return f + 0x100 }, inWatch, false},
@@ -797,6 +813,9 @@ func TestWatchedInFlight(t *testing.T) {
 					top += 1 << 20
 				}
 				binary.LittleEndian.PutUint64(gs[frameRSP-goStack+0x240:], top)
+			}
+			if tc.watch == nextStack {
+				binary.LittleEndian.PutUint64(gs[frameRSP-goStack+0x100:], goexit.Entry+1+bias)
 			}
 			segs := []coretest.Segment{
 				{Vaddr: sigStack, Data: sig},

@@ -651,3 +651,43 @@ func ExampleShuffler_Valid() {
 	// true false false
 	// false
 }
+
+// Open refuses a message changed on the way, and gives nothing of it.
+func ExampleAEAD_Open() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+	key, _ := memshuffle.Random(s, 32)
+	aead, err := memshuffle.NewAEAD(s, key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	nonce := make([]byte, aead.NonceSize()) // a counter or random, never twice under one key
+	sealed, _ := aead.Seal(nil, nonce, []byte("transfer 10"), nil)
+
+	sealed[9] ^= 1 // one bit flipped in transit
+	opened, err := aead.Open(nil, nonce, sealed, nil)
+	fmt.Println(len(opened), errors.Is(err, memshuffle.ErrAuthFailed))
+	// Output: 0 true
+}
+
+// A reader with a deadline gives up on an entry a writer holds too long,
+// and the entry is the writer's still.
+func ExampleViewSliceContext() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+	h, _ := memshuffle.CopyFrom(s, []byte("token-1"))
+
+	memshuffle.RentSlice[byte](s, h) // a writer that does not return in time
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := memshuffle.ViewSliceContext[byte](ctx, s, h)
+	fmt.Println(errors.Is(err, context.DeadlineExceeded))
+
+	s.Return(h)
+	b, _ := memshuffle.ViewSliceContext[byte](context.Background(), s, h)
+	fmt.Println(string(b))
+	s.ReturnView(h)
+	// Output:
+	// true
+	// token-1
+}

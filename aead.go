@@ -79,7 +79,9 @@ func (a *AEAD) Overhead() int { return aeadTagSize }
 // allows (2^32-2 blocks, about 64 GiB), fails with ErrInvalidSize, and a
 // key entry of zeros with ErrInvalidKey (see NewAEAD); under
 // GODEBUG=fips140=only Seal fails with ErrUnsupported. On error dst is
-// returned as it was.
+// returned as it was, and so is a plaintext being sealed in place, unless
+// a Close or Purge ended the call after it began to encrypt (ErrClosed):
+// then the bytes it would have appended are zeroed.
 func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) ([]byte, error) {
 	if err := a.checkArgs(nonce); err != nil {
 		return dst, err
@@ -101,8 +103,9 @@ func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) ([]byte, error
 // authentic, decrypts ciphertext and appends the plaintext to dst. A
 // forged or damaged message fails with ErrAuthFailed and zeroes the bytes
 // of dst's spare capacity it would have appended (none, if they did not
-// fit). The buffer rules, and the errors for a bad nonce
-// or key, are Seal's.
+// fit). The buffer rules, the errors for a bad nonce or key, and what
+// other errors leave (a ciphertext opened in place as it was, unless a
+// Close or Purge cut the call short), are Seal's.
 func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error) {
 	// Before the length check: a nil *AEAD or a wrong nonce is the
 	// caller's mistake, which ErrAuthFailed would pass off as a forgery.
@@ -155,6 +158,7 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 	// The callback runs pinned: it formats no error (fmt's first use on a
 	// P takes a lock), it hands the cipher's error out in setupErr.
 	var setupErr error
+	ran := false // op wrote to out
 	err := borrowKey(a.s, a.key, pinRule{safe: true, extra: n}, func(k []byte) error {
 		if keyIsZero(k) {
 			return errZeroKey
@@ -174,6 +178,7 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 			return errGCMRefused
 		}
 		defer wipePointee(g)
+		ran = true
 		res, err = op(g, out)
 		return err
 	})
@@ -184,10 +189,17 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 		err = fmt.Errorf("%w: %w", ErrUnsupported, setupErr)
 	}
 	if err != nil {
-		// op may have written before the borrow failed to end (a Purge or
-		// Close between the two): take back what it wrote, a plaintext
-		// for Open, from the spare capacity the caller may never look at.
-		Wipe(out[len(out) : len(out)+n])
+		if ran {
+			// op wrote before it failed, or before the borrow failed to
+			// end (a Purge or Close between the two, which may have
+			// zeroed the key under it): take back what it wrote, a
+			// plaintext for Open, from the spare capacity the caller may
+			// never look at. Where op never ran, the spare capacity is
+			// left alone: it may be the caller's message, sealed or
+			// opened in place, which a call refused before it began must
+			// not destroy.
+			Wipe(out[len(out) : len(out)+n])
+		}
 		return dst, err
 	}
 	return res, nil

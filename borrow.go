@@ -103,12 +103,27 @@ func call[P any](p P, l loan, err error, fn func(P) error) (ferr error) {
 		// After Close or Purge, fn may have read zeros where the entry was:
 		// its own error (a key that no longer parses, a message that no
 		// longer authenticates) would mislead, so ErrClosed wins.
-		if rerr := l.s.endPinned(l.h, l.mem, l.kind); ferr == nil || errors.Is(rerr, ErrClosed) {
-			ferr = rerr
-		}
+		ferr = endedErr(ferr, l.s.endPinned(l.h, l.mem, l.kind))
 	}()
 	runSecret(func() { ferr = fn(p) })
 	return ferr
+}
+
+// endedErr is the error of a pinned borrow whose code returned err and
+// whose end returned rerr. After Close or Purge, ErrClosed wins over what
+// the code made of the zeros it read, but not over its panic: a reader or
+// writer that panics with SafePanic purges first, and its panic value would
+// be lost, so the two are joined.
+func endedErr(err, rerr error) error {
+	switch {
+	case err == nil:
+		return rerr
+	case !errors.Is(rerr, ErrClosed):
+		return err
+	case errors.Is(err, ErrPanicked):
+		return errors.Join(rerr, err)
+	}
+	return rerr
 }
 
 // endPinned ends a pinned borrow of h, whose bytes are mem. When Close or

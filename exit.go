@@ -81,7 +81,12 @@ func PurgeAll() error {
 // runtime.Goexit in fn the process still exits.
 // To exit differently, fn may call os.Exit itself; it may also call stop,
 // as a shutdown routine shared with the normal exit path would, and the
-// process still exits as described. As with PurgeOnSignal,
+// process still exits as described. Once a signal has arrived, a stop
+// called from any other goroutine waits for fn to return and the process
+// to exit (see PurgeOnSignal), so fn must not wait for a goroutine that
+// calls stop, such as main running its deferred stop after fn cancelled
+// it: neither would ever go on. Let fn do the shutdown work, or have the
+// two exchange no more than a signal that does not wait. As with PurgeOnSignal,
 // nothing is installed on import, and stop ends the watching goroutine and
 // restores the default handling of the signals; it may be called more than
 // once. Each call installs a watcher of its own, which a later call does not

@@ -29,7 +29,8 @@ func Wipe(b []byte) { osmem.Wipe(b) }
 // ReadAll.
 //
 // Close or Purge while r is reading never faults: ReadFrom wipes what r
-// wrote once r returns, and returns ErrClosed.
+// wrote once r returns, and returns ErrClosed, joined with r's panic if r
+// panicked (as SafePanic, which purges first, does).
 func ReadFrom(s *Shuffler, r io.Reader, n int) (Handle, error) {
 	if r == nil {
 		return Handle{}, fmt.Errorf("%w: nil io.Reader", ErrNilArgument)

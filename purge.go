@@ -68,7 +68,9 @@ func (s *Shuffler) Purge() error {
 // reports a process killed by that signal. Nothing happens on import: the
 // handler exists only from this call until stop is called. stop ends the
 // watching goroutine and restores the default handling of both signals; it
-// may be called more than once.
+// may be called more than once. Once a signal has arrived, stop waits for
+// the purge and the exit, so that a program on its way out that stops the
+// watch does not exit first with another status.
 func PurgeOnSignal(shufflers ...*Shuffler) (stop func()) {
 	return purgeOnSignal(shufflers, os.Exit)
 }

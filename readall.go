@@ -45,7 +45,8 @@ const maxEmptyReads = 100
 // ErrInvalidCount, with the same wiping. The entry being read into is
 // rented, pinned as in Borrow, for as long as r takes: Close or Purge
 // while ReadAll waits on r never faults r's write; what r wrote is wiped
-// once it returns, and ReadAll returns ErrClosed.
+// once it returns, and ReadAll returns ErrClosed, joined with r's panic
+// if r panicked.
 func ReadAll(s *Shuffler, r io.Reader, limit int) (Handle, error) {
 	hint := sizeHint(r)
 	return readInto(s, r, limit, hint, func(g *growing) (int, error) {
@@ -192,10 +193,14 @@ func readInto(s *Shuffler, r io.Reader, limit, hint int, fill func(*growing) (in
 		}
 		if err != nil || !read {
 			// After Close or Purge ErrClosed wins, as in ReadFrom: the
-			// reader's own error, a panic, or an empty input (a reader
-			// that only found the end) would hide that the Shuffler went.
+			// reader's own error or an empty input (a reader that only
+			// found the end) would hide that the Shuffler went. A panic
+			// stays beside it (endedErr).
 			if derr := g.discard(); derr != nil {
-				err = derr
+				err = endedErr(err, derr)
+				if !errors.Is(err, derr) {
+					err = derr
+				}
 			}
 			h = Handle{}
 		}

@@ -2,7 +2,6 @@ package memshuffle
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 )
@@ -19,7 +18,8 @@ import (
 // an error from w gives io.ErrShortWrite. An entry that is rented (not
 // viewed) elsewhere gives ErrBusy. The view is pinned, as in BorrowView:
 // Close or Purge while w.Write runs never faults w's read of the bytes,
-// and WriteTo then returns ErrClosed.
+// and WriteTo then returns ErrClosed, joined with w's panic if w panicked
+// (as SafePanic, which purges first, does).
 func WriteTo(s *Shuffler, h Handle, w io.Writer) (n int64, err error) {
 	if w == nil {
 		return 0, fmt.Errorf("%w: nil io.Writer", ErrNilArgument)
@@ -30,9 +30,7 @@ func WriteTo(s *Shuffler, h Handle, w io.Writer) (n int64, err error) {
 	}
 	defer func() {
 		// What w took from an entry wiped under it is not the entry's.
-		if rerr := s.endPinned(l.h, l.mem, l.kind); err == nil || errors.Is(rerr, ErrClosed) {
-			err = rerr
-		}
+		err = endedErr(err, s.endPinned(l.h, l.mem, l.kind))
 	}()
 	var m int
 	runSecret(func() { m, err = writeOnce(w, b) })

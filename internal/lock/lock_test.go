@@ -95,6 +95,10 @@ func TestSleeperWoken(t *testing.T) {
 // nobody ever slept cannot pass unnoticed.
 func TestNoLostWakeup(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4 * runtime.NumCPU()))
+	// A sleeper tries again every recheck, token or not: with that, a lost
+	// wake-up would cost a few milliseconds here, not the deadline.
+	defer func(d time.Duration) { recheck = d }(recheck)
+	recheck = time.Hour
 	const goroutines = 8
 	rounds := 20000
 	if testing.Short() {
@@ -255,4 +259,30 @@ func BenchmarkContended(b *testing.B) {
 		})
 		sink = n
 	})
+}
+
+// TestLostWakeupRecovered loses a wake-up on purpose: the holder lets go
+// and leaves no token for the goroutine asleep on the lock. The sleeper
+// must still get the lock, within a few rechecks. Without them it slept
+// for good, as sleepers on shard locks did under load.
+func TestLostWakeupRecovered(t *testing.T) {
+	var m Mutex
+	m.Lock()
+	got := make(chan struct{})
+	go func() {
+		m.Lock()
+		close(got)
+		m.Unlock()
+	}()
+	for !m.Contended() {
+		time.Sleep(time.Millisecond)
+	}
+	loseWakeForTest = true
+	m.Unlock()
+	loseWakeForTest = false
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a sleeper whose wake-up was lost never got the free lock")
+	}
 }

@@ -80,8 +80,9 @@ func (a *AEAD) Overhead() int { return aeadTagSize }
 // key entry of zeros with ErrInvalidKey (see NewAEAD); under
 // GODEBUG=fips140=only Seal fails with ErrUnsupported. On error dst is
 // returned as it was, and so is a plaintext being sealed in place, unless
-// a Close or Purge ended the call after it began to encrypt (ErrClosed):
-// then the bytes it would have appended are zeroed.
+// the call failed after it began to encrypt: a Close or Purge meanwhile
+// (ErrClosed), or the key's expiry passing during the call (ErrExpired).
+// Then the bytes it would have appended are zeroed.
 func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) ([]byte, error) {
 	if err := a.checkArgs(nonce); err != nil {
 		return dst, err
@@ -104,8 +105,8 @@ func (a *AEAD) Seal(dst, nonce, plaintext, additionalData []byte) ([]byte, error
 // forged or damaged message fails with ErrAuthFailed and zeroes the bytes
 // of dst's spare capacity it would have appended (none, if they did not
 // fit). The buffer rules, the errors for a bad nonce or key, and what
-// other errors leave (a ciphertext opened in place as it was, unless a
-// Close or Purge cut the call short), are Seal's.
+// other errors leave (a ciphertext opened in place as it was, unless the
+// call failed after it began, as for Seal), are Seal's.
 func (a *AEAD) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, error) {
 	// Before the length check: a nil *AEAD or a wrong nonce is the
 	// caller's mistake, which ErrAuthFailed would pass off as a forgery.
@@ -158,7 +159,7 @@ func (a *AEAD) do(dst, nonce, in []byte, n int, op func(cipher.AEAD, []byte) ([]
 	// The callback runs pinned: it formats no error (fmt's first use on a
 	// P takes a lock), it hands the cipher's error out in setupErr.
 	var setupErr error
-	ran := false // op wrote to out
+	ran := false // op was called, and may have written to out
 	err := borrowKey(a.s, a.key, pinRule{safe: true, extra: n}, func(k []byte) error {
 		if keyIsZero(k) {
 			return errZeroKey

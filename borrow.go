@@ -23,8 +23,9 @@ var errNilFunc = fmt.Errorf("%w: nil function", ErrNilArgument)
 // itself: the entry is wiped, but its memory stays mapped until fn returns,
 // so fn never faults; whatever fn wrote is wiped when it returns, and Borrow
 // returns ErrClosed, also when fn returned an error of its own: what fn
-// computed may come from the wiped memory. The same holds for every Borrow
-// function.
+// computed may come from the wiped memory. An error of fn's that matches
+// ErrPanicked (a reader's panic that ReadFrom reported) is joined to it
+// instead. The same holds for every Borrow function.
 //
 // A stray Return of h while fn runs (a second Return of an earlier Rent,
 // from anywhere) is not refused: like any Return, it ends the rent it

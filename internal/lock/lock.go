@@ -111,15 +111,15 @@ const starveAfter = time.Millisecond
 const pollRefused = time.Millisecond
 
 // recheck is how long an ordered sleeper waits for a token before it tries
-// the lock again anyway. By the argument above no wake-up is lost, yet
-// under load (as user nobody at GOMAXPROCS=8 on two CPUs, Stats, rotation
-// and background shuffling racing, another process reading the process's
-// memory) a sleeper on a shard lock slept until a watchdog ended the run,
-// 3 times in 78 runs, with no goroutine holding the lock; in a build whose
-// sleepers also tried again after 6 s, such stalls ended there. Whatever
-// misses the token, the sleeper loses at most this much to it, not the
-// program's life, and a sleeper rarely waits this long (a lock is held for
-// microseconds, at most a batch).
+// the lock again anyway. As user nobody at GOMAXPROCS=8 on two CPUs, with
+// Stats, rotation and background shuffling racing, a sleeper on a shard
+// lock slept on the free lock until a watchdog ended the run, 3 times in
+// 78 runs: a woken sleeper's failed CAS raced a release whose store was
+// still buffered while its signal saw the old token (see release's fence,
+// and TestWokenSleeperSeesRelease). That is fixed; the recheck stays, so
+// that a wake-up lost to anything else costs a sleeper this much, not the
+// program's life. A sleeper rarely waits this long: a lock is held for
+// microseconds, at most a batch.
 var recheck = 2 * time.Millisecond // a variable for tests
 
 // loseWakeForTest, set by a test, makes Unlock leave no token for a

@@ -23,7 +23,21 @@ seqcst:
 check:
 	MOVL  Mutex_waiting(AX), BX
 	CMPL  BX, $0
-	SETGT ret+8(FP) // wakeOne or released
+	JLE   none
+	// A sleeper to wake: Unlock's signal next reads whether the wake
+	// channel is full with a plain load (chansend's lock-free check), and
+	// a sleeper that has just taken the token there tries the lock. With
+	// the store above still in this CPU's store buffer, that CAS can fail
+	// while this load still sees the token, and the sleeper parks with no
+	// token on a free lock (store buffering; the sleeper's barrier ran
+	// before its first sleep, not this one). The fence makes the store
+	// visible first, and costs only when someone sleeps.
+	MFENCE
+	MOVB  $const_wakeOne, ret+8(FP)
+	RET
+
+none:
+	MOVB $const_released, ret+8(FP)
 	RET
 
 handoff:

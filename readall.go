@@ -195,10 +195,11 @@ func readInto(s *Shuffler, r io.Reader, limit, hint int, fill func(*growing) (in
 			// After Close or Purge ErrClosed wins, as in ReadFrom: the
 			// reader's own error or an empty input (a reader that only
 			// found the end) would hide that the Shuffler went. A panic
-			// stays beside it (endedErr).
+			// stays beside it.
 			if derr := g.discard(); derr != nil {
-				err = endedErr(err, derr)
-				if !errors.Is(err, derr) {
+				if errors.Is(err, ErrPanicked) && errors.Is(derr, ErrClosed) {
+					err = errors.Join(derr, err)
+				} else {
 					err = derr
 				}
 			}

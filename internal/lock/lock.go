@@ -75,9 +75,6 @@ func (m *Mutex) TryLock() bool { return m.state.CompareAndSwap(0, 1) }
 func (m *Mutex) Unlock() {
 	switch release(m) {
 	case wakeOne:
-		if loseWakeForTest {
-			return
-		}
 		m.signal()
 	case handOff:
 		// Never blocks: a token in handoff is the lock, which no one holds
@@ -121,10 +118,6 @@ const pollRefused = time.Millisecond
 // program's life. A sleeper rarely waits this long: a lock is held for
 // microseconds, at most a batch.
 var recheck = 2 * time.Millisecond // a variable for tests
-
-// loseWakeForTest, set by a test, makes Unlock leave no token for a
-// sleeper, as a lost wake-up would.
-var loseWakeForTest bool
 
 var multicore = runtime.NumCPU() > 1
 

@@ -263,29 +263,32 @@ func BenchmarkContended(b *testing.B) {
 	})
 }
 
-// TestLostWakeupRecovered loses a wake-up on purpose: the holder lets go
-// and leaves no token for the goroutine asleep on the lock. The sleeper
-// must still get the lock, within a few rechecks. Without them it slept
-// for good, as sleepers on shard locks did under load.
+// TestLostWakeupRecovered loses a wake-up on purpose: the lock is let go
+// of the way a release that leaves no token would, with nothing in wake or
+// handoff, while a goroutine sleeps on it. The sleeper must still get the
+// lock, within a few rechecks. Without them it slept for good, as sleepers
+// on shard locks did under load. Letting go behind Unlock's back, rather
+// than through it, keeps the test off the handoff path that a sleeper
+// starving by then would take, and keeps a test hook out of Unlock.
 func TestLostWakeupRecovered(t *testing.T) {
-	var m Mutex
-	m.Lock()
-	got := make(chan struct{})
-	go func() {
+	for round := range 20 {
+		var m Mutex
 		m.Lock()
-		close(got)
-		m.Unlock()
-	}()
-	for !m.Contended() {
-		time.Sleep(time.Millisecond)
-	}
-	loseWakeForTest = true
-	m.Unlock()
-	loseWakeForTest = false
-	select {
-	case <-got:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a sleeper whose wake-up was lost never got the free lock")
+		got := make(chan struct{})
+		go func() {
+			m.Lock()
+			close(got)
+			m.Unlock()
+		}()
+		for !m.Contended() {
+			time.Sleep(100 * time.Microsecond)
+		}
+		m.state.Store(0)
+		select {
+		case <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: a sleeper whose wake-up was lost never got the free lock", round)
+		}
 	}
 }
 

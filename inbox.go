@@ -56,8 +56,9 @@ var inbox unsafe.Pointer
 var inboxOnce sync.Once
 
 type inboxMem struct {
-	data []byte             // inboxSlots slots of inboxSlotSize bytes
-	busy [inboxSlots]uint32 // 1 while a slot is taken; atomic
+	data     []byte             // inboxSlots slots of inboxSlotSize bytes
+	busy     [inboxSlots]uint32 // 1 while a slot is taken; atomic
+	dumpable bool               // the system refused to exclude data from core dumps
 }
 
 // mapInbox maps the inbox. It is not locked: locked memory is what the
@@ -67,7 +68,7 @@ func mapInbox() {
 		aesctr.ChooseGuard()
 		r, err := osmem.Map(inboxSlots*inboxSlotSize, osmem.Flags{SmallPages: true})
 		if err == nil {
-			atomic.StorePointer(&inbox, unsafe.Pointer(&inboxMem{data: r.Data}))
+			atomic.StorePointer(&inbox, unsafe.Pointer(&inboxMem{data: r.Data, dumpable: !r.DontDump}))
 		}
 	})
 }

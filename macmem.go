@@ -53,9 +53,10 @@ var macMem atomic.Pointer[macMemory]
 var macMemOnce sync.Once
 
 type macMemory struct {
-	data []byte
-	busy [macSlots]atomic.Uint32
-	next atomic.Uint32 // where the search for a free slot starts
+	data     []byte
+	busy     [macSlots]atomic.Uint32
+	next     atomic.Uint32 // where the search for a free slot starts
+	dumpable bool          // the system refused to exclude data from core dumps
 }
 
 // macScratch is a MAC's slot: its hashes, of the caller's types, with
@@ -110,7 +111,7 @@ func mapMACMem() *macMemory {
 	macMemOnce.Do(func() {
 		r, err := osmem.Map(macSlots*macSlotSize, osmem.Flags{SmallPages: true})
 		if err == nil {
-			macMem.Store(&macMemory{data: r.Data})
+			macMem.Store(&macMemory{data: r.Data, dumpable: !r.DontDump})
 		}
 	})
 	return macMem.Load()

@@ -1,9 +1,11 @@
 package memshuffle
 
 import (
+	"crypto/sha256"
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/seccomptest"
@@ -16,7 +18,9 @@ import (
 // key and round keys, as smaps shows them without "dd". It counted the
 // arenas alone, so a dump holding the key read as one holding ciphertext
 // only; and it counted secret memory's arenas, which the kernel keeps out
-// of dumps itself.
+// of dumps itself. It left out the memory every Shuffler shares, the
+// inbox and the MACs' memory, which hold a RotateKey key, a CopyFrom
+// source or an HMAC's pads in the clear during a call.
 func TestDumpableBytesWhereDontDumpRefused(t *testing.T) {
 	rules := []seccomptest.Rule{seccomptest.RefuseArg(unix.SYS_MADVISE, 2, unix.MADV_DONTDUMP, unix.EPERM)}
 	seccomptest.Run(t, "dontdump-EPERM", rules, func(t *testing.T) {
@@ -41,6 +45,13 @@ func TestDumpableBytesWhereDontDumpRefused(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			key, err := Random(s, 32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := MAC(s, key, sha256.New, []byte("message"), nil); err != nil {
+				t.Fatal(err)
+			}
 			var want int64
 			dumpable := func(b []byte) {
 				if !slices.Contains(vmFlags(t, b), "dd") {
@@ -57,7 +68,17 @@ func TestDumpableBytesWhereDontDumpRefused(t *testing.T) {
 			}
 			dumpable(s.own.Data)
 			s.unlockAll()
-			if c.name != "secret" && want == 0 {
+			ib, mm := (*inboxMem)(atomic.LoadPointer(&inbox)), macMem.Load()
+			if ib == nil || mm == nil {
+				t.Fatalf("inbox %v, MAC memory %v: not mapped", ib != nil, mm != nil)
+			}
+			shared := want
+			dumpable(ib.data)
+			dumpable(mm.data)
+			if shared = want - shared; shared == 0 {
+				t.Fatal("the filter did not refuse MADV_DONTDUMP for the shared memory")
+			}
+			if c.name != "secret" && want == shared {
 				t.Fatal("the filter did not refuse MADV_DONTDUMP")
 			}
 			if got := s.Stats().DumpableBytes; got != want {

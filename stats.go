@@ -38,9 +38,13 @@ type Stats struct {
 	UnlockedBytes int64
 	// DumpableBytes counts the bytes LockedBytes and UnlockedBytes count
 	// (arenas, the own region with the keys, backups and spares) that are
-	// not excluded from core dumps: zero on Linux unless the system
-	// refuses MADV_DONTDUMP (a system call filter that does not allow
-	// it), and all of them where the platform has no way to exclude them.
+	// not excluded from core dumps, and, while the Shuffler is open, those
+	// of the memory all Shufflers of the process share (where RotateKey
+	// and CopyFrom take a secret off the caller's stack, and where MAC
+	// computes), which no other field counts: zero on Linux unless the
+	// system refuses MADV_DONTDUMP (a system call filter that does not
+	// allow it), and all of them where the platform has no way to exclude
+	// them.
 	DumpableBytes int64
 	// KeyOffHeap reports that the AES round keys live in the Shuffler's own
 	// locked, dump-excluded region. When false (no AES-NI, or not amd64)
@@ -200,6 +204,24 @@ func (s *Shuffler) gauges(st *Stats) {
 	st.LockedBytes += s.ownLocked.Load()
 	st.UnlockedBytes += s.ownUnlocked.Load()
 	st.DumpableBytes += s.aux.Dumpable() + s.ownDumpable.Load()
+	if !s.closed.Load() {
+		st.DumpableBytes += sharedDumpable()
+	}
+}
+
+// sharedDumpable is how many bytes of the memory every Shuffler of the
+// process shares, the inbox and the MACs' memory, a core dump would hold.
+// Both hold secrets only during a call, but they hold them in the clear,
+// so a refused exclusion there counts as it does for the arenas.
+func sharedDumpable() int64 {
+	var n int64
+	if ib := (*inboxMem)(atomic.LoadPointer(&inbox)); ib != nil && ib.dumpable {
+		n += int64(len(ib.data))
+	}
+	if m := macMem.Load(); m != nil && m.dumpable {
+		n += int64(len(m.data))
+	}
+	return n
 }
 
 // lockAll locks every shard. Shards are only ever held together by lockAll,

@@ -16,46 +16,57 @@ import (
 // wipes the old cipher too. No shard held it then, and with an
 // authenticated cipher its key schedule, on the Go heap, outlived Purge
 // until the rotating goroutine ran again. The rotation then reports
-// ErrClosed, not a completed rotation.
+// ErrClosed, not a completed rotation. Close does the same.
 func TestPurgeWipesRotationOldKey(t *testing.T) {
 	for _, c := range []Cipher{AES256GCM, ChaCha20Poly1305} {
-		t.Run(c.String(), func(t *testing.T) {
-			s := newTest(t, WithShards(2), WithCipher(c))
-			for range 8 {
-				if _, err := CopyFrom(s, []byte("0123456789abcdef")); err != nil {
-					t.Fatal(err)
+		for _, end := range rotationEnds {
+			t.Run(c.String()+"/"+end.name, func(t *testing.T) {
+				s := newTest(t, WithShards(2), WithCipher(c))
+				for range 8 {
+					if _, err := CopyFrom(s, []byte("0123456789abcdef")); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}
-			purged, wiped := false, false
-			afterRotationHold = func() {
-				prev := s.rotator.left.prev
-				if purged || prev == nil || !s.rotator.left.switched || !noShardHolds(s) {
-					return
+				purged, wiped := false, false
+				afterRotationHold = func() {
+					prev := s.rotator.left.prev
+					if purged || prev == nil || !s.rotator.left.switched || !noShardHolds(s) {
+						return
+					}
+					purged = true
+					mem := aeadMem(t, prev)
+					if err := end.f(s); err != nil {
+						t.Error(err)
+					}
+					wiped = allZeroParts(mem)
 				}
-				purged = true
-				mem := aeadMem(t, prev)
-				if err := s.Purge(); err != nil {
-					t.Error(err)
+				defer func() { afterRotationHold = nil }()
+				err := s.RotateKey(nil, nil)
+				afterRotationHold = nil
+				if !purged {
+					t.Fatal("no hold ended with every shard off the old key")
 				}
-				wiped = allZeroParts(mem)
-			}
-			defer func() { afterRotationHold = nil }()
-			err := s.RotateKey(nil, nil)
-			afterRotationHold = nil
-			if !purged {
-				t.Fatal("no hold ended with every shard off the old key")
-			}
-			if !wiped {
-				t.Errorf("the old %v cipher is not wiped when Purge returns", c)
-			}
-			if !errors.Is(err, ErrClosed) {
-				t.Errorf("RotateKey across Purge: %v, want ErrClosed", err)
-			}
-			if n := s.tally.rotations.Load(); n != 0 {
-				t.Errorf("%d rotations counted after a purged one, want 0", n)
-			}
-		})
+				if !wiped {
+					t.Errorf("the old %v cipher is not wiped when %s returns", c, end.name)
+				}
+				if !errors.Is(err, ErrClosed) {
+					t.Errorf("RotateKey across %s: %v, want ErrClosed", end.name, err)
+				}
+				if n := s.tally.rotations.Load(); n != 0 {
+					t.Errorf("%d rotations counted after one across %s, want 0", n, end.name)
+				}
+			})
+		}
 	}
+}
+
+// rotationEnds are the two calls that end a Shuffler under a rotation.
+var rotationEnds = []struct {
+	name string
+	f    func(*Shuffler) error
+}{
+	{"Purge", (*Shuffler).Purge},
+	{"Close", (*Shuffler).Close},
 }
 
 // aeadMem returns the memory behind authenticated cipher c's cipher.AEAD
@@ -103,28 +114,36 @@ func noShardHolds(s *Shuffler) bool {
 	return true
 }
 
-// TestPurgeWipesRotationNewKey: Purge before a rotation's switch wipes the
-// new cipher, which no shard holds yet.
+// TestPurgeWipesRotationNewKey: Purge or Close before a rotation's switch
+// wipes the new cipher, which no shard holds yet, and the rotation counts
+// as none.
 func TestPurgeWipesRotationNewKey(t *testing.T) {
-	s := newTest(t, WithShards(2), WithCipher(AES256GCM))
-	if _, err := CopyFrom(s, []byte("0123456789abcdef")); err != nil {
-		t.Fatal(err)
-	}
-	wiped := false
-	beforeRotationSwitch = func() {
-		next := s.rotator.left.next
-		mem := aeadMem(t, next)
-		if err := s.Purge(); err != nil {
-			t.Error(err)
-		}
-		wiped = allZeroParts(mem)
-	}
-	defer func() { beforeRotationSwitch = nil }()
-	if err := s.RotateKey(nil, nil); !errors.Is(err, ErrClosed) {
-		t.Errorf("RotateKey across Purge: %v, want ErrClosed", err)
-	}
-	if !wiped {
-		t.Error("the new cipher is not wiped when Purge returns")
+	for _, end := range rotationEnds {
+		t.Run(end.name, func(t *testing.T) {
+			s := newTest(t, WithShards(2), WithCipher(AES256GCM))
+			if _, err := CopyFrom(s, []byte("0123456789abcdef")); err != nil {
+				t.Fatal(err)
+			}
+			wiped := false
+			beforeRotationSwitch = func() {
+				next := s.rotator.left.next
+				mem := aeadMem(t, next)
+				if err := end.f(s); err != nil {
+					t.Error(err)
+				}
+				wiped = allZeroParts(mem)
+			}
+			defer func() { beforeRotationSwitch = nil }()
+			if err := s.RotateKey(nil, nil); !errors.Is(err, ErrClosed) {
+				t.Errorf("RotateKey across %s: %v, want ErrClosed", end.name, err)
+			}
+			if !wiped {
+				t.Errorf("the new cipher is not wiped when %s returns", end.name)
+			}
+			if n := s.tally.rotations.Load(); n != 0 {
+				t.Errorf("%d rotations counted after one across %s, want 0", n, end.name)
+			}
+		})
 	}
 }
 

@@ -55,12 +55,16 @@ func TestChaChaKeyNotLeftByStackGrowth(t *testing.T) {
 			stacktest.AtDepth(depth, func() { c.Seal(dst, plain, uint64(depth), scr) })
 		}()
 		<-done
-		// The AEAD's own copy of the key is on the heap: count past it.
+		// The AEAD's own copy of the key is on the heap: count past it,
+		// and take it as the control that the scan sees the heap.
 		hits, err := memscan.ScanProcessAll(os.Getpid(), ps)
 		if err != nil {
 			t.Skip(err)
 		}
 		n := len(hits[0]) + len(hits[1])
+		if len(hits[0]) == 0 || len(hits[1]) == 0 {
+			t.Fatalf("depth %d: the AEAD's own copy of the key not found (%d and %d hits of its halves): the scan does not see the heap", depth, len(hits[0]), len(hits[1]))
+		}
 		if n > 2 {
 			t.Logf("depth %d: %d blocks of the key", depth, n)
 			for _, hs := range hits {
@@ -74,6 +78,13 @@ func TestChaChaKeyNotLeftByStackGrowth(t *testing.T) {
 	c.Wipe()
 	if leaks > 0 {
 		t.Errorf("the key was left in memory after %d of 120 seals", leaks)
+	}
+	hits, err := memscan.ScanProcessAll(os.Getpid(), ps)
+	if err != nil {
+		t.Skip(err)
+	}
+	if n := len(hits[0]) + len(hits[1]); n != 0 {
+		t.Errorf("%d blocks of the key in memory after Wipe, want 0", n)
 	}
 }
 

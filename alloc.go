@@ -334,7 +334,14 @@ func (sh *shard) sealNewInFlight(ext []byte, size int, base uint64, i uint32, sl
 // name slots, so a slot cannot move while its entry lives, but the table's
 // tail shrinks: once the 4,096 slots of its last chunk and of the chunk
 // before it are all free, the last chunk goes back to the Go heap
-// (Stats.SlotBytes).
+// (Stats.SlotBytes). A slot serves 16,777,215 entries in turn, its
+// generation counting them in the Handle; then, so that no Handle repeats,
+// it is retired and kept, never reused, for the Shuffler's life. So a
+// shard's table grows by 24 bytes every 2^24 Frees of the shard, whatever
+// the number of live entries: a few megabytes a year for a service that
+// frees a hundred thousand entries a second. One that needs less moves its
+// entries to a new Shuffler now and then: a CopyFrom of each entry, rented,
+// into the new one (which wipes the rented copy), then Close of the old.
 func (s *Shuffler) Free(h Handle) error {
 	sh, sl, err := s.lookup(h)
 	if err != nil {

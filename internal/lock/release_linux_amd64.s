@@ -31,8 +31,13 @@ check:
 	// while this load still sees the token, and the sleeper parks with no
 	// token on a free lock (store buffering; the sleeper's barrier ran
 	// before its first sleep, not this one). The fence makes the store
-	// visible first, and costs only when someone sleeps.
-	MFENCE
+	// visible first, and costs only when someone sleeps. A locked OR of
+	// zero into the return address's word is a full barrier for ordinary
+	// memory, as MFENCE is, and costs far less here (BenchmarkReleaseWake:
+	// 9.7-10.4 ns against 21.4-26.7 with MFENCE, the store of the lock
+	// included); Linux's smp_mb uses the same on x86-64.
+	LOCK
+	ORL   $0, 0(SP)
 	MOVB  $const_wakeOne, ret+8(FP)
 	RET
 

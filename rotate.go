@@ -73,8 +73,8 @@ type rotator struct {
 // an authenticated mode whose entries fill the memory-lock limit should
 // leave that much room per shard, or its rotations keep failing and the
 // entries stay under the old key (a soak as user nobody at 8 MiB under
-// LockStrict, with entries of up to 64 KiB, completed 17 scheduled
-// rotations of 182). Only when a shard gains
+// LockStrict, with entries of up to 64 KiB, completed 17 of its 182
+// rotations). Only when a shard gains
 // an entry larger than any it held while the rotation prepared, and memory
 // for it is then refused, can a rotation stop part-way: RotateKey returns
 // an error wrapping ErrRotationIncomplete and the cause, every entry stays

@@ -561,23 +561,34 @@ func (x *Aux) keep(r *osmem.Region) {
 }
 
 // unmap unmaps r and counts it out, or leaves it counted on error.
+//
+// It counts r out before the munmap, not after: the system drops the
+// region from its locked memory at the start of the syscall, and frees
+// the pages after that (milliseconds for a large region), so a count that
+// dropped only once munmap had returned held the region for that long,
+// and for as long as the goroutine then waited for a CPU, while another
+// mapping locked the room it left: Stats.LockedBytes, which reads the Aux
+// with no lock the unmap takes, then counted those bytes twice and could
+// exceed RLIMIT_MEMLOCK. Counted out first, a region is counted only
+// while the system has it (Map counts one in once it is locked), and the
+// count never exceeds what the system has locked.
 func (x *Aux) unmap(r *osmem.Region) error {
 	x.begun.Add(1)
 	defer x.ended.Add(1)
 	// Read before the unmap, which on Windows clears DontDump.
 	l, u, d := LockedLen(r), UnlockedLen(r), DumpableLen(r)
+	x.locked.Add(-l)
+	x.unlocked.Add(-u)
+	x.dumpable.Add(-d)
 	if err := osmem.Unmap(r); err != nil {
 		// Windows unlocks the pages and drops their exclusion from dumps
 		// before the release it refused, and takes them back where it
 		// can: the region stays, counted as it is left.
-		x.locked.Add(LockedLen(r) - l)
-		x.unlocked.Add(UnlockedLen(r) - u)
-		x.dumpable.Add(DumpableLen(r) - d)
+		x.locked.Add(LockedLen(r))
+		x.unlocked.Add(UnlockedLen(r))
+		x.dumpable.Add(DumpableLen(r))
 		return err
 	}
-	x.locked.Add(-l)
-	x.unlocked.Add(-u)
-	x.dumpable.Add(-d)
 	x.freed.Add(1)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -690,4 +691,81 @@ func ExampleViewSliceContext() {
 	// Output:
 	// true
 	// token-1
+}
+
+// Overhead is how much longer Seal makes a message: with that much spare
+// capacity, a message sealed in place (dst = msg[:0]) needs no new buffer.
+func ExampleAEAD_Overhead() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+	key, _ := memshuffle.Random(s, 32)
+	aead, err := memshuffle.NewAEAD(s, key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	nonce := make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		log.Fatal(err)
+	}
+	msg := make([]byte, 0, 5+aead.Overhead())
+	msg = append(msg, "hello"...)
+	sealed, err := aead.Seal(msg[:0], nonce, msg, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(sealed), &sealed[0] == &msg[0])
+	// Output: 21 true
+}
+
+// A writer that waits, up to a deadline, for the readers of an entry to
+// be done with it, instead of failing with ErrBusy.
+func ExampleRentSliceContext() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+	h, _ := memshuffle.CopyFrom(s, []byte("v1"))
+
+	v, _ := memshuffle.ViewSlice[byte](s, h) // a reader
+	fmt.Println(string(v))
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		s.ReturnView(h)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b, err := memshuffle.RentSliceContext[byte](ctx, s, h)
+	if err != nil {
+		log.Fatal(err)
+	}
+	copy(b, "v2")
+	s.Return(h)
+
+	v, _ = memshuffle.ViewSlice[byte](s, h)
+	fmt.Println(string(v))
+	s.ReturnView(h)
+	// Output:
+	// v1
+	// v2
+}
+
+// A reader of a typed value that waits, up to a deadline, for a writer
+// to return it.
+func ExampleViewContext() {
+	s, _ := memshuffle.New()
+	defer s.Close()
+	h, _ := memshuffle.Create[uint64](s)
+
+	p, _ := memshuffle.Rent[uint64](s, h) // a writer, still at work
+	go func() {
+		*p = 42
+		s.Return(h)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	v, err := memshuffle.ViewContext[uint64](ctx, s, h)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(*v)
+	s.ReturnView(h)
+	// Output: 42
 }

@@ -64,7 +64,7 @@ func entryAlign(size, align int) int {
 func Create[T any](s *Shuffler) (Handle, error) { return Alloc[T](s, 1) }
 
 func (s *Shuffler) alloc(size, align int) (Handle, error) {
-	if s == nil || s.closed.Load() || len(s.shards) == 0 {
+	if !s.made() || s.closed.Load() {
 		return Handle{}, ErrClosed
 	}
 	sh := s.pickShard()

@@ -83,7 +83,7 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 // time (ErrBackgroundRunning); once one has stopped, by any of these means,
 // another can be started.
 func (s *Shuffler) StartBackgroundShuffle(ctx context.Context, interval time.Duration) (stop func(), err error) {
-	if s == nil || s.closed.Load() || len(s.shards) == 0 {
+	if !s.made() || s.closed.Load() {
 		return nil, ErrClosed
 	}
 	if interval < 0 {

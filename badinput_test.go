@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -107,7 +108,7 @@ func TestAEADArgumentsBeforeLength(t *testing.T) {
 }
 
 // TestEveryCallRefusesBadState calls every exported function that takes a
-// Shuffler on Shufflers that are closed, purged, nil and zero, which must
+// Shuffler on Shufflers that are closed, purged, nil, zero and copied, which must
 // answer ErrClosed, and every one that takes a Handle with Handles that
 // are zero, another Shuffler's, freed, or forged in each of their fields,
 // which must answer ErrInvalidHandle. None may panic, and the entries of
@@ -151,6 +152,7 @@ func TestEveryCallRefusesBadState(t *testing.T) {
 		{"purged", purged, inPurged, ErrClosed},
 		{"nil", nil, foreign, ErrClosed},
 		{"zero", &Shuffler{}, foreign, ErrClosed},
+		{"a copy of an open one", copyOf(s), live, ErrClosed},
 	}
 	for name, h := range map[string]Handle{
 		"zero Handle":        {},
@@ -268,5 +270,45 @@ func TestEveryCallRefusesBadState(t *testing.T) {
 		if ok, err := Equal(sh, h, bytes.Repeat([]byte{0x5a}, 32)); !ok || err != nil {
 			t.Fatalf("an entry changed: %v, %v", ok, err)
 		}
+	}
+}
+
+// copyOf returns a copy of the Shuffler struct, made the way go vet does
+// not see: a Shuffler not made by New, which shares s's shards.
+func copyOf(s *Shuffler) *Shuffler {
+	cp := new(Shuffler)
+	reflect.ValueOf(cp).Elem().Set(reflect.ValueOf(s).Elem())
+	return cp
+}
+
+// TestCopiedShufflerClose: a copy of a Shuffler's struct is not a
+// Shuffler. Its Close and Purge must leave the original alone, and must
+// not fault once the original is closed: the copy had a closed flag of its
+// own, still false, and its Close wiped the ciphers the original's Close
+// had unmapped (SIGSEGV, which no recover catches).
+func TestCopiedShufflerClose(t *testing.T) {
+	s := newTest(t)
+	h, err := CopyFrom(s, []byte("kept"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := copyOf(s)
+	if err := cp.Purge(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := Equal(s, h, []byte("kept")); !ok || err != nil {
+		t.Fatalf("the original after its copy's Purge and Close: %v, %v", ok, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Purge(); err != nil {
+		t.Fatal(err)
 	}
 }

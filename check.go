@@ -17,7 +17,7 @@ import (
 // counted. It holds every shard's lock while it runs, and reads all arena
 // memory, so it is meant for tests; every test Shuffler runs it at cleanup.
 func (s *Shuffler) check() error {
-	if s == nil || len(s.shards) == 0 {
+	if !s.made() {
 		return nil
 	}
 	s.lockAll()

@@ -35,7 +35,8 @@ var (
 
 	// ErrClosed is returned by every call on a Shuffler after Close or
 	// Purge (except Close and Purge themselves, which then do nothing and
-	// return nil), and on a Shuffler not made by New.
+	// return nil), and on a Shuffler not made by New (nil, a zero value,
+	// or a copy of the struct New returned a pointer to).
 	ErrClosed = errors.New("memshuffle: shuffler is closed")
 
 	// ErrUnsupportedType is returned when a type holds Go pointers anywhere

@@ -54,7 +54,7 @@ func ReadPrivateKey(s *Shuffler, r io.Reader) (h Handle, err error) {
 	}
 	// As ReadAll does: a key read for a Shuffler that cannot keep it would
 	// only have been parsed and copied into the Go heap, and taken from r.
-	if s == nil || s.closed.Load() || len(s.shards) == 0 {
+	if !s.made() || s.closed.Load() {
 		return Handle{}, ErrClosed
 	}
 	runSecret(func() { h, err = readPrivateKey(s, r) })

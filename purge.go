@@ -31,7 +31,7 @@ import (
 // Rent has no such end: what is written through it after Purge stays until
 // Close.
 func (s *Shuffler) Purge() error {
-	if s == nil || len(s.shards) == 0 {
+	if !s.made() {
 		return nil
 	}
 	s.closeMu.Lock()

@@ -151,7 +151,7 @@ func (s *Shuffler) rotateKey(ctx context.Context, key *[32]byte, salt *[8]byte, 
 			osmem.Wipe(salt[:])
 		}
 	}()
-	if s == nil || s.closed.Load() || len(s.shards) == 0 {
+	if !s.made() || s.closed.Load() {
 		return ErrClosed
 	}
 	if key != nil && keyIsZero(key[:]) {

@@ -64,7 +64,7 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 // ones included, are locked again, once the arenas Shuffle emptied are
 // released, if it now allows.
 func (s *Shuffler) Shuffle() error {
-	if s == nil || s.closed.Load() || len(s.shards) == 0 {
+	if !s.made() || s.closed.Load() {
 		return ErrClosed
 	}
 	start := time.Now()

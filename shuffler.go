@@ -29,8 +29,11 @@ const MaxEntrySize = 1<<31 - 1
 // Shuffler holds entries encrypted at rest in arenas mapped outside the Go
 // heap, hands out Handles to them, and moves them around on Shuffle. Make one
 // with New and release it with Close. All methods are safe for concurrent use
-// by many goroutines.
+// by many goroutines. Use it through the pointer New returns: a copy of the
+// struct (which go vet reports) is not a Shuffler, and every call on it
+// acts as on a closed one.
 type Shuffler struct {
+	self   *Shuffler // set by New; a copy of the struct (which go vet flags) points elsewhere
 	id     uint64
 	shards []shard
 	rr     atomic.Uint32 // hands out shard-choice streams, see pickShard
@@ -163,6 +166,7 @@ func New(opts ...Option) (*Shuffler, error) {
 	lock.Enable() // before the first shard lock is used
 	mapInbox()    // before CopyFrom or RotateKey can be called
 	s := &Shuffler{cfg: cfg, shards: make([]shard, cfg.shards)}
+	s.self = s
 	s.id = binary.LittleEndian.Uint64(seed[:8]) | 1
 	// Starting the counter space at a random point below 2^62 keeps two
 	// Shufflers that a caller gave the same key and salt from sharing counter
@@ -452,7 +456,7 @@ func (s *Shuffler) releaseAll() {
 // not happen to a correct call: the memory is wiped before it is unmapped,
 // stays counted in Stats, and a later Close tries again.
 func (s *Shuffler) Close() error {
-	if s == nil || len(s.shards) == 0 {
+	if !s.made() {
 		return nil
 	}
 	// Both before closeMu: a rotation takes it, and so does a Purge that a
@@ -575,6 +579,12 @@ func (s *Shuffler) pickShard() *shard {
 	return &s.shards[i]
 }
 
+// made reports whether s is a Shuffler New made, not nil, a zero value or
+// a copy of one: each call on anything else acts as on a closed Shuffler.
+// A copy shares the original's shards but not its closed flag, so a Close
+// of the copy after the original's wiped memory the original had unmapped.
+func (s *Shuffler) made() bool { return s != nil && s.self == s }
+
 // lookup validates h and returns its shard, locked, and slot. The caller
 // unlocks the shard.
 //
@@ -585,7 +595,7 @@ func (s *Shuffler) pickShard() *shard {
 // and branch cheaper. Only a handle that names no shard reads it, so that
 // a closed Shuffler still answers ErrClosed before ErrInvalidHandle.
 func (s *Shuffler) lookup(h Handle) (*shard, *store.Slot, error) {
-	if s == nil {
+	if !s.made() {
 		return nil, nil, ErrClosed
 	}
 	// As an int, the shard index is compared as the indexing below

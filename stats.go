@@ -124,7 +124,7 @@ func (s *Shuffler) Stats() Stats {
 	// LockLimit and SecretMode belong to the process and the build, not to
 	// the Shuffler: they are the same in every snapshot.
 	st := Stats{SecretMode: secretMode, LockLimit: osmem.LockLimit()}
-	if s == nil {
+	if !s.made() {
 		return st
 	}
 	s.lockAll()

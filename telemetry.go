@@ -23,7 +23,7 @@ var expvarMu sync.Mutex
 // Shuffler that lives as long as the process. An empty name, which
 // /debug/vars would list as "", fails with ErrNilArgument.
 func (s *Shuffler) PublishExpvar(name string) error {
-	if s == nil || s.closed.Load() || len(s.shards) == 0 {
+	if !s.made() || s.closed.Load() {
 		return ErrClosed
 	}
 	if name == "" {

@@ -93,7 +93,7 @@ func (sh *shard) untrack(h Handle) {
 // LongRents lists the rents and views held longer than the WithRentTracking
 // threshold now. Without rent tracking it returns nil.
 func (s *Shuffler) LongRents() []RentInfo {
-	if s == nil || s.cfg.trackAfter <= 0 {
+	if !s.made() || s.cfg.trackAfter <= 0 {
 		return nil
 	}
 	var out []RentInfo

@@ -161,3 +161,51 @@ func TestStrictArenaOverLimitRefusedByNew(t *testing.T) {
 		t.Errorf("LockStrict with one-page arenas under RLIMIT_MEMLOCK=%d: Alloc: %v", lim, err)
 	}
 }
+
+// TestArenaSizeAtLockLimit: New accepts an arena size under LockStrict or
+// with secret memory only if the first Alloc can lock such an arena beside
+// the Shuffler's own memory. Sizes are tried from the limit down, a page
+// at a time: each New either fails with ErrLockFailed or makes a Shuffler
+// whose Alloc succeeds. With secret memory, sizes up to two pages too
+// large passed New and failed every Alloc: the kernel charges the arena's
+// guard pages to the limit too.
+func TestArenaSizeAtLockLimit(t *testing.T) {
+	lim := osmem.BindingLockLimit()
+	if lim < 16<<10 || lim > 8<<20 {
+		t.Skip("needs a binding RLIMIT_MEMLOCK of 16 KiB to 8 MiB: run as nobody with ulimit -l 64 or 8192")
+	}
+	page := osmem.PageSize()
+	for _, c := range []struct {
+		name string
+		opts []Option
+	}{
+		{"strict", []Option{WithLockMode(LockStrict)}},
+		{"secret", []Option{WithSecretMemory()}},
+	} {
+		accepted := 0
+		for size := int(lim) &^ (page - 1); size >= page && accepted == 0; size -= page {
+			s, err := New(append(c.opts, WithArenaSize(size), WithShards(1))...)
+			if errors.Is(err, ErrNoSecretMemory) {
+				t.Logf("%s: %v", c.name, err)
+				break
+			}
+			if err != nil {
+				if !errors.Is(err, ErrLockFailed) {
+					t.Fatalf("%s: New with WithArenaSize(%d): %v, want ErrLockFailed or success", c.name, size, err)
+				}
+				continue
+			}
+			accepted = size
+			_, err = Alloc[byte](s, 1)
+			if cerr := s.Close(); cerr != nil {
+				t.Fatal(cerr)
+			}
+			if err != nil {
+				t.Errorf("%s: New accepted WithArenaSize(%d) under RLIMIT_MEMLOCK=%d, then Alloc failed: %v", c.name, size, lim, err)
+			}
+		}
+		if accepted != 0 {
+			t.Logf("%s: the largest arena New accepts under %d bytes is %d", c.name, lim, accepted)
+		}
+	}
+}

@@ -382,6 +382,12 @@ func arenaFitsLimit(cfg config, own *osmem.Region) error {
 	lim := osmem.BindingLockLimit()
 	page := osmem.PageSize()
 	need := int64((cfg.arenaSize+page-1)/page*page + own.LockedLen)
+	if cfg.secret {
+		// The kernel charges a secret-memory arena's two guard pages to
+		// the limit as well (osmem's mapSecret); without them, sizes up to
+		// two pages too large passed here and failed every Alloc.
+		need += int64(2 * page)
+	}
 	if lim < 0 || need <= lim {
 		return nil
 	}

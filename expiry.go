@@ -39,7 +39,9 @@ func WithDefaultTTL(ttl time.Duration) Option {
 // does not keep their memory. An entry rented or viewed when it expires
 // is wiped when the last borrower returns it; each borrower's Return or
 // ReturnView reports ErrExpired, the last one's included, as every call
-// with the handle does from then on. Free of an expired handle recycles
+// with the handle does from then on. Until then a call that does not
+// match the borrow (ReturnView of a rented entry, Return of a viewed one)
+// still answers ErrNotRented, and Free ErrBusy. Free of an expired handle recycles
 // its slot, 24 bytes of the Go heap and up to 4 more of the table of
 // deadlines, which nothing else does: a program that drops the handles of
 // entries it let expire should Free them. One that dropped 8.7 million in

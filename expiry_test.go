@@ -458,3 +458,52 @@ func waitingFor(s *Shuffler, h Handle, write bool) bool {
 	defer sh.mu.Unlock()
 	return sh.Waiters.Waiting(h.id)
 }
+
+// TestExpiredBorrowMismatch: an entry that expires while borrowed answers
+// a call that does not match the borrow as before (ErrNotRented, and
+// ErrBusy for Free) until the borrower returns it, which reports
+// ErrExpired; from then on every call does, mismatched ones included.
+func TestExpiredBorrowMismatch(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		borrow       func(*Shuffler, Handle) error
+		match, other func(*Shuffler, Handle) error
+	}{
+		{"rented", func(s *Shuffler, h Handle) error { _, err := RentSlice[byte](s, h); return err },
+			(*Shuffler).Return, (*Shuffler).ReturnView},
+		{"viewed", func(s *Shuffler, h Handle) error { _, err := ViewSlice[byte](s, h); return err },
+			(*Shuffler).ReturnView, (*Shuffler).Return},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newTest(t)
+			h, err := CopyFrom(s, []byte("expires"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.borrow(s, h); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetExpiry(h, time.Now().Add(-time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			for _, step := range []struct {
+				what string
+				call func(*Shuffler, Handle) error
+				want error
+			}{
+				{"mismatched return while borrowed", c.other, ErrNotRented},
+				{"Free while borrowed", (*Shuffler).Free, ErrBusy},
+				{"matching return", c.match, ErrExpired},
+				{"mismatched return after", c.other, ErrExpired},
+				{"matching return after", c.match, ErrExpired},
+			} {
+				if err := step.call(s, h); !errors.Is(err, step.want) {
+					t.Errorf("%s: %v, want %v", step.what, err, step.want)
+				}
+			}
+			if err := s.Free(h); err != nil {
+				t.Errorf("Free after the return: %v", err)
+			}
+		})
+	}
+}

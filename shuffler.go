@@ -426,14 +426,16 @@ func limitText(way string) string {
 func (s *Shuffler) releaseAll() {
 	if s.own != nil {
 		osmem.Wipe(s.own.Data)
-		if err := osmem.Unmap(s.own); err != nil {
-			// Counted, and tried again, with the regions the Aux keeps.
-			s.aux.Keep(s.own)
-		}
-		s.own = nil
+		// Through the Aux, which counts a region out before the munmap
+		// (Aux.unmap says why) and keeps a refused one, counted, for
+		// Retry: counted out only after, the region stayed in
+		// Stats.LockedBytes for a while after the system had let it go.
 		s.ownLocked.Store(0)
 		s.ownUnlocked.Store(0)
 		s.ownDumpable.Store(0)
+		s.aux.Add(s.own, 1)
+		_ = s.aux.Unmap(s.own)
+		s.own = nil
 	}
 }
 

@@ -47,8 +47,9 @@ type Stats struct {
 	// them.
 	DumpableBytes int64
 	// KeyOffHeap reports that the AES round keys live in the Shuffler's own
-	// locked, dump-excluded region. When false (no AES-NI, or not amd64)
-	// crypto/aes keeps them on the Go heap.
+	// locked, dump-excluded region. When false (AES256GCM or
+	// ChaCha20Poly1305, or no AES-NI, or not amd64) crypto/aes or x/crypto
+	// keeps the key schedule on the Go heap.
 	KeyOffHeap bool
 	// SecretMode reports that callbacks given plaintext run inside
 	// runtime/secret's secret.Do (see SecretMode).

@@ -519,8 +519,9 @@ func (x *Aux) Add(r *osmem.Region, sign int64) {
 	x.dumpable.Add(sign * DumpableLen(r))
 }
 
-// Unmap unmaps r, counted here; the count drops once it is gone. A region
-// the system will not take back stays counted, and is kept for Retry: the
+// Unmap unmaps r, counted here; the count drops as the unmap begins (see
+// unmap). A region the system will not take back is counted again, as
+// the refusal left it, and is kept for Retry: the
 // callers let go of it, wiped, and would otherwise leave it mapped, and
 // locked, for good.
 func (x *Aux) Unmap(r *osmem.Region) error {
@@ -560,7 +561,8 @@ func (x *Aux) keep(r *osmem.Region) {
 	x.mu.Unlock()
 }
 
-// unmap unmaps r and counts it out, or leaves it counted on error.
+// unmap counts r out and unmaps it; if the system refuses, it counts r in
+// again as the refusal left it.
 //
 // It counts r out before the munmap, not after: the system drops the
 // region from its locked memory at the start of the syscall, and frees

@@ -86,7 +86,7 @@ func TestStatsClosedGauges(t *testing.T) {
 		t.Errorf("Shuffles %d after Close, want 1", st.Shuffles)
 	}
 	var nilS *Shuffler
-	want := Stats{LockLimit: osmem.LockLimit(), SecretMode: SecretMode()}
+	want := Stats{LockLimit: osmem.LockLimit(), SecretMode: SecretMode(), SharedDumpableBytes: sharedDumpable()}
 	if got := nilS.Stats(); got != want {
 		t.Errorf("nil Shuffler: %+v, want %+v", got, want)
 	}

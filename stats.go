@@ -38,14 +38,18 @@ type Stats struct {
 	UnlockedBytes int64
 	// DumpableBytes counts the bytes LockedBytes and UnlockedBytes count
 	// (arenas, the own region with the keys, backups and spares) that are
-	// not excluded from core dumps, and, while the Shuffler is open, those
-	// of the memory all Shufflers of the process share (where RotateKey
-	// and CopyFrom take a secret off the caller's stack, and where MAC
-	// computes), which no other field counts: zero on Linux unless the
-	// system refuses MADV_DONTDUMP (a system call filter that does not
-	// allow it), and all of them where the platform has no way to exclude
-	// them.
+	// not excluded from core dumps: zero on Linux unless the system
+	// refuses MADV_DONTDUMP (a system call filter that does not allow
+	// it), and all of them where the platform has no way to exclude them.
 	DumpableBytes int64
+	// SharedDumpableBytes counts the bytes of the memory every Shuffler of
+	// the process shares that are not excluded from core dumps: the inbox,
+	// where RotateKey and CopyFrom take a secret off the caller's stack,
+	// and the memory MAC computes in, each mapped by its first use. On
+	// Linux it is zero unless the system refuses MADV_DONTDUMP. Like
+	// LockLimit it is the process's: every snapshot of every
+	// Shuffler reports the same, so it must not be added up across them.
+	SharedDumpableBytes int64
 	// KeyOffHeap reports that the AES round keys live in the Shuffler's own
 	// locked, dump-excluded region. When false (AES256GCM or
 	// ChaCha20Poly1305, or no AES-NI, or not amd64) crypto/aes or x/crypto
@@ -122,9 +126,10 @@ func (st Stats) Sub(old Stats) Stats {
 // SecretMode, which describe the process and the build (a closed Shuffler
 // still reports its KeyOffHeap).
 func (s *Shuffler) Stats() Stats {
-	// LockLimit and SecretMode belong to the process and the build, not to
-	// the Shuffler: they are the same in every snapshot.
-	st := Stats{SecretMode: secretMode, LockLimit: osmem.LockLimit()}
+	// LockLimit, SharedDumpableBytes and SecretMode belong to the process
+	// and the build, not to the Shuffler: they are the same in every
+	// snapshot.
+	st := Stats{SecretMode: secretMode, LockLimit: osmem.LockLimit(), SharedDumpableBytes: sharedDumpable()}
 	if !s.made() {
 		return st
 	}
@@ -205,15 +210,11 @@ func (s *Shuffler) gauges(st *Stats) {
 	st.LockedBytes += s.ownLocked.Load()
 	st.UnlockedBytes += s.ownUnlocked.Load()
 	st.DumpableBytes += s.aux.Dumpable() + s.ownDumpable.Load()
-	if !s.closed.Load() {
-		st.DumpableBytes += sharedDumpable()
-	}
 }
 
-// sharedDumpable is how many bytes of the memory every Shuffler of the
-// process shares, the inbox and the MACs' memory, a core dump would hold.
-// Both hold secrets only during a call, but they hold them in the clear,
-// so a refused exclusion there counts as it does for the arenas.
+// sharedDumpable is Stats.SharedDumpableBytes. The inbox and the MACs'
+// memory hold secrets only during a call, but in the clear, so a refused
+// exclusion there counts as it does for the arenas.
 func sharedDumpable() int64 {
 	var n int64
 	if ib := (*inboxMem)(atomic.LoadPointer(&inbox)); ib != nil && ib.dumpable {

@@ -43,6 +43,8 @@ var metrics = []metric{
 		func(st *memshuffle.Stats) float64 { return float64(st.LockLimit) }},
 	{"dumpable_bytes", "Bytes the Shuffler holds (arenas, keys, backups, spares) not excluded from core dumps.", prometheus.GaugeValue, "DumpableBytes",
 		func(st *memshuffle.Stats) float64 { return float64(st.DumpableBytes) }},
+	{"shared_dumpable_bytes", "Bytes of the memory all Shufflers of the process share (the inbox, the MACs' memory) not excluded from core dumps; the process's, the same for every Shuffler.", prometheus.GaugeValue, "SharedDumpableBytes",
+		func(st *memshuffle.Stats) float64 { return float64(st.SharedDumpableBytes) }},
 	{"key_off_heap", "1 if the AES round keys live in the Shuffler's locked, dump-excluded region, 0 if on the Go heap.", prometheus.GaugeValue, "KeyOffHeap",
 		func(st *memshuffle.Stats) float64 { return bool01(st.KeyOffHeap) }},
 	{"secret_mode", "1 if callbacks given plaintext run inside runtime/secret's secret.Do, 0 otherwise.", prometheus.GaugeValue, "SecretMode",

@@ -20,7 +20,7 @@ import (
 
 // numMetrics is the number of metrics one collector reports; the in-package
 // tests tie it to the Stats fields.
-const numMetrics = 28
+const numMetrics = 29
 
 // newShuffler returns a Shuffler closed at the end of the test.
 func newShuffler(t *testing.T) *memshuffle.Shuffler {

@@ -50,6 +50,10 @@
 //   - memshuffle_dumpable_bytes: bytes the Shuffler holds (arenas, keys,
 //     backups, spares) not excluded from core dumps (DumpableBytes); zero
 //     on Linux unless the system refuses MADV_DONTDUMP.
+//   - memshuffle_shared_dumpable_bytes: bytes of the memory all Shufflers
+//     of the process share (the inbox, the MACs' memory) not excluded from
+//     core dumps (SharedDumpableBytes); the process's, the same for every
+//     Shuffler, so not to be summed across them.
 //   - memshuffle_key_off_heap: 1 if the AES round keys live in the
 //     Shuffler's locked, dump-excluded region, 0 if crypto/aes keeps them on
 //     the Go heap (KeyOffHeap).

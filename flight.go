@@ -350,7 +350,22 @@ func (sh *shard) reserveInFlight(size, align int) (*store.Arena, int, bool) {
 	// An empty current arena that a new one replaces is unmapped with the
 	// shard unlocked too.
 	var later store.UnmapList
-	defer func() { sh.unmapInFlight(later) }()
+	// A region mapped here that no reservation takes was never an arena:
+	// it goes back apart from later, whose unmaps count as arenas released
+	// (Stats.ArenasReleased).
+	var unused *osmem.Region
+	defer func() {
+		if unused != nil {
+			sh.mu.Unlock()
+			// A refused unmap keeps it, wiped and counted, for Retry.
+			_ = sh.s.aux.Unmap(unused)
+			sh.mu.Lock()
+			if len(later) == 0 {
+				sh.relock() // as unmapInFlight does after its unmaps
+			}
+		}
+		sh.unmapInFlight(later)
+	}()
 	a, off, err := sh.reserveDeferred(size, align, &later)
 	need, ok := err.(*store.NeedMap)
 	if !ok {
@@ -362,16 +377,13 @@ func (sh *shard) reserveInFlight(size, align int) (*store.Arena, int, bool) {
 	if err != nil {
 		return nil, 0, false
 	}
-	// r holds nothing, and counts in the Aux already (mapAux): what no
-	// reservation takes goes back with later.
+	// r holds nothing, and counts in the Aux already (mapAux).
 	if !sh.Arenas.Offer(r, need.N) { // another call's region is on offer
-		later = append(later, r)
+		unused = r
 		return nil, 0, false
 	}
 	a, off, err = sh.reserveDeferred(size, align, &later)
-	if r = sh.Arenas.TakeOffer(); r != nil {
-		later = append(later, r)
-	}
+	unused = sh.Arenas.TakeOffer()
 	return a, off, err == nil
 }
 

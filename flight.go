@@ -258,14 +258,22 @@ func (sh *shard) settleInFlight(sl *store.Slot, a *store.Arena, off int) {
 // lock does (store.Arenas.Release): at the memory-lock limit, the arena a
 // large entry moved into was mapped unlocked while its old one still held
 // the room, and would stay swappable until the next Shuffle.
-func (sh *shard) unmapInFlight(later store.UnmapList) {
-	if len(later) == 0 {
+func (sh *shard) unmapInFlight(later store.UnmapList) { sh.giveBackInFlight(later, nil) }
+
+// giveBackInFlight is unmapInFlight that also unmaps unused, when not nil:
+// a region mapped for a new arena that none became, which does not count
+// as an arena released (Stats.ArenasReleased), as later's regions do.
+func (sh *shard) giveBackInFlight(later store.UnmapList, unused *osmem.Region) {
+	if len(later) == 0 && unused == nil {
 		return
 	}
 	sh.mu.Unlock()
 	// A refused unmap keeps the region, wiped and counted, for the next
 	// Shuffle, background cycle or Close to retry.
 	_ = later.UnmapAll(&sh.s.aux)
+	if unused != nil {
+		_ = sh.s.aux.Unmap(unused)
+	}
 	sh.mu.Lock()
 	sh.relock()
 }
@@ -350,22 +358,8 @@ func (sh *shard) reserveInFlight(size, align int) (*store.Arena, int, bool) {
 	// An empty current arena that a new one replaces is unmapped with the
 	// shard unlocked too.
 	var later store.UnmapList
-	// A region mapped here that no reservation takes was never an arena:
-	// it goes back apart from later, whose unmaps count as arenas released
-	// (Stats.ArenasReleased).
-	var unused *osmem.Region
-	defer func() {
-		if unused != nil {
-			sh.mu.Unlock()
-			// A refused unmap keeps it, wiped and counted, for Retry.
-			_ = sh.s.aux.Unmap(unused)
-			sh.mu.Lock()
-			if len(later) == 0 {
-				sh.relock() // as unmapInFlight does after its unmaps
-			}
-		}
-		sh.unmapInFlight(later)
-	}()
+	var unused *osmem.Region // mapped here, taken by no reservation
+	defer func() { sh.giveBackInFlight(later, unused) }()
 	a, off, err := sh.reserveDeferred(size, align, &later)
 	need, ok := err.(*store.NeedMap)
 	if !ok {

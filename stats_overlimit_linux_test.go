@@ -4,8 +4,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,39 +39,23 @@ func TestLockedBytesWithinLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	for g := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(g), 11))
-			var hs []Handle
-			for !stop.Load() {
-				switch {
-				case len(hs) < 24 && rng.IntN(2) == 0:
-					n := 4096 + rng.IntN(1<<20)
-					if h, err := Alloc[byte](s, n); err == nil {
-						hs = append(hs, h)
-					}
-				case len(hs) > 0 && rng.IntN(2) == 0:
-					h := hs[rng.IntN(len(hs))]
-					if _, err := RentSlice[byte](s, h); err == nil {
-						_ = s.Return(h)
-					}
-				case len(hs) > 0:
-					k := rng.IntN(len(hs))
-					_ = s.Free(hs[k])
-					hs[k] = hs[len(hs)-1]
-					hs = hs[:len(hs)-1]
-				}
+	defer churnWorkers(2, 11, func(rng *rand.Rand, hs []Handle) []Handle {
+		switch {
+		case len(hs) < 24 && rng.IntN(2) == 0:
+			n := 4096 + rng.IntN(1<<20)
+			if h, err := Alloc[byte](s, n); err == nil {
+				hs = append(hs, h)
 			}
-		}()
-	}
-	defer func() {
-		stop.Store(true)
-		wg.Wait()
-	}()
+		case len(hs) > 0 && rng.IntN(2) == 0:
+			h := hs[rng.IntN(len(hs))]
+			if _, err := RentSlice[byte](s, h); err == nil {
+				_ = s.Return(h)
+			}
+		case len(hs) > 0:
+			hs = freeAt(s, hs, rng.IntN(len(hs)))
+		}
+		return hs
+	})()
 	deadline := time.Now().Add(time.Duration(secs) * time.Second)
 	samples, most := 0, int64(0)
 	for time.Now().Before(deadline) {

@@ -14,6 +14,37 @@ import (
 	"time"
 )
 
+// churnWorkers runs n goroutines, each with handles of its own and a
+// random stream of its own (seeded with its number and seed), calling step
+// with them until the returned stop, which waits for them. step returns
+// the handles it leaves held.
+func churnWorkers(n int, seed uint64, step func(rng *rand.Rand, hs []Handle) []Handle) (stop func()) {
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	for g := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), seed))
+			var hs []Handle
+			for !done.Load() {
+				hs = step(rng, hs)
+			}
+		}()
+	}
+	return func() {
+		done.Store(true)
+		wg.Wait()
+	}
+}
+
+// freeAt frees hs[k] and drops it from hs.
+func freeAt(s *Shuffler, hs []Handle, k int) []Handle {
+	_ = s.Free(hs[k])
+	hs[k] = hs[len(hs)-1]
+	return hs[:len(hs)-1]
+}
+
 // vmLck reads the process's locked memory, VmLck, in bytes.
 func vmLck(t *testing.T) int64 {
 	t.Helper()
@@ -103,38 +134,26 @@ func TestLockedBytesIsVmLck(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var stop atomic.Bool
-			var wg sync.WaitGroup
-			for g := range 2 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					rng := rand.New(rand.NewPCG(uint64(g), 7))
-					var hs []Handle
-					for !stop.Load() {
-						switch {
-						case len(hs) < 200 || rng.IntN(3) == 0:
-							n := 32 + rng.IntN(64<<10)
-							if rng.IntN(100) == 0 {
-								n = 1 << 20
-							}
-							if h, err := Alloc[byte](s, n); err == nil {
-								hs = append(hs, h)
-							}
-						case rng.IntN(2) == 0:
-							h := hs[rng.IntN(len(hs))]
-							if _, err := ViewSlice[byte](s, h); err == nil {
-								s.ReturnView(h)
-							}
-						default:
-							k := rng.IntN(len(hs))
-							s.Free(hs[k])
-							hs[k] = hs[len(hs)-1]
-							hs = hs[:len(hs)-1]
-						}
+			stopChurn := churnWorkers(2, 7, func(rng *rand.Rand, hs []Handle) []Handle {
+				switch {
+				case len(hs) < 200 || rng.IntN(3) == 0:
+					n := 32 + rng.IntN(64<<10)
+					if rng.IntN(100) == 0 {
+						n = 1 << 20
 					}
-				}()
-			}
+					if h, err := Alloc[byte](s, n); err == nil {
+						hs = append(hs, h)
+					}
+				case rng.IntN(2) == 0:
+					h := hs[rng.IntN(len(hs))]
+					if _, err := ViewSlice[byte](s, h); err == nil {
+						s.ReturnView(h)
+					}
+				default:
+					hs = freeAt(s, hs, rng.IntN(len(hs)))
+				}
+				return hs
+			})
 			run, differ := 0, 0
 			for range 100 {
 				got, want := lockedAgainstVmLck(t, s, base)
@@ -144,15 +163,13 @@ func TestLockedBytesIsVmLck(t *testing.T) {
 				}
 				differ++
 				if run++; run == 3 {
-					stop.Store(true)
-					wg.Wait()
+					stopChurn()
 					stopBG()
 					t.Fatalf("Stats.LockedBytes %d, VmLck grew by %d, in three samples in a row", got, want)
 				}
 			}
 			t.Logf("%d of 100 samples differed for a moment", differ)
-			stop.Store(true)
-			wg.Wait()
+			stopChurn()
 			stopBG()
 			if got, want := s.Stats().LockedBytes, vmLck(t)-base; got != want {
 				t.Fatalf("at rest: Stats.LockedBytes %d, VmLck grew by %d", got, want)

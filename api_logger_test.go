@@ -6,24 +6,26 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
-// purgingLogger returns a logger that purges *s when a record holding
-// event is logged, as an incident handler does, and a channel that gets
-// Purge's result.
-func purgingLogger(s **Shuffler, event string) (*slog.Logger, <-chan error) {
+// purgingLogger returns a logger that purges the Shuffler s holds when a
+// record holding event is logged, as an incident handler does, and a
+// channel that gets Purge's result. s is atomic because a rotation's or a
+// tracker's goroutine may log while the test is still storing it.
+func purgingLogger(s *atomic.Pointer[Shuffler], event string) (*slog.Logger, <-chan error) {
 	purged := make(chan error, 1)
 	return slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
 		// Not before New has returned: a process already at its memory-lock
 		// limit has New itself log a refused lock, which Purge on the nil
 		// Shuffler would answer as if the event under test had come.
-		if *s != nil && strings.Contains(string(p), event) {
+		if sh := s.Load(); sh != nil && strings.Contains(string(p), event) {
 			select {
-			case purged <- (*s).Purge():
+			case purged <- sh.Purge():
 			default:
 			}
 		}
@@ -53,12 +55,13 @@ func tamperWith(t *testing.T, s *Shuffler, h Handle) {
 // (The test leaks that goroutine when it fails, and so does not Close the
 // Shuffler.)
 func TestPurgeFromTamperLogger(t *testing.T) {
-	var s *Shuffler
-	logger, purged := purgingLogger(&s, "failed authentication")
+	var sp atomic.Pointer[Shuffler]
+	logger, purged := purgingLogger(&sp, "failed authentication")
 	s, err := New(WithCipher(AES256GCM), WithLogger(logger))
 	if err != nil {
 		t.Fatal(err)
 	}
+	sp.Store(s)
 	h, err := Alloc[byte](s, 32)
 	if err != nil {
 		t.Fatal(err)
@@ -87,12 +90,13 @@ func TestPurgeFromTamperLogger(t *testing.T) {
 // rotation, and the shard, stuck, and Close waits for the rotation for
 // ever.
 func TestPurgeFromRotationTamperLogger(t *testing.T) {
-	var s *Shuffler
-	logger, purged := purgingLogger(&s, "failed authentication")
+	var sp atomic.Pointer[Shuffler]
+	logger, purged := purgingLogger(&sp, "failed authentication")
 	s, err := New(WithCipher(AES256GCM), WithLogger(logger), WithKeyRotation(time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
+	sp.Store(s)
 	h, err := Alloc[byte](s, 32)
 	if err != nil {
 		t.Fatal(err)
@@ -112,12 +116,13 @@ func TestPurgeFromRotationTamperLogger(t *testing.T) {
 // raised while Alloc holds the shard lock; a logger that purges on it
 // must not wait for that lock.
 func TestPurgeFromLockFailureLogger(t *testing.T) {
-	var s *Shuffler
-	logger, purged := purgingLogger(&s, "memory not locked")
+	var sp atomic.Pointer[Shuffler]
+	logger, purged := purgingLogger(&sp, "memory not locked")
 	s, err := New(WithLogger(logger), WithLockMode(LockBestEffort))
 	if err != nil {
 		t.Fatal(err)
 	}
+	sp.Store(s)
 	if s.Stats().LockFailures > 0 {
 		t.Skip("the process is at its memory-lock limit: New's own lock was refused, and the one \"memory not locked\" event a Shuffler logs went out before the test could raise it")
 	}

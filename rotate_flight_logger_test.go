@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -14,12 +15,13 @@ import (
 // Any event another goroutine queued (a refused arena lock, a tamper) in the
 // window triggers it; the hook queues one deterministically.
 func TestRotationFlightPurgingLogger(t *testing.T) {
-	var s *Shuffler
-	logger, purged := purgingLogger(&s, "flight-trigger")
+	var sp atomic.Pointer[Shuffler]
+	logger, purged := purgingLogger(&sp, "flight-trigger")
 	s, err := New(WithShards(1), WithLogger(logger))
 	if err != nil {
 		t.Fatal(err)
 	}
+	sp.Store(s)
 	if _, err := Alloc[byte](s, flightSize); err != nil {
 		t.Fatal(err)
 	}
@@ -36,13 +38,16 @@ func TestRotationFlightPurgingLogger(t *testing.T) {
 // its doc allows, hangs, and Close, which waits for the rotation's
 // goroutine, hangs behind it.
 func TestScheduledRotationFlightPurgingLogger(t *testing.T) {
-	var s *Shuffler
-	logger, purged := purgingLogger(&s, "flight-trigger")
+	// The rotation's goroutine starts in New, and its first rotations may
+	// come before the large entry exists, or before New has returned: the
+	// hook waits for the test to publish the Shuffler after the Alloc.
+	var sp atomic.Pointer[Shuffler]
+	logger, purged := purgingLogger(&sp, "flight-trigger")
 	var once bool
 	beforeRotationSwitch = func() {
-		if !once {
+		if sh := sp.Load(); sh != nil && !once {
 			once = true
-			s.logLater(slog.LevelWarn, "flight-trigger")
+			sh.logLater(slog.LevelWarn, "flight-trigger")
 		}
 	}
 	t.Cleanup(func() { beforeRotationSwitch = nil })
@@ -53,6 +58,7 @@ func TestScheduledRotationFlightPurgingLogger(t *testing.T) {
 	if _, err := Alloc[byte](s, flightSize); err != nil {
 		t.Fatal(err)
 	}
+	sp.Store(s)
 	if err := errWithin(t, purged, "Purge from the scheduled rotation's logger, with a large entry in flight, did not return"); err != nil {
 		t.Fatal(err)
 	}

@@ -510,18 +510,25 @@ func (s *Shuffler) mapSpare(ctx context.Context, n int, pace *pacer) (*osmem.Reg
 		unmap()
 		return nil, err
 	}
+	// The lock and the count are one step for a reader of both (Aux.Quiet):
+	// apart, Stats.LockedBytes read between them fell short of VmLck.
 	lockLater := false
-	if !s.cfg.secret && s.cfg.lock != LockNone {
-		err := s.lockSpare(r, osmem.LockOnFault)
-		lockLater = errors.Is(err, osmem.ErrNoOnFault)
+	if !s.cfg.secret {
+		var err error
+		s.aux.Change(func() {
+			if s.cfg.lock != LockNone {
+				err = s.lockSpare(r, osmem.LockOnFault)
+				if lockLater = errors.Is(err, osmem.ErrNoOnFault); err != nil {
+					return
+				}
+			}
+			s.aux.Add(r, 1)
+			counted = true
+		})
 		if err != nil && !lockLater {
 			unmap()
 			return nil, err
 		}
-	}
-	if !s.cfg.secret && !lockLater {
-		s.aux.Add(r, 1)
-		counted = true
 	}
 	page := os.Getpagesize()
 	for off := 0; off < len(r.Data); off += spareChunk {
@@ -537,11 +544,17 @@ func (s *Shuffler) mapSpare(ctx context.Context, n int, pace *pacer) (*osmem.Reg
 		}
 	}
 	if lockLater {
-		if err := s.lockSpare(r, osmem.Relock); err != nil {
+		var err error
+		s.aux.Change(func() {
+			if err = s.lockSpare(r, osmem.Relock); err == nil {
+				s.aux.Add(r, 1)
+				counted = true
+			}
+		})
+		if err != nil {
 			unmap()
 			return nil, err
 		}
-		s.aux.Add(r, 1)
 	}
 	return r, nil
 }

@@ -502,6 +502,16 @@ func (x *Aux) Map(mapFn func() (*osmem.Region, error)) (*osmem.Region, error) {
 	return r, nil
 }
 
+// Change runs f, which changes the system's locked memory outside Map,
+// Unmap and Relock (locks a region it then counts in, say), as one step
+// for Quiet: a reader that sees no step under way before and after its
+// reads has read the system's count and this one in step.
+func (x *Aux) Change(f func()) {
+	x.begun.Add(1)
+	defer x.ended.Add(1)
+	f()
+}
+
 // Quiet returns how many maps and unmaps have begun, and whether none is
 // under way. Two reads of the counts and of the system's locked memory
 // are in step when Quiet reports none under way before and after them,

@@ -2,6 +2,7 @@ package memshuffle
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
@@ -122,5 +123,52 @@ func TestArenasReleasedCountsClose(t *testing.T) {
 	after := s.Stats()
 	if got := after.ArenasReleased - before.ArenasReleased; got != uint64(before.Arenas) {
 		t.Errorf("Close released %d arenas, ArenasReleased grew by %d", before.Arenas, got)
+	}
+}
+
+// TestArenasReleasedCountsRetriedUnmaps: an arena whose unmap the system
+// refused stays, wiped and counted, for a retry, and the retry that gives
+// it back counts it in Stats.ArenasReleased, as the refused unmap would
+// have. It went uncounted: over a Shuffle whose unmaps were refused and
+// the next one, the counter fell short of the arenas unmapped by as many
+// as had been refused.
+func TestArenasReleasedCountsRetriedUnmaps(t *testing.T) {
+	s := newTest(t, WithShards(4))
+	for range 4000 {
+		if _, err := Alloc[byte](s, 32); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Shuffle(); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Stats()
+	osmem.SetFault(func(op osmem.Op) error {
+		if op == osmem.OpUnmap {
+			return osmem.ErrInjected
+		}
+		return nil
+	})
+	t.Cleanup(func() { osmem.SetFault(nil) })
+	if err := s.Shuffle(); !errors.Is(err, osmem.ErrInjected) {
+		t.Fatalf("Shuffle with every unmap refused: %v, want the refusal", err)
+	}
+	refused := s.aux.Waiting()
+	if refused == 0 {
+		t.Fatal("no unmap waits for a retry")
+	}
+	if got := s.Stats().ArenasReleased; got != before.ArenasReleased {
+		t.Errorf("ArenasReleased grew by %d with every unmap refused", got-before.ArenasReleased)
+	}
+	unmapped := countOps(t, osmem.OpUnmap)
+	if err := s.Shuffle(); err != nil { // retries the refused ones first
+		t.Fatal(err)
+	}
+	unmaps := unmapped()
+	if n := s.aux.Waiting(); n != 0 {
+		t.Fatalf("%d refused unmaps still wait after the retry", n)
+	}
+	if got := int64(s.Stats().ArenasReleased - before.ArenasReleased); got != unmaps {
+		t.Errorf("ArenasReleased grew by %d over a Shuffle that retried %d refused unmaps and unmapped %d regions in all", got, refused, unmaps)
 	}
 }

@@ -527,7 +527,7 @@ func (s *Shuffler) Close() error {
 				s.aux.Add(a.Reg, 1)
 			} else if err := osmem.Unmap(a.Reg); err != nil {
 				errs = append(errs, err)
-				s.aux.Keep(a.Reg) // wiped; counted, and tried again
+				s.aux.KeepArena(a.Reg) // wiped; counted, and tried again
 			} else {
 				s.tally.arenasReleased.Add(1)
 			}

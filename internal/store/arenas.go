@@ -475,10 +475,10 @@ type Aux struct {
 	freed atomic.Uint64
 
 	mu      sync.Mutex
-	refused []*osmem.Region // regions the system would not unmap, for Retry
+	refused []refusal // regions the system would not unmap, for Retry
 
-	// Released, when set, counts the arenas' regions UnmapAll and
-	// DropIdle give back to the system.
+	// Released, when set, counts the arenas' regions UnmapAll, DropIdle
+	// and Retry give back to the system.
 	Released *atomic.Uint64
 
 	// IdleCap is how many idle regions PutIdle holds at most (at least
@@ -537,7 +537,19 @@ func (x *Aux) Add(r *osmem.Region, sign int64) {
 func (x *Aux) Unmap(r *osmem.Region) error {
 	err := x.unmap(r)
 	if err != nil {
-		x.keep(r)
+		x.keep(r, false)
+	}
+	return err
+}
+
+// unmapArena is Unmap for the region of a released arena: unmapped now or
+// by a later Retry, it counts in Released.
+func (x *Aux) unmapArena(r *osmem.Region) error {
+	err := x.unmap(r)
+	if err != nil {
+		x.keep(r, true)
+	} else if x.Released != nil {
+		x.Released.Add(1)
 	}
 	return err
 }
@@ -557,17 +569,26 @@ func (x *Aux) Relock(r *osmem.Region) error {
 	return nil
 }
 
-// Keep counts in r, a wiped region the system would not unmap that no
-// Aux counted, and keeps it for Retry.
-func (x *Aux) Keep(r *osmem.Region) {
+// KeepArena counts in r, the wiped region of an arena that the system
+// would not unmap and no Aux counted, and keeps it for Retry, which counts
+// it in Released once it goes.
+func (x *Aux) KeepArena(r *osmem.Region) {
 	x.Add(r, 1)
-	x.keep(r)
+	x.keep(r, true)
+}
+
+// refusal is a region the system would not unmap, and whether it was an
+// arena's: Retry counts those in Released when it unmaps them, as the
+// unmap refused would have.
+type refusal struct {
+	r     *osmem.Region
+	arena bool
 }
 
 // keep puts r, counted, on the list Retry works through.
-func (x *Aux) keep(r *osmem.Region) {
+func (x *Aux) keep(r *osmem.Region, arena bool) {
 	x.mu.Lock()
-	x.refused = append(x.refused, r)
+	x.refused = append(x.refused, refusal{r, arena})
 	x.mu.Unlock()
 }
 
@@ -625,10 +646,12 @@ func (x *Aux) Retry() error {
 	defer x.mu.Unlock()
 	var errs []error
 	kept := x.refused[:0]
-	for _, r := range x.refused {
-		if err := x.unmap(r); err != nil {
-			kept = append(kept, r)
+	for _, k := range x.refused {
+		if err := x.unmap(k.r); err != nil {
+			kept = append(kept, k)
 			errs = append(errs, err)
+		} else if k.arena && x.Released != nil {
+			x.Released.Add(1)
 		}
 	}
 	clear(x.refused[len(kept):])
@@ -690,10 +713,8 @@ func (l *UnmapList) Take(n, most int) *osmem.Region {
 func (l *UnmapList) UnmapAll(aux *Aux) error {
 	var errs []error
 	for i, r := range *l {
-		if err := aux.Unmap(r); err != nil {
+		if err := aux.unmapArena(r); err != nil {
 			errs = append(errs, err)
-		} else if aux.Released != nil {
-			aux.Released.Add(1)
 		}
 		(*l)[i] = nil
 	}

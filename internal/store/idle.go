@@ -39,15 +39,7 @@ func (x *Aux) PutIdle(r *osmem.Region) {
 	}
 	x.idleMu.Unlock()
 	if old != nil {
-		x.unmapIdle(old)
-	}
-}
-
-// unmapIdle unmaps r, an idle region taken out of the pool, and counts it
-// released; one the system would not unmap stays counted, for Retry.
-func (x *Aux) unmapIdle(r *osmem.Region) {
-	if x.Unmap(r) == nil && x.Released != nil {
-		x.Released.Add(1)
+		_ = x.unmapArena(old) // one refused stays counted, for Retry
 	}
 }
 
@@ -97,7 +89,7 @@ func (x *Aux) DropIdle(later *UnmapList) int {
 		return len(rs)
 	}
 	for _, r := range rs {
-		x.unmapIdle(r)
+		_ = x.unmapArena(r)
 	}
 	return len(rs)
 }

@@ -197,6 +197,11 @@ func (s *Shuffler) checkCounterRuns(runs []ctrRun) error {
 	return nil
 }
 
+// checkAuxHook, when set by a test, runs in checkAux between its pass over
+// the idle regions and its comparison, where Close or GiveBackIdle may
+// take those regions away.
+var checkAuxHook func()
+
 // checkAux: the regions that are not arenas and that the shards hold (AEAD
 // backups) or the Aux holds idle are counted; a background cycle may hold
 // more of its own (its spares, regions it released), so the count may be
@@ -211,7 +216,8 @@ func (s *Shuffler) checkAux() error {
 		}
 	}
 	var stale error
-	s.aux.EachIdle(func(r *osmem.Region) {
+	// The counts are read with the idle regions held (see EachIdle).
+	al, au := s.aux.EachIdle(func(r *osmem.Region) {
 		locked += store.LockedLen(r)
 		unlocked += store.UnlockedLen(r)
 		if !store.AllZero(r.Data) && stale == nil {
@@ -221,7 +227,10 @@ func (s *Shuffler) checkAux() error {
 	if stale != nil {
 		return stale
 	}
-	if al, au := s.aux.Locked(), s.aux.Unlocked(); al < locked || au < unlocked || al < 0 || au < 0 {
+	if checkAuxHook != nil {
+		checkAuxHook()
+	}
+	if al < locked || au < unlocked || al < 0 || au < 0 {
 		return fmt.Errorf("regions that are not arenas: %d locked and %d unlocked counted, shards hold %d and %d", al, au, locked, unlocked)
 	}
 	return nil

@@ -97,13 +97,21 @@ func (x *Aux) DropIdle(later *UnmapList) int {
 // IdleBytes is the bytes of the idle regions.
 func (x *Aux) IdleBytes() int64 { return x.idleN.Load() }
 
-// EachIdle calls f with each idle region, holding them while it runs.
-func (x *Aux) EachIdle(f func(r *osmem.Region)) {
+// EachIdle calls f with each idle region, holding them while it runs,
+// and returns the locked and unlocked bytes counted, read while it still
+// holds them: a region joins the pool once counted in (PutIdle) and is
+// counted out once it has left (TakeIdle, DropIdle), so every region f
+// saw is in those counts. Counts read after EachIdle returns may already
+// lack one that DropIdle took meanwhile, which needs no shard lock: Close
+// drops its idle regions once it has let go of its shards, and
+// GiveBackIdle drops any Shuffler's from any goroutine.
+func (x *Aux) EachIdle(f func(r *osmem.Region)) (locked, unlocked int64) {
 	x.idleMu.Lock()
 	defer x.idleMu.Unlock()
 	for _, r := range x.idle {
 		f(r)
 	}
+	return x.Locked(), x.Unlocked()
 }
 
 // pools are the Auxes of the process whose idle regions GiveBackIdle gives

@@ -34,7 +34,11 @@ func purgingLogger(s *atomic.Pointer[Shuffler], event string) (*slog.Logger, <-c
 }
 
 // tamperWith changes a byte of h's ciphertext at rest, through a slice kept
-// past its Return.
+// past its Return. It does so holding the shard locks: a scheduled
+// rotation (TestPurgeFromRotationTamperLogger's, every millisecond) has an
+// entry of an authenticated mode in the clear, in place, under its shard
+// lock, and a byte flipped then would be sealed under the new key, the
+// tampering gone.
 func tamperWith(t *testing.T, s *Shuffler, h Handle) {
 	t.Helper()
 	b, err := RentSlice[byte](s, h)
@@ -44,7 +48,9 @@ func tamperWith(t *testing.T, s *Shuffler, h Handle) {
 	if err := s.Return(h); err != nil {
 		t.Fatal(err)
 	}
+	s.lockAll()
 	b[0] ^= 1
+	s.unlockAll()
 }
 
 // TestPurgeFromTamperLogger: an entry that fails authentication is the

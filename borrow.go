@@ -154,10 +154,9 @@ func (s *Shuffler) endPinned(h Handle, mem []byte, kind borrowKind) error {
 		if sh.pins == 0 {
 			for _, r := range sh.orphans {
 				osmem.Wipe(r.Data)
-				// A refusal keeps r counted, for the next Close to retry.
-				if s.aux.Unmap(r) == nil {
-					s.tally.arenasReleased.Add(1)
-				}
+				// A refusal keeps r counted, for the next Close to retry,
+				// which counts it released then.
+				_ = s.aux.UnmapArena(r)
 			}
 			sh.orphans = nil
 		}

@@ -465,8 +465,8 @@ func DumpableLen(r *osmem.Region) int64 {
 // hold. It is safe for concurrent use.
 type Aux struct {
 	locked, unlocked, dumpable atomic.Int64
-	// begun and ended count the maps and unmaps (Map, Unmap) that have
-	// begun and ended. Between the two, the system's count of locked
+	// begun and ended count the changes to locked memory (Map, Unmap,
+	// Relock, Change) that have begun and ended. Between the two, the system's count of locked
 	// memory has changed at the syscall and this one not yet, or the other
 	// way round; Quiet tells a reader whether it read both in step.
 	begun, ended atomic.Uint64
@@ -477,8 +477,9 @@ type Aux struct {
 	mu      sync.Mutex
 	refused []refusal // regions the system would not unmap, for Retry
 
-	// Released, when set, counts the arenas' regions UnmapAll, DropIdle
-	// and Retry give back to the system.
+	// Released, when set, counts the arenas' regions given back to the
+	// system through the Aux (UnmapArena, and so UnmapAll, the idle pool
+	// and Retry).
 	Released *atomic.Uint64
 
 	// IdleCap is how many idle regions PutIdle holds at most (at least
@@ -512,8 +513,8 @@ func (x *Aux) Change(f func()) {
 	f()
 }
 
-// Quiet returns how many maps and unmaps have begun, and whether none is
-// under way. Two reads of the counts and of the system's locked memory
+// Quiet returns how many changes to locked memory have begun, and whether
+// none is under way. Two reads of the counts and of the system's locked memory
 // are in step when Quiet reports none under way before and after them,
 // with the same number begun.
 func (x *Aux) Quiet() (begun uint64, quiet bool) {
@@ -542,9 +543,9 @@ func (x *Aux) Unmap(r *osmem.Region) error {
 	return err
 }
 
-// unmapArena is Unmap for the region of a released arena: unmapped now or
+// UnmapArena is Unmap for the region of a released arena: unmapped now or
 // by a later Retry, it counts in Released.
-func (x *Aux) unmapArena(r *osmem.Region) error {
+func (x *Aux) UnmapArena(r *osmem.Region) error {
 	err := x.unmap(r)
 	if err != nil {
 		x.keep(r, true)
@@ -713,7 +714,7 @@ func (l *UnmapList) Take(n, most int) *osmem.Region {
 func (l *UnmapList) UnmapAll(aux *Aux) error {
 	var errs []error
 	for i, r := range *l {
-		if err := aux.unmapArena(r); err != nil {
+		if err := aux.UnmapArena(r); err != nil {
 			errs = append(errs, err)
 		}
 		(*l)[i] = nil

@@ -39,7 +39,7 @@ func (x *Aux) PutIdle(r *osmem.Region) {
 	}
 	x.idleMu.Unlock()
 	if old != nil {
-		_ = x.unmapArena(old) // one refused stays counted, for Retry
+		_ = x.UnmapArena(old) // one refused stays counted, for Retry
 	}
 }
 
@@ -89,7 +89,7 @@ func (x *Aux) DropIdle(later *UnmapList) int {
 		return len(rs)
 	}
 	for _, r := range rs {
-		_ = x.unmapArena(r)
+		_ = x.UnmapArena(r)
 	}
 	return len(rs)
 }

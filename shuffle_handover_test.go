@@ -145,16 +145,11 @@ func TestArenasReleasedCountsRetriedUnmaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := s.Stats()
-	osmem.SetFault(func(op osmem.Op) error {
-		if op == osmem.OpUnmap {
-			return osmem.ErrInjected
-		}
-		return nil
-	})
-	t.Cleanup(func() { osmem.SetFault(nil) })
+	allow := refuse(t, osmem.OpUnmap)
 	if err := s.Shuffle(); !errors.Is(err, osmem.ErrInjected) {
 		t.Fatalf("Shuffle with every unmap refused: %v, want the refusal", err)
 	}
+	allow()
 	refused := s.aux.Waiting()
 	if refused == 0 {
 		t.Fatal("no unmap waits for a retry")
@@ -172,48 +167,5 @@ func TestArenasReleasedCountsRetriedUnmaps(t *testing.T) {
 	}
 	if got := int64(s.Stats().ArenasReleased - before.ArenasReleased); got != unmaps {
 		t.Errorf("ArenasReleased grew by %d over a Shuffle that retried %d refused unmaps and unmapped %d regions in all", got, refused, unmaps)
-	}
-}
-
-// TestArenasReleasedCountsPinnedRetry: a Close inside a Borrow function
-// leaves the arenas mapped until the borrow ends (the function may still
-// write), and the borrow's end unmaps them; one the system refuses then
-// waits for the next Close, and counts in Stats.ArenasReleased once that
-// Close gives it back.
-func TestArenasReleasedCountsPinnedRetry(t *testing.T) {
-	s, err := New(WithShards(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := Alloc[byte](s, 32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := s.Stats()
-	t.Cleanup(func() { osmem.SetFault(nil) })
-	err = BorrowSlice(s, h, func([]byte) error {
-		if err := s.Close(); err != nil {
-			return err
-		}
-		osmem.SetFault(func(op osmem.Op) error {
-			if op == osmem.OpUnmap {
-				return osmem.ErrInjected
-			}
-			return nil
-		})
-		return nil
-	})
-	osmem.SetFault(nil)
-	if !errors.Is(err, ErrClosed) {
-		t.Fatalf("a borrow whose function closed the Shuffler: %v, want ErrClosed", err)
-	}
-	if s.aux.Waiting() == 0 {
-		t.Fatal("no refused unmap waits for the next Close")
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if got := s.Stats().ArenasReleased - before.ArenasReleased; got != uint64(before.Arenas) {
-		t.Errorf("%d arenas given back, ArenasReleased grew by %d", before.Arenas, got)
 	}
 }

@@ -205,9 +205,11 @@ func TestCycleRetriesRefusedUnmap(t *testing.T) {
 // TestCloseKeepsRefusedOrphans: an arena Close leaves mapped for a Borrow
 // function still running stays counted in Stats until that function ends
 // and the arena is unmapped, and one whose unmap the system then refuses
-// stays counted and is unmapped by a later Close. Close dropped the
-// arena's count at once, and a refused unmap at the end of the borrow left
-// it mapped, and locked, with nothing counting it or trying again.
+// stays counted and is unmapped by a later Close, which counts it in
+// Stats.ArenasReleased. Close dropped the arena's count at once, and a
+// refused unmap at the end of the borrow left it mapped, and locked, with
+// nothing counting it or trying again; later, the retry that gave it back
+// left it out of ArenasReleased.
 func TestCloseKeepsRefusedOrphans(t *testing.T) {
 	base := vmLck(t)
 	s := newTest(t, WithShards(1))
@@ -215,33 +217,35 @@ func TestCloseKeepsRefusedOrphans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	before := s.Stats()
 	countedAsLocked := func(when string) {
 		t.Helper()
 		if st, got := s.Stats(), vmLck(t); st.LockedBytes != got-base {
 			t.Errorf("%s: %d bytes locked counted, VmLck %d above its start", when, st.LockedBytes, got-base)
 		}
 	}
-	t.Cleanup(func() { osmem.SetFault(nil) })
+	allow := func() {}
 	err = BorrowSlice(s, h, func([]byte) error {
 		if err := s.Close(); err != nil {
 			return err
 		}
 		countedAsLocked("after Close, the borrow still running")
-		osmem.SetFault(func(o osmem.Op) error {
-			if o == osmem.OpUnmap {
-				return osmem.ErrInjected
-			}
-			return nil
-		})
+		allow = refuse(t, osmem.OpUnmap)
 		return nil
 	})
-	osmem.SetFault(nil)
+	allow()
 	if !errors.Is(err, ErrClosed) {
 		t.Fatalf("BorrowSlice across Close: %v, want ErrClosed", err)
+	}
+	if s.aux.Waiting() == 0 {
+		t.Fatal("no refused unmap waits for the next Close")
 	}
 	countedAsLocked("after the borrow's unmap was refused")
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close again: %v", err)
 	}
 	leftNothing(t, s, base)
+	if got := s.Stats().ArenasReleased - before.ArenasReleased; got != uint64(before.Arenas) {
+		t.Errorf("%d arenas given back, ArenasReleased grew by %d", before.Arenas, got)
+	}
 }

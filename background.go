@@ -510,25 +510,15 @@ func (s *Shuffler) mapSpare(ctx context.Context, n int, pace *pacer) (*osmem.Reg
 		unmap()
 		return nil, err
 	}
-	// The lock and the count are one step for a reader of both (Aux.Quiet):
-	// apart, Stats.LockedBytes read between them fell short of VmLck.
 	lockLater := false
 	if !s.cfg.secret {
-		var err error
-		s.aux.Change(func() {
-			if s.cfg.lock != LockNone {
-				err = s.lockSpare(r, osmem.LockOnFault)
-				if lockLater = errors.Is(err, osmem.ErrNoOnFault); err != nil {
-					return
-				}
-			}
-			s.aux.Add(r, 1)
-			counted = true
-		})
+		err := s.lockCounted(r, osmem.LockOnFault)
+		lockLater = errors.Is(err, osmem.ErrNoOnFault)
 		if err != nil && !lockLater {
 			unmap()
 			return nil, err
 		}
+		counted = !lockLater
 	}
 	page := os.Getpagesize()
 	for off := 0; off < len(r.Data); off += spareChunk {
@@ -544,19 +534,29 @@ func (s *Shuffler) mapSpare(ctx context.Context, n int, pace *pacer) (*osmem.Reg
 		}
 	}
 	if lockLater {
-		var err error
-		s.aux.Change(func() {
-			if err = s.lockSpare(r, osmem.Relock); err == nil {
-				s.aux.Add(r, 1)
-				counted = true
-			}
-		})
-		if err != nil {
+		if err := s.lockCounted(r, osmem.Relock); err != nil {
 			unmap()
 			return nil, err
 		}
 	}
 	return r, nil
+}
+
+// lockCounted locks the spare r with lock, as lockSpare does (not at all
+// under LockNone), and counts it in, unless the lock failed or was put
+// off (osmem.ErrNoOnFault). The lock and the count are one step for a
+// reader of both (Aux.Quiet): apart, Stats.LockedBytes read between them
+// fell a spare short of VmLck.
+func (s *Shuffler) lockCounted(r *osmem.Region, lock func(*osmem.Region) error) (err error) {
+	s.aux.Change(func() {
+		if s.cfg.lock != LockNone {
+			err = s.lockSpare(r, lock)
+		}
+		if err == nil {
+			s.aux.Add(r, 1)
+		}
+	})
+	return err
 }
 
 // lockSpare locks the spare r with lock: osmem.LockOnFault before any page

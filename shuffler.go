@@ -519,17 +519,17 @@ func (s *Shuffler) Close() error {
 				continue
 			}
 			osmem.Wipe(a.Mem[:a.Used])
+			// The Aux counts it from here, as the shard's count goes with
+			// Reset below, and unmaps it as it unmaps any arena: counted
+			// out as the unmap begins, and kept, wiped and counted, for
+			// Retry should the system refuse.
+			s.aux.Add(a.Reg, 1)
 			if sh.pins > 0 {
 				// A Borrow function or fill may still write here: unmapping
-				// now would fault it. endPinned unmaps after the last one;
-				// until then the Aux counts it, as the system has it.
+				// now would fault it. endPinned unmaps after the last one.
 				sh.orphans = append(sh.orphans, a.Reg)
-				s.aux.Add(a.Reg, 1)
-			} else if err := osmem.Unmap(a.Reg); err != nil {
+			} else if err := s.aux.UnmapArena(a.Reg); err != nil {
 				errs = append(errs, err)
-				s.aux.KeepArena(a.Reg) // wiped; counted, and tried again
-			} else {
-				s.tally.arenasReleased.Add(1)
 			}
 		}
 		if sh.backup != nil {

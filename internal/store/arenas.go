@@ -466,16 +466,17 @@ func DumpableLen(r *osmem.Region) int64 {
 type Aux struct {
 	locked, unlocked, dumpable atomic.Int64
 	// begun and ended count the changes to locked memory (Map, Unmap,
-	// Relock, Change) that have begun and ended. Between the two, the system's count of locked
-	// memory has changed at the syscall and this one not yet, or the other
-	// way round; Quiet tells a reader whether it read both in step.
+	// Relock, Change) that have begun and ended. Between the two, the
+	// system's count of locked memory has changed at the syscall and this
+	// one not yet, or the other way round; Quiet tells a reader whether it
+	// read both in step.
 	begun, ended atomic.Uint64
 	// freed counts the regions unmapped, through the Aux or by an arena's
 	// Release: a mapping refused before may succeed after one.
 	freed atomic.Uint64
 
 	mu      sync.Mutex
-	refused []refusal // regions the system would not unmap, for Retry
+	refused []auxRegion // regions the system would not unmap, for Retry
 
 	// Released, when set, counts the arenas' regions given back to the
 	// system through the Aux (UnmapArena, and so UnmapAll, the idle pool
@@ -514,9 +515,9 @@ func (x *Aux) Change(f func()) {
 }
 
 // Quiet returns how many changes to locked memory have begun, and whether
-// none is under way. Two reads of the counts and of the system's locked memory
-// are in step when Quiet reports none under way before and after them,
-// with the same number begun.
+// none is under way. Two reads of the counts and of the system's locked
+// memory are in step when Quiet reports none under way before and after
+// them, with the same number begun.
 func (x *Aux) Quiet() (begun uint64, quiet bool) {
 	e := x.ended.Load()
 	b := x.begun.Load()
@@ -532,25 +533,20 @@ func (x *Aux) Add(r *osmem.Region, sign int64) {
 
 // Unmap unmaps r, counted here; the count drops as the unmap begins (see
 // unmap). A region the system will not take back is counted again, as
-// the refusal left it, and is kept for Retry: the
-// callers let go of it, wiped, and would otherwise leave it mapped, and
-// locked, for good.
-func (x *Aux) Unmap(r *osmem.Region) error {
-	err := x.unmap(r)
-	if err != nil {
-		x.keep(r, false)
-	}
-	return err
-}
+// the refusal left it, and is kept for Retry: the callers let go of it,
+// wiped, and would otherwise leave it mapped, and locked, for good.
+func (x *Aux) Unmap(r *osmem.Region) error { return x.giveBack(auxRegion{r, false}) }
 
-// UnmapArena is Unmap for the region of a released arena: unmapped now or
-// by a later Retry, it counts in Released.
-func (x *Aux) UnmapArena(r *osmem.Region) error {
-	err := x.unmap(r)
+// UnmapArena is Unmap for the region of an arena: unmapped now or by a
+// later Retry, it counts in Released.
+func (x *Aux) UnmapArena(r *osmem.Region) error { return x.giveBack(auxRegion{r, true}) }
+
+func (x *Aux) giveBack(k auxRegion) error {
+	err := x.unmap(k)
 	if err != nil {
-		x.keep(r, true)
-	} else if x.Released != nil {
-		x.Released.Add(1)
+		x.mu.Lock()
+		x.refused = append(x.refused, k)
+		x.mu.Unlock()
 	}
 	return err
 }
@@ -570,31 +566,17 @@ func (x *Aux) Relock(r *osmem.Region) error {
 	return nil
 }
 
-// KeepArena counts in r, the wiped region of an arena that the system
-// would not unmap and no Aux counted, and keeps it for Retry, which counts
-// it in Released once it goes.
-func (x *Aux) KeepArena(r *osmem.Region) {
-	x.Add(r, 1)
-	x.keep(r, true)
-}
-
-// refusal is a region the system would not unmap, and whether it was an
-// arena's: Retry counts those in Released when it unmaps them, as the
-// unmap refused would have.
-type refusal struct {
+// auxRegion is a region the Aux unmaps, kept for Retry while the system
+// refuses, and whether it is an arena's, which counts in Released once
+// unmapped.
+type auxRegion struct {
 	r     *osmem.Region
 	arena bool
 }
 
-// keep puts r, counted, on the list Retry works through.
-func (x *Aux) keep(r *osmem.Region, arena bool) {
-	x.mu.Lock()
-	x.refused = append(x.refused, refusal{r, arena})
-	x.mu.Unlock()
-}
-
-// unmap counts r out and unmaps it; if the system refuses, it counts r in
-// again as the refusal left it.
+// unmap counts k's region out and unmaps it, and counts an arena's in
+// Released; if the system refuses, it counts the region in again as the
+// refusal left it.
 //
 // It counts r out before the munmap, not after: the system drops the
 // region from its locked memory at the start of the syscall, and frees
@@ -606,24 +588,22 @@ func (x *Aux) keep(r *osmem.Region, arena bool) {
 // exceed RLIMIT_MEMLOCK. Counted out first, a region is counted only
 // while the system has it (Map counts one in once it is locked), and the
 // count never exceeds what the system has locked.
-func (x *Aux) unmap(r *osmem.Region) error {
+func (x *Aux) unmap(k auxRegion) error {
+	r := k.r
 	x.begun.Add(1)
 	defer x.ended.Add(1)
-	// Read before the unmap, which on Windows clears DontDump.
-	l, u, d := LockedLen(r), UnlockedLen(r), DumpableLen(r)
-	x.locked.Add(-l)
-	x.unlocked.Add(-u)
-	x.dumpable.Add(-d)
+	x.Add(r, -1) // before the unmap, which on Windows clears DontDump
 	if err := osmem.Unmap(r); err != nil {
 		// Windows unlocks the pages and drops their exclusion from dumps
 		// before the release it refused, and takes them back where it
 		// can: the region stays, counted as it is left.
-		x.locked.Add(LockedLen(r))
-		x.unlocked.Add(UnlockedLen(r))
-		x.dumpable.Add(DumpableLen(r))
+		x.Add(r, 1)
 		return err
 	}
 	x.freed.Add(1)
+	if k.arena && x.Released != nil {
+		x.Released.Add(1)
+	}
 	return nil
 }
 
@@ -648,11 +628,9 @@ func (x *Aux) Retry() error {
 	var errs []error
 	kept := x.refused[:0]
 	for _, k := range x.refused {
-		if err := x.unmap(k.r); err != nil {
+		if err := x.unmap(k); err != nil {
 			kept = append(kept, k)
 			errs = append(errs, err)
-		} else if k.arena && x.Released != nil {
-			x.Released.Add(1)
 		}
 	}
 	clear(x.refused[len(kept):])

@@ -76,7 +76,7 @@ func TestBackupRelockedWhenRoomReturns(t *testing.T) {
 	sh.mu.Lock()
 	sh.dropBackup()
 	sh.mu.Unlock()
-	refuseLocks(t)
+	refuse(t, osmem.OpLock)
 	if _, err := RentSlice[byte](s, h); err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func TestAEADReadableWhenLockRefused(t *testing.T) {
 			// The limit is reached: every lock from here on is refused, and
 			// the backup buffer the first Rent mapped is given back, as a
 			// refused allocation's reclaim does.
-			refuseLocks(t)
+			refuse(t, osmem.OpLock)
 			sh := &s.shards[h.shard()]
 			sh.mu.Lock()
 			if sh.backup != nil {

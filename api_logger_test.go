@@ -132,7 +132,7 @@ func TestPurgeFromLockFailureLogger(t *testing.T) {
 	if s.Stats().LockFailures > 0 {
 		t.Skip("the process is at its memory-lock limit: New's own lock was refused, and the one \"memory not locked\" event a Shuffler logs went out before the test could raise it")
 	}
-	refuseLocks(t)
+	refuse(t, osmem.OpLock)
 	allocated := make(chan error, 1)
 	go func() {
 		// Larger than any arena mapped so far: a new one is locked.

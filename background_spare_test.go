@@ -152,7 +152,7 @@ func TestSpareLockRefused(t *testing.T) {
 				want[h] = byte(i + 1)
 			}
 			before := s.Stats()
-			refuseLocks(t)
+			refuse(t, osmem.OpLock)
 			oneCycle(t, s)
 			osmem.SetFault(nil)
 			mustCheck(t, s)

@@ -52,7 +52,7 @@ func TestPurgeFromBackgroundLoggerDuringClose(t *testing.T) {
 		t.Skip("the process is at its memory-lock limit: New's own lock was refused, and the one \"memory not locked\" event a Shuffler logs went out before the test could raise it")
 	}
 	allocN(t, s, 64, 1<<10)
-	refuseLocks(t)
+	refuse(t, osmem.OpLock)
 	if _, err := s.StartBackgroundShuffle(t.Context(), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestCloseWaitsForBackgroundLogger(t *testing.T) {
 		t.Skip("at the memory-lock limit already")
 	}
 	allocN(t, s, 64, 1<<10)
-	refuseLocks(t)
+	refuse(t, osmem.OpLock)
 	if _, err := s.StartBackgroundShuffle(t.Context(), 0); err != nil {
 		t.Fatal(err)
 	}

@@ -29,17 +29,6 @@ func recordingLogger(event string) (*slog.Logger, func() int) {
 	}
 }
 
-// refuseLocks makes every memory lock fail until the test ends.
-func refuseLocks(t *testing.T) {
-	osmem.SetFault(func(op osmem.Op) error {
-		if op == osmem.OpLock {
-			return osmem.ErrInjected
-		}
-		return nil
-	})
-	t.Cleanup(func() { osmem.SetFault(nil) })
-}
-
 // TestEventReachesLoggerBeforeCallReturns: WithLogger promises that an
 // event raised under a shard lock reaches the logger once the call that
 // raised it lets go of the lock. Calls that succeed raise events too: a
@@ -104,7 +93,7 @@ func TestEventReachesLoggerBeforeCallReturns(t *testing.T) {
 			if n := seen(); n != 0 {
 				t.Fatalf("%d events before any lock was refused", n)
 			}
-			refuseLocks(t)
+			refuse(t, osmem.OpLock)
 			if err := c.call(s, hs); err != nil {
 				t.Fatal(err)
 			}
@@ -156,7 +145,7 @@ func TestFreeCompactionEventReachesLogger(t *testing.T) {
 	for len(hs) < 2*second-first {
 		hs = append(hs, allocN(t, s, 1, 3<<10)...)
 	}
-	refuseLocks(t)
+	refuse(t, osmem.OpLock)
 	// Holes of one entry in the second arena, then the first drained but
 	// for its large entry: compaction needs a new arena for it.
 	var frees []Handle

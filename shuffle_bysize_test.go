@@ -261,7 +261,7 @@ func TestShuffleRefusedKeepsLockedEntriesLocked(t *testing.T) {
 		}
 		m[h] = make([]byte, 32)
 	}
-	refuseLocks(t)
+	refuse(t, osmem.OpLock)
 	for range 300 {
 		h, err := Alloc[byte](s, 32)
 		if err != nil {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -257,14 +256,7 @@ func lockedAsNobody() int {
 		}
 	}
 	st := s.Stats()
-	status, _ := os.ReadFile("/proc/self/status")
-	var vmlck int64 = -1
-	for _, line := range strings.Split(string(status), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmLck:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			vmlck = kb << 10
-		}
-	}
+	vmlck := childVmLck()
 	fmt.Printf("uid=%d entries=%d live=%d locked=%d unlocked=%d vmlck=%d\n",
 		os.Getuid(), st.Entries, st.LiveBytes, st.LockedBytes, st.UnlockedBytes, vmlck)
 	if st.Entries != 100000 || st.UnlockedBytes != 0 || st.LockedBytes != vmlck || st.LockFailures != 0 {

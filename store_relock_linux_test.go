@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memshuffle/memshuffle/internal/osmem"
 	"golang.org/x/sys/unix"
 )
 
@@ -42,14 +43,11 @@ func limitMemlock() bool {
 // childVmLck reads the process's locked memory from /proc/self/status,
 // or -1, in a helper process, which has no testing.T.
 func childVmLck() int64 {
-	status, _ := os.ReadFile("/proc/self/status")
-	for line := range strings.SplitSeq(string(status), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmLck:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
+	n, ok := osmem.VMLocked()
+	if !ok {
+		return -1
 	}
-	return -1
+	return int64(n)
 }
 
 // shuffleRelockChild is the helper process of TestShuffleRelocksAtLimit

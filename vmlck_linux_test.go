@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
 // churnWorkers runs n goroutines, each with handles of its own and a
@@ -48,21 +47,11 @@ func freeAt(s *Shuffler, hs []Handle, k int) []Handle {
 // vmLck reads the process's locked memory, VmLck, in bytes.
 func vmLck(t *testing.T) int64 {
 	t.Helper()
-	status, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Skip(err)
+	n, ok := osmem.VMLocked()
+	if !ok {
+		t.Skip("no VmLck in /proc/self/status")
 	}
-	for line := range strings.SplitSeq(string(status), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmLck:" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Skip("no VmLck in /proc/self/status")
-	return 0
+	return int64(n)
 }
 
 // TestLockedBytesIsVmLck compares Stats.LockedBytes with the growth of the

@@ -5,6 +5,7 @@ package osmem
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -110,31 +111,49 @@ func VMHeld() (size, data uint64, ok bool) {
 	return parseVMHeld(b)
 }
 
+// VMLocked reports the memory the process has locked (VmLck), in bytes,
+// from /proc/self/status; ok is false where that cannot be read. Tests
+// hold the Shufflers' own count of locked bytes against it.
+func VMLocked() (locked uint64, ok bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	v, ok := statusBytes(b, "VmLck:")
+	return v[0], ok
+}
+
 // parseVMHeld reads VmSize and VmData from the text of a status file.
 func parseVMHeld(b []byte) (size, data uint64, ok bool) {
+	v, ok := statusBytes(b, "VmSize:", "VmData:")
+	return v[0], v[1], ok
+}
+
+// statusBytes reads the fields named, each a line "Name: n kB", from the
+// text of a status file, in bytes; ok is false unless every one is there.
+func statusBytes(b []byte, names ...string) (v []uint64, ok bool) {
+	v = make([]uint64, len(names))
 	var seen int
 	for line := range strings.SplitSeq(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) != 3 || f[2] != "kB" {
 			continue
 		}
-		var dst *uint64
-		switch f[0] {
-		case "VmSize:":
-			dst = &size
-		case "VmData:":
-			dst = &data
-		default:
+		i := slices.Index(names, f[0])
+		if i < 0 {
 			continue
 		}
 		kb, err := strconv.ParseUint(f[1], 10, 64)
 		if err != nil {
-			return 0, 0, false
+			return make([]uint64, len(names)), false
 		}
-		*dst = kb << 10
+		v[i] = kb << 10
 		seen++
 	}
-	return size, data, seen == 2
+	if seen != len(names) {
+		return make([]uint64, len(names)), false
+	}
+	return v, true
 }
 
 func limitText(l unix.Rlimit, known bool) string {

@@ -76,7 +76,7 @@ func withDataLimit(t *testing.T, cur func(data uint64) uint64, fn func()) {
 }
 
 // TestVMHeld: VmSize and VmData as /proc/self/status gives them, and no
-// answer from a status that lacks either or garbles it.
+// answer from a status that lacks either or garbles it; VmLck likewise.
 func TestVMHeld(t *testing.T) {
 	for _, c := range []struct {
 		name, status string
@@ -97,6 +97,12 @@ func TestVMHeld(t *testing.T) {
 	}
 	if _, _, ok := VMHeld(); !ok {
 		t.Fatal("no VmSize and VmData in this process's /proc/self/status")
+	}
+	if v, ok := statusBytes([]byte("VmLck:\t  12 kB\nVmSize:\t2048 kB\n"), "VmLck:"); !ok || v[0] != 12<<10 {
+		t.Fatalf("statusBytes read VmLck as %d, %v; want %d", v[0], ok, 12<<10)
+	}
+	if _, ok := VMLocked(); !ok {
+		t.Fatal("no VmLck in this process's /proc/self/status")
 	}
 }
 

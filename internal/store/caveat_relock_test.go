@@ -2,8 +2,6 @@ package store
 
 import (
 	"os"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -144,19 +142,9 @@ func TestRelockPastRefusalUnderLimit(t *testing.T) {
 // skips the test where that is not available.
 func vmLck(t *testing.T) int64 {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Skip(err)
+	n, ok := osmem.VMLocked()
+	if !ok {
+		t.Skip("no VmLck in /proc/self/status")
 	}
-	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "VmLck:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				t.Skip(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Skip("no VmLck in /proc/self/status")
-	return 0
+	return int64(n)
 }

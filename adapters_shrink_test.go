@@ -184,7 +184,7 @@ func unpinnedAdapterCalls(t *testing.T, s *Shuffler) []adapterCall {
 		{"NewSigner/Ed25519", func() error { _, err := NewSigner(s, der["Ed25519"]); return err }},
 		{"NewSigner/ECDSA", func() error { _, err := NewSigner(s, der["ECDSA"]); return err }},
 		{"Signer/Ed25519", func() error { _, err := signers["Ed25519"].Sign(nil, digest, crypto.Hash(0)); return err }},
-		{"Signer/ECDSA", func() error { _, err := signers["ECDSA"].Sign(nil, digest, crypto.SHA256); return err }},
+		{"Signer/ECDSA", func() error { _, err := signers["ECDSA"].Sign(rand.Reader, digest, crypto.SHA256); return err }},
 		{"Signer/RSA", func() error { _, err := signers["RSA"].Sign(nil, digest, crypto.SHA256); return err }},
 	}
 }

@@ -131,6 +131,20 @@ func TestSignOptsNoPanic(t *testing.T) {
 					// opts with an error of its own.
 					_, isEd := k.priv.(ed25519.PrivateKey)
 					_, isEC := k.priv.(*ecdsa.PrivateKey)
+					if isEC && rnd == nil && c.want != ErrNilArgument {
+						// ECDSA refuses a nil rand once opts pass
+						// Sign's own checks: an unknown hash first.
+						want := ErrUnsupported
+						if h := c.opts.HashFunc(); h != 0 {
+							if _, known := hashSize(h); !known {
+								want = ErrInvalidOption
+							}
+						}
+						if !errors.Is(err, want) {
+							t.Errorf("Sign: %v, want %v", err, want)
+						}
+						return
+					}
 					typed := c.want == ErrNilArgument ||
 						(c.want != nil && !isEd && !(isEC && rnd != nil && c.opts.HashFunc() == 0))
 					if typed && !errors.Is(err, c.want) {
@@ -274,6 +288,14 @@ func TestECDSASignRefusesDigestLength(t *testing.T) {
 			}
 			digest := sha256.Sum256([]byte("message"))
 			sig, err := sg.Sign(r, digest[:], crypto.SHA256)
+			if r == nil {
+				// A digest of the right length meets the refusal of a
+				// nil rand, which comes after the digest's checks.
+				if !errors.Is(err, ErrUnsupported) {
+					t.Errorf("%s, nil rand: %v, want ErrUnsupported", k.name, err)
+				}
+				continue
+			}
 			if err != nil {
 				t.Fatalf("%s, rand %v: %v", k.name, r != nil, err)
 			}
@@ -316,7 +338,7 @@ func TestSignErrorsTyped(t *testing.T) {
 			"Ed25519 context of 300 bytes": {make([]byte, 32), &ed25519.Options{Context: strings.Repeat("c", 300)}},
 		}
 		for name, c := range cases {
-			_, err := sg.Sign(nil, c.digest, c.opts)
+			_, err := sg.Sign(rand.Reader, c.digest, c.opts)
 			if err == nil {
 				continue // this kind of key takes it (ECDSA ignores a context)
 			}

@@ -39,12 +39,15 @@ import (
 // nothing the Signer signs with. Sign parses the key out of a view of the entry for each
 // signature and signs (an RSA key of the pool, checked against the entry,
 // signs after the view ends): with an *ecdsa.PrivateKey, ed25519.PrivateKey or
-// *rsa.PrivateKey's Sign, so opts and rand mean what they mean there (nil
-// rand gives deterministic ECDSA signatures, RFC 6979), except that Sign
+// *rsa.PrivateKey's Sign, so opts and rand mean what they mean there, except
+// that an ECDSA key needs a rand: the deterministic signatures of RFC 6979,
+// which crypto/ecdsa makes for a nil one, leave 31 of the scalar's 32 bytes
+// (for P-256) in a hash state on the Go heap at every signature, so a nil
+// rand fails with ErrUnsupported. Sign also
 // returns an error where those panic: ErrNilArgument for nil opts, a nil
 // pointer included, and ErrInvalidOption for opts naming a hash function
-// unknown or not linked into the program where one is needed (RSA-PSS,
-// ECDSA with nil rand). A digest of another length than the hash opts
+// unknown or not linked into the program where one is needed (RSA-PSS).
+// A digest of another length than the hash opts
 // name fails with ErrInvalidOption too, for every key, and so does ECDSA
 // with opts naming a hash crypto does not know, rand or not (crypto/ecdsa
 // would sign either, truncated, when given a rand; crypto.Hash(0) still
@@ -342,6 +345,14 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 		if len(digest) != n {
 			return nil, fmt.Errorf("%w: a digest of %d bytes for %v, which makes %d", ErrInvalidOption, len(digest), h, n)
 		}
+	}
+	if k.kind == keyECDSA && rand == nil {
+		// RFC 6979's HMAC_DRBG writes the scalar into a hash on the heap
+		// after 33 bytes of the block, so all of it but the last byte
+		// stays in the hash's buffer, unwiped: a copy per signature, one
+		// byte short of the key. The randomized signature writes it at a
+		// block's start and overwrites it with the digest.
+		return nil, fmt.Errorf("%w: deterministic ECDSA (a nil rand) leaves the private scalar on the Go heap at each signature; pass a rand, such as crypto/rand.Reader", ErrUnsupported)
 	}
 	// A key of the pool is taken before the key is read, so that a Sign
 	// waiting for its turn waits outside the call whose stack is zeroed

@@ -105,12 +105,17 @@ var (
 
 // unixNanos is t in Unix nanoseconds, saturated: time.Time.UnixNano wraps
 // outside the int64 range, which would make a far-future expiry expire at
-// once and a far-past one never.
+// once and a far-past one never. It compares t's Unix seconds, not t
+// itself: time.Unix(math.MaxInt64, 0), a common way to say "never",
+// wraps the seconds since year 1 that Time keeps and compares as before
+// year 1 (Before and After), while Unix and String read it as the year
+// 292277026596.
 func unixNanos(t time.Time) int64 {
+	sec, ns := t.Unix(), t.Nanosecond()
 	switch {
-	case t.After(lastDeadline):
+	case sec > lastDeadline.Unix() || sec == lastDeadline.Unix() && ns > lastDeadline.Nanosecond():
 		return math.MaxInt64
-	case t.Before(firstDeadline):
+	case sec < firstDeadline.Unix() || sec == firstDeadline.Unix() && ns < firstDeadline.Nanosecond():
 		return math.MinInt64
 	}
 	return t.UnixNano()

@@ -62,6 +62,52 @@ func TestExpiryOutOfRange(t *testing.T) {
 	}
 }
 
+// TestUnixNanosEdges: unixNanos saturates at the edges of the int64 range
+// and nowhere else, by the Unix seconds of t. time.Unix(math.MaxInt64, 0),
+// "never", compares as before year 1 (its seconds since year 1 wrap), and
+// an entry given it as its expiry was wiped at once, with a nil error.
+func TestUnixNanosEdges(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		t    time.Time
+		want int64
+	}{
+		{"last instant", time.Unix(0, math.MaxInt64), math.MaxInt64},
+		{"a nanosecond before it", time.Unix(0, math.MaxInt64-1), math.MaxInt64 - 1},
+		{"a nanosecond after it", time.Unix(0, math.MaxInt64).Add(1), math.MaxInt64},
+		{"first instant", time.Unix(0, math.MinInt64), math.MinInt64},
+		{"a nanosecond after the first", time.Unix(0, math.MinInt64+1), math.MinInt64 + 1},
+		{"a nanosecond before the first", time.Unix(0, math.MinInt64).Add(-1), math.MinInt64},
+		{"Unix(MaxInt64, 0)", time.Unix(math.MaxInt64, 0), math.MaxInt64},
+		{"Unix(MaxInt64-62135596800, 0)", time.Unix(math.MaxInt64-62135596800, 0), math.MaxInt64},
+		{"Unix(MaxInt64-62135596801, 0)", time.Unix(math.MaxInt64-62135596801, 0), math.MaxInt64},
+		{"Unix(MinInt64, 0)", time.Unix(math.MinInt64, 0), math.MinInt64},
+		{"Unix(1<<40, 0)", time.Unix(1<<40, 0), math.MaxInt64},
+		{"Unix(-1<<40, 0)", time.Unix(-1<<40, 0), math.MinInt64},
+		{"epoch", time.Unix(0, 0), 0},
+		{"a second before the epoch", time.Unix(-1, 0), -int64(time.Second)},
+	} {
+		if got := unixNanos(tc.t); got != tc.want {
+			t.Errorf("%s: unixNanos = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	s := newTest(t, WithShards(1))
+	h, err := CopyFrom(s, []byte("never"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetExpiry(h, time.Unix(math.MaxInt64, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, s, h); string(got) != "never" {
+		t.Fatalf("entry expiring at time.Unix(math.MaxInt64, 0): got %q", got)
+	}
+	if e, err := s.Expiry(h); err != nil || !e.Equal(lastDeadline) {
+		t.Fatalf("Expiry: %v, %v; want %v", e, err, lastDeadline)
+	}
+	mustCheck(t, s)
+}
+
 // TestAddNanosSaturates: a deadline is now plus the TTL, or the last
 // instant when that passes it, for clocks on either side of 1970. Before
 // 1970 the overflow test itself wrapped, and every deadline was the last

@@ -121,7 +121,7 @@ func endedErr(err, rerr error) error {
 		return rerr
 	case !errors.Is(rerr, ErrClosed):
 		return err
-	case errors.Is(err, ErrPanicked):
+	case isPanicked(err):
 		return errors.Join(rerr, err)
 	}
 	return rerr

@@ -140,6 +140,18 @@ func SafePanic(v any) {
 	panic(v)
 }
 
+// isPanicked is errors.Is(err, ErrPanicked) for an error the caller's code
+// returned, whose Is or Unwrap method may panic: that is no match, not a
+// panic of the library's call, which no input may make.
+func isPanicked(err error) (is bool) {
+	defer func() {
+		if recover() != nil {
+			is = false
+		}
+	}()
+	return errors.Is(err, ErrPanicked)
+}
+
 // panicError turns a recovered panic into an error wrapping ErrPanicked,
 // keeping an error value reachable with errors.Is and errors.As.
 func panicError(what string, p any) error {

@@ -197,7 +197,7 @@ func readInto(s *Shuffler, r io.Reader, limit, hint int, fill func(*growing) (in
 			// found the end) would hide that the Shuffler went. A panic
 			// stays beside it.
 			if derr := g.discard(); derr != nil {
-				if errors.Is(err, ErrPanicked) && errors.Is(derr, ErrClosed) {
+				if errors.Is(derr, ErrClosed) && isPanicked(err) {
 					err = errors.Join(derr, err)
 				} else {
 					err = derr

@@ -47,6 +47,7 @@ func TestAEADWipesOutputWhenBorrowFails(t *testing.T) {
 // Such a call used to zero the message: the wipe meant for a half-done
 // output covered the spare capacity whether or not anything was written.
 func TestAEADRefusalKeepsMessageInPlace(t *testing.T) {
+	clk := newTestClock(time.Now())
 	for _, tc := range []struct {
 		name string
 		key  []byte
@@ -61,8 +62,11 @@ func TestAEADRefusalKeepsMessageInPlace(t *testing.T) {
 			}
 		}, ErrBusy},
 		{"key freed", nil, nil, func(t *testing.T, s *Shuffler, key Handle) { s.Free(key) }, ErrInvalidHandle},
-		{"key expired", nil, []Option{WithDefaultTTL(time.Millisecond)}, func(t *testing.T, s *Shuffler, key Handle) {
-			time.Sleep(20 * time.Millisecond)
+		// The test's clock, not the system's: a CopyFrom that outlasted a
+		// TTL of a millisecond on a loaded machine made a key already
+		// expired.
+		{"key expired", nil, []Option{WithDefaultTTL(time.Second), withClock(clk)}, func(t *testing.T, s *Shuffler, key Handle) {
+			clk.advance(2 * time.Second)
 		}, ErrExpired},
 		{"key of zeros", make([]byte, 32), nil, func(*testing.T, *Shuffler, Handle) {}, ErrInvalidKey},
 		{"purged", nil, nil, func(t *testing.T, s *Shuffler, key Handle) { s.Purge() }, ErrClosed},

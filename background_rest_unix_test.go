@@ -141,15 +141,22 @@ func (c *threadClock) read(t *testing.T) (time.Duration, time.Time) {
 
 // share waits until the measured goroutine has done two of its runs (the
 // hook's first call only locks the thread), then returns the fraction of
-// one CPU the goroutine used over the next 300 ms, by its thread's clock;
-// runs counts them, for the log.
+// one CPU the goroutine used over its next 300 ms or more, between two of
+// its own readings of its thread's clock; runs counts them, for the log.
+// It waits for a reading 300 ms past the first, up to 10 s: a goroutine
+// kept off the CPU for most of a fixed 300 ms (on a loaded machine, 220
+// ms) has taken no reading since the first, and the share has nothing to
+// go by.
 func (c *threadClock) share(t *testing.T, what string, runs func() uint64) float64 {
 	t.Helper()
 	waitFor(t, "two "+what, func() bool { return runs() > 1 })
 	cpu0, wall0 := c.read(t)
 	runs0 := runs()
-	time.Sleep(300 * time.Millisecond)
-	cpu1, wall1 := c.read(t)
+	cpu1, wall1 := cpu0, wall0
+	for end := time.Now().Add(10 * time.Second); wall1.Sub(wall0) < 300*time.Millisecond && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+		cpu1, wall1 = c.read(t)
+	}
 	n := runs() - runs0
 	cpu, wall := cpu1-cpu0, wall1.Sub(wall0)
 	if wall < 100*time.Millisecond {

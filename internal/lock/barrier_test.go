@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestBarrierOrdersRelease runs the one interleaving the heavy barrier is
@@ -31,7 +32,10 @@ func TestBarrierOrdersRelease(t *testing.T) {
 	)
 	go func() { // the sleeper
 		for r := int64(1); r <= int64(rounds); r++ {
-			for start.Load() != r {
+			for s := start.Load(); s != r; s = start.Load() {
+				if s < 0 { // the holder ran out of time
+					return
+				}
 			}
 			m.waiting.Add(1)
 			heavyBarrier()
@@ -40,7 +44,8 @@ func TestBarrierOrdersRelease(t *testing.T) {
 		}
 	}()
 	lost := 0
-	for r := int64(1); r <= int64(rounds); r++ { // the holder
+	end, r := roundsEnd(), int64(1)
+	for ; r <= int64(rounds) && !end(r); r++ { // the holder
 		m.state.Store(1)
 		m.waiting.Store(0)
 		start.Store(r)
@@ -54,9 +59,25 @@ func TestBarrierOrdersRelease(t *testing.T) {
 			lost++
 		}
 	}
+	start.Store(-1)
 	if lost > 0 {
-		t.Fatalf("%d of %d rounds lost a wake-up: the holder saw no sleeper and the sleeper saw the lock held", lost, rounds)
+		t.Fatalf("%d of %d rounds lost a wake-up: the holder saw no sleeper and the sleeper saw the lock held", lost, r-1)
 	}
+	t.Logf("%d rounds of %d", r-1, rounds)
+}
+
+// roundsEnd returns a test of whether a litmus test's holder, at round r,
+// has run out of time: the rounds need both sides on a CPU at once, and
+// on a loaded machine each can wait for a time slice, so that a million
+// rounds outlasted the test run's timeout (19 minutes under -race). It
+// reads the clock every 1,024 rounds; a quiet machine does every round
+// well within the minute.
+func roundsEnd() func(r int64) bool {
+	deadline := time.Now().Add(time.Minute)
+	if testing.Short() {
+		deadline = time.Now().Add(20 * time.Second)
+	}
+	return func(r int64) bool { return r%1024 == 0 && time.Now().After(deadline) }
 }
 
 // TestEnabled checks that the plain-store Unlock is in use where it can

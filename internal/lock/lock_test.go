@@ -322,7 +322,10 @@ func TestWokenSleeperSeesRelease(t *testing.T) {
 	var won atomic.Bool
 	go func() {
 		for i := int64(1); i <= rounds; i++ {
-			for start.Load() < i {
+			for s := start.Load(); s < i; s = start.Load() {
+				if s < 0 { // the holder ran out of time
+					return
+				}
 			}
 			<-m.wake
 			won.Store(m.state.CompareAndSwap(0, 1))
@@ -330,7 +333,8 @@ func TestWokenSleeperSeesRelease(t *testing.T) {
 		}
 	}()
 	lost := 0
-	for i := int64(1); i <= rounds; i++ {
+	end, i := roundsEnd(), int64(1)
+	for ; i <= rounds && !end(i); i++ {
 		m.state.Store(1)
 		m.wake <- struct{}{}
 		start.Store(i)
@@ -345,9 +349,11 @@ func TestWokenSleeperSeesRelease(t *testing.T) {
 		default:
 		}
 	}
+	start.Store(-1)
 	if lost > 0 {
-		t.Errorf("%d of %d rounds lost the wake-up (asymmetric %v)", lost, rounds, asymmetric)
+		t.Errorf("%d of %d rounds lost the wake-up (asymmetric %v)", lost, i-1, asymmetric)
 	}
+	t.Logf("%d rounds of %d", i-1, rounds)
 }
 
 // BenchmarkReleaseWake times release on the path that wakes a sleeper,

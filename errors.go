@@ -142,8 +142,10 @@ var ErrAuthFailed = errors.New("memshuffle: message authentication failed")
 var ErrBufferOverlap = errors.New("memshuffle: output overlaps input")
 
 // ErrUnsupported is returned, wrapping errors.ErrUnsupported too, when the
-// platform lacks what a call needs (DisableCoreDumps outside Unix), or the
-// process's own policy forbids it. Under
+// platform lacks what a call needs (DisableCoreDumps outside Unix), when
+// the call cannot be made without leaving a copy of a key behind (an ECDSA
+// Signer's Sign with a nil rand, RFC 6979's deterministic signature), or
+// when the process's own policy forbids it. Under
 // GODEBUG=fips140=only: New with WithCipher(AES256GCM) (the FIPS module
 // allows GCM only with nonces it draws itself, and the Shuffler derives
 // them from its counter) or WithCipher(ChaCha20Poly1305) (not an approved

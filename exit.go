@@ -143,13 +143,20 @@ func SafePanic(v any) {
 // isPanicked is errors.Is(err, ErrPanicked) for an error the caller's code
 // returned, whose Is or Unwrap method may panic: that is no match, not a
 // panic of the library's call, which no input may make.
-func isPanicked(err error) (is bool) {
+func isPanicked(err error) bool {
+	is, ok := errorsIs(err, ErrPanicked)
+	return is && ok
+}
+
+// errorsIs is errors.Is(err, target) where either may be the caller's, and
+// an Is or Unwrap method of theirs may panic: ok is false if one did.
+func errorsIs(err, target error) (is, ok bool) {
 	defer func() {
 		if recover() != nil {
-			is = false
+			is, ok = false, false
 		}
 	}()
-	return errors.Is(err, ErrPanicked)
+	return errors.Is(err, target), true
 }
 
 // panicError turns a recovered panic into an error wrapping ErrPanicked,

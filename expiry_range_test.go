@@ -81,6 +81,7 @@ func TestUnixNanosEdges(t *testing.T) {
 		{"Unix(MaxInt64, 0)", time.Unix(math.MaxInt64, 0), math.MaxInt64},
 		{"Unix(MaxInt64-62135596800, 0)", time.Unix(math.MaxInt64-62135596800, 0), math.MaxInt64},
 		{"Unix(MaxInt64-62135596801, 0)", time.Unix(math.MaxInt64-62135596801, 0), math.MaxInt64},
+		{"Unix(MaxInt64-62135596799, 0), the first to wrap", time.Unix(math.MaxInt64-62135596799, 0), math.MaxInt64},
 		{"Unix(MinInt64, 0)", time.Unix(math.MinInt64, 0), math.MinInt64},
 		{"Unix(1<<40, 0)", time.Unix(1<<40, 0), math.MaxInt64},
 		{"Unix(-1<<40, 0)", time.Unix(-1<<40, 0), math.MinInt64},

@@ -1,6 +1,9 @@
 package memshuffle
 
 import (
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
 	"errors"
 	"testing"
 )
@@ -15,10 +18,9 @@ func (panickyError) Unwrap() []error { return nil }
 
 // TestCallerErrorWithPanickingIs: a reader, writer or Borrow function that
 // closes or purges the Shuffler and then returns an error whose Is method
-// panics gets ErrClosed back, not the panic (ReadFrom, which asks whether
-// the reader's error is io.EOF, beside ErrPanicked: the caller's code
-// panicked there). After Close or Purge those calls asked errors.Is
-// whether the caller's error was a panic of its code, outside any recover.
+// panics gets ErrClosed back, not the panic. After Close or Purge those
+// calls asked errors.Is whether the caller's error was a panic of its
+// code, outside any recover.
 func TestCallerErrorWithPanickingIs(t *testing.T) {
 	ends := map[string]func(s *Shuffler){"Close": func(s *Shuffler) { s.Close() }, "Purge": func(s *Shuffler) { s.Purge() }}
 	calls := map[string]func(s *Shuffler, end func(*Shuffler)) error{
@@ -96,4 +98,47 @@ func holds(err, target error) bool {
 		return false
 	}
 	return err == target || holds(errors.Unwrap(err), target)
+}
+
+// sliceError is an error of the caller's that == cannot compare, so that
+// errors.Is calls its Is method, which panics, even with itself as target.
+type sliceError struct{ s []int }
+
+func (sliceError) Error() string { return "slice" }
+func (sliceError) Is(error) bool { panic("slice Is") }
+
+// TestCallerErrorWithPanickingIsOpen: with the Shuffler open, a reader's
+// error whose Is panics is the reader's error still, not a panic of the
+// read: ReadFrom asked whether it was io.EOF under its recover and
+// answered ErrPanicked. A Signer's rand that fails with one (RSA-PSS reads
+// rand for its salt) was blamed on the opts, ErrInvalidOption, its error
+// lost.
+func TestCallerErrorWithPanickingIsOpen(t *testing.T) {
+	s := newTest(t)
+	_, err := ReadFrom(s, readerFunc(func([]byte) (int, error) { return 0, panickyError{} }), 10)
+	if err == nil || holds(err, ErrPanicked) || !holds(err, panickyError{}) {
+		t.Errorf("ReadFrom: %v, want the reader's error and not ErrPanicked", err)
+	}
+	var rsak *rsa.PrivateKey
+	for _, k := range testKeys() {
+		if key, ok := k.priv.(*rsa.PrivateKey); ok {
+			rsak = key
+		}
+	}
+	sg := newTestSigner(t, s, rsak)
+	digest := sha256.Sum256([]byte("message"))
+	pss := &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash}
+	var sig []byte
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				t.Fatalf("Sign panicked: %v", p)
+			}
+		}()
+		sig, err = sg.Sign(readerFunc(func([]byte) (int, error) { return 0, sliceError{} }), digest[:], pss)
+	}()
+	var se sliceError
+	if sig != nil || !errors.As(err, &se) || holds(err, ErrInvalidOption) || holds(err, ErrPanicked) {
+		t.Errorf("RSA-PSS with a rand failing with an error whose Is panics: %v, want that error, not ErrInvalidOption or ErrPanicked", err)
+	}
 }

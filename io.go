@@ -2,7 +2,6 @@ package memshuffle
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -56,7 +55,9 @@ func readFull(r io.Reader, b []byte) (err error) {
 		if n == len(b) {
 			return nil
 		}
-		if errors.Is(err, io.EOF) {
+		// The reader's error, whose Is may panic: that is its error
+		// still, not a panic of the read.
+		if is, ok := errorsIs(err, io.EOF); is && ok {
 			err = io.ErrUnexpectedEOF
 		}
 		if err != nil {

@@ -41,9 +41,11 @@ import (
 // signs after the view ends): with an *ecdsa.PrivateKey, ed25519.PrivateKey or
 // *rsa.PrivateKey's Sign, so opts and rand mean what they mean there, except
 // that an ECDSA key needs a rand: the deterministic signatures of RFC 6979,
-// which crypto/ecdsa makes for a nil one, leave 31 of the scalar's 32 bytes
-// (for P-256) in a hash state on the Go heap at every signature, so a nil
-// rand fails with ErrUnsupported. Sign also
+// which crypto/ecdsa makes for a nil one, leave most or all of the scalar
+// in a hash's buffer on the Go heap at every signature (31 of 32 bytes for
+// P-256 under SHA-256; all of it where the hash's block holds the scalar
+// whole, as SHA-384's and SHA-512's do), so a nil rand fails with
+// ErrUnsupported, before the entry is read: also after Close. Sign also
 // returns an error where those panic: ErrNilArgument for nil opts, a nil
 // pointer included, and ErrInvalidOption for opts naming a hash function
 // unknown or not linked into the program where one is needed (RSA-PSS).
@@ -348,10 +350,10 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 	}
 	if k.kind == keyECDSA && rand == nil {
 		// RFC 6979's HMAC_DRBG writes the scalar into a hash on the heap
-		// after 33 bytes of the block, so all of it but the last byte
-		// stays in the hash's buffer, unwiped: a copy per signature, one
-		// byte short of the key. The randomized signature writes it at a
-		// block's start and overwrites it with the digest.
+		// after V and a byte: with SHA-256 all of a P-256 scalar but its
+		// last byte stays in the hash's buffer, unwiped, and with a larger
+		// block (SHA-384, SHA-512) all of it. The randomized signature
+		// writes it at a block's start and overwrites it with the digest.
 		return nil, fmt.Errorf("%w: deterministic ECDSA (a nil rand) leaves the private scalar on the Go heap at each signature; pass a rand, such as crypto/rand.Reader", ErrUnsupported)
 	}
 	// A key of the pool is taken before the key is read, so that a Sign
@@ -455,7 +457,9 @@ func stdSign(opts crypto.SignerOpts, rand *watchedReader, sign func() ([]byte, e
 	}()
 	if sig, err = sign(); err != nil {
 		if rand != nil && rand.err != nil {
-			if errors.Is(err, rand.err) {
+			// The caller's error, whose Is may panic: then it is in the
+			// chain, as nothing else calls it.
+			if is, ok := errorsIs(err, rand.err); is || !ok {
 				return nil, fmt.Errorf("memshuffle: signing: reading rand: %w", rand.err)
 			}
 			// io.ReadFull's word for an EOF after some bytes.

@@ -139,7 +139,7 @@ func parseVMHeld(b []byte) (size, data uint64, ok bool) {
 // text of a status file, in bytes; ok is false unless every one is there.
 func statusBytes(b []byte, names ...string) (v []uint64, ok bool) {
 	v = make([]uint64, len(names))
-	var seen int
+	seen := make([]bool, len(names))
 	for line := range strings.SplitSeq(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) != 3 || f[2] != "kB" {
@@ -153,10 +153,9 @@ func statusBytes(b []byte, names ...string) (v []uint64, ok bool) {
 		if err != nil {
 			return make([]uint64, len(names)), false
 		}
-		v[i] = kb << 10
-		seen++
+		v[i], seen[i] = kb<<10, true
 	}
-	if seen != len(names) {
+	if slices.Contains(seen, false) {
 		return make([]uint64, len(names)), false
 	}
 	return v, true

@@ -85,6 +85,7 @@ func TestVMHeld(t *testing.T) {
 	}{
 		{"both", "Name:\tx\nVmSize:\t  2048 kB\nVmLck:\t0 kB\nVmData:\t  1024 kB\n", 2 << 20, 1 << 20, true},
 		{"no VmData", "VmSize:\t2048 kB\n", 0, 0, false},
+		{"VmSize twice, no VmData", "VmSize:\t2048 kB\nVmSize:\t4096 kB\n", 0, 0, false},
 		{"garbled", "VmSize:\tlots kB\nVmData:\t1024 kB\n", 0, 0, false},
 		{"empty", "", 0, 0, false},
 	} {

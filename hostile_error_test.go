@@ -102,7 +102,7 @@ func holds(err, target error) bool {
 
 // sliceError is an error of the caller's that == cannot compare, so that
 // errors.Is calls its Is method, which panics, even with itself as target.
-type sliceError struct{ s []int }
+type sliceError []int
 
 func (sliceError) Error() string { return "slice" }
 func (sliceError) Is(error) bool { panic("slice Is") }
@@ -135,7 +135,7 @@ func TestCallerErrorWithPanickingIsOpen(t *testing.T) {
 				t.Fatalf("Sign panicked: %v", p)
 			}
 		}()
-		sig, err = sg.Sign(readerFunc(func([]byte) (int, error) { return 0, sliceError{} }), digest[:], pss)
+		sig, err = sg.Sign(readerFunc(func([]byte) (int, error) { return 0, sliceError{1} }), digest[:], pss)
 	}()
 	var se sliceError
 	if sig != nil || !errors.As(err, &se) || holds(err, ErrInvalidOption) || holds(err, ErrPanicked) {

@@ -19,6 +19,9 @@
 // as the testing package: Wine did not start it. That is run once more,
 // and reported with what Wine printed; a second such run fails, as does a
 // package that fails with no failed test to say why, with its output.
+// Likewise a test whose helper process Wine could not start (its runtime
+// panicked loading a system DLL, "DLL initialization failed", before
+// any code of the package ran) is run once more by itself, and named.
 //
 // Packages run -jobs at a time (the number of CPUs by default): a test
 // binary under Wine spends seconds starting and much of its run waiting on
@@ -226,9 +229,19 @@ func testPackage(w io.Writer, wine string, env []string, work string, p pkg, sho
 	}
 
 	for attempt := 1; ; attempt++ {
-		results, status, elapsed, err := runTests(wine, env, exe, p, short)
+		results, status, elapsed, err := runTests(wine, env, exe, p, short, "")
 		if err != nil {
 			return false, err
+		}
+		if again := childNotStarted(results); attempt == 1 && len(again) > 0 && !neverStarted(results) {
+			err := retryChildren(w, p.ImportPath, results, again, func(run string) (map[string]*testResult, error) {
+				r, _, _, err := runTests(wine, env, exe, p, short, run)
+				return r, err
+			})
+			if err != nil {
+				return false, err
+			}
+			return report(w, p.ImportPath, results, status, elapsed), nil
 		}
 		if attempt == 1 && neverStarted(results) {
 			// The binary died before the testing package printed anything,
@@ -248,12 +261,15 @@ func testPackage(w io.Writer, wine string, env []string, work string, p pkg, sho
 }
 
 // runTests runs the package's test binary under Wine through test2json once
-// and gathers what each test printed and how it ended, and how the process
-// exited.
-func runTests(wine string, env []string, exe string, p pkg, short bool) (map[string]*testResult, string, time.Duration, error) {
+// (only the tests run matches, where it is not empty) and gathers what each
+// test printed and how it ended, and how the process exited.
+func runTests(wine string, env []string, exe string, p pkg, short bool, run string) (map[string]*testResult, string, time.Duration, error) {
 	args := []string{"tool", "test2json", "-p", p.ImportPath, wine, exe, "-test.v=test2json", "-test.count=1"}
 	if short {
 		args = append(args, "-test.short")
+	}
+	if run != "" {
+		args = append(args, "-test.run", run)
 	}
 	cmd := exec.Command("go", args...)
 	// Tests find their testdata relative to the package directory.
@@ -308,6 +324,74 @@ func runTests(wine string, env []string, exe string, p pkg, short bool) (map[str
 // notOwnOutput matches what a run prints that does not come from the test
 // binary: test2json's note of an exit status, and Wine's own messages.
 var notOwnOutput = regexp.MustCompile(`^(test2json: |wine: |wine client error)`)
+
+// wineChildStart matches the panic of a Go program whose runtime Wine could
+// not give a system DLL: the helper process a test started never ran.
+var wineChildStart = regexp.MustCompile(`Failed to load \S+\.dll: DLL initialization failed`)
+
+// childNotStarted lists the failed top-level tests whose output has a
+// helper process that Wine could not start.
+func childNotStarted(results map[string]*testResult) []string {
+	var names []string
+	for name, r := range results {
+		if name == "" || strings.Contains(name, "/") || r.action != "fail" {
+			continue
+		}
+		for _, l := range r.lines {
+			if wineChildStart.MatchString(l) {
+				names = append(names, name)
+				break
+			}
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// retryChildren runs the tests again (see childNotStarted) once, through
+// rerun, which runs the tests its -test.run pattern matches, says so on w,
+// and puts their new results in place of the old in results, the
+// package's result included: passed, unless another test failed too.
+func retryChildren(w io.Writer, path string, results map[string]*testResult, again []string, rerun func(run string) (map[string]*testResult, error)) error {
+	fmt.Fprintf(w, "wintest: %s: Wine could not start the helper process of %s; running them once more:\n", path, strings.Join(again, ", "))
+	for _, name := range again {
+		for _, l := range results[name].lines {
+			if wineChildStart.MatchString(l) {
+				fmt.Fprintln(w, "    "+name+": "+strings.TrimSpace(l))
+				break
+			}
+		}
+	}
+	res, err := rerun("^(" + strings.Join(again, "|") + ")$")
+	if err != nil {
+		return err
+	}
+	for name := range results {
+		for _, a := range again {
+			if name == a || strings.HasPrefix(name, a+"/") {
+				delete(results, name)
+			}
+		}
+	}
+	for name, r := range res {
+		if name != "" {
+			results[name] = r
+		}
+	}
+	pkgResult := results[""]
+	if r := res[""]; r == nil || pkgResult == nil || r.action != "pass" {
+		return nil
+	}
+	// The first run failed for those tests; a failure of any other is
+	// still in results and fails the package.
+	pkgResult.action = "pass"
+	for name, r := range results {
+		if name != "" && !strings.Contains(name, "/") && r.action == "fail" {
+			pkgResult.action = "fail"
+		}
+	}
+	return nil
+}
 
 // neverStarted reports whether the test binary ran no test and printed
 // nothing of its own: not even the PASS or FAIL with which every test

@@ -233,8 +233,8 @@ func testPackage(w io.Writer, wine string, env []string, work string, p pkg, sho
 		if err != nil {
 			return false, err
 		}
-		if again := childNotStarted(results); attempt == 1 && len(again) > 0 && !neverStarted(results) {
-			err := retryChildren(w, p.ImportPath, results, again, func(run string) (map[string]*testResult, error) {
+		if again, why := childNotStarted(results); attempt == 1 && len(again) > 0 && !neverStarted(results) {
+			err := retryChildren(w, p.ImportPath, results, again, why, func(run string) (map[string]*testResult, error) {
 				r, _, _, err := runTests(wine, env, exe, p, short, run)
 				return r, err
 			})
@@ -330,37 +330,31 @@ var notOwnOutput = regexp.MustCompile(`^(test2json: |wine: |wine client error)`)
 var wineChildStart = regexp.MustCompile(`Failed to load \S+\.dll: DLL initialization failed`)
 
 // childNotStarted lists the failed top-level tests whose output has a
-// helper process that Wine could not start.
-func childNotStarted(results map[string]*testResult) []string {
-	var names []string
-	for name, r := range results {
-		if name == "" || strings.Contains(name, "/") || r.action != "fail" {
+// helper process that Wine could not start, with the line that says so.
+func childNotStarted(results map[string]*testResult) (names, why []string) {
+	for _, name := range sortedNames(results) {
+		r := results[name]
+		if strings.Contains(name, "/") || r.action != "fail" {
 			continue
 		}
 		for _, l := range r.lines {
 			if wineChildStart.MatchString(l) {
-				names = append(names, name)
+				names, why = append(names, name), append(why, strings.TrimSpace(l))
 				break
 			}
 		}
 	}
-	sort.Strings(names)
-	return names
+	return names, why
 }
 
 // retryChildren runs the tests again (see childNotStarted) once, through
 // rerun, which runs the tests its -test.run pattern matches, says so on w,
 // and puts their new results in place of the old in results, the
 // package's result included: passed, unless another test failed too.
-func retryChildren(w io.Writer, path string, results map[string]*testResult, again []string, rerun func(run string) (map[string]*testResult, error)) error {
+func retryChildren(w io.Writer, path string, results map[string]*testResult, again, why []string, rerun func(run string) (map[string]*testResult, error)) error {
 	fmt.Fprintf(w, "wintest: %s: Wine could not start the helper process of %s; running them once more:\n", path, strings.Join(again, ", "))
-	for _, name := range again {
-		for _, l := range results[name].lines {
-			if wineChildStart.MatchString(l) {
-				fmt.Fprintln(w, "    "+name+": "+strings.TrimSpace(l))
-				break
-			}
-		}
+	for i, name := range again {
+		fmt.Fprintln(w, "    "+name+": "+why[i])
 	}
 	res, err := rerun("^(" + strings.Join(again, "|") + ")$")
 	if err != nil {
@@ -391,6 +385,19 @@ func retryChildren(w io.Writer, path string, results map[string]*testResult, aga
 		}
 	}
 	return nil
+}
+
+// sortedNames is the tests of results, the package's own result left out,
+// sorted, so that each subtest comes after its parent.
+func sortedNames(results map[string]*testResult) []string {
+	var names []string
+	for name := range results {
+		if name != "" {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 // neverStarted reports whether the test binary ran no test and printed
@@ -424,13 +431,7 @@ func printLines(w io.Writer, r *testResult) {
 // counting a failure caused only by Wine's missing
 // FileDispositionInformationEx as a pass. status is how the process ended.
 func report(w io.Writer, path string, results map[string]*testResult, status string, elapsed time.Duration) bool {
-	var names []string
-	for name := range results {
-		if name != "" {
-			names = append(names, name)
-		}
-	}
-	sort.Strings(names)
+	names := sortedNames(results)
 
 	// A failed test is excused when its own messages are all the cleanup gap
 	// and every failed subtest is excused too. Subtests sort after their

@@ -128,13 +128,13 @@ func TestRetryChildren(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			again := childNotStarted(res)
-			if len(again) != 1 || again[0] != "TestA" {
-				t.Fatalf("childNotStarted = %v, want [TestA]", again)
+			again, why := childNotStarted(res)
+			if len(again) != 1 || again[0] != "TestA" || len(why) != 1 {
+				t.Fatalf("childNotStarted = %v, %q, want [TestA] and its line", again, why)
 			}
 			var out strings.Builder
 			var asked string
-			err = retryChildren(&out, p.ImportPath, res, again, func(run string) (map[string]*testResult, error) {
+			err = retryChildren(&out, p.ImportPath, res, again, why, func(run string) (map[string]*testResult, error) {
 				asked = run
 				r, _, _, err := runTests(fakeWine(t, "printf '"+tc.again+"\\n'"), os.Environ(), "x.exe", p, false, run)
 				return r, err

@@ -64,14 +64,9 @@ func TestCallerErrorWithPanickingIs(t *testing.T) {
 			t.Run(cname+"/"+ename, func(t *testing.T) {
 				s := newTest(t)
 				var err error
-				func() {
-					defer func() {
-						if p := recover(); p != nil {
-							t.Fatalf("panicked: %v", p)
-						}
-					}()
-					err = call(s, end)
-				}()
+				if p := panicOf(func() { err = call(s, end) }); p != nil {
+					t.Fatalf("panicked: %v", p)
+				}
 				if !holds(err, ErrClosed) {
 					t.Fatalf("%v, want ErrClosed", err)
 				}
@@ -129,16 +124,20 @@ func TestCallerErrorWithPanickingIsOpen(t *testing.T) {
 	digest := sha256.Sum256([]byte("message"))
 	pss := &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash}
 	var sig []byte
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				t.Fatalf("Sign panicked: %v", p)
-			}
-		}()
+	if p := panicOf(func() {
 		sig, err = sg.Sign(readerFunc(func([]byte) (int, error) { return 0, sliceError{1} }), digest[:], pss)
-	}()
+	}); p != nil {
+		t.Fatalf("Sign panicked: %v", p)
+	}
 	var se sliceError
 	if sig != nil || !errors.As(err, &se) || holds(err, ErrInvalidOption) || holds(err, ErrPanicked) {
 		t.Errorf("RSA-PSS with a rand failing with an error whose Is panics: %v, want that error, not ErrInvalidOption or ErrPanicked", err)
 	}
+}
+
+// panicOf runs f and returns what it panicked with, or nil.
+func panicOf(f func()) (p any) {
+	defer func() { p = recover() }()
+	f()
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -35,15 +36,47 @@ func init() {
 // so 24 MiB of heap and four threads are 56 of its 64 MiB. Eight threads
 // and 48 MiB, asked for once, came to 112 MiB and passed only while the
 // threads happened to run one after another on a cached stack: one run
-// in 20 on a loaded machine died in pthread_create. The helper runs with
-// GOMAXPROCS=2: with 4 or 8 the runtime may start threads of its own
-// beside the four, past Headroom's budget: 6 runs in 250 as nobody at
-// GOMAXPROCS=4 on two busy CPUs died (osmem.Headroom's doc).
+// in 20 on a loaded machine died in pthread_create. The helper runs at
+// GOMAXPROCS=4, where the runtime may start threads of its own beside the
+// four: with a headroom fixed at 64 MiB, 6 runs in 250 as nobody on two
+// busy CPUs died in pthread_create; osmem.HeadroomNow leaves a thread's
+// stack more for each processor.
 func TestDataLimitRunsOut(t *testing.T) {
 	if raceBuild {
 		t.Skip("the race detector's shadow memory counts against the limit")
 	}
-	runChildOK(t, "datalimit", "GOMAXPROCS=2")
+	runChildOK(t, "datalimit", "GOMAXPROCS=4")
+}
+
+// TestHeadroomNowCgo: this test binary links cgo (the C library is
+// mapped), so each new thread's stack, RLIMIT_STACK in size, is taken
+// from the data limit, and the headroom Map leaves grows by one such
+// stack per processor. Without it the runtime's threads beyond the
+// program's four had no room (TestDataLimitRunsOut).
+func TestHeadroomNowCgo(t *testing.T) {
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Skip(err)
+	}
+	if !strings.Contains(string(maps), "/libc.so") {
+		t.Skip("the C library is not mapped: this binary does not link cgo")
+	}
+	var stack unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_STACK, &stack); err != nil {
+		t.Fatal(err)
+	}
+	per := stack.Cur
+	if per == unix.RLIM_INFINITY {
+		per = 8 << 20
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	two := osmem.HeadroomNow()
+	runtime.GOMAXPROCS(6)
+	six := osmem.HeadroomNow()
+	if two != osmem.Headroom+2*per || six != two+4*per {
+		t.Errorf("HeadroomNow at GOMAXPROCS 2 and 6 = %d and %d; want %d and %d (RLIMIT_STACK %d)",
+			two, six, osmem.Headroom+2*per, osmem.Headroom+6*per, stack.Cur)
+	}
 }
 
 // dataLimitSink keeps the helper's heap growth reachable.

@@ -5,38 +5,85 @@ package osmem
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	_ "unsafe" // for go:linkname
 
 	"golang.org/x/sys/unix"
 )
 
-// Headroom is how much of a process's address-space and data limits
+// Headroom is the least of a process's address-space and data limits
 // (RLIMIT_AS, RLIMIT_DATA: `ulimit -v`, `ulimit -d`, LimitAS= and
 // LimitDATA= in a systemd unit) Map leaves to everything else, where
-// either is set. The Go runtime maps memory to grow its heap (64 MiB of
-// address space at a time on 64-bit Linux), for its garbage collector's
-// work queues and for every new thread (in a program that links cgo, as
-// one importing net does where cgo is enabled, a stack of RLIMIT_STACK,
-// 8 MiB by default), and it cannot fail
-// gracefully: a refused mapping ends the process, with "fatal error:
-// runtime: out of memory", a failed pthread_create or, in the Go 1.26
-// collector, a nil dereference. Arenas that took a limit to its last
-// byte left the process to die at its next heap growth or thread, where a
-// Map refused now is an error the caller can handle. 64 MiB holds 24 MiB
-// more heap and four new threads in a cgo program, what the root
-// package's TestDataLimitRunsOut asks for after the refusal. It does not
-// grow with GOMAXPROCS: with more processors the runtime may start more
-// threads than that (a collection's workers, threads that take over from
-// ones blocked in system calls): that helper, which asks for the same,
-// died in 6 of 250 runs as nobody at GOMAXPROCS=4 on two CPUs kept busy
-// by two loops and another test, and in none of 250 at GOMAXPROCS=2
-// beside the loops.
+// either is set; [HeadroomNow] adds the runtime's threads to it. The Go
+// runtime maps memory to grow its heap (64 MiB of address space at a time
+// on 64-bit Linux), for its garbage collector's work queues and for every
+// new thread (in a program that links cgo, as one importing net does
+// where cgo is enabled, a stack of RLIMIT_STACK, 8 MiB by default), and
+// it cannot fail gracefully: a refused mapping ends the process, with
+// "fatal error: runtime: out of memory", a failed pthread_create or, in
+// the Go 1.26 collector, a nil dereference. Arenas that took a limit to
+// its last byte left the process to die at its next heap growth or
+// thread, where a Map refused now is an error the caller can handle.
+// 64 MiB holds 24 MiB more heap and four threads of the program's own in
+// a cgo program, what the root package's TestDataLimitRunsOut asks for
+// after the refusal.
 const Headroom = 64 << 20
 
+// HeadroomNow is what Map leaves of RLIMIT_AS and RLIMIT_DATA now:
+// Headroom for the program, and in a program that links cgo one thread
+// stack more for each processor the runtime may run (GOMAXPROCS, read at
+// each call), for the threads the runtime starts on its own: a
+// collection's workers, and threads that take over a processor from one
+// blocked in a system call. Without cgo a thread's stack comes from the
+// Go heap, a few KiB, inside Headroom. With Headroom alone, the helper
+// of TestDataLimitRunsOut, run as nobody at GOMAXPROCS=4 on two CPUs kept
+// busy, died in pthread_create in 8 runs of 250; with this, in none of
+// 250 interleaved with them.
+func HeadroomNow() uint64 {
+	if !iscgo {
+		return Headroom
+	}
+	return headroomFor(runtime.GOMAXPROCS(0), threadStack())
+}
+
+// headroomFor is HeadroomNow in a program that links cgo, with procs
+// processors and thread stacks of stack bytes. A stack is counted as at
+// most maxThreadStack, more than any address space holds, so that the sum
+// cannot wrap around.
+func headroomFor(procs int, stack uint64) uint64 {
+	return Headroom + uint64(max(procs, 0))*min(stack, maxThreadStack)
+}
+
+// maxThreadStack bounds the stack headroomFor counts for a thread.
+const maxThreadStack = 1 << 40
+
+// iscgo is the runtime's record of whether runtime/cgo is linked, which
+// sets it, and with it whether new threads are pthreads with stacks
+// mapped by the C library.
+//
+//go:linkname iscgo runtime.iscgo
+var iscgo bool
+
+// defaultThreadStack is taken for a thread's stack where RLIMIT_STACK is
+// unlimited or cannot be read: glibc gives 2 MiB on amd64 then, and 8 MiB
+// is the usual RLIMIT_STACK.
+const defaultThreadStack = 8 << 20
+
+// threadStack is the size of the stack the C library maps for a new
+// thread: RLIMIT_STACK, as glibc takes it, where it is set and readable.
+func threadStack() uint64 {
+	var l unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_STACK, &l) != nil || l.Cur == unix.RLIM_INFINITY || l.Cur == 0 {
+		return defaultThreadStack
+	}
+	return l.Cur
+}
+
 // checkHeadroom refuses a mapping of n bytes that would leave less than
-// Headroom of RLIMIT_AS or RLIMIT_DATA, where either is set. What the
+// HeadroomNow of RLIMIT_AS or RLIMIT_DATA, where either is set. What the
 // process holds against them is VmSize and VmData in /proc/self/status;
 // where that cannot be read, a probe asks for n bytes and the headroom at
 // once, of the kind the region is, but never touched, and gives them back.
@@ -68,10 +115,11 @@ func checkHeadroom(n int, f Flags) error {
 			n, ErrHeadroom, limitText(as, asKnown), limitText(data, dataKnown), err)
 	}
 	known := (!asSet || asKnown) && (!dataHolds || dataKnown)
+	room := HeadroomNow()
 	if size, dataHeld, ok := vmHeld(); ok && known {
 		// The region with its guard pages, and the alignment Map asks
 		// for before it trims the excess.
-		need := uint64(n) + uint64(2*pageSize+HugePageSize) + Headroom
+		need := uint64(n) + uint64(2*pageSize+HugePageSize) + room
 		if asSet && size+need > as.Cur || dataHolds && dataHeld+need > data.Cur {
 			return refuse(unix.ENOMEM)
 		}
@@ -81,7 +129,7 @@ func checkHeadroom(n int, f Flags) error {
 	// is taken only where /proc is not there to ask. Private and writable,
 	// both limits count it; inaccessible, only RLIMIT_AS does, as it does
 	// secret memory.
-	size := uintptr(n) + Headroom
+	size := uintptr(n) + uintptr(room)
 	prot := unix.PROT_READ | unix.PROT_WRITE
 	if f.Secret {
 		prot = unix.PROT_NONE

@@ -3,13 +3,14 @@ package osmem
 import (
 	"errors"
 	"os"
+	"runtime"
 	"testing"
 
 	"golang.org/x/sys/unix"
 )
 
 // TestHeadroom: under RLIMIT_DATA, Map refuses a region that would leave
-// less than Headroom of the limit to the rest of the process, with
+// less than HeadroomNow of the limit to the rest of the process, with
 // ErrHeadroom and ENOMEM, though the system would map it, and maps one
 // that leaves more, reading what the process holds from /proc/self/status
 // or, where that cannot be read, with a probe. Without the check the first
@@ -21,9 +22,10 @@ func headroom(t *testing.T) {
 	var err1, err2 error
 	// Room for a region of 1.5 headrooms and the runtime's needs
 	// meanwhile, which stay far below a headroom here.
-	withDataLimit(t, func(data uint64) uint64 { return data + 2*Headroom }, func() {
-		r1, err1 = Map(Headroom*3/2, Flags{})
-		r2, err2 = Map(Headroom/2, Flags{})
+	room := HeadroomNow()
+	withDataLimit(t, func(data uint64) uint64 { return data + 2*room }, func() {
+		r1, err1 = Map(int(room*3/2), Flags{})
+		r2, err2 = Map(int(room/2), Flags{})
 	})
 	for _, r := range []*Region{r1, r2} {
 		if err := Unmap(r); err != nil {
@@ -165,5 +167,64 @@ func TestHeadroomDataSoftZero(t *testing.T) {
 	}
 	if err != nil {
 		t.Fatalf("Map of a page under a soft RLIMIT_DATA of 0 and no hard one = %v; want the region", err)
+	}
+}
+
+// TestHeadroomFor: in a program that links cgo the headroom grows by a
+// thread's stack per processor, and cannot wrap around however large
+// RLIMIT_STACK is; HeadroomNow gives that sum, or Headroom alone without
+// cgo. The root package's TestHeadroomNowCgo checks it where cgo is linked.
+func TestHeadroomFor(t *testing.T) {
+	for _, c := range []struct {
+		procs int
+		stack uint64
+		want  uint64
+	}{
+		{0, 8 << 20, Headroom},
+		{-1, 8 << 20, Headroom},
+		{1, 8 << 20, Headroom + 8<<20},
+		{4, 8 << 20, Headroom + 32<<20},
+		{64, 2 << 20, Headroom + 128<<20},
+		{1 << 20, unix.RLIM_INFINITY, Headroom + 1<<60},
+		{2, 1 << 63, Headroom + 2<<40},
+	} {
+		if got := headroomFor(c.procs, c.stack); got != c.want {
+			t.Errorf("headroomFor(%d, %d) = %d, want %d", c.procs, c.stack, got, c.want)
+		}
+	}
+	want := uint64(Headroom)
+	if iscgo {
+		want = headroomFor(runtime.GOMAXPROCS(0), threadStack())
+	}
+	if got := HeadroomNow(); got != want {
+		t.Errorf("HeadroomNow() = %d, want %d (cgo %v)", got, want, iscgo)
+	}
+}
+
+// TestThreadStack: a thread's stack is RLIMIT_STACK as set, and 8 MiB
+// where it is unlimited.
+func TestThreadStack(t *testing.T) {
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_STACK, &old); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := unix.Setrlimit(unix.RLIMIT_STACK, &old); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	for _, c := range []struct{ cur, want uint64 }{
+		{4 << 20, 4 << 20},
+		{unix.RLIM_INFINITY, defaultThreadStack},
+	} {
+		if c.cur > old.Max {
+			continue
+		}
+		if err := unix.Setrlimit(unix.RLIMIT_STACK, &unix.Rlimit{Cur: c.cur, Max: old.Max}); err != nil {
+			t.Fatal(err)
+		}
+		if got := threadStack(); got != c.want {
+			t.Errorf("threadStack() with RLIMIT_STACK %d = %d, want %d", c.cur, got, c.want)
+		}
 	}
 }

@@ -140,7 +140,7 @@ func TestHeadroomWhereGetrlimitRefused(t *testing.T) {
 		if !ok {
 			t.Skip("no VmData in /proc/self/status")
 		}
-		limit := data + 4*Headroom
+		limit := data + 4*HeadroomNow()
 		if err := unix.Setrlimit(unix.RLIMIT_DATA, &unix.Rlimit{Cur: limit, Max: old.Max}); err != nil {
 			t.Skip("setrlimit:", err)
 		}
@@ -168,7 +168,8 @@ func TestHeadroomWhereGetrlimitRefused(t *testing.T) {
 					t.Fatal(err)
 				}
 				_, data, ok := VMHeld()
-				if !ok || data >= limit-Headroom {
+				room := HeadroomNow()
+				if !ok || data >= limit-room {
 					t.Fatalf("VmData %d (read: %v) under a limit of %d", data, ok, limit)
 				}
 				if !proc {
@@ -178,7 +179,7 @@ func TestHeadroomWhereGetrlimitRefused(t *testing.T) {
 					defer func() { readStatus, readLimits = status, limits }()
 				}
 				// What leaves half a headroom, which the kernel maps.
-				n := int(limit-data) - Headroom/2
+				n := int(limit - data - room/2)
 				n &^= PageSize() - 1
 				r, err := Map(n, Flags{})
 				if uerr := Unmap(r); uerr != nil {

@@ -353,19 +353,21 @@ var keptCopies = map[string]int{
 
 // defaultCopies is how many copies of each form TestAdapterCopies allows
 // in a default build: none for what the library computes with (MAC's key
-// and pads, NewAEAD's key schedule), and for Ed25519 the kept ones. The
-// forms of ECDSA and RSA keys, which crypto/x509, crypto/ecdsa and
-// crypto/rsa also copy out of reach when a key is parsed, are counted, not
-// bounded.
+// and pads, NewAEAD's key schedule, the ECDSA pool key's scalar, which
+// holds d in math/big's words only while it signs), and for Ed25519 the
+// kept ones. The other forms of ECDSA and RSA keys, which crypto/x509,
+// crypto/ecdsa and crypto/rsa also copy out of reach when a key is parsed,
+// are counted, not bounded.
 var defaultCopies = map[string]int{
-	"HMAC key":               0,
-	"HMAC key^ipad":          0,
-	"HMAC key^opad":          0,
-	"AES-256 key":            0,
-	"AES-256 last round key": 0,
-	"Ed25519 seed":           1,
-	"Ed25519 scalar":         0,
-	"Ed25519 prefix":         1,
+	"ECDSA d (little-endian words)": 0,
+	"HMAC key":                      0,
+	"HMAC key^ipad":                 0,
+	"HMAC key^opad":                 0,
+	"AES-256 key":                   0,
+	"AES-256 last round key":        0,
+	"Ed25519 seed":                  1,
+	"Ed25519 scalar":                0,
+	"Ed25519 prefix":                1,
 }
 
 // nonceSample is one in how many of the helper's ECDSA signatures have
@@ -613,8 +615,10 @@ var busyCopies = map[string]int{
 	"Ed25519 prefix": 3,
 }
 
-// busyLimit is busyCopies, and for the ECDSA and RSA keys what their
-// pools keep, at most GOMAXPROCS keys each, what the signatures under way
+// busyLimit is busyCopies, for the ECDSA scalar in math/big's words the
+// pool keys that sign at the moment (at most GOMAXPROCS, each wiped when
+// its signature ends: unwiped, every pool key kept one), and for the ECDSA
+// and RSA keys what their pools keep, at most GOMAXPROCS keys each, what the signatures under way
 // (as many) hold in their frames until they end, and in a default build
 // what crypto/x509 left unwiped when NewSigner and each pool key parsed
 // them: for the ECDSA scalar one per key and per signature and 3 (as in
@@ -626,6 +630,8 @@ var busyCopies = map[string]int{
 func busyLimit(form string) (int, bool) {
 	procs := runtime.GOMAXPROCS(0)
 	switch form {
+	case "ECDSA d (little-endian words)":
+		return procs, true
 	case "ECDSA d (big-endian)":
 		return 2*procs + 3, true
 	case "RSA d (little-endian words)", "RSA p (little-endian words)", "RSA q (little-endian words)",

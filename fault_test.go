@@ -92,6 +92,12 @@ func TestFaults(t *testing.T) {
 				if c.op == osmem.OpLock && c.mode == LockBestEffort && n < total && s.Stats().LockFailures == 0 {
 					t.Fatal("lock failure not counted")
 				}
+				// LockStrict never runs on memory it could not lock (it
+				// retries or fails): a Map that took the refusal as best
+				// effort passed every check above.
+				if u := s.Stats().UnlockedBytes; c.mode == LockStrict && u != 0 {
+					t.Fatalf("call %d of %v failed: %d bytes unlocked under LockStrict", n, c.op, u)
+				}
 				if err := s.Close(); err != nil {
 					t.Fatal(err)
 				}

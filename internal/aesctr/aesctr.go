@@ -253,6 +253,9 @@ const copyChunk = 1 << 20
 // a secret into fresh memory never does), it is the built-in copy.
 func Copy(dst, src []byte) int {
 	n := min(len(dst), len(src))
+	if w := copyWatch.Load(); w != nil {
+		(*w)(n)
+	}
 	if !supported || n == 0 || OverlapsInexactly(dst[:n], src[:n]) || &dst[0] == &src[0] {
 		return copy(dst, src)
 	}
@@ -262,6 +265,18 @@ func Copy(dst, src []byte) int {
 		copyAsm(dst[off:end], src[off:end], g, ticks)
 	}
 	return n
+}
+
+// copyWatch is the function WatchCopiesForTest set, if any.
+var copyWatch atomic.Pointer[func(n int)]
+
+// WatchCopiesForTest has f called with the length of every [Copy] until
+// the function it returns is called: memshuffle's tests check with it that
+// the calls which copy plaintext (CopyFrom, Clone, ReadAll's growth) do so
+// with Copy, not the built-in copy, which no other test told apart.
+func WatchCopiesForTest(f func(n int)) (stop func()) {
+	copyWatch.Store(&f)
+	return func() { copyWatch.Store(nil) }
 }
 
 // ChooseGuard makes the choice of guard for short inputs that CopyNoSplit

@@ -114,6 +114,9 @@ func TestMapErrors(t *testing.T) {
 	Unmap(r)
 }
 
+// TestSecretMemory: a secret region holds data, is locked, is left out of
+// forked children, and has an inaccessible guard mapping on each side, as
+// an arena does.
 func TestSecretMemory(t *testing.T) {
 	r, err := Map(3*PageSize(), Flags{Secret: true, Lock: true})
 	if errors.Is(err, ErrNoSecret) {
@@ -129,7 +132,14 @@ func TestSecretMemory(t *testing.T) {
 	if runtime.GOOS == "linux" {
 		ms, _ := memscan.Maps(os.Getpid())
 		a := uint64(uintptr(unsafe.Pointer(&r.Data[0])))
+		end := a + uint64(len(r.Data))
+		guards := 0
 		for _, m := range ms {
+			// An over-read or over-write of the region faults, as it
+			// does at an arena's ends.
+			if (m.End == a || m.Start == end) && m.Perms[:3] == "---" {
+				guards++
+			}
 			if m.Start <= a && a < m.End {
 				t.Logf("secret mapping: %+v", m)
 				if m.Path == "" || m.Perms[:2] != "rw" || !m.Locked || !r.Locked {
@@ -142,6 +152,9 @@ func TestSecretMemory(t *testing.T) {
 					t.Error("a forked child would share the secret mapping: no dc or wf in its VmFlags")
 				}
 			}
+		}
+		if guards != 2 {
+			t.Errorf("%d inaccessible guard mappings beside the secret region, want one on each side", guards)
 		}
 	}
 	Wipe(r.Data)

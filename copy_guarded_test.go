@@ -3,6 +3,7 @@ package memshuffle
 import (
 	"bytes"
 	"io"
+	"sync"
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/aesctr"
@@ -34,18 +35,70 @@ func TestPlaintextCopiedGuarded(t *testing.T) {
 			return ReadAll(s, struct{ io.Reader }{bytes.NewReader(big)}, len(big))
 		}},
 	} {
-		var longest int
-		stop := aesctr.WatchCopiesForTest(func(n int) { longest = max(longest, n) })
+		longest := watchLongest(t, "Copy")
 		got, err := c.call()
-		stop()
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		if longest < c.want {
-			t.Errorf("%s copied its plaintext without aesctr.Copy (longest Copy %d bytes, want %d or more)", c.name, longest, c.want)
+		if n := longest(); n < c.want {
+			t.Errorf("%s copied its plaintext without aesctr.Copy (longest Copy %d bytes, want %d or more)", c.name, n, c.want)
 		}
 		if err := s.Free(got); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestPlaintextComparedGuarded: Equal and EqualEntries compare with
+// aesctr.Equal, in constant time and leaving nothing in a register for a
+// signal to save. With == in both, the whole -short suite passed.
+func TestPlaintextComparedGuarded(t *testing.T) {
+	s := newTest(t)
+	secret := bytes.Repeat([]byte{0x3c}, 48)
+	a, err := CopyFrom(s, bytes.Clone(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := CopyFrom(s, bytes.Clone(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		call func() (bool, error)
+	}{
+		{"Equal", func() (bool, error) { return Equal(s, a, secret) }},
+		{"EqualEntries", func() (bool, error) { return EqualEntries(s, a, b) }},
+	} {
+		longest := watchLongest(t, "Equal")
+		eq, err := c.call()
+		if err != nil || !eq {
+			t.Fatalf("%s = %v, %v; want true", c.name, eq, err)
+		}
+		if n := longest(); n != len(secret) {
+			t.Errorf("%s compared without aesctr.Equal (longest Equal %d bytes, want %d)", c.name, n, len(secret))
+		}
+	}
+}
+
+// watchLongest watches aesctr's calls named fn until the test or subtest
+// ends, or the function it returns is called, which reports the longest
+// of them.
+func watchLongest(t *testing.T, fn string) func() int {
+	var mu sync.Mutex
+	longest := 0
+	stop := aesctr.WatchCallsForTest(func(name string, n int) {
+		if name == fn {
+			mu.Lock()
+			longest = max(longest, n)
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(stop)
+	return func() int {
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		return longest
 	}
 }

@@ -54,13 +54,7 @@ func TestDataLimitRunsOut(t *testing.T) {
 // stack per processor. Without it the runtime's threads beyond the
 // program's four had no room (TestDataLimitRunsOut).
 func TestHeadroomNowCgo(t *testing.T) {
-	maps, err := os.ReadFile("/proc/self/maps")
-	if err != nil {
-		t.Skip(err)
-	}
-	if !strings.Contains(string(maps), "/libc.so") {
-		t.Skip("the C library is not mapped: this binary does not link cgo")
-	}
+	skipUnlessCgo(t)
 	var stack unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_STACK, &stack); err != nil {
 		t.Fatal(err)
@@ -167,4 +161,65 @@ func dataLimitChild() int {
 	fmt.Printf("ok %d MiB of entries, then %v; the heap grew by %d MiB and 4 threads ran at once after (%d mappings held)\n",
 		len(hs), refusal, len(dataLimitSink), held)
 	return 0
+}
+
+// skipUnlessCgo skips a test where the C library is not mapped, that is
+// where this binary does not link cgo.
+func skipUnlessCgo(t *testing.T) {
+	t.Helper()
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Skip(err)
+	}
+	if !strings.Contains(string(maps), "/libc.so") {
+		t.Skip("the C library is not mapped: this binary does not link cgo")
+	}
+}
+
+// TestMapLeavesHeadroomNow: in this binary, which links cgo, Map leaves
+// HeadroomNow of RLIMIT_DATA, not Headroom alone: under a limit that
+// leaves a region, its guard and alignment and Headroom room, with half
+// the threads' share to spare, Map refuses it, and maps a region 8 MiB
+// smaller. With checkHeadroom on Headroom, every osmem test passed, as
+// that package's binary does not link cgo.
+func TestMapLeavesHeadroomNow(t *testing.T) {
+	if raceBuild {
+		t.Skip("the race detector's shadow memory counts against the limit")
+	}
+	skipUnlessCgo(t)
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_DATA, &old); err != nil {
+		t.Fatal(err)
+	}
+	if old.Cur != unix.RLIM_INFINITY {
+		t.Skip("RLIMIT_DATA is set already")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	threads := osmem.HeadroomNow() - osmem.Headroom
+	guard := uint64(2*osmem.PageSize() + osmem.HugePageSize)
+	n := threads/2 + 8<<20
+	_, data, ok := osmem.VMHeld()
+	if !ok {
+		t.Skip("no VmData in /proc/self/status")
+	}
+	limit := data + n + guard + osmem.Headroom + threads/2
+	if err := unix.Setrlimit(unix.RLIMIT_DATA, &unix.Rlimit{Cur: limit, Max: old.Max}); err != nil {
+		t.Skip("setrlimit:", err)
+	}
+	refused, errRefused := osmem.Map(int(n), osmem.Flags{})
+	mapped, errMapped := osmem.Map(int(n-8<<20), osmem.Flags{})
+	if err := unix.Setrlimit(unix.RLIMIT_DATA, &old); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*osmem.Region{refused, mapped} {
+		if err := osmem.Unmap(r); err != nil {
+			t.Error(err)
+		}
+	}
+	if !errors.Is(errRefused, osmem.ErrHeadroom) {
+		t.Errorf("Map of %d MiB leaving Headroom and half the threads' %d MiB = %v; want ErrHeadroom", n>>20, threads>>20, errRefused)
+	}
+	if errMapped != nil {
+		t.Errorf("Map of %d MiB leaving HeadroomNow and 8 MiB = %v; want the region", (n-8<<20)>>20, errMapped)
+	}
 }

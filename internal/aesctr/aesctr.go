@@ -253,8 +253,8 @@ const copyChunk = 1 << 20
 // a secret into fresh memory never does), it is the built-in copy.
 func Copy(dst, src []byte) int {
 	n := min(len(dst), len(src))
-	if w := copyWatch.Load(); w != nil {
-		(*w)(n)
+	if w := callWatch.Load(); w != nil {
+		(*w)("Copy", n)
 	}
 	if !supported || n == 0 || OverlapsInexactly(dst[:n], src[:n]) || &dst[0] == &src[0] {
 		return copy(dst, src)
@@ -267,16 +267,18 @@ func Copy(dst, src []byte) int {
 	return n
 }
 
-// copyWatch is the function WatchCopiesForTest set, if any.
-var copyWatch atomic.Pointer[func(n int)]
+// callWatch is the function WatchCallsForTest set, if any.
+var callWatch atomic.Pointer[func(fn string, n int)]
 
-// WatchCopiesForTest has f called with the length of every [Copy] until
-// the function it returns is called: memshuffle's tests check with it that
-// the calls which copy plaintext (CopyFrom, Clone, ReadAll's growth) do so
-// with Copy, not the built-in copy, which no other test told apart.
-func WatchCopiesForTest(f func(n int)) (stop func()) {
-	copyWatch.Store(&f)
-	return func() { copyWatch.Store(nil) }
+// WatchCallsForTest has f called with the name ("Copy" or "Equal") and the
+// length of every [Copy] and [Equal] until the function it returns is
+// called: memshuffle's tests check with it that the calls which copy or
+// compare plaintext (CopyFrom, Clone, ReadAll's growth, Equal,
+// EqualEntries) do so with these, not with the built-in copy or ==, which
+// no other test told apart.
+func WatchCallsForTest(f func(fn string, n int)) (stop func()) {
+	callWatch.Store(&f)
+	return func() { callWatch.Store(nil) }
 }
 
 // ChooseGuard makes the choice of guard for short inputs that CopyNoSplit
@@ -328,6 +330,9 @@ func CopyNoSplit(dst, src []byte) bool {
 func Equal(a, b []byte) bool {
 	if len(a) != len(b) {
 		return false
+	}
+	if w := callWatch.Load(); w != nil {
+		(*w)("Equal", len(a))
 	}
 	if !supported {
 		return subtle.ConstantTimeCompare(a, b) == 1

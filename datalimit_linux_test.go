@@ -38,8 +38,9 @@ func init() {
 // threads happened to run one after another on a cached stack: one run
 // in 20 on a loaded machine died in pthread_create. The helper runs at
 // GOMAXPROCS=4, where the runtime may start threads of its own beside the
-// four: with a headroom fixed at 64 MiB, 6 runs in 250 as nobody on two
-// busy CPUs died in pthread_create; osmem.HeadroomNow leaves a thread's
+// four: with a headroom fixed at 64 MiB, 8 runs in 250 as nobody on two
+// CPUs kept busy by two loops died in pthread_create, and none of 250
+// interleaved with them with osmem.HeadroomNow, which leaves a thread's
 // stack more for each processor.
 func TestDataLimitRunsOut(t *testing.T) {
 	if raceBuild {
@@ -59,10 +60,12 @@ func TestHeadroomNowCgo(t *testing.T) {
 	if err := unix.Getrlimit(unix.RLIMIT_STACK, &stack); err != nil {
 		t.Fatal(err)
 	}
+	// As osmem counts a stack: 8 MiB where unlimited, at most 1 TiB.
 	per := stack.Cur
-	if per == unix.RLIM_INFINITY {
+	if per == unix.RLIM_INFINITY || per == 0 {
 		per = 8 << 20
 	}
+	per = min(per, 1<<40)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 	two := osmem.HeadroomNow()
 	runtime.GOMAXPROCS(6)
@@ -179,9 +182,10 @@ func skipUnlessCgo(t *testing.T) {
 // TestMapLeavesHeadroomNow: in this binary, which links cgo, Map leaves
 // HeadroomNow of RLIMIT_DATA, not Headroom alone: under a limit that
 // leaves a region, its guard and alignment and Headroom room, with half
-// the threads' share to spare, Map refuses it, and maps a region 8 MiB
-// smaller. With checkHeadroom on Headroom, every osmem test passed, as
-// that package's binary does not link cgo.
+// the threads' share to spare, Map refuses it, and maps a region smaller
+// by the threads' share, which leaves half of it to spare. With
+// checkHeadroom on Headroom, every osmem test passed, as that package's
+// binary does not link cgo.
 func TestMapLeavesHeadroomNow(t *testing.T) {
 	if raceBuild {
 		t.Skip("the race detector's shadow memory counts against the limit")
@@ -197,7 +201,7 @@ func TestMapLeavesHeadroomNow(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 	threads := osmem.HeadroomNow() - osmem.Headroom
 	guard := uint64(2*osmem.PageSize() + osmem.HugePageSize)
-	n := threads/2 + 8<<20
+	n := threads + 8<<20
 	_, data, ok := osmem.VMHeld()
 	if !ok {
 		t.Skip("no VmData in /proc/self/status")
@@ -207,7 +211,7 @@ func TestMapLeavesHeadroomNow(t *testing.T) {
 		t.Skip("setrlimit:", err)
 	}
 	refused, errRefused := osmem.Map(int(n), osmem.Flags{})
-	mapped, errMapped := osmem.Map(int(n-8<<20), osmem.Flags{})
+	mapped, errMapped := osmem.Map(int(n-threads), osmem.Flags{})
 	if err := unix.Setrlimit(unix.RLIMIT_DATA, &old); err != nil {
 		t.Fatal(err)
 	}
@@ -220,6 +224,6 @@ func TestMapLeavesHeadroomNow(t *testing.T) {
 		t.Errorf("Map of %d MiB leaving Headroom and half the threads' %d MiB = %v; want ErrHeadroom", n>>20, threads>>20, errRefused)
 	}
 	if errMapped != nil {
-		t.Errorf("Map of %d MiB leaving HeadroomNow and 8 MiB = %v; want the region", (n-8<<20)>>20, errMapped)
+		t.Errorf("Map of %d MiB leaving HeadroomNow and half the threads' %d MiB = %v; want the region", (n-threads)>>20, threads>>20, errMapped)
 	}
 }

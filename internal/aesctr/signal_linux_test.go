@@ -400,8 +400,10 @@ func BenchmarkSyscall(b *testing.B) {
 // take their guard from the word guardWord keeps for them rather than from
 // a choice worked out per call, run guarded under the automatic choice:
 // every Rent and Return of a small entry is such a call. Where that choice
-// is the canaries, threads calling XOR on 32 and on detectMax bytes, and
-// XORInPlace, XOR2, Copy and Equal on 32, take a storm of SIGURG, and the
+// is the canaries, threads calling XOR on 32 and on detectMax bytes,
+// XORInPlace, XOR2 and Equal on 32, and Copy on detectMax (the fastest:
+// caught twice in a storm on 32 bytes, 5 and 6 times on detectMax, where
+// XOR was caught about 20 times), take a storm of SIGURG, and the
 // canaries must catch some of the signals (an unguarded call counts none;
 // the frame search alone rarely catches a signal in so short a call, so it
 // is not the control here) and leave no plaintext outside its mapping.
@@ -426,8 +428,7 @@ func TestShortCallsGuarded(t *testing.T) {
 		{"xor", 32}, {"xor", detectMax}, {"xorinplace", 32}, {"xor2", 32}, {"copy", detectMax}, {"equal", 32},
 		{"expand", 256},
 	} {
-		// A storm can miss every call; eight in a row would not (Copy,
-		// the fastest, was caught 2 to 5 times a storm).
+		// A storm can miss every call; eight in a row would not.
 		var caught uint64
 		more := func(i int) bool {
 			if c.op == "expand" {

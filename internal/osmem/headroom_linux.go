@@ -42,11 +42,16 @@ const Headroom = 64 << 20
 // of TestDataLimitRunsOut, run as nobody at GOMAXPROCS=4 on two CPUs kept
 // busy, died in pthread_create in 8 runs of 250; with this, in none of
 // 250 interleaved with them.
+//
+// It counts a stack for every processor, the threads that run already
+// included, whose stacks the process holds already: at GOMAXPROCS=128
+// with 8 MiB stacks, 1,088 MiB. A program that runs that many threads at
+// once needs their stacks under the limit anyway.
 func HeadroomNow() uint64 {
 	if !iscgo {
 		return Headroom
 	}
-	return headroomFor(runtime.GOMAXPROCS(0), threadStack())
+	return headroomFor(runtime.GOMAXPROCS(0), threadStackSize)
 }
 
 // headroomFor is HeadroomNow in a program that links cgo, with procs
@@ -72,8 +77,14 @@ var iscgo bool
 // is the usual RLIMIT_STACK.
 const defaultThreadStack = 8 << 20
 
-// threadStack is the size of the stack the C library maps for a new
-// thread: RLIMIT_STACK, as glibc takes it, where it is set and readable.
+// threadStackSize is threadStack at the start of the process, when glibc
+// reads RLIMIT_STACK for the threads it makes from then on. (musl gives a
+// thread 128 KiB whatever the limit: there this counts far more than the
+// threads take.)
+var threadStackSize = threadStack()
+
+// threadStack is the size of the stack glibc maps for a new thread:
+// RLIMIT_STACK, where it is set and readable.
 func threadStack() uint64 {
 	var l unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_STACK, &l) != nil || l.Cur == unix.RLIM_INFINITY || l.Cur == 0 {

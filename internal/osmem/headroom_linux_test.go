@@ -194,7 +194,7 @@ func TestHeadroomFor(t *testing.T) {
 	}
 	want := uint64(Headroom)
 	if iscgo {
-		want = headroomFor(runtime.GOMAXPROCS(0), threadStack())
+		want = headroomFor(runtime.GOMAXPROCS(0), threadStackSize)
 	}
 	if got := HeadroomNow(); got != want {
 		t.Errorf("HeadroomNow() = %d, want %d (cgo %v)", got, want, iscgo)

@@ -5,7 +5,21 @@ import (
 	"errors"
 	mrand "math/rand/v2"
 	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/store"
 )
+
+// withSlot calls f with h's extent and slot under its shard's lock, and
+// fails t where h names no entry.
+func withSlot(t *testing.T, s *Shuffler, h Handle, f func(ext []byte, sl *store.Slot)) {
+	t.Helper()
+	sh, sl, err := s.lookup(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sh.mu.Unlock()
+	f(sh.Extent(sl), sl)
+}
 
 // extentOf returns an entry's whole memory, data and tag, aliased.
 func extentOf(s *Shuffler, h Handle) []byte {
@@ -143,30 +157,15 @@ func TestAEADBindsHandle(t *testing.T) {
 		t.Run(c.String(), func(t *testing.T) {
 			s := newTest(t, WithCipher(c), WithShards(1))
 			const first, other = "first entry, 32 bytes of secret.", "other entry, 32 bytes of secret."
-			a, err := CopyFrom(s, []byte(first))
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := CopyFrom(s, []byte(other))
-			if err != nil {
-				t.Fatal(err)
-			}
-			sealed := func(h Handle) ([]byte, uint64) {
-				sh, sl, err := s.lookup(h)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer sh.mu.Unlock()
-				return bytes.Clone(sh.Extent(sl)), sl.Ctr()
+			a, b := mustCopyFrom(t, s, []byte(first)), mustCopyFrom(t, s, []byte(other))
+			// An entry's data and tag, and the counter they were sealed
+			// under.
+			sealed := func(h Handle) (ext []byte, ctr uint64) {
+				withSlot(t, s, h, func(e []byte, sl *store.Slot) { ext, ctr = bytes.Clone(e), sl.Ctr() })
+				return ext, ctr
 			}
 			put := func(h Handle, ext []byte, ctr uint64) {
-				sh, sl, err := s.lookup(h)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer sh.mu.Unlock()
-				copy(sh.Extent(sl), ext)
-				sl.SetCtr(ctr)
+				withSlot(t, s, h, func(e []byte, sl *store.Slot) { copy(e, ext); sl.SetCtr(ctr) })
 			}
 			extA, ctrA := sealed(a)
 			extB, ctrB := sealed(b)

@@ -18,10 +18,7 @@ import (
 func TestPlaintextCopiedGuarded(t *testing.T) {
 	s := newTest(t)
 	src := bytes.Repeat([]byte{0x5a}, 100)
-	h, err := CopyFrom(s, bytes.Clone(src))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := mustCopyFrom(t, s, src)
 	big := bytes.Repeat([]byte{0xa5}, 20000)
 	for _, c := range []struct {
 		name string
@@ -55,14 +52,7 @@ func TestPlaintextCopiedGuarded(t *testing.T) {
 func TestPlaintextComparedGuarded(t *testing.T) {
 	s := newTest(t)
 	secret := bytes.Repeat([]byte{0x3c}, 48)
-	a, err := CopyFrom(s, bytes.Clone(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := CopyFrom(s, bytes.Clone(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := mustCopyFrom(t, s, secret), mustCopyFrom(t, s, secret)
 	for _, c := range []struct {
 		name string
 		call func() (bool, error)
@@ -79,6 +69,17 @@ func TestPlaintextComparedGuarded(t *testing.T) {
 			t.Errorf("%s compared without aesctr.Equal (longest Equal %d bytes, want %d)", c.name, n, len(secret))
 		}
 	}
+}
+
+// mustCopyFrom makes an entry of a copy of b, which CopyFrom wipes, and
+// fails t if it cannot.
+func mustCopyFrom(t *testing.T, s *Shuffler, b []byte) Handle {
+	t.Helper()
+	h, err := CopyFrom(s, bytes.Clone(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 // watchLongest watches aesctr's calls named fn until the test or subtest

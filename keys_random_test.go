@@ -34,14 +34,14 @@ func TestKeysRandomAndWiped(t *testing.T) {
 				t.Errorf("two Shufflers' first shards draw the same first number %#x", x)
 			}
 			if c == AES256CTR && aesctr.Supported() {
-				sameRoundKeys(t, a, b)
+				distinctRoundKeys(t, a, b)
 			}
 			if err := a.RotateKey(nil, nil); err != nil {
 				t.Fatal(err)
 			}
 			assembled(a, "after RotateKey(nil, nil)")
 			if c == AES256CTR && aesctr.Supported() {
-				sameRoundKeys(t, a, b)
+				distinctRoundKeys(t, a, b)
 			}
 			var key [32]byte
 			var salt [8]byte
@@ -55,10 +55,10 @@ func TestKeysRandomAndWiped(t *testing.T) {
 	}
 }
 
-// sameRoundKeys fails t where the round keys of a's and b's current CTR
+// distinctRoundKeys fails t where the round keys of a's and b's current CTR
 // keys have a block in common, or a block of zeros: for two keys drawn at
 // random neither happens.
-func sameRoundKeys(t *testing.T, a, b *Shuffler) {
+func distinctRoundKeys(t *testing.T, a, b *Shuffler) {
 	t.Helper()
 	ka := a.cipherState(a.cipherSlot)[:aesctr.RoundKeysSize]
 	kb := b.cipherState(b.cipherSlot)[:aesctr.RoundKeysSize]

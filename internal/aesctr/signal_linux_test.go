@@ -310,7 +310,7 @@ func runStorm(t *testing.T, op string, size int, report io.Writer, release io.Re
 	key, salt := randomKey(t)
 	rk := expand(t, &key)
 	hits := atomic.LoadUint64(&canaryHits)
-	var stop, unequal atomic.Bool
+	var stop, failed atomic.Bool
 	done := make(chan struct{})
 	threads := make(chan stormThread, workers)
 	var running, parked sync.WaitGroup
@@ -338,11 +338,11 @@ func runStorm(t *testing.T, op string, size int, report io.Writer, release io.Re
 					Copy(c, b)
 				case "equal":
 					if !Equal(b, c) {
-						unequal.Store(true)
+						failed.Store(true)
 					}
 				case "expand":
 					if err := Expand((*[RoundKeysSize]byte)(c), (*[32]byte)(b)); err != nil {
-						unequal.Store(true)
+						failed.Store(true)
 					}
 				}
 			}
@@ -370,7 +370,7 @@ func runStorm(t *testing.T, op string, size int, report io.Writer, release io.Re
 		close(done)
 		running.Wait()
 	}()
-	if unequal.Load() {
+	if failed.Load() {
 		t.Errorf("%s of the plaintext failed (Equal of two copies answered false, or Expand an error)", op)
 	}
 	rep.Caught = atomic.LoadUint64(&canaryHits) - hits

@@ -144,12 +144,13 @@ func SafePanic(v any) {
 // returned, whose Is or Unwrap method may panic: that is no match, not a
 // panic of the library's call, which no input may make.
 func isPanicked(err error) bool {
-	is, ok := errorsIs(err, ErrPanicked)
-	return is && ok
+	is, _ := errorsIs(err, ErrPanicked)
+	return is
 }
 
 // errorsIs is errors.Is(err, target) where either may be the caller's, and
-// an Is or Unwrap method of theirs may panic: ok is false if one did.
+// an Is or Unwrap method of theirs may panic: ok is false if one did, and
+// is with it.
 func errorsIs(err, target error) (is, ok bool) {
 	defer func() {
 		if recover() != nil {

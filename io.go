@@ -57,7 +57,7 @@ func readFull(r io.Reader, b []byte) (err error) {
 		}
 		// The reader's error, whose Is may panic: that is its error
 		// still, not a panic of the read.
-		if is, ok := errorsIs(err, io.EOF); is && ok {
+		if is, _ := errorsIs(err, io.EOF); is {
 			err = io.ErrUnexpectedEOF
 		}
 		if err != nil {

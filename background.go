@@ -626,11 +626,19 @@ func (p *pacer) rest() {
 		return
 	}
 	if worked := p.now().Sub(p.since); worked >= pacerBurst {
-		time.Sleep(min(worked, pacerMax))
+		d := min(worked, pacerMax)
+		time.Sleep(d)
 		p.restart()
 		p.rests++
+		if afterRest != nil {
+			afterRest(d)
+		}
 	}
 }
+
+// afterRest, when set by a test, runs after every rest of a pacer with
+// the sleep it asked for: the work of the burst it ended, up to pacerMax.
+var afterRest func(time.Duration)
 
 // restart begins a new burst now: what came before was no work.
 func (p *pacer) restart() { p.since = p.now() }

@@ -8,6 +8,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
@@ -76,7 +77,8 @@ func WithBackgroundShuffle(interval time.Duration) Option {
 // whichever comes first (ctx's Done is asked once, by this call: a panic
 // there is returned as an error matching ErrPanicked; its Err, only once
 // Done is closed, and its Value, are asked through a guard that recovers
-// their panics); stop waits for the goroutine to end
+// their panics; Value only while this call runs, and ctx's code may
+// Purge or Close the Shuffler); stop waits for the goroutine to end
 // and may be called more than once, also from a WithLogger handler: the
 // background shuffler's events reach the logger from a goroutine other
 // than the one stop waits for. Only one background shuffler runs at a
@@ -97,9 +99,23 @@ func (s *Shuffler) StartBackgroundShuffle(ctx context.Context, interval time.Dur
 	if err != nil {
 		return nil, err
 	}
+	// Derived from the caller's context through guardedCtx, which asks
+	// it for Done only once (above), for Err with its panic recovered,
+	// and for Value only here: context.WithCancel of the caller's context
+	// itself called its Done and Err at once (a panic, or a done context
+	// with no Err, made this call panic) and, for a context of the
+	// caller's own type, again from a goroutine of the context package
+	// once it was done, where a panic ended the process. It is made
+	// before closeMu is taken, as WithCancel asks Value and a done
+	// context's Err at once, and code of the caller's that purged the
+	// Shuffler under closeMu waited for it for ever (see Value).
+	values := new(frozenValues)
+	bgCtx, cancel := context.WithCancel(guardedCtx{ctx, parentDone, values})
+	values.freeze()
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.closed.Load() {
+		cancel()
 		return nil, ErrClosed
 	}
 	if s.bgCancel != nil {
@@ -110,22 +126,13 @@ func (s *Shuffler) StartBackgroundShuffle(ctx context.Context, interval time.Dur
 			s.bgCancel()
 			s.bgCancel, s.bgDone = nil, nil
 		default:
+			cancel()
 			return nil, ErrBackgroundRunning
 		}
 	}
-	// Derived from the caller's context through guardedCtx, which asks
-	// it for Done only once (above), and for Err and Value with their
-	// panics recovered:
-	// context.WithCancel of the caller's context itself called its Done
-	// and Err at once (a panic, or a done context with no Err, made this
-	// call panic) and, for a context of the caller's own type, again from
-	// a goroutine of the context package once it was done, where a panic
-	// ended the process. A standard cancelable context is still found
-	// through Value, and cancels the shuffler's as it did.
-	ctx, cancel := context.WithCancel(guardedCtx{ctx, parentDone})
 	done := make(chan struct{})
 	s.bgCancel, s.bgDone = cancel, done
-	go s.background(ctx, interval, done)
+	go s.background(bgCtx, interval, done)
 	return func() {
 		cancel()
 		<-done
@@ -138,12 +145,13 @@ func (s *Shuffler) StartBackgroundShuffle(ctx context.Context, interval time.Dur
 }
 
 // guardedCtx is a context of the caller's as StartBackgroundShuffle hands
-// it to context.WithCancel: its Done channel, asked for once, and its Err
-// and Value with a panic turned into an error (ErrPanicked) or nil, and an
-// Err that is never nil once done (see ctxErr).
+// it to context.WithCancel: its Done channel, asked for once, its Err with
+// a panic turned into an error (ErrPanicked) and never nil once done (see
+// ctxErr), and its values as they were while WithCancel ran.
 type guardedCtx struct {
 	context.Context
-	done <-chan struct{}
+	done   <-chan struct{}
+	values *frozenValues
 }
 
 func (g guardedCtx) Done() <-chan struct{} { return g.done }
@@ -157,13 +165,58 @@ func (g guardedCtx) Err() error {
 	}
 }
 
-func (g guardedCtx) Value(key any) (v any) {
+// Value asks the caller's context until freeze, with a panic turned into
+// nil, and afterwards answers what it answered then. The background
+// shuffler reads no value; the context package looks through Value for a
+// cancelable parent to join (so that cancelling a standard context stops
+// the shuffler at once) and, when the shuffler's context is canceled, to
+// leave it again, which stopBackground does under closeMu. Asked there,
+// code of the caller's that purged the Shuffler waited for closeMu for
+// ever, and every later Close and Purge with it.
+func (g guardedCtx) Value(key any) any {
+	v := g.values
+	v.mu.Lock()
+	if v.frozen {
+		defer v.mu.Unlock()
+		for _, kv := range v.asked {
+			if kv[0] == key {
+				return kv[1]
+			}
+		}
+		return nil
+	}
+	v.mu.Unlock()
+	val := callerValue(g.Context, key)
+	v.mu.Lock()
+	if !v.frozen {
+		v.asked = append(v.asked, [2]any{key, val})
+	}
+	v.mu.Unlock()
+	return val
+}
+
+// frozenValues is what a guardedCtx's Value answered before freeze: the
+// keys are the context package's own, which it compares with ==.
+type frozenValues struct {
+	mu     sync.Mutex
+	frozen bool
+	asked  [][2]any // key, value
+}
+
+func (v *frozenValues) freeze() {
+	v.mu.Lock()
+	v.frozen = true
+	v.mu.Unlock()
+}
+
+// callerValue is ctx.Value(key) with a panic turned into nil.
+func callerValue(ctx context.Context, key any) (v any) {
 	defer func() {
 		if recover() != nil {
 			v = nil
 		}
 	}()
-	return g.Context.Value(key)
+	return ctx.Value(key)
 }
 
 // stopBackground ends the background shuffler, if any; the caller holds

@@ -99,3 +99,71 @@ func TestStartBackgroundShuffleContextErrPanicsLater(t *testing.T) {
 	}
 	stop()
 }
+
+// reentrantCtx is a context of the caller's whose Value, or Err once done,
+// runs f first: code that purges or closes the Shuffler, as SafePanic does.
+type reentrantCtx struct {
+	context.Context
+	inValue bool
+	f       func()
+}
+
+func (c reentrantCtx) Value(key any) any {
+	if c.inValue {
+		c.f()
+	}
+	return c.Context.Value(key)
+}
+
+func (c reentrantCtx) Err() error {
+	if err := c.Context.Err(); err != nil {
+		if !c.inValue {
+			c.f()
+		}
+		return err
+	}
+	return nil
+}
+
+// TestStartBackgroundShuffleContextPurges: a context whose Value or Err
+// purges the Shuffler (Purge, or PurgeAll through SafePanic) leaves Close,
+// Purge and PurgeAll working. StartBackgroundShuffle derived its context
+// under closeMu, and the context package asked the caller's Value (to find
+// a cancelable parent) and, of a done context, its Err there: Purge waited
+// for closeMu for ever, and every later Close, Purge and PurgeAll with it.
+// The cancel Close and Purge call under closeMu asked Value again.
+func TestStartBackgroundShuffleContextPurges(t *testing.T) {
+	for _, inValue := range []bool{true, false} {
+		for _, purge := range []string{"Purge", "SafePanic"} {
+			t.Run(fmt.Sprintf("inValue=%v/%s", inValue, purge), func(t *testing.T) {
+				s := newTest(t)
+				f := func() { _ = s.Purge() }
+				if purge == "SafePanic" {
+					f = func() { SafePanic("from the context") }
+				}
+				parent, cancel := context.WithCancel(context.Background())
+				if !inValue {
+					cancel() // done already: its Err is asked at once
+				}
+				defer cancel()
+				err := returnsWithin(t, func() error {
+					stop, err := s.StartBackgroundShuffle(reentrantCtx{parent, inValue, f}, time.Millisecond)
+					if err == nil {
+						cancel()
+						stop()
+					}
+					return err
+				})
+				if err != nil && !errors.Is(err, ErrClosed) {
+					t.Errorf("StartBackgroundShuffle: %v", err)
+				}
+				if err := returnsWithin(t, PurgeAll); err != nil {
+					t.Errorf("PurgeAll: %v", err)
+				}
+				if err := returnsWithin(t, s.Close); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+		}
+	}
+}

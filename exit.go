@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"sync"
 	"syscall"
@@ -148,16 +149,67 @@ func isPanicked(err error) bool {
 	return is
 }
 
-// errorsIs is errors.Is(err, target) where either may be the caller's, and
-// an Is or Unwrap method of theirs may panic: ok is false if one did, and
-// is with it.
+// errorsIs is errors.Is(err, target) where either may be the caller's: an
+// Is or Unwrap method of theirs may panic, and their Unwrap methods may
+// lead back to an error already seen, where errors.Is loops for ever
+// (Unwrap() error) or recurses until the stack overflows, which ends the
+// process past any recover (Unwrap() []error). ok is false if a method
+// panicked or the walk gave up after errorWalkMax errors, and is with it.
 func errorsIs(err, target error) (is, ok bool) {
 	defer func() {
 		if recover() != nil {
 			is, ok = false, false
 		}
 	}()
-	return errors.Is(err, target), true
+	if err == nil || target == nil {
+		return err == target, true
+	}
+	w := errorWalk{target: target, comparable: reflect.TypeOf(target).Comparable(), left: errorWalkMax}
+	is = w.is(err)
+	return is, !w.gaveUp
+}
+
+// errorWalkMax is how many errors errorsIs looks at before it gives up: no
+// error a caller means has a tree that large, and a cycle has no end.
+const errorWalkMax = 10000
+
+// errorWalk is errors.Is's walk of an error tree, counting the errors it
+// looks at.
+type errorWalk struct {
+	target     error
+	comparable bool // target can be compared with ==, as errors.Is asks
+	left       int  // errors it may still look at
+	gaveUp     bool // it had more to look at when left ran out
+}
+
+func (w *errorWalk) is(err error) bool {
+	for err != nil {
+		if w.left == 0 {
+			w.gaveUp = true
+			return false
+		}
+		w.left--
+		if w.comparable && err == w.target {
+			return true
+		}
+		if x, ok := err.(interface{ Is(error) bool }); ok && x.Is(w.target) {
+			return true
+		}
+		switch x := err.(type) {
+		case interface{ Unwrap() error }:
+			err = x.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range x.Unwrap() {
+				if w.is(e) {
+					return true
+				}
+			}
+			return false
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 // panicError turns a recovered panic into an error wrapping ErrPanicked,

@@ -317,6 +317,13 @@ func keyForms(t *testing.T, macKey, aesKey []byte, ed ed25519.PrivateKey, ec *ec
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each 16-byte half of d's words too: a 32-byte copy goes through two
+	// vector registers, and an asynchronous preemption saves them 64
+	// bytes apart in the runtime's save areas (SECURITY.md).
+	le := slices.Clone(d)
+	slices.Reverse(le)
+	add("ECDSA d (little-endian words), low half", slices.Clone(le[:16]))
+	add("ECDSA d (little-endian words), high half", le[16:])
 	num("ECDSA d", d)
 	num("RSA d", rk.D.Bytes())
 	num("RSA p", rk.Primes[0].Bytes())
@@ -357,7 +364,10 @@ var keptCopies = map[string]int{
 // holds d in math/big's words only while it signs), and for Ed25519 the
 // kept ones. The other forms of ECDSA and RSA keys, which crypto/x509,
 // crypto/ecdsa and crypto/rsa also copy out of reach when a key is parsed,
-// are counted, not bounded.
+// are counted, not bounded; so are the halves of d's words, which the
+// runtime's register save areas can hold after a signature was preempted
+// (SECURITY.md). In secret mode, which is not preempted asynchronously,
+// keptCopies bounds them to none.
 var defaultCopies = map[string]int{
 	"ECDSA d (little-endian words)": 0,
 	"HMAC key":                      0,

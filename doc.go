@@ -206,7 +206,9 @@
 //     public, gives the private key: of the nonces of 50 of the 1,000
 //     signatures, earlier runs found 0 to 6 big-endian and 0 or 1 as
 //     little-endian words (44 of the 1,000 in a run that looked for all
-//     of them).
+//     of them). The runtime's register save areas can hold d's words too,
+//     in two halves, after a signature was preempted (SECURITY.md: 7 of
+//     30 runs of a busy signer, none with GODEBUG=asyncpreemptoff=1).
 //   - RSA-2048 Sign: 3 to 6 copies of each of d, p and q big-endian and 2
 //     to 5 as little-endian words, in three runs (one as the unprivileged
 //     user). The Signer parses the key once for each key of its pool and

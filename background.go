@@ -175,24 +175,22 @@ func (g guardedCtx) Err() error {
 // ever, and every later Close and Purge with it.
 func (g guardedCtx) Value(key any) any {
 	v := g.values
+	// Held while the caller's Value runs, so that none runs after freeze:
+	// the context package's goroutine may ask too, once the caller's
+	// context is done. Nothing the caller's code can reach takes it.
 	v.mu.Lock()
-	if v.frozen {
-		defer v.mu.Unlock()
-		for _, kv := range v.asked {
-			if kv[0] == key {
-				return kv[1]
-			}
-		}
-		return nil
-	}
-	v.mu.Unlock()
-	val := callerValue(g.Context, key)
-	v.mu.Lock()
+	defer v.mu.Unlock()
 	if !v.frozen {
+		val := callerValue(g.Context, key)
 		v.asked = append(v.asked, [2]any{key, val})
+		return val
 	}
-	v.mu.Unlock()
-	return val
+	for _, kv := range v.asked {
+		if kv[0] == key {
+			return kv[1]
+		}
+	}
+	return nil
 }
 
 // frozenValues is what a guardedCtx's Value answered before freeze: the
@@ -678,19 +676,19 @@ func (p *pacer) rest() {
 	if p == nil {
 		return
 	}
-	if worked := p.now().Sub(p.since); worked >= pacerBurst {
-		d := min(worked, pacerMax)
-		time.Sleep(d)
+	now := p.now()
+	if worked := now.Sub(p.since); worked >= pacerBurst {
+		time.Sleep(min(worked, pacerMax))
 		p.restart()
 		p.rests++
 		if afterRest != nil {
-			afterRest(d)
+			afterRest(p.since.Sub(now))
 		}
 	}
 }
 
 // afterRest, when set by a test, runs after every rest of a pacer with
-// the sleep it asked for: the work of the burst it ended, up to pacerMax.
+// how long it lasted.
 var afterRest func(time.Duration)
 
 // restart begins a new burst now: what came before was no work.

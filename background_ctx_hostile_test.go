@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -166,4 +167,72 @@ func TestStartBackgroundShuffleContextPurges(t *testing.T) {
 			})
 		}
 	}
+}
+
+// wrappedCtx is a context of the caller's own type around a standard one.
+type wrappedCtx struct{ context.Context }
+
+// TestBackgroundContextLeavesParent: the background shuffler's context
+// joins a standard cancelable parent, directly or under a type of the
+// caller's (so that cancelling the parent stops it at once), and leaves
+// it again however the shuffler ends: stopped, refused, purged, closed.
+// The context package finds the parent through Value when it removes the
+// child, after guardedCtx's Value is frozen: answering nil then, it left
+// a child in the parent for every start, for as long as the parent lived.
+func TestBackgroundContextLeavesParent(t *testing.T) {
+	children := func(t *testing.T, ctx context.Context) int {
+		t.Helper()
+		v := reflect.ValueOf(ctx).Elem().FieldByName("children")
+		if !v.IsValid() {
+			t.Skip("the context package keeps no children field")
+		}
+		return v.Len()
+	}
+	ends := map[string]func(t *testing.T, s *Shuffler, stop func()){
+		"stop": func(_ *testing.T, _ *Shuffler, stop func()) { stop() },
+		"refused start, then stop": func(t *testing.T, s *Shuffler, stop func()) {
+			if _, err := s.StartBackgroundShuffle(context.Background(), time.Hour); !errors.Is(err, ErrBackgroundRunning) {
+				t.Errorf("a second start: %v, want ErrBackgroundRunning", err)
+			}
+			stop()
+		},
+		"Purge": func(_ *testing.T, s *Shuffler, _ func()) { s.Purge() },
+		"Close": func(_ *testing.T, s *Shuffler, _ func()) { s.Close() },
+	}
+	for name, end := range ends {
+		for _, wrapped := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/wrapped=%v", name, wrapped), func(t *testing.T) {
+				s := newTest(t)
+				parent, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				var ctx context.Context = parent
+				if wrapped {
+					ctx = wrappedCtx{parent}
+				}
+				stop, err := s.StartBackgroundShuffle(ctx, time.Hour)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := children(t, parent); n != 1 {
+					t.Fatalf("the parent has %d children while the shuffler runs, want 1", n)
+				}
+				end(t, s, stop)
+				if n := children(t, parent); n != 0 {
+					t.Errorf("the parent has %d children once the shuffler ended, want 0", n)
+				}
+			})
+		}
+	}
+	t.Run("closed", func(t *testing.T) {
+		s := newTest(t)
+		s.Close()
+		parent, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if _, err := s.StartBackgroundShuffle(parent, time.Hour); !errors.Is(err, ErrClosed) {
+			t.Fatalf("start on a closed Shuffler: %v, want ErrClosed", err)
+		}
+		if n := children(t, parent); n != 0 {
+			t.Errorf("the parent has %d children after a refused start, want 0", n)
+		}
+	})
 }

@@ -80,7 +80,7 @@ type threadClock struct {
 	cpu    time.Duration
 	wall   time.Time
 	bad    bool
-	rested time.Duration // the pacer's rests so far, as asked for
+	rested time.Duration // how long the pacer rested so far
 	atRead time.Duration // rested at the last reading
 }
 
@@ -152,8 +152,7 @@ func (c *threadClock) read(t *testing.T) (time.Duration, time.Time, time.Duratio
 }
 
 // pacing is one measurement of share: the fraction of one CPU the
-// goroutine used, its CPU time, and how long its pacer asked to rest
-// meanwhile.
+// goroutine used, its CPU time, and how long its pacer rested meanwhile.
 type pacing struct {
 	share       float64
 	cpu, rested time.Duration
@@ -183,21 +182,22 @@ func (c *threadClock) share(t *testing.T, what string, runs func() uint64) pacin
 		t.Fatalf("no %s between %v and %v", what, wall0, wall1)
 	}
 	m := pacing{share: float64(cpu) / float64(wall), cpu: cpu, rested: rest1 - rest0}
-	t.Logf("%d %s in %v took %v of the goroutine's CPU: %.2f of one CPU; its pacer asked for %v of rest", n, what, wall, cpu, m.share, m.rested)
+	t.Logf("%d %s in %v took %v of the goroutine's CPU: %.2f of one CPU; its pacer rested %v", n, what, wall, cpu, m.share, m.rested)
 	return m
 }
 
-// restsPayWork fails t unless m's pacer asked for rests of a quarter of
-// the CPU time or more. A goroutine whose runs each work many bursts,
-// with few or no waits between them to pay for them, rests about as long
-// as it works (the wall time of its bursts, which is no less than their
-// CPU time); unpaced, it does not rest at all. How much of the process's
+// restsPayWork fails t unless m's pacer rested a quarter of the CPU time
+// or more. A goroutine whose runs each work many bursts, with few or no
+// waits between them to pay for them, rests at least as long as it works
+// (the wall time of its bursts, which is no less than their CPU time),
+// less the parking and waking around its sleeps, which its thread's
+// clock counts; unpaced, it does not rest at all. How much of the process's
 // CPU that saves depends on the machine: the share alone, over a window
 // where the goroutine waited for a CPU too, passed with no rests.
 func restsPayWork(t *testing.T, m pacing) {
 	t.Helper()
 	if m.rested < m.cpu/4 {
-		t.Errorf("the pacer asked for %v of rest over %v of work: it does not rest", m.rested, m.cpu)
+		t.Errorf("the pacer rested %v over %v of work: it does not rest", m.rested, m.cpu)
 	}
 }
 

@@ -74,22 +74,24 @@ func BorrowViewSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
 	return call(b, l, err, fn)
 }
 
-// A loan is a pinned borrow: one the library itself ends, with endPinned.
+// A loan is a pinned borrow: one the library itself ends, with endPinned,
+// or endPinnedQuiet for a borrow whose events wait (pinnedQuiet).
 type loan struct {
-	s    *Shuffler
-	h    Handle
-	mem  []byte
-	kind borrowKind
+	s     *Shuffler
+	h     Handle
+	mem   []byte
+	kind  borrowKind
+	quiet bool
 }
 
 func lend[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind) (*T, loan, error) {
 	p, mem, err := borrow[T](ctx, wait, s, h, kind, pinned)
-	return p, loan{s, h, mem, kind}, err
+	return p, loan{s, h, mem, kind, false}, err
 }
 
 func lendSlice[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind) ([]T, loan, error) {
 	b, mem, err := borrowSlice[T](ctx, wait, s, h, kind, pinned)
-	return b, loan{s, h, mem, kind}, err
+	return b, loan{s, h, mem, kind, false}, err
 }
 
 // call runs fn on what a loan gave, unless the borrow failed, and ends the
@@ -104,7 +106,7 @@ func call[P any](p P, l loan, err error, fn func(P) error) (ferr error) {
 		// After Close or Purge, fn may have read zeros where the entry was:
 		// its own error (a key that no longer parses, a message that no
 		// longer authenticates) would mislead, so ErrClosed wins.
-		ferr = endedErr(ferr, l.s.endPinned(l.h, l.mem, l.kind))
+		ferr = endedErr(ferr, l.end())
 	}()
 	runSecret(func() { ferr = fn(p) })
 	return ferr
@@ -132,10 +134,23 @@ func endedErr(err, rerr error) error {
 // mem is only wiped again, for what the borrower wrote after them; the last
 // pinned borrow of a shard Close left mapped unmaps it.
 func (s *Shuffler) endPinned(h Handle, mem []byte, kind borrowKind) error {
-	sh := &s.shards[h.shard()]
-	// Deferred first, so it runs once the lock is let go: a moving return
-	// maps memory, whose refused lock is an event.
+	// Once the lock is let go: a moving return maps memory, whose refused
+	// lock is an event.
 	defer s.flushLog()
+	return s.endPinnedQuiet(h, mem, kind)
+}
+
+// end ends the loan.
+func (l loan) end() error {
+	if l.quiet {
+		return l.s.endPinnedQuiet(l.h, l.mem, l.kind)
+	}
+	return l.s.endPinned(l.h, l.mem, l.kind)
+}
+
+// endPinnedQuiet is endPinned with the events it raises left waiting.
+func (s *Shuffler) endPinnedQuiet(h Handle, mem []byte, kind borrowKind) error {
+	sh := &s.shards[h.shard()]
 	sh.mu.Lock()
 	// A Return of h made by fn's goroutine, or another, may still be
 	// encrypting it; the pin keeps Close from unmapping mem meanwhile.

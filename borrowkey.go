@@ -1,6 +1,8 @@
 package memshuffle
 
 import (
+	"context"
+
 	"github.com/memshuffle/memshuffle/internal/seal"
 )
 
@@ -17,8 +19,24 @@ import (
 // the registers where nothing can wipe them; the stack its calls used is
 // zeroed after it; where it does not, fn runs where the stack cannot
 // shrink (seal.Guarded).
+//
+// The events the borrow raises reach the logger once it has ended.
 func borrowKey(s *Shuffler, h Handle, pin pinRule, fn func([]byte) error) error {
-	return BorrowViewSlice(s, h, func(k []byte) (err error) {
+	err := borrowKeyQuiet(s, h, pin, fn)
+	if s.made() { // a nil or zero Shuffler has refused the borrow
+		s.flushLog()
+	}
+	return err
+}
+
+// borrowKeyQuiet is borrowKey with the events left waiting, for the
+// caller to hand to the logger when it holds nothing a handler may wait
+// for: Sign, once it has given back its turn of the key pool. Handed over
+// inside it, a handler that signed with the same Signer waited for that
+// turn for ever.
+func borrowKeyQuiet(s *Shuffler, h Handle, pin pinRule, fn func([]byte) error) error {
+	k, mem, err := borrowSlice[byte](context.Background(), failIfBusy, s, h, shared, pinnedQuiet)
+	return call(k, loan{s, h, mem, shared, true}, err, func(k []byte) (err error) {
 		seal.Guarded(pin.allows(len(k)), pin.deep, func() {
 			if adapterHookForTest != nil {
 				adapterHookForTest()

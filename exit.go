@@ -154,7 +154,7 @@ func isPanicked(err error) bool {
 // lead back to an error already seen, where errors.Is loops for ever
 // (Unwrap() error) or recurses until the stack overflows, which ends the
 // process past any recover (Unwrap() []error). ok is false if a method
-// panicked or the walk gave up after errorWalkMax errors, and is with it.
+// panicked or the walk gave up (see errorWalk), and is with it.
 func errorsIs(err, target error) (is, ok bool) {
 	defer func() {
 		if recover() != nil {
@@ -164,27 +164,32 @@ func errorsIs(err, target error) (is, ok bool) {
 	if err == nil || target == nil {
 		return err == target, true
 	}
-	w := errorWalk{target: target, comparable: reflect.TypeOf(target).Comparable(), left: errorWalkMax}
-	is = w.is(err)
+	w := errorWalk{target: target, comparable: reflect.TypeOf(target).Comparable(), left: errorWalkSteps}
+	is = w.is(err, 0)
 	return is, !w.gaveUp
 }
 
-// errorWalkMax is how many errors errorsIs looks at before it gives up: no
-// error a caller means has a tree that large, and a cycle has no end.
-const errorWalkMax = 10000
+// errorWalkSteps and errorWalkDepth are how many errors errorsIs looks at,
+// counting an error each time a tree reaches it, and how deep it follows
+// Unwrap() []error, before it gives up: errors.Is's walk of a tree that
+// joins an error to itself 16 times over takes 65,536 steps, and a cycle
+// has no end.
+const (
+	errorWalkSteps = 1 << 20
+	errorWalkDepth = 10000
+)
 
-// errorWalk is errors.Is's walk of an error tree, counting the errors it
-// looks at.
+// errorWalk is errors.Is's walk of an error tree, counting its steps.
 type errorWalk struct {
 	target     error
 	comparable bool // target can be compared with ==, as errors.Is asks
-	left       int  // errors it may still look at
-	gaveUp     bool // it had more to look at when left ran out
+	left       int  // steps it may still take
+	gaveUp     bool // it had more to look at when left or the depth ran out
 }
 
-func (w *errorWalk) is(err error) bool {
+func (w *errorWalk) is(err error, depth int) bool {
 	for err != nil {
-		if w.left == 0 {
+		if w.left == 0 || depth == errorWalkDepth {
 			w.gaveUp = true
 			return false
 		}
@@ -200,8 +205,11 @@ func (w *errorWalk) is(err error) bool {
 			err = x.Unwrap()
 		case interface{ Unwrap() []error }:
 			for _, e := range x.Unwrap() {
-				if w.is(e) {
+				if w.is(e, depth+1) {
 					return true
+				}
+				if w.gaveUp {
+					return false
 				}
 			}
 			return false

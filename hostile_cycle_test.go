@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"testing"
 	"time"
 )
@@ -255,9 +256,15 @@ func TestErrorsIsMatchesErrors(t *testing.T) {
 	joined := errors.Join(other, fmt.Errorf("c: %w", wrapped))
 	slice := sliceError{1}
 	long := error(io.EOF)
-	for range errorWalkMax - 1 {
-		long = fmt.Errorf("x: %w", long)
+	for range errorWalkSteps - 1 {
+		long = &chainError{long}
 	}
+	// 15 errors, which errors.Is reaches 2^13+1 times over.
+	doubled := errors.New("leaf")
+	for range 13 {
+		doubled = errors.Join(doubled, doubled)
+	}
+	doubled = errors.Join(doubled, io.EOF)
 	for _, c := range []struct {
 		name        string
 		err, target error
@@ -275,6 +282,7 @@ func TestErrorsIsMatchesErrors(t *testing.T) {
 		{"target not comparable", wrapped, sliceErrorNoIs{1}},
 		{"err not comparable", fmt.Errorf("e: %w", sliceErrorNoIs{1}), io.EOF},
 		{"as long as the walk", long, io.EOF},
+		{"joined to itself over and over", doubled, io.EOF},
 		{"target's own Is is not asked", io.EOF, slice},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -284,8 +292,10 @@ func TestErrorsIsMatchesErrors(t *testing.T) {
 			}
 		})
 	}
-	longer := fmt.Errorf("y: %w", long)
-	for name, err := range map[string]error{"Unwrap() error": &loopError{}, "Unwrap() []error": &treeError{}, "a tree larger than the walk": longer} {
+	longer := &chainError{long}
+	wide := &wideError{}
+	wide.errs = slices.Repeat([]error{wide}, 100000)
+	for name, err := range map[string]error{"Unwrap() error": &loopError{}, "Unwrap() []error": &treeError{}, "a tree larger than the walk": longer, "a cycle 100,000 wide": wide} {
 		if is, ok := errorsIs(err, io.EOF); is || ok {
 			t.Errorf("%s: errorsIs = %v, %v, want false, false", name, is, ok)
 		}
@@ -303,3 +313,17 @@ func TestErrorsIsMatchesErrors(t *testing.T) {
 type sliceErrorNoIs []int
 
 func (sliceErrorNoIs) Error() string { return "slice" }
+
+// wideError is treeError with many copies of itself: a walk that gave up
+// at the bottom of it and looked on at every level above took 2.4 s.
+type wideError struct{ errs []error }
+
+func (*wideError) Error() string     { return "wide" }
+func (e *wideError) Unwrap() []error { return e.errs }
+
+// chainError wraps an error without fmt.Errorf's message, which would
+// hold the whole chain's.
+type chainError struct{ next error }
+
+func (*chainError) Error() string   { return "chain" }
+func (e *chainError) Unwrap() error { return e.next }

@@ -143,11 +143,14 @@ func borrowSlice[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handl
 // run the caller's code on the entry and end the borrow themselves, so Close
 // can leave the unmapping to them (see Shuffler.endPinned). Rent and View
 // do not: their callers may never return, and Close unmaps under them.
-type pinning bool
+type pinning uint8
 
 const (
-	unpinned pinning = false
-	pinned   pinning = true
+	unpinned pinning = iota
+	pinned
+	// pinnedQuiet is pinned, with the events the borrow raises left for
+	// the caller to hand to the logger (see borrowKeyQuiet).
+	pinnedQuiet
 )
 
 // borrowKind says whether a borrow is a rent or a view.
@@ -196,7 +199,7 @@ func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeI
 		}
 	}
 	mem, err := sh.take(sl, h, ti, form, kind)
-	if err == nil && pin == pinned {
+	if err == nil && pin != unpinned {
 		sh.pins++
 	}
 	sh.mu.Unlock()
@@ -204,7 +207,7 @@ func (s *Shuffler) borrow(ctx context.Context, wait waitMode, h Handle, ti typeI
 	// buffer a first open maps is refused without an error under
 	// LockBestEffort, so a borrow that succeeds may leave an event too.
 	// Another goroutine's events may wait as well.
-	if s.out.pending.Load() {
+	if s.out.pending.Load() && pin != pinnedQuiet {
 		s.flushLogBorrowed(h, mem, kind, pin, err)
 	}
 	return mem, err
@@ -328,7 +331,7 @@ func (s *Shuffler) borrowWaiting(ctx context.Context, h Handle, ti typeInfo, for
 			sh.Waiters.QueueWriter(h.id, -1)
 		}
 		mem, err := sh.take(sl, h, ti, form, kind)
-		if err == nil && pin == pinned {
+		if err == nil && pin != unpinned {
 			sh.pins++
 		}
 		if err != nil && queued {
@@ -337,7 +340,7 @@ func (s *Shuffler) borrowWaiting(ctx context.Context, h Handle, ti typeInfo, for
 			sh.Waiters.Wake(h.id)
 		}
 		sh.mu.Unlock()
-		if s.out.pending.Load() { // as in borrow
+		if s.out.pending.Load() && pin != pinnedQuiet { // as in borrow
 			s.flushLogBorrowed(h, mem, kind, pin, err)
 		}
 		return mem, err
@@ -358,7 +361,7 @@ func (s *Shuffler) flushLogBorrowed(h Handle, mem []byte, kind borrowKind, pin p
 	}
 	s.flushLogUndoing(func() {
 		switch {
-		case pin == pinned:
+		case pin != unpinned:
 			_ = s.endPinned(h, mem, kind)
 		case kind == shared:
 			_ = s.ReturnView(h)

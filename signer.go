@@ -361,9 +361,12 @@ func (k *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) (si
 	// after it: a collection may shrink the stack of a goroutine parked
 	// there, freeing the old one with what the call had left in it.
 	key := k.keys.get()
-	defer func() { k.keys.put(key) }()
+	defer func() {
+		k.keys.put(key)
+		k.s.flushLog() // not inside the turn: see borrowKeyQuiet
+	}()
 	var pooled *rsa.PrivateKey
-	err = borrowKey(k.s, k.h, pinRule{deep: true}, func(der []byte) error {
+	err = borrowKeyQuiet(k.s, k.h, pinRule{deep: true}, func(der []byte) error {
 		switch k.kind {
 		case keyEd25519:
 			sig, err = k.signEd25519(der, &key, digest, opts)

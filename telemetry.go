@@ -14,7 +14,16 @@ import (
 // exists already.
 var ErrNameTaken = errors.New("memshuffle: expvar name already published")
 
-var expvarMu sync.Mutex
+// expvarMu guards expvarTaking: the names PublishExpvar calls are
+// publishing, so that two of them never both find a name free and the
+// second logs expvar's complaint and fails. It is not held while expvar
+// publishes: expvar.Publish of a name code outside the package took
+// meanwhile writes to the log package's output, which is the program's
+// code, and code there that published a Shuffler's Stats waited for ever.
+var (
+	expvarMu     sync.Mutex
+	expvarTaking = map[string]bool{}
+)
 
 // PublishExpvar publishes the Shuffler's Stats as the expvar name, so they
 // appear at /debug/vars with the standard library's expvar handler. The
@@ -30,10 +39,18 @@ func (s *Shuffler) PublishExpvar(name string) error {
 		return fmt.Errorf("%w: empty expvar name", ErrNilArgument)
 	}
 	expvarMu.Lock()
-	defer expvarMu.Unlock()
-	if expvar.Get(name) != nil {
+	if expvarTaking[name] || expvar.Get(name) != nil {
+		expvarMu.Unlock()
 		return fmt.Errorf("%w: %q", ErrNameTaken, name)
 	}
+	expvarTaking[name] = true
+	expvarMu.Unlock()
+	defer func() {
+		// Published, expvar has the name; refused, it is free again.
+		expvarMu.Lock()
+		delete(expvarTaking, name)
+		expvarMu.Unlock()
+	}()
 	if expvarHookForTest != nil {
 		expvarHookForTest()
 	}

@@ -77,21 +77,21 @@ func BorrowViewSlice[T any](s *Shuffler, h Handle, fn func([]T) error) error {
 // A loan is a pinned borrow: one the library itself ends, with endPinned,
 // or endPinnedQuiet for a borrow whose events wait (pinnedQuiet).
 type loan struct {
-	s     *Shuffler
-	h     Handle
-	mem   []byte
-	kind  borrowKind
-	quiet bool
+	s    *Shuffler
+	h    Handle
+	mem  []byte
+	kind borrowKind
+	pin  pinning // pinned or pinnedQuiet
 }
 
 func lend[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind) (*T, loan, error) {
 	p, mem, err := borrow[T](ctx, wait, s, h, kind, pinned)
-	return p, loan{s, h, mem, kind, false}, err
+	return p, loan{s, h, mem, kind, pinned}, err
 }
 
 func lendSlice[T any](ctx context.Context, wait waitMode, s *Shuffler, h Handle, kind borrowKind) ([]T, loan, error) {
 	b, mem, err := borrowSlice[T](ctx, wait, s, h, kind, pinned)
-	return b, loan{s, h, mem, kind, false}, err
+	return b, loan{s, h, mem, kind, pinned}, err
 }
 
 // call runs fn on what a loan gave, unless the borrow failed, and ends the
@@ -142,7 +142,7 @@ func (s *Shuffler) endPinned(h Handle, mem []byte, kind borrowKind) error {
 
 // end ends the loan.
 func (l loan) end() error {
-	if l.quiet {
+	if l.pin == pinnedQuiet {
 		return l.s.endPinnedQuiet(l.h, l.mem, l.kind)
 	}
 	return l.s.endPinned(l.h, l.mem, l.kind)

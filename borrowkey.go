@@ -36,7 +36,7 @@ func borrowKey(s *Shuffler, h Handle, pin pinRule, fn func([]byte) error) error 
 // turn for ever.
 func borrowKeyQuiet(s *Shuffler, h Handle, pin pinRule, fn func([]byte) error) error {
 	k, mem, err := borrowSlice[byte](context.Background(), failIfBusy, s, h, shared, pinnedQuiet)
-	return call(k, loan{s, h, mem, shared, true}, err, func(k []byte) (err error) {
+	return call(k, loan{s, h, mem, shared, pinnedQuiet}, err, func(k []byte) (err error) {
 		seal.Guarded(pin.allows(len(k)), pin.deep, func() {
 			if adapterHookForTest != nil {
 				adapterHookForTest()

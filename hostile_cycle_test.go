@@ -35,30 +35,6 @@ func cyclicErrors() map[string]func() error {
 	}
 }
 
-// holdsWithin is holds, giving up after n errors: it must end on the
-// cyclic errors of these tests, whatever the library made of them.
-func holdsWithin(err, target error, n int) bool {
-	for ; err != nil && n > 0; n-- {
-		if err == target {
-			return true
-		}
-		switch e := err.(type) {
-		case interface{ Unwrap() []error }:
-			for _, x := range e.Unwrap() {
-				if holdsWithin(x, target, n-1) {
-					return true
-				}
-			}
-			return false
-		case interface{ Unwrap() error }:
-			err = e.Unwrap()
-		default:
-			return false
-		}
-	}
-	return false
-}
-
 // returnsWithin runs call on a goroutine of its own and fails t if it has
 // not returned within 10 s: a call that walks a cycle of errors spins for
 // ever.
@@ -66,13 +42,7 @@ func returnsWithin(t *testing.T, call func() error) error {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- call() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(10 * time.Second):
-		t.Fatal("still running after 10 s")
-		return nil
-	}
+	return errWithin(t, done, "still running after 10 s")
 }
 
 // TestCallerErrorWithCyclicUnwrap: a reader, writer, Borrow function or
@@ -127,10 +97,10 @@ func TestCallerErrorWithCyclicUnwrap(t *testing.T) {
 					s := newTest(t)
 					e := mk()
 					err := returnsWithin(t, func() error { return call(s, end, e) })
-					if err == nil || !holdsWithin(err, e, 100) && !holdsWithin(err, ErrClosed, 100) {
+					if err == nil || !holds(err, e) && !holds(err, ErrClosed) {
 						t.Errorf("%v, want the caller's error or ErrClosed", err)
 					}
-					if ename == "open" && !holdsWithin(err, e, 100) {
+					if ename == "open" && !holds(err, e) {
 						t.Errorf("%v, want the caller's error", err)
 					}
 				})
@@ -159,7 +129,7 @@ func TestSignRandWithCyclicUnwrap(t *testing.T) {
 				_, err := sg.Sign(readerFunc(func([]byte) (int, error) { return 0, e }), digest[:], pss)
 				return err
 			})
-			if !holdsWithin(err, e, 100) {
+			if !holds(err, e) {
 				t.Errorf("%v, want rand's error", err)
 			}
 		})
@@ -210,7 +180,7 @@ func TestContextErrWithCyclicUnwrap(t *testing.T) {
 				defer cancel()
 				e := mk()
 				err := returnsWithin(t, func() error { return wait(cyclicCtx{parent, e}, s, h) })
-				if !holdsWithin(err, e, 100) {
+				if !holds(err, e) {
 					t.Errorf("%v, want the context's error", err)
 				}
 				if err := s.Return(h); err != nil {
@@ -232,7 +202,7 @@ func TestContextErrWithCyclicUnwrap(t *testing.T) {
 				}
 				return err
 			})
-			if err != nil && !holdsWithin(err, ErrClosed, 100) {
+			if err != nil && !holds(err, ErrClosed) {
 				t.Errorf("StartBackgroundShuffle: %v", err)
 			}
 			if err := returnsWithin(t, s.Close); err != nil {

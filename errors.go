@@ -89,8 +89,9 @@ var (
 	// and by MAC for a hash function that returns one hash twice.
 	ErrInvalidOption = errors.New("memshuffle: invalid option")
 
-	// ErrNilArgument is returned when a function, context or reader passed
-	// in is nil, and by PublishExpvar for an empty name.
+	// ErrNilArgument is returned when a function, context, reader or
+	// writer passed in is nil, by MAC for a hash function that returns a
+	// nil hash, and by PublishExpvar for an empty name.
 	ErrNilArgument = errors.New("memshuffle: nil argument")
 
 	// ErrTooLarge is returned by ReadAll and ReadUntil when the input is

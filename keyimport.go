@@ -15,7 +15,9 @@ import (
 const maxKeyFile = 64 << 10
 
 // ReadPrivateKey reads a private key from r, in PEM or DER, and stores it
-// in a new entry as PKCS#8 DER, the form NewSigner takes. It accepts
+// in a new entry as PKCS#8 DER, the form NewSigner takes. Input that is
+// one key in DER as a whole is read as DER, whatever its bytes hold;
+// other input with a PEM BEGIN line is read as PEM. It accepts
 // PKCS#8 ("PRIVATE KEY"), PKCS#1 ("RSA PRIVATE KEY") and SEC 1 ("EC PRIVATE
 // KEY") keys of the kinds NewSigner supports; other PEM blocks before the
 // key (an "EC PARAMETERS" block, say) are skipped, and encrypted PEM is
@@ -62,7 +64,7 @@ func ReadPrivateKey(s *Shuffler, r io.Reader) (h Handle, err error) {
 }
 
 func readPrivateKey(s *Shuffler, r io.Reader) (Handle, error) {
-	in, err := readAllWiping(r, maxKeyFile)
+	in, err := readAllWiping(r)
 	// All of it: r may have used the part past what it returned as
 	// scratch, as io.Reader allows.
 	defer Wipe(in[:cap(in)])
@@ -70,7 +72,9 @@ func readPrivateKey(s *Shuffler, r io.Reader) (Handle, error) {
 		return Handle{}, err
 	}
 	der, form := in, ""
-	if bytes.Contains(in, []byte("-----BEGIN")) {
+	// A key in DER is binary, and its bytes may hold anything, the PEM
+	// marker too: input that is one DER key as a whole is taken as DER.
+	if derForm(in) == "" && bytes.Contains(in, []byte("-----BEGIN")) {
 		blocks, err := decodePEM(in)
 		if err != nil {
 			return Handle{}, err
@@ -189,13 +193,16 @@ func derForm(der []byte) string {
 	return ""
 }
 
-// readAllWiping reads r to the end, up to limit bytes, wiping every buffer
+// errKeyFileSize is returned for input of maxKeyFile bytes or more.
+var errKeyFileSize = fmt.Errorf("%w: %d bytes or more", ErrInvalidKey, maxKeyFile)
+
+// readAllWiping reads r to the end, up to maxKeyFile bytes, wiping every buffer
 // it outgrows. On error, a panic of r's included, everything read is wiped
 // and nil returned; so it is when r ends the goroutine with runtime.Goexit
 // (t.FailNow does), which neither returns nor panics. Reads go through
 // readSome, which refuses impossible counts and gives up on a reader that
 // makes no progress.
-func readAllWiping(r io.Reader, limit int) (b []byte, err error) {
+func readAllWiping(r io.Reader) (b []byte, err error) {
 	b = make([]byte, 0, 4<<10)
 	read := false
 	defer func() {
@@ -209,10 +216,10 @@ func readAllWiping(r io.Reader, limit int) (b []byte, err error) {
 	}()
 	for {
 		if len(b) == cap(b) {
-			if len(b) >= limit {
-				return b, fmt.Errorf("%w: more than %d bytes", ErrInvalidKey, limit)
+			if len(b) >= maxKeyFile {
+				return b, errKeyFileSize
 			}
-			nb := make([]byte, len(b), min(2*cap(b), limit))
+			nb := make([]byte, len(b), min(2*cap(b), maxKeyFile))
 			copy(nb, b)
 			Wipe(b)
 			b = nb
@@ -222,6 +229,11 @@ func readAllWiping(r io.Reader, limit int) (b []byte, err error) {
 		// io.EOF itself, as ReadAll has it: an error that wraps it is the
 		// reader's failure, not the end of the key.
 		if err == io.EOF {
+			// The limit does not depend on whether r gives its last bytes
+			// with io.EOF or before it.
+			if len(b) >= maxKeyFile {
+				return b, errKeyFileSize
+			}
 			read = true
 			return b, nil
 		}

@@ -2,9 +2,15 @@ package memshuffle
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"io"
 	"testing"
+	"testing/iotest"
 )
 
 // pemSeeds are key files and damaged ones, around what decodePEM must
@@ -116,4 +122,76 @@ func FuzzDecodePEM(f *testing.F) {
 			t.Fatalf("%q: encoding/pem decodes %d of decodePEM's %d blocks", in, k, len(blocks))
 		}
 	})
+}
+
+// TestReadPrivateKeyLimit: input of 64 KiB or more fails, input below it
+// is read, however the reader delivers io.EOF: on its own after the last
+// bytes, or with them (iotest.DataErrReader). With them, a key file of
+// exactly 64 KiB used to be accepted, and refused otherwise.
+func TestReadPrivateKeyLimit(t *testing.T) {
+	s := newTest(t)
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	readers := map[string]func([]byte) io.Reader{
+		"EOF after":      func(b []byte) io.Reader { return bytes.NewReader(b) },
+		"EOF with bytes": func(b []byte) io.Reader { return iotest.DataErrReader(bytes.NewReader(b)) },
+		"one byte":       func(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) },
+	}
+	for _, size := range []int{maxKeyFile - 1, maxKeyFile, maxKeyFile + 1} {
+		// Text before the block is skipped: comment lines up to size.
+		in := append(bytes.Repeat([]byte("#"), size-len(block)-1), '\n')
+		in = append(in, block...)
+		for name, reader := range readers {
+			h, err := ReadPrivateKey(s, reader(bytes.Clone(in)))
+			switch {
+			case size < maxKeyFile && err != nil:
+				t.Errorf("%d bytes, %s: %v", size, name, err)
+			case size >= maxKeyFile && !errors.Is(err, ErrInvalidKey):
+				t.Errorf("%d bytes, %s: %v, want ErrInvalidKey", size, name, err)
+			}
+			if err == nil {
+				s.Free(h)
+			}
+		}
+	}
+}
+
+// TestReadPrivateKeyDERHoldingMarker: a key in DER whose bytes hold the PEM
+// marker (here an Ed25519 seed that begins with it) is read as DER, as
+// NewSigner takes it. It used to be taken for PEM, and refused.
+func TestReadPrivateKeyDERHoldingMarker(t *testing.T) {
+	s := newTest(t)
+	seed := make([]byte, ed25519.SeedSize)
+	copy(seed, "-----BEGIN")
+	for i := 10; i < len(seed); i++ {
+		seed[i] = byte(i * 7)
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := ReadPrivateKey(s, bytes.NewReader(der))
+	if err != nil {
+		t.Fatalf("ReadPrivateKey: %v", err)
+	}
+	signer, err := NewSigner(s, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("message")
+	sig, err := signer.Sign(nil, msg, crypto.Hash(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(sig, ed25519.Sign(priv, msg)) {
+		t.Error("the key read is not the key written")
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"hash"
 	"reflect"
 	"slices"
+	"unsafe"
 )
 
 // MAC appends to dst the HMAC (RFC 2104) of msg under the key held in the
@@ -37,10 +38,13 @@ import (
 // message, it runs where the runtime cannot preempt it, which would save
 // the registers holding those states (see SECURITY.md). Each call makes
 // two hashes; h must return a new one each time, as sha256.New does, or
-// MAC fails with ErrInvalidOption, where hmac.New panics. Hashes whose
+// MAC fails with ErrInvalidOption, where hmac.New panics; a nil h, or one
+// that returns a nil hash, fails with ErrNilArgument. Hashes whose
 // sizes no hash function has (a Size below 1 or above the BlockSize, a
 // BlockSize above 4 KiB, two hashes of different sizes) fail with
-// ErrInvalidSize before anything is allocated for them.
+// ErrInvalidSize before anything is allocated for them. A hash's Sum may
+// return its sum anywhere and of any length, as append allows: MAC takes
+// what it returns, as crypto/hmac does, and wipes it.
 //
 // A key of zeros (an Alloc'd entry nobody filled) fails with ErrInvalidKey:
 // HMAC pads a key with zeros, so a key of zeros up to the block size gives
@@ -152,6 +156,17 @@ var pinnedHashes = map[reflect.Type]bool{
 // bytes.
 const maxHashBlock = 4 << 10
 
+// elsewhere reports whether sum, which a Sum(pad[:0]) returned, lies
+// outside pad's array: a hash of the caller's may return its sum in an
+// array of its own (append may), and hmacAppend then wipes it there.
+func elsewhere(sum, pad []byte) bool {
+	if len(sum) == 0 {
+		return false
+	}
+	p, lo := uintptr(unsafe.Pointer(&sum[0])), uintptr(unsafe.Pointer(&pad[:1][0]))
+	return p < lo || p-lo >= uintptr(cap(pad))
+}
+
 // sameHash reports whether a and b are one hash, as crypto/hmac checks: a
 // hash type that cannot be compared panics, and is taken as two.
 func sameHash(a, b hash.Hash) (same bool) {
@@ -170,7 +185,14 @@ func hmacAppend(inner, outer hash.Hash, pad, key, msg, dst []byte) []byte {
 	bs := len(pad)
 	if len(key) > bs {
 		inner.Write(key)
-		inner.Sum(pad[:0]) // Size <= bs, checked by MAC
+		// The standard hashes append the key's hash in pad's spare room;
+		// one of the caller's may return it elsewhere, or return more than
+		// its Size. What it returns is the key, as for crypto/hmac, which
+		// copies at most a block of it.
+		if sum := inner.Sum(pad[:0]); elsewhere(sum, pad) {
+			copy(pad, sum)
+			Wipe(sum)
+		}
 		inner.Reset()
 	} else {
 		copy(pad, key)
@@ -186,7 +208,11 @@ func hmacAppend(inner, outer hash.Hash, pad, key, msg, dst []byte) []byte {
 	Wipe(pad)
 
 	inner.Write(msg)
-	outer.Write(inner.Sum(pad[:0]))
+	sum := inner.Sum(pad[:0])
+	outer.Write(sum)
+	if elsewhere(sum, pad) {
+		Wipe(sum)
+	}
 	dst = outer.Sum(dst)
 
 	// Reset puts the chaining values back to the initial ones, but leaves

@@ -105,3 +105,94 @@ func TestMACAllocs(t *testing.T) {
 		t.Errorf("%v allocations per MAC, want at most 3", n)
 	}
 }
+
+// sumElsewhere is a hash whose Sum returns the sum in an array of its own
+// rather than in b's spare room, as append may, keeping each array it
+// made; with long, it returns SHA-512's 64 bytes under a Size and a
+// BlockSize of 32, and with short only the first half of its sum.
+type sumElsewhere struct {
+	hash.Hash
+	long, short bool
+	made        *[][]byte
+}
+
+func (h sumElsewhere) Size() int {
+	if h.long {
+		return 32
+	}
+	return h.Hash.Size()
+}
+
+func (h sumElsewhere) BlockSize() int {
+	if h.long {
+		return 32
+	}
+	return h.Hash.BlockSize()
+}
+
+func (h sumElsewhere) Sum(b []byte) []byte {
+	sum := h.Hash.Sum(nil)
+	if h.short {
+		sum = sum[:len(sum)/2]
+	}
+	out := append(b[:len(b):len(b)], sum...)
+	*h.made = append(*h.made, out[len(b):])
+	return out
+}
+
+// TestMACHashSumElsewhere: a hash of the caller's may return its sum
+// anywhere, of any length. MAC used to take it from its own pad, where
+// the standard hashes put it, and so MAC'd every key longer than a block
+// as the empty key, and left the hashed key on the heap. It now equals
+// crypto/hmac with such hashes too, for every key length, and wipes every
+// sum the hashes returned outside its pad.
+func TestMACHashSumElsewhere(t *testing.T) {
+	s := newTest(t)
+	for _, c := range []struct {
+		name        string
+		base        func() hash.Hash
+		long, short bool
+	}{
+		{"SHA256", sha256.New, false, false},
+		{"SHA512 as 32 bytes", sha512.New, true, false},
+		{"SHA256 half sum", sha256.New, false, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var made [][]byte
+			h := func() hash.Hash { return sumElsewhere{c.base(), c.long, c.short, &made} }
+			seen := map[string]bool{}
+			for _, kl := range []int{1, 31, 32, 33, 64, 65, 100, 129, 200} {
+				key := bytes.Repeat([]byte{byte(kl)}, kl)
+				kh, err := CopyFrom(s, bytes.Clone(key))
+				if err != nil {
+					t.Fatal(err)
+				}
+				msg := []byte("message")
+				m := hmac.New(h, key)
+				m.Write(msg)
+				want := m.Sum(nil)
+				made = nil
+				got, err := MAC(s, kh, h, msg, nil)
+				if err != nil {
+					t.Fatalf("key of %d bytes: %v", kl, err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Errorf("key of %d bytes: MAC %x, crypto/hmac %x", kl, got, want)
+				}
+				if seen[string(got)] {
+					t.Errorf("key of %d bytes: the MAC of another key", kl)
+				}
+				seen[string(got)] = true
+				if len(made) == 0 {
+					t.Fatal("the hash made no sum")
+				}
+				for i, sum := range made[:len(made)-1] { // the last is the MAC itself
+					if !bytes.Equal(sum, make([]byte, len(sum))) {
+						t.Errorf("key of %d bytes: sum %d of %d left as it was: %x", kl, i+1, len(made), sum)
+					}
+				}
+				s.Free(kh)
+			}
+		})
+	}
+}

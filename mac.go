@@ -40,11 +40,13 @@ import (
 // two hashes; h must return a new one each time, as sha256.New does, or
 // MAC fails with ErrInvalidOption, where hmac.New panics; a nil h, or one
 // that returns a nil hash, fails with ErrNilArgument. Hashes whose
-// sizes no hash function has (a Size below 1 or above the BlockSize, a
-// BlockSize above 4 KiB, two hashes of different sizes) fail with
-// ErrInvalidSize before anything is allocated for them. A hash's Sum may
-// return its sum anywhere and of any length, as append allows: MAC takes
-// what it returns, as crypto/hmac does, and wipes it.
+// sizes no cryptographic hash has (a Size below 1 or above the
+// BlockSize, as the checksums of hash/crc32, hash/crc64 and hash/fnv
+// have, which crypto/hmac takes; a BlockSize above 4 KiB; two hashes of
+// different sizes) fail with ErrInvalidSize before anything is allocated
+// for them. A hash's Sum may return its sum anywhere and of any length,
+// as append allows: MAC takes what it returns, as crypto/hmac does, and
+// wipes it.
 //
 // A key of zeros (an Alloc'd entry nobody filled) fails with ErrInvalidKey:
 // HMAC pads a key with zeros, so a key of zeros up to the block size gives

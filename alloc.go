@@ -97,7 +97,7 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 			elsewhere = false
 		}
 		if err != nil {
-			h, err = s.allocMapping(sh, need.N, size, align)
+			h, err = s.allocMapping(sh, need.N, size, align, elsewhere)
 		}
 	} else {
 		sh.mu.Unlock()
@@ -120,10 +120,19 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 // another one (others allocated meanwhile): then it maps that one under
 // the lock, and the region is unmapped. A refusal is met again under the
 // lock, where alloc gives back what it can and tries once more.
-func (s *Shuffler) allocMapping(sh *shard, n, size, align int) (Handle, error) {
+//
+// Under LockBestEffort, a region the system would not lock, even after
+// relockAfterGiveBack, is the last resort: with elsewhere, room other
+// shards have comes first (see lockedRoomElsewhere).
+func (s *Shuffler) allocMapping(sh *shard, n, size, align int, elsewhere bool) (Handle, error) {
 	r, mapErr := s.mapAux(n)
 	if mapErr == nil && r.LockErr != nil && s.cfg.lock == LockBestEffort {
 		s.relockAfterGiveBack(r)
+		if r.LockErr != nil && elsewhere {
+			if h, ok := s.lockedRoomElsewhere(sh, r, size, align); ok {
+				return h, nil
+			}
+		}
 	}
 	sh.mu.Lock()
 	// Refused while another Alloc's region is on offer: then r stays
@@ -149,18 +158,31 @@ func (s *Shuffler) allocMapping(sh *shard, n, size, align int) (Handle, error) {
 // (TestAllocElsewhere). It maps nothing: the refusal it follows says the
 // system has nothing more to give.
 func (s *Shuffler) allocElsewhere(sh *shard, size, align int, refused error) (Handle, error) {
+	if h, ok := s.allocIn(sh, size, align, false); ok {
+		return h, nil
+	}
+	return Handle{}, refused
+}
+
+// allocIn is allocElsewhere, in shards whose arenas are all locked if
+// lockedOnly, and reports whether one had room.
+func (s *Shuffler) allocIn(sh *shard, size, align int, lockedOnly bool) (Handle, bool) {
 	for k := 1; k < len(s.shards); k++ {
 		o := &s.shards[(int(sh.index)+k)%len(s.shards)]
 		o.mu.Lock()
+		if lockedOnly && (o.Arenas.Unlocked() > 0 || o.Arenas.Locked() == 0) {
+			o.mu.Unlock()
+			continue
+		}
 		o.Arenas.DeferMap(true) // a need to map is a refusal, not a mapping
 		h, err := o.alloc(size, align)
 		o.Arenas.DeferMap(false)
 		o.mu.Unlock()
 		if err == nil {
-			return h, nil
+			return h, true
 		}
 	}
-	return Handle{}, refused
+	return Handle{}, false
 }
 
 // relockAfterGiveBack is for LockBestEffort, when the system would not
@@ -181,10 +203,10 @@ func (s *Shuffler) allocElsewhere(sh *shard, size, align int, refused error) (Ha
 // shard's, which made Alloc and Free of 32 bytes take 1.5 to 2.1 µs
 // instead of 0.12 to 0.19 (4 goroutines, 8 shards). An arena larger than
 // its shard would map is given back once; the one mapped after it is not.
-// Nor does it put the entry in room another shard has, as a refusal under
-// LockStrict does: that would leave sh without the arena, and each Alloc
-// of sh would map, fail to lock and unmap one until the other shards were
-// full (29 µs an Alloc of 32 bytes, far past the limit, instead of 0.4).
+// Room another shard has is allocMapping's next resort, which notes the
+// refusal so that sh does not map, fail to lock and unmap an arena each
+// Alloc until the other shards are full (29 µs an Alloc of 32 bytes, far
+// past the limit, instead of 0.4, when it did).
 func (s *Shuffler) relockAfterGiveBack(r *osmem.Region) {
 	gen := store.IdleDrains()
 	gave := false
@@ -205,6 +227,37 @@ func (s *Shuffler) relockAfterGiveBack(r *osmem.Region) {
 	if gave {
 		_ = s.aux.Relock(r) // refused: the entry goes into r unlocked, as before
 	}
+}
+
+// lockedRoomElsewhere is for LockBestEffort, when the system would not
+// lock r, the arena sh needs: the entry goes into room another shard has,
+// as under LockStrict, rather than into unlocked memory, and r is
+// unmapped. sh then notes the refusal, so that its next Alloc that needs
+// an arena tries the others first and maps nothing (see Shuffler.alloc)
+// until something else is unmapped; without that, each Alloc of sh would
+// map an arena, have its lock refused and unmap it while the other shards
+// had room. Only shards whose arenas are all locked are tried: where the
+// system locks nothing, room elsewhere is unlocked too, and would only
+// cost the mapping and unmapping of r. It reports false, leaving r as it
+// is, when no such shard has room.
+//
+// Each goroutine picks its shards by the processor it runs on: one that
+// moved to another processor after entries of 900 KiB came and went put
+// its next entries in shards whose emptied large arenas then held a few
+// entries each, which relockAfterGiveBack cannot give back, and the
+// entries after them went unlocked with up to 1.6 MiB of an 8 MiB limit
+// locked and unused (TestLockedRoomFirst, 215 to 223 entries of 32 KiB
+// instead of 245 to 248, in 4 of 172 runs on a loaded machine).
+func (s *Shuffler) lockedRoomElsewhere(sh *shard, r *osmem.Region, size, align int) (Handle, bool) {
+	h, ok := s.allocIn(sh, size, align, true)
+	if !ok {
+		return Handle{}, false
+	}
+	_ = s.aux.Unmap(r) // munmap does not fail for a correct call
+	sh.mu.Lock()
+	sh.refusedAt = s.aux.Freed() + 1 // after r's unmap, which counts
+	sh.mu.Unlock()
+	return h, true
 }
 
 // largeIdleCur reports whether the shard's current arena is one

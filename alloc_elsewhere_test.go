@@ -119,19 +119,22 @@ func TestAllocElsewhere(t *testing.T) {
 // arena the system will not lock first gives back the emptied current
 // arena a larger entry left in the other shard, and asks again; the entry
 // goes into the new arena, locked if the system now allows it and
-// unlocked if not. An emptied arena of the size its shard maps now stays.
-// TestLockedRoomFirst measures it against the real memory-lock limit.
+// unlocked if not. An emptied arena of the size its shard maps stays, and
+// the entry goes into its locked room rather than into unlocked memory
+// (it went unlocked before lockedRoomElsewhere). TestLockedRoomFirst
+// measures it against the real memory-lock limit.
 func TestLockedRoomFirstFaults(t *testing.T) {
 	for _, c := range []struct {
 		name     string
 		first    int // the entry made and freed in shard 0
 		refuse   int // locks the system refuses, from the first; -1: every one
+		shard    uint32
 		arenas   int
 		unlocked int64
 	}{
-		{"relocked", 200_000, 1, 1, 0},
-		{"unlocked", 200_000, -1, 1, 64 << 10},
-		{"kept", 1000, -1, 2, 64 << 10},
+		{"relocked", 200_000, 1, 1, 1, 0},
+		{"unlocked", 200_000, -1, 1, 1, 64 << 10},
+		{"kept", 1000, -1, 0, 1, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newTest(t, WithShards(2), WithArenaSize(64<<10))
@@ -166,9 +169,9 @@ func TestLockedRoomFirstFaults(t *testing.T) {
 			if st.LockFailures == 0 {
 				t.Fatal("no lock was refused")
 			}
-			if h.shard() != 1 || st.Arenas != c.arenas || st.UnlockedBytes != c.unlocked {
-				t.Errorf("entry in shard %d; %d arenas, %d bytes mapped, %d unlocked; want shard 1, %d arenas, %d unlocked",
-					h.shard(), st.Arenas, st.MappedBytes, st.UnlockedBytes, c.arenas, c.unlocked)
+			if h.shard() != c.shard || st.Arenas != c.arenas || st.UnlockedBytes != c.unlocked {
+				t.Errorf("entry in shard %d; %d arenas, %d bytes mapped, %d unlocked; want shard %d, %d arenas, %d unlocked",
+					h.shard(), st.Arenas, st.MappedBytes, st.UnlockedBytes, c.shard, c.arenas, c.unlocked)
 			}
 		})
 	}

@@ -25,7 +25,9 @@ const (
 	// and counts it in Stats. This is the default. Before Alloc keeps an
 	// arena the system would not lock, it gives back the emptied arenas
 	// that a peak left larger than their shards now map, if they are
-	// locked, and locks the arena if that made room. It gives back less
+	// locked, and locks the arena if that made room; if not, the entry
+	// goes into room another shard whose arenas are all locked has, when
+	// one has, and the arena is given back. It gives back less
 	// than a refusal under LockStrict does: idle AEAD backup buffers and
 	// other emptied arenas stay, so that entries which come and go at the
 	// limit do not map and unmap arenas each time.

@@ -213,3 +213,64 @@ func TestBestEffortChurnKeepsArenas(t *testing.T) {
 		t.Errorf("%d arenas mapped, %d released", maps, st.ArenasReleased)
 	}
 }
+
+// TestLockedRoomFirstKeepsUsingIt: under LockBestEffort with every lock
+// refused, a shard whose new arena went unlocked puts its entries in the
+// locked room another shard has, and keeps doing so while a third
+// shard's large entries come and go, mapping no arena per entry and
+// taking no unlocked room of the third shard's first. Noted as a refusal
+// that the next unmap anywhere forgot, it mapped and unmapped an arena for
+// 299 of 300 entries; with no locked room taken at all, its entries went
+// unlocked into an arena of its own.
+func TestLockedRoomFirstKeepsUsingIt(t *testing.T) {
+	s := newTest(t, WithShards(4), WithArenaSize(64<<10))
+	pick := uint32(0)
+	s.replayShard = func() uint32 { return pick }
+	if _, err := Alloc[byte](s, 32); err != nil { // shard 0: a locked arena with room
+		t.Fatal(err)
+	}
+	maps := 0
+	osmem.SetFault(func(o osmem.Op) error {
+		switch o {
+		case osmem.OpMap:
+			maps++
+		case osmem.OpLock:
+			return osmem.ErrInjected
+		}
+		return nil
+	})
+	defer osmem.SetFault(nil)
+	pick = 2
+	if _, err := Alloc[byte](s, 70<<10); err != nil { // shard 2: an unlocked arena with room
+		t.Fatal(err)
+	}
+	var large Handle
+	in := map[uint32]int{}
+	mapped := 0
+	for range 300 {
+		pick = 1
+		before := maps
+		h, err := Alloc[byte](s, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mapped += maps - before
+		in[h.shard()]++
+		pick = 2 // an arena of shard 2 mapped, and one unmapped
+		l, err := Alloc[byte](s, 300<<10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if large != (Handle{}) {
+			if err := s.Free(large); err != nil {
+				t.Fatal(err)
+			}
+		}
+		large = l
+	}
+	osmem.SetFault(nil)
+	mustCheck(t, s)
+	if in[0] != 300 || mapped > 1 {
+		t.Errorf("entries by shard %v, %d arenas mapped for them; want all 300 in shard 0, at most 1 mapped", in, mapped)
+	}
+}

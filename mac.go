@@ -158,9 +158,9 @@ var pinnedHashes = map[reflect.Type]bool{
 // bytes.
 const maxHashBlock = 4 << 10
 
-// elsewhere reports whether sum, which a Sum(pad[:0]) returned, lies
-// outside pad's array: a hash of the caller's may return its sum in an
-// array of its own (append may), and hmacAppend then wipes it there.
+// elsewhere reports whether sum, which a Sum(pad[:0:len(pad)]) returned,
+// lies outside pad's array: a hash of the caller's may return its sum in
+// an array of its own (append may), and hmacAppend then wipes it there.
 func elsewhere(sum, pad []byte) bool {
 	if len(sum) == 0 {
 		return false
@@ -191,9 +191,13 @@ func hmacAppend(inner, outer hash.Hash, pad, key, msg, dst []byte) []byte {
 		// one of the caller's may return it elsewhere, or return more than
 		// its Size. What it returns is the key, as for crypto/hmac, which
 		// copies at most a block of it.
-		if sum := inner.Sum(pad[:0]); elsewhere(sum, pad) {
-			copy(pad, sum)
-			Wipe(sum)
+		// Capped at the pad: a longer sum lands elsewhere.
+		if sum := inner.Sum(pad[:0:bs]); len(sum) > 0 && &sum[0] != &pad[0] {
+			outside := elsewhere(sum, pad)
+			clear(pad[copy(pad, sum):]) // the pad beyond the key is zeros
+			if outside {
+				Wipe(sum)
+			}
 		}
 		inner.Reset()
 	} else {
@@ -210,7 +214,7 @@ func hmacAppend(inner, outer hash.Hash, pad, key, msg, dst []byte) []byte {
 	Wipe(pad)
 
 	inner.Write(msg)
-	sum := inner.Sum(pad[:0])
+	sum := inner.Sum(pad[:0:bs])
 	outer.Write(sum)
 	if elsewhere(sum, pad) {
 		Wipe(sum)

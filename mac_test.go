@@ -196,3 +196,38 @@ func TestMACHashSumElsewhere(t *testing.T) {
 		})
 	}
 }
+
+// sumAtOffset is a hash whose Sum appends a byte before its sum and
+// returns the sum alone: in b's array, one byte past where b ends.
+type sumAtOffset struct{ hash.Hash }
+
+func (h sumAtOffset) Sum(b []byte) []byte {
+	n := len(b)
+	return h.Hash.Sum(append(b, 0xaa))[n+1:]
+}
+
+// TestMACHashSumAtOffset: a sum returned in MAC's pad, but not at its
+// start, is the key as it is for crypto/hmac. MAC took the pad from its
+// start, the byte before the sum included.
+func TestMACHashSumAtOffset(t *testing.T) {
+	s := newTest(t)
+	h := func() hash.Hash { return sumAtOffset{sha256.New()} }
+	for _, kl := range []int{32, 64, 65, 100} {
+		key := bytes.Repeat([]byte{byte(kl)}, kl)
+		kh, err := CopyFrom(s, bytes.Clone(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := hmac.New(h, key)
+		m.Write([]byte("message"))
+		want := m.Sum(nil)
+		got, err := MAC(s, kh, h, []byte("message"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("key of %d bytes: MAC %x, crypto/hmac %x", kl, got, want)
+		}
+		s.Free(kh)
+	}
+}

@@ -114,6 +114,12 @@ type shard struct {
 	// shard's Alloc memory, 0 before any refusal: see Shuffler.alloc.
 	refusedAt uint64
 
+	// lockedFirst: under LockBestEffort, the system would not lock the
+	// shard's last new arena and another shard had locked room, so the
+	// shard's Allocs that need an arena take such room first, until none
+	// is left (see lockedRoomElsewhere).
+	lockedFirst bool
+
 	rents   map[Handle]rentRecord // with rent tracking: where each rent began
 	scratch *seal.Scratch
 	backup  *osmem.Region // AEAD modes: the ciphertext Rent restores on ErrTampered

@@ -96,12 +96,18 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 		// lockedRoomElsewhere).
 		first := elsewhere && sh.refusedAt == s.aux.Freed()+1
 		lockedFirst := elsewhere && sh.lockedFirst
+		// An entry that needs an arena larger than the shard's usual one
+		// (past the quarter EntryArenaSize may add) finding no room says
+		// nothing of room for the usual entries: it leaves lockedFirst
+		// set. Cleared by one of 17 MiB, it made the next entry of 32
+		// bytes map, fail to lock and unmap an arena again.
+		usual := lockedFirst && need.N <= sh.ArenaSize(0)*5/4
 		sh.mu.Unlock()
 		if lockedFirst {
 			var ok bool
 			if h, ok = s.allocIn(sh, size, align, true); ok {
 				err = nil
-			} else {
+			} else if usual {
 				sh.mu.Lock()
 				sh.lockedFirst = false
 				sh.mu.Unlock()
@@ -218,10 +224,10 @@ func (s *Shuffler) allocIn(sh *shard, size, align int, lockedOnly bool) (Handle,
 // shard's, which made Alloc and Free of 32 bytes take 1.5 to 2.1 µs
 // instead of 0.12 to 0.19 (4 goroutines, 8 shards). An arena larger than
 // its shard would map is given back once; the one mapped after it is not.
-// Room another shard has is allocMapping's next resort, which notes the
-// refusal so that sh does not map, fail to lock and unmap an arena each
-// Alloc until the other shards are full (29 µs an Alloc of 32 bytes, far
-// past the limit, instead of 0.4, when it did).
+// Room another shard has is allocMapping's next resort, which notes it
+// (shard.lockedFirst) so that sh does not map, fail to lock and unmap an
+// arena each Alloc until the other shards are full (29 µs an Alloc of 32
+// bytes, far past the limit, instead of 0.4, when it did).
 func (s *Shuffler) relockAfterGiveBack(r *osmem.Region) {
 	gen := store.IdleDrains()
 	gave := false

@@ -187,17 +187,7 @@ func TestBestEffortChurnKeepsArenas(t *testing.T) {
 	s := newTest(t, WithShards(2), WithArenaSize(64<<10))
 	pick := uint32(0)
 	s.replayShard = func() uint32 { return pick }
-	var maps int
-	osmem.SetFault(func(o osmem.Op) error {
-		switch o {
-		case osmem.OpMap:
-			maps++
-		case osmem.OpLock:
-			return osmem.ErrInjected
-		}
-		return nil
-	})
-	defer osmem.SetFault(nil)
+	maps := refuseLocks(t)
 	for i := range 1000 {
 		pick = uint32(i/16) % 2
 		h, err := Alloc[byte](s, 32)
@@ -209,71 +199,96 @@ func TestBestEffortChurnKeepsArenas(t *testing.T) {
 		}
 	}
 	osmem.SetFault(nil)
-	if st := s.Stats(); maps > 2 || st.ArenasReleased != 0 {
-		t.Errorf("%d arenas mapped, %d released", maps, st.ArenasReleased)
+	if st := s.Stats(); *maps > 2 || st.ArenasReleased != 0 {
+		t.Errorf("%d arenas mapped, %d released", *maps, st.ArenasReleased)
 	}
 }
 
 // TestLockedRoomFirstKeepsUsingIt: under LockBestEffort with every lock
-// refused, a shard whose new arena went unlocked puts its entries in the
-// locked room another shard has, and keeps doing so while a third
-// shard's large entries come and go, mapping no arena per entry and
-// taking no unlocked room of the third shard's first. Noted as a refusal
-// that the next unmap anywhere forgot, it mapped and unmapped an arena for
-// 299 of 300 entries; with no locked room taken at all, its entries went
-// unlocked into an arena of its own.
+// refused, a shard whose new arena went unlocked puts its entries of 32
+// bytes in the locked room another shard has, and keeps doing so, mapping
+// no arena per entry: while a third shard's large entries come and go,
+// taking no unlocked room of the third shard's first, and while it makes
+// entries too large for any arena but their own itself, for which that
+// room has no place. Noted as a refusal that the next unmap anywhere
+// forgot, it mapped and unmapped an arena for 299 of 300 entries of the
+// first case; then each entry of 17 MiB cleared the note, and 20 arenas
+// were mapped for 20 entries in the second. With no locked room taken at
+// all, the entries went unlocked into an arena of their shard's own.
 func TestLockedRoomFirstKeepsUsingIt(t *testing.T) {
-	s := newTest(t, WithShards(4), WithArenaSize(64<<10))
-	pick := uint32(0)
-	s.replayShard = func() uint32 { return pick }
-	if _, err := Alloc[byte](s, 32); err != nil { // shard 0: a locked arena with room
-		t.Fatal(err)
+	for _, c := range []struct {
+		name   string
+		rounds int
+		shard  uint32 // where the large entries go
+		size   int
+		room   bool // shard 2 gets an unlocked arena with room first
+	}{
+		{"beside large entries of another shard", 300, 2, 300 << 10, true},
+		{"with entries of their own arenas", 20, 1, 17 << 20, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newTest(t, WithShards(4), WithArenaSize(64<<10))
+			pick := uint32(0)
+			s.replayShard = func() uint32 { return pick }
+			if _, err := Alloc[byte](s, 32); err != nil { // shard 0: a locked arena with room
+				t.Fatal(err)
+			}
+			if s.Stats().LockedBytes == 0 {
+				t.Skip("the system locks no memory here")
+			}
+			maps := refuseLocks(t)
+			if c.room {
+				pick = 2
+				if _, err := Alloc[byte](s, 70<<10); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var large Handle
+			in := map[uint32]int{}
+			mapped := 0
+			for range c.rounds {
+				pick = 1
+				before := *maps
+				h, err := Alloc[byte](s, 32)
+				if err != nil {
+					t.Fatal(err)
+				}
+				mapped += *maps - before
+				in[h.shard()]++
+				pick = c.shard
+				l, err := Alloc[byte](s, c.size)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if large != (Handle{}) {
+					if err := s.Free(large); err != nil {
+						t.Fatal(err)
+					}
+				}
+				large = l
+			}
+			osmem.SetFault(nil)
+			mustCheck(t, s)
+			if in[0] != c.rounds || mapped > 1 {
+				t.Errorf("entries by shard %v, %d arenas mapped for them; want all %d in shard 0, at most 1 mapped", in, mapped, c.rounds)
+			}
+		})
 	}
-	if s.Stats().LockedBytes == 0 {
-		t.Skip("the system locks no memory here")
-	}
-	maps := 0
+}
+
+// refuseLocks makes the system refuse every lock of memory until the test
+// ends or sets another fault, and counts the mappings meanwhile.
+func refuseLocks(t *testing.T) *int {
+	maps := new(int)
 	osmem.SetFault(func(o osmem.Op) error {
 		switch o {
 		case osmem.OpMap:
-			maps++
+			*maps++
 		case osmem.OpLock:
 			return osmem.ErrInjected
 		}
 		return nil
 	})
-	defer osmem.SetFault(nil)
-	pick = 2
-	if _, err := Alloc[byte](s, 70<<10); err != nil { // shard 2: an unlocked arena with room
-		t.Fatal(err)
-	}
-	var large Handle
-	in := map[uint32]int{}
-	mapped := 0
-	for range 300 {
-		pick = 1
-		before := maps
-		h, err := Alloc[byte](s, 32)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mapped += maps - before
-		in[h.shard()]++
-		pick = 2 // an arena of shard 2 mapped, and one unmapped
-		l, err := Alloc[byte](s, 300<<10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if large != (Handle{}) {
-			if err := s.Free(large); err != nil {
-				t.Fatal(err)
-			}
-		}
-		large = l
-	}
-	osmem.SetFault(nil)
-	mustCheck(t, s)
-	if in[0] != 300 || mapped > 1 {
-		t.Errorf("entries by shard %v, %d arenas mapped for them; want all 300 in shard 0, at most 1 mapped", in, mapped)
-	}
+	t.Cleanup(func() { osmem.SetFault(nil) })
+	return maps
 }

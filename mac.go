@@ -191,13 +191,15 @@ func hmacAppend(inner, outer hash.Hash, pad, key, msg, dst []byte) []byte {
 		// one of the caller's may return it elsewhere, or return more than
 		// its Size. What it returns is the key, as for crypto/hmac, which
 		// copies at most a block of it.
-		// Capped at the pad: a longer sum lands elsewhere.
-		if sum := inner.Sum(pad[:0:bs]); len(sum) > 0 && &sum[0] != &pad[0] {
-			outside := elsewhere(sum, pad)
-			clear(pad[copy(pad, sum):]) // the pad beyond the key is zeros
-			if outside {
-				Wipe(sum)
-			}
+		// Capped at the pad: a longer sum lands elsewhere. A sum may also
+		// be returned in the pad but past its start, or shorter than what
+		// the hash wrote there (a truncated hash's): the key is what Sum
+		// returns, followed by zeros.
+		sum := inner.Sum(pad[:0:bs])
+		outside := elsewhere(sum, pad)
+		clear(pad[copy(pad, sum):])
+		if outside {
+			Wipe(sum)
 		}
 		inner.Reset()
 	} else {

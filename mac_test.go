@@ -210,8 +210,14 @@ func (h sumAtOffset) Sum(b []byte) []byte {
 // start, is the key as it is for crypto/hmac. MAC took the pad from its
 // start, the byte before the sum included.
 func TestMACHashSumAtOffset(t *testing.T) {
+	macMatchesHMAC(t, func() hash.Hash { return sumAtOffset{sha256.New()} })
+}
+
+// macMatchesHMAC compares MAC with crypto/hmac, with the hashes h makes,
+// for keys of a block's size, longer and shorter.
+func macMatchesHMAC(t *testing.T, h func() hash.Hash) {
+	t.Helper()
 	s := newTest(t)
-	h := func() hash.Hash { return sumAtOffset{sha256.New()} }
 	for _, kl := range []int{32, 64, 65, 100} {
 		key := bytes.Repeat([]byte{byte(kl)}, kl)
 		kh, err := CopyFrom(s, bytes.Clone(key))
@@ -230,4 +236,23 @@ func TestMACHashSumAtOffset(t *testing.T) {
 		}
 		s.Free(kh)
 	}
+}
+
+// sumTruncated is a hash truncated to n bytes the common way: its Sum
+// appends the whole sum to b and returns the first n bytes of it.
+type sumTruncated struct {
+	hash.Hash
+	n int
+}
+
+func (h sumTruncated) Size() int { return h.n }
+
+func (h sumTruncated) Sum(b []byte) []byte { return h.Hash.Sum(b)[:len(b)+h.n] }
+
+// TestMACTruncatedHash: the hash of a key longer than a block, by a hash
+// whose Sum returns less than it wrote in MAC's pad, is the key as far as
+// the returned bytes go, and zeros after, as for crypto/hmac. The bytes
+// past them were left in the pad and made part of the key.
+func TestMACTruncatedHash(t *testing.T) {
+	macMatchesHMAC(t, func() hash.Hash { return sumTruncated{sha256.New(), 16} })
 }

@@ -118,7 +118,8 @@ func (s *Shuffler) alloc(size, align int) (Handle, error) {
 			elsewhere = false
 		}
 		if err != nil {
-			h, err = s.allocMapping(sh, need.N, size, align, elsewhere)
+			// Locked room elsewhere, just looked for, is not looked for again.
+			h, err = s.allocMapping(sh, need.N, size, align, elsewhere && !lockedFirst)
 		}
 	} else {
 		sh.mu.Unlock()
@@ -253,30 +254,25 @@ func (s *Shuffler) relockAfterGiveBack(r *osmem.Region) {
 // lockedRoomElsewhere is for LockBestEffort, when the system would not
 // lock r, the arena sh needs: the entry goes into room another shard has,
 // as under LockStrict, rather than into unlocked memory, and r is
-// unmapped. sh then notes it (shard.lockedFirst), so that its next
-// Allocs that need an arena take such room first and map nothing (see
-// Shuffler.alloc), until none is left; without that, each Alloc of sh
-// would map an arena, have its lock refused and unmap it while the other
-// shards had room. Noted as a refusal (shard.refusedAt), it lasted until
-// anything was unmapped: with another shard's entries coming and going,
-// nearly every Alloc of sh mapped and unmapped an arena again (an Alloc
-// of 32 bytes took 13.8 µs with every lock refused, 7.2 under a real
-// 8 MiB limit, against 1.6 and 0.8 when the unlocked arena was kept; now
-// 1.4 to 1.6 and 1.2 to 1.3, the latter putting 127 of 300 entries in
-// locked room, in 3 runs), and took unlocked room in other shards before
-// locked room. Only shards
-// whose arenas are all locked are tried: where the system locks nothing,
-// room elsewhere is unlocked too, and would only cost the mapping and
-// unmapping of r. It reports false, leaving r as it is, when no such
-// shard has room.
+// unmapped. Only shards whose arenas are all locked are tried: where the
+// system locks nothing, room elsewhere is unlocked too, and would only
+// cost the mapping and unmapping of r. It reports false, leaving r as it
+// is, when no such shard has room.
 //
 // Each goroutine picks its shards by the processor it runs on: one that
 // moved to another processor after entries of 900 KiB came and went put
 // its next entries in shards whose emptied large arenas then held a few
 // entries each, which relockAfterGiveBack cannot give back, and the
 // entries after them went unlocked with up to 1.6 MiB of an 8 MiB limit
-// locked and unused (TestLockedRoomFirst, 215 to 223 entries of 32 KiB
-// instead of 245 to 248, in 4 of 172 runs on a loaded machine).
+// locked and unused (TestLockedRoomFirst).
+//
+// sh then notes it (shard.lockedFirst), so that its next Allocs that need
+// an arena take such room first and map nothing (see Shuffler.alloc),
+// until none is left. A note that lasts only until something is unmapped,
+// as a refusal's (shard.refusedAt), would not do: with another shard's
+// entries coming and going, nearly every Alloc of sh mapped and unmapped
+// an arena again, 13.8 µs an Alloc of 32 bytes against 1.4 to 1.6
+// (TestLockedRoomFirstKeepsUsingIt).
 func (s *Shuffler) lockedRoomElsewhere(sh *shard, r *osmem.Region, size, align int) (Handle, bool) {
 	h, ok := s.allocIn(sh, size, align, true)
 	if !ok {

@@ -196,12 +196,12 @@ func derForm(der []byte) string {
 // errKeyFileSize is returned for input of maxKeyFile bytes or more.
 var errKeyFileSize = fmt.Errorf("%w: %d bytes or more", ErrInvalidKey, maxKeyFile)
 
-// readAllWiping reads r to the end, up to maxKeyFile bytes, wiping every buffer
-// it outgrows. On error, a panic of r's included, everything read is wiped
-// and nil returned; so it is when r ends the goroutine with runtime.Goexit
-// (t.FailNow does), which neither returns nor panics. Reads go through
-// readSome, which refuses impossible counts and gives up on a reader that
-// makes no progress.
+// readAllWiping reads r to the end, below maxKeyFile bytes, wiping every
+// buffer it outgrows. On error, a panic of r's included, everything read
+// is wiped and nil returned; so it is when r ends the goroutine with
+// runtime.Goexit (t.FailNow does), which neither returns nor panics. Reads
+// go through readSome, which refuses impossible counts and gives up on a
+// reader that makes no progress.
 func readAllWiping(r io.Reader) (b []byte, err error) {
 	b = make([]byte, 0, 4<<10)
 	read := false

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -130,15 +128,8 @@ func FuzzDecodePEM(f *testing.F) {
 // exactly 64 KiB used to be accepted, and refused otherwise.
 func TestReadPrivateKeyLimit(t *testing.T) {
 	s := newTest(t)
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	block := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8(t, priv)})
 	readers := map[string]func([]byte) io.Reader{
 		"EOF after":      func(b []byte) io.Reader { return bytes.NewReader(b) },
 		"EOF with bytes": func(b []byte) io.Reader { return iotest.DataErrReader(bytes.NewReader(b)) },
@@ -174,11 +165,7 @@ func TestReadPrivateKeyDERHoldingMarker(t *testing.T) {
 		seed[i] = byte(i * 7)
 	}
 	priv := ed25519.NewKeyFromSeed(seed)
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := ReadPrivateKey(s, bytes.NewReader(der))
+	h, err := ReadPrivateKey(s, bytes.NewReader(pkcs8(t, priv)))
 	if err != nil {
 		t.Fatalf("ReadPrivateKey: %v", err)
 	}

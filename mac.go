@@ -159,14 +159,14 @@ var pinnedHashes = map[reflect.Type]bool{
 const maxHashBlock = 4 << 10
 
 // elsewhere reports whether sum, which a Sum(pad[:0:len(pad)]) returned,
-// lies outside pad's array: a hash of the caller's may return its sum in
-// an array of its own (append may), and hmacAppend then wipes it there.
+// lies outside pad: a hash of the caller's may return its sum in an array
+// of its own (append may), and hmacAppend then wipes it there.
 func elsewhere(sum, pad []byte) bool {
 	if len(sum) == 0 {
 		return false
 	}
-	p, lo := uintptr(unsafe.Pointer(&sum[0])), uintptr(unsafe.Pointer(&pad[:1][0]))
-	return p < lo || p-lo >= uintptr(cap(pad))
+	p, lo := uintptr(unsafe.Pointer(&sum[0])), uintptr(unsafe.Pointer(&pad[0]))
+	return p < lo || p-lo >= uintptr(len(pad))
 }
 
 // sameHash reports whether a and b are one hash, as crypto/hmac checks: a
@@ -187,14 +187,12 @@ func hmacAppend(inner, outer hash.Hash, pad, key, msg, dst []byte) []byte {
 	bs := len(pad)
 	if len(key) > bs {
 		inner.Write(key)
-		// The standard hashes append the key's hash in pad's spare room;
-		// one of the caller's may return it elsewhere, or return more than
-		// its Size. What it returns is the key, as for crypto/hmac, which
-		// copies at most a block of it.
-		// Capped at the pad: a longer sum lands elsewhere. A sum may also
-		// be returned in the pad but past its start, or shorter than what
-		// the hash wrote there (a truncated hash's): the key is what Sum
-		// returns, followed by zeros.
+		// The standard hashes append the key's hash at the pad's start. A
+		// hash of the caller's may return it elsewhere, past the pad's
+		// start, longer than a block (capped at the pad, it lands
+		// elsewhere) or shorter than what it wrote there: as for
+		// crypto/hmac, the key is what Sum returns, up to a block,
+		// followed by zeros.
 		sum := inner.Sum(pad[:0:bs])
 		outside := elsewhere(sum, pad)
 		clear(pad[copy(pad, sum):])

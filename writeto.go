@@ -16,10 +16,10 @@ import (
 // when w panics (a typed nil w often does): the error then wraps
 // ErrPanicked and the panic value, as ReadFrom's does. A short write without
 // an error from w gives io.ErrShortWrite. An entry that is rented (not
-// viewed) elsewhere gives ErrBusy, and a nil w ErrNilArgument. The view is pinned, as in BorrowView:
-// Close or Purge while w.Write runs never faults w's read of the bytes,
-// and WriteTo then returns ErrClosed, joined with w's panic if w panicked
-// (as SafePanic, which purges first, does).
+// viewed) elsewhere gives ErrBusy, and a nil w ErrNilArgument. The view
+// is pinned, as in BorrowView: Close or Purge while w.Write runs never
+// faults w's read of the bytes, and WriteTo then returns ErrClosed, joined
+// with w's panic if w panicked (as SafePanic, which purges first, does).
 func WriteTo(s *Shuffler, h Handle, w io.Writer) (n int64, err error) {
 	if w == nil {
 		return 0, fmt.Errorf("%w: nil io.Writer", ErrNilArgument)

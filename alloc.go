@@ -187,12 +187,15 @@ func (s *Shuffler) allocElsewhere(sh *shard, size, align int, refused error) (Ha
 }
 
 // allocIn is allocElsewhere, in shards whose arenas are all locked if
-// lockedOnly, and reports whether one had room.
+// lockedOnly, and reports whether one had room. Such a shard with an
+// unlocked region on offer (an Alloc's, encrypting a large entry with the
+// shard let go) is passed over too: its alloc would adopt that region as
+// the arena the entry needs (TestLockedRoomSkipsUnlockedOffer).
 func (s *Shuffler) allocIn(sh *shard, size, align int, lockedOnly bool) (Handle, bool) {
 	for k := 1; k < len(s.shards); k++ {
 		o := &s.shards[(int(sh.index)+k)%len(s.shards)]
 		o.mu.Lock()
-		if lockedOnly && (o.Arenas.Unlocked() > 0 || o.Arenas.Locked() == 0) {
+		if lockedOnly && (o.Arenas.Unlocked() > 0 || o.Arenas.Locked() == 0 || o.Arenas.OfferUnlocked()) {
 			o.mu.Unlock()
 			continue
 		}

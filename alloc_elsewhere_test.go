@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // TestAllocElsewhere: an Alloc whose shard the system refuses a new arena
@@ -291,4 +292,68 @@ func refuseLocks(t *testing.T) *int {
 	})
 	t.Cleanup(func() { osmem.SetFault(nil) })
 	return maps
+}
+
+// TestLockedRoomSkipsUnlockedOffer: the locked room an entry takes when
+// its own shard's new arena went unlocked is room in arenas another shard
+// already has, never a region that shard has on offer unlocked (an
+// Alloc's, which lets go of the shard while it encrypts a large entry).
+// Before, the other shard adopted that region as its new arena for the
+// entry: unlocked memory, reached by the pass meant to avoid it.
+func TestLockedRoomSkipsUnlockedOffer(t *testing.T) {
+	const size = 8 << 10
+	s := newTest(t, WithShards(2), WithArenaSize(64<<10))
+	pick := uint32(0)
+	s.replayShard = func() uint32 { return pick }
+	if _, err := Alloc[byte](s, size); err != nil {
+		t.Fatal(err)
+	}
+	if s.Stats().LockedBytes == 0 {
+		t.Skip("the system locks no memory here")
+	}
+	maps := refuseLocks(t)
+	// Shard 0's locked arenas filled, until the next entry of size bytes
+	// needs another.
+	sh := &s.shards[0]
+	var need *store.NeedMap
+	sh.mu.Lock()
+	for need == nil {
+		sh.Arenas.DeferMap(true)
+		_, err := sh.alloc(size, 1)
+		sh.Arenas.DeferMap(false)
+		if err != nil && !errors.As(err, &need) {
+			sh.mu.Unlock()
+			t.Fatal(err)
+		}
+	}
+	r, err := s.mapAux(need.N)
+	if err != nil || r.LockErr == nil {
+		sh.mu.Unlock()
+		t.Fatalf("region to offer: %v, lock error %v", err, r.LockErr)
+	}
+	sh.Arenas.Offer(r, need.N)
+	sh.mu.Unlock()
+	defer func() {
+		sh.mu.Lock()
+		r := sh.Arenas.TakeOffer()
+		sh.mu.Unlock()
+		if r != nil {
+			_ = s.aux.Unmap(r)
+		}
+	}()
+
+	pick = 1
+	before := *maps
+	h, err := Alloc[byte](s, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	osmem.SetFault(nil)
+	sh.mu.Lock()
+	unlocked0 := sh.Arenas.Unlocked()
+	sh.mu.Unlock()
+	if h.shard() != 1 || unlocked0 != 0 || *maps-before != 1 {
+		t.Errorf("entry in shard %d, shard 0 has %d bytes unlocked, %d regions mapped; want shard 1 (its own unlocked arena), none, 1",
+			h.shard(), unlocked0, *maps-before)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/memshuffle/memshuffle/internal/store"
@@ -57,18 +58,49 @@ func newTest(t testing.TB, opts ...Option) *Shuffler {
 
 // checkAtCleanup makes s run its invariant check, then close, and run it
 // again, at the end of the test.
+//
+// After a test that failed, they run on a goroutine of their own, given
+// cleanupWait: a failure such as a call that never returned may leave a
+// shard locked, and a check or Close waiting on it would hold the whole
+// test binary until its -timeout, with no word of which test it was.
 func checkAtCleanup(t testing.TB, s *Shuffler) {
 	t.Cleanup(func() {
-		if err := s.check(); err != nil {
-			t.Errorf("at cleanup: %v", err)
+		if !t.Failed() {
+			for _, err := range checkClose(s) {
+				t.Error(err)
+			}
+			return
 		}
-		if err := s.Close(); err != nil {
-			t.Error(err)
-		}
-		if err := s.check(); err != nil {
-			t.Errorf("after Close: %v", err)
+		done := make(chan []error, 1)
+		go func() { done <- checkClose(s) }()
+		select {
+		case errs := <-done:
+			for _, err := range errs {
+				t.Error(err)
+			}
+		case <-time.After(cleanupWait):
+			t.Errorf("the check and Close at cleanup still running after %v, left running", cleanupWait)
 		}
 	})
+}
+
+// cleanupWait is how long checkAtCleanup waits for the check and Close
+// after a failed test.
+const cleanupWait = 10 * time.Second
+
+// checkClose runs s's invariant check, closes s and runs the check again.
+func checkClose(s *Shuffler) []error {
+	var errs []error
+	if err := s.check(); err != nil {
+		errs = append(errs, fmt.Errorf("at cleanup: %w", err))
+	}
+	if err := s.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.check(); err != nil {
+		errs = append(errs, fmt.Errorf("after Close: %w", err))
+	}
+	return errs
 }
 
 // memOf returns the memory an entry sits in now, aliased, not copied.

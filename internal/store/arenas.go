@@ -167,6 +167,11 @@ func (s *Arenas) TakeOffer() *osmem.Region {
 	return r
 }
 
+// OfferUnlocked reports whether the region on offer, if any, is one the
+// system would not lock: the next Map of its size would make it an
+// unlocked arena.
+func (s *Arenas) OfferUnlocked() bool { return s.pending != nil && !s.pending.Locked }
+
 // Adopt makes reg, a region counted in the Aux of the set until now, an
 // arena of the set. When the set holds MaxArenas arenas it returns the
 // Room error and reg stays the caller's, counted in the Aux.

@@ -17,13 +17,13 @@ func init() {
 }
 
 // TestIdleBackupsReclaimed: in the AEAD modes each shard keeps the backup
-// buffer its last Rent used, locked. An allocation refused at the memlock
-// limit gives back, before it tries again, the idle backups of the other
-// shards too, not only its own: after entries of 900 KiB were rented and
+// buffer its last Rent used. After entries of 900 KiB were rented and
 // freed on every shard, a LockStrict Shuffler under an 8 MiB limit holds
 // as many entries of 32 KiB (tag included) with AES-256-GCM as with
-// AES-256-CTR, which keeps no backups. Before, the idle backups of the
-// other shards held most of the limit.
+// AES-256-CTR, which keeps no backups. When the backups were locked
+// memory, the idle ones of the other shards held most of the limit, until
+// a refused allocation gave them back too, not only its own; now they are
+// plain memory (see mapBackup) and take none of it.
 //
 // Both modes must also fill at least 240 of the 256 places the limit has:
 // an allocation refused on one shard goes into room another shard's

@@ -75,7 +75,7 @@ func TestStatsClosedGauges(t *testing.T) {
 	st := s.Stats()
 	gauges := Stats{
 		Entries: st.Entries, Rented: st.Rented, Viewed: st.Viewed,
-		LiveBytes: st.LiveBytes, MappedBytes: st.MappedBytes, Arenas: st.Arenas,
+		LiveBytes: st.LiveBytes, MappedBytes: st.MappedBytes, Arenas: st.Arenas, BackupBytes: st.BackupBytes,
 		LockedBytes: st.LockedBytes, UnlockedBytes: st.UnlockedBytes, DumpableBytes: st.DumpableBytes,
 		LongRents: st.LongRents,
 	}

@@ -202,17 +202,18 @@ func (s *Shuffler) checkCounterRuns(runs []ctrRun) error {
 // take those regions away.
 var checkAuxHook func()
 
-// checkAux: the regions that are not arenas and that the shards hold (AEAD
-// backups) or the Aux holds idle are counted; a background cycle may hold
-// more of its own (its spares, regions it released), so the count may be
-// larger, never smaller. Idle regions hold no byte of any entry.
+// checkAux: the regions that are not arenas and that the Aux holds idle
+// are counted; a background cycle may hold more of its own (its spares,
+// regions it released), so the count may be larger, never smaller. Idle
+// regions hold no byte of any entry. The shards' AEAD backups are plain
+// memory the Aux does not count (see mapBackup), and hold nothing between
+// uses.
 func (s *Shuffler) checkAux() error {
 	var locked, unlocked int64
 	for i := range s.shards {
 		sh := &s.shards[i]
-		if r := sh.backup; r != nil {
-			locked += store.LockedLen(r)
-			unlocked += store.UnlockedLen(r)
+		if r := sh.backup; r != nil && (r.Locked || r.LockErr != nil || !store.AllZero(r.Data)) {
+			return fmt.Errorf("shard %d: backup of %d bytes locked (%v, %v) or holding bytes between uses", i, len(r.Data), r.Locked, r.LockErr)
 		}
 	}
 	var stale error

@@ -32,22 +32,17 @@ func (sh *shard) reclaim() {
 }
 
 // relock locks arenas the system refused to lock when they were mapped,
-// now that it may have room again, and the backup buffer likewise: under
-// LockBestEffort at the limit, one mapped unlocked stayed so for as long
-// as the shard kept it (Stats.UnlockedBytes above zero for good).
+// now that it may have room again.
 func (sh *shard) relock() {
 	if sh.s.cfg.lock == LockNone {
 		return
 	}
 	sh.Arenas.Relock()
-	if b := sh.backup; b != nil && !b.Locked && b.LockErr != nil {
-		_ = sh.s.aux.Relock(b)
-	}
 }
 
 // dropIdleBackup gives back the shard's backup buffer when nothing uses
 // it: the AEAD modes keep the last one each shard used, and it holds
-// locked memory as much as an arena. A rotation that acquired it before
+// memory as much as an arena. A rotation that acquired it before
 // switching keys, so that it cannot stop part-way for want of memory,
 // keeps it, as do borrowed entries, whose Return or flight may use it.
 func (sh *shard) dropIdleBackup() {

@@ -27,10 +27,10 @@ const (
 	// that a peak left larger than their shards now map, if they are
 	// locked, and locks the arena if that made room; if not, the entry
 	// goes into room another shard whose arenas are all locked has, when
-	// one has, and the arena is given back. It gives back less
-	// than a refusal under LockStrict does: idle AEAD backup buffers and
-	// other emptied arenas stay, so that entries which come and go at the
-	// limit do not map and unmap arenas each time.
+	// one has, and the arena is given back. It gives back less than a
+	// refusal under LockStrict does: other emptied arenas stay, so that
+	// entries which come and go at the limit do not map and unmap arenas
+	// each time.
 	LockBestEffort LockMode = iota
 	// LockStrict makes a refused lock an error: the allocation that needed
 	// the memory fails with ErrLockFailed and nothing changes.

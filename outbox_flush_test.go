@@ -32,9 +32,9 @@ func recordingLogger(event string) (*slog.Logger, func() int) {
 // TestEventReachesLoggerBeforeCallReturns: WithLogger promises that an
 // event raised under a shard lock reaches the logger once the call that
 // raised it lets go of the lock. Calls that succeed raise events too: a
-// refused lock of memory mapped on the way (the AEAD backup buffer of a
-// first Rent, a new arena for a moving Return, for a Borrow function's
-// return, or for Free's compaction) is no error under LockBestEffort. Each
+// refused lock of memory mapped on the way (a new arena for a moving
+// Return, for a Borrow function's return, or for Free's compaction) is no
+// error under LockBestEffort. Each
 // case must have logged the event by the time the call returns.
 func TestEventReachesLoggerBeforeCallReturns(t *testing.T) {
 	const event = "memory not locked"
@@ -45,28 +45,6 @@ func TestEventReachesLoggerBeforeCallReturns(t *testing.T) {
 		setup func(t *testing.T, s *Shuffler) []Handle
 		call  func(s *Shuffler, hs []Handle) error
 	}{
-		{
-			name: "Rent maps the backup buffer",
-			opts: []Option{WithCipher(AES256GCM)},
-			setup: func(t *testing.T, s *Shuffler) []Handle {
-				return allocN(t, s, 1, 64)
-			},
-			call: func(s *Shuffler, hs []Handle) error {
-				_, err := RentSlice[byte](s, hs[0])
-				return err
-			},
-		},
-		{
-			name: "View maps the backup buffer",
-			opts: []Option{WithCipher(ChaCha20Poly1305)},
-			setup: func(t *testing.T, s *Shuffler) []Handle {
-				return allocN(t, s, 1, 64)
-			},
-			call: func(s *Shuffler, hs []Handle) error {
-				_, err := ViewSlice[byte](s, hs[0])
-				return err
-			},
-		},
 		{
 			name: "Borrow's return moves the entry to a new arena",
 			setup: func(t *testing.T, s *Shuffler) []Handle {

@@ -2,7 +2,6 @@ package memshuffle
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -698,21 +697,6 @@ func (sh *shard) open(i uint32, sl *store.Slot) error {
 	// The AEADs clear their output when authentication fails; keep the
 	// ciphertext to put back.
 	backup, err := sh.backupFor(len(ext))
-	var spill *osmem.Region
-	if errors.Is(err, ErrLockFailed) || errors.Is(err, ErrNoSecretMemory) {
-		// At the memory-lock limit (LockStrict, or secret memory), or out
-		// of the file descriptors secret memory needs (RLIMIT_NOFILE),
-		// the entry would be unreadable for want of memory of the
-		// Shuffler's kind for a copy of its ciphertext, which is no
-		// secret: take plain unlocked room, which needs neither, for this
-		// call only.
-		spill, err = osmem.Map(len(ext), osmem.Flags{SmallPages: true})
-		if err == nil {
-			backup = spill.Data[:len(ext)]
-		} else {
-			err = fmt.Errorf("%w: %w", ErrOutOfMemory, err)
-		}
-	}
 	if err != nil {
 		return err
 	}
@@ -722,9 +706,6 @@ func (sh *shard) open(i uint32, sl *store.Slot) error {
 		copy(ext, backup)
 	}
 	osmem.Wipe(backup)
-	if spill != nil {
-		_ = osmem.Unmap(spill) // it holds nothing now: a failure leaves a wiped mapping
-	}
 	if err != nil {
 		sh.s.tamperDetected(makeHandle(sh.s.id, sh.index, i, sl.Gen()))
 		return ErrTampered
@@ -733,16 +714,17 @@ func (sh *shard) open(i uint32, sl *store.Slot) error {
 }
 
 // backupFor returns n bytes of the shard's off-heap backup buffer, mapping
-// a larger one when needed.
+// a larger one when needed (see mapBackup). The system's refusal is
+// ErrOutOfMemory.
 func (sh *shard) backupFor(n int) ([]byte, error) {
 	if sh.backup == nil || len(sh.backup.Data) < n {
 		// The old buffer goes first: it holds nothing between uses (each
-		// wipes it), and at the memlock limit the room it frees may be
-		// what the larger one needs.
+		// wipes it), and the room it frees may be what the larger one
+		// needs.
 		if sh.backup != nil {
 			sh.dropBackup()
 		}
-		reg, err := sh.s.mapAux(n)
+		reg, err := sh.s.mapBackup(n)
 		if err != nil {
 			return nil, err
 		}

@@ -67,19 +67,19 @@ type rotator struct {
 //
 // The memory a rotation needs (the authenticated modes' backup buffers) is
 // acquired for every shard before any shard switches keys. When that fails
-// (ErrLockFailed, ErrOutOfMemory), the Shuffler is left as it was, under
-// its old key, and RotateKey can be called again. Each shard's buffer is
-// as large as its largest entry, locked as the arenas are: a Shuffler in
-// an authenticated mode whose entries fill the memory-lock limit should
-// leave that much room per shard, or its rotations keep failing and the
-// entries stay under the old key (a soak as user nobody at 8 MiB under
-// LockStrict, with entries of up to 64 KiB, completed 17 of its 182
-// rotations). Only when a shard gains
-// an entry larger than any it held while the rotation prepared, and memory
-// for it is then refused, can a rotation stop part-way: RotateKey returns
-// an error wrapping ErrRotationIncomplete and the cause, every entry stays
-// readable (each is under one of the two keys), and the next RotateKey
-// finishes the interrupted rotation before it starts its own.
+// (ErrOutOfMemory), the Shuffler is left as it was, under its old key,
+// and RotateKey can be called again. Each shard's buffer is as large as
+// its largest entry, and plain memory, not locked (see
+// Stats.BackupBytes): it only ever holds ciphertext, and so the
+// memory-lock limit does not stop a rotation (as user nobody at 8 MiB
+// under LockStrict, with entries of up to 64 KiB filling the limit, 182
+// of 182 rotations completed, against 4 while the buffers were locked).
+// Only when a shard gains an entry larger than any it held while the
+// rotation prepared, and memory for it is then refused, can a rotation
+// stop part-way: RotateKey returns an error wrapping
+// ErrRotationIncomplete and the cause, every entry stays readable (each
+// is under one of the two keys), and the next RotateKey finishes the
+// interrupted rotation before it starts its own.
 //
 // A scheduled rotation (WithKeyRotation) that is under way when RotateKey
 // is called stops resting between batches, so RotateKey waits for it at
@@ -738,7 +738,7 @@ func (s *Shuffler) switchRotation(ctx context.Context) error {
 			err = sh.prepareRekey()
 			sh.rot.prepared = err == nil
 			sh.mu.Unlock()
-			s.flushLog() // a refused lock of the backup buffer
+			s.flushLog() // what the preparation raised under the lock
 		}
 		if err != nil {
 			s.unprepare(i)

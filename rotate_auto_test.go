@@ -158,11 +158,11 @@ func errWithin(t *testing.T, ch <-chan error, stuck string) error {
 }
 
 // TestScheduledRotationFailuresCounted: a scheduled rotation that fails
-// (here every lock of memory is refused under LockStrict, so an
-// authenticated Shuffler's rotation finds no locked memory for its backup
-// buffers) is counted in Stats.KeyRotationsFailed as well as logged, so a
-// service with no logger sees its keys stop rotating; once memory locks
-// again one succeeds, and every entry keeps its value. It runs the
+// (here every mapping of memory is refused, so an authenticated
+// Shuffler's rotation finds no memory for its backup buffers) is counted
+// in Stats.KeyRotationsFailed as well as logged, so a service with no
+// logger sees its keys stop rotating; once memory is mapped again one
+// succeeds, and every entry keeps its value. It runs the
 // scheduled rotation itself (scheduledRotation, what WithKeyRotation's
 // goroutine runs at each tick): with the goroutine, a rotation that ran
 // before the fault was set grew the backup buffers, and the later ones
@@ -184,13 +184,7 @@ func TestScheduledRotationFailuresCounted(t *testing.T) {
 		}
 		m[h] = make([]byte, 3000+50*i)
 	}
-	osmem.SetFault(func(op osmem.Op) error {
-		if op == osmem.OpLock {
-			return osmem.ErrInjected
-		}
-		return nil
-	})
-	t.Cleanup(func() { osmem.SetFault(nil) })
+	refuse(t, osmem.OpMap)
 	pace := newPacer()
 	for range 2 {
 		if !s.scheduledRotation(context.Background(), &pace) {

@@ -77,10 +77,11 @@ func TestRotateKeyKeepsPreparedBackups(t *testing.T) {
 // View keeps the ciphertext in the shard's backup buffer while it opens
 // the entry, and a larger entry needs a larger buffer. The old buffer
 // holds nothing between uses, so it must be given back before the larger
-// one is mapped: at the memlock limit (as user nobody under ulimit -l
-// 8192, with LockStrict) the room it frees can be exactly what is missing,
-// and a View of a 1 MiB entry failed with ErrLockFailed after one of 16
-// bytes. Here the system has room for one buffer at a time.
+// one is mapped: the room it frees can be exactly what is missing (at the
+// memlock limit as user nobody under ulimit -l 8192, with LockStrict,
+// while buffers were locked memory, a View of a 1 MiB entry failed with
+// ErrLockFailed after one of 16 bytes). Here the system has room for one
+// buffer at a time.
 func TestBackupGrowsInPlaceOfTheOld(t *testing.T) {
 	for _, c := range []Cipher{AES256GCM, ChaCha20Poly1305} {
 		t.Run(c.String(), func(t *testing.T) {
@@ -96,11 +97,14 @@ func TestBackupGrowsInPlaceOfTheOld(t *testing.T) {
 			if err := BorrowViewSlice(s, small, func([]byte) error { return nil }); err != nil {
 				t.Fatal(err)
 			}
-			if s.aux.Locked()+s.aux.Unlocked() == 0 {
+			if s.Stats().BackupBytes == 0 {
 				t.Fatal("no backup buffer after a View")
 			}
+			// On the goroutine that maps, which holds the shard or has let
+			// go of it after it set the field.
+			sh := &s.shards[0]
 			osmem.SetFault(func(o osmem.Op) error {
-				if o == osmem.OpMap && s.aux.Locked()+s.aux.Unlocked() > 0 {
+				if o == osmem.OpMap && sh.backup != nil {
 					return osmem.ErrInjected
 				}
 				return nil

@@ -45,7 +45,8 @@ func rotateWorkload(t *testing.T, c Cipher, mode LockMode) (*Shuffler, model) {
 // in turn, in every cipher mode: the rotation fails with the typed error
 // and leaves the Shuffler as it was (never part-way, never
 // ErrCounterExhausted), every entry keeps its value, and the next RotateKey
-// succeeds. In CTR mode a rotation needs no memory at all.
+// succeeds. In CTR mode a rotation needs no memory at all, and in the
+// authenticated modes only plain memory, which takes no lock.
 func TestFaultsRotateKey(t *testing.T) {
 	cases := []struct {
 		op   osmem.Op
@@ -89,7 +90,7 @@ func TestFaultsRotateKey(t *testing.T) {
 					}
 					if n >= total {
 						t.Logf("%v: failed each of %d calls in turn", fc.op, total)
-						if total == 0 && c != AES256CTR {
+						if total == 0 && c != AES256CTR && fc.op == osmem.OpMap {
 							t.Fatalf("rotation made no %v call", fc.op)
 						}
 						break

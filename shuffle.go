@@ -181,8 +181,7 @@ func (s *Shuffler) shuffleOrder() []int {
 func (sh *shard) shuffle() error {
 	sh.sweepExpired(nil)
 	// The next Open maps a backup again, of the size it needs: a Shuffle
-	// is rare, and at the memory-lock limit the room may be what the
-	// fresh arenas need.
+	// is rare, and the memory it frees may be what the fresh arenas need.
 	sh.dropIdleBackup()
 	sh.relock()
 	w := &sh.work

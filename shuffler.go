@@ -122,7 +122,7 @@ type shard struct {
 
 	rents   map[Handle]rentRecord // with rent tracking: where each rent began
 	scratch *seal.Scratch
-	backup  *osmem.Region // AEAD modes: the ciphertext Rent restores on ErrTampered
+	backup  *osmem.Region // AEAD modes: the ciphertext Rent restores on ErrTampered (see mapBackup)
 
 	// The storage engine: slots, arenas, counts, deadlines and waiters.
 	// Like every field here, it is guarded by mu.
@@ -714,7 +714,28 @@ func (sh *shard) freeBackup(r *osmem.Region) {
 		return
 	}
 	osmem.Wipe(r.Data)
-	_ = sh.s.aux.Unmap(r)
+	_ = osmem.Unmap(r) // munmap does not fail for a correct call
+}
+
+// mapBackup maps a backup buffer of n bytes (see backupFor): plain
+// memory, neither locked nor secret memory whatever the Shuffler's mode,
+// and counted in Stats.BackupBytes only. It only ever holds an entry's
+// ciphertext, for the moment of one decryption, so it needs neither; and
+// it must not need them: when it took locked memory, a Shuffler in an
+// authenticated mode whose entries filled the memory-lock limit failed
+// nearly every rotation, each shard's buffer refused (as user nobody at
+// 8 MiB under LockStrict, 4 of 182 RotateKey calls succeeded), and its
+// entries stayed under the old key.
+func (s *Shuffler) mapBackup(n int) (*osmem.Region, error) {
+	var r *osmem.Region
+	err := store.RetryWithIdle(func() (err error) {
+		r, err = osmem.Map(n, osmem.Flags{SmallPages: true})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOutOfMemory, err)
+	}
+	return r, nil
 }
 
 // storeMax raises m to v if v is larger.

@@ -26,18 +26,27 @@ type Stats struct {
 	// to the most entries its shard has held at once; the chunks of 4,096
 	// slots past its last live entry go back as they empty (all but one).
 	SlotBytes int64
+	// BackupBytes is the memory the shards' backup buffers hold, in the
+	// authenticated modes: while an entry is decrypted in place, a copy of
+	// its ciphertext, which a failed authentication puts back. They hold
+	// nothing else and are wiped after each use, so they are plain memory,
+	// neither locked nor secret, counted in no other field: a rotation
+	// needs one per shard, and as locked memory they kept rotations from
+	// succeeding at the memory-lock limit. A shard keeps the last one it
+	// used while it has borrowed entries or a rotation runs; a Shuffle
+	// and a refused allocation give back an idle one.
+	BackupBytes int64
 
 	// LockedBytes counts the bytes the Shuffler holds locked into RAM: its
-	// arenas, its own region of keys and scratch, the AEAD modes' backup
-	// buffers and the background shuffler's spare regions; with
-	// WithSecretMemory, guard pages too, which the kernel counts as locked.
-	// On Linux it equals the process's VmLck when nothing else locks
-	// memory. UnlockedBytes counts those the system would not lock (or
-	// all, with LockNone).
+	// arenas, its own region of keys and scratch and the background
+	// shuffler's spare regions; with WithSecretMemory, guard pages too,
+	// which the kernel counts as locked. On Linux it equals the process's
+	// VmLck when nothing else locks memory. UnlockedBytes counts those
+	// the system would not lock (or all, with LockNone).
 	LockedBytes   int64
 	UnlockedBytes int64
 	// DumpableBytes counts the bytes LockedBytes and UnlockedBytes count
-	// (arenas, the own region with the keys, backups and spares) that are
+	// (arenas, the own region with the keys, spares) that are
 	// not excluded from core dumps: zero on Linux unless the system
 	// refuses MADV_DONTDUMP (a system call filter that does not allow
 	// it), and all of them where the platform has no way to exclude them.
@@ -65,9 +74,9 @@ type Stats struct {
 	ShuffleTime    time.Duration // total time spent in Shuffle
 	KeyRotations   uint64        // completed key rotations, by RotateKey or WithKeyRotation
 	// KeyRotationsFailed counts scheduled rotations (WithKeyRotation)
-	// that failed, each logged with WithLogger: at the memory-lock limit,
-	// say, where a rotation finds no locked memory for the new key's
-	// backup buffers, the entries stay under the old key.
+	// that failed, each logged with WithLogger: where the system refuses
+	// the memory a rotation needs (the authenticated modes' backup
+	// buffers), say, the entries stay under the old key.
 	KeyRotationsFailed uint64
 	LockFailures       uint64 // mappings the OS refused to lock
 	// LockLimit is the most memory the process may lock (RLIMIT_MEMLOCK
@@ -192,6 +201,9 @@ func (s *Shuffler) gauges(st *Stats) {
 		st.LiveBytes += sh.Counts.LiveBytes()
 		st.MappedBytes += sh.Arenas.Mapped()
 		st.SlotBytes += sh.Slots.Bytes()
+		if sh.backup != nil {
+			st.BackupBytes += int64(len(sh.backup.Data))
+		}
 		st.LockedBytes += sh.Arenas.Locked()
 		st.UnlockedBytes += sh.Arenas.Unlocked()
 		st.DumpableBytes += sh.Arenas.Dumpable()

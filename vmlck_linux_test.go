@@ -107,8 +107,8 @@ func TestLockedBytesIsVmLck(t *testing.T) {
 			// The example: one 4 MiB entry, rented once.
 			big, err := Alloc[byte](s, 4<<20)
 			if errors.Is(err, ErrLockFailed) {
-				// An 8 MiB RLIMIT_MEMLOCK cannot hold the entry and its
-				// backup buffer both: the equality needs a larger limit.
+				// An RLIMIT_MEMLOCK too small for the entry: the equality
+				// needs a larger limit.
 				t.Skip(err)
 			}
 			if err != nil {

@@ -20,7 +20,7 @@ import (
 
 // numMetrics is the number of metrics one collector reports; the in-package
 // tests tie it to the Stats fields.
-const numMetrics = 29
+const numMetrics = 30
 
 // newShuffler returns a Shuffler closed at the end of the test.
 func newShuffler(t *testing.T) *memshuffle.Shuffler {
@@ -128,6 +128,7 @@ memshuffle_expired_entries_total 0
 		"memshuffle_mapped_bytes":   float64(st.MappedBytes),
 		"memshuffle_arenas":         float64(st.Arenas),
 		"memshuffle_slot_bytes":     float64(st.SlotBytes),
+		"memshuffle_backup_bytes":   float64(st.BackupBytes),
 		"memshuffle_locked_bytes":   float64(st.LockedBytes),
 		"memshuffle_key_off_heap":   map[bool]float64{false: 0, true: 1}[st.KeyOffHeap],
 	} {

@@ -464,8 +464,8 @@ func DumpableLen(r *osmem.Region) int64 {
 }
 
 // Aux counts the regions a Shuffler maps that are not arenas of any shard
-// (AEAD backups, the background shuffler's spares, released arenas waiting
-// in an UnmapList), so that what it reports as locked matches what the
+// (the background shuffler's spares, released arenas waiting in an
+// UnmapList), so that what it reports as locked matches what the
 // system has locked, and what it reports as dumpable what a dump would
 // hold. It is safe for concurrent use.
 type Aux struct {

@@ -18,8 +18,8 @@
 //     locked, unlocked and dumpable accounting.
 //   - [FreeSpace]: the index of free extents (segregated fits, coalesced).
 //   - [UnmapList]: regions released under the lock, to unmap after it.
-//   - [Aux]: the count of regions that are not arenas (backups, spares,
-//     regions in an UnmapList), safe for concurrent use.
+//   - [Aux]: the count of regions that are not arenas (spares, regions in
+//     an UnmapList), safe for concurrent use.
 //   - [Counts]: the gauges: entries, rented, viewed, live and oversize bytes.
 //   - [Expiries]: the deadlines, slot to Unix nanoseconds, in a min-heap
 //     that hands out the earliest first.

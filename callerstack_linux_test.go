@@ -79,8 +79,8 @@ func TestCallerStackSecretNotLeft(t *testing.T) {
 				}
 			}
 			t.Logf("%d of %d calls moved their stack; %d copies of the secret left after them", moved, calls, left)
-			if moved == 0 {
-				t.Error("no call moved its stack: the test shows nothing")
+			if moved < movedScans {
+				t.Errorf("%d of %d calls moved their stack, want %d scans after one that did", moved, calls, movedScans)
 			}
 			if left != 0 {
 				t.Errorf("%d copies of the secret left outside the Shuffler's arenas", left)

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"runtime"
 	"sync"
@@ -90,26 +91,42 @@ var pinnedOps = []raceOp{
 }
 
 // adapterOps sign, seal and open; they are apart from pinnedOps because
-// TestAdaptersRacePurge checks what they report under Purge.
+// TestAdaptersRacePurge checks what they report under Purge. What one
+// returns with no error must be right: a signature that verifies under
+// the key's public half, the plaintext sealed. One made from a key Purge
+// wiped meanwhile is errWrongResult, which no test accepts.
 var adapterOps = []raceOp{
 	{"AEAD", func(s *Shuffler, _, _ Handle, _, _ crypto.Signer, a *AEAD) error {
 		ct, err := a.Seal(nil, make([]byte, 12), []byte("hello"), nil)
 		if err != nil {
 			return err
 		}
-		_, err = a.Open(nil, make([]byte, 12), ct, nil)
+		pt, err := a.Open(nil, make([]byte, 12), ct, nil)
+		if err == nil && string(pt) != "hello" {
+			return fmt.Errorf("%w: opened %q, sealed %q", errWrongResult, pt, "hello")
+		}
 		return err
 	}},
 	{"SignEd25519", func(s *Shuffler, _, _ Handle, sig, _ crypto.Signer, _ *AEAD) error {
-		_, err := sig.Sign(nil, []byte("msg"), crypto.Hash(0))
+		msg := []byte("msg")
+		out, err := sig.Sign(nil, msg, crypto.Hash(0))
+		if err == nil && !ed25519.Verify(sig.Public().(ed25519.PublicKey), msg, out) {
+			return fmt.Errorf("%w: an Ed25519 signature that does not verify", errWrongResult)
+		}
 		return err
 	}},
 	{"SignECDSA", func(s *Shuffler, _, _ Handle, _, sig crypto.Signer, _ *AEAD) error {
 		d := sha256.Sum256([]byte("msg"))
-		_, err := sig.Sign(rand.Reader, d[:], crypto.SHA256)
+		out, err := sig.Sign(rand.Reader, d[:], crypto.SHA256)
+		if err == nil && !ecdsa.VerifyASN1(sig.Public().(*ecdsa.PublicKey), d[:], out) {
+			return fmt.Errorf("%w: an ECDSA signature that does not verify", errWrongResult)
+		}
 		return err
 	}},
 }
+
+// errWrongResult is an adapter's result that is wrong, with no error.
+var errWrongResult = errors.New("a wrong result with no error")
 
 var readWriteOps = []raceOp{
 	{"ReadAll", func(s *Shuffler, _, _ Handle, _, _ crypto.Signer, _ *AEAD) error {

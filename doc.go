@@ -7,8 +7,8 @@
 // A [Shuffler] holds entries. [Alloc] and [Create] make an entry and return a
 // [Handle]: an opaque value, not a pointer. Entries live in arenas mapped
 // from the operating system, so the garbage collector never scans, copies or
-// frees them, and every entry is encrypted at rest with AES-256-CTR from the
-// moment it exists.
+// frees them, and every entry is encrypted at rest from the moment it
+// exists: with AES-256-CTR by default, or an authenticated [Cipher].
 //
 // To use a value, rent it: [Rent] or [RentSlice] decrypts the entry in place
 // and returns a typed pointer or slice into it. [Shuffler.Return] encrypts it

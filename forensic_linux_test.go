@@ -31,11 +31,18 @@ const forensicSecrets = 8
 
 // holder is the helper process of TestForensics. Its key, salt and secrets
 // come from stdin, so none of them is a literal in this binary, and each is
-// read straight into the memory that keeps it. Then it obeys one command per
-// line: "rent N", "return N", "exit".
+// read straight into the memory that keeps it; then a control marker,
+// which it keeps on the Go heap (heldMarker), for the test to find in
+// every dump. Then it obeys one command per line: "rent N", "return N",
+// "exit".
 func holder() int {
 	s, hs, err := holdFromStdin()
 	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	heldMarker = make([]byte, 32)
+	if _, err := io.ReadFull(os.Stdin, heldMarker); err != nil {
 		fmt.Println("error:", err)
 		return 1
 	}
@@ -66,6 +73,9 @@ func holder() int {
 	}
 	return 0
 }
+
+// heldMarker is holder's control marker, kept where a dump must show it.
+var heldMarker []byte
 
 // holdFromStdin makes a helper's Shuffler, of two shards, under the key
 // and salt stdin brings, and reads forensicSecrets secrets of 32 bytes from
@@ -129,6 +139,9 @@ func TestForensics(t *testing.T) {
 		rand.Read(secrets[i])
 		stdin.Write(secrets[i])
 	}
+	marker := make([]byte, 32)
+	rand.Read(marker)
+	stdin.Write(marker)
 	expect("ready")
 	pid := hp.pid()
 
@@ -162,13 +175,20 @@ func TestForensics(t *testing.T) {
 	}
 	// Each dump and each look at the live process is one pass of the
 	// scanner for all the patterns involved; res[i] holds the hits of ps[i].
+	// Every dump is searched for the control marker too, which must be
+	// there: a dump that is empty or cut short, or a scan that misses,
+	// would find no secret either.
+	markerPat := patterns(marker)[0]
 	inCore := func(core string, ps []*memscan.Pattern) [][]memscan.Hit {
 		t.Helper()
-		res, err := memscan.ScanCoreAll(core, ps)
+		res, err := memscan.ScanCoreAll(core, append(ps[:len(ps):len(ps)], markerPat))
 		if err != nil {
 			t.Fatal(err)
 		}
-		return res
+		if n := len(res[len(ps)]); n == 0 {
+			t.Fatalf("the control marker on the helper's heap is not in the core dump %s", core)
+		}
+		return res[:len(ps)]
 	}
 	live := func(ps []*memscan.Pattern) [][]memscan.Hit {
 		t.Helper()

@@ -207,10 +207,10 @@ func WithCipher(c Cipher) Option {
 // interval of a microsecond, over one entry, 0.30 and 0.36 of one CPU in
 // two runs of TestScheduledWorkRestsAtTinyIntervals, which fails above
 // 0.6, and over 1 MiB 0.10-0.11, resting about as long as it works); on
-// the two-core machine of BENCHMARKS.md it re-encrypts about 145
-// MiB a second while a caller runs Rent and Return flat out (1.76 to 1.79
-// s a rotation of 256 MiB in the six runs of
-// BenchmarkRentReturnDuringKeyRotation there: a run's time over the two
+// the two-core machine of BENCHMARKS.md it re-encrypts about 150 MiB a
+// second while a caller runs Rent and Return flat out (1.70 s a rotation
+// of 256 MiB, ±29%, the median of the six runs of
+// BenchmarkRentReturnDuringKeyRotation there: a run's time over the
 // rotations it completes), where RotateKey, which does not rest, does
 // about 2.5 GB a second (BenchmarkRotateKey on 256 MiB of 64 KiB entries:
 // 107 ms, bench/NOTES.md). Where goroutines keep every processor busy, a

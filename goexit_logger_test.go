@@ -7,9 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/memshuffle/memshuffle/internal/osmem"
 )
 
 // chunkReader yields n bytes of 'x', then a newline, in reads of at most
@@ -134,15 +137,72 @@ func TestGoexitFillLogger(t *testing.T) {
 }
 
 // goexitOnceHandler ends the goroutine of its first event with
-// runtime.Goexit, and counts every event it is given.
+// runtime.Goexit, and counts every event it is given, but for the one a
+// refused lock of memory raises (see lockEvent).
 type goexitOnceHandler struct {
 	slog.Handler
 	n atomic.Int64
 }
 
 func (h *goexitOnceHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *goexitOnceHandler) Handle(context.Context, slog.Record) error {
+func (h *goexitOnceHandler) Handle(_ context.Context, r slog.Record) error {
+	if lockEvent(r) {
+		return nil
+	}
 	if h.n.Add(1) == 1 {
+		runtime.Goexit()
+	}
+	return nil
+}
+
+// lockEvent reports whether r is the event a refused lock of memory
+// raises, once per Shuffler: where the system locks little or nothing
+// (ulimit -l 0) New itself raises it, and a handler meant for another
+// event would end the test's own goroutine there.
+func lockEvent(r slog.Record) bool {
+	return strings.HasPrefix(r.Message, "memshuffle: memory not locked")
+}
+
+// TestGoexitLoggerInNew: a handler that ends the goroutine at the event
+// New raises, when the system refuses to lock the Shuffler's own region,
+// leaves no Shuffler open: New closes the one it made, which the caller
+// never gets. It was left open, registered and unreachable, with its
+// memory and its goroutines, until the process ended.
+func TestGoexitLoggerInNew(t *testing.T) {
+	for _, opts := range [][]Option{nil, {WithRentTracking(time.Hour), WithKeyRotation(time.Hour)}} {
+		open := func() int {
+			o := &openShufflers
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			return len(o.set)
+		}
+		before := open()
+		refuse(t, osmem.OpLock)
+		returned := false
+		onGoroutine(t, func() {
+			s, err := New(append(opts, WithLogger(slog.New(lockEndingHandler{})))...)
+			if err == nil {
+				s.Close()
+			}
+			returned = true
+		})
+		osmem.SetFault(nil)
+		if returned {
+			t.Fatal("New returned: no event ended its goroutine")
+		}
+		if n := open() - before; n != 0 {
+			t.Errorf("%d Shufflers left open by a New whose goroutine the logger ended", n)
+		}
+	}
+}
+
+// lockEndingHandler ends the goroutine of the event a refused lock of
+// memory raises.
+type lockEndingHandler struct{ slog.Handler }
+
+func (lockEndingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (lockEndingHandler) Handle(_ context.Context, r slog.Record) error {
+	if lockEvent(r) {
 		runtime.Goexit()
 	}
 	return nil

@@ -142,15 +142,18 @@ func make32() []byte {
 	return b
 }
 
-// endingHandler is a slog handler that ends the goroutine it runs on.
+// endingHandler is a slog handler that ends the goroutine it runs on, at
+// any event but the one a refused lock of memory raises (see lockEvent).
 type endingHandler struct {
 	slog.Handler
 	end func()
 }
 
 func (h endingHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h endingHandler) Handle(context.Context, slog.Record) error {
-	h.end()
+func (h endingHandler) Handle(_ context.Context, r slog.Record) error {
+	if !lockEvent(r) {
+		h.end()
+	}
 	return nil
 }
 

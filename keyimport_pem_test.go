@@ -33,6 +33,8 @@ var pemSeeds = []string{
 	"-----BEGIN X-----\nA: b\n-----END X-----\n",
 	"-----BEGIN X-----\n-----END X-----\n",
 	"-----BEGIN X-----\nAA\tAA \nAAAA\n-----END Y-----\n",
+	// A colon makes the END line a header, as encoding/pem reads it.
+	"-----BEGIN A:B-----\n-----END A:B-----",
 }
 
 // TestDecodePEM: what decodePEM makes of the seeds: the blocks of a key
@@ -57,6 +59,7 @@ func TestDecodePEM(t *testing.T) {
 		{pemSeeds[14], nil},
 		{pemSeeds[15], nil},
 		{pemSeeds[18], nil},
+		{pemSeeds[19], nil},
 	} {
 		blocks, err := decodePEM([]byte(tc.in))
 		if tc.types == nil {
@@ -118,6 +121,40 @@ func FuzzDecodePEM(f *testing.F) {
 		}
 		if k != len(blocks) {
 			t.Fatalf("%q: encoding/pem decodes %d of decodePEM's %d blocks", in, k, len(blocks))
+		}
+	})
+}
+
+// FuzzDecodePEMRoundTrip holds decodePEM to encoding/pem from the other
+// side: a block encoding/pem writes, and reads back as written, decodePEM
+// reads the same, with the same type, bytes and encryption header. Where
+// FuzzDecodePEM checks only what decodePEM accepts, this fails a decodePEM
+// that refuses a well-formed block.
+func FuzzDecodePEMRoundTrip(f *testing.F) {
+	f.Add("PRIVATE KEY", "", "", []byte{1, 2, 3})
+	f.Add("RSA PRIVATE KEY", "DEK-Info", "AES-128-CBC,00", bytes.Repeat([]byte{0xa5}, 100))
+	f.Add("EC PARAMETERS", "Proc-Type", "4,ENCRYPTED", []byte{})
+	f.Add("A:B", "k", "v", []byte("x"))
+	f.Fuzz(func(t *testing.T, typ, key, value string, data []byte) {
+		b := &pem.Block{Type: typ, Bytes: data}
+		if key != "" {
+			b.Headers = map[string]string{key: value}
+		}
+		enc := pem.EncodeToMemory(b)
+		if enc == nil {
+			return // a header encoding/pem will not write
+		}
+		ref, rest := pem.Decode(enc)
+		if ref == nil || len(rest) != 0 || ref.Type != typ || !bytes.Equal(ref.Bytes, data) {
+			return // written, but not read back as written
+		}
+		_, refEnc := ref.Headers["DEK-Info"]
+		blocks, err := decodePEM(enc)
+		if err != nil || len(blocks) != 1 {
+			t.Fatalf("%q: %d blocks, %v; encoding/pem reads it back", enc, len(blocks), err)
+		}
+		if got := blocks[0]; string(got.typ) != typ || !bytes.Equal(got.der, data) || got.encrypted != refEnc {
+			t.Fatalf("%q: type %q, %x, encrypted %v; want %q, %x, %v", enc, got.typ, got.der, got.encrypted, typ, data, refEnc)
 		}
 	})
 }

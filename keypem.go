@@ -53,9 +53,21 @@ func decodePEM(in []byte) (blocks []pemBlock, err error) {
 			}
 			continue
 		}
+		// Until the first line without a colon, every line is a header,
+		// as encoding/pem reads them: one that looks like an END marker
+		// too ends no block.
+		inHeaders := headers
+		if headers {
+			if k, _, ok := bytes.Cut(line, []byte(":")); ok {
+				cur.encrypted = cur.encrypted || string(bytes.TrimSpace(k)) == "DEK-Info"
+				hadHeaders = true
+				continue
+			}
+			headers = false
+		}
 		if t, ok := pemMarker(line, "-----END "); ok {
 			// Headers need a body after them, as encoding/pem has it.
-			if !bytes.Equal(t, cur.typ) || headers && hadHeaders {
+			if !bytes.Equal(t, cur.typ) || inHeaders && hadHeaders {
 				return blocks, errDamagedPEM
 			}
 			cur.der = make([]byte, base64.StdEncoding.DecodedLen(len(body)))
@@ -70,14 +82,6 @@ func decodePEM(in []byte) (blocks []pemBlock, err error) {
 		}
 		if bytes.HasPrefix(line, []byte("-----")) {
 			return blocks, errDamagedPEM // another block begun inside this one, say
-		}
-		if headers {
-			if k, _, ok := bytes.Cut(line, []byte(":")); ok {
-				cur.encrypted = cur.encrypted || string(bytes.TrimSpace(k)) == "DEK-Info"
-				hadHeaders = true
-				continue
-			}
-			headers = false
 		}
 		for _, c := range line {
 			if c != ' ' && c != '\t' {

@@ -250,7 +250,11 @@ func New(opts ...Option) (*Shuffler, error) {
 		}
 	}
 	register(s)
-	s.flushLog() // a refused lock of the Shuffler's own region
+	// A refused lock of the Shuffler's own region. A handler that ends
+	// the goroutine with runtime.Goexit never lets the caller have s: it
+	// is closed then, rather than left open, registered and unreachable,
+	// with its memory and goroutines.
+	s.flushLogUndoing(func() { s.Close() })
 	return s, nil
 }
 

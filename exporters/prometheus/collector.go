@@ -1,8 +1,13 @@
 package memshuffleprom
 
 import (
+	"fmt"
+	"maps"
+	"slices"
+
 	"github.com/memshuffle/memshuffle"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 )
 
 // metric describes one exported metric: its name without the namespace,
@@ -37,7 +42,7 @@ var metrics = []metric{
 		func(st *memshuffle.Stats) float64 { return float64(st.SlotBytes) }},
 	{"backup_bytes", "Bytes of plain memory the authenticated modes' backup buffers hold: a copy of an entry's ciphertext while it is decrypted.", prometheus.GaugeValue, "BackupBytes",
 		func(st *memshuffle.Stats) float64 { return float64(st.BackupBytes) }},
-	{"locked_bytes", "Bytes locked into RAM: arenas and the Shuffler's own region of keys and scratch.", prometheus.GaugeValue, "LockedBytes",
+	{"locked_bytes", "Bytes locked into RAM: arenas, the Shuffler's own region of keys and scratch, the background shuffler's spare regions and secret memory's guard pages.", prometheus.GaugeValue, "LockedBytes",
 		func(st *memshuffle.Stats) float64 { return float64(st.LockedBytes) }},
 	{"unlocked_bytes", "Bytes the system would not lock into RAM (all of them with LockNone).", prometheus.GaugeValue, "UnlockedBytes",
 		func(st *memshuffle.Stats) float64 { return float64(st.UnlockedBytes) }},
@@ -109,9 +114,14 @@ type collector struct {
 // goroutine and is safe for concurrent use, as
 // Prometheus requires.
 //
-// An invalid namespace or label (see WithNamespace, WithConstLabels) does
-// not panic: registering the collector returns the error, and Collect
-// reports it as invalid metrics.
+// An invalid namespace or label (see WithNamespace, WithConstLabels), or a
+// nil s, does not panic: registering the collector returns the error,
+// wrapping memshuffle.ErrInvalidOption or memshuffle.ErrNilArgument, and
+// Collect reports it as invalid metrics. Names must be valid in
+// Prometheus's classic format, letters, digits, underscores and colons,
+// not starting with a digit: a scrape served in that format escapes any
+// other character to an underscore, so that "a b" and "a_b" would make
+// the same names.
 //
 // The package documentation lists the metrics. None carries a secret, a key
 // or an address.
@@ -123,14 +133,39 @@ func NewCollector(s *memshuffle.Shuffler, opts ...Option) prometheus.Collector {
 		}
 	}
 	c := &collector{s: s, descs: make([]*prometheus.Desc, len(metrics))}
+	c.err = cfg.check(s)
 	for i, m := range metrics {
-		d := prometheus.NewDesc(prometheus.BuildFQName(cfg.namespace, "", m.name), m.help, nil, cfg.constLabels)
+		name := prometheus.BuildFQName(cfg.namespace, "", m.name)
+		if c.err == nil && !model.LegacyValidation.IsValidMetricName(name) {
+			c.err = fmt.Errorf("%w: namespace %q makes the metric name %q", memshuffle.ErrInvalidOption, cfg.namespace, name)
+		}
+		d := prometheus.NewDesc(name, m.help, nil, cfg.constLabels)
 		if err := d.Err(); err != nil && c.err == nil {
 			c.err = err
 		}
 		c.descs[i] = d
 	}
+	if c.err != nil {
+		// Registering fails only on a descriptor that carries an error.
+		for i := range c.descs {
+			c.descs[i] = prometheus.NewInvalidDesc(c.err)
+		}
+	}
 	return c
+}
+
+// check returns the error of a nil s or of a constant label whose name
+// is not valid in the classic format.
+func (cfg *config) check(s *memshuffle.Shuffler) error {
+	if s == nil {
+		return fmt.Errorf("%w: NewCollector of a nil Shuffler", memshuffle.ErrNilArgument)
+	}
+	for _, k := range slices.Sorted(maps.Keys(cfg.constLabels)) {
+		if !model.LegacyValidation.IsValidLabelName(k) {
+			return fmt.Errorf("%w: constant label name %q", memshuffle.ErrInvalidOption, k)
+		}
+	}
+	return nil
 }
 
 // Describe sends the descriptor of every metric, so registering checks

@@ -237,17 +237,33 @@ app_key_rotations_total{shuffler="b"} 0
 	}
 }
 
-// A bad label is an error at registration and in Collect, never a panic.
+// A bad label or namespace, or a nil Shuffler, is an error at
+// registration and in Collect, never a panic. Names must be valid in the
+// classic format: "a b" and "a_b" registered on one registry side by side,
+// and a scrape escaped the first into the second, twice the same names.
 func TestCollectorInvalidLabel(t *testing.T) {
 	t.Parallel()
 	s := newShuffler(t)
-	for name, opt := range map[string]memshuffleprom.Option{
-		"value not UTF-8": memshuffleprom.WithConstLabels(prometheus.Labels{"shuffler": "\xff"}),
-		"reserved name":   memshuffleprom.WithConstLabels(prometheus.Labels{"__name": "x"}),
+	for name, c := range map[string]struct {
+		s    *memshuffle.Shuffler
+		opt  memshuffleprom.Option
+		want error // nil: any error
+	}{
+		"value not UTF-8":         {s, memshuffleprom.WithConstLabels(prometheus.Labels{"shuffler": "\xff"}), nil},
+		"reserved name":           {s, memshuffleprom.WithConstLabels(prometheus.Labels{"__name": "x"}), nil},
+		"label name with a dash":  {s, memshuffleprom.WithConstLabels(prometheus.Labels{"a-b": "x"}), memshuffle.ErrInvalidOption},
+		"label name of a digit":   {s, memshuffleprom.WithConstLabels(prometheus.Labels{"1a": "x"}), memshuffle.ErrInvalidOption},
+		"namespace with a dash":   {s, memshuffleprom.WithNamespace("bad-name"), memshuffle.ErrInvalidOption},
+		"namespace of a digit":    {s, memshuffleprom.WithNamespace("1abc"), memshuffle.ErrInvalidOption},
+		"namespace with a space":  {s, memshuffleprom.WithNamespace("a b"), memshuffle.ErrInvalidOption},
+		"namespace not ASCII":     {s, memshuffleprom.WithNamespace("é"), memshuffle.ErrInvalidOption},
+		"nil Shuffler":            {nil, nil, memshuffle.ErrNilArgument},
+		"nil Shuffler, bad label": {nil, memshuffleprom.WithConstLabels(prometheus.Labels{"a-b": "x"}), memshuffle.ErrNilArgument},
 	} {
-		c := memshuffleprom.NewCollector(s, opt)
-		if err := prometheus.NewRegistry().Register(c); err == nil {
-			t.Errorf("%s: Register succeeded", name)
+		c, want := memshuffleprom.NewCollector(c.s, c.opt), c.want
+		err := prometheus.NewRegistry().Register(c)
+		if err == nil || want != nil && !errors.Is(err, want) {
+			t.Errorf("%s: Register = %v, want %v", name, err, want)
 		}
 		// Room for more than expected, so a wrong count fails instead of
 		// blocking Collect.

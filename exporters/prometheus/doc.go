@@ -43,8 +43,9 @@
 //   - memshuffle_backup_bytes: bytes of plain memory the authenticated
 //     modes' backup buffers hold, a copy of an entry's ciphertext while it
 //     is decrypted (BackupBytes).
-//   - memshuffle_locked_bytes: bytes locked into RAM, arenas and the
-//     Shuffler's own region of keys and scratch (LockedBytes).
+//   - memshuffle_locked_bytes: bytes locked into RAM, arenas, the
+//     Shuffler's own region of keys and scratch, the background shuffler's
+//     spare regions and secret memory's guard pages (LockedBytes).
 //   - memshuffle_unlocked_bytes: bytes the system would not lock, or all of
 //     them with LockNone (UnlockedBytes). Above zero, entries may be written
 //     to swap, encrypted.

@@ -92,7 +92,12 @@ func TestEveryStatsField(t *testing.T) {
 		fmt.Fprintf(&text, "# HELP %s %s\n# TYPE %s %s\n%s %s\n", name, m.help, name, typ,
 			name, strconv.FormatFloat(want[m.field], 'g', -1, 64))
 	}
-	c := NewCollector(nil).(*collector)
+	s, err := memshuffle.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := NewCollector(s).(*collector)
 	if err := testutil.CollectAndCompare(snapshotCollector{c, st}, strings.NewReader(text.String()), names...); err != nil {
 		t.Error(err)
 	}

@@ -26,7 +26,8 @@ func (f optionFunc) apply(c *config) { f(c) }
 
 // WithNamespace sets the prefix of every metric name; the default is
 // "memshuffle", which gives names such as memshuffle_entries. An empty
-// namespace leaves the names unprefixed.
+// namespace leaves the names unprefixed. It must make names valid in
+// Prometheus's classic format (see NewCollector).
 func WithNamespace(namespace string) Option {
 	return optionFunc(func(c *config) { c.namespace = namespace })
 }

@@ -57,6 +57,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "help", "-h", "-help", "--help":
 		// "help help" is the usage again, not help about help: that
 		// recursion never ended.
+		if len(args) > 2 {
+			fmt.Fprintf(stderr, "memshuffle help: unexpected argument %q\n\n%s", args[2], usage)
+			return 2
+		}
 		if len(args) > 1 && !isHelp(args[1]) {
 			return run([]string{args[1], "-h"}, stdin, stdout, stderr)
 		}

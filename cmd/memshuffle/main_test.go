@@ -6,6 +6,17 @@ import (
 	"testing"
 )
 
+// TestHelpExtraArgument: help of a command takes nothing after it; with
+// more, it printed the command's help and succeeded, as if the rest were
+// not there.
+func TestHelpExtraArgument(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run([]string{"help", "scan", "-pid", "1"}, strings.NewReader(""), &out, &errb)
+	if code != 2 || out.Len() != 0 || !strings.Contains(errb.String(), `unexpected argument "-pid"`) {
+		t.Errorf("memshuffle help scan -pid 1: exit %d, stdout %q, stderr %q; want 2 and the unexpected argument", code, out.String(), errb.String())
+	}
+}
+
 // TestHelpOfHelp: help asked of help, in any of its spellings, prints the
 // usage and succeeds. It recursed until the stack overflowed, a fatal
 // error no recover stops.

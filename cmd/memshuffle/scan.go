@@ -28,8 +28,8 @@ memory (it cannot be swapped out), "dontdump" memory left out of core dumps
 A summary line "N hits in M mappings scanned" ends the output.
 
 The pattern is taken as raw bytes from a file or from standard input, so a
-secret need not appear on the command line, or as hex (visible in ps). It is
-masked in memory while scanning, and never printed.
+secret need not appear on the command line, or as hex (visible in ps), of 1
+byte to 64 KiB. It is masked in memory while scanning, and never printed.
 
 Exit status: 0 the pattern was not found, 1 it was found, 2 usage or runtime
 error.
@@ -84,6 +84,9 @@ func runScan(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var src io.Reader
 	switch {
 	case set["hex"]:
+		if len(*hexPat)%2 == 1 {
+			return fail(fmt.Errorf("-hex: an odd number of hex digits (%d)", len(*hexPat)))
+		}
 		// The decoder writes the raw bytes straight into ReadPattern's
 		// off-heap buffer; only the hex text sits on the heap.
 		src = hex.NewDecoder(strings.NewReader(*hexPat))

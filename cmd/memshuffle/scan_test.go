@@ -187,15 +187,16 @@ func TestRunScanRuntimeErrors(t *testing.T) {
 		inErr string
 	}{
 		{"bad hex", []string{"-pid", self, "-hex", "zz"}, nil, "invalid byte"},
-		{"odd hex", []string{"-pid", self, "-hex", "abc"}, nil, "unexpected EOF"},
+		{"odd hex", []string{"-pid", self, "-hex", "abc"}, nil, "odd number of hex digits"},
 		{"empty hex", []string{"-pid", self, "-hex", ""}, nil, "empty pattern"},
 		{"missing pattern file", []string{"-pid", self, "-file", filepath.Join(dir, "nope")}, nil, "no such file"},
 		{"empty stdin", []string{"-pid", self, "-stdin"}, strings.NewReader(""), "empty pattern"},
 		{"nil stdin", []string{"-pid", self, "-stdin"}, nil, "no standard input"},
-		{"pattern too long", []string{"-pid", self, "-stdin"}, bytes.NewReader(make([]byte, memscan.MaxPatternLen+1)), "longer than"},
+		{"pattern too long", []string{"-pid", self, "-stdin"}, bytes.NewReader(make([]byte, memscan.MaxPatternLen+1)), "longer than 65536 bytes"},
 		{"no such process", []string{"-pid", "4194305", "-hex", "00"}, nil, "no such file"},
 		{"missing core", []string{"-core", filepath.Join(dir, "nope"), "-hex", "00"}, nil, "no such file"},
 		{"not a core", []string{"-core", notCore, "-hex", "00"}, nil, "not an ELF core"},
+		{"a directory for a core", []string{"-core", dir, "-hex", "00"}, nil, "is a directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,7 +14,7 @@ var (
 
 	// ErrPatternTooLong is returned by NewPattern and ReadPattern when the
 	// pattern is longer than MaxPatternLen bytes.
-	ErrPatternTooLong = errors.New("memscan: pattern longer than MaxPatternLen")
+	ErrPatternTooLong = fmt.Errorf("memscan: pattern longer than %d bytes", MaxPatternLen)
 
 	// ErrInvalidPID is returned by Maps and ScanProcess when the pid is not
 	// positive.

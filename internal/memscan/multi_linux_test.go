@@ -186,3 +186,32 @@ func TestScanAllErrors(t *testing.T) {
 	}
 	_ = rand.Read
 }
+
+// TestScanProcessWithoutMemory: a process with no user memory, as a kernel
+// thread has, is scanned as having none: no hits and no error. Its mem
+// file does not open (ESRCH), and the scan failed with "no such process"
+// for a process that was there.
+func TestScanProcessWithoutMemory(t *testing.T) {
+	// kthreadd, the kernel threads' parent, is process 2 where the
+	// kernel's process IDs are visible; in a namespace of its own it may
+	// be absent, or be another process.
+	comm, err := os.ReadFile("/proc/2/comm")
+	if err != nil || string(comm) != "kthreadd\n" {
+		t.Skip("no kthreadd at process 2 here")
+	}
+	ms, err := Maps(2)
+	if err != nil || len(ms) != 0 {
+		t.Skipf("process 2 has %d mappings (%v)", len(ms), err)
+	}
+	p, err := NewPattern([]byte{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := ScanProcessAll(2, []*Pattern{p, p})
+	if err != nil || len(res) != 2 || res[0] != nil || res[1] != nil {
+		t.Errorf("ScanProcessAll of a kernel thread: %v, %v; want two empty results", res, err)
+	}
+	if hits, err := ScanProcess(2, p); err != nil || hits != nil {
+		t.Errorf("ScanProcess of a kernel thread: %v, %v; want no hit and no error", hits, err)
+	}
+}

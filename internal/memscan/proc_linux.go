@@ -113,6 +113,11 @@ func ScanProcessAll(pid int, ps []*Pattern) ([][]Hit, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(vs) == 0 {
+		// No user memory, as a kernel thread or a zombie has: its mem
+		// file will not open (ESRCH), and there is nothing to read.
+		return make([][]Hit, len(ps)), nil
+	}
 	memPath := fmt.Sprintf("/proc/%d/mem", pid)
 	mem, err := openRead(memPath)
 	if err != nil {

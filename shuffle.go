@@ -59,8 +59,10 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 // is refused too does the error wrap ErrOutOfMemory or ErrLockFailed.
 // Should the system refuse to take back an emptied arena (munmap does not
 // fail for a correct call), its error is returned too; the arena is
-// wiped, and the next Shuffle retries. Every entry stays valid either
-// way. Arenas the system would not lock when they were mapped, the fresh
+// wiped, and the next Shuffle retries. (A shard some of whose arenas the
+// system would not lock unmaps the ones it empties at once, and tries a
+// refused one again before it is done: no error when that works.) Every
+// entry stays valid either way. Arenas the system would not lock when they were mapped, the fresh
 // ones included, are locked again, once the arenas Shuffle emptied are
 // released, if it now allows.
 func (s *Shuffler) Shuffle() error {

@@ -33,14 +33,24 @@ func TestShuffleInPlaceWithoutMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 		sh := &s.shards[0]
-		places := 0
+		places, mapped := 0, 0
 		for _, a := range sh.Arenas.List() {
 			if a != nil {
 				places += len(a.Mem) / ext
+				mapped += len(a.Mem)
 			}
 		}
 		if places != n {
 			t.Fatalf("%d places for %d entries: not exactly full", places, n)
+		}
+		if mapped != n*ext {
+			if st := s.Stats(); st.UnlockedBytes > 0 {
+				// Entries kept in their locked arenas of 4096 bytes,
+				// which entries of 992 bytes do not fill: no shuffle in
+				// place there, as Shuffle's doc says.
+				t.Skipf("the first Shuffle, at the memory-lock limit, left entries in arenas they do not fill: %d bytes for %d", mapped, n*ext)
+			}
+			t.Fatalf("%d bytes of arenas for %d entries of %d bytes: not exactly full", mapped, n, ext)
 		}
 		old := make([]uintptr, len(hs))
 		for i, h := range hs {

@@ -71,8 +71,9 @@ func TestRefusedRotationGivesBackBackups(t *testing.T) {
 func TestBackupIsPlainMemory(t *testing.T) {
 	for _, m := range []LockMode{LockBestEffort, LockStrict} {
 		t.Run(fmt.Sprint(m), func(t *testing.T) {
-			s := newTest(t, WithShards(1), WithCipher(AES256GCM), WithLockMode(m))
+			s := newOrSkip(t, WithShards(1), WithCipher(AES256GCM), WithLockMode(m))
 			h, err := Alloc[byte](s, 1000)
+			skipLockFailed(t, err)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -115,13 +116,14 @@ func TestBackupIsPlainMemory(t *testing.T) {
 func TestRotationAtLockLimit(t *testing.T) {
 	for _, c := range []Cipher{AES256GCM, ChaCha20Poly1305} {
 		t.Run(c.String(), func(t *testing.T) {
-			s := newTest(t, WithShards(2), WithCipher(c), WithLockMode(LockStrict))
+			s := newOrSkip(t, WithShards(2), WithCipher(c), WithLockMode(LockStrict))
 			pick := uint32(0)
 			s.replayShard = func() uint32 { return pick }
 			var hs []Handle
 			for i := range 8 {
 				pick = uint32(i % 2)
 				h, err := Alloc[byte](s, 100<<i)
+				skipLockFailed(t, err)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -167,5 +169,34 @@ func TestRotationAtLockLimit(t *testing.T) {
 			}
 			mustCheck(t, s)
 		})
+	}
+}
+
+// TestRefusedBackupUnmapRetried: a backup buffer whose unmap the system
+// refuses is kept, wiped, for Close to give back, as any other region is.
+// Unmapped apart from the regions the Shuffler counts, one refused stayed
+// mapped for the life of the process.
+func TestRefusedBackupUnmapRetried(t *testing.T) {
+	s := newTest(t, WithShards(1), WithCipher(AES256GCM))
+	h, err := Alloc[byte](s, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, s, h) // a Rent, which maps the backup
+	if held := backups(s); !held[0] {
+		t.Fatal("the Rent mapped no backup buffer")
+	}
+	osmem.UnmapRefused() // none an earlier test left
+	allow := refuse(t, osmem.OpUnmap)
+	sh := &s.shards[0]
+	sh.mu.Lock()
+	sh.dropBackup()
+	sh.mu.Unlock()
+	allow()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := osmem.UnmapRefused(); n != 0 {
+		t.Errorf("%d regions left mapped after Close: the refused backup was not tried again", n)
 	}
 }

@@ -145,6 +145,7 @@ func TestLockedRoomFirstFaults(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			skipUnlockedShard(t, s, 0)
 			if err := s.Free(h); err != nil { // shard 0's current arena stays, empty
 				t.Fatal(err)
 			}
@@ -237,6 +238,7 @@ func TestLockedRoomFirstKeepsUsingIt(t *testing.T) {
 			if s.Stats().LockedBytes == 0 {
 				t.Skip("the system locks no memory here")
 			}
+			skipUnlockedShard(t, s, 0)
 			maps := refuseLocks(t)
 			if c.room {
 				pick = 2
@@ -311,6 +313,7 @@ func TestLockedRoomSkipsUnlockedOffer(t *testing.T) {
 	if s.Stats().LockedBytes == 0 {
 		t.Skip("the system locks no memory here")
 	}
+	skipUnlockedShard(t, s, 0)
 	maps := refuseLocks(t)
 	// Shard 0's locked arenas filled, until the next entry of size bytes
 	// needs another.

@@ -163,7 +163,7 @@ func TestMapSpare(t *testing.T) {
 			if c.locked && osmem.LockLimit() >= 0 && osmem.LockLimit() < 2*n {
 				t.Skipf("RLIMIT_MEMLOCK %d leaves no room for a %d-byte spare", osmem.LockLimit(), n)
 			}
-			s := newTest(t, WithLockMode(c.mode))
+			s := newOrSkip(t, WithLockMode(c.mode))
 			before := s.Stats()
 			if c.refuse {
 				refuse(t, osmem.OpLock)

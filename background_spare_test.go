@@ -92,6 +92,15 @@ func newOrSkip(t *testing.T, opts ...Option) *Shuffler {
 	return s
 }
 
+// skipLockFailed skips where LockStrict ran into RLIMIT_MEMLOCK part-way
+// through a workload the test builds, which New alone does not foresee.
+func skipLockFailed(t *testing.T, err error) {
+	t.Helper()
+	if errors.Is(err, ErrLockFailed) {
+		t.Skipf("the memory-lock limit cannot hold the test's workload: %v", err)
+	}
+}
+
 // TestStepMovesOneLargeEntry: a step of the background shuffler moves at
 // most stepBytes while it holds the shard lock, so one entry of 64 KiB at
 // a time: the lock hold, which a Rent of the shard waits out, is the copy

@@ -160,6 +160,8 @@ func TestUnlockedLoggedOnceThenLocked(t *testing.T) {
 		}
 		return len(p), nil
 	}), nil))
+	// Once allowed, the 128 KiB its entries fill must all be locked.
+	needLockRoom(t, 512<<10)
 	s := newTest(t, WithShards(2), WithArenaSize(4096), WithLogger(logger))
 	allow := refuse(t, osmem.OpLock)
 	for range 2000 {

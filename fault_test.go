@@ -47,10 +47,7 @@ func TestFaults(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.op.String()+"/"+[]string{"besteffort", "strict", "none"}[c.mode], func(t *testing.T) {
 			for n := int64(0); ; n++ {
-				s, err := New(WithShards(2), WithArenaSize(4096), WithLockMode(c.mode))
-				if err != nil {
-					t.Fatal(err)
-				}
+				s := newOrSkip(t, WithShards(2), WithArenaSize(4096), WithLockMode(c.mode))
 				m := model{}
 				for i := range 40 {
 					allocPattern(t, s, m, 100+i, i)

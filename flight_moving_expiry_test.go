@@ -186,7 +186,7 @@ func TestOpenInFlightBackupAtLimit(t *testing.T) {
 	for _, mode := range []LockMode{LockBestEffort, LockStrict} {
 		for _, c := range []Cipher{AES256GCM, ChaCha20Poly1305} {
 			t.Run(c.String()+"/"+map[LockMode]string{LockBestEffort: "best-effort", LockStrict: "strict"}[mode], func(t *testing.T) {
-				s := newTest(t, WithShards(1), WithCipher(c), WithLockMode(mode), WithArenaSize(4<<20))
+				s := newOrSkip(t, WithShards(1), WithCipher(c), WithLockMode(mode), WithArenaSize(4<<20))
 				sh := &s.shards[0]
 				m := model{}
 				a := allocPattern(t, s, m, 32<<10, 1)

@@ -152,6 +152,7 @@ func TestIdleGivenBack(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			needLockRoom(t, 64<<10) // only a locked region goes idle
 			s := newTest(t, WithShards(2), WithArenaSize(4096), WithLockMode(tc.mode))
 			s.replayShard = func() uint32 { return 0 }
 			if tc.setup != nil {
@@ -206,6 +207,7 @@ func allocBeside(t *testing.T, s *Shuffler) error {
 // emptied arena goes idle; when shard 0 then releases a locked arena, the
 // relock that follows gives the idle region back and locks the arena.
 func TestIdleGivenBackToRelock(t *testing.T) {
+	needLockRoom(t, 64<<10) // only a locked region goes idle
 	s := newTest(t, WithShards(2), WithArenaSize(4096))
 	sh := &s.shards[0]
 	size := 4096 - sh.Overhead()
@@ -248,6 +250,7 @@ func TestIdleGivenBackToRelock(t *testing.T) {
 // memory-lock limit, so a refusal in one gives back the other's idle
 // regions too.
 func TestIdleGivenBackOtherShuffler(t *testing.T) {
+	needLockRoom(t, 64<<10) // only a locked region goes idle
 	a := newTest(t, WithShards(2), WithArenaSize(4096))
 	b := newTest(t, WithShards(1), WithArenaSize(4096), WithLockMode(LockStrict))
 	idleOne(t, a, 1)
@@ -268,6 +271,7 @@ func TestIdleGivenBackOtherShuffler(t *testing.T) {
 // refusal the give-back under way relieves. Here an Alloc's refusal gives
 // back a region whose unmap takes until a Shuffle's lock is refused too.
 func TestIdleGivenBackDuringGiveBack(t *testing.T) {
+	needLockRoom(t, 64<<10) // only a locked region goes idle
 	s := newTest(t, WithShards(2), WithArenaSize(4096), WithLockMode(LockStrict))
 	s.replayShard = func() uint32 { return 0 }
 	fill0(t, s)
@@ -319,6 +323,7 @@ func TestIdleGivenBackDuringGiveBack(t *testing.T) {
 func TestCloseWaitsForGiveBack(t *testing.T) {
 	for _, refuse := range []bool{false, true} {
 		t.Run(map[bool]string{false: "slow", true: "refused"}[refuse], func(t *testing.T) {
+			needLockRoom(t, 64<<10) // only a locked region goes idle
 			// Another Shuffler's idle region, unmapped first, would be the
 			// one the hook holds.
 			store.GiveBackIdle(store.IdleDrains())

@@ -26,8 +26,10 @@ func TestLockPredicates(t *testing.T) {
 		{true, LockStrict, true, true},
 		{true, LockNone, true, true},
 	} {
-		s := newTest(t, WithShards(1), WithLockMode(c.mode))
-		s.cfg.secret = c.secret
+		// Made under LockNone, which no memory-lock limit refuses: the
+		// predicates read the configuration alone.
+		s := newTest(t, WithShards(1), WithLockMode(LockNone))
+		s.cfg.lock, s.cfg.secret = c.mode, c.secret
 		if got := s.cfg.locks(); got != c.locks {
 			t.Errorf("secret %v, mode %d: locks() = %v, want %v", c.secret, c.mode, got, c.locks)
 		}
@@ -41,6 +43,6 @@ func TestLockPredicates(t *testing.T) {
 		if got := s.shards[0].freshMax(lim); got != want {
 			t.Errorf("secret %v, mode %d: freshMax(8 MiB) = %d, want %d", c.secret, c.mode, got, want)
 		}
-		s.cfg.secret = false
+		s.cfg.lock, s.cfg.secret = LockNone, false
 	}
 }

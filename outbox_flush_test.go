@@ -68,6 +68,9 @@ func TestEventReachesLoggerBeforeCallReturns(t *testing.T) {
 			}
 			defer s.Close()
 			hs := c.setup(t, s)
+			if s.Stats().LockFailures > 0 {
+				t.Skip("the process reached its memory-lock limit in the setup: the one \"memory not locked\" event a Shuffler logs went out before the call")
+			}
 			if n := seen(); n != 0 {
 				t.Fatalf("%d events before any lock was refused", n)
 			}

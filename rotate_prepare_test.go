@@ -23,6 +23,7 @@ func TestRotatePrepareCountsBorrowed(t *testing.T) {
 	if lim < 0 || lim > 64<<20 || os.Geteuid() == 0 {
 		t.Skip("run as nobody with ulimit -l 8192")
 	}
+	needLockRoom(t, 8<<20)
 	s := newTest(t, WithCipher(AES256GCM), WithLockMode(LockStrict), WithShards(1))
 	big, err := Alloc[byte](s, 1<<20)
 	if err != nil {

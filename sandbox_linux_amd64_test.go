@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/memshuffle/memshuffle/internal/osmem"
 	"github.com/memshuffle/memshuffle/internal/seccomptest"
 	"golang.org/x/sys/unix"
 )
@@ -33,7 +34,7 @@ func TestDumpableBytesWhereDontDumpRefused(t *testing.T) {
 			{"secret", []Option{WithSecretMemory()}},
 		} {
 			s, err := New(append(c.opts, WithShards(2))...)
-			if errors.Is(err, ErrNoSecretMemory) {
+			if errors.Is(err, ErrNoSecretMemory) || errors.Is(err, ErrLockFailed) {
 				t.Logf("%s: %v", c.name, err)
 				continue
 			}
@@ -41,9 +42,17 @@ func TestDumpableBytesWhereDontDumpRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i := range 200 {
-				if _, err := Alloc[byte](s, 1+i*13); err != nil {
-					t.Fatal(err)
+				if _, err = Alloc[byte](s, 1+i*13); err != nil {
+					break
 				}
+			}
+			if errors.Is(err, ErrLockFailed) {
+				t.Logf("%s: %v", c.name, err)
+				s.Close()
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
 			}
 			key, err := Random(s, 32)
 			if err != nil {
@@ -110,6 +119,11 @@ func TestLockStrictWhereMlockRefused(t *testing.T) {
 		errno unix.Errno
 	}{{"EPERM", unix.EPERM}, {"ENOSYS", unix.ENOSYS}} {
 		t.Run(c.name, func(t *testing.T) {
+			if c.errno == unix.EPERM && osmem.LockLimit() == 0 {
+				// mlock's EPERM is then also what the limit answers: New
+				// cannot tell the filter from it, and rightly names ulimit.
+				t.Skip("RLIMIT_MEMLOCK is 0: a refused mlock reads as the limit")
+			}
 			rules := []seccomptest.Rule{
 				seccomptest.Refuse(unix.SYS_MLOCK, c.errno),
 				seccomptest.Refuse(unix.SYS_MLOCK2, c.errno),

@@ -261,6 +261,7 @@ func TestShuffleRefusedKeepsLockedEntriesLocked(t *testing.T) {
 		}
 		m[h] = make([]byte, 32)
 	}
+	skipUnlockedShard(t, s, 0)
 	refuse(t, osmem.OpLock)
 	for range 300 {
 		h, err := Alloc[byte](s, 32)

@@ -718,7 +718,11 @@ func (sh *shard) freeBackup(r *osmem.Region) {
 		return
 	}
 	osmem.Wipe(r.Data)
-	_ = osmem.Unmap(r) // munmap does not fail for a correct call
+	if osmem.Unmap(r) != nil {
+		// Counted from now on, and tried again by the next Shuffle or
+		// Close, as any region the system would not take back.
+		sh.s.aux.KeepRefused(r)
+	}
 }
 
 // mapBackup maps a backup buffer of n bytes (see backupFor): plain

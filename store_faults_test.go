@@ -32,7 +32,7 @@ func faultOps(t *testing.T, seed uint64, opts ...Option) {
 		return nil
 	})
 	t.Cleanup(func() { osmem.SetFault(nil) })
-	s := newTest(t, opts...)
+	s := newOrSkip(t, opts...)
 	vals := map[Handle][]byte{}
 	var hs []Handle
 	rented := map[Handle][]byte{}

@@ -25,7 +25,7 @@ func TestStoreStrictLockLimit(t *testing.T) {
 		if c == ChaCha20Poly1305 {
 			opts = append(opts, WithSecretMemory())
 		}
-		s := newTest(t, opts...)
+		s := newOrSkip(t, opts...)
 		r := mrand.New(mrand.NewPCG(1, 2))
 		m := model{}
 		var hs []Handle

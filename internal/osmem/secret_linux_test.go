@@ -47,6 +47,10 @@ func TestSecretMapFailsSafely(t *testing.T) {
 	if errors.Is(err, ErrNoSecret) {
 		t.Skip(err)
 	}
+	if err != nil && lim.Cur < uint64(4*PageSize()) {
+		// The limit checks below need one page that fits.
+		t.Skipf("RLIMIT_MEMLOCK %d holds no secret page: %v", lim.Cur, err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

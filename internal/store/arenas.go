@@ -284,10 +284,20 @@ func (s *Arenas) Release(a *Arena, later *UnmapList) error {
 // Without that bound, entries larger than the shard's usual arenas, which
 // get arenas of their own sizes, held a fifth more memory than they did
 // without idle regions in BenchmarkChurn/max=1048576.
+//
+// A region the system refused to lock goes idle only where it locks
+// nothing at all (RLIMIT_MEMLOCK 0, without the privilege to pass it):
+// elsewhere the next arena, mapped afresh, may be locked, or its entry
+// go into locked room another shard has (see the root package's
+// lockedRoomElsewhere). There, entries that each fill an arena mapped
+// and unmapped one for every Alloc and Free (TestChurnReusesEmptiedArena
+// at ulimit -l 0: 100 for 100).
 func (s *Arenas) idles(a *Arena) bool {
 	n := int64(len(a.Mem))
-	return !a.Dedicated && a.Reg.LockErr == nil && (!a.Reg.Locked || s.unlocked == 0) &&
-		(n <= int64(s.keepAny) || n*8 <= s.mapped)
+	if a.Dedicated || a.Reg.Locked && s.unlocked != 0 || n > int64(s.keepAny) && n*8 > s.mapped {
+		return false
+	}
+	return a.Reg.LockErr == nil || osmem.BindingLockLimit() == 0
 }
 
 // Fit bump-allocates size bytes aligned to align in a, the current arena
@@ -541,6 +551,16 @@ func (x *Aux) Add(r *osmem.Region, sign int64) {
 // the refusal left it, and is kept for Retry: the callers let go of it,
 // wiped, and would otherwise leave it mapped, and locked, for good.
 func (x *Aux) Unmap(r *osmem.Region) error { return x.giveBack(auxRegion{r, false}) }
+
+// KeepRefused counts in r, a region the Aux did not count whose unmap
+// the system refused, and keeps it for Retry, as Unmap keeps one it
+// counted: the caller lets go of it, wiped.
+func (x *Aux) KeepRefused(r *osmem.Region) {
+	x.Add(r, 1)
+	x.mu.Lock()
+	x.refused = append(x.refused, auxRegion{r, false})
+	x.mu.Unlock()
+}
 
 // UnmapArena is Unmap for the region of an arena: unmapped now or by a
 // later Retry, it counts in Released.

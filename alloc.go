@@ -222,7 +222,7 @@ func (s *Shuffler) allocIn(sh *shard, size, align int, lockedOnly bool) (Handle,
 // 8 MiB limit, and later entries went unlocked (TestLockedRoomFirst).
 //
 // It gives back less than a refusal under LockStrict does (every emptied
-// current arena, idle AEAD backups, compaction, expired entries): with
+// current arena, compaction, expired entries): with
 // the limit in use, every Alloc that came after an entry freed in another
 // shard then mapped an arena, had its lock refused, and dropped that
 // shard's, which made Alloc and Free of 32 bytes take 1.5 to 2.1 µs
@@ -351,7 +351,7 @@ func (sh *shard) alloc(size, align int) (Handle, error) {
 		if !sh.Expiries.None() {
 			sh.sweepSome(nil, s.now(), max(size, refusedSweepBytes), refusedSweepEntries)
 		}
-		sh.reclaim()
+		sh.reclaim(errors.Is(err, ErrOutOfMemory))
 		a, off, err = sh.PlaceNew(size+sh.Overhead(), align)
 		if err != nil {
 			sh.refusedAt = s.aux.Freed() + 1

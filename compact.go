@@ -3,16 +3,19 @@ package memshuffle
 import "github.com/memshuffle/memshuffle/internal/store"
 
 // reclaim gives back what memory it can, in bounded work, for an
-// allocation that the system refused memory or a lock: empty arenas and
-// idle backup buffers of this shard and, where their locks are free, of
-// the others, then a few compaction steps (see store.Shard.Compact).
-func (sh *shard) reclaim() {
+// allocation that the system refused memory or a lock: empty arenas of
+// this shard and, where their locks are free, of the others, and, for a
+// refusal of memory (backups take no locked memory), their idle backup
+// buffers, then a few compaction steps (see store.Shard.Compact).
+func (sh *shard) reclaim(memory bool) {
 	if c := sh.Arenas.Cur(); c != nil && c.Live == 0 {
 		sh.Arenas.ReplaceCur(nil, nil)
 	}
 	// A rotating shard keeps its backup (see dropIdleBackup), and this
 	// allocation may take what it gives back.
-	sh.dropIdleBackup()
+	if memory {
+		sh.dropIdleBackup()
+	}
 	for i := range sh.s.shards {
 		o := &sh.s.shards[i]
 		if o == sh || !o.mu.TryLock() {
@@ -22,7 +25,9 @@ func (sh *shard) reclaim() {
 			if c := o.Arenas.Cur(); c != nil && c.Live == 0 {
 				o.Arenas.ReplaceCur(nil, nil)
 			}
-			o.dropIdleBackup()
+			if memory {
+				o.dropIdleBackup()
+			}
 		}
 		o.mu.Unlock()
 	}

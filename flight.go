@@ -200,7 +200,8 @@ func (sh *shard) openTakenOff(i uint32, sl *store.Slot) (moved bool, err error) 
 // least n bytes for an entry in flight, mapping a larger one with the
 // shard unlocked: under the lock, the first Rent of a 64 MiB entry held
 // the shard's other entries for 140 ms. As backupFor, it gives the old
-// buffer back first: the room it frees may be what the new one needs. It reports false when the system refuses.
+// buffer back first: the room it frees may be what the new one needs. It
+// reports false when the system refuses.
 func (sh *shard) growBackupInFlight(n int) bool {
 	if sh.backup != nil && len(sh.backup.Data) >= n {
 		return true

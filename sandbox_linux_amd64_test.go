@@ -19,7 +19,8 @@ import (
 // key and round keys, as smaps shows them without "dd". It counted the
 // arenas alone, so a dump holding the key read as one holding ciphertext
 // only; and it counted secret memory's arenas, which the kernel keeps out
-// of dumps itself. It left out the memory every Shuffler shares, the
+// of dumps itself; the AEAD backup buffers, plain memory, count too. It
+// left out the memory every Shuffler shares, the
 // inbox and the MACs' memory, which hold a RotateKey key, a CopyFrom
 // source or an HMAC's pads in the clear during a call.
 func TestDumpableBytesWhereDontDumpRefused(t *testing.T) {
@@ -32,6 +33,8 @@ func TestDumpableBytesWhereDontDumpRefused(t *testing.T) {
 			{"default", nil},
 			{"strict", []Option{WithLockMode(LockStrict)}},
 			{"secret", []Option{WithSecretMemory()}},
+			// With a backup buffer, which a Rent maps, plain memory.
+			{"gcm", []Option{WithCipher(AES256GCM)}},
 		} {
 			s, err := New(append(c.opts, WithShards(2))...)
 			if errors.Is(err, ErrNoSecretMemory) || errors.Is(err, ErrLockFailed) {
@@ -61,6 +64,7 @@ func TestDumpableBytesWhereDontDumpRefused(t *testing.T) {
 			if _, err := MAC(s, key, sha256.New, []byte("message"), nil); err != nil {
 				t.Fatal(err)
 			}
+			readAll(t, s, key)
 			var want int64
 			dumpable := func(b []byte) {
 				if !slices.Contains(vmFlags(t, b), "dd") {
@@ -73,6 +77,9 @@ func TestDumpableBytesWhereDontDumpRefused(t *testing.T) {
 					if a != nil {
 						dumpable(a.Mem)
 					}
+				}
+				if b := s.shards[i].backup; b != nil {
+					dumpable(b.Data)
 				}
 			}
 			dumpable(s.own.Data)

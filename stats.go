@@ -30,11 +30,13 @@ type Stats struct {
 	// authenticated modes: while an entry is decrypted in place, a copy of
 	// its ciphertext, which a failed authentication puts back. They hold
 	// nothing else and are wiped after each use, so they are plain memory,
-	// neither locked nor secret, counted in no other field: a rotation
-	// needs one per shard, and as locked memory they kept rotations from
-	// succeeding at the memory-lock limit. A shard keeps the last one it
-	// used while it has borrowed entries or a rotation runs; a Shuffle
-	// and a refused allocation give back an idle one.
+	// neither locked nor secret, counted in no other field (but
+	// DumpableBytes, where the system will not exclude them from dumps): a
+	// rotation needs one per shard, and as locked memory they kept
+	// rotations from succeeding at the memory-lock limit. A shard keeps the
+	// last one it used, wiped, until a Shuffle, a refusal of memory or its
+	// last entry's going gives it back while it has no borrowed entry and
+	// no rotation under way.
 	BackupBytes int64
 
 	// LockedBytes counts the bytes the Shuffler holds locked into RAM: its
@@ -45,8 +47,9 @@ type Stats struct {
 	// the system would not lock (or all, with LockNone).
 	LockedBytes   int64
 	UnlockedBytes int64
-	// DumpableBytes counts the bytes LockedBytes and UnlockedBytes count
-	// (arenas, the own region with the keys, spares) that are
+	// DumpableBytes counts the bytes LockedBytes, UnlockedBytes and
+	// BackupBytes count (arenas, the own region with the keys, spares,
+	// backups) that are
 	// not excluded from core dumps: zero on Linux unless the system
 	// refuses MADV_DONTDUMP (a system call filter that does not allow
 	// it), and all of them where the platform has no way to exclude them.
@@ -201,8 +204,11 @@ func (s *Shuffler) gauges(st *Stats) {
 		st.LiveBytes += sh.Counts.LiveBytes()
 		st.MappedBytes += sh.Arenas.Mapped()
 		st.SlotBytes += sh.Slots.Bytes()
-		if sh.backup != nil {
-			st.BackupBytes += int64(len(sh.backup.Data))
+		if b := sh.backup; b != nil {
+			st.BackupBytes += int64(len(b.Data))
+			if !b.DontDump {
+				st.DumpableBytes += int64(len(b.Data))
+			}
 		}
 		st.LockedBytes += sh.Arenas.Locked()
 		st.UnlockedBytes += sh.Arenas.Unlocked()

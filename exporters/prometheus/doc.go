@@ -41,8 +41,8 @@
 //   - memshuffle_slot_bytes: bytes of Go heap the slot tables hold, free
 //     slots included (SlotBytes).
 //   - memshuffle_backup_bytes: bytes of plain memory the authenticated
-//     modes' backup buffers hold, a copy of an entry's ciphertext while it
-//     is decrypted (BackupBytes).
+//     modes' backup buffers hold, kept mapped and wiped between uses, for a
+//     copy of an entry's ciphertext while it is decrypted (BackupBytes).
 //   - memshuffle_locked_bytes: bytes locked into RAM, arenas, the
 //     Shuffler's own region of keys and scratch, the background shuffler's
 //     spare regions and secret memory's guard pages (LockedBytes).
@@ -52,7 +52,7 @@
 //   - memshuffle_lock_limit_bytes: the most memory the process may lock,
 //     RLIMIT_MEMLOCK, or -1 if unlimited (LockLimit).
 //   - memshuffle_dumpable_bytes: bytes the Shuffler holds (arenas, keys,
-//     spares) not excluded from core dumps (DumpableBytes); zero
+//     backups, spares) not excluded from core dumps (DumpableBytes); zero
 //     on Linux unless the system refuses MADV_DONTDUMP.
 //   - memshuffle_shared_dumpable_bytes: bytes of the memory all Shufflers
 //     of the process share (the inbox, the MACs' memory) not excluded from

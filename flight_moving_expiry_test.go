@@ -173,17 +173,6 @@ func TestMovingReturnUnmapAsideExpires(t *testing.T) {
 	}
 }
 
-func equalBytes(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
 
 // TestExpiredReturnUnmapsUnlocked: a moving Return of an entry whose
 // deadline has passed wipes it (sealExpired), and an arena that leaves

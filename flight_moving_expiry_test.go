@@ -173,7 +173,6 @@ func TestMovingReturnUnmapAsideExpires(t *testing.T) {
 	}
 }
 
-
 // TestExpiredReturnUnmapsUnlocked: a moving Return of an entry whose
 // deadline has passed wipes it (sealExpired), and an arena that leaves
 // empty (not current; 16 MiB and more for an oversize entry) is unmapped

@@ -2,10 +2,14 @@ package memscan
 
 import (
 	"bytes"
+	"debug/elf"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"github.com/memshuffle/memshuffle/internal/memscan/coretest"
 )
 
 // FuzzOpenCore feeds arbitrary bytes to the core-file reader the way
@@ -115,4 +119,54 @@ func checkCoreFile(t *testing.T, path string) {
 			_ = fr.String()
 		}
 	}
+}
+
+// FuzzBuiltCore complements FuzzOpenCore, whose random bytes seldom get
+// past the ELF header: it builds well-formed cores (coretest.Build) of one
+// to four segments of fuzzed sizes, some with more memory than file bytes,
+// and plants a fuzzed pattern in one of them. The reader must list every
+// segment where it was built and find the pattern where it was planted,
+// besides what checkCoreFile holds any core to.
+func FuzzBuiltCore(f *testing.F) {
+	skipWithoutCoreScan(f)
+	f.Add(uint8(0), uint16(100), uint16(0), uint16(7), []byte("core-secret"))
+	f.Add(uint8(3), uint16(5000), uint16(4096), uint16(4999), []byte{0, 0, 0})
+	f.Add(uint8(1), uint16(1), uint16(1), uint16(0), []byte{0xaa})
+	f.Fuzz(func(t *testing.T, nseg uint8, size, extra, off uint16, pat []byte) {
+		if len(pat) == 0 || len(pat) > 64 {
+			return
+		}
+		n, sz := 1+int(nseg%4), max(int(size%8192), len(pat))
+		var segs []coretest.Segment
+		vaddr := uint64(0x400000)
+		for range n {
+			memsz := uint64(sz) + uint64(extra%4096)
+			segs = append(segs, coretest.Segment{Vaddr: vaddr, Flags: elf.PF_R | elf.PF_W, Data: bytes.Repeat([]byte{0xaa}, sz), Memsz: memsz})
+			vaddr = (vaddr + memsz + 2*4096) &^ 4095
+		}
+		k, at := int(off)%n, int(off)%(sz-len(pat)+1)
+		copy(segs[k].Data[at:], pat)
+		path := filepath.Join(t.TempDir(), "core")
+		if err := os.WriteFile(path, coretest.Build(elf.ET_CORE, segs, nil), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		checkCoreFile(t, path)
+		ms, err := CoreMaps(path)
+		if err != nil || len(ms) != n {
+			t.Fatalf("CoreMaps: %d mappings, %v; built %d", len(ms), err, n)
+		}
+		for i, m := range ms {
+			if s := segs[i]; m.Start != s.Vaddr || m.End != s.Vaddr+s.Memsz {
+				t.Fatalf("mapping %d [%#x, %#x), built [%#x, %#x)", i, m.Start, m.End, s.Vaddr, s.Vaddr+s.Memsz)
+			}
+		}
+		hits, err := ScanCore(path, mustPattern(t, pat))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := segs[k].Vaddr + uint64(at)
+		if !slices.ContainsFunc(hits, func(h Hit) bool { return h.Addr == want }) {
+			t.Fatalf("the pattern planted at %#x not found: %d hits", want, len(hits))
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package memshuffle
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"testing"
@@ -119,25 +120,19 @@ func TestRotationAtLockLimit(t *testing.T) {
 			s := newOrSkip(t, WithShards(2), WithCipher(c), WithLockMode(LockStrict))
 			pick := uint32(0)
 			s.replayShard = func() uint32 { return pick }
-			var hs []Handle
+			m := model{}
 			for i := range 8 {
 				pick = uint32(i % 2)
-				h, err := Alloc[byte](s, 100<<i)
+				want := make([]byte, 100<<i)
+				for k := range want {
+					want[k] = byte(i + k)
+				}
+				h, err := CopyFrom(s, bytes.Clone(want))
 				skipLockFailed(t, err)
 				if err != nil {
 					t.Fatal(err)
 				}
-				b, err := RentSlice[byte](s, h)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for k := range b {
-					b[k] = byte(i + k)
-				}
-				if err := s.Return(h); err != nil {
-					t.Fatal(err)
-				}
-				hs = append(hs, h)
+				m[h] = want
 			}
 			for i := range s.shards {
 				sh := &s.shards[i]
@@ -153,20 +148,7 @@ func TestRotationAtLockLimit(t *testing.T) {
 			if n := s.Stats().KeyRotations; n != 1 {
 				t.Errorf("%d rotations counted, want 1", n)
 			}
-			for i, h := range hs {
-				b, err := ViewSlice[byte](s, h)
-				if err != nil {
-					t.Fatalf("entry %d after the rotation: %v", i, err)
-				}
-				for k := range b {
-					if b[k] != byte(i+k) {
-						t.Fatalf("entry %d, byte %d: %d, want %d", i, k, b[k], byte(i+k))
-					}
-				}
-				if err := s.ReturnView(h); err != nil {
-					t.Fatal(err)
-				}
-			}
+			verifyModel(t, s, m)
 			mustCheck(t, s)
 		})
 	}

@@ -62,9 +62,9 @@ func (s *Shuffler) SetShuffleOnBorrowReturn(enable bool) {
 // wiped, and the next Shuffle retries. (A shard some of whose arenas the
 // system would not lock unmaps the ones it empties at once, and tries a
 // refused one again before it is done: no error when that works.) Every
-// entry stays valid either way. Arenas the system would not lock when they were mapped, the fresh
-// ones included, are locked again, once the arenas Shuffle emptied are
-// released, if it now allows.
+// entry stays valid either way. Arenas the system would not lock when
+// they were mapped, the fresh ones included, are locked again, once the
+// arenas Shuffle emptied are released, if it now allows.
 func (s *Shuffler) Shuffle() error {
 	if !s.made() || s.closed.Load() {
 		return ErrClosed

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/memshuffle/memshuffle/internal/osmem"
+	"github.com/memshuffle/memshuffle/internal/store"
 )
 
 // Stats is a snapshot of a Shuffler's state and counters. The counters (the
@@ -49,10 +50,10 @@ type Stats struct {
 	UnlockedBytes int64
 	// DumpableBytes counts the bytes LockedBytes, UnlockedBytes and
 	// BackupBytes count (arenas, the own region with the keys, spares,
-	// backups) that are
-	// not excluded from core dumps: zero on Linux unless the system
-	// refuses MADV_DONTDUMP (a system call filter that does not allow
-	// it), and all of them where the platform has no way to exclude them.
+	// backups) that are not excluded from core dumps: zero on Linux unless
+	// the system refuses MADV_DONTDUMP (a system call filter that does not
+	// allow it), and all of them where the platform has no way to exclude
+	// them.
 	DumpableBytes int64
 	// SharedDumpableBytes counts the bytes of the memory every Shuffler of
 	// the process shares that are not excluded from core dumps: the inbox,
@@ -206,9 +207,7 @@ func (s *Shuffler) gauges(st *Stats) {
 		st.SlotBytes += sh.Slots.Bytes()
 		if b := sh.backup; b != nil {
 			st.BackupBytes += int64(len(b.Data))
-			if !b.DontDump {
-				st.DumpableBytes += int64(len(b.Data))
-			}
+			st.DumpableBytes += store.DumpableLen(b)
 		}
 		st.LockedBytes += sh.Arenas.Locked()
 		st.UnlockedBytes += sh.Arenas.Unlocked()

@@ -557,9 +557,7 @@ func (x *Aux) Unmap(r *osmem.Region) error { return x.giveBack(auxRegion{r, fals
 // counted: the caller lets go of it, wiped.
 func (x *Aux) KeepRefused(r *osmem.Region) {
 	x.Add(r, 1)
-	x.mu.Lock()
-	x.refused = append(x.refused, auxRegion{r, false})
-	x.mu.Unlock()
+	x.keep(auxRegion{r, false})
 }
 
 // UnmapArena is Unmap for the region of an arena: unmapped now or by a
@@ -569,11 +567,16 @@ func (x *Aux) UnmapArena(r *osmem.Region) error { return x.giveBack(auxRegion{r,
 func (x *Aux) giveBack(k auxRegion) error {
 	err := x.unmap(k)
 	if err != nil {
-		x.mu.Lock()
-		x.refused = append(x.refused, k)
-		x.mu.Unlock()
+		x.keep(k)
 	}
 	return err
+}
+
+// keep holds k, which the system would not unmap, for Retry.
+func (x *Aux) keep(k auxRegion) {
+	x.mu.Lock()
+	x.refused = append(x.refused, k)
+	x.mu.Unlock()
 }
 
 // Relock locks r, a region counted here that the system refused to lock
